@@ -1,0 +1,5 @@
+"""`python -m autoscaler` runs the same CLI as the `autoscaler` console script."""
+
+from autoscaler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The exception tree of the controller; every class says when it is raised.
+
+    AutoscalerError                 base: anything we raise on purpose
+    ├── PolicyError                 a policy file is invalid (carries every problem found)
+    ├── QueryError                  a PromQL check gave no usable value
+    │   └── SourceUnavailable       Prometheus could not be reached (after retries)
+    ├── TargetError                 a scaling target refused or failed a read or a scale
+    │   ├── TargetNotFound          the ASG / Nomad job or group does not exist
+    │   ├── TargetForbidden         credentials lack a permission (the message names it)
+    │   └── TargetUnavailable       the target's API could not be reached (after retries)
+    └── StateError                  the state database cannot be opened, read or written
+
+Messages say what is wrong and what to do about it; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AutoscalerError(Exception):
+    """Base of every error the controller raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a policy file, located as precisely as the YAML allows."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class PolicyError(AutoscalerError):
+    """A policy file (or set of files) is invalid; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class QueryError(AutoscalerError):
+    """A check's query gave no usable value: error, no series, several series, NaN or ±Inf."""
+
+
+class SourceUnavailable(QueryError):
+    """The metric source could not be reached, even after bounded retries."""
+
+
+class TargetError(AutoscalerError):
+    """A scaling target could not be read or scaled."""
+
+
+class TargetNotFound(TargetError):
+    """The target (ASG, Nomad job or task group) does not exist."""
+
+
+class TargetForbidden(TargetError):
+    """The credentials in use lack a permission; the message names which one."""
+
+
+class TargetUnavailable(TargetError):
+    """The target's API could not be reached or kept failing, even after bounded retries."""
+
+
+class StateError(AutoscalerError):
+    """The state database cannot be opened, read or written."""

@@ -1,0 +1,11 @@
+"""Root conftest: registers the fixture plugins that start real servers for the tests.
+
+Each plugin module under `tests/support/` owns one kind of server (Prometheus,
+Alertmanager, moto, the Nomad API stand-in) and the fixtures that hand it to tests.
+"""
+
+pytest_plugins = [
+    "tests.support.prometheus",
+    "tests.support.aws",
+    "tests.support.nomad_api",
+]
