@@ -7,6 +7,8 @@
     ├── TargetError                 a scaling target refused or failed a read or a scale
     │   ├── TargetNotFound          the ASG / Nomad job or group does not exist
     │   ├── TargetForbidden         credentials lack a permission (the message names it)
+    │   ├── TargetBusy              the target refused a change for now (e.g. an active
+    │   │                           deployment): hold, start no cooldown, try next time
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
     └── StateError                  the state database cannot be opened, read or written
 
@@ -61,6 +63,10 @@ class TargetNotFound(TargetError):
 
 class TargetForbidden(TargetError):
     """The credentials in use lack a permission; the message names which one."""
+
+
+class TargetBusy(TargetError):
+    """The target refused the change for a passing reason; the decision becomes `hold`."""
 
 
 class TargetUnavailable(TargetError):
