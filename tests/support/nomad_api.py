@@ -1,1 +1,762 @@
-"""Placeholder: fixtures are added by the adapter work."""
+"""A stand-in for Nomad's HTTP API, served over real HTTP(S) on 127.0.0.1, and its fixtures.
+
+No Nomad binary can be installed here, so this answers the few endpoints the Nomad target
+uses with the paths, query parameters, payloads, status codes and error texts of Nomad
+itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint.go):
+
+    GET  /v1/jobs                   list-jobs            ?namespace= (`*` = all), ?prefix=
+    GET  /v1/job/:id                read-job             404 "job not found"
+    GET  /v1/job/:id/scale          read-job | read-job-scaling
+    POST /v1/job/:id/scale          scale-job | submit-job
+         400 "job scaling blocked due to active deployment", 404 `job "x" not found`,
+         400 `task group "g" specified for scaling does not exist in job`, ...
+    GET  /v1/job/:id/deployment     read-job             JSON null when there is none
+
+Every request may carry `namespace` (default "default") and `region` (default "global";
+an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
+is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found".
+There is no scheduler: allocations are reported as placed and running at once, and a
+deployment only changes when a test says so (`set_deployment`, `deployment_on_scale`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+
+from tests.support.net import free_port
+
+DEFAULT_REGION = "global"
+ACTIVE_DEPLOYMENT_STATES = frozenset(
+    {"running", "pending", "paused", "blocked", "unblocking", "initializing"}
+)
+_DEPLOYMENT_DESCRIPTIONS = {
+    "running": "Deployment is running",
+    "pending": "Deployment is pending, waiting for evaluation",
+    "paused": "Deployment is paused",
+    "blocked": "Deployment is blocked",
+    "unblocking": "Deployment is unblocking remaining regions",
+    "initializing": "Deployment is initializing",
+    "successful": "Deployment completed successfully",
+    "failed": "Deployment marked as failed",
+    "cancelled": "Cancelled because job is stopped",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the stand-in received it (path unescaped, body parsed as JSON)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Job:
+    id: str
+    namespace: str
+    region: str
+    type: str
+    groups: dict[str, int]
+    periodic: bool
+    parameterized: bool
+    stopped: bool
+    create_index: int
+    modify_index: int
+    version: int = 0
+    submit_time: int = field(default_factory=time.time_ns)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    deployments: list[dict[str, Any]] = field(default_factory=list)  # newest last
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+class NomadApiStandIn:
+    """The stand-in server and its test controls; `reset()` gives a fresh state."""
+
+    def __init__(self, *, tls_dir: Path | None = None) -> None:
+        self._lock = threading.RLock()
+        self._port = free_port()
+        self.ca_cert: str | None = None
+        self._tls: ssl.SSLContext | None = None
+        if tls_dir is not None:
+            ca, cert, key = make_tls_files(tls_dir)
+            self.ca_cert = str(ca)
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(cert, key)
+        scheme = "https" if self._tls else "http"
+        self.address = f"{scheme}://127.0.0.1:{self._port}"
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._server = _Server(("127.0.0.1", self._port), _Handler, self, self._tls)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="nomad-api-stand-in", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def reset(self) -> None:
+        """Forget jobs, tokens, regions beyond "global", injected failures and the log."""
+        with self._lock:
+            self._jobs: dict[tuple[str, str, str], _Job] = {}
+            self.regions: set[str] = {DEFAULT_REGION}
+            self._acl: dict[str, dict[str, frozenset[str]]] | None = None
+            self._failures: list[tuple[int, str]] = []
+            self._delays: list[float] = []
+            self._index = 10
+            self.requests: list[RecordedRequest] = []
+            self.deployment_on_scale: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """NOMAD_* variables pointing a client (or a subprocess) at this server."""
+        env = {"NOMAD_ADDR": self.address}
+        if self.ca_cert:
+            env["NOMAD_CACERT"] = self.ca_cert
+        return env
+
+    # --- test controls -------------------------------------------------------------------
+
+    def register_job(
+        self,
+        job_id: str,
+        groups: Mapping[str, int] | None = None,
+        *,
+        namespace: str = "default",
+        type: str = "service",
+        periodic: bool = False,
+        parameterized: bool = False,
+        stopped: bool = False,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        """Register (or replace) a job, as `nomad job run` would; no deployment yet."""
+        with self._lock:
+            index = self._next_index()
+            self.regions.add(region)
+            self._jobs[(region, namespace, job_id)] = _Job(
+                id=job_id,
+                namespace=namespace,
+                region=region,
+                type=type,
+                groups=dict({"web": 3} if groups is None else groups),
+                periodic=periodic,
+                parameterized=parameterized,
+                stopped=stopped,
+                create_index=index,
+                modify_index=index,
+            )
+
+    def set_deployment(
+        self,
+        job_id: str,
+        status: str,
+        namespace: str = "default",
+        region: str = DEFAULT_REGION,
+    ) -> str:
+        """Make a new latest deployment of the job with this status; its ID back."""
+        with self._lock:
+            return self._new_deployment(self._job(job_id, namespace, region), status)
+
+    def fail_next(self, n: int = 1, status: int = 500, body: str = "injected failure") -> None:
+        """Answer the next `n` requests (any path) with `status` and `body`."""
+        with self._lock:
+            self._failures.extend([(status, body)] * n)
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        """Wait `seconds` before answering each of the next `n` requests (for timeouts)."""
+        with self._lock:
+            self._delays.extend([seconds] * n)
+
+    def enable_acl(self, tokens: Mapping[str, Mapping[str, Iterable[str]]]) -> None:
+        """Require tokens: secret → {namespace (or "*"): capabilities}."""
+        with self._lock:
+            self._acl = {
+                secret: {ns: frozenset(caps) for ns, caps in rules.items()}
+                for secret, rules in tokens.items()
+            }
+
+    def scale_events(
+        self,
+        job_id: str,
+        group: str | None = None,
+        namespace: str = "default",
+        region: str = DEFAULT_REGION,
+    ) -> list[dict[str, Any]]:
+        """The job's scaling events, newest first (one group's, or all groups' merged)."""
+        with self._lock:
+            job = self._job(job_id, namespace, region)
+            if group is not None:
+                return [dict(e) for e in job.events.get(group, [])]
+            merged = [dict(e) for events in job.events.values() for e in events]
+            return sorted(merged, key=lambda e: int(e["Time"]), reverse=True)
+
+    def add_scale_event(
+        self,
+        job_id: str,
+        group: str,
+        *,
+        count: int | None,
+        previous: int,
+        at: dt.datetime,
+        message: str = "submitted using the Nomad CLI",
+        error: bool = False,
+        namespace: str = "default",
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        """Record a scaling event from the past (someone else's) without changing the count."""
+        with self._lock:
+            job = self._job(job_id, namespace, region)
+            event = _event(
+                count=count,
+                previous=previous,
+                message=message,
+                error=error,
+                meta=None,
+                eval_id=None,
+            )
+            event["Time"] = int(at.timestamp() * 1_000_000) * 1000
+            job.events.setdefault(group, []).insert(0, event)
+            job.events[group].sort(key=lambda e: int(e["Time"]), reverse=True)
+
+    def group_count(
+        self, job_id: str, group: str, namespace: str = "default", region: str = DEFAULT_REGION
+    ) -> int:
+        with self._lock:
+            return self._job(job_id, namespace, region).groups[group]
+
+    def requests_to(self, method: str, suffix: str = "") -> list[RecordedRequest]:
+        """Logged requests with this method whose path ends with `suffix`."""
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path.endswith(suffix)]
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _next_index(self) -> int:
+        self._index += 1
+        return self._index
+
+    def _job(self, job_id: str, namespace: str, region: str) -> _Job:
+        return self._jobs[(region, namespace, job_id)]
+
+    def _new_deployment(self, job: _Job, status: str) -> str:
+        index = self._next_index()
+        ident = str(uuid.uuid4())
+        job.deployments.append(
+            {
+                "ID": ident,
+                "Namespace": job.namespace,
+                "JobID": job.id,
+                "JobVersion": job.version,
+                "JobModifyIndex": job.modify_index,
+                "JobCreateIndex": job.create_index,
+                "TaskGroups": {
+                    name: {
+                        "AutoRevert": False,
+                        "Promoted": False,
+                        "PlacedCanaries": None,
+                        "DesiredCanaries": 0,
+                        "DesiredTotal": count,
+                        "PlacedAllocs": count,
+                        "HealthyAllocs": count if status == "successful" else 0,
+                        "UnhealthyAllocs": 0,
+                    }
+                    for name, count in job.groups.items()
+                },
+                "Status": status,
+                "StatusDescription": _DEPLOYMENT_DESCRIPTIONS.get(status, ""),
+                "CreateIndex": index,
+                "ModifyIndex": index,
+            }
+        )
+        return ident
+
+    def handle(self, request: RecordedRequest) -> tuple[int, Any]:
+        """Route one request: (status, JSON-able body) or raise _ApiError."""
+        with self._lock:
+            self.requests.append(request)
+            delay = self._delays.pop(0) if self._delays else 0.0
+            failure = self._failures.pop(0) if self._failures else None
+        if delay:
+            time.sleep(delay)
+        if failure is not None:
+            raise _ApiError(*failure)
+        with self._lock:
+            region = request.query.get("region") or DEFAULT_REGION
+            if region not in self.regions:
+                raise _ApiError(500, "No path to region")
+            namespace = request.query.get("namespace") or "default"
+            if request.path == "/v1/jobs":
+                return self._list_jobs(request, region, namespace)
+            if not request.path.startswith("/v1/job/"):
+                raise _ApiError(404, "")
+            rest = request.path[len("/v1/job/") :]
+            if rest.endswith("/scale"):
+                job_id = rest[: -len("/scale")]
+                if request.method == "GET":
+                    self._authorize(request, namespace, "read-job", "read-job-scaling")
+                    return 200, self._scale_status(job_id, region, namespace)
+                if request.method in ("POST", "PUT"):
+                    return self._scale(request, job_id, region, namespace)
+            elif rest.endswith("/deployment"):
+                job_id = rest[: -len("/deployment")]
+                if request.method == "GET":
+                    self._authorize(request, namespace, "read-job")
+                    job = self._jobs.get((region, namespace, job_id))
+                    return 200, (job.deployments[-1] if job and job.deployments else None)
+            elif request.method == "GET":
+                self._authorize(request, namespace, "read-job")
+                job = self._jobs.get((region, namespace, rest))
+                if job is None:
+                    raise _ApiError(404, "job not found")
+                return 200, _job_json(job)
+            raise _ApiError(405, "Invalid method")
+
+    def _authorize(self, request: RecordedRequest, namespace: str, *any_of: str) -> None:
+        if self._acl is None:
+            return
+        secret = request.headers.get("x-nomad-token")
+        if secret is None:
+            rules = self._acl.get("anonymous", {})
+        elif secret not in self._acl:
+            raise _ApiError(403, "ACL token not found")
+        else:
+            rules = self._acl[secret]
+        granted = rules.get(namespace, frozenset()) | rules.get("*", frozenset())
+        if not granted & set(any_of):
+            raise _ApiError(403, "Permission denied")
+
+    def _list_jobs(self, request: RecordedRequest, region: str, namespace: str) -> tuple[int, Any]:
+        if request.method != "GET":
+            raise _ApiError(405, "Invalid method")
+        self._authorize(request, namespace, "list-jobs")
+        prefix = request.query.get("prefix", "")
+        stubs = [
+            _job_stub(job)
+            for (reg, ns, job_id), job in sorted(self._jobs.items())
+            if reg == region and namespace in ("*", ns) and job_id.startswith(prefix)
+        ]
+        return 200, stubs
+
+    def _scale_status(self, job_id: str, region: str, namespace: str) -> dict[str, Any]:
+        job = self._jobs.get((region, namespace, job_id))
+        if job is None:
+            raise _ApiError(404, "job not found")
+        running = 0 if job.stopped else None
+        return {
+            "JobID": job.id,
+            "Namespace": job.namespace,
+            "JobCreateIndex": job.create_index,
+            "JobModifyIndex": job.modify_index,
+            "JobStopped": job.stopped,
+            "TaskGroups": {
+                name: {
+                    "Desired": count,
+                    "Placed": count if running is None else running,
+                    "Running": count if running is None else running,
+                    "Healthy": count if running is None else running,
+                    "Unhealthy": 0,
+                    "Events": [dict(e) for e in job.events[name]] if job.events.get(name) else None,
+                }
+                for name, count in job.groups.items()
+            },
+        }
+
+    def _scale(
+        self, request: RecordedRequest, job_id: str, region: str, namespace: str
+    ) -> tuple[int, Any]:
+        """Nomad's Job.Scale, in its order: payload, ACL, validation, job, group, deployment."""
+        body = request.body
+        if not isinstance(body, dict):
+            raise _ApiError(400, "Request body must be a JSON object")
+        target = _field(body, "Target") or {}
+        if target.get("Job") and target["Job"] != job_id:
+            raise _ApiError(400, "job ID in payload did not match URL")
+        self._authorize(request, namespace, "scale-job", "submit-job")
+        if target.get("Namespace") and target["Namespace"] != namespace:
+            raise _ApiError(400, "namespace in payload did not match header")
+        group_name = target.get("Group") or ""
+        if not group_name:
+            raise _ApiError(400, "missing task group name for scaling action")
+        count, error = _field(body, "Count"), bool(_field(body, "Error"))
+        if count is not None:
+            if not isinstance(count, int) or count < 0:
+                raise _ApiError(400, "scaling action count can't be negative")
+            if error:
+                raise _ApiError(400, "scaling action should not contain count if error is true")
+        job = self._jobs.get((region, namespace, job_id))
+        if job is None:
+            raise _ApiError(404, f'job "{job_id}" not found')
+        if job.type == "system" and count is not None and count > 1:
+            raise _ApiError(400, 'jobs of type "system" can only be scaled to 1 or 0')
+        if group_name not in job.groups:
+            raise _ApiError(
+                400, f'task group "{group_name}" specified for scaling does not exist in job'
+            )
+        previous = job.groups[group_name]
+        reply: dict[str, Any] = {"Warnings": "", "KnownLeader": True, "LastContact": 0}
+        eval_id: str | None = None
+        if count is not None:
+            latest = job.deployments[-1] if job.deployments else None
+            if (
+                latest is not None
+                and latest["Status"] in ACTIVE_DEPLOYMENT_STATES
+                and latest["JobCreateIndex"] == job.create_index
+            ):
+                raise _ApiError(400, "job scaling blocked due to active deployment")
+            job.groups[group_name] = count
+            job.version += 1
+            job.modify_index = self._next_index()
+            job.submit_time = time.time_ns()
+            reply["JobModifyIndex"] = job.modify_index
+            if not (job.periodic or job.parameterized):
+                eval_id = str(uuid.uuid4())
+                reply["EvalID"] = eval_id
+                reply["EvalCreateIndex"] = self._next_index()
+            if self.deployment_on_scale and job.type == "service":
+                self._new_deployment(job, self.deployment_on_scale)
+        else:
+            reply["JobModifyIndex"] = job.modify_index
+        event = _event(
+            count=count,
+            previous=previous,
+            message=_field(body, "Message") or "",
+            error=error,
+            meta=_field(body, "Meta"),
+            eval_id=eval_id,
+        )
+        event["CreateIndex"] = reply["Index"] = self._next_index()
+        job.events[group_name] = [event, *job.events.get(group_name, [])][:20]
+        return 200, reply
+
+
+def _field(body: Mapping[str, Any], name: str) -> Any:
+    """A top-level field matched case-insensitively, like Go's encoding/json does."""
+    for key, value in body.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _event(
+    *,
+    count: int | None,
+    previous: int,
+    message: str,
+    error: bool,
+    meta: Any,
+    eval_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "Time": time.time_ns(),
+        "Count": count,
+        "PreviousCount": previous,
+        "Message": message,
+        "Error": error,
+        "Meta": meta,
+        "EvalID": eval_id,
+        "CreateIndex": 0,
+    }
+
+
+def _job_json(job: _Job) -> dict[str, Any]:
+    return {
+        "Region": job.region,
+        "Namespace": job.namespace,
+        "ID": job.id,
+        "ParentID": "",
+        "Name": job.id,
+        "Type": job.type,
+        "Priority": 50,
+        "AllAtOnce": False,
+        "Datacenters": ["dc1"],
+        "NodePool": "default",
+        "TaskGroups": [
+            {
+                "Name": name,
+                "Count": count,
+                "Tasks": [{"Name": name, "Driver": "docker", "Config": {"image": "busybox"}}],
+                "Scaling": None,
+            }
+            for name, count in job.groups.items()
+        ],
+        "Periodic": (
+            {"Enabled": True, "Spec": "*/5 * * * *", "SpecType": "cron", "ProhibitOverlap": True}
+            if job.periodic
+            else None
+        ),
+        "ParameterizedJob": (
+            {"Payload": "optional", "MetaRequired": None, "MetaOptional": None}
+            if job.parameterized
+            else None
+        ),
+        "Payload": None,
+        "Meta": None,
+        "Stop": job.stopped,
+        "Status": "dead" if job.stopped else "running",
+        "StatusDescription": "",
+        "Stable": True,
+        "Version": job.version,
+        "SubmitTime": job.submit_time,
+        "CreateIndex": job.create_index,
+        "ModifyIndex": job.modify_index,
+        "JobModifyIndex": job.modify_index,
+    }
+
+
+def _job_stub(job: _Job) -> dict[str, Any]:
+    return {
+        "ID": job.id,
+        "ParentID": "",
+        "Name": job.id,
+        "Namespace": job.namespace,
+        "Datacenters": ["dc1"],
+        "NodePool": "default",
+        "Type": job.type,
+        "Priority": 50,
+        "Periodic": job.periodic,
+        "ParameterizedJob": job.parameterized,
+        "Stop": job.stopped,
+        "Status": "dead" if job.stopped else "running",
+        "StatusDescription": "",
+        "JobSummary": {
+            "JobID": job.id,
+            "Namespace": job.namespace,
+            "Summary": {
+                name: {"Queued": 0, "Complete": 0, "Failed": 0, "Running": count, "Starting": 0}
+                for name, count in job.groups.items()
+            },
+        },
+        "CreateIndex": job.create_index,
+        "ModifyIndex": job.modify_index,
+        "JobModifyIndex": job.modify_index,
+        "SubmitTime": job.submit_time,
+    }
+
+
+# --- HTTP plumbing --------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        stand_in: NomadApiStandIn,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(address, handler)
+        self.stand_in = stand_in
+        self.tls = tls
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            # Handshake lazily in the connection's own thread, so one bad client (e.g. one
+            # that rejects our certificate) cannot stall the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # failed TLS handshakes and dropped connections are expected in tests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        request = RecordedRequest(
+            method=self.command,
+            path=unquote(url.path),
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        try:
+            status, payload = self.server.stand_in.handle(request)
+        except _ApiError as exc:
+            self._send(exc.status, exc.text.encode(), "text/plain; charset=utf-8")
+            return
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Nomad-Index", str(self.server.stand_in._index))
+        self.send_header("X-Nomad-KnownLeader", "true")
+        self.send_header("X-Nomad-LastContact", "0")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+# --- TLS material ---------------------------------------------------------------------------
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost: (ca, cert, key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autoscaler test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server.global.nomad")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("server.global.nomad"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_path, cert_path, key_path = (
+        directory / "nomad-ca.pem",
+        directory / "server.pem",
+        directory / "server-key.pem",
+    )
+    ca_path.write_bytes(ca_cert.public_bytes(pem))
+    cert_path.write_bytes(cert.public_bytes(pem))
+    key_path.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, cert_path, key_path
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nomad_api_session() -> Iterator[NomadApiStandIn]:
+    """One plain-HTTP stand-in for the whole session; use `nomad_api` in tests."""
+    stand_in = NomadApiStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def nomad_api(nomad_api_session: NomadApiStandIn) -> NomadApiStandIn:
+    """The plain-HTTP stand-in with a fresh state (no jobs, no ACLs, empty request log)."""
+    nomad_api_session.reset()
+    return nomad_api_session
+
+
+@pytest.fixture(scope="session")
+def nomad_api_tls_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NomadApiStandIn]:
+    """One HTTPS stand-in whose certificate is signed by a throwaway CA (`.ca_cert`)."""
+    stand_in = NomadApiStandIn(tls_dir=tmp_path_factory.mktemp("nomad-tls"))
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def nomad_api_tls(nomad_api_tls_session: NomadApiStandIn) -> NomadApiStandIn:
+    """The HTTPS stand-in with a fresh state; `.env` includes NOMAD_CACERT."""
+    nomad_api_tls_session.reset()
+    return nomad_api_tls_session
