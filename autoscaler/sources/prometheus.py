@@ -1,0 +1,388 @@
+"""Prometheus as a `MetricSource`: one instant query gives one finite float or a clear error.
+
+The HTTP transport is prometheus-api-client (`PrometheusConnect.custom_query`) with its hidden
+urllib3 retries switched off: the retries live here instead (tenacity), bounded by a deadline
+for all attempts together, and only for failures that another attempt can fix. Secrets from
+the settings never reach an exception message, a log line or a repr.
+
+What the client does not give us, and how it is worked around:
+- `custom_query` returns only `data.result`, dropping `resultType`; a string result and a
+  scalar have the same shape (`[time, "text"]`), and an empty matrix looks like an empty
+  vector. The expression's own type (parsed with promql-parser) settles those cases.
+- A non-200 answer becomes `PrometheusApiClientException("HTTP Status Code N (b'body')")`
+  with no attributes; the status and Prometheus' error text are parsed back from that text.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import promql_parser
+import requests
+import urllib3
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from autoscaler.errors import QueryError, SourceUnavailable
+
+__all__ = ["PrometheusSettings", "PrometheusSource"]
+
+_LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# 408/429 and every 5xx (Prometheus answers 503 while starting and for query timeouts).
+_RETRIED_STATUSES = frozenset({408, 429})
+_CLIENT_ERROR = re.compile(r"^HTTP Status Code (\d{3}) \((b(['\"]).*\3)\)$", re.DOTALL)
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_MAX_CAUSE = 300
+_SHOWN_SERIES = 3
+# Shorter "secrets" cannot be scrubbed from text without mangling it (and guard nothing).
+_MIN_SCRUBBED = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrometheusSettings:
+    """Where Prometheus is, how to authenticate, and how long one query may take.
+
+    `timeout` bounds one HTTP attempt; `deadline` bounds all attempts of one query together.
+    The repr shows neither the token, the password, header values nor URL credentials.
+    """
+
+    url: str = "http://localhost:9090"
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_bundle: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    timeout: float = 2.0
+    deadline: float = 6.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be http(s)://host[:port][/prefix], got {_redact(self.url)}")
+        if self.bearer_token is not None and self.username is not None:
+            raise ValueError("set either bearer_token or username/password, not both")
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set without username")
+        if not self.timeout > 0 or not self.deadline > 0:
+            raise ValueError("timeout and deadline must be positive (seconds)")
+
+    def __repr__(self) -> str:
+        hidden = dict.fromkeys(self.headers, "***")
+        return (
+            f"PrometheusSettings(url={_redact(self.url)!r}, "
+            f"bearer_token={_mask(self.bearer_token)}, username={self.username!r}, "
+            f"password={_mask(self.password)}, ca_bundle={self.ca_bundle!r}, "
+            f"headers={hidden!r}, timeout={self.timeout!r}, deadline={self.deadline!r})"
+        )
+
+    __str__ = __repr__
+
+
+class PrometheusSource:
+    """Runs instant PromQL queries against one Prometheus (implements `ports.MetricSource`)."""
+
+    def __init__(self, settings: PrometheusSettings) -> None:
+        self._settings = settings
+        self._url = settings.url.rstrip("/")
+        self._where = _redact(self._url)
+        self._secrets = _secrets_of(settings)
+        headers = dict(settings.headers)
+        if settings.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {settings.bearer_token}"
+        auth = None if settings.username is None else (settings.username, settings.password or "")
+        session = requests.Session()
+        # verify=<path> is the only way to trust a private CA; the client's own knob is a bool.
+        session.verify = settings.ca_bundle or True
+        self._client = PrometheusConnect(
+            url=self._url,
+            headers=headers or None,
+            auth=auth,
+            session=session,
+            retry=urllib3.util.Retry(total=0),
+            timeout=settings.timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource({self._where!r})"
+
+    def query(self, promql: str) -> float:
+        """The single finite value of the instant query `promql`, evaluated now.
+
+        Raises `QueryError` when the answer has no usable value (no series, several series,
+        NaN, ±Inf, a string or range vector, or a PromQL error) and `SourceUnavailable` when
+        Prometheus cannot be reached within the deadline.
+        """
+        result = self._call(
+            promql, lambda timeout: self._client.custom_query(promql, timeout=timeout)
+        )
+        return _single_value(promql, result)
+
+    def ping(self) -> None:
+        """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
+
+        A query (rather than `/-/ready`) also proves that the API path and credentials work.
+        """
+        try:
+            self._call("1", lambda timeout: self._client.custom_query("1", timeout=timeout))
+        except SourceUnavailable:
+            raise
+        except QueryError as exc:
+            raise SourceUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        """Release the pooled HTTP connections."""
+        self._client.close()
+
+    def _call(self, promql: str, attempt: Callable[[float], _T]) -> _T:
+        """`attempt(timeout)`, retried on transient failures until the deadline runs out."""
+        deadline = self._settings.deadline
+        end = time.monotonic() + deadline
+        attempts = 0
+
+        def once() -> _T:
+            nonlocal attempts
+            attempts += 1
+            timeout = max(min(self._settings.timeout, end - time.monotonic()), 0.01)
+            try:
+                return attempt(timeout)
+            except Exception as exc:
+                error = self._classify(promql, exc)
+                if isinstance(exc, PrometheusApiClientException):
+                    # Its text holds the raw response body, which may echo credentials.
+                    raise error from None
+                raise error from exc
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_before_delay(deadline),
+            # 0.1, 0.2, 0.4, 0.8, 1, 1, ... s plus up to 0.1 s of jitter.
+            wait=wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            return retrying(once)
+        except _Transient as exc:
+            elapsed = time.monotonic() - started
+            raise SourceUnavailable(
+                self._scrub(
+                    f"Prometheus at {self._where} gave no answer after {attempts} attempt(s) "
+                    f"in {elapsed:.1f}s (deadline {deadline:g}s); last error: {exc}. "
+                    "Check that it is running and reachable from here."
+                )
+            ) from exc
+
+    def _classify(self, promql: str, exc: Exception) -> Exception:
+        """The error to raise for a failed attempt; `_Transient` means "try again"."""
+        if isinstance(exc, PrometheusApiClientException):
+            return self._http_error(promql, str(exc))
+        if isinstance(exc, requests.exceptions.SSLError):
+            return SourceUnavailable(
+                self._scrub(
+                    f"TLS with Prometheus at {self._where} failed: {_cause(exc)}. If it uses a "
+                    "private CA, set ca_bundle to that CA's certificate file."
+                )
+            )
+        if isinstance(
+            exc,
+            requests.exceptions.ConnectionError
+            | requests.exceptions.Timeout
+            | requests.exceptions.ChunkedEncodingError,
+        ):
+            return _Transient(self._scrub(f"{type(exc).__name__}: {_cause(exc)}"))
+        if isinstance(exc, ValueError | KeyError | TypeError):
+            # A 200 whose body is not {"data": {"result": ...}}: a proxy or a wrong URL.
+            return QueryError(
+                f"the answer from {self._where} is not a Prometheus API response "
+                f"({type(exc).__name__}); check the URL and any path prefix"
+            )
+        return SourceUnavailable(
+            self._scrub(f"request to Prometheus at {self._where} failed: {_cause(exc)}")
+        )
+
+    def _http_error(self, promql: str, text: str) -> Exception:
+        status, detail = _parse_client_error(text)
+        detail = self._scrub(detail)
+        if status is not None and (status >= 500 or status in _RETRIED_STATUSES):
+            return _Transient(f"HTTP {status}: {detail}")
+        if status in (401, 403):
+            return SourceUnavailable(
+                f"Prometheus at {self._where} refused the credentials (HTTP {status}: {detail}); "
+                "check bearer_token / username / password / headers"
+            )
+        if status == 404:
+            return SourceUnavailable(
+                f"no Prometheus query API at {self._where}/api/v1/query (HTTP 404); "
+                "check the URL and any path prefix"
+            )
+        return QueryError(f"Prometheus rejected query {promql!r} (HTTP {status}): {detail}")
+
+    def _scrub(self, text: str) -> str:
+        """`text` without URL credentials or any secret value from the settings."""
+        text = _USERINFO.sub("***@", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        _LOG.debug(
+            "Prometheus at %s: attempt %d failed (%s); retrying in %.2fs",
+            self._where,
+            state.attempt_number,
+            error,
+            state.upcoming_sleep,
+        )
+
+
+class _Transient(Exception):
+    """A failed attempt that another attempt may fix (refused, reset, timeout, 5xx, 429)."""
+
+
+def _single_value(promql: str, result: Any) -> float:
+    """The one finite value in `custom_query`'s result, or a `QueryError` saying why not."""
+    if _is_sample(result):  # scalar or string: [time, "text"]
+        if _kind(promql) == "string":
+            raise QueryError(f"query {promql!r} returns a string, not a number")
+        return _finite(promql, result[1], "the scalar result")
+    if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+        raise QueryError(f"query {promql!r}: unexpected result shape from Prometheus")
+    if any("values" in s for s in result) or (not result and _kind(promql) == "matrix"):
+        raise QueryError(
+            f"query {promql!r} returns a range vector; a check needs one instant value: "
+            "wrap it in a function such as avg_over_time(...[5m]) or rate(...[5m])"
+        )
+    if not result:
+        raise QueryError(
+            f"query {promql!r} returned no series: check the metric name and label matchers "
+            "(and that the series has a sample within the last 5 minutes)"
+        )
+    if len(result) > 1:
+        shown = ", ".join(_labels(s.get("metric")) for s in result[:_SHOWN_SERIES])
+        more = f" and {len(result) - _SHOWN_SERIES} more" if len(result) > _SHOWN_SERIES else ""
+        raise QueryError(
+            f"query {promql!r} returned {len(result)} series ({shown}{more}); a check needs "
+            "exactly one: aggregate with sum()/max()/avg() or add label matchers"
+        )
+    series = result[0]
+    value = series.get("value")
+    if not _is_sample(value):
+        raise QueryError(f"query {promql!r}: unexpected sample shape from Prometheus")
+    return _finite(promql, value[1], _labels(series.get("metric")))
+
+
+def _finite(promql: str, text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise QueryError(f"query {promql!r}: {what} is {text!r}, not a number") from None
+    if math.isnan(value):
+        raise QueryError(
+            f"query {promql!r}: {what} is NaN (often 0/0, e.g. a ratio of rates with no "
+            "traffic); make the query defined for that case"
+        )
+    if math.isinf(value):
+        raise QueryError(
+            f"query {promql!r}: {what} is {text} (often a division by zero); "
+            "make the query defined for that case"
+        )
+    return value
+
+
+def _is_sample(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int | float)
+        and isinstance(value[1], str)
+    )
+
+
+def _kind(promql: str) -> str | None:
+    """ "string" or "matrix" when the expression itself has that type, else None."""
+    try:
+        expr = promql_parser.parse(promql)
+    except ValueError:
+        return None
+    while isinstance(expr, promql_parser.ParenExpr):
+        expr = expr.expr
+    if isinstance(expr, promql_parser.StringLiteral):
+        return "string"
+    if isinstance(expr, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
+        return "matrix"
+    return None
+
+
+def _labels(metric: Any) -> str:
+    """`name{a="1", b="2"}`, the way Prometheus shows a series."""
+    if not isinstance(metric, dict):
+        return "{}"
+    name = str(metric.get("__name__", ""))
+    pairs = ", ".join(f"{k}={str(v)!r}" for k, v in sorted(metric.items()) if k != "__name__")
+    return f"{name}{{{pairs}}}"
+
+
+def _parse_client_error(text: str) -> tuple[int | None, str]:
+    """Status and Prometheus' own error text from the client's "HTTP Status Code N (b'…')"."""
+    match = _CLIENT_ERROR.match(text)
+    if match is None:
+        return None, text[:_MAX_CAUSE]
+    status = int(match.group(1))
+    try:
+        body = ast.literal_eval(match.group(2))
+        detail = json.loads(body)["error"]
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        try:
+            detail = ast.literal_eval(match.group(2)).decode("utf-8", "replace").strip()
+        except (ValueError, SyntaxError, AttributeError):
+            detail = match.group(2)
+    return status, str(detail)[:_MAX_CAUSE] or "(empty body)"
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 error, shortened."""
+    reason: object = exc
+    while isinstance(reason, Exception) and reason.args:
+        inner = getattr(reason.args[0], "reason", reason.args[0])
+        if not isinstance(inner, Exception):
+            break
+        reason = inner
+    return str(reason)[:_MAX_CAUSE]
+
+
+def _redact(url: str) -> str:
+    return _USERINFO.sub("***@", url)
+
+
+def _mask(secret: str | None) -> str:
+    return "None" if secret is None else "'***'"
+
+
+def _secrets_of(settings: PrometheusSettings) -> tuple[str, ...]:
+    candidates = [settings.bearer_token, settings.password, urlsplit(settings.url).password]
+    candidates.extend(settings.headers.values())
+    # Longest first, so a secret containing another is replaced whole.
+    return tuple(
+        sorted({s for s in candidates if s and len(s) >= _MIN_SCRUBBED}, key=len, reverse=True)
+    )
