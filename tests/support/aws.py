@@ -1,1 +1,426 @@
-"""Placeholder: fixtures are added by the adapter work."""
+"""pytest plugin: a real moto server, a fault-injecting AWS proxy in front of it, ASG helpers.
+
+moto serves EC2 and Auto Scaling over real HTTP, but it cannot show what the ASG adapter
+must cope with in production: scaling activities in progress, instance refreshes,
+throttling, 5xx, access denied. `aws_proxy` passes every request through to moto and,
+when a test programs it, answers some of them itself with the XML AWS would send.
+
+Nothing here may ever reach real AWS: every test session runs with the real AWS variables
+removed, the shared config files hidden and the endpoint pointed at a dead local port;
+`moto_server` then points the endpoint at moto for the rest of the session.
+
+Fixtures: `moto_server` (session), `aws_proxy`, `make_asg`, `asg`, `desired_capacity`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import threading
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
+
+import boto3
+import pytest
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+
+REGION = "eu-west-3"
+AUTOSCALING_XMLNS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
+DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: a refused connection, at once
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}
+)
+
+
+def fake_aws_env(endpoint: str) -> dict[str, str]:
+    """The AWS variables a process needs to talk to `endpoint` with fake credentials only."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # Hide ~/.aws: a profile there could carry an endpoint, a role or SSO settings.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_aws() -> Iterator[None]:
+    """Remove every real AWS variable for the session; boto3 would reach a dead port."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            mp.delenv(name)
+        for name, value in fake_aws_env(DEAD_ENDPOINT).items():
+            mp.setenv(name, value)
+        yield
+
+
+# --- moto ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    """A moto server on 127.0.0.1; `env` is what a subprocess needs to use it."""
+
+    url: str
+    env: dict[str, str]
+
+    def client(self) -> AutoScalingClient:
+        """An `autoscaling` client talking straight to moto (for arranging and reading back)."""
+        return boto3.client("autoscaling", region_name=REGION, endpoint_url=self.url)
+
+    def ec2(self) -> Any:
+        """An EC2 client talking to moto (untyped: boto3-stubs[ec2] is not installed)."""
+        return boto3.client("ec2", region_name=REGION, endpoint_url=self.url)
+
+    def reset(self) -> None:
+        """Forget every resource moto holds (every account and region)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def desired_capacity(self, name: str) -> int:
+        """The DesiredCapacity moto holds for ASG `name`."""
+        groups = self.client().describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        return groups["AutoScalingGroups"][0]["DesiredCapacity"]
+
+
+def fill_moto_gaps(mp: pytest.MonkeyPatch) -> None:
+    """Teach moto the reads our adapter makes that it lacks (moto 5.2 answers them with 500).
+
+    moto never runs an instance refresh, so an empty list is the truthful answer; tests
+    that need a refresh in progress program `aws_proxy`.
+    """
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    if not hasattr(AutoScalingResponse, "describe_instance_refreshes"):
+
+        def describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
+            return ActionResult({"InstanceRefreshes": []})
+
+        mp.setattr(
+            AutoScalingResponse,
+            "describe_instance_refreshes",
+            describe_instance_refreshes,
+            raising=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def moto_server(_no_real_aws: None) -> Iterator[MotoServer]:
+    """moto in a thread of this process (per xdist worker); this process's boto3 uses it."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        fill_moto_gaps(mp)
+        werkzeug_log = logging.getLogger("werkzeug")  # one line per request otherwise
+        level = werkzeug_log.level
+        werkzeug_log.setLevel(logging.WARNING)
+        # Port 0: the OS picks a free port, so parallel workers never race for one.
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        env = fake_aws_env(url)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        try:
+            yield MotoServer(url=url, env=env)
+        finally:
+            server.stop()
+            werkzeug_log.setLevel(level)
+
+
+@pytest.fixture
+def make_asg(moto_server: MotoServer) -> Callable[..., str]:
+    """A factory: `make_asg(name=None, desired=2, min_size=1, max_size=10) -> name`.
+
+    Each call creates a launch template and an ASG spread over moto's default subnets.
+    """
+    ec2 = moto_server.ec2()
+    autoscaling = moto_server.client()
+
+    def make(
+        name: str | None = None, desired: int = 2, min_size: int = 1, max_size: int = 10
+    ) -> str:
+        name = name or f"asg-{uuid.uuid4().hex[:10]}"
+        template = f"lt-{name}"
+        ec2.create_launch_template(
+            LaunchTemplateName=template,
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+        subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateName": template, "Version": "$Latest"},
+            MinSize=min_size,
+            MaxSize=max_size,
+            DesiredCapacity=desired,
+            VPCZoneIdentifier=",".join(s["SubnetId"] for s in subnets["Subnets"]),
+        )
+        return name
+
+    return make
+
+
+@pytest.fixture
+def asg(make_asg: Callable[..., str]) -> str:
+    """A fresh ASG (desired 2, min 1, max 10); its name."""
+    return make_asg()
+
+
+@pytest.fixture
+def desired_capacity(moto_server: MotoServer) -> Callable[[str], int]:
+    """`desired_capacity(name) -> int`, read straight from moto."""
+    return moto_server.desired_capacity
+
+
+# --- the fault-injecting proxy ------------------------------------------------------------
+
+
+@dataclass
+class _Fault:
+    status: int
+    code: str
+    message: str
+    times: int
+
+
+@dataclass
+class AwsProxy:
+    """An HTTP proxy in front of moto that can answer like AWS when moto cannot.
+
+    Program it with `fail_next`, `set_activities` and `set_instance_refreshes`; read what
+    reached it in `requests` (actions in order) and `calls` (actions with their params).
+    """
+
+    upstream: str
+    url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    _faults: dict[str, list[_Fault]] = field(default_factory=dict)
+    _activities: list[dict[str, Any]] | None = None
+    _refreshes: list[dict[str, Any]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def requests(self) -> list[str]:
+        """Every action that reached the proxy, in order, answered by it or by moto."""
+        with self._lock:
+            return [action for action, _ in self.calls]
+
+    def count(self, action: str) -> int:
+        return self.requests.count(action)
+
+    def fail_next(
+        self, action: str, status: int, code: str, message: str = "", *, times: int = 1
+    ) -> None:
+        """Answer the next `times` requests of `action` with an AWS error (after earlier ones)."""
+        with self._lock:
+            self._faults.setdefault(action, []).append(_Fault(status, code, message, times))
+
+    def set_activities(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Answer DescribeScalingActivities with `items` (boto3 shapes, newest first).
+
+        Missing required fields are filled in: ActivityId, AutoScalingGroupName (the one
+        asked for), Cause, StartTime (now), StatusCode (Successful).
+        """
+        with self._lock:
+            self._activities = [dict(i) for i in items]
+
+    def set_instance_refreshes(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Answer DescribeInstanceRefreshes with `items` (boto3 shapes; Status InProgress)."""
+        with self._lock:
+            self._refreshes = [dict(i) for i in items]
+
+    def clear(self) -> None:
+        """Forget programmed answers and seen requests: pass everything through again."""
+        with self._lock:
+            self.calls.clear()
+            self._faults.clear()
+            self._activities = None
+            self._refreshes = None
+
+    def answer(self, action: str, params: dict[str, str]) -> tuple[int, bytes] | None:
+        """The proxy's own (status, XML body) for this request, or None to forward it."""
+        with self._lock:
+            self.calls.append((action, params))
+            faults = self._faults.get(action)
+            if faults:
+                fault = faults[0]
+                fault.times -= 1
+                if fault.times <= 0:
+                    faults.pop(0)
+                return fault.status, error_xml(fault.status, fault.code, fault.message)
+            group = params.get("AutoScalingGroupName")
+            if action == "DescribeScalingActivities" and self._activities is not None:
+                items = [_activity(i, group) for i in _for_group(self._activities, group)]
+                return 200, result_xml(action, {"Activities": items})
+            if action == "DescribeInstanceRefreshes" and self._refreshes is not None:
+                items = [_refresh(i, group) for i in _for_group(self._refreshes, group)]
+                return 200, result_xml(action, {"InstanceRefreshes": items})
+        return None
+
+
+def _for_group(items: list[dict[str, Any]], group: str | None) -> list[dict[str, Any]]:
+    return [i for i in items if group is None or i.get("AutoScalingGroupName", group) == group]
+
+
+def _activity(item: Mapping[str, Any], group: str | None) -> dict[str, Any]:
+    status = item.get("StatusCode", "Successful")
+    return {
+        "ActivityId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group or "unknown",
+        "Description": "Launching a new EC2 instance",
+        "Cause": "an instance was started in response to a difference between desired "
+        "and actual capacity",
+        "StartTime": datetime.now(UTC),
+        "StatusCode": status,
+        "Progress": 100 if status in ("Successful", "Failed", "Cancelled") else 30,
+        **item,
+    }
+
+
+def _refresh(item: Mapping[str, Any], group: str | None) -> dict[str, Any]:
+    return {
+        "InstanceRefreshId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group or "unknown",
+        "Status": "InProgress",
+        "StartTime": datetime.now(UTC),
+        "PercentageComplete": 0,
+        **item,
+    }
+
+
+def error_xml(status: int, code: str, message: str) -> bytes:
+    """An AWS Query-protocol error body, as Auto Scaling sends it."""
+    kind = "Receiver" if status >= 500 else "Sender"
+    return (
+        f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{AUTOSCALING_XMLNS}">\n'
+        f"  <Error>\n    <Type>{kind}</Type>\n    <Code>{escape(code)}</Code>\n"
+        f"    <Message>{escape(message)}</Message>\n  </Error>\n"
+        f"  <RequestId>{uuid.uuid4()}</RequestId>\n</ErrorResponse>\n"
+    ).encode()
+
+
+def result_xml(action: str, result: Mapping[str, Any]) -> bytes:
+    """An AWS Query-protocol success body: `<ActionResponse><ActionResult>...`."""
+    return (
+        f'<{action}Response xmlns="{AUTOSCALING_XMLNS}">\n'
+        f"  <{action}Result>{_to_xml(result)}</{action}Result>\n"
+        f"  <ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>\n"
+        f"</{action}Response>\n"
+    ).encode()
+
+
+def _to_xml(value: Any) -> str:
+    """Query-protocol XML of a boto3-shaped value: lists as `<member>`, times as ISO 8601."""
+    if isinstance(value, Mapping):
+        return "".join(f"<{k}>{_to_xml(v)}</{k}>" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple):
+        return "".join(f"<member>{_to_xml(v)}</member>" for v in value)
+    if isinstance(value, datetime):
+        t = value.astimezone(UTC)
+        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return escape(str(value))
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: _ProxyServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request on stderr is noise
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        action, params = _action(self.path, self.headers.get("X-Amz-Target", ""), body)
+        own = self.server.proxy.answer(action, params)
+        if own is not None:
+            status, payload = own
+            headers = {"Content-Type": "text/xml", "x-amzn-RequestId": str(uuid.uuid4())}
+        else:
+            status, headers, payload = self._forward(body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        upstream = urllib.parse.urlsplit(self.server.proxy.upstream)
+        conn = http.client.HTTPConnection(upstream.netloc, timeout=30)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            skip = HOP_BY_HOP | {"content-length", "date", "server"}
+            kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
+            return response.status, kept, payload
+        finally:
+            conn.close()
+
+
+def _action(path: str, target: str, body: bytes) -> tuple[str, dict[str, str]]:
+    """The API action of a request and its parameters (Query protocol, or X-Amz-Target)."""
+    query = urllib.parse.urlsplit(path).query
+    form = body.decode("utf-8", "replace") if b"=" in body else ""
+    params = dict(urllib.parse.parse_qsl(query)) | dict(urllib.parse.parse_qsl(form))
+    return params.get("Action") or target.rpartition(".")[2] or path, params
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, proxy: AwsProxy) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.proxy = proxy
+
+
+@pytest.fixture(scope="session")
+def _aws_proxy_session(moto_server: MotoServer) -> Iterator[AwsProxy]:
+    proxy = AwsProxy(upstream=moto_server.url)
+    server = _ProxyServer(proxy)
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    proxy.env = fake_aws_env(proxy.url)
+    thread = threading.Thread(target=server.serve_forever, name="aws-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def aws_proxy(_aws_proxy_session: AwsProxy) -> Iterator[AwsProxy]:
+    """The fault-injecting proxy in front of `moto_server`, with nothing programmed.
+
+    Its `url` / `env` serve clients that should see the faults; `moto_server` itself stays
+    clean. Everything programmed is forgotten after the test.
+    """
+    _aws_proxy_session.clear()
+    yield _aws_proxy_session
+    _aws_proxy_session.clear()
