@@ -1,0 +1,382 @@
+"""The `autoscaler` command end to end: real Prometheus, moto ASGs, the Nomad API stand-in.
+
+Every test runs the CLI as a subprocess, exactly as a user would, and checks what it
+printed, its exit code, and what happened to the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.aws import MotoServer
+from tests.support.nomad_api import NomadApiStandIn
+from tests.support.prometheus import Metrics, Sample
+
+pytestmark = pytest.mark.integration
+
+
+def autoscaler(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m autoscaler ARGS` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def asg_policy(name: str, asg: str, checks: str, **fields: Any) -> str:
+    """A policy file on an ASG with short timings, `checks` being its YAML list."""
+    minimum = fields.pop("min", 1)
+    extra = "".join(f"{key}: {value}\n" for key, value in fields.items())
+    return (
+        f"name: {name}\n"
+        f"target: {{type: aws-asg, asg: {asg}, region: eu-west-3}}\n"
+        f"min: {minimum}\nmax: 10\ninterval: 1s\n"
+        "cooldown: {up: 1h, down: 1h}\n"
+        "stabilization: {up: 0s, down: 0s}\n"
+        f"{extra}"
+        f"checks:\n{checks}"
+    )
+
+
+def per_instance(query: str, target: float = 10) -> str:
+    return (
+        f"  - name: load\n    query: '{query}'\n    strategy: per-instance\n    target: {target}\n"
+    )
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Callable[[str], Path]:
+    """Write one policy file into a fresh folder; returns the folder."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+
+    def write(text: str, file: str = "policy.yaml") -> Path:
+        (folder / file).write_text(text)
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def env(moto_server: MotoServer, prometheus: Any) -> dict[str, str]:
+    return {**moto_server.env, "AUTOSCALER_PROMETHEUS_URL": prometheus.url}
+
+
+def plan_json(folder: Path, env: Mapping[str, str], *extra: str) -> tuple[int, list[Any]]:
+    result = autoscaler("plan", str(folder), "--output", "json", *extra, env=env)
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_validate_accepts_the_shipped_examples() -> None:
+    result = autoscaler("validate", "policies")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "policies valid" in result.stdout
+
+
+def test_validate_prints_file_line_field_and_exits_1(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(
+        "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 1\nmax: 2\n"
+        "checks:\n  - name: a\n    strategy: fixed\n    count: 3\n    colour: red\n"
+    )
+    inverted = tmp_path / "inverted.yaml"
+    inverted.write_text(
+        "name: api\ntarget: {type: aws-asg, asg: api}\nmin: 5\nmax: 2\n"
+        "checks:\n  - name: a\n    strategy: fixed\n    count: 3\n"
+    )
+    result = autoscaler("validate", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith(f"{unknown}:9: checks[0].colour: unknown key") for line in lines)
+    assert any(line.startswith(f"{inverted}:3: min:") for line in lines), lines
+
+
+def test_plan_shows_the_desired_count_without_scaling(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+) -> None:
+    asg = make_asg(desired=2)
+    metric = metrics.push("conversations", 73)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+
+    code, plans = plan_json(folder, env)
+
+    assert code == 0
+    (plan,) = plans
+    assert {
+        "policy",
+        "target",
+        "current",
+        "desired",
+        "action",
+        "dry_run",
+        "reasons",
+        "checks",
+    } <= set(plan)
+    assert (plan["policy"], plan["current"], plan["desired"], plan["action"]) == ("web", 2, 8, "up")
+    assert plan["checks"] == [
+        {"name": "load", "query": f"sum({metric})", "value": 73.0, "desired": 8, "error": None}
+    ]
+    assert desired_capacity(asg) == 2  # plan never scales
+
+
+def test_plan_table_names_policy_target_counts_and_reasons(
+    policy_dir: Callable[[str], Path], env: dict[str, str], metrics: Metrics, asg: str
+) -> None:
+    metric = metrics.push("conversations", 73)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    result = autoscaler("plan", str(folder), env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"web  aws-asg:{asg}@eu-west-3  current 2 -> desired 8  UP" in result.stdout
+    assert "load: 73 / 10 per instance → 8" in result.stdout
+
+
+def test_run_once_moves_the_group(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 55)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s.db"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert desired_capacity(asg) == 6
+    assert "policy=web" in result.stderr and "action=up" in result.stderr
+
+
+def test_run_once_dry_run_decides_but_does_not_scale(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 55)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    state = str(tmp_path / "s.db")
+    result = autoscaler("run", str(folder), "--once", "--dry-run", "--state", state, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "action=up dry_run=true" in result.stderr
+    assert desired_capacity(asg) == 2
+
+
+def test_policy_dry_run_field_keeps_the_group_untouched(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 55)
+    text = asg_policy("web", asg, per_instance(f"sum({metric})"), dry_run="true")
+    folder = policy_dir(text)
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert desired_capacity(asg) == 2
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected_error"),
+    [
+        pytest.param([], "no series", id="empty"),
+        pytest.param([Sample("load", float("nan"))], "NaN", id="nan"),
+        pytest.param(
+            [Sample("load", 1, {"az": "a"}), Sample("load", 2, {"az": "b"})],
+            "2 series",
+            id="several-series",
+        ),
+    ],
+)
+def test_unusable_data_holds_with_a_clear_reason_and_never_scales_in(
+    samples: list[Sample],
+    expected_error: str,
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    asg = make_asg(desired=5)
+    metrics.push_many(samples)
+    folder = policy_dir(asg_policy("web", asg, per_instance(metrics.name("load"))))
+
+    code, (plan,) = plan_json(folder, env)
+    assert code == 0  # evaluated: the check failed, the policy held
+    assert plan["action"] == "hold" and plan["desired"] == 5
+    assert expected_error in plan["checks"][0]["error"]
+    assert any("no usable data" in r for r in plan["reasons"]), plan["reasons"]
+
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert desired_capacity(asg) == 5
+
+
+def test_prometheus_down_holds_reports_and_plan_exits_3(
+    policy_dir: Callable[[str], Path],
+    moto_server: MotoServer,
+    dead_prometheus_url: str,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    asg = make_asg(desired=5)
+    folder = policy_dir(asg_policy("web", asg, per_instance("sum(anything)")))
+    env = {**moto_server.env, "AUTOSCALER_PROMETHEUS_URL": dead_prometheus_url}
+
+    code, (plan,) = plan_json(folder, env, "--query-timeout", "0.3")
+    assert code == 3
+    assert plan["action"] == "hold"
+    assert "unreachable" in (plan["error"] or "")
+
+    table = autoscaler("plan", str(folder), "--query-timeout", "0.3", env=env)
+    assert table.returncode == 3 and "not evaluated" in table.stdout
+
+    state = str(tmp_path / "s")
+    result = autoscaler(
+        "run", str(folder), "--once", "--state", state, "--query-timeout", "0.3", env=env
+    )
+    assert result.returncode == 3
+    assert desired_capacity(asg) == 5
+
+
+def test_plan_reports_other_policies_when_one_cannot_be_evaluated(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+) -> None:
+    metric = metrics.push("conversations", 30)
+    policy_dir(asg_policy("good", asg, per_instance(f"sum({metric})")), "good.yaml")
+    folder = policy_dir(
+        asg_policy("missing", "no-such-group", per_instance("vector(1)")), "bad.yaml"
+    )
+    code, plans = plan_json(folder, env)
+    assert code == 3
+    by_name = {p["policy"]: p for p in plans}
+    assert by_name["good"]["desired"] == 3
+    assert by_name["missing"]["action"] == "hold"
+    assert "not found" in by_name["missing"]["error"]
+
+
+def test_cooldown_survives_a_restart(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 40)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    state = str(tmp_path / "state.db")
+    first = autoscaler("run", str(folder), "--once", "--state", state, env=env)
+    assert first.returncode == 0, first.stderr
+    assert desired_capacity(asg) == 4
+
+    metrics.push("conversations", 90)
+    second = autoscaler("run", str(folder), "--once", "--state", state, env=env)
+    assert second.returncode == 0, second.stderr
+    assert desired_capacity(asg) == 4
+    assert "cooldown up" in second.stderr and "action=hold" in second.stderr
+
+    _, (plan,) = plan_json(folder, env, "--state", state)
+    assert plan["action"] == "hold" and plan["desired"] == 9
+
+
+def test_run_loop_stops_cleanly_on_sigterm_and_sigint(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 20)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    for number, sig in enumerate((signal.SIGTERM, signal.SIGINT)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run", str(folder), "--listen", "",
+             "--state", str(tmp_path / f"s{number}.db")],
+            env={**os.environ, **env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "policy=web" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()
+        assert "policy=web" in seen, seen
+        proc.send_signal(sig)
+        started = time.monotonic()
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10
+
+
+def test_python_dash_m_and_the_console_script_agree() -> None:
+    script = Path(sys.executable).with_name("autoscaler")
+    a = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    b = autoscaler("--version")
+    assert a.stdout == b.stdout and a.stdout.startswith("autoscaler ")
+
+
+def test_schema_command_prints_a_json_schema() -> None:
+    result = autoscaler("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "$schema" in schema or "$defs" in schema or "properties" in schema
+
+
+def test_pushed_p95_scales_a_nomad_group_through_run_once(
+    policy_dir: Callable[[str], Path],
+    prometheus: Any,
+    metrics: Metrics,
+    nomad_api: NomadApiStandIn,
+    tmp_path: Path,
+) -> None:
+    nomad_api.register_job("chat", {"api": 3}, namespace="apps")
+    bucket = metrics.name("latency_bucket")
+    # A p95 of 0.5 s against a 0.25 s target doubles the group: 3 → 6.
+    metrics.push_many(
+        Sample("latency_bucket", count, {"le": le})
+        for le, count in (("0.25", 10), ("0.5", 100), ("+Inf", 100))
+    )
+    query = f"histogram_quantile(0.95, sum by (le) ({bucket}))"
+    folder = policy_dir(
+        "name: chat-api\n"
+        "target: {type: nomad, job: chat, group: api, namespace: apps}\n"
+        "min: 0\nmax: 20\ninterval: 1s\n"
+        "checks:\n"
+        f"  - name: p95\n    query: '{query}'\n    strategy: target-value\n    target: 0.25\n"
+    )
+    env = {**nomad_api.env, "AUTOSCALER_PROMETHEUS_URL": prometheus.url}
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert nomad_api.group_count("chat", "api", namespace="apps") == 6
+    (event, *_) = nomad_api.scale_events("chat", "api", namespace="apps")
+    assert "chat-api" in event["Message"]
