@@ -21,6 +21,8 @@ from autoscaler.logs import setup_logging
 from autoscaler.policy import LoadResult, json_schema, load_paths
 from autoscaler.reconciler import Evaluation, Reconciler
 from autoscaler.report import render_plan_json, render_plan_table
+from autoscaler.service import run_once, run_service
+from autoscaler.service_config import add_service_arguments, service_config_from_args
 from autoscaler.settings import Settings, add_connection_arguments, settings_from_args
 from autoscaler.state import MemoryStateStore, SqliteStateStore
 
@@ -64,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite state database (default: %(default)s; env AUTOSCALER_STATE)",
     )
     add_connection_arguments(run)
-    from autoscaler.service_config import add_service_arguments
-
     add_service_arguments(run)
 
     sub.add_parser("schema", help="print the JSON Schema of policy files")
@@ -155,9 +155,6 @@ def _read_only_state(path: str | None) -> SqliteStateStore | MemoryStateStore:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """`autoscaler run`: the long-lived service, or a single pass with `--once`."""
-    from autoscaler.service import run_once, run_service
-    from autoscaler.service_config import service_config_from_args
-
     try:
         state = SqliteStateStore(args.state, exclusive=True)
     except StateError as exc:

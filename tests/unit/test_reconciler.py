@@ -1,4 +1,4 @@
-"""The reconciler's wiring: adapter failures become holds, scales are remembered, previews write nothing."""
+"""The reconciler's wiring: adapter failures become holds, scales are remembered."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_scale_up_calls_the_target_and_starts_the_cooldown() -> None:
     assert evaluation.ok and evaluation.scaled
     assert evaluation.decision.action is Action.UP
     assert [s[0] for s in target.scaled] == [8]
-    count, reason, meta = target.scaled[0]
+    _count, reason, meta = target.scaled[0]
     assert "web" in reason and meta["autoscaler.policy"] == "web"
     assert meta["autoscaler.check.load"] == "80"
     assert state.load("web", AsgTarget(asg="web").key).last_scaled_at == T0
