@@ -1,0 +1,149 @@
+"""`make demo`: the controller scaling a (moto) Auto Scaling Group on live Prometheus data.
+
+Starts, all on 127.0.0.1 and with no cloud account: a Prometheus (Debian's binary, a temp
+data dir), a simulated checkout service exporting a latency histogram and an
+open-conversations gauge, a moto server holding the `demo-checkout` ASG, and then
+`autoscaler run demo/policies` for about a minute, printing every decision it makes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from demo.loadgen import LoadGenerator  # noqa: E402
+from tests.support.aws import fake_aws_env, fill_moto_gaps  # noqa: E402
+from tests.support.net import free_port, wait_until  # noqa: E402
+from tests.support.prometheus import PrometheusServer  # noqa: E402
+
+ASG = "demo-checkout"
+REGION = "eu-west-3"
+
+
+def start_moto() -> tuple[ThreadedMotoServer, dict[str, str]]:
+    fill_moto_gaps(pytest.MonkeyPatch())  # moto 5.2 lacks DescribeInstanceRefreshes
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, fake_aws_env(f"http://127.0.0.1:{port}")
+
+
+def create_group(env: dict[str, str]) -> None:
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+    ec2 = session.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"])
+    ec2.create_launch_template(
+        LaunchTemplateName="demo", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+    )
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    session.client("autoscaling", endpoint_url=env["AWS_ENDPOINT_URL"]).create_auto_scaling_group(
+        AutoScalingGroupName=ASG,
+        LaunchTemplate={"LaunchTemplateName": "demo"},
+        MinSize=1,
+        MaxSize=20,
+        DesiredCapacity=2,
+        AvailabilityZones=zones[:1],
+    )
+
+
+def desired_capacity(env: dict[str, str]) -> int:
+    client = boto3.client(
+        "autoscaling",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    groups = client.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])
+    return int(groups["AutoScalingGroups"][0]["DesiredCapacity"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the controller runs")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="autoscaler-demo-"))
+    moto, env = start_moto()
+    create_group(env)
+    print(f"demo: moto ASG {ASG} at {env['AWS_ENDPOINT_URL']}, desired capacity 2")
+
+    exporter_port = free_port()
+    loadgen = LoadGenerator(lambda: desired_capacity(env), exporter_port)
+    loadgen.start()
+    scrape = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "demo", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
+        ],
+    }
+    prometheus = PrometheusServer(workdir / "prometheus", config=scrape)
+    prometheus.start()
+    print(f"demo: Prometheus at {prometheus.url}, scraping the load generator every 1 s")
+    wait_until(
+        lambda: bool(prometheus.query("demo_requests_per_second")["result"]),
+        timeout=30,
+        what="the first scrape",
+    )
+
+    listen = f"127.0.0.1:{free_port()}"
+    command = [
+        sys.executable, "-m", "autoscaler", "run", str(ROOT / "demo" / "policies"),
+        "--prometheus-url", prometheus.url,
+        "--state", str(workdir / "state.db"),
+        "--listen", listen,
+    ]  # fmt: skip
+    print(f"demo: starting the controller (API on http://{listen}): {' '.join(command[2:])}\n")
+    controller = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
+    started = time.monotonic()
+    loadgen.reset_clock()
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(5):
+            t = time.monotonic() - started
+            print(
+                f"demo: t={t:4.0f}s load={loadgen.current_rps:5.0f} rps "
+                f"instances={loadgen.current_instances}",
+                flush=True,
+            )
+
+    threading.Thread(target=report, daemon=True).start()
+    try:
+        controller.wait(timeout=args.seconds)
+    except subprocess.TimeoutExpired:
+        controller.send_signal(signal.SIGTERM)
+        controller.wait(timeout=15)
+    finally:
+        stop.set()
+        loadgen.stop()
+        prometheus.stop()
+        moto.stop()
+    print(
+        f"\ndemo: done; the controller exited with {controller.returncode}; "
+        f"final desired capacity {loadgen.current_instances}"
+    )
+    return 0 if controller.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
