@@ -55,6 +55,16 @@ def test_status_reports_the_groups_desired_count_and_is_ready(nomad_api: NomadAp
     assert status.last_scaled_at is None
 
 
+def test_count_falls_back_to_the_job_spec_when_the_scale_status_lacks_the_group(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 4, "worker": 7})
+    nomad_api.scale_status_omits = {"worker"}
+
+    assert scaler_for(nomad_api, group="worker").status().count == 7
+    assert scaler_for(nomad_api, group="web").status().count == 4
+
+
 @pytest.mark.parametrize(("start", "to"), [(3, 5), (5, 2)], ids=["up", "down"])
 def test_scale_sets_the_groups_count(nomad_api: NomadApiStandIn, start: int, to: int) -> None:
     nomad_api.register_job("chat", groups={"web": start})
