@@ -21,7 +21,6 @@ from autoscaler.logs import setup_logging
 from autoscaler.policy import LoadResult, json_schema, load_paths
 from autoscaler.reconciler import Evaluation, Reconciler
 from autoscaler.report import render_plan_json, render_plan_table
-from autoscaler.service import run_once, run_service
 from autoscaler.service_config import add_service_arguments, service_config_from_args
 from autoscaler.settings import Settings, add_connection_arguments, settings_from_args
 from autoscaler.state import MemoryStateStore, SqliteStateStore
@@ -155,6 +154,9 @@ def _read_only_state(path: str | None) -> SqliteStateStore | MemoryStateStore:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """`autoscaler run`: the long-lived service, or a single pass with `--once`."""
+    # Imported here: FastAPI and uvicorn cost ~0.6 s that validate/plan/schema never need.
+    from autoscaler.service import run_once, run_service  # noqa: PLC0415
+
     try:
         state = SqliteStateStore(args.state, exclusive=True)
     except StateError as exc:

@@ -166,8 +166,7 @@ class SqliteStateStore:
         streak = 0
         if row is not None:
             recommendations = tuple(
-                Recommendation(at=_parse(at), count=int(count))
-                for at, count in json.loads(row[0])
+                Recommendation(at=_parse(at), count=int(count)) for at, count in json.loads(row[0])
             )
             streak = int(row[1])
         return Memory(
@@ -228,10 +227,9 @@ class SqliteStateStore:
 
     def close(self) -> None:
         """Checkpoint and close the database, then release the lock."""
-        with self._lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self._db.close()
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
         self._release_lock()
 
 
