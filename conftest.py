@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.support.prometheus",
     "tests.support.aws",
     "tests.support.nomad_api",
+    "tests.support.alertmanager",
+    "tests.support.service",
 ]

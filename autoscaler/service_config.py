@@ -1,0 +1,70 @@
+"""Options of the long-lived service (`autoscaler run`), from flags and the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """How the service runs: which policies, where it listens, how it behaves."""
+
+    paths: tuple[str, ...]
+    dry_run: bool = False
+    listen: str = "127.0.0.1:8080"
+    api_token_file: str | None = None
+    workers: int = 4
+    reload_interval: float = 5.0
+    notify_urls: tuple[str, ...] = ()
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `autoscaler run` beyond the connection settings."""
+    env = os.environ.get
+    group = parser.add_argument_group("service")
+    group.add_argument(
+        "--listen",
+        default=env("AUTOSCALER_LISTEN", "127.0.0.1:8080"),
+        help="HTTP API address, HOST:PORT (env AUTOSCALER_LISTEN; default %(default)s; "
+        "empty to disable)",
+    )
+    group.add_argument(
+        "--api-token-file",
+        default=env("AUTOSCALER_API_TOKEN_FILE"),
+        help="file holding the bearer token required on evaluate, reload and the "
+        "Alertmanager webhook (env AUTOSCALER_API_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("AUTOSCALER_WORKERS", "4")),
+        help="policies evaluated at once at most (env AUTOSCALER_WORKERS; default %(default)s)",
+    )
+    group.add_argument(
+        "--reload-interval",
+        type=float,
+        default=float(env("AUTOSCALER_RELOAD_INTERVAL", "5")),
+        help="seconds between checks of the policy files for changes (0: only on SIGHUP or "
+        "POST /v1/reload; env AUTOSCALER_RELOAD_INTERVAL)",
+    )
+    group.add_argument(
+        "--notify-url",
+        action="append",
+        default=[u for u in env("AUTOSCALER_NOTIFY_URLS", "").split() if u],
+        help="webhook called after each scaling action (repeatable; Slack-compatible). "
+        "Such URLs are secrets: prefer env AUTOSCALER_NOTIFY_URLS (space-separated)",
+    )
+
+
+def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    return ServiceConfig(
+        paths=tuple(args.paths),
+        dry_run=bool(args.dry_run),
+        listen=args.listen,
+        api_token_file=args.api_token_file,
+        workers=max(1, int(args.workers)),
+        reload_interval=float(args.reload_interval),
+        notify_urls=tuple(args.notify_url),
+    )
