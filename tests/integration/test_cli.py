@@ -380,3 +380,21 @@ def test_pushed_p95_scales_a_nomad_group_through_run_once(
     assert nomad_api.group_count("chat", "api", namespace="apps") == 6
     (event, *_) = nomad_api.scale_events("chat", "api", namespace="apps")
     assert "chat-api" in event["Message"]
+
+
+def test_run_once_never_asks_for_more_than_the_groups_own_max_size(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    # moto does not enforce MaxSize, so only our own clamp keeps the group at 5.
+    asg = make_asg(desired=2, max_size=5)
+    metric = metrics.push("conversations", 80)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert desired_capacity(asg) == 5
+    assert "target max size 5: 8 → 5" in result.stderr
