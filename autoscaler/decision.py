@@ -9,8 +9,9 @@ adds a reason:
 2. Checks: each check's value through its strategy (`strategies`). An error, a missing
    value or a non-finite one fails the check; it never counts as zero.
 3. Combine: the highest count any successful check asks for. A failed check blocks
-   scale-down. If every check failed: `hold`, or after `fallback.after` such evaluations
-   in a row, scale up to at least `fallback.count` (skipping steps 4 and 5a).
+   scale-down, even one that lowered bounds would force (5b/5c never scale in blind).
+   If every check failed: `hold`, or after `fallback.after` such evaluations in a row,
+   scale up to at least `fallback.count` (skipping steps 4 and 5a).
 4. Stabilization (Kubernetes HPA semantics): record the recommendation; go up only to the
    lowest one in the `up` window and down only to the highest one in the `down` window.
 5. a. Limits: the change is capped to the step limit of its direction (`bounds.limit`).
@@ -134,6 +135,8 @@ def decide(
     count, memory = _stabilize(run, count, memory)
     count = run.collect(limit(policy.limits, count, run.current))
     count = _bound(run, count)
+    if failed:
+        count = _no_blind_scale_in(run, count)
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
 
 
@@ -250,8 +253,23 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     run.reasons.append(
         f"no usable data for {streak} evaluations: fallback to at least {fallback.count}"
     )
-    count = _bound(run, max(run.current, fallback.count))
+    count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def _no_blind_scale_in(run: _Run, count: int) -> int:
+    """With a failed check, even lowered bounds (a schedule ending) never scale in.
+
+    Removing capacity needs every check to vouch for it; the bounds apply again as soon as
+    the data is back. This is the one place where bounds do not win.
+    """
+    if count < run.current:
+        run.reasons.append(
+            f"bounds allow {count}, but a check failed: staying at {run.current} until "
+            "every check has data"
+        )
+        return run.current
+    return count
 
 
 def _fallback(policy: Policy) -> Fallback | None:

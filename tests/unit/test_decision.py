@@ -272,6 +272,28 @@ def test_fallback_after_enough_evaluations_without_data(
     assert outcome.memory.missing_data_streak == streak + 1
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param(make_policy(LATENCY, ERRORS, max=10), id="one-check-failed"),
+        pytest.param(make_policy(LATENCY, max=10, **FALLBACK), id="fallback"),
+    ],
+)
+def test_lowered_bounds_never_scale_in_while_a_check_fails(policy: Policy) -> None:
+    # 30 instances (a schedule just ended, or someone scaled by hand) above max 10, with
+    # Prometheus partly or wholly unreachable: removing 20 instances blind is not safe.
+    observations = [failed(LATENCY)] + ([ok(ERRORS, 0.0)] if len(policy.checks) > 1 else [])
+    outcome = run(policy, *observations, current=30, memory=Memory(missing_data_streak=5))
+    assert outcome.decision.desired == 30
+    assert outcome.decision.action is not Action.DOWN
+    assert "staying at 30 until every check has data" in outcome.decision.reasons[-1]
+
+
+def test_lowered_bounds_scale_in_once_every_check_has_data() -> None:
+    outcome = run(make_policy(LATENCY, max=10), ok(LATENCY, 0.25), current=30)
+    assert (outcome.decision.desired, outcome.decision.action) == (10, Action.DOWN)
+
+
 def test_hold_policy_ignores_a_configured_fallback() -> None:
     policy = make_policy(on_missing_data=MissingData.HOLD, fallback=Fallback(after=1, count=10))
     outcome = run(policy, failed(LATENCY), memory=Memory(missing_data_streak=9))
