@@ -70,12 +70,14 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
     """Load files and folders (`*.yaml`, `*.yml`, not recursive); never raise for bad files.
 
     A broken file contributes its problems and none of its policies. A policy whose name is
-    already taken by an earlier one is dropped, with a problem naming both places.
+    already taken by an earlier one is dropped, with a problem naming both places; so is an
+    enabled policy whose target an earlier enabled policy already scales.
     """
     problems: list[Problem] = []
     files = _expand(paths, problems)
     policies: list[model.Policy] = []
     seen: dict[str, _Loaded] = {}
+    scaling: list[_Loaded] = []
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
@@ -91,6 +93,12 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
             if first is not None:
                 problems.append(_duplicate_policy(item, first))
                 continue
+            if item.policy.enabled:
+                rival = next((o for o in scaling if _same_target(o.policy, item.policy)), None)
+                if rival is not None:
+                    problems.append(_shared_target(item, rival))
+                    continue
+                scaling.append(item)
             seen[item.policy.name] = item
             policies.append(item.policy)
     return LoadResult(policies=policies, problems=problems, files=files)
@@ -132,6 +140,30 @@ def _duplicate_policy(item: _Loaded, first: _Loaded) -> Problem:
         "name",
         f"duplicate policy name '{item.policy.name}': also defined at {where}; "
         "rename one (names are unique across all files)",
+    )
+
+
+def _same_target(a: model.Policy, b: model.Policy) -> bool:
+    """Whether two policies scale the same object; a target without a region matches any."""
+    x, y = a.target, b.target
+    if x.region is not None and y.region is not None and x.region != y.region:
+        return False
+    if isinstance(x, model.AsgTarget) and isinstance(y, model.AsgTarget):
+        return x.asg == y.asg
+    if isinstance(x, model.NomadTarget) and isinstance(y, model.NomadTarget):
+        return (x.job, x.group, x.namespace) == (y.job, y.group, y.namespace)
+    return False
+
+
+def _shared_target(item: _Loaded, first: _Loaded) -> Problem:
+    where = f"{first.policy.source.file}:{first.name_line}"
+    return Problem(
+        item.policy.source.file,
+        item.name_line,
+        "target",
+        f"{item.policy.target} is already scaled by policy '{first.policy.name}' ({where}); "
+        "two policies on one target would undo each other: put both checks in one policy "
+        "(the highest count wins), or disable one",
     )
 
 

@@ -911,10 +911,15 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def named(name: str) -> str:
+    """HEAD for a policy called `name` scaling its own ASG of the same name."""
+    return HEAD.replace("name: web", f"name: {name}").replace("asg: web", f"asg: {name}")
+
+
 def test_load_paths_keeps_good_files_when_one_is_broken(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", policy(head=HEAD.replace("name: web", "name: a")))
-    write(tmp_path, "b.yml", policy(head=HEAD.replace("name: web", "name: b")) + "bogus: 1\n")
-    write(tmp_path, "c.yaml", policy(head=HEAD.replace("name: web", "name: c")))
+    write(tmp_path, "a.yaml", policy(head=named("a")))
+    write(tmp_path, "b.yml", policy(head=named("b")) + "bogus: 1\n")
+    write(tmp_path, "c.yaml", policy(head=named("c")))
     write(tmp_path, "notes.txt", "not a policy")
     result = load_paths([tmp_path])
     assert [p.name for p in result.policies] == ["a", "c"]
@@ -943,6 +948,64 @@ def test_duplicate_policy_name_across_files_drops_the_later_one(tmp_path: Path) 
     (problem,) = result.problems
     assert (problem.file, problem.line, problem.field) == (str(second), 2, "name")
     assert f"also defined at {first}:1" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("first_target", "second_target", "clash"),
+    [
+        pytest.param("{type: aws-asg, asg: web}", "{type: aws-asg, asg: web}", True, id="same-asg"),
+        pytest.param(
+            "{type: aws-asg, asg: web, region: eu-west-3}",
+            "{type: aws-asg, asg: web}",
+            True,
+            id="region-given-once-matches-any",
+        ),
+        pytest.param(
+            "{type: aws-asg, asg: web, region: eu-west-3}",
+            "{type: aws-asg, asg: web, region: us-east-1}",
+            False,
+            id="other-region",
+        ),
+        pytest.param("{type: aws-asg, asg: web}", "{type: aws-asg, asg: api}", False, id="other"),
+        pytest.param(
+            "{type: nomad, job: chat, group: api}",
+            "{type: nomad, job: chat, group: api, namespace: default}",
+            True,
+            id="same-nomad-group",
+        ),
+        pytest.param(
+            "{type: nomad, job: chat, group: api}",
+            "{type: nomad, job: chat, group: api, namespace: apps}",
+            False,
+            id="other-namespace",
+        ),
+    ],
+)
+def test_two_enabled_policies_may_not_scale_one_target(
+    tmp_path: Path, first_target: str, second_target: str, clash: bool
+) -> None:
+    head = "target: {}\nmin: 1\nmax: 5\n"
+    first = write(tmp_path, "a.yaml", "name: a\n" + policy(head=head.format(first_target)))
+    second = write(tmp_path, "b.yaml", "name: b\n" + policy(head=head.format(second_target)))
+    result = load_paths([tmp_path])
+    if not clash:
+        assert [p.name for p in result.policies] == ["a", "b"]
+        assert not result.problems
+        return
+    assert [p.name for p in result.policies] == ["a"]
+    (problem,) = result.problems
+    assert (problem.file, problem.line, problem.field) == (str(second), 1, "target")
+    assert f"already scaled by policy 'a' ({first}:1)" in problem.message
+
+
+def test_a_disabled_policy_may_share_a_target(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", policy(head=named("a").replace("asg: a", "asg: web")))
+    write(
+        tmp_path,
+        "b.yaml",
+        "enabled: false\n" + policy(head=named("b").replace("asg: b", "asg: web")),
+    )
+    assert [p.name for p in load_paths([tmp_path]).policies] == ["a", "b"]
 
 
 def test_load_paths_reads_a_file_given_twice_once(tmp_path: Path) -> None:
