@@ -5,7 +5,8 @@ of the job is active, and guards jobs with ACL capabilities; this adapter turns 
 into the controller's vocabulary (`TargetStatus`, `TargetBusy`, `TargetForbidden`, ...).
 Two python-nomad traps are handled here on purpose: it does not verify TLS certificates by
 default (we do), and it reads NOMAD_* variables behind our back (we pass every setting
-explicitly, so `NomadSettings` is the single source of truth).
+explicitly, so `NomadSettings` is the single source of truth). NOMAD_ADDR may carry
+`user:password@`; it is shown redacted everywhere (`nomad_errors`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import nomad.api
 import requests
@@ -37,6 +38,15 @@ from autoscaler.errors import (
     TargetUnavailable,
 )
 from autoscaler.model import NomadTarget, TargetStatus
+from autoscaler.targets.nomad_errors import (
+    NETWORK_ERRORS,
+    NO_REGION_PATH,
+    is_transient,
+    redact_address,
+    request_path,
+    scrub,
+    short,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +56,9 @@ ACTIVE_DEPLOYMENT_STATES = frozenset(
     {"running", "pending", "paused", "blocked", "unblocking", "initializing"}
 )
 _DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
-_NO_REGION_PATH = "No path to region"  # Nomad's 500 for a region it cannot forward to
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# What python-nomad wraps when the network, not the request, is at fault (worth a retry).
-_NETWORK_ERRORS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +66,7 @@ class NomadSettings:
     """How to reach Nomad: address, ACL token, TLS, default namespace/region, time limits.
 
     `timeout` bounds one HTTP attempt; `deadline` bounds one call including its retries.
-    The token never appears in `repr`/`str`.
+    The token never appears in `repr`/`str`, nor the address's `user:password@`.
     """
 
     address: str = "http://127.0.0.1:4646"
@@ -80,7 +83,7 @@ class NomadSettings:
     def __repr__(self) -> str:
         token = "'<hidden>'" if self.token else "None"
         return (
-            f"NomadSettings(address={self.address!r}, token={token}, "
+            f"NomadSettings(address={redact_address(self.address)!r}, token={token}, "
             f"namespace={self.namespace!r}, region={self.region!r}, ca_cert={self.ca_cert!r}, "
             f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
             f"skip_verify={self.skip_verify}, timeout={self.timeout}, deadline={self.deadline})"
@@ -141,11 +144,12 @@ class NomadScaler:
         self._settings = settings
         self._namespace = ref.namespace or settings.namespace or "default"
         self._region = ref.region or settings.region
+        self._shown_address = redact_address(settings.address)
         if settings.skip_verify and settings.address.startswith("https"):
             log.warning(
                 "TLS certificate verification is OFF for Nomad at %s (NOMAD_SKIP_VERIFY): "
                 "anyone on the path can read the ACL token; set NOMAD_CACERT instead",
-                settings.address,
+                self._shown_address,
             )
         # nomad.api.Job instead of nomad.Nomad: the latter falls back to NOMAD_* variables for
         # every unset argument, so settings built in code would silently mix with the env.
@@ -159,12 +163,15 @@ class NomadScaler:
         )
 
     def __repr__(self) -> str:
-        return f"NomadScaler({self._ref}, address={self._settings.address!r})"
+        return f"NomadScaler({self._ref}, address={self._shown_address!r})"
 
     # --- ScalingTarget ------------------------------------------------------------------
 
     def status(self) -> TargetStatus:
-        """The group's count, whether it may be scaled now, and the last count change by anyone.
+        """The group's count and bounds, whether it may be scaled now, and the last count change.
+
+        The bounds are the group's `scaling { min max }` block, which Nomad enforces on every
+        scale request whether or not the block is `enabled`; None where the group has none.
 
         Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
         parameterized job, and the errors of `_call` for API failures.
@@ -190,12 +197,15 @@ class NomadScaler:
         else:
             count = int(groups[ref.group].get("Count") or 0)
         last_scaled_at = _last_count_change((group_status or {}).get("Events"))
+        bounds = groups[ref.group].get("Scaling") or {}
 
         hold = self._hold_reason(job, scale)
         return TargetStatus(
             count=count,
             ready=hold is None,
             not_ready_reason=hold,
+            min_size=_bound(bounds.get("Min")),
+            max_size=_bound(bounds.get("Max")),
             last_scaled_at=last_scaled_at,
         )
 
@@ -289,7 +299,7 @@ class NomadScaler:
         retrying = Retrying(
             stop=stop_before_delay(settings.deadline),
             wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.2),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         )
         try:
@@ -301,31 +311,32 @@ class NomadScaler:
         try:
             return response.json()
         except ValueError as exc:
-            raise TargetError(f"Nomad at {settings.address} sent a non-JSON answer") from exc
+            raise TargetError(f"Nomad at {self._shown_address} sent a non-JSON answer") from exc
 
     def _translate(self, exc: BaseNomadException, capability: str) -> TargetError:
-        """Our error for python-nomad's exception; never includes the token."""
-        ref, where = self._ref, self._where
+        """Our error for python-nomad's exception; never shows the token or NOMAD_ADDR's
+        `user:password@`.
+        """
+        ref, where, address = self._ref, self._where, self._shown_address
         answer = exc.nomad_resp
         if not isinstance(answer, requests.Response):
+            cause = short(answer, self._settings.address)
             if isinstance(answer, requests.exceptions.SSLError):
                 return TargetUnavailable(
-                    f"TLS handshake with Nomad at {self._settings.address} failed "
-                    f"({_short(answer)}); set NOMAD_CACERT to the CA that signed Nomad's "
-                    "certificate"
+                    f"TLS handshake with Nomad at {address} failed ({cause}); set "
+                    "NOMAD_CACERT to the CA that signed Nomad's certificate"
                 )
-            if isinstance(answer, _NETWORK_ERRORS):
+            if isinstance(answer, NETWORK_ERRORS):
                 return TargetUnavailable(
-                    f"Nomad at {self._settings.address} unreachable within "
-                    f"{self._settings.deadline:g}s: {_short(answer)}"
+                    f"Nomad at {address} unreachable within {self._settings.deadline:g}s: {cause}"
                 )
             return TargetError(
-                f"cannot call Nomad at {self._settings.address} (check NOMAD_ADDR and the "
-                f"TLS files): {_short(answer)}"
+                f"cannot call Nomad at {address} (check NOMAD_ADDR and the TLS files): {cause}"
             )
-        status, text = answer.status_code, answer.text.strip()
+        status = answer.status_code
+        text = scrub(answer.text.strip(), self._settings.address)
         if status == 403:
-            refused = f"Nomad refused {answer.request.method} {_path(answer)} ({text})"
+            refused = f"Nomad refused {answer.request.method} {request_path(answer)} ({text})"
             if "token" in text.lower():  # "ACL token not found", "ACL token expired", ...
                 return TargetForbidden(
                     f"{refused}: NOMAD_TOKEN is not a valid token for this cluster "
@@ -342,9 +353,9 @@ class NomadScaler:
             return TargetBusy(f"Nomad refused to scale {ref}: {text}")
         if status == 400 and "task group" in text and "does not exist" in text:
             return TargetNotFound(f"task group '{ref.group}' not found in job '{ref.job}'")
-        if status == 500 and _NO_REGION_PATH in text:
+        if status == 500 and NO_REGION_PATH in text:
             return TargetUnavailable(
-                f"Nomad at {self._settings.address} has no path to region "
+                f"Nomad at {address} has no path to region "
                 f"'{self._region}': check the policy's region or NOMAD_REGION"
             )
         if 400 <= status < 500:
@@ -359,19 +370,6 @@ class NomadScaler:
         return f"namespace '{self._namespace}'" + (
             f" of region '{self._region}'" if self._region else ""
         )
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Worth retrying: connection trouble, timeouts, 429 and 5xx (but not a missing region)."""
-    if not isinstance(exc, BaseNomadException):
-        return False
-    answer = exc.nomad_resp
-    if isinstance(answer, requests.Response):
-        status = answer.status_code
-        return (status == 429 or status >= 500) and _NO_REGION_PATH not in answer.text
-    if isinstance(answer, requests.exceptions.SSLError):
-        return False  # a certificate does not become valid by asking again
-    return isinstance(answer, _NETWORK_ERRORS)
 
 
 def _last_count_change(events: Any) -> datetime | None:
@@ -393,9 +391,9 @@ def _last_count_change(events: Any) -> datetime | None:
     return _EPOCH + timedelta(microseconds=int(newest) // 1000)
 
 
-def _short(error: object) -> str:
-    return f"{type(error).__name__}: {error}"[:300]
-
-
-def _path(answer: requests.Response) -> str:
-    return urlsplit(answer.request.url or "").path or "?"
+def _bound(value: Any) -> int | None:
+    """A scaling block's Min or Max as a count; None when absent (or negative: unset)."""
+    if value is None or isinstance(value, bool):
+        return None
+    bound = int(value)
+    return bound if bound >= 0 else None

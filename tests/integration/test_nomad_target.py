@@ -122,6 +122,76 @@ def test_message_is_the_reason_when_it_already_names_the_policy(
     assert post.body["Message"] == "autoscaler policy chat-api: up"
 
 
+# --- the group's own bounds (its `scaling` block) -------------------------------------------
+
+
+def test_status_reports_the_groups_scaling_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3, "worker": 7}, scaling={"web": (2, 8)})
+
+    web = scaler_for(nomad_api).status()
+    worker = scaler_for(nomad_api, group="worker").status()
+
+    assert (web.count, web.min_size, web.max_size) == (3, 2, 8)
+    assert (worker.min_size, worker.max_size) == (None, None)
+
+
+def test_a_group_without_a_scaling_block_has_no_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+
+    status = scaler_for(nomad_api).status()
+
+    assert (status.min_size, status.max_size) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("to", "refusal"),
+    [
+        (9, "group count was greater than scaling policy maximum: 9 > 8"),
+        (1, "group count was less than scaling policy minimum: 1 < 2"),
+    ],
+    ids=["above-max", "below-min"],
+)
+def test_a_scale_outside_the_groups_bounds_is_refused_with_nomads_text(
+    nomad_api: NomadApiStandIn, to: int, refusal: str
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+
+    with pytest.raises(TargetError, match=rf"\(HTTP 400\): {refusal}$") as caught:
+        scaler_for(nomad_api).scale(to, reason="up", meta=META)
+
+    assert type(caught.value) is TargetError  # neither busy nor unavailable: not retried
+    assert nomad_api.group_count("chat", "web") == 3
+    assert len(nomad_api.requests_to("POST", "/scale")) == 1
+    assert nomad_api.scale_events("chat", "web") == []
+
+
+def test_policy_override_does_not_lift_the_groups_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+    url = f"{nomad_api.address}/v1/job/chat/scale"
+
+    above = requests.post(
+        url, json={"Count": 9, "Target": {"Group": "web"}, "PolicyOverride": True}, timeout=5
+    )
+    at_max = requests.post(url, json={"Count": 8, "Target": {"Group": "web"}}, timeout=5)
+
+    assert (above.status_code, above.text) == (
+        400,
+        "group count was greater than scaling policy maximum: 9 > 8",
+    )
+    assert at_max.status_code == 200
+    assert nomad_api.group_count("chat", "web") == 8
+
+
+def test_the_minimum_is_checked_before_an_active_deployment(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+    nomad_api.set_deployment("chat", "running")
+
+    with pytest.raises(TargetError, match="less than scaling policy minimum: 0 < 2"):
+        scaler_for(nomad_api).scale(0, reason="idle", meta=META)
+    with pytest.raises(TargetBusy):
+        scaler_for(nomad_api).scale(4, reason="up", meta=META)
+
+
 # --- holds ----------------------------------------------------------------------------------
 
 
@@ -312,6 +382,49 @@ def test_unreachable_nomad_gives_unavailable_within_the_deadline() -> None:
         NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
 
     assert time.monotonic() - started < 1.0 + 0.5
+
+
+def test_credentials_in_nomad_addr_are_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    address = f"https://user:pass@127.0.0.1:{free_port()}"
+    env = {"NOMAD_ADDR": address, "NOMAD_SKIP_VERIFY": "true"}
+    settings = NomadSettings.from_env(env)
+    scaler = NomadScaler(NomadTarget(job="chat", group="web"), settings)
+    short_lived = NomadSettings(address=address, timeout=0.2, deadline=0.5)
+
+    with pytest.raises(TargetUnavailable, match="unreachable") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), short_lived).status()
+
+    shown = [repr(settings), str(settings), repr(scaler), str(caught.value), caplog.text]
+    assert not [text for text in shown if "pass" in text]
+    assert f"https://***@127.0.0.1:{address.rsplit(':', 1)[1]}" in str(caught.value)
+    assert "address='https://***@127.0.0.1:" in repr(settings)
+    assert "https://***@127.0.0.1:" in repr(scaler)
+    assert "verification is OFF for Nomad at https://***@127.0.0.1:" in caplog.text
+    assert settings.address == address  # still used, with its credentials, to connect
+
+
+def test_a_malformed_address_with_credentials_is_not_shown_either() -> None:
+    settings = NomadSettings(address="user:pass@127.0.0.1:4646", timeout=0.3, deadline=1.0)
+
+    with pytest.raises(TargetError, match="check NOMAD_ADDR") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
+
+    assert "pass" not in str(caught.value)
+
+
+def test_nomads_answer_is_scrubbed_of_the_addresss_credentials(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+    address = nomad_api.address.replace("http://", "http://user:pass@")
+    nomad_api.fail_next(1, status=400, body=f"bad request to {address}/v1/job/chat")
+
+    with pytest.raises(TargetError, match="HTTP 400") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), settings_for(nomad_api)).status()
+
+    assert "pass" not in str(caught.value)
+    assert "http://***@127.0.0.1" in str(caught.value)
 
 
 def test_client_errors_are_not_retried(nomad_api: NomadApiStandIn) -> None:

@@ -9,7 +9,9 @@ itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint
     GET  /v1/job/:id/scale          read-job | read-job-scaling
     POST /v1/job/:id/scale          scale-job | submit-job
          400 "job scaling blocked due to active deployment", 404 `job "x" not found`,
-         400 `task group "g" specified for scaling does not exist in job`, ...
+         400 `task group "g" specified for scaling does not exist in job`,
+         400 "group count was less than scaling policy minimum: 1 < 2" (and "greater than
+         ... maximum: 9 > 8") for a group with a `scaling` block, PolicyOverride or not, ...
     GET  /v1/job/:id/deployment     read-job             JSON null when there is none
 
 Every request may carry `namespace` (default "default") and `region` (default "global";
@@ -74,6 +76,7 @@ class _Job:
     region: str
     type: str
     groups: dict[str, int]
+    scaling: dict[str, tuple[int, int]]  # group → (Min, Max) of its `scaling` block
     periodic: bool
     parameterized: bool
     stopped: bool
@@ -161,8 +164,18 @@ class NomadApiStandIn:
         parameterized: bool = False,
         stopped: bool = False,
         region: str = DEFAULT_REGION,
+        scaling: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
-        """Register (or replace) a job, as `nomad job run` would; no deployment yet."""
+        """Register (or replace) a job, as `nomad job run` would; no deployment yet.
+
+        `scaling` gives groups a `scaling { min max }` block: group → (min, max), both
+        resolved (Nomad stores `min` as the group's count when the block leaves it out).
+        Like Nomad's job validation, a count outside its group's bounds is refused.
+        """
+        counts = dict({"web": 3} if groups is None else groups)
+        for name, (low, high) in (scaling or {}).items():
+            if name not in counts or not 0 <= low <= counts[name] <= high:
+                raise ValueError(f"group {name!r}: count {counts.get(name)} not in [{low}, {high}]")
         with self._lock:
             index = self._next_index()
             self.regions.add(region)
@@ -171,7 +184,8 @@ class NomadApiStandIn:
                 namespace=namespace,
                 region=region,
                 type=type,
-                groups=dict({"web": 3} if groups is None else groups),
+                groups=counts,
+                scaling=dict(scaling or {}),
                 periodic=periodic,
                 parameterized=parameterized,
                 stopped=stopped,
@@ -430,6 +444,19 @@ class NomadApiStandIn:
         reply: dict[str, Any] = {"Warnings": "", "KnownLeader": True, "LastContact": 0}
         eval_id: str | None = None
         if count is not None:
+            # Nomad checks the group's scaling block (enabled or not) before the deployment;
+            # PolicyOverride only reaches Sentinel on the job register, it skips neither.
+            if group_name in job.scaling:
+                low, high = job.scaling[group_name]
+                if count < low:
+                    raise _ApiError(
+                        400, f"group count was less than scaling policy minimum: {count} < {low}"
+                    )
+                if high < count:
+                    raise _ApiError(
+                        400,
+                        f"group count was greater than scaling policy maximum: {count} > {high}",
+                    )
             latest = job.deployments[-1] if job.deployments else None
             if (
                 latest is not None
@@ -509,7 +536,7 @@ def _job_json(job: _Job) -> dict[str, Any]:
                 "Name": name,
                 "Count": count,
                 "Tasks": [{"Name": name, "Driver": "docker", "Config": {"image": "busybox"}}],
-                "Scaling": None,
+                "Scaling": _scaling_json(job, name),
             }
             for name, count in job.groups.items()
         ],
@@ -534,6 +561,24 @@ def _job_json(job: _Job) -> dict[str, Any]:
         "CreateIndex": job.create_index,
         "ModifyIndex": job.modify_index,
         "JobModifyIndex": job.modify_index,
+    }
+
+
+def _scaling_json(job: _Job, group: str) -> dict[str, Any] | None:
+    """A group's stored scaling policy as GET /v1/job/:id shows it (structs.ScalingPolicy)."""
+    if group not in job.scaling:
+        return None
+    low, high = job.scaling[group]
+    return {
+        "ID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.namespace}/{job.id}/{group}")),
+        "Type": "horizontal",
+        "Target": {"Namespace": job.namespace, "Job": job.id, "Group": group},
+        "Policy": {},
+        "Min": low,
+        "Max": high,
+        "Enabled": True,
+        "CreateIndex": job.create_index,
+        "ModifyIndex": job.modify_index,
     }
 
 
