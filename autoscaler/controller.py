@@ -43,6 +43,7 @@ log = logging.getLogger("autoscaler.service")
 
 READINESS_CACHE = 2.0  # seconds a Prometheus ping result is reused by /readyz
 EVALUATE_TIMEOUT = 60.0  # seconds `POST .../evaluate` waits for its evaluation
+RETRY_AFTER = 1  # seconds a client should wait when a reload is rescheduling the policy
 
 
 class Controller:
@@ -69,7 +70,13 @@ class Controller:
         self.notifier = notifier
         self.dry_run = dry_run
         self.clock = clock
-        self.scheduler = Scheduler(self._evaluate, workers=workers, on_result=self._on_result)
+        self.scheduler = Scheduler(
+            self._evaluate,
+            workers=workers,
+            on_result=self._on_result,
+            dry_run=dry_run,
+            clock=clock,
+        )
         self._reload_lock = threading.Lock()
         self._ping_lock = threading.Lock()
         self._ping: tuple[float, str | None] | None = None
@@ -119,7 +126,7 @@ class Controller:
             raise ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
         future = self.scheduler.trigger(name)
         if future is None:
-            raise ApiError(503, "the service is shutting down")
+            raise self._not_scheduled(name)
         self.telemetry.triggered.labels(name, "api").inc()
         try:
             evaluation = future.result(timeout=EVALUATE_TIMEOUT)
@@ -130,6 +137,22 @@ class Controller:
         except Exception as exc:
             raise ApiError(500, f"evaluation failed: {safe_error(exc)}") from None
         return _evaluation_out(evaluation, preview=False)
+
+    def _not_scheduled(self, name: str) -> ApiError:
+        """Why an enabled policy could not be triggered: shutdown, or a reload mid-swap."""
+        if self.scheduler.stopping:
+            return ApiError(503, "the service is shutting down")
+        # The registry and the scheduler are swapped one after the other by a reload.
+        policy = self.registry.get(name)
+        if policy is None:
+            return ApiError(404, f"no policy named {name!r}")
+        if not policy.enabled:
+            return ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
+        return ApiError(
+            503,
+            f"policy {name!r} is not scheduled right now (a reload is in progress); try again",
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
 
     def alert(self, payload: dict[str, Any]) -> AlertOut:
         """Trigger every policy whose `triggers.alerts` names an alert of the notification."""

@@ -41,12 +41,14 @@ log = logging.getLogger("autoscaler.http")
 
 
 class ApiError(Exception):
-    """Raised by a `Backend` to answer with `status` and a message (never a stack trace)."""
+    """Raised by a `Backend` to answer with `status` and a message (never a stack trace),
+    plus `headers` (e.g. `Retry-After` on a transient 503)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = dict(headers or {})
 
 
 class Backend(Protocol):
@@ -93,7 +95,9 @@ def create_app(backend: Backend, *, token: str | None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     def _api_error(_request: Any, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
+        return JSONResponse(
+            status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers or None
+        )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:
@@ -135,7 +139,12 @@ def create_app(backend: Backend, *, token: str | None) -> FastAPI:
         "/v1/policies/{name}/evaluate",
         tags=["policies"],
         dependencies=guarded,
-        responses={**problems, 404: {}, 409: {}, 503: {}},
+        responses={
+            **problems,
+            404: {"description": "no such policy"},
+            409: {"description": "the policy is disabled"},
+            503: {"description": "shutting down, or a reload is rescheduling it (Retry-After)"},
+        },
     )
     def evaluate(name: str, dry_run: bool = False) -> EvaluationOut:
         """Evaluate now and apply (unless the service or policy is in dry-run).

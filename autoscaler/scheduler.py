@@ -11,6 +11,13 @@ A policy is never evaluated twice at once (no overlap with itself), and because 
 takes a worker from a pool only while it runs, a slow policy delays nobody but itself
 (as long as fewer than `workers` policies are slow at the same moment). A trigger hands
 back a future, so the HTTP API can wait for the evaluation it asked for.
+
+A policy removed while it runs (disabled, or its file deleted) is *draining* until that
+run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
+the old run ends, so even a quick `enabled: true -> false -> true` never overlaps.
+
+An evaluation that raises (a bug, not an unreachable dependency) is reported as a
+synthetic `hold` decision with `error_kind="crash"`, so the API never shows stale state.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from autoscaler import decision as core
 from autoscaler.model import Policy
-from autoscaler.reconciler import Evaluation
+from autoscaler.reconciler import Evaluation, safe_error, utcnow
 
 log = logging.getLogger("autoscaler.scheduler")
 
@@ -33,6 +42,8 @@ log = logging.getLogger("autoscaler.scheduler")
 # answers (its data must be newer than that), or None for a scheduled run.
 Evaluate = Callable[[Policy, float | None], Evaluation]
 OnResult = Callable[[Policy, Evaluation | None], None]
+
+CRASH = "crash"  # the `error_kind` of an evaluation that raised
 
 
 @dataclass
@@ -69,12 +80,18 @@ class Scheduler:
         workers: int = 4,
         jitter: float = 0.1,
         on_result: OnResult | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._evaluate_policy = evaluate
         self._workers = max(1, workers)
         self._jitter = jitter
         self._on_result = on_result
+        self._dry_run = dry_run  # only for the decision reported when an evaluation crashes
+        self._clock = clock
         self._slots: dict[str, _Slot] = {}
+        # Removed while running: kept until that run ends, so a re-add cannot overlap it.
+        self._draining: dict[str, _Slot] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
         self._cond = threading.Condition()
@@ -85,17 +102,28 @@ class Scheduler:
     def set_policies(self, policies: Sequence[Policy]) -> None:
         """Replace the scheduled set (enabled policies only).
 
-        Unchanged policies keep their timing; new or changed ones are due at once.
+        Unchanged policies keep their timing; new or changed ones are due at once. A
+        policy removed while it runs drains: it is re-added only after that run ends.
         """
         with self._cond:
             wanted = {p.name: p for p in policies if p.enabled}
             for name in [n for n in self._slots if n not in wanted]:
-                for future in self._slots.pop(name).waiting:
+                removed = self._slots.pop(name)
+                for future in removed.waiting:
                     future.cancel()
+                removed.waiting, removed.rerun, removed.triggered_at = [], False, None
+                if removed.running:
+                    self._draining[name] = removed
             now = time.monotonic()
             for name, policy in wanted.items():
                 found = self._slots.get(name)
-                if found is None:
+                draining = self._draining.pop(name, None) if found is None else None
+                if draining is not None:
+                    # Back before its last run ended: run again (as new) once that one ends.
+                    draining.policy = policy
+                    draining.rerun = True
+                    self._slots[name] = draining
+                elif found is None:
                     self._slots[name] = _Slot(policy=policy, next_due=now)
                     self._push(now, name)
                 elif found.policy != policy:
@@ -150,11 +178,11 @@ class Scheduler:
                 # and reloads can still reach it), not in the executor's queue.
                 if not free.acquire(timeout=0.5):
                     continue
-                name = self._next_due()
-                if name is None:
+                due = self._next_due()
+                if due is None:
                     free.release()
                     continue
-                pool.submit(self._run_one, name, free)
+                pool.submit(self._run_one, *due, free)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             with self._cond:
@@ -163,7 +191,7 @@ class Scheduler:
                         future.cancel()
             log.info("scheduler stopped; evaluations in flight have finished")
 
-    def _next_due(self) -> str | None:
+    def _next_due(self) -> tuple[str, _Slot] | None:
         with self._cond:
             while not self._stopping.is_set():
                 now = time.monotonic()
@@ -181,18 +209,18 @@ class Scheduler:
                     # A future marked running can no longer be cancelled under our feet.
                     slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
                     slot.waiting = []
-                    return name
+                    return name, slot
                 timeout = self._heap[0][0] - now if self._heap else 1.0
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
             return None
 
-    def _run_one(self, name: str, free: threading.Semaphore) -> None:
+    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore) -> None:
         try:
             with self._cond:
-                slot = self._slots.get(name)
-                policy = slot.policy if slot else None
-                fresh_since = slot.fresh_since if slot else None
-            if slot is None or policy is None:
+                policy, fresh_since = slot.policy, slot.fresh_since
+                removed = self._slots.get(name) is not slot  # between dispatch and now
+            if removed:
+                self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
                 return
             evaluation: Evaluation | None = None
             error: BaseException | None = None
@@ -206,9 +234,22 @@ class Scheduler:
                     self._on_result(policy, evaluation)
                 except Exception:
                     log.exception("reporting the evaluation of policy %s failed", name)
-            self._finish(name, slot, policy, evaluation, error)
+            last = evaluation
+            if last is None and error is not None:
+                try:
+                    last = self._crashed(policy, error)
+                except Exception:  # never leave the slot marked running
+                    log.exception("could not describe the crash of policy %s", name)
+            self._finish(name, slot, policy, evaluation, error, last=last)
         finally:
             free.release()
+
+    def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
+        """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
+        reason = f"evaluation crashed: {safe_error(error)}"
+        now = self._clock()
+        decision = core.unavailable(policy, now=now, reason=reason, dry_run=self._dry_run)
+        return Evaluation(decision=decision, error=reason, error_kind=CRASH)
 
     def _finish(
         self,
@@ -217,12 +258,16 @@ class Scheduler:
         policy: Policy,
         evaluation: Evaluation | None,
         error: BaseException | None,
+        *,
+        last: Evaluation | None = None,
     ) -> None:
         with self._cond:
             done, slot.in_run = slot.in_run, []
             slot.running = False
-            if evaluation is not None:
-                slot.last = evaluation
+            if last is not None:
+                slot.last = last
+            if self._draining.get(name) is slot:
+                del self._draining[name]
             if self._slots.get(name) is slot:
                 if slot.rerun or slot.waiting:
                     slot.next_due = time.monotonic()

@@ -8,12 +8,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from autoscaler.model import Action, AsgTarget, Check, Decision, Policy, Strategy
-from autoscaler.reconciler import Evaluation
+from autoscaler.controller import Controller
+from autoscaler.http_api import ApiError
+from autoscaler.model import Action, AsgTarget, Check, Decision, Memory, Policy, Strategy
+from autoscaler.notify import Notifier
+from autoscaler.ports import MetricSource, StateStore
+from autoscaler.reconciler import Evaluation, Reconciler
+from autoscaler.registry import PolicyRegistry
 from autoscaler.scheduler import Scheduler
+from autoscaler.telemetry import Telemetry
 from tests.support.net import wait_until
 
 
@@ -170,3 +178,145 @@ def test_a_crash_is_reported_and_the_policy_keeps_its_schedule(
     running(crashing, [_policy("web", 0.02)], on_result=lambda _p, e: results.append(e))
     wait_until(lambda: calls["web"] >= 3, timeout=5, what="runs after a crash")
     assert results[0] is None
+
+
+@pytest.mark.parametrize("removal", ["disabled", "file deleted"])
+def test_a_policy_removed_and_re_added_while_running_does_not_overlap(
+    running: Callable[..., Scheduler], removal: str
+) -> None:
+    release = threading.Event()
+    lock = threading.Lock()
+    active = Counter[str]()
+    most = Counter[str]()
+    seen: list[Policy] = []
+
+    def slow_first(policy: Policy, _fresh_since: float | None) -> Evaluation:
+        with lock:
+            seen.append(policy)
+            active[policy.name] += 1
+            most[policy.name] = max(most[policy.name], active[policy.name])
+            first = len(seen) == 1
+        if first:
+            release.wait(5)
+        with lock:
+            active[policy.name] -= 1
+        return _evaluation(policy)
+
+    scheduler = running(slow_first, [_policy("web", 60)], workers=4)
+    wait_until(lambda: len(seen) == 1, timeout=5, what="the first, slow run")
+    # enabled: true -> false -> true (or the file deleted and restored) within that run
+    scheduler.set_policies([_policy("web", 60, enabled=False)] if removal == "disabled" else [])
+    assert scheduler.trigger("web") is None  # not scheduled while removed
+    scheduler.set_policies([_policy("web", 60, description="back")])
+    time.sleep(0.3)
+    assert len(seen) == 1, "re-added policy started while its previous run was in flight"
+    view = scheduler.view("web")
+    assert view is not None
+    assert view.running  # the old run is still in flight
+    release.set()
+    wait_until(lambda: len(seen) == 2, timeout=2, what="the re-added policy's run")
+    assert seen[1].description == "back"
+    assert most["web"] == 1
+
+
+def test_a_crash_replaces_the_last_evaluation_shown(running: Callable[..., Scheduler]) -> None:
+    crash = threading.Event()
+
+    def flaky(policy: Policy, _fresh_since: float | None) -> Evaluation:
+        if crash.is_set():
+            raise RuntimeError("bug")
+        return _evaluation(policy)
+
+    def last() -> Evaluation | None:
+        view = scheduler.view("web")
+        return view.last if view else None
+
+    scheduler = running(flaky, [_policy("web", 0.02)], dry_run=True)
+    wait_until(lambda: last() is not None, timeout=5, what="a first evaluation")
+    crash.set()
+    wait_until(lambda: (e := last()) is not None and e.error_kind == "crash", timeout=5)
+    crashed = last()
+    assert crashed is not None
+    assert crashed.error == "evaluation crashed: RuntimeError: bug"
+    assert crashed.decision.action is Action.HOLD
+    assert crashed.decision.reasons == ("evaluation crashed: RuntimeError: bug",)
+    assert crashed.decision.dry_run is True
+    assert (crashed.decision.current, crashed.decision.desired) == (None, None)
+    future = scheduler.trigger("web")
+    assert future is not None
+    with pytest.raises(RuntimeError, match="bug"):  # a trigger still sees the crash itself
+        future.result(timeout=5)
+
+
+# --- the controller: what the API shows of a crash, and why a trigger was refused -----------
+
+
+class _CrashingReconciler:
+    def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
+        raise RuntimeError("reconciler bug")
+
+
+class _State:
+    def load(self, policy: str, target_key: str) -> Memory:
+        return Memory()
+
+    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
+        return []
+
+
+def _controller(tmp_path: Path) -> Controller:
+    (tmp_path / "web.yaml").write_text(
+        "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 1\nmax: 5\ninterval: 1h\n"
+        "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    )
+    return Controller(
+        registry=PolicyRegistry([str(tmp_path)]),
+        reconciler=cast(Reconciler, _CrashingReconciler()),
+        state=cast(StateStore, _State()),
+        source=cast(MetricSource, object()),
+        telemetry=Telemetry(),
+        notifier=Notifier([]),
+    )
+
+
+def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
+    controller = _controller(tmp_path)
+    controller.reload()
+    thread = threading.Thread(target=controller.scheduler.run, daemon=True)
+    thread.start()
+    try:
+
+        def shown() -> Any:
+            return controller.get_policy("web")
+
+        wait_until(lambda: shown().last_error_kind == "crash", timeout=5, what="the crash")
+        web = shown()
+        assert web.last_error == "evaluation crashed: RuntimeError: reconciler bug"
+        assert web.last_decision is not None
+        assert web.last_decision.action == "hold"
+        assert web.last_decision.reasons == [web.last_error]
+        with pytest.raises(ApiError) as failed:
+            controller.evaluate("web", preview=False)
+        assert failed.value.status == 500
+    finally:
+        controller.scheduler.stop()
+        thread.join(5)
+
+
+def test_a_refused_trigger_says_why(tmp_path: Path) -> None:
+    controller = _controller(tmp_path)
+    controller.registry.reload()  # a reload between swapping the registry and the scheduler
+    with pytest.raises(ApiError) as mid_swap:
+        controller.evaluate("web", preview=False)
+    assert mid_swap.value.status == 503
+    assert "try again" in mid_swap.value.detail
+    assert mid_swap.value.headers == {"Retry-After": "1"}
+    with pytest.raises(ApiError) as unknown:
+        controller.evaluate("nope", preview=False)
+    assert unknown.value.status == 404
+    controller.scheduler.set_policies(controller.registry.policies())
+    controller.scheduler.stop()
+    with pytest.raises(ApiError) as stopping:
+        controller.evaluate("web", preview=False)
+    assert (stopping.value.status, stopping.value.detail) == (503, "the service is shutting down")
+    assert "Retry-After" not in stopping.value.headers
