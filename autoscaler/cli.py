@@ -148,7 +148,7 @@ def cmd_plan(
 def _read_only_state(path: str | None) -> SqliteStateStore | MemoryStateStore:
     """`plan` honours a state file when one exists, and never creates or locks one."""
     if path and Path(path).exists():
-        return SqliteStateStore(path)
+        return SqliteStateStore(path, read_only=True)
     return MemoryStateStore()
 
 

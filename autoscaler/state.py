@@ -70,7 +70,9 @@ class SqliteStateStore:
     """`ports.StateStore` on a SQLite file.
 
     `exclusive=True` (the `run` command) takes an advisory lock on `<path>.lock` so two
-    controllers never act on the same memory; `plan` opens without it and never writes.
+    controllers never act on the same memory. `read_only=True` (`plan`) opens an existing
+    database with SQLite's read-only mode: no schema, no write lock, no checkpoint, so a
+    preview can never disturb the running controller's file.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class SqliteStateStore:
         path: str | Path,
         *,
         exclusive: bool = False,
+        read_only: bool = False,
         keep_decisions: int = 10_000,
         keep_for: timedelta = timedelta(days=14),
     ) -> None:
@@ -86,6 +89,10 @@ class SqliteStateStore:
         self._keep_for = keep_for
         self._lock = threading.Lock()
         self._lock_file: IO[str] | None = None
+        self._read_only = read_only
+        if read_only:
+            self._db = self._open_read_only()
+            return
         if exclusive:
             self._lock_file = self._take_lock()
         try:
@@ -106,6 +113,24 @@ class SqliteStateStore:
                 "SQLite database, that its folder is writable, and that no other process "
                 "holds a lock on it"
             ) from exc
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                timeout=2.0,
+                isolation_level=None,
+            )
+            db.execute("SELECT count(*) FROM memory").fetchone()
+            db.execute("SELECT count(*) FROM targets").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"cannot read state database {self.path}: {exc}; point --state at the "
+                "database of a running or past `autoscaler run`"
+            ) from exc
+        return db
 
     def _take_lock(self) -> IO[str]:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -228,7 +253,8 @@ class SqliteStateStore:
     def close(self) -> None:
         """Checkpoint and close the database, then release the lock."""
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if not self._read_only:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
         self._release_lock()
 

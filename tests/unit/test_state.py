@@ -113,3 +113,28 @@ def test_memory_store_behaves_like_sqlite_for_load_and_save() -> None:
     store.record(_decision("a", T0))
     store.record(_decision("b", T0))
     assert [d.policy for d in store.history()] == ["b", "a"]
+
+
+def test_read_only_store_reads_memory_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    live = SqliteStateStore(path, exclusive=True)  # the running controller keeps its lock
+    live.save("web", "t", Memory(last_scaled_at=T0, missing_data_streak=1))
+    before = path.read_bytes(), (tmp_path / "s.db-wal").read_bytes()
+
+    preview = SqliteStateStore(path, read_only=True)
+    assert preview.load("web", "t") == Memory(last_scaled_at=T0, missing_data_streak=1)
+    with pytest.raises(StateError):
+        preview.save("web", "t", Memory())
+    preview.close()
+
+    assert (path.read_bytes(), (tmp_path / "s.db-wal").read_bytes()) == before
+    live.save("web", "t", Memory(last_scaled_at=T0 + timedelta(minutes=1)))  # not locked out
+    live.close()
+
+
+def test_read_only_store_refuses_a_file_that_is_not_a_state_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(StateError, match="cannot read state database"):
+        SqliteStateStore(path, read_only=True)
+    assert path.read_bytes() == b""  # no schema was created in it
