@@ -96,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     if args.command == "validate":
         return cmd_validate(args.paths, sys.stdout)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except (AutoscalerError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
     if args.command == "plan":
         return cmd_plan(args.paths, settings, output=args.output, state_path=args.state)
     return cmd_run(args, settings)

@@ -95,6 +95,11 @@ class Reconciler:
             reason = f"target {policy.target} unreadable: {exc}"
             decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
             return Evaluation(decision=decision, error=reason, error_kind="target")
+        except Exception as exc:  # a library error no adapter anticipated: hold, loudly
+            logging.getLogger(__name__).exception("reading target %s failed", policy.target)
+            reason = f"target {policy.target} unreadable: {safe_error(exc)}"
+            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+            return Evaluation(decision=decision, error=reason, error_kind="target")
 
         observations, timings, source_error = self._observe(policy, status)
         try:

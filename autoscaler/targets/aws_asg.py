@@ -262,7 +262,12 @@ def make_client(region: str | None, deadline: float) -> AutoScalingClient:
     `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto.
     """
     # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
-    session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+    try:
+        session = boto3.session.Session(
+            region_name=region or os.environ.get("AWS_REGION") or None
+        )
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise TargetError(f"AWS configuration: {exc}") from exc
     if session.region_name is None:
         raise TargetError("no AWS region: set target.region or AWS_REGION/AWS_DEFAULT_REGION")
     config = Config(

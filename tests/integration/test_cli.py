@@ -398,3 +398,50 @@ def test_run_once_never_asks_for_more_than_the_groups_own_max_size(
     assert result.returncode == 0, result.stderr
     assert desired_capacity(asg) == 5
     assert "target max size 5: 8 → 5" in result.stderr
+
+
+def test_bad_aws_configuration_holds_that_policy_and_still_plans_the_others(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", {"api": 2})
+    metric = metrics.push("conversations", 30)
+    policy_dir(asg_policy("web", "web", per_instance(f"sum({metric})")), "web.yaml")
+    folder = policy_dir(
+        "name: chat\ntarget: {type: nomad, job: chat, group: api}\nmin: 0\nmax: 9\n"
+        f"checks:\n{per_instance(f'sum({metric})')}",
+        "chat.yaml",
+    )
+    code, plans = plan_json(folder, {**env, **nomad_api.env, "AWS_PROFILE": "no-such-profile"})
+    assert code == 3
+    by_name = {p["policy"]: p for p in plans}
+    assert "no-such-profile" in by_name["web"]["error"]
+    assert by_name["web"]["action"] == "hold"
+    assert by_name["chat"]["desired"] == 3
+    assert by_name["chat"]["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "message"),
+    [
+        pytest.param(["--prometheus-url", "ftp://x"], {}, "url must be http(s)", id="bad-url"),
+        pytest.param(
+            ["--prometheus-token-file", "/nonexistent/token"], {}, "cannot read", id="token-file"
+        ),
+        pytest.param([], {"NOMAD_SKIP_VERIFY": "maybe"}, "NOMAD_SKIP_VERIFY", id="nomad-env"),
+    ],
+)
+def test_bad_connection_settings_are_one_clear_line_and_exit_4(
+    args: list[str], extra_env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    for command in (
+        ["plan", "policies"],
+        ["run", "policies", "--once", "--state", str(tmp_path / "s")],
+    ):
+        result = autoscaler(*command, *args, env=extra_env)
+        assert result.returncode == 4, result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
