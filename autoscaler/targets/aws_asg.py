@@ -263,9 +263,7 @@ def make_client(region: str | None, deadline: float) -> AutoScalingClient:
     """
     # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
     try:
-        session = boto3.session.Session(
-            region_name=region or os.environ.get("AWS_REGION") or None
-        )
+        session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
         raise TargetError(f"AWS configuration: {exc}") from exc
     if session.region_name is None:

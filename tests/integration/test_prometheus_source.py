@@ -76,7 +76,7 @@ def stand_in() -> Iterator[Callable[..., StandIn]]:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                state.requests.append(dict(self.headers.items()))
+                state.requests.append({**dict(self.headers.items()), ":path": self.path})
                 script = state.answers
                 status, body = script.pop(0) if len(script) > 1 else script[0]
                 self.send_response(status)
@@ -391,6 +391,13 @@ def test_basic_auth_is_sent(stand_in: Callable[..., StandIn]) -> None:
     server = stand_in((200, OK_BODY))
     source_for(server.url, username="bob", password="hunter2").query("up")
     assert server.requests[0]["Authorization"] == "Basic Ym9iOmh1bnRlcjI="  # bob:hunter2
+
+
+def test_partial_responses_are_refused(stand_in: Callable[..., StandIn]) -> None:
+    # Thanos would otherwise sum only the stores it reached, and half the load scales in.
+    server = stand_in((200, OK_BODY))
+    source_for(server.url).query("up")
+    assert "partial_response=false" in server.requests[0][":path"]
 
 
 def test_extra_headers_are_sent(stand_in: Callable[..., StandIn]) -> None:
