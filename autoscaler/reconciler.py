@@ -161,6 +161,11 @@ class Reconciler:
         for check in policy.checks:
             if check.query is None:
                 continue
+            if unreachable is not None:
+                # Each query would wait out its own retries: fail the rest at once, so a
+                # Prometheus outage costs one deadline per policy, not one per check.
+                observations.append(Observation(check=check.name, error=unreachable))
+                continue
             started = time.monotonic()
             try:
                 value = self._source.query(check.query)

@@ -182,3 +182,21 @@ def test_fixed_only_policy_needs_no_query() -> None:
     source, target = FakeSource(), FakeTarget()
     evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(policy)
     assert evaluation.decision.desired == 6 and source.asked == []
+
+
+def test_once_prometheus_is_unreachable_the_other_checks_are_not_sent() -> None:
+    down = SourceUnavailable("connection refused")
+    source = FakeSource({"sum(load)": down, "sum(queue)": 3.0})
+    checks = (
+        Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0),
+        Check(name="queue", strategy=Strategy.PER_INSTANCE, query="sum(queue)", target=10.0),
+    )
+    evaluation = _reconciler(source, FakeTarget(), MemoryStateStore()).evaluate(
+        _policy(checks=checks)
+    )
+    assert source.asked == ["sum(load)"]
+    assert [c.error for c in evaluation.decision.checks] == [
+        "connection refused",
+        "Prometheus unreachable: connection refused",
+    ]
+    assert evaluation.error_kind == "source"
