@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS targets (
 );
 CREATE TABLE IF NOT EXISTS memory (
     policy TEXT PRIMARY KEY,
+    target_key TEXT NOT NULL,
     recommendations TEXT NOT NULL,
     missing_data_streak INTEGER NOT NULL,
     updated_at TEXT NOT NULL
@@ -178,9 +179,12 @@ class SqliteStateStore:
         """The memory of `policy`; `last_scaled_at` is the latest action on `target_key`."""
         with self._lock:
             try:
+                # A policy pointed at another target starts afresh: its recommendations
+                # and missing-data streak were about the old one.
                 row = self._db.execute(
-                    "SELECT recommendations, missing_data_streak FROM memory WHERE policy = ?",
-                    (policy,),
+                    "SELECT recommendations, missing_data_streak FROM memory"
+                    " WHERE policy = ? AND target_key = ?",
+                    (policy, target_key),
                 ).fetchone()
                 target = self._db.execute(
                     "SELECT last_scaled_at FROM targets WHERE target_key = ?", (target_key,)
@@ -206,12 +210,14 @@ class SqliteStateStore:
         now = _iso(datetime.now(UTC))
         with self._tx() as db:
             db.execute(
-                "INSERT INTO memory (policy, recommendations, missing_data_streak, updated_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
+                "INSERT INTO memory"
+                " (policy, target_key, recommendations, missing_data_streak, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
+                " target_key = excluded.target_key,"
                 " recommendations = excluded.recommendations,"
                 " missing_data_streak = excluded.missing_data_streak,"
                 " updated_at = excluded.updated_at",
-                (policy, recs, memory.missing_data_streak, now),
+                (policy, target_key, recs, memory.missing_data_streak, now),
             )
             if memory.last_scaled_at is not None:
                 db.execute(
@@ -263,12 +269,14 @@ class MemoryStateStore:
     """`ports.StateStore` kept in memory: for `plan` without a state file, and for tests."""
 
     def __init__(self) -> None:
-        self._memory: dict[str, Memory] = {}
+        self._memory: dict[str, tuple[str, Memory]] = {}
         self._targets: dict[str, datetime] = {}
         self._decisions: list[Decision] = []
 
     def load(self, policy: str, target_key: str) -> Memory:
-        memory = self._memory.get(policy, Memory())
+        key, memory = self._memory.get(policy, (target_key, Memory()))
+        if key != target_key:
+            memory = Memory()
         return Memory(
             last_scaled_at=self._targets.get(target_key),
             recommendations=memory.recommendations,
@@ -276,7 +284,7 @@ class MemoryStateStore:
         )
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
-        self._memory[policy] = memory
+        self._memory[policy] = (target_key, memory)
         if memory.last_scaled_at is not None:
             previous = self._targets.get(target_key)
             if previous is None or memory.last_scaled_at > previous:

@@ -138,3 +138,14 @@ def test_read_only_store_refuses_a_file_that_is_not_a_state_database(tmp_path: P
     with pytest.raises(StateError, match="cannot read state database"):
         SqliteStateStore(path, read_only=True)
     assert path.read_bytes() == b""  # no schema was created in it
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_policy_pointed_at_another_target_forgets_its_recommendations(
+    tmp_path: Path, kind: str
+) -> None:
+    store = SqliteStateStore(tmp_path / "s.db") if kind == "sqlite" else MemoryStateStore()
+    store.save("web", "asg-a", Memory(recommendations=(Recommendation(at=T0, count=9),)))
+    assert store.load("web", "asg-a").recommendations
+    assert store.load("web", "asg-b") == Memory()
+    store.close()
