@@ -2,13 +2,11 @@
 
 The real server pins how answers are read (values, series counts, NaN, ±Inf, result types,
 PromQL errors); the stand-ins pin what a real server will not do on demand: fail with 5xx
-once, hang, drop connections, demand credentials, or serve a self-signed certificate.
+once, hang, drop connections, demand credentials, or serve a certificate from a private CA.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import math
 import re
@@ -23,14 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.sources import PrometheusSettings, PrometheusSource
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
+from tests.support.tls import make_ca_and_server_cert, server_context
 
 pytestmark = pytest.mark.integration
 
@@ -139,40 +134,6 @@ def tcp_stand_in() -> Iterator[Callable[[bool], TcpStandIn]]:
     yield start
     for sock in listeners + held:
         sock.close()
-
-
-def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server TLS context for 127.0.0.1 with a self-signed cert, and that cert's path."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test prometheus")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return context, cert_path
 
 
 def attempts_in(message: str) -> int:
@@ -406,16 +367,16 @@ def test_extra_headers_are_sent(stand_in: Callable[..., StandIn]) -> None:
     assert server.requests[0]["X-Scope-OrgID"] == "tenant-7"
 
 
-def test_self_signed_certificate_is_rejected_without_ca_bundle_and_accepted_with_it(
+def test_certificate_of_a_private_ca_is_rejected_without_ca_bundle_and_accepted_with_it(
     stand_in: Callable[..., StandIn], tmp_path: Path
 ) -> None:
-    context, cert = self_signed(tmp_path)
-    server = stand_in((200, OK_BODY), tls=context)
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    server = stand_in((200, OK_BODY), tls=server_context(cert, key))
     started = time.monotonic()
     with pytest.raises(SourceUnavailable, match="set ca_bundle"):
         source_for(server.url).query("up")
     assert time.monotonic() - started < 0.5, "a certificate failure is not worth a retry"
-    assert source_for(server.url, ca_bundle=str(cert)).query("up") == 42.0
+    assert source_for(server.url, ca_bundle=str(ca)).query("up") == 42.0
 
 
 def test_secrets_never_appear_in_errors_or_repr(

@@ -29,20 +29,18 @@ def test_a_restart_inside_the_cooldown_does_not_scale(
 ) -> None:
     asg = make_asg()
     query = f"sum({metrics.push('load', 4)})"
-    policy = policy_yaml("web", asg=asg, query=query, cooldown="1h")
-    first = service_factory(prometheus_url=metrics.server.url, env=moto_server.env)
-    first.write_policy("web", policy)
-    first.start()
+    policies = {"web": policy_yaml("web", asg=asg, query=query, cooldown="1h")}
+    first = service_factory(
+        prometheus_url=metrics.server.url, env=moto_server.env, policies=policies
+    ).start()
     wait_until(lambda: moto_server.desired_capacity(asg) == 4, timeout=15, what="scale to 4")
     assert first.stop() == 0
     before = len(SqliteStateStore(first.state).history(policy="web", limit=1000))
 
     metrics.push("load", 7)
     second = service_factory(
-        prometheus_url=metrics.server.url, env=moto_server.env, state=first.state
-    )
-    second.write_policy("web", policy)
-    second.start()
+        prometheus_url=metrics.server.url, env=moto_server.env, state=first.state, policies=policies
+    ).start()
     wait_until(
         lambda: len(second.decisions("web", limit=1000)) > before,
         timeout=15,
@@ -64,21 +62,21 @@ def test_a_restart_keeps_the_stabilization_window(
 ) -> None:
     asg = make_asg()
     query = f"sum({metrics.push('load', 6)})"
-    policy = policy_yaml("web", asg=asg, query=query).replace(
-        "stabilization: {up: 0s, down: 0s}", "stabilization: {up: 0s, down: 1h}"
-    )
-    first = service_factory(prometheus_url=metrics.server.url, env=moto_server.env)
-    first.write_policy("web", policy)
-    first.start()
+    policies = {
+        "web": policy_yaml("web", asg=asg, query=query).replace(
+            "stabilization: {up: 0s, down: 0s}", "stabilization: {up: 0s, down: 1h}"
+        )
+    }
+    first = service_factory(
+        prometheus_url=metrics.server.url, env=moto_server.env, policies=policies
+    ).start()
     wait_until(lambda: moto_server.desired_capacity(asg) == 6, timeout=15, what="scale to 6")
     assert first.stop() == 0
 
     metrics.push("load", 1)  # would scale down to 1, but 6 was recommended within the hour
     second = service_factory(
-        prometheus_url=metrics.server.url, env=moto_server.env, state=first.state
-    )
-    second.write_policy("web", policy)
-    second.start()
+        prometheus_url=metrics.server.url, env=moto_server.env, state=first.state, policies=policies
+    ).start()
     wait_until(
         lambda: any("stabilization" in r for r in second.decisions("web", limit=1)[0]["reasons"]),
         timeout=15,
@@ -101,10 +99,11 @@ def test_sigterm_lets_the_scale_in_flight_finish_and_exits_0(
     fake_prometheus.values[query] = 5
     fake_prometheus.delay = 2.0
     service = service_factory(
-        prometheus_url=fake_prometheus.url, env=moto_server.env, args=["--query-timeout=10"]
-    )
-    service.write_policy("work", policy_yaml("work", asg=asg, query=query))
-    service.start()
+        prometheus_url=fake_prometheus.url,
+        env=moto_server.env,
+        args=["--query-timeout=10"],
+        policies={"work": policy_yaml("work", asg=asg, query=query)},
+    ).start()
     wait_until(lambda: fake_prometheus.count(query) >= 1, timeout=10, what="the query")
 
     started = time.monotonic()
@@ -129,11 +128,14 @@ def test_a_slow_query_does_not_block_other_policies(
 ) -> None:
     fake_prometheus.delay = 6.0
     service = service_factory(
-        prometheus_url=fake_prometheus.url, env=moto_server.env, args=["--query-timeout=10"]
-    )
-    service.write_policy("slow", policy_yaml("slow", asg=make_asg(), query="sum(slow_x)"))
-    service.write_policy("fast", policy_yaml("fast", asg=make_asg(), query="sum(fast_x)"))
-    service.start()
+        prometheus_url=fake_prometheus.url,
+        env=moto_server.env,
+        args=["--query-timeout=10"],
+        policies={
+            "slow": policy_yaml("slow", asg=make_asg(), query="sum(slow_x)"),
+            "fast": policy_yaml("fast", asg=make_asg(), query="sum(fast_x)"),
+        },
+    ).start()
     wait_until(lambda: len(service.decisions("fast")) >= 3, timeout=5, what="3 fast decisions")
     assert service.decisions("slow") == []
     assert service.policy("slow")["evaluating"] is True
@@ -146,10 +148,13 @@ def test_identical_queries_due_together_are_sent_once(
     make_asg: Callable[..., str],
 ) -> None:
     query = "sum(shared_load)"
-    service = service_factory(prometheus_url=fake_prometheus.url, env=moto_server.env)
-    for name in ("one", "two", "three"):
-        service.write_policy(name, policy_yaml(name, asg=make_asg(), query=query, interval="1m"))
-    service.start()
+    policies = {
+        name: policy_yaml(name, asg=make_asg(), query=query, interval="1m")
+        for name in ("one", "two", "three")
+    }
+    service = service_factory(
+        prometheus_url=fake_prometheus.url, env=moto_server.env, policies=policies
+    ).start()
     wait_until(lambda: len(service.decisions()) >= 3, timeout=10, what="three decisions")
     # All three are due at the same moment: normally one query is sent and two share it.
     # (A loaded machine may start one more than the 1 s reuse window later.)

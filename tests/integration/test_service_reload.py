@@ -24,9 +24,11 @@ def test_a_broken_file_keeps_its_last_good_version_until_fixed(
 ) -> None:
     asg = make_asg()
     query = f"sum({metrics.push('load', 3)})"
-    service = service_factory(prometheus_url=metrics.server.url, env=moto_server.env)
-    service.write_policy("web", policy_yaml("web", asg=asg, query=query))
-    service.start()
+    service = service_factory(
+        prometheus_url=metrics.server.url,
+        env=moto_server.env,
+        policies={"web": policy_yaml("web", asg=asg, query=query)},
+    ).start()
     wait_until(lambda: moto_server.desired_capacity(asg) == 3, timeout=15, what="scale to 3")
 
     # A valid change is picked up by polling: the new maximum caps the count.
@@ -78,9 +80,8 @@ def test_sighup_and_post_reload_without_polling(
         env=moto_server.env,
         token="reload-token",
         args=["--reload-interval=0"],
-    )
-    service.write_policy("first", policy_yaml("first", asg=first, query=query))
-    service.start()
+        policies={"first": policy_yaml("first", asg=first, query=query)},
+    ).start()
     wait_until(lambda: bool(service.decisions("first")), timeout=15, what="a first decision")
 
     path = service.write_policy("second", policy_yaml("second", asg=second, query=query))

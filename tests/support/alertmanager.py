@@ -12,8 +12,6 @@ send its alerts there. Fixture: `alertmanager_factory(webhook_url=..., token=Non
 from __future__ import annotations
 
 import json
-import subprocess
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.net import free_port, wait_until
+from tests.support.net import LOCAL_HTTP
+from tests.support.process import ServerProcess
 
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-class AlertmanagerServer:
+class AlertmanagerServer(ServerProcess):
     """One Alertmanager process with its config, storage and log under `workdir`."""
+
+    name = "Alertmanager"
 
     def __init__(
         self,
@@ -40,15 +39,12 @@ class AlertmanagerServer:
         port: int | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            workdir, log_name="alertmanager.log", port=port, startup_timeout=startup_timeout
+        )
         self.webhook_url = webhook_url
         self.token = token
         self.config_path = workdir / "alertmanager.yml"
-        self.log_path = workdir / "alertmanager.log"
-        self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def config(self) -> dict[str, Any]:
         webhook: dict[str, Any] = {"url": self.webhook_url, "send_resolved": True}
@@ -67,60 +63,24 @@ class AlertmanagerServer:
             "receivers": [{"name": "autoscaler", "webhook_configs": [webhook]}],
         }
 
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def prepare(self) -> None:
+        """Write the config file."""
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        command = [
+
+    def command(self) -> list[str]:
+        return [
             ALERTMANAGER_BIN,
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",
         ]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        proc = self._proc
-        try:
-            wait_until(
-                lambda: proc.poll() is not None or self._ready(),
-                timeout=self.startup_timeout,
-                what=f"Alertmanager on {self.url}",
-            )
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Alertmanager did not start:\n{self.log_tail()}") from None
-        if proc.poll() is not None:
-            raise RuntimeError(f"Alertmanager exited at startup:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds now (API v2)."""
-        with _HTTP.open(self.url + "/api/v2/alerts", timeout=5) as response:
+        with LOCAL_HTTP.open(self.url + "/api/v2/alerts", timeout=5) as response:
             found: list[dict[str, Any]] = json.loads(response.read())
             return found
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def _ready(self) -> bool:
-        try:
-            with _HTTP.open(self.url + "/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
 
 
 def prometheus_alerting(server: AlertmanagerServer) -> dict[str, Any]:

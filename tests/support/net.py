@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
+
+# A plain HTTP opener: tests talk to 127.0.0.1 and must not go through an env proxy.
+LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:

@@ -24,7 +24,6 @@ deployment only changes when a test says so (`set_deployment`, `deployment_on_sc
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import ssl
 import threading
@@ -40,6 +39,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 
 from tests.support.net import free_port
+from tests.support.tls import make_ca_and_server_cert, server_context
 
 DEFAULT_REGION = "global"
 ACTIVE_DEPLOYMENT_STATES = frozenset(
@@ -103,10 +103,11 @@ class NomadApiStandIn:
         self.ca_cert: str | None = None
         self._tls: ssl.SSLContext | None = None
         if tls_dir is not None:
-            ca, cert, key = make_tls_files(tls_dir)
+            ca, cert, key = make_ca_and_server_cert(
+                tls_dir, common_name="server.global.nomad", dns_names=["server.global.nomad"]
+            )
             self.ca_cert = str(ca)
-            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self._tls.load_cert_chain(cert, key)
+            self._tls = server_context(cert, key)
         scheme = "https" if self._tls else "http"
         self.address = f"{scheme}://127.0.0.1:{self._port}"
         self._server: _Server | None = None
@@ -692,88 +693,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Nomad-LastContact", "0")
         self.end_headers()
         self.wfile.write(data)
-
-
-# --- TLS material ---------------------------------------------------------------------------
-
-
-def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost: (ca, cert, key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autoscaler test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server.global.nomad")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("server.global.nomad"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    ca_path, cert_path, key_path = (
-        directory / "nomad-ca.pem",
-        directory / "server.pem",
-        directory / "server-key.pem",
-    )
-    ca_path.write_bytes(ca_cert.public_bytes(pem))
-    cert_path.write_bytes(cert.public_bytes(pem))
-    key_path.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_path, cert_path, key_path
 
 
 # --- fixtures -------------------------------------------------------------------------------

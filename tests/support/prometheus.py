@@ -31,7 +31,8 @@ import cramjam
 import pytest
 import yaml
 
-from tests.support.net import free_port, wait_until
+from tests.support.net import LOCAL_HTTP, free_port
+from tests.support.process import ServerProcess
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 PROMTOOL_BIN = "/usr/bin/promtool"
@@ -41,9 +42,6 @@ BASE_CONFIG: Mapping[str, Any] = {
     # Lets tests push (and backfill) samples up to 3 days old.
     "storage": {"tsdb": {"out_of_order_time_window": "3d"}},
 }
-
-# A plain HTTP opener: tests talk to 127.0.0.1 and must not go through an env proxy.
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Sample:
     timestamp: float | datetime | None = None
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
     """One `prometheus` process, its config file, TSDB and log, all under `workdir`.
 
     `config` is deep-merged over `BASE_CONFIG` (dicts merge, anything else replaces).
@@ -64,6 +62,8 @@ class PrometheusServer:
     with the same name (e.g. `--storage.tsdb.retention.time=1h`).
     Use as a context manager, or call `start()` and `stop()`.
     """
+
+    name = "Prometheus"
 
     def __init__(
         self,
@@ -75,28 +75,14 @@ class PrometheusServer:
         startup_timeout: float = 20.0,
         binary: str = PROMETHEUS_BIN,
     ) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            workdir, log_name="prometheus.log", port=port, startup_timeout=startup_timeout
+        )
         self.config: dict[str, Any] = _deep_merge(BASE_CONFIG, config or {})
         self.config_path = workdir / "prometheus.yml"
         self.data_dir = workdir / "data"
-        self.log_path = workdir / "prometheus.log"
-        self.startup_timeout = startup_timeout
         self._binary = binary
         self._extra_args = list(args)
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         """The full command line `start()` runs."""
@@ -117,55 +103,9 @@ class PrometheusServer:
             *self._extra_args,
         ]
 
-    def start(self) -> None:
-        """Write the config, start the process and wait for `/-/ready`, or fail with its log."""
-        if self.running:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def prepare(self) -> None:
+        """Write the config file."""
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
-            )
-        proc = self._proc
-        try:
-            wait_until(
-                lambda: proc.poll() is not None or self._ready(),
-                timeout=self.startup_timeout,
-                what=f"Prometheus on {self.url} to be ready",
-            )
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(
-                f"Prometheus did not become ready within {self.startup_timeout}s on {self.url}; "
-                f"log tail:\n{self.log_tail()}"
-            ) from None
-        if proc.poll() is not None:
-            self._proc = None
-            raise RuntimeError(
-                f"Prometheus exited with status {proc.returncode} at startup "
-                f"(command: {' '.join(self.command())}); log tail:\n{self.log_tail()}"
-            )
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the process; kill it if it is still alive after `timeout` seconds."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last `lines` lines of the server's log (for failure messages)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
     def reload(self) -> None:
         """Make Prometheus re-read its config and rule files (after editing them on disk)."""
@@ -240,13 +180,6 @@ class PrometheusServer:
         if was_running:
             self.start()
 
-    def _ready(self) -> bool:
-        try:
-            with _HTTP.open(self.url + "/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
     def _http(
         self,
         method: str,
@@ -258,7 +191,7 @@ class PrometheusServer:
             self.url + path, data=data, method=method, headers=dict(headers or {})
         )
         try:
-            with _HTTP.open(request, timeout=10) as response:
+            with LOCAL_HTTP.open(request, timeout=10) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()

@@ -36,7 +36,10 @@ _DEFAULT = object()
 
 
 class ServiceProcess:
-    """One `autoscaler run` subprocess; its log (JSON lines) is `workdir/service.log`."""
+    """One `autoscaler run` subprocess; its log (JSON lines) is `workdir/service.log`.
+
+    `policies` (name -> YAML text) are written to its policy folder before it starts.
+    """
 
     def __init__(
         self,
@@ -47,10 +50,13 @@ class ServiceProcess:
         token: str | None = None,
         state: Path | None = None,
         args: Sequence[str] = (),
+        policies: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.policies = workdir / "policies"
         self.policies.mkdir(parents=True, exist_ok=True)
+        for name, text in (policies or {}).items():
+            self.write_policy(name, text)
         self.state = state or workdir / "state.db"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -254,7 +260,8 @@ def create_asg(endpoint: str, name: str | None = None, desired: int = 2) -> str:
 
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """`service_factory(prometheus_url=..., env=..., token=..., state=..., args=...)`.
+    """`service_factory(prometheus_url=..., env=..., token=..., state=..., args=...,
+    policies=...)`.
 
     The process is not started (call `.start()`); whatever still runs at teardown is killed.
     """
