@@ -29,6 +29,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_NOT_EVALUATED = 3
 EXIT_STARTUP = 4
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +80,13 @@ def _add_paths(parser: argparse.ArgumentParser) -> None:
         default=[os.environ.get("AUTOSCALER_POLICIES", "policies")],
         help="policy files or folders (default: policies/; env AUTOSCALER_POLICIES)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("AUTOSCALER_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=os.environ.get("AUTOSCALER_LOG_LEVEL", "info"),
+        help="env AUTOSCALER_LOG_LEVEL (default %(default)s)",
+    )
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -89,7 +96,10 @@ def _add_paths(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
+        parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
@@ -161,6 +171,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: FastAPI and uvicorn cost ~0.6 s that validate/plan/schema never need.
     from autoscaler.service import run_once, run_service  # noqa: PLC0415
 
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        # A typo in the path would otherwise run a controller with nothing to do.
+        print(f"error: no such policy file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_STARTUP
     try:
         state = SqliteStateStore(args.state, exclusive=True)
     except StateError as exc:

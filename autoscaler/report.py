@@ -45,7 +45,7 @@ def render_plan_table(evaluations: Sequence[Evaluation]) -> str:
         )
         for reason in d.reasons:
             lines.append(f"  - {reason}")
-        if evaluation.error:
+        if evaluation.error and evaluation.error not in d.reasons:
             lines.append(f"  ! not evaluated: {evaluation.error}")
         width = max((len(c.name) for c in d.checks), default=0)
         for c in d.checks:

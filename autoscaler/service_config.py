@@ -39,13 +39,13 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=int,
-        default=int(env("AUTOSCALER_WORKERS", "4")),
+        default=env("AUTOSCALER_WORKERS", "4"),  # argparse applies `type` to it
         help="policies evaluated at once at most (env AUTOSCALER_WORKERS; default %(default)s)",
     )
     group.add_argument(
         "--reload-interval",
         type=float,
-        default=float(env("AUTOSCALER_RELOAD_INTERVAL", "5")),
+        default=env("AUTOSCALER_RELOAD_INTERVAL", "5"),
         help="seconds between checks of the policy files for changes (0: only on SIGHUP or "
         "POST /v1/reload; env AUTOSCALER_RELOAD_INTERVAL)",
     )

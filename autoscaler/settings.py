@@ -70,7 +70,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--query-timeout",
         type=float,
-        default=float(env("AUTOSCALER_QUERY_TIMEOUT", "2")),
+        default=env("AUTOSCALER_QUERY_TIMEOUT", "2"),  # argparse applies `type` to it
         help="seconds for one query attempt; retries stop after 3x this (default %(default)s)",
     )
 

@@ -63,6 +63,7 @@ class Telemetry:
     def __init__(self) -> None:
         # `*_created` series double the output and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
+        self._succeeded_once: set[str] = set()  # policies whose success clock is running
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         Gauge(
@@ -136,7 +137,7 @@ class Telemetry:
         )
         self.last_success = Gauge(
             "autoscaler_last_successful_evaluation_timestamp_seconds",
-            "When the policy was last evaluated without error.",
+            "When the policy was last evaluated without error (or loaded, if never since).",
             ["policy"],
             registry=r,
         )
@@ -181,6 +182,7 @@ class Telemetry:
         if evaluation.error_kind:
             self.errors.labels(evaluation.error_kind).inc()
         if evaluation.ok:
+            self._succeeded_once.add(policy)
             self.last_success.labels(policy).set(time.time() if at is None else at)
 
     def crashed(self, policy: str) -> None:
@@ -199,9 +201,17 @@ class Telemetry:
         if problems:
             self.errors.labels(POLICY).inc(problems)
         for name in removed:
+            self._succeeded_once.discard(name)
             for gauge in (self.current, self.desired, self.last_success):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
+        # A policy that has never evaluated cleanly must still age: start its clock at load
+        # time, so "no success for 5 minutes" alerts fire for one failing since startup.
+        now = time.time()
+        for policy in policies:
+            if policy.enabled and policy.name not in self._succeeded_once:
+                self._succeeded_once.add(policy.name)
+                self.last_success.labels(policy.name).set(now)
 
     def notified(self, result: str) -> None:
         """One notification was sent, failed after its retries, or dropped (queue full)."""

@@ -448,3 +448,41 @@ def test_bad_connection_settings_are_one_clear_line_and_exit_4(
         assert result.stderr.startswith("error: "), result.stderr
         assert message in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        pytest.param("AUTOSCALER_WORKERS", "abc", "--workers: invalid int value", id="workers"),
+        pytest.param(
+            "AUTOSCALER_QUERY_TIMEOUT", "x", "--query-timeout: invalid float", id="timeout"
+        ),
+        pytest.param(
+            "AUTOSCALER_RELOAD_INTERVAL", "x", "--reload-interval: invalid float", id="reload"
+        ),
+        pytest.param("AUTOSCALER_LOG_LEVEL", "bogus", "AUTOSCALER_LOG_LEVEL must be", id="log"),
+    ],
+)
+def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
+    variable: str, value: str, message: str, tmp_path: Path
+) -> None:
+    result = autoscaler("run", "policies", "--once", "--state", str(tmp_path / "s"),
+                        env={variable: value})  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_policy_path_that_does_not_exist(tmp_path: Path) -> None:
+    result = autoscaler("run", str(tmp_path / "typo"), "--state", str(tmp_path / "s"))
+    assert result.returncode == 4
+    assert "no such policy file or folder" in result.stderr
+
+
+def test_plan_table_states_an_unreadable_target_once(
+    policy_dir: Callable[[str], Path], env: dict[str, str]
+) -> None:
+    folder = policy_dir(asg_policy("web", "no-such-group", per_instance("vector(1)")))
+    result = autoscaler("plan", str(folder), env=env)
+    assert result.returncode == 3
+    assert result.stdout.count("not found") == 1, result.stdout

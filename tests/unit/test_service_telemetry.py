@@ -108,6 +108,31 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
     assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) == 1
 
 
+def test_a_policy_that_never_succeeds_still_ages_for_the_staleness_alert() -> None:
+    telemetry = Telemetry()
+    policy = Policy(
+        name="api",
+        target=AsgTarget(asg="api"),
+        min=1,
+        max=2,
+        checks=(Check(name="c", strategy=Strategy.FIXED, count=1),),
+    )
+    before = datetime.now(UTC).timestamp()
+    telemetry.loaded([policy], problems=0, removed=[])
+    stamp = telemetry.registry.get_sample_value(
+        "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
+    )
+    assert stamp is not None
+    assert before <= stamp <= datetime.now(UTC).timestamp()
+    telemetry.loaded([policy], problems=0, removed=[])  # a reload does not restart the clock
+    assert (
+        telemetry.registry.get_sample_value(
+            "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
+        )
+        == stamp
+    )
+
+
 def _dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
