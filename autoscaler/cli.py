@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -177,7 +178,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: no such policy file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_STARTUP
     try:
-        state = SqliteStateStore(args.state, exclusive=True)
+        state = SqliteStateStore(
+            args.state,
+            exclusive=True,
+            keep_for=timedelta(days=max(0.0, args.history_days)),
+            keep_decisions=max(1, args.history_max),
+        )
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STARTUP

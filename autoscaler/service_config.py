@@ -50,6 +50,18 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
         "POST /v1/reload; env AUTOSCALER_RELOAD_INTERVAL)",
     )
     group.add_argument(
+        "--history-days",
+        type=float,
+        default=env("AUTOSCALER_HISTORY_DAYS", "14"),
+        help="keep recorded decisions this many days (default %(default)s)",
+    )
+    group.add_argument(
+        "--history-max",
+        type=int,
+        default=env("AUTOSCALER_HISTORY_MAX", "10000"),
+        help="keep at most this many recorded decisions (default %(default)s)",
+    )
+    group.add_argument(
         "--notify-url",
         action="append",
         default=[u for u in env("AUTOSCALER_NOTIFY_URLS", "").split() if u],

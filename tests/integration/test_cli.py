@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -486,3 +487,21 @@ def test_plan_table_states_an_unreadable_target_once(
     result = autoscaler("plan", str(folder), env=env)
     assert result.returncode == 3
     assert result.stdout.count("not found") == 1, result.stdout
+
+
+def test_history_flags_bound_the_recorded_decisions(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    tmp_path: Path,
+) -> None:
+    metric = metrics.push("conversations", 20)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    state = tmp_path / "s.db"
+    for _ in range(3):
+        result = autoscaler("run", str(folder), "--once", "--state", str(state),
+                            "--history-max", "2", env=env)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT count(*) FROM decisions").fetchone() == (2,)
