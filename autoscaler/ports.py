@@ -7,7 +7,6 @@ only ever see these Protocols, so tests can swap any of them for a real server o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Protocol
 
 from autoscaler.model import Decision, Memory, TargetStatus
@@ -67,9 +66,3 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class Clock(Protocol):
-    """Where the reconciler gets `now` from (the pure core never asks)."""
-
-    def __call__(self) -> datetime: ...
