@@ -1,5 +1,5 @@
 """`python -m autoscaler` runs the same CLI as the `autoscaler` console script."""
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
 
 raise SystemExit(main())

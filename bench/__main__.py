@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.decision import decide  # noqa: E402
-from autoscaler.model import Memory, Observation, TargetStatus  # noqa: E402
+from autoscaler.core.decision import decide  # noqa: E402
+from autoscaler.core.model import Memory, Observation, TargetStatus  # noqa: E402
 from bench.simulate import (  # noqa: E402
     EPOCH,
     base_policy,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from autoscaler.decision import decide
-from autoscaler.model import (
+from autoscaler.core.decision import decide
+from autoscaler.core.model import (
     Action,
     AsgTarget,
     Check,

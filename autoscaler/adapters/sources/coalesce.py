@@ -1,0 +1,131 @@
+"""A `MetricSource` wrapper that sends identical queries due at the same moment only once.
+
+Many policies often share a query (the same latency or queue depth seen by several
+targets), and the scheduler starts them together after a restart or a reload. Two
+mechanisms keep Prometheus from answering the same question twice:
+
+- single flight: while a query string is in flight, other callers wait for its answer;
+- short reuse: an answer (value or error) is handed out again until `reuse` seconds
+  (1 s by default) after its query was sent, which covers callers that arrive just after
+  the flight landed.
+
+The reuse window is deliberately far shorter than any policy interval. An evaluation that
+was *triggered* (an alert, the API) wants data newer than its trigger, whatever the window:
+it runs inside `fresh_since(trigger_time)` and neither reuses nor joins an older query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from autoscaler.core.ports import MetricSource
+
+# Queries sent before this moment (the source's clock) may not answer the current context.
+_fresh_since: ContextVar[float | None] = ContextVar("fresh_since", default=None)
+
+
+@contextmanager
+def fresh_since(moment: float | None) -> Iterator[None]:
+    """Within the block, only answers to queries sent at or after `moment` are used."""
+    token = _fresh_since.set(moment)
+    try:
+        yield
+    finally:
+        _fresh_since.reset(token)
+
+
+@dataclass
+class _Flight:
+    """One query sent to the inner source, and its outcome once it lands."""
+
+    sent: float
+    done: threading.Event = field(default_factory=threading.Event)
+    value: float | None = None
+    error: BaseException | None = None
+
+    def outcome(self) -> float:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+class CoalescingSource:
+    """`ports.MetricSource` that coalesces identical queries (single flight + short reuse).
+
+    `sent` counts queries passed to the inner source, `shared` those answered from a
+    flight or a reused answer; telemetry exports both.
+    """
+
+    def __init__(
+        self,
+        inner: MetricSource,
+        *,
+        reuse: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._reuse = reuse
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._flying: dict[str, _Flight] = {}
+        self._landed: dict[str, _Flight] = {}
+        self.sent = 0
+        self.shared = 0
+
+    def __repr__(self) -> str:
+        return f"CoalescingSource({self._inner!r}, reuse={self._reuse:g})"
+
+    def query(self, promql: str) -> float:
+        """The inner source's answer to `promql`, shared with identical concurrent calls."""
+        with self._lock:
+            now = self._clock()
+            self._forget_sent_before(now - self._reuse)
+            fresh = _fresh_since.get()
+            landed, flying = self._landed.get(promql), self._flying.get(promql)
+            flight: _Flight | None = None
+            if landed is not None and landed.sent >= max(now - self._reuse, fresh or 0.0):
+                flight = landed
+            elif flying is not None and (fresh is None or flying.sent >= fresh):
+                flight = flying
+            leader = flight is None
+            if flight is None:
+                flight = self._flying[promql] = _Flight(sent=now)
+                self.sent += 1
+            else:
+                self.shared += 1
+        if not leader:
+            flight.done.wait()
+            return flight.outcome()
+        try:
+            flight.value = self._inner.query(promql)
+        except BaseException as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                if self._flying.get(promql) is flight:
+                    del self._flying[promql]
+                landed = self._landed.get(promql)
+                if landed is None or landed.sent <= flight.sent:
+                    self._landed[promql] = flight
+            flight.done.set()
+        return flight.outcome()
+
+    def ping(self) -> None:
+        """Ask the inner source directly: readiness must see the source as it is now."""
+        self._inner.ping()
+
+    def close(self) -> None:
+        """Close the inner source when it has something to release."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
+    def _forget_sent_before(self, cutoff: float) -> None:
+        for promql in [q for q, f in self._landed.items() if f.sent < cutoff]:
+            del self._landed[promql]

@@ -1,0 +1,43 @@
+"""State kept in memory: for `plan` without a state file, and for tests and replays."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from autoscaler.core.model import Decision, Memory
+
+
+class MemoryStateStore:
+    """`ports.StateStore` kept in memory: for `plan` without a state file, and for tests."""
+
+    def __init__(self) -> None:
+        self._memory: dict[str, tuple[str, Memory]] = {}
+        self._targets: dict[str, datetime] = {}
+        self._decisions: list[Decision] = []
+
+    def load(self, policy: str, target_key: str) -> Memory:
+        key, memory = self._memory.get(policy, (target_key, Memory()))
+        if key != target_key:
+            memory = Memory()
+        return Memory(
+            last_scaled_at=self._targets.get(target_key),
+            recommendations=memory.recommendations,
+            missing_data_streak=memory.missing_data_streak,
+        )
+
+    def save(self, policy: str, target_key: str, memory: Memory) -> None:
+        self._memory[policy] = (target_key, memory)
+        if memory.last_scaled_at is not None:
+            previous = self._targets.get(target_key)
+            if previous is None or memory.last_scaled_at > previous:
+                self._targets[target_key] = memory.last_scaled_at
+
+    def record(self, decision: Decision) -> None:
+        self._decisions.append(decision)
+
+    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
+        found = [d for d in reversed(self._decisions) if policy in (None, d.policy)]
+        return found[: max(0, limit)]
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,265 @@
+"""Durable memory in SQLite: last scaling action per target, recommendations, decisions.
+
+A restart must never double-scale inside a cooldown nor forget a stabilization window, so
+everything the decision core remembers lives here, written in WAL mode after each
+evaluation. One controller owns a state file at a time (an advisory lock says so); a file
+that cannot be opened, read or locked is a startup error, never silent loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from autoscaler.core.model import Action, CheckResult, Decision, Memory, Recommendation
+from autoscaler.errors import StateError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    target_key TEXT PRIMARY KEY,
+    last_scaled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memory (
+    policy TEXT PRIMARY KEY,
+    target_key TEXT NOT NULL,
+    recommendations TEXT NOT NULL,
+    missing_data_streak INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy TEXT NOT NULL,
+    time TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_policy ON decisions (policy, id);
+"""
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def decision_from_dict(data: dict[str, Any]) -> Decision:
+    """Rebuild a Decision from `Decision.to_dict()` output."""
+    return Decision(
+        policy=data["policy"],
+        target=data["target"],
+        time=_parse(data["time"]),
+        current=data["current"],
+        desired=data["desired"],
+        action=Action(data["action"]),
+        dry_run=bool(data["dry_run"]),
+        reasons=tuple(data["reasons"]),
+        checks=tuple(CheckResult(**c) for c in data["checks"]),
+    )
+
+
+class SqliteStateStore:
+    """`ports.StateStore` on a SQLite file.
+
+    `exclusive=True` (the `run` command) takes an advisory lock on `<path>.lock` so two
+    controllers never act on the same memory. `read_only=True` (`plan`) opens an existing
+    database with SQLite's read-only mode: no schema, no write lock, no checkpoint, so a
+    preview can never disturb the running controller's file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        exclusive: bool = False,
+        read_only: bool = False,
+        keep_decisions: int = 10_000,
+        keep_for: timedelta = timedelta(days=14),
+    ) -> None:
+        self.path = Path(path)
+        self._keep_decisions = keep_decisions
+        self._keep_for = keep_for
+        self._lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        self._read_only = read_only
+        if read_only:
+            self._db = self._open_read_only()
+            return
+        if exclusive:
+            self._lock_file = self._take_lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, timeout=2.0, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            # Prove we can write now, not at the first scaling action.
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            self._release_lock()
+            raise StateError(
+                f"cannot use state database {self.path}: {exc}; check that the file is a "
+                "SQLite database, that its folder is writable, and that no other process "
+                "holds a lock on it"
+            ) from exc
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                timeout=2.0,
+                isolation_level=None,
+            )
+            db.execute("SELECT count(*) FROM memory").fetchone()
+            db.execute("SELECT count(*) FROM targets").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"cannot read state database {self.path}: {exc}; point --state at the "
+                "database of a running or past `autoscaler run`"
+            ) from exc
+        return db
+
+    def _take_lock(self) -> IO[str]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a+")
+        except OSError as exc:
+            raise StateError(f"cannot create lock file {lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StateError(
+                f"state database {self.path} is in use by another autoscaler (pid {holder}); "
+                "run one controller per state file, or pass a different --state"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"state database {self.path}: {exc}") from exc
+
+    def load(self, policy: str, target_key: str) -> Memory:
+        """The memory of `policy`; `last_scaled_at` is the latest action on `target_key`."""
+        with self._lock:
+            try:
+                # A policy pointed at another target starts afresh: its recommendations
+                # and missing-data streak were about the old one.
+                row = self._db.execute(
+                    "SELECT recommendations, missing_data_streak FROM memory"
+                    " WHERE policy = ? AND target_key = ?",
+                    (policy, target_key),
+                ).fetchone()
+                target = self._db.execute(
+                    "SELECT last_scaled_at FROM targets WHERE target_key = ?", (target_key,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}: {exc}") from exc
+        recommendations: tuple[Recommendation, ...] = ()
+        streak = 0
+        if row is not None:
+            recommendations = tuple(
+                Recommendation(at=_parse(at), count=int(count)) for at, count in json.loads(row[0])
+            )
+            streak = int(row[1])
+        return Memory(
+            last_scaled_at=_parse(target[0]) if target else None,
+            recommendations=recommendations,
+            missing_data_streak=streak,
+        )
+
+    def save(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Persist `memory`; the target's last action only ever moves forward."""
+        recs = json.dumps([[_iso(r.at), r.count] for r in memory.recommendations])
+        now = _iso(datetime.now(UTC))
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO memory"
+                " (policy, target_key, recommendations, missing_data_streak, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
+                " target_key = excluded.target_key,"
+                " recommendations = excluded.recommendations,"
+                " missing_data_streak = excluded.missing_data_streak,"
+                " updated_at = excluded.updated_at",
+                (policy, target_key, recs, memory.missing_data_streak, now),
+            )
+            if memory.last_scaled_at is not None:
+                db.execute(
+                    "INSERT INTO targets (target_key, last_scaled_at) VALUES (?, ?)"
+                    " ON CONFLICT(target_key) DO UPDATE SET last_scaled_at ="
+                    " max(targets.last_scaled_at, excluded.last_scaled_at)",
+                    (target_key, _iso(memory.last_scaled_at)),
+                )
+
+    def record(self, decision: Decision) -> None:
+        """Append a decision to the history and prune it by age and count."""
+        cutoff = _iso(decision.time - self._keep_for)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO decisions (policy, time, payload) VALUES (?, ?, ?)",
+                (decision.policy, _iso(decision.time), json.dumps(decision.to_dict())),
+            )
+            db.execute("DELETE FROM decisions WHERE time < ?", (cutoff,))
+            db.execute(
+                "DELETE FROM decisions WHERE id <= (SELECT max(id) FROM decisions) - ?",
+                (self._keep_decisions,),
+            )
+
+    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
+        """Recorded decisions, newest first."""
+        sql = "SELECT payload FROM decisions"
+        args: tuple[Any, ...] = ()
+        if policy is not None:
+            sql += " WHERE policy = ?"
+            args = (policy,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            try:
+                rows = self._db.execute(sql, (*args, max(0, limit))).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}: {exc}") from exc
+        return [decision_from_dict(json.loads(r[0])) for r in rows]
+
+    def close(self) -> None:
+        """Checkpoint and close the database, then release the lock."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            if not self._read_only:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+        self._release_lock()

@@ -1,0 +1,353 @@
+"""The EC2 Auto Scaling Group target: reads and sets an ASG's DesiredCapacity through boto3.
+
+botocore's own retries are turned off so that one bounded, logged retry loop (tenacity)
+decides what is worth retrying (throttling, 5xx, broken connections) and for how long;
+everything else becomes one of our `TargetError`s at once, with a message that says what
+to fix (the IAM action to grant, the AWS validation message).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.parsers import ResponseParserError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    wait_random_exponential,
+)
+
+from autoscaler.core.model import AsgTarget, TargetStatus
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_autoscaling.type_defs import (
+        ActivityTypeDef,
+        AutoScalingGroupTypeDef,
+        InstanceRefreshTypeDef,
+    )
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Error codes AWS uses for "slow down"; the same list botocore's standard mode retries on.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+        "BandwidthLimitExceeded",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# The group refuses a change for now; checked before the HTTP status, because AWS sends
+# ResourceContention with HTTP 500. Not retried: the reconciler holds and tries next time.
+BUSY_CODES = frozenset({"ScalingActivityInProgress", "ResourceContention", "ResourceInUse"})
+PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+# The credentials themselves are rejected (unknown key, expired session, bad signature).
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AuthFailure",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+    }
+)
+
+# Statuses of scaling activities and instance refreshes that are over.
+FINISHED_ACTIVITY = frozenset({"Successful", "Failed", "Cancelled"})
+RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
+# Present in the Cause of every activity that follows a desired-capacity change, whoever
+# made it (a user, a scaling policy, a scheduled action, us).
+DESIRED_CHANGE_MARK = "changing the desired capacity"
+
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
+
+
+class AsgScaler:
+    """`ScalingTarget` for one Auto Scaling Group: count is its DesiredCapacity.
+
+    `deadline` (seconds) bounds the retries of one `status()` or `scale()` (throttling,
+    5xx, connection errors), all its API calls together; once it is spent the operation
+    fails with `TargetUnavailable`. An attempt already under way may still take up to the
+    client's read timeout (at most `deadline`, capped at 10 s), so the worst case is a
+    little over it.
+    """
+
+    def __init__(
+        self,
+        ref: AsgTarget,
+        *,
+        client: AutoScalingClient | None = None,
+        deadline: float = 10.0,
+    ) -> None:
+        self._ref = ref
+        self._deadline = deadline
+        self._client = client if client is not None else make_client(ref.region, deadline)
+        self._region = self._client.meta.region_name
+
+    def status(self) -> TargetStatus:
+        """DesiredCapacity and bounds; not ready while an activity or instance refresh runs."""
+        until = time.monotonic() + self._deadline
+        group = self._describe_group(until)
+        activities = self._call(
+            until,
+            "DescribeScalingActivities",
+            lambda: self._client.describe_scaling_activities(
+                AutoScalingGroupName=self._ref.asg, MaxRecords=100
+            ),
+        )["Activities"]
+        refreshes = self._call(
+            until,
+            "DescribeInstanceRefreshes",
+            lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
+        )["InstanceRefreshes"]
+        reasons = _busy_reasons(group, activities, refreshes)
+        return TargetStatus(
+            count=group["DesiredCapacity"],
+            ready=not reasons,
+            not_ready_reason="; ".join(reasons) or None,
+            min_size=group["MinSize"],
+            max_size=group["MaxSize"],
+            last_scaled_at=last_desired_change(activities),
+        )
+
+    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        """Set DesiredCapacity to `count`, ignoring the ASG's own cooldown (ours applies).
+
+        An ASG has nowhere to store `reason` and `meta`, so they are only logged. The group
+        is read first (autoscaling:DescribeAutoScalingGroups) so that a missing group is
+        `TargetNotFound` and a count outside its MinSize..MaxSize is refused here.
+        """
+        until = time.monotonic() + self._deadline
+        group = self._describe_group(until)
+        low, high = group["MinSize"], group["MaxSize"]
+        if not low <= count <= high:
+            raise TargetError(
+                f"refusing to set {self._where()} to {count}: outside its "
+                f"MinSize..MaxSize {low}..{high}"
+            )
+        log.info(
+            "setting %s DesiredCapacity %d -> %d: %s %s",
+            self._where(),
+            group["DesiredCapacity"],
+            count,
+            reason,
+            dict(meta),
+        )
+        self._call(
+            until,
+            "SetDesiredCapacity",
+            lambda: self._client.set_desired_capacity(
+                AutoScalingGroupName=self._ref.asg, DesiredCapacity=count, HonorCooldown=False
+            ),
+        )
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _describe_group(self, until: float) -> AutoScalingGroupTypeDef:
+        groups = self._call(
+            until,
+            "DescribeAutoScalingGroups",
+            lambda: self._client.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[self._ref.asg]
+            ),
+        )["AutoScalingGroups"]
+        if not groups:
+            raise TargetNotFound(
+                f"Auto Scaling Group {self._ref.asg!r} not found in region {self._region}"
+            )
+        return groups[0]
+
+    def _where(self) -> str:
+        return f"Auto Scaling Group {self._ref.asg!r} ({self._region})"
+
+    def _call(self, until: float, action: str, fn: Callable[[], T]) -> T:
+        """`fn()`, retried on transient failures while time remains before `until` (monotonic).
+
+        Errors come out translated into `TargetError`s. No retry starts a sleep that would
+        end past `until`, so one operation's API calls share one deadline.
+        """
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return time.monotonic() + (state.upcoming_sleep or 0.0) >= until
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.1, max=min(2.0, self._deadline / 3)),
+            stop=out_of_time,
+            before_sleep=_log_retry(action, self._where()),
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise self._translate(action, exc, attempts) from exc
+
+    def _translate(self, action: str, exc: Exception, attempts: int) -> TargetError:
+        """The `TargetError` that tells an operator what went wrong and what to do."""
+        where = self._where()
+        if is_transient(exc):
+            return TargetUnavailable(
+                f"{action} on {where} kept failing ({attempts} attempts within the "
+                f"{self._deadline:g}s deadline): {_describe(exc)}"
+            )
+        if isinstance(exc, NoCredentialsError):
+            return TargetForbidden(
+                f"{action} on {where}: no AWS credentials found; configure the standard "
+                "chain (environment, shared config/credentials file, or an instance role)"
+            )
+        if not isinstance(exc, ClientError):
+            return TargetError(f"{action} on {where} failed: {_describe(exc)}")
+        code, message = _error(exc)
+        if code in PERMISSION_CODES:
+            return TargetForbidden(
+                f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
+                f"({code}: {message})"
+            )
+        if code in CREDENTIAL_CODES:
+            return TargetForbidden(
+                f"{action} on {where}: AWS rejected the credentials ({code}: {message})"
+            )
+        if code in BUSY_CODES:
+            return TargetBusy(f"{where} refused {action} for now ({code}: {message})")
+        if code == "ValidationError" and "not found" in message.lower():
+            return TargetNotFound(f"{where}: {message}")
+        if code == "ValidationError":
+            return TargetError(f"{action} on {where} rejected by AWS: {message}")
+        return TargetError(f"{action} on {where} failed: {code}: {message}")
+
+
+def make_client(region: str | None, deadline: float) -> AutoScalingClient:
+    """An `autoscaling` client from the standard credential chain, with retries off.
+
+    The endpoint comes from the environment too (`AWS_ENDPOINT_URL`, or the per-service
+    `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto.
+    """
+    # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
+    try:
+        session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise TargetError(f"AWS configuration: {exc}") from exc
+    if session.region_name is None:
+        raise TargetError("no AWS region: set target.region or AWS_REGION/AWS_DEFAULT_REGION")
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=min(3.0, deadline),
+        read_timeout=min(10.0, deadline),
+        user_agent_extra="autoscaler",
+    )
+    return session.client("autoscaling", config=config)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: throttling, 5xx, broken or timed-out connections."""
+    if isinstance(exc, ClientError):
+        code, _ = _error(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in BUSY_CODES:
+            return False
+        return code in THROTTLING_CODES or status >= 500
+    # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
+    return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
+
+
+def last_desired_change(activities: list[ActivityTypeDef]) -> datetime | None:
+    """Start (UTC) of the newest activity caused by a desired-capacity change, by anyone."""
+    starts = [a["StartTime"] for a in activities if DESIRED_CHANGE_MARK in a.get("Cause", "")]
+    return max(starts).astimezone(UTC) if starts else None
+
+
+def _busy_reasons(
+    group: AutoScalingGroupTypeDef,
+    activities: list[ActivityTypeDef],
+    refreshes: list[InstanceRefreshTypeDef],
+) -> list[str]:
+    """Why the group must not be touched now; empty when it may be."""
+    reasons = []
+    if group.get("Status"):  # only set while the group is being deleted
+        reasons.append(f"group status is {group.get('Status')!r}")
+    for a in activities:
+        if a["StatusCode"] not in FINISHED_ACTIVITY:
+            what = a.get("Description") or a.get("Cause", "")
+            progress = a.get("Progress")
+            done = f", {progress}% done" if progress is not None else ""
+            reasons.append(f"scaling activity {a['ActivityId']} is {a['StatusCode']}{done}: {what}")
+    for r in refreshes:
+        if r.get("Status") in RUNNING_REFRESH:
+            percent = r.get("PercentageComplete")
+            done = f", {percent}% complete" if percent is not None else ""
+            reasons.append(
+                f"instance refresh {r.get('InstanceRefreshId', '?')} is {r.get('Status')}{done}"
+            )
+    return reasons
+
+
+def _error(exc: ClientError) -> tuple[str, str]:
+    """AWS's error code and message, with anything that looks like an access key masked."""
+    error = exc.response.get("Error", {})
+    return error.get("Code", "Unknown"), _redact(error.get("Message", ""))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        code, message = _error(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {code}: {message}"
+    return _redact(f"{type(exc).__name__}: {exc}")
+
+
+def _redact(text: str) -> str:
+    return _ACCESS_KEY_ID.sub("<access-key-id>", text)
+
+
+def _log_retry(action: str, where: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "%s on %s failed (attempt %d), retrying in %.2fs: %s",
+            action,
+            where,
+            state.attempt_number,
+            state.upcoming_sleep,
+            _describe(exc) if exc else "?",
+        )
+
+    return before_sleep

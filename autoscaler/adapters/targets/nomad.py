@@ -1,0 +1,399 @@
+"""Scales one Nomad task group through Nomad's job scale API, with python-nomad.
+
+Nomad records every scale request as an event on the job, refuses a scale while a deployment
+of the job is active, and guards jobs with ACL capabilities; this adapter turns each of those
+into the controller's vocabulary (`TargetStatus`, `TargetBusy`, `TargetForbidden`, ...).
+Two python-nomad traps are handled here on purpose: it does not verify TLS certificates by
+default (we do), and it reads NOMAD_* variables behind our back (we pass every setting
+explicitly, so `NomadSettings` is the single source of truth). NOMAD_ADDR may carry
+`user:password@`; it is shown redacted everywhere (`nomad_errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import nomad.api
+import requests
+from nomad.api.exceptions import BaseNomadException
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from autoscaler.adapters.targets.nomad_errors import (
+    NETWORK_ERRORS,
+    NO_REGION_PATH,
+    is_transient,
+    redact_address,
+    request_path,
+    scrub,
+    short,
+)
+from autoscaler.core.model import NomadTarget, TargetStatus
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# Deployment states Nomad counts as active (`Deployment.Active()` in nomad/structs): while the
+# latest deployment is in one of these, Nomad answers a scale with HTTP 400.
+ACTIVE_DEPLOYMENT_STATES = frozenset(
+    {"running", "pending", "paused", "blocked", "unblocking", "initializing"}
+)
+_DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
+_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NomadSettings:
+    """How to reach Nomad: address, ACL token, TLS, default namespace/region, time limits.
+
+    `timeout` bounds one HTTP attempt; `deadline` bounds one call including its retries.
+    The token never appears in `repr`/`str`, nor the address's `user:password@`.
+    """
+
+    address: str = "http://127.0.0.1:4646"
+    token: str | None = None
+    namespace: str | None = None
+    region: str | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    skip_verify: bool = False
+    timeout: float = 5.0
+    deadline: float = 10.0
+
+    def __repr__(self) -> str:
+        token = "'<hidden>'" if self.token else "None"
+        return (
+            f"NomadSettings(address={redact_address(self.address)!r}, token={token}, "
+            f"namespace={self.namespace!r}, region={self.region!r}, ca_cert={self.ca_cert!r}, "
+            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
+            f"skip_verify={self.skip_verify}, timeout={self.timeout}, deadline={self.deadline})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NomadSettings:
+        """Settings from the standard Nomad variables (NOMAD_ADDR, NOMAD_TOKEN, ...).
+
+        Unset or empty variables keep the defaults. Raises `TargetError` when
+        NOMAD_SKIP_VERIFY is not a boolean.
+        """
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        skip = get("NOMAD_SKIP_VERIFY")
+        if skip is not None and skip not in _TRUE | _FALSE:
+            raise TargetError(f"NOMAD_SKIP_VERIFY={skip!r} is not a boolean: use true or false")
+        return cls(
+            address=get("NOMAD_ADDR") or cls.address,
+            token=get("NOMAD_TOKEN"),
+            namespace=get("NOMAD_NAMESPACE"),
+            region=get("NOMAD_REGION"),
+            ca_cert=get("NOMAD_CACERT"),
+            client_cert=get("NOMAD_CLIENT_CERT"),
+            client_key=get("NOMAD_CLIENT_KEY"),
+            skip_verify=skip in _TRUE,
+        )
+
+    def verify(self) -> bool | str:
+        """What `requests` gets as `verify`: the CA path, True (system CAs), or False."""
+        if self.skip_verify:
+            return False
+        return self.ca_cert or True
+
+    def cert(self) -> tuple[str, str] | str | tuple[()]:
+        """What `requests` gets as `cert`: (cert, key), a combined PEM path, or nothing."""
+        if self.client_cert and self.client_key:
+            return (self.client_cert, self.client_key)
+        if self.client_key:
+            raise TargetError("NOMAD_CLIENT_KEY is set without NOMAD_CLIENT_CERT: set both")
+        return self.client_cert or ()
+
+
+class NomadScaler:
+    """A `ScalingTarget` for one task group of one Nomad job.
+
+    The target's namespace and region (from the policy) win over the settings' defaults
+    (NOMAD_NAMESPACE / NOMAD_REGION); both go in the query string of every request.
+    """
+
+    def __init__(self, ref: NomadTarget, settings: NomadSettings) -> None:
+        self._ref = ref
+        self._settings = settings
+        self._namespace = ref.namespace or settings.namespace or "default"
+        self._region = ref.region or settings.region
+        self._shown_address = redact_address(settings.address)
+        if settings.skip_verify and settings.address.startswith("https"):
+            log.warning(
+                "TLS certificate verification is OFF for Nomad at %s (NOMAD_SKIP_VERIFY): "
+                "anyone on the path can read the ACL token; set NOMAD_CACERT instead",
+                self._shown_address,
+            )
+        # nomad.api.Job instead of nomad.Nomad: the latter falls back to NOMAD_* variables for
+        # every unset argument, so settings built in code would silently mix with the env.
+        self._api = nomad.api.Job(
+            address=settings.address.rstrip("/"),
+            token=settings.token,
+            timeout=settings.timeout,
+            verify=settings.verify(),
+            cert=settings.cert(),
+            session=requests.Session(),
+        )
+
+    def __repr__(self) -> str:
+        return f"NomadScaler({self._ref}, address={self._shown_address!r})"
+
+    # --- ScalingTarget ------------------------------------------------------------------
+
+    def status(self) -> TargetStatus:
+        """The group's count and bounds, whether it may be scaled now, and the last count change.
+
+        The bounds are the group's `scaling { min max }` block, which Nomad enforces on every
+        scale request whether or not the block is `enabled`; None where the group has none.
+
+        Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
+        parameterized job, and the errors of `_call` for API failures.
+        """
+        ref = self._ref
+        job = self._get("")
+        if job.get("Periodic") or job.get("ParameterizedJob"):
+            kind = "periodic" if job.get("Periodic") else "parameterized"
+            raise TargetError(
+                f"job '{ref.job}' is {kind}: it launches child jobs and has no long-running "
+                "count to scale; point the policy at a service job"
+            )
+        groups = {g.get("Name"): g for g in job.get("TaskGroups") or []}
+        if ref.group not in groups:
+            names = ", ".join(sorted(str(n) for n in groups)) or "none"
+            raise TargetNotFound(
+                f"task group '{ref.group}' not found in job '{ref.job}'; groups: {names}"
+            )
+        scale = self._get("scale")
+        group_status = (scale.get("TaskGroups") or {}).get(ref.group)
+        if group_status is not None and group_status.get("Desired") is not None:
+            count = int(group_status["Desired"])
+        else:
+            count = int(groups[ref.group].get("Count") or 0)
+        last_scaled_at = _last_count_change((group_status or {}).get("Events"))
+        bounds = groups[ref.group].get("Scaling") or {}
+
+        hold = self._hold_reason(job, scale)
+        return TargetStatus(
+            count=count,
+            ready=hold is None,
+            not_ready_reason=hold,
+            min_size=_bound(bounds.get("Min")),
+            max_size=_bound(bounds.get("Max")),
+            last_scaled_at=last_scaled_at,
+        )
+
+    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        """Set the group's count with a scale request Nomad records as an event.
+
+        Raises `TargetBusy` when Nomad refuses because a deployment is active, and the
+        errors of `_call` otherwise.
+        """
+        if count < 0:
+            raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
+        policy = meta.get("autoscaler.policy")
+        message = reason if not policy or policy in reason else f"policy {policy}: {reason}"
+        body = {
+            "Count": count,
+            "Target": {"Group": self._ref.group},
+            "Message": message,
+            "Meta": dict(meta),
+            "PolicyOverride": False,
+        }
+        answer = self._call(
+            "scale-job",
+            lambda timeout: self._api.request(
+                self._job_path,
+                "scale",
+                method="post",
+                params=self._params(),
+                json=body,
+                timeout=timeout,
+            ),
+        )
+        log.info(
+            "scaled %s to %d (eval %s)", self._ref, count, (answer or {}).get("EvalID") or "none"
+        )
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _hold_reason(self, job: Mapping[str, Any], scale: Mapping[str, Any]) -> str | None:
+        """Why the group must not be touched now (stopped job, active deployment), or None."""
+        if job.get("Stop") or scale.get("JobStopped"):
+            return f"job '{self._ref.job}' is stopped"
+        deployment = self._get("deployment")
+        if not deployment:
+            return None
+        state = str(deployment.get("Status", ""))
+        # Nomad only blocks on a deployment of this incarnation of the job (same CreateIndex).
+        same_job = deployment.get("JobCreateIndex") in (None, job.get("CreateIndex"))
+        if state in ACTIVE_DEPLOYMENT_STATES and same_job:
+            ident = str(deployment.get("ID", ""))[:8]
+            return (
+                f"deployment {ident} of job '{self._ref.job}' is {state}; "
+                "Nomad refuses scaling until it ends"
+            )
+        return None
+
+    def _get(self, what: str) -> Any:
+        """GET /v1/job/:job_id[/what] as JSON (None for a JSON null)."""
+        parts = (self._job_path, what) if what else (self._job_path,)
+        return self._call(
+            "read-job",
+            lambda timeout: self._api.request(
+                *parts, method="get", params=self._params(), timeout=timeout
+            ),
+        )
+
+    @property
+    def _job_path(self) -> str:
+        # python-nomad joins path segments as they are: escape the ID so it stays one segment.
+        return quote(self._ref.job, safe="")
+
+    def _params(self) -> dict[str, str]:
+        params = {"namespace": self._namespace}
+        if self._region:
+            params["region"] = self._region
+        return params  # a fresh dict: python-nomad updates the one it is given
+
+    # --- errors and retries --------------------------------------------------------------
+
+    def _call(self, capability: str, send: Callable[[float], requests.Response]) -> Any:
+        """Send a request, retrying transient failures until the deadline; JSON body back.
+
+        `capability` is the ACL capability the request needs, named in `TargetForbidden`.
+        """
+        settings = self._settings
+        give_up_at = time.monotonic() + settings.deadline
+
+        def attempt() -> requests.Response:
+            left = give_up_at - time.monotonic()
+            return send(max(0.05, min(settings.timeout, left)))
+
+        retrying = Retrying(
+            stop=stop_before_delay(settings.deadline),
+            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.2),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+        try:
+            response = retrying(attempt)
+        except BaseNomadException as exc:
+            raise self._translate(exc, capability) from None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TargetError(f"Nomad at {self._shown_address} sent a non-JSON answer") from exc
+
+    def _translate(self, exc: BaseNomadException, capability: str) -> TargetError:
+        """Our error for python-nomad's exception; never shows the token or NOMAD_ADDR's
+        `user:password@`.
+        """
+        ref, where, address = self._ref, self._where, self._shown_address
+        answer = exc.nomad_resp
+        if not isinstance(answer, requests.Response):
+            cause = short(answer, self._settings.address)
+            if isinstance(answer, requests.exceptions.SSLError):
+                return TargetUnavailable(
+                    f"TLS handshake with Nomad at {address} failed ({cause}); set "
+                    "NOMAD_CACERT to the CA that signed Nomad's certificate"
+                )
+            if isinstance(answer, NETWORK_ERRORS):
+                return TargetUnavailable(
+                    f"Nomad at {address} unreachable within {self._settings.deadline:g}s: {cause}"
+                )
+            return TargetError(
+                f"cannot call Nomad at {address} (check NOMAD_ADDR and the TLS files): {cause}"
+            )
+        status = answer.status_code
+        text = scrub(answer.text.strip(), self._settings.address)
+        if status == 403:
+            refused = f"Nomad refused {answer.request.method} {request_path(answer)} ({text})"
+            if "token" in text.lower():  # "ACL token not found", "ACL token expired", ...
+                return TargetForbidden(
+                    f"{refused}: NOMAD_TOKEN is not a valid token for this cluster "
+                    "(expired, deleted, or from another cluster)"
+                )
+            hint = "" if self._settings.token else "; no token is set: set NOMAD_TOKEN"
+            return TargetForbidden(
+                f"{refused}: the token lacks the '{capability}' capability in namespace "
+                f"'{self._namespace}'{hint}"
+            )
+        if status == 404:
+            return TargetNotFound(f"job '{ref.job}' not found in {where}")
+        if status == 400 and _DEPLOYMENT_BLOCKED in text.lower():
+            return TargetBusy(f"Nomad refused to scale {ref}: {text}")
+        if status == 400 and "task group" in text and "does not exist" in text:
+            return TargetNotFound(f"task group '{ref.group}' not found in job '{ref.job}'")
+        if status == 500 and NO_REGION_PATH in text:
+            return TargetUnavailable(
+                f"Nomad at {address} has no path to region "
+                f"'{self._region}': check the policy's region or NOMAD_REGION"
+            )
+        if 400 <= status < 500:
+            return TargetError(f"Nomad refused the request for {ref} (HTTP {status}): {text}")
+        return TargetUnavailable(
+            f"Nomad kept failing for {ref} for {self._settings.deadline:g}s "
+            f"(last: HTTP {status}: {text[:200]})"
+        )
+
+    @property
+    def _where(self) -> str:
+        return f"namespace '{self._namespace}'" + (
+            f" of region '{self._region}'" if self._region else ""
+        )
+
+
+def _last_count_change(events: Any) -> datetime | None:
+    """The time of the newest scale event that changed the count (anyone's), or None.
+
+    Events carry `Time` in Unix nanoseconds; events with `Error` set or without a `Count`
+    (blocked or failed attempts) and events that kept the count are not scaling actions.
+    """
+    newest: int | None = None
+    for event in events or []:
+        count, time_ns = event.get("Count"), event.get("Time")
+        if event.get("Error") or count is None or time_ns is None:
+            continue
+        if count == event.get("PreviousCount"):
+            continue
+        newest = time_ns if newest is None else max(newest, int(time_ns))
+    if newest is None:
+        return None
+    return _EPOCH + timedelta(microseconds=int(newest) // 1000)
+
+
+def _bound(value: Any) -> int | None:
+    """A scaling block's Min or Max as a count; None when absent (or negative: unset)."""
+    if value is None or isinstance(value, bool):
+        return None
+    bound = int(value)
+    return bound if bound >= 0 else None

@@ -1,0 +1,230 @@
+"""The HTTP API of the service (FastAPI), and the uvicorn server thread that serves it.
+
+The routes only translate HTTP to calls on a `Backend` (the service's controller) and
+back; every answer has a typed model, so `/openapi.json` (and `/docs`) describe the API
+exactly. Endpoints are plain `def`: FastAPI runs them in its thread pool, which is what
+blocking calls into SQLite, Prometheus and the scheduler need.
+
+Security: the endpoints that change something (evaluate, reload, the Alertmanager
+webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
+constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import threading
+from typing import Annotated, Any, Protocol
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from autoscaler import __version__
+from autoscaler.api.models import (
+    AlertmanagerWebhook,
+    AlertOut,
+    DecisionList,
+    EvaluationOut,
+    Health,
+    PolicyList,
+    PolicyOut,
+    Readiness,
+    ReloadOut,
+)
+from autoscaler.errors import AutoscalerError
+
+log = logging.getLogger("autoscaler.http")
+
+
+class ApiError(Exception):
+    """Raised by a `Backend` to answer with `status` and a message (never a stack trace),
+    plus `headers` (e.g. `Retry-After` on a transient 503)."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class Backend(Protocol):
+    """What the API needs from the running service."""
+
+    def list_policies(self) -> PolicyList: ...
+    def get_policy(self, name: str) -> PolicyOut | None: ...
+    def decisions(self, policy: str | None, limit: int) -> DecisionList: ...
+    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut: ...
+    def reload(self) -> ReloadOut: ...
+    def alert(self, payload: dict[str, Any]) -> AlertOut: ...
+    def readiness(self) -> str | None:
+        """None when ready, else the reason it is not."""
+        ...
+
+    def metrics(self) -> tuple[bytes, str]: ...
+
+
+_bearer = HTTPBearer(auto_error=False, description="the token in --api-token-file")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def create_app(backend: Backend, *, token: str | None) -> FastAPI:
+    """The FastAPI application serving `backend`; `token` protects the changing endpoints."""
+    app = FastAPI(
+        title="autoscaler",
+        version=__version__,
+        description="Prometheus-driven autoscaling controller: status, history and control.",
+    )
+
+    def authorized(credentials: Credentials) -> None:
+        if token is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    guarded = [Depends(authorized)]
+    problems: dict[int | str, dict[str, Any]] = {401: {"description": "missing or wrong token"}}
+
+    @app.exception_handler(ApiError)
+    def _api_error(_request: Any, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers or None
+        )
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> Health:
+        """The process is alive and serving."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"model": Readiness, "description": "not ready, and why"}},
+    )
+    def readyz() -> Any:
+        """Policies are loaded and Prometheus answers; 503 with the reason otherwise."""
+        reason = backend.readiness()
+        if reason is not None:
+            return JSONResponse(status_code=503, content={"ready": False, "reason": reason})
+        return Readiness(ready=True)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """The controller's own telemetry, in the Prometheus text format."""
+        body, content_type = backend.metrics()
+        return Response(content=body, media_type=content_type)
+
+    @app.get("/v1/policies", tags=["policies"])
+    def list_policies() -> PolicyList:
+        """Every loaded policy with its live status, and the policy files' load errors."""
+        return backend.list_policies()
+
+    @app.get("/v1/policies/{name}", tags=["policies"], responses={404: {}})
+    def get_policy(name: str) -> PolicyOut:
+        """One policy's live status."""
+        found = backend.get_policy(name)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no policy named {name!r}")
+        return found
+
+    @app.post(
+        "/v1/policies/{name}/evaluate",
+        tags=["policies"],
+        dependencies=guarded,
+        responses={
+            **problems,
+            404: {"description": "no such policy"},
+            409: {"description": "the policy is disabled"},
+            503: {"description": "shutting down, or a reload is rescheduling it (Retry-After)"},
+        },
+    )
+    def evaluate(name: str, dry_run: bool = False) -> EvaluationOut:
+        """Evaluate now and apply (unless the service or policy is in dry-run).
+
+        With `dry_run=true`, only preview: nothing is scaled, recorded or remembered.
+        """
+        return backend.evaluate(name, preview=dry_run)
+
+    @app.get("/v1/decisions", tags=["decisions"])
+    def decisions(
+        policy: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> DecisionList:
+        """Recorded decisions, newest first; `policy` filters by policy name."""
+        return backend.decisions(policy, limit)
+
+    @app.post("/v1/reload", tags=["control"], dependencies=guarded, responses=problems)
+    def reload() -> ReloadOut:
+        """Read the policy files again; broken files keep their last good version."""
+        return backend.reload()
+
+    @app.post("/v1/alertmanager", tags=["control"], dependencies=guarded, responses=problems)
+    def alertmanager(webhook: AlertmanagerWebhook) -> AlertOut:
+        """Alertmanager webhook receiver: policies whose `triggers.alerts` name an alert
+        of the notification (firing or resolved) evaluate at once."""
+        return backend.alert(webhook.model_dump())
+
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (every interface) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise AutoscalerError(f"--listen {listen!r}: write it as HOST:PORT, e.g. 127.0.0.1:8080")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - only when asked for with ":PORT"
+    return host, int(port)
+
+
+class HttpServer:
+    """uvicorn in a background thread, on a socket bound up front.
+
+    Binding in the caller's thread turns "address in use" into a startup error instead of
+    a dead thread; uvicorn installs no signal handlers outside the main thread, so the
+    service keeps SIGTERM and SIGHUP for itself.
+    """
+
+    def __init__(self, app: FastAPI, listen: str) -> None:
+        host, port = parse_listen(listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise AutoscalerError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+        self._socket = sock
+        self.address = f"{host}:{sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("HTTP API listening on %s", self.address)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException:  # uvicorn calls sys.exit on a failed startup
+            log.exception("HTTP server stopped unexpectedly")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._socket.close()

@@ -1,0 +1,162 @@
+"""The shapes of the HTTP API's requests and answers (pydantic), documented in OpenAPI.
+
+They are the API's contract: a field renamed here is a breaking change for every script
+and dashboard that reads the API, so extend, don't rename. Times are ISO 8601 UTC,
+durations are seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoscaler.core.model import Decision
+from autoscaler.errors import Problem
+
+
+class CheckOut(BaseModel):
+    """One check as evaluated: its value and desired count, or its error."""
+
+    name: str
+    query: str | None
+    value: float | None
+    desired: int | None
+    error: str | None
+
+
+class DecisionOut(BaseModel):
+    """One decision, with a reason for every step that mattered."""
+
+    policy: str
+    target: str
+    time: datetime
+    current: int | None
+    desired: int | None
+    action: Literal["up", "down", "none", "hold"]
+    dry_run: bool
+    reasons: list[str]
+    checks: list[CheckOut]
+
+    @classmethod
+    def of(cls, decision: Decision) -> DecisionOut:
+        return cls.model_validate(decision.to_dict())
+
+
+class LoadError(BaseModel):
+    """A problem in a policy file (`FILE:LINE: FIELD: message`)."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    @classmethod
+    def of(cls, problem: Problem) -> LoadError:
+        return cls(
+            file=problem.file, line=problem.line, field=problem.field, message=problem.message
+        )
+
+
+class CooldownOut(BaseModel):
+    """Seconds left before a scale-up / scale-down may happen; 0 when free to act."""
+
+    up_seconds: float
+    down_seconds: float
+    last_scaled_at: datetime | None = Field(description="our last scaling action on the target")
+
+
+class PolicyOut(BaseModel):
+    """A loaded policy and its live status."""
+
+    name: str
+    description: str
+    enabled: bool
+    dry_run: bool
+    target: str
+    target_type: str
+    min: int
+    max: int
+    interval_seconds: float
+    triggers: list[str] = Field(description="alert names that make it evaluate at once")
+    source: str = Field(description="the file it was loaded from")
+    current: int | None = Field(description="count at the last evaluation")
+    desired: int | None = Field(description="count the last decision wanted")
+    last_decision: DecisionOut | None
+    evaluating: bool
+    next_evaluation_at: datetime | None
+    cooldown_remaining: CooldownOut
+    last_error: str | None
+    last_error_kind: str | None = Field(description="target, source, scale, state or crash")
+    load_errors: list[LoadError] = Field(
+        description="problems in its file; while there are any, the last good version runs"
+    )
+
+
+class PolicyList(BaseModel):
+    policies: list[PolicyOut]
+    load_errors: list[LoadError] = Field(description="problems in every policy file")
+    loaded_at: datetime | None = Field(description="when the policy files were last read")
+
+
+class DecisionList(BaseModel):
+    decisions: list[DecisionOut] = Field(description="newest first")
+
+
+class EvaluationOut(BaseModel):
+    """The outcome of `POST /v1/policies/{name}/evaluate`."""
+
+    policy: str
+    preview: bool = Field(description="true for ?dry_run=true: nothing applied or recorded")
+    scaled: bool = Field(description="a scale call succeeded")
+    error: str | None
+    error_kind: str | None
+    duration_seconds: float
+    decision: DecisionOut
+
+
+class ReloadOut(BaseModel):
+    """What a reload changed; `kept_files` still run their last good version."""
+
+    changed: bool
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+    kept_files: list[str]
+    load_errors: list[LoadError]
+
+
+class AlertIn(BaseModel):
+    """One alert of an Alertmanager notification (other fields are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = "firing"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertmanagerWebhook(BaseModel):
+    """Alertmanager's webhook body (version 4); only `alerts` is used."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str | None = None
+    status: str | None = None
+    receiver: str | None = None
+    alerts: list[AlertIn]
+
+
+class AlertOut(BaseModel):
+    received: int = Field(description="alerts in the notification")
+    triggered: list[str] = Field(description="policies made to evaluate at once")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reason: str | None = None

@@ -1,0 +1,110 @@
+"""Connection settings shared by `plan` and `run`: Prometheus and Nomad, from flags and env.
+
+Secrets (tokens, passwords) can come from files or the environment, never only from the
+command line where `ps` would show them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoscaler.adapters.sources.prometheus import PrometheusSettings, PrometheusSource
+from autoscaler.adapters.targets import TargetFactory
+from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.errors import AutoscalerError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything needed to build the adapters."""
+
+    prometheus: PrometheusSettings
+    nomad: NomadSettings
+
+    def source(self) -> PrometheusSource:
+        return PrometheusSource(self.prometheus)
+
+    def targets(self) -> TargetFactory:
+        return TargetFactory(nomad=self.nomad)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Prometheus flags; each has an AUTOSCALER_PROMETHEUS_* environment variable."""
+    env = os.environ.get
+    group = parser.add_argument_group("Prometheus")
+    group.add_argument(
+        "--prometheus-url",
+        default=env("AUTOSCALER_PROMETHEUS_URL", "http://localhost:9090"),
+        help="base URL of Prometheus (env AUTOSCALER_PROMETHEUS_URL; default %(default)s)",
+    )
+    group.add_argument(
+        "--prometheus-token-file",
+        default=env("AUTOSCALER_PROMETHEUS_TOKEN_FILE"),
+        help="file holding a bearer token (or env AUTOSCALER_PROMETHEUS_TOKEN)",
+    )
+    group.add_argument(
+        "--prometheus-username",
+        default=env("AUTOSCALER_PROMETHEUS_USERNAME"),
+        help="basic auth user; the password comes from AUTOSCALER_PROMETHEUS_PASSWORD "
+        "or --prometheus-password-file",
+    )
+    group.add_argument(
+        "--prometheus-password-file", default=env("AUTOSCALER_PROMETHEUS_PASSWORD_FILE")
+    )
+    group.add_argument(
+        "--prometheus-ca-bundle",
+        default=env("AUTOSCALER_PROMETHEUS_CA_BUNDLE"),
+        help="CA bundle to verify Prometheus' TLS certificate",
+    )
+    group.add_argument(
+        "--prometheus-header",
+        action="append",
+        default=[h for h in env("AUTOSCALER_PROMETHEUS_HEADERS", "").split("\n") if h],
+        metavar="'NAME: VALUE'",
+        help="extra header for every query (repeatable; env AUTOSCALER_PROMETHEUS_HEADERS, "
+        "one per line)",
+    )
+    group.add_argument(
+        "--query-timeout",
+        type=float,
+        default=env("AUTOSCALER_QUERY_TIMEOUT", "2"),  # argparse applies `type` to it
+        help="seconds for one query attempt; retries stop after 3x this (default %(default)s)",
+    )
+
+
+def _read_secret(path: str | None, env_name: str) -> str | None:
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise AutoscalerError(f"cannot read {env_name} file {path}: {exc}") from exc
+    return os.environ.get(env_name) or None
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise AutoscalerError(f"bad --prometheus-header {line!r}: write it as 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build Settings from parsed flags and the environment."""
+    timeout = max(0.1, float(args.query_timeout))
+    prometheus = PrometheusSettings(
+        url=args.prometheus_url,
+        bearer_token=_read_secret(args.prometheus_token_file, "AUTOSCALER_PROMETHEUS_TOKEN"),
+        username=args.prometheus_username,
+        password=_read_secret(args.prometheus_password_file, "AUTOSCALER_PROMETHEUS_PASSWORD"),
+        ca_bundle=args.prometheus_ca_bundle,
+        headers=_headers(args.prometheus_header),
+        timeout=timeout,
+        deadline=3 * timeout,
+    )
+    return Settings(prometheus=prometheus, nomad=NomadSettings.from_env())

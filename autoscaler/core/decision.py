@@ -1,0 +1,378 @@
+"""The decision core: one policy, the target's status and the checks' values -> a Decision.
+
+Pure: no I/O and no clock; `now` and the policy's memory come in, the decision and the
+updated memory go out, so every behaviour is a plain function call in tests. The pipeline
+follows the spec's "Semantics", in this order, and every step that changes the number
+adds a reason:
+
+1. Not ready: the target must not be touched -> `hold` at the current count; memory as is.
+2. Checks: each check's value through its strategy (`strategies`). An error, a missing
+   value or a non-finite one fails the check; it never counts as zero.
+3. Combine: the highest count any successful check asks for. A failed check blocks
+   scale-down, even one that lowered bounds would force (5b/5c never scale in blind).
+   If every check failed: `hold`, or after `fallback.after` such evaluations in a row,
+   scale up to at least `fallback.count` (skipping steps 4 and 5a).
+4. Stabilization (Kubernetes HPA semantics): record the recommendation; go up only to the
+   lowest one in the `up` window and down only to the highest one in the `down` window.
+5. a. Limits: the change is capped to the step limit of its direction (`bounds.limit`).
+   b. Bounds: the policy's min/max, replaced by active schedules; they win over limits.
+   c. The target's own bounds (ASG MinSize/MaxSize); they win over everything.
+6. Cooldown: a change within the cooldown of its direction since the last scaling action
+   (ours or the target's record) is held; the decision keeps the number it would set.
+7. Action: `up`, `down` or `none`. `memory.last_scaled_at` is left to whoever applies the
+   decision, since only a successful scale starts a cooldown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from autoscaler.core.bounds import bound, effective_bounds, limit, target_bound
+from autoscaler.core.durations import format_duration, human_seconds
+from autoscaler.core.model import (
+    Action,
+    Check,
+    CheckResult,
+    Decision,
+    Fallback,
+    Memory,
+    MissingData,
+    Observation,
+    Policy,
+    Recommendation,
+    Strategy,
+    TargetStatus,
+)
+from autoscaler.core.strategies import desired as strategy_desired
+
+NOT_EVALUATED = "not evaluated"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision and the policy's memory to keep for the next evaluation."""
+
+    decision: Decision
+    memory: Memory
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """One check's result plus its strategy's reason (None when the check failed)."""
+
+    result: CheckResult
+    reason: str | None
+
+
+@dataclass
+class _Run:
+    """One evaluation in progress: its fixed inputs and the reasons gathered so far."""
+
+    policy: Policy
+    status: TargetStatus
+    now: datetime
+    dry_run: bool
+    checks: tuple[CheckResult, ...]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def current(self) -> int:
+        return self.status.count
+
+    def collect(self, step: tuple[int, list[str]]) -> int:
+        """A step's count, with the step's reasons added to the decision's."""
+        count, reasons = step
+        self.reasons.extend(reasons)
+        return count
+
+    def finish(self, desired: int, action: Action) -> Decision:
+        return _decision(
+            self.policy,
+            now=self.now,
+            dry_run=self.dry_run,
+            current=self.current,
+            desired=desired,
+            action=action,
+            reasons=self.reasons,
+            checks=self.checks,
+        )
+
+
+def decide(
+    policy: Policy,
+    *,
+    status: TargetStatus,
+    observations: Sequence[Observation],
+    memory: Memory,
+    now: datetime,
+    dry_run: bool = False,
+) -> Outcome:
+    """Decide what to do with `policy`'s target now, following the module's pipeline.
+
+    `observations` holds one entry per check with a query (matched by name); a query check
+    without one counts as failed. The returned memory carries the recorded recommendations
+    and the missing-data streak; its `last_scaled_at` is unchanged.
+    """
+    evaluated = _evaluate_checks(policy.checks, observations, status.count)
+    run = _Run(policy, status, now, dry_run, tuple(e.result for e in evaluated))
+    if not status.ready:
+        run.reasons.append(status.not_ready_reason or "target not ready")
+        return Outcome(run.finish(status.count, Action.HOLD), memory)
+
+    run.reasons.extend(e.reason for e in evaluated if e.reason is not None)
+    failed = [e.result for e in evaluated if e.reason is None]
+    wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
+    if not wanted:
+        return _without_data(run, memory, failed)
+
+    memory = replace(memory, missing_data_streak=0)
+    count = max(wanted)
+    if failed:
+        count = _block_scale_down(run, count, failed)
+    count, memory = _stabilize(run, count, memory)
+    count = run.collect(limit(policy.limits, count, run.current))
+    count = _bound(run, count)
+    if failed:
+        count = _no_blind_scale_in(run, count)
+    return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def unavailable(
+    policy: Policy,
+    *,
+    now: datetime,
+    reason: str,
+    dry_run: bool = False,
+    current: int | None = None,
+) -> Decision:
+    """A `hold` decision for when the target could not be read or evaluation failed.
+
+    Every check is reported as not evaluated; `desired` is `current` (None if unknown).
+    """
+    return _decision(
+        policy,
+        now=now,
+        dry_run=dry_run,
+        current=current,
+        desired=current,
+        action=Action.HOLD,
+        reasons=[reason],
+        checks=tuple(_failed_result(check, NOT_EVALUATED) for check in policy.checks),
+    )
+
+
+# --- step 2: checks ------------------------------------------------------------------------
+
+
+def _evaluate_checks(
+    checks: Sequence[Check], observations: Sequence[Observation], current: int
+) -> list[_Evaluated]:
+    """Every check in policy order, matched with its observation by name."""
+    by_name: dict[str, Observation] = {}
+    for observation in observations:
+        by_name.setdefault(observation.check, observation)
+    return [_evaluate(check, by_name.get(check.name), current) for check in checks]
+
+
+def _evaluate(check: Check, observation: Observation | None, current: int) -> _Evaluated:
+    """One check's desired count, or the reason it failed."""
+    value: float | None = None
+    if check.strategy is not Strategy.FIXED:
+        if observation is None:
+            return _Evaluated(_failed_result(check, NOT_EVALUATED), None)
+        error = _unusable(observation)
+        if error is not None:
+            return _Evaluated(_failed_result(check, error), None)
+        value = observation.value
+    try:
+        result = strategy_desired(check, value, current)
+    except (ValueError, ArithmeticError) as exc:
+        return _Evaluated(_failed_result(check, str(exc), value), None)
+    check_result = CheckResult(
+        name=check.name, query=check.query, value=value, desired=result.count, error=None
+    )
+    return _Evaluated(check_result, result.reason)
+
+
+def _unusable(observation: Observation) -> str | None:
+    """Why an observation gives no usable value, or None when it holds a finite number."""
+    if observation.error is not None:
+        return observation.error
+    if observation.value is None:
+        return "no value"
+    if not math.isfinite(observation.value):
+        return f"value {observation.value} is not a finite number"
+    return None
+
+
+def _failed_result(check: Check, error: str, value: float | None = None) -> CheckResult:
+    return CheckResult(name=check.name, query=check.query, value=value, desired=None, error=error)
+
+
+# --- step 3: combine and missing data ------------------------------------------------------
+
+
+def _failures(failed: Sequence[CheckResult]) -> str:
+    """`check a failed (why)` or `checks a (why), b (why) failed`."""
+    if len(failed) == 1:
+        return f"check {failed[0].name} failed ({failed[0].error})"
+    listed = ", ".join(f"{result.name} ({result.error})" for result in failed)
+    return f"checks {listed} failed"
+
+
+def _block_scale_down(run: _Run, count: int, failed: Sequence[CheckResult]) -> int:
+    """With any check failed, never recommend less than the current count."""
+    blocked = f"{_failures(failed)}: scale-down blocked"
+    if count < run.current:
+        run.reasons.append(f"{blocked}, {run.current} instead of {count}")
+        return run.current
+    run.reasons.append(blocked)
+    return count
+
+
+def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> Outcome:
+    """Every check failed: hold, or fall back to a floor once the streak is long enough.
+
+    The fallback skips stabilization and limits (it is a safety net, not a measurement),
+    but bounds and cooldown still apply; it never scales down.
+    """
+    streak = memory.missing_data_streak + 1
+    memory = replace(memory, missing_data_streak=streak)
+    if failed:
+        run.reasons.append(_failures(failed))
+    fallback = _fallback(run.policy)
+    if fallback is None or streak < fallback.after:
+        hold = f"no usable data from any check ({streak} in a row): holding"
+        if fallback is not None:
+            hold += f", fallback after {fallback.after}"
+        run.reasons.append(hold)
+        return Outcome(run.finish(run.current, Action.HOLD), memory)
+    run.reasons.append(
+        f"no usable data for {streak} evaluations: fallback to at least {fallback.count}"
+    )
+    count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
+    return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def _no_blind_scale_in(run: _Run, count: int) -> int:
+    """With a failed check, even lowered bounds (a schedule ending) never scale in.
+
+    Removing capacity needs every check to vouch for it; the bounds apply again as soon as
+    the data is back. This is the one place where bounds do not win.
+    """
+    if count < run.current:
+        run.reasons.append(
+            f"bounds allow {count}, but a check failed: staying at {run.current} until "
+            "every check has data"
+        )
+        return run.current
+    return count
+
+
+def _fallback(policy: Policy) -> Fallback | None:
+    if policy.on_missing_data is MissingData.FALLBACK:
+        return policy.fallback
+    return None
+
+
+# --- step 4: stabilization -----------------------------------------------------------------
+
+
+def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Memory]:
+    """The recommendation smoothed over the windows, exactly as the Kubernetes HPA does.
+
+    Scale up only to the lowest recommendation of the `up` window and down only to the
+    highest of the `down` window (both include this one). History older than the longest
+    window is dropped from the returned memory; this recommendation is always kept.
+    """
+    windows, now, history = run.policy.stabilization, run.now, memory.recommendations
+    up_rec = min([recommendation, *_within(history, now, windows.up)])
+    down_rec = max([recommendation, *_within(history, now, windows.down)])
+    stabilized = min(max(run.current, up_rec), down_rec)
+
+    cutoff = now - max(windows.up, windows.down)
+    kept = tuple(r for r in history if r.at > cutoff)
+    memory = replace(memory, recommendations=(*kept, Recommendation(at=now, count=recommendation)))
+
+    if stabilized == recommendation:
+        return stabilized, memory
+    if stabilized < recommendation:
+        direction, window, which, seen = "up", windows.up, "lowest", up_rec
+    else:
+        direction, window, which, seen = "down", windows.down, "highest", down_rec
+    run.reasons.append(
+        f"stabilization {direction} {format_duration(window)}: {which} recommendation"
+        f" {seen} → {stabilized} instead of {recommendation}"
+    )
+    return stabilized, memory
+
+
+def _within(history: Sequence[Recommendation], now: datetime, window: timedelta) -> list[int]:
+    """The counts recorded within `window` before `now` (strictly after its start, as HPA)."""
+    cutoff = now - window
+    return [r.count for r in history if r.at > cutoff]
+
+
+# --- steps 5 to 7: bounds, cooldown, action ------------------------------------------------
+
+
+def _bound(run: _Run, count: int) -> int:
+    """`count` within the policy's (or active schedules') bounds, then the target's own."""
+    count = run.collect(bound(effective_bounds(run.policy, run.now), count))
+    return run.collect(target_bound(run.status, count))
+
+
+def _action(run: _Run, memory: Memory, desired: int) -> Action:
+    """`up`, `down` or `none`; `hold` while the cooldown of that direction runs."""
+    if desired == run.current:
+        return Action.NONE
+    direction = "up" if desired > run.current else "down"
+    left = _cooldown_left(run, memory, direction)
+    if left is not None:
+        run.reasons.append(f"cooldown {direction}: {human_seconds(left)} left → hold")
+        return Action.HOLD
+    return Action.UP if direction == "up" else Action.DOWN
+
+
+def _cooldown_left(run: _Run, memory: Memory, direction: str) -> timedelta | None:
+    """Time left in the cooldown of `direction`, or None when it has run out.
+
+    The last action is the later of ours (memory) and the target's own record, so a scale
+    by someone else also starts a cooldown. Rounded up to whole seconds for the reason.
+    """
+    times = [t for t in (memory.last_scaled_at, run.status.last_scaled_at) if t is not None]
+    if not times:
+        return None
+    cooldown = run.policy.cooldown
+    period = cooldown.up if direction == "up" else cooldown.down
+    left = max(times) + period - run.now
+    if left <= timedelta(0):
+        return None
+    return timedelta(seconds=math.ceil(left.total_seconds()))
+
+
+def _decision(
+    policy: Policy,
+    *,
+    now: datetime,
+    dry_run: bool,
+    current: int | None,
+    desired: int | None,
+    action: Action,
+    reasons: Sequence[str],
+    checks: tuple[CheckResult, ...],
+) -> Decision:
+    return Decision(
+        policy=policy.name,
+        target=str(policy.target),
+        time=now,
+        current=current,
+        desired=desired,
+        action=action,
+        dry_run=dry_run or policy.dry_run,
+        reasons=tuple(reasons),
+        checks=checks,
+    )

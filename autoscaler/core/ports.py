@@ -1,0 +1,68 @@
+"""The small interfaces between the reconciler and the outside world.
+
+Adapters (`sources/`, `targets/`, `state`) implement these; the reconciler and the service
+only ever see these Protocols, so tests can swap any of them for a real server or a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from autoscaler.core.model import Decision, Memory, TargetStatus
+
+
+class MetricSource(Protocol):
+    """Runs instant PromQL queries."""
+
+    def query(self, promql: str) -> float:
+        """The query's single finite value.
+
+        Raises `QueryError` when there is no usable value (no series, several series, NaN,
+        ±Inf, a PromQL error) and `SourceUnavailable` when the source cannot be reached.
+        """
+        ...
+
+    def ping(self) -> None:
+        """Return when the source answers; raise `SourceUnavailable` otherwise."""
+        ...
+
+
+class ScalingTarget(Protocol):
+    """Reads and sets the count of one scalable object."""
+
+    def status(self) -> TargetStatus:
+        """The current count, whether the target may be touched now, and its own bounds.
+
+        Raises `TargetError` (or a subclass) when the target cannot be read.
+        """
+        ...
+
+    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        """Set the count. `reason` and `meta` are recorded where the target supports it.
+
+        Raises `TargetError` (or a subclass) when the change is refused or fails.
+        """
+        ...
+
+
+class StateStore(Protocol):
+    """Durable per-policy memory and decision history, so restarts forget nothing."""
+
+    def load(self, policy: str, target_key: str) -> Memory:
+        """The memory of `policy`; `last_scaled_at` is the latest action on `target_key`."""
+        ...
+
+    def save(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Persist `memory` (and its `last_scaled_at` for `target_key`)."""
+        ...
+
+    def record(self, decision: Decision) -> None:
+        """Append a decision to the history."""
+        ...
+
+    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
+        """Recorded decisions, newest first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,242 @@
+"""One evaluation of one policy: target status -> queries -> decide -> apply -> remember.
+
+This is the only place where the pure core meets the adapters. It turns every failure of
+an adapter into a decision that holds and says why, so callers (the CLI, the service loop,
+the HTTP API) always get a `Decision` to show, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from autoscaler.core import decision as core
+from autoscaler.core.model import Action, Decision, Observation, Policy, TargetRef, TargetStatus
+from autoscaler.core.ports import MetricSource, ScalingTarget, StateStore
+from autoscaler.errors import (
+    AutoscalerError,
+    QueryError,
+    SourceUnavailable,
+    StateError,
+    TargetBusy,
+    TargetError,
+)
+
+log = logging.getLogger("autoscaler.decisions")
+
+
+def utcnow() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """A decision plus what the caller needs to report on it.
+
+    `error` is set when the policy could not be fully evaluated (target unreadable,
+    Prometheus unreachable, scale call failed); `error_kind` is then one of
+    `target`, `source`, `scale`, `state`. `scaled` is True when a scale call succeeded.
+    """
+
+    decision: Decision
+    error: str | None = None
+    error_kind: str | None = None
+    scaled: bool = False
+    duration: float = 0.0
+    query_seconds: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Reconciler:
+    """Evaluates policies against a metric source, their targets and a state store."""
+
+    def __init__(
+        self,
+        *,
+        source: MetricSource,
+        targets: Callable[[TargetRef], ScalingTarget],
+        state: StateStore,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._source = source
+        self._targets = targets
+        self._state = state
+        self._clock = clock
+
+    def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
+        """Evaluate `policy` once.
+
+        `apply=False` is the preview used by `plan`: it reads the target and the state but
+        never scales and never writes. `dry_run=True` decides, records and reports, but
+        never calls the scale API.
+        """
+        started = time.monotonic()
+        evaluation = self._evaluate(policy, dry_run=dry_run, apply=apply)
+        evaluation = replace(evaluation, duration=time.monotonic() - started)
+        if apply:
+            self._remember(evaluation.decision)
+            log_decision(evaluation)
+        return evaluation
+
+    def _evaluate(self, policy: Policy, *, dry_run: bool, apply: bool) -> Evaluation:
+        now = self._clock()
+        try:
+            target = self._targets(policy.target)
+            status = target.status()
+        except (TargetError, OSError) as exc:
+            reason = f"target {policy.target} unreadable: {exc}"
+            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+            return Evaluation(decision=decision, error=reason, error_kind="target")
+        except Exception as exc:  # a library error no adapter anticipated: hold, loudly
+            logging.getLogger(__name__).exception("reading target %s failed", policy.target)
+            reason = f"target {policy.target} unreadable: {safe_error(exc)}"
+            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+            return Evaluation(decision=decision, error=reason, error_kind="target")
+
+        observations, timings, source_error = self._observe(policy, status)
+        try:
+            memory = self._state.load(policy.name, policy.target.key)
+        except StateError as exc:
+            reason = f"state unreadable: {exc}"
+            decision = core.unavailable(
+                policy, now=now, reason=reason, dry_run=dry_run, current=status.count
+            )
+            return Evaluation(decision=decision, error=reason, error_kind="state")
+
+        outcome = core.decide(
+            policy,
+            status=status,
+            observations=observations,
+            memory=memory,
+            now=now,
+            dry_run=dry_run,
+        )
+        decision, memory = outcome.decision, outcome.memory
+        scaled = False
+        error: str | None = source_error
+        error_kind = "source" if source_error else None
+
+        if apply and decision.changes_target and not decision.dry_run:
+            assert decision.desired is not None
+            try:
+                target.scale(decision.desired, reason=_message(decision), meta=_meta(decision))
+            except TargetBusy as exc:
+                decision = _held(decision, f"target busy, not scaled: {exc}")
+            except TargetError as exc:
+                decision = _held(decision, f"scale to {decision.desired} failed: {exc}")
+                error, error_kind = str(exc), "scale"
+            else:
+                scaled = True
+                memory = replace(memory, last_scaled_at=now)
+        if apply:
+            try:
+                self._state.save(policy.name, policy.target.key, memory)
+            except StateError as exc:
+                error, error_kind = str(exc), "state"
+        return Evaluation(
+            decision=decision,
+            error=error,
+            error_kind=error_kind,
+            scaled=scaled,
+            query_seconds=timings,
+        )
+
+    def _observe(
+        self, policy: Policy, status: TargetStatus
+    ) -> tuple[list[Observation], tuple[tuple[str, float], ...], str | None]:
+        """Run each check's query; a check that cannot be read is an Observation with an error."""
+        observations: list[Observation] = []
+        timings: list[tuple[str, float]] = []
+        unreachable: str | None = None
+        if not status.ready:
+            return observations, (), None  # the target holds anyway; spare Prometheus
+        for check in policy.checks:
+            if check.query is None:
+                continue
+            if unreachable is not None:
+                # Each query would wait out its own retries: fail the rest at once, so a
+                # Prometheus outage costs one deadline per policy, not one per check.
+                observations.append(Observation(check=check.name, error=unreachable))
+                continue
+            started = time.monotonic()
+            try:
+                value = self._source.query(check.query)
+            except SourceUnavailable as exc:
+                observations.append(Observation(check=check.name, error=str(exc)))
+                unreachable = f"Prometheus unreachable: {exc}"
+            except QueryError as exc:
+                observations.append(Observation(check=check.name, error=str(exc)))
+            else:
+                if math.isfinite(value):
+                    observations.append(Observation(check=check.name, value=value))
+                else:
+                    observations.append(Observation(check=check.name, error=f"value is {value}"))
+            timings.append((check.name, time.monotonic() - started))
+        return observations, tuple(timings), unreachable
+
+    def _remember(self, decision: Decision) -> None:
+        try:
+            self._state.record(decision)
+        except StateError:
+            logging.getLogger(__name__).exception("could not record decision")
+
+
+def _held(decision: Decision, reason: str) -> Decision:
+    return replace(decision, action=Action.HOLD, reasons=(*decision.reasons, reason))
+
+
+def _message(decision: Decision) -> str:
+    """The human message recorded on the target (Nomad scale events)."""
+    return f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons)
+
+
+def _meta(decision: Decision) -> dict[str, str]:
+    meta = {"autoscaler.policy": decision.policy}
+    for check in decision.checks:
+        if check.value is not None:
+            meta[f"autoscaler.check.{check.name}"] = f"{check.value:g}"
+    return meta
+
+
+def log_decision(evaluation: Evaluation) -> None:
+    """One log line per decision: policy, target, from, to, action, dry-run, reasons."""
+    d = evaluation.decision
+    fields = {
+        "policy": d.policy,
+        "target": d.target,
+        "current": d.current,
+        "desired": d.desired,
+        "action": d.action.value,
+        "dry_run": d.dry_run,
+        "reasons": list(d.reasons),
+    }
+    if evaluation.error:
+        fields["error"] = evaluation.error
+    level = logging.WARNING if evaluation.error else logging.INFO
+    log.log(
+        level,
+        "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",
+        d.policy,
+        d.target,
+        d.current,
+        d.desired,
+        d.action.value,
+        str(d.dry_run).lower(),
+        " | ".join(d.reasons),
+        extra={"decision": fields},
+    )
+
+
+def safe_error(exc: BaseException) -> str:
+    """A one-line description of an unexpected failure, for reports."""
+    if isinstance(exc, AutoscalerError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

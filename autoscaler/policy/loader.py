@@ -1,0 +1,402 @@
+"""Policy files -> validated `Policy` values, or every problem found, each at FILE:LINE: FIELD.
+
+The pipeline: `yaml_lines` turns text into plain data plus a line table; the pydantic
+models of `policy_schema` check each value; `policy_rules` checks fields against each other;
+this module locates every finding, names duplicates across files, and builds the frozen
+dataclasses of `model.py`. `load_paths` never raises: a broken file only drops its own
+policies, so the service can keep running the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from autoscaler.core import model
+from autoscaler.core.durations import parse_duration
+from autoscaler.errors import PolicyError, Problem
+from autoscaler.policy.problems import field_name, problem_from_error
+from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
+from autoscaler.policy.schema import (
+    NAME_PATTERN,
+    AsgTargetModel,
+    CheckModel,
+    FixedCheck,
+    PolicyFile,
+    PolicyModel,
+    ScheduleModel,
+    StepModel,
+    TargetValueCheck,
+)
+from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
+from autoscaler.policy.yaml_lines import Path as DataPath
+
+__all__ = ["LoadResult", "json_schema", "load_paths", "load_text"]
+
+_CHECK = TypeAdapter[CheckModel](CheckModel)
+_SCHEDULE = TypeAdapter(ScheduleModel)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What `load_paths` found: the valid policies, every problem, and the files it read."""
+
+    policies: list[model.Policy]
+    problems: list[Problem]
+    files: list[Path]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    policy: model.Policy
+    name_line: int
+
+
+def load_text(text: str, file: str) -> list[model.Policy]:
+    """The policies of one file's text; raise PolicyError listing every problem found."""
+    loaded, problems = _load(text, file)
+    if problems:
+        raise PolicyError(problems)
+    return [item.policy for item in loaded]
+
+
+def load_paths(paths: Sequence[str | Path]) -> LoadResult:
+    """Load files and folders (`*.yaml`, `*.yml`, not recursive); never raise for bad files.
+
+    A broken file contributes its problems and none of its policies. A policy whose name is
+    already taken by an earlier one is dropped, with a problem naming both places; so is an
+    enabled policy whose target an earlier enabled policy already scales.
+    """
+    problems: list[Problem] = []
+    files = _expand(paths, problems)
+    policies: list[model.Policy] = []
+    seen: dict[str, _Loaded] = {}
+    scaling: list[_Loaded] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(path), 1, "(file)", f"cannot read the file: {exc}"))
+            continue
+        loaded, found = _load(text, str(path))
+        if found:
+            problems.extend(found)
+            continue
+        for item in loaded:
+            first = seen.get(item.policy.name)
+            if first is not None:
+                problems.append(_duplicate_policy(item, first))
+                continue
+            if item.policy.enabled:
+                rival = next((o for o in scaling if _same_target(o.policy, item.policy)), None)
+                if rival is not None:
+                    problems.append(_shared_target(item, rival))
+                    continue
+                scaling.append(item)
+            seen[item.policy.name] = item
+            policies.append(item.policy)
+    return LoadResult(policies=policies, problems=problems, files=files)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file (one policy or a list), from the validating models."""
+    schema = TypeAdapter[Any](PolicyFile).json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Autoscaler policy file",
+        "description": "One scaling policy, or a list of them. See POLICY_SPEC / README.",
+        **schema,
+    }
+
+
+def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
+            files.extend(sorted(found))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
+    unique: dict[Path, Path] = {}
+    for path in files:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _duplicate_policy(item: _Loaded, first: _Loaded) -> Problem:
+    where = f"{first.policy.source.file}:{first.name_line}"
+    return Problem(
+        item.policy.source.file,
+        item.name_line,
+        "name",
+        f"duplicate policy name '{item.policy.name}': also defined at {where}; "
+        "rename one (names are unique across all files)",
+    )
+
+
+def _same_target(a: model.Policy, b: model.Policy) -> bool:
+    """Whether two policies scale the same object; a target without a region matches any."""
+    x, y = a.target, b.target
+    if x.region is not None and y.region is not None and x.region != y.region:
+        return False
+    if isinstance(x, model.AsgTarget) and isinstance(y, model.AsgTarget):
+        return x.asg == y.asg
+    if isinstance(x, model.NomadTarget) and isinstance(y, model.NomadTarget):
+        return (x.job, x.group, x.namespace) == (y.job, y.group, y.namespace)
+    return False
+
+
+def _shared_target(item: _Loaded, first: _Loaded) -> Problem:
+    where = f"{first.policy.source.file}:{first.name_line}"
+    return Problem(
+        item.policy.source.file,
+        item.name_line,
+        "target",
+        f"{item.policy.target} is already scaled by policy '{first.policy.name}' ({where}); "
+        "two policies on one target would undo each other: put both checks in one policy "
+        "(the highest count wins), or disable one",
+    )
+
+
+# --- one file -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One policy's raw data, its document, and its path within the document."""
+
+    data: Any
+    doc: Document
+    prefix: DataPath
+
+    def line(self, path: DataPath = ()) -> int:
+        return self.doc.line_of((*self.prefix, *path))
+
+
+def _load(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
+    try:
+        return _load_unsafe(text, file)
+    except Exception as exc:  # a bug here must not take the service down
+        message = f"internal error while validating ({type(exc).__name__}: {exc}); please report"
+        return [], [Problem(file, 1, "(file)", message)]
+
+
+def _load_unsafe(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
+    try:
+        docs, issues = load_documents(text)
+    except YamlSyntaxError as exc:
+        return [], [Problem(file, i.line, "(yaml)", i.message) for i in exc.issues]
+    problems = [_issue_problem(file, docs, i.path, i.line, i.message) for i in issues]
+    items = _items(docs, file, problems)
+    if not items and not problems:
+        message = "no policy found: write a mapping with target, min, max and checks"
+        problems.append(Problem(file, 1, "(file)", message))
+    _default_name(items, file, problems)
+    loaded: list[_Loaded] = []
+    for item in items:
+        policy = _validate(item, file, problems)
+        if policy is not None:
+            loaded.append(_Loaded(policy, item.line(("name",))))
+    by_name: dict[str, _Loaded] = {}
+    for entry in loaded:
+        first = by_name.setdefault(entry.policy.name, entry)
+        if first is not entry:
+            problems.append(_duplicate_policy(entry, first))
+    problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
+    return loaded, problems
+
+
+def _issue_problem(file: str, docs: list[Document], path: DataPath, line: int, msg: str) -> Problem:
+    in_list = any(isinstance(d.data, list) for d in docs)
+    inner = path[1:] if in_list and path and isinstance(path[0], int) else path
+    return Problem(file, line, field_name(inner), msg)
+
+
+def _items(docs: list[Document], file: str, problems: list[Problem]) -> list[_Item]:
+    items: list[_Item] = []
+    for doc in docs:
+        if isinstance(doc.data, dict):
+            items.append(_Item(doc.data, doc, ()))
+        elif isinstance(doc.data, list):
+            items.extend(_Item(data, doc, (i,)) for i, data in enumerate(doc.data))
+        else:
+            items.append(_Item(doc.data, doc, ()))
+    good = []
+    for item in items:
+        if isinstance(item.data, dict):
+            good.append(item)
+        else:
+            message = "a policy must be a mapping of keys such as name, target, min, max, checks"
+            problems.append(Problem(file, item.line(), "(policy)", message))
+    return good
+
+
+def _default_name(items: list[_Item], file: str, problems: list[Problem]) -> None:
+    """`name` defaults to the file's stem, but only in a file that holds one policy."""
+    missing = [item for item in items if item.data.get("name") is None]
+    if len(items) == 1 and missing:
+        stem = Path(file).stem
+        if re.match(NAME_PATTERN, stem):
+            items[0].data["name"] = stem
+            return
+        message = f"missing, and the file name {stem!r} is not a valid name: add `name: ...`"
+        problems.append(Problem(file, items[0].line(), "name", message))
+        return
+    for item in missing:
+        message = "missing: each policy needs a name when a file holds several policies"
+        problems.append(Problem(file, item.line(), "name", message))
+
+
+def _validate(item: _Item, file: str, problems: list[Problem]) -> model.Policy | None:
+    _restore_changes(item)
+    before = len(problems)
+    problems.extend(_duplicate_names(item, file))
+    try:
+        parsed = PolicyModel.model_validate(item.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            path, message = problem_from_error(error)
+            problems.append(Problem(file, item.line(path), field_name(path), message))
+        problems.extend(_locate(item, file, _salvaged_findings(item.data)))
+        return None
+    problems.extend(_locate(item, file, policy_findings(parsed)))
+    if len(problems) > before or parsed.name is None:  # a missing name is reported already
+        return None
+    return _to_policy(parsed, model.Source(file=file, line=item.line()))
+
+
+def _restore_changes(item: _Item) -> None:
+    """Unquoted `change: +2` reaches us as the integer 2; take back the text the user wrote."""
+    for i, check in enumerate(_entries(item.data, "checks")):
+        steps = check.get("steps") if isinstance(check, dict) else None
+        for j, step in enumerate(steps if isinstance(steps, list) else []):
+            value = step.get("change") if isinstance(step, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raw = item.doc.raw.get((*item.prefix, "checks", i, "steps", j, "change"))
+                if raw is not None:  # checked as text, so `2` is told to write "+2"
+                    step["change"] = raw
+
+
+def _duplicate_names(item: _Item, file: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for key in ("checks", "schedules"):
+        first: dict[str, int] = {}
+        for i, entry in enumerate(_entries(item.data, key)):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in first:
+                j = first[name]
+                message = (
+                    f"duplicate name '{name}': also used by {key}[{j}] at "
+                    f"{file}:{item.line((key, j, 'name'))}; names are unique within a policy"
+                )
+                path = (key, i, "name")
+                problems.append(Problem(file, item.line(path), field_name(path), message))
+            else:
+                first[name] = i
+    return problems
+
+
+def _salvaged_findings(data: dict[str, Any]) -> list[Finding]:
+    """Cross-field findings for the checks and schedules that are valid on their own."""
+    found: list[Finding] = []
+    for i, entry in enumerate(_entries(data, "checks")):
+        with contextlib.suppress(ValidationError):  # its errors are reported already
+            found += check_findings(_CHECK.validate_python(entry), ("checks", i))
+    for i, entry in enumerate(_entries(data, "schedules")):
+        with contextlib.suppress(ValidationError):
+            found += schedule_findings(_SCHEDULE.validate_python(entry), ("schedules", i))
+    return found
+
+
+def _entries(data: dict[str, Any], key: str) -> list[Any]:
+    entries = data.get(key)
+    return entries if isinstance(entries, list) else []
+
+
+def _locate(item: _Item, file: str, findings: list[Finding]) -> list[Problem]:
+    return [Problem(file, item.line(path), field_name(path), msg) for path, msg in findings]
+
+
+# --- pydantic models -> model.py dataclasses ----------------------------------------------
+
+
+def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
+    assert p.name is not None  # set by _default_name or reported missing
+    target: model.TargetRef
+    if isinstance(p.target, AsgTargetModel):
+        target = model.AsgTarget(asg=p.target.asg, region=p.target.region)
+    else:
+        t = p.target
+        target = model.NomadTarget(job=t.job, group=t.group, namespace=t.namespace, region=t.region)
+    limits = p.limits
+    return model.Policy(
+        name=p.name,
+        description=p.description,
+        enabled=p.enabled,
+        dry_run=p.dry_run,
+        target=target,
+        min=p.min,
+        max=p.max,
+        interval=parse_duration(p.interval),
+        cooldown=model.Cooldown(
+            up=parse_duration(p.cooldown.up), down=parse_duration(p.cooldown.down)
+        ),
+        stabilization=model.Stabilization(
+            up=parse_duration(p.stabilization.up), down=parse_duration(p.stabilization.down)
+        ),
+        limits=model.Limits(
+            up=None if limits.up is None else model.StepLimit(**limits.up.model_dump()),
+            down=None if limits.down is None else model.StepLimit(**limits.down.model_dump()),
+        ),
+        on_missing_data=model.MissingData(p.on_missing_data),
+        fallback=None if p.fallback is None else model.Fallback(**p.fallback.model_dump()),
+        schedules=tuple(_to_schedule(s) for s in p.schedules),
+        checks=tuple(_to_check(c) for c in p.checks),
+        triggers=model.Triggers(alerts=tuple(p.triggers.alerts)),
+        source=source,
+    )
+
+
+def _to_check(c: CheckModel) -> model.Check:
+    strategy = model.Strategy(c.strategy)
+    if isinstance(c, FixedCheck):
+        return model.Check(name=c.name, strategy=strategy, count=c.count)
+    steps = tuple(_to_step(s) for s in getattr(c, "steps", ()))
+    return model.Check(
+        name=c.name,
+        strategy=strategy,
+        query=c.query,
+        target=getattr(c, "target", None),
+        tolerance=c.tolerance if isinstance(c, TargetValueCheck) else 0.0,
+        steps=steps,
+    )
+
+
+def _to_step(s: StepModel) -> model.Step:
+    amount = float(s.change.rstrip("%"))
+    change = model.Change(amount=amount, percent=s.change.endswith("%"))
+    return model.Step(change=change, above=s.above, below=s.below)
+
+
+def _to_schedule(s: ScheduleModel) -> model.Schedule:
+    return model.Schedule(
+        name=s.name,
+        min=s.min,
+        max=s.max,
+        start=s.start,
+        end=s.end,
+        cron=s.cron,
+        duration=None if s.duration is None else parse_duration(s.duration),
+        timezone=s.timezone if s.timezone is not None or s.cron is None else "UTC",
+    )

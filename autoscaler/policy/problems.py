@@ -1,0 +1,161 @@
+"""pydantic validation errors -> (field path, message a policy author can act on).
+
+pydantic's locations include the tags of discriminated unions (`checks.0.threshold.steps`)
+and its messages speak Python ("Input should be a valid integer"). This module strips the
+tags, so paths match the YAML (and its line table), and rewrites each message to say what
+is wrong and what to write instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, get_args
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from autoscaler.policy.schema import STRATEGIES, TARGET_TYPES, PolicyModel, describe, tag_models
+from autoscaler.policy.yaml_lines import Path
+
+_KINDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_COMPARISONS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+_UNIONS = {
+    "strategy": ("strategy", STRATEGIES),
+    "type": ("target type", TARGET_TYPES),
+}
+
+
+def field_name(path: Path) -> str:
+    """`("checks", 1, "target")` -> `checks[1].target`; the empty path -> `(policy)`."""
+    out = ""
+    for key in path:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out or "(policy)"
+
+
+def problem_from_error(error: ErrorDetails) -> tuple[Path, str]:
+    """The YAML path of one pydantic error on a policy, and a message saying what to write."""
+    path, parent = _resolve(error["loc"])
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    value = error.get("input")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key = str(ctx.get("discriminator", "")).strip("'")
+        what, allowed = _UNIONS.get(key, (key, ()))
+        choices = ", ".join(allowed)
+        if kind == "union_tag_not_found":
+            return (*path, key), f"missing {what}: use one of {choices}"
+        return (*path, key), f"unknown {what} {ctx.get('tag')!r}: use one of {choices}"
+    if kind == "missing":
+        return path, f"missing: `{path[-1]}` is required{_context(parent)}"
+    if kind == "extra_forbidden":
+        return path, _unknown_key(str(path[-1]), parent)
+    return path, _message(kind, ctx, value, path, str(error["msg"]))
+
+
+def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: str) -> str:
+    last = path[-1] if path else ""
+    if kind == "policy":
+        return default
+    if kind in _KINDS:
+        hint = ""
+        if isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
+            hint = ": write it without quotes"
+        elif kind == "int_type" and isinstance(value, float):
+            hint = ": use a whole number"
+        return f"expected {_KINDS[kind]}, got {describe(value)}{hint}"
+    if kind in _COMPARISONS:
+        key, sign = _COMPARISONS[kind]
+        return f"must be {sign} {ctx.get(key)}, got {describe(value)}"
+    if kind == "string_pattern_mismatch" and last == "change":
+        return f'{value!r} is not a change: write +N, -N, +N% or -N% in quotes, e.g. "+2"'
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{value!r} is not a valid name: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    if kind == "too_short":
+        item = {"checks": "check", "steps": "step"}.get(str(last), "item")
+        return f"needs at least one {item}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "literal_error":
+        return f"{describe(value)} is not allowed: use {ctx.get('expected')}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    return default
+
+
+def _context(parent: type[BaseModel] | None) -> str:
+    for key, members in tag_models().items():
+        for tag, member in members.items():
+            if member is parent:
+                return f" for {'strategy' if key == 'strategy' else 'target type'} {tag}"
+    return ""
+
+
+def _unknown_key(key: str, parent: type[BaseModel] | None) -> str:
+    if parent is None:
+        return f"unknown key '{key}'"
+    allowed = list(parent.model_fields)
+    for union in tag_models().values():
+        if parent in union.values():
+            owners = [tag for tag, m in union.items() if key in m.model_fields]
+            if owners:
+                return (
+                    f"'{key}' is not used{_context(parent)} (only by {', '.join(owners)}); "
+                    f"allowed keys: {', '.join(allowed)}"
+                )
+    close = difflib.get_close_matches(key, allowed, n=1)
+    guess = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown key '{key}'{guess}; allowed keys: {', '.join(allowed)}"
+
+
+def _resolve(loc: tuple[int | str, ...]) -> tuple[Path, type[BaseModel] | None]:
+    """pydantic's `loc` without union tags, and the model that holds the last key."""
+    path: list[int | str] = []
+    candidates: list[type[BaseModel]] = [PolicyModel]
+    parent: type[BaseModel] | None = None
+    for key in loc:
+        if isinstance(key, int):
+            path.append(key)
+            continue
+        if len(candidates) > 1:  # pydantic puts the tag of the chosen union member here
+            chosen = _member(candidates, key)
+            candidates = [chosen] if chosen is not None else []
+            continue
+        parent = candidates[0] if candidates else None
+        path.append(key)
+        field = parent.model_fields.get(key) if parent is not None else None
+        candidates = _models_in(field.annotation) if field is not None else []
+    return tuple(path), parent
+
+
+def _member(candidates: list[type[BaseModel]], tag: str) -> type[BaseModel] | None:
+    for members in tag_models().values():
+        if tag in members and members[tag] in candidates:
+            return members[tag]
+    return None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += [m for m in _models_in(arg) if m not in found]
+    return found

@@ -1,0 +1,203 @@
+"""Validation rules that relate several fields of a policy, each reported at its exact field.
+
+pydantic checks each value on its own (`policy_schema`); these functions take models that
+already passed that check and return `(path, message)` pairs, where `path` is the field's
+path inside the policy, e.g. `("checks", 2, "steps", 1, "below")`. They never raise.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from autoscaler.core.durations import parse_duration
+from autoscaler.policy.schema import (
+    AsgTargetModel,
+    CheckModel,
+    LimitsModel,
+    PolicyModel,
+    ScheduleModel,
+    StepModel,
+    ThresholdCheck,
+)
+from autoscaler.policy.yaml_lines import Path
+
+Finding = tuple[Path, str]
+
+
+def policy_findings(policy: PolicyModel) -> list[Finding]:
+    """Every cross-field problem of a structurally valid policy."""
+    asg = isinstance(policy.target, AsgTargetModel)
+    found: list[Finding] = []
+    if asg and policy.min < 1:
+        found.append(
+            (("min",), "aws-asg targets need min >= 1 (min: 0 is allowed for nomad targets only)")
+        )
+    if policy.min > policy.max:
+        found.append((("min",), f"min {policy.min} is above max {policy.max}: use min <= max"))
+    if parse_duration(policy.interval) <= timedelta(0):
+        found.append((("interval",), "interval must be longer than 0s, e.g. 30s"))
+    found += _fallback_findings(policy)
+    found += limits_findings(policy.limits)
+    for i, check in enumerate(policy.checks):
+        found += check_findings(check, ("checks", i))
+    for i, schedule in enumerate(policy.schedules):
+        path: Path = ("schedules", i)
+        found += schedule_findings(schedule, path)
+        found += _schedule_bounds(schedule, path, policy, asg=asg)
+    return found
+
+
+def _fallback_findings(policy: PolicyModel) -> list[Finding]:
+    if policy.on_missing_data == "fallback" and policy.fallback is None:
+        message = "on_missing_data: fallback needs a `fallback: {after: 3, count: N}` block"
+        return [(("on_missing_data",), message)]
+    if policy.on_missing_data != "fallback" and policy.fallback is not None:
+        message = "fallback is only used with `on_missing_data: fallback`: add that or remove it"
+        return [(("fallback",), message)]
+    return []
+
+
+def limits_findings(limits: LimitsModel) -> list[Finding]:
+    """A limit that is given must say how far: `count` and/or `percent`."""
+    found: list[Finding] = []
+    for direction, limit in (("up", limits.up), ("down", limits.down)):
+        if limit is not None and limit.count is None and limit.percent is None:
+            message = "give count (>= 1) and/or percent (> 0), e.g. {count: 2, percent: 20}"
+            found.append((("limits", direction), message))
+    return found
+
+
+def check_findings(check: CheckModel, path: Path) -> list[Finding]:
+    """Problems inside one check: threshold steps that are empty or can never match."""
+    if not isinstance(check, ThresholdCheck):
+        return []
+    found: list[Finding] = []
+    earlier: list[tuple[int, float, float]] = []
+    for j, step in enumerate(check.steps):
+        step_path: Path = (*path, "steps", j)
+        problem = _step_problem(step, step_path)
+        if problem is not None:
+            found.append(problem)
+            continue
+        low, high = _range(step)
+        covering = _covered_by(low, high, earlier)
+        if covering:
+            names = ", ".join(f"steps[{k}]" for k in covering)
+            message = (
+                f"this step can never match: every value it matches is matched first by "
+                f"{names} (the first matching step wins); reorder or remove it"
+            )
+            found.append((step_path, message))
+        earlier.append((j, low, high))
+    return found
+
+
+def _step_problem(step: StepModel, path: Path) -> Finding | None:
+    if step.above is None and step.below is None:
+        return (path, 'a step needs `above` and/or `below`, e.g. {above: 0.8, change: "+2"}')
+    if step.above is not None and step.below is not None and step.above >= step.below:
+        message = (
+            f"this step can never match: no value is above {step.above:g} and below "
+            f"{step.below:g}; use above < below"
+        )
+        return ((*path, "below"), message)
+    if float(step.change.rstrip("%")) == 0:
+        return ((*path, "change"), f'{step.change} changes nothing: use e.g. "+2" or "-10%"')
+    return None
+
+
+def _range(step: StepModel) -> tuple[float, float]:
+    low = -math.inf if step.above is None else step.above
+    high = math.inf if step.below is None else step.below
+    return low, high
+
+
+def _covered_by(low: float, high: float, earlier: list[tuple[int, float, float]]) -> list[int]:
+    """The earlier steps that together match all of the open range (low, high), if they do.
+
+    Ranges are open, so two ranges that only touch leave their common end unmatched: a later
+    step containing that point can still match there.
+    """
+    pieces = sorted((lo, hi) for _, lo, hi in earlier)
+    merged: list[tuple[float, float]] = []
+    for lo, hi in pieces:
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    for lo, hi in merged:
+        if lo <= low and high <= hi:
+            return [k for k, a, b in earlier if a < high and low < b]
+    return []
+
+
+def schedule_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
+    """Problems inside one schedule: its kind, its own bounds, its times."""
+    found: list[Finding] = []
+    one_off = schedule.start is not None or schedule.end is not None
+    recurring = schedule.cron is not None or schedule.duration is not None
+    if one_off and recurring:
+        key = "cron" if schedule.cron is not None else "duration"
+        message = (
+            "a schedule is either one-off (start + end) or recurring (cron + duration), "
+            "not both: split it into two schedules"
+        )
+        found.append(((*path, key), message))
+    elif one_off:
+        found += _one_off_findings(schedule, path)
+    elif recurring:
+        found += _recurring_findings(schedule, path)
+    else:
+        message = "give start and end (one-off) or cron and duration (recurring)"
+        found.append((path, message))
+    if schedule.timezone is not None and not schedule.cron:
+        found.append(((*path, "timezone"), "timezone applies to cron schedules only"))
+    if schedule.min is None and schedule.max is None:
+        found.append((path, "a schedule needs min and/or max: the bounds it sets while open"))
+    if schedule.min is not None and schedule.max is not None and schedule.min > schedule.max:
+        message = f"min {schedule.min} is above the schedule's max {schedule.max}: use min <= max"
+        found.append(((*path, "min"), message))
+    return found
+
+
+def _one_off_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
+    if schedule.start is None:
+        return [((*path, "start"), "a one-off schedule needs start (and end)")]
+    if schedule.end is None:
+        return [((*path, "end"), "a one-off schedule needs end (and start)")]
+    if schedule.end <= schedule.start:
+        return [((*path, "end"), "end must be after start")]
+    return []
+
+
+def _recurring_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
+    if schedule.cron is None:
+        return [((*path, "cron"), "a recurring schedule needs cron (and duration)")]
+    if schedule.duration is None:
+        return [((*path, "duration"), "a recurring schedule needs duration, e.g. 10h")]
+    if parse_duration(schedule.duration) <= timedelta(0):
+        return [((*path, "duration"), "duration must be longer than 0s, e.g. 10h")]
+    return []
+
+
+def _schedule_bounds(
+    schedule: ScheduleModel, path: Path, policy: PolicyModel, *, asg: bool
+) -> list[Finding]:
+    """A schedule's bounds must make sense together with the policy's bounds they replace."""
+    found: list[Finding] = []
+    if asg and schedule.min is not None and schedule.min < 1:
+        found.append(((*path, "min"), "aws-asg targets need min >= 1, also in schedules"))
+    if schedule.min is not None and schedule.max is None and schedule.min > policy.max:
+        message = (
+            f"min {schedule.min} is above the policy's max {policy.max}: "
+            "raise max in this schedule too, or lower min"
+        )
+        found.append(((*path, "min"), message))
+    if schedule.max is not None and schedule.min is None and schedule.max < policy.min:
+        message = (
+            f"max {schedule.max} is below the policy's min {policy.min}: "
+            "lower min in this schedule too, or raise max"
+        )
+        found.append(((*path, "max"), message))
+    return found

@@ -1,0 +1,379 @@
+"""The policy file format as pydantic models: one source for validation and the JSON Schema.
+
+These models check shape and single values (types, unknown keys, ranges, durations, PromQL,
+cron, time zones, names). Rules that relate several fields (min <= max, schedule kinds,
+threshold steps that can never match, ...) live in `policy_rules`, so each reports the
+exact field. `policy.py` turns validated models into the frozen dataclasses of `model.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import promql_parser
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from autoscaler.core.durations import parse_duration
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+CHANGE_PATTERN = r"^[+-]\d+(\.\d+)?%?$"
+DURATION_PATTERN = r"^(\d+(ms|y|w|d|h|m|s))+$"  # Prometheus syntax; unit order checked in code
+STRATEGIES = ("target-value", "per-instance", "threshold", "fixed", "pass-through")
+TARGET_TYPES = ("aws-asg", "nomad")
+_MAX_QUERY_CHARS = 4000  # the Rust PromQL parser recurses; bound its input
+_MAX_QUERY_DEPTH = 100
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("policy", message)
+
+
+def _duration(value: object) -> str:
+    try:
+        parse_duration(value)  # type: ignore[arg-type]  # it rejects non-strings itself
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return str(value)
+
+
+def _promql(query: str) -> str:
+    depth = deepest = 0
+    for char in query:
+        depth += (char in "([{") - (char in ")]}")
+        deepest = max(deepest, depth)
+    if len(query) > _MAX_QUERY_CHARS or deepest > _MAX_QUERY_DEPTH:
+        raise _fail(
+            f"query is too large to check (over {_MAX_QUERY_CHARS} characters or "
+            f"{_MAX_QUERY_DEPTH} nested brackets): use a recording rule instead"
+        )
+    try:
+        promql_parser.parse(query)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # ValueError, or pyo3's PanicException on odd input
+        raise _fail(f"query is not valid PromQL: {exc}") from None
+    return query
+
+
+def _cron(expression: str) -> str:
+    try:
+        valid = bool(croniter.is_valid(expression))
+    except Exception:
+        valid = False
+    if not valid:
+        raise _fail(
+            f"{expression!r} is not a cron expression: use five fields "
+            "'minute hour day-of-month month day-of-week', e.g. '0 8 * * 1-5'"
+        )
+    return expression
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except Exception:
+        raise _fail(
+            f"unknown timezone {name!r}: use an IANA name such as Europe/Paris or UTC"
+        ) from None
+    return name
+
+
+def _instant(value: object) -> datetime:
+    """An ISO 8601 instant with an offset, as YAML gives it (datetime) or as text; in UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _fail(
+                f"{value!r} is not an ISO 8601 time: write e.g. 2026-11-27T06:00:00+01:00"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise _fail(f"{value.isoformat()} has no offset: add an offset such as +01:00 or Z")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        raise _fail(f"{value} is a date: add a time and an offset, e.g. {value}T00:00:00+01:00")
+    raise _fail("expected an ISO 8601 time such as 2026-11-27T06:00:00+01:00")
+
+
+Duration = Annotated[
+    str,
+    PlainValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m"]}),
+]
+Instant = Annotated[
+    datetime,
+    PlainValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+PromQL = Annotated[str, AfterValidator(_promql)]
+Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+ChangeText = Annotated[str, StringConstraints(pattern=CHANGE_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+class AsgTargetModel(_Strict):
+    """An EC2 Auto Scaling Group, scaled through its DesiredCapacity."""
+
+    model_config = ConfigDict(title="AWS Auto Scaling Group target")
+    type: Literal["aws-asg"] = Field(description="Target kind.")
+    asg: str = Field(min_length=1, description="Auto Scaling Group name.")
+    region: str | None = Field(None, description="AWS region; default from the environment.")
+
+
+class NomadTargetModel(_Strict):
+    """A task group of a Nomad job, scaled through its count."""
+
+    model_config = ConfigDict(title="Nomad task group target")
+    type: Literal["nomad"] = Field(description="Target kind.")
+    job: str = Field(min_length=1, description="Nomad job ID.")
+    group: str = Field(min_length=1, description="Task group name within the job.")
+    namespace: str = Field("default", min_length=1, description="Nomad namespace.")
+    region: str | None = Field(None, description="Nomad region; default from the agent.")
+
+
+# --- checks -------------------------------------------------------------------------------
+
+_CHECK_NAME = Field(description="Check name, unique within the policy.")
+_QUERY = Field(description="Instant PromQL query; must return one series or a scalar.")
+
+
+class TargetValueCheck(_Strict):
+    """desired = ceil(current * value / target), unchanged within the tolerance."""
+
+    model_config = ConfigDict(title="target-value check")
+    name: Name = _CHECK_NAME
+    strategy: Literal["target-value"] = Field(description="Scaling strategy.")
+    query: PromQL = _QUERY
+    target: float = Field(gt=0, description="The value each evaluation steers towards.")
+    tolerance: float = Field(
+        0.1, ge=0, description="No change while |value/target - 1| <= tolerance."
+    )
+
+
+class PerInstanceCheck(_Strict):
+    """desired = ceil(value / target): `target` is what one instance handles."""
+
+    model_config = ConfigDict(title="per-instance check")
+    name: Name = _CHECK_NAME
+    strategy: Literal["per-instance"] = Field(description="Scaling strategy.")
+    query: PromQL = _QUERY
+    target: float = Field(gt=0, description="How much of the metric one instance handles.")
+
+
+class StepModel(_Strict):
+    """Matches when value > above and/or value < below; the first matching step wins."""
+
+    model_config = ConfigDict(
+        title="threshold step",
+        json_schema_extra={"anyOf": [{"required": ["above"]}, {"required": ["below"]}]},
+    )
+    above: float | None = Field(None, description="Matches values strictly above this.")
+    below: float | None = Field(None, description="Matches values strictly below this.")
+    change: ChangeText = Field(
+        description='Relative change: "+N", "-N", "+N%" or "-N%" (quote it in YAML).'
+    )
+
+
+class ThresholdCheck(_Strict):
+    """The first step whose range contains the value gives a relative change."""
+
+    model_config = ConfigDict(title="threshold check")
+    name: Name = _CHECK_NAME
+    strategy: Literal["threshold"] = Field(description="Scaling strategy.")
+    query: PromQL = _QUERY
+    steps: list[StepModel] = Field(min_length=1, description="Steps, tried in order.")
+
+
+class FixedCheck(_Strict):
+    """A constant desired count; runs no query."""
+
+    model_config = ConfigDict(title="fixed check")
+    name: Name = _CHECK_NAME
+    strategy: Literal["fixed"] = Field(description="Scaling strategy.")
+    count: int = Field(ge=0, description="The desired count.")
+
+
+class PassThroughCheck(_Strict):
+    """desired = the query's value, rounded up."""
+
+    model_config = ConfigDict(title="pass-through check")
+    name: Name = _CHECK_NAME
+    strategy: Literal["pass-through"] = Field(description="Scaling strategy.")
+    query: PromQL = _QUERY
+
+
+CheckModel = Annotated[
+    TargetValueCheck | PerInstanceCheck | ThresholdCheck | FixedCheck | PassThroughCheck,
+    Field(discriminator="strategy"),
+]
+TargetModel = Annotated[AsgTargetModel | NomadTargetModel, Field(discriminator="type")]
+
+
+# --- timing, limits, schedules ------------------------------------------------------------
+
+
+class CooldownModel(_Strict):
+    """Minimum time after the last scaling action (ours or anyone's) before the next."""
+
+    model_config = ConfigDict(title="cooldown")
+
+    up: Duration = Field("1m", description="Before scaling up again.")
+    down: Duration = Field("5m", description="Before scaling down again.")
+
+
+class StabilizationModel(_Strict):
+    """Recommendation windows with Kubernetes HPA semantics."""
+
+    model_config = ConfigDict(title="stabilization")
+
+    up: Duration = Field("0s", description="Scale up only to the lowest recommendation in it.")
+    down: Duration = Field("5m", description="Scale down only to the highest one in it.")
+
+
+class StepLimitModel(_Strict):
+    """Largest change in one action; with both set, the larger change is allowed."""
+
+    model_config = ConfigDict(
+        title="step limit",
+        json_schema_extra={"anyOf": [{"required": ["count"]}, {"required": ["percent"]}]},
+    )
+
+    count: int | None = Field(None, ge=1, description="Instances per action.")
+    percent: float | None = Field(None, gt=0, description="Percent of the current count.")
+
+
+class LimitsModel(_Strict):
+    """Largest change in one scaling action, per direction."""
+
+    model_config = ConfigDict(title="limits")
+
+    up: StepLimitModel | None = Field(None, description="Largest scale-up step.")
+    down: StepLimitModel | None = Field(None, description="Largest scale-down step.")
+
+
+class FallbackModel(_Strict):
+    """What to do when no check has usable data for a while."""
+
+    model_config = ConfigDict(title="fallback")
+
+    after: int = Field(ge=1, description="Consecutive evaluations without usable data.")
+    count: int = Field(ge=1, description="Then scale up to at least this count (never down).")
+
+
+class ScheduleModel(_Strict):
+    """A window overriding min/max: one-off (start + end) or recurring (cron + duration)."""
+
+    model_config = ConfigDict(
+        title="schedule",
+        json_schema_extra={
+            "oneOf": [{"required": ["start", "end"]}, {"required": ["cron", "duration"]}],
+            "anyOf": [{"required": ["min"]}, {"required": ["max"]}],
+        },
+    )
+    name: Name = Field(description="Schedule name, shown in decision reasons.")
+    min: int | None = Field(None, ge=0, description="Floor while the window is open.")
+    max: int | None = Field(None, ge=1, description="Ceiling while the window is open.")
+    start: Instant | None = Field(None, description="One-off: ISO 8601 with offset.")
+    end: Instant | None = Field(None, description="One-off: ISO 8601 with offset, after start.")
+    cron: Cron | None = Field(None, description="Recurring: the window opens at each time.")
+    duration: Duration | None = Field(None, description="Recurring: how long it stays open.")
+    timezone: TimeZone | None = Field(None, description="Recurring: IANA zone; default UTC.")
+
+
+class TriggersModel(_Strict):
+    """Events that make the policy evaluate at once instead of at its next interval."""
+
+    model_config = ConfigDict(title="triggers")
+
+    alerts: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list, description="Alert names from the Alertmanager webhook."
+    )
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+
+class PolicyModel(_Strict):
+    """One scaling policy: what to scale, within which bounds, driven by which checks."""
+
+    model_config = ConfigDict(title="Scaling policy")
+    name: Name | None = Field(
+        None, description="Unique across all files; default: the file's stem (one-policy files)."
+    )
+    description: str = Field("", description="Free text shown in reports.")
+    enabled: bool = Field(True, description="false: loaded and validated, never evaluated.")
+    dry_run: bool = Field(False, description="true: evaluate and report, never scale.")
+    target: TargetModel = Field(description="What to scale.")
+    min: int = Field(ge=0, description="Hard floor (0 allowed for nomad targets only).")
+    max: int = Field(ge=1, description="Hard ceiling; min <= max.")
+    interval: Duration = Field("30s", description="Evaluation interval.")
+    cooldown: CooldownModel = Field(default_factory=CooldownModel, description="Cooldowns.")
+    stabilization: StabilizationModel = Field(
+        default_factory=StabilizationModel, description="Recommendation smoothing."
+    )
+    limits: LimitsModel = Field(default_factory=LimitsModel, description="Step size limits.")
+    on_missing_data: Literal["hold", "fallback"] = Field(
+        "hold", description="When every check failed: hold, or fallback (needs `fallback`)."
+    )
+    fallback: FallbackModel | None = Field(None, description="With on_missing_data: fallback.")
+    schedules: list[ScheduleModel] = Field(
+        default_factory=list, description="Windows that override min/max while active."
+    )
+    checks: list[CheckModel] = Field(min_length=1, description="One or more checks.")
+    triggers: TriggersModel = Field(
+        default_factory=TriggersModel, description="Alerts that trigger an evaluation."
+    )
+
+
+PolicyFile = PolicyModel | list[PolicyModel]
+
+
+def tag_models() -> dict[str, dict[str, type[BaseModel]]]:
+    """The members of each tagged union, by discriminator field and tag value."""
+    return {
+        "strategy": {
+            "target-value": TargetValueCheck,
+            "per-instance": PerInstanceCheck,
+            "threshold": ThresholdCheck,
+            "fixed": FixedCheck,
+            "pass-through": PassThroughCheck,
+        },
+        "type": {"aws-asg": AsgTargetModel, "nomad": NomadTargetModel},
+    }
+
+
+def describe(value: Any) -> str:
+    """A short description of a YAML value, for 'expected X, got Y' messages."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "text"}
+    kind = kinds.get(type(value))
+    if kind is not None:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return f"{kind} {shown}"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__

@@ -1,0 +1,66 @@
+"""Which policies an Alertmanager notification should wake up, as a pure function.
+
+The webhook only makes policies evaluate *now* instead of at their next interval; the
+decision itself still comes from the policy's checks (see the spec's "Alert-driven
+scaling"). Firing and resolved alerts both trigger: a resolved alert is as much news
+for a policy that scaled on it as a firing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoscaler.core.model import Policy
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """One alert of a notification: its status and labels (`alertname` names it)."""
+
+    status: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str | None:
+        return self.labels.get("alertname")
+
+
+def from_webhook(payload: Mapping[str, Any]) -> list[Alert]:
+    """The alerts of an Alertmanager webhook body (version 4).
+
+    Raises `ValueError` when the body is not shaped like one, so the endpoint can answer
+    400 instead of silently ignoring a misconfigured sender.
+    """
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise ValueError("not an Alertmanager webhook: `alerts` must be a list")
+    found: list[Alert] = []
+    for index, item in enumerate(alerts):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"alerts[{index}] must be an object")
+        labels = item.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise ValueError(f"alerts[{index}].labels must be an object")
+        status = str(item.get("status") or payload.get("status") or FIRING)
+        found.append(Alert(status=status, labels={str(k): str(v) for k, v in labels.items()}))
+    return found
+
+
+def matches(policy: Policy, alert: Alert) -> bool:
+    """True when the alert is one the policy's `triggers.alerts` names."""
+    return alert.name is not None and alert.name in policy.triggers.alerts
+
+
+def policies_to_trigger(alerts: Iterable[Alert], policies: Sequence[Policy]) -> list[str]:
+    """Names of the enabled policies that any alert matches, each once, in policy order."""
+    alerts = list(alerts)
+    return [
+        policy.name
+        for policy in policies
+        if policy.enabled and any(matches(policy, alert) for alert in alerts)
+    ]

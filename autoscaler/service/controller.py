@@ -1,0 +1,287 @@
+"""The running service's brain: live policies, their schedule, telemetry, and what the API sees.
+
+`Controller` ties the registry (which policies), the scheduler (when), the reconciler
+(what to do) and the side channels (metrics, notifications) together, and implements
+`http_api.Backend`, so the HTTP layer never touches any of them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autoscaler.adapters.sources import coalesce
+from autoscaler.api.http import ApiError
+from autoscaler.api.models import (
+    AlertOut,
+    CooldownOut,
+    DecisionList,
+    DecisionOut,
+    EvaluationOut,
+    LoadError,
+    PolicyList,
+    PolicyOut,
+    ReloadOut,
+)
+from autoscaler.core.model import Decision, Policy
+from autoscaler.core.ports import MetricSource, StateStore
+from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
+from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.service import alerts
+from autoscaler.service.notify import Notifier
+from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.scheduler import Scheduler
+from autoscaler.service.telemetry import Telemetry
+
+log = logging.getLogger("autoscaler.service")
+
+READINESS_CACHE = 2.0  # seconds a Prometheus ping result is reused by /readyz
+EVALUATE_TIMEOUT = 60.0  # seconds `POST .../evaluate` waits for its evaluation
+RETRY_AFTER = 1  # seconds a client should wait when a reload is rescheduling the policy
+
+
+class Controller:
+    """The live service state behind the HTTP API; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        registry: PolicyRegistry,
+        reconciler: Reconciler,
+        state: StateStore,
+        source: MetricSource,
+        telemetry: Telemetry,
+        notifier: Notifier,
+        dry_run: bool = False,
+        workers: int = 4,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.registry = registry
+        self.reconciler = reconciler
+        self.state = state
+        self.source = source
+        self.telemetry = telemetry
+        self.notifier = notifier
+        self.dry_run = dry_run
+        self.clock = clock
+        self.scheduler = Scheduler(
+            self._evaluate,
+            workers=workers,
+            on_result=self._on_result,
+            dry_run=dry_run,
+            clock=clock,
+        )
+        self._reload_lock = threading.Lock()
+        self._ping_lock = threading.Lock()
+        self._ping: tuple[float, str | None] | None = None
+
+    # --- evaluation and its side channels ---------------------------------------------------
+
+    def _evaluate(self, policy: Policy, fresh_since: float | None) -> Evaluation:
+        # A triggered run must not reuse a query answered before its trigger.
+        with coalesce.fresh_since(fresh_since):
+            return self.reconciler.evaluate(policy, dry_run=self.dry_run)
+
+    def _on_result(self, policy: Policy, evaluation: Evaluation | None) -> None:
+        if evaluation is None:
+            self.telemetry.crashed(policy.name)
+            return
+        self.telemetry.observe(evaluation)
+        if evaluation.decision.changes_target:
+            self.notifier.notify(evaluation.decision)
+
+    # --- Backend: control ------------------------------------------------------------------
+
+    def reload(self) -> ReloadOut:
+        """Re-read the policy files and reschedule; safe to call from any thread."""
+        with self._reload_lock:
+            outcome = self.registry.reload()
+            policies = self.registry.policies()
+            self.scheduler.set_policies(policies)
+            self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+        return ReloadOut(
+            changed=outcome.changed,
+            added=list(outcome.added),
+            updated=list(outcome.updated),
+            removed=list(outcome.removed),
+            kept_files=list(outcome.kept),
+            load_errors=[LoadError.of(p) for p in outcome.problems],
+        )
+
+    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+        policy = self.registry.get(name)
+        if policy is None:
+            raise ApiError(404, f"no policy named {name!r}")
+        if preview:
+            with coalesce.fresh_since(time.monotonic()):
+                evaluation = self.reconciler.evaluate(policy, dry_run=True, apply=False)
+            return _evaluation_out(evaluation, preview=True)
+        if not policy.enabled:
+            raise ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
+        future = self.scheduler.trigger(name)
+        if future is None:
+            raise self._not_scheduled(name)
+        self.telemetry.triggered.labels(name, "api").inc()
+        try:
+            evaluation = future.result(timeout=EVALUATE_TIMEOUT)
+        except FutureTimeout:
+            raise ApiError(504, f"policy {name!r} is still evaluating; see /v1/decisions") from None
+        except CancelledError:
+            raise ApiError(503, "the evaluation was cancelled (shutdown or reload)") from None
+        except Exception as exc:
+            raise ApiError(500, f"evaluation failed: {safe_error(exc)}") from None
+        return _evaluation_out(evaluation, preview=False)
+
+    def _not_scheduled(self, name: str) -> ApiError:
+        """Why an enabled policy could not be triggered: shutdown, or a reload mid-swap."""
+        if self.scheduler.stopping:
+            return ApiError(503, "the service is shutting down")
+        # The registry and the scheduler are swapped one after the other by a reload.
+        policy = self.registry.get(name)
+        if policy is None:
+            return ApiError(404, f"no policy named {name!r}")
+        if not policy.enabled:
+            return ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
+        return ApiError(
+            503,
+            f"policy {name!r} is not scheduled right now (a reload is in progress); try again",
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+
+    def alert(self, payload: dict[str, Any]) -> AlertOut:
+        """Trigger every policy whose `triggers.alerts` names an alert of the notification."""
+        try:
+            received = alerts.from_webhook(payload)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        for alert in received:
+            self.telemetry.alerts.labels(alert.status).inc()
+        names = alerts.policies_to_trigger(received, self.registry.policies())
+        triggered = []
+        for name in names:
+            if self.scheduler.trigger(name) is not None:
+                triggered.append(name)
+                self.telemetry.triggered.labels(name, "alert").inc()
+        if triggered:
+            which = ", ".join(sorted({f"{a.name} ({a.status})" for a in received if a.name}))
+            log.info("alerts %s trigger policies %s", which, ", ".join(triggered))
+        return AlertOut(received=len(received), triggered=triggered)
+
+    # --- Backend: reads ----------------------------------------------------------------------
+
+    def list_policies(self) -> PolicyList:
+        return PolicyList(
+            policies=[self._view(p) for p in self.registry.policies()],
+            load_errors=[LoadError.of(p) for p in self.registry.problems()],
+            loaded_at=self.registry.loaded_at,
+        )
+
+    def get_policy(self, name: str) -> PolicyOut | None:
+        policy = self.registry.get(name)
+        return None if policy is None else self._view(policy)
+
+    def decisions(self, policy: str | None, limit: int) -> DecisionList:
+        try:
+            found = self.state.history(policy=policy, limit=limit)
+        except StateError as exc:
+            raise ApiError(503, str(exc)) from None
+        return DecisionList(decisions=[DecisionOut.of(d) for d in found])
+
+    def readiness(self) -> str | None:
+        if self.scheduler.stopping:
+            return "shutting down"
+        if not self.registry.policies():
+            problems = len(self.registry.problems())
+            more = (
+                f"; {problems} problem(s) in the policy files, see /v1/policies" if problems else ""
+            )
+            return f"no valid policy loaded from {', '.join(self.registry.paths)}{more}"
+        return self._prometheus_problem()
+
+    def metrics(self) -> tuple[bytes, str]:
+        return self.telemetry.render()
+
+    def _prometheus_problem(self) -> str | None:
+        """None when Prometheus answered a ping recently, else why not (cached briefly)."""
+        with self._ping_lock:
+            now = time.monotonic()
+            if self._ping is not None and now - self._ping[0] < READINESS_CACHE:
+                return self._ping[1]
+            try:
+                self.source.ping()
+                problem = None
+            except AutoscalerError as exc:
+                problem = f"Prometheus unreachable: {exc}"
+            self._ping = (time.monotonic(), problem)
+            return problem
+
+    def _view(self, policy: Policy) -> PolicyOut:
+        now = self.clock()
+        slot = self.scheduler.view(policy.name)
+        last = slot.last if slot else None
+        decision: Decision | None = last.decision if last else self._last_recorded(policy.name)
+        next_at = None
+        if slot is not None and slot.next_in is not None:
+            next_at = now + timedelta(seconds=slot.next_in)
+        return PolicyOut(
+            name=policy.name,
+            description=policy.description,
+            enabled=policy.enabled,
+            dry_run=policy.dry_run or self.dry_run,
+            target=str(policy.target),
+            target_type=policy.target.type,
+            min=policy.min,
+            max=policy.max,
+            interval_seconds=policy.interval.total_seconds(),
+            triggers=list(policy.triggers.alerts),
+            source=policy.source.file,
+            current=decision.current if decision else None,
+            desired=decision.desired if decision else None,
+            last_decision=DecisionOut.of(decision) if decision else None,
+            evaluating=bool(slot and slot.running),
+            next_evaluation_at=next_at,
+            cooldown_remaining=self._cooldown(policy, now),
+            last_error=last.error if last else None,
+            last_error_kind=last.error_kind if last else None,
+            load_errors=[LoadError.of(p) for p in self.registry.problems_of(policy)],
+        )
+
+    def _last_recorded(self, name: str) -> Decision | None:
+        """After a restart, the last decision from the history until the first evaluation."""
+        try:
+            found = self.state.history(policy=name, limit=1)
+        except StateError:
+            return None
+        return found[0] if found else None
+
+    def _cooldown(self, policy: Policy, now: datetime) -> CooldownOut:
+        try:
+            last = self.state.load(policy.name, policy.target.key).last_scaled_at
+        except StateError:
+            last = None
+        if last is None:
+            return CooldownOut(up_seconds=0, down_seconds=0, last_scaled_at=None)
+        elapsed = now - last
+        return CooldownOut(
+            up_seconds=max(0.0, (policy.cooldown.up - elapsed).total_seconds()),
+            down_seconds=max(0.0, (policy.cooldown.down - elapsed).total_seconds()),
+            last_scaled_at=last.astimezone(UTC),
+        )
+
+
+def _evaluation_out(evaluation: Evaluation, *, preview: bool) -> EvaluationOut:
+    return EvaluationOut(
+        policy=evaluation.decision.policy,
+        preview=preview,
+        scaled=evaluation.scaled,
+        error=evaluation.error,
+        error_kind=evaluation.error_kind,
+        duration_seconds=evaluation.duration,
+        decision=DecisionOut.of(evaluation.decision),
+    )

@@ -1,0 +1,142 @@
+"""Outgoing webhooks on scaling actions, sent from a background thread.
+
+A notification must never slow down or fail a scaling action: the evaluation only puts the
+decision on a bounded queue (dropping it, counted, when the queue is full), and one thread
+posts it to every URL, retrying with tenacity. The payload is the decision as JSON plus a
+`text` field, so Slack-compatible receivers (Slack, Mattermost, Rocket.Chat) show it as is.
+Webhook URLs often embed a secret (Slack's do), so only scheme and host are ever logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from autoscaler.core.model import Decision
+
+log = logging.getLogger("autoscaler.notify")
+
+_STOP = object()
+
+
+def redact_url(url: str) -> str:
+    """`scheme://host[:port]/…`: enough to tell webhooks apart, without path secrets."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Connection problems, timeouts, 5xx, 408 and 429 may pass; other 4xx will not."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        return status >= 500 or status in (408, 429)
+    return isinstance(exc, requests.RequestException)
+
+
+def payload(decision: Decision) -> dict[str, Any]:
+    """The JSON body: a Slack-compatible `text` line and the full decision."""
+    d = decision
+    dry = " [dry-run]" if d.dry_run else ""
+    text = (
+        f"autoscaler{dry}: policy {d.policy} scaled {d.target} {d.action.value} "
+        f"from {d.current} to {d.desired}: " + "; ".join(d.reasons)
+    )
+    return {"text": text, "decision": d.to_dict()}
+
+
+class Notifier:
+    """Posts decisions to webhooks from one background thread; `notify` never blocks."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout: float = 5.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        queue_size: int = 100,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
+        self._urls = tuple(urls)
+        self._timeout = timeout
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
+        self._on_result = on_result or (lambda _result: None)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._session = requests.Session()
+        self._thread: threading.Thread | None = None
+        if self._urls:
+            self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+            self._thread.start()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._urls)
+
+    def notify(self, decision: Decision) -> None:
+        """Queue `decision` for every webhook; drop it (and count that) if the queue is full."""
+        if not self._urls:
+            return
+        try:
+            self._queue.put_nowait(decision)
+        except queue.Full:
+            log.warning("notification queue full: dropped the notice of %s", decision.policy)
+            self._on_result("dropped")
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Send what is queued within `timeout` seconds, then stop the thread."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.warning("notifications still queued at shutdown were not sent")
+        self._session.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Decision)
+            body = payload(item)
+            for url in self._urls:
+                self._send(url, body)
+
+    def _send(self, url: str, body: dict[str, Any]) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=self._backoff, max=5),
+            reraise=True,
+        )
+        try:
+            retrying(self._post, url, body)
+        except requests.RequestException as exc:
+            # The exception text can contain the URL, and so its secret: log the type only.
+            log.warning(
+                "notification to %s failed after %d attempts (%s)",
+                redact_url(url),
+                self._attempts,
+                type(exc).__name__,
+            )
+            self._on_result("failed")
+        else:
+            self._on_result("sent")
+
+    def _post(self, url: str, body: dict[str, Any]) -> None:
+        response = self._session.post(url, json=body, timeout=self._timeout)
+        response.raise_for_status()

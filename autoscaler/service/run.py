@@ -1,0 +1,186 @@
+"""`autoscaler run`: the long-lived service (and the single `--once` pass).
+
+Wiring and process life only; the parts live in their own modules:
+
+    registry    which policies are loaded (reload keeps broken files' last good version)
+    scheduler   when each policy runs (interval + jitter, bounded pool, no self-overlap)
+    controller  ties them to the reconciler, telemetry and notifications; backs the API
+    http_api    the HTTP API (FastAPI on uvicorn, in a thread)
+
+Signals: SIGTERM/SIGINT stop (evaluations in flight finish, state is persisted, exit 0),
+SIGHUP reloads the policy files. The policy files are also polled for changes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from autoscaler.adapters.sources.coalesce import CoalescingSource
+from autoscaler.api.http import HttpServer, create_app, parse_listen
+from autoscaler.config.connections import Settings
+from autoscaler.config.service import ServiceConfig
+from autoscaler.core.ports import StateStore
+from autoscaler.engine.reconciler import Reconciler
+from autoscaler.errors import AutoscalerError
+from autoscaler.policy.loader import load_paths
+from autoscaler.service.controller import Controller
+from autoscaler.service.notify import Notifier
+from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.telemetry import Telemetry
+
+log = logging.getLogger("autoscaler.service")
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_NOT_EVALUATED = 3
+
+
+def run_once(paths: Sequence[str], settings: Settings, state: StateStore, *, dry_run: bool) -> int:
+    """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code."""
+    result = load_paths(paths)
+    for problem in result.problems:
+        log.error("invalid policy: %s", problem)
+    reconciler = Reconciler(source=settings.source(), targets=settings.targets(), state=state)
+    evaluations = [
+        reconciler.evaluate(policy, dry_run=dry_run) for policy in result.policies if policy.enabled
+    ]
+    if result.problems:
+        return EXIT_INVALID
+    return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
+
+
+def read_token(path: str | None) -> str | None:
+    """The API bearer token from its file; a missing, unreadable or empty file is fatal."""
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise AutoscalerError(f"cannot read --api-token-file {path}: {exc.strerror}") from exc
+    if not token:
+        raise AutoscalerError(f"--api-token-file {path} is empty; put the token in it")
+    return token
+
+
+def run_service(config: ServiceConfig, settings: Settings, state: StateStore) -> int:
+    """Run until SIGTERM/SIGINT; returns 0 after a clean stop.
+
+    Raises `AutoscalerError` for startup problems (token file, listen address), before
+    anything is evaluated.
+    """
+    token = read_token(config.api_token_file)
+    telemetry = Telemetry()
+    source = CoalescingSource(settings.source())
+    telemetry.watch_queries(lambda: (source.sent, source.shared))
+    controller = Controller(
+        registry=PolicyRegistry(config.paths),
+        reconciler=Reconciler(source=source, targets=settings.targets(), state=state),
+        state=state,
+        source=source,
+        telemetry=telemetry,
+        notifier=Notifier(config.notify_urls, on_result=telemetry.notified),
+        dry_run=config.dry_run,
+        workers=config.workers,
+    )
+    http = None
+    if config.listen:
+        http = HttpServer(create_app(controller, token=token), config.listen)
+        _warn_if_exposed(config.listen, token)
+
+    wake = threading.Event()  # SIGHUP, or stop
+    hup = threading.Event()
+    stopping = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stopping.set()
+        wake.set()
+        controller.scheduler.stop()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        hup.set()
+        wake.set()
+
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        )
+    }
+    watcher = threading.Thread(
+        target=_watch,
+        args=(controller, config.reload_interval, wake, hup, stopping),
+        name="reload",
+        daemon=True,
+    )
+    try:
+        controller.reload()
+        log.info(
+            "running %d policies%s",
+            len(controller.registry.policies()),
+            " in dry-run" if config.dry_run else "",
+        )
+        if http is not None:
+            http.start()
+        watcher.start()
+        controller.scheduler.run()  # returns after stop(), once evaluations in flight end
+    finally:
+        stopping.set()
+        wake.set()
+        if watcher.is_alive():
+            watcher.join(2)
+        controller.notifier.close(timeout=3)
+        if http is not None:
+            http.stop(timeout=3)
+        source.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _watch(
+    controller: Controller,
+    interval: float,
+    wake: threading.Event,
+    hup: threading.Event,
+    stopping: threading.Event,
+) -> None:
+    """Reload on SIGHUP, and when the policy files change (checked every `interval` s)."""
+    while not stopping.is_set():
+        wake.wait(timeout=interval if interval > 0 else None)
+        wake.clear()
+        if stopping.is_set():
+            return
+        try:
+            if hup.is_set():
+                hup.clear()
+                log.info("received SIGHUP: reloading policies")
+                controller.reload()
+            elif interval > 0 and controller.registry.changed_on_disk():
+                log.info("policy files changed: reloading")
+                controller.reload()
+        except Exception:
+            log.exception("reloading the policies failed; the current set keeps running")
+
+
+def _warn_if_exposed(listen: str, token: str | None) -> None:
+    host, _ = parse_listen(listen)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and token is None:
+        log.warning(
+            "the HTTP API listens on %s without --api-token-file: anyone who can reach it "
+            "can trigger evaluations and reloads",
+            listen,
+        )

@@ -1,0 +1,296 @@
+"""When each policy is evaluated: its own interval with jitter, on a bounded worker pool.
+
+Life cycle of one policy:
+
+    idle --(due, or triggered)--> running --(done)--> idle, next due = now + interval ± jitter
+                  ^                  |
+                  |     triggered while running: run again as soon as it ends
+                  +------------------+
+
+A policy is never evaluated twice at once (no overlap with itself), and because each one
+takes a worker from a pool only while it runs, a slow policy delays nobody but itself
+(as long as fewer than `workers` policies are slow at the same moment). A trigger hands
+back a future, so the HTTP API can wait for the evaluation it asked for.
+
+A policy removed while it runs (disabled, or its file deleted) is *draining* until that
+run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
+the old run ends, so even a quick `enabled: true -> false -> true` never overlaps.
+
+An evaluation that raises (a bug, not an unreachable dependency) is reported as a
+synthetic `hold` decision with `error_kind="crash"`, so the API never shows stale state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from autoscaler.core import decision as core
+from autoscaler.core.model import Policy
+from autoscaler.engine.reconciler import Evaluation, safe_error, utcnow
+
+log = logging.getLogger("autoscaler.scheduler")
+
+# evaluate(policy, fresh_since): `fresh_since` is the monotonic time of the trigger this run
+# answers (its data must be newer than that), or None for a scheduled run.
+Evaluate = Callable[[Policy, float | None], Evaluation]
+OnResult = Callable[[Policy, Evaluation | None], None]
+
+CRASH = "crash"  # the `error_kind` of an evaluation that raised
+
+
+@dataclass
+class _Slot:
+    """Scheduling state of one policy."""
+
+    policy: Policy
+    next_due: float
+    running: bool = False
+    rerun: bool = False
+    triggered_at: float | None = None  # the latest trigger not yet answered by a run
+    fresh_since: float | None = None  # for the run in flight
+    last: Evaluation | None = None
+    waiting: list[Future[Evaluation]] = field(default_factory=list)  # for the next run
+    in_run: list[Future[Evaluation]] = field(default_factory=list)  # for the current run
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotView:
+    """What the API shows of a policy's schedule; `next_in` is seconds from now."""
+
+    running: bool
+    next_in: float | None
+    last: Evaluation | None
+
+
+class Scheduler:
+    """Runs each policy on its own interval (with jitter) on a bounded worker pool."""
+
+    def __init__(
+        self,
+        evaluate: Evaluate,
+        *,
+        workers: int = 4,
+        jitter: float = 0.1,
+        on_result: OnResult | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._evaluate_policy = evaluate
+        self._workers = max(1, workers)
+        self._jitter = jitter
+        self._on_result = on_result
+        self._dry_run = dry_run  # only for the decision reported when an evaluation crashes
+        self._clock = clock
+        self._slots: dict[str, _Slot] = {}
+        # Removed while running: kept until that run ends, so a re-add cannot overlap it.
+        self._draining: dict[str, _Slot] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+
+    # --- what callers change -------------------------------------------------------------
+
+    def set_policies(self, policies: Sequence[Policy]) -> None:
+        """Replace the scheduled set (enabled policies only).
+
+        Unchanged policies keep their timing; new or changed ones are due at once. A
+        policy removed while it runs drains: it is re-added only after that run ends.
+        """
+        with self._cond:
+            wanted = {p.name: p for p in policies if p.enabled}
+            for name in [n for n in self._slots if n not in wanted]:
+                removed = self._slots.pop(name)
+                for future in removed.waiting:
+                    future.cancel()
+                removed.waiting, removed.rerun, removed.triggered_at = [], False, None
+                if removed.running:
+                    self._draining[name] = removed
+            now = time.monotonic()
+            for name, policy in wanted.items():
+                found = self._slots.get(name)
+                draining = self._draining.pop(name, None) if found is None else None
+                if draining is not None:
+                    # Back before its last run ended: run again (as new) once that one ends.
+                    draining.policy = policy
+                    draining.rerun = True
+                    self._slots[name] = draining
+                elif found is None:
+                    self._slots[name] = _Slot(policy=policy, next_due=now)
+                    self._push(now, name)
+                elif found.policy != policy:
+                    found.policy = policy
+                    self._due_now(found, name)
+            self._cond.notify_all()
+
+    def trigger(self, name: str) -> Future[Evaluation] | None:
+        """Evaluate `name` as soon as possible; None when it is not scheduled.
+
+        The future resolves with the first evaluation that *starts* after this call, so
+        a trigger during a running evaluation gets a fresh one, not the one in flight.
+        """
+        with self._cond:
+            slot = self._slots.get(name)
+            if slot is None or self._stopping.is_set():
+                return None
+            future: Future[Evaluation] = Future()
+            slot.waiting.append(future)
+            slot.triggered_at = time.monotonic()
+            self._due_now(slot, name)
+            self._cond.notify_all()
+            return future
+
+    def view(self, name: str) -> SlotView | None:
+        with self._cond:
+            slot = self._slots.get(name)
+            if slot is None:
+                return None
+            next_in = None if slot.running else max(0.0, slot.next_due - time.monotonic())
+            return SlotView(running=slot.running, next_in=next_in, last=slot.last)
+
+    def stop(self) -> None:
+        """Ask `run()` to return; evaluations in flight finish first."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Dispatch due policies until `stop()`; then wait for evaluations in flight."""
+        pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="eval")
+        free = threading.Semaphore(self._workers)
+        try:
+            while not self._stopping.is_set():
+                # Take a worker first, so a due policy waits in our heap (where triggers
+                # and reloads can still reach it), not in the executor's queue.
+                if not free.acquire(timeout=0.5):
+                    continue
+                due = self._next_due()
+                if due is None:
+                    free.release()
+                    continue
+                pool.submit(self._run_one, *due, free)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            with self._cond:
+                for slot in self._slots.values():
+                    for future in slot.waiting:
+                        future.cancel()
+            log.info("scheduler stopped; evaluations in flight have finished")
+
+    def _next_due(self) -> tuple[str, _Slot] | None:
+        with self._cond:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                while self._heap:
+                    due, _, name = self._heap[0]
+                    slot = self._slots.get(name)
+                    if slot is None or due != slot.next_due or slot.running:
+                        heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
+                        continue
+                    if due > now:
+                        break
+                    heapq.heappop(self._heap)
+                    slot.running = True
+                    slot.fresh_since, slot.triggered_at = slot.triggered_at, None
+                    # A future marked running can no longer be cancelled under our feet.
+                    slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
+                    slot.waiting = []
+                    return name, slot
+                timeout = self._heap[0][0] - now if self._heap else 1.0
+                self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
+            return None
+
+    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore) -> None:
+        try:
+            with self._cond:
+                policy, fresh_since = slot.policy, slot.fresh_since
+                removed = self._slots.get(name) is not slot  # between dispatch and now
+            if removed:
+                self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
+                return
+            evaluation: Evaluation | None = None
+            error: BaseException | None = None
+            try:
+                evaluation = self._evaluate_policy(policy, fresh_since)
+            except Exception as exc:
+                log.exception("evaluation of policy %s crashed", name)
+                error = exc
+            if self._on_result is not None:
+                try:
+                    self._on_result(policy, evaluation)
+                except Exception:
+                    log.exception("reporting the evaluation of policy %s failed", name)
+            last = evaluation
+            if last is None and error is not None:
+                try:
+                    last = self._crashed(policy, error)
+                except Exception:  # never leave the slot marked running
+                    log.exception("could not describe the crash of policy %s", name)
+            self._finish(name, slot, policy, evaluation, error, last=last)
+        finally:
+            free.release()
+
+    def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
+        """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
+        reason = f"evaluation crashed: {safe_error(error)}"
+        now = self._clock()
+        decision = core.unavailable(policy, now=now, reason=reason, dry_run=self._dry_run)
+        return Evaluation(decision=decision, error=reason, error_kind=CRASH)
+
+    def _finish(
+        self,
+        name: str,
+        slot: _Slot,
+        policy: Policy,
+        evaluation: Evaluation | None,
+        error: BaseException | None,
+        *,
+        last: Evaluation | None = None,
+    ) -> None:
+        with self._cond:
+            done, slot.in_run = slot.in_run, []
+            slot.running = False
+            if last is not None:
+                slot.last = last
+            if self._draining.get(name) is slot:
+                del self._draining[name]
+            if self._slots.get(name) is slot:
+                if slot.rerun or slot.waiting:
+                    slot.next_due = time.monotonic()
+                else:
+                    interval = policy.interval.total_seconds()
+                    spread = interval * random.uniform(-self._jitter, self._jitter)
+                    slot.next_due = time.monotonic() + max(0.0, interval + spread)
+                slot.rerun = False
+                self._push(slot.next_due, name)
+            self._cond.notify_all()
+        for future in done:
+            if evaluation is not None:
+                future.set_result(evaluation)
+            else:
+                future.set_exception(error or RuntimeError("evaluation did not complete"))
+
+    def _due_now(self, slot: _Slot, name: str) -> None:
+        if slot.running:
+            slot.rerun = True  # picked up by _finish
+            return
+        slot.next_due = time.monotonic()
+        self._push(slot.next_due, name)
+
+    def _push(self, due: float, name: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, name))

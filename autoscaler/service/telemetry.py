@@ -1,0 +1,224 @@
+"""The controller's own metrics, exposed on `/metrics` in the Prometheus text format.
+
+Names follow Prometheus conventions: the `autoscaler_` prefix, base units in the name
+(`_seconds`), `_total` on counters, `_timestamp_seconds` on instants. Everything lives in
+a dedicated `CollectorRegistry`, so tests can build as many as they like and nothing
+leaks into (or from) the process-global registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from autoscaler import __version__
+from autoscaler.core.model import Policy
+from autoscaler.engine.reconciler import Evaluation
+
+# Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.
+EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+QUERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# Error kinds beyond the reconciler's (`target`, `source`, `scale`, `state`).
+CRASH = "crash"  # an evaluation raised unexpectedly (a bug)
+POLICY = "policy"  # a reload found invalid policy files
+NOTIFY = "notify"  # a notification webhook kept failing
+
+
+class _QueryCounts(Collector):
+    """`autoscaler_queries_total{mode}`, read from the coalescing source's counters."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        sent, shared = self._counts()
+        family = CounterMetricFamily(
+            "autoscaler_queries",
+            "PromQL queries asked for by checks: sent to Prometheus, or shared with an "
+            "identical query due at the same moment.",
+            labels=["mode"],
+        )
+        family.add_metric(["sent"], sent)
+        family.add_metric(["shared"], shared)
+        yield family
+
+
+class Telemetry:
+    """Every metric of the service, and the few calls that update them."""
+
+    def __init__(self) -> None:
+        # `*_created` series double the output and no dashboard uses them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self._succeeded_once: set[str] = set()  # policies whose success clock is running
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Gauge(
+            "autoscaler_build_info", "Always 1; the version is a label.", ["version"], registry=r
+        ).labels(__version__).set(1)
+        self.evaluations = Counter(
+            "autoscaler_evaluations",
+            "Evaluations of a policy, by result: ok, or error (could not fully evaluate).",
+            ["policy", "result"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "autoscaler_decisions",
+            "Decisions by action (up, down, none, hold).",
+            ["policy", "action"],
+            registry=r,
+        )
+        self.evaluation_seconds = Histogram(
+            "autoscaler_evaluation_duration_seconds",
+            "Time to evaluate a policy: target status, queries, decision and scale call.",
+            ["policy"],
+            buckets=EVALUATION_BUCKETS,
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "autoscaler_query_duration_seconds",
+            "Time for one check's PromQL query, retries included.",
+            ["policy", "check"],
+            buckets=QUERY_BUCKETS,
+            registry=r,
+        )
+        self.current = Gauge(
+            "autoscaler_current_count", "Count the target reported.", ["policy"], registry=r
+        )
+        self.desired = Gauge(
+            "autoscaler_desired_count", "Count the last decision wanted.", ["policy"], registry=r
+        )
+        self.actions = Counter(
+            "autoscaler_scaling_actions",
+            "Scaling actions taken (or, with dry_run=true, that would have been taken).",
+            ["policy", "direction", "dry_run"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "autoscaler_errors",
+            "Errors by kind: target, source, scale, state, crash, policy, notify.",
+            ["kind"],
+            registry=r,
+        )
+        self.policies_loaded = Gauge(
+            "autoscaler_policies_loaded", "Valid policies currently loaded.", registry=r
+        )
+        self.policies_enabled = Gauge(
+            "autoscaler_policies_enabled", "Loaded policies that are evaluated.", registry=r
+        )
+        self.load_errors = Gauge(
+            "autoscaler_policy_load_errors",
+            "Problems in the policy files at the last reload (0 when all are valid).",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "autoscaler_reloads",
+            "Policy reloads, by result: success, or failure (some file is invalid).",
+            ["result"],
+            registry=r,
+        )
+        self.last_reload = Gauge(
+            "autoscaler_last_reload_timestamp_seconds",
+            "When the policy files were last read.",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "autoscaler_last_successful_evaluation_timestamp_seconds",
+            "When the policy was last evaluated without error (or loaded, if never since).",
+            ["policy"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "autoscaler_alerts_received",
+            "Alerts received from Alertmanager, by status (firing, resolved).",
+            ["status"],
+            registry=r,
+        )
+        self.triggered = Counter(
+            "autoscaler_triggered_evaluations",
+            "Evaluations started out of schedule, by source (alert, api).",
+            ["policy", "source"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "autoscaler_notifications",
+            "Outgoing webhook notifications, by result (sent, failed, dropped).",
+            ["result"],
+            registry=r,
+        )
+
+    def watch_queries(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Export `autoscaler_queries_total` from `counts() -> (sent, shared)`."""
+        self.registry.register(_QueryCounts(counts))
+
+    def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
+        """Record one applied evaluation (not a preview)."""
+        d = evaluation.decision
+        policy = d.policy
+        self.evaluations.labels(policy, "ok" if evaluation.ok else "error").inc()
+        self.decisions.labels(policy, d.action.value).inc()
+        self.evaluation_seconds.labels(policy).observe(evaluation.duration)
+        for check, seconds in evaluation.query_seconds:
+            self.query_seconds.labels(policy, check).observe(seconds)
+        if d.current is not None:
+            self.current.labels(policy).set(d.current)
+        if d.desired is not None:
+            self.desired.labels(policy).set(d.desired)
+        if d.changes_target:
+            self.actions.labels(policy, d.action.value, str(d.dry_run).lower()).inc()
+        if evaluation.error_kind:
+            self.errors.labels(evaluation.error_kind).inc()
+        if evaluation.ok:
+            self._succeeded_once.add(policy)
+            self.last_success.labels(policy).set(time.time() if at is None else at)
+
+    def crashed(self, policy: str) -> None:
+        """An evaluation raised instead of returning a decision."""
+        self.evaluations.labels(policy, "error").inc()
+        self.errors.labels(CRASH).inc()
+
+    def loaded(self, policies: Iterable[Policy], problems: int, *, removed: Iterable[str]) -> None:
+        """Record the outcome of a (re)load and drop the per-policy series of removed ones."""
+        policies = list(policies)
+        self.policies_loaded.set(len(policies))
+        self.policies_enabled.set(sum(1 for p in policies if p.enabled))
+        self.load_errors.set(problems)
+        self.reloads.labels("failure" if problems else "success").inc()
+        self.last_reload.set(time.time())
+        if problems:
+            self.errors.labels(POLICY).inc(problems)
+        for name in removed:
+            self._succeeded_once.discard(name)
+            for gauge in (self.current, self.desired, self.last_success):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
+        # A policy that has never evaluated cleanly must still age: start its clock at load
+        # time, so "no success for 5 minutes" alerts fire for one failing since startup.
+        now = time.time()
+        for policy in policies:
+            if policy.enabled and policy.name not in self._succeeded_once:
+                self._succeeded_once.add(policy.name)
+                self.last_success.labels(policy.name).set(now)
+
+    def notified(self, result: str) -> None:
+        """One notification was sent, failed after its retries, or dropped (queue full)."""
+        self.notifications.labels(result).inc()
+        if result != "sent":
+            self.errors.labels(NOTIFY).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,341 @@
+"""The ASG target against a real moto server, with AWS's failure modes injected by a proxy.
+
+moto holds the groups; `aws_proxy` stands in front of it for what moto cannot do (scaling
+activities, instance refreshes, throttling, 5xx, access denied). Every scaler here is
+built the production way, from the environment, so `AWS_ENDPOINT_URL` picks the server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.targets.aws_asg import AsgScaler
+from autoscaler.core.model import AsgTarget
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
+from tests.support.aws import DEAD_ENDPOINT, AwsProxy, MotoServer
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 3.0
+ScalerFactory = Callable[[str], AsgScaler]
+
+
+@pytest.fixture
+def direct(moto_server: MotoServer) -> ScalerFactory:
+    """Scalers talking straight to moto (the session's AWS_ENDPOINT_URL)."""
+    return lambda name: AsgScaler(AsgTarget(asg=name), deadline=DEADLINE)
+
+
+@pytest.fixture
+def via_proxy(aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch) -> ScalerFactory:
+    """Scalers whose requests pass through the fault-injecting proxy."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    return lambda name: AsgScaler(AsgTarget(asg=name), deadline=DEADLINE)
+
+
+def scale(scaler: AsgScaler, count: int) -> None:
+    scaler.scale(count, reason="test", meta={"policy": "test"})
+
+
+# --- reading and scaling through moto -----------------------------------------------------
+
+
+def test_status_reads_desired_capacity_and_bounds_of_the_group(
+    make_asg: Callable[..., str], direct: ScalerFactory
+) -> None:
+    name = make_asg(desired=3, min_size=2, max_size=7)
+
+    status = direct(name).status()
+
+    assert (status.count, status.min_size, status.max_size) == (3, 2, 7)
+    assert status.ready
+    assert status.not_ready_reason is None
+    assert status.last_scaled_at is None
+
+
+def test_scale_sets_desired_capacity_read_back_from_moto(
+    asg: str, direct: ScalerFactory, desired_capacity: Callable[[str], int]
+) -> None:
+    scaler = direct(asg)
+
+    scale(scaler, 5)
+
+    assert desired_capacity(asg) == 5
+    assert scaler.status().count == 5
+
+
+def test_missing_group_raises_not_found_naming_group_and_region(
+    moto_server: MotoServer, direct: ScalerFactory
+) -> None:
+    with pytest.raises(TargetNotFound, match=r"'no-such-asg' not found in region eu-west-3"):
+        direct("no-such-asg").status()
+    with pytest.raises(TargetNotFound):
+        scale(direct("no-such-asg"), 3)
+
+
+def test_scale_outside_min_and_max_is_refused_and_leaves_the_group_alone(
+    make_asg: Callable[..., str], via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    name = make_asg(desired=2, min_size=1, max_size=4)
+
+    with pytest.raises(TargetError, match=r"outside its MinSize..MaxSize 1..4"):
+        scale(via_proxy(name), 5)
+
+    assert "SetDesiredCapacity" not in aws_proxy.requests
+
+
+def test_region_comes_from_the_target_before_the_environment(
+    asg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+
+    with pytest.raises(TargetError, match=r"no AWS region: set target.region or AWS_REGION"):
+        AsgScaler(AsgTarget(asg=asg))
+    assert AsgScaler(AsgTarget(asg=asg, region="eu-west-3")).status().count == 2
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert AsgScaler(AsgTarget(asg=asg)).status().count == 2
+
+
+def test_aws_endpoint_url_from_the_environment_is_honoured(
+    asg: str, aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+
+    AsgScaler(AsgTarget(asg=asg)).status()
+
+    assert aws_proxy.requests == [
+        "DescribeAutoScalingGroups",
+        "DescribeScalingActivities",
+        "DescribeInstanceRefreshes",
+    ]
+
+
+def test_scale_ignores_the_groups_own_cooldown(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    scale(via_proxy(asg), 4)
+
+    [params] = [p for action, p in aws_proxy.calls if action == "SetDesiredCapacity"]
+    assert params["HonorCooldown"] == "false"
+    assert params["DesiredCapacity"] == "4"
+
+
+# --- what moto cannot do: activities and refreshes ----------------------------------------
+
+
+def test_scaling_activity_in_progress_makes_the_group_not_ready_naming_it(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    aws_proxy.set_activities(
+        [
+            {
+                "ActivityId": "act-123",
+                "StatusCode": "InProgress",
+                "Progress": 30,
+                "Description": "Launching a new EC2 instance: i-0abc",
+            },
+            {"ActivityId": "act-old", "StatusCode": "Successful"},
+        ]
+    )
+
+    status = via_proxy(asg).status()
+
+    assert not status.ready
+    assert status.not_ready_reason is not None
+    assert "act-123" in status.not_ready_reason
+    assert "InProgress" in status.not_ready_reason
+    assert "act-old" not in status.not_ready_reason
+    assert status.count == 2
+
+
+def test_instance_refresh_in_progress_makes_the_group_not_ready(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    aws_proxy.set_instance_refreshes(
+        [{"InstanceRefreshId": "ir-42", "Status": "InProgress", "PercentageComplete": 40}]
+    )
+
+    status = via_proxy(asg).status()
+
+    assert not status.ready
+    assert status.not_ready_reason == "instance refresh ir-42 is InProgress, 40% complete"
+
+
+def test_finished_activities_and_refreshes_leave_the_group_ready(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    aws_proxy.set_activities([{"StatusCode": s} for s in ("Successful", "Failed", "Cancelled")])
+    aws_proxy.set_instance_refreshes(
+        [{"Status": s} for s in ("Successful", "Failed", "Cancelled", "RollbackSuccessful")]
+    )
+
+    assert via_proxy(asg).status().ready
+
+
+def test_manual_desired_capacity_change_sets_last_scaled_at(
+    asg: str, moto_server: MotoServer, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    moto_server.client().set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=4)
+    changed = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=UTC)
+    aws_proxy.set_activities(
+        [
+            {  # newest: a health replacement, which is no desired-capacity change
+                "StartTime": changed + timedelta(minutes=5),
+                "Cause": "At 2026-03-01T12:05:05Z an instance was started in response to a "
+                "difference between desired and actual capacity, increasing the capacity "
+                "from 3 to 4.",
+            },
+            {
+                "StartTime": changed,
+                "Cause": "At 2026-03-01T12:00:03Z a user request explicitly set group "
+                "desired capacity changing the desired capacity from 2 to 4.  At "
+                "2026-03-01T12:00:05Z an instance was started in response to a difference "
+                "between desired and actual capacity, increasing the capacity from 2 to 4.",
+            },
+            {
+                "StartTime": changed - timedelta(days=1),
+                "Cause": "At 2026-02-28T12:00:00Z a monitor alarm triggered policy up "
+                "changing the desired capacity from 1 to 2.",
+            },
+        ]
+    )
+
+    status = via_proxy(asg).status()
+
+    assert status.count == 4
+    assert status.last_scaled_at == changed
+    assert status.last_scaled_at.tzinfo is not None
+
+
+# --- what moto cannot do: throttling, 5xx, refusals ---------------------------------------
+
+
+def test_throttled_scale_is_retried_until_it_succeeds(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    desired_capacity: Callable[[str], int],
+) -> None:
+    aws_proxy.fail_next("SetDesiredCapacity", 400, "Throttling", "Rate exceeded", times=2)
+
+    scale(via_proxy(asg), 6)
+
+    assert desired_capacity(asg) == 6
+    assert aws_proxy.count("SetDesiredCapacity") == 3
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_three_times_then_success_is_retried(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy, status: int
+) -> None:
+    aws_proxy.fail_next("DescribeAutoScalingGroups", status, "InternalFailure", "oops", times=3)
+
+    assert via_proxy(asg).status().count == 2
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 4
+
+
+def test_persistent_server_errors_raise_unavailable_within_the_deadline(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    aws_proxy.fail_next("SetDesiredCapacity", 503, "ServiceUnavailable", "down", times=10_000)
+    scaler = via_proxy(asg)
+    started = time.monotonic()
+
+    with pytest.raises(TargetUnavailable, match=r"SetDesiredCapacity .* kept failing") as info:
+        scale(scaler, 3)
+
+    assert time.monotonic() - started < DEADLINE + 1.0
+    assert "ServiceUnavailable" in str(info.value)
+    assert aws_proxy.count("SetDesiredCapacity") >= 3
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [
+        ("DescribeAutoScalingGroups", lambda s: s.status()),
+        ("DescribeScalingActivities", lambda s: s.status()),
+        ("DescribeInstanceRefreshes", lambda s: s.status()),
+        ("SetDesiredCapacity", lambda s: scale(s, 3)),
+    ],
+)
+def test_access_denied_names_the_iam_action_and_is_not_retried(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    action: str,
+    call: Callable[[AsgScaler], object],
+) -> None:
+    aws_proxy.fail_next(
+        action,
+        403,
+        "AccessDenied",
+        "User: arn:aws:iam::123456789012:user/ci (key AKIAIOSFODNN7EXAMPLE) is not "
+        f"authorized to perform: autoscaling:{action}",
+    )
+
+    with pytest.raises(
+        TargetForbidden, match=rf"grant the IAM action autoscaling:{action}"
+    ) as info:
+        call(via_proxy(asg))
+
+    assert aws_proxy.count(action) == 1
+    assert "AKIAIOSFODNN7EXAMPLE" not in str(info.value)
+
+
+def test_validation_error_is_passed_through_with_the_aws_message(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    message = "New SetDesiredCapacity value 3 is above max value 2 for the AutoScalingGroup."
+    aws_proxy.fail_next("SetDesiredCapacity", 400, "ValidationError", message)
+
+    with pytest.raises(TargetError, match=r"rejected by AWS: New SetDesiredCapacity") as info:
+        scale(via_proxy(asg), 3)
+
+    assert type(info.value) is TargetError
+    assert aws_proxy.count("SetDesiredCapacity") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(400, "ScalingActivityInProgress"), (500, "ResourceContention")]
+)
+def test_group_busy_with_another_change_raises_busy_without_retry(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy, status: int, code: str
+) -> None:
+    aws_proxy.fail_next("SetDesiredCapacity", status, code, "You already have a pending update")
+
+    with pytest.raises(TargetBusy, match=code):
+        scale(via_proxy(asg), 3)
+
+    assert aws_proxy.count("SetDesiredCapacity") == 1
+
+
+def test_unreachable_endpoint_raises_unavailable_within_the_deadline(
+    asg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", DEAD_ENDPOINT)
+    scaler = AsgScaler(AsgTarget(asg=asg), deadline=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(TargetUnavailable, match=r"DescribeAutoScalingGroups .* kept failing"):
+        scaler.status()
+
+    assert time.monotonic() - started < 2.0
+
+
+def test_tests_only_ever_see_fake_aws_settings(moto_server: MotoServer) -> None:
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+    assert aws == moto_server.env
+    assert moto_server.env["AWS_ACCESS_KEY_ID"] == "testing"
+    assert moto_server.env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")

@@ -1,0 +1,600 @@
+"""The Nomad target against the Nomad API stand-in, with python-nomad over real HTTP(S)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.core.model import NomadTarget
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
+from tests.support.net import free_port
+from tests.support.nomad_api import NomadApiStandIn
+
+pytestmark = pytest.mark.integration
+
+SECRET = "6f1c1f6e-3c1b-4d5e-9a3e-5b0b2f7f0a11"
+META = {"autoscaler.policy": "chat-api", "autoscaler.check.p95-latency": "0.31"}
+
+
+def settings_for(stand_in: NomadApiStandIn, **overrides: Any) -> NomadSettings:
+    """Short time limits so failure paths stay fast."""
+    values: dict[str, Any] = {"address": stand_in.address, "timeout": 0.5, "deadline": 1.5}
+    values.update(overrides)
+    return NomadSettings(**values)
+
+
+def scaler_for(
+    stand_in: NomadApiStandIn, job: str = "chat", group: str = "web", **overrides: Any
+) -> NomadScaler:
+    return NomadScaler(NomadTarget(job=job, group=group), settings_for(stand_in, **overrides))
+
+
+# --- reading and scaling --------------------------------------------------------------------
+
+
+def test_status_reports_the_groups_desired_count_and_is_ready(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3, "worker": 7})
+
+    status = scaler_for(nomad_api, group="worker").status()
+
+    assert status.count == 7
+    assert status.ready
+    assert status.not_ready_reason is None
+    assert status.last_scaled_at is None
+
+
+def test_count_falls_back_to_the_job_spec_when_the_scale_status_lacks_the_group(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 4, "worker": 7})
+    nomad_api.scale_status_omits = {"worker"}
+
+    assert scaler_for(nomad_api, group="worker").status().count == 7
+    assert scaler_for(nomad_api, group="web").status().count == 4
+
+
+@pytest.mark.parametrize(("start", "to"), [(3, 5), (5, 2)], ids=["up", "down"])
+def test_scale_sets_the_groups_count(nomad_api: NomadApiStandIn, start: int, to: int) -> None:
+    nomad_api.register_job("chat", groups={"web": start})
+    scaler = scaler_for(nomad_api)
+
+    scaler.scale(to, reason="autoscaler policy chat-api: p95 above target", meta=META)
+
+    assert nomad_api.group_count("chat", "web") == to
+    assert scaler.status().count == to
+
+
+def test_scale_to_zero_and_back_from_zero(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 2})
+    scaler = scaler_for(nomad_api)
+
+    scaler.scale(0, reason="idle", meta=META)
+    assert scaler.status().count == 0
+
+    scaler.scale(3, reason="traffic is back", meta=META)
+    assert scaler.status().count == 3
+    assert [e["Count"] for e in nomad_api.scale_events("chat", "web")] == [3, 0]
+
+
+def test_scale_request_carries_count_group_message_meta_and_no_policy_override(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 2})
+
+    scaler_for(nomad_api).scale(4, reason="p95 0.31s above 0.25s", meta=META)
+
+    (post,) = nomad_api.requests_to("POST", "/scale")
+    assert post.path == "/v1/job/chat/scale"
+    assert post.body == {
+        "Count": 4,
+        "Target": {"Group": "web"},
+        "Message": "policy chat-api: p95 0.31s above 0.25s",
+        "Meta": META,
+        "PolicyOverride": False,
+    }
+    (event,) = nomad_api.scale_events("chat", "web")
+    assert event["Message"] == "policy chat-api: p95 0.31s above 0.25s"
+    assert event["Meta"] == META
+    assert event["PreviousCount"] == 2
+    assert event["EvalID"]
+
+
+def test_message_is_the_reason_when_it_already_names_the_policy(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+
+    scaler_for(nomad_api).scale(4, reason="autoscaler policy chat-api: up", meta=META)
+
+    (post,) = nomad_api.requests_to("POST", "/scale")
+    assert post.body["Message"] == "autoscaler policy chat-api: up"
+
+
+# --- the group's own bounds (its `scaling` block) -------------------------------------------
+
+
+def test_status_reports_the_groups_scaling_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3, "worker": 7}, scaling={"web": (2, 8)})
+
+    web = scaler_for(nomad_api).status()
+    worker = scaler_for(nomad_api, group="worker").status()
+
+    assert (web.count, web.min_size, web.max_size) == (3, 2, 8)
+    assert (worker.min_size, worker.max_size) == (None, None)
+
+
+def test_a_group_without_a_scaling_block_has_no_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+
+    status = scaler_for(nomad_api).status()
+
+    assert (status.min_size, status.max_size) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("to", "refusal"),
+    [
+        (9, "group count was greater than scaling policy maximum: 9 > 8"),
+        (1, "group count was less than scaling policy minimum: 1 < 2"),
+    ],
+    ids=["above-max", "below-min"],
+)
+def test_a_scale_outside_the_groups_bounds_is_refused_with_nomads_text(
+    nomad_api: NomadApiStandIn, to: int, refusal: str
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+
+    with pytest.raises(TargetError, match=rf"\(HTTP 400\): {refusal}$") as caught:
+        scaler_for(nomad_api).scale(to, reason="up", meta=META)
+
+    assert type(caught.value) is TargetError  # neither busy nor unavailable: not retried
+    assert nomad_api.group_count("chat", "web") == 3
+    assert len(nomad_api.requests_to("POST", "/scale")) == 1
+    assert nomad_api.scale_events("chat", "web") == []
+
+
+def test_policy_override_does_not_lift_the_groups_bounds(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+    url = f"{nomad_api.address}/v1/job/chat/scale"
+
+    above = requests.post(
+        url, json={"Count": 9, "Target": {"Group": "web"}, "PolicyOverride": True}, timeout=5
+    )
+    at_max = requests.post(url, json={"Count": 8, "Target": {"Group": "web"}}, timeout=5)
+
+    assert (above.status_code, above.text) == (
+        400,
+        "group count was greater than scaling policy maximum: 9 > 8",
+    )
+    assert at_max.status_code == 200
+    assert nomad_api.group_count("chat", "web") == 8
+
+
+def test_the_minimum_is_checked_before_an_active_deployment(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (2, 8)})
+    nomad_api.set_deployment("chat", "running")
+
+    with pytest.raises(TargetError, match="less than scaling policy minimum: 0 < 2"):
+        scaler_for(nomad_api).scale(0, reason="idle", meta=META)
+    with pytest.raises(TargetBusy):
+        scaler_for(nomad_api).scale(4, reason="up", meta=META)
+
+
+# --- holds ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["running", "pending", "paused", "blocked", "initializing"])
+def test_active_deployment_holds_and_sends_no_scale(nomad_api: NomadApiStandIn, state: str) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.set_deployment("chat", state)
+
+    status = scaler_for(nomad_api).status()
+
+    assert not status.ready
+    assert status.not_ready_reason is not None
+    assert state in status.not_ready_reason
+    assert status.count == 3
+    assert nomad_api.requests_to("POST") == []
+
+
+@pytest.mark.parametrize("state", ["successful", "failed", "cancelled"])
+def test_finished_deployment_does_not_hold(nomad_api: NomadApiStandIn, state: str) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.set_deployment("chat", state)
+
+    assert scaler_for(nomad_api).status().ready
+
+
+def test_scale_refused_by_an_active_deployment_raises_target_busy(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    scaler = scaler_for(nomad_api)
+    assert scaler.status().ready
+    nomad_api.set_deployment("chat", "running")  # started between our read and our scale
+
+    with pytest.raises(TargetBusy, match="active deployment"):
+        scaler.scale(5, reason="up", meta=META)
+
+    assert nomad_api.group_count("chat", "web") == 3
+    assert len(nomad_api.requests_to("POST", "/scale")) == 1  # refused, not retried
+
+
+def test_stopped_job_is_not_ready(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", stopped=True)
+
+    status = scaler_for(nomad_api).status()
+
+    assert not status.ready
+    assert status.not_ready_reason == "job 'chat' is stopped"
+
+
+# --- what cannot be scaled ------------------------------------------------------------------
+
+
+def test_missing_job_raises_not_found_naming_job_and_namespace(nomad_api: NomadApiStandIn) -> None:
+    scaler = NomadScaler(
+        NomadTarget(job="ghost", group="web", namespace="apps"), settings_for(nomad_api)
+    )
+
+    with pytest.raises(TargetNotFound, match="job 'ghost' not found in namespace 'apps'"):
+        scaler.status()
+    with pytest.raises(TargetNotFound, match="job 'ghost' not found"):
+        scaler.scale(2, reason="up", meta=META)
+
+
+def test_missing_group_raises_not_found_listing_the_jobs_groups(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 1, "api": 2})
+    scaler = scaler_for(nomad_api, group="wbe")
+
+    with pytest.raises(
+        TargetNotFound, match="task group 'wbe' not found in job 'chat'; groups: api, web"
+    ):
+        scaler.status()
+    with pytest.raises(TargetNotFound, match="task group 'wbe' not found in job 'chat'"):
+        scaler.scale(2, reason="up", meta=META)
+
+
+@pytest.mark.parametrize("kind", ["periodic", "parameterized"])
+def test_periodic_and_parameterized_jobs_are_refused(nomad_api: NomadApiStandIn, kind: str) -> None:
+    nomad_api.register_job(
+        "report", periodic=kind == "periodic", parameterized=kind == "parameterized"
+    )
+
+    with pytest.raises(TargetError, match=f"job 'report' is {kind}"):
+        scaler_for(nomad_api, job="report").status()
+
+
+# --- ACLs and the token ---------------------------------------------------------------------
+
+
+def test_token_without_scale_job_raises_forbidden_naming_scale_job(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.enable_acl({SECRET: {"default": ["read-job"]}})
+    scaler = scaler_for(nomad_api, token=SECRET)
+    assert scaler.status().count == 3
+
+    with pytest.raises(TargetForbidden) as caught:
+        scaler.scale(5, reason="up", meta=META)
+
+    assert "'scale-job' capability in namespace 'default'" in str(caught.value)
+    assert "Permission denied" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_token_without_read_job_raises_forbidden_naming_read_job(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", namespace="apps")
+    nomad_api.enable_acl({SECRET: {"apps": ["scale-job"], "default": ["read-job"]}})
+    scaler = NomadScaler(
+        NomadTarget(job="chat", group="web", namespace="apps"),
+        settings_for(nomad_api, token=SECRET),
+    )
+
+    with pytest.raises(TargetForbidden, match="'read-job' capability in namespace 'apps'"):
+        scaler.status()
+
+
+def test_unknown_token_is_forbidden_and_says_so(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
+
+    with pytest.raises(TargetForbidden, match="ACL token not found"):
+        scaler_for(nomad_api, token="not-" + SECRET).status()
+
+
+def test_token_is_sent_as_header_and_never_shown(
+    nomad_api: NomadApiStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    nomad_api.register_job("chat")
+    nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
+    settings = settings_for(nomad_api, token=SECRET)
+    scaler = NomadScaler(NomadTarget(job="chat", group="web"), settings)
+
+    scaler.status()
+    scaler.scale(4, reason="up", meta=META)
+    with pytest.raises(TargetNotFound) as caught:
+        NomadScaler(NomadTarget(job="ghost", group="web"), settings).status()
+
+    assert {r.headers.get("x-nomad-token") for r in nomad_api.requests} == {SECRET}
+    assert all(SECRET not in r.query.values() for r in nomad_api.requests)
+    shown = [repr(settings), str(settings), repr(scaler), str(caught.value), caplog.text]
+    assert not [text for text in shown if SECRET in text]
+    assert "<hidden>" in repr(settings)
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def test_server_errors_are_retried_until_success(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.fail_next(2, status=500)
+
+    assert scaler_for(nomad_api).status().count == 3
+    assert len(nomad_api.requests) == 2 + 3  # two failures, then job, scale, deployment
+
+
+def test_read_timeout_is_retried(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.delay_next(1, 0.6)
+
+    assert scaler_for(nomad_api, timeout=0.2, deadline=3.0).status().count == 3
+
+
+def test_persistent_server_errors_give_unavailable_within_the_deadline(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.fail_next(1000, status=503, body="No cluster leader")
+    started = time.monotonic()
+
+    with pytest.raises(TargetUnavailable, match="No cluster leader"):
+        scaler_for(nomad_api, deadline=1.0).scale(4, reason="up", meta=META)
+
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert len(nomad_api.requests) >= 2
+    assert nomad_api.group_count("chat", "web") == 3
+
+
+def test_unreachable_nomad_gives_unavailable_within_the_deadline() -> None:
+    settings = NomadSettings(address=f"http://127.0.0.1:{free_port()}", timeout=0.3, deadline=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(TargetUnavailable, match="unreachable"):
+        NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
+
+    assert time.monotonic() - started < 1.0 + 0.5
+
+
+def test_credentials_in_nomad_addr_are_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    address = f"https://user:pass@127.0.0.1:{free_port()}"
+    env = {"NOMAD_ADDR": address, "NOMAD_SKIP_VERIFY": "true"}
+    settings = NomadSettings.from_env(env)
+    scaler = NomadScaler(NomadTarget(job="chat", group="web"), settings)
+    short_lived = NomadSettings(address=address, timeout=0.2, deadline=0.5)
+
+    with pytest.raises(TargetUnavailable, match="unreachable") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), short_lived).status()
+
+    shown = [repr(settings), str(settings), repr(scaler), str(caught.value), caplog.text]
+    assert not [text for text in shown if "pass" in text]
+    assert f"https://***@127.0.0.1:{address.rsplit(':', 1)[1]}" in str(caught.value)
+    assert "address='https://***@127.0.0.1:" in repr(settings)
+    assert "https://***@127.0.0.1:" in repr(scaler)
+    assert "verification is OFF for Nomad at https://***@127.0.0.1:" in caplog.text
+    assert settings.address == address  # still used, with its credentials, to connect
+
+
+def test_a_malformed_address_with_credentials_is_not_shown_either() -> None:
+    settings = NomadSettings(address="user:pass@127.0.0.1:4646", timeout=0.3, deadline=1.0)
+
+    with pytest.raises(TargetError, match="check NOMAD_ADDR") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
+
+    assert "pass" not in str(caught.value)
+
+
+def test_nomads_answer_is_scrubbed_of_the_addresss_credentials(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+    address = nomad_api.address.replace("http://", "http://user:pass@")
+    nomad_api.fail_next(1, status=400, body=f"bad request to {address}/v1/job/chat")
+
+    with pytest.raises(TargetError, match="HTTP 400") as caught:
+        NomadScaler(NomadTarget(job="chat", group="web"), settings_for(nomad_api)).status()
+
+    assert "pass" not in str(caught.value)
+    assert "http://***@127.0.0.1" in str(caught.value)
+
+
+def test_client_errors_are_not_retried(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.fail_next(1, status=400, body="scaling action count can't be negative")
+
+    with pytest.raises(TargetError, match=r"\(HTTP 400\): scaling action count can't be negative"):
+        scaler_for(nomad_api).scale(4, reason="up", meta=META)
+
+    assert len(nomad_api.requests) == 1
+
+
+# --- namespace and region -------------------------------------------------------------------
+
+
+def test_policy_namespace_and_region_win_over_the_environment(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", namespace="apps", region="europe")
+    env = {**nomad_api.env, "NOMAD_NAMESPACE": "other", "NOMAD_REGION": "global"}
+    target = NomadTarget(job="chat", group="web", namespace="apps", region="europe")
+    scaler = NomadScaler(target, NomadSettings.from_env(env))
+
+    scaler.status()
+    scaler.scale(4, reason="up", meta=META)
+
+    assert nomad_api.requests
+    assert all(r.query == {"namespace": "apps", "region": "europe"} for r in nomad_api.requests)
+    assert nomad_api.group_count("chat", "web", namespace="apps", region="europe") == 4
+
+
+def test_region_from_the_environment_applies_when_the_policy_has_none(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", region="asia")
+    env = {**nomad_api.env, "NOMAD_REGION": "asia"}
+
+    NomadScaler(NomadTarget(job="chat", group="web"), NomadSettings.from_env(env)).status()
+
+    assert {r.query.get("region") for r in nomad_api.requests} == {"asia"}
+    assert {r.query.get("namespace") for r in nomad_api.requests} == {"default"}
+
+
+def test_unknown_region_fails_at_once_naming_it(nomad_api: NomadApiStandIn) -> None:
+    target = NomadTarget(job="chat", group="web", region="mars")
+
+    with pytest.raises(TargetUnavailable, match="no path to region 'mars'"):
+        NomadScaler(target, settings_for(nomad_api)).status()
+
+    assert len(nomad_api.requests) == 1
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+def test_tls_certificate_is_verified_by_default(nomad_api_tls: NomadApiStandIn) -> None:
+    nomad_api_tls.register_job("chat")
+    env = {"NOMAD_ADDR": nomad_api_tls.address}  # no NOMAD_CACERT
+    started = time.monotonic()
+
+    with pytest.raises(TargetUnavailable, match=r"TLS handshake .* NOMAD_CACERT"):
+        NomadScaler(NomadTarget(job="chat", group="web"), NomadSettings.from_env(env)).status()
+
+    assert time.monotonic() - started < 2.0  # not retried: a bad certificate stays bad
+    assert nomad_api_tls.requests == []
+
+
+def test_tls_works_with_nomad_cacert(nomad_api_tls: NomadApiStandIn) -> None:
+    nomad_api_tls.register_job("chat")
+    settings = NomadSettings.from_env(nomad_api_tls.env)
+    assert settings.ca_cert == nomad_api_tls.ca_cert
+
+    scaler = NomadScaler(NomadTarget(job="chat", group="web"), settings)
+    scaler.scale(5, reason="up", meta=META)
+
+    assert scaler.status().count == 5
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_nomad_skip_verify_turns_verification_off_with_a_warning(
+    nomad_api_tls: NomadApiStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    nomad_api_tls.register_job("chat")
+    env = {"NOMAD_ADDR": nomad_api_tls.address, "NOMAD_SKIP_VERIFY": "true"}
+
+    with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.targets.nomad"):
+        scaler = NomadScaler(NomadTarget(job="chat", group="web"), NomadSettings.from_env(env))
+
+    assert scaler.status().count == 3
+    assert "verification is OFF" in caplog.text
+
+
+# --- cooldown from anyone's scaling ---------------------------------------------------------
+
+
+def test_someone_elses_scale_event_sets_last_scaled_at(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    manual = dt.datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
+    nomad_api.add_scale_event("chat", "web", count=3, previous=2, at=manual)
+    later = manual + dt.timedelta(minutes=5)
+    nomad_api.add_scale_event("chat", "web", count=None, previous=3, at=later, error=True)
+    nomad_api.add_scale_event("chat", "web", count=3, previous=3, at=later)  # no change
+
+    assert scaler_for(nomad_api).status().last_scaled_at == manual
+
+
+def test_a_manual_nomad_job_scale_is_seen_as_the_last_scaling(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    before = dt.datetime.now(dt.UTC)
+    # what `nomad job scale chat web 6` sends
+    answer = requests.post(
+        f"{nomad_api.address}/v1/job/chat/scale",
+        json={"Count": 6, "Target": {"Group": "web"}, "Message": "submitted using the Nomad CLI"},
+        timeout=5,
+    )
+    answer.raise_for_status()
+
+    status = scaler_for(nomad_api).status()
+
+    assert status.count == 6
+    assert status.last_scaled_at is not None
+    assert before <= status.last_scaled_at <= dt.datetime.now(dt.UTC)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_settings_from_env_read_the_standard_nomad_variables() -> None:
+    settings = NomadSettings.from_env(
+        {
+            "NOMAD_ADDR": "https://nomad.example:4646",
+            "NOMAD_TOKEN": SECRET,
+            "NOMAD_NAMESPACE": "apps",
+            "NOMAD_REGION": "europe",
+            "NOMAD_CACERT": "/etc/nomad/ca.pem",
+            "NOMAD_CLIENT_CERT": "/etc/nomad/cli.pem",
+            "NOMAD_CLIENT_KEY": "/etc/nomad/cli-key.pem",
+        }
+    )
+
+    assert settings.address == "https://nomad.example:4646"
+    assert settings.token == SECRET
+    assert (settings.namespace, settings.region) == ("apps", "europe")
+    assert settings.verify() == "/etc/nomad/ca.pem"
+    assert settings.cert() == ("/etc/nomad/cli.pem", "/etc/nomad/cli-key.pem")
+    assert SECRET not in repr(settings)
+
+
+def test_settings_verify_tls_unless_told_not_to() -> None:
+    assert NomadSettings.from_env({}).verify() is True
+    assert NomadSettings.from_env({"NOMAD_SKIP_VERIFY": "1"}).verify() is False
+    with pytest.raises(TargetError, match="NOMAD_SKIP_VERIFY"):
+        NomadSettings.from_env({"NOMAD_SKIP_VERIFY": "yes please"})
+
+
+def test_missing_token_is_forbidden_with_a_hint_to_set_one(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
+
+    with pytest.raises(TargetForbidden, match="no token is set: set NOMAD_TOKEN"):
+        scaler_for(nomad_api).status()
+
+
+def test_a_malformed_address_is_an_error_at_once_not_a_retry() -> None:
+    settings = NomadSettings(address="127.0.0.1:4646", timeout=0.3, deadline=5.0)
+    started = time.monotonic()
+
+    with pytest.raises(TargetError, match="check NOMAD_ADDR"):
+        NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
+
+    assert time.monotonic() - started < 1.0

@@ -1,0 +1,429 @@
+"""PrometheusSource against a real Prometheus, and against tiny HTTP/TCP stand-ins.
+
+The real server pins how answers are read (values, series counts, NaN, ±Inf, result types,
+PromQL errors); the stand-ins pin what a real server will not do on demand: fail with 5xx
+once, hang, drop connections, demand credentials, or serve a certificate from a private CA.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
+from autoscaler.errors import QueryError, SourceUnavailable
+from tests.support.prometheus import Metrics, PrometheusServer, Sample
+from tests.support.tls import make_ca_and_server_cert, server_context
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT, DEADLINE = 0.5, 1.5
+OK_BODY = json.dumps(
+    {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "42"]}]},
+    }
+).encode()
+
+
+def source_for(url: str, **settings: Any) -> PrometheusSource:
+    """A source with short timeouts, so failure tests take about `DEADLINE` seconds."""
+    return PrometheusSource(
+        PrometheusSettings(url=url, **{"timeout": TIMEOUT, "deadline": DEADLINE, **settings})
+    )
+
+
+@pytest.fixture
+def source(prometheus: PrometheusServer) -> PrometheusSource:
+    return source_for(prometheus.url)
+
+
+# --- stand-ins ----------------------------------------------------------------------------
+
+
+@dataclass
+class StandIn:
+    """An HTTP server that answers from a script (the last answer repeats) and records requests."""
+
+    answers: list[tuple[int, bytes]]
+    url: str = ""
+    requests: list[dict[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def stand_in() -> Iterator[Callable[..., StandIn]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(*answers: tuple[int, bytes], tls: ssl.SSLContext | None = None) -> StandIn:
+        state = StandIn(list(answers))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                state.requests.append({**dict(self.headers.items()), ":path": self.path})
+                script = state.answers
+                status, body = script.pop(0) if len(script) > 1 else script[0]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        scheme = "https" if tls else "http"
+        state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class TcpStandIn:
+    """A TCP listener that counts connections and either drops them or never answers."""
+
+    url: str
+    connections: int = 0
+
+
+@pytest.fixture
+def tcp_stand_in() -> Iterator[Callable[[bool], TcpStandIn]]:
+    listeners: list[socket.socket] = []
+    held: list[socket.socket] = []
+
+    def start(answer_never: bool) -> TcpStandIn:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        state = TcpStandIn(f"http://127.0.0.1:{listener.getsockname()[1]}")
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                state.connections += 1
+                if answer_never:
+                    held.append(conn)
+                else:
+                    conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return state
+
+    yield start
+    for sock in listeners + held:
+        sock.close()
+
+
+def attempts_in(message: str) -> int:
+    match = re.search(r"after (\d+) attempt", message)
+    assert match, message
+    return int(match.group(1))
+
+
+# --- reading answers from a real Prometheus ----------------------------------------------
+
+
+def test_single_series_value_is_returned(source: PrometheusSource, metrics: Metrics) -> None:
+    name = metrics.push("latency", 0.25, {"job": "api"})
+    assert source.query(f'{name}{{job="api"}}') == 0.25
+
+
+@pytest.mark.parametrize(
+    ("promql", "expected"),
+    [
+        pytest.param("1+1", 2.0, id="literal"),
+        pytest.param("vector(3)", 3.0, id="vector-without-labels"),
+        pytest.param("scalar(vector(4.5))", 4.5, id="scalar-function"),
+        pytest.param("-1e-3", -0.001, id="exponent"),
+    ],
+)
+def test_scalar_and_label_free_results_are_values(
+    source: PrometheusSource, promql: str, expected: float
+) -> None:
+    assert source.query(promql) == expected
+
+
+def test_aggregated_series_give_one_value(source: PrometheusSource, metrics: Metrics) -> None:
+    metrics.push_many(Sample("cpu", v, {"instance": str(i)}) for i, v in enumerate([1, 2, 3]))
+    assert source.query(f"sum({metrics.name('cpu')})") == 6.0
+
+
+def test_no_series_names_metric_and_matchers_as_the_fix(
+    source: PrometheusSource, metrics: Metrics
+) -> None:
+    with pytest.raises(QueryError, match="no series: check the metric name and label matchers"):
+        source.query(metrics.name("missing"))
+
+
+def test_several_series_are_refused_with_count_labels_and_advice(
+    source: PrometheusSource, metrics: Metrics
+) -> None:
+    metrics.push_many(Sample("cpu", 1, {"instance": f"i-{i}"}) for i in range(4))
+    with pytest.raises(QueryError) as caught:
+        source.query(metrics.name("cpu"))
+    message = str(caught.value)
+    assert "returned 4 series" in message
+    assert "instance='i-0'" in message
+    assert message.count("instance=") == 3
+    assert "and 1 more" in message
+    assert "sum()" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param(math.nan, "NaN", id="nan"),
+        pytest.param(math.inf, "+Inf", id="plus-inf"),
+        pytest.param(-math.inf, "-Inf", id="minus-inf"),
+    ],
+)
+def test_non_finite_series_values_are_refused(
+    source: PrometheusSource, metrics: Metrics, value: float, shown: str
+) -> None:
+    name = metrics.push("ratio", value)
+    with pytest.raises(QueryError, match=re.escape(shown)):
+        source.query(name)
+
+
+@pytest.mark.parametrize("promql", ["0/0", "1/0", "-1/0"])
+def test_non_finite_scalars_are_refused(source: PrometheusSource, promql: str) -> None:
+    with pytest.raises(QueryError, match=r"division by zero|NaN"):
+        source.query(promql)
+
+
+def test_range_vector_is_refused_with_advice(source: PrometheusSource, metrics: Metrics) -> None:
+    name = metrics.push("requests", 5)
+    with pytest.raises(QueryError, match=r"range vector.*avg_over_time"):
+        source.query(f"{name}[5m]")
+
+
+def test_empty_range_vector_is_still_called_a_range_vector(
+    source: PrometheusSource, metrics: Metrics
+) -> None:
+    with pytest.raises(QueryError, match="range vector"):
+        source.query(f"({metrics.name('nothing')}[5m])")
+
+
+@pytest.mark.parametrize("promql", ['"hello"', '"1"'])
+def test_string_results_are_refused_even_when_numeric(
+    source: PrometheusSource, promql: str
+) -> None:
+    with pytest.raises(QueryError, match="string, not a number"):
+        source.query(promql)
+
+
+def test_promql_syntax_error_carries_prometheus_text_and_is_not_retried(
+    source: PrometheusSource,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"HTTP 400.*parse error") as caught:
+        source.query("sum(rate(http_requests_total[5m])")
+    assert time.monotonic() - started < 0.5
+    assert not isinstance(caught.value, SourceUnavailable)
+
+
+def test_ping_returns_when_prometheus_answers(source: PrometheusSource) -> None:
+    source.ping()
+
+
+# --- failures and retries -----------------------------------------------------------------
+
+
+def test_prometheus_down_raises_source_unavailable_within_deadline_after_retries(
+    dead_prometheus_url: str,
+) -> None:
+    source = source_for(dead_prometheus_url)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable) as caught:
+        source.query("up")
+    assert time.monotonic() - started < DEADLINE + 2
+    message = str(caught.value)
+    assert dead_prometheus_url in message
+    assert "Connection refused" in message
+    assert attempts_in(message) > 1
+
+
+def test_ping_of_dead_prometheus_raises_source_unavailable(dead_prometheus_url: str) -> None:
+    with pytest.raises(SourceUnavailable):
+        source_for(dead_prometheus_url).ping()
+
+
+def test_dropped_connections_are_retried_until_the_deadline(
+    tcp_stand_in: Callable[[bool], TcpStandIn],
+) -> None:
+    server = tcp_stand_in(False)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable) as caught:
+        source_for(server.url).query("up")
+    assert time.monotonic() - started < DEADLINE + 2
+    assert server.connections > 1
+    assert attempts_in(str(caught.value)) == server.connections
+
+
+def test_server_that_never_answers_gives_up_within_deadline(
+    tcp_stand_in: Callable[[bool], TcpStandIn],
+) -> None:
+    server = tcp_stand_in(True)
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="timed out"):
+        source_for(server.url).query("up")
+    elapsed = time.monotonic() - started
+    assert TIMEOUT < elapsed < DEADLINE + 1
+    assert server.connections > 1
+
+
+@pytest.mark.parametrize("status", [503, 500, 429])
+def test_transient_status_then_success_returns_the_value(
+    stand_in: Callable[..., StandIn], status: int
+) -> None:
+    server = stand_in((status, b"busy"), (200, OK_BODY))
+    assert source_for(server.url).query("up") == 42.0
+    assert len(server.requests) == 2
+
+
+def test_persistent_503_becomes_source_unavailable_with_status(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    server = stand_in((503, b"Service Unavailable"))
+    with pytest.raises(SourceUnavailable, match="HTTP 503: Service Unavailable"):
+        source_for(server.url).query("up")
+    assert len(server.requests) > 1
+
+
+def test_execution_error_422_is_not_retried(stand_in: Callable[..., StandIn]) -> None:
+    body = b'{"status":"error","errorType":"execution","error":"many-to-many matching"}'
+    server = stand_in((422, body))
+    with pytest.raises(QueryError, match=r"HTTP 422.*many-to-many matching") as caught:
+        source_for(server.url).query("a / b")
+    assert not isinstance(caught.value, SourceUnavailable)
+    assert len(server.requests) == 1
+
+
+def test_rejected_credentials_are_source_unavailable_without_retry(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    server = stand_in((401, b"Unauthorized"))
+    with pytest.raises(SourceUnavailable, match="refused the credentials"):
+        source_for(server.url, bearer_token="wrong").query("up")
+    assert len(server.requests) == 1
+
+
+def test_answer_that_is_not_the_prometheus_api_is_a_query_error(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    server = stand_in((200, b"<html>login</html>"))
+    with pytest.raises(QueryError, match="not a Prometheus API response"):
+        source_for(server.url).query("up")
+    assert len(server.requests) == 1
+
+
+# --- authentication and TLS ---------------------------------------------------------------
+
+
+def test_bearer_token_is_sent_as_authorization_header(stand_in: Callable[..., StandIn]) -> None:
+    server = stand_in((200, OK_BODY))
+    source_for(server.url, bearer_token="s3cr3t-token").query("up")
+    assert server.requests[0]["Authorization"] == "Bearer s3cr3t-token"
+
+
+def test_basic_auth_is_sent(stand_in: Callable[..., StandIn]) -> None:
+    server = stand_in((200, OK_BODY))
+    source_for(server.url, username="bob", password="hunter2").query("up")
+    assert server.requests[0]["Authorization"] == "Basic Ym9iOmh1bnRlcjI="  # bob:hunter2
+
+
+def test_partial_responses_are_refused(stand_in: Callable[..., StandIn]) -> None:
+    # Thanos would otherwise sum only the stores it reached, and half the load scales in.
+    server = stand_in((200, OK_BODY))
+    source_for(server.url).query("up")
+    assert "partial_response=false" in server.requests[0][":path"]
+
+
+def test_extra_headers_are_sent(stand_in: Callable[..., StandIn]) -> None:
+    server = stand_in((200, OK_BODY))
+    source_for(server.url, headers={"X-Scope-OrgID": "tenant-7"}).query("up")
+    assert server.requests[0]["X-Scope-OrgID"] == "tenant-7"
+
+
+def test_certificate_of_a_private_ca_is_rejected_without_ca_bundle_and_accepted_with_it(
+    stand_in: Callable[..., StandIn], tmp_path: Path
+) -> None:
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    server = stand_in((200, OK_BODY), tls=server_context(cert, key))
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="set ca_bundle"):
+        source_for(server.url).query("up")
+    assert time.monotonic() - started < 0.5, "a certificate failure is not worth a retry"
+    assert source_for(server.url, ca_bundle=str(ca)).query("up") == 42.0
+
+
+def test_secrets_never_appear_in_errors_or_repr(
+    stand_in: Callable[..., StandIn], dead_prometheus_url: str
+) -> None:
+    secrets = ["tok-SECRET-1", "pw-SECRET-2", "hdr-SECRET-3", "url-SECRET-4"]
+    # A misbehaving server that echoes the credentials back in its error bodies.
+    echo = f"Authorization: Bearer {secrets[0]}; X-Key: {secrets[2]}".encode()
+    server = stand_in((401, echo))
+    settings = PrometheusSettings(
+        url=server.url, bearer_token=secrets[0], headers={"X-Key": secrets[2]}
+    )
+    basic = PrometheusSettings(
+        url=dead_prometheus_url.replace("://", f"://bob:{secrets[3]}@"),
+        username="bob",
+        password=secrets[1],
+        timeout=TIMEOUT,
+        deadline=DEADLINE,
+    )
+    texts = [repr(settings), str(settings), repr(basic), repr(PrometheusSource(basic))]
+    with pytest.raises(SourceUnavailable) as refused:
+        PrometheusSource(settings).query("up")
+    with pytest.raises(SourceUnavailable) as down:
+        PrometheusSource(basic).query("up")
+    for caught in (refused, down):
+        error: BaseException | None = caught.value
+        while error is not None:  # the whole chain a logged traceback would show
+            texts.append(str(error))
+            error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, text
+    assert "***" in str(refused.value)
+
+
+def test_conflicting_auth_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="either bearer_token or username"):
+        PrometheusSettings(bearer_token="t", username="u", password="p")
+
+
+def test_backfilled_history_is_read_through_range_functions(
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    server = prometheus_factory(start=False)
+    now = int(time.time())
+    server.backfill("".join(f"load {i % 4} {now - 3600 + 60 * i}\n" for i in range(58)))
+    server.start()
+    source = source_for(server.url)
+    assert source.query("count_over_time(load[2h])") == 58.0
+    assert source.query("max_over_time(load[2h])") == 3.0

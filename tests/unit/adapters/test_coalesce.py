@@ -1,0 +1,126 @@
+"""The coalescing MetricSource: identical queries due together reach Prometheus once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from autoscaler.adapters.sources.coalesce import CoalescingSource, fresh_since
+from autoscaler.errors import QueryError
+from tests.support.net import wait_until
+
+
+class _Inner:
+    """A MetricSource that counts calls and can hold them until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.arrived = threading.Event()
+        self.pings = 0
+        self.fail: Exception | None = None
+
+    def query(self, promql: str) -> float:
+        self.calls.append(promql)
+        self.arrived.set()
+        self.release.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        return float(len(self.calls))
+
+    def ping(self) -> None:
+        self.pings += 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_concurrent_identical_queries_share_one_flight() -> None:
+    inner = _Inner()
+    inner.release.clear()
+    source = CoalescingSource(inner, reuse=0.0)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(source.query, "up") for _ in range(4)]
+        assert inner.arrived.wait(5)
+        inner.release.set()
+        values = [f.result(5) for f in futures]
+    assert inner.calls == ["up"]
+    assert values == [1.0] * 4
+    assert (source.sent, source.shared) == (1, 3)
+
+
+def test_different_queries_are_not_coalesced() -> None:
+    inner = _Inner()
+    source = CoalescingSource(inner)
+    source.query("a")
+    source.query("b")
+    assert inner.calls == ["a", "b"]
+
+
+def test_an_answer_is_reused_only_within_the_window() -> None:
+    inner, clock = _Inner(), _Clock()
+    source = CoalescingSource(inner, reuse=1.0, clock=clock)
+    assert source.query("up") == 1.0
+    clock.now += 0.9
+    assert source.query("up") == 1.0
+    clock.now += 0.2
+    assert source.query("up") == 2.0
+    assert inner.calls == ["up", "up"]
+
+
+def test_an_error_is_shared_like_a_value() -> None:
+    inner, clock = _Inner(), _Clock()
+    inner.fail = QueryError("no series")
+    source = CoalescingSource(inner, reuse=1.0, clock=clock)
+    for _ in range(2):
+        with pytest.raises(QueryError, match="no series"):
+            source.query("up")
+    assert len(inner.calls) == 1
+
+
+def test_ping_always_reaches_the_source() -> None:
+    inner = _Inner()
+    source = CoalescingSource(inner)
+    source.ping()
+    source.ping()
+    assert inner.pings == 2
+
+
+def test_a_triggered_evaluation_never_reuses_an_answer_from_before_its_trigger() -> None:
+    inner, clock = _Inner(), _Clock()
+    source = CoalescingSource(inner, reuse=1.0, clock=clock)
+    assert source.query("up") == 1.0
+    clock.now += 0.5
+    with fresh_since(clock.now):
+        assert source.query("up") == 2.0  # sent after the trigger
+        clock.now += 0.1
+        assert source.query("up") == 2.0  # ... and shared with others after it
+    assert source.query("up") == 2.0
+
+
+def test_a_triggered_evaluation_does_not_join_an_older_flight() -> None:
+    inner, clock = _Inner(), _Clock()
+    inner.release.clear()
+    source = CoalescingSource(inner, reuse=1.0, clock=clock)
+    with ThreadPoolExecutor(2) as pool:
+        old = pool.submit(source.query, "up")
+        assert inner.arrived.wait(5)
+        clock.now += 0.1
+
+        def triggered() -> float:
+            with fresh_since(clock.now):
+                return source.query("up")
+
+        new = pool.submit(triggered)
+        wait_until(lambda: len(inner.calls) == 2, timeout=5, what="a second flight")
+        inner.release.set()
+        assert (old.result(5), new.result(5)) == (2.0, 2.0)
+    assert inner.calls == ["up", "up"]

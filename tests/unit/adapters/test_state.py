@@ -1,0 +1,151 @@
+"""The SQLite state store: what a restart must remember, and how it refuses bad files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore
+from autoscaler.core.model import Action, CheckResult, Decision, Memory, Recommendation
+from autoscaler.errors import StateError
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _decision(policy: str, at: datetime, action: Action = Action.UP) -> Decision:
+    return Decision(
+        policy=policy,
+        target="aws-asg:web",
+        time=at,
+        current=2,
+        desired=4,
+        action=action,
+        dry_run=False,
+        reasons=("p95: 0.5 / 0.25 → 4",),
+        checks=(CheckResult(name="p95", query="q", value=0.5, desired=4, error=None),),
+    )
+
+
+def test_memory_survives_reopening_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStateStore(path, exclusive=True)
+    memory = Memory(
+        last_scaled_at=T0,
+        recommendations=(Recommendation(at=T0, count=4), Recommendation(at=T0, count=5)),
+        missing_data_streak=2,
+    )
+    store.save("web", "aws-asg/-/web", memory)
+    store.close()
+
+    reopened = SqliteStateStore(path, exclusive=True)
+    assert reopened.load("web", "aws-asg/-/web") == memory
+    reopened.close()
+
+
+def test_last_scaled_at_is_per_target_and_never_moves_back(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    store.save("a", "t1", Memory(last_scaled_at=T0))
+    store.save("b", "t1", Memory(last_scaled_at=T0 - timedelta(minutes=5)))
+    assert store.load("a", "t1").last_scaled_at == T0
+    assert store.load("b", "t1").last_scaled_at == T0  # shared target, latest action wins
+    assert store.load("a", "t2").last_scaled_at is None
+    store.close()
+
+
+def test_unknown_policy_loads_empty_memory(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    assert store.load("nobody", "t") == Memory()
+    store.close()
+
+
+def test_history_is_newest_first_and_filtered_by_policy(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    for i in range(3):
+        store.record(_decision("a", T0 + timedelta(seconds=i)))
+        store.record(_decision("b", T0 + timedelta(seconds=i), Action.NONE))
+    history = store.history(policy="a", limit=2)
+    assert [d.time for d in history] == [T0 + timedelta(seconds=2), T0 + timedelta(seconds=1)]
+    assert history[0] == _decision("a", T0 + timedelta(seconds=2))
+    assert len(store.history(limit=10)) == 6
+    store.close()
+
+
+def test_history_is_pruned_by_count_and_age(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db", keep_decisions=3, keep_for=timedelta(hours=1))
+    for i in range(5):
+        store.record(_decision("a", T0 + timedelta(seconds=i)))
+    assert len(store.history(limit=100)) == 3
+    store.record(_decision("a", T0 + timedelta(hours=2)))
+    assert [d.time for d in store.history(limit=100)] == [T0 + timedelta(hours=2)]
+    store.close()
+
+
+def test_second_controller_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    first = SqliteStateStore(tmp_path / "s.db", exclusive=True)
+    with pytest.raises(StateError, match="in use by another autoscaler"):
+        SqliteStateStore(tmp_path / "s.db", exclusive=True)
+    first.close()
+    SqliteStateStore(tmp_path / "s.db", exclusive=True).close()  # free again after close
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match="cannot use state database"):
+        SqliteStateStore(path)
+
+
+def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot use state database"):
+        SqliteStateStore(blocker / "sub" / "s.db")
+
+
+def test_memory_store_behaves_like_sqlite_for_load_and_save() -> None:
+    store = MemoryStateStore()
+    store.save("a", "t", Memory(last_scaled_at=T0, missing_data_streak=1))
+    store.save("b", "t", Memory(last_scaled_at=T0 - timedelta(1)))
+    assert store.load("b", "t").last_scaled_at == T0
+    assert store.load("a", "t").missing_data_streak == 1
+    store.record(_decision("a", T0))
+    store.record(_decision("b", T0))
+    assert [d.policy for d in store.history()] == ["b", "a"]
+
+
+def test_read_only_store_reads_memory_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    live = SqliteStateStore(path, exclusive=True)  # the running controller keeps its lock
+    live.save("web", "t", Memory(last_scaled_at=T0, missing_data_streak=1))
+    before = path.read_bytes(), (tmp_path / "s.db-wal").read_bytes()
+
+    preview = SqliteStateStore(path, read_only=True)
+    assert preview.load("web", "t") == Memory(last_scaled_at=T0, missing_data_streak=1)
+    with pytest.raises(StateError):
+        preview.save("web", "t", Memory())
+    preview.close()
+
+    assert (path.read_bytes(), (tmp_path / "s.db-wal").read_bytes()) == before
+    live.save("web", "t", Memory(last_scaled_at=T0 + timedelta(minutes=1)))  # not locked out
+    live.close()
+
+
+def test_read_only_store_refuses_a_file_that_is_not_a_state_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(StateError, match="cannot read state database"):
+        SqliteStateStore(path, read_only=True)
+    assert path.read_bytes() == b""  # no schema was created in it
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_policy_pointed_at_another_target_forgets_its_recommendations(
+    tmp_path: Path, kind: str
+) -> None:
+    store = SqliteStateStore(tmp_path / "s.db") if kind == "sqlite" else MemoryStateStore()
+    store.save("web", "asg-a", Memory(recommendations=(Recommendation(at=T0, count=9),)))
+    assert store.load("web", "asg-a").recommendations
+    assert store.load("web", "asg-b") == Memory()
+    store.close()

@@ -1,0 +1,694 @@
+"""The decision pipeline, one behaviour per test, grouped by the spec's steps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.core.decision import Outcome, decide, unavailable
+from autoscaler.core.model import (
+    Action,
+    AsgTarget,
+    Change,
+    Check,
+    CheckResult,
+    Cooldown,
+    Fallback,
+    Limits,
+    Memory,
+    MissingData,
+    Observation,
+    Policy,
+    Recommendation,
+    Schedule,
+    Stabilization,
+    Step,
+    StepLimit,
+    Strategy,
+    TargetStatus,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+ZERO = timedelta(0)
+
+LATENCY = Check(
+    name="p95-latency",
+    strategy=Strategy.TARGET_VALUE,
+    query="latency_query",
+    target=0.25,
+    tolerance=0.1,
+)
+ERRORS = Check(
+    name="error-ratio",
+    strategy=Strategy.THRESHOLD,
+    query="errors_query",
+    steps=(Step(change=Change(amount=2), above=0.05), Step(change=Change(amount=-1), below=0.01)),
+)
+FLOOR = Check(name="sales-floor", strategy=Strategy.FIXED, count=6)
+
+
+def make_policy(*checks: Check, **overrides: Any) -> Policy:
+    """A policy with neutral stabilization and cooldown, so each test enables only its step."""
+    fields: dict[str, Any] = {
+        "name": "checkout-web",
+        "target": AsgTarget(asg="checkout-web", region="eu-west-3"),
+        "min": 1,
+        "max": 40,
+        "checks": checks or (LATENCY,),
+        "cooldown": Cooldown(up=ZERO, down=ZERO),
+        "stabilization": Stabilization(up=ZERO, down=ZERO),
+    }
+    fields.update(overrides)
+    return Policy(**fields)
+
+
+def ok(check: Check, value: float) -> Observation:
+    return Observation(check=check.name, value=value)
+
+
+def failed(check: Check, error: str = "timeout") -> Observation:
+    return Observation(check=check.name, error=error)
+
+
+def run(
+    policy: Policy,
+    *observations: Observation,
+    current: int = 5,
+    memory: Memory | None = None,
+    now: datetime = NOW,
+    dry_run: bool = False,
+    **status: Any,
+) -> Outcome:
+    return decide(
+        policy,
+        status=TargetStatus(count=current, **status),
+        observations=observations,
+        memory=memory or Memory(),
+        now=now,
+        dry_run=dry_run,
+    )
+
+
+def ago(**kwargs: float) -> datetime:
+    return NOW - timedelta(**kwargs)
+
+
+# --- step 1: target not ready ----------------------------------------------------------------
+
+
+def test_not_ready_holds_and_keeps_memory() -> None:
+    memory = Memory(
+        recommendations=(Recommendation(at=ago(minutes=1), count=3),), missing_data_streak=2
+    )
+    outcome = run(
+        make_policy(),
+        failed(LATENCY),
+        memory=memory,
+        ready=False,
+        not_ready_reason="instance refresh in progress",
+    )
+    assert outcome.memory == memory
+    assert outcome.decision.action is Action.HOLD
+    assert (outcome.decision.current, outcome.decision.desired) == (5, 5)
+    assert outcome.decision.reasons == ("instance refresh in progress",)
+
+
+def test_not_ready_without_reason_still_says_why() -> None:
+    outcome = run(make_policy(), ok(LATENCY, 1.0), ready=False)
+    assert outcome.decision.reasons == ("target not ready",)
+    assert outcome.decision.action is Action.HOLD
+
+
+# --- step 2: checks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("observations", "error"),
+    [
+        pytest.param([failed(LATENCY, "no series")], "no series", id="query-error"),
+        pytest.param([Observation(check=LATENCY.name)], "no value", id="no-value"),
+        pytest.param([ok(LATENCY, math.nan)], "value nan is not a finite number", id="nan"),
+        pytest.param([ok(LATENCY, math.inf)], "value inf is not a finite number", id="inf"),
+        pytest.param([ok(LATENCY, -math.inf)], "value -inf is not", id="minus-inf"),
+        pytest.param([], "not evaluated", id="missing-observation"),
+        pytest.param([ok(ERRORS, 0.5)], "not evaluated", id="other-checks-observation"),
+    ],
+)
+def test_unusable_observation_fails_the_check(observations: list[Observation], error: str) -> None:
+    outcome = run(make_policy(), *observations)
+    (result,) = outcome.decision.checks
+    assert result.desired is None
+    assert result.value is None
+    assert result.error is not None
+    assert result.error.startswith(error)
+
+
+def test_check_results_follow_policy_order() -> None:
+    policy = make_policy(ERRORS, FLOOR, LATENCY)
+    outcome = run(policy, ok(LATENCY, 0.41), failed(ERRORS, "no series"))
+    assert outcome.decision.checks == (
+        CheckResult(
+            name="error-ratio", query="errors_query", value=None, desired=None, error="no series"
+        ),
+        CheckResult(name="sales-floor", query=None, value=None, desired=6, error=None),
+        CheckResult(name="p95-latency", query="latency_query", value=0.41, desired=9, error=None),
+    )
+
+
+def test_misconfigured_check_fails_instead_of_crashing() -> None:
+    broken = replace(LATENCY, target=0.0)
+    outcome = run(make_policy(broken, FLOOR), ok(broken, 1.0))
+    assert outcome.decision.checks[0].error is not None
+    assert "needs a target > 0" in outcome.decision.checks[0].error
+    assert outcome.decision.desired == 6
+
+
+# --- step 3: combine ---------------------------------------------------------------------------
+
+
+def test_highest_check_wins_and_every_check_reason_comes_first() -> None:
+    outcome = run(make_policy(LATENCY, FLOOR, ERRORS), ok(LATENCY, 0.41), ok(ERRORS, 0.03))
+    assert outcome.decision.desired == 9
+    assert outcome.decision.action is Action.UP
+    assert outcome.decision.reasons == (
+        "p95-latency: 0.41 / 0.25 → 9",
+        "sales-floor: fixed → 6",
+        "error-ratio: 0.03 no step matched → 5",
+    )
+
+
+def test_failed_check_blocks_scale_down() -> None:
+    outcome = run(make_policy(LATENCY, ERRORS), ok(LATENCY, 0.1), failed(ERRORS, "no series"))
+    assert outcome.decision.desired == 5
+    assert outcome.decision.action is Action.NONE
+    assert outcome.decision.reasons[-1] == (
+        "check error-ratio failed (no series): scale-down blocked, 5 instead of 2"
+    )
+
+
+def test_failed_check_still_allows_scale_up() -> None:
+    outcome = run(make_policy(LATENCY, ERRORS), ok(LATENCY, 0.41), failed(ERRORS))
+    assert outcome.decision.desired == 9
+    assert outcome.decision.action is Action.UP
+    assert "check error-ratio failed (timeout): scale-down blocked" in outcome.decision.reasons
+
+
+def test_several_failed_checks_are_named_in_one_reason() -> None:
+    outcome = run(make_policy(LATENCY, ERRORS, FLOOR), failed(LATENCY, "a"), failed(ERRORS, "b"))
+    assert outcome.decision.reasons[-1] == (
+        "checks p95-latency (a), error-ratio (b) failed: scale-down blocked"
+    )
+    assert outcome.decision.desired == 6
+
+
+def test_all_checks_failed_holds_and_counts_the_streak() -> None:
+    memory = Memory(
+        recommendations=(Recommendation(at=ago(seconds=10), count=4),), missing_data_streak=1
+    )
+    outcome = run(make_policy(LATENCY, ERRORS), failed(LATENCY), memory=memory)
+    assert outcome.decision.action is Action.HOLD
+    assert outcome.decision.desired == 5
+    assert outcome.decision.reasons == (
+        "checks p95-latency (timeout), error-ratio (not evaluated) failed",
+        "no usable data from any check (2 in a row): holding",
+    )
+    assert outcome.memory == replace(memory, missing_data_streak=2)
+
+
+def test_a_successful_check_resets_the_streak() -> None:
+    outcome = run(make_policy(), ok(LATENCY, 0.25), memory=Memory(missing_data_streak=7))
+    assert outcome.memory.missing_data_streak == 0
+
+
+def test_fixed_only_policy_never_lacks_data() -> None:
+    outcome = run(make_policy(FLOOR), memory=Memory(missing_data_streak=3))
+    assert outcome.decision.desired == 6
+    assert outcome.memory.missing_data_streak == 0
+
+
+FALLBACK = {"on_missing_data": MissingData.FALLBACK, "fallback": Fallback(after=3, count=10)}
+
+
+@pytest.mark.parametrize(
+    ("streak", "current", "desired", "action", "reason"),
+    [
+        pytest.param(
+            0,
+            4,
+            4,
+            Action.HOLD,
+            "no usable data from any check (1 in a row): holding, fallback after 3",
+            id="before-after",
+        ),
+        pytest.param(
+            2,
+            4,
+            10,
+            Action.UP,
+            "no usable data for 3 evaluations: fallback to at least 10",
+            id="at-after",
+        ),
+        pytest.param(
+            5, 4, 10, Action.UP, "no usable data for 6 evaluations", id="stays-in-fallback"
+        ),
+        pytest.param(2, 12, 12, Action.NONE, "fallback to at least 10", id="never-scales-down"),
+    ],
+)
+def test_fallback_after_enough_evaluations_without_data(
+    streak: int, current: int, desired: int, action: Action, reason: str
+) -> None:
+    outcome = run(
+        make_policy(**FALLBACK),
+        failed(LATENCY),
+        current=current,
+        memory=Memory(missing_data_streak=streak),
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (desired, action)
+    assert reason in outcome.decision.reasons[-1]
+    assert outcome.memory.missing_data_streak == streak + 1
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param(make_policy(LATENCY, ERRORS, max=10), id="one-check-failed"),
+        pytest.param(make_policy(LATENCY, max=10, **FALLBACK), id="fallback"),
+    ],
+)
+def test_lowered_bounds_never_scale_in_while_a_check_fails(policy: Policy) -> None:
+    # 30 instances (a schedule just ended, or someone scaled by hand) above max 10, with
+    # Prometheus partly or wholly unreachable: removing 20 instances blind is not safe.
+    observations = [failed(LATENCY)] + ([ok(ERRORS, 0.0)] if len(policy.checks) > 1 else [])
+    outcome = run(policy, *observations, current=30, memory=Memory(missing_data_streak=5))
+    assert outcome.decision.desired == 30
+    assert outcome.decision.action is not Action.DOWN
+    assert "staying at 30 until every check has data" in outcome.decision.reasons[-1]
+
+
+def test_lowered_bounds_scale_in_once_every_check_has_data() -> None:
+    outcome = run(make_policy(LATENCY, max=10), ok(LATENCY, 0.25), current=30)
+    assert (outcome.decision.desired, outcome.decision.action) == (10, Action.DOWN)
+
+
+def test_hold_policy_ignores_a_configured_fallback() -> None:
+    policy = make_policy(on_missing_data=MissingData.HOLD, fallback=Fallback(after=1, count=10))
+    outcome = run(policy, failed(LATENCY), memory=Memory(missing_data_streak=9))
+    assert outcome.decision.action is Action.HOLD
+    assert outcome.decision.reasons[-1] == "no usable data from any check (10 in a row): holding"
+
+
+def test_fallback_skips_limits_and_stabilization_but_not_bounds() -> None:
+    policy = make_policy(
+        max=8,
+        limits=Limits(up=StepLimit(count=1)),
+        stabilization=Stabilization(up=timedelta(minutes=5)),
+        **FALLBACK,
+    )
+    history = (Recommendation(at=ago(minutes=1), count=2),)
+    outcome = run(
+        policy,
+        failed(LATENCY),
+        current=4,
+        memory=Memory(recommendations=history, missing_data_streak=2),
+    )
+    assert outcome.decision.desired == 8
+    assert outcome.decision.reasons[-1] == "max 8: 10 → 8"
+    assert outcome.memory.recommendations == history
+
+
+def test_fallback_respects_cooldown() -> None:
+    policy = make_policy(cooldown=Cooldown(up=timedelta(minutes=1)), **FALLBACK)
+    memory = Memory(missing_data_streak=2, last_scaled_at=ago(seconds=20))
+    outcome = run(policy, failed(LATENCY), current=4, memory=memory)
+    assert (outcome.decision.desired, outcome.decision.action) == (10, Action.HOLD)
+    assert outcome.decision.reasons[-1] == "cooldown up: 40 s left → hold"
+
+
+# --- step 4: stabilization -------------------------------------------------------------------
+
+
+FIVE_MIN_DOWN = Stabilization(down=timedelta(minutes=5))
+
+
+def history(*pairs: tuple[timedelta, int]) -> Memory:
+    return Memory(recommendations=tuple(Recommendation(at=NOW - a, count=c) for a, c in pairs))
+
+
+def test_scale_down_goes_only_to_the_highest_recent_recommendation() -> None:
+    memory = history((timedelta(minutes=4), 6), (timedelta(minutes=1), 8))
+    outcome = run(
+        make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 0.05), current=10, memory=memory
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (8, Action.DOWN)
+    assert outcome.decision.reasons[-1] == (
+        "stabilization down 5m: highest recommendation 8 → 8 instead of 2"
+    )
+
+
+def test_stabilization_may_keep_the_current_count() -> None:
+    memory = history((timedelta(minutes=1), 12))
+    outcome = run(
+        make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 0.05), current=10, memory=memory
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (10, Action.NONE)
+    assert outcome.decision.reasons[-1] == (
+        "stabilization down 5m: highest recommendation 12 → 10 instead of 2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("age", "counts"),
+    [
+        pytest.param(timedelta(minutes=5), False, id="at-window-start-excluded"),
+        pytest.param(timedelta(minutes=6), False, id="older-excluded"),
+        pytest.param(timedelta(minutes=4, seconds=59), True, id="inside-included"),
+    ],
+)
+def test_down_window_edges(age: timedelta, counts: bool) -> None:
+    memory = history((age, 9))
+    outcome = run(
+        make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 0.05), current=10, memory=memory
+    )
+    assert outcome.decision.desired == (9 if counts else 2)
+    kept = [r.count for r in outcome.memory.recommendations]
+    assert kept == ([9, 2] if counts else [2])
+
+
+def test_scale_up_goes_only_to_the_lowest_recent_recommendation() -> None:
+    policy = make_policy(stabilization=Stabilization(up=timedelta(minutes=3), down=ZERO))
+    memory = history((timedelta(minutes=2), 4))
+    outcome = run(policy, ok(LATENCY, 1.0), current=2, memory=memory)
+    assert outcome.decision.desired == 4
+    assert outcome.decision.reasons[-1] == (
+        "stabilization up 3m: lowest recommendation 4 → 4 instead of 8"
+    )
+
+
+def test_recommendation_is_recorded_before_limits_and_bounds() -> None:
+    policy = make_policy(max=6, limits=Limits(up=StepLimit(count=1)))
+    outcome = run(policy, ok(LATENCY, 0.5), current=5)
+    assert outcome.decision.desired == 6
+    assert outcome.memory.recommendations == (Recommendation(at=NOW, count=10),)
+
+
+def test_zero_windows_keep_only_the_latest_recommendation() -> None:
+    memory = history((timedelta(seconds=1), 30))
+    outcome = run(make_policy(), ok(LATENCY, 0.25), current=5, memory=memory)
+    assert outcome.memory.recommendations == (Recommendation(at=NOW, count=5),)
+
+
+# --- step 5: limits and bounds --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limits", "current", "value", "desired", "reason"),
+    [
+        pytest.param(
+            Limits(up=StepLimit(count=4)), 5, 0.6, 9, "limit up +4: 12 capped to 9", id="up-count"
+        ),
+        pytest.param(Limits(up=StepLimit(count=4)), 5, 0.4, 8, None, id="up-within-count"),
+        pytest.param(
+            Limits(up=StepLimit(count=2, percent=100)),
+            5,
+            0.75,
+            10,
+            "limit up +5: 15 capped to 10",
+            id="up-percent-larger",
+        ),
+        pytest.param(
+            Limits(up=StepLimit(percent=10)),
+            5,
+            0.5,
+            6,
+            "limit up +1: 10 capped to 6",
+            id="percent-rounds-up",
+        ),
+        pytest.param(
+            Limits(up=StepLimit(percent=100)),
+            0,
+            1.0,
+            1,
+            "limit up +1: 4 capped to 1",
+            id="at-least-one-from-zero",
+        ),
+        pytest.param(
+            Limits(down=StepLimit(count=2, percent=20)),
+            20,
+            0.05,
+            16,
+            "limit down -4: 4 capped to 16",
+            id="down-percent",
+        ),
+        pytest.param(
+            Limits(down=StepLimit(count=2)), 5, 0.05, 3, "limit down -2: 1 capped to 3", id="down"
+        ),
+        pytest.param(Limits(down=StepLimit(count=2)), 5, 0.6, 12, None, id="other-direction"),
+    ],
+)
+def test_step_limits(
+    limits: Limits, current: int, value: float, desired: int, reason: str | None
+) -> None:
+    outcome = run(make_policy(min=0, limits=limits), ok(LATENCY, value), current=current)
+    assert outcome.decision.desired == desired
+    if reason is None:
+        assert not any(r.startswith("limit") for r in outcome.decision.reasons)
+    else:
+        assert outcome.decision.reasons[-1] == reason
+
+
+def test_bounds_win_over_limits() -> None:
+    policy = make_policy(min=10, limits=Limits(up=StepLimit(count=1)))
+    outcome = run(policy, ok(LATENCY, 0.25), current=2)
+    assert outcome.decision.desired == 10
+    assert outcome.decision.reasons[-1] == "min 10: 2 → 10"
+
+
+@pytest.mark.parametrize(
+    ("value", "desired", "reason"),
+    [
+        pytest.param(0.05, 2, "min 2: 1 → 2", id="min"),
+        pytest.param(2.5, 12, "max 12: 50 → 12", id="max"),
+    ],
+)
+def test_policy_bounds(value: float, desired: int, reason: str) -> None:
+    outcome = run(make_policy(min=2, max=12), ok(LATENCY, value), current=5)
+    assert outcome.decision.desired == desired
+    assert outcome.decision.reasons[-1] == reason
+
+
+def window(name: str, *, min: int | None = None, max: int | None = None) -> Schedule:
+    """A one-off schedule open from an hour before NOW to an hour after."""
+    return Schedule(name=name, start=ago(hours=1), end=NOW + timedelta(hours=1), min=min, max=max)
+
+
+CLOSED = Schedule(name="closed", start=ago(hours=3), end=ago(hours=2), min=30)
+
+
+@pytest.mark.parametrize(
+    ("schedules", "value", "desired", "reasons"),
+    [
+        pytest.param(
+            (window("black-friday", min=12),),
+            0.25,
+            12,
+            ["schedule black-friday min 12: 5 → 12"],
+            id="schedule-min",
+        ),
+        pytest.param((CLOSED,), 0.25, 5, [], id="closed-schedule-ignored"),
+        pytest.param((window("quiet", min=1),), 0.05, 1, [], id="schedule-min-replaces-policy-min"),
+        pytest.param(
+            (window("cap", max=6),), 0.5, 6, ["schedule cap max 6: 10 → 6"], id="schedule-max"
+        ),
+        pytest.param(
+            (window("a", min=8, max=9), window("b", min=12), window("c", max=20)),
+            2.5,
+            20,
+            ["schedule c max 20: 50 → 20"],
+            id="highest-max-of-several",
+        ),
+        pytest.param(
+            (window("a", min=8, max=9), window("b", min=12), window("c", max=20)),
+            0.05,
+            12,
+            ["schedule b min 12: 1 → 12"],
+            id="highest-min-of-several",
+        ),
+        pytest.param(
+            (window("event", min=50),),
+            0.25,
+            50,
+            [
+                "schedule event min 50 is above max 40: max raised to 50",
+                "schedule event min 50: 5 → 50",
+            ],
+            id="min-above-max-raises-max",
+        ),
+    ],
+)
+def test_schedules_replace_bounds(
+    schedules: tuple[Schedule, ...], value: float, desired: int, reasons: list[str]
+) -> None:
+    outcome = run(make_policy(min=3, schedules=schedules), ok(LATENCY, value), current=5)
+    assert outcome.decision.desired == desired
+    assert list(outcome.decision.reasons[1:]) == reasons
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "desired", "reason"),
+    [
+        pytest.param(0.6, {"max_size": 10}, 10, "target max size 10: 12 → 10", id="target-max"),
+        pytest.param(0.05, {"min_size": 3}, 3, "target min size 3: 1 → 3", id="target-min"),
+        pytest.param(
+            0.25, {"max_size": 4}, 4, "target max size 4: 5 → 4", id="target-max-below-current"
+        ),
+    ],
+)
+def test_target_bounds_win_over_everything(
+    value: float, status: dict[str, Any], desired: int, reason: str
+) -> None:
+    outcome = run(make_policy(min=1, max=40), ok(LATENCY, value), current=5, **status)
+    assert outcome.decision.desired == desired
+    assert outcome.decision.reasons[-1] == reason
+
+
+def test_target_max_wins_over_policy_min() -> None:
+    outcome = run(make_policy(min=8), ok(LATENCY, 0.25), current=5, max_size=6)
+    assert outcome.decision.desired == 6
+    assert outcome.decision.reasons[-2:] == ("min 8: 5 → 8", "target max size 6: 8 → 6")
+
+
+# --- step 6: cooldown ---------------------------------------------------------------------------
+
+
+COOLDOWN = Cooldown(up=timedelta(minutes=1), down=timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(
+    ("value", "memory_at", "status_at", "action", "reason"),
+    [
+        pytest.param(
+            0.41, ago(seconds=20), None, Action.HOLD, "cooldown up: 40 s left → hold", id="up"
+        ),
+        pytest.param(
+            0.41, None, ago(seconds=20), Action.HOLD, "cooldown up: 40 s left", id="target-record"
+        ),
+        pytest.param(
+            0.41,
+            ago(minutes=10),
+            ago(seconds=59.5),
+            Action.HOLD,
+            "cooldown up: 1 s left",
+            id="latest-of-both-rounded-up",
+        ),
+        pytest.param(0.41, ago(minutes=1), None, Action.UP, None, id="up-elapsed"),
+        pytest.param(
+            0.1,
+            ago(seconds=50),
+            None,
+            Action.HOLD,
+            "cooldown down: 4 min 10 s left → hold",
+            id="down",
+        ),
+        pytest.param(0.1, ago(minutes=6), None, Action.DOWN, None, id="down-elapsed"),
+        pytest.param(0.25, ago(seconds=1), None, Action.NONE, None, id="no-change-no-cooldown"),
+    ],
+)
+def test_cooldown(
+    value: float,
+    memory_at: datetime | None,
+    status_at: datetime | None,
+    action: Action,
+    reason: str | None,
+) -> None:
+    memory = Memory(last_scaled_at=memory_at)
+    outcome = run(
+        make_policy(cooldown=COOLDOWN),
+        ok(LATENCY, value),
+        memory=memory,
+        last_scaled_at=status_at,
+    )
+    assert outcome.decision.action is action
+    assert outcome.decision.desired == {0.41: 9, 0.1: 2, 0.25: 5}[value]
+    assert outcome.memory.last_scaled_at == memory_at
+    if reason is None:
+        assert not any(r.startswith("cooldown") for r in outcome.decision.reasons)
+    else:
+        assert outcome.decision.reasons[-1].startswith(reason)
+
+
+# --- step 7: the decision itself ------------------------------------------------------------
+
+
+def test_none_decision_still_says_why() -> None:
+    outcome = run(make_policy(), ok(LATENCY, 0.26))
+    assert outcome.decision.action is Action.NONE
+    assert outcome.decision.reasons == ("p95-latency: 0.26 / 0.25 within tolerance ±10% → 5",)
+
+
+def test_reasons_follow_the_pipeline_order() -> None:
+    policy = make_policy(
+        LATENCY,
+        ERRORS,
+        max=10,
+        limits=Limits(up=StepLimit(count=10)),
+        cooldown=COOLDOWN,
+        schedules=(window("sale", max=11),),
+    )
+    outcome = run(
+        policy, ok(LATENCY, 1.0), failed(ERRORS), memory=Memory(last_scaled_at=ago(seconds=30))
+    )
+    assert outcome.decision.reasons == (
+        "p95-latency: 1 / 0.25 → 20",
+        "check error-ratio failed (timeout): scale-down blocked",
+        "limit up +10: 20 capped to 15",
+        "schedule sale max 11: 15 → 11",
+        "cooldown up: 30 s left → hold",
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (11, Action.HOLD)
+
+
+@pytest.mark.parametrize(
+    ("flag", "policy_flag", "expected"),
+    [
+        pytest.param(False, False, False, id="neither"),
+        pytest.param(True, False, True, id="global"),
+        pytest.param(False, True, True, id="policy"),
+    ],
+)
+def test_dry_run_is_either_flag(flag: bool, policy_flag: bool, expected: bool) -> None:
+    outcome = run(make_policy(dry_run=policy_flag), ok(LATENCY, 0.41), dry_run=flag)
+    assert outcome.decision.dry_run is expected
+    assert outcome.decision.action is Action.UP
+
+
+def test_decision_identifies_policy_target_and_time() -> None:
+    decision = run(make_policy(), ok(LATENCY, 0.41)).decision
+    assert decision.policy == "checkout-web"
+    assert decision.target == "aws-asg:checkout-web@eu-west-3"
+    assert decision.time == NOW
+    assert decision.current == 5
+
+
+# --- unavailable ------------------------------------------------------------------------------
+
+
+def test_unavailable_holds_with_the_reason_and_unevaluated_checks() -> None:
+    policy = make_policy(LATENCY, FLOOR, dry_run=True)
+    decision = unavailable(policy, now=NOW, reason="ASG not found", current=None)
+    assert decision.action is Action.HOLD
+    assert (decision.current, decision.desired) == (None, None)
+    assert decision.reasons == ("ASG not found",)
+    assert decision.dry_run is True
+    assert [(c.name, c.error) for c in decision.checks] == [
+        ("p95-latency", "not evaluated"),
+        ("sales-floor", "not evaluated"),
+    ]
+
+
+def test_unavailable_keeps_a_known_count() -> None:
+    decision = unavailable(make_policy(), now=NOW, reason="evaluation failed", current=4)
+    assert (decision.current, decision.desired, decision.dry_run) == (4, 4, False)

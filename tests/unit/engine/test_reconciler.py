@@ -1,0 +1,202 @@
+"""The reconciler's wiring: adapter failures become holds, scales are remembered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.core.model import (
+    Action,
+    AsgTarget,
+    Check,
+    Cooldown,
+    Memory,
+    Policy,
+    Stabilization,
+    Strategy,
+    TargetRef,
+    TargetStatus,
+)
+from autoscaler.core.ports import ScalingTarget
+from autoscaler.engine.reconciler import Reconciler
+from autoscaler.errors import QueryError, SourceUnavailable, TargetBusy, TargetError
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeSource:
+    values: dict[str, float | Exception] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    def query(self, promql: str) -> float:
+        self.asked.append(promql)
+        found = self.values.get(promql, QueryError("no series"))
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def ping(self) -> None:
+        return None
+
+
+@dataclass
+class FakeTarget:
+    status_value: TargetStatus | Exception = field(default_factory=lambda: TargetStatus(count=4))
+    scale_error: Exception | None = None
+    scaled: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+
+    def status(self) -> TargetStatus:
+        if isinstance(self.status_value, Exception):
+            raise self.status_value
+        return self.status_value
+
+    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        if self.scale_error is not None:
+            raise self.scale_error
+        self.scaled.append((count, reason, dict(meta)))
+
+
+def _policy(**overrides: object) -> Policy:
+    base: dict[str, object] = {
+        "name": "web",
+        "target": AsgTarget(asg="web"),
+        "min": 1,
+        "max": 20,
+        "checks": (
+            Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0),
+        ),
+        "cooldown": Cooldown(up=timedelta(minutes=1), down=timedelta(minutes=5)),
+        "stabilization": Stabilization(up=timedelta(0), down=timedelta(0)),
+    }
+    base.update(overrides)
+    return Policy(**base)  # type: ignore[arg-type]
+
+
+def _reconciler(
+    source: FakeSource, target: FakeTarget, state: MemoryStateStore, now: datetime = T0
+) -> Reconciler:
+    def targets(_ref: TargetRef) -> ScalingTarget:
+        return target
+
+    return Reconciler(source=source, targets=targets, state=state, clock=lambda: now)
+
+
+def test_scale_up_calls_the_target_and_starts_the_cooldown() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert evaluation.ok and evaluation.scaled
+    assert evaluation.decision.action is Action.UP
+    assert [s[0] for s in target.scaled] == [8]
+    _count, reason, meta = target.scaled[0]
+    assert "web" in reason and meta["autoscaler.policy"] == "web"
+    assert meta["autoscaler.check.load"] == "80"
+    assert state.load("web", AsgTarget(asg="web").key).last_scaled_at == T0
+    assert state.history()[0] == evaluation.decision
+
+
+def test_second_evaluation_inside_the_cooldown_holds() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    _reconciler(source, target, state).evaluate(_policy())
+    source.values["sum(load)"] = 150.0
+    later = _reconciler(source, target, state, now=T0 + timedelta(seconds=20))
+    evaluation = later.evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD
+    assert len(target.scaled) == 1
+
+
+def test_dry_run_decides_but_never_scales_nor_starts_a_cooldown() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy(), dry_run=True)
+    assert evaluation.decision.action is Action.UP and evaluation.decision.dry_run
+    assert target.scaled == [] and not evaluation.scaled
+    assert state.load("web", AsgTarget(asg="web").key).last_scaled_at is None
+    assert state.history()[0].dry_run
+
+
+def test_policy_dry_run_flag_is_honoured_like_the_global_one() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy(dry_run=True))
+    assert evaluation.decision.dry_run and target.scaled == []
+
+
+def test_preview_reads_but_never_scales_nor_writes() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy(), apply=False)
+    assert evaluation.decision.desired == 8
+    assert target.scaled == [] and state.history() == []
+    assert state.load("web", AsgTarget(asg="web").key) == Memory()
+
+
+def test_unreadable_target_holds_and_reports_a_target_error() -> None:
+    target = FakeTarget(status_value=TargetError("AccessDenied"))
+    evaluation = _reconciler(FakeSource(), target, MemoryStateStore()).evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.error_kind == "target" and "AccessDenied" in (evaluation.error or "")
+
+
+def test_prometheus_down_never_scales_in_and_is_reported() -> None:
+    source = FakeSource({"sum(load)": SourceUnavailable("connection refused")})
+    target = FakeTarget()
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_policy(min=1))
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.error_kind == "source"
+    assert target.scaled == []
+
+
+def test_not_ready_target_is_not_queried() -> None:
+    source = FakeSource({"sum(load)": 80.0})
+    target = FakeTarget(status_value=TargetStatus(count=4, ready=False, not_ready_reason="refresh"))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD
+    assert source.asked == [] and target.scaled == []
+
+
+def test_busy_target_holds_without_starting_a_cooldown() -> None:
+    target = FakeTarget(scale_error=TargetBusy("active deployment"))
+    state = MemoryStateStore()
+    evaluation = _reconciler(FakeSource({"sum(load)": 80.0}), target, state).evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD and evaluation.ok
+    assert any("active deployment" in r for r in evaluation.decision.reasons)
+    assert state.load("web", AsgTarget(asg="web").key).last_scaled_at is None
+
+
+@pytest.mark.parametrize(
+    "error", [TargetError("ValidationError"), TargetError("boom")], ids=["validation", "other"]
+)
+def test_failed_scale_holds_and_reports_a_scale_error(error: TargetError) -> None:
+    target = FakeTarget(scale_error=error)
+    state = MemoryStateStore()
+    evaluation = _reconciler(FakeSource({"sum(load)": 80.0}), target, state).evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.error_kind == "scale"
+    assert state.load("web", AsgTarget(asg="web").key).last_scaled_at is None
+
+
+def test_fixed_only_policy_needs_no_query() -> None:
+    policy = _policy(checks=(Check(name="floor", strategy=Strategy.FIXED, count=6),))
+    source, target = FakeSource(), FakeTarget()
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(policy)
+    assert evaluation.decision.desired == 6 and source.asked == []
+
+
+def test_once_prometheus_is_unreachable_the_other_checks_are_not_sent() -> None:
+    down = SourceUnavailable("connection refused")
+    source = FakeSource({"sum(load)": down, "sum(queue)": 3.0})
+    checks = (
+        Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0),
+        Check(name="queue", strategy=Strategy.PER_INSTANCE, query="sum(queue)", target=10.0),
+    )
+    evaluation = _reconciler(source, FakeTarget(), MemoryStateStore()).evaluate(
+        _policy(checks=checks)
+    )
+    assert source.asked == ["sum(load)"]
+    assert [c.error for c in evaluation.decision.checks] == [
+        "connection refused",
+        "Prometheus unreachable: connection refused",
+    ]
+    assert evaluation.error_kind == "source"

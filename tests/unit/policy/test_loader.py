@@ -1,0 +1,1033 @@
+"""The policy loader: every validation rule at its exact FILE:LINE: FIELD, and valid files
+turned into the right dataclasses (defaults included)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.core import model
+from autoscaler.errors import PolicyError, Problem
+from autoscaler.policy.loader import json_schema, load_paths, load_text
+
+FILE = "policies/web.yaml"
+
+# Lines 1-4 of most cases; the body of each case starts on line 5.
+HEAD = "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 1\nmax: 5\n"
+CHECK = "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+
+
+def policy(body: str = CHECK, head: str = HEAD) -> str:
+    return head + body
+
+
+def problems_of(text: str, file: str = FILE) -> list[Problem]:
+    with pytest.raises(PolicyError) as caught:
+        load_text(text, file)
+    return caught.value.problems
+
+
+def schedule(*lines: str) -> str:
+    """A policy whose schedule entry starts on line 8 (`- name: s`), its keys from line 9."""
+    return policy(CHECK + "schedules:\n  - name: s\n" + "".join(f"    {x}\n" for x in lines))
+
+
+def check(*lines: str) -> str:
+    """A policy whose only check starts on line 6 (`- name: c`), its keys from line 7."""
+    return policy("checks:\n  - name: c\n" + "".join(f"    {x}\n" for x in lines))
+
+
+def steps(*steps_: str) -> str:
+    """A threshold check whose steps start on line 10, one per line."""
+    lines = ["strategy: threshold", "query: up", "steps:", *[f"  - {s}" for s in steps_]]
+    return check(*lines)
+
+
+INVALID = [
+    # --- structure, keys and types ---------------------------------------------------------
+    pytest.param("a: [1\n", "(yaml)", "invalid YAML", 2, id="yaml-syntax-error"),
+    pytest.param(
+        policy("min: 2\n" + CHECK),
+        "min",
+        "duplicate key 'min' (first set on line 3)",
+        5,
+        id="duplicate-yaml-key",
+    ),
+    pytest.param("- 1\n", "(policy)", "must be a mapping", 1, id="policy-not-a-mapping"),
+    pytest.param("", "(file)", "no policy found", 1, id="empty-file"),
+    pytest.param(
+        policy("mni: 1\n" + CHECK),
+        "mni",
+        "unknown key 'mni' (did you mean 'min'?)",
+        5,
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        policy("cooldown:\n  upp: 1m\n" + CHECK),
+        "cooldown.upp",
+        "allowed keys: up, down",
+        6,
+        id="unknown-nested-key",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("min: 1", 'min: "1"')),
+        "min",
+        "expected an integer, got text '1': write it without quotes",
+        3,
+        id="int-as-text",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("max: 5", "max: 2.5")),
+        "max",
+        "use a whole number",
+        4,
+        id="float-for-int",
+    ),
+    pytest.param(
+        policy('enabled: "true"\n' + CHECK),
+        "enabled",
+        "expected true or false",
+        5,
+        id="bool-as-text",
+    ),
+    pytest.param(
+        policy("dry_run: 1\n" + CHECK),
+        "dry_run",
+        "expected true or false, got an integer",
+        5,
+        id="int-for-bool",
+    ),
+    pytest.param(
+        check("strategy: target-value", "query: up", "target: .nan"),
+        "checks[0].target",
+        "finite",
+        9,
+        id="nan-number",
+    ),
+    pytest.param(
+        policy("description: [a]\n" + CHECK),
+        "description",
+        "expected text, got a list",
+        5,
+        id="list-for-text",
+    ),
+    # --- names -----------------------------------------------------------------------------
+    pytest.param(
+        policy(head=HEAD.replace("name: web", "name: bad name!")),
+        "name",
+        "'bad name!' is not a valid name",
+        1,
+        id="policy-name-pattern",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("name: web", 'name: ""')),
+        "name",
+        "is not a valid name",
+        1,
+        id="policy-name-empty",
+    ),
+    pytest.param(
+        policy("checks:\n  - {name: -c, strategy: fixed, count: 2}\n"),
+        "checks[0].name",
+        "not a valid name",
+        6,
+        id="check-name-pattern",
+    ),
+    pytest.param(
+        policy("checks:\n  - {strategy: fixed, count: 2}\n"),
+        "checks[0].name",
+        "`name` is required for strategy fixed",
+        6,
+        id="check-name-missing",
+    ),
+    pytest.param(
+        policy(
+            "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+            "  - {name: c, strategy: fixed, count: 3}\n"
+        ),
+        "checks[1].name",
+        f"duplicate name 'c': also used by checks[0] at {FILE}:6",
+        7,
+        id="duplicate-check-name",
+    ),
+    pytest.param(
+        "- "
+        + HEAD.replace("\n", "\n  ").rstrip()
+        + "\n  "
+        + CHECK.replace("\n  ", "\n    ")
+        + "- "
+        + HEAD.replace("\n", "\n  ").rstrip()
+        + "\n  "
+        + CHECK.replace("\n  ", "\n    "),
+        "name",
+        f"duplicate policy name 'web': also defined at {FILE}:1",
+        7,
+        id="duplicate-policy-name-in-file",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("name: web\n", "")) + "---\n" + policy(),
+        "name",
+        "needs a name when a file holds several policies",
+        1,
+        id="name-required-with-several-policies",
+    ),
+    # --- bounds ----------------------------------------------------------------------------
+    pytest.param(
+        policy(head=HEAD.replace("max: 5", "max: 10").replace("min: 1", "min: 11")),
+        "min",
+        "min 11 is above max 10: use min <= max",
+        3,
+        id="min-above-max",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("min: 1", "min: -1")),
+        "min",
+        "must be >= 0",
+        3,
+        id="negative-min",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("max: 5", "max: 0").replace("min: 1", "min: 0")),
+        "max",
+        "must be >= 1",
+        4,
+        id="max-zero",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("min: 1", "min: 0")),
+        "min",
+        "aws-asg targets need min >= 1 (min: 0 is allowed for nomad targets only)",
+        3,
+        id="asg-min-zero",
+    ),
+    # --- durations -------------------------------------------------------------------------
+    pytest.param(
+        policy("interval: 30\n" + CHECK),
+        "interval",
+        "30 is not a duration: use Prometheus",
+        5,
+        id="duration-as-number",
+    ),
+    pytest.param(
+        policy("cooldown: {up: 5 minutes}\n" + CHECK),
+        "cooldown.up",
+        "is not a duration",
+        5,
+        id="duration-bad-text",
+    ),
+    pytest.param(
+        policy("stabilization:\n  down: 1m1h\n" + CHECK),
+        "stabilization.down",
+        "largest to smallest",
+        6,
+        id="duration-unit-order",
+    ),
+    pytest.param(
+        policy("interval: 0s\n" + CHECK),
+        "interval",
+        "longer than 0s",
+        5,
+        id="interval-zero",
+    ),
+    # --- targets ---------------------------------------------------------------------------
+    pytest.param(
+        policy(head=HEAD.replace("aws-asg", "gcp-mig")),
+        "target.type",
+        "unknown target type 'gcp-mig': use one of aws-asg, nomad",
+        2,
+        id="unknown-target-type",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("type: aws-asg, ", "")),
+        "target.type",
+        "missing target type",
+        2,
+        id="missing-target-type",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("target: {type: aws-asg, asg: web}\n", "")),
+        "target",
+        "`target` is required",
+        1,
+        id="missing-target",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace(", asg: web", "")),
+        "target.asg",
+        "`asg` is required for target type aws-asg",
+        2,
+        id="asg-needs-asg",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("asg: web", "job: web")),
+        "target.job",
+        "'job' is not used for target type aws-asg (only by nomad)",
+        2,
+        id="job-on-asg",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("{type: aws-asg, asg: web}", "{type: nomad, job: web}")),
+        "target.group",
+        "`group` is required for target type nomad",
+        2,
+        id="nomad-needs-group",
+    ),
+    pytest.param(
+        policy(head=HEAD.replace("{type: aws-asg, asg: web}", "{type: nomad, group: g}")),
+        "target.job",
+        "`job` is required for target type nomad",
+        2,
+        id="nomad-needs-job",
+    ),
+    # --- checks and strategies -------------------------------------------------------------
+    pytest.param(
+        policy("checks: []\n"),
+        "checks",
+        "needs at least one check",
+        5,
+        id="no-checks",
+    ),
+    pytest.param(
+        policy(""),
+        "checks",
+        "`checks` is required",
+        1,
+        id="checks-missing",
+    ),
+    pytest.param(
+        check("strategy: foo", "query: up"),
+        "checks[0].strategy",
+        "unknown strategy 'foo': use one of target-value, per-instance, threshold, fixed, "
+        "pass-through",
+        7,
+        id="unknown-strategy",
+    ),
+    pytest.param(
+        check("query: up"),
+        "checks[0].strategy",
+        "missing strategy",
+        6,
+        id="missing-strategy",
+    ),
+    pytest.param(
+        check("strategy: target-value", "target: 1"),
+        "checks[0].query",
+        "`query` is required for strategy target-value",
+        6,
+        id="target-value-needs-query",
+    ),
+    pytest.param(
+        check("strategy: target-value", "query: up"),
+        "checks[0].target",
+        "`target` is required for strategy target-value",
+        6,
+        id="target-value-needs-target",
+    ),
+    pytest.param(
+        check("strategy: target-value", "query: up", "target: 0"),
+        "checks[0].target",
+        "must be > 0",
+        9,
+        id="target-value-target-positive",
+    ),
+    pytest.param(
+        check("strategy: per-instance", "query: up", "target: -5"),
+        "checks[0].target",
+        "must be > 0",
+        9,
+        id="per-instance-target-positive",
+    ),
+    pytest.param(
+        check("strategy: per-instance", "target: 5"),
+        "checks[0].query",
+        "`query` is required for strategy per-instance",
+        6,
+        id="per-instance-needs-query",
+    ),
+    pytest.param(
+        check("strategy: threshold", "query: up"),
+        "checks[0].steps",
+        "`steps` is required for strategy threshold",
+        6,
+        id="threshold-needs-steps",
+    ),
+    pytest.param(
+        check("strategy: threshold", "query: up", "steps: []"),
+        "checks[0].steps",
+        "needs at least one step",
+        9,
+        id="threshold-needs-one-step",
+    ),
+    pytest.param(
+        check("strategy: threshold", "steps: [{above: 1, change: '+1'}]"),
+        "checks[0].query",
+        "`query` is required for strategy threshold",
+        6,
+        id="threshold-needs-query",
+    ),
+    pytest.param(
+        check("strategy: fixed", "count: 2", "query: up"),
+        "checks[0].query",
+        "'query' is not used for strategy fixed",
+        9,
+        id="fixed-takes-no-query",
+    ),
+    pytest.param(
+        check("strategy: fixed"),
+        "checks[0].count",
+        "`count` is required for strategy fixed",
+        6,
+        id="fixed-needs-count",
+    ),
+    pytest.param(
+        check("strategy: fixed", "count: -1"),
+        "checks[0].count",
+        "must be >= 0",
+        8,
+        id="fixed-count-negative",
+    ),
+    pytest.param(
+        check("strategy: pass-through"),
+        "checks[0].query",
+        "`query` is required for strategy pass-through",
+        6,
+        id="pass-through-needs-query",
+    ),
+    pytest.param(
+        check("strategy: target-value", "query: up", "target: 1", "steps: []"),
+        "checks[0].steps",
+        "'steps' is not used for strategy target-value (only by threshold)",
+        10,
+        id="steps-on-target-value",
+    ),
+    pytest.param(
+        check("strategy: per-instance", "query: up", "target: 1", "tolerance: 0.2"),
+        "checks[0].tolerance",
+        "'tolerance' is not used for strategy per-instance (only by target-value)",
+        10,
+        id="tolerance-on-per-instance",
+    ),
+    pytest.param(
+        check("strategy: target-value", "query: up", "target: 1", "tolerance: -0.1"),
+        "checks[0].tolerance",
+        "must be >= 0",
+        10,
+        id="tolerance-negative",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: sum(rate(x[5m])"),
+        "checks[0].query",
+        "query is not valid PromQL: unclosed left parenthesis",
+        8,
+        id="promql-does-not-parse",
+    ),
+    pytest.param(
+        check("strategy: pass-through", f"query: {'(' * 150}up{')' * 150}"),
+        "checks[0].query",
+        "too large to check",
+        8,
+        id="promql-too-deep",
+    ),
+    # --- threshold steps -------------------------------------------------------------------
+    pytest.param(
+        steps("{change: '+1'}"),
+        "checks[0].steps[0]",
+        "needs `above` and/or `below`",
+        10,
+        id="step-needs-above-or-below",
+    ),
+    pytest.param(
+        steps("{above: 1}"),
+        "checks[0].steps[0].change",
+        "`change` is required",
+        10,
+        id="step-needs-change",
+    ),
+    pytest.param(
+        steps("{above: 1, change: '2'}"),
+        "checks[0].steps[0].change",
+        "'2' is not a change: write +N, -N, +N% or -N%",
+        10,
+        id="step-change-needs-sign",
+    ),
+    pytest.param(
+        steps("{above: 1, change: 2}"),
+        "checks[0].steps[0].change",
+        "'2' is not a change",
+        10,
+        id="step-change-unquoted-unsigned",
+    ),
+    pytest.param(
+        steps("{above: 1, change: '+2 instances'}"),
+        "checks[0].steps[0].change",
+        "is not a change",
+        10,
+        id="step-change-bad-text",
+    ),
+    pytest.param(
+        steps("{above: 1, change: '+0%'}"),
+        "checks[0].steps[0].change",
+        "changes nothing",
+        10,
+        id="step-change-zero",
+    ),
+    pytest.param(
+        steps("{above: 5, below: 1, change: '+1'}"),
+        "checks[0].steps[0].below",
+        "no value is above 5 and below 1; use above < below",
+        10,
+        id="step-above-not-below",
+    ),
+    pytest.param(
+        steps("{above: 0.5, change: '+1'}", "{above: 0.8, change: '+2'}"),
+        "checks[0].steps[1]",
+        "every value it matches is matched first by steps[0]",
+        11,
+        id="step-shadowed-by-one",
+    ),
+    pytest.param(
+        steps(
+            "{below: 1, change: '-1'}",
+            "{above: 0.5, change: '+1'}",
+            "{above: 0.2, below: 2, change: '+2'}",
+        ),
+        "checks[0].steps[2]",
+        "matched first by steps[0], steps[1]",
+        12,
+        id="step-shadowed-by-union",
+    ),
+    # --- schedules -------------------------------------------------------------------------
+    pytest.param(
+        schedule("cron: '61 * * * *'", "duration: 1h", "min: 2"),
+        "schedules[0].cron",
+        "is not a cron expression",
+        9,
+        id="schedule-bad-cron",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 1h", "timezone: Mars/Olympus", "min: 2"),
+        "schedules[0].timezone",
+        "unknown timezone 'Mars/Olympus'",
+        11,
+        id="schedule-bad-timezone",
+    ),
+    pytest.param(
+        schedule("start: 2026-11-28T00:00:00+01:00", "end: 2026-11-27T00:00:00+01:00", "min: 2"),
+        "schedules[0].end",
+        "end must be after start",
+        10,
+        id="schedule-end-before-start",
+    ),
+    pytest.param(
+        schedule("start: 2026-11-27T06:00:00", "end: 2026-11-28T00:00:00+01:00", "min: 2"),
+        "schedules[0].start",
+        "add an offset such as +01:00",
+        9,
+        id="schedule-naive-datetime",
+    ),
+    pytest.param(
+        schedule("start: '2026-11-27 06:00'", "end: 2026-11-28T00:00:00+01:00", "min: 2"),
+        "schedules[0].start",
+        "add an offset",
+        9,
+        id="schedule-naive-text",
+    ),
+    pytest.param(
+        schedule("start: 2026-11-27", "end: 2026-11-28T00:00:00+01:00", "min: 2"),
+        "schedules[0].start",
+        "is a date: add a time and an offset",
+        9,
+        id="schedule-date-only",
+    ),
+    pytest.param(
+        schedule("start: next friday", "end: 2026-11-28T00:00:00+01:00", "min: 2"),
+        "schedules[0].start",
+        "is not an ISO 8601 time",
+        9,
+        id="schedule-bad-time-text",
+    ),
+    pytest.param(
+        schedule("start: 2026-11-27T06:00:00Z", "min: 2"),
+        "schedules[0].end",
+        "a one-off schedule needs end",
+        8,
+        id="schedule-start-without-end",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "min: 2"),
+        "schedules[0].duration",
+        "a recurring schedule needs duration",
+        8,
+        id="schedule-cron-without-duration",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 0s", "min: 2"),
+        "schedules[0].duration",
+        "longer than 0s",
+        10,
+        id="schedule-duration-zero",
+    ),
+    pytest.param(
+        schedule(
+            "start: 2026-11-27T06:00:00Z",
+            "end: 2026-11-28T06:00:00Z",
+            "cron: '0 8 * * *'",
+            "duration: 1h",
+            "min: 2",
+        ),
+        "schedules[0].cron",
+        "either one-off (start + end) or recurring",
+        11,
+        id="schedule-both-kinds",
+    ),
+    pytest.param(
+        schedule("min: 2"),
+        "schedules[0]",
+        "give start and end (one-off) or cron and duration",
+        8,
+        id="schedule-neither-kind",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 1h"),
+        "schedules[0]",
+        "needs min and/or max",
+        8,
+        id="schedule-needs-min-or-max",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 1h", "min: 4", "max: 3"),
+        "schedules[0].min",
+        "min 4 is above the schedule's max 3",
+        11,
+        id="schedule-min-above-own-max",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 1h", "min: 6"),
+        "schedules[0].min",
+        "min 6 is above the policy's max 5",
+        11,
+        id="schedule-min-above-policy-max",
+    ),
+    pytest.param(
+        schedule(
+            "start: 2026-11-27T06:00:00Z",
+            "end: 2026-11-28T06:00:00Z",
+            "timezone: Europe/Paris",
+            "min: 2",
+        ),
+        "schedules[0].timezone",
+        "timezone applies to cron schedules only",
+        11,
+        id="schedule-timezone-on-one-off",
+    ),
+    pytest.param(
+        schedule("cron: '0 8 * * *'", "duration: 1h", "min: 0"),
+        "schedules[0].min",
+        "aws-asg targets need min >= 1",
+        11,
+        id="schedule-asg-min-zero",
+    ),
+    pytest.param(
+        policy(
+            CHECK + "schedules:\n  - {cron: '0 8 * * *', duration: 1h, min: 2, name: s}\n"
+            "  - {cron: '0 9 * * *', duration: 1h, min: 2, name: s}\n"
+        ),
+        "schedules[1].name",
+        f"also used by schedules[0] at {FILE}:8",
+        9,
+        id="duplicate-schedule-name",
+    ),
+    # --- limits, missing data, triggers ----------------------------------------------------
+    pytest.param(
+        policy("limits:\n  up: {}\n" + CHECK),
+        "limits.up",
+        "give count (>= 1) and/or percent",
+        6,
+        id="limit-needs-count-or-percent",
+    ),
+    pytest.param(
+        policy("limits:\n  down: {count: 0}\n" + CHECK),
+        "limits.down.count",
+        "must be >= 1",
+        6,
+        id="limit-count-zero",
+    ),
+    pytest.param(
+        policy("limits:\n  up: {percent: 0}\n" + CHECK),
+        "limits.up.percent",
+        "must be > 0",
+        6,
+        id="limit-percent-zero",
+    ),
+    pytest.param(
+        policy("on_missing_data: fallback\n" + CHECK),
+        "on_missing_data",
+        "needs a `fallback: {after: 3, count: N}` block",
+        5,
+        id="fallback-block-missing",
+    ),
+    pytest.param(
+        policy("fallback: {after: 3, count: 4}\n" + CHECK),
+        "fallback",
+        "only used with `on_missing_data: fallback`",
+        5,
+        id="fallback-without-mode",
+    ),
+    pytest.param(
+        policy("on_missing_data: fallback\nfallback: {after: 0, count: 4}\n" + CHECK),
+        "fallback.after",
+        "must be >= 1",
+        6,
+        id="fallback-after-zero",
+    ),
+    pytest.param(
+        policy("on_missing_data: fallback\nfallback: {after: 2, count: 0}\n" + CHECK),
+        "fallback.count",
+        "must be >= 1",
+        6,
+        id="fallback-count-zero",
+    ),
+    pytest.param(
+        policy("on_missing_data: scale\n" + CHECK),
+        "on_missing_data",
+        "text 'scale' is not allowed: use 'hold' or 'fallback'",
+        5,
+        id="on-missing-data-unknown",
+    ),
+    pytest.param(
+        policy("triggers:\n  alerts: CheckoutSlow\n" + CHECK),
+        "triggers.alerts",
+        "expected a list",
+        6,
+        id="trigger-alerts-not-a-list",
+    ),
+    pytest.param(
+        policy("triggers:\n  alert: [CheckoutSlow]\n" + CHECK),
+        "triggers.alert",
+        "did you mean 'alerts'",
+        6,
+        id="trigger-unknown-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "fragment", "line"), INVALID)
+def test_invalid_policy_is_reported_at_its_field_and_line(
+    text: str, field: str, fragment: str, line: int
+) -> None:
+    problems = problems_of(text)
+    matching = [p for p in problems if p.field == field and fragment in p.message]
+    assert matching, "\n".join(str(p) for p in problems)
+    assert matching[0].line == line, str(matching[0])
+    assert all(p.file == FILE for p in problems)
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    text = policy(
+        "interval: soon\ncooldown: {up: 1x}\n"
+        "checks:\n  - {name: c, strategy: nope}\n"
+        "  - name: t\n    strategy: threshold\n    query: up\n"
+        "    steps: [{above: 1, change: '+1'}, {above: 2, change: '+2'}]\n",
+        head=HEAD.replace("min: 1", "min: x"),
+    )
+    fields = [p.field for p in problems_of(text)]
+    assert fields == [
+        "min",
+        "interval",
+        "cooldown.up",
+        "checks[0].strategy",
+        "checks[1].steps[1]",  # cross-field rules still run on the checks that are valid
+    ]
+
+
+def test_problem_renders_as_file_line_field_message() -> None:
+    (problem,) = problems_of(policy("mni: 1\n" + CHECK))
+    assert str(problem).startswith(f"{FILE}:5: mni: unknown key 'mni'")
+
+
+# --- valid files --------------------------------------------------------------------------
+
+
+def test_minimal_policy_gets_every_default_and_the_file_stem_as_name() -> None:
+    text = "# comment\ntarget: {type: aws-asg, asg: web}\nmin: 1\nmax: 5\n" + CHECK.replace(
+        "fixed, count: 2", "target-value, query: up, target: 3"
+    )
+    (loaded,) = load_text(text, "policies/checkout-web.yaml")
+    assert loaded == model.Policy(
+        name="checkout-web",
+        target=model.AsgTarget(asg="web"),
+        min=1,
+        max=5,
+        checks=(
+            model.Check(
+                name="c",
+                strategy=model.Strategy.TARGET_VALUE,
+                query="up",
+                target=3.0,
+                tolerance=0.1,
+            ),
+        ),
+        source=model.Source(file="policies/checkout-web.yaml", line=2),
+    )
+    assert loaded.enabled
+    assert not loaded.dry_run
+    assert loaded.interval == timedelta(seconds=30)
+    assert loaded.cooldown == model.Cooldown(up=timedelta(minutes=1), down=timedelta(minutes=5))
+    assert loaded.stabilization == model.Stabilization(up=timedelta(0), down=timedelta(minutes=5))
+    assert loaded.on_missing_data is model.MissingData.HOLD
+    assert loaded.fallback is None
+    assert loaded.schedules == ()
+    assert loaded.triggers.alerts == ()
+
+
+FULL = """\
+name: checkout
+description: everything set
+enabled: false
+dry_run: true
+target: {type: nomad, job: shop, group: web, region: eu}
+min: 0
+max: 40
+interval: 1m30s
+cooldown: {up: 2m, down: 10m}
+stabilization: {up: 30s, down: 15m}
+limits:
+  up: {count: 10, percent: 100}
+  down: {percent: 20}
+on_missing_data: fallback
+fallback: {after: 3, count: 10}
+triggers: {alerts: [CheckoutSlow]}
+schedules:
+  - {name: bf, start: 2026-11-27T06:00:00+01:00, end: "2026-11-28T02:00:00Z", max: 50}
+  - {name: office, cron: "0 8 * * 1-5", duration: 10h, min: 4}
+checks:
+  - {name: tv, strategy: target-value, query: up, target: 0.25, tolerance: 0.05}
+  - {name: pi, strategy: per-instance, query: up, target: 50}
+  - name: th
+    strategy: threshold
+    query: up
+    steps:
+      - {above: 0.05, change: +2}
+      - {below: 0.01, change: -1}
+      - {above: 0.02, below: 0.03, change: "-10%"}
+  - {name: fx, strategy: fixed, count: 6}
+  - {name: pt, strategy: pass-through, query: capacity_forecast}
+"""
+
+
+def test_full_policy_becomes_the_matching_dataclasses() -> None:
+    (loaded,) = load_text(FULL, "f.yaml")
+    assert loaded.target == model.NomadTarget(job="shop", group="web", region="eu")
+    assert (loaded.enabled, loaded.dry_run, loaded.min, loaded.max) == (False, True, 0, 40)
+    assert loaded.interval == timedelta(seconds=90)
+    assert loaded.cooldown == model.Cooldown(up=timedelta(minutes=2), down=timedelta(minutes=10))
+    assert loaded.stabilization == model.Stabilization(
+        up=timedelta(seconds=30), down=timedelta(minutes=15)
+    )
+    assert loaded.limits == model.Limits(
+        up=model.StepLimit(count=10, percent=100.0), down=model.StepLimit(percent=20.0)
+    )
+    assert loaded.on_missing_data is model.MissingData.FALLBACK
+    assert loaded.fallback == model.Fallback(after=3, count=10)
+    assert loaded.triggers == model.Triggers(alerts=("CheckoutSlow",))
+    one_off, cron = loaded.schedules
+    assert one_off == model.Schedule(
+        name="bf",
+        max=50,
+        start=datetime(2026, 11, 27, 5, tzinfo=UTC),
+        end=datetime(2026, 11, 28, 2, tzinfo=UTC),
+    )
+    assert cron == model.Schedule(
+        name="office", min=4, cron="0 8 * * 1-5", duration=timedelta(hours=10), timezone="UTC"
+    )
+    tv, pi, th, fx, pt = loaded.checks
+    assert tv == model.Check(
+        name="tv", strategy=model.Strategy.TARGET_VALUE, query="up", target=0.25, tolerance=0.05
+    )
+    assert pi == model.Check(
+        name="pi", strategy=model.Strategy.PER_INSTANCE, query="up", target=50.0
+    )
+    assert th.steps == (
+        model.Step(change=model.Change(amount=2), above=0.05),  # unquoted +2 keeps its sign
+        model.Step(change=model.Change(amount=-1), below=0.01),
+        model.Step(change=model.Change(amount=-10, percent=True), above=0.02, below=0.03),
+    )
+    assert fx == model.Check(name="fx", strategy=model.Strategy.FIXED, count=6)
+    assert pt == model.Check(
+        name="pt", strategy=model.Strategy.PASS_THROUGH, query="capacity_forecast"
+    )
+
+
+def test_nomad_namespace_defaults_to_default() -> None:
+    text = policy(head=HEAD.replace("{type: aws-asg, asg: web}", "{type: nomad, job: j, group: g}"))
+    (loaded,) = load_text(text, FILE)
+    assert loaded.target == model.NomadTarget(job="j", group="g", namespace="default")
+
+
+def test_several_documents_each_give_a_policy_with_its_own_line() -> None:
+    text = "---\n" + policy() + "---\n" + policy(head=HEAD.replace("name: web", "name: api"))
+    loaded = load_text(text, FILE)
+    assert [(p.name, p.source.line) for p in loaded] == [("web", 2), ("api", 9)]
+
+
+def test_a_list_holds_several_policies() -> None:
+    text = (
+        "- name: a\n  target: {type: aws-asg, asg: a}\n  min: 1\n  max: 2\n"
+        "  checks: [{name: c, strategy: fixed, count: 1}]\n"
+    )
+    text += text.replace("name: a", "name: b")
+    loaded = load_text(text, FILE)
+    assert [(p.name, p.source.line) for p in loaded] == [("a", 1), ("b", 6)]
+
+
+def test_yaml_anchors_and_merge_keys_are_followed() -> None:
+    text = (
+        "- &base\n  name: a\n  target: {type: aws-asg, asg: a}\n  min: 1\n  max: 2\n"
+        "  checks: [{name: c, strategy: fixed, count: 1}]\n"
+        "- <<: *base\n  name: b\n  max: 3\n"
+    )
+    a, b = load_text(text, FILE)
+    assert (b.name, b.max, b.target) == ("b", 3, a.target)
+
+
+def test_one_off_schedule_accepts_iso_text_and_yaml_timestamps_alike() -> None:
+    text = schedule(
+        'start: "2026-11-27T06:00:00+01:00"', "end: 2026-11-27T07:00:00+01:00", "min: 2"
+    )
+    (loaded,) = load_text(text, FILE)
+    (window,) = loaded.schedules
+    assert window.start == datetime(2026, 11, 27, 5, tzinfo=UTC)
+    assert window.end == datetime(2026, 11, 27, 6, tzinfo=UTC)
+
+
+# --- load_paths ---------------------------------------------------------------------------
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def named(name: str) -> str:
+    """HEAD for a policy called `name` scaling its own ASG of the same name."""
+    return HEAD.replace("name: web", f"name: {name}").replace("asg: web", f"asg: {name}")
+
+
+def test_load_paths_keeps_good_files_when_one_is_broken(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", policy(head=named("a")))
+    write(tmp_path, "b.yml", policy(head=named("b")) + "bogus: 1\n")
+    write(tmp_path, "c.yaml", policy(head=named("c")))
+    write(tmp_path, "notes.txt", "not a policy")
+    result = load_paths([tmp_path])
+    assert [p.name for p in result.policies] == ["a", "c"]
+    assert [str(p) for p in result.problems] == [
+        f"{tmp_path / 'b.yml'}:7: bogus: unknown key 'bogus'; allowed keys: name, description, "
+        "enabled, dry_run, target, min, max, interval, cooldown, stabilization, limits, "
+        "on_missing_data, fallback, schedules, checks, triggers"
+    ]
+    assert [f.name for f in result.files] == ["a.yaml", "b.yml", "c.yaml"]
+
+
+def test_load_paths_reports_a_missing_path_and_loads_the_rest(tmp_path: Path) -> None:
+    good = write(tmp_path, "web.yaml", policy())
+    result = load_paths([tmp_path / "nope.yaml", good])
+    assert [p.name for p in result.policies] == ["web"]
+    (problem,) = result.problems
+    assert problem.file == str(tmp_path / "nope.yaml")
+    assert "no such file" in problem.message
+
+
+def test_duplicate_policy_name_across_files_drops_the_later_one(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.yaml", policy())
+    second = write(tmp_path, "b.yaml", "# the same name\n" + policy().replace("max: 5", "max: 9"))
+    result = load_paths([tmp_path])
+    assert [(p.name, p.max) for p in result.policies] == [("web", 5)]
+    (problem,) = result.problems
+    assert (problem.file, problem.line, problem.field) == (str(second), 2, "name")
+    assert f"also defined at {first}:1" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("first_target", "second_target", "clash"),
+    [
+        pytest.param("{type: aws-asg, asg: web}", "{type: aws-asg, asg: web}", True, id="same-asg"),
+        pytest.param(
+            "{type: aws-asg, asg: web, region: eu-west-3}",
+            "{type: aws-asg, asg: web}",
+            True,
+            id="region-given-once-matches-any",
+        ),
+        pytest.param(
+            "{type: aws-asg, asg: web, region: eu-west-3}",
+            "{type: aws-asg, asg: web, region: us-east-1}",
+            False,
+            id="other-region",
+        ),
+        pytest.param("{type: aws-asg, asg: web}", "{type: aws-asg, asg: api}", False, id="other"),
+        pytest.param(
+            "{type: nomad, job: chat, group: api}",
+            "{type: nomad, job: chat, group: api, namespace: default}",
+            True,
+            id="same-nomad-group",
+        ),
+        pytest.param(
+            "{type: nomad, job: chat, group: api}",
+            "{type: nomad, job: chat, group: api, namespace: apps}",
+            False,
+            id="other-namespace",
+        ),
+    ],
+)
+def test_two_enabled_policies_may_not_scale_one_target(
+    tmp_path: Path, first_target: str, second_target: str, clash: bool
+) -> None:
+    head = "target: {}\nmin: 1\nmax: 5\n"
+    first = write(tmp_path, "a.yaml", "name: a\n" + policy(head=head.format(first_target)))
+    second = write(tmp_path, "b.yaml", "name: b\n" + policy(head=head.format(second_target)))
+    result = load_paths([tmp_path])
+    if not clash:
+        assert [p.name for p in result.policies] == ["a", "b"]
+        assert not result.problems
+        return
+    assert [p.name for p in result.policies] == ["a"]
+    (problem,) = result.problems
+    assert (problem.file, problem.line, problem.field) == (str(second), 1, "target")
+    assert f"already scaled by policy 'a' ({first}:1)" in problem.message
+
+
+def test_a_disabled_policy_may_share_a_target(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", policy(head=named("a").replace("asg: a", "asg: web")))
+    write(
+        tmp_path,
+        "b.yaml",
+        "enabled: false\n" + policy(head=named("b").replace("asg: b", "asg: web")),
+    )
+    assert [p.name for p in load_paths([tmp_path]).policies] == ["a", "b"]
+
+
+def test_load_paths_reads_a_file_given_twice_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "web.yaml", policy())
+    result = load_paths([tmp_path, path])
+    assert len(result.policies) == 1
+    assert not result.problems
+
+
+# --- JSON Schema --------------------------------------------------------------------------
+
+
+def test_json_schema_describes_a_policy_or_a_list_of_policies() -> None:
+    schema = json_schema()
+    assert schema["title"] == "Autoscaler policy file"
+    policy_def = schema["$defs"]["PolicyModel"]
+    assert {"target", "min", "max", "checks", "triggers", "schedules"} <= set(
+        policy_def["properties"]
+    )
+    assert policy_def["additionalProperties"] is False
+    assert policy_def["properties"]["interval"]["default"] == "30s"
+    assert policy_def["properties"]["interval"]["type"] == "string"
+    assert "pattern" in policy_def["properties"]["interval"]
+    assert all("description" in p for p in policy_def["properties"].values())
+    assert {"$ref": "#/$defs/PolicyModel"} in schema["anyOf"]

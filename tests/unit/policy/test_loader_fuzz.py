@@ -1,0 +1,226 @@
+"""The loader never fails with anything but PolicyError, and every problem it reports is
+located (file, line >= 1, field) and explained, whatever text it is given."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoscaler.core.model import Policy
+from autoscaler.errors import PolicyError
+from autoscaler.policy.loader import load_text
+
+FILE = "fuzz.yaml"
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+VALID: dict[str, Any] = {
+    "name": "web",
+    "enabled": True,
+    "dry_run": False,
+    "target": {"type": "aws-asg", "asg": "web", "region": "eu-west-3"},
+    "min": 2,
+    "max": 40,
+    "interval": "15s",
+    "cooldown": {"up": "1m", "down": "5m"},
+    "stabilization": {"up": "0s", "down": "5m"},
+    "limits": {"up": {"count": 10, "percent": 100}, "down": {"count": 2}},
+    "on_missing_data": "fallback",
+    "fallback": {"after": 3, "count": 10},
+    "triggers": {"alerts": ["CheckoutSlow"]},
+    "schedules": [
+        {
+            "name": "bf",
+            "start": "2026-11-27T06:00:00+01:00",
+            "end": "2026-11-28T02:00:00Z",
+            "min": 12,
+        },
+        {
+            "name": "office",
+            "cron": "0 8 * * 1-5",
+            "duration": "10h",
+            "timezone": "Europe/Paris",
+            "min": 4,
+        },
+    ],
+    "checks": [
+        {"name": "p95", "strategy": "target-value", "query": "sum(rate(x[2m]))", "target": 0.25},
+        {"name": "conv", "strategy": "per-instance", "query": "sum(conv)", "target": 50},
+        {
+            "name": "err",
+            "strategy": "threshold",
+            "query": "sum(e) / sum(r)",
+            "steps": [{"above": 0.05, "change": "+2"}, {"below": 0.01, "change": "-10%"}],
+        },
+        {"name": "floor", "strategy": "fixed", "count": 6},
+        {"name": "fc", "strategy": "pass-through", "query": "forecast"},
+    ],
+}
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 100),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["0s", "1m", "+2", "-50%", "nomad", "threshold", "fixed", "hold", "(", ""]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def assert_loads_or_locates_problems(text: str) -> None:
+    try:
+        policies = load_text(text, FILE)
+    except PolicyError as exc:
+        problems = exc.problems
+    else:
+        assert all(isinstance(p, Policy) for p in policies)
+        return
+    assert problems
+    for problem in problems:
+        assert problem.file == FILE
+        assert isinstance(problem.line, int)
+        assert problem.line >= 1
+        assert problem.field
+        assert problem.message
+        assert not problem.message.startswith("internal error"), str(problem)
+
+
+def test_the_valid_base_policy_loads() -> None:
+    (policy,) = load_text(yaml.safe_dump(VALID), FILE)
+    assert policy.name == "web"
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_arbitrary_text_gives_policies_or_located_problems(text: str) -> None:
+    assert_loads_or_locates_problems(text)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "name: a",
+                "min: 1",
+                "max:",
+                "- ",
+                "  ",
+                "checks:",
+                "  - {",
+                "strategy: fixed",
+                "---",
+                "target: {type: nomad",
+                "&a",
+                "*a",
+                "<<: *a",
+                "? [x]",
+                ": y",
+                "!!int x",
+                "!!binary z",
+                "count: 2}",
+                "'",
+                '"',
+                "#",
+                "\t",
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                "start: 2026-01-01",
+            ]
+        ),
+        max_size=25,
+    )
+)
+def test_yaml_like_fragments_give_policies_or_located_problems(parts: list[str]) -> None:
+    assert_loads_or_locates_problems("\n".join(parts))
+
+
+PATHS = st.sampled_from(
+    [
+        ("name",),
+        ("enabled",),
+        ("target",),
+        ("target", "type"),
+        ("target", "asg"),
+        ("min",),
+        ("max",),
+        ("interval",),
+        ("cooldown",),
+        ("cooldown", "up"),
+        ("stabilization", "down"),
+        ("limits", "up"),
+        ("limits", "up", "percent"),
+        ("on_missing_data",),
+        ("fallback",),
+        ("fallback", "after"),
+        ("triggers", "alerts"),
+        ("schedules",),
+        ("schedules", 0, "start"),
+        ("schedules", 0, "end"),
+        ("schedules", 1, "cron"),
+        ("schedules", 1, "duration"),
+        ("schedules", 1, "timezone"),
+        ("schedules", 0, "min"),
+        ("checks",),
+        ("checks", 0),
+        ("checks", 0, "strategy"),
+        ("checks", 0, "query"),
+        ("checks", 0, "target"),
+        ("checks", 2, "steps"),
+        ("checks", 2, "steps", 0),
+        ("checks", 2, "steps", 1, "change"),
+        ("checks", 2, "steps", 0, "below"),
+        ("checks", 3, "count"),
+        ("checks", 4, "strategy"),
+    ]
+)
+MUTATIONS = st.lists(
+    st.tuples(PATHS, st.sampled_from(["drop", "set", "extra"]), VALUES), min_size=1, max_size=4
+)
+
+
+def mutate(data: dict[str, Any], path: tuple[str | int, ...], how: str, value: Any) -> None:
+    parent: Any = data
+    for key in path[:-1]:
+        try:
+            parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = path[-1]
+    if isinstance(parent, dict) and isinstance(last, str):
+        if how == "drop":
+            parent.pop(last, None)
+        elif how == "set":
+            parent[last] = value
+        else:
+            parent["x_" + last] = value
+    elif isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+        if how == "drop":
+            del parent[last]
+        else:
+            parent[last] = value
+
+
+@SETTINGS
+@given(MUTATIONS, st.booleans())
+def test_mutated_valid_policies_give_policies_or_located_problems(
+    mutations: list[tuple[tuple[str | int, ...], str, Any]], as_list: bool
+) -> None:
+    data = copy.deepcopy(VALID)
+    for path, how, value in mutations:
+        mutate(data, path, how, value)
+    document: Any = [data, copy.deepcopy(VALID) | {"name": "other"}] if as_list else data
+    assert_loads_or_locates_problems(yaml.safe_dump(document, allow_unicode=True))

@@ -1,0 +1,72 @@
+"""Notifications: a Slack-compatible payload, retries, and never blocking the scaling."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from autoscaler.core.model import Action, Decision
+from autoscaler.service.notify import Notifier, payload, redact_url
+from tests.support.net import wait_until
+from tests.support.service import WebhookReceiver
+
+DECISION = Decision(
+    policy="web",
+    target="aws-asg:web",
+    time=datetime(2026, 11, 24, 12, tzinfo=UTC),
+    current=2,
+    desired=4,
+    action=Action.UP,
+    dry_run=True,
+    reasons=("p95 0.5 > 0.25: 4",),
+)
+
+
+def test_the_payload_has_a_slack_text_and_the_decision() -> None:
+    body = payload(DECISION)
+    assert body["text"] == (
+        "autoscaler [dry-run]: policy web scaled aws-asg:web up from 2 to 4: p95 0.5 > 0.25: 4"
+    )
+    assert body["decision"] == DECISION.to_dict()
+
+
+def test_a_failing_webhook_is_retried(webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.statuses = [500, 503]
+    results: list[str] = []
+    notifier = Notifier([webhook_receiver.url], backoff=0.01, on_result=results.append)
+    notifier.notify(DECISION)
+    notifier.close(timeout=5)
+    assert webhook_receiver.attempts == 3
+    assert webhook_receiver.bodies[0]["decision"]["policy"] == "web"
+    assert results == ["sent"]
+
+
+def test_a_client_error_is_not_retried(webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.statuses = [404]
+    results: list[str] = []
+    notifier = Notifier([webhook_receiver.url], backoff=0.01, on_result=results.append)
+    notifier.notify(DECISION)
+    notifier.close(timeout=5)
+    assert (webhook_receiver.attempts, results) == (1, ["failed"])
+
+
+def test_notify_never_blocks_and_drops_when_the_queue_is_full() -> None:
+    stuck = threading.Event()
+    results: list[str] = []
+
+    class _Stuck(Notifier):
+        def _post(self, url: str, body: dict[str, object]) -> None:
+            stuck.wait(5)
+
+    notifier = _Stuck(["http://127.0.0.1:9/hook"], queue_size=1, on_result=results.append)
+    for _ in range(5):
+        notifier.notify(DECISION)  # returns at once although the sender is stuck
+    wait_until(lambda: results.count("dropped") >= 3, timeout=2, what="drops")
+    stuck.set()
+    notifier.close(timeout=5)
+
+
+def test_urls_are_logged_without_their_secret_path() -> None:
+    url = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+    assert redact_url(url) == "https://hooks.slack.com/…"
+    assert redact_url("http://user:pw@host:8080/x?token=1") == "http://host:8080/…"
