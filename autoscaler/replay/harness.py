@@ -1,0 +1,121 @@
+"""One policy replayed through the production reconciler on injected time.
+
+The caller owns time and the world: before each evaluation it says what the clock reads,
+what each check's query returns (a value, nothing, or an error) and what the target
+reports; the harness runs `Reconciler.evaluate` exactly as `autoscaler run` does (state in
+memory, scale calls recorded instead of sent) and hands back the decision. Cooldowns,
+stabilization, limits, schedules, missing-data rules and fallbacks therefore behave as in
+production, because they are the production code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
+from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.errors import QueryError
+
+# What a check's query returns at one instant: a number, None (no series: the check fails
+# as "no data"), or a message (the query failed with that error).
+Value = float | None | str
+
+
+@dataclass
+class _Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class _Source:
+    """`MetricSource` answering each query with the value set for this instant."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+
+    def query(self, promql: str) -> float:
+        if promql not in self.values:
+            raise QueryError(f"no data for {promql!r} at this instant")
+        value = self.values[promql]
+        if value is None:
+            raise QueryError("no data (no series)")
+        if isinstance(value, str):
+            raise QueryError(value)
+        return value
+
+    def ping(self) -> None:
+        return None
+
+
+@dataclass
+class _Target:
+    """`ScalingTarget` whose status the harness sets and whose scale calls are recorded."""
+
+    current: TargetStatus
+    scaled_to: int | None = None
+
+    def status(self) -> TargetStatus:
+        return self.current
+
+    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        self.scaled_to = count
+
+
+class Replay:
+    """Evaluates one policy again and again on caller-supplied instants, data and status.
+
+    State (cooldowns, stabilization history, missing-data streaks) lives in memory for the
+    replay's lifetime, as it would in the state database of `run`.
+    """
+
+    def __init__(self, policy: Policy, *, start: datetime, count: int) -> None:
+        self.policy = policy
+        self._clock = _Clock(start)
+        self._source = _Source()
+        self._target = _Target(TargetStatus(count=count))
+        self._state = MemoryStateStore()
+        self._reconciler = Reconciler(
+            source=self._source,
+            targets=self._target_for,
+            state=self._state,
+            clock=self._clock,
+        )
+        # Checks read by query text; two checks with one query share its value.
+        self._queries = {c.name: c.query for c in policy.checks if c.query is not None}
+
+    def _target_for(self, _ref: TargetRef) -> _Target:
+        return self._target
+
+    def evaluate(
+        self,
+        now: datetime,
+        values: Mapping[str, Value],
+        status: TargetStatus,
+        *,
+        dry_run: bool = False,
+    ) -> Evaluation:
+        """Evaluate at `now` with `values` per check name and the target's `status`.
+
+        A check missing from `values` has no data at this instant. The returned
+        evaluation's `scaled` is True when the policy called the (recorded) scale API;
+        `decision.desired` is then the new count.
+        """
+        self._clock.now = now
+        self._source.values = {
+            self._queries[name]: value for name, value in values.items() if name in self._queries
+        }
+        self._target.current = status
+        self._target.scaled_to = None
+        evaluation = self._reconciler.evaluate(self.policy, dry_run=dry_run)
+        if evaluation.scaled and self._target.scaled_to is not None:
+            return evaluation
+        return replace(evaluation, scaled=False)
+
+    def history(self, limit: int = 1_000_000) -> list[Decision]:
+        """Every recorded decision, oldest first."""
+        return list(reversed(self._state.history(policy=self.policy.name, limit=limit)))
