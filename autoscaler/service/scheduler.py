@@ -82,13 +82,17 @@ class Scheduler:
         on_result: OnResult | None = None,
         dry_run: bool = False,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._evaluate_policy = evaluate
         self._workers = max(1, workers)
         self._jitter = jitter
         self._on_result = on_result
         self._dry_run = dry_run  # only for the decision reported when an evaluation crashes
-        self._clock = clock
+        self._clock = clock  # wall time, for the decision reported when an evaluation crashes
+        self._monotonic = monotonic  # scheduling time; tests pass a fake one and never sleep
+        self._rng = rng or random.Random()
         self._slots: dict[str, _Slot] = {}
         # Removed while running: kept until that run ends, so a re-add cannot overlap it.
         self._draining: dict[str, _Slot] = {}
@@ -114,7 +118,7 @@ class Scheduler:
                 removed.waiting, removed.rerun, removed.triggered_at = [], False, None
                 if removed.running:
                     self._draining[name] = removed
-            now = time.monotonic()
+            now = self._monotonic()
             for name, policy in wanted.items():
                 found = self._slots.get(name)
                 draining = self._draining.pop(name, None) if found is None else None
@@ -143,7 +147,7 @@ class Scheduler:
                 return None
             future: Future[Evaluation] = Future()
             slot.waiting.append(future)
-            slot.triggered_at = time.monotonic()
+            slot.triggered_at = self._monotonic()
             self._due_now(slot, name)
             self._cond.notify_all()
             return future
@@ -153,7 +157,7 @@ class Scheduler:
             slot = self._slots.get(name)
             if slot is None:
                 return None
-            next_in = None if slot.running else max(0.0, slot.next_due - time.monotonic())
+            next_in = None if slot.running else max(0.0, slot.next_due - self._monotonic())
             return SlotView(running=slot.running, next_in=next_in, last=slot.last)
 
     def stop(self) -> None:
@@ -191,30 +195,53 @@ class Scheduler:
                         future.cancel()
             log.info("scheduler stopped; evaluations in flight have finished")
 
+    def run_due(self) -> int:
+        """Evaluate, one after the other in the caller's thread, every policy due now.
+
+        The synchronous twin of `run()`: with a fake `monotonic` clock, tests step time
+        forward and call this instead of sleeping. Returns how many evaluations ran.
+        """
+        ran = 0
+        while (due := self._pop_due()) is not None:
+            self._run_one(*due)
+            ran += 1
+        return ran
+
+    def _pop_due(self) -> tuple[str, _Slot] | None:
+        """The first policy due now, marked running; None when none is due."""
+        with self._cond:
+            return self._take_due(self._monotonic())
+
+    def _take_due(self, now: float) -> tuple[str, _Slot] | None:
+        while self._heap:
+            due, _, name = self._heap[0]
+            slot = self._slots.get(name)
+            if slot is None or due != slot.next_due or slot.running:
+                heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
+                continue
+            if due > now:
+                return None
+            heapq.heappop(self._heap)
+            slot.running = True
+            slot.fresh_since, slot.triggered_at = slot.triggered_at, None
+            # A future marked running can no longer be cancelled under our feet.
+            slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
+            slot.waiting = []
+            return name, slot
+        return None
+
     def _next_due(self) -> tuple[str, _Slot] | None:
         with self._cond:
             while not self._stopping.is_set():
-                now = time.monotonic()
-                while self._heap:
-                    due, _, name = self._heap[0]
-                    slot = self._slots.get(name)
-                    if slot is None or due != slot.next_due or slot.running:
-                        heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
-                        continue
-                    if due > now:
-                        break
-                    heapq.heappop(self._heap)
-                    slot.running = True
-                    slot.fresh_since, slot.triggered_at = slot.triggered_at, None
-                    # A future marked running can no longer be cancelled under our feet.
-                    slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
-                    slot.waiting = []
-                    return name, slot
+                now = self._monotonic()
+                found = self._take_due(now)
+                if found is not None:
+                    return found
                 timeout = self._heap[0][0] - now if self._heap else 1.0
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
             return None
 
-    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore) -> None:
+    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore | None = None) -> None:
         try:
             with self._cond:
                 policy, fresh_since = slot.policy, slot.fresh_since
@@ -242,7 +269,8 @@ class Scheduler:
                     log.exception("could not describe the crash of policy %s", name)
             self._finish(name, slot, policy, evaluation, error, last=last)
         finally:
-            free.release()
+            if free is not None:
+                free.release()
 
     def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
         """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
@@ -270,11 +298,11 @@ class Scheduler:
                 del self._draining[name]
             if self._slots.get(name) is slot:
                 if slot.rerun or slot.waiting:
-                    slot.next_due = time.monotonic()
+                    slot.next_due = self._monotonic()
                 else:
                     interval = policy.interval.total_seconds()
-                    spread = interval * random.uniform(-self._jitter, self._jitter)
-                    slot.next_due = time.monotonic() + max(0.0, interval + spread)
+                    spread = interval * self._rng.uniform(-self._jitter, self._jitter)
+                    slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
                 self._push(slot.next_due, name)
             self._cond.notify_all()
@@ -288,7 +316,7 @@ class Scheduler:
         if slot.running:
             slot.rerun = True  # picked up by _finish
             return
-        slot.next_due = time.monotonic()
+        slot.next_due = self._monotonic()
         self._push(slot.next_due, name)
 
     def _push(self, due: float, name: str) -> None:

@@ -3,6 +3,8 @@ triggers run a fresh evaluation, and stop() waits for the evaluations in flight.
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
 import time
 from collections import Counter
@@ -51,11 +53,30 @@ def _evaluation(policy: Policy) -> Evaluation:
     return Evaluation(decision=decision)
 
 
-class _Recorder:
-    """An evaluate function that records calls and concurrency, optionally slowly."""
+class FakeTime:
+    """A monotonic clock the test moves by hand: scheduling tests never sleep."""
 
-    def __init__(self, delays: dict[str, float] | None = None) -> None:
-        self.delays = delays or {}
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _Recorder:
+    """An evaluate function that records calls, their (fake) start times and concurrency.
+
+    `hold[name]`, when set, is an Event the evaluation of `name` waits for, so tests with
+    real threads control how long an evaluation is in flight without sleeping.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.hold: dict[str, threading.Event] = {}
+        self.during: dict[str, Callable[[], None]] = {}
         self.calls: Counter[str] = Counter()
         self.started: list[tuple[str, float]] = []
         self.running: Counter[str] = Counter()
@@ -67,15 +88,37 @@ class _Recorder:
         with self.lock:
             self.fresh.append((policy.name, fresh_since))
             self.calls[policy.name] += 1
-            self.started.append((policy.name, time.monotonic()))
+            self.started.append((policy.name, self.clock()))
             self.running[policy.name] += 1
             self.max_running[policy.name] = max(
                 self.max_running[policy.name], self.running[policy.name]
             )
-        time.sleep(self.delays.get(policy.name, 0.0))
+        during = self.during.pop(policy.name, None)
+        if during is not None:
+            during()
+        if policy.name in self.hold:
+            self.hold[policy.name].wait(5)
         with self.lock:
             self.running[policy.name] -= 1
         return _evaluation(policy)
+
+
+def _stepped(
+    evaluate: Callable[[Policy, float | None], Evaluation],
+    policies: list[Policy],
+    clock: FakeTime,
+    **kwargs: Any,
+) -> Scheduler:
+    scheduler = Scheduler(evaluate, monotonic=clock, rng=random.Random(7), **kwargs)
+    scheduler.set_policies(policies)
+    return scheduler
+
+
+def _advance(scheduler: Scheduler, clock: FakeTime, seconds: float, step: float = 0.5) -> None:
+    """Move the fake clock forward in small steps, running whatever falls due."""
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        scheduler.run_due()
 
 
 @pytest.fixture
@@ -97,77 +140,122 @@ def running() -> Iterator[Callable[..., Scheduler]]:
         thread.join(5)
 
 
-def test_each_policy_runs_on_its_own_interval(running: Callable[..., Scheduler]) -> None:
-    recorder = _Recorder()
-    running(recorder, [_policy("fast", 0.02), _policy("slow", 10)])
-    wait_until(lambda: recorder.calls["fast"] >= 5, timeout=5, what="fast runs")
+def test_each_policy_runs_on_its_own_interval() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _stepped(recorder, [_policy("fast", 20), _policy("slow", 600)], clock)
+    assert scheduler.run_due() == 2  # new policies are due at once
+    _advance(scheduler, clock, 300)
+    assert 14 <= recorder.calls["fast"] <= 18  # 1 + 300 s / 20 s, give or take the jitter
     assert recorder.calls["slow"] == 1
+
+
+def test_jitter_spreads_runs_within_ten_percent_of_the_interval() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _stepped(recorder, [_policy("web", 100)], clock)
+    scheduler.run_due()
+    _advance(scheduler, clock, 3000, step=0.1)
+    starts = [at for name, at in recorder.started if name == "web"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) >= 25
+    assert all(89.9 <= gap <= 110.2 for gap in gaps), gaps
+    assert max(gaps) - min(gaps) > 5  # spread, not a fixed beat
+
+
+def test_the_next_run_is_shown_in_scheduling_time() -> None:
+    clock = FakeTime()
+    scheduler = _stepped(_Recorder(clock), [_policy("web", 60)], clock, jitter=0.0)
+    scheduler.run_due()
+    clock.advance(15)
+    view = scheduler.view("web")
+    assert view is not None and not view.running
+    assert view.next_in == pytest.approx(45)
 
 
 def test_a_policy_never_overlaps_with_itself(running: Callable[..., Scheduler]) -> None:
-    recorder = _Recorder(delays={"web": 0.05})
-    scheduler = running(recorder, [_policy("web", 0.001)], workers=4)
-    for _ in range(10):
-        scheduler.trigger("web")
-    wait_until(lambda: recorder.calls["web"] >= 5, timeout=5, what="runs")
+    recorder = _Recorder()
+    recorder.hold["web"] = threading.Event()
+    scheduler = running(recorder, [_policy("web", 3600)], workers=4)
+    wait_until(lambda: recorder.running["web"] == 1, timeout=5, what="the first run")
+    futures = [scheduler.trigger("web") for _ in range(10)]
+    recorder.hold["web"].set()
+    for future in futures:
+        assert future is not None
+        future.result(timeout=5)
     assert recorder.max_running["web"] == 1
+    assert recorder.calls["web"] == 2  # ten triggers during one run: one more run answers all
 
 
 def test_a_slow_policy_does_not_delay_the_others(running: Callable[..., Scheduler]) -> None:
-    recorder = _Recorder(delays={"slow": 1.0})
-    running(recorder, [_policy("slow", 0.01), _policy("fast", 0.02)], workers=2)
-    wait_until(lambda: recorder.calls["fast"] >= 5, timeout=0.9, what="fast runs")
-    assert recorder.calls["slow"] == 1
+    recorder = _Recorder()
+    recorder.hold["slow"] = threading.Event()
+    try:
+        running(recorder, [_policy("slow", 0.01), _policy("fast", 0.02)], workers=2)
+        wait_until(lambda: recorder.calls["fast"] >= 5, timeout=5, what="fast runs")
+        assert recorder.calls["slow"] == 1
+    finally:
+        recorder.hold["slow"].set()
 
 
-def test_a_trigger_returns_a_fresh_evaluation(running: Callable[..., Scheduler]) -> None:
-    recorder = _Recorder(delays={"web": 0.2})
-    scheduler = running(recorder, [_policy("web", 60)])
-    wait_until(lambda: recorder.calls["web"] == 1, timeout=5, what="the first run")
-    asked = time.monotonic()
-    future = scheduler.trigger("web")  # while the first run is still in flight
-    assert future is not None
-    evaluation = future.result(timeout=5)
-    assert evaluation.decision.policy == "web"
+def test_a_trigger_returns_a_fresh_evaluation() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _stepped(recorder, [_policy("web", 60)], clock)
+    triggered: list[Any] = []
+
+    def trigger_in_flight() -> None:
+        clock.advance(0.2)
+        triggered.append((clock(), scheduler.trigger("web")))
+
+    recorder.during["web"] = trigger_in_flight
+    scheduler.run_due()  # the first run; a trigger arrives while it is in flight
+    asked, future = triggered[0]
+    assert future is not None and future.done()  # answered by a second run, right after
+    assert future.result().decision.policy == "web"
     assert recorder.calls["web"] == 2
     assert recorder.started[-1][1] >= asked
-    fresh_since = recorder.fresh[-1][1]
-    assert fresh_since is not None
-    assert fresh_since >= asked  # its queries must be sent after the trigger
+    assert recorder.fresh[-1][1] == asked  # its queries must be sent after the trigger
     assert recorder.fresh[0][1] is None  # a scheduled run takes recent answers
     assert scheduler.trigger("unknown") is None
 
 
-def test_disabled_and_removed_policies_are_not_scheduled(
-    running: Callable[..., Scheduler],
-) -> None:
-    recorder = _Recorder()
-    scheduler = running(recorder, [_policy("a", 0.02), _policy("off", 0.02, enabled=False)])
-    wait_until(lambda: recorder.calls["a"] >= 2, timeout=5, what="runs of a")
-    scheduler.set_policies([_policy("b", 0.02)])
+def test_disabled_and_removed_policies_are_not_scheduled() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    policies = [_policy("a", 10), _policy("off", 10, enabled=False)]
+    scheduler = _stepped(recorder, policies, clock)
+    _advance(scheduler, clock, 30)
+    assert recorder.calls["a"] >= 3
+    scheduler.set_policies([_policy("b", 10)])
     seen = recorder.calls["a"]
-    wait_until(lambda: recorder.calls["b"] >= 3, timeout=5, what="runs of b")
-    assert recorder.calls["a"] <= seen + 1  # at most the one in flight
+    _advance(scheduler, clock, 30)
+    assert recorder.calls["a"] == seen
+    assert recorder.calls["b"] >= 3
     assert recorder.calls["off"] == 0
     assert scheduler.view("a") is None
 
 
 def test_stop_waits_for_evaluations_in_flight() -> None:
-    recorder = _Recorder(delays={"web": 0.3})
+    recorder = _Recorder()
+    release = recorder.hold["web"] = threading.Event()
     scheduler = Scheduler(recorder)
     scheduler.set_policies([_policy("web", 60)])
     thread = threading.Thread(target=scheduler.run)
     thread.start()
     wait_until(lambda: recorder.running["web"] == 1, timeout=5, what="an evaluation in flight")
     scheduler.stop()
+    thread.join(0.2)
+    assert thread.is_alive()  # still waiting for the evaluation in flight
+    release.set()
     thread.join(5)
+    assert not thread.is_alive()
     assert recorder.running["web"] == 0
     assert scheduler.trigger("web") is None
 
 
-def test_a_crash_is_reported_and_the_policy_keeps_its_schedule(
-    running: Callable[..., Scheduler],
-) -> None:
+def test_a_crash_is_reported_and_the_policy_keeps_its_schedule() -> None:
+    clock = FakeTime()
     results: list[Evaluation | None] = []
     calls = Counter[str]()
 
@@ -175,68 +263,56 @@ def test_a_crash_is_reported_and_the_policy_keeps_its_schedule(
         calls[policy.name] += 1
         raise RuntimeError("bug")
 
-    running(crashing, [_policy("web", 0.02)], on_result=lambda _p, e: results.append(e))
-    wait_until(lambda: calls["web"] >= 3, timeout=5, what="runs after a crash")
+    scheduler = _stepped(
+        crashing, [_policy("web", 10)], clock, on_result=lambda _p, e: results.append(e)
+    )
+    _advance(scheduler, clock, 30)
+    assert calls["web"] >= 3
     assert results[0] is None
 
 
 @pytest.mark.parametrize("removal", ["disabled", "file deleted"])
-def test_a_policy_removed_and_re_added_while_running_does_not_overlap(
-    running: Callable[..., Scheduler], removal: str
-) -> None:
-    release = threading.Event()
-    lock = threading.Lock()
-    active = Counter[str]()
-    most = Counter[str]()
-    seen: list[Policy] = []
+def test_a_policy_removed_and_re_added_while_running_does_not_overlap(removal: str) -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _stepped(recorder, [_policy("web", 60)], clock)
+    nested: list[int] = []
 
-    def slow_first(policy: Policy, _fresh_since: float | None) -> Evaluation:
-        with lock:
-            seen.append(policy)
-            active[policy.name] += 1
-            most[policy.name] = max(most[policy.name], active[policy.name])
-            first = len(seen) == 1
-        if first:
-            release.wait(5)
-        with lock:
-            active[policy.name] -= 1
-        return _evaluation(policy)
+    def remove_and_re_add() -> None:
+        # enabled: true -> false -> true (or the file deleted and restored) within the run
+        scheduler.set_policies([_policy("web", 60, enabled=False)] if removal == "disabled" else [])
+        assert scheduler.trigger("web") is None  # not scheduled while removed
+        scheduler.set_policies([_policy("web", 60, description="back")])
+        view = scheduler.view("web")
+        assert view is not None and view.running  # the old run is still in flight
+        nested.append(scheduler.run_due())  # would start the re-added policy if it could
 
-    scheduler = running(slow_first, [_policy("web", 60)], workers=4)
-    wait_until(lambda: len(seen) == 1, timeout=5, what="the first, slow run")
-    # enabled: true -> false -> true (or the file deleted and restored) within that run
-    scheduler.set_policies([_policy("web", 60, enabled=False)] if removal == "disabled" else [])
-    assert scheduler.trigger("web") is None  # not scheduled while removed
-    scheduler.set_policies([_policy("web", 60, description="back")])
-    time.sleep(0.3)
-    assert len(seen) == 1, "re-added policy started while its previous run was in flight"
-    view = scheduler.view("web")
-    assert view is not None
-    assert view.running  # the old run is still in flight
-    release.set()
-    wait_until(lambda: len(seen) == 2, timeout=2, what="the re-added policy's run")
-    assert seen[1].description == "back"
-    assert most["web"] == 1
+    recorder.during["web"] = remove_and_re_add
+    scheduler.run_due()
+    assert nested == [0], "re-added policy started while its previous run was in flight"
+    assert recorder.calls["web"] == 2  # the re-added policy ran as soon as the old run ended
+    assert recorder.max_running["web"] == 1
 
 
-def test_a_crash_replaces_the_last_evaluation_shown(running: Callable[..., Scheduler]) -> None:
-    crash = threading.Event()
+def test_a_crash_replaces_the_last_evaluation_shown() -> None:
+    clock = FakeTime()
+    crash = False
 
     def flaky(policy: Policy, _fresh_since: float | None) -> Evaluation:
-        if crash.is_set():
+        if crash:
             raise RuntimeError("bug")
         return _evaluation(policy)
 
-    def last() -> Evaluation | None:
-        view = scheduler.view("web")
-        return view.last if view else None
-
-    scheduler = running(flaky, [_policy("web", 0.02)], dry_run=True)
-    wait_until(lambda: last() is not None, timeout=5, what="a first evaluation")
-    crash.set()
-    wait_until(lambda: (e := last()) is not None and e.error_kind == "crash", timeout=5)
-    crashed = last()
-    assert crashed is not None
+    scheduler = _stepped(flaky, [_policy("web", 10)], clock, dry_run=True)
+    scheduler.run_due()
+    view = scheduler.view("web")
+    assert view is not None and view.last is not None and view.last.error is None
+    crash = True
+    _advance(scheduler, clock, 12)
+    view = scheduler.view("web")
+    assert view is not None
+    crashed = view.last
+    assert crashed is not None and crashed.error_kind == "crash"
     assert crashed.error == "evaluation crashed: RuntimeError: bug"
     assert crashed.decision.action is Action.HOLD
     assert crashed.decision.reasons == ("evaluation crashed: RuntimeError: bug",)
@@ -244,8 +320,9 @@ def test_a_crash_replaces_the_last_evaluation_shown(running: Callable[..., Sched
     assert (crashed.decision.current, crashed.decision.desired) == (None, None)
     future = scheduler.trigger("web")
     assert future is not None
+    scheduler.run_due()
     with pytest.raises(RuntimeError, match="bug"):  # a trigger still sees the crash itself
-        future.result(timeout=5)
+        future.result(timeout=0)
 
 
 # --- the controller: what the API shows of a crash, and why a trigger was refused -----------
