@@ -283,11 +283,13 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 @dataclass
 class FakePrometheus:
     """Answers `/api/v1/query` with one sample; queries containing `slow_marker` take
-    `delay` seconds. `values` maps a query to its value (default 1). Records every query."""
+    `delay` seconds. `values` maps a query to its value (default 1); `bodies` maps a query
+    to the whole JSON answer instead (to play a misbehaving proxy). Records every query."""
 
     delay: float = 3.0
     slow_marker: str = "slow"
     values: dict[str, float] = field(default_factory=dict)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     queries: list[tuple[float, str]] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -297,6 +299,8 @@ class FakePrometheus:
             self.queries.append((time.monotonic(), query))
         if self.slow_marker in query:
             time.sleep(self.delay)
+        if query in self.bodies:
+            return self.bodies[query]
         value = self.values.get(query, 1.0)
         sample = {"metric": {}, "value": [time.time(), repr(float(value))]}
         return {"status": "success", "data": {"resultType": "vector", "result": [sample]}}

@@ -6,9 +6,11 @@ for all attempts together, and only for failures that another attempt can fix. S
 the settings never reach an exception message, a log line or a repr.
 
 What the client does not give us, and how it is worked around:
-- `custom_query` returns only `data.result`, dropping `resultType`; a string result and a
-  scalar have the same shape (`[time, "text"]`), and an empty matrix looks like an empty
-  vector. The expression's own type (parsed with promql-parser) settles those cases.
+- `custom_query` returns only `data.result`, dropping `resultType`, and a string result
+  and a scalar have the same shape (`[time, "text"]`). A response hook on our session
+  notes each answer's `resultType` (per thread), and the answer must have the type the
+  expression itself has (parsed offline with promql-parser): a proxy answering a vector
+  query with the string "12" fails the check instead of being read as 12.
 - A non-200 answer becomes `PrometheusApiClientException("HTTP Status Code N (b'body')")`
   with no attributes; the status and Prometheus' error text are parsed back from that text.
 """
@@ -20,9 +22,11 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,6 +61,8 @@ _MAX_CAUSE = 300
 # ignore the parameter.
 _STRICT = {"partial_response": "false"}
 _SHOWN_SERIES = 3
+_NUMERIC_TYPES = ("vector", "scalar")
+_UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 # Shorter "secrets" cannot be scrubbed from text without mangling it (and guard nothing).
 _MIN_SCRUBBED = 4
 
@@ -116,6 +122,9 @@ class PrometheusSource:
         session = requests.Session()
         # verify=<path> is the only way to trust a private CA; the client's own knob is a bool.
         session.verify = settings.ca_bundle or True
+        # The client drops `resultType`; the hook keeps it for the thread that asked.
+        self._answers = threading.local()
+        session.hooks["response"].append(self._note_result_type)
         self._client = PrometheusConnect(
             url=self._url,
             headers=headers or None,
@@ -132,14 +141,16 @@ class PrometheusSource:
         """The single finite value of the instant query `promql`, evaluated now.
 
         Raises `QueryError` when the answer has no usable value (no series, several series,
-        NaN, ±Inf, a string or range vector, or a PromQL error) and `SourceUnavailable` when
-        Prometheus cannot be reached within the deadline.
+        NaN, ±Inf, a string or range vector, a result of another type than the expression's,
+        or a PromQL error) and `SourceUnavailable` when Prometheus cannot be reached within
+        the deadline.
         """
+        self._answers.result_type = _UNSEEN
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
         )
-        return _single_value(promql, result)
+        return _single_value(promql, self._answers.result_type, result)
 
     def ping(self) -> None:
         """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
@@ -242,6 +253,17 @@ class PrometheusSource:
             )
         return QueryError(f"Prometheus rejected query {promql!r} (HTTP {status}): {detail}")
 
+    def _note_result_type(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        """Response hook: remember the answer's `data.resultType` (None if it has none)."""
+        found: str | None = None
+        if response.status_code == 200:
+            try:
+                result_type = response.json()["data"]["resultType"]
+            except (ValueError, KeyError, TypeError):
+                result_type = None
+            found = result_type if isinstance(result_type, str) else None
+        self._answers.result_type = found
+
     def _scrub(self, text: str) -> str:
         """`text` without URL credentials or any secret value from the settings."""
         text = _USERINFO.sub("***@", text)
@@ -265,19 +287,34 @@ class _Transient(Exception):
     """A failed attempt that another attempt may fix (refused, reset, timeout, 5xx, 429)."""
 
 
-def _single_value(promql: str, result: Any) -> float:
-    """The one finite value in `custom_query`'s result, or a `QueryError` saying why not."""
-    if _is_sample(result):  # scalar or string: [time, "text"]
-        if _kind(promql) == "string":
-            raise QueryError(f"query {promql!r} returns a string, not a number")
+def _single_value(promql: str, result_type: str | None, result: Any) -> float:
+    """The one finite value in `custom_query`'s result, or a `QueryError` saying why not.
+
+    `result_type` is the answer's `resultType`; it must be the expression's own type
+    (vector or scalar), or, when that type cannot be worked out, one of those two.
+    """
+    expected = _expression_type(promql)
+    if expected == "string":
+        raise QueryError(f"query {promql!r} returns a string, not a number")
+    if expected == "matrix" or (expected is None and result_type == "matrix"):
+        raise QueryError(
+            f"query {promql!r} returns a range vector (matrix); a check needs one instant "
+            "value: wrap it in a function such as avg_over_time(...[5m]) or rate(...[5m])"
+        )
+    if result_type not in _NUMERIC_TYPES or (expected is not None and result_type != expected):
+        got = "no resultType" if result_type is None else f"a {result_type} result"
+        wanted = f"a {expected}" if expected else "a vector or a scalar"
+        raise QueryError(
+            f"query {promql!r}: Prometheus answered with {got} where the expression gives "
+            f"{wanted}; a value of the wrong type is never used (is a proxy or an "
+            "incompatible server answering in Prometheus' place?)"
+        )
+    if result_type == "scalar":
+        if not _is_sample(result):
+            raise QueryError(f"query {promql!r}: unexpected scalar shape from Prometheus")
         return _finite(promql, result[1], "the scalar result")
     if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
         raise QueryError(f"query {promql!r}: unexpected result shape from Prometheus")
-    if any("values" in s for s in result) or (not result and _kind(promql) == "matrix"):
-        raise QueryError(
-            f"query {promql!r} returns a range vector; a check needs one instant value: "
-            "wrap it in a function such as avg_over_time(...[5m]) or rate(...[5m])"
-        )
     if not result:
         raise QueryError(
             f"query {promql!r} returned no series: check the metric name and label matchers "
@@ -324,19 +361,49 @@ def _is_sample(value: Any) -> bool:
     )
 
 
-def _kind(promql: str) -> str | None:
-    """ "string" or "matrix" when the expression itself has that type, else None."""
+@lru_cache(maxsize=4096)
+def _expression_type(promql: str) -> str | None:
+    """The type PromQL gives `promql`: "vector", "scalar", "matrix", "string", or None.
+
+    None when the text does not parse offline; cached, since every check asks again at
+    every evaluation.
+    """
     try:
-        expr = promql_parser.parse(promql)
+        return _type_of(promql_parser.parse(promql))
     except ValueError:
         return None
-    while isinstance(expr, promql_parser.ParenExpr):
-        expr = expr.expr
+
+
+def _type_of(expr: Any) -> str | None:
+    """The value type of a parsed expression (Prometheus' own typing rules)."""
+    if isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr):
+        return _type_of(expr.expr)
+    if isinstance(expr, promql_parser.NumberLiteral):
+        return "scalar"
     if isinstance(expr, promql_parser.StringLiteral):
         return "string"
+    if isinstance(expr, promql_parser.VectorSelector | promql_parser.AggregateExpr):
+        return "vector"
     if isinstance(expr, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
         return "matrix"
+    if isinstance(expr, promql_parser.Call):
+        returned = expr.func.return_type
+        return next((name for kind, name in _TYPE_NAMES if kind == returned), None)
+    if isinstance(expr, promql_parser.BinaryExpr):
+        sides = (_type_of(expr.lhs), _type_of(expr.rhs))
+        if None in sides:
+            return None
+        return "scalar" if sides == ("scalar", "scalar") else "vector"
     return None
+
+
+# promql-parser's ValueType members compare equal but do not hash.
+_TYPE_NAMES = (
+    (promql_parser.ValueType.Vector, "vector"),
+    (promql_parser.ValueType.Scalar, "scalar"),
+    (promql_parser.ValueType.Matrix, "matrix"),
+    (promql_parser.ValueType.String, "string"),
+)
 
 
 def _labels(metric: Any) -> str:

@@ -234,6 +234,64 @@ def test_string_results_are_refused_even_when_numeric(
         source.query(promql)
 
 
+# --- the answer's type must be the expression's type ---------------------------------------
+
+
+def _body(result_type: str | None, result: Any) -> bytes:
+    data: dict[str, Any] = {"result": result}
+    if result_type is not None:
+        data["resultType"] = result_type
+    return json.dumps({"status": "success", "data": data}).encode()
+
+
+SAMPLE = [1.0, "12"]
+VECTOR = [{"metric": {}, "value": SAMPLE}]
+MATRIX = [{"metric": {}, "values": [SAMPLE]}]
+
+
+@pytest.mark.parametrize(
+    ("promql", "result_type", "result"),
+    [
+        # A proxy answered a vector query with a string holding a number: it was read as 12
+        # and the group went 5 -> 2.
+        pytest.param("sum(load)", "string", SAMPLE, id="string-for-vector"),
+        pytest.param("sum(load)", "scalar", SAMPLE, id="scalar-for-vector"),
+        pytest.param("sum(load)", "matrix", MATRIX, id="matrix-for-vector"),
+        pytest.param("sum(load)", None, VECTOR, id="vector-without-result-type"),
+        pytest.param("scalar(sum(load))", "vector", VECTOR, id="vector-for-scalar"),
+        pytest.param("1 + 1", "string", SAMPLE, id="string-for-scalar"),
+        pytest.param("sum(load", "string", SAMPLE, id="string-for-unparsed"),
+        pytest.param("sum(load", "matrix", MATRIX, id="matrix-for-unparsed"),
+    ],
+)
+def test_a_result_of_another_type_than_the_expression_fails_the_check(
+    stand_in: Callable[..., StandIn], promql: str, result_type: str | None, result: Any
+) -> None:
+    server = stand_in((200, _body(result_type, result)))
+    with pytest.raises(QueryError) as caught:
+        source_for(server.url).query(promql)
+    assert not isinstance(caught.value, SourceUnavailable)
+    assert (result_type or "no resultType") in str(caught.value)
+    assert len(server.requests) == 1  # a wrong answer is not retried
+
+
+@pytest.mark.parametrize(
+    ("promql", "result_type", "result"),
+    [
+        pytest.param("sum(load)", "vector", VECTOR, id="vector"),
+        pytest.param("scalar(sum(load))", "scalar", SAMPLE, id="scalar"),
+        pytest.param("-(2 * 6)", "scalar", SAMPLE, id="scalar-arithmetic"),
+        pytest.param("sum(load", "vector", VECTOR, id="vector-for-unparsed"),
+        pytest.param("sum(load", "scalar", SAMPLE, id="scalar-for-unparsed"),
+    ],
+)
+def test_a_result_of_the_expressions_type_is_read(
+    stand_in: Callable[..., StandIn], promql: str, result_type: str, result: Any
+) -> None:
+    server = stand_in((200, _body(result_type, result)))
+    assert source_for(server.url).query(promql) == 12.0
+
+
 def test_promql_syntax_error_carries_prometheus_text_and_is_not_retried(
     source: PrometheusSource,
 ) -> None:

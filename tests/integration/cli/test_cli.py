@@ -22,6 +22,7 @@ import pytest
 from tests.support.aws import MotoServer
 from tests.support.nomad_api import NomadApiStandIn
 from tests.support.prometheus import Metrics, Sample
+from tests.support.service import FakePrometheus
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +236,37 @@ def test_unusable_data_holds_with_a_clear_reason_and_never_scales_in(
 
     result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
     assert result.returncode == 0, result.stderr
+    assert desired_capacity(asg) == 5
+
+
+def test_a_string_answer_to_a_vector_query_holds_and_never_scales_in(
+    policy_dir: Callable[[str], Path],
+    moto_server: MotoServer,
+    fake_prometheus: FakePrometheus,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+    tmp_path: Path,
+) -> None:
+    # A proxy answered `{"resultType":"string","result":[t,"12"]}`: read as 12 with a target
+    # of 6 per instance, the group went 5 -> 2.
+    asg = make_asg(desired=5)
+    query = "sum(load)"
+    fake_prometheus.bodies[query] = {
+        "status": "success",
+        "data": {"resultType": "string", "result": [time.time(), "12"]},
+    }
+    folder = policy_dir(asg_policy("web", asg, per_instance(query, target=6)))
+    env = {**moto_server.env, "AUTOSCALER_PROMETHEUS_URL": fake_prometheus.url}
+
+    code, (plan,) = plan_json(folder, env)
+    assert code == 0  # evaluated: the check failed, the policy held
+    assert (plan["action"], plan["current"], plan["desired"]) == ("hold", 5, 5)
+    assert plan["checks"][0]["value"] is None
+    assert "string result where the expression gives a vector" in plan["checks"][0]["error"]
+
+    result = autoscaler("run", str(folder), "--once", "--state", str(tmp_path / "s"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "action=hold" in result.stderr
     assert desired_capacity(asg) == 5
 
 
