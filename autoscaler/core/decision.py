@@ -11,7 +11,9 @@ adds a reason:
 3. Combine: the highest count any successful check asks for. A failed check blocks
    scale-down, even one that lowered bounds would force (5b/5c never scale in blind).
    If every check failed: `hold`, or after `fallback.after` such evaluations in a row,
-   scale up to at least `fallback.count` (skipping steps 4 and 5a).
+   scale up to at least `fallback.count` (skipping steps 4 and 5a). The streak advances
+   at most once per `interval` since its first evaluation, so evaluations triggered
+   out of schedule (alerts, the API) never bring the fallback sooner.
 4. Stabilization (Kubernetes HPA semantics): record the recommendation; go up only to the
    lowest one in the `up` window and down only to the highest one in the `down` window.
 5. a. Limits: the change is capped to the step limit of its direction (`bounds.limit`).
@@ -128,7 +130,7 @@ def decide(
     if not wanted:
         return _without_data(run, memory, failed)
 
-    memory = replace(memory, missing_data_streak=0)
+    memory = replace(memory, missing_data_streak=0, missing_data_since=None)
     count = max(wanted)
     if failed:
         count = _block_scale_down(run, count, failed)
@@ -239,13 +241,16 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     The fallback skips stabilization and limits (it is a safety net, not a measurement),
     but bounds and cooldown still apply; it never scales down.
     """
-    streak = memory.missing_data_streak + 1
-    memory = replace(memory, missing_data_streak=streak)
+    memory, capped = _count_missing(run, memory)
+    streak = memory.missing_data_streak
     if failed:
         run.reasons.append(_failures(failed))
     fallback = _fallback(run.policy)
     if fallback is None or streak < fallback.after:
-        hold = f"no usable data from any check ({streak} in a row): holding"
+        paced = ""
+        if capped:
+            paced = f", counted at most once per interval of {format_duration(run.policy.interval)}"
+        hold = f"no usable data from any check ({streak} in a row{paced}): holding"
         if fallback is not None:
             hold += f", fallback after {fallback.after}"
         run.reasons.append(hold)
@@ -255,6 +260,30 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     )
     count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def _count_missing(run: _Run, memory: Memory) -> tuple[Memory, bool]:
+    """The memory with this evaluation added to the missing-data streak, and whether the
+    interval held the count back.
+
+    The streak counts evaluations, but never more than one per `interval` since its first
+    one: with `n` intervals elapsed it is at most `n + 1`. Early scheduled runs (jitter)
+    catch up at the next one; a burst of triggered runs counts once. A streak saved
+    without its start (an older state file) is taken as one evaluation per interval.
+    """
+    interval, now = run.policy.interval, run.now
+    since = memory.missing_data_since
+    if memory.missing_data_streak == 0 or (since is not None and since > now):
+        since = now
+    elif since is None:
+        since = now - interval * memory.missing_data_streak
+    counted = memory.missing_data_streak + 1
+    allowed = counted
+    if interval > timedelta(0):
+        allowed = 1 + (now - since) // interval
+    streak = min(counted, allowed)
+    memory = replace(memory, missing_data_streak=streak, missing_data_since=since)
+    return memory, streak < counted
 
 
 def _no_blind_scale_in(run: _Run, count: int) -> int:

@@ -254,7 +254,10 @@ class Memory:
 
     last_scaled_at: datetime | None = None  # our last scaling action on the policy's target
     recommendations: tuple[Recommendation, ...] = ()
-    missing_data_streak: int = 0  # consecutive evaluations where every check failed
+    # Consecutive evaluations where every check failed, counted at most once per interval
+    # since the first of them (`missing_data_since`), so triggers cannot hurry a fallback.
+    missing_data_streak: int = 0
+    missing_data_since: datetime | None = None
 
 
 # --- decisions ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class MemoryStateStore:
             last_scaled_at=self._targets.get(target_key),
             recommendations=memory.recommendations,
             missing_data_streak=memory.missing_data_streak,
+            missing_data_since=memory.missing_data_since,
         )
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS memory (
     target_key TEXT NOT NULL,
     recommendations TEXT NOT NULL,
     missing_data_streak INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    missing_data_since TEXT
 );
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +51,13 @@ def _iso(value: datetime) -> str:
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a state file written by an older version up to the current schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
+    if "missing_data_since" not in columns:
+        db.execute("ALTER TABLE memory ADD COLUMN missing_data_since TEXT")
 
 
 def decision_from_dict(data: dict[str, Any]) -> Decision:
@@ -91,6 +99,7 @@ class SqliteStateStore:
         self._lock = threading.Lock()
         self._lock_file: IO[str] | None = None
         self._read_only = read_only
+        self._since_column = "missing_data_since"
         if read_only:
             self._db = self._open_read_only()
             return
@@ -104,6 +113,7 @@ class SqliteStateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
             # Prove we can write now, not at the first scaling action.
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("COMMIT")
@@ -126,6 +136,9 @@ class SqliteStateStore:
             )
             db.execute("SELECT count(*) FROM memory").fetchone()
             db.execute("SELECT count(*) FROM targets").fetchone()
+            columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
+            # An older file without the column: its streaks have no start time yet.
+            self._since_column = "missing_data_since" if "missing_data_since" in columns else "NULL"
         except sqlite3.Error as exc:
             raise StateError(
                 f"cannot read state database {self.path}: {exc}; point --state at the "
@@ -182,8 +195,8 @@ class SqliteStateStore:
                 # A policy pointed at another target starts afresh: its recommendations
                 # and missing-data streak were about the old one.
                 row = self._db.execute(
-                    "SELECT recommendations, missing_data_streak FROM memory"
-                    " WHERE policy = ? AND target_key = ?",
+                    "SELECT recommendations, missing_data_streak,"  # noqa: S608 (a column name)
+                    f" {self._since_column} FROM memory WHERE policy = ? AND target_key = ?",
                     (policy, target_key),
                 ).fetchone()
                 target = self._db.execute(
@@ -193,31 +206,36 @@ class SqliteStateStore:
                 raise StateError(f"state database {self.path}: {exc}") from exc
         recommendations: tuple[Recommendation, ...] = ()
         streak = 0
+        since = None
         if row is not None:
             recommendations = tuple(
                 Recommendation(at=_parse(at), count=int(count)) for at, count in json.loads(row[0])
             )
             streak = int(row[1])
+            since = _parse(row[2]) if row[2] else None
         return Memory(
             last_scaled_at=_parse(target[0]) if target else None,
             recommendations=recommendations,
             missing_data_streak=streak,
+            missing_data_since=since,
         )
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Persist `memory`; the target's last action only ever moves forward."""
         recs = json.dumps([[_iso(r.at), r.count] for r in memory.recommendations])
         now = _iso(datetime.now(UTC))
+        since = _iso(memory.missing_data_since) if memory.missing_data_since else None
         with self._tx() as db:
             db.execute(
-                "INSERT INTO memory"
-                " (policy, target_key, recommendations, missing_data_streak, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
+                "INSERT INTO memory (policy, target_key, recommendations,"
+                " missing_data_streak, missing_data_since, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
                 " target_key = excluded.target_key,"
                 " recommendations = excluded.recommendations,"
                 " missing_data_streak = excluded.missing_data_streak,"
+                " missing_data_since = excluded.missing_data_since,"
                 " updated_at = excluded.updated_at",
-                (policy, target_key, recs, memory.missing_data_streak, now),
+                (policy, target_key, recs, memory.missing_data_streak, since, now),
             )
             if memory.last_scaled_at is not None:
                 db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def test_memory_survives_reopening_the_database(tmp_path: Path) -> None:
         last_scaled_at=T0,
         recommendations=(Recommendation(at=T0, count=4), Recommendation(at=T0, count=5)),
         missing_data_streak=2,
+        missing_data_since=T0 - timedelta(minutes=1),
     )
     store.save("web", "aws-asg/-/web", memory)
     store.close()
@@ -148,4 +150,30 @@ def test_a_policy_pointed_at_another_target_forgets_its_recommendations(
     store.save("web", "asg-a", Memory(recommendations=(Recommendation(at=T0, count=9),)))
     assert store.load("web", "asg-a").recommendations
     assert store.load("web", "asg-b") == Memory()
+    store.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE targets (target_key TEXT PRIMARY KEY, last_scaled_at TEXT NOT NULL);
+CREATE TABLE memory (policy TEXT PRIMARY KEY, target_key TEXT NOT NULL,
+    recommendations TEXT NOT NULL, missing_data_streak INTEGER NOT NULL,
+    updated_at TEXT NOT NULL);
+CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL,
+    time TEXT NOT NULL, payload TEXT NOT NULL);
+INSERT INTO memory VALUES ('web', 't', '[]', 4, '2026-11-24T12:00:00+00:00');
+"""
+
+
+def test_a_state_file_of_the_previous_version_is_read_and_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    preview = SqliteStateStore(path, read_only=True)  # plan never changes the file
+    assert preview.load("web", "t") == Memory(missing_data_streak=4)
+    preview.close()
+
+    store = SqliteStateStore(path, exclusive=True)
+    assert store.load("web", "t") == Memory(missing_data_streak=4)
+    store.save("web", "t", Memory(missing_data_streak=5, missing_data_since=T0))
+    assert store.load("web", "t") == Memory(missing_data_streak=5, missing_data_since=T0)
     store.close()

@@ -216,7 +216,13 @@ def test_all_checks_failed_holds_and_counts_the_streak() -> None:
         "checks p95-latency (timeout), error-ratio (not evaluated) failed",
         "no usable data from any check (2 in a row): holding",
     )
-    assert outcome.memory == replace(memory, missing_data_streak=2)
+    assert outcome.memory == replace(
+        memory, missing_data_streak=2, missing_data_since=NOW - policy_interval()
+    )
+
+
+def policy_interval() -> timedelta:
+    return make_policy().interval
 
 
 def test_a_successful_check_resets_the_streak() -> None:
@@ -270,6 +276,71 @@ def test_fallback_after_enough_evaluations_without_data(
     assert (outcome.decision.desired, outcome.decision.action) == (desired, action)
     assert reason in outcome.decision.reasons[-1]
     assert outcome.memory.missing_data_streak == streak + 1
+
+
+ALERTED = {"on_missing_data": MissingData.FALLBACK, "fallback": Fallback(after=8, count=10)}
+
+
+def evaluate_without_data(policy: Policy, times: list[datetime], memory: Memory) -> Outcome:
+    """Every evaluation at `times` finds no data; the last outcome."""
+    outcome = None
+    for at in times:
+        outcome = run(policy, failed(LATENCY), current=4, memory=memory, now=at)
+        memory = outcome.memory
+    assert outcome is not None
+    return outcome
+
+
+def test_a_burst_of_triggered_evaluations_advances_the_streak_once_per_interval() -> None:
+    # 200 alert posts without a token: 200 evaluations within 20 s used to reach 8 at once.
+    policy = make_policy(interval=timedelta(seconds=30), **ALERTED)
+    burst = [NOW + timedelta(seconds=i / 10) for i in range(200)]
+    outcome = evaluate_without_data(policy, burst, Memory())
+    assert outcome.memory.missing_data_streak == 1
+    assert outcome.decision.action is Action.HOLD
+    assert outcome.decision.reasons[-1] == (
+        "no usable data from any check (1 in a row, counted at most once per interval of "
+        "30s): holding, fallback after 8"
+    )
+
+
+def test_the_fallback_waits_for_its_intervals_however_many_triggers_come_between() -> None:
+    policy = make_policy(interval=timedelta(seconds=30), **ALERTED)
+    # Scheduled every 30 s, with 10 triggered evaluations between two scheduled ones.
+    times = [NOW + timedelta(seconds=30 * i + j) for i in range(8) for j in range(11)]
+    held = evaluate_without_data(
+        policy, [t for t in times if t < NOW + timedelta(seconds=210)], Memory()
+    )
+    assert (held.decision.action, held.memory.missing_data_streak) == (Action.HOLD, 7)
+    fell_back = evaluate_without_data(policy, [NOW + timedelta(seconds=210)], held.memory)
+    assert (fell_back.decision.action, fell_back.decision.desired) == (Action.UP, 10)
+    assert fell_back.memory.missing_data_streak == 8
+
+
+def test_jitter_delays_the_fallback_by_one_evaluation_at_most() -> None:
+    # The scheduler spreads runs by ±10 %: a run 27 s after the first of the streak cannot
+    # count a second interval; the streak then follows the elapsed intervals.
+    policy = make_policy(interval=timedelta(seconds=30), **ALERTED)
+    gaps = [27, 33, 27, 33, 30, 27, 33, 27]
+    times = [NOW + timedelta(seconds=sum(gaps[:i])) for i in range(len(gaps) + 1)]
+    eighth = evaluate_without_data(policy, times[:8], Memory())
+    assert (eighth.decision.action, eighth.memory.missing_data_streak) == (Action.HOLD, 7)
+    ninth = evaluate_without_data(policy, times[8:], eighth.memory)
+    assert (ninth.decision.action, ninth.memory.missing_data_streak) == (Action.UP, 8)
+
+
+def test_a_streak_from_an_older_state_file_keeps_counting() -> None:
+    # Saved before the streak had a start time: it is taken as one evaluation per interval.
+    policy = make_policy(interval=timedelta(seconds=30), **ALERTED)
+    outcome = run(policy, failed(LATENCY), current=4, memory=Memory(missing_data_streak=7))
+    assert (outcome.decision.action, outcome.memory.missing_data_streak) == (Action.UP, 8)
+    assert outcome.memory.missing_data_since == NOW - timedelta(seconds=210)
+
+
+def test_data_coming_back_clears_the_streak_and_its_start() -> None:
+    memory = Memory(missing_data_streak=3, missing_data_since=ago(minutes=2))
+    outcome = run(make_policy(), ok(LATENCY, 0.25), memory=memory)
+    assert (outcome.memory.missing_data_streak, outcome.memory.missing_data_since) == (0, None)
 
 
 @pytest.mark.parametrize(
