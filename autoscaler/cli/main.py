@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autoscaler import __version__
-from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore
+from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
@@ -178,11 +178,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: no such policy file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_STARTUP
     try:
-        state = SqliteStateStore(
-            args.state,
-            exclusive=True,
-            keep_for=timedelta(days=max(0.0, args.history_days)),
-            keep_decisions=max(1, args.history_max),
+        # Memory in front of the file: a write that fails never makes the controller forget.
+        state = LayeredStateStore(
+            SqliteStateStore(
+                args.state,
+                exclusive=True,
+                keep_for=timedelta(days=max(0.0, args.history_days)),
+                keep_decisions=max(1, args.history_max),
+            )
         )
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)

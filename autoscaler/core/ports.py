@@ -7,6 +7,7 @@ only ever see these Protocols, so tests can swap any of them for a real server o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from autoscaler.core.model import Decision, Memory, TargetStatus
@@ -47,14 +48,29 @@ class ScalingTarget(Protocol):
 
 
 class StateStore(Protocol):
-    """Durable per-policy memory and decision history, so restarts forget nothing."""
+    """Durable per-policy memory and decision history, so restarts forget nothing.
+
+    Every method may raise `StateError` when the store cannot be read or written.
+    """
 
     def load(self, policy: str, target_key: str) -> Memory:
         """The memory of `policy`; `last_scaled_at` is the latest action on `target_key`."""
         ...
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
-        """Persist `memory` (and its `last_scaled_at` for `target_key`)."""
+        """Persist `memory` (and its `last_scaled_at` for `target_key`).
+
+        Returns only once it is durable; raises `StateError` when it is not.
+        """
+        ...
+
+    def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
+        """A scaling action saved ahead of the scale call at `at` did not happen: the
+        target's last action goes back to `previous`, unless a later one replaced `at`."""
+        ...
+
+    def durability_problem(self) -> str | None:
+        """None while what is saved is durable; else why not (the last write failed)."""
         ...
 
     def record(self, decision: Decision) -> None:

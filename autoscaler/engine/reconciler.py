@@ -15,7 +15,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from autoscaler.core import decision as core
-from autoscaler.core.model import Action, Decision, Observation, Policy, TargetRef, TargetStatus
+from autoscaler.core.model import (
+    Action,
+    Decision,
+    Memory,
+    Observation,
+    Policy,
+    TargetRef,
+    TargetStatus,
+)
 from autoscaler.core.ports import MetricSource, ScalingTarget, StateStore
 from autoscaler.errors import (
     AutoscalerError,
@@ -53,6 +61,17 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Applied:
+    """An evaluation's decision and memory as they go through apply and save."""
+
+    decision: Decision
+    memory: Memory
+    error: str | None = None
+    error_kind: str | None = None
+    scaled: bool = False
 
 
 class Reconciler:
@@ -119,35 +138,87 @@ class Reconciler:
             now=now,
             dry_run=dry_run,
         )
-        decision, memory = outcome.decision, outcome.memory
-        scaled = False
-        error: str | None = source_error
-        error_kind = "source" if source_error else None
-
-        if apply and decision.changes_target and not decision.dry_run:
-            assert decision.desired is not None
-            try:
-                target.scale(decision.desired, reason=_message(decision), meta=_meta(decision))
-            except TargetBusy as exc:
-                decision = _held(decision, f"target busy, not scaled: {exc}")
-            except TargetError as exc:
-                decision = _held(decision, f"scale to {decision.desired} failed: {exc}")
-                error, error_kind = str(exc), "scale"
-            else:
-                scaled = True
-                memory = replace(memory, last_scaled_at=now)
+        applied = _Applied(
+            decision=outcome.decision,
+            memory=outcome.memory,
+            error=source_error,
+            error_kind="source" if source_error else None,
+        )
+        if apply and applied.decision.changes_target and not applied.decision.dry_run:
+            applied = self._apply(policy, target, applied, now)
         if apply:
-            try:
-                self._state.save(policy.name, policy.target.key, memory)
-            except StateError as exc:
-                error, error_kind = str(exc), "state"
+            applied = self._save(policy, applied)
         return Evaluation(
-            decision=decision,
-            error=error,
-            error_kind=error_kind,
-            scaled=scaled,
+            decision=applied.decision,
+            error=applied.error,
+            error_kind=applied.error_kind,
+            scaled=applied.scaled,
             query_seconds=timings,
         )
+
+    def _apply(
+        self, policy: Policy, target: ScalingTarget, applied: _Applied, now: datetime
+    ) -> _Applied:
+        """Call the scale API for the decision; a failure turns it into a `hold`.
+
+        A scale-in is recorded *before* the call (the cooldown it starts), and held when
+        that record cannot be made durable: capacity is only ever removed with a record,
+        so neither a restart nor a forgotten write can scale in again inside the cooldown.
+        A scale-up happens anyway and is remembered (in memory if need be), since adding
+        capacity blind is the safe direction.
+        """
+        decision, key = applied.decision, policy.target.key
+        assert decision.desired is not None
+        before = applied.memory.last_scaled_at
+        done = replace(applied.memory, last_scaled_at=now)
+        scale_in = decision.action is Action.DOWN
+        if scale_in:
+            try:
+                self._state.save(policy.name, key, done)
+            except StateError as exc:
+                self._withdraw(key, now, before)
+                reason = f"scale-in held: it could not be recorded first (state not durable: {exc})"
+                return replace(
+                    applied, decision=_held(decision, reason), error=str(exc), error_kind="state"
+                )
+        try:
+            target.scale(decision.desired, reason=_message(decision), meta=_meta(decision))
+        except TargetBusy as exc:
+            if scale_in:
+                self._withdraw(key, now, before)
+            return replace(applied, decision=_held(decision, f"target busy, not scaled: {exc}"))
+        except TargetError as exc:
+            if scale_in:
+                self._withdraw(key, now, before)
+            held = _held(decision, f"scale to {decision.desired} failed: {exc}")
+            return replace(applied, decision=held, error=str(exc), error_kind="scale")
+        return replace(applied, memory=done, scaled=True)
+
+    def _save(self, policy: Policy, applied: _Applied) -> _Applied:
+        """Persist the policy's memory; when that fails, the decision says so."""
+        try:
+            self._state.save(policy.name, policy.target.key, applied.memory)
+        except StateError as exc:
+            decision = applied.decision
+            if applied.error_kind != "state":  # else the scale-in hold already says why
+                decision = replace(
+                    decision,
+                    reasons=(
+                        *decision.reasons,
+                        f"state not durable ({exc}): this decision is kept in memory only, "
+                        "and scale-in is held until it can be recorded",
+                    ),
+                )
+            return replace(applied, decision=decision, error=str(exc), error_kind="state")
+        return applied
+
+    def _withdraw(self, target_key: str, at: datetime, previous: datetime | None) -> None:
+        """Undo the scaling action recorded ahead of a scale call that did not happen."""
+        try:
+            self._state.withdraw(target_key, at=at, previous=previous)
+        except StateError as exc:
+            # The database keeps a cooldown that did not happen: it only delays.
+            logging.getLogger(__name__).warning("could not withdraw a scaling action: %s", exc)
 
     def _observe(
         self, policy: Policy, status: TargetStatus

@@ -202,6 +202,12 @@ class Controller:
                 f"; {problems} problem(s) in the policy files, see /v1/policies" if problems else ""
             )
             return f"no valid policy loaded from {', '.join(self.registry.paths)}{more}"
+        state = self.state.durability_problem()
+        if state is not None:
+            return (
+                f"state not durable: {state}; decisions are kept in memory and scale-in is "
+                "held until they can be recorded"
+            )
         return self._prometheus_problem()
 
     def metrics(self) -> tuple[bytes, str]:

@@ -78,6 +78,7 @@ def run_service(config: ServiceConfig, settings: Settings, state: StateStore) ->
     telemetry = Telemetry()
     source = CoalescingSource(settings.source())
     telemetry.watch_queries(lambda: (source.sent, source.shared))
+    telemetry.watch_state(lambda: state.durability_problem() is None)
     controller = Controller(
         registry=PolicyRegistry(config.paths),
         reconciler=Reconciler(source=source, targets=settings.targets(), state=state),

@@ -164,6 +164,15 @@ class Telemetry:
         """Export `autoscaler_queries_total` from `counts() -> (sent, shared)`."""
         self.registry.register(_QueryCounts(counts))
 
+    def watch_state(self, durable: Callable[[], bool]) -> None:
+        """Export `autoscaler_state_durable` from `durable()`, read at each scrape."""
+        Gauge(
+            "autoscaler_state_durable",
+            "1 while decisions are written to the state database; 0 while they are kept in "
+            "memory only (and scale-in is held).",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if durable() else 0.0)
+
     def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
         """Record one applied evaluation (not a preview)."""
         d = evaluation.decision

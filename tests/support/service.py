@@ -39,6 +39,9 @@ class ServiceProcess:
     """One `autoscaler run` subprocess; its log (JSON lines) is `workdir/service.log`.
 
     `policies` (name -> YAML text) are written to its policy folder before it starts.
+    With `log_through_pipe`, the service writes its log to a pipe and the test process
+    copies it into the file: a limit on the size of the files the service may write
+    (RLIMIT_FSIZE, a stand-in for a full disk) then leaves its log alone.
     """
 
     def __init__(
@@ -51,8 +54,11 @@ class ServiceProcess:
         state: Path | None = None,
         args: Sequence[str] = (),
         policies: Mapping[str, str] | None = None,
+        log_through_pipe: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.log_through_pipe = log_through_pipe
+        self._log_copier: threading.Thread | None = None
         self.policies = workdir / "policies"
         self.policies.mkdir(parents=True, exist_ok=True)
         for name, text in (policies or {}).items():
@@ -100,10 +106,19 @@ class ServiceProcess:
         return command + self.args
 
     def start(self, *, wait: bool = True) -> ServiceProcess:
-        with self.log_path.open("ab") as log:
+        if self.log_through_pipe:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env
+                self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env
             )
+            self._log_copier = threading.Thread(
+                target=_copy_lines, args=(self.proc.stdout, self.log_path), daemon=True
+            )
+            self._log_copier.start()
+        else:
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env
+                )
         if wait:
             proc = self.proc
             wait_until(
@@ -208,6 +223,15 @@ class ServiceProcess:
             return self.get("/healthz").status_code == 200
         except requests.RequestException:
             return False
+
+
+def _copy_lines(pipe: Any, path: Path) -> None:
+    """Append each line read from `pipe` to `path` until the pipe closes."""
+    with path.open("ab") as log:
+        for line in iter(pipe.readline, b""):
+            log.write(line)
+            log.flush()
+    pipe.close()
 
 
 def policy_yaml(

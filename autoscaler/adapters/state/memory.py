@@ -33,6 +33,21 @@ class MemoryStateStore:
             if previous is None or memory.last_scaled_at > previous:
                 self._targets[target_key] = memory.last_scaled_at
 
+    def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
+        if self._targets.get(target_key) != at:
+            return
+        if previous is None:
+            del self._targets[target_key]
+        else:
+            self._targets[target_key] = previous
+
+    def durability_problem(self) -> str | None:
+        return None
+
+    def known(self) -> list[tuple[str, str, Memory]]:
+        """Every policy's (name, target key, memory with its target's last action)."""
+        return [(policy, key, self.load(policy, key)) for policy, (key, _) in self._memory.items()]
+
     def record(self, decision: Decision) -> None:
         self._decisions.append(decision)
 

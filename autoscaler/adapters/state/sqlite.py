@@ -4,6 +4,12 @@ A restart must never double-scale inside a cooldown nor forget a stabilization w
 everything the decision core remembers lives here, written in WAL mode after each
 evaluation. One controller owns a state file at a time (an advisory lock says so); a file
 that cannot be opened, read or locked is a startup error, never silent loss.
+
+Writes to a file deleted or replaced under the running process would succeed and vanish
+at the next restart, so every write first checks that the path is still the file that
+was opened (device and inode). If not, the store recovers: a deleted file is recreated
+from the still-open copy, a replaced one is adopted, and `generation` goes up so the
+layer in front (`layered.LayeredStateStore`) writes back everything it remembers.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -19,8 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from autoscaler.adapters.state import files
 from autoscaler.core.model import Action, CheckResult, Decision, Memory, Recommendation
 from autoscaler.errors import StateError
+
+_LOG = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS targets (
@@ -98,25 +108,20 @@ class SqliteStateStore:
         self._keep_for = keep_for
         self._lock = threading.Lock()
         self._lock_file: IO[str] | None = None
+        self._exclusive = exclusive
         self._read_only = read_only
         self._since_column = "missing_data_since"
+        self._opened: files.Opened | None = None
+        self._problem: str | None = None
+        self.generation = 0  # goes up each time a new file at the path is taken into use
+        self._closed = False
         if read_only:
-            self._db = self._open_read_only()
+            self._db: sqlite3.Connection | None = self._open_read_only()
             return
         if exclusive:
             self._lock_file = self._take_lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, check_same_thread=False, timeout=2.0, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            _migrate(self._db)
-            # Prove we can write now, not at the first scaling action.
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("COMMIT")
+            self._db = self._connect()
         except (sqlite3.Error, OSError) as exc:
             self._release_lock()
             raise StateError(
@@ -124,6 +129,24 @@ class SqliteStateStore:
                 "SQLite database, that its folder is writable, and that no other process "
                 "holds a lock on it"
             ) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        """A writable connection to the file at the path (created if need be), proven."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=2.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            _migrate(db)
+            # Prove we can write now, not at the first scaling action.
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+            self._opened = files.opened(self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _open_read_only(self) -> sqlite3.Connection:
         try:
@@ -147,7 +170,7 @@ class SqliteStateStore:
         return db
 
     def _take_lock(self) -> IO[str]:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self._lock_path()
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             handle = lock_path.open("a+")
@@ -169,6 +192,9 @@ class SqliteStateStore:
         handle.flush()
         return handle
 
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     def _release_lock(self) -> None:
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
@@ -176,30 +202,125 @@ class SqliteStateStore:
             self._lock_file.close()
             self._lock_file = None
 
+    # --- the file under our feet -----------------------------------------------------------
+
+    def _writable(self) -> sqlite3.Connection:
+        """The connection to write with, after making sure it is the file at the path.
+
+        Raises `StateError` when the path holds no usable database (and it cannot be
+        recreated). Called with `self._lock` held.
+        """
+        if self._read_only or self._closed:
+            raise StateError(f"state database {self.path} is open read-only or closed")
+        if self._db is not None and self._opened is not None and self._opened.is_current():
+            return self._db
+        try:
+            return self._recover()
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                f"state database {self.path} was deleted or replaced while running and "
+                f"could not be taken into use again: {exc}; check the file and its folder "
+                "(decisions are kept in memory meanwhile)"
+            ) from exc
+
+    def _recover(self) -> sqlite3.Connection:
+        """Take the file at the path into use again: recreated from our copy, or adopted."""
+        found = files.identity(self.path)
+        how = "now writing to the file found there" if found else "created a new, empty one"
+        if self._db is not None:
+            if found is None:
+                what = "deleted"
+            elif self._opened is not None and found == self._opened.main:
+                what = "left without its WAL file"
+            else:
+                what = "replaced by another file"
+            _LOG.error(
+                "state database %s was %s while this controller was running", self.path, what
+            )
+            if found is None:
+                # Our connection still reads the deleted file: it is the best copy there is.
+                copy = files.copy_beside(self._db, self.path)
+                self._let_go()
+                files.put_in_place(copy, self.path)
+                how = "recreated it with the content it had"
+            else:
+                self._let_go()  # closing writes a deleted WAL's content into the file
+                if what.startswith("left"):
+                    how = "reopened it with the content it had"
+        if self._exclusive:
+            self._relock()  # first: another controller may have taken the new file
+        self._db = self._connect()
+        self.generation += 1
+        _LOG.warning(
+            "state database %s: %s; what this controller remembers is written back to it, "
+            "so a restart keeps its cooldowns",
+            self.path,
+            how,
+        )
+        return self._db
+
+    def _let_go(self) -> None:
+        """Close the connection to the old file and remove its WAL files from the path,
+        which would otherwise be replayed into the new file."""
+        assert self._db is not None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._db = None
+        if self._opened is not None:
+            self._opened.remove_leftovers()
+        self._opened = None
+
+    def _relock(self) -> None:
+        """Lock `<path>.lock` again if it went with the database (a deleted folder)."""
+        handle = self._lock_file
+        if handle is not None and files.same_file(handle.fileno(), self._lock_path()):
+            return
+        fresh = self._take_lock()
+        self._release_lock()
+        self._lock_file = fresh
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
+                db = self._writable()
+            except StateError as exc:
+                self._problem = str(exc)
+                raise
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise StateError(f"state database {self.path}: {exc}") from exc
+                    db.execute("ROLLBACK")
+                self._problem = f"state database {self.path}: {exc}"
+                raise StateError(self._problem) from exc
+            self._problem = None
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection to read with (called with `self._lock` held)."""
+        if self._db is None:
+            raise StateError(self._problem or f"state database {self.path} is not open")
+        return self._db
+
+    def durability_problem(self) -> str | None:
+        """None while writes succeed; else the error of the last one."""
+        return self._problem
 
     def load(self, policy: str, target_key: str) -> Memory:
         """The memory of `policy`; `last_scaled_at` is the latest action on `target_key`."""
         with self._lock:
+            db = self._reader()
             try:
                 # A policy pointed at another target starts afresh: its recommendations
                 # and missing-data streak were about the old one.
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT recommendations, missing_data_streak,"  # noqa: S608 (a column name)
                     f" {self._since_column} FROM memory WHERE policy = ? AND target_key = ?",
                     (policy, target_key),
                 ).fetchone()
-                target = self._db.execute(
+                target = db.execute(
                     "SELECT last_scaled_at FROM targets WHERE target_key = ?", (target_key,)
                 ).fetchone()
             except sqlite3.Error as exc:
@@ -245,6 +366,21 @@ class SqliteStateStore:
                     (target_key, _iso(memory.last_scaled_at)),
                 )
 
+    def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
+        """Undo a last action saved at `at` that did not happen (unless a later one came)."""
+        with self._tx() as db:
+            if previous is None:
+                db.execute(
+                    "DELETE FROM targets WHERE target_key = ? AND last_scaled_at = ?",
+                    (target_key, _iso(at)),
+                )
+            else:
+                db.execute(
+                    "UPDATE targets SET last_scaled_at = ?"
+                    " WHERE target_key = ? AND last_scaled_at = ?",
+                    (_iso(previous), target_key, _iso(at)),
+                )
+
     def record(self, decision: Decision) -> None:
         """Append a decision to the history and prune it by age and count."""
         cutoff = _iso(decision.time - self._keep_for)
@@ -268,16 +404,32 @@ class SqliteStateStore:
             args = (policy,)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
+            db = self._reader()
             try:
-                rows = self._db.execute(sql, (*args, max(0, limit))).fetchall()
+                rows = db.execute(sql, (*args, max(0, limit))).fetchall()
             except sqlite3.Error as exc:
                 raise StateError(f"state database {self.path}: {exc}") from exc
         return [decision_from_dict(json.loads(r[0])) for r in rows]
 
     def close(self) -> None:
-        """Checkpoint and close the database, then release the lock."""
-        with self._lock, contextlib.suppress(sqlite3.Error):
+        """Checkpoint and close the database, then release the lock.
+
+        A file deleted or replaced since the last write is taken into use again first,
+        so what was written last survives the restart.
+        """
+        with self._lock:
+            if self._closed:
+                return
             if not self._read_only:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
+                try:
+                    self._writable()
+                except StateError as exc:
+                    _LOG.error("closing the state database: %s", exc)
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    if not self._read_only:
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    self._db.close()
+                self._db = None
+            self._closed = True
         self._release_lock()

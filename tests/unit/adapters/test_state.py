@@ -177,3 +177,19 @@ def test_a_state_file_of_the_previous_version_is_read_and_upgraded(tmp_path: Pat
     store.save("web", "t", Memory(missing_data_streak=5, missing_data_since=T0))
     assert store.load("web", "t") == Memory(missing_data_streak=5, missing_data_since=T0)
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_withdraw_undoes_only_the_action_it_names(tmp_path: Path, kind: str) -> None:
+    store = SqliteStateStore(tmp_path / "s.db") if kind == "sqlite" else MemoryStateStore()
+    later = T0 + timedelta(minutes=5)
+    store.save("web", "t", Memory(last_scaled_at=T0))
+    store.save("web", "t", Memory(last_scaled_at=later))  # recorded ahead of a scale call
+    store.withdraw("t", at=later, previous=T0)  # ... that did not happen
+    assert store.load("web", "t").last_scaled_at == T0
+    store.withdraw("t", at=later, previous=None)  # no longer the last action: nothing to undo
+    assert store.load("web", "t").last_scaled_at == T0
+    store.withdraw("t", at=T0, previous=None)
+    assert store.load("web", "t").last_scaled_at is None
+    assert store.durability_problem() is None
+    store.close()

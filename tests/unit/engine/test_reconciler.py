@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import (
     Action,
     AsgTarget,
@@ -21,9 +21,15 @@ from autoscaler.core.model import (
     TargetRef,
     TargetStatus,
 )
-from autoscaler.core.ports import ScalingTarget
+from autoscaler.core.ports import ScalingTarget, StateStore
 from autoscaler.engine.reconciler import Reconciler
-from autoscaler.errors import QueryError, SourceUnavailable, TargetBusy, TargetError
+from autoscaler.errors import (
+    QueryError,
+    SourceUnavailable,
+    StateError,
+    TargetBusy,
+    TargetError,
+)
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -78,7 +84,7 @@ def _policy(**overrides: object) -> Policy:
 
 
 def _reconciler(
-    source: FakeSource, target: FakeTarget, state: MemoryStateStore, now: datetime = T0
+    source: FakeSource, target: FakeTarget, state: StateStore, now: datetime = T0
 ) -> Reconciler:
     def targets(_ref: TargetRef) -> ScalingTarget:
         return target
@@ -200,3 +206,115 @@ def test_once_prometheus_is_unreachable_the_other_checks_are_not_sent() -> None:
         "Prometheus unreachable: connection refused",
     ]
     assert evaluation.error_kind == "source"
+
+
+# --- decisions that cannot be recorded -------------------------------------------------------
+
+KEY = AsgTarget(asg="web").key
+
+
+class UnwritableStore(MemoryStateStore):
+    """A durable store whose writes fail while `broken` is set (locked, full, read-only)."""
+
+    generation = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: str | None = None
+
+    def save(self, policy: str, target_key: str, memory: Memory) -> None:
+        if self.broken:
+            raise StateError(f"state database s.db: {self.broken}")
+        super().save(policy, target_key, memory)
+
+
+def _unwritable() -> tuple[UnwritableStore, LayeredStateStore]:
+    durable = UnwritableStore()
+    durable.broken = "database is locked"
+    return durable, LayeredStateStore(durable, retry_after=0.0)
+
+
+def test_the_cooldown_of_a_scale_up_that_could_not_be_written_is_still_honoured() -> None:
+    # Observed: 2 -> 6, then 9 inside a 300 s cooldown, because the cooldown it could not
+    # write was forgotten.
+    policy = _policy(cooldown=Cooldown(up=timedelta(seconds=300), down=timedelta(seconds=300)))
+    source = FakeSource({"sum(load)": 60.0})
+    target = FakeTarget(status_value=TargetStatus(count=2))
+    _durable, state = _unwritable()
+
+    first = _reconciler(source, target, state).evaluate(policy)
+    assert first.scaled and first.decision.action is Action.UP  # adding capacity still happens
+    assert first.error_kind == "state"
+    assert "kept in memory only" in first.decision.reasons[-1]
+
+    target.status_value = TargetStatus(count=6)
+    source.values["sum(load)"] = 90.0
+    second = _reconciler(source, target, state, now=T0 + timedelta(seconds=60)).evaluate(policy)
+    assert second.decision.action is Action.HOLD
+    assert "cooldown up: 4 min left → hold" in second.decision.reasons
+    assert [s[0] for s in target.scaled] == [6]
+
+
+def test_scale_in_is_held_while_it_cannot_be_recorded() -> None:
+    source = FakeSource({"sum(load)": 20.0})
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    _durable, state = _unwritable()
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert (evaluation.decision.action, evaluation.decision.desired) == (Action.HOLD, 2)
+    assert target.scaled == []
+    assert evaluation.error_kind == "state"
+    assert evaluation.decision.reasons[-1] == (
+        "scale-in held: it could not be recorded first "
+        "(state not durable: state database s.db: database is locked)"
+    )
+    assert state.load("web", KEY).last_scaled_at is None  # no cooldown without a scale-in
+
+
+def test_scale_in_happens_once_the_record_can_be_written_again() -> None:
+    source = FakeSource({"sum(load)": 20.0})
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    durable, state = _unwritable()
+    _reconciler(source, target, state).evaluate(_policy())
+    durable.broken = None
+    evaluation = _reconciler(source, target, state, now=T0 + timedelta(seconds=1)).evaluate(
+        _policy()
+    )
+    assert evaluation.ok and evaluation.scaled
+    assert [s[0] for s in target.scaled] == [2]
+    assert durable.load("web", KEY).last_scaled_at == T0 + timedelta(seconds=1)
+
+
+def test_a_scale_in_is_durable_before_the_scale_call() -> None:
+    state = MemoryStateStore()
+    seen: list[datetime | None] = []
+
+    class Recording(FakeTarget):
+        def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+            seen.append(state.load("web", KEY).last_scaled_at)
+            super().scale(count, reason=reason, meta=meta)
+
+    target = Recording(status_value=TargetStatus(count=6))
+    _reconciler(FakeSource({"sum(load)": 20.0}), target, state).evaluate(_policy())
+    assert seen == [T0]
+
+
+def test_a_refused_scale_in_starts_no_cooldown() -> None:
+    target = FakeTarget(
+        status_value=TargetStatus(count=6), scale_error=TargetBusy("active deployment")
+    )
+    state = MemoryStateStore()
+    evaluation = _reconciler(FakeSource({"sum(load)": 20.0}), target, state).evaluate(_policy())
+    assert evaluation.decision.action is Action.HOLD
+    assert state.load("web", KEY).last_scaled_at is None
+
+
+def test_an_evaluation_that_changes_nothing_still_says_it_was_not_recorded() -> None:
+    _durable, state = _unwritable()
+    source, target = FakeSource({"sum(load)": 40.0}), FakeTarget(status_value=TargetStatus(count=4))
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert evaluation.decision.action is Action.NONE
+    assert (evaluation.error_kind, evaluation.ok) == ("state", False)
+    assert evaluation.decision.reasons[-1] == (
+        "state not durable (state database s.db: database is locked): this decision is kept "
+        "in memory only, and scale-in is held until it can be recorded"
+    )

@@ -22,6 +22,7 @@ SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 def _families(telemetry: Telemetry) -> dict[str, str]:
     """Exposed metric name (with `_total` for counters) -> type."""
     telemetry.watch_queries(lambda: (0, 0))
+    telemetry.watch_state(lambda: True)
     found = {}
     for family in telemetry.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
@@ -86,6 +87,15 @@ def test_an_evaluation_updates_counts_durations_and_actions() -> None:
     assert value("autoscaler_query_duration_seconds_count", labels) == 2
     last = value("autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "web"})
     assert last == 1234.0
+
+
+def test_the_state_gauge_follows_whether_decisions_are_durable() -> None:
+    telemetry = Telemetry()
+    durable = [True]
+    telemetry.watch_state(lambda: durable[0])
+    assert telemetry.registry.get_sample_value("autoscaler_state_durable") == 1
+    durable[0] = False
+    assert telemetry.registry.get_sample_value("autoscaler_state_durable") == 0
 
 
 def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:

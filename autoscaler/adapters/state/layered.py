@@ -1,0 +1,217 @@
+"""What the controller knows in memory, in front of the durable state: a failed write
+never makes it forget.
+
+Without this layer, a cooldown that could not be written (database locked, read-only, on a
+full disk) was simply gone: the next evaluation read the older database and scaled again
+inside the cooldown (2 -> 6, then 9). Here every save lands in memory first, and memory
+wins over the database for every policy this process has seen. What could not be written
+stays pending (memory per policy, decisions in a bounded queue) and is written as soon as
+the database takes writes again, or when a new file appears at the path (`generation`).
+
+`save` still raises `StateError` when the write did not become durable, so the reconciler
+can hold a scale-in (capacity is only removed with a record) and say why. While the
+database fails, a real write is attempted at most once per `retry_after` seconds; the
+calls in between fail at once with the last error instead of each waiting on a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
+
+from autoscaler.adapters.state.memory import MemoryStateStore
+from autoscaler.core.model import Decision, Memory
+from autoscaler.core.ports import StateStore
+from autoscaler.errors import StateError
+
+_LOG = logging.getLogger(__name__)
+
+
+class DurableStore(StateStore, Protocol):
+    """A `StateStore` that says when it switched to a new file (and so lost what it had)."""
+
+    @property
+    def generation(self) -> int: ...
+
+
+class LayeredStateStore:
+    """`ports.StateStore`: memory in front of `durable`, which gets every write eventually."""
+
+    def __init__(
+        self,
+        durable: DurableStore,
+        *,
+        retry_after: float = 1.0,
+        max_pending: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._durable = durable
+        self._retry_after = retry_after
+        self._clock = clock
+        self._memory = MemoryStateStore()
+        self._known: dict[str, str] = {}  # policy -> the target key its memory is about
+        self._dirty: dict[str, tuple[str, Memory]] = {}  # saved here, not yet durable
+        self._pending: deque[Decision] = deque(maxlen=max(1, max_pending))
+        self._dropped = 0
+        self._generation = durable.generation
+        self._problem: str | None = None
+        self._retry_at = 0.0
+        self._lock = threading.Lock()  # the in-memory state; held only briefly
+        self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
+
+    # --- StateStore ---------------------------------------------------------------------------
+
+    def load(self, policy: str, target_key: str) -> Memory:
+        """What memory holds for `policy`; the database only for a policy not seen yet."""
+        with self._lock:
+            if self._known.get(policy) == target_key:
+                return self._memory.load(policy, target_key)
+        stored = self._durable.load(policy, target_key)
+        with self._lock:
+            if self._known.get(policy) != target_key:
+                # Merged: a later last action that memory knows for the target is kept.
+                self._memory.save(policy, target_key, stored)
+                self._known[policy] = target_key
+            return self._memory.load(policy, target_key)
+
+    def save(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Remember `memory`, then make it durable; `StateError` if it is not (yet)."""
+        with self._lock:
+            self._memory.save(policy, target_key, memory)
+            self._known[policy] = target_key
+            self._dirty[policy] = (target_key, memory)
+        self._flush()
+
+    def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
+        """Forget a last action at `at` that did not happen, here and (if it got there) in
+        the database. If the database cannot take it, it keeps a cooldown that only delays."""
+        with self._lock:
+            self._memory.withdraw(target_key, at=at, previous=previous)
+            for policy, (key, memory) in list(self._dirty.items()):
+                if key == target_key and memory.last_scaled_at == at:
+                    self._dirty[policy] = (key, replace(memory, last_scaled_at=previous))
+        if self._problem is not None:
+            return  # the write of `at` failed, so the database never had it
+        try:
+            with self._writing:
+                self._durable.withdraw(target_key, at=at, previous=previous)
+        except StateError as exc:
+            _LOG.warning(
+                "could not withdraw the scaling action at %s on %s: %s", at, target_key, exc
+            )
+
+    def record(self, decision: Decision) -> None:
+        """Queue `decision` for the history and write what is pending; never raises, since
+        the save of the same evaluation already reported whether the state is durable."""
+        with self._lock:
+            if len(self._pending) == self._pending.maxlen:
+                self._dropped += 1
+            self._pending.append(decision)
+        with contextlib.suppress(StateError):
+            self._flush()
+
+    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
+        """Recorded decisions, newest first, including those not written yet."""
+        with self._lock:
+            pending = [d for d in reversed(self._pending) if policy in (None, d.policy)]
+        try:
+            stored = self._durable.history(policy=policy, limit=limit)
+        except StateError:
+            if not pending:
+                raise
+            stored = []
+        if pending:
+            stored = [d for d in stored if d not in pending]  # written while we read
+        return (pending + stored)[: max(0, limit)]
+
+    def durability_problem(self) -> str | None:
+        """None while everything saved is durable; else the error that keeps it in memory."""
+        return self._problem
+
+    def close(self) -> None:
+        """Write what is pending (one last attempt), then close the database."""
+        try:
+            with self._writing:
+                self._write_out()
+        except StateError as exc:
+            with self._lock:
+                policies, decisions = len(self._dirty), len(self._pending)
+            _LOG.error(
+                "state database: the memory of %d policies and %d decisions could not be "
+                "written before exit and are lost: %s",
+                policies,
+                decisions,
+                exc,
+            )
+        self._durable.close()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write what is not durable yet, or raise `StateError` saying why it cannot be."""
+        if self._problem is None:
+            self._writing.acquire()
+        elif self._clock() < self._retry_at or not self._writing.acquire(blocking=False):
+            raise StateError(self._problem)
+        try:
+            self._write_out()
+        finally:
+            self._writing.release()
+
+    def _write_out(self) -> None:
+        """Everything dirty and pending into the database (with `self._writing` held)."""
+        while True:
+            with self._lock:
+                dirty = list(self._dirty.items())
+                pending = list(self._pending)
+            try:
+                for policy, entry in dirty:
+                    self._durable.save(policy, *entry)
+                    with self._lock:
+                        if self._dirty.get(policy) is entry:
+                            del self._dirty[policy]
+                for decision in pending:
+                    self._durable.record(decision)
+                    with self._lock:
+                        if self._pending and self._pending[0] is decision:
+                            self._pending.popleft()
+            except StateError as exc:
+                self._failed(exc)
+                raise
+            if self._durable.generation == self._generation:
+                break
+            # A new file at the path holds nothing of ours: write back all we remember.
+            self._generation = self._durable.generation
+            with self._lock:
+                self._dirty = {p: (k, m) for p, k, m in self._memory.known()}
+            _LOG.warning("state database: writing back the memory of %d policies", len(self._dirty))
+        self._succeeded()
+
+    def _failed(self, exc: StateError) -> None:
+        self._retry_at = self._clock() + self._retry_after
+        if self._problem is None:
+            _LOG.error(
+                "state database cannot be written: %s; decisions are kept in memory and "
+                "scale-in is held until they can be recorded",
+                exc,
+            )
+        self._problem = str(exc)
+
+    def _succeeded(self) -> None:
+        if self._problem is not None:
+            _LOG.warning("state database takes writes again; what was kept in memory is written")
+        if self._dropped:
+            _LOG.warning(
+                "state database: %d decisions were dropped from the history while it "
+                "could not be written (queue full)",
+                self._dropped,
+            )
+            self._dropped = 0
+        self._problem = None

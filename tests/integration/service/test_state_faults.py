@@ -1,0 +1,182 @@
+"""The real `autoscaler run` process against moto while its state database fails under it.
+
+Observed before: with the database locked or on a full disk the controller went 2 -> 6,
+then 9 inside a 300 s cooldown (the cooldown it could not write was forgotten), and a
+database deleted while running went unnoticed until the next restart lost the cooldown.
+Now: scale-up still happens and is remembered, scale-in is held until it can be recorded,
+`/readyz` and `autoscaler_state_durable` say why, and a deleted file is recreated.
+"""
+
+from __future__ import annotations
+
+import resource
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.state import SqliteStateStore
+from autoscaler.core.model import AsgTarget
+from tests.support.aws import MotoServer
+from tests.support.net import wait_until
+from tests.support.service import FakePrometheus, ServiceProcess, policy_yaml
+
+pytestmark = pytest.mark.integration
+
+QUERY = "sum(load)"
+
+
+def web_policy(asg: str, *, up: str, down: str) -> dict[str, str]:
+    text = policy_yaml("web", asg=asg, query=QUERY).replace(
+        "cooldown: {up: 0s, down: 0s}", f"cooldown: {{up: {up}, down: {down}}}"
+    )
+    return {"web": text}
+
+
+@contextmanager
+def locked(service: ServiceProcess) -> Iterator[None]:
+    """Another process holds the database's write lock."""
+    other = sqlite3.connect(service.state, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+@contextmanager
+def disk_full(service: ServiceProcess) -> Iterator[None]:
+    """The service may write no byte more to any file (EFBIG, as a full disk gives ENOSPC)."""
+    assert service.proc is not None
+    pid = service.proc.pid
+    before = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, before[1]))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, before)
+
+
+def last_decision(service: ServiceProcess) -> dict[str, Any]:
+    found: dict[str, Any] = service.policy("web")["last_decision"] or {}
+    return found
+
+
+def decided(service: ServiceProcess, current: int, desired: int, reason: str) -> bool:
+    latest = last_decision(service)
+    return (
+        (latest.get("current"), latest.get("desired")) == (current, desired)
+        and latest.get("action") == "hold"
+        and any(reason in r for r in latest.get("reasons", []))
+    )
+
+
+@pytest.mark.parametrize("fault", [locked, disk_full], ids=["locked", "disk-full"])
+def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+    fault: Callable[[ServiceProcess], Any],
+) -> None:
+    asg = make_asg(desired=2)
+    fake_prometheus.values[QUERY] = 2
+    service = service_factory(
+        prometheus_url=fake_prometheus.url,
+        env=moto_server.env,
+        policies=web_policy(asg, up="300s", down="0s"),
+        log_through_pipe=True,
+    ).start()
+    wait_until(lambda: last_decision(service).get("action") == "none", timeout=15, what="steady")
+    assert service.get("/readyz").status_code == 200
+
+    with fault(service):
+        fake_prometheus.values[QUERY] = 6  # scale-up still happens
+        wait_until(lambda: moto_server.desired_capacity(asg) == 6, timeout=15, what="2 -> 6")
+        # The save after the scale call fails (a lock is waited for up to 2 s first).
+        wait_until(lambda: "state not durable" in last_decision(service)["reasons"][-1], timeout=10)
+
+        fake_prometheus.values[QUERY] = 9  # inside the 300 s cooldown it could not write
+        wait_until(
+            lambda: decided(service, 6, 9, "cooldown up"), timeout=15, what="a cooldown hold"
+        )
+        assert moto_server.desired_capacity(asg) == 6
+        latest = last_decision(service)
+        assert any("state not durable" in r for r in latest["reasons"]), latest
+
+        ready = service.get("/readyz")
+        assert ready.status_code == 503
+        assert "state not durable" in ready.json()["reason"]
+        assert service.metric("autoscaler_state_durable") == 0
+        assert (service.metric("autoscaler_errors_total", kind="state") or 0) > 0
+
+        fake_prometheus.values[QUERY] = 1  # no cooldown down: only the record is missing
+        wait_until(
+            lambda: decided(service, 6, 1, "scale-in held: it could not be recorded first"),
+            timeout=15,
+            what="a held scale-in",
+        )
+        assert moto_server.desired_capacity(asg) == 6
+
+        fake_prometheus.values[QUERY] = 6
+    wait_until(lambda: service.get("/readyz").status_code == 200, timeout=15, what="ready again")
+    assert service.metric("autoscaler_state_durable") == 1
+    assert moto_server.desired_capacity(asg) == 6
+    assert service.stop() == 0
+
+    messages = [r["message"] for r in service.log_records()]
+    assert any("state database cannot be written" in m for m in messages), messages
+    assert any("takes writes again" in m for m in messages), messages
+    store = SqliteStateStore(service.state, read_only=True)
+    last = store.load("web", AsgTarget(asg=asg).key).last_scaled_at
+    store.close()
+    assert last is not None, "the cooldown kept in memory was written once possible"
+    assert datetime.now(UTC) - last < timedelta(minutes=2)
+
+
+@pytest.mark.parametrize(
+    "files", [("state.db",), ("state.db", "state.db-wal", "state.db-shm")], ids=["db", "db+wal"]
+)
+def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+    files: tuple[str, ...],
+) -> None:
+    asg = make_asg(desired=2)
+    fake_prometheus.values[QUERY] = 4
+    policies = web_policy(asg, up="1h", down="1h")
+    first = service_factory(
+        prometheus_url=fake_prometheus.url, env=moto_server.env, policies=policies
+    ).start()
+    wait_until(lambda: moto_server.desired_capacity(asg) == 4, timeout=15, what="2 -> 4")
+    decisions = len(first.decisions("web", limit=1000))
+
+    for name in files:
+        (first.state.parent / name).unlink()
+    wait_until(first.state.exists, timeout=15, what="the state file to come back")
+    wait_until(
+        lambda: any("was deleted while" in r["message"] for r in first.log_records()),
+        timeout=5,
+        what="the deletion in the log",
+    )
+    assert any("recreated it" in r["message"] for r in first.log_records())
+    assert len(first.decisions("web", limit=1000)) >= decisions  # the history came back too
+    assert first.get("/readyz").status_code == 200
+    assert first.stop() == 0
+
+    fake_prometheus.values[QUERY] = 7
+    second = service_factory(
+        prometheus_url=fake_prometheus.url,
+        env=moto_server.env,
+        state=first.state,
+        policies=policies,
+    ).start()
+    wait_until(lambda: decided(second, 4, 7, "cooldown up"), timeout=15, what="a cooldown hold")
+    assert moto_server.desired_capacity(asg) == 4
+    assert second.stop() == 0
