@@ -158,9 +158,13 @@ class LayeredStateStore:
         """Write what is not durable yet, or raise `StateError` saying why it cannot be."""
         if self._problem is None:
             self._writing.acquire()
-        elif self._clock() < self._retry_at or not self._writing.acquire(blocking=False):
-            raise StateError(self._problem)
+        elif not self._writing.acquire(blocking=False):
+            raise StateError(self._problem)  # someone is trying right now
         try:
+            # Checked again with the lock held: the write we waited for may just have failed.
+            problem = self._problem
+            if problem is not None and self._clock() < self._retry_at:
+                raise StateError(problem)
             self._write_out()
         finally:
             self._writing.release()

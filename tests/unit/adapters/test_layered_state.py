@@ -7,6 +7,7 @@ deleted, replaced) are in tests/integration/adapters/test_state_faults.py.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -204,3 +205,37 @@ def test_the_queue_of_unwritten_decisions_is_bounded() -> None:
     for second in range(5):
         store.record(decision(T0 + timedelta(seconds=second)))
     assert [d.time.second for d in store.history(limit=10)] == [4, 3, 2]
+
+
+def test_a_write_that_waited_behind_a_failing_one_does_not_try_again() -> None:
+    # Four evaluations saving at once against a locked database must not each wait out
+    # the lock timeout in turn.
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowlyFailing(FlakyStore):
+        def save(self, policy: str, target_key: str, memory: Memory) -> None:
+            entered.set()
+            gate.wait(5)  # as SQLite waits for a lock
+            super().save(policy, target_key, memory)
+
+    durable = SlowlyFailing(broken="database is locked")
+    store = layered(durable)
+    errors: list[str] = []
+
+    def save(policy: str) -> None:
+        try:
+            store.save(policy, KEY, Memory())
+        except StateError as exc:
+            errors.append(str(exc))
+
+    first = threading.Thread(target=save, args=("a",))
+    first.start()
+    assert entered.wait(5)
+    second = threading.Thread(target=save, args=("b",))
+    second.start()
+    second.join(0.2)  # let it reach the lock the first one holds (no assertion on time)
+    gate.set()
+    first.join(5)
+    second.join(5)
+    assert len(errors) == 2
+    assert durable.attempts == 1
