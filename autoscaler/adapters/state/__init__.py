@@ -7,6 +7,7 @@ the controller knows in memory in front of it, so a failed write never makes it 
 
 from autoscaler.adapters.state.layered import LayeredStateStore
 from autoscaler.adapters.state.memory import MemoryStateStore
-from autoscaler.adapters.state.sqlite import SqliteStateStore, decision_from_dict
+from autoscaler.adapters.state.schema import decision_from_dict
+from autoscaler.adapters.state.sqlite import SqliteStateStore
 
 __all__ = ["LayeredStateStore", "MemoryStateStore", "SqliteStateStore", "decision_from_dict"]

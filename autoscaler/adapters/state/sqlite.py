@@ -26,63 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from autoscaler.adapters.state import files
-from autoscaler.core.model import Action, CheckResult, Decision, Memory, Recommendation
+from autoscaler.adapters.state import files, schema
+from autoscaler.core.model import Decision, Memory, Recommendation
 from autoscaler.errors import StateError
 
 _LOG = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS targets (
-    target_key TEXT PRIMARY KEY,
-    last_scaled_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS memory (
-    policy TEXT PRIMARY KEY,
-    target_key TEXT NOT NULL,
-    recommendations TEXT NOT NULL,
-    missing_data_streak INTEGER NOT NULL,
-    updated_at TEXT NOT NULL,
-    missing_data_since TEXT
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    policy TEXT NOT NULL,
-    time TEXT NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_by_policy ON decisions (policy, id);
-"""
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a state file written by an older version up to the current schema."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
-    if "missing_data_since" not in columns:
-        db.execute("ALTER TABLE memory ADD COLUMN missing_data_since TEXT")
-
-
-def decision_from_dict(data: dict[str, Any]) -> Decision:
-    """Rebuild a Decision from `Decision.to_dict()` output."""
-    return Decision(
-        policy=data["policy"],
-        target=data["target"],
-        time=_parse(data["time"]),
-        current=data["current"],
-        desired=data["desired"],
-        action=Action(data["action"]),
-        dry_run=bool(data["dry_run"]),
-        reasons=tuple(data["reasons"]),
-        checks=tuple(CheckResult(**c) for c in data["checks"]),
-    )
 
 
 class SqliteStateStore:
@@ -137,8 +85,8 @@ class SqliteStateStore:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            _migrate(db)
+            db.executescript(schema.SCHEMA)
+            schema.migrate(db)
             # Prove we can write now, not at the first scaling action.
             db.execute("BEGIN IMMEDIATE")
             db.execute("COMMIT")
@@ -330,12 +278,13 @@ class SqliteStateStore:
         since = None
         if row is not None:
             recommendations = tuple(
-                Recommendation(at=_parse(at), count=int(count)) for at, count in json.loads(row[0])
+                Recommendation(at=schema.parse(at), count=int(count))
+                for at, count in json.loads(row[0])
             )
             streak = int(row[1])
-            since = _parse(row[2]) if row[2] else None
+            since = schema.parse(row[2]) if row[2] else None
         return Memory(
-            last_scaled_at=_parse(target[0]) if target else None,
+            last_scaled_at=schema.parse(target[0]) if target else None,
             recommendations=recommendations,
             missing_data_streak=streak,
             missing_data_since=since,
@@ -343,9 +292,9 @@ class SqliteStateStore:
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Persist `memory`; the target's last action only ever moves forward."""
-        recs = json.dumps([[_iso(r.at), r.count] for r in memory.recommendations])
-        now = _iso(datetime.now(UTC))
-        since = _iso(memory.missing_data_since) if memory.missing_data_since else None
+        recs = json.dumps([[schema.iso(r.at), r.count] for r in memory.recommendations])
+        now = schema.iso(datetime.now(UTC))
+        since = schema.iso(memory.missing_data_since) if memory.missing_data_since else None
         with self._tx() as db:
             db.execute(
                 "INSERT INTO memory (policy, target_key, recommendations,"
@@ -363,7 +312,7 @@ class SqliteStateStore:
                     "INSERT INTO targets (target_key, last_scaled_at) VALUES (?, ?)"
                     " ON CONFLICT(target_key) DO UPDATE SET last_scaled_at ="
                     " max(targets.last_scaled_at, excluded.last_scaled_at)",
-                    (target_key, _iso(memory.last_scaled_at)),
+                    (target_key, schema.iso(memory.last_scaled_at)),
                 )
 
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
@@ -372,22 +321,22 @@ class SqliteStateStore:
             if previous is None:
                 db.execute(
                     "DELETE FROM targets WHERE target_key = ? AND last_scaled_at = ?",
-                    (target_key, _iso(at)),
+                    (target_key, schema.iso(at)),
                 )
             else:
                 db.execute(
                     "UPDATE targets SET last_scaled_at = ?"
                     " WHERE target_key = ? AND last_scaled_at = ?",
-                    (_iso(previous), target_key, _iso(at)),
+                    (schema.iso(previous), target_key, schema.iso(at)),
                 )
 
     def record(self, decision: Decision) -> None:
         """Append a decision to the history and prune it by age and count."""
-        cutoff = _iso(decision.time - self._keep_for)
+        cutoff = schema.iso(decision.time - self._keep_for)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO decisions (policy, time, payload) VALUES (?, ?, ?)",
-                (decision.policy, _iso(decision.time), json.dumps(decision.to_dict())),
+                (decision.policy, schema.iso(decision.time), json.dumps(decision.to_dict())),
             )
             db.execute("DELETE FROM decisions WHERE time < ?", (cutoff,))
             db.execute(
@@ -409,7 +358,7 @@ class SqliteStateStore:
                 rows = db.execute(sql, (*args, max(0, limit))).fetchall()
             except sqlite3.Error as exc:
                 raise StateError(f"state database {self.path}: {exc}") from exc
-        return [decision_from_dict(json.loads(r[0])) for r in rows]
+        return [schema.decision_from_dict(json.loads(r[0])) for r in rows]
 
     def close(self) -> None:
         """Checkpoint and close the database, then release the lock.

@@ -1,0 +1,67 @@
+"""The state database's tables, how older files are upgraded, and how values are stored.
+
+Times are ISO 8601 text in UTC, so they sort as text (the `max()` that keeps a target's
+last action moving forward relies on it); decisions are their `to_dict()` JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from autoscaler.core.model import Action, CheckResult, Decision
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS targets (
+    target_key TEXT PRIMARY KEY,
+    last_scaled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memory (
+    policy TEXT PRIMARY KEY,
+    target_key TEXT NOT NULL,
+    recommendations TEXT NOT NULL,
+    missing_data_streak INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    missing_data_since TEXT
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy TEXT NOT NULL,
+    time TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_policy ON decisions (policy, id);
+"""
+
+
+def iso(value: datetime) -> str:
+    """`value` as stored: ISO 8601 in UTC."""
+    return value.astimezone(UTC).isoformat()
+
+
+def parse(value: str) -> datetime:
+    """A stored time back as an aware UTC `datetime`."""
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a state file written by an older version up to the current schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
+    if "missing_data_since" not in columns:
+        db.execute("ALTER TABLE memory ADD COLUMN missing_data_since TEXT")
+
+
+def decision_from_dict(data: dict[str, Any]) -> Decision:
+    """Rebuild a Decision from `Decision.to_dict()` output."""
+    return Decision(
+        policy=data["policy"],
+        target=data["target"],
+        time=parse(data["time"]),
+        current=data["current"],
+        desired=data["desired"],
+        action=Action(data["action"]),
+        dry_run=bool(data["dry_run"]),
+        reasons=tuple(data["reasons"]),
+        checks=tuple(CheckResult(**c) for c in data["checks"]),
+    )
