@@ -130,7 +130,8 @@ def decide(
     if not wanted:
         return _without_data(run, memory, failed)
 
-    memory = replace(memory, missing_data_streak=0, missing_data_since=None)
+    if memory.missing_data_streak or memory.missing_data_since is not None:
+        memory = replace(memory, missing_data_streak=0, missing_data_since=None)
     count = max(wanted)
     if failed:
         count = _block_scale_down(run, count, failed)
@@ -317,14 +318,23 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     highest of the `down` window (both include this one). History older than the longest
     window is dropped from the returned memory; this recommendation is always kept.
     """
-    windows, now, history = run.policy.stabilization, run.now, memory.recommendations
-    up_rec = min([recommendation, *_within(history, now, windows.up)])
-    down_rec = max([recommendation, *_within(history, now, windows.down)])
+    windows, now = run.policy.stabilization, run.now
+    # One pass over the history (replays run this hundreds of thousands of times).
+    up_cutoff, down_cutoff = now - windows.up, now - windows.down
+    cutoff = min(up_cutoff, down_cutoff)
+    up_rec = down_rec = recommendation
+    kept: list[Recommendation] = []
+    for r in memory.recommendations:
+        at, count = r.at, r.count
+        if at > cutoff:
+            kept.append(r)
+            if count < up_rec and at > up_cutoff:
+                up_rec = count
+            if count > down_rec and at > down_cutoff:
+                down_rec = count
     stabilized = min(max(run.current, up_rec), down_rec)
-
-    cutoff = now - max(windows.up, windows.down)
-    kept = tuple(r for r in history if r.at > cutoff)
-    memory = replace(memory, recommendations=(*kept, Recommendation(at=now, count=recommendation)))
+    kept.append(Recommendation(at=now, count=recommendation))
+    memory = replace(memory, recommendations=tuple(kept))
 
     if stabilized == recommendation:
         return stabilized, memory
@@ -337,12 +347,6 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
         f" {seen} → {stabilized} instead of {recommendation}"
     )
     return stabilized, memory
-
-
-def _within(history: Sequence[Recommendation], now: datetime, window: timedelta) -> list[int]:
-    """The counts recorded within `window` before `now` (strictly after its start, as HPA)."""
-    cutoff = now - window
-    return [r.count for r in history if r.at > cutoff]
 
 
 # --- steps 5 to 7: bounds, cooldown, action ------------------------------------------------

@@ -279,6 +279,9 @@ def _meta(decision: Decision) -> dict[str, str]:
 
 def log_decision(evaluation: Evaluation) -> None:
     """One log line per decision: policy, target, from, to, action, dry-run, reasons."""
+    level = logging.WARNING if evaluation.error else logging.INFO
+    if not log.isEnabledFor(level):
+        return  # replays evaluate thousands of times a second: build nothing nobody reads
     d = evaluation.decision
     fields = {
         "policy": d.policy,
@@ -291,7 +294,6 @@ def log_decision(evaluation: Evaluation) -> None:
     }
     if evaluation.error:
         fields["error"] = evaluation.error
-    level = logging.WARNING if evaluation.error else logging.INFO
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",
