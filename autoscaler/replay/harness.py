@@ -66,6 +66,13 @@ class _Target:
         self.scaled_to = count
 
 
+class _Forgetful(MemoryStateStore):
+    """State in memory that keeps the policy's memory but no decision history."""
+
+    def record(self, decision: Decision) -> None:
+        return None
+
+
 class Replay:
     """Evaluates one policy again and again on caller-supplied instants, data and status.
 
@@ -73,12 +80,16 @@ class Replay:
     replay's lifetime, as it would in the state database of `run`.
     """
 
-    def __init__(self, policy: Policy, *, start: datetime, count: int) -> None:
+    def __init__(
+        self, policy: Policy, *, start: datetime, count: int, keep_history: bool = True
+    ) -> None:
         self.policy = policy
         self._clock = _Clock(start)
         self._source = _Source()
         self._target = _Target(TargetStatus(count=count))
-        self._state = MemoryStateStore()
+        # A week of 15-second evaluations is 40,320 decisions: a caller that reads each
+        # evaluation as it comes need not keep them all.
+        self._state = MemoryStateStore() if keep_history else _Forgetful()
         self._reconciler = Reconciler(
             source=self._source,
             targets=self._target_for,
@@ -112,10 +123,10 @@ class Replay:
         self._target.current = status
         self._target.scaled_to = None
         evaluation = self._reconciler.evaluate(self.policy, dry_run=dry_run)
-        if evaluation.scaled and self._target.scaled_to is not None:
-            return evaluation
-        return replace(evaluation, scaled=False)
+        if evaluation.scaled and self._target.scaled_to is None:
+            return replace(evaluation, scaled=False)
+        return evaluation
 
     def history(self, limit: int = 1_000_000) -> list[Decision]:
-        """Every recorded decision, oldest first."""
+        """Every recorded decision, oldest first (none with `keep_history=False`)."""
         return list(reversed(self._state.history(policy=self.policy.name, limit=limit)))
