@@ -1,0 +1,350 @@
+"""`simulate`: policies and baselines in closed loop on a load trace, with scores.
+
+Each controller gets its own simulated fleet (`fleet`) and sees the trace as production
+would see Prometheus: every `interval` seconds (at the first tick at or after each
+multiple of it), the mean load over `[t − 15 s − interval, t − 15 s)`, one scrape late,
+and the instances that were ready at that scrape. A policy decides through the replay
+harness, i.e. the production reconciler and `core.decide`, with each check's value read
+from the signal it is mapped to (`signals`). Demand in each 15-second tick is
+`max(1, ceil(load / (capacity × target utilization)))`; the scores (`scores`) compare
+each controller's ready instances with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autoscaler.core.model import Policy, TargetStatus
+from autoscaler.core.strategies import ceil_count
+from autoscaler.errors import AutoscalerError
+from autoscaler.replay.baselines import BASELINES, AwsTargetTracking, Controller, Hpa
+from autoscaler.replay.fleet import TICK_SECONDS, Fleet, ticks_for
+from autoscaler.replay.harness import Replay
+from autoscaler.replay.scores import Scores, score
+from autoscaler.replay.signals import SIGNALS, signal_value
+from autoscaler.replay.trace import Integral, Trace, tick_means
+
+DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, for schedules in policies
+
+
+class SimulationError(AutoscalerError):
+    """The simulation cannot run as asked (a check without a signal, a bad setting...)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setup:
+    """The fleet and demand model shared by every controller of one simulation."""
+
+    capacity: float  # requests per second one instance serves
+    target_utilization: float = 0.7
+    provisioning: float = 120.0  # seconds from a scale-up to the new instances serving
+    start: datetime = DEFAULT_START  # wall-clock time of the trace's first row
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.capacity) and self.capacity > 0):
+            raise SimulationError("--capacity must be a number of requests per second > 0")
+        if not 0 < self.target_utilization <= 1:
+            raise SimulationError("--target-utilization must be > 0 and at most 1")
+        if not (math.isfinite(self.provisioning) and self.provisioning >= 0):
+            raise SimulationError("--provisioning must be a duration >= 0")
+
+    def demand(self, load: float) -> int:
+        """Instances needed to serve `load` at the target utilization (at least 1)."""
+        return max(1, ceil_count(load / (self.capacity * self.target_utilization)))
+
+
+@dataclass(frozen=True)
+class ScaleAction:
+    """One change of a controller's desired count, at a tick, with its reasons."""
+
+    tick: int
+    before: int
+    after: int
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class Run:
+    """One controller's run: per tick its ready and billed counts, its actions, its scores."""
+
+    name: str
+    kind: str  # "policy" or "baseline"
+    ready: list[int]
+    billed: list[int]
+    actions: list[ScaleAction]
+    scores: Scores
+
+
+@dataclass
+class Simulation:
+    """Everything one `simulate` produced, for the table, the JSON and the plot."""
+
+    trace: Trace
+    setup: Setup
+    loads: list[float]  # mean load per tick
+    demand: list[int]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def ticks(self) -> int:
+        return len(self.loads)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `simulate -o json` document (a contract: see the README)."""
+        return {
+            "trace": self.trace.name,
+            "capacity": self.setup.capacity,
+            "controllers": [run.scores.to_dict() for run in self.runs],
+        }
+
+
+class PolicyController:
+    """A policy as a simulated controller: each evaluation goes through the real reconciler."""
+
+    def __init__(
+        self, policy: Policy, signals: Sequence[tuple[str, str]], setup: Setup, count: int
+    ) -> None:
+        self.name = policy.name
+        self.interval = policy.interval.total_seconds()
+        self._start = setup.start
+        self._capacity = setup.capacity
+        self._signals = tuple(signals)
+        # Simulate what the policy would do live, even where its file says dry_run.
+        self._replay = Replay(
+            replace(policy, dry_run=False), start=setup.start, count=count, keep_history=False
+        )
+        self._why: tuple[str, ...] = ()
+
+    def decide(self, t: float, load: float, seen_ready: int, fleet: Fleet) -> int:
+        capacity = self._capacity
+        values = {name: signal_value(s, load, seen_ready, capacity) for name, s in self._signals}
+        now = self._start + timedelta(seconds=t)
+        evaluation = self._replay.evaluate(now, values, TargetStatus(count=fleet.desired))
+        desired = evaluation.decision.desired
+        if evaluation.scaled and desired is not None:
+            self._why = evaluation.decision.reasons
+            return desired
+        return fleet.desired
+
+    def explain(self) -> tuple[str, ...]:
+        return self._why
+
+
+def normalize_signal(name: str) -> str:
+    """`latency-p95` and `latency_p95` name the same signal."""
+    return name.strip().replace("-", "_")
+
+
+def check_signals(policy: Policy, mapping: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(check name, signal) for every check of `policy` that runs a query.
+
+    A check uses the signal `mapping` gives it, else the signal it is named after; any
+    other check is a `SimulationError` saying how to map it.
+    """
+    pairs = []
+    for check in policy.checks:
+        if check.query is None:
+            continue  # `fixed`: no query, no signal
+        signal = mapping.get(check.name) or normalize_signal(check.name)
+        signal = normalize_signal(signal)
+        if signal not in SIGNALS:
+            given = f"--signal {check.name}={mapping[check.name]}" if check.name in mapping else ""
+            raise SimulationError(
+                f"policy {policy.name}: check {check.name!r} has no signal"
+                + (f" ({given} is not one)" if given else "")
+                + f": pass --signal {check.name}=SIGNAL with SIGNAL one of {', '.join(SIGNALS)}"
+            )
+        pairs.append((check.name, signal))
+    return pairs
+
+
+def simulate(
+    trace: Trace,
+    setup: Setup,
+    policies: Sequence[Policy],
+    *,
+    signals: Mapping[str, str] | None = None,
+    compare: Sequence[str] = BASELINES,
+    baseline_bounds: tuple[int, int] | None = None,
+) -> Simulation:
+    """Run every policy, then every baseline in `compare`, on `trace`; return all results.
+
+    `signals` maps check names to signals (see `check_signals`). Baselines keep their count
+    within `baseline_bounds` (min, max), by default those of the first policy.
+    """
+    mapping = {name: normalize_signal(s) for name, s in (signals or {}).items()}
+    _check_names(policies, mapping, compare)
+    pairs = [check_signals(policy, mapping) for policy in policies]
+    loads = tick_means(trace, TICK_SECONDS)
+    if not loads:
+        raise SimulationError(f"{trace.name}: shorter than one {TICK_SECONDS:g}-second tick")
+    demand = [setup.demand(load) for load in loads]
+    sim = Simulation(trace, setup, loads, demand)
+    windows = _Windows(trace, len(loads))
+    provisioning = ticks_for(setup.provisioning)
+    for policy, policy_signals in zip(policies, pairs, strict=True):
+        count = min(policy.max, max(policy.min, demand[0]))
+        controller = PolicyController(policy, policy_signals, setup, count)
+        sim.runs.append(
+            _closed_loop(
+                sim,
+                controller=controller,
+                kind="policy",
+                windows=windows,
+                count=count,
+                provisioning=provisioning,
+            )
+        )
+    if baseline_bounds is None:
+        baseline_bounds = (policies[0].min, policies[0].max) if policies else (1, 1_000_000)
+    low, high = baseline_bounds
+    target = setup.capacity * setup.target_utilization
+    for name in compare:
+        if name in ("static", "oracle"):
+            sim.runs.append(_open_loop(sim, name, low, high))
+            continue
+        baseline: Controller = (
+            Hpa(target=target, min=low, max=high)
+            if name == "hpa"
+            else AwsTargetTracking(target=target, min=low, max=high)
+        )
+        count = min(high, max(low, demand[0]))
+        sim.runs.append(
+            _closed_loop(
+                sim,
+                controller=baseline,
+                kind="baseline",
+                windows=windows,
+                count=count,
+                provisioning=provisioning,
+            )
+        )
+    return sim
+
+
+def _check_names(
+    policies: Sequence[Policy], mapping: Mapping[str, str], compare: Sequence[str]
+) -> None:
+    unknown = [name for name in compare if name not in BASELINES]
+    if unknown:
+        raise SimulationError(
+            f"unknown baseline {', '.join(unknown)}: --compare takes {', '.join(BASELINES)}"
+        )
+    checks = {check.name for policy in policies for check in policy.checks}
+    stray = sorted(set(mapping) - checks)
+    if stray:
+        raise SimulationError(
+            f"--signal names no check of the policies: {', '.join(stray)} "
+            f"(checks: {', '.join(sorted(checks)) or 'none'})"
+        )
+    names = [policy.name for policy in policies] + list(compare)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise SimulationError(
+            f"two controllers named {', '.join(twice)}: rename the policy, or leave the "
+            "baseline out of --compare"
+        )
+
+
+class _Windows:
+    """Mean load over scrape windows, from the trace's running integral."""
+
+    def __init__(self, trace: Trace, ticks: int) -> None:
+        self._integral = Integral(trace)
+        self._edges = self._integral.walk([k * TICK_SECONDS for k in range(ticks + 1)])
+        self._first = trace.rates[0]
+
+    def edge(self, index: int) -> float:
+        """The running integral at tick boundary `index` (negative: before the trace)."""
+        if index >= 0:
+            return self._edges[index]
+        return self._first * index * TICK_SECONDS
+
+    def mean(self, tick: int, interval: float) -> float:
+        """Mean load over `[t − 15 s − interval, t − 15 s)` for the tick `t` at `tick`."""
+        end = tick - 1
+        span = interval if interval > 0 else TICK_SECONDS
+        ticks, rest = divmod(span, TICK_SECONDS)
+        if rest:
+            start = self._integral.at(end * TICK_SECONDS - span)
+        else:
+            start = self.edge(end - int(ticks))
+        return (self.edge(end) - start) / span
+
+
+def _closed_loop(
+    sim: Simulation,
+    *,
+    controller: Controller,
+    kind: str,
+    windows: _Windows,
+    count: int,
+    provisioning: int,
+) -> Run:
+    """Tick by tick: instances become ready, the controller decides when due, counts recorded."""
+    fleet = Fleet(count, provisioning)
+    n = sim.ticks
+    ready = [0] * n
+    billed = [0] * n
+    actions: list[ScaleAction] = []
+    interval = controller.interval
+    interval_ticks = interval / TICK_SECONDS
+    next_due = 0.0  # in ticks
+    seen = count
+    for k in range(n):
+        fleet.advance(k)
+        if k >= next_due:
+            next_due += interval_ticks
+            if next_due <= k:
+                next_due = k + interval_ticks if interval_ticks > 0 else k + 1
+            before = fleet.desired
+            wanted = controller.decide(k * TICK_SECONDS, windows.mean(k, interval), seen, fleet)
+            if wanted != before:
+                fleet.scale_to(wanted, k)
+                actions.append(ScaleAction(k, before, wanted, controller.explain()))
+        seen = ready[k] = fleet.ready
+        billed[k] = fleet.desired
+    return _run(sim, controller.name, kind=kind, ready=ready, billed=billed, actions=actions)
+
+
+def _open_loop(sim: Simulation, name: str, low: int, high: int) -> Run:
+    """`static` (the peak demand, ready from the start) or `oracle` (the demand, always ready)."""
+    if name == "static":
+        peak = min(high, max(low, *sim.demand))
+        counts = [peak] * sim.ticks
+        return _run(sim, name, kind="baseline", ready=counts, billed=counts, actions=[])
+    counts = [min(high, max(low, d)) for d in sim.demand]
+    actions = [
+        ScaleAction(k, a, b, ("oracle: the demand",))
+        for k, (a, b) in enumerate(itertools.pairwise(counts), start=1)
+        if a != b
+    ]
+    return _run(sim, name, kind="baseline", ready=counts, billed=counts, actions=actions)
+
+
+def _run(
+    sim: Simulation,
+    name: str,
+    *,
+    kind: str,
+    ready: list[int],
+    billed: list[int],
+    actions: list[ScaleAction],
+) -> Run:
+    capacity = sim.setup.capacity
+    overloaded = [load > r * capacity for load, r in zip(sim.loads, ready, strict=True)]
+    scores = score(
+        name,
+        demand=sim.demand,
+        supply=ready,
+        billed=billed,
+        overloaded=overloaded,
+        actions=len(actions),
+        step_seconds=TICK_SECONDS,
+    )
+    return Run(name, kind, ready, billed, actions, scores)
