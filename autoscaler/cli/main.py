@@ -1,4 +1,4 @@
-"""The `autoscaler` command: validate, plan (dry-run preview), run, schema.
+"""The `autoscaler` command: validate, plan (dry-run preview), run, schema, simulate.
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
@@ -18,6 +18,7 @@ from typing import TextIO
 
 from autoscaler import __version__
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
+from autoscaler.cli import simulate
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_arguments(run)
 
     sub.add_parser("schema", help="print the JSON Schema of policy files")
+    # Commands in modules of their own register here and name their handler.
+    simulate.add_parser(sub)
     return parser
 
 
@@ -101,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
         parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK

@@ -1,0 +1,135 @@
+"""`autoscaler simulate` end to end, as a subprocess: table, JSON, plots, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KEYS = [
+    "name",
+    "instance_hours",
+    "under_provisioned_pct",
+    "accuracy_u",
+    "accuracy_o",
+    "timeshare_u",
+    "timeshare_o",
+    "jitter_per_hour",
+    "actions",
+]
+
+
+def autoscaler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+        check=False,
+    )
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    """Two hours at 1-minute rows: quiet, a burst, quiet again."""
+    rows = ["timestamp_seconds,requests_per_second,host"]
+    for minute in range(120):
+        rate = 200.0 if 40 <= minute < 70 else 40.0 + minute % 7
+        rows.append(f"{minute * 60},{rate},web-1")
+    path = tmp_path / "burst.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_table_shows_a_summary_and_every_controller(trace: Path, tmp_path: Path) -> None:
+    result = autoscaler("simulate", "--trace", str(trace), "--capacity", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"simulate {trace}: 0.08 days in 480 ticks of 15 s")
+    assert lines[1].startswith("recommended: under capacity ")
+    assert "(hpa " in lines[1] and "aws-tt " in lines[1]
+    header = next(line for line in lines if line.startswith("controller"))
+    assert header.split()[:3] == ["controller", "instance-h", "under"]
+    names = [line.split()[0] for line in lines[lines.index(header) + 1 :]]
+    assert names == ["recommended", "hpa", "aws-tt", "static", "oracle"]
+
+
+def test_json_is_the_documented_contract(trace: Path, tmp_path: Path) -> None:
+    result = autoscaler(
+        "simulate", "--trace", str(trace), "--capacity", "10", "-o", "json",
+        "--compare", "hpa,oracle", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["trace", "capacity", "controllers"]
+    assert doc["trace"] == str(trace) and doc["capacity"] == 10.0
+    assert [c["name"] for c in doc["controllers"]] == ["recommended", "hpa", "oracle"]
+    assert all(list(c) == KEYS for c in doc["controllers"])
+    oracle = doc["controllers"][2]
+    assert oracle["under_provisioned_pct"] == 0 and oracle["accuracy_u"] == 0
+    assert "recommended: under capacity" in result.stderr  # the summary, off stdout
+
+
+def test_a_policy_file_with_a_signal_mapping(trace: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "web.yaml"
+    policy.write_text(
+        "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 2\nmax: 40\ninterval: 30s\n"
+        "checks:\n"
+        "  - {name: rps, query: 'sum(rate(x[1m]))', strategy: per-instance, target: 7}\n"
+        "  - {name: p95, query: 'histogram_quantile(0.95, rate(h[1m]))',"
+        " strategy: target-value, target: 0.5}\n"
+    )
+    result = autoscaler(
+        "simulate", str(policy), "--trace", str(trace), "--capacity", "10",
+        "--signal", "rps=load", "--signal", "p95=latency_p95", "--compare", "none",
+        "-o", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (web,) = json.loads(result.stdout)["controllers"]
+    assert web["name"] == "web" and web["actions"] > 0
+
+
+def test_plots_html_always_and_png_with_matplotlib(trace: Path, tmp_path: Path) -> None:
+    for name in ("run.html", "run.png"):
+        result = autoscaler(
+            "simulate", "--trace", str(trace), "--capacity", "10", "--plot", name, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"plot written to {name}" in result.stderr
+        assert "recommended: under capacity" in result.stdout
+    assert (tmp_path / "run.html").read_text().startswith("<!doctype html>")
+    assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bad_inputs_exit_1_with_the_place_and_bad_usage_exits_2(
+    trace: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp_seconds,requests_per_second\n0,1\n60,lots\n")
+    result = autoscaler("simulate", "--trace", str(bad), "--capacity", "10", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{bad}:3: requests_per_second: 'lots' is not a number" in result.stderr
+
+    policy = tmp_path / "broken.yaml"
+    policy.write_text("name: web\ntarget: {type: aws-asg, asg: web}\nmin: 5\nmax: 2\nchecks: []\n")
+    result = autoscaler(
+        "simulate", str(policy), "--trace", str(trace), "--capacity", "10", cwd=tmp_path
+    )
+    assert result.returncode == 1 and f"{policy}:" in result.stderr
+
+    result = autoscaler(
+        "simulate", "--trace", str(trace), "--capacity", "10", "--signal", "load=cpu",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--signal load=cpu is not one" in result.stderr
+
+    result = autoscaler("simulate", "--trace", str(trace), cwd=tmp_path)
+    assert result.returncode == 2 and "--capacity" in result.stderr
