@@ -64,7 +64,8 @@ class Hpa:
     up_percent: float = 100.0
     up_pods: int = 4
     down_percent: float = 100.0
-    _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    _highest: deque[tuple[float, int]] = field(default_factory=deque)
+    _lowest: deque[tuple[float, int]] = field(default_factory=deque)
     _events: deque[tuple[float, int]] = field(default_factory=deque)
     _why: tuple[str, ...] = ()
 
@@ -106,18 +107,22 @@ class Hpa:
         return replicas
 
     def _stabilize(self, t: float, proposed: int, current: int) -> int:
-        recommendations = self._recommendations
-        while recommendations and recommendations[0][0] <= t - max(
-            self.down_window, self.up_window
-        ):
-            recommendations.popleft()
-        up, down = proposed, proposed
-        for at, count in recommendations:
-            if at > t - self.up_window:
-                up = min(up, count)
-            if at > t - self.down_window:
-                down = max(down, count)
-        recommendations.append((t, proposed))
+        """Up to the lowest recommendation of the up window, down to the highest of the down
+        window (both strictly after `t - window`, this one included)."""
+        highest, lowest = self._highest, self._lowest
+        while highest and highest[0][0] <= t - self.down_window:
+            highest.popleft()
+        while lowest and lowest[0][0] <= t - self.up_window:
+            lowest.popleft()
+        down = max(proposed, highest[0][1]) if highest else proposed
+        up = min(proposed, lowest[0][1]) if lowest else proposed
+        # Monotonic queues: the front is the extreme of every later suffix of the window.
+        while highest and highest[-1][1] <= proposed:
+            highest.pop()
+        highest.append((t, proposed))
+        while lowest and lowest[-1][1] >= proposed:
+            lowest.pop()
+        lowest.append((t, proposed))
         return min(max(current, up), down)
 
     def _rate_limit(self, t: float, desired: int, current: int) -> int:

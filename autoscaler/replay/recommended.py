@@ -15,25 +15,26 @@ NAME = "recommended"
 
 _TEMPLATE = """\
 # The policy we recommend for a request-rate workload: one check on the request rate,
-# per-instance, at a target utilization. One instance serves {capacity} req/s at most;
+# per instance, at a target utilization. One instance serves {capacity} req/s at most;
 # aiming at {utilization} of it leaves room for bursts while new instances start.
 name: {name}
 description: request rate per instance at {percent} % of an instance's capacity
 target: {{type: aws-asg, asg: web}}
 min: {min}
 max: {max}
-interval: 15s                # as often as Prometheus scrapes: see bursts early
+interval: 30s               # the default
 checks:
-  - name: load               # simulate: the `load` signal (req/s)
+  - name: load              # simulate: the `load` signal (req/s)
     query: sum(rate(http_requests_total{{job="web"}}[1m]))
-    strategy: per-instance   # desired = ceil(rate / target): the fleet the load needs now
-    target: {target}            # req/s per instance = {capacity} × {utilization}
+    strategy: per-instance  # desired = ceil(rate / target): what the load needs now
+    # req/s one instance should carry: capacity {capacity} × target utilization {utilization}
+    target: {target}
 cooldown:
-  up: 0s                     # per-instance asks for what the load needs: no need to wait
-  down: 5m
+  up: 0s                    # per-instance asks for what the load needs: no need to wait
+  down: 5m                  # the default
 stabilization:
   up: 0s
-  down: 5m                   # scale in only to the highest need of the last 5 minutes
+  down: 10m                 # scale in only to the highest need of the last 10 minutes
 """
 
 

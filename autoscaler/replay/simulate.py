@@ -119,12 +119,16 @@ class PolicyController:
             replace(policy, dry_run=False), start=setup.start, count=count, keep_history=False
         )
         self._why: tuple[str, ...] = ()
+        self._statuses: dict[int, TargetStatus] = {}
 
     def decide(self, t: float, load: float, seen_ready: int, fleet: Fleet) -> int:
         capacity = self._capacity
         values = {name: signal_value(s, load, seen_ready, capacity) for name, s in self._signals}
         now = self._start + timedelta(seconds=t)
-        evaluation = self._replay.evaluate(now, values, TargetStatus(count=fleet.desired))
+        status = self._statuses.get(fleet.desired)
+        if status is None:  # statuses are immutable: one per count is enough
+            status = self._statuses[fleet.desired] = TargetStatus(count=fleet.desired)
+        evaluation = self._replay.evaluate(now, values, status)
         desired = evaluation.decision.desired
         if evaluation.scaled and desired is not None:
             self._why = evaluation.decision.reasons
