@@ -173,6 +173,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if policies is None:
             return EXIT_INPUT
         sim = simulate(trace, setup, policies, signals=_signals(args.signal), compare=args.compare)
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     except SimulationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

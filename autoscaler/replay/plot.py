@@ -137,7 +137,8 @@ def _label(value: float) -> str:
 
 # --- HTML with inline SVG -----------------------------------------------------------------
 
-_WIDTH, _PANEL_HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 1000, 250, 70, 20, 30, 40
+_WIDTH, _PLOT_HEIGHT, _LEFT, _RIGHT, _BOTTOM = 1000, 180, 70, 20, 40
+_CHAR, _ROW = 7.0, 16  # legend: width of a character and height of a row, in pixels
 
 
 def render_html(figure: Figure) -> str:
@@ -182,17 +183,20 @@ def render_svg_panel(figure: Figure, panel: Panel) -> str:
     high = max([*values, 0.0]) * 1.05 or 1.0
     y_ticks = nice_ticks(0.0, high)
     high = max(high, y_ticks[-1])
-    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _PANEL_HEIGHT - _TOP - _BOTTOM
+    legend, rows = _legend(panel)
+    top = 20 + _ROW * rows + 14
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _PLOT_HEIGHT
+    height = top + plot_h + _BOTTOM
 
     def x(t: float) -> float:
         return _LEFT + (t - t0) / (span or 1.0) * plot_w
 
     def y(v: float) -> float:
-        return _TOP + plot_h - v / high * plot_h
+        return top + plot_h - v / high * plot_h
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_PANEL_HEIGHT}" '
-        f'viewBox="0 0 {_WIDTH} {_PANEL_HEIGHT}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {_WIDTH} {height}" role="img" font-family="sans-serif" '
         f'aria-label="{html.escape(panel.title)}" font-size="12">',
         f'<text x="{_LEFT}" y="18" font-weight="bold">{html.escape(panel.title)}'
         f"{' (' + html.escape(panel.unit) + ')' if panel.unit else ''}</text>",
@@ -205,15 +209,15 @@ def render_svg_panel(figure: Figure, panel: Panel) -> str:
         )
     for tick in nice_ticks(0.0, span / unit, 8):
         px = x(t0 + tick * unit)
-        bottom = _TOP + plot_h
+        bottom = top + plot_h
         out.append(
-            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{_TOP}" y2="{bottom}" stroke="#f0f0f0"/>'
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{bottom}" stroke="#f0f0f0"/>'
             f'<text x="{px:.1f}" y="{bottom + 16}" text-anchor="middle">{_label(tick)}</text>'
         )
     out.append(
-        f'<text x="{_LEFT + plot_w / 2}" y="{_PANEL_HEIGHT - 4}" text-anchor="middle" '
+        f'<text x="{_LEFT + plot_w / 2}" y="{height - 4}" text-anchor="middle" '
         f'fill="#555">{unit_name}</text>'
-        f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="none" '
+        f'<rect x="{_LEFT}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
         'stroke="#999"/>'
     )
     for s, (ts, vs) in zip(panel.series, shaped, strict=True):
@@ -236,7 +240,7 @@ def render_svg_panel(figure: Figure, panel: Panel) -> str:
                 f'<polygon points="{shape}" fill="{m.color}"><title>{html.escape(tip)}</title>'
                 "</polygon>"
             )
-    out.append(_legend(panel))
+    out.append(legend)
     out.append("</svg>")
     return "".join(out)
 
@@ -261,20 +265,26 @@ def _polyline(
     return " ".join(points)
 
 
-def _legend(panel: Panel) -> str:
+def _legend(panel: Panel) -> tuple[str, int]:
+    """The legend as SVG, in as many rows under the title as it needs, and the row count."""
     items = [(s.label, s.color, s.dashed) for s in panel.series] + [
         (m.label, m.color, False) for m in panel.marks
     ]
-    out, cursor = [], _LEFT + 250.0
+    out: list[str] = []
+    cursor, row = float(_LEFT), 1
     for label, color, dashed in items:
+        width = 36 + _CHAR * len(label)
+        if cursor + width > _WIDTH - _RIGHT and cursor > _LEFT:
+            cursor, row = float(_LEFT), row + 1
+        y = 20 + _ROW * row
         dash = ' stroke-dasharray="4 3"' if dashed else ""
         out.append(
-            f'<line x1="{cursor:.0f}" x2="{cursor + 18:.0f}" y1="14" y2="14" stroke="{color}" '
-            f'stroke-width="3"{dash}/><text x="{cursor + 22:.0f}" y="18">'
-            f"{html.escape(label)}</text>"
+            f'<line x1="{cursor:.0f}" x2="{cursor + 18:.0f}" y1="{y - 4}" y2="{y - 4}" '
+            f'stroke="{color}" stroke-width="3"{dash}/>'
+            f'<text x="{cursor + 22:.0f}" y="{y}">{html.escape(label)}</text>'
         )
-        cursor += 30 + 7 * len(label)
-    return "".join(out)
+        cursor += width
+    return "".join(out), row
 
 
 # --- matplotlib (optional) ----------------------------------------------------------------

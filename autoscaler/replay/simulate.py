@@ -27,7 +27,7 @@ from autoscaler.replay.fleet import TICK_SECONDS, Fleet, ticks_for
 from autoscaler.replay.harness import Replay
 from autoscaler.replay.scores import Scores, score
 from autoscaler.replay.signals import SIGNALS, signal_value
-from autoscaler.replay.trace import Integral, Trace, tick_means
+from autoscaler.replay.trace import Integral, Trace, TraceError, tick_means
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, for schedules in policies
 
@@ -186,7 +186,7 @@ def simulate(
     pairs = [check_signals(policy, mapping) for policy in policies]
     loads = tick_means(trace, TICK_SECONDS)
     if not loads:
-        raise SimulationError(f"{trace.name}: shorter than one {TICK_SECONDS:g}-second tick")
+        raise TraceError(f"{trace.name}: shorter than one {TICK_SECONDS:g}-second tick")
     demand = [setup.demand(load) for load in loads]
     sim = Simulation(trace, setup, loads, demand)
     windows = _Windows(trace, len(loads))

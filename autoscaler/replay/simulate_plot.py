@@ -14,7 +14,7 @@ from autoscaler.replay.plot import Figure, Marks, Panel, Series
 from autoscaler.replay.simulate import Run, Simulation
 
 _MAIN = {"desired": "#e67e22", "ready": "#1f77b4"}
-_OTHERS = ["#2ca02c", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22", "#d62728"]
+_OTHERS = ["#7f7f7f", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 _MAX_MARKS = 400  # beyond this, marks are a smear: the desired line shows the actions
 
 

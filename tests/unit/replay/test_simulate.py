@@ -18,7 +18,7 @@ from autoscaler.core.model import (
 )
 from autoscaler.replay.scores import SCORE_KEYS
 from autoscaler.replay.simulate import Setup, SimulationError, simulate
-from autoscaler.replay.trace import Trace
+from autoscaler.replay.trace import Trace, TraceError
 
 
 def step_trace(before: float, after: float, at: float, end: float) -> Trace:
@@ -125,6 +125,11 @@ def test_json_document_has_exactly_the_contract_keys() -> None:
     assert [c["name"] for c in doc["controllers"]] == ["web", "hpa", "aws-tt", "static", "oracle"]
     for controller in doc["controllers"]:
         assert tuple(controller) == SCORE_KEYS
+
+
+def test_a_trace_shorter_than_a_tick_is_a_trace_error() -> None:
+    with pytest.raises(TraceError, match="shorter than one 15-second tick"):
+        simulate(Trace("short.csv", [0.0, 5.0], [1.0, 1.0], 5.0, 10.0), SETUP, [policy()])
 
 
 def test_setup_rejects_impossible_values() -> None:
