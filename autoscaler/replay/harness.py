@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from autoscaler.adapters.state import MemoryStateStore
-from autoscaler.core.model import Decision, Memory, Policy, TargetRef, TargetStatus
+from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import QueryError
 
@@ -66,33 +66,10 @@ class _Target:
         self.scaled_to = count
 
 
-class _Forgetful:
-    """`StateStore` of one replayed policy that keeps its memory but no decision history.
-
-    Same answers as `MemoryStateStore` for a single policy on its target (the last scaling
-    time is the latest one saved), without rebuilding the memory on every load.
-    """
-
-    def __init__(self) -> None:
-        self._memory: dict[tuple[str, str], Memory] = {}
-
-    def load(self, policy: str, target_key: str) -> Memory:
-        return self._memory.get((policy, target_key)) or Memory()
-
-    def save(self, policy: str, target_key: str, memory: Memory) -> None:
-        previous = self._memory.get((policy, target_key))
-        kept = previous.last_scaled_at if previous is not None else None
-        if kept is not None and (memory.last_scaled_at is None or memory.last_scaled_at < kept):
-            memory = replace(memory, last_scaled_at=kept)
-        self._memory[(policy, target_key)] = memory
+class _Forgetful(MemoryStateStore):
+    """State in memory that keeps the policy's memory but no decision history."""
 
     def record(self, decision: Decision) -> None:
-        return None
-
-    def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
-        return []
-
-    def close(self) -> None:
         return None
 
 
@@ -112,9 +89,7 @@ class Replay:
         self._target = _Target(TargetStatus(count=count))
         # A week of 15-second evaluations is 40,320 decisions: a caller that reads each
         # evaluation as it comes need not keep them all.
-        self._state: MemoryStateStore | _Forgetful = (
-            MemoryStateStore() if keep_history else _Forgetful()
-        )
+        self._state = MemoryStateStore() if keep_history else _Forgetful()
         self._reconciler = Reconciler(
             source=self._source,
             targets=self._target_for,
