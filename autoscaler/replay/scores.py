@@ -16,7 +16,7 @@ above what the ready instances can serve (`under_provisioned_pct`), and scaling 
 
 from __future__ import annotations
 
-import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -95,7 +95,7 @@ def score(
 
 def changes(series: Sequence[int]) -> int:
     """How many times the series changes value from one step to the next."""
-    return sum(1 for a, b in itertools.pairwise(series) if a != b)
+    return sum(map(operator.ne, series, series[1:]))
 
 
 def mean_shortfall(demand: Sequence[int], supply: Sequence[int]) -> float:
