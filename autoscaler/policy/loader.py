@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from autoscaler.core import model
 from autoscaler.core.durations import parse_duration
 from autoscaler.errors import PolicyError, Problem
+from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
 from autoscaler.policy.schema import (
@@ -37,7 +38,15 @@ from autoscaler.policy.schema import (
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
 from autoscaler.policy.yaml_lines import Path as DataPath
 
-__all__ = ["LoadResult", "json_schema", "load_paths", "load_text"]
+__all__ = [
+    "FileLoad",
+    "LoadResult",
+    "expand_paths",
+    "json_schema",
+    "load_file",
+    "load_paths",
+    "load_text",
+]
 
 _CHECK = TypeAdapter[CheckModel](CheckModel)
 _SCHEDULE = TypeAdapter(ScheduleModel)
@@ -53,9 +62,12 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    policy: model.Policy
-    name_line: int
+class FileLoad:
+    """One file read and validated on its own: its policies, or its problems (never both)."""
+
+    path: Path
+    policies: list[Located]
+    problems: list[Problem]
 
 
 def load_text(text: str, file: str) -> list[model.Policy]:
@@ -66,40 +78,39 @@ def load_text(text: str, file: str) -> list[model.Policy]:
     return [item.policy for item in loaded]
 
 
+def load_file(path: Path) -> FileLoad:
+    """Read and validate one file, without looking at any other; never raises.
+
+    A file with any problem contributes none of its policies.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return FileLoad(path, [], [Problem(str(path), 1, "(file)", f"cannot read the file: {exc}")])
+    loaded, problems = _load(text, str(path))
+    return FileLoad(path, [] if problems else loaded, problems)
+
+
 def load_paths(paths: Sequence[str | Path]) -> LoadResult:
     """Load files and folders (`*.yaml`, `*.yml`, not recursive); never raise for bad files.
 
     A broken file contributes its problems and none of its policies. A policy whose name is
     already taken by an earlier one is dropped, with a problem naming both places; so is an
-    enabled policy whose target an earlier enabled policy already scales.
+    enabled policy whose target an earlier enabled policy already scales (`conflicts`).
     """
     problems: list[Problem] = []
-    files = _expand(paths, problems)
+    files = expand_paths(paths, problems)
     policies: list[model.Policy] = []
-    seen: dict[str, _Loaded] = {}
-    scaling: list[_Loaded] = []
+    claims = Claims()
     for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), 1, "(file)", f"cannot read the file: {exc}"))
-            continue
-        loaded, found = _load(text, str(path))
-        if found:
-            problems.extend(found)
-            continue
-        for item in loaded:
-            first = seen.get(item.policy.name)
-            if first is not None:
-                problems.append(_duplicate_policy(item, first))
+        found = load_file(path)
+        problems.extend(found.problems)
+        for item in found.policies:
+            conflict = claims.conflict(item)
+            if conflict is not None:
+                problems.append(conflict)
                 continue
-            if item.policy.enabled:
-                rival = next((o for o in scaling if _same_target(o.policy, item.policy)), None)
-                if rival is not None:
-                    problems.append(_shared_target(item, rival))
-                    continue
-                scaling.append(item)
-            seen[item.policy.name] = item
+            claims.claim(item)
             policies.append(item.policy)
     return LoadResult(policies=policies, problems=problems, files=files)
 
@@ -115,7 +126,11 @@ def json_schema() -> dict[str, Any]:
     }
 
 
-def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
+def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
+    """The policy files named by `paths` (folders: their `*.yaml`/`*.yml`), each once.
+
+    A path that does not exist adds a problem to `problems`.
+    """
     files: list[Path] = []
     for given in paths:
         path = Path(given)
@@ -130,41 +145,6 @@ def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
     for path in files:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
-
-
-def _duplicate_policy(item: _Loaded, first: _Loaded) -> Problem:
-    where = f"{first.policy.source.file}:{first.name_line}"
-    return Problem(
-        item.policy.source.file,
-        item.name_line,
-        "name",
-        f"duplicate policy name '{item.policy.name}': also defined at {where}; "
-        "rename one (names are unique across all files)",
-    )
-
-
-def _same_target(a: model.Policy, b: model.Policy) -> bool:
-    """Whether two policies scale the same object; a target without a region matches any."""
-    x, y = a.target, b.target
-    if x.region is not None and y.region is not None and x.region != y.region:
-        return False
-    if isinstance(x, model.AsgTarget) and isinstance(y, model.AsgTarget):
-        return x.asg == y.asg
-    if isinstance(x, model.NomadTarget) and isinstance(y, model.NomadTarget):
-        return (x.job, x.group, x.namespace) == (y.job, y.group, y.namespace)
-    return False
-
-
-def _shared_target(item: _Loaded, first: _Loaded) -> Problem:
-    where = f"{first.policy.source.file}:{first.name_line}"
-    return Problem(
-        item.policy.source.file,
-        item.name_line,
-        "target",
-        f"{item.policy.target} is already scaled by policy '{first.policy.name}' ({where}); "
-        "two policies on one target would undo each other: put both checks in one policy "
-        "(the highest count wins), or disable one",
-    )
 
 
 # --- one file -----------------------------------------------------------------------------
@@ -182,7 +162,7 @@ class _Item:
         return self.doc.line_of((*self.prefix, *path))
 
 
-def _load(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
+def _load(text: str, file: str) -> tuple[list[Located], list[Problem]]:
     try:
         return _load_unsafe(text, file)
     except Exception as exc:  # a bug here must not take the service down
@@ -190,7 +170,7 @@ def _load(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
         return [], [Problem(file, 1, "(file)", message)]
 
 
-def _load_unsafe(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
+def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Problem]]:
     try:
         docs, issues = load_documents(text)
     except YamlSyntaxError as exc:
@@ -201,16 +181,18 @@ def _load_unsafe(text: str, file: str) -> tuple[list[_Loaded], list[Problem]]:
         message = "no policy found: write a mapping with target, min, max and checks"
         problems.append(Problem(file, 1, "(file)", message))
     _default_name(items, file, problems)
-    loaded: list[_Loaded] = []
+    loaded: list[Located] = []
     for item in items:
         policy = _validate(item, file, problems)
         if policy is not None:
-            loaded.append(_Loaded(policy, item.line(("name",))))
-    by_name: dict[str, _Loaded] = {}
+            loaded.append(Located(policy, item.line(("name",))))
+    names = Claims(targets=False)  # within one file, a duplicate name breaks the file
     for entry in loaded:
-        first = by_name.setdefault(entry.policy.name, entry)
-        if first is not entry:
-            problems.append(_duplicate_policy(entry, first))
+        duplicate = names.conflict(entry)
+        if duplicate is None:
+            names.claim(entry)
+        else:
+            problems.append(duplicate)
     problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
     return loaded, problems
 

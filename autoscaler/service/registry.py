@@ -1,10 +1,15 @@
 """The live set of policies: what is loaded now, what failed to load, and safe reloads.
 
-A reload must never make the controller forget a policy because someone saved a typo:
-a file that fails validation keeps its last good version running (its problems are
-reported), while valid files replace their policies. A file that is gone takes its
-policies with it. Changes on disk are noticed by polling a cheap fingerprint (path,
-inode, size, mtime) of every policy file, so no inotify dependency is needed.
+A reload must never make the controller forget a policy because someone saved a typo,
+and never leave two policies on one target. The unit is the file: a file whose new text is
+rejected (invalid, or a policy in it takes a name or an enabled target that a policy of
+another file holds) keeps its last good version running, all of it, with its problems
+reported; a file seen for the first time has no such version, so only its policies that
+collide with nothing are loaded (as `validate` would). In a collision, the policy already
+running wins over the newcomer, whatever the file order; between two newcomers, the first
+in path order wins. A file that is gone takes its policies with it. Changes on disk are
+noticed by polling a cheap fingerprint (path, inode, size, mtime) of every policy file,
+so no inotify dependency is needed.
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import Problem
-from autoscaler.policy.loader import LoadResult, load_paths
+from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.loader import FileLoad, expand_paths, load_file
 
 log = logging.getLogger("autoscaler.registry")
 
@@ -47,17 +53,12 @@ def _key(file: str) -> str:
 
 
 class PolicyRegistry:
-    """Loads policy files, keeps the last good version of broken ones, detects changes."""
+    """Loads policy files, keeps the last good version of rejected ones, detects changes."""
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        *,
-        loader: Callable[[Sequence[str]], LoadResult] = load_paths,
-    ) -> None:
+    def __init__(self, paths: Sequence[str]) -> None:
         self._paths = tuple(paths)
-        self._loader = loader
         self._lock = threading.Lock()
+        self._files: dict[str, list[Located]] = {}  # file key -> its policies in force
         self._policies: dict[str, Policy] = {}
         self._problems: tuple[Problem, ...] = ()
         self._fingerprint: Fingerprint = ()
@@ -87,28 +88,29 @@ class PolicyRegistry:
         return [p for p in self.problems() if _key(p.file) == wanted]
 
     def reload(self) -> ReloadOutcome:
-        """Read every file again and swap in what is valid; see the module docstring."""
+        """Read every file again and swap in what is accepted; see the module docstring."""
         with self._lock:
             fingerprint = self._scan()
-            result = self._loader(self._paths)
+            problems: list[Problem] = []
+            loads = [load_file(path) for path in expand_paths(self._paths, problems)]
+            plan = _settle(loads, self._files)
             old = self._policies
-            broken = {_key(p.file) for p in result.problems}
-            fresh: dict[str, Policy] = {p.name: p for p in result.policies}
-            kept_files: set[str] = set()
-            for policy in old.values():
-                file = _key(policy.source.file)
-                if file in broken and os.path.exists(file) and policy.name not in fresh:
-                    fresh[policy.name] = policy
-                    kept_files.add(policy.source.file)
+            fresh = {
+                item.policy.name: item.policy for items in plan.files.values() for item in items
+            }
+            problems += [p for load in loads for p in load.problems] + plan.problems
+            order = {_key(str(load.path)): i for i, load in enumerate(loads)}
+            problems.sort(key=lambda p: (order.get(_key(p.file), -1), p.line))
             outcome = ReloadOutcome(
                 added=tuple(n for n in fresh if n not in old),
                 updated=tuple(n for n in fresh if n in old and old[n] != fresh[n]),
                 removed=tuple(n for n in old if n not in fresh),
-                kept=tuple(sorted(kept_files)),
-                problems=tuple(result.problems),
+                kept=tuple(sorted(plan.kept)),
+                problems=tuple(problems),
             )
+            self._files = plan.files
             self._policies = fresh
-            self._problems = tuple(result.problems)
+            self._problems = outcome.problems
             self._fingerprint = fingerprint
             self.loaded_at = datetime.now(UTC)
         _log(outcome)
@@ -137,6 +139,98 @@ class PolicyRegistry:
                     continue
                 entries.append((str(candidate), st.st_ino, st.st_size, st.st_mtime_ns))
         return tuple(sorted(entries))
+
+
+@dataclass
+class _Plan:
+    """What a reload puts in force: each file's policies, and why some files were held back."""
+
+    files: dict[str, list[Located]]
+    kept: set[str]  # files whose last good version stays in force
+    problems: list[Problem]  # collisions between files
+
+
+def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> _Plan:
+    """Which version of each file is in force after a reload (see the module docstring).
+
+    Files that are unchanged, or invalid with a last good version, keep what is in force:
+    those versions were consistent with each other already. Changed and new files then join
+    in path order, each checked against everything claimed so far. A changed file that
+    collides is rejected and its last good version comes back; since that version may hold
+    a target that an earlier file just moved onto, the round starts again with that file
+    rejected. Each round rejects one more file, so this ends with a consistent set. A last
+    pass gives each rejected file a second chance against that final set, so a file is
+    only held back for a collision that is really there, and its problem names the rival.
+    """
+    rejected: list[str] = []
+    while True:
+        plan, collided = _round(loads, current, rejected)
+        if collided is None:
+            break
+        rejected.append(collided)
+    by_key = {_key(str(load.path)): load for load in loads}
+    for key in sorted(rejected, key=list(by_key).index):
+        claims = Claims()
+        for other, items in plan.files.items():
+            if other != key:
+                for item in items:
+                    claims.claim(item)
+        joined, problems = _join(by_key[key].policies, claims)
+        if problems:
+            plan.problems += problems
+        else:
+            plan.files[key] = joined
+            plan.kept.discard(str(by_key[key].path))
+    order = list(by_key)
+    plan.files = {key: plan.files[key] for key in order if key in plan.files}
+    return plan
+
+
+def _round(
+    loads: Sequence[FileLoad], current: Mapping[str, list[Located]], rejected: Sequence[str]
+) -> tuple[_Plan, str | None]:
+    """One try at a consistent set; the key of the first changed file that collides, if any."""
+    plan = _Plan(files={}, kept=set(), problems=[])
+    joining: list[tuple[str, FileLoad]] = []
+    for load in loads:
+        key = _key(str(load.path))
+        last_good = current.get(key)
+        if last_good is not None and (load.problems or key in rejected):
+            plan.files[key] = last_good
+            plan.kept.add(str(load.path))
+        elif last_good is not None and _same(load.policies, last_good):
+            plan.files[key] = last_good
+        elif not load.problems:
+            joining.append((key, load))
+    claims = Claims()
+    for items in plan.files.values():
+        for item in items:
+            claims.claim(item)
+    for key, load in joining:
+        joined, problems = _join(load.policies, claims)
+        if problems and key in current:
+            return plan, key
+        plan.files[key] = joined
+        plan.problems += problems
+    return plan, None
+
+
+def _join(items: Sequence[Located], claims: Claims) -> tuple[list[Located], list[Problem]]:
+    """The items that collide with nothing claimed (claiming them), and the others' problems."""
+    joined: list[Located] = []
+    problems: list[Problem] = []
+    for item in items:
+        conflict = claims.conflict(item)
+        if conflict is None:
+            claims.claim(item)
+            joined.append(item)
+        else:
+            problems.append(conflict)
+    return joined, problems
+
+
+def _same(new: Sequence[Located], old: Sequence[Located]) -> bool:
+    return [item.policy for item in new] == [item.policy for item in old]
 
 
 def _log(outcome: ReloadOutcome) -> None:

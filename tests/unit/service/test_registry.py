@@ -86,3 +86,131 @@ def test_changes_on_disk_are_detected(tmp_path: Path) -> None:
     registry.reload()
     (tmp_path / "notes.txt").write_text("not a policy")
     assert not registry.changed_on_disk()
+
+
+def _on(name: str, asg: str, count: int = 2) -> str:
+    return (
+        f"name: {name}\ntarget: {{type: aws-asg, asg: {asg}}}\nmin: 1\nmax: 10\n"
+        f"checks:\n  - {{name: c, strategy: fixed, count: {count}}}\n"
+    )
+
+
+def _targets(registry: PolicyRegistry) -> dict[str, str]:
+    return {p.name: str(p.target) for p in registry.policies()}
+
+
+def test_an_edit_onto_a_scaled_target_is_rejected_and_keeps_its_last_good_version(
+    tmp_path: Path,
+) -> None:
+    # `h.yaml` sorts before `o.yaml`: file order must not decide which one wins.
+    _write(tmp_path / "h.yaml", _on("h", "asg-h", 8))
+    _write(tmp_path / "o.yaml", _on("o", "asg-o", 5))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+
+    _write(tmp_path / "h.yaml", _on("h", "asg-o", 8))
+    outcome = registry.reload()
+    assert _targets(registry) == {"h": "aws-asg:asg-h", "o": "aws-asg:asg-o"}
+    assert not outcome.changed
+    assert outcome.kept == (str(tmp_path / "h.yaml"),)
+    (problem,) = outcome.problems
+    assert problem.file.endswith("h.yaml")
+    assert problem.field == "target"
+    assert "already scaled by policy 'o'" in problem.message
+    h = registry.get("h")
+    assert h is not None
+    assert registry.problems_of(h) == [problem]
+    o = registry.get("o")
+    assert o is not None
+    assert registry.problems_of(o) == []
+
+
+def test_a_rename_to_a_name_in_use_keeps_the_last_good_version_of_the_renamed_policy(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path / "h.yaml", _on("h", "asg-h"))
+    _write(tmp_path / "o.yaml", _on("o", "asg-o"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+
+    _write(tmp_path / "h.yaml", _on("o", "asg-h"))
+    outcome = registry.reload()
+    assert _targets(registry) == {"h": "aws-asg:asg-h", "o": "aws-asg:asg-o"}
+    assert not outcome.changed
+    o = registry.get("o")
+    assert o is not None
+    assert o.source.file.endswith("o.yaml")
+    (problem,) = outcome.problems
+    assert problem.file.endswith("h.yaml")
+    assert "duplicate policy name 'o'" in problem.message
+
+
+def test_a_policy_keeps_its_target_when_a_newcomer_claims_it(tmp_path: Path) -> None:
+    # The newcomer sorts first; the policy already running keeps the target.
+    _write(tmp_path / "o.yaml", _on("o", "shared"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "shared"))
+    outcome = registry.reload()
+    assert _targets(registry) == {"o": "aws-asg:shared"}
+    assert not outcome.added
+    assert [p.file.endswith("a.yaml") for p in outcome.problems] == [True]
+
+
+def test_a_rejected_edit_frees_nothing_for_a_third_policy(tmp_path: Path) -> None:
+    # a: x -> y while b: y -> broken. b keeps y (its last good version), so a's move onto y
+    # is rejected too, and a keeps x.
+    _write(tmp_path / "a.yaml", _on("a", "x"))
+    _write(tmp_path / "b.yaml", _on("b", "y"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "y"))
+    _write(tmp_path / "b.yaml", "name: b\nmin: nope\n")
+    registry.reload()
+    assert _targets(registry) == {"a": "aws-asg:x", "b": "aws-asg:y"}
+
+
+def test_moves_that_chain_are_applied_together(tmp_path: Path) -> None:
+    # a: x -> y and b: y -> z in one reload: both are valid together.
+    _write(tmp_path / "a.yaml", _on("a", "x"))
+    _write(tmp_path / "b.yaml", _on("b", "y"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "y"))
+    _write(tmp_path / "b.yaml", _on("b", "z"))
+    outcome = registry.reload()
+    assert _targets(registry) == {"a": "aws-asg:y", "b": "aws-asg:z"}
+    assert outcome.problems == ()
+
+
+def test_a_rejected_move_undoes_the_moves_that_depended_on_it(tmp_path: Path) -> None:
+    # a: x -> y depends on b leaving y; b's move onto c's target z is rejected, so b stays
+    # on y and a must stay on x: never two policies on one target.
+    _write(tmp_path / "a.yaml", _on("a", "x"))
+    _write(tmp_path / "b.yaml", _on("b", "y"))
+    _write(tmp_path / "c.yaml", _on("c", "z"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "y"))
+    _write(tmp_path / "b.yaml", _on("b", "z"))
+    outcome = registry.reload()
+    assert _targets(registry) == {"a": "aws-asg:x", "b": "aws-asg:y", "c": "aws-asg:z"}
+    assert sorted(Path(f).name for f in outcome.kept) == ["a.yaml", "b.yaml"]
+
+
+def test_no_reload_ever_leaves_two_enabled_policies_on_one_target(tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    targets = ["x", "y", "z"]
+    for name, target in zip(names, targets, strict=True):
+        _write(tmp_path / f"{name}.yaml", _on(name, target))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    # Every combination of moves, renames and breakages, reloaded one after the other.
+    edits = [_on(n, t) for n in [*names, "d"] for t in targets] + ["min: [\n"]
+    for i in range(200):
+        for j, name in enumerate(names):
+            _write(tmp_path / f"{name}.yaml", edits[(i * 7 + j * 13 + i * j) % len(edits)])
+        registry.reload()
+        enabled = [p for p in registry.policies() if p.enabled]
+        assert len({str(p.target) for p in enabled}) == len(enabled)
+        assert len({p.name for p in registry.policies()}) == len(registry.policies())

@@ -1,0 +1,83 @@
+"""Rules between policies of different files: unique names, one enabled policy per target.
+
+Two policies with one name cannot both be addressed (API, state, metrics); two enabled
+policies on one target would undo each other's changes (8, 5, 8, 5, ...). `Claims` records
+the names and targets already taken and says, for a newcomer, which rule it breaks and
+where the policy it collides with is defined. Both `load_paths` (first in path order wins)
+and the service's registry (the policy already running wins) use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoscaler.core import model
+from autoscaler.errors import Problem
+
+
+@dataclass(frozen=True)
+class Located:
+    """A validated policy and the line of its `name` (where conflicts are reported)."""
+
+    policy: model.Policy
+    name_line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.policy.source.file}:{self.name_line}"
+
+
+def _identity(target: model.TargetRef) -> tuple[str, ...]:
+    """What makes two targets the same object, region aside (see `same_target`)."""
+    if isinstance(target, model.AsgTarget):
+        return ("aws-asg", target.asg)
+    return ("nomad", target.job, target.group, target.namespace)
+
+
+def same_target(a: model.TargetRef, b: model.TargetRef) -> bool:
+    """Whether two targets are one object; a target without a region matches any region."""
+    if a.region is not None and b.region is not None and a.region != b.region:
+        return False
+    return _identity(a) == _identity(b)
+
+
+class Claims:
+    """Names and (enabled) targets taken so far; `conflict` checks a newcomer against them."""
+
+    def __init__(self, *, targets: bool = True) -> None:
+        """`targets=False` checks names only."""
+        self._check_targets = targets
+        self._names: dict[str, Located] = {}
+        self._targets: dict[tuple[str, ...], list[Located]] = {}
+
+    def conflict(self, item: Located) -> Problem | None:
+        """Why `item` cannot join the policies claimed so far, or None when it can."""
+        first = self._names.get(item.policy.name)
+        if first is not None:
+            return Problem(
+                item.policy.source.file,
+                item.name_line,
+                "name",
+                f"duplicate policy name '{item.policy.name}': also defined at {first.where}; "
+                "rename one (names are unique across all files)",
+            )
+        if not (self._check_targets and item.policy.enabled):
+            return None
+        target = item.policy.target
+        for rival in self._targets.get(_identity(target), []):
+            if same_target(rival.policy.target, target):
+                return Problem(
+                    item.policy.source.file,
+                    item.name_line,
+                    "target",
+                    f"{target} is already scaled by policy '{rival.policy.name}' "
+                    f"({rival.where}); two policies on one target would undo each other: "
+                    "put both checks in one policy (the highest count wins), or disable one",
+                )
+        return None
+
+    def claim(self, item: Located) -> None:
+        """Take `item`'s name (and its target, when enabled); check `conflict` first."""
+        self._names[item.policy.name] = item
+        if self._check_targets and item.policy.enabled:
+            self._targets.setdefault(_identity(item.policy.target), []).append(item)
