@@ -6,6 +6,7 @@ follows the spec's "Semantics", in this order, and every step that changes the n
 adds a reason:
 
 1. Not ready: the target must not be touched -> `hold` at the current count; memory as is.
+   A count outside 0..`ranges.MAX_COUNT` is nonsense from the target: `hold`, as unknown.
 2. Checks: each check's value through its strategy (`strategies`). An error, a missing
    value or a non-finite one fails the check; it never counts as zero.
 3. Combine: the highest count any successful check asks for. A failed check blocks
@@ -48,6 +49,7 @@ from autoscaler.core.model import (
     Strategy,
     TargetStatus,
 )
+from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -118,6 +120,10 @@ def decide(
     without one counts as failed. The returned memory carries the recorded recommendations
     and the missing-data streak; its `last_scaled_at` is unchanged.
     """
+    if not 0 <= status.count <= MAX_COUNT:
+        reason = f"the target reports a count of {_shown(status.count)}, not a plausible count"
+        reason += f" (0 to {MAX_COUNT:,}): holding"
+        return Outcome(unavailable(policy, now=now, reason=reason, dry_run=dry_run), memory)
     evaluated = _evaluate_checks(policy.checks, observations, status.count)
     run = _Run(policy, status, now, dry_run, tuple(e.result for e in evaluated))
     if not status.ready:
@@ -165,6 +171,11 @@ def unavailable(
         reasons=[reason],
         checks=tuple(_failed_result(check, NOT_EVALUATED) for check in policy.checks),
     )
+
+
+def _shown(count: int) -> str:
+    """A count for a reason; one too long to print is described (str() refuses ~4300 digits)."""
+    return str(count) if abs(count) < 10**15 else f"{count.bit_length()} bits long"
 
 
 # --- step 2: checks ------------------------------------------------------------------------
@@ -277,7 +288,10 @@ def _count_missing(run: _Run, memory: Memory) -> tuple[Memory, bool]:
     if memory.missing_data_streak == 0 or (since is not None and since > now):
         since = now
     elif since is None:
-        since = now - interval * memory.missing_data_streak
+        try:
+            since = now - interval * memory.missing_data_streak
+        except OverflowError:  # older than datetime reaches: as old as it can be
+            since = datetime.min.replace(tzinfo=now.tzinfo)
     counted = memory.missing_data_streak + 1
     allowed = counted
     if interval > timedelta(0):
@@ -319,18 +333,19 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     window is dropped from the returned memory; this recommendation is always kept.
     """
     windows, now = run.policy.stabilization, run.now
-    # One pass over the history (replays run this hundreds of thousands of times).
-    up_cutoff, down_cutoff = now - windows.up, now - windows.down
-    cutoff = min(up_cutoff, down_cutoff)
+    # One pass over the history (replays run this hundreds of thousands of times). Ages
+    # (`now - at`) rather than cutoffs (`now - window`), which leave datetime's range when
+    # `now` is near year 1.
+    longest = max(windows.up, windows.down)
     up_rec = down_rec = recommendation
     kept: list[Recommendation] = []
     for r in memory.recommendations:
-        at, count = r.at, r.count
-        if at > cutoff:
+        age, count = now - r.at, r.count
+        if age < longest:
             kept.append(r)
-            if count < up_rec and at > up_cutoff:
+            if count < up_rec and age < windows.up:
                 up_rec = count
-            if count > down_rec and at > down_cutoff:
+            if count > down_rec and age < windows.down:
                 down_rec = count
     stabilized = min(max(run.current, up_rec), down_rec)
     kept.append(Recommendation(at=now, count=recommendation))
@@ -381,7 +396,7 @@ def _cooldown_left(run: _Run, memory: Memory, direction: str) -> timedelta | Non
         return None
     cooldown = run.policy.cooldown
     period = cooldown.up if direction == "up" else cooldown.down
-    left = max(times) + period - run.now
+    left = period - (run.now - max(times))  # no instant is computed: none can overflow
     if left <= timedelta(0):
         return None
     return timedelta(seconds=math.ceil(left.total_seconds()))

@@ -1,9 +1,15 @@
-"""Prometheus duration syntax (`90s`, `1m30s`, `1h`, `2d`) <-> `timedelta`."""
+"""Prometheus duration syntax (`90s`, `1m30s`, `1h`, `2d`) <-> `timedelta`.
+
+A policy's durations are at most `ranges.MAX_DURATION` (1y): longer ones are rejected
+here, while the text is still a number of milliseconds, before `timedelta` can overflow.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+
+from autoscaler.core.ranges import MAX_DURATION
 
 _UNITS_MS = {
     "ms": 1,
@@ -17,20 +23,39 @@ _UNITS_MS = {
 _ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
 _PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
 _WHOLE = re.compile(r"^(?:\d+(?:ms|y|w|d|h|m|s))+$")
+_SYNTAX = "use Prometheus syntax such as 30s, 5m, 1h30m or 0s"
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a Prometheus duration; raise ValueError with the accepted syntax otherwise."""
-    if not isinstance(text, str) or not _WHOLE.match(text):
-        raise ValueError(
-            f"{text!r} is not a duration: use Prometheus syntax such as 30s, 5m, 1h30m or 0s"
-        )
-    parts = [(int(n), unit) for n, unit in _PART.findall(text)]
+    """Parse a Prometheus duration of at most 1y; raise ValueError saying what to write."""
+    if not isinstance(text, str):  # e.g. `30` without a unit; a list is not shown whole
+        shown = repr(text) if isinstance(text, int | float) else f"a {type(text).__name__}"
+        raise ValueError(f"{shown} is not a duration: {_SYNTAX}")
+    if not _WHOLE.match(text):
+        raise ValueError(f"{_quoted(text)} is not a duration: {_SYNTAX}")
+    found = _PART.findall(text)
+    if any(len(n.lstrip("0")) > 15 for n, _ in found):  # > 31 years even in ms
+        raise ValueError(_too_long(text))
+    parts = [(int(n), unit) for n, unit in found]
     units = [unit for _, unit in parts]
     positions = [_ORDER.index(u) for u in units]
     if positions != sorted(positions) or len(set(units)) != len(units):
-        raise ValueError(f"{text!r} is not a duration: units must go from largest to smallest")
-    return timedelta(milliseconds=sum(n * _UNITS_MS[u] for n, u in parts))
+        raise ValueError(
+            f"{_quoted(text)} is not a duration: units must go from largest to smallest"
+        )
+    ms = sum(n * _UNITS_MS[u] for n, u in parts)
+    if ms > MAX_DURATION // timedelta(milliseconds=1):
+        raise ValueError(_too_long(text))
+    return timedelta(milliseconds=ms)
+
+
+def _too_long(text: str) -> str:
+    return f"{_quoted(text)} is too long: a duration is at most 1y ({MAX_DURATION.days}d)"
+
+
+def _quoted(text: str) -> str:
+    """`text` quoted for a message, cut short when it is long."""
+    return repr(text) if len(text) <= 40 else repr(text[:20] + "…")
 
 
 def format_duration(value: timedelta) -> str:

@@ -4,6 +4,9 @@ A schedule overrides a policy's min/max while it is open. One-off windows are a 
 [start, end) interval; recurring windows open at each cron fire time, evaluated in the
 schedule's own time zone so "8:00 on weekdays" follows daylight saving, and stay open for
 `duration` of real (elapsed) time.
+
+Any `now` works, up to the ends of `datetime`: a fire time that cannot be computed there
+(a local time past year 9999, no earlier fire before year 1) means the window is closed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,16 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from autoscaler.core.model import Schedule
+from autoscaler.core.ranges import shifted
 
 # croniter's get_prev is strict (a fire exactly at the start time is skipped); starting a
 # hair later makes a window that opens exactly at `now` count as open.
 _JUST_AFTER = timedelta(microseconds=1)
+
+# Weekdays and dates line up again after 28 years (within a century), so a five-field
+# cron that fires at all fires within 28 years of any start, e.g. 2001-01-01.
+_CYCLE_START = datetime(2001, 1, 1, tzinfo=UTC)
+_CYCLE_YEARS = 28
 
 
 def active(schedules: Sequence[Schedule], now: datetime) -> list[Schedule]:
@@ -35,21 +44,42 @@ def is_active(schedule: Schedule, now: datetime) -> bool:
     return schedule.start <= now < schedule.end
 
 
-def last_fire(cron: str, now: datetime, timezone: str | None = None) -> datetime:
-    """The latest fire time of `cron` at or before `now`, in UTC.
+def last_fire(
+    cron: str, now: datetime, timezone: str | None = None, *, within: timedelta | None = None
+) -> datetime | None:
+    """The latest fire time of `cron` at or before `now`, in UTC; None when there is none.
 
     The expression is evaluated in `timezone` (an IANA name; UTC when None), so a fire at
-    08:00 local time moves in UTC across daylight saving changes.
+    08:00 local time moves in UTC across daylight saving changes. With `within`, only fires
+    at most about that long ago are looked for (a year more, at most), which keeps a rare
+    or never-firing cron cheap. None also when the fire time is outside what `datetime`
+    can represent (see the module docstring).
     """
     zone = ZoneInfo(timezone) if timezone else UTC
-    start = (now + _JUST_AFTER).astimezone(zone)
-    fired: datetime = croniter(cron, start).get_prev(datetime)
-    return fired.astimezone(UTC)
+    years = None if within is None else within.days // 365 + 1
+    try:
+        start = shifted(now, _JUST_AFTER).astimezone(zone)
+        fired: datetime = croniter(cron, start, max_years_between_matches=years).get_prev(datetime)
+        return fired.astimezone(UTC)
+    except (ValueError, OverflowError):  # croniter's "no such date" errors are ValueErrors
+        return None
+
+
+def ever_fires(cron: str) -> bool:
+    """Whether `cron` (five fields, valid) fires at all, e.g. not `0 0 30 2 *` (February 30)."""
+    try:
+        croniter(cron, _CYCLE_START, max_years_between_matches=_CYCLE_YEARS).get_next(datetime)
+    except ValueError:
+        return False
+    return True
 
 
 def _recurring_active(schedule: Schedule, now: datetime) -> bool:
     if schedule.cron is None or schedule.duration is None:
         return False
-    opened = last_fire(schedule.cron, now, schedule.timezone)
-    # Aware UTC datetimes: adding a timedelta is elapsed time, not wall-clock time.
-    return opened <= now < opened + schedule.duration
+    opened = last_fire(schedule.cron, now, schedule.timezone, within=schedule.duration)
+    if opened is None:  # no fire as recently as the window lasts: it is closed
+        return False
+    # Aware UTC datetimes: the difference is elapsed time, not wall-clock time; and unlike
+    # `opened + duration` it cannot leave datetime's range.
+    return timedelta(0) <= now - opened < schedule.duration

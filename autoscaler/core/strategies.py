@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoscaler.core.model import Change, Check, Step, Strategy
+from autoscaler.core.ranges import MAX_COUNT
 
 # Float arithmetic lands a hair above whole numbers (0.3 / 0.1 = 3.0000000000000004);
 # without this slack, ceil would ask for one instance too many.
@@ -41,7 +42,15 @@ def desired(check: Check, value: float | None, current: int) -> StrategyResult:
 
 
 def ceil_count(x: float) -> int:
-    """`ceil(x)` as a count: float noise just above a whole number is ignored, never below 0."""
+    """`ceil(x)` as a count: float noise just above a whole number is ignored, never below 0,
+    never above `MAX_COUNT` (a policy's max is at most that, so bounds give the same count).
+
+    Raises ValueError for NaN (e.g. 0 × ∞ from extreme inputs), which fails the check.
+    """
+    if math.isnan(x):
+        raise ValueError("the computed count is not a number")
+    if x >= MAX_COUNT:
+        return MAX_COUNT
     return max(0, math.ceil(x - _EPSILON))
 
 
@@ -109,13 +118,14 @@ def apply_change(change: Change, current: int) -> int:
     """`current` moved by a threshold step's change; a percentage's magnitude rounds up.
 
     Rounding up means `-10%` of 3 still removes one instance and `+50%` of 1 adds one,
-    so a matching step always moves the count. The result never goes below 0.
+    so a matching step always moves the count. The result stays within 0..MAX_COUNT.
     """
     magnitude = abs(change.amount)
     if change.percent:
         magnitude = current * magnitude / 100
     step = ceil_count(magnitude)
-    return max(0, current + step if change.amount >= 0 else current - step)
+    moved = current + step if change.amount >= 0 else current - step
+    return max(0, min(MAX_COUNT, moved))
 
 
 def _matches(step: Step, value: float) -> bool:

@@ -26,6 +26,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from autoscaler.core.durations import parse_duration
+from autoscaler.core.ranges import MAX_COUNT, MAX_PERCENT
+from autoscaler.core.schedules import ever_fires
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 CHANGE_PATTERN = r"^[+-]\d+(\.\d+)?%?$"
@@ -34,6 +36,7 @@ STRATEGIES = ("target-value", "per-instance", "threshold", "fixed", "pass-throug
 TARGET_TYPES = ("aws-asg", "nomad")
 _MAX_QUERY_CHARS = 4000  # the Rust PromQL parser recurses; bound its input
 _MAX_QUERY_DEPTH = 100
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -68,8 +71,11 @@ def _promql(query: str) -> str:
 
 
 def _cron(expression: str) -> str:
+    fields = expression.split()
     try:
-        valid = bool(croniter.is_valid(expression))
+        valid = (len(fields) == 5 or expression.strip() in _CRON_MACROS) and bool(
+            croniter.is_valid(expression)
+        )
     except Exception:
         valid = False
     if not valid:
@@ -77,7 +83,22 @@ def _cron(expression: str) -> str:
             f"{expression!r} is not a cron expression: use five fields "
             "'minute hour day-of-month month day-of-week', e.g. '0 8 * * 1-5'"
         )
+    if not ever_fires(expression):
+        raise _fail(
+            f"{expression!r} never fires: no date matches it (e.g. day 30 of month 2); "
+            "check day-of-month, month and day-of-week"
+        )
     return expression
+
+
+def _change(text: str) -> str:
+    """A threshold step's change stays within the count and percent limits."""
+    percent = text.endswith("%")
+    limit = MAX_PERCENT if percent else MAX_COUNT
+    if abs(float(text.rstrip("%"))) > limit:
+        largest = f"{int(limit)}%" if percent else str(int(limit))
+        raise _fail(f"{text!r} changes by more than {largest}: use a smaller change")
+    return text
 
 
 def _timezone(name: str) -> str:
@@ -102,7 +123,12 @@ def _instant(value: object) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise _fail(f"{value.isoformat()} has no offset: add an offset such as +01:00 or Z")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise _fail(
+                f"{value.isoformat()} is outside the years 1 to 9999 in UTC: use a time within them"
+            ) from None
     if isinstance(value, date):
         raise _fail(f"{value} is a date: add a time and an offset, e.g. {value}T00:00:00+01:00")
     raise _fail("expected an ISO 8601 time such as 2026-11-27T06:00:00+01:00")
@@ -122,7 +148,7 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 PromQL = Annotated[str, AfterValidator(_promql)]
 Cron = Annotated[str, AfterValidator(_cron)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
-ChangeText = Annotated[str, StringConstraints(pattern=CHANGE_PATTERN)]
+ChangeText = Annotated[str, StringConstraints(pattern=CHANGE_PATTERN), AfterValidator(_change)]
 
 
 class _Strict(BaseModel):
@@ -211,7 +237,7 @@ class FixedCheck(_Strict):
     model_config = ConfigDict(title="fixed check")
     name: Name = _CHECK_NAME
     strategy: Literal["fixed"] = Field(description="Scaling strategy.")
-    count: int = Field(ge=0, description="The desired count.")
+    count: int = Field(ge=0, le=MAX_COUNT, description="The desired count.")
 
 
 class PassThroughCheck(_Strict):
@@ -259,8 +285,10 @@ class StepLimitModel(_Strict):
         json_schema_extra={"anyOf": [{"required": ["count"]}, {"required": ["percent"]}]},
     )
 
-    count: int | None = Field(None, ge=1, description="Instances per action.")
-    percent: float | None = Field(None, gt=0, description="Percent of the current count.")
+    count: int | None = Field(None, ge=1, le=MAX_COUNT, description="Instances per action.")
+    percent: float | None = Field(
+        None, gt=0, le=MAX_PERCENT, description="Percent of the current count."
+    )
 
 
 class LimitsModel(_Strict):
@@ -277,8 +305,12 @@ class FallbackModel(_Strict):
 
     model_config = ConfigDict(title="fallback")
 
-    after: int = Field(ge=1, description="Consecutive evaluations without usable data.")
-    count: int = Field(ge=1, description="Then scale up to at least this count (never down).")
+    after: int = Field(
+        ge=1, le=MAX_COUNT, description="Consecutive evaluations without usable data."
+    )
+    count: int = Field(
+        ge=1, le=MAX_COUNT, description="Then scale up to at least this count (never down)."
+    )
 
 
 class ScheduleModel(_Strict):
@@ -292,8 +324,10 @@ class ScheduleModel(_Strict):
         },
     )
     name: Name = Field(description="Schedule name, shown in decision reasons.")
-    min: int | None = Field(None, ge=0, description="Floor while the window is open.")
-    max: int | None = Field(None, ge=1, description="Ceiling while the window is open.")
+    min: int | None = Field(None, ge=0, le=MAX_COUNT, description="Floor while the window is open.")
+    max: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="Ceiling while the window is open."
+    )
     start: Instant | None = Field(None, description="One-off: ISO 8601 with offset.")
     end: Instant | None = Field(None, description="One-off: ISO 8601 with offset, after start.")
     cron: Cron | None = Field(None, description="Recurring: the window opens at each time.")
@@ -325,8 +359,10 @@ class PolicyModel(_Strict):
     enabled: bool = Field(True, description="false: loaded and validated, never evaluated.")
     dry_run: bool = Field(False, description="true: evaluate and report, never scale.")
     target: TargetModel = Field(description="What to scale.")
-    min: int = Field(ge=0, description="Hard floor (0 allowed for nomad targets only).")
-    max: int = Field(ge=1, description="Hard ceiling; min <= max.")
+    min: int = Field(
+        ge=0, le=MAX_COUNT, description="Hard floor (0 allowed for nomad targets only)."
+    )
+    max: int = Field(ge=1, le=MAX_COUNT, description="Hard ceiling; min <= max.")
     interval: Duration = Field("30s", description="Evaluation interval.")
     cooldown: CooldownModel = Field(default_factory=CooldownModel, description="Cooldowns.")
     stabilization: StabilizationModel = Field(

@@ -7,15 +7,16 @@ import copy
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
 from autoscaler.policy.loader import load_text
+from tests.support.fuzz import fuzz_settings
 
 FILE = "fuzz.yaml"
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = fuzz_settings(ci=200)
 
 VALID: dict[str, Any] = {
     "name": "web",

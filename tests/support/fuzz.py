@@ -1,0 +1,40 @@
+"""Hypothesis settings for the fuzz tests: a small fixed-seed slice in CI, thousands at night.
+
+By default every fuzz test runs `ci` examples with `derandomize=True`, so CI is fast and
+its outcome does not depend on luck or on the example database. `AUTOSCALER_FUZZ=nightly`
+runs `NIGHTLY_EXAMPLES` examples per test with a fresh seed each run (`AUTOSCALER_FUZZ_EXAMPLES`
+overrides the count):
+
+    AUTOSCALER_FUZZ=nightly .venv/bin/pytest -q tests/unit -k fuzz
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+NIGHTLY_EXAMPLES = 5_000
+
+
+def nightly() -> bool:
+    """True when the nightly-sized run is asked for."""
+    return os.environ.get("AUTOSCALER_FUZZ", "").lower() == "nightly"
+
+
+def fuzz_settings(ci: int) -> settings:
+    """`ci` derandomized examples, or the nightly count with a random seed."""
+    if nightly():
+        examples = int(os.environ.get("AUTOSCALER_FUZZ_EXAMPLES", NIGHTLY_EXAMPLES))
+        return settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    return settings(
+        max_examples=ci,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
