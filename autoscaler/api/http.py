@@ -7,7 +7,9 @@ blocking calls into SQLite, Prometheus and the scheduler need.
 
 Security: the endpoints that change something (evaluate, reload, the Alertmanager
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
-constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus.
+constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus. Before
+any route, `guard` turns away browsers that are not on this server's own origin (Host and
+Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Infinity.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import hmac
 import logging
 import socket
 import threading
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoscaler import __version__
+from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
 from autoscaler.api.models import (
     AlertmanagerWebhook,
     AlertOut,
@@ -71,13 +75,37 @@ _bearer = HTTPBearer(auto_error=False, description="the token in --api-token-fil
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def create_app(backend: Backend, *, token: str | None) -> FastAPI:
-    """The FastAPI application serving `backend`; `token` protects the changing endpoints."""
+def create_app(
+    backend: Backend,
+    *,
+    token: str | None,
+    listen: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+) -> FastAPI:
+    """The FastAPI application serving `backend`; `token` protects the changing endpoints.
+
+    `listen` (HOST:PORT) and `allowed_hosts` say which `Host` names the server answers to
+    (see `guard`); without `listen`, a loopback server is assumed.
+    """
     app = FastAPI(
         title="autoscaler",
         version=__version__,
         description="Prometheus-driven autoscaling controller: status, history and control.",
+        responses={421: {"description": "the Host header does not name this server"}},
     )
+    guard = Guard.of(listen, allowed_hosts, token)
+
+    @app.middleware("http")
+    async def _guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        try:
+            guard.check(request.method, dict(request.headers.items()))
+            if request.method.upper() not in SAFE_METHODS:
+                check_json(await request.body(), request.headers.get("content-type"))
+        except Refused as exc:
+            return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
+        return await call_next(request)
 
     def authorized(credentials: Credentials) -> None:
         if token is None:
@@ -91,7 +119,11 @@ def create_app(backend: Backend, *, token: str | None) -> FastAPI:
             )
 
     guarded = [Depends(authorized)]
-    problems: dict[int | str, dict[str, Any]] = {401: {"description": "missing or wrong token"}}
+    problems: dict[int | str, dict[str, Any]] = {
+        400: {"description": "the body is not valid JSON (e.g. NaN or Infinity in it)"},
+        401: {"description": "missing or wrong token"},
+        403: {"description": "a browser request from another origin"},
+    }
 
     @app.exception_handler(ApiError)
     def _api_error(_request: Any, exc: ApiError) -> JSONResponse:

@@ -1,0 +1,104 @@
+"""The HTTP layer over a real socket: `serve_api(token=..., listen=..., allowed_hosts=...)`
+runs `create_app` on a stub backend in the in-process uvicorn server (`HttpServer`) on a
+free loopback port. The stub records what reached it, so a test can tell a refused
+request from one the backend answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from autoscaler.api.http import ApiError, HttpServer, create_app
+from autoscaler.api.models import (
+    AlertOut,
+    DecisionList,
+    EvaluationOut,
+    PolicyList,
+    PolicyOut,
+    ReloadOut,
+)
+
+
+@dataclass
+class StubBackend:
+    """Answers like a service with no policies; `calls` lists the methods that were reached."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def list_policies(self) -> PolicyList:
+        self.calls.append("list_policies")
+        return PolicyList(policies=[], load_errors=[], loaded_at=None)
+
+    def get_policy(self, name: str) -> PolicyOut | None:
+        self.calls.append("get_policy")
+        return None
+
+    def decisions(self, policy: str | None, limit: int) -> DecisionList:
+        self.calls.append("decisions")
+        return DecisionList(decisions=[])
+
+    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+        self.calls.append("evaluate")
+        raise ApiError(404, f"no policy named {name!r}")
+
+    def reload(self) -> ReloadOut:
+        self.calls.append("reload")
+        return ReloadOut(
+            changed=False, added=[], updated=[], removed=[], kept_files=[], load_errors=[]
+        )
+
+    def alert(self, payload: dict[str, Any]) -> AlertOut:
+        self.calls.append("alert")
+        return AlertOut(received=len(payload["alerts"]), triggered=[])
+
+    def readiness(self) -> str | None:
+        self.calls.append("readiness")
+        return None
+
+    def metrics(self) -> tuple[bytes, str]:
+        self.calls.append("metrics")
+        return b"autoscaler_build_info 1\n", "text/plain; version=0.0.4"
+
+
+@dataclass
+class Api:
+    """A served app: its base URL, its stub backend, and a session that never uses a proxy."""
+
+    url: str
+    port: int
+    backend: StubBackend
+    http: requests.Session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.request(method, self.url + path, timeout=10, **kwargs)
+
+
+@pytest.fixture
+def serve_api() -> Iterator[Callable[..., Api]]:
+    """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=())` -> a running `Api`."""
+    servers: list[HttpServer] = []
+    sessions: list[requests.Session] = []
+
+    def serve(
+        *, token: str | None = None, listen: str = "127.0.0.1:0", allowed_hosts: Sequence[str] = ()
+    ) -> Api:
+        backend = StubBackend()
+        app = create_app(backend, token=token, listen=listen, allowed_hosts=allowed_hosts)
+        server = HttpServer(app, listen)
+        server.start()
+        servers.append(server)
+        port = int(server.address.rpartition(":")[2])
+        session = requests.Session()
+        session.trust_env = False
+        sessions.append(session)
+        return Api(url=f"http://127.0.0.1:{port}", port=port, backend=backend, http=session)
+
+    yield serve
+    for session in sessions:
+        session.close()
+    for server in servers:
+        server.stop()

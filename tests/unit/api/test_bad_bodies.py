@@ -1,0 +1,61 @@
+"""Bad JSON bodies are a 4xx with a clear message, never a 500: numbers JSON cannot carry
+(`NaN`, `Infinity`, `1e999`) anywhere in a body, on every route that takes a POST."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.api.conftest import Api
+
+BODIES = [
+    pytest.param('{"alerts": [], "version": NaN}', id="nan-in-a-string-field"),
+    pytest.param('{"alerts": 1e999}', id="overflowing-number-as-the-list"),
+    pytest.param('{"alerts": [{"status": NaN}]}', id="nan-in-an-alert"),
+    pytest.param('{"alerts": [{"labels": {"alertname": 1e999}}]}', id="overflow-in-labels"),
+    pytest.param('{"alerts": [{"labels": {}, "x": -Infinity}]}', id="infinity-in-an-extra-field"),
+    pytest.param("NaN", id="nan-alone"),
+    pytest.param("1e999", id="overflow-alone"),
+    pytest.param('{"alerts": [], "x": [1, 2, 3e400]}', id="overflow-deep-inside"),
+]
+ROUTES = ["/v1/alertmanager", "/v1/reload", "/v1/policies/web/evaluate"]
+
+
+@pytest.mark.parametrize("path", ROUTES)
+@pytest.mark.parametrize("body", BODIES)
+def test_a_body_with_a_number_json_cannot_carry_is_a_400(
+    serve_api: Callable[..., Api], body: str, path: str
+) -> None:
+    api = serve_api()
+    response = api.request("POST", path, data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert "not valid JSON" in detail
+    assert "finite" in detail
+    assert api.backend.calls == []
+
+
+def test_a_body_that_is_not_json_at_all_is_a_400(serve_api: Callable[..., Api]) -> None:
+    api = serve_api()
+    response = api.request(
+        "POST", "/v1/alertmanager", data="{alerts: [", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+def test_a_webhook_of_the_wrong_shape_is_a_422_with_the_problems(
+    serve_api: Callable[..., Api],
+) -> None:
+    api = serve_api()
+    response = api.request("POST", "/v1/alertmanager", json={"alerts": "all of them"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "alerts"]
+
+
+def test_a_valid_webhook_still_reaches_the_service(serve_api: Callable[..., Api]) -> None:
+    api = serve_api()
+    body = {"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}
+    response = api.request("POST", "/v1/alertmanager", json=body)
+    assert response.status_code == 200
+    assert response.json() == {"received": 1, "triggered": []}
