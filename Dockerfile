@@ -1,7 +1,13 @@
 # autoscaler: Prometheus-driven autoscaling controller.
 #   docker build -t autoscaler .
+#   (umask 077 && openssl rand -hex 32 > api-token)
 #   docker run --rm -v "$PWD/policies:/policies:ro" -v autoscaler-state:/data \
-#     -e AUTOSCALER_PROMETHEUS_URL=http://prometheus:9090 -p 8080:8080 autoscaler run
+#     -v "$PWD/api-token:/run/secrets/api-token:ro" \
+#     -e AUTOSCALER_API_TOKEN_FILE=/run/secrets/api-token \
+#     -e AUTOSCALER_PROMETHEUS_URL=http://prometheus:9090 -p 127.0.0.1:8080:8080 autoscaler run
+# The API listens on every interface of the container, so a token is required: without
+# AUTOSCALER_API_TOKEN_FILE the container exits 4 saying so (AUTOSCALER_INSECURE_NO_AUTH=1
+# starts it without one, for a throwaway test only).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
-(state database, listen address).
+(state database, listen address, an API beyond loopback without a token).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from autoscaler.cli import simulate
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
-from autoscaler.config.service import add_service_arguments, service_config_from_args
+from autoscaler.config.service import add_service_arguments, env_flag, service_config_from_args
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
@@ -104,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
         parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    if args.command == "run":
+        try:
+            args.insecure_no_auth = env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth)
+        except ValueError as exc:
+            parser.error(str(exc))
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args))

@@ -18,6 +18,25 @@ class ServiceConfig:
     workers: int = 4
     reload_interval: float = 5.0
     notify_urls: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    insecure_no_auth: bool = False
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str, value: str | bool | None) -> bool:
+    """A boolean flag whose default came from the environment variable `name` as text.
+
+    Raises ValueError naming the variable when the text is neither true nor false.
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {value!r}")
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +54,23 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("AUTOSCALER_API_TOKEN_FILE"),
         help="file holding the bearer token required on evaluate, reload and the "
         "Alertmanager webhook (env AUTOSCALER_API_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=env("AUTOSCALER_INSECURE_NO_AUTH"),  # checked by `env_flag` after parsing
+        help="serve the HTTP API beyond loopback without --api-token-file; without this "
+        "flag such a start is refused, since anyone who can reach the address could "
+        "trigger evaluations and reloads (env AUTOSCALER_INSECURE_NO_AUTH=1)",
+    )
+    group.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        default=[h for h in env("AUTOSCALER_ALLOWED_HOSTS", "").replace(",", " ").split() if h],
+        help="a Host name the HTTP API answers to, besides IP addresses, localhost and the "
+        "--listen host (repeatable; '*' for any name; env AUTOSCALER_ALLOWED_HOSTS, "
+        "space- or comma-separated). Other names get 421: a guard against DNS rebinding",
     )
     group.add_argument(
         "--workers",
@@ -79,4 +115,6 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         workers=max(1, int(args.workers)),
         reload_interval=float(args.reload_interval),
         notify_urls=tuple(args.notify_url),
+        allowed_hosts=tuple(args.allowed_host),
+        insecure_no_auth=env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth),
     )

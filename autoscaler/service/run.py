@@ -71,10 +71,12 @@ def read_token(path: str | None) -> str | None:
 def run_service(config: ServiceConfig, settings: Settings, state: StateStore) -> int:
     """Run until SIGTERM/SIGINT; returns 0 after a clean stop.
 
-    Raises `AutoscalerError` for startup problems (token file, listen address), before
-    anything is evaluated.
+    Raises `AutoscalerError` for startup problems (token file, listen address, an API
+    beyond loopback without a token), before anything is evaluated.
     """
     token = read_token(config.api_token_file)
+    if config.listen:
+        check_exposure(config.listen, token, insecure=config.insecure_no_auth)
     telemetry = Telemetry()
     source = CoalescingSource(settings.source())
     telemetry.watch_queries(lambda: (source.sent, source.shared))
@@ -91,8 +93,10 @@ def run_service(config: ServiceConfig, settings: Settings, state: StateStore) ->
     )
     http = None
     if config.listen:
-        http = HttpServer(create_app(controller, token=token), config.listen)
-        _warn_if_exposed(config.listen, token)
+        app = create_app(
+            controller, token=token, listen=config.listen, allowed_hosts=config.allowed_hosts
+        )
+        http = HttpServer(app, config.listen)
 
     wake = threading.Event()  # SIGHUP, or stop
     hup = threading.Event()
@@ -173,15 +177,28 @@ def _watch(
             log.exception("reloading the policies failed; the current set keeps running")
 
 
-def _warn_if_exposed(listen: str, token: str | None) -> None:
-    host, _ = parse_listen(listen)
+def check_exposure(listen: str, token: str | None, *, insecure: bool) -> None:
+    """Refuse an API beyond loopback without a token, unless `insecure` (then warn).
+
+    Raises `AutoscalerError` with the three ways out: a token, loopback, or the flag.
+    """
+    host, port = parse_listen(listen)
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback and token is None:
-        log.warning(
-            "the HTTP API listens on %s without --api-token-file: anyone who can reach it "
-            "can trigger evaluations and reloads",
-            listen,
+    if loopback or token is not None:
+        return
+    if not insecure:
+        raise AutoscalerError(
+            f"refusing to serve the HTTP API on {listen} without a token: anyone who can "
+            "reach it could trigger evaluations and reloads. Give a token with "
+            "--api-token-file FILE (env AUTOSCALER_API_TOKEN_FILE), listen on loopback "
+            f"(--listen 127.0.0.1:{port}), or accept the risk with --insecure-no-auth "
+            "(env AUTOSCALER_INSECURE_NO_AUTH=1)"
         )
+    log.warning(
+        "the HTTP API listens on %s without a token (--insecure-no-auth): anyone who can "
+        "reach it can trigger evaluations and reloads",
+        listen,
+    )

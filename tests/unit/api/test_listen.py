@@ -1,4 +1,5 @@
-"""Small service start-up helpers: the listen address and the API token file."""
+"""Small service start-up helpers: the listen address, the API token file, and the refusal
+to serve an API beyond loopback without a token."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from autoscaler.api.http import parse_listen
+from autoscaler.config.service import env_flag
 from autoscaler.errors import AutoscalerError
-from autoscaler.service.run import read_token
+from autoscaler.service.run import check_exposure, read_token
 
 
 @pytest.mark.parametrize(
@@ -44,3 +46,54 @@ def test_an_empty_or_missing_token_file_is_fatal(tmp_path: Path) -> None:
         read_token(str(empty))
     with pytest.raises(AutoscalerError, match="cannot read"):
         read_token(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:8080", ":8080", "[::]:8080", "10.0.0.5:80", "myhost:1"]
+)
+def test_an_api_beyond_loopback_without_a_token_is_refused_saying_how_to_fix_it(
+    listen: str,
+) -> None:
+    with pytest.raises(AutoscalerError) as caught:
+        check_exposure(listen, None, insecure=False)
+    message = str(caught.value)
+    assert f"refusing to serve the HTTP API on {listen} without a token" in message
+    for way_out in ("--api-token-file", "AUTOSCALER_API_TOKEN_FILE", "--insecure-no-auth"):
+        assert way_out in message
+    assert f"--listen 127.0.0.1:{listen.rpartition(':')[2]}" in message
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:8080", "127.9.9.9:1", "[::1]:80", "localhost:8"])
+def test_an_api_on_loopback_needs_no_token(listen: str) -> None:
+    check_exposure(listen, None, insecure=False)
+
+
+def test_a_token_or_the_insecure_flag_allows_any_address(caplog: pytest.LogCaptureFixture) -> None:
+    check_exposure("0.0.0.0:8080", "s3cret", insecure=False)
+    assert not caplog.records
+    check_exposure("0.0.0.0:8080", None, insecure=True)
+    assert "--insecure-no-auth" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        (True, True),
+        ("1", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("off", False),
+    ],
+)
+def test_env_flag_reads_the_usual_spellings(value: str | bool | None, expected: bool) -> None:
+    assert env_flag("AUTOSCALER_X", value) is expected
+
+
+def test_env_flag_names_the_variable_on_a_bad_value() -> None:
+    with pytest.raises(ValueError, match="AUTOSCALER_X must be one of"):
+        env_flag("AUTOSCALER_X", "maybe")
