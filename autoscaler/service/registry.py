@@ -169,7 +169,8 @@ def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> 
             break
         rejected.append(collided)
     by_key = {_key(str(load.path)): load for load in loads}
-    for key in sorted(rejected, key=list(by_key).index):
+    position = {key: i for i, key in enumerate(by_key)}
+    for key in sorted(rejected, key=position.__getitem__):
         claims = Claims()
         for other, items in plan.files.items():
             if other != key:
