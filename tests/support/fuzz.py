@@ -1,9 +1,11 @@
-"""Hypothesis settings for the fuzz tests: a small fixed-seed slice in CI, thousands at night.
+"""pytest plugin and hypothesis settings for the fuzz tests: a small fixed-seed slice in
+CI, thousands of cases at night.
 
 By default every fuzz test runs `ci` examples with `derandomize=True`, so CI is fast and
 its outcome does not depend on luck or on the example database. `AUTOSCALER_FUZZ=nightly`
 runs `NIGHTLY_EXAMPLES` examples per test with a fresh seed each run (`AUTOSCALER_FUZZ_EXAMPLES`
-overrides the count):
+overrides the count), and lifts the suite's per-test timeout for hypothesis tests and those
+marked `fuzz`, which then run for minutes:
 
     AUTOSCALER_FUZZ=nightly .venv/bin/pytest -q tests/unit -k fuzz
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 NIGHTLY_EXAMPLES = 5_000
@@ -38,3 +41,13 @@ def fuzz_settings(ci: int) -> settings:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """At nightly size, no per-test timeout for hypothesis tests and tests marked `fuzz`."""
+    if not nightly():
+        return
+    for item in items:
+        function = getattr(item, "obj", None)
+        if item.get_closest_marker("fuzz") or getattr(function, "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.timeout(0))

@@ -29,7 +29,7 @@ from tests.support.service import (
     serve_fake_prometheus,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
 TOKEN = "openapi-token-0b7e"
 
