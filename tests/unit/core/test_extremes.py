@@ -188,3 +188,19 @@ def test_a_target_reporting_an_implausible_count_holds(count: int) -> None:
     assert (decision.current, decision.desired) == (None, None)
     assert "not a plausible count" in decision.reasons[0]
     assert outcome.memory == Memory(missing_data_streak=2)
+
+
+@pytest.mark.parametrize("now", [FIRST, datetime(2026, 6, 1, tzinfo=UTC)])
+def test_a_missing_data_streak_older_than_time_itself_is_counted_not_a_crash(
+    now: datetime,
+) -> None:
+    outcome = decide(
+        policy(schedules=()),
+        status=TargetStatus(count=5),
+        observations=[Observation(check="load", error="no series")],
+        memory=Memory(missing_data_streak=10**18),
+        now=now,
+    )
+    assert outcome.decision.action is Action.HOLD
+    # Paced to one per interval since the earliest instant there is.
+    assert 1 <= outcome.memory.missing_data_streak <= 10**18 + 1

@@ -293,6 +293,7 @@ def evaluation(draw: st.DrawFn, policy: Policy) -> dict[str, Any]:
         last_scaled_at=draw(when),
         recommendations=tuple(recommendations),
         missing_data_streak=draw(st.integers(0, 10**18)),
+        missing_data_since=draw(when),
     )
     return {
         "status": status,
