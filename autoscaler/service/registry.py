@@ -238,7 +238,7 @@ def _log(outcome: ReloadOutcome) -> None:
     for problem in outcome.problems:
         log.error("invalid policy: %s", problem)
     for file in outcome.kept:
-        log.error("policy file %s is invalid: its last good version keeps running", file)
+        log.error("policy file %s was rejected: its last good version keeps running", file)
     if outcome.changed:
         log.info(
             "policies reloaded: added=%s updated=%s removed=%s",
