@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from autoscaler.core.bounds import bound, effective_bounds, limit, target_bound
+from autoscaler.core.cooldown import cooldown_left, last_action
 from autoscaler.core.durations import format_duration, human_seconds
 from autoscaler.core.model import (
     Action,
@@ -378,28 +379,12 @@ def _action(run: _Run, memory: Memory, desired: int) -> Action:
     if desired == run.current:
         return Action.NONE
     direction = "up" if desired > run.current else "down"
-    left = _cooldown_left(run, memory, direction)
-    if left is not None:
+    last = last_action(memory.last_scaled_at, run.status.last_scaled_at)
+    left = cooldown_left(run.policy.cooldown, last, run.now).of(direction)
+    if left > timedelta(0):
         run.reasons.append(f"cooldown {direction}: {human_seconds(left)} left → hold")
         return Action.HOLD
     return Action.UP if direction == "up" else Action.DOWN
-
-
-def _cooldown_left(run: _Run, memory: Memory, direction: str) -> timedelta | None:
-    """Time left in the cooldown of `direction`, or None when it has run out.
-
-    The last action is the later of ours (memory) and the target's own record, so a scale
-    by someone else also starts a cooldown. Rounded up to whole seconds for the reason.
-    """
-    times = [t for t in (memory.last_scaled_at, run.status.last_scaled_at) if t is not None]
-    if not times:
-        return None
-    cooldown = run.policy.cooldown
-    period = cooldown.up if direction == "up" else cooldown.down
-    left = period - (run.now - max(times))  # no instant is computed: none can overflow
-    if left <= timedelta(0):
-        return None
-    return timedelta(seconds=math.ceil(left.total_seconds()))
 
 
 def _decision(

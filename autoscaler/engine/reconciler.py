@@ -49,12 +49,14 @@ class Evaluation:
     `error` is set when the policy could not be fully evaluated (target unreadable,
     Prometheus unreachable, scale call failed); `error_kind` is then one of
     `target`, `source`, `scale`, `state`. `scaled` is True when a scale call succeeded.
+    `status` is what the target reported (None when it could not be read).
     """
 
     decision: Decision
     error: str | None = None
     error_kind: str | None = None
     scaled: bool = False
+    status: TargetStatus | None = None
     duration: float = 0.0
     query_seconds: tuple[tuple[str, float], ...] = ()
 
@@ -128,7 +130,7 @@ class Reconciler:
             decision = core.unavailable(
                 policy, now=now, reason=reason, dry_run=dry_run, current=status.count
             )
-            return Evaluation(decision=decision, error=reason, error_kind="state")
+            return Evaluation(decision=decision, error=reason, error_kind="state", status=status)
 
         outcome = core.decide(
             policy,
@@ -153,6 +155,7 @@ class Reconciler:
             error=applied.error,
             error_kind=applied.error_kind,
             scaled=applied.scaled,
+            status=status,
             query_seconds=timings,
         )
 

@@ -29,6 +29,7 @@ from autoscaler.api.models import (
     PolicyOut,
     ReloadOut,
 )
+from autoscaler.core.cooldown import cooldown_left, last_action
 from autoscaler.core.model import Decision, Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
@@ -252,7 +253,7 @@ class Controller:
             last_decision=DecisionOut.of(decision) if decision else None,
             evaluating=bool(slot and slot.running),
             next_evaluation_at=next_at,
-            cooldown_remaining=self._cooldown(policy, now),
+            cooldown_remaining=self._cooldown(policy, now, last),
             last_error=last.error if last else None,
             last_error_kind=last.error_kind if last else None,
             load_errors=[LoadError.of(p) for p in self.registry.problems_of(policy)],
@@ -266,18 +267,18 @@ class Controller:
             return None
         return found[0] if found else None
 
-    def _cooldown(self, policy: Policy, now: datetime) -> CooldownOut:
+    def _cooldown(self, policy: Policy, now: datetime, last: Evaluation | None) -> CooldownOut:
+        """What `decide` would find of each cooldown now: the same rule, the same inputs."""
         try:
-            last = self.state.load(policy.name, policy.target.key).last_scaled_at
+            ours = self.state.load(policy.name, policy.target.key).last_scaled_at
         except StateError:
-            last = None
-        if last is None:
-            return CooldownOut(up_seconds=0, down_seconds=0, last_scaled_at=None)
-        elapsed = now - last
+            ours = None
+        theirs = last.status.last_scaled_at if last and last.status else None
+        left = cooldown_left(policy.cooldown, last_action(ours, theirs), now)
         return CooldownOut(
-            up_seconds=max(0.0, (policy.cooldown.up - elapsed).total_seconds()),
-            down_seconds=max(0.0, (policy.cooldown.down - elapsed).total_seconds()),
-            last_scaled_at=last.astimezone(UTC),
+            up_seconds=left.up.total_seconds(),
+            down_seconds=left.down.total_seconds(),
+            last_scaled_at=left.last_scaled_at.astimezone(UTC) if left.last_scaled_at else None,
         )
 
 

@@ -1,0 +1,55 @@
+"""Cooldowns: how long until the policy may scale up, or down, again.
+
+One home for the rule, read by the decision core (to hold a change) and by the API view
+(to show `cooldown_remaining`), so the two can never disagree: the last scaling action is
+the later of ours (the policy's memory) and the target's own record, so a scale by someone
+else also starts a cooldown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from autoscaler.core.model import Cooldown
+
+
+@dataclass(frozen=True, kw_only=True)
+class CooldownLeft:
+    """Time left before a scale-up and before a scale-down (zero when free to act)."""
+
+    last_scaled_at: datetime | None
+    up: timedelta = timedelta(0)
+    down: timedelta = timedelta(0)
+
+    def of(self, direction: str) -> timedelta:
+        """The time left for `direction` (`"up"` or `"down"`)."""
+        return self.up if direction == "up" else self.down
+
+
+def last_action(*recorded: datetime | None) -> datetime | None:
+    """The latest of the recorded scaling actions (ours, the target's), None if none."""
+    times = [t for t in recorded if t is not None]
+    return max(times) if times else None
+
+
+def cooldown_left(
+    cooldown: Cooldown, last_scaled_at: datetime | None, now: datetime
+) -> CooldownLeft:
+    """What remains of each direction's cooldown at `now`, rounded up to whole seconds."""
+    if last_scaled_at is None:
+        return CooldownLeft(last_scaled_at=None)
+    elapsed = now - last_scaled_at  # no instant is computed: none can overflow
+    return CooldownLeft(
+        last_scaled_at=last_scaled_at,
+        up=_left(cooldown.up, elapsed),
+        down=_left(cooldown.down, elapsed),
+    )
+
+
+def _left(period: timedelta, elapsed: timedelta) -> timedelta:
+    left = period - elapsed
+    if left <= timedelta(0):
+        return timedelta(0)
+    return timedelta(seconds=math.ceil(left.total_seconds()))
