@@ -40,6 +40,7 @@ from autoscaler.api.models import (
     ReloadOut,
 )
 from autoscaler.errors import AutoscalerError
+from autoscaler.redact import scrub
 
 log = logging.getLogger("autoscaler.http")
 
@@ -51,7 +52,7 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
-        self.detail = detail
+        self.detail = scrub(detail)  # an error may quote a server that quoted our request
         self.headers = dict(headers or {})
 
 

@@ -2,18 +2,23 @@
 
 They are the API's contract: a field renamed here is a breaking change for every script
 and dashboard that reads the API, so extend, don't rename. Times are ISO 8601 UTC,
-durations are seconds.
+durations are seconds. Free text (`Text`: reasons, errors, messages) is scrubbed of every
+known secret (`autoscaler.redact`) whatever produced it, e.g. a decision recorded by an
+older version.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from autoscaler.core.model import Decision
 from autoscaler.errors import Problem
+from autoscaler.redact import scrub
+
+Text = Annotated[str, AfterValidator(scrub)]
 
 
 class CheckOut(BaseModel):
@@ -23,7 +28,7 @@ class CheckOut(BaseModel):
     query: str | None
     value: float | None
     desired: int | None
-    error: str | None
+    error: Text | None
 
 
 class DecisionOut(BaseModel):
@@ -36,7 +41,7 @@ class DecisionOut(BaseModel):
     desired: int | None
     action: Literal["up", "down", "none", "hold"]
     dry_run: bool
-    reasons: list[str]
+    reasons: list[Text]
     checks: list[CheckOut]
 
     @classmethod
@@ -50,7 +55,7 @@ class LoadError(BaseModel):
     file: str
     line: int
     field: str
-    message: str
+    message: Text
 
     @classmethod
     def of(cls, problem: Problem) -> LoadError:
@@ -87,7 +92,7 @@ class PolicyOut(BaseModel):
     evaluating: bool
     next_evaluation_at: datetime | None
     cooldown_remaining: CooldownOut
-    last_error: str | None
+    last_error: Text | None
     last_error_kind: str | None = Field(description="target, source, scale, state or crash")
     load_errors: list[LoadError] = Field(
         description="problems in its file; while there are any, the last good version runs"
@@ -110,7 +115,7 @@ class EvaluationOut(BaseModel):
     policy: str
     preview: bool = Field(description="true for ?dry_run=true: nothing applied or recorded")
     scaled: bool = Field(description="a scale call succeeded")
-    error: str | None
+    error: Text | None
     error_kind: str | None
     duration_seconds: float
     decision: DecisionOut
@@ -159,4 +164,4 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    reason: str | None = None
+    reason: Text | None = None

@@ -26,6 +26,7 @@ from autoscaler.config.service import add_service_arguments, env_flag, service_c
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
+from autoscaler.redact import scrub
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
     except (AutoscalerError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_STARTUP
     if args.command == "plan":
         return cmd_plan(args.paths, settings, output=args.output, state_path=args.state)
@@ -130,7 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_problems(result: LoadResult, out: TextIO) -> None:
     for problem in result.problems:
-        print(problem, file=out)
+        print(scrub(str(problem)), file=out)
+
+
+def _error(error: object) -> None:
+    """`error: …` on stderr, without any secret the message (or a bad value in it) holds."""
+    print(f"error: {scrub(str(error))}", file=sys.stderr)
 
 
 def cmd_validate(paths: Sequence[str], out: TextIO) -> int:
@@ -153,7 +159,7 @@ def cmd_plan(
     try:
         state = _read_only_state(state_path)
     except StateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_STARTUP
     reconciler = Reconciler(source=settings.source(), targets=settings.targets(), state=state)
     evaluations: list[Evaluation] = [
@@ -186,7 +192,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         # A typo in the path would otherwise run a controller with nothing to do.
-        print(f"error: no such policy file or folder: {', '.join(missing)}", file=sys.stderr)
+        _error(f"no such policy file or folder: {', '.join(missing)}")
         return EXIT_STARTUP
     try:
         # Memory in front of the file: a write that fails never makes the controller forget.
@@ -199,14 +205,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     except StateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_STARTUP
     try:
         if args.once:
             return run_once(args.paths, settings, state, dry_run=args.dry_run)
         return run_service(service_config_from_args(args), settings, state)
     except AutoscalerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_STARTUP
     finally:
         state.close()

@@ -15,6 +15,10 @@ from autoscaler.adapters.sources.prometheus import PrometheusSettings, Prometheu
 from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.errors import AutoscalerError
+from autoscaler.redact import register
+
+# AWS credentials boto3 reads from the environment (the shared files are its business).
+AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,16 +90,27 @@ def _read_secret(path: str | None, env_name: str) -> str | None:
 
 def _headers(lines: list[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         name, sep, value = line.partition(":")
         if not sep or not name.strip():
-            raise AutoscalerError(f"bad --prometheus-header {line!r}: write it as 'Name: value'")
+            # Not shown: a header line is where credentials go (`Authorization: …`).
+            raise AutoscalerError(
+                f"--prometheus-header number {number} (or line {number} of "
+                "AUTOSCALER_PROMETHEUS_HEADERS) is not 'Name: value'; its text is not shown "
+                "as it may hold a secret"
+            )
         headers[name.strip()] = value.strip()
     return headers
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Build Settings from parsed flags and the environment."""
+    """Build Settings from parsed flags and the environment.
+
+    Every secret read is registered with `autoscaler.redact` before anything can fail: the
+    settings classes register their own (tokens, passwords, URL credentials), the AWS
+    credentials of the environment are registered here (boto3 reads them by itself).
+    """
+    register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
     timeout = max(0.1, float(args.query_timeout))
     prometheus = PrometheusSettings(
         url=args.prometheus_url,

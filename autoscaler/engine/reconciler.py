@@ -33,6 +33,7 @@ from autoscaler.errors import (
     TargetBusy,
     TargetError,
 )
+from autoscaler.redact import scrub
 
 log = logging.getLogger("autoscaler.decisions")
 
@@ -100,7 +101,7 @@ class Reconciler:
         never calls the scale API.
         """
         started = time.monotonic()
-        evaluation = self._evaluate(policy, dry_run=dry_run, apply=apply)
+        evaluation = scrubbed(self._evaluate(policy, dry_run=dry_run, apply=apply))
         evaluation = replace(evaluation, duration=time.monotonic() - started)
         if apply:
             self._remember(evaluation.decision)
@@ -269,7 +270,18 @@ def _held(decision: Decision, reason: str) -> Decision:
 
 def _message(decision: Decision) -> str:
     """The human message recorded on the target (Nomad scale events)."""
-    return f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons)
+    return scrub(f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons))
+
+
+def scrubbed(evaluation: Evaluation) -> Evaluation:
+    """`evaluation` with every known secret masked in its texts (reasons, check errors,
+    error): an adapter's error may quote a server's answer that quotes our request back.
+    What is recorded, logged, shown, returned and notified is only ever this."""
+    d = evaluation.decision
+    checks = tuple(replace(c, error=scrub(c.error)) if c.error else c for c in d.checks)
+    decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons), checks=checks)
+    error = scrub(evaluation.error) if evaluation.error else evaluation.error
+    return replace(evaluation, decision=decision, error=error)
 
 
 def _meta(decision: Decision) -> dict[str, str]:

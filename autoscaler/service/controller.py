@@ -34,6 +34,7 @@ from autoscaler.core.model import Decision, Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
 from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.redact import scrub
 from autoscaler.service import alerts
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -195,6 +196,10 @@ class Controller:
         return DecisionList(decisions=[DecisionOut.of(d) for d in found])
 
     def readiness(self) -> str | None:
+        reason = self._readiness()
+        return None if reason is None else scrub(reason)
+
+    def _readiness(self) -> str | None:
         if self.scheduler.stopping:
             return "shutting down"
         if not self.registry.policies():

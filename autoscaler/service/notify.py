@@ -4,7 +4,8 @@ A notification must never slow down or fail a scaling action: the evaluation onl
 decision on a bounded queue (dropping it, counted, when the queue is full), and one thread
 posts it to every URL, retrying with tenacity. The payload is the decision as JSON plus a
 `text` field, so Slack-compatible receivers (Slack, Mattermost, Rocket.Chat) show it as is.
-Webhook URLs often embed a secret (Slack's do), so only scheme and host are ever logged.
+Webhook URLs often embed a secret (Slack's do), so they are registered as secrets
+(`autoscaler.redact`) and only scheme and host are ever logged; the payload is scrubbed too.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from autoscaler.core.model import Decision
+from autoscaler.redact import register_url, scrub_data, url_origin
 
 log = logging.getLogger("autoscaler.notify")
 
@@ -30,10 +31,7 @@ _STOP = object()
 
 def redact_url(url: str) -> str:
     """`scheme://host[:port]/…`: enough to tell webhooks apart, without path secrets."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/…"
+    return url_origin(url)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -52,7 +50,8 @@ def payload(decision: Decision) -> dict[str, Any]:
         f"autoscaler{dry}: policy {d.policy} scaled {d.target} {d.action.value} "
         f"from {d.current} to {d.desired}: " + "; ".join(d.reasons)
     )
-    return {"text": text, "decision": d.to_dict()}
+    body: dict[str, Any] = scrub_data({"text": text, "decision": d.to_dict()})
+    return body
 
 
 class Notifier:
@@ -69,6 +68,8 @@ class Notifier:
         on_result: Callable[[str], None] | None = None,
     ) -> None:
         self._urls = tuple(urls)
+        for url in self._urls:
+            register_url(url, whole=True)
         self._timeout = timeout
         self._attempts = max(1, attempts)
         self._backoff = backoff

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.api.http import HttpServer, create_app, parse_listen
 from autoscaler.config.connections import Settings
@@ -65,6 +66,7 @@ def read_token(path: str | None) -> str | None:
         raise AutoscalerError(f"cannot read --api-token-file {path}: {exc.strerror}") from exc
     if not token:
         raise AutoscalerError(f"--api-token-file {path} is empty; put the token in it")
+    redact.register(token)
     return token
 
 

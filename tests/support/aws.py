@@ -197,6 +197,7 @@ class _Fault:
     code: str
     message: str
     times: int
+    echo: bool = False
 
 
 @dataclass
@@ -226,11 +227,20 @@ class AwsProxy:
         return self.requests.count(action)
 
     def fail_next(
-        self, action: str, status: int, code: str, message: str = "", *, times: int = 1
+        self,
+        action: str,
+        status: int,
+        code: str,
+        message: str = "",
+        *,
+        times: int = 1,
+        echo: bool = False,
     ) -> None:
-        """Answer the next `times` requests of `action` with an AWS error (after earlier ones)."""
+        """Answer the next `times` requests of `action` with an AWS error (after earlier ones);
+        with `echo`, the message goes on with the request's headers (signature, session
+        token), as a misbehaving proxy's error would."""
         with self._lock:
-            self._faults.setdefault(action, []).append(_Fault(status, code, message, times))
+            self._faults.setdefault(action, []).append(_Fault(status, code, message, times, echo))
 
     def set_activities(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Answer DescribeScalingActivities with `items` (boto3 shapes, newest first).
@@ -254,7 +264,9 @@ class AwsProxy:
             self._activities = None
             self._refreshes = None
 
-    def answer(self, action: str, params: dict[str, str]) -> tuple[int, bytes] | None:
+    def answer(
+        self, action: str, params: dict[str, str], headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes] | None:
         """The proxy's own (status, XML body) for this request, or None to forward it."""
         with self._lock:
             self.calls.append((action, params))
@@ -264,7 +276,11 @@ class AwsProxy:
                 fault.times -= 1
                 if fault.times <= 0:
                     faults.pop(0)
-                return fault.status, error_xml(fault.status, fault.code, fault.message)
+                message = fault.message
+                if fault.echo:
+                    quoted = "; ".join(f"{k}: {v}" for k, v in (headers or {}).items())
+                    message += f" (request headers: {quoted})"
+                return fault.status, error_xml(fault.status, fault.code, message)
             group = params.get("AutoScalingGroupName")
             if action == "DescribeScalingActivities" and self._activities is not None:
                 items = [_activity(i, group) for i in _for_group(self._activities, group)]
@@ -355,7 +371,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         action, params = _action(self.path, self.headers.get("X-Amz-Target", ""), body)
-        own = self.server.proxy.answer(action, params)
+        own = self.server.proxy.answer(action, params, dict(self.headers.items()))
         if own is not None:
             status, payload = own
             headers = {"Content-Type": "text/xml", "x-amzn-RequestId": str(uuid.uuid4())}

@@ -135,7 +135,8 @@ class NomadApiStandIn:
             self._jobs: dict[tuple[str, str, str], _Job] = {}
             self.regions: set[str] = {DEFAULT_REGION}
             self._acl: dict[str, dict[str, frozenset[str]]] | None = None
-            self._failures: list[tuple[int, str]] = []
+            self._failures: list[tuple[int, str, bool]] = []
+            self._echoing: dict[str, int] = {}
             self._delays: list[float] = []
             self._index = 10
             self.requests: list[RecordedRequest] = []
@@ -205,10 +206,20 @@ class NomadApiStandIn:
         with self._lock:
             return self._new_deployment(self._job(job_id, namespace, region), status)
 
-    def fail_next(self, n: int = 1, status: int = 500, body: str = "injected failure") -> None:
-        """Answer the next `n` requests (any path) with `status` and `body`."""
+    def fail_next(
+        self, n: int = 1, status: int = 500, body: str = "injected failure", *, echo: bool = False
+    ) -> None:
+        """Answer the next `n` requests (any path) with `status` and `body`; with `echo`, the
+        body goes on with the request line and headers, as some proxies' error pages do."""
         with self._lock:
-            self._failures.extend([(status, body)] * n)
+            self._failures.extend([(status, body, echo)] * n)
+
+    def echo_requests_of(self, job_id: str, status: int = 403) -> None:
+        """From now on, answer every request about `job_id` with `status` and a body that
+        quotes the request line and headers back (token included), like a misbehaving
+        proxy in front of Nomad."""
+        with self._lock:
+            self._echoing[job_id] = status
 
     def delay_next(self, n: int, seconds: float) -> None:
         """Wait `seconds` before answering each of the next `n` requests (for timeouts)."""
@@ -327,8 +338,12 @@ class NomadApiStandIn:
         if delay:
             time.sleep(delay)
         if failure is not None:
-            raise _ApiError(*failure)
+            status, body, echo = failure
+            raise _ApiError(status, body + (_echo(request) if echo else ""))
         with self._lock:
+            for job_id, status in self._echoing.items():
+                if request.path.startswith(f"/v1/job/{job_id}"):
+                    raise _ApiError(status, "proxy: upstream refused the request" + _echo(request))
             region = request.query.get("region") or DEFAULT_REGION
             if region not in self.regions:
                 raise _ApiError(500, "No path to region")
@@ -489,6 +504,12 @@ class NomadApiStandIn:
         event["CreateIndex"] = reply["Index"] = self._next_index()
         job.events[group_name] = [event, *job.events.get(group_name, [])][:20]
         return 200, reply
+
+
+def _echo(request: RecordedRequest) -> str:
+    """The request quoted back: its line and every header, as a proxy's error page shows it."""
+    headers = "".join(f"\n{name}: {value}" for name, value in request.headers.items())
+    return f"\n--- request ---\n{request.method} {request.path}{headers}"
 
 
 def _field(body: Mapping[str, Any], name: str) -> Any:

@@ -307,11 +307,14 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 @dataclass
 class FakePrometheus:
     """Answers `/api/v1/query` with one sample; queries containing `slow_marker` take
-    `delay` seconds. `values` maps a query to its value (default 1); `bodies` maps a query
-    to the whole JSON answer instead (to play a misbehaving proxy). Records every query."""
+    `delay` seconds, and those containing `echo_marker` fail with HTTP 400 and an error
+    quoting the request's headers back (as a misbehaving proxy would). `values` maps a
+    query to its value (default 1); `bodies` maps a query to the whole JSON answer instead
+    (to play a misbehaving proxy). Records every query."""
 
     delay: float = 3.0
     slow_marker: str = "slow"
+    echo_marker: str = "echo_headers"
     values: dict[str, float] = field(default_factory=dict)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     queries: list[tuple[float, str]] = field(default_factory=list)
@@ -351,8 +354,20 @@ class _FakePrometheusHandler(BaseHTTPRequestHandler):
         if path != "/api/v1/query":
             self.send_error(404)
             return
-        body = json.dumps(self.server.fake.answer(params.get("query", [""])[0])).encode()
-        self.send_response(200)
+        query = params.get("query", [""])[0]
+        status, answer = 200, self.server.fake.answer(query)
+        if self.server.fake.echo_marker in query:
+            quoted = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
+            status, answer = (
+                400,
+                {
+                    "status": "error",
+                    "errorType": "bad_data",
+                    "error": f"proxy refused the query (request headers: {quoted})",
+                },
+            )
+        body = json.dumps(answer).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

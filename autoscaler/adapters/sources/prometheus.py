@@ -45,6 +45,7 @@ from tenacity import (
 )
 
 from autoscaler.errors import QueryError, SourceUnavailable
+from autoscaler.redact import mask_url, register, register_url, scrub
 
 __all__ = ["PrometheusSettings", "PrometheusSource"]
 
@@ -54,7 +55,6 @@ _T = TypeVar("_T")
 # 408/429 and every 5xx (Prometheus answers 503 while starting and for query timeouts).
 _RETRIED_STATUSES = frozenset({408, 429})
 _CLIENT_ERROR = re.compile(r"^HTTP Status Code (\d{3}) \((b(['\"]).*\3)\)$", re.DOTALL)
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _MAX_CAUSE = 300
 # Thanos answers with whatever stores it could reach unless told not to: a sum over half
 # the series would look like half the load and scale in. Prometheus, Mimir and Cortex
@@ -63,8 +63,7 @@ _STRICT = {"partial_response": "false"}
 _SHOWN_SERIES = 3
 _NUMERIC_TYPES = ("vector", "scalar")
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
-# Shorter "secrets" cannot be scrubbed from text without mangling it (and guard nothing).
-_MIN_SCRUBBED = 4
+_LINE_BREAK = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,9 +84,19 @@ class PrometheusSettings:
     deadline: float = 6.0
 
     def __post_init__(self) -> None:
+        # Registered first, so that no error below (nor any later text) can show them.
+        register(self.bearer_token, self.password, *self.headers.values())
+        register_url(self.url)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be http(s)://host[:port][/prefix], got {_redact(self.url)}")
+            shown = mask_url(self.url)
+            raise ValueError(f"url must be http(s)://host[:port][/prefix], got {shown}")
+        for name, value in (("bearer_token", self.bearer_token), ("password", self.password)):
+            if value is not None and _LINE_BREAK.search(value):
+                raise ValueError(f"{name} contains a line break: check the file it is read from")
+        for name, value in self.headers.items():
+            if _LINE_BREAK.search(f"{name}{value}"):
+                raise ValueError(f"header {name.strip()!r} contains a line break")
         if self.bearer_token is not None and self.username is not None:
             raise ValueError("set either bearer_token or username/password, not both")
         if self.password is not None and self.username is None:
@@ -98,7 +107,7 @@ class PrometheusSettings:
     def __repr__(self) -> str:
         hidden = dict.fromkeys(self.headers, "***")
         return (
-            f"PrometheusSettings(url={_redact(self.url)!r}, "
+            f"PrometheusSettings(url={mask_url(self.url)!r}, "
             f"bearer_token={_mask(self.bearer_token)}, username={self.username!r}, "
             f"password={_mask(self.password)}, ca_bundle={self.ca_bundle!r}, "
             f"headers={hidden!r}, timeout={self.timeout!r}, deadline={self.deadline!r})"
@@ -113,8 +122,7 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings) -> None:
         self._settings = settings
         self._url = settings.url.rstrip("/")
-        self._where = _redact(self._url)
-        self._secrets = _secrets_of(settings)
+        self._where = mask_url(self._url)
         headers = dict(settings.headers)
         if settings.bearer_token is not None:
             headers["Authorization"] = f"Bearer {settings.bearer_token}"
@@ -201,7 +209,7 @@ class PrometheusSource:
         except _Transient as exc:
             elapsed = time.monotonic() - started
             raise SourceUnavailable(
-                self._scrub(
+                scrub(
                     f"Prometheus at {self._where} gave no answer after {attempts} attempt(s) "
                     f"in {elapsed:.1f}s (deadline {deadline:g}s); last error: {exc}. "
                     "Check that it is running and reachable from here."
@@ -214,7 +222,7 @@ class PrometheusSource:
             return self._http_error(promql, str(exc))
         if isinstance(exc, requests.exceptions.SSLError):
             return SourceUnavailable(
-                self._scrub(
+                scrub(
                     f"TLS with Prometheus at {self._where} failed: {_cause(exc)}. If it uses a "
                     "private CA, set ca_bundle to that CA's certificate file."
                 )
@@ -225,7 +233,7 @@ class PrometheusSource:
             | requests.exceptions.Timeout
             | requests.exceptions.ChunkedEncodingError,
         ):
-            return _Transient(self._scrub(f"{type(exc).__name__}: {_cause(exc)}"))
+            return _Transient(scrub(f"{type(exc).__name__}: {_cause(exc)}"))
         if isinstance(exc, ValueError | KeyError | TypeError):
             # A 200 whose body is not {"data": {"result": ...}}: a proxy or a wrong URL.
             return QueryError(
@@ -233,12 +241,13 @@ class PrometheusSource:
                 f"({type(exc).__name__}); check the URL and any path prefix"
             )
         return SourceUnavailable(
-            self._scrub(f"request to Prometheus at {self._where} failed: {_cause(exc)}")
+            scrub(f"request to Prometheus at {self._where} failed: {_cause(exc)}")
         )
 
     def _http_error(self, promql: str, text: str) -> Exception:
-        status, detail = _parse_client_error(text)
-        detail = self._scrub(detail)
+        # Scrubbed before it is shortened: a secret cut in two would no longer be found.
+        status, detail = _parse_client_error(scrub(text))
+        detail = scrub(detail)
         if status is not None and (status >= 500 or status in _RETRIED_STATUSES):
             return _Transient(f"HTTP {status}: {detail}")
         if status in (401, 403):
@@ -263,13 +272,6 @@ class PrometheusSource:
                 result_type = None
             found = result_type if isinstance(result_type, str) else None
         self._answers.result_type = found
-
-    def _scrub(self, text: str) -> str:
-        """`text` without URL credentials or any secret value from the settings."""
-        text = _USERINFO.sub("***@", text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def _log_retry(self, state: RetryCallState) -> None:
         outcome = state.outcome
@@ -440,21 +442,8 @@ def _cause(exc: BaseException) -> str:
         if not isinstance(inner, Exception):
             break
         reason = inner
-    return str(reason)[:_MAX_CAUSE]
-
-
-def _redact(url: str) -> str:
-    return _USERINFO.sub("***@", url)
+    return scrub(str(reason))[:_MAX_CAUSE]
 
 
 def _mask(secret: str | None) -> str:
     return "None" if secret is None else "'***'"
-
-
-def _secrets_of(settings: PrometheusSettings) -> tuple[str, ...]:
-    candidates = [settings.bearer_token, settings.password, urlsplit(settings.url).password]
-    candidates.extend(settings.headers.values())
-    # Longest first, so a secret containing another is replaced whole.
-    return tuple(
-        sorted({s for s in candidates if s and len(s) >= _MIN_SCRUBBED}, key=len, reverse=True)
-    )

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -41,6 +41,7 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
+from autoscaler.redact import register, scrub
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -96,8 +97,6 @@ RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInP
 # Present in the Cause of every activity that follows a desired-capacity change, whoever
 # made it (a user, a scaling policy, a scheduled action, us).
 DESIRED_CHANGE_MARK = "changing the desired capacity"
-
-_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 
 
 class AsgScaler:
@@ -259,13 +258,14 @@ def make_client(region: str | None, deadline: float) -> AutoScalingClient:
     """An `autoscaling` client from the standard credential chain, with retries off.
 
     The endpoint comes from the environment too (`AWS_ENDPOINT_URL`, or the per-service
-    `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto.
+    `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto. The credentials
+    in use are registered as secrets (`autoscaler.redact`), temporary ones as they are sent.
     """
     # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
     try:
         session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-        raise TargetError(f"AWS configuration: {exc}") from exc
+        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
     if session.region_name is None:
         raise TargetError("no AWS region: set target.region or AWS_REGION/AWS_DEFAULT_REGION")
     config = Config(
@@ -274,7 +274,19 @@ def make_client(region: str | None, deadline: float) -> AutoScalingClient:
         read_timeout=min(10.0, deadline),
         user_agent_extra="autoscaler",
     )
-    return session.client("autoscaling", config=config)
+    client = session.client("autoscaling", config=config)
+    credentials = session.get_credentials()
+    if credentials is not None and not isinstance(credentials, RefreshableCredentials):
+        register(credentials.access_key, credentials.secret_key, credentials.token)
+    client.meta.events.register("before-send.autoscaling", _register_session_token)
+    return client
+
+
+def _register_session_token(request: Any, **_kwargs: Any) -> None:
+    """Registers the session token of temporary credentials (refreshed behind our back)."""
+    token = request.headers.get("X-Amz-Security-Token")
+    if token:
+        register(token.decode() if isinstance(token, bytes) else str(token))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -323,7 +335,7 @@ def _busy_reasons(
 def _error(exc: ClientError) -> tuple[str, str]:
     """AWS's error code and message, with anything that looks like an access key masked."""
     error = exc.response.get("Error", {})
-    return error.get("Code", "Unknown"), _redact(error.get("Message", ""))
+    return error.get("Code", "Unknown"), scrub(error.get("Message", ""))
 
 
 def _describe(exc: BaseException) -> str:
@@ -331,11 +343,7 @@ def _describe(exc: BaseException) -> str:
         code, message = _error(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return f"HTTP {status} {code}: {message}"
-    return _redact(f"{type(exc).__name__}: {exc}")
-
-
-def _redact(text: str) -> str:
-    return _ACCESS_KEY_ID.sub("<access-key-id>", text)
+    return scrub(f"{type(exc).__name__}: {exc}")
 
 
 def _log_retry(action: str, where: str) -> Callable[[RetryCallState], None]:

@@ -47,6 +47,7 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
+from autoscaler.redact import register, register_url
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ class NomadSettings:
 
     __str__ = __repr__
 
+    def __post_init__(self) -> None:
+        # Registered first: from now on no text that leaves the process can show them.
+        register(self.token)
+        register_url(self.address)
+        if self.token is not None and ("\n" in self.token or "\r" in self.token):
+            raise TargetError("NOMAD_TOKEN contains a line break: set the token alone")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NomadSettings:
         """Settings from the standard Nomad variables (NOMAD_ADDR, NOMAD_TOKEN, ...).
@@ -105,7 +113,8 @@ class NomadSettings:
 
         skip = get("NOMAD_SKIP_VERIFY")
         if skip is not None and skip not in _TRUE | _FALSE:
-            raise TargetError(f"NOMAD_SKIP_VERIFY={skip!r} is not a boolean: use true or false")
+            # The value is not shown: a token pasted into the wrong variable is still a token.
+            raise TargetError("NOMAD_SKIP_VERIFY is not a boolean: use true or false")
         return cls(
             address=get("NOMAD_ADDR") or cls.address,
             token=get("NOMAD_TOKEN"),

@@ -1,7 +1,10 @@
 """Helpers of the Nomad target for failures: what to retry, and text safe to show.
 
-NOMAD_ADDR may carry credentials (`https://user:pass@host:4646`); every message, warning or
-repr that shows the address or an underlying error goes through `redact_address`/`scrub`.
+NOMAD_ADDR may carry credentials (`https://user:pass@host:4646`) and Nomad's (or a proxy's)
+answers may quote our request back, token included: every message, warning or repr that
+shows the address or an underlying error goes through `redact_address`/`scrub`, which
+defer to `autoscaler.redact` (the token and the address's credentials are registered
+there by `NomadSettings`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from urllib.parse import urlsplit
 import requests
 from nomad.api.exceptions import BaseNomadException
 
+from autoscaler.redact import mask_url
+from autoscaler.redact import scrub as scrub_text
+
 NO_REGION_PATH = "No path to region"  # Nomad's 500 for a region it cannot forward to
 # What python-nomad wraps when the network, not the request, is at fault (worth a retry).
 NETWORK_ERRORS = (
@@ -19,21 +25,20 @@ NETWORK_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 _MAX_SHOWN = 300
 
 
 def redact_address(address: str) -> str:
-    """The address with any `user:password@` part shown as `***@`."""
-    return scrub(address, address)
+    """The address with any `user:password@` part (and query values) shown as `***`."""
+    return mask_url(address)
 
 
 def scrub(text: str, address: str) -> str:
-    """`text` without URL credentials, nor the address's own `user:password@` anywhere."""
+    """`text` without the token, URL credentials, nor the address's own `user:password@`."""
     userinfo = _userinfo(address)
     if userinfo:  # also without a scheme in front, as some errors show the bare address
         text = text.replace(f"{userinfo}@", "***@")
-    return _USERINFO.sub("***@", text)
+    return scrub_text(text)
 
 
 def short(error: object, address: str) -> str:

@@ -121,6 +121,25 @@ def test_aws_endpoint_url_from_the_environment_is_honoured(
     ]
 
 
+def test_a_proxy_quoting_request_headers_back_never_shows_the_credentials(
+    asg: str, aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_id, secret_key = "AKIAEXAMPLE0SECRET42", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYsecret42"
+    session_token = "FwoGZXIvYXdzEXAMPLEsessionTOKEN0123456789abcdef"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", session_token)
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 400, "ValidationError", "bad", echo=True)
+
+    with pytest.raises(TargetError, match="rejected by AWS: bad") as caught:
+        AsgScaler(AsgTarget(asg=asg), deadline=DEADLINE).status()
+
+    shown = str(caught.value)
+    assert "X-Amz-Security-Token" in shown  # the echo is there, its values are not
+    assert not [s for s in (key_id, secret_key, session_token) if s in shown], shown
+
+
 def test_scale_ignores_the_groups_own_cooldown(
     asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
 ) -> None:

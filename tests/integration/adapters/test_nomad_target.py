@@ -341,6 +341,25 @@ def test_token_is_sent_as_header_and_never_shown(
     assert "<hidden>" in repr(settings)
 
 
+def test_a_proxy_quoting_the_token_back_never_shows_it(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat")
+    nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
+    nomad_api.fail_next(1, status=403, body="Permission denied", echo=True)
+
+    with pytest.raises(TargetForbidden) as caught:
+        scaler_for(nomad_api, token=SECRET).status()
+
+    assert SECRET not in str(caught.value)
+    assert "x-nomad-token: ***" in str(caught.value).lower()  # the echo itself stays visible
+
+
+def test_a_token_with_a_line_break_is_refused_without_showing_it() -> None:
+    with pytest.raises(TargetError, match="NOMAD_TOKEN contains a line break") as caught:
+        NomadSettings(token=f"{SECRET}\nsecond-line")
+
+    assert SECRET not in str(caught.value)
+
+
 # --- retries --------------------------------------------------------------------------------
 
 

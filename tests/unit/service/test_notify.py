@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from autoscaler import redact
 from autoscaler.core.model import Action, Decision
 from autoscaler.service.notify import Notifier, payload, redact_url
 from tests.support.net import wait_until
@@ -70,3 +73,24 @@ def test_urls_are_logged_without_their_secret_path() -> None:
     url = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
     assert redact_url(url) == "https://hooks.slack.com/…"
     assert redact_url("http://user:pw@host:8080/x?token=1") == "http://host:8080/…"
+
+
+def test_the_payload_never_carries_a_known_secret(webhook_receiver: WebhookReceiver) -> None:
+    token = "nomad-token-8c1e0f3a-notify"
+    redact.register(token)
+    leaky = replace(DECISION, reasons=(f"proxy echoed X-Nomad-Token {token}",))
+    notifier = Notifier([webhook_receiver.url], backoff=0.01)
+
+    notifier.notify(leaky)
+    notifier.close(timeout=5)
+
+    (body,) = webhook_receiver.bodies
+    assert token not in json.dumps(body)
+    assert body["decision"]["reasons"] == ["proxy echoed X-Nomad-Token ***"]
+
+
+def test_webhook_urls_become_secrets_once_a_notifier_holds_them() -> None:
+    url = "https://hooks.example/services/T1/B1/hook-secret-5d2c"
+    Notifier([url]).close(timeout=1)
+
+    assert "hook-secret-5d2c" not in redact.scrub(f"ConnectionError: {url} refused")

@@ -1,0 +1,204 @@
+"""Secrets never leave the process: a registry of the secret values in use, and `scrub`.
+
+A server's error body may quote our own request back (a proxy that echoes headers puts
+`X-Nomad-Token` in its 403), and a bad configuration value may hold a token. Whatever
+the path, text that leaves the process (decisions, log records, API answers, CLI output,
+notifications) goes through `scrub`, which replaces:
+
+- every *registered* secret: configuration registers what it reads (Nomad token,
+  Prometheus bearer token / password / header values / URL credentials, AWS keys and
+  session tokens, the API token, webhook URLs), in the forms a request or an error shows
+  them: as is, URL-encoded, JSON- and repr-escaped, and `user:password` as HTTP Basic
+  credentials (base64);
+- URL credentials (`scheme://user:password@`, also without the scheme), values of
+  credential headers quoted back (`Authorization: …`, `X-Nomad-Token: …`), and AWS access
+  key IDs, whether registered or not.
+
+Values shorter than 4 characters cannot be told apart from ordinary text, so they are not
+registered (and guard nothing). `ScrubFilter` applies `scrub` to log records (message,
+arguments, traceback, `extra` fields) on the handlers the CLI installs.
+
+May import: the standard library only; every layer except the pure core may import it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+__all__ = [
+    "MASK",
+    "ScrubFilter",
+    "mask_url",
+    "register",
+    "register_url",
+    "registered",
+    "scrub",
+    "scrub_data",
+    "url_origin",
+]
+
+MASK = "***"
+MIN_LENGTH = 4
+
+# `scheme://userinfo@`, or a bare `user:password@host` (as an error shows a URL without
+# its scheme); an e-mail address (no colon before the @, no //) is left alone.
+_USERINFO = re.compile(r"(?:(?<=//)[^/?#@\s]+|(?<![^\s'\"(<=,\[])[^/?#@\s:'\"]+:[^/?#@\s]*)@")
+# A credential header quoted back, as `Name: value`, `"Name": "value"` or `'Name': 'value'`.
+_HEADER = re.compile(
+    r"(?i)(\b(?:authorization|proxy-authorization|x-nomad-token|x-amz-security-token|"
+    r"x-api-key|cookie|set-cookie)[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+"
+)
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
+_QUERY_VALUE = re.compile(r"([?&][^=&#\s]+=)[^&#\s]+")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def register(*values: str | None) -> None:
+    """Treat each value (and its encoded forms) as a secret from now on; None is ignored."""
+    global _pattern  # noqa: PLW0603 - one registry per process, on purpose
+    new = {form for value in values if value for form in _forms(value)} - _secrets
+    if not new:
+        return
+    with _lock:
+        _secrets.update(new)
+        # Longest first, so that a secret containing another is replaced whole.
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def register_url(url: str | None, *, whole: bool = False) -> None:
+    """Register a URL's credentials (`user:password@`, query values); with `whole`, also
+    the URL itself and everything after its host (a webhook URL is a secret as a whole)."""
+    if not url:
+        return
+    userinfo = _userinfo(url)
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        register(password, unquote(password), _basic(unquote(user), unquote(password)))
+    for match in _QUERY_VALUE.finditer(url):
+        register(url[match.end(1) : match.end()])
+    if whole:
+        parts = urlsplit(url)
+        rest = url.split(parts.netloc, 1)[1] if parts.netloc else ""
+        register(url, rest if len(rest) > 1 else None)
+
+
+def registered() -> frozenset[str]:
+    """Every registered secret form (for tests and diagnostics; never print it)."""
+    with _lock:
+        return frozenset(_secrets)
+
+
+def clear() -> None:
+    """Forget every registered secret (tests only: a process keeps its secrets for life)."""
+    global _pattern  # noqa: PLW0603
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret, URL credential and credential header masked."""
+    if not text:
+        return text
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    text = _USERINFO.sub(MASK + "@", text)
+    text = _HEADER.sub(r"\1" + MASK, text)
+    return _ACCESS_KEY_ID.sub(MASK, text)
+
+
+def scrub_data(value: Any) -> Any:
+    """`value` with `scrub` applied to every string inside dicts, lists and tuples."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):  # keys are field names, not text
+        return {k: scrub_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_data(v) for v in value)
+    return value
+
+
+def mask_url(url: str) -> str:
+    """A URL fit to show: credentials and query values masked, even when it is malformed."""
+    return _QUERY_VALUE.sub(r"\1" + MASK, scrub(url))
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]/…`: enough to tell URLs apart, nothing of their secret parts."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs a log record in place: message and arguments, traceback, stack, `extra`.
+
+    Installed on a handler, it sees the records of every logger that reaches the handler.
+    The traceback is rendered here (and cached on the record, as `Formatter` does), so
+    formatters print the scrubbed text.
+    """
+
+    _standard = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg = scrub(record.getMessage())
+        except Exception:  # a bad format string: let the handler report it as usual
+            return True
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in self._standard:
+                setattr(record, key, scrub_data(value) if _is_data(value) else value)
+        return True
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, str | Mapping | list | tuple)
+
+
+def _forms(value: str) -> Iterable[str]:
+    """The ways a secret shows up in text: as is, URL-encoded, JSON- and repr-escaped."""
+    if len(value) < MIN_LENGTH:
+        return ()
+    return {
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        repr(value)[1:-1],
+    }
+
+
+def _basic(user: str, password: str) -> str | None:
+    """The HTTP Basic credentials `requests` sends for a URL's `user:password@`."""
+    if not password:
+        return None
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _userinfo(url: str) -> str:
+    """The `user:password` of a URL (with or without a scheme, even malformed), or ""."""
+    match = _USERINFO.search(url)
+    return match.group(0)[:-1] if match else ""

@@ -1,0 +1,156 @@
+"""`autoscaler.redact`: registered secrets and credential-shaped text never leave the process."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from autoscaler import redact
+from autoscaler.cli.logs import JsonFormatter
+
+
+def secret() -> str:
+    """A fresh secret per test: the registry is process-wide and never forgets."""
+    return f"s3cr3t-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize(
+    ("shown", "describe"),
+    [
+        pytest.param(lambda s: s, "as is", id="raw"),
+        pytest.param(lambda s: quote(s, safe=""), "url", id="url"),
+        pytest.param(lambda s: json.dumps({"token": s}), "json", id="json"),
+        pytest.param(lambda s: repr({"token": s}), "repr", id="repr"),
+    ],
+)
+def test_a_registered_secret_is_masked_in_every_usual_form(shown: object, describe: str) -> None:
+    value = secret() + '/"quoted"'
+    redact.register(value)
+    text = f"upstream said: {shown(value)} (end)"  # type: ignore[operator]
+
+    scrubbed = redact.scrub(text)
+
+    assert value not in scrubbed
+    assert "s3cr3t" not in scrubbed, describe
+    assert scrubbed.endswith("(end)")
+
+
+def test_url_credentials_register_their_basic_auth_header_too() -> None:
+    password = secret()
+    redact.register_url(f"https://alice:{password}@prometheus.example:9090")
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+
+    scrubbed = redact.scrub(f"echoed header: Basic {basic}")
+
+    assert basic not in scrubbed
+
+
+def test_a_webhook_url_is_a_secret_as_a_whole_and_after_its_host() -> None:
+    hook = secret()
+    url = f"https://hooks.slack.com/services/T0/B0/{hook}"
+    redact.register_url(url, whole=True)
+
+    assert hook not in redact.scrub(f"posting to {url} failed")
+    assert hook not in redact.scrub(f"path /services/T0/B0/{hook} not found")
+    assert redact.url_origin(url) == "https://hooks.slack.com/…"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("GET http://u:pw@h:1/x", "GET http://***@h:1/x", id="scheme"),
+        pytest.param("Invalid URL 'https//u:pw@h:1/x'", "Invalid URL 'https//***@h:1/x'", id="bad"),
+        pytest.param("dial u:pw@h:4646 refused", "dial ***@h:4646 refused", id="bare"),
+        pytest.param("https://token@h/x", "https://***@h/x", id="token-as-user"),
+        pytest.param("mail ops@example.com now", "mail ops@example.com now", id="e-mail-kept"),
+    ],
+)
+def test_url_credentials_are_masked_whether_registered_or_not(text: str, expected: str) -> None:
+    assert redact.scrub(text) == expected
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "X-Nomad-Token: 9a8b7c6d-unknown",
+        '{"Authorization": "Bearer unknown-token", "Accept": "*/*"}',
+        "{'X-Amz-Security-Token': 'FwoGZXIvYXdzEunknown'}",
+        "cookie=session-unknown",
+    ],
+)
+def test_credential_headers_quoted_back_are_masked_even_when_unknown(echo: str) -> None:
+    scrubbed = redact.scrub(f"403 from proxy: {echo}")
+
+    assert "unknown" not in scrubbed
+    assert "***" in scrubbed
+
+
+def test_aws_access_key_ids_are_masked() -> None:
+    assert "AKIAABCDEFGHIJKLMNOP" not in redact.scrub("Credential=AKIAABCDEFGHIJKLMNOP/2024")
+
+
+def test_short_values_are_not_secrets_and_text_stays_readable() -> None:
+    redact.register("abc", "", None)
+
+    assert redact.scrub("abc 123 hold") == "abc 123 hold"
+
+
+def test_mask_url_hides_query_values_of_a_malformed_url() -> None:
+    assert redact.mask_url("prom:9090/?token=xyz123&x=1") == "prom:9090/?token=***&x=***"
+
+
+def test_scrub_data_keeps_keys_and_non_text_values() -> None:
+    value = secret()
+    redact.register(value)
+
+    data = redact.scrub_data({"reasons": [f"saw {value}"], "current": 3, "ok": (True, value)})
+
+    assert data == {"reasons": ["saw ***"], "current": 3, "ok": (True, "***")}
+
+
+# --- logging -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, io.StringIO, io.StringIO]]:
+    """A logger with a text and a JSON handler, both filtered, as `setup_logging` does."""
+    text, as_json = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(text), logging.StreamHandler(as_json)]
+    handlers[1].setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"test.redact.{uuid.uuid4().hex}")
+    logger.propagate = False
+    for handler in handlers:
+        handler.addFilter(redact.ScrubFilter())
+        logger.addHandler(handler)
+    yield logger, text, as_json
+    for handler in handlers:
+        logger.removeHandler(handler)
+
+
+def test_log_records_are_scrubbed_in_message_arguments_traceback_and_extra(
+    logged: tuple[logging.Logger, io.StringIO, io.StringIO],
+) -> None:
+    logger, text, as_json = logged
+    value = secret()
+    redact.register(value)
+
+    try:
+        raise RuntimeError(f"server answered: token {value}")
+    except RuntimeError:
+        logger.exception(
+            "call with %s failed", value, extra={"decision": {"reasons": [f"saw {value}"]}}
+        )
+
+    for output in (text.getvalue(), as_json.getvalue()):
+        assert "s3cr3t" not in output
+        assert "RuntimeError: server answered: token ***" in output
+    record = json.loads(as_json.getvalue())
+    assert record["message"] == "call with *** failed"
+    assert record["decision"] == {"reasons": ["saw ***"]}
