@@ -44,6 +44,7 @@ from tenacity import (
     wait_random,
 )
 
+from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
 
@@ -220,6 +221,9 @@ class PrometheusSource:
         """The error to raise for a failed attempt; `_Transient` means "try again"."""
         if isinstance(exc, PrometheusApiClientException):
             return self._http_error(promql, str(exc))
+        exhausted = out_of_resources(exc)
+        if exhausted is not None:  # not transient: retrying would only wait out the deadline
+            return SourceUnavailable(f"cannot query Prometheus at {self._where}: {exhausted}")
         if isinstance(exc, requests.exceptions.SSLError):
             return SourceUnavailable(
                 scrub(

@@ -33,6 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.core.model import AsgTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
@@ -223,6 +224,9 @@ class AsgScaler:
     def _translate(self, action: str, exc: Exception, attempts: int) -> TargetError:
         """The `TargetError` that tells an operator what went wrong and what to do."""
         where = self._where()
+        exhausted = out_of_resources(exc)
+        if exhausted is not None:
+            return TargetUnavailable(f"{action} on {where}: {exhausted}")
         if is_transient(exc):
             return TargetUnavailable(
                 f"{action} on {where} kept failing ({attempts} attempts within the "
@@ -297,6 +301,8 @@ def is_transient(exc: BaseException) -> bool:
         if code in BUSY_CODES:
             return False
         return code in THROTTLING_CODES or status >= 500
+    if out_of_resources(exc) is not None:
+        return False  # another attempt within the deadline would fail the same way
     # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
     return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
 

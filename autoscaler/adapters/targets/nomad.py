@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from urllib.parse import quote
 import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
+from requests.adapters import HTTPAdapter
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -30,6 +32,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.nomad_errors import (
     NETWORK_ERRORS,
     NO_REGION_PATH,
@@ -60,6 +63,9 @@ _DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Connections kept open per Nomad server for reuse; more may be open while requests are in
+# flight (one per concurrent evaluation), and are closed when they are returned.
+POOL_SIZE = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +147,30 @@ class NomadSettings:
         return self.client_cert or ()
 
 
+_sessions: dict[NomadSettings, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def shared_session(settings: NomadSettings) -> requests.Session:
+    """The one HTTP session (connection pool) for Nomad reached with `settings`.
+
+    Every `NomadScaler` of the same server and credentials shares it, so the sockets held
+    open are bounded by the requests in flight (at most `POOL_SIZE` kept for reuse), not by
+    the number of targets: one session per target once held a socket each and ran out of
+    file descriptors at 1,021 targets. `requests` sessions are safe to share between
+    threads for plain requests like ours (no cookies, no per-session auth).
+    """
+    with _sessions_lock:
+        session = _sessions.get(settings)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[settings] = session
+        return session
+
+
 class NomadScaler:
     """A `ScalingTarget` for one task group of one Nomad job.
 
@@ -148,7 +178,13 @@ class NomadScaler:
     (NOMAD_NAMESPACE / NOMAD_REGION); both go in the query string of every request.
     """
 
-    def __init__(self, ref: NomadTarget, settings: NomadSettings) -> None:
+    def __init__(
+        self,
+        ref: NomadTarget,
+        settings: NomadSettings,
+        *,
+        session: requests.Session | None = None,
+    ) -> None:
         self._ref = ref
         self._settings = settings
         self._namespace = ref.namespace or settings.namespace or "default"
@@ -162,13 +198,15 @@ class NomadScaler:
             )
         # nomad.api.Job instead of nomad.Nomad: the latter falls back to NOMAD_* variables for
         # every unset argument, so settings built in code would silently mix with the env.
+        # The token, TLS files, namespace and region go with each request; the connections
+        # are the server's, shared by every target (`shared_session`).
         self._api = nomad.api.Job(
             address=settings.address.rstrip("/"),
             token=settings.token,
             timeout=settings.timeout,
             verify=settings.verify(),
             cert=settings.cert(),
-            session=requests.Session(),
+            session=session if session is not None else shared_session(settings),
         )
 
     def __repr__(self) -> str:
@@ -328,6 +366,9 @@ class NomadScaler:
         """
         ref, where, address = self._ref, self._where, self._shown_address
         answer = exc.nomad_resp
+        exhausted = out_of_resources(exc)
+        if exhausted is not None:
+            return TargetUnavailable(f"cannot reach Nomad at {address}: {exhausted}")
         if not isinstance(answer, requests.Response):
             cause = short(answer, self._settings.address)
             if isinstance(answer, requests.exceptions.SSLError):

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import requests
 from nomad.api.exceptions import BaseNomadException
 
+from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.redact import mask_url
 from autoscaler.redact import scrub as scrub_text
 
@@ -53,7 +54,7 @@ def request_path(answer: requests.Response) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: connection trouble, timeouts, 429 and 5xx (but not a missing region)."""
-    if not isinstance(exc, BaseNomadException):
+    if not isinstance(exc, BaseNomadException) or out_of_resources(exc) is not None:
         return False
     answer = exc.nomad_resp
     if isinstance(answer, requests.Response):

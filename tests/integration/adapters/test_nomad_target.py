@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -358,6 +360,51 @@ def test_a_token_with_a_line_break_is_refused_without_showing_it() -> None:
         NomadSettings(token=f"{SECRET}\nsecond-line")
 
     assert SECRET not in str(caught.value)
+
+
+# --- connections ----------------------------------------------------------------------------
+
+
+def test_targets_of_one_server_share_one_connection_pool(nomad_api: NomadApiStandIn) -> None:
+    settings = settings_for(nomad_api)
+    scalers = [NomadScaler(NomadTarget(job=f"job{i}", group="web"), settings) for i in range(3)]
+    other = NomadScaler(
+        NomadTarget(job="job0", group="web"), settings_for(nomad_api, token="t0k3n")
+    )
+
+    sessions = {id(s._api.session) for s in scalers}
+
+    assert len(sessions) == 1
+    assert id(other._api.session) not in sessions  # other credentials, other pool
+
+
+def test_many_targets_hold_one_connection_to_nomad_not_one_each(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    settings = settings_for(nomad_api, token="many-targets-token")
+    for i in range(40):
+        nomad_api.register_job(f"job{i}")
+    before = _open_sockets()
+
+    # Kept alive, as the target factory keeps its adapters for the life of the process.
+    scalers = [NomadScaler(NomadTarget(job=f"job{i}", group="web"), settings) for i in range(40)]
+    for scaler in scalers:
+        scaler.status()
+
+    # The stand-in runs in this process: each kept-alive connection shows twice (both ends).
+    assert _open_sockets() - before <= 4
+
+
+def _open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _link(fd).startswith("socket:"))
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 # --- retries --------------------------------------------------------------------------------
