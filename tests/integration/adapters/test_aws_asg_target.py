@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,6 +120,38 @@ def test_aws_endpoint_url_from_the_environment_is_honoured(
         "DescribeScalingActivities",
         "DescribeInstanceRefreshes",
     ]
+
+
+def test_targets_of_one_region_and_configuration_share_one_client(
+    make_asg: Callable[..., str], aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = make_asg(), make_asg()
+    a, b = AsgScaler(AsgTarget(asg=first)), AsgScaler(AsgTarget(asg=second))
+    elsewhere = AsgScaler(AsgTarget(asg=first, region="us-east-1"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    proxied = AsgScaler(AsgTarget(asg=first))
+
+    assert a._client is b._client
+    assert elsewhere._client is not a._client
+    assert proxied._client is not a._client  # another AWS configuration, another client
+    assert (a.status().count, b.status().count, proxied.status().count) == (2, 2, 2)
+    assert aws_proxy.requests.count("DescribeAutoScalingGroups") == 1
+
+
+def test_groups_read_at_once_each_get_their_own_count(
+    make_asg: Callable[..., str], aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [make_asg(desired=count) for count in range(1, 9)]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    scalers = [AsgScaler(AsgTarget(asg=name), deadline=DEADLINE) for name in names]
+
+    with ThreadPoolExecutor(len(scalers)) as pool:
+        counts = list(pool.map(lambda scaler: scaler.status().count, scalers))
+
+    assert counts == list(range(1, 9))
+    described = [p for action, p in aws_proxy.calls if action == "DescribeAutoScalingGroups"]
+    asked = [v for p in described for k, v in p.items() if k.startswith("AutoScalingGroupNames.")]
+    assert sorted(asked) == sorted(names)  # each group asked for once, in as few calls as met
 
 
 def test_a_proxy_quoting_request_headers_back_never_shows_the_credentials(
