@@ -34,7 +34,7 @@ from datetime import datetime
 
 from autoscaler.core import decision as core
 from autoscaler.core.model import Policy
-from autoscaler.engine.reconciler import Evaluation, safe_error, utcnow
+from autoscaler.engine.reconciler import Evaluation, safe_error, scrubbed, utcnow
 
 log = logging.getLogger("autoscaler.scheduler")
 
@@ -277,7 +277,7 @@ class Scheduler:
         reason = f"evaluation crashed: {safe_error(error)}"
         now = self._clock()
         decision = core.unavailable(policy, now=now, reason=reason, dry_run=self._dry_run)
-        return Evaluation(decision=decision, error=reason, error_kind=CRASH)
+        return scrubbed(Evaluation(decision=decision, error=reason, error_kind=CRASH))
 
     def _finish(
         self,
