@@ -165,7 +165,11 @@ def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
         timeout=5,
         what="the deletion in the log",
     )
-    assert any("recreated it" in r["message"] for r in first.log_records())
+    wait_until(  # logged just after the deletion is noticed, once the copy is written
+        lambda: any("recreated it" in r["message"] for r in first.log_records()),
+        timeout=5,
+        what="the recreation in the log",
+    )
     assert len(first.decisions("web", limit=1000)) >= decisions  # the history came back too
     assert first.get("/readyz").status_code == 200
     assert first.stop() == 0
