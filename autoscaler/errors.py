@@ -2,6 +2,7 @@
 
     AutoscalerError                 base: anything we raise on purpose
     ├── PolicyError                 a policy file is invalid (carries every problem found)
+    │   └── TestFileError           a policy test file (`autoscaler test`) is invalid
     ├── QueryError                  a PromQL check gave no usable value
     │   └── SourceUnavailable       Prometheus could not be reached (after retries)
     ├── TargetError                 a scaling target refused or failed a read or a scale
@@ -43,6 +44,12 @@ class PolicyError(AutoscalerError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class TestFileError(PolicyError):
+    """A policy test file, or a policy file it names, is invalid; `problems` lists them all."""
+
+    __test__ = False  # not a pytest test class, whatever its name
 
 
 class QueryError(AutoscalerError):

@@ -1,4 +1,5 @@
-"""The `autoscaler` command: validate, plan (dry-run preview), run, schema, simulate.
+"""The `autoscaler` command: validate, plan (dry-run preview), run, schema, simulate,
+backtest, test.
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
@@ -18,7 +19,7 @@ from typing import TextIO
 
 from autoscaler import __version__
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
-from autoscaler.cli import simulate
+from autoscaler.cli import backtest, policytest, simulate
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of policy files")
     # Commands in modules of their own register here and name their handler.
     simulate.add_parser(sub)
+    backtest.add_parser(sub)
+    policytest.add_parser(sub)
     return parser
 
 

@@ -13,6 +13,8 @@ What the client does not give us, and how it is worked around:
   query with the string "12" fails the check instead of being read as 12.
 - A non-200 answer becomes `PrometheusApiClientException("HTTP Status Code N (b'body')")`
   with no attributes; the status and Prometheus' error text are parsed back from that text.
+- `custom_query_range` rounds start and end to whole seconds; `query_range` passes its own
+  exact `start` and `end` parameters, which the client lets override its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -48,7 +51,7 @@ from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
 
-__all__ = ["PrometheusSettings", "PrometheusSource"]
+__all__ = ["MAX_POINTS", "PrometheusSettings", "PrometheusSource", "RangeSeries", "range_chunks"]
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -65,6 +68,8 @@ _SHOWN_SERIES = 3
 _NUMERIC_TYPES = ("vector", "scalar")
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _LINE_BREAK = re.compile(r"[\r\n]")
+# Prometheus refuses a range query whose (end - start) / step exceeds 11,000.
+MAX_POINTS = 11_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +181,61 @@ class PrometheusSource:
     def close(self) -> None:
         """Release the pooled HTTP connections."""
         self._client.close()
+
+    def query_range(
+        self,
+        promql: str,
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        max_points: int = MAX_POINTS,
+    ) -> list[RangeSeries]:
+        """Every series of `promql` evaluated at `start`, `start + step`, ... up to `end`.
+
+        The range is split into requests of at most `max_points` instants each (Prometheus
+        refuses more than 11,000 per series) and the pieces are joined by series, so the
+        caller sees one answer. Each request has the retries, deadline, credentials and TLS
+        settings of `query`. Values are floats, NaN and ±Inf included: judging them is the
+        caller's business. Raises `QueryError` when Prometheus rejects the query and
+        `SourceUnavailable` when it cannot be reached.
+        """
+        joined: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+        for chunk_start, chunk_end in range_chunks(start, end, step, max_points):
+            for labels, points in self._range_chunk(promql, chunk_start, chunk_end, step):
+                joined.setdefault(labels, []).extend(points)
+        return [
+            RangeSeries(labels=dict(key), points=tuple(points)) for key, points in joined.items()
+        ]
+
+    def _range_chunk(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]]:
+        """One `/api/v1/query_range` request: (sorted labels, points) per series."""
+        params = {**_STRICT, "start": _epoch(start), "end": _epoch(end)}
+        result = self._call(
+            promql,
+            lambda timeout: self._client.custom_query_range(
+                promql,
+                start_time=start,
+                end_time=end,
+                step=_decimal(step.total_seconds()),
+                params=params,
+                timeout=timeout,
+            ),
+        )
+        try:
+            return [
+                (
+                    tuple(sorted((str(k), str(v)) for k, v in series["metric"].items())),
+                    [(float(t), float(v)) for t, v in series["values"]],
+                )
+                for series in result
+            ]
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise QueryError(
+                f"range query {promql!r}: unexpected result shape from Prometheus at {self._where}"
+            ) from None
 
     def _call(self, promql: str, attempt: Callable[[float], _T]) -> _T:
         """`attempt(timeout)`, retried on transient failures until the deadline runs out."""
@@ -451,3 +511,45 @@ def _cause(exc: BaseException) -> str:
 
 def _mask(secret: str | None) -> str:
     return "None" if secret is None else "'***'"
+
+
+# --- range queries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its samples as (epoch seconds, value)."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+def range_chunks(
+    start: datetime, end: datetime, step: timedelta, max_points: int = MAX_POINTS
+) -> list[tuple[datetime, datetime]]:
+    """`[start, end]` on a grid of `step` cut into pieces of at most `max_points` instants.
+
+    The pieces share the grid and do not overlap: the first instant of a piece is one step
+    after the last instant of the one before. An `end` before `start` gives no piece.
+    """
+    if step <= timedelta(0):
+        raise ValueError(f"step must be positive, got {step}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    if end < start:
+        return []
+    count = (end - start) // step + 1
+    return [
+        (start + first * step, start + (min(first + max_points, count) - 1) * step)
+        for first in range(0, count, max_points)
+    ]
+
+
+def _epoch(instant: datetime) -> str:
+    """Seconds since the epoch with millisecond precision, as Prometheus reads them."""
+    return _decimal(instant.timestamp())
+
+
+def _decimal(seconds: float) -> str:
+    """`60`, `1.5`, `1767225600.25`: a plain decimal (never `1e+06`), to the millisecond."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")

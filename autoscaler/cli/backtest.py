@@ -1,0 +1,249 @@
+"""`autoscaler backtest`: what policies would have done on their Prometheus history.
+
+Exit codes: 0 done; 1 some policy file is invalid (the valid policies are still
+backtested); 2 bad usage; 3 Prometheus unreachable; 4 bad connection settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from autoscaler.adapters.sources.prometheus import PrometheusSource
+from autoscaler.cli.logs import setup_logging
+from autoscaler.config.connections import add_connection_arguments, settings_from_args
+from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.core.model import Policy
+from autoscaler.errors import AutoscalerError, SourceUnavailable
+from autoscaler.policy.loader import load_paths
+from autoscaler.replay.backtest import (
+    Backtest,
+    Options,
+    PolicyBacktest,
+    count_query_for,
+    run_backtest,
+)
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
+SHOWN_CHANGES = 10
+_RELATIVE = re.compile(r"^(?:now)?-(?P<ago>\S+)$")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `backtest` on the main parser's subcommands."""
+    parser = sub.add_parser(
+        "backtest",
+        help="replay policies on their Prometheus history: what they would have done, and why",
+        description="Replay policies on Prometheus history with the production decision code "
+        "(cooldowns, stabilization, limits, schedules, missing data) and report what they "
+        "would have done. The simulated target obeys at once; nothing is scaled.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        default=[os.environ.get("AUTOSCALER_POLICIES", "policies")],
+        help="policy files or folders (default: policies/; env AUTOSCALER_POLICIES)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="T",
+        help="start: RFC 3339 (2026-03-01T00:00:00Z) or relative to now (-7d, now-12h)",
+    )
+    parser.add_argument("--to", dest="end", default="now", metavar="T", help="end (default now)")
+    parser.add_argument(
+        "--step",
+        metavar="D",
+        help="evaluate every D (e.g. 1m) instead of each policy's own interval",
+    )
+    counts = parser.add_mutually_exclusive_group()
+    counts.add_argument(
+        "--start-count", type=int, metavar="N", help="count at the start (default: min)"
+    )
+    counts.add_argument(
+        "--count-query",
+        metavar="PROMQL",
+        help="the count that really ran, e.g. "
+        "'max(aws_autoscaling_group_desired_capacity{asg=\"$asg\"})' ($policy, $asg, "
+        "$region, $job, $group, $namespace): start from it and show it side by side",
+    )
+    parser.add_argument(
+        "--rescale",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        help="with --count-query: scale CHECK's value by recorded / simulated count "
+        "(for utilization-like checks; assumes the load spreads evenly). Repeatable",
+    )
+    parser.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    parser.add_argument(
+        "--range-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds for one range query attempt (default %(default)s)",
+    )
+    add_connection_arguments(parser)
+    parser.set_defaults(handler=main)
+
+
+def parse_instant(text: str, now: datetime) -> datetime:
+    """`now`, `-7d` / `now-7d` (a Prometheus duration before `now`), or RFC 3339, in UTC."""
+    if text == "now":
+        return now
+    relative = _RELATIVE.match(text)
+    if relative is not None:
+        return now - parse_duration(relative.group("ago"))
+    try:
+        instant = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise ValueError(
+            f"{text!r} is not a time: use RFC 3339 with a zone (2026-03-01T00:00:00Z), "
+            "now, or a duration before now (-7d, now-12h)"
+        )
+    return instant.astimezone(UTC)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `autoscaler backtest` with parsed arguments; returns the exit code."""
+    setup_logging("warning", "text")
+    # Every evaluation is logged by `run`; here it would be millions of lines nobody reads.
+    logging.getLogger("autoscaler.decisions").setLevel(logging.CRITICAL)
+    try:
+        options = _options(args)
+    except ValueError as exc:
+        print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = settings_from_args(args)
+        timeout = max(0.1, args.range_timeout)
+        source = PrometheusSource(
+            replace(settings.prometheus, timeout=timeout, deadline=3 * timeout)
+        )
+    except (AutoscalerError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    loaded = load_paths(args.paths)
+    for problem in loaded.problems:
+        print(problem, file=sys.stderr)
+    policies = [p for p in loaded.policies if p.enabled]
+    try:
+        _check_count_options(options, policies)
+    except ValueError as exc:
+        print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = run_backtest(policies, source, options)
+    except SourceUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        source.close()
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        render_table(result, sys.stdout)
+    return EXIT_INVALID if loaded.problems else EXIT_OK
+
+
+def _options(args: argparse.Namespace) -> Options:
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = parse_instant(args.start, now), parse_instant(args.end, now)
+    if start >= end:
+        raise ValueError(f"--from ({args.start}) must be before --to ({args.end})")
+    step = None
+    if args.step is not None:
+        step = parse_duration(args.step)
+        if step <= timedelta(0):
+            raise ValueError("--step must be longer than 0s")
+    if args.start_count is not None and args.start_count < 0:
+        raise ValueError("--start-count must be 0 or more")
+    if args.rescale and args.count_query is None:
+        raise ValueError("--rescale needs --count-query (the recorded count to rescale by)")
+    return Options(
+        start=start,
+        end=end,
+        step=step,
+        start_count=args.start_count,
+        count_query=args.count_query,
+        rescale=frozenset(args.rescale),
+    )
+
+
+def _check_count_options(options: Options, policies: list[Policy]) -> None:
+    if options.count_query is not None:
+        for policy in policies:
+            count_query_for(options.count_query, policy)
+    checks = {check.name for policy in policies for check in policy.checks}
+    unknown = sorted(options.rescale - checks)
+    if unknown:
+        raise ValueError(f"--rescale {', '.join(unknown)}: no policy has such a check")
+
+
+def render_table(result: Backtest, out: TextIO) -> None:
+    """One row per policy, then each policy's first changes with their reasons."""
+    span = format_duration(result.end - result.start)
+    print(
+        f"backtest {_time(result.start)} → {_time(result.end)} ({span}), "
+        f"{result.range_queries} range queries",
+        file=out,
+    )
+    if not result.policies:
+        print("no enabled policies", file=out)
+        return
+    width = max(len("policy"), *(len(p.policy) for p in result.policies))
+    print(
+        f"{'policy':<{width}}  {'step':>5}  {'evals':>7}  {'actions':>7}  {'inst-hours':>10}  "
+        f"{'min':>4}  {'max':>4}  {'holds':>6}  {'no-data':>7}",
+        file=out,
+    )
+    for p in result.policies:
+        print(
+            f"{p.policy:<{width}}  {format_duration(p.step):>5}  {p.evaluations:>7}  "
+            f"{p.actions:>7}  {p.instance_hours:>10.1f}  {p.min_count:>4}  {p.max_count:>4}  "
+            f"{p.holds:>6}  {p.no_data:>7}",
+            file=out,
+        )
+    for p in result.policies:
+        _render_policy(p, out)
+
+
+def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
+    print(f"\n{p.policy}: {p.actions} changes", file=out)
+    for change in p.changes[:SHOWN_CHANGES]:
+        reasons = " | ".join(change.reasons)
+        print(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
+    if p.actions > SHOWN_CHANGES:
+        print(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
+    if p.recorded is not None:
+        r = p.recorded
+        print(
+            f"  recorded: {r.instance_hours:.1f} instance-hours, min {r.min_count}, "
+            f"max {r.max_count}, {r.changes} changes, {r.missing} evaluations without a count"
+            f"  ({r.query})",
+            file=out,
+        )
+    for check, failures in p.check_failures.items():
+        print(
+            f"  ! check {check} had no usable value in {failures} of {p.evaluations} evaluations",
+            file=out,
+        )
+    for error in p.errors:
+        print(f"  ! {error}", file=out)
+    for note in p.notes:
+        print(f"  note: {note}", file=out)
+
+
+def _time(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

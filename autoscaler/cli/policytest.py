@@ -1,0 +1,78 @@
+"""`autoscaler test`: unit tests for policies, like `promtool test rules`; no server needed.
+
+Exit codes: 0 every test passed; 1 some test failed or some test file (or a policy file it
+names) is invalid; 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TextIO
+
+from autoscaler.errors import TestFileError
+from autoscaler.replay.policytest import FileResult, run_file
+from autoscaler.replay.testfile import load_test_file
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `test` on the main parser's subcommands."""
+    parser = sub.add_parser(
+        "test",
+        help="unit tests for policies (like promtool test rules); no server needed",
+        description="Run policy test files: given check values over time, assert each "
+        "policy's decisions. Exit 0 when all pass, 1 with every failure otherwise.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="test files (YAML)")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `autoscaler test` with parsed arguments; returns the exit code."""
+    # Decisions are logged by `run`; a test prints only what failed.
+    logging.getLogger("autoscaler.decisions").setLevel(logging.CRITICAL)
+    return run_files(args.files, sys.stdout)
+
+
+def run_files(files: list[str], out: TextIO) -> int:
+    """Load and run every file, printing problems, failures and a summary per file."""
+    results: list[FileResult] = []
+    invalid = 0
+    for file in files:
+        try:
+            test_file = load_test_file(file)
+        except TestFileError as exc:
+            invalid += 1
+            for problem in exc.problems:
+                print(problem, file=out)
+            print(f"{file}: invalid, not run", file=out)
+            continue
+        result = run_file(test_file)
+        results.append(result)
+        for failure in result.failures:
+            print(f"FAILED {failure.describe()}", file=out)
+        print(_summary(result), file=out)
+    if len(files) > 1:
+        tests = sum(r.tests for r in results)
+        failed = sum(len(r.failed_tests) for r in results)
+        print(
+            f"{len(files)} files ({invalid} invalid): {tests} tests, {tests - failed} passed, "
+            f"{failed} failed",
+            file=out,
+        )
+    ok = not invalid and all(r.ok for r in results)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _summary(result: FileResult) -> str:
+    counts = f"{result.tests} tests, {result.expectations} expectations"
+    if result.ok:
+        return f"{result.file}: {counts}: all passed"
+    failed = len(result.failed_tests)
+    return (
+        f"{result.file}: {counts}: {failed} test{'s' if failed != 1 else ''} failed "
+        f"({len(result.failures)} expectations not met)"
+    )

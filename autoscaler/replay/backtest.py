@@ -1,0 +1,355 @@
+"""Policies replayed on their own Prometheus history: what they would have done, and why.
+
+Open loop: the checks read what Prometheus recorded at each instant, and the production
+reconciler (through `harness.Replay`) decides with cooldowns, stabilization, limits,
+schedules and missing data exactly as `run` would. The simulated target obeys at once and
+is always ready; its count is only what the policy made it. The recorded count that really
+ran (`count_query`) can be set beside it, and a utilization-like check can be rescaled by
+recorded count / simulated count, which assumes the load spreads evenly over instances and
+does not itself depend on how many there are.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from autoscaler.core.durations import format_duration
+from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
+from autoscaler.replay.harness import Replay, Value
+from autoscaler.replay.history import Grid, History, HistoryFetcher, RangeSource
+
+RESCALE_ASSUMPTION = (
+    "rescaled by recorded count / simulated count: assumes the load spreads evenly over "
+    "the instances and does not depend on how many there are"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """What to replay: the window `[start, end)`, the step, and where counts come from.
+
+    `step` None evaluates each policy at its own interval, as `run` does. `count_query` is
+    a PromQL template (`$policy`, `$asg`, `$region`, `$job`, `$group`, `$namespace`) for
+    the count that really ran; `rescale` names checks whose value is scaled by recorded /
+    simulated count (requires `count_query`).
+    """
+
+    start: datetime
+    end: datetime
+    step: timedelta | None = None
+    start_count: int | None = None
+    count_query: str | None = None
+    rescale: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One scaling action the policy would have taken."""
+
+    at: datetime
+    old: int
+    new: int
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "from": self.old,
+            "to": self.new,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass
+class Recorded:
+    """The count that really ran, read with the count query, beside the simulated one."""
+
+    query: str
+    instance_hours: float = 0.0
+    min_count: int | None = None
+    max_count: int | None = None
+    changes: int = 0
+    missing: int = 0  # evaluations without a recorded count
+    # (at, recorded, simulated) whenever either changes: each holds until the next entry.
+    counts: list[tuple[datetime, int | None, int]] = field(default_factory=list)
+    last_seen: int | None = None  # the latest recorded count, across gaps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "instance_hours": round(self.instance_hours, 3),
+            "min_count": self.min_count,
+            "max_count": self.max_count,
+            "changes": self.changes,
+            "missing": self.missing,
+        }
+
+
+@dataclass
+class PolicyBacktest:
+    """What one policy would have done over the window."""
+
+    policy: str
+    step: timedelta
+    start_count: int
+    evaluations: int = 0
+    instance_hours: float = 0.0
+    min_count: int = 0
+    max_count: int = 0
+    changes: list[Change] = field(default_factory=list)
+    holds: int = 0
+    no_data: int = 0
+    check_failures: dict[str, int] = field(default_factory=dict)  # check -> evaluations
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    recorded: Recorded | None = None
+
+    @property
+    def actions(self) -> int:
+        return len(self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented `backtest -o json` object of one policy."""
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "evaluations": self.evaluations,
+            "actions": self.actions,
+            "instance_hours": round(self.instance_hours, 3),
+            "min_count": self.min_count,
+            "max_count": self.max_count,
+            "changes": [change.to_dict() for change in self.changes],
+            "step": format_duration(self.step),
+            "start_count": self.start_count,
+            "holds": self.holds,
+            "no_data": self.no_data,
+            "check_failures": dict(self.check_failures),
+            "errors": list(self.errors),
+            "notes": list(self.notes),
+        }
+        if self.recorded is not None:
+            out["recorded"] = self.recorded.to_dict()
+            out["counts"] = [
+                {"at": _iso(at), "recorded": recorded, "simulated": simulated}
+                for at, recorded, simulated in self.recorded.counts
+            ]
+        return out
+
+
+@dataclass
+class Backtest:
+    """Every policy's backtest, and how many range queries it took."""
+
+    start: datetime
+    end: datetime
+    policies: list[PolicyBacktest]
+    range_queries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": _iso(self.start),
+            "to": _iso(self.end),
+            "range_queries": self.range_queries,
+            "policies": [p.to_dict() for p in self.policies],
+        }
+
+
+def count_query_for(template: str, policy: Policy) -> str:
+    """The count query of `policy`: `template` with its target's `$placeholders` filled in.
+
+    Raises ValueError naming the placeholders this policy's target offers when the template
+    uses another one.
+    """
+    target = policy.target
+    if isinstance(target, AsgTarget):
+        fields = {"asg": target.asg, "region": target.region or ""}
+    else:
+        fields = {
+            "job": target.job,
+            "group": target.group,
+            "namespace": target.namespace,
+            "region": target.region or "",
+        }
+    fields["policy"] = policy.name
+    try:
+        return string.Template(template).substitute(fields)
+    except KeyError as exc:
+        offered = ", ".join(f"${name}" for name in sorted(fields))
+        raise ValueError(
+            f"--count-query uses ${exc.args[0]}, but policy {policy.name}'s {target.type} "
+            f"target offers {offered}"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"--count-query: {exc}; write a literal $ as $$") from None
+
+
+def run_backtest(policies: Sequence[Policy], source: RangeSource, options: Options) -> Backtest:
+    """Replay every policy over `[options.start, options.end)` on `source`'s history.
+
+    Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
+    that check at every instant (as it would in `run`) and is listed in the policy's errors.
+    """
+    plans = [_plan(policy, options) for policy in policies]
+    needs = [(query, plan.grid) for plan in plans for query in plan.queries]
+    with HistoryFetcher(source, needs) as fetcher:
+        results = [_replay(plan, options, fetcher) for plan in plans]
+        for result, plan in zip(results, plans, strict=True):
+            result.errors.extend(
+                f"{query}: {fetcher.errors[query]}"
+                for query in plan.queries
+                if query in fetcher.errors
+            )
+        sent = fetcher.sent
+    return Backtest(options.start, options.end, results, sent)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One policy, its grid, and the queries it reads (checks first, then the count)."""
+
+    policy: Policy
+    grid: Grid
+    checks: tuple[tuple[str, str], ...]  # (check name, query)
+    count_query: str | None
+
+    @property
+    def queries(self) -> list[str]:
+        unique = dict.fromkeys(query for _, query in self.checks)
+        if self.count_query is not None:
+            unique.setdefault(self.count_query)
+        return list(unique)
+
+
+def _plan(policy: Policy, options: Options) -> _Plan:
+    grid = Grid.covering(options.start, options.end, options.step or policy.interval)
+    checks = tuple((c.name, c.query) for c in policy.checks if c.query is not None)
+    count_query = None
+    if options.count_query is not None:
+        count_query = count_query_for(options.count_query, policy)
+    return _Plan(policy, grid, checks, count_query)
+
+
+def _replay(plan: _Plan, options: Options, fetcher: HistoryFetcher) -> PolicyBacktest:
+    histories = {query: fetcher.take(query, plan.grid) for query in plan.queries}
+    counts = histories.get(plan.count_query) if plan.count_query is not None else None
+    start_count, notes = _start_count(plan.policy, options, counts)
+    result = PolicyBacktest(
+        policy=plan.policy.name, step=plan.grid.step, start_count=start_count, notes=notes
+    )
+    if counts is not None:
+        assert plan.count_query is not None
+        result.recorded = Recorded(query=plan.count_query)
+    rescaled = [name for name, _ in plan.checks if name in options.rescale]
+    if rescaled:
+        result.notes.append(f"checks {', '.join(rescaled)} {RESCALE_ASSUMPTION}")
+    # A policy marked dry_run is replayed as if live: the point is to see what it would do.
+    replay = Replay(replace(plan.policy, dry_run=False), start=plan.grid.start, count=start_count)
+    checks = [(name, histories[query]) for name, query in plan.checks]
+    _run(result, replay, plan.grid, checks, counts=counts, rescaled=frozenset(rescaled))
+    return result
+
+
+def _run(
+    result: PolicyBacktest,
+    replay: Replay,
+    grid: Grid,
+    checks: Sequence[tuple[str, History]],
+    *,
+    counts: History | None,
+    rescaled: frozenset[str],
+) -> None:
+    """Evaluate at every instant of `grid`, following the count the policy sets."""
+    count = result.start_count
+    low = high = count
+    hours_per_step = grid.step.total_seconds() / 3600
+    for index, now in _instants(grid):
+        values: dict[str, Value] = {name: history.value(index) for name, history in checks}
+        recorded = _recorded(counts, index)
+        if rescaled:
+            _rescale(values, rescaled, recorded, count)
+        evaluation = replay.evaluate(now, values, TargetStatus(count=count))
+        decision = evaluation.decision
+        if evaluation.scaled and decision.desired is not None:
+            result.changes.append(Change(now, count, decision.desired, decision.reasons))
+            count = decision.desired
+            low, high = min(low, count), max(high, count)
+        elif decision.action is Action.HOLD:
+            result.holds += 1
+        failed = [check.name for check in decision.checks if check.error is not None]
+        if failed:
+            result.no_data += 1
+            for name in failed:
+                result.check_failures[name] = result.check_failures.get(name, 0) + 1
+        result.evaluations += 1
+        result.instance_hours += count * hours_per_step
+        if result.recorded is not None:
+            _record(result.recorded, now, recorded, count, hours_per_step)
+    result.min_count, result.max_count = low, high
+
+
+def _instants(grid: Grid) -> Iterator[tuple[int, datetime]]:
+    for index in range(grid.count):
+        yield index, grid.at(index)
+
+
+def _recorded(counts: History | None, index: int) -> int | None:
+    """The recorded count at `index` (rounded), or None when there is none to read."""
+    if counts is None:
+        return None
+    value = counts.value(index)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(0, round(value))
+    return None
+
+
+def _rescale(
+    values: dict[str, Value], rescaled: frozenset[str], recorded: int | None, simulated: int
+) -> None:
+    """Scale the recorded value of each `rescaled` check by recorded / simulated count."""
+    for name in rescaled:
+        value = values.get(name)
+        if not isinstance(value, float):
+            continue  # no data or an error stays what it is
+        if not recorded:
+            values[name] = f"no recorded count to rescale {name} by"
+        elif simulated == 0:
+            values[name] = f"cannot rescale {name} to a simulated count of 0"
+        else:
+            values[name] = value * recorded / simulated
+
+
+def _record(
+    recorded: Recorded, now: datetime, count: int | None, simulated: int, hours: float
+) -> None:
+    if count is None:
+        recorded.missing += 1
+    else:
+        recorded.instance_hours += count * hours
+        recorded.min_count = count if recorded.min_count is None else min(recorded.min_count, count)
+        recorded.max_count = count if recorded.max_count is None else max(recorded.max_count, count)
+        if recorded.last_seen is not None and recorded.last_seen != count:
+            recorded.changes += 1
+        recorded.last_seen = count
+    last = recorded.counts[-1] if recorded.counts else None
+    if last is None or (last[1], last[2]) != (count, simulated):
+        recorded.counts.append((now, count, simulated))
+
+
+def _start_count(policy: Policy, options: Options, counts: History | None) -> tuple[int, list[str]]:
+    if options.start_count is not None:
+        return options.start_count, []
+    first = _recorded(counts, 0) if counts is not None and counts.grid.count else None
+    if first is not None:
+        return first, [f"start count {first}: the recorded count at the start"]
+    why = "no recorded count at the start" if counts is not None else "no --start-count given"
+    return policy.min, [f"start count {policy.min} = the policy's min ({why})"]
+
+
+def _iso(instant: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, seconds precision unless there is a fraction."""
+    text = instant.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -1,0 +1,181 @@
+"""Recorded check values over a time range: range queries, each sent once, read per instant.
+
+`backtest` needs, for every check of every policy, what its query returned at each
+instant the policy would have been evaluated. One range query per distinct query and grid
+answers that for all the checks and policies that share it (Prometheus' range API is an
+instant query repeated on a grid, so the answer is what `run` would have seen). The answer
+is then judged per instant as an instant query's is: no series is "no data", several
+series is an error, NaN and ±Inf are left to the reconciler, which fails the check.
+
+Fetching runs on one background thread, a few queries ahead of the replay that consumes
+them, so Prometheus works while Python decides; each answer is dropped once the last
+policy that needs it has taken it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.errors import QueryError, SourceUnavailable
+from autoscaler.replay.harness import Value
+
+# A query's instants are matched to the grid to the millisecond (Prometheus' resolution).
+_TOLERANCE = 0.001
+
+
+class RangeSource(Protocol):
+    """Runs range queries (implemented by `PrometheusSource.query_range`)."""
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> list[RangeSeries]: ...
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The instants a policy is evaluated at: `start`, `start + step`, ... (`count` of them)."""
+
+    start: datetime
+    step: timedelta
+    count: int
+
+    @classmethod
+    def covering(cls, start: datetime, end: datetime, step: timedelta) -> Grid:
+        """The instants of `[start, end)` on a grid of `step` starting at `start`."""
+        if step <= timedelta(0):
+            raise ValueError(f"the step must be positive, got {step}")
+        return cls(start, step, max(0, math.ceil((end - start) / step)))
+
+    def at(self, index: int) -> datetime:
+        return self.start + index * self.step
+
+    @property
+    def last(self) -> datetime:
+        return self.at(self.count - 1)
+
+
+class History:
+    """What one query returned at each instant of a grid, as a check would read it."""
+
+    def __init__(self, promql: str, grid: Grid, error: str | None = None) -> None:
+        self.promql = promql
+        self.grid = grid
+        self.error = error  # the query as a whole failed: every instant reads this error
+        self._values = array("d", bytes(8 * grid.count))
+        self._series = bytearray(grid.count)  # series with a sample there, saturating at 255
+
+    @classmethod
+    def from_series(cls, promql: str, grid: Grid, series: Sequence[RangeSeries]) -> History:
+        """The per-instant reading of a range query's answer on `grid`."""
+        history = cls(promql, grid)
+        start, step = grid.start.timestamp(), grid.step.total_seconds()
+        for one in series:
+            for timestamp, value in one.points:
+                offset = (timestamp - start) / step
+                index = round(offset)
+                if not 0 <= index < grid.count or abs(offset - index) * step > _TOLERANCE:
+                    continue  # not one of our instants (a server that ignored the grid)
+                history._values[index] = value
+                history._series[index] = min(255, history._series[index] + 1)
+        return history
+
+    def value(self, index: int) -> Value:
+        """The check's reading at instant `index`: a number, None (no series) or an error."""
+        if self.error is not None:
+            return self.error
+        found = self._series[index]
+        if found == 1:
+            return self._values[index]
+        if found == 0:
+            return None
+        several = f"{found}" if found < 255 else "255 or more"
+        return (
+            f"query {self.promql!r} returned {several} series; a check needs exactly one: "
+            "aggregate with sum()/max()/avg() or add label matchers"
+        )
+
+
+Key = tuple[str, Grid]
+
+
+class HistoryFetcher:
+    """Hands out the `History` of each (query, grid), fetching each distinct one only once.
+
+    `needs` lists every (query, grid) in the order the replay will `take` them, duplicates
+    included (one per check that reads it); the fetcher keeps at most `ahead` distinct
+    queries fetched or in flight beyond the one being read. Use as a context manager.
+    """
+
+    def __init__(self, source: RangeSource, needs: Sequence[Key], *, ahead: int = 4) -> None:
+        self._source = source
+        self._order: list[Key] = list(dict.fromkeys(needs))
+        self._position = {key: position for position, key in enumerate(self._order)}
+        self._left: dict[Key, int] = {}
+        for key in needs:
+            self._left[key] = self._left.get(key, 0) + 1
+        self._ahead = max(1, ahead)
+        self._futures: dict[Key, Future[History]] = {}
+        self._submitted = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-queries")
+        self.sent = 0  # distinct range queries asked of the source
+        self.errors: dict[str, str] = {}  # query -> why Prometheus rejected it
+
+    def __enter__(self) -> HistoryFetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop fetching; queries not yet started are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def take(self, promql: str, grid: Grid) -> History:
+        """The history of `promql` on `grid`; raises `SourceUnavailable` if unreachable."""
+        key = (promql, grid)
+        if key not in self._left:
+            raise KeyError(f"{promql!r} on {grid} was not announced to the fetcher")
+        with self._lock:
+            if key not in self._futures:
+                # Taken out of the announced order: fetch it now, then resume the order.
+                self._futures[key] = self._pool.submit(self._fetch, key)
+            self._submit_upto(self._position[key] + self._ahead)
+            future = self._futures[key]
+        history = future.result()
+        with self._lock:
+            self._left[key] -= 1
+            if self._left[key] == 0:
+                del self._futures[key]  # the last check that reads it has it: free the memory
+        return history
+
+    def _submit_upto(self, position: int) -> None:
+        while self._submitted < min(position + 1, len(self._order)):
+            key = self._order[self._submitted]
+            self._submitted += 1
+            if key not in self._futures and self._left.get(key, 0) > 0:
+                self._futures[key] = self._pool.submit(self._fetch, key)
+
+    def _fetch(self, key: Key) -> History:
+        promql, grid = key
+        self.sent += 1
+        if grid.count == 0:
+            return History(promql, grid)
+        try:
+            series = self._source.query_range(
+                promql, start=grid.start, end=grid.last, step=grid.step
+            )
+        except SourceUnavailable:
+            raise
+        except QueryError as exc:
+            self.errors[promql] = str(exc)
+            return History(promql, grid, error=str(exc))
+        return History.from_series(promql, grid, series)
