@@ -66,6 +66,22 @@ class Change:
 
 
 @dataclass
+class CheckFailures:
+    """How often one check had no usable value, and the first time why."""
+
+    evaluations: int
+    first_at: datetime
+    first_error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evaluations": self.evaluations,
+            "first_at": _iso(self.first_at),
+            "first_error": self.first_error,
+        }
+
+
+@dataclass
 class Recorded:
     """The count that really ran, read with the count query, beside the simulated one."""
 
@@ -104,7 +120,7 @@ class PolicyBacktest:
     changes: list[Change] = field(default_factory=list)
     holds: int = 0
     no_data: int = 0
-    check_failures: dict[str, int] = field(default_factory=dict)  # check -> evaluations
+    check_failures: dict[str, CheckFailures] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     recorded: Recorded | None = None
@@ -127,7 +143,7 @@ class PolicyBacktest:
             "start_count": self.start_count,
             "holds": self.holds,
             "no_data": self.no_data,
-            "check_failures": dict(self.check_failures),
+            "check_failures": {k: v.to_dict() for k, v in self.check_failures.items()},
             "errors": list(self.errors),
             "notes": list(self.notes),
         }
@@ -279,11 +295,15 @@ def _run(
             low, high = min(low, count), max(high, count)
         elif decision.action is Action.HOLD:
             result.holds += 1
-        failed = [check.name for check in decision.checks if check.error is not None]
+        failed = [check for check in decision.checks if check.error is not None]
         if failed:
             result.no_data += 1
-            for name in failed:
-                result.check_failures[name] = result.check_failures.get(name, 0) + 1
+            for check in failed:
+                seen = result.check_failures.get(check.name)
+                if seen is None:
+                    result.check_failures[check.name] = CheckFailures(1, now, str(check.error))
+                else:
+                    seen.evaluations += 1
         result.evaluations += 1
         result.instance_hours += count * hours_per_step
         if result.recorded is not None:

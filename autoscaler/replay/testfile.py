@@ -103,7 +103,7 @@ def load_test_file(path: str | Path) -> TestFile:
         raise TestFileError(problems) from None
     reader = _Reader(str(path), docs[0] if docs else Document(None))
     for issue in issues:
-        reader.problem(issue.path, issue.message)
+        reader.problem(issue.path, issue.message, issue.line)
     test_file = reader.read_file(path)
     if len(docs) > 1:
         reader.problem((), "a test file holds one YAML document; move every test into `tests`")
@@ -120,9 +120,10 @@ class _Reader:
         self.doc = doc
         self.problems: list[Problem] = []
 
-    def problem(self, path: DataPath, message: str) -> None:
+    def problem(self, path: DataPath, message: str, line: int | None = None) -> None:
         field = field_name(path) if path else "(file)"
-        self.problems.append(Problem(self.file, self.doc.line_of(path), field, message))
+        where = self.doc.line_of(path) if line is None else line
+        self.problems.append(Problem(self.file, where, field, message))
 
     def line(self, path: DataPath) -> int:
         return self.doc.line_of(path)
@@ -278,15 +279,12 @@ class _Reader:
         before = len(self.problems)
         self._unknown_keys(data, where, _EXPECT_KEYS)
         at = self._required(data, (*where, "at"), self._duration)
-        policy_name = data.get("policy")
-        if policy_name is None and policies is not None and len(policies) == 1:
-            policy_name = next(iter(policies))
-        policy = self._known_policy(policy_name, (*where, "policy"), policies)
+        policy = self._expected_policy(data.get("policy"), (*where, "policy"), policies)
         desired = self._optional(data, (*where, "desired"), self._count)
         current = self._optional(data, (*where, "current"), self._count)
         action = self._optional(data, (*where, "action"), self._action)
         reason = self._optional(data, (*where, "reason"), self._text)
-        if all(v is None for v in (desired, action, current, reason)):
+        if all(data.get(key) is None for key in ("desired", "action", "current", "reason")):
             self.problem(where, "expects nothing: set desired, action, current or reason")
         if at is not None and policy is not None:
             self._on_grid(at, interval or policy.interval, policy.name, (*where, "at"))
@@ -301,6 +299,19 @@ class _Reader:
             current=current,
             reason=reason,
         )
+
+    def _expected_policy(
+        self, name: Any, where: DataPath, policies: Mapping[str, Policy] | None
+    ) -> Policy | None:
+        """The policy an expectation names; it may be left out when there is only one."""
+        if name is None:
+            if policies is None:
+                return None  # the policy files have problems of their own
+            if len(policies) == 1:
+                return next(iter(policies.values()))
+            self.problem(where, f"required: the policy files hold {len(policies)} policies")
+            return None
+        return self._known_policy(name, where, policies)
 
     def _on_grid(self, at: timedelta, interval: timedelta, policy: str, where: DataPath) -> None:
         if at < timedelta(0):

@@ -1,0 +1,45 @@
+"""`backtest --from/--to`: RFC 3339 with a zone, `now`, or a duration before now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.cli.backtest import parse_instant
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("now", NOW, id="now"),
+        pytest.param("-7d", NOW - timedelta(days=7), id="minus-duration"),
+        pytest.param("now-1h30m", NOW - timedelta(minutes=90), id="now-minus-duration"),
+        pytest.param("2026-03-01T00:00:00Z", datetime(2026, 3, 1, tzinfo=UTC), id="rfc3339-z"),
+        pytest.param(
+            "2026-03-01T01:00:00.5+01:00",
+            datetime(2026, 3, 1, 0, 0, 0, 500_000, tzinfo=UTC),
+            id="rfc3339-offset-fraction",
+        ),
+        pytest.param("2026-03-01t00:00:00z", datetime(2026, 3, 1, tzinfo=UTC), id="lowercase"),
+    ],
+)
+def test_times_are_read_as_instants_in_utc(text: str, expected: datetime) -> None:
+    parsed = parse_instant(text, NOW)
+    assert parsed == expected and parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("2026-03-01T00:00:00", id="no-zone"),
+        pytest.param("yesterday", id="words"),
+        pytest.param("-7 days", id="not-a-duration"),
+        pytest.param("+7d", id="future-relative"),
+    ],
+)
+def test_anything_else_is_refused_with_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError, match=r"RFC 3339|duration"):
+        parse_instant(text, NOW)

@@ -1,0 +1,217 @@
+"""Backtests on recorded values: the production decisions, counted and explained."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.core.model import (
+    AsgTarget,
+    Check,
+    Cooldown,
+    NomadTarget,
+    Policy,
+    Stabilization,
+    Strategy,
+)
+from autoscaler.errors import QueryError
+from autoscaler.replay.backtest import Options, count_query_for, run_backtest
+from tests.unit.replay.fakes import MINUTE, T0, FakeRange
+
+QUERY = 'sum(rate(http_requests_total{service="web"}[1m]))'
+HOUR = timedelta(hours=1)
+
+
+def policy(name: str = "web", query: str = QUERY, **fields: Any) -> Policy:
+    base = Policy(
+        name=name,
+        target=AsgTarget(asg=name, region="eu-west-3"),
+        min=1,
+        max=20,
+        interval=MINUTE,
+        checks=(Check(name="rps", strategy=Strategy.PER_INSTANCE, query=query, target=10),),
+        cooldown=Cooldown(up=timedelta(minutes=2), down=timedelta(minutes=5)),
+        stabilization=Stabilization(up=timedelta(0), down=timedelta(0)),
+    )
+    return replace(base, **fields)
+
+
+def minutes(instant: datetime) -> int:
+    return (instant - T0) // MINUTE
+
+
+def load(table: dict[range, float | None]) -> Any:
+    """A recorded value per minute since T0 from `{range of minutes: value}`."""
+
+    def value(instant: datetime) -> float | None:
+        for span, v in table.items():
+            if minutes(instant) in span:
+                return v
+        return None
+
+    return value
+
+
+def test_changes_counts_and_instance_hours_of_one_policy() -> None:
+    source = FakeRange({QUERY: load({range(0, 30): 35.0, range(30, 60): 75.0})})
+    result = run_backtest([policy()], source, Options(start=T0, end=T0 + HOUR, start_count=2))
+    (web,) = result.policies
+    assert (web.evaluations, web.actions, web.min_count, web.max_count) == (60, 2, 2, 8)
+    assert [(minutes(c.at), c.old, c.new) for c in web.changes] == [(0, 2, 4), (30, 4, 8)]
+    assert web.changes[1].reasons == ("rps: 75 / 10 per instance → 8",)
+    assert web.instance_hours == pytest.approx((30 * 4 + 30 * 8) / 60)
+    assert web.holds == 0 and web.no_data == 0 and web.errors == [] and web.notes == []
+
+
+def test_the_json_contract_of_a_policy() -> None:
+    source = FakeRange({QUERY: load({range(0, 60): 35.0})})
+    result = run_backtest([policy()], source, Options(start=T0, end=T0 + HOUR, start_count=2))
+    document = result.to_dict()
+    assert document["from"] == "2026-01-01T00:00:00Z" and document["to"] == "2026-01-01T01:00:00Z"
+    (web,) = document["policies"]
+    assert list(web)[:7] == [
+        "policy",
+        "evaluations",
+        "actions",
+        "instance_hours",
+        "min_count",
+        "max_count",
+        "changes",
+    ]
+    assert web["changes"] == [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "from": 2,
+            "to": 4,
+            "reasons": ["rps: 35 / 10 per instance → 4"],
+        }
+    ]
+    assert (web["step"], web["start_count"], web["instance_hours"]) == ("1m", 2, 4.0)
+
+
+def test_a_gap_in_the_data_holds_and_never_scales_in() -> None:
+    # 8 instances' worth of load, 20 minutes of nothing, then load for 2.
+    source = FakeRange({QUERY: load({range(0, 20): 80.0, range(40, 60): 20.0})})
+    result = run_backtest([policy()], source, Options(start=T0, end=T0 + HOUR, start_count=8))
+    (web,) = result.policies
+    assert [(minutes(c.at), c.old, c.new) for c in web.changes] == [(40, 8, 2)]
+    assert (web.holds, web.no_data) == (20, 20)
+    failures = web.check_failures["rps"]
+    assert (failures.evaluations, minutes(failures.first_at)) == (20, 20)
+    assert failures.first_error == "no data (no series)"
+    assert web.min_count == 2 and web.instance_hours == pytest.approx((40 * 8 + 20 * 2) / 60)
+
+
+def test_cooldowns_and_stabilization_behave_as_in_run() -> None:
+    stabilized = policy(stabilization=Stabilization(up=timedelta(0), down=timedelta(minutes=10)))
+    source = FakeRange({QUERY: load({range(0, 5): 95.0, range(5, 60): 15.0})})
+    result = run_backtest([stabilized], source, Options(start=T0, end=T0 + HOUR, start_count=1))
+    (web,) = result.policies
+    # Up at once; down once the 10-minute window (strictly after now - 10m, as the HPA) has
+    # forgotten the last peak recommendation, made at minute 4.
+    assert [(minutes(c.at), c.new) for c in web.changes] == [(0, 10), (14, 2)]
+    assert web.holds == 0
+
+
+def test_identical_queries_of_several_policies_are_sent_once() -> None:
+    source = FakeRange({QUERY: load({range(0, 60): 35.0}), "other": load({range(0, 60): 5.0})})
+    policies = [policy("a"), policy("b"), policy("c", query="other")]
+    result = run_backtest(policies, source, Options(start=T0, end=T0 + HOUR, start_count=2))
+    assert result.range_queries == 2 and len(source.asked) == 2
+    assert [p.max_count for p in result.policies] == [4, 4, 2]
+
+
+def test_step_overrides_each_policy_interval() -> None:
+    source = FakeRange({QUERY: load({range(0, 60): 35.0})})
+    own = run_backtest(
+        [policy(interval=timedelta(seconds=15))], source, Options(start=T0, end=T0 + HOUR)
+    )
+    stepped = run_backtest(
+        [policy(interval=timedelta(seconds=15))],
+        source,
+        Options(start=T0, end=T0 + HOUR, step=5 * MINUTE),
+    )
+    assert own.policies[0].evaluations == 240 and stepped.policies[0].evaluations == 12
+    assert [step for *_, step in source.asked] == [timedelta(seconds=15), 5 * MINUTE]
+    assert own.policies[0].notes == ["start count 1 = the policy's min (no --start-count given)"]
+
+
+def test_a_dry_run_policy_is_backtested_as_if_live() -> None:
+    source = FakeRange({QUERY: load({range(0, 60): 35.0})})
+    result = run_backtest([policy(dry_run=True)], source, Options(start=T0, end=T0 + HOUR))
+    assert result.policies[0].actions == 1
+
+
+def test_a_rejected_query_holds_every_evaluation_and_is_reported() -> None:
+    source = FakeRange({QUERY: QueryError("Prometheus rejected query (HTTP 400): parse error")})
+    result = run_backtest([policy()], source, Options(start=T0, end=T0 + HOUR, start_count=3))
+    (web,) = result.policies
+    assert (web.actions, web.holds, web.min_count, web.max_count) == (0, 60, 3, 3)
+    assert web.errors == [f"{QUERY}: Prometheus rejected query (HTTP 400): parse error"]
+
+
+def test_recorded_counts_side_by_side_and_the_start_from_the_recorded_count() -> None:
+    counts = 'max(desired{asg="$asg"})'
+    source = FakeRange(
+        {
+            QUERY: load({range(0, 60): 35.0}),
+            'max(desired{asg="web"})': load({range(0, 10): 6.0, range(10, 50): 5.0}),
+        }
+    )
+    options = Options(start=T0, end=T0 + HOUR, count_query=counts)
+    (web,) = run_backtest([policy()], source, options).policies
+    assert web.start_count == 6 and web.notes == ["start count 6: the recorded count at the start"]
+    assert [(minutes(c.at), c.old, c.new) for c in web.changes] == [(0, 6, 4)]
+    recorded = web.recorded
+    assert recorded is not None
+    assert (recorded.min_count, recorded.max_count, recorded.changes, recorded.missing) == (
+        5,
+        6,
+        1,
+        10,
+    )
+    assert recorded.instance_hours == pytest.approx((10 * 6 + 40 * 5) / 60)
+    assert [(minutes(at), rec, sim) for at, rec, sim in recorded.counts] == [
+        (0, 6, 4),
+        (10, 5, 4),
+        (50, None, 4),
+    ]
+    document = web.to_dict()
+    assert document["recorded"]["query"] == 'max(desired{asg="web"})'
+    assert document["counts"][1] == {"at": "2026-01-01T00:10:00Z", "recorded": 5, "simulated": 4}
+
+
+def test_rescale_turns_recorded_utilization_into_simulated_utilization() -> None:
+    utilization = Check(name="cpu", strategy=Strategy.TARGET_VALUE, query="cpu", target=0.5)
+    cpu_policy = policy(checks=(utilization,), cooldown=Cooldown(up=HOUR, down=HOUR))
+    source = FakeRange(
+        {"cpu": load({range(0, 60): 0.9}), "count": load({range(0, 30): 4.0, range(30, 60): 0.0})}
+    )
+    options = Options(
+        start=T0, end=T0 + HOUR, count_query="count", start_count=2, rescale=frozenset({"cpu"})
+    )
+    (web,) = run_backtest([cpu_policy], source, options).policies
+    # 0.9 busy on 4 recorded instances is 1.8 on the 2 simulated: ceil(2 * 1.8 / 0.5) = 8.
+    assert [(c.old, c.new) for c in web.changes] == [(2, 8)]
+    assert web.changes[0].reasons[0].startswith("cpu: 1.8 / 0.5")
+    assert any("assumes the load spreads evenly" in note for note in web.notes)
+    # With a recorded count of 0 there is nothing to rescale by: the check fails, and holds.
+    assert web.check_failures["cpu"].first_error == "no recorded count to rescale cpu by"
+    assert web.check_failures["cpu"].evaluations == 30
+
+
+def test_count_query_placeholders_come_from_each_target() -> None:
+    asg = policy()
+    nomad = policy("api", target=NomadTarget(job="api", group="web", namespace="prod"))
+    template = 'x{policy="$policy", asg="$asg", region="$region"}'
+    assert count_query_for(template, asg) == 'x{policy="web", asg="web", region="eu-west-3"}'
+    assert count_query_for('sum(y{job="$job",group="$group",ns="$namespace"})', nomad) == (
+        'sum(y{job="api",group="web",ns="prod"})'
+    )
+    with pytest.raises(ValueError, match=r"uses \$asg, but policy api's nomad target offers"):
+        count_query_for(template, nomad)
+    with pytest.raises(ValueError, match=r"literal \$ as \$\$"):
+        count_query_for("x $", asg)

@@ -1,0 +1,154 @@
+"""`autoscaler test`: policies decide on test values as `run` would, failures say why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from autoscaler.core.model import Action
+from autoscaler.replay.policytest import run_file
+from autoscaler.replay.testfile import load_test_file
+
+Write = Callable[[str, str], Path]
+
+
+def run(write: Write, tests: str, policy_files: str = "[web.yaml]") -> list[str]:
+    """Run a test file with these tests; the descriptions of its failures."""
+    path = write("t.yaml", f"policy_files: {policy_files}\ntests:\n{tests}")
+    result = run_file(load_test_file(path))
+    return [failure.describe() for failure in result.failures]
+
+
+def test_the_issue_example_passes(write: Write) -> None:
+    tests = """\
+  - name: burst
+    interval: 1m
+    start_count: {web: 2}
+    input_values:
+      web: {rps: '20x4 60x6'}
+    expect:
+      - {at: 4m, policy: web, desired: 2, action: none}
+      - {at: 5m, policy: web, desired: 6, action: up}
+"""
+    assert run(write, tests) == []
+
+
+def test_a_failure_names_test_time_expected_got_and_reasons(write: Write) -> None:
+    tests = """\
+  - name: burst
+    start_count: {web: 2}
+    input_values: {web: {rps: '20x4 60x6'}}
+    expect:
+      - {at: 5m, policy: web, desired: 5, action: up}
+"""
+    (failure,) = run(write, tests)
+    path = write("unused", "")
+    assert failure == (
+        f"{path.parent / 't.yaml'}:7: test 'burst' at 5m, policy web\n"
+        "  expected: desired 5, action up\n"
+        "  got:      current 2, desired 6, action up\n"
+        "  reasons:  rps: 60 / 10 per instance → 6"
+    )
+
+
+def test_the_count_follows_each_scale_and_cooldowns_hold_later_changes(write: Write) -> None:
+    tests = """\
+  - name: closed loop
+    start_count: {web: 2}
+    input_values: {web: {rps: '20 60 100 100'}}
+    expect:
+      - {at: 1m, current: 2, desired: 6, action: up}
+      - {at: 2m, current: 6, desired: 10, action: hold, reason: 'cooldown up: 1 min left'}
+      - {at: 3m, current: 6, desired: 10, action: up}
+"""
+    assert run(write, tests) == []
+
+
+def test_missing_and_stale_values_hold_and_never_scale_in(write: Write) -> None:
+    tests = """\
+  - name: gap
+    start_count: {web: 8}
+    input_values: {web: {rps: '80 _x2 stale'}}
+    expect:
+      - {at: 0s, desired: 8, action: none}
+      - {at: 1m, desired: 8, action: hold, reason: 'no usable data from any check (1 in a row)'}
+      - {at: 2m, desired: 8, action: hold, reason: 'no data (no series)'}
+      - {at: 3m, desired: 8, action: hold, reason: 'the series is stale'}
+      - {at: 10m, desired: 8, action: hold, reason: 'no usable data from any check (10 in a row)'}
+"""
+    assert run(write, tests) == []
+
+
+def test_nan_fails_the_check_like_a_missing_value(write: Write) -> None:
+    tests = """\
+  - input_values: {web: {rps: 'NaN'}}
+    start_count: {web: 4}
+    expect: [{at: 0s, desired: 4, action: hold, reason: 'value is nan'}]
+"""
+    assert run(write, tests) == []
+
+
+def test_each_policy_uses_its_own_interval_unless_the_test_sets_one(write: Write) -> None:
+    write(
+        "fast.yaml",
+        (Path(write("x", "").parent / "web.yaml").read_text())
+        .replace("name: web", "name: fast")
+        .replace("asg: web", "asg: fast")
+        .replace("interval: 1m", "interval: 15s"),
+    )
+    tests = """\
+  - name: own intervals
+    start_count: {web: 1, fast: 1}
+    input_values: {web: {rps: '30 30'}, fast: {rps: '10 10 10 10 50'}}
+    expect:
+      - {at: 1m, policy: fast, desired: 5, action: up}
+      - {at: 1m, policy: web, current: 3, action: none}
+"""
+    assert run(write, tests, "[web.yaml, fast.yaml]") == []
+
+
+def test_start_places_the_test_in_time_for_schedules(write: Write) -> None:
+    policy = (Path(write("x", "").parent / "web.yaml").read_text()).replace(
+        "checks:",
+        "schedules:\n"
+        "  - {name: launch, min: 5, start: '2026-03-02T08:00:00Z', end: '2026-03-02T09:00:00Z'}\n"
+        "checks:",
+    )
+    write("web.yaml", policy)
+    tests = """\
+  - name: launch
+    start: 2026-03-02T07:58:00Z
+    start_count: {web: 1}
+    input_values: {web: {rps: '10x5'}}
+    expect:
+      - {at: 1m, desired: 1, action: none}
+      - {at: 2m, desired: 5, action: up, reason: 'schedule launch min 5'}
+"""
+    assert run(write, tests) == []
+
+
+def test_a_dry_run_policy_is_tested_as_if_live(write: Write) -> None:
+    policy = (Path(write("x", "").parent / "web.yaml").read_text()) + "dry_run: true\n"
+    write("web.yaml", policy)
+    tests = """\
+  - start_count: {web: 1}
+    input_values: {web: {rps: '30 30'}}
+    expect:
+      - {at: 0s, desired: 3, action: up}
+      - {at: 1m, current: 3, action: none}
+"""
+    assert run(write, tests) == []
+
+
+def test_results_count_tests_expectations_and_failed_tests(write: Write) -> None:
+    path = write(
+        "t.yaml",
+        "policy_files: [web.yaml]\n"
+        "tests:\n"
+        "  - {name: a, input_values: {web: {rps: '5'}}, expect: [{at: 0s, action: none}]}\n"
+        "  - {name: b, input_values: {web: {rps: '50'}}, expect: [{at: 0s, action: down},"
+        " {at: 0s, desired: 1}]}\n",
+    )
+    result = run_file(load_test_file(path))
+    assert (result.tests, result.expectations, result.failed_tests) == (2, 3, {"b"})
+    assert [f.expectation.action for f in result.failures] == [Action.DOWN, None]

@@ -1,0 +1,169 @@
+"""Policy test files: the documented format is read, and every mistake is located."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.core.model import Action
+from autoscaler.errors import TestFileError
+from autoscaler.replay.series import Gap
+from autoscaler.replay.testfile import EPOCH, load_test_file
+
+Write = Callable[[str, str], Path]
+
+ISSUE_EXAMPLE = """\
+policy_files: [web.yaml]            # relative to this file
+tests:
+  - name: burst
+    interval: 1m                    # default: each policy's interval
+    start_count: {web: 2}
+    input_values:                   # per policy, per check; promtool's expanding
+      web: {rps: '20x4 60x6'}       # notation ('1+1x10', '_' missing, 'stale')
+    expect:
+      - {at: 5m, policy: web, desired: 6, action: up}
+"""
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(TestFileError) as raised:
+        load_test_file(path)
+    return [str(p) for p in raised.value.problems]
+
+
+def test_the_format_of_the_issue_is_read_as_written(write: Write) -> None:
+    loaded = load_test_file(write("web_test.yaml", ISSUE_EXAMPLE))
+    assert list(loaded.policies) == ["web"]
+    (test,) = loaded.tests
+    assert (test.name, test.interval, test.start) == ("burst", timedelta(minutes=1), EPOCH)
+    assert test.start_count == {"web": 2}
+    assert test.input_values["web"]["rps"] == [20.0] * 5 + [60.0] * 7
+    (expectation,) = test.expect
+    assert (expectation.at, expectation.policy, expectation.desired, expectation.action) == (
+        timedelta(minutes=5),
+        "web",
+        6,
+        Action.UP,
+    )
+    assert expectation.line == 9
+
+
+def test_extensions_start_current_reason_and_a_lone_policy_named_implicitly(write: Write) -> None:
+    loaded = load_test_file(
+        write(
+            "t.yaml",
+            "policy_files: [web.yaml]\n"
+            "tests:\n"
+            "  - start: 2026-03-02T08:00:00+01:00\n"
+            "    input_values: {web: {rps: '_ stale 0'}}\n"
+            "    expect:\n"
+            "      - {at: 0, current: 1, reason: no usable data}\n",
+        )
+    )
+    (test,) = loaded.tests
+    assert test.name == "tests[0]" and test.interval is None
+    assert test.start == datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    assert test.input_values["web"]["rps"] == [Gap.MISSING, Gap.STALE, 0.0]
+    (expectation,) = test.expect
+    assert expectation.policy == "web" and expectation.at == timedelta(0)
+    assert (expectation.current, expectation.reason) == (1, "no usable data")
+
+
+BAD = [
+    pytest.param(
+        "policy_files: web.yaml\ntests: []\n",
+        [
+            "t.yaml:1: policy_files: a non-empty list of policy file paths (relative to this file)",
+            "t.yaml:2: tests: a non-empty list of tests is required",
+        ],
+        id="shapes",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml, nope.yaml]\ntests: [{expect: [{at: 0, desired: 1}]}]\n",
+        [
+            "t.yaml:1: policy_files[1]: no such policy file: {dir}/nope.yaml",
+        ],
+        id="missing-policy-file",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml]\n"
+        "tests:\n"
+        "  - name: t\n"
+        "    intervall: 1m\n"
+        "    interval: 1x\n"
+        "    start: 2026-03-02 08:00\n"
+        "    start_count: {web: -1, api: 2}\n"
+        "    input_values:\n"
+        "      web: {rps: '1 2 x3', cpu: '1'}\n"
+        "    expect:\n"
+        "      - {at: 90s, policy: web, action: upwards}\n"
+        "      - {at: 1m, policy: web}\n"
+        "      - {policy: api, desired: 2.5}\n",
+        [
+            "t.yaml:4: tests[0].intervall: unknown key 'intervall'; allowed keys: name, interval,"
+            " start, start_count, input_values, expect",
+            "t.yaml:5: tests[0].interval: '1x' is not a duration: use Prometheus syntax such as"
+            " 30s, 5m, 1h30m or 0s",
+            "t.yaml:6: tests[0].start: '2026-03-02 08:00' is not an RFC 3339 time such as"
+            " 2026-03-02T08:00:00Z",
+            "t.yaml:7: tests[0].start_count.web: must be a count (0 or more), got -1",
+            "t.yaml:7: tests[0].start_count.api: no policy 'api' in policy_files (policies: web)",
+            "t.yaml:9: tests[0].input_values.web.rps: item 3 'x3': write a number (1, 0.5, NaN,"
+            " Inf), 'a+bxn', 'a-bxn', 'axn', '_', '_xn' or 'stale' (items separated by spaces)",
+            "t.yaml:9: tests[0].input_values.web.cpu: policy web has no check 'cpu' with a query"
+            " (rps)",
+            "t.yaml:11: tests[0].expect[0].action: 'upwards' is not an action: one of up, down,"
+            " none, hold",
+            "t.yaml:11: tests[0].expect[0].at: 1m30s is not an evaluation of policy web (every"
+            " 1m): use a multiple of 1m",
+            "t.yaml:12: tests[0].expect[1]: expects nothing: set desired, action, current or"
+            " reason",
+            "t.yaml:13: tests[0].expect[2].at: required",
+            "t.yaml:13: tests[0].expect[2].policy: no policy 'api' in policy_files (policies: web)",
+            "t.yaml:13: tests[0].expect[2].desired: must be a count (0 or more), got 2.5",
+        ],
+        id="every-mistake-of-a-test",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - expect: [{at: 0, desired: 1}]\n"
+        "  - expect: [{at: 0, desired: 1}]\n    expect: []\n",
+        [
+            "t.yaml:5: tests[1].expect: duplicate key 'expect' (first set on line 4):"
+            " keep only one",
+        ],
+        id="yaml-issues-located",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml\n",
+        [
+            "t.yaml:2: (yaml): invalid YAML: while parsing a flow sequence expected ',' or ']',"
+            " but got '<stream end>'",
+        ],
+        id="yaml-syntax",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD)
+def test_every_problem_of_a_bad_file_is_reported_at_file_and_line(
+    write: Write, text: str, expected: list[str]
+) -> None:
+    path = write("t.yaml", text)
+    found = [p.replace(str(path.parent) + "/", "") for p in problems_of(path)]
+    assert found == [
+        e.format(dir=path.parent).replace(str(path.parent) + "/", "") for e in expected
+    ]
+
+
+def test_problems_of_a_named_policy_file_are_reported_in_that_file(write: Write) -> None:
+    write(
+        "broken.yaml", "name: broken\ntarget: {type: aws-asg, asg: b}\nmin: 1\nmax: 2\nchecks: 7\n"
+    )
+    path = write(
+        "t.yaml", "policy_files: [broken.yaml]\ntests: [{expect: [{at: 0, desired: 1}]}]\n"
+    )
+    found = problems_of(path)
+    assert [p.split(": ")[0] for p in found] == [f"{path.parent / 'broken.yaml'}:5"]
