@@ -34,6 +34,7 @@ from autoscaler.replay.backtest import (
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
 _RELATIVE = re.compile(r"^(?:now)?-(?P<ago>\S+)$")
+_NEGATIVE_OR_AGO = re.compile(r"^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds for one range query attempt (default %(default)s)",
     )
     add_connection_arguments(parser)
+    # `--from -7d`: argparse (before 3.13) takes `-7d` for an option; this command has no
+    # option that looks like a negative number or a duration, so read those as values.
+    parser._negative_number_matcher = _NEGATIVE_OR_AGO
     parser.set_defaults(handler=main)
 
 
@@ -236,7 +240,8 @@ def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
         )
     for check, failures in p.check_failures.items():
         print(
-            f"  ! check {check} had no usable value in {failures} of {p.evaluations} evaluations",
+            f"  ! check {check}: no usable value in {failures.evaluations} of {p.evaluations} "
+            f"evaluations; first at {_time(failures.first_at)}: {failures.first_error}",
             file=out,
         )
     for error in p.errors:

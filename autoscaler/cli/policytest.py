@@ -59,8 +59,8 @@ def run_files(files: list[str], out: TextIO) -> int:
         tests = sum(r.tests for r in results)
         failed = sum(len(r.failed_tests) for r in results)
         print(
-            f"{len(files)} files ({invalid} invalid): {tests} tests, {tests - failed} passed, "
-            f"{failed} failed",
+            f"{_n(len(files), 'file')} ({invalid} invalid): {_n(tests, 'test')}, "
+            f"{tests - failed} passed, {failed} failed",
             file=out,
         )
     ok = not invalid and all(r.ok for r in results)
@@ -68,11 +68,14 @@ def run_files(files: list[str], out: TextIO) -> int:
 
 
 def _summary(result: FileResult) -> str:
-    counts = f"{result.tests} tests, {result.expectations} expectations"
+    counts = f"{_n(result.tests, 'test')}, {_n(result.expectations, 'expectation')}"
     if result.ok:
         return f"{result.file}: {counts}: all passed"
-    failed = len(result.failed_tests)
     return (
-        f"{result.file}: {counts}: {failed} test{'s' if failed != 1 else ''} failed "
-        f"({len(result.failures)} expectations not met)"
+        f"{result.file}: {counts}: {_n(len(result.failed_tests), 'test')} failed "
+        f"({_n(len(result.failures), 'expectation')} not met)"
     )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

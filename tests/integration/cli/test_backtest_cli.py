@@ -1,0 +1,223 @@
+"""`autoscaler backtest` end to end, against a real Prometheus holding backfilled history.
+
+History (one sample a minute from 18:00 to midnight, backfilled with promtool): load for 4
+instances for two hours, for 8 for one hour, then nothing for 30 minutes (a gap: the data
+is missing, not low), then load for 2. The recorded count of the group is in `bt_desired`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.prometheus import Metrics, PrometheusServer, Sample
+
+pytestmark = pytest.mark.integration
+
+END = datetime(2026, 1, 1, tzinfo=UTC)
+START = END - timedelta(hours=6)
+WINDOW = ["--from", "2025-12-31T18:00:00Z", "--to", "2026-01-01T00:00:00Z"]
+
+
+def load_at(minute: int) -> float | None:
+    if minute < 120:
+        return 35.0
+    if minute < 180:
+        return 75.0
+    if minute < 210:
+        return None  # the gap
+    return 15.0
+
+
+def openmetrics() -> str:
+    t0 = int(START.timestamp())
+    lines = ["# TYPE bt_rps gauge\n"]
+    for minute in range(360):
+        value = load_at(minute)
+        if value is not None:
+            lines.append(f'bt_rps{{service="web"}} {value} {t0 + 60 * minute}\n')
+    lines += [f'bt_rps{{service="api"}} 25 {t0 + 60 * minute}\n' for minute in range(360)]
+    lines.append("# TYPE bt_desired gauge\n")
+    for minute in range(360):
+        count = 5 if minute < 180 else 9
+        lines.append(f'bt_desired{{asg="bt-web"}} {count} {t0 + 60 * minute}\n')
+    return "".join(lines)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus-backtest"))
+    server.backfill(openmetrics())
+    with server:
+        yield server
+
+
+def policy(name: str, asg: str, query: str) -> str:
+    return (
+        f"name: {name}\n"
+        f"target: {{type: aws-asg, asg: {asg}, region: eu-west-3}}\n"
+        "min: 1\nmax: 20\ninterval: 1m\n"
+        "cooldown: {up: 2m, down: 5m}\n"
+        "stabilization: {up: 0s, down: 0s}\n"
+        "checks:\n"
+        f"  - {{name: rps, query: '{query}', strategy: per-instance, target: 10}}\n"
+    )
+
+
+WEB = 'sum(bt_rps{service="web"})'
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(policy("web", "bt-web", WEB))
+    return folder
+
+
+def backtest(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler", "backtest", *args, "--prometheus-url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AUTOSCALER_LOG_LEVEL": "info"},
+        check=False,
+    )
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def minute_of(at: str) -> int:
+    return (datetime.fromisoformat(at) - START) // timedelta(minutes=1)
+
+
+def test_backtest_replays_history_and_a_gap_holds_instead_of_scaling_in(
+    history: PrometheusServer, policies: Path
+) -> None:
+    done = backtest(str(policies), *WINDOW, "--start-count", "2", "-o", "json", url=history.url)
+    document = as_json(done)
+    assert (document["from"], document["to"]) == ("2025-12-31T18:00:00Z", "2026-01-01T00:00:00Z")
+    (web,) = document["policies"]
+    assert web["evaluations"] == 360 and web["step"] == "1m"
+    changes = [(minute_of(c["at"]), c["from"], c["to"]) for c in web["changes"]]
+    # Up to 4, up to 8; during the gap nothing; down to 2 only once data says so again.
+    assert changes == [(0, 2, 4), (120, 4, 8), (210, 8, 2)]
+    assert web["changes"][2]["reasons"] == ["rps: 15 / 10 per instance → 2"]
+    assert (web["actions"], web["min_count"], web["max_count"]) == (3, 2, 8)
+    assert web["instance_hours"] == pytest.approx((120 * 4 + 90 * 8 + 150 * 2) / 60)
+    # The last sample before the gap stays visible for Prometheus' 5-minute lookback.
+    failures = web["check_failures"]["rps"]
+    assert 180 < minute_of(failures["first_at"]) <= 185
+    assert (
+        failures["evaluations"]
+        == web["no_data"]
+        == web["holds"]
+        == 210 - minute_of(failures["first_at"])
+    )
+    assert failures["first_error"].startswith("no data")
+    assert done.stderr == ""  # no decision log lines, whatever the log level
+
+
+def test_identical_queries_of_several_policies_are_sent_once(
+    history: PrometheusServer, policies: Path
+) -> None:
+    (policies / "copy.yaml").write_text(policy("web-copy", "bt-web-copy", WEB))
+    (policies / "api.yaml").write_text(policy("api", "bt-api", 'sum(bt_rps{service="api"})'))
+    document = as_json(backtest(str(policies), *WINDOW, "-o", "json", url=history.url))
+    assert document["range_queries"] == 2
+    by_name = {p["policy"]: p for p in document["policies"]}
+    assert by_name["web"]["changes"] == by_name["web-copy"]["changes"]
+    assert by_name["api"]["max_count"] == 3
+
+
+def test_count_query_sets_the_recorded_count_beside_the_simulated_one(
+    history: PrometheusServer, policies: Path
+) -> None:
+    count_query = 'max(bt_desired{asg="$asg"})'
+    done = backtest(
+        str(policies), *WINDOW, "--count-query", count_query, "-o", "json", url=history.url
+    )
+    (web,) = as_json(done)["policies"]
+    assert web["start_count"] == 5
+    assert web["recorded"] == {
+        "query": 'max(bt_desired{asg="bt-web"})',
+        "instance_hours": pytest.approx((180 * 5 + 180 * 9) / 60),
+        "min_count": 5,
+        "max_count": 9,
+        "changes": 1,
+        "missing": 0,
+    }
+    counts = [(minute_of(c["at"]), c["recorded"], c["simulated"]) for c in web["counts"]]
+    assert counts[:3] == [(0, 5, 4), (120, 5, 8), (180, 9, 8)]
+    assert counts[-1] == (210, 9, 2)
+
+
+def test_the_table_summarises_each_policy_and_its_changes_with_reasons(
+    history: PrometheusServer, policies: Path
+) -> None:
+    done = backtest(str(policies), *WINDOW, "--start-count", "2", url=history.url)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "backtest 2025-12-31T18:00:00Z → 2026-01-01T00:00:00Z (6h), 1 range queries"
+    )
+    assert lines[2].split() == ["web", "1m", "360", "3", "25.0", "2", "8", "25", "25"]
+    assert "  2026-01-01T00:00:00Z" not in done.stdout
+    assert "  2025-12-31T21:30:00Z  8 → 2  rps: 15 / 10 per instance → 2" in lines
+    assert any(line.startswith("  ! check rps: no usable value in 25 of 360") for line in lines)
+
+
+def test_relative_times_read_recent_history(
+    prometheus: PrometheusServer, metrics: Metrics, tmp_path: Path
+) -> None:
+    now = int(time.time()) // 60 * 60
+    metrics.push_many(Sample("rps", 35.0, {}, float(now - 60 * i)) for i in reversed(range(40)))
+    (tmp_path / "recent.yaml").write_text(policy("recent", "recent", f"sum({metrics.name('rps')})"))
+    done = backtest(
+        str(tmp_path / "recent.yaml"),
+        "--from",
+        "-30m",
+        "--to",
+        "now",
+        "-o",
+        "json",
+        url=prometheus.url,
+    )
+    (recent,) = as_json(done)["policies"]
+    assert recent["evaluations"] == 30 and recent["no_data"] == 0
+    assert [(c["from"], c["to"]) for c in recent["changes"]] == [(1, 4)]
+
+
+def test_exit_codes_for_usage_unreachable_prometheus_and_invalid_files(
+    policies: Path, dead_prometheus_url: str, history: PrometheusServer
+) -> None:
+    bad_time = backtest(str(policies), "--from", "yesterday", url=history.url)
+    assert bad_time.returncode == 2 and "RFC 3339" in bad_time.stderr
+    backwards = backtest(str(policies), "--from", "now", "--to", "-1h", url=history.url)
+    assert backwards.returncode == 2 and "must be before" in backwards.stderr
+    placeholder = backtest(
+        str(policies), "--from", "-1h", "--count-query", 'x{job="$job"}', url=history.url
+    )
+    assert placeholder.returncode == 2 and "offers $asg, $policy, $region" in placeholder.stderr
+    dead = backtest(
+        str(policies), "--from", "-1h", "--range-timeout", "0.2", url=dead_prometheus_url
+    )
+    assert dead.returncode == 3 and "gave no answer" in dead.stderr
+    (policies / "broken.yaml").write_text("name: broken\nmin: 1\n")
+    partly = backtest(str(policies), *WINDOW, "-o", "json", url=history.url)
+    assert partly.returncode == 1 and "broken.yaml:1" in partly.stderr
+    assert [p["policy"] for p in json.loads(partly.stdout)["policies"]] == ["web"]

@@ -1,0 +1,116 @@
+"""`autoscaler test` end to end: exit 0 when every test passes, 1 with each failure explained.
+
+No server is involved: that is the point of the command, so users can run it in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+POLICY = """\
+name: web
+target: {type: nomad, job: web, group: app}
+min: 1
+max: 20
+interval: 30s
+cooldown: {up: 1m, down: 5m}
+stabilization: {up: 0s, down: 0s}
+checks:
+  - {name: rps, query: 'sum(rate(http_requests_total[1m]))', strategy: per-instance, target: 10}
+"""
+
+PASSING = """\
+policy_files: [policies/web.yaml]
+tests:
+  - name: burst
+    interval: 1m
+    start_count: {web: 2}
+    input_values:
+      web: {rps: '20x4 60x6'}
+    expect:
+      - {at: 5m, policy: web, desired: 6, action: up}
+  - name: a gap never scales in
+    start_count: {web: 6}
+    input_values:
+      web: {rps: '60 _x4 10'}
+    expect:
+      - {at: 1m, action: hold, reason: no usable data}
+      - {at: 2m30s, current: 6, desired: 1, action: down}
+"""
+
+FAILING = """\
+policy_files: [policies/web.yaml]
+tests:
+  - name: too optimistic
+    start_count: {web: 2}
+    input_values: {web: {rps: '20 90 30'}}
+    expect:
+      - {at: 30s, desired: 9, action: up}
+      - {at: 1m, desired: 9, action: none}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "web.yaml").write_text(POLICY)
+    return tmp_path
+
+
+def policy_test(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoscaler", "test", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AUTOSCALER_PROMETHEUS_URL": "http://127.0.0.1:9"},  # never used
+        check=False,
+    )
+
+
+def test_passing_tests_exit_0_with_a_summary(folder: Path) -> None:
+    (folder / "web_test.yaml").write_text(PASSING)
+    done = policy_test(folder / "web_test.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == f"{folder / 'web_test.yaml'}: 2 tests, 3 expectations: all passed\n"
+    assert done.stderr == ""
+
+
+def test_a_failing_test_exits_1_with_name_time_expected_got_and_reasons(folder: Path) -> None:
+    (folder / "web_test.yaml").write_text(PASSING)
+    (folder / "fail_test.yaml").write_text(FAILING)
+    done = policy_test(folder / "web_test.yaml", folder / "fail_test.yaml")
+    assert done.returncode == 1
+    failing = folder / "fail_test.yaml"
+    assert done.stdout.splitlines() == [
+        f"{folder / 'web_test.yaml'}: 2 tests, 3 expectations: all passed",
+        f"FAILED {failing}:8: test 'too optimistic' at 1m, policy web",
+        "  expected: desired 9, action none",
+        "  got:      current 9, desired 3, action hold",
+        "  reasons:  rps: 30 / 10 per instance → 3 | cooldown down: 4 min 30 s left → hold",
+        f"{failing}: 1 test, 2 expectations: 1 test failed (1 expectation not met)",
+        "2 files (0 invalid): 3 tests, 2 passed, 1 failed",
+    ]
+
+
+def test_a_bad_test_file_exits_1_with_file_and_line(folder: Path) -> None:
+    bad = folder / "bad_test.yaml"
+    bad.write_text(FAILING.replace("'20 90 30'", "'20 9O 30'").replace("action: up", "action: u"))
+    done = policy_test(bad)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{bad}:5: tests[0].input_values.web.rps: item 2 '9O': write a number (1, 0.5, NaN, "
+        "Inf), 'a+bxn', 'a-bxn', 'axn', '_', '_xn' or 'stale' (items separated by spaces)",
+        f"{bad}:7: tests[0].expect[0].action: 'u' is not an action: one of up, down, none, hold",
+        f"{bad}: invalid, not run",
+    ]
+
+
+def test_no_file_is_a_usage_error() -> None:
+    done = policy_test()
+    assert done.returncode == 2 and "FILE" in done.stderr
