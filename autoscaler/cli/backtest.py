@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from autoscaler.replay.backtest import (
     Options,
     PolicyBacktest,
     count_query_for,
+    quiet_decisions,
     run_backtest,
 )
 
@@ -87,6 +87,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument("--output", "-o", choices=["table", "json"], default="table")
     parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=_cpus(),
+        metavar="N",
+        help="replay policies in N processes (default: the CPUs available, %(default)s)",
+    )
+    parser.add_argument(
         "--range-timeout",
         type=float,
         default=60.0,
@@ -98,6 +106,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     # option that looks like a negative number or a duration, so read those as values.
     parser._negative_number_matcher = _NEGATIVE_OR_AGO
     parser.set_defaults(handler=main)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parse_instant(text: str, now: datetime) -> datetime:
@@ -122,8 +137,7 @@ def parse_instant(text: str, now: datetime) -> datetime:
 def main(args: argparse.Namespace) -> int:
     """Run `autoscaler backtest` with parsed arguments; returns the exit code."""
     setup_logging("warning", "text")
-    # Every evaluation is logged by `run`; here it would be millions of lines nobody reads.
-    logging.getLogger("autoscaler.decisions").setLevel(logging.CRITICAL)
+    quiet_decisions()  # `run` logs every evaluation; here that would be millions of lines
     try:
         options = _options(args)
     except ValueError as exc:
@@ -148,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = run_backtest(policies, source, options)
+        result = run_backtest(policies, source, options, jobs=max(1, args.jobs))
     except SourceUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -18,6 +18,7 @@ from autoscaler.core.model import (
     Strategy,
 )
 from autoscaler.errors import QueryError
+from autoscaler.replay import backtest
 from autoscaler.replay.backtest import Options, count_query_for, run_backtest
 from tests.unit.replay.fakes import MINUTE, T0, FakeRange
 
@@ -215,3 +216,23 @@ def test_count_query_placeholders_come_from_each_target() -> None:
         count_query_for(template, nomad)
     with pytest.raises(ValueError, match=r"literal \$ as \$\$"):
         count_query_for("x $", asg)
+
+
+def test_worker_processes_give_the_same_backtest_as_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = FakeRange(
+        {
+            QUERY: load({range(0, 20): 35.0, range(20, 30): None, range(30, 60): 95.0}),
+            "other": load({range(0, 60): 12.0}),
+            "count": load({range(0, 60): 3.0}),
+        }
+    )
+    policies = [policy("a"), policy("b", query="other"), policy("c"), policy("d", query="other")]
+    options = Options(start=T0, end=T0 + HOUR, count_query="count")
+    alone = run_backtest(policies, source, options)
+    with monkeypatch.context() as patch:
+        patch.setattr(backtest, "EVALUATIONS_PER_WORKER", 100)  # 4 x 60 evaluations: 2 workers
+        shared = run_backtest(policies, source, options, jobs=2)
+    assert shared.to_dict() == alone.to_dict()
+    assert [p.policy for p in shared.policies] == ["a", "b", "c", "d"]
