@@ -238,7 +238,7 @@ def render_table(result: Backtest, out: TextIO) -> None:
 
 
 def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
-    print(f"\n{p.policy}: {p.actions} changes", file=out)
+    print(f"\n{p.policy}: {'1 change' if p.actions == 1 else f'{p.actions} changes'}", file=out)
     for change in p.changes[:SHOWN_CHANGES]:
         reasons = " | ".join(change.reasons)
         print(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
@@ -246,9 +246,10 @@ def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
         print(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
     if p.recorded is not None:
         r = p.recorded
+        changes = "1 change" if r.changes == 1 else f"{r.changes} changes"
         print(
             f"  recorded: {r.instance_hours:.1f} instance-hours, min {r.min_count}, "
-            f"max {r.max_count}, {r.changes} changes, {r.missing} evaluations without a count"
+            f"max {r.max_count}, {changes}, {r.missing} evaluations without a count"
             f"  ({r.query})",
             file=out,
         )
