@@ -22,14 +22,8 @@ from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
 from autoscaler.errors import AutoscalerError, SourceUnavailable
 from autoscaler.policy.loader import load_paths
-from autoscaler.replay.backtest import (
-    Backtest,
-    Options,
-    PolicyBacktest,
-    count_query_for,
-    quiet_decisions,
-    run_backtest,
-)
+from autoscaler.replay.backtest import Options, count_query_for, quiet_decisions, run_backtest
+from autoscaler.replay.results import Backtest, PolicyBacktest
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
