@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,12 +119,12 @@ def main() -> int:
                     source.query_range(query, start=start, end=END - STEP, step=STEP)
 
             bare_s, _ = best_of(args.runs, bare)
-            timed = {}
-            for jobs in dict.fromkeys((1, args.jobs)):
-                timed[jobs] = best_of(
-                    args.runs,
-                    lambda jobs=jobs: run_backtest(the_policies, source, options, jobs=jobs),
+            timed = {
+                jobs: best_of(
+                    args.runs, partial(run_backtest, the_policies, source, options, jobs=jobs)
                 )
+                for jobs in dict.fromkeys((1, args.jobs))
+            }
             result = run_backtest(the_policies, source, options)
     evaluations = sum(p.evaluations for p in result.policies)
     actions = sum(p.actions for p in result.policies)
