@@ -185,6 +185,7 @@ class _Reader:
         interval = self._optional(data, (*where, "interval"), self._duration)
         if interval is not None and interval <= timedelta(0):
             self.problem((*where, "interval"), "must be longer than 0s")
+            interval = None  # reported; the expectations are checked on each policy's own
         start = self._optional(data, (*where, "start"), self._instant) or EPOCH
         start_count = self._start_count(data.get("start_count"), (*where, "start_count"), policies)
         inputs = self._inputs(data.get("input_values"), (*where, "input_values"), policies)

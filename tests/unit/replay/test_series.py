@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.replay.series import MAX_VALUES, Gap, SeriesError, expand
 
@@ -64,3 +66,17 @@ def test_a_runaway_expansion_is_refused_before_it_fills_the_memory() -> None:
         expand(f"1x{MAX_VALUES + 1}")
     with pytest.raises(SeriesError, match="exceeds"):
         expand(f"1x{MAX_VALUES // 2} 2x{MAX_VALUES // 2}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="0123456789.+-xe_ NaInfstale", max_size=30))
+def test_any_text_expands_or_names_its_bad_item(text: str) -> None:
+    items = text.split()
+    bad: SeriesError | None = None
+    try:
+        values = expand(text)
+    except SeriesError as error:
+        bad, values = error, []
+    assert all(isinstance(v, float | Gap) for v in values)
+    if bad is not None:
+        assert 1 <= bad.item <= len(items) and items[bad.item - 1] == bad.text

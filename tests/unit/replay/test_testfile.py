@@ -128,6 +128,11 @@ BAD = [
         id="every-mistake-of-a-test",
     ),
     pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - interval: 0s\n    expect: [{at: 1m, desired: 1}]\n",
+        ["t.yaml:3: tests[0].interval: must be longer than 0s"],
+        id="zero-interval",
+    ),
+    pytest.param(
         "policy_files: [web.yaml]\ntests:\n  - expect: [{at: 0, desired: 1}]\n"
         "  - expect: [{at: 0, desired: 1}]\n    expect: []\n",
         [
