@@ -1,7 +1,8 @@
 """`autoscaler backtest`: what policies would have done on their Prometheus history.
 
 Exit codes: 0 done; 1 some policy file is invalid (the valid policies are still
-backtested); 2 bad usage; 3 Prometheus unreachable; 4 bad connection settings.
+backtested) or the plot cannot be written; 2 bad usage; 3 Prometheus unreachable; 4 bad
+connection settings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from autoscaler.adapters.sources.prometheus import PrometheusSource
@@ -23,6 +25,8 @@ from autoscaler.core.model import Policy
 from autoscaler.errors import AutoscalerError, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.backtest import Options, count_query_for, quiet_decisions, run_backtest
+from autoscaler.replay.backtest_plot import backtest_figure
+from autoscaler.replay.plot import FORMATS, PlotError, write
 from autoscaler.replay.results import Backtest, PolicyBacktest
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
@@ -80,6 +84,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(for utilization-like checks; assumes the load spreads evenly). Repeatable",
     )
     parser.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="write a plot of the first policies: .html (self-contained), .png or .svg "
+        "(matplotlib)",
+    )
     parser.add_argument(
         "--jobs",
         "-j",
@@ -166,6 +176,13 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         render_table(result, sys.stdout)
+    if args.plot:
+        try:
+            path = write(backtest_figure(result, {p.name: p for p in policies}), args.plot)
+        except PlotError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"plot written to {path}", file=sys.stderr)
     return EXIT_INVALID if loaded.problems else EXIT_OK
 
 
@@ -183,6 +200,8 @@ def _options(args: argparse.Namespace) -> Options:
         raise ValueError("--start-count must be 0 or more")
     if args.rescale and args.count_query is None:
         raise ValueError("--rescale needs --count-query (the recorded count to rescale by)")
+    if args.plot and Path(args.plot).suffix.lower() not in FORMATS:
+        raise ValueError(f"--plot {args.plot}: use a file name ending in {', '.join(FORMATS)}")
     return Options(
         start=start,
         end=end,
@@ -190,6 +209,7 @@ def _options(args: argparse.Namespace) -> Options:
         start_count=args.start_count,
         count_query=args.count_query,
         rescale=frozenset(args.rescale),
+        series=bool(args.plot),
     )
 
 

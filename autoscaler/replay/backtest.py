@@ -15,6 +15,7 @@ import logging
 import math
 import multiprocessing
 import string
+from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,7 +25,14 @@ from datetime import datetime, timedelta
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
 from autoscaler.replay.harness import Replay, Value
 from autoscaler.replay.history import Grid, History, HistoryFetcher, RangeSource
-from autoscaler.replay.results import Backtest, Change, CheckFailures, PolicyBacktest, Recorded
+from autoscaler.replay.results import (
+    Backtest,
+    Change,
+    CheckFailures,
+    PolicyBacktest,
+    PolicySeries,
+    Recorded,
+)
 
 # About 2 s of decisions on one core: enough to repay starting a worker process (~0.5 s).
 EVALUATIONS_PER_WORKER = 50_000
@@ -41,7 +49,8 @@ class Options:
     `step` None evaluates each policy at its own interval, as `run` does. `count_query` is
     a PromQL template (`$policy`, `$asg`, `$region`, `$job`, `$group`, `$namespace`) for
     the count that really ran; `rescale` names checks whose value is scaled by recorded /
-    simulated count (requires `count_query`).
+    simulated count (requires `count_query`). `series` keeps what each evaluation read and
+    did, for plots.
     """
 
     start: datetime
@@ -50,6 +59,7 @@ class Options:
     start_count: int | None = None
     count_query: str | None = None
     rescale: frozenset[str] = frozenset()
+    series: bool = False  # keep every evaluation's values and counts (for plots)
 
 
 def count_query_for(template: str, policy: Policy) -> str:
@@ -174,11 +184,18 @@ def _replay(plan: _Plan, options: Options, histories: dict[str, History]) -> Pol
     if counts is not None:
         assert plan.count_query is not None
         result.recorded = Recorded(query=plan.count_query)
+    if options.series:
+        result.series = PolicySeries(recorded=array("d") if counts is not None else None)
     rescaled = [name for name, _ in plan.checks if name in options.rescale]
     if rescaled:
         result.notes.append(f"checks {', '.join(rescaled)} {RESCALE_ASSUMPTION}")
     # A policy marked dry_run is replayed as if live: the point is to see what it would do.
-    replay = Replay(replace(plan.policy, dry_run=False), start=plan.grid.start, count=start_count)
+    replay = Replay(
+        replace(plan.policy, dry_run=False),
+        start=plan.grid.start,
+        count=start_count,
+        keep_history=False,  # each evaluation is read as it comes
+    )
     checks = [(name, histories[query]) for name, query in plan.checks]
     _run(result, replay, plan.grid, checks, counts=counts, rescaled=frozenset(rescaled))
     return result
@@ -223,6 +240,11 @@ def _run(
         result.instance_hours += count * hours_per_step
         if result.recorded is not None:
             _record(result.recorded, now, recorded, count, hours_per_step)
+        if result.series is not None:
+            read = {
+                c.name: c.value if c.error is None else None for c in decision.checks if c.query
+            }
+            result.series.add(read, decision.desired, count, recorded)
     result.min_count, result.max_count = low, high
 
 

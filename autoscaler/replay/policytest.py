@@ -91,7 +91,9 @@ def _replay(test: PolicyTest, policy: Policy, until: timedelta) -> dict[timedelt
     interval = test.interval or policy.interval
     inputs = test.input_values.get(policy.name, {})
     count = test.start_count.get(policy.name, policy.min)
-    replay = Replay(replace(policy, dry_run=False), start=test.start, count=count)
+    replay = Replay(
+        replace(policy, dry_run=False), start=test.start, count=count, keep_history=False
+    )
     decisions: dict[timedelta, Decision] = {}
     for index in range(until // interval + 1):
         offset = index * interval

@@ -7,6 +7,8 @@ command; the others are additions. Keys are only ever added, never renamed.
 
 from __future__ import annotations
 
+import math
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,6 +76,35 @@ class Recorded:
 
 
 @dataclass
+class PolicySeries:
+    """Per evaluation, for plots: what each check read and what the policy did (NaN: none).
+
+    `checks` holds each check's value as the policy saw it (rescaled, if asked);
+    `desired` is the decision's count (kept while held by a cooldown); `count` is the
+    simulated count after the evaluation; `recorded` the recorded count, if queried.
+    """
+
+    checks: dict[str, array[float]] = field(default_factory=dict)
+    desired: array[float] = field(default_factory=lambda: array("d"))
+    count: array[float] = field(default_factory=lambda: array("d"))
+    recorded: array[float] | None = None
+
+    def add(
+        self,
+        values: dict[str, float | None],
+        desired: int | None,
+        count: int,
+        recorded: int | None,
+    ) -> None:
+        for name, value in values.items():
+            self.checks.setdefault(name, array("d")).append(math.nan if value is None else value)
+        self.desired.append(math.nan if desired is None else desired)
+        self.count.append(count)
+        if self.recorded is not None:
+            self.recorded.append(math.nan if recorded is None else recorded)
+
+
+@dataclass
 class PolicyBacktest:
     """What one policy would have done over the window."""
 
@@ -91,6 +122,7 @@ class PolicyBacktest:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     recorded: Recorded | None = None
+    series: PolicySeries | None = None  # with `Options.series`: not part of the JSON
 
     @property
     def actions(self) -> int:

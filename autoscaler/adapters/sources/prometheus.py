@@ -213,6 +213,7 @@ class PrometheusSource:
     ) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]]:
         """One `/api/v1/query_range` request: (sorted labels, points) per series."""
         params = {**_STRICT, "start": _epoch(start), "end": _epoch(end)}
+        self._answers.result_type = _UNSEEN
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query_range(
@@ -224,6 +225,12 @@ class PrometheusSource:
                 timeout=timeout,
             ),
         )
+        if self._answers.result_type != "matrix":
+            # What a proxy or an impostor would send; Prometheus answers a range with a matrix.
+            raise QueryError(
+                f"range query {promql!r}: the answer from {self._where} is of type "
+                f"{self._answers.result_type!r}, not a matrix"
+            )
         try:
             return [
                 (

@@ -164,3 +164,11 @@ def test_refused_credentials_are_source_unavailable(scripted: Scripted) -> None:
     with pytest.raises(SourceUnavailable, match="refused the credentials"):
         source.query_range("up", start=START, end=START + SECOND, step=SECOND)
     assert len(scripted.seen) == 1
+
+
+def test_an_answer_that_is_not_a_matrix_is_a_query_error(scripted: Scripted) -> None:
+    vector = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    scripted.answers = [(200, vector)]
+    source = PrometheusSource(PrometheusSettings(url=scripted.url, timeout=1, deadline=2))
+    with pytest.raises(QueryError, match="of type 'vector', not a matrix"):
+        source.query_range("up", start=START, end=START + SECOND, step=SECOND)

@@ -221,3 +221,18 @@ def test_exit_codes_for_usage_unreachable_prometheus_and_invalid_files(
     partly = backtest(str(policies), *WINDOW, "-o", "json", url=history.url)
     assert partly.returncode == 1 and "broken.yaml:1" in partly.stderr
     assert [p["policy"] for p in json.loads(partly.stdout)["policies"]] == ["web"]
+
+
+def test_plot_writes_a_self_contained_page_of_the_checks_and_counts(
+    history: PrometheusServer, policies: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "backtest.html"
+    done = backtest(str(policies), *WINDOW, "--plot", str(page), url=history.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"plot written to {page}\n"
+    text = page.read_text()
+    assert "web: check rps (per-instance)" in text and "web: instances" in text
+    assert "no usable value" in text and "8 → 2: rps: 15 / 10 per instance → 2" in text
+    assert "<script" not in text and "https://" not in text
+    wrong = backtest(str(policies), *WINDOW, "--plot", str(tmp_path / "x.jpg"), url=history.url)
+    assert wrong.returncode == 2 and "ending in .png, .svg, .html" in wrong.stderr

@@ -1,12 +1,22 @@
-"""A range source answering from a table, for replays without a server."""
+"""A range source answering from a table, and small policies, for replays without a server."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.core.model import (
+    AsgTarget,
+    Check,
+    Cooldown,
+    Policy,
+    Stabilization,
+    Strategy,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -50,3 +60,37 @@ class FakeRange:
                 RangeSeries(labels={}, points=tuple((t, v) for t, v in points if v is not None))
             ]
         return answer
+
+
+QUERY = 'sum(rate(http_requests_total{service="web"}[1m]))'
+HOUR = timedelta(hours=1)
+
+
+def policy(name: str = "web", query: str = QUERY, **fields: Any) -> Policy:
+    base = Policy(
+        name=name,
+        target=AsgTarget(asg=name, region="eu-west-3"),
+        min=1,
+        max=20,
+        interval=MINUTE,
+        checks=(Check(name="rps", strategy=Strategy.PER_INSTANCE, query=query, target=10),),
+        cooldown=Cooldown(up=timedelta(minutes=2), down=timedelta(minutes=5)),
+        stabilization=Stabilization(up=timedelta(0), down=timedelta(0)),
+    )
+    return replace(base, **fields)
+
+
+def minutes(instant: datetime) -> int:
+    return (instant - T0) // MINUTE
+
+
+def load(table: dict[range, float | None]) -> Any:
+    """A recorded value per minute since T0 from `{range of minutes: value}`."""
+
+    def value(instant: datetime) -> float | None:
+        for span, v in table.items():
+            if minutes(instant) in span:
+                return v
+        return None
+
+    return value

@@ -2,58 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
 from autoscaler.core.model import (
-    AsgTarget,
     Check,
     Cooldown,
     NomadTarget,
-    Policy,
     Stabilization,
     Strategy,
 )
 from autoscaler.errors import QueryError
 from autoscaler.replay import backtest
 from autoscaler.replay.backtest import Options, count_query_for, run_backtest
-from tests.unit.replay.fakes import MINUTE, T0, FakeRange
-
-QUERY = 'sum(rate(http_requests_total{service="web"}[1m]))'
-HOUR = timedelta(hours=1)
-
-
-def policy(name: str = "web", query: str = QUERY, **fields: Any) -> Policy:
-    base = Policy(
-        name=name,
-        target=AsgTarget(asg=name, region="eu-west-3"),
-        min=1,
-        max=20,
-        interval=MINUTE,
-        checks=(Check(name="rps", strategy=Strategy.PER_INSTANCE, query=query, target=10),),
-        cooldown=Cooldown(up=timedelta(minutes=2), down=timedelta(minutes=5)),
-        stabilization=Stabilization(up=timedelta(0), down=timedelta(0)),
-    )
-    return replace(base, **fields)
-
-
-def minutes(instant: datetime) -> int:
-    return (instant - T0) // MINUTE
-
-
-def load(table: dict[range, float | None]) -> Any:
-    """A recorded value per minute since T0 from `{range of minutes: value}`."""
-
-    def value(instant: datetime) -> float | None:
-        for span, v in table.items():
-            if minutes(instant) in span:
-                return v
-        return None
-
-    return value
+from tests.unit.replay.fakes import HOUR, MINUTE, QUERY, T0, FakeRange, load, minutes, policy
 
 
 def test_changes_counts_and_instance_hours_of_one_policy() -> None:
