@@ -7,20 +7,7 @@ from pathlib import Path
 
 import pytest
 
-WEB_POLICY = """\
-name: web
-target: {type: aws-asg, asg: web}
-min: 1
-max: 20
-interval: 1m
-cooldown: {up: 2m, down: 5m}
-stabilization: {up: 0s, down: 0s}
-checks:
-  - name: rps
-    query: sum(rate(http_requests_total{service="web"}[1m]))
-    strategy: per-instance
-    target: 10
-"""
+from tests.unit.replay.fakes import WEB_POLICY
 
 
 @pytest.fixture

@@ -94,3 +94,20 @@ def load(table: dict[range, float | None]) -> Any:
         return None
 
     return value
+
+
+# The policy file the `test` command's tests run against (`write` puts it in place).
+WEB_POLICY = """\
+name: web
+target: {type: aws-asg, asg: web}
+min: 1
+max: 20
+interval: 1m
+cooldown: {up: 2m, down: 5m}
+stabilization: {up: 0s, down: 0s}
+checks:
+  - name: rps
+    query: sum(rate(http_requests_total{service="web"}[1m]))
+    strategy: per-instance
+    target: 10
+"""

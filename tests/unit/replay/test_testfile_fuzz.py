@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autoscaler.errors import TestFileError
 from autoscaler.replay.testfile import load_test_file
-from tests.unit.replay.conftest import WEB_POLICY
+from tests.unit.replay.fakes import WEB_POLICY
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
