@@ -1,8 +1,8 @@
 """Root conftest: registers the fixture plugins that start real servers for the tests.
 
 Each plugin module under `tests/support/` owns one kind of server (Prometheus,
-Alertmanager, moto, the Nomad API stand-in) and the fixtures that hand it to tests;
-`fuzz` sizes the fuzz tests (a CI slice, or the nightly run).
+Alertmanager, moto, the Nomad API stand-in, PostgreSQL) and the fixtures that hand it to
+tests; `fuzz` sizes the fuzz tests (a CI slice, or the nightly run).
 """
 
 pytest_plugins = [
@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.support.aws",
     "tests.support.nomad_api",
     "tests.support.alertmanager",
+    "tests.support.postgres",
     "tests.support.service",
     "tests.support.fuzz",
 ]

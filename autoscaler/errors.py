@@ -12,6 +12,8 @@
     │   │                           deployment): hold, start no cooldown, try next time
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
     └── StateError                  the state database cannot be opened, read or written
+        └── NotLeader               this replica does not hold the leader lease (a standby,
+                                    or a leader that lost it): it neither writes nor scales
 
 Messages say what is wrong and what to do about it; they never contain secrets.
 """
@@ -82,3 +84,8 @@ class TargetUnavailable(TargetError):
 
 class StateError(AutoscalerError):
     """The state database cannot be opened, read or written."""
+
+
+class NotLeader(StateError):
+    """This replica does not hold the leader lease now (a standby, or a leader whose lease
+    lapsed or was taken over): the write or scale call it was about to make is refused."""

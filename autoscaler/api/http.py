@@ -34,10 +34,12 @@ from autoscaler.api.models import (
     DecisionList,
     EvaluationOut,
     Health,
+    LeaderOut,
     PolicyList,
     PolicyOut,
     Readiness,
     ReloadOut,
+    Role,
 )
 from autoscaler.errors import AutoscalerError
 from autoscaler.redact import scrub
@@ -68,6 +70,9 @@ class Backend(Protocol):
     def readiness(self) -> str | None:
         """None when ready, else the reason it is not."""
         ...
+
+    def role(self) -> Role: ...
+    def leader(self) -> LeaderOut: ...
 
     def metrics(self) -> tuple[bytes, str]: ...
 
@@ -143,17 +148,26 @@ def create_app(
         responses={503: {"model": Readiness, "description": "not ready, and why"}},
     )
     def readyz() -> Any:
-        """Policies are loaded and Prometheus answers; 503 with the reason otherwise."""
+        """Policies are loaded and Prometheus answers; 503 with the reason otherwise.
+        A standby that could take over is ready too; `role` tells them apart."""
         reason = backend.readiness()
+        role = backend.role()
         if reason is not None:
-            return JSONResponse(status_code=503, content={"ready": False, "reason": reason})
-        return Readiness(ready=True)
+            return JSONResponse(
+                status_code=503, content={"ready": False, "reason": reason, "role": role}
+            )
+        return Readiness(ready=True, role=role)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
         """The controller's own telemetry, in the Prometheus text format."""
         body, content_type = backend.metrics()
         return Response(content=body, media_type=content_type)
+
+    @app.get("/v1/leader", tags=["health"])
+    def leader() -> LeaderOut:
+        """This replica's role (`leader` or `standby`) and who holds the leader lease."""
+        return backend.leader()
 
     @app.get("/v1/policies", tags=["policies"])
     def list_policies() -> PolicyList:

@@ -99,10 +99,15 @@ class PolicyOut(BaseModel):
     )
 
 
+Role = Literal["leader", "standby"]
+ROLE = "`leader` (this replica evaluates) or `standby` (`--ha`: another replica does)"
+
+
 class PolicyList(BaseModel):
     policies: list[PolicyOut]
     load_errors: list[LoadError] = Field(description="problems in every policy file")
     loaded_at: datetime | None = Field(description="when the policy files were last read")
+    role: Role = Field(default="leader", description=ROLE)
 
 
 class DecisionList(BaseModel):
@@ -165,3 +170,17 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     reason: Text | None = None
+    role: Role = Field(default="leader", description=ROLE)
+
+
+class LeaderOut(BaseModel):
+    """`GET /v1/leader`: this replica's role and the leader lease as it last saw it."""
+
+    ha: bool = Field(description="several replicas share the state (PostgreSQL lease)")
+    role: Role = Field(description=ROLE)
+    replica: str = Field(description="this replica's id (--replica-id)")
+    leader: str | None = Field(description="the replica that leads; null while nobody does")
+    epoch: int | None = Field(description="the lease epoch, one more at every takeover")
+    lease_expires_at: datetime | None = Field(description="database time the lease lapses")
+    lease_ttl_seconds: float | None
+    problem: Text | None = Field(description="why the lease could not be read lately")

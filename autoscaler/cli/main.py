@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from autoscaler import __version__
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
@@ -23,11 +23,21 @@ from autoscaler.cli import backtest, policytest, simulate
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
-from autoscaler.config.service import add_service_arguments, env_flag, service_config_from_args
+from autoscaler.config.service import (
+    add_ha_arguments,
+    add_service_arguments,
+    env_flag,
+    service_config_from_args,
+)
+from autoscaler.config.state import is_postgres, open_postgres_state
+from autoscaler.core.ports import StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
 from autoscaler.redact import scrub
+
+if TYPE_CHECKING:
+    from autoscaler.service.leadership import Leadership
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -56,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--state",
         default=os.environ.get("AUTOSCALER_STATE"),
-        help="state database to read cooldowns and stabilization from (read-only)",
+        help="state database to read cooldowns and stabilization from (read-only): a "
+        "SQLite file or postgresql://USER@HOST:PORT/DB",
     )
+    _add_state_password(plan)
     add_connection_arguments(plan)
 
     run = sub.add_parser("run", help="the reconciliation loop (or one pass with --once)")
@@ -67,10 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--state",
         default=os.environ.get("AUTOSCALER_STATE", "autoscaler-state.db"),
-        help="SQLite state database (default: %(default)s; env AUTOSCALER_STATE)",
+        help="state database: a SQLite file (default: %(default)s) or "
+        "postgresql://USER@HOST:PORT/DB, shared by replicas (env AUTOSCALER_STATE)",
     )
+    _add_state_password(run)
     add_connection_arguments(run)
     add_service_arguments(run)
+    add_ha_arguments(run)
 
     sub.add_parser("schema", help="print the JSON Schema of policy files")
     # Commands in modules of their own register here and name their handler.
@@ -78,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_parser(sub)
     policytest.add_parser(sub)
     return parser
+
+
+def _add_state_password(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-password-file",
+        default=os.environ.get("AUTOSCALER_STATE_PASSWORD_FILE"),
+        help="file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass; env "
+        "AUTOSCALER_STATE_PASSWORD_FILE)",
+    )
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         try:
             args.insecure_no_auth = env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth)
+            args.ha = env_flag("AUTOSCALER_HA", args.ha)
         except ValueError as exc:
             parser.error(str(exc))
     handler = getattr(args, "handler", None)
@@ -128,7 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(exc)
         return EXIT_STARTUP
     if args.command == "plan":
-        return cmd_plan(args.paths, settings, output=args.output, state_path=args.state)
+        return cmd_plan(
+            args.paths,
+            settings,
+            output=args.output,
+            state_path=args.state,
+            password_file=args.state_password_file,
+        )
+    if args.ha and not is_postgres(args.state):
+        parser.error("--ha needs a shared state database: --state postgresql://...")
+    if args.lease_ttl < 1:
+        parser.error("--lease-ttl must be at least 1 second")
     return cmd_run(args, settings)
 
 
@@ -154,13 +189,18 @@ def cmd_validate(paths: Sequence[str], out: TextIO) -> int:
 
 
 def cmd_plan(
-    paths: Sequence[str], settings: Settings, *, output: str, state_path: str | None
+    paths: Sequence[str],
+    settings: Settings,
+    *,
+    output: str,
+    state_path: str | None,
+    password_file: str | None = None,
 ) -> int:
     """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it."""
     result = load_paths(paths)
     _print_problems(result, sys.stderr)
     try:
-        state = _read_only_state(state_path)
+        state = _read_only_state(state_path, password_file)
     except StateError as exc:
         _error(exc)
         return EXIT_STARTUP
@@ -180,8 +220,10 @@ def cmd_plan(
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
 
 
-def _read_only_state(path: str | None) -> SqliteStateStore | MemoryStateStore:
+def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
     """`plan` honours a state file when one exists, and never creates or locks one."""
+    if path and is_postgres(path):
+        return open_postgres_state(path, password_file, read_only=True)
     if path and Path(path).exists():
         return SqliteStateStore(path, read_only=True)
     return MemoryStateStore()
@@ -198,24 +240,53 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         _error(f"no such policy file or folder: {', '.join(missing)}")
         return EXIT_STARTUP
     try:
-        # Memory in front of the file: a write that fails never makes the controller forget.
-        state = LayeredStateStore(
-            SqliteStateStore(
-                args.state,
-                exclusive=True,
-                keep_for=timedelta(days=max(0.0, args.history_days)),
-                keep_decisions=max(1, args.history_max),
-            )
-        )
-    except StateError as exc:
+        state, leadership = _open_run_state(args)
+    except (StateError, AutoscalerError) as exc:
         _error(exc)
         return EXIT_STARTUP
     try:
         if args.once:
-            return run_once(args.paths, settings, state, dry_run=args.dry_run)
-        return run_service(service_config_from_args(args), settings, state)
+            return run_once(
+                args.paths, settings, state, dry_run=args.dry_run, leadership=leadership
+            )
+        return run_service(service_config_from_args(args), settings, state, leadership=leadership)
     except AutoscalerError as exc:
         _error(exc)
         return EXIT_STARTUP
     finally:
         state.close()
+        if leadership is not None:
+            leadership.close()
+
+
+def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leadership | None]:
+    """The state `run` acts on, and with PostgreSQL the lease that says when it may.
+
+    SQLite: one controller per file (an advisory lock). PostgreSQL: one leader per
+    database; without `--ha`, a second controller is refused (after waiting up to the TTL
+    for a crashed one's lease to lapse); with `--ha`, it starts as a standby.
+    """
+    keep_for = timedelta(days=max(0.0, args.history_days))
+    keep = max(1, args.history_max)
+    if not is_postgres(args.state):
+        # Memory in front of the file: a write that fails never makes the controller forget.
+        durable = SqliteStateStore(
+            args.state, exclusive=True, keep_for=keep_for, keep_decisions=keep
+        )
+        return LayeredStateStore(durable), None
+    pg = open_postgres_state(
+        args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
+    )
+    from autoscaler.service.leadership import replicate  # noqa: PLC0415 - psycopg
+
+    state = LayeredStateStore(pg)
+    state.standby()  # until this replica holds the lease
+    leadership = replicate(pg, state, replica=args.replica_id, ttl=args.lease_ttl)
+    try:
+        if args.once or not args.ha:
+            leadership.take_exclusively()
+    except StateError:
+        state.close()
+        leadership.close()
+        raise
+    return state, leadership

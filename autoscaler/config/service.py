@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from dataclasses import dataclass
 
 
@@ -103,6 +104,33 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
         default=[u for u in env("AUTOSCALER_NOTIFY_URLS", "").split() if u],
         help="webhook called after each scaling action (repeatable; Slack-compatible). "
         "Such URLs are secrets: prefer env AUTOSCALER_NOTIFY_URLS (space-separated)",
+    )
+
+
+def add_ha_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of replicas sharing one PostgreSQL state database."""
+    env = os.environ.get
+    group = parser.add_argument_group("high availability (PostgreSQL --state)")
+    group.add_argument(
+        "--ha",
+        action="store_true",
+        default=env("AUTOSCALER_HA"),  # checked by `env_flag` after parsing
+        help="run as one of several replicas: the holder of the leader lease evaluates, the "
+        "others stand by and take over (env AUTOSCALER_HA=1)",
+    )
+    group.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=env("AUTOSCALER_LEASE_TTL", "15"),
+        help="seconds a leader's lease lasts unless renewed (every third of it); a standby "
+        "takes over within this plus one interval (env AUTOSCALER_LEASE_TTL; default "
+        "%(default)s)",
+    )
+    group.add_argument(
+        "--replica-id",
+        default=env("AUTOSCALER_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name in the lease, logs and API (env AUTOSCALER_REPLICA_ID; "
+        "default HOSTNAME-PID)",
     )
 
 

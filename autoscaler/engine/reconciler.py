@@ -27,6 +27,7 @@ from autoscaler.core.model import (
 from autoscaler.core.ports import MetricSource, ScalingTarget, StateStore
 from autoscaler.errors import (
     AutoscalerError,
+    NotLeader,
     QueryError,
     SourceUnavailable,
     StateError,
@@ -49,7 +50,8 @@ class Evaluation:
 
     `error` is set when the policy could not be fully evaluated (target unreadable,
     Prometheus unreachable, scale call failed); `error_kind` is then one of
-    `target`, `source`, `scale`, `state`. `scaled` is True when a scale call succeeded.
+    `target`, `source`, `scale`, `state`, `lease` (this replica lost the leader lease, so
+    it neither scaled nor wrote). `scaled` is True when a scale call succeeded.
     `status` is what the target reported (None when it could not be read).
     """
 
@@ -78,7 +80,11 @@ class _Applied:
 
 
 class Reconciler:
-    """Evaluates policies against a metric source, their targets and a state store."""
+    """Evaluates policies against a metric source, their targets and a state store.
+
+    `fence`, when given, is called right before every scale call and raises `NotLeader`
+    when this replica may not act (it lost the leader lease): the call is then not made.
+    """
 
     def __init__(
         self,
@@ -87,11 +93,13 @@ class Reconciler:
         targets: Callable[[TargetRef], ScalingTarget],
         state: StateStore,
         clock: Callable[[], datetime] = utcnow,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self._source = source
         self._targets = targets
         self._state = state
         self._clock = clock
+        self._fence = fence
 
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         """Evaluate `policy` once.
@@ -165,35 +173,44 @@ class Reconciler:
     ) -> _Applied:
         """Call the scale API for the decision; a failure turns it into a `hold`.
 
-        A scale-in is recorded *before* the call (the cooldown it starts), and held when
-        that record cannot be made durable: capacity is only ever removed with a record,
-        so neither a restart nor a forgotten write can scale in again inside the cooldown.
-        A scale-up happens anyway and is remembered (in memory if need be), since adding
-        capacity blind is the safe direction.
+        The action is recorded *before* the call (the cooldown it starts), so a crash right
+        after the call cannot lose the cooldown (a standby that takes over honours it). A
+        scale-in is held when that record cannot be made durable: capacity is only ever
+        removed with a record, so neither a restart nor a forgotten write can scale in
+        again inside the cooldown. A scale-up happens anyway and is remembered (in memory
+        if need be), since adding capacity blind is the safe direction — unless the
+        replica is no longer the leader (`fence`), which stops every scale call.
         """
         decision, key = applied.decision, policy.target.key
         assert decision.desired is not None
         before = applied.memory.last_scaled_at
         done = replace(applied.memory, last_scaled_at=now)
         scale_in = decision.action is Action.DOWN
-        if scale_in:
-            try:
-                self._state.save(policy.name, key, done)
-            except StateError as exc:
+        try:
+            self._state.save(policy.name, key, done)
+        except NotLeader as exc:
+            self._withdraw(key, now, before)
+            return _fenced(applied, exc)
+        except StateError as exc:
+            if scale_in:
                 self._withdraw(key, now, before)
                 reason = f"scale-in held: it could not be recorded first (state not durable: {exc})"
                 return replace(
                     applied, decision=_held(decision, reason), error=str(exc), error_kind="state"
                 )
+        if self._fence is not None:
+            try:
+                self._fence()
+            except NotLeader as exc:
+                self._withdraw(key, now, before)
+                return _fenced(applied, exc)
         try:
             target.scale(decision.desired, reason=_message(decision), meta=_meta(decision))
         except TargetBusy as exc:
-            if scale_in:
-                self._withdraw(key, now, before)
+            self._withdraw(key, now, before)
             return replace(applied, decision=_held(decision, f"target busy, not scaled: {exc}"))
         except TargetError as exc:
-            if scale_in:
-                self._withdraw(key, now, before)
+            self._withdraw(key, now, before)
             held = _held(decision, f"scale to {decision.desired} failed: {exc}")
             return replace(applied, decision=held, error=str(exc), error_kind="scale")
         return replace(applied, memory=done, scaled=True)
@@ -202,6 +219,10 @@ class Reconciler:
         """Persist the policy's memory; when that fails, the decision says so."""
         try:
             self._state.save(policy.name, policy.target.key, applied.memory)
+        except NotLeader as exc:
+            if applied.error_kind == "lease":
+                return applied  # the hold already says why
+            return _fenced(applied, exc, scaled=applied.scaled)
         except StateError as exc:
             decision = applied.decision
             if applied.error_kind != "state":  # else the scale-in hold already says why
@@ -264,6 +285,16 @@ class Reconciler:
             logging.getLogger(__name__).exception("could not record decision")
 
 
+def _fenced(applied: _Applied, exc: NotLeader, *, scaled: bool = False) -> _Applied:
+    """This replica lost the lease: a change it had decided is not made, nothing is written."""
+    decision = applied.decision
+    if decision.changes_target and not scaled:
+        decision = _held(decision, f"not scaled: {exc}")
+    else:
+        decision = replace(decision, reasons=(*decision.reasons, f"not recorded: {exc}"))
+    return replace(applied, decision=decision, error=str(exc), error_kind="lease")
+
+
 def _held(decision: Decision, reason: str) -> Decision:
     return replace(decision, action=Action.HOLD, reasons=(*decision.reasons, reason))
 
@@ -299,6 +330,7 @@ def log_decision(evaluation: Evaluation) -> None:
         return  # replays evaluate thousands of times a second: build nothing nobody reads
     d = evaluation.decision
     fields = {
+        "time": d.time.isoformat(),
         "policy": d.policy,
         "target": d.target,
         "current": d.current,

@@ -3,6 +3,10 @@
 `Controller` ties the registry (which policies), the scheduler (when), the reconciler
 (what to do) and the side channels (metrics, notifications) together, and implements
 `http_api.Backend`, so the HTTP layer never touches any of them directly.
+
+With `--ha` a `Leadership` says whether this replica leads: a standby loads and validates
+the policies and answers every read (from the shared database), but dispatches no
+evaluation and refuses `POST .../evaluate` with 503 naming the leader.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from autoscaler.api.models import (
     DecisionList,
     DecisionOut,
     EvaluationOut,
+    LeaderOut,
     LoadError,
     PolicyList,
     PolicyOut,
     ReloadOut,
+    Role,
 )
 from autoscaler.core.cooldown import cooldown_left, last_action
 from autoscaler.core.model import Decision, Policy
@@ -36,6 +42,7 @@ from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utc
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.redact import scrub
 from autoscaler.service import alerts
+from autoscaler.service.leadership import LEADER, Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.scheduler import Scheduler
@@ -63,6 +70,7 @@ class Controller:
         dry_run: bool = False,
         workers: int = 4,
         clock: Callable[[], datetime] = utcnow,
+        leadership: Leadership | None = None,
     ) -> None:
         self.registry = registry
         self.reconciler = reconciler
@@ -71,13 +79,15 @@ class Controller:
         self.telemetry = telemetry
         self.notifier = notifier
         self.dry_run = dry_run
-        self.clock = clock
+        self.leadership = leadership
+        self.clock = leadership.clock if leadership is not None else clock
         self.scheduler = Scheduler(
             self._evaluate,
             workers=workers,
             on_result=self._on_result,
             dry_run=dry_run,
-            clock=clock,
+            clock=self.clock,
+            gate=leadership.may_dispatch if leadership is not None else None,
         )
         self._reload_lock = threading.Lock()
         self._ping_lock = threading.Lock()
@@ -126,6 +136,8 @@ class Controller:
             return _evaluation_out(evaluation, preview=True)
         if not policy.enabled:
             raise ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
+        if self.role() != LEADER:
+            raise ApiError(503, self._standby_message(), headers={"Retry-After": str(RETRY_AFTER)})
         future = self.scheduler.trigger(name)
         if future is None:
             raise self._not_scheduled(name)
@@ -164,6 +176,8 @@ class Controller:
             raise ApiError(400, str(exc)) from None
         for alert in received:
             self.telemetry.alerts.labels(alert.status).inc()
+        if self.role() != LEADER:
+            return AlertOut(received=len(received), triggered=[])  # the leader's copy acts
         names = alerts.policies_to_trigger(received, self.registry.policies())
         triggered = []
         for name in names:
@@ -177,11 +191,40 @@ class Controller:
 
     # --- Backend: reads ----------------------------------------------------------------------
 
+    def role(self) -> Role:
+        if self.leadership is None or self.leadership.acting():
+            return "leader"
+        return "standby"
+
+    def leader(self) -> LeaderOut:
+        if self.leadership is None:
+            return LeaderOut(
+                ha=False, role="leader", replica="single", leader="single", epoch=None,
+                lease_expires_at=None, lease_ttl_seconds=None, problem=None,
+            )  # fmt: skip
+        view = self.leadership.view()
+        return LeaderOut(
+            ha=view.ha,
+            role=self.role(),
+            replica=view.replica,
+            leader=view.leader,
+            epoch=view.epoch,
+            lease_expires_at=view.lease_expires_at,
+            lease_ttl_seconds=view.lease_ttl_seconds,
+            problem=view.problem,
+        )
+
+    def _standby_message(self) -> str:
+        view = self.leader()
+        who = f"replica {view.leader}" if view.leader else "no replica right now"
+        return f"this replica ({view.replica}) is a standby: the leader evaluates ({who})"
+
     def list_policies(self) -> PolicyList:
         return PolicyList(
             policies=[self._view(p) for p in self.registry.policies()],
             load_errors=[LoadError.of(p) for p in self.registry.problems()],
             loaded_at=self.registry.loaded_at,
+            role=self.role(),
         )
 
     def get_policy(self, name: str) -> PolicyOut | None:
@@ -208,6 +251,9 @@ class Controller:
                 f"; {problems} problem(s) in the policy files, see /v1/policies" if problems else ""
             )
             return f"no valid policy loaded from {', '.join(self.registry.paths)}{more}"
+        lease = self.leadership.problem() if self.leadership is not None else None
+        if lease is not None:
+            return lease
         state = self.state.durability_problem()
         if state is not None:
             return (
@@ -236,10 +282,12 @@ class Controller:
     def _view(self, policy: Policy) -> PolicyOut:
         now = self.clock()
         slot = self.scheduler.view(policy.name)
-        last = slot.last if slot else None
+        leading = self.role() == LEADER
+        # A standby's own last run (if it led before) is stale: the shared history is not.
+        last = slot.last if slot and leading else None
         decision: Decision | None = last.decision if last else self._last_recorded(policy.name)
         next_at = None
-        if slot is not None and slot.next_in is not None:
+        if slot is not None and slot.next_in is not None and leading:
             next_at = now + timedelta(seconds=slot.next_in)
         return PolicyOut(
             name=policy.name,

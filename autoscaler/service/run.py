@@ -9,6 +9,9 @@ Wiring and process life only; the parts live in their own modules:
 
 Signals: SIGTERM/SIGINT stop (evaluations in flight finish, state is persisted, exit 0),
 SIGHUP reloads the policy files. The policy files are also polled for changes.
+
+With a `Leadership` (PostgreSQL state), only the leader evaluates; on SIGTERM the leader
+writes out what it knows, then releases the lease, so a standby takes over at once.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from types import FrameType
 
 from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
+from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.api.http import HttpServer, create_app, parse_listen
 from autoscaler.config.connections import Settings
 from autoscaler.config.service import ServiceConfig
-from autoscaler.core.ports import StateStore
-from autoscaler.engine.reconciler import Reconciler
-from autoscaler.errors import AutoscalerError
+from autoscaler.core.ports import MetricSource, StateStore
+from autoscaler.engine.reconciler import Reconciler, utcnow
+from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.controller import Controller
+from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.telemetry import Telemetry
@@ -42,15 +47,33 @@ EXIT_INVALID = 1
 EXIT_NOT_EVALUATED = 3
 
 
-def run_once(paths: Sequence[str], settings: Settings, state: StateStore, *, dry_run: bool) -> int:
-    """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code."""
+def run_once(
+    paths: Sequence[str],
+    settings: Settings,
+    state: StateStore,
+    *,
+    dry_run: bool,
+    leadership: Leadership | None = None,
+) -> int:
+    """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code.
+
+    With `leadership`, this replica holds the lease already; it is released at the end.
+    """
     result = load_paths(paths)
     for problem in result.problems:
         log.error("invalid policy: %s", problem)
-    reconciler = Reconciler(source=settings.source(), targets=settings.targets(), state=state)
-    evaluations = [
-        reconciler.evaluate(policy, dry_run=dry_run) for policy in result.policies if policy.enabled
-    ]
+    reconciler = _reconciler(settings.source(), settings, state, leadership)
+    if leadership is not None:
+        leadership.start()  # renew while the policies are evaluated
+    try:
+        evaluations = [
+            reconciler.evaluate(policy, dry_run=dry_run)
+            for policy in result.policies
+            if policy.enabled
+        ]
+    finally:
+        if leadership is not None:
+            _hand_over(leadership, state)
     if result.problems:
         return EXIT_INVALID
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
@@ -70,11 +93,47 @@ def read_token(path: str | None) -> str | None:
     return token
 
 
-def run_service(config: ServiceConfig, settings: Settings, state: StateStore) -> int:
+def _reconciler(
+    source: MetricSource, settings: Settings, state: StateStore, leadership: Leadership | None
+) -> Reconciler:
+    """The reconciler; with `leadership`, on the database's clock and fenced by the lease."""
+    if leadership is None:
+        return Reconciler(source=source, targets=settings.targets(), state=state)
+    return Reconciler(
+        source=source,
+        targets=settings.targets(),
+        state=state,
+        clock=leadership.clock,
+        fence=leadership.fence,
+    )
+
+
+def _hand_over(leadership: Leadership, state: StateStore) -> None:
+    """Stop renewing; as the leader, write out what is pending, then release the lease so
+    a standby takes over at once (it then knows all this replica knew)."""
+    leadership.stop()
+    if not leadership.acting():
+        return
+    if isinstance(state, LayeredStateStore):
+        try:
+            state.flush()
+        except StateError as exc:
+            log.error("could not write the state out before handing over: %s", exc)
+    leadership.release()
+
+
+def run_service(
+    config: ServiceConfig,
+    settings: Settings,
+    state: StateStore,
+    *,
+    leadership: Leadership | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT; returns 0 after a clean stop.
 
     Raises `AutoscalerError` for startup problems (token file, listen address, an API
-    beyond loopback without a token), before anything is evaluated.
+    beyond loopback without a token), before anything is evaluated. With `leadership`,
+    evaluates only while this replica leads.
     """
     token = read_token(config.api_token_file)
     if config.listen:
@@ -83,16 +142,21 @@ def run_service(config: ServiceConfig, settings: Settings, state: StateStore) ->
     source = CoalescingSource(settings.source())
     telemetry.watch_queries(lambda: (source.sent, source.shared))
     telemetry.watch_state(lambda: state.durability_problem() is None)
+    telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
     controller = Controller(
         registry=PolicyRegistry(config.paths),
-        reconciler=Reconciler(source=source, targets=settings.targets(), state=state),
+        reconciler=_reconciler(source, settings, state, leadership),
         state=state,
         source=source,
         telemetry=telemetry,
         notifier=Notifier(config.notify_urls, on_result=telemetry.notified),
         dry_run=config.dry_run,
         workers=config.workers,
+        clock=utcnow,
+        leadership=leadership,
     )
+    if leadership is not None:
+        leadership.subscribe(on_leading=controller.scheduler.wake)
     http = None
     if config.listen:
         app = create_app(
@@ -138,8 +202,12 @@ def run_service(config: ServiceConfig, settings: Settings, state: StateStore) ->
         if http is not None:
             http.start()
         watcher.start()
+        if leadership is not None:
+            leadership.start()
         controller.scheduler.run()  # returns after stop(), once evaluations in flight end
     finally:
+        if leadership is not None:
+            _hand_over(leadership, state)
         stopping.set()
         wake.set()
         if watcher.is_alive():

@@ -18,6 +18,9 @@ the old run ends, so even a quick `enabled: true -> false -> true` never overlap
 
 An evaluation that raises (a bug, not an unreachable dependency) is reported as a
 synthetic `hold` decision with `error_kind="crash"`, so the API never shows stale state.
+
+`gate` (HA): while it answers False (this replica is a standby), nothing is dispatched;
+due policies wait and run as soon as it opens (`wake()` says when).
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self._evaluate_policy = evaluate
+        self._gate = gate
         self._workers = max(1, workers)
         self._jitter = jitter
         self._on_result = on_result
@@ -166,6 +171,11 @@ class Scheduler:
         with self._cond:
             self._cond.notify_all()
 
+    def wake(self) -> None:
+        """Look for due policies now (the gate may have opened)."""
+        with self._cond:
+            self._cond.notify_all()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -213,6 +223,8 @@ class Scheduler:
             return self._take_due(self._monotonic())
 
     def _take_due(self, now: float) -> tuple[str, _Slot] | None:
+        if self._gate is not None and not self._gate():
+            return None
         while self._heap:
             due, _, name = self._heap[0]
             slot = self._slots.get(name)
@@ -238,6 +250,8 @@ class Scheduler:
                 if found is not None:
                     return found
                 timeout = self._heap[0][0] - now if self._heap else 1.0
+                if self._gate is not None and not self._gate():
+                    timeout = 0.5  # closed: look again now and then, or at `wake()`
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
             return None
 

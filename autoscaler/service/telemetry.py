@@ -109,7 +109,7 @@ class Telemetry:
         )
         self.errors = Counter(
             "autoscaler_errors",
-            "Errors by kind: target, source, scale, state, crash, policy, notify.",
+            "Errors by kind: target, source, scale, state, lease, crash, policy, notify.",
             ["kind"],
             registry=r,
         )
@@ -172,6 +172,15 @@ class Telemetry:
             "memory only (and scale-in is held).",
             registry=self.registry,
         ).set_function(lambda: 1.0 if durable() else 0.0)
+
+    def watch_leader(self, leading: Callable[[], bool]) -> None:
+        """Export `autoscaler_leader` from `leading()`, read at each scrape."""
+        Gauge(
+            "autoscaler_leader",
+            "1 while this replica evaluates the policies (the leader, or the only replica); "
+            "0 on a standby.",
+            registry=self.registry,
+        ).set_function(lambda: 1.0 if leading() else 0.0)
 
     def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
         """Record one applied evaluation (not a preview)."""

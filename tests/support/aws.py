@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -415,9 +416,11 @@ class _ProxyServer(ThreadingHTTPServer):
         self.proxy = proxy
 
 
-@pytest.fixture(scope="session")
-def _aws_proxy_session(moto_server: MotoServer) -> Iterator[AwsProxy]:
-    proxy = AwsProxy(upstream=moto_server.url)
+@contextmanager
+def serve_aws_proxy(upstream: str) -> Iterator[AwsProxy]:
+    """An `AwsProxy` in front of `upstream` on a free port, until the block ends (a test
+    that needs to tell two clients' calls apart gives each its own)."""
+    proxy = AwsProxy(upstream=upstream)
     server = _ProxyServer(proxy)
     proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
     proxy.env = fake_aws_env(proxy.url)
@@ -428,6 +431,12 @@ def _aws_proxy_session(moto_server: MotoServer) -> Iterator[AwsProxy]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def _aws_proxy_session(moto_server: MotoServer) -> Iterator[AwsProxy]:
+    with serve_aws_proxy(moto_server.url) as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ class ServiceProcess:
         prometheus_url: str,
         env: Mapping[str, str] | None = None,
         token: str | None = None,
-        state: Path | None = None,
+        state: Path | str | None = None,
         args: Sequence[str] = (),
         policies: Mapping[str, str] | None = None,
         log_through_pipe: bool = False,
@@ -63,7 +63,9 @@ class ServiceProcess:
         self.policies.mkdir(parents=True, exist_ok=True)
         for name, text in (policies or {}).items():
             self.write_policy(name, text)
-        self.state = state or workdir / "state.db"
+        # A SQLite file (`state`), or a PostgreSQL DSN passed as it is (`state_arg`).
+        self.state = state if isinstance(state, Path) else workdir / "state.db"
+        self.state_arg = state if isinstance(state, str) else str(self.state)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prometheus_url = prometheus_url
@@ -95,7 +97,7 @@ class ServiceProcess:
             "run",
             str(self.policies),
             f"--listen=127.0.0.1:{self.port}",
-            f"--state={self.state}",
+            f"--state={self.state_arg}",
             f"--prometheus-url={self.prometheus_url}",
             "--query-timeout=1",
             "--reload-interval=0.2",

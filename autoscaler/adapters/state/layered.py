@@ -12,6 +12,11 @@ the database takes writes again, or when a new file appears at the path (`genera
 can hold a scale-in (capacity is only removed with a record) and say why. While the
 database fails, a real write is attempted at most once per `retry_after` seconds; the
 calls in between fail at once with the last error instead of each waiting on a lock.
+
+With several replicas on one database (`run --ha`), only the leader acts. `standby()`
+stops writing and makes every read go to the database (another replica is the one that
+knows); `lead(epoch)` acts again, and drops what memory holds first unless it is the same
+epoch this store last acted under: after a takeover the database, not memory, is newest.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Protocol
 from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.core.model import Decision, Memory
 from autoscaler.core.ports import StateStore
-from autoscaler.errors import StateError
+from autoscaler.errors import NotLeader, StateError
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,13 +68,59 @@ class LayeredStateStore:
         self._generation = durable.generation
         self._problem: str | None = None
         self._retry_at = 0.0
+        self._acting = True  # False on a standby: reads go to the database, writes refused
+        self._epoch: int | None = None  # the lease epoch memory belongs to (HA only)
         self._lock = threading.Lock()  # the in-memory state; held only briefly
         self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
+
+    # --- leadership (HA) ----------------------------------------------------------------------
+
+    def lead(self, epoch: int) -> None:
+        """Act under lease `epoch`. Memory of an earlier epoch is dropped (another leader may
+        have acted since); memory of this same epoch is kept and written out."""
+        with self._writing, self._lock:
+            if epoch != self._epoch:
+                if self._dirty or self._pending:
+                    _LOG.warning(
+                        "state: dropping the memory of %d policies and %d decisions that were "
+                        "not written before this replica lost lease epoch %s; the database "
+                        "holds what the leaders since then did",
+                        len(self._dirty),
+                        len(self._pending),
+                        self._epoch,
+                    )
+                self._memory = MemoryStateStore()
+                self._known.clear()
+                self._dirty.clear()
+                self._pending.clear()
+                self._problem = None
+                self._retry_at = 0.0
+            self._epoch = epoch
+            self._acting = True
+
+    def standby(self) -> None:
+        """Write nothing and read from the database, until `lead()`."""
+        with self._lock:
+            self._acting = False
+
+    @property
+    def acting(self) -> bool:
+        return self._acting
+
+    def flush(self) -> None:
+        """Write everything pending now; `StateError` when it cannot be (or not leading)."""
+        if not self._acting:
+            raise NotLeader("this replica is a standby: it writes nothing")
+        with self._writing:
+            self._write_out()
 
     # --- StateStore ---------------------------------------------------------------------------
 
     def load(self, policy: str, target_key: str) -> Memory:
-        """What memory holds for `policy`; the database only for a policy not seen yet."""
+        """What memory holds for `policy`; the database only for a policy not seen yet
+        (and always on a standby, which memory may not know about)."""
+        if not self._acting:
+            return self._durable.load(policy, target_key)
         with self._lock:
             if self._known.get(policy) == target_key:
                 return self._memory.load(policy, target_key)
@@ -83,6 +134,8 @@ class LayeredStateStore:
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Remember `memory`, then make it durable; `StateError` if it is not (yet)."""
+        if not self._acting:
+            raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
         with self._lock:
             self._memory.save(policy, target_key, memory)
             self._known[policy] = target_key
@@ -97,8 +150,8 @@ class LayeredStateStore:
             for policy, (key, memory) in list(self._dirty.items()):
                 if key == target_key and memory.last_scaled_at == at:
                     self._dirty[policy] = (key, replace(memory, last_scaled_at=previous))
-        if self._problem is not None:
-            return  # the write of `at` failed, so the database never had it
+        if self._problem is not None or not self._acting:
+            return  # the write of `at` failed (or was refused), so the database never had it
         try:
             with self._writing:
                 self._durable.withdraw(target_key, at=at, previous=previous)
@@ -119,6 +172,8 @@ class LayeredStateStore:
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first, including those not written yet."""
+        if not self._acting:
+            return self._durable.history(policy=policy, limit=limit)
         with self._lock:
             pending = [d for d in reversed(self._pending) if policy in (None, d.policy)]
         try:
@@ -132,30 +187,36 @@ class LayeredStateStore:
         return (pending + stored)[: max(0, limit)]
 
     def durability_problem(self) -> str | None:
-        """None while everything saved is durable; else the error that keeps it in memory."""
-        return self._problem
+        """None while everything saved is durable; else the error that keeps it in memory.
+        A standby saves nothing, so it has nothing to make durable."""
+        return self._problem if self._acting else None
 
     def close(self) -> None:
         """Write what is pending (one last attempt), then close the database."""
         try:
+            if not self._acting:
+                raise NotLeader("this replica is a standby")
             with self._writing:
                 self._write_out()
         except StateError as exc:
             with self._lock:
                 policies, decisions = len(self._dirty), len(self._pending)
-            _LOG.error(
-                "state database: the memory of %d policies and %d decisions could not be "
-                "written before exit and are lost: %s",
-                policies,
-                decisions,
-                exc,
-            )
+            if policies or decisions:
+                _LOG.error(
+                    "state database: the memory of %d policies and %d decisions could not be "
+                    "written before exit and are lost: %s",
+                    policies,
+                    decisions,
+                    exc,
+                )
         self._durable.close()
 
     # --- writing ------------------------------------------------------------------------------
 
     def _flush(self) -> None:
         """Write what is not durable yet, or raise `StateError` saying why it cannot be."""
+        if not self._acting:
+            raise NotLeader("this replica is a standby: it writes nothing")
         if self._problem is None:
             self._writing.acquire()
         elif not self._writing.acquire(blocking=False):

@@ -1,0 +1,72 @@
+"""Where the state lives (`--state`): a SQLite file, or a PostgreSQL database that several
+replicas share; and the PostgreSQL password, from a file or libpq's own `PG*` sources.
+
+The password is never printed: messages name the database as `postgresql://user@host/db`.
+psycopg is imported only when a PostgreSQL state is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autoscaler.errors import StateError
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.state.postgres import PostgresStateStore
+
+log = logging.getLogger("autoscaler.config")
+
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(state: str) -> bool:
+    """True when `--state` names a PostgreSQL database rather than a SQLite file."""
+    return state.startswith(SCHEMES)
+
+
+def read_password(path: str | None) -> str | None:
+    """The password in `path` (first line, stripped); None without a path. An unreadable
+    or empty file is a `StateError` (exit 4), never a silent fallback."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise StateError(f"cannot read --state-password-file {path}: {exc.strerror}") from None
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise StateError(f"--state-password-file {path} is empty; put the password in it")
+    return password
+
+
+def open_postgres_state(
+    dsn: str,
+    password_file: str | None,
+    *,
+    read_only: bool = False,
+    keep_for: timedelta = timedelta(days=14),
+    keep_decisions: int = 10_000,
+) -> PostgresStateStore:
+    """The PostgreSQL store, connected and migrated (or, `read_only`, only checked).
+
+    `run` opens it fenced: it writes only under the leader lease it holds.
+    """
+    from autoscaler.adapters.state.pg import PostgresSettings  # noqa: PLC0415 - psycopg
+    from autoscaler.adapters.state.postgres import PostgresStateStore  # noqa: PLC0415
+
+    settings = PostgresSettings(dsn=dsn, password=read_password(password_file))
+    if settings.dsn_password():
+        log.warning(
+            "the --state connection string holds a password, which `ps` shows to every "
+            "user: use --state-password-file or PGPASSWORD instead"
+        )
+    return PostgresStateStore(
+        settings,
+        fenced=not read_only,
+        read_only=read_only,
+        keep_for=keep_for,
+        keep_decisions=keep_decisions,
+    )
