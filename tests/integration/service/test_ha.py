@@ -165,6 +165,16 @@ def test_the_standby_takes_over_a_killed_leader_and_honours_its_cooldown(
     wait_until(lambda: moto_server.desired_capacity(asg) == 4, timeout=10, what="a: 2 -> 4")
     assert b.metric("autoscaler_leader") == 0 and a.metric("autoscaler_leader") == 1
     assert not decisions_logged(b), "a standby evaluates nothing"
+    # ...but it answers every read, from the shared database, and says what it is.
+    assert b.get("/readyz").json() == {"ready": True, "reason": None, "role": "standby"}
+    listed = b.get("/v1/policies").json()
+    assert listed["role"] == "standby"
+    assert listed["policies"][0]["last_decision"]["desired"] == 4
+    assert listed["policies"][0]["cooldown_remaining"]["up_seconds"] > 0
+    assert b.decisions("web")[0]["desired"] == 4
+    assert b.get("/v1/leader").json()["leader"] == "a"
+    refused = b.post("/v1/policies/web/evaluate")
+    assert refused.status_code == 503 and "standby" in refused.json()["detail"]
 
     replicas.prometheus.values[QUERY] = 7
     a.kill()  # SIGKILL: no handover, the lease has to expire

@@ -24,6 +24,7 @@ from autoscaler.core.model import (
 from autoscaler.core.ports import ScalingTarget, StateStore
 from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import (
+    NotLeader,
     QueryError,
     SourceUnavailable,
     StateError,
@@ -318,3 +319,40 @@ def test_an_evaluation_that_changes_nothing_still_says_it_was_not_recorded() -> 
         "state not durable (state database s.db: database is locked): this decision is kept "
         "in memory only, and scale-in is held until it can be recorded"
     )
+
+
+def test_a_replica_that_lost_the_lease_neither_scales_nor_keeps_a_cooldown() -> None:
+    state = MemoryStateStore()
+    target = FakeTarget(status_value=TargetStatus(count=2))
+
+    def fence() -> None:
+        raise NotLeader("lease epoch 3 is no longer current (expired or taken over)")
+
+    reconciler = Reconciler(
+        source=FakeSource({"sum(load)": 60.0}),
+        targets=lambda _ref: target,
+        state=state,
+        clock=lambda: T0,
+        fence=fence,
+    )
+    evaluation = reconciler.evaluate(_policy())
+    assert target.scaled == []
+    assert (evaluation.decision.action, evaluation.error_kind) == (Action.HOLD, "lease")
+    assert evaluation.decision.reasons[-1] == (
+        "not scaled: lease epoch 3 is no longer current (expired or taken over)"
+    )
+    assert state.load("web", KEY).last_scaled_at is None  # the record made first is undone
+
+
+def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_cooldown() -> None:
+    state = MemoryStateStore()
+    seen: list[datetime | None] = []
+
+    class Recording(FakeTarget):
+        def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+            seen.append(state.load("web", KEY).last_scaled_at)
+            super().scale(count, reason=reason, meta=meta)
+
+    target = Recording(status_value=TargetStatus(count=2))
+    _reconciler(FakeSource({"sum(load)": 60.0}), target, state).evaluate(_policy())
+    assert seen == [T0]

@@ -173,6 +173,20 @@ def test_the_next_run_is_shown_in_scheduling_time() -> None:
     assert view.next_in == pytest.approx(45)
 
 
+def test_a_closed_gate_dispatches_nothing_and_due_policies_run_once_it_opens() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    leading = [False]
+    scheduler = _stepped(recorder, [_policy("web", 10)], clock, gate=lambda: leading[0])
+    _advance(scheduler, clock, 60)
+    assert recorder.calls["web"] == 0  # a standby evaluates nothing
+    leading[0] = True
+    assert scheduler.run_due() == 1  # the new leader runs what is due at once
+    leading[0] = False
+    _advance(scheduler, clock, 60)
+    assert recorder.calls["web"] == 1
+
+
 def test_a_policy_never_overlaps_with_itself(running: Callable[..., Scheduler]) -> None:
     recorder = _Recorder()
     recorder.hold["web"] = threading.Event()

@@ -1,0 +1,228 @@
+"""Leadership on a fake lease and a fake clock: when a replica may act, and what time it is.
+
+The lease here behaves like the PostgreSQL one (expiry judged by "database time", which
+the test moves), so each rule is a plain function of time: no test sleeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.state.lease import LeaseState
+from autoscaler.errors import NotLeader, StateError
+from autoscaler.service.leadership import Leadership
+
+DB_T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TTL = 15.0
+
+
+@dataclass
+class FakeLease:
+    """One lease row; `now` is the database's clock (seconds after DB_T0)."""
+
+    where: str = "postgresql://test"
+    now: float = 0.0
+    holder: str | None = None
+    epoch: int = 0
+    expires: float = 0.0
+    down: bool = False
+    released: list[int] = field(default_factory=list)
+
+    def _state(self, held: bool) -> LeaseState:
+        return LeaseState(
+            held=held,
+            holder=self.holder,
+            epoch=self.epoch,
+            expires_at=DB_T0 + timedelta(seconds=self.expires) if self.holder else None,
+            db_now=DB_T0 + timedelta(seconds=self.now),
+        )
+
+    def _check(self) -> None:
+        if self.down:
+            raise StateError("connection refused")
+
+    def acquire(self, holder: str, ttl: float, *, epoch: int | None) -> LeaseState:
+        self._check()
+        mine = self.holder == holder and self.epoch == epoch
+        if not mine and self.holder is not None and self.expires > self.now:
+            return self._state(False)
+        if not mine:
+            self.epoch += 1
+        self.holder, self.expires = holder, self.now + ttl
+        return self._state(True)
+
+    def current(self) -> LeaseState:
+        self._check()
+        return self._state(False)
+
+    def confirm(self, holder: str, epoch: int) -> float | None:
+        self._check()
+        if (self.holder, self.epoch) == (holder, epoch) and self.expires > self.now:
+            return self.expires - self.now
+        return None
+
+    def release(self, holder: str, epoch: int) -> bool:
+        self._check()
+        if (self.holder, self.epoch) != (holder, epoch):
+            return False
+        self.expires = self.now
+        self.released.append(epoch)
+        return True
+
+    def wait_for_release(self, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def lease() -> FakeLease:
+    return FakeLease()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def leadership(lease: FakeLease, clock: Clock, replica: str = "a") -> Leadership:
+    return Leadership(lease, replica=replica, ttl=TTL, clock=clock)
+
+
+def advance(lease: FakeLease, clock: Clock, seconds: float) -> None:
+    """Time passes for everyone: the database and this replica."""
+    lease.now += seconds
+    clock.t += seconds
+
+
+def test_the_first_replica_leads_and_others_stand_by(lease: FakeLease, clock: Clock) -> None:
+    elected: list[int] = []
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.subscribe(on_elected=elected.append)
+    assert a.step() and a.acting() and a.may_dispatch() and a.role() == "leader"
+    assert not b.step() and b.role() == "standby"
+    assert elected == [1]
+    view = b.view()
+    assert (view.leader, view.epoch, view.role) == ("a", 1, "standby")
+
+
+def test_a_paused_leader_stops_acting_on_its_own_clock_before_anyone_can_take_over(
+    lease: FakeLease, clock: Clock
+) -> None:
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()
+    advance(lease, clock, TTL / 3 * 2)  # two renewals missed: no new evaluation starts
+    assert a.acting() and not a.may_dispatch()
+    advance(lease, clock, TTL / 3 - 0.5)  # just short of the database's expiry
+    assert not a.acting(), "the holder stops before the database lets anyone in"
+    with pytest.raises(NotLeader):
+        a.fence()
+    assert not b.step(), "b may not take over before the lease expires in database time"
+    advance(lease, clock, 0.6)
+    assert b.step() and b.view().epoch == 2
+
+
+def test_the_fence_asks_the_database(lease: FakeLease, clock: Clock) -> None:
+    a = leadership(lease, clock)
+    a.step()
+    a.fence()  # current
+    lease.epoch += 1  # taken over behind a's back (its clock would still say it leads)
+    with pytest.raises(NotLeader, match="no longer current"):
+        a.fence()
+    lease.epoch -= 1
+    lease.down = True
+    with pytest.raises(NotLeader, match="could not be confirmed"):
+        a.fence()
+
+
+def test_a_leader_that_wakes_after_a_takeover_steps_down(lease: FakeLease, clock: Clock) -> None:
+    deposed: list[bool] = []
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.subscribe(on_deposed=lambda: deposed.append(True))
+    a.step()
+    advance(lease, clock, TTL + 1)  # a is paused meanwhile
+    assert b.step()
+    assert not a.acting()
+    assert not a.step()
+    assert deposed == [True]
+    assert a.view().leader == "b"
+
+
+def test_a_lapse_while_the_database_was_down_resumes_the_same_epoch(
+    lease: FakeLease, clock: Clock
+) -> None:
+    elected: list[int] = []
+    a = leadership(lease, clock)
+    a.subscribe(on_elected=elected.append)
+    a.step()
+    lease.down = True
+    advance(lease, clock, TTL + 1)
+    assert not a.step() and not a.acting()
+    assert a.problem() is not None and "connection refused" in a.problem()  # type: ignore[operator]
+    lease.down = False
+    assert a.step()
+    assert elected == [1, 1], "same epoch: memory of it is still right"
+    assert a.problem() is None
+
+
+def test_the_clock_is_the_databases_and_never_goes_back(lease: FakeLease, clock: Clock) -> None:
+    a = leadership(lease, clock)
+    lease.now = 3600.0  # the database is an hour "ahead" of this replica's wall clock
+    a.step()
+    assert a.clock() == DB_T0 + timedelta(hours=1)
+    clock.t += 2.5
+    assert a.clock() == DB_T0 + timedelta(hours=1, seconds=2.5)
+    lease.now -= 1.0  # the next answer looks earlier (jitter)
+    a.step()
+    assert a.clock() >= DB_T0 + timedelta(hours=1, seconds=2.5)
+
+
+def test_release_hands_over_and_stops_acting(lease: FakeLease, clock: Clock) -> None:
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()
+    a.release()
+    assert not a.acting() and lease.released == [1]
+    assert b.step()
+
+
+def test_a_second_controller_without_ha_is_refused_while_the_first_renews(
+    lease: FakeLease, clock: Clock
+) -> None:
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()
+
+    def renewing_wait(seconds: float | None) -> bool:
+        advance(lease, clock, seconds or 0)
+        a.step()
+        return False
+
+    b._stop.wait = renewing_wait  # type: ignore[method-assign]
+    with pytest.raises(StateError, match="in use by another autoscaler"):
+        b.take_exclusively()
+
+
+def test_a_second_controller_without_ha_takes_a_dead_ones_lease_once_it_expires(
+    lease: FakeLease, clock: Clock
+) -> None:
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()  # then a dies
+
+    def waiting(seconds: float | None) -> bool:
+        advance(lease, clock, seconds or 0)
+        return False
+
+    b._stop.wait = waiting  # type: ignore[method-assign]
+    b.take_exclusively()
+    assert b.acting() and lease.now <= TTL + 1
