@@ -96,7 +96,7 @@ def test_health_and_readiness(api: Api) -> None:
     assert api.service.get("/healthz").json() == {"status": "ok"}
     ready = api.service.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "reason": None}  # as the README shows
+    assert ready.json() == {"ready": True, "reason": None, "role": "leader"}  # as the README shows
 
 
 def test_policy_status_shows_counts_decision_schedule_cooldown_and_errors(api: Api) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.aws import MotoServer
 from tests.support.nomad_api import NomadApiStandIn
+from tests.support.postgres import PASSWORD, Database
 from tests.support.prometheus import Metrics, Sample
 from tests.support.service import FakePrometheus
 
@@ -340,6 +341,36 @@ def test_cooldown_survives_a_restart(
 
     _, (plan,) = plan_json(folder, env, "--state", state)
     assert plan["action"] == "hold" and plan["desired"] == 9
+
+
+def test_cooldown_survives_a_restart_with_the_state_in_postgresql(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    asg: str,
+    desired_capacity: Callable[[str], int],
+    postgres_db: Database,
+) -> None:
+    metric = metrics.push("conversations", 40)
+    folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
+    pg_env = {**env, "PGPASSWORD": PASSWORD}  # libpq's own variable
+    first = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=pg_env)
+    assert first.returncode == 0, first.stderr
+    assert desired_capacity(asg) == 4
+
+    metrics.push("conversations", 90)
+    second = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=pg_env)
+    assert second.returncode == 0, second.stderr
+    assert desired_capacity(asg) == 4
+    assert "cooldown up" in second.stderr and "action=hold" in second.stderr
+    assert PASSWORD not in first.stderr + second.stderr
+
+    _, (plan,) = plan_json(folder, pg_env, "--state", postgres_db.dsn)
+    assert plan["action"] == "hold" and plan["desired"] == 9
+    refused = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=env)
+    assert refused.returncode == 4
+    assert "cannot connect to state database" in refused.stderr
+    assert postgres_db.dsn.rpartition("/")[0] in refused.stderr  # says where, not how
 
 
 def test_run_loop_stops_cleanly_on_sigterm_and_sigint(
