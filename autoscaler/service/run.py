@@ -122,22 +122,10 @@ def _hand_over(leadership: Leadership, state: StateStore) -> None:
     leadership.release()
 
 
-def run_service(
-    config: ServiceConfig,
-    settings: Settings,
-    state: StateStore,
-    *,
-    leadership: Leadership | None = None,
-) -> int:
-    """Run until SIGTERM/SIGINT; returns 0 after a clean stop.
-
-    Raises `AutoscalerError` for startup problems (token file, listen address, an API
-    beyond loopback without a token), before anything is evaluated. With `leadership`,
-    evaluates only while this replica leads.
-    """
-    token = read_token(config.api_token_file)
-    if config.listen:
-        check_exposure(config.listen, token, insecure=config.insecure_no_auth)
+def _controller(
+    config: ServiceConfig, settings: Settings, state: StateStore, leadership: Leadership | None
+) -> tuple[Controller, CoalescingSource]:
+    """The controller and its parts, with their metrics; the source to close at the end."""
     telemetry = Telemetry()
     source = CoalescingSource(settings.source())
     telemetry.watch_queries(lambda: (source.sent, source.shared))
@@ -156,7 +144,27 @@ def run_service(
         leadership=leadership,
     )
     if leadership is not None:
-        leadership.subscribe(on_leading=controller.scheduler.wake)
+        leadership.subscribe(on_leading=controller.scheduler.wake)  # dispatch at once
+    return controller, source
+
+
+def run_service(
+    config: ServiceConfig,
+    settings: Settings,
+    state: StateStore,
+    *,
+    leadership: Leadership | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; returns 0 after a clean stop.
+
+    Raises `AutoscalerError` for startup problems (token file, listen address, an API
+    beyond loopback without a token), before anything is evaluated. With `leadership`,
+    evaluates only while this replica leads.
+    """
+    token = read_token(config.api_token_file)
+    if config.listen:
+        check_exposure(config.listen, token, insecure=config.insecure_no_auth)
+    controller, source = _controller(config, settings, state, leadership)
     http = None
     if config.listen:
         app = create_app(
