@@ -281,7 +281,7 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
 
     state = LayeredStateStore(pg)
     state.standby()  # until this replica holds the lease
-    leadership = replicate(pg, state, replica=args.replica_id, ttl=args.lease_ttl)
+    leadership = replicate(pg, state, replica=args.replica_id, ttl=args.lease_ttl, ha=args.ha)
     try:
         if args.once or not args.ha:
             leadership.take_exclusively()

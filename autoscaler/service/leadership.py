@@ -93,11 +93,13 @@ class Leadership:
         *,
         replica: str,
         ttl: float = 15.0,
+        ha: bool = True,
         clock: Callable[[], float] = monotonic,
     ) -> None:
         if ttl <= 0:
             raise ValueError("the lease TTL must be positive")
         self.replica = replica
+        self.ha = ha  # False: the only controller on the database (it still takes the lease)
         self.ttl = ttl
         self.renew_every = ttl / 3
         self._margin = ttl * 0.05  # against the clocks' rates drifting apart
@@ -190,7 +192,7 @@ class Leadership:
         acting = self.acting()
         live = seen if seen is not None and not seen.expired else None
         return LeaderView(
-            ha=True,
+            ha=self.ha,
             role=LEADER if acting else STANDBY,
             replica=self.replica,
             leader=self.replica if acting else (live.holder if live else None),
@@ -360,12 +362,17 @@ class Leadership:
 
 
 def replicate(
-    store: PostgresStateStore, state: LayeredStateStore, *, replica: str, ttl: float
+    store: PostgresStateStore,
+    state: LayeredStateStore,
+    *,
+    replica: str,
+    ttl: float,
+    ha: bool = True,
 ) -> Leadership:
     """The leadership of a replica whose state is `state` in front of `store`: elected,
     the store writes under the new epoch and memory starts from the database (unless the
     epoch is the one it had); deposed, it writes nothing and reads the database."""
-    leadership = Leadership(PostgresLease(store.settings), replica=replica, ttl=ttl)
+    leadership = Leadership(PostgresLease(store.settings), replica=replica, ttl=ttl, ha=ha)
 
     def elected(epoch: int) -> None:
         store.fence_with(replica, epoch)
