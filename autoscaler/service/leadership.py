@@ -213,7 +213,8 @@ class Leadership:
             if self.step():
                 return
             seen = self._seen
-            assert seen is not None
+            if seen is None:  # the database did not answer
+                raise StateError(self._problem or "the leader lease could not be read")
             if first is None:
                 first = seen
                 log.info(
