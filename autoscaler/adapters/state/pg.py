@@ -13,6 +13,7 @@ without it, and `Connector.safe()` masks it in error texts that a driver might e
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ import psycopg
 from psycopg import conninfo
 
 from autoscaler.errors import StateError
+
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 LOCK_KEY = 0x6175746F  # "auto": the advisory lock migrations run under
 LATEST = 1
@@ -132,11 +136,13 @@ class Connector:
         return conn
 
     def safe(self, exc: BaseException | str) -> str:
-        """The text of `exc` on one line, with every known password masked."""
+        """The text of `exc` on one line, with every known password masked (and anything
+        that looks like one, should a driver quote a connection string it could not parse)."""
         text = " ".join(str(exc).split()) or type(exc).__name__
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        text = _PASSWORD_PARAM.sub(r"\1***", text)
+        return _URI_PASSWORD.sub(r"\1***@", text)
 
 
 def migrate(conn: psycopg.Connection[Any], where: str) -> int:
