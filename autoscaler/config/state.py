@@ -1,18 +1,21 @@
 """Where the state lives (`--state`): a SQLite file, or a PostgreSQL database that several
 replicas share; and the PostgreSQL password, from a file or libpq's own `PG*` sources.
 
-The password is never printed: messages name the database as `postgresql://user@host/db`.
+The password is never printed: messages name the database as `postgresql://user@host/db`,
+and every password known (file, DSN, `PGPASSWORD`) is registered with `autoscaler.redact`.
 psycopg is imported only when a PostgreSQL state is used.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoscaler.errors import StateError
+from autoscaler.redact import register, register_url
 
 if TYPE_CHECKING:
     from autoscaler.adapters.state.postgres import PostgresStateStore
@@ -57,7 +60,12 @@ def open_postgres_state(
     from autoscaler.adapters.state.pg import PostgresSettings  # noqa: PLC0415 - psycopg
     from autoscaler.adapters.state.postgres import PostgresStateStore  # noqa: PLC0415
 
-    settings = PostgresSettings(dsn=dsn, password=read_password(password_file))
+    password = read_password(password_file)
+    # Registered before anything can fail: no text that leaves the process shows them.
+    register(password, os.environ.get("PGPASSWORD"))
+    register_url(dsn)
+    settings = PostgresSettings(dsn=dsn, password=password)
+    register(settings.dsn_password())  # a key=value string's `password=`
     if settings.dsn_password():
         log.warning(
             "the --state connection string holds a password, which `ps` shows to every "

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import conninfo
 
 from autoscaler.errors import StateError
+from autoscaler.redact import scrub
 
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
@@ -141,7 +142,7 @@ class Connector:
         text = " ".join(str(exc).split()) or type(exc).__name__
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        text = _PASSWORD_PARAM.sub(r"\1***", text)
+        text = scrub(_PASSWORD_PARAM.sub(r"\1***", text))
         return _URI_PASSWORD.sub(r"\1***@", text)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from autoscaler import redact
 from autoscaler.adapters.state.pg import Connector, PostgresSettings
-from autoscaler.config.state import is_postgres
+from autoscaler.config.state import is_postgres, open_postgres_state
+from autoscaler.errors import StateError
 
 
 @pytest.mark.parametrize(
@@ -44,3 +48,17 @@ def test_a_password_is_masked_in_driver_errors_even_in_an_unparsable_string() ->
 def test_only_postgresql_urls_select_the_shared_store() -> None:
     assert is_postgres("postgresql://db/x") and is_postgres("postgres://db/x")
     assert not is_postgres("state.db") and not is_postgres("/var/lib/postgresql.db")
+
+
+def test_every_postgresql_password_is_registered_before_anything_can_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password_file = tmp_path / "pg-password"
+    password_file.write_text("from-the-file-7f3\n")
+    monkeypatch.setenv("PGPASSWORD", "from-the-env-19c")
+    dsn = "postgresql://ops:in-the-uri-a41@127.0.0.1:9/scaling"  # nothing listens there
+    with pytest.raises(StateError) as raised:
+        open_postgres_state(dsn, str(password_file))
+    for secret in ("from-the-file-7f3", "from-the-env-19c", "in-the-uri-a41"):
+        assert secret not in str(raised.value)
+        assert redact.scrub(f"echoed: {secret}") == f"echoed: {redact.MASK}"
