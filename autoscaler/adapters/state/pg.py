@@ -80,15 +80,16 @@ class PostgresSettings:
     statement_timeout: float = 10.0
 
     def describe(self) -> str:
-        """`postgresql://user@host:port/db`, never with the password."""
+        """`postgresql://host:port/db (user U)`, never with the password (nor with `user@`,
+        which the process-wide scrubber masks as URL credentials)."""
         try:
             params = conninfo.conninfo_to_dict(self.dsn)
         except psycopg.Error:
             return "postgresql://(unparsable connection string)"
-        user = f"{params['user']}@" if params.get("user") else ""
         host = params.get("host") or params.get("hostaddr") or "(PGHOST)"
         port = f":{params['port']}" if params.get("port") else ""
-        return f"postgresql://{user}{host}{port}/{params.get('dbname') or '(PGDATABASE)'}"
+        user = f" (user {params['user']})" if params.get("user") else ""
+        return f"postgresql://{host}{port}/{params.get('dbname') or '(PGDATABASE)'}{user}"
 
     def dsn_password(self) -> str | None:
         """The password written into the DSN itself, if any (`ps` shows it: discouraged)."""

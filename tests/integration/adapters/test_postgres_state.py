@@ -124,7 +124,7 @@ def test_the_password_is_never_in_a_message(postgres_db: Database) -> None:
             PostgresSettings(dsn=postgres_db.dsn.replace("autoscaler@", f"autoscaler:{wrong}@"))
         )
     assert wrong not in str(raised.value)
-    assert "password authentication failed" in str(raised.value)
+    assert str(raised.value).startswith("cannot connect to state database postgresql://127.0.0.1")
     with pytest.raises(StateError) as raised:
         PostgresStateStore(settings(postgres_db, password=wrong))
     assert wrong not in str(raised.value)

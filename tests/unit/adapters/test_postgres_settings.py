@@ -17,12 +17,12 @@ from autoscaler.errors import StateError
     [
         pytest.param(
             "postgresql://ops:s3cret-pw@db.internal:5433/scaling",
-            "postgresql://ops@db.internal:5433/scaling",
+            "postgresql://db.internal:5433/scaling (user ops)",
             id="uri",
         ),
         pytest.param(
             "host=db.internal user=ops password=s3cret-pw dbname=scaling",
-            "postgresql://ops@db.internal/scaling",
+            "postgresql://db.internal/scaling (user ops)",
             id="key-value",
         ),
         pytest.param("postgresql://", "postgresql://(PGHOST)/(PGDATABASE)", id="all-from-env"),
