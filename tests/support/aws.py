@@ -199,6 +199,7 @@ class _Fault:
     message: str
     times: int
     echo: bool = False
+    group: str | None = None  # only requests naming this AutoScalingGroupName
 
 
 @dataclass
@@ -236,12 +237,23 @@ class AwsProxy:
         *,
         times: int = 1,
         echo: bool = False,
+        group: str | None = None,
     ) -> None:
         """Answer the next `times` requests of `action` with an AWS error (after earlier ones);
         with `echo`, the message goes on with the request's headers (signature, session
-        token), as a misbehaving proxy's error would."""
+        token), as a misbehaving proxy's error would. With `group`, only the requests whose
+        `AutoScalingGroupName` is `group` fail (other groups' go through), until `heal(group)`
+        when `times` is large."""
         with self._lock:
-            self._faults.setdefault(action, []).append(_Fault(status, code, message, times, echo))
+            self._faults.setdefault(action, []).append(
+                _Fault(status, code, message, times, echo, group)
+            )
+
+    def heal(self, group: str) -> None:
+        """Forget the faults programmed for `group`."""
+        with self._lock:
+            for action, faults in self._faults.items():
+                self._faults[action] = [f for f in faults if f.group != group]
 
     def set_activities(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Answer DescribeScalingActivities with `items` (boto3 shapes, newest first).
@@ -271,18 +283,18 @@ class AwsProxy:
         """The proxy's own (status, XML body) for this request, or None to forward it."""
         with self._lock:
             self.calls.append((action, params))
-            faults = self._faults.get(action)
-            if faults:
-                fault = faults[0]
+            group = params.get("AutoScalingGroupName")
+            faults = self._faults.get(action, [])
+            fault = next((f for f in faults if f.group in (None, group)), None)
+            if fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:
-                    faults.pop(0)
+                    faults.remove(fault)
                 message = fault.message
                 if fault.echo:
                     quoted = "; ".join(f"{k}: {v}" for k, v in (headers or {}).items())
                     message += f" (request headers: {quoted})"
                 return fault.status, error_xml(fault.status, fault.code, message)
-            group = params.get("AutoScalingGroupName")
             if action == "DescribeScalingActivities" and self._activities is not None:
                 items = [_activity(i, group) for i in _for_group(self._activities, group)]
                 return 200, result_xml(action, {"Activities": items})

@@ -137,6 +137,7 @@ class NomadApiStandIn:
             self._acl: dict[str, dict[str, frozenset[str]]] | None = None
             self._failures: list[tuple[int, str, bool]] = []
             self._echoing: dict[str, int] = {}
+            self._job_faults: dict[str, tuple[int, str, frozenset[str] | None]] = {}
             self._delays: list[float] = []
             self._index = 10
             self.requests: list[RecordedRequest] = []
@@ -220,6 +221,26 @@ class NomadApiStandIn:
         proxy in front of Nomad."""
         with self._lock:
             self._echoing[job_id] = status
+
+    def fail_requests_of(
+        self,
+        job_id: str,
+        status: int = 500,
+        body: str = "injected failure",
+        *,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        """From now on, until `heal(job_id)`, answer every request about `job_id` (or only
+        those with one of `methods`) with `status` and `body`; other jobs are unaffected."""
+        with self._lock:
+            only = None if methods is None else frozenset(m.upper() for m in methods)
+            self._job_faults[job_id] = (status, body, only)
+
+    def heal(self, job_id: str) -> None:
+        """Stop failing or echoing the requests about `job_id`."""
+        with self._lock:
+            self._job_faults.pop(job_id, None)
+            self._echoing.pop(job_id, None)
 
     def delay_next(self, n: int, seconds: float) -> None:
         """Wait `seconds` before answering each of the next `n` requests (for timeouts)."""
@@ -341,6 +362,12 @@ class NomadApiStandIn:
             status, body, echo = failure
             raise _ApiError(status, body + (_echo(request) if echo else ""))
         with self._lock:
+            for job_id, (status, text, methods) in self._job_faults.items():
+                about = request.path == f"/v1/job/{job_id}" or request.path.startswith(
+                    f"/v1/job/{job_id}/"
+                )
+                if about and (methods is None or request.method in methods):
+                    raise _ApiError(status, text)
             for job_id, status in self._echoing.items():
                 if request.path.startswith(f"/v1/job/{job_id}"):
                     raise _ApiError(status, "proxy: upstream refused the request" + _echo(request))

@@ -12,10 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sqlite3
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import pytest
 from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore
 from autoscaler.core.model import Action, Decision, Memory, Recommendation
 from autoscaler.errors import StateError
+from tests.support.faults import locked_by_another_process, read_only
 
 pytestmark = pytest.mark.integration
 
@@ -67,50 +65,6 @@ def store(path: Path) -> Iterator[LayeredStateStore]:
 def stored(path: Path) -> SqliteStateStore:
     """What a restart would read."""
     return SqliteStateStore(path, read_only=True)
-
-
-@contextmanager
-def locked_by_another_process(path: Path) -> Iterator[None]:
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-
-
-def _chattr(flag: str, *paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["chattr", flag, *map(str, paths)], capture_output=True, text=True, check=False
-    )
-
-
-@contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """The database and its WAL made unwritable, even for root (immutable where root).
-
-    The shared-memory file stays writable: SQLite maps it, and a write to a mapping of an
-    immutable file kills the process with SIGBUS, which is no state error to handle.
-    """
-    files = [path, path.with_name(path.name + "-wal")]
-    if os.geteuid() != 0:
-        modes = [f.stat().st_mode for f in files]
-        for f in files:
-            f.chmod(0o444)
-        try:
-            yield
-        finally:
-            for f, mode in zip(files, modes, strict=True):
-                f.chmod(mode)
-        return
-    made = _chattr("+i", *files)
-    if made.returncode != 0:
-        pytest.skip(f"cannot make files immutable here (chattr: {made.stderr.strip()})")
-    try:
-        yield
-    finally:
-        _chattr("-i", *files)
 
 
 @pytest.mark.parametrize(
