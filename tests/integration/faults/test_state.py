@@ -5,14 +5,14 @@ then 9 inside a 300 s cooldown (the cooldown it could not write was forgotten), 
 database deleted while running went unnoticed until the next restart lost the cooldown.
 Now: scale-up still happens and is remembered, scale-in is held until it can be recorded,
 `/readyz` and `autoscaler_state_durable` say why, and a deleted file is recreated.
+The faults themselves are in `tests/support/faults.py`; what the adapter does with each,
+file by file, is pinned in `tests/integration/adapters/test_state_faults.py`.
 """
 
 from __future__ import annotations
 
-import resource
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +20,16 @@ import pytest
 
 from autoscaler.adapters.state import SqliteStateStore
 from autoscaler.core.model import AsgTarget
+from tests.integration.faults.harness import Watched, held_through_fault, recorded
 from tests.support.aws import MotoServer
+from tests.support.faults import disk_full, locked_by_another_process, read_only
 from tests.support.net import wait_until
 from tests.support.service import FakePrometheus, ServiceProcess, policy_yaml
 
 pytestmark = pytest.mark.integration
 
 QUERY = "sum(load)"
+Fault = Callable[[ServiceProcess], AbstractContextManager[None]]
 
 
 def web_policy(asg: str, *, up: str, down: str) -> dict[str, str]:
@@ -36,29 +39,29 @@ def web_policy(asg: str, *, up: str, down: str) -> dict[str, str]:
     return {"web": text}
 
 
-@contextmanager
-def locked(service: ServiceProcess) -> Iterator[None]:
+def locked(service: ServiceProcess) -> AbstractContextManager[None]:
     """Another process holds the database's write lock."""
-    other = sqlite3.connect(service.state, isolation_level=None, timeout=0)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    return locked_by_another_process(service.state)
 
 
-@contextmanager
-def disk_full(service: ServiceProcess) -> Iterator[None]:
+def unwritable(service: ServiceProcess) -> AbstractContextManager[None]:
+    """The database and its WAL cannot be written (immutable files)."""
+    return read_only(service.state)
+
+
+def full(service: ServiceProcess) -> AbstractContextManager[None]:
     """The service may write no byte more to any file (EFBIG, as a full disk gives ENOSPC)."""
     assert service.proc is not None
-    pid = service.proc.pid
-    before = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, before[1]))
-    try:
-        yield
-    finally:
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, before)
+    return disk_full(service.proc.pid)
+
+
+def watch(service: ServiceProcess, moto_server: MotoServer, asg: str, start: int) -> Watched:
+    return Watched(
+        service=service,
+        policy="web",
+        count=lambda: moto_server.desired_capacity(asg),
+        start=start,
+    )
 
 
 def last_decision(service: ServiceProcess) -> dict[str, Any]:
@@ -75,13 +78,15 @@ def decided(service: ServiceProcess, current: int, desired: int, reason: str) ->
     )
 
 
-@pytest.mark.parametrize("fault", [locked, disk_full], ids=["locked", "disk-full"])
+@pytest.mark.parametrize(
+    "fault", [unwritable, locked, full], ids=["read-only", "locked", "disk-full"]
+)
 def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
     service_factory: Callable[..., ServiceProcess],
     fake_prometheus: FakePrometheus,
     moto_server: MotoServer,
     make_asg: Callable[..., str],
-    fault: Callable[[ServiceProcess], Any],
+    fault: Fault,
 ) -> None:
     asg = make_asg(desired=2)
     fake_prometheus.values[QUERY] = 2
@@ -115,17 +120,15 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
         assert (service.metric("autoscaler_errors_total", kind="state") or 0) > 0
 
         fake_prometheus.values[QUERY] = 1  # no cooldown down: only the record is missing
-        wait_until(
-            lambda: decided(service, 6, 1, "scale-in held: it could not be recorded first"),
-            timeout=15,
-            what="a held scale-in",
-        )
-        assert moto_server.desired_capacity(asg) == 6
+        since = datetime.now(UTC)
+        at_6 = watch(service, moto_server, asg, start=6)
+        held_through_fault(at_6, "scale-in held: it could not be recorded first", since=since)
 
         fake_prometheus.values[QUERY] = 6
     wait_until(lambda: service.get("/readyz").status_code == 200, timeout=15, what="ready again")
     assert service.metric("autoscaler_state_durable") == 1
     assert moto_server.desired_capacity(asg) == 6
+    recorded(at_6)  # the scale-up made during the fault is in the file now
     assert service.stop() == 0
 
     messages = [r["message"] for r in service.log_records()]
@@ -181,6 +184,7 @@ def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
         state=first.state,
         policies=policies,
     ).start()
-    wait_until(lambda: decided(second, 4, 7, "cooldown up"), timeout=15, what="a cooldown hold")
-    assert moto_server.desired_capacity(asg) == 4
+    at_4 = watch(second, moto_server, asg, start=4)
+    held_through_fault(at_4, "cooldown up")
+    recorded(at_4)  # the first process's scale to 4, in the file it recreated
     assert second.stop() == 0
