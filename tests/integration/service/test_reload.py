@@ -11,7 +11,7 @@ import pytest
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
 from tests.support.prometheus import Metrics
-from tests.support.service import FakePrometheus, ServiceProcess, policy_yaml
+from tests.support.service import ServiceProcess, policy_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -95,67 +95,3 @@ def test_sighup_and_post_reload_without_polling(
     assert service.get("/v1/policies/second").status_code == 404
     assert service.metric("autoscaler_current_count", policy="second") is None
     assert service.stop() == 0
-
-
-def test_a_rejected_edit_keeps_its_policy_and_never_shares_a_target(
-    service_factory: Callable[..., ServiceProcess],
-    fake_prometheus: FakePrometheus,
-    moto_server: MotoServer,
-    make_asg: Callable[..., str],
-) -> None:
-    asg_h, asg_o = make_asg(), make_asg()
-    service = service_factory(
-        prometheus_url=fake_prometheus.url,
-        env=moto_server.env,
-        policies={
-            "h": policy_yaml("h", asg=asg_h, count=8),
-            "o": policy_yaml("o", asg=asg_o, count=5),
-        },
-    ).start()
-    wait_until(
-        lambda: (
-            (moto_server.desired_capacity(asg_h), moto_server.desired_capacity(asg_o)) == (8, 5)
-        ),
-        timeout=15,
-        what="both policies to scale their own ASG",
-    )
-
-    # h moves onto o's ASG: rejected, reported at h.yaml, and h keeps running on its own.
-    service.write_policy("h", policy_yaml("h", asg=asg_o, count=8))
-    wait_until(lambda: bool(service.policy("h")["load_errors"]), timeout=10, what="h's error")
-    (error,) = service.policy("h")["load_errors"]
-    assert error["file"].endswith("h.yaml")
-    assert error["field"] == "target"
-    assert "already scaled by policy 'o'" in error["message"]
-    assert service.policy("h")["target"] == f"aws-asg:{asg_h}"
-    assert service.policy("o")["load_errors"] == []
-    _assert_each_keeps_its_own_asg(service, moto_server, {"h": (asg_h, 8), "o": (asg_o, 5)})
-
-    # h renamed to o: rejected too; h keeps its last good version, o stays o.yaml's.
-    service.write_policy("h", policy_yaml("o", asg=asg_h, count=8))
-    wait_until(
-        lambda: "duplicate policy name 'o'" in str(service.policy("h")["load_errors"]),
-        timeout=10,
-        what="the rename to be rejected",
-    )
-    assert service.policy("o")["source"].endswith("o.yaml")
-    assert [p["name"] for p in service.get("/v1/policies").json()["policies"]] == ["h", "o"]
-    _assert_each_keeps_its_own_asg(service, moto_server, {"h": (asg_h, 8), "o": (asg_o, 5)})
-    assert service.stop() == 0
-
-
-def _assert_each_keeps_its_own_asg(
-    service: ServiceProcess, moto_server: MotoServer, asgs: dict[str, tuple[str, int]]
-) -> None:
-    """Every policy evaluates a few more times, each only on its own ASG (name -> (ASG,
-    count)), and no ASG's count moves."""
-    seen = {name: len(service.decisions(name, limit=1000)) for name in asgs}
-    wait_until(
-        lambda: all(len(service.decisions(n, limit=1000)) >= seen[n] + 3 for n in asgs),
-        timeout=15,
-        what="three more evaluations of every policy",
-    )
-    for name, (asg, count) in asgs.items():
-        targets = {d["target"] for d in service.decisions(name, limit=1000)}
-        assert targets == {f"aws-asg:{asg}"}, (name, targets)
-        assert moto_server.desired_capacity(asg) == count, name
