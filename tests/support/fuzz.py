@@ -1,13 +1,13 @@
-"""pytest plugin and hypothesis settings for the fuzz tests: a small fixed-seed slice in
-CI, thousands of cases at night.
+"""pytest plugin and hypothesis settings for the fuzz and property tests: a small
+fixed-seed slice in CI, thousands of cases at night.
 
-By default every fuzz test runs `ci` examples with `derandomize=True`, so CI is fast and
-its outcome does not depend on luck or on the example database. `AUTOSCALER_FUZZ=nightly`
-runs `NIGHTLY_EXAMPLES` examples per test with a fresh seed each run (`AUTOSCALER_FUZZ_EXAMPLES`
-overrides the count), and lifts the suite's per-test timeout for hypothesis tests and those
-marked `fuzz`, which then run for minutes:
+By default every test using `fuzz_settings` runs `ci` examples with `derandomize=True`, so
+CI is fast and its outcome does not depend on luck or on the example database.
+`AUTOSCALER_FUZZ=nightly` runs `NIGHTLY_EXAMPLES` examples per test with a fresh seed each
+run (`AUTOSCALER_FUZZ_EXAMPLES` overrides the count), and lifts the suite's per-test timeout
+for hypothesis tests and those marked `fuzz`, which then run for minutes:
 
-    AUTOSCALER_FUZZ=nightly .venv/bin/pytest -q tests/unit -k fuzz
+    AUTOSCALER_FUZZ=nightly .venv/bin/pytest -q tests/unit -k "fuzz or properties"
 """
 
 from __future__ import annotations
