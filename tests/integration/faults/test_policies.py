@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_a_rejected_edit_keeps_its_policy_and_never_shares_a_target(
     assert [p["name"] for p in service.get("/v1/policies").json()["policies"]] == ["h", "o"]
     _assert_each_keeps_its_own_asg(service, moto_server, {"h": (asg_h, 8), "o": (asg_o, 5)})
     for name, asg in (("h", asg_h), ("o", asg_o)):
-        recorded(Watched(service, name, lambda asg=asg: moto_server.desired_capacity(asg), 2))
+        recorded(Watched(service, name, partial(moto_server.desired_capacity, asg), 2))
     errors = [r["message"] for r in service.log_records() if r["level"] == "error"]
     assert any("h.yaml" in m and "already scaled by policy 'o'" in m for m in errors), errors
     assert any("h.yaml" in m and "duplicate policy name 'o'" in m for m in errors), errors

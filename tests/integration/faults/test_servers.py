@@ -135,6 +135,13 @@ def _acl(*namespaces: str) -> Step:
     return grant
 
 
+def _deployment(status: str) -> Step:
+    def deploy(bench: Bench, a: Arranged) -> None:
+        bench.nomad.set_deployment(a.target, status)
+
+    return deploy
+
+
 def _heal_query(bench: Bench, a: Arranged) -> None:
     bench.proxy.heal(a.query)
 
@@ -223,8 +230,8 @@ CASES = [
     Case(
         id="nomad-active-deployment",
         target="nomad",
-        inject=lambda b, a: b.nomad.set_deployment(a.target, "running"),
-        heal=lambda b, a: b.nomad.set_deployment(a.target, "successful"),
+        inject=_deployment("running"),
+        heal=_deployment("successful"),
         message="Nomad refuses scaling until it ends",
     ),
 ]
