@@ -2,7 +2,8 @@
 
 Each plugin module under `tests/support/` owns one kind of server (Prometheus,
 Alertmanager, moto, the Nomad API stand-in, PostgreSQL) and the fixtures that hand it to
-tests; `fuzz` sizes the fuzz tests (a CI slice, or the nightly run).
+tests; `fuzz` sizes the fuzz tests (a CI slice, or the nightly run); `xdist_groups` keeps
+the tests of an `xdist_group` module on one worker under `--dist loadgroup`.
 """
 
 pytest_plugins = [
@@ -13,4 +14,5 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.service",
     "tests.support.fuzz",
+    "tests.support.xdist_groups",
 ]

@@ -25,6 +25,7 @@ from typing import Any
 
 from autoscaler.adapters.state import SqliteStateStore
 from autoscaler.core.model import Action, Decision
+from tests.support.aws import MotoServer
 from tests.support.net import wait_until
 from tests.support.service import ServiceProcess
 
@@ -39,6 +40,17 @@ class Watched:
     policy: str
     count: Callable[[], int]
     start: int  # the target's count when the fault was injected
+
+
+def asg_count(moto: MotoServer, asg: str) -> Callable[[], int]:
+    """A reader of the ASG's DesiredCapacity in moto, with one client for all its reads."""
+    client = moto.client()
+
+    def count() -> int:
+        groups = client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])
+        return groups["AutoScalingGroups"][0]["DesiredCapacity"]
+
+    return count
 
 
 def reasons(decision: Mapping[str, Any]) -> str:
@@ -131,9 +143,13 @@ def recorded(watched: Watched) -> None:
 
 
 def waiting(watched: Watched, predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """`wait_until`, failing with the policy's latest decision: what it did instead."""
+    """`wait_until`, failing with the policy's latest decision: what it did instead.
+
+    Polls five times a second: each poll asks the service's API and the target's server,
+    and the service evaluates every second at most.
+    """
     try:
-        wait_until(predicate, timeout=timeout, what=what)
+        wait_until(predicate, timeout=timeout, interval=0.2, what=what)
     except TimeoutError as exc:
         latest = _latest(watched.service, watched.policy)
         raise AssertionError(f"{exc}; count {watched.count()}; latest decision: {latest}") from None

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from autoscaler.adapters.state import SqliteStateStore
 from autoscaler.core.model import Action
-from tests.integration.faults.harness import Watched, recorded
+from tests.integration.faults.harness import Watched, asg_count, recorded
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
 from tests.support.nomad_api import NomadApiStandIn
@@ -70,7 +69,7 @@ def test_a_rejected_edit_keeps_its_policy_and_never_shares_a_target(
     assert [p["name"] for p in service.get("/v1/policies").json()["policies"]] == ["h", "o"]
     _assert_each_keeps_its_own_asg(service, moto_server, {"h": (asg_h, 8), "o": (asg_o, 5)})
     for name, asg in (("h", asg_h), ("o", asg_o)):
-        recorded(Watched(service, name, partial(moto_server.desired_capacity, asg), 2))
+        recorded(Watched(service, name, asg_count(moto_server, asg), 2))
     errors = [r["message"] for r in service.log_records() if r["level"] == "error"]
     assert any("h.yaml" in m and "already scaled by policy 'o'" in m for m in errors), errors
     assert any("h.yaml" in m and "duplicate policy name 'o'" in m for m in errors), errors

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.faults.harness import Watched, held_through_fault, reasons, recorded
+from tests.integration.faults.harness import (
+    Watched,
+    asg_count,
+    held_through_fault,
+    reasons,
+    recorded,
+)
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
 from tests.support.prometheus import Metrics
@@ -50,9 +56,7 @@ def test_a_sigkill_inside_the_cooldown_then_a_restart_neither_scales_again_nor_f
         state=first.state,
         policies=policies,
     ).start()
-    watched = Watched(
-        service=second, policy="web", count=lambda: moto_server.desired_capacity(asg), start=4
-    )
+    watched = Watched(service=second, policy="web", count=asg_count(moto_server, asg), start=4)
     held_through_fault(watched, "cooldown up")
     recorded(watched)  # the scale to 4 survived the kill
     assert second.policy("web")["cooldown_remaining"]["up_seconds"] > 3500

@@ -20,7 +20,7 @@ import pytest
 
 from autoscaler.adapters.state import SqliteStateStore
 from autoscaler.core.model import AsgTarget
-from tests.integration.faults.harness import Watched, held_through_fault, recorded
+from tests.integration.faults.harness import Watched, asg_count, held_through_fault, recorded
 from tests.support.aws import MotoServer
 from tests.support.faults import disk_full, locked_by_another_process, read_only
 from tests.support.net import wait_until
@@ -59,7 +59,7 @@ def watch(service: ServiceProcess, moto_server: MotoServer, asg: str, start: int
     return Watched(
         service=service,
         policy="web",
-        count=lambda: moto_server.desired_capacity(asg),
+        count=asg_count(moto_server, asg),
         start=start,
     )
 
