@@ -6,11 +6,18 @@ follows the spec's "Semantics", in this order, and every step that changes the n
 adds a reason:
 
 1. Not ready: the target must not be touched -> `hold` at the current count; memory as is.
+   Unless what keeps it busy is itself a scale-up (`status.scale_up_allowed`): then the
+   pipeline runs and only a scale-down waits (step 7).
    A count outside 0..`ranges.MAX_COUNT` is nonsense from the target: `hold`, as unknown.
 2. Checks: each check's value through its strategy (`strategies`). An error, a missing
-   value or a non-finite one fails the check; it never counts as zero.
+   value or a non-finite one fails the check; it never counts as zero. With a forecast
+   the strategy gets max(observed, forecast): a forecast never asks for less than the
+   observed value (`forecast_only`: shown, not used). With the anomaly guard, an
+   implausible value never scales in, and a large scale-out on it needs confirmation
+   (until then the check asks for what the largest plausible value needs).
 3. Combine: the highest count any successful check asks for. A failed check blocks
-   scale-down, even one that lowered bounds would force (5b/5c never scale in blind).
+   scale-down, even one that lowered bounds would force (5b/5c never scale in blind);
+   so does an implausible value.
    If every check failed: `hold`, or after `fallback.after` such evaluations in a row,
    scale up to at least `fallback.count` (skipping steps 4 and 5a). The streak advances
    at most once per `interval` since its first evaluation, so evaluations triggered
@@ -22,8 +29,12 @@ adds a reason:
    c. The target's own bounds (ASG MinSize/MaxSize); they win over everything.
 6. Cooldown: a change within the cooldown of its direction since the last scaling action
    (ours or the target's record) is held; the decision keeps the number it would set.
-7. Action: `up`, `down` or `none`. `memory.last_scaled_at` is left to whoever applies the
-   decision, since only a successful scale starts a cooldown.
+   Except a scale-up while the metric keeps rising: when the check that asks for the most
+   is count-independent (per-instance, pass-through, fixed) and this recommendation is
+   above every one recorded since that action, the scale-up goes ahead.
+7. Action: `up`, `down` or `none`; a scale-down on a busy target is held. `memory.
+   last_scaled_at` is left to whoever applies the decision, since only a successful scale
+   starts a cooldown.
 """
 
 from __future__ import annotations
@@ -38,10 +49,13 @@ from autoscaler.core.cooldown import cooldown_left, last_action
 from autoscaler.core.durations import format_duration, human_seconds
 from autoscaler.core.model import (
     Action,
+    AnomalyGuard,
+    AnomalyReading,
     Check,
     CheckResult,
     Decision,
     Fallback,
+    ForecastReading,
     Memory,
     MissingData,
     Observation,
@@ -52,6 +66,7 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.strategies import desired as strategy_desired
+from autoscaler.core.strategies import fmt_number
 
 NOT_EVALUATED = "not evaluated"
 
@@ -66,10 +81,17 @@ class Outcome:
 
 @dataclass(frozen=True)
 class _Evaluated:
-    """One check's result plus its strategy's reason (None when the check failed)."""
+    """One check's result plus its reasons (None when the check failed).
+
+    `blocks_scale_in` says why this check, though it has a value, forbids a scale-in (an
+    implausible value); `count_independent` is the check's strategy's.
+    """
 
     result: CheckResult
     reason: str | None
+    notes: tuple[str, ...] = ()
+    blocks_scale_in: str | None = None
+    count_independent: bool = False
 
 
 @dataclass
@@ -125,13 +147,18 @@ def decide(
         reason = f"the target reports a count of {_shown(status.count)}, not a plausible count"
         reason += f" (0 to {MAX_COUNT:,}): holding"
         return Outcome(unavailable(policy, now=now, reason=reason, dry_run=dry_run), memory)
-    evaluated = _evaluate_checks(policy.checks, observations, status.count)
+    evaluated = _evaluate_checks(policy, observations, status.count)
     run = _Run(policy, status, now, dry_run, tuple(e.result for e in evaluated))
     if not status.ready:
         run.reasons.append(status.not_ready_reason or "target not ready")
-        return Outcome(run.finish(status.count, Action.HOLD), memory)
+        if not status.scale_up_allowed:
+            return Outcome(run.finish(status.count, Action.HOLD), memory)
+        run.reasons.append("it is launching instances: a scale-up may go ahead, a scale-down waits")
 
-    run.reasons.extend(e.reason for e in evaluated if e.reason is not None)
+    for e in evaluated:
+        run.reasons.extend(e.notes)
+        if e.reason is not None:
+            run.reasons.append(e.reason)
     failed = [e.result for e in evaluated if e.reason is None]
     wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
     if not wanted:
@@ -140,14 +167,19 @@ def decide(
     if memory.missing_data_streak or memory.missing_data_since is not None:
         memory = replace(memory, missing_data_streak=0, missing_data_since=None)
     count = max(wanted)
+    recommendation, before = count, memory
     if failed:
         count = _block_scale_down(run, count, failed)
+    implausible = [e.blocks_scale_in for e in evaluated if e.blocks_scale_in is not None]
+    if implausible:
+        count = _block_scale_down_implausible(run, count)
     count, memory = _stabilize(run, count, memory)
     count = run.collect(limit(policy.limits, count, run.current))
     count = _bound(run, count)
-    if failed:
+    if failed or implausible:
         count = _no_blind_scale_in(run, count)
-    return Outcome(run.finish(count, _action(run, memory, count)), memory)
+    rising = _rising(run, before, recommendation, evaluated)
+    return Outcome(run.finish(count, _action(run, memory, count, rising)), memory)
 
 
 def unavailable(
@@ -183,33 +215,114 @@ def _shown(count: int) -> str:
 
 
 def _evaluate_checks(
-    checks: Sequence[Check], observations: Sequence[Observation], current: int
+    policy: Policy, observations: Sequence[Observation], current: int
 ) -> list[_Evaluated]:
     """Every check in policy order, matched with its observation by name."""
     by_name: dict[str, Observation] = {}
     for observation in observations:
         by_name.setdefault(observation.check, observation)
-    return [_evaluate(check, by_name.get(check.name), current) for check in checks]
+    guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
+    return [_evaluate(check, by_name.get(check.name), current, guard) for check in policy.checks]
 
 
-def _evaluate(check: Check, observation: Observation | None, current: int) -> _Evaluated:
+def _evaluate(
+    check: Check, observation: Observation | None, current: int, guard: AnomalyGuard | None
+) -> _Evaluated:
     """One check's desired count, or the reason it failed."""
     value: float | None = None
+    forecast = anomaly = None
     if check.strategy is not Strategy.FIXED:
         if observation is None:
             return _Evaluated(_failed_result(check, NOT_EVALUATED), None)
+        forecast = observation.forecast if check.forecast is not None else None
+        anomaly = observation.anomaly if guard is not None else None
         error = _unusable(observation)
         if error is not None:
-            return _Evaluated(_failed_result(check, error), None)
+            return _Evaluated(_failed_result(check, error, forecast=forecast), None)
         value = observation.value
+    notes: list[str] = []
+    used = value
+    if value is not None and forecast is not None:
+        used, note = _with_forecast(check, value, forecast)
+        notes.append(note)
     try:
-        result = strategy_desired(check, value, current)
+        result = strategy_desired(check, used, current)
+        count, reason, blocks = result.count, result.reason, None
+        if guard is not None and anomaly is not None and anomaly.implausible:
+            assert value is not None
+            assert used is not None
+            count, reason, blocks = _guarded(
+                check, current, count, value=value, used=used, anomaly=anomaly, guard=guard
+            )
+            if reason != result.reason:
+                notes.append(result.reason)
     except (ValueError, ArithmeticError) as exc:
-        return _Evaluated(_failed_result(check, str(exc), value), None)
+        failed = _failed_result(check, str(exc), value, forecast=forecast)
+        return _Evaluated(failed, None)
     check_result = CheckResult(
-        name=check.name, query=check.query, value=value, desired=result.count, error=None
+        name=check.name,
+        query=check.query,
+        value=value,
+        desired=count,
+        error=None,
+        forecast=forecast,
+        anomaly=anomaly,
     )
-    return _Evaluated(check_result, result.reason)
+    return _Evaluated(check_result, reason, tuple(notes), blocks, check.count_independent)
+
+
+def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tuple[float, str]:
+    """The value the strategy gets, max(observed, forecast), and a reason that shows both."""
+    name, lead = check.name, format_duration(forecast.lead)
+    if forecast.value is None:
+        return value, f"{name}: no forecast ({forecast.reason}): reactive"
+    shown = f"{name}: forecast {fmt_number(forecast.value)} in {lead}"
+    if forecast.error is not None:
+        shown += f" (recent error {forecast.error * 100:.0f} %)"
+    if forecast.only:
+        return value, f"{shown}, forecast only: not acted on"
+    if forecast.value > value:
+        return forecast.value, f"{shown} above the observed {fmt_number(value)}: acting on it"
+    return value, f"{shown}, not above the observed {fmt_number(value)}"
+
+
+def _guarded(
+    check: Check,
+    current: int,
+    count: int,
+    *,
+    value: float,
+    used: float,
+    anomaly: AnomalyReading,
+    guard: AnomalyGuard,
+) -> tuple[int, str, str | None]:
+    """The count, reason and scale-in block of a check whose value is implausible.
+
+    An implausible value never scales in (the block); a scale-out it asks for that adds
+    more than `guard.large_percent` % of the current count needs `guard.confirm` implausible
+    evaluations in a row, and until then the check asks only for what the largest
+    plausible value needs (never less than the current count).
+    """
+    shown = (
+        f"{check.name}: {fmt_number(value)} is implausible against its last "
+        f"{format_duration(guard.window)} (robust z {anomaly.z:+.1f}, plausible "
+        f"{fmt_number(anomaly.low)} to {fmt_number(anomaly.high)})"
+    )
+    block = f"{shown}: no scale-in on it"
+    large = count - current > max(1.0, current * guard.large_percent / 100)
+    if not large:
+        return count, shown + f" → {count}", block
+    if anomaly.streak >= guard.confirm:
+        confirmed = f"{shown}, {anomaly.streak} evaluations in a row: scale-out confirmed → {count}"
+        return count, confirmed, block
+    # A forecast above the value is learned from history, no anomaly: it keeps its ask.
+    plausible = used if used > value else min(value, anomaly.high)
+    capped = min(count, max(current, strategy_desired(check, plausible, current).count))
+    held = (
+        f"{shown}: a scale-out of more than {guard.large_percent:g} % needs {guard.confirm} "
+        f"such evaluations in a row ({anomaly.streak} so far) → {capped} instead of {count}"
+    )
+    return capped, held, block
 
 
 def _unusable(observation: Observation) -> str | None:
@@ -223,8 +336,21 @@ def _unusable(observation: Observation) -> str | None:
     return None
 
 
-def _failed_result(check: Check, error: str, value: float | None = None) -> CheckResult:
-    return CheckResult(name=check.name, query=check.query, value=value, desired=None, error=error)
+def _failed_result(
+    check: Check,
+    error: str,
+    value: float | None = None,
+    *,
+    forecast: ForecastReading | None = None,
+) -> CheckResult:
+    return CheckResult(
+        name=check.name,
+        query=check.query,
+        value=value,
+        desired=None,
+        error=error,
+        forecast=forecast,
+    )
 
 
 # --- step 3: combine and missing data ------------------------------------------------------
@@ -245,6 +371,16 @@ def _block_scale_down(run: _Run, count: int, failed: Sequence[CheckResult]) -> i
         run.reasons.append(f"{blocked}, {run.current} instead of {count}")
         return run.current
     run.reasons.append(blocked)
+    return count
+
+
+def _block_scale_down_implausible(run: _Run, count: int) -> int:
+    """With an implausible value, never recommend less than the current count."""
+    if count < run.current:
+        run.reasons.append(
+            f"an implausible value blocks scale-down: {run.current} instead of {count}"
+        )
+        return run.current
     return count
 
 
@@ -374,17 +510,58 @@ def _bound(run: _Run, count: int) -> int:
     return run.collect(target_bound(run.status, count))
 
 
-def _action(run: _Run, memory: Memory, desired: int) -> Action:
-    """`up`, `down` or `none`; `hold` while the cooldown of that direction runs."""
+def _action(run: _Run, memory: Memory, desired: int, rising: str | None = None) -> Action:
+    """`up`, `down` or `none`; `hold` while the cooldown of that direction runs (a scale-up
+    while the metric keeps rising excepted), and a scale-down while the target is busy."""
     if desired == run.current:
         return Action.NONE
     direction = "up" if desired > run.current else "down"
+    if direction == "down" and not run.status.ready:
+        run.reasons.append("scale-down waits until the target is ready → hold")
+        return Action.HOLD
     last = last_action(memory.last_scaled_at, run.status.last_scaled_at)
     left = cooldown_left(run.policy.cooldown, last, run.now).of(direction)
     if left > timedelta(0):
+        if direction == "up" and rising is not None:
+            run.reasons.append(
+                f"cooldown up: {human_seconds(left)} left, but {rising}: not delayed"
+            )
+            return Action.UP
         run.reasons.append(f"cooldown {direction}: {human_seconds(left)} left → hold")
         return Action.HOLD
     return Action.UP if direction == "up" else Action.DOWN
+
+
+def _rising(
+    run: _Run, memory: Memory, recommendation: int, evaluated: Sequence[_Evaluated]
+) -> str | None:
+    """Why a scale-up may skip the cooldown up (the metric keeps rising), or None.
+
+    The check that asks for the most must be count-independent (per-instance,
+    pass-through, fixed: asking again cannot compound instances that are not serving yet),
+    and this recommendation must be above every one recorded since our last scaling
+    action, that action's own included. Without those records (the memory keeps them for
+    the longest stabilization window, and at least the last evaluation's), or when someone
+    else scaled the target since, the cooldown applies.
+    """
+    if recommendation <= run.current:
+        return None
+    driving = [e for e in evaluated if e.result.desired == recommendation]
+    if not driving or not all(e.count_independent for e in driving):
+        return None
+    ours, theirs = memory.last_scaled_at, run.status.last_scaled_at
+    if ours is None or (theirs is not None and theirs > ours + run.policy.interval):
+        return None
+    records = memory.recommendations
+    if not records or records[0].at > ours:
+        return None
+    since = max(r.count for r in records if r.at >= ours) if records[-1].at >= ours else None
+    if since is None or recommendation <= since:
+        return None
+    return (
+        f"{driving[0].result.name} keeps rising (asks {recommendation}, above the "
+        f"{since} recommended since the last scale-up)"
+    )
 
 
 def _decision(

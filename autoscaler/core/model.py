@@ -108,6 +108,26 @@ class Step:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ForecastSettings:
+    """How a check forecasts its own value `lead` ahead from its history (extension).
+
+    The model learns the check's value in buckets of `resolution` over the last `history`
+    (range queries, then every evaluation), one seasonal profile per period in `seasons`
+    (the median of the same phase in the last periods) plus the recent level, and uses the
+    season whose forecasts had the smallest recent error. `lead` None means the policy's
+    provisioning time plus its interval. `only`: expose the forecast, never act on it.
+    """
+
+    lead: timedelta | None = None
+    history: timedelta = timedelta(days=14)
+    resolution: timedelta = timedelta(minutes=1)
+    seasons: tuple[timedelta, ...] = (timedelta(days=1), timedelta(days=7))
+    min_history: timedelta = timedelta(days=1)
+    max_error: float = 0.5
+    only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Check:
     """One PromQL check (or a fixed count) and the strategy that turns it into a count."""
 
@@ -115,9 +135,20 @@ class Check:
     strategy: Strategy
     query: str | None = None  # None only for `fixed`
     target: float | None = None  # target-value, per-instance
-    tolerance: float = 0.0  # target-value only
+    tolerance: float = 0.0  # target-value, per-instance
     steps: tuple[Step, ...] = ()  # threshold only
     count: int | None = None  # fixed only
+    forecast: ForecastSettings | None = None  # per-instance, pass-through only
+
+    @property
+    def count_independent(self) -> bool:
+        """True when the count this check asks for does not depend on the current count.
+
+        Such a check asks for what its value needs outright (per-instance, pass-through,
+        fixed), so asking again cannot compound a scale-up whose instances are not serving
+        yet; target-value and threshold changes are relative to the current count.
+        """
+        return self.strategy in (Strategy.PER_INSTANCE, Strategy.PASS_THROUGH, Strategy.FIXED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +187,25 @@ class Fallback:
 
     after: int
     count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnomalyGuard:
+    """The anomaly guard (extension): a value implausible against its recent history.
+
+    A check's value is implausible when its robust z-score against the values it read over
+    the last `window` (median and median absolute deviation) exceeds `z`. An implausible
+    value never scales in, and a scale-out it asks for that adds more than `large_percent`
+    of the current count (and more than one instance) needs `confirm` implausible
+    evaluations in a row; until then the check asks only for what the largest plausible
+    value needs.
+    """
+
+    enabled: bool = True
+    window: timedelta = timedelta(minutes=30)
+    z: float = 5.0
+    confirm: int = 2
+    large_percent: float = 50.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,7 +257,21 @@ class Policy:
     fallback: Fallback | None = None
     schedules: tuple[Schedule, ...] = ()
     triggers: Triggers = field(default_factory=Triggers)
+    # How long a scale-up takes to serve (extension); the default forecast lead is this plus
+    # the interval. None: not given (`DEFAULT_PROVISIONING` is assumed).
+    provisioning: timedelta | None = None
+    anomaly: AnomalyGuard | None = None  # None: the guard is off
     source: Source = field(default_factory=lambda: Source(file="<memory>"))
+
+    def forecast_lead(self, check: Check) -> timedelta:
+        """How far ahead `check` forecasts: its `lead`, else provisioning plus interval."""
+        if check.forecast is not None and check.forecast.lead is not None:
+            return check.forecast.lead
+        return (self.provisioning or DEFAULT_PROVISIONING) + self.interval
+
+
+# A scale-up's time to serve when the policy does not say: a typical EC2 instance boot.
+DEFAULT_PROVISIONING = timedelta(minutes=2)
 
 
 # --- observations and memory --------------------------------------------------------------
@@ -221,23 +285,109 @@ class TargetStatus:
     refresh, deployment, stopped job); `not_ready_reason` then says why. `min_size` and
     `max_size` are the target's own bounds where it has them (ASG MinSize/MaxSize).
     `last_scaled_at` is the last scaling event the target itself recorded, by anyone.
+    `scale_up_allowed` (with `ready` False): what keeps the target busy is itself a
+    scale-up (instances launching), so a further scale-up may proceed; only a scale-down
+    waits for it.
     """
 
     count: int
     ready: bool = True
     not_ready_reason: str | None = None
+    scale_up_allowed: bool = False
     min_size: int | None = None
     max_size: int | None = None
     last_scaled_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
+class ForecastReading:
+    """What a check's forecaster said at one evaluation: the value `lead` ahead, or why not.
+
+    `value` None means no usable forecast (`reason` says why: too little history, recent
+    error too large); the check is then reactive. `error` is the recent relative error of
+    the forecasts at this lead (mean absolute error / mean value), `season` the period of
+    the profile used. `only`: shown, never acted on (`forecast_only`).
+    """
+
+    value: float | None
+    lead: timedelta
+    error: float | None = None
+    season: timedelta | None = None
+    reason: str | None = None
+    only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "lead_seconds": self.lead.total_seconds(),
+            "error": self.error,
+            "season_seconds": None if self.season is None else self.season.total_seconds(),
+            "reason": self.reason,
+            "only": self.only,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForecastReading:
+        season = data.get("season_seconds")
+        return cls(
+            value=data.get("value"),
+            lead=timedelta(seconds=float(data.get("lead_seconds") or 0.0)),
+            error=data.get("error"),
+            season=None if season is None else timedelta(seconds=float(season)),
+            reason=data.get("reason"),
+            only=bool(data.get("only", False)),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnomalyReading:
+    """How plausible a check's value is against the values it read over the guard's window.
+
+    `z` is the robust z-score (value − median) / (1.4826 × MAD); `low` and `high` bound the
+    plausible values; `streak` counts implausible evaluations in a row, this one included.
+    """
+
+    z: float
+    low: float
+    high: float
+    implausible: bool
+    streak: int
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "z": self.z,
+            "low": self.low,
+            "high": self.high,
+            "implausible": self.implausible,
+            "streak": self.streak,
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnomalyReading:
+        return cls(
+            z=float(data["z"]),
+            low=float(data["low"]),
+            high=float(data["high"]),
+            implausible=bool(data["implausible"]),
+            streak=int(data["streak"]),
+            samples=int(data["samples"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Observation:
-    """The outcome of one check's query: a finite value, or an error saying why not."""
+    """The outcome of one check's query: a finite value, or an error saying why not.
+
+    With a forecast or the anomaly guard, the engine adds what they made of the value.
+    """
 
     check: str
     value: float | None = None
     error: str | None = None
+    forecast: ForecastReading | None = None
+    anomaly: AnomalyReading | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,6 +422,8 @@ class CheckResult:
     value: float | None
     desired: int | None
     error: str | None
+    forecast: ForecastReading | None = None
+    anomaly: AnomalyReading | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -280,7 +432,23 @@ class CheckResult:
             "value": self.value,
             "desired": self.desired,
             "error": self.error,
+            "forecast": None if self.forecast is None else self.forecast.to_dict(),
+            "anomaly": None if self.anomaly is None else self.anomaly.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        """Rebuild from `to_dict()` output (also from the five keys of older records)."""
+        forecast, anomaly = data.get("forecast"), data.get("anomaly")
+        return cls(
+            name=data["name"],
+            query=data["query"],
+            value=data["value"],
+            desired=data["desired"],
+            error=data["error"],
+            forecast=None if forecast is None else ForecastReading.from_dict(forecast),
+            anomaly=None if anomaly is None else AnomalyReading.from_dict(anomaly),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,9 +81,16 @@ def _target_value(check: Check, value: float, current: int) -> StrategyResult:
 
 def _per_instance(check: Check, value: float, current: int) -> StrategyResult:
     target = _positive_target(check)
+    shown = f"{check.name}: {fmt_number(value)} / {fmt_number(target)} per instance"
+    # The dead band (extension): no change while the current count carries the value within
+    # the tolerance of its target, as target-value does; from 0 there is nothing to compare.
+    if current > 0 and check.tolerance > 0:
+        ratio = value / (target * current)
+        if abs(ratio - 1) <= check.tolerance + _EPSILON:
+            tolerance = f"±{fmt_number(check.tolerance * 100)}%"
+            return StrategyResult(current, f"{shown} within tolerance {tolerance} → {current}")
     count = ceil_count(value / target)
-    reason = f"{check.name}: {fmt_number(value)} / {fmt_number(target)} per instance → {count}"
-    return StrategyResult(count, reason)
+    return StrategyResult(count, f"{shown} → {count}")
 
 
 def _threshold(check: Check, value: float, current: int) -> StrategyResult:

@@ -26,9 +26,12 @@ from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
 from autoscaler.policy.schema import (
     NAME_PATTERN,
+    AnomalyModel,
     AsgTargetModel,
     CheckModel,
     FixedCheck,
+    ForecastModel,
+    PerInstanceCheck,
     PolicyFile,
     PolicyModel,
     ScheduleModel,
@@ -346,7 +349,39 @@ def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
         schedules=tuple(_to_schedule(s) for s in p.schedules),
         checks=tuple(_to_check(c) for c in p.checks),
         triggers=model.Triggers(alerts=tuple(p.triggers.alerts)),
+        provisioning=None if p.provisioning is None else parse_duration(p.provisioning),
+        anomaly=_to_anomaly(p.anomaly),
         source=source,
+    )
+
+
+# The anomaly guard of a policy that does not mention it: off (see the README for why).
+DEFAULT_ANOMALY_GUARD: model.AnomalyGuard | None = None
+
+
+def _to_anomaly(a: AnomalyModel | None) -> model.AnomalyGuard | None:
+    if a is None:
+        return DEFAULT_ANOMALY_GUARD
+    return model.AnomalyGuard(
+        enabled=a.enabled,
+        window=parse_duration(a.window),
+        z=a.z,
+        confirm=a.confirm,
+        large_percent=a.large_percent,
+    )
+
+
+def _to_forecast(f: ForecastModel | None) -> model.ForecastSettings | None:
+    if f is None:
+        return None
+    return model.ForecastSettings(
+        lead=None if f.lead is None else parse_duration(f.lead),
+        history=parse_duration(f.history),
+        resolution=parse_duration(f.resolution),
+        seasons=tuple(parse_duration(season) for season in f.seasons),
+        min_history=parse_duration(f.min_history),
+        max_error=f.max_error,
+        only=f.forecast_only,
     )
 
 
@@ -360,8 +395,9 @@ def _to_check(c: CheckModel) -> model.Check:
         strategy=strategy,
         query=c.query,
         target=getattr(c, "target", None),
-        tolerance=c.tolerance if isinstance(c, TargetValueCheck) else 0.0,
+        tolerance=c.tolerance if isinstance(c, TargetValueCheck | PerInstanceCheck) else 0.0,
         steps=steps,
+        forecast=_to_forecast(getattr(c, "forecast", None)),
     )
 
 

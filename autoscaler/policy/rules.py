@@ -12,8 +12,10 @@ from datetime import timedelta
 
 from autoscaler.core.durations import parse_duration
 from autoscaler.policy.schema import (
+    AnomalyModel,
     AsgTargetModel,
     CheckModel,
+    ForecastModel,
     LimitsModel,
     PolicyModel,
     ScheduleModel,
@@ -23,6 +25,9 @@ from autoscaler.policy.schema import (
 from autoscaler.policy.yaml_lines import Path
 
 Finding = tuple[Path, str]
+
+# Buckets of history one forecast may keep (8 bytes each): 14 days at 1m is 20,160.
+MAX_FORECAST_BUCKETS = 100_000
 
 
 def policy_findings(policy: PolicyModel) -> list[Finding]:
@@ -39,6 +44,10 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
         found.append((("interval",), "interval must be longer than 0s, e.g. 30s"))
     found += _fallback_findings(policy)
     found += limits_findings(policy.limits)
+    if policy.provisioning is not None and parse_duration(policy.provisioning) <= timedelta(0):
+        found.append((("provisioning",), "provisioning must be longer than 0s, e.g. 2m"))
+    if policy.anomaly is not None:
+        found += anomaly_findings(policy.anomaly)
     for i, check in enumerate(policy.checks):
         found += check_findings(check, ("checks", i))
     for i, schedule in enumerate(policy.schedules):
@@ -68,8 +77,85 @@ def limits_findings(limits: LimitsModel) -> list[Finding]:
     return found
 
 
+def anomaly_findings(guard: AnomalyModel) -> list[Finding]:
+    """The guard's window must hold something."""
+    if parse_duration(guard.window) <= timedelta(0):
+        return [(("anomaly", "window"), "window must be longer than 0s, e.g. 30m")]
+    return []
+
+
+def forecast_findings(forecast: ForecastModel, path: Path) -> list[Finding]:
+    """A forecast's durations must fit together: each season at least two buckets long and
+    no longer than the history, a lead shorter than the shortest season, and a history
+    that fits in memory at its resolution."""
+    found: list[Finding] = []
+    resolution = parse_duration(forecast.resolution)
+    history = parse_duration(forecast.history)
+    if resolution <= timedelta(0):
+        return [((*path, "resolution"), "resolution must be longer than 0s, e.g. 1m")]
+    if history < resolution:
+        found.append(
+            (
+                (*path, "history"),
+                f"history {forecast.history} is shorter than the resolution {forecast.resolution}",
+            )
+        )
+    elif history / resolution > MAX_FORECAST_BUCKETS:
+        found.append(
+            (
+                (*path, "history"),
+                f"history {forecast.history} at resolution "
+                f"{forecast.resolution} is {math.ceil(history / resolution):,} buckets; "
+                f"keep it within {MAX_FORECAST_BUCKETS:,}: a coarser resolution or a "
+                "shorter history",
+            )
+        )
+    seasons = [parse_duration(season) for season in forecast.seasons]
+    for j, (text, season) in enumerate(zip(forecast.seasons, seasons, strict=True)):
+        if season < 2 * resolution:
+            found.append(
+                (
+                    (*path, "seasons", j),
+                    f"season {text} is shorter than two buckets "
+                    f"of the resolution {forecast.resolution}",
+                )
+            )
+        elif season > history:
+            found.append(
+                (
+                    (*path, "seasons", j),
+                    f"season {text} is longer than the history "
+                    f"{forecast.history}: it would never repeat in what is learned",
+                )
+            )
+    if parse_duration(forecast.min_history) > history:
+        found.append(
+            (
+                (*path, "min_history"),
+                f"min_history {forecast.min_history} is longer than the history {forecast.history}",
+            )
+        )
+    if forecast.lead is not None:
+        lead = parse_duration(forecast.lead)
+        if lead <= timedelta(0):
+            found.append(((*path, "lead"), "lead must be longer than 0s, e.g. 3m"))
+        elif seasons and lead >= min(seasons):
+            found.append(
+                (
+                    (*path, "lead"),
+                    f"lead {forecast.lead} is not shorter than the "
+                    "shortest season: the forecast would read its own future",
+                )
+            )
+    return found
+
+
 def check_findings(check: CheckModel, path: Path) -> list[Finding]:
-    """Problems inside one check: threshold steps that are empty or can never match."""
+    """Problems inside one check: a forecast's durations, threshold steps that are empty or
+    can never match."""
+    forecast = getattr(check, "forecast", None)
+    if forecast is not None:
+        return forecast_findings(forecast, (*path, "forecast"))
     if not isinstance(check, ThresholdCheck):
         return []
     found: list[Finding] = []

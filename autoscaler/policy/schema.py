@@ -197,6 +197,39 @@ class TargetValueCheck(_Strict):
     )
 
 
+class ForecastModel(_Strict):
+    """Extension: forecast the check's value `lead` ahead from its Prometheus history.
+
+    The check then acts on max(observed, forecast): a forecast never scales in.
+    """
+
+    model_config = ConfigDict(title="forecast")
+    lead: Duration | None = Field(
+        None, description="How far ahead; default: the policy's provisioning plus its interval."
+    )
+    history: Duration = Field("14d", description="History learned from (range queries).")
+    resolution: Duration = Field("1m", description="Bucket size of the learned profiles.")
+    seasons: list[Duration] = Field(
+        default_factory=lambda: ["1d", "1w"],
+        min_length=1,
+        max_length=4,
+        description="Periods of the seasonal profiles; the one with the smallest recent "
+        "error is used.",
+    )
+    min_history: Duration = Field("1d", description="Reactive until this much history.")
+    max_error: float = Field(
+        0.5,
+        gt=0,
+        description="Reactive while the recent relative error of the forecasts exceeds it.",
+    )
+    forecast_only: bool = Field(
+        False, description="true: compute and show the forecast, never act on it."
+    )
+
+
+_FORECAST = Field(None, description="Extension: forecast the value (see `forecast`).")
+
+
 class PerInstanceCheck(_Strict):
     """desired = ceil(value / target): `target` is what one instance handles."""
 
@@ -205,6 +238,12 @@ class PerInstanceCheck(_Strict):
     strategy: Literal["per-instance"] = Field(description="Scaling strategy.")
     query: PromQL = _QUERY
     target: float = Field(gt=0, description="How much of the metric one instance handles.")
+    tolerance: float = Field(
+        0.0,
+        ge=0,
+        description="Extension: no change while |value / (target × current) - 1| <= tolerance.",
+    )
+    forecast: ForecastModel | None = _FORECAST
 
 
 class StepModel(_Strict):
@@ -247,6 +286,7 @@ class PassThroughCheck(_Strict):
     name: Name = _CHECK_NAME
     strategy: Literal["pass-through"] = Field(description="Scaling strategy.")
     query: PromQL = _QUERY
+    forecast: ForecastModel | None = _FORECAST
 
 
 CheckModel = Annotated[
@@ -335,6 +375,27 @@ class ScheduleModel(_Strict):
     timezone: TimeZone | None = Field(None, description="Recurring: IANA zone; default UTC.")
 
 
+class AnomalyModel(_Strict):
+    """Extension: the anomaly guard, on every check of the policy.
+
+    A value whose robust z-score against the check's values over `window` exceeds `z` is
+    implausible: it never scales in, and a scale-out on it adding more than
+    `large_percent` % of the current count needs `confirm` such evaluations in a row.
+    """
+
+    model_config = ConfigDict(title="anomaly guard")
+
+    enabled: bool = Field(True, description="false: the guard is off.")
+    window: Duration = Field("30m", description="Recent history the value is judged against.")
+    z: float = Field(5.0, gt=0, description="Robust z-score above which a value is implausible.")
+    confirm: int = Field(
+        2, ge=1, description="Implausible evaluations in a row before a large scale-out."
+    )
+    large_percent: float = Field(
+        50.0, ge=0, description="A scale-out adding more than this % of the count is large."
+    )
+
+
 class TriggersModel(_Strict):
     """Events that make the policy evaluate at once instead of at its next interval."""
 
@@ -379,6 +440,14 @@ class PolicyModel(_Strict):
     checks: list[CheckModel] = Field(min_length=1, description="One or more checks.")
     triggers: TriggersModel = Field(
         default_factory=TriggersModel, description="Alerts that trigger an evaluation."
+    )
+    provisioning: Duration | None = Field(
+        None,
+        description="Extension: how long a scale-up takes to serve (an instance's boot and "
+        "warm-up); the default forecast lead is this plus the interval. Default 2m.",
+    )
+    anomaly: AnomalyModel | None = Field(
+        None, description="Extension: the anomaly guard (see `anomaly`)."
     )
 
 

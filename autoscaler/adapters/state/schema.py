@@ -63,5 +63,5 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
         action=Action(data["action"]),
         dry_run=bool(data["dry_run"]),
         reasons=tuple(data["reasons"]),
-        checks=tuple(CheckResult(**c) for c in data["checks"]),
+        checks=tuple(CheckResult.from_dict(c) for c in data["checks"]),
     )

@@ -109,7 +109,7 @@ def test_scale_up_calls_the_target_and_starts_the_cooldown() -> None:
 def test_second_evaluation_inside_the_cooldown_holds() -> None:
     source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
     _reconciler(source, target, state).evaluate(_policy())
-    source.values["sum(load)"] = 150.0
+    # The fake target still reads 4: the same load asks for 8 again, no more (not rising).
     later = _reconciler(source, target, state, now=T0 + timedelta(seconds=20))
     evaluation = later.evaluate(_policy())
     assert evaluation.decision.action is Action.HOLD
@@ -237,8 +237,12 @@ def _unwritable() -> tuple[UnwritableStore, LayeredStateStore]:
 
 def test_the_cooldown_of_a_scale_up_that_could_not_be_written_is_still_honoured() -> None:
     # Observed: 2 -> 6, then 9 inside a 300 s cooldown, because the cooldown it could not
-    # write was forgotten.
-    policy = _policy(cooldown=Cooldown(up=timedelta(seconds=300), down=timedelta(seconds=300)))
+    # write was forgotten. (A count-relative check: a rising per-instance one may skip it.)
+    check = Check(name="load", strategy=Strategy.TARGET_VALUE, query="sum(load)", target=20.0)
+    policy = _policy(
+        checks=(check,),
+        cooldown=Cooldown(up=timedelta(seconds=300), down=timedelta(seconds=300)),
+    )
     source = FakeSource({"sum(load)": 60.0})
     target = FakeTarget(status_value=TargetStatus(count=2))
     _durable, state = _unwritable()

@@ -403,11 +403,11 @@ INVALID = [
         id="steps-on-target-value",
     ),
     pytest.param(
-        check("strategy: per-instance", "query: up", "target: 1", "tolerance: 0.2"),
+        check("strategy: pass-through", "query: up", "tolerance: 0.2"),
         "checks[0].tolerance",
-        "'tolerance' is not used for strategy per-instance (only by target-value)",
-        10,
-        id="tolerance-on-per-instance",
+        "'tolerance' is not used for strategy pass-through (only by target-value, per-instance)",
+        9,
+        id="tolerance-on-pass-through",
     ),
     pytest.param(
         check("strategy: target-value", "query: up", "target: 1", "tolerance: -0.1"),
@@ -926,7 +926,7 @@ def test_load_paths_keeps_good_files_when_one_is_broken(tmp_path: Path) -> None:
     assert [str(p) for p in result.problems] == [
         f"{tmp_path / 'b.yml'}:7: bogus: unknown key 'bogus'; allowed keys: name, description, "
         "enabled, dry_run, target, min, max, interval, cooldown, stabilization, limits, "
-        "on_missing_data, fallback, schedules, checks, triggers"
+        "on_missing_data, fallback, schedules, checks, triggers, provisioning, anomaly"
     ]
     assert [f.name for f in result.files] == ["a.yaml", "b.yml", "c.yaml"]
 

@@ -37,7 +37,8 @@ def test_scale_up_is_recorded_and_starts_the_cooldown() -> None:
     replay = Replay(_policy(), start=T0, count=2)
     first = replay.evaluate(T0, {"rps": 55.0}, TargetStatus(count=2))
     assert first.scaled and first.decision.action is Action.UP and first.decision.desired == 6
-    held = replay.evaluate(T0 + timedelta(seconds=30), {"rps": 95.0}, TargetStatus(count=6))
+    # Still short of 6 (an instance lost), on the same load: not rising, so the cooldown holds.
+    held = replay.evaluate(T0 + timedelta(seconds=30), {"rps": 55.0}, TargetStatus(count=5))
     assert not held.scaled and held.decision.action is Action.HOLD
     assert any("cooldown up" in reason for reason in held.decision.reasons)
     later = replay.evaluate(T0 + timedelta(minutes=2), {"rps": 95.0}, TargetStatus(count=6))
