@@ -20,7 +20,14 @@ from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
 from autoscaler.replay.plot import PlotError, write
 from autoscaler.replay.recommended import recommended_policy
-from autoscaler.replay.simulate import DEFAULT_START, Setup, Simulation, SimulationError, simulate
+from autoscaler.replay.simulate import (
+    DEFAULT_START,
+    Recorded,
+    Setup,
+    Simulation,
+    SimulationError,
+    simulate,
+)
 from autoscaler.replay.simulate_plot import score_table, simulation_figure
 from autoscaler.replay.trace import Trace, TraceError, read_trace
 
@@ -93,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_duration,
         default=0.0,
         metavar="OFFSET",
-        help="start this far into the trace (e.g. 14d)",
+        help="start this far into the trace (e.g. 14d); forecasts learn from what is before",
     )
     p.add_argument(
         "--to",
@@ -155,10 +162,11 @@ def _signals(pairs: Sequence[str]) -> dict[str, str]:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run `simulate` as parsed by `add_parser`; print the table or JSON; write the plot."""
     try:
-        trace = read_trace(args.trace)
+        full = read_trace(args.trace)
+        trace = full
         if args.start_offset or args.end_offset is not None:
-            end = trace.end if args.end_offset is None else args.end_offset
-            trace = trace.window(args.start_offset, end)
+            end = full.end if args.end_offset is None else args.end_offset
+            trace = full.window(args.start_offset, end)
     except TraceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -172,7 +180,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         policies = _policies(args.policy, trace, setup)
         if policies is None:
             return EXIT_INPUT
-        sim = simulate(trace, setup, policies, signals=_signals(args.signal), compare=args.compare)
+        sim = simulate(
+            trace,
+            setup,
+            policies,
+            signals=_signals(args.signal),
+            compare=args.compare,
+            recorded=Recorded(full, args.start_offset),
+        )
     except TraceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

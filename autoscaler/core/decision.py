@@ -39,6 +39,7 @@ adds a reason:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -273,10 +274,10 @@ def _evaluate(
 
 def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tuple[float, str]:
     """The value the strategy gets, max(observed, forecast), and a reason that shows both."""
-    name, lead = check.name, format_duration(forecast.lead)
+    name = check.name
     if forecast.value is None:
         return value, f"{name}: no forecast ({forecast.reason}): reactive"
-    shown = f"{name}: forecast {fmt_number(forecast.value)} in {lead}"
+    shown = f"{name}: forecast {fmt_number(forecast.value)} in {_lead(forecast.lead)}"
     if forecast.error is not None:
         shown += f" (recent error {forecast.error * 100:.0f} %)"
     if forecast.only:
@@ -284,6 +285,11 @@ def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tup
     if forecast.value > value:
         return forecast.value, f"{shown} above the observed {fmt_number(value)}: acting on it"
     return value, f"{shown}, not above the observed {fmt_number(value)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _lead(lead: timedelta) -> str:
+    return format_duration(lead)
 
 
 def _guarded(

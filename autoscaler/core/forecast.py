@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from autoscaler.core.durations import format_duration
 from autoscaler.core.model import ForecastReading, ForecastSettings
+from autoscaler.core.strategies import fmt_number
 
 LEVEL_WINDOW = timedelta(minutes=10)
 ERROR_WINDOW = timedelta(days=1)
@@ -139,6 +140,8 @@ class SeasonalModel:
         self._open: int | None = None  # the bucket being filled
         self._sum = 0.0
         self._n = 0
+        # The last answer: it changes only when a bucket completes or the target moves on.
+        self._answer: tuple[int | None, int, ForecastReading] | None = None
 
     # --- feeding ---------------------------------------------------------------------
 
@@ -282,6 +285,16 @@ class SeasonalModel:
 
     def _none(self, reason: str) -> ForecastReading:
         return ForecastReading(value=None, lead=self.lead, reason=reason, only=self.settings.only)
+
+
+def describe(reading: ForecastReading) -> str:
+    """A forecast in one line for tables: `130 in 2m15s (recent error 12 %)`, or why none."""
+    lead = format_duration(reading.lead)
+    if reading.value is None:
+        return f"none in {lead}: {reading.reason}"
+    error = "" if reading.error is None else f" (recent error {_percent(reading.error)})"
+    only = ", forecast only" if reading.only else ""
+    return f"{fmt_number(reading.value)} in {lead}{error}{only}"
 
 
 def _span(duration: timedelta) -> str:

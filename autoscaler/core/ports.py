@@ -6,8 +6,8 @@ only ever see these Protocols, so tests can swap any of them for a real server o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.core.model import Decision, Memory, TargetStatus
@@ -26,6 +26,32 @@ class MetricSource(Protocol):
 
     def ping(self) -> None:
         """Return when the source answers; raise `SourceUnavailable` otherwise."""
+        ...
+
+
+class RangeSeries(Protocol):
+    """One series of a range query's answer."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def points(self) -> Sequence[tuple[float, float]]:
+        """(epoch seconds, value) in time order; NaN and ±Inf as Prometheus gave them."""
+        ...
+
+
+class RangeSource(Protocol):
+    """Runs range queries: the history forecasts and the anomaly guard learn from."""
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Sequence[RangeSeries]:
+        """Every series of `promql` evaluated at `start`, `start + step`, ... up to `end`.
+
+        Raises `QueryError` when the query is rejected and `SourceUnavailable` when the
+        source cannot be reached.
+        """
         ...
 
 

@@ -24,7 +24,8 @@ from autoscaler.core.model import (
     TargetRef,
     TargetStatus,
 )
-from autoscaler.core.ports import MetricSource, ScalingTarget, StateStore
+from autoscaler.core.ports import MetricSource, RangeSource, ScalingTarget, StateStore
+from autoscaler.engine.histories import CheckHistories
 from autoscaler.errors import (
     AutoscalerError,
     NotLeader,
@@ -84,6 +85,8 @@ class Reconciler:
 
     `fence`, when given, is called right before every scale call and raises `NotLeader`
     when this replica may not act (it lost the leader lease): the call is then not made.
+    `history` answers the range queries that forecasts and the anomaly guard read their
+    past from (`engine.histories`); without it they learn only from what they evaluate.
     """
 
     def __init__(
@@ -94,12 +97,14 @@ class Reconciler:
         state: StateStore,
         clock: Callable[[], datetime] = utcnow,
         fence: Callable[[], None] | None = None,
+        history: RangeSource | None = None,
     ) -> None:
         self._source = source
         self._targets = targets
         self._state = state
         self._clock = clock
         self._fence = fence
+        self._histories = CheckHistories(history)
 
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         """Evaluate `policy` once.
@@ -132,6 +137,8 @@ class Reconciler:
             return Evaluation(decision=decision, error=reason, error_kind="target")
 
         observations, timings, source_error = self._observe(policy, status)
+        if observations:
+            observations = self._histories.enrich(policy, observations, now, learn=apply)
         try:
             memory = self._state.load(policy.name, policy.target.key)
         except StateError as exc:
@@ -252,7 +259,7 @@ class Reconciler:
         observations: list[Observation] = []
         timings: list[tuple[str, float]] = []
         unreachable: str | None = None
-        if not status.ready:
+        if not status.ready and not status.scale_up_allowed:
             return observations, (), None  # the target holds anyway; spare Prometheus
         for check in policy.checks:
             if check.query is None:

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
+from autoscaler.core.ports import RangeSource
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import QueryError
 
@@ -77,11 +78,19 @@ class Replay:
     """Evaluates one policy again and again on caller-supplied instants, data and status.
 
     State (cooldowns, stabilization history, missing-data streaks) lives in memory for the
-    replay's lifetime, as it would in the state database of `run`.
+    replay's lifetime, as it would in the state database of `run`. `history` answers the
+    range queries of forecasts and the anomaly guard (what Prometheus would hold before
+    and during the replay); without it they learn only from the values evaluated.
     """
 
     def __init__(
-        self, policy: Policy, *, start: datetime, count: int, keep_history: bool = True
+        self,
+        policy: Policy,
+        *,
+        start: datetime,
+        count: int,
+        keep_history: bool = True,
+        history: RangeSource | None = None,
     ) -> None:
         self.policy = policy
         self._clock = _Clock(start)
@@ -95,6 +104,7 @@ class Replay:
             targets=self._target_for,
             state=self._state,
             clock=self._clock,
+            history=history,
         )
         # Checks read by query text; two checks with one query share its value.
         self._queries = {c.name: c.query for c in policy.checks if c.query is not None}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autoscaler.core.model import Policy, TargetStatus
+from autoscaler.core.ports import RangeSeries
 from autoscaler.core.strategies import ceil_count
 from autoscaler.errors import AutoscalerError
 from autoscaler.replay.baselines import BASELINES, AwsTargetTracking, Controller, Hpa
@@ -103,20 +104,84 @@ class Simulation:
         }
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The whole trace a simulated window was cut from, and where the window starts in it."""
+
+    trace: Trace
+    offset: float = 0.0  # seconds into `trace` of the window's first instant
+
+
+@dataclass(frozen=True)
+class _Series:
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+class TraceHistory:
+    """`RangeSource` answering from a trace what a check on the `load` signal read.
+
+    At each instant it gives what the check would have read then: the mean load over
+    `[t − 15 s − interval, t − 15 s)`, one scrape late, as in the simulation itself.
+    `queries` maps each such check's query to its policy's interval (seconds); other
+    queries have no history. `origin` is the wall-clock time of the trace's offset 0.
+    """
+
+    def __init__(self, trace: Trace, origin: datetime, queries: Mapping[str, float]) -> None:
+        self._integral = Integral(trace)
+        self._origin = origin
+        self._end = trace.end
+        self._queries = dict(queries)
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Sequence[RangeSeries]:
+        interval = self._queries.get(promql)
+        seconds = step.total_seconds()
+        if interval is None or seconds <= 0 or end < start:
+            return []
+        span = interval if interval > 0 else TICK_SECONDS
+        first = (start - self._origin).total_seconds()
+        epoch = start.timestamp()
+        points = []
+        for k in range(int((end - start).total_seconds() // seconds) + 1):
+            x = first + k * seconds - TICK_SECONDS  # the end of what that scrape saw
+            if x - span < 0 or x > self._end:
+                continue
+            mean = (self._integral.at(x) - self._integral.at(x - span)) / span
+            points.append((epoch + k * seconds, mean))
+        return [_Series({}, tuple(points))] if points else []
+
+
 class PolicyController:
     """A policy as a simulated controller: each evaluation goes through the real reconciler."""
 
     def __init__(
-        self, policy: Policy, signals: Sequence[tuple[str, str]], setup: Setup, count: int
+        self,
+        policy: Policy,
+        signals: Sequence[tuple[str, str]],
+        setup: Setup,
+        count: int,
+        recorded: Recorded | None = None,
     ) -> None:
         self.name = policy.name
         self.interval = policy.interval.total_seconds()
         self._start = setup.start
         self._capacity = setup.capacity
         self._signals = tuple(signals)
+        history = None
+        if recorded is not None:
+            queries = {c.name: c.query for c in policy.checks if c.query is not None}
+            loads = {queries[name]: self.interval for name, s in self._signals if s == "load"}
+            origin = setup.start - timedelta(seconds=recorded.offset)
+            history = TraceHistory(recorded.trace, origin, loads)
         # Simulate what the policy would do live, even where its file says dry_run.
         self._replay = Replay(
-            replace(policy, dry_run=False), start=setup.start, count=count, keep_history=False
+            replace(policy, dry_run=False),
+            start=setup.start,
+            count=count,
+            keep_history=False,
+            history=history,
         )
         self._why: tuple[str, ...] = ()
         self._statuses: dict[int, TargetStatus] = {}
@@ -175,12 +240,17 @@ def simulate(
     signals: Mapping[str, str] | None = None,
     compare: Sequence[str] = BASELINES,
     baseline_bounds: tuple[int, int] | None = None,
+    recorded: Recorded | None = None,
 ) -> Simulation:
     """Run every policy, then every baseline in `compare`, on `trace`; return all results.
 
     `signals` maps check names to signals (see `check_signals`). Baselines keep their count
-    within `baseline_bounds` (min, max), by default those of the first policy.
+    within `baseline_bounds` (min, max), by default those of the first policy. `recorded`
+    is the longer trace `trace` was cut from (and where): the history that forecasts read.
+    Without it, `trace` itself is the history (nothing before its start).
     """
+    if recorded is None:
+        recorded = Recorded(trace)
     mapping = {name: normalize_signal(s) for name, s in (signals or {}).items()}
     _check_names(policies, mapping, compare)
     pairs = [check_signals(policy, mapping) for policy in policies]
@@ -193,7 +263,7 @@ def simulate(
     provisioning = ticks_for(setup.provisioning)
     for policy, policy_signals in zip(policies, pairs, strict=True):
         count = min(policy.max, max(policy.min, demand[0]))
-        controller = PolicyController(policy, policy_signals, setup, count)
+        controller = PolicyController(policy, policy_signals, setup, count, recorded)
         sim.runs.append(
             _closed_loop(
                 sim,

@@ -1,0 +1,245 @@
+"""What each check remembers of its own values: its forecast model and the anomaly window.
+
+The reconciler hands every evaluation's observations to `CheckHistories.enrich`, which
+feeds them to the check's `core.forecast.SeasonalModel` and anomaly window and returns
+them with the forecast and the anomaly guard's reading attached, for `core.decide` to use
+and every report to show. What the process has not seen itself (after a start, or a gap
+while the target was busy) is read from Prometheus with range queries: the forecast's
+`history` at its resolution, the guard's window at the policy's interval. A range query
+that fails is retried at most every `RETRY_AFTER`; until then the forecast says why it
+has too little history, and the guard waits for enough evaluations of its own.
+
+Histories live in memory, not in the state database: Prometheus already keeps them, so a
+restarted (or newly elected) controller reads them back instead of persisting copies.
+The same code runs under `run`, `plan`, `simulate` and `backtest`; only the range source
+differs (Prometheus, a simulated trace, recorded history).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from autoscaler.core.anomaly import assess
+from autoscaler.core.forecast import SeasonalModel
+from autoscaler.core.model import (
+    AnomalyGuard,
+    Check,
+    ForecastSettings,
+    Observation,
+    Policy,
+)
+from autoscaler.core.ports import RangeSource
+from autoscaler.errors import QueryError, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = timedelta(minutes=5)
+# Entries of checks nobody evaluated for this long are dropped (a removed policy).
+FORGET_AFTER = timedelta(days=1)
+
+
+@dataclass
+class _Entry:
+    """One check's memory: the forecast model, the guard's recent values and streak."""
+
+    query: str
+    settings: ForecastSettings | None = None
+    lead: timedelta | None = None
+    model: SeasonalModel | None = None
+    recent: deque[tuple[float, float]] = field(default_factory=deque)
+    streak: int = 0
+    window_filled: bool = False
+    history_error: str | None = None
+    next_try: float = -math.inf  # epoch seconds: no range query before this
+    seen: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CheckHistories:
+    """The forecast models and anomaly windows of every check, keyed by policy and check."""
+
+    def __init__(self, source: RangeSource | None = None) -> None:
+        self._source = source
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._lock = threading.Lock()
+        self._sweeps = 0
+
+    def enrich(
+        self,
+        policy: Policy,
+        observations: Sequence[Observation],
+        now: datetime,
+        *,
+        learn: bool = True,
+    ) -> list[Observation]:
+        """`observations` with each check's forecast and anomaly reading attached.
+
+        `learn=False` (a preview: `plan`, `?dry_run=true`) reads the histories without
+        adding this evaluation to them, so a preview never changes what `run` decides.
+        """
+        guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
+        checks = {c.name: c for c in policy.checks if c.query is not None}
+        if guard is None and not any(c.forecast is not None for c in checks.values()):
+            return list(observations)
+        at = now.timestamp()
+        enriched: list[Observation] = []
+        for observation in observations:
+            check = checks.get(observation.check)
+            if check is None or check.query is None:
+                enriched.append(observation)
+                continue
+            entry = self._entry(policy, check, at)
+            with entry.lock:
+                enriched.append(
+                    self._enrich(policy, check, entry, observation, at=at, learn=learn, guard=guard)
+                )
+        self._sweep(at)
+        return enriched
+
+    def _entry(self, policy: Policy, check: Check, at: float) -> _Entry:
+        assert check.query is not None
+        key = (policy.name, check.name)
+        lead = policy.forecast_lead(check) if check.forecast is not None else None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or (entry.query, entry.settings, entry.lead) != (
+                check.query,
+                check.forecast,
+                lead,
+            ):
+                entry = _Entry(check.query, check.forecast, lead)  # new or changed: relearn
+                self._entries[key] = entry
+            entry.seen = at
+            return entry
+
+    def _enrich(
+        self,
+        policy: Policy,
+        check: Check,
+        entry: _Entry,
+        observation: Observation,
+        *,
+        at: float,
+        learn: bool,
+        guard: AnomalyGuard | None,
+    ) -> Observation:
+        value = observation.value if observation.error is None else None
+        usable = value is not None and math.isfinite(value)
+        anomaly = None
+        if guard is not None and usable:
+            assert value is not None
+            self._fill_window(policy, guard, entry, at)
+            window = [v for t, v in entry.recent if t > at - guard.window.total_seconds()]
+            anomaly = assess(window, value, guard, entry.streak)
+            if learn:
+                entry.streak = anomaly.streak if anomaly is not None else 0
+                entry.recent.append((at, value))
+                while entry.recent and entry.recent[0][0] <= at - guard.window.total_seconds():
+                    entry.recent.popleft()
+        forecast = None
+        if entry.settings is not None and entry.lead is not None:
+            model = self._model(entry, at)
+            if learn and usable:
+                assert value is not None
+                model.add(at, value)
+            forecast = model.forecast(at)
+            if forecast.value is None and entry.history_error is not None:
+                forecast = replace(forecast, reason=f"{forecast.reason}; {entry.history_error}")
+        if forecast is None and anomaly is None:
+            return observation
+        return Observation(  # not `replace`: replays build hundreds of thousands of these
+            check=observation.check,
+            value=observation.value,
+            error=observation.error,
+            forecast=forecast,
+            anomaly=anomaly,
+        )
+
+    # --- reading history back ----------------------------------------------------------
+
+    def _model(self, entry: _Entry, at: float) -> SeasonalModel:
+        """The entry's model, with the history it has not seen read from Prometheus."""
+        assert entry.settings is not None
+        assert entry.lead is not None
+        if entry.model is None:
+            entry.model = SeasonalModel(entry.settings, entry.lead)
+        model, settings = entry.model, entry.settings
+        step = settings.resolution.total_seconds()
+        last = model.last_time
+        oldest = at - settings.history.total_seconds()
+        if last is not None and at - last <= 2 * step:
+            return model  # nothing missed
+        if self._source is None or at < entry.next_try:
+            return model
+        start = max(oldest, last if last is not None else oldest)
+        start = math.ceil(start / step) * step
+        end = math.floor(at / step) * step - step  # the last whole bucket before now
+        if end < start:
+            return model
+        points = self._read(entry, (start, end, step), at)
+        if points is not None:
+            if last is None and len(points) == 0:
+                entry.history_error = "Prometheus holds no history of the query yet"
+            model.extend(points)
+        return model
+
+    def _fill_window(self, policy: Policy, guard: AnomalyGuard, entry: _Entry, at: float) -> None:
+        """Read the guard's window back once, at the policy's interval, when it is empty."""
+        if entry.window_filled or entry.recent or self._source is None or at < entry.next_try:
+            return
+        step = max(1.0, policy.interval.total_seconds())
+        start = at - guard.window.total_seconds() + step
+        end = at - step
+        if end < start:
+            entry.window_filled = True
+            return
+        points = self._read(entry, (start, end, step), at)
+        if points is not None:
+            entry.window_filled = True
+            entry.recent.extend((t, v) for t, v in points if math.isfinite(v))
+
+    def _read(
+        self, entry: _Entry, span: tuple[float, float, float], at: float
+    ) -> list[tuple[float, float]] | None:
+        """The single series of the entry's query over `span` (start, end, step in epoch
+        seconds), or None when it could not be read (the entry then says why, and waits
+        `RETRY_AFTER` before the next range query)."""
+        assert self._source is not None
+        promql, (start, end, step) = entry.query, span
+        try:
+            series = self._source.query_range(
+                promql,
+                start=datetime.fromtimestamp(start, UTC),
+                end=datetime.fromtimestamp(end, UTC),
+                step=timedelta(seconds=step),
+            )
+        except (QueryError, SourceUnavailable) as exc:
+            entry.history_error = f"history unavailable: {exc}"
+            entry.next_try = at + RETRY_AFTER.total_seconds()
+            log.warning("reading the history of %r failed: %s", promql, exc)
+            return None
+        if len(series) > 1:
+            entry.history_error = (
+                f"history unavailable: the query returned {len(series)} series over the range; "
+                "a check needs exactly one"
+            )
+            entry.next_try = at + RETRY_AFTER.total_seconds()
+            return None
+        entry.history_error = None
+        return list(series[0].points) if series else []
+
+    def _sweep(self, at: float) -> None:
+        """Now and then, drop the entries of checks nobody evaluated for a day."""
+        self._sweeps += 1
+        if self._sweeps % 1000:
+            return
+        cutoff = at - FORGET_AFTER.total_seconds()
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.seen < cutoff]:
+                del self._entries[key]
