@@ -296,7 +296,18 @@ def test_cooldown_is_respected(case: Case) -> None:
         return
     times = [t for t in (case.memory.last_scaled_at, case.status.last_scaled_at) if t]
     cooldown = case.policy.cooldown.up if action is Action.UP else case.policy.cooldown.down
-    assert not times or NOW - max(times) >= cooldown
+    if not times or NOW - max(times) >= cooldown:
+        return
+    # Inside the cooldown only a scale-up may go ahead, on a metric that keeps rising: the
+    # recommendation above every one recorded since our last scaling action.
+    assert action is Action.UP
+    assert any("keeps rising" in reason for reason in outcome.decision.reasons)
+    ours = case.memory.last_scaled_at
+    assert ours is not None
+    since = [r.count for r in case.memory.recommendations if r.at >= ours]
+    asked = [c.desired for c in outcome.decision.checks if c.desired is not None]
+    assert since
+    assert max(asked) > max(since)
 
 
 @PROPERTY_SETTINGS
