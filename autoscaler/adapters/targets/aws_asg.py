@@ -105,6 +105,8 @@ RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInP
 # Present in the Cause of every activity that follows a desired-capacity change, whoever
 # made it (a user, a scaling policy, a scheduled action, us).
 DESIRED_CHANGE_MARK = "changing the desired capacity"
+# How the Description of an activity that starts an instance begins (lowercased).
+LAUNCH_MARK = "launching a new ec2 instance"
 # Connections kept open per client (region and AWS configuration) for reuse.
 POOL_SIZE = 10
 
@@ -141,7 +143,11 @@ class AsgScaler:
         self._region = self._client.meta.region_name
 
     def status(self) -> TargetStatus:
-        """DesiredCapacity and bounds; not ready while an activity or instance refresh runs."""
+        """DesiredCapacity and bounds; not ready while an activity or instance refresh runs.
+
+        While every activity in progress launches instances (a scale-up under way), a
+        further scale-up is allowed (`scale_up_allowed`): only a scale-down waits for them.
+        """
         until = time.monotonic() + self._deadline
         group = self._describe_group(until)
         activities = self._call(
@@ -156,11 +162,12 @@ class AsgScaler:
             "DescribeInstanceRefreshes",
             lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
         )["InstanceRefreshes"]
-        reasons = _busy_reasons(group, activities, refreshes)
+        reasons, launching = _busy_reasons(group, activities, refreshes)
         return TargetStatus(
             count=group["DesiredCapacity"],
             ready=not reasons,
             not_ready_reason="; ".join(reasons) or None,
+            scale_up_allowed=bool(reasons) and launching,
             min_size=group["MinSize"],
             max_size=group["MaxSize"],
             last_scaled_at=last_desired_change(activities),
@@ -381,17 +388,21 @@ def _busy_reasons(
     group: AutoScalingGroupTypeDef,
     activities: list[ActivityTypeDef],
     refreshes: list[InstanceRefreshTypeDef],
-) -> list[str]:
-    """Why the group must not be touched now; empty when it may be."""
+) -> tuple[list[str], bool]:
+    """Why the group must not be touched now (empty when it may be), and whether all of it
+    is instances launching, which a further scale-up may overtake."""
     reasons = []
+    launching = True
     if group.get("Status"):  # only set while the group is being deleted
         reasons.append(f"group status is {group.get('Status')!r}")
+        launching = False
     for a in activities:
         if a["StatusCode"] not in FINISHED_ACTIVITY:
             what = a.get("Description") or a.get("Cause", "")
             progress = a.get("Progress")
             done = f", {progress}% done" if progress is not None else ""
             reasons.append(f"scaling activity {a['ActivityId']} is {a['StatusCode']}{done}: {what}")
+            launching = launching and is_launch(a)
     for r in refreshes:
         if r.get("Status") in RUNNING_REFRESH:
             percent = r.get("PercentageComplete")
@@ -399,7 +410,15 @@ def _busy_reasons(
             reasons.append(
                 f"instance refresh {r.get('InstanceRefreshId', '?')} is {r.get('Status')}{done}"
             )
-    return reasons
+            launching = False
+    return reasons, launching
+
+
+def is_launch(activity: ActivityTypeDef) -> bool:
+    """True for an activity that launches an instance ("Launching a new EC2 instance: ..."):
+    more capacity on the way, which a further scale-up does not disturb. Terminations,
+    detachments and anything unrecognised are not."""
+    return activity.get("Description", "").lower().startswith(LAUNCH_MARK)
 
 
 def _error(exc: ClientError) -> tuple[str, str]:

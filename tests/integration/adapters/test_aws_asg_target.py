@@ -211,6 +211,61 @@ def test_scaling_activity_in_progress_makes_the_group_not_ready_naming_it(
     assert status.count == 2
 
 
+def test_instances_launching_allow_a_further_scale_up_only(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
+) -> None:
+    aws_proxy.set_activities(
+        [
+            {"StatusCode": "InProgress", "Description": "Launching a new EC2 instance: i-01"},
+            {"StatusCode": "PreInService", "Description": "Launching a new EC2 instance: i-02"},
+        ]
+    )
+
+    status = via_proxy(asg).status()
+
+    assert not status.ready
+    assert status.scale_up_allowed
+
+
+@pytest.mark.parametrize(
+    ("activities", "refreshes"),
+    [
+        pytest.param(
+            [{"StatusCode": "InProgress", "Description": "Terminating EC2 instance: i-01"}],
+            [],
+            id="terminating",
+        ),
+        pytest.param(
+            [
+                {"StatusCode": "InProgress", "Description": "Launching a new EC2 instance: i-1"},
+                {"StatusCode": "InProgress", "Description": "Terminating EC2 instance: i-02"},
+            ],
+            [],
+            id="launching-and-terminating",
+        ),
+        pytest.param(
+            [{"StatusCode": "InProgress", "Description": "Launching a new EC2 instance: i-1"}],
+            [{"InstanceRefreshId": "ir-1", "Status": "InProgress"}],
+            id="launching-during-an-instance-refresh",
+        ),
+    ],
+)
+def test_anything_but_launches_in_progress_allows_no_scaling_at_all(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    activities: list[dict[str, str]],
+    refreshes: list[dict[str, str]],
+) -> None:
+    aws_proxy.set_activities(activities)
+    aws_proxy.set_instance_refreshes(refreshes)
+
+    status = via_proxy(asg).status()
+
+    assert not status.ready
+    assert not status.scale_up_allowed
+
+
 def test_instance_refresh_in_progress_makes_the_group_not_ready(
     asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
 ) -> None:
