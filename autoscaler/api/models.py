@@ -21,6 +21,30 @@ from autoscaler.redact import scrub
 Text = Annotated[str, AfterValidator(scrub)]
 
 
+class ForecastOut(BaseModel):
+    """A check's forecast at this evaluation (extension): its value `lead` ahead, or why not."""
+
+    value: float | None = Field(description="forecast value; null when there is none")
+    lead_seconds: float = Field(description="how far ahead the forecast looks")
+    error: float | None = Field(
+        description="recent relative error of the forecasts at this lead (0.12 = 12 %)"
+    )
+    season_seconds: float | None = Field(description="period of the seasonal profile used")
+    reason: Text | None = Field(description="why there is no forecast (the check is reactive)")
+    only: bool = Field(description="forecast_only: shown, not acted on")
+
+
+class AnomalyOut(BaseModel):
+    """The anomaly guard's reading of a check's value (extension)."""
+
+    z: float = Field(description="robust z-score against the guard's window")
+    low: float
+    high: float = Field(description="the largest plausible value")
+    implausible: bool
+    streak: int = Field(description="implausible evaluations in a row, this one included")
+    samples: int = Field(description="values in the window")
+
+
 class CheckOut(BaseModel):
     """One check as evaluated: its value and desired count, or its error."""
 
@@ -29,6 +53,8 @@ class CheckOut(BaseModel):
     value: float | None
     desired: int | None
     error: Text | None
+    forecast: ForecastOut | None = None
+    anomaly: AnomalyOut | None = None
 
 
 class DecisionOut(BaseModel):

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from autoscaler.core.forecast import describe
 from autoscaler.engine.reconciler import Evaluation
 
 PLAN_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "reasons", "checks")
@@ -52,6 +53,8 @@ def render_plan_table(evaluations: Sequence[Evaluation]) -> str:
             query = c.query if c.query is not None else "(fixed)"
             outcome = f"error: {c.error}" if c.error else f"= {_value(c.value)} -> {c.desired}"
             lines.append(f"    {c.name:<{width}}  {outcome}")
+            if c.forecast is not None:
+                lines.append(f"    {'':<{width}}  forecast {describe(c.forecast)}")
             lines.append(f"    {'':<{width}}  {query}")
         lines.append("")
     return "\n".join(lines)

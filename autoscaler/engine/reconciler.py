@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from autoscaler.core import decision as core
 from autoscaler.core.model import (
@@ -336,7 +337,7 @@ def log_decision(evaluation: Evaluation) -> None:
     if not log.isEnabledFor(level):
         return  # replays evaluate thousands of times a second: build nothing nobody reads
     d = evaluation.decision
-    fields = {
+    fields: dict[str, Any] = {
         "time": d.time.isoformat(),
         "policy": d.policy,
         "target": d.target,
@@ -348,6 +349,9 @@ def log_decision(evaluation: Evaluation) -> None:
     }
     if evaluation.error:
         fields["error"] = evaluation.error
+    forecasts = {c.name: c.forecast.to_dict() for c in d.checks if c.forecast is not None}
+    if forecasts:
+        fields["forecasts"] = forecasts
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",

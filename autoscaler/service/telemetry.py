@@ -9,6 +9,7 @@ leaks into (or from) the process-global registry.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -100,6 +101,24 @@ class Telemetry:
         )
         self.desired = Gauge(
             "autoscaler_desired_count", "Count the last decision wanted.", ["policy"], registry=r
+        )
+        self.forecast = Gauge(
+            "autoscaler_check_forecast",
+            "A check's forecast of its own value, `lead` ahead (NaN while it has none).",
+            ["policy", "check"],
+            registry=r,
+        )
+        self.forecast_lead = Gauge(
+            "autoscaler_check_forecast_lead_seconds",
+            "How far ahead the check's forecast looks.",
+            ["policy", "check"],
+            registry=r,
+        )
+        self.forecast_error = Gauge(
+            "autoscaler_check_forecast_error_ratio",
+            "Recent relative error of the check's forecasts (mean |error| / mean value).",
+            ["policy", "check"],
+            registry=r,
         )
         self.actions = Counter(
             "autoscaler_scaling_actions",
@@ -195,6 +214,16 @@ class Telemetry:
             self.current.labels(policy).set(d.current)
         if d.desired is not None:
             self.desired.labels(policy).set(d.desired)
+        for result in d.checks:
+            if result.forecast is not None:
+                reading, labels = result.forecast, (policy, result.name)
+                self.forecast.labels(*labels).set(
+                    math.nan if reading.value is None else reading.value
+                )
+                self.forecast_lead.labels(*labels).set(reading.lead.total_seconds())
+                self.forecast_error.labels(*labels).set(
+                    math.nan if reading.error is None else reading.error
+                )
         if d.changes_target:
             self.actions.labels(policy, d.action.value, str(d.dry_run).lower()).inc()
         if evaluation.error_kind:
@@ -223,6 +252,10 @@ class Telemetry:
             for gauge in (self.current, self.desired, self.last_success):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
+            for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
+                for labels in _labels_of(per_check, name):
+                    with contextlib.suppress(KeyError):
+                        per_check.remove(*labels)
         # A policy that has never evaluated cleanly must still age: start its clock at load
         # time, so "no success for 5 minutes" alerts fire for one failing since startup.
         now = time.time()
@@ -240,3 +273,13 @@ class Telemetry:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _labels_of(gauge: Gauge, policy: str) -> list[tuple[str, ...]]:
+    """The label values of `gauge`'s series for `policy` (its first label)."""
+    return [
+        tuple(sample.labels.values())
+        for metric in gauge.collect()
+        for sample in metric.samples
+        if sample.labels.get("policy") == policy
+    ]
