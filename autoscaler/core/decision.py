@@ -556,7 +556,7 @@ def _rising(
     if not driving or not all(e.count_independent for e in driving):
         return None
     ours, theirs = memory.last_scaled_at, run.status.last_scaled_at
-    if ours is None or (theirs is not None and theirs > ours + run.policy.interval):
+    if ours is None or (theirs is not None and theirs - ours > run.policy.interval):
         return None
     records = memory.recommendations
     if not records or records[0].at > ours:
