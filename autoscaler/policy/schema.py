@@ -220,6 +220,7 @@ class ForecastModel(_Strict):
     max_error: float = Field(
         0.5,
         gt=0,
+        le=1000,
         description="Reactive while the recent relative error of the forecasts exceeds it.",
     )
     forecast_only: bool = Field(
@@ -387,12 +388,20 @@ class AnomalyModel(_Strict):
 
     enabled: bool = Field(True, description="false: the guard is off.")
     window: Duration = Field("30m", description="Recent history the value is judged against.")
-    z: float = Field(5.0, gt=0, description="Robust z-score above which a value is implausible.")
+    z: float = Field(
+        5.0, gt=0, le=1000, description="Robust z-score above which a value is implausible."
+    )
     confirm: int = Field(
-        2, ge=1, description="Implausible evaluations in a row before a large scale-out."
+        2,
+        ge=1,
+        le=MAX_COUNT,
+        description="Implausible evaluations in a row before a large scale-out.",
     )
     large_percent: float = Field(
-        50.0, ge=0, description="A scale-out adding more than this % of the count is large."
+        50.0,
+        ge=0,
+        le=MAX_PERCENT,
+        description="A scale-out adding more than this % of the count is large.",
     )
 
 
