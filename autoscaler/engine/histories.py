@@ -54,6 +54,7 @@ class _Entry:
     model: SeasonalModel | None = None
     recent: deque[tuple[float, float]] = field(default_factory=deque)
     streak: int = 0
+    read_back: bool = False  # the forecast's history was read (or Prometheus has none)
     window_filled: bool = False
     history_error: str | None = None
     next_try: float = -math.inf  # epoch seconds: no range query before this
@@ -164,7 +165,12 @@ class CheckHistories:
     # --- reading history back ----------------------------------------------------------
 
     def _model(self, entry: _Entry, at: float) -> SeasonalModel:
-        """The entry's model, with the history it has not seen read from Prometheus."""
+        """The entry's model, with the history it has not seen read from Prometheus.
+
+        The whole `history` is read once (until that succeeds, the model learns from the
+        evaluations alone, and a successful read replaces what it learned); after that,
+        only a gap longer than two buckets since the last value is read again.
+        """
         assert entry.settings is not None
         assert entry.lead is not None
         if entry.model is None:
@@ -172,21 +178,27 @@ class CheckHistories:
         model, settings = entry.model, entry.settings
         step = settings.resolution.total_seconds()
         last = model.last_time
-        oldest = at - settings.history.total_seconds()
-        if last is not None and at - last <= 2 * step:
+        if entry.read_back and last is not None and at - last <= 2 * step:
             return model  # nothing missed
         if self._source is None or at < entry.next_try:
             return model
-        start = max(oldest, last if last is not None else oldest)
+        start = at - settings.history.total_seconds()
+        if entry.read_back and last is not None:
+            start = max(start, last)
         start = math.ceil(start / step) * step
         end = math.floor(at / step) * step - step  # the last whole bucket before now
         if end < start:
             return model
         points = self._read(entry, (start, end, step), at)
-        if points is not None:
-            if last is None and len(points) == 0:
+        if points is None:
+            return model
+        if not entry.read_back:
+            entry.read_back = True
+            if not points:
                 entry.history_error = "Prometheus holds no history of the query yet"
-            model.extend(points)
+                return model
+            model = entry.model = SeasonalModel(settings, entry.lead)  # history replaces it
+        model.extend(points)
         return model
 
     def _fill_window(self, policy: Policy, guard: AnomalyGuard, entry: _Entry, at: float) -> None:

@@ -710,6 +710,77 @@ INVALID = [
         6,
         id="trigger-unknown-key",
     ),
+    # --- extensions of issue 11: forecasts, the anomaly guard, provisioning -------------
+    pytest.param(
+        check("strategy: target-value", "query: up", "target: 1", "forecast: {}"),
+        "checks[0].forecast",
+        "'forecast' is not used for strategy target-value (only by per-instance, pass-through)",
+        10,
+        id="forecast-on-target-value",
+    ),
+    pytest.param(
+        check("strategy: per-instance", "query: up", "target: 1", "forecast: {lead: 1d}"),
+        "checks[0].forecast.lead",
+        "lead 1d is not shorter than the shortest season",
+        10,
+        id="forecast-lead-as-long-as-a-season",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: up", "forecast:", "  history: 3d"),
+        "checks[0].forecast.seasons[1]",
+        "season 1w is longer than the history 3d",
+        9,
+        id="forecast-season-longer-than-history",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: up", "forecast:", "  resolution: 1s"),
+        "checks[0].forecast.history",
+        "history 14d at resolution 1s is 1,209,600 buckets; keep it within 100,000",
+        9,
+        id="forecast-history-too-long-for-its-resolution",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: up", "forecast: {seasons: [90s]}"),
+        "checks[0].forecast.seasons[0]",
+        "season 90s is shorter than two buckets of the resolution 1m",
+        9,
+        id="forecast-season-shorter-than-two-buckets",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: up", "forecast: {min_history: 15d}"),
+        "checks[0].forecast.min_history",
+        "min_history 15d is longer than the history 14d",
+        9,
+        id="forecast-min-history-longer-than-history",
+    ),
+    pytest.param(
+        check("strategy: pass-through", "query: up", "forecast: {forecast_only: 1}"),
+        "checks[0].forecast.forecast_only",
+        "expected true or false",
+        9,
+        id="forecast-only-not-a-boolean",
+    ),
+    pytest.param(
+        policy("anomaly: {z: 0}\n" + CHECK),
+        "anomaly.z",
+        "must be > 0",
+        5,
+        id="anomaly-z-zero",
+    ),
+    pytest.param(
+        policy("anomaly: {window: 0s}\n" + CHECK),
+        "anomaly.window",
+        "window must be longer than 0s",
+        5,
+        id="anomaly-empty-window",
+    ),
+    pytest.param(
+        policy("provisioning: 0s\n" + CHECK),
+        "provisioning",
+        "provisioning must be longer than 0s",
+        5,
+        id="provisioning-zero",
+    ),
 ]
 
 
@@ -1031,3 +1102,39 @@ def test_json_schema_describes_a_policy_or_a_list_of_policies() -> None:
     assert "pattern" in policy_def["properties"]["interval"]
     assert all("description" in p for p in policy_def["properties"].values())
     assert {"$ref": "#/$defs/PolicyModel"} in schema["anyOf"]
+
+
+def test_forecast_guard_and_provisioning_load_with_their_defaults() -> None:
+    text = policy(
+        "provisioning: 3m\n"
+        "anomaly: {z: 6}\n"
+        "checks:\n"
+        "  - name: rps\n"
+        "    strategy: per-instance\n"
+        "    query: sum(rate(http_requests_total[1m]))\n"
+        "    target: 70\n"
+        "    tolerance: 0.05\n"
+        "    forecast: {resolution: 5m, forecast_only: true}\n"
+    )
+    (loaded,) = load_text(text, FILE)
+    (rps,) = loaded.checks
+    assert rps.tolerance == 0.05
+    assert rps.forecast == model.ForecastSettings(
+        lead=None,
+        history=timedelta(days=14),
+        resolution=timedelta(minutes=5),
+        seasons=(timedelta(days=1), timedelta(days=7)),
+        min_history=timedelta(days=1),
+        max_error=0.5,
+        only=True,
+    )
+    assert loaded.provisioning == timedelta(minutes=3)
+    assert loaded.anomaly == model.AnomalyGuard(z=6.0)
+    assert loaded.forecast_lead(rps) == timedelta(minutes=3, seconds=30)
+
+
+def test_without_forecast_guard_or_provisioning_a_policy_means_what_it_did() -> None:
+    (loaded,) = load_text(policy(), FILE)
+    assert loaded.provisioning is None
+    assert loaded.anomaly is None
+    assert all(c.forecast is None for c in loaded.checks)

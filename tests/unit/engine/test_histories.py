@@ -1,0 +1,184 @@
+"""Each check's history: read back once with a range query, then fed by every evaluation;
+gaps are read again, failures say why and are not retried at once, previews learn nothing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.core.model import (
+    AnomalyGuard,
+    AsgTarget,
+    Check,
+    ForecastSettings,
+    Observation,
+    Policy,
+    Strategy,
+)
+from autoscaler.engine.histories import RETRY_AFTER, CheckHistories
+from autoscaler.errors import SourceUnavailable
+
+QUERY = "sum(rate(requests[1m]))"
+START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, at midnight
+DAY = 86_400.0
+
+
+def daily(t: float) -> float:
+    return 100 + 50 * math.sin(2 * math.pi * t / DAY)
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass
+class History:
+    """A range source holding `daily` until `until` (epoch seconds); it records each query."""
+
+    until: float
+    series: int = 1
+    fail: Exception | None = None
+    asked: list[tuple[str, datetime, datetime, timedelta]] = field(default_factory=list)
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Sequence[Series]:
+        self.asked.append((promql, start, end, step))
+        if self.fail is not None:
+            raise self.fail
+        points = []
+        t, seconds = start.timestamp(), step.total_seconds()
+        while t <= min(end.timestamp(), self.until):
+            points.append((t, daily(t)))
+            t += seconds
+        return [Series({"i": str(i)}, tuple(points)) for i in range(self.series)]
+
+
+def policy(*, forecast: bool = True, guard: AnomalyGuard | None = None) -> Policy:
+    check = Check(
+        name="load",
+        strategy=Strategy.PER_INSTANCE,
+        query=QUERY,
+        target=10.0,
+        forecast=ForecastSettings() if forecast else None,
+    )
+    return Policy(
+        name="web", target=AsgTarget(asg="web"), min=1, max=50, checks=(check,), anomaly=guard
+    )
+
+
+def observe(histories: CheckHistories, now: datetime, value: float, **kw: object) -> Observation:
+    (enriched,) = histories.enrich(
+        policy(**kw),  # type: ignore[arg-type]
+        [Observation(check="load", value=value)],
+        now,
+    )
+    return enriched
+
+
+def test_the_forecast_reads_its_history_once_then_learns_from_evaluations() -> None:
+    now = START + timedelta(days=3)
+    source = History(until=now.timestamp())
+    histories = CheckHistories(source)
+    first = observe(histories, now, daily(now.timestamp()))
+    assert len(source.asked) == 1
+    promql, start, end, step = source.asked[0]
+    assert (promql, step) == (QUERY, timedelta(minutes=1))
+    assert start == now - timedelta(days=14)
+    assert end == now - timedelta(minutes=1)
+    assert first.forecast is not None
+    assert first.forecast.value == pytest.approx(daily(now.timestamp() + 150), abs=2)
+    for k in range(1, 20):  # ten minutes of evaluations every 30 s: no more range queries
+        later = now + timedelta(seconds=30 * k)
+        observe(histories, later, daily(later.timestamp()))
+    assert len(source.asked) == 1
+
+
+def test_a_gap_in_the_evaluations_is_read_back_alone() -> None:
+    now = START + timedelta(days=3)
+    source = History(until=(now + timedelta(hours=1)).timestamp())
+    histories = CheckHistories(source)
+    observe(histories, now, daily(now.timestamp()))
+    back = now + timedelta(minutes=30)  # the target was busy: no queries for 30 minutes
+    observe(histories, back, daily(back.timestamp()))
+    assert len(source.asked) == 2
+    _, start, end, _ = source.asked[1]
+    assert start == now + timedelta(minutes=1)
+    assert end == back - timedelta(minutes=1)
+
+
+def test_history_that_cannot_be_read_is_said_and_not_asked_again_at_once() -> None:
+    now = START + timedelta(days=3)
+    source = History(until=now.timestamp(), fail=SourceUnavailable("connection refused"))
+    histories = CheckHistories(source)
+    first = observe(histories, now, 100.0)
+    assert first.forecast is not None
+    assert first.forecast.value is None
+    assert first.forecast.reason == (
+        "history of 0s is shorter than the 1d needed; history unavailable: connection refused"
+    )
+    observe(histories, now + RETRY_AFTER - timedelta(seconds=30), 100.0)
+    assert len(source.asked) == 1
+    source.fail = None
+    observe(histories, now + RETRY_AFTER + timedelta(seconds=30), 100.0)
+    assert len(source.asked) == 2
+
+
+def test_a_query_with_several_series_has_no_history() -> None:
+    now = START + timedelta(days=3)
+    histories = CheckHistories(History(until=now.timestamp(), series=2))
+    reading = observe(histories, now, 100.0).forecast
+    assert reading is not None
+    assert reading.value is None
+    assert reading.reason is not None
+    assert "the query returned 2 series over the range; a check needs exactly one" in (
+        reading.reason
+    )
+
+
+def test_the_anomaly_window_is_read_back_at_the_policys_interval() -> None:
+    now = START + timedelta(days=1)
+    source = History(until=now.timestamp())
+    histories = CheckHistories(source)
+    guard = AnomalyGuard()
+    reading = observe(histories, now, 1000.0, forecast=False, guard=guard).anomaly
+    _, start, end, step = source.asked[0]
+    assert step == timedelta(seconds=30)
+    assert (start, end) == (now - timedelta(minutes=29, seconds=30), now - timedelta(seconds=30))
+    assert reading is not None
+    assert reading.implausible
+    assert reading.streak == 1
+    assert reading.samples == 59
+
+
+def test_a_preview_learns_nothing() -> None:
+    histories = CheckHistories(None)
+    guard = AnomalyGuard()
+    for k in range(20):
+        observe(histories, START + timedelta(seconds=30 * k), 100.0 + k % 3, guard=guard)
+    at = START + timedelta(minutes=10)
+    (preview,) = histories.enrich(
+        policy(guard=guard), [Observation(check="load", value=900.0)], at, learn=False
+    )
+    assert preview.anomaly is not None
+    assert preview.anomaly.streak == 1
+    (real,) = histories.enrich(policy(guard=guard), [Observation(check="load", value=900.0)], at)
+    assert real.anomaly is not None
+    assert real.anomaly.streak == 1  # the preview did not count
+    (again,) = histories.enrich(
+        policy(guard=guard), [Observation(check="load", value=900.0)], at + timedelta(seconds=30)
+    )
+    assert again.anomaly is not None
+    assert again.anomaly.streak == 2
+
+
+def test_checks_without_forecast_or_guard_pass_through_untouched() -> None:
+    histories = CheckHistories(History(until=0.0))
+    observation = Observation(check="load", value=5.0)
+    assert histories.enrich(policy(forecast=False), [observation], START) == [observation]
