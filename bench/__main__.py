@@ -1,9 +1,9 @@
 """`python -m bench` (or `make bench`): what `simulate` says about our policy, and its speed.
 
-1. Quality on the shared public traces (../shared/traces): the recommended policy against
-   the Kubernetes HPA algorithm and EC2 target tracking, through `autoscaler simulate`'s
-   engine, on the second half of each trace (the recommended settings were chosen on the
-   first halves: no tuning on what is reported).
+1. Quality (`bench.quality`): the recommended policy against the Kubernetes HPA algorithm
+   and EC2 target tracking, through `autoscaler simulate`'s engine, on the second half of
+   each shared public trace (../shared/traces; the recommended settings were chosen on the
+   first halves: no tuning on what is reported) and on held-out traces (`bench.heldout`).
 2. Simulation speed: one week of a 15-second trace, every controller compared, in weeks
    of trace per second of wall time (goal: at least 1).
 3. Cost of one decision in the pure core, against a trivial call in the same run.
@@ -27,75 +27,9 @@ from autoscaler.core.model import Memory, Observation, TargetStatus  # noqa: E40
 from autoscaler.replay.recommended import recommended_policy  # noqa: E402
 from autoscaler.replay.simulate import DEFAULT_START, Setup, simulate  # noqa: E402
 from autoscaler.replay.trace import Trace, read_trace, tick_means  # noqa: E402
+from bench.quality import PROVISIONING, UTILIZATION, bench_quality  # noqa: E402
 
 WEEK = 7 * 86400.0
-PROVISIONING = 120.0
-UTILIZATION = 0.7
-
-# file, label, (start, end) of the part to use in seconds (None: all of it)
-TRACES = [
-    ("azure_llm_inference_code_2023-11-16_per_second.csv", "Azure LLM code (bursty, 1 s)", None),
-    ("azure_llm_inference_conv_2023-11-16_per_second.csv", "Azure LLM conversation (1 s)", None),
-    ("nasa_http_jul1995_per_minute.csv", "NASA HTTP, July 1995 (1 min)", None),
-    ("twitter_sample_stream_2021-08_per_10s.csv", "Twitter sample stream (10 s)", None),
-    # The longest stretch without gaps (SOURCES.md): 2011-12-26 to 2012-10-31.
-    (
-        "wikipedia_all_projects_hourly_2008-2013.csv",
-        "Wikipedia, 2012 (1 h)",
-        (113_893_200.0, 140_706_000.0),
-    ),
-]
-
-
-def capacity_for(trace: Trace) -> float:
-    """Per-instance capacity so that the trace's 99th percentile needs about 20 instances."""
-    ordered = sorted(trace.rates)
-    return max(1e-6, ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] / 20)
-
-
-def bench_quality(traces_dir: Path, half: int) -> None:
-    which = "second" if half == 2 else "first"
-    print(f"## Recommended policy against the baselines ({which} half of each trace)\n")
-    print(
-        f"provisioning {PROVISIONING:g} s, target utilization {UTILIZATION:g}, capacity: the "
-        "trace's 99th percentile / 20 instances. under% = time with load above ready "
-        "capacity; tU% = BUNGEE timeshare_U (time with fewer ready instances than demand).\n"
-    )
-    header = (
-        f"{'trace':<32} {'controller':<12} {'under%':>7} {'tU%':>7} {'inst-h':>11} "
-        f"{'actions':>8} {'under×hpa':>10} {'tU×hpa':>7} {'cost×hpa':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for file, label, part in TRACES:
-        path = traces_dir / file
-        if not path.exists():
-            print(f"{label:<32} (missing: {path})")
-            continue
-        trace = read_trace(path)
-        if part is not None:
-            trace = trace.window(*part)
-        capacity = capacity_for(trace)
-        middle = trace.end / 2
-        trace = trace.window(middle, trace.end) if half == 2 else trace.window(0, middle)
-        setup = Setup(capacity=capacity, target_utilization=UTILIZATION, provisioning=PROVISIONING)
-        policy = recommended_policy(capacity, UTILIZATION, max_count=1000)
-        sim = simulate(trace, setup, [policy], compare=["hpa", "aws-tt", "static", "oracle"])
-        hpa = next(run.scores for run in sim.runs if run.name == "hpa")
-        for run in sim.runs:
-            s = run.scores
-            print(
-                f"{label:<32} {s.name:<12} {s.under_provisioned_pct:>6.2f}% "
-                f"{s.timeshare_u:>6.2f}% {s.instance_hours:>11,.1f} {s.actions:>8} "
-                f"{_ratio(s.under_provisioned_pct, hpa.under_provisioned_pct):>10} "
-                f"{_ratio(s.timeshare_u, hpa.timeshare_u):>7} "
-                f"{_ratio(s.instance_hours, hpa.instance_hours):>9}"
-            )
-    print()
-
-
-def _ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}" if base > 0 else "-"
 
 
 def week_of_15s(traces_dir: Path) -> Trace:
@@ -161,10 +95,17 @@ def main() -> int:
         "--half", type=int, choices=[1, 2], default=2, help="which half of each trace (default 2)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="speed runs (best is reported)")
+    parser.add_argument(
+        "--only", choices=["quality", "speed", "decide"], help="run one section of the bench"
+    )
+    parser.add_argument("--no-heldout", action="store_true", help="quality: the shared traces only")
     args = parser.parse_args()
-    bench_quality(args.traces, args.half)
-    bench_speed(args.traces, args.repeat)
-    bench_decide()
+    if args.only in (None, "quality"):
+        bench_quality(args.traces, args.half, heldout=not args.no_heldout)
+    if args.only in (None, "speed"):
+        bench_speed(args.traces, args.repeat)
+    if args.only in (None, "decide"):
+        bench_decide()
     return 0
 
 

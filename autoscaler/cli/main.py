@@ -31,6 +31,7 @@ from autoscaler.config.service import (
 )
 from autoscaler.config.state import is_postgres, open_postgres_state
 from autoscaler.core.ports import StateStore
+from autoscaler.engine.histories import range_source
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
@@ -204,7 +205,13 @@ def cmd_plan(
     except StateError as exc:
         _error(exc)
         return EXIT_STARTUP
-    reconciler = Reconciler(source=settings.source(), targets=settings.targets(), state=state)
+    prometheus = settings.source()
+    reconciler = Reconciler(
+        source=prometheus,
+        targets=settings.targets(),
+        state=state,
+        history=range_source(prometheus),
+    )
     evaluations: list[Evaluation] = [
         reconciler.evaluate(policy, dry_run=True, apply=False)
         for policy in result.policies

@@ -217,7 +217,10 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
         peak = setup.demand(max(trace.rates))
         return [
             recommended_policy(
-                setup.capacity, setup.target_utilization, max_count=max(100, 2 * peak)
+                setup.capacity,
+                setup.target_utilization,
+                max_count=max(100, 2 * peak),
+                provisioning=setup.provisioning,
             )
         ]
     if not Path(path).is_file():

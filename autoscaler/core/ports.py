@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from autoscaler.core.model import Decision, Memory, TargetStatus
 
@@ -41,6 +41,7 @@ class RangeSeries(Protocol):
         ...
 
 
+@runtime_checkable
 class RangeSource(Protocol):
     """Runs range queries: the history forecasts and the anomaly guard learn from."""
 

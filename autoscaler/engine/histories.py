@@ -255,3 +255,8 @@ class CheckHistories:
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.seen < cutoff]:
                 del self._entries[key]
+
+
+def range_source(source: object) -> RangeSource | None:
+    """`source` when it answers range queries (Prometheus does), else None."""
+    return source if isinstance(source, RangeSource) else None

@@ -44,8 +44,6 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
         found.append((("interval",), "interval must be longer than 0s, e.g. 30s"))
     found += _fallback_findings(policy)
     found += limits_findings(policy.limits)
-    if policy.provisioning is not None and parse_duration(policy.provisioning) <= timedelta(0):
-        found.append((("provisioning",), "provisioning must be longer than 0s, e.g. 2m"))
     if policy.anomaly is not None:
         found += anomaly_findings(policy.anomaly)
     for i, check in enumerate(policy.checks):

@@ -8,6 +8,9 @@ drift apart (a test compares the README's copy with `recommended_yaml`).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from autoscaler.core.durations import format_duration
 from autoscaler.core.model import Policy
 from autoscaler.policy.loader import load_text
 
@@ -22,30 +25,47 @@ description: request rate per instance at {percent} % of an instance's capacity
 target: {{type: aws-asg, asg: web}}
 min: {min}
 max: {max}
-interval: 30s               # the default
+interval: 15s               # see a burst as soon as the HPA does
+provisioning: {provisioning:<13} # from a scale-up to the new instances serving
 checks:
   - name: load              # simulate: the `load` signal (req/s)
     query: sum(rate(http_requests_total{{job="web"}}[1m]))
     strategy: per-instance  # desired = ceil(rate / target): what the load needs now
     # req/s one instance should carry: capacity {capacity} × target utilization {utilization}
     target: {target}
+    tolerance: {tolerance:<12} # no change while within {tolerance_percent} % of the target
+    forecast: {{}}            # act on max(observed, its forecast provisioning + 15s ahead)
 cooldown:
   up: 0s                    # per-instance asks for what the load needs: no need to wait
-  down: 5m                  # the default
+  down: 0s                  # the stabilization window below paces scale-in
 stabilization:
   up: 0s
-  down: 10m                 # scale in only to the highest need of the last 10 minutes
+  down: {down:<19} # scale in only to the highest need of the last {down_words}
 """
+
+# Chosen on the first half of each shared trace (`python -m bench --half 1`); see the
+# README's Development section for the numbers on the second halves.
+TOLERANCE = 0.05
+DOWN_WINDOW = "5m"
+DOWN_WORDS = "5 minutes"
 
 
 def recommended_yaml(
-    capacity: float, utilization: float, *, min_count: int = 1, max_count: int = 100
+    capacity: float,
+    utilization: float,
+    *,
+    min_count: int = 1,
+    max_count: int = 100,
+    provisioning: float = 120.0,
 ) -> str:
-    """The recommended policy's YAML for instances of `capacity` req/s at `utilization`."""
+    """The recommended policy's YAML for instances of `capacity` req/s at `utilization`,
+    `provisioning` seconds from a scale-up to serving."""
     if not capacity > 0:
         raise ValueError("capacity must be > 0 requests per second")
     if not 0 < utilization <= 1:
         raise ValueError("target utilization must be in (0, 1]")
+    if not provisioning >= 0:
+        raise ValueError("provisioning must be >= 0 seconds")
     return _TEMPLATE.format(
         name=NAME,
         capacity=_number(capacity),
@@ -54,6 +74,11 @@ def recommended_yaml(
         target=_number(capacity * utilization),
         min=min_count,
         max=max_count,
+        provisioning=format_duration(timedelta(seconds=provisioning)),
+        tolerance=_number(TOLERANCE),
+        tolerance_percent=_number(TOLERANCE * 100),
+        down=DOWN_WINDOW,
+        down_words=DOWN_WORDS,
     )
 
 
@@ -63,9 +88,20 @@ def _number(x: float) -> str:
 
 
 def recommended_policy(
-    capacity: float, utilization: float, *, min_count: int = 1, max_count: int = 100
+    capacity: float,
+    utilization: float,
+    *,
+    min_count: int = 1,
+    max_count: int = 100,
+    provisioning: float = 120.0,
 ) -> Policy:
     """The recommended policy, loaded from `recommended_yaml` like any policy file."""
-    text = recommended_yaml(capacity, utilization, min_count=min_count, max_count=max_count)
+    text = recommended_yaml(
+        capacity,
+        utilization,
+        min_count=min_count,
+        max_count=max_count,
+        provisioning=provisioning,
+    )
     (policy,) = load_text(text, file=f"<{NAME} policy>")
     return policy

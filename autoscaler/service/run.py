@@ -31,6 +31,7 @@ from autoscaler.api.http import HttpServer, create_app, parse_listen
 from autoscaler.config.connections import Settings
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.ports import MetricSource, StateStore
+from autoscaler.engine.histories import range_source
 from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
@@ -62,7 +63,8 @@ def run_once(
     result = load_paths(paths)
     for problem in result.problems:
         log.error("invalid policy: %s", problem)
-    reconciler = _reconciler(settings.source(), settings, state, leadership)
+    prometheus = settings.source()
+    reconciler = _reconciler(prometheus, settings, state, leadership, prometheus)
     if leadership is not None:
         leadership.start()  # renew while the policies are evaluated
     try:
@@ -94,17 +96,24 @@ def read_token(path: str | None) -> str | None:
 
 
 def _reconciler(
-    source: MetricSource, settings: Settings, state: StateStore, leadership: Leadership | None
+    source: MetricSource,
+    settings: Settings,
+    state: StateStore,
+    leadership: Leadership | None,
+    prometheus: object,
 ) -> Reconciler:
-    """The reconciler; with `leadership`, on the database's clock and fenced by the lease."""
+    """The reconciler; with `leadership`, on the database's clock and fenced by the lease.
+    `prometheus` answers the range queries forecasts read their history with."""
+    history = range_source(prometheus)
     if leadership is None:
-        return Reconciler(source=source, targets=settings.targets(), state=state)
+        return Reconciler(source=source, targets=settings.targets(), state=state, history=history)
     return Reconciler(
         source=source,
         targets=settings.targets(),
         state=state,
         clock=leadership.clock,
         fence=leadership.fence,
+        history=history,
     )
 
 
@@ -127,13 +136,15 @@ def _controller(
 ) -> tuple[Controller, CoalescingSource]:
     """The controller and its parts, with their metrics; the source to close at the end."""
     telemetry = Telemetry()
-    source = CoalescingSource(settings.source())
+    prometheus = settings.source()
+    source = CoalescingSource(prometheus)
     telemetry.watch_queries(lambda: (source.sent, source.shared))
     telemetry.watch_state(lambda: state.durability_problem() is None)
     telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
     controller = Controller(
         registry=PolicyRegistry(config.paths),
-        reconciler=_reconciler(source, settings, state, leadership),
+        # Forecasts read their history from Prometheus itself: range queries are not coalesced.
+        reconciler=_reconciler(source, settings, state, leadership, prometheus),
         state=state,
         source=source,
         telemetry=telemetry,

@@ -775,11 +775,11 @@ INVALID = [
         id="anomaly-empty-window",
     ),
     pytest.param(
-        policy("provisioning: 0s\n" + CHECK),
+        policy("provisioning: soon\n" + CHECK),
         "provisioning",
-        "provisioning must be longer than 0s",
+        "'soon' is not a duration",
         5,
-        id="provisioning-zero",
+        id="provisioning-not-a-duration",
     ),
 ]
 
