@@ -52,14 +52,18 @@ def test_a_failure_names_test_time_expected_got_and_reasons(write: Write) -> Non
 
 
 def test_the_count_follows_each_scale_and_cooldowns_hold_later_changes(write: Write) -> None:
+    # A rising per-instance need is not delayed by the cooldown up (issue 11); a scale-down
+    # inside the cooldown down is.
     tests = """\
   - name: closed loop
     start_count: {web: 2}
-    input_values: {web: {rps: '20 60 100 100'}}
+    input_values: {web: {rps: '20 60 100 100 40 40 40 40 40 40'}}
     expect:
       - {at: 1m, current: 2, desired: 6, action: up}
-      - {at: 2m, current: 6, desired: 10, action: hold, reason: 'cooldown up: 1 min left'}
-      - {at: 3m, current: 6, desired: 10, action: up}
+      - {at: 2m, current: 6, desired: 10, action: up, reason: 'rps keeps rising'}
+      - {at: 3m, current: 10, desired: 10, action: none}
+      - {at: 4m, current: 10, desired: 4, action: hold, reason: 'cooldown down: 3 min left'}
+      - {at: 7m, current: 10, desired: 4, action: down}
 """
     assert run(write, tests) == []
 
