@@ -233,9 +233,10 @@ class SeasonalModel:
         return (values[middle - 1] + values[middle]) / 2
 
     def _level(self, season: _Season) -> float:
-        """Mean residual over the level window; NaN with fewer than half of it known."""
+        """Mean residual over the level window (the buckets of it that hold a value, as a
+        replay evaluating every 5 minutes fills one in five); NaN when none does."""
         ring = season.residuals
-        if ring.count * 2 < ring.size:
+        if ring.count == 0:
             return _NAN
         return ring.sum_a / ring.count
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
+from autoscaler.errors import QueryError
 from autoscaler.replay.harness import Replay, Value
-from autoscaler.replay.history import Grid, History, HistoryFetcher, RangeSource
+from autoscaler.replay.history import Grid, History, HistoryFetcher, RangeSource, StoredHistory
 from autoscaler.replay.results import (
     Backtest,
     Change,
@@ -103,7 +104,7 @@ def run_backtest(
     Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
     that check at every instant (as it would in `run`) and is listed in the policy's errors.
     """
-    plans = [_plan(policy, options) for policy in policies]
+    plans = [_with_past(_plan(policy, options), source, options) for policy in policies]
     needs = [(query, plan.grid) for plan in plans for query in plan.queries]
     with HistoryFetcher(source, needs) as fetcher:
         evaluations = sum(plan.grid.count for plan in plans)
@@ -156,6 +157,9 @@ class _Plan:
     grid: Grid
     checks: tuple[tuple[str, str], ...]  # (check name, query)
     count_query: str | None
+    # What forecasts and the anomaly guard learn from: each such query before the window.
+    past: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    past_errors: tuple[str, ...] = ()
 
     @property
     def queries(self) -> list[str]:
@@ -174,6 +178,46 @@ def _plan(policy: Policy, options: Options) -> _Plan:
     return _Plan(policy, grid, checks, count_query)
 
 
+def lookbacks(policy: Policy) -> dict[str, tuple[timedelta, timedelta]]:
+    """Per query, how far before the window its forecast or anomaly guard looks, and at
+    which step: the forecast's history at its resolution, the guard's window at the
+    policy's interval (the longer span and the finer step when a query has both)."""
+    guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
+    wanted: dict[str, tuple[timedelta, timedelta]] = {}
+    for check in policy.checks:
+        if check.query is None:
+            continue
+        spans = []
+        if check.forecast is not None:
+            spans.append((check.forecast.history, check.forecast.resolution))
+        if guard is not None:
+            spans.append((guard.window, policy.interval))
+        for span, step in spans:
+            had = wanted.get(check.query)
+            wanted[check.query] = (
+                (span, step) if had is None else (max(had[0], span), min(had[1], step))
+            )
+    return wanted
+
+
+def _with_past(plan: _Plan, source: RangeSource, options: Options) -> _Plan:
+    """`plan` with the history before the window of each query that forecasts or is
+    guarded, read with range queries (once per query; Prometheus splits long ranges)."""
+    past: list[tuple[str, tuple[tuple[float, float], ...]]] = []
+    errors: list[str] = []
+    for query, (span, step) in lookbacks(plan.policy).items():
+        try:
+            series = source.query_range(
+                query, start=options.start - span, end=options.start - step, step=step
+            )
+        except QueryError as exc:
+            errors.append(f"{query}: history before --from: {exc}")
+            continue
+        if len(series) == 1:
+            past.append((query, tuple(series[0].points)))
+    return replace(plan, past=tuple(past), past_errors=tuple(errors))
+
+
 def _replay(plan: _Plan, options: Options, histories: dict[str, History]) -> PolicyBacktest:
     """One policy over its grid (in this process or a worker: everything here pickles)."""
     counts = histories.get(plan.count_query) if plan.count_query is not None else None
@@ -189,12 +233,14 @@ def _replay(plan: _Plan, options: Options, histories: dict[str, History]) -> Pol
     rescaled = [name for name, _ in plan.checks if name in options.rescale]
     if rescaled:
         result.notes.append(f"checks {', '.join(rescaled)} {RESCALE_ASSUMPTION}")
+    result.errors.extend(plan.past_errors)
     # A policy marked dry_run is replayed as if live: the point is to see what it would do.
     replay = Replay(
         replace(plan.policy, dry_run=False),
         start=plan.grid.start,
         count=start_count,
         keep_history=False,  # each evaluation is read as it comes
+        history=StoredHistory(dict(plan.past)) if plan.past else None,
     )
     checks = [(name, histories[query]) for name, query in plan.checks]
     _run(result, replay, plan.grid, checks, counts=counts, rescaled=frozenset(rescaled))

@@ -179,3 +179,21 @@ class HistoryFetcher:
             self.errors[promql] = str(exc)
             return History(promql, grid, error=str(exc))
         return History.from_series(promql, grid, series)
+
+
+class StoredHistory:
+    """`RangeSource` answering from points read before: the past a replay's forecasts and
+    anomaly guard learn from (see `backtest.lookbacks`). It answers whatever it holds
+    between `start` and `end`, at the step it was read with, whatever step is asked; a
+    query it holds nothing of (or is not given) has no series. Everything here pickles, so
+    worker processes get it with their plan."""
+
+    def __init__(self, points: dict[str, tuple[tuple[float, float], ...]]) -> None:
+        self._points = points
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> list[RangeSeries]:
+        low, high = start.timestamp(), end.timestamp()
+        held = [(t, v) for t, v in self._points.get(promql, ()) if low <= t <= high]
+        return [RangeSeries(labels={}, points=tuple(held))] if held else []
