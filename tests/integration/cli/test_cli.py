@@ -7,6 +7,7 @@ printed, its exit code, and what happened to the target.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -138,7 +139,15 @@ def test_plan_shows_the_desired_count_without_scaling(
     } <= set(plan)
     assert (plan["policy"], plan["current"], plan["desired"], plan["action"]) == ("web", 2, 8, "up")
     assert plan["checks"] == [
-        {"name": "load", "query": f"sum({metric})", "value": 73.0, "desired": 8, "error": None}
+        {
+            "name": "load",
+            "query": f"sum({metric})",
+            "value": 73.0,
+            "desired": 8,
+            "error": None,
+            "forecast": None,  # extensions: a check without forecast or anomaly guard
+            "anomaly": None,
+        }
     ]
     assert desired_capacity(asg) == 2  # plan never scales
 
@@ -568,3 +577,37 @@ def test_history_flags_bound_the_recorded_decisions(
         assert result.returncode == 0, result.stderr
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT count(*) FROM decisions").fetchone() == (2,)
+
+
+def test_plan_shows_a_forecast_learned_from_the_history_prometheus_holds(
+    policy_dir: Callable[[str], Path],
+    env: dict[str, str],
+    metrics: Metrics,
+    make_asg: Callable[..., str],
+) -> None:
+    # Almost three days of a daily cycle, one sample a minute (remote write accepts 3 days).
+    now = time.time()
+
+    def daily(t: float) -> float:
+        return 100 + 50 * math.sin(2 * math.pi * t / 86400)
+
+    first = now - 2.9 * 86400
+    minutes = [first + 60 * k for k in range(int((now - first) // 60))]
+    name = metrics.name("requests")
+    metrics.server.push_many(Sample(name, daily(t), {}, t) for t in minutes)
+    asg = make_asg(desired=2)
+    checks = per_instance(f"sum({name})") + "    forecast: {}\n"
+    folder = policy_dir(asg_policy("web", asg, checks, provisioning="2m"))
+
+    code, plans = plan_json(folder, env)
+
+    assert code == 0
+    (check,) = plans[0]["checks"]
+    forecast = check["forecast"]
+    assert forecast["lead_seconds"] == 1 + 120  # interval 1s + provisioning 2m
+    assert forecast["season_seconds"] == 86400
+    assert forecast["error"] < 0.05
+    assert forecast["value"] == pytest.approx(daily(now + 121), rel=0.05)
+    table = autoscaler("plan", str(folder), env=env).stdout
+    assert "forecast " in table
+    assert " in 2m1s (recent error " in table

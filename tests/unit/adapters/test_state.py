@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore
-from autoscaler.core.model import Action, CheckResult, Decision, Memory, Recommendation
+from autoscaler.api.models import DecisionOut
+from autoscaler.core.model import (
+    Action,
+    AnomalyReading,
+    CheckResult,
+    Decision,
+    ForecastReading,
+    Memory,
+    Recommendation,
+)
 from autoscaler.errors import StateError
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -44,6 +55,34 @@ def test_memory_survives_reopening_the_database(tmp_path: Path) -> None:
     reopened = SqliteStateStore(path, exclusive=True)
     assert reopened.load("web", "aws-asg/-/web") == memory
     reopened.close()
+
+
+def test_a_decision_keeps_its_forecast_and_anomaly_readings(tmp_path: Path) -> None:
+    forecast = ForecastReading(
+        value=83.0, lead=timedelta(seconds=150), error=0.12, season=timedelta(days=1)
+    )
+    anomaly = AnomalyReading(z=7.5, low=40.0, high=60.0, implausible=True, streak=1, samples=60)
+    check = replace(_decision("web", T0).checks[0], forecast=forecast, anomaly=anomaly)
+    decision = replace(_decision("web", T0), checks=(check,))
+    store = SqliteStateStore(tmp_path / "s.db")
+    store.record(decision)
+    assert store.history(policy="web") == [decision]
+    assert DecisionOut.of(decision).checks[0].forecast is not None
+
+
+def test_a_decision_recorded_before_forecasts_reads_back_without_them(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    old = _decision("web", T0).to_dict()
+    for check in old["checks"]:
+        del check["forecast"], check["anomaly"]
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute(
+            "INSERT INTO decisions (policy, time, payload) VALUES (?, ?, ?)",
+            ("web", T0.isoformat(), json.dumps(old)),
+        )
+    (read,) = store.history(policy="web")
+    assert read.checks[0].forecast is None
+    assert read.checks[0].anomaly is None
 
 
 def test_last_scaled_at_is_per_target_and_never_moves_back(tmp_path: Path) -> None:

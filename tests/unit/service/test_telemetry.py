@@ -4,14 +4,25 @@ a Grafana dashboard that only uses metrics that exist."""
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import promql_parser
 import pytest
 
-from autoscaler.core.model import Action, AsgTarget, Check, Decision, Policy, Strategy
+from autoscaler.core.model import (
+    Action,
+    AsgTarget,
+    Check,
+    CheckResult,
+    Decision,
+    ForecastReading,
+    Policy,
+    Strategy,
+)
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.service.telemetry import Telemetry
 
@@ -87,6 +98,28 @@ def test_an_evaluation_updates_counts_durations_and_actions() -> None:
     assert value("autoscaler_query_duration_seconds_count", labels) == 2
     last = value("autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "web"})
     assert last == 1234.0
+
+
+def test_a_forecast_is_exported_with_its_lead_and_error_and_forgotten_with_its_policy() -> None:
+    telemetry = Telemetry()
+    reading = ForecastReading(value=83.0, lead=timedelta(seconds=150), error=0.12)
+    check = CheckResult(
+        name="rps", query="sum(rps)", value=50.0, desired=9, error=None, forecast=reading
+    )
+    evaluation = _evaluation(Action.UP)
+    evaluation = replace(evaluation, decision=replace(evaluation.decision, checks=(check,)))
+    telemetry.observe(evaluation)
+    value = telemetry.registry.get_sample_value
+    labels = {"policy": "web", "check": "rps"}
+    assert value("autoscaler_check_forecast", labels) == 83.0
+    assert value("autoscaler_check_forecast_lead_seconds", labels) == 150.0
+    assert value("autoscaler_check_forecast_error_ratio", labels) == 0.12
+    none = replace(check, forecast=ForecastReading(value=None, lead=reading.lead, reason="new"))
+    telemetry.observe(replace(evaluation, decision=replace(evaluation.decision, checks=(none,))))
+    assert math.isnan(value("autoscaler_check_forecast", labels) or 0.0)
+    telemetry.loaded([], problems=0, removed=["web"])
+    assert value("autoscaler_check_forecast", labels) is None
+    assert value("autoscaler_check_forecast_lead_seconds", labels) is None
 
 
 def test_the_state_gauge_follows_whether_decisions_are_durable() -> None:
