@@ -342,14 +342,15 @@ def test_cooldown_survives_a_restart(
     assert first.returncode == 0, first.stderr
     assert desired_capacity(asg) == 4
 
-    metrics.push("conversations", 90)
+    # Less load (a rising per-instance need may overtake the cooldown up, issue 11).
+    metrics.push("conversations", 10)
     second = autoscaler("run", str(folder), "--once", "--state", state, env=env)
     assert second.returncode == 0, second.stderr
     assert desired_capacity(asg) == 4
-    assert "cooldown up" in second.stderr and "action=hold" in second.stderr
+    assert "cooldown down" in second.stderr and "action=hold" in second.stderr
 
     _, (plan,) = plan_json(folder, env, "--state", state)
-    assert plan["action"] == "hold" and plan["desired"] == 9
+    assert plan["action"] == "hold" and plan["desired"] == 1
 
 
 def test_cooldown_survives_a_restart_with_the_state_in_postgresql(

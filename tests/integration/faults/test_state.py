@@ -32,8 +32,8 @@ QUERY = "sum(load)"
 Fault = Callable[[ServiceProcess], AbstractContextManager[None]]
 
 
-def web_policy(asg: str, *, up: str, down: str) -> dict[str, str]:
-    text = policy_yaml("web", asg=asg, query=QUERY).replace(
+def web_policy(asg: str, *, up: str, down: str, extra: str = "") -> dict[str, str]:
+    text = policy_yaml("web", asg=asg, query=QUERY, extra=extra).replace(
         "cooldown: {up: 0s, down: 0s}", f"cooldown: {{up: {up}, down: {down}}}"
     )
     return {"web": text}
@@ -93,19 +93,21 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
     service = service_factory(
         prometheus_url=fake_prometheus.url,
         env=moto_server.env,
-        policies=web_policy(asg, up="300s", down="0s"),
+        # The limit leaves the scale-up short, so the same need asks again inside the
+        # cooldown (a need that keeps rising would not wait for it, issue 11).
+        policies=web_policy(asg, up="300s", down="0s", extra="limits: {up: {count: 4}}\n"),
         log_through_pipe=True,
     ).start()
     wait_until(lambda: last_decision(service).get("action") == "none", timeout=15, what="steady")
     assert service.get("/readyz").status_code == 200
 
     with fault(service):
-        fake_prometheus.values[QUERY] = 6  # scale-up still happens
+        fake_prometheus.values[QUERY] = 9  # scale-up still happens, limited to +4
         wait_until(lambda: moto_server.desired_capacity(asg) == 6, timeout=15, what="2 -> 6")
         # The save after the scale call fails (a lock is waited for up to 2 s first).
         wait_until(lambda: "state not durable" in last_decision(service)["reasons"][-1], timeout=10)
 
-        fake_prometheus.values[QUERY] = 9  # inside the 300 s cooldown it could not write
+        # 9 again, inside the 300 s cooldown it could not write: held.
         wait_until(
             lambda: decided(service, 6, 9, "cooldown up"), timeout=15, what="a cooldown hold"
         )
@@ -177,7 +179,7 @@ def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
     assert first.get("/readyz").status_code == 200
     assert first.stop() == 0
 
-    fake_prometheus.values[QUERY] = 7
+    fake_prometheus.values[QUERY] = 1
     second = service_factory(
         prometheus_url=fake_prometheus.url,
         env=moto_server.env,
@@ -185,6 +187,6 @@ def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
         policies=policies,
     ).start()
     at_4 = watch(second, moto_server, asg, start=4)
-    held_through_fault(at_4, "cooldown up")
+    held_through_fault(at_4, "cooldown down")  # a scale-in: a rising need may not wait
     recorded(at_4)  # the first process's scale to 4, in the file it recreated
     assert second.stop() == 0
