@@ -97,6 +97,12 @@ def test_examples_show_every_feature(policies: list[Policy]) -> None:
     assert any(p.dry_run for p in policies)
     assert any(not p.enabled for p in policies)
     assert any(p.target.type == "aws-asg" for p in policies)
+    # extensions
+    assert any(c.forecast is not None and not c.forecast.only for c in checks)
+    assert any(c.forecast is not None and c.forecast.only for c in checks)
+    assert any(c.strategy is Strategy.PER_INSTANCE and c.tolerance > 0 for c in checks)
+    assert any(p.anomaly is not None and p.anomaly.enabled for p in policies)
+    assert any(p.provisioning is not None for p in policies)
 
 
 @pytest.mark.parametrize(
