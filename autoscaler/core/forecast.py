@@ -250,13 +250,21 @@ class SeasonalModel:
 
     def forecast(self, at: float) -> ForecastReading:
         """The check's value forecast for `at + lead` (epoch seconds), or why there is none."""
+        target = math.floor((at + self.lead.total_seconds()) / self.step)
+        answer = self._answer
+        if answer is not None and answer[0] == self._last and answer[1] == target:
+            return answer[2]  # nothing completed and the same bucket ahead: the same answer
+        reading = self._forecast(target)
+        self._answer = (self._last, target, reading)
+        return reading
+
+    def _forecast(self, target: int) -> ForecastReading:
         settings, lead = self.settings, self.lead
         span = self.history_span()
         if span < settings.min_history:
             return self._none(
                 f"history of {_span(span)} is shorter than the {_span(settings.min_history)} needed"
             )
-        target = math.floor((at + lead.total_seconds()) / self.step)
         best: tuple[float, float, _Season] | None = None
         errors: list[str] = []
         for season in self.seasons:

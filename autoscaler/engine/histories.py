@@ -109,11 +109,7 @@ class CheckHistories:
         lead = policy.forecast_lead(check) if check.forecast is not None else None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or (entry.query, entry.settings, entry.lead) != (
-                check.query,
-                check.forecast,
-                lead,
-            ):
+            if entry is None or not _same(entry, check, lead):
                 entry = _Entry(check.query, check.forecast, lead)  # new or changed: relearn
                 self._entries[key] = entry
             entry.seen = at
@@ -260,3 +256,12 @@ class CheckHistories:
 def range_source(source: object) -> RangeSource | None:
     """`source` when it answers range queries (Prometheus does), else None."""
     return source if isinstance(source, RangeSource) else None
+
+
+def _same(entry: _Entry, check: Check, lead: timedelta | None) -> bool:
+    """Whether `entry` learned what `check` asks now (same query, settings and lead)."""
+    return (
+        entry.query == check.query
+        and (entry.settings is check.forecast or entry.settings == check.forecast)
+        and entry.lead == lead
+    )
