@@ -545,9 +545,9 @@ def _rising(
 
     The check that asks for the most must be count-independent (per-instance,
     pass-through, fixed: asking again cannot compound instances that are not serving yet),
-    and this recommendation must be above every one recorded since our last scaling
-    action, that action's own included. Without those records (the memory keeps them for
-    the longest stabilization window, and at least the last evaluation's), or when someone
+    and this recommendation must be above every one the memory holds from since our last
+    scaling action (that action's own one, while the stabilization windows keep it, and
+    at least the last evaluation's). With no record since that action, or when someone
     else scaled the target since, the cooldown applies.
     """
     if recommendation <= run.current:
@@ -558,15 +558,12 @@ def _rising(
     ours, theirs = memory.last_scaled_at, run.status.last_scaled_at
     if ours is None or (theirs is not None and theirs - ours > run.policy.interval):
         return None
-    records = memory.recommendations
-    if not records or records[0].at > ours:
-        return None
-    since = max(r.count for r in records if r.at >= ours) if records[-1].at >= ours else None
-    if since is None or recommendation <= since:
+    since = [r.count for r in memory.recommendations if r.at >= ours]
+    if not since or recommendation <= max(since):
         return None
     return (
         f"{driving[0].result.name} keeps rising (asks {recommendation}, above the "
-        f"{since} recommended since the last scale-up)"
+        f"{max(since)} recommended since the last scale-up)"
     )
 
 

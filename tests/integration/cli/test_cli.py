@@ -368,15 +368,15 @@ def test_cooldown_survives_a_restart_with_the_state_in_postgresql(
     assert first.returncode == 0, first.stderr
     assert desired_capacity(asg) == 4
 
-    metrics.push("conversations", 90)
+    metrics.push("conversations", 10)  # a scale-in: a rising need may overtake cooldown up
     second = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=pg_env)
     assert second.returncode == 0, second.stderr
     assert desired_capacity(asg) == 4
-    assert "cooldown up" in second.stderr and "action=hold" in second.stderr
+    assert "cooldown down" in second.stderr and "action=hold" in second.stderr
     assert PASSWORD not in first.stderr + second.stderr
 
     _, (plan,) = plan_json(folder, pg_env, "--state", postgres_db.dsn)
-    assert plan["action"] == "hold" and plan["desired"] == 9
+    assert plan["action"] == "hold" and plan["desired"] == 1
     refused = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=env)
     assert refused.returncode == 4
     assert "cannot connect to state database" in refused.stderr

@@ -41,9 +41,9 @@ def test_a_sigkill_inside_the_cooldown_then_a_restart_neither_scales_again_nor_f
         prometheus_url=metrics.server.url, env=moto_server.env, policies=policies
     ).start()
     wait_until(lambda: moto_server.desired_capacity(asg) == 4, timeout=15, what="2 -> 4")
-    metrics.push("load", 7)
+    metrics.push("load", 1)  # a scale-in (a rising need would not wait for the cooldown up)
     wait_until(  # inside the cooldown, evaluating: the moment to pull the plug
-        lambda: "cooldown up" in reasons(first.decisions("web", limit=1)[0]),
+        lambda: "cooldown down" in reasons(first.decisions("web", limit=1)[0]),
         timeout=15,
         what="a hold for the cooldown",
     )
@@ -57,7 +57,7 @@ def test_a_sigkill_inside_the_cooldown_then_a_restart_neither_scales_again_nor_f
         policies=policies,
     ).start()
     watched = Watched(service=second, policy="web", count=asg_count(moto_server, asg), start=4)
-    held_through_fault(watched, "cooldown up")
+    held_through_fault(watched, "cooldown down")
     recorded(watched)  # the scale to 4 survived the kill
-    assert second.policy("web")["cooldown_remaining"]["up_seconds"] > 3500
+    assert second.policy("web")["cooldown_remaining"]["down_seconds"] > 3500
     assert second.stop() == 0
