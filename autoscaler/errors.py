@@ -11,9 +11,12 @@
     │   ├── TargetBusy              the target refused a change for now (e.g. an active
     │   │                           deployment): hold, start no cooldown, try next time
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
-    └── StateError                  the state database cannot be opened, read or written
-        └── NotLeader               this replica does not hold the leader lease (a standby,
-                                    or a leader that lost it): it neither writes nor scales
+    ├── StateError                  the state database cannot be opened, read or written
+    │   └── NotLeader               this replica does not hold the leader lease (a standby,
+    │                               or a leader that lost it): it neither writes nor scales
+    └── DiscoveryError              a discovery source (Nomad jobs or scaling policies, AWS
+                                    Auto Scaling Groups) could not be read: the last
+                                    discovered set stays in force
 
 Messages say what is wrong and what to do about it; they never contain secrets.
 """
@@ -89,3 +92,7 @@ class StateError(AutoscalerError):
 class NotLeader(StateError):
     """This replica does not hold the leader lease now (a standby, or a leader whose lease
     lapsed or was taken over): the write or scale call it was about to make is refused."""
+
+
+class DiscoveryError(AutoscalerError):
+    """A discovery source could not be read; the targets it found last stay in force."""

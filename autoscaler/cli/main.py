@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler import __version__
+from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
 from autoscaler.cli import backtest, policytest, simulate
 from autoscaler.cli.logs import setup_logging
@@ -35,6 +36,7 @@ from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
 from autoscaler.redact import scrub
+from autoscaler.service.discovery import discovery_for, from_settings, with_discovered
 
 if TYPE_CHECKING:
     from autoscaler.service.leadership import Leadership
@@ -57,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check policy files; exit 1 listing every problem")
     _add_paths(validate)
+    validate.add_argument(
+        "--discover",
+        action="store_true",
+        help="also expand the templates with one discovery pass (reads Nomad and AWS from "
+        "their standard environment) and check every expanded policy",
+    )
+    validate.add_argument(
+        "--nomad-scaling-policies",
+        action="store_true",
+        default=os.environ.get("AUTOSCALER_NOMAD_SCALING_POLICIES", "") in ("1", "true", "yes"),
+        help="with --discover: also translate the Nomad Autoscaler policies of jobs' "
+        "`scaling` blocks (env AUTOSCALER_NOMAD_SCALING_POLICIES=1)",
+    )
 
     plan = sub.add_parser(
         "plan", help="dry-run preview: what each policy would do right now, and why"
@@ -146,7 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     setup_logging(args.log_level, args.log_format)
     if args.command == "validate":
-        return cmd_validate(args.paths, sys.stdout)
+        return cmd_validate(
+            args.paths,
+            sys.stdout,
+            discover=args.discover,
+            nomad_scaling_policies=args.nomad_scaling_policies,
+        )
     try:
         settings = settings_from_args(args)
     except (AutoscalerError, ValueError) as exc:
@@ -177,15 +197,45 @@ def _error(error: object) -> None:
     print(f"error: {scrub(str(error))}", file=sys.stderr)
 
 
-def cmd_validate(paths: Sequence[str], out: TextIO) -> int:
-    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem."""
+def cmd_validate(
+    paths: Sequence[str],
+    out: TextIO,
+    *,
+    discover: bool = False,
+    nomad_scaling_policies: bool = False,
+) -> int:
+    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem.
+
+    Offline, templates are checked on their own; with `discover`, they are also expanded
+    with one discovery pass and every expanded policy is checked (by its expanded name).
+    """
     result = load_paths(paths)
     if result.problems:
         _print_problems(result, out)
         return EXIT_INVALID
     names = ", ".join(p.name for p in result.policies) or "none"
-    print(f"{len(result.policies)} policies valid in {len(result.files)} files: {names}", file=out)
-    return EXIT_OK
+    templates = ""
+    if result.templates:
+        listed = "; ".join(t.describe() for t in result.templates)
+        templates = f" and {len(result.templates)} templates ({listed})"
+    print(
+        f"{len(result.policies)} policies{templates} valid in {len(result.files)} files: {names}",
+        file=out,
+    )
+    if not discover:
+        return EXIT_OK
+    try:
+        discovery = discovery_for(nomad_scaling_policies=nomad_scaling_policies)
+    except AutoscalerError as exc:
+        _error(exc)
+        return EXIT_STARTUP
+    policies, problems = with_discovered(result, discovery)
+    for problem in problems:
+        print(scrub(str(problem)), file=out)
+    found = policies[len(result.policies) :]
+    shown = ", ".join(p.name for p in found) or "none"
+    print(f"{len(found)} policies discovered: {shown}", file=out)
+    return EXIT_INVALID if problems else EXIT_OK
 
 
 def cmd_plan(
@@ -199,15 +249,24 @@ def cmd_plan(
     """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it."""
     result = load_paths(paths)
     _print_problems(result, sys.stderr)
+    problems = list(result.problems)
+    policies = result.policies
+    if result.templates or settings.nomad_scaling_policies:  # one discovery pass
+        policies, found = with_discovered(result, from_settings(settings, watch=False))
+        for problem in found:
+            print(scrub(str(problem)), file=sys.stderr)
+        problems += found
     try:
         state = _read_only_state(state_path, password_file)
     except StateError as exc:
         _error(exc)
         return EXIT_STARTUP
-    reconciler = Reconciler(source=settings.source(), targets=settings.targets(), state=state)
+    # Coalescing: a template's grouped query is sent once for all its targets.
+    source = CoalescingSource(settings.source())
+    reconciler = Reconciler(source=source, targets=settings.targets(), state=state)
     evaluations: list[Evaluation] = [
         reconciler.evaluate(policy, dry_run=True, apply=False)
-        for policy in result.policies
+        for policy in policies
         if policy.enabled
     ]
     state.close()
@@ -215,7 +274,7 @@ def cmd_plan(
         print(render_plan_json(evaluations))
     else:
         print(render_plan_table(evaluations), end="")
-    if result.problems:
+    if problems:
         return EXIT_INVALID
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
 

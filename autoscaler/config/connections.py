@@ -27,6 +27,7 @@ class Settings:
 
     prometheus: PrometheusSettings
     nomad: NomadSettings
+    nomad_scaling_policies: bool = False  # also run the policies of jobs' `scaling` blocks
 
     def source(self) -> PrometheusSource:
         return PrometheusSource(self.prometheus)
@@ -70,6 +71,14 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="'NAME: VALUE'",
         help="extra header for every query (repeatable; env AUTOSCALER_PROMETHEUS_HEADERS, "
         "one per line)",
+    )
+    group.add_argument(
+        "--nomad-scaling-policies",
+        action="store_true",
+        default=os.environ.get("AUTOSCALER_NOMAD_SCALING_POLICIES", "") in ("1", "true", "yes"),
+        help="also run the Nomad Autoscaler policies of jobs' group `scaling` blocks, read "
+        "from Nomad (/v1/scaling/policies) and translated (env "
+        "AUTOSCALER_NOMAD_SCALING_POLICIES=1); stop the Nomad Autoscaler first",
     )
     group.add_argument(
         "--query-timeout",
@@ -122,4 +131,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         timeout=timeout,
         deadline=3 * timeout,
     )
-    return Settings(prometheus=prometheus, nomad=NomadSettings.from_env())
+    return Settings(
+        prometheus=prometheus,
+        nomad=NomadSettings.from_env(),
+        nomad_scaling_policies=bool(getattr(args, "nomad_scaling_policies", False)),
+    )

@@ -21,6 +21,7 @@ class ServiceConfig:
     notify_urls: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     insecure_no_auth: bool = False
+    discovery_interval: float = 30.0  # seconds between two reads of AWS groups by tags
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -87,6 +88,14 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
         "POST /v1/reload; env AUTOSCALER_RELOAD_INTERVAL)",
     )
     group.add_argument(
+        "--discovery-interval",
+        type=float,
+        default=env("AUTOSCALER_DISCOVERY_INTERVAL", "30"),
+        help="seconds between two reads of the Auto Scaling Groups that templates discover "
+        "by tags (Nomad is watched, not polled; env AUTOSCALER_DISCOVERY_INTERVAL; default "
+        "%(default)s)",
+    )
+    group.add_argument(
         "--history-days",
         type=float,
         default=env("AUTOSCALER_HISTORY_DAYS", "14"),
@@ -145,4 +154,5 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         notify_urls=tuple(args.notify_url),
         allowed_hosts=tuple(args.allowed_host),
         insecure_no_auth=env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth),
+        discovery_interval=max(0.1, float(args.discovery_interval)),
     )

@@ -118,6 +118,13 @@ class Check:
     tolerance: float = 0.0  # target-value only
     steps: tuple[Step, ...] = ()  # threshold only
     count: int | None = None  # fixed only
+    # A grouped query shared by many policies (a template's `group_by`): the query returns
+    # one series per target and this check reads the one carrying all these labels.
+    select: tuple[tuple[str, str], ...] = ()
+    # Why this check cannot run here (carried over from another autoscaler: another metric
+    # source or strategy). It fails at every evaluation with this reason, so it blocks
+    # scale-in like any failed check and never counts as a value.
+    unsupported: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,6 +126,15 @@ class Controller:
             load_errors=[LoadError.of(p) for p in outcome.problems],
         )
 
+    def rediscover(self) -> None:
+        """Apply a discovery change (targets found, changed or gone) and reschedule; like a
+        reload, without reading the policy files again. Safe to call from any thread."""
+        with self._reload_lock:
+            outcome = self.registry.refresh()
+            policies = self.registry.policies()
+            self.scheduler.set_policies(policies)
+            self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
         policy = self.registry.get(name)
         if policy is None:

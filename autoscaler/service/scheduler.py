@@ -21,15 +21,21 @@ synthetic `hold` decision with `error_kind="crash"`, so the API never shows stal
 
 `gate` (HA): while it answers False (this replica is a standby), nothing is dispatched;
 due policies wait and run as soon as it opens (`wake()` says when).
+
+Policies expanded from one template share a grouped query; they are due together, on
+ticks of their interval (`next_tick`, without jitter; each template has its own phase),
+so one answer serves them all in each tick instead of one per drifting policy.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +77,25 @@ class SlotView:
     running: bool
     next_in: float | None
     last: Evaluation | None
+
+
+def shares_grouped_query(policy: Policy) -> bool:
+    """Whether `policy` reads a grouped query (`group_by`) that other policies share."""
+    return any(check.select for check in policy.checks)
+
+
+def next_tick(policy: Policy, now: float) -> float:
+    """The next tick of `policy`'s template, at least a quarter interval after `now`.
+
+    Ticks are `phase + k * interval` on the scheduler's clock; the phase comes from where
+    the template is defined, so every policy expanded from it falls due at the same
+    instants, and different templates spread over the interval.
+    """
+    interval = policy.interval.total_seconds()
+    where = f"{policy.source.file}:{policy.source.line}".encode()
+    phase = (zlib.crc32(where) % 10_000) / 10_000 * interval
+    tick = phase + (math.floor((now - phase) / interval) + 1) * interval
+    return tick + interval if tick - now < interval / 4 else tick
 
 
 class Scheduler:
@@ -313,6 +338,8 @@ class Scheduler:
             if self._slots.get(name) is slot:
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
+                elif shares_grouped_query(policy):
+                    slot.next_due = next_tick(policy, self._monotonic())
                 else:
                     interval = policy.interval.total_seconds()
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)
