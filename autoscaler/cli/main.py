@@ -1,5 +1,5 @@
 """The `autoscaler` command: validate, plan (dry-run preview), run, schema, simulate,
-backtest, test.
+backtest, test, convert.
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from autoscaler import __version__
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
-from autoscaler.cli import backtest, policytest, simulate
+from autoscaler.cli import backtest, convert, policytest, simulate
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import render_plan_json, render_plan_table
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(sub)
     backtest.add_parser(sub)
     policytest.add_parser(sub)
+    convert.add_parser(sub)
     return parser
 
 

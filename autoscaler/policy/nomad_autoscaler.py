@@ -307,6 +307,11 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _plain(value: float) -> int | float:
+    """`70.0` as 70, so the YAML reads as written."""
+    return int(value) if value.is_integer() and abs(value) < 1e15 else value
+
+
 def _target_value(
     out: Translation, where: str, config: Mapping[str, Any], unsupported: Any
 ) -> dict[str, Any] | None:
@@ -322,7 +327,7 @@ def _target_value(
         unsupported(f"precision {config.get('precision')!r} is not a number >= 0")
         return None
     _extra(out, where, "target-value", config, ("target", "precision"))
-    return {"strategy": "target-value", "target": target, "tolerance": precision}
+    return {"strategy": "target-value", "target": _plain(target), "tolerance": _plain(precision)}
 
 
 def _threshold(
@@ -340,7 +345,7 @@ def _threshold(
             if number is None:
                 unsupported(f"threshold {key} {value!r} is not a number")
                 return None
-            step[ours] = number
+            step[ours] = _plain(number)
     if not step:
         unsupported("threshold needs lower_bound and/or upper_bound")
         return None
@@ -459,7 +464,7 @@ def policy_from_nomad(
     data = done.data
     carried = bool(data["checks"])
     if not carried:  # validated with a stand-in check, then left with the failing ones
-        data = {**data, "checks": [{"name": "_", "strategy": "fixed", "count": 0}]}
+        data = {**data, "checks": [{"name": "placeholder", "strategy": "fixed", "count": 0}]}
     notes = "; ".join(done.notes)
     data["description"] = f"Nomad scaling policy {found.id}" + (
         f"; not carried exactly: {notes}" if notes else ""

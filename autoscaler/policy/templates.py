@@ -306,6 +306,12 @@ def _group_by(
                     f"{pattern!r} holds no placeholder: every target would read the same "
                     f"series; use {_listed(kind)}",
                 )
+            elif kind is not None and (
+                unknown := [n for n in _PLACEHOLDER.findall(pattern) if n not in PLACEHOLDERS[kind]]
+            ):
+                problem(
+                    (*path, label), f"unknown placeholder {{{unknown[0]}}}: use {_listed(kind)}"
+                )
             else:
                 pairs.append((label, pattern))
         found.append((i, tuple(pairs)))

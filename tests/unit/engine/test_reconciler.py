@@ -22,6 +22,7 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.ports import ScalingTarget, StateStore
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import (
     NotLeader,
@@ -356,3 +357,86 @@ def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_co
     target = Recording(status_value=TargetStatus(count=2))
     _reconciler(FakeSource({"sum(load)": 60.0}), target, state).evaluate(_policy())
     assert seen == [T0]
+
+
+# --- grouped queries (templates) and checks carried over as unsupported ------------------
+
+
+@dataclass
+class GroupedSource(FakeSource):
+    """A source answering grouped queries from `series`, counting the calls."""
+
+    series: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+    grouped: list[tuple[str, float]] = field(default_factory=list)
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        self.grouped.append((promql, reuse))
+        return SeriesSet(query=promql, series=self.series.get(promql, []))
+
+
+GROUPED = "sum by (job) (rate(requests_total[2m]))"
+
+
+def _grouped_policy(job: str, **overrides: object) -> Policy:
+    check = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query=GROUPED,
+        target=10.0,
+        select=(("job", job),),
+    )
+    return _policy(name=job, target=AsgTarget(asg=job), checks=(check,), **overrides)
+
+
+def test_a_grouped_check_reads_its_own_series_with_half_the_interval_of_reuse() -> None:
+    source = GroupedSource(series={GROUPED: [({"job": "web"}, 80.0), ({"job": "api"}, 5.0)]})
+    target, state = FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(
+        _grouped_policy("web", interval=timedelta(seconds=10))
+    )
+    assert evaluation.decision.action is Action.UP
+    assert evaluation.decision.checks[0].value == 80.0
+    assert source.grouped == [(GROUPED, 5.0)]
+    assert source.asked == []  # no single-series query
+
+
+def test_a_target_missing_from_the_grouped_result_holds_and_never_scales_in() -> None:
+    source = GroupedSource(series={GROUPED: [({"job": "api"}, 0.0)]})
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("web"))
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.decision.desired == 6
+    assert "no series with job='web'" in (evaluation.decision.checks[0].error or "")
+    assert target.scaled == []
+
+
+def test_a_target_matched_by_several_series_fails_as_ambiguous() -> None:
+    source = GroupedSource(
+        series={GROUPED: [({"job": "web", "i": "1"}, 1.0), ({"job": "web", "i": "2"}, 1.0)]}
+    )
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("web"))
+    assert evaluation.decision.action is Action.HOLD
+    assert "ambiguous" in (evaluation.decision.checks[0].error or "")
+    assert target.scaled == []
+
+
+def test_an_unsupported_check_fails_every_time_without_a_query_and_blocks_scale_in() -> None:
+    unsupported = Check(
+        name="cpu",
+        strategy=Strategy.PASS_THROUGH,
+        query="avg_cpu",
+        unsupported="unsupported: the Nomad APM is not read here",
+    )
+    load = Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0)
+    source = FakeSource({"sum(load)": 10.0})
+    target = FakeTarget(status_value=TargetStatus(count=4))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(checks=(load, unsupported))
+    )
+    assert source.asked == ["sum(load)"]
+    assert evaluation.decision.action is Action.NONE  # 1 wanted, but scale-in is blocked
+    assert evaluation.decision.desired == 4
+    failed = evaluation.decision.checks[1]
+    assert failed.error == "unsupported: the Nomad APM is not read here"
+    assert any("scale-down blocked" in r for r in evaluation.decision.reasons)

@@ -16,13 +16,22 @@ from typing import Any, cast
 import pytest
 
 from autoscaler.api.http import ApiError
-from autoscaler.core.model import Action, AsgTarget, Check, Decision, Memory, Policy, Strategy
+from autoscaler.core.model import (
+    Action,
+    AsgTarget,
+    Check,
+    Decision,
+    Memory,
+    Policy,
+    Source,
+    Strategy,
+)
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
-from autoscaler.service.scheduler import Scheduler
+from autoscaler.service.scheduler import Scheduler, next_tick
 from autoscaler.service.telemetry import Telemetry
 from tests.support.net import wait_until
 
@@ -411,3 +420,44 @@ def test_a_refused_trigger_says_why(tmp_path: Path) -> None:
         controller.evaluate("web", preview=False)
     assert (stopping.value.status, stopping.value.detail) == (503, "the service is shutting down")
     assert "Retry-After" not in stopping.value.headers
+
+
+# --- policies of one template share ticks ---------------------------------------------------
+
+
+def _templated(name: str, line: int = 3, interval: float = 10.0) -> Policy:
+    check = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query="sum by (job) (x)",
+        target=1.0,
+        select=(("job", name),),
+    )
+    return Policy(
+        name=name,
+        target=AsgTarget(asg=name),
+        min=1,
+        max=5,
+        checks=(check,),
+        interval=timedelta(seconds=interval),
+        source=Source(file="policies/web.yaml", line=line),
+    )
+
+
+def test_policies_of_one_template_fall_due_together_on_its_ticks() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    policies = [_templated(f"job{i}") for i in range(20)]
+    scheduler = _stepped(recorder, policies, clock, jitter=0.5)
+    _advance(scheduler, clock, 95, step=0.25)
+    assert set(recorder.calls.values()) == {recorder.calls["job0"]}
+    assert recorder.calls["job0"] >= 9
+    ticks = Counter(at for _, at in recorder.started)
+    assert set(ticks.values()) == {20}  # every tick evaluates every target, nothing between
+
+
+def test_different_templates_tick_at_different_phases() -> None:
+    one, other = _templated("a", line=3), _templated("b", line=40)
+    assert next_tick(one, 1000.0) != next_tick(other, 1000.0)
+    assert next_tick(one, 1000.0) - 1000.0 >= 2.5  # at least a quarter interval ahead
+    assert next_tick(one, next_tick(one, 1000.0)) == pytest.approx(next_tick(one, 1000.0) + 10)
