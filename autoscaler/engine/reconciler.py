@@ -285,13 +285,14 @@ class Reconciler:
     def _read(self, policy: Policy, check: Check) -> float:
         """The check's value: its own query's, or its series of a grouped query.
 
-        A grouped answer may serve every target evaluated within half the interval (one
-        query per template per tick); a target missing from it fails only its own check.
+        A grouped answer may serve every target evaluated within the interval (the
+        scheduler's `fresh_since` keeps it to one tick: one query per template per tick); a
+        target missing from it fails only its own check.
         """
         assert check.query is not None
         if not check.select:
             return self._source.query(check.query)
-        reuse = policy.interval.total_seconds() / 2
+        reuse = policy.interval.total_seconds()
         return self._source.query_series(check.query, reuse=reuse).pick(check.select)
 
     def _remember(self, decision: Decision) -> None:

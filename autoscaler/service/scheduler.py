@@ -24,7 +24,8 @@ due policies wait and run as soon as it opens (`wake()` says when).
 
 Policies expanded from one template share a grouped query; they are due together, on
 ticks of their interval (`next_tick`, without jitter; each template has its own phase),
-so one answer serves them all in each tick instead of one per drifting policy.
+and each run reads data no older than its tick (`fresh_since`), so one answer serves them
+all in each tick instead of one per drifting policy, and no tick reuses an earlier one's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from autoscaler.engine.reconciler import Evaluation, safe_error, scrubbed, utcno
 log = logging.getLogger("autoscaler.scheduler")
 
 # evaluate(policy, fresh_since): `fresh_since` is the monotonic time of the trigger this run
-# answers (its data must be newer than that), or None for a scheduled run.
+# answers (its data must be newer than that); for a scheduled run of a policy that shares
+# a grouped query, the tick it runs in (one answer per tick); else None.
 Evaluate = Callable[[Policy, float | None], Evaluation]
 OnResult = Callable[[Policy, Evaluation | None], None]
 
@@ -261,6 +263,8 @@ class Scheduler:
             heapq.heappop(self._heap)
             slot.running = True
             slot.fresh_since, slot.triggered_at = slot.triggered_at, None
+            if slot.fresh_since is None and shares_grouped_query(slot.policy):
+                slot.fresh_since = due  # its tick: no answer from an earlier tick
             # A future marked running can no longer be cancelled under our feet.
             slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
             slot.waiting = []

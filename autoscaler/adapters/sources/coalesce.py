@@ -14,10 +14,11 @@ was *triggered* (an alert, the API) wants data newer than its trigger, whatever 
 it runs inside `fresh_since(trigger_time)` and neither reuses nor joins an older query.
 
 Grouped queries (`query_series`, a template's one query for all its targets) follow the
-same two rules, with the reuse window the caller gives: half the policies' interval, so
-the targets of one tick, evaluated one after the other, all read the one answer, while
-the next tick sends the query again. The answer is parsed once; every target picks its
-series from the same `SeriesSet`.
+same two rules, with the reuse window the caller gives (the policies' interval) and
+`fresh_since` set by the scheduler to the tick the evaluation runs in: the targets of one
+tick, evaluated one after the other, all read the one answer, and the next tick sends the
+query again. The answer is parsed once; every target picks its series from the same
+`SeriesSet`.
 """
 
 from __future__ import annotations

@@ -388,7 +388,7 @@ def _grouped_policy(job: str, **overrides: object) -> Policy:
     return _policy(name=job, target=AsgTarget(asg=job), checks=(check,), **overrides)
 
 
-def test_a_grouped_check_reads_its_own_series_with_half_the_interval_of_reuse() -> None:
+def test_a_grouped_check_reads_its_own_series_reusable_for_one_interval() -> None:
     source = GroupedSource(series={GROUPED: [({"job": "web"}, 80.0), ({"job": "api"}, 5.0)]})
     target, state = FakeTarget(), MemoryStateStore()
     evaluation = _reconciler(source, target, state).evaluate(
@@ -396,7 +396,7 @@ def test_a_grouped_check_reads_its_own_series_with_half_the_interval_of_reuse() 
     )
     assert evaluation.decision.action is Action.UP
     assert evaluation.decision.checks[0].value == 80.0
-    assert source.grouped == [(GROUPED, 5.0)]
+    assert source.grouped == [(GROUPED, 10.0)]
     assert source.asked == []  # no single-series query
 
 

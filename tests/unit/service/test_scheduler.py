@@ -454,6 +454,9 @@ def test_policies_of_one_template_fall_due_together_on_its_ticks() -> None:
     assert recorder.calls["job0"] >= 9
     ticks = Counter(at for _, at in recorder.started)
     assert set(ticks.values()) == {20}  # every tick evaluates every target, nothing between
+    # Each run reads no answer older than its own tick (when it fell due): one per tick.
+    fresh = Counter(since for _, since in recorder.fresh)
+    assert None not in fresh and set(fresh.values()) == {20} and len(fresh) == len(ticks)
 
 
 def test_different_templates_tick_at_different_phases() -> None:
