@@ -27,6 +27,7 @@ built per target, so 10,000 of them stay small.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -399,7 +400,18 @@ def _substitute(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, An
 
 def fill(pattern: str, values: Mapping[str, str]) -> str:
     """`pattern` with each `{placeholder}` replaced by its value (unknown ones kept)."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
+    parts = _parts(pattern)
+    if len(parts) == 1:
+        return pattern
+    # parts alternate: text, placeholder name, text, ... (split once per pattern)
+    return "".join(
+        part if i % 2 == 0 else values.get(part, "{" + part + "}") for i, part in enumerate(parts)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parts(pattern: str) -> tuple[str, ...]:
+    return tuple(_PLACEHOLDER.split(pattern))
 
 
 def _listed(kind: Kind) -> str:
@@ -555,8 +567,7 @@ def _policy(
     target: model.TargetRef
     if isinstance(found, NomadGroup):
         assert isinstance(proto.target, model.NomadTarget)
-        target = replace(
-            proto.target,
+        target = model.NomadTarget(
             job=found.job,
             group=found.group,
             namespace=found.namespace,
@@ -564,7 +575,7 @@ def _policy(
         )
     else:
         assert isinstance(proto.target, model.AsgTarget)
-        target = replace(proto.target, asg=found.name, region=proto.target.region or found.region)
+        target = model.AsgTarget(asg=found.name, region=proto.target.region or found.region)
     checks = list(proto.checks)
     for index, pairs in template.group_by:
         select = tuple((label, fill(pattern, values)) for label, pattern in pairs)

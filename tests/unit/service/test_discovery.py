@@ -206,3 +206,16 @@ def test_with_discovered_gives_files_first_then_expansions(tmp_path: Path) -> No
     policies, problems = with_discovered(load_paths([tmp_path]), discovery)
     assert [p.name for p in policies] == ["web-a-web", "web-a-worker"]
     assert problems == [] and nomad.reads == 1
+
+
+def test_a_broken_template_file_keeps_its_last_good_template(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("max: 20", "max: lots"))
+    outcome = registry.reload()
+    assert _names(registry) == ["web-a-web"]
+    assert any(p.field == "max" for p in outcome.problems)
+    nomad.groups_found = [_opted("a"), _opted("b")]
+    _apply(registry, discovery)  # the last good template still expands new targets
+    assert _names(registry) == ["web-a-web", "web-b-web"]
