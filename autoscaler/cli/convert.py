@@ -22,7 +22,7 @@ import yaml
 
 from autoscaler.errors import PolicyError
 from autoscaler.policy.loader import load_text
-from autoscaler.policy.nomad_autoscaler import Converted, convert_hcl
+from autoscaler.policy.nomad_hcl import Converted, convert_hcl
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
 

@@ -35,7 +35,8 @@ from autoscaler.policy.schema import (
     StepModel,
     TargetValueCheck,
 )
-from autoscaler.policy.templates import Template, build_template, is_template, template_schema
+from autoscaler.policy.template_schema import template_schema
+from autoscaler.policy.templates import Template, build_template, is_template
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
 from autoscaler.policy.yaml_lines import Path as DataPath
 

@@ -35,9 +35,10 @@ from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
 from autoscaler.core.model import Policy
 from autoscaler.errors import AutoscalerError, Problem
 from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.expansion import expand
 from autoscaler.policy.loader import FileLoad, LoadResult, load_data
 from autoscaler.policy.nomad_autoscaler import blocks, policy_from_nomad, policy_name
-from autoscaler.policy.templates import Template, expand
+from autoscaler.policy.templates import Template
 from autoscaler.service.registry import DISCOVERED
 
 if TYPE_CHECKING:

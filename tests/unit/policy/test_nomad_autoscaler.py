@@ -12,11 +12,11 @@ from autoscaler.core.discovered import NomadScalingPolicy
 from autoscaler.core.model import NomadTarget, Strategy
 from autoscaler.policy.loader import load_data
 from autoscaler.policy.nomad_autoscaler import (
-    convert_hcl,
     go_duration,
     policy_from_nomad,
     translate,
 )
+from autoscaler.policy.nomad_hcl import convert_hcl
 
 
 def _check(name: str, strategy: str, config: dict[str, Any], **body: Any) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.model import AsgTarget, NomadTarget
 from autoscaler.errors import Problem
 from autoscaler.policy.conflicts import Located
+from autoscaler.policy.expansion import expand
 from autoscaler.policy.loader import json_schema, load_file, load_paths
-from autoscaler.policy.templates import Template, expand
+from autoscaler.policy.templates import Template
 
 TEMPLATE = """\
 name: "web-{job}-{group}"
