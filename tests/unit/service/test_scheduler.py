@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import pytest
 
-from autoscaler.api.http import ApiError
 from autoscaler.core.model import (
     Action,
     AsgTarget,
@@ -28,6 +27,7 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.errors import EvaluationFailed, PolicyNotFound, ServiceBusy, ShuttingDown
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -395,9 +395,8 @@ def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
         assert web.last_decision is not None
         assert web.last_decision.action == "hold"
         assert web.last_decision.reasons == [web.last_error]
-        with pytest.raises(ApiError) as failed:
+        with pytest.raises(EvaluationFailed, match="RuntimeError: reconciler bug"):
             controller.evaluate("web", preview=False)
-        assert failed.value.status == 500
     finally:
         controller.scheduler.stop()
         thread.join(5)
@@ -406,20 +405,16 @@ def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
 def test_a_refused_trigger_says_why(tmp_path: Path) -> None:
     controller = _controller(tmp_path)
     controller.registry.reload()  # a reload between swapping the registry and the scheduler
-    with pytest.raises(ApiError) as mid_swap:
+    with pytest.raises(ServiceBusy, match="try again") as mid_swap:
         controller.evaluate("web", preview=False)
-    assert mid_swap.value.status == 503
-    assert "try again" in mid_swap.value.detail
-    assert mid_swap.value.headers == {"Retry-After": "1"}
-    with pytest.raises(ApiError) as unknown:
+    assert mid_swap.value.retry_after == 1
+    with pytest.raises(PolicyNotFound, match="no policy named 'nope'"):
         controller.evaluate("nope", preview=False)
-    assert unknown.value.status == 404
     controller.scheduler.set_policies(controller.registry.policies())
     controller.scheduler.stop()
-    with pytest.raises(ApiError) as stopping:
+    with pytest.raises(ShuttingDown, match=r"^the service is shutting down$") as stopping:
         controller.evaluate("web", preview=False)
-    assert (stopping.value.status, stopping.value.detail) == (503, "the service is shutting down")
-    assert "Retry-After" not in stopping.value.headers
+    assert stopping.value.retry_after is None
 
 
 # --- policies of one template share ticks ---------------------------------------------------
