@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoscaler import __version__
+from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
 from autoscaler.api.models import (
     AlertmanagerWebhook,
@@ -135,7 +136,10 @@ def create_app(
         version=__version__,
         description="Prometheus-driven autoscaling controller: status, history and control.",
         responses={421: {"description": "the Host header does not name this server"}},
+        docs_url=None,  # served by `add_docs`, without a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
 
     @app.middleware("http")
