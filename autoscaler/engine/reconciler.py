@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from autoscaler.core import decision as core
 from autoscaler.core.model import (
@@ -340,14 +341,15 @@ def _meta(decision: Decision) -> dict[str, str]:
     return meta
 
 
-def log_decision(evaluation: Evaluation) -> None:
-    """One log line per decision: policy, target, from, to, action, dry-run, reasons."""
-    level = logging.WARNING if evaluation.error else logging.INFO
-    if not log.isEnabledFor(level):
-        return  # replays evaluate thousands of times a second: build nothing nobody reads
+def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
+    """The decision as flat log fields: JSON values only, no nesting but `reasons` (a list
+    of strings), and each check as `check.<name>.value`, `.desired` and `.error`.
+
+    `decision_time` is the decision's own instant (its clock: under `--ha`, the shared
+    database's), which the record's `time` (when the line was written) is not."""
     d = evaluation.decision
-    fields = {
-        "time": d.time.isoformat(),
+    fields: dict[str, Any] = {
+        "decision_time": d.time.isoformat(),
         "policy": d.policy,
         "target": d.target,
         "current": d.current,
@@ -358,6 +360,30 @@ def log_decision(evaluation: Evaluation) -> None:
     }
     if evaluation.error:
         fields["error"] = evaluation.error
+        fields["error_kind"] = evaluation.error_kind
+    for check in d.checks:
+        fields[f"check.{check.name}.value"] = check.value
+        fields[f"check.{check.name}.desired"] = check.desired
+        if check.error:
+            fields[f"check.{check.name}.error"] = check.error
+    return fields
+
+
+def log_decision(evaluation: Evaluation) -> None:
+    """One log line per decision: policy, target, from, to, action, dry-run, reasons.
+
+    With `--log-format json` the record carries `decision_fields` at the top level, and the
+    earlier shape (`decision`: the same without the checks, `time` for `decision_time`)
+    for log pipelines that read it.
+    """
+    level = logging.WARNING if evaluation.error else logging.INFO
+    if not log.isEnabledFor(level):
+        return  # replays evaluate thousands of times a second: build nothing nobody reads
+    d = evaluation.decision
+    fields = decision_fields(evaluation)
+    legacy = {"time": fields["decision_time"]} | {
+        k: v for k, v in fields.items() if not k.startswith(("check.", "error_kind", "decision_"))
+    }
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",
@@ -368,7 +394,7 @@ def log_decision(evaluation: Evaluation) -> None:
         d.action.value,
         str(d.dry_run).lower(),
         " | ".join(d.reasons),
-        extra={"decision": fields},
+        extra={**fields, "decision": legacy},
     )
 
 

@@ -267,11 +267,15 @@ def test_scaling_action_is_notified_with_a_slack_text(api: Api) -> None:
 
 def test_one_json_log_line_per_decision(api: Api) -> None:
     lines = [r for r in api.service.log_records() if r.get("logger") == "autoscaler.decisions"]
-    first = lines[0]["decision"]
+    first = lines[0]
     assert first["policy"] == "web"
+    assert first["target"] == f"aws-asg:{api.asg}"
     assert (first["current"], first["desired"], first["action"]) == (2, 4, "up")
     assert first["dry_run"] is False
     assert first["reasons"]
+    assert (first["check.load.value"], first["check.load.desired"]) == (4, 4)
+    legacy = first["decision"]  # the earlier shape, still there
+    assert (legacy["policy"], legacy["current"], legacy["desired"]) == ("web", 2, 4)
 
 
 def test_no_secret_in_logs_or_api_output(api: Api) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -82,10 +83,11 @@ def test_an_unknown_policy_is_a_404_from_the_real_stub(serve_api: Callable[..., 
 
 
 @pytest.fixture
-def secret() -> Iterator[str]:
-    redact.register("s3cr3t-token-value")
-    yield "s3cr3t-token-value"
-    redact.clear()
+def secret() -> str:
+    """A fresh secret per test: the registry is process-wide and never forgets."""
+    value = f"s3cr3t-{uuid.uuid4().hex}"
+    redact.register(value)
+    return value
 
 
 def test_an_error_quoting_a_secret_is_scrubbed(serve_api: Callable[..., Api], secret: str) -> None:
