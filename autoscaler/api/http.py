@@ -30,6 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.listen import parse_listen
 from autoscaler.api.models import (
     AlertmanagerWebhook,
     AlertOut,
@@ -265,15 +266,6 @@ def create_app(
         return backend.alert(webhook.model_dump())
 
     return app
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or `:port` (every interface) -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise AutoscalerError(f"--listen {listen!r}: write it as HOST:PORT, e.g. 127.0.0.1:8080")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - only when asked for with ":PORT"
-    return host, int(port)
 
 
 class HttpServer:

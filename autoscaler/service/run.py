@@ -28,7 +28,8 @@ from types import FrameType
 from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
-from autoscaler.api.http import HttpServer, create_app, parse_listen
+from autoscaler.api.http import HttpServer, create_app
+from autoscaler.api.listen import parse_listen
 from autoscaler.config.connections import Settings
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.ports import MetricSource, StateStore

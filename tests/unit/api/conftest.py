@@ -30,6 +30,7 @@ class StubBackend:
 
     calls: list[str] = field(default_factory=list)
     failure: Exception | None = None  # raised by every read and control method when set
+    not_ready: str | None = None  # what `readiness` answers
 
     def _reached(self, method: str) -> None:
         self.calls.append(method)
@@ -64,7 +65,7 @@ class StubBackend:
 
     def readiness(self) -> str | None:
         self.calls.append("readiness")
-        return None
+        return self.not_ready
 
     def metrics(self) -> tuple[bytes, str]:
         self.calls.append("metrics")
