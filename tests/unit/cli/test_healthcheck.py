@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -101,3 +103,41 @@ def test_it_imports_no_web_framework_or_cloud_client() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+class _Answer(BaseHTTPRequestHandler):
+    """Answers every GET with the status and body of the server's `answer`."""
+
+    def do_GET(self) -> None:
+        status, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        pytest.param(503, b"<html>down</html>", "Service Unavailable", id="not-json"),
+        pytest.param(503, b"[1, 2]", "Service Unavailable", id="json-but-no-object"),
+        pytest.param(502, b'{"detail": "bad gateway"}', "bad gateway", id="a-proxy-detail"),
+        pytest.param(421, b'{"detail": "Host not allowed"}', "Host not allowed", id="guard"),
+    ],
+)
+def test_any_other_answer_is_unhealthy_with_what_it_said(
+    status: int, body: bytes, reason: str
+) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Answer)
+    server.answer = (status, body)  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, line = healthcheck.check(f"127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1
+    assert line.endswith(f"answered {status}): {reason}")

@@ -181,3 +181,52 @@ def test_json_logs_are_utf8_whatever_the_locale_says() -> None:
     record = _strict(done.stderr.decode("utf-8"))
     assert record["message"] == "café → 7"
     assert "café → 7".encode() in done.stderr
+
+
+def test_a_traceback_is_one_field_of_the_line() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())  # alone: the formatter renders the traceback
+    logger = logging.getLogger(f"test.logs.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        raise ValueError("bad value ✗")
+    except ValueError:
+        logger.exception("it failed")
+    line = out.getvalue()
+    assert line.count("\n") == 1
+    record = _strict(line)
+    assert record["message"] == "it failed"
+    assert record["exception"].startswith("Traceback (most recent call last):")
+    assert record["exception"].endswith("ValueError: bad value ✗")
+
+
+def test_crashes_outside_any_handler_are_logged_as_json_lines() -> None:
+    """An uncaught exception, in the main thread or another, is a JSON record (scrubbed),
+    not Python's raw traceback on stderr; a thread ending with SystemExit is no crash."""
+    script = """
+import sys, threading
+from autoscaler.cli.logs import setup_logging
+setup_logging("info", "json")
+def crash():
+    raise RuntimeError("worker broke")
+def leave():
+    sys.exit(0)
+for target, name in [(crash, "worker"), (leave, "quitter")]:
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    thread.join()
+raise KeyError("main broke")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    records = [_strict(line) for line in done.stderr.decode().splitlines()]
+    assert [(r["level"], r["message"]) for r in records] == [
+        ("error", "thread worker crashed"),
+        ("critical", "uncaught exception"),
+    ]
+    assert records[0]["exception"].endswith("RuntimeError: worker broke")
+    assert records[1]["exception"].endswith("KeyError: 'main broke'")
