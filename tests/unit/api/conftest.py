@@ -17,9 +17,11 @@ from autoscaler.api.models import (
     AlertOut,
     DecisionList,
     EvaluationOut,
+    LeaderOut,
     PolicyList,
     PolicyOut,
     ReloadOut,
+    Role,
 )
 from autoscaler.errors import PolicyNotFound
 
@@ -66,6 +68,17 @@ class StubBackend:
     def readiness(self) -> str | None:
         self.calls.append("readiness")
         return self.not_ready
+
+    def role(self) -> Role:
+        self.calls.append("role")
+        return "leader"
+
+    def leader(self) -> LeaderOut:
+        self._reached("leader")
+        return LeaderOut(
+            ha=False, role="leader", replica="single", leader="single", epoch=None,
+            lease_expires_at=None, lease_ttl_seconds=None, problem=None,
+        )  # fmt: skip
 
     def metrics(self) -> tuple[bytes, str]:
         self.calls.append("metrics")
