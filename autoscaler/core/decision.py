@@ -47,11 +47,11 @@ from autoscaler.core.model import (
     Observation,
     Policy,
     Recommendation,
-    Strategy,
     TargetStatus,
 )
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.strategies import desired as strategy_desired
+from autoscaler.core.strategies import needs_query
 
 NOT_EVALUATED = "not evaluated"
 
@@ -195,7 +195,7 @@ def _evaluate_checks(
 def _evaluate(check: Check, observation: Observation | None, current: int) -> _Evaluated:
     """One check's desired count, or the reason it failed."""
     value: float | None = None
-    if check.strategy is not Strategy.FIXED:
+    if needs_query(check):
         if observation is None:
             return _Evaluated(_failed_result(check, NOT_EVALUATED), None)
         error = _unusable(observation)

@@ -26,14 +26,12 @@ from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
 from autoscaler.policy.schema import (
     NAME_PATTERN,
-    AsgTargetModel,
     CheckModel,
-    FixedCheck,
     PolicyFile,
     PolicyModel,
     ScheduleModel,
     StepModel,
-    TargetValueCheck,
+    TargetModel,
 )
 from autoscaler.policy.template_schema import template_schema
 from autoscaler.policy.templates import Template, build_template, is_template
@@ -366,19 +364,13 @@ def _locate(item: _Item, file: str, findings: list[Finding]) -> list[Problem]:
 
 def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
     assert p.name is not None  # set by _default_name or reported missing
-    target: model.TargetRef
-    if isinstance(p.target, AsgTargetModel):
-        target = model.AsgTarget(asg=p.target.asg, region=p.target.region)
-    else:
-        t = p.target
-        target = model.NomadTarget(job=t.job, group=t.group, namespace=t.namespace, region=t.region)
     limits = p.limits
     return model.Policy(
         name=p.name,
         description=p.description,
         enabled=p.enabled,
         dry_run=p.dry_run,
-        target=target,
+        target=_to_target(p.target),
         min=p.min,
         max=p.max,
         interval=parse_duration(p.interval),
@@ -401,19 +393,20 @@ def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
     )
 
 
+def _to_target(t: TargetModel) -> model.TargetRef:
+    """A target model's fields are its kind's dataclass fields (tests/unit/test_registries)."""
+    fields = t.model_dump()
+    return model.TARGET_KINDS[fields.pop("type")](**fields)
+
+
 def _to_check(c: CheckModel) -> model.Check:
-    strategy = model.Strategy(c.strategy)
-    if isinstance(c, FixedCheck):
-        return model.Check(name=c.name, strategy=strategy, count=c.count)
-    steps = tuple(_to_step(s) for s in getattr(c, "steps", ()))
-    return model.Check(
-        name=c.name,
-        strategy=strategy,
-        query=c.query,
-        target=getattr(c, "target", None),
-        tolerance=c.tolerance if isinstance(c, TargetValueCheck) else 0.0,
-        steps=steps,
-    )
+    """Generic over strategies: a check model's keys are `model.Check` fields (the
+    strategy's `settings`, tests/unit/test_registries); steps need their own conversion."""
+    fields: dict[str, Any] = {key: getattr(c, key) for key in type(c).model_fields}
+    if "steps" in fields:
+        fields["steps"] = tuple(_to_step(s) for s in fields["steps"])
+    fields["strategy"] = model.Strategy(fields["strategy"])
+    return model.Check(**fields)
 
 
 def _to_step(s: StepModel) -> model.Step:
