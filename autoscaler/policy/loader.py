@@ -26,6 +26,7 @@ from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
 from autoscaler.policy.schema import (
     NAME_PATTERN,
+    QUERY_OFFSET,
     CheckModel,
     PolicyFile,
     PolicyModel,
@@ -296,13 +297,30 @@ def _validated(
     except ValidationError as exc:
         for error in exc.errors():
             path, message = problem_from_error(error)
-            problems.append(Problem(file, item.line(path), field_name(path), message))
+            line, message = _query_position(item, path, message, error.get("ctx"))
+            problems.append(Problem(file, line, field_name(path), message))
         problems.extend(_locate(item, file, _salvaged_findings(item.data)))
         return None
     problems.extend(_locate(item, file, policy_findings(parsed)))
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None
     return parsed, _to_policy(parsed, model.Source(file=file, line=item.line()))
+
+
+def _query_position(
+    item: _Item, path: DataPath, message: str, context: dict[str, Any] | None
+) -> tuple[int, str]:
+    """The line of a problem, and for a PromQL error the line within a multi-line query,
+    with the column and the text found there added to the message."""
+    offset = (context or {}).get(QUERY_OFFSET)
+    where = item.doc.position((*item.prefix, *path), offset) if isinstance(offset, int) else None
+    if where is None:
+        return item.line(path), message
+    line, column = where
+    query = item.doc.raw.get((*item.prefix, *path), "")
+    near = query[offset:].split("\n")[0].strip()[:24]
+    shown = f"at {near!r}" if near else "at the end of the query"
+    return line, f"{message} (column {column}, {shown})"
 
 
 def _restore_changes(item: _Item) -> None:

@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 from zoneinfo import ZoneInfo
 
-import promql_parser
 from croniter import croniter
 from pydantic import (
     AfterValidator,
@@ -29,6 +28,7 @@ from autoscaler.core.durations import parse_duration
 from autoscaler.core.model import TARGET_KINDS, Strategy
 from autoscaler.core.ranges import MAX_COUNT, MAX_PERCENT
 from autoscaler.core.schedules import ever_fires
+from autoscaler.policy import promql
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 CHANGE_PATTERN = r"^[+-]\d+(\.\d+)?%?$"
@@ -36,6 +36,7 @@ DURATION_PATTERN = r"^(\d+(ms|y|w|d|h|m|s))+$"  # Prometheus syntax; unit order 
 # The tags users write, read from the core's registries (see `CHECK_MODELS` below).
 STRATEGIES = tuple(strategy.value for strategy in Strategy)
 TARGET_TYPES = tuple(TARGET_KINDS)
+QUERY_OFFSET = "query_offset"  # a PromQL error's context: where in the query it is
 _MAX_QUERY_CHARS = 4000  # the Rust PromQL parser recurses; bound its input
 _MAX_QUERY_DEPTH = 100
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -63,12 +64,15 @@ def _promql(query: str) -> str:
             f"query is too large to check (over {_MAX_QUERY_CHARS} characters or "
             f"{_MAX_QUERY_DEPTH} nested brackets): use a recording rule instead"
         )
-    try:
-        promql_parser.parse(query)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # ValueError, or pyo3's PanicException on odd input
-        raise _fail(f"query is not valid PromQL: {exc}") from None
+    error = promql.parse_error(query)
+    if error is not None:
+        # The offset lets the loader name the file's line and column (`QUERY_OFFSET`).
+        offset = promql.error_offset(query, error)
+        if error == "invalid promql query":  # the parser's word for any syntax error
+            ends = offset is not None and offset >= len(query.rstrip())
+            error = "the query ends too early" if ends else "syntax error"
+        context = None if offset is None else {QUERY_OFFSET: offset}
+        raise PydanticCustomError("policy", f"query is not valid PromQL: {error}", context)
     return query
 
 
