@@ -22,7 +22,7 @@ from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
 from autoscaler.cli import backtest, convert, policytest, simulate
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.report import render_plan_json, render_plan_table
+from autoscaler.cli.report import OUTPUTS, render, summarize
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
 from autoscaler.config.service import (
     add_ha_arguments,
@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_INVALID = 1
+EXIT_USAGE = 2  # argparse's own code
+EXIT_CHANGES = 2  # `plan --detailed-exitcode` only: some policy would scale
 EXIT_NOT_EVALUATED = 3
 EXIT_STARTUP = 4
+DETAILED = "--detailed-exitcode"
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
@@ -77,7 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         "plan", help="dry-run preview: what each policy would do right now, and why"
     )
     _add_paths(plan)
-    plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    plan.add_argument(
+        "--output",
+        "-o",
+        choices=OUTPUTS,
+        default="table",
+        help="table (default: a block per policy with its reasons), wide (a row per policy "
+        "with every check's value), json, or yaml (the same document as json)",
+    )
+    plan.add_argument(
+        DETAILED,
+        action="store_true",
+        help="exit 0 when no policy would scale, 2 when some would, 3 when a check or a "
+        "target failed, 1 for any invalid input (terraform's convention)",
+    )
     plan.add_argument(
         "--state",
         default=os.environ.get("AUTOSCALER_STATE"),
@@ -144,8 +160,22 @@ def _add_paths(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    code = _main(arguments)
+    if DETAILED in arguments and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
+        return EXIT_INVALID  # terraform's convention: 1 for any error of the input
+    return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # With --detailed-exitcode, 2 means "would scale": a usage error must not say so.
+        if exc.code == EXIT_USAGE and DETAILED in argv:
+            return EXIT_INVALID
+        raise
     if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
         parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     if args.command == "run":
@@ -180,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output=args.output,
             state_path=args.state,
             password_file=args.state_password_file,
+            detailed=args.detailed_exitcode,
         )
     if args.ha and not is_postgres(args.state):
         parser.error("--ha needs a shared state database: --state postgresql://...")
@@ -246,8 +277,15 @@ def cmd_plan(
     output: str,
     state_path: str | None,
     password_file: str | None = None,
+    detailed: bool = False,
 ) -> int:
-    """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it."""
+    """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it.
+
+    Exit codes: 1 some policy file is invalid (the valid ones are still planned); 3 some
+    policy could not be evaluated (target unreadable, Prometheus unreachable); else 0,
+    even when a check failed (its policy holds; stderr names it). With `detailed`: 1
+    invalid input, 3 a policy or a check failed, 2 some policy would scale, else 0.
+    """
     result = load_paths(paths)
     _print_problems(result, sys.stderr)
     problems = list(result.problems)
@@ -271,13 +309,20 @@ def cmd_plan(
         if policy.enabled
     ]
     state.close()
-    if output == "json":
-        print(render_plan_json(evaluations))
-    else:
-        print(render_plan_table(evaluations), end="")
+    print(render(evaluations, output), end="")
+    summary = summarize(evaluations)
+    for policy, error in summary.not_evaluated:
+        print(f"warning: policy {policy} not evaluated: {error}", file=sys.stderr)
+    for policy, check, error in summary.failed_checks:
+        if not any(policy == name for name, _ in summary.not_evaluated):
+            print(f"warning: policy {policy}: check {check} failed: {error}", file=sys.stderr)
     if problems:
         return EXIT_INVALID
-    return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
+    if detailed:
+        if summary.failed:
+            return EXIT_NOT_EVALUATED
+        return EXIT_CHANGES if summary.would_scale else EXIT_OK
+    return EXIT_NOT_EVALUATED if summary.not_evaluated else EXIT_OK
 
 
 def _read_only_state(path: str | None, password_file: str | None) -> StateStore:

@@ -174,6 +174,44 @@ def unavailable(
     )
 
 
+def without_target(
+    policy: Policy,
+    *,
+    observations: Sequence[Observation],
+    now: datetime,
+    reason: str,
+    dry_run: bool = False,
+) -> Decision:
+    """A `hold` for a target that cannot be read, with every check evaluated that can be.
+
+    The preview (`plan`) of a policy whose target is out of reach (no credentials yet):
+    `current` and `desired` stay unknown (None), since nothing can be scaled or compared,
+    but each check shows its value and, where its strategy does not need the current
+    count, its desired count; a strategy that needs it (target-value, threshold) says so
+    in the check's error. `reason` comes first, then the strategies' reasons.
+    """
+    evaluated = _evaluate_checks(policy.checks, observations, None)
+    reasons = [reason, *(e.reason for e in evaluated if e.reason is not None)]
+    wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
+    if wanted:
+        bounds = effective_bounds(policy, now)
+        bounded = min(max(max(wanted), bounds.min), bounds.max)
+        reasons.append(
+            f"without the current count the checks ask for at most {max(wanted)} ({bounded} "
+            f"within bounds {bounds.min}..{bounds.max}): holding until the target can be read"
+        )
+    return _decision(
+        policy,
+        now=now,
+        dry_run=dry_run,
+        current=None,
+        desired=None,
+        action=Action.HOLD,
+        reasons=reasons,
+        checks=tuple(e.result for e in evaluated),
+    )
+
+
 def _shown(count: int) -> str:
     """A count for a reason; one too long to print is described (str() refuses ~4300 digits)."""
     return str(count) if abs(count) < 10**15 else f"{count.bit_length()} bits long"
@@ -183,16 +221,17 @@ def _shown(count: int) -> str:
 
 
 def _evaluate_checks(
-    checks: Sequence[Check], observations: Sequence[Observation], current: int
+    checks: Sequence[Check], observations: Sequence[Observation], current: int | None
 ) -> list[_Evaluated]:
-    """Every check in policy order, matched with its observation by name."""
+    """Every check in policy order, matched with its observation by name (`current` None:
+    unknown, see `without_target`)."""
     by_name: dict[str, Observation] = {}
     for observation in observations:
         by_name.setdefault(observation.check, observation)
     return [_evaluate(check, by_name.get(check.name), current) for check in checks]
 
 
-def _evaluate(check: Check, observation: Observation | None, current: int) -> _Evaluated:
+def _evaluate(check: Check, observation: Observation | None, current: int | None) -> _Evaluated:
     """One check's desired count, or the reason it failed."""
     value: float | None = None
     if needs_query(check):

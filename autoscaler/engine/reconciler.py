@@ -125,15 +125,13 @@ class Reconciler:
             status = target.status()
         except (TargetError, OSError) as exc:
             reason = f"target {policy.target} unreadable: {exc}"
-            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
-            return Evaluation(decision=decision, error=reason, error_kind="target")
+            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
         except Exception as exc:  # a library error no adapter anticipated: hold, loudly
             logging.getLogger(__name__).exception("reading target %s failed", policy.target)
             reason = f"target {policy.target} unreadable: {safe_error(exc)}"
-            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
-            return Evaluation(decision=decision, error=reason, error_kind="target")
+            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
 
-        observations, timings, source_error = self._observe(policy, status)
+        observations, timings, source_error = self._observe(policy, status, preview=not apply)
         try:
             memory = self._state.load(policy.name, policy.target.key)
         except StateError as exc:
@@ -168,6 +166,26 @@ class Reconciler:
             scaled=applied.scaled,
             status=status,
             query_seconds=timings,
+        )
+
+    def _unreadable(
+        self, policy: Policy, reason: str, *, now: datetime, dry_run: bool, apply: bool
+    ) -> Evaluation:
+        """A `hold` for a target that cannot be read.
+
+        The service (`apply`) queries nothing more: nothing can be scaled. The preview
+        (`plan`) still runs every check, so a new policy's PromQL can be tried before the
+        controller may read AWS or Nomad; the decision holds with `current` unknown.
+        """
+        if apply:
+            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+            return Evaluation(decision=decision, error=reason, error_kind="target")
+        observations, timings, _ = self._observe(policy, None, preview=True)
+        decision = core.without_target(
+            policy, observations=observations, now=now, reason=reason, dry_run=dry_run
+        )
+        return Evaluation(
+            decision=decision, error=reason, error_kind="target", query_seconds=timings
         )
 
     def _apply(
@@ -248,14 +266,18 @@ class Reconciler:
             logging.getLogger(__name__).warning("could not withdraw a scaling action: %s", exc)
 
     def _observe(
-        self, policy: Policy, status: TargetStatus
+        self, policy: Policy, status: TargetStatus | None, *, preview: bool = False
     ) -> tuple[list[Observation], tuple[tuple[str, float], ...], str | None]:
-        """Run each check's query; a check that cannot be read is an Observation with an error."""
+        """Run each check's query; a check that cannot be read is an Observation with an error.
+
+        A target that is not ready holds anyway, so its queries are spared, except in a
+        preview, which shows every check's value.
+        """
         observations: list[Observation] = []
         timings: list[tuple[str, float]] = []
         unreachable: str | None = None
-        if not status.ready:
-            return observations, (), None  # the target holds anyway; spare Prometheus
+        if status is not None and not status.ready and not preview:
+            return observations, (), None
         for check in policy.checks:
             if check.unsupported is not None:
                 observations.append(Observation(check=check.name, error=check.unsupported))

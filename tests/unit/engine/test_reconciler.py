@@ -440,3 +440,57 @@ def test_an_unsupported_check_fails_every_time_without_a_query_and_blocks_scale_
     failed = evaluation.decision.checks[1]
     assert failed.error == "unsupported: the Nomad APM is not read here"
     assert any("scale-down blocked" in r for r in evaluation.decision.reasons)
+
+
+# --- the preview of a target that cannot be read (plan) -----------------------------------
+
+
+def _two_checks() -> tuple[Check, ...]:
+    return (
+        Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0),
+        Check(name="p95", strategy=Strategy.TARGET_VALUE, query="p95", target=0.25),
+        Check(name="floor", strategy=Strategy.FIXED, count=3),
+    )
+
+
+def test_a_preview_runs_every_check_when_the_target_cannot_be_read() -> None:
+    source = FakeSource({"sum(load)": 73.0, "p95": 0.5})
+    target = FakeTarget(status_value=TargetError("AccessDenied: not authorized"))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(checks=_two_checks()), dry_run=True, apply=False
+    )
+    d = evaluation.decision
+    assert (d.action, d.current, d.desired) == (Action.HOLD, None, None)
+    assert evaluation.error_kind == "target" and "AccessDenied" in (evaluation.error or "")
+    assert d.reasons[0] == evaluation.error
+    assert sorted(source.asked) == ["p95", "sum(load)"]
+    load, p95, floor = d.checks
+    assert (load.value, load.desired, load.error) == (73.0, 8, None)
+    assert (p95.value, p95.desired) == (0.5, None)
+    assert "needs the current count, which is unknown" in (p95.error or "")
+    assert (floor.desired, floor.error) == (3, None)
+    assert "the checks ask for at most 8 (8 within bounds 1..20)" in d.reasons[-1]
+    assert target.scaled == []
+
+
+def test_the_service_still_queries_nothing_for_a_target_it_cannot_read() -> None:
+    source = FakeSource({"sum(load)": 73.0, "p95": 0.5})
+    target = FakeTarget(status_value=TargetError("AccessDenied"))
+    state = MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy(checks=_two_checks()))
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.decision.current is None and evaluation.decision.desired is None
+    assert source.asked == [] and target.scaled == []
+    assert all(c.desired is None for c in evaluation.decision.checks)
+
+
+def test_a_preview_shows_the_checks_of_a_target_that_is_not_ready() -> None:
+    source = FakeSource({"sum(load)": 73.0})
+    target = FakeTarget(status_value=TargetStatus(count=4, ready=False, not_ready_reason="busy"))
+    preview = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(), dry_run=True, apply=False
+    )
+    assert preview.decision.action is Action.HOLD and preview.decision.desired == 4
+    assert preview.decision.checks[0].value == 73.0
+    service = _reconciler(FakeSource(), target, MemoryStateStore()).evaluate(_policy())
+    assert service.decision.checks[0].value is None  # the service spares Prometheus
