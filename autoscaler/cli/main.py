@@ -10,24 +10,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from autoscaler import __version__
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
-from autoscaler.cli import backtest, convert, policytest, simulate
+from autoscaler.cli import backtest, convert, help_text, policytest, simulate
+from autoscaler.cli.completion import SHELLS, completion_script
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import OUTPUTS, render, summarize
-from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
+from autoscaler.config.connections import (
+    CONNECTION_OPTIONS,
+    Settings,
+    add_connection_arguments,
+    settings_from_args,
+)
+from autoscaler.config.file import config_schema, load_config
+from autoscaler.config.options import (
+    BOOL,
+    COMMON,
+    CONFIG,
+    PLAN_STATE,
+    RUN_STATE,
+    STATE_PASSWORD,
+    Option,
+    OptionError,
+    add_arguments,
+    parsed_options,
+    resolve,
+)
 from autoscaler.config.service import (
+    HA_OPTIONS,
+    SERVICE_OPTIONS,
     add_ha_arguments,
     add_service_arguments,
-    env_flag,
+    replica_id,
     service_config_from_args,
 )
 from autoscaler.config.state import is_postgres, open_postgres_state
@@ -48,7 +69,24 @@ EXIT_CHANGES = 2  # `plan --detailed-exitcode` only: some policy would scale
 EXIT_NOT_EVALUATED = 3
 EXIT_STARTUP = 4
 DETAILED = "--detailed-exitcode"
-LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+DISCOVER = Option(
+    dest="discover",
+    kind=BOOL,
+    flags=("--discover",),
+    help="also expand the templates with one discovery pass (reads Nomad and AWS from "
+    "their standard environment) and check every expanded policy",
+)
+DISCOVER_NOMAD_SCALING_POLICIES = Option(
+    dest="nomad_scaling_policies",
+    kind=BOOL,
+    flags=("--nomad-scaling-policies",),
+    env="AUTOSCALER_NOMAD_SCALING_POLICIES",
+    default=False,
+    help="with --discover: also translate the Nomad Autoscaler policies of jobs' "
+    "`scaling` blocks",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,30 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoscaler",
         description="Prometheus-driven autoscaling for EC2 Auto Scaling Groups and Nomad jobs.",
+        epilog=help_text.epilog(None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = sub.add_parser("validate", help="check policy files; exit 1 listing every problem")
-    _add_paths(validate)
-    validate.add_argument(
-        "--discover",
-        action="store_true",
-        help="also expand the templates with one discovery pass (reads Nomad and AWS from "
-        "their standard environment) and check every expanded policy",
-    )
-    validate.add_argument(
-        "--nomad-scaling-policies",
-        action="store_true",
-        default=os.environ.get("AUTOSCALER_NOMAD_SCALING_POLICIES", "") in ("1", "true", "yes"),
-        help="with --discover: also translate the Nomad Autoscaler policies of jobs' "
-        "`scaling` blocks (env AUTOSCALER_NOMAD_SCALING_POLICIES=1)",
-    )
+    validate = _command(sub, "validate", "check policy files; exit 1 listing every problem")
+    add_arguments(validate, (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES))
 
-    plan = sub.add_parser(
-        "plan", help="dry-run preview: what each policy would do right now, and why"
-    )
-    _add_paths(plan)
+    plan = _command(sub, "plan", "dry-run preview: what each policy would do right now, and why")
+    add_arguments(plan, (CONFIG, *COMMON, PLAN_STATE, STATE_PASSWORD))
     plan.add_argument(
         "--output",
         "-o",
@@ -94,31 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when no policy would scale, 2 when some would, 3 when a check or a "
         "target failed, 1 for any invalid input (terraform's convention)",
     )
-    plan.add_argument(
-        "--state",
-        default=os.environ.get("AUTOSCALER_STATE"),
-        help="state database to read cooldowns and stabilization from (read-only): a "
-        "SQLite file or postgresql://USER@HOST:PORT/DB",
-    )
-    _add_state_password(plan)
     add_connection_arguments(plan)
 
-    run = sub.add_parser("run", help="the reconciliation loop (or one pass with --once)")
-    _add_paths(run)
-    run.add_argument("--dry-run", action="store_true", help="decide and report, never scale")
+    run = _command(sub, "run", "the reconciliation loop (or one pass with --once)")
+    add_arguments(run, (CONFIG, *COMMON, RUN_STATE, STATE_PASSWORD))
     run.add_argument("--once", action="store_true", help="evaluate every policy once and exit")
-    run.add_argument(
-        "--state",
-        default=os.environ.get("AUTOSCALER_STATE", "autoscaler-state.db"),
-        help="state database: a SQLite file (default: %(default)s) or "
-        "postgresql://USER@HOST:PORT/DB, shared by replicas (env AUTOSCALER_STATE)",
-    )
-    _add_state_password(run)
     add_connection_arguments(run)
     add_service_arguments(run)
     add_ha_arguments(run)
 
-    sub.add_parser("schema", help="print the JSON Schema of policy files")
+    schema = _command(sub, "schema", "print the JSON Schema of policy files (or --config's)")
+    schema.add_argument(
+        "--config",
+        action="store_true",
+        dest="config_schema",
+        help="the JSON Schema of the service config file instead",
+    )
+    completion = _command(sub, "completion", "print a shell completion script")
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     # Commands in modules of their own register here and name their handler.
     simulate.add_parser(sub)
     backtest.add_parser(sub)
@@ -127,35 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_state_password(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-password-file",
-        default=os.environ.get("AUTOSCALER_STATE_PASSWORD_FILE"),
-        help="file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass; env "
-        "AUTOSCALER_STATE_PASSWORD_FILE)",
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its examples and exit codes."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[:1].upper() + summary[1:] + ".",
+        epilog=help_text.epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
 
 
-def _add_paths(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "paths",
-        nargs="*",
-        metavar="PATH",
-        default=[os.environ.get("AUTOSCALER_POLICIES", "policies")],
-        help="policy files or folders (default: policies/; env AUTOSCALER_POLICIES)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default=os.environ.get("AUTOSCALER_LOG_LEVEL", "info"),
-        help="env AUTOSCALER_LOG_LEVEL (default %(default)s)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=os.environ.get("AUTOSCALER_LOG_FORMAT", "text"),
-    )
+# Every option the config file may set: one file serves validate, plan and run alike.
+FILE_OPTIONS = (
+    *COMMON,
+    RUN_STATE,
+    STATE_PASSWORD,
+    *CONNECTION_OPTIONS,
+    *SERVICE_OPTIONS,
+    *HA_OPTIONS,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,24 +181,25 @@ def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        options = parsed_options(args)
+        if options:
+            problem = _resolve_options(parser, args, options)
+            if problem is not None:
+                return problem
     except SystemExit as exc:
         # With --detailed-exitcode, 2 means "would scale": a usage error must not say so.
         if exc.code == EXIT_USAGE and DETAILED in argv:
             return EXIT_INVALID
         raise
-    if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
-        parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-    if args.command == "run":
-        try:
-            args.insecure_no_auth = env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth)
-            args.ha = env_flag("AUTOSCALER_HA", args.ha)
-        except ValueError as exc:
-            parser.error(str(exc))
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args))
     if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
+        document = config_schema(FILE_OPTIONS) if args.config_schema else json_schema()
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
         return EXIT_OK
     setup_logging(args.log_level, args.log_format)
     if args.command == "validate":
@@ -217,6 +228,27 @@ def _main(argv: list[str]) -> int:
     if args.lease_ttl < 1:
         parser.error("--lease-ttl must be at least 1 second")
     return cmd_run(args, settings)
+
+
+def _resolve_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, options: Sequence[Option]
+) -> int | None:
+    """Fill `args` from flags, variables, the config file and defaults, in that order.
+
+    Returns an exit code when the config file is invalid (its problems on stderr: 1 for
+    `validate`, else 4); a variable with a bad value is a usage error naming it (exit 2).
+    """
+    try:
+        resolve(args, [CONFIG], {})
+        config = load_config(args.config, FILE_OPTIONS)
+        if config.problems:
+            for problem in config.problems:
+                print(scrub(str(problem)), file=sys.stderr)
+            return EXIT_INVALID if args.command == "validate" else EXIT_STARTUP
+        resolve(args, options, config.values)
+    except OptionError as exc:
+        parser.error(scrub(str(exc)))
+    return None
 
 
 def _print_problems(result: LoadResult, out: TextIO) -> None:
@@ -312,10 +344,12 @@ def cmd_plan(
     print(render(evaluations, output), end="")
     summary = summarize(evaluations)
     for policy, error in summary.not_evaluated:
-        print(f"warning: policy {policy} not evaluated: {error}", file=sys.stderr)
+        print(scrub(f"warning: policy {policy} not evaluated: {error}"), file=sys.stderr)
     for policy, check, error in summary.failed_checks:
         if not any(policy == name for name, _ in summary.not_evaluated):
-            print(f"warning: policy {policy}: check {check} failed: {error}", file=sys.stderr)
+            print(
+                scrub(f"warning: policy {policy}: check {check} failed: {error}"), file=sys.stderr
+            )
     if problems:
         return EXIT_INVALID
     if detailed:
@@ -386,7 +420,7 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
 
     state = LayeredStateStore(pg)
     state.standby()  # until this replica holds the lease
-    leadership = replicate(pg, state, replica=args.replica_id, ttl=args.lease_ttl, ha=args.ha)
+    leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)
     try:
         if args.once or not args.ha:
             leadership.take_exclusively()

@@ -195,7 +195,7 @@ def without_target(
     wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
     if wanted:
         bounds = effective_bounds(policy, now)
-        bounded = min(max(max(wanted), bounds.min), bounds.max)
+        bounded = min(max(*wanted, bounds.min), bounds.max)
         reasons.append(
             f"without the current count the checks ask for at most {max(wanted)} ({bounded} "
             f"within bounds {bounds.min}..{bounds.max}): holding until the target can be read"
