@@ -529,25 +529,25 @@ def test_bad_connection_settings_are_one_clear_line_and_exit_4(
             "x",
             "AUTOSCALER_QUERY_TIMEOUT: expected a number",
             id="timeout",
-        ),  # fmt: skip
+        ),
         pytest.param(
             "AUTOSCALER_RELOAD_INTERVAL",
             "x",
             "AUTOSCALER_RELOAD_INTERVAL: expected a number",
             id="reload",
-        ),  # fmt: skip
+        ),
         pytest.param(
             "AUTOSCALER_LOG_LEVEL",
             "bogus",
             "AUTOSCALER_LOG_LEVEL: expected one of debug",
             id="log",
-        ),  # fmt: skip
+        ),
         pytest.param(
             "AUTOSCALER_INSECURE_NO_AUTH",
             "maybe",
             "AUTOSCALER_INSECURE_NO_AUTH: expected",
             id="boolean",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
