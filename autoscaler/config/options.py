@@ -2,7 +2,8 @@
 service config file (`--config`), its type and its default.
 
 One resolution for all of them, in this order: the command-line flag, then the
-environment variable, then the config file, then the default. Flags are declared with
+environment variable, then the config file, then the default; a repeatable flag
+(`--allowed-host`) adds its values to the list the others give. Flags are declared with
 `default=None`, so `resolve` can tell a flag given from one left out; a variable with a
 bad value is reported by its own name (`AUTOSCALER_WORKERS: expected an integer, got
 'abc'`), never by the flag's. The config file is read and checked by `config.file`,
@@ -252,7 +253,7 @@ def resolve(
     sources: dict[str, str] = {}
     for option in options:
         given = getattr(args, option.dest, None)
-        if given is not None and given != []:
+        if given is not None and given != [] and not option.kind.repeat:
             sources[option.dest] = "flag"
             continue
         text = environ.get(option.env) if option.env else None
@@ -268,6 +269,11 @@ def resolve(
         else:
             value = option.default
             sources[option.dest] = "default"
+        if option.kind.repeat and given:
+            # A repeatable flag adds to the list from the variable, the file or the
+            # default, as it always added to the variable's (argparse's append).
+            value = [*value, *given]
+            sources[option.dest] = "flag"
         setattr(args, option.dest, list(value) if isinstance(value, list) else value)
     return sources
 

@@ -47,10 +47,15 @@ def test_precedence_is_flag_env_file_default(
     assert args.workers == workers
 
 
-def test_a_repeatable_flag_replaces_the_variables_list() -> None:
+def test_a_repeatable_flag_adds_to_the_list_of_the_variable_or_the_file() -> None:
     environ = {"AUTOSCALER_ALLOWED_HOSTS": "a.example, b.example"}
     assert resolved(["run"], environ).allowed_host == ["a.example", "b.example"]
-    assert resolved(["run", "--allowed-host", "c"], environ).allowed_host == ["c"]
+    flag = ["run", "--allowed-host", "c"]
+    assert resolved(flag, environ).allowed_host == ["a.example", "b.example", "c"]
+    file = {("api", "allowed_hosts"): ["f.example"]}
+    assert resolved(flag, {}, file).allowed_host == ["f.example", "c"]
+    assert resolved(flag, environ, file).allowed_host == ["a.example", "b.example", "c"]
+    assert resolved(flag, {}).allowed_host == ["c"]
 
 
 def test_an_empty_listen_variable_disables_the_api_as_the_flag_does() -> None:
