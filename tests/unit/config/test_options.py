@@ -197,3 +197,15 @@ def test_the_shipped_config_schema_is_generated_and_accepts_the_example() -> Non
     jsonschema.validate(yaml.safe_load(GOOD), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"prometheus": {"token": "x"}}, schema)
+
+
+def test_high_availability_and_the_state_password_come_from_the_file_too() -> None:
+    text = "state: postgresql://autoscaler@db:5432/autoscaler\nstate_password_file: /run/pw\n"
+    text += "ha: {enabled: true, lease_ttl: 30, replica_id: a}\n"
+    config = parse_config(text, "autoscaler.yaml", FILE_OPTIONS)
+    assert config.problems == []
+    args = parse("run", "--replica-id", "b")
+    resolve(args, parsed_options(args), config.values, {"AUTOSCALER_LEASE_TTL": "20"})
+    assert (args.ha, args.lease_ttl, args.replica_id) == (True, 20.0, "b")
+    assert args.state_password_file == "/run/pw"
+    assert args.state.startswith("postgresql://")
