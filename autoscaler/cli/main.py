@@ -84,8 +84,7 @@ DISCOVER_NOMAD_SCALING_POLICIES = Option(
     flags=("--nomad-scaling-policies",),
     env="AUTOSCALER_NOMAD_SCALING_POLICIES",
     default=False,
-    help="with --discover: also translate the Nomad Autoscaler policies of jobs' "
-    "`scaling` blocks",
+    help="with --discover: also translate the Nomad Autoscaler policies of jobs' `scaling` blocks",
 )
 
 

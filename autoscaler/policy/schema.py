@@ -197,6 +197,9 @@ class CheckBase(_Strict):
     its keys besides name, strategy and query are the strategy's `settings` in
     `strategies.STRATEGIES` (collected in `CHECK_MODELS`)."""
 
+    if TYPE_CHECKING:  # every check model has one (declared there, with its description)
+        name: str
+
 
 _CHECK_NAME = Field(description="Check name, unique within the policy.")
 _QUERY = Field(description="Instant PromQL query; must return one series or a scalar.")
