@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.support.alertmanager",
     "tests.support.postgres",
     "tests.support.service",
+    "tests.support.query_count",
     "tests.support.fuzz",
     "tests.support.xdist_groups",
 ]

@@ -11,9 +11,24 @@
     │   ├── TargetBusy              the target refused a change for now (e.g. an active
     │   │                           deployment): hold, start no cooldown, try next time
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
-    └── StateError                  the state database cannot be opened, read or written
-        └── NotLeader               this replica does not hold the leader lease (a standby,
-                                    or a leader that lost it): it neither writes nor scales
+    ├── StateError                  the state database cannot be opened, read or written
+    │   └── NotLeader               this replica does not hold the leader lease (a standby,
+    │                               or a leader that lost it): it neither writes nor scales
+    ├── DiscoveryError              a discovery source (Nomad jobs or scaling policies, AWS
+    │                               Auto Scaling Groups) could not be read: the last
+    │                               discovered set stays in force
+    └── ServiceError                the running service cannot do what a caller asked (the
+        │                           HTTP API maps each class to its status code)
+        ├── PolicyNotFound          no loaded policy has that name
+        ├── PolicyDisabled          the policy is disabled: it can be previewed, not applied
+        ├── InvalidRequest          what the caller sent is invalid (e.g. a webhook payload)
+        ├── ServiceUnavailable      not now; `retry_after` says when to try again, if known
+        │   ├── ServiceBusy         a passing state (a reload is rescheduling the policy)
+        │   ├── Standby             this replica is a standby: the leader evaluates
+        │   ├── ShuttingDown        the service is stopping: no new evaluation starts
+        │   └── EvaluationCancelled the evaluation was cancelled (shutdown or reload)
+        ├── EvaluationTimeout       the evaluation outlasted the caller's wait; it goes on
+        └── EvaluationFailed        the evaluation raised (a bug); the message says what
 
 Messages say what is wrong and what to do about it; they never contain secrets.
 """
@@ -89,3 +104,70 @@ class StateError(AutoscalerError):
 class NotLeader(StateError):
     """This replica does not hold the leader lease now (a standby, or a leader whose lease
     lapsed or was taken over): the write or scale call it was about to make is refused."""
+
+
+class DiscoveryError(AutoscalerError):
+    """A discovery source could not be read; the targets it found last stay in force."""
+
+
+class ServiceError(AutoscalerError):
+    """The running service cannot do what a caller (the HTTP API) asked of it."""
+
+
+class PolicyNotFound(ServiceError):
+    """No loaded policy has the name asked for."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no policy named {name!r}")
+
+
+class PolicyDisabled(ServiceError):
+    """The policy is disabled (`enabled: false`): it may be previewed but not applied."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"policy {name!r} is disabled; preview it with ?dry_run=true")
+
+
+class InvalidRequest(ServiceError):
+    """What the caller sent cannot be used (e.g. an Alertmanager payload of the wrong shape)."""
+
+
+class ServiceUnavailable(ServiceError):
+    """The service cannot do it now; `retry_after` (seconds) says when to try again, if known."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ServiceBusy(ServiceUnavailable):
+    """A passing state refuses the request (a reload is rescheduling the policy): retry soon."""
+
+
+class Standby(ServiceUnavailable):
+    """This replica is a standby (`--ha`): the leader evaluates; retry there, or here after
+    a failover."""
+
+
+class ShuttingDown(ServiceUnavailable):
+    """The service is stopping: no new evaluation starts."""
+
+    def __init__(self) -> None:
+        super().__init__("the service is shutting down")
+
+
+class EvaluationCancelled(ServiceUnavailable):
+    """The evaluation asked for was cancelled before it ran (shutdown or reload)."""
+
+    def __init__(self) -> None:
+        super().__init__("the evaluation was cancelled (shutdown or reload)")
+
+
+class EvaluationTimeout(ServiceError):
+    """The evaluation outlasted the caller's wait; it goes on, and its decision is recorded."""
+
+
+class EvaluationFailed(ServiceError):
+    """The evaluation raised instead of deciding (a bug); the message names the exception."""

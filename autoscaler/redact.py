@@ -48,8 +48,11 @@ MASK = "***"
 MIN_LENGTH = 4
 
 # `scheme://userinfo@`, or a bare `user:password@host` (as an error shows a URL without
-# its scheme); an e-mail address (no colon before the @, no //) is left alone.
-_USERINFO = re.compile(r"(?:(?<=//)[^/?#@\s]+|(?<![^\s'\"(<=,\[])[^/?#@\s:'\"]+:[^/?#@\s]*)@")
+# its scheme); an e-mail address (no colon before the @, no //) is left alone, and so is
+# an ASG target as decisions name it (`aws-asg:NAME@REGION`), which has the same shape.
+_USERINFO = re.compile(
+    r"(?:(?<=//)[^/?#@\s]+|(?<![^\s'\"(<=,\[])(?!aws-asg:)[^/?#@\s:'\"=]+:[^/?#@\s]*)@"
+)
 # A credential header quoted back, as `Name: value`, `"Name": "value"` or `'Name': 'value'`.
 _HEADER = re.compile(
     r"(?i)(\b(?:authorization|proxy-authorization|x-nomad-token|x-amz-security-token|"

@@ -1,9 +1,10 @@
 """The HTTP API of the service (FastAPI), and the uvicorn server thread that serves it.
 
 The routes only translate HTTP to calls on a `Backend` (the service's controller) and
-back; every answer has a typed model, so `/openapi.json` (and `/docs`) describe the API
-exactly. Endpoints are plain `def`: FastAPI runs them in its thread pool, which is what
-blocking calls into SQLite, Prometheus and the scheduler need.
+back, and the backend's domain errors to status codes (`STATUS_OF`); every answer has a
+typed model, so `/openapi.json` (and `/docs`) describe the API exactly. Endpoints are
+plain `def`: FastAPI runs them in its thread pool, which is what blocking calls into
+SQLite, Prometheus and the scheduler need.
 
 Security: the endpoints that change something (evaluate, reload, the Alertmanager
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
@@ -27,7 +28,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoscaler import __version__
+from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.listen import parse_listen
 from autoscaler.api.models import (
     AlertmanagerWebhook,
     AlertOut,
@@ -41,28 +44,64 @@ from autoscaler.api.models import (
     ReloadOut,
     Role,
 )
-from autoscaler.errors import AutoscalerError
+from autoscaler.errors import (
+    AutoscalerError,
+    EvaluationFailed,
+    EvaluationTimeout,
+    InvalidRequest,
+    PolicyDisabled,
+    PolicyNotFound,
+    ServiceUnavailable,
+    StateError,
+)
 from autoscaler.redact import scrub
 
 log = logging.getLogger("autoscaler.http")
 
 
-class ApiError(Exception):
-    """Raised by a `Backend` to answer with `status` and a message (never a stack trace),
-    plus `headers` (e.g. `Retry-After` on a transient 503)."""
+# Each domain error the backend raises, and the status it answers with: the first class
+# that matches wins, so subclasses come before their bases.
+STATUS_OF: tuple[tuple[type[AutoscalerError], int], ...] = (
+    (InvalidRequest, 400),
+    (PolicyNotFound, 404),
+    (PolicyDisabled, 409),
+    (EvaluationFailed, 500),
+    (ServiceUnavailable, 503),
+    (StateError, 503),
+    (EvaluationTimeout, 504),
+)
 
-    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = scrub(detail)  # an error may quote a server that quoted our request
-        self.headers = dict(headers or {})
+
+def status_of(error: AutoscalerError) -> int:
+    """The HTTP status for a domain error: its entry in `STATUS_OF`, else 500."""
+    return next((status for kind, status in STATUS_OF if isinstance(error, kind)), 500)
+
+
+def error_response(error: AutoscalerError) -> JSONResponse:
+    """`{"detail": message}` with the error's status (and `Retry-After` when it has one).
+
+    The message is scrubbed: an error may quote a server that quoted our own request back.
+    """
+    headers = None
+    if isinstance(error, ServiceUnavailable) and error.retry_after is not None:
+        headers = {"Retry-After": str(error.retry_after)}
+    return JSONResponse(
+        status_code=status_of(error), content={"detail": scrub(str(error))}, headers=headers
+    )
 
 
 class Backend(Protocol):
-    """What the API needs from the running service."""
+    """What the API needs from the running service.
+
+    Its methods raise the domain errors of `autoscaler.errors` (`PolicyNotFound`,
+    `ServiceBusy`, `StateError`, ...), never HTTP ones: `STATUS_OF` maps them here.
+    """
 
     def list_policies(self) -> PolicyList: ...
-    def get_policy(self, name: str) -> PolicyOut | None: ...
+    def get_policy(self, name: str) -> PolicyOut:
+        """Raises `PolicyNotFound`."""
+        ...
+
     def decisions(self, policy: str | None, limit: int) -> DecisionList: ...
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut: ...
     def reload(self) -> ReloadOut: ...
@@ -98,7 +137,10 @@ def create_app(
         version=__version__,
         description="Prometheus-driven autoscaling controller: status, history and control.",
         responses={421: {"description": "the Host header does not name this server"}},
+        docs_url=None,  # served by `add_docs`, without a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
 
     @app.middleware("http")
@@ -131,11 +173,9 @@ def create_app(
         403: {"description": "a browser request from another origin"},
     }
 
-    @app.exception_handler(ApiError)
-    def _api_error(_request: Any, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers or None
-        )
+    @app.exception_handler(AutoscalerError)
+    def _domain_error(_request: Any, exc: AutoscalerError) -> JSONResponse:
+        return error_response(exc)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:
@@ -174,13 +214,14 @@ def create_app(
         """Every loaded policy with its live status, and the policy files' load errors."""
         return backend.list_policies()
 
-    @app.get("/v1/policies/{name}", tags=["policies"], responses={404: {}})
+    @app.get(
+        "/v1/policies/{name}",
+        tags=["policies"],
+        responses={404: {"description": "no such policy"}},
+    )
     def get_policy(name: str) -> PolicyOut:
         """One policy's live status."""
-        found = backend.get_policy(name)
-        if found is None:
-            raise HTTPException(status_code=404, detail=f"no policy named {name!r}")
-        return found
+        return backend.get_policy(name)
 
     @app.post(
         "/v1/policies/{name}/evaluate",
@@ -190,7 +231,9 @@ def create_app(
             **problems,
             404: {"description": "no such policy"},
             409: {"description": "the policy is disabled"},
+            500: {"description": "the evaluation crashed (a bug; the log has the traceback)"},
             503: {"description": "shutting down, or a reload is rescheduling it (Retry-After)"},
+            504: {"description": "still evaluating after 60 s; see /v1/decisions"},
         },
     )
     def evaluate(name: str, dry_run: bool = False) -> EvaluationOut:
@@ -200,7 +243,11 @@ def create_app(
         """
         return backend.evaluate(name, preview=dry_run)
 
-    @app.get("/v1/decisions", tags=["decisions"])
+    @app.get(
+        "/v1/decisions",
+        tags=["decisions"],
+        responses={503: {"description": "the state database cannot be read"}},
+    )
     def decisions(
         policy: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> DecisionList:
@@ -219,15 +266,6 @@ def create_app(
         return backend.alert(webhook.model_dump())
 
     return app
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or `:port` (every interface) -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise AutoscalerError(f"--listen {listen!r}: write it as HOST:PORT, e.g. 127.0.0.1:8080")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - only when asked for with ":PORT"
-    return host, int(port)
 
 
 class HttpServer:

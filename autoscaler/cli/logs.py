@@ -7,10 +7,13 @@ no known secret reaches the log, whatever library produced the text.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -22,7 +25,14 @@ _log = logging.getLogger("autoscaler")
 
 
 class JsonFormatter(logging.Formatter):
-    """Renders a record and its `extra` fields as one JSON object."""
+    """Renders a record and its `extra` fields as one JSON object, on one line.
+
+    Fields are JSON values, never the Python repr of one: an object JSON cannot carry is
+    shown as its (scrubbed) text, and a NaN or infinite float as `"NaN"`, `"+Inf"` or
+    `"-Inf"` (JSON has no such numbers). Text is written as is (UTF-8), not `\\u` escaped.
+    The record's own fields (`time`, `level`, `logger`, `message`, `exception`) win over
+    `extra` fields of the same name.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -31,19 +41,42 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD:
-                payload[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             payload["exception"] = record.exc_text
-        # Objects JSON cannot encode are shown as their (scrubbed) text.
-        return json.dumps(payload, default=lambda value: scrub(str(value)))
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in _DROPPED and key not in payload:
+                payload[key] = _json_value(value)
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False)
+
+
+def _json_value(value: Any) -> Any:
+    """`value` made of JSON types only (see `JsonFormatter`)."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_value(v) for v in value]
+    return scrub(str(value))
+
+
+# Extra fields that only make sense on a terminal (uvicorn's message with ANSI colours).
+_DROPPED = frozenset({"color_message"})
+_NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def setup_logging(level: str, fmt: str) -> None:
-    """Configure the root logger once, on stderr, with secrets scrubbed from every record."""
+    """Configure the root logger once, on stderr, with secrets scrubbed from every record.
+
+    JSON is UTF-8 whatever the locale says, so in JSON mode stderr is switched to UTF-8
+    (a lone surrogate, as in a file name that is not UTF-8, becomes a `\\udcXX` escape).
+    """
+    if fmt == "json" and isinstance(sys.stderr, io.TextIOWrapper):
+        sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

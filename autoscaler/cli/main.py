@@ -1,5 +1,5 @@
 """The `autoscaler` command: validate, plan (dry-run preview), run, schema, simulate,
-backtest, test.
+backtest, test, convert.
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
@@ -10,23 +10,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from autoscaler import __version__
+from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
-from autoscaler.cli import backtest, policytest, simulate
+from autoscaler.cli import backtest, convert, help_text, policytest, simulate
+from autoscaler.cli.completion import SHELLS, completion_script
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.report import render_plan_json, render_plan_table
-from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
+from autoscaler.cli.report import OUTPUTS, render, summarize
+from autoscaler.config.connections import (
+    CONNECTION_OPTIONS,
+    Settings,
+    add_connection_arguments,
+    settings_from_args,
+)
+from autoscaler.config.file import config_schema, load_config
+from autoscaler.config.options import (
+    BOOL,
+    COMMON,
+    CONFIG,
+    PLAN_STATE,
+    RUN_STATE,
+    STATE_PASSWORD,
+    Option,
+    OptionError,
+    add_arguments,
+    parsed_options,
+    resolve,
+)
 from autoscaler.config.service import (
+    HA_OPTIONS,
+    SERVICE_OPTIONS,
     add_ha_arguments,
     add_service_arguments,
-    env_flag,
+    replica_id,
     service_config_from_args,
 )
 from autoscaler.config.state import is_postgres, open_postgres_state
@@ -36,15 +58,35 @@ from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
 from autoscaler.redact import scrub
+from autoscaler.service.discovery import discovery_for, from_settings, with_discovered
 
 if TYPE_CHECKING:
     from autoscaler.service.leadership import Leadership
 
 EXIT_OK = 0
 EXIT_INVALID = 1
+EXIT_USAGE = 2  # argparse's own code
+EXIT_CHANGES = 2  # `plan --detailed-exitcode` only: some policy would scale
 EXIT_NOT_EVALUATED = 3
 EXIT_STARTUP = 4
-LOG_LEVELS = ["debug", "info", "warning", "error"]
+DETAILED = "--detailed-exitcode"
+
+
+DISCOVER = Option(
+    dest="discover",
+    kind=BOOL,
+    flags=("--discover",),
+    help="also expand the templates with one discovery pass (reads Nomad and AWS from "
+    "their standard environment) and check every expanded policy",
+)
+DISCOVER_NOMAD_SCALING_POLICIES = Option(
+    dest="nomad_scaling_policies",
+    kind=BOOL,
+    flags=("--nomad-scaling-policies",),
+    env="AUTOSCALER_NOMAD_SCALING_POLICIES",
+    default=False,
+    help="with --discover: also translate the Nomad Autoscaler policies of jobs' `scaling` blocks",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,102 +94,121 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoscaler",
         description="Prometheus-driven autoscaling for EC2 Auto Scaling Groups and Nomad jobs.",
+        epilog=help_text.epilog(None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = sub.add_parser("validate", help="check policy files; exit 1 listing every problem")
-    _add_paths(validate)
+    validate = _command(sub, "validate", "check policy files; exit 1 listing every problem")
+    add_arguments(validate, (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES))
 
-    plan = sub.add_parser(
-        "plan", help="dry-run preview: what each policy would do right now, and why"
-    )
-    _add_paths(plan)
-    plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    plan = _command(sub, "plan", "dry-run preview: what each policy would do right now, and why")
+    add_arguments(plan, (CONFIG, *COMMON, PLAN_STATE, STATE_PASSWORD))
     plan.add_argument(
-        "--state",
-        default=os.environ.get("AUTOSCALER_STATE"),
-        help="state database to read cooldowns and stabilization from (read-only): a "
-        "SQLite file or postgresql://USER@HOST:PORT/DB",
+        "--output",
+        "-o",
+        choices=OUTPUTS,
+        default="table",
+        help="table (default: a block per policy with its reasons), wide (a row per policy "
+        "with every check's value), json, or yaml (the same document as json)",
     )
-    _add_state_password(plan)
+    plan.add_argument(
+        DETAILED,
+        action="store_true",
+        help="exit 0 when no policy would scale, 2 when some would, 3 when a check or a "
+        "target failed, 1 for any invalid input (terraform's convention)",
+    )
     add_connection_arguments(plan)
 
-    run = sub.add_parser("run", help="the reconciliation loop (or one pass with --once)")
-    _add_paths(run)
-    run.add_argument("--dry-run", action="store_true", help="decide and report, never scale")
+    run = _command(sub, "run", "the reconciliation loop (or one pass with --once)")
+    add_arguments(run, (CONFIG, *COMMON, RUN_STATE, STATE_PASSWORD))
     run.add_argument("--once", action="store_true", help="evaluate every policy once and exit")
-    run.add_argument(
-        "--state",
-        default=os.environ.get("AUTOSCALER_STATE", "autoscaler-state.db"),
-        help="state database: a SQLite file (default: %(default)s) or "
-        "postgresql://USER@HOST:PORT/DB, shared by replicas (env AUTOSCALER_STATE)",
-    )
-    _add_state_password(run)
     add_connection_arguments(run)
     add_service_arguments(run)
     add_ha_arguments(run)
 
-    sub.add_parser("schema", help="print the JSON Schema of policy files")
+    schema = _command(sub, "schema", "print the JSON Schema of policy files (or --config's)")
+    schema.add_argument(
+        "--config",
+        action="store_true",
+        dest="config_schema",
+        help="the JSON Schema of the service config file instead",
+    )
+    completion = _command(sub, "completion", "print a shell completion script")
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     # Commands in modules of their own register here and name their handler.
     simulate.add_parser(sub)
     backtest.add_parser(sub)
     policytest.add_parser(sub)
+    convert.add_parser(sub)
     return parser
 
 
-def _add_state_password(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-password-file",
-        default=os.environ.get("AUTOSCALER_STATE_PASSWORD_FILE"),
-        help="file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass; env "
-        "AUTOSCALER_STATE_PASSWORD_FILE)",
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its examples and exit codes."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[:1].upper() + summary[1:] + ".",
+        epilog=help_text.epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
 
 
-def _add_paths(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "paths",
-        nargs="*",
-        metavar="PATH",
-        default=[os.environ.get("AUTOSCALER_POLICIES", "policies")],
-        help="policy files or folders (default: policies/; env AUTOSCALER_POLICIES)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default=os.environ.get("AUTOSCALER_LOG_LEVEL", "info"),
-        help="env AUTOSCALER_LOG_LEVEL (default %(default)s)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=os.environ.get("AUTOSCALER_LOG_FORMAT", "text"),
-    )
+# Every option the config file may set: one file serves validate, plan and run alike.
+FILE_OPTIONS = (
+    *COMMON,
+    RUN_STATE,
+    STATE_PASSWORD,
+    *CONNECTION_OPTIONS,
+    *SERVICE_OPTIONS,
+    *HA_OPTIONS,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    code = _main(arguments)
+    if DETAILED in arguments and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
+        return EXIT_INVALID  # terraform's convention: 1 for any error of the input
+    return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "log_level", "info") not in LOG_LEVELS:  # argparse skips env defaults
-        parser.error(f"AUTOSCALER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-    if args.command == "run":
-        try:
-            args.insecure_no_auth = env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth)
-            args.ha = env_flag("AUTOSCALER_HA", args.ha)
-        except ValueError as exc:
-            parser.error(str(exc))
+    try:
+        args = parser.parse_args(argv)
+        options = parsed_options(args)
+        if options:
+            problem = _resolve_options(parser, args, options)
+            if problem is not None:
+                return problem
+    except SystemExit as exc:
+        # With --detailed-exitcode, 2 means "would scale": a usage error must not say so.
+        if exc.code == EXIT_USAGE and DETAILED in argv:
+            return EXIT_INVALID
+        raise
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args))
     if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
+        document = config_schema(FILE_OPTIONS) if args.config_schema else json_schema()
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
         return EXIT_OK
     setup_logging(args.log_level, args.log_format)
     if args.command == "validate":
-        return cmd_validate(args.paths, sys.stdout)
+        return cmd_validate(
+            args.paths,
+            sys.stdout,
+            discover=args.discover,
+            nomad_scaling_policies=args.nomad_scaling_policies,
+        )
     try:
         settings = settings_from_args(args)
     except (AutoscalerError, ValueError) as exc:
@@ -160,12 +221,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             output=args.output,
             state_path=args.state,
             password_file=args.state_password_file,
+            detailed=args.detailed_exitcode,
         )
     if args.ha and not is_postgres(args.state):
         parser.error("--ha needs a shared state database: --state postgresql://...")
     if args.lease_ttl < 1:
         parser.error("--lease-ttl must be at least 1 second")
     return cmd_run(args, settings)
+
+
+def _resolve_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, options: Sequence[Option]
+) -> int | None:
+    """Fill `args` from flags, variables, the config file and defaults, in that order.
+
+    Returns an exit code when the config file is invalid (its problems on stderr: 1 for
+    `validate`, else 4); a variable with a bad value is a usage error naming it (exit 2).
+    """
+    try:
+        resolve(args, [CONFIG], {})
+        config = load_config(args.config, FILE_OPTIONS)
+        if config.problems:
+            for problem in config.problems:
+                print(scrub(str(problem)), file=sys.stderr)
+            return EXIT_INVALID if args.command == "validate" else EXIT_STARTUP
+        resolve(args, options, config.values)
+    except OptionError as exc:
+        parser.error(scrub(str(exc)))
+    return None
 
 
 def _print_problems(result: LoadResult, out: TextIO) -> None:
@@ -178,15 +261,45 @@ def _error(error: object) -> None:
     print(f"error: {scrub(str(error))}", file=sys.stderr)
 
 
-def cmd_validate(paths: Sequence[str], out: TextIO) -> int:
-    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem."""
+def cmd_validate(
+    paths: Sequence[str],
+    out: TextIO,
+    *,
+    discover: bool = False,
+    nomad_scaling_policies: bool = False,
+) -> int:
+    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem.
+
+    Offline, templates are checked on their own; with `discover`, they are also expanded
+    with one discovery pass and every expanded policy is checked (by its expanded name).
+    """
     result = load_paths(paths)
     if result.problems:
         _print_problems(result, out)
         return EXIT_INVALID
     names = ", ".join(p.name for p in result.policies) or "none"
-    print(f"{len(result.policies)} policies valid in {len(result.files)} files: {names}", file=out)
-    return EXIT_OK
+    templates = ""
+    if result.templates:
+        listed = "; ".join(t.describe() for t in result.templates)
+        templates = f" and {len(result.templates)} templates ({listed})"
+    print(
+        f"{len(result.policies)} policies{templates} valid in {len(result.files)} files: {names}",
+        file=out,
+    )
+    if not discover:
+        return EXIT_OK
+    try:
+        discovery = discovery_for(nomad_scaling_policies=nomad_scaling_policies)
+    except AutoscalerError as exc:
+        _error(exc)
+        return EXIT_STARTUP
+    policies, problems = with_discovered(result, discovery)
+    for problem in problems:
+        print(scrub(str(problem)), file=out)
+    found = policies[len(result.policies) :]
+    shown = ", ".join(p.name for p in found) or "none"
+    print(f"{len(found)} policies discovered: {shown}", file=out)
+    return EXIT_INVALID if problems else EXIT_OK
 
 
 def cmd_plan(
@@ -196,35 +309,60 @@ def cmd_plan(
     output: str,
     state_path: str | None,
     password_file: str | None = None,
+    detailed: bool = False,
 ) -> int:
-    """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it."""
+    """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it.
+
+    Exit codes: 1 some policy file is invalid (the valid ones are still planned); 3 some
+    policy could not be evaluated (target unreadable, Prometheus unreachable); else 0,
+    even when a check failed (its policy holds; stderr names it). With `detailed`: 1
+    invalid input, 3 a policy or a check failed, 2 some policy would scale, else 0.
+    """
     result = load_paths(paths)
     _print_problems(result, sys.stderr)
+    problems = list(result.problems)
+    policies = result.policies
+    if result.templates or settings.nomad_scaling_policies:  # one discovery pass
+        policies, found = with_discovered(result, from_settings(settings, watch=False))
+        for problem in found:
+            print(scrub(str(problem)), file=sys.stderr)
+        problems += found
     try:
         state = _read_only_state(state_path, password_file)
     except StateError as exc:
         _error(exc)
         return EXIT_STARTUP
+    # Coalescing: a template's grouped query is sent once for all its targets; forecasts
+    # read their history from Prometheus itself (range queries are not coalesced).
     prometheus = settings.source()
     reconciler = Reconciler(
-        source=prometheus,
+        source=CoalescingSource(prometheus),
         targets=settings.targets(),
         state=state,
         history=range_source(prometheus),
     )
     evaluations: list[Evaluation] = [
         reconciler.evaluate(policy, dry_run=True, apply=False)
-        for policy in result.policies
+        for policy in policies
         if policy.enabled
     ]
     state.close()
-    if output == "json":
-        print(render_plan_json(evaluations))
-    else:
-        print(render_plan_table(evaluations), end="")
-    if result.problems:
+    print(render(evaluations, output), end="")
+    summary = summarize(evaluations)
+    for policy, error in summary.not_evaluated:
+        print(scrub(f"warning: policy {policy} not evaluated: {error}"), file=sys.stderr)
+    for policy, check, error in summary.failed_checks:
+        if not any(policy == name for name, _ in summary.not_evaluated):
+            print(
+                scrub(f"warning: policy {policy}: check {check} failed: {error}"), file=sys.stderr
+            )
+    if problems:
         return EXIT_INVALID
-    return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
+    if detailed:
+        if summary.failed:
+            return EXIT_NOT_EVALUATED
+        return EXIT_CHANGES if summary.would_scale else EXIT_OK
+    return EXIT_NOT_EVALUATED if summary.not_evaluated else EXIT_OK
 
 
 def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
@@ -288,7 +426,7 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
 
     state = LayeredStateStore(pg)
     state.standby()  # until this replica holds the lease
-    leadership = replicate(pg, state, replica=args.replica_id, ttl=args.lease_ttl, ha=args.ha)
+    leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)
     try:
         if args.once or not args.ha:
             leadership.take_exclusively()

@@ -1,13 +1,20 @@
-"""Rendering of evaluations for people (table) and machines (JSON)."""
+"""Rendering of evaluations for people (table, wide) and machines (JSON, YAML), and what
+a plan amounts to (its summary line, its failures, its exit code)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from autoscaler.core.forecast import describe
+from autoscaler.core.model import Action, CheckResult
 from autoscaler.engine.reconciler import Evaluation
+
+OUTPUTS = ("table", "wide", "json", "yaml")
 
 PLAN_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "reasons", "checks")
 
@@ -22,6 +29,71 @@ def plan_object(evaluation: Evaluation) -> dict[str, Any]:
 
 def render_plan_json(evaluations: Sequence[Evaluation]) -> str:
     return json.dumps([plan_object(e) for e in evaluations], indent=2)
+
+
+def render_plan_yaml(evaluations: Sequence[Evaluation]) -> str:
+    """The same document as `render_plan_json`, as YAML (kubectl's `-o yaml`)."""
+    objects = [plan_object(e) for e in evaluations]
+    return yaml.safe_dump(objects, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def render(evaluations: Sequence[Evaluation], output: str) -> str:
+    """`evaluations` in one of `OUTPUTS`, ending with a newline."""
+    if output == "json":
+        return render_plan_json(evaluations) + "\n"
+    if output == "yaml":
+        return render_plan_yaml(evaluations) if evaluations else "[]\n"
+    if output == "wide":
+        return render_plan_wide(evaluations)
+    return render_plan_table(evaluations)
+
+
+@dataclass
+class Summary:
+    """How many policies would go up, down, stay, or hold; and what failed."""
+
+    counts: dict[Action, int] = field(default_factory=lambda: dict.fromkeys(Action, 0))
+    not_evaluated: list[tuple[str, str]] = field(default_factory=list)  # (policy, error)
+    failed_checks: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (policy, check, error)
+
+    @property
+    def would_scale(self) -> bool:
+        return bool(self.counts[Action.UP] or self.counts[Action.DOWN])
+
+    @property
+    def failed(self) -> bool:
+        """Some policy could not be evaluated or some check failed."""
+        return bool(self.not_evaluated or self.failed_checks)
+
+    def line(self) -> str:
+        """`3 up, 1 down, 8 unchanged, 1 held`, then what failed, if anything."""
+        c = self.counts
+        text = (
+            f"{c[Action.UP]} up, {c[Action.DOWN]} down, {c[Action.NONE]} unchanged, "
+            f"{c[Action.HOLD]} held"
+        )
+        failures = []
+        if self.not_evaluated:
+            failures.append(f"{len(self.not_evaluated)} not evaluated")
+        if self.failed_checks:
+            n = len(self.failed_checks)
+            failures.append(f"{n} check{'s' if n > 1 else ''} failed")
+        return text + (f"; {', '.join(failures)}" if failures else "")
+
+
+def summarize(evaluations: Sequence[Evaluation]) -> Summary:
+    summary = Summary()
+    for evaluation in evaluations:
+        d = evaluation.decision
+        summary.counts[d.action] += 1
+        if evaluation.error:
+            summary.not_evaluated.append((d.policy, evaluation.error))
+        for check in d.checks:
+            if check.error is not None:
+                summary.failed_checks.append((d.policy, check.name, check.error))
+    return summary
 
 
 def _count(value: int | None) -> str:
@@ -57,4 +129,46 @@ def render_plan_table(evaluations: Sequence[Evaluation]) -> str:
                 lines.append(f"    {'':<{width}}  forecast {describe(c.forecast)}")
             lines.append(f"    {'':<{width}}  {query}")
         lines.append("")
-    return "\n".join(lines)
+    lines.append(summarize(evaluations).line())
+    return "\n".join(lines) + "\n"
+
+
+def _wide_check(c: CheckResult) -> str:
+    """`rps=50→9`, with its forecast: `rps=50→9 (forecast 83 in 2m30s)`."""
+    shown = (
+        f"{c.name}=error" if c.value is None else f"{c.name}={_value(c.value)}→{_count(c.desired)}"
+    )
+    if c.forecast is not None:
+        shown += f" (forecast {describe(c.forecast)})"
+    return shown
+
+
+def render_plan_wide(evaluations: Sequence[Evaluation]) -> str:
+    """One row per policy: counts, action, every check's value, count and forecast, the last
+    reason."""
+    if not evaluations:
+        return "no enabled policies\n"
+    header = ("POLICY", "TARGET", "CURRENT", "DESIRED", "ACTION", "CHECKS", "REASON")
+    rows = [header]
+    for evaluation in evaluations:
+        d = evaluation.decision
+        checks = ", ".join(_wide_check(c) for c in d.checks)
+        reason = evaluation.error or (d.reasons[-1] if d.reasons else "")
+        rows.append(
+            (
+                d.policy,
+                d.target,
+                _count(d.current),
+                _count(d.desired),
+                d.action.value,
+                checks,
+                reason,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + f"  {row[-1]}"
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n" + summarize(evaluations).line() + "\n"

@@ -1,4 +1,5 @@
-"""Connection settings shared by `plan` and `run`: Prometheus and Nomad, from flags and env.
+"""Connection settings shared by `plan` and `run`: Prometheus and Nomad, from flags, env
+and the config file (see `options`).
 
 Secrets (tokens, passwords) can come from files or the environment, never only from the
 command line where `ps` would show them.
@@ -14,7 +15,18 @@ from pathlib import Path
 from autoscaler.adapters.sources.prometheus import PrometheusSettings, PrometheusSource
 from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.config.options import (
+    BOOL,
+    HEADERS,
+    NUMBER,
+    TEXT,
+    Kind,
+    Option,
+    OptionError,
+    add_arguments,
+)
 from autoscaler.errors import AutoscalerError
+from autoscaler.policy.schema import describe
 from autoscaler.redact import register
 
 # AWS credentials boto3 reads from the environment (the shared files are its business).
@@ -27,6 +39,7 @@ class Settings:
 
     prometheus: PrometheusSettings
     nomad: NomadSettings
+    nomad_scaling_policies: bool = False  # also run the policies of jobs' `scaling` blocks
 
     def source(self) -> PrometheusSource:
         return PrometheusSource(self.prometheus)
@@ -35,57 +48,161 @@ class Settings:
         return TargetFactory(nomad=self.nomad)
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Prometheus flags; each has an AUTOSCALER_PROMETHEUS_* environment variable."""
-    env = os.environ.get
-    group = parser.add_argument_group("Prometheus")
-    group.add_argument(
-        "--prometheus-url",
-        default=env("AUTOSCALER_PROMETHEUS_URL", "http://localhost:9090"),
-        help="base URL of Prometheus (env AUTOSCALER_PROMETHEUS_URL; default %(default)s)",
-    )
-    group.add_argument(
-        "--prometheus-token-file",
-        default=env("AUTOSCALER_PROMETHEUS_TOKEN_FILE"),
-        help="file holding a bearer token (or env AUTOSCALER_PROMETHEUS_TOKEN)",
-    )
-    group.add_argument(
-        "--prometheus-username",
-        default=env("AUTOSCALER_PROMETHEUS_USERNAME"),
+PROMETHEUS_OPTIONS = (
+    Option(
+        dest="prometheus_url",
+        flags=("--prometheus-url",),
+        env="AUTOSCALER_PROMETHEUS_URL",
+        key=("prometheus", "url"),
+        default="http://localhost:9090",
+        help="base URL of Prometheus",
+    ),
+    Option(
+        dest="prometheus_token_file",
+        flags=("--prometheus-token-file",),
+        env="AUTOSCALER_PROMETHEUS_TOKEN_FILE",
+        key=("prometheus", "token_file"),
+        metavar="FILE",
+        help="file holding a bearer token (or the token itself in env AUTOSCALER_PROMETHEUS_TOKEN)",
+    ),
+    Option(
+        dest="prometheus_username",
+        flags=("--prometheus-username",),
+        env="AUTOSCALER_PROMETHEUS_USERNAME",
+        key=("prometheus", "username"),
         help="basic auth user; the password comes from AUTOSCALER_PROMETHEUS_PASSWORD "
         "or --prometheus-password-file",
-    )
-    group.add_argument(
-        "--prometheus-password-file", default=env("AUTOSCALER_PROMETHEUS_PASSWORD_FILE")
-    )
-    group.add_argument(
-        "--prometheus-ca-bundle",
-        default=env("AUTOSCALER_PROMETHEUS_CA_BUNDLE"),
+    ),
+    Option(
+        dest="prometheus_password_file",
+        flags=("--prometheus-password-file",),
+        env="AUTOSCALER_PROMETHEUS_PASSWORD_FILE",
+        key=("prometheus", "password_file"),
+        metavar="FILE",
+        help="file holding the basic auth password",
+    ),
+    Option(
+        dest="prometheus_ca_bundle",
+        flags=("--prometheus-ca-bundle",),
+        env="AUTOSCALER_PROMETHEUS_CA_BUNDLE",
+        key=("prometheus", "ca_bundle"),
+        metavar="FILE",
         help="CA bundle to verify Prometheus' TLS certificate",
-    )
-    group.add_argument(
-        "--prometheus-header",
-        action="append",
-        default=[h for h in env("AUTOSCALER_PROMETHEUS_HEADERS", "").split("\n") if h],
+    ),
+    Option(
+        dest="prometheus_header",
+        kind=HEADERS,
+        flags=("--prometheus-header",),
+        env="AUTOSCALER_PROMETHEUS_HEADERS",
+        key=("prometheus", "headers"),
+        default=[],
         metavar="'NAME: VALUE'",
-        help="extra header for every query (repeatable; env AUTOSCALER_PROMETHEUS_HEADERS, "
-        "one per line)",
+        help="extra header for every query (repeatable; in the variable one per line, in "
+        "the file a mapping)",
+    ),
+    Option(
+        dest="nomad_scaling_policies",
+        kind=BOOL,
+        flags=("--nomad-scaling-policies",),
+        env="AUTOSCALER_NOMAD_SCALING_POLICIES",
+        key=("nomad", "scaling_policies"),
+        default=False,
+        help="also run the Nomad Autoscaler policies of jobs' group `scaling` blocks, read "
+        "from Nomad (/v1/scaling/policies) and translated; stop the Nomad Autoscaler first",
+    ),
+    Option(
+        dest="query_timeout",
+        kind=NUMBER,
+        flags=("--query-timeout",),
+        env="AUTOSCALER_QUERY_TIMEOUT",
+        key=("prometheus", "query_timeout"),
+        default=2.0,
+        help="seconds for one query attempt; retries stop after 3x this",
+    ),
+)
+
+
+def _go_bool_data(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    raise OptionError(f"expected true or false, got {describe(value)}")
+
+
+# Nomad's own boolean: the variable's text goes to `NomadSettings.from_env`, which reads it
+# as Go's strconv.ParseBool would (and refuses anything else, exit 4); the file's is YAML.
+GO_BOOL = Kind(name="boolean", text=str, data=_go_bool_data, schema={"type": "boolean"})
+
+
+def _nomad(name: str, key: str, help: str, kind: Kind = TEXT) -> Option:
+    return Option(
+        dest=f"nomad_{key}",
+        kind=kind,
+        env=name,
+        key=("nomad", key),
+        empty_unset=True,
+        help=help,
     )
-    group.add_argument(
-        "--query-timeout",
-        type=float,
-        default=env("AUTOSCALER_QUERY_TIMEOUT", "2"),  # argparse applies `type` to it
-        help="seconds for one query attempt; retries stop after 3x this (default %(default)s)",
-    )
+
+
+# Nomad's own variables, as the `nomad` CLI reads them; no flags (NOMAD_TOKEN, a secret,
+# is read from the environment or from nomad.token_file, never from the file itself).
+NOMAD_OPTIONS = (
+    _nomad("NOMAD_ADDR", "addr", "address of a Nomad agent"),
+    _nomad("NOMAD_REGION", "region", "region of targets whose policy has none"),
+    _nomad("NOMAD_NAMESPACE", "namespace", "read, but a policy's namespace always wins"),
+    _nomad("NOMAD_CACERT", "cacert", "CA certificate of the agents (PEM)"),
+    _nomad("NOMAD_CLIENT_CERT", "client_cert", "client certificate for mutual TLS"),
+    _nomad("NOMAD_CLIENT_KEY", "client_key", "client key for mutual TLS"),
+    _nomad("NOMAD_SKIP_VERIFY", "skip_verify", "do not verify the agent's certificate", GO_BOOL),
+    Option(
+        dest="nomad_token_file",
+        key=("nomad", "token_file"),
+        help="file holding the ACL token (NOMAD_TOKEN wins over it)",
+    ),
+)
+CONNECTION_OPTIONS = PROMETHEUS_OPTIONS + NOMAD_OPTIONS
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Prometheus flags (each with an AUTOSCALER_PROMETHEUS_* variable and a config key),
+    and Nomad's settings (variables and config keys only)."""
+    add_arguments(parser.add_argument_group("Prometheus"), PROMETHEUS_OPTIONS)
+    add_arguments(parser, NOMAD_OPTIONS)
 
 
 def _read_secret(path: str | None, env_name: str) -> str | None:
+    """The secret in the file `path`, else in the variable `env_name`, else None."""
     if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise AutoscalerError(f"cannot read {env_name} file {path}: {exc}") from exc
+        return read_secret_file(path, env_name)
     return os.environ.get(env_name) or None
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """A secret file's text, stripped, registered with `redact` at once (so no later
+    message can show it); its content never appears in the error."""
+    try:
+        text = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise AutoscalerError(f"cannot read {what} file {path}: {reason}") from None
+    register(text, *text.splitlines())
+    return text
+
+
+def _nomad_settings(args: argparse.Namespace) -> NomadSettings:
+    """Nomad's settings: NOMAD_* variables first (resolved into `args`), then the file."""
+    token = os.environ.get("NOMAD_TOKEN") or None
+    if token is None and getattr(args, "nomad_token_file", None):
+        token = read_secret_file(args.nomad_token_file, "nomad.token_file")
+    values = {
+        option.env: getattr(args, option.dest, None)
+        for option in NOMAD_OPTIONS
+        if option.env is not None
+    }
+    env = {name: str(value) for name, value in values.items() if value}
+    if token:
+        env["NOMAD_TOKEN"] = token
+    return NomadSettings.from_env(env)
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
@@ -122,4 +239,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         timeout=timeout,
         deadline=3 * timeout,
     )
-    return Settings(prometheus=prometheus, nomad=NomadSettings.from_env())
+    return Settings(
+        prometheus=prometheus,
+        nomad=_nomad_settings(args),
+        nomad_scaling_policies=bool(getattr(args, "nomad_scaling_policies", False)),
+    )

@@ -1,4 +1,4 @@
-"""Options of the long-lived service (`autoscaler run`), from flags and the environment."""
+"""Options of the long-lived service (`autoscaler run`): flags, variables, config file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import argparse
 import os
 import socket
 from dataclasses import dataclass
+
+from autoscaler.config.connections import read_secret_file
+from autoscaler.config.options import BOOL, INT, NUMBER, SPACED, WORDS, Option, add_arguments
+from autoscaler.redact import register_url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,6 +25,7 @@ class ServiceConfig:
     notify_urls: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     insecure_no_auth: bool = False
+    discovery_interval: float = 30.0  # seconds between two reads of AWS groups by tags
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -40,101 +45,183 @@ def env_flag(name: str, value: str | bool | None) -> bool:
     raise ValueError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {value!r}")
 
 
-def add_service_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `autoscaler run` beyond the connection settings."""
-    env = os.environ.get
-    group = parser.add_argument_group("service")
-    group.add_argument(
-        "--listen",
-        default=env("AUTOSCALER_LISTEN", "127.0.0.1:8080"),
-        help="HTTP API address, HOST:PORT (env AUTOSCALER_LISTEN; default %(default)s; "
-        "empty to disable)",
-    )
-    group.add_argument(
-        "--api-token-file",
-        default=env("AUTOSCALER_API_TOKEN_FILE"),
+SERVICE_OPTIONS = (
+    Option(
+        dest="dry_run",
+        kind=BOOL,
+        flags=("--dry-run",),
+        env="AUTOSCALER_DRY_RUN",
+        key=("dry_run",),
+        default=False,
+        help="decide and report, never scale",
+    ),
+    Option(
+        dest="listen",
+        flags=("--listen",),
+        env="AUTOSCALER_LISTEN",
+        key=("api", "listen"),
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="HTTP API address (empty to disable)",
+    ),
+    Option(
+        dest="api_token_file",
+        flags=("--api-token-file",),
+        env="AUTOSCALER_API_TOKEN_FILE",
+        key=("api", "token_file"),
+        metavar="FILE",
         help="file holding the bearer token required on evaluate, reload and the "
-        "Alertmanager webhook (env AUTOSCALER_API_TOKEN_FILE)",
-    )
-    group.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        default=env("AUTOSCALER_INSECURE_NO_AUTH"),  # checked by `env_flag` after parsing
+        "Alertmanager webhook",
+    ),
+    Option(
+        dest="insecure_no_auth",
+        kind=BOOL,
+        flags=("--insecure-no-auth",),
+        env="AUTOSCALER_INSECURE_NO_AUTH",
+        key=("api", "insecure_no_auth"),
+        default=False,
         help="serve the HTTP API beyond loopback without --api-token-file; without this "
         "flag such a start is refused, since anyone who can reach the address could "
-        "trigger evaluations and reloads (env AUTOSCALER_INSECURE_NO_AUTH=1)",
-    )
-    group.add_argument(
-        "--allowed-host",
-        action="append",
+        "trigger evaluations and reloads",
+    ),
+    Option(
+        dest="allowed_host",
+        kind=WORDS,
+        flags=("--allowed-host",),
+        env="AUTOSCALER_ALLOWED_HOSTS",
+        key=("api", "allowed_hosts"),
+        default=[],
         metavar="NAME",
-        default=[h for h in env("AUTOSCALER_ALLOWED_HOSTS", "").replace(",", " ").split() if h],
         help="a Host name the HTTP API answers to, besides IP addresses, localhost and the "
-        "--listen host (repeatable; '*' for any name; env AUTOSCALER_ALLOWED_HOSTS, "
-        "space- or comma-separated). Other names get 421: a guard against DNS rebinding",
-    )
-    group.add_argument(
-        "--workers",
-        type=int,
-        default=env("AUTOSCALER_WORKERS", "4"),  # argparse applies `type` to it
-        help="policies evaluated at once at most (env AUTOSCALER_WORKERS; default %(default)s)",
-    )
-    group.add_argument(
-        "--reload-interval",
-        type=float,
-        default=env("AUTOSCALER_RELOAD_INTERVAL", "5"),
+        "--listen host (repeatable; '*' for any name; the variable space- or "
+        "comma-separated). Other names get 421: a guard against DNS rebinding",
+    ),
+    Option(
+        dest="workers",
+        kind=INT,
+        flags=("--workers",),
+        env="AUTOSCALER_WORKERS",
+        key=("workers",),
+        default=4,
+        help="policies evaluated at once at most",
+    ),
+    Option(
+        dest="reload_interval",
+        kind=NUMBER,
+        flags=("--reload-interval",),
+        env="AUTOSCALER_RELOAD_INTERVAL",
+        key=("reload_interval",),
+        default=5.0,
         help="seconds between checks of the policy files for changes (0: only on SIGHUP or "
-        "POST /v1/reload; env AUTOSCALER_RELOAD_INTERVAL)",
-    )
-    group.add_argument(
-        "--history-days",
-        type=float,
-        default=env("AUTOSCALER_HISTORY_DAYS", "14"),
-        help="keep recorded decisions this many days (default %(default)s)",
-    )
-    group.add_argument(
-        "--history-max",
-        type=int,
-        default=env("AUTOSCALER_HISTORY_MAX", "10000"),
-        help="keep at most this many recorded decisions (default %(default)s)",
-    )
-    group.add_argument(
-        "--notify-url",
-        action="append",
-        default=[u for u in env("AUTOSCALER_NOTIFY_URLS", "").split() if u],
+        "POST /v1/reload)",
+    ),
+    Option(
+        dest="discovery_interval",
+        kind=NUMBER,
+        flags=("--discovery-interval",),
+        env="AUTOSCALER_DISCOVERY_INTERVAL",
+        key=("discovery_interval",),
+        default=30.0,
+        help="seconds between two reads of the Auto Scaling Groups that templates discover "
+        "by tags (Nomad is watched, not polled)",
+    ),
+    Option(
+        dest="history_days",
+        kind=NUMBER,
+        flags=("--history-days",),
+        env="AUTOSCALER_HISTORY_DAYS",
+        key=("history", "days"),
+        default=14.0,
+        help="keep recorded decisions this many days",
+    ),
+    Option(
+        dest="history_max",
+        kind=INT,
+        flags=("--history-max",),
+        env="AUTOSCALER_HISTORY_MAX",
+        key=("history", "max"),
+        default=10000,
+        help="keep at most this many recorded decisions",
+    ),
+    Option(
+        dest="notify_url",
+        kind=SPACED,
+        flags=("--notify-url",),
+        env="AUTOSCALER_NOTIFY_URLS",
+        default=[],
+        metavar="URL",
         help="webhook called after each scaling action (repeatable; Slack-compatible). "
-        "Such URLs are secrets: prefer env AUTOSCALER_NOTIFY_URLS (space-separated)",
-    )
+        "Such URLs are secrets: prefer the variable (space-separated) or --notify-urls-file",
+    ),
+    Option(
+        dest="notify_urls_file",
+        flags=("--notify-urls-file",),
+        env="AUTOSCALER_NOTIFY_URLS_FILE",
+        key=("notify", "urls_file"),
+        metavar="FILE",
+        help="file holding webhook URLs, one per line (used when no --notify-url is given)",
+    ),
+)
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `autoscaler run` beyond the connection settings."""
+    add_arguments(parser.add_argument_group("service"), SERVICE_OPTIONS)
+
+
+HA_OPTIONS = (
+    Option(
+        dest="ha",
+        kind=BOOL,
+        flags=("--ha",),
+        env="AUTOSCALER_HA",
+        key=("ha", "enabled"),
+        default=False,
+        help="run as one of several replicas: the holder of the leader lease evaluates, the "
+        "others stand by and take over",
+    ),
+    Option(
+        dest="lease_ttl",
+        kind=NUMBER,
+        flags=("--lease-ttl",),
+        env="AUTOSCALER_LEASE_TTL",
+        key=("ha", "lease_ttl"),
+        default=15.0,
+        help="seconds a leader's lease lasts unless renewed (every third of it); a standby "
+        "takes over within this plus one interval",
+    ),
+    Option(
+        dest="replica_id",
+        flags=("--replica-id",),
+        env="AUTOSCALER_REPLICA_ID",
+        key=("ha", "replica_id"),
+        empty_unset=True,
+        help="this replica's name in the lease, logs and API (default HOSTNAME-PID)",
+    ),
+)
+
+
+def replica_id(args: argparse.Namespace) -> str:
+    """This replica's name: `--replica-id` and the like, else HOSTNAME-PID."""
+    return str(getattr(args, "replica_id", None) or f"{socket.gethostname()}-{os.getpid()}")
 
 
 def add_ha_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of replicas sharing one PostgreSQL state database."""
-    env = os.environ.get
-    group = parser.add_argument_group("high availability (PostgreSQL --state)")
-    group.add_argument(
-        "--ha",
-        action="store_true",
-        default=env("AUTOSCALER_HA"),  # checked by `env_flag` after parsing
-        help="run as one of several replicas: the holder of the leader lease evaluates, the "
-        "others stand by and take over (env AUTOSCALER_HA=1)",
-    )
-    group.add_argument(
-        "--lease-ttl",
-        type=float,
-        default=env("AUTOSCALER_LEASE_TTL", "15"),
-        help="seconds a leader's lease lasts unless renewed (every third of it); a standby "
-        "takes over within this plus one interval (env AUTOSCALER_LEASE_TTL; default "
-        "%(default)s)",
-    )
-    group.add_argument(
-        "--replica-id",
-        default=env("AUTOSCALER_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
-        help="this replica's name in the lease, logs and API (env AUTOSCALER_REPLICA_ID; "
-        "default HOSTNAME-PID)",
-    )
+    add_arguments(parser.add_argument_group("high availability (PostgreSQL --state)"), HA_OPTIONS)
 
 
 def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    """The service's options from resolved `args` (see `options.resolve`).
+
+    Raises AutoscalerError when the notify URLs file cannot be read.
+    """
+    urls = list(args.notify_url or ())
+    if not urls and args.notify_urls_file:
+        text = read_secret_file(args.notify_urls_file, "notify.urls_file")
+        urls = [line.strip() for line in text.splitlines() if line.strip()]
+        for url in urls:
+            register_url(url, whole=True)
     return ServiceConfig(
         paths=tuple(args.paths),
         dry_run=bool(args.dry_run),
@@ -142,7 +229,8 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         api_token_file=args.api_token_file,
         workers=max(1, int(args.workers)),
         reload_interval=float(args.reload_interval),
-        notify_urls=tuple(args.notify_url),
+        notify_urls=tuple(urls),
         allowed_hosts=tuple(args.allowed_host),
-        insecure_no_auth=env_flag("AUTOSCALER_INSECURE_NO_AUTH", args.insecure_no_auth),
+        insecure_no_auth=bool(args.insecure_no_auth),
+        discovery_interval=max(0.1, float(args.discovery_interval)),
     )

@@ -62,12 +62,11 @@ from autoscaler.core.model import (
     Observation,
     Policy,
     Recommendation,
-    Strategy,
     TargetStatus,
 )
 from autoscaler.core.ranges import MAX_COUNT
+from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query
 from autoscaler.core.strategies import desired as strategy_desired
-from autoscaler.core.strategies import fmt_number
 
 NOT_EVALUATED = "not evaluated"
 
@@ -207,6 +206,48 @@ def unavailable(
     )
 
 
+def without_target(
+    policy: Policy,
+    *,
+    observations: Sequence[Observation],
+    now: datetime,
+    reason: str,
+    dry_run: bool = False,
+) -> Decision:
+    """A `hold` for a target that cannot be read, with every check evaluated that can be.
+
+    The preview (`plan`) of a policy whose target is out of reach (no credentials yet):
+    `current` and `desired` stay unknown (None), since nothing can be scaled or compared,
+    but each check shows its value and, where its strategy does not need the current
+    count, its desired count; a strategy that needs it (target-value, threshold) says so
+    in the check's error. `reason` comes first, then the strategies' reasons.
+    """
+    evaluated = _evaluate_checks(policy, observations, None)
+    reasons = [reason]
+    for e in evaluated:  # a forecast's note first, as `decide` gives it
+        reasons.extend(e.notes)
+        if e.reason is not None:
+            reasons.append(e.reason)
+    wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
+    if wanted:
+        bounds = effective_bounds(policy, now)
+        bounded = min(max(*wanted, bounds.min), bounds.max)
+        reasons.append(
+            f"without the current count the checks ask for at most {max(wanted)} ({bounded} "
+            f"within bounds {bounds.min}..{bounds.max}): holding until the target can be read"
+        )
+    return _decision(
+        policy,
+        now=now,
+        dry_run=dry_run,
+        current=None,
+        desired=None,
+        action=Action.HOLD,
+        reasons=reasons,
+        checks=tuple(e.result for e in evaluated),
+    )
+
+
 def _shown(count: int) -> str:
     """A count for a reason; one too long to print is described (str() refuses ~4300 digits)."""
     return str(count) if abs(count) < 10**15 else f"{count.bit_length()} bits long"
@@ -216,9 +257,10 @@ def _shown(count: int) -> str:
 
 
 def _evaluate_checks(
-    policy: Policy, observations: Sequence[Observation], current: int
+    policy: Policy, observations: Sequence[Observation], current: int | None
 ) -> list[_Evaluated]:
-    """Every check in policy order, matched with its observation by name."""
+    """Every check in policy order, matched with its observation by name (`current` None:
+    unknown, see `without_target`)."""
     by_name: dict[str, Observation] = {}
     for observation in observations:
         by_name.setdefault(observation.check, observation)
@@ -227,12 +269,12 @@ def _evaluate_checks(
 
 
 def _evaluate(
-    check: Check, observation: Observation | None, current: int, guard: AnomalyGuard | None
+    check: Check, observation: Observation | None, current: int | None, guard: AnomalyGuard | None
 ) -> _Evaluated:
-    """One check's desired count, or the reason it failed."""
+    """One check's desired count, or the reason it failed (`current` None: unknown)."""
     value: float | None = None
     forecast = anomaly = None
-    if check.strategy is not Strategy.FIXED:
+    if needs_query(check):
         if observation is None:
             return _Evaluated(_failed_result(check, NOT_EVALUATED), None)
         forecast = observation.forecast if check.forecast is not None else None
@@ -249,7 +291,13 @@ def _evaluate(
     try:
         result = strategy_desired(check, used, current)
         count, reason, blocks = result.count, result.reason, None
-        if guard is not None and anomaly is not None and anomaly.implausible:
+        # Without the current count (a preview) nothing is capped relative to it.
+        if (
+            guard is not None
+            and anomaly is not None
+            and anomaly.implausible
+            and current is not None
+        ):
             assert value is not None
             assert used is not None
             count, reason, blocks = _guarded(
@@ -269,7 +317,8 @@ def _evaluate(
         forecast=forecast,
         anomaly=anomaly,
     )
-    return _Evaluated(check_result, reason, tuple(notes), blocks, check.count_independent)
+    independent = not STRATEGIES[check.strategy].current
+    return _Evaluated(check_result, reason, tuple(notes), blocks, independent)
 
 
 def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tuple[float, str]:

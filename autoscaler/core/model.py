@@ -10,11 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, get_args
 
 
 class Strategy(StrEnum):
-    """How one check turns its value into a desired count."""
+    """How one check turns its value into a desired count: *the* list of strategies.
+
+    `strategies.STRATEGIES` gives each its function and traits, `policy.schema` its check
+    model; `tests/unit/test_registries.py` fails when one of them lacks a member.
+    """
 
     TARGET_VALUE = "target-value"  # ceil(current * value / target), with tolerance
     PER_INSTANCE = "per-instance"  # ceil(value / target)
@@ -40,6 +44,8 @@ class MissingData(StrEnum):
 
 
 # --- targets ------------------------------------------------------------------------------
+# Each kind is a frozen dataclass with a `type` tag, a `key`, an `identity` and a
+# `min_count`; `TargetRef` below is *the* list of kinds, and `TARGET_KINDS` indexes it by tag.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +55,14 @@ class AsgTarget:
     asg: str
     region: str | None = None
     type: str = "aws-asg"
+
+    # An ASG at 0 has no instance to measure: every policy keeps at least one.
+    min_count: ClassVar[int] = 1
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """What makes two targets the same object, region aside (see `conflicts`)."""
+        return (self.type, self.asg)
 
     @property
     def key(self) -> str:
@@ -69,6 +83,13 @@ class NomadTarget:
     region: str | None = None
     type: str = "nomad"
 
+    min_count: ClassVar[int] = 0  # scale to zero and back
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """What makes two targets the same object, region aside (see `conflicts`)."""
+        return (self.type, self.job, self.group, self.namespace)
+
     @property
     def key(self) -> str:
         """A stable identifier of the scaled object, used for cooldown state and reports."""
@@ -80,6 +101,10 @@ class NomadTarget:
 
 
 TargetRef = AsgTarget | NomadTarget
+TargetKind = type[AsgTarget] | type[NomadTarget]
+
+# Every target kind by its `type` tag, in the order of `TargetRef`.
+TARGET_KINDS: dict[str, TargetKind] = {kind.type: kind for kind in get_args(TargetRef)}
 
 
 # --- policy -------------------------------------------------------------------------------
@@ -139,16 +164,13 @@ class Check:
     steps: tuple[Step, ...] = ()  # threshold only
     count: int | None = None  # fixed only
     forecast: ForecastSettings | None = None  # per-instance, pass-through only
-
-    @property
-    def count_independent(self) -> bool:
-        """True when the count this check asks for does not depend on the current count.
-
-        Such a check asks for what its value needs outright (per-instance, pass-through,
-        fixed), so asking again cannot compound a scale-up whose instances are not serving
-        yet; target-value and threshold changes are relative to the current count.
-        """
-        return self.strategy in (Strategy.PER_INSTANCE, Strategy.PASS_THROUGH, Strategy.FIXED)
+    # A grouped query shared by many policies (a template's `group_by`): the query returns
+    # one series per target and this check reads the one carrying all these labels.
+    select: tuple[tuple[str, str], ...] = ()
+    # Why this check cannot run here (carried over from another autoscaler: another metric
+    # source or strategy). It fails at every evaluation with this reason, so it blocks
+    # scale-in like any failed check and never counts as a value.
+    unsupported: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

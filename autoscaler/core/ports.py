@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from autoscaler.core.model import Decision, Memory, TargetStatus
+from autoscaler.core.series import SeriesSet
 
 
 class MetricSource(Protocol):
@@ -21,6 +22,16 @@ class MetricSource(Protocol):
 
         Raises `QueryError` when there is no usable value (no series, several series, NaN,
         ±Inf, a PromQL error) and `SourceUnavailable` when the source cannot be reached.
+        """
+        ...
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        """Every series of the instant query `promql` (a grouped query read by many checks).
+
+        A source that keeps answers may hand out one sent up to `reuse` seconds ago, so one
+        query per tick feeds every target of a template; others ignore `reuse`. Raises
+        `QueryError` when the query fails or does not give an instant vector, and
+        `SourceUnavailable` when the source cannot be reached.
         """
         ...
 

@@ -1,8 +1,11 @@
 """Strategies: one check's value and the current count -> that check's desired count.
 
-Each strategy is a small pure function, so a new one is one function plus one line in
-`_STRATEGIES`. Every result carries a short reason (`p95-latency: 0.41 / 0.25 → 9`) that
-the decision core copies into the decision, so users can see how each number came about.
+Each strategy is a small pure function, registered in `STRATEGIES` with the traits the rest
+of the controller reads (does it run a query, does its count depend on the current count,
+which `Check` settings does it use), so a new one is one function plus one entry there
+(and a check model in `policy.schema`; see the README's Development section). Every
+result carries a short reason (`p95-latency: 0.41 / 0.25 → 9`) that the decision core
+copies into the decision, so users can see how each number came about.
 """
 
 from __future__ import annotations
@@ -27,18 +30,45 @@ class StrategyResult:
     reason: str
 
 
-def desired(check: Check, value: float | None, current: int) -> StrategyResult:
+@dataclass(frozen=True, kw_only=True)
+class StrategySpec:
+    """One strategy as the rest of the controller sees it.
+
+    `query`: it runs a PromQL query, whose value `compute` receives (else the value is 0
+    and ignored). `current`: its count depends on the current count, so it gives none
+    while that is unknown (a `plan` whose target cannot be read); one without (a
+    count-independent strategy; per-instance's dead band aside) may skip the cooldown up
+    while its value keeps rising (`decision`, step 6). `settings`: the `Check`
+    fields it reads besides `name`, `strategy` and `query`; the policy format's check
+    model for the strategy has exactly these keys (tests/unit/test_registries.py).
+    """
+
+    compute: Callable[[Check, float, int], StrategyResult]
+    query: bool = True
+    current: bool = False
+    settings: frozenset[str] = frozenset()
+
+
+def desired(check: Check, value: float | None, current: int | None) -> StrategyResult:
     """The count `check` asks for, given its query's finite `value` and the current count.
 
-    `value` is ignored by `fixed` and required by every other strategy. Raises ValueError
-    when the check lacks a setting its strategy needs (validation normally prevents this)
-    or when `value` is missing or not finite.
+    `value` is ignored by strategies without a query (`fixed`) and required by every other.
+    `current` is None when unknown: strategies whose count depends on it then give none.
+    Raises ValueError when the check lacks a setting its strategy needs (validation
+    normally prevents this), when `value` is missing or not finite, or when the current
+    count is needed and unknown.
     """
-    if check.strategy is Strategy.FIXED:
-        return _fixed(check)
-    if value is None or not math.isfinite(value):
+    spec = STRATEGIES[check.strategy]
+    if spec.query and (value is None or not math.isfinite(value)):
         raise ValueError(f"check {check.name!r} needs a finite value, got {value!r}")
-    return _STRATEGIES[check.strategy](check, value, current)
+    if current is None and spec.current:
+        raise ValueError(f"{check.strategy} needs the current count, which is unknown")
+    return spec.compute(check, value if spec.query and value is not None else 0.0, current or 0)
+
+
+def needs_query(check: Check) -> bool:
+    """Whether `check` runs a query (and fails without an observation)."""
+    return STRATEGIES[check.strategy].query
 
 
 def ceil_count(x: float) -> int:
@@ -102,7 +132,7 @@ def _threshold(check: Check, value: float, current: int) -> StrategyResult:
     return StrategyResult(current, f"{shown} no step matched → {current}")
 
 
-def _fixed(check: Check) -> StrategyResult:
+def _fixed(check: Check, value: float, current: int) -> StrategyResult:
     if check.count is None or check.count < 0:
         raise ValueError(f"fixed check {check.name!r} needs a count >= 0")
     return StrategyResult(check.count, f"{check.name}: fixed → {check.count}")
@@ -113,12 +143,24 @@ def _pass_through(check: Check, value: float, current: int) -> StrategyResult:
     return StrategyResult(count, f"{check.name}: {fmt_number(value)} → {count}")
 
 
-_STRATEGIES: dict[Strategy, Callable[[Check, float, int], StrategyResult]] = {
-    Strategy.TARGET_VALUE: _target_value,
-    Strategy.PER_INSTANCE: _per_instance,
-    Strategy.THRESHOLD: _threshold,
-    Strategy.PASS_THROUGH: _pass_through,
+# Every member of `Strategy`, checked below at import: a strategy without an entry fails
+# at once rather than at its first evaluation.
+STRATEGIES: dict[Strategy, StrategySpec] = {
+    Strategy.TARGET_VALUE: StrategySpec(
+        compute=_target_value, current=True, settings=frozenset({"target", "tolerance"})
+    ),
+    Strategy.PER_INSTANCE: StrategySpec(
+        compute=_per_instance, settings=frozenset({"target", "tolerance", "forecast"})
+    ),
+    Strategy.THRESHOLD: StrategySpec(
+        compute=_threshold, current=True, settings=frozenset({"steps"})
+    ),
+    Strategy.FIXED: StrategySpec(compute=_fixed, query=False, settings=frozenset({"count"})),
+    Strategy.PASS_THROUGH: StrategySpec(compute=_pass_through, settings=frozenset({"forecast"})),
 }
+_missing = [s.value for s in Strategy if s not in STRATEGIES]
+if _missing:  # pragma: no cover - a programming error, caught by the first test run
+    raise ImportError(f"strategies without an entry in STRATEGIES: {', '.join(_missing)}")
 
 
 def apply_change(change: Change, current: int) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from autoscaler.core import decision as core
 from autoscaler.core.model import (
     Action,
+    Check,
     Decision,
     Memory,
     Observation,
@@ -129,15 +130,13 @@ class Reconciler:
             status = target.status()
         except (TargetError, OSError) as exc:
             reason = f"target {policy.target} unreadable: {exc}"
-            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
-            return Evaluation(decision=decision, error=reason, error_kind="target")
+            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
         except Exception as exc:  # a library error no adapter anticipated: hold, loudly
             logging.getLogger(__name__).exception("reading target %s failed", policy.target)
             reason = f"target {policy.target} unreadable: {safe_error(exc)}"
-            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
-            return Evaluation(decision=decision, error=reason, error_kind="target")
+            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
 
-        observations, timings, source_error = self._observe(policy, status)
+        observations, timings, source_error = self._observe(policy, status, preview=not apply)
         if observations:
             observations = self._histories.enrich(policy, observations, now, learn=apply)
         try:
@@ -174,6 +173,28 @@ class Reconciler:
             scaled=applied.scaled,
             status=status,
             query_seconds=timings,
+        )
+
+    def _unreadable(
+        self, policy: Policy, reason: str, *, now: datetime, dry_run: bool, apply: bool
+    ) -> Evaluation:
+        """A `hold` for a target that cannot be read.
+
+        The service (`apply`) queries nothing more: nothing can be scaled. The preview
+        (`plan`) still runs every check, so a new policy's PromQL can be tried before the
+        controller may read AWS or Nomad; the decision holds with `current` unknown.
+        """
+        if apply:
+            decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+            return Evaluation(decision=decision, error=reason, error_kind="target")
+        observations, timings, _ = self._observe(policy, None, preview=True)
+        if observations:
+            observations = self._histories.enrich(policy, observations, now, learn=False)
+        decision = core.without_target(
+            policy, observations=observations, now=now, reason=reason, dry_run=dry_run
+        )
+        return Evaluation(
+            decision=decision, error=reason, error_kind="target", query_seconds=timings
         )
 
     def _apply(
@@ -254,15 +275,22 @@ class Reconciler:
             logging.getLogger(__name__).warning("could not withdraw a scaling action: %s", exc)
 
     def _observe(
-        self, policy: Policy, status: TargetStatus
+        self, policy: Policy, status: TargetStatus | None, *, preview: bool = False
     ) -> tuple[list[Observation], tuple[tuple[str, float], ...], str | None]:
-        """Run each check's query; a check that cannot be read is an Observation with an error."""
+        """Run each check's query; a check that cannot be read is an Observation with an error.
+
+        A target that is not ready holds anyway, so its queries are spared, except in a
+        preview, which shows every check's value.
+        """
         observations: list[Observation] = []
         timings: list[tuple[str, float]] = []
         unreachable: str | None = None
-        if not status.ready and not status.scale_up_allowed:
+        if status is not None and not status.ready and not status.scale_up_allowed and not preview:
             return observations, (), None  # the target holds anyway; spare Prometheus
         for check in policy.checks:
+            if check.unsupported is not None:
+                observations.append(Observation(check=check.name, error=check.unsupported))
+                continue
             if check.query is None:
                 continue
             if unreachable is not None:
@@ -272,7 +300,7 @@ class Reconciler:
                 continue
             started = time.monotonic()
             try:
-                value = self._source.query(check.query)
+                value = self._read(policy, check)
             except SourceUnavailable as exc:
                 observations.append(Observation(check=check.name, error=str(exc)))
                 unreachable = f"Prometheus unreachable: {exc}"
@@ -285,6 +313,19 @@ class Reconciler:
                     observations.append(Observation(check=check.name, error=f"value is {value}"))
             timings.append((check.name, time.monotonic() - started))
         return observations, tuple(timings), unreachable
+
+    def _read(self, policy: Policy, check: Check) -> float:
+        """The check's value: its own query's, or its series of a grouped query.
+
+        A grouped answer may serve every target evaluated within the interval (the
+        scheduler's `fresh_since` keeps it to one tick: one query per template per tick); a
+        target missing from it fails only its own check.
+        """
+        assert check.query is not None
+        if not check.select:
+            return self._source.query(check.query)
+        reuse = policy.interval.total_seconds()
+        return self._source.query_series(check.query, reuse=reuse).pick(check.select)
 
     def _remember(self, decision: Decision) -> None:
         try:
@@ -331,14 +372,16 @@ def _meta(decision: Decision) -> dict[str, str]:
     return meta
 
 
-def log_decision(evaluation: Evaluation) -> None:
-    """One log line per decision: policy, target, from, to, action, dry-run, reasons."""
-    level = logging.WARNING if evaluation.error else logging.INFO
-    if not log.isEnabledFor(level):
-        return  # replays evaluate thousands of times a second: build nothing nobody reads
+def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
+    """The decision as flat log fields: JSON values only, no nesting but `reasons` (a list
+    of strings), and each check as `check.<name>.value`, `.desired` and `.error` (with a
+    forecast, also `.forecast.value`, `.forecast.lead_seconds`, ... as in the plan JSON).
+
+    `decision_time` is the decision's own instant (its clock: under `--ha`, the shared
+    database's), which the record's `time` (when the line was written) is not."""
     d = evaluation.decision
     fields: dict[str, Any] = {
-        "time": d.time.isoformat(),
+        "decision_time": d.time.isoformat(),
         "policy": d.policy,
         "target": d.target,
         "current": d.current,
@@ -349,9 +392,33 @@ def log_decision(evaluation: Evaluation) -> None:
     }
     if evaluation.error:
         fields["error"] = evaluation.error
-    forecasts = {c.name: c.forecast.to_dict() for c in d.checks if c.forecast is not None}
-    if forecasts:
-        fields["forecasts"] = forecasts
+        fields["error_kind"] = evaluation.error_kind
+    for check in d.checks:
+        fields[f"check.{check.name}.value"] = check.value
+        fields[f"check.{check.name}.desired"] = check.desired
+        if check.error:
+            fields[f"check.{check.name}.error"] = check.error
+        if check.forecast is not None:
+            for key, value in check.forecast.to_dict().items():
+                fields[f"check.{check.name}.forecast.{key}"] = value
+    return fields
+
+
+def log_decision(evaluation: Evaluation) -> None:
+    """One log line per decision: policy, target, from, to, action, dry-run, reasons.
+
+    With `--log-format json` the record carries `decision_fields` at the top level, and the
+    earlier shape (`decision`: the same without the checks, `time` for `decision_time`)
+    for log pipelines that read it.
+    """
+    level = logging.WARNING if evaluation.error else logging.INFO
+    if not log.isEnabledFor(level):
+        return  # replays evaluate thousands of times a second: build nothing nobody reads
+    d = evaluation.decision
+    fields = decision_fields(evaluation)
+    legacy = {"time": fields["decision_time"]} | {
+        k: v for k, v in fields.items() if not k.startswith(("check.", "error_kind", "decision_"))
+    }
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",
@@ -362,7 +429,7 @@ def log_decision(evaluation: Evaluation) -> None:
         d.action.value,
         str(d.dry_run).lower(),
         " | ".join(d.reasons),
-        extra={"decision": fields},
+        extra={**fields, "decision": legacy},
     )
 
 

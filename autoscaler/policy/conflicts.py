@@ -27,18 +27,11 @@ class Located:
         return f"{self.policy.source.file}:{self.name_line}"
 
 
-def _identity(target: model.TargetRef) -> tuple[str, ...]:
-    """What makes two targets the same object, region aside (see `same_target`)."""
-    if isinstance(target, model.AsgTarget):
-        return ("aws-asg", target.asg)
-    return ("nomad", target.job, target.group, target.namespace)
-
-
 def same_target(a: model.TargetRef, b: model.TargetRef) -> bool:
     """Whether two targets are one object; a target without a region matches any region."""
     if a.region is not None and b.region is not None and a.region != b.region:
         return False
-    return _identity(a) == _identity(b)
+    return a.identity == b.identity
 
 
 class Claims:
@@ -64,7 +57,7 @@ class Claims:
         if not (self._check_targets and item.policy.enabled):
             return None
         target = item.policy.target
-        for rival in self._targets.get(_identity(target), []):
+        for rival in self._targets.get(target.identity, []):
             if same_target(rival.policy.target, target):
                 return Problem(
                     item.policy.source.file,
@@ -80,4 +73,4 @@ class Claims:
         """Take `item`'s name (and its target, when enabled); check `conflict` first."""
         self._names[item.policy.name] = item
         if self._check_targets and item.policy.enabled:
-            self._targets.setdefault(_identity(item.policy.target), []).append(item)
+            self._targets.setdefault(item.policy.target.identity, []).append(item)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,18 @@ from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
 from autoscaler.policy.schema import (
     NAME_PATTERN,
+    QUERY_OFFSET,
     AnomalyModel,
-    AsgTargetModel,
     CheckModel,
-    FixedCheck,
     ForecastModel,
-    PerInstanceCheck,
     PolicyFile,
     PolicyModel,
     ScheduleModel,
     StepModel,
-    TargetValueCheck,
+    TargetModel,
 )
+from autoscaler.policy.template_schema import template_schema
+from autoscaler.policy.templates import Template, build_template, is_template
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
 from autoscaler.policy.yaml_lines import Path as DataPath
 
@@ -46,6 +46,7 @@ __all__ = [
     "LoadResult",
     "expand_paths",
     "json_schema",
+    "load_data",
     "load_file",
     "load_paths",
     "load_text",
@@ -57,28 +58,43 @@ _SCHEDULE = TypeAdapter(ScheduleModel)
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What `load_paths` found: the valid policies, every problem, and the files it read."""
+    """What `load_paths` found: the valid policies, every problem, the files it read, and
+    the valid policy templates (`for_each`), which discovery expands into more policies."""
 
     policies: list[model.Policy]
     problems: list[Problem]
     files: list[Path]
+    templates: list[Template] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class FileLoad:
-    """One file read and validated on its own: its policies, or its problems (never both)."""
+    """One file read and validated on its own: its policies and templates, or its problems
+    (never both)."""
 
     path: Path
     policies: list[Located]
     problems: list[Problem]
+    templates: list[Template] = field(default_factory=list)
 
 
 def load_text(text: str, file: str) -> list[model.Policy]:
-    """The policies of one file's text; raise PolicyError listing every problem found."""
-    loaded, problems = _load(text, file)
+    """The policies of one file's text; raise PolicyError listing every problem found.
+
+    Templates in the text are validated, but not returned (they need discovery).
+    """
+    loaded, _, problems = _load(text, file)
     if problems:
         raise PolicyError(problems)
     return [item.policy for item in loaded]
+
+
+def load_data(data: dict[str, Any], file: str) -> tuple[model.Policy | None, list[Problem]]:
+    """One policy from plain data (not YAML text: e.g. translated from another tool's
+    format), validated like a file's; problems are at line 1 of `file`."""
+    problems: list[Problem] = []
+    validated = _validated(_Item(data, Document(data, {(): 1}), ()), file, problems)
+    return (None if validated is None else validated[1]), problems
 
 
 def load_file(path: Path) -> FileLoad:
@@ -90,8 +106,10 @@ def load_file(path: Path) -> FileLoad:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return FileLoad(path, [], [Problem(str(path), 1, "(file)", f"cannot read the file: {exc}")])
-    loaded, problems = _load(text, str(path))
-    return FileLoad(path, [] if problems else loaded, problems)
+    loaded, templates, problems = _load(text, str(path))
+    if problems:
+        return FileLoad(path, [], problems)
+    return FileLoad(path, loaded, problems, templates)
 
 
 def load_paths(paths: Sequence[str | Path]) -> LoadResult:
@@ -104,10 +122,12 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
     problems: list[Problem] = []
     files = expand_paths(paths, problems)
     policies: list[model.Policy] = []
+    templates: list[Template] = []
     claims = Claims()
     for path in files:
         found = load_file(path)
         problems.extend(found.problems)
+        templates.extend(found.templates)
         for item in found.policies:
             conflict = claims.conflict(item)
             if conflict is not None:
@@ -115,18 +135,21 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
                 continue
             claims.claim(item)
             policies.append(item.policy)
-    return LoadResult(policies=policies, problems=problems, files=files)
+    return LoadResult(policies=policies, problems=problems, files=files, templates=templates)
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a policy file (one policy or a list), from the validating models."""
+    """The JSON Schema of a policy file (one policy or template, or a list), from the
+    validating models."""
     schema = TypeAdapter[Any](PolicyFile).json_schema()
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Autoscaler policy file",
-        "description": "One scaling policy, or a list of them. See POLICY_SPEC / README.",
-        **schema,
-    }
+    return template_schema(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Autoscaler policy file",
+            "description": "One scaling policy, or a list of them. See POLICY_SPEC / README.",
+            **schema,
+        }
+    )
 
 
 def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
@@ -165,19 +188,19 @@ class _Item:
         return self.doc.line_of((*self.prefix, *path))
 
 
-def _load(text: str, file: str) -> tuple[list[Located], list[Problem]]:
+def _load(text: str, file: str) -> tuple[list[Located], list[Template], list[Problem]]:
     try:
         return _load_unsafe(text, file)
     except Exception as exc:  # a bug here must not take the service down
         message = f"internal error while validating ({type(exc).__name__}: {exc}); please report"
-        return [], [Problem(file, 1, "(file)", message)]
+        return [], [], [Problem(file, 1, "(file)", message)]
 
 
-def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Problem]]:
+def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Template], list[Problem]]:
     try:
         docs, issues = load_documents(text)
     except YamlSyntaxError as exc:
-        return [], [Problem(file, i.line, "(yaml)", i.message) for i in exc.issues]
+        return [], [], [Problem(file, i.line, "(yaml)", i.message) for i in exc.issues]
     problems = [_issue_problem(file, docs, i.path, i.line, i.message) for i in issues]
     items = _items(docs, file, problems)
     if not items and not problems:
@@ -185,7 +208,13 @@ def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Problem]]:
         problems.append(Problem(file, 1, "(file)", message))
     _default_name(items, file, problems)
     loaded: list[Located] = []
+    templates: list[Template] = []
     for item in items:
+        if is_template(item.data):
+            template = _template(item, file, problems)
+            if template is not None:
+                templates.append(template)
+            continue
         policy = _validate(item, file, problems)
         if policy is not None:
             loaded.append(Located(policy, item.line(("name",))))
@@ -197,7 +226,19 @@ def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Problem]]:
         else:
             problems.append(duplicate)
     problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
-    return loaded, problems
+    return loaded, templates, problems
+
+
+def _template(item: _Item, file: str, problems: list[Problem]) -> Template | None:
+    """A template (`for_each`): checked by `templates`, its body checked here as a policy."""
+    return build_template(
+        item.data,
+        file=file,
+        line=item.line,
+        problems=problems,
+        validate_body=lambda data: _validated(_Item(data, item.doc, item.prefix), file, problems),
+        text=repr(item.data),
+    )
 
 
 def _issue_problem(file: str, docs: list[Document], path: DataPath, line: int, msg: str) -> Problem:
@@ -242,6 +283,14 @@ def _default_name(items: list[_Item], file: str, problems: list[Problem]) -> Non
 
 
 def _validate(item: _Item, file: str, problems: list[Problem]) -> model.Policy | None:
+    validated = _validated(item, file, problems)
+    return None if validated is None else validated[1]
+
+
+def _validated(
+    item: _Item, file: str, problems: list[Problem]
+) -> tuple[PolicyModel, model.Policy] | None:
+    """The item validated (model and policy), or None with its problems added."""
     _restore_changes(item)
     before = len(problems)
     problems.extend(_duplicate_names(item, file))
@@ -250,13 +299,30 @@ def _validate(item: _Item, file: str, problems: list[Problem]) -> model.Policy |
     except ValidationError as exc:
         for error in exc.errors():
             path, message = problem_from_error(error)
-            problems.append(Problem(file, item.line(path), field_name(path), message))
+            line, message = _query_position(item, path, message, error.get("ctx"))
+            problems.append(Problem(file, line, field_name(path), message))
         problems.extend(_locate(item, file, _salvaged_findings(item.data)))
         return None
     problems.extend(_locate(item, file, policy_findings(parsed)))
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None
-    return _to_policy(parsed, model.Source(file=file, line=item.line()))
+    return parsed, _to_policy(parsed, model.Source(file=file, line=item.line()))
+
+
+def _query_position(
+    item: _Item, path: DataPath, message: str, context: dict[str, Any] | None
+) -> tuple[int, str]:
+    """The line of a problem, and for a PromQL error the line within a multi-line query,
+    with the column and the text found there added to the message."""
+    offset = (context or {}).get(QUERY_OFFSET)
+    where = item.doc.position((*item.prefix, *path), offset) if isinstance(offset, int) else None
+    if where is None:
+        return item.line(path), message
+    line, column = where
+    query = item.doc.raw.get((*item.prefix, *path), "")
+    near = query[offset:].split("\n")[0].strip()[:24]
+    shown = f"at {near!r}" if near else "at the end of the query"
+    return line, f"{message} (column {column}, {shown})"
 
 
 def _restore_changes(item: _Item) -> None:
@@ -318,19 +384,13 @@ def _locate(item: _Item, file: str, findings: list[Finding]) -> list[Problem]:
 
 def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
     assert p.name is not None  # set by _default_name or reported missing
-    target: model.TargetRef
-    if isinstance(p.target, AsgTargetModel):
-        target = model.AsgTarget(asg=p.target.asg, region=p.target.region)
-    else:
-        t = p.target
-        target = model.NomadTarget(job=t.job, group=t.group, namespace=t.namespace, region=t.region)
     limits = p.limits
     return model.Policy(
         name=p.name,
         description=p.description,
         enabled=p.enabled,
         dry_run=p.dry_run,
-        target=target,
+        target=_to_target(p.target),
         min=p.min,
         max=p.max,
         interval=parse_duration(p.interval),
@@ -385,20 +445,23 @@ def _to_forecast(f: ForecastModel | None) -> model.ForecastSettings | None:
     )
 
 
+def _to_target(t: TargetModel) -> model.TargetRef:
+    """A target model's fields are its kind's dataclass fields (tests/unit/test_registries)."""
+    fields = t.model_dump()
+    return model.TARGET_KINDS[fields.pop("type")](**fields)
+
+
 def _to_check(c: CheckModel) -> model.Check:
-    strategy = model.Strategy(c.strategy)
-    if isinstance(c, FixedCheck):
-        return model.Check(name=c.name, strategy=strategy, count=c.count)
-    steps = tuple(_to_step(s) for s in getattr(c, "steps", ()))
-    return model.Check(
-        name=c.name,
-        strategy=strategy,
-        query=c.query,
-        target=getattr(c, "target", None),
-        tolerance=c.tolerance if isinstance(c, TargetValueCheck | PerInstanceCheck) else 0.0,
-        steps=steps,
-        forecast=_to_forecast(getattr(c, "forecast", None)),
-    )
+    """Generic over strategies: a check model's keys are `model.Check` fields (the
+    strategy's `settings`, tests/unit/test_registries); steps and forecasts need their own
+    conversion."""
+    fields: dict[str, Any] = {key: getattr(c, key) for key in type(c).model_fields}
+    if "steps" in fields:
+        fields["steps"] = tuple(_to_step(s) for s in fields["steps"])
+    if "forecast" in fields:
+        fields["forecast"] = _to_forecast(fields["forecast"])
+    fields["strategy"] = model.Strategy(fields["strategy"])
+    return model.Check(**fields)
 
 
 def _to_step(s: StepModel) -> model.Step:

@@ -9,6 +9,8 @@ is wrong and what to write instead.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -59,7 +61,9 @@ def problem_from_error(error: ErrorDetails) -> tuple[Path, str]:
         choices = ", ".join(allowed)
         if kind == "union_tag_not_found":
             return (*path, key), f"missing {what}: use one of {choices}"
-        return (*path, key), f"unknown {what} {ctx.get('tag')!r}: use one of {choices}"
+        tag = ctx.get("tag")
+        guess = did_you_mean(str(tag), allowed)
+        return (*path, key), f"unknown {what} {tag!r}{guess}: use one of {choices}"
     if kind == "missing":
         return path, f"missing: `{path[-1]}` is required{_context(parent)}"
     if kind == "extra_forbidden":
@@ -94,7 +98,9 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: st
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "literal_error":
-        return f"{describe(value)} is not allowed: use {ctx.get('expected')}"
+        allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        guess = did_you_mean(value, allowed) if isinstance(value, str) else ""
+        return f"{describe(value)} is not allowed{guess}: use {ctx.get('expected')}"
     if kind == "finite_number":
         return "must be a finite number"
     return default
@@ -120,9 +126,19 @@ def _unknown_key(key: str, parent: type[BaseModel] | None) -> str:
                     f"'{key}' is not used{_context(parent)} (only by {', '.join(owners)}); "
                     f"allowed keys: {', '.join(allowed)}"
                 )
-    close = difflib.get_close_matches(key, allowed, n=1)
-    guess = f" (did you mean '{close[0]}'?)" if close else ""
+    guess = did_you_mean(key, allowed)
     return f"unknown key '{key}'{guess}; allowed keys: {', '.join(allowed)}"
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """` (did you mean 'target-value'?)` for a near miss among `choices`, else ``.
+
+    Case and `_` for `-` are forgiven first (`Target_Value`), then difflib's closeness.
+    """
+    folded = word.strip().lower().replace("_", "-").replace(" ", "-")
+    exact = [c for c in choices if c.lower() == folded]
+    close = exact or difflib.get_close_matches(folded, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _resolve(loc: tuple[int | str, ...]) -> tuple[Path, type[BaseModel] | None]:

@@ -11,9 +11,9 @@ import math
 from datetime import timedelta
 
 from autoscaler.core.durations import parse_duration
+from autoscaler.core.model import TARGET_KINDS
 from autoscaler.policy.schema import (
     AnomalyModel,
-    AsgTargetModel,
     CheckModel,
     ForecastModel,
     LimitsModel,
@@ -32,12 +32,11 @@ MAX_FORECAST_BUCKETS = 100_000
 
 def policy_findings(policy: PolicyModel) -> list[Finding]:
     """Every cross-field problem of a structurally valid policy."""
-    asg = isinstance(policy.target, AsgTargetModel)
+    kind: str = policy.target.type  # type: ignore[attr-defined]  # every target model has it
+    floor = TARGET_KINDS[kind].min_count
     found: list[Finding] = []
-    if asg and policy.min < 1:
-        found.append(
-            (("min",), "aws-asg targets need min >= 1 (min: 0 is allowed for nomad targets only)")
-        )
+    if policy.min < floor:
+        found.append((("min",), f"{kind} targets need min >= {floor}{_lower_floors(floor)}"))
     if policy.min > policy.max:
         found.append((("min",), f"min {policy.min} is above max {policy.max}: use min <= max"))
     if parse_duration(policy.interval) <= timedelta(0):
@@ -51,8 +50,18 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
     for i, schedule in enumerate(policy.schedules):
         path: Path = ("schedules", i)
         found += schedule_findings(schedule, path)
-        found += _schedule_bounds(schedule, path, policy, asg=asg)
+        found += _schedule_bounds(schedule, path, policy, kind=kind)
     return found
+
+
+def _lower_floors(floor: int) -> str:
+    """` (min: 0 is allowed for nomad targets only)`: the kinds whose floor is lower."""
+    lower = [(tag, k.min_count) for tag, k in TARGET_KINDS.items() if k.min_count < floor]
+    if not lower:
+        return ""
+    least = min(count for _, count in lower)
+    kinds = ", ".join(tag for tag, count in lower if count == least)
+    return f" (min: {least} is allowed for {kinds} targets only)"
 
 
 def _fallback_findings(policy: PolicyModel) -> list[Finding]:
@@ -266,12 +275,13 @@ def _recurring_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
 
 
 def _schedule_bounds(
-    schedule: ScheduleModel, path: Path, policy: PolicyModel, *, asg: bool
+    schedule: ScheduleModel, path: Path, policy: PolicyModel, *, kind: str
 ) -> list[Finding]:
     """A schedule's bounds must make sense together with the policy's bounds they replace."""
     found: list[Finding] = []
-    if asg and schedule.min is not None and schedule.min < 1:
-        found.append(((*path, "min"), "aws-asg targets need min >= 1, also in schedules"))
+    floor = TARGET_KINDS[kind].min_count
+    if schedule.min is not None and schedule.min < floor:
+        found.append(((*path, "min"), f"{kind} targets need min >= {floor}, also in schedules"))
     if schedule.min is not None and schedule.max is None and schedule.min > policy.max:
         message = (
             f"min {schedule.min} is above the policy's max {policy.max}: "

@@ -9,10 +9,9 @@ exact field. `policy.py` turns validated models into the frozen dataclasses of `
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 from zoneinfo import ZoneInfo
 
-import promql_parser
 from croniter import croniter
 from pydantic import (
     AfterValidator,
@@ -26,14 +25,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from autoscaler.core.durations import parse_duration
+from autoscaler.core.model import TARGET_KINDS, Strategy
 from autoscaler.core.ranges import MAX_COUNT, MAX_PERCENT
 from autoscaler.core.schedules import ever_fires
+from autoscaler.policy import promql
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 CHANGE_PATTERN = r"^[+-]\d+(\.\d+)?%?$"
 DURATION_PATTERN = r"^(\d+(ms|y|w|d|h|m|s))+$"  # Prometheus syntax; unit order checked in code
-STRATEGIES = ("target-value", "per-instance", "threshold", "fixed", "pass-through")
-TARGET_TYPES = ("aws-asg", "nomad")
+# The tags users write, read from the core's registries (see `CHECK_MODELS` below).
+STRATEGIES = tuple(strategy.value for strategy in Strategy)
+TARGET_TYPES = tuple(TARGET_KINDS)
+QUERY_OFFSET = "query_offset"  # a PromQL error's context: where in the query it is
 _MAX_QUERY_CHARS = 4000  # the Rust PromQL parser recurses; bound its input
 _MAX_QUERY_DEPTH = 100
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -61,12 +64,15 @@ def _promql(query: str) -> str:
             f"query is too large to check (over {_MAX_QUERY_CHARS} characters or "
             f"{_MAX_QUERY_DEPTH} nested brackets): use a recording rule instead"
         )
-    try:
-        promql_parser.parse(query)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # ValueError, or pyo3's PanicException on odd input
-        raise _fail(f"query is not valid PromQL: {exc}") from None
+    error = promql.parse_error(query)
+    if error is not None:
+        # The offset lets the loader name the file's line and column (`QUERY_OFFSET`).
+        offset = promql.error_offset(query, error)
+        if error == "invalid promql query":  # the parser's word for any syntax error
+            ends = offset is not None and offset >= len(query.rstrip())
+            error = "the query ends too early" if ends else "syntax error"
+        context = None if offset is None else {QUERY_OFFSET: offset}
+        raise PydanticCustomError("policy", f"query is not valid PromQL: {error}", context)
     return query
 
 
@@ -158,7 +164,12 @@ class _Strict(BaseModel):
 # --- targets ------------------------------------------------------------------------------
 
 
-class AsgTargetModel(_Strict):
+class TargetBase(_Strict):
+    """A target kind's model: one per entry of `model.TARGET_KINDS`, with the same fields as
+    its dataclass, `type` being a `Literal` of its tag (collected in `TARGET_MODELS`)."""
+
+
+class AsgTargetModel(TargetBase):
     """An EC2 Auto Scaling Group, scaled through its DesiredCapacity."""
 
     model_config = ConfigDict(title="AWS Auto Scaling Group target")
@@ -167,7 +178,7 @@ class AsgTargetModel(_Strict):
     region: str | None = Field(None, description="AWS region; default from the environment.")
 
 
-class NomadTargetModel(_Strict):
+class NomadTargetModel(TargetBase):
     """A task group of a Nomad job, scaled through its count."""
 
     model_config = ConfigDict(title="Nomad task group target")
@@ -180,11 +191,21 @@ class NomadTargetModel(_Strict):
 
 # --- checks -------------------------------------------------------------------------------
 
+
+class CheckBase(_Strict):
+    """A strategy's check model: one per `Strategy`, `strategy` being a `Literal` of its tag;
+    its keys besides name, strategy and query are the strategy's `settings` in
+    `strategies.STRATEGIES` (collected in `CHECK_MODELS`)."""
+
+    if TYPE_CHECKING:  # every check model has one (declared there, with its description)
+        name: str
+
+
 _CHECK_NAME = Field(description="Check name, unique within the policy.")
 _QUERY = Field(description="Instant PromQL query; must return one series or a scalar.")
 
 
-class TargetValueCheck(_Strict):
+class TargetValueCheck(CheckBase):
     """desired = ceil(current * value / target), unchanged within the tolerance."""
 
     model_config = ConfigDict(title="target-value check")
@@ -231,7 +252,7 @@ class ForecastModel(_Strict):
 _FORECAST = Field(None, description="Extension: forecast the value (see `forecast`).")
 
 
-class PerInstanceCheck(_Strict):
+class PerInstanceCheck(CheckBase):
     """desired = ceil(value / target): `target` is what one instance handles."""
 
     model_config = ConfigDict(title="per-instance check")
@@ -261,7 +282,7 @@ class StepModel(_Strict):
     )
 
 
-class ThresholdCheck(_Strict):
+class ThresholdCheck(CheckBase):
     """The first step whose range contains the value gives a relative change."""
 
     model_config = ConfigDict(title="threshold check")
@@ -271,7 +292,7 @@ class ThresholdCheck(_Strict):
     steps: list[StepModel] = Field(min_length=1, description="Steps, tried in order.")
 
 
-class FixedCheck(_Strict):
+class FixedCheck(CheckBase):
     """A constant desired count; runs no query."""
 
     model_config = ConfigDict(title="fixed check")
@@ -280,7 +301,7 @@ class FixedCheck(_Strict):
     count: int = Field(ge=0, le=MAX_COUNT, description="The desired count.")
 
 
-class PassThroughCheck(_Strict):
+class PassThroughCheck(CheckBase):
     """desired = the query's value, rounded up."""
 
     model_config = ConfigDict(title="pass-through check")
@@ -290,11 +311,39 @@ class PassThroughCheck(_Strict):
     forecast: ForecastModel | None = _FORECAST
 
 
-CheckModel = Annotated[
-    TargetValueCheck | PerInstanceCheck | ThresholdCheck | FixedCheck | PassThroughCheck,
-    Field(discriminator="strategy"),
-]
-TargetModel = Annotated[AsgTargetModel | NomadTargetModel, Field(discriminator="type")]
+def _by_tag(base: type[_Strict], key: str, tags: tuple[str, ...]) -> dict[str, Any]:
+    """The subclasses of `base` by the `Literal` tag of their field `key`, in `tags` order.
+
+    Raises ImportError naming each tag of the core's registry that has no model, so a
+    strategy or target kind added to the core cannot be forgotten here.
+    """
+    found = {get_args(m.model_fields[key].annotation)[0]: m for m in base.__subclasses__()}
+    missing = [tag for tag in tags if tag not in found]
+    extra = [tag for tag in found if tag not in tags]
+    if missing or extra:  # pragma: no cover - a programming error, caught by every test
+        raise ImportError(
+            f"{base.__name__} models out of step with the core: without a model "
+            f"{missing or 'none'}, unknown to the core {extra or 'none'}"
+        )
+    return {tag: found[tag] for tag in tags}
+
+
+# The per-kind models, by tag, in the core's order (which is the JSON Schema's order).
+CHECK_MODELS: dict[str, type[CheckBase]] = _by_tag(CheckBase, "strategy", STRATEGIES)
+TARGET_MODELS: dict[str, type[TargetBase]] = _by_tag(TargetBase, "type", TARGET_TYPES)
+
+if TYPE_CHECKING:  # mypy sees the bases; pydantic gets the discriminated unions
+    CheckModel = CheckBase
+    TargetModel = TargetBase
+else:
+    CheckModel = Annotated[
+        Union[tuple(CHECK_MODELS.values())],  # noqa: UP007 - built from the registry
+        Field(discriminator="strategy"),
+    ]
+    TargetModel = Annotated[
+        Union[tuple(TARGET_MODELS.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
 
 
 # --- timing, limits, schedules ------------------------------------------------------------
@@ -465,16 +514,7 @@ PolicyFile = PolicyModel | list[PolicyModel]
 
 def tag_models() -> dict[str, dict[str, type[BaseModel]]]:
     """The members of each tagged union, by discriminator field and tag value."""
-    return {
-        "strategy": {
-            "target-value": TargetValueCheck,
-            "per-instance": PerInstanceCheck,
-            "threshold": ThresholdCheck,
-            "fixed": FixedCheck,
-            "pass-through": PassThroughCheck,
-        },
-        "type": {"aws-asg": AsgTargetModel, "nomad": NomadTargetModel},
-    }
+    return {"strategy": dict(CHECK_MODELS), "type": dict(TARGET_MODELS)}
 
 
 def describe(value: Any) -> str:

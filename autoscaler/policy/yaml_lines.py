@@ -42,6 +42,8 @@ class Document:
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
     raw: dict[Path, str] = field(default_factory=dict)
+    spans: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict)
+    text: str = ""
 
     def line_of(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor present in the document."""
@@ -50,6 +52,20 @@ class Document:
             if line is not None:
                 return line
         return 1
+
+    def position(self, path: Path, offset: int) -> tuple[int, int] | None:
+        """The 1-based (line, column) in the file of character `offset` of the text value
+        at `path`, or None when `path` holds no text scalar.
+
+        Follows the value across lines whatever its style (plain, quoted, `|` or `>`
+        block), matching each source line's text within the value; where escapes make
+        them differ, the value's first line is given.
+        """
+        span = self.spans.get(path)
+        value = self.raw.get(path)
+        if span is None or value is None:
+            return None
+        return _position(self.text, span, value, offset)
 
 
 class YamlSyntaxError(Exception):
@@ -89,7 +105,7 @@ def load_documents(text: str) -> tuple[list[Document], list[YamlIssue]]:
         except _TooLarge:
             issues.append(YamlIssue((), _line(node), "the document expands to too many values"))
             continue
-        documents.append(Document(data, builder.lines, builder.raw))
+        documents.append(Document(data, builder.lines, builder.raw, builder.spans, text))
         issues.extend(builder.issues)
     return documents, issues
 
@@ -135,6 +151,7 @@ class _Builder:
         self.loader = loader
         self.lines: dict[Path, int] = {}
         self.raw: dict[Path, str] = {}
+        self.spans: dict[Path, tuple[int, int, int, int]] = {}
         self.issues: list[YamlIssue] = []
         self.count = 0
         self.active: set[int] = set()  # node ids on the current branch: catches `&a [*a]`
@@ -161,6 +178,8 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         self.raw[path] = str(node.value)
+        start, end = node.start_mark, node.end_mark
+        self.spans[path] = (int(start.index), int(end.index), int(start.line), int(start.column))
         try:
             return self.loader.construct_object(node, deep=True)
         except Exception as exc:  # any constructor failure: bad tag, bad !!int, ...
@@ -208,6 +227,7 @@ class _Builder:
         key = self.build(key_node, (*path, "<key>")) if isinstance(key_node, ScalarNode) else None
         self.lines.pop((*path, "<key>"), None)
         self.raw.pop((*path, "<key>"), None)
+        self.spans.pop((*path, "<key>"), None)
         if isinstance(key, str):
             return key
         shown = key_node.value if isinstance(key_node, ScalarNode) else "a collection"
@@ -215,3 +235,37 @@ class _Builder:
             YamlIssue(path, _line(key_node), f"key {shown!r} is not a name: keys must be text")
         )
         return None
+
+
+def _position(
+    text: str, span: tuple[int, int, int, int], value: str, offset: int
+) -> tuple[int, int]:
+    """See `Document.position`: walk the scalar's source lines along its value."""
+    start, end, line0, column0 = span
+    region = text[start:end]
+    quote = region[:1] if region[:1] in ("'", '"') else ""
+    block = region[:1] in ("|", ">")
+    best = (line0 + 1, column0 + 1 + len(quote))
+    cursor = 0
+    source_lines = region.split("\n")
+    for i, source in enumerate(source_lines):
+        if i == 0 and block:
+            continue  # the `|` / `>` indicator line holds no value
+        column = column0 if i == 0 else 0
+        content = source.lstrip(" \t")
+        column += len(source) - len(content)
+        if i == 0 and quote:
+            content, column = content[1:], column + 1
+        content = content.rstrip()
+        if quote and i == len(source_lines) - 1 and content.endswith(quote):
+            content = content[:-1]
+        if not content:
+            continue
+        found = value.find(content, cursor)
+        if found < 0:
+            break  # escapes: the source text is not the value's text
+        if offset < found + len(content):
+            return line0 + i + 1, column + max(0, offset - found) + 1
+        cursor = found + len(content)
+        best = (line0 + i + 1, column + len(content) + 1)
+    return best

@@ -17,6 +17,7 @@ from datetime import datetime
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
 from autoscaler.core.ports import RangeSource
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import QueryError
 
@@ -48,6 +49,12 @@ class _Source:
         if isinstance(value, str):
             raise QueryError(value)
         return value
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise QueryError(
+            f"grouped query {promql!r}: checks with group_by (policy templates) are not "
+            "replayed; replay one expanded policy with its own query instead"
+        )
 
     def ping(self) -> None:
         return None

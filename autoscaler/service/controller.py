@@ -2,11 +2,13 @@
 
 `Controller` ties the registry (which policies), the scheduler (when), the reconciler
 (what to do) and the side channels (metrics, notifications) together, and implements
-`http_api.Backend`, so the HTTP layer never touches any of them directly.
+`api.http.Backend`, so the HTTP layer never touches any of them directly. It raises the
+domain errors of `autoscaler.errors` (`PolicyNotFound`, `ServiceBusy`, ...); which HTTP
+status each one becomes is the API's business alone.
 
 With `--ha` a `Leadership` says whether this replica leads: a standby loads and validates
 the policies and answers every read (from the shared database), but dispatches no
-evaluation and refuses `POST .../evaluate` with 503 naming the leader.
+evaluation and refuses `POST .../evaluate` (`Standby`, 503 naming the leader).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autoscaler.adapters.sources import coalesce
-from autoscaler.api.http import ApiError
 from autoscaler.api.models import (
     AlertOut,
     CooldownOut,
@@ -39,7 +40,20 @@ from autoscaler.core.cooldown import cooldown_left, last_action
 from autoscaler.core.model import Decision, Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
-from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.errors import (
+    AutoscalerError,
+    EvaluationCancelled,
+    EvaluationFailed,
+    EvaluationTimeout,
+    InvalidRequest,
+    PolicyDisabled,
+    PolicyNotFound,
+    ServiceBusy,
+    ServiceError,
+    ShuttingDown,
+    Standby,
+    StateError,
+)
 from autoscaler.redact import scrub
 from autoscaler.service import alerts
 from autoscaler.service.leadership import LEADER, Leadership
@@ -126,18 +140,27 @@ class Controller:
             load_errors=[LoadError.of(p) for p in outcome.problems],
         )
 
+    def rediscover(self) -> None:
+        """Apply a discovery change (targets found, changed or gone) and reschedule; like a
+        reload, without reading the policy files again. Safe to call from any thread."""
+        with self._reload_lock:
+            outcome = self.registry.refresh()
+            policies = self.registry.policies()
+            self.scheduler.set_policies(policies)
+            self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
         policy = self.registry.get(name)
         if policy is None:
-            raise ApiError(404, f"no policy named {name!r}")
+            raise PolicyNotFound(name)
         if preview:
             with coalesce.fresh_since(time.monotonic()):
                 evaluation = self.reconciler.evaluate(policy, dry_run=True, apply=False)
             return _evaluation_out(evaluation, preview=True)
         if not policy.enabled:
-            raise ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
+            raise PolicyDisabled(name)
         if self.role() != LEADER:
-            raise ApiError(503, self._standby_message(), headers={"Retry-After": str(RETRY_AFTER)})
+            raise Standby(self._standby_message(), retry_after=RETRY_AFTER)
         future = self.scheduler.trigger(name)
         if future is None:
             raise self._not_scheduled(name)
@@ -145,27 +168,28 @@ class Controller:
         try:
             evaluation = future.result(timeout=EVALUATE_TIMEOUT)
         except FutureTimeout:
-            raise ApiError(504, f"policy {name!r} is still evaluating; see /v1/decisions") from None
+            raise EvaluationTimeout(
+                f"policy {name!r} is still evaluating; see /v1/decisions"
+            ) from None
         except CancelledError:
-            raise ApiError(503, "the evaluation was cancelled (shutdown or reload)") from None
+            raise EvaluationCancelled() from None
         except Exception as exc:
-            raise ApiError(500, f"evaluation failed: {safe_error(exc)}") from None
+            raise EvaluationFailed(f"evaluation failed: {safe_error(exc)}") from None
         return _evaluation_out(evaluation, preview=False)
 
-    def _not_scheduled(self, name: str) -> ApiError:
+    def _not_scheduled(self, name: str) -> ServiceError:
         """Why an enabled policy could not be triggered: shutdown, or a reload mid-swap."""
         if self.scheduler.stopping:
-            return ApiError(503, "the service is shutting down")
+            return ShuttingDown()
         # The registry and the scheduler are swapped one after the other by a reload.
         policy = self.registry.get(name)
         if policy is None:
-            return ApiError(404, f"no policy named {name!r}")
+            return PolicyNotFound(name)
         if not policy.enabled:
-            return ApiError(409, f"policy {name!r} is disabled; preview it with ?dry_run=true")
-        return ApiError(
-            503,
+            return PolicyDisabled(name)
+        return ServiceBusy(
             f"policy {name!r} is not scheduled right now (a reload is in progress); try again",
-            headers={"Retry-After": str(RETRY_AFTER)},
+            retry_after=RETRY_AFTER,
         )
 
     def alert(self, payload: dict[str, Any]) -> AlertOut:
@@ -173,7 +197,7 @@ class Controller:
         try:
             received = alerts.from_webhook(payload)
         except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
         for alert in received:
             self.telemetry.alerts.labels(alert.status).inc()
         if self.role() != LEADER:
@@ -227,15 +251,14 @@ class Controller:
             role=self.role(),
         )
 
-    def get_policy(self, name: str) -> PolicyOut | None:
+    def get_policy(self, name: str) -> PolicyOut:
         policy = self.registry.get(name)
-        return None if policy is None else self._view(policy)
+        if policy is None:
+            raise PolicyNotFound(name)
+        return self._view(policy)
 
     def decisions(self, policy: str | None, limit: int) -> DecisionList:
-        try:
-            found = self.state.history(policy=policy, limit=limit)
-        except StateError as exc:
-            raise ApiError(503, str(exc)) from None
+        found = self.state.history(policy=policy, limit=limit)  # StateError: the API says 503
         return DecisionList(decisions=[DecisionOut.of(d) for d in found])
 
     def readiness(self) -> str | None:

@@ -10,6 +10,13 @@ running wins over the newcomer, whatever the file order; between two newcomers, 
 in path order wins. A file that is gone takes its policies with it. Changes on disk are
 noticed by polling a cheap fingerprint (path, inode, size, mtime) of every policy file,
 so no inotify dependency is needed.
+
+Policies found by discovery (expanded templates, Nomad's scaling policies) follow the same
+rules, each discovered target standing for a file of its own that comes after the real
+files: a target whose new policy is invalid (a bad override) or collides keeps its last
+good policy; a new one that collides is not loaded; a target no longer discovered takes
+its policy with it. A template file that turns invalid keeps its last good templates.
+`refresh` applies a new discovery result without reading the files again.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +33,15 @@ from autoscaler.core.model import Policy
 from autoscaler.errors import Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import FileLoad, expand_paths, load_file
+from autoscaler.policy.templates import Template
 
 log = logging.getLogger("autoscaler.registry")
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
+# The discovered policies for the templates in force: one pseudo-file per target (its path
+# starts with DISCOVERED), and the problems of the discovery sources themselves.
+Discover = Callable[[Sequence[Template]], tuple[list[FileLoad], list[Problem]]]
+DISCOVERED = "discovered:"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,16 +61,20 @@ class ReloadOutcome:
 
 def _key(file: str) -> str:
     """One spelling per file, so a problem's file and a policy's source compare equal."""
-    return os.path.realpath(file)
+    return file if file.startswith(DISCOVERED) else os.path.realpath(file)
 
 
 class PolicyRegistry:
     """Loads policy files, keeps the last good version of rejected ones, detects changes."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, discover: Discover | None = None) -> None:
         self._paths = tuple(paths)
+        self._discover = discover
         self._lock = threading.Lock()
         self._files: dict[str, list[Located]] = {}  # file key -> its policies in force
+        self._templates: dict[str, list[Template]] = {}  # file key -> its templates in force
+        self._loads: list[FileLoad] = []  # the files as last read
+        self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
         self._problems: tuple[Problem, ...] = ()
         self._fingerprint: Fingerprint = ()
@@ -87,33 +103,67 @@ class PolicyRegistry:
         wanted = _key(policy.source.file)
         return [p for p in self.problems() if _key(p.file) == wanted]
 
+    def templates(self) -> list[Template]:
+        """The policy templates in force, in load order."""
+        with self._lock:
+            return [t for templates in self._templates.values() for t in templates]
+
     def reload(self) -> ReloadOutcome:
         """Read every file again and swap in what is accepted; see the module docstring."""
         with self._lock:
-            fingerprint = self._scan()
-            problems: list[Problem] = []
-            loads = [load_file(path) for path in expand_paths(self._paths, problems)]
-            plan = _settle(loads, self._files)
-            old = self._policies
-            fresh = {
-                item.policy.name: item.policy for items in plan.files.values() for item in items
+            self._fingerprint = self._scan()
+            missing: list[Problem] = []
+            self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
+            self._file_problems = missing
+            self._templates = {
+                _key(str(load.path)): (
+                    self._templates.get(_key(str(load.path)), [])
+                    if load.problems
+                    else load.templates
+                )
+                for load in self._loads
             }
-            problems += [p for load in loads for p in load.problems] + plan.problems
-            order = {_key(str(load.path)): i for i, load in enumerate(loads)}
-            problems.sort(key=lambda p: (order.get(_key(p.file), -1), p.line))
-            outcome = ReloadOutcome(
-                added=tuple(n for n in fresh if n not in old),
-                updated=tuple(n for n in fresh if n in old and old[n] != fresh[n]),
-                removed=tuple(n for n in old if n not in fresh),
-                kept=tuple(sorted(plan.kept)),
-                problems=tuple(problems),
-            )
-            self._files = plan.files
-            self._policies = fresh
-            self._problems = outcome.problems
-            self._fingerprint = fingerprint
-            self.loaded_at = datetime.now(UTC)
+            outcome = self._settle_locked()
         _log(outcome)
+        return outcome
+
+    def refresh(self) -> ReloadOutcome:
+        """Apply what discovery finds now, with the files as last read.
+
+        Only problems that were not there before are logged: discovery refreshes often.
+        """
+        with self._lock:
+            before = set(self._problems)
+            outcome = self._settle_locked()
+        _log(outcome, known=before)
+        return outcome
+
+    def _settle_locked(self) -> ReloadOutcome:
+        """Put in force what the files as read and discovery give (under the lock)."""
+        problems = list(self._file_problems)
+        loads = list(self._loads)
+        if self._discover is not None:
+            templates = [t for found in self._templates.values() for t in found]
+            discovered, discovery_problems = self._discover(templates)
+            loads += discovered
+            problems += discovery_problems
+        plan = _settle(loads, self._files)
+        old = self._policies
+        fresh = {item.policy.name: item.policy for items in plan.files.values() for item in items}
+        problems += [p for load in loads for p in load.problems] + plan.problems
+        order = {_key(str(load.path)): i for i, load in enumerate(loads)}
+        problems.sort(key=lambda p: (order.get(_key(p.file), -1), p.line))
+        outcome = ReloadOutcome(
+            added=tuple(n for n in fresh if n not in old),
+            updated=tuple(n for n in fresh if n in old and old[n] != fresh[n]),
+            removed=tuple(n for n in old if n not in fresh),
+            kept=tuple(sorted(plan.kept)),
+            problems=tuple(problems),
+        )
+        self._files = plan.files
+        self._policies = fresh
+        self._problems = outcome.problems
+        self.loaded_at = datetime.now(UTC)
         return outcome
 
     def changed_on_disk(self) -> bool:
@@ -234,11 +284,18 @@ def _same(new: Sequence[Located], old: Sequence[Located]) -> bool:
     return [item.policy for item in new] == [item.policy for item in old]
 
 
-def _log(outcome: ReloadOutcome) -> None:
+def _log(outcome: ReloadOutcome, *, known: set[Problem] | None = None) -> None:
     for problem in outcome.problems:
-        log.error("invalid policy: %s", problem)
-    for file in outcome.kept:
-        log.error("policy file %s was rejected: its last good version keeps running", file)
+        if known is None or problem not in known:
+            log.error("invalid policy: %s", problem)
+    for file in outcome.kept if known is None else ():
+        if file.startswith(DISCOVERED):
+            log.error(
+                "the new policy of %s was rejected: its last good policy keeps running",
+                file[len(DISCOVERED) :],
+            )
+        else:
+            log.error("policy file %s was rejected: its last good version keeps running", file)
     if outcome.changed:
         log.info(
             "policies reloaded: added=%s updated=%s removed=%s",

@@ -3,6 +3,7 @@
 Wiring and process life only; the parts live in their own modules:
 
     registry    which policies are loaded (reload keeps broken files' last good version)
+    discovery   targets of templates and Nomad's scaling policies, watched (hot reloads)
     scheduler   when each policy runs (interval + jitter, bounded pool, no self-overlap)
     controller  ties them to the reconciler, telemetry and notifications; backs the API
     http_api    the HTTP API (FastAPI on uvicorn, in a thread)
@@ -27,7 +28,8 @@ from types import FrameType
 from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
-from autoscaler.api.http import HttpServer, create_app, parse_listen
+from autoscaler.api.http import HttpServer, create_app
+from autoscaler.api.listen import parse_listen
 from autoscaler.config.connections import Settings
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.ports import MetricSource, StateStore
@@ -36,6 +38,7 @@ from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.controller import Controller
+from autoscaler.service.discovery import Discovery, from_settings, with_discovered
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -59,24 +62,30 @@ def run_once(
     """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code.
 
     With `leadership`, this replica holds the lease already; it is released at the end.
+    Templates are expanded (and Nomad's scaling policies read) with one discovery pass.
     """
     result = load_paths(paths)
-    for problem in result.problems:
+    problems = list(result.problems)
+    policies = result.policies
+    if result.templates or settings.nomad_scaling_policies:
+        discovery = from_settings(settings, watch=False)
+        policies, found = with_discovered(result, discovery)
+        problems += found
+    for problem in problems:
         log.error("invalid policy: %s", problem)
     prometheus = settings.source()
-    reconciler = _reconciler(prometheus, settings, state, leadership, prometheus)
+    source = CoalescingSource(prometheus)  # grouped queries: one per template
+    reconciler = _reconciler(source, settings, state, leadership, prometheus)
     if leadership is not None:
         leadership.start()  # renew while the policies are evaluated
     try:
         evaluations = [
-            reconciler.evaluate(policy, dry_run=dry_run)
-            for policy in result.policies
-            if policy.enabled
+            reconciler.evaluate(policy, dry_run=dry_run) for policy in policies if policy.enabled
         ]
     finally:
         if leadership is not None:
             _hand_over(leadership, state)
-    if result.problems:
+    if problems:
         return EXIT_INVALID
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
 
@@ -133,16 +142,23 @@ def _hand_over(leadership: Leadership, state: StateStore) -> None:
 
 def _controller(
     config: ServiceConfig, settings: Settings, state: StateStore, leadership: Leadership | None
-) -> tuple[Controller, CoalescingSource]:
-    """The controller and its parts, with their metrics; the source to close at the end."""
+) -> tuple[Controller, CoalescingSource, Discovery]:
+    """The controller and its parts, with their metrics; the source and the discovery
+    watchers to close at the end."""
     telemetry = Telemetry()
     prometheus = settings.source()
     source = CoalescingSource(prometheus)
     telemetry.watch_queries(lambda: (source.sent, source.shared))
     telemetry.watch_state(lambda: state.durability_problem() is None)
     telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
+    # The controller is built next: the lambda reads it when a discovery change comes.
+    discovery = from_settings(
+        settings,
+        poll=config.discovery_interval,
+        on_change=lambda: controller.rediscover(),  # noqa: PLW0108
+    )
     controller = Controller(
-        registry=PolicyRegistry(config.paths),
+        registry=PolicyRegistry(config.paths, discover=discovery),
         # Forecasts read their history from Prometheus itself: range queries are not coalesced.
         reconciler=_reconciler(source, settings, state, leadership, prometheus),
         state=state,
@@ -156,7 +172,7 @@ def _controller(
     )
     if leadership is not None:
         leadership.subscribe(on_leading=controller.scheduler.wake)  # dispatch at once
-    return controller, source
+    return controller, source, discovery
 
 
 def run_service(
@@ -175,7 +191,7 @@ def run_service(
     token = read_token(config.api_token_file)
     if config.listen:
         check_exposure(config.listen, token, insecure=config.insecure_no_auth)
-    controller, source = _controller(config, settings, state, leadership)
+    controller, source, discovery = _controller(config, settings, state, leadership)
     http = None
     if config.listen:
         app = create_app(
@@ -231,6 +247,7 @@ def run_service(
         wake.set()
         if watcher.is_alive():
             watcher.join(2)
+        discovery.close()
         controller.notifier.close(timeout=3)
         if http is not None:
             http.stop(timeout=3)

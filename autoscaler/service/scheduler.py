@@ -21,15 +21,22 @@ synthetic `hold` decision with `error_kind="crash"`, so the API never shows stal
 
 `gate` (HA): while it answers False (this replica is a standby), nothing is dispatched;
 due policies wait and run as soon as it opens (`wake()` says when).
+
+Policies expanded from one template share a grouped query; they are due together, on
+ticks of their interval (`next_tick`, without jitter; each template has its own phase),
+and each run reads data no older than its tick (`fresh_since`), so one answer serves them
+all in each tick instead of one per drifting policy, and no tick reuses an earlier one's.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,7 +49,8 @@ from autoscaler.engine.reconciler import Evaluation, safe_error, scrubbed, utcno
 log = logging.getLogger("autoscaler.scheduler")
 
 # evaluate(policy, fresh_since): `fresh_since` is the monotonic time of the trigger this run
-# answers (its data must be newer than that), or None for a scheduled run.
+# answers (its data must be newer than that); for a scheduled run of a policy that shares
+# a grouped query, the tick it runs in (one answer per tick); else None.
 Evaluate = Callable[[Policy, float | None], Evaluation]
 OnResult = Callable[[Policy, Evaluation | None], None]
 
@@ -71,6 +79,25 @@ class SlotView:
     running: bool
     next_in: float | None
     last: Evaluation | None
+
+
+def shares_grouped_query(policy: Policy) -> bool:
+    """Whether `policy` reads a grouped query (`group_by`) that other policies share."""
+    return any(check.select for check in policy.checks)
+
+
+def next_tick(policy: Policy, now: float) -> float:
+    """The next tick of `policy`'s template, at least a quarter interval after `now`.
+
+    Ticks are `phase + k * interval` on the scheduler's clock; the phase comes from where
+    the template is defined, so every policy expanded from it falls due at the same
+    instants, and different templates spread over the interval.
+    """
+    interval = policy.interval.total_seconds()
+    where = f"{policy.source.file}:{policy.source.line}".encode()
+    phase = (zlib.crc32(where) % 10_000) / 10_000 * interval
+    tick = phase + (math.floor((now - phase) / interval) + 1) * interval
+    return tick + interval if tick - now < interval / 4 else tick
 
 
 class Scheduler:
@@ -236,6 +263,8 @@ class Scheduler:
             heapq.heappop(self._heap)
             slot.running = True
             slot.fresh_since, slot.triggered_at = slot.triggered_at, None
+            if slot.fresh_since is None and shares_grouped_query(slot.policy):
+                slot.fresh_since = due  # its tick: no answer from an earlier tick
             # A future marked running can no longer be cancelled under our feet.
             slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
             slot.waiting = []
@@ -313,6 +342,8 @@ class Scheduler:
             if self._slots.get(name) is slot:
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
+                elif shares_grouped_query(policy):
+                    slot.next_due = next_tick(policy, self._monotonic())
                 else:
                     interval = policy.interval.total_seconds()
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)

@@ -1,15 +1,23 @@
 """The controller's own metrics, exposed on `/metrics` in the Prometheus text format.
 
-Names follow Prometheus conventions: the `autoscaler_` prefix, base units in the name
-(`_seconds`), `_total` on counters, `_timestamp_seconds` on instants. Everything lives in
-a dedicated `CollectorRegistry`, so tests can build as many as they like and nothing
-leaks into (or from) the process-global registry.
+Names follow Prometheus conventions (`promtool check metrics` finds nothing to say): the
+`autoscaler_` prefix, base units in the name (`_seconds`), `_total` on counters,
+`_timestamp_seconds` on instants, and no `_count`/`_sum`/`_bucket` suffix outside
+histograms. Everything lives in a dedicated `CollectorRegistry` (with the standard
+`process_*` and `python_*` collectors), so tests can build as many as they like and
+nothing leaks into (or from) the process-global registry.
+
+Per-check series (`policy`, `check` labels) exist only for the checks of the policies
+loaded now: a reload that removes a policy or a check removes its series, and an
+evaluation of a version replaced meanwhile adds none back, so their number stays bounded
+by the policy files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -18,7 +26,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -65,8 +76,16 @@ class Telemetry:
         # `*_created` series double the output and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self._succeeded_once: set[str] = set()  # policies whose success clock is running
+        # (policy, check) pairs of the policies loaded now; None until the first load.
+        self._live_checks: frozenset[tuple[str, str]] | None = None
+        self._checks_lock = threading.Lock()  # a reload's prune vs an evaluation's update
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The standard process_* (CPU, memory, file descriptors, start time) and python_*
+        # (version, garbage collector) series, as the process-global registry has them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         Gauge(
             "autoscaler_build_info", "Always 1; the version is a label.", ["version"], registry=r
         ).labels(__version__).set(1)
@@ -96,14 +115,34 @@ class Telemetry:
             buckets=QUERY_BUCKETS,
             registry=r,
         )
+        # Formerly autoscaler_current_count / autoscaler_desired_count (README: Metrics).
         self.current = Gauge(
-            "autoscaler_current_count", "Count the target reported.", ["policy"], registry=r
+            "autoscaler_current_capacity",
+            "Count (instances, allocations) the target reported.",
+            ["policy"],
+            registry=r,
         )
         self.desired = Gauge(
-            "autoscaler_desired_count", "Count the last decision wanted.", ["policy"], registry=r
+            "autoscaler_desired_capacity",
+            "Count the last decision wanted.",
+            ["policy"],
+            registry=r,
+        )
+        self.check_value = Gauge(
+            "autoscaler_check_value",
+            "The value a check's query returned at the last evaluation (NaN when it gave none).",
+            ["policy", "check"],
+            registry=r,
+        )
+        self.check_desired = Gauge(
+            "autoscaler_check_desired_capacity",
+            "The count a check asked for at the last evaluation, before the policy combined "
+            "the checks and applied its limits and bounds (NaN when the check failed).",
+            ["policy", "check"],
+            registry=r,
         )
         self.forecast = Gauge(
-            "autoscaler_check_forecast",
+            "autoscaler_check_forecast_value",
             "A check's forecast of its own value, `lead` ahead (NaN while it has none).",
             ["policy", "check"],
             registry=r,
@@ -208,22 +247,24 @@ class Telemetry:
         self.evaluations.labels(policy, "ok" if evaluation.ok else "error").inc()
         self.decisions.labels(policy, d.action.value).inc()
         self.evaluation_seconds.labels(policy).observe(evaluation.duration)
-        for check, seconds in evaluation.query_seconds:
-            self.query_seconds.labels(policy, check).observe(seconds)
+        with self._checks_lock:
+            for check, seconds in evaluation.query_seconds:
+                if self._is_live(policy, check):
+                    self.query_seconds.labels(policy, check).observe(seconds)
+            for result in d.checks:
+                if self._is_live(policy, result.name):
+                    labels = (policy, result.name)
+                    self.check_value.labels(*labels).set(_or_nan(result.value))
+                    self.check_desired.labels(*labels).set(_or_nan(result.desired))
+                    if result.forecast is not None:
+                        reading = result.forecast
+                        self.forecast.labels(*labels).set(_or_nan(reading.value))
+                        self.forecast_lead.labels(*labels).set(reading.lead.total_seconds())
+                        self.forecast_error.labels(*labels).set(_or_nan(reading.error))
         if d.current is not None:
             self.current.labels(policy).set(d.current)
         if d.desired is not None:
             self.desired.labels(policy).set(d.desired)
-        for result in d.checks:
-            if result.forecast is not None:
-                reading, labels = result.forecast, (policy, result.name)
-                self.forecast.labels(*labels).set(
-                    math.nan if reading.value is None else reading.value
-                )
-                self.forecast_lead.labels(*labels).set(reading.lead.total_seconds())
-                self.forecast_error.labels(*labels).set(
-                    math.nan if reading.error is None else reading.error
-                )
         if d.changes_target:
             self.actions.labels(policy, d.action.value, str(d.dry_run).lower()).inc()
         if evaluation.error_kind:
@@ -252,8 +293,19 @@ class Telemetry:
             for gauge in (self.current, self.desired, self.last_success):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
+        live = frozenset((p.name, c.name) for p in policies for c in p.checks)
+        # A check whose `forecast` was removed loses its forecast series with the reload.
+        forecasting = {
+            (p.name, c.name) for p in policies for c in p.checks if c.forecast is not None
+        }
+        with self._checks_lock:
+            self._live_checks = live
+            for per_check in (self.check_value, self.check_desired, self.query_seconds):
+                for labels in _label_values(per_check) - live:
+                    with contextlib.suppress(KeyError):
+                        per_check.remove(*labels)
             for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
-                for labels in _labels_of(per_check, name):
+                for labels in _label_values(per_check) - forecasting:
                     with contextlib.suppress(KeyError):
                         per_check.remove(*labels)
         # A policy that has never evaluated cleanly must still age: start its clock at load
@@ -263,6 +315,10 @@ class Telemetry:
             if policy.enabled and policy.name not in self._succeeded_once:
                 self._succeeded_once.add(policy.name)
                 self.last_success.labels(policy.name).set(now)
+
+    def _is_live(self, policy: str, check: str) -> bool:
+        """True when the check belongs to a policy loaded now (or nothing was loaded yet)."""
+        return self._live_checks is None or (policy, check) in self._live_checks
 
     def notified(self, result: str) -> None:
         """One notification was sent, failed after its retries, or dropped (queue full)."""
@@ -275,11 +331,14 @@ class Telemetry:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _labels_of(gauge: Gauge, policy: str) -> list[tuple[str, ...]]:
-    """The label values of `gauge`'s series for `policy` (its first label)."""
-    return [
-        tuple(sample.labels.values())
-        for metric in gauge.collect()
-        for sample in metric.samples
-        if sample.labels.get("policy") == policy
-    ]
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _label_values(metric: Gauge | Histogram) -> set[tuple[str, ...]]:
+    """The (policy, check) label values of every series of a per-check metric."""
+    return {
+        (sample.labels["policy"], sample.labels["check"])
+        for family in metric.collect()
+        for sample in family.samples
+    }

@@ -147,15 +147,20 @@ def moto_server(_no_real_aws: None) -> Iterator[MotoServer]:
 
 @pytest.fixture
 def make_asg(moto_server: MotoServer) -> Callable[..., str]:
-    """A factory: `make_asg(name=None, desired=2, min_size=1, max_size=10) -> name`.
+    """A factory: `make_asg(name=None, desired=2, min_size=1, max_size=10, tags=None) -> name`.
 
-    Each call creates a launch template and an ASG spread over moto's default subnets.
+    Each call creates a launch template and an ASG spread over moto's default subnets,
+    carrying `tags` (key -> value) when given.
     """
     ec2 = moto_server.ec2()
     autoscaling = moto_server.client()
 
     def make(
-        name: str | None = None, desired: int = 2, min_size: int = 1, max_size: int = 10
+        name: str | None = None,
+        desired: int = 2,
+        min_size: int = 1,
+        max_size: int = 10,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         name = name or f"asg-{uuid.uuid4().hex[:10]}"
         template = f"lt-{name}"
@@ -171,6 +176,16 @@ def make_asg(moto_server: MotoServer) -> Callable[..., str]:
             MaxSize=max_size,
             DesiredCapacity=desired,
             VPCZoneIdentifier=",".join(s["SubnetId"] for s in subnets["Subnets"]),
+            Tags=[
+                {
+                    "Key": key,
+                    "Value": value,
+                    "PropagateAtLaunch": False,
+                    "ResourceId": name,
+                    "ResourceType": "auto-scaling-group",
+                }
+                for key, value in (tags or {}).items()
+            ],
         )
         return name
 

@@ -13,6 +13,14 @@ itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint
          400 "group count was less than scaling policy minimum: 1 < 2" (and "greater than
          ... maximum: 9 > 8") for a group with a `scaling` block, PolicyOverride or not, ...
     GET  /v1/job/:id/deployment     read-job             JSON null when there is none
+    GET  /v1/scaling/policies       list-scaling-policies  ?namespace= (`*` = all), ?job=, ?type=
+    GET  /v1/scaling/policy/:id     read-scaling-policy  404 "scaling policy not found"
+
+Jobs carry `Meta` (job and group), and groups a `scaling` block with its `policy` map as
+Nomad stores it (blocks as lists of `{label: [body]}`), listed by the scaling endpoints
+with Nomad's payloads (`ScalingPolicyListStub`, `ScalingPolicy`). The two lists answer
+blocking queries: with `?index=N`, the request waits (up to `?wait=`, default 5m) until
+the state's index passes N; every answer carries `X-Nomad-Index`.
 
 Every request may carry `namespace` (default "default") and `region` (default "global";
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
@@ -86,6 +94,11 @@ class _Job:
     submit_time: int = field(default_factory=time.time_ns)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     deployments: list[dict[str, Any]] = field(default_factory=list)  # newest last
+    meta: dict[str, str] = field(default_factory=dict)
+    group_meta: dict[str, dict[str, str]] = field(default_factory=dict)
+    # group → the `policy` map of its scaling block, and whether the block is enabled
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies_enabled: bool = True
 
 
 class _ApiError(Exception):
@@ -99,6 +112,7 @@ class NomadApiStandIn:
 
     def __init__(self, *, tls_dir: Path | None = None) -> None:
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # the index moved
         self._port = free_port()
         self.ca_cert: str | None = None
         self._tls: ssl.SSLContext | None = None
@@ -168,17 +182,26 @@ class NomadApiStandIn:
         stopped: bool = False,
         region: str = DEFAULT_REGION,
         scaling: Mapping[str, tuple[int, int]] | None = None,
+        meta: Mapping[str, str] | None = None,
+        group_meta: Mapping[str, Mapping[str, str]] | None = None,
+        policies: Mapping[str, Mapping[str, Any]] | None = None,
+        policies_enabled: bool = True,
     ) -> None:
         """Register (or replace) a job, as `nomad job run` would; no deployment yet.
 
         `scaling` gives groups a `scaling { min max }` block: group → (min, max), both
         resolved (Nomad stores `min` as the group's count when the block leaves it out).
         Like Nomad's job validation, a count outside its group's bounds is refused.
+        `meta` and `group_meta` are the job's and its groups' `meta` blocks; `policies`
+        gives a scaling block (of `scaling`) its `policy` map, as Nomad stores it.
         """
         counts = dict({"web": 3} if groups is None else groups)
         for name, (low, high) in (scaling or {}).items():
             if name not in counts or not 0 <= low <= counts[name] <= high:
                 raise ValueError(f"group {name!r}: count {counts.get(name)} not in [{low}, {high}]")
+        for name in policies or {}:
+            if name not in (scaling or {}):
+                raise ValueError(f"group {name!r}: a scaling policy needs a scaling block")
         with self._lock:
             index = self._next_index()
             self.regions.add(region)
@@ -194,7 +217,19 @@ class NomadApiStandIn:
                 stopped=stopped,
                 create_index=index,
                 modify_index=index,
+                meta=dict(meta or {}),
+                group_meta={g: dict(m) for g, m in (group_meta or {}).items()},
+                policies={g: dict(p) for g, p in (policies or {}).items()},
+                policies_enabled=policies_enabled,
             )
+
+    def deregister_job(
+        self, job_id: str, namespace: str = "default", region: str = DEFAULT_REGION
+    ) -> None:
+        """Remove (purge) a job, as `nomad job stop -purge` would."""
+        with self._lock:
+            del self._jobs[(region, namespace, job_id)]
+            self._next_index()
 
     def set_deployment(
         self,
@@ -313,6 +348,7 @@ class NomadApiStandIn:
 
     def _next_index(self) -> int:
         self._index += 1
+        self._changed.notify_all()
         return self._index
 
     def _job(self, job_id: str, namespace: str, region: str) -> _Job:
@@ -358,6 +394,7 @@ class NomadApiStandIn:
             failure = self._failures.pop(0) if self._failures else None
         if delay:
             time.sleep(delay)
+        self._block(request)
         if failure is not None:
             status, body, echo = failure
             raise _ApiError(status, body + (_echo(request) if echo else ""))
@@ -377,6 +414,10 @@ class NomadApiStandIn:
             namespace = request.query.get("namespace") or "default"
             if request.path == "/v1/jobs":
                 return self._list_jobs(request, region, namespace)
+            if request.path == "/v1/scaling/policies":
+                return self._list_policies(request, region, namespace)
+            if request.path.startswith("/v1/scaling/policy/"):
+                return self._read_policy(request, region, namespace)
             if not request.path.startswith("/v1/job/"):
                 raise _ApiError(404, "")
             rest = request.path[len("/v1/job/") :]
@@ -415,17 +456,79 @@ class NomadApiStandIn:
         if not granted & set(any_of):
             raise _ApiError(403, "Permission denied")
 
+    def _block(self, request: RecordedRequest) -> None:
+        """A blocking query: wait until the index passes `?index=` (or `?wait=` passes)."""
+        if request.path not in ("/v1/jobs", "/v1/scaling/policies"):
+            return
+        try:
+            index = int(request.query.get("index") or 0)
+        except ValueError:
+            return
+        if index <= 0:
+            return
+        deadline = time.monotonic() + _wait_seconds(request.query.get("wait") or "5m")
+        with self._changed:
+            while self._index <= index:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._changed.wait(left)
+
     def _list_jobs(self, request: RecordedRequest, region: str, namespace: str) -> tuple[int, Any]:
         if request.method != "GET":
             raise _ApiError(405, "Invalid method")
         self._authorize(request, namespace, "list-jobs")
         prefix = request.query.get("prefix", "")
+        with_meta = request.query.get("meta") == "true"
         stubs = [
-            _job_stub(job)
+            _job_stub(job, meta=with_meta)
             for (reg, ns, job_id), job in sorted(self._jobs.items())
             if reg == region and namespace in ("*", ns) and job_id.startswith(prefix)
         ]
         return 200, stubs
+
+    def _policies(self, region: str) -> list[dict[str, Any]]:
+        """Every scaling policy of the region, as GET /v1/scaling/policy/:id shows it."""
+        found = []
+        for (reg, _, _), job in sorted(self._jobs.items()):
+            if reg == region:
+                found += [_scaling_json(job, group) for group in sorted(job.scaling)]
+        return [p for p in found if p is not None]
+
+    def _list_policies(
+        self, request: RecordedRequest, region: str, namespace: str
+    ) -> tuple[int, Any]:
+        if request.method != "GET":
+            raise _ApiError(405, "Invalid method")
+        self._authorize(request, namespace, "list-scaling-policies", "read-job")
+        job, kind = request.query.get("job", ""), request.query.get("type", "")
+        stubs = [
+            {
+                "ID": p["ID"],
+                "Enabled": p["Enabled"],
+                "Type": p["Type"],
+                "Target": p["Target"],
+                "CreateIndex": p["CreateIndex"],
+                "ModifyIndex": p["ModifyIndex"],
+            }
+            for p in self._policies(region)
+            if namespace in ("*", p["Target"]["Namespace"])
+            and (not job or p["Target"]["Job"] == job)
+            and (not kind or p["Type"] == kind)
+        ]
+        return 200, stubs
+
+    def _read_policy(
+        self, request: RecordedRequest, region: str, namespace: str
+    ) -> tuple[int, Any]:
+        if request.method != "GET":
+            raise _ApiError(405, "Invalid method")
+        self._authorize(request, namespace, "read-scaling-policy", "read-job")
+        wanted = request.path[len("/v1/scaling/policy/") :]
+        for policy in self._policies(region):
+            if policy["ID"] == wanted and policy["Target"]["Namespace"] == namespace:
+                return 200, policy
+        raise _ApiError(404, "scaling policy not found")
 
     def _scale_status(self, job_id: str, region: str, namespace: str) -> dict[str, Any]:
         job = self._jobs.get((region, namespace, job_id))
@@ -585,6 +688,7 @@ def _job_json(job: _Job) -> dict[str, Any]:
                 "Name": name,
                 "Count": count,
                 "Tasks": [{"Name": name, "Driver": "docker", "Config": {"image": "busybox"}}],
+                "Meta": dict(job.group_meta.get(name, {})) or None,
                 "Scaling": _scaling_json(job, name),
             }
             for name, count in job.groups.items()
@@ -600,7 +704,7 @@ def _job_json(job: _Job) -> dict[str, Any]:
             else None
         ),
         "Payload": None,
-        "Meta": None,
+        "Meta": dict(job.meta) or None,
         "Stop": job.stopped,
         "Status": "dead" if job.stopped else "running",
         "StatusDescription": "",
@@ -622,17 +726,29 @@ def _scaling_json(job: _Job, group: str) -> dict[str, Any] | None:
         "ID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.namespace}/{job.id}/{group}")),
         "Type": "horizontal",
         "Target": {"Namespace": job.namespace, "Job": job.id, "Group": group},
-        "Policy": {},
+        "Policy": json.loads(json.dumps(job.policies.get(group, {}))),
         "Min": low,
         "Max": high,
-        "Enabled": True,
+        "Enabled": job.policies_enabled,
         "CreateIndex": job.create_index,
-        "ModifyIndex": job.modify_index,
+        # Registering the job again stores its policies again; scaling it does not.
+        "ModifyIndex": job.create_index,
     }
 
 
-def _job_stub(job: _Job) -> dict[str, Any]:
+def _wait_seconds(text: str) -> float:
+    """A blocking query's `wait` (Go duration such as 5m, 30s, 500ms), at most 10 minutes."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return min(600.0, float(text[: -len(unit)]) * units[unit])
+    return 300.0
+
+
+def _job_stub(job: _Job, *, meta: bool = False) -> dict[str, Any]:
+    extra = {"Meta": dict(job.meta) or None} if meta else {}
     return {
+        **extra,
         "ID": job.id,
         "ParentID": "",
         "Name": job.id,

@@ -70,6 +70,17 @@ def test_a_webhook_url_is_a_secret_as_a_whole_and_after_its_host() -> None:
         pytest.param("dial u:pw@h:4646 refused", "dial ***@h:4646 refused", id="bare"),
         pytest.param("https://token@h/x", "https://***@h/x", id="token-as-user"),
         pytest.param("mail ops@example.com now", "mail ops@example.com now", id="e-mail-kept"),
+        pytest.param(
+            "policy=web target=aws-asg:web@eu-west-3 from=2",
+            "policy=web target=aws-asg:web@eu-west-3 from=2",
+            id="asg-target-kept",
+        ),
+        pytest.param(
+            "scaled aws-asg:checkout-web@eu-west-3 up; dial u:pw@h:1",
+            "scaled aws-asg:checkout-web@eu-west-3 up; dial ***@h:1",
+            id="asg-target-beside-credentials",
+        ),
+        pytest.param("dial url=u:pw@h:1", "dial url=***@h:1", id="bare-after-equals"),
     ],
 )
 def test_url_credentials_are_masked_whether_registered_or_not(text: str, expected: str) -> None:

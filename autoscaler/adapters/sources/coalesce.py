@@ -12,6 +12,13 @@ mechanisms keep Prometheus from answering the same question twice:
 The reuse window is deliberately far shorter than any policy interval. An evaluation that
 was *triggered* (an alert, the API) wants data newer than its trigger, whatever the window:
 it runs inside `fresh_since(trigger_time)` and neither reuses nor joins an older query.
+
+Grouped queries (`query_series`, a template's one query for all its targets) follow the
+same two rules, with the reuse window the caller gives (the policies' interval) and
+`fresh_since` set by the scheduler to the tick the evaluation runs in: the targets of one
+tick, evaluated one after the other, all read the one answer, and the next tick sends the
+query again. The answer is parsed once; every target picks its series from the same
+`SeriesSet`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from autoscaler.core.ports import MetricSource
+from autoscaler.core.series import SeriesSet
 
 # Queries sent before this moment (the source's clock) may not answer the current context.
 _fresh_since: ContextVar[float | None] = ContextVar("fresh_since", default=None)
@@ -55,6 +63,23 @@ class _Flight:
         return self.value
 
 
+@dataclass
+class _SeriesFlight:
+    """One grouped query sent to the inner source; kept for reuse until `keep_until`."""
+
+    sent: float
+    keep_until: float
+    done: threading.Event = field(default_factory=threading.Event)
+    value: SeriesSet | None = None
+    error: BaseException | None = None
+
+    def outcome(self) -> SeriesSet:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
 class CoalescingSource:
     """`ports.MetricSource` that coalesces identical queries (single flight + short reuse).
 
@@ -75,6 +100,8 @@ class CoalescingSource:
         self._lock = threading.Lock()
         self._flying: dict[str, _Flight] = {}
         self._landed: dict[str, _Flight] = {}
+        self._series_flying: dict[str, _SeriesFlight] = {}
+        self._series_landed: dict[str, _SeriesFlight] = {}
         self.sent = 0
         self.shared = 0
 
@@ -113,6 +140,46 @@ class CoalescingSource:
                 landed = self._landed.get(promql)
                 if landed is None or landed.sent <= flight.sent:
                     self._landed[promql] = flight
+            flight.done.set()
+        return flight.outcome()
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        """The inner source's series for `promql`, shared with identical calls in flight and
+        reused while sent at most `max(reuse, the source's own window)` seconds ago."""
+        window = max(reuse, self._reuse)
+        with self._lock:
+            now = self._clock()
+            for query in [q for q, f in self._series_landed.items() if f.keep_until < now]:
+                del self._series_landed[query]
+            fresh = _fresh_since.get()
+            landed, flying = self._series_landed.get(promql), self._series_flying.get(promql)
+            flight: _SeriesFlight | None = None
+            if landed is not None and landed.sent >= max(now - window, fresh or 0.0):
+                flight = landed
+            elif flying is not None and (fresh is None or flying.sent >= fresh):
+                flight = flying
+            leader = flight is None
+            if flight is None:
+                flight = self._series_flying[promql] = _SeriesFlight(
+                    sent=now, keep_until=now + window
+                )
+                self.sent += 1
+            else:
+                self.shared += 1
+        if not leader:
+            flight.done.wait()
+            return flight.outcome()
+        try:
+            flight.value = self._inner.query_series(promql, reuse=reuse)
+        except BaseException as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                if self._series_flying.get(promql) is flight:
+                    del self._series_flying[promql]
+                landed = self._series_landed.get(promql)
+                if landed is None or landed.sent <= flight.sent:
+                    self._series_landed[promql] = flight
             flight.done.set()
         return flight.outcome()
 

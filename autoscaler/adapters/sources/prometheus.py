@@ -48,6 +48,7 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
 
@@ -70,6 +71,11 @@ _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _LINE_BREAK = re.compile(r"[\r\n]")
 # Prometheus refuses a range query whose (end - start) / step exceeds 11,000.
 MAX_POINTS = 11_000
+# Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`.
+_HEAD_BYTES = 96
+_RESULT_TYPE_HEAD = re.compile(
+    rb'\s*\{\s*"status"\s*:\s*"success"\s*,\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"(\w+)"'
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +171,21 @@ class PrometheusSource:
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
         )
         return _single_value(promql, self._answers.result_type, result)
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        """Every series of the instant query `promql`, parsed once for all the checks that
+        read it (a template's grouped query); `reuse` is for caching wrappers, ignored here.
+
+        Raises `QueryError` when the answer is not an instant vector (or Prometheus rejects
+        the query) and `SourceUnavailable` when Prometheus cannot be reached.
+        """
+        del reuse  # no answers kept here: `CoalescingSource` keeps them
+        self._answers.result_type = _UNSEEN
+        result = self._call(
+            promql,
+            lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
+        )
+        return _series_set(promql, self._answers.result_type, result)
 
     def ping(self) -> None:
         """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
@@ -334,14 +355,23 @@ class PrometheusSource:
         return QueryError(f"Prometheus rejected query {promql!r} (HTTP {status}): {detail}")
 
     def _note_result_type(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
-        """Response hook: remember the answer's `data.resultType` (None if it has none)."""
+        """Response hook: remember the answer's `data.resultType` (None if it has none).
+
+        Prometheus writes `{"status":"success","data":{"resultType":"vector",...` first:
+        read there, a grouped answer of thousands of series is not decoded twice. Any other
+        layout (a proxy that reorders keys) is decoded in full.
+        """
         found: str | None = None
         if response.status_code == 200:
-            try:
-                result_type = response.json()["data"]["resultType"]
-            except (ValueError, KeyError, TypeError):
-                result_type = None
-            found = result_type if isinstance(result_type, str) else None
+            head = _RESULT_TYPE_HEAD.match(response.content[:_HEAD_BYTES])
+            if head is not None:
+                found = head.group(1).decode("ascii")
+            else:
+                try:
+                    result_type = response.json()["data"]["resultType"]
+                except (ValueError, KeyError, TypeError):
+                    result_type = None
+                found = result_type if isinstance(result_type, str) else None
         self._answers.result_type = found
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -405,6 +435,24 @@ def _single_value(promql: str, result_type: str | None, result: Any) -> float:
     if not _is_sample(value):
         raise QueryError(f"query {promql!r}: unexpected sample shape from Prometheus")
     return _finite(promql, value[1], _labels(series.get("metric")))
+
+
+def _series_set(promql: str, result_type: str | None, result: Any) -> SeriesSet:
+    """Every series of an instant-vector answer, values as floats (NaN and ±Inf included:
+    each target's `pick` judges its own)."""
+    if result_type != "vector":
+        got = "no resultType" if result_type is None else f"a {result_type} result"
+        raise QueryError(
+            f"grouped query {promql!r}: Prometheus answered with {got}; a query shared with "
+            "group_by must give an instant vector, one series per target (e.g. sum by (job) ...)"
+        )
+    try:
+        series = [(dict(s["metric"]), float(s["value"][1])) for s in result]
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
+        raise QueryError(
+            f"grouped query {promql!r}: unexpected result shape from Prometheus"
+        ) from None
+    return SeriesSet(query=promql, series=series)
 
 
 def _finite(promql: str, text: str, what: str) -> float:

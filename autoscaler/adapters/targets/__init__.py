@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
@@ -27,11 +28,27 @@ class TargetFactory:
             return found
 
     def _build(self, ref: TargetRef) -> ScalingTarget:
-        if isinstance(ref, AsgTarget):
-            # boto3 costs ~0.3 s to import; Nomad-only deployments never pay it.
-            from autoscaler.adapters.targets.aws_asg import AsgScaler  # noqa: PLC0415
+        builder = BUILDERS.get(ref.type)
+        if builder is None:
+            raise TypeError(f"no adapter for target kind {ref.type!r}: add one to BUILDERS")
+        return builder(self, ref)
 
-            return AsgScaler(ref)
-        if isinstance(ref, NomadTarget):
-            return NomadScaler(ref, self.nomad)
-        raise TypeError(f"unknown target {ref!r}")
+
+def _asg(factory: TargetFactory, ref: TargetRef) -> ScalingTarget:
+    # boto3 costs ~0.3 s to import; Nomad-only deployments never pay it.
+    from autoscaler.adapters.targets.aws_asg import AsgScaler  # noqa: PLC0415
+
+    assert isinstance(ref, AsgTarget)
+    return AsgScaler(ref)
+
+
+def _nomad(factory: TargetFactory, ref: TargetRef) -> ScalingTarget:
+    assert isinstance(ref, NomadTarget)
+    return NomadScaler(ref, factory.nomad)
+
+
+# One adapter per entry of `model.TARGET_KINDS`, by its tag (tests/unit/test_registries.py).
+BUILDERS: dict[str, Callable[[TargetFactory, TargetRef], ScalingTarget]] = {
+    AsgTarget.type: _asg,
+    NomadTarget.type: _nomad,
+}

@@ -485,3 +485,39 @@ def test_backfilled_history_is_read_through_range_functions(
     source = source_for(server.url)
     assert source.query("count_over_time(load[2h])") == 58.0
     assert source.query("max_over_time(load[2h])") == 3.0
+
+
+# --- grouped queries ----------------------------------------------------------------------
+
+
+def test_a_grouped_query_gives_every_series_once_parsed(
+    source: PrometheusSource, metrics: Metrics
+) -> None:
+    metrics.push_many([Sample("rps", 12, {"job": "web"}), Sample("rps", 3.5, {"job": "api"})])
+    found = source.query_series(f"sum by (job) ({metrics.name('rps')})")
+    assert len(found) == 2
+    assert (found.pick((("job", "web"),)), found.pick((("job", "api"),))) == (12.0, 3.5)
+    with pytest.raises(QueryError, match="no series with job='cart'"):
+        found.pick((("job", "cart"),))
+
+
+def test_a_grouped_query_must_give_an_instant_vector(source: PrometheusSource) -> None:
+    with pytest.raises(QueryError, match="must give an instant vector"):
+        source.query_series("scalar(vector(1))")
+
+
+def test_an_answer_with_reordered_keys_is_still_typed(stand_in: Callable[..., StandIn]) -> None:
+    # A proxy may write `data` before `status`: the result type is then read in full.
+    body = json.dumps(
+        {
+            "data": {
+                "result": [{"metric": {"job": "web"}, "value": [1.0, "7"]}],
+                "resultType": "vector",
+            },
+            "status": "success",
+        }
+    ).encode()
+    server = stand_in((200, body))
+    found = source_for(server.url).query_series("sum by (job) (x)")
+    assert found.pick((("job", "web"),)) == 7.0
+    assert source_for(server.url).query("sum(x)") == 7.0

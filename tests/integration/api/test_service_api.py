@@ -9,6 +9,7 @@ steady state is unaffected by, so their order does not matter.
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,8 +195,8 @@ def test_reload_reports_load_errors(api: Api) -> None:
 def test_metrics_follow_prometheus_naming(api: Api) -> None:
     service = api.service
     assert service.metric("autoscaler_evaluations_total", policy="web", result="ok")
-    assert service.metric("autoscaler_current_count", policy="web") == 4
-    assert service.metric("autoscaler_desired_count", policy="web") == 4
+    assert service.metric("autoscaler_current_capacity", policy="web") == 4
+    assert service.metric("autoscaler_desired_capacity", policy="web") == 4
     actions = {"policy": "web", "direction": "up", "dry_run": "false"}
     assert service.metric("autoscaler_scaling_actions_total", **actions) == 1
     assert service.metric("autoscaler_policies_loaded") == 2
@@ -213,7 +214,28 @@ def test_metrics_follow_prometheus_naming(api: Api) -> None:
         if line.startswith("# TYPE")
     }
     assert names
-    assert all(n.startswith("autoscaler_") for n in names)
+    assert all(n.startswith(("autoscaler_", "process_", "python_")) for n in names)
+    assert {"process_cpu_seconds_total", "process_open_fds", "python_info"} <= names
+
+
+def test_each_check_exports_its_value_and_desired_count(api: Api) -> None:
+    # `web` passes sum(load) = 4 through (strategy pass-through): the check wants 4.
+    assert api.service.metric("autoscaler_check_value", policy="web", check="load") == 4
+    wanted = api.service.metric("autoscaler_check_desired_capacity", policy="web", check="load")
+    assert wanted == 4
+
+
+def test_the_metrics_pass_promtool_check_metrics(api: Api) -> None:
+    exposition = api.service.get("/metrics").text
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
 
 def test_openapi_documents_every_endpoint(api: Api) -> None:
@@ -245,11 +267,15 @@ def test_scaling_action_is_notified_with_a_slack_text(api: Api) -> None:
 
 def test_one_json_log_line_per_decision(api: Api) -> None:
     lines = [r for r in api.service.log_records() if r.get("logger") == "autoscaler.decisions"]
-    first = lines[0]["decision"]
+    first = lines[0]
     assert first["policy"] == "web"
+    assert first["target"] == f"aws-asg:{api.asg}"
     assert (first["current"], first["desired"], first["action"]) == (2, 4, "up")
     assert first["dry_run"] is False
     assert first["reasons"]
+    assert (first["check.load.value"], first["check.load.desired"]) == (4, 4)
+    legacy = first["decision"]  # the earlier shape, still there
+    assert (legacy["policy"], legacy["current"], legacy["desired"]) == ("web", 2, 4)
 
 
 def test_no_secret_in_logs_or_api_output(api: Api) -> None:

@@ -527,14 +527,37 @@ def test_bad_connection_settings_are_one_clear_line_and_exit_4(
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        pytest.param("AUTOSCALER_WORKERS", "abc", "--workers: invalid int value", id="workers"),
+        # The message names the variable the user set, not a flag they never typed.
         pytest.param(
-            "AUTOSCALER_QUERY_TIMEOUT", "x", "--query-timeout: invalid float", id="timeout"
+            "AUTOSCALER_WORKERS",
+            "abc",
+            "error: AUTOSCALER_WORKERS: expected an integer, got text 'abc'",
+            id="workers",
         ),
         pytest.param(
-            "AUTOSCALER_RELOAD_INTERVAL", "x", "--reload-interval: invalid float", id="reload"
+            "AUTOSCALER_QUERY_TIMEOUT",
+            "x",
+            "AUTOSCALER_QUERY_TIMEOUT: expected a number",
+            id="timeout",
         ),
-        pytest.param("AUTOSCALER_LOG_LEVEL", "bogus", "AUTOSCALER_LOG_LEVEL must be", id="log"),
+        pytest.param(
+            "AUTOSCALER_RELOAD_INTERVAL",
+            "x",
+            "AUTOSCALER_RELOAD_INTERVAL: expected a number",
+            id="reload",
+        ),
+        pytest.param(
+            "AUTOSCALER_LOG_LEVEL",
+            "bogus",
+            "AUTOSCALER_LOG_LEVEL: expected one of debug",
+            id="log",
+        ),
+        pytest.param(
+            "AUTOSCALER_INSECURE_NO_AUTH",
+            "maybe",
+            "AUTOSCALER_INSECURE_NO_AUTH: expected",
+            id="boolean",
+        ),
     ],
 )
 def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
@@ -544,6 +567,7 @@ def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
                         env={variable: value})  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr
+    assert "argument --" not in result.stderr  # argparse's wording names the flag
     assert "Traceback" not in result.stderr
 
 

@@ -93,5 +93,5 @@ def test_sighup_and_post_reload_without_polling(
     assert result["removed"] == ["second"]
     assert [p["name"] for p in service.get("/v1/policies").json()["policies"]] == ["first"]
     assert service.get("/v1/policies/second").status_code == 404
-    assert service.metric("autoscaler_current_count", policy="second") is None
+    assert service.metric("autoscaler_current_capacity", policy="second") is None
     assert service.stop() == 0

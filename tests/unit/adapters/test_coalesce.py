@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from autoscaler.adapters.sources.coalesce import CoalescingSource, fresh_since
+from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError
 from tests.support.net import wait_until
 
@@ -124,3 +125,56 @@ def test_a_triggered_evaluation_does_not_join_an_older_flight() -> None:
         inner.release.set()
         assert (old.result(5), new.result(5)) == (2.0, 2.0)
     assert inner.calls == ["up", "up"]
+
+
+# --- grouped queries ----------------------------------------------------------------------
+
+
+class _Grouped(_Inner):
+    """Answers grouped queries too, each with a fresh SeriesSet."""
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        self.calls.append(promql)
+        self.arrived.set()
+        self.release.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        return SeriesSet(query=promql, series=[({"job": "web"}, float(len(self.calls)))])
+
+
+def test_a_grouped_answer_is_parsed_once_and_shared_for_the_callers_window() -> None:
+    inner, clock = _Grouped(), _Clock()
+    source = CoalescingSource(inner, reuse=1.0, clock=clock)
+    first = source.query_series("sum by (job) (x)", reuse=5.0)
+    clock.now += 4.9  # within the 5 s the caller allows, though beyond the 1 s default
+    assert source.query_series("sum by (job) (x)", reuse=5.0) is first
+    clock.now += 0.2
+    later = source.query_series("sum by (job) (x)", reuse=5.0)
+    assert later is not first
+    assert len(inner.calls) == 2
+    assert (source.sent, source.shared) == (2, 1)
+
+
+def test_concurrent_grouped_queries_share_one_flight_and_its_failure() -> None:
+    inner = _Grouped()
+    inner.release.clear()
+    inner.fail = QueryError("Prometheus rejected it")
+    source = CoalescingSource(inner)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(source.query_series, "g", reuse=5.0) for _ in range(4)]
+        assert inner.arrived.wait(5)
+        inner.release.set()
+        for future in futures:
+            with pytest.raises(QueryError, match="rejected"):
+                future.result(5)
+    assert inner.calls == ["g"]
+
+
+def test_a_triggered_evaluation_never_reads_a_grouped_answer_older_than_its_trigger() -> None:
+    inner, clock = _Grouped(), _Clock()
+    source = CoalescingSource(inner, clock=clock)
+    source.query_series("g", reuse=10.0)
+    clock.now += 1.0
+    with fresh_since(clock.now):
+        source.query_series("g", reuse=10.0)
+    assert inner.calls == ["g", "g"]

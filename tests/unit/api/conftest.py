@@ -12,15 +12,18 @@ from typing import Any
 import pytest
 import requests
 
-from autoscaler.api.http import ApiError, HttpServer, create_app
+from autoscaler.api.http import HttpServer, create_app
 from autoscaler.api.models import (
     AlertOut,
     DecisionList,
     EvaluationOut,
+    LeaderOut,
     PolicyList,
     PolicyOut,
     ReloadOut,
+    Role,
 )
+from autoscaler.errors import PolicyNotFound
 
 
 @dataclass
@@ -28,36 +31,54 @@ class StubBackend:
     """Answers like a service with no policies; `calls` lists the methods that were reached."""
 
     calls: list[str] = field(default_factory=list)
+    failure: Exception | None = None  # raised by every read and control method when set
+    not_ready: str | None = None  # what `readiness` answers
+
+    def _reached(self, method: str) -> None:
+        self.calls.append(method)
+        if self.failure is not None:
+            raise self.failure
 
     def list_policies(self) -> PolicyList:
-        self.calls.append("list_policies")
+        self._reached("list_policies")
         return PolicyList(policies=[], load_errors=[], loaded_at=None)
 
-    def get_policy(self, name: str) -> PolicyOut | None:
-        self.calls.append("get_policy")
-        return None
+    def get_policy(self, name: str) -> PolicyOut:
+        self._reached("get_policy")
+        raise PolicyNotFound(name)
 
     def decisions(self, policy: str | None, limit: int) -> DecisionList:
-        self.calls.append("decisions")
+        self._reached("decisions")
         return DecisionList(decisions=[])
 
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
-        self.calls.append("evaluate")
-        raise ApiError(404, f"no policy named {name!r}")
+        self._reached("evaluate")
+        raise PolicyNotFound(name)
 
     def reload(self) -> ReloadOut:
-        self.calls.append("reload")
+        self._reached("reload")
         return ReloadOut(
             changed=False, added=[], updated=[], removed=[], kept_files=[], load_errors=[]
         )
 
     def alert(self, payload: dict[str, Any]) -> AlertOut:
-        self.calls.append("alert")
+        self._reached("alert")
         return AlertOut(received=len(payload["alerts"]), triggered=[])
 
     def readiness(self) -> str | None:
         self.calls.append("readiness")
-        return None
+        return self.not_ready
+
+    def role(self) -> Role:
+        self.calls.append("role")
+        return "leader"
+
+    def leader(self) -> LeaderOut:
+        self._reached("leader")
+        return LeaderOut(
+            ha=False, role="leader", replica="single", leader="single", epoch=None,
+            lease_expires_at=None, lease_ttl_seconds=None, problem=None,
+        )  # fmt: skip
 
     def metrics(self) -> tuple[bytes, str]:
         self.calls.append("metrics")
@@ -79,14 +100,19 @@ class Api:
 
 @pytest.fixture
 def serve_api() -> Iterator[Callable[..., Api]]:
-    """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=())` -> a running `Api`."""
+    """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=(), backend=None)` -> a
+    running `Api` (on a fresh `StubBackend` unless one is given)."""
     servers: list[HttpServer] = []
     sessions: list[requests.Session] = []
 
     def serve(
-        *, token: str | None = None, listen: str = "127.0.0.1:0", allowed_hosts: Sequence[str] = ()
+        *,
+        token: str | None = None,
+        listen: str = "127.0.0.1:0",
+        allowed_hosts: Sequence[str] = (),
+        backend: StubBackend | None = None,
     ) -> Api:
-        backend = StubBackend()
+        backend = backend or StubBackend()
         app = create_app(backend, token=token, listen=listen, allowed_hosts=allowed_hosts)
         server = HttpServer(app, listen)
         server.start()

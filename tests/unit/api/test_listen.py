@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.api.http import parse_listen
+from autoscaler.api.listen import parse_listen
 from autoscaler.config.service import env_flag
 from autoscaler.errors import AutoscalerError
 from autoscaler.service.run import check_exposure, read_token

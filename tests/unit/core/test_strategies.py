@@ -178,3 +178,12 @@ def test_apply_change(change: Change, current: int, expected: int) -> None:
 def test_unusable_input_raises_value_error(check: Check, value: float | None) -> None:
     with pytest.raises(ValueError, match="needs"):
         desired(check, value, current=3)
+
+
+def test_without_the_current_count_only_strategies_that_need_it_refuse() -> None:
+    assert desired(per_instance(10), 73.0, None).count == 8
+    assert desired(Check(name="f", strategy=Strategy.FIXED, count=3), None, None).count == 3
+    with pytest.raises(ValueError, match="needs the current count"):
+        desired(target_value(0.25), 0.5, None)
+    with pytest.raises(ValueError, match="needs the current count"):
+        desired(threshold(*ERROR_STEPS), 0.1, None)

@@ -22,6 +22,7 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.ports import ScalingTarget, StateStore
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import (
     NotLeader,
@@ -360,3 +361,140 @@ def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_co
     target = Recording(status_value=TargetStatus(count=2))
     _reconciler(FakeSource({"sum(load)": 60.0}), target, state).evaluate(_policy())
     assert seen == [T0]
+
+
+# --- grouped queries (templates) and checks carried over as unsupported ------------------
+
+
+@dataclass
+class GroupedSource(FakeSource):
+    """A source answering grouped queries from `series`, counting the calls."""
+
+    series: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+    grouped: list[tuple[str, float]] = field(default_factory=list)
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        self.grouped.append((promql, reuse))
+        return SeriesSet(query=promql, series=self.series.get(promql, []))
+
+
+GROUPED = "sum by (job) (rate(requests_total[2m]))"
+
+
+def _grouped_policy(job: str, **overrides: object) -> Policy:
+    check = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query=GROUPED,
+        target=10.0,
+        select=(("job", job),),
+    )
+    return _policy(name=job, target=AsgTarget(asg=job), checks=(check,), **overrides)
+
+
+def test_a_grouped_check_reads_its_own_series_reusable_for_one_interval() -> None:
+    source = GroupedSource(series={GROUPED: [({"job": "web"}, 80.0), ({"job": "api"}, 5.0)]})
+    target, state = FakeTarget(), MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(
+        _grouped_policy("web", interval=timedelta(seconds=10))
+    )
+    assert evaluation.decision.action is Action.UP
+    assert evaluation.decision.checks[0].value == 80.0
+    assert source.grouped == [(GROUPED, 10.0)]
+    assert source.asked == []  # no single-series query
+
+
+def test_a_target_missing_from_the_grouped_result_holds_and_never_scales_in() -> None:
+    source = GroupedSource(series={GROUPED: [({"job": "api"}, 0.0)]})
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("web"))
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.decision.desired == 6
+    assert "no series with job='web'" in (evaluation.decision.checks[0].error or "")
+    assert target.scaled == []
+
+
+def test_a_target_matched_by_several_series_fails_as_ambiguous() -> None:
+    source = GroupedSource(
+        series={GROUPED: [({"job": "web", "i": "1"}, 1.0), ({"job": "web", "i": "2"}, 1.0)]}
+    )
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("web"))
+    assert evaluation.decision.action is Action.HOLD
+    assert "ambiguous" in (evaluation.decision.checks[0].error or "")
+    assert target.scaled == []
+
+
+def test_an_unsupported_check_fails_every_time_without_a_query_and_blocks_scale_in() -> None:
+    unsupported = Check(
+        name="cpu",
+        strategy=Strategy.PASS_THROUGH,
+        query="avg_cpu",
+        unsupported="unsupported: the Nomad APM is not read here",
+    )
+    load = Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0)
+    source = FakeSource({"sum(load)": 10.0})
+    target = FakeTarget(status_value=TargetStatus(count=4))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(checks=(load, unsupported))
+    )
+    assert source.asked == ["sum(load)"]
+    assert evaluation.decision.action is Action.NONE  # 1 wanted, but scale-in is blocked
+    assert evaluation.decision.desired == 4
+    failed = evaluation.decision.checks[1]
+    assert failed.error == "unsupported: the Nomad APM is not read here"
+    assert any("scale-down blocked" in r for r in evaluation.decision.reasons)
+
+
+# --- the preview of a target that cannot be read (plan) -----------------------------------
+
+
+def _two_checks() -> tuple[Check, ...]:
+    return (
+        Check(name="load", strategy=Strategy.PER_INSTANCE, query="sum(load)", target=10.0),
+        Check(name="p95", strategy=Strategy.TARGET_VALUE, query="p95", target=0.25),
+        Check(name="floor", strategy=Strategy.FIXED, count=3),
+    )
+
+
+def test_a_preview_runs_every_check_when_the_target_cannot_be_read() -> None:
+    source = FakeSource({"sum(load)": 73.0, "p95": 0.5})
+    target = FakeTarget(status_value=TargetError("AccessDenied: not authorized"))
+    evaluation = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(checks=_two_checks()), dry_run=True, apply=False
+    )
+    d = evaluation.decision
+    assert (d.action, d.current, d.desired) == (Action.HOLD, None, None)
+    assert evaluation.error_kind == "target" and "AccessDenied" in (evaluation.error or "")
+    assert d.reasons[0] == evaluation.error
+    assert sorted(source.asked) == ["p95", "sum(load)"]
+    load, p95, floor = d.checks
+    assert (load.value, load.desired, load.error) == (73.0, 8, None)
+    assert (p95.value, p95.desired) == (0.5, None)
+    assert "needs the current count, which is unknown" in (p95.error or "")
+    assert (floor.desired, floor.error) == (3, None)
+    assert "the checks ask for at most 8 (8 within bounds 1..20)" in d.reasons[-1]
+    assert target.scaled == []
+
+
+def test_the_service_still_queries_nothing_for_a_target_it_cannot_read() -> None:
+    source = FakeSource({"sum(load)": 73.0, "p95": 0.5})
+    target = FakeTarget(status_value=TargetError("AccessDenied"))
+    state = MemoryStateStore()
+    evaluation = _reconciler(source, target, state).evaluate(_policy(checks=_two_checks()))
+    assert evaluation.decision.action is Action.HOLD
+    assert evaluation.decision.current is None and evaluation.decision.desired is None
+    assert source.asked == [] and target.scaled == []
+    assert all(c.desired is None for c in evaluation.decision.checks)
+
+
+def test_a_preview_shows_the_checks_of_a_target_that_is_not_ready() -> None:
+    source = FakeSource({"sum(load)": 73.0})
+    target = FakeTarget(status_value=TargetStatus(count=4, ready=False, not_ready_reason="busy"))
+    preview = _reconciler(source, target, MemoryStateStore()).evaluate(
+        _policy(), dry_run=True, apply=False
+    )
+    assert preview.decision.action is Action.HOLD and preview.decision.desired == 4
+    assert preview.decision.checks[0].value == 73.0
+    service = _reconciler(FakeSource(), target, MemoryStateStore()).evaluate(_policy())
+    assert service.decision.checks[0].value is None  # the service spares Prometheus

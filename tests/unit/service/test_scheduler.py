@@ -15,14 +15,23 @@ from typing import Any, cast
 
 import pytest
 
-from autoscaler.api.http import ApiError
-from autoscaler.core.model import Action, AsgTarget, Check, Decision, Memory, Policy, Strategy
+from autoscaler.core.model import (
+    Action,
+    AsgTarget,
+    Check,
+    Decision,
+    Memory,
+    Policy,
+    Source,
+    Strategy,
+)
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.errors import EvaluationFailed, PolicyNotFound, ServiceBusy, ShuttingDown
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
-from autoscaler.service.scheduler import Scheduler
+from autoscaler.service.scheduler import Scheduler, next_tick
 from autoscaler.service.telemetry import Telemetry
 from tests.support.net import wait_until
 
@@ -386,9 +395,8 @@ def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
         assert web.last_decision is not None
         assert web.last_decision.action == "hold"
         assert web.last_decision.reasons == [web.last_error]
-        with pytest.raises(ApiError) as failed:
+        with pytest.raises(EvaluationFailed, match="RuntimeError: reconciler bug"):
             controller.evaluate("web", preview=False)
-        assert failed.value.status == 500
     finally:
         controller.scheduler.stop()
         thread.join(5)
@@ -397,17 +405,57 @@ def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
 def test_a_refused_trigger_says_why(tmp_path: Path) -> None:
     controller = _controller(tmp_path)
     controller.registry.reload()  # a reload between swapping the registry and the scheduler
-    with pytest.raises(ApiError) as mid_swap:
+    with pytest.raises(ServiceBusy, match="try again") as mid_swap:
         controller.evaluate("web", preview=False)
-    assert mid_swap.value.status == 503
-    assert "try again" in mid_swap.value.detail
-    assert mid_swap.value.headers == {"Retry-After": "1"}
-    with pytest.raises(ApiError) as unknown:
+    assert mid_swap.value.retry_after == 1
+    with pytest.raises(PolicyNotFound, match="no policy named 'nope'"):
         controller.evaluate("nope", preview=False)
-    assert unknown.value.status == 404
     controller.scheduler.set_policies(controller.registry.policies())
     controller.scheduler.stop()
-    with pytest.raises(ApiError) as stopping:
+    with pytest.raises(ShuttingDown, match=r"^the service is shutting down$") as stopping:
         controller.evaluate("web", preview=False)
-    assert (stopping.value.status, stopping.value.detail) == (503, "the service is shutting down")
-    assert "Retry-After" not in stopping.value.headers
+    assert stopping.value.retry_after is None
+
+
+# --- policies of one template share ticks ---------------------------------------------------
+
+
+def _templated(name: str, line: int = 3, interval: float = 10.0) -> Policy:
+    check = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query="sum by (job) (x)",
+        target=1.0,
+        select=(("job", name),),
+    )
+    return Policy(
+        name=name,
+        target=AsgTarget(asg=name),
+        min=1,
+        max=5,
+        checks=(check,),
+        interval=timedelta(seconds=interval),
+        source=Source(file="policies/web.yaml", line=line),
+    )
+
+
+def test_policies_of_one_template_fall_due_together_on_its_ticks() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    policies = [_templated(f"job{i}") for i in range(20)]
+    scheduler = _stepped(recorder, policies, clock, jitter=0.5)
+    _advance(scheduler, clock, 95, step=0.25)
+    assert set(recorder.calls.values()) == {recorder.calls["job0"]}
+    assert recorder.calls["job0"] >= 9
+    ticks = Counter(at for _, at in recorder.started)
+    assert set(ticks.values()) == {20}  # every tick evaluates every target, nothing between
+    # Each run reads no answer older than its own tick (when it fell due): one per tick.
+    fresh = Counter(since for _, since in recorder.fresh)
+    assert None not in fresh and set(fresh.values()) == {20} and len(fresh) == len(ticks)
+
+
+def test_different_templates_tick_at_different_phases() -> None:
+    one, other = _templated("a", line=3), _templated("b", line=40)
+    assert next_tick(one, 1000.0) != next_tick(other, 1000.0)
+    assert next_tick(one, 1000.0) - 1000.0 >= 2.5  # at least a quarter interval ahead
+    assert next_tick(one, next_tick(one, 1000.0)) == pytest.approx(next_tick(one, 1000.0) + 10)

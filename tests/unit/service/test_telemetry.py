@@ -1,14 +1,17 @@
-"""The service's own metrics: Prometheus naming conventions, what an evaluation records, and
-a Grafana dashboard that only uses metrics that exist."""
+"""The service's own metrics: Prometheus naming conventions (and `promtool check metrics`),
+what an evaluation records, per-check series bounded by the loaded policies, and a Grafana
+dashboard that only uses metrics that exist."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import promql_parser
 import pytest
@@ -20,6 +23,7 @@ from autoscaler.core.model import (
     CheckResult,
     Decision,
     ForecastReading,
+    ForecastSettings,
     Policy,
     Strategy,
 )
@@ -28,6 +32,8 @@ from autoscaler.service.telemetry import Telemetry
 
 DASHBOARD = Path(__file__).parents[3] / "dashboards" / "autoscaler.json"
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+# The standard collectors' families (prometheus_client's process, platform and GC ones).
+STANDARD = ("process_", "python_")
 
 
 def _families(telemetry: Telemetry) -> dict[str, str]:
@@ -45,7 +51,12 @@ def test_every_metric_follows_prometheus_naming() -> None:
     telemetry = Telemetry()
     families = _families(telemetry)
     assert families
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= set(
+        families
+    )
     for name, kind in families.items():
+        if name.startswith(STANDARD):
+            continue
         assert name.startswith("autoscaler_"), name
         assert SNAKE.match(name), name
         assert name.endswith("_total") == (kind == "counter"), name
@@ -59,9 +70,16 @@ def test_every_metric_follows_prometheus_naming() -> None:
             assert all(SNAKE.match(label) for label in sample.labels), sample
 
 
-def _evaluation(action: Action, *, dry_run: bool = False, error: str | None = None) -> Evaluation:
+def _evaluation(
+    action: Action,
+    *,
+    dry_run: bool = False,
+    error: str | None = None,
+    policy: str = "web",
+    checks: tuple[CheckResult, ...] = (),
+) -> Evaluation:
     decision = Decision(
-        policy="web",
+        policy=policy,
         target="aws-asg:web",
         time=datetime.now(UTC),
         current=2,
@@ -69,6 +87,7 @@ def _evaluation(action: Action, *, dry_run: bool = False, error: str | None = No
         action=action,
         dry_run=dry_run,
         reasons=("because",),
+        checks=checks,
     )
     return Evaluation(
         decision=decision,
@@ -76,7 +95,7 @@ def _evaluation(action: Action, *, dry_run: bool = False, error: str | None = No
         error_kind="source" if error else None,
         scaled=action is Action.UP and not dry_run,
         duration=0.2,
-        query_seconds=(("p95", 0.01),),
+        query_seconds=tuple((c.name, 0.01) for c in checks) or (("p95", 0.01),),
     )
 
 
@@ -87,8 +106,8 @@ def test_an_evaluation_updates_counts_durations_and_actions() -> None:
     value = telemetry.registry.get_sample_value
     assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) == 1
     assert value("autoscaler_evaluations_total", {"policy": "web", "result": "error"}) == 1
-    assert value("autoscaler_current_count", {"policy": "web"}) == 2
-    assert value("autoscaler_desired_count", {"policy": "web"}) == 4
+    assert value("autoscaler_current_capacity", {"policy": "web"}) == 2
+    assert value("autoscaler_desired_capacity", {"policy": "web"}) == 4
     up = {"policy": "web", "direction": "up"}
     assert value("autoscaler_scaling_actions_total", {**up, "dry_run": "false"}) == 1
     assert value("autoscaler_scaling_actions_total", {**up, "dry_run": "true"}) == 1
@@ -111,14 +130,14 @@ def test_a_forecast_is_exported_with_its_lead_and_error_and_forgotten_with_its_p
     telemetry.observe(evaluation)
     value = telemetry.registry.get_sample_value
     labels = {"policy": "web", "check": "rps"}
-    assert value("autoscaler_check_forecast", labels) == 83.0
+    assert value("autoscaler_check_forecast_value", labels) == 83.0
     assert value("autoscaler_check_forecast_lead_seconds", labels) == 150.0
     assert value("autoscaler_check_forecast_error_ratio", labels) == 0.12
     none = replace(check, forecast=ForecastReading(value=None, lead=reading.lead, reason="new"))
     telemetry.observe(replace(evaluation, decision=replace(evaluation.decision, checks=(none,))))
-    assert math.isnan(value("autoscaler_check_forecast", labels) or 0.0)
+    assert math.isnan(value("autoscaler_check_forecast_value", labels) or 0.0)
     telemetry.loaded([], problems=0, removed=["web"])
-    assert value("autoscaler_check_forecast", labels) is None
+    assert value("autoscaler_check_forecast_value", labels) is None
     assert value("autoscaler_check_forecast_lead_seconds", labels) is None
 
 
@@ -147,7 +166,7 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
     assert value("autoscaler_policies_loaded") == 1
     assert value("autoscaler_policy_load_errors") == 2
     assert value("autoscaler_reloads_total", {"result": "failure"}) == 1
-    assert value("autoscaler_current_count", {"policy": "web"}) is None
+    assert value("autoscaler_current_capacity", {"policy": "web"}) is None
     assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) == 1
 
 
@@ -176,8 +195,149 @@ def test_a_policy_that_never_succeeds_still_ages_for_the_staleness_alert() -> No
     )
 
 
+def _policy(name: str, *checks: str) -> Policy:
+    return Policy(
+        name=name,
+        target=AsgTarget(asg=name),
+        min=1,
+        max=9,
+        checks=tuple(Check(name=c, strategy=Strategy.FIXED, count=1) for c in checks),
+    )
+
+
+def _result(name: str, value: float | None, desired: int | None) -> CheckResult:
+    error = None if value is not None else "no series"
+    return CheckResult(name=name, query="q", value=value, desired=desired, error=error)
+
+
+def test_each_check_exports_its_value_and_desired_count() -> None:
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95", "queue")], problems=0, removed=[])
+    checks = (_result("p95", 0.41, 7), _result("queue", None, None))
+    telemetry.observe(_evaluation(Action.UP, checks=checks))
+    value = telemetry.registry.get_sample_value
+    assert value("autoscaler_check_value", {"policy": "web", "check": "p95"}) == 0.41
+    assert value("autoscaler_check_desired_capacity", {"policy": "web", "check": "p95"}) == 7
+    # A failed check shows a gap (NaN), never its last good value as if it were current.
+    failed = {"policy": "web", "check": "queue"}
+    assert math.isnan(value("autoscaler_check_value", failed) or 0.0)
+    assert math.isnan(value("autoscaler_check_desired_capacity", failed) or 0.0)
+
+
+def _series(telemetry: Telemetry, name: str) -> set[tuple[str, str]]:
+    return {
+        (s.labels["policy"], s.labels["check"])
+        for family in telemetry.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95", "queue"), _policy("api", "rps")], 0, removed=[])
+    web = (_result("p95", 1, 2), _result("queue", 3, 4))
+    telemetry.observe(_evaluation(Action.NONE, checks=web))
+    telemetry.observe(_evaluation(Action.NONE, policy="api", checks=(_result("rps", 5, 6),)))
+    everything = {("web", "p95"), ("web", "queue"), ("api", "rps")}
+    assert _series(telemetry, "autoscaler_check_value") == everything
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=["api"])  # queue dropped too
+    for name in [
+        "autoscaler_check_value",
+        "autoscaler_check_desired_capacity",
+        "autoscaler_query_duration_seconds_count",
+    ]:
+        assert _series(telemetry, name) == {("web", "p95")}, name
+
+
+def test_an_evaluation_of_a_replaced_version_adds_no_series_back() -> None:
+    """An evaluation still running during a reload must not resurrect a removed check."""
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    late = _evaluation(Action.NONE, checks=(_result("p95", 1, 2), _result("gone", 3, 4)))
+    telemetry.observe(late)
+    assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
+    assert _series(telemetry, "autoscaler_query_duration_seconds_count") == {("web", "p95")}
+
+
+def test_a_reload_that_drops_a_checks_forecast_drops_its_forecast_series() -> None:
+    forecasting = replace(
+        _policy("web", "rps"),
+        checks=(Check(name="rps", strategy=Strategy.PASS_THROUGH, query="q", forecast=None),),
+    )
+    settings = ForecastSettings()
+    with_forecast = replace(
+        forecasting, checks=(replace(forecasting.checks[0], forecast=settings),)
+    )
+    telemetry = Telemetry()
+    telemetry.loaded([with_forecast], problems=0, removed=[])
+    reading = ForecastReading(value=83.0, lead=timedelta(seconds=150), error=0.12)
+    result = replace(_result("rps", 50.0, 50), forecast=reading)
+    telemetry.observe(_evaluation(Action.NONE, checks=(result,)))
+    assert _series(telemetry, "autoscaler_check_forecast_value") == {("web", "rps")}
+    telemetry.loaded([forecasting], problems=0, removed=[])
+    for name in [
+        "autoscaler_check_forecast_value",
+        "autoscaler_check_forecast_lead_seconds",
+        "autoscaler_check_forecast_error_ratio",
+    ]:
+        assert _series(telemetry, name) == set(), name
+    assert _series(telemetry, "autoscaler_check_value") == {("web", "rps")}
+
+
+def _exposition_of_a_busy_controller() -> str:
+    telemetry = Telemetry()
+    telemetry.watch_queries(lambda: (3, 1))
+    telemetry.watch_state(lambda: True)
+    telemetry.loaded([_policy("web", "p95", "queue")], problems=1, removed=[])
+    forecast = ForecastReading(value=0.5, lead=timedelta(minutes=3), error=None)
+    checks = (replace(_result("p95", 0.41, 7), forecast=forecast), _result("queue", None, None))
+    telemetry.observe(_evaluation(Action.UP, checks=checks))
+    telemetry.observe(_evaluation(Action.UP, dry_run=True, error="boom", checks=checks))
+    telemetry.crashed("web")
+    telemetry.alerts.labels("firing").inc()
+    telemetry.triggered.labels("web", "alert").inc()
+    telemetry.notified("sent")
+    telemetry.notified("dropped")
+    return telemetry.render()[0].decode()
+
+
+def _promtool(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
+    """`promtool check metrics` (Prometheus' own linter) reports every convention we break."""
+    text = _exposition_of_a_busy_controller()
+    assert "autoscaler_check_value" in text
+    assert "autoscaler_check_forecast_error_ratio" in text
+    assert "process_resident_memory_bytes" in text
+    lint = _promtool(text)
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+
+
+def test_promtool_would_flag_a_gauge_named_like_a_histogram_count() -> None:
+    """The lint test above is worth something: the old `_count` gauge names fail it."""
+    text = "# HELP autoscaler_current_count x\n# TYPE autoscaler_current_count gauge\n"
+    text += 'autoscaler_current_count{policy="web"} 2\n'
+    lint = _promtool(text)
+    assert lint.returncode != 0
+    assert '"_count" suffix' in lint.stdout + lint.stderr
+
+
+def _dashboard() -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(DASHBOARD.read_text()))
+
+
 def _dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard = _dashboard()
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [a["expr"] for a in dashboard["annotations"]["list"]]
     return exprs
@@ -190,12 +350,47 @@ def test_the_dashboard_queries_parse_and_use_existing_metrics(expr: str) -> None
         expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$policy", ".*")
     )
     promql_parser.parse(concrete)
-    for used in re.findall(r"\bautoscaler_[a-z0-9_]+", expr):
+    for used in re.findall(r"\b(?:autoscaler|process|python)_[a-z0-9_]+", expr):
         base = re.sub(r"_(bucket|sum|count)$", "", used)
         assert used in names or base in names, used
 
 
 def test_the_dashboard_covers_every_metric() -> None:
     used = " ".join(_dashboard_exprs())
-    missing = [n for n in _families(Telemetry()) if n not in used and n != "autoscaler_build_info"]
+    missing = [
+        n
+        for n in _families(Telemetry())
+        if n not in used and n != "autoscaler_build_info" and not n.startswith(STANDARD)
+    ]
     assert missing == []
+
+
+def test_the_dashboard_overlays_each_checks_value_with_the_counts() -> None:
+    """One panel per policy (a repeat over `$policy`) with the checks and both counts."""
+    dashboard = _dashboard()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    overlays = [
+        p for p in dashboard["panels"] if "autoscaler_check_value" in json.dumps(p.get("targets"))
+    ]
+    assert len(overlays) == 1
+    panel = overlays[0]
+    assert variables[panel["repeat"]]["multi"] is True
+    exprs = " ".join(t["expr"] for t in panel["targets"])
+    for name in [
+        "autoscaler_check_value",
+        "autoscaler_check_desired_capacity",
+        "autoscaler_current_capacity",
+        "autoscaler_desired_capacity",
+    ]:
+        assert f'{name}{{policy=~"$policy"}}' in exprs, name
+
+
+def test_the_dashboard_panels_do_not_overlap() -> None:
+    taken: dict[tuple[int, int], int] = {}
+    for panel in _dashboard()["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in taken, (panel["id"], taken[(x, y)])
+                taken[(x, y)] = panel["id"]

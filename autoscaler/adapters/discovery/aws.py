@@ -1,0 +1,99 @@
+"""AWS as a discovery source: the Auto Scaling Groups of a region that carry given tags.
+
+One `DescribeAutoScalingGroups` call per page of 100 groups, filtered by AWS on the tags
+(`tag:KEY = VALUE`), through the client every ASG target of that region already shares
+(`aws_asg.shared_client`). Each group comes back with all its tags, so the overrides
+(`autoscaler:min`, ...) need no second call. AWS has no change feed for tags: the service
+polls this, with backoff while it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.targets.aws_asg import PERMISSION_CODES, shared_client
+from autoscaler.core.discovered import AsgGroup
+from autoscaler.errors import DiscoveryError, TargetError
+from autoscaler.redact import scrub
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+
+PAGE = 100  # DescribeAutoScalingGroups returns at most 100 groups per call
+
+
+class AsgDiscovery:
+    """Lists the Auto Scaling Groups of one region that carry every given tag."""
+
+    def __init__(
+        self,
+        region: str | None,
+        *,
+        client: AutoScalingClient | None = None,
+        deadline: float = 10.0,
+    ) -> None:
+        self._region = region
+        self._client = client
+        self._deadline = deadline
+
+    def __repr__(self) -> str:
+        return f"AsgDiscovery(region={self._region!r})"
+
+    def groups(self, tags: Mapping[str, str]) -> list[AsgGroup]:
+        """Every group whose tags include all of `tags`, with all its tags.
+
+        Raises `DiscoveryError` when AWS cannot be read (no credentials, a missing
+        permission, throttling, an unreachable endpoint).
+        """
+        where = f"region {self._region or '(from the environment)'}"
+        try:
+            client = self._client or shared_client(self._region, self._deadline)
+            filters: Any = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
+            found: list[AsgGroup] = []
+            token: str | None = None
+            while True:
+                extra: Any = {"NextToken": token} if token else {}
+                page = client.describe_auto_scaling_groups(
+                    Filters=filters, MaxRecords=PAGE, **extra
+                )
+                for group in page["AutoScalingGroups"]:
+                    found.append(
+                        AsgGroup(
+                            name=group["AutoScalingGroupName"],
+                            region=self._region,
+                            tags={t["Key"]: t.get("Value", "") for t in group.get("Tags", [])},
+                        )
+                    )
+                token = page.get("NextToken")
+                if not token:
+                    break
+        except TargetError as exc:  # the client could not be built (configuration)
+            raise DiscoveryError(f"Auto Scaling Groups of {where}: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise DiscoveryError(_message(exc, where)) from exc
+        return found
+
+
+def _message(exc: Exception, where: str) -> str:
+    exhausted = out_of_resources(exc)
+    if exhausted is not None:
+        return f"DescribeAutoScalingGroups in {where}: {exhausted}"
+    if isinstance(exc, NoCredentialsError):
+        return (
+            f"DescribeAutoScalingGroups in {where}: no AWS credentials found; configure the "
+            "standard chain (environment, shared files, or an instance role)"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, text = error.get("Code", "Unknown"), scrub(error.get("Message", ""))
+        if code in PERMISSION_CODES:
+            return (
+                f"DescribeAutoScalingGroups in {where} was denied: grant the IAM action "
+                f"autoscaling:DescribeAutoScalingGroups ({code}: {text})"
+            )
+        return f"DescribeAutoScalingGroups in {where} failed: {code}: {text}"
+    return scrub(f"DescribeAutoScalingGroups in {where} failed: {type(exc).__name__}: {exc}")

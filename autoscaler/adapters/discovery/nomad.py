@@ -1,0 +1,321 @@
+"""Nomad as a discovery source: task groups that opt in by `meta`, and Nomad's scaling policies.
+
+Both lists are read with Nomad's blocking queries: given the `index` of the last answer,
+Nomad holds the request until something changes (or `wait` passes), so a watcher sees a
+change within moments and costs nothing while nothing changes. Everything is read in every
+namespace the token may read (`namespace=*`).
+
+Job stubs carry neither group names' meta nor group meta, so each job is read once, and
+again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
+a few at a time. A scaling policy is read again only when its `ModifyIndex` moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import nomad.api
+import requests
+from nomad.api.exceptions import BaseNomadException
+
+from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.targets.nomad import NomadSettings, shared_session
+from autoscaler.adapters.targets.nomad_errors import NETWORK_ERRORS, redact_address, scrub, short
+from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
+from autoscaler.errors import DiscoveryError
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+READERS = 8  # jobs or policies read at once
+_SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
+
+
+@dataclass(frozen=True)
+class Listing(Generic[_T]):
+    """What a list returned, and Nomad's index for it: pass it back to wait for a change."""
+
+    items: tuple[_T, ...]
+    index: int
+
+
+class NomadDiscovery:
+    """Lists task groups (with their meta) and scaling policies from one Nomad cluster."""
+
+    def __init__(self, settings: NomadSettings, *, session: requests.Session | None = None) -> None:
+        self._settings = settings
+        self._shown = redact_address(settings.address)
+        common: dict[str, Any] = {
+            "address": settings.address.rstrip("/"),
+            "token": settings.token,
+            "timeout": settings.timeout,
+            "verify": settings.verify(),
+            "cert": settings.cert(),
+            "session": session if session is not None else shared_session(settings),
+        }
+        self._jobs = nomad.api.Jobs(**common)
+        self._job = nomad.api.Job(**common)
+        self._scaling = nomad.api.Scaling(**common)
+        self._lock = threading.Lock()
+        self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
+        self._policy_cache: dict[str, tuple[int, NomadScalingPolicy]] = {}
+
+    def __repr__(self) -> str:
+        return f"NomadDiscovery({self._shown!r})"
+
+    # --- task groups -----------------------------------------------------------------------
+
+    def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+        """Every task group of the running service jobs, with job meta overlaid by group meta.
+
+        With `index` > 0, waits (up to `wait` seconds) until Nomad's job list changes past
+        it. Raises `DiscoveryError` when Nomad cannot be read.
+        """
+        stubs, new_index = self._list(self._jobs, (), "list-jobs", index=index, wait=wait)
+        wanted: dict[tuple[str, str], int] = {}
+        for stub in stubs:
+            if _scalable(stub):
+                key = (str(stub.get("Namespace") or "default"), str(stub["ID"]))
+                wanted[key] = int(stub.get("JobModifyIndex") or stub.get("ModifyIndex") or 0)
+        with self._lock:
+            stale = [k for k, v in wanted.items() if self._job_cache.get(k, (-1,))[0] != v]
+        read = self._read_all(stale, self._read_job)
+        with self._lock:
+            for key, groups in read.items():
+                self._job_cache[key] = (wanted[key], groups)
+            for key in [k for k in self._job_cache if k not in wanted]:
+                del self._job_cache[key]
+            found = [
+                g for k in sorted(wanted) if k in self._job_cache for g in self._job_cache[k][1]
+            ]
+        return Listing(tuple(found), new_index)
+
+    def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
+        namespace, job_id = key
+        job = self._get(self._job, (quote(job_id, safe=""),), "read-job", namespace=namespace)
+        if job is None or job.get("Stop") or job.get("Periodic") or job.get("ParameterizedJob"):
+            return ()
+        job_meta = _meta(job.get("Meta"))
+        return tuple(
+            NomadGroup(
+                namespace=namespace,
+                job=job_id,
+                group=str(group.get("Name")),
+                meta={**job_meta, **_meta(group.get("Meta"))},
+                region=self._settings.region,
+            )
+            for group in job.get("TaskGroups") or []
+            if group.get("Name")
+        )
+
+    # --- scaling policies ----------------------------------------------------------------
+
+    def scaling_policies(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadScalingPolicy]:
+        """Nomad's horizontal scaling policies of task groups (jobs' `scaling` blocks).
+
+        With `index` > 0, waits (up to `wait` seconds) for a change past it. Raises
+        `DiscoveryError` when Nomad cannot be read.
+        """
+        stubs, new_index = self._list(
+            self._scaling,
+            ("policies",),
+            "list-scaling-policies",
+            index=index,
+            wait=wait,
+            extra={"type": "horizontal"},
+        )
+        wanted: dict[str, tuple[int, str]] = {}
+        for stub in stubs:
+            target = stub.get("Target") or {}
+            if stub.get("Type", "horizontal") == "horizontal" and target.get("Job"):
+                namespace = str(target.get("Namespace") or "default")
+                wanted[str(stub["ID"])] = (int(stub.get("ModifyIndex") or 0), namespace)
+        with self._lock:
+            stale = [
+                (pid, ns)
+                for pid, (mi, ns) in wanted.items()
+                if self._policy_cache.get(pid, (-1,))[0] != mi
+            ]
+        read = self._read_all(stale, self._read_policy)
+        with self._lock:
+            for (pid, _), policy in read.items():
+                if policy is not None:
+                    self._policy_cache[pid] = (wanted[pid][0], policy)
+            for pid in [p for p in self._policy_cache if p not in wanted]:
+                del self._policy_cache[pid]
+            found = [self._policy_cache[p][1] for p in sorted(wanted) if p in self._policy_cache]
+        return Listing(tuple(found), new_index)
+
+    def _read_policy(self, key: tuple[str, str]) -> NomadScalingPolicy | None:
+        policy_id, namespace = key
+        answer = self._get(
+            self._scaling,
+            ("policy", quote(policy_id, safe="")),
+            "read-scaling-policy",
+            namespace=namespace,
+        )
+        if not isinstance(answer, dict):
+            return None
+        return NomadScalingPolicy(
+            id=str(answer.get("ID") or policy_id),
+            type=str(answer.get("Type") or "horizontal"),
+            enabled=bool(answer.get("Enabled", True)),
+            min=_int(answer.get("Min")),
+            max=_int(answer.get("Max")),
+            target={str(k): str(v) for k, v in (answer.get("Target") or {}).items()},
+            policy=dict(answer.get("Policy") or {}),
+            modify_index=int(answer.get("ModifyIndex") or 0),
+        )
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _read_all(self, keys: Iterable[_K], read: Callable[[_K], _R | None]) -> dict[_K, _R]:
+        """`read(key)` for every key, a few at a time; a key gone meanwhile is left out."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(READERS, len(keys))) as pool:
+            results = list(pool.map(read, keys))
+        return {k: r for k, r in zip(keys, results, strict=True) if r is not None}
+
+    def _list(
+        self,
+        api: Any,
+        parts: tuple[str, ...],
+        capability: str,
+        *,
+        index: int,
+        wait: float,
+        extra: Mapping[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        params = {"namespace": "*", **(extra or {})}
+        timeout = self._settings.timeout
+        if index > 0 and wait > 0:
+            params.update({"index": str(index), "wait": f"{int(wait * 1000)}ms"})
+            timeout += wait * 17 / 16  # Nomad adds up to wait/16 of jitter
+        response = self._send(api, parts, capability, params, timeout, namespace="*")
+        body = _json(response, self._shown)
+        if not isinstance(body, list):
+            path = _path(api, parts)
+            raise DiscoveryError(f"Nomad at {self._shown} answered {path} with no list")
+        try:
+            new_index = int(response.headers.get("X-Nomad-Index", "0"))
+        except ValueError:
+            new_index = 0
+        return [s for s in body if isinstance(s, dict) and s.get("ID")], new_index
+
+    def _get(self, api: Any, parts: tuple[str, ...], capability: str, *, namespace: str) -> Any:
+        """GET one object as JSON; None when Nomad says it is not there (404)."""
+        try:
+            response = self._send(
+                api,
+                parts,
+                capability,
+                {"namespace": namespace},
+                self._settings.timeout,
+                namespace=namespace,
+                single=True,
+            )
+        except _NotFound:
+            return None
+        return _json(response, self._shown)
+
+    def _send(
+        self,
+        api: Any,
+        parts: tuple[str, ...],
+        capability: str,
+        params: dict[str, str],
+        timeout: float,
+        *,
+        namespace: str,
+        single: bool = False,
+    ) -> requests.Response:
+        if self._settings.region:
+            params["region"] = self._settings.region
+        try:
+            response: requests.Response = api.request(
+                *parts, method="get", params=params, timeout=timeout
+            )
+        except BaseNomadException as exc:
+            raise self._error(exc, _path(api, parts), capability, namespace, single) from None
+        return response
+
+    def _error(
+        self, exc: BaseNomadException, path: str, capability: str, namespace: str, single: bool
+    ) -> Exception:
+        """Our error for python-nomad's; `_NotFound` for a single object that is gone."""
+        address = self._shown
+        exhausted = out_of_resources(exc)
+        if exhausted is not None:
+            return DiscoveryError(f"cannot reach Nomad at {address}: {exhausted}")
+        answer = exc.nomad_resp
+        if not isinstance(answer, requests.Response):
+            cause = short(answer, self._settings.address)
+            if isinstance(answer, NETWORK_ERRORS):
+                return DiscoveryError(f"Nomad at {address} unreachable ({path}): {cause}")
+            return DiscoveryError(f"cannot call Nomad at {address} ({path}): {cause}")
+        status = answer.status_code
+        text = scrub(answer.text.strip(), self._settings.address)[:300]
+        if status == 404 and single:
+            return _NotFound(path)
+        if status == 403:
+            where = "every namespace" if namespace == "*" else f"namespace {namespace!r}"
+            return DiscoveryError(
+                f"Nomad refused GET {path} ({text}): the token needs the '{capability}' "
+                f"capability in {where}"
+            )
+        return DiscoveryError(f"Nomad answered GET {path} with HTTP {status}: {text}")
+
+
+class _NotFound(Exception):
+    """A job or policy that disappeared between the list and the read."""
+
+
+_K = TypeVar("_K")
+_R = TypeVar("_R")
+
+
+def _scalable(stub: Mapping[str, Any]) -> bool:
+    """A running service job, not periodic nor parameterized (those launch child jobs)."""
+    return (
+        stub.get("Type", "service") in _SCALABLE_TYPES
+        and not stub.get("Stop")
+        and not stub.get("Periodic")
+        and not stub.get("ParameterizedJob")
+        and not stub.get("ParentID")
+    )
+
+
+def _meta(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(response: requests.Response, shown: str) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise DiscoveryError(f"Nomad at {shown} sent a non-JSON answer") from None
+
+
+def _path(api: Any, parts: tuple[str, ...]) -> str:
+    return "/".join(("/v1", str(api.ENDPOINT), *parts))

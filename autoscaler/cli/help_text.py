@@ -1,0 +1,92 @@
+"""What `--help` shows after the flags: examples and exit codes, per command.
+
+One table of exit codes per command, so the help, the README and the code agree
+(tests/unit/cli/test_help.py checks each command's help shows them).
+"""
+
+from __future__ import annotations
+
+EXAMPLES: dict[str | None, tuple[str, ...]] = {
+    None: (
+        "autoscaler validate policies/",
+        "autoscaler plan policies/ -o wide",
+        "autoscaler run --config /etc/autoscaler/autoscaler.yaml",
+        "autoscaler completion bash > /etc/bash_completion.d/autoscaler",
+    ),
+    "validate": (
+        "autoscaler validate policies/",
+        "autoscaler validate web.yaml api.yaml --config autoscaler.yaml",
+    ),
+    "plan": (
+        "autoscaler plan policies/ --prometheus-url http://prometheus:9090",
+        "autoscaler plan -o json --state /var/lib/autoscaler/state.db | jq '.[].reasons'",
+        "autoscaler plan -o wide --config autoscaler.yaml",
+        "autoscaler plan --detailed-exitcode || [ $? -eq 2 ]   # CI: fail unless 0 or 2",
+    ),
+    "run": (
+        "autoscaler run policies/ --state /var/lib/autoscaler/state.db",
+        "autoscaler run --config /etc/autoscaler/autoscaler.yaml",
+        "autoscaler run policies/ --once --dry-run",
+    ),
+    "schema": (
+        "autoscaler schema > policy.schema.json",
+        "autoscaler schema --config > config.schema.json",
+    ),
+    "completion": (
+        "autoscaler completion bash > /etc/bash_completion.d/autoscaler",
+        'autoscaler completion zsh > "${fpath[1]}/_autoscaler"',
+    ),
+}
+
+_USAGE = (2, "bad usage: a flag, or an AUTOSCALER_*/NOMAD_* variable, with a bad value")
+EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
+    None: (
+        (0, "success"),
+        (1, "invalid input (policy files; with `plan --detailed-exitcode`, any)"),
+        _USAGE,
+        (3, "some policy could not be evaluated"),
+        (4, "startup or configuration problem (config file, settings, state database)"),
+    ),
+    "validate": (
+        (0, "every policy file is valid"),
+        (1, "some policy file or the config file is invalid (one FILE:LINE: FIELD: line each)"),
+        _USAGE,
+    ),
+    "plan": (
+        (0, "every policy was evaluated (a failed check holds its policy; stderr names it)"),
+        (1, "some policy file is invalid (the valid ones are still planned)"),
+        _USAGE,
+        (3, "some policy could not be evaluated (target unreadable, Prometheus unreachable)"),
+        (4, "bad config file or settings, or a --state that is not a state database"),
+        ("with --detailed-exitcode (terraform's convention):", ""),
+        (0, "no policy would scale"),
+        (2, "some policy would scale"),
+        (3, "a check or a target failed"),
+        (1, "any invalid input: policy or config file, usage, settings"),
+    ),
+    "run": (
+        (0, "stopped by SIGTERM/SIGINT; with --once, every policy was evaluated"),
+        (1, "with --once: some policy file is invalid (the valid ones still applied)"),
+        _USAGE,
+        (3, "with --once: some policy could not be evaluated"),
+        (4, "startup problem: config file, settings, state database locked or broken, "),
+        ("", "token file, listen address, an API beyond loopback without a token"),
+    ),
+    "schema": ((0, "the schema is printed"),),
+    "completion": ((0, "the script is printed"), _USAGE),
+}
+
+
+def epilog(command: str | None) -> str:
+    """The examples and exit codes of `command` (None: the top-level command)."""
+    lines = ["examples:"]
+    lines += [f"  {example}" for example in EXAMPLES.get(command, ())]
+    lines += ["", "exit codes:"]
+    for code, meaning in EXIT_CODES.get(command, ()):
+        if isinstance(code, int):
+            lines.append(f"  {code:<4} {meaning}")
+        elif code:
+            lines.append(f"  {code}")
+        else:
+            lines.append(f"       {meaning}")
+    return "\n".join(lines)

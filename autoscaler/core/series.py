@@ -1,0 +1,85 @@
+"""Every series of one instant query, read by many checks: each picks its own series by labels.
+
+A policy template's check runs one grouped query (`sum by (job) (...)`) for all of its
+targets, and each target reads the series whose labels match its `group_by`. The answer is
+parsed once per tick into a `SeriesSet` and handed to every target; `pick` looks a target's
+series up in an index built once per set of label names, so 10,000 targets cost 10,000
+dictionary lookups, not 10,000 scans. The rules are those of a single-series check: no
+series, several series, NaN or ±Inf fail the check (it never counts as zero), and that
+failure is the target's own: the others read their series as usual.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.errors import QueryError
+
+Labels = Mapping[str, str]
+Select = tuple[tuple[str, str], ...]
+
+_SHOWN = 3
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesSet:
+    """The series of one instant query: `(labels, value)` pairs, values as floats (NaN too)."""
+
+    query: str
+    series: Sequence[tuple[Labels, float]]
+    # label names -> {label values -> positions in `series`}; filled on first use.
+    _indexes: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def pick(self, select: Select) -> float:
+        """The finite value of the one series whose labels include every `select` pair.
+
+        Raises `QueryError` when no series matches, several do (ambiguous), or the value is
+        NaN or ±Inf.
+        """
+        names = tuple(name for name, _ in select)
+        wanted = tuple(value for _, value in select)
+        found = self._index(names).get(wanted, [])
+        shown = ", ".join(f"{name}={value!r}" for name, value in select)
+        if not found:
+            raise QueryError(
+                f"no series with {shown} among the {len(self.series)} of the grouped query "
+                f"{self.query!r} (no data for this target: is it exported under these labels?)"
+            )
+        if len(found) > 1:
+            listed = "; ".join(_format(self.series[i][0]) for i in found[:_SHOWN])
+            more = f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else ""
+            raise QueryError(
+                f"{len(found)} series match {shown} in the grouped query {self.query!r} "
+                f"({listed}{more}): ambiguous; aggregate by the group_by labels "
+                "(e.g. sum by (...)) so each target has exactly one series"
+            )
+        value = self.series[found[0]][1]
+        if math.isnan(value):
+            raise QueryError(f"the series with {shown} of {self.query!r} is NaN")
+        if math.isinf(value):
+            raise QueryError(f"the series with {shown} of {self.query!r} is {value}")
+        return value
+
+    def _index(self, names: tuple[str, ...]) -> dict[tuple[str | None, ...], list[int]]:
+        index = self._indexes.get(names)
+        if index is None:
+            # Two threads may build it at once: both get the same index, one is kept.
+            index = {}
+            for position, (labels, _) in enumerate(self.series):
+                key = tuple(labels.get(name) for name in names)
+                index.setdefault(key, []).append(position)
+            self._indexes[names] = index
+        return index
+
+
+def _format(labels: Labels) -> str:
+    name = labels.get("__name__", "")
+    pairs = ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{pairs}}}"

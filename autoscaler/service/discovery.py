@@ -1,0 +1,380 @@
+"""Discovery: watch the sources the templates need, and turn what they find into policies.
+
+    Nomad jobs ──(blocking queries)──┐
+    Nomad scaling policies ──────────┼─> last good result per source ─> expand templates,
+    AWS ASGs by tags ──(polling)─────┘        (+ why a source fails)     translate Nomad's
+                                                                          policies -> registry
+
+Which sources run follows the templates in force (`for_each: nomad` -> Nomad's job list;
+`for_each: aws_asg` -> one poll per region and tag set) and `--nomad-scaling-policies`.
+Nomad is watched with blocking queries (a change is seen within moments; at most one pass
+per `min_gap` seconds, so a burst of job updates costs one pass); AWS has no change feed
+and is polled every `poll` seconds. A source that fails keeps its last good result in
+force and the failure becomes a problem (API, logs) saying since when and why; the next
+try comes after a backoff that doubles up to `max_backoff`.
+
+`Discovery` is the registry's `discover` callback: given the templates in force, it gives
+one pseudo-file per discovered target (see `service.registry`). Expansions are cached per
+target and template, so a change to one job re-expands one policy, not 10,000.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoscaler.adapters.discovery.nomad import NomadDiscovery
+from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.config.connections import Settings
+from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
+from autoscaler.core.model import Policy
+from autoscaler.errors import AutoscalerError, Problem
+from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.expansion import expand
+from autoscaler.policy.loader import FileLoad, LoadResult, load_data
+from autoscaler.policy.nomad_autoscaler import blocks, policy_from_nomad, policy_name
+from autoscaler.policy.templates import Template
+from autoscaler.service.registry import DISCOVERED
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.discovery.aws import AsgDiscovery
+
+log = logging.getLogger("autoscaler.discovery")
+
+NOMAD_JOBS = "Nomad jobs"
+NOMAD_POLICIES = "Nomad scaling policies"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryConfig:
+    """Which sources beyond the templates' to read, and how often."""
+
+    nomad_scaling_policies: bool = False  # run the policies of jobs' `scaling` blocks
+    wait: float = 60.0  # longest a Nomad blocking query waits
+    poll: float = 30.0  # seconds between two reads of the AWS groups
+    min_gap: float = 1.0  # at least this long between two passes of one source
+    max_backoff: float = 60.0  # longest pause between two failed reads
+
+
+@dataclass
+class _Source:
+    """One watched source: how to read it, its last good result and its last failure."""
+
+    key: str
+    read: Callable[[int, float], tuple[Any, int]]  # (index, wait) -> (result, new index)
+    blocking: bool
+    value: Any = None  # the last good result; None until the first success
+    error: str | None = None
+    failing_since: datetime | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+@dataclass(frozen=True)
+class _Expanded:
+    """One cached expansion: for this template (or Nomad policy) and this target."""
+
+    origin: Any  # the Template, or the NomadScalingPolicy
+    found: Any  # the NomadGroup / AsgGroup (None for a Nomad policy)
+    load: FileLoad
+
+
+class Discovery:
+    """The registry's `discover` callback, backed by watched (or once-read) sources."""
+
+    def __init__(
+        self,
+        config: DiscoveryConfig,
+        *,
+        nomad: Callable[[], NomadDiscovery],
+        aws: Callable[[str | None], AsgDiscovery],
+        on_change: Callable[[], None] | None = None,
+        watch: bool = True,
+    ) -> None:
+        """`nomad()` and `aws(region)` build the readers (on first need); `on_change` is
+        called (from a watcher thread) when a source's result or health changed; with
+        `watch=False` nothing runs in the background: call `read_once` first."""
+        self._config = config
+        self._nomad_factory = nomad
+        self._aws_factory = aws
+        self._nomad: NomadDiscovery | None = None
+        self._aws: dict[str | None, AsgDiscovery] = {}
+        self._on_change = on_change
+        self._watch = watch
+        self._lock = threading.Lock()
+        self._sources: dict[str, _Source] = {}
+        self._cache: dict[str, _Expanded] = {}
+        self._closed = False
+
+    # --- the registry's callback -----------------------------------------------------------
+
+    def __call__(self, templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
+        """One pseudo-file per discovered target, and the problems of failing sources."""
+        self._want(templates)
+        with self._lock:
+            values = {key: source.value for key, source in self._sources.items()}
+            problems = [self._problem(s) for s in self._sources.values() if s.error]
+        loads: list[FileLoad] = []
+        seen: set[str] = set()
+        for template in templates:
+            found = values.get(_source_key(template))
+            for target in found or ():
+                if template.matches(target):
+                    loads.append(self._expansion(template, target, seen))
+        for policy in values.get(NOMAD_POLICIES) or ():
+            load = self._imported(policy, seen)
+            if load is not None:
+                loads.append(load)
+        with self._lock:
+            for key in [k for k in self._cache if k not in seen]:
+                del self._cache[key]
+        return loads, problems
+
+    def read_once(self, templates: Sequence[Template]) -> None:
+        """Read every source `templates` need once, now (for `plan`, `validate`, `--once`)."""
+        self._want(templates)
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            self._read(source, index=0)
+
+    def close(self) -> None:
+        """Stop every watcher (they end within their current request)."""
+        with self._lock:
+            self._closed = True
+            sources, self._sources = list(self._sources.values()), {}
+        for source in sources:
+            source.stop.set()
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def _want(self, templates: Sequence[Template]) -> None:
+        """Start the sources `templates` need, stop the others."""
+        wanted: dict[str, tuple[Callable[[int, float], tuple[Any, int]], bool]] = {}
+        for template in templates:
+            key = _source_key(template)
+            if template.kind == "nomad":
+                wanted[key] = (self._read_groups, True)
+            else:
+                wanted[key] = (self._asg_reader(template), False)
+        if self._config.nomad_scaling_policies:
+            wanted[NOMAD_POLICIES] = (self._read_policies, True)
+        started: list[_Source] = []
+        with self._lock:
+            if self._closed:
+                return
+            for key in [k for k in self._sources if k not in wanted]:
+                self._sources.pop(key).stop.set()
+            for key, (read, blocking) in wanted.items():
+                if key not in self._sources:
+                    source = self._sources[key] = _Source(key=key, read=read, blocking=blocking)
+                    started.append(source)
+        if self._watch:
+            for source in started:
+                source.thread = threading.Thread(
+                    target=self._run, args=(source,), name=f"discover {source.key}", daemon=True
+                )
+                source.thread.start()
+
+    def _read_groups(self, index: int, wait: float) -> tuple[Any, int]:
+        listing = self._nomad_reader().groups(index=index, wait=wait)
+        return listing.items, listing.index
+
+    def _read_policies(self, index: int, wait: float) -> tuple[Any, int]:
+        listing = self._nomad_reader().scaling_policies(index=index, wait=wait)
+        return listing.items, listing.index
+
+    def _nomad_reader(self) -> NomadDiscovery:
+        with self._lock:
+            if self._nomad is None:
+                self._nomad = self._nomad_factory()
+            return self._nomad
+
+    def _asg_reader(self, template: Template) -> Callable[[int, float], tuple[Any, int]]:
+        region, tags = template.region, dict(template.match)
+
+        def read(_index: int, _wait: float) -> tuple[Any, int]:
+            with self._lock:
+                reader = self._aws.get(region)
+                if reader is None:
+                    reader = self._aws[region] = self._aws_factory(region)
+            return tuple(reader.groups(tags)), 0
+
+        return read
+
+    def _run(self, source: _Source) -> None:
+        """Watch one source until it is no longer wanted."""
+        index, backoff = 0, self._config.min_gap
+        while not source.stop.is_set():
+            ok, new_index = self._read(source, index=index)
+            if ok:
+                backoff = self._config.min_gap
+                index = new_index if new_index >= index else 0  # Nomad's index went back
+                pause = self._config.min_gap if source.blocking else self._config.poll
+            else:
+                pause, backoff = backoff, min(backoff * 2, self._config.max_backoff)
+            source.stop.wait(pause)
+
+    def _read(self, source: _Source, *, index: int) -> tuple[bool, int]:
+        """Read `source` once; record the result or the failure. (succeeded, new index)"""
+        wait = self._config.wait if source.blocking and index > 0 and self._watch else 0.0
+        try:
+            value, new_index = source.read(index, wait)
+        except AutoscalerError as exc:
+            self._failed(source, str(exc))
+            return False, index
+        except Exception as exc:  # a bug must not end the watcher: fail and retry
+            log.exception("discovery from %s failed unexpectedly", source.key)
+            self._failed(source, f"{type(exc).__name__}: {exc}")
+            return False, index
+        with self._lock:
+            changed = source.error is not None or value != source.value
+            if source.error is not None:
+                log.info("discovery from %s works again", source.key)
+            source.value, source.error, source.failing_since = value, None, None
+        if changed and not source.stop.is_set():
+            self._changed()
+        return True, new_index
+
+    def _failed(self, source: _Source, error: str) -> None:
+        with self._lock:
+            first = source.error is None
+            changed = source.error != error
+            source.error = error
+            if first:
+                source.failing_since = datetime.now(UTC)
+        if first:
+            kept = "nothing found yet" if source.value is None else "its last result stays"
+            log.error("discovery from %s failed (%s in force): %s", source.key, kept, error)
+        if changed and not source.stop.is_set():
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:
+                log.exception("applying a discovery change failed; the next one retries")
+
+    def _problem(self, source: _Source) -> Problem:
+        since = source.failing_since.isoformat(timespec="seconds") if source.failing_since else "?"
+        if source.value is None:
+            kept = "nothing discovered yet from it"
+        else:
+            kept = f"the {len(source.value)} found last stay in force"
+        message = f"failing since {since}: {source.error}; {kept}"
+        return Problem(f"<discovery: {source.key}>", 1, "(source)", message)
+
+    # --- expansion -------------------------------------------------------------------------
+
+    def _expansion(
+        self, template: Template, found: NomadGroup | AsgGroup, seen: set[str]
+    ) -> FileLoad:
+        key = f"{DISCOVERED}{found.key}@{template.where}"
+        seen.add(key)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached.found == found and cached.origin.same_as(template):
+            return cached.load
+        result = expand(template, found)
+        if isinstance(result, Located):
+            load = FileLoad(Path(key), [result], [])
+        else:
+            load = FileLoad(Path(key), [], result)
+        with self._lock:
+            self._cache[key] = _Expanded(template, found, load)
+        return load
+
+    def _imported(self, found: NomadScalingPolicy, seen: set[str]) -> FileLoad | None:
+        """A Nomad scaling policy with checks, translated (None for a bounds-only block)."""
+        target = found.target
+        job, group = target.get("Job"), target.get("Group")
+        if not job or not group or not blocks(found.policy.get("check")):
+            return None
+        namespace = target.get("Namespace") or "default"
+        key = f"{DISCOVERED}nomad/-/{namespace}/{job}/{group}@nomad-scaling-policy"
+        seen.add(key)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached.origin == found:
+            return cached.load
+        name = policy_name(
+            f"{job}.{group}" if namespace == "default" else f"{namespace}.{job}.{group}"
+        )
+        file = f"<{found}>"
+        policy, problems = policy_from_nomad(found, name=name, file=file, load=load_data)
+        located = [Located(policy, 1)] if policy is not None else []
+        load = FileLoad(Path(key), located, problems)
+        with self._lock:
+            self._cache[key] = _Expanded(found, None, load)
+        return load
+
+
+def from_settings(
+    settings: Settings,
+    *,
+    poll: float = 30.0,
+    on_change: Callable[[], None] | None = None,
+    watch: bool = True,
+) -> Discovery:
+    """Discovery reading the Nomad of `settings` and AWS from its environment."""
+    config = DiscoveryConfig(nomad_scaling_policies=settings.nomad_scaling_policies, poll=poll)
+    return Discovery(
+        config,
+        nomad=lambda: NomadDiscovery(settings.nomad),
+        aws=_asg_discovery,
+        on_change=on_change,
+        watch=watch,
+    )
+
+
+def discovery_for(*, nomad_scaling_policies: bool = False) -> Discovery:
+    """Discovery from the standard Nomad (NOMAD_*) and AWS environment, read once."""
+    nomad = NomadSettings.from_env()
+    config = DiscoveryConfig(nomad_scaling_policies=nomad_scaling_policies)
+    return Discovery(
+        config,
+        nomad=lambda: NomadDiscovery(nomad),
+        aws=_asg_discovery,
+        watch=False,
+    )
+
+
+def _asg_discovery(region: str | None) -> AsgDiscovery:
+    # boto3 costs ~0.3 s to import: only templates of Auto Scaling Groups pay for it.
+    from autoscaler.adapters.discovery.aws import AsgDiscovery  # noqa: PLC0415
+
+    return AsgDiscovery(region)
+
+
+def _source_key(template: Template) -> str:
+    if template.kind == "nomad":
+        return NOMAD_JOBS
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(template.match.items()))
+    return f"AWS Auto Scaling Groups ({template.region or 'default region'}; {tags})"
+
+
+def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:
+    """The policies of `result` and those discovery gives its templates (read once now),
+    with one policy per name and per target: files first, then discovered in order."""
+    discovery.read_once(result.templates)
+    loads, problems = discovery(result.templates)
+    claims = Claims()
+    for policy in result.policies:
+        claims.claim(Located(policy, policy.source.line))
+    policies = list(result.policies)
+    for load in loads:
+        problems.extend(load.problems)
+        for item in load.policies:
+            conflict = claims.conflict(item)
+            if conflict is not None:
+                problems.append(conflict)
+                continue
+            claims.claim(item)
+            policies.append(item.policy)
+    return policies, problems

@@ -1,0 +1,48 @@
+"""AWS discovery against moto: the groups carrying the opt-in tags, each with all its tags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from autoscaler.adapters.discovery import aws as aws_discovery
+from autoscaler.adapters.discovery.aws import AsgDiscovery
+from autoscaler.errors import DiscoveryError
+from tests.support.aws import REGION, AwsProxy, MotoServer
+
+pytestmark = pytest.mark.integration
+
+OPT_IN = {"autoscaler:enabled": "true"}
+
+
+def test_groups_with_the_tags_are_found_with_all_their_tags(
+    moto_server: MotoServer, make_asg: Callable[..., str]
+) -> None:
+    moto_server.reset()
+    web = make_asg(tags={**OPT_IN, "autoscaler:max": "12", "team": "shop"})
+    make_asg(tags={"autoscaler:enabled": "false"})
+    make_asg()
+    found = AsgDiscovery(REGION).groups(OPT_IN)
+    assert [g.name for g in found] == [web]
+    assert found[0].tags == {**OPT_IN, "autoscaler:max": "12", "team": "shop"}
+    assert found[0].region == REGION
+
+
+def test_every_page_is_read(
+    moto_server: MotoServer, make_asg: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto_server.reset()
+    monkeypatch.setattr(aws_discovery, "PAGE", 2)  # AWS pages by 100; 2 shows the same
+    names = {make_asg(tags=OPT_IN) for _ in range(5)}
+    found = AsgDiscovery(REGION).groups(OPT_IN)
+    assert {g.name for g in found} == names
+
+
+def test_a_refused_call_says_which_permission_to_grant(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)  # a client of its own, via the proxy
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "AccessDenied", "not allowed")
+    with pytest.raises(DiscoveryError, match="autoscaling:DescribeAutoScalingGroups"):
+        AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)

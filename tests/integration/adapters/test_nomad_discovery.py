@@ -1,0 +1,136 @@
+"""Nomad discovery against the API stand-in: groups in every namespace with their meta,
+blocking queries that wake on a change, and Nomad's scaling policies as Nomad stores them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.discovery.nomad import NomadDiscovery
+from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.errors import DiscoveryError
+from tests.support.nomad_api import NomadApiStandIn
+
+pytestmark = pytest.mark.integration
+
+POLICY: dict[str, Any] = {
+    "cooldown": "1m",
+    "evaluation_interval": "5s",
+    "check": [
+        {
+            "rps": [
+                {
+                    "source": "prometheus",
+                    "query": "sum(rate(http_requests_total[1m]))",
+                    "strategy": [{"target-value": [{"target": 10.0}]}],
+                }
+            ]
+        }
+    ],
+}
+
+
+def _discovery(nomad_api: NomadApiStandIn, **settings: Any) -> NomadDiscovery:
+    return NomadDiscovery(NomadSettings(address=nomad_api.address, **settings))
+
+
+def test_groups_of_every_namespace_carry_job_meta_overlaid_by_group_meta(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job(
+        "web",
+        {"api": 2, "worker": 1},
+        meta={"autoscaler.enabled": "true", "team": "shop"},
+        group_meta={"worker": {"autoscaler.enabled": "false"}},
+    )
+    nomad_api.register_job(
+        "billing", {"api": 1}, namespace="finance", group_meta={"api": {"autoscaler.min": "2"}}
+    )
+    nomad_api.register_job("nightly", {"run": 1}, periodic=True)
+    nomad_api.register_job("once", {"run": 1}, type="batch")
+    nomad_api.register_job("old", {"run": 1}, stopped=True)
+
+    listing = _discovery(nomad_api).groups()
+
+    found = {(g.namespace, g.job, g.group): dict(g.meta) for g in listing.items}
+    assert found == {
+        ("default", "web", "api"): {"autoscaler.enabled": "true", "team": "shop"},
+        ("default", "web", "worker"): {"autoscaler.enabled": "false", "team": "shop"},
+        ("finance", "billing", "api"): {"autoscaler.min": "2"},
+    }
+    assert listing.index > 0
+    assert all(r.query.get("namespace") == "*" for r in nomad_api.requests_to("GET", "/v1/jobs"))
+
+
+def test_a_job_is_read_again_only_when_it_changed(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("web", {"api": 2})
+    nomad_api.register_job("api", {"api": 2})
+    discovery = _discovery(nomad_api)
+    discovery.groups()
+    discovery.groups()
+    assert len(nomad_api.requests_to("GET", "/v1/job/web")) == 1
+    nomad_api.register_job("web", {"api": 3}, meta={"autoscaler.enabled": "true"})
+    (web,) = [g for g in discovery.groups().items if g.job == "web"]
+    assert web.meta == {"autoscaler.enabled": "true"}
+    assert len(nomad_api.requests_to("GET", "/v1/job/web")) == 2
+    assert len(nomad_api.requests_to("GET", "/v1/job/api")) == 1
+
+
+def test_a_blocking_query_returns_when_the_jobs_change(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("web", {"api": 2})
+    discovery = _discovery(nomad_api)
+    first = discovery.groups()
+    timer = threading.Timer(0.5, lambda: nomad_api.deregister_job("web"))
+    timer.start()
+    started = time.monotonic()
+    second = discovery.groups(index=first.index, wait=30)
+    timer.join()
+    assert 0.4 < time.monotonic() - started < 10
+    assert second.items == () and second.index > first.index
+    (request,) = [r for r in nomad_api.requests_to("GET", "/v1/jobs") if r.query.get("index")]
+    assert request.query["index"] == str(first.index) and request.query["wait"] == "30000ms"
+
+
+def test_a_blocking_query_that_times_out_returns_the_same_listing(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("web", {"api": 2})
+    discovery = _discovery(nomad_api)
+    first = discovery.groups()
+    again = discovery.groups(index=first.index, wait=0.3)
+    assert again == first
+
+
+def test_scaling_policies_come_with_nomads_payload(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job(
+        "shop",
+        {"api": 2, "db": 1},
+        namespace="prod",
+        scaling={"api": (1, 10), "db": (1, 1)},
+        policies={"api": POLICY},
+    )
+    listing = _discovery(nomad_api).scaling_policies()
+    by_group = {p.target["Group"]: p for p in listing.items}
+    assert set(by_group) == {"api", "db"}
+    api = by_group["api"]
+    assert (api.min, api.max, api.enabled, api.type) == (1, 10, True, "horizontal")
+    assert api.target == {"Namespace": "prod", "Job": "shop", "Group": "api"}
+    assert api.policy == POLICY
+    assert by_group["db"].policy == {}
+    reads = nomad_api.requests_to("GET", f"/v1/scaling/policy/{api.id}")
+    assert reads and reads[0].query["namespace"] == "prod"
+
+
+def test_a_token_without_the_capability_is_told_which(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.enable_acl({"reader": {"*": ["read-job"]}})
+    with pytest.raises(DiscoveryError, match="'list-jobs' capability in every namespace"):
+        _discovery(nomad_api, token="reader").groups()
+
+
+def test_an_unreachable_nomad_is_a_discovery_error(dead_prometheus_url: str) -> None:
+    discovery = NomadDiscovery(NomadSettings(address=dead_prometheus_url, timeout=1))
+    with pytest.raises(DiscoveryError, match="unreachable"):
+        discovery.groups()

@@ -1,0 +1,196 @@
+"""Templates and Nomad Autoscaler files at the command line: `validate` checks templates
+offline (and expands them with `--discover`), `plan` shows expanded policies by their
+names, `convert` turns HCL into policy YAML with a line per thing not carried over."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.cli.test_cli import autoscaler
+from tests.support.aws import REGION, MotoServer
+from tests.support.nomad_api import NomadApiStandIn
+from tests.support.prometheus import Metrics, Sample
+
+pytestmark = pytest.mark.integration
+
+NOMAD_TEMPLATE = """\
+name: "web-{{job}}-{{group}}"
+for_each:
+  nomad: {{meta: {{autoscaler.enabled: "true"}}}}
+min: 1
+max: 20
+checks:
+  - name: rps
+    query: 'sum by (job) ({metric})'
+    group_by: {{job: "{{job}}"}}
+    strategy: per-instance
+    target: 10
+"""
+
+ASG_TEMPLATE = """\
+name: "asg-{{asg}}"
+for_each:
+  aws_asg: {{tags: {{"autoscaler:enabled": "true"}}, region: {region}}}
+min: 1
+max: 10
+checks:
+  - name: cpu
+    query: 'sum by (asg) ({metric})'
+    group_by: {{asg: "{{asg}}"}}
+    strategy: per-instance
+    target: 10
+"""
+
+
+def test_validate_checks_templates_offline_and_lists_them(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    result = autoscaler("validate", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 policies and 1 templates (web-{job}-{group} (nomad meta" in result.stdout
+
+    (tmp_path / "web.yaml").write_text(
+        NOMAD_TEMPLATE.format(metric="requests").replace('"{job}"}', '"{jbo}"}')
+    )
+    result = autoscaler("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert (
+        f"{tmp_path / 'web.yaml'}:9: checks[0].group_by.job: unknown placeholder" in result.stdout
+    )
+
+
+def test_validate_discover_expands_and_reports_each_targets_problem(
+    tmp_path: Path, nomad_api: NomadApiStandIn
+) -> None:
+    nomad_api.register_job("api", {"web": 1}, meta={"autoscaler.enabled": "true"})
+    nomad_api.register_job(
+        "bad", {"web": 1}, meta={"autoscaler.enabled": "true", "autoscaler.max": "many"}
+    )
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    result = autoscaler("validate", "--discover", str(tmp_path), env=nomad_api.env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 policies discovered: web-api-web" in result.stdout
+    assert "Nomad job 'bad' group 'web' (namespace default): meta autoscaler.max" in result.stdout
+
+
+def test_plan_shows_the_expanded_policies_by_their_names(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    for job in ("api", "cart"):
+        nomad_api.register_job(job, {"web": 1}, meta={"autoscaler.enabled": "true"})
+    nomad_api.register_job("other", {"web": 1})
+    metrics.push_many(
+        [Sample("requests", 30, {"job": "api"}), Sample("requests", 45, {"job": "cart"})]
+    )
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric=metrics.name("requests")))
+    result = autoscaler(
+        "plan",
+        str(tmp_path),
+        "-o",
+        "json",
+        env={**nomad_api.env, "AUTOSCALER_PROMETHEUS_URL": metrics.server.url},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plans = {p["policy"]: p for p in json.loads(result.stdout)}
+    assert set(plans) == {"web-api-web", "web-cart-web"}
+    assert (plans["web-api-web"]["desired"], plans["web-cart-web"]["desired"]) == (3, 5)
+    assert nomad_api.group_count("api", "web") == 1  # plan never scales
+
+
+def test_plan_expands_an_asg_template_from_tags(
+    tmp_path: Path,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+    metrics: Metrics,
+) -> None:
+    moto_server.reset()
+    opted = make_asg(desired=2, tags={"autoscaler:enabled": "true", "autoscaler:max": "3"})
+    make_asg(desired=2)
+    metrics.push("cpu", 70, {"asg": opted})
+    (tmp_path / "asg.yaml").write_text(
+        ASG_TEMPLATE.format(metric=metrics.name("cpu"), region=REGION)
+    )
+    result = autoscaler(
+        "plan",
+        str(tmp_path),
+        "-o",
+        "json",
+        env={**moto_server.env, "AUTOSCALER_PROMETHEUS_URL": metrics.server.url},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (plan,) = json.loads(result.stdout)
+    assert plan["policy"] == f"asg-{opted}"
+    assert (plan["current"], plan["desired"]) == (2, 3)  # 7 wanted, the tag's max is 3
+    assert any("bounds" in r or "max" in r for r in plan["reasons"])
+
+
+NOMAD_AUTOSCALER_FILE = """\
+scaling "batch_queue" {
+  enabled = true
+  min     = 1
+  max     = 20
+
+  policy {
+    cooldown            = "1m"
+    evaluation_interval = "30s"
+
+    check "queue" {
+      source = "prometheus"
+      query  = "sum(queue_depth{queue=\\"batch\\"})"
+      strategy "target-value" {
+        target = 10
+      }
+    }
+
+    check "cpu" {
+      source = "nomad-apm"
+      query  = "avg_cpu-allocated"
+      strategy "target-value" {
+        target = 70
+      }
+    }
+
+    target "aws-asg" {
+      aws_asg_name        = "batch-workers"
+      node_drain_deadline = "5m"
+    }
+  }
+}
+"""
+
+
+def test_convert_writes_valid_yaml_and_a_line_per_thing_not_carried(tmp_path: Path) -> None:
+    source = tmp_path / "batch.hcl"
+    source.write_text(NOMAD_AUTOSCALER_FILE)
+    out = tmp_path / "policies" / "batch.yaml"
+    out.parent.mkdir()
+    result = autoscaler("convert", str(source), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith(f'{source}: scaling "batch_queue": not carried: ') for line in lines)
+    assert any("check 'cpu': source 'nomad-apm' is not read here" in line for line in lines)
+    assert any("node_drain_deadline" in line for line in lines)
+    data = yaml.safe_load(out.read_text())
+    assert data["target"] == {"type": "aws-asg", "asg": "batch-workers"}
+    assert [c["name"] for c in data["checks"]] == ["queue"]
+    assert out.read_text().count("# not carried:") == len(lines)
+    validated = autoscaler("validate", str(out.parent))
+    assert validated.returncode == 0, validated.stdout
+
+
+def test_convert_exits_1_when_nothing_can_be_carried(tmp_path: Path) -> None:
+    source = tmp_path / "only-apm.hcl"
+    source.write_text(NOMAD_AUTOSCALER_FILE.replace('source = "prometheus"', 'source = "datadog"'))
+    result = autoscaler("convert", str(source))
+    assert result.returncode == 1
+    assert "the converted policy is not valid: checks: needs at least one check" in result.stderr
+    assert result.stdout == ""
+
+    broken = tmp_path / "broken.hcl"
+    broken.write_text("scaling {")
+    result = autoscaler("convert", str(broken))
+    assert result.returncode == 1 and "not valid HCL" in result.stderr

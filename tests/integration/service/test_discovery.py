@@ -1,0 +1,158 @@
+"""The service with discovery, end to end: a real Prometheus (behind a counting proxy), the
+Nomad API stand-in with opted-in jobs, and `autoscaler run` as a subprocess.
+
+One template serves 50 opted-in jobs (10 others are left alone) with one grouped query per
+tick; each job is scaled to its own value; a job that goes away stops being evaluated; a
+job's Nomad Autoscaler `scaling` block runs unchanged with `--nomad-scaling-policies`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.net import wait_until
+from tests.support.nomad_api import NomadApiStandIn
+from tests.support.prometheus import Metrics, Sample
+from tests.support.query_count import CountingProxy
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+INTERVAL = 1.0  # seconds between two ticks of the template
+JOBS = 60
+OPTED_IN = 50
+
+
+def _template(metric: str) -> str:
+    return f"""\
+name: "web-{{job}}-{{group}}"
+for_each:
+  nomad: {{meta: {{autoscaler.enabled: "true"}}}}
+target: {{type: nomad, job: "{{job}}", group: "{{group}}"}}
+min: 1
+max: 20
+interval: {INTERVAL:g}s
+cooldown: {{up: 0s, down: 0s}}
+stabilization: {{up: 0s, down: 0s}}
+checks:
+  - name: rps
+    query: 'sum by (job) ({metric})'
+    group_by: {{job: "{{job}}"}}
+    strategy: per-instance
+    target: 10
+"""
+
+
+def _wanted(i: int) -> int:
+    """The count job `i` should reach: its own value (10 per instance)."""
+    return 2 + i % 7
+
+
+def test_one_template_scales_each_opted_in_job_with_one_grouped_query_per_tick(
+    service_factory: Callable[..., ServiceProcess],
+    nomad_api: NomadApiStandIn,
+    metrics: Metrics,
+    counting_prometheus: CountingProxy,
+) -> None:
+    jobs = [f"svc-{i:02}" for i in range(JOBS)]
+    for i, job in enumerate(jobs):
+        if i >= OPTED_IN:  # not opted in: no meta, or opted out by its group
+            meta = {} if i % 2 else {"autoscaler.enabled": "true"}
+            group_meta = {} if i % 2 else {"web": {"autoscaler.enabled": "false"}}
+        elif i % 2:  # opted in by the job's meta
+            meta, group_meta = {"autoscaler.enabled": "true"}, {}
+        else:  # ... or by the group's
+            meta, group_meta = {}, {"web": {"autoscaler.enabled": "true"}}
+        nomad_api.register_job(job, {"web": 1}, meta=meta, group_meta=group_meta)
+    metric = metrics.name("requests")
+    metrics.push_many(
+        Sample("requests", 10.0 * _wanted(i), {"job": job}) for i, job in enumerate(jobs)
+    )
+    grouped = f"sum by (job) ({metric})"
+
+    service = service_factory(
+        prometheus_url=counting_prometheus.url,
+        env=nomad_api.env,
+        policies={"web": _template(metric)},
+        args=["--workers=8"],
+    ).start()
+
+    def scaled() -> bool:
+        return all(
+            nomad_api.group_count(job, "web") == _wanted(i) for i, job in enumerate(jobs[:OPTED_IN])
+        )
+
+    wait_until(scaled, timeout=60, what="every opted-in job at its own count")
+    assert all(nomad_api.group_count(job, "web") == 1 for job in jobs[OPTED_IN:])
+    names = {p["name"] for p in service.get("/v1/policies").json()["policies"]}
+    assert names == {f"web-{job}-web" for job in jobs[:OPTED_IN]}
+
+    # One grouped query per tick feeds all 50 targets; no target asks on its own.
+    start = time.monotonic()
+    time.sleep(8 * INTERVAL)
+    sent = counting_prometheus.count(grouped, since=start, until=time.monotonic())
+    assert 4 <= sent <= 10, sent
+    assert counting_prometheus.seen() <= {grouped, "1"}  # "1": the readiness ping
+    assert len(service.decisions(limit=1000)) > 4 * OPTED_IN
+
+    # A job that goes away stops being evaluated.
+    gone = jobs[0]
+    nomad_api.deregister_job(gone)
+    wait_until(
+        lambda: (
+            f"web-{gone}-web"
+            not in {p["name"] for p in service.get("/v1/policies").json()["policies"]}
+        ),
+        timeout=15,
+        what="the removed job's policy to go",
+    )
+    seen = len(service.decisions(f"web-{gone}-web", limit=1000))
+    time.sleep(3 * INTERVAL)
+    assert len(service.decisions(f"web-{gone}-web", limit=1000)) == seen
+    assert service.stop() == 0
+
+
+def test_a_nomad_autoscaler_scaling_block_scales_its_group(
+    service_factory: Callable[..., ServiceProcess],
+    nomad_api: NomadApiStandIn,
+    metrics: Metrics,
+) -> None:
+    query = f"sum({metrics.push('queue', 50)})"
+    nomad_api.register_job(
+        "shop",
+        {"api": 1},
+        scaling={"api": (1, 10)},
+        policies={
+            "api": {
+                "evaluation_interval": "1s",
+                "cooldown": "0s",
+                "check": [
+                    {
+                        "queue": [
+                            {
+                                "source": "prometheus",
+                                "query": query,
+                                "strategy": [{"target-value": [{"target": 10.0}]}],
+                            }
+                        ]
+                    }
+                ],
+            }
+        },
+    )
+    service = service_factory(
+        prometheus_url=metrics.server.url,
+        env=nomad_api.env,
+        args=["--nomad-scaling-policies"],
+    ).start()
+    # target-value: 1 instance * 50 / 10 -> 5
+    wait_until(lambda: nomad_api.group_count("shop", "api") == 5, timeout=30, what="scale to 5")
+    policy = service.policy("shop.api")
+    assert policy["target"] == "nomad:shop/api (default)"
+    assert policy["description"].startswith("Nomad scaling policy ")
+    events = nomad_api.scale_events("shop", "api")
+    assert events[0]["Count"] == 5 and "shop.api" in events[0]["Message"]
+    assert service.stop() == 0

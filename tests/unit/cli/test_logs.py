@@ -1,0 +1,232 @@
+"""`--log-format json`: one JSON object per line, flat fields of JSON types (never a Python
+repr), the decision's check values as `check.<name>.*`, UTF-8 as is, secrets scrubbed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from autoscaler import redact
+from autoscaler.cli.logs import JsonFormatter
+from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.engine.reconciler import Evaluation, log_decision
+
+DECISION = Decision(
+    policy="checkout",
+    target="aws-asg:web@eu-west-3",
+    time=datetime(2026, 11, 27, 9, 14, 3, tzinfo=UTC),
+    current=4,
+    desired=6,
+    action=Action.UP,
+    dry_run=False,
+    reasons=("p95: 0.41 / 0.25 → 7", "limit up +2: 7 capped to 6"),
+    checks=(
+        CheckResult(name="p95", query="q1", value=0.41, desired=7, error=None),
+        CheckResult(name="queue.depth", query="q2", value=None, desired=None, error="no series"),
+    ),
+)
+
+
+def _strict(text: str) -> dict[str, Any]:
+    """Parse as a strict JSON consumer would: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return dict(json.loads(text, parse_constant=refuse))
+
+
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing JSON lines through the scrubber, as `setup_logging` wires it."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(redact.ScrubFilter())
+    logger = logging.getLogger(f"test.logs.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield logger, out
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def decisions_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """What `log_decision` writes, as JSON lines."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(redact.ScrubFilter())
+    logger = logging.getLogger("autoscaler.decisions")
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(handler)
+    yield out
+    logger.removeHandler(handler)
+
+
+def test_a_decision_is_flat_fields_with_each_checks_value(decisions_log: io.StringIO) -> None:
+    log_decision(Evaluation(decision=DECISION))
+    line = decisions_log.getvalue()
+    assert line.count("\n") == 1
+    record = _strict(line)
+    assert record["logger"] == "autoscaler.decisions"
+    assert record["level"] == "info"
+    flat = {k: v for k, v in record.items() if k not in {"time", "level", "logger", "message"}}
+    assert flat.pop("decision") == {  # the earlier shape, kept for existing pipelines
+        "time": "2026-11-27T09:14:03+00:00",
+        "policy": "checkout",
+        "target": "aws-asg:web@eu-west-3",
+        "current": 4,
+        "desired": 6,
+        "action": "up",
+        "dry_run": False,
+        "reasons": list(DECISION.reasons),
+    }
+    assert flat == {
+        "decision_time": "2026-11-27T09:14:03+00:00",
+        "policy": "checkout",
+        "target": "aws-asg:web@eu-west-3",
+        "current": 4,
+        "desired": 6,
+        "action": "up",
+        "dry_run": False,
+        "reasons": list(DECISION.reasons),
+        "check.p95.value": 0.41,
+        "check.p95.desired": 7,
+        "check.queue.depth.value": None,
+        "check.queue.depth.desired": None,
+        "check.queue.depth.error": "no series",
+    }
+
+
+def test_a_failed_evaluation_carries_its_error_and_kind(decisions_log: io.StringIO) -> None:
+    log_decision(Evaluation(decision=DECISION, error="Prometheus unreachable", error_kind="source"))
+    record = _strict(decisions_log.getvalue())
+    assert record["level"] == "warning"
+    assert (record["error"], record["error_kind"]) == ("Prometheus unreachable", "source")
+
+
+def test_text_is_written_as_is_not_escaped(decisions_log: io.StringIO) -> None:
+    log_decision(Evaluation(decision=DECISION))
+    line = decisions_log.getvalue()
+    assert "0.25 → 7" in line
+    assert "\\u2192" not in line
+
+
+def test_no_field_is_a_python_repr(json_log: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = json_log
+    logger.info(
+        "odd values",
+        extra={
+            "ratio": float("nan"),
+            "ceiling": float("inf"),
+            "floor": float("-inf"),
+            "labels": {"team": "checkout", 3: ("a", "b")},
+            "names": frozenset({"web"}),
+            "when": datetime(2026, 1, 2, tzinfo=UTC),
+            "color_message": "\x1b[32mINFO\x1b[0m",
+        },
+    )
+    record = _strict(out.getvalue())
+    assert (record["ratio"], record["ceiling"], record["floor"]) == ("NaN", "+Inf", "-Inf")
+    assert record["labels"] == {"team": "checkout", "3": ["a", "b"]}
+    assert record["names"] == ["web"]
+    assert record["when"] == "2026-01-02 00:00:00+00:00"
+    assert "color_message" not in record
+
+
+def test_extra_fields_cannot_hide_the_records_own(
+    json_log: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = json_log
+    logger.warning("real message", extra={"level": "debug", "time": "never", "logger": "x"})
+    record = _strict(out.getvalue())
+    assert (record["level"], record["logger"]) == ("warning", logger.name)
+    assert record["time"].startswith("20")
+
+
+def test_check_errors_are_scrubbed_like_every_field(decisions_log: io.StringIO) -> None:
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    redact.register(secret)
+    leaky = CheckResult(name="p95", query="q", value=None, desired=None, error=f"401 {secret}")
+    decision = Decision(**{**DECISION.__dict__, "checks": (leaky,)})
+    log_decision(Evaluation(decision=decision))
+    line = decisions_log.getvalue()
+    assert secret not in line
+    assert _strict(line)["check.p95.error"] == "401 ***"
+
+
+def test_json_logs_are_utf8_whatever_the_locale_says() -> None:
+    """A Latin-1 stderr would write `é` as one byte (not UTF-8) and `→` as `\\u2192`."""
+    script = (
+        "import logging; from autoscaler.cli.logs import setup_logging; "
+        "setup_logging('info', 'json'); logging.getLogger('t').info('café → 7')"
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, env=env, timeout=60, check=True
+    )
+    record = _strict(done.stderr.decode("utf-8"))
+    assert record["message"] == "café → 7"
+    assert "café → 7".encode() in done.stderr
+
+
+def test_a_traceback_is_one_field_of_the_line() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())  # alone: the formatter renders the traceback
+    logger = logging.getLogger(f"test.logs.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        raise ValueError("bad value ✗")
+    except ValueError:
+        logger.exception("it failed")
+    line = out.getvalue()
+    assert line.count("\n") == 1
+    record = _strict(line)
+    assert record["message"] == "it failed"
+    assert record["exception"].startswith("Traceback (most recent call last):")
+    assert record["exception"].endswith("ValueError: bad value ✗")
+
+
+def test_crashes_outside_any_handler_are_logged_as_json_lines() -> None:
+    """An uncaught exception, in the main thread or another, is a JSON record (scrubbed),
+    not Python's raw traceback on stderr; a thread ending with SystemExit is no crash."""
+    script = """
+import sys, threading
+from autoscaler.cli.logs import setup_logging
+setup_logging("info", "json")
+def crash():
+    raise RuntimeError("worker broke")
+def leave():
+    sys.exit(0)
+for target, name in [(crash, "worker"), (leave, "quitter")]:
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    thread.join()
+raise KeyError("main broke")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    records = [_strict(line) for line in done.stderr.decode().splitlines()]
+    assert [(r["level"], r["message"]) for r in records] == [
+        ("error", "thread worker crashed"),
+        ("critical", "uncaught exception"),
+    ]
+    assert records[0]["exception"].endswith("RuntimeError: worker broke")
+    assert records[1]["exception"].endswith("KeyError: 'main broke'")

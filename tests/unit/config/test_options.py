@@ -1,0 +1,211 @@
+"""Option resolution: flag, then variable, then config file, then default; a bad variable
+is reported by its own name; the config file checked at FILE:LINE: FIELD like policies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from autoscaler.cli.main import FILE_OPTIONS, build_parser
+from autoscaler.config.file import config_schema, parse_config
+from autoscaler.config.options import OptionError, parsed_options, resolve
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def resolved(
+    argv: list[str], environ: dict[str, str], file: dict[tuple[str, ...], Any] | None = None
+) -> argparse.Namespace:
+    args = parse(*argv)
+    resolve(args, parsed_options(args), file or {}, environ)
+    return args
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "file", "workers"),
+    [
+        pytest.param(["--workers", "7"], {"AUTOSCALER_WORKERS": "6"}, 5, 7, id="flag-wins"),
+        pytest.param([], {"AUTOSCALER_WORKERS": "6"}, 5, 6, id="env-over-file"),
+        pytest.param([], {}, 5, 5, id="file-over-default"),
+        pytest.param([], {}, None, 4, id="default"),
+    ],
+)
+def test_precedence_is_flag_env_file_default(
+    argv: list[str], environ: dict[str, str], file: int | None, workers: int
+) -> None:
+    values = {} if file is None else {("workers",): file}
+    args = resolved(["run", *argv], environ, values)
+    assert args.workers == workers
+
+
+def test_a_repeatable_flag_adds_to_the_list_of_the_variable_or_the_file() -> None:
+    environ = {"AUTOSCALER_ALLOWED_HOSTS": "a.example, b.example"}
+    assert resolved(["run"], environ).allowed_host == ["a.example", "b.example"]
+    flag = ["run", "--allowed-host", "c"]
+    assert resolved(flag, environ).allowed_host == ["a.example", "b.example", "c"]
+    file = {("api", "allowed_hosts"): ["f.example"]}
+    assert resolved(flag, {}, file).allowed_host == ["f.example", "c"]
+    assert resolved(flag, environ, file).allowed_host == ["a.example", "b.example", "c"]
+    assert resolved(flag, {}).allowed_host == ["c"]
+
+
+def test_an_empty_listen_variable_disables_the_api_as_the_flag_does() -> None:
+    assert resolved(["run"], {"AUTOSCALER_LISTEN": ""}).listen == ""
+    assert resolved(["run", "--listen", ""], {}).listen == ""
+    assert resolved(["run"], {}).listen == "127.0.0.1:8080"
+
+
+def test_plan_and_run_keep_their_own_state_defaults() -> None:
+    assert resolved(["plan"], {}).state is None
+    assert resolved(["run"], {}).state == "autoscaler-state.db"
+    assert resolved(["plan"], {}, {("state",): "s.db"}).state == "s.db"
+
+
+def test_nomad_variables_win_over_the_file_and_empty_ones_do_not_count() -> None:
+    file = {("nomad", "addr"): "http://file:4646", ("nomad", "region"): "eu"}
+    args = resolved(["plan"], {"NOMAD_ADDR": "http://env:4646", "NOMAD_REGION": ""}, file)
+    assert (args.nomad_addr, args.nomad_region) == ("http://env:4646", "eu")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        pytest.param("AUTOSCALER_WORKERS", "abc", "expected an integer, got text 'abc'", id="int"),
+        pytest.param("AUTOSCALER_HISTORY_DAYS", "inf", "expected a finite number", id="inf"),
+        pytest.param("AUTOSCALER_INSECURE_NO_AUTH", "maybe", "expected one of 1, true", id="bool"),
+        pytest.param("AUTOSCALER_LOG_FORMAT", "xml", "expected one of text, json", id="choice"),
+    ],
+)
+def test_a_bad_variable_is_reported_by_its_name(variable: str, value: str, message: str) -> None:
+    args = parse("run")
+    with pytest.raises(OptionError) as caught:
+        resolve(args, parsed_options(args), {}, {variable: value})
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert message in str(caught.value)
+    assert "--" not in str(caught.value)
+
+
+# --- the config file ----------------------------------------------------------------------
+
+GOOD = """\
+policies: [/etc/autoscaler/policies]
+state: /var/lib/autoscaler/state.db
+log: {level: warning, format: json}
+prometheus:
+  url: http://prometheus:9090
+  token_file: /run/secrets/prometheus-token
+  headers: {X-Scope-OrgID: tenant-1}
+  query_timeout: 3
+nomad:
+  addr: https://nomad:4646
+  token_file: /run/secrets/nomad-token
+  skip_verify: false
+api:
+  listen: 0.0.0.0:8080
+  token_file: /run/secrets/api-token
+  allowed_hosts: [autoscaler.internal]
+workers: 8
+reload_interval: 2.5
+history: {days: 7, max: 500}
+notify: {urls_file: /run/secrets/webhooks}
+dry_run: true
+"""
+
+
+def test_a_complete_config_file_sets_every_option_it_names() -> None:
+    config = parse_config(GOOD, "autoscaler.yaml", FILE_OPTIONS)
+    assert config.problems == []
+    args = parse("run")
+    sources = resolve(args, parsed_options(args), config.values, {})
+    assert args.paths == ["/etc/autoscaler/policies"]
+    assert args.prometheus_header == ["X-Scope-OrgID: tenant-1"]
+    assert (args.workers, args.reload_interval, args.history_max) == (8, 2.5, 500)
+    assert (args.nomad_skip_verify, args.nomad_token_file) == ("false", "/run/secrets/nomad-token")
+    assert (args.log_level, args.dry_run, args.listen) == ("warning", True, "0.0.0.0:8080")
+    assert sources["workers"] == sources["log_level"] == "file"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "message"),
+    [
+        pytest.param(
+            "prometheus:\n  url: x\n  query_timout: 3\n",
+            3,
+            "prometheus.query_timout",
+            "unknown key 'query_timout' (did you mean 'query_timeout'?); allowed keys: ",
+            id="typo-in-a-section",
+        ),
+        pytest.param(
+            "workers: 4\nworker: 5\n", 2, "worker", "(did you mean 'workers'?)", id="typo-top"
+        ),
+        pytest.param(
+            "workers: '4'\n", 1, "workers", "expected an integer, got text '4'", id="type"
+        ),
+        pytest.param(
+            "prometheus:\n  token: s3cr3t-value\n",
+            2,
+            "prometheus.token",
+            "secrets are not written in the config file",
+            id="inline-secret",
+        ),
+        pytest.param("api: 8080\n", 1, "api", "expected a mapping of settings", id="not-a-section"),
+        pytest.param("log:\n  level: loud\n", 2, "log.level", "expected one of debug", id="choice"),
+        pytest.param("a: [1\n", 2, "(yaml)", "invalid YAML", id="yaml"),
+        pytest.param("workers: 1\nworkers: 2\n", 2, "workers", "duplicate key", id="duplicate"),
+        pytest.param("- workers\n", 1, "(file)", "a mapping of settings", id="not-a-mapping"),
+        pytest.param(
+            "prometheus: {headers: [a]}\n",
+            1,
+            "prometheus.headers",
+            "expected a mapping of header names",
+            id="headers",
+        ),
+    ],
+)
+def test_a_bad_config_file_is_reported_at_file_line_field(
+    text: str, line: int, field: str, message: str
+) -> None:
+    config = parse_config(text, "autoscaler.yaml", FILE_OPTIONS)
+    assert config.values == {}
+    problem = config.problems[0]
+    assert (problem.file, problem.line, problem.field) == ("autoscaler.yaml", line, field)
+    assert message in problem.message
+    assert "s3cr3t" not in str(problem)
+
+
+def test_an_empty_config_file_sets_nothing() -> None:
+    config = parse_config("", "autoscaler.yaml", FILE_OPTIONS)
+    assert (config.values, config.problems) == ({}, [])
+
+
+def test_the_shipped_config_schema_is_generated_and_accepts_the_example() -> None:
+    schema = config_schema(FILE_OPTIONS)
+    assert json.loads((ROOT / "config.schema.json").read_text()) == schema, (
+        "regenerate it: autoscaler schema --config > config.schema.json"
+    )
+    import yaml
+
+    jsonschema.validate(yaml.safe_load(GOOD), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"prometheus": {"token": "x"}}, schema)
+
+
+def test_high_availability_and_the_state_password_come_from_the_file_too() -> None:
+    text = "state: postgresql://autoscaler@db:5432/autoscaler\nstate_password_file: /run/pw\n"
+    text += "ha: {enabled: true, lease_ttl: 30, replica_id: a}\n"
+    config = parse_config(text, "autoscaler.yaml", FILE_OPTIONS)
+    assert config.problems == []
+    args = parse("run", "--replica-id", "b")
+    resolve(args, parsed_options(args), config.values, {"AUTOSCALER_LEASE_TTL": "20"})
+    assert (args.ha, args.lease_ttl, args.replica_id) == (True, 20.0, "b")
+    assert args.state_password_file == "/run/pw"
+    assert args.state.startswith("postgresql://")

@@ -1,0 +1,68 @@
+"""A grouped query's series, picked per target: one match is the value; none, several,
+NaN or ±Inf fail that target's check only."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autoscaler.core.series import SeriesSet
+from autoscaler.errors import QueryError
+
+QUERY = "sum by (job, ns) (rate(http_requests_total[2m]))"
+
+
+def _set() -> SeriesSet:
+    return SeriesSet(
+        query=QUERY,
+        series=[
+            ({"job": "web", "ns": "a"}, 12.0),
+            ({"job": "api", "ns": "a"}, 3.5),
+            ({"job": "api", "ns": "b"}, 7.0),
+            ({"job": "nan", "ns": "a"}, math.nan),
+            ({"job": "inf", "ns": "a"}, math.inf),
+        ],
+    )
+
+
+def test_each_target_reads_its_own_series() -> None:
+    found = _set()
+    assert found.pick((("job", "web"),)) == 12.0
+    assert found.pick((("job", "api"), ("ns", "b"))) == 7.0
+
+
+def test_a_target_missing_from_the_result_fails_alone() -> None:
+    found = _set()
+    with pytest.raises(QueryError, match=r"no series with job='gone' among the 5"):
+        found.pick((("job", "gone"),))
+    assert found.pick((("job", "web"),)) == 12.0  # the others still read theirs
+
+
+def test_several_matching_series_are_ambiguous() -> None:
+    with pytest.raises(QueryError, match=r"2 series match job='api'.*ambiguous"):
+        _set().pick((("job", "api"),))
+
+
+@pytest.mark.parametrize(
+    ("job", "shown"), [pytest.param("nan", "NaN", id="nan"), pytest.param("inf", "inf", id="inf")]
+)
+def test_a_non_finite_value_fails_the_check(job: str, shown: str) -> None:
+    with pytest.raises(QueryError, match=shown):
+        _set().pick((("job", job),))
+
+
+def test_a_label_a_series_lacks_never_matches() -> None:
+    found = SeriesSet(query=QUERY, series=[({"job": "web"}, 1.0)])
+    with pytest.raises(QueryError, match="no series"):
+        found.pick((("job", "web"), ("ns", "a")))
+
+
+def test_the_index_is_built_once_per_set_of_label_names() -> None:
+    found = _set()
+    found.pick((("job", "web"),))
+    index = found._indexes[("job",)]
+    found.pick((("job", "api"), ("ns", "a")))
+    found.pick((("job", "web"),))
+    assert found._indexes[("job",)] is index
+    assert set(found._indexes) == {("job",), ("job", "ns")}

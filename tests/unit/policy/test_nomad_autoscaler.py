@@ -1,0 +1,263 @@
+"""Nomad Autoscaler policies in our terms: what is carried, what holds as unsupported, and a
+line for every setting carried differently. Payloads have the shape Nomad stores
+(`GET /v1/scaling/policy/:id`: blocks as lists of `{label: [body]}`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from autoscaler.core.discovered import NomadScalingPolicy
+from autoscaler.core.model import NomadTarget, Strategy
+from autoscaler.policy.loader import load_data
+from autoscaler.policy.nomad_autoscaler import (
+    go_duration,
+    policy_from_nomad,
+    translate,
+)
+from autoscaler.policy.nomad_hcl import convert_hcl
+
+
+def _check(name: str, strategy: str, config: dict[str, Any], **body: Any) -> dict[str, Any]:
+    return {name: [{**body, "strategy": [{strategy: [config]}]}]}
+
+
+def _stored(*checks: dict[str, Any], **policy: Any) -> NomadScalingPolicy:
+    return NomadScalingPolicy(
+        id="5e9f9ef2-5223-6d35-bac1-be0f3cb974ad",
+        min=1,
+        max=10,
+        target={"Namespace": "shop", "Job": "web", "Group": "api"},
+        policy={"check": list(checks), **policy},
+        modify_index=12,
+    )
+
+
+def _policy(found: NomadScalingPolicy):  # type: ignore[no-untyped-def]
+    policy, problems = policy_from_nomad(found, name="shop.web.api", file="<nomad>", load=load_data)
+    assert problems == []
+    assert policy is not None
+    return policy
+
+
+PROM = {"source": "prometheus", "query": "sum(rate(http_requests_total[1m]))"}
+
+
+def test_a_target_value_prometheus_check_runs_as_ours() -> None:
+    found = _stored(
+        _check("rps", "target-value", {"target": 100.0, "precision": 0.05}, **PROM),
+        evaluation_interval="15s",
+        cooldown="2m",
+    )
+    policy = _policy(found)
+    assert policy.target == NomadTarget(job="web", group="api", namespace="shop")
+    assert (policy.min, policy.max) == (1, 10)
+    assert policy.interval.total_seconds() == 15
+    assert policy.cooldown.up.total_seconds() == policy.cooldown.down.total_seconds() == 120
+    assert policy.stabilization.down.total_seconds() == 0  # Nomad Autoscaler has none
+    (check,) = policy.checks
+    assert (check.strategy, check.target, check.tolerance) == (Strategy.TARGET_VALUE, 100.0, 0.05)
+    assert check.query == PROM["query"] and check.unsupported is None
+
+
+def test_defaults_are_nomad_autoscalers() -> None:
+    policy = _policy(_stored(_check("rps", "target-value", {"target": 5}, **PROM)))
+    assert policy.interval.total_seconds() == 10
+    assert policy.cooldown.down.total_seconds() == 300
+    assert policy.checks[0].tolerance == 0.01
+
+
+@pytest.mark.parametrize(
+    ("strategy", "config", "expected"),
+    [
+        pytest.param("threshold", {"upper_bound": 10, "delta": -1}, "steps", id="threshold-delta"),
+        pytest.param(
+            "threshold", {"lower_bound": 80, "percentage": 50}, "steps", id="threshold-percent"
+        ),
+        pytest.param("fixed-value", {"value": 4}, "count", id="fixed-value"),
+        pytest.param("pass-through", {}, "query", id="pass-through"),
+    ],
+)
+def test_the_other_supported_strategies_are_carried(
+    strategy: str, config: dict[str, Any], expected: str
+) -> None:
+    policy = _policy(_stored(_check("c", strategy, config, **PROM)))
+    (check,) = policy.checks
+    assert check.unsupported is None
+    assert getattr(check, expected)
+
+
+def test_threshold_bounds_become_one_step() -> None:
+    policy = _policy(
+        _stored(
+            _check(
+                "c", "threshold", {"lower_bound": 80, "upper_bound": 90, "percentage": 50}, **PROM
+            )
+        )
+    )
+    (step,) = policy.checks[0].steps
+    assert (step.above, step.below, str(step.change)) == (80.0, 90.0, "+50%")
+
+
+@pytest.mark.parametrize(
+    ("check", "reason"),
+    [
+        pytest.param(
+            _check("cpu", "target-value", {"target": 70}, query="avg_cpu"),
+            "the Nomad APM (no source given) is not read here",
+            id="nomad-apm",
+        ),
+        pytest.param(
+            _check("q", "target-value", {"target": 70}, source="datadog", query="avg:x"),
+            "source 'datadog' is not read here",
+            id="other-apm",
+        ),
+        pytest.param(
+            _check("q", "app-sizing-percentile", {}, **PROM),
+            "strategy 'app-sizing-percentile' is not carried",
+            id="other-strategy",
+        ),
+        pytest.param(
+            _check("q", "threshold", {"upper_bound": 5, "value": 3}, **PROM),
+            "absolute count",
+            id="threshold-value",
+        ),
+        pytest.param(
+            _check("q", "target-value", {"target": 0}, **PROM), "target 0", id="target-zero"
+        ),
+    ],
+)
+def test_what_cannot_be_carried_holds_as_unsupported(check: dict[str, Any], reason: str) -> None:
+    supported = _check("rps", "target-value", {"target": 5}, **PROM)
+    policy = _policy(_stored(supported, check))
+    assert [c.unsupported is None for c in policy.checks] == [True, False]
+    assert reason in (policy.checks[1].unsupported or "")
+    assert "it holds scale-in" in (policy.checks[1].unsupported or "")
+
+
+def test_a_policy_of_unsupported_checks_only_is_loaded_and_holds() -> None:
+    policy = _policy(_stored(_check("cpu", "target-value", {"target": 70}, query="avg_cpu")))
+    (check,) = policy.checks
+    assert check.name == "cpu" and check.unsupported
+
+
+def test_settings_carried_differently_are_listed_in_the_description() -> None:
+    found = _stored(
+        _check(
+            "c", "threshold", {"upper_bound": 10, "delta": -1, "within_bounds_trigger": 3}, **PROM
+        ),
+        on_check_error="fail",
+        cooldown_on_scale_up="30s",
+    )
+    policy = _policy(found)
+    assert "within_bounds_trigger 3" in policy.description
+    assert "on_check_error = fail" in policy.description
+    assert "cooldown_on_scale_up" in policy.description
+    assert policy.cooldown.up.total_seconds() == 30
+
+
+def test_a_policy_without_bounds_is_a_problem_not_a_crash() -> None:
+    found = NomadScalingPolicy(
+        id="x",
+        max=None,
+        target={"Job": "web", "Group": "api"},
+        policy={"check": [_check("c", "pass-through", {}, **PROM)]},
+    )
+    policy, problems = policy_from_nomad(found, name="web.api", file="<nomad>", load=load_data)
+    assert policy is None and problems
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5s", 5.0), ("1m30s", 90.0), ("1.5h", 5400.0), ("300ms", 0.3), ("0", 0.0), ("5", None)],
+)
+def test_go_durations(text: str, seconds: float | None) -> None:
+    assert go_duration(text) == seconds
+
+
+FILE_POLICY = """
+scaling "batch_queue" {
+  enabled = true
+  min     = 1
+  max     = 20
+
+  policy {
+    cooldown            = "1m"
+    evaluation_interval = "30s"
+
+    check "queue" {
+      source = "prometheus"
+      query  = "sum(queue_depth{queue=\\"batch\\"})"
+      strategy "target-value" {
+        target = 10
+      }
+    }
+
+    target "aws-asg" {
+      dry-run             = "true"
+      aws_asg_name        = "batch-workers"
+      node_drain_deadline = "5m"
+    }
+  }
+}
+"""
+
+
+def test_convert_reads_a_policy_file_with_an_asg_target() -> None:
+    (converted,) = convert_hcl(FILE_POLICY)
+    done = converted.translation
+    assert converted.where == 'scaling "batch_queue"'
+    assert done.errors == [] and done.unsupported == []
+    assert done.data["target"] == {"type": "aws-asg", "asg": "batch-workers"}
+    assert done.data["dry_run"] is True
+    assert done.data["checks"][0]["query"] == 'sum(queue_depth{queue="batch"})'
+    assert any("drained" in note for note in done.notes)
+
+
+def test_convert_reads_group_scaling_blocks_of_a_job_file() -> None:
+    job = """
+job "web" {
+  namespace = "shop"
+  group "api" {
+    count = 2
+    scaling {
+      min = 1
+      max = 10
+      policy {
+        check "rps" {
+          source = "prometheus"
+          query  = "sum(rate(http_requests_total[1m]))"
+          strategy "target-value" { target = 100 }
+        }
+      }
+    }
+  }
+  group "bounds-only" {
+    scaling { max = 3 }
+  }
+}
+"""
+    (converted,) = convert_hcl(job)
+    data = converted.translation.data
+    assert converted.where == 'job "web" group "api"'
+    assert data["name"] == "web-api"
+    assert data["target"] == {"type": "nomad", "job": "web", "group": "api", "namespace": "shop"}
+
+
+def test_convert_refuses_what_is_not_hcl_or_has_no_policy() -> None:
+    with pytest.raises(ValueError, match="not valid HCL"):
+        convert_hcl("scaling {")
+    with pytest.raises(ValueError, match="no scaling policy"):
+        convert_hcl('job "x" { group "g" { count = 1 } }')
+
+
+def test_an_unknown_target_plugin_cannot_be_carried() -> None:
+    done = translate(
+        "x",
+        enabled=True,
+        min_count=1,
+        max_count=3,
+        policy={"check": [], "target": [{"gce-mig": [{"project": "p"}]}]},
+    )
+    assert any("gce-mig" in e for e in done.errors)

@@ -1,0 +1,221 @@
+"""Discovery applied like a hot reload: targets added, changed and removed; a bad override or
+a collision keeps that target's last good policy; a failing source keeps its last result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from autoscaler.adapters.discovery.nomad import Listing
+from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
+from autoscaler.errors import DiscoveryError
+from autoscaler.policy.loader import load_paths
+from autoscaler.service.discovery import Discovery, DiscoveryConfig, with_discovered
+from autoscaler.service.registry import PolicyRegistry
+
+TEMPLATE = """\
+name: "web-{job}-{group}"
+for_each:
+  nomad: {meta: {autoscaler.enabled: "true"}}
+min: 1
+max: 20
+checks:
+  - name: rps
+    query: 'sum by (job) (rate(http_requests_total[2m]))'
+    group_by: {job: "{job}"}
+    strategy: per-instance
+    target: 10
+"""
+
+
+@dataclass
+class FakeNomad:
+    """Stands for `NomadDiscovery`: returns what the test sets, or fails."""
+
+    groups_found: list[NomadGroup] = field(default_factory=list)
+    policies_found: list[NomadScalingPolicy] = field(default_factory=list)
+    fail: str | None = None
+    reads: int = 0
+
+    def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+        self.reads += 1
+        if self.fail:
+            raise DiscoveryError(self.fail)
+        return Listing(tuple(self.groups_found), index + 1)
+
+    def scaling_policies(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadScalingPolicy]:
+        if self.fail:
+            raise DiscoveryError(self.fail)
+        return Listing(tuple(self.policies_found), index + 1)
+
+
+def _opted(job: str, group: str = "web", **meta: str) -> NomadGroup:
+    return NomadGroup(
+        namespace="default", job=job, group=group, meta={"autoscaler.enabled": "true", **meta}
+    )
+
+
+def _setup(
+    tmp_path: Path, nomad: FakeNomad, *, policies: bool = False
+) -> tuple[PolicyRegistry, Discovery]:
+    (tmp_path / "web.yaml").write_text(TEMPLATE)
+    discovery = Discovery(
+        DiscoveryConfig(nomad_scaling_policies=policies),
+        nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
+        watch=False,
+    )
+    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
+    registry.reload()
+    return registry, discovery
+
+
+def _apply(registry: PolicyRegistry, discovery: Discovery):  # type: ignore[no-untyped-def]
+    discovery.read_once(registry.templates())
+    return registry.refresh()
+
+
+def _names(registry: PolicyRegistry) -> list[str]:
+    return sorted(p.name for p in registry.policies())
+
+
+def test_discovered_targets_are_added_changed_and_removed_like_a_reload(tmp_path: Path) -> None:
+    nomad = FakeNomad(
+        [_opted("a"), _opted("b"), NomadGroup(namespace="default", job="c", group="web")]
+    )
+    registry, discovery = _setup(tmp_path, nomad)
+    outcome = _apply(registry, discovery)
+    assert sorted(outcome.added) == ["web-a-web", "web-b-web"]
+    assert _names(registry) == ["web-a-web", "web-b-web"]
+
+    nomad.groups_found = [_opted("a", **{"autoscaler.max": "5"})]
+    outcome = _apply(registry, discovery)
+    assert outcome.updated == ("web-a-web",) and outcome.removed == ("web-b-web",)
+    policy = registry.get("web-a-web")
+    assert policy is not None and policy.max == 5
+
+
+def test_a_bad_override_keeps_that_targets_last_good_policy(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a"), _opted("b")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [
+        _opted("a", **{"autoscaler.min": "lots"}),
+        _opted("b", **{"autoscaler.max": "7"}),
+    ]
+    outcome = _apply(registry, discovery)
+    assert outcome.updated == ("web-b-web",)
+    assert outcome.kept and "nomad/-/default/a/web" in outcome.kept[0]
+    kept = registry.get("web-a-web")
+    assert kept is not None and kept.min == 1
+    assert any("autoscaler.min" in p.field for p in outcome.problems)
+
+
+def test_a_new_target_with_a_bad_override_is_not_loaded(tmp_path: Path) -> None:
+    registry, discovery = _setup(tmp_path, FakeNomad([_opted("a", **{"autoscaler.max": "-1"})]))
+    outcome = _apply(registry, discovery)
+    assert registry.policies() == []
+    assert "expected a whole number" in outcome.problems[0].message
+
+
+def test_a_hand_written_policy_wins_over_the_template_for_its_target(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "name: a\ntarget: {type: nomad, job: a, group: web}\nmin: 1\nmax: 3\n"
+        "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    )
+    registry, discovery = _setup(tmp_path, FakeNomad([_opted("a"), _opted("b")]))
+    outcome = _apply(registry, discovery)
+    assert _names(registry) == ["a", "web-b-web"]
+    assert any("already scaled by policy 'a'" in p.message for p in outcome.problems)
+
+
+def test_a_failing_source_keeps_the_last_discovered_set_and_says_why(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.fail = "Nomad at http://nomad:4646 unreachable"
+    outcome = _apply(registry, discovery)
+    assert _names(registry) == ["web-a-web"]
+    assert not outcome.changed
+    (problem,) = outcome.problems
+    assert problem.file == "<discovery: Nomad jobs>"
+    assert "unreachable" in problem.message and "the 1 found last stay in force" in problem.message
+
+    nomad.fail = None
+    assert _apply(registry, discovery).problems == ()
+
+
+def test_an_unchanged_target_reuses_its_expansion(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    first = registry.get("web-a-web")
+    registry.reload()  # the template file is read again: a new, equal template
+    _apply(registry, discovery)
+    assert registry.get("web-a-web") is first
+
+
+def test_nomad_scaling_policies_are_translated_and_bounds_only_blocks_ignored(
+    tmp_path: Path,
+) -> None:
+    check = {
+        "rps": [
+            {
+                "source": "prometheus",
+                "query": "sum(x)",
+                "strategy": [{"target-value": [{"target": 5.0}]}],
+            }
+        ]
+    }
+    nomad = FakeNomad(
+        policies_found=[
+            NomadScalingPolicy(
+                id="p1",
+                min=1,
+                max=4,
+                target={"Namespace": "default", "Job": "shop", "Group": "api"},
+                policy={"check": [check]},
+            ),
+            NomadScalingPolicy(
+                id="p2",
+                min=1,
+                max=4,
+                target={"Namespace": "default", "Job": "shop", "Group": "db"},
+                policy={},
+            ),
+        ]
+    )
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    outcome = _apply(registry, discovery)
+    assert outcome.added == ("shop.api",)
+    policy = registry.get("shop.api")
+    assert policy is not None and policy.description.startswith("Nomad scaling policy p1")
+
+
+def test_with_discovered_gives_files_first_then_expansions(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(TEMPLATE)
+    nomad = FakeNomad([_opted("a"), _opted("a", group="worker")])
+    discovery = Discovery(
+        DiscoveryConfig(),
+        nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
+        watch=False,
+    )
+    policies, problems = with_discovered(load_paths([tmp_path]), discovery)
+    assert [p.name for p in policies] == ["web-a-web", "web-a-worker"]
+    assert problems == [] and nomad.reads == 1
+
+
+def test_a_broken_template_file_keeps_its_last_good_template(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("max: 20", "max: lots"))
+    outcome = registry.reload()
+    assert _names(registry) == ["web-a-web"]
+    assert any(p.field == "max" for p in outcome.problems)
+    nomad.groups_found = [_opted("a"), _opted("b")]
+    _apply(registry, discovery)  # the last good template still expands new targets
+    assert _names(registry) == ["web-a-web", "web-b-web"]

@@ -1,0 +1,131 @@
+"""What ships: the lock file pins every dependency CI installs, the Docker image installs
+with it and checks its own health on `/readyz`, and the README's Nomad job hands the
+secret files to the image's user."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from autoscaler.cli import healthcheck
+
+ROOT = Path(__file__).parents[2]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+README = (ROOT / "README.md").read_text()
+EXTRAS = ("plot", "test")  # what scripts/lock resolves besides the runtime dependencies
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def _needed(name: str, extras: frozenset[str], seen: set[tuple[str, str]]) -> Iterator[str]:
+    """`name` and everything it needs with `extras`, for this Python (markers evaluated)."""
+    key = (canonicalize_name(name), ",".join(sorted(extras)))
+    if key in seen:
+        return
+    seen.add(key)
+    yield key[0]
+    for text in metadata.requires(name) or []:
+        requirement = Requirement(text)
+        wanted = requirement.marker is None or any(
+            requirement.marker.evaluate({"extra": extra}) for extra in (extras or {""})
+        )
+        if wanted:
+            yield from _needed(requirement.name, frozenset(requirement.extras), seen)
+
+
+def _closure() -> set[str]:
+    return set(_needed("autoscaler", frozenset(EXTRAS), set())) - {"autoscaler"}
+
+
+def test_every_dependency_is_pinned_in_the_lock_file() -> None:
+    missing = sorted(_closure() - set(_pins()))
+    assert missing == [], f"not in constraints.txt: {missing}; run scripts/lock"
+
+
+def test_the_installed_versions_are_the_pinned_ones() -> None:
+    """scripts/bootstrap installs with `-c constraints.txt`: CI tests what the image ships."""
+    pins = _pins()
+    drift = {
+        name: (metadata.version(name), pins[name])
+        for name in sorted(_closure() & set(pins))
+        if metadata.version(name) != pins[name]
+    }
+    assert drift == {}, "installed != pinned; run scripts/bootstrap (or scripts/lock)"
+
+
+def test_the_pins_satisfy_what_pyproject_asks_for() -> None:
+    pins = _pins()
+    for text in metadata.requires("autoscaler") or []:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        if name in pins:
+            assert requirement.specifier.contains(pins[name], prereleases=True), text
+
+
+def test_ci_and_the_image_install_with_the_lock_file() -> None:
+    bootstrap = (ROOT / "scripts" / "bootstrap").read_text()
+    assert re.search(r"pip install .*-c constraints\.txt -e '\.\[test\]'", bootstrap)
+    assert "COPY pyproject.toml README.md constraints.txt" in DOCKERFILE
+    assert "pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ." in DOCKERFILE
+    assert re.search(r"pip install .*--no-index .*-c /tmp/constraints\.txt autoscaler", DOCKERFILE)
+    assert (ROOT / "scripts" / "lock").stat().st_mode & 0o111
+
+
+def test_the_image_checks_its_health_on_readyz_with_python_itself() -> None:
+    match = re.search(r"^HEALTHCHECK (.*?) \\\n\s+CMD (\[.*\])$", DOCKERFILE, re.M)
+    assert match is not None
+    options, command = match.groups()
+    assert command == '["python", "-m", "autoscaler.cli.healthcheck"]'
+    timeout = re.search(r"--timeout=(\d+)s", options)
+    assert timeout is not None
+    assert int(timeout.group(1)) > healthcheck.TIMEOUT  # our own timeout answers first
+    assert "AUTOSCALER_LISTEN=0.0.0.0:8080" in DOCKERFILE
+    assert healthcheck.readyz_url("0.0.0.0:8080") == "http://127.0.0.1:8080/readyz"
+
+
+def _image_uid() -> int:
+    found = re.search(r"useradd .*--uid (\d+)", DOCKERFILE)
+    assert found is not None
+    gid = re.search(r"groupadd .*--gid (\d+)", DOCKERFILE)
+    assert gid is not None and gid.group(1) == found.group(1)
+    return int(found.group(1))
+
+
+def _nomad_templates() -> list[dict[str, Any]]:
+    block = re.search(r"```hcl\n(# autoscaler\.nomad\.hcl\n.*?)```", README, re.S)
+    assert block is not None
+    job = hcl2.loads(block.group(1))
+    task = job["job"][0]['"autoscaler"']["group"][0]['"autoscaler"']["task"][0]['"autoscaler"']
+    return list(task["template"])
+
+
+def _unquote(value: Any) -> Any:
+    return value.strip('"') if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("template", _nomad_templates(), ids=lambda t: _unquote(t["destination"]))
+def test_the_nomad_job_gives_each_template_to_the_images_user(template: dict[str, Any]) -> None:
+    """Nomad renders templates as root: without uid/gid, a 0400 secret is unreadable by the
+    image's non-root user and the task exits 4 at startup."""
+    uid = _image_uid()
+    assert (template.get("uid"), template.get("gid")) == (uid, uid)
+    perms = int(_unquote(template["perms"]), 8)
+    assert perms & 0o400, "the owner (the image's user) must be able to read it"
+    if _unquote(template["destination"]).startswith("secrets/"):
+        assert perms & 0o077 == 0, "a secret is for its owner only"
