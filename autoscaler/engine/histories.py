@@ -51,6 +51,9 @@ class _Entry:
     query: str
     settings: ForecastSettings | None = None
     lead: timedelta | None = None
+    # A template's grouped check: the range query returns every target's series, and this
+    # check's history is the one carrying these labels (as its instant value is).
+    select: tuple[tuple[str, str], ...] = ()
     model: SeasonalModel | None = None
     recent: deque[tuple[float, float]] = field(default_factory=deque)
     streak: int = 0
@@ -110,7 +113,7 @@ class CheckHistories:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or not _same(entry, check, lead):
-                entry = _Entry(check.query, check.forecast, lead)  # new or changed: relearn
+                entry = _Entry(check.query, check.forecast, lead, check.select)  # new or changed
                 self._entries[key] = entry
             entry.seen = at
             return entry
@@ -232,10 +235,14 @@ class CheckHistories:
             entry.next_try = at + RETRY_AFTER.total_seconds()
             log.warning("reading the history of %r failed: %s", promql, exc)
             return None
+        if entry.select:
+            wanted = entry.select
+            series = [s for s in series if all(s.labels.get(k) == v for k, v in wanted)]
         if len(series) > 1:
+            among = " with " + _labels(entry.select) if entry.select else ""
             entry.history_error = (
-                f"history unavailable: the query returned {len(series)} series over the range; "
-                "a check needs exactly one"
+                f"history unavailable: the query returned {len(series)} series{among} over "
+                "the range; a check needs exactly one"
             )
             entry.next_try = at + RETRY_AFTER.total_seconds()
             return None
@@ -253,6 +260,10 @@ class CheckHistories:
                 del self._entries[key]
 
 
+def _labels(select: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in select)
+
+
 def range_source(source: object) -> RangeSource | None:
     """`source` when it answers range queries (Prometheus does), else None."""
     return source if isinstance(source, RangeSource) else None
@@ -262,6 +273,7 @@ def _same(entry: _Entry, check: Check, lead: timedelta | None) -> bool:
     """Whether `entry` learned what `check` asks now (same query, settings and lead)."""
     return (
         entry.query == check.query
+        and entry.select == check.select
         and (entry.settings is check.forecast or entry.settings == check.forecast)
         and entry.lead == lead
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,6 +140,28 @@ def test_a_query_with_several_series_has_no_history() -> None:
     assert "the query returned 2 series over the range; a check needs exactly one" in (
         reading.reason
     )
+
+
+def test_a_grouped_check_reads_the_history_of_its_own_series() -> None:
+    """A template's check (`group_by`) reads one series of a grouped query: so does its
+    forecast's history, out of the range query's series for every target."""
+    now = START + timedelta(days=3)
+    source = History(until=now.timestamp(), series=3)
+    histories = CheckHistories(source)
+    grouped = policy()
+    check = replace(grouped.checks[0], select=(("i", "1"),))
+    (enriched,) = histories.enrich(
+        replace(grouped, checks=(check,)), [Observation(check="load", value=100.0)], now
+    )
+    assert enriched.forecast is not None
+    assert enriched.forecast.value == pytest.approx(daily(now.timestamp() + 150), abs=2)
+    missing = replace(check, select=(("i", "7"),))
+    (enriched,) = CheckHistories(source).enrich(
+        replace(grouped, checks=(missing,)), [Observation(check="load", value=100.0)], now
+    )
+    assert enriched.forecast is not None
+    assert enriched.forecast.value is None
+    assert "no history" in (enriched.forecast.reason or "")
 
 
 def test_the_anomaly_window_is_read_back_at_the_policys_interval() -> None:
