@@ -69,11 +69,15 @@ def decisions_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(redact.ScrubFilter())
     logger = logging.getLogger("autoscaler.decisions")
+    level = logger.level
     monkeypatch.setattr(logger, "propagate", False)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    # setLevel, not the attribute: it also clears `isEnabledFor`'s cache, which still says
+    # "disabled" after an earlier test in this process ran a replay (`quiet_decisions`).
+    logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     yield out
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def test_a_decision_is_flat_fields_with_each_checks_value(decisions_log: io.StringIO) -> None:
