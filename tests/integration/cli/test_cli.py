@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.aws import MotoServer
 from tests.support.nomad_api import NomadApiStandIn
@@ -636,3 +637,8 @@ def test_plan_shows_a_forecast_learned_from_the_history_prometheus_holds(
     table = autoscaler("plan", str(folder), env=env).stdout
     assert "forecast " in table
     assert " in 2m1s (recent error " in table
+    wide = autoscaler("plan", str(folder), "-o", "wide", env=env).stdout
+    assert "(forecast " in wide
+    assert " in 2m1s (recent error " in wide
+    documents = yaml.safe_load(autoscaler("plan", str(folder), "-o", "yaml", env=env).stdout)
+    assert documents[0]["checks"][0]["forecast"]["season_seconds"] == 86400
