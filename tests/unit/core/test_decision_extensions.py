@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.core.decision import Outcome, decide
+from autoscaler.core.decision import Outcome, decide, without_target
 from autoscaler.core.model import (
     Action,
     AnomalyGuard,
@@ -146,6 +146,28 @@ def test_a_failed_check_keeps_its_forecast_for_reports() -> None:
     outcome = run(make_policy(), observation)
     assert outcome.decision.action is Action.HOLD
     assert outcome.decision.checks[0].forecast == forecast(83.0)
+
+
+def test_a_preview_without_the_target_shows_the_forecast_and_acts_on_it() -> None:
+    """`plan` for a target it cannot read: the checks still run, forecasts included; the
+    guard, whose cap is relative to the unknown current count, only shows its reading."""
+    policy = make_policy(anomaly=GUARD)
+    observation = Observation(
+        check="load", value=50.0, forecast=forecast(83.0), anomaly=implausible(9.0)
+    )
+    decision = without_target(
+        policy, observations=[observation], now=NOW, reason="target unreadable: AccessDenied"
+    )
+    assert (decision.current, decision.desired, decision.action) == (None, None, Action.HOLD)
+    assert decision.reasons[:3] == (
+        "target unreadable: AccessDenied",
+        "load: forecast 83 in 2m30s (recent error 12 %) above the observed 50: acting on it",
+        "load: 83 / 10 per instance → 9",
+    )
+    (check,) = decision.checks
+    assert (check.value, check.desired, check.error) == (50.0, 9, None)
+    assert check.forecast == forecast(83.0)
+    assert check.anomaly == implausible(9.0)
 
 
 # --- the anomaly guard ---------------------------------------------------------------------
