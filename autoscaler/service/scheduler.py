@@ -12,6 +12,11 @@ takes a worker from a pool only while it runs, a slow policy delays nobody but i
 (as long as fewer than `workers` policies are slow at the same moment). A trigger hands
 back a future, so the HTTP API can wait for the evaluation it asked for.
 
+Triggered runs (an alert, the API) jump the queue: when the loop is saturated, many
+scheduled runs are overdue at once, and a trigger due "now" would otherwise wait behind
+all of them (52 s at 10,000 policies). The queue is ordered by (urgency, due time), so a
+triggered run takes the next free worker, after only the evaluations already in flight.
+
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
 the old run ends, so even a quick `enabled: true -> false -> true` never overlaps.
@@ -66,6 +71,7 @@ class _Slot:
     running: bool = False
     rerun: bool = False
     triggered_at: float | None = None  # the latest trigger not yet answered by a run
+    urgent: bool = False  # queued for a trigger: ahead of every scheduled run
     fresh_since: float | None = None  # for the run in flight
     last: Evaluation | None = None
     waiting: list[Future[Evaluation]] = field(default_factory=list)  # for the next run
@@ -128,7 +134,8 @@ class Scheduler:
         self._slots: dict[str, _Slot] = {}
         # Removed while running: kept until that run ends, so a re-add cannot overlap it.
         self._draining: dict[str, _Slot] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        # (rank, due, seq, name): rank 0 for triggered runs, 1 for scheduled ones.
+        self._heap: list[tuple[int, float, int, str]] = []
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -180,7 +187,7 @@ class Scheduler:
             future: Future[Evaluation] = Future()
             slot.waiting.append(future)
             slot.triggered_at = self._monotonic()
-            self._due_now(slot, name)
+            self._due_now(slot, name, urgent=True)
             self._cond.notify_all()
             return future
 
@@ -253,15 +260,16 @@ class Scheduler:
         if self._gate is not None and not self._gate():
             return None
         while self._heap:
-            due, _, name = self._heap[0]
+            rank, due, _, name = self._heap[0]
             slot = self._slots.get(name)
-            if slot is None or due != slot.next_due or slot.running:
+            if slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running:
                 heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
                 continue
             if due > now:
                 return None
             heapq.heappop(self._heap)
             slot.running = True
+            slot.urgent = False
             slot.fresh_since, slot.triggered_at = slot.triggered_at, None
             if slot.fresh_since is None and shares_grouped_query(slot.policy):
                 slot.fresh_since = due  # its tick: no answer from an earlier tick
@@ -278,7 +286,7 @@ class Scheduler:
                 found = self._take_due(now)
                 if found is not None:
                     return found
-                timeout = self._heap[0][0] - now if self._heap else 1.0
+                timeout = self._heap[0][1] - now if self._heap else 1.0
                 if self._gate is not None and not self._gate():
                     timeout = 0.5  # closed: look again now and then, or at `wake()`
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
@@ -340,6 +348,8 @@ class Scheduler:
             if self._draining.get(name) is slot:
                 del self._draining[name]
             if self._slots.get(name) is slot:
+                # A trigger that arrived during the run keeps its place ahead of the queue.
+                slot.urgent = bool(slot.waiting)
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
                 elif shares_grouped_query(policy):
@@ -349,7 +359,7 @@ class Scheduler:
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)
                     slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
-                self._push(slot.next_due, name)
+                self._push(slot.next_due, name, urgent=slot.urgent)
             self._cond.notify_all()
         for future in done:
             if evaluation is not None:
@@ -357,13 +367,22 @@ class Scheduler:
             else:
                 future.set_exception(error or RuntimeError("evaluation did not complete"))
 
-    def _due_now(self, slot: _Slot, name: str) -> None:
+    def _due_now(self, slot: _Slot, name: str, *, urgent: bool = False) -> None:
+        """Queue `slot` to run now; `urgent` (a trigger) puts it ahead of scheduled runs."""
         if slot.running:
-            slot.rerun = True  # picked up by _finish
+            slot.rerun = True  # picked up by _finish (urgent if a trigger waits)
             return
+        if slot.urgent and not urgent:
+            return  # already queued ahead of everyone: a reload must not demote it
         slot.next_due = self._monotonic()
-        self._push(slot.next_due, name)
+        slot.urgent = urgent
+        self._push(slot.next_due, name, urgent=urgent)
 
-    def _push(self, due: float, name: str) -> None:
+    def _push(self, due: float, name: str, *, urgent: bool = False) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, name))
+        heapq.heappush(self._heap, (_rank(urgent), due, self._seq, name))
+
+
+def _rank(urgent: bool) -> int:
+    """Heap rank: triggered runs (0) before scheduled ones (1), whatever their due times."""
+    return 0 if urgent else 1
