@@ -33,6 +33,7 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.http_env import ca_bundle, settle
 from autoscaler.adapters.targets.nomad_errors import (
     NETWORK_ERRORS,
     NO_REGION_PATH,
@@ -167,7 +168,8 @@ def shared_session(settings: NomadSettings) -> requests.Session:
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            _sessions[settings] = session
+            # Proxies, NO_PROXY and ~/.netrc once, not on every request (`http_env`).
+            _sessions[settings] = settle(session, settings.address)
         return session
 
 
@@ -204,7 +206,8 @@ class NomadScaler:
             address=settings.address.rstrip("/"),
             token=settings.token,
             timeout=settings.timeout,
-            verify=settings.verify(),
+            # Passed with each request, so the environment's CA bundle is resolved here.
+            verify=ca_bundle(settings.verify()),
             cert=settings.cert(),
             session=session if session is not None else shared_session(settings),
         )
