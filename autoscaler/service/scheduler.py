@@ -43,7 +43,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -217,27 +217,41 @@ class Scheduler:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Dispatch due policies until `stop()`; then wait for evaluations in flight."""
-        pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="eval")
-        free = threading.Semaphore(self._workers)
+        """Evaluate due policies on `workers` threads until `stop()`; then wait for the
+        evaluations in flight.
+
+        Each worker takes the next due policy itself when it is free: no dispatcher thread
+        and no executor queue stand between the queue and a worker, so an evaluation costs
+        no thread hand-off, and a due policy waits in our queue (where triggers and reloads
+        still reach it) until a worker is free.
+        """
+        threads = [
+            threading.Thread(target=self._work, name=f"eval-{i}", daemon=True)
+            for i in range(self._workers)
+        ]
+        for thread in threads:
+            thread.start()
         try:
-            while not self._stopping.is_set():
-                # Take a worker first, so a due policy waits in our heap (where triggers
-                # and reloads can still reach it), not in the executor's queue.
-                if not free.acquire(timeout=0.5):
-                    continue
-                due = self._next_due()
-                if due is None:
-                    free.release()
-                    continue
-                pool.submit(self._run_one, *due, free)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)  # a timeout keeps signal handlers running
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.stop()
+            for thread in threads:
+                thread.join()
             with self._cond:
                 for slot in self._slots.values():
                     for future in slot.waiting:
                         future.cancel()
             log.info("scheduler stopped; evaluations in flight have finished")
+
+    def _work(self) -> None:
+        """One worker: run whatever is due next, until `stop()`."""
+        while (due := self._next_due()) is not None:
+            try:
+                self._run_one(*due)
+            except Exception:  # a bug in the bookkeeping: keep the worker, say so
+                log.exception("scheduling policy %s failed", due[0])
 
     def run_due(self) -> int:
         """Evaluate, one after the other in the caller's thread, every policy due now.
@@ -292,36 +306,32 @@ class Scheduler:
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
             return None
 
-    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore | None = None) -> None:
+    def _run_one(self, name: str, slot: _Slot) -> None:
+        with self._cond:
+            policy, fresh_since = slot.policy, slot.fresh_since
+            removed = self._slots.get(name) is not slot  # between dispatch and now
+        if removed:
+            self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
+            return
+        evaluation: Evaluation | None = None
+        error: BaseException | None = None
         try:
-            with self._cond:
-                policy, fresh_since = slot.policy, slot.fresh_since
-                removed = self._slots.get(name) is not slot  # between dispatch and now
-            if removed:
-                self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
-                return
-            evaluation: Evaluation | None = None
-            error: BaseException | None = None
+            evaluation = self._evaluate_policy(policy, fresh_since)
+        except Exception as exc:
+            log.exception("evaluation of policy %s crashed", name)
+            error = exc
+        if self._on_result is not None:
             try:
-                evaluation = self._evaluate_policy(policy, fresh_since)
-            except Exception as exc:
-                log.exception("evaluation of policy %s crashed", name)
-                error = exc
-            if self._on_result is not None:
-                try:
-                    self._on_result(policy, evaluation)
-                except Exception:
-                    log.exception("reporting the evaluation of policy %s failed", name)
-            last = evaluation
-            if last is None and error is not None:
-                try:
-                    last = self._crashed(policy, error)
-                except Exception:  # never leave the slot marked running
-                    log.exception("could not describe the crash of policy %s", name)
-            self._finish(name, slot, policy, evaluation, error, last=last)
-        finally:
-            if free is not None:
-                free.release()
+                self._on_result(policy, evaluation)
+            except Exception:
+                log.exception("reporting the evaluation of policy %s failed", name)
+        last = evaluation
+        if last is None and error is not None:
+            try:
+                last = self._crashed(policy, error)
+            except Exception:  # never leave the slot marked running
+                log.exception("could not describe the crash of policy %s", name)
+        self._finish(name, slot, policy, evaluation, error, last=last)
 
     def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
         """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
@@ -360,7 +370,8 @@ class Scheduler:
                     slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
                 self._push(slot.next_due, name, urgent=slot.urgent)
-            self._cond.notify_all()
+            # No wake-up: this worker itself goes on to the next due policy, and an earlier
+            # entry than the others wait for can only be this one's rerun.
         for future in done:
             if evaluation is not None:
                 future.set_result(evaluation)
