@@ -25,6 +25,8 @@ def nomad(count: int) -> None:
     stand_in.start()
     for i in range(count):
         stand_in.register_job(f"job{i}", {"web": 1})
+        # Service jobs have a deployment per version (the default update strategy).
+        stand_in.set_deployment(f"job{i}", "successful")
     stand_in.record_requests = False  # a request log of a long run would only grow
     _serve(stand_in.env)
     stand_in.stop()
