@@ -75,6 +75,17 @@ class StateStore(Protocol):
         """
         ...
 
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Keep `memory` as the policy's newest, to be made durable soon, with others.
+
+        What every evaluation keeps (recommendations, missing-data streaks) need not wait
+        for its own transaction: a store may write many evaluations' memories in one
+        (group commit), at most a fraction of a second later. Raises only `NotLeader`
+        (this replica may not write at all); when writes fail, `durability_problem()`
+        says why. Scaling actions use `save`, which waits.
+        """
+        ...
+
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """A scaling action saved ahead of the scale call at `at` did not happen: the
         target's last action goes back to `previous`, unless a later one replaced `at`."""

@@ -236,26 +236,28 @@ class Reconciler:
         return replace(applied, memory=done, scaled=True)
 
     def _save(self, policy: Policy, applied: _Applied) -> _Applied:
-        """Persist the policy's memory; when that fails, the decision says so."""
+        """Keep the policy's memory (made durable with the next group commit, see
+        `StateStore.remember`); while the state cannot be written, the decision says so."""
         try:
-            self._state.save(policy.name, policy.target.key, applied.memory)
+            self._state.remember(policy.name, policy.target.key, applied.memory)
         except NotLeader as exc:
             if applied.error_kind == "lease":
                 return applied  # the hold already says why
             return _fenced(applied, exc, scaled=applied.scaled)
-        except StateError as exc:
-            decision = applied.decision
-            if applied.error_kind != "state":  # else the scale-in hold already says why
-                decision = replace(
-                    decision,
-                    reasons=(
-                        *decision.reasons,
-                        f"state not durable ({exc}): this decision is kept in memory only, "
-                        "and scale-in is held until it can be recorded",
-                    ),
-                )
-            return replace(applied, decision=decision, error=str(exc), error_kind="state")
-        return applied
+        problem = self._state.durability_problem()
+        if problem is None:
+            return applied
+        decision = applied.decision
+        if applied.error_kind != "state":  # else the scale-in hold already says why
+            decision = replace(
+                decision,
+                reasons=(
+                    *decision.reasons,
+                    f"state not durable ({problem}): this decision is kept in memory only, "
+                    "and scale-in is held until it can be recorded",
+                ),
+            )
+        return replace(applied, decision=decision, error=problem, error_kind="state")
 
     def _withdraw(self, target_key: str, at: datetime, previous: datetime | None) -> None:
         """Undo the scaling action recorded ahead of a scale call that did not happen."""

@@ -17,6 +17,15 @@ With several replicas on one database (`run --ha`), only the leader acts. `stand
 stops writing and makes every read go to the database (another replica is the one that
 knows); `lead(epoch)` acts again, and drops what memory holds first unless it is the same
 epoch this store last acted under: after a takeover the database, not memory, is newest.
+
+Group commit (`commit_interval`, as `run` uses it): what every evaluation keeps
+(`remember`: recommendations, streaks) and the decision history (`record`) do not each
+wait for a transaction of their own; a committer thread writes everything pending in one
+transaction every `commit_interval` seconds (a store with a `write(memories, decisions)`
+method takes it in one call). A scaling action still goes through `save`, which writes
+everything pending *and* waits for it: the rule "scale in only with a durable record" is
+unchanged. What a crash can lose is at most `commit_interval` of memories that started no
+action; the cooldowns of actions taken are never among them.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.core.model import Decision, Memory
@@ -46,6 +55,12 @@ class DurableStore(StateStore, Protocol):
     def generation(self) -> int: ...
 
 
+# A durable store's optional `write(memories, decisions)`: all of them in one transaction,
+# durable, or `StateError` and none of them (SQLite has it; a store without it gets one
+# `save` or `record` call per item).
+_Write = Callable[[list[tuple[str, str, Memory]], list[Decision]], None]
+
+
 class LayeredStateStore:
     """`ports.StateStore`: memory in front of `durable`, which gets every write eventually."""
 
@@ -56,7 +71,10 @@ class LayeredStateStore:
         retry_after: float = 1.0,
         max_pending: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        commit_interval: float | None = None,
     ) -> None:
+        """`commit_interval` (seconds) turns group commit on (see the module docstring);
+        None writes each `remember` and `record` at once, as `save` does."""
         self._durable = durable
         self._retry_after = retry_after
         self._clock = clock
@@ -72,6 +90,14 @@ class LayeredStateStore:
         self._epoch: int | None = None  # the lease epoch memory belongs to (HA only)
         self._lock = threading.Lock()  # the in-memory state; held only briefly
         self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
+        self._commit_interval = commit_interval
+        self._closing = threading.Event()
+        self._committer: threading.Thread | None = None
+        if commit_interval is not None:
+            self._committer = threading.Thread(
+                target=self._commit_loop, name="state-commit", daemon=True
+            )
+            self._committer.start()
 
     # --- leadership (HA) ----------------------------------------------------------------------
 
@@ -142,6 +168,20 @@ class LayeredStateStore:
             self._dirty[policy] = (target_key, memory)
         self._flush()
 
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Remember `memory` now; it becomes durable with the next group commit (at once
+        without group commit). Raises only `NotLeader` (a standby keeps nothing); else
+        `durability_problem()` says whether writes fail."""
+        if not self._acting:
+            raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
+        with self._lock:
+            self._memory.save(policy, target_key, memory)
+            self._known[policy] = target_key
+            self._dirty[policy] = (target_key, memory)
+        if self._commit_interval is None:
+            with contextlib.suppress(StateError):
+                self._flush()
+
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """Forget a last action at `at` that did not happen, here and (if it got there) in
         the database. If the database cannot take it, it keeps a cooldown that only delays."""
@@ -167,8 +207,9 @@ class LayeredStateStore:
             if len(self._pending) == self._pending.maxlen:
                 self._dropped += 1
             self._pending.append(decision)
-        with contextlib.suppress(StateError):
-            self._flush()
+        if self._commit_interval is None:
+            with contextlib.suppress(StateError):
+                self._flush()
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first, including those not written yet."""
@@ -193,6 +234,9 @@ class LayeredStateStore:
 
     def close(self) -> None:
         """Write what is pending (one last attempt), then close the database."""
+        self._closing.set()
+        if self._committer is not None:
+            self._committer.join()
         try:
             if not self._acting:
                 raise NotLeader("this replica is a standby")
@@ -230,6 +274,16 @@ class LayeredStateStore:
         finally:
             self._writing.release()
 
+    def _commit_loop(self) -> None:
+        """Group commit: every `commit_interval`, whatever is pending, in one transaction."""
+        assert self._commit_interval is not None
+        while not self._closing.wait(self._commit_interval):
+            with self._lock:
+                idle = not self._dirty and not self._pending
+            if not idle:
+                with contextlib.suppress(StateError):  # reported by durability_problem()
+                    self._flush()
+
     def _write_out(self) -> None:
         """Everything dirty and pending into the database (with `self._writing` held)."""
         while True:
@@ -237,12 +291,15 @@ class LayeredStateStore:
                 dirty = list(self._dirty.items())
                 pending = list(self._pending)
             try:
-                for policy, entry in dirty:
+                batch = cast("_Write | None", getattr(self._durable, "write", None))
+                if batch is not None:
+                    self._write_batch(batch, dirty, pending)
+                for policy, entry in dirty if batch is None else ():
                     self._durable.save(policy, *entry)
                     with self._lock:
                         if self._dirty.get(policy) is entry:
                             del self._dirty[policy]
-                for decision in pending:
+                for decision in pending if batch is None else ():
                     self._durable.record(decision)
                     with self._lock:
                         if self._pending and self._pending[0] is decision:
@@ -258,6 +315,22 @@ class LayeredStateStore:
                 self._dirty = {p: (k, m) for p, k, m in self._memory.known()}
             _LOG.warning("state database: writing back the memory of %d policies", len(self._dirty))
         self._succeeded()
+
+    def _write_batch(
+        self,
+        batch: _Write,
+        dirty: list[tuple[str, tuple[str, Memory]]],
+        pending: list[Decision],
+    ) -> None:
+        """`dirty` and `pending` in one transaction; then forgotten, unless changed since."""
+        batch([(policy, key, memory) for policy, (key, memory) in dirty], pending)
+        with self._lock:
+            for policy, entry in dirty:
+                if self._dirty.get(policy) is entry:
+                    del self._dirty[policy]
+            written = {id(decision) for decision in pending}
+            while self._pending and id(self._pending[0]) in written:
+                self._pending.popleft()
 
     def _failed(self, exc: StateError) -> None:
         self._retry_at = self._clock() + self._retry_after

@@ -213,6 +213,16 @@ class PostgresStateStore:
                     (target_key, memory.last_scaled_at),
                 )
 
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """`save` at once (the layer in front batches); a failure is left to
+        `durability_problem()`, except `NotLeader`, which the caller must hear."""
+        try:
+            self.save(policy, target_key, memory)
+        except NotLeader:
+            raise
+        except StateError:
+            return
+
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """Undo a last action saved at `at` that did not happen (unless a later one came)."""
         with self._tx() as (conn, _):

@@ -8,6 +8,7 @@ deleted, replaced) are in tests/integration/adapters/test_state_faults.py.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -239,3 +240,91 @@ def test_a_write_that_waited_behind_a_failing_one_does_not_try_again() -> None:
     second.join(5)
     assert len(errors) == 2
     assert durable.attempts == 1
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+@dataclass
+class BatchStore(FlakyStore):
+    """A durable store that takes many memories and decisions in one transaction."""
+
+    batches: list[tuple[int, int]] = field(default_factory=list)
+    committed: threading.Event = field(default_factory=threading.Event)
+
+    def write(self, memories: list[tuple[str, str, Memory]], decisions: list[Decision]) -> None:
+        self._write()
+        for policy, key, memory in memories:
+            MemoryStateStore.save(self, policy, key, memory)
+        for d in decisions:
+            MemoryStateStore.record(self, d)
+        self.batches.append((len(memories), len(decisions)))
+        self.committed.set()
+
+
+def _memory(at: datetime) -> Memory:
+    return Memory(recommendations=(Recommendation(at=at, count=3),))
+
+
+def test_evaluations_are_written_together_by_the_next_group_commit() -> None:
+    durable = BatchStore()
+    store = LayeredStateStore(durable, commit_interval=0.05)
+    try:
+        for i in range(20):
+            store.remember(f"p{i}", KEY, _memory(T0))
+            store.record(decision(T0, policy=f"p{i}"))
+        assert durable.batches == []  # nobody waited for a transaction of their own
+        assert store.load("p3", KEY) == _memory(T0)  # memory has it meanwhile
+        assert durable.committed.wait(5)
+        assert durable.batches[0] == (20, 20)  # one transaction for all twenty
+        assert durable.load("p19", KEY) == _memory(T0)
+        assert len(durable.history(limit=100)) == 20
+    finally:
+        store.close()
+
+
+def test_a_scaling_action_is_durable_when_save_returns_with_everything_before_it() -> None:
+    durable = BatchStore()
+    store = LayeredStateStore(durable, commit_interval=3600.0)  # the timer never fires here
+    try:
+        store.remember("other", KEY + "2", _memory(T0))
+        store.record(decision(T0, policy="other"))
+        store.save("web", KEY, Memory(last_scaled_at=T0))
+        assert durable.load("web", KEY).last_scaled_at == T0
+        assert durable.load("other", KEY + "2") == _memory(T0)
+        assert durable.batches == [(2, 1)]
+    finally:
+        store.close()
+
+
+def test_a_failing_group_commit_is_reported_and_never_raised() -> None:
+    durable = BatchStore(broken="disk I/O error")
+    store = LayeredStateStore(durable, commit_interval=0.01, retry_after=0.0)
+    try:
+        store.remember("web", KEY, _memory(T0))  # never raises
+        deadline = time.monotonic() + 5
+        while store.durability_problem() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.durability_problem() == "state database s.db: disk I/O error"
+        with pytest.raises(StateError):  # a scaling action is told, and held if a scale-in
+            store.save("web", KEY, Memory(last_scaled_at=T0))
+        assert store.load("web", KEY).last_scaled_at == T0  # never forgotten
+        durable.broken = None
+        durable.committed.clear()
+        assert durable.committed.wait(5)
+        while store.durability_problem() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.durability_problem() is None
+        assert durable.load("web", KEY).last_scaled_at == T0
+    finally:
+        store.close()
+
+
+def test_close_writes_what_the_group_commit_has_not_written_yet() -> None:
+    durable = BatchStore()
+    store = LayeredStateStore(durable, commit_interval=3600.0)
+    store.remember("web", KEY, _memory(T0))
+    store.record(decision(T0))
+    store.close()
+    assert durable.batches == [(1, 1)]
+    assert durable.closed
