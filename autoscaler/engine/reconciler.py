@@ -19,6 +19,7 @@ from autoscaler.core import decision as core
 from autoscaler.core.model import (
     Action,
     Check,
+    CheckResult,
     Decision,
     Memory,
     Observation,
@@ -111,8 +112,8 @@ class Reconciler:
         never calls the scale API.
         """
         started = time.monotonic()
-        evaluation = scrubbed(self._evaluate(policy, dry_run=dry_run, apply=apply))
-        evaluation = replace(evaluation, duration=time.monotonic() - started)
+        evaluation = self._evaluate(policy, dry_run=dry_run, apply=apply)
+        evaluation = scrubbed(evaluation, duration=time.monotonic() - started)
         if apply:
             self._remember(evaluation.decision)
             log_decision(evaluation)
@@ -346,15 +347,32 @@ def _message(decision: Decision) -> str:
     return scrub(f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons))
 
 
-def scrubbed(evaluation: Evaluation) -> Evaluation:
+def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evaluation:
     """`evaluation` with every known secret masked in its texts (reasons, check errors,
-    error): an adapter's error may quote a server's answer that quotes our request back.
-    What is recorded, logged, shown, returned and notified is only ever this."""
+    error), and its `duration` when given: an adapter's error may quote a server's answer
+    that quotes our request back. What is recorded, logged, shown, returned and notified
+    is only ever this. Texts with nothing to mask are kept as they are (no copies)."""
     d = evaluation.decision
-    checks = tuple(replace(c, error=scrub(c.error)) if c.error else c for c in d.checks)
-    decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons), checks=checks)
+    checks = tuple(_scrubbed_check(c) for c in d.checks)
+    reasons = tuple(scrub(r) for r in d.reasons)
+    decision = d
+    if any(a is not b for a, b in zip(checks, d.checks, strict=True)) or any(
+        a is not b for a, b in zip(reasons, d.reasons, strict=True)
+    ):
+        decision = replace(d, reasons=reasons, checks=checks)
     error = scrub(evaluation.error) if evaluation.error else evaluation.error
-    return replace(evaluation, decision=decision, error=error)
+    if decision is d and error is evaluation.error and duration is None:
+        return evaluation
+    if duration is None:
+        return replace(evaluation, decision=decision, error=error)
+    return replace(evaluation, decision=decision, error=error, duration=duration)
+
+
+def _scrubbed_check(check: CheckResult) -> CheckResult:
+    if not check.error:
+        return check
+    error = scrub(check.error)
+    return check if error is check.error else replace(check, error=error)
 
 
 def _meta(decision: Decision) -> dict[str, str]:
