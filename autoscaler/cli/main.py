@@ -86,9 +86,6 @@ DISCOVER_NOMAD_SCALING_POLICIES = Option(
     default=False,
     help="with --discover: also translate the Nomad Autoscaler policies of jobs' `scaling` blocks",
 )
-# Seconds between the group commits of `run` (memories and decisions of many evaluations
-# in one transaction); scaling actions never wait for it, they are written at once.
-COMMIT_INTERVAL = 0.2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,11 +397,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             leadership.close()
 
 
-def _commit_interval(args: argparse.Namespace) -> float | None:
-    """The service writes many evaluations per transaction; `--once` each at once."""
-    return None if args.once else COMMIT_INTERVAL
-
-
 def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leadership | None]:
     """The state `run` acts on, and with PostgreSQL the lease that says when it may.
 
@@ -419,13 +411,13 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
         durable = SqliteStateStore(
             args.state, exclusive=True, keep_for=keep_for, keep_decisions=keep
         )
-        return LayeredStateStore(durable, commit_interval=_commit_interval(args)), None
+        return LayeredStateStore(durable), None
     pg = open_postgres_state(
         args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
     )
     from autoscaler.service.leadership import replicate  # noqa: PLC0415 - psycopg
 
-    state = LayeredStateStore(pg, commit_interval=_commit_interval(args))
+    state = LayeredStateStore(pg)
     state.standby()  # until this replica holds the lease
     leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)
     try:

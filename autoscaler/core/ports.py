@@ -76,13 +76,13 @@ class StateStore(Protocol):
         ...
 
     def remember(self, policy: str, target_key: str, memory: Memory) -> None:
-        """Keep `memory` as the policy's newest, to be made durable soon, with others.
+        """Keep `memory` as the policy's newest; it may be written with the next write.
 
-        What every evaluation keeps (recommendations, missing-data streaks) need not wait
-        for its own transaction: a store may write many evaluations' memories in one
-        (group commit), at most a fraction of a second later. Raises only `NotLeader`
-        (this replica may not write at all); when writes fail, `durability_problem()`
-        says why. Scaling actions use `save`, which waits.
+        What every evaluation keeps (recommendations, missing-data streaks) need not have a
+        transaction of its own: a store may write it with the `record` of the same
+        evaluation's decision, which returns only once both are durable (group commit).
+        Raises only `NotLeader` (this replica may not write at all); `durability_problem()`
+        says whether writes are failing. Scaling actions use `save`, which waits.
         """
         ...
 
@@ -96,7 +96,12 @@ class StateStore(Protocol):
         ...
 
     def record(self, decision: Decision) -> None:
-        """Append a decision to the history."""
+        """Append a decision to the history (with what `remember` kept), durably.
+
+        Raises `StateError` when it is not durable. A store that keeps it to write later
+        takes a new `record` of the same policy and time as a new version of it (replacing
+        it while unwritten, ignored once written), so the caller can add why.
+        """
         ...
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
