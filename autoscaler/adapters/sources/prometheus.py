@@ -48,8 +48,8 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
-from autoscaler.core.series import SeriesSet
 from autoscaler.adapters.http_env import settle
+from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
 
