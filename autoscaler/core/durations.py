@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 from autoscaler.core.ranges import MAX_DURATION
 
@@ -31,6 +32,12 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str):  # e.g. `30` without a unit; a list is not shown whole
         shown = repr(text) if isinstance(text, int | float) else f"a {type(text).__name__}"
         raise ValueError(f"{shown} is not a duration: {_SYNTAX}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> timedelta:
+    """`parse_duration` of a text; cached, since 10,000 policy files say `30s` alike."""
     if not _WHOLE.match(text):
         raise ValueError(f"{_quoted(text)} is not a duration: {_SYNTAX}")
     found = _PART.findall(text)

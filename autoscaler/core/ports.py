@@ -102,6 +102,17 @@ class StateStore(Protocol):
         """
         ...
 
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Keep `memory` as the policy's newest; it may be written with the next write.
+
+        What every evaluation keeps (recommendations, missing-data streaks) need not have a
+        transaction of its own: a store may write it with the `record` of the same
+        evaluation's decision, which returns only once both are durable (group commit).
+        Raises only `NotLeader` (this replica may not write at all); `durability_problem()`
+        says whether writes are failing. Scaling actions use `save`, which waits.
+        """
+        ...
+
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """A scaling action saved ahead of the scale call at `at` did not happen: the
         target's last action goes back to `previous`, unless a later one replaced `at`."""
@@ -112,7 +123,12 @@ class StateStore(Protocol):
         ...
 
     def record(self, decision: Decision) -> None:
-        """Append a decision to the history."""
+        """Append a decision to the history (with what `remember` kept), durably.
+
+        Raises `StateError` when it is not durable. A store that keeps it to write later
+        takes a new `record` of the same policy and time as a new version of it (replacing
+        it while unwritten, ignored once written), so the caller can add why.
+        """
         ...
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:

@@ -7,18 +7,20 @@ the HTTP API) always get a `Decision` to show, never a stack trace.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from autoscaler.core import decision as core
 from autoscaler.core.model import (
     Action,
     Check,
+    CheckResult,
     Decision,
     Memory,
     Observation,
@@ -82,6 +84,10 @@ class _Applied:
     scaled: bool = False
 
 
+# What goes through apply, save and record: the decision with its error (either form).
+_Outcome = TypeVar("_Outcome", _Applied, Evaluation)
+
+
 class Reconciler:
     """Evaluates policies against a metric source, their targets and a state store.
 
@@ -116,10 +122,10 @@ class Reconciler:
         never calls the scale API.
         """
         started = time.monotonic()
-        evaluation = scrubbed(self._evaluate(policy, dry_run=dry_run, apply=apply))
-        evaluation = replace(evaluation, duration=time.monotonic() - started)
+        evaluation = self._evaluate(policy, dry_run=dry_run, apply=apply)
+        evaluation = scrubbed(evaluation, duration=time.monotonic() - started)
         if apply:
-            self._remember(evaluation.decision)
+            evaluation = self._record(evaluation)
             log_decision(evaluation)
         return evaluation
 
@@ -245,26 +251,18 @@ class Reconciler:
         return replace(applied, memory=done, scaled=True)
 
     def _save(self, policy: Policy, applied: _Applied) -> _Applied:
-        """Persist the policy's memory; when that fails, the decision says so."""
+        """Keep the policy's memory (written with the decision, see `_record`); while the
+        state is known not to take writes, the decision says so."""
         try:
-            self._state.save(policy.name, policy.target.key, applied.memory)
+            self._state.remember(policy.name, policy.target.key, applied.memory)
         except NotLeader as exc:
             if applied.error_kind == "lease":
                 return applied  # the hold already says why
             return _fenced(applied, exc, scaled=applied.scaled)
-        except StateError as exc:
-            decision = applied.decision
-            if applied.error_kind != "state":  # else the scale-in hold already says why
-                decision = replace(
-                    decision,
-                    reasons=(
-                        *decision.reasons,
-                        f"state not durable ({exc}): this decision is kept in memory only, "
-                        "and scale-in is held until it can be recorded",
-                    ),
-                )
-            return replace(applied, decision=decision, error=str(exc), error_kind="state")
-        return applied
+        problem = self._state.durability_problem()
+        if problem is None:
+            return applied
+        return _not_durable(applied, problem)
 
     def _withdraw(self, target_key: str, at: datetime, previous: datetime | None) -> None:
         """Undo the scaling action recorded ahead of a scale call that did not happen."""
@@ -327,16 +325,47 @@ class Reconciler:
         reuse = policy.interval.total_seconds()
         return self._source.query_series(check.query, reuse=reuse).pick(check.select)
 
-    def _remember(self, decision: Decision) -> None:
+    def _record(self, evaluation: Evaluation) -> Evaluation:
+        """Write the decision (and the memory kept with it) to the history before anyone
+        hears of it: when that fails, the decision says it is not durable, in what is
+        reported and in the version the state keeps to write later."""
         try:
-            self._state.record(decision)
-        except StateError:
-            logging.getLogger(__name__).exception("could not record decision")
+            self._state.record(evaluation.decision)
+        except NotLeader as exc:
+            if evaluation.error_kind == "lease":
+                return evaluation  # the decision already says it was not recorded
+            amended = _fenced(evaluation, exc, scaled=evaluation.scaled)
+        except StateError as exc:
+            if evaluation.error_kind == "state":
+                return evaluation  # the decision already says why
+            amended = _not_durable(evaluation, str(exc))
+        else:
+            return evaluation
+        amended = scrubbed(amended)  # the new reason quotes the database's error
+        if amended.error_kind == "state":
+            with contextlib.suppress(StateError):  # the pending version gets the reason
+                self._state.record(amended.decision)
+        return amended
 
 
-def _fenced(applied: _Applied, exc: NotLeader, *, scaled: bool = False) -> _Applied:
+def _not_durable(applied: _Outcome, problem: str) -> _Outcome:
+    """The state cannot be written: the decision is kept in memory only, and says so."""
+    decision: Decision = applied.decision
+    if applied.error_kind != "state":  # else the scale-in hold already says why
+        decision = replace(
+            decision,
+            reasons=(
+                *decision.reasons,
+                f"state not durable ({problem}): this decision is kept in memory only, "
+                "and scale-in is held until it can be recorded",
+            ),
+        )
+    return replace(applied, decision=decision, error=problem, error_kind="state")
+
+
+def _fenced(applied: _Outcome, exc: NotLeader, *, scaled: bool = False) -> _Outcome:
     """This replica lost the lease: a change it had decided is not made, nothing is written."""
-    decision = applied.decision
+    decision: Decision = applied.decision
     if decision.changes_target and not scaled:
         decision = _held(decision, f"not scaled: {exc}")
     else:
@@ -353,15 +382,32 @@ def _message(decision: Decision) -> str:
     return scrub(f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons))
 
 
-def scrubbed(evaluation: Evaluation) -> Evaluation:
+def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evaluation:
     """`evaluation` with every known secret masked in its texts (reasons, check errors,
-    error): an adapter's error may quote a server's answer that quotes our request back.
-    What is recorded, logged, shown, returned and notified is only ever this."""
+    error), and its `duration` when given: an adapter's error may quote a server's answer
+    that quotes our request back. What is recorded, logged, shown, returned and notified
+    is only ever this. Texts with nothing to mask are kept as they are (no copies)."""
     d = evaluation.decision
-    checks = tuple(replace(c, error=scrub(c.error)) if c.error else c for c in d.checks)
-    decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons), checks=checks)
+    checks = tuple(_scrubbed_check(c) for c in d.checks)
+    reasons = tuple(scrub(r) for r in d.reasons)
+    decision = d
+    if any(a is not b for a, b in zip(checks, d.checks, strict=True)) or any(
+        a is not b for a, b in zip(reasons, d.reasons, strict=True)
+    ):
+        decision = replace(d, reasons=reasons, checks=checks)
     error = scrub(evaluation.error) if evaluation.error else evaluation.error
-    return replace(evaluation, decision=decision, error=error)
+    if decision is d and error is evaluation.error and duration is None:
+        return evaluation
+    if duration is None:
+        return replace(evaluation, decision=decision, error=error)
+    return replace(evaluation, decision=decision, error=error, duration=duration)
+
+
+def _scrubbed_check(check: CheckResult) -> CheckResult:
+    if not check.error:
+        return check
+    error = scrub(check.error)
+    return check if error is check.error else replace(check, error=error)
 
 
 def _meta(decision: Decision) -> dict[str, str]:

@@ -12,6 +12,11 @@ takes a worker from a pool only while it runs, a slow policy delays nobody but i
 (as long as fewer than `workers` policies are slow at the same moment). A trigger hands
 back a future, so the HTTP API can wait for the evaluation it asked for.
 
+Triggered runs (an alert, the API) jump the queue: when the loop is saturated, many
+scheduled runs are overdue at once, and a trigger due "now" would otherwise wait behind
+all of them (52 s at 10,000 policies). The queue is ordered by (urgency, due time), so a
+triggered run takes the next free worker, after only the evaluations already in flight.
+
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
 the old run ends, so even a quick `enabled: true -> false -> true` never overlaps.
@@ -38,7 +43,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,6 +71,7 @@ class _Slot:
     running: bool = False
     rerun: bool = False
     triggered_at: float | None = None  # the latest trigger not yet answered by a run
+    urgent: bool = False  # queued for a trigger: ahead of every scheduled run
     fresh_since: float | None = None  # for the run in flight
     last: Evaluation | None = None
     waiting: list[Future[Evaluation]] = field(default_factory=list)  # for the next run
@@ -128,7 +134,8 @@ class Scheduler:
         self._slots: dict[str, _Slot] = {}
         # Removed while running: kept until that run ends, so a re-add cannot overlap it.
         self._draining: dict[str, _Slot] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        # (rank, due, seq, name): rank 0 for triggered runs, 1 for scheduled ones.
+        self._heap: list[tuple[int, float, int, str]] = []
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -180,7 +187,7 @@ class Scheduler:
             future: Future[Evaluation] = Future()
             slot.waiting.append(future)
             slot.triggered_at = self._monotonic()
-            self._due_now(slot, name)
+            self._due_now(slot, name, urgent=True)
             self._cond.notify_all()
             return future
 
@@ -210,27 +217,41 @@ class Scheduler:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Dispatch due policies until `stop()`; then wait for evaluations in flight."""
-        pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="eval")
-        free = threading.Semaphore(self._workers)
+        """Evaluate due policies on `workers` threads until `stop()`; then wait for the
+        evaluations in flight.
+
+        Each worker takes the next due policy itself when it is free: no dispatcher thread
+        and no executor queue stand between the queue and a worker, so an evaluation costs
+        no thread hand-off, and a due policy waits in our queue (where triggers and reloads
+        still reach it) until a worker is free.
+        """
+        threads = [
+            threading.Thread(target=self._work, name=f"eval-{i}", daemon=True)
+            for i in range(self._workers)
+        ]
+        for thread in threads:
+            thread.start()
         try:
-            while not self._stopping.is_set():
-                # Take a worker first, so a due policy waits in our heap (where triggers
-                # and reloads can still reach it), not in the executor's queue.
-                if not free.acquire(timeout=0.5):
-                    continue
-                due = self._next_due()
-                if due is None:
-                    free.release()
-                    continue
-                pool.submit(self._run_one, *due, free)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)  # a timeout keeps signal handlers running
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.stop()
+            for thread in threads:
+                thread.join()
             with self._cond:
                 for slot in self._slots.values():
                     for future in slot.waiting:
                         future.cancel()
             log.info("scheduler stopped; evaluations in flight have finished")
+
+    def _work(self) -> None:
+        """One worker: run whatever is due next, until `stop()`."""
+        while (due := self._next_due()) is not None:
+            try:
+                self._run_one(*due)
+            except Exception:  # a bug in the bookkeeping: keep the worker, say so
+                log.exception("scheduling policy %s failed", due[0])
 
     def run_due(self) -> int:
         """Evaluate, one after the other in the caller's thread, every policy due now.
@@ -253,15 +274,16 @@ class Scheduler:
         if self._gate is not None and not self._gate():
             return None
         while self._heap:
-            due, _, name = self._heap[0]
+            rank, due, _, name = self._heap[0]
             slot = self._slots.get(name)
-            if slot is None or due != slot.next_due or slot.running:
+            if slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running:
                 heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
                 continue
             if due > now:
                 return None
             heapq.heappop(self._heap)
             slot.running = True
+            slot.urgent = False
             slot.fresh_since, slot.triggered_at = slot.triggered_at, None
             if slot.fresh_since is None and shares_grouped_query(slot.policy):
                 slot.fresh_since = due  # its tick: no answer from an earlier tick
@@ -278,42 +300,38 @@ class Scheduler:
                 found = self._take_due(now)
                 if found is not None:
                     return found
-                timeout = self._heap[0][0] - now if self._heap else 1.0
+                timeout = self._heap[0][1] - now if self._heap else 1.0
                 if self._gate is not None and not self._gate():
                     timeout = 0.5  # closed: look again now and then, or at `wake()`
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
             return None
 
-    def _run_one(self, name: str, slot: _Slot, free: threading.Semaphore | None = None) -> None:
+    def _run_one(self, name: str, slot: _Slot) -> None:
+        with self._cond:
+            policy, fresh_since = slot.policy, slot.fresh_since
+            removed = self._slots.get(name) is not slot  # between dispatch and now
+        if removed:
+            self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
+            return
+        evaluation: Evaluation | None = None
+        error: BaseException | None = None
         try:
-            with self._cond:
-                policy, fresh_since = slot.policy, slot.fresh_since
-                removed = self._slots.get(name) is not slot  # between dispatch and now
-            if removed:
-                self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
-                return
-            evaluation: Evaluation | None = None
-            error: BaseException | None = None
+            evaluation = self._evaluate_policy(policy, fresh_since)
+        except Exception as exc:
+            log.exception("evaluation of policy %s crashed", name)
+            error = exc
+        if self._on_result is not None:
             try:
-                evaluation = self._evaluate_policy(policy, fresh_since)
-            except Exception as exc:
-                log.exception("evaluation of policy %s crashed", name)
-                error = exc
-            if self._on_result is not None:
-                try:
-                    self._on_result(policy, evaluation)
-                except Exception:
-                    log.exception("reporting the evaluation of policy %s failed", name)
-            last = evaluation
-            if last is None and error is not None:
-                try:
-                    last = self._crashed(policy, error)
-                except Exception:  # never leave the slot marked running
-                    log.exception("could not describe the crash of policy %s", name)
-            self._finish(name, slot, policy, evaluation, error, last=last)
-        finally:
-            if free is not None:
-                free.release()
+                self._on_result(policy, evaluation)
+            except Exception:
+                log.exception("reporting the evaluation of policy %s failed", name)
+        last = evaluation
+        if last is None and error is not None:
+            try:
+                last = self._crashed(policy, error)
+            except Exception:  # never leave the slot marked running
+                log.exception("could not describe the crash of policy %s", name)
+        self._finish(name, slot, policy, evaluation, error, last=last)
 
     def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
         """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
@@ -340,6 +358,8 @@ class Scheduler:
             if self._draining.get(name) is slot:
                 del self._draining[name]
             if self._slots.get(name) is slot:
+                # A trigger that arrived during the run keeps its place ahead of the queue.
+                slot.urgent = bool(slot.waiting)
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
                 elif shares_grouped_query(policy):
@@ -349,21 +369,31 @@ class Scheduler:
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)
                     slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
-                self._push(slot.next_due, name)
-            self._cond.notify_all()
+                self._push(slot.next_due, name, urgent=slot.urgent)
+            # No wake-up: this worker itself goes on to the next due policy, and an earlier
+            # entry than the others wait for can only be this one's rerun.
         for future in done:
             if evaluation is not None:
                 future.set_result(evaluation)
             else:
                 future.set_exception(error or RuntimeError("evaluation did not complete"))
 
-    def _due_now(self, slot: _Slot, name: str) -> None:
+    def _due_now(self, slot: _Slot, name: str, *, urgent: bool = False) -> None:
+        """Queue `slot` to run now; `urgent` (a trigger) puts it ahead of scheduled runs."""
         if slot.running:
-            slot.rerun = True  # picked up by _finish
+            slot.rerun = True  # picked up by _finish (urgent if a trigger waits)
             return
+        if slot.urgent and not urgent:
+            return  # already queued ahead of everyone: a reload must not demote it
         slot.next_due = self._monotonic()
-        self._push(slot.next_due, name)
+        slot.urgent = urgent
+        self._push(slot.next_due, name, urgent=urgent)
 
-    def _push(self, due: float, name: str) -> None:
+    def _push(self, due: float, name: str, *, urgent: bool = False) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, name))
+        heapq.heappush(self._heap, (_rank(urgent), due, self._seq, name))
+
+
+def _rank(urgent: bool) -> int:
+    """Heap rank: triggered runs (0) before scheduled ones (1), whatever their due times."""
+    return 0 if urgent else 1

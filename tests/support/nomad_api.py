@@ -126,6 +126,7 @@ class NomadApiStandIn:
         self.address = f"{scheme}://127.0.0.1:{self._port}"
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.record_requests = True  # benchmarks turn the request log off
         self.reset()
 
     # --- life cycle ----------------------------------------------------------------------
@@ -389,7 +390,8 @@ class NomadApiStandIn:
     def handle(self, request: RecordedRequest) -> tuple[int, Any]:
         """Route one request: (status, JSON-able body) or raise _ApiError."""
         with self._lock:
-            self.requests.append(request)
+            if self.record_requests:
+                self.requests.append(request)
             delay = self._delays.pop(0) if self._delays else 0.0
             failure = self._failures.pop(0) if self._failures else None
         if delay:

@@ -48,6 +48,7 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.http_env import settle
 from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
@@ -142,6 +143,7 @@ class PrometheusSource:
         session = requests.Session()
         # verify=<path> is the only way to trust a private CA; the client's own knob is a bool.
         session.verify = settings.ca_bundle or True
+        settle(session, self._url)  # proxies, NO_PROXY, ~/.netrc: once, not per query
         # The client drops `resultType`; the hook keeps it for the thread that asked.
         self._answers = threading.local()
         session.hooks["response"].append(self._note_result_type)

@@ -17,11 +17,20 @@ With several replicas on one database (`run --ha`), only the leader acts. `stand
 stops writing and makes every read go to the database (another replica is the one that
 knows); `lead(epoch)` acts again, and drops what memory holds first unless it is the same
 epoch this store last acted under: after a takeover the database, not memory, is newest.
+
+Group commit: `remember` (what every evaluation keeps: recommendations, streaks) only
+marks the memory as not yet written; `record` (the evaluation's decision) writes it with
+everything else pending and returns once it is durable, or raises `StateError`. Writers
+that arrive while a write is under way wait for it and are then written together, in one
+transaction when the durable store has `write(memories, decisions)`: under load, one
+commit serves many evaluations, and none is reported recorded before it is. A `record` of
+a decision (same policy and time) that is still pending replaces it, so the reconciler
+can add to a decision that failed its write why it is not durable; once written, the
+history keeps the written version.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -29,7 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.core.model import Decision, Memory
@@ -44,6 +53,12 @@ class DurableStore(StateStore, Protocol):
 
     @property
     def generation(self) -> int: ...
+
+
+# A durable store's optional `write(memories, decisions)`: all of them in one transaction,
+# durable, or `StateError` and none of them (SQLite has it; a store without it gets one
+# `save` or `record` call per item).
+_Write = Callable[[list[tuple[str, str, Memory]], list[Decision]], None]
 
 
 class LayeredStateStore:
@@ -64,14 +79,21 @@ class LayeredStateStore:
         self._known: dict[str, str] = {}  # policy -> the target key its memory is about
         self._dirty: dict[str, tuple[str, Memory]] = {}  # saved here, not yet durable
         self._pending: deque[Decision] = deque(maxlen=max(1, max_pending))
+        self._recorded: dict[str, datetime] = {}  # policy -> time of its newest decision
         self._dropped = 0
         self._generation = durable.generation
         self._problem: str | None = None
         self._retry_at = 0.0
         self._acting = True  # False on a standby: reads go to the database, writes refused
         self._epoch: int | None = None  # the lease epoch memory belongs to (HA only)
+        # Group commit: every change is numbered (`_seq`); `_written` is the number up to
+        # which all is durable, `_era` counts the times `lead()` dropped what was pending.
+        self._seq = 0
+        self._written = 0
+        self._era = 0
         self._lock = threading.Lock()  # the in-memory state; held only briefly
         self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
+        self._batch = cast("_Write | None", getattr(durable, "write", None))
 
     # --- leadership (HA) ----------------------------------------------------------------------
 
@@ -93,6 +115,8 @@ class LayeredStateStore:
                 self._known.clear()
                 self._dirty.clear()
                 self._pending.clear()
+                self._recorded.clear()
+                self._era += 1  # a writer still waiting for what was dropped must hear it
                 self._problem = None
                 self._retry_at = 0.0
             self._epoch = epoch
@@ -134,13 +158,13 @@ class LayeredStateStore:
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Remember `memory`, then make it durable; `StateError` if it is not (yet)."""
-        if not self._acting:
-            raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
-        with self._lock:
-            self._memory.save(policy, target_key, memory)
-            self._known[policy] = target_key
-            self._dirty[policy] = (target_key, memory)
-        self._flush()
+        self._flush(self._keep(policy, target_key, memory))
+
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """Remember `memory`; it is written with the next write (the `record` of the same
+        evaluation's decision, or any other). Raises only `NotLeader`: a standby keeps
+        nothing."""
+        self._keep(policy, target_key, memory)
 
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """Forget a last action at `at` that did not happen, here and (if it got there) in
@@ -161,14 +185,24 @@ class LayeredStateStore:
             )
 
     def record(self, decision: Decision) -> None:
-        """Queue `decision` for the history and write what is pending; never raises, since
-        the save of the same evaluation already reported whether the state is durable."""
+        """Add `decision` to the history, with everything pending; return once it is
+        durable, else raise `StateError` (it stays pending, and is written as soon as the
+        database takes writes). A decision of the same policy and time as one recorded
+        before is a new version of it: it replaces the pending one, or is dropped when
+        that one is written already (the history keeps what it holds)."""
         with self._lock:
-            if len(self._pending) == self._pending.maxlen:
-                self._dropped += 1
-            self._pending.append(decision)
-        with contextlib.suppress(StateError):
-            self._flush()
+            newest = self._recorded.get(decision.policy)
+            if newest is not None and decision.time <= newest:
+                if not self._replace_pending(decision):
+                    return  # written already (or dropped by a takeover, which said so)
+            else:
+                if len(self._pending) == self._pending.maxlen:
+                    self._dropped += 1
+                self._pending.append(decision)
+                self._recorded[decision.policy] = decision.time
+            self._seq += 1
+            mine = (self._era, self._seq)
+        self._flush(mine)
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first, including those not written yet."""
@@ -183,7 +217,8 @@ class LayeredStateStore:
                 raise
             stored = []
         if pending:
-            stored = [d for d in stored if d not in pending]  # written while we read
+            keys = {(d.policy, d.time) for d in pending}
+            stored = [d for d in stored if (d.policy, d.time) not in keys]  # written meanwhile
         return (pending + stored)[: max(0, limit)]
 
     def durability_problem(self) -> str | None:
@@ -213,8 +248,29 @@ class LayeredStateStore:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Write what is not durable yet, or raise `StateError` saying why it cannot be."""
+    def _keep(self, policy: str, target_key: str, memory: Memory) -> tuple[int, int]:
+        """`memory` in memory and marked unwritten; the (era, number) of that change."""
+        if not self._acting:
+            raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
+        with self._lock:
+            self._memory.save(policy, target_key, memory)
+            self._known[policy] = target_key
+            self._dirty[policy] = (target_key, memory)
+            self._seq += 1
+            return self._era, self._seq
+
+    def _replace_pending(self, decision: Decision) -> bool:
+        """Put `decision` in place of its pending version (with `self._lock` held)."""
+        for i, found in enumerate(self._pending):
+            if found.policy == decision.policy and found.time == decision.time:
+                self._pending[i] = decision
+                return True
+        return False
+
+    def _flush(self, mine: tuple[int, int]) -> None:
+        """Return once change `mine` is durable, written by this call or by a write that
+        was under way when it came (group commit); else raise `StateError` saying why."""
+        era, seq = mine
         if not self._acting:
             raise NotLeader("this replica is a standby: it writes nothing")
         if self._problem is None:
@@ -222,6 +278,15 @@ class LayeredStateStore:
         elif not self._writing.acquire(blocking=False):
             raise StateError(self._problem)  # someone is trying right now
         try:
+            if era != self._era:
+                raise NotLeader(
+                    "not written: this replica lost the lease meanwhile, and what it had not "
+                    "written was dropped (the database holds what the leaders since did)"
+                )
+            if self._written >= seq:
+                return  # the write this call waited for took it along
+            if not self._acting:
+                raise NotLeader("this replica is a standby: it writes nothing")
             # Checked again with the lock held: the write we waited for may just have failed.
             problem = self._problem
             if problem is not None and self._clock() < self._retry_at:
@@ -236,17 +301,12 @@ class LayeredStateStore:
             with self._lock:
                 dirty = list(self._dirty.items())
                 pending = list(self._pending)
+                upto = self._seq
             try:
-                for policy, entry in dirty:
-                    self._durable.save(policy, *entry)
-                    with self._lock:
-                        if self._dirty.get(policy) is entry:
-                            del self._dirty[policy]
-                for decision in pending:
-                    self._durable.record(decision)
-                    with self._lock:
-                        if self._pending and self._pending[0] is decision:
-                            self._pending.popleft()
+                if self._batch is not None:
+                    self._write_batch(self._batch, dirty, pending)
+                else:
+                    self._write_each(dirty, pending)
             except StateError as exc:
                 self._failed(exc)
                 raise
@@ -257,7 +317,42 @@ class LayeredStateStore:
             with self._lock:
                 self._dirty = {p: (k, m) for p, k, m in self._memory.known()}
             _LOG.warning("state database: writing back the memory of %d policies", len(self._dirty))
+        self._written = max(self._written, upto)
         self._succeeded()
+
+    def _write_batch(
+        self,
+        batch: _Write,
+        dirty: list[tuple[str, tuple[str, Memory]]],
+        pending: list[Decision],
+    ) -> None:
+        """`dirty` and `pending` in one transaction; then forgotten, unless changed since."""
+        batch([(policy, key, memory) for policy, (key, memory) in dirty], pending)
+        with self._lock:
+            for policy, entry in dirty:
+                if self._dirty.get(policy) is entry:
+                    del self._dirty[policy]
+            self._written_out({(d.policy, d.time) for d in pending})
+
+    def _write_each(
+        self, dirty: list[tuple[str, tuple[str, Memory]]], pending: list[Decision]
+    ) -> None:
+        """`dirty` and `pending` one write each (a store without `write`)."""
+        for policy, entry in dirty:
+            self._durable.save(policy, *entry)
+            with self._lock:
+                if self._dirty.get(policy) is entry:
+                    del self._dirty[policy]
+        for decision in pending:
+            self._durable.record(decision)
+            with self._lock:
+                self._written_out({(decision.policy, decision.time)})
+
+    def _written_out(self, keys: set[tuple[str, datetime]]) -> None:
+        """Drop the written decisions from the front of the queue (with `self._lock` held);
+        by policy and time, since a new version may have replaced one while it was written."""
+        while self._pending and (self._pending[0].policy, self._pending[0].time) in keys:
+            self._pending.popleft()
 
     def _failed(self, exc: StateError) -> None:
         self._retry_at = self._clock() + self._retry_after

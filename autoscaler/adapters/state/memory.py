@@ -33,6 +33,9 @@ class MemoryStateStore:
             if previous is None or memory.last_scaled_at > previous:
                 self._targets[target_key] = memory.last_scaled_at
 
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        self.save(policy, target_key, memory)
+
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         if self._targets.get(target_key) != at:
             return

@@ -192,26 +192,29 @@ class PostgresStateStore:
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Persist `memory`; the target's last action only ever moves forward."""
-        recs = json.dumps([[schema.iso(r.at), r.count] for r in memory.recommendations])
         with self._tx() as (conn, _):
-            conn.execute(
-                "INSERT INTO autoscaler_memory (policy, target_key, recommendations,"
-                " missing_data_streak, missing_data_since, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (policy) DO UPDATE SET"
-                " target_key = excluded.target_key,"
-                " recommendations = excluded.recommendations,"
-                " missing_data_streak = excluded.missing_data_streak,"
-                " missing_data_since = excluded.missing_data_since,"
-                " updated_at = excluded.updated_at",
-                (policy, target_key, recs, memory.missing_data_streak, memory.missing_data_since),
-            )
-            if memory.last_scaled_at is not None:
-                conn.execute(
-                    "INSERT INTO autoscaler_targets (target_key, last_scaled_at) VALUES (%s, %s)"
-                    " ON CONFLICT (target_key) DO UPDATE SET last_scaled_at ="
-                    " greatest(autoscaler_targets.last_scaled_at, excluded.last_scaled_at)",
-                    (target_key, memory.last_scaled_at),
-                )
+            _save_in(conn, policy, target_key, memory)
+
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """`save` at once (the layer in front batches); a failure is left to
+        `durability_problem()`, except `NotLeader`, which the caller must hear."""
+        try:
+            self.save(policy, target_key, memory)
+        except NotLeader:
+            raise
+        except StateError:
+            return
+
+    def write(self, memories: list[tuple[str, str, Memory]], decisions: list[Decision]) -> None:
+        """`save` of each (policy, target key, memory) and `record` of each decision, all
+        in one transaction fenced once by the lease, pruned once (group commit)."""
+        with self._tx() as (conn, token):
+            for policy, target_key, memory in memories:
+                _save_in(conn, policy, target_key, memory)
+            for decision in decisions:
+                self._record_in(conn, token, decision)
+            if decisions:
+                self._prune(conn, max(d.time for d in decisions))
 
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """Undo a last action saved at `at` that did not happen (unless a later one came)."""
@@ -230,24 +233,28 @@ class PostgresStateStore:
 
     def record(self, decision: Decision) -> None:
         """Append a decision to the history (once) and prune it by age and count."""
-        cutoff = decision.time - self._keep_for
         with self._tx() as (conn, token):
-            conn.execute(
-                "INSERT INTO autoscaler_decisions (policy, time, payload, holder, epoch)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (policy, time) DO NOTHING",
-                (
-                    decision.policy,
-                    decision.time,
-                    json.dumps(decision.to_dict()),
-                    *token,
-                ),
-            )
-            conn.execute("DELETE FROM autoscaler_decisions WHERE time < %s", (cutoff,))
-            conn.execute(
-                "DELETE FROM autoscaler_decisions WHERE id <="
-                " (SELECT max(id) FROM autoscaler_decisions) - %s",
-                (self._keep_decisions,),
-            )
+            self._record_in(conn, token, decision)
+            self._prune(conn, decision.time)
+
+    @staticmethod
+    def _record_in(
+        conn: psycopg.Connection[Any], token: tuple[str | None, int | None], decision: Decision
+    ) -> None:
+        conn.execute(
+            "INSERT INTO autoscaler_decisions (policy, time, payload, holder, epoch)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (policy, time) DO NOTHING",
+            (decision.policy, decision.time, json.dumps(decision.to_dict()), *token),
+        )
+
+    def _prune(self, conn: psycopg.Connection[Any], newest: datetime) -> None:
+        """Drop decisions older than `keep_for` before `newest`, and beyond `keep_decisions`."""
+        conn.execute("DELETE FROM autoscaler_decisions WHERE time < %s", (newest - self._keep_for,))
+        conn.execute(
+            "DELETE FROM autoscaler_decisions WHERE id <="
+            " (SELECT max(id) FROM autoscaler_decisions) - %s",
+            (self._keep_decisions,),
+        )
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first."""
@@ -276,3 +283,26 @@ class PostgresStateStore:
 
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
+
+
+def _save_in(conn: psycopg.Connection[Any], policy: str, target_key: str, memory: Memory) -> None:
+    """Upsert the policy's memory; the target's last action only ever moves forward."""
+    recs = json.dumps([[schema.iso(r.at), r.count] for r in memory.recommendations])
+    conn.execute(
+        "INSERT INTO autoscaler_memory (policy, target_key, recommendations,"
+        " missing_data_streak, missing_data_since, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (policy) DO UPDATE SET"
+        " target_key = excluded.target_key,"
+        " recommendations = excluded.recommendations,"
+        " missing_data_streak = excluded.missing_data_streak,"
+        " missing_data_since = excluded.missing_data_since,"
+        " updated_at = excluded.updated_at",
+        (policy, target_key, recs, memory.missing_data_streak, memory.missing_data_since),
+    )
+    if memory.last_scaled_at is not None:
+        conn.execute(
+            "INSERT INTO autoscaler_targets (target_key, last_scaled_at) VALUES (%s, %s)"
+            " ON CONFLICT (target_key) DO UPDATE SET last_scaled_at ="
+            " greatest(autoscaler_targets.last_scaled_at, excluded.last_scaled_at)",
+            (target_key, memory.last_scaled_at),
+        )

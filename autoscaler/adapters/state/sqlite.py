@@ -292,28 +292,54 @@ class SqliteStateStore:
 
     def save(self, policy: str, target_key: str, memory: Memory) -> None:
         """Persist `memory`; the target's last action only ever moves forward."""
-        recs = json.dumps([[schema.iso(r.at), r.count] for r in memory.recommendations])
         now = schema.iso(datetime.now(UTC))
-        since = schema.iso(memory.missing_data_since) if memory.missing_data_since else None
         with self._tx() as db:
+            self._save_in(db, policy, target_key, memory, now)
+
+    @staticmethod
+    def _save_in(
+        db: sqlite3.Connection, policy: str, target_key: str, memory: Memory, now: str
+    ) -> None:
+        recs = json.dumps([[schema.iso(r.at), r.count] for r in memory.recommendations])
+        since = schema.iso(memory.missing_data_since) if memory.missing_data_since else None
+        db.execute(
+            "INSERT INTO memory (policy, target_key, recommendations,"
+            " missing_data_streak, missing_data_since, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
+            " target_key = excluded.target_key,"
+            " recommendations = excluded.recommendations,"
+            " missing_data_streak = excluded.missing_data_streak,"
+            " missing_data_since = excluded.missing_data_since,"
+            " updated_at = excluded.updated_at",
+            (policy, target_key, recs, memory.missing_data_streak, since, now),
+        )
+        if memory.last_scaled_at is not None:
             db.execute(
-                "INSERT INTO memory (policy, target_key, recommendations,"
-                " missing_data_streak, missing_data_since, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(policy) DO UPDATE SET"
-                " target_key = excluded.target_key,"
-                " recommendations = excluded.recommendations,"
-                " missing_data_streak = excluded.missing_data_streak,"
-                " missing_data_since = excluded.missing_data_since,"
-                " updated_at = excluded.updated_at",
-                (policy, target_key, recs, memory.missing_data_streak, since, now),
+                "INSERT INTO targets (target_key, last_scaled_at) VALUES (?, ?)"
+                " ON CONFLICT(target_key) DO UPDATE SET last_scaled_at ="
+                " max(targets.last_scaled_at, excluded.last_scaled_at)",
+                (target_key, schema.iso(memory.last_scaled_at)),
             )
-            if memory.last_scaled_at is not None:
+
+    def remember(self, policy: str, target_key: str, memory: Memory) -> None:
+        """`save` at once; a failure is left to `durability_problem()` to report."""
+        with contextlib.suppress(StateError):
+            self.save(policy, target_key, memory)
+
+    def write(self, memories: list[tuple[str, str, Memory]], decisions: list[Decision]) -> None:
+        """`save` of each (policy, target key, memory) and `record` of each decision, all
+        in one transaction (one commit instead of one per evaluation), pruned once."""
+        now = schema.iso(datetime.now(UTC))
+        with self._tx() as db:
+            for policy, target_key, memory in memories:
+                self._save_in(db, policy, target_key, memory, now)
+            for decision in decisions:
                 db.execute(
-                    "INSERT INTO targets (target_key, last_scaled_at) VALUES (?, ?)"
-                    " ON CONFLICT(target_key) DO UPDATE SET last_scaled_at ="
-                    " max(targets.last_scaled_at, excluded.last_scaled_at)",
-                    (target_key, schema.iso(memory.last_scaled_at)),
+                    "INSERT INTO decisions (policy, time, payload) VALUES (?, ?, ?)",
+                    (decision.policy, schema.iso(decision.time), json.dumps(decision.to_dict())),
                 )
+            if decisions:
+                self._prune(db, max(d.time for d in decisions))
 
     def withdraw(self, target_key: str, *, at: datetime, previous: datetime | None) -> None:
         """Undo a last action saved at `at` that did not happen (unless a later one came)."""
@@ -332,17 +358,20 @@ class SqliteStateStore:
 
     def record(self, decision: Decision) -> None:
         """Append a decision to the history and prune it by age and count."""
-        cutoff = schema.iso(decision.time - self._keep_for)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO decisions (policy, time, payload) VALUES (?, ?, ?)",
                 (decision.policy, schema.iso(decision.time), json.dumps(decision.to_dict())),
             )
-            db.execute("DELETE FROM decisions WHERE time < ?", (cutoff,))
-            db.execute(
-                "DELETE FROM decisions WHERE id <= (SELECT max(id) FROM decisions) - ?",
-                (self._keep_decisions,),
-            )
+            self._prune(db, decision.time)
+
+    def _prune(self, db: sqlite3.Connection, newest: datetime) -> None:
+        """Drop decisions older than `keep_for` before `newest`, and beyond `keep_decisions`."""
+        db.execute("DELETE FROM decisions WHERE time < ?", (schema.iso(newest - self._keep_for),))
+        db.execute(
+            "DELETE FROM decisions WHERE id <= (SELECT max(id) FROM decisions) - ?",
+            (self._keep_decisions,),
+        )
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first."""

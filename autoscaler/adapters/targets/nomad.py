@@ -33,6 +33,7 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.http_env import ca_bundle, settle
 from autoscaler.adapters.targets.nomad_errors import (
     NETWORK_ERRORS,
     NO_REGION_PATH,
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 ACTIVE_DEPLOYMENT_STATES = frozenset(
     {"running", "pending", "paused", "blocked", "unblocking", "initializing"}
 )
+_ENDED_DEPLOYMENT_STATES = frozenset({"successful", "failed", "cancelled"})
 _DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
@@ -167,8 +169,20 @@ def shared_session(settings: NomadSettings) -> requests.Session:
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            _sessions[settings] = session
+            # Proxies, NO_PROXY and ~/.netrc once, not on every request (`http_env`).
+            _sessions[settings] = settle(session, settings.address)
         return session
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The job as read at `indexes` (its CreateIndex and JobModifyIndex), and whether the
+    deployment of that version has ended. Valid while the scale status shows the same
+    indexes: any change to the job's spec (register, stop, scale) moves JobModifyIndex."""
+
+    indexes: tuple[Any, Any]
+    job: Mapping[str, Any]
+    ended: bool
 
 
 class NomadScaler:
@@ -190,6 +204,7 @@ class NomadScaler:
         self._namespace = ref.namespace or settings.namespace or "default"
         self._region = ref.region or settings.region
         self._shown_address = redact_address(settings.address)
+        self._seen: _Seen | None = None  # the job as last read, while it is unchanged
         if settings.skip_verify and settings.address.startswith("https"):
             log.warning(
                 "TLS certificate verification is OFF for Nomad at %s (NOMAD_SKIP_VERIFY): "
@@ -204,7 +219,8 @@ class NomadScaler:
             address=settings.address.rstrip("/"),
             token=settings.token,
             timeout=settings.timeout,
-            verify=settings.verify(),
+            # Passed with each request, so the environment's CA bundle is resolved here.
+            verify=ca_bundle(settings.verify()),
             cert=settings.cert(),
             session=session if session is not None else shared_session(settings),
         )
@@ -220,11 +236,18 @@ class NomadScaler:
         The bounds are the group's `scaling { min max }` block, which Nomad enforces on every
         scale request whether or not the block is `enabled`; None where the group has none.
 
+        One GET per call in the steady state: the scale status (count, events, the job's
+        indexes) is always read; the job itself and its latest deployment only when the job
+        changed since they were read (`_Seen`).
+
         Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
         parameterized job, and the errors of `_call` for API failures.
         """
         ref = self._ref
-        job = self._get("")
+        scale = self._get("scale")
+        indexes = (scale.get("JobCreateIndex"), scale.get("JobModifyIndex"))
+        seen = self._seen if self._seen is not None and self._seen.indexes == indexes else None
+        job = seen.job if seen is not None else self._get("")
         if job.get("Periodic") or job.get("ParameterizedJob"):
             kind = "periodic" if job.get("Periodic") else "parameterized"
             raise TargetError(
@@ -237,7 +260,6 @@ class NomadScaler:
             raise TargetNotFound(
                 f"task group '{ref.group}' not found in job '{ref.job}'; groups: {names}"
             )
-        scale = self._get("scale")
         group_status = (scale.get("TaskGroups") or {}).get(ref.group)
         if group_status is not None and group_status.get("Desired") is not None:
             count = int(group_status["Desired"])
@@ -246,7 +268,12 @@ class NomadScaler:
         last_scaled_at = _last_count_change((group_status or {}).get("Events"))
         bounds = groups[ref.group].get("Scaling") or {}
 
-        hold = self._hold_reason(job, scale)
+        hold, ended = self._hold_reason(job, scale, ended=seen is not None and seen.ended)
+        fits = None not in indexes and indexes == (
+            job.get("CreateIndex"),
+            job.get("JobModifyIndex"),
+        )
+        self._seen = _Seen(indexes, job, ended) if fits else None
         return TargetStatus(
             count=count,
             ready=hold is None,
@@ -290,13 +317,24 @@ class NomadScaler:
 
     # --- reading -------------------------------------------------------------------------
 
-    def _hold_reason(self, job: Mapping[str, Any], scale: Mapping[str, Any]) -> str | None:
-        """Why the group must not be touched now (stopped job, active deployment), or None."""
+    def _hold_reason(
+        self, job: Mapping[str, Any], scale: Mapping[str, Any], *, ended: bool
+    ) -> tuple[str | None, bool]:
+        """Why the group must not be touched now (stopped job, active deployment), or None;
+        and whether this version of the job has a deployment that ended.
+
+        `ended` says that was already seen for this version: Nomad starts a deployment only
+        for a new version of a job (a register or a scale, both of which change its
+        `JobModifyIndex`), never a second one for a version whose deployment ended, so the
+        deployment is not read again until the job changes.
+        """
         if job.get("Stop") or scale.get("JobStopped"):
-            return f"job '{self._ref.job}' is stopped"
+            return f"job '{self._ref.job}' is stopped", False
+        if ended:
+            return None, True
         deployment = self._get("deployment")
         if not deployment:
-            return None
+            return None, False  # none yet: the version's deployment may still be created
         state = str(deployment.get("Status", ""))
         # Nomad only blocks on a deployment of this incarnation of the job (same CreateIndex).
         same_job = deployment.get("JobCreateIndex") in (None, job.get("CreateIndex"))
@@ -305,8 +343,12 @@ class NomadScaler:
             return (
                 f"deployment {ident} of job '{self._ref.job}' is {state}; "
                 "Nomad refuses scaling until it ends"
-            )
-        return None
+            ), False
+        this_version = (deployment.get("JobCreateIndex"), deployment.get("JobModifyIndex")) == (
+            job.get("CreateIndex"),
+            job.get("JobModifyIndex"),
+        )
+        return None, this_version and state in _ENDED_DEPLOYMENT_STATES
 
     def _get(self, what: str) -> Any:
         """GET /v1/job/:job_id[/what] as JSON (None for a JSON null)."""

@@ -664,3 +664,82 @@ def test_a_malformed_address_is_an_error_at_once_not_a_retry() -> None:
         NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
 
     assert time.monotonic() - started < 1.0
+
+
+# --- reads per evaluation -------------------------------------------------------------------
+
+
+def _reads(nomad_api: NomadApiStandIn) -> list[str]:
+    """The paths of the GETs received so far, then forgotten."""
+    paths = [r.path for r in nomad_api.requests_to("GET")]
+    nomad_api.requests.clear()
+    return paths
+
+
+def test_an_unchanged_job_costs_one_read_per_status(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.set_deployment("chat", "successful")
+    scaler = scaler_for(nomad_api)
+    first = scaler.status()
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
+    for _ in range(3):
+        assert scaler.status() == first
+        assert _reads(nomad_api) == ["/v1/job/chat/scale"]
+
+
+def test_a_changed_job_is_read_again_with_its_deployment(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (1, 8)})
+    nomad_api.set_deployment("chat", "successful")
+    scaler = scaler_for(nomad_api)
+    scaler.status()
+    # A new version (a register; a scale is one too) starts a deployment.
+    nomad_api.register_job("chat", groups={"web": 4}, scaling={"web": (2, 9)})
+    nomad_api.set_deployment("chat", "running")
+    _reads(nomad_api)
+    status = scaler.status()
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
+    assert (status.count, status.min_size, status.max_size, status.ready) == (4, 2, 9, False)
+    # While the deployment runs, it is read at every status, until it ends.
+    assert not scaler.status().ready
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat/deployment"]
+    nomad_api.set_deployment("chat", "successful")
+    assert scaler.status().ready
+    assert scaler.status().ready
+    assert _reads(nomad_api) == [
+        "/v1/job/chat/scale",
+        "/v1/job/chat/deployment",
+        "/v1/job/chat/scale",
+    ]
+
+
+def test_a_job_without_a_deployment_yet_is_asked_again(nomad_api: NomadApiStandIn) -> None:
+    # Nomad creates a version's deployment after the register, from its evaluation.
+    nomad_api.register_job("chat", groups={"web": 3})
+    scaler = scaler_for(nomad_api)
+    assert scaler.status().ready
+    nomad_api.set_deployment("chat", "running")
+    assert not scaler.status().ready
+
+
+def test_our_own_scale_makes_the_next_status_read_the_job_again(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.deployment_on_scale = "running"
+    scaler = scaler_for(nomad_api)
+    scaler.status()
+    scaler.scale(5, reason="up", meta=META)
+    status = scaler.status()
+    assert (status.count, status.ready) == (5, False)
+    assert status.not_ready_reason is not None and "running" in status.not_ready_reason
+
+
+def test_a_stopped_job_is_seen_even_when_cached(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.set_deployment("chat", "successful")
+    scaler = scaler_for(nomad_api)
+    assert scaler.status().ready
+    nomad_api.register_job("chat", groups={"web": 3}, stopped=True)
+    status = scaler.status()
+    assert not status.ready
+    assert status.not_ready_reason == "job 'chat' is stopped"

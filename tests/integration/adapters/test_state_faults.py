@@ -80,7 +80,8 @@ def test_an_unwritable_database_keeps_the_memory_and_gets_it_once_writable(
     with fault(path):  # type: ignore[operator]
         with pytest.raises(StateError, match=error):
             store.save("web", KEY, SCALED)
-        store.record(decision(T0))
+        with pytest.raises(StateError, match=error):  # never reported as recorded ...
+            store.record(decision(T0))  # ... but kept, and written once it can be
         assert store.load("web", KEY) == SCALED  # not the older database's memory
         assert store.durability_problem() is not None
         assert store.history(limit=1)[0] == decision(T0)

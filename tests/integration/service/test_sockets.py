@@ -53,9 +53,10 @@ def test_the_service_holds_a_bounded_number_of_sockets_whatever_the_number_of_po
     ).start()
     assert service.proc is not None
 
-    # Every policy evaluated (3 reads each), then twice more for the pool to settle.
+    # Every policy evaluated (3 reads each: scale status, job, deployment), then twice more
+    # for the pool to settle (2 reads each: the unchanged job is not read again).
     wait_until(
-        lambda: len(nomad_api.requests_to("GET")) >= 3 * 3 * POLICIES,
+        lambda: len(nomad_api.requests_to("GET")) >= (3 + 2 + 2) * POLICIES,
         timeout=90,
         what="three passes over every policy",
     )

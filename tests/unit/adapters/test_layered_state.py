@@ -8,14 +8,15 @@ deleted, replaced) are in tests/integration/adapters/test_state_faults.py.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import Action, Decision, Memory, Recommendation
-from autoscaler.errors import StateError
+from autoscaler.errors import NotLeader, StateError
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 KEY = "aws-asg/-/web"
@@ -111,7 +112,8 @@ def test_what_could_not_be_written_is_written_once_the_database_takes_writes() -
     store = layered(durable, clock)
     with pytest.raises(StateError):
         store.save("web", KEY, Memory(last_scaled_at=T0))
-    store.record(decision(T0))  # kept, never raises
+    with pytest.raises(StateError):  # not durable, so never reported as recorded ...
+        store.record(decision(T0))  # ... but kept, and written once it can be
     assert store.durability_problem() == "state database s.db: disk I/O error"
 
     durable.broken = None
@@ -182,8 +184,9 @@ def test_history_shows_decisions_not_written_yet_first() -> None:
     store = layered(durable)
     store.record(decision(T0))
     durable.broken = "database is locked"
-    store.record(decision(T0 + timedelta(seconds=1)))
-    store.record(decision(T0 + timedelta(seconds=2), policy="api"))
+    for late in (decision(T0 + timedelta(seconds=1)), decision(T0 + timedelta(seconds=2), "api")):
+        with pytest.raises(StateError):
+            store.record(late)
     assert [d.time for d in store.history(policy="web")] == [T0 + timedelta(seconds=1), T0]
     assert len(store.history(limit=2)) == 2
 
@@ -203,7 +206,8 @@ def test_the_queue_of_unwritten_decisions_is_bounded() -> None:
     durable = FlakyStore(broken="disk I/O error")
     store = LayeredStateStore(durable, max_pending=3, clock=Clock())
     for second in range(5):
-        store.record(decision(T0 + timedelta(seconds=second)))
+        with pytest.raises(StateError):
+            store.record(decision(T0 + timedelta(seconds=second)))
     assert [d.time.second for d in store.history(limit=10)] == [4, 3, 2]
 
 
@@ -239,3 +243,139 @@ def test_a_write_that_waited_behind_a_failing_one_does_not_try_again() -> None:
     second.join(5)
     assert len(errors) == 2
     assert durable.attempts == 1
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+@dataclass
+class BatchStore(FlakyStore):
+    """A durable store that takes many memories and decisions in one transaction; the
+    first write waits for `gate` once `entered` is set, as a commit under load would."""
+
+    batches: list[tuple[int, int]] = field(default_factory=list)
+    entered: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event | None = None
+
+    def write(self, memories: list[tuple[str, str, Memory]], decisions: list[Decision]) -> None:
+        if self.gate is not None and not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(5)
+        self._write()
+        for policy, key, memory in memories:
+            MemoryStateStore.save(self, policy, key, memory)
+        for d in decisions:
+            MemoryStateStore.record(self, d)
+        self.batches.append((len(memories), len(decisions)))
+
+
+def _memory(at: datetime) -> Memory:
+    return Memory(recommendations=(Recommendation(at=at, count=3),))
+
+
+def test_a_decision_and_its_memory_are_durable_when_record_returns() -> None:
+    # A leader SIGKILLed right after an evaluation must leave its decision in the shared
+    # history: the standby showed the last decision as desired 2 where the group had been
+    # scaled to 4, when a committer thread wrote decisions up to 0.2 s later.
+    durable = BatchStore()
+    store = LayeredStateStore(durable)
+    store.remember("web", KEY, _memory(T0))
+    assert durable.batches == []  # nothing of its own to wait for ...
+    store.record(decision(T0))
+    assert durable.batches == [(1, 1)]  # ... it goes with the decision, in one transaction
+    assert durable.history() == [decision(T0)]
+    assert durable.load("web", KEY) == _memory(T0)
+
+
+def test_evaluations_that_come_during_a_write_share_the_next_one() -> None:
+    durable = BatchStore(gate=threading.Event())
+    assert durable.gate is not None
+    store = LayeredStateStore(durable)
+    returned: list[str] = []
+
+    def evaluate(policy: str) -> None:
+        store.remember(policy, KEY, _memory(T0))
+        store.record(decision(T0, policy=policy))
+        returned.append(policy)
+
+    first = threading.Thread(target=evaluate, args=("p0",))
+    first.start()
+    assert durable.entered.wait(5)  # p0's write is under way
+    others = [threading.Thread(target=evaluate, args=(f"p{i}",)) for i in range(1, 9)]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(store.history(limit=100)) < 9 and time.monotonic() < deadline:
+        time.sleep(0.001)  # until all eight are queued behind p0's write
+    assert returned == []  # nobody hears "recorded" before its write
+    durable.gate.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert sorted(returned) == [f"p{i}" for i in range(9)]
+    assert durable.batches == [(1, 1), (8, 8)]  # eight evaluations, one transaction
+    assert len(durable.history(limit=100)) == 9
+
+
+def test_a_decision_whose_write_failed_takes_its_new_version_until_written() -> None:
+    durable, clock = BatchStore(broken="disk I/O error"), Clock()
+    store = LayeredStateStore(durable, clock=clock)
+    first = decision(T0)
+    with pytest.raises(StateError, match="disk I/O error"):
+        store.record(first)
+    said = replace(first, reasons=(*first.reasons, "state not durable (disk I/O error)"))
+    with pytest.raises(StateError):
+        store.record(said)  # a new version of the same decision: it replaces the old one
+    assert store.history() == [said]
+    durable.broken = None
+    clock.now += 1.0
+    store.record(decision(T0 + timedelta(seconds=1)))
+    assert durable.history() == [decision(T0 + timedelta(seconds=1)), said]
+    store.record(first)  # once written, the history keeps what it holds
+    assert durable.history() == [decision(T0 + timedelta(seconds=1)), said]
+
+
+def test_a_write_dropped_by_a_takeover_is_never_reported_durable() -> None:
+    durable = BatchStore(gate=threading.Event())
+    assert durable.gate is not None
+    store = LayeredStateStore(durable)
+    store.lead(1)
+    outcome: list[BaseException | None] = []
+
+    def record(policy: str) -> None:
+        try:
+            store.record(decision(T0, policy=policy))
+            outcome.append(None)
+        except StateError as exc:
+            outcome.append(exc)
+
+    first = threading.Thread(target=record, args=("a",))
+    first.start()
+    assert durable.entered.wait(5)
+    second = threading.Thread(target=record, args=("b",))
+    second.start()
+    deadline = time.monotonic() + 5
+    while len(store.history()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # Meanwhile this replica lost the lease and won it back under a new epoch: what it had
+    # not written (b) is dropped, since another leader may have acted since.
+    store.standby()
+    leading = threading.Thread(target=store.lead, args=(2,))
+    leading.start()
+    durable.gate.set()
+    for thread in (first, second, leading):
+        thread.join(5)
+    assert outcome[0] is None  # a was written before
+    assert isinstance(outcome[1], NotLeader)
+    assert [d.policy for d in durable.history()] == ["a"]
+
+
+def test_close_writes_what_is_pending() -> None:
+    durable = BatchStore(broken="database is locked")
+    store = LayeredStateStore(durable)
+    store.remember("web", KEY, _memory(T0))
+    with pytest.raises(StateError):
+        store.record(decision(T0))
+    durable.broken = None
+    store.close()
+    assert durable.batches == [(1, 1)]
+    assert durable.closed

@@ -14,6 +14,7 @@ from autoscaler.core.model import (
     AsgTarget,
     Check,
     Cooldown,
+    Decision,
     Memory,
     Policy,
     Stabilization,
@@ -498,3 +499,37 @@ def test_a_preview_shows_the_checks_of_a_target_that_is_not_ready() -> None:
     assert preview.decision.checks[0].value == 73.0
     service = _reconciler(FakeSource(), target, MemoryStateStore()).evaluate(_policy())
     assert service.decision.checks[0].value is None  # the service spares Prometheus
+
+
+def test_a_decision_the_database_refuses_is_never_reported_as_recorded() -> None:
+    # The database breaks between the evaluation's start and its record: the first
+    # decision it refuses must say so (a log line without it claims a durable record),
+    # and the version kept to write later says so too.
+    class BreaksAtTheRecord(UnwritableStore):
+        def record(self, decision: Decision) -> None:
+            self.broken = "database is locked"
+            raise StateError(f"state database s.db: {self.broken}")
+
+    durable = BreaksAtTheRecord()
+    state = LayeredStateStore(durable, retry_after=60.0)
+    source, target = FakeSource({"sum(load)": 60.0}), FakeTarget(status_value=TargetStatus(count=2))
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert evaluation.scaled and [s[0] for s in target.scaled] == [6]
+    assert (evaluation.error_kind, evaluation.ok) == ("state", False)
+    said = (
+        "state not durable (state database s.db: database is locked): this decision is kept "
+        "in memory only, and scale-in is held until it can be recorded"
+    )
+    assert evaluation.decision.reasons[-1] == said
+    assert [d.reasons[-1] for d in state.history()] == [said]
+    assert durable.history() == []
+
+
+def test_a_decision_is_in_the_history_before_the_evaluation_returns() -> None:
+    durable = UnwritableStore()
+    state = LayeredStateStore(durable)
+    source, target = FakeSource({"sum(load)": 60.0}), FakeTarget(status_value=TargetStatus(count=2))
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert evaluation.ok and evaluation.scaled
+    assert durable.history() == [evaluation.decision]
+    assert durable.load("web", KEY).last_scaled_at == T0

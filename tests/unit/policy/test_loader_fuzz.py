@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
 from autoscaler.policy.loader import load_text
+from autoscaler.policy.yaml_lines import YamlSyntaxError, load_documents
 from tests.support.fuzz import fuzz_settings
 
 FILE = "fuzz.yaml"
@@ -107,46 +109,63 @@ def test_arbitrary_text_gives_policies_or_located_problems(text: str) -> None:
     assert_loads_or_locates_problems(text)
 
 
+FRAGMENTS = [
+    "name: a",
+    "min: 1",
+    "max:",
+    "- ",
+    "  ",
+    "checks:",
+    "  - {",
+    "strategy: fixed",
+    "---",
+    "target: {type: nomad",
+    "&a",
+    "*a",
+    "<<: *a",
+    "? [x]",
+    ": y",
+    "!!int x",
+    "!!binary z",
+    "count: 2}",
+    "'",
+    '"',
+    "#",
+    "\t",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "start: 2026-01-01",
+]
+
+
+def _read(text: str) -> Any:
+    try:
+        documents, issues = load_documents(text)
+    except YamlSyntaxError as exc:
+        return ("error", exc.issues)
+    return [(repr(d.data), d.lines, d.raw) for d in documents], issues
+
+
 @SETTINGS
-@given(
-    st.lists(
-        st.sampled_from(
-            [
-                "name: a",
-                "min: 1",
-                "max:",
-                "- ",
-                "  ",
-                "checks:",
-                "  - {",
-                "strategy: fixed",
-                "---",
-                "target: {type: nomad",
-                "&a",
-                "*a",
-                "<<: *a",
-                "? [x]",
-                ": y",
-                "!!int x",
-                "!!binary z",
-                "count: 2}",
-                "'",
-                '"',
-                "#",
-                "\t",
-                "{",
-                "}",
-                "[",
-                "]",
-                ",",
-                "start: 2026-01-01",
-            ]
-        ),
-        max_size=25,
-    )
-)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=25))
 def test_yaml_like_fragments_give_policies_or_located_problems(parts: list[str]) -> None:
     assert_loads_or_locates_problems("\n".join(parts))
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=200), st.lists(st.sampled_from(FRAGMENTS), max_size=25)))
+def test_libyaml_reads_every_text_as_the_pure_parser_does(text: str | list[str]) -> None:
+    """The fast path (libyaml) gives the very data, lines, raw texts and issues, or the
+    pure parser's own error."""
+    if isinstance(text, list):
+        text = "\n".join(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delattr(yaml, "CSafeLoader")
+        pure = _read(text)
+    assert _read(text) == pure
 
 
 PATHS = st.sampled_from(

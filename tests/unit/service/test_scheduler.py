@@ -243,6 +243,62 @@ def test_a_trigger_returns_a_fresh_evaluation() -> None:
     assert scheduler.trigger("unknown") is None
 
 
+def _saturated(clock: FakeTime, recorder: _Recorder, count: int = 200, **kwargs: Any) -> Scheduler:
+    """`count` policies that all ran once and are now all overdue: a loop that cannot keep up."""
+    scheduler = _stepped(recorder, [_policy(f"p{i}", 10) for i in range(count)], clock, **kwargs)
+    assert scheduler.run_due() == count
+    clock.advance(30)  # every policy is 20 s late or more
+    return scheduler
+
+
+def test_a_triggered_run_jumps_a_saturated_queue() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _saturated(clock, recorder)
+    ran_before = len(recorder.started)
+    future = scheduler.trigger("p150")
+    assert future is not None
+    scheduler.run_due()
+    order = [name for name, _ in recorder.started[ran_before:]]
+    assert order[0] == "p150"  # next, ahead of 199 overdue scheduled runs
+    assert future.result(timeout=0).decision.policy == "p150"
+    assert sorted(order[1:]) == sorted(f"p{i}" for i in range(200) if i != 150)
+    assert order.count("p150") == 1  # the trigger replaced its scheduled run
+
+
+def test_triggers_run_in_the_order_they_came_then_the_backlog_by_due_time() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _saturated(clock, recorder, count=50)
+    ran_before = len(recorder.started)
+    scheduler.trigger("p40")
+    clock.advance(0.01)
+    scheduler.trigger("p3")
+    scheduler.set_policies(
+        [_policy(f"p{i}", 10, description="edited" if i == 40 else "") for i in range(50)]
+    )  # a reload that changes a triggered policy keeps it ahead
+    scheduler.run_due()
+    order = [name for name, _ in recorder.started[ran_before:]]
+    assert order[:2] == ["p40", "p3"]
+    assert len(order) == 50
+
+
+def test_a_trigger_during_a_run_is_answered_next_even_when_the_queue_is_saturated() -> None:
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _saturated(clock, recorder, count=50, jitter=0.0)  # p0 is the first overdue
+    futures: list[Any] = []
+    # While p0 (the first overdue run) is in flight, an alert triggers p0 again and p30.
+    recorder.during["p0"] = lambda: futures.extend(
+        [scheduler.trigger("p0"), scheduler.trigger("p30")]
+    )
+    ran_before = len(recorder.started)
+    scheduler.run_due()
+    order = [name for name, _ in recorder.started[ran_before:]]
+    assert order[:3] == ["p0", "p30", "p0"]  # both triggers, ahead of 48 overdue runs
+    assert all(f is not None and f.done() for f in futures)
+
+
 def test_disabled_and_removed_policies_are_not_scheduled() -> None:
     clock = FakeTime()
     recorder = _Recorder(clock)

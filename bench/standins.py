@@ -1,0 +1,85 @@
+"""`python -m bench.standins nomad|asg N`: a target server with N targets, in its own process.
+
+The benchmarks run the target servers of the tests (the Nomad API stand-in, moto with the
+gaps the tests fill) in a process of their own, so that their CPU is not counted as the
+autoscaler's and they do not compete for the benchmark's interpreter lock. Prints one line
+of JSON (the environment a client needs) once the targets exist, then serves until its
+standard input closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def nomad(count: int) -> None:
+    from tests.support.nomad_api import NomadApiStandIn
+
+    stand_in = NomadApiStandIn()
+    stand_in.start()
+    for i in range(count):
+        stand_in.register_job(f"job{i}", {"web": 1})
+        # Service jobs have a deployment per version (the default update strategy).
+        stand_in.set_deployment(f"job{i}", "successful")
+    stand_in.record_requests = False  # a request log of a long run would only grow
+    _serve(stand_in.env)
+    stand_in.stop()
+
+
+def asg(count: int) -> None:
+    import boto3
+    import pytest
+    from moto.server import ThreadedMotoServer
+
+    from tests.support.aws import REGION, fake_aws_env, fill_moto_gaps
+
+    with pytest.MonkeyPatch.context() as mp:
+        fill_moto_gaps(mp)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        env = fake_aws_env(f"http://{host}:{port}")
+        for name, value in env.items():  # fake credentials only, never real AWS
+            mp.setenv(name, value)
+        endpoint = env["AWS_ENDPOINT_URL"]
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
+        client = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
+        ec2.create_launch_template(
+            LaunchTemplateName="bench",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+        subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+        zones = ",".join(s["SubnetId"] for s in subnets["Subnets"])
+        for i in range(count):
+            client.create_auto_scaling_group(
+                AutoScalingGroupName=f"asg{i}",
+                LaunchTemplate={"LaunchTemplateName": "bench", "Version": "$Latest"},
+                MinSize=1,
+                MaxSize=10,
+                DesiredCapacity=1,
+                VPCZoneIdentifier=zones,
+            )
+        _serve({**env, "AWS_REGION": REGION})
+        server.stop()
+
+
+def _serve(env: dict[str, str]) -> None:
+    print(json.dumps(env), flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin (or dies)
+
+
+def main() -> int:
+    kind, count = sys.argv[1], int(sys.argv[2])
+    {"nomad": nomad, "asg": asg}[kind](count)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
