@@ -404,10 +404,17 @@ def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evalua
 
 
 def _scrubbed_check(check: CheckResult) -> CheckResult:
-    if not check.error:
+    """The check with its error and its forecast's reason (which quotes a failed range
+    query's error) scrubbed."""
+    error = scrub(check.error) if check.error else check.error
+    forecast = check.forecast
+    if forecast is not None and forecast.reason:
+        reason = scrub(forecast.reason)
+        if reason is not forecast.reason:
+            forecast = replace(forecast, reason=reason)
+    if error is check.error and forecast is check.forecast:
         return check
-    error = scrub(check.error)
-    return check if error is check.error else replace(check, error=error)
+    return replace(check, error=error, forecast=forecast)
 
 
 def _meta(decision: Decision) -> dict[str, str]:

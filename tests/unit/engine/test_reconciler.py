@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler import redact
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import (
     Action,
     AsgTarget,
     Check,
+    CheckResult,
     Cooldown,
     Decision,
+    ForecastReading,
     Memory,
     Policy,
     Stabilization,
@@ -24,7 +27,7 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ports import ScalingTarget, StateStore
 from autoscaler.core.series import SeriesSet
-from autoscaler.engine.reconciler import Reconciler
+from autoscaler.engine.reconciler import Evaluation, Reconciler, scrubbed
 from autoscaler.errors import (
     NotLeader,
     QueryError,
@@ -533,3 +536,28 @@ def test_a_decision_is_in_the_history_before_the_evaluation_returns() -> None:
     assert evaluation.ok and evaluation.scaled
     assert durable.history() == [evaluation.decision]
     assert durable.load("web", KEY).last_scaled_at == T0
+
+
+def test_a_forecasts_reason_is_scrubbed_like_the_checks_error() -> None:
+    """A forecast without history says why, quoting the range query's error, which may
+    quote the request back: it is masked like every other text of an evaluation."""
+    token = "prom-token-5f0c2b1e-history"
+    redact.register(token)
+    reading = ForecastReading(
+        value=None, lead=timedelta(minutes=3), reason=f"history unavailable: echoed {token}"
+    )
+    check = CheckResult(name="rps", query="q", value=5.0, desired=1, error=None, forecast=reading)
+    decision = Decision(
+        policy="web",
+        target="aws-asg:web",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        current=1,
+        desired=1,
+        action=Action.NONE,
+        dry_run=False,
+        reasons=(),
+        checks=(check,),
+    )
+    (shown,) = scrubbed(Evaluation(decision=decision)).decision.checks
+    assert shown.forecast is not None
+    assert shown.forecast.reason == "history unavailable: echoed ***"
