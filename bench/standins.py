@@ -1,4 +1,6 @@
-"""`python -m bench.standins nomad|asg N`: a target server with N targets, in its own process.
+"""`python -m bench.standins nomad|nomad-meta|asg N`: a target server with N targets, in its own
+process (`nomad-meta`: N Nomad jobs whose meta opts in, `autoscaler.enabled = "true"`, for
+a policy template to discover).
 
 The benchmarks run the target servers of the tests (the Nomad API stand-in, moto with the
 gaps the tests fill) in a process of their own, so that their CPU is not counted as the
@@ -18,13 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def nomad(count: int) -> None:
+def nomad(count: int, *, opted_in: bool = False) -> None:
     from tests.support.nomad_api import NomadApiStandIn
 
     stand_in = NomadApiStandIn()
     stand_in.start()
+    meta = {"autoscaler.enabled": "true"} if opted_in else None
     for i in range(count):
-        stand_in.register_job(f"job{i}", {"web": 1})
+        stand_in.register_job(f"job{i}", {"web": 1}, meta=meta)
         # Service jobs have a deployment per version (the default update strategy).
         stand_in.set_deployment(f"job{i}", "successful")
     stand_in.record_requests = False  # a request log of a long run would only grow
@@ -77,7 +80,10 @@ def _serve(env: dict[str, str]) -> None:
 
 def main() -> int:
     kind, count = sys.argv[1], int(sys.argv[2])
-    {"nomad": nomad, "asg": asg}[kind](count)
+    if kind == "nomad-meta":
+        nomad(count, opted_in=True)
+    else:
+        {"nomad": nomad, "asg": asg}[kind](count)
     return 0
 
 
