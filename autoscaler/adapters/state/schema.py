@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_policy ON decisions (policy, id);
+-- The age prune after every write reads this index instead of scanning the whole history
+-- (5.7 ms of CPU per write at 10,000 decisions, a quarter of the service's time at 10,000
+-- targets). Older files get it when the controller opens them.
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (time);
 """
 
 

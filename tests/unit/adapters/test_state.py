@@ -123,6 +123,20 @@ def test_history_is_pruned_by_count_and_age(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_age_prune_reads_an_index_also_in_a_file_of_the_previous_version(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    SqliteStateStore(path, exclusive=True).close()  # the controller opens it once
+    with sqlite3.connect(path) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM decisions WHERE time < ?", ("2026",)
+        ).fetchall()
+    assert any("USING INDEX decisions_by_time" in row[-1] for row in plan), plan
+
+
 def test_second_controller_on_the_same_file_is_refused(tmp_path: Path) -> None:
     first = SqliteStateStore(tmp_path / "s.db", exclusive=True)
     with pytest.raises(StateError, match="in use by another autoscaler"):
