@@ -13,7 +13,6 @@ Not a test: the numbers depend on the machine and its load; the ratios travel be
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
@@ -87,48 +86,15 @@ def export(revision: str, into: Path) -> Path:
 @contextmanager
 def moto_with_groups(count: int, folder: Path) -> Iterator[dict[str, str]]:
     """moto in this process with `count` ASGs, and one policy file per group in `folder`."""
-    import boto3
-    import pytest
-    from moto.server import ThreadedMotoServer
+    from bench.standins import create_asgs, moto_server
 
-    from tests.support.aws import REGION, fake_aws_env, fill_moto_gaps
-
-    with pytest.MonkeyPatch.context() as mp:
-        fill_moto_gaps(mp)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        env = fake_aws_env(f"http://{host}:{port}")
-        for name, value in env.items():  # fake credentials only, never real AWS
-            mp.setenv(name, value)
-        try:
-            ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=env["AWS_ENDPOINT_URL"])
-            asg = boto3.client(
-                "autoscaling", region_name=REGION, endpoint_url=env["AWS_ENDPOINT_URL"]
+    with moto_server() as env:
+        create_asgs(env["AWS_ENDPOINT_URL"], count)
+        for i in range(count):
+            (folder / f"asg{i}.yaml").write_text(
+                f"name: asg{i}\ntarget: {{type: aws-asg, asg: asg{i}}}\nmin: 1\nmax: 10\n" + FIXED
             )
-            ec2.create_launch_template(
-                LaunchTemplateName="bench",
-                LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
-            )
-            subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
-            zones = ",".join(s["SubnetId"] for s in subnets["Subnets"])
-            for i in range(count):
-                asg.create_auto_scaling_group(
-                    AutoScalingGroupName=f"asg{i}",
-                    LaunchTemplate={"LaunchTemplateName": "bench", "Version": "$Latest"},
-                    MinSize=1,
-                    MaxSize=10,
-                    DesiredCapacity=1,
-                    VPCZoneIdentifier=zones,
-                )
-                (folder / f"asg{i}.yaml").write_text(
-                    f"name: asg{i}\ntarget: {{type: aws-asg, asg: asg{i}}}\nmin: 1\nmax: 10\n"
-                    + FIXED
-                )
-            yield env
-        finally:
-            server.stop()
+        yield env
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,42 +37,60 @@ def nomad(count: int, *, opted_in: bool = False) -> None:
     stand_in.stop()
 
 
-def asg(count: int) -> None:
-    import boto3
+@contextmanager
+def moto_server() -> Iterator[dict[str, str]]:
+    """A moto server on loopback (with the gaps our tests fill), its environment set."""
     import pytest
     from moto.server import ThreadedMotoServer
 
-    from tests.support.aws import REGION, fake_aws_env, fill_moto_gaps
+    from tests.support.aws import fake_aws_env, fill_moto_gaps
 
     with pytest.MonkeyPatch.context() as mp:
         fill_moto_gaps(mp)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
         env = fake_aws_env(f"http://{host}:{port}")
         for name, value in env.items():  # fake credentials only, never real AWS
             mp.setenv(name, value)
-        endpoint = env["AWS_ENDPOINT_URL"]
-        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
-        client = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
-        ec2.create_launch_template(
-            LaunchTemplateName="bench",
-            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
-        )
-        subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
-        zones = ",".join(s["SubnetId"] for s in subnets["Subnets"])
-        for i in range(count):
-            client.create_auto_scaling_group(
-                AutoScalingGroupName=f"asg{i}",
-                LaunchTemplate={"LaunchTemplateName": "bench", "Version": "$Latest"},
-                MinSize=1,
-                MaxSize=10,
-                DesiredCapacity=1,
-                VPCZoneIdentifier=zones,
-            )
+        try:
+            yield env
+        finally:
+            server.stop()
+
+
+def asg(count: int) -> None:
+    from tests.support.aws import REGION
+
+    with moto_server() as env:
+        create_asgs(env["AWS_ENDPOINT_URL"], count)
         _serve({**env, "AWS_REGION": REGION})
-        server.stop()
+
+
+def create_asgs(endpoint: str, count: int) -> None:
+    """`count` Auto Scaling Groups asg0... (1 of 10 instances) on the moto server at `endpoint`."""
+    import boto3
+
+    from tests.support.aws import REGION
+
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=endpoint)
+    client = boto3.client("autoscaling", region_name=REGION, endpoint_url=endpoint)
+    ec2.create_launch_template(
+        LaunchTemplateName="bench",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+    )
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+    zones = ",".join(s["SubnetId"] for s in subnets["Subnets"])
+    for i in range(count):
+        client.create_auto_scaling_group(
+            AutoScalingGroupName=f"asg{i}",
+            LaunchTemplate={"LaunchTemplateName": "bench", "Version": "$Latest"},
+            MinSize=1,
+            MaxSize=10,
+            DesiredCapacity=1,
+            VPCZoneIdentifier=zones,
+        )
 
 
 def _serve(env: dict[str, str]) -> None:
