@@ -3,7 +3,8 @@
 The reconciler hands every evaluation's observations to `CheckHistories.enrich`, which
 feeds them to the check's `core.forecast.SeasonalModel` and anomaly window and returns
 them with the forecast and the anomaly guard's reading attached, for `core.decide` to use
-and every report to show. What the process has not seen itself (after a start, or a gap
+and every report to show. A value the guard finds implausible is learned by the forecast
+only once confirmed, so the forecast cannot act on what the guard refuses to. What the process has not seen itself (after a start, or a gap
 while the target was busy) is read from Prometheus with range queries: the forecast's
 `history` at its resolution, the guard's window at the policy's interval. A range query
 that fails is retried at most every `RETRY_AFTER`; until then the forecast says why it
@@ -29,6 +30,7 @@ from autoscaler.core.anomaly import assess
 from autoscaler.core.forecast import SeasonalModel
 from autoscaler.core.model import (
     AnomalyGuard,
+    AnomalyReading,
     Check,
     ForecastSettings,
     Observation,
@@ -145,7 +147,7 @@ class CheckHistories:
         forecast = None
         if entry.settings is not None and entry.lead is not None:
             model = self._model(entry, at)
-            if learn and usable:
+            if learn and usable and _learnable(anomaly, guard):
                 assert value is not None
                 model.add(at, value)
             forecast = model.forecast(at)
@@ -258,6 +260,15 @@ class CheckHistories:
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.seen < cutoff]:
                 del self._entries[key]
+
+
+def _learnable(anomaly: AnomalyReading | None, guard: AnomalyGuard | None) -> bool:
+    """Whether the forecast may learn a value the guard judged: not while it is implausible
+    and unconfirmed. One wild value would lift the forecast's recent level (a mean) for
+    its whole window, and the forecast would then act on what the guard refused to."""
+    if anomaly is None or guard is None or not anomaly.implausible:
+        return True
+    return anomaly.streak >= guard.confirm
 
 
 def _labels(select: tuple[tuple[str, str], ...]) -> str:

@@ -204,3 +204,41 @@ def test_checks_without_forecast_or_guard_pass_through_untouched() -> None:
     histories = CheckHistories(History(until=0.0))
     observation = Observation(check="load", value=5.0)
     assert histories.enrich(policy(forecast=False), [observation], START) == [observation]
+
+
+def test_an_implausible_value_is_not_learned_by_the_forecast_until_confirmed() -> None:
+    """The guard refuses to act on one wild value; the forecast must not act on it either.
+
+    Learned, a single spike of 100,000 lifted the forecast's recent level (the mean residual
+    of the last ten minutes) to about 5,000 for ten minutes, and the plausible evaluations
+    after it scaled to the policy's max on that forecast."""
+    now = START + timedelta(days=14)
+    histories = CheckHistories(History(until=now.timestamp()))
+    guard = AnomalyGuard()
+    spike_at = 10
+    for k in range(24):
+        at = now + timedelta(seconds=30 * k)
+        value = 100_000.0 if k == spike_at else daily(at.timestamp())
+        reading = observe(histories, at, value, guard=guard)
+        assert reading.anomaly is not None
+        assert reading.anomaly.implausible == (k == spike_at)
+        assert reading.forecast is not None
+        assert reading.forecast.value is not None
+        assert reading.forecast.value < 2 * daily(at.timestamp() + 150)
+
+
+def test_a_confirmed_step_is_learned_by_the_forecast() -> None:
+    """What the guard confirms (`confirm` implausible evaluations in a row) is the new
+    level: the forecast learns it."""
+    now = START + timedelta(days=14)
+    histories = CheckHistories(History(until=now.timestamp()))
+    guard = AnomalyGuard(confirm=2)
+    reading = None
+    for k in range(24):
+        at = now + timedelta(seconds=30 * k)
+        reading = observe(histories, at, 1_000.0 if k >= 4 else daily(at.timestamp()), guard=guard)
+    assert reading is not None
+    assert reading.forecast is not None
+    assert reading.forecast.value is not None
+    assert reading.forecast.value > 500
+
