@@ -237,6 +237,11 @@ class CheckHistories:
             entry.next_try = at + RETRY_AFTER.total_seconds()
             log.warning("reading the history of %r failed: %s", promql, exc)
             return None
+        except Exception as exc:  # a library error no adapter anticipated: reactive, loudly
+            entry.history_error = f"history unavailable: {type(exc).__name__}: {exc}"
+            entry.next_try = at + RETRY_AFTER.total_seconds()
+            log.exception("reading the history of %r failed", promql)
+            return None
         if entry.select:
             wanted = entry.select
             series = [s for s in series if all(s.labels.get(k) == v for k, v in wanted)]

@@ -242,3 +242,19 @@ def test_a_confirmed_step_is_learned_by_the_forecast() -> None:
     assert reading.forecast.value is not None
     assert reading.forecast.value > 500
 
+
+def test_a_range_source_failing_in_an_unforeseen_way_leaves_the_check_reactive() -> None:
+    """A range source that raises something else than our errors (a library's bug) must not
+    take the evaluation down: the forecast says why it has no history, as for an outage."""
+    now = START + timedelta(days=3)
+    source = History(until=now.timestamp(), fail=RuntimeError("unexpected answer"))
+    histories = CheckHistories(source)
+    reading = observe(histories, now, 100.0, guard=AnomalyGuard())
+    assert reading.value == 100.0
+    assert reading.forecast is not None
+    assert reading.forecast.value is None
+    assert "history unavailable: RuntimeError: unexpected answer" in (
+        reading.forecast.reason or ""
+    )
+    observe(histories, now + timedelta(seconds=30), 100.0, guard=AnomalyGuard())
+    assert len(source.asked) == 1  # not asked again before RETRY_AFTER
