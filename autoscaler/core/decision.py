@@ -326,6 +326,8 @@ def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tup
     name = check.name
     if forecast.value is None:
         return value, f"{name}: no forecast ({forecast.reason}): reactive"
+    if not math.isfinite(forecast.value):  # an overflowed model: unusable, like a NaN value
+        return value, f"{name}: forecast {forecast.value} is not a finite number: reactive"
     shown = f"{name}: forecast {fmt_number(forecast.value)} in {_lead(forecast.lead)}"
     if forecast.error is not None:
         shown += f" (recent error {forecast.error * 100:.0f} %)"

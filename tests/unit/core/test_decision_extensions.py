@@ -4,11 +4,12 @@ per-instance dead band."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from autoscaler.core.decision import Outcome, decide, without_target
@@ -120,6 +121,35 @@ def test_with_a_forecast_the_check_never_asks_for_less_than_without(
     assert with_forecast.decision.checks[0].desired is not None
     assert plain.decision.checks[0].desired is not None
     assert with_forecast.decision.checks[0].desired >= plain.decision.checks[0].desired
+
+
+
+@given(
+    observed=st.floats(min_value=0, max_value=1e6),
+    predicted=st.floats(allow_nan=True, allow_infinity=True),
+    current=st.integers(min_value=1, max_value=1000),
+)
+@example(observed=50.0, predicted=math.inf, current=5)
+@example(observed=50.0, predicted=math.nan, current=5)
+@example(observed=50.0, predicted=1e300, current=5)
+def test_any_forecast_even_not_finite_never_fails_the_check_nor_asks_for_less(
+    observed: float, predicted: float, current: int
+) -> None:
+    """A forecast is an addition to a good observation: whatever it says (NaN, ±inf from a
+    model that overflowed), the check keeps the count its observed value asks for, at
+    least. An infinite forecast had failed the check, which then held a needed scale-up."""
+    policy = make_policy(max=1_000_000)
+    plain = run(policy, Observation(check="load", value=observed), current=current)
+    ahead = Observation(check="load", value=observed, forecast=forecast(predicted))
+    with_forecast = run(policy, ahead, current=current)
+    checked = with_forecast.decision.checks[0]
+    assert checked.error is None
+    assert checked.desired is not None
+    assert plain.decision.checks[0].desired is not None
+    assert checked.desired >= plain.decision.checks[0].desired
+    assert with_forecast.decision.desired is not None
+    assert plain.decision.desired is not None
+    assert with_forecast.decision.desired >= plain.decision.desired
 
 
 def test_forecast_only_is_shown_but_not_acted_on() -> None:
