@@ -47,6 +47,10 @@ from autoscaler.errors import NotLeader, StateError
 
 _LOG = logging.getLogger(__name__)
 
+# How many of a policy's latest decision times `record` remembers to tell a new version of
+# a decision from a new decision (the reconciler amends the one it just recorded).
+_VERSIONS = 8
+
 
 class DurableStore(StateStore, Protocol):
     """A `StateStore` that says when it switched to a new file (and so lost what it had)."""
@@ -79,7 +83,10 @@ class LayeredStateStore:
         self._known: dict[str, str] = {}  # policy -> the target key its memory is about
         self._dirty: dict[str, tuple[str, Memory]] = {}  # saved here, not yet durable
         self._pending: deque[Decision] = deque(maxlen=max(1, max_pending))
-        self._recorded: dict[str, datetime] = {}  # policy -> time of its newest decision
+        # policy -> the times of its latest decisions (pending or written): a decision at
+        # one of them is a new version of it; any other is a new decision, even an older
+        # one (the clock stepped back).
+        self._recorded: dict[str, deque[datetime]] = {}
         self._dropped = 0
         self._generation = durable.generation
         self._problem: str | None = None
@@ -191,15 +198,15 @@ class LayeredStateStore:
         before is a new version of it: it replaces the pending one, or is dropped when
         that one is written already (the history keeps what it holds)."""
         with self._lock:
-            newest = self._recorded.get(decision.policy)
-            if newest is not None and decision.time <= newest:
+            times = self._recorded.setdefault(decision.policy, deque(maxlen=_VERSIONS))
+            if decision.time in times:
                 if not self._replace_pending(decision):
                     return  # written already (or dropped by a takeover, which said so)
             else:
                 if len(self._pending) == self._pending.maxlen:
                     self._dropped += 1
                 self._pending.append(decision)
-                self._recorded[decision.policy] = decision.time
+                times.append(decision.time)
             self._seq += 1
             mine = (self._era, self._seq)
         self._flush(mine)

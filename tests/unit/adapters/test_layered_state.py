@@ -379,3 +379,17 @@ def test_close_writes_what_is_pending() -> None:
     store.close()
     assert durable.batches == [(1, 1)]
     assert durable.closed
+
+
+def test_a_decision_older_than_the_last_one_is_still_written_when_the_clock_went_back() -> None:
+    # The wall clock stepped back (NTP): the next evaluation's decision is older than the
+    # one recorded before it, yet it is a new decision, not a new version of a written one.
+    # It had been taken for one: dropped, and `record` returned as if it were durable.
+    durable = BatchStore()
+    store = LayeredStateStore(durable)
+    store.record(decision(T0))
+    earlier = replace(decision(T0 - timedelta(seconds=5)), desired=4)
+    store.remember("web", KEY, _memory(T0 - timedelta(seconds=5)))
+    store.record(earlier)
+    assert durable.history() == [earlier, decision(T0)]  # newest written first
+    assert durable.load("web", KEY) == _memory(T0 - timedelta(seconds=5))
