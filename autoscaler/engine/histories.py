@@ -4,11 +4,12 @@ The reconciler hands every evaluation's observations to `CheckHistories.enrich`,
 feeds them to the check's `core.forecast.SeasonalModel` and anomaly window and returns
 them with the forecast and the anomaly guard's reading attached, for `core.decide` to use
 and every report to show. A value the guard finds implausible is learned by the forecast
-only once confirmed, so the forecast cannot act on what the guard refuses to. What the process has not seen itself (after a start, or a gap
-while the target was busy) is read from Prometheus with range queries: the forecast's
-`history` at its resolution, the guard's window at the policy's interval. A range query
-that fails is retried at most every `RETRY_AFTER`; until then the forecast says why it
-has too little history, and the guard waits for enough evaluations of its own.
+only once confirmed, so the forecast cannot act on what the guard refuses to. What the
+process has not seen itself (after a start, or a gap while the target was busy) is read
+from Prometheus with range queries: the forecast's `history` at its resolution, the
+guard's window at the policy's interval. A range query that fails (in any way) is retried
+at most every `RETRY_AFTER`; until then the forecast says why it has too little history,
+and the guard waits for enough evaluations of its own.
 
 Histories live in memory, not in the state database: Prometheus already keeps them, so a
 restarted (or newly elected) controller reads them back instead of persisting copies.

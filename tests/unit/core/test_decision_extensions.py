@@ -123,7 +123,6 @@ def test_with_a_forecast_the_check_never_asks_for_less_than_without(
     assert with_forecast.decision.checks[0].desired >= plain.decision.checks[0].desired
 
 
-
 @given(
     observed=st.floats(min_value=0, max_value=1e6),
     predicted=st.floats(allow_nan=True, allow_infinity=True),

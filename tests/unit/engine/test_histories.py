@@ -253,8 +253,6 @@ def test_a_range_source_failing_in_an_unforeseen_way_leaves_the_check_reactive()
     assert reading.value == 100.0
     assert reading.forecast is not None
     assert reading.forecast.value is None
-    assert "history unavailable: RuntimeError: unexpected answer" in (
-        reading.forecast.reason or ""
-    )
+    assert "history unavailable: RuntimeError: unexpected answer" in (reading.forecast.reason or "")
     observe(histories, now + timedelta(seconds=30), 100.0, guard=AnomalyGuard())
     assert len(source.asked) == 1  # not asked again before RETRY_AFTER
