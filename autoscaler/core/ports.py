@@ -77,8 +77,15 @@ class ScalingTarget(Protocol):
         """
         ...
 
-    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+    def scale(
+        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+    ) -> None:
         """Set the count. `reason` and `meta` are recorded where the target supports it.
+
+        `expected` is the count the decision was made on: a target that reads its count
+        before setting it raises `TargetBusy` when someone else changed it since, so an
+        intended scale-up never lands below a count raised by hand in between (nor a
+        scale-in on a count that was lowered meanwhile).
 
         Raises `TargetError` (or a subclass) when the change is refused or fails.
         """

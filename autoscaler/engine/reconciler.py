@@ -240,7 +240,12 @@ class Reconciler:
                 self._withdraw(key, now, before)
                 return _fenced(applied, exc)
         try:
-            target.scale(decision.desired, reason=_message(decision), meta=_meta(decision))
+            target.scale(
+                decision.desired,
+                reason=_message(decision),
+                meta=_meta(decision),
+                expected=decision.current,
+            )
         except TargetBusy as exc:
             self._withdraw(key, now, before)
             return replace(applied, decision=_held(decision, f"target busy, not scaled: {exc}"))

@@ -70,7 +70,9 @@ class _Target:
     def status(self) -> TargetStatus:
         return self.current
 
-    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+    def scale(
+        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+    ) -> None:
         self.scaled_to = count
 
 

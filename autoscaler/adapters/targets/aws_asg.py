@@ -41,6 +41,7 @@ from tenacity import (
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_batch import GroupReads
+from autoscaler.adapters.targets.moved import moved_since
 from autoscaler.core.model import AsgTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
@@ -173,15 +174,20 @@ class AsgScaler:
             last_scaled_at=last_desired_change(activities),
         )
 
-    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+    def scale(
+        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+    ) -> None:
         """Set DesiredCapacity to `count`, ignoring the ASG's own cooldown (ours applies).
 
         An ASG has nowhere to store `reason` and `meta`, so they are only logged. The group
         is read first (autoscaling:DescribeAutoScalingGroups) so that a missing group is
-        `TargetNotFound` and a count outside its MinSize..MaxSize is refused here.
+        `TargetNotFound`, a count outside its MinSize..MaxSize is refused here, and a
+        DesiredCapacity someone changed since `expected` was read is `TargetBusy`.
+        (SetDesiredCapacity has no condition: this narrows the race to the two calls.)
         """
         until = time.monotonic() + self._deadline
         group = self._describe_group(until)
+        moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         low, high = group["MinSize"], group["MaxSize"]
         if not low <= count <= high:
             raise TargetError(

@@ -34,6 +34,7 @@ from tenacity import (
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import ca_bundle, settle
+from autoscaler.adapters.targets.moved import moved_since
 from autoscaler.adapters.targets.nomad_errors import (
     NETWORK_ERRORS,
     NO_REGION_PATH,
@@ -283,14 +284,23 @@ class NomadScaler:
             last_scaled_at=last_scaled_at,
         )
 
-    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+    def scale(
+        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+    ) -> None:
         """Set the group's count with a scale request Nomad records as an event.
 
-        Raises `TargetBusy` when Nomad refuses because a deployment is active, and the
-        errors of `_call` otherwise.
+        With `expected`, the group's count is read first (one GET of the scale status) and
+        a count someone changed since (`nomad job scale`, a new job version) is
+        `TargetBusy`; Nomad's scale request has no condition, so this narrows the race to
+        the two requests. Raises `TargetBusy` when Nomad refuses because a deployment is
+        active, and the errors of `_call` otherwise.
         """
         if count < 0:
             raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
+        if expected is not None:
+            group = (self._get("scale").get("TaskGroups") or {}).get(self._ref.group) or {}
+            if group.get("Desired") is not None:
+                moved_since(str(self._ref), "count", expected, int(group["Desired"]), count)
         policy = meta.get("autoscaler.policy")
         message = reason if not policy or policy in reason else f"policy {policy}: {reason}"
         body = {

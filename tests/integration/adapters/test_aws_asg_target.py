@@ -76,6 +76,26 @@ def test_scale_sets_desired_capacity_read_back_from_moto(
     assert scaler.status().count == 5
 
 
+def test_a_count_changed_by_hand_since_the_decision_is_not_overwritten(
+    make_asg: Callable[..., str],
+    direct: ScalerFactory,
+    moto_server: MotoServer,
+    desired_capacity: Callable[[str], int],
+) -> None:
+    name = make_asg(desired=2)
+    scaler = direct(name)
+    decided_on = scaler.status().count
+    # an operator raises the group to 9 between our read and our write
+    moto_server.client().set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=9)
+
+    with pytest.raises(TargetBusy, match="changed from 2 to 9"):
+        scaler.scale(4, reason="test", meta={}, expected=decided_on)
+
+    assert desired_capacity(name) == 9  # our "up" to 4 would have been a scale-in
+    scaler.scale(10, reason="test", meta={}, expected=9)  # decided on the new count: goes
+    assert desired_capacity(name) == 10
+
+
 def test_missing_group_raises_not_found_naming_group_and_region(
     moto_server: MotoServer, direct: ScalerFactory
 ) -> None:

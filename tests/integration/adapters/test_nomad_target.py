@@ -78,6 +78,27 @@ def test_scale_sets_the_groups_count(nomad_api: NomadApiStandIn, start: int, to:
     assert scaler.status().count == to
 
 
+def test_a_count_changed_by_hand_since_the_decision_is_not_overwritten(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 2})
+    scaler = scaler_for(nomad_api)
+    decided_on = scaler.status().count
+    # `nomad job scale chat web 9` between our read and our write
+    requests.post(
+        f"{nomad_api.address}/v1/job/chat/scale",
+        json={"Count": 9, "Target": {"Group": "web"}, "Message": "by hand"},
+        timeout=5,
+    ).raise_for_status()
+
+    with pytest.raises(TargetBusy, match="changed from 2 to 9"):
+        scaler.scale(4, reason="up", meta=META, expected=decided_on)
+
+    assert nomad_api.group_count("chat", "web") == 9
+    scaler.scale(10, reason="up", meta=META, expected=9)
+    assert nomad_api.group_count("chat", "web") == 10
+
+
 def test_scale_to_zero_and_back_from_zero(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job("chat", groups={"web": 2})
     scaler = scaler_for(nomad_api)

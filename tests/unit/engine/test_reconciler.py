@@ -61,13 +61,17 @@ class FakeTarget:
     status_value: TargetStatus | Exception = field(default_factory=lambda: TargetStatus(count=4))
     scale_error: Exception | None = None
     scaled: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    expected: list[int | None] = field(default_factory=list)
 
     def status(self) -> TargetStatus:
         if isinstance(self.status_value, Exception):
             raise self.status_value
         return self.status_value
 
-    def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+    def scale(
+        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+    ) -> None:
+        self.expected.append(expected)
         if self.scale_error is not None:
             raise self.scale_error
         self.scaled.append((count, reason, dict(meta)))
@@ -175,6 +179,13 @@ def test_busy_target_holds_without_starting_a_cooldown() -> None:
     assert evaluation.decision.action is Action.HOLD and evaluation.ok
     assert any("active deployment" in r for r in evaluation.decision.reasons)
     assert state.load("web", AsgTarget(asg="web").key).last_scaled_at is None
+
+
+def test_the_scale_call_carries_the_count_the_decision_was_made_on() -> None:
+    target = FakeTarget(status_value=TargetStatus(count=4))
+    _reconciler(FakeSource({"sum(load)": 80.0}), target, MemoryStateStore()).evaluate(_policy())
+    assert [count for count, _, _ in target.scaled] == [8]
+    assert target.expected == [4]  # the target refuses if its count moved from 4 meanwhile
 
 
 @pytest.mark.parametrize(
@@ -299,9 +310,11 @@ def test_a_scale_in_is_durable_before_the_scale_call() -> None:
     seen: list[datetime | None] = []
 
     class Recording(FakeTarget):
-        def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        def scale(
+            self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
-            super().scale(count, reason=reason, meta=meta)
+            super().scale(count, reason=reason, meta=meta, expected=expected)
 
     target = Recording(status_value=TargetStatus(count=6))
     _reconciler(FakeSource({"sum(load)": 20.0}), target, state).evaluate(_policy())
@@ -358,9 +371,11 @@ def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_co
     seen: list[datetime | None] = []
 
     class Recording(FakeTarget):
-        def scale(self, count: int, *, reason: str, meta: Mapping[str, str]) -> None:
+        def scale(
+            self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
-            super().scale(count, reason=reason, meta=meta)
+            super().scale(count, reason=reason, meta=meta, expected=expected)
 
     target = Recording(status_value=TargetStatus(count=2))
     _reconciler(FakeSource({"sum(load)": 60.0}), target, state).evaluate(_policy())
