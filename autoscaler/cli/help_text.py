@@ -38,26 +38,30 @@ EXAMPLES: dict[str | None, tuple[str, ...]] = {
     ),
 }
 
-_USAGE = (2, "bad usage: a flag, or an AUTOSCALER_*/NOMAD_* variable, with a bad value")
+# NOMAD_* variables are Nomad's connection settings, read as the `nomad` CLI reads them: a
+# bad one is a configuration problem (4), never a usage error.
+_USAGE = (2, "bad usage: a flag, or an AUTOSCALER_* variable, with a bad value")
 EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     None: (
         (0, "success"),
         (1, "invalid input (policy files; with `plan --detailed-exitcode`, any)"),
         _USAGE,
         (3, "some policy could not be evaluated"),
-        (4, "startup or configuration problem (config file, settings, state database)"),
+        (4, "startup or configuration problem (config file, settings incl. NOMAD_*, state)"),
     ),
     "validate": (
         (0, "every policy file is valid"),
         (1, "some policy file or the config file is invalid (one FILE:LINE: FIELD: line each)"),
+        ("", "with --discover also: a target's override, a collision, a failing source"),
         _USAGE,
+        (4, "with --discover: bad Nomad settings (e.g. NOMAD_SKIP_VERIFY)"),
     ),
     "plan": (
         (0, "every policy was evaluated (a failed check holds its policy; stderr names it)"),
         (1, "some policy file is invalid (the valid ones are still planned)"),
         _USAGE,
         (3, "some policy could not be evaluated (target unreadable, Prometheus unreachable)"),
-        (4, "bad config file or settings, or a --state that is not a state database"),
+        (4, "bad config file or settings (NOMAD_* too), or a --state that is not a state db"),
         ("with --detailed-exitcode (terraform's convention):", ""),
         (0, "no policy would scale"),
         (2, "some policy would scale"),

@@ -77,6 +77,22 @@ def test_validate_discover_expands_and_reports_each_targets_problem(
     assert "Nomad job 'bad' group 'web' (namespace default): meta autoscaler.max" in result.stdout
 
 
+def test_validate_discover_with_bad_nomad_settings_exits_4_as_its_help_says(
+    tmp_path: Path,
+) -> None:
+    # NOMAD_* variables are Nomad's connection settings, not our options: a bad one is a
+    # configuration problem (4), as for `plan` and `run`, and `validate --help` must say so.
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    result = autoscaler(
+        "validate", "--discover", str(tmp_path), env={"NOMAD_SKIP_VERIFY": "maybe"}
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stderr.startswith("error: NOMAD_SKIP_VERIFY"), result.stderr
+    codes = autoscaler("validate", "--help").stdout.split("exit codes:\n")[1]
+    assert "  4    with --discover: bad Nomad settings" in codes
+    assert "NOMAD_*" not in codes.split("  3 ")[0]  # never listed as a usage error (2)
+
+
 def test_plan_shows_the_expanded_policies_by_their_names(
     tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
 ) -> None:
