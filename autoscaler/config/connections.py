@@ -170,10 +170,14 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, NOMAD_OPTIONS)
 
 
-def _read_secret(path: str | None, env_name: str) -> str | None:
-    """The secret in the file `path`, else in the variable `env_name`, else None."""
+def _read_secret(path: str | None, env_name: str, what: str) -> str | None:
+    """The secret in the file `path`, else in the variable `env_name`, else None.
+
+    `what` names the file in an error: it may come from a flag, a variable or the config
+    file, so the message names none of them (`env_name` holds the secret, not the path).
+    """
     if path:
-        return read_secret_file(path, env_name)
+        return read_secret_file(path, what)
     return os.environ.get(env_name) or None
 
 
@@ -231,9 +235,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     timeout = max(0.1, float(args.query_timeout))
     prometheus = PrometheusSettings(
         url=args.prometheus_url,
-        bearer_token=_read_secret(args.prometheus_token_file, "AUTOSCALER_PROMETHEUS_TOKEN"),
+        bearer_token=_read_secret(
+            args.prometheus_token_file, "AUTOSCALER_PROMETHEUS_TOKEN", "Prometheus token"
+        ),
         username=args.prometheus_username,
-        password=_read_secret(args.prometheus_password_file, "AUTOSCALER_PROMETHEUS_PASSWORD"),
+        password=_read_secret(
+            args.prometheus_password_file, "AUTOSCALER_PROMETHEUS_PASSWORD", "Prometheus password"
+        ),
         ca_bundle=args.prometheus_ca_bundle,
         headers=_headers(args.prometheus_header),
         timeout=timeout,

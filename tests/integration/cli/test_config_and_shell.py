@@ -130,6 +130,29 @@ def test_a_secret_comes_from_its_file_and_never_shows(
     assert f"cannot read nomad.token_file file {token}" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    ("key", "flag", "what"),
+    [
+        pytest.param("token_file", "--prometheus-token-file", "Prometheus token", id="token"),
+        pytest.param(
+            "password_file", "--prometheus-password-file", "Prometheus password", id="password"
+        ),
+    ],
+)
+def test_an_unreadable_prometheus_secret_file_is_named_without_a_variable_never_set(
+    key: str, flag: str, what: str, tmp_path: Path
+) -> None:
+    # The file may come from the config file or a flag: the message must not send the user
+    # to AUTOSCALER_PROMETHEUS_TOKEN (or _PASSWORD), which holds the secret itself.
+    missing = tmp_path / "absent"
+    config = write_config(tmp_path, f"prometheus: {{username: u, {key}: '{missing}'}}\n")
+    for args in (["--config", config], [flag, str(missing), "--prometheus-username", "u"]):
+        result = autoscaler("plan", str(tmp_path / "none.yaml"), *args)
+        assert result.returncode == 4, result.stderr
+        assert f"error: cannot read {what} file {missing}: " in result.stderr
+        assert "AUTOSCALER_PROMETHEUS" not in result.stderr
+
+
 # --- completion and help ------------------------------------------------------------------
 
 

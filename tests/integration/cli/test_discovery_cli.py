@@ -83,9 +83,7 @@ def test_validate_discover_with_bad_nomad_settings_exits_4_as_its_help_says(
     # NOMAD_* variables are Nomad's connection settings, not our options: a bad one is a
     # configuration problem (4), as for `plan` and `run`, and `validate --help` must say so.
     (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
-    result = autoscaler(
-        "validate", "--discover", str(tmp_path), env={"NOMAD_SKIP_VERIFY": "maybe"}
-    )
+    result = autoscaler("validate", "--discover", str(tmp_path), env={"NOMAD_SKIP_VERIFY": "maybe"})
     assert result.returncode == 4, result.stdout + result.stderr
     assert result.stderr.startswith("error: NOMAD_SKIP_VERIFY"), result.stderr
     codes = autoscaler("validate", "--help").stdout.split("exit codes:\n")[1]
