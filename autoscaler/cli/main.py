@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,8 +25,10 @@ from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.report import OUTPUTS, render, summarize
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
+    NOMAD_OPTIONS,
     Settings,
     add_connection_arguments,
+    nomad_settings_from_args,
     settings_from_args,
 )
 from autoscaler.config.file import config_schema, load_config
@@ -61,6 +63,7 @@ from autoscaler.redact import scrub
 from autoscaler.service.discovery import discovery_for, from_settings, with_discovered
 
 if TYPE_CHECKING:
+    from autoscaler.adapters.targets.nomad import NomadSettings
     from autoscaler.service.leadership import Leadership
 
 EXIT_OK = 0
@@ -76,14 +79,16 @@ DISCOVER = Option(
     dest="discover",
     kind=BOOL,
     flags=("--discover",),
-    help="also expand the templates with one discovery pass (reads Nomad and AWS from "
-    "their standard environment) and check every expanded policy",
+    help="also expand the templates with one discovery pass (Nomad as for plan: NOMAD_* "
+    "variables, then the config file's nomad keys; AWS from its standard environment) and "
+    "check every expanded policy",
 )
 DISCOVER_NOMAD_SCALING_POLICIES = Option(
     dest="nomad_scaling_policies",
     kind=BOOL,
     flags=("--nomad-scaling-policies",),
     env="AUTOSCALER_NOMAD_SCALING_POLICIES",
+    key=("nomad", "scaling_policies"),
     default=False,
     help="with --discover: also translate the Nomad Autoscaler policies of jobs' `scaling` blocks",
 )
@@ -101,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = _command(sub, "validate", "check policy files; exit 1 listing every problem")
-    add_arguments(validate, (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES))
+    # NOMAD_OPTIONS add no flag: they let --discover read the Nomad that plan and run read.
+    add_arguments(
+        validate, (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS)
+    )
 
     plan = _command(sub, "plan", "dry-run preview: what each policy would do right now, and why")
     add_arguments(plan, (CONFIG, *COMMON, PLAN_STATE, STATE_PASSWORD))
@@ -208,6 +216,7 @@ def _main(argv: list[str]) -> int:
             sys.stdout,
             discover=args.discover,
             nomad_scaling_policies=args.nomad_scaling_policies,
+            nomad=lambda: nomad_settings_from_args(args),
         )
     try:
         settings = settings_from_args(args)
@@ -267,11 +276,14 @@ def cmd_validate(
     *,
     discover: bool = False,
     nomad_scaling_policies: bool = False,
+    nomad: Callable[[], NomadSettings] | None = None,
 ) -> int:
     """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem.
 
     Offline, templates are checked on their own; with `discover`, they are also expanded
     with one discovery pass and every expanded policy is checked (by its expanded name).
+    `nomad` gives the Nomad settings (default: NOMAD_* variables), built only then, so a
+    bad one never fails an offline check.
     """
     result = load_paths(paths)
     if result.problems:
@@ -289,7 +301,10 @@ def cmd_validate(
     if not discover:
         return EXIT_OK
     try:
-        discovery = discovery_for(nomad_scaling_policies=nomad_scaling_policies)
+        discovery = discovery_for(
+            nomad=None if nomad is None else nomad(),
+            nomad_scaling_policies=nomad_scaling_policies,
+        )
     except AutoscalerError as exc:
         _error(exc)
         return EXIT_STARTUP

@@ -193,8 +193,12 @@ def read_secret_file(path: str, what: str) -> str:
     return text
 
 
-def _nomad_settings(args: argparse.Namespace) -> NomadSettings:
-    """Nomad's settings: NOMAD_* variables first (resolved into `args`), then the file."""
+def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
+    """Nomad's settings: NOMAD_* variables first (resolved into `args`), then the file.
+
+    Raises TargetError for a bad one (`NOMAD_SKIP_VERIFY=maybe`), AutoscalerError for an
+    unreadable `nomad.token_file`.
+    """
     token = os.environ.get("NOMAD_TOKEN") or None
     if token is None and getattr(args, "nomad_token_file", None):
         token = read_secret_file(args.nomad_token_file, "nomad.token_file")
@@ -249,6 +253,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     return Settings(
         prometheus=prometheus,
-        nomad=_nomad_settings(args),
+        nomad=nomad_settings_from_args(args),
         nomad_scaling_policies=bool(getattr(args, "nomad_scaling_policies", False)),
     )

@@ -333,9 +333,12 @@ def from_settings(
     )
 
 
-def discovery_for(*, nomad_scaling_policies: bool = False) -> Discovery:
-    """Discovery from the standard Nomad (NOMAD_*) and AWS environment, read once."""
-    nomad = NomadSettings.from_env()
+def discovery_for(
+    *, nomad: NomadSettings | None = None, nomad_scaling_policies: bool = False
+) -> Discovery:
+    """Discovery of `nomad` (default: the standard NOMAD_* environment) and AWS from its
+    environment, read once."""
+    nomad = NomadSettings.from_env() if nomad is None else nomad
     config = DiscoveryConfig(nomad_scaling_policies=nomad_scaling_policies)
     return Discovery(
         config,

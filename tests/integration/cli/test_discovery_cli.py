@@ -77,6 +77,25 @@ def test_validate_discover_expands_and_reports_each_targets_problem(
     assert "Nomad job 'bad' group 'web' (namespace default): meta autoscaler.max" in result.stdout
 
 
+def test_validate_discover_reads_nomad_from_the_config_file_as_plan_does(
+    tmp_path: Path, nomad_api: NomadApiStandIn
+) -> None:
+    # One config file serves validate, plan and run: `validate --discover` must ask the
+    # Nomad that `plan` asks (nomad.addr, nomad.scaling_policies), not localhost:4646.
+    nomad_api.register_job("api", {"web": 1}, meta={"autoscaler.enabled": "true"})
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text(
+        f"policies: [{policies}]\nnomad: {{addr: '{nomad_api.address}', scaling_policies: true}}\n"
+    )
+    result = autoscaler("validate", "--discover", "--config", str(config), env={"NOMAD_ADDR": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 policies discovered: web-api-web" in result.stdout
+    assert nomad_api.requests_to("GET", "/v1/scaling/policies")
+
+
 def test_validate_discover_with_bad_nomad_settings_exits_4_as_its_help_says(
     tmp_path: Path,
 ) -> None:
