@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autoscaler.adapters.sources.prometheus import PrometheusSource
+from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.core.durations import format_duration, parse_duration
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `backtest` on the main parser's subcommands."""
     parser = sub.add_parser(
         "backtest",
+        **help_text.parser_help("backtest"),
         help="replay policies on their Prometheus history: what they would have done, and why",
         description="Replay policies on Prometheus history with the production decision code "
         "(cooldowns, stabilization, limits, schedules, missing data) and report what they "

@@ -20,6 +20,7 @@ from typing import TextIO
 
 import yaml
 
+from autoscaler.cli import help_text
 from autoscaler.errors import PolicyError
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.nomad_hcl import Converted, convert_hcl
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `convert` on the main parser's subcommands."""
     parser = sub.add_parser(
         "convert",
+        **help_text.parser_help("convert"),
         help="turn Nomad Autoscaler policies (HCL policy or job files) into policy YAML",
         description="Convert Nomad Autoscaler policy files and the group `scaling` blocks "
         "of Nomad job files into policy YAML; one line on stderr per thing not carried over.",

@@ -1,10 +1,13 @@
 """What `--help` shows after the flags: examples and exit codes, per command.
 
 One table of exit codes per command, so the help, the README and the code agree
-(tests/unit/cli/test_help.py checks each command's help shows them).
+(tests/integration/cli/test_config_and_shell.py checks each command's help shows them).
 """
 
 from __future__ import annotations
+
+import argparse
+from typing import Any
 
 EXAMPLES: dict[str | None, tuple[str, ...]] = {
     None: (
@@ -35,6 +38,19 @@ EXAMPLES: dict[str | None, tuple[str, ...]] = {
     "completion": (
         "autoscaler completion bash > /etc/bash_completion.d/autoscaler",
         'autoscaler completion zsh > "${fpath[1]}/_autoscaler"',
+    ),
+    "simulate": (
+        "autoscaler simulate policies/web.yaml --trace load.csv --capacity 120 --plot web.html",
+        "autoscaler simulate --trace load.csv --capacity 0.35 --to 7d   # the recommended policy",
+    ),
+    "backtest": (
+        "autoscaler backtest policies/ --from -7d --prometheus-url http://prometheus:9090",
+        "autoscaler backtest policies/web.yaml --from 2026-01-01T00:00:00Z --to -1d -o json",
+    ),
+    "test": ("autoscaler test policies/tests/*_test.yaml",),
+    "convert": (
+        "autoscaler convert batch.hcl -o policies/batch.yaml",
+        "autoscaler convert jobs/*.nomad.hcl > policies/from-nomad.yaml",
     ),
 }
 
@@ -78,6 +94,31 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     ),
     "schema": ((0, "the schema is printed"),),
     "completion": ((0, "the script is printed"), _USAGE),
+    "simulate": (
+        (0, "simulated"),
+        (1, "a bad policy file, trace or plot file (each problem says FILE[:LINE]: why)"),
+        (2, "bad usage (an unknown signal or baseline, a bad number)"),
+    ),
+    "backtest": (
+        (0, "done"),
+        (1, "some policy file is invalid (the valid ones are still backtested), or the plot"),
+        ("", "cannot be written"),
+        (2, "bad usage"),
+        (3, "Prometheus unreachable"),
+        (4, "bad connection settings"),
+    ),
+    "test": (
+        (0, "every test passed"),
+        (1, "some test failed, or some test file (or a policy file it names) is invalid"),
+        (2, "bad usage"),
+    ),
+    "convert": (
+        (0, "every policy converted (lines on stderr say what differs)"),
+        (1, "a file is not HCL or holds no scaling policy, or a policy cannot be converted"),
+        ("", "into a valid one (a task's vertical policy, none of its checks carried):"),
+        ("", "nothing is written for it"),
+        (2, "bad usage"),
+    ),
 }
 
 
@@ -94,3 +135,17 @@ def epilog(command: str | None) -> str:
         else:
             lines.append(f"       {meaning}")
     return "\n".join(lines)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's wrapping for the description, the epilog's lines kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def parser_help(command: str) -> dict[str, Any]:
+    """`add_parser` keywords giving `command`'s help its examples and exit codes."""
+    return {"epilog": epilog(command), "formatter_class": _Formatter}

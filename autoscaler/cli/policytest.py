@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import TextIO
 
+from autoscaler.cli import help_text
 from autoscaler.errors import TestFileError
 from autoscaler.replay.policytest import FileResult, run_file
 from autoscaler.replay.testfile import load_test_file
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `test` on the main parser's subcommands."""
     parser = sub.add_parser(
         "test",
+        **help_text.parser_help("test"),
         help="unit tests for policies (like promtool test rules); no server needed",
         description="Run policy test files: given check values over time, assert each "
         "policy's decisions. Exit 0 when all pass, 1 with every failure otherwise.",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from autoscaler.cli import help_text
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.model import Policy
 from autoscaler.policy.loader import load_paths
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `simulate` on the CLI's subcommands."""
     p = sub.add_parser(
         "simulate",
+        **help_text.parser_help("simulate"),
         help="replay a load trace through a policy and the baselines; score and plot them",
         description=(
             "Closed-loop simulation on a load trace, no servers: the policy decides through "

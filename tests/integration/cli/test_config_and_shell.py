@@ -197,7 +197,22 @@ def test_zsh_completion_is_a_compdef_for_every_command() -> None:
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["validate"], ["plan"], ["run"], ["completion"]])
+# The README promises it for every command: each one is listed here.
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["validate"],
+        ["plan"],
+        ["run"],
+        ["schema"],
+        ["completion"],
+        ["simulate"],
+        ["backtest"],
+        ["test"],
+        ["convert"],
+    ],
+)
 def test_help_shows_examples_and_exit_codes(command: list[str]) -> None:
     result = autoscaler(*command, "--help")
     assert result.returncode == 0
