@@ -22,7 +22,7 @@ from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, Sqlit
 from autoscaler.cli import backtest, convert, help_text, policytest, simulate
 from autoscaler.cli.completion import SHELLS, completion_script
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.report import OUTPUTS, render, summarize
+from autoscaler.cli.report import OUTPUTS, name_list, render, summarize
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
@@ -289,7 +289,7 @@ def cmd_validate(
     if result.problems:
         _print_problems(result, out)
         return EXIT_INVALID
-    names = ", ".join(p.name for p in result.policies) or "none"
+    names = name_list([p.name for p in result.policies])
     templates = ""
     if result.templates:
         listed = "; ".join(t.describe() for t in result.templates)
@@ -312,7 +312,7 @@ def cmd_validate(
     for problem in problems:
         print(scrub(str(problem)), file=out)
     found = policies[len(result.policies) :]
-    shown = ", ".join(p.name for p in found) or "none"
+    shown = name_list([p.name for p in found])
     print(f"{len(found)} policies discovered: {shown}", file=out)
     return EXIT_INVALID if problems else EXIT_OK
 
