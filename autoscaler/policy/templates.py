@@ -186,6 +186,7 @@ def build_template(
     group_by = _group_by(body, kind, problem)
     if kind is not None:
         _placeholders(body, kind, problem)
+        _untemplated_queries(body, kind, problem)
         _default_target(body, kind, for_each, problem)
     sample = _substitute(body, _SAMPLES)
     validated = validate_body(sample)
@@ -308,6 +309,29 @@ def _placeholders(
             f"{name!r} lacks {', '.join('{' + p + '}' for p in missing)}: every expanded "
             f"policy needs its own name, e.g. {_example(kind)}",
         )
+
+
+def _untemplated_queries(
+    body: dict[str, Any], kind: Kind, problem: Callable[[tuple[str | int, ...], str], None]
+) -> None:
+    """A placeholder in a query is a mistake: queries are sent as written (one per template
+    per tick), so `{job="{job}"}` would ask for a job literally named {job}, and every target
+    would hold for want of data. The target's series is chosen with `group_by`."""
+    checks = body.get("checks")
+    for i, check in enumerate(checks if isinstance(checks, list) else []):
+        query = check.get("query") if isinstance(check, dict) else None
+        if not isinstance(query, str):
+            continue
+        used = [n for n in _PLACEHOLDER.findall(query) if n in PLACEHOLDERS[kind]]
+        if used:
+            name = used[0]
+            problem(
+                ("checks", i, "query"),
+                f"{{{name}}} in a query is sent as is (queries are not templated: one query "
+                f"serves every target); aggregate by the label instead, e.g. "
+                f"'sum by ({name}) (...)', and pick this target's series with "
+                f'group_by: {{{name}: "{{{name}}}"}}',
+            )
 
 
 def _default_target(

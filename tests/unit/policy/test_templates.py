@@ -222,6 +222,14 @@ def test_a_name_that_does_not_expand_to_a_valid_name_is_a_problem(tmp_path: Path
         ),
         pytest.param(
             (
+                "sum by (job) (rate(http_requests_total[2m]))",
+                'sum(rate(http_requests_total{job="{job}"}[2m]))',
+            ),
+            "t.yaml:11: checks[0].query: {job} in a query is sent as is",
+            id="placeholder-in-query",
+        ),
+        pytest.param(
+            (
                 "    strategy: fixed\n    count: 2",
                 '    strategy: fixed\n    count: 2\n    group_by: {job: "{job}"}',
             ),
