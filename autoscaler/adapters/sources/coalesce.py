@@ -29,9 +29,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from autoscaler.core.ports import MetricSource
 from autoscaler.core.series import SeriesSet
+
+T = TypeVar("T")
 
 # Queries sent before this moment (the source's clock) may not answer the current context.
 _fresh_since: ContextVar[float | None] = ContextVar("fresh_since", default=None)
@@ -48,36 +51,74 @@ def fresh_since(moment: float | None) -> Iterator[None]:
 
 
 @dataclass
-class _Flight:
-    """One query sent to the inner source, and its outcome once it lands."""
-
-    sent: float
-    done: threading.Event = field(default_factory=threading.Event)
-    value: float | None = None
-    error: BaseException | None = None
-
-    def outcome(self) -> float:
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
-
-
-@dataclass
-class _SeriesFlight:
-    """One grouped query sent to the inner source; kept for reuse until `keep_until`."""
+class _Flight(Generic[T]):
+    """One query sent to the inner source, its outcome once it lands, kept for reuse
+    until `keep_until` (the source's clock)."""
 
     sent: float
     keep_until: float
     done: threading.Event = field(default_factory=threading.Event)
-    value: SeriesSet | None = None
+    value: T | None = None
     error: BaseException | None = None
 
-    def outcome(self) -> SeriesSet:
+    def outcome(self) -> T:
         if self.error is not None:
             raise self.error
         assert self.value is not None
         return self.value
+
+
+class _Flights(Generic[T]):
+    """Single flight and short reuse for one kind of query (instant, grouped).
+
+    `sent` and `shared` count its queries sent and answered from another's flight. `ask`
+    holds the lock it is given around the bookkeeping, never while a query is in flight.
+    """
+
+    def __init__(self, lock: threading.Lock, clock: Callable[[], float]) -> None:
+        self._lock = lock
+        self._clock = clock
+        self._flying: dict[str, _Flight[T]] = {}
+        self._landed: dict[str, _Flight[T]] = {}
+        self.sent = 0
+        self.shared = 0
+
+    def ask(self, promql: str, window: float, send: Callable[[], T]) -> T:
+        """`send()`'s answer for `promql`, or that of an identical query in flight or sent
+        at most `window` seconds ago (and not before the context's `fresh_since`)."""
+        with self._lock:
+            now = self._clock()
+            for query in [q for q, f in self._landed.items() if f.keep_until < now]:
+                del self._landed[query]
+            fresh = _fresh_since.get()
+            landed, flying = self._landed.get(promql), self._flying.get(promql)
+            flight: _Flight[T] | None = None
+            if landed is not None and landed.sent >= max(now - window, fresh or 0.0):
+                flight = landed
+            elif flying is not None and (fresh is None or flying.sent >= fresh):
+                flight = flying
+            leader = flight is None
+            if flight is None:
+                flight = self._flying[promql] = _Flight(sent=now, keep_until=now + window)
+                self.sent += 1
+            else:
+                self.shared += 1
+        if not leader:
+            flight.done.wait()
+            return flight.outcome()
+        try:
+            flight.value = send()
+        except BaseException as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                if self._flying.get(promql) is flight:
+                    del self._flying[promql]
+                landed = self._landed.get(promql)
+                if landed is None or landed.sent <= flight.sent:
+                    self._landed[promql] = flight
+            flight.done.set()
+        return flight.outcome()
 
 
 class CoalescingSource:
@@ -96,92 +137,32 @@ class CoalescingSource:
     ) -> None:
         self._inner = inner
         self._reuse = reuse
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._flying: dict[str, _Flight] = {}
-        self._landed: dict[str, _Flight] = {}
-        self._series_flying: dict[str, _SeriesFlight] = {}
-        self._series_landed: dict[str, _SeriesFlight] = {}
-        self.sent = 0
-        self.shared = 0
+        lock = threading.Lock()
+        self._values: _Flights[float] = _Flights(lock, clock)
+        self._series: _Flights[SeriesSet] = _Flights(lock, clock)
 
     def __repr__(self) -> str:
         return f"CoalescingSource({self._inner!r}, reuse={self._reuse:g})"
 
+    @property
+    def sent(self) -> int:
+        return self._values.sent + self._series.sent
+
+    @property
+    def shared(self) -> int:
+        return self._values.shared + self._series.shared
+
     def query(self, promql: str) -> float:
         """The inner source's answer to `promql`, shared with identical concurrent calls."""
-        with self._lock:
-            now = self._clock()
-            self._forget_sent_before(now - self._reuse)
-            fresh = _fresh_since.get()
-            landed, flying = self._landed.get(promql), self._flying.get(promql)
-            flight: _Flight | None = None
-            if landed is not None and landed.sent >= max(now - self._reuse, fresh or 0.0):
-                flight = landed
-            elif flying is not None and (fresh is None or flying.sent >= fresh):
-                flight = flying
-            leader = flight is None
-            if flight is None:
-                flight = self._flying[promql] = _Flight(sent=now)
-                self.sent += 1
-            else:
-                self.shared += 1
-        if not leader:
-            flight.done.wait()
-            return flight.outcome()
-        try:
-            flight.value = self._inner.query(promql)
-        except BaseException as exc:
-            flight.error = exc
-        finally:
-            with self._lock:
-                if self._flying.get(promql) is flight:
-                    del self._flying[promql]
-                landed = self._landed.get(promql)
-                if landed is None or landed.sent <= flight.sent:
-                    self._landed[promql] = flight
-            flight.done.set()
-        return flight.outcome()
+        return self._values.ask(promql, self._reuse, lambda: self._inner.query(promql))
 
     def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
         """The inner source's series for `promql`, shared with identical calls in flight and
         reused while sent at most `max(reuse, the source's own window)` seconds ago."""
         window = max(reuse, self._reuse)
-        with self._lock:
-            now = self._clock()
-            for query in [q for q, f in self._series_landed.items() if f.keep_until < now]:
-                del self._series_landed[query]
-            fresh = _fresh_since.get()
-            landed, flying = self._series_landed.get(promql), self._series_flying.get(promql)
-            flight: _SeriesFlight | None = None
-            if landed is not None and landed.sent >= max(now - window, fresh or 0.0):
-                flight = landed
-            elif flying is not None and (fresh is None or flying.sent >= fresh):
-                flight = flying
-            leader = flight is None
-            if flight is None:
-                flight = self._series_flying[promql] = _SeriesFlight(
-                    sent=now, keep_until=now + window
-                )
-                self.sent += 1
-            else:
-                self.shared += 1
-        if not leader:
-            flight.done.wait()
-            return flight.outcome()
-        try:
-            flight.value = self._inner.query_series(promql, reuse=reuse)
-        except BaseException as exc:
-            flight.error = exc
-        finally:
-            with self._lock:
-                if self._series_flying.get(promql) is flight:
-                    del self._series_flying[promql]
-                landed = self._series_landed.get(promql)
-                if landed is None or landed.sent <= flight.sent:
-                    self._series_landed[promql] = flight
-            flight.done.set()
-        return flight.outcome()
+        return self._series.ask(
+            promql, window, lambda: self._inner.query_series(promql, reuse=reuse)
+        )
 
     def ping(self) -> None:
         """Ask the inner source directly: readiness must see the source as it is now."""
@@ -192,7 +173,3 @@ class CoalescingSource:
         close = getattr(self._inner, "close", None)
         if callable(close):
             close()
-
-    def _forget_sent_before(self, cutoff: float) -> None:
-        for promql in [q for q, f in self._landed.items() if f.sent < cutoff]:
-            del self._landed[promql]
