@@ -14,7 +14,6 @@ Fixtures: `moto_server` (session), `aws_proxy`, `make_asg`, `asg`, `desired_capa
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import threading
@@ -32,15 +31,14 @@ from xml.sax.saxutils import escape
 import boto3
 import pytest
 
+from tests.support.net import forward
+
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
 
 REGION = "eu-west-3"
 AUTOSCALING_XMLNS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: a refused connection, at once
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}
-)
 
 
 def fake_aws_env(endpoint: str) -> dict[str, str]:
@@ -413,18 +411,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        upstream = urllib.parse.urlsplit(self.server.proxy.upstream)
-        conn = http.client.HTTPConnection(upstream.netloc, timeout=30)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            conn.request(self.command, self.path, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            skip = HOP_BY_HOP | {"content-length", "date", "server"}
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
-            return response.status, kept, payload
-        finally:
-            conn.close()
+        return forward(self, self.server.proxy.upstream, body)
 
 
 def _action(path: str, target: str, body: bytes) -> tuple[str, dict[str, str]]:

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 # A plain HTTP opener: tests talk to 127.0.0.1 and must not go through an env proxy.
 LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}
+)
+
+
+def forward(
+    handler: BaseHTTPRequestHandler, upstream: str, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Send the request `handler` is serving (with `body`) to `upstream`, as a proxy would:
+    its status, the headers worth passing back, and its body."""
+    netloc = urllib.parse.urlsplit(upstream).netloc
+    conn = http.client.HTTPConnection(netloc, timeout=30)
+    try:
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
+        conn.request(handler.command, handler.path, body=body or None, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        skip = HOP_BY_HOP | {"content-length", "date", "server"}
+        kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
+        return response.status, kept, payload
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

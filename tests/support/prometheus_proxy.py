@@ -18,7 +18,6 @@ Started with `port=` on a port nothing listens on, it plays a Prometheus that is
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -30,8 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.aws import HOP_BY_HOP
-from tests.support.net import free_port
+from tests.support.net import forward, free_port
 
 
 @dataclass(frozen=True)
@@ -156,18 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        upstream = urllib.parse.urlsplit(self.server.proxy.upstream)
-        conn = http.client.HTTPConnection(upstream.netloc, timeout=30)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            conn.request(self.command, self.path, body=body or None, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            skip = HOP_BY_HOP | {"content-length", "date", "server"}
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
-            return response.status, kept, payload
-        finally:
-            conn.close()
+        return forward(self, self.server.proxy.upstream, body)
 
 
 def _query_of(path: str, body: bytes) -> str | None:
