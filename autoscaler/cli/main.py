@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -26,6 +27,7 @@ from autoscaler.cli.report import OUTPUTS, name_list, render, summarize
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
+    NOMAD_SCALING_POLICIES,
     Settings,
     add_connection_arguments,
     nomad_settings_from_args,
@@ -83,13 +85,8 @@ DISCOVER = Option(
     "variables, then the config file's nomad keys; AWS from its standard environment) and "
     "check every expanded policy",
 )
-DISCOVER_NOMAD_SCALING_POLICIES = Option(
-    dest="nomad_scaling_policies",
-    kind=BOOL,
-    flags=("--nomad-scaling-policies",),
-    env="AUTOSCALER_NOMAD_SCALING_POLICIES",
-    key=("nomad", "scaling_policies"),
-    default=False,
+DISCOVER_NOMAD_SCALING_POLICIES = replace(
+    NOMAD_SCALING_POLICIES,
     help="with --discover: also translate the Nomad Autoscaler policies of jobs' `scaling` blocks",
 )
 

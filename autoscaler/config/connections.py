@@ -48,6 +48,16 @@ class Settings:
         return TargetFactory(nomad=self.nomad)
 
 
+NOMAD_SCALING_POLICIES = Option(
+    dest="nomad_scaling_policies",
+    kind=BOOL,
+    flags=("--nomad-scaling-policies",),
+    env="AUTOSCALER_NOMAD_SCALING_POLICIES",
+    key=("nomad", "scaling_policies"),
+    default=False,
+    help="also run the Nomad Autoscaler policies of jobs' group `scaling` blocks, read "
+    "from Nomad (/v1/scaling/policies) and translated; stop the Nomad Autoscaler first",
+)
 PROMETHEUS_OPTIONS = (
     Option(
         dest="prometheus_url",
@@ -100,16 +110,7 @@ PROMETHEUS_OPTIONS = (
         help="extra header for every query (repeatable; in the variable one per line, in "
         "the file a mapping)",
     ),
-    Option(
-        dest="nomad_scaling_policies",
-        kind=BOOL,
-        flags=("--nomad-scaling-policies",),
-        env="AUTOSCALER_NOMAD_SCALING_POLICIES",
-        key=("nomad", "scaling_policies"),
-        default=False,
-        help="also run the Nomad Autoscaler policies of jobs' group `scaling` blocks, read "
-        "from Nomad (/v1/scaling/policies) and translated; stop the Nomad Autoscaler first",
-    ),
+    NOMAD_SCALING_POLICIES,
     Option(
         dest="query_timeout",
         kind=NUMBER,

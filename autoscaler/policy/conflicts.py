@@ -9,6 +9,7 @@ and the service's registry (the policy already running wins) use it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from autoscaler.core import model
@@ -68,6 +69,19 @@ class Claims:
                     "put both checks in one policy (the highest count wins), or disable one",
                 )
         return None
+
+    def admit(self, items: Iterable[Located], problems: list[Problem]) -> list[model.Policy]:
+        """The policies of `items` that can join, each claimed in turn; a conflict of the
+        others is added to `problems`."""
+        admitted: list[model.Policy] = []
+        for item in items:
+            conflict = self.conflict(item)
+            if conflict is not None:
+                problems.append(conflict)
+                continue
+            self.claim(item)
+            admitted.append(item.policy)
+        return admitted
 
     def claim(self, item: Located) -> None:
         """Take `item`'s name (and its target, when enabled); check `conflict` first."""

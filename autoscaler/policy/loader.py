@@ -128,13 +128,7 @@ def load_paths(paths: Sequence[str | Path]) -> LoadResult:
         found = load_file(path)
         problems.extend(found.problems)
         templates.extend(found.templates)
-        for item in found.policies:
-            conflict = claims.conflict(item)
-            if conflict is not None:
-                problems.append(conflict)
-                continue
-            claims.claim(item)
-            policies.append(item.policy)
+        policies += claims.admit(found.policies, problems)
     return LoadResult(policies=policies, problems=problems, files=files, templates=templates)
 
 

@@ -373,11 +373,5 @@ def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Poli
     policies = list(result.policies)
     for load in loads:
         problems.extend(load.problems)
-        for item in load.policies:
-            conflict = claims.conflict(item)
-            if conflict is not None:
-                problems.append(conflict)
-                continue
-            claims.claim(item)
-            policies.append(item.policy)
+        policies += claims.admit(load.policies, problems)
     return policies, problems
