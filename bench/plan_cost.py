@@ -40,7 +40,7 @@ class Run:
 
 # Runs `python -m autoscaler ARGS` and, on the way out, reports the process's own peak RSS
 # (VmHWM). The child's rusage would not do: after a vfork it counts this big process too.
-_PEAK = """
+PEAK = """
 import atexit, runpy, sys
 def peak():
     for line in open("/proc/self/status"):
@@ -56,7 +56,7 @@ def measure(code: Path, folder: Path, env: Mapping[str, str]) -> Run:
     """`autoscaler plan FOLDER -o json` with the package found in `code`: time, peak RSS."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-c", _PEAK, "plan", str(folder), "-o", "json"],
+        [sys.executable, "-c", PEAK, "plan", str(folder), "-o", "json"],
         cwd=code,
         env={**os.environ, **env, "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,

@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource  # noqa: E402
+from bench.plan_cost import PEAK  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.prometheus import PrometheusServer, Sample  # noqa: E402
 
@@ -369,23 +370,11 @@ def run_service(
     )
 
 
-_PEAK = """
-import atexit, runpy, sys
-def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            sys.stderr.write("VmHWM " + line.split()[1] + "\\n")
-atexit.register(peak)
-sys.argv = ["autoscaler", *sys.argv[1:]]
-runpy.run_module("autoscaler", run_name="__main__", alter_sys=True)
-"""
-
-
 def command_cost(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MB) and exit code of `autoscaler ARGS`."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", _PEAK, *args],
+        [sys.executable, "-c", PEAK, *args],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
