@@ -231,8 +231,6 @@ def _main(argv: list[str]) -> int:
         )
     if args.ha and not is_postgres(args.state):
         parser.error("--ha needs a shared state database: --state postgresql://...")
-    if args.lease_ttl < 1:
-        parser.error("--lease-ttl must be at least 1 second")
     return cmd_run(args, settings)
 
 
@@ -423,8 +421,8 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
     database; without `--ha`, a second controller is refused (after waiting up to the TTL
     for a crashed one's lease to lapse); with `--ha`, it starts as a standby.
     """
-    keep_for = timedelta(days=max(0.0, args.history_days))
-    keep = max(1, args.history_max)
+    keep_for = timedelta(days=args.history_days)
+    keep = args.history_max
     if not is_postgres(args.state):
         # Memory in front of the file: a write that fails never makes the controller forget.
         durable = SqliteStateStore(

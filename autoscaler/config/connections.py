@@ -24,6 +24,7 @@ from autoscaler.config.options import (
     Option,
     OptionError,
     add_arguments,
+    at_least,
 )
 from autoscaler.errors import AutoscalerError
 from autoscaler.policy.schema import describe
@@ -113,7 +114,7 @@ PROMETHEUS_OPTIONS = (
     NOMAD_SCALING_POLICIES,
     Option(
         dest="query_timeout",
-        kind=NUMBER,
+        kind=at_least(NUMBER, 0.1, unit=" s"),
         flags=("--query-timeout",),
         env="AUTOSCALER_QUERY_TIMEOUT",
         key=("prometheus", "query_timeout"),
@@ -237,7 +238,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     credentials of the environment are registered here (boto3 reads them by itself).
     """
     register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
-    timeout = max(0.1, float(args.query_timeout))
+    timeout = float(args.query_timeout)
     prometheus = PrometheusSettings(
         url=args.prometheus_url,
         bearer_token=_read_secret(

@@ -48,6 +48,7 @@ class Kind:
     schema: Mapping[str, Any]
     repeat: bool = False
     flag: bool = False  # a flag without a value (store_true)
+    typed_flag: bool = False  # the flag's text goes through `text` (numbers)
 
 
 def _expected(what: str, value: Any) -> OptionError:
@@ -121,8 +122,50 @@ def _headers_data(value: Any) -> list[str]:
 
 
 TEXT = Kind(name="text", text=str, data=_text_data, schema={"type": "string"})
-INT = Kind(name="integer", text=_int_text, data=_int_data, schema={"type": "integer"})
-NUMBER = Kind(name="number", text=_float_text, data=_float_data, schema={"type": "number"})
+INT = Kind(
+    name="integer", text=_int_text, data=_int_data, schema={"type": "integer"}, typed_flag=True
+)
+NUMBER = Kind(
+    name="number", text=_float_text, data=_float_data, schema={"type": "number"}, typed_flag=True
+)
+
+
+def at_least(kind: Kind, minimum: float, *, above: bool = False, unit: str = "") -> Kind:
+    """`kind` (INT or NUMBER) with a lower bound: `minimum` itself allowed unless `above`.
+
+    A value out of bounds is refused wherever it is given (flag, variable, file) with
+    what to write, rather than clamped: `--workers 0` meant something to whoever wrote
+    it, and silently running with 1 is not it.
+    """
+
+    def check(value: Any) -> Any:
+        if value < minimum or (above and value == minimum):
+            word = "more than" if above else "at least"
+            raise OptionError(f"must be {word} {minimum:g}{unit}, got {value!r}")
+        return value
+
+    bound = "exclusiveMinimum" if above else "minimum"
+    return Kind(
+        name=kind.name,
+        text=lambda text: check(kind.text(text)),
+        data=lambda value: check(kind.data(value)),
+        schema={**kind.schema, bound: minimum},
+        typed_flag=True,
+    )
+
+
+def _flag_type(kind: Kind) -> Callable[[str], Any]:
+    """argparse's `type` for a flag of `kind`: its message shown as is (exit 2)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return kind.text(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 BOOL = Kind(name="boolean", text=_bool_text, data=_bool_data, schema={"type": "boolean"}, flag=True)
 WORDS = Kind(  # space- or comma-separated in a variable, a list in the file
     name="list",
@@ -228,8 +271,8 @@ def add_arguments(parser: argparse.ArgumentParser | Any, options: Iterable[Optio
         elif option.kind.name == "choice":
             kwargs["type"] = str.lower
             kwargs["choices"] = option.kind.schema["enum"]
-        elif option.kind in (INT, NUMBER):
-            kwargs["type"] = {INT.name: int, NUMBER.name: float}[option.kind.name]
+        elif option.kind.typed_flag:
+            kwargs["type"] = _flag_type(option.kind)
         parser.add_argument(*option.flags, dest=option.dest, **kwargs)
 
 

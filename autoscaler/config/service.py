@@ -8,7 +8,16 @@ import socket
 from dataclasses import dataclass
 
 from autoscaler.config.connections import read_secret_file
-from autoscaler.config.options import BOOL, INT, NUMBER, SPACED, WORDS, Option, add_arguments
+from autoscaler.config.options import (
+    BOOL,
+    INT,
+    NUMBER,
+    SPACED,
+    WORDS,
+    Option,
+    add_arguments,
+    at_least,
+)
 from autoscaler.redact import register_url
 
 
@@ -98,7 +107,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="workers",
-        kind=INT,
+        kind=at_least(INT, 1),
         flags=("--workers",),
         env="AUTOSCALER_WORKERS",
         key=("workers",),
@@ -107,7 +116,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="reload_interval",
-        kind=NUMBER,
+        kind=at_least(NUMBER, 0, unit=" s"),
         flags=("--reload-interval",),
         env="AUTOSCALER_RELOAD_INTERVAL",
         key=("reload_interval",),
@@ -117,7 +126,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="discovery_interval",
-        kind=NUMBER,
+        kind=at_least(NUMBER, 0.1, unit=" s"),
         flags=("--discovery-interval",),
         env="AUTOSCALER_DISCOVERY_INTERVAL",
         key=("discovery_interval",),
@@ -127,7 +136,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="history_days",
-        kind=NUMBER,
+        kind=at_least(NUMBER, 0, above=True),
         flags=("--history-days",),
         env="AUTOSCALER_HISTORY_DAYS",
         key=("history", "days"),
@@ -136,7 +145,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="history_max",
-        kind=INT,
+        kind=at_least(INT, 1),
         flags=("--history-max",),
         env="AUTOSCALER_HISTORY_MAX",
         key=("history", "max"),
@@ -182,7 +191,7 @@ HA_OPTIONS = (
     ),
     Option(
         dest="lease_ttl",
-        kind=NUMBER,
+        kind=at_least(NUMBER, 1, unit=" s"),
         flags=("--lease-ttl",),
         env="AUTOSCALER_LEASE_TTL",
         key=("ha", "lease_ttl"),
@@ -227,10 +236,10 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         dry_run=bool(args.dry_run),
         listen=args.listen,
         api_token_file=args.api_token_file,
-        workers=max(1, int(args.workers)),
+        workers=int(args.workers),
         reload_interval=float(args.reload_interval),
         notify_urls=tuple(urls),
         allowed_hosts=tuple(args.allowed_host),
         insecure_no_auth=bool(args.insecure_no_auth),
-        discovery_interval=max(0.1, float(args.discovery_interval)),
+        discovery_interval=float(args.discovery_interval),
     )

@@ -94,6 +94,50 @@ def test_a_bad_variable_is_reported_by_its_name(variable: str, value: str, messa
     assert "--" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "flag", "value", "message"),
+    [
+        ("AUTOSCALER_WORKERS", "--workers", "0", "must be at least 1, got 0"),
+        ("AUTOSCALER_HISTORY_DAYS", "--history-days", "0", "must be more than 0"),
+        ("AUTOSCALER_HISTORY_MAX", "--history-max", "-5", "must be at least 1"),
+        ("AUTOSCALER_RELOAD_INTERVAL", "--reload-interval", "-1", "must be at least 0 s"),
+        ("AUTOSCALER_LEASE_TTL", "--lease-ttl", "0.5", "must be at least 1 s"),
+        ("AUTOSCALER_QUERY_TIMEOUT", "--query-timeout", "0", "must be at least 0.1 s"),
+        ("AUTOSCALER_DISCOVERY_INTERVAL", "--discovery-interval", "0", "must be at least 0.1 s"),
+    ],
+)
+def test_a_value_below_its_bound_is_refused_by_flag_variable_and_file_never_clamped(
+    variable: str, flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse("run")
+    with pytest.raises(OptionError) as caught:
+        resolve(args, parsed_options(args), {}, {variable: value})
+    assert str(caught.value).startswith(f"{variable}: {message}")
+    with pytest.raises(SystemExit) as exited:
+        parse("run", flag, value)
+    assert exited.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
+    option = next(o for o in FILE_OPTIONS if o.env == variable)
+    key = option.key
+    text = "".join(f"{'  ' * i}{k}:\n" for i, k in enumerate(key[:-1]))
+    text += f"{'  ' * (len(key) - 1)}{key[-1]}: {value}\n"
+    config = parse_config(text, "autoscaler.yaml", FILE_OPTIONS)
+    (problem,) = config.problems
+    assert (problem.line, problem.field) == (len(key), ".".join(key))
+    assert message in problem.message
+
+
+def test_a_value_on_its_bound_is_accepted() -> None:
+    environ = {"AUTOSCALER_WORKERS": "1", "AUTOSCALER_RELOAD_INTERVAL": "0"}
+    args = resolved(["run", "--lease-ttl", "1", "--history-days", "0.5"], environ)
+    assert (args.workers, args.reload_interval, args.lease_ttl, args.history_days) == (
+        1,
+        0.0,
+        1.0,
+        0.5,
+    )
+
+
 # --- the config file ----------------------------------------------------------------------
 
 GOOD = """\
