@@ -84,7 +84,10 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: st
         return f"expected {_KINDS[kind]}, got {describe(value)}{hint}"
     if kind in _COMPARISONS:
         key, sign = _COMPARISONS[kind]
-        return f"must be {sign} {ctx.get(key)}, got {describe(value)}"
+        why = ""
+        if last == "tolerance" and kind == "less_than":
+            why = ": at 1 or more the value would have to fall below 0 to scale in"
+        return f"must be {sign} {ctx.get(key)}, got {describe(value)}{why}"
     if kind == "string_pattern_mismatch" and last == "change":
         return f'{value!r} is not a change: write +N, -N, +N% or -N% in quotes, e.g. "+2"'
     if kind == "string_pattern_mismatch":

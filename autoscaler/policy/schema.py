@@ -214,7 +214,10 @@ class TargetValueCheck(CheckBase):
     query: PromQL = _QUERY
     target: float = Field(gt=0, description="The value each evaluation steers towards.")
     tolerance: float = Field(
-        0.1, ge=0, description="No change while |value/target - 1| <= tolerance."
+        0.1,
+        ge=0,
+        lt=1,  # 1 or more: the value would have to fall below 0 to scale in
+        description="No change while |value/target - 1| <= tolerance (below 1).",
     )
 
 
@@ -263,7 +266,9 @@ class PerInstanceCheck(CheckBase):
     tolerance: float = Field(
         0.0,
         ge=0,
-        description="Extension: no change while |value / (target × current) - 1| <= tolerance.",
+        lt=1,  # 1 or more: the value would have to fall below 0 to scale in
+        description="Extension: no change while |value / (target × current) - 1| <= tolerance "
+        "(below 1).",
     )
     forecast: ForecastModel | None = _FORECAST
 

@@ -146,6 +146,22 @@ REJECTED = [
         10,
         id="change-percent",
     ),
+    pytest.param(
+        HEAD
+        + "checks:\n  - {name: c, strategy: target-value, query: up, target: 1, tolerance: 1}\n",
+        "checks[0].tolerance",
+        "must be < 1.0, got an integer 1: at 1 or more the value would have to fall below 0",
+        6,
+        id="tolerance-that-never-scales-in",
+    ),
+    pytest.param(
+        HEAD + "checks:\n  - name: c\n    strategy: per-instance\n    query: up\n"
+        "    target: 5\n    tolerance: 2.5\n",
+        "checks[0].tolerance",
+        "must be < 1.0",
+        10,
+        id="per-instance-tolerance-that-never-scales-in",
+    ),
 ]
 
 
@@ -167,6 +183,11 @@ ACCEPTED = [
     pytest.param(HEAD + "stabilization: {down: 52w1d}\n" + CHECK, id="a-year-in-weeks"),
     pytest.param(HEAD.replace("max: 5", "max: 1000000") + CHECK, id="a-million"),
     pytest.param(HEAD + "limits: {up: {percent: 10000}}\n" + CHECK, id="ten-thousand-percent"),
+    pytest.param(
+        HEAD + "checks:\n  - {name: c, strategy: target-value, query: up, target: 1, "
+        "tolerance: 0.99}\n",
+        id="tolerance-just-below-1",
+    ),
     pytest.param(schedule("cron: '0 0 29 2 *'", "duration: 1d", "min: 2"), id="leap-day"),
     pytest.param(schedule("cron: '0 0 29 2 1#5'", "duration: 1d", "min: 2"), id="rare-cron"),
     pytest.param(schedule("cron: '@yearly'", "duration: 1d", "min: 2"), id="cron-macro"),
