@@ -23,7 +23,7 @@ from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, Sqlit
 from autoscaler.cli import backtest, convert, help_text, policytest, simulate
 from autoscaler.cli.completion import SHELLS, completion_script
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.report import OUTPUTS, name_list, render, summarize
+from autoscaler.cli.report import OUTPUTS, counted, name_list, render, summarize
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
@@ -288,11 +288,10 @@ def cmd_validate(
     templates = ""
     if result.templates:
         listed = "; ".join(t.describe() for t in result.templates)
-        templates = f" and {len(result.templates)} templates ({listed})"
-    print(
-        f"{len(result.policies)} policies{templates} valid in {len(result.files)} files: {names}",
-        file=out,
-    )
+        templates = f" and {counted(len(result.templates), 'template', 'templates')} ({listed})"
+    valid = counted(len(result.policies), "policy", "policies")
+    files = counted(len(result.files), "file", "files")
+    print(f"{valid}{templates} valid in {files}: {names}", file=out)
     if not discover:
         return EXIT_OK
     try:
@@ -308,7 +307,7 @@ def cmd_validate(
         print(scrub(str(problem)), file=out)
     found = policies[len(result.policies) :]
     shown = name_list([p.name for p in found])
-    print(f"{len(found)} policies discovered: {shown}", file=out)
+    print(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}", file=out)
     return EXIT_INVALID if problems else EXIT_OK
 
 

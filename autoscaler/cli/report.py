@@ -32,6 +32,11 @@ def name_list(names: Sequence[str], limit: int = NAMES_SHOWN) -> str:
     return f"{shown} and {rest:,} more" if rest > 0 else shown
 
 
+def counted(count: int, singular: str, plural: str) -> str:
+    """`1 policy`, `2 policies`: a count with its noun in the right number."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
 def plan_object(evaluation: Evaluation) -> dict[str, Any]:
     """The documented `plan --output json` object for one policy."""
     full = evaluation.decision.to_dict()

@@ -73,7 +73,7 @@ def test_validate_discover_expands_and_reports_each_targets_problem(
     (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
     result = autoscaler("validate", "--discover", str(tmp_path), env=nomad_api.env)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 policies discovered: web-api-web" in result.stdout
+    assert "1 policy discovered: web-api-web" in result.stdout
     assert "Nomad job 'bad' group 'web' (namespace default): meta autoscaler.max" in result.stdout
 
 
@@ -92,7 +92,7 @@ def test_validate_discover_reads_nomad_from_the_config_file_as_plan_does(
     )
     result = autoscaler("validate", "--discover", "--config", str(config), env={"NOMAD_ADDR": ""})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 policies discovered: web-api-web" in result.stdout
+    assert "1 policy discovered: web-api-web" in result.stdout
     assert nomad_api.requests_to("GET", "/v1/scaling/policies")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+from autoscaler.cli.main import cmd_validate
 from autoscaler.cli.report import name_list
 
 
@@ -15,3 +19,17 @@ def test_a_long_list_shows_the_first_names_and_counts_the_rest() -> None:
     line = name_list(names)
     assert line.startswith("svc0, svc1, ") and line.endswith("svc19 and 9,980 more")
     assert len(line) < 250
+
+
+def test_the_validate_summary_line_puts_each_count_in_the_right_number(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(
+        "name: web\ntarget: {type: nomad, job: web, group: web}\nmin: 1\nmax: 5\n"
+        "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    )
+    out = io.StringIO()
+    assert cmd_validate([str(tmp_path)], out) == 0
+    assert out.getvalue() == "1 policy valid in 1 file: web\n"
+    (tmp_path / "api.yaml").write_text((tmp_path / "web.yaml").read_text().replace("web", "api"))
+    out = io.StringIO()
+    assert cmd_validate([str(tmp_path)], out) == 0
+    assert out.getvalue() == "2 policies valid in 2 files: api, web\n"
