@@ -161,6 +161,13 @@ def main(args: argparse.Namespace) -> int:
     loaded = load_paths(args.paths)
     for problem in loaded.problems:
         print(problem, file=sys.stderr)
+    for template in loaded.templates:
+        print(
+            f"{template.where}: template {template.pattern!r} not replayed: backtest replays "
+            "policies, not templates (their targets are discovered at run time); back-test "
+            "one expanded policy with its own query instead",
+            file=sys.stderr,
+        )
     policies = [p for p in loaded.policies if p.enabled]
     try:
         _check_count_options(options, policies)

@@ -223,6 +223,26 @@ def test_exit_codes_for_usage_unreachable_prometheus_and_invalid_files(
     assert [p["policy"] for p in json.loads(partly.stdout)["policies"]] == ["web"]
 
 
+def test_a_template_is_named_as_not_replayed_rather_than_skipped_in_silence(
+    policies: Path, history: PrometheusServer
+) -> None:
+    (policies / "fleet.yaml").write_text(
+        "name: 'svc-{job}-{group}'\n"
+        "for_each: {nomad: {meta: {autoscaler.enabled: 'true'}}}\n"
+        "target: {type: nomad, job: '{job}', group: '{group}'}\n"
+        "min: 1\nmax: 20\n"
+        "checks:\n"
+        "  - name: rps\n"
+        "    query: sum by (job) (bt_rps)\n"
+        "    group_by: {job: '{job}'}\n"
+        "    strategy: per-instance\n"
+        "    target: 10\n"
+    )
+    done = backtest(str(policies), *WINDOW, "-o", "json", url=history.url)
+    assert [p["policy"] for p in as_json(done)["policies"]] == ["web"]
+    assert "fleet.yaml:1: template 'svc-{job}-{group}' not replayed" in done.stderr
+
+
 def test_plot_writes_a_self_contained_page_of_the_checks_and_counts(
     history: PrometheusServer, policies: Path, tmp_path: Path
 ) -> None:
