@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,8 +72,23 @@ class _Source:
     value: Any = None  # the last good result; None until the first success
     error: str | None = None
     failing_since: datetime | None = None
+    reads: int = 0  # reads that succeeded
+    failures: int = 0  # reads that failed
+    last_success: float | None = None  # epoch seconds of the last good read
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """One watched source, for `/metrics`: how it reads and what it found last."""
+
+    source: str  # "Nomad jobs", "Nomad scaling policies", "AWS Auto Scaling Groups (...)"
+    up: bool  # its last read succeeded
+    targets: int  # policies its last good result gave (opted-in targets), 0 before any
+    reads: int
+    failures: int
+    last_success: float | None  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class Discovery:
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._cache: dict[str, _Expanded] = {}
+        self._targets: dict[str, int] = {}  # source key -> policies its result gave
         self._closed = False
 
     # --- the registry's callback -----------------------------------------------------------
@@ -121,19 +138,38 @@ class Discovery:
             problems = [self._problem(s) for s in self._sources.values() if s.error]
         loads: list[FileLoad] = []
         seen: set[str] = set()
+        targets: dict[str, int] = dict.fromkeys(values, 0)
         for template in templates:
-            found = values.get(_source_key(template))
-            for target in found or ():
+            key = _source_key(template)
+            for target in values.get(key) or ():
                 if template.matches(target):
                     loads.append(self._expansion(template, target, seen))
+                    targets[key] += 1
         for policy in values.get(NOMAD_POLICIES) or ():
             load = self._imported(policy, seen)
             if load is not None:
                 loads.append(load)
+                targets[NOMAD_POLICIES] += 1
         with self._lock:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
+            self._targets = targets
         return loads, problems
+
+    def health(self) -> list[SourceHealth]:
+        """Each source in force now: up or failing, reads, and the targets it gave."""
+        with self._lock:
+            return [
+                SourceHealth(
+                    source=key,
+                    up=source.error is None and source.value is not None,
+                    targets=self._targets.get(key, 0),
+                    reads=source.reads,
+                    failures=source.failures,
+                    last_success=source.last_success,
+                )
+                for key, source in self._sources.items()
+            ]
 
     def read_once(self, templates: Sequence[Template]) -> None:
         """Read every source `templates` need once, now (for `plan`, `validate`, `--once`)."""
@@ -237,6 +273,8 @@ class Discovery:
             if source.error is not None:
                 log.info("discovery from %s works again", source.key)
             source.value, source.error, source.failing_since = value, None, None
+            source.reads += 1
+            source.last_success = time.time()
         if changed and not source.stop.is_set():
             self._changed()
         return True, new_index
@@ -246,6 +284,7 @@ class Discovery:
             first = source.error is None
             changed = source.error != error
             source.error = error
+            source.failures += 1
             if first:
                 source.failing_since = datetime.now(UTC)
         if first:

@@ -157,6 +157,7 @@ def _controller(
         poll=config.discovery_interval,
         on_change=lambda: controller.rediscover(),  # noqa: PLW0108
     )
+    telemetry.watch_discovery(discovery.health)
     controller = Controller(
         registry=PolicyRegistry(config.paths, discover=discovery),
         # Forecasts read their history from Prometheus itself: range queries are not coalesced.

@@ -33,12 +33,13 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
+from autoscaler.service.discovery import SourceHealth
 
 # Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -67,6 +68,45 @@ class _QueryCounts(Collector):
         family.add_metric(["sent"], sent)
         family.add_metric(["shared"], shared)
         yield family
+
+
+class _DiscoveryHealth(Collector):
+    """`autoscaler_discovery_*{source}`: each discovery source in force, read at scrape
+    time from `Discovery.health()` (a source no template needs any more has no series)."""
+
+    def __init__(self, health: Callable[[], Iterable[SourceHealth]]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "autoscaler_discovery_up",
+            "1 while a discovery source's last read succeeded; 0 while it fails (its last "
+            "good result stays in force).",
+            labels=["source"],
+        )
+        targets = GaugeMetricFamily(
+            "autoscaler_discovery_targets",
+            "Policies a discovery source's last good result gave (opted-in targets).",
+            labels=["source"],
+        )
+        reads = CounterMetricFamily(
+            "autoscaler_discovery_reads",
+            "Reads of a discovery source, by result (ok, error).",
+            labels=["source", "result"],
+        )
+        last = GaugeMetricFamily(
+            "autoscaler_discovery_last_success_timestamp_seconds",
+            "When a discovery source was last read successfully.",
+            labels=["source"],
+        )
+        for health in self._health():
+            up.add_metric([health.source], 1.0 if health.up else 0.0)
+            targets.add_metric([health.source], health.targets)
+            reads.add_metric([health.source, "ok"], health.reads)
+            reads.add_metric([health.source, "error"], health.failures)
+            if health.last_success is not None:
+                last.add_metric([health.source], health.last_success)
+        yield from (up, targets, reads, last)
 
 
 class Telemetry:
@@ -221,6 +261,10 @@ class Telemetry:
     def watch_queries(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Export `autoscaler_queries_total` from `counts() -> (sent, shared)`."""
         self.registry.register(_QueryCounts(counts))
+
+    def watch_discovery(self, health: Callable[[], Iterable[SourceHealth]]) -> None:
+        """Export `autoscaler_discovery_*` from `health()`, read at each scrape."""
+        self.registry.register(_DiscoveryHealth(health))
 
     def watch_state(self, durable: Callable[[], bool]) -> None:
         """Export `autoscaler_state_durable` from `durable()`, read at each scrape."""

@@ -112,6 +112,11 @@ def test_one_template_scales_each_opted_in_job_with_one_grouped_query_per_tick(
     seen = len(service.decisions(f"web-{gone}-web", limit=1000))
     time.sleep(3 * INTERVAL)
     assert len(service.decisions(f"web-{gone}-web", limit=1000)) == seen
+
+    # The source's health and what it gave, for alerts on discovery itself.
+    exposition = service.get("/metrics").text
+    assert 'autoscaler_discovery_up{source="Nomad jobs"} 1.0' in exposition
+    assert f'autoscaler_discovery_targets{{source="Nomad jobs"}} {OPTED_IN - 1}.0' in exposition
     assert service.stop() == 0
 
 

@@ -219,3 +219,37 @@ def test_a_broken_template_file_keeps_its_last_good_template(tmp_path: Path) -> 
     nomad.groups_found = [_opted("a"), _opted("b")]
     _apply(registry, discovery)  # the last good template still expands new targets
     assert _names(registry) == ["web-a-web", "web-b-web"]
+
+
+def test_health_counts_reads_failures_and_the_targets_each_source_gave(tmp_path: Path) -> None:
+    nomad = FakeNomad(
+        [_opted("a"), _opted("b"), NomadGroup(namespace="default", job="c", group="web")]
+    )
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    (health,) = discovery.health()
+    assert (health.source, health.up, health.targets) == ("Nomad jobs", True, 2)
+    assert (health.reads, health.failures) == (1, 0)
+    assert health.last_success is not None
+    succeeded_at = health.last_success
+
+    nomad.fail = "Nomad at http://nomad:4646 unreachable"
+    _apply(registry, discovery)
+    (health,) = discovery.health()
+    assert (health.up, health.targets, health.reads, health.failures) == (False, 2, 1, 1)
+    assert health.last_success == succeeded_at  # the last good result stays in force
+
+    nomad.fail = None
+    nomad.groups_found = [_opted("a")]
+    _apply(registry, discovery)
+    (health,) = discovery.health()
+    assert (health.up, health.targets, health.reads, health.failures) == (True, 1, 2, 1)
+
+
+def test_a_source_never_read_successfully_is_down_with_no_targets(tmp_path: Path) -> None:
+    nomad = FakeNomad(fail="403 Forbidden")
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    (health,) = discovery.health()
+    assert (health.up, health.targets, health.reads, health.failures) == (False, 0, 0, 1)
+    assert health.last_success is None

@@ -28,6 +28,7 @@ from autoscaler.core.model import (
     Strategy,
 )
 from autoscaler.engine.reconciler import Evaluation
+from autoscaler.service.discovery import SourceHealth
 from autoscaler.service.telemetry import Telemetry
 
 DASHBOARD = Path(__file__).parents[3] / "dashboards" / "autoscaler.json"
@@ -40,6 +41,7 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     """Exposed metric name (with `_total` for counters) -> type."""
     telemetry.watch_queries(lambda: (0, 0))
     telemetry.watch_state(lambda: True)
+    telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
     found = {}
     for family in telemetry.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
@@ -289,6 +291,12 @@ def _exposition_of_a_busy_controller() -> str:
     telemetry = Telemetry()
     telemetry.watch_queries(lambda: (3, 1))
     telemetry.watch_state(lambda: True)
+    telemetry.watch_discovery(
+        lambda: [
+            SourceHealth("Nomad jobs", True, 50, 7, 0, 1.7e9),
+            SourceHealth("AWS Auto Scaling Groups (eu-west-3; team=web)", False, 0, 0, 4, None),
+        ]
+    )
     telemetry.loaded([_policy("web", "p95", "queue")], problems=1, removed=[])
     forecast = ForecastReading(value=0.5, lead=timedelta(minutes=3), error=None)
     checks = (replace(_result("p95", 0.41, 7), forecast=forecast), _result("queue", None, None))
@@ -319,6 +327,7 @@ def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
     assert "autoscaler_check_value" in text
     assert "autoscaler_check_forecast_error_ratio" in text
     assert "process_resident_memory_bytes" in text
+    assert 'autoscaler_discovery_reads_total{result="error",source="AWS Auto' in text
     lint = _promtool(text)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
