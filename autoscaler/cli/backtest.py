@@ -1,7 +1,10 @@
 """`autoscaler backtest`: what policies would have done on their Prometheus history.
 
-Exit codes: 0 done; 1 some policy file is invalid (the valid policies are still
-backtested) or the plot cannot be written; 2 bad usage; 3 Prometheus unreachable; 4 bad
+Templates are expanded with one discovery pass, as `plan` does: each target discovered now
+is replayed on its own series of the template's grouped query (sent once for all).
+
+Exit codes: 0 done; 1 some policy file is invalid or discovery failed (the valid policies
+are still backtested) or the plot cannot be written; 2 bad usage; 3 Prometheus unreachable; 4 bad
 connection settings.
 """
 
@@ -23,12 +26,14 @@ from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
-from autoscaler.errors import AutoscalerError, SourceUnavailable
+from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
+from autoscaler.redact import scrub
 from autoscaler.replay.backtest import Options, count_query_for, quiet_decisions, run_backtest
 from autoscaler.replay.backtest_plot import backtest_figure
 from autoscaler.replay.plot import FORMATS, PlotError, write
 from autoscaler.replay.results import Backtest, PolicyBacktest
+from autoscaler.service.discovery import from_settings, with_discovered
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
@@ -161,14 +166,15 @@ def main(args: argparse.Namespace) -> int:
     loaded = load_paths(args.paths)
     for problem in loaded.problems:
         print(problem, file=sys.stderr)
-    for template in loaded.templates:
-        print(
-            f"{template.where}: template {template.pattern!r} not replayed: backtest replays "
-            "policies, not templates (their targets are discovered at run time); back-test "
-            "one expanded policy with its own query instead",
-            file=sys.stderr,
-        )
-    policies = [p for p in loaded.policies if p.enabled]
+    found: list[Problem] = []
+    discovered = list(loaded.policies)
+    if loaded.templates or settings.nomad_scaling_policies:
+        # The targets discovered now, as `plan` expands them; each reads its own series of
+        # its template's grouped query (sent once for all of them).
+        discovered, found = with_discovered(loaded, from_settings(settings, watch=False))
+        for problem in found:
+            print(scrub(str(problem)), file=sys.stderr)
+    policies = [p for p in discovered if p.enabled]
     try:
         _check_count_options(options, policies)
     except ValueError as exc:
@@ -192,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_INVALID
         print(f"plot written to {path}", file=sys.stderr)
-    return EXIT_INVALID if loaded.problems else EXIT_OK
+    return EXIT_INVALID if loaded.problems or found else EXIT_OK
 
 
 def _options(args: argparse.Namespace) -> Options:

@@ -101,8 +101,8 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     ),
     "backtest": (
         (0, "done"),
-        (1, "some policy file is invalid (the valid ones are still backtested), or the plot"),
-        ("", "cannot be written"),
+        (1, "some policy file is invalid or discovery failed (the valid ones are still"),
+        ("", "backtested), or the plot cannot be written"),
         (2, "bad usage"),
         (3, "Prometheus unreachable"),
         (4, "bad connection settings"),

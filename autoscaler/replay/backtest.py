@@ -22,10 +22,19 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from autoscaler.adapters.sources.prometheus import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
 from autoscaler.errors import QueryError
 from autoscaler.replay.harness import Replay, Value
-from autoscaler.replay.history import Grid, History, HistoryFetcher, RangeSource, StoredHistory
+from autoscaler.replay.history import (
+    Grid,
+    History,
+    HistoryFetcher,
+    RangeSource,
+    Select,
+    StoredHistory,
+    matching,
+)
 from autoscaler.replay.results import (
     Backtest,
     Change,
@@ -37,6 +46,7 @@ from autoscaler.replay.results import (
 
 # About 2 s of decisions on one core: enough to repay starting a worker process (~0.5 s).
 EVALUATIONS_PER_WORKER = 50_000
+Read = tuple[str, Select]  # a check's query, and the labels of its series in a grouped one
 RESCALE_ASSUMPTION = (
     "rescaled by recorded count / simulated count: assumes the load spreads evenly over "
     "the instances and does not depend on how many there are"
@@ -104,8 +114,9 @@ def run_backtest(
     Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
     that check at every instant (as it would in `run`) and is listed in the policy's errors.
     """
-    plans = [_with_past(_plan(policy, options), source, options) for policy in policies]
-    needs = [(query, plan.grid) for plan in plans for query in plan.queries]
+    asked = _Asked(policies)  # lookback answers, shared by the targets of a template
+    plans = [_with_past(_plan(p, options), source, options, asked) for p in policies]
+    needs = [(query, plan.grid, select) for plan in plans for query, select in plan.queries]
     with HistoryFetcher(source, needs) as fetcher:
         evaluations = sum(plan.grid.count for plan in plans)
         jobs = min(jobs, len(plans), evaluations // EVALUATIONS_PER_WORKER)
@@ -116,15 +127,17 @@ def run_backtest(
         for result, plan in zip(results, plans, strict=True):
             result.errors.extend(
                 f"{query}: {fetcher.errors[query]}"
-                for query in plan.queries
+                for query in dict.fromkeys(query for query, _ in plan.queries)
                 if query in fetcher.errors
             )
         sent = fetcher.sent
     return Backtest(options.start, options.end, results, sent)
 
 
-def _take(plan: _Plan, fetcher: HistoryFetcher) -> dict[str, History]:
-    return {query: fetcher.take(query, plan.grid) for query in plan.queries}
+def _take(plan: _Plan, fetcher: HistoryFetcher) -> dict[Read, History]:
+    return {
+        (query, select): fetcher.take(query, plan.grid, select) for query, select in plan.queries
+    }
 
 
 def _replay_in_processes(
@@ -155,23 +168,25 @@ class _Plan:
 
     policy: Policy
     grid: Grid
-    checks: tuple[tuple[str, str], ...]  # (check name, query)
+    checks: tuple[tuple[str, Read], ...]  # (check name, (query, select))
     count_query: str | None
-    # What forecasts and the anomaly guard learn from: each such query before the window.
+    # What forecasts and the anomaly guard learn from: each such query before the window
+    # (a grouped query's: the target's own series, and its labels).
     past: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    past_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     past_errors: tuple[str, ...] = ()
 
     @property
-    def queries(self) -> list[str]:
-        unique = dict.fromkeys(query for _, query in self.checks)
+    def queries(self) -> list[Read]:
+        unique = dict.fromkeys(read for _, read in self.checks)
         if self.count_query is not None:
-            unique.setdefault(self.count_query)
+            unique.setdefault((self.count_query, ()))
         return list(unique)
 
 
 def _plan(policy: Policy, options: Options) -> _Plan:
     grid = Grid.covering(options.start, options.end, options.step or policy.interval)
-    checks = tuple((c.name, c.query) for c in policy.checks if c.query is not None)
+    checks = tuple((c.name, (c.query, c.select)) for c in policy.checks if c.query is not None)
     count_query = None
     if options.count_query is not None:
         count_query = count_query_for(options.count_query, policy)
@@ -200,27 +215,63 @@ def lookbacks(policy: Policy) -> dict[str, tuple[timedelta, timedelta]]:
     return wanted
 
 
-def _with_past(plan: _Plan, source: RangeSource, options: Options) -> _Plan:
+class _Asked:
+    """Lookback answers (query, span, step) kept while a later policy still needs them:
+    the targets of a template share its grouped query's, each keeping its own series."""
+
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self._left: dict[tuple[str, timedelta, timedelta], int] = {}
+        for policy in policies:
+            for query, (span, step) in lookbacks(policy).items():
+                key = (query, span, step)
+                self._left[key] = self._left.get(key, 0) + 1
+        self._answers: dict[tuple[str, timedelta, timedelta], list[RangeSeries] | QueryError] = {}
+
+    def get(
+        self, source: RangeSource, query: str, span: timedelta, step: timedelta, start: datetime
+    ) -> list[RangeSeries] | QueryError:
+        key = (query, span, step)
+        answer = self._answers.get(key)
+        if answer is None:
+            try:
+                answer = source.query_range(query, start=start - span, end=start - step, step=step)
+            except QueryError as exc:
+                answer = exc
+        left = self._left.get(key, 1) - 1
+        self._left[key] = left
+        if left > 0:
+            self._answers[key] = answer
+        else:
+            self._answers.pop(key, None)
+        return answer
+
+
+def _with_past(
+    plan: _Plan, source: RangeSource, options: Options, asked: _Asked | None = None
+) -> _Plan:
     """`plan` with the history before the window of each query that forecasts or is
-    guarded, read with range queries (once per query; Prometheus splits long ranges)."""
+    guarded, read with range queries (Prometheus splits long ranges; `asked` shares an
+    answer between the policies that need the same)."""
+    asked = _Asked([plan.policy]) if asked is None else asked
     past: list[tuple[str, tuple[tuple[float, float], ...]]] = []
+    labels: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     errors: list[str] = []
+    selects = {query: select for _, (query, select) in plan.checks}
     for query, (span, step) in lookbacks(plan.policy).items():
-        try:
-            series = source.query_range(
-                query, start=options.start - span, end=options.start - step, step=step
-            )
-        except QueryError as exc:
-            errors.append(f"{query}: history before --from: {exc}")
+        series = asked.get(source, query, span, step, options.start)
+        if isinstance(series, QueryError):
+            errors.append(f"{query}: history before --from: {series}")
             continue
+        series = matching(series, selects.get(query, ()))
         if len(series) == 1:
             past.append((query, tuple(series[0].points)))
-    return replace(plan, past=tuple(past), past_errors=tuple(errors))
+            labels.append((query, tuple(sorted(series[0].labels.items()))))
+    return replace(plan, past=tuple(past), past_labels=tuple(labels), past_errors=tuple(errors))
 
 
-def _replay(plan: _Plan, options: Options, histories: dict[str, History]) -> PolicyBacktest:
+def _replay(plan: _Plan, options: Options, histories: dict[Read, History]) -> PolicyBacktest:
     """One policy over its grid (in this process or a worker: everything here pickles)."""
-    counts = histories.get(plan.count_query) if plan.count_query is not None else None
+    counts = histories.get((plan.count_query, ())) if plan.count_query is not None else None
     start_count, notes = _start_count(plan.policy, options, counts)
     result = PolicyBacktest(
         policy=plan.policy.name, step=plan.grid.step, start_count=start_count, notes=notes
@@ -240,9 +291,13 @@ def _replay(plan: _Plan, options: Options, histories: dict[str, History]) -> Pol
         start=plan.grid.start,
         count=start_count,
         keep_history=False,  # each evaluation is read as it comes
-        history=StoredHistory(dict(plan.past)) if plan.past else None,
+        history=(
+            StoredHistory(dict(plan.past), {q: dict(labels) for q, labels in plan.past_labels})
+            if plan.past
+            else None
+        ),
     )
-    checks = [(name, histories[query]) for name, query in plan.checks]
+    checks = [(name, histories[read]) for name, read in plan.checks]
     _run(result, replay, plan.grid, checks, counts=counts, rescaled=frozenset(rescaled))
     return result
 

@@ -39,6 +39,8 @@ class _Source:
     """`MetricSource` answering each query with the value set for this instant."""
 
     values: dict[str, Value] = field(default_factory=dict)
+    # A grouped query's (label, value) pairs that the replayed target's series carries.
+    selects: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def query(self, promql: str) -> float:
         if promql not in self.values:
@@ -51,10 +53,16 @@ class _Source:
         return value
 
     def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
-        raise QueryError(
-            f"grouped query {promql!r}: checks with group_by (policy templates) are not "
-            "replayed; replay one expanded policy with its own query instead"
-        )
+        """The grouped query's answer as the replayed target sees it: its own series (with
+        the labels it selects) or none; the reconciler picks it as in production."""
+        select = self.selects.get(promql, ())
+        value = self.values.get(promql)
+        if isinstance(value, str):
+            raise QueryError(value)
+        if value is None:
+            shown = ", ".join(f"{name}={label!r}" for name, label in select)
+            raise QueryError(f"no series with {shown} in the grouped query {promql!r} here")
+        return SeriesSet(promql, [(dict(select), value)])
 
     def ping(self) -> None:
         return None
@@ -117,6 +125,9 @@ class Replay:
         )
         # Checks read by query text; two checks with one query share its value.
         self._queries = {c.name: c.query for c in policy.checks if c.query is not None}
+        self._source.selects = {
+            c.query: c.select for c in policy.checks if c.query is not None and c.select
+        }
 
     def _target_for(self, _ref: TargetRef) -> _Target:
         return self._target

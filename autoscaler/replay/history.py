@@ -6,6 +6,8 @@ answers that for all the checks and policies that share it (Prometheus' range AP
 instant query repeated on a grid, so the answer is what `run` would have seen). The answer
 is then judged per instant as an instant query's is: no series is "no data", several
 series is an error, NaN and ±Inf are left to the reconciler, which fails the check.
+A grouped query (a template's check with `group_by`) is sent once as well, and each
+target reads the series whose labels match its own `select`, judged the same way.
 
 Fetching runs on one background thread, a few queries ahead of the replay that consumes
 them, so Prometheus works while Python decides; each answer is dropped once the last
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,20 +64,38 @@ class Grid:
         return self.at(self.count - 1)
 
 
-class History:
-    """What one query returned at each instant of a grid, as a check would read it."""
+Select = tuple[tuple[str, str], ...]  # a target's (label, value) pairs in a grouped query
 
-    def __init__(self, promql: str, grid: Grid, error: str | None = None) -> None:
+
+def matching(series: Sequence[RangeSeries], select: Select) -> list[RangeSeries]:
+    """The series whose labels include every pair of `select` (all of them for `()`)."""
+    if not select:
+        return list(series)
+    return [s for s in series if all(s.labels.get(name) == value for name, value in select)]
+
+
+class History:
+    """What one query returned at each instant of a grid, as a check would read it (for a
+    grouped query: the series of one target's `select`)."""
+
+    def __init__(
+        self, promql: str, grid: Grid, error: str | None = None, select: Select = ()
+    ) -> None:
         self.promql = promql
         self.grid = grid
         self.error = error  # the query as a whole failed: every instant reads this error
+        self.select = select
         self._values = array("d", bytes(8 * grid.count))
         self._series = bytearray(grid.count)  # series with a sample there, saturating at 255
 
     @classmethod
-    def from_series(cls, promql: str, grid: Grid, series: Sequence[RangeSeries]) -> History:
-        """The per-instant reading of a range query's answer on `grid`."""
-        history = cls(promql, grid)
+    def from_series(
+        cls, promql: str, grid: Grid, series: Sequence[RangeSeries], select: Select = ()
+    ) -> History:
+        """The per-instant reading of a range query's answer on `grid`; with `select`, of
+        the series that match it."""
+        history = cls(promql, grid, select=select)
+        series = matching(series, select)
         start, step = grid.start.timestamp(), grid.step.total_seconds()
         for one in series:
             for timestamp, value in one.points:
@@ -97,32 +117,51 @@ class History:
         if found == 0:
             return None
         several = f"{found}" if found < 255 else "255 or more"
+        if self.select:
+            shown = ", ".join(f"{name}={value!r}" for name, value in self.select)
+            return (
+                f"{several} series match {shown} in the grouped query {self.promql!r}: "
+                "ambiguous; aggregate by the group_by labels (e.g. sum by (...)) so each "
+                "target has exactly one series"
+            )
         return (
             f"query {self.promql!r} returned {several} series; a check needs exactly one: "
             "aggregate with sum()/max()/avg() or add label matchers"
         )
 
 
-Key = tuple[str, Grid]
+Key = tuple[str, Grid]  # what is fetched: one range query
+Need = tuple[str, Grid] | tuple[str, Grid, Select]  # what is read: (query, grid[, select])
+
+
+def _need(need: Need) -> tuple[str, Grid, Select]:
+    if len(need) == 3:
+        return need
+    return (need[0], need[1], ())
 
 
 class HistoryFetcher:
-    """Hands out the `History` of each (query, grid), fetching each distinct one only once.
+    """Hands out the `History` of each (query, grid[, select]), sending each distinct
+    (query, grid) only once: the targets of a grouped query each read their own series.
 
-    `needs` lists every (query, grid) in the order the replay will `take` them, duplicates
-    included (one per check that reads it); the fetcher keeps at most `ahead` distinct
-    queries fetched or in flight beyond the one being read. Use as a context manager.
+    `needs` lists every (query, grid[, select]) in the order the replay will `take` them,
+    duplicates included (one per check that reads it); the fetcher keeps at most `ahead`
+    distinct queries fetched or in flight beyond the one being read. Use as a context
+    manager.
     """
 
-    def __init__(self, source: RangeSource, needs: Sequence[Key], *, ahead: int = 4) -> None:
+    def __init__(self, source: RangeSource, needs: Sequence[Need], *, ahead: int = 4) -> None:
         self._source = source
-        self._order: list[Key] = list(dict.fromkeys(needs))
+        full = [_need(need) for need in needs]
+        self._order: list[Key] = list(dict.fromkeys((q, g) for q, g, _ in full))
         self._position = {key: position for position, key in enumerate(self._order)}
-        self._left: dict[Key, int] = {}
-        for key in needs:
-            self._left[key] = self._left.get(key, 0) + 1
+        self._left: dict[tuple[str, Grid, Select], int] = {}
+        self._selects: dict[Key, set[Select]] = {}
+        for promql, grid, select in full:
+            self._left[(promql, grid, select)] = self._left.get((promql, grid, select), 0) + 1
+            self._selects.setdefault((promql, grid), set()).add(select)
         self._ahead = max(1, ahead)
-        self._futures: dict[Key, Future[History]] = {}
+        self._futures: dict[Key, Future[dict[Select, History]]] = {}
         self._submitted = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-queries")
@@ -139,10 +178,11 @@ class HistoryFetcher:
         """Stop fetching; queries not yet started are dropped."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def take(self, promql: str, grid: Grid) -> History:
-        """The history of `promql` on `grid`; raises `SourceUnavailable` if unreachable."""
-        key = (promql, grid)
-        if key not in self._left:
+    def take(self, promql: str, grid: Grid, select: Select = ()) -> History:
+        """The history of `promql` on `grid` (of the series matching `select`); raises
+        `SourceUnavailable` if unreachable."""
+        key, need = (promql, grid), (promql, grid, select)
+        if need not in self._left:
             raise KeyError(f"{promql!r} on {grid} was not announced to the fetcher")
         with self._lock:
             if key not in self._futures:
@@ -150,10 +190,10 @@ class HistoryFetcher:
                 self._futures[key] = self._pool.submit(self._fetch, key)
             self._submit_upto(self._position[key] + self._ahead)
             future = self._futures[key]
-        history = future.result()
+        history = future.result()[select]
         with self._lock:
-            self._left[key] -= 1
-            if self._left[key] == 0:
+            self._left[need] -= 1
+            if not any(self._left[(promql, grid, s)] for s in self._selects[key]):
                 del self._futures[key]  # the last check that reads it has it: free the memory
         return history
 
@@ -161,14 +201,16 @@ class HistoryFetcher:
         while self._submitted < min(position + 1, len(self._order)):
             key = self._order[self._submitted]
             self._submitted += 1
-            if key not in self._futures and self._left.get(key, 0) > 0:
+            wanted = any(self._left.get((*key, s), 0) > 0 for s in self._selects[key])
+            if key not in self._futures and wanted:
                 self._futures[key] = self._pool.submit(self._fetch, key)
 
-    def _fetch(self, key: Key) -> History:
+    def _fetch(self, key: Key) -> dict[Select, History]:
         promql, grid = key
+        selects = self._selects[key]
         self.sent += 1
         if grid.count == 0:
-            return History(promql, grid)
+            return {s: History(promql, grid, select=s) for s in selects}
         try:
             series = self._source.query_range(
                 promql, start=grid.start, end=grid.last, step=grid.step
@@ -177,8 +219,8 @@ class HistoryFetcher:
             raise
         except QueryError as exc:
             self.errors[promql] = str(exc)
-            return History(promql, grid, error=str(exc))
-        return History.from_series(promql, grid, series)
+            return {s: History(promql, grid, error=str(exc), select=s) for s in selects}
+        return {s: History.from_series(promql, grid, series, s) for s in selects}
 
 
 class StoredHistory:
@@ -188,12 +230,18 @@ class StoredHistory:
     query it holds nothing of (or is not given) has no series. Everything here pickles, so
     worker processes get it with their plan."""
 
-    def __init__(self, points: dict[str, tuple[tuple[float, float], ...]]) -> None:
+    def __init__(
+        self,
+        points: dict[str, tuple[tuple[float, float], ...]],
+        labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self._points = points
+        self._labels = dict(labels or {})  # a grouped query's: those of the target's series
 
     def query_range(
         self, promql: str, *, start: datetime, end: datetime, step: timedelta
     ) -> list[RangeSeries]:
         low, high = start.timestamp(), end.timestamp()
         held = [(t, v) for t, v in self._points.get(promql, ()) if low <= t <= high]
-        return [RangeSeries(labels={}, points=tuple(held))] if held else []
+        labels = dict(self._labels.get(promql, {}))
+        return [RangeSeries(labels=labels, points=tuple(held))] if held else []

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.nomad_api import NomadApiStandIn
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
 
 pytestmark = pytest.mark.integration
@@ -84,13 +85,15 @@ def policies(tmp_path: Path) -> Path:
     return folder
 
 
-def backtest(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def backtest(
+    *args: str, url: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "autoscaler", "backtest", *args, "--prometheus-url", url],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "AUTOSCALER_LOG_LEVEL": "info"},
+        env={**os.environ, "AUTOSCALER_LOG_LEVEL": "info", **(env or {})},
         check=False,
     )
 
@@ -223,24 +226,65 @@ def test_exit_codes_for_usage_unreachable_prometheus_and_invalid_files(
     assert [p["policy"] for p in json.loads(partly.stdout)["policies"]] == ["web"]
 
 
-def test_a_template_is_named_as_not_replayed_rather_than_skipped_in_silence(
-    policies: Path, history: PrometheusServer
+TEMPLATE = """\
+name: 'svc-{job}-{group}'
+for_each: {nomad: {meta: {autoscaler.enabled: 'true'}}}
+target: {type: nomad, job: '{job}', group: '{group}'}
+min: 1
+max: 20
+interval: 1m
+cooldown: {up: 2m, down: 5m}
+stabilization: {up: 0s, down: 0s}
+checks:
+  - name: rps
+    query: sum by (service) (bt_rps)
+    group_by: {service: '{job}'}
+    strategy: per-instance
+    target: 10
+"""
+
+
+def test_a_template_replays_each_discovered_target_on_its_own_series_of_one_query(
+    history: PrometheusServer, policies: Path, nomad_api: NomadApiStandIn
 ) -> None:
-    (policies / "fleet.yaml").write_text(
-        "name: 'svc-{job}-{group}'\n"
-        "for_each: {nomad: {meta: {autoscaler.enabled: 'true'}}}\n"
-        "target: {type: nomad, job: '{job}', group: '{group}'}\n"
-        "min: 1\nmax: 20\n"
-        "checks:\n"
-        "  - name: rps\n"
-        "    query: sum by (job) (bt_rps)\n"
-        "    group_by: {job: '{job}'}\n"
-        "    strategy: per-instance\n"
-        "    target: 10\n"
+    for job in ("web", "api", "ghost"):  # ghost: opted in, but no series of its own
+        nomad_api.register_job(job, {"main": 2}, meta={"autoscaler.enabled": "true"})
+    nomad_api.register_job("batch", {"main": 1})  # not opted in
+    (policies / "api.yaml").write_text(policy("api", "bt-api", 'sum(bt_rps{service="api"})'))
+    (policies / "fleet.yaml").write_text(TEMPLATE)
+    done = backtest(
+        str(policies), *WINDOW, "--start-count", "2", "-o", "json", url=history.url,
+        env=nomad_api.env,
+    )  # fmt: skip
+    document = as_json(done)
+    by_name = {p["policy"]: p for p in document["policies"]}
+    assert set(by_name) == {"web", "api", "svc-web-main", "svc-api-main", "svc-ghost-main"}
+    # Each target decides on its own series exactly as a policy with its own query does.
+    for name in ("web", "api"):
+        ours, theirs = by_name[f"svc-{name}-main"], by_name[name]
+        assert ours["changes"] == theirs["changes"], name
+        assert ours["instance_hours"] == theirs["instance_hours"], name
+    # One range query per distinct query: web's, api's and the template's grouped one.
+    assert document["range_queries"] == 3
+    # A target with no series of its own holds at every instant (never scales in).
+    ghost = by_name["svc-ghost-main"]
+    assert ghost["changes"] == [] and ghost["no_data"] == ghost["evaluations"] == 360
+    assert ghost["check_failures"]["rps"]["first_error"].startswith(
+        "no series with service='ghost' in the grouped query"
     )
-    done = backtest(str(policies), *WINDOW, "-o", "json", url=history.url)
-    assert [p["policy"] for p in as_json(done)["policies"]] == ["web"]
-    assert "fleet.yaml:1: template 'svc-{job}-{group}' not replayed" in done.stderr
+
+
+def test_a_failed_discovery_is_reported_and_the_policies_are_still_replayed(
+    history: PrometheusServer, policies: Path, dead_prometheus_url: str
+) -> None:
+    (policies / "fleet.yaml").write_text(TEMPLATE)
+    done = backtest(
+        str(policies), *WINDOW, "-o", "json", url=history.url,
+        env={"NOMAD_ADDR": dead_prometheus_url},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "<discovery: Nomad jobs>" in done.stderr
+    assert [p["policy"] for p in json.loads(done.stdout)["policies"]] == ["web"]
 
 
 def test_plot_writes_a_self_contained_page_of_the_checks_and_counts(

@@ -9,14 +9,26 @@ import pytest
 from autoscaler.core.model import (
     Check,
     Cooldown,
+    ForecastSettings,
     NomadTarget,
+    Policy,
     Stabilization,
     Strategy,
 )
 from autoscaler.errors import QueryError
 from autoscaler.replay import backtest
 from autoscaler.replay.backtest import Options, count_query_for, run_backtest
-from tests.unit.replay.fakes import HOUR, MINUTE, QUERY, T0, FakeRange, load, minutes, policy
+from tests.unit.replay.fakes import (
+    HOUR,
+    MINUTE,
+    QUERY,
+    T0,
+    FakeRange,
+    load,
+    minutes,
+    policy,
+    series,
+)
 
 
 def test_changes_counts_and_instance_hours_of_one_policy() -> None:
@@ -199,3 +211,46 @@ def test_worker_processes_give_the_same_backtest_as_one_process(
         shared = run_backtest(policies, source, options, jobs=2)
     assert shared.to_dict() == alone.to_dict()
     assert [p.policy for p in shared.policies] == ["a", "b", "c", "d"]
+
+
+def test_a_grouped_check_learns_its_forecast_from_its_own_series_of_the_grouped_query() -> None:
+    grouped = "sum by (job) (rate(x[2m]))"
+    check = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query=grouped,
+        target=10,
+        select=(("job", "b"),),
+        forecast=ForecastSettings(),
+    )
+    mine = series(*[20.0] * 4, job="b")
+    source = FakeRange({grouped: [series(*[90.0] * 4, job="a"), mine]})
+    options = Options(start=T0, end=T0 + HOUR)
+    plan = backtest._with_past(backtest._plan(policy(checks=(check,)), options), source, options)
+    assert plan.past == ((grouped, mine.points),)
+    assert plan.past_labels == ((grouped, (("job", "b"),)),)
+    assert plan.past_errors == ()
+
+
+def test_the_targets_of_a_template_share_one_lookback_query_and_one_range_query() -> None:
+    grouped = "sum by (job) (rate(x[2m]))"
+
+    def target(job: str) -> Policy:
+        check = Check(
+            name="rps",
+            strategy=Strategy.PER_INSTANCE,
+            query=grouped,
+            target=10,
+            select=(("job", job),),
+            forecast=ForecastSettings(),
+        )
+        return policy(f"web-{job}", checks=(check,))
+
+    answer = [series(*[35.0] * 120, job="a"), series(*[75.0] * 120, job="b")]
+    source = FakeRange({grouped: answer})
+    result = run_backtest(
+        [target("a"), target("b")], source, Options(start=T0, end=T0 + HOUR, start_count=2)
+    )
+    assert len(source.asked) == 2  # the lookback before --from, and the window
+    assert result.range_queries == 1
+    assert [p.max_count for p in result.policies] == [4, 8]  # each read its own series

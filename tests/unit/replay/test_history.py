@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from autoscaler.errors import QueryError, SourceUnavailable
-from autoscaler.replay.history import Grid, History, HistoryFetcher
+from autoscaler.replay.history import Grid, History, HistoryFetcher, StoredHistory
 from tests.unit.replay.fakes import MINUTE, T0, FakeRange, series
 
 GRID = Grid(T0, MINUTE, 4)
@@ -88,3 +88,51 @@ def test_a_query_taken_out_of_order_is_fetched_at_once() -> None:
     assert sorted(q for q, *_ in source.asked) == ["a", "b", "c"]
     with pytest.raises(KeyError, match="not announced"):
         fetcher.take("d", GRID)
+
+
+def test_a_grouped_query_is_sent_once_and_each_target_reads_its_own_series() -> None:
+    grouped = "sum by (job) (rate(x[2m]))"
+    source = FakeRange(
+        {
+            grouped: [
+                series(1, 2, 3, 4, job="a"),
+                series(5, None, 7, 8, job="b"),
+                series(None, 9, None, None, job="b", instance="other"),
+            ]
+        }
+    )
+    a, b, c = (("job", "a"),), (("job", "b"),), (("job", "c"),)
+    needs = [(grouped, GRID, a), (grouped, GRID, b), (grouped, GRID, c)]
+    with HistoryFetcher(source, needs) as fetcher:
+        read = {select: fetcher.take(grouped, GRID, select) for _, _, select in needs}
+    assert len(source.asked) == 1 and fetcher.sent == 1
+    assert [read[a].value(i) for i in range(4)] == [1, 2, 3, 4]
+    assert [read[b].value(i) for i in (0, 1, 2)] == [5, 9, 7]  # one series at each instant
+    assert [read[c].value(i) for i in range(4)] == [None] * 4  # no series of its own
+
+
+def test_two_series_of_one_target_at_an_instant_are_ambiguous() -> None:
+    history = History.from_series(
+        "sum by (job, instance) (x)",
+        GRID,
+        [series(1, 1, 1, 1, job="a", instance="i1"), series(2, None, 2, 2, job="a", instance="i2")],
+        (("job", "a"),),
+    )
+    assert history.value(1) == 1
+    error = history.value(0)
+    assert isinstance(error, str)
+    assert "2 series match job='a' in the grouped query" in error and "sum by" in error
+
+
+def test_a_rejected_grouped_query_fails_every_target_at_every_instant() -> None:
+    source = FakeRange({"bad(": QueryError("parse error")})
+    needs = [("bad(", GRID, (("job", "a"),)), ("bad(", GRID, (("job", "b"),))]
+    with HistoryFetcher(source, needs) as fetcher:
+        assert [fetcher.take(q, g, s).value(0) for q, g, s in needs] == ["parse error"] * 2
+    assert len(source.asked) == 1
+
+
+def test_stored_history_answers_with_the_labels_of_the_targets_series() -> None:
+    stored = StoredHistory({"q": ((T0.timestamp(), 3.0),)}, {"q": {"job": "a"}})
+    (answer,) = stored.query_range("q", start=T0, end=T0 + MINUTE, step=MINUTE)
+    assert (dict(answer.labels), answer.points) == ({"job": "a"}, ((T0.timestamp(), 3.0),))
