@@ -14,7 +14,14 @@ The format, like `promtool test rules` (documented in the README; extend it, nev
 
 Extensions: a test's `start` (RFC 3339, the instant of `0s`; default 1970-01-01T00:00:00Z as
 promtool) for policies with schedules; an expectation's `current` (the count before the
-decision) and `reason` (text that one of the decision's reasons contains).
+decision) and `reason` (text that one of the decision's reasons contains); and a file's
+`discovered`, what discovery would find, to expand the policy files' templates with (each
+target then is a policy under its expanded name, its grouped checks reading their input
+values as their own series):
+
+    discovered:
+      nomad:   [{job: web, group: main, meta: {autoscaler.enabled: "true"}}]  # namespace: default
+      aws_asg: [{asg: web-asg, region: eu-west-3, tags: {"autoscaler:enabled": "true"}}]
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Action, Policy
 from autoscaler.errors import Problem, TestFileError
+from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.expansion import expand as expand_template
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
@@ -35,7 +45,10 @@ from autoscaler.policy.yaml_lines import Path as DataPath
 from autoscaler.replay.series import SeriesError, SeriesValue, expand
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FILE_KEYS = ("policy_files", "tests")
+_FILE_KEYS = ("policy_files", "discovered", "tests")
+_DISCOVERED_KEYS = ("nomad", "aws_asg")
+_NOMAD_KEYS = ("job", "group", "namespace", "region", "meta")
+_ASG_KEYS = ("asg", "region", "tags")
 _TEST_KEYS = ("name", "interval", "start", "start_count", "input_values", "expect")
 _EXPECT_KEYS = ("at", "policy", "desired", "action", "current", "reason")
 _T = TypeVar("_T")
@@ -136,7 +149,8 @@ class _Reader:
             self.problem((), "a test file is a mapping with policy_files and tests")
             return None
         self._unknown_keys(data, (), _FILE_KEYS)
-        policies = self._policies(path, data.get("policy_files"))
+        found = self._discovered(data.get("discovered"), ("discovered",))
+        policies = self._policies(path, data.get("policy_files"), found)
         tests_data = data.get("tests")
         if not isinstance(tests_data, list) or not tests_data:
             self.problem(("tests",), "a non-empty list of tests is required")
@@ -146,7 +160,9 @@ class _Reader:
             return None
         return TestFile(path, policies, tuple(test for test in tests if test is not None))
 
-    def _policies(self, path: Path, files: Any) -> dict[str, Policy] | None:
+    def _policies(
+        self, path: Path, files: Any, found: list[NomadGroup | AsgGroup]
+    ) -> dict[str, Policy] | None:
         where: DataPath = ("policy_files",)
         if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
             self.problem(where, "a non-empty list of policy file paths (relative to this file)")
@@ -164,10 +180,83 @@ class _Reader:
         self.problems.extend(result.problems)
         if result.problems:
             return None
-        if not result.policies:
+        policies = list(result.policies)
+        if result.templates and found:
+            # Files first, then each template's targets, as discovery adds them in `run`.
+            claims = Claims()
+            for policy in policies:
+                claims.claim(Located(policy, policy.source.line))
+            for template in result.templates:
+                for target in found:
+                    if not template.matches(target):
+                        continue
+                    expanded = expand_template(template, target)
+                    if isinstance(expanded, Located):
+                        policies += claims.admit([expanded], self.problems)
+                    else:
+                        self.problems.extend(expanded)
+        if not policies:
             self.problem(where, "the policy files hold no policy")
             return None
-        return {policy.name: policy for policy in result.policies}
+        return {policy.name: policy for policy in policies}
+
+    def _discovered(self, data: Any, where: DataPath) -> list[NomadGroup | AsgGroup]:
+        """`discovered`: the Nomad task groups and Auto Scaling Groups to expand with."""
+        if data is None:
+            return []
+        if not isinstance(data, dict):
+            self.problem(where, "a mapping with nomad: [...] and/or aws_asg: [...]")
+            return []
+        self._unknown_keys(data, where, _DISCOVERED_KEYS)
+        found: list[NomadGroup | AsgGroup] = []
+        for kind in _DISCOVERED_KEYS:
+            items = data.get(kind)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                self.problem((*where, kind), "a list of targets")
+                continue
+            for i, item in enumerate(items):
+                target = self._target(kind, item, (*where, kind, i))
+                if target is not None:
+                    found.append(target)
+        return found
+
+    def _target(self, kind: str, data: Any, where: DataPath) -> NomadGroup | AsgGroup | None:
+        nomad = kind == "nomad"
+        keys = _NOMAD_KEYS if nomad else _ASG_KEYS
+        if not isinstance(data, dict):
+            example = "{job: web, group: main}" if nomad else "{asg: web-asg}"
+            self.problem(where, f"a mapping such as {example}")
+            return None
+        before = len(self.problems)
+        self._unknown_keys(data, where, keys)
+        names = ("job", "group") if nomad else ("asg",)
+        required = [self._required(data, (*where, key), self._text) for key in names]
+        region = self._optional(data, (*where, "region"), self._text)
+        labels = self._labels(data.get("meta" if nomad else "tags"), (*where, keys[-1]))
+        if len(self.problems) > before or None in required:
+            return None
+        if nomad:
+            namespace = self._optional(data, (*where, "namespace"), self._text) or "default"
+            job, group = (str(value) for value in required)
+            return NomadGroup(namespace=namespace, job=job, group=group, meta=labels, region=region)
+        return AsgGroup(name=str(required[0]), region=region, tags=labels)
+
+    def _labels(self, data: Any, where: DataPath) -> dict[str, str]:
+        """Nomad meta or AWS tags: text to text, as the APIs give them."""
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.problem(where, 'a mapping of text to text, e.g. {autoscaler.enabled: "true"}')
+            return {}
+        for key, value in data.items():
+            if not isinstance(value, str):
+                self.problem(
+                    (*where, key),
+                    f"must be text, as Nomad meta and AWS tags are: quote it ({str(value)!r})",
+                )
+        return {str(k): v for k, v in data.items() if isinstance(v, str)}
 
     # --- one test -------------------------------------------------------------------------
 

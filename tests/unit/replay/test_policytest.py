@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from autoscaler.core.model import Action
+from autoscaler.errors import TestFileError
 from autoscaler.replay.policytest import run_file
 from autoscaler.replay.testfile import load_test_file
 
@@ -156,3 +159,76 @@ def test_results_count_tests_expectations_and_failed_tests(write: Write) -> None
     result = run_file(load_test_file(path))
     assert (result.tests, result.expectations, result.failed_tests) == (2, 3, {"b"})
     assert [f.expectation.action for f in result.failures] == [Action.DOWN, None]
+
+
+FLEET = """\
+name: "svc-{job}-{group}"
+for_each: {nomad: {meta: {autoscaler.enabled: "true"}}}
+target: {type: nomad, job: "{job}", group: "{group}"}
+min: 1
+max: 20
+interval: 1m
+cooldown: {up: 0s, down: 0s}
+stabilization: {up: 0s, down: 0s}
+checks:
+  - name: rps
+    query: sum by (job) (rate(http_requests_total[1m]))
+    group_by: {job: "{job}"}
+    strategy: per-instance
+    target: 10
+"""
+
+
+def test_templates_are_tested_on_the_targets_the_file_says_discovery_finds(
+    write: Write,
+) -> None:
+    write("fleet.yaml", FLEET)
+    path = write(
+        "t.yaml",
+        """\
+policy_files: [fleet.yaml, web.yaml]
+discovered:
+  nomad:
+    - {job: api, group: main, meta: {autoscaler.enabled: "true", autoscaler.max: "4"}}
+    - {job: cart, group: main, meta: {autoscaler.enabled: "true"}}
+    - {job: batch, group: main}
+tests:
+  - name: each target on its own series, with its own overrides
+    start_count: {svc-api-main: 1, svc-cart-main: 1}
+    input_values:
+      svc-api-main: {rps: '20 90'}
+      svc-cart-main: {rps: '30 _'}
+    expect:
+      - {at: 0m, policy: svc-api-main, desired: 2, action: up}
+      - {at: 1m, policy: svc-api-main, desired: 4, reason: "max 4"}
+      - {at: 0m, policy: svc-cart-main, desired: 3, action: up}
+      - {at: 1m, policy: svc-cart-main, action: hold, reason: "no series with job='cart'"}
+""",
+    )
+    test_file = load_test_file(path)
+    assert sorted(test_file.policies) == ["svc-api-main", "svc-cart-main", "web"]
+    assert [f.describe() for f in run_file(test_file).failures] == []
+
+
+def test_a_discovered_target_is_checked_at_its_line(write: Write) -> None:
+    write("fleet.yaml", FLEET)
+    path = write(
+        "t.yaml",
+        """\
+policy_files: [fleet.yaml]
+discovered:
+  nomad:
+    - {job: api, meta: {autoscaler.enabled: true}}
+tests:
+  - input_values: {svc-api-main: {rps: '1'}}
+    expect: [{at: 0m, desired: 1}]
+""",
+    )
+    with pytest.raises(TestFileError) as caught:
+        load_test_file(path)
+    found = [(p.line, p.field, p.message) for p in caught.value.problems]
+    assert (4, "discovered.nomad[0].group", "required") in found
+    assert any(
+        line == 4 and field == "discovered.nomad[0].meta.autoscaler.enabled" and "quote" in m
+        for line, field, m in found
+    ), found
