@@ -38,6 +38,7 @@ from autoscaler.core.model import (
     Policy,
 )
 from autoscaler.core.ports import RangeSource
+from autoscaler.core.series import own_series
 from autoscaler.errors import QueryError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class CheckHistories:
         promql, (start, end, step) = entry.query, span
         try:
             series = self._source.query_range(
-                promql,
+                own_series(promql, entry.select),  # a template's target: its series alone
                 start=datetime.fromtimestamp(start, UTC),
                 end=datetime.fromtimestamp(end, UTC),
                 step=timedelta(seconds=step),

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
+from autoscaler.core.series import own_series
 from autoscaler.errors import QueryError, SourceUnavailable
 from tests.support.prometheus import PrometheusServer
 
@@ -37,7 +38,15 @@ def openmetrics() -> str:
     lines.append("# TYPE dup gauge\n")
     for job in ("a", "b"):
         lines += [f'dup{{job="{job}"}} 1 {t0 + 60 * i}\n' for i in range(10)]
+    lines.append("# TYPE grp gauge\n")
+    for value, (job, pod) in enumerate(GROUPED, start=1):
+        escaped = job.replace("\\", "\\\\").replace('"', '\\"')
+        lines += [f'grp{{job="{escaped}",pod="{pod}"}} {value} {t0 + 60 * i}\n' for i in range(10)]
     return "".join(lines)
+
+
+# (job, pod) of the `grp` series: a label value with PromQL's and label_replace's specials.
+GROUPED = [("a", "1"), ("a", "2"), ("b", "1"), ('x$1"q\\', "1")]
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +181,22 @@ def test_an_answer_that_is_not_a_matrix_is_a_query_error(scripted: Scripted) -> 
     source = PrometheusSource(PrometheusSettings(url=scripted.url, timeout=1, deadline=2))
     with pytest.raises(QueryError, match="of type 'vector', not a matrix"):
         source.query_range("up", start=START, end=START + SECOND, step=SECOND)
+
+
+@pytest.mark.parametrize(
+    ("job", "value"), [("a", 1 + 2), ("b", 3), ('x$1"q\\', 4), ("absent", None)]
+)
+def test_a_grouped_query_narrowed_to_one_target_returns_its_series_alone(
+    source: PrometheusSource, job: str, value: float | None
+) -> None:
+    """What a template's target asks for its history: the grouped query's series with its
+    labels, and nothing else (not the other targets' series)."""
+    query = own_series("sum by (job) (grp)", (("job", job),))
+    end = START + timedelta(minutes=9)
+    found = source.query_range(query, start=START, end=end, step=timedelta(minutes=1))
+    if value is None:
+        assert found == []
+        return
+    (series,) = found
+    assert dict(series.labels) == {"job": job}
+    assert [v for _, v in series.points] == [value] * 10

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from autoscaler.core.series import SeriesSet
+from autoscaler.core.series import SeriesSet, own_series
 from autoscaler.errors import QueryError
 
 QUERY = "sum by (job, ns) (rate(http_requests_total[2m]))"
@@ -66,3 +66,15 @@ def test_the_index_is_built_once_per_set_of_label_names() -> None:
     found.pick((("job", "web"),))
     assert found._indexes[("job",)] is index
     assert set(found._indexes) == {("job",), ("job", "ns")}
+
+
+def test_a_query_is_narrowed_to_a_targets_series_in_promql() -> None:
+    assert own_series("up", ()) == "up"
+    assert own_series("sum by (job, group) (x)", (("job", "web"), ("group", "main"))) == (
+        "(sum by (job, group) (x)) and on(job, group) "
+        'label_replace(label_replace(vector(1), "job", "web", "", ""), "group", "main", "", "")'
+    )
+    # `$` would start a capture group reference; quotes and backslashes end the string.
+    assert own_series("x", (("job", 'a$1"\\'),)).endswith(
+        'label_replace(vector(1), "job", "a$$1\\"\\\\", "", "")'
+    )

@@ -19,6 +19,7 @@ from autoscaler.core.model import (
     Policy,
     Strategy,
 )
+from autoscaler.core.series import own_series
 from autoscaler.engine.histories import RETRY_AFTER, CheckHistories
 from autoscaler.errors import SourceUnavailable
 
@@ -155,6 +156,9 @@ def test_a_grouped_check_reads_the_history_of_its_own_series() -> None:
     )
     assert enriched.forecast is not None
     assert enriched.forecast.value == pytest.approx(daily(now.timestamp() + 150), abs=2)
+    # Prometheus is asked for this target's series alone, not every target's.
+    assert check.query is not None
+    assert [q for q, *_ in source.asked] == [own_series(check.query, (("i", "1"),))]
     missing = replace(check, select=(("i", "7"),))
     (enriched,) = CheckHistories(source).enrich(
         replace(grouped, checks=(missing,)), [Observation(check="load", value=100.0)], now
