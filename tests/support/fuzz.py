@@ -43,6 +43,14 @@ def fuzz_settings(ci: int) -> settings:
     )
 
 
+# Every other property test (a plain `@given`) gets the same CI rules: no per-example
+# deadline (a loaded 2-core machine made a 3 ms example take 1.1 s, and hypothesis calls
+# that a failure), a fixed seed and no example database, so the outcome is the code's.
+settings.register_profile("autoscaler-ci", deadline=None, derandomize=True, database=None)
+settings.register_profile("autoscaler-nightly", deadline=None)
+settings.load_profile("autoscaler-nightly" if nightly() else "autoscaler-ci")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """At nightly size, no per-test timeout for hypothesis tests and tests marked `fuzz`."""
     if not nightly():
