@@ -18,6 +18,7 @@ Started with `port=` on a port nothing listens on, it plays a Prometheus that is
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -38,6 +39,7 @@ class _Fault:
     body: bytes | None = None  # None: the upstream's answer
     truncate: bool = False
     delay: float = 0.0
+    warnings: tuple[str, ...] = ()  # added to the real answer, as Prometheus adds them
 
 
 class PrometheusProxy:
@@ -81,6 +83,11 @@ class PrometheusProxy:
         """Answer `query` with `{"status": "success", "data": data}`."""
         body = json.dumps({"status": "success", "data": dict(data)}).encode()
         self._program(query, _Fault(body=body))
+
+    def warn(self, query: str, *warnings: str) -> None:
+        """Answer `query` with the real answer plus these `warnings`: what Prometheus sends
+        when a `remote_read` endpoint fails (status success, the data it could read)."""
+        self._program(query, _Fault(warnings=warnings))
 
     def truncate(self, query: str) -> None:
         """Send the first half of the real answer to `query`, then close the connection."""
@@ -132,6 +139,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, {"Content-Type": "application/json"}, fault.body)
             return
         status, headers, payload = self._forward(body)
+        if fault is not None and fault.warnings and status == 200:
+            encoding = {k.lower(): k for k in headers}.get("content-encoding")
+            if encoding is not None and headers[encoding].lower() == "gzip":
+                payload = gzip.decompress(payload)  # sent on as plain JSON
+                del headers[encoding]
+            answer = json.loads(payload)
+            answer["warnings"] = list(fault.warnings)
+            payload = json.dumps(answer).encode()
         if fault is not None and fault.truncate:
             self.send_response(status)
             for name, value in headers.items():

@@ -15,6 +15,11 @@ What the client does not give us, and how it is worked around:
   with no attributes; the status and Prometheus' error text are parsed back from that text.
 - `custom_query_range` rounds start and end to whole seconds; `query_range` passes its own
   exact `start` and `end` parameters, which the client lets override its own.
+- The client drops the answer's `warnings` too, and a warning means the data may be
+  partial: Prometheus answers "success" with whatever it could read when a `remote_read`
+  endpoint fails (`remote_read: error sending request ...`), and a sum over part of the
+  series looks like less load. The same hook notes them, and an answer with warnings is
+  refused like any unusable one (the check fails: it holds, never scales in, and says why).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ _MAX_CAUSE = 300
 # ignore the parameter.
 _STRICT = {"partial_response": "false"}
 _SHOWN_SERIES = 3
+_WARNINGS_KEY = b'"warnings"'
 _NUMERIC_TYPES = ("vector", "scalar")
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _LINE_BREAK = re.compile(r"[\r\n]")
@@ -167,11 +173,12 @@ class PrometheusSource:
         or a PromQL error) and `SourceUnavailable` when Prometheus cannot be reached within
         the deadline.
         """
-        self._answers.result_type = _UNSEEN
+        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
         )
+        self._refuse_warnings(promql)
         return _single_value(promql, self._answers.result_type, result)
 
     def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
@@ -182,11 +189,12 @@ class PrometheusSource:
         the query) and `SourceUnavailable` when Prometheus cannot be reached.
         """
         del reuse  # no answers kept here: `CoalescingSource` keeps them
-        self._answers.result_type = _UNSEEN
+        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
         )
+        self._refuse_warnings(promql)
         return _series_set(promql, self._answers.result_type, result)
 
     def ping(self) -> None:
@@ -236,7 +244,7 @@ class PrometheusSource:
     ) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]]:
         """One `/api/v1/query_range` request: (sorted labels, points) per series."""
         params = {**_STRICT, "start": _epoch(start), "end": _epoch(end)}
-        self._answers.result_type = _UNSEEN
+        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query_range(
@@ -248,6 +256,7 @@ class PrometheusSource:
                 timeout=timeout,
             ),
         )
+        self._refuse_warnings(promql, "range query")
         if self._answers.result_type != "matrix":
             # What a proxy or an impostor would send; Prometheus answers a range with a matrix.
             raise QueryError(
@@ -364,17 +373,43 @@ class PrometheusSource:
         layout (a proxy that reorders keys) is decoded in full.
         """
         found: str | None = None
+        warnings: tuple[str, ...] = ()
         if response.status_code == 200:
-            head = _RESULT_TYPE_HEAD.match(response.content[:_HEAD_BYTES])
+            content = response.content
+            head = _RESULT_TYPE_HEAD.match(content[:_HEAD_BYTES])
+            body: Any = None
             if head is not None:
                 found = head.group(1).decode("ascii")
-            else:
+            if head is None or _WARNINGS_KEY in content:  # warnings are rare: decode then
                 try:
-                    result_type = response.json()["data"]["resultType"]
-                except (ValueError, KeyError, TypeError):
-                    result_type = None
-                found = result_type if isinstance(result_type, str) else None
+                    body = response.json()
+                except ValueError:
+                    body = None
+            if isinstance(body, dict):
+                data = body.get("data")
+                if head is None and isinstance(data, dict):
+                    result_type = data.get("resultType")
+                    found = result_type if isinstance(result_type, str) else None
+                listed = body.get("warnings")
+                if isinstance(listed, list) and listed:
+                    warnings = tuple(str(w) for w in listed)
         self._answers.result_type = found
+        self._answers.warnings = warnings
+
+    def _refuse_warnings(self, promql: str, what: str = "query") -> None:
+        """Raise `QueryError` when the answer to `promql` came with warnings."""
+        warnings = getattr(self._answers, "warnings", ())
+        if warnings:
+            shown = "; ".join(warnings[:_SHOWN_SERIES])
+            more = (
+                f" and {len(warnings) - _SHOWN_SERIES} more"
+                if len(warnings) > _SHOWN_SERIES
+                else ""
+            )
+            raise QueryError(
+                f"{what} {promql!r}: Prometheus answered with warnings, so its data may be "
+                f"partial, and it is not used: {shown}{more}"
+            )
 
     def _log_retry(self, state: RetryCallState) -> None:
         outcome = state.outcome

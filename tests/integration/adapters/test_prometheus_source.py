@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -521,3 +522,33 @@ def test_an_answer_with_reordered_keys_is_still_typed(stand_in: Callable[..., St
     found = source_for(server.url).query_series("sum by (job) (x)")
     assert found.pick((("job", "web"),)) == 7.0
     assert source_for(server.url).query("sum(x)") == 7.0
+
+
+def test_an_answer_with_warnings_is_refused_since_its_data_may_be_partial(
+    prometheus_factory: Callable[..., PrometheusServer], dead_prometheus_url: str
+) -> None:
+    """A real Prometheus whose `remote_read` endpoint is down answers "success" with the
+    series it holds locally and a warning: a sum over part of the data looks like less
+    load, so the answer is refused (instant, grouped and range queries alike)."""
+    remote = {"url": f"{dead_prometheus_url}/api/v1/read", "read_recent": True}
+    server = prometheus_factory(config={"remote_read": [remote]})
+    server.push_many(
+        [Sample("partial_load", 5, {"job": "a"}), Sample("partial_load", 7, {"job": "b"})]
+    )
+    source = PrometheusSource(PrometheusSettings(url=server.url, timeout=5, deadline=10))
+    for read in (
+        lambda: source.query("sum(partial_load)"),
+        lambda: source.query_series("sum by (job) (partial_load)"),
+        lambda: source.query_range(
+            "sum(partial_load)",
+            start=datetime.now(UTC) - timedelta(minutes=1),
+            end=datetime.now(UTC),
+            step=timedelta(seconds=15),
+        ),
+    ):
+        with pytest.raises(QueryError) as caught:
+            read()
+        message = str(caught.value)
+        assert "answered with warnings, so its data may be partial" in message
+        assert "remote_read" in message and "connection refused" in message
+    assert source.query("1") == 1.0  # no series read, no warning: a literal still answers

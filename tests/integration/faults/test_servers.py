@@ -105,6 +105,13 @@ class Case:
         return pytest.param(self, id=self.id)
 
 
+# What Prometheus 2.42 adds to an answer when its `remote_read` endpoint is down.
+REMOTE_READ_FAILED = (
+    'remote_read: error sending request: Post "http://127.0.0.1:9/api/v1/read": dial tcp '
+    "127.0.0.1:9: connect: connection refused"
+)
+
+
 def _string_result(bench: Bench, a: Arranged) -> None:
     bench.proxy.answer_data(a.query, {"resultType": "string", "result": [time.time(), "2"]})
 
@@ -186,6 +193,13 @@ CASES = [
         inject=lambda b, a: b.prometheus.push(a.query, float("nan")),
         heal=lambda b, a: b.prometheus.push(a.query, HEALTHY),
         message="is NaN",
+    ),
+    Case(
+        id="prometheus-partial-data",  # a remote_read endpoint fails: success, with warnings
+        target="nomad",
+        inject=lambda b, a: b.proxy.warn(a.query, REMOTE_READ_FAILED),
+        heal=_heal_query,
+        message="answered with warnings, so its data may be partial",
     ),
     Case(
         id="prometheus-several-series",
