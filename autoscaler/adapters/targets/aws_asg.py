@@ -144,7 +144,8 @@ class AsgScaler:
         self._region = self._client.meta.region_name
 
     def status(self) -> TargetStatus:
-        """DesiredCapacity and bounds; not ready while an activity or instance refresh runs.
+        """DesiredCapacity and bounds; not ready while an activity or instance refresh runs,
+        or while the group's Launch or Terminate process is suspended.
 
         While every activity in progress launches instances (a scale-up under way), a
         further scale-up is allowed (`scale_up_allowed`): only a scale-down waits for them.
@@ -401,6 +402,18 @@ def _busy_reasons(
     launching = True
     if group.get("Status"):  # only set while the group is being deleted
         reasons.append(f"group status is {group.get('Status')!r}")
+        launching = False
+    suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+    # An operator paused the group: a new DesiredCapacity would launch (or terminate)
+    # nothing, yet count as done and start a cooldown. Launch suspended holds both ways
+    # (no scale-in while nothing can be replaced); Terminate alone holds scale-in only.
+    for process in ("Launch", "Terminate"):
+        if process in suspended:
+            reasons.append(
+                f"the group's {process} process is suspended (resume it with "
+                f"aws autoscaling resume-processes --scaling-processes {process})"
+            )
+    if "Launch" in suspended:
         launching = False
     for a in activities:
         if a["StatusCode"] not in FINISHED_ACTIVITY:

@@ -466,3 +466,28 @@ def test_tests_only_ever_see_fake_aws_settings(moto_server: MotoServer) -> None:
     assert aws == moto_server.env
     assert moto_server.env["AWS_ACCESS_KEY_ID"] == "testing"
     assert moto_server.env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_a_suspended_launch_process_holds_both_ways_and_says_how_to_resume(
+    asg: str, direct: ScalerFactory, moto_server: MotoServer
+) -> None:
+    client = moto_server.client()
+    client.suspend_processes(AutoScalingGroupName=asg, ScalingProcesses=["Launch", "AZRebalance"])
+    status = direct(asg).status()
+    assert not status.ready and not status.scale_up_allowed
+    assert status.not_ready_reason == (
+        "the group's Launch process is suspended (resume it with aws autoscaling "
+        "resume-processes --scaling-processes Launch)"
+    )
+    client.resume_processes(AutoScalingGroupName=asg, ScalingProcesses=["Launch"])
+    assert direct(asg).status().ready  # AZRebalance alone does not stop scaling
+
+
+def test_a_suspended_terminate_process_holds_scale_in_only(
+    asg: str, direct: ScalerFactory, moto_server: MotoServer
+) -> None:
+    client = moto_server.client()
+    client.suspend_processes(AutoScalingGroupName=asg, ScalingProcesses=["Terminate"])
+    status = direct(asg).status()
+    assert not status.ready and status.scale_up_allowed
+    assert "Terminate process is suspended" in (status.not_ready_reason or "")
