@@ -10,6 +10,7 @@ policies, so the service can keep running the others.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -103,7 +104,8 @@ def load_file(path: Path) -> FileLoad:
     A file with any problem contributes none of its policies.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
         return FileLoad(path, [], [Problem(str(path), 1, "(file)", f"cannot read the file: {exc}")])
     loaded, templates, problems = _load(text, str(path))
@@ -151,20 +153,38 @@ def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[P
 
     A path that does not exist adds a problem to `problems`.
     """
-    files: list[Path] = []
+    found: list[tuple[Path, Path]] = []  # (as given, resolved)
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = [p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()]
-            files.extend(sorted(found))
+            found.extend(_folder_files(path))
         elif path.is_file():
-            files.append(path)
+            found.append((path, path.resolve()))
         else:
             problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
     unique: dict[Path, Path] = {}
-    for path in files:
-        unique.setdefault(path.resolve(), path)
+    for path, resolved in found:
+        unique.setdefault(resolved, path)
     return list(unique.values())
+
+
+def _folder_files(folder: Path) -> list[tuple[Path, Path]]:
+    """The `*.yaml`/`*.yml` files of `folder` by name, each with its resolved path.
+
+    One directory read and one `resolve` of the folder, not a `stat` and a `resolve` per
+    file (a third of `validate`'s time at 10,000 files): only links are resolved one by one.
+    """
+    with os.scandir(folder) as scan:
+        entries = sorted(
+            (entry for entry in scan if os.path.splitext(entry.name)[1] in (".yaml", ".yml")),
+            key=lambda entry: entry.name,
+        )
+    real = folder.resolve()
+    return [
+        (folder / e.name, (folder / e.name).resolve() if e.is_symlink() else real / e.name)
+        for e in entries
+        if e.is_file()
+    ]
 
 
 # --- one file -----------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 Path = tuple[str | int, ...]
@@ -32,23 +33,72 @@ class YamlIssue:
     message: str
 
 
-@dataclass
 class Document:
     """One YAML document as plain data, with the line of every path and raw scalar text.
 
     `lines[path]` is the line of a mapping key (for a mapping entry) or of an item (for a
     sequence item); `lines[()]` is the document's first line. `raw[path]` is the source
     text of each scalar, so callers can recover what YAML 1.1 resolved away (`+2` -> 2).
+
+    A document read on the fast path (see `_plain`) keeps its node graph instead of these
+    tables: `line_of` walks the graph along the path, and the tables are built from it
+    only when a caller asks for them (a problem to locate, a `+2` to recover), so a valid
+    file never pays for a table of every value.
     """
 
-    data: Any
-    lines: dict[Path, int] = field(default_factory=dict)
-    raw: dict[Path, str] = field(default_factory=dict)
-    spans: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict)
-    text: str = ""
+    def __init__(
+        self,
+        data: Any,
+        lines: dict[Path, int] | None = None,
+        raw: dict[Path, str] | None = None,
+        spans: dict[Path, tuple[int, int, int, int]] | None = None,
+        text: str = "",
+        *,
+        node: Node | None = None,
+    ) -> None:
+        self.data = data
+        self.text = text
+        self._node = node
+        self._lines = lines
+        self._raw = raw
+        self._spans = spans
+
+    @property
+    def lines(self) -> dict[Path, int]:
+        """The line of every path (see the class docstring)."""
+        if self._lines is None:
+            self._tables()
+        assert self._lines is not None
+        return self._lines
+
+    @property
+    def raw(self) -> dict[Path, str]:
+        """The source text of every scalar, by path."""
+        if self._raw is None:
+            self._tables()
+        assert self._raw is not None
+        return self._raw
+
+    @property
+    def spans(self) -> dict[Path, tuple[int, int, int, int]]:
+        """Where every scalar is in `text`: (start index, end index, line, column), 0-based."""
+        if self._spans is None:
+            self._tables()
+        assert self._spans is not None
+        return self._spans
+
+    def _tables(self) -> None:
+        builder = _Builder(SafeConstructor())
+        if self._node is not None:
+            builder.build(self._node, ())  # read before without a problem: none now either
+        self._lines = self._lines if self._lines is not None else builder.lines
+        self._raw = self._raw if self._raw is not None else builder.raw
+        self._spans = self._spans if self._spans is not None else builder.spans
 
     def line_of(self, path: Path) -> int:
         """The line of `path`, or of its nearest ancestor present in the document."""
+        if self._lines is None and self._node is not None:
+            return _walk_line(self._node, path)
         for end in range(len(path), -1, -1):
             line = self.lines.get(path[:end])
             if line is not None:
@@ -97,6 +147,11 @@ def load_documents(text: str) -> tuple[list[Document], list[YamlIssue]]:
     for node in nodes:
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             continue  # an empty document, e.g. a trailing `---`
+        try:
+            documents.append(Document(_plain(node), text=text, node=node))
+            continue
+        except (_Unusual, RecursionError):
+            pass  # the builder below reads it, and says what is wrong if anything is
         builder = _Builder(loader)
         try:
             data = builder.build(node, ())
@@ -167,6 +222,99 @@ def _error_message(exc: yaml.YAMLError) -> str:
 
 class _TooLarge(Exception):
     pass
+
+
+class _Unusual(Exception):
+    """The fast path met something only `_Builder` reads (or reports) the right way."""
+
+
+# Scalar tags the fast path constructs itself: what SafeLoader's resolver gives plain
+# scalars. Their constructors read nothing but the node (no state, no recursion).
+_PLAIN_SCALARS = {
+    tag: SafeConstructor.yaml_constructors[tag]
+    for tag in (
+        "tag:yaml.org,2002:null",
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:timestamp",
+    )
+}
+_CONSTRUCTOR = SafeConstructor()  # its scalar constructors keep no state: safe to share
+
+
+def _plain(node: Node) -> Any:
+    """The data of a document with nothing unusual in it, or raise _Unusual.
+
+    What `_Builder` gives for such a document, without its tables of lines and texts:
+    most files are valid, and only a problem needs them. Unusual is anything the builder
+    treats or reports specially: a merge key, a key that is not text, a duplicate key, a
+    collection met twice (aliases), an explicit tag, a value its constructor refuses, too
+    many values.
+    """
+    return _PlainReader().read(node)
+
+
+class _PlainReader:
+    """`_plain`'s walk: the collections met so far, and how many values (keys included)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def read(self, node: Node) -> Any:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise _Unusual
+        if isinstance(node, ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
+            construct = _PLAIN_SCALARS.get(node.tag)
+            if construct is None:
+                raise _Unusual
+            try:
+                return construct(_CONSTRUCTOR, node)
+            except Exception:  # e.g. a date that is no date: the builder words the problem
+                raise _Unusual from None
+        if id(node) in self.seen:
+            raise _Unusual
+        self.seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            return [self.read(item) for item in node.value]
+        if not isinstance(node, MappingNode):
+            raise _Unusual
+        self.count += len(node.value)  # the keys
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != _STR_TAG or not isinstance(key_node, ScalarNode):
+                raise _Unusual  # a merge key (`<<`), a key that is not text
+            key = key_node.value
+            if key in out:
+                raise _Unusual  # a duplicate key
+            out[key] = self.read(value_node)
+        return out
+
+
+def _walk_line(node: Node, path: Path) -> int:
+    """`Document.line_of` on the node graph of a document `_plain` read: what the
+    builder's table says (the key's line for an entry, the item's for an item)."""
+    line = _line(node)
+    for step in path:
+        if isinstance(node, MappingNode) and isinstance(step, str):
+            for key_node, value_node in node.value:
+                if key_node.value == step:
+                    line, node = _line(key_node), value_node
+                    break
+            else:
+                return line
+        elif (
+            isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value)
+        ):
+            node = node.value[step]
+            line = _line(node)
+        else:
+            return line
+    return line
 
 
 class _Builder:

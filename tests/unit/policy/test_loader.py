@@ -1079,6 +1079,31 @@ def test_a_disabled_policy_may_share_a_target(tmp_path: Path) -> None:
     assert [p.name for p in load_paths([tmp_path]).policies] == ["a", "b"]
 
 
+def test_a_bad_field_in_the_last_of_many_files_is_reported_at_its_line(tmp_path: Path) -> None:
+    """Valid files are read without their line tables (the fast path); a problem in one
+    of them is still located exactly, whichever file of the folder it is in."""
+    for i in range(10_000):
+        text = f"target: {{type: nomad, job: j{i}, group: g}}\nmin: 1\nmax: 3\n" + CHECK
+        write(
+            tmp_path, f"p{i:05d}.yaml", text.replace("max: 3", "max: three") if i == 9_998 else text
+        )
+    result = load_paths([tmp_path])
+    assert len(result.policies) == 9_999
+    assert [str(p) for p in result.problems] == [
+        f"{tmp_path / 'p09998.yaml'}:3: max: expected an integer, got text 'three': "
+        "write it without quotes"
+    ]
+
+
+def test_load_paths_follows_a_link_and_reads_its_file_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "web.yaml", policy())
+    (tmp_path / "alias.yaml").symlink_to(path)
+    (tmp_path / "folder.yaml").mkdir()  # a folder is not a policy file, whatever its name
+    result = load_paths([tmp_path])
+    assert [f.name for f in result.files] == ["alias.yaml"]
+    assert [p.name for p in result.policies] == ["web"]
+
+
 def test_load_paths_reads_a_file_given_twice_once(tmp_path: Path) -> None:
     path = write(tmp_path, "web.yaml", policy())
     result = load_paths([tmp_path, path])

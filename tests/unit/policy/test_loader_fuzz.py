@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
+from autoscaler.policy import yaml_lines
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.yaml_lines import YamlSyntaxError, load_documents
 from tests.support.fuzz import fuzz_settings
@@ -166,6 +167,69 @@ def test_libyaml_reads_every_text_as_the_pure_parser_does(text: str | list[str])
         mp.delattr(yaml, "CSafeLoader")
         pure = _read(text)
     assert _read(text) == pure
+
+
+_LINE_PATHS = [(), ("name",), ("checks", 0, "name"), ("target", "job"), (0,), (0, "name"), (1,)]
+
+
+# What the fast path leaves to the builder, beside FRAGMENTS.
+_UNUSUAL = [
+    "base: &b {min: 1}",
+    "<<: *b",
+    "other: *b",
+    "- &i {name: x}",
+    "- *i",
+    "name: a",
+    "name: b",
+    "1: one",
+    "when: 2026-13-45",
+    "when: 2026-01-02",
+    "bin: !!binary aGk=",
+    "n: !!int x",
+    "loop: &l [*l]",
+    "  - deep: {a: [1, 2.5, ~, yes]}",
+]
+
+
+def _read_lines(text: str, paths: list[tuple[str | int, ...]]) -> Any:
+    """What `_read` gives, and the line of each path, asked before the tables exist."""
+    try:
+        documents, issues = load_documents(text)
+    except YamlSyntaxError as exc:
+        return ("error", exc.issues)
+    lines = [[d.line_of(path) for path in paths] for d in documents]
+    return lines, [(repr(d.data), d.lines, d.raw, d.spans) for d in documents], issues
+
+
+@SETTINGS
+@given(
+    st.one_of(st.text(max_size=200), st.lists(st.sampled_from(FRAGMENTS + _UNUSUAL), max_size=25)),
+    st.lists(st.sampled_from(_LINE_PATHS), max_size=6),
+)
+def test_the_fast_path_reads_every_text_as_the_builder_does(
+    text: str | list[str], paths: list[tuple[str | int, ...]]
+) -> None:
+    """Documents read without their tables (most files) give the very data, lines (asked
+    path by path, then as tables), raw texts, spans and issues as the builder's tables."""
+    if isinstance(text, list):
+        text = "\n".join(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(yaml_lines, "_plain", _never_plain)
+        built = _read_lines(text, paths)
+    assert _read_lines(text, paths) == built
+
+
+def _never_plain(node: object) -> object:
+    raise yaml_lines._Unusual
+
+
+def test_a_valid_policy_is_read_without_building_its_tables() -> None:
+    """The fast path is taken for an ordinary policy (or the test above proves nothing)."""
+    text = "name: web\ntarget: {type: nomad, job: j, group: g}\nmin: 1\nmax: 2\n"
+    (document,), _ = load_documents(text)
+    assert document._lines is None
+    assert document.line_of(("target", "job")) == 2
+    assert document._lines is None
 
 
 PATHS = st.sampled_from(
