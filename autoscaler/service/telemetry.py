@@ -15,7 +15,6 @@ by the policy files.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -27,7 +26,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -40,6 +38,7 @@ from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.service.discovery import SourceHealth
+from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily
 
 # Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -129,77 +128,77 @@ class Telemetry:
         Gauge(
             "autoscaler_build_info", "Always 1; the version is a label.", ["version"], registry=r
         ).labels(__version__).set(1)
-        self.evaluations = Counter(
+        self.evaluations = CounterFamily(
             "autoscaler_evaluations",
             "Evaluations of a policy, by result: ok, or error (could not fully evaluate).",
             ["policy", "result"],
             registry=r,
         )
-        self.decisions = Counter(
+        self.decisions = CounterFamily(
             "autoscaler_decisions",
             "Decisions by action (up, down, none, hold).",
             ["policy", "action"],
             registry=r,
         )
-        self.evaluation_seconds = Histogram(
+        self.evaluation_seconds = HistogramFamily(
             "autoscaler_evaluation_duration_seconds",
             "Time to evaluate a policy: target status, queries, decision and scale call.",
             ["policy"],
+            r,
             buckets=EVALUATION_BUCKETS,
-            registry=r,
         )
-        self.query_seconds = Histogram(
+        self.query_seconds = HistogramFamily(
             "autoscaler_query_duration_seconds",
             "Time for one check's PromQL query, retries included.",
             ["policy", "check"],
+            r,
             buckets=QUERY_BUCKETS,
-            registry=r,
         )
         # Formerly autoscaler_current_count / autoscaler_desired_count (README: Metrics).
-        self.current = Gauge(
+        self.current = GaugeFamily(
             "autoscaler_current_capacity",
             "Count (instances, allocations) the target reported.",
             ["policy"],
             registry=r,
         )
-        self.desired = Gauge(
+        self.desired = GaugeFamily(
             "autoscaler_desired_capacity",
             "Count the last decision wanted.",
             ["policy"],
             registry=r,
         )
-        self.check_value = Gauge(
+        self.check_value = GaugeFamily(
             "autoscaler_check_value",
             "The value a check's query returned at the last evaluation (NaN when it gave none).",
             ["policy", "check"],
             registry=r,
         )
-        self.check_desired = Gauge(
+        self.check_desired = GaugeFamily(
             "autoscaler_check_desired_capacity",
             "The count a check asked for at the last evaluation, before the policy combined "
             "the checks and applied its limits and bounds (NaN when the check failed).",
             ["policy", "check"],
             registry=r,
         )
-        self.forecast = Gauge(
+        self.forecast = GaugeFamily(
             "autoscaler_check_forecast_value",
             "A check's forecast of its own value, `lead` ahead (NaN while it has none).",
             ["policy", "check"],
             registry=r,
         )
-        self.forecast_lead = Gauge(
+        self.forecast_lead = GaugeFamily(
             "autoscaler_check_forecast_lead_seconds",
             "How far ahead the check's forecast looks.",
             ["policy", "check"],
             registry=r,
         )
-        self.forecast_error = Gauge(
+        self.forecast_error = GaugeFamily(
             "autoscaler_check_forecast_error_ratio",
             "Recent relative error of the check's forecasts (mean |error| / mean value).",
             ["policy", "check"],
             registry=r,
         )
-        self.actions = Counter(
+        self.actions = CounterFamily(
             "autoscaler_scaling_actions",
             "Scaling actions taken (or, with dry_run=true, that would have been taken).",
             ["policy", "direction", "dry_run"],
@@ -233,7 +232,7 @@ class Telemetry:
             "When the policy files were last read.",
             registry=r,
         )
-        self.last_success = Gauge(
+        self.last_success = GaugeFamily(
             "autoscaler_last_successful_evaluation_timestamp_seconds",
             "When the policy was last evaluated without error (or loaded, if never since).",
             ["policy"],
@@ -288,38 +287,39 @@ class Telemetry:
         """Record one applied evaluation (not a preview)."""
         d = evaluation.decision
         policy = d.policy
-        self.evaluations.labels(policy, "ok" if evaluation.ok else "error").inc()
-        self.decisions.labels(policy, d.action.value).inc()
-        self.evaluation_seconds.labels(policy).observe(evaluation.duration)
+        one = (policy,)
+        self.evaluations.inc((policy, "ok" if evaluation.ok else "error"))
+        self.decisions.inc((policy, d.action.value))
+        self.evaluation_seconds.observe(one, evaluation.duration)
         with self._checks_lock:
             for check, seconds in evaluation.query_seconds:
                 if self._is_live(policy, check):
-                    self.query_seconds.labels(policy, check).observe(seconds)
+                    self.query_seconds.observe((policy, check), seconds)
             for result in d.checks:
                 if self._is_live(policy, result.name):
                     labels = (policy, result.name)
-                    self.check_value.labels(*labels).set(_or_nan(result.value))
-                    self.check_desired.labels(*labels).set(_or_nan(result.desired))
+                    self.check_value.set(labels, _or_nan(result.value))
+                    self.check_desired.set(labels, _or_nan(result.desired))
                     if result.forecast is not None:
                         reading = result.forecast
-                        self.forecast.labels(*labels).set(_or_nan(reading.value))
-                        self.forecast_lead.labels(*labels).set(reading.lead.total_seconds())
-                        self.forecast_error.labels(*labels).set(_or_nan(reading.error))
+                        self.forecast.set(labels, _or_nan(reading.value))
+                        self.forecast_lead.set(labels, reading.lead.total_seconds())
+                        self.forecast_error.set(labels, _or_nan(reading.error))
         if d.current is not None:
-            self.current.labels(policy).set(d.current)
+            self.current.set(one, d.current)
         if d.desired is not None:
-            self.desired.labels(policy).set(d.desired)
+            self.desired.set(one, d.desired)
         if d.changes_target:
-            self.actions.labels(policy, d.action.value, str(d.dry_run).lower()).inc()
+            self.actions.inc((policy, d.action.value, str(d.dry_run).lower()))
         if evaluation.error_kind:
             self.errors.labels(evaluation.error_kind).inc()
         if evaluation.ok:
             self._succeeded_once.add(policy)
-            self.last_success.labels(policy).set(time.time() if at is None else at)
+            self.last_success.set(one, time.time() if at is None else at)
 
     def crashed(self, policy: str) -> None:
         """An evaluation raised instead of returning a decision."""
-        self.evaluations.labels(policy, "error").inc()
+        self.evaluations.inc((policy, "error"))
         self.errors.labels(CRASH).inc()
 
     def loaded(self, policies: Iterable[Policy], problems: int, *, removed: Iterable[str]) -> None:
@@ -335,8 +335,7 @@ class Telemetry:
         for name in removed:
             self._succeeded_once.discard(name)
             for gauge in (self.current, self.desired, self.last_success):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(name)
+                gauge.remove((name,))
         live = frozenset((p.name, c.name) for p in policies for c in p.checks)
         # A check whose `forecast` was removed loses its forecast series with the reload.
         forecasting = {
@@ -345,20 +344,18 @@ class Telemetry:
         with self._checks_lock:
             self._live_checks = live
             for per_check in (self.check_value, self.check_desired, self.query_seconds):
-                for labels in _label_values(per_check) - live:
-                    with contextlib.suppress(KeyError):
-                        per_check.remove(*labels)
+                for labels in per_check.series() - live:
+                    per_check.remove(labels)
             for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
-                for labels in _label_values(per_check) - forecasting:
-                    with contextlib.suppress(KeyError):
-                        per_check.remove(*labels)
+                for labels in per_check.series() - forecasting:
+                    per_check.remove(labels)
         # A policy that has never evaluated cleanly must still age: start its clock at load
         # time, so "no success for 5 minutes" alerts fire for one failing since startup.
         now = time.time()
         for policy in policies:
             if policy.enabled and policy.name not in self._succeeded_once:
                 self._succeeded_once.add(policy.name)
-                self.last_success.labels(policy.name).set(now)
+                self.last_success.set((policy.name,), now)
 
     def _is_live(self, policy: str, check: str) -> bool:
         """True when the check belongs to a policy loaded now (or nothing was loaded yet)."""
@@ -377,12 +374,3 @@ class Telemetry:
 
 def _or_nan(value: float | None) -> float:
     return math.nan if value is None else value
-
-
-def _label_values(metric: Gauge | Histogram) -> set[tuple[str, ...]]:
-    """The (policy, check) label values of every series of a per-check metric."""
-    return {
-        (sample.labels["policy"], sample.labels["check"])
-        for family in metric.collect()
-        for sample in family.samples
-    }
