@@ -186,6 +186,32 @@ class _Seen:
     ended: bool
 
 
+# What `status` reads of a job it keeps (`_Seen`); the rest of the job is not kept.
+_JOB_KEYS = ("Periodic", "ParameterizedJob", "Stop", "CreateIndex", "JobModifyIndex")
+_GROUP_KEYS = ("Name", "Count")
+_SCALING_KEYS = ("Min", "Max")
+
+
+def _kept(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of `job` that `status` and `_hold_reason` read, for `_Seen` to keep.
+
+    A whole job (tasks, their configs, services, constraints, meta: kilobytes of JSON)
+    kept per target until it changes held about a fifth of the service's memory at 10,000
+    targets; these few fields are what is read again while it is unchanged.
+    """
+    kept = {key: job.get(key) for key in _JOB_KEYS}
+    groups = []
+    for group in job.get("TaskGroups") or []:
+        slim = {key: group.get(key) for key in _GROUP_KEYS}
+        scaling = group.get("Scaling")
+        if isinstance(scaling, Mapping):
+            scaling = {key: scaling[key] for key in _SCALING_KEYS if key in scaling}
+        slim["Scaling"] = scaling
+        groups.append(slim)
+    kept["TaskGroups"] = groups
+    return kept
+
+
 class NomadScaler:
     """A `ScalingTarget` for one task group of one Nomad job.
 
@@ -274,7 +300,7 @@ class NomadScaler:
             job.get("CreateIndex"),
             job.get("JobModifyIndex"),
         )
-        self._seen = _Seen(indexes, job, ended) if fits else None
+        self._seen = _Seen(indexes, _kept(job), ended) if fits else None
         return TargetStatus(
             count=count,
             ready=hold is None,

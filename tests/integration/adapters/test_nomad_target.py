@@ -708,6 +708,31 @@ def test_an_unchanged_job_costs_one_read_per_status(nomad_api: NomadApiStandIn) 
         assert _reads(nomad_api) == ["/v1/job/chat/scale"]
 
 
+def test_an_unchanged_job_is_answered_from_the_few_fields_kept(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    """Between reads only what `status` needs of the job is kept (not its tasks, meta...),
+    and it gives the same count, bounds and readiness as the whole job."""
+    nomad_api.register_job("chat", groups={"web": 3, "db": 1}, scaling={"web": (1, 8)})
+    nomad_api.set_deployment("chat", "successful")
+    scaler = scaler_for(nomad_api)
+    first = scaler.status()
+    assert (first.count, first.min_size, first.max_size, first.ready) == (3, 1, 8, True)
+    _reads(nomad_api)
+    assert scaler.status() == first
+    assert _reads(nomad_api) == ["/v1/job/chat/scale"]
+    kept = scaler._seen.job if scaler._seen is not None else {}
+    assert set(kept) == {
+        "Periodic",
+        "ParameterizedJob",
+        "Stop",
+        "CreateIndex",
+        "JobModifyIndex",
+        "TaskGroups",
+    }
+    assert [set(group) for group in kept["TaskGroups"]] == [{"Name", "Count", "Scaling"}] * 2
+
+
 def test_a_changed_job_is_read_again_with_its_deployment(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job("chat", groups={"web": 3}, scaling={"web": (1, 8)})
     nomad_api.set_deployment("chat", "successful")
