@@ -110,7 +110,7 @@ TARGET_KINDS: dict[str, TargetKind] = {kind.type: kind for kind in get_args(Targ
 # --- policy -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Change:
     """A relative change of a threshold step: `+2`, `-1`, `+50%`, `-10%`."""
 
@@ -123,7 +123,7 @@ class Change:
         return f"{sign}{number}{'%' if self.percent else ''}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Step:
     """One threshold step: matches when value > above and/or value < below."""
 
@@ -132,7 +132,7 @@ class Step:
     below: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ForecastSettings:
     """How a check forecasts its own value `lead` ahead from its history (extension).
 
@@ -152,7 +152,7 @@ class ForecastSettings:
     only: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Check:
     """One PromQL check (or a fixed count) and the strategy that turns it into a count."""
 
@@ -173,7 +173,7 @@ class Check:
     unsupported: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Cooldown:
     """Minimum time after the last scaling action before scaling up / down again."""
 
@@ -181,7 +181,7 @@ class Cooldown:
     down: timedelta = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Stabilization:
     """HPA-style windows over recorded recommendations."""
 
@@ -189,7 +189,7 @@ class Stabilization:
     down: timedelta = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StepLimit:
     """Largest change in one action; with both set, the larger change is allowed."""
 
@@ -197,13 +197,13 @@ class StepLimit:
     percent: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Limits:
     up: StepLimit | None = None
     down: StepLimit | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Fallback:
     """After `after` consecutive evaluations without usable data, scale up to at least `count`."""
 
@@ -211,7 +211,7 @@ class Fallback:
     count: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AnomalyGuard:
     """The anomaly guard (extension): a value implausible against its recent history.
 
@@ -230,7 +230,7 @@ class AnomalyGuard:
     large_percent: float = 50.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Schedule:
     """A window that overrides min/max while active: one-off (start/end) or recurring (cron)."""
 
@@ -244,14 +244,14 @@ class Schedule:
     timezone: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Triggers:
     """Alert names whose Alertmanager notifications make the policy evaluate at once."""
 
     alerts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Source:
     """Where a policy was defined, so errors and reports can point at it."""
 
@@ -259,7 +259,7 @@ class Source:
     line: int = 1
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Policy:
     """One validated scaling policy."""
 
@@ -299,7 +299,7 @@ DEFAULT_PROVISIONING = timedelta(minutes=2)
 # --- observations and memory --------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TargetStatus:
     """What the target says right now.
 
@@ -321,7 +321,7 @@ class TargetStatus:
     last_scaled_at: datetime | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ForecastReading:
     """What a check's forecaster said at one evaluation: the value `lead` ahead, or why not.
 
@@ -361,7 +361,7 @@ class ForecastReading:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AnomalyReading:
     """How plausible a check's value is against the values it read over the guard's window.
 
@@ -398,7 +398,7 @@ class AnomalyReading:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Observation:
     """The outcome of one check's query: a finite value, or an error saying why not.
 
@@ -412,7 +412,7 @@ class Observation:
     anomaly: AnomalyReading | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Recommendation:
     """A combined recommendation recorded at one evaluation, for stabilization windows."""
 
@@ -420,7 +420,7 @@ class Recommendation:
     count: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Memory:
     """What the decision core remembers about one policy between evaluations."""
 
@@ -435,7 +435,7 @@ class Memory:
 # --- decisions ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CheckResult:
     """One check as evaluated: its query, value and desired count, or its error."""
 
@@ -473,7 +473,7 @@ class CheckResult:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Decision:
     """The outcome of one evaluation of one policy, with a reason for every step that mattered."""
 

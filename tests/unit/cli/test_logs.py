@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,7 +166,7 @@ def test_check_errors_are_scrubbed_like_every_field(decisions_log: io.StringIO) 
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     redact.register(secret)
     leaky = CheckResult(name="p95", query="q", value=None, desired=None, error=f"401 {secret}")
-    decision = Decision(**{**DECISION.__dict__, "checks": (leaky,)})
+    decision = replace(DECISION, checks=(leaky,))
     log_decision(Evaluation(decision=decision))
     line = decisions_log.getvalue()
     assert secret not in line
