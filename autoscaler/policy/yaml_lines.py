@@ -4,6 +4,10 @@
 `("checks", 1, "target")`. This module composes the YAML node graph (SafeLoader semantics)
 and builds plain data itself, recording `{path: line}` on the way, so any error found later
 can point at `FILE:LINE`. It also reports what `safe_load` silently accepts: duplicate keys.
+
+Most files are valid and never need those tables: a document with nothing unusual in it
+is read straight from the node graph (`_plain`), its lines found by walking the graph when
+asked, and its tables built only when a caller needs them (a problem to locate).
 """
 
 from __future__ import annotations
