@@ -78,7 +78,7 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: st
     if kind in _KINDS:
         hint = ""
         if isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
-            hint = ": write it without quotes"
+            hint = ": write it without quotes" if _quoted(kind, value) else _WANTED[kind]
         elif kind == "int_type" and isinstance(value, float):
             hint = ": use a whole number"
         return f"expected {_KINDS[kind]}, got {describe(value)}{hint}"
@@ -107,6 +107,26 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: st
     if kind == "finite_number":
         return "must be a finite number"
     return default
+
+
+_WANTED = {
+    "int_type": ": write a whole number, e.g. 3",
+    "float_type": ": write a number, e.g. 0.25",
+    "bool_type": ": write true or false",
+}
+
+
+def _quoted(kind: str, text: str) -> bool:
+    """Whether `text` is a value of the wanted kind written in quotes ('3', "true"), rather
+    than a word that is not one at all (`three`): only then is "without quotes" the fix."""
+    text = text.strip()
+    if kind == "bool_type":
+        return text.lower() in ("true", "false")
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    return kind == "float_type" or number.is_integer()
 
 
 def _context(parent: type[BaseModel] | None) -> str:

@@ -79,6 +79,20 @@ INVALID = [
         id="int-as-text",
     ),
     pytest.param(
+        policy(head=HEAD.replace("min: 1", "min: one")),
+        "min",
+        "expected an integer, got text 'one': write a whole number, e.g. 3",
+        3,
+        id="word-for-int",  # no quotes to take away: say what to write instead
+    ),
+    pytest.param(
+        policy('enabled: "yes please"\n' + CHECK),
+        "enabled",
+        "got text 'yes please': write true or false",
+        5,
+        id="word-for-bool",
+    ),
+    pytest.param(
         policy(head=HEAD.replace("max: 5", "max: 2.5")),
         "max",
         "use a whole number",
@@ -1091,7 +1105,7 @@ def test_a_bad_field_in_the_last_of_many_files_is_reported_at_its_line(tmp_path:
     assert len(result.policies) == 9_999
     assert [str(p) for p in result.problems] == [
         f"{tmp_path / 'p09998.yaml'}:3: max: expected an integer, got text 'three': "
-        "write it without quotes"
+        "write a whole number, e.g. 3"
     ]
 
 
