@@ -18,22 +18,23 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from autoscaler.adapters.sources.prometheus import PrometheusSource
 from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.core.durations import format_duration, parse_duration
-from autoscaler.core.model import Policy
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.redact import scrub
-from autoscaler.replay.backtest import Options, count_query_for, quiet_decisions, run_backtest
-from autoscaler.replay.backtest_plot import backtest_figure
-from autoscaler.replay.plot import FORMATS, PlotError, write
-from autoscaler.replay.results import Backtest, PolicyBacktest
-from autoscaler.service.discovery import from_settings, with_discovered
+
+if TYPE_CHECKING:
+    from autoscaler.core.model import Policy
+    from autoscaler.replay.backtest import Options
+    from autoscaler.replay.results import Backtest, PolicyBacktest
+
+# The replay engine, the Prometheus adapter and discovery are imported when a backtest
+# runs, not when the `autoscaler` command builds its parser (`validate` starts faster).
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
@@ -147,6 +148,12 @@ def parse_instant(text: str, now: datetime) -> datetime:
 
 def main(args: argparse.Namespace) -> int:
     """Run `autoscaler backtest` with parsed arguments; returns the exit code."""
+    from autoscaler.adapters.sources.prometheus import PrometheusSource  # noqa: PLC0415
+    from autoscaler.replay.backtest import quiet_decisions, run_backtest  # noqa: PLC0415
+    from autoscaler.replay.backtest_plot import backtest_figure  # noqa: PLC0415
+    from autoscaler.replay.plot import PlotError, write  # noqa: PLC0415
+    from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
+
     setup_logging("warning", "text")
     quiet_decisions()  # `run` logs every evaluation; here that would be millions of lines
     try:
@@ -202,6 +209,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    from autoscaler.replay.backtest import Options  # noqa: PLC0415
+    from autoscaler.replay.plot import FORMATS  # noqa: PLC0415
+
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = parse_instant(args.start, now), parse_instant(args.end, now)
     if start >= end:
@@ -229,6 +239,8 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def _check_count_options(options: Options, policies: list[Policy]) -> None:
+    from autoscaler.replay.backtest import count_query_for  # noqa: PLC0415
+
     if options.count_query is not None:
         for policy in policies:
             count_query_for(options.count_query, policy)

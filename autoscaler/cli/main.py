@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from autoscaler import __version__
-from autoscaler.adapters.sources.coalesce import CoalescingSource
-from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
 from autoscaler.cli import backtest, convert, help_text, policytest, simulate
 from autoscaler.cli.completion import SHELLS, completion_script
 from autoscaler.cli.logs import setup_logging
@@ -56,17 +54,20 @@ from autoscaler.config.service import (
     service_config_from_args,
 )
 from autoscaler.config.state import is_postgres, open_postgres_state
-from autoscaler.core.ports import StateStore
-from autoscaler.engine.histories import range_source
-from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
 from autoscaler.redact import scrub
-from autoscaler.service.discovery import discovery_for, from_settings, with_discovered
 
 if TYPE_CHECKING:
+    from autoscaler.adapters.state import LayeredStateStore
     from autoscaler.adapters.targets.nomad import NomadSettings
+    from autoscaler.core.ports import StateStore
+    from autoscaler.engine.reconciler import Evaluation
     from autoscaler.service.leadership import Leadership
+
+# What only `plan`, `run` and discovery use (the reconciler, the state stores, requests,
+# discovery) is imported inside their functions: `validate`, `test`, `schema` and `--help`
+# start in about half the time.
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -294,6 +295,8 @@ def cmd_validate(
     print(f"{valid}{templates} valid in {files}: {names}", file=out)
     if not discover:
         return EXIT_OK
+    from autoscaler.service.discovery import discovery_for, with_discovered  # noqa: PLC0415
+
     try:
         discovery = discovery_for(
             nomad=None if nomad is None else nomad(),
@@ -327,6 +330,11 @@ def cmd_plan(
     even when a check failed (its policy holds; stderr names it). With `detailed`: 1
     invalid input, 3 a policy or a check failed, 2 some policy would scale, else 0.
     """
+    from autoscaler.adapters.sources.coalesce import CoalescingSource  # noqa: PLC0415
+    from autoscaler.engine.histories import range_source  # noqa: PLC0415
+    from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
+    from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
+
     result = load_paths(paths)
     _print_problems(result, sys.stderr)
     problems = list(result.problems)
@@ -376,6 +384,8 @@ def cmd_plan(
 
 def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
     """`plan` honours a state file when one exists, and never creates or locks one."""
+    from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore  # noqa: PLC0415
+
     if path and is_postgres(path):
         return open_postgres_state(path, password_file, read_only=True)
     if path and Path(path).exists():
@@ -420,6 +430,8 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
     database; without `--ha`, a second controller is refused (after waiting up to the TTL
     for a crashed one's lease to lapse); with `--ha`, it starts as a standby.
     """
+    from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore  # noqa: PLC0415
+
     keep_for = timedelta(days=args.history_days)
     keep = args.history_max
     if not is_postgres(args.state):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult
-from autoscaler.engine.reconciler import Evaluation
+
+if TYPE_CHECKING:
+    from autoscaler.engine.reconciler import Evaluation
 
 OUTPUTS = ("table", "wide", "json", "yaml")
 

@@ -11,10 +11,8 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autoscaler.adapters.sources.prometheus import PrometheusSettings, PrometheusSource
-from autoscaler.adapters.targets import TargetFactory
-from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.config.options import (
     BOOL,
     HEADERS,
@@ -30,6 +28,14 @@ from autoscaler.errors import AutoscalerError
 from autoscaler.policy.schema import describe
 from autoscaler.redact import register
 
+if TYPE_CHECKING:
+    from autoscaler.adapters.sources.prometheus import PrometheusSettings, PrometheusSource
+    from autoscaler.adapters.targets import TargetFactory
+    from autoscaler.adapters.targets.nomad import NomadSettings
+
+# The adapters (requests, python-nomad) are imported when settings are built, not with
+# this module: `validate`, `test` and `--help` never talk to a server and start faster.
+
 # AWS credentials boto3 reads from the environment (the shared files are its business).
 AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -43,9 +49,13 @@ class Settings:
     nomad_scaling_policies: bool = False  # also run the policies of jobs' `scaling` blocks
 
     def source(self) -> PrometheusSource:
+        from autoscaler.adapters.sources.prometheus import PrometheusSource  # noqa: PLC0415
+
         return PrometheusSource(self.prometheus)
 
     def targets(self) -> TargetFactory:
+        from autoscaler.adapters.targets import TargetFactory  # noqa: PLC0415
+
         return TargetFactory(nomad=self.nomad)
 
 
@@ -212,6 +222,8 @@ def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
     env = {name: str(value) for name, value in values.items() if value}
     if token:
         env["NOMAD_TOKEN"] = token
+    from autoscaler.adapters.targets.nomad import NomadSettings  # noqa: PLC0415
+
     return NomadSettings.from_env(env)
 
 
@@ -237,6 +249,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings classes register their own (tokens, passwords, URL credentials), the AWS
     credentials of the environment are registered here (boto3 reads them by itself).
     """
+    from autoscaler.adapters.sources.prometheus import PrometheusSettings  # noqa: PLC0415
+
     register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
     timeout = float(args.query_timeout)
     prometheus = PrometheusSettings(

@@ -25,7 +25,6 @@ from autoscaler.core.strategies import ceil_count
 from autoscaler.errors import AutoscalerError
 from autoscaler.replay.baselines import BASELINES, AwsTargetTracking, Controller, Hpa
 from autoscaler.replay.fleet import TICK_SECONDS, Fleet, ticks_for
-from autoscaler.replay.harness import Replay
 from autoscaler.replay.scores import Scores, score
 from autoscaler.replay.signals import SIGNALS, signal_value
 from autoscaler.replay.trace import Integral, Trace, TraceError, tick_means
@@ -175,6 +174,10 @@ class PolicyController:
             loads = {queries[name]: self.interval for name, s in self._signals if s == "load"}
             origin = setup.start - timedelta(seconds=recorded.offset)
             history = TraceHistory(recorded.trace, origin, loads)
+        # The production reconciler, imported with the first policy simulated rather than
+        # with this module (which the `autoscaler` command's parser reads).
+        from autoscaler.replay.harness import Replay  # noqa: PLC0415
+
         # Simulate what the policy would do live, even where its file says dry_run.
         self._replay = Replay(
             replace(policy, dry_run=False),
