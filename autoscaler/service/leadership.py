@@ -31,12 +31,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from autoscaler.adapters.state.layered import LayeredStateStore
-from autoscaler.adapters.state.lease import LeaseState, PostgresLease
-from autoscaler.adapters.state.postgres import PostgresStateStore
 from autoscaler.errors import NotLeader, StateError
+
+if TYPE_CHECKING:
+    # psycopg (~20 MB resident) is imported by `replicate`, for a PostgreSQL state only.
+    from autoscaler.adapters.state.lease import LeaseState
+    from autoscaler.adapters.state.postgres import PostgresStateStore
 
 log = logging.getLogger("autoscaler.leadership")
 
@@ -373,6 +376,8 @@ def replicate(
     """The leadership of a replica whose state is `state` in front of `store`: elected,
     the store writes under the new epoch and memory starts from the database (unless the
     epoch is the one it had); deposed, it writes nothing and reads the database."""
+    from autoscaler.adapters.state.lease import PostgresLease  # noqa: PLC0415 - psycopg
+
     leadership = Leadership(PostgresLease(store.settings), replica=replica, ttl=ttl, ha=ha)
 
     def elected(epoch: int) -> None:
