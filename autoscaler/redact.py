@@ -67,6 +67,30 @@ _MAYBE = re.compile(
     r"@|(?i:authorization|x-nomad-token|x-amz-security-token|x-api-key|cookie)|AKIA|ASIA|AROA|AIDA"
 )
 
+
+def _maybe(text: str) -> bool:
+    """Whether `text` may hold what the three patterns match: True whenever `_MAYBE` finds
+    something (a superset), in about a tenth of its time. Replays scrub every reason of
+    hundreds of thousands of decisions, and a case-insensitive regex search was a tenth
+    of an evaluation; substring tests on the lowered text ask the same question.
+
+    `re` matches three characters case-insensitively to a letter of those words although
+    `str.lower` does not turn them into it (`ſ` ~ s, `ı` and `İ` ~ i; the Kelvin sign
+    lowers to `k`): text holding one goes through `_MAYBE` itself."""
+    if "@" in text or "AKIA" in text or "ASIA" in text or "AROA" in text or "AIDA" in text:
+        return True
+    if not text.isascii() and ("\u017f" in text or "\u0131" in text or "\u0130" in text):
+        return _MAYBE.search(text) is not None
+    low = text.lower()
+    return (
+        "authorization" in low
+        or "x-nomad-token" in low
+        or "x-amz-security-token" in low
+        or "x-api-key" in low
+        or "cookie" in low
+    )
+
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -123,7 +147,7 @@ def scrub(text: str) -> str:
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    if not _MAYBE.search(text):
+    if not _maybe(text):
         return text
     text = _USERINFO.sub(MASK + "@", text)
     text = _HEADER.sub(r"\1" + MASK, text)

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -165,3 +166,32 @@ def test_log_records_are_scrubbed_in_message_arguments_traceback_and_extra(
     record = json.loads(as_json.getvalue())
     assert record["message"] == "call with *** failed"
     assert record["decision"] == {"reasons": ["saw ***"]}
+
+
+_WORDS = ("authorization", "x-nomad-token", "x-amz-security-token", "x-api-key", "cookie")
+
+
+def _spellings(word: str) -> Iterator[str]:
+    """`word` with each letter in turn replaced by every character `re` matches to it
+    case-insensitively (upper case, the Kelvin sign, the long s, dotted and dotless i)."""
+    letters = re.compile("(?i)[a-z]")
+    alike = [chr(cp) for cp in range(0x110000) if letters.fullmatch(chr(cp))]
+    for i, letter in enumerate(word):
+        for c in alike:
+            if c != letter and re.fullmatch(f"(?i:{letter})", c):
+                yield word[:i] + c + word[i + 1 :]
+
+
+def test_the_quick_pre_check_never_skips_text_the_full_patterns_may_match() -> None:
+    # Scrubbing skips its three patterns when `_maybe` says no: it must say yes wherever
+    # the case-insensitive `_MAYBE` finds anything, in ASCII text and beside arrows alike.
+    texts = [w.upper() for w in _WORDS] + [f"→ {w.title()}: x" for w in _WORDS]
+    texts += [s for w in _WORDS for s in _spellings(w)]
+    texts += ["a@b", "key AKIAABCDEFGHIJKLMNOP", "ASIA", "AROA", "AIDA", "→ ſet-cooKie"]
+    for text in texts:
+        assert redact._MAYBE.search(text), text
+        assert redact._maybe(text), text
+        assert redact._maybe("load: 12 / 7 → 2; " + text), text
+    for plain in ["load: 12.5 / 7 per instance → 2", "cooldown up: 40 s left → hold", "ünïcode"]:
+        assert not redact._MAYBE.search(plain)
+        assert not redact._maybe(plain)
