@@ -9,6 +9,7 @@ bounds always win over limits and the target's bounds win over everything.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,8 @@ def effective_bounds(policy: Policy, now: datetime) -> Bounds:
     set them apply. A min above the max raises the max to it, since a floor set for an
     event must not be silently undone by an unrelated ceiling.
     """
+    if not policy.schedules and policy.min <= policy.max:
+        return _plain(policy.min, policy.max)  # no schedule: what the code below gives
     windows = active(policy.schedules, now)
     low, low_source = _highest(windows, "min", policy.min)
     high, high_source = _highest(windows, "max", policy.max)
@@ -68,6 +71,12 @@ def effective_bounds(policy: Policy, now: datetime) -> Bounds:
         return Bounds(low, high, low_source, high_source)
     note = f"{low_source} {low} is above {high_source} {high}: max raised to {low}"
     return Bounds(low, low, low_source, low_source, note)
+
+
+@functools.lru_cache(maxsize=256)
+def _plain(low: int, high: int) -> Bounds:
+    """The bounds of a policy without schedules (immutable, so one per min/max will do)."""
+    return Bounds(low, high)
 
 
 def bound(bounds: Bounds, count: int) -> tuple[int, list[str]]:

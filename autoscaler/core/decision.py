@@ -43,7 +43,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from autoscaler.core.bounds import bound, effective_bounds, limit, target_bound
 from autoscaler.core.cooldown import cooldown_left, last_action
@@ -79,7 +79,7 @@ class Outcome:
     memory: Memory
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # private, never changed once made; not frozen, as that costs
 class _Evaluated:
     """One check's result plus its reasons (None when the check failed).
 
@@ -533,14 +533,27 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     longest = max(windows.up, windows.down)
     up_rec = down_rec = recommendation
     kept: list[Recommendation] = []
-    for r in memory.recommendations:
-        age, count = now - r.at, r.count
-        if age < longest:
-            kept.append(r)
-            if count < up_rec and age < windows.up:
-                up_rec = count
-            if count > down_rec and age < windows.down:
-                down_rec = count
+    cutoffs = _cutoffs(now, longest, windows.up, windows.down)
+    if cutoffs is not None:
+        # `age < window` is `at > now - window`: one subtraction per window, not per record.
+        keep_after, up_after, down_after = cutoffs
+        for r in memory.recommendations:
+            at, count = r.at, r.count
+            if at > keep_after:
+                kept.append(r)
+                if count < up_rec and at > up_after:
+                    up_rec = count
+                if count > down_rec and at > down_after:
+                    down_rec = count
+    else:
+        for r in memory.recommendations:
+            age, count = now - r.at, r.count
+            if age < longest:
+                kept.append(r)
+                if count < up_rec and age < windows.up:
+                    up_rec = count
+                if count > down_rec and age < windows.down:
+                    down_rec = count
     stabilized = min(max(run.current, up_rec), down_rec)
     kept.append(Recommendation(at=now, count=recommendation))
     memory = replace(memory, recommendations=tuple(kept))
@@ -556,6 +569,20 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
         f" {seen} → {stabilized} instead of {recommendation}"
     )
     return stabilized, memory
+
+
+def _cutoffs(now: datetime, *windows: timedelta) -> tuple[datetime, ...] | None:
+    """`now - window` for each window, when comparing with them is exactly comparing ages
+    with the windows: `now` carries a fixed UTC offset (`datetime.timezone`, as every
+    instant the controller makes does), so that instants compare as the instants they are,
+    and the subtraction stays within datetime's range. None otherwise (the caller then
+    subtracts each record's time from `now`)."""
+    if type(now.tzinfo) is not timezone:
+        return None
+    try:
+        return tuple(now - window for window in windows)
+    except OverflowError:
+        return None
 
 
 # --- steps 5 to 7: bounds, cooldown, action ------------------------------------------------

@@ -65,8 +65,11 @@ def _quoted(text: str) -> str:
     return repr(text) if len(text) <= 40 else repr(text[:20] + "…")
 
 
+@lru_cache(maxsize=1024)
 def format_duration(value: timedelta) -> str:
-    """Render a timedelta back in Prometheus syntax (`0s` for zero)."""
+    """Render a timedelta back in Prometheus syntax (`0s` for zero).
+
+    Cached: reasons show the same few windows, cooldowns and leads in every decision."""
     ms = round(value.total_seconds() * 1000)
     if ms <= 0:
         return "0s"

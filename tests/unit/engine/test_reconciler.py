@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -576,3 +576,37 @@ def test_a_forecasts_reason_is_scrubbed_like_the_checks_error() -> None:
     (shown,) = scrubbed(Evaluation(decision=decision)).decision.checks
     assert shown.forecast is not None
     assert shown.forecast.reason == "history unavailable: echoed ***"
+
+
+def test_scrubbing_keeps_every_field_of_an_evaluation_and_sets_its_duration() -> None:
+    """`scrubbed` builds the evaluation it returns field by field (cheaper than `replace`):
+    every field, present and future, must come through, and a secret still be masked."""
+    token = "prom-token-9a1d-every-field"
+    redact.register(token)
+    decision = Decision(
+        policy="web",
+        target="aws-asg:web",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        current=1,
+        desired=2,
+        action=Action.UP,
+        dry_run=False,
+        reasons=("load: 9 / 4 per instance → 3", "limit up +1: 3 capped to 2"),
+        checks=(CheckResult(name="rps", query="q", value=9.0, desired=3, error=None),),
+    )
+    evaluation = Evaluation(
+        decision=decision,
+        error="scale failed",
+        error_kind="scale",
+        scaled=True,
+        status=TargetStatus(count=1),
+        duration=0.5,
+        query_seconds=(("rps", 0.01),),
+    )
+    assert set(Evaluation.__dataclass_fields__) == set(vars(evaluation))  # all set above
+    assert scrubbed(evaluation, duration=2.0) == replace(evaluation, duration=2.0)
+    assert scrubbed(evaluation) is evaluation
+    leaky = replace(evaluation, decision=replace(decision, reasons=(f"echo {token}",)))
+    assert scrubbed(leaky, duration=2.0) == replace(
+        leaky, decision=replace(decision, reasons=("echo ***",)), duration=2.0
+    )
