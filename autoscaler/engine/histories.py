@@ -69,6 +69,10 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+# A policy's checks with a query, by name, each with its forecast's lead (None: none).
+_Checks = dict[str, tuple[Check, timedelta | None]]
+
+
 class CheckHistories:
     """The forecast models and anomaly windows of every check, keyed by policy and check."""
 
@@ -77,6 +81,7 @@ class CheckHistories:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._sweeps = 0
+        self._last_plan: tuple[Policy, AnomalyGuard | None, _Checks] | None = None
 
     def enrich(
         self,
@@ -91,18 +96,18 @@ class CheckHistories:
         `learn=False` (a preview: `plan`, `?dry_run=true`) reads the histories without
         adding this evaluation to them, so a preview never changes what `run` decides.
         """
-        guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
-        checks = {c.name: c for c in policy.checks if c.query is not None}
-        if guard is None and not any(c.forecast is not None for c in checks.values()):
+        guard, checks = self._plan(policy)
+        if not checks:  # no check with a forecast, and no guard: nothing to attach
             return list(observations)
         at = now.timestamp()
         enriched: list[Observation] = []
         for observation in observations:
-            check = checks.get(observation.check)
-            if check is None or check.query is None:
+            planned = checks.get(observation.check)
+            if planned is None:
                 enriched.append(observation)
                 continue
-            entry = self._entry(policy, check, at)
+            check, lead = planned
+            entry = self._entry(policy, check, lead, at)
             with entry.lock:
                 enriched.append(
                     self._enrich(policy, check, entry, observation, at=at, learn=learn, guard=guard)
@@ -110,10 +115,29 @@ class CheckHistories:
         self._sweep(at)
         return enriched
 
-    def _entry(self, policy: Policy, check: Check, at: float) -> _Entry:
+    def _plan(self, policy: Policy) -> tuple[AnomalyGuard | None, _Checks]:
+        """The policy's anomaly guard (None when off) and its checks with a query, by name,
+        with their forecast's lead (no checks when neither the guard nor any forecast is
+        on: nothing to learn or attach).
+
+        Remembered for the policy object last seen (compared by identity, and kept alive
+        by the reference), since replays ask for the same policy thousands of times."""
+        last = self._last_plan
+        if last is not None and last[0] is policy:
+            return last[1], last[2]
+        guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
+        checks: _Checks = {}
+        if guard is not None or any(c.forecast is not None for c in policy.checks):
+            for c in policy.checks:
+                if c.query is not None:
+                    lead = policy.forecast_lead(c) if c.forecast is not None else None
+                    checks[c.name] = (c, lead)
+        self._last_plan = (policy, guard, checks)
+        return guard, checks
+
+    def _entry(self, policy: Policy, check: Check, lead: timedelta | None, at: float) -> _Entry:
         assert check.query is not None
         key = (policy.name, check.name)
-        lead = policy.forecast_lead(check) if check.forecast is not None else None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or not _same(entry, check, lead):
