@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, get_args
 
+from autoscaler.core.frozen import fast_init
+
 
 class Strategy(StrEnum):
     """How one check turns its value into a desired count: *the* list of strategies.
@@ -299,6 +301,7 @@ DEFAULT_PROVISIONING = timedelta(minutes=2)
 # --- observations and memory --------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TargetStatus:
     """What the target says right now.
@@ -321,6 +324,7 @@ class TargetStatus:
     last_scaled_at: datetime | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ForecastReading:
     """What a check's forecaster said at one evaluation: the value `lead` ahead, or why not.
@@ -361,6 +365,7 @@ class ForecastReading:
         )
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnomalyReading:
     """How plausible a check's value is against the values it read over the guard's window.
@@ -398,6 +403,7 @@ class AnomalyReading:
         )
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Observation:
     """The outcome of one check's query: a finite value, or an error saying why not.
@@ -412,6 +418,7 @@ class Observation:
     anomaly: AnomalyReading | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Recommendation:
     """A combined recommendation recorded at one evaluation, for stabilization windows."""
@@ -420,6 +427,7 @@ class Recommendation:
     count: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Memory:
     """What the decision core remembers about one policy between evaluations."""
@@ -435,6 +443,7 @@ class Memory:
 # --- decisions ----------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CheckResult:
     """One check as evaluated: its query, value and desired count, or its error."""
@@ -473,6 +482,7 @@ class CheckResult:
         )
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Decision:
     """The outcome of one evaluation of one policy, with a reason for every step that mattered."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from autoscaler.core import decision as core
+from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
     Action,
     Check,
@@ -49,6 +50,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class Evaluation:
     """A decision plus what the caller needs to report on it.

@@ -1,0 +1,106 @@
+"""`fast_init` builds exactly what the frozen dataclass's own constructor builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+from dataclasses import InitVar, dataclass, field
+
+import pytest
+
+from autoscaler.core import decision, model, strategies
+from autoscaler.core.frozen import fast_init
+from autoscaler.engine import reconciler
+
+SPED_UP = [
+    cls
+    for module in (model, strategies, decision, reconciler)
+    for cls in vars(module).values()
+    if isinstance(cls, type) and hasattr(cls.__init__, "dataclass_init")
+]
+
+
+def test_the_classes_every_evaluation_builds_are_sped_up() -> None:
+    names = {cls.__name__ for cls in SPED_UP}
+    assert {"Decision", "CheckResult", "Observation", "Memory", "Evaluation"} <= names
+
+
+@pytest.mark.parametrize("cls", SPED_UP, ids=lambda cls: cls.__name__)
+def test_a_sped_up_constructor_has_the_same_signature_and_sets_the_same_fields(
+    cls: type,
+) -> None:
+    original = cls.__init__.dataclass_init
+    shape = [(p.name, p.kind, p.default) for p in inspect.signature(original).parameters.values()]
+    assert [
+        (p.name, p.kind, p.default) for p in inspect.signature(cls.__init__).parameters.values()
+    ] == shape
+    fields = dataclasses.fields(cls)
+    # Only the required fields, then every field: defaults and given values both come through.
+    for given in (
+        {f.name for f in fields if f.default is dataclasses.MISSING},
+        {f.name for f in fields},
+    ):
+        values = {name: object() for name in given}
+        fast = cls(**values)
+        slow = object.__new__(cls)
+        original(slow, **values)
+        assert [getattr(fast, f.name) for f in fields] == [getattr(slow, f.name) for f in fields]
+        assert fast == slow and repr(fast) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.__setattr__(fields[0].name, 1)
+
+
+def test_a_sped_up_instance_pickles_as_before() -> None:
+    status = model.TargetStatus(count=3, ready=False, not_ready_reason="refresh")
+    assert pickle.loads(pickle.dumps(status)) == status
+    assert hash(status) == hash(
+        model.TargetStatus(count=3, ready=False, not_ready_reason="refresh")
+    )
+
+
+def test_what_fast_init_cannot_reproduce_is_refused_at_import() -> None:
+    @dataclass
+    class Mutable:
+        x: int
+
+    @dataclass(frozen=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    @dataclass(frozen=True)
+    class Factory:
+        x: list[int] = field(default_factory=list)
+
+    @dataclass(frozen=True)
+    class Hidden:
+        x: int
+        y: int = field(default=0, init=False)
+
+    @dataclass(frozen=True)
+    class WithInitVar:
+        x: int
+        scale: InitVar[int] = 1
+
+    for cls in (Mutable, Checked, Factory, Hidden, WithInitVar):
+        with pytest.raises(TypeError):
+            fast_init(cls)
+
+
+def test_a_class_with_slots_keeps_them() -> None:
+    @fast_init
+    @dataclass(frozen=True, kw_only=True, slots=True)
+    class Slotted:
+        x: int
+        y: str = "y"
+
+    made = Slotted(x=1)
+    assert (made.x, made.y) == (1, "y")
+    assert not hasattr(made, "__dict__")
+    assert made == Slotted(x=1, y="y")
+    assert hash(made) == hash(Slotted(x=1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.__setattr__("x", 2)
