@@ -223,8 +223,18 @@ class SeasonalModel:
 
     def _profile(self, season: _Season, bucket: int) -> float:
         """Median of the same phase in the last `periods` periods before `bucket` (NaN: none)."""
-        seen = [self._value(bucket - k * season.buckets) for k in range(1, season.periods + 1)]
-        values = sorted(v for v in seen if not math.isnan(v))
+        # `_value` of each bucket, inlined: this runs several times per completed bucket.
+        last, first, values_kept = self._last, self._first, self._values
+        size = len(values_kept)
+        values = []
+        if last is not None and first is not None:
+            for k in range(1, season.periods + 1):
+                b = bucket - k * season.buckets
+                if first <= b <= last and last - b < size:
+                    v = values_kept[b % size]
+                    if not math.isnan(v):
+                        values.append(v)
+        values.sort()
         if not values:
             return _NAN
         middle = len(values) // 2

@@ -10,10 +10,12 @@ copies into the decision, so users can see how each number came about.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import Change, Check, Step, Strategy
 from autoscaler.core.ranges import MAX_COUNT
 
@@ -22,6 +24,7 @@ from autoscaler.core.ranges import MAX_COUNT
 _EPSILON = 1e-9
 
 
+@fast_init
 @dataclass(frozen=True)
 class StrategyResult:
     """The count one check asks for, and a short human-readable reason."""
@@ -97,13 +100,13 @@ def fmt_number(x: float) -> str:
 
 def _target_value(check: Check, value: float, current: int) -> StrategyResult:
     target = _positive_target(check)
-    shown = f"{check.name}: {fmt_number(value)} / {fmt_number(target)}"
+    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)}"
     ratio = value / target
     if current == 0:
         count = ceil_count(ratio)
         return StrategyResult(count, f"{shown} from 0 → {count}")
     if abs(ratio - 1) <= check.tolerance + _EPSILON:
-        tolerance = f"±{fmt_number(check.tolerance * 100)}%"
+        tolerance = f"±{_setting(check.tolerance * 100)}%"
         return StrategyResult(current, f"{shown} within tolerance {tolerance} → {current}")
     count = ceil_count(current * ratio)
     return StrategyResult(count, f"{shown} → {count}")
@@ -111,13 +114,13 @@ def _target_value(check: Check, value: float, current: int) -> StrategyResult:
 
 def _per_instance(check: Check, value: float, current: int) -> StrategyResult:
     target = _positive_target(check)
-    shown = f"{check.name}: {fmt_number(value)} / {fmt_number(target)} per instance"
+    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)} per instance"
     # The dead band (extension): no change while the current count carries the value within
     # the tolerance of its target, as target-value does; from 0 there is nothing to compare.
     if current > 0 and check.tolerance > 0:
         ratio = value / (target * current)
         if abs(ratio - 1) <= check.tolerance + _EPSILON:
-            tolerance = f"±{fmt_number(check.tolerance * 100)}%"
+            tolerance = f"±{_setting(check.tolerance * 100)}%"
             return StrategyResult(current, f"{shown} within tolerance {tolerance} → {current}")
     count = ceil_count(value / target)
     return StrategyResult(count, f"{shown} → {count}")
@@ -191,6 +194,13 @@ def _condition(step: Step) -> str:
     if step.below is not None:
         parts.append(f"< {fmt_number(step.below)}")
     return " and ".join(parts) or "always"
+
+
+@functools.lru_cache(maxsize=1024)
+def _setting(x: float) -> str:
+    """`fmt_number` of a policy's setting (a target, a tolerance), which every evaluation
+    of the check shows again: computed once."""
+    return fmt_number(x)
 
 
 def _positive_target(check: Check) -> float:

@@ -315,12 +315,16 @@ def _run(
     count = result.start_count
     low = high = count
     hours_per_step = grid.step.total_seconds() / 3600
+    statuses: dict[int, TargetStatus] = {}  # immutable: one per count is enough
     for index, now in _instants(grid):
         values: dict[str, Value] = {name: history.value(index) for name, history in checks}
         recorded = _recorded(counts, index)
         if rescaled:
             _rescale(values, rescaled, recorded, count)
-        evaluation = replay.evaluate(now, values, TargetStatus(count=count))
+        status = statuses.get(count)
+        if status is None:
+            status = statuses[count] = TargetStatus(count=count)
+        evaluation = replay.evaluate(now, values, status)
         decision = evaluation.decision
         if evaluation.scaled and decision.desired is not None:
             result.changes.append(Change(now, count, decision.desired, decision.reasons))

@@ -19,8 +19,11 @@ class MemoryStateStore:
         key, memory = self._memory.get(policy, (target_key, Memory()))
         if key != target_key:
             memory = Memory()
+        last = self._targets.get(target_key)
+        if memory.last_scaled_at is last:
+            return memory  # immutable, and already what the copy below would be
         return Memory(
-            last_scaled_at=self._targets.get(target_key),
+            last_scaled_at=last,
             recommendations=memory.recommendations,
             missing_data_streak=memory.missing_data_streak,
             missing_data_since=memory.missing_data_since,

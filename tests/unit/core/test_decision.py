@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -763,3 +764,41 @@ def test_unavailable_holds_with_the_reason_and_unevaluated_checks() -> None:
 def test_unavailable_keeps_a_known_count() -> None:
     decision = unavailable(make_policy(), now=NOW, reason="evaluation failed", current=4)
     assert (decision.current, decision.desired, decision.dry_run) == (4, 4, False)
+
+
+def test_stabilization_keeps_every_other_field_of_the_memory() -> None:
+    # `_stabilize` builds the new memory field by field: a field added to Memory must be
+    # added there too, or it would be lost at every evaluation.
+    assert set(Memory.__dataclass_fields__) == {
+        "last_scaled_at",
+        "recommendations",
+        "missing_data_streak",
+        "missing_data_since",
+    }
+    memory = replace(history((timedelta(minutes=1), 12)), last_scaled_at=NOW - timedelta(hours=1))
+    outcome = run(make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 0.05), memory=memory)
+    assert outcome.memory.last_scaled_at == memory.last_scaled_at
+    assert [r.count for r in outcome.memory.recommendations] == [12, 1]
+
+
+@pytest.mark.parametrize(
+    "zone", [UTC, ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")], ids=str
+)
+def test_stabilization_windows_are_the_same_in_any_time_zone(zone: tzinfo) -> None:
+    # UTC instants take a shortcut (one cutoff per window); others subtract per record.
+    local = NOW.astimezone(zone)
+    pairs = [(timedelta(minutes=5), 20), (timedelta(minutes=4, seconds=59), 9), (timedelta(0), 3)]
+    memory = Memory(
+        recommendations=tuple(
+            Recommendation(at=(NOW - a).astimezone(zone), count=c) for a, c in pairs
+        )
+    )
+    outcome = run(
+        make_policy(stabilization=FIVE_MIN_DOWN),
+        ok(LATENCY, 0.05),
+        current=10,
+        memory=memory,
+        now=local,
+    )
+    assert outcome.decision.desired == 9
+    assert [r.count for r in outcome.memory.recommendations] == [9, 3, 2]
