@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import Cooldown
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class CooldownLeft:
     """Time left before a scale-up and before a scale-down (zero when free to act)."""
