@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -30,7 +31,8 @@ Labels = tuple[str, ...]
 
 
 class _Family(Collector):
-    """One metric family: its name, HELP text and label names, registered in `registry`."""
+    """One metric family: its name, HELP text and label names, registered in `registry`,
+    and its series (label values -> what `collect` turns into samples) under one lock."""
 
     def __init__(
         self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
@@ -39,45 +41,8 @@ class _Family(Collector):
         self.documentation = documentation
         self.labels = list(labels)
         self._lock = threading.Lock()
+        self._values: dict[Labels, Any] = {}
         registry.register(self)
-
-
-class CounterFamily(_Family):
-    """A counter per label values; like a `Counter`, exposed as `NAME_total`."""
-
-    def __init__(
-        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        self._values: dict[Labels, float] = {}
-        super().__init__(name, documentation, labels, registry)
-
-    def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        """Add `amount` to the series of `labels` (created at 0)."""
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        with self._lock:
-            values = list(self._values.items())
-        for labels, value in values:
-            family.add_metric(labels, value)
-        yield family
-
-
-class GaugeFamily(_Family):
-    """A gauge per label values, which a reload can remove."""
-
-    def __init__(
-        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        self._values: dict[Labels, float] = {}
-        super().__init__(name, documentation, labels, registry)
-
-    def set(self, labels: Labels, value: float) -> None:
-        """Set the series of `labels` to `value`."""
-        with self._lock:
-            self._values[labels] = float(value)
 
     def remove(self, labels: Labels) -> None:
         """Drop the series of `labels`, if any."""
@@ -89,13 +54,42 @@ class GaugeFamily(_Family):
         with self._lock:
             return frozenset(self._values)
 
+
+class _NumberFamily(_Family):
+    """A family of one number per series, exposed as `metric_family` builds it."""
+
+    metric_family: Callable[..., CounterMetricFamily | GaugeMetricFamily]
+
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        family = self.metric_family(self.name, self.documentation, labels=self.labels)
         with self._lock:
             values = list(self._values.items())
         for labels, value in values:
             family.add_metric(labels, value)
         yield family
+
+
+class CounterFamily(_NumberFamily):
+    """A counter per label values; like a `Counter`, exposed as `NAME_total`. Nothing
+    calls `remove` on one: counters outlive reloads."""
+
+    metric_family = CounterMetricFamily
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        """Add `amount` to the series of `labels` (created at 0)."""
+        with self._lock:
+            self._values[labels] = self._values.get(labels, 0.0) + amount
+
+
+class GaugeFamily(_NumberFamily):
+    """A gauge per label values, which a reload can remove."""
+
+    metric_family = GaugeMetricFamily
+
+    def set(self, labels: Labels, value: float) -> None:
+        """Set the series of `labels` to `value`."""
+        with self._lock:
+            self._values[labels] = float(value)
 
 
 class HistogramFamily(_Family):
@@ -112,8 +106,8 @@ class HistogramFamily(_Family):
     ) -> None:
         self._bounds = [float(b) for b in buckets] + [math.inf]
         self._names = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        # label values -> [sum, count of bucket 0, ..., count of +Inf]: not cumulative.
-        self._values: dict[Labels, list[float]] = {}
+        # `_values`: label values -> [sum, count of bucket 0, ..., count of +Inf], not
+        # cumulative.
         super().__init__(name, documentation, labels, registry)
 
     def observe(self, labels: Labels, amount: float) -> None:
@@ -125,16 +119,6 @@ class HistogramFamily(_Family):
             counts[0] += amount
             if not math.isnan(amount):  # fits no bucket, as `amount <= bound` says
                 counts[1 + bisect_left(self._bounds, amount)] += 1
-
-    def remove(self, labels: Labels) -> None:
-        """Drop the series of `labels`, if any."""
-        with self._lock:
-            self._values.pop(labels, None)
-
-    def series(self) -> frozenset[Labels]:
-        """The label values of every series."""
-        with self._lock:
-            return frozenset(self._values)
 
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
