@@ -88,3 +88,15 @@ class Claims:
         self._names[item.policy.name] = item
         if self._check_targets and item.policy.enabled:
             self._targets.setdefault(item.policy.target.identity, []).append(item)
+
+
+def files_first(
+    policies: Iterable[model.Policy], newcomers: Iterable[Located], problems: list[Problem]
+) -> list[model.Policy]:
+    """`policies` (read from files, which win), then each newcomer that can join (a
+    discovered target); a newcomer's conflict is added to `problems` instead."""
+    claims = Claims()
+    kept = list(policies)
+    for policy in kept:
+        claims.claim(Located(policy, policy.source.line))
+    return kept + claims.admit(newcomers, problems)

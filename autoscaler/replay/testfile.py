@@ -26,7 +26,7 @@ values as their own series):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Action, Policy
 from autoscaler.errors import Problem, TestFileError
-from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.expansion import expand as expand_template
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.problems import field_name
@@ -180,21 +180,19 @@ class _Reader:
         self.problems.extend(result.problems)
         if result.problems:
             return None
-        policies = list(result.policies)
-        if result.templates and found:
-            # Files first, then each template's targets, as discovery adds them in `run`.
-            claims = Claims()
-            for policy in policies:
-                claims.claim(Located(policy, policy.source.line))
+
+        def newcomers() -> Iterator[Located]:
+            """Each template's targets, as discovery adds them in `run`."""
             for template in result.templates:
                 for target in found:
-                    if not template.matches(target):
-                        continue
-                    expanded = expand_template(template, target)
-                    if isinstance(expanded, Located):
-                        policies += claims.admit([expanded], self.problems)
-                    else:
-                        self.problems.extend(expanded)
+                    if template.matches(target):
+                        expanded = expand_template(template, target)
+                        if isinstance(expanded, Located):
+                            yield expanded
+                        else:
+                            self.problems.extend(expanded)
+
+        policies = files_first(result.policies, newcomers(), self.problems)
         if not policies:
             self.problem(where, "the policy files hold no policy")
             return None

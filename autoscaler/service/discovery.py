@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from autoscaler.config.connections import Settings
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
 from autoscaler.core.model import Policy
 from autoscaler.errors import AutoscalerError, Problem
-from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.expansion import expand
 from autoscaler.policy.loader import FileLoad, LoadResult, load_data
 from autoscaler.policy.nomad_autoscaler import blocks, policy_from_nomad, policy_name
@@ -406,11 +406,10 @@ def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Poli
     with one policy per name and per target: files first, then discovered in order."""
     discovery.read_once(result.templates)
     loads, problems = discovery(result.templates)
-    claims = Claims()
-    for policy in result.policies:
-        claims.claim(Located(policy, policy.source.line))
-    policies = list(result.policies)
-    for load in loads:
-        problems.extend(load.problems)
-        policies += claims.admit(load.policies, problems)
-    return policies, problems
+
+    def newcomers() -> Iterator[Located]:
+        for load in loads:
+            problems.extend(load.problems)
+            yield from load.policies
+
+    return files_first(result.policies, newcomers(), problems), problems
