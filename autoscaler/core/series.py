@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from autoscaler.errors import QueryError
 
@@ -109,3 +110,19 @@ def _promql_text(value: str) -> str:
     `$` doubled (it would start a capture group reference), backslash and quote escaped."""
     value = value.replace("$", "$$")
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Labelled(Protocol):
+    @property
+    def labels(self) -> Labels: ...
+
+
+_S = TypeVar("_S", bound=_Labelled)
+
+
+def matching(series: Sequence[_S], select: Select) -> list[_S]:
+    """The series whose labels include every pair of `select` (all of them for `()`): a
+    template target's own series of a grouped range query."""
+    if not select:
+        return list(series)
+    return [s for s in series if all(s.labels.get(name) == value for name, value in select)]

@@ -38,7 +38,7 @@ from autoscaler.core.model import (
     Policy,
 )
 from autoscaler.core.ports import RangeSource
-from autoscaler.core.series import own_series
+from autoscaler.core.series import matching, own_series
 from autoscaler.errors import QueryError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -268,9 +268,7 @@ class CheckHistories:
             entry.next_try = at + RETRY_AFTER.total_seconds()
             log.exception("reading the history of %r failed", promql)
             return None
-        if entry.select:
-            wanted = entry.select
-            series = [s for s in series if all(s.labels.get(k) == v for k, v in wanted)]
+        series = matching(series, entry.select)  # narrowed by Prometheus already
         if len(series) > 1:
             among = " with " + _labels(entry.select) if entry.select else ""
             entry.history_error = (

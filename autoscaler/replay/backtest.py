@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.adapters.sources.prometheus import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
+from autoscaler.core.series import Select, matching
 from autoscaler.errors import QueryError
 from autoscaler.replay.harness import Replay, Value
 from autoscaler.replay.history import (
@@ -31,9 +32,7 @@ from autoscaler.replay.history import (
     History,
     HistoryFetcher,
     RangeSource,
-    Select,
     StoredHistory,
-    matching,
 )
 from autoscaler.replay.results import (
     Backtest,

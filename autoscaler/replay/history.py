@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.core.series import Select, matching
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.replay.harness import Value
 
@@ -62,16 +63,6 @@ class Grid:
     @property
     def last(self) -> datetime:
         return self.at(self.count - 1)
-
-
-Select = tuple[tuple[str, str], ...]  # a target's (label, value) pairs in a grouped query
-
-
-def matching(series: Sequence[RangeSeries], select: Select) -> list[RangeSeries]:
-    """The series whose labels include every pair of `select` (all of them for `()`)."""
-    if not select:
-        return list(series)
-    return [s for s in series if all(s.labels.get(name) == value for name, value in select)]
 
 
 class History:
