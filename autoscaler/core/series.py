@@ -47,7 +47,7 @@ class SeriesSet:
         names = tuple(name for name, _ in select)
         wanted = tuple(value for _, value in select)
         found = self._index(names).get(wanted, [])
-        shown = ", ".join(f"{name}={value!r}" for name, value in select)
+        shown = describe_select(select)
         if not found:
             raise QueryError(
                 f"no series with {shown} among the {len(self.series)} of the grouped query "
@@ -84,6 +84,11 @@ def _format(labels: Labels) -> str:
     name = labels.get("__name__", "")
     pairs = ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items()) if k != "__name__")
     return f"{name}{{{pairs}}}"
+
+
+def describe_select(select: Select) -> str:
+    """`job='web', group='api'`: a target's labels in a grouped answer, for messages."""
+    return ", ".join(f"{name}={value!r}" for name, value in select)
 
 
 def own_series(query: str, select: Select) -> str:

@@ -38,7 +38,7 @@ from autoscaler.core.model import (
     Policy,
 )
 from autoscaler.core.ports import RangeSource
-from autoscaler.core.series import matching, own_series
+from autoscaler.core.series import describe_select, matching, own_series
 from autoscaler.errors import QueryError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class CheckHistories:
             return None
         series = matching(series, entry.select)  # narrowed by Prometheus already
         if len(series) > 1:
-            among = " with " + _labels(entry.select) if entry.select else ""
+            among = " with " + describe_select(entry.select) if entry.select else ""
             entry.history_error = (
                 f"history unavailable: the query returned {len(series)} series{among} over "
                 "the range; a check needs exactly one"
@@ -298,10 +298,6 @@ def _learnable(anomaly: AnomalyReading | None, guard: AnomalyGuard | None) -> bo
     if anomaly is None or guard is None or not anomaly.implausible:
         return True
     return anomaly.streak >= guard.confirm
-
-
-def _labels(select: tuple[tuple[str, str], ...]) -> str:
-    return ", ".join(f"{name}={value!r}" for name, value in select)
 
 
 def range_source(source: object) -> RangeSource | None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
 from autoscaler.core.ports import RangeSource
-from autoscaler.core.series import SeriesSet
+from autoscaler.core.series import SeriesSet, describe_select
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.errors import QueryError
 
@@ -60,7 +60,7 @@ class _Source:
         if isinstance(value, str):
             raise QueryError(value)
         if value is None:
-            shown = ", ".join(f"{name}={label!r}" for name, label in select)
+            shown = describe_select(select)
             raise QueryError(f"no series with {shown} in the grouped query {promql!r} here")
         return SeriesSet(promql, [(dict(select), value)])
 

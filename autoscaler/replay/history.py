@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.adapters.sources.prometheus import RangeSeries
-from autoscaler.core.series import Select, matching
+from autoscaler.core.series import Select, describe_select, matching
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.replay.harness import Value
 
@@ -109,7 +109,7 @@ class History:
             return None
         several = f"{found}" if found < 255 else "255 or more"
         if self.select:
-            shown = ", ".join(f"{name}={value!r}" for name, value in self.select)
+            shown = describe_select(self.select)
             return (
                 f"{several} series match {shown} in the grouped query {self.promql!r}: "
                 "ambiguous; aggregate by the group_by labels (e.g. sum by (...)) so each "
