@@ -12,9 +12,10 @@ adds a reason:
 2. Checks: each check's value through its strategy (`strategies`). An error, a missing
    value or a non-finite one fails the check; it never counts as zero. With a forecast
    the strategy gets max(observed, forecast): a forecast never asks for less than the
-   observed value (`forecast_only`: shown, not used). With the anomaly guard, an
-   implausible value never scales in, and a large scale-out on it needs confirmation
-   (until then the check asks for what the largest plausible value needs).
+   observed value (`forecast_only`: shown, not used); with `noise_band`, a scale-out
+   within the forecast's recent error above the current count waits (`noise`). With the
+   anomaly guard, an implausible value never scales in, and a large scale-out on it needs
+   confirmation (until then the check asks for what the largest plausible value needs).
 3. Combine: the highest count any successful check asks for. A failed check blocks
    scale-down, even one that lowered bounds would force (5b/5c never scale in blind);
    so does an implausible value.
@@ -65,6 +66,7 @@ from autoscaler.core.model import (
     Recommendation,
     TargetStatus,
 )
+from autoscaler.core.noise import within_noise
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query
 from autoscaler.core.strategies import desired as strategy_desired
@@ -292,6 +294,8 @@ def _evaluate(
         notes.append(note)
     try:
         result = strategy_desired(check, used, current)
+        if forecast is not None and current and used is not None:  # extension: `noise`
+            result = within_noise(check, used, current, forecast, result)
         count, reason, blocks = result.count, result.reason, None
         # Without the current count (a preview) nothing is capped relative to it.
         if (

@@ -143,6 +143,8 @@ class ForecastSettings:
     (the median of the same phase in the last periods) plus the recent level, and uses the
     season whose forecasts had the smallest recent error. `lead` None means the policy's
     provisioning time plus its interval. `only`: expose the forecast, never act on it.
+    `noise_band` (0: off): a scale-out waits while the value is within the forecast's
+    recent error, at most this ratio, above what the current count carries (`core.noise`).
     """
 
     lead: timedelta | None = None
@@ -152,6 +154,7 @@ class ForecastSettings:
     min_history: timedelta = timedelta(days=1)
     max_error: float = 0.5
     only: bool = False
+    noise_band: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -456,6 +456,7 @@ def _to_forecast(f: ForecastModel | None) -> model.ForecastSettings | None:
         min_history=parse_duration(f.min_history),
         max_error=f.max_error,
         only=f.forecast_only,
+        noise_band=f.noise_band,
     )
 
 

@@ -250,6 +250,13 @@ class ForecastModel(_Strict):
     forecast_only: bool = Field(
         False, description="true: compute and show the forecast, never act on it."
     )
+    noise_band: float = Field(
+        0.0,
+        ge=0,
+        lt=1,  # 1 or more: a scale-out would wait until the value doubled
+        description="Extension: a scale-out waits while the value is within the forecast's "
+        "recent error, at most this ratio, above what the current count carries (0: off).",
+    )
 
 
 _FORECAST = Field(None, description="Extension: forecast the value (see `forecast`).")

@@ -34,7 +34,8 @@ checks:
     # req/s one instance should carry: capacity {capacity} × target utilization {utilization}
     target: {target}
     tolerance: {tolerance:<12} # no change while within {tolerance_percent} % of the target
-    forecast: {{}}            # act on max(observed, its forecast provisioning + 15s ahead)
+    forecast:               # act on max(observed, its forecast provisioning + 15s ahead)
+      noise_band: {noise_band:<9} # no scale-out within the forecast's error, ≤ {noise_percent} %
 cooldown:
   up: 0s                    # per-instance asks for what the load needs: no need to wait
   down: 0s                  # the stabilization window below paces scale-in
@@ -46,6 +47,9 @@ stabilization:
 # Chosen on the first half of each shared trace (`python -m bench --half 1`); see the
 # README's Development section for the numbers on the second halves.
 TOLERANCE = 0.05
+# A scale-out waits while the value is within the forecast's recent error above the
+# current count's target, at most this (`core.noise`; README: what else was tried).
+NOISE_BAND = 0.25
 DOWN_WINDOW = "5m"
 DOWN_WORDS = "5 minutes"
 
@@ -77,6 +81,8 @@ def recommended_yaml(
         provisioning=format_duration(timedelta(seconds=provisioning)),
         tolerance=_number(TOLERANCE),
         tolerance_percent=_number(TOLERANCE * 100),
+        noise_band=_number(NOISE_BAND),
+        noise_percent=_number(NOISE_BAND * 100),
         down=DOWN_WINDOW,
         down_words=DOWN_WORDS,
     )

@@ -1166,10 +1166,47 @@ def test_forecast_guard_and_provisioning_load_with_their_defaults() -> None:
         min_history=timedelta(days=1),
         max_error=0.5,
         only=True,
+        noise_band=0.0,
     )
     assert loaded.provisioning == timedelta(minutes=3)
     assert loaded.anomaly == model.AnomalyGuard(z=6.0)
     assert loaded.forecast_lead(rps) == timedelta(minutes=3, seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("band", "problem"),
+    [
+        pytest.param("0.25", None, id="a ratio below 1"),
+        pytest.param("0", None, id="off"),
+        pytest.param("1", "must be < 1", id="1 or more"),
+        pytest.param("-0.1", "must be >= 0", id="negative"),
+    ],
+)
+def test_a_forecasts_noise_band_is_a_ratio_from_0_to_below_1(
+    band: str, problem: str | None
+) -> None:
+    text = (
+        "name: web\n"
+        "target: {type: aws-asg, asg: web}\n"
+        "min: 1\n"
+        "max: 10\n"
+        "checks:\n"
+        "  - name: rps\n"
+        "    strategy: per-instance\n"
+        "    query: sum(rate(http_requests_total[1m]))\n"
+        "    target: 70\n"
+        f"    forecast: {{noise_band: {band}}}\n"
+    )
+    if problem is None:
+        (loaded,) = load_text(text, FILE)
+        (rps,) = loaded.checks
+        assert rps.forecast is not None
+        assert rps.forecast.noise_band == float(band)
+        return
+    with pytest.raises(PolicyError) as raised:
+        load_text(text, FILE)
+    assert "checks[0].forecast.noise_band" in str(raised.value)
+    assert problem in str(raised.value)
 
 
 def test_without_forecast_guard_or_provisioning_a_policy_means_what_it_did() -> None:
