@@ -5,7 +5,9 @@ synthetic trace (a daily wave, bursts, a dip) are simulated after two days of re
 history, so the forecasts learn and act: the recommended policy, and a policy with
 cooldowns, stabilization, limits, three strategies, a forecast and the anomaly guard,
 beside the HPA baseline. The digest was taken with the code before the speed-up (main at
-b3da97b) and is equal after it. `python -m bench.golden_simulate` checks the same on the
+b3da97b) and is equal after it; it was taken again when the recommended policy gained
+`forecast.noise_band` (issue 11: the recommended run's actions change, the guarded policy's
+and the HPA's do not). `python -m bench.golden_simulate` checks the same on the
 shared public traces. If the digest changes, the behaviour changed: print the actions with
 `python -m tests.unit.replay.test_golden_simulate`.
 """
@@ -23,7 +25,7 @@ from autoscaler.replay.recommended import recommended_policy
 from autoscaler.replay.simulate import Recorded, Setup, simulate
 from autoscaler.replay.trace import Trace
 
-GOLDEN = "27680f60bff1609c591f7ef63a558641c664e4d7af3b4c968b651a965f139800"
+GOLDEN = "6f3cd59ef6b8b51e9a6ae0666f5c16d90ddf1e6ea476a4c00692226162d4353b"
 
 DAY = 86400.0
 GUARDED = """\
