@@ -53,10 +53,12 @@ class Settings:
 
         return PrometheusSource(self.prometheus)
 
-    def targets(self) -> TargetFactory:
+    def targets(self, *, watch: bool = False) -> TargetFactory:
+        """The target factory; `watch` (the service) follows Nomad's job events so a steady
+        Nomad target is not read at every evaluation (`adapters.targets.nomad_watch`)."""
         from autoscaler.adapters.targets import TargetFactory  # noqa: PLC0415
 
-        return TargetFactory(nomad=self.nomad)
+        return TargetFactory(nomad=self.nomad, watch_nomad=watch)
 
 
 NOMAD_SCALING_POLICIES = Option(

@@ -28,6 +28,7 @@ from types import FrameType
 from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
+from autoscaler.adapters.targets import TargetFactory
 from autoscaler.api.http import HttpServer, create_app
 from autoscaler.api.listen import parse_listen
 from autoscaler.config.connections import Settings
@@ -110,15 +111,19 @@ def _reconciler(
     state: StateStore,
     leadership: Leadership | None,
     prometheus: object,
+    *,
+    targets: TargetFactory | None = None,
 ) -> Reconciler:
     """The reconciler; with `leadership`, on the database's clock and fenced by the lease.
-    `prometheus` answers the range queries forecasts read their history with."""
+    `prometheus` answers the range queries forecasts read their history with; `targets`
+    builds the targets (default: `settings`' factory, reading every status)."""
     history = range_source(prometheus)
+    targets = settings.targets() if targets is None else targets
     if leadership is None:
-        return Reconciler(source=source, targets=settings.targets(), state=state, history=history)
+        return Reconciler(source=source, targets=targets, state=state, history=history)
     return Reconciler(
         source=source,
-        targets=settings.targets(),
+        targets=targets,
         state=state,
         clock=leadership.clock,
         fence=leadership.fence,
@@ -142,10 +147,11 @@ def _hand_over(leadership: Leadership, state: StateStore) -> None:
 
 def _controller(
     config: ServiceConfig, settings: Settings, state: StateStore, leadership: Leadership | None
-) -> tuple[Controller, CoalescingSource, Discovery]:
-    """The controller and its parts, with their metrics; the source and the discovery
-    watchers to close at the end."""
+) -> tuple[Controller, CoalescingSource, Discovery, TargetFactory]:
+    """The controller and its parts, with their metrics; the source, the discovery
+    watchers and the targets (their Nomad job event streams) to close at the end."""
     telemetry = Telemetry()
+    targets = settings.targets(watch=True)
     prometheus = settings.source()
     source = CoalescingSource(prometheus)
     telemetry.watch_queries(lambda: (source.sent, source.shared))
@@ -161,7 +167,7 @@ def _controller(
     controller = Controller(
         registry=PolicyRegistry(config.paths, discover=discovery),
         # Forecasts read their history from Prometheus itself: range queries are not coalesced.
-        reconciler=_reconciler(source, settings, state, leadership, prometheus),
+        reconciler=_reconciler(source, settings, state, leadership, prometheus, targets=targets),
         state=state,
         source=source,
         telemetry=telemetry,
@@ -173,7 +179,7 @@ def _controller(
     )
     if leadership is not None:
         leadership.subscribe(on_leading=controller.scheduler.wake)  # dispatch at once
-    return controller, source, discovery
+    return controller, source, discovery, targets
 
 
 def run_service(
@@ -192,7 +198,7 @@ def run_service(
     token = read_token(config.api_token_file)
     if config.listen:
         check_exposure(config.listen, token, insecure=config.insecure_no_auth)
-    controller, source, discovery = _controller(config, settings, state, leadership)
+    controller, source, discovery, targets = _controller(config, settings, state, leadership)
     http = None
     if config.listen:
         app = create_app(
@@ -253,6 +259,7 @@ def run_service(
         if http is not None:
             http.stop(timeout=3)
         source.close()
+        targets.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped")

@@ -15,12 +15,19 @@ itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint
     GET  /v1/job/:id/deployment     read-job             JSON null when there is none
     GET  /v1/scaling/policies       list-scaling-policies  ?namespace= (`*` = all), ?job=, ?type=
     GET  /v1/scaling/policy/:id     read-scaling-policy  404 "scaling policy not found"
+    GET  /v1/event/stream           read-job (per namespace; `*` needs a `*` rule)
+         ?topic=Job:* (or Job:<id>, *:*), ?namespace=, ?index=: newline-delimited JSON,
+         chunked, `{"Index": N, "Events": [...]}` per change and `{}` as a heartbeat
 
 Jobs carry `Meta` (job and group), and groups a `scaling` block with its `policy` map as
 Nomad stores it (blocks as lists of `{label: [body]}`), listed by the scaling endpoints
 with Nomad's payloads (`ScalingPolicyListStub`, `ScalingPolicy`). The two lists answer
 blocking queries: with `?index=N`, the request waits (up to `?wait=`, default 5m) until
-the state's index passes N; every answer carries `X-Nomad-Index`.
+the state's index passes N; every answer carries `X-Nomad-Index`. Registering, scaling
+and purging a job publish a `Job` event (`JobRegistered`, `JobDeregistered`, with the job
+as payload) on the event stream, which keeps the last 100 events for `?index=` and sends a
+heartbeat every `event_heartbeat` seconds (Nomad: 10 s); tests can drop every open stream
+(`drop_event_streams`), make streams silent, or refuse them (`event_stream_refusal`).
 
 Every request may carry `namespace` (default "default") and `region` (default "global";
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
@@ -139,6 +146,7 @@ class NomadApiStandIn:
         self._thread.start()
 
     def stop(self) -> None:
+        self.drop_event_streams()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -160,6 +168,14 @@ class NomadApiStandIn:
             # Groups left out of the scale status, as a Nomad older than 0.11 (no scaling
             # status per group) or a status read racing a job update would answer.
             self.scale_status_omits: set[str] = set()
+            # The event stream: recent events (oldest first), the heartbeat period, and the
+            # test controls (a refusal, silence, and a generation that ends open streams).
+            self._events: list[dict[str, Any]] = []
+            self.event_heartbeat = 10.0
+            self.event_streams_silent = False
+            self.event_stream_refusal: tuple[int, str] | None = None
+            self._stream_generation = getattr(self, "_stream_generation", 0) + 1
+            self._changed.notify_all()
 
     @property
     def env(self) -> dict[str, str]:
@@ -223,14 +239,15 @@ class NomadApiStandIn:
                 policies={g: dict(p) for g, p in (policies or {}).items()},
                 policies_enabled=policies_enabled,
             )
+            self._publish(self._jobs[(region, namespace, job_id)], "JobRegistered", index)
 
     def deregister_job(
         self, job_id: str, namespace: str = "default", region: str = DEFAULT_REGION
     ) -> None:
         """Remove (purge) a job, as `nomad job stop -purge` would."""
         with self._lock:
-            del self._jobs[(region, namespace, job_id)]
-            self._next_index()
+            job = self._jobs.pop((region, namespace, job_id))
+            self._publish(job, "JobDeregistered")
 
     def set_deployment(
         self,
@@ -282,6 +299,12 @@ class NomadApiStandIn:
         """Wait `seconds` before answering each of the next `n` requests (for timeouts)."""
         with self._lock:
             self._delays.extend([seconds] * n)
+
+    def drop_event_streams(self) -> None:
+        """End every open event stream (as a Nomad server restart or a proxy would)."""
+        with self._lock:
+            self._stream_generation += 1
+            self._changed.notify_all()
 
     def enable_acl(self, tokens: Mapping[str, Mapping[str, Iterable[str]]]) -> None:
         """Require tokens: secret → {namespace (or "*"): capabilities}."""
@@ -354,6 +377,91 @@ class NomadApiStandIn:
 
     def _job(self, job_id: str, namespace: str, region: str) -> _Job:
         return self._jobs[(region, namespace, job_id)]
+
+    def _publish(self, job: _Job, kind: str, index: int | None = None) -> None:
+        """A `Job` event about `job`, as Nomad's event broker publishes it: at the index of
+        the change that made it (a new one when None)."""
+        index = self._next_index() if index is None else index
+        self._changed.notify_all()
+        self._events.append(
+            {
+                "Topic": "Job",
+                "Type": kind,
+                "Key": job.id,
+                "Namespace": job.namespace,
+                "FilterKeys": None,
+                "Index": index,
+                "Payload": {"Job": _job_json(job)},
+                "_region": job.region,  # for filtering here; removed before sending
+            }
+        )
+        del self._events[:-100]  # Nomad's event buffer keeps the last events only
+
+    def serve_events(self, handler: _Handler, request: RecordedRequest) -> None:
+        """GET /v1/event/stream: the matching events after `?index=`, then each new one as
+        it is published, with a heartbeat `{}` every `event_heartbeat` seconds of quiet."""
+        with self._lock:
+            if self.record_requests:
+                self.requests.append(request)
+            try:
+                if self.event_stream_refusal is not None:
+                    raise _ApiError(*self.event_stream_refusal)
+                region = request.query.get("region") or DEFAULT_REGION
+                if region not in self.regions:
+                    raise _ApiError(500, "No path to region")
+                namespace = request.query.get("namespace") or "default"
+                self._authorize(request, namespace, "read-job")
+                topic, _, key = (request.query.get("topic") or "*:*").partition(":")
+                last = int(request.query.get("index") or 0)
+            except _ApiError as exc:
+                handler._send(exc.status, exc.text.encode(), "text/plain; charset=utf-8")
+                return
+            generation = self._stream_generation
+
+        def wanted(event: Mapping[str, Any]) -> bool:
+            return (
+                event["Index"] > last
+                and topic in ("*", event["Topic"])
+                and key in ("", "*", event["Key"])
+                and namespace in ("*", event["Namespace"])
+                and event["_region"] == region
+            )
+
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.close_connection = True
+        beat = time.monotonic() + self.event_heartbeat
+        try:
+            while True:
+                with self._changed:
+                    pending = [e for e in self._events if wanted(e)]
+                    while not pending and generation == self._stream_generation:
+                        left = beat - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._changed.wait(left)
+                        pending = [e for e in self._events if wanted(e)]
+                    if generation != self._stream_generation:
+                        handler.wfile.write(b"0\r\n\r\n")
+                        return
+                    silent = self.event_streams_silent
+                if pending:
+                    last = pending[-1]["Index"]
+                    events = [{k: v for k, v in e.items() if k != "_region"} for e in pending]
+                    line = json.dumps({"Index": last, "Events": events}) + "\n"
+                elif not silent:
+                    line = "{}\n"
+                else:
+                    line = ""
+                if line:
+                    data = line.encode()
+                    handler.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+                if not pending:
+                    beat = time.monotonic() + self.event_heartbeat
+        except OSError:
+            return  # the client went away
 
     def _new_deployment(self, job: _Job, status: str) -> str:
         index = self._next_index()
@@ -616,6 +724,7 @@ class NomadApiStandIn:
             job.version += 1
             job.modify_index = self._next_index()
             job.submit_time = time.time_ns()
+            self._publish(job, "JobRegistered", job.modify_index)
             reply["JobModifyIndex"] = job.modify_index
             if not (job.periodic or job.parameterized):
                 eval_id = str(uuid.uuid4())
@@ -843,6 +952,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
         )
+        if request.path == "/v1/event/stream" and request.method == "GET":
+            self.server.stand_in.serve_events(self, request)
+            return
         try:
             status, payload = self.server.stand_in.handle(request)
         except _ApiError as exc:

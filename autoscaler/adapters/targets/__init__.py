@@ -7,16 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import AsgTarget, NomadTarget, TargetRef
 from autoscaler.core.ports import ScalingTarget
 
 
 @dataclass
 class TargetFactory:
-    """Builds one adapter per target and reuses it, so clients and sessions are shared."""
+    """Builds one adapter per target and reuses it, so clients and sessions are shared.
+
+    `watch_nomad` (the service) gives Nomad targets the job event stream of their namespace
+    (one `JobWatch` per namespace and region, shared), so a steady target is not read
+    again at every evaluation; `close` stops those streams.
+    """
 
     nomad: NomadSettings = field(default_factory=NomadSettings.from_env)
+    watch_nomad: bool = False
     _cache: dict[str, ScalingTarget] = field(default_factory=dict)
+    _watches: dict[tuple[str, str | None], JobWatch] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, ref: TargetRef) -> ScalingTarget:
@@ -26,6 +34,36 @@ class TargetFactory:
                 found = self._build(ref)
                 self._cache[ref.key] = found
             return found
+
+    def close(self) -> None:
+        """Stop the job event streams (targets built later read every time)."""
+        with self._lock:
+            watches, self._watches = list(self._watches.values()), {}
+            self.watch_nomad = False
+        for watch in watches:
+            watch.close()
+
+    def nomad_watch(self, ref: NomadTarget) -> JobWatch | None:
+        """The shared event stream of `ref`'s namespace and region (None: not watching).
+        Called with the factory's lock held (from `_build`)."""
+        if not self.watch_nomad:
+            return None
+        settings = self.nomad
+        namespace = ref.namespace or settings.namespace or "default"
+        region = ref.region or settings.region
+        watch = self._watches.get((namespace, region))
+        if watch is None:
+            watch = JobWatch(
+                address=settings.address,
+                token=settings.token,
+                namespace=namespace,
+                region=region,
+                verify=settings.verify(),
+                cert=settings.cert(),
+                connect_timeout=settings.timeout,
+            )
+            self._watches[(namespace, region)] = watch
+        return watch
 
     def _build(self, ref: TargetRef) -> ScalingTarget:
         builder = BUILDERS.get(ref.type)
@@ -44,7 +82,7 @@ def _asg(factory: TargetFactory, ref: TargetRef) -> ScalingTarget:
 
 def _nomad(factory: TargetFactory, ref: TargetRef) -> ScalingTarget:
     assert isinstance(ref, NomadTarget)
-    return NomadScaler(ref, factory.nomad)
+    return NomadScaler(ref, factory.nomad, watch=factory.nomad_watch(ref))
 
 
 # One adapter per entry of `model.TARGET_KINDS`, by its tag (tests/unit/test_registries.py).

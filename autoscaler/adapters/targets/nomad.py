@@ -44,6 +44,7 @@ from autoscaler.adapters.targets.nomad_errors import (
     scrub,
     short,
 )
+from autoscaler.adapters.targets.nomad_watch import JobWatch, Token
 from autoscaler.core.model import NomadTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
@@ -225,9 +226,14 @@ class NomadScaler:
         settings: NomadSettings,
         *,
         session: requests.Session | None = None,
+        watch: JobWatch | None = None,
     ) -> None:
         self._ref = ref
         self._settings = settings
+        # With `watch` (the service), a steady status is kept while no event about the job
+        # arrives (`nomad_watch`); `plan` and other one-off reads read every time.
+        self._watch = watch
+        self._kept: tuple[Token, TargetStatus] | None = None
         self._namespace = ref.namespace or settings.namespace or "default"
         self._region = ref.region or settings.region
         self._shown_address = redact_address(settings.address)
@@ -263,13 +269,28 @@ class NomadScaler:
         The bounds are the group's `scaling { min max }` block, which Nomad enforces on every
         scale request whether or not the block is `enabled`; None where the group has none.
 
-        One GET per call in the steady state: the scale status (count, events, the job's
-        indexes) is always read; the job itself and its latest deployment only when the job
-        changed since they were read (`_Seen`).
+        Without a watch, one GET per call in the steady state: the scale status (count,
+        events, the job's indexes) is always read; the job itself and its latest deployment
+        only when the job changed since they were read (`_Seen`). With a watch, none while
+        the job's event stream vouches that nothing happened to the job since a status that
+        was ready, with its version's deployment ended, was read (`nomad_watch`).
 
         Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
         parameterized job, and the errors of `_call` for API failures.
         """
+        token = self._watch.token(self._ref.job) if self._watch is not None else None
+        kept = self._kept
+        if token is not None and kept is not None and kept[0] == token:
+            return kept[1]
+        self._kept = None
+        status, steady = self._read()
+        if token is not None and steady:
+            self._kept = (token, status)
+        return status
+
+    def _read(self) -> tuple[TargetStatus, bool]:
+        """The status read from Nomad, and whether only a job event can change it: ready,
+        and its version's deployment ended (none can start without a new version)."""
         ref = self._ref
         scale = self._get("scale")
         indexes = (scale.get("JobCreateIndex"), scale.get("JobModifyIndex"))
@@ -301,7 +322,7 @@ class NomadScaler:
             job.get("JobModifyIndex"),
         )
         self._seen = _Seen(indexes, _kept(job), ended) if fits else None
-        return TargetStatus(
+        status = TargetStatus(
             count=count,
             ready=hold is None,
             not_ready_reason=hold,
@@ -309,6 +330,7 @@ class NomadScaler:
             max_size=_bound(bounds.get("Max")),
             last_scaled_at=last_scaled_at,
         )
+        return status, hold is None and ended and fits
 
     def scale(
         self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
@@ -323,6 +345,7 @@ class NomadScaler:
         """
         if count < 0:
             raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
+        self._kept = None  # our own change: read it back next time, event or not
         if expected is not None:
             group = (self._get("scale").get("TaskGroups") or {}).get(self._ref.group) or {}
             if group.get("Desired") is not None:

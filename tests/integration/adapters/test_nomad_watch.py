@@ -1,0 +1,254 @@
+"""Nomad targets that follow the job event stream: a steady target is not read again.
+
+python-nomad over real HTTP against the Nomad API stand-in's `/v1/event/stream` (chunked
+newline-delimited JSON, heartbeats, Job events on register, scale and purge).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.targets import TargetFactory
+from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad_watch import JobWatch
+from autoscaler.core.model import NomadTarget
+from tests.support.nomad_api import NomadApiStandIn
+
+pytestmark = pytest.mark.integration
+
+META = {"autoscaler.policy": "chat-api"}
+STATUS_READS = ("/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment")
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def reads(stand_in: NomadApiStandIn) -> list[str]:
+    """The status reads (GETs but the event stream's) since the last call."""
+    paths = [r.path for r in stand_in.requests_to("GET") if r.path != "/v1/event/stream"]
+    stand_in.requests.clear()
+    return paths
+
+
+@pytest.fixture
+def nomad(nomad_api: NomadApiStandIn) -> NomadApiStandIn:
+    nomad_api.event_heartbeat = 0.1
+    return nomad_api
+
+
+@pytest.fixture
+def watch(nomad: NomadApiStandIn) -> Iterator[JobWatch]:
+    watch = JobWatch(address=nomad.address, token=None, namespace="default", silence=1.0)
+    yield watch
+    watch.close()
+
+
+def scaler_for(nomad: NomadApiStandIn, watch: JobWatch | None, **settings: Any) -> NomadScaler:
+    values: dict[str, Any] = {"address": nomad.address, "timeout": 0.5, "deadline": 1.5}
+    values.update(settings)
+    return NomadScaler(NomadTarget(job="chat", group="web"), NomadSettings(**values), watch=watch)
+
+
+def steady_job(nomad: NomadApiStandIn, count: int = 3) -> None:
+    nomad.register_job("chat", groups={"web": count})
+    nomad.set_deployment("chat", "successful")
+
+
+def test_a_steady_target_is_read_once_while_the_stream_vouches_for_it(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    first = scaler.status()
+    assert reads(nomad) == list(STATUS_READS)
+    for _ in range(5):
+        assert scaler.status() is first
+    assert reads(nomad) == []
+
+
+def test_until_the_stream_has_spoken_every_status_is_read(nomad: NomadApiStandIn) -> None:
+    nomad.event_heartbeat = 30.0  # no heartbeat, and no event, during the test
+    watch = JobWatch(address=nomad.address, token=None, namespace="default", silence=60.0)
+    try:
+        steady_job(nomad)
+        nomad._events.clear()  # the register's event is not replayed on the stream
+        scaler = scaler_for(nomad, watch)
+        scaler.status()
+        scaler.status()
+        assert watch.token("chat") is None
+        assert reads(nomad) == [*STATUS_READS, "/v1/job/chat/scale"]
+    finally:
+        watch.close()
+
+
+def test_a_scale_by_someone_else_is_read_at_the_next_status(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    scaler.status()
+    before = watch.token("chat")
+
+    scaler_for(nomad, None).scale(6, reason="by hand", meta={})  # as `nomad job scale` would
+    wait_until(lambda: watch.token("chat") != before)
+    reads(nomad)
+
+    status = scaler.status()
+    assert status.count == 6
+    assert status.last_scaled_at is not None
+    assert reads(nomad)[0] == "/v1/job/chat/scale"
+
+
+def test_an_event_about_another_job_keeps_the_status(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    first = scaler.status()
+    token = watch.token("chat")
+    assert token is not None
+    nomad.register_job("billing", groups={"api": 2})
+    wait_until(lambda: watch.token("billing") == (token[0], 1))
+    reads(nomad)
+    assert scaler.status() is first
+    assert reads(nomad) == []
+
+
+def test_our_own_scale_is_read_back_even_before_its_event(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    scaler.status()
+    nomad.drop_event_streams()  # no event can arrive in between...
+    wait_until(lambda: watch.token("chat") is None)
+    scaler.scale(5, reason="up", meta=META)
+    assert scaler.status().count == 5  # ...and the count is read back all the same
+
+
+def test_an_active_deployment_is_read_at_every_status(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    """A deployment's progress is not a Job event: while one runs, nothing is kept."""
+    nomad.register_job("chat", groups={"web": 3})
+    nomad.set_deployment("chat", "running")
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    assert not scaler.status().ready
+    assert not scaler.status().ready
+    assert reads(nomad) == [*STATUS_READS, "/v1/job/chat/scale", "/v1/job/chat/deployment"]
+    nomad.set_deployment("chat", "successful")  # no Job event for this
+    assert scaler.status().ready
+    assert scaler.status().ready
+    assert reads(nomad) == ["/v1/job/chat/scale", "/v1/job/chat/deployment"]
+
+
+def test_a_stopped_job_is_seen_through_its_event(nomad: NomadApiStandIn, watch: JobWatch) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    assert scaler.status().ready
+    before = watch.token("chat")
+    nomad.register_job("chat", groups={"web": 3}, stopped=True)
+    wait_until(lambda: watch.token("chat") != before)
+    status = scaler.status()
+    assert not status.ready
+    assert status.not_ready_reason == "job 'chat' is stopped"
+
+
+def test_a_broken_stream_means_a_read_at_every_status_until_it_is_back(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    scaler.status()
+    before = watch.token("chat")
+
+    nomad.event_stream_refusal = (500, "server restarting")
+    nomad.drop_event_streams()
+    wait_until(lambda: watch.token("chat") is None)
+    reads(nomad)
+    scaler.status()
+    scaler.status()
+    assert reads(nomad) == ["/v1/job/chat/scale", "/v1/job/chat/scale"]
+
+    nomad.event_stream_refusal = None  # back (the watch retries within a few seconds)
+    wait_until(lambda: watch.token("chat") is not None, timeout=10)
+    after = watch.token("chat")
+    assert after is not None and before is not None and after[0] > before[0]  # a new epoch
+    scaler.status()  # read once: events may have been missed while it was down
+    scaler.status()
+    assert reads(nomad) == ["/v1/job/chat/scale"]
+
+
+def test_a_silent_stream_is_not_trusted(nomad: NomadApiStandIn, watch: JobWatch) -> None:
+    """A connection that says nothing for longer than `silence` (Nomad heartbeats every
+    10 s) may be hung: its word is void until it speaks again."""
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None)
+    scaler.status()
+    nomad.event_streams_silent = True
+    wait_until(lambda: watch.token("chat") is None, timeout=3)
+    reads(nomad)
+    scaler.status()
+    assert reads(nomad) == ["/v1/job/chat/scale"]
+    nomad.event_streams_silent = False
+    wait_until(lambda: watch.token("chat") is not None, timeout=10)
+
+
+def test_a_refused_stream_is_said_once_and_every_status_is_read(
+    nomad: NomadApiStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    nomad.enable_acl({"reader": {"default": {"read-job-scaling"}}})  # no read-job
+    watch = JobWatch(address=nomad.address, token="reader", namespace="default", silence=1.0)
+    try:
+        nomad.register_job("chat", groups={"web": 3})
+        with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.targets.nomad_watch"):
+            assert watch.token("chat") is None
+            wait_until(lambda: caplog.records)
+        (record,) = caplog.records
+        message = record.getMessage()
+        assert "refused its job event stream (HTTP 403: Permission denied)" in message
+        assert "grant the token read-job" in message
+        assert "namespace 'default'" in message
+        assert watch.token("chat") is None
+    finally:
+        watch.close()
+
+
+def test_the_service_factory_shares_one_stream_per_namespace(nomad: NomadApiStandIn) -> None:
+    factory = TargetFactory(nomad=NomadSettings(address=nomad.address), watch_nomad=True)
+    try:
+        a = factory(NomadTarget(job="a", group="web"))
+        b = factory(NomadTarget(job="b", group="web"))
+        c = factory(NomadTarget(job="c", group="web", namespace="batch"))
+        assert isinstance(a, NomadScaler) and isinstance(b, NomadScaler)
+        assert isinstance(c, NomadScaler)
+        assert a._watch is b._watch
+        assert a._watch is not None and a._watch.namespace == "default"
+        assert c._watch is not None and c._watch.namespace == "batch"
+    finally:
+        factory.close()
+    # `plan` and other one-off reads do not follow the stream.
+    assert (
+        TargetFactory(nomad=NomadSettings(address=nomad.address)).nomad_watch(
+            NomadTarget(job="a", group="web")
+        )
+        is None
+    )
