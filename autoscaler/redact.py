@@ -154,15 +154,37 @@ def scrub(text: str) -> str:
     return _ACCESS_KEY_ID.sub(MASK, text)
 
 
-def scrub_data(value: Any) -> Any:
-    """`value` with `scrub` applied to every string inside dicts, lists and tuples."""
+def scrub_data(value: Any, _memo: dict[int, Any] | None = None) -> Any:
+    """`value` with `scrub` applied to every string inside dicts, lists and tuples.
+
+    `_memo` (id of a value -> its scrubbed form) lets one caller scrub objects that several
+    of its values share once (a decision's log record holds each field twice); the caller
+    keeps every value it passes alive meanwhile, so no id is reused. Only plain str, dict,
+    list and tuple are remembered: another mapping may make its items on the fly."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common leaves, without the ABC checks below
+        return value
+    if kind not in _BUILTIN:
+        _memo = None
+    elif _memo is not None:
+        done = _memo.get(id(value), _memo)
+        if done is not _memo:
+            return done
     if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, Mapping):  # keys are field names, not text
-        return {k: scrub_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(scrub_data(v) for v in value)
-    return value
+        scrubbed: Any = scrub(value)
+    elif isinstance(value, Mapping):  # keys are field names, not text
+        scrubbed = {k: scrub_data(v, _memo) for k, v in value.items()}
+    elif isinstance(value, list | tuple):
+        scrubbed = type(value)(scrub_data(v, _memo) for v in value)
+    else:
+        return value
+    if _memo is not None:
+        _memo[id(value)] = scrubbed
+    return scrubbed
+
+
+_PLAIN = frozenset({int, float, bool, type(None)})
+_BUILTIN = frozenset({str, dict, list, tuple})
 
 
 def mask_url(url: str) -> str:
@@ -203,9 +225,10 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(record.exc_text)
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
+        memo: dict[int, Any] = {}  # what two fields share is scrubbed once
         for key, value in list(vars(record).items()):
-            if key not in self._standard:
-                setattr(record, key, scrub_data(value) if _is_data(value) else value)
+            if key not in self._standard and type(value) not in _PLAIN and _is_data(value):
+                setattr(record, key, scrub_data(value, memo))
         return True
 
 

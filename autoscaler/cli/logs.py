@@ -53,6 +53,11 @@ class JsonFormatter(logging.Formatter):
 
 def _json_value(value: Any) -> Any:
     """`value` made of JSON types only (see `JsonFormatter`)."""
+    kind = type(value)  # the common exact types first: a decision's line has dozens
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is list or kind is tuple:
+        return [_json_value(v) for v in value]
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
@@ -83,6 +88,9 @@ def setup_logging(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubFilter())
+    # Neither format shows a record's source file, line or function: skip looking them up
+    # (a walk up the stack per record; the logging HOWTO's "Optimization" knob).
+    logging._srcfile = None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

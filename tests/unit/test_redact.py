@@ -8,13 +8,16 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler import redact
 from autoscaler.cli.logs import JsonFormatter
+from tests.support.fuzz import fuzz_settings
 
 
 def secret() -> str:
@@ -125,6 +128,57 @@ def test_scrub_data_keeps_keys_and_non_text_values() -> None:
     data = redact.scrub_data({"reasons": [f"saw {value}"], "current": 3, "ok": (True, value)})
 
     assert data == {"reasons": ["saw ***"], "current": 3, "ok": (True, "***")}
+
+
+def _reference_scrub_data(value: object) -> object:
+    """`scrub_data` as it was written before its fast paths: the behaviour they keep."""
+    if isinstance(value, str):
+        return redact.scrub(value)
+    if isinstance(value, Mapping):
+        return {k: _reference_scrub_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_reference_scrub_data(v) for v in value)
+    return value
+
+
+class _Named(str):
+    """A str subclass (as an enum's value may be): scrubbed like any text."""
+
+
+_SECRET_FOR_DATA = secret()
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.sampled_from(
+        ["load 3 → 4", f"token {_SECRET_FOR_DATA}", "http://u:p@h/", "AKIAABCDEFGHIJKLMNOP"]
+    ),
+    st.text(max_size=12),
+    st.builds(_Named, st.sampled_from(["plain", f"x{_SECRET_FOR_DATA}"])),
+)
+_data = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@given(_data, _data)
+@fuzz_settings(ci=300)
+def test_scrub_data_with_shared_parts_scrubs_as_it_always_did(a: object, b: object) -> None:
+    """Values shared between the fields of one record are scrubbed once (`_memo`), with
+    the very result scrubbing each on its own gives."""
+    redact.register(_SECRET_FOR_DATA)
+    shared = {"first": a, "again": a, "other": b, "nested": [a, (b, a)]}
+    memo: dict[int, object] = {}
+    assert redact.scrub_data(shared, memo) == _reference_scrub_data(shared)
+    assert redact.scrub_data(a, memo) == _reference_scrub_data(a)
+    assert redact.scrub_data(b) == _reference_scrub_data(b)
 
 
 # --- logging -------------------------------------------------------------------------------

@@ -6,21 +6,25 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler import redact
-from autoscaler.cli.logs import JsonFormatter
+from autoscaler.cli.logs import JsonFormatter, _json_value
 from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.engine.reconciler import Evaluation, log_decision
+from tests.support.fuzz import fuzz_settings
 
 DECISION = Decision(
     policy="checkout",
@@ -235,3 +239,46 @@ raise KeyError("main broke")
     ]
     assert records[0]["exception"].endswith("RuntimeError: worker broke")
     assert records[1]["exception"].endswith("KeyError: 'main broke'")
+
+
+def _reference_json_value(value: Any) -> Any:
+    """`_json_value` as it was written before its fast paths: the behaviour they keep."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return (
+            value
+            if math.isfinite(value)
+            else {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[str(value)]
+        )
+    if isinstance(value, Mapping):
+        return {str(k): _reference_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_reference_json_value(v) for v in value]
+    return redact.scrub(str(value))
+
+
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from([Action.UP, datetime(2026, 1, 2, tzinfo=UTC), b"raw"]),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.frozensets(st.integers(), max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=4),
+    ),
+    max_leaves=16,
+)
+
+
+@given(_values)
+@fuzz_settings(ci=300)
+def test_every_extra_value_is_rendered_as_it_always_was(value: Any) -> None:
+    assert _json_value(value) == _reference_json_value(value)
