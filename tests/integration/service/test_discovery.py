@@ -3,7 +3,8 @@ Nomad API stand-in with opted-in jobs, and `autoscaler run` as a subprocess.
 
 One template serves 50 opted-in jobs (10 others are left alone) with one grouped query per
 tick; each job is scaled to its own value; a job that goes away stops being evaluated; a
-job's Nomad Autoscaler `scaling` block runs unchanged with `--nomad-scaling-policies`.
+job's Nomad Autoscaler `scaling` block runs unchanged with `--nomad-scaling-policies`; a
+steady target is not read again while Nomad's job event stream vouches for it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from tests.support.net import wait_until
 from tests.support.nomad_api import NomadApiStandIn
@@ -160,4 +162,54 @@ def test_a_nomad_autoscaler_scaling_block_scales_its_group(
     assert policy["description"].startswith("Nomad scaling policy ")
     events = nomad_api.scale_events("shop", "api")
     assert events[0]["Count"] == 5 and "shop.api" in events[0]["Message"]
+    assert service.stop() == 0
+
+
+def test_steady_targets_are_not_read_again_while_nomads_job_events_vouch_for_them(
+    service_factory: Callable[..., ServiceProcess],
+    nomad_api: NomadApiStandIn,
+    metrics: Metrics,
+    counting_prometheus: CountingProxy,
+) -> None:
+    nomad_api.event_heartbeat = 0.2  # Nomad's is 10 s: the service trusts the stream sooner
+    jobs = ["calm-a", "calm-b"]
+    for job in jobs:
+        nomad_api.register_job(job, {"web": 2}, meta={"autoscaler.enabled": "true"})
+        nomad_api.set_deployment(job, "successful")
+    metric = metrics.name("steady")
+    metrics.push_many(Sample("steady", 20.0, {"job": job}) for job in jobs)  # 2 instances' worth
+    service = service_factory(
+        prometheus_url=counting_prometheus.url,
+        env=nomad_api.env,
+        policies={"web": _template(metric)},
+    ).start()
+
+    def reads(job: str) -> int:
+        return len(nomad_api.requests_to("GET", f"/v1/job/{job}/scale"))
+
+    wait_until(
+        lambda: all(len(service.decisions(f"web-{job}-web")) >= 3 for job in jobs),
+        timeout=30,
+        what="three decisions per target",
+    )
+    before = {job: reads(job) for job in jobs}
+    evaluated = {job: len(service.decisions(f"web-{job}-web")) for job in jobs}
+    time.sleep(5 * INTERVAL)
+    assert all(len(service.decisions(f"web-{job}-web")) >= evaluated[job] + 3 for job in jobs)
+    assert {job: reads(job) for job in jobs} == before  # evaluated, never read again
+
+    # Someone scales a job by hand: its Job event makes the next evaluation read it.
+    answer = requests.post(
+        f"{nomad_api.address}/v1/job/calm-a/scale",
+        json={"Count": 5, "Target": {"Group": "web"}, "Message": "by hand"},
+        timeout=5,
+    )
+    assert answer.ok, answer.text
+    wait_until(
+        lambda: any(d["current"] == 5 for d in service.decisions("web-calm-a-web")),
+        timeout=10,
+        what="an evaluation that saw the count set by hand",
+    )
+    assert reads("calm-a") > before["calm-a"]
+    assert reads("calm-b") == before["calm-b"]
     assert service.stop() == 0
