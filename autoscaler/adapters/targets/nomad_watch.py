@@ -122,7 +122,10 @@ class JobWatch:
         self._epoch = 0
         self._heard = False  # the current connection has spoken: its subscription holds
         self._fresh_until = 0.0
+        # Per job a target asked about: the events about it so far. Jobs nobody asked about
+        # are not counted (a namespace may dispatch millions of batch jobs over time).
         self._changes: dict[str, int] = {}
+        self.events = 0  # `Job` events heard, in all (for tests and diagnostics)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned = False
@@ -140,7 +143,7 @@ class JobWatch:
         with self._lock:
             if not self._heard or self._stop.is_set() or time.monotonic() > self._fresh_until:
                 return None
-            return (self._epoch, self._changes.get(job, 0))
+            return (self._epoch, self._changes.setdefault(job, 0))
 
     def close(self) -> None:
         """Stop following the stream: the thread ends at the stream's next line (a heartbeat
@@ -234,8 +237,10 @@ class JobWatch:
             if jobs is None:
                 self._epoch += 1
                 return
+            self.events += len(jobs)
             for job in jobs:
-                self._changes[job] = self._changes.get(job, 0) + 1
+                if job in self._changes:
+                    self._changes[job] += 1
 
     def _lost(self) -> None:
         with self._lock:
