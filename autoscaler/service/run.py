@@ -157,6 +157,7 @@ def _controller(
     telemetry.watch_queries(lambda: (source.sent, source.shared))
     telemetry.watch_state(lambda: state.durability_problem() is None)
     telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
+    telemetry.watch_nomad_streams(targets.nomad_streams)
     # The controller is built next: the lambda reads it when a discovery change comes.
     discovery = from_settings(
         settings,

@@ -108,6 +108,25 @@ class _DiscoveryHealth(Collector):
         yield from (up, targets, reads, last)
 
 
+class _NomadStreams(Collector):
+    """`autoscaler_nomad_event_stream_up{namespace,region}`, read at scrape time."""
+
+    def __init__(self, streams: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
+        self._streams = streams
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "autoscaler_nomad_event_stream_up",
+            "1 while Nomad's job event stream of a namespace vouches for the statuses kept "
+            "of steady targets; 0 while it is down, silent or refused (every evaluation "
+            "then reads its target).",
+            labels=["namespace", "region"],
+        )
+        for namespace, region, is_up in self._streams():
+            up.add_metric([namespace, region], 1.0 if is_up else 0.0)
+        yield up
+
+
 class Telemetry:
     """Every metric of the service, and the few calls that update them."""
 
@@ -264,6 +283,10 @@ class Telemetry:
     def watch_discovery(self, health: Callable[[], Iterable[SourceHealth]]) -> None:
         """Export `autoscaler_discovery_*` from `health()`, read at each scrape."""
         self.registry.register(_DiscoveryHealth(health))
+
+    def watch_nomad_streams(self, streams: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
+        """Export `autoscaler_nomad_event_stream_up` from `streams()`, read at each scrape."""
+        self.registry.register(_NomadStreams(streams))
 
     def watch_state(self, durable: Callable[[], bool]) -> None:
         """Export `autoscaler_state_durable` from `durable()`, read at each scrape."""

@@ -43,6 +43,12 @@ class TargetFactory:
         for watch in watches:
             watch.close()
 
+    def nomad_streams(self) -> list[tuple[str, str, bool]]:
+        """(namespace, region or "", up) of each job event stream followed."""
+        with self._lock:
+            watches = list(self._watches.values())
+        return [(w.namespace, w.region or "", w.up()) for w in watches]
+
     def nomad_watch(self, ref: NomadTarget) -> JobWatch | None:
         """The shared event stream of `ref`'s namespace and region (None: not watching).
         Called with the factory's lock held (from `_build`)."""

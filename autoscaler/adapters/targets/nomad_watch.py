@@ -106,7 +106,7 @@ class JobWatch:
         self._address = address.rstrip("/")
         self._shown = redact_address(address)
         self.namespace = namespace
-        self._region = region
+        self.region = region
         self._silence = silence
         self._connect_timeout = connect_timeout
         session = settle(requests.Session(), self._address)  # its own: a stream holds it
@@ -141,9 +141,17 @@ class JobWatch:
         if self._thread is None:
             self._start()
         with self._lock:
-            if not self._heard or self._stop.is_set() or time.monotonic() > self._fresh_until:
+            if not self._vouches():
                 return None
             return (self._epoch, self._changes.setdefault(job, 0))
+
+    def up(self) -> bool:
+        """Whether the stream vouches for kept statuses now (what `token` needs)."""
+        with self._lock:
+            return self._vouches()
+
+    def _vouches(self) -> bool:
+        return self._heard and not self._stop.is_set() and time.monotonic() <= self._fresh_until
 
     def close(self) -> None:
         """Stop following the stream: the thread ends at the stream's next line (a heartbeat
@@ -204,8 +212,8 @@ class JobWatch:
     def _follow(self) -> None:
         """One connection: read its lines until it ends (returns) or breaks (raises)."""
         params = {"topic": TOPIC, "namespace": self.namespace, "index": "0"}
-        if self._region:
-            params["region"] = self._region
+        if self.region:
+            params["region"] = self.region
         try:
             response = self._api.request(
                 method="get",

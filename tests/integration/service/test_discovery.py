@@ -197,6 +197,7 @@ def test_steady_targets_are_not_read_again_while_nomads_job_events_vouch_for_the
     time.sleep(5 * INTERVAL)
     assert all(len(service.decisions(f"web-{job}-web")) >= evaluated[job] + 3 for job in jobs)
     assert {job: reads(job) for job in jobs} == before  # evaluated, never read again
+    assert service.metric("autoscaler_nomad_event_stream_up", namespace="default", region="") == 1
 
     # Someone scales a job by hand: its Job event makes the next evaluation read it.
     answer = requests.post(

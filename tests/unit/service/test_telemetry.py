@@ -41,6 +41,7 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     """Exposed metric name (with `_total` for counters) -> type."""
     telemetry.watch_queries(lambda: (0, 0))
     telemetry.watch_state(lambda: True)
+    telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
     found = {}
     for family in telemetry.registry.collect():
@@ -291,6 +292,7 @@ def _exposition_of_a_busy_controller() -> str:
     telemetry = Telemetry()
     telemetry.watch_queries(lambda: (3, 1))
     telemetry.watch_state(lambda: True)
+    telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_discovery(
         lambda: [
             SourceHealth("Nomad jobs", True, 50, 7, 0, 1.7e9),
@@ -328,6 +330,7 @@ def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
     assert "autoscaler_check_forecast_error_ratio" in text
     assert "process_resident_memory_bytes" in text
     assert 'autoscaler_discovery_reads_total{result="error",source="AWS Auto' in text
+    assert 'autoscaler_nomad_event_stream_up{namespace="batch",region="eu"} 0.0' in text
     lint = _promtool(text)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
