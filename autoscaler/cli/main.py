@@ -411,7 +411,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.once:
             return run_once(
-                args.paths, settings, state, dry_run=args.dry_run, leadership=leadership
+                args.paths,
+                settings,
+                state,
+                dry_run=args.dry_run,
+                leadership=leadership,
+                log_unchanged=args.log_decisions == "all",
             )
         return run_service(service_config_from_args(args), settings, state, leadership=leadership)
     except AutoscalerError as exc:

@@ -17,6 +17,7 @@ from autoscaler.config.options import (
     Option,
     add_arguments,
     at_least,
+    choice,
 )
 from autoscaler.redact import register_url
 
@@ -35,6 +36,7 @@ class ServiceConfig:
     allowed_hosts: tuple[str, ...] = ()
     insecure_no_auth: bool = False
     discovery_interval: float = 30.0  # seconds between two reads of AWS groups by tags
+    log_decisions: str = "all"  # or "changes": no log line for a plain `none` decision
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -104,6 +106,17 @@ SERVICE_OPTIONS = (
         help="a Host name the HTTP API answers to, besides IP addresses, localhost and the "
         "--listen host (repeatable; '*' for any name; the variable space- or "
         "comma-separated). Other names get 421: a guard against DNS rebinding",
+    ),
+    Option(
+        dest="log_decisions",
+        kind=choice("all", "changes"),
+        flags=("--log-decisions",),
+        env="AUTOSCALER_LOG_DECISIONS",
+        key=("log", "decisions"),
+        default="all",
+        help="which decisions get a log line: all, or changes (all but those to stay at "
+        "the current count without any error: every scale, hold and failure); "
+        "/v1/decisions and the metrics keep every decision",
     ),
     Option(
         dest="workers",
@@ -242,4 +255,5 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         allowed_hosts=tuple(args.allowed_host),
         insecure_no_auth=bool(args.insecure_no_auth),
         discovery_interval=float(args.discovery_interval),
+        log_decisions=str(args.log_decisions),
     )

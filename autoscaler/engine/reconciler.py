@@ -97,6 +97,8 @@ class Reconciler:
     when this replica may not act (it lost the leader lease): the call is then not made.
     `history` answers the range queries that forecasts and the anomaly guard read their
     past from (`engine.histories`); without it they learn only from what they evaluate.
+    `log_unchanged=False` (`--log-decisions changes`) logs no line for a plain `none`
+    decision (`unchanged`); it is recorded and counted all the same.
     """
 
     def __init__(
@@ -108,8 +110,10 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         fence: Callable[[], None] | None = None,
         history: RangeSource | None = None,
+        log_unchanged: bool = True,
     ) -> None:
         self._source = source
+        self._log_unchanged = log_unchanged
         self._targets = targets
         self._state = state
         self._clock = clock
@@ -128,7 +132,8 @@ class Reconciler:
         evaluation = scrubbed(evaluation, duration=time.monotonic() - started)
         if apply:
             evaluation = self._record(evaluation)
-            log_decision(evaluation)
+            if self._log_unchanged or not unchanged(evaluation):
+                log_decision(evaluation)
         return evaluation
 
     def _evaluate(self, policy: Policy, *, dry_run: bool, apply: bool) -> Evaluation:
@@ -476,6 +481,18 @@ def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
             for key, value in check.forecast.to_dict().items():
                 fields[f"check.{check.name}.forecast.{key}"] = value
     return fields
+
+
+def unchanged(evaluation: Evaluation) -> bool:
+    """A plain `none`: the count stays as it is, with no error (nor any check's). Such a
+    decision may still say why it stays (a stabilization window); it is recorded all the
+    same, only its log line is left out under `--log-decisions changes`."""
+    d = evaluation.decision
+    return (
+        d.action is Action.NONE
+        and evaluation.error is None
+        and all(check.error is None for check in d.checks)
+    )
 
 
 def log_decision(evaluation: Evaluation) -> None:

@@ -59,6 +59,7 @@ def run_once(
     *,
     dry_run: bool,
     leadership: Leadership | None = None,
+    log_unchanged: bool = True,
 ) -> int:
     """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code.
 
@@ -76,7 +77,9 @@ def run_once(
         log.error("invalid policy: %s", problem)
     prometheus = settings.source()
     source = CoalescingSource(prometheus)  # grouped queries: one per template
-    reconciler = _reconciler(source, settings, state, leadership, prometheus)
+    reconciler = _reconciler(
+        source, settings, state, leadership, prometheus, log_unchanged=log_unchanged
+    )
     if leadership is not None:
         leadership.start()  # renew while the policies are evaluated
     try:
@@ -113,6 +116,7 @@ def _reconciler(
     prometheus: object,
     *,
     targets: TargetFactory | None = None,
+    log_unchanged: bool = True,
 ) -> Reconciler:
     """The reconciler; with `leadership`, on the database's clock and fenced by the lease.
     `prometheus` answers the range queries forecasts read their history with; `targets`
@@ -120,7 +124,13 @@ def _reconciler(
     history = range_source(prometheus)
     targets = settings.targets() if targets is None else targets
     if leadership is None:
-        return Reconciler(source=source, targets=targets, state=state, history=history)
+        return Reconciler(
+            source=source,
+            targets=targets,
+            state=state,
+            history=history,
+            log_unchanged=log_unchanged,
+        )
     return Reconciler(
         source=source,
         targets=targets,
@@ -128,6 +138,7 @@ def _reconciler(
         clock=leadership.clock,
         fence=leadership.fence,
         history=history,
+        log_unchanged=log_unchanged,
     )
 
 
@@ -168,7 +179,15 @@ def _controller(
     controller = Controller(
         registry=PolicyRegistry(config.paths, discover=discovery),
         # Forecasts read their history from Prometheus itself: range queries are not coalesced.
-        reconciler=_reconciler(source, settings, state, leadership, prometheus, targets=targets),
+        reconciler=_reconciler(
+            source,
+            settings,
+            state,
+            leadership,
+            prometheus,
+            targets=targets,
+            log_unchanged=config.log_decisions == "all",
+        ),
         state=state,
         source=source,
         telemetry=telemetry,

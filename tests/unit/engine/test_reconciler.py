@@ -610,3 +610,39 @@ def test_scrubbing_keeps_every_field_of_an_evaluation_and_sets_its_duration() ->
     assert scrubbed(leaky, duration=2.0) == replace(
         leaky, decision=replace(decision, reasons=("echo ***",)), duration=2.0
     )
+
+
+@pytest.mark.parametrize("log_unchanged", [True, False], ids=["all", "changes"])
+def test_log_decisions_changes_leaves_out_only_the_plain_none_lines(
+    caplog: pytest.LogCaptureFixture, log_unchanged: bool
+) -> None:
+    """`--log-decisions changes`: no line for a decision to stay, without any error; every
+    scale, hold and failure is logged, and every decision is recorded either way."""
+    source, target, state = FakeSource({"sum(load)": 40.0}), FakeTarget(), MemoryStateStore()
+
+    def reconciler(now: datetime) -> Reconciler:
+        return Reconciler(
+            source=source,
+            targets=lambda _ref: target,
+            state=state,
+            clock=lambda: now,
+            log_unchanged=log_unchanged,
+        )
+
+    steps = [
+        (40.0, Action.NONE),  # 4 instances carry 40: stay
+        (80.0, Action.UP),
+        (80.0, Action.HOLD),  # the fake target still reads 4, inside the cooldown up
+        (QueryError("no series"), Action.HOLD),  # a failed check
+    ]
+    with caplog.at_level("INFO", logger="autoscaler.decisions"):
+        for i, (value, action) in enumerate(steps):
+            source.values["sum(load)"] = value
+            assert (
+                reconciler(T0 + timedelta(seconds=20 * i)).evaluate(_policy()).decision.action
+                is action
+            )
+    logged = [r.action for r in caplog.records if r.name == "autoscaler.decisions"]  # type: ignore[attr-defined]
+    expected = ["none", "up", "hold", "hold"] if log_unchanged else ["up", "hold", "hold"]
+    assert logged == expected
+    assert len(state.history()) == 4
