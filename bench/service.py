@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,6 +270,33 @@ def _wait(
         time.sleep(0.01)
 
 
+def _first_pass(
+    log: Log, process: subprocess.Popen[bytes], deadline: float, count: int, *, port: int | None
+) -> str:
+    """When the `count`-th decision was made: its log line's time, or (`port`: decisions
+    are not all logged) when /metrics first counted `count` evaluations, to within 1 s."""
+    if port is None:
+        _wait(log, process, deadline, lambda: log.decisions >= count)
+        return log.decision_times[count - 1]
+    while _evaluated(port) < count:
+        _wait(log, process, deadline, lambda: True)
+        time.sleep(1)
+    return datetime.now(UTC).isoformat()
+
+
+def _evaluated(port: int) -> int:
+    """Evaluations so far, from the service's `autoscaler_evaluations_total` (every policy)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as answer:
+        text = answer.read().decode()
+    return round(
+        sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("autoscaler_evaluations_total{")
+        )
+    )
+
+
 def _seconds(since: str, until: str) -> float:
     return (datetime.fromisoformat(until) - datetime.fromisoformat(since)).total_seconds()
 
@@ -303,6 +330,7 @@ def run_service(
         sys.executable, "-m", "autoscaler", "run", str(folder),
         "--state", str(folder / "state.db"), "--listen", f"127.0.0.1:{port}",
         "--log-format", "json", "--reload-interval", "0", "--workers", str(args.workers),
+        "--log-decisions", args.log_decisions,
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -323,20 +351,22 @@ def run_service(
             _wait(log, process, deadline, lambda: log.reloaded_at is not None)
             cpu_reloaded = cpu_seconds(process.pid)
             discovery_cpu, cpu_start = cpu_reloaded - cpu_start, cpu_reloaded
-        _wait(log, process, deadline, lambda: log.decisions >= count)
+        logged = args.log_decisions == "all"
+        passed_at = _first_pass(log, process, deadline, count, port=None if logged else port)
         pass_cpu = cpu_seconds(process.pid) - cpu_start
         assert log.started_at is not None
         pass_from = log.reloaded_at if templated and log.reloaded_at else log.started_at
-        first_pass = _seconds(pass_from, log.decision_times[count - 1])
-        discovery = _seconds(log.started_at, pass_from)
+        first_pass, discovery = _seconds(pass_from, passed_at), _seconds(log.started_at, pass_from)
         time.sleep(2)
         log.poll()
-        cpu0, seen0, at0 = cpu_seconds(process.pid), log.decisions, time.monotonic()
+        seen0 = log.decisions if logged else _evaluated(port)  # scraped before the CPU is read
+        cpu0, at0 = cpu_seconds(process.pid), time.monotonic()
         standin0 = cpu_seconds(target.pid)
         time.sleep(args.window)
         log.poll()
-        cpu1, seen1, at1 = cpu_seconds(process.pid), log.decisions, time.monotonic()
+        cpu1, at1 = cpu_seconds(process.pid), time.monotonic()
         standin1 = cpu_seconds(target.pid)
+        seen1 = log.decisions if logged else _evaluated(port)
         started = time.perf_counter()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/policies/{name}/evaluate", method="POST"
@@ -493,6 +523,13 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=10, help="policy interval, seconds")
     parser.add_argument("--window", type=float, default=30, help="steady-state window, s")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--log-decisions",
+        choices=["all", "changes"],
+        default="all",
+        help="the service's --log-decisions; with changes, decisions are counted on /metrics "
+        "(the first pass to within a second)",
+    )
     parser.add_argument("--plan", action="store_true", help="also time `plan` at the largest N")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
