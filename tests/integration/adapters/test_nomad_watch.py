@@ -252,3 +252,21 @@ def test_the_service_factory_shares_one_stream_per_namespace(nomad: NomadApiStan
         )
         is None
     )
+
+
+def test_with_acls_the_stream_is_read_with_the_token_and_vouches(nomad: NomadApiStandIn) -> None:
+    nomad.enable_acl({"reader": {"default": {"read-job", "scale-job"}}})
+    watch = JobWatch(address=nomad.address, token="reader", namespace="default", silence=1.0)
+    try:
+        steady_job(nomad)
+        scaler = scaler_for(nomad, watch, token="reader")
+        wait_until(lambda: watch.token("chat") is not None)
+        streams = nomad.requests_to("GET", "/v1/event/stream")
+        assert streams
+        assert all(r.headers.get("x-nomad-token") == "reader" for r in streams)
+        first = scaler.status()
+        reads(nomad)
+        assert scaler.status() is first
+        assert reads(nomad) == []
+    finally:
+        watch.close()
