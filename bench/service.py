@@ -330,7 +330,7 @@ def run_service(
         sys.executable, "-m", "autoscaler", "run", str(folder),
         "--state", str(folder / "state.db"), "--listen", f"127.0.0.1:{port}",
         "--log-format", "json", "--reload-interval", "0", "--workers", str(args.workers),
-        "--log-decisions", args.log_decisions,
+        "--log-decisions", args.log_decisions, "--metrics-histograms", args.metrics_histograms,
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -523,6 +523,9 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=10, help="policy interval, seconds")
     parser.add_argument("--window", type=float, default=30, help="steady-state window, s")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--metrics-histograms", choices=["per-policy", "total"], default="per-policy"
+    )
     parser.add_argument(
         "--log-decisions",
         choices=["all", "changes"],

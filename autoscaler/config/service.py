@@ -37,6 +37,7 @@ class ServiceConfig:
     insecure_no_auth: bool = False
     discovery_interval: float = 30.0  # seconds between two reads of AWS groups by tags
     log_decisions: str = "all"  # or "changes": no log line for a plain `none` decision
+    metrics_histograms: str = "per-policy"  # or "total": duration histograms in aggregate
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -117,6 +118,17 @@ SERVICE_OPTIONS = (
         help="which decisions get a log line: all, or changes (all but those to stay at "
         "the current count without any error: every scale, hold and failure); "
         "/v1/decisions and the metrics keep every decision",
+    ),
+    Option(
+        dest="metrics_histograms",
+        kind=choice("per-policy", "total"),
+        flags=("--metrics-histograms",),
+        env="AUTOSCALER_METRICS_HISTOGRAMS",
+        key=("metrics", "histograms"),
+        default="per-policy",
+        help="the evaluation and query duration histograms on /metrics: per-policy (labels "
+        "policy and check), or total (no such labels: one histogram each, for thousands "
+        "of policies)",
     ),
     Option(
         dest="workers",
@@ -256,4 +268,5 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         insecure_no_auth=bool(args.insecure_no_auth),
         discovery_interval=float(args.discovery_interval),
         log_decisions=str(args.log_decisions),
+        metrics_histograms=str(args.metrics_histograms),
     )

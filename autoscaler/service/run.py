@@ -161,7 +161,7 @@ def _controller(
 ) -> tuple[Controller, CoalescingSource, Discovery, TargetFactory]:
     """The controller and its parts, with their metrics; the source, the discovery
     watchers and the targets (their Nomad job event streams) to close at the end."""
-    telemetry = Telemetry()
+    telemetry = Telemetry(per_policy_histograms=config.metrics_histograms == "per-policy")
     targets = settings.targets(watch=True)
     prometheus = settings.source()
     source = CoalescingSource(prometheus)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import promql_parser
 import pytest
+from prometheus_client import generate_latest
 
 from autoscaler.core.model import (
     Action,
@@ -406,3 +407,34 @@ def test_the_dashboard_panels_do_not_overlap() -> None:
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in taken, (panel["id"], taken[(x, y)])
                 taken[(x, y)] = panel["id"]
+
+
+def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> None:
+    """`--metrics-histograms total`: one histogram per family, whatever the policies; the
+    other per-policy series stay as they are, and a reload prunes nothing of them."""
+    telemetry = Telemetry(per_policy_histograms=False)
+    telemetry.loaded([_policy("web", "p95"), _policy("api", "rps")], 0, removed=[])
+    for policy, check in (("web", "p95"), ("api", "rps"), ("web", "p95")):
+        evaluation = replace(
+            _evaluation(Action.NONE, policy=policy, checks=(_result(check, 1, 2),)),
+            duration=0.2,
+            query_seconds=((check, 0.003),),
+        )
+        telemetry.observe(evaluation)
+    telemetry.loaded([_policy("web", "p95")], 0, removed=["api"])
+    samples = [s for family in telemetry.registry.collect() for s in family.samples]
+    for name in (
+        "autoscaler_evaluation_duration_seconds_count",
+        "autoscaler_query_duration_seconds_count",
+    ):
+        (count,) = [s for s in samples if s.name == name]
+        assert (count.labels, count.value) == ({}, 3.0)
+    buckets = {
+        s.labels["le"]: s.value
+        for s in samples
+        if s.name == "autoscaler_evaluation_duration_seconds_bucket"
+    }
+    assert (buckets["0.1"], buckets["0.25"], buckets["+Inf"]) == (0.0, 3.0, 3.0)
+    assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
+    lint = _promtool(generate_latest(telemetry.registry).decode())
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
