@@ -3,7 +3,8 @@
 Discovery adapters (Nomad, AWS) fill these in from their APIs; policy templates turn them
 into policies (`policy.templates`), and Nomad Autoscaler's own policies are translated
 (`policy.nomad_autoscaler`). Plain frozen values, compared as a whole, so a watcher can
-tell whether anything that matters changed since its last look.
+tell whether anything that matters changed since its last look. With `__slots__`: a
+template over 10,000 jobs keeps 10,000 of them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NomadGroup:
     """A task group of a Nomad service job, with its job's `meta` overlaid by its own."""
 
@@ -32,7 +33,7 @@ class NomadGroup:
         return f"Nomad job {self.job!r} group {self.group!r} (namespace {self.namespace})"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AsgGroup:
     """An EC2 Auto Scaling Group and its tags."""
 

@@ -8,14 +8,24 @@ namespace the token may read (`namespace=*`).
 Job stubs carry neither group names' meta nor group meta, so each job is read once, and
 again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
 a few at a time. A scaling policy is read again only when its `ModifyIndex` moves.
+
+Memory (measured at 10,000 jobs on the stand-in): the job list is read again after every
+change and every `wait`; its 6 MB of JSON decode to some 25 MB of stubs (with their
+`JobSummary`), freed at once but leaving the allocator's arenas fragmented (+19 MB of
+resident memory after one listing, +10 MB more after the next). A list is therefore decoded
+keeping only the fields read here (`_JOB_STUB`, `_POLICY_STUB`). Jobs are read by a few
+threads that each take the next job, not through a future per job (see `_read_all`). What
+a group keeps is shared where it repeats from job to job: its namespace, group name and
+meta strings are interned, and groups with the same meta share one (never modified) dict.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -35,6 +45,13 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 READERS = 8  # jobs or policies read at once
 _SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
+# The fields of a list's entries read here, at any depth (a policy's `Target` holds the
+# last three); everything else in a stub is dropped while the list is decoded.
+_JOB_STUB = frozenset(
+    {"ID", "Namespace", "Type", "Stop", "Periodic", "ParameterizedJob", "ParentID"}
+    | {"JobModifyIndex", "ModifyIndex"}
+)
+_POLICY_STUB = frozenset(("ID", "Type", "Target", "ModifyIndex", "Namespace", "Job", "Group"))
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class NomadDiscovery:
         self._lock = threading.Lock()
         self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
         self._policy_cache: dict[str, tuple[int, NomadScalingPolicy]] = {}
+        self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
 
     def __repr__(self) -> str:
         return f"NomadDiscovery({self._shown!r})"
@@ -77,7 +95,9 @@ class NomadDiscovery:
         With `index` > 0, waits (up to `wait` seconds) until Nomad's job list changes past
         it. Raises `DiscoveryError` when Nomad cannot be read.
         """
-        stubs, new_index = self._list(self._jobs, (), "list-jobs", index=index, wait=wait)
+        stubs, new_index = self._list(
+            self._jobs, (), "list-jobs", index=index, wait=wait, fields=_JOB_STUB
+        )
         wanted: dict[tuple[str, str], int] = {}
         for stub in stubs:
             if _scalable(stub):
@@ -91,6 +111,8 @@ class NomadDiscovery:
                 self._job_cache[key] = (wanted[key], groups)
             for key in [k for k in self._job_cache if k not in wanted]:
                 del self._job_cache[key]
+            if len(self._metas) > 2 * len(self._job_cache) + 64:
+                self._metas.clear()  # metas of jobs gone or changed: start afresh
             found = [
                 g for k in sorted(wanted) if k in self._job_cache for g in self._job_cache[k][1]
             ]
@@ -104,15 +126,22 @@ class NomadDiscovery:
         job_meta = _meta(job.get("Meta"))
         return tuple(
             NomadGroup(
-                namespace=namespace,
+                namespace=sys.intern(namespace),
                 job=job_id,
-                group=str(group.get("Name")),
-                meta={**job_meta, **_meta(group.get("Meta"))},
+                group=sys.intern(str(group.get("Name"))),
+                meta=self._shared_meta({**job_meta, **_meta(group.get("Meta"))}),
                 region=self._settings.region,
             )
             for group in job.get("TaskGroups") or []
             if group.get("Name")
         )
+
+    def _shared_meta(self, meta: dict[str, str]) -> dict[str, str]:
+        """`meta` with its strings interned, or the equal dict another group already holds
+        (10,000 opted-in jobs usually carry a handful of distinct metas)."""
+        key = tuple(sorted((sys.intern(k), sys.intern(v)) for k, v in meta.items()))
+        with self._lock:
+            return self._metas.setdefault(key, dict(key))
 
     # --- scaling policies ----------------------------------------------------------------
 
@@ -129,6 +158,7 @@ class NomadDiscovery:
             index=index,
             wait=wait,
             extra={"type": "horizontal"},
+            fields=_POLICY_STUB,
         )
         wanted: dict[str, tuple[int, str]] = {}
         for stub in stubs:
@@ -176,12 +206,42 @@ class NomadDiscovery:
     # --- requests --------------------------------------------------------------------------
 
     def _read_all(self, keys: Iterable[_K], read: Callable[[_K], _R | None]) -> dict[_K, _R]:
-        """`read(key)` for every key, a few at a time; a key gone meanwhile is left out."""
+        """`read(key)` for every key, `READERS` at a time; a key gone meanwhile is left out.
+
+        The first failure (in key order) is raised once the reads in flight have ended, and
+        no read starts after a failure. Each reader thread takes the next key itself: a
+        `ThreadPoolExecutor.map` would create a future per key up front (10,000 at once), and
+        the objects kept while those are freed one by one left some 15 MB of the allocator's
+        arenas fragmented (measured at 10,000 jobs).
+        """
         keys = list(keys)
-        if not keys:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(READERS, len(keys))) as pool:
-            results = list(pool.map(read, keys))
+        results: list[_R | None] = [None] * len(keys)
+        failures: dict[int, BaseException] = {}
+        pending = iter(range(len(keys)))
+        lock = threading.Lock()
+
+        def reader() -> None:
+            while True:
+                with lock:
+                    position = None if failures else next(pending, None)
+                if position is None:
+                    return
+                try:
+                    results[position] = read(keys[position])
+                except BaseException as exc:  # raised below, in the caller's thread
+                    with lock:
+                        failures[position] = exc
+
+        threads = [
+            threading.Thread(target=reader, name=f"nomad read {i}", daemon=True)
+            for i in range(min(READERS, len(keys)))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[min(failures)]
         return {k: r for k, r in zip(keys, results, strict=True) if r is not None}
 
     def _list(
@@ -192,15 +252,17 @@ class NomadDiscovery:
         *,
         index: int,
         wait: float,
+        fields: frozenset[str],
         extra: Mapping[str, str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """The entries of a list (those with an `ID`), holding only `fields`, and the index."""
         params = {"namespace": "*", **(extra or {})}
         timeout = self._settings.timeout
         if index > 0 and wait > 0:
             params.update({"index": str(index), "wait": f"{int(wait * 1000)}ms"})
             timeout += wait * 17 / 16  # Nomad adds up to wait/16 of jitter
         response = self._send(api, parts, capability, params, timeout, namespace="*")
-        body = _json(response, self._shown)
+        body = _json(response, self._shown, _keeping(fields))
         if not isinstance(body, list):
             path = _path(api, parts)
             raise DiscoveryError(f"Nomad at {self._shown} answered {path} with no list")
@@ -308,13 +370,29 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _json(response: requests.Response, shown: str) -> Any:
+# Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
+Hook = Callable[[list[tuple[str, Any]]], dict[str, Any]]
+
+
+def _json(response: requests.Response, shown: str, hook: Hook | None = None) -> Any:
+    """The decoded answer; with `hook`, each of its objects is what `hook` makes of it."""
     if not response.content:
         return None
     try:
-        return response.json()
+        if hook is None:
+            return response.json()
+        return json.loads(response.content, object_pairs_hook=hook)
     except ValueError:
         raise DiscoveryError(f"Nomad at {shown} sent a non-JSON answer") from None
+
+
+def _keeping(fields: frozenset[str]) -> Hook:
+    """A hook that keeps only `fields` (of duplicate keys the last wins, as in `json`)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        return {key: value for key, value in pairs if key in fields}
+
+    return hook
 
 
 def _path(api: Any, parts: tuple[str, ...]) -> str:

@@ -65,6 +65,20 @@ def test_groups_of_every_namespace_carry_job_meta_overlaid_by_group_meta(
     assert all(r.query.get("namespace") == "*" for r in nomad_api.requests_to("GET", "/v1/jobs"))
 
 
+def test_groups_share_their_repeated_meta_and_names(nomad_api: NomadApiStandIn) -> None:
+    """What 10,000 opted-in groups keep: one meta dict for equal metas, one string for
+    each repeated namespace or group name (the values stay those of each group)."""
+    for job in ("a", "b", "c"):
+        nomad_api.register_job(job, {"api": 1}, meta={"autoscaler.enabled": "true"})
+    nomad_api.register_job("d", {"api": 1}, meta={"autoscaler.enabled": "true", "x": "1"})
+
+    groups = {g.job: g for g in _discovery(nomad_api).groups().items}
+
+    assert groups["a"].meta is groups["b"].meta is groups["c"].meta
+    assert groups["d"].meta == {"autoscaler.enabled": "true", "x": "1"}
+    assert groups["a"].group is groups["b"].group and groups["a"].namespace is groups["c"].namespace
+
+
 def test_a_job_is_read_again_only_when_it_changed(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job("web", {"api": 2})
     nomad_api.register_job("api", {"api": 2})

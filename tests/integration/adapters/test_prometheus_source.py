@@ -502,6 +502,27 @@ def test_a_grouped_query_gives_every_series_once_parsed(
         found.pick((("job", "cart"),))
 
 
+def test_a_grouped_query_is_sent_as_an_instant_query_is(stand_in: Callable[..., StandIn]) -> None:
+    """The grouped query's own request (decoded straight into pairs) carries what every
+    query carries: the path, the query, `partial_response=false`, credentials, headers."""
+    server = stand_in((200, _body("vector", [{"metric": {"job": "web"}, "value": [1.0, "7"]}])))
+    settings = {"username": "bob", "password": "hunter2", "headers": {"X-Org": "7"}}
+    source_for(server.url, **settings).query("sum(x)")
+    source_for(server.url, **settings).query_series("sum by (job) (x)")
+    single, grouped = server.requests
+    assert grouped[":path"] == single[":path"].replace("sum%28x%29", "sum+by+%28job%29+%28x%29")
+    assert "partial_response=false" in grouped[":path"]
+    for header in ("Authorization", "X-Org"):
+        assert grouped[header] == single[header]
+
+
+def test_a_grouped_query_refused_by_prometheus_says_why(stand_in: Callable[..., StandIn]) -> None:
+    body = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})
+    server = stand_in((400, body.encode()))
+    with pytest.raises(QueryError, match=r"rejected query .* \(HTTP 400\): parse error"):
+        source_for(server.url).query_series("sum by (job) (x")
+
+
 def test_a_grouped_query_must_give_an_instant_vector(source: PrometheusSource) -> None:
     with pytest.raises(QueryError, match="must give an instant vector"):
         source.query_series("scalar(vector(1))")

@@ -1,0 +1,96 @@
+"""A grouped answer is decoded straight into (labels, value) pairs; what any answer gives
+(series, values, NaN, and the errors of odd shapes) is what the plain decoding gave."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.sources.prometheus import _sample_pair, _series_set
+from autoscaler.errors import QueryError
+
+QUERY = "sum by (job) (x)"
+
+
+def _plain(body: str) -> Any:
+    return json.loads(body)["data"]["result"]
+
+
+def _paired(body: str) -> Any:
+    return json.loads(body, object_pairs_hook=_sample_pair)["data"]["result"]
+
+
+def _outcome(result: Any) -> Any:
+    """The series `_series_set` gives `result` (NaN as a string, to compare), or its error."""
+    try:
+        found = _series_set(QUERY, "vector", result)
+    except QueryError as exc:
+        return ("error", str(exc))
+    return [(dict(labels), "nan" if math.isnan(v) else v) for labels, v in found.series]
+
+
+def _answer(*series: Any) -> str:
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_answer(), id="empty"),
+        pytest.param(
+            _answer(
+                {"metric": {"job": "web"}, "value": [1.5, "12"]},
+                {"metric": {"job": "api", "group": "a"}, "value": [1.5, "3.25"]},
+            ),
+            id="two-series",
+        ),
+        pytest.param(_answer({"metric": {}, "value": [1, "7"]}), id="no-labels"),
+        pytest.param(
+            _answer({"metric": {"metric": "m", "value": "v"}, "value": [1, "2"]}),
+            id="labels-named-metric-and-value",
+        ),
+        pytest.param(
+            _answer(
+                *(
+                    {"metric": {"job": j}, "value": [1, v]}
+                    for j, v in enumerate(["NaN", "+Inf", "-Inf"])
+                )
+            ),
+            id="non-finite",
+        ),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1, 5]}), id="number-value"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1, "abc"]}), id="not-a-number"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1, None]}), id="null-value"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1]}), id="short-sample"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1, "2", "3"]}), id="long-sample"),
+        pytest.param(_answer({"metric": {"job": "web"}}), id="no-value"),
+        pytest.param(_answer({"value": [1, "2"]}), id="no-metric"),
+        pytest.param(_answer({"metric": "web", "value": [1, "2"]}), id="metric-not-an-object"),
+        pytest.param(
+            _answer({"metric": {"job": "web"}, "value": [1, "2"], "histogram": {}}),
+            id="extra-key",
+        ),
+        pytest.param(
+            _answer({"metric": {"job": "web"}, "value": [1, "2"]}).replace(
+                '"value": [1, "2"]', '"value": [1, "2"], "value": [1, "4"]'
+            ),
+            id="duplicate-key",
+        ),
+        pytest.param(_answer([1, "2"]), id="series-not-an-object"),
+    ],
+)
+def test_a_grouped_answer_reads_as_the_plain_decoding_did(body: str) -> None:
+    assert _outcome(_paired(body)) == _outcome(_plain(body))
+
+
+def test_a_series_is_kept_as_its_labels_and_value_only() -> None:
+    """What a tick keeps of 10,000 series: a labels dict and a float each, nothing else of
+    the answer (the `metric`/`value` object, the sample list, the value's text)."""
+    body = _answer({"metric": {"job": "web"}, "value": [1.5, "12"]})
+    (pair,) = _paired(body)
+    assert type(pair) is tuple and pair == ({"job": "web"}, 12.0)
+    ((labels, _),) = _series_set(QUERY, "vector", [pair]).series
+    assert labels is pair[0]
