@@ -50,8 +50,9 @@ def test_the_first_failure_in_key_order_is_raised_and_no_read_starts_after_it() 
         with lock:
             started.append(key)
         if key in (20, 30):
-            time.sleep(0.01 if key == 20 else 0)
+            time.sleep(0.01 if key == 20 else 0)  # 30 fails first; 20 is already in flight
             raise DiscoveryError(f"job {key} failed")
+        time.sleep(0.005)  # 1,000 reads take far longer than reaching the failures
         return key
 
     with pytest.raises(DiscoveryError, match="job 20 failed"):
