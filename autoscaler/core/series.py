@@ -20,6 +20,12 @@ from autoscaler.errors import QueryError
 
 Labels = Mapping[str, str]
 Select = tuple[tuple[str, str], ...]
+# An index: series key (the label value, or the values of several labels) -> the position
+# of the one series with it, or the positions of several. Rebuilt for each answer (every
+# tick, 10,000 series for 10,000 targets), so it keeps no list or tuple per series when
+# it need not.
+_Key = str | None | tuple[str | None, ...]
+_Index = dict[_Key, int | list[int]]
 
 _SHOWN = 3
 
@@ -30,10 +36,8 @@ class SeriesSet:
 
     query: str
     series: Sequence[tuple[Labels, float]]
-    # label names -> {label values -> positions in `series`}; filled on first use.
-    _indexes: dict[tuple[str, ...], dict[tuple[str | None, ...], list[int]]] = field(
-        default_factory=dict, repr=False
-    )
+    # label names -> {label values -> position(s) in `series`}; filled on first use.
+    _indexes: dict[tuple[str, ...], _Index] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.series)
@@ -45,8 +49,9 @@ class SeriesSet:
         NaN or ±Inf.
         """
         names = tuple(name for name, _ in select)
-        wanted = tuple(value for _, value in select)
-        found = self._index(names).get(wanted, [])
+        wanted = _key(tuple(value for _, value in select))
+        at = self._index(names).get(wanted)
+        found = [] if at is None else [at] if isinstance(at, int) else at
         shown = describe_select(select)
         if not found:
             raise QueryError(
@@ -68,16 +73,27 @@ class SeriesSet:
             raise QueryError(f"the series with {shown} of {self.query!r} is {value}")
         return value
 
-    def _index(self, names: tuple[str, ...]) -> dict[tuple[str | None, ...], list[int]]:
+    def _index(self, names: tuple[str, ...]) -> _Index:
         index = self._indexes.get(names)
         if index is None:
             # Two threads may build it at once: both get the same index, one is kept.
             index = {}
             for position, (labels, _) in enumerate(self.series):
-                key = tuple(labels.get(name) for name in names)
-                index.setdefault(key, []).append(position)
+                key = _key(tuple(labels.get(name) for name in names))
+                seen = index.get(key)
+                if seen is None:
+                    index[key] = position
+                elif isinstance(seen, list):
+                    seen.append(position)
+                else:
+                    index[key] = [seen, position]
             self._indexes[names] = index
         return index
+
+
+def _key(values: tuple[str | None, ...]) -> _Key:
+    """A series' key in an index: its one label value, or the tuple of several."""
+    return values[0] if len(values) == 1 else values
 
 
 def _format(labels: Labels) -> str:

@@ -68,12 +68,16 @@ class LoadResult:
     templates: list[Template] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileLoad:
     """One file read and validated on its own: its policies and templates, or its problems
-    (never both)."""
+    (never both).
 
-    path: Path
+    `path` is a `Path` for a file; a discovered target's pseudo-file (`service.registry`) is
+    its key, a plain string: a `Path` of each of 10,000 keys would hold 5 MB.
+    """
+
+    path: Path | str
     policies: list[Located]
     problems: list[Problem]
     templates: list[Template] = field(default_factory=list)

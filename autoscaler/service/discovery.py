@@ -91,7 +91,7 @@ class SourceHealth:
     last_success: float | None  # epoch seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Expanded:
     """One cached expansion: for this template (or Nomad policy) and this target."""
 
@@ -322,9 +322,9 @@ class Discovery:
             return cached.load
         result = expand(template, found)
         if isinstance(result, Located):
-            load = FileLoad(Path(key), [result], [])
+            load = FileLoad(_pseudo_file(key), [result], [])
         else:
-            load = FileLoad(Path(key), [], result)
+            load = FileLoad(_pseudo_file(key), [], result)
         with self._lock:
             self._cache[key] = _Expanded(template, found, load)
         return load
@@ -348,7 +348,7 @@ class Discovery:
         file = f"<{found}>"
         policy, problems = policy_from_nomad(found, name=name, file=file, load=load_data)
         located = [Located(policy, 1)] if policy is not None else []
-        load = FileLoad(Path(key), located, problems)
+        load = FileLoad(_pseudo_file(key), located, problems)
         with self._lock:
             self._cache[key] = _Expanded(found, None, load)
         return load
@@ -392,6 +392,12 @@ def _asg_discovery(region: str | None) -> AsgDiscovery:
     from autoscaler.adapters.discovery.aws import AsgDiscovery  # noqa: PLC0415
 
     return AsgDiscovery(region)
+
+
+def _pseudo_file(key: str) -> str:
+    """The file name of a discovered target's pseudo-file: its key, spelt as a `Path` of it
+    would be (the registry's key for it), kept as a string (a `Path` holds its parts too)."""
+    return str(Path(key))
 
 
 def _source_key(template: Template) -> str:

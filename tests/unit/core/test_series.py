@@ -78,3 +78,14 @@ def test_a_query_is_narrowed_to_a_targets_series_in_promql() -> None:
     assert own_series("x", (("job", 'a$1"\\'),)).endswith(
         'label_replace(vector(1), "job", "a$$1\\"\\\\", "", "")'
     )
+
+
+def test_an_index_keeps_a_position_per_series_and_a_list_only_for_several() -> None:
+    """Every tick a grouped answer of 10,000 series gets a new index: it holds the position
+    of each series (the label value as key for one label), a list only when several series
+    share a key."""
+    found = _set()
+    found.pick((("job", "web"),))
+    assert found._indexes[("job",)] == {"web": 0, "api": [1, 2], "nan": 3, "inf": 4}
+    found.pick((("job", "api"), ("ns", "b")))
+    assert found._indexes[("job", "ns")][("api", "b")] == 2

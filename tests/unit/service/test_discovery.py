@@ -253,3 +253,13 @@ def test_a_source_never_read_successfully_is_down_with_no_targets(tmp_path: Path
     (health,) = discovery.health()
     assert (health.up, health.targets, health.reads, health.failures) == (False, 0, 0, 1)
     assert health.last_success is None
+
+
+def test_a_discovered_pseudo_file_is_named_by_a_string_not_a_path(tmp_path: Path) -> None:
+    """10,000 discovered targets each keep their pseudo-file: named by its key as a `Path`
+    of it would spell it, but held as a string (a `Path` keeps its parts as well)."""
+    registry, discovery = _setup(tmp_path, FakeNomad([_opted("a//b")]))
+    discovery.read_once(registry.templates())
+    (load,), _ = discovery(registry.templates())
+    key = f"discovered:nomad/-/default/a//b/web@{tmp_path / 'web.yaml'}:1"
+    assert type(load.path) is str and load.path == str(Path(key))
