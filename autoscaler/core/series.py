@@ -96,6 +96,28 @@ def _key(values: tuple[str | None, ...]) -> _Key:
     return values[0] if len(values) == 1 else values
 
 
+def sharing(previous: SeriesSet, answer: SeriesSet) -> SeriesSet:
+    """`answer`, holding `previous`' label dicts and indexes when both are answers to the
+    same query with the same labels in the same order (else `answer` itself).
+
+    A template's grouped query is answered again every tick, usually with the same series
+    (only their values move): 10,000 series would otherwise mean 10,000 new label dicts and
+    a new index each tick, made while the previous answer is still in use and dropped a
+    tick later, which fragments the allocator's arenas. Sharing them keeps a value and a
+    pair per series from each answer; picks see the same labels at the same positions.
+    """
+    if answer.query != previous.query or len(answer.series) != len(previous.series):
+        return answer
+    for (labels, _), (before, _) in zip(answer.series, previous.series, strict=True):
+        if labels != before:
+            return answer
+    series = [
+        (before, value)
+        for (_, value), (before, _) in zip(answer.series, previous.series, strict=True)
+    ]
+    return SeriesSet(query=answer.query, series=series, _indexes=previous._indexes)
+
+
 def _format(labels: Labels) -> str:
     name = labels.get("__name__", "")
     pairs = ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items()) if k != "__name__")

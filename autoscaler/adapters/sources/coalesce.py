@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from autoscaler.core.ports import MetricSource
-from autoscaler.core.series import SeriesSet
+from autoscaler.core.series import SeriesSet, sharing
 
 T = TypeVar("T")
 
@@ -75,11 +75,23 @@ class _Flights(Generic[T]):
     holds the lock it is given around the bookkeeping, never while a query is in flight.
     """
 
-    def __init__(self, lock: threading.Lock, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        lock: threading.Lock,
+        clock: Callable[[], float],
+        merge: Callable[[T, T], T] | None = None,
+    ) -> None:
+        """`merge(previous, new)`, if given, is what a new answer becomes, given the
+        previous answer to the same query (see `_previous`)."""
         self._lock = lock
         self._clock = clock
+        self._merge = merge
         self._flying: dict[str, _Flight[T]] = {}
         self._landed: dict[str, _Flight[T]] = {}
+        # The last answer to each query, for `merge` only (never handed out as such): kept
+        # until two of its windows have passed, since `_landed` may drop it just before
+        # the next tick asks again.
+        self._previous: dict[str, _Flight[T]] = {}
         self.sent = 0
         self.shared = 0
 
@@ -90,6 +102,8 @@ class _Flights(Generic[T]):
             now = self._clock()
             for query in [q for q, f in self._landed.items() if f.keep_until < now]:
                 del self._landed[query]
+            for query in [q for q, f in self._previous.items() if 2 * f.keep_until - f.sent < now]:
+                del self._previous[query]
             fresh = _fresh_since.get()
             landed, flying = self._landed.get(promql), self._flying.get(promql)
             flight: _Flight[T] | None = None
@@ -107,7 +121,7 @@ class _Flights(Generic[T]):
             flight.done.wait()
             return flight.outcome()
         try:
-            flight.value = send()
+            flight.value = self._merged(promql, send())
         except BaseException as exc:
             flight.error = exc
         finally:
@@ -117,8 +131,21 @@ class _Flights(Generic[T]):
                 landed = self._landed.get(promql)
                 if landed is None or landed.sent <= flight.sent:
                     self._landed[promql] = flight
+                previous = self._previous.get(promql)
+                if flight.error is None and (previous is None or previous.sent <= flight.sent):
+                    self._previous[promql] = flight
             flight.done.set()
         return flight.outcome()
+
+    def _merged(self, promql: str, value: T) -> T:
+        """`value` merged with the previous answer to `promql` (when there is a merge)."""
+        if self._merge is None:
+            return value
+        with self._lock:
+            previous = self._previous.get(promql)
+        if previous is None or previous.value is None:
+            return value
+        return self._merge(previous.value, value)
 
 
 class CoalescingSource:
@@ -139,7 +166,7 @@ class CoalescingSource:
         self._reuse = reuse
         lock = threading.Lock()
         self._values: _Flights[float] = _Flights(lock, clock)
-        self._series: _Flights[SeriesSet] = _Flights(lock, clock)
+        self._series: _Flights[SeriesSet] = _Flights(lock, clock, sharing)
 
     def __repr__(self) -> str:
         return f"CoalescingSource({self._inner!r}, reuse={self._reuse:g})"

@@ -178,3 +178,43 @@ def test_a_triggered_evaluation_never_reads_a_grouped_answer_older_than_its_trig
     with fresh_since(clock.now):
         source.query_series("g", reuse=10.0)
     assert inner.calls == ["g", "g"]
+
+
+def test_the_next_answer_keeps_only_its_values_and_shares_the_rest() -> None:
+    """Tick after tick the grouped answer has the same series: the new one holds the label
+    dicts and the index of the one before (10,000 of each at 10,000 targets), and its own
+    values."""
+    inner, clock = _Grouped(), _Clock()
+    source = CoalescingSource(inner, clock=clock)
+    first = source.query_series("g", reuse=10.0)
+    assert first.pick((("job", "web"),)) == 1.0
+    clock.now += 10.5  # the first answer is no longer handed out, but still shared
+    second = source.query_series("g", reuse=10.0)
+    assert second is not first and second.pick((("job", "web"),)) == 2.0
+    assert second.series[0][0] is first.series[0][0]
+    assert second._indexes is first._indexes
+
+
+def test_an_answer_two_windows_old_is_no_longer_kept() -> None:
+    inner, clock = _Grouped(), _Clock()
+    source = CoalescingSource(inner, clock=clock)
+    first = source.query_series("g", reuse=10.0)
+    clock.now += 20.5
+    second = source.query_series("g", reuse=10.0)
+    assert second.series[0][0] is not first.series[0][0]
+    assert second.pick((("job", "web"),)) == 2.0
+
+
+def test_a_failed_answer_leaves_the_previous_one_to_share() -> None:
+    inner, clock = _Grouped(), _Clock()
+    source = CoalescingSource(inner, clock=clock)
+    first = source.query_series("g", reuse=10.0)
+    clock.now += 10.5
+    inner.fail = QueryError("Prometheus rejected it")
+    with pytest.raises(QueryError):
+        source.query_series("g", reuse=10.0)
+    inner.fail = None
+    clock.now += 1.0
+    with fresh_since(clock.now):  # the failure is not reused: a new query is sent
+        third = source.query_series("g", reuse=10.0)
+    assert third.series[0][0] is first.series[0][0] and third.pick((("job", "web"),)) == 3.0

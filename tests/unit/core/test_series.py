@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from autoscaler.core.series import SeriesSet, own_series
+from autoscaler.core.series import SeriesSet, own_series, sharing
 from autoscaler.errors import QueryError
 
 QUERY = "sum by (job, ns) (rate(http_requests_total[2m]))"
@@ -89,3 +89,41 @@ def test_an_index_keeps_a_position_per_series_and_a_list_only_for_several() -> N
     assert found._indexes[("job",)] == {"web": 0, "api": [1, 2], "nan": 3, "inf": 4}
     found.pick((("job", "api"), ("ns", "b")))
     assert found._indexes[("job", "ns")][("api", "b")] == 2
+
+
+def test_an_answer_with_the_same_series_shares_the_previous_labels_and_index() -> None:
+    previous = _set()
+    previous.pick((("job", "web"),))
+    answer = SeriesSet(
+        query=QUERY, series=[(dict(labels), value + 1) for labels, value in previous.series]
+    )
+    shared = sharing(previous, answer)
+    assert [labels for labels, _ in shared.series] == [labels for labels, _ in previous.series]
+    assert all(a is b for (a, _), (b, _) in zip(shared.series, previous.series, strict=True))
+    assert shared._indexes is previous._indexes
+    assert shared.pick((("job", "web"),)) == 13.0
+    assert shared.pick((("job", "api"), ("ns", "b"))) == 8.0
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pytest.param([({"job": "web", "ns": "a"}, 1.0)], id="fewer-series"),
+        pytest.param(
+            [({"job": "api", "ns": "a"}, 1.0), ({"job": "web", "ns": "a"}, 2.0)]
+            + [({"job": j, "ns": "a"}, 0.0) for j in ("x", "y", "z")],
+            id="other-order",
+        ),
+    ],
+)
+def test_an_answer_with_other_series_is_kept_as_it_is(
+    series: list[tuple[dict[str, str], float]],
+) -> None:
+    answer = SeriesSet(query=QUERY, series=series)
+    assert sharing(_set(), answer) is answer
+
+
+def test_an_answer_to_another_query_is_kept_as_it_is() -> None:
+    previous = _set()
+    answer = SeriesSet(query="other", series=list(previous.series))
+    assert sharing(previous, answer) is answer
