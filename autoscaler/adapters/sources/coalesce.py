@@ -132,7 +132,8 @@ class _Flights(Generic[T]):
                 if landed is None or landed.sent <= flight.sent:
                     self._landed[promql] = flight
                 previous = self._previous.get(promql)
-                if flight.error is None and (previous is None or previous.sent <= flight.sent):
+                newer = previous is None or previous.sent <= flight.sent
+                if self._merge is not None and flight.error is None and newer:
                     self._previous[promql] = flight
             flight.done.set()
         return flight.outcome()
