@@ -396,8 +396,10 @@ def _asg_discovery(region: str | None) -> AsgDiscovery:
 
 def _pseudo_file(key: str) -> str:
     """The file name of a discovered target's pseudo-file: its key, spelt as a `Path` of it
-    would be (the registry's key for it), kept as a string (a `Path` holds its parts too)."""
-    return str(Path(key))
+    would be (the registry's key for it), kept as a string (a `Path` holds its parts too):
+    the key itself when it is spelt so (the cache holds it already)."""
+    spelt = str(Path(key))
+    return key if spelt == key else spelt
 
 
 def _source_key(template: Template) -> str:

@@ -528,15 +528,19 @@ def _sample_pair(pairs: list[tuple[str, Any]]) -> dict[str, Any] | tuple[dict[st
     A series is told apart by its types: labels map names to strings, a series maps
     "metric" to an object and "value" to an array.
     """
-    if len(pairs) == 2:
-        found = dict(pairs)
-        labels, value = found.get("metric"), found.get("value")
+    if len(pairs) == 2:  # no dict of the two first: 10,000 of them per answer
+        (first, one), (second, other) = pairs
+        if (first, second) == ("metric", "value"):
+            labels, value = one, other
+        elif (first, second) == ("value", "metric"):
+            labels, value = other, one
+        else:
+            return dict(pairs)
         if isinstance(labels, dict) and isinstance(value, list) and len(value) == 2:
             try:
                 return labels, float(value[1])
             except (TypeError, ValueError):
                 pass
-        return found
     return dict(pairs)
 
 

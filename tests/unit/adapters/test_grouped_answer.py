@@ -48,6 +48,8 @@ def _answer(*series: Any) -> str:
             id="two-series",
         ),
         pytest.param(_answer({"metric": {}, "value": [1, "7"]}), id="no-labels"),
+        pytest.param(_answer({"value": [1, "7"], "metric": {"job": "web"}}), id="value-first"),
+        pytest.param(_answer({"metric": {"job": "web"}, "values": [[1, "7"]]}), id="range-series"),
         pytest.param(
             _answer({"metric": {"metric": "m", "value": "v"}, "value": [1, "2"]}),
             id="labels-named-metric-and-value",
