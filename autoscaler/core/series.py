@@ -108,6 +108,12 @@ def sharing(previous: SeriesSet, answer: SeriesSet) -> SeriesSet:
     """
     if answer.query != previous.query or len(answer.series) != len(previous.series):
         return answer
+    pairs = zip(answer.series, previous.series, strict=True)
+    if all(labels is before for (labels, _), (before, _) in pairs):
+        # Already the same dicts (the source reused them): only the indexes to share.
+        for names, index in previous._indexes.items():
+            answer._indexes.setdefault(names, index)
+        return answer
     for (labels, _), (before, _) in zip(answer.series, previous.series, strict=True):
         if labels != before:
             return answer

@@ -34,7 +34,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -57,7 +58,7 @@ from tenacity import (
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import settle
-from autoscaler.core.series import SeriesSet
+from autoscaler.core.series import Labels, SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_url, scrub
 
@@ -65,6 +66,8 @@ __all__ = ["MAX_POINTS", "PrometheusSettings", "PrometheusSource", "RangeSeries"
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
+# Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
+Hook = Callable[[list[tuple[str, Any]]], Any]
 
 # 408/429 and every 5xx (Prometheus answers 503 while starting and for query timeouts).
 _RETRIED_STATUSES = frozenset({408, 429})
@@ -157,6 +160,8 @@ class PrometheusSource:
         self._answers = threading.local()
         session.hooks["response"].append(self._note_result_type)
         self._session, self._headers, self._auth = session, headers or None, auth
+        # The last answer to each grouped query while someone holds it (see `_sample_pairs`).
+        self._previous: weakref.WeakValueDictionary[str, SeriesSet] = weakref.WeakValueDictionary()
         self._client = PrometheusConnect(
             url=self._url,
             headers=headers or None,
@@ -196,7 +201,9 @@ class PrometheusSource:
         self._answers.result_type, self._answers.warnings = _UNSEEN, ()
         result = self._call(promql, lambda timeout: self._grouped_result(promql, timeout))
         self._refuse_warnings(promql)
-        return _series_set(promql, self._answers.result_type, result)
+        found = _series_set(promql, self._answers.result_type, result)
+        self._previous[promql] = found
+        return found
 
     def _grouped_result(self, promql: str, timeout: float) -> Any:
         """`custom_query(promql, params=_STRICT, timeout=timeout)`, the same request and the
@@ -221,7 +228,9 @@ class PrometheusSource:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        return response.json(object_pairs_hook=_sample_pair)["data"]["result"]
+        like = self._previous.get(promql)
+        hook = _sample_pairs(like.series if like is not None else ())
+        return response.json(object_pairs_hook=hook)["data"]["result"]
 
     def ping(self) -> None:
         """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
@@ -520,28 +529,43 @@ def _series_set(promql: str, result_type: str | None, result: Any) -> SeriesSet:
     return SeriesSet(query=promql, series=series)
 
 
-def _sample_pair(pairs: list[tuple[str, Any]]) -> dict[str, Any] | tuple[dict[str, Any], float]:
-    """A JSON object hook: a series of an instant vector, `{"metric": {...}, "value": [t,
-    "v"]}`, becomes `(labels, float(v))`; any other object, or one whose value does not
-    convert, stays the dict `json` makes (and `_series_set` judges it as before).
+def _sample_pairs(like: Sequence[tuple[Labels, float]] = ()) -> Hook:
+    """A JSON object hook for an instant-vector answer: a series, `{"metric": {...},
+    "value": [t, "v"]}`, becomes `(labels, float(v))`; any other object, or one whose value
+    does not convert, stays the dict `json` makes (and `_series_set` judges it as before).
 
     A series is told apart by its types: labels map names to strings, a series maps
-    "metric" to an object and "value" to an array.
+    "metric" to an object and "value" to an array. The labels of the N-th series are the
+    labels dict of the N-th series of `like` (the previous answer to the query) when equal:
+    an answer with the same series as the one before makes no new label dict to keep.
     """
-    if len(pairs) == 2:  # no dict of the two first: 10,000 of them per answer
-        (first, one), (second, other) = pairs
-        if (first, second) == ("metric", "value"):
-            labels, value = one, other
-        elif (first, second) == ("value", "metric"):
-            labels, value = other, one
-        else:
-            return dict(pairs)
-        if isinstance(labels, dict) and isinstance(value, list) and len(value) == 2:
-            try:
-                return labels, float(value[1])
-            except (TypeError, ValueError):
-                pass
-    return dict(pairs)
+    position = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> Any:
+        nonlocal position
+        if len(pairs) == 2:  # no dict of the two first: 10,000 of them per answer
+            (first, one), (second, other) = pairs
+            labels, value = (
+                (one, other)
+                if (first, second) == ("metric", "value")
+                else (other, one)
+                if (first, second) == ("value", "metric")
+                else (None, None)
+            )
+            if isinstance(labels, dict) and isinstance(value, list) and len(value) == 2:
+                try:
+                    sample = labels, float(value[1])
+                except (TypeError, ValueError):
+                    pass
+                else:
+                    position += 1
+                    return sample
+        found = dict(pairs)
+        if position < len(like) and like[position][0] == found:
+            return like[position][0]  # `found` (the same labels) is dropped at once
+        return found
+
+    return hook
 
 
 def _finite(promql: str, text: str, what: str) -> float:

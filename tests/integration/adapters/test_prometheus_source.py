@@ -516,6 +516,19 @@ def test_a_grouped_query_is_sent_as_an_instant_query_is(stand_in: Callable[..., 
         assert grouped[header] == single[header]
 
 
+def test_the_next_answer_to_a_grouped_query_keeps_the_label_dicts_of_the_one_before(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    series = [{"metric": {"job": j}, "value": [1.0, "7"]} for j in ("web", "api")]
+    server = stand_in((200, _body("vector", series)))
+    source = source_for(server.url)
+    first = source.query_series("sum by (job) (x)")
+    second = source.query_series("sum by (job) (x)")
+    assert second is not first
+    assert all(a[0] is b[0] for a, b in zip(first.series, second.series, strict=True))
+    assert second.pick((("job", "api"),)) == 7.0
+
+
 def test_a_grouped_query_refused_by_prometheus_says_why(stand_in: Callable[..., StandIn]) -> None:
     body = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})
     server = stand_in((400, body.encode()))

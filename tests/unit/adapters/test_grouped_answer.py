@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.adapters.sources.prometheus import _sample_pair, _series_set
+from autoscaler.adapters.sources.prometheus import _sample_pairs, _series_set
 from autoscaler.errors import QueryError
 
 QUERY = "sum by (job) (x)"
@@ -19,8 +19,11 @@ def _plain(body: str) -> Any:
     return json.loads(body)["data"]["result"]
 
 
-def _paired(body: str) -> Any:
-    return json.loads(body, object_pairs_hook=_sample_pair)["data"]["result"]
+def _paired(body: str, like: Any = ()) -> Any:
+    return json.loads(body, object_pairs_hook=_sample_pairs(like))["data"]["result"]
+
+
+LIKE = [({"job": "web"}, 1.0), ({"job": "api", "group": "a"}, 2.0)]
 
 
 def _outcome(result: Any) -> Any:
@@ -84,8 +87,11 @@ def _answer(*series: Any) -> str:
         pytest.param(_answer([1, "2"]), id="series-not-an-object"),
     ],
 )
-def test_a_grouped_answer_reads_as_the_plain_decoding_did(body: str) -> None:
-    assert _outcome(_paired(body)) == _outcome(_plain(body))
+@pytest.mark.parametrize(
+    "like", [pytest.param([], id="first-answer"), pytest.param(LIKE, id="after-an-answer")]
+)
+def test_a_grouped_answer_reads_as_the_plain_decoding_did(body: str, like: Any) -> None:
+    assert _outcome(_paired(body, like)) == _outcome(_plain(body))
 
 
 def test_a_series_is_kept_as_its_labels_and_value_only() -> None:
@@ -96,3 +102,18 @@ def test_a_series_is_kept_as_its_labels_and_value_only() -> None:
     assert type(pair) is tuple and pair == ({"job": "web"}, 12.0)
     ((labels, _),) = _series_set(QUERY, "vector", [pair]).series
     assert labels is pair[0]
+
+
+def test_the_same_series_as_the_answer_before_reuse_its_label_dicts() -> None:
+    """An answer with the series of the one before makes no label dict of its own (each
+    tick, 10,000 of them would be made and dropped); other labels get their own."""
+    body = _answer(
+        {"metric": {"job": "web"}, "value": [2, "3"]},
+        {"metric": {"group": "a", "job": "api"}, "value": [2, "4"]},
+        {"metric": {"job": "new"}, "value": [2, "5"]},
+    )
+    web, api, new = _paired(body, LIKE)
+    assert web[0] is LIKE[0][0] and api[0] is LIKE[1][0]
+    assert new == ({"job": "new"}, 5.0)
+    moved = _paired(_answer({"metric": {"job": "api", "group": "a"}, "value": [2, "4"]}), LIKE)
+    assert moved[0][0] is not LIKE[1][0] and moved[0][0] == LIKE[1][0]  # not at its place

@@ -127,3 +127,12 @@ def test_an_answer_to_another_query_is_kept_as_it_is() -> None:
     previous = _set()
     answer = SeriesSet(query="other", series=list(previous.series))
     assert sharing(previous, answer) is answer
+
+
+def test_an_answer_already_holding_the_previous_labels_adopts_its_indexes() -> None:
+    previous = _set()
+    previous.pick((("job", "web"),))
+    answer = SeriesSet(query=QUERY, series=[(labels, 0.5) for labels, _ in previous.series])
+    assert sharing(previous, answer) is answer
+    assert answer._indexes[("job",)] is previous._indexes[("job",)]
+    assert answer.pick((("job", "web"),)) == 0.5
