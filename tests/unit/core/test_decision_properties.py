@@ -7,12 +7,14 @@ Each property restates one promise of the spec with an independent, simpler comp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from autoscaler.core import decision as decision_module
 from autoscaler.core.decision import Outcome, decide
 from autoscaler.core.model import (
     Action,
@@ -332,3 +334,69 @@ def test_decision_shape_and_memory(case: Case) -> None:
         *recent, latest = outcome.memory.recommendations
         assert latest.at == NOW
         assert all(r.at > NOW - longest for r in recent)
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> tuple[Case, list[tuple[int, int, dict[str, float]]]]:
+    """A case and the evaluations that follow it: (seconds since the one before, the
+    target's count, a value per query check); now and then the clock steps back."""
+    case = draw(cases(ready=True))
+    queried = [c.name for c in case.policy.checks if c.strategy is not Strategy.FIXED]
+    following = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=-30, max_value=120).filter(lambda s: s >= 0 or s % 7 == 0),
+                counts,
+                st.fixed_dictionaries(dict.fromkeys(queried, values)),
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    return case, following
+
+
+@given(sequences())
+@PROPERTY_SETTINGS
+def test_dropping_dominated_recommendations_changes_no_decision(
+    sequence: tuple[Case, list[tuple[int, int, dict[str, float]]]],
+) -> None:
+    """The memory keeps only recommendations that a later one does not stand in for
+    (`_undominated`); evaluation after evaluation, every decision is the one the whole
+    history gives."""
+    case, following = sequence
+    now = NOW
+    whole = pruned = case.memory
+    for seconds, count, read in following:
+        now += timedelta(seconds=seconds)
+        status = TargetStatus(count=count)
+        observations = [Observation(check=name, value=v) for name, v in read.items()]
+        outcomes = []
+        for memory, keep_all in ((pruned, False), (whole, True)):
+            with patch.object(
+                decision_module,
+                "_undominated",
+                (lambda records, lows: tuple(records))
+                if keep_all
+                else decision_module._undominated,
+            ):
+                outcomes.append(
+                    decide(
+                        case.policy,
+                        status=status,
+                        observations=observations,
+                        memory=memory,
+                        now=now,
+                    )
+                )
+        got, expected = outcomes
+        assert (got.decision.desired, got.decision.action, got.decision.reasons) == (
+            expected.decision.desired,
+            expected.decision.action,
+            expected.decision.reasons,
+        )
+        assert set(got.memory.recommendations) <= set(expected.memory.recommendations)
+        pruned, whole = got.memory, expected.memory
+        if got.decision.action in (Action.UP, Action.DOWN):  # as the reconciler records it
+            pruned = replace(pruned, last_scaled_at=now)
+            whole = replace(whole, last_scaled_at=now)
