@@ -7,8 +7,7 @@ newline-delimited JSON, heartbeats, Job events on register, scale and purge).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,20 +16,13 @@ from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import NomadTarget
+from tests.support.net import wait_until
 from tests.support.nomad_api import NomadApiStandIn
 
 pytestmark = pytest.mark.integration
 
 META = {"autoscaler.policy": "chat-api"}
 STATUS_READS = ("/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment")
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def reads(stand_in: NomadApiStandIn) -> list[str]:
@@ -64,12 +56,18 @@ def steady_job(nomad: NomadApiStandIn, count: int = 3) -> None:
     nomad.set_deployment("chat", "successful")
 
 
+def watched_scaler(nomad: NomadApiStandIn, watch: JobWatch, **settings: Any) -> NomadScaler:
+    """A scaler of the steady job "chat", once the stream vouches for it."""
+    steady_job(nomad)
+    scaler = scaler_for(nomad, watch, **settings)
+    wait_until(lambda: watch.token("chat") is not None, timeout=5)
+    return scaler
+
+
 def test_a_steady_target_is_read_once_while_the_stream_vouches_for_it(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     first = scaler.status()
     assert reads(nomad) == list(STATUS_READS)
     for _ in range(5):
@@ -95,14 +93,12 @@ def test_until_the_stream_has_spoken_every_status_is_read(nomad: NomadApiStandIn
 def test_a_scale_by_someone_else_is_read_at_the_next_status(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     scaler.status()
     before = watch.token("chat")
 
     scaler_for(nomad, None).scale(6, reason="by hand", meta={})  # as `nomad job scale` would
-    wait_until(lambda: watch.token("chat") != before)
+    wait_until(lambda: watch.token("chat") != before, timeout=5)
     reads(nomad)
 
     status = scaler.status()
@@ -114,13 +110,11 @@ def test_a_scale_by_someone_else_is_read_at_the_next_status(
 def test_an_event_about_another_job_keeps_the_status(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     first = scaler.status()
     heard = watch.events
     nomad.register_job("billing", groups={"api": 2})
-    wait_until(lambda: watch.events > heard)
+    wait_until(lambda: watch.events > heard, timeout=5)
     reads(nomad)
     assert scaler.status() is first
     assert reads(nomad) == []
@@ -130,12 +124,10 @@ def test_an_event_about_another_job_keeps_the_status(
 def test_our_own_scale_is_read_back_even_before_its_event(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     scaler.status()
     nomad.drop_event_streams()  # no event can arrive in between...
-    wait_until(lambda: watch.token("chat") is None)
+    wait_until(lambda: watch.token("chat") is None, timeout=5)
     scaler.scale(5, reason="up", meta=META)
     assert scaler.status().count == 5  # ...and the count is read back all the same
 
@@ -147,7 +139,7 @@ def test_an_active_deployment_is_read_at_every_status(
     nomad.register_job("chat", groups={"web": 3})
     nomad.set_deployment("chat", "running")
     scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    wait_until(lambda: watch.token("chat") is not None, timeout=5)
     assert not scaler.status().ready
     assert not scaler.status().ready
     assert reads(nomad) == [*STATUS_READS, "/v1/job/chat/scale", "/v1/job/chat/deployment"]
@@ -158,13 +150,11 @@ def test_an_active_deployment_is_read_at_every_status(
 
 
 def test_a_stopped_job_is_seen_through_its_event(nomad: NomadApiStandIn, watch: JobWatch) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     assert scaler.status().ready
     before = watch.token("chat")
     nomad.register_job("chat", groups={"web": 3}, stopped=True)
-    wait_until(lambda: watch.token("chat") != before)
+    wait_until(lambda: watch.token("chat") != before, timeout=5)
     status = scaler.status()
     assert not status.ready
     assert status.not_ready_reason == "job 'chat' is stopped"
@@ -173,15 +163,13 @@ def test_a_stopped_job_is_seen_through_its_event(nomad: NomadApiStandIn, watch: 
 def test_a_broken_stream_means_a_read_at_every_status_until_it_is_back(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     scaler.status()
     before = watch.token("chat")
 
     nomad.event_stream_refusal = (500, "server restarting")
     nomad.drop_event_streams()
-    wait_until(lambda: watch.token("chat") is None)
+    wait_until(lambda: watch.token("chat") is None, timeout=5)
     reads(nomad)
     scaler.status()
     scaler.status()
@@ -199,9 +187,7 @@ def test_a_broken_stream_means_a_read_at_every_status_until_it_is_back(
 def test_a_silent_stream_is_not_trusted(nomad: NomadApiStandIn, watch: JobWatch) -> None:
     """A connection that says nothing for longer than `silence` (Nomad heartbeats every
     10 s) may be hung: its word is void until it speaks again."""
-    steady_job(nomad)
-    scaler = scaler_for(nomad, watch)
-    wait_until(lambda: watch.token("chat") is not None)
+    scaler = watched_scaler(nomad, watch)
     scaler.status()
     nomad.event_streams_silent = True
     wait_until(lambda: watch.token("chat") is None, timeout=3)
@@ -221,7 +207,7 @@ def test_a_refused_stream_is_said_once_and_every_status_is_read(
         nomad.register_job("chat", groups={"web": 3})
         with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.targets.nomad_watch"):
             assert watch.token("chat") is None
-            wait_until(lambda: caplog.records)
+            wait_until(lambda: bool(caplog.records), timeout=5)
         (record,) = caplog.records
         message = record.getMessage()
         assert "refused its job event stream (HTTP 403: Permission denied)" in message
@@ -258,9 +244,7 @@ def test_with_acls_the_stream_is_read_with_the_token_and_vouches(nomad: NomadApi
     nomad.enable_acl({"reader": {"default": {"read-job", "scale-job"}}})
     watch = JobWatch(address=nomad.address, token="reader", namespace="default", silence=1.0)
     try:
-        steady_job(nomad)
-        scaler = scaler_for(nomad, watch, token="reader")
-        wait_until(lambda: watch.token("chat") is not None)
+        scaler = watched_scaler(nomad, watch, token="reader")
         streams = nomad.requests_to("GET", "/v1/event/stream")
         assert streams
         assert all(r.headers.get("x-nomad-token") == "reader" for r in streams)
