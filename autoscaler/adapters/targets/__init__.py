@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings, placement
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import AsgTarget, NomadTarget, TargetRef
 from autoscaler.core.ports import ScalingTarget
@@ -55,8 +55,7 @@ class TargetFactory:
         if not self.watch_nomad:
             return None
         settings = self.nomad
-        namespace = ref.namespace or settings.namespace or "default"
-        region = ref.region or settings.region
+        namespace, region = placement(ref, settings)
         watch = self._watches.get((namespace, region))
         if watch is None:
             watch = JobWatch(

@@ -213,6 +213,12 @@ def _kept(job: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def placement(ref: NomadTarget, settings: NomadSettings) -> tuple[str, str | None]:
+    """The namespace and region `ref` is read and scaled in: the policy's win over the
+    settings' (NOMAD_NAMESPACE / NOMAD_REGION); no region means the agent's own."""
+    return ref.namespace or settings.namespace or "default", ref.region or settings.region
+
+
 class NomadScaler:
     """A `ScalingTarget` for one task group of one Nomad job.
 
@@ -234,8 +240,7 @@ class NomadScaler:
         # arrives (`nomad_watch`); `plan` and other one-off reads read every time.
         self._watch = watch
         self._kept: tuple[Token, TargetStatus] | None = None
-        self._namespace = ref.namespace or settings.namespace or "default"
-        self._region = ref.region or settings.region
+        self._namespace, self._region = placement(ref, settings)
         self._shown_address = redact_address(settings.address)
         self._seen: _Seen | None = None  # the job as last read, while it is unchanged
         if settings.skip_verify and settings.address.startswith("https"):
