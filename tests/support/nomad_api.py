@@ -31,7 +31,8 @@ heartbeat every `event_heartbeat` seconds (Nomad: 10 s); tests can drop every op
 
 Every request may carry `namespace` (default "default") and `region` (default "global";
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
-is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found".
+is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found";
+a job list of every namespace (`namespace=*`) holds the namespaces the token may list.
 There is no scheduler: allocations are reported as placed and running at once, and a
 deployment only changes when a test says so (`set_deployment`, `deployment_on_scale`).
 """
@@ -44,7 +45,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -552,16 +553,20 @@ class NomadApiStandIn:
                 return 200, _job_json(job)
             raise _ApiError(405, "Invalid method")
 
+    def _rules(self, request: RecordedRequest) -> Mapping[str, frozenset[str]]:
+        """The ACL rules of the request's token (ACLs enabled); 403 for an unknown token."""
+        assert self._acl is not None
+        secret = request.headers.get("x-nomad-token")
+        if secret is None:
+            return self._acl.get("anonymous", {})
+        if secret not in self._acl:
+            raise _ApiError(403, "ACL token not found")
+        return self._acl[secret]
+
     def _authorize(self, request: RecordedRequest, namespace: str, *any_of: str) -> None:
         if self._acl is None:
             return
-        secret = request.headers.get("x-nomad-token")
-        if secret is None:
-            rules = self._acl.get("anonymous", {})
-        elif secret not in self._acl:
-            raise _ApiError(403, "ACL token not found")
-        else:
-            rules = self._acl[secret]
+        rules = self._rules(request)
         granted = rules.get(namespace, frozenset()) | rules.get("*", frozenset())
         if not granted & set(any_of):
             raise _ApiError(403, "Permission denied")
@@ -587,15 +592,29 @@ class NomadApiStandIn:
     def _list_jobs(self, request: RecordedRequest, region: str, namespace: str) -> tuple[int, Any]:
         if request.method != "GET":
             raise _ApiError(405, "Invalid method")
-        self._authorize(request, namespace, "list-jobs")
+        readable = self._listable(request, namespace)
         prefix = request.query.get("prefix", "")
         with_meta = request.query.get("meta") == "true"
         stubs = [
             _job_stub(job, meta=with_meta)
             for (reg, ns, job_id), job in sorted(self._jobs.items())
-            if reg == region and namespace in ("*", ns) and job_id.startswith(prefix)
+            if reg == region and readable(ns) and job_id.startswith(prefix)
         ]
         return 200, stubs
+
+    def _listable(self, request: RecordedRequest, namespace: str) -> Callable[[str], bool]:
+        """Which namespaces' jobs a list shows: `namespace`, or with `*` every namespace the
+        token may list jobs in (Nomad filters a wildcard listing by the token's namespaces;
+        a token that may list in none is refused)."""
+        if namespace != "*" or self._acl is None:
+            self._authorize(request, namespace, "list-jobs")
+            return lambda ns: namespace in ("*", ns)
+        rules = self._rules(request)
+        if "list-jobs" in rules.get("*", frozenset()):
+            return lambda ns: True
+        if not any("list-jobs" in caps for caps in rules.values()):
+            raise _ApiError(403, "Permission denied")
+        return lambda ns: "list-jobs" in rules.get(ns, frozenset())
 
     def _policies(self, region: str) -> list[dict[str, Any]]:
         """Every scaling policy of the region, as GET /v1/scaling/policy/:id shows it."""

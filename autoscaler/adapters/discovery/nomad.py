@@ -13,7 +13,10 @@ Memory (measured at 10,000 jobs on the stand-in): the job list is read again aft
 change and every `wait`; its 6 MB of JSON decode to some 25 MB of stubs (with their
 `JobSummary`), freed at once but leaving the allocator's arenas fragmented (+19 MB of
 resident memory after one listing, +10 MB more after the next). A list is therefore decoded
-keeping only the fields read here (`_JOB_STUB`, `_POLICY_STUB`). Jobs are read by a few
+keeping only the fields read here (`_JOB_STUB`, `_POLICY_STUB`); and a blocking query that
+ends with the index it was given (its `wait` passed with no change) is not decoded at all:
+the last listing stands (a full one at least every `REDECODE_AFTER` seconds, so what a
+token may read is seen again even while no job changes). Jobs are read by a few
 threads that each take the next job, not through a future per job (see `_read_all`). What
 a group keeps is shared where it repeats from job to job: its namespace, group name and
 meta strings are interned, and groups with the same meta share one (never modified) dict.
@@ -25,6 +28,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 READERS = 8  # jobs or policies read at once
+# A list answered with an unchanged index is decoded anyway when the last decoded one is older.
+REDECODE_AFTER = 600.0
 _SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
 # The fields of a list's entries read here, at any depth (a policy's `Target` holds the
 # last three); everything else in a stub is dropped while the list is decoded.
@@ -83,6 +89,8 @@ class NomadDiscovery:
         self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
         self._policy_cache: dict[str, tuple[int, NomadScalingPolicy]] = {}
         self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
+        # Per list, the last listing returned and when it was decoded (`_unchanged`).
+        self._last: dict[str, tuple[Listing[Any], float]] = {}
 
     def __repr__(self) -> str:
         return f"NomadDiscovery({self._shown!r})"
@@ -96,8 +104,16 @@ class NomadDiscovery:
         it. Raises `DiscoveryError` when Nomad cannot be read.
         """
         stubs, new_index = self._list(
-            self._jobs, (), "list-jobs", index=index, wait=wait, fields=_JOB_STUB
+            self._jobs,
+            (),
+            "list-jobs",
+            index=index,
+            wait=wait,
+            fields=_JOB_STUB,
+            reuse=self._unchanged("jobs", index),
         )
+        if stubs is None:
+            return self._last["jobs"][0]
         wanted: dict[tuple[str, str], int] = {}
         for stub in stubs:
             if _scalable(stub):
@@ -116,7 +132,7 @@ class NomadDiscovery:
             found = [
                 g for k in sorted(wanted) if k in self._job_cache for g in self._job_cache[k][1]
             ]
-        return Listing(tuple(found), new_index)
+        return self._decoded("jobs", Listing(tuple(found), new_index))
 
     def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
         namespace, job_id = key
@@ -159,7 +175,10 @@ class NomadDiscovery:
             wait=wait,
             extra={"type": "horizontal"},
             fields=_POLICY_STUB,
+            reuse=self._unchanged("policies", index),
         )
+        if stubs is None:
+            return self._last["policies"][0]
         wanted: dict[str, tuple[int, str]] = {}
         for stub in stubs:
             target = stub.get("Target") or {}
@@ -180,7 +199,7 @@ class NomadDiscovery:
             for pid in [p for p in self._policy_cache if p not in wanted]:
                 del self._policy_cache[pid]
             found = [self._policy_cache[p][1] for p in sorted(wanted) if p in self._policy_cache]
-        return Listing(tuple(found), new_index)
+        return self._decoded("policies", Listing(tuple(found), new_index))
 
     def _read_policy(self, key: tuple[str, str]) -> NomadScalingPolicy | None:
         policy_id, namespace = key
@@ -202,6 +221,31 @@ class NomadDiscovery:
             policy=dict(answer.get("Policy") or {}),
             modify_index=int(answer.get("ModifyIndex") or 0),
         )
+
+    # --- unchanged lists -------------------------------------------------------------------
+
+    def _unchanged(self, kind: str, index: int) -> bool:
+        """Whether an answer to a blocking query on `index` that keeps that index may stand
+        for the last listing: it was that listing's index, decoded within `REDECODE_AFTER`.
+
+        Nomad's index moves with every change to the list, so an answer with the index it was
+        asked about (the `wait` passed) holds the same entries; decoding it again every
+        `wait` (6 MB of JSON at 10,000 jobs) only churned the allocator's arenas, and each
+        round left resident memory a few MB higher.
+        """
+        with self._lock:
+            last = self._last.get(kind)
+        return (
+            index > 0
+            and last is not None
+            and last[0].index == index
+            and time.monotonic() - last[1] < REDECODE_AFTER
+        )
+
+    def _decoded(self, kind: str, listing: Listing[_T]) -> Listing[_T]:
+        with self._lock:
+            self._last[kind] = (listing, time.monotonic())
+        return listing
 
     # --- requests --------------------------------------------------------------------------
 
@@ -254,22 +298,26 @@ class NomadDiscovery:
         wait: float,
         fields: frozenset[str],
         extra: Mapping[str, str] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The entries of a list (those with an `ID`), holding only `fields`, and the index."""
+        reuse: bool = False,
+    ) -> tuple[list[dict[str, Any]] | None, int]:
+        """The entries of a list (those with an `ID`), holding only `fields`, and the index;
+        with `reuse`, None (nothing decoded) when Nomad answers with `index` itself."""
         params = {"namespace": "*", **(extra or {})}
         timeout = self._settings.timeout
         if index > 0 and wait > 0:
             params.update({"index": str(index), "wait": f"{int(wait * 1000)}ms"})
             timeout += wait * 17 / 16  # Nomad adds up to wait/16 of jitter
         response = self._send(api, parts, capability, params, timeout, namespace="*")
-        body = _json(response, self._shown, _keeping(fields))
-        if not isinstance(body, list):
-            path = _path(api, parts)
-            raise DiscoveryError(f"Nomad at {self._shown} answered {path} with no list")
         try:
             new_index = int(response.headers.get("X-Nomad-Index", "0"))
         except ValueError:
             new_index = 0
+        if reuse and new_index == index:
+            return None, new_index
+        body = _json(response, self._shown, _keeping(fields))
+        if not isinstance(body, list):
+            path = _path(api, parts)
+            raise DiscoveryError(f"Nomad at {self._shown} answered {path} with no list")
         return [s for s in body if isinstance(s, dict) and s.get("ID")], new_index
 
     def _get(self, api: Any, parts: tuple[str, ...], capability: str, *, namespace: str) -> Any:

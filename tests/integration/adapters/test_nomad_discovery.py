@@ -118,6 +118,42 @@ def test_a_blocking_query_that_times_out_returns_the_same_listing(
     assert again == first
 
 
+def test_an_unchanged_index_keeps_the_last_listing_until_it_is_due_for_a_full_read(
+    nomad_api: NomadApiStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocking query that ends with the index it asked about is not decoded (the list
+    did not change; at 10,000 jobs each decode left resident memory higher). What moves no
+    index, such as a token allowed a new namespace, shows at the next full read."""
+    nomad_api.register_job("web", {"api": 2})
+    nomad_api.register_job("billing", {"api": 1}, namespace="finance")
+    nomad_api.enable_acl({"reader": {"default": ["list-jobs", "read-job"]}})
+    discovery = _discovery(nomad_api, token="reader")
+    first = discovery.groups()
+    assert [g.job for g in first.items] == ["web"]
+
+    nomad_api.enable_acl({"reader": {"*": ["list-jobs", "read-job"]}})  # no index moves
+    again = discovery.groups(index=first.index, wait=0.2)
+    assert again is first
+    assert len([r for r in nomad_api.requests_to("GET", "/v1/jobs") if r.query.get("index")]) == 1
+
+    monkeypatch.setattr("autoscaler.adapters.discovery.nomad.REDECODE_AFTER", 0.0)
+    fresh = discovery.groups(index=first.index, wait=0.2)
+    assert sorted(g.job for g in fresh.items) == ["billing", "web"]
+    assert fresh.index == first.index
+
+
+def test_a_changed_index_is_always_decoded(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("web", {"api": 2})
+    discovery = _discovery(nomad_api)
+    first = discovery.groups()
+    nomad_api.register_job("api", {"api": 1})
+    second = discovery.groups(index=first.index, wait=0.2)
+    assert sorted(g.job for g in second.items) == ["api", "web"]
+    assert discovery.groups(index=first.index, wait=0.2) == second  # an older index: decoded
+    policies = discovery.scaling_policies()
+    assert discovery.scaling_policies(index=policies.index, wait=0.2) is policies
+
+
 def test_scaling_policies_come_with_nomads_payload(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job(
         "shop",
