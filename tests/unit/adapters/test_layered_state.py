@@ -328,10 +328,11 @@ def test_a_decision_whose_write_failed_takes_its_new_version_until_written() -> 
     assert store.history() == [said]
     durable.broken = None
     clock.now += 1.0
-    store.record(decision(T0 + timedelta(seconds=1)))
-    assert durable.history() == [decision(T0 + timedelta(seconds=1)), said]
-    store.record(first)  # once written, the history keeps what it holds
-    assert durable.history() == [decision(T0 + timedelta(seconds=1)), said]
+    newest = decision(T0 + timedelta(seconds=1))
+    store.record(newest)
+    assert durable.history() == [newest, said]
+    store.record(replace(newest, reasons=("amended",)))  # once written, the history keeps it
+    assert durable.history() == [newest, said]
 
 
 def test_a_write_dropped_by_a_takeover_is_never_reported_durable() -> None:
