@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -107,7 +108,10 @@ class HistogramFamily(_Family):
         self._bounds = [float(b) for b in buckets] + [math.inf]
         self._names = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
         # `_values`: label values -> [sum, count of bucket 0, ..., count of +Inf], not
-        # cumulative.
+        # cumulative, in an array of doubles updated in place: a list would hold a float
+        # object per count, and replace one at every observation (at 10,000 policies, 2 MB
+        # more, and allocations that outlive their neighbours, fragmenting the heap).
+        self._zeros = array("d", bytes(8 * (len(self._bounds) + 1)))
         super().__init__(name, documentation, labels, registry)
 
     def observe(self, labels: Labels, amount: float) -> None:
@@ -115,7 +119,7 @@ class HistogramFamily(_Family):
         with self._lock:
             counts = self._values.get(labels)
             if counts is None:
-                counts = self._values[labels] = [0.0] * (len(self._bounds) + 1)
+                counts = self._values[labels] = array("d", self._zeros)
             counts[0] += amount
             if not math.isnan(amount):  # fits no bucket, as `amount <= bound` says
                 counts[1 + bisect_left(self._bounds, amount)] += 1
@@ -123,7 +127,7 @@ class HistogramFamily(_Family):
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         with self._lock:
-            values = [(labels, list(counts)) for labels, counts in self._values.items()]
+            values = [(labels, counts.tolist()) for labels, counts in self._values.items()]
         for labels, counts in values:
             total, cumulative = counts[0], []
             running = 0.0
