@@ -297,6 +297,20 @@ def _evaluated(port: int) -> int:
     )
 
 
+def _steady(pid: int, args: argparse.Namespace) -> None:
+    """Sleep through the steady-state window; with `--rss-every`, print the service's RSS
+    (and its peak so far) at that period, to see what grows and when."""
+    if not args.rss_every:
+        time.sleep(args.window)
+        return
+    started = time.monotonic()
+    while (left := args.window - (time.monotonic() - started)) > 0:
+        time.sleep(min(args.rss_every, left))
+        rss, hwm = memory_mb(pid)
+        at = time.monotonic() - started
+        print(f"  {at:5.0f} s: RSS {rss:.1f} MB (peak {hwm:.1f})", flush=True)
+
+
 def _seconds(since: str, until: str) -> float:
     return (datetime.fromisoformat(until) - datetime.fromisoformat(since)).total_seconds()
 
@@ -362,7 +376,7 @@ def run_service(
         seen0 = log.decisions if logged else _evaluated(port)  # scraped before the CPU is read
         cpu0, at0 = cpu_seconds(process.pid), time.monotonic()
         standin0 = cpu_seconds(target.pid)
-        time.sleep(args.window)
+        _steady(process.pid, args)
         log.poll()
         cpu1, at1 = cpu_seconds(process.pid), time.monotonic()
         standin1 = cpu_seconds(target.pid)
@@ -522,6 +536,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--interval", type=int, default=10, help="policy interval, seconds")
     parser.add_argument("--window", type=float, default=30, help="steady-state window, s")
+    parser.add_argument(
+        "--rss-every", type=float, default=0, help="print the RSS every S s of the window"
+    )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument(
         "--metrics-histograms", choices=["per-policy", "total"], default="per-policy"
