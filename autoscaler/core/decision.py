@@ -68,7 +68,9 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.noise import within_noise
 from autoscaler.core.ranges import MAX_COUNT
-from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query
+from autoscaler.core.reasons import later
+from autoscaler.core.reasons import reasons as pending_reasons
+from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query, reason_part
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -100,7 +102,8 @@ class _Evaluated:
 
 @dataclass
 class _Run:
-    """One evaluation in progress: its fixed inputs and the reasons gathered so far."""
+    """One evaluation in progress: its fixed inputs and the reasons gathered so far (texts,
+    or `later` ones, made when the decision's reasons are first read)."""
 
     policy: Policy
     status: TargetStatus
@@ -296,7 +299,7 @@ def _evaluate(
         result = strategy_desired(check, used, current)
         if forecast is not None and current and used is not None:  # extension: `noise`
             result = within_noise(check, used, current, forecast, result)
-        count, reason, blocks = result.count, result.reason, None
+        count, reason, blocks = result.count, reason_part(result), None
         # Without the current count (a preview) nothing is capped relative to it.
         if (
             guard is not None
@@ -328,20 +331,27 @@ def _evaluate(
 
 
 def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tuple[float, str]:
-    """The value the strategy gets, max(observed, forecast), and a reason that shows both."""
-    name = check.name
+    """The value the strategy gets, max(observed, forecast), and a reason that shows both
+    (made when read)."""
+    used, ahead = value, forecast.value
+    if ahead is not None and math.isfinite(ahead) and not forecast.only and ahead > value:
+        used = ahead
+    return used, later(_forecast_text, check.name, value, forecast)
+
+
+def _forecast_text(name: str, value: float, forecast: ForecastReading) -> str:
     if forecast.value is None:
-        return value, f"{name}: no forecast ({forecast.reason}): reactive"
+        return f"{name}: no forecast ({forecast.reason}): reactive"
     if not math.isfinite(forecast.value):  # an overflowed model: unusable, like a NaN value
-        return value, f"{name}: forecast {forecast.value} is not a finite number: reactive"
+        return f"{name}: forecast {forecast.value} is not a finite number: reactive"
     shown = f"{name}: forecast {fmt_number(forecast.value)} in {_lead(forecast.lead)}"
     if forecast.error is not None:
         shown += f" (recent error {forecast.error * 100:.0f} %)"
     if forecast.only:
-        return value, f"{shown}, forecast only: not acted on"
+        return f"{shown}, forecast only: not acted on"
     if forecast.value > value:
-        return forecast.value, f"{shown} above the observed {fmt_number(value)}: acting on it"
-    return value, f"{shown}, not above the observed {fmt_number(value)}"
+        return f"{shown} above the observed {fmt_number(value)}: acting on it"
+    return f"{shown}, not above the observed {fmt_number(value)}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -577,10 +587,19 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     else:
         direction, window, which, seen = "down", windows.down, "highest", down_rec
     run.reasons.append(
+        later(_stabilized_text, (direction, window, which), seen, stabilized, recommendation)
+    )
+    return stabilized, memory
+
+
+def _stabilized_text(
+    side: tuple[str, timedelta, str], seen: int, stabilized: int, recommendation: int
+) -> str:
+    direction, window, which = side
+    return (
         f"stabilization {direction} {format_duration(window)}: {which} recommendation"
         f" {seen} → {stabilized} instead of {recommendation}"
     )
-    return stabilized, memory
 
 
 def _undominated(records: list[Recommendation], *, lows: bool) -> tuple[Recommendation, ...]:
@@ -656,13 +675,19 @@ def _action(run: _Run, memory: Memory, desired: int, rising: str | None = None) 
     left = cooldown_left(run.policy.cooldown, last, run.now).of(direction)
     if left > timedelta(0):
         if direction == "up" and rising is not None:
-            run.reasons.append(
-                f"cooldown up: {human_seconds(left)} left, but {rising}: not delayed"
-            )
+            run.reasons.append(later(_rising_text, left, rising))
             return Action.UP
-        run.reasons.append(f"cooldown {direction}: {human_seconds(left)} left → hold")
+        run.reasons.append(later(_cooldown_text, direction, left))
         return Action.HOLD
     return Action.UP if direction == "up" else Action.DOWN
+
+
+def _rising_text(left: timedelta, rising: str) -> str:
+    return f"cooldown up: {human_seconds(left)} left, but {rising}: not delayed"
+
+
+def _cooldown_text(direction: str, left: timedelta) -> str:
+    return f"cooldown {direction}: {human_seconds(left)} left → hold"
 
 
 def _rising(
@@ -713,6 +738,6 @@ def _decision(
         desired=desired,
         action=action,
         dry_run=dry_run or policy.dry_run,
-        reasons=tuple(reasons),
+        reasons=pending_reasons(reasons),
         checks=checks,
     )

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, get_args
 
 from autoscaler.core.frozen import fast_init
+from autoscaler.core.reasons import Pending, rendered_on_read
 
 
 class Strategy(StrEnum):
@@ -488,7 +489,11 @@ class CheckResult:
 @fast_init
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Decision:
-    """The outcome of one evaluation of one policy, with a reason for every step that mattered."""
+    """The outcome of one evaluation of one policy, with a reason for every step that mattered.
+
+    `reasons` may be stored pending (`core.reasons`): they are then made the first time
+    they are read, and kept.
+    """
 
     policy: str
     target: str
@@ -518,3 +523,7 @@ class Decision:
             "checks": [c.to_dict() for c in self.checks],
             "time": self.time.isoformat(),
         }
+
+
+# Made when first read (the reasons of most replayed decisions never are): see `core.reasons`.
+DECISION_REASONS = rendered_on_read(Decision, "reasons", Pending.render, Pending)

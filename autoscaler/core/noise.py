@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 from autoscaler.core.model import Check, ForecastReading, Strategy
+from autoscaler.core.reasons import later
 from autoscaler.core.strategies import StrategyResult, fmt_number
 
 # Float slack, as in `strategies`: a value exactly at the band's edge is within it.
@@ -81,10 +82,24 @@ def within_noise(
     assert settings is not None
     assert forecast is not None
     assert forecast.error is not None
-    return StrategyResult(
+    reason = later(
+        _within_text,
+        check,
+        (value, above, width, forecast.error),
         current,
+        result.count,
+    )
+    return StrategyResult(current, reason)
+
+
+def _within_text(
+    check: Check, shares: tuple[float, float, float, float], current: int, asked: int
+) -> str:
+    value, above, width, error = shares
+    assert check.forecast is not None
+    return (
         f"{check.name}: {fmt_number(value)} is {above * 100:.0f} % above what {current} "
         f"carry, within the forecast's noise band of {width * 100:.0f} % (recent error "
-        f"{forecast.error * 100:.0f} %, at most {fmt_number(settings.noise_band * 100)} "
-        f"%) → {current} instead of {result.count}",
+        f"{error * 100:.0f} %, at most {fmt_number(check.forecast.noise_band * 100)} "
+        f"%) → {current} instead of {asked}"
     )

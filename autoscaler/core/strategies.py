@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import Change, Check, Step, Strategy
 from autoscaler.core.ranges import MAX_COUNT
+from autoscaler.core.reasons import LATER, later, rendered_on_read, text
 
 # Float arithmetic lands a hair above whole numbers (0.3 / 0.1 = 3.0000000000000004);
 # without this slack, ceil would ask for one instance too many.
@@ -25,12 +26,26 @@ _EPSILON = 1e-9
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StrategyResult:
-    """The count one check asks for, and a short human-readable reason."""
+    """The count one check asks for, and a short human-readable reason.
+
+    The reason may be given as `reasons.later(render, ...)`: it is then made when first
+    read (`reason_part` hands it on to a decision unmade).
+    """
 
     count: int
     reason: str
+
+
+_REASON = rendered_on_read(StrategyResult, "reason", text, LATER)
+
+
+def reason_part(result: StrategyResult) -> str:
+    """The result's reason as given: its text, or the `later` one, not made here (typed as
+    its text, as `later` is)."""
+    part: str = _REASON.stored(result)
+    return part
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,41 +113,59 @@ def fmt_number(x: float) -> str:
     return f"{x:.4g}"
 
 
+# Each strategy's reason is made when read (`reasons.later`): a replay reads few of them.
+
+
 def _target_value(check: Check, value: float, current: int) -> StrategyResult:
     target = _positive_target(check)
-    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)}"
     ratio = value / target
     if current == 0:
         count = ceil_count(ratio)
-        return StrategyResult(count, f"{shown} from 0 → {count}")
+        return StrategyResult(count, later(_target_text, check, value, target, " from 0", count))
     if abs(ratio - 1) <= check.tolerance + _EPSILON:
-        tolerance = f"±{_setting(check.tolerance * 100)}%"
-        return StrategyResult(current, f"{shown} within tolerance {tolerance} → {current}")
+        return StrategyResult(current, later(_within_text, check, value, target, "", current))
     count = ceil_count(current * ratio)
-    return StrategyResult(count, f"{shown} → {count}")
+    return StrategyResult(count, later(_target_text, check, value, target, "", count))
 
 
 def _per_instance(check: Check, value: float, current: int) -> StrategyResult:
     target = _positive_target(check)
-    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)} per instance"
     # The dead band (extension): no change while the current count carries the value within
     # the tolerance of its target, as target-value does; from 0 there is nothing to compare.
     if current > 0 and check.tolerance > 0:
         ratio = value / (target * current)
         if abs(ratio - 1) <= check.tolerance + _EPSILON:
-            tolerance = f"±{_setting(check.tolerance * 100)}%"
-            return StrategyResult(current, f"{shown} within tolerance {tolerance} → {current}")
+            return StrategyResult(current, later(_within_text, check, value, target, _PER, current))
     count = ceil_count(value / target)
-    return StrategyResult(count, f"{shown} → {count}")
+    return StrategyResult(count, later(_target_text, check, value, target, _PER, count))
+
+
+_PER = " per instance"
+
+
+def _target_text(check: Check, value: float, target: float, what: str, count: int) -> str:
+    return f"{check.name}: {fmt_number(value)} / {_setting(target)}{what} → {count}"
+
+
+def _within_text(check: Check, value: float, target: float, what: str, count: int) -> str:
+    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)}{what}"
+    return f"{shown} within tolerance ±{_setting(check.tolerance * 100)}% → {count}"
 
 
 def _threshold(check: Check, value: float, current: int) -> StrategyResult:
-    shown = f"{check.name}: {fmt_number(value)}"
     for step in check.steps:
         if _matches(step, value):
             count = apply_change(step.change, current)
-            return StrategyResult(count, f"{shown} {_condition(step)}: {step.change} → {count}")
-    return StrategyResult(current, f"{shown} no step matched → {current}")
+            return StrategyResult(count, later(_step_text, check.name, value, step, count))
+    return StrategyResult(current, later(_no_step_text, check.name, value, current))
+
+
+def _step_text(name: str, value: float, step: Step, count: int) -> str:
+    return f"{name}: {fmt_number(value)} {_condition(step)}: {step.change} → {count}"
+
+
+def _no_step_text(name: str, value: float, count: int) -> str:
+    return f"{name}: {fmt_number(value)} no step matched → {count}"
 
 
 def _fixed(check: Check, value: float, current: int) -> StrategyResult:
@@ -143,7 +176,11 @@ def _fixed(check: Check, value: float, current: int) -> StrategyResult:
 
 def _pass_through(check: Check, value: float, current: int) -> StrategyResult:
     count = ceil_count(value)
-    return StrategyResult(count, f"{check.name}: {fmt_number(value)} → {count}")
+    return StrategyResult(count, later(_pass_text, check.name, value, count))
+
+
+def _pass_text(name: str, value: float, count: int) -> str:
+    return f"{name}: {fmt_number(value)} → {count}"
 
 
 # Every member of `Strategy`, checked below at import: a strategy without an entry fails

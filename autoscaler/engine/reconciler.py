@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from autoscaler.core import decision as core
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
+    DECISION_REASONS,
     Action,
     Check,
     CheckResult,
@@ -30,6 +31,7 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.ports import MetricSource, RangeSource, ScalingTarget, StateStore
+from autoscaler.core.reasons import pending
 from autoscaler.engine.histories import CheckHistories
 from autoscaler.errors import (
     AutoscalerError,
@@ -401,10 +403,16 @@ def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evalua
     is only ever this. Texts with nothing to mask are kept as they are (no copies)."""
     d = evaluation.decision
     decision = d
-    for reason in d.reasons:
-        if scrub(reason) is not reason:  # something masked: redo them all
-            decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons))
-            break
+    later = pending(DECISION_REASONS.stored(d))
+    if later is not None:
+        # Not made yet (a replay may never read them): scrubbed as they are made, which
+        # gives each text what scrubbing it now would.
+        later.then(scrub)
+    else:
+        for reason in d.reasons:
+            if scrub(reason) is not reason:  # something masked: redo them all
+                decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons))
+                break
     for check in d.checks:
         if _scrubbed_check(check) is not check:
             decision = replace(decision, checks=tuple(_scrubbed_check(c) for c in d.checks))
