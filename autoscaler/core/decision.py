@@ -100,7 +100,7 @@ class _Evaluated:
     count_independent: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """One evaluation in progress: its fixed inputs and the reasons gathered so far (texts,
     or `later` ones, made when the decision's reasons are first read)."""
@@ -110,11 +110,8 @@ class _Run:
     now: datetime
     dry_run: bool
     checks: tuple[CheckResult, ...]
+    current: int  # the status's count
     reasons: list[str] = field(default_factory=list)
-
-    @property
-    def current(self) -> int:
-        return self.status.count
 
     def collect(self, step: tuple[int, list[str]]) -> int:
         """A step's count, with the step's reasons added to the decision's."""
@@ -155,19 +152,26 @@ def decide(
         reason += f" (0 to {MAX_COUNT:,}): holding"
         return Outcome(unavailable(policy, now=now, reason=reason, dry_run=dry_run), memory)
     evaluated = _evaluate_checks(policy, observations, status.count)
-    run = _Run(policy, status, now, dry_run, tuple([e.result for e in evaluated]))
+    run = _Run(policy, status, now, dry_run, tuple([e.result for e in evaluated]), status.count)
     if not status.ready:
         run.reasons.append(status.not_ready_reason or "target not ready")
         if not status.scale_up_allowed:
             return Outcome(run.finish(status.count, Action.HOLD), memory)
         run.reasons.append("it is launching instances: a scale-up may go ahead, a scale-down waits")
 
-    for e in evaluated:
+    failed: list[CheckResult] = []
+    wanted: list[int] = []
+    implausible = False  # a value that, though usable, forbids a scale-in
+    for e in evaluated:  # one pass (replays run this hundreds of thousands of times)
         run.reasons.extend(e.notes)
-        if e.reason is not None:
+        if e.reason is None:
+            failed.append(e.result)
+        else:
             run.reasons.append(e.reason)
-    failed = [e.result for e in evaluated if e.reason is None]
-    wanted = [e.result.desired for e in evaluated if e.result.desired is not None]
+        if e.result.desired is not None:
+            wanted.append(e.result.desired)
+        if e.blocks_scale_in is not None:
+            implausible = True
     if not wanted:
         return _without_data(run, memory, failed)
 
@@ -177,7 +181,6 @@ def decide(
     recommendation, before = count, memory
     if failed:
         count = _block_scale_down(run, count, failed)
-    implausible = [e.blocks_scale_in for e in evaluated if e.blocks_scale_in is not None]
     if implausible:
         count = _block_scale_down_implausible(run, count)
     count, memory = _stabilize(run, count, memory)

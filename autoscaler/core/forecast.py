@@ -35,6 +35,7 @@ ERROR_WINDOW = timedelta(days=1)
 MIN_SCORED_SHARE = 0.25
 MAX_PERIODS = 7
 _NAN = math.nan
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -106,6 +107,10 @@ class SeasonalModel:
         self.settings = settings
         self.lead = lead
         self.step = settings.resolution.total_seconds()
+        self._lead_seconds = lead.total_seconds()
+        # The history needed, in whole microseconds as `timedelta` compares them.
+        self._resolution_us = settings.resolution // _MICROSECOND
+        self._min_history_us = settings.min_history // _MICROSECOND
         self.lead_buckets = max(1, math.ceil(lead / settings.resolution - 1e-9))
         level = max(1, round(LEVEL_WINDOW / settings.resolution))
         errors = max(1, round(ERROR_WINDOW / settings.resolution))
@@ -260,7 +265,7 @@ class SeasonalModel:
 
     def forecast(self, at: float) -> ForecastReading:
         """The check's value forecast for `at + lead` (epoch seconds), or why there is none."""
-        target = math.floor((at + self.lead.total_seconds()) / self.step)
+        target = math.floor((at + self._lead_seconds) / self.step)
         answer = self._answer
         if answer is not None and answer[0] == self._last and answer[1] == target:
             return answer[2]  # nothing completed and the same bucket ahead: the same answer
@@ -270,10 +275,12 @@ class SeasonalModel:
 
     def _forecast(self, target: int) -> ForecastReading:
         settings, lead = self.settings, self.lead
-        span = self.history_span()
-        if span < settings.min_history:
+        first, last = self._first, self._last
+        held = 0 if first is None or last is None else last - first + 1
+        if held * self._resolution_us < self._min_history_us:  # `history_span() < min_history`
             return self._none(
-                f"history of {_span(span)} is shorter than the {_span(settings.min_history)} needed"
+                f"history of {_span(self.history_span())} is shorter than the "
+                f"{_span(settings.min_history)} needed"
             )
         best: tuple[float, float, _Season] | None = None
         errors: list[str] = []

@@ -7,6 +7,7 @@ Durations are `timedelta`, instants are timezone-aware `datetime` (UTC).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -67,7 +68,7 @@ class AsgTarget:
         """What makes two targets the same object, region aside (see `conflicts`)."""
         return (self.type, self.asg)
 
-    @property
+    @functools.cached_property  # immutable, and read at every evaluation
     def key(self) -> str:
         """A stable identifier of the scaled object, used for cooldown state and reports."""
         return f"aws-asg/{self.region or '-'}/{self.asg}"
@@ -93,7 +94,7 @@ class NomadTarget:
         """What makes two targets the same object, region aside (see `conflicts`)."""
         return (self.type, self.job, self.group, self.namespace)
 
-    @property
+    @functools.cached_property  # immutable, and read at every evaluation
     def key(self) -> str:
         """A stable identifier of the scaled object, used for cooldown state and reports."""
         return f"nomad/{self.region or '-'}/{self.namespace}/{self.job}/{self.group}"

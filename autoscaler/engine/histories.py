@@ -203,7 +203,7 @@ class CheckHistories:
         if entry.model is None:
             entry.model = SeasonalModel(entry.settings, entry.lead)
         model, settings = entry.model, entry.settings
-        step = settings.resolution.total_seconds()
+        step = model.step
         last = model.last_time
         if entry.read_back and last is not None and at - last <= 2 * step:
             return model  # nothing missed

@@ -31,7 +31,7 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.ports import MetricSource, RangeSource, ScalingTarget, StateStore
-from autoscaler.core.reasons import pending
+from autoscaler.core.reasons import Pending
 from autoscaler.engine.histories import CheckHistories
 from autoscaler.errors import (
     AutoscalerError,
@@ -129,27 +129,35 @@ class Reconciler:
         never scales and never writes. `dry_run=True` decides, records and reports, but
         never calls the scale API.
         """
-        started = time.monotonic()
-        evaluation = self._evaluate(policy, dry_run=dry_run, apply=apply)
-        evaluation = scrubbed(evaluation, duration=time.monotonic() - started)
+        # Each evaluation is built once, timed as it is built (replays build many).
+        evaluation = scrubbed(
+            self._evaluate(policy, dry_run=dry_run, apply=apply, started=time.monotonic())
+        )
         if apply:
             evaluation = self._record(evaluation)
             if self._log_unchanged or not unchanged(evaluation):
                 log_decision(evaluation)
         return evaluation
 
-    def _evaluate(self, policy: Policy, *, dry_run: bool, apply: bool) -> Evaluation:
+    def _evaluate(
+        self, policy: Policy, *, dry_run: bool, apply: bool, started: float
+    ) -> Evaluation:
+        """The evaluation (not yet scrubbed), its `duration` counted from `started`."""
         now = self._clock()
         try:
             target = self._targets(policy.target)
             status = target.status()
         except (TargetError, OSError) as exc:
             reason = f"target {policy.target} unreadable: {exc}"
-            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
+            return self._unreadable(
+                policy, reason, now=now, dry_run=dry_run, apply=apply, started=started
+            )
         except Exception as exc:  # a library error no adapter anticipated: hold, loudly
             logging.getLogger(__name__).exception("reading target %s failed", policy.target)
             reason = f"target {policy.target} unreadable: {safe_error(exc)}"
-            return self._unreadable(policy, reason, now=now, dry_run=dry_run, apply=apply)
+            return self._unreadable(
+                policy, reason, now=now, dry_run=dry_run, apply=apply, started=started
+            )
 
         observations, timings, source_error = self._observe(policy, status, preview=not apply)
         if observations:
@@ -161,7 +169,13 @@ class Reconciler:
             decision = core.unavailable(
                 policy, now=now, reason=reason, dry_run=dry_run, current=status.count
             )
-            return Evaluation(decision=decision, error=reason, error_kind="state", status=status)
+            return Evaluation(
+                decision=decision,
+                error=reason,
+                error_kind="state",
+                status=status,
+                duration=time.monotonic() - started,
+            )
 
         outcome = core.decide(
             policy,
@@ -187,11 +201,19 @@ class Reconciler:
             error_kind=applied.error_kind,
             scaled=applied.scaled,
             status=status,
+            duration=time.monotonic() - started,
             query_seconds=timings,
         )
 
     def _unreadable(
-        self, policy: Policy, reason: str, *, now: datetime, dry_run: bool, apply: bool
+        self,
+        policy: Policy,
+        reason: str,
+        *,
+        now: datetime,
+        dry_run: bool,
+        apply: bool,
+        started: float,
     ) -> Evaluation:
         """A `hold` for a target that cannot be read.
 
@@ -201,7 +223,12 @@ class Reconciler:
         """
         if apply:
             decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
-            return Evaluation(decision=decision, error=reason, error_kind="target")
+            return Evaluation(
+                decision=decision,
+                error=reason,
+                error_kind="target",
+                duration=time.monotonic() - started,
+            )
         observations, timings, _ = self._observe(policy, None, preview=True)
         if observations:
             observations = self._histories.enrich(policy, observations, now, learn=False)
@@ -209,7 +236,11 @@ class Reconciler:
             policy, observations=observations, now=now, reason=reason, dry_run=dry_run
         )
         return Evaluation(
-            decision=decision, error=reason, error_kind="target", query_seconds=timings
+            decision=decision,
+            error=reason,
+            error_kind="target",
+            duration=time.monotonic() - started,
+            query_seconds=timings,
         )
 
     def _apply(
@@ -403,8 +434,8 @@ def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evalua
     is only ever this. Texts with nothing to mask are kept as they are (no copies)."""
     d = evaluation.decision
     decision = d
-    later = pending(DECISION_REASONS.stored(d))
-    if later is not None:
+    later = DECISION_REASONS.stored(d)
+    if type(later) is Pending:
         # Not made yet (a replay may never read them): scrubbed as they are made, which
         # gives each text what scrubbing it now would.
         later.then(scrub)
