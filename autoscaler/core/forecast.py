@@ -19,6 +19,7 @@ history plus two per bucket of the error window.
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from collections.abc import Iterable
@@ -84,6 +85,8 @@ class _Season:
         self.residuals = _Ring(level)  # (value − profile, 0) per recent bucket
         self.errors = _Ring(errors)  # (|forecast − value|, |value|) per scored bucket
         self.pending: dict[int, float] = {}  # bucket -> forecast made `lead` before it
+        # bucket -> its profile, computed with that forecast (see `SeasonalModel._profiled`)
+        self.profiles: dict[int, float] = {}
 
     def error(self, minimum: int) -> float | None:
         """The recent relative error, or None while fewer than `minimum` buckets are scored."""
@@ -197,16 +200,33 @@ class SeasonalModel:
             self._first = bucket
         for season in self.seasons:
             self._score(season, bucket, value)
-            profile = self._profile(season, bucket)
+            profile = self._profiled(season, bucket)
             residual = value - profile
             if math.isnan(residual):
                 season.residuals.put(bucket, _NAN, _NAN)
             else:
                 season.residuals.put(bucket, residual, 0.0)
             ahead = bucket + self.lead_buckets
-            forecast = self._profile(season, ahead) + self._level(season)
+            profile = self._profile(season, ahead)
+            if season.buckets >= self.lead_buckets:
+                season.profiles[ahead] = profile
+            forecast = profile + self._level(season)
             if not math.isnan(forecast):
                 season.pending[ahead] = forecast
+
+    def _profiled(self, season: _Season, bucket: int) -> float:
+        """`_profile(season, bucket)`, taken from when it was computed `lead` before, if it
+        was: then nothing it reads has changed since. A season of at least `lead` reads
+        only buckets completed by then (`bucket - period` and before), which nothing
+        overwrites (the values kept span every period read and the lead), and a reset (a
+        long gap) starts new seasons. A season shorter than the lead keeps none."""
+        profiles = season.profiles
+        profile = profiles.get(bucket)
+        if profile is None:
+            return self._profile(season, bucket)
+        for done in [b for b in profiles if b <= bucket]:
+            del profiles[done]
+        return profile
 
     def _score(self, season: _Season, bucket: int, value: float) -> None:
         made = season.pending.pop(bucket, None)
@@ -292,7 +312,10 @@ class SeasonalModel:
             if error > settings.max_error:
                 errors.append(f"{_span(season.period)}: {_percent(error)}")
                 continue
-            value = self._profile(season, target) + self._level(season)
+            profile = season.profiles.get(target)
+            if profile is None:
+                profile = self._profile(season, target)
+            value = profile + self._level(season)
             if math.isnan(value):
                 errors.append(f"{_span(season.period)}: no history at this phase")
                 continue
@@ -323,6 +346,7 @@ def describe(reading: ForecastReading) -> str:
     return f"{fmt_number(reading.value)} in {lead}{error}{only}"
 
 
+@functools.lru_cache(maxsize=4096)  # a day of 1-minute spans while the history is short
 def _span(duration: timedelta) -> str:
     return format_duration(duration) if duration > timedelta(0) else "0s"
 

@@ -258,8 +258,15 @@ class Reconciler:
         """
         decision, key = applied.decision, policy.target.key
         assert decision.desired is not None
-        before = applied.memory.last_scaled_at
-        done = replace(applied.memory, last_scaled_at=now)
+        memory = applied.memory
+        before = memory.last_scaled_at
+        # Not `replace` (a tenth of its cost: replays scale thousands of times); every field.
+        done = Memory(
+            last_scaled_at=now,
+            recommendations=memory.recommendations,
+            missing_data_streak=memory.missing_data_streak,
+            missing_data_since=memory.missing_data_since,
+        )
         scale_in = decision.action is Action.DOWN
         try:
             self._state.save(policy.name, key, done)
@@ -293,7 +300,13 @@ class Reconciler:
             self._withdraw(key, now, before)
             held = _held(decision, f"scale to {decision.desired} failed: {exc}")
             return replace(applied, decision=held, error=str(exc), error_kind="scale")
-        return replace(applied, memory=done, scaled=True)
+        return _Applied(
+            decision=decision,
+            memory=done,
+            error=applied.error,
+            error_kind=applied.error_kind,
+            scaled=True,
+        )
 
     def _save(self, policy: Policy, applied: _Applied) -> _Applied:
         """Keep the policy's memory (written with the decision, see `_record`); while the

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler.core.forecast import SeasonalModel, describe
 from autoscaler.core.model import ForecastReading, ForecastSettings
+from tests.support.fuzz import fuzz_settings
 
 DAY = 86_400.0
 LEAD = timedelta(minutes=3)
@@ -145,3 +148,71 @@ def test_values_older_than_the_bucket_being_filled_are_ignored() -> None:
 )
 def test_a_forecast_reads_in_one_line(reading: ForecastReading, shown: str) -> None:
     assert describe(reading) == shown
+
+
+class _Forgetting(dict[int, float]):
+    """A season's profiles that keep nothing: every profile computed afresh."""
+
+    def __setitem__(self, key: int, value: float) -> None:
+        return None
+
+
+class _Afresh(SeasonalModel):
+    """The model computing every profile when needed, as it did before keeping any."""
+
+    def _reset(self) -> None:
+        super()._reset()
+        for season in self.seasons:
+            season.profiles = _Forgetting()
+
+
+@fuzz_settings(ci=40)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    lead=st.integers(min_value=1, max_value=8 * 3600),
+    seasons=st.sampled_from([(6, 18), (3, 7), (2, 5), (1, 3)]),
+)
+def test_profiles_kept_from_a_forecast_are_those_computed_afresh(
+    seed: int, lead: int, seasons: tuple[int, int]
+) -> None:
+    """A bucket's profile is kept from when its forecast was made `lead` before: the model
+    forecasts, scores and learns as when it computed every profile afresh (seasons as
+    short as one bucket, shorter than the lead, gaps longer than the history included)."""
+    settings = ForecastSettings(
+        history=timedelta(hours=40),
+        resolution=timedelta(hours=1),  # an error window of 24 buckets: scored soon
+        seasons=tuple(timedelta(hours=h) for h in seasons),
+        min_history=timedelta(hours=2),
+        max_error=50.0,
+    )
+    kept = SeasonalModel(settings, timedelta(seconds=lead))
+    afresh = _Afresh(settings, timedelta(seconds=lead))
+    rng = random.Random(seed)
+    at, answered = 0.0, 0
+    for _ in range(600):
+        at += 900 * rng.choice([1, 1, 1, 1, 2, 4, 0]) + (3600 * 50 if rng.random() < 0.003 else 0)
+        value = math.nan if rng.random() < 0.05 else 100 + 50 * math.sin(at / 7000) + rng.random()
+        kept.add(at, value)
+        afresh.add(at, value)
+        assert _state(kept) == _state(afresh)
+        reading = kept.forecast(at)
+        assert reading == afresh.forecast(at)
+        assert kept.forecast(at + 1800) == afresh.forecast(at + 1800)
+        answered += reading.value is not None
+    assert answered > 100  # the forecasts compared are mostly real ones
+    assert all(not s.profiles for s in afresh.seasons)
+
+
+def _state(model: SeasonalModel) -> list[tuple[object, ...]]:
+    """What the model learned, season by season (NaN-free: sums, counts, pending)."""
+    return [
+        (
+            s.pending,
+            s.residuals.sum_a,
+            s.residuals.count,
+            s.errors.sum_a,
+            s.errors.sum_b,
+            s.errors.count,
+        )
+        for s in model.seasons
+    ]
