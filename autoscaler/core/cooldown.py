@@ -50,8 +50,11 @@ def cooldown_left(
     )
 
 
+_ZERO = timedelta(0)
+
+
 def _left(period: timedelta, elapsed: timedelta) -> timedelta:
     left = period - elapsed
-    if left <= timedelta(0):
-        return timedelta(0)
+    if left <= _ZERO:
+        return _ZERO
     return timedelta(seconds=math.ceil(left.total_seconds()))

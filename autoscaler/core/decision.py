@@ -74,6 +74,7 @@ from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query, reas
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
+_ZERO = timedelta(0)
 
 
 @fast_init
@@ -507,7 +508,7 @@ def _count_missing(run: _Run, memory: Memory) -> tuple[Memory, bool]:
             since = datetime.min.replace(tzinfo=now.tzinfo)
     counted = memory.missing_data_streak + 1
     allowed = counted
-    if interval > timedelta(0):
+    if interval > _ZERO:
         allowed = 1 + (now - since) // interval
     streak = min(counted, allowed)
     memory = replace(memory, missing_data_streak=streak, missing_data_since=since)
@@ -578,7 +579,7 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     kept.append(Recommendation(at=now, count=recommendation))
     memory = Memory(  # `replace(memory, recommendations=...)` at a third of its cost
         last_scaled_at=memory.last_scaled_at,
-        recommendations=_undominated(kept, lows=windows.up > timedelta(0)),
+        recommendations=_undominated(kept, lows=windows.up > _ZERO),
         missing_data_streak=memory.missing_data_streak,
         missing_data_since=memory.missing_data_since,
     )
@@ -676,7 +677,7 @@ def _action(run: _Run, memory: Memory, desired: int, rising: str | None = None) 
         return Action.HOLD
     last = last_action(memory.last_scaled_at, run.status.last_scaled_at)
     left = cooldown_left(run.policy.cooldown, last, run.now).of(direction)
-    if left > timedelta(0):
+    if left > _ZERO:
         if direction == "up" and rising is not None:
             run.reasons.append(later(_rising_text, left, rising))
             return Action.UP

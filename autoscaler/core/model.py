@@ -509,7 +509,8 @@ class Decision:
     @property
     def changes_target(self) -> bool:
         """True when applying this decision would call the scale API (dry-run aside)."""
-        return self.action in (Action.UP, Action.DOWN)
+        action = self.action  # identity: `in` would compare the str values
+        return action is Action.UP or action is Action.DOWN
 
     def to_dict(self) -> dict[str, Any]:
         """The report shape used by `plan --output json` (plus `time`) and the HTTP API."""
