@@ -66,6 +66,7 @@ class _Entry:
     history_error: str | None = None
     next_try: float = -math.inf  # epoch seconds: no range query before this
     seen: float = 0.0
+    check: Check | None = None  # the check object last found the same as this entry
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -140,9 +141,12 @@ class CheckHistories:
         key = (policy.name, check.name)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or not _same(entry, check, lead):
+            if entry is None or not (
+                (entry.check is check and entry.lead == lead) or _same(entry, check, lead)
+            ):
                 entry = _Entry(check.query, check.forecast, lead, check.select)  # new or changed
                 self._entries[key] = entry
+            entry.check = check  # the same object next time: only the lead to compare
             entry.seen = at
             return entry
 

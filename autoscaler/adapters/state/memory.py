@@ -16,9 +16,8 @@ class MemoryStateStore:
         self._decisions: list[Decision] = []
 
     def load(self, policy: str, target_key: str) -> Memory:
-        key, memory = self._memory.get(policy, (target_key, Memory()))
-        if key != target_key:
-            memory = Memory()
+        kept = self._memory.get(policy)  # (no default built at every call: replays load a lot)
+        memory = Memory() if kept is None or kept[0] != target_key else kept[1]
         last = self._targets.get(target_key)
         if memory.last_scaled_at is last:
             return memory  # immutable, and already what the copy below would be
