@@ -74,6 +74,10 @@ class AsgTarget:
         return f"aws-asg/{self.region or '-'}/{self.asg}"
 
     def __str__(self) -> str:
+        return self._shown
+
+    @functools.cached_property  # every decision names its target
+    def _shown(self) -> str:
         return f"aws-asg:{self.asg}" + (f"@{self.region}" if self.region else "")
 
 
@@ -100,6 +104,10 @@ class NomadTarget:
         return f"nomad/{self.region or '-'}/{self.namespace}/{self.job}/{self.group}"
 
     def __str__(self) -> str:
+        return self._shown
+
+    @functools.cached_property  # every decision names its target
+    def _shown(self) -> str:
         where = self.namespace + (f"@{self.region}" if self.region else "")
         return f"nomad:{self.job}/{self.group} ({where})"
 
