@@ -331,15 +331,18 @@ def _run(
             low, high = min(low, count), max(high, count)
         elif decision.action is Action.HOLD:
             result.holds += 1
-        failed = [check for check in decision.checks if check.error is not None]
-        if failed:
+        failing = False  # (no list built per evaluation: most have no failed check)
+        for check in decision.checks:
+            if check.error is None:
+                continue
+            failing = True
+            seen = result.check_failures.get(check.name)
+            if seen is None:
+                result.check_failures[check.name] = CheckFailures(1, now, str(check.error))
+            else:
+                seen.evaluations += 1
+        if failing:
             result.no_data += 1
-            for check in failed:
-                seen = result.check_failures.get(check.name)
-                if seen is None:
-                    result.check_failures[check.name] = CheckFailures(1, now, str(check.error))
-                else:
-                    seen.evaluations += 1
         result.evaluations += 1
         result.instance_hours += count * hours_per_step
         if result.recorded is not None:
