@@ -34,7 +34,7 @@ later = cast("Callable[..., str]", functools.partial)
 
 def text(part: Part) -> str:
     """The text of one reason."""
-    return part if type(part) is str else cast(Callable[[], str], part)()
+    return part if isinstance(part, str) else part()
 
 
 # The type of what `later` makes.
@@ -55,9 +55,7 @@ class Pending:
         self.finishers = (*self.finishers, finish)
 
     def render(self) -> tuple[str, ...]:
-        texts = [
-            part if type(part) is str else cast(Callable[[], str], part)() for part in self.parts
-        ]
+        texts = [part if isinstance(part, str) else part() for part in self.parts]
         for finish in self.finishers:
             texts = [finish(t) for t in texts]
         return tuple(texts)

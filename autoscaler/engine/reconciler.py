@@ -450,7 +450,8 @@ def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evalua
     later = DECISION_REASONS.stored(d)
     if type(later) is Pending:
         # Not made yet (a replay may never read them): scrubbed as they are made, which
-        # gives each text what scrubbing it now would.
+        # gives each text what scrubbing it now would (and masks any secret registered
+        # in between as well).
         later.then(scrub)
     else:
         for reason in d.reasons:
