@@ -322,7 +322,10 @@ class NomadScaler:
             count = seen.count
         last_scaled_at = _last_count_change((group_status or {}).get("Events"))
         hold, ended = self._hold_reason(seen, scale)
-        self._seen = _replace(seen, ended=ended) if fits else None
+        if not fits:
+            self._seen = None
+        else:  # a new record only when something in it changed
+            self._seen = seen if seen.ended == ended else _replace(seen, ended=ended)
         status = TargetStatus(
             count=count,
             ready=hold is None,
