@@ -172,18 +172,23 @@ def _per_instance_case() -> Case:
     )
 
 
+def decision_with(reasons: Any) -> Decision:
+    """A decision to scale web from 1 to 2, holding `reasons` as given (pending or made)."""
+    return Decision(
+        policy="web",
+        target="aws-asg:web",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        current=1,
+        desired=2,
+        action=Action.UP,
+        dry_run=False,
+        reasons=reasons,
+    )
+
+
 def test_a_decision_with_reasons_to_make_compares_hashes_copies_and_pickles_as_made() -> None:
     def made_later() -> Decision:
-        return Decision(
-            policy="p",
-            target="t",
-            time=datetime(2026, 1, 1, tzinfo=UTC),
-            current=1,
-            desired=2,
-            action=Action.UP,
-            dry_run=False,
-            reasons=Pending(["a", later(str.upper, "b")]),  # type: ignore[arg-type]
-        )
+        return decision_with(Pending(["a", later(str.upper, "b")]))
 
     made = replace(made_later(), reasons=("a", "B"))
     assert made_later() == made and hash(made_later()) == hash(made)

@@ -5,41 +5,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from unittest.mock import patch
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler import redact
-from autoscaler.core.model import DECISION_REASONS, Action, Decision
+from autoscaler.core.model import DECISION_REASONS
 from autoscaler.core.reasons import Pending, later, pending
 from autoscaler.engine.reconciler import Evaluation, scrubbed
 from tests.support.fuzz import fuzz_settings
 from tests.unit.core.test_decision_properties import Case
-from tests.unit.core.test_reasons import eager, forecasting_cases
+from tests.unit.core.test_reasons import decision_with, eager, forecasting_cases
 
 TOKEN = "lazy-secret-7c41e2"
-
-
-def _decision(reasons: tuple[str, ...]) -> Decision:
-    return Decision(
-        policy="web",
-        target="aws-asg:web",
-        time=datetime(2026, 1, 1, tzinfo=UTC),
-        current=1,
-        desired=2,
-        action=Action.UP,
-        dry_run=False,
-        reasons=reasons,
-    )
 
 
 def test_a_secret_in_a_reason_made_later_is_masked_when_it_is_made() -> None:
     with registry():
         redact.register(TOKEN)
         parts = Pending(["plain", later("echo {} from //{}@host".format, TOKEN, "user:pw")])
-        evaluation = scrubbed(Evaluation(decision=_decision(parts)), duration=1.0)  # type: ignore[arg-type]
+        evaluation = scrubbed(Evaluation(decision=decision_with(parts)), duration=1.0)
         assert pending(DECISION_REASONS.stored(evaluation.decision)) is not None  # not made yet
         assert evaluation.decision.reasons == ("plain", "echo *** from //***@host")
 
