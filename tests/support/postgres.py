@@ -202,6 +202,30 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return Database(server=self, name=name)
 
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """The server alive but answering nothing: the postmaster and the backends serving
+        clients stopped (SIGSTOP), sockets open; continued when the block ends. Its own
+        helper processes (checkpointer, ...) run on, as in a backend stuck on a query."""
+        root = self.pid()
+        pids = [root]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if parent == root and b"127.0.0.1(" in (stat.parent / "cmdline").read_bytes():
+                    pids.append(int(stat.parent.name))
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            # `runuser` in front of the postmaster (as root) stops itself when its child
+            # stops, as a shell would, and must be continued too or it never reaps it.
+            wrapper = [self._proc.pid] if self._proc is not None else []
+            for pid in [*pids, *wrapper]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = (self.root / "postgres.log").read_text(errors="replace")

@@ -93,7 +93,8 @@ class PostgresLease:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._close(self._conn)
                     self._conn = self._connector.connect(purpose="lease")
-                return self._conn.execute(sql, args).fetchone()
+                with self._connector.answering(self._conn, f"leader lease in {self.where}"):
+                    return self._conn.execute(sql, args).fetchone()
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError):
                     self._close(self._conn)
@@ -150,7 +151,8 @@ class PostgresLease:
             if self._listener is None or self._listener.closed or self._listener.broken:
                 self._close(self._listener)
                 self._listener = self._connector.connect(purpose="lease-listen")
-                self._listener.execute(f"LISTEN {CHANNEL}")
+                with self._connector.answering(self._listener, f"leader lease in {self.where}"):
+                    self._listener.execute(f"LISTEN {CHANNEL}")
             return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
         except (psycopg.Error, StateError) as exc:
             self._close(self._listener)

@@ -8,12 +8,27 @@ by a newer version is refused rather than guessed at.
 
 The password never appears in anything we print: `describe()` shows where we connect
 without it, and `Connector.safe()` masks it in error texts that a driver might echo.
+
+Every wait on the server is bounded. A server that is gone refuses the connection, and a
+lost host ends in TCP keepalives, but a server that is alive and does not answer (stopped,
+a frozen VM, a backend stuck on its disk) keeps the connection open: the kernel
+acknowledges every byte we send, so neither keepalives nor `tcp_user_timeout` fire, and
+the server-side `statement_timeout` cannot fire in a server that does not run. libpq would
+wait forever, and every evaluation queued behind that call with it. So each statement
+also has a deadline of our own (`answer_timeout`): a watchdog thread cuts the connection
+of a call still waiting past it, the call fails with a `StateError` that says why, and
+the next call connects again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +41,9 @@ from autoscaler.redact import scrub
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
+# At most this many seconds beyond the server's `statement_timeout` (which the server
+# enforces itself, when it runs) before the watchdog cuts a connection waiting on it.
+ANSWER_GRACE = 5.0
 LOCK_KEY = 0x6175746F  # "auto": the advisory lock migrations run under
 LATEST = 1
 
@@ -79,6 +97,13 @@ class PostgresSettings:
     connect_timeout: int = 5
     statement_timeout: float = 10.0
 
+    @property
+    def answer_timeout(self) -> float:
+        """How long a statement may go without an answer before we cut the connection: the
+        server's own `statement_timeout`, then as long again (at most `ANSWER_GRACE`) for
+        its error to reach us."""
+        return self.statement_timeout + min(self.statement_timeout, ANSWER_GRACE)
+
     def describe(self) -> str:
         """`postgresql://host:port/db (user U)`, never with the password (nor with `user@`,
         which the process-wide scrubber masks as URL credentials)."""
@@ -124,11 +149,13 @@ class Connector:
         if self.settings.password:
             extra["password"] = self.settings.password
         try:
-            conn = psycopg.connect(self.settings.dsn, **extra)
+            # libpq's connect_timeout bounds the whole connection, authentication included.
+            conn = psycopg.connect(self.settings.dsn, cursor_factory=_Cursor, **extra)
             timeout_ms = int(self.settings.statement_timeout * 1000)
-            conn.execute("SET TIME ZONE 'UTC'")
-            conn.execute(f"SET statement_timeout = {timeout_ms}")
-            conn.execute(f"SET lock_timeout = {timeout_ms}")
+            with self.answering(conn, f"state database {self.settings.describe()}"):
+                conn.execute("SET TIME ZONE 'UTC'")
+                conn.execute(f"SET statement_timeout = {timeout_ms}")
+                conn.execute(f"SET lock_timeout = {timeout_ms}")
         except psycopg.Error as exc:
             raise StateError(
                 f"cannot connect to state database {self.settings.describe()}: "
@@ -136,6 +163,30 @@ class Connector:
                 "password (--state-password-file, PGPASSWORD or ~/.pgpass)"
             ) from None
         return conn
+
+    @contextlib.contextmanager
+    def answering(self, conn: psycopg.Connection[Any], what: str) -> Iterator[None]:
+        """Run the block's statements on `conn` (opened by `connect`) with the watchdog on:
+        each must be answered within `answer_timeout` of being sent (the block's last
+        one, and the commit after it, within that of the last statement sent). When one is
+        not, the connection is cut (it is broken from then on: the caller connects again)
+        and the block's error becomes a `StateError` that says so, prefixed with `what`.
+        """
+        seconds = self.settings.answer_timeout
+        watch = _WATCHDOG.arm(conn, seconds)
+        try:
+            yield
+        except psycopg.Error:
+            if not _WATCHDOG.disarm(watch):
+                raise
+            raise StateError(
+                f"{what}: no answer within {seconds:g} s (the statement timeout is "
+                f"{self.settings.statement_timeout:g} s): the server "
+                "holds the connection but does not answer (hung, stopped, or stuck on its "
+                "disk); the connection was cut and the next call connects again"
+            ) from None
+        finally:
+            _WATCHDOG.disarm(watch)
 
     def safe(self, exc: BaseException | str) -> str:
         """The text of `exc` on one line, with every known password masked (and anything
@@ -145,6 +196,94 @@ class Connector:
             text = text.replace(secret, "***")
         text = scrub(_PASSWORD_PARAM.sub(r"\1***", text))
         return _URI_PASSWORD.sub(r"\1***@", text)
+
+
+class _Cursor(psycopg.Cursor[Any]):
+    """A cursor whose every statement restarts its connection's deadline (`answering`),
+    so a transaction of many quick statements is not cut for its total length."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        _WATCHDOG.restart(self.connection)
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> None:
+        _WATCHDOG.restart(self.connection)
+        super().executemany(*args, **kwargs)
+
+
+@dataclass(eq=False)
+class _Watch:
+    conn: psycopg.Connection[Any]
+    seconds: float
+    deadline: float
+    fired: bool = False
+
+
+class _Watchdog:
+    """Cuts the connection of a call still waiting on the server past its deadline.
+
+    One daemon thread for the process, started with the first watch, asleep until the
+    earliest deadline. Cutting is `shutdown()` on the connection's socket (through a
+    duplicate of its descriptor, which stays open): the waiting call sees the connection
+    end, psycopg raises and marks it broken, and the descriptor is only ever closed by its
+    owner. Watches are armed and disarmed under one lock, so a connection is never cut
+    once its block has ended.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: dict[int, _Watch] = {}  # by id of the connection
+        self._thread: threading.Thread | None = None
+
+    def arm(self, conn: psycopg.Connection[Any], seconds: float) -> _Watch:
+        watch = _Watch(conn, seconds, time.monotonic() + seconds)
+        with self._cond:
+            self._watches[id(conn)] = watch
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="postgres-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return watch
+
+    def restart(self, conn: psycopg.Connection[Any]) -> None:
+        """A statement is sent on `conn`: its deadline counts from now (if armed)."""
+        with self._cond:
+            watch = self._watches.get(id(conn))
+            if watch is not None and watch.conn is conn and not watch.fired:
+                watch.deadline = time.monotonic() + watch.seconds
+
+    def disarm(self, watch: _Watch) -> bool:
+        """Stop watching; whether the watchdog cut the connection."""
+        with self._cond:
+            if self._watches.get(id(watch.conn)) is watch:
+                del self._watches[id(watch.conn)]
+            return watch.fired
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due = [w for w in self._watches.values() if w.deadline <= now and not w.fired]
+                for watch in due:
+                    watch.fired = True
+                    _cut(watch.conn)
+                waiting = [w.deadline for w in self._watches.values() if not w.fired]
+                self._cond.wait(min(waiting) - now if waiting else None)
+
+
+def _cut(conn: psycopg.Connection[Any]) -> None:
+    """End the TCP connection under `conn` without closing its descriptor."""
+    with contextlib.suppress(OSError, psycopg.Error, ValueError):
+        duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        finally:
+            duplicate.close()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def migrate(conn: psycopg.Connection[Any], where: str) -> int:

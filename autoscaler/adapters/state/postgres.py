@@ -70,14 +70,8 @@ class PostgresStateStore:
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = self._connector.connect(purpose="state")
         try:
-            if read_only:
-                if schema_version(self._conn) == 0:
-                    raise StateError(
-                        f"state database {self.where} holds no autoscaler state; point "
-                        "--state at the database of a running or past `autoscaler run`"
-                    )
-            else:
-                migrate(self._conn, self.where)
+            with self._connector.answering(self._conn, f"state database {self.where}"):
+                self._prepare(read_only)
         except psycopg.Error as exc:
             self._conn.close()
             raise StateError(
@@ -87,6 +81,17 @@ class PostgresStateStore:
         except StateError:
             self._conn.close()
             raise
+
+    def _prepare(self, read_only: bool) -> None:
+        """Check that read-only state exists, or create and migrate the tables."""
+        assert self._conn is not None
+        if not read_only:
+            migrate(self._conn, self.where)
+        elif schema_version(self._conn) == 0:
+            raise StateError(
+                f"state database {self.where} holds no autoscaler state; point "
+                "--state at the database of a running or past `autoscaler run`"
+            )
 
     # --- fencing ---------------------------------------------------------------------------
 
@@ -134,7 +139,10 @@ class PostgresStateStore:
                 raise NotLeader("this replica does not hold the leader lease: it writes nothing")
             try:
                 conn = self._connection()
-                with conn.transaction():
+                with (
+                    self._connector.answering(conn, f"state database {self.where}"),
+                    conn.transaction(),
+                ):
                     if (
                         self._fenced
                         and token is not None
@@ -157,7 +165,9 @@ class PostgresStateStore:
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return self._connection().execute(sql, args).fetchall()
+                conn = self._connection()
+                with self._connector.answering(conn, f"state database {self.where}"):
+                    return conn.execute(sql, args).fetchall()
             except psycopg.Error as exc:
                 raise self._failure(exc) from None
 
