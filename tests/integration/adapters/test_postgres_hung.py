@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.state.lease import PostgresLease
 from autoscaler.adapters.state.pg import Connector, PostgresSettings
 from autoscaler.adapters.state.postgres import PostgresStateStore
@@ -137,3 +138,22 @@ def test_a_transaction_longer_than_the_deadline_is_not_cut_while_each_statement_
     assert time.monotonic() - started > settings.answer_timeout
     assert not conn.broken
     conn.close()
+
+
+def test_through_the_layered_store_a_hang_costs_one_deadline_and_loses_nothing(
+    server: PostgresServer,
+) -> None:
+    durable = PostgresStateStore(_settings(server))
+    store = LayeredStateStore(durable, retry_after=60)
+    store.record(_decision())
+    with server.hung():
+        took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=1))))
+        assert isinstance(error, StateError) and took < 5, (took, error)
+        # The next writes fail at once with the same error rather than each waiting out
+        # a deadline (evaluations go on, holding scale-in, until the database answers).
+        took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=2))))
+        assert isinstance(error, StateError) and "no answer" in str(error), error
+        assert took < 0.5
+    store.flush()  # the database answers again: what was pending is written
+    assert [d.time.minute for d in durable.history(policy="web")] == [2, 1, 0]
+    store.close()
