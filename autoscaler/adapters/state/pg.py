@@ -239,7 +239,7 @@ class _Watchdog:
         watch = _Watch(conn, seconds, time.monotonic() + seconds)
         with self._cond:
             self._watches[id(conn)] = watch
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # (none after a fork)
                 self._thread = threading.Thread(
                     target=self._run, name="postgres-watchdog", daemon=True
                 )
