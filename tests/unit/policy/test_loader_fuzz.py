@@ -4,16 +4,19 @@ located (file, line >= 1, field) and explained, whatever text it is given."""
 from __future__ import annotations
 
 import copy
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
-from autoscaler.policy import yaml_lines
+from autoscaler.policy import loader, yaml_lines
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.yaml_lines import YamlSyntaxError, load_documents
 from tests.support.fuzz import fuzz_settings
@@ -164,9 +167,40 @@ def test_libyaml_reads_every_text_as_the_pure_parser_does(text: str | list[str])
     if isinstance(text, list):
         text = "\n".join(text)
     with pytest.MonkeyPatch.context() as mp:
-        mp.delattr(yaml, "CSafeLoader")
+        mp.setattr(yaml_lines, "_FAST", None)
         pure = _read(text)
     assert _read(text) == pure
+
+
+_SCALARS = ["", "~", "null", "Null", "NULL", "yes", "No", "on", "OFF", "y", "n", "true", "False"]
+_SCALARS += ["0", "-1", "+2", "0x1F", "0o17", "0b101", "1_000", "12:30", "190:20:30", "1e3", ".5"]
+_SCALARS += [".inf", "-.Inf", ".NaN", "2026-01-01", "2026-01-01T06:00:00+01:00", "<<", "=", "+"]
+_SCALARS += ["name", "nomad", "job7", "5m", "-5%", "1.2.3", "!x", "&a", "*a", "0.", "-", "."]
+
+
+@SETTINGS
+@given(st.one_of(st.sampled_from(_SCALARS), st.text(max_size=12)), st.booleans(), st.booleans())
+def test_libyaml_resolves_every_scalar_as_safe_loader_does(
+    value: str, plain: bool, quoted: bool
+) -> None:
+    """The cheaper resolver given to libyaml tags every node as SafeLoader's own, asked
+    twice (the second answer is the remembered one)."""
+    assert yaml_lines._FAST is not None  # libyaml is installed with PyYAML's wheels
+    fast, safe = yaml_lines._FAST(""), yaml.SafeLoader("")
+    for kind in (ScalarNode, SequenceNode, MappingNode):
+        expected = safe.resolve(kind, value, (plain, quoted))
+        assert fast.resolve(kind, value, (plain, quoted)) == expected
+        assert fast.resolve(kind, value, (plain, quoted)) == expected
+
+
+def test_the_remembered_tags_are_bounded() -> None:
+    """A long-lived service reading ever new values keeps at most a few thousand tags."""
+    assert yaml_lines._FAST is not None
+    loader = yaml_lines._FAST("")
+    for i in range(2 * yaml_lines._RESOLVED_MAX + 10):
+        assert loader.resolve(ScalarNode, f"v{i}", (True, False)) == "tag:yaml.org,2002:str"
+        assert loader.resolve(ScalarNode, str(i), (True, False)) == "tag:yaml.org,2002:int"
+        assert len(yaml_lines._RESOLVED) <= yaml_lines._RESOLVED_MAX
 
 
 _LINE_PATHS = [(), ("name",), ("checks", 0, "name"), ("target", "job"), (0,), (0, "name"), (1,)]
@@ -308,3 +342,39 @@ def test_mutated_valid_policies_give_policies_or_located_problems(
         mutate(data, path, how, value)
     document: Any = [data, copy.deepcopy(VALID) | {"name": "other"}] if as_list else data
     assert_loads_or_locates_problems(yaml.safe_dump(document, allow_unicode=True))
+
+
+def _opened(path: Path) -> str:
+    """What `load_file` read before: the text layer's answer, or its error."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return loader._read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+_BYTES = [b"name: a\r\n", b"\r", b"\n", b"\r\r\n", b"\xff", b"\xc3\xa9", b"\xc3", b"\xef\xbb\xbf"]
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=64), st.lists(st.sampled_from(_BYTES), max_size=12)))
+def test_a_file_is_read_as_the_text_layer_reads_it(content: bytes | list[bytes]) -> None:
+    """The same text (line ends `\\r\\n` and `\\r` as `\\n`, a BOM kept) or the same error."""
+    data = content if isinstance(content, bytes) else b"".join(content)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.yaml"
+        path.write_bytes(data)
+        assert _read_file(path) == _opened(path)
+
+
+def test_a_missing_file_or_a_folder_fails_as_the_text_layer_does(tmp_path: Path) -> None:
+    for path in (tmp_path / "missing.yaml", tmp_path):
+        assert _read_file(path) == _opened(path)
+        assert _read_file(path).startswith(("FileNotFoundError", "IsADirectoryError"))
