@@ -167,35 +167,40 @@ def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[P
 
     A path that does not exist adds a problem to `problems`.
     """
-    found: list[tuple[Path, Path]] = []  # (as given, resolved)
+    found: list[tuple[Path, str]] = []  # (as given, resolved)
     for given in paths:
         path = Path(given)
         if path.is_dir():
             found.extend(_folder_files(path))
         elif path.is_file():
-            found.append((path, path.resolve()))
+            found.append((path, str(path.resolve())))
         else:
             problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
-    unique: dict[Path, Path] = {}
+    unique: dict[str, Path] = {}
     for path, resolved in found:
         unique.setdefault(resolved, path)
     return list(unique.values())
 
 
-def _folder_files(folder: Path) -> list[tuple[Path, Path]]:
+def _folder_files(folder: Path) -> list[tuple[Path, str]]:
     """The `*.yaml`/`*.yml` files of `folder` by name, each with its resolved path.
 
     One directory read and one `resolve` of the folder, not a `stat` and a `resolve` per
     file (a third of `validate`'s time at 10,000 files): only links are resolved one by one.
+    A resolved path is kept as text (what `str` of the resolved `Path` gives), only to
+    tell when two names lead to one file.
     """
     with os.scandir(folder) as scan:
         entries = sorted(
             (entry for entry in scan if os.path.splitext(entry.name)[1] in (".yaml", ".yml")),
             key=lambda entry: entry.name,
         )
-    real = folder.resolve()
+    real = str(folder.resolve())
     return [
-        (folder / e.name, (folder / e.name).resolve() if e.is_symlink() else real / e.name)
+        (
+            folder / e.name,
+            str((folder / e.name).resolve()) if e.is_symlink() else os.path.join(real, e.name),
+        )
         for e in entries
         if e.is_file()
     ]
@@ -409,6 +414,11 @@ def _locate(item: _Item, file: str, findings: list[Finding]) -> list[Problem]:
 
 # --- pydantic models -> model.py dataclasses ----------------------------------------------
 
+# The enum members by value, as `Enum(value)` finds them (its lookup is slow in Python 3.11);
+# the values were validated against the same enums.
+_MISSING_DATA = {member.value: member for member in model.MissingData}
+_STRATEGIES = {member.value: member for member in model.Strategy}
+
 
 def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
     assert p.name is not None  # set by _default_name or reported missing
@@ -432,7 +442,7 @@ def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
             up=None if limits.up is None else model.StepLimit(**limits.up.model_dump()),
             down=None if limits.down is None else model.StepLimit(**limits.down.model_dump()),
         ),
-        on_missing_data=model.MissingData(p.on_missing_data),
+        on_missing_data=_MISSING_DATA[p.on_missing_data],
         fallback=None if p.fallback is None else model.Fallback(**p.fallback.model_dump()),
         schedules=tuple(_to_schedule(s) for s in p.schedules),
         checks=tuple(_to_check(c) for c in p.checks),
@@ -489,7 +499,7 @@ def _to_check(c: CheckModel) -> model.Check:
         fields["steps"] = tuple(_to_step(s) for s in fields["steps"])
     if "forecast" in fields:
         fields["forecast"] = _to_forecast(fields["forecast"])
-    fields["strategy"] = model.Strategy(fields["strategy"])
+    fields["strategy"] = _STRATEGIES[fields["strategy"]]
     return model.Check(**fields)
 
 

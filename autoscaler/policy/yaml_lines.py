@@ -314,7 +314,12 @@ def _plain(node: Node) -> Any:
 
 
 class _PlainReader:
-    """`_plain`'s walk: the collections met so far, and how many values (keys included)."""
+    """`_plain`'s walk: the collections met so far, and how many values (keys included).
+
+    Text values, most of a policy, are taken in the mapping's own loop, and the other
+    scalars' values are remembered by tag and text (numbers, booleans, nulls: immutable),
+    which is what made reading a valid file cheap.
+    """
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
@@ -327,13 +332,7 @@ class _PlainReader:
         if isinstance(node, ScalarNode):
             if node.tag == _STR_TAG:
                 return node.value
-            construct = _PLAIN_SCALARS.get(node.tag)
-            if construct is None:
-                raise _Unusual
-            try:
-                return construct(_CONSTRUCTOR, node)
-            except Exception:  # e.g. a date that is no date: the builder words the problem
-                raise _Unusual from None
+            return _scalar(node)
         if id(node) in self.seen:
             raise _Unusual
         self.seen.add(id(node))
@@ -349,8 +348,38 @@ class _PlainReader:
             key = key_node.value
             if key in out:
                 raise _Unusual  # a duplicate key
-            out[key] = self.read(value_node)
+            if value_node.tag == _STR_TAG and isinstance(value_node, ScalarNode):
+                self.count += 1  # what `read` counts, without the call
+                if self.count > _MAX_NODES:
+                    raise _Unusual
+                out[key] = value_node.value
+            else:
+                out[key] = self.read(value_node)
         return out
+
+
+_CONSTRUCTED_MAX = 4096  # scalar values remembered (cleared when full)
+_CONSTRUCTED: dict[tuple[str, str], Any] = {}  # (tag, text) -> value, for immutable kinds
+_IMMUTABLE = frozenset(_PLAIN_SCALARS) - {"tag:yaml.org,2002:timestamp"}
+
+
+def _scalar(node: ScalarNode) -> Any:
+    """The value of a plain scalar that is not text, as SafeLoader constructs it."""
+    key = (node.tag, node.value)
+    if key in _CONSTRUCTED:
+        return _CONSTRUCTED[key]
+    construct = _PLAIN_SCALARS.get(node.tag)
+    if construct is None:
+        raise _Unusual
+    try:
+        value = construct(_CONSTRUCTOR, node)
+    except Exception:  # e.g. a date that is no date: the builder words the problem
+        raise _Unusual from None
+    if node.tag in _IMMUTABLE:
+        if len(_CONSTRUCTED) >= _CONSTRUCTED_MAX:
+            _CONSTRUCTED.clear()
+        _CONSTRUCTED[key] = value
+    return value
 
 
 def _walk_line(node: Node, path: Path) -> int:

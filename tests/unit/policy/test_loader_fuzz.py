@@ -16,7 +16,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
-from autoscaler.policy import loader, yaml_lines
+from autoscaler.policy import loader, schema, yaml_lines
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.yaml_lines import YamlSyntaxError, load_documents
 from tests.support.fuzz import fuzz_settings
@@ -378,3 +378,39 @@ def test_a_missing_file_or_a_folder_fails_as_the_text_layer_does(tmp_path: Path)
     for path in (tmp_path / "missing.yaml", tmp_path):
         assert _read_file(path) == _opened(path)
         assert _read_file(path).startswith(("FileNotFoundError", "IsADirectoryError"))
+
+
+def _walked_nesting(query: str) -> int:
+    """How deep the brackets nest, walked character by character (the check before)."""
+    depth = deepest = 0
+    for char in query:
+        depth += (char in "([{") - (char in ")]}")
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@SETTINGS
+@given(st.text(alphabet="([{}])x", max_size=400))
+def test_a_query_too_deep_to_check_is_told_as_by_walking_it(query: str) -> None:
+    """Counting the openers first decides `too deep` exactly as walking the query does."""
+    deep = schema._nesting(query) > schema._MAX_QUERY_DEPTH
+    assert deep == (_walked_nesting(query) > schema._MAX_QUERY_DEPTH)
+
+
+def test_many_brackets_side_by_side_are_not_too_deep() -> None:
+    """150 openers, but never more than one open at once: the query is checked as PromQL."""
+    query = " + ".join(["(up)"] * 150)
+    (policy,) = load_text(
+        "name: web\ntarget: {type: nomad, job: j, group: g}\nmin: 1\nmax: 2\n"
+        f"checks: [{{name: c, strategy: pass-through, query: '{query}'}}]\n",
+        FILE,
+    )
+    assert policy.checks[0].query == query
+
+
+def test_the_remembered_scalar_values_are_bounded() -> None:
+    """Numbers read on the fast path are remembered, a few thousand at most."""
+    for i in range(2 * yaml_lines._CONSTRUCTED_MAX + 10):
+        (document,), _ = load_documents(f"n: {i}\nf: {i}.5\nb: yes\n")
+        assert document.data == {"n": i, "f": i + 0.5, "b": True}
+        assert len(yaml_lines._CONSTRUCTED) <= yaml_lines._CONSTRUCTED_MAX
