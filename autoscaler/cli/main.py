@@ -9,9 +9,11 @@ usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 sta
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -281,7 +283,8 @@ def cmd_validate(
     `nomad` gives the Nomad settings (default: NOMAD_* variables), built only then, so a
     bad one never fails an offline check.
     """
-    result = load_paths(paths)
+    with _fewer_collections():
+        result = load_paths(paths)
     if result.problems:
         _print_problems(result, out)
         return EXIT_INVALID
@@ -312,6 +315,23 @@ def cmd_validate(
     shown = name_list([p.name for p in found])
     print(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}", file=out)
     return EXIT_INVALID if problems else EXIT_OK
+
+
+# Young objects the garbage collector lets pile up while `validate` reads policy files.
+# Python's default (700) ran 245 collections over 10,000 files, 6 % of the time, to find
+# nothing: what a file leaves behind is freed by reference counting or kept (its policy).
+LOADING_GC_THRESHOLD = 10_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect the youngest generation less often while this block runs, then as before."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], LOADING_GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def cmd_plan(
