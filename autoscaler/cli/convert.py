@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import yaml
 
 from autoscaler.cli import help_text
 from autoscaler.errors import PolicyError
 from autoscaler.policy.loader import load_text
-from autoscaler.policy.nomad_hcl import Converted, convert_hcl
+
+if TYPE_CHECKING:
+    from autoscaler.policy.nomad_hcl import Converted
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
 
@@ -65,6 +67,9 @@ def _convert_file(file: str, documents: list[str], err: TextIO) -> bool:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{file}: cannot read the file: {exc}", file=err)
         return False
+    # Imported here: only `convert` reads HCL, and every command builds this parser.
+    from autoscaler.policy.nomad_hcl import convert_hcl  # noqa: PLC0415
+
     try:
         converted = convert_hcl(text)
     except ValueError as exc:
