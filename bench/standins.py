@@ -80,8 +80,10 @@ def create_asgs(endpoint: str, count: int) -> None:
         LaunchTemplateName="bench",
         LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
     )
-    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
-    zones = ",".join(s["SubnetId"] for s in subnets["Subnets"])
+    # A subnet of its own, a /16: the default subnets (/20 each) hold about 4,000
+    # instances, and moto refuses the next group's instance once they are full.
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    zones = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.0.0/16")["Subnet"]["SubnetId"]
     for i in range(count):
         client.create_auto_scaling_group(
             AutoScalingGroupName=f"asg{i}",
