@@ -151,7 +151,7 @@ class PostgresLease:
             if self._listener is None or self._listener.closed or self._listener.broken:
                 self._close(self._listener)
                 self._listener = self._connector.connect(purpose="lease-listen")
-                with self._connector.answering(self._listener, f"leader lease in {self.where}"):
+                with self._connector.answering(self._listener, "LISTEN"):  # + the lease, below
                     self._listener.execute(f"LISTEN {CHANNEL}")
             return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
         except (psycopg.Error, StateError) as exc:

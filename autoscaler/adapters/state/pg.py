@@ -152,10 +152,14 @@ class Connector:
             # libpq's connect_timeout bounds the whole connection, authentication included.
             conn = psycopg.connect(self.settings.dsn, cursor_factory=_Cursor, **extra)
             timeout_ms = int(self.settings.statement_timeout * 1000)
-            with self.answering(conn, f"state database {self.settings.describe()}"):
-                conn.execute("SET TIME ZONE 'UTC'")
-                conn.execute(f"SET statement_timeout = {timeout_ms}")
-                conn.execute(f"SET lock_timeout = {timeout_ms}")
+            try:
+                with self.answering(conn, f"state database {self.settings.describe()}"):
+                    conn.execute("SET TIME ZONE 'UTC'")
+                    conn.execute(f"SET statement_timeout = {timeout_ms}")
+                    conn.execute(f"SET lock_timeout = {timeout_ms}")
+            except BaseException:
+                conn.close()  # not left to the garbage collector
+                raise
         except psycopg.Error as exc:
             raise StateError(
                 f"cannot connect to state database {self.settings.describe()}: "
@@ -169,8 +173,10 @@ class Connector:
         """Run the block's statements on `conn` (opened by `connect`) with the watchdog on:
         each must be answered within `answer_timeout` of being sent (the block's last
         one, and the commit after it, within that of the last statement sent). When one is
-        not, the connection is cut (it is broken from then on: the caller connects again)
-        and the block's error becomes a `StateError` that says so, prefixed with `what`.
+        not, the connection is cut and closed (the caller connects again) and the block's
+        error becomes a `StateError` that says so, prefixed with `what`. A connection cut
+        just as its block ended (its answers in, the block not yet out) is closed as well:
+        nothing would tell the next call it is cut before its first statement failed.
         """
         seconds = self.settings.answer_timeout
         watch = _WATCHDOG.arm(conn, seconds)
@@ -186,7 +192,15 @@ class Connector:
                 "disk); the connection was cut and the next call connects again"
             ) from None
         finally:
-            _WATCHDOG.disarm(watch)
+            if _WATCHDOG.disarm(watch):
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    @staticmethod
+    def restart_deadline(conn: psycopg.Connection[Any]) -> None:
+        """Count the deadline of `conn`'s `answering` block from now: before a commit,
+        which is not a cursor's statement, so it gets as long as any statement."""
+        _WATCHDOG.restart(conn)
 
     def safe(self, exc: BaseException | str) -> str:
         """The text of `exc` on one line, with every known password masked (and anything
@@ -216,6 +230,10 @@ class _Watch:
     conn: psycopg.Connection[Any]
     seconds: float
     deadline: float
+    # A duplicate of the connection's socket, taken by its owner when armed and closed
+    # when disarmed: the watchdog cuts through it, so it can never reach another socket
+    # that reused the descriptor's number after libpq closed it (-1: none to cut).
+    fd: int = -1
     fired: bool = False
 
 
@@ -223,11 +241,10 @@ class _Watchdog:
     """Cuts the connection of a call still waiting on the server past its deadline.
 
     One daemon thread for the process, started with the first watch, asleep until the
-    earliest deadline. Cutting is `shutdown()` on the connection's socket (through a
-    duplicate of its descriptor, which stays open): the waiting call sees the connection
-    end, psycopg raises and marks it broken, and the descriptor is only ever closed by its
-    owner. Watches are armed and disarmed under one lock, so a connection is never cut
-    once its block has ended.
+    earliest deadline. Cutting is `shutdown()` on the connection's socket, through the
+    duplicate of its descriptor the watch holds: the waiting call sees the connection end,
+    psycopg raises and marks it broken, and the owner closes it. Watches are armed and
+    disarmed under one lock, so a connection is never cut once its block has ended.
     """
 
     def __init__(self) -> None:
@@ -237,6 +254,8 @@ class _Watchdog:
 
     def arm(self, conn: psycopg.Connection[Any], seconds: float) -> _Watch:
         watch = _Watch(conn, seconds, time.monotonic() + seconds)
+        with contextlib.suppress(OSError, psycopg.Error, ValueError):
+            watch.fd = os.dup(conn.pgconn.socket)
         with self._cond:
             self._watches[id(conn)] = watch
             if self._thread is None or not self._thread.is_alive():  # (none after a fork)
@@ -255,10 +274,14 @@ class _Watchdog:
                 watch.deadline = time.monotonic() + watch.seconds
 
     def disarm(self, watch: _Watch) -> bool:
-        """Stop watching; whether the watchdog cut the connection."""
+        """Stop watching (again: a no-op); whether the watchdog cut the connection."""
         with self._cond:
             if self._watches.get(id(watch.conn)) is watch:
                 del self._watches[id(watch.conn)]
+            if watch.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(watch.fd)
+                watch.fd = -1
             return watch.fired
 
     def _run(self) -> None:
@@ -268,19 +291,22 @@ class _Watchdog:
                 due = [w for w in self._watches.values() if w.deadline <= now and not w.fired]
                 for watch in due:
                     watch.fired = True
-                    _cut(watch.conn)
+                    _cut(watch.fd)
                 waiting = [w.deadline for w in self._watches.values() if not w.fired]
                 self._cond.wait(min(waiting) - now if waiting else None)
 
 
-def _cut(conn: psycopg.Connection[Any]) -> None:
-    """End the TCP connection under `conn` without closing its descriptor."""
-    with contextlib.suppress(OSError, psycopg.Error, ValueError):
-        duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
+def _cut(fd: int) -> None:
+    """End the connection of socket `fd` (a watch's duplicate, left open for its owner)."""
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        # `detach()` afterwards: the socket object must not close the descriptor.
+        sock = socket.socket(fileno=fd)
         try:
-            duplicate.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         finally:
-            duplicate.close()
+            sock.detach()
 
 
 _WATCHDOG = _Watchdog()

@@ -153,6 +153,7 @@ class PostgresStateStore:
                             "(expired or taken over): nothing was written"
                         )
                     yield conn, token or (None, None)
+                    self._connector.restart_deadline(conn)  # the commit's own
             except StateError as exc:
                 self._problem = str(exc)
                 raise

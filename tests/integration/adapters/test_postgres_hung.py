@@ -128,13 +128,13 @@ def test_the_lease_on_a_hung_database_fails_in_time_and_is_renewed_once_it_answe
 def test_a_transaction_longer_than_the_deadline_is_not_cut_while_each_statement_answers(
     postgres_db: Database,
 ) -> None:
-    settings = PostgresSettings(dsn=postgres_db.dsn, password=PASSWORD, statement_timeout=TIMEOUT)
+    settings = PostgresSettings(dsn=postgres_db.dsn, password=PASSWORD, statement_timeout=1.0)
     connector = Connector(settings)
     conn = connector.connect(purpose="test")
     started = time.monotonic()
     with connector.answering(conn, "test"), conn.transaction():
-        for _ in range(5):  # each well within the deadline, all five well beyond it
-            conn.execute("SELECT pg_sleep(%s)", (TIMEOUT * 0.6,))
+        for _ in range(5):  # each well within the deadline (2 s), all five beyond it
+            conn.execute("SELECT pg_sleep(0.6)")
     assert time.monotonic() - started > settings.answer_timeout
     assert not conn.broken
     conn.close()
@@ -153,7 +153,19 @@ def test_through_the_layered_store_a_hang_costs_one_deadline_and_loses_nothing(
         # a deadline (evaluations go on, holding scale-in, until the database answers).
         took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=2))))
         assert isinstance(error, StateError) and "no answer" in str(error), error
-        assert took < 0.5
+        assert took < 1.0  # no round trip: the hung server would keep it 1 s (2 s to connect)
     store.flush()  # the database answers again: what was pending is written
     assert [d.time.minute for d in durable.history(policy="web")] == [2, 1, 0]
     store.close()
+
+
+def test_a_connection_cut_just_as_its_block_ended_is_closed_not_handed_out_again(
+    postgres_db: Database,
+) -> None:
+    settings = PostgresSettings(dsn=postgres_db.dsn, password=PASSWORD, statement_timeout=TIMEOUT)
+    connector = Connector(settings)
+    conn = connector.connect(purpose="test")
+    with connector.answering(conn, "test"):
+        conn.execute("SELECT 1")  # answered; then the block outlives its deadline
+        time.sleep(settings.answer_timeout + 0.5)
+    assert conn.closed  # else it would look usable, and fail the next call that takes it
