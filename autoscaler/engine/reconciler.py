@@ -440,11 +440,11 @@ def _message(decision: Decision) -> str:
     return scrub(f"autoscaler policy {decision.policy}: " + "; ".join(decision.reasons))
 
 
-def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evaluation:
+def scrubbed(evaluation: Evaluation) -> Evaluation:
     """`evaluation` with every known secret masked in its texts (reasons, check errors,
-    error), and its `duration` when given: an adapter's error may quote a server's answer
-    that quotes our request back. What is recorded, logged, shown, returned and notified
-    is only ever this. Texts with nothing to mask are kept as they are (no copies)."""
+    error): an adapter's error may quote a server's answer that quotes our request back.
+    What is recorded, logged, shown, returned and notified is only ever this. Texts with
+    nothing to mask are kept as they are, and so is the evaluation (no copies)."""
     d = evaluation.decision
     decision = d
     later = DECISION_REASONS.stored(d)
@@ -464,22 +464,8 @@ def scrubbed(evaluation: Evaluation, *, duration: float | None = None) -> Evalua
             break
     error = scrub(evaluation.error) if evaluation.error else evaluation.error
     if decision is d and error is evaluation.error:
-        if duration is None:
-            return evaluation
-        # Not `replace` (a tenth of its cost), for replays build hundreds of thousands of
-        # evaluations; every field is passed (a test holds this to `replace`).
-        return Evaluation(
-            decision=d,
-            error=error,
-            error_kind=evaluation.error_kind,
-            scaled=evaluation.scaled,
-            status=evaluation.status,
-            duration=duration,
-            query_seconds=evaluation.query_seconds,
-        )
-    if duration is None:
-        return replace(evaluation, decision=decision, error=error)
-    return replace(evaluation, decision=decision, error=error, duration=duration)
+        return evaluation
+    return replace(evaluation, decision=decision, error=error)
 
 
 def _scrubbed_check(check: CheckResult) -> CheckResult:

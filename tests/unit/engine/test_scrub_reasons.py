@@ -25,7 +25,7 @@ def test_a_secret_in_a_reason_made_later_is_masked_when_it_is_made() -> None:
     with registry():
         redact.register(TOKEN)
         parts = Pending(["plain", later("echo {} from //{}@host".format, TOKEN, "user:pw")])
-        evaluation = scrubbed(Evaluation(decision=decision_with(parts)), duration=1.0)
+        evaluation = scrubbed(Evaluation(decision=decision_with(parts)))
         assert pending(DECISION_REASONS.stored(evaluation.decision)) is not None  # not made yet
         assert evaluation.decision.reasons == ("plain", "echo *** from //***@host")
 
