@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 
@@ -23,28 +22,14 @@ from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.state.lease import PostgresLease
 from autoscaler.adapters.state.pg import Connector, PostgresSettings
 from autoscaler.adapters.state.postgres import PostgresStateStore
-from autoscaler.core.model import Action, Decision, Memory
+from autoscaler.core.model import Memory
 from autoscaler.errors import StateError
+from tests.integration.adapters.test_postgres_state import T0, decision
 from tests.support.postgres import PASSWORD, Database, PostgresServer
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TIMEOUT = 0.5  # the statement timeout the store runs with here: 1 s without an answer
-
-
-def _decision(at: datetime = T0) -> Decision:
-    return Decision(
-        policy="web",
-        target="aws-asg:web",
-        time=at,
-        current=2,
-        desired=4,
-        action=Action.UP,
-        dry_run=False,
-        reasons=("load: 4 → 4",),
-        checks=(),
-    )
 
 
 def _within(seconds: float, call: Callable[[], object]) -> tuple[float, BaseException | None]:
@@ -83,14 +68,14 @@ def test_a_write_to_a_hung_database_fails_in_time_and_the_next_one_works_once_it
     server: PostgresServer,
 ) -> None:
     store = PostgresStateStore(_settings(server))
-    store.record(_decision())  # the connection is open and in use before the server hangs
+    store.record(decision())  # the connection is open and in use before the server hangs
     with server.hung():
-        took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=1))))
+        took, error = _within(30, lambda: store.record(decision(at=T0.replace(minute=1))))
     assert isinstance(error, StateError), error
     assert "no answer" in str(error) and "hung" in str(error), str(error)
     assert took < 5
     assert store.durability_problem() is not None
-    store.record(_decision(T0.replace(minute=2)))  # a fresh connection, once it answers
+    store.record(decision(at=T0.replace(minute=2)))  # a fresh connection, once it answers
     assert [d.time.minute for d in store.history(policy="web")] == [2, 0]
     store.close()
 
@@ -145,13 +130,13 @@ def test_through_the_layered_store_a_hang_costs_one_deadline_and_loses_nothing(
 ) -> None:
     durable = PostgresStateStore(_settings(server))
     store = LayeredStateStore(durable, retry_after=60)
-    store.record(_decision())
+    store.record(decision())
     with server.hung():
-        took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=1))))
+        took, error = _within(30, lambda: store.record(decision(at=T0.replace(minute=1))))
         assert isinstance(error, StateError) and took < 5, (took, error)
         # The next writes fail at once with the same error rather than each waiting out
         # a deadline (evaluations go on, holding scale-in, until the database answers).
-        took, error = _within(30, lambda: store.record(_decision(T0.replace(minute=2))))
+        took, error = _within(30, lambda: store.record(decision(at=T0.replace(minute=2))))
         assert isinstance(error, StateError) and "no answer" in str(error), error
         assert took < 1.0  # no round trip: the hung server would keep it 1 s (2 s to connect)
     store.flush()  # the database answers again: what was pending is written
