@@ -13,7 +13,10 @@ Scaling Groups on moto; each server in a process of its own):
      the CPU the process used meanwhile;
    - steady state: CPU per evaluation and the share of one core, over `--window` seconds;
    - a triggered evaluation under that load (`POST /v1/policies/NAME/evaluate`);
-   - resident memory (VmRSS, and the peak VmHWM), and the time SIGTERM takes to exit.
+   - resident memory (VmRSS, and the peak VmHWM);
+   - one scrape of `/metrics` under that load: its time, the CPU it took beyond the
+     steady state's rate, and RSS right after it;
+   - the time SIGTERM takes to exit.
 3. at the largest N: `validate` time and peak RSS over the N files (and `plan` with `--plan`).
 
 **templated** (Nomad only): N jobs on a Nomad API stand-in of their own whose meta opts in
@@ -256,6 +259,9 @@ class Service:
     trigger_s: float
     rss_mb: float
     hwm_mb: float
+    scrape_s: float  # one GET /metrics under that load
+    scrape_cpu_s: float  # the service's CPU over it, beyond the steady state's rate
+    scrape_rss_mb: float  # RSS right after it
     sigterm_s: float
 
 
@@ -381,14 +387,11 @@ def run_service(
         cpu1, at1 = cpu_seconds(process.pid), time.monotonic()
         standin1 = cpu_seconds(target.pid)
         seen1 = log.decisions if logged else _evaluated(port)
-        started = time.perf_counter()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/policies/{name}/evaluate", method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            answer.read()
-        trigger = time.perf_counter() - started
+        trigger = _trigger(port, name)
         rss, hwm = memory_mb(process.pid)
+        scrape, scrape_cpu, scrape_rss = _scrape_cost(
+            process.pid, port, (cpu1 - cpu0) / (at1 - at0)
+        )
         started = time.perf_counter()
         process.send_signal(signal.SIGTERM)
         process.wait(120)
@@ -410,8 +413,32 @@ def run_service(
         trigger_s=trigger,
         rss_mb=rss,
         hwm_mb=hwm,
+        scrape_s=scrape,
+        scrape_cpu_s=scrape_cpu,
+        scrape_rss_mb=scrape_rss,
         sigterm_s=sigterm,
     )
+
+
+def _trigger(port: int, name: str) -> float:
+    """Seconds for `POST /v1/policies/NAME/evaluate` to answer."""
+    started = time.perf_counter()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/policies/{name}/evaluate", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        answer.read()
+    return time.perf_counter() - started
+
+
+def _scrape_cost(pid: int, port: int, rate: float) -> tuple[float, float, float]:
+    """One GET /metrics: its seconds, the service's CPU over it beyond `rate` (the steady
+    state's share of a core, which the evaluations keep using meanwhile), RSS after it."""
+    cpu, started = cpu_seconds(pid), time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as answer:
+        answer.read()
+    seconds = time.perf_counter() - started
+    return seconds, cpu_seconds(pid) - cpu - rate * seconds, memory_mb(pid)[0]
 
 
 def command_cost(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
@@ -429,6 +456,10 @@ def command_cost(args: list[str], env: dict[str, str]) -> tuple[float, float, in
     seconds = time.perf_counter() - started
     peaks = re.findall(r"^VmHWM (\d+)$", result.stderr, re.MULTILINE)
     return seconds, int(peaks[-1]) / 1024 if peaks else float("nan"), result.returncode
+
+
+def _scrape(s: Service) -> str:
+    return f"{s.scrape_s:.2f} ({s.scrape_cpu_s:.2f}), {s.scrape_rss_mb:.0f} MB"
 
 
 def _load() -> str:
@@ -466,9 +497,9 @@ def per_policy(
             f"\nPer-policy files, {kind}:\n\n"
             "| kind | N | bare queries s | first pass s | ratio | CPU/target, pass ms | "
             "CPU/eval ms | share of a core | evals/s | stand-in core | trigger s | "
-            "RSS MB (peak) | SIGTERM s | load |"
+            "RSS MB (peak) | /metrics s (CPU), RSS after | SIGTERM s | load |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         with standin(kind, max(sizes)) as target:
             for count in sizes:
                 bare, _ = bare_queries(prometheus, [query_of(i) for i in range(count)])
@@ -481,7 +512,7 @@ def per_policy(
                     f"{s.pass_s / bare:.2f}× | {s.pass_cpu_per_target_ms:.2f} | "
                     f"{s.steady_cpu_per_eval_ms:.2f} | {s.steady_core_share:.0%} | "
                     f"{s.steady_evals_per_s:.0f} | {s.standin_core_share:.0%} | "
-                    f"{s.trigger_s:.3f} | {s.rss_mb:.0f} ({s.hwm_mb:.0f}) | "
+                    f"{s.trigger_s:.3f} | {s.rss_mb:.0f} ({s.hwm_mb:.0f}) | {_scrape(s)} | "
                     f"{s.sigterm_s:.1f} | {_load()} |",
                     flush=True,
                 )
@@ -498,9 +529,9 @@ def templated(sizes: list[int], prometheus: str, work: Path, args: argparse.Name
         "| N | bare queries s | grouped query s | discovery s (CPU) | first pass s | "
         "ratio to bare | ratio to grouped | CPU/target, pass ms | CPU/eval ms | "
         "share of a core | evals/s | stand-in core | trigger s | RSS MB (peak) | "
-        "SIGTERM s | load |"
+        "/metrics s (CPU), RSS after | SIGTERM s | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for count in sizes:
         with standin("nomad-meta", count) as target:
             bare, _ = bare_queries(prometheus, [target_query(count, i) for i in range(count)])
@@ -515,7 +546,7 @@ def templated(sizes: list[int], prometheus: str, work: Path, args: argparse.Name
                 f"{s.pass_s / grouped:.0f}× | {s.pass_cpu_per_target_ms:.2f} | "
                 f"{s.steady_cpu_per_eval_ms:.2f} | {s.steady_core_share:.0%} | "
                 f"{s.steady_evals_per_s:.0f} | {s.standin_core_share:.0%} | "
-                f"{s.trigger_s:.3f} | {s.rss_mb:.0f} ({s.hwm_mb:.0f}) | "
+                f"{s.trigger_s:.3f} | {s.rss_mb:.0f} ({s.hwm_mb:.0f}) | {_scrape(s)} | "
                 f"{s.sigterm_s:.1f} | {_load()} |",
                 flush=True,
             )

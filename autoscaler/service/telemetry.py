@@ -38,7 +38,7 @@ from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.service.discovery import SourceHealth
-from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily
+from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily, Family
 
 # Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -127,6 +127,35 @@ class _NomadStreams(Collector):
         yield up
 
 
+class _Registry(CollectorRegistry):
+    """A registry that knows the order its collectors were registered in (the order
+    `collect` follows), so that `exposition` can let the per-policy families write their
+    own text between the other collectors' metrics."""
+
+    def __init__(self, *, auto_describe: bool) -> None:
+        super().__init__(auto_describe=auto_describe)
+        self._ordered: dict[Collector, None] = {}
+        self._ordered_lock = threading.Lock()
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        with self._ordered_lock:
+            self._ordered[collector] = None
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        with self._ordered_lock:
+            self._ordered.pop(collector, None)
+
+    def exposition(self) -> bytes:
+        """What `generate_latest(self)` gives, written faster for the families."""
+        with self._ordered_lock:
+            collectors = list(self._ordered)
+        return b"".join(
+            c.text().encode() if isinstance(c, Family) else generate_latest(c) for c in collectors
+        )
+
+
 class Telemetry:
     """Every metric of the service, and the few calls that update them."""
 
@@ -140,7 +169,7 @@ class Telemetry:
         # (policy, check) pairs of the policies loaded now; None until the first load.
         self._live_checks: frozenset[tuple[str, str]] | None = None
         self._checks_lock = threading.Lock()  # a reload's prune vs an evaluation's update
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = _Registry(auto_describe=True)
         r = self.registry
         # The standard process_* (CPU, memory, file descriptors, start time) and python_*
         # (version, garbage collector) series, as the process-global registry has them.
@@ -401,8 +430,9 @@ class Telemetry:
             self.errors.labels(NOTIFY).inc()
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition body and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition body and its content type: `generate_latest` of the registry,
+        with each per-policy family writing its own lines (`families`)."""
+        return self.registry.exposition(), CONTENT_TYPE_LATEST
 
 
 def _or_nan(value: float | None) -> float:

@@ -1,10 +1,13 @@
 """The per-policy families expose exactly what `prometheus_client`'s own labelled metrics
-would for the same updates (names, HELP, TYPE, labels, values, bucket bounds, order)."""
+would for the same updates (names, HELP, TYPE, labels, values, bucket bounds, order), and
+write the very text `generate_latest` makes of them."""
 
 from __future__ import annotations
 
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily
@@ -58,3 +61,54 @@ def test_a_histogram_family_counts_buckets_as_a_histogram_does() -> None:
 def _without_created(text: bytes) -> bytes:
     """The service turns `*_created` series off (`disable_created_metrics`)."""
     return b"".join(line for line in text.splitlines(keepends=True) if b"_created" not in line)
+
+
+# Label values and numbers the text format has to write with care: escapes, non-ASCII,
+# the Go-style exponent of large numbers, NaN, the infinities, negative zero.
+_LABEL_VALUES = st.text(alphabet=st.sampled_from('ab"\\\n é{},=le'), max_size=6)
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-3, max_value=2_000).map(float),
+    st.sampled_from([-0.0, 0.0, 1e22, 123456789.0, 1234567.0, 0.1, 5e-324]),
+)
+# Label names before and after `le` once sorted, given out of order.
+_LABEL_NAMES = st.sampled_from([[], ["policy"], ["policy", "check"], ["zeta", "alpha", "m"]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=_LABEL_NAMES,
+    kind=st.sampled_from(["counter", "gauge"]),
+    updates=st.lists(st.tuples(st.lists(_LABEL_VALUES, min_size=3, max_size=3), _NUMBERS)),
+)
+def test_a_number_familys_own_text_is_what_generate_latest_writes(
+    names: list[str], kind: str, updates: list[tuple[list[str], float]]
+) -> None:
+    registry = CollectorRegistry()
+    family: CounterFamily | GaugeFamily = (
+        CounterFamily("x_events", 'Events "with" \\ a\nnewline.', names, registry)
+        if kind == "counter"
+        else GaugeFamily("x_value", "A value.", names, registry)
+    )
+    for values, number in updates:
+        labels = tuple(values[: len(names)])
+        if isinstance(family, CounterFamily):
+            family.inc(labels, number)
+        else:
+            family.set(labels, number)
+    assert family.text().encode() == generate_latest(registry)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=_LABEL_NAMES,
+    observations=st.lists(st.tuples(st.lists(_LABEL_VALUES, min_size=3, max_size=3), _NUMBERS)),
+)
+def test_a_histogram_familys_own_text_is_what_generate_latest_writes(
+    names: list[str], observations: list[tuple[list[str], float]]
+) -> None:
+    registry = CollectorRegistry()
+    family = HistogramFamily("x_seconds", "Durations.", names, registry, buckets=BUCKETS)
+    for values, seconds in observations:
+        family.observe(tuple(values[: len(names)]), seconds)
+    assert family.text().encode() == generate_latest(registry)

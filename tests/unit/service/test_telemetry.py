@@ -438,3 +438,33 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
     assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
     lint = _promtool(generate_latest(telemetry.registry).decode())
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+
+
+def test_the_rendered_body_is_what_generate_latest_writes_of_the_registry() -> None:
+    """`render` writes the per-policy families' text itself (fast); every line and its
+    place are those `generate_latest` gives (the standard process and GC series aside,
+    which move between two reads)."""
+    telemetry = Telemetry()
+    _families(telemetry)  # the scrape-time collectors too
+    check = CheckResult(
+        name="rps",
+        query="sum(rps)",
+        value=50.0,
+        desired=9,
+        error=None,
+        forecast=ForecastReading(value=83.0, lead=timedelta(seconds=150), error=0.12),
+    )
+    for policy in ("web", 'we"b\\2', "api"):
+        telemetry.observe(_evaluation(Action.UP, policy=policy, checks=(check,)), at=1234.0)
+        telemetry.observe(_evaluation(Action.NONE, policy=policy, error="Prometheus down"))
+    telemetry.crashed("api")
+
+    def steady(body: bytes) -> list[bytes]:
+        return [line for line in body.splitlines() if not re.search(rb"\b(process|python)_", line)]
+
+    body, content_type = telemetry.render()
+    assert steady(body) == steady(generate_latest(telemetry.registry))
+    assert (
+        b'autoscaler_query_duration_seconds_bucket{check="rps",le="0.01",policy="web"} 1.0' in body
+    )
+    assert content_type.startswith("text/plain")
