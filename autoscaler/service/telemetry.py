@@ -38,7 +38,7 @@ from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.service.discovery import SourceHealth
-from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily, Family
+from autoscaler.service.families import CounterFamily, Family, GaugeFamily, HistogramFamily
 
 # Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
