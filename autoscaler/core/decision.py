@@ -579,7 +579,7 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
     kept.append(Recommendation(at=now, count=recommendation))
     memory = Memory(  # `replace(memory, recommendations=...)` at a third of its cost
         last_scaled_at=memory.last_scaled_at,
-        recommendations=_undominated(kept, lows=windows.up > _ZERO),
+        recommendations=_undominated(kept),
         missing_data_streak=memory.missing_data_streak,
         missing_data_since=memory.missing_data_since,
     )
@@ -606,18 +606,20 @@ def _stabilized_text(
     )
 
 
-def _undominated(records: list[Recommendation], *, lows: bool) -> tuple[Recommendation, ...]:
+def _undominated(records: list[Recommendation]) -> tuple[Recommendation, ...]:
     """`records` without each one that a later one (by time) stands in for in every use.
 
     Every use of the history looks at a suffix of it in time: the windows (`age < window`)
     and the rising rule (since the last scaling action). In any such suffix holding a
     record, a later record is held too, so a record with a later one at least as high never
     sets a maximum (the down window, the rising rule), and with a later one at least as low
-    never sets a minimum (the up window, only when `lows`: it is not 0). Dropping what is
-    both changes no decision, and a steady count keeps one record instead of one per
-    evaluation of the longest window (at 10,000 targets every 10 s with a 5-minute window:
-    30 each, some 30 MB, written to the state at every evaluation). Records out of time
-    order (a clock that went back) are all kept, as they always were.
+    never sets a minimum (the up window). Dropping what is both changes no decision, and a
+    steady count keeps one record instead of one per evaluation of the longest window (at
+    10,000 targets every 10 s with a 5-minute window: 30 each, some 30 MB, written to the
+    state at every evaluation). Minima are kept even while the policy has no up window:
+    the memory outlives the policy's windows (a reload or a restart may add one, and must
+    find the lows the whole history holds). Records out of time order (a clock that went
+    back) are all kept, as they always were.
     """
     if len(records) < 2:
         return tuple(records)
@@ -634,9 +636,9 @@ def _undominated(records: list[Recommendation], *, lows: bool) -> tuple[Recommen
         if count > high:
             high = count
             kept.append(r)
-        elif lows and count < low:
+        elif count < low:
+            low = count
             kept.append(r)
-        low = min(low, count)
     kept.reverse()
     return tuple(kept)
 

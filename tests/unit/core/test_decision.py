@@ -473,6 +473,26 @@ def test_zero_windows_keep_only_the_latest_recommendation() -> None:
     assert outcome.memory.recommendations == (Recommendation(at=NOW, count=5),)
 
 
+def test_an_up_window_added_by_a_reload_sees_the_lows_recorded_before_it() -> None:
+    """The memory written under a policy without an up window is read by the policy as
+    reloaded (or as restarted) with one: the lowest recommendation of the new window must
+    be the one the whole history gives, not a later, higher one."""
+    before = make_policy(
+        stabilization=FIVE_MIN_DOWN, cooldown=Cooldown(up=timedelta(minutes=5), down=ZERO)
+    )
+    memory = Memory(last_scaled_at=ago(minutes=3))  # a scale-up whose cooldown still runs
+    for at, value in ((ago(minutes=2), 0.25), (ago(minutes=1), 0.5)):  # asks 2, then 4
+        outcome = run(before, ok(LATENCY, value), current=2, memory=memory, now=at)
+        assert outcome.decision.action in (Action.NONE, Action.HOLD)  # the cooldown holds
+        memory = outcome.memory
+    after = replace(before, stabilization=Stabilization(up=timedelta(minutes=5), down=ZERO))
+    outcome = run(after, ok(LATENCY, 1.0), current=2, memory=memory, now=ago(seconds=-150))
+    assert (outcome.decision.desired, outcome.decision.action) == (2, Action.NONE)
+    assert outcome.decision.reasons[-1] == (
+        "stabilization up 5m: lowest recommendation 2 → 2 instead of 8"
+    )
+
+
 # --- step 5: limits and bounds --------------------------------------------------------------
 
 

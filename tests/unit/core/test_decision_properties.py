@@ -337,17 +337,23 @@ def test_decision_shape_and_memory(case: Case) -> None:
 
 
 @st.composite
-def sequences(draw: st.DrawFn) -> tuple[Case, list[tuple[int, int, dict[str, float]]]]:
+def sequences(
+    draw: st.DrawFn,
+) -> tuple[Case, list[tuple[int, int, dict[str, float], Stabilization | None]]]:
     """A case and the evaluations that follow it: (seconds since the one before, the
-    target's count, a value per query check); now and then the clock steps back."""
+    target's count, a value per query check, the stabilization windows a reload brings or
+    None); now and then the clock steps back."""
     case = draw(cases(ready=True))
     queried = [c.name for c in case.policy.checks if c.strategy is not Strategy.FIXED]
+    windows = st.just(timedelta(0)) | durations  # no window at all, often
+    reloads = st.none() | st.builds(Stabilization, up=windows, down=windows)
     following = draw(
         st.lists(
             st.tuples(
                 st.integers(min_value=-30, max_value=120).filter(lambda s: s >= 0 or s % 7 == 0),
                 counts,
                 st.fixed_dictionaries(dict.fromkeys(queried, values)),
+                reloads,
             ),
             min_size=1,
             max_size=25,
@@ -359,15 +365,18 @@ def sequences(draw: st.DrawFn) -> tuple[Case, list[tuple[int, int, dict[str, flo
 @given(sequences())
 @PROPERTY_SETTINGS
 def test_dropping_dominated_recommendations_changes_no_decision(
-    sequence: tuple[Case, list[tuple[int, int, dict[str, float]]]],
+    sequence: tuple[Case, list[tuple[int, int, dict[str, float], Stabilization | None]]],
 ) -> None:
     """The memory keeps only recommendations that a later one does not stand in for
     (`_undominated`); evaluation after evaluation, every decision is the one the whole
-    history gives."""
+    history gives, also when a reload (or a restart) changes the windows in between."""
     case, following = sequence
+    policy = case.policy
     now = NOW
     whole = pruned = case.memory
-    for seconds, count, read in following:
+    for seconds, count, read, reloaded in following:
+        if reloaded is not None:
+            policy = replace(policy, stabilization=reloaded)
         now += timedelta(seconds=seconds)
         status = TargetStatus(count=count)
         observations = [Observation(check=name, value=v) for name, v in read.items()]
@@ -376,13 +385,11 @@ def test_dropping_dominated_recommendations_changes_no_decision(
             with patch.object(
                 decision_module,
                 "_undominated",
-                (lambda records, lows: tuple(records))
-                if keep_all
-                else decision_module._undominated,
+                tuple if keep_all else decision_module._undominated,
             ):
                 outcomes.append(
                     decide(
-                        case.policy,
+                        policy,
                         status=status,
                         observations=observations,
                         memory=memory,
