@@ -254,6 +254,22 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
         self._wakes_at = math.inf  # when the thread wakes next (inf: when notified)
 
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's watches, closing the child's copies of
+        their duplicates. Their sockets are the parent's connections too: cut from here,
+        the parent's statement would fail, and the child's thread would cut them once their
+        deadline passed, whatever the parent did. A fresh lock, as the parent's may have
+        been held by one of its threads at the fork."""
+        for watch in self._watches.values():
+            if watch.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(watch.fd)
+                watch.fd = -1
+        self._cond = threading.Condition()
+        self._watches = {}
+        self._thread = None
+        self._wakes_at = math.inf
+
     def arm(self, conn: psycopg.Connection[Any], seconds: float) -> _Watch:
         watch = _Watch(conn, seconds, time.monotonic() + seconds)
         with contextlib.suppress(OSError, psycopg.Error, ValueError):
@@ -316,6 +332,8 @@ def _cut(fd: int) -> None:
 
 
 _WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WATCHDOG.forget_inherited)
 
 
 def migrate(conn: psycopg.Connection[Any], where: str) -> int:
