@@ -97,7 +97,8 @@ class _Job:
     parameterized: bool
     stopped: bool
     create_index: int
-    modify_index: int
+    modify_index: int  # ModifyIndex: moves with any change to the job
+    spec_index: int = 0  # JobModifyIndex: moves with a new version only (0: modify_index)
     version: int = 0
     submit_time: int = field(default_factory=time.time_ns)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -107,6 +108,9 @@ class _Job:
     # group → the `policy` map of its scaling block, and whether the block is enabled
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     policies_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        self.spec_index = self.spec_index or self.modify_index
 
 
 class _ApiError(Exception):
@@ -249,6 +253,18 @@ class NomadApiStandIn:
         with self._lock:
             job = self._jobs.pop((region, namespace, job_id))
             self._publish(job, "JobDeregistered")
+
+    def touch_job(
+        self, job_id: str, namespace: str = "default", region: str = DEFAULT_REGION
+    ) -> None:
+        """Change the job without making a new version, as Nomad does when it marks a
+        version stable once its deployment succeeded or when the job's status changes:
+        its `ModifyIndex` moves (and the scale status' `JobModifyIndex`, which is that
+        index), its `JobModifyIndex` does not; a Job event is published."""
+        with self._lock:
+            job = self._job(job_id, namespace, region)
+            job.modify_index = self._next_index()
+            self._publish(job, "JobRegistered", job.modify_index)
 
     def set_deployment(
         self,
@@ -473,7 +489,8 @@ class NomadApiStandIn:
                 "Namespace": job.namespace,
                 "JobID": job.id,
                 "JobVersion": job.version,
-                "JobModifyIndex": job.modify_index,
+                "JobModifyIndex": job.modify_index,  # as Nomad: the job's ModifyIndex
+                "JobSpecModifyIndex": job.spec_index,
                 "JobCreateIndex": job.create_index,
                 "TaskGroups": {
                     name: {
@@ -741,7 +758,7 @@ class NomadApiStandIn:
                 raise _ApiError(400, "job scaling blocked due to active deployment")
             job.groups[group_name] = count
             job.version += 1
-            job.modify_index = self._next_index()
+            job.modify_index = job.spec_index = self._next_index()
             job.submit_time = time.time_ns()
             self._publish(job, "JobRegistered", job.modify_index)
             reply["JobModifyIndex"] = job.modify_index
@@ -843,7 +860,7 @@ def _job_json(job: _Job) -> dict[str, Any]:
         "SubmitTime": job.submit_time,
         "CreateIndex": job.create_index,
         "ModifyIndex": job.modify_index,
-        "JobModifyIndex": job.modify_index,
+        "JobModifyIndex": job.spec_index,
     }
 
 
@@ -902,7 +919,7 @@ def _job_stub(job: _Job, *, meta: bool = False) -> dict[str, Any]:
         },
         "CreateIndex": job.create_index,
         "ModifyIndex": job.modify_index,
-        "JobModifyIndex": job.modify_index,
+        "JobModifyIndex": job.spec_index,
         "SubmitTime": job.submit_time,
     }
 

@@ -216,9 +216,12 @@ def _job_api(settings: NomadSettings, session: requests.Session | None) -> nomad
 @dataclass(frozen=True, slots=True)
 class _Seen:
     """What `status` needs of the job as read at `indexes` (its CreateIndex and
-    JobModifyIndex), and whether the deployment of that version has ended. Valid while the
-    scale status shows the same indexes: any change to the job's spec (register, stop,
-    scale) moves JobModifyIndex.
+    ModifyIndex), and whether the deployment of its version (`version`, the job's
+    JobModifyIndex) has ended. Valid while the scale status shows the same indexes: its
+    `JobModifyIndex` is the job's ModifyIndex, which any change to the job moves (a
+    register, stop or scale, and also its status, or its version marked stable). Compared
+    with the job's own JobModifyIndex, which only a new version moves, they never matched
+    again once a deployment succeeded, and every status read all three.
 
     Only these few values are kept, not the job: a whole job (tasks, their configs,
     services, constraints, meta: kilobytes of JSON) kept per target held about a fifth of
@@ -226,6 +229,7 @@ class _Seen:
     """
 
     indexes: tuple[Any, Any]
+    version: Any
     stop: bool
     count: int  # the group's Count in the job (the scale status' Desired wins over it)
     min_size: int | None  # the group's `scaling { min max }`
@@ -310,7 +314,7 @@ class NomadScaler:
         seen = self._seen if self._seen is not None and self._seen.indexes == indexes else None
         if seen is None:
             job = self._get("")
-            seen = self._group_of(job, (job.get("CreateIndex"), job.get("JobModifyIndex")))
+            seen = self._group_of(job, (job.get("CreateIndex"), job.get("ModifyIndex")))
             # Kept only when the job read is the version the scale status spoke of.
             fits = None not in indexes and indexes == seen.indexes
         else:
@@ -359,6 +363,7 @@ class NomadScaler:
         bounds = group.get("Scaling") or {}
         return _Seen(
             indexes=indexes,
+            version=job.get("JobModifyIndex"),
             stop=bool(job.get("Stop")),
             count=int(group.get("Count") or 0),
             min_size=_bound(bounds.get("Min")),
@@ -435,10 +440,12 @@ class NomadScaler:
                 f"deployment {ident} of job '{self._ref.job}' is {state}; "
                 "Nomad refuses scaling until it ends"
             ), False
-        this_version = (
+        # A deployment names its version by the job's JobModifyIndex as JobSpecModifyIndex
+        # (its own JobModifyIndex is the job's ModifyIndex when it was created).
+        this_version = seen.version is not None and (
             deployment.get("JobCreateIndex"),
-            deployment.get("JobModifyIndex"),
-        ) == seen.indexes
+            deployment.get("JobSpecModifyIndex"),
+        ) == (seen.indexes[0], seen.version)
         return None, this_version and state in _ENDED_DEPLOYMENT_STATES
 
     def _get(self, what: str) -> Any:

@@ -708,6 +708,36 @@ def test_an_unchanged_job_costs_one_read_per_status(nomad_api: NomadApiStandIn) 
         assert _reads(nomad_api) == ["/v1/job/chat/scale"]
 
 
+def test_a_version_marked_stable_costs_one_read_per_status_too(nomad_api: NomadApiStandIn) -> None:
+    """Nomad's scale status carries the job's ModifyIndex (under the name JobModifyIndex),
+    which moves when the version is marked stable after its deployment succeeded, or the
+    job's status changes; the job's own JobModifyIndex does not. Compared with the latter,
+    they never matched again: three reads at every status, and nothing kept."""
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.set_deployment("chat", "successful")
+    nomad_api.touch_job("chat")  # the version marked stable
+    scaler = scaler_for(nomad_api)
+    first = scaler.status()
+    assert first.ready
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
+    for _ in range(3):
+        assert scaler.status() == first
+        assert _reads(nomad_api) == ["/v1/job/chat/scale"]
+
+
+def test_any_change_to_the_job_reads_it_again(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.set_deployment("chat", "successful")
+    scaler = scaler_for(nomad_api)
+    scaler.status()
+    nomad_api.touch_job("chat")
+    _reads(nomad_api)
+    assert scaler.status().ready
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
+    assert scaler.status().ready
+    assert _reads(nomad_api) == ["/v1/job/chat/scale"]
+
+
 def test_an_unchanged_job_is_answered_from_the_few_fields_kept(
     nomad_api: NomadApiStandIn,
 ) -> None:

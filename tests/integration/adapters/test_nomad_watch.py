@@ -75,6 +75,22 @@ def test_a_steady_target_is_read_once_while_the_stream_vouches_for_it(
     assert reads(nomad) == []
 
 
+def test_a_version_marked_stable_is_kept_too(nomad: NomadApiStandIn, watch: JobWatch) -> None:
+    """As Nomad does once a deployment succeeded: the job's ModifyIndex moves (the scale
+    status shows it), its JobModifyIndex does not."""
+    steady_job(nomad)
+    nomad.touch_job("chat")
+    nomad._events.clear()  # not replayed on the stream: it connects only now
+    scaler = scaler_for(nomad, watch)
+    wait_until(lambda: watch.token("chat") is not None, timeout=5)
+    first = scaler.status()
+    assert first.ready
+    assert reads(nomad) == list(STATUS_READS)
+    for _ in range(3):
+        assert scaler.status() is first
+    assert reads(nomad) == []
+
+
 def test_until_the_stream_has_spoken_every_status_is_read(nomad: NomadApiStandIn) -> None:
     nomad.event_heartbeat = 30.0  # no heartbeat, and no event, during the test
     watch = JobWatch(address=nomad.address, token=None, namespace="default", silence=60.0)
