@@ -29,7 +29,8 @@ from tests.support.service import (
     serve_fake_prometheus,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
+# One xdist worker runs the whole module, so its service (module fixture) starts once.
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz, pytest.mark.xdist_group("openapi-service")]
 
 TOKEN = "openapi-token-0b7e"
 

@@ -29,7 +29,8 @@ from tests.support.service import (
     serve_webhook_receiver,
 )
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs the whole module, so its service (module fixture) starts once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("service-api")]
 
 API_TOKEN = "api-token-5b1e9c0f"
 AWS_SECRET = "aws-secret-0d4c7a91e2"
