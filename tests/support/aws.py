@@ -438,7 +438,10 @@ def serve_aws_proxy(upstream: str) -> Iterator[AwsProxy]:
     server = _ProxyServer(proxy)
     proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
     proxy.env = fake_aws_env(proxy.url)
-    thread = threading.Thread(target=server.serve_forever, name="aws-proxy", daemon=True)
+    # Polling every 0.05 s: shutdown() waits up to one poll (0.5 s by default).
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="aws-proxy", daemon=True
+    )
     thread.start()
     try:
         yield proxy

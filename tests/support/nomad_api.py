@@ -146,7 +146,10 @@ class NomadApiStandIn:
     def start(self) -> None:
         self._server = _Server(("127.0.0.1", self._port), _Handler, self, self._tls)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="nomad-api-stand-in", daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),  # shutdown() waits up to one poll: 0.5 s by default
+            name="nomad-api-stand-in",
+            daemon=True,
         )
         self._thread.start()
 

@@ -34,7 +34,10 @@ class CountingProxy:
         self.queries: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", self.port), _Handler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polling every 0.05 s: stop() waits up to one poll (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def start(self) -> CountingProxy:
         self._thread.start()

@@ -132,7 +132,7 @@ def test_any_other_answer_is_unhealthy_with_what_it_said(
 ) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Answer)
     server.answer = (status, body)  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         code, line = healthcheck.check(f"127.0.0.1:{server.server_port}")
