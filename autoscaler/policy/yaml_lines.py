@@ -361,13 +361,15 @@ class _PlainReader:
 _CONSTRUCTED_MAX = 4096  # scalar values remembered (cleared when full)
 _CONSTRUCTED: dict[tuple[str, str], Any] = {}  # (tag, text) -> value, for immutable kinds
 _IMMUTABLE = frozenset(_PLAIN_SCALARS) - {"tag:yaml.org,2002:timestamp"}
+_ABSENT = object()
 
 
 def _scalar(node: ScalarNode) -> Any:
     """The value of a plain scalar that is not text, as SafeLoader constructs it."""
     key = (node.tag, node.value)
-    if key in _CONSTRUCTED:
-        return _CONSTRUCTED[key]
+    value = _CONSTRUCTED.get(key, _ABSENT)  # one lookup, and no gap for a clear() to fall in
+    if value is not _ABSENT:
+        return value
     construct = _PLAIN_SCALARS.get(node.tag)
     if construct is None:
         raise _Unusual

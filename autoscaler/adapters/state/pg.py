@@ -276,7 +276,8 @@ class _Watchdog:
             watch.fd = os.dup(conn.pgconn.socket)
         with self._cond:
             self._watches[id(conn)] = watch
-            if self._thread is None or not self._thread.is_alive():  # (none after a fork)
+            # None at first and in a forked child (`forget_inherited`); not alive if it died.
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="postgres-watchdog", daemon=True
                 )
