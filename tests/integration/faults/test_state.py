@@ -69,6 +69,11 @@ def last_decision(service: ServiceProcess) -> dict[str, Any]:
     return found
 
 
+def saw(service: ServiceProcess, value: float) -> bool:
+    """The latest decision is on a check that read `value`."""
+    return any(c.get("value") == value for c in last_decision(service).get("checks", []))
+
+
 def decided(service: ServiceProcess, current: int, desired: int, reason: str) -> bool:
     latest = last_decision(service)
     return (
@@ -127,6 +132,10 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
         held_through_fault(at_6, "scale-in held: it could not be recorded first", since=since)
 
         fake_prometheus.values[QUERY] = 6
+        # Healed only once an evaluation has read 6: one that read 1 and still waits for
+        # the lock would record, then scale in, as soon as the lock is free (its need was
+        # real when read), and the 300 s cooldown up would then keep it at 1.
+        wait_until(lambda: saw(service, 6), timeout=15, what="a decision on the value 6")
     wait_until(lambda: service.get("/readyz").status_code == 200, timeout=15, what="ready again")
     assert service.metric("autoscaler_state_durable") == 1
     assert moto_server.desired_capacity(asg) == 6
