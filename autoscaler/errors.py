@@ -10,6 +10,8 @@
     │   ├── TargetForbidden         credentials lack a permission (the message names it)
     │   ├── TargetBusy              the target refused a change for now (e.g. an active
     │   │                           deployment): hold, start no cooldown, try next time
+    │   ├── TargetDeadline          the caller's deadline (under --ha, the end of the leader
+    │   │                           lease) came before a request could be sent or retried
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
     ├── StateError                  the state database cannot be opened, read or written
     │   └── NotLeader               this replica does not hold the leader lease (a standby,
@@ -91,6 +93,20 @@ class TargetForbidden(TargetError):
 
 class TargetBusy(TargetError):
     """The target refused the change for a passing reason; the decision becomes `hold`."""
+
+
+class TargetDeadline(TargetError):
+    """The caller's deadline (under `--ha`, where the leader lease's validity ends) came
+    before a request of the call could be sent or retried: nothing was sent after it.
+
+    `attempts` were sent before it; `maybe_applied` is True when the last of them was sent
+    and got no answer in time (a timeout or a dropped connection), so it may have landed.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0, maybe_applied: bool = False) -> None:
+        self.attempts = attempts
+        self.maybe_applied = maybe_applied
+        super().__init__(message)
 
 
 class TargetUnavailable(TargetError):

@@ -78,7 +78,13 @@ class ScalingTarget(Protocol):
         ...
 
     def scale(
-        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Set the count. `reason` and `meta` are recorded where the target supports it.
 
@@ -86,6 +92,12 @@ class ScalingTarget(Protocol):
         before setting it raises `TargetBusy` when someone else changed it since, so an
         intended scale-up never lands below a count raised by hand in between (nor a
         scale-in on a count that was lowered meanwhile).
+
+        `deadline` (under `--ha`: where the leader lease's local validity ends) is an
+        instant of the adapters' monotonic clock (`CLOCK_BOOTTIME`, see
+        `adapters.deadline`): no request is sent or retried at or after it, and each
+        request's timeout ends by it; the call then raises `TargetDeadline`. None: only
+        the target's own retry deadline applies.
 
         Raises `TargetError` (or a subclass) when the change is refused or fails.
         """

@@ -40,6 +40,7 @@ from autoscaler.errors import (
     SourceUnavailable,
     StateError,
     TargetBusy,
+    TargetDeadline,
     TargetError,
 )
 from autoscaler.redact import scrub
@@ -97,6 +98,8 @@ class Reconciler:
 
     `fence`, when given, is called right before every scale call and raises `NotLeader`
     when this replica may not act (it lost the leader lease): the call is then not made.
+    It returns where the lease's validity ends, the scale call's `deadline`: no request
+    of the call is sent from then on.
     `history` answers the range queries that forecasts and the anomaly guard read their
     past from (`engine.histories`); without it they learn only from what they evaluate.
     `log_unchanged=False` (`--log-decisions changes`) logs no line for a plain `none`
@@ -110,7 +113,7 @@ class Reconciler:
         targets: Callable[[TargetRef], ScalingTarget],
         state: StateStore,
         clock: Callable[[], datetime] = utcnow,
-        fence: Callable[[], None] | None = None,
+        fence: Callable[[], float | None] | None = None,
         history: RangeSource | None = None,
         log_unchanged: bool = True,
     ) -> None:
@@ -280,9 +283,10 @@ class Reconciler:
                 return replace(
                     applied, decision=_held(decision, reason), error=str(exc), error_kind="state"
                 )
+        deadline = None
         if self._fence is not None:
             try:
-                self._fence()
+                deadline = self._fence()
             except NotLeader as exc:
                 self._withdraw(key, now, before)
                 return _fenced(applied, exc)
@@ -292,10 +296,20 @@ class Reconciler:
                 reason=_message(decision),
                 meta=_meta(decision),
                 expected=decision.current,
+                deadline=deadline,
             )
         except TargetBusy as exc:
             self._withdraw(key, now, before)
             return replace(applied, decision=_held(decision, f"target busy, not scaled: {exc}"))
+        except TargetDeadline as exc:
+            # Not sent after the lease: withdrawn as any failed call, unless it may land.
+            if not exc.maybe_applied:
+                self._withdraw(key, now, before)
+            held = _held(decision, _out_of_lease(decision, exc))
+            memory = done if exc.maybe_applied else memory
+            return replace(
+                applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
+            )
         except TargetError as exc:
             self._withdraw(key, now, before)
             held = _held(decision, f"scale to {decision.desired} failed: {exc}")
@@ -429,6 +443,17 @@ def _fenced(applied: _Outcome, exc: NotLeader, *, scaled: bool = False) -> _Outc
     else:
         decision = replace(decision, reasons=(*decision.reasons, f"not recorded: {exc}"))
     return replace(applied, decision=decision, error=str(exc), error_kind="lease")
+
+
+def _out_of_lease(decision: Decision, exc: TargetDeadline) -> str:
+    """Why a scale call stopped where the leader lease ends is not applied (and, when its
+    last request may still land, that the cooldown recorded before it stays)."""
+    then = "retried" if exc.attempts else "sent"
+    kept = "; its cooldown is kept" if exc.maybe_applied else ""
+    return (
+        f"scale to {decision.desired} not applied: the leader lease ends before the scale "
+        f"call could be {then} ({exc}){kept}"
+    )
 
 
 def _held(decision: Decision, reason: str) -> Decision:

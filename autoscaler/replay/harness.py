@@ -79,7 +79,13 @@ class _Target:
         return self.current
 
     def scale(
-        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.scaled_to = count
 

@@ -19,20 +19,22 @@ Fencing. A replica dispatches evaluations only while its lease has more than one
 period left (so evaluations in flight can end before it could lapse), every state write
 checks the epoch inside its transaction (`PostgresStateStore`), and every scale call is
 preceded by `fence()`: the lease still valid locally and confirmed current by the
-database. What a paused leader had already sent cannot be taken back; everything after
-the pause is refused.
+database. `fence()` returns where that validity ends, and the scale call sends no request
+(first try or retry) from then on (`adapters.deadline`): a target that keeps failing
+cannot carry a call past the lease. What a paused leader had already sent cannot be taken
+back; everything after the pause is refused.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.state.layered import LayeredStateStore
 from autoscaler.errors import NotLeader, StateError
 
@@ -45,14 +47,6 @@ log = logging.getLogger("autoscaler.leadership")
 
 LEADER = "leader"
 STANDBY = "standby"
-
-
-def monotonic() -> float:
-    """Seconds on a clock that never jumps and keeps counting while suspended or stopped."""
-    try:
-        return time.clock_gettime(time.CLOCK_BOOTTIME)
-    except (AttributeError, OSError):  # not Linux
-        return time.monotonic()
 
 
 class Lease(Protocol):
@@ -153,9 +147,11 @@ class Leadership:
     def epoch(self) -> int | None:
         return self._epoch if self.acting() else None
 
-    def fence(self) -> None:
-        """Return only while this replica leads and the database confirms its epoch is
-        current; raise `NotLeader` otherwise. Called right before a scale call."""
+    def fence(self) -> float:
+        """Where the lease's local validity ends (an instant of this leadership's clock:
+        `adapters.deadline.monotonic`), while this replica leads and the database confirms
+        its epoch is current; raise `NotLeader` otherwise. Called right before a scale
+        call, which sends nothing from that instant on (the call's `deadline`)."""
         epoch = self._epoch
         if epoch is None or not self.acting():
             raise NotLeader(f"replica {self.replica} does not hold the leader lease")
@@ -165,8 +161,10 @@ class Leadership:
             raise NotLeader(f"the leader lease could not be confirmed: {exc}") from None
         if left is None:
             raise NotLeader(f"lease epoch {epoch} is no longer current (expired or taken over)")
-        if not self.acting():
+        until = self._valid_until
+        if self._epoch != epoch or not self._mono() < until:
             raise NotLeader(f"lease epoch {epoch} lapsed while it was being confirmed")
+        return until
 
     def clock(self) -> datetime:
         """The database's time now (never going backwards), or the local time before the

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,9 +27,11 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectionError,
     HTTPClientError,
     NoCredentialsError,
+    ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
 from tenacity import (
@@ -39,12 +41,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from autoscaler.adapters.deadline import Budget, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_batch import GroupReads
 from autoscaler.adapters.targets.moved import moved_since
 from autoscaler.core.model import AsgTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
+    TargetDeadline,
     TargetError,
     TargetForbidden,
     TargetNotFound,
@@ -116,6 +120,9 @@ _clients: dict[
     tuple[object, ...], tuple[AutoScalingClient, GroupReads[AutoScalingGroupTypeDef]]
 ] = {}
 _clients_lock = threading.Lock()
+# The caller's deadline (an instant of `monotonic()`) of the API call this thread is about
+# to send, read by `_bound_request` as botocore sends it; None: no deadline but our own.
+_request_deadline: ContextVar[float | None] = ContextVar("autoscaler_aws_deadline", default=None)
 
 
 class AsgScaler:
@@ -125,7 +132,11 @@ class AsgScaler:
     5xx, connection errors), all its API calls together; once it is spent the operation
     fails with `TargetUnavailable`. An attempt already under way may still take up to the
     client's read timeout (at most `deadline`, capped at 10 s), so the worst case is a
-    little over it.
+    little over it. A caller's deadline (`scale(deadline=)`, the leader lease) is stricter:
+    no attempt starts at or after it and each one's read timeout ends by it
+    (`adapters.deadline`); only opening a new connection may still take up to the connect
+    timeout (at most 3 s), which the group read just before SetDesiredCapacity normally
+    spares (the connection is reused).
     """
 
     def __init__(
@@ -141,6 +152,10 @@ class AsgScaler:
             self._client, self._reads = _shared(ref.region, deadline)
         else:
             self._client, self._reads = client, group_reads(client)
+        # Idempotent (one handler per client, whoever registers it first).
+        self._client.meta.events.register(
+            "before-send.autoscaling", _bound_request, unique_id="autoscaler-deadline"
+        )
         self._region = self._client.meta.region_name
 
     def status(self) -> TargetStatus:
@@ -150,7 +165,7 @@ class AsgScaler:
         While every activity in progress launches instances (a scale-up under way), a
         further scale-up is allowed (`scale_up_allowed`): only a scale-down waits for them.
         """
-        until = time.monotonic() + self._deadline
+        until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
         activities = self._call(
             until,
@@ -176,7 +191,13 @@ class AsgScaler:
         )
 
     def scale(
-        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Set DesiredCapacity to `count`, ignoring the ASG's own cooldown (ours applies).
 
@@ -185,8 +206,10 @@ class AsgScaler:
         `TargetNotFound`, a count outside its MinSize..MaxSize is refused here, and a
         DesiredCapacity someone changed since `expected` was read is `TargetBusy`.
         (SetDesiredCapacity has no condition: this narrows the race to the two calls.)
+
+        With `deadline`, neither call sends a request at or after it (`TargetDeadline`).
         """
-        until = time.monotonic() + self._deadline
+        until = Budget(seconds=self._deadline, caller=deadline)
         group = self._describe_group(until)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         low, high = group["MinSize"], group["MaxSize"]
@@ -213,7 +236,7 @@ class AsgScaler:
 
     # --- helpers ----------------------------------------------------------------------
 
-    def _describe_group(self, until: float) -> AutoScalingGroupTypeDef:
+    def _describe_group(self, until: Budget) -> AutoScalingGroupTypeDef:
         """The group as AWS describes it now; read together with other groups read now."""
         group: AutoScalingGroupTypeDef | None = self._call(
             until, "DescribeAutoScalingGroups", lambda: self._reads.read(self._ref.asg)
@@ -227,28 +250,43 @@ class AsgScaler:
     def _where(self) -> str:
         return f"Auto Scaling Group {self._ref.asg!r} ({self._region})"
 
-    def _call(self, until: float, action: str, fn: Callable[[], T]) -> T:
-        """`fn()`, retried on transient failures while time remains before `until` (monotonic).
+    def _call(self, until: Budget, action: str, fn: Callable[[], T]) -> T:
+        """`fn()`, retried on transient failures while time remains in `until`.
 
         Errors come out translated into `TargetError`s. No retry starts a sleep that would
-        end past `until`, so one operation's API calls share one deadline.
+        end past `until`, so one operation's API calls share one deadline; with a caller's
+        deadline, no attempt starts at or after it either (`TargetDeadline`).
         """
+        what = f"{action} on {self._where()}"
+        sent = 0
 
-        def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() + (state.upcoming_sleep or 0.0) >= until
+        def attempt() -> T:
+            nonlocal sent
+            until.check(what, sent=sent)
+            sent += 1
+            if until.caller is None:
+                return fn()
+            token = _request_deadline.set(until.caller)
+            try:
+                return fn()
+            finally:
+                _request_deadline.reset(token)
 
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.1, max=min(2.0, self._deadline / 3)),
-            stop=out_of_time,
+            stop=lambda state: until.stop(state.upcoming_sleep),
             before_sleep=_log_retry(action, self._where()),
             reraise=True,
         )
         try:
-            return retrying(fn)
+            return retrying(attempt)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            raise self._translate(action, exc, attempts) from exc
+            if until.cut and is_transient(exc):
+                unanswered = isinstance(exc, ReadTimeoutError | ConnectionClosedError)
+                last = _describe(exc)
+                raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
+            raise self._translate(action, exc, sent) from exc
 
     def _translate(self, action: str, exc: Exception, attempts: int) -> TargetError:
         """The `TargetError` that tells an operator what went wrong and what to do."""
@@ -362,6 +400,20 @@ def _session() -> boto3.session.Session:
         return boto3.session.Session()
     except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
         raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
+
+
+def _bound_request(request: Any, **_kwargs: Any) -> None:
+    """Ends the read timeout of a request sent under a caller's deadline by that deadline
+    (botocore's per-request `read_timeout`), and refuses to send it once it has come."""
+    until = _request_deadline.get()
+    if until is None:
+        return
+    left = until - monotonic()
+    if left <= 0:
+        raise TargetDeadline("the request was not sent: the caller's deadline came first")
+    config = request.context.get("client_config")
+    cap = config.read_timeout if config is not None and config.read_timeout else left
+    request.context["read_timeout"] = min(cap, left)
 
 
 def _register_session_token(request: Any, **_kwargs: Any) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import replace as _replace
@@ -29,10 +28,10 @@ from requests.adapters import HTTPAdapter
 from tenacity import (
     Retrying,
     retry_if_exception,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 
+from autoscaler.adapters.deadline import Budget, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import ca_bundle, settle
 from autoscaler.adapters.targets.moved import moved_since
@@ -372,7 +371,13 @@ class NomadScaler:
         )
 
     def scale(
-        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Set the group's count with a scale request Nomad records as an event.
 
@@ -380,13 +385,15 @@ class NomadScaler:
         a count someone changed since (`nomad job scale`, a new job version) is
         `TargetBusy`; Nomad's scale request has no condition, so this narrows the race to
         the two requests. Raises `TargetBusy` when Nomad refuses because a deployment is
-        active, and the errors of `_call` otherwise.
+        active, and the errors of `_call` otherwise. With `deadline`, neither request is
+        sent (nor retried) at or after it (`TargetDeadline`).
         """
         if count < 0:
             raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
         self._kept = None  # our own change: read it back next time, event or not
         if expected is not None:
-            group = (self._get("scale").get("TaskGroups") or {}).get(self._ref.group) or {}
+            scale = self._get("scale", deadline=deadline)
+            group = (scale.get("TaskGroups") or {}).get(self._ref.group) or {}
             if group.get("Desired") is not None:
                 moved_since(str(self._ref), "count", expected, int(group["Desired"]), count)
         policy = meta.get("autoscaler.policy")
@@ -408,6 +415,7 @@ class NomadScaler:
                 json=body,
                 timeout=timeout,
             ),
+            deadline=deadline,
         )
         log.info(
             "scaled %s to %d (eval %s)", self._ref, count, (answer or {}).get("EvalID") or "none"
@@ -448,7 +456,7 @@ class NomadScaler:
         ) == (seen.indexes[0], seen.version)
         return None, this_version and state in _ENDED_DEPLOYMENT_STATES
 
-    def _get(self, what: str) -> Any:
+    def _get(self, what: str, *, deadline: float | None = None) -> Any:
         """GET /v1/job/:job_id[/what] as JSON (None for a JSON null)."""
         parts = (self._job_path, what) if what else (self._job_path,)
         return self._call(
@@ -456,6 +464,7 @@ class NomadScaler:
             lambda timeout: self._api.request(
                 *parts, method="get", params=self._params(), timeout=timeout
             ),
+            deadline=deadline,
         )
 
     @property
@@ -471,20 +480,33 @@ class NomadScaler:
 
     # --- errors and retries --------------------------------------------------------------
 
-    def _call(self, capability: str, send: Callable[[float], requests.Response]) -> Any:
+    def _call(
+        self,
+        capability: str,
+        send: Callable[[float], requests.Response],
+        *,
+        deadline: float | None = None,
+    ) -> Any:
         """Send a request, retrying transient failures until the deadline; JSON body back.
 
         `capability` is the ACL capability the request needs, named in `TargetForbidden`.
+        With a caller's `deadline` (an instant of `adapters.deadline.monotonic`), no attempt
+        starts at or after it and each one's timeout ends by it (`TargetDeadline`).
         """
         settings = self._settings
-        give_up_at = time.monotonic() + settings.deadline
+        budget = Budget(seconds=settings.deadline, caller=deadline)
+        what = f"the {'scale' if capability == 'scale-job' else 'read'} request for {self._ref}"
+        sent = 0
 
         def attempt() -> requests.Response:
-            left = give_up_at - time.monotonic()
-            return send(max(0.05, min(settings.timeout, left)))
+            nonlocal sent
+            own = max(0.05, min(settings.timeout, budget.own_until - monotonic()))
+            timeout = budget.timeout(what, own, sent=sent)
+            sent += 1
+            return send(timeout)
 
         retrying = Retrying(
-            stop=stop_before_delay(settings.deadline),
+            stop=lambda state: budget.stop(state.upcoming_sleep),
             wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.2),
             retry=retry_if_exception(is_transient),
             reraise=True,
@@ -492,6 +514,9 @@ class NomadScaler:
         try:
             response = retrying(attempt)
         except BaseNomadException as exc:
+            if budget.cut and is_transient(exc):
+                last, unanswered = self._last_attempt(exc)
+                raise budget.over(what, sent=sent, last=last, unanswered=unanswered) from None
             raise self._translate(exc, capability) from None
         if not response.content:
             return None
@@ -499,6 +524,22 @@ class NomadScaler:
             return response.json()
         except ValueError as exc:
             raise TargetError(f"Nomad at {self._shown_address} sent a non-JSON answer") from exc
+
+    def _last_attempt(self, exc: BaseNomadException) -> tuple[str, bool]:
+        """How the last attempt failed (shown redacted), and whether it was sent and got no
+        answer in time (a read timeout, a connection dropped mid-answer): it may have landed."""
+        answer = exc.nomad_resp
+        if isinstance(answer, requests.Response):
+            text = scrub(answer.text.strip(), self._settings.address)
+            return f"HTTP {answer.status_code}: {text[:200]}", False
+        unanswered = isinstance(
+            answer, requests.exceptions.ReadTimeout | requests.exceptions.ChunkedEncodingError
+        ) or (
+            isinstance(answer, requests.exceptions.ConnectionError)
+            and not isinstance(answer, requests.exceptions.ConnectTimeout)
+            and "Connection aborted" in str(answer)
+        )
+        return short(answer, self._settings.address), unanswered
 
     def _translate(self, exc: BaseNomadException, capability: str) -> TargetError:
         """Our error for python-nomad's exception; never shows the token or NOMAD_ADDR's

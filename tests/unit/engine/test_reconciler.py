@@ -34,6 +34,7 @@ from autoscaler.errors import (
     SourceUnavailable,
     StateError,
     TargetBusy,
+    TargetDeadline,
     TargetError,
 )
 
@@ -62,6 +63,7 @@ class FakeTarget:
     scale_error: Exception | None = None
     scaled: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
     expected: list[int | None] = field(default_factory=list)
+    deadlines: list[float | None] = field(default_factory=list)
 
     def status(self) -> TargetStatus:
         if isinstance(self.status_value, Exception):
@@ -69,9 +71,16 @@ class FakeTarget:
         return self.status_value
 
     def scale(
-        self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.expected.append(expected)
+        self.deadlines.append(deadline)
         if self.scale_error is not None:
             raise self.scale_error
         self.scaled.append((count, reason, dict(meta)))
@@ -311,7 +320,13 @@ def test_a_scale_in_is_durable_before_the_scale_call() -> None:
 
     class Recording(FakeTarget):
         def scale(
-            self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+            self,
+            count: int,
+            *,
+            reason: str,
+            meta: Mapping[str, str],
+            expected: int | None = None,
+            deadline: float | None = None,
         ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
             super().scale(count, reason=reason, meta=meta, expected=expected)
@@ -366,13 +381,73 @@ def test_a_replica_that_lost_the_lease_neither_scales_nor_keeps_a_cooldown() -> 
     assert state.load("web", KEY).last_scaled_at is None  # the record made first is undone
 
 
+LAST = "SetDesiredCapacity on Auto Scaling Group 'web' (eu-west-3)"
+
+
+@pytest.mark.parametrize(
+    ("error", "then", "kept"),
+    [
+        pytest.param(
+            TargetDeadline(
+                f"{LAST} was not sent again after 3 attempts (last: HTTP 503)", attempts=3
+            ),
+            "retried",
+            False,
+            id="refused-then-not-retried",
+        ),
+        pytest.param(TargetDeadline(f"{LAST} was not sent"), "sent", False, id="never-sent"),
+        pytest.param(
+            TargetDeadline(f"{LAST} timed out", attempts=1, maybe_applied=True),
+            "retried",
+            True,
+            id="no-answer-may-land",
+        ),
+    ],
+)
+def test_a_scale_call_cut_at_the_lease_deadline_holds_and_says_why(
+    error: TargetDeadline, then: str, kept: bool
+) -> None:
+    state = MemoryStateStore()
+    target = FakeTarget(status_value=TargetStatus(count=2), scale_error=error)
+    reconciler = Reconciler(
+        source=FakeSource({"sum(load)": 60.0}),
+        targets=lambda _ref: target,
+        state=state,
+        clock=lambda: T0,
+        fence=lambda: 1234.5,  # where the lease's validity ends
+    )
+    evaluation = reconciler.evaluate(_policy())
+    assert target.deadlines == [1234.5], "the scale call is bounded by the lease"
+    assert (evaluation.decision.action, evaluation.error_kind) == (Action.HOLD, "scale")
+    assert not evaluation.scaled and evaluation.error == str(error)
+    reason = (
+        "scale to 6 not applied: the leader lease ends before the scale call could be "
+        f"{then} ({error})"
+    )
+    assert evaluation.decision.reasons[-1] == reason + ("; its cooldown is kept" if kept else "")
+    # As for any failed call, the action recorded first is undone, unless it may land.
+    assert state.load("web", KEY).last_scaled_at == (T0 if kept else None)
+
+
+def test_without_a_fence_the_scale_call_has_no_deadline_but_its_own() -> None:
+    target = FakeTarget(status_value=TargetStatus(count=2))
+    _reconciler(FakeSource({"sum(load)": 60.0}), target, MemoryStateStore()).evaluate(_policy())
+    assert target.deadlines == [None]
+
+
 def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_cooldown() -> None:
     state = MemoryStateStore()
     seen: list[datetime | None] = []
 
     class Recording(FakeTarget):
         def scale(
-            self, count: int, *, reason: str, meta: Mapping[str, str], expected: int | None = None
+            self,
+            count: int,
+            *,
+            reason: str,
+            meta: Mapping[str, str],
+            expected: int | None = None,
+            deadline: float | None = None,
         ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
             super().scale(count, reason=reason, meta=meta, expected=expected)

@@ -147,6 +147,16 @@ def test_the_fence_asks_the_database(lease: FakeLease, clock: Clock) -> None:
         a.fence()
 
 
+def test_the_fence_gives_where_the_lease_validity_ends(lease: FakeLease, clock: Clock) -> None:
+    # The scale call that follows sends nothing from then on (its `deadline`).
+    a = leadership(lease, clock)
+    a.step()  # sent at 1000: valid until 1000 + 15 - 5 % of 15
+    advance(lease, clock, 2.0)
+    assert a.fence() == pytest.approx(1000 + TTL - TTL * 0.05)
+    a.step()  # renewed at 1002
+    assert a.fence() == pytest.approx(1002 + TTL - TTL * 0.05)
+
+
 def test_a_leader_that_wakes_after_a_takeover_steps_down(lease: FakeLease, clock: Clock) -> None:
     deposed: list[bool] = []
     a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
