@@ -62,9 +62,13 @@ class Budget:
         """Return while an attempt of `what` may start; raise `TargetDeadline` once the
         caller's deadline has come: nothing more is sent (`sent`: attempts already sent)."""
         if self.caller is not None and self.caller - self.clock() <= 0:
-            self.cut = True
-            again = f" again after {_attempts(sent)}" if sent else ""
-            raise TargetDeadline(f"{what} was not sent{again}", attempts=sent)
+            raise self.refused(what, sent=sent)
+
+    def refused(self, what: str, *, sent: int) -> TargetDeadline:
+        """The error of an attempt of `what` not sent because the caller's deadline came."""
+        self.cut = True
+        again = f" again after {_attempts(sent)}" if sent else ""
+        return TargetDeadline(f"{what} was not sent{again}", attempts=sent)
 
     def timeout(self, what: str, timeout: float, *, sent: int) -> float:
         """The timeout of the attempt of `what` about to start: `timeout`, ending by the

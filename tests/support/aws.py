@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -213,6 +214,7 @@ class _Fault:
     times: int
     echo: bool = False
     group: str | None = None  # only requests naming this AutoScalingGroupName
+    delay: float = 0.0  # seconds the answer is held back (a slow or hung endpoint)
 
 
 @dataclass
@@ -220,13 +222,16 @@ class AwsProxy:
     """An HTTP proxy in front of moto that can answer like AWS when moto cannot.
 
     Program it with `fail_next`, `set_activities` and `set_instance_refreshes`; read what
-    reached it in `requests` (actions in order) and `calls` (actions with their params).
+    reached it in `requests` (actions in order), `calls` (actions with their params) and
+    `arrivals` (when each request of an action came in, on `CLOCK_BOOTTIME`: the clock the
+    leader lease is measured on).
     """
 
     upstream: str
     url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    _times: list[float] = field(default_factory=list)
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
     _activities: list[dict[str, Any]] | None = None
     _refreshes: list[dict[str, Any]] | None = None
@@ -241,6 +246,11 @@ class AwsProxy:
     def count(self, action: str) -> int:
         return self.requests.count(action)
 
+    def arrivals(self, action: str) -> list[float]:
+        """When each request of `action` reached the proxy (`CLOCK_BOOTTIME` seconds)."""
+        with self._lock:
+            return [t for (a, _), t in zip(self.calls, self._times, strict=True) if a == action]
+
     def fail_next(
         self,
         action: str,
@@ -251,15 +261,16 @@ class AwsProxy:
         times: int = 1,
         echo: bool = False,
         group: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Answer the next `times` requests of `action` with an AWS error (after earlier ones);
         with `echo`, the message goes on with the request's headers (signature, session
         token), as a misbehaving proxy's error would. With `group`, only the requests whose
         `AutoScalingGroupName` is `group` fail (other groups' go through), until `heal(group)`
-        when `times` is large."""
+        when `times` is large. With `delay`, each answer is held back that many seconds."""
         with self._lock:
             self._faults.setdefault(action, []).append(
-                _Fault(status, code, message, times, echo, group)
+                _Fault(status, code, message, times, echo, group, delay)
             )
 
     def heal(self, group: str) -> None:
@@ -286,6 +297,7 @@ class AwsProxy:
         """Forget programmed answers and seen requests: pass everything through again."""
         with self._lock:
             self.calls.clear()
+            self._times.clear()
             self._faults.clear()
             self._activities = None
             self._refreshes = None
@@ -293,9 +305,19 @@ class AwsProxy:
     def answer(
         self, action: str, params: dict[str, str], headers: Mapping[str, str] | None = None
     ) -> tuple[int, bytes] | None:
-        """The proxy's own (status, XML body) for this request, or None to forward it."""
+        """The proxy's own (status, XML body) for this request, or None to forward it
+        (a fault programmed with a `delay` holds the answer back that long first)."""
+        delay, answer = self._answer(action, params, headers)
+        if delay:
+            time.sleep(delay)
+        return answer
+
+    def _answer(
+        self, action: str, params: dict[str, str], headers: Mapping[str, str] | None
+    ) -> tuple[float, tuple[int, bytes] | None]:
         with self._lock:
             self.calls.append((action, params))
+            self._times.append(time.clock_gettime(time.CLOCK_BOOTTIME))
             group = params.get("AutoScalingGroupName")
             faults = self._faults.get(action, [])
             fault = next((f for f in faults if f.group in (None, group)), None)
@@ -307,14 +329,14 @@ class AwsProxy:
                 if fault.echo:
                     quoted = "; ".join(f"{k}: {v}" for k, v in (headers or {}).items())
                     message += f" (request headers: {quoted})"
-                return fault.status, error_xml(fault.status, fault.code, message)
+                return fault.delay, (fault.status, error_xml(fault.status, fault.code, message))
             if action == "DescribeScalingActivities" and self._activities is not None:
                 items = [_activity(i, group) for i in _for_group(self._activities, group)]
-                return 200, result_xml(action, {"Activities": items})
+                return 0.0, (200, result_xml(action, {"Activities": items}))
             if action == "DescribeInstanceRefreshes" and self._refreshes is not None:
                 items = [_refresh(i, group) for i in _for_group(self._refreshes, group)]
-                return 200, result_xml(action, {"InstanceRefreshes": items})
-        return None
+                return 0.0, (200, result_xml(action, {"InstanceRefreshes": items}))
+        return 0.0, None
 
 
 def _for_group(items: list[dict[str, Any]], group: str | None) -> list[dict[str, Any]]:

@@ -76,13 +76,15 @@ _DEPLOYMENT_DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the stand-in received it (path unescaped, body parsed as JSON)."""
+    """One request as the stand-in received it (path unescaped, body parsed as JSON), and
+    `at`: when it arrived, on `CLOCK_BOOTTIME` (the clock the leader lease is measured on)."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    at: float = 0.0
 
 
 @dataclass
@@ -168,7 +170,7 @@ class NomadApiStandIn:
             self._acl: dict[str, dict[str, frozenset[str]]] | None = None
             self._failures: list[tuple[int, str, bool]] = []
             self._echoing: dict[str, int] = {}
-            self._job_faults: dict[str, tuple[int, str, frozenset[str] | None]] = {}
+            self._job_faults: dict[str, tuple[int, str, frozenset[str] | None, float]] = {}
             self._delays: list[float] = []
             self._index = 10
             self.requests: list[RecordedRequest] = []
@@ -302,12 +304,14 @@ class NomadApiStandIn:
         body: str = "injected failure",
         *,
         methods: Iterable[str] | None = None,
+        delay: float = 0.0,
     ) -> None:
         """From now on, until `heal(job_id)`, answer every request about `job_id` (or only
-        those with one of `methods`) with `status` and `body`; other jobs are unaffected."""
+        those with one of `methods`) with `status` and `body`, each `delay` seconds late;
+        other jobs are unaffected."""
         with self._lock:
             only = None if methods is None else frozenset(m.upper() for m in methods)
-            self._job_faults[job_id] = (status, body, only)
+            self._job_faults[job_id] = (status, body, only, delay)
 
     def heal(self, job_id: str) -> None:
         """Stop failing or echoing the requests about `job_id`."""
@@ -529,13 +533,12 @@ class NomadApiStandIn:
         if failure is not None:
             status, body, echo = failure
             raise _ApiError(status, body + (_echo(request) if echo else ""))
+        fault = self._job_fault(request)
+        if fault is not None:
+            status, text, late = fault
+            time.sleep(late)
+            raise _ApiError(status, text)
         with self._lock:
-            for job_id, (status, text, methods) in self._job_faults.items():
-                about = request.path == f"/v1/job/{job_id}" or request.path.startswith(
-                    f"/v1/job/{job_id}/"
-                )
-                if about and (methods is None or request.method in methods):
-                    raise _ApiError(status, text)
             for job_id, status in self._echoing.items():
                 if request.path.startswith(f"/v1/job/{job_id}"):
                     raise _ApiError(status, "proxy: upstream refused the request" + _echo(request))
@@ -572,6 +575,17 @@ class NomadApiStandIn:
                     raise _ApiError(404, "job not found")
                 return 200, _job_json(job)
             raise _ApiError(405, "Invalid method")
+
+    def _job_fault(self, request: RecordedRequest) -> tuple[int, str, float] | None:
+        """(status, text, delay) of the fault programmed for the request's job, if any."""
+        with self._lock:
+            for job_id, (status, text, methods, delay) in self._job_faults.items():
+                about = request.path == f"/v1/job/{job_id}" or request.path.startswith(
+                    f"/v1/job/{job_id}/"
+                )
+                if about and (methods is None or request.method in methods):
+                    return status, text, delay
+        return None
 
     def _rules(self, request: RecordedRequest) -> Mapping[str, frozenset[str]]:
         """The ACL rules of the request's token (ACLs enabled); 403 for an unknown token."""
@@ -977,6 +991,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self) -> None:
+        arrived = time.clock_gettime(time.CLOCK_BOOTTIME)
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -990,6 +1005,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            at=arrived,
         )
         if request.path == "/v1/event/stream" and request.method == "GET":
             self.server.stand_in.serve_events(self, request)

@@ -133,10 +133,10 @@ class AsgScaler:
     fails with `TargetUnavailable`. An attempt already under way may still take up to the
     client's read timeout (at most `deadline`, capped at 10 s), so the worst case is a
     little over it. A caller's deadline (`scale(deadline=)`, the leader lease) is stricter:
-    no attempt starts at or after it and each one's read timeout ends by it
-    (`adapters.deadline`); only opening a new connection may still take up to the connect
-    timeout (at most 3 s), which the group read just before SetDesiredCapacity normally
-    spares (the connection is reused).
+    no attempt starts at or after it, and each SetDesiredCapacity request's read timeout
+    ends by it (`adapters.deadline`). Only opening a new connection may still take up to
+    the connect timeout (at most 3 s: botocore takes no per-request one), which the group
+    read just before SetDesiredCapacity normally spares (its connection is reused).
     """
 
     def __init__(
@@ -232,6 +232,7 @@ class AsgScaler:
             lambda: self._client.set_desired_capacity(
                 AutoScalingGroupName=self._ref.asg, DesiredCapacity=count, HonorCooldown=False
             ),
+            write=True,
         )
 
     # --- helpers ----------------------------------------------------------------------
@@ -250,12 +251,14 @@ class AsgScaler:
     def _where(self) -> str:
         return f"Auto Scaling Group {self._ref.asg!r} ({self._region})"
 
-    def _call(self, until: Budget, action: str, fn: Callable[[], T]) -> T:
+    def _call(self, until: Budget, action: str, fn: Callable[[], T], *, write: bool = False) -> T:
         """`fn()`, retried on transient failures while time remains in `until`.
 
         Errors come out translated into `TargetError`s. No retry starts a sleep that would
         end past `until`, so one operation's API calls share one deadline; with a caller's
-        deadline, no attempt starts at or after it either (`TargetDeadline`).
+        deadline, no attempt starts at or after it either (`TargetDeadline`). A `write`
+        (SetDesiredCapacity) also has each request's read timeout end by it; reads are
+        left their own, as a group read may carry other targets' groups too.
         """
         what = f"{action} on {self._where()}"
         sent = 0
@@ -264,11 +267,14 @@ class AsgScaler:
             nonlocal sent
             until.check(what, sent=sent)
             sent += 1
-            if until.caller is None:
+            if until.caller is None or not write:
                 return fn()
             token = _request_deadline.set(until.caller)
             try:
                 return fn()
+            except TargetDeadline:  # refused by `_bound_request`, as it was about to go
+                sent -= 1
+                raise until.refused(what, sent=sent) from None
             finally:
                 _request_deadline.reset(token)
 
@@ -283,7 +289,7 @@ class AsgScaler:
             return retrying(attempt)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             if until.cut and is_transient(exc):
-                unanswered = isinstance(exc, ReadTimeoutError | ConnectionClosedError)
+                unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 last = _describe(exc)
                 raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
             raise self._translate(action, exc, sent) from exc

@@ -516,6 +516,7 @@ class NomadScaler:
         except BaseNomadException as exc:
             if budget.cut and is_transient(exc):
                 last, unanswered = self._last_attempt(exc)
+                unanswered = unanswered and capability == "scale-job"  # a read changes nothing
                 raise budget.over(what, sent=sent, last=last, unanswered=unanswered) from None
             raise self._translate(exc, capability) from None
         if not response.content:
