@@ -6,6 +6,8 @@ is not sent, and what the error then says.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from autoscaler.adapters.deadline import Budget
@@ -82,3 +84,29 @@ def test_the_error_says_how_the_last_attempt_failed_and_whether_it_may_land() ->
         "answer in time, so it may still be applied"
     )
     assert timed_out.maybe_applied and timed_out.attempts == 1
+
+
+def test_an_aws_request_under_a_deadline_times_out_by_it_and_is_not_sent_after_it() -> None:
+    # botocore takes a per-request read timeout from the request's context (before-send).
+    from autoscaler.adapters.deadline import monotonic
+    from autoscaler.adapters.targets import aws_asg
+
+    def request() -> SimpleNamespace:
+        return SimpleNamespace(context={"client_config": SimpleNamespace(read_timeout=10.0)})
+
+    alone = request()
+    aws_asg._bound_request(alone)  # no deadline: the client's own timeout
+    assert "read_timeout" not in alone.context
+    token = aws_asg._request_deadline.set(monotonic() + 2.0)
+    try:
+        bounded = request()
+        aws_asg._bound_request(bounded)
+        assert 1.0 < bounded.context["read_timeout"] <= 2.0
+    finally:
+        aws_asg._request_deadline.reset(token)
+    token = aws_asg._request_deadline.set(monotonic() - 0.1)
+    try:
+        with pytest.raises(TargetDeadline, match="not sent"):
+            aws_asg._bound_request(request())
+    finally:
+        aws_asg._request_deadline.reset(token)
