@@ -85,7 +85,8 @@ class _Season:
         self.residuals = _Ring(level)  # (value − profile, 0) per recent bucket
         self.errors = _Ring(errors)  # (|forecast − value|, |value|) per scored bucket
         self.pending: dict[int, float] = {}  # bucket -> forecast made `lead` before it
-        # bucket -> its profile, computed with that forecast (see `SeasonalModel._profiled`)
+        # bucket -> its profile, computed once every bucket it reads had completed (by a
+        # forecast, or when `lead` before it), and final then (see `SeasonalModel._profiled`)
         self.profiles: dict[int, float] = {}
 
     def error(self, minimum: int) -> float | None:
@@ -207,19 +208,34 @@ class SeasonalModel:
             else:
                 season.residuals.put(bucket, residual, 0.0)
             ahead = bucket + self.lead_buckets
-            profile = self._profile(season, ahead)
-            if season.buckets >= self.lead_buckets:
-                season.profiles[ahead] = profile
+            profile = self._final_profile(season, ahead)
             forecast = profile + self._level(season)
             if not math.isnan(forecast):
                 season.pending[ahead] = forecast
 
+    def _final_profile(self, season: _Season, bucket: int) -> float:
+        """`_profile(season, bucket)`, kept for later when every bucket it reads has
+        completed (`bucket - period` and before), and taken from there if it already was.
+
+        Such a profile is final: completed buckets are never written again, the values
+        kept span every period read and the lead (it is read until `bucket` completes),
+        and a reset (a long gap) starts new seasons. So the forecasts that look at one
+        bucket ahead (two a minute at a 15-second interval), the bucket's completion
+        `lead` before it (`_complete`) and the residual when it completes
+        (`_profiled`) compute its median once between them."""
+        profiles = season.profiles
+        profile = profiles.get(bucket)
+        if profile is not None:
+            return profile
+        profile = self._profile(season, bucket)
+        last = self._last
+        if last is not None and bucket - season.buckets <= last:
+            profiles[bucket] = profile
+        return profile
+
     def _profiled(self, season: _Season, bucket: int) -> float:
-        """`_profile(season, bucket)`, taken from when it was computed `lead` before, if it
-        was: then nothing it reads has changed since. A season of at least `lead` reads
-        only buckets completed by then (`bucket - period` and before), which nothing
-        overwrites (the values kept span every period read and the lead), and a reset (a
-        long gap) starts new seasons. A season shorter than the lead keeps none."""
+        """`_profile(season, bucket)`, taken from `season.profiles` if it was kept there
+        (see `_final_profile`), which then forgets it and every older bucket's."""
         profiles = season.profiles
         profile = profiles.get(bucket)
         if profile is None:
@@ -312,9 +328,7 @@ class SeasonalModel:
             if error > settings.max_error:
                 errors.append(f"{_span(season.period)}: {_percent(error)}")
                 continue
-            profile = season.profiles.get(target)
-            if profile is None:
-                profile = self._profile(season, target)
+            profile = self._final_profile(season, target)
             value = profile + self._level(season)
             if math.isnan(value):
                 errors.append(f"{_span(season.period)}: no history at this phase")
