@@ -33,6 +33,7 @@ from autoscaler.core.model import (
     AnomalyGuard,
     AnomalyReading,
     Check,
+    ForecastReading,
     ForecastSettings,
     Observation,
     Policy,
@@ -67,6 +68,9 @@ class _Entry:
     next_try: float = -math.inf  # epoch seconds: no range query before this
     seen: float = 0.0
     check: Check | None = None  # the check object last found the same as this entry
+    # The model's last reading without a value and that reading with `history_error` added
+    # to its reason: the model answers with the same reading until a bucket completes.
+    explained: tuple[ForecastReading, str, ForecastReading] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -182,7 +186,7 @@ class CheckHistories:
                 model.add(at, value)
             forecast = model.forecast(at)
             if forecast.value is None and entry.history_error is not None:
-                forecast = replace(forecast, reason=f"{forecast.reason}; {entry.history_error}")
+                forecast = _explained(entry, forecast, entry.history_error)
         if forecast is None and anomaly is None:
             return observation
         return Observation(  # not `replace`: replays build hundreds of thousands of these
@@ -293,6 +297,17 @@ class CheckHistories:
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.seen < cutoff]:
                 del self._entries[key]
+
+
+def _explained(entry: _Entry, forecast: ForecastReading, why: str) -> ForecastReading:
+    """`forecast` (without a value) with `why` the history is missing added to its reason;
+    the same object as last time when both are (a replay's first day asks 5,760 times)."""
+    last = entry.explained
+    if last is not None and last[0] is forecast and last[1] is why:
+        return last[2]
+    explained = replace(forecast, reason=f"{forecast.reason}; {why}")
+    entry.explained = (forecast, why, explained)
+    return explained
 
 
 def _learnable(anomaly: AnomalyReading | None, guard: AnomalyGuard | None) -> bool:
