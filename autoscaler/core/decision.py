@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from autoscaler.core.bounds import bound, effective_bounds, limit, target_bound
@@ -70,7 +70,7 @@ from autoscaler.core.noise import within_noise
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.reasons import later
 from autoscaler.core.reasons import reasons as pending_reasons
-from autoscaler.core.strategies import STRATEGIES, fmt_number, needs_query, reason_part
+from autoscaler.core.strategies import STRATEGIES, fmt_number, reason_part
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -112,7 +112,7 @@ class _Run:
     dry_run: bool
     checks: tuple[CheckResult, ...]
     current: int  # the status's count
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str]  # (given, not a `default_factory`, which costs a call per evaluation)
 
     def collect(self, step: tuple[int, list[str]]) -> int:
         """A step's count, with the step's reasons added to the decision's."""
@@ -153,7 +153,8 @@ def decide(
         reason += f" (0 to {MAX_COUNT:,}): holding"
         return Outcome(unavailable(policy, now=now, reason=reason, dry_run=dry_run), memory)
     evaluated = _evaluate_checks(policy, observations, status.count)
-    run = _Run(policy, status, now, dry_run, tuple([e.result for e in evaluated]), status.count)
+    checks = tuple([e.result for e in evaluated])
+    run = _Run(policy, status, now, dry_run, checks, status.count, [])
     if not status.ready:
         run.reasons.append(status.not_ready_reason or "target not ready")
         if not status.scale_up_allowed:
@@ -285,7 +286,8 @@ def _evaluate(
     """One check's desired count, or the reason it failed (`current` None: unknown)."""
     value: float | None = None
     forecast = anomaly = None
-    if needs_query(check):
+    spec = STRATEGIES[check.strategy]  # (`needs_query(check)` is `spec.query`)
+    if spec.query:
         if observation is None:
             return _Evaluated(_failed_result(check, NOT_EVALUATED), None)
         forecast = observation.forecast if check.forecast is not None else None
@@ -294,11 +296,11 @@ def _evaluate(
         if error is not None:
             return _Evaluated(_failed_result(check, error, forecast=forecast), None)
         value = observation.value
-    notes: list[str] = []
+    notes: tuple[str, ...] = ()  # (a tuple from the start: most checks have none or one)
     used = value
     if value is not None and forecast is not None:
         used, note = _with_forecast(check, value, forecast)
-        notes.append(note)
+        notes = (note,)
     try:
         result = strategy_desired(check, used, current)
         if forecast is not None and current and used is not None:  # extension: `noise`
@@ -317,7 +319,7 @@ def _evaluate(
                 check, current, count, value=value, used=used, anomaly=anomaly, guard=guard
             )
             if reason != result.reason:
-                notes.append(result.reason)
+                notes = (*notes, result.reason)
     except (ValueError, ArithmeticError) as exc:
         failed = _failed_result(check, str(exc), value, forecast=forecast)
         return _Evaluated(failed, None)
@@ -330,8 +332,7 @@ def _evaluate(
         forecast=forecast,
         anomaly=anomaly,
     )
-    independent = not STRATEGIES[check.strategy].current
-    return _Evaluated(check_result, reason, tuple(notes), blocks, independent)
+    return _Evaluated(check_result, reason, notes, blocks, not spec.current)
 
 
 def _with_forecast(check: Check, value: float, forecast: ForecastReading) -> tuple[float, str]:
@@ -654,9 +655,19 @@ def _cutoffs(
     if type(now.tzinfo) is not timezone:
         return None
     try:
-        return now - longest, now - up, now - down
+        keep = now - longest
+        # One subtraction per distinct window (`now - 0` is `now`): most policies have a
+        # zero window or two equal ones, and a replay makes this cut at every evaluation.
+        return keep, _cut(now, up, longest, keep), _cut(now, down, longest, keep)
     except OverflowError:
         return None
+
+
+def _cut(now: datetime, window: timedelta, longest: timedelta, keep: datetime) -> datetime:
+    """`now - window`, given `keep` = `now - longest` (an equal instant either way)."""
+    if window == longest:
+        return keep
+    return now - window if window else now
 
 
 # --- steps 5 to 7: bounds, cooldown, action ------------------------------------------------
