@@ -175,9 +175,11 @@ class _Afresh(SeasonalModel):
 def test_profiles_kept_from_a_forecast_are_those_computed_afresh(
     seed: int, lead: int, seasons: tuple[int, int]
 ) -> None:
-    """A bucket's profile is kept from when its forecast was made `lead` before: the model
-    forecasts, scores and learns as when it computed every profile afresh (seasons as
-    short as one bucket, shorter than the lead, gaps longer than the history included)."""
+    """A bucket's profile is kept from when its forecast was made `lead` before, or from a
+    forecast that looked at it once every bucket it reads had completed (here the
+    forecasts at `at + 30 min`): the model forecasts, scores and learns as when it
+    computed every profile afresh (seasons as short as one bucket, shorter than the
+    lead, gaps longer than the history included)."""
     settings = ForecastSettings(
         history=timedelta(hours=40),
         resolution=timedelta(hours=1),  # an error window of 24 buckets: scored soon
