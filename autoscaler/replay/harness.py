@@ -153,9 +153,12 @@ class Replay:
         `decision.desired` is then the new count.
         """
         self._clock.now = now
-        self._source.values = {
-            self._queries[name]: value for name, value in values.items() if name in self._queries
-        }
+        by_query: dict[str, Value] = {}
+        for name, value in values.items():  # (a loop: a comprehension is a call more)
+            query = self._queries.get(name)
+            if query is not None:
+                by_query[query] = value
+        self._source.values = by_query
         self._target.current = status
         self._target.scaled_to = None
         evaluation = self._reconciler.evaluate(self.policy, dry_run=dry_run)

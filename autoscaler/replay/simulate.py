@@ -198,7 +198,9 @@ class PolicyController:
 
     def decide(self, t: float, load: float, seen_ready: int, fleet: Fleet) -> int:
         capacity = self._capacity
-        values = {name: signal_value(s, load, seen_ready, capacity) for name, s in self._signals}
+        values: dict[str, float | None] = {}
+        for name, signal in self._signals:  # (a loop: a comprehension is a call more)
+            values[name] = signal_value(signal, load, seen_ready, capacity)
         now = self._start + timedelta(0, t)  # (seconds, given by position: a third cheaper)
         status = self._statuses.get(fleet.desired)
         if status is None:  # statuses are immutable: one per count is enough
