@@ -262,6 +262,7 @@ class Service:
     scrape_s: float  # one GET /metrics under that load
     scrape_cpu_s: float  # the service's CPU over it, beyond the steady state's rate
     scrape_rss_mb: float  # RSS right after it
+    scrape_rss_later_mb: float  # and 5 s later (what the allocator kept of it)
     sigterm_s: float
 
 
@@ -389,7 +390,7 @@ def run_service(
         seen1 = log.decisions if logged else _evaluated(port)
         trigger = _trigger(port, name)
         rss, hwm = memory_mb(process.pid)
-        scrape, scrape_cpu, scrape_rss = _scrape_cost(
+        scrape, scrape_cpu, scrape_rss, scrape_later = _scrape_cost(
             process.pid, port, (cpu1 - cpu0) / (at1 - at0)
         )
         started = time.perf_counter()
@@ -416,6 +417,7 @@ def run_service(
         scrape_s=scrape,
         scrape_cpu_s=scrape_cpu,
         scrape_rss_mb=scrape_rss,
+        scrape_rss_later_mb=scrape_later,
         sigterm_s=sigterm,
     )
 
@@ -431,14 +433,17 @@ def _trigger(port: int, name: str) -> float:
     return time.perf_counter() - started
 
 
-def _scrape_cost(pid: int, port: int, rate: float) -> tuple[float, float, float]:
+def _scrape_cost(pid: int, port: int, rate: float) -> tuple[float, float, float, float]:
     """One GET /metrics: its seconds, the service's CPU over it beyond `rate` (the steady
-    state's share of a core, which the evaluations keep using meanwhile), RSS after it."""
+    state's share of a core, which the evaluations keep using meanwhile), RSS right after
+    it and 5 s later (what the allocator kept of the scrape's buffers)."""
     cpu, started = cpu_seconds(pid), time.perf_counter()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as answer:
         answer.read()
     seconds = time.perf_counter() - started
-    return seconds, cpu_seconds(pid) - cpu - rate * seconds, memory_mb(pid)[0]
+    used, after = cpu_seconds(pid) - cpu - rate * seconds, memory_mb(pid)[0]
+    time.sleep(5)
+    return seconds, used, after, memory_mb(pid)[0]
 
 
 def command_cost(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
@@ -459,7 +464,10 @@ def command_cost(args: list[str], env: dict[str, str]) -> tuple[float, float, in
 
 
 def _scrape(s: Service) -> str:
-    return f"{s.scrape_s:.2f} ({s.scrape_cpu_s:.2f}), {s.scrape_rss_mb:.0f} MB"
+    return (
+        f"{s.scrape_s:.2f} ({s.scrape_cpu_s:.2f}), {s.scrape_rss_mb:.0f} MB, "
+        f"{s.scrape_rss_later_mb:.0f} MB 5 s later"
+    )
 
 
 def _load() -> str:
@@ -497,7 +505,7 @@ def per_policy(
             f"\nPer-policy files, {kind}:\n\n"
             "| kind | N | bare queries s | first pass s | ratio | CPU/target, pass ms | "
             "CPU/eval ms | share of a core | evals/s | stand-in core | trigger s | "
-            "RSS MB (peak) | /metrics s (CPU), RSS after | SIGTERM s | load |"
+            "RSS MB (peak) | /metrics s (CPU), RSS after, 5 s later | SIGTERM s | load |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         with standin(kind, max(sizes)) as target:
@@ -529,7 +537,7 @@ def templated(sizes: list[int], prometheus: str, work: Path, args: argparse.Name
         "| N | bare queries s | grouped query s | discovery s (CPU) | first pass s | "
         "ratio to bare | ratio to grouped | CPU/target, pass ms | CPU/eval ms | "
         "share of a core | evals/s | stand-in core | trigger s | RSS MB (peak) | "
-        "/metrics s (CPU), RSS after | SIGTERM s | load |"
+        "/metrics s (CPU), RSS after, 5 s later | SIGTERM s | load |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for count in sizes:

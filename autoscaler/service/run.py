@@ -38,6 +38,7 @@ from autoscaler.engine.histories import range_source
 from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
+from autoscaler.service.allocator import fix_mmap_threshold
 from autoscaler.service.controller import Controller
 from autoscaler.service.discovery import Discovery, from_settings, with_discovered
 from autoscaler.service.leadership import Leadership
@@ -218,6 +219,7 @@ def run_service(
     token = read_token(config.api_token_file)
     if config.listen:
         check_exposure(config.listen, token, insecure=config.insecure_no_auth)
+    fix_mmap_threshold()  # large transient buffers (a /metrics scrape) go back when freed
     controller, source, discovery, targets = _controller(config, settings, state, leadership)
     http = None
     if config.listen:
