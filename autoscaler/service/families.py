@@ -35,6 +35,14 @@ from prometheus_client.utils import floatToGoString
 
 Labels = tuple[str, ...]
 
+# Lines of text joined at a time. A family's text is built in chunks of this many lines
+# (about 1 MB each, so each gets a mapping of its own: `allocator`) rather than from one
+# list of all its lines: at 10,000 policies that list held some 150,000 short strings at
+# once, and the small-object arenas they filled stayed behind the scrape, pinned by the
+# objects the evaluations made meanwhile (four renders beside a thread making such objects:
+# 32 to 34 MB of RSS kept, 14 to 15 MB in chunks).
+CHUNK_LINES = 16_384
+
 
 class Family(Collector):
     """One metric family: its name, HELP text and label names, registered in `registry`,
@@ -98,15 +106,19 @@ class _NumberFamily(Family):
         exposed = self.name + self.suffix
         with self._lock:
             values = list(self._values.items())
-        lines = [self._head(exposed)]
-        if not self.labels:
-            lines.extend(f"{exposed} {_number(value)}\n" for _, value in values)
-        else:
-            lines.extend(
-                f"{exposed}{{{','.join(self._pairs(labels))}}} {_number(value)}\n"
-                for labels, value in values
-            )
-        return "".join(lines)
+        chunks = [self._head(exposed)]
+        for start in range(0, len(values), CHUNK_LINES):  # (see `CHUNK_LINES`)
+            part = values[start : start + CHUNK_LINES]
+            if not self.labels:
+                chunks.append("".join(f"{exposed} {_number(value)}\n" for _, value in part))
+            else:
+                chunks.append(
+                    "".join(
+                        f"{exposed}{{{','.join(self._pairs(labels))}}} {_number(value)}\n"
+                        for labels, value in part
+                    )
+                )
+        return "".join(chunks)
 
 
 class CounterFamily(_NumberFamily):
@@ -187,8 +199,12 @@ class HistogramFamily(Family):
             values = [(labels, counts.tolist()) for labels, counts in self._values.items()]
         # `le` takes its place among the sorted label names of each bucket's sample.
         at = sum(1 for label in self.labels if label < "le")
+        chunks: list[str] = []
         lines = [self._head(name)]
         for labels, counts in values:
+            if len(lines) >= CHUNK_LINES:  # (see `CHUNK_LINES`)
+                chunks.append("".join(lines))
+                lines.clear()
             pairs = self._pairs(labels)
             before = "".join(f"{pair}," for pair in pairs[:at])
             after = "".join(f",{pair}" for pair in pairs[at:])
@@ -199,7 +215,8 @@ class HistogramFamily(Family):
             plain = "{" + ",".join(pairs) + "}" if pairs else ""
             lines.append(f"{name}_count{plain} {_number(running)}\n")
             lines.append(f"{name}_sum{plain} {_number(counts[0])}\n")
-        return "".join(lines)
+        chunks.append("".join(lines))
+        return "".join(chunks)
 
 
 def _escape(value: str) -> str:

@@ -5,11 +5,13 @@ write the very text `generate_latest` makes of them."""
 from __future__ import annotations
 
 import math
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from autoscaler.service import families
 from autoscaler.service.families import CounterFamily, GaugeFamily, HistogramFamily
 
 BUCKETS = (0.01, 0.5, 1, 10)
@@ -71,6 +73,8 @@ _NUMBERS = st.one_of(
     st.integers(min_value=-3, max_value=2_000).map(float),
     st.sampled_from([-0.0, 0.0, 1e22, 123456789.0, 1234567.0, 0.1, 5e-324]),
 )
+# Lines joined at a time (`families.CHUNK_LINES`): small, so the chunks' seams are crossed.
+_CHUNKS = st.integers(min_value=1, max_value=40)
 # Label names before and after `le` once sorted, given out of order.
 _LABEL_NAMES = st.sampled_from([[], ["policy"], ["policy", "check"], ["zeta", "alpha", "m"]])
 
@@ -80,9 +84,10 @@ _LABEL_NAMES = st.sampled_from([[], ["policy"], ["policy", "check"], ["zeta", "a
     names=_LABEL_NAMES,
     kind=st.sampled_from(["counter", "gauge"]),
     updates=st.lists(st.tuples(st.lists(_LABEL_VALUES, min_size=3, max_size=3), _NUMBERS)),
+    chunk=_CHUNKS,
 )
 def test_a_number_familys_own_text_is_what_generate_latest_writes(
-    names: list[str], kind: str, updates: list[tuple[list[str], float]]
+    names: list[str], kind: str, updates: list[tuple[list[str], float]], chunk: int
 ) -> None:
     registry = CollectorRegistry()
     family: CounterFamily | GaugeFamily = (
@@ -96,19 +101,22 @@ def test_a_number_familys_own_text_is_what_generate_latest_writes(
             family.inc(labels, number)
         else:
             family.set(labels, number)
-    assert family.text().encode() == generate_latest(registry)
+    with patch.object(families, "CHUNK_LINES", chunk):
+        assert family.text().encode() == generate_latest(registry)
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     names=_LABEL_NAMES,
     observations=st.lists(st.tuples(st.lists(_LABEL_VALUES, min_size=3, max_size=3), _NUMBERS)),
+    chunk=_CHUNKS,
 )
 def test_a_histogram_familys_own_text_is_what_generate_latest_writes(
-    names: list[str], observations: list[tuple[list[str], float]]
+    names: list[str], observations: list[tuple[list[str], float]], chunk: int
 ) -> None:
     registry = CollectorRegistry()
     family = HistogramFamily("x_seconds", "Durations.", names, registry, buckets=BUCKETS)
     for values, seconds in observations:
         family.observe(tuple(values[: len(names)]), seconds)
-    assert family.text().encode() == generate_latest(registry)
+    with patch.object(families, "CHUNK_LINES", chunk):
+        assert family.text().encode() == generate_latest(registry)
