@@ -28,6 +28,7 @@ from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
     NOMAD_SCALING_POLICIES,
+    NOMAD_TIMEOUT,
     Settings,
     add_connection_arguments,
     nomad_settings_from_args,
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = _command(sub, "validate", "check policy files; exit 1 listing every problem")
     # NOMAD_OPTIONS add no flag: they let --discover read the Nomad that plan and run read.
     add_arguments(
-        validate, (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS)
+        validate,
+        (CONFIG, *COMMON, DISCOVER, DISCOVER_NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT),
     )
 
     plan = _command(sub, "plan", "dry-run preview: what each policy would do right now, and why")

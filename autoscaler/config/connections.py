@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,14 +174,24 @@ NOMAD_OPTIONS = (
         help="file holding the ACL token (NOMAD_TOKEN wins over it)",
     ),
 )
-CONNECTION_OPTIONS = PROMETHEUS_OPTIONS + NOMAD_OPTIONS
+# Ours, not Nomad's (the `nomad` CLI has no such setting), hence a flag of its own.
+NOMAD_TIMEOUT = Option(
+    dest="nomad_timeout",
+    kind=at_least(NUMBER, 0.1, unit=" s"),
+    flags=("--nomad-timeout",),
+    env="AUTOSCALER_NOMAD_TIMEOUT",
+    key=("nomad", "timeout"),
+    default=5.0,
+    help="seconds for one Nomad API request; retries stop after 2x this",
+)
+CONNECTION_OPTIONS = (*PROMETHEUS_OPTIONS, *NOMAD_OPTIONS, NOMAD_TIMEOUT)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Prometheus flags (each with an AUTOSCALER_PROMETHEUS_* variable and a config key),
-    and Nomad's settings (variables and config keys only)."""
+    Nomad's settings (variables and config keys only) and `--nomad-timeout`."""
     add_arguments(parser.add_argument_group("Prometheus"), PROMETHEUS_OPTIONS)
-    add_arguments(parser, NOMAD_OPTIONS)
+    add_arguments(parser, (*NOMAD_OPTIONS, NOMAD_TIMEOUT))
 
 
 def _read_secret(path: str | None, env_name: str, what: str) -> str | None:
@@ -226,7 +236,11 @@ def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
         env["NOMAD_TOKEN"] = token
     from autoscaler.adapters.targets.nomad import NomadSettings  # noqa: PLC0415
 
-    return NomadSettings.from_env(env)
+    settings = NomadSettings.from_env(env)
+    timeout = getattr(args, "nomad_timeout", None)
+    if timeout is None:
+        return settings
+    return replace(settings, timeout=float(timeout), deadline=2 * float(timeout))
 
 
 def _headers(lines: list[str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from autoscaler.cli.main import FILE_OPTIONS, build_parser
+from autoscaler.config.connections import nomad_settings_from_args
 from autoscaler.config.file import config_schema, parse_config
 from autoscaler.config.options import OptionError, parsed_options, resolve
 
@@ -74,6 +75,18 @@ def test_nomad_variables_win_over_the_file_and_empty_ones_do_not_count() -> None
     file = {("nomad", "addr"): "http://file:4646", ("nomad", "region"): "eu"}
     args = resolved(["plan"], {"NOMAD_ADDR": "http://env:4646", "NOMAD_REGION": ""}, file)
     assert (args.nomad_addr, args.nomad_region) == ("http://env:4646", "eu")
+
+
+def test_the_nomad_timeout_bounds_each_request_and_twice_it_the_retries() -> None:
+    default = nomad_settings_from_args(resolved(["plan"], {}))
+    assert (default.timeout, default.deadline) == (5.0, 10.0)  # as before the option
+    for args in (
+        resolved(["run", "--nomad-timeout", "0.5"], {}),
+        resolved(["validate"], {"AUTOSCALER_NOMAD_TIMEOUT": "0.5"}),
+        resolved(["plan"], {}, {("nomad", "timeout"): 0.5}),
+    ):
+        settings = nomad_settings_from_args(args)
+        assert (settings.timeout, settings.deadline) == (0.5, 1.0)
 
 
 @pytest.mark.parametrize(
