@@ -64,6 +64,12 @@ def _template(server: PostgresServer) -> Path:
     return _TEMPLATE
 
 
+def _parent(pid: int) -> int:
+    """The parent pid of process `pid` (OSError if there is none such)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 @dataclass(frozen=True)
 class Database:
     """One database on a server: `dsn` carries no password (it comes from a file or env)."""
@@ -184,9 +190,15 @@ class PostgresServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        # The postmaster itself, not `runuser` in front of it (which would not pass it on).
+        # The postmaster itself, not `runuser` in front of it (which would not pass it on);
+        # but only if postmaster.pid names it: a stale file holds a pid the system may have
+        # given to any process since (pid_max is 32768 on CI), this pytest worker included.
         with contextlib.suppress(OSError, ValueError):
-            os.kill(self.pid(), signal.SIGINT)
+            pid = self.pid()
+            if proc.pid in (pid, _parent(pid)):
+                os.kill(pid, signal.SIGINT)
+            else:
+                proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
