@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.policy.loader import load_text
+from autoscaler.replay.fleet import ticks_for
 from autoscaler.replay.recommended import NAME, recommended_yaml
 from autoscaler.replay.simulate import Recorded, Run, Setup, Simulation, simulate
 from bench.quality import NEVER_UNDER_PCT, PROVISIONING, UTILIZATION, Case, shared_cases
@@ -39,7 +40,7 @@ class Episodes:
 
 def episodes(sim: Simulation, ours: Run, twin: Run, *, by_demand: bool) -> Episodes:
     """Split the ticks where `ours` bills more than `twin` into helpful and wasted episodes."""
-    ticks, after = sim.ticks, round(sim.setup.provisioning / 15)
+    ticks, after = sim.ticks, ticks_for(sim.setup.provisioning)  # as the fleet counts it
     capacity = sim.setup.capacity
 
     def short(run: Run, i: int) -> bool:

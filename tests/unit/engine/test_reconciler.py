@@ -329,7 +329,7 @@ def test_a_scale_in_is_durable_before_the_scale_call() -> None:
             deadline: float | None = None,
         ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
-            super().scale(count, reason=reason, meta=meta, expected=expected)
+            super().scale(count, reason=reason, meta=meta, expected=expected, deadline=deadline)
 
     target = Recording(status_value=TargetStatus(count=6))
     _reconciler(FakeSource({"sum(load)": 20.0}), target, state).evaluate(_policy())
@@ -450,7 +450,7 @@ def test_a_scale_up_is_recorded_before_the_call_so_a_crash_after_it_keeps_the_co
             deadline: float | None = None,
         ) -> None:
             seen.append(state.load("web", KEY).last_scaled_at)
-            super().scale(count, reason=reason, meta=meta, expected=expected)
+            super().scale(count, reason=reason, meta=meta, expected=expected, deadline=deadline)
 
     target = Recording(status_value=TargetStatus(count=2))
     _reconciler(FakeSource({"sum(load)": 60.0}), target, state).evaluate(_policy())
