@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import boto3
 import pytest
 
+from autoscaler.adapters.targets.aws_asg import forget_activities
 from tests.support.net import forward
 
 if TYPE_CHECKING:
@@ -279,19 +280,22 @@ class AwsProxy:
             for action, faults in self._faults.items():
                 self._faults[action] = [f for f in faults if f.group != group]
 
-    def set_activities(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Answer DescribeScalingActivities with `items` (boto3 shapes, newest first).
+    def set_activities(self, items: Sequence[Mapping[str, Any]], *, group: str) -> None:
+        """Answer DescribeScalingActivities with `items` (boto3 shapes), as AWS would: for
+        one group or for the whole region, by ids, in progress first and then newest first,
+        `MaxRecords` per page with a `NextToken`.
 
-        Missing required fields are filled in: ActivityId, AutoScalingGroupName (the one
-        asked for), Cause, StartTime (now), StatusCode (Successful).
+        Missing required fields are filled in once, here: ActivityId, AutoScalingGroupName
+        (`group`), Cause, StartTime (now), StatusCode (Successful).
         """
         with self._lock:
-            self._activities = [dict(i) for i in items]
+            self._activities = [_activity(i, group) for i in items]
 
-    def set_instance_refreshes(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Answer DescribeInstanceRefreshes with `items` (boto3 shapes; Status InProgress)."""
+    def set_instance_refreshes(self, items: Sequence[Mapping[str, Any]], *, group: str) -> None:
+        """Answer DescribeInstanceRefreshes with `items` (boto3 shapes; Status InProgress);
+        AutoScalingGroupName is `group` where an item names none."""
         with self._lock:
-            self._refreshes = [dict(i) for i in items]
+            self._refreshes = [_refresh(i, group) for i in items]
 
     def clear(self) -> None:
         """Forget programmed answers and seen requests: pass everything through again."""
@@ -331,23 +335,39 @@ class AwsProxy:
                     message += f" (request headers: {quoted})"
                 return fault.delay, (fault.status, error_xml(fault.status, fault.code, message))
             if action == "DescribeScalingActivities" and self._activities is not None:
-                items = [_activity(i, group) for i in _for_group(self._activities, group)]
-                return 0.0, (200, result_xml(action, {"Activities": items}))
+                return 0.0, (200, result_xml(action, _activities_page(self._activities, params)))
             if action == "DescribeInstanceRefreshes" and self._refreshes is not None:
-                items = [_refresh(i, group) for i in _for_group(self._refreshes, group)]
+                items = [i for i in self._refreshes if i["AutoScalingGroupName"] == group]
                 return 0.0, (200, result_xml(action, {"InstanceRefreshes": items}))
         return 0.0, None
 
 
-def _for_group(items: list[dict[str, Any]], group: str | None) -> list[dict[str, Any]]:
-    return [i for i in items if group is None or i.get("AutoScalingGroupName", group) == group]
+def _activities_page(items: list[dict[str, Any]], params: Mapping[str, str]) -> dict[str, Any]:
+    """One page of DescribeScalingActivities over `items`: filtered by the group and ids
+    asked for, in progress first, then by start time, newest first."""
+    group = params.get("AutoScalingGroupName")
+    ids = {v for k, v in params.items() if k.startswith("ActivityIds.member.")}
+    chosen = [
+        i
+        for i in items
+        if (group is None or i["AutoScalingGroupName"] == group)
+        and (not ids or i["ActivityId"] in ids)
+    ]
+    chosen.sort(key=lambda i: i["StartTime"], reverse=True)
+    chosen.sort(key=lambda i: i["StatusCode"] in ("Successful", "Failed", "Cancelled"))
+    start = int(params.get("NextToken") or 0)
+    size = int(params.get("MaxRecords") or 100)
+    page: dict[str, Any] = {"Activities": chosen[start : start + size]}
+    if start + size < len(chosen):
+        page["NextToken"] = str(start + size)
+    return page
 
 
-def _activity(item: Mapping[str, Any], group: str | None) -> dict[str, Any]:
+def _activity(item: Mapping[str, Any], group: str) -> dict[str, Any]:
     status = item.get("StatusCode", "Successful")
     return {
         "ActivityId": str(uuid.uuid4()),
-        "AutoScalingGroupName": group or "unknown",
+        "AutoScalingGroupName": group,
         "Description": "Launching a new EC2 instance",
         "Cause": "an instance was started in response to a difference between desired "
         "and actual capacity",
@@ -358,10 +378,10 @@ def _activity(item: Mapping[str, Any], group: str | None) -> dict[str, Any]:
     }
 
 
-def _refresh(item: Mapping[str, Any], group: str | None) -> dict[str, Any]:
+def _refresh(item: Mapping[str, Any], group: str) -> dict[str, Any]:
     return {
         "InstanceRefreshId": str(uuid.uuid4()),
-        "AutoScalingGroupName": group or "unknown",
+        "AutoScalingGroupName": group,
         "Status": "InProgress",
         "StartTime": datetime.now(UTC),
         "PercentageComplete": 0,
@@ -486,5 +506,6 @@ def aws_proxy(_aws_proxy_session: AwsProxy) -> Iterator[AwsProxy]:
     clean. Everything programmed is forgotten after the test.
     """
     _aws_proxy_session.clear()
+    forget_activities()  # what the shared clients' scans learnt of the last test's answers
     yield _aws_proxy_session
     _aws_proxy_session.clear()

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -43,6 +43,7 @@ from tenacity import (
 
 from autoscaler.adapters.deadline import Budget, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY, ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
 from autoscaler.adapters.targets.moved import moved_since
 from autoscaler.core.model import AsgTarget, TargetStatus
@@ -104,21 +105,19 @@ CREDENTIAL_CODES = frozenset(
     }
 )
 
-# Statuses of scaling activities and instance refreshes that are over.
-FINISHED_ACTIVITY = frozenset({"Successful", "Failed", "Cancelled"})
+# Statuses of instance refreshes that are not over.
 RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
-# Present in the Cause of every activity that follows a desired-capacity change, whoever
-# made it (a user, a scaling policy, a scheduled action, us).
-DESIRED_CHANGE_MARK = "changing the desired capacity"
 # How the Description of an activity that starts an instance begins (lowercased).
 LAUNCH_MARK = "launching a new ec2 instance"
+# Seconds a group's instance refreshes found none running are trusted while its instances
+# and desired capacity stay as they were (`AsgScaler._running_refreshes`).
+REFRESH_CHECK = 60.0
 # Connections kept open per client (region and AWS configuration) for reuse.
 POOL_SIZE = 10
 
 _sessions: dict[tuple[tuple[str, str], ...], boto3.session.Session] = {}
-_clients: dict[
-    tuple[object, ...], tuple[AutoScalingClient, GroupReads[AutoScalingGroupTypeDef]]
-] = {}
+_Shared = tuple["AutoScalingClient", GroupReads["AutoScalingGroupTypeDef"], ActivityFeed]
+_clients: dict[tuple[object, ...], _Shared] = {}
 _clients_lock = threading.Lock()
 # The caller's deadline (an instant of `monotonic()`) of the API call this thread is about
 # to send, read by `_bound_request` as botocore sends it; None: no deadline but our own.
@@ -149,9 +148,10 @@ class AsgScaler:
         self._ref = ref
         self._deadline = deadline
         if client is None:
-            self._client, self._reads = _shared(ref.region, deadline)
+            self._client, self._reads, self._feed = _shared(ref.region, deadline)
         else:
-            self._client, self._reads = client, group_reads(client)
+            self._client, self._reads, self._feed = client, group_reads(client), feed(client)
+        self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
         # Idempotent (one handler per client, whoever registers it first).
         self._client.meta.events.register(
             "before-send.autoscaling", _bound_request, unique_id="autoscaler-deadline"
@@ -164,22 +164,20 @@ class AsgScaler:
 
         While every activity in progress launches instances (a scale-up under way), a
         further scale-up is allowed (`scale_up_allowed`): only a scale-down waits for them.
+
+        The group is read fresh (with the other groups read now, `aws_batch`); its
+        activities come from the region's shared scan (`aws_activity`: at most `FRESH`
+        seconds old); its instance refreshes are read again only when the last read found
+        one running, the group's instances or desired capacity changed since, or
+        `REFRESH_CHECK` seconds passed (`_running_refreshes`).
         """
         until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
-        activities = self._call(
-            until,
-            "DescribeScalingActivities",
-            lambda: self._client.describe_scaling_activities(
-                AutoScalingGroupName=self._ref.asg, MaxRecords=100
-            ),
-        )["Activities"]
-        refreshes = self._call(
-            until,
-            "DescribeInstanceRefreshes",
-            lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
-        )["InstanceRefreshes"]
-        reasons, launching = _busy_reasons(group, activities, refreshes)
+        recent = self._feed.recent(
+            self._ref.asg, lambda fn: self._call(until, "DescribeScalingActivities", fn)
+        )
+        refreshes = self._running_refreshes(group, until)
+        reasons, launching = _busy_reasons(group, recent.running, refreshes)
         return TargetStatus(
             count=group["DesiredCapacity"],
             ready=not reasons,
@@ -187,8 +185,36 @@ class AsgScaler:
             scale_up_allowed=bool(reasons) and launching,
             min_size=group["MinSize"],
             max_size=group["MaxSize"],
-            last_scaled_at=last_desired_change(activities),
+            last_scaled_at=recent.last_change,
         )
+
+    def _running_refreshes(
+        self, group: AutoScalingGroupTypeDef, until: Budget
+    ) -> Sequence[InstanceRefreshTypeDef]:
+        """The group's instance refreshes in progress.
+
+        DescribeInstanceRefreshes takes one group: read on every status it would be one
+        call per target per evaluation. A refresh replaces instances, which shows in the
+        group's description (instances pending or terminating); an operator starting one
+        does not, until its first replacement. So the last answer is kept while it found
+        none running, the group's instances and desired capacity are as they were, and it
+        is younger than `REFRESH_CHECK`: a refresh just started is seen within that time.
+        """
+        shape = _shape(group)
+        kept = self._refreshes
+        asked = monotonic()
+        if kept is not None and kept.shape == shape and asked - kept.read_at < REFRESH_CHECK:
+            return ()
+        self._refreshes = None
+        found = self._call(
+            until,
+            "DescribeInstanceRefreshes",
+            lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
+        )["InstanceRefreshes"]
+        running = [r for r in found if r.get("Status") in RUNNING_REFRESH]
+        if not running:
+            self._refreshes = _Refreshes(read_at=asked, shape=shape)
+        return running
 
     def scale(
         self,
@@ -353,9 +379,23 @@ def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef
     return GroupReads(describe, lambda group: group["AutoScalingGroupName"])
 
 
-def _shared(
-    region: str | None, deadline: float
-) -> tuple[AutoScalingClient, GroupReads[AutoScalingGroupTypeDef]]:
+def forget_activities() -> None:
+    """Make every shared client's activity feed scan afresh (`ActivityFeed.forget`): for
+    whoever replaced the AWS state under it, as tests do between two tests."""
+    with _clients_lock:
+        feeds = [shared[2] for shared in _clients.values()]
+    for each in feeds:
+        each.forget()
+
+
+def feed(client: AutoScalingClient) -> ActivityFeed:
+    """The scaling activities of every group `client` reads, one scan for all (`aws_activity`)."""
+    return ActivityFeed(
+        lambda params: client.describe_scaling_activities(**params), monotonic=monotonic
+    )
+
+
+def _shared(region: str | None, deadline: float) -> _Shared:
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     key = (region or "", deadline, env)
     with _clients_lock:  # a boto3 session is not thread-safe; its clients are
@@ -365,7 +405,7 @@ def _shared(
             if session is None:
                 session = _sessions[env] = _session()
             client = make_client(region, deadline, session=session)
-            shared = _clients[key] = (client, group_reads(client))
+            shared = _clients[key] = (client, group_reads(client), feed(client))
         return shared
 
 
@@ -443,16 +483,27 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
 
 
-def last_desired_change(activities: list[ActivityTypeDef]) -> datetime | None:
-    """Start (UTC) of the newest activity caused by a desired-capacity change, by anyone."""
-    starts = [a["StartTime"] for a in activities if DESIRED_CHANGE_MARK in a.get("Cause", "")]
-    return max(starts).astimezone(UTC) if starts else None
+@dataclass(frozen=True, slots=True)
+class _Refreshes:
+    """A read of a group's instance refreshes that found none running."""
+
+    read_at: float  # `monotonic()` when it was asked
+    shape: int  # `_shape` of the group then
+
+
+def _shape(group: AutoScalingGroupTypeDef) -> int:
+    """What of a group an instance refresh changes: its instances and their states (and
+    the desired capacity, which anyone's scaling changes)."""
+    instances = group.get("Instances", [])
+    return hash(
+        (group["DesiredCapacity"], tuple((i["InstanceId"], i["LifecycleState"]) for i in instances))
+    )
 
 
 def _busy_reasons(
     group: AutoScalingGroupTypeDef,
-    activities: list[ActivityTypeDef],
-    refreshes: list[InstanceRefreshTypeDef],
+    activities: Sequence[ActivityTypeDef],
+    refreshes: Sequence[InstanceRefreshTypeDef],
 ) -> tuple[list[str], bool]:
     """Why the group must not be touched now (empty when it may be), and whether all of it
     is instances launching, which a further scale-up may overtake."""

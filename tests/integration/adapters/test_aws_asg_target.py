@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.adapters.targets.aws_asg import AsgScaler
+from autoscaler.adapters.targets.aws_asg import REFRESH_CHECK, AsgScaler
 from autoscaler.core.model import AsgTarget
 from autoscaler.errors import (
     TargetBusy,
@@ -218,7 +218,8 @@ def test_scaling_activity_in_progress_makes_the_group_not_ready_naming_it(
                 "Description": "Launching a new EC2 instance: i-0abc",
             },
             {"ActivityId": "act-old", "StatusCode": "Successful"},
-        ]
+        ],
+        group=asg,
     )
 
     status = via_proxy(asg).status()
@@ -238,7 +239,8 @@ def test_instances_launching_allow_a_further_scale_up_only(
         [
             {"StatusCode": "InProgress", "Description": "Launching a new EC2 instance: i-01"},
             {"StatusCode": "PreInService", "Description": "Launching a new EC2 instance: i-02"},
-        ]
+        ],
+        group=asg,
     )
 
     status = via_proxy(asg).status()
@@ -277,8 +279,8 @@ def test_anything_but_launches_in_progress_allows_no_scaling_at_all(
     activities: list[dict[str, str]],
     refreshes: list[dict[str, str]],
 ) -> None:
-    aws_proxy.set_activities(activities)
-    aws_proxy.set_instance_refreshes(refreshes)
+    aws_proxy.set_activities(activities, group=asg)
+    aws_proxy.set_instance_refreshes(refreshes, group=asg)
 
     status = via_proxy(asg).status()
 
@@ -290,7 +292,8 @@ def test_instance_refresh_in_progress_makes_the_group_not_ready(
     asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
 ) -> None:
     aws_proxy.set_instance_refreshes(
-        [{"InstanceRefreshId": "ir-42", "Status": "InProgress", "PercentageComplete": 40}]
+        [{"InstanceRefreshId": "ir-42", "Status": "InProgress", "PercentageComplete": 40}],
+        group=asg,
     )
 
     status = via_proxy(asg).status()
@@ -302,9 +305,12 @@ def test_instance_refresh_in_progress_makes_the_group_not_ready(
 def test_finished_activities_and_refreshes_leave_the_group_ready(
     asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy
 ) -> None:
-    aws_proxy.set_activities([{"StatusCode": s} for s in ("Successful", "Failed", "Cancelled")])
+    aws_proxy.set_activities(
+        [{"StatusCode": s} for s in ("Successful", "Failed", "Cancelled")], group=asg
+    )
     aws_proxy.set_instance_refreshes(
-        [{"Status": s} for s in ("Successful", "Failed", "Cancelled", "RollbackSuccessful")]
+        [{"Status": s} for s in ("Successful", "Failed", "Cancelled", "RollbackSuccessful")],
+        group=asg,
     )
 
     assert via_proxy(asg).status().ready
@@ -314,7 +320,8 @@ def test_manual_desired_capacity_change_sets_last_scaled_at(
     asg: str, moto_server: MotoServer, via_proxy: ScalerFactory, aws_proxy: AwsProxy
 ) -> None:
     moto_server.client().set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=4)
-    changed = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=UTC)
+    # Within the hour a first read looks back (`aws_activity.LOOKBACK`).
+    changed = (datetime.now(UTC) - timedelta(minutes=20)).replace(microsecond=250000)
     aws_proxy.set_activities(
         [
             {  # newest: a health replacement, which is no desired-capacity change
@@ -335,7 +342,8 @@ def test_manual_desired_capacity_change_sets_last_scaled_at(
                 "Cause": "At 2026-02-28T12:00:00Z a monitor alarm triggered policy up "
                 "changing the desired capacity from 1 to 2.",
             },
-        ]
+        ],
+        group=asg,
     )
 
     status = via_proxy(asg).status()
@@ -343,6 +351,81 @@ def test_manual_desired_capacity_change_sets_last_scaled_at(
     assert status.count == 4
     assert status.last_scaled_at == changed
     assert status.last_scaled_at.tzinfo is not None
+
+
+# --- AWS calls per status: one listing of activities, refreshes read when they may run ----
+
+
+def test_groups_read_together_share_one_activity_listing_each_seeing_its_own(
+    make_asg: Callable[..., str], aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [make_asg() for _ in range(12)]
+    busy, changed = names[3], names[7]
+    at = (datetime.now(UTC) - timedelta(minutes=4)).replace(microsecond=0)
+    aws_proxy.set_activities(
+        [
+            {"StatusCode": "InProgress", "Description": "Terminating EC2 instance: i-9"},
+            {
+                "AutoScalingGroupName": changed,
+                "StartTime": at,
+                "Cause": "a user request changing the desired capacity from 2 to 3",
+            },
+        ],
+        group=busy,
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    scalers = [AsgScaler(AsgTarget(asg=name), deadline=DEADLINE) for name in names]
+
+    with ThreadPoolExecutor(len(scalers)) as pool:
+        statuses = dict(zip(names, pool.map(lambda scaler: scaler.status(), scalers), strict=True))
+
+    assert aws_proxy.count("DescribeScalingActivities") == 1
+    (listing,) = [p for a, p in aws_proxy.calls if a == "DescribeScalingActivities"]
+    assert "AutoScalingGroupName" not in listing  # the whole region's, for all twelve
+    assert [n for n, s in statuses.items() if not s.ready] == [busy]
+    assert "Terminating EC2 instance: i-9" in (statuses[busy].not_ready_reason or "")
+    assert [n for n, s in statuses.items() if s.last_scaled_at] == [changed]
+    assert statuses[changed].last_scaled_at == at
+
+
+def test_instance_refreshes_are_read_again_only_when_one_may_have_started(
+    asg: str,
+    moto_server: MotoServer,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scaler = via_proxy(asg)
+    now = [1000.0]
+    monkeypatch.setattr("autoscaler.adapters.targets.aws_asg.monotonic", lambda: now[0])
+    reads = lambda: aws_proxy.count("DescribeInstanceRefreshes")  # noqa: E731
+
+    scaler.status()
+    now[0] += 30
+    scaler.status()
+    assert reads() == 1  # nothing changed, and it is younger than REFRESH_CHECK
+
+    now[0] += REFRESH_CHECK
+    scaler.status()
+    assert reads() == 2  # too old: a refresh may have been started meanwhile
+
+    moto_server.client().set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=3)
+    scaler.status()
+    assert reads() == 3  # the group changed
+
+    aws_proxy.set_instance_refreshes([{"InstanceRefreshId": "ir-7"}], group=asg)
+    scaler.status()
+    assert reads() == 3  # unchanged and young: the refresh started meanwhile is not seen yet
+    now[0] += REFRESH_CHECK
+    assert "instance refresh ir-7" in (scaler.status().not_ready_reason or "")
+    assert "instance refresh ir-7" in (scaler.status().not_ready_reason or "")
+    assert reads() == 5  # while one runs, read on every status, to see it end at once
+
+    aws_proxy.set_instance_refreshes(
+        [{"InstanceRefreshId": "ir-7", "Status": "Successful"}], group=asg
+    )
+    assert scaler.status().ready
+    assert reads() == 6
 
 
 # --- what moto cannot do: throttling, 5xx, refusals ---------------------------------------

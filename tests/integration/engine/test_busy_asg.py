@@ -77,7 +77,7 @@ def test_a_group_launching_instances_is_scaled_further_up_during_a_burst(
     reconciler: Callable[[Load], Reconciler],
     desired_capacity: Callable[[str], int],
 ) -> None:
-    aws_proxy.set_activities([LAUNCHING])
+    aws_proxy.set_activities([LAUNCHING], group=asg)
     load = Load()
     load.value = 60.0
 
@@ -96,7 +96,7 @@ def test_a_group_launching_instances_is_not_scaled_down(
     reconciler: Callable[[Load], Reconciler],
     desired_capacity: Callable[[str], int],
 ) -> None:
-    aws_proxy.set_activities([LAUNCHING])
+    aws_proxy.set_activities([LAUNCHING], group=asg)
     load = Load()
     load.value = 5.0  # asks for 1 of the group's 2
 
@@ -116,7 +116,7 @@ def test_a_group_terminating_instances_is_not_scaled_at_all(
     reconciler: Callable[[Load], Reconciler],
     desired_capacity: Callable[[str], int],
 ) -> None:
-    aws_proxy.set_activities([TERMINATING])
+    aws_proxy.set_activities([TERMINATING], group=asg)
     load = Load()
     load.value = 60.0
 

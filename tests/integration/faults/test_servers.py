@@ -211,7 +211,7 @@ CASES = [
     Case(
         id="aws-throttled",
         target="aws",
-        inject=_aws_fails("DescribeScalingActivities", 400, "Throttling", "Rate exceeded"),
+        inject=_aws_fails("DescribeInstanceRefreshes", 400, "Throttling", "Rate exceeded"),
         heal=lambda b, a: b.aws.heal(a.target),
         message="Throttling",
     ),
