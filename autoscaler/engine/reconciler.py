@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -124,6 +124,17 @@ class Reconciler:
         self._clock = clock
         self._fence = fence
         self._histories = CheckHistories(history)
+
+    def prepare(self, policies: Iterable[Policy]) -> None:
+        """Build the targets of `policies` before their first evaluation, so that targets
+        reading together know of each other from the start (an ASG's group rides along in
+        other targets' DescribeAutoScalingGroups calls). A target that cannot be built is
+        left to its evaluation to report."""
+        for policy in policies:
+            try:
+                self._targets(policy.target)
+            except Exception:  # noqa: S112 - its evaluation says why, in its decision
+                continue
 
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         """Evaluate `policy` once.

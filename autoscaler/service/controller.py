@@ -129,6 +129,7 @@ class Controller:
         with self._reload_lock:
             outcome = self.registry.reload()
             policies = self.registry.policies()
+            self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
         return ReloadOut(
@@ -146,6 +147,7 @@ class Controller:
         with self._reload_lock:
             outcome = self.registry.refresh()
             policies = self.registry.policies()
+            self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
 

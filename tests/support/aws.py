@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape
 import boto3
 import pytest
 
-from autoscaler.adapters.targets.aws_asg import forget_activities
+from autoscaler.adapters.targets.aws_asg import forget_shared_reads
 from tests.support.net import forward
 
 if TYPE_CHECKING:
@@ -506,6 +506,6 @@ def aws_proxy(_aws_proxy_session: AwsProxy) -> Iterator[AwsProxy]:
     clean. Everything programmed is forgotten after the test.
     """
     _aws_proxy_session.clear()
-    forget_activities()  # what the shared clients' scans learnt of the last test's answers
+    forget_shared_reads()  # what the shared clients learnt of the last test's groups
     yield _aws_proxy_session
     _aws_proxy_session.clear()

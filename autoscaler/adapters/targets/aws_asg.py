@@ -111,7 +111,7 @@ RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInP
 LAUNCH_MARK = "launching a new ec2 instance"
 # Seconds a group's instance refreshes found none running are trusted while its instances
 # and desired capacity stay as they were (`AsgScaler._running_refreshes`).
-REFRESH_CHECK = 60.0
+REFRESH_CHECK = 300.0
 # Connections kept open per client (region and AWS configuration) for reuse.
 POOL_SIZE = 10
 
@@ -152,6 +152,7 @@ class AsgScaler:
         else:
             self._client, self._reads, self._feed = client, group_reads(client), feed(client)
         self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
+        self._reads.know(ref.asg)  # so its group can ride along in other targets' reads
         # Idempotent (one handler per client, whoever registers it first).
         self._client.meta.events.register(
             "before-send.autoscaling", _bound_request, unique_id="autoscaler-deadline"
@@ -165,11 +166,11 @@ class AsgScaler:
         While every activity in progress launches instances (a scale-up under way), a
         further scale-up is allowed (`scale_up_allowed`): only a scale-down waits for them.
 
-        The group is read fresh (with the other groups read now, `aws_batch`); its
-        activities come from the region's shared scan (`aws_activity`: at most `FRESH`
-        seconds old); its instance refreshes are read again only when the last read found
-        one running, the group's instances or desired capacity changed since, or
-        `REFRESH_CHECK` seconds passed (`_running_refreshes`).
+        The group is read with the other groups read now, or was fetched along with them
+        at most 2 s before (`aws_batch`); its activities come from the region's shared
+        scan (`aws_activity`: at most `FRESH` seconds old); its instance refreshes are read
+        again only when the last read found one running, the group's instances or desired
+        capacity changed since, or `REFRESH_CHECK` seconds passed (`_running_refreshes`).
         """
         until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
@@ -236,7 +237,7 @@ class AsgScaler:
         With `deadline`, neither call sends a request at or after it (`TargetDeadline`).
         """
         until = Budget(seconds=self._deadline, caller=deadline)
-        group = self._describe_group(until)
+        group = self._describe_group(until, fresh=True)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         low, high = group["MinSize"], group["MaxSize"]
         if not low <= count <= high:
@@ -260,13 +261,17 @@ class AsgScaler:
             ),
             write=True,
         )
+        self._reads.drop(self._ref.asg)
 
     # --- helpers ----------------------------------------------------------------------
 
-    def _describe_group(self, until: Budget) -> AutoScalingGroupTypeDef:
-        """The group as AWS describes it now; read together with other groups read now."""
+    def _describe_group(self, until: Budget, *, fresh: bool = False) -> AutoScalingGroupTypeDef:
+        """The group as AWS describes it now (read together with other groups read now), or
+        unless `fresh`, as fetched along with them at most `aws_batch.FRESH` s ago."""
         group: AutoScalingGroupTypeDef | None = self._call(
-            until, "DescribeAutoScalingGroups", lambda: self._reads.read(self._ref.asg)
+            until,
+            "DescribeAutoScalingGroups",
+            lambda: self._reads.read(self._ref.asg, fresh=fresh),
         )
         if group is None:
             raise TargetNotFound(
@@ -379,13 +384,15 @@ def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef
     return GroupReads(describe, lambda group: group["AutoScalingGroupName"])
 
 
-def forget_activities() -> None:
-    """Make every shared client's activity feed scan afresh (`ActivityFeed.forget`): for
-    whoever replaced the AWS state under it, as tests do between two tests."""
+def forget_shared_reads() -> None:
+    """Make every shared client's reads start afresh: its activity feed scans again
+    (`ActivityFeed.forget`), its group reads know no group (`GroupReads.forget`). For
+    whoever replaced the AWS state under them, as tests do between two tests."""
     with _clients_lock:
-        feeds = [shared[2] for shared in _clients.values()]
-    for each in feeds:
-        each.forget()
+        shared = list(_clients.values())
+    for _, reads, activities in shared:
+        reads.forget()
+        activities.forget()
 
 
 def feed(client: AutoScalingClient) -> ActivityFeed:

@@ -171,7 +171,10 @@ def test_groups_read_at_once_each_get_their_own_count(
     assert counts == list(range(1, 9))
     described = [p for action, p in aws_proxy.calls if action == "DescribeAutoScalingGroups"]
     asked = [v for p in described for k, v in p.items() if k.startswith("AutoScalingGroupNames.")]
-    assert sorted(asked) == sorted(names)  # each group asked for once, in as few calls as met
+    assert set(asked) == set(names)
+    # The first call carries every group known (riding along), later ones the readers that
+    # asked while it was in flight: never one call per group.
+    assert len(described) <= 2
 
 
 def test_a_proxy_quoting_request_headers_back_never_shows_the_credentials(

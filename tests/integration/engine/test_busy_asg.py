@@ -4,11 +4,14 @@ the real ASG adapter (moto behind the fault-injecting proxy), and only scale-dow
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.aws_asg import AsgScaler
 from autoscaler.core.model import (
     Action,
@@ -126,3 +129,25 @@ def test_a_group_terminating_instances_is_not_scaled_at_all(
     assert evaluation.decision.checks[0].error == "not evaluated"
     assert desired_capacity(asg) == 2
     assert aws_proxy.count("SetDesiredCapacity") == 0
+
+
+def test_policies_prepared_together_read_their_groups_in_a_few_calls_not_one_each(
+    make_asg: Callable[..., str], aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the service does at each (re)load: the targets are built first, so from the
+    first pass each DescribeAutoScalingGroups call carries up to 50 groups, not just the
+    groups of the evaluations in flight (4 workers: 4)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    policies = [replace(_policy(make_asg()), name=f"web-{i}") for i in range(60)]
+    load = Load()
+    load.value = 20.0  # 2 instances asked for: the groups' own count, nothing to scale
+    reconciler = Reconciler(source=load, targets=TargetFactory(), state=MemoryStateStore())
+
+    reconciler.prepare(policies)
+    with ThreadPoolExecutor(4) as workers:
+        actions = list(workers.map(lambda p: reconciler.evaluate(p).decision.action, policies))
+
+    assert actions == [Action.NONE] * 60
+    described = aws_proxy.count("DescribeAutoScalingGroups")
+    assert described <= 6, described  # 60 / 4 workers would be 15 calls or more
+    assert aws_proxy.count("DescribeScalingActivities") <= 2

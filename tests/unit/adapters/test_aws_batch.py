@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from autoscaler.adapters.targets.aws_batch import MAX_NAMES, GroupReads
+from autoscaler.adapters.targets.aws_batch import FORGET, FRESH, MAX_NAMES, GroupReads
 from tests.support.net import wait_until
 
 Group = dict[str, str]
@@ -66,7 +66,7 @@ def test_a_reader_alone_sends_its_call_at_once() -> None:
 
     assert (first, second) == ({"AutoScalingGroupName": "a", "call": "1"},
                                {"AutoScalingGroupName": "b", "call": "2"})  # fmt: skip
-    assert aws.calls == [["a"], ["b"]]
+    assert aws.calls == [["a"], ["a", "b"]]  # "a", known, rides along in "b"'s call
 
 
 def test_readers_arriving_during_a_call_share_the_next_one() -> None:
@@ -83,7 +83,7 @@ def test_readers_arriving_during_a_call_share_the_next_one() -> None:
     join_others()
 
     # The readers that came during the first call were not answered by it.
-    assert aws.calls == [["a"], ["b", "c", "d"]]
+    assert aws.calls == [["a"], ["a", "b", "c", "d"]]
     assert first["a"] == {"AutoScalingGroupName": "a", "call": "1"}
     assert others == {n: {"AutoScalingGroupName": n, "call": "2"} for n in "bcd"}
 
@@ -102,7 +102,9 @@ def test_more_names_than_one_call_takes_are_split() -> None:
     join_first()
     join()
 
-    assert sorted(len(c) for c in aws.calls[1:]) == [5, MAX_NAMES]
+    assert len(aws.calls) == 3
+    assert max(len(c) for c in aws.calls) == MAX_NAMES
+    assert {n for c in aws.calls[1:] for n in c} == {"blocker", *names}
     assert all(isinstance(results[n], dict) for n in names)
 
 
@@ -127,3 +129,100 @@ def test_a_failed_call_fails_each_of_its_readers_and_only_them() -> None:
     assert isinstance(first["a"], dict)
     assert [str(others["b"]), str(others["c"])] == ["Throttling (call 2)"] * 2
     assert reads.read("b") == {"AutoScalingGroupName": "b", "call": "3"}  # a retry gathers anew
+
+
+# --- groups fetched along: other targets' groups fill a call up to its 50 names ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_reads(aws: FakeAws, clock: Clock) -> GroupReads[Group]:
+    return GroupReads(aws.describe, lambda g: g["AutoScalingGroupName"], monotonic=clock)
+
+
+def test_known_groups_ride_along_and_answer_their_reads_for_fresh_seconds() -> None:
+    aws, clock = FakeAws(list("abcde")), Clock()
+    reads = timed_reads(aws, clock)
+    for name in "abcde":
+        reads.know(name)
+
+    assert reads.read("a") == {"AutoScalingGroupName": "a", "call": "1"}
+    assert aws.calls == [list("abcde")]
+    clock.now += FRESH
+    assert reads.read("b") == {"AutoScalingGroupName": "b", "call": "1"}  # no call
+    assert (len(aws.calls), reads.early) == (1, 1)
+    clock.now += 0.01
+    assert reads.read("c") == {"AutoScalingGroupName": "c", "call": "2"}  # too old
+    assert reads.read("d", fresh=True)["call"] == "3"  # type: ignore[index]
+
+
+def test_groups_never_read_ride_along_first_in_the_order_known_then_the_least_recent() -> None:
+    names = [f"g{i:03d}" for i in range(3 * MAX_NAMES)]
+    aws, clock = FakeAws(names), Clock()
+    reads = timed_reads(aws, clock)
+    for name in names:
+        reads.know(name)
+
+    reads.read("g100")
+    reads.read("g101", fresh=True)
+    reads.read("g102", fresh=True)
+    clock.now += FRESH + 0.1  # the answers fetched along are too old: fetched again
+    reads.read("g060", fresh=True)
+
+    first, second, third, fourth = aws.calls
+    assert first == sorted(["g100", *names[: MAX_NAMES - 1]])
+    assert second == sorted(["g101", *names[MAX_NAMES - 1 : 2 * MAX_NAMES - 2]])
+    assert third == sorted(["g102", "g098", "g099", *names[103:]])  # the last never read
+    assert {"g100", "g000", "g001"} <= set(fourth)  # then the least recently fetched
+
+
+def test_an_answer_fetched_along_is_dropped_once_its_group_is_read_meanwhile() -> None:
+    aws, clock = FakeAws(["a", "b"]), Clock()
+    reads = timed_reads(aws, clock)
+    reads.know("b")
+    aws.hold.clear()
+    _, join_a = in_threads(reads, ["a"])  # carries "b" along
+    wait_until(lambda: len(aws.calls) == 1, timeout=5, what="the first call in flight")
+    clock.now += 0.5
+    got, join_b = in_threads(reads, ["b"])  # asked after that call left: gathers anew
+    wait_until(lambda: reads.gathering == 1, timeout=5, what="b gathered")
+    aws.hold.set()
+    join_a()
+    join_b()
+    assert got["b"] == {"AutoScalingGroupName": "b", "call": "2"}
+
+    # The first call's older answer about "b" is not kept to answer a later read.
+    assert reads.read("b")["call"] == "3"  # type: ignore[index]
+
+
+def test_a_group_nobody_read_for_an_hour_no_longer_rides_along() -> None:
+    aws, clock = FakeAws(["a", "old"]), Clock()
+    reads = timed_reads(aws, clock)
+    reads.read("old")
+    clock.now += FORGET + 1
+
+    reads.read("a")
+    reads.read("a", fresh=True)
+
+    assert aws.calls == [["old"], ["a"], ["a"]]
+
+
+def test_the_names_of_a_failed_call_ride_along_again_only_once_read_again() -> None:
+    aws, clock = FakeAws(["a", "bad", "c"]), Clock()
+    aws.refused = {"bad"}
+    reads = timed_reads(aws, clock)
+    for name in ("bad", "c"):
+        reads.know(name)
+
+    result, join = in_threads(reads, ["a"])
+    join()
+    assert str(result["a"]) == "Throttling (call 1)"  # taken down by "bad", once
+
+    assert reads.read("a") == {"AutoScalingGroupName": "a", "call": "2"}
+    assert aws.calls == [["a", "bad", "c"], ["a"]]

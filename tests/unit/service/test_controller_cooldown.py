@@ -27,6 +27,9 @@ SCALED_BY_SOMEONE_ELSE = NOW - timedelta(seconds=25)
 class _Reconciler:
     """Decides with the real core on a target that someone else scaled 25 s ago."""
 
+    def prepare(self, policies: object) -> None:
+        pass
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         status = TargetStatus(count=2, last_scaled_at=SCALED_BY_SOMEONE_ELSE)
         outcome = decide(

@@ -408,6 +408,9 @@ def test_a_crash_replaces_the_last_evaluation_shown() -> None:
 
 
 class _CrashingReconciler:
+    def prepare(self, policies: object) -> None:
+        pass
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         raise RuntimeError("reconciler bug")
 
