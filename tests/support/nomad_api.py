@@ -102,7 +102,6 @@ class _Job:
     modify_index: int  # ModifyIndex: moves with any change to the job
     spec_index: int = 0  # JobModifyIndex: moves with a new version only (0: modify_index)
     version: int = 0
-    stable: bool = False  # this version's deployment succeeded (Nomad's `Stable`)
     submit_time: int = field(default_factory=time.time_ns)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     deployments: list[dict[str, Any]] = field(default_factory=list)  # newest last
@@ -489,9 +488,6 @@ class NomadApiStandIn:
             return  # the client went away
 
     def _new_deployment(self, job: _Job, status: str) -> str:
-        """A new latest deployment of the job's version. A successful one marks the version
-        stable, as Nomad does once every allocation of a deployment is healthy: the job's
-        `ModifyIndex` moves (a Job event), its `JobModifyIndex` does not."""
         index = self._next_index()
         ident = str(uuid.uuid4())
         job.deployments.append(
@@ -522,10 +518,6 @@ class NomadApiStandIn:
                 "ModifyIndex": index,
             }
         )
-        if status == "successful" and not job.stable:
-            job.stable = True
-            job.modify_index = self._next_index()
-            self._publish(job, "JobRegistered", job.modify_index)
         return ident
 
     def handle(self, request: RecordedRequest) -> tuple[int, Any]:
@@ -783,7 +775,6 @@ class NomadApiStandIn:
                 raise _ApiError(400, "job scaling blocked due to active deployment")
             job.groups[group_name] = count
             job.version += 1
-            job.stable = False  # a new version: stable once its deployment succeeds
             job.modify_index = job.spec_index = self._next_index()
             job.submit_time = time.time_ns()
             self._publish(job, "JobRegistered", job.modify_index)
@@ -881,7 +872,7 @@ def _job_json(job: _Job) -> dict[str, Any]:
         "Stop": job.stopped,
         "Status": "dead" if job.stopped else "running",
         "StatusDescription": "",
-        "Stable": job.stable,
+        "Stable": True,
         "Version": job.version,
         "SubmitTime": job.submit_time,
         "CreateIndex": job.create_index,

@@ -287,11 +287,9 @@ class NomadScaler:
 
         Without a watch, one GET per call in the steady state: the scale status (count,
         events, the job's indexes) is always read; the job itself and its latest deployment
-        only when the job changed since they were read (`_Seen`), and the deployment not
-        at all when Nomad marked the job's version stable (its deployment succeeded). With
-        a watch, none while the job's event stream vouches that nothing happened to the job
-        since a status that was ready, with its version's deployment ended, was read
-        (`nomad_watch`).
+        only when the job changed since they were read (`_Seen`). With a watch, none while
+        the job's event stream vouches that nothing happened to the job since a status that
+        was ready, with its version's deployment ended, was read (`nomad_watch`).
 
         Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
         parameterized job, and the errors of `_call` for API failures.
@@ -342,9 +340,7 @@ class NomadScaler:
         return status, hold is None and ended and fits
 
     def _group_of(self, job: Mapping[str, Any], indexes: tuple[Any, Any]) -> _Seen:
-        """What `status` needs of `job`. Its version's deployment is known to have ended
-        when Nomad marked the version `Stable` (it does once every allocation of the
-        deployment is healthy); otherwise `_hold_reason` reads the deployment.
+        """What `status` needs of `job` (not yet knowing whether its deployment ended).
 
         Raises `TargetError` for a periodic or parameterized job, `TargetNotFound` when
         the job has no such group.
@@ -371,8 +367,7 @@ class NomadScaler:
             count=int(group.get("Count") or 0),
             min_size=_bound(bounds.get("Min")),
             max_size=_bound(bounds.get("Max")),
-            # Nomad marks a version stable once its deployment succeeded: nothing to read.
-            ended=job.get("Stable") is True,
+            ended=False,
         )
 
     def scale(

@@ -702,22 +702,10 @@ def test_an_unchanged_job_costs_one_read_per_status(nomad_api: NomadApiStandIn) 
     nomad_api.set_deployment("chat", "successful")
     scaler = scaler_for(nomad_api)
     first = scaler.status()
-    # Its version is marked stable (its deployment succeeded): no deployment to read.
-    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat"]
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
     for _ in range(3):
         assert scaler.status() == first
         assert _reads(nomad_api) == ["/v1/job/chat/scale"]
-
-
-def test_a_version_not_marked_stable_has_its_deployment_read(nomad_api: NomadApiStandIn) -> None:
-    nomad_api.register_job("chat", groups={"web": 3})
-    nomad_api.set_deployment("chat", "failed")  # ended, but not stable: read to know it
-    scaler = scaler_for(nomad_api)
-
-    assert scaler.status().ready
-    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
-    assert scaler.status().ready
-    assert _reads(nomad_api) == ["/v1/job/chat/scale"]
 
 
 def test_a_version_marked_stable_costs_one_read_per_status_too(nomad_api: NomadApiStandIn) -> None:
@@ -727,11 +715,11 @@ def test_a_version_marked_stable_costs_one_read_per_status_too(nomad_api: NomadA
     they never matched again: three reads at every status, and nothing kept."""
     nomad_api.register_job("chat", groups={"web": 3})
     nomad_api.set_deployment("chat", "successful")
-    nomad_api.touch_job("chat")  # the job's status changed since
+    nomad_api.touch_job("chat")  # the version marked stable
     scaler = scaler_for(nomad_api)
     first = scaler.status()
     assert first.ready
-    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat"]
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
     for _ in range(3):
         assert scaler.status() == first
         assert _reads(nomad_api) == ["/v1/job/chat/scale"]
@@ -745,7 +733,7 @@ def test_any_change_to_the_job_reads_it_again(nomad_api: NomadApiStandIn) -> Non
     nomad_api.touch_job("chat")
     _reads(nomad_api)
     assert scaler.status().ready
-    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat"]
+    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment"]
     assert scaler.status().ready
     assert _reads(nomad_api) == ["/v1/job/chat/scale"]
 
@@ -784,10 +772,14 @@ def test_a_changed_job_is_read_again_with_its_deployment(nomad_api: NomadApiStan
     # While the deployment runs, it is read at every status, until it ends.
     assert not scaler.status().ready
     assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat/deployment"]
-    nomad_api.set_deployment("chat", "successful")  # the version marked stable
+    nomad_api.set_deployment("chat", "successful")
     assert scaler.status().ready
     assert scaler.status().ready
-    assert _reads(nomad_api) == ["/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/scale"]
+    assert _reads(nomad_api) == [
+        "/v1/job/chat/scale",
+        "/v1/job/chat/deployment",
+        "/v1/job/chat/scale",
+    ]
 
 
 def test_a_job_without_a_deployment_yet_is_asked_again(nomad_api: NomadApiStandIn) -> None:

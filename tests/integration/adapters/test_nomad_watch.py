@@ -22,10 +22,7 @@ from tests.support.nomad_api import NomadApiStandIn
 pytestmark = pytest.mark.integration
 
 META = {"autoscaler.policy": "chat-api"}
-# A first status of a job whose version Nomad marked stable (its deployment succeeded);
-# of any other, its latest deployment is read too.
-STATUS_READS = ("/v1/job/chat/scale", "/v1/job/chat")
-DEPLOYMENT = "/v1/job/chat/deployment"
+STATUS_READS = ("/v1/job/chat/scale", "/v1/job/chat", "/v1/job/chat/deployment")
 
 
 def reads(stand_in: NomadApiStandIn) -> list[str]:
@@ -154,21 +151,18 @@ def test_our_own_scale_is_read_back_even_before_its_event(
 def test_an_active_deployment_is_read_at_every_status(
     nomad: NomadApiStandIn, watch: JobWatch
 ) -> None:
-    """A deployment's progress is not a Job event: while one runs, nothing is kept. Its
-    success is one (the version marked stable), after which the status is kept."""
+    """A deployment's progress is not a Job event: while one runs, nothing is kept."""
     nomad.register_job("chat", groups={"web": 3})
     nomad.set_deployment("chat", "running")
     scaler = scaler_for(nomad, watch)
     wait_until(lambda: watch.token("chat") is not None, timeout=5)
     assert not scaler.status().ready
     assert not scaler.status().ready
-    assert reads(nomad) == [*STATUS_READS, DEPLOYMENT, "/v1/job/chat/scale", DEPLOYMENT]
-    before = watch.token("chat")
-    nomad.set_deployment("chat", "successful")  # Nomad marks the version stable: an event
-    wait_until(lambda: watch.token("chat") != before, timeout=5)
+    assert reads(nomad) == [*STATUS_READS, "/v1/job/chat/scale", "/v1/job/chat/deployment"]
+    nomad.set_deployment("chat", "successful")  # no Job event for this
     assert scaler.status().ready
     assert scaler.status().ready
-    assert reads(nomad) == list(STATUS_READS)  # stable: no deployment to read, then kept
+    assert reads(nomad) == ["/v1/job/chat/scale", "/v1/job/chat/deployment"]
 
 
 def test_a_stopped_job_is_seen_through_its_event(nomad: NomadApiStandIn, watch: JobWatch) -> None:
