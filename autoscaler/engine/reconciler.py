@@ -131,6 +131,8 @@ class Reconciler:
         other targets' DescribeAutoScalingGroups calls). A target that cannot be built is
         left to its evaluation to report."""
         for policy in policies:
+            if not policy.enabled:
+                continue
             try:
                 self._targets(policy.target)
             except Exception:  # noqa: S112 - its evaluation says why, in its decision

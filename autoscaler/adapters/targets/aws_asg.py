@@ -152,6 +152,7 @@ class AsgScaler:
         else:
             self._client, self._reads, self._feed = client, group_reads(client), feed(client)
         self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
+        self._refresh_reads = 0
         self._reads.know(ref.asg)  # so its group can ride along in other targets' reads
         # Idempotent (one handler per client, whoever registers it first).
         self._client.meta.events.register(
@@ -175,7 +176,9 @@ class AsgScaler:
         until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
         recent = self._feed.recent(
-            self._ref.asg, lambda fn: self._call(until, "DescribeScalingActivities", fn)
+            self._ref.asg,
+            lambda fn: self._call(until, "DescribeScalingActivities", fn, where=self._region_wide),
+            wait=until.left(),
         )
         refreshes = self._running_refreshes(group, until)
         reasons, launching = _busy_reasons(group, recent.running, refreshes)
@@ -207,13 +210,15 @@ class AsgScaler:
         if kept is not None and kept.shape == shape and asked - kept.read_at < REFRESH_CHECK:
             return ()
         self._refreshes = None
+        self._refresh_reads += 1  # a preview may read at the same time as an evaluation
+        mine = self._refresh_reads
         found = self._call(
             until,
             "DescribeInstanceRefreshes",
             lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
         )["InstanceRefreshes"]
         running = [r for r in found if r.get("Status") in RUNNING_REFRESH]
-        if not running:
+        if not running and mine == self._refresh_reads:  # none started since: the latest
             self._refreshes = _Refreshes(read_at=asked, shape=shape)
         return running
 
@@ -253,6 +258,7 @@ class AsgScaler:
             reason,
             dict(meta),
         )
+        self._reads.drop(self._ref.asg)  # no answer sent before this one is kept
         self._call(
             until,
             "SetDesiredCapacity",
@@ -282,7 +288,19 @@ class AsgScaler:
     def _where(self) -> str:
         return f"Auto Scaling Group {self._ref.asg!r} ({self._region})"
 
-    def _call(self, until: Budget, action: str, fn: Callable[[], T], *, write: bool = False) -> T:
+    @property
+    def _region_wide(self) -> str:
+        return f"the Auto Scaling Groups of {self._region} (one listing for all)"
+
+    def _call(
+        self,
+        until: Budget,
+        action: str,
+        fn: Callable[[], T],
+        *,
+        write: bool = False,
+        where: str | None = None,
+    ) -> T:
         """`fn()`, retried on transient failures while time remains in `until`.
 
         Errors come out translated into `TargetError`s. No retry starts a sleep that would
@@ -291,7 +309,7 @@ class AsgScaler:
         (SetDesiredCapacity) also has each request's read timeout end by it; reads are
         left their own, as a group read may carry other targets' groups too.
         """
-        what = f"{action} on {self._where()}"
+        what = f"{action} on {where or self._where()}"
         sent = 0
 
         def attempt() -> T:
@@ -313,7 +331,7 @@ class AsgScaler:
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.1, max=min(2.0, self._deadline / 3)),
             stop=lambda state: until.stop(state.upcoming_sleep),
-            before_sleep=_log_retry(action, self._where()),
+            before_sleep=_log_retry(action, where or self._where()),
             reraise=True,
         )
         try:
@@ -323,11 +341,13 @@ class AsgScaler:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 last = _describe(exc)
                 raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
-            raise self._translate(action, exc, sent) from exc
+            raise self._translate(action, exc, sent, where=where) from exc
 
-    def _translate(self, action: str, exc: Exception, attempts: int) -> TargetError:
+    def _translate(
+        self, action: str, exc: Exception, attempts: int, *, where: str | None = None
+    ) -> TargetError:
         """The `TargetError` that tells an operator what went wrong and what to do."""
-        where = self._where()
+        where = where or self._where()
         exhausted = out_of_resources(exc)
         if exhausted is not None:
             return TargetUnavailable(f"{action} on {where}: {exhausted}")
@@ -503,7 +523,10 @@ def _shape(group: AutoScalingGroupTypeDef) -> int:
     the desired capacity, which anyone's scaling changes)."""
     instances = group.get("Instances", [])
     return hash(
-        (group["DesiredCapacity"], tuple((i["InstanceId"], i["LifecycleState"]) for i in instances))
+        (
+            group["DesiredCapacity"],
+            tuple(sorted((i["InstanceId"], i["LifecycleState"]) for i in instances)),
+        )
     )
 
 

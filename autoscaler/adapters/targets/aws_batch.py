@@ -18,8 +18,9 @@ carries as many names as there are evaluations in flight (4 by default): 1,000 g
 a 10 s interval took about 25 calls a second, and now take 2. A read answered that way
 gets an answer at most `FRESH` seconds older than its question, never one older than an
 answer it (or another reader) already had, and `read(fresh=True)` (before a scale call)
-never gets one. The names of a failed call ride along again only once read again, so a
-name AWS refuses does not take other targets' reads down with it more than once.
+never gets one. The names of a failed call ride along again only once a call of their
+own readers succeeded, so a name AWS refuses takes other targets' reads down with it
+once, not at every interval.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class GroupReads(Generic[_G]):
         self._known: OrderedDict[str, float] = OrderedDict()
         self._unread: dict[str, float] = {}  # groups known, never read: since when known
         self._early: dict[str, tuple[float, _G]] = {}  # fetched along: (call sent at, group)
+        self._suspect: set[str] = set()  # in a failed call since last read alone: not along
         self.calls = 0  # calls sent (for telemetry and tests)
         self.early = 0  # reads answered by a group fetched along
 
@@ -136,17 +138,23 @@ class GroupReads(Generic[_G]):
             self._known.clear()
             self._unread.clear()
             self._early.clear()
+            self._suspect.clear()
 
     def drop(self, name: str) -> None:
-        """Forget any answer about `name` fetched along (its group was just changed)."""
+        """Forget any answer about `name` fetched along, and keep one that a call in flight
+        brings back (sent before now) from being kept: its group is being changed."""
         with self._lock:
             self._early.pop(name, None)
+            self._known[name] = self._monotonic()
+            self._known.move_to_end(name)
 
     def _along(self, call: _Call[_G]) -> list[str]:
         """Names to fill `call` with, least recently fetched first (lock held)."""
         now = call.sent_at
         for name in [n for n, (at, _) in self._early.items() if now - at > FRESH]:
             del self._early[name]
+        if not call.names.isdisjoint(self._suspect):
+            return []  # a call that may fail again takes no other group down with it
         room = MAX_NAMES - len(call.names)
         along: list[str] = []
         gone: list[str] = []
@@ -156,7 +164,7 @@ class GroupReads(Generic[_G]):
                     break
                 if now - asked > FORGET:
                     gone.append(name)
-                elif name not in call.names and name not in self._early:
+                elif not (name in call.names or name in self._early or name in self._suspect):
                     along.append(name)
         for name in gone:
             self._unread.pop(name, None)
@@ -176,14 +184,24 @@ class GroupReads(Generic[_G]):
         finally:
             with self._lock:
                 self._in_flight = False
-                if call.error is not None:  # ride along again only once read again
-                    for name in call.names.union(call.along):
-                        if self._known.get(name, 0.0) <= call.sent_at:
-                            self._known.pop(name, None)
+                if call.error is not None:  # ride along again only once read alone
+                    self._suspect.update(call.names.union(call.along))
+                else:
+                    self._suspect.difference_update(call.names)
+                for name in call.names:  # what its readers got is newer than kept answers
+                    early = self._early.get(name)
+                    if early is not None and early[0] <= call.sent_at:
+                        del self._early[name]
                 for name in call.along:
                     group = call.groups.get(name)
-                    # Not if a reader asked since the call was sent: it had a later answer.
-                    if group is not None and self._known.get(name, 0.0) <= call.sent_at:
+                    early = self._early.get(name)
+                    # Not if a reader asked since the call was sent (it had a later answer),
+                    # nor over a later call's answer (two calls in flight land out of order).
+                    if (
+                        group is not None
+                        and self._known.get(name, 0.0) <= call.sent_at
+                        and (early is None or early[0] < call.sent_at)
+                    ):
                         self._early[name] = (call.sent_at, group)
                 self._lock.notify_all()
             call.done.set()

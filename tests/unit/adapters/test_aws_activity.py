@@ -7,20 +7,25 @@ progress first, then newest first, pages with a NextToken); the clocks are the t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
 
 from autoscaler.adapters.targets.aws_activity import (
-    FIRST_PAGES,
     FRESH,
     LOOKBACK,
+    LOST_KEEP,
+    MAX_PAGES,
     OVERLAP,
+    REMEMBER,
     ActivityFeed,
 )
+from autoscaler.errors import TargetUnavailable
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 CHANGE = "a user request explicitly set group desired capacity changing the desired capacity"
@@ -113,7 +118,7 @@ def test_each_group_gets_its_own_activities_in_progress_and_latest_desired_chang
     running = aws.add("api", ago=timedelta(seconds=30), status="InProgress")
     aws.add("api", ago=timedelta(minutes=50))
 
-    web, api, idle = (feed.recent(g, send) for g in ("web", "api", "idle"))
+    web, api, idle = (feed.recent(g, send, wait=5) for g in ("web", "api", "idle"))
 
     assert web.running == () and web.last_change == NOW - timedelta(minutes=30)
     assert [a["ActivityId"] for a in api.running] == [running]
@@ -126,34 +131,60 @@ def test_statuses_asked_within_fresh_seconds_share_one_request(
 ) -> None:
     aws.add("web", ago=timedelta(minutes=1))
     for i in range(100):
-        feed.recent(f"g{i}", send)
+        feed.recent(f"g{i}", send, wait=5)
         clocks.advance(FRESH / 200)
     assert len(aws.requests) == 1
 
     clocks.advance(FRESH)
-    feed.recent("web", send)
+    feed.recent("web", send, wait=5)
 
     assert len(aws.requests) == 2
 
 
-def test_readers_arriving_during_a_scan_wait_for_it_instead_of_sending_their_own(
+def test_readers_waiting_on_a_failing_scan_share_its_error_instead_of_each_scanning(
+    aws: Aws, feed: ActivityFeed
+) -> None:
+    """Under throttling, the readers queued behind a failed scan do not each send theirs."""
+    entered, release = threading.Event(), threading.Event()
+
+    def throttled(params: Mapping[str, Any]) -> Any:
+        aws.requests.append(dict(params))
+        entered.set()
+        release.wait(5)
+        raise RuntimeError("Throttling: Rate exceeded")
+
+    feed._page = throttled
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(feed.recent, "g0", send, wait=5)
+        assert entered.wait(5)
+        others = [pool.submit(feed.recent, f"g{i}", send, wait=5) for i in range(1, 8)]
+        time.sleep(0.2)  # the others reach the lock while the scan is in flight
+        release.set()
+        for future in [first, *others]:
+            with pytest.raises(RuntimeError, match="Throttling"):
+                future.result(timeout=5)
+
+    assert len(aws.requests) == 1
+
+
+def test_a_reader_does_not_wait_on_another_readers_scan_past_its_own_deadline(
     aws: Aws, feed: ActivityFeed
 ) -> None:
     release = threading.Event()
-    slow_page = aws.page
 
-    def page(params: Mapping[str, Any]) -> Any:
+    def hanging(params: Mapping[str, Any]) -> Any:
         release.wait(5)
-        return slow_page(params)
+        return {"Activities": []}
 
-    feed._page = page
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(feed.recent, f"g{i}", send) for i in range(8)]
+    feed._page = hanging
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(feed.recent, "g0", send, wait=5)
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(TargetUnavailable, match="did not end within"):
+            feed.recent("g1", send, wait=0.2)
+        assert time.monotonic() - started < 2
         release.set()
-        for f in futures:
-            f.result(timeout=5)
-
-    assert len(aws.requests) == 1
 
 
 def test_the_first_scan_reads_pages_back_to_the_lookback_and_no_further(
@@ -162,23 +193,46 @@ def test_the_first_scan_reads_pages_back_to_the_lookback_and_no_further(
     for i in range(6 * 180):  # six hours, one every 20 s
         aws.add(f"g{i % 7}", ago=timedelta(seconds=20 * i + 1))
 
-    feed.recent("g0", send)
+    feed.recent("g0", send, wait=5)
 
     pages_to_lookback = LOOKBACK // timedelta(seconds=20) // 100 + 1  # 2 of the 11
     assert len(aws.requests) == pages_to_lookback
     assert all(r["MaxRecords"] == 100 for r in aws.requests)
 
 
-def test_a_first_scan_longer_than_its_page_budget_stops_and_says_what_is_not_known(
+def test_a_scan_cut_short_counts_every_groups_cooldown_from_the_oldest_activity_read(
     aws: Aws, feed: ActivityFeed, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for second in range((FIRST_PAGES + 5) * 100):  # all within the lookback
-        aws.add("busy", ago=timedelta(seconds=second * LOOKBACK.total_seconds() / 3000))
+    """A desired change older than what a capped scan read may exist: never assume none."""
+    for i in range((MAX_PAGES + 5) * 100):  # all within the lookback
+        aws.add("busy", ago=timedelta(seconds=1 + i), cause="an instance was replaced")
+    aws.add("quiet", ago=timedelta(minutes=58))  # its change lies below the pages read
 
-    feed.recent("busy", send)
+    quiet = feed.recent("quiet", send, wait=5)
 
-    assert len(aws.requests) == FIRST_PAGES
-    assert "desired changes by others before the last one read are not known" in caplog.text
+    assert len(aws.requests) == MAX_PAGES
+    oldest_read = NOW - timedelta(seconds=MAX_PAGES * 100)
+    assert quiet.last_change == oldest_read
+    assert feed.recent("never-changed", send, wait=5).last_change == oldest_read
+    assert "every group's cooldown is counted from there" in caplog.text
+
+
+def test_after_hours_without_a_status_a_scan_still_fits_its_pages_and_moves_on(
+    aws: Aws, feed: ActivityFeed, clocks: Clocks
+) -> None:
+    """A backlog longer than one deadline can read must not fail every scan for ever."""
+    feed.recent("web", send, wait=5)
+    clocks.advance(5 * 3600)
+    for i in range(5 * 3600 // 5):  # one every 5 s for the 5 hours: 3,600
+        aws.add("web", ago=timedelta(seconds=-clocks.mono + 1000 + 5 * i + 1))
+    before = len(aws.requests)
+
+    assert feed.recent("web", send, wait=5).last_change is not None
+    assert len(aws.requests) - before <= MAX_PAGES
+    clocks.advance(FRESH + 1)
+    before = len(aws.requests)
+    feed.recent("web", send, wait=5)
+    assert len(aws.requests) - before == 1  # the next scan is back to one page
 
 
 def test_a_later_scan_reads_only_down_to_the_last_one_less_the_overlap(
@@ -186,13 +240,13 @@ def test_a_later_scan_reads_only_down_to_the_last_one_less_the_overlap(
 ) -> None:
     for i in range(300):  # 50 minutes, one every 10 s: three pages
         aws.add("web", ago=timedelta(seconds=10 * i + 1))
-    feed.recent("web", send)
+    feed.recent("web", send, wait=5)
     first = len(aws.requests)
     assert first == 3
 
     clocks.advance(10)
     aws.add("web", ago=timedelta(seconds=-5))  # new since: started 5 s after NOW
-    assert feed.recent("web", send).last_change == NOW + timedelta(seconds=5)
+    assert feed.recent("web", send, wait=5).last_change == NOW + timedelta(seconds=5)
 
     assert len(aws.requests) - first == 1  # the overlap's 30 activities fit in one page
 
@@ -201,14 +255,14 @@ def test_an_activity_in_progress_stays_until_a_scan_sees_it_finish(
     aws: Aws, feed: ActivityFeed, clocks: Clocks
 ) -> None:
     ident = aws.add("web", ago=timedelta(seconds=20), status="InProgress")
-    assert feed.recent("web", send).running
+    assert feed.recent("web", send, wait=5).running
 
     clocks.advance(FRESH + 1)
-    assert feed.recent("web", send).running  # still in progress
+    assert feed.recent("web", send, wait=5).running  # still in progress
 
     aws.finish(ident)
     clocks.advance(FRESH + 1)
-    assert feed.recent("web", send).running == ()
+    assert feed.recent("web", send, wait=5).running == ()
 
 
 def test_an_activity_in_progress_aws_no_longer_lists_above_the_overlap_is_read_by_its_id(
@@ -217,7 +271,7 @@ def test_an_activity_in_progress_aws_no_longer_lists_above_the_overlap_is_read_b
     """Should AWS list an old activity in progress by its start time alone (not first),
     a later scan would stop above it: it is asked for by id instead of being dropped."""
     ident = aws.add("web", ago=timedelta(minutes=20), status="InProgress")
-    feed.recent("web", send)
+    feed.recent("web", send, wait=5)
     original = aws.page
 
     def by_start_time_only(params: Mapping[str, Any]) -> Any:
@@ -229,37 +283,95 @@ def test_an_activity_in_progress_aws_no_longer_lists_above_the_overlap_is_read_b
     feed._page = by_start_time_only
     clocks.advance(OVERLAP.total_seconds() * 2)
 
-    assert [a["ActivityId"] for a in feed.recent("web", send).running] == [ident]
+    assert [a["ActivityId"] for a in feed.recent("web", send, wait=5).running] == [ident]
     assert aws.requests[-1]["ActivityIds"] == [ident]
 
     aws.finish(ident)
     clocks.advance(FRESH + 1)
-    assert feed.recent("web", send).running == ()
+    assert feed.recent("web", send, wait=5).running == ()
 
 
 def test_a_failed_scan_raises_to_its_reader_and_keeps_what_was_known(
     aws: Aws, feed: ActivityFeed, clocks: Clocks
 ) -> None:
     aws.add("web", ago=timedelta(minutes=3))
-    assert feed.recent("web", send).last_change == NOW - timedelta(minutes=3)
+    assert feed.recent("web", send, wait=5).last_change == NOW - timedelta(minutes=3)
     aws.failing = RuntimeError("Throttling")
     clocks.advance(FRESH + 1)
 
     with pytest.raises(RuntimeError, match="Throttling"):
-        feed.recent("web", send)
+        feed.recent("web", send, wait=5)
 
     aws.failing = None
-    assert feed.recent("web", send).last_change == NOW - timedelta(minutes=3)
+    sent = len(aws.requests)
+    with pytest.raises(RuntimeError, match="Throttling"):  # its answer for FRESH seconds
+        feed.recent("api", send, wait=5)
+    assert len(aws.requests) == sent
+    clocks.advance(FRESH + 1)
+    assert feed.recent("web", send, wait=5).last_change == NOW - timedelta(minutes=3)
 
 
 def test_forget_makes_the_next_status_scan_back_the_whole_lookback(
     aws: Aws, feed: ActivityFeed
 ) -> None:
     aws.add("web", ago=timedelta(minutes=3))
-    feed.recent("web", send)
+    feed.recent("web", send, wait=5)
     aws.activities.clear()
 
     feed.forget()
 
-    assert feed.recent("web", send).last_change is None
+    assert feed.recent("web", send, wait=5).last_change is None
     assert len(aws.requests) == 2
+
+
+def test_an_activity_in_progress_aws_no_longer_returns_at_all_holds_for_lost_keep(
+    aws: Aws, feed: ActivityFeed, clocks: Clocks
+) -> None:
+    """AWS ignores unknown ids without an error: such an activity is not dropped at once."""
+    ident = aws.add("web", ago=timedelta(seconds=20), status="InProgress")
+    feed.recent("web", send, wait=5)
+    aws.activities.clear()  # neither listed nor returned by id any more
+
+    clocks.advance(LOST_KEEP.total_seconds() - 10)
+    assert [a["ActivityId"] for a in feed.recent("web", send, wait=5).running] == [ident]
+    clocks.advance(20)
+    assert feed.recent("web", send, wait=5).running == ()
+
+
+def test_scans_are_timed_by_aws_clock_not_this_hosts(aws: Aws, clocks: Clocks) -> None:
+    """This host's clock 20 minutes ahead: a change AWS started between two scans is seen."""
+    skewed = Aws()
+
+    def page(params: Mapping[str, Any]) -> Any:
+        answer = skewed.page(params)
+        answer["ResponseMetadata"] = {"HTTPHeaders": {"date": format_datetime(clocks.wall)}}
+        return answer
+
+    feed = ActivityFeed(
+        page, clock=lambda: clocks.wall + timedelta(minutes=20), monotonic=lambda: clocks.mono
+    )
+    for i in range(150):  # older history, so that the stop below has somewhere to be
+        skewed.add("web", ago=timedelta(minutes=30, seconds=i), cause="replaced")
+    feed.recent("web", send, wait=5)
+    clocks.advance(60)
+    skewed.add("web", ago=timedelta(seconds=-30))  # at AWS's NOW + 30 s
+    skewed.add("web", ago=timedelta(seconds=-40), cause="replaced")  # newer, listed first
+
+    assert feed.recent("web", send, wait=5).last_change == NOW + timedelta(seconds=30)
+
+
+def test_desired_changes_are_remembered_for_a_day(
+    aws: Aws, feed: ActivityFeed, clocks: Clocks
+) -> None:
+    aws.add("web", ago=timedelta(minutes=2))
+    feed.recent("web", send, wait=5)
+    aws.activities.clear()
+
+    for _ in range(int(REMEMBER / timedelta(minutes=30)) - 1):  # a status every 30 min
+        clocks.advance(1800)
+        feed.recent("web", send, wait=5)
+    assert feed.recent("web", send, wait=5).last_change == NOW - timedelta(minutes=2)
+    clocks.advance(1800)
+    feed.recent("web", send, wait=5)
+    clocks.advance(1800)
+    assert feed.recent("web", send, wait=5).last_change is None

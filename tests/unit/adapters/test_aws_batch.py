@@ -226,3 +226,38 @@ def test_the_names_of_a_failed_call_ride_along_again_only_once_read_again() -> N
 
     assert reads.read("a") == {"AutoScalingGroupName": "a", "call": "2"}
     assert aws.calls == [["a", "bad", "c"], ["a"]]
+
+
+def test_a_name_aws_keeps_refusing_no_longer_rides_along_at_every_interval() -> None:
+    aws, clock = FakeAws(["a", "bad"]), Clock()
+    aws.refused = {"bad"}
+    reads = timed_reads(aws, clock)
+    reads.know("bad")
+    result, join = in_threads(reads, ["a"])
+    join()
+    assert str(result["a"]) == "Throttling (call 1)"
+
+    for _ in range(3):  # "bad"'s own reads go on failing; "a"'s never carry it again
+        clock.now += 10
+        failed, join = in_threads(reads, ["bad"])
+        join()
+        assert isinstance(failed["bad"], RuntimeError)
+        assert reads.read("a", fresh=True) is not None
+
+    assert [c for c in aws.calls if "a" in c] == [["a", "bad"]] + [["a"]] * 3
+
+
+def test_an_answer_fetched_along_before_a_scale_is_not_kept_after_it() -> None:
+    """A call sent before `drop` (the scale) that lands after it brings the old group."""
+    aws, clock = FakeAws(["a", "x"]), Clock()
+    reads = timed_reads(aws, clock)
+    reads.know("x")
+    aws.hold.clear()
+    _, join = in_threads(reads, ["a"])  # carries "x" along, in flight
+    wait_until(lambda: len(aws.calls) == 1, timeout=5, what="the call in flight")
+    clock.now += 0.1
+    reads.drop("x")  # "x" is being scaled now
+    aws.hold.set()
+    join()
+
+    assert reads.read("x")["call"] == "2"  # type: ignore[index]
