@@ -261,12 +261,14 @@ class ActivityFeed:
                 )
 
     def _prune(self, now: datetime) -> None:
-        """Forget desired changes older than `REMEMBER` (once a minute)."""
+        """Forget desired changes (and a scan's gap) older than `REMEMBER`, once a minute."""
         if self._pruned is not None and now - self._pruned < timedelta(minutes=1):
             return
         self._pruned = now
         old = now - REMEMBER
         self._latest = {g: at for g, at in self._latest.items() if at >= old}
+        if self._gap_end is not None and self._gap_end < old:
+            self._gap_end = None
 
     def _warn_cut(self, pages: int, oldest: datetime | None) -> None:
         mono = self._monotonic()

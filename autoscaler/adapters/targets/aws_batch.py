@@ -169,6 +169,7 @@ class GroupReads(Generic[_G]):
         for name in gone:
             self._unread.pop(name, None)
             self._known.pop(name, None)
+            self._suspect.discard(name)
         for name in along:
             since = self._unread.pop(name, None)
             self._known[name] = self._known[name] if since is None else since
