@@ -28,7 +28,7 @@ from types import FrameType
 from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
-from autoscaler.adapters.targets import TargetFactory
+from autoscaler.adapters.targets import TargetFactory, aws_calls
 from autoscaler.api.http import HttpServer, create_app
 from autoscaler.api.listen import parse_listen
 from autoscaler.config.connections import Settings
@@ -170,6 +170,7 @@ def _controller(
     telemetry.watch_state(lambda: state.durability_problem() is None)
     telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
     telemetry.watch_nomad_streams(targets.nomad_streams)
+    telemetry.watch_aws_requests(aws_calls.counts)
     # The controller is built next: the lambda reads it when a discovery change comes.
     discovery = from_settings(
         settings,

@@ -127,6 +127,24 @@ class _NomadStreams(Collector):
         yield up
 
 
+class _AwsRequests(Collector):
+    """`autoscaler_aws_requests_total{region,action}`, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        sent = CounterMetricFamily(
+            "autoscaler_aws_requests",
+            "Requests sent to the AWS Auto Scaling API (retries included), by region and "
+            "action: what counts against the account's throttling.",
+            labels=["region", "action"],
+        )
+        for region, action, n in self._counts():
+            sent.add_metric([region, action], n)
+        yield sent
+
+
 class _Registry(CollectorRegistry):
     """A registry that knows the order its collectors were registered in (the order
     `collect` follows), so that `exposition` can let the per-policy families write their
@@ -320,6 +338,10 @@ class Telemetry:
     def watch_nomad_streams(self, streams: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
         """Export `autoscaler_nomad_event_stream_up` from `streams()`, read at each scrape."""
         self.registry.register(_NomadStreams(streams))
+
+    def watch_aws_requests(self, counts: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        """Export `autoscaler_aws_requests_total` from `counts()`, read at each scrape."""
+        self.registry.register(_AwsRequests(counts))
 
     def watch_state(self, durable: Callable[[], bool]) -> None:
         """Export `autoscaler_state_durable` from `durable()`, read at each scrape."""

@@ -43,6 +43,7 @@ from tenacity import (
 
 from autoscaler.adapters.deadline import Budget, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY, ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
 from autoscaler.adapters.targets.moved import moved_since
@@ -465,7 +466,18 @@ def make_client(
     if credentials is not None and not isinstance(credentials, RefreshableCredentials):
         register(credentials.access_key, credentials.secret_key, credentials.token)
     client.meta.events.register("before-send.autoscaling", _register_session_token)
+    # Last: after `_bound_request`, which may refuse to send it.
+    client.meta.events.register_last("before-send.autoscaling", _counter(region))
     return client
+
+
+def _counter(region: str) -> Callable[..., None]:
+    """A before-send handler counting each request (`aws_calls`) by region and action."""
+
+    def counted(event_name: str = "", **_kwargs: Any) -> None:
+        aws_calls.count(region, event_name.rsplit(".", 1)[-1])
+
+    return counted
 
 
 def _session() -> boto3.session.Session:

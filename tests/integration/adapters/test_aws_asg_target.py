@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_asg import REFRESH_CHECK, AsgScaler
 from autoscaler.core.model import AsgTarget
 from autoscaler.errors import (
@@ -24,7 +25,7 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
-from tests.support.aws import DEAD_ENDPOINT, AwsProxy, MotoServer
+from tests.support.aws import DEAD_ENDPOINT, REGION, AwsProxy, MotoServer
 
 pytestmark = pytest.mark.integration
 
@@ -389,6 +390,26 @@ def test_groups_read_together_share_one_activity_listing_each_seeing_its_own(
     assert "Terminating EC2 instance: i-9" in (statuses[busy].not_ready_reason or "")
     assert [n for n, s in statuses.items() if s.last_scaled_at] == [changed]
     assert statuses[changed].last_scaled_at == at
+
+
+def test_every_request_sent_to_aws_is_counted_by_region_and_action(
+    make_asg: Callable[..., str], aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `autoscaler_aws_requests_total` shows: each request that left, retries too."""
+    names = [make_asg() for _ in range(3)]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    aws_proxy.fail_next("DescribeInstanceRefreshes", 503, "ServiceUnavailable", times=1)
+    before = {(r, a): n for r, a, n in aws_calls.counts()}
+
+    for name in names:
+        AsgScaler(AsgTarget(asg=name), deadline=DEADLINE).status()
+    scale(AsgScaler(AsgTarget(asg=names[0]), deadline=DEADLINE), 3)
+
+    after = {(r, a): n for r, a, n in aws_calls.counts()}
+    sent = {a: n - before.get((r, a), 0) for (r, a), n in after.items() if r == REGION}
+    actions = set(aws_proxy.requests)
+    assert {a: sent.get(a, 0) for a in actions} == {a: aws_proxy.count(a) for a in actions}
+    assert sent["DescribeInstanceRefreshes"] == 4  # three groups, one of them retried
 
 
 def test_instance_refreshes_are_read_again_only_when_one_may_have_started(

@@ -44,6 +44,7 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     telemetry.watch_state(lambda: True)
     telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
+    telemetry.watch_aws_requests(lambda: [("eu-west-3", "DescribeAutoScalingGroups", 4)])
     found = {}
     for family in telemetry.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
@@ -294,6 +295,12 @@ def _exposition_of_a_busy_controller() -> str:
     telemetry.watch_queries(lambda: (3, 1))
     telemetry.watch_state(lambda: True)
     telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
+    telemetry.watch_aws_requests(
+        lambda: [
+            ("eu-west-3", "DescribeAutoScalingGroups", 20),
+            ("eu-west-3", "SetDesiredCapacity", 2),
+        ]
+    )
     telemetry.watch_discovery(
         lambda: [
             SourceHealth("Nomad jobs", True, 50, 7, 0, 1.7e9),
@@ -332,6 +339,9 @@ def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
     assert "process_resident_memory_bytes" in text
     assert 'autoscaler_discovery_reads_total{result="error",source="AWS Auto' in text
     assert 'autoscaler_nomad_event_stream_up{namespace="batch",region="eu"} 0.0' in text
+    assert (
+        'autoscaler_aws_requests_total{action="SetDesiredCapacity",region="eu-west-3"} 2.0' in text
+    )
     lint = _promtool(text)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
