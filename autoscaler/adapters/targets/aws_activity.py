@@ -9,13 +9,15 @@ target is unreadable and every policy holds. Without a group name the same call 
 activities of every group of the region, in progress first, then by start time, newest
 first. `ActivityFeed` reads that list for every target of one client:
 
-- a scan reads down to where the one before started, less `OVERLAP` (AWS's eventual
-  consistency), and never further back than `LOOKBACK` (one hour): usually one page;
-- a scan reads at most `MAX_PAGES` pages (of 100), so that it fits in one target's
-  deadline whatever the backlog (after hours without a status, or in a busy account);
-  when one is cut short, a desired change older than what it read may be unknown, so
-  every group is then treated as changed at the oldest activity read (its cooldown
-  applies from there): never a scale-in sooner than a cooldown allows;
+- a scan reads down to where the one before started, less `OVERLAP` (a minute, for
+  AWS's eventual consistency), and never further back than `LOOKBACK` (one hour):
+  usually one page;
+- a scan reads at most `MAX_PAGES` pages (of 100), and none once its reader's deadline
+  has come, so that it ends in time whatever the backlog (after hours without a status,
+  or in a busy account); when one is cut short before reaching what the scan before
+  read, a desired change older than what it read may be unknown, so every group is then
+  treated as changed at the oldest activity read (its cooldown applies from there):
+  never a scale-in sooner than a cooldown allows;
 - what it learns it keeps: the latest desired change of every group (for `REMEMBER`,
   a day), and the activities in progress;
 - an activity in progress at one scan and not listed by the next (should AWS list it
@@ -77,7 +79,7 @@ DESIRED_CHANGE_MARK = "changing the desired capacity"
 
 LOOKBACK = timedelta(hours=1)  # how far back a scan reads at most
 MAX_PAGES = 20  # pages (of 100) a scan reads at most: it must fit in a deadline
-OVERLAP = timedelta(minutes=5)  # a later scan reads this far below the one before
+OVERLAP = timedelta(minutes=1)  # a later scan reads this far below the one before
 FRESH = 2.0  # seconds: how old a scan (or its failure) may be when a status is answered
 LOST_KEEP = timedelta(minutes=10)  # an activity in progress AWS stopped returning holds
 REMEMBER = timedelta(days=1)  # how long a group's latest desired change is kept
@@ -153,10 +155,15 @@ class ActivityFeed:
         try:
             failure = self._failure
             if failure is not None and failure[0] >= asked - FRESH:
-                raise failure[1]
+                # A fresh exception per reader: one object raised in several threads would
+                # gather their tracebacks.
+                raise TargetUnavailable(
+                    f"{failure[1]} (the region's listing, failed "
+                    f"{self._monotonic() - failure[0]:.1f}s ago for another target)"
+                ) from None
             if self._sent_at is None or asked - self._sent_at > FRESH:
                 try:
-                    self._scan(send)
+                    self._scan(send, asked + wait)
                 except BaseException as exc:
                     self._failure = (self._monotonic(), exc)
                     raise
@@ -170,7 +177,8 @@ class ActivityFeed:
 
     # --- scanning (with `self._lock` held) -----------------------------------------------
 
-    def _scan(self, send: Send[Any]) -> None:
+    def _scan(self, send: Send[Any], until: float) -> None:
+        """One scan, its pages sent while `until` (an instant of `monotonic`) has not come."""
         sent_at = self._monotonic()
         running: dict[str, list[ActivityTypeDef]] = {}
         latest: dict[str, datetime] = {}
@@ -180,7 +188,7 @@ class ActivityFeed:
         now: datetime | None = None
         floor = self._clock()
         gap_end: datetime | None = None
-        oldest: datetime | None = None
+        oldest: datetime | None = None  # of the finished activities read
         while True:
             params: dict[str, Any] = {"MaxRecords": PAGE}
             if token:
@@ -197,19 +205,35 @@ class ActivityFeed:
                         gap_end = floor
             activities = answer.get("Activities", [])
             below = _take(activities, floor, running, latest, seen)
-            if activities:
-                oldest = activities[-1]["StartTime"].astimezone(UTC)
+            for a in activities:
+                if a["StatusCode"] in FINISHED_ACTIVITY:
+                    oldest = a["StartTime"].astimezone(UTC)  # newest first: the last is oldest
             token = answer.get("NextToken")
             if below or not token:
                 break
-            if pages >= MAX_PAGES:  # what is older than the oldest read may be unknown
-                if oldest is not None:
-                    gap_end = oldest if gap_end is None else max(gap_end, oldest)
-                self._warn_cut(pages, oldest)
+            if pages >= MAX_PAGES or self._monotonic() >= until:
+                # What is older than the oldest read may be unknown, unless an earlier scan
+                # read it: everything since that scan's start was read.
+                cut = oldest or now
+                if self._scanned_from is None or cut > self._scanned_from:
+                    gap_end = cut if gap_end is None else max(gap_end, cut)
+                    self._warn_cut(pages, cut)
                 break
         assert now is not None
         self._reread_lost(send, running, latest, seen, now)
-        # Complete: commit it.
+        self._commit(running, latest, seen, now, gap_end)
+        self._sent_at, self._scanned_from = sent_at, now
+        self.scans += 1
+
+    def _commit(
+        self,
+        running: dict[str, list[ActivityTypeDef]],
+        latest: dict[str, datetime],
+        seen: set[str],
+        now: datetime,
+        gap_end: datetime | None,
+    ) -> None:
+        """What a complete scan read becomes what is known."""
         for group, at in latest.items():
             known = self._latest.get(group)
             if known is None or at > known:
@@ -221,8 +245,6 @@ class ActivityFeed:
         self._last_seen = {i: now if i in seen else self._last_seen.get(i, now) for i in ids}
         self._running = running
         self._prune(now)
-        self._sent_at, self._scanned_from = sent_at, now
-        self.scans += 1
 
     def _reread_lost(
         self,
@@ -270,7 +292,7 @@ class ActivityFeed:
         if self._gap_end is not None and self._gap_end < old:
             self._gap_end = None
 
-    def _warn_cut(self, pages: int, oldest: datetime | None) -> None:
+    def _warn_cut(self, pages: int, oldest: datetime) -> None:
         mono = self._monotonic()
         if mono - self._warned < _WARN_EVERY:
             return
@@ -281,7 +303,7 @@ class ActivityFeed:
             "known, so every group's cooldown is counted from there",
             pages,
             pages * PAGE,
-            oldest.isoformat() if oldest else "?",
+            oldest.isoformat(),
         )
 
     def _request(self, send: Send[Any], params: Mapping[str, Any]) -> Any:
@@ -296,9 +318,11 @@ def _date(answer: Mapping[str, Any]) -> datetime | None:
     if not text:
         return None
     try:
-        return parsedate_to_datetime(text).astimezone(UTC)
+        when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
+    # "-0000" (no zone given) parses as naive: the HTTP date is UTC all the same.
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _take(

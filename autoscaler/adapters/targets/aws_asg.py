@@ -154,6 +154,7 @@ class AsgScaler:
             self._client, self._reads, self._feed = client, group_reads(client), feed(client)
         self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
         self._refresh_reads = 0
+        self._refresh_lock = threading.Lock()
         self._reads.know(ref.asg)  # so its group can ride along in other targets' reads
         # Idempotent (one handler per client, whoever registers it first).
         self._client.meta.events.register(
@@ -210,17 +211,19 @@ class AsgScaler:
         asked = monotonic()
         if kept is not None and kept.shape == shape and asked - kept.read_at < REFRESH_CHECK:
             return ()
-        self._refreshes = None
-        self._refresh_reads += 1  # a preview may read at the same time as an evaluation
-        mine = self._refresh_reads
+        with self._refresh_lock:  # a preview may read at the same time as an evaluation
+            self._refreshes = None
+            self._refresh_reads += 1
+            mine = self._refresh_reads
         found = self._call(
             until,
             "DescribeInstanceRefreshes",
             lambda: self._client.describe_instance_refreshes(AutoScalingGroupName=self._ref.asg),
         )["InstanceRefreshes"]
         running = [r for r in found if r.get("Status") in RUNNING_REFRESH]
-        if not running and mine == self._refresh_reads:  # none started since: the latest
-            self._refreshes = _Refreshes(read_at=asked, shape=shape)
+        with self._refresh_lock:
+            if not running and mine == self._refresh_reads:  # none started since: the latest
+                self._refreshes = _Refreshes(read_at=asked, shape=shape)
         return running
 
     def scale(
@@ -260,15 +263,17 @@ class AsgScaler:
             dict(meta),
         )
         self._reads.drop(self._ref.asg)  # no answer sent before this one is kept
-        self._call(
-            until,
-            "SetDesiredCapacity",
-            lambda: self._client.set_desired_capacity(
-                AutoScalingGroupName=self._ref.asg, DesiredCapacity=count, HonorCooldown=False
-            ),
-            write=True,
-        )
-        self._reads.drop(self._ref.asg)
+        try:
+            self._call(
+                until,
+                "SetDesiredCapacity",
+                lambda: self._client.set_desired_capacity(
+                    AutoScalingGroupName=self._ref.asg, DesiredCapacity=count, HonorCooldown=False
+                ),
+                write=True,
+            )
+        finally:  # a failed call may have landed all the same (an answer that timed out)
+            self._reads.drop(self._ref.asg)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -402,7 +407,7 @@ def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef
         )
         return answer["AutoScalingGroups"]
 
-    return GroupReads(describe, lambda group: group["AutoScalingGroupName"])
+    return GroupReads(describe, lambda group: group["AutoScalingGroupName"], transient=is_transient)
 
 
 def forget_shared_reads() -> None:

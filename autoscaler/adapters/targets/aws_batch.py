@@ -18,9 +18,10 @@ carries as many names as there are evaluations in flight (4 by default): 1,000 g
 a 10 s interval took about 25 calls a second, and now take 2. A read answered that way
 gets an answer at most `FRESH` seconds older than its question, never one older than an
 answer it (or another reader) already had, and `read(fresh=True)` (before a scale call)
-never gets one. The names of a failed call ride along again only once a call of their
-own readers succeeded, so a name AWS refuses takes other targets' reads down with it
-once, not at every interval.
+never gets one. The names of a call AWS refused (an error that is not transient, as
+`transient` says: throttling and 5xx are) ride along again only once a call of their own
+readers succeeded, so a name AWS refuses takes other targets' reads down with it once,
+not at every interval; a throttled call keeps the batching as it was.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ class GroupReads(Generic[_G]):
         name_of: Callable[[_G], str],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        transient: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         self._describe = describe
+        self._transient = transient
         self._name_of = name_of
         self._monotonic = monotonic
         self._lock = threading.Condition()
@@ -185,7 +188,8 @@ class GroupReads(Generic[_G]):
         finally:
             with self._lock:
                 self._in_flight = False
-                if call.error is not None:  # ride along again only once read alone
+                if call.error is not None and not self._transient(call.error):
+                    # Refused (not throttled): ride along again only once read alone.
                     self._suspect.update(call.names.union(call.along))
                 else:
                     self._suspect.difference_update(call.names)
@@ -196,8 +200,9 @@ class GroupReads(Generic[_G]):
                 for name in call.along:
                     group = call.groups.get(name)
                     early = self._early.get(name)
-                    # Not if a reader asked since the call was sent (it had a later answer),
-                    # nor over a later call's answer (two calls in flight land out of order).
+                    # Not if a reader asked since the call was sent (it had a later answer);
+                    # never over a newer answer (one call is in flight at a time: belt and
+                    # braces).
                     if (
                         group is not None
                         and self._known.get(name, 0.0) <= call.sent_at

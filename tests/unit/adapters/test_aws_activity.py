@@ -160,8 +160,10 @@ def test_readers_waiting_on_a_failing_scan_share_its_error_instead_of_each_scann
         others = [pool.submit(feed.recent, f"g{i}", send, wait=5) for i in range(1, 8)]
         time.sleep(0.2)  # the others reach the lock while the scan is in flight
         release.set()
-        for future in [first, *others]:
-            with pytest.raises(RuntimeError, match="Throttling"):
+        with pytest.raises(RuntimeError, match="Throttling"):
+            first.result(timeout=5)
+        for future in others:  # each its own exception, naming the shared failure
+            with pytest.raises(TargetUnavailable, match=r"Throttling.*for another target"):
                 future.result(timeout=5)
 
     assert len(aws.requests) == 1
@@ -304,7 +306,7 @@ def test_a_failed_scan_raises_to_its_reader_and_keeps_what_was_known(
 
     aws.failing = None
     sent = len(aws.requests)
-    with pytest.raises(RuntimeError, match="Throttling"):  # its answer for FRESH seconds
+    with pytest.raises(TargetUnavailable, match="Throttling"):  # its answer for FRESH s
         feed.recent("api", send, wait=5)
     assert len(aws.requests) == sent
     clocks.advance(FRESH + 1)
@@ -375,3 +377,26 @@ def test_desired_changes_are_remembered_for_a_day(
     feed.recent("web", send, wait=5)
     clocks.advance(1800)
     assert feed.recent("web", send, wait=5).last_change is None
+
+
+def test_in_a_busy_region_a_capped_scan_that_read_back_past_the_last_one_leaves_no_gap(
+    aws: Aws, feed: ActivityFeed, clocks: Clocks
+) -> None:
+    """More activities than the page cap since the last scan's overlap, but every one since
+    that scan read: no group is held in a cooldown it does not have."""
+    aws.add("quiet", ago=timedelta(minutes=30))
+    feed.recent("quiet", send, wait=5)
+    clocks.advance(FRESH + 1)
+    for i in range(MAX_PAGES * 100 + 50):  # all after the last scan's start, less OVERLAP
+        aws.add("busy", ago=timedelta(seconds=-(FRESH + 1) + 0.02 * i), cause="replaced")
+
+    assert feed.recent("quiet", send, wait=5).last_change == NOW - timedelta(minutes=30)
+
+
+def test_a_scan_cut_short_on_pages_of_activities_in_progress_counts_from_its_own_time(
+    aws: Aws, feed: ActivityFeed
+) -> None:
+    for i in range(MAX_PAGES * 100 + 10):  # only activities in progress: no finished one read
+        aws.add(f"g{i}", ago=timedelta(minutes=50, seconds=i), status="InProgress")
+
+    assert feed.recent("quiet", send, wait=5).last_change == NOW

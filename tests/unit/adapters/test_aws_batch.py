@@ -261,3 +261,23 @@ def test_an_answer_fetched_along_before_a_scale_is_not_kept_after_it() -> None:
     join()
 
     assert reads.read("x")["call"] == "2"  # type: ignore[index]
+
+
+def test_a_throttled_call_keeps_its_names_riding_along() -> None:
+    """Only a refusal keeps names out of other calls: throttling passes, batching stays."""
+    aws, clock = FakeAws(["a", "b", "c"]), Clock()
+    aws.refused = {"a"}
+    reads = GroupReads(
+        aws.describe, lambda g: g["AutoScalingGroupName"], monotonic=clock, transient=lambda e: True
+    )
+    for name in ("b", "c"):
+        reads.know(name)
+    result, join = in_threads(reads, ["a"])
+    join()
+    assert isinstance(result["a"], RuntimeError)
+    aws.refused = set()
+
+    clock.now += 10
+    reads.read("a")
+
+    assert aws.calls == [["a", "b", "c"], ["a", "b", "c"]]
