@@ -718,3 +718,28 @@ def test_log_decisions_changes_leaves_out_only_the_plain_none_lines(
     expected = ["none", "up", "hold", "hold"] if log_unchanged else ["up", "hold", "hold"]
     assert logged == expected
     assert len(state.history()) == 4
+
+
+def test_prepare_builds_the_enabled_policies_targets_and_survives_one_that_cannot_be_built() -> (
+    None
+):
+    built: list[str] = []
+
+    def targets(ref: TargetRef) -> ScalingTarget:
+        assert isinstance(ref, AsgTarget)
+        if ref.asg == "broken":
+            raise TargetError("no AWS region: set target.region or AWS_REGION")
+        built.append(ref.asg)
+        return FakeTarget()
+
+    reconciler = Reconciler(source=FakeSource({}), targets=targets, state=MemoryStateStore())
+    reconciler.prepare(
+        [
+            _policy(name="a", target=AsgTarget(asg="a")),
+            _policy(name="off", target=AsgTarget(asg="off"), enabled=False),
+            _policy(name="broken", target=AsgTarget(asg="broken")),
+            _policy(name="b", target=AsgTarget(asg="b")),
+        ]
+    )
+
+    assert built == ["a", "b"]
