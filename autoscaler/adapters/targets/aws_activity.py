@@ -128,8 +128,6 @@ class ActivityFeed:
         self._gap_end: datetime | None = None  # changes up to here may not have been read
         self._pruned: datetime | None = None
         self._warned = -_WARN_EVERY
-        self.calls = 0  # DescribeScalingActivities requests sent (for telemetry and tests)
-        self.scans = 0
 
     def forget(self) -> None:
         """Forget every scan: the next status scans again, back `LOOKBACK`."""
@@ -223,7 +221,6 @@ class ActivityFeed:
         self._reread_lost(send, running, latest, seen, now)
         self._commit(running, latest, seen, now, gap_end)
         self._sent_at, self._scanned_from = sent_at, now
-        self.scans += 1
 
     def _commit(
         self,
@@ -307,7 +304,6 @@ class ActivityFeed:
         )
 
     def _request(self, send: Send[Any], params: Mapping[str, Any]) -> Any:
-        self.calls += 1
         return send(lambda: self._page(params))
 
 
