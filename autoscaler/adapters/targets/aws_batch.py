@@ -193,21 +193,11 @@ class GroupReads(Generic[_G]):
                     self._suspect.update(call.names.union(call.along))
                 else:
                     self._suspect.difference_update(call.names)
-                for name in call.names:  # what its readers got is newer than kept answers
-                    early = self._early.get(name)
-                    if early is not None and early[0] <= call.sent_at:
-                        del self._early[name]
                 for name in call.along:
                     group = call.groups.get(name)
-                    early = self._early.get(name)
-                    # Not if a reader asked since the call was sent (it had a later answer);
-                    # never over a newer answer (one call is in flight at a time: belt and
-                    # braces).
-                    if (
-                        group is not None
-                        and self._known.get(name, 0.0) <= call.sent_at
-                        and (early is None or early[0] < call.sent_at)
-                    ):
+                    # Not if a reader asked since the call was sent: it had a later answer.
+                    # (One call is in flight at a time, so no answer kept is newer.)
+                    if group is not None and self._known.get(name, 0.0) <= call.sent_at:
                         self._early[name] = (call.sent_at, group)
                 self._lock.notify_all()
             call.done.set()
