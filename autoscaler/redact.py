@@ -34,6 +34,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 __all__ = [
     "MASK",
+    "PRESCRUBBED",
     "ScrubFilter",
     "mask_url",
     "register",
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 MASK = "***"
+# A log record's attribute (via `extra`) saying its producer scrubbed its message, arguments
+# and every `extra` field already (`engine.reconciler.log_decision`, a line per decision):
+# `ScrubFilter` then leaves it as it is instead of scrubbing each field again.
+PRESCRUBBED = "autoscaler_prescrubbed"
 MIN_LENGTH = 4
 
 # `scheme://userinfo@`, or a bare `user:password@host` (as an error shows a URL without
@@ -208,12 +213,20 @@ class ScrubFilter(logging.Filter):
 
     Installed on a handler, it sees the records of every logger that reaches the handler.
     The traceback is rendered here (and cached on the record, as `Formatter` does), so
-    formatters print the scrubbed text.
+    formatters print the scrubbed text. A record marked `PRESCRUBBED` without a traceback
+    or stack is passed as it is: its producer scrubbed all it holds.
     """
 
     _standard = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            getattr(record, PRESCRUBBED, False)
+            and not record.exc_info
+            and not record.exc_text
+            and not record.stack_info
+        ):
+            return True
         try:
             record.msg = scrub(record.getMessage())
         except Exception:  # a bad format string: let the handler report it as usual

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from autoscaler.redact import ScrubFilter, scrub
+from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _log = logging.getLogger("autoscaler")
@@ -56,8 +56,12 @@ def _json_value(value: Any) -> Any:
     kind = type(value)  # the common exact types first: a decision's line has dozens
     if kind is str or kind is int or kind is bool or value is None:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
     if kind is list or kind is tuple:
         return [_json_value(v) for v in value]
+    if kind is dict:
+        return {str(k): _json_value(v) for k, v in value.items()}
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
@@ -70,7 +74,8 @@ def _json_value(value: Any) -> Any:
 
 
 # Extra fields that only make sense on a terminal (uvicorn's message with ANSI colours).
-_DROPPED = frozenset({"color_message"})
+# `PRESCRUBBED` marks what needs no scrubbing again; it says nothing to a reader.
+_DROPPED = frozenset({"color_message", PRESCRUBBED})
 _NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
@@ -91,6 +96,10 @@ def setup_logging(level: str, fmt: str) -> None:
     # Neither format shows a record's source file, line or function: skip looking them up
     # (a walk up the stack per record; the logging HOWTO's "Optimization" knob).
     logging._srcfile = None
+    # Nor a record's thread or process: skip finding them out as well (the same knobs).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -43,7 +43,7 @@ from autoscaler.errors import (
     TargetDeadline,
     TargetError,
 )
-from autoscaler.redact import scrub
+from autoscaler.redact import PRESCRUBBED, scrub
 
 log = logging.getLogger("autoscaler.decisions")
 
@@ -582,22 +582,31 @@ def log_decision(evaluation: Evaluation) -> None:
     level = logging.WARNING if evaluation.error else logging.INFO
     if not log.isEnabledFor(level):
         return  # replays evaluate thousands of times a second: build nothing nobody reads
+    # Every text of the evaluation scrubbed here (`scrubbed`: the evaluation itself when it
+    # was already, as `evaluate`'s is), and the names, which come from the policy: the
+    # record is then marked `PRESCRUBBED`, and the log filter does not scrub its fields
+    # one by one again (a line per decision).
+    evaluation = scrubbed(evaluation)
     d = evaluation.decision
     fields = decision_fields(evaluation)
+    policy, target = scrub(d.policy), scrub(d.target)
+    fields["policy"], fields["target"] = policy, target
     legacy = {"time": fields["decision_time"]} | {
         k: v for k, v in fields.items() if not k.startswith(("check.", "error_kind", "decision_"))
     }
+    fields["decision"] = legacy
+    fields[PRESCRUBBED] = True
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",
-        d.policy,
-        d.target,
+        policy,
+        target,
         d.current,
         d.desired,
         d.action.value,
         str(d.dry_run).lower(),
         " | ".join(d.reasons),
-        extra={**fields, "decision": legacy},
+        extra=fields,
     )
 
 

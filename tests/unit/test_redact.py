@@ -222,6 +222,23 @@ def test_log_records_are_scrubbed_in_message_arguments_traceback_and_extra(
     assert record["decision"] == {"reasons": ["saw ***"]}
 
 
+def test_a_prescrubbed_record_still_has_its_traceback_scrubbed(
+    logged: tuple[logging.Logger, io.StringIO, io.StringIO],
+) -> None:
+    # The mark spares the fields its producer scrubbed, never what it could not see.
+    logger, text, as_json = logged
+    value = secret()
+    redact.register(value)
+    try:
+        raise RuntimeError(f"token {value}")
+    except RuntimeError:
+        logger.exception("failed", extra={redact.PRESCRUBBED: True})
+    for output in (text.getvalue(), as_json.getvalue()):
+        assert "s3cr3t" not in output
+        assert "RuntimeError: token ***" in output
+    assert redact.PRESCRUBBED not in json.loads(as_json.getvalue())
+
+
 _WORDS = ("authorization", "x-nomad-token", "x-amz-security-token", "x-api-key", "cookie")
 
 

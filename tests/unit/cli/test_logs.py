@@ -177,6 +177,21 @@ def test_check_errors_are_scrubbed_like_every_field(decisions_log: io.StringIO) 
     assert _strict(line)["check.p95.error"] == "401 ***"
 
 
+def test_policy_and_target_names_are_scrubbed_too(decisions_log: io.StringIO) -> None:
+    # A decision's line skips the filter's field-by-field scrub: every text of it, the
+    # names from the policy file included, is scrubbed as the line is made.
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    redact.register(secret)
+    named = replace(DECISION, policy=f"web-{secret}", target=f"nomad:{secret}/web")
+    log_decision(Evaluation(decision=named))
+    line = decisions_log.getvalue()
+    assert secret not in line
+    record = _strict(line)
+    assert (record["policy"], record["decision"]["target"]) == ("web-***", "nomad:***/web")
+    assert "policy=web-*** target=nomad:***/web" in record["message"]
+    assert redact.PRESCRUBBED not in record
+
+
 def test_json_logs_are_utf8_whatever_the_locale_says() -> None:
     """A Latin-1 stderr would write `é` as one byte (not UTF-8) and `→` as `\\u2192`."""
     script = (
