@@ -79,6 +79,9 @@ EXIT_CHANGES = 2  # `plan --detailed-exitcode` only: some policy would scale
 EXIT_NOT_EVALUATED = 3
 EXIT_STARTUP = 4
 DETAILED = "--detailed-exitcode"
+# How long `run` on SQLite lets a decision that scales nothing wait for its write, so that
+# many are written in one commit (see `LayeredStateStore`; a scale always waits for its write).
+STATE_LINGER = 1.0
 
 
 DISCOVER = Option(
@@ -466,12 +469,14 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
         durable = SqliteStateStore(
             args.state, exclusive=True, keep_for=keep_for, keep_decisions=keep
         )
-        return LayeredStateStore(durable), None
+        return LayeredStateStore(durable, linger=STATE_LINGER), None
     pg = open_postgres_state(
         args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
     )
     from autoscaler.service.leadership import replicate  # noqa: PLC0415 - psycopg
 
+    # No lingering: a replica that loses its lease drops what it has not written, and with
+    # PostgreSQL every decision a replica logs is in the shared history (`--ha` relies on it).
     state = LayeredStateStore(pg)
     state.standby()  # until this replica holds the lease
     leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)

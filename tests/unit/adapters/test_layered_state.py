@@ -394,3 +394,92 @@ def test_a_decision_older_than_the_last_one_is_still_written_when_the_clock_went
     store.record(earlier)
     assert durable.history() == [earlier, decision(T0)]  # newest written first
     assert durable.load("web", KEY) == _memory(T0 - timedelta(seconds=5))
+
+
+# --- lingering: decisions that scale nothing are written together, shortly after ---------
+
+
+def unchanged(at: datetime, policy: str = "web") -> Decision:
+    return replace(decision(at, policy), desired=2, action=Action.NONE)
+
+
+def test_a_decision_that_scales_nothing_is_written_by_the_background_writer() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=0.05)
+    store.remember("web", KEY, Memory(missing_data_streak=1))
+    store.record(unchanged(T0))
+    store.record(unchanged(T0, "api"))
+    assert durable.writes == 0  # returned without waiting for a write
+    assert [d.policy for d in store.history()] == ["api", "web"]  # shown meanwhile
+    deadline = time.monotonic() + 5
+    while len(durable.history()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [d.policy for d in durable.history()] == ["api", "web"]
+    assert durable.load("web", KEY).missing_data_streak == 1  # the memory went with them
+    store.close()
+
+
+def test_a_scale_waits_for_its_write_and_takes_the_lingering_decisions_along() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=60.0)
+    store.record(unchanged(T0, "api"))
+    store.record(decision(T0))  # up: returns only once written
+    assert [d.policy for d in durable.history()] == ["web", "api"]
+    store.close()
+
+
+def test_a_dry_run_scale_lingers_as_it_calls_nothing() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=60.0)
+    store.record(replace(decision(T0), dry_run=True))
+    assert durable.history() == []
+    store.close()
+    assert [d.policy for d in durable.history()] == ["web"]
+
+
+def test_while_writes_fail_decisions_wait_again_and_say_they_are_not_durable() -> None:
+    durable = FlakyStore(broken="database is locked")
+    clock = Clock()
+    store = LayeredStateStore(durable, linger=60.0, retry_after=1.0, clock=clock)
+    with pytest.raises(StateError):
+        store.save("web", KEY, Memory(last_scaled_at=T0))
+    with pytest.raises(StateError, match="database is locked"):
+        store.record(unchanged(T0))
+    store.close()
+
+
+def test_a_queue_half_full_makes_decisions_wait_for_their_write() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=60.0, max_pending=6)
+    store.record(unchanged(T0, "a"))
+    store.record(unchanged(T0, "b"))
+    assert durable.writes == 0
+    store.record(unchanged(T0, "c"))  # three of six waiting: this one waits for the write
+    assert sorted(d.policy for d in durable.history()) == ["a", "b", "c"]
+    store.close()
+
+
+def test_close_writes_what_lingers_without_waiting_for_the_writer() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=60.0)
+    store.record(unchanged(T0))
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 5
+    assert [d.policy for d in durable.history()] == ["web"]
+    assert durable.closed
+
+
+def test_a_background_write_that_fails_is_reported_and_kept() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=0.05, retry_after=0.0)
+    store.record(unchanged(T0))
+    durable.broken = "disk I/O error"
+    deadline = time.monotonic() + 5
+    while store.durability_problem() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.durability_problem() == "state database s.db: disk I/O error"
+    assert [d.policy for d in store.history()] == ["web"]  # still kept
+    durable.broken = None
+    store.close()
+    assert [d.policy for d in durable.history()] == ["web"]
