@@ -236,7 +236,7 @@ class Log:
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
         for line in lines:
-            if b'"decision": {' in line:
+            if b'"decision": {' in line or b'"decision":{' in line:
                 self.decisions += 1
                 if self.decisions <= self.keep_times_until:
                     self.decision_times.append(json.loads(line)["time"])

@@ -16,7 +16,9 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
+
+import orjson
 
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
@@ -32,6 +34,11 @@ class JsonFormatter(logging.Formatter):
     `"-Inf"` (JSON has no such numbers). Text is written as is (UTF-8), not `\\u` escaped.
     The record's own fields (`time`, `level`, `logger`, `message`, `exception`) win over
     `extra` fields of the same name.
+
+    Lines are compact (no space after `:` or `,`), written by orjson: a service logs a
+    line per decision, and the standard library's encoder was a tenth of its CPU at 10,000
+    targets. What orjson refuses (an integer beyond 64 bits, text that is not UTF-8, as a
+    file name may be) is written by the standard library's, in the same compact form.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -48,7 +55,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and key not in payload:
                 payload[key] = _json_value(value)
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        try:
+            return orjson.dumps(payload).decode()
+        except orjson.JSONEncodeError:
+            return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _json_value(value: Any) -> Any:
@@ -79,15 +89,18 @@ _DROPPED = frozenset({"color_message", PRESCRUBBED})
 _NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
-def setup_logging(level: str, fmt: str) -> None:
+def setup_logging(level: str, fmt: str, *, batched: bool = False) -> None:
     """Configure the root logger once, on stderr, with secrets scrubbed from every record.
 
     JSON is UTF-8 whatever the locale says, so in JSON mode stderr is switched to UTF-8
     (a lone surrogate, as in a file name that is not UTF-8, becomes a `\\udcXX` escape).
+    `batched` (the service): info lines are written in batches (`BatchingHandler`).
     """
     if fmt == "json" and isinstance(sys.stderr, io.TextIOWrapper):
         sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.StreamHandler[TextIO] = (
+        BatchingHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
+    )
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -108,6 +121,71 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_crash
+
+
+class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes info and debug lines in batches, at most `delay`
+    seconds after they were logged, and a warning or worse at once (with every line
+    before it, in order).
+
+    The service logs a line per decision, from several workers: one write and flush per
+    line made each worker give up the interpreter lock and wait to get it back, about a
+    thousand times a second at 10,000 targets. Lines are filtered and formatted by the
+    thread that logs them (a record is only read then), and only the batch's write waits
+    for the lock. `flush` (also called at exit, by `logging.shutdown`) writes what waits;
+    a SIGKILL loses at most the last `delay` seconds of info lines.
+    """
+
+    def __init__(self, stream: TextIO, *, delay: float = 0.05) -> None:
+        super().__init__(stream)
+        self._delay = delay
+        self._lines: list[str] = []
+        self._waiting = threading.Event()  # set while lines wait for the writer
+        self._pause = threading.Event()  # never set: the writer's timed wait
+        self._writer: threading.Thread | None = None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        kept = self.filter(record)
+        if isinstance(kept, logging.LogRecord):  # Python 3.12: a filter may return a record
+            record = kept
+        if not kept:
+            return False
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return True
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
+                self._writer.start()
+        if record.levelno >= logging.WARNING:
+            self.flush()
+        else:
+            self._waiting.set()
+        return True
+
+    def _write(self) -> None:
+        while True:
+            self._waiting.wait()
+            # Lets the lines of the next `delay` join this write. An event no one sets
+            # rather than `time.sleep`: under libfaketime (a clock set ahead, as tests and
+            # some test environments use) `sleep`'s absolute monotonic deadline never came.
+            self._pause.wait(self._delay)
+            self._waiting.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            try:
+                if lines:
+                    self.stream.write(self.terminator.join(lines) + self.terminator)
+                self.stream.flush()
+            except Exception:
+                # Reported as `logging` reports a failed write (once per batch).
+                self.handleError(logging.makeLogRecord({"msg": lines[0] if lines else ""}))
 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -214,7 +215,8 @@ def _main(argv: list[str]) -> int:
     if args.command == "completion":
         print(completion_script(parser, args.shell), end="")
         return EXIT_OK
-    setup_logging(args.log_level, args.log_format)
+    # The service logs a line per decision: in batches (a warning or worse at once).
+    setup_logging(args.log_level, args.log_format, batched=args.command == "run")
     if args.command == "validate":
         return cmd_validate(
             args.paths,
@@ -269,7 +271,10 @@ def _print_problems(result: LoadResult, out: TextIO) -> None:
 
 
 def _error(error: object) -> None:
-    """`error: …` on stderr, without any secret the message (or a bad value in it) holds."""
+    """`error: …` on stderr, without any secret the message (or a bad value in it) holds,
+    after every log line logged before it."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     print(f"error: {scrub(str(error))}", file=sys.stderr)
 
 

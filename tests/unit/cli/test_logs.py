@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler import redact
-from autoscaler.cli.logs import JsonFormatter, _json_value
+from autoscaler.cli.logs import BatchingHandler, JsonFormatter, _json_value
 from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.engine.reconciler import Evaluation, log_decision
 from tests.support.fuzz import fuzz_settings
@@ -156,6 +157,25 @@ def test_no_field_is_a_python_repr(json_log: tuple[logging.Logger, io.StringIO])
     assert "color_message" not in record
 
 
+def test_what_the_fast_encoder_refuses_is_still_one_compact_json_line() -> None:
+    # orjson writes lines; it refuses text that is not UTF-8 (a file name's lone
+    # surrogate) and integers beyond 64 bits, which the standard library then writes.
+    # (In a process of its own: pytest-xdist cannot carry a lone surrogate back.)
+    script = (
+        "import logging; from autoscaler.cli.logs import setup_logging; "
+        "setup_logging('info', 'json'); logging.getLogger('t').info("
+        "'reading %s', 'p\\udcffolicy.yaml', extra={'big': 2**70, 'ratio': 0.5})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, check=True
+    )
+    line = done.stderr.decode("utf-8")
+    assert line.count("\n") == 1 and '", "' not in line  # compact, as every other line
+    assert b'"message":"reading p\\udcffolicy.yaml"' in done.stderr  # stderr's escape
+    record = _strict(line)
+    assert (record["big"], record["ratio"]) == (2**70, 0.5)
+
+
 def test_extra_fields_cannot_hide_the_records_own(
     json_log: tuple[logging.Logger, io.StringIO],
 ) -> None:
@@ -254,6 +274,55 @@ raise KeyError("main broke")
     ]
     assert records[0]["exception"].endswith("RuntimeError: worker broke")
     assert records[1]["exception"].endswith("KeyError: 'main broke'")
+
+
+# --- the service's batching handler ---------------------------------------------------
+
+
+def _batching(delay: float) -> tuple[logging.Logger, io.StringIO, BatchingHandler]:
+    out = io.StringIO()
+    handler = BatchingHandler(out, delay=delay)
+    logger = logging.getLogger(f"test.logs.batch.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, out, handler
+
+
+def test_info_lines_wait_and_a_warning_writes_them_all_in_order() -> None:
+    logger, out, handler = _batching(delay=60.0)
+    logger.info("one")
+    logger.info("two")
+    assert out.getvalue() == ""  # waiting for the writer
+    logger.warning("three")  # at once, after what came before it
+    assert out.getvalue().splitlines() == ["one", "two", "three"]
+    logger.removeHandler(handler)
+
+
+def test_info_lines_are_written_within_the_delay() -> None:
+    logger, out, handler = _batching(delay=0.02)
+    logger.info("decision")
+    deadline = time.monotonic() + 10
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.getvalue() == "decision\n"
+    logger.removeHandler(handler)
+
+
+def test_the_service_writes_its_last_lines_when_it_exits() -> None:
+    script = """
+import logging
+from autoscaler.cli.logs import setup_logging
+setup_logging("info", "json", batched=True)
+logging.getLogger("autoscaler.decisions").info("last decision")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0
+    assert [_strict(line)["message"] for line in done.stderr.decode().splitlines()] == [
+        "last decision"
+    ]
 
 
 def _reference_json_value(value: Any) -> Any:
