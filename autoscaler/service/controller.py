@@ -13,6 +13,7 @@ evaluation and refuses `POST .../evaluate` (`Standby`, 503 naming the leader).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -132,6 +133,8 @@ class Controller:
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+            if outcome.changed:
+                settle_heap()
         return ReloadOut(
             changed=outcome.changed,
             added=list(outcome.added),
@@ -150,6 +153,8 @@ class Controller:
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+            if outcome.changed:
+                settle_heap()
 
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
         policy = self.registry.get(name)
@@ -358,6 +363,37 @@ class Controller:
             down_seconds=left.down.total_seconds(),
             last_scaled_at=left.last_scaled_at.astimezone(UTC) if left.last_scaled_at else None,
         )
+
+
+# A full collection at 10,000 policies takes a few tenths of a second of CPU: after one,
+# the next waits this many times as long, however often discovery changes the policies
+# (at most 2 % of a core on settling).
+SETTLE_SPACING = 50
+_next_settle = 0.0
+
+
+def settle_heap(*, now: float | None = None) -> bool:
+    """After the policies changed: collect what the old set left, then keep what is alive
+    now (the policies, their targets, caches) out of later full collections. False when
+    the last settling was too recent (`SETTLE_SPACING`); nothing is done then.
+
+    At 10,000 policies the objects a reload leaves in place are most of the heap, and every
+    full collection walked them all again to find them alive (`gc.freeze`, as CPython's
+    documentation suggests for long-lived servers; 4 % of the service's CPU went to the
+    collector). Unfrozen first, so what an earlier settling froze and is garbage now is
+    collected; what dies by reference count is freed as always, frozen or not. A change
+    that comes too soon after a settling is simply not frozen (collected as usual).
+    """
+    global _next_settle  # noqa: PLW0603 - one heap per process
+    started = time.monotonic() if now is None else now
+    if started < _next_settle:
+        return False
+    cpu = time.thread_time()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    _next_settle = started + SETTLE_SPACING * (time.thread_time() - cpu)
+    return True
 
 
 def _evaluation_out(evaluation: Evaluation, *, preview: bool) -> EvaluationOut:
