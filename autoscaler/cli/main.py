@@ -474,7 +474,9 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
         durable = SqliteStateStore(
             args.state, exclusive=True, keep_for=keep_for, keep_decisions=keep
         )
-        return LayeredStateStore(durable, linger=STATE_LINGER), None
+        # `--once` waits for every write: its exit code says whether its pass was recorded.
+        linger = 0.0 if args.once else STATE_LINGER
+        return LayeredStateStore(durable, linger=linger), None
     pg = open_postgres_state(
         args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
     )

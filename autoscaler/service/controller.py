@@ -382,11 +382,14 @@ def settle_heap(*, now: float | None = None) -> bool:
     documentation suggests for long-lived servers; 4 % of the service's CPU went to the
     collector). Unfrozen first, so what an earlier settling froze and is garbage now is
     collected; what dies by reference count is freed as always, frozen or not. A change
-    that comes too soon after a settling is simply not frozen (collected as usual).
+    that comes too soon after a settling unfreezes the heap (collected as usual again).
     """
     global _next_settle  # noqa: PLW0603 - one heap per process
     started = time.monotonic() if now is None else now
     if started < _next_settle:
+        # Not frozen any more, so what the policies just replaced left in cycles is
+        # collected as usual rather than kept until a settling that may never come.
+        gc.unfreeze()
         return False
     cpu = time.thread_time()
     gc.unfreeze()

@@ -34,9 +34,12 @@ memory its evaluation kept, by the next write: a background write at most `linge
 or any scale's, which waits as always. At 10,000 targets every 10 s that is a commit a
 second instead of hundreds. What it costs: a crash (SIGKILL, power) loses at most the
 last `linger` of such decisions and memory, as if it had come that much earlier; a
-scaling action is never among them (`save` waits before the scale call is made). While
-writes fail, or when half the queue is waiting, decisions wait again (and so say when
-they are not durable).
+scaling action is never among them (`save` waits before the scale call is made). A
+background write that fails keeps what it was writing (written later, as any failed
+write's), but those decisions were reported already and do not say it themselves: the
+next ones do. While writes fail, or when half the queue is waiting, decisions wait again
+(and so say when they are not durable). `run --once` does not linger: its exit code
+says whether its decisions were recorded.
 """
 
 from __future__ import annotations
@@ -345,13 +348,18 @@ class LayeredStateStore:
         """The background writer: waits for a lingering decision, gives others `linger`
         seconds to join it, then writes them all (and any memory kept) in one go. A failed
         write is reported by `_failed` and by `durability_problem()`: the next decisions
-        then wait for their writes, and say why they are not durable."""
-        while True:
+        then wait for their writes, and say why they are not durable. (Those it was
+        writing have been reported already: they stay kept, and are written later, without
+        a reason of their own saying it.) It stops once `close` began, which writes what is
+        left, and never writes after that."""
+        while not self._closing.is_set():
             self._lingering.wait()
             if self._closing.wait(self._linger):
-                return  # `close` writes what is left
+                return
             self._lingering.clear()
             with self._writing:
+                if self._closing.is_set():
+                    return
                 if not self._acting:
                     continue  # a standby writes nothing; `lead` decides what is kept
                 if self._problem is not None and self._clock() < self._retry_at:
@@ -360,8 +368,9 @@ class LayeredStateStore:
                     self._write_out()
                 except StateError:
                     pass  # `_failed` reported it; `durability_problem()` says it
-                except Exception:  # never let the writer die: decisions would wait for ever
+                except Exception as exc:  # never let the writer die: decisions would wait
                     _LOG.exception("state database: the background write failed")
+                    self._failed(StateError(f"state database: the write failed: {exc}"))
 
     def _write_out(self) -> None:
         """Everything dirty and pending into the database (with `self._writing` held)."""

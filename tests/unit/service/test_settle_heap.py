@@ -35,7 +35,8 @@ def test_what_a_reload_froze_is_collected_by_the_next_once_it_is_garbage() -> No
     assert alive() is not None  # frozen: a full collection does not look at it
     spaced = controller._next_settle
     assert spaced > 1e9  # the next one waits 50 times as long as this one took
-    assert not settle_heap(now=(1e9 + spaced) / 2)  # too soon: nothing done
+    assert not settle_heap(now=(1e9 + spaced) / 2)  # too soon: no collection ...
     assert alive() is not None
+    assert gc.get_freeze_count() == 0  # ... but unfrozen: collected as usual again
     assert settle_heap(now=spaced)
     assert alive() is None  # the next settling frees it
