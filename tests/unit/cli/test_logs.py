@@ -314,6 +314,7 @@ def test_the_service_writes_its_last_lines_when_it_exits() -> None:
 import logging
 from autoscaler.cli.logs import setup_logging
 setup_logging("info", "json", batched=True)
+logging.getLogger().handlers[0]._delay = 600  # only the flush at exit can write it
 logging.getLogger("autoscaler.decisions").info("last decision")
 """
     done = subprocess.run(
