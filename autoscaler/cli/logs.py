@@ -131,8 +131,10 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     The service logs a line per decision, from several workers: one write and flush per
     line made each worker give up the interpreter lock and wait to get it back, about a
     thousand times a second at 10,000 targets. Lines are filtered and formatted by the
-    thread that logs them (a record is only read then), and only the batch's write waits
-    for the lock. `flush` (also called at exit, by `logging.shutdown`) writes what waits;
+    thread that logs them (a record is only read then) and queued under the handler's
+    lock, which a write never holds: a batch is taken from the queue under it, then written
+    under a lock of its own (so batches stay in order), and loggers do not wait for the
+    stream. `flush` (also called at exit, by `logging.shutdown`) writes what waits;
     a SIGKILL loses at most the last `delay` seconds of info lines.
     """
 
@@ -143,6 +145,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._waiting = threading.Event()  # set while lines wait for the writer
         self._pause = threading.Event()  # never set: the writer's timed wait
         self._writer: threading.Thread | None = None
+        self._io = threading.Lock()  # held while a batch is written: they stay in order
 
     def handle(self, record: logging.LogRecord) -> bool:
         kept = self.filter(record)
@@ -162,7 +165,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self._writer.start()
         if record.levelno >= logging.WARNING:
             self.flush()
-        else:
+        elif not self._waiting.is_set():  # `set` takes a lock and notifies, every time
             self._waiting.set()
         return True
 
@@ -177,8 +180,9 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            lines, self._lines = self._lines, []
+        with self._io:
+            with self.lock:  # type: ignore[union-attr]
+                lines, self._lines = self._lines, []
             try:
                 if lines:
                     self.stream.write(self.terminator.join(lines) + self.terminator)

@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -306,6 +307,40 @@ def test_info_lines_are_written_within_the_delay() -> None:
     while not out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert out.getvalue() == "decision\n"
+    logger.removeHandler(handler)
+
+
+class _StuckStream(io.StringIO):
+    """A stream whose first write blocks until `go` is set (a full pipe, a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stuck = threading.Event()
+        self.go = threading.Event()
+
+    def write(self, text: str) -> int:
+        if not self.stuck.is_set():
+            self.stuck.set()
+            assert self.go.wait(10)
+        return super().write(text)
+
+
+def test_a_logger_does_not_wait_for_a_batch_being_written() -> None:
+    stream = _StuckStream()
+    handler = BatchingHandler(stream, delay=0.0)
+    logger = logging.getLogger(f"test.logs.batch.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.info("first")
+    assert stream.stuck.wait(10)  # the writer is inside the stream's write
+    logged = threading.Thread(target=logger.info, args=("second",))
+    logged.start()
+    logged.join(5)
+    assert not logged.is_alive()  # queued without waiting for the stream
+    stream.go.set()
+    logger.warning("third")  # written at once, after the batches before it, in order
+    assert stream.getvalue().splitlines() == ["first", "second", "third"]
     logger.removeHandler(handler)
 
 
