@@ -39,7 +39,7 @@ from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
-from autoscaler.service.controller import Controller
+from autoscaler.service.controller import Controller, collect_less_often
 from autoscaler.service.discovery import Discovery, from_settings, with_discovered
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
@@ -221,6 +221,7 @@ def run_service(
     if config.listen:
         check_exposure(config.listen, token, insecure=config.insecure_no_auth)
     fix_mmap_threshold()  # large transient buffers (a /metrics scrape) go back when freed
+    collect_less_often()  # an evaluation's young objects die by reference count
     controller, source, discovery, targets = _controller(config, settings, state, leadership)
     http = None
     if config.listen:

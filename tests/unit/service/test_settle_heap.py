@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from autoscaler.service import controller
-from autoscaler.service.controller import settle_heap
+from autoscaler.service.controller import SERVICE_GC_THRESHOLD, collect_less_often, settle_heap
 
 
 class Node:
@@ -40,3 +40,23 @@ def test_what_a_reload_froze_is_collected_by_the_next_once_it_is_garbage() -> No
     assert gc.get_freeze_count() == 0  # ... but unfrozen: collected as usual again
     assert settle_heap(now=spaced)
     assert alive() is None  # the next settling frees it
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((700, 10, 10), (SERVICE_GC_THRESHOLD, 10, 10)),  # Python's default: raised
+        ((50_000, 5, 7), (50_000, 5, 7)),  # higher already: kept
+        ((0, 10, 10), (0, 10, 10)),  # collection turned off: stays off
+    ],
+)
+def test_the_service_collects_young_objects_less_often_never_more(
+    before: tuple[int, int, int], after: tuple[int, int, int]
+) -> None:
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(*before)
+        collect_less_often()
+        assert gc.get_threshold() == after
+    finally:
+        gc.set_threshold(*saved)
