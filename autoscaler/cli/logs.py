@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from autoscaler.engine.reconciler import JSON_READY
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -52,9 +53,10 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             payload["exception"] = record.exc_text
+        ready = getattr(record, JSON_READY, False)  # a decision's line: JSON values already
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and key not in payload:
-                payload[key] = _json_value(value)
+                payload[key] = value if ready else _json_value(value)
         try:
             return orjson.dumps(payload).decode()
         except orjson.JSONEncodeError:
@@ -84,8 +86,9 @@ def _json_value(value: Any) -> Any:
 
 
 # Extra fields that only make sense on a terminal (uvicorn's message with ANSI colours).
-# `PRESCRUBBED` marks what needs no scrubbing again; it says nothing to a reader.
-_DROPPED = frozenset({"color_message", PRESCRUBBED})
+# `PRESCRUBBED` marks what needs no scrubbing again, `JSON_READY` what needs no converting;
+# they say nothing to a reader.
+_DROPPED = frozenset({"color_message", PRESCRUBBED, JSON_READY})
 _NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 

@@ -528,10 +528,25 @@ def _meta(decision: Decision) -> dict[str, str]:
     return meta
 
 
+# A log record's attribute (via `extra`) saying every `extra` field is a JSON value
+# already: text keys, str/int/bool/None, finite floats, lists and dicts of them. The JSON
+# formatter then writes the fields as they are instead of converting each one again.
+JSON_READY = "autoscaler_json_ready"
+_NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
+def _number(value: float | None) -> float | str | None:
+    """A float JSON can carry: NaN and the infinities as the JSON formatter writes them."""
+    if value is None or math.isfinite(value):
+        return value
+    return _NON_FINITE[str(float(value))]
+
+
 def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
-    """The decision as flat log fields: JSON values only, no nesting but `reasons` (a list
-    of strings), and each check as `check.<name>.value`, `.desired` and `.error` (with a
-    forecast, also `.forecast.value`, `.forecast.lead_seconds`, ... as in the plan JSON).
+    """The decision as flat log fields: JSON values only (a NaN or infinite number as
+    `"NaN"`, `"+Inf"`, `"-Inf"`), no nesting but `reasons` (a list of strings), and each
+    check as `check.<name>.value`, `.desired` and `.error` (with a forecast, also
+    `.forecast.value`, `.forecast.lead_seconds`, ... as in the plan JSON).
 
     `decision_time` is the decision's own instant (its clock: under `--ha`, the shared
     database's), which the record's `time` (when the line was written) is not."""
@@ -550,13 +565,15 @@ def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
         fields["error"] = evaluation.error
         fields["error_kind"] = evaluation.error_kind
     for check in d.checks:
-        fields[f"check.{check.name}.value"] = check.value
+        fields[f"check.{check.name}.value"] = _number(check.value)
         fields[f"check.{check.name}.desired"] = check.desired
         if check.error:
             fields[f"check.{check.name}.error"] = check.error
         if check.forecast is not None:
             for key, value in check.forecast.to_dict().items():
-                fields[f"check.{check.name}.forecast.{key}"] = value
+                fields[f"check.{check.name}.forecast.{key}"] = (
+                    _number(value) if type(value) is float else value
+                )
     return fields
 
 
@@ -596,6 +613,7 @@ def log_decision(evaluation: Evaluation) -> None:
     }
     fields["decision"] = legacy
     fields[PRESCRUBBED] = True
+    fields[JSON_READY] = True
     log.log(
         level,
         "policy=%s target=%s from=%s to=%s action=%s dry_run=%s reasons=%s",

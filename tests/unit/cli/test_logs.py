@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from autoscaler import redact
 from autoscaler.cli.logs import BatchingHandler, JsonFormatter, _json_value
-from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.core.model import Action, CheckResult, Decision, ForecastReading
 from autoscaler.engine.reconciler import Evaluation, log_decision
 from tests.support.fuzz import fuzz_settings
 
@@ -120,6 +120,27 @@ def test_a_decision_is_flat_fields_with_each_checks_value(decisions_log: io.Stri
         "check.queue.depth.desired": None,
         "check.queue.depth.error": "no series",
     }
+
+
+def test_a_decisions_non_finite_numbers_are_json_text(decisions_log: io.StringIO) -> None:
+    """A decision's line is written without converting its fields one by one (they are
+    JSON values from the start): a NaN or infinite number must be made text there."""
+    forecast = ForecastReading(value=math.inf, lead=timedelta(minutes=2), error=math.nan)
+    odd = replace(
+        DECISION,
+        checks=(
+            CheckResult(
+                name="p95", query="q", value=math.nan, desired=None, error=None, forecast=forecast
+            ),
+        ),
+    )
+    log_decision(Evaluation(decision=odd))
+    record = _strict(decisions_log.getvalue())  # strict: no NaN or Infinity literal
+    assert record["check.p95.value"] == "NaN"
+    assert record["check.p95.forecast.value"] == "+Inf"
+    assert record["check.p95.forecast.error"] == "NaN"
+    assert record["check.p95.forecast.lead_seconds"] == 120.0
+    assert "autoscaler_json_ready" not in record and "autoscaler_prescrubbed" not in record
 
 
 def test_a_failed_evaluation_carries_its_error_and_kind(decisions_log: io.StringIO) -> None:
