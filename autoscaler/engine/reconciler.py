@@ -589,6 +589,9 @@ def unchanged(evaluation: Evaluation) -> bool:
     )
 
 
+_LEGACY_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "reasons", "error")
+
+
 def log_decision(evaluation: Evaluation) -> None:
     """One log line per decision: policy, target, from, to, action, dry-run, reasons.
 
@@ -608,9 +611,12 @@ def log_decision(evaluation: Evaluation) -> None:
     fields = decision_fields(evaluation)
     policy, target = scrub(d.policy), scrub(d.target)
     fields["policy"], fields["target"] = policy, target
-    legacy = {"time": fields["decision_time"]} | {
-        k: v for k, v in fields.items() if not k.startswith(("check.", "error_kind", "decision_"))
-    }
+    # The earlier shape: the fields above but the checks, `error_kind` and `decision_time`
+    # (as `time`), in their order.
+    legacy = {"time": fields["decision_time"]}
+    for key in _LEGACY_KEYS:
+        if key in fields:
+            legacy[key] = fields[key]
     fields["decision"] = legacy
     fields[PRESCRUBBED] = True
     fields[JSON_READY] = True

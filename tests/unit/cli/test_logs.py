@@ -148,6 +148,9 @@ def test_a_failed_evaluation_carries_its_error_and_kind(decisions_log: io.String
     record = _strict(decisions_log.getvalue())
     assert record["level"] == "warning"
     assert (record["error"], record["error_kind"]) == ("Prometheus unreachable", "source")
+    legacy = record["decision"]  # the earlier shape: the error, not its kind, last
+    assert list(legacy)[-1] == "error" and legacy["error"] == "Prometheus unreachable"
+    assert "error_kind" not in legacy and "decision_time" not in legacy
 
 
 def test_text_is_written_as_is_not_escaped(decisions_log: io.StringIO) -> None:
