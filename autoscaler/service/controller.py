@@ -369,9 +369,9 @@ class Controller:
 # evaluation makes hundreds of container objects that die by reference count; Python's
 # default (700) ran about five collections a second at 10,000 policies, which found almost
 # nothing and moved what was merely in flight into older generations, for later and
-# longer collections to walk: 8 % of the service's CPU. At 10,000 it runs one collection
-# in about ten seconds (bench.service, templated 10,000: collector time 1.7 s -> 0.26 s
-# over 45 s); only cyclic garbage waits longer, and it is a few KB.
+# longer collections to walk: 8 to 12 % of the service's CPU. At 10,000 it ran one
+# collection every 15 to 20 s (bench.service, templated 10,000: collector time 1.1 to
+# 1.7 s -> 0.26 s over 45 s, RSS unchanged); only cyclic garbage waits longer.
 SERVICE_GC_THRESHOLD = 10_000
 
 
