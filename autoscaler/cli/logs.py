@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from autoscaler.engine.reconciler import JSON_READY
+from autoscaler.engine.reconciler import JSON_READY, NON_FINITE
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -69,7 +69,7 @@ def _json_value(value: Any) -> Any:
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+        return value if math.isfinite(value) else NON_FINITE[str(value)]
     if kind is list or kind is tuple:
         return [_json_value(v) for v in value]
     if kind is dict:
@@ -77,7 +77,7 @@ def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+        return value if math.isfinite(value) else NON_FINITE[str(value)]
     if isinstance(value, Mapping):
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -89,7 +89,6 @@ def _json_value(value: Any) -> Any:
 # `PRESCRUBBED` marks what needs no scrubbing again, `JSON_READY` what needs no converting;
 # they say nothing to a reader.
 _DROPPED = frozenset({"color_message", PRESCRUBBED, JSON_READY})
-_NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def setup_logging(level: str, fmt: str, *, batched: bool = False) -> None:

@@ -532,14 +532,15 @@ def _meta(decision: Decision) -> dict[str, str]:
 # already: text keys, str/int/bool/None, finite floats, lists and dicts of them. The JSON
 # formatter then writes the fields as they are instead of converting each one again.
 JSON_READY = "autoscaler_json_ready"
-_NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+# How a log line writes a number JSON cannot carry (the JSON formatter uses it too).
+NON_FINITE = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def _number(value: float | None) -> float | str | None:
     """A float JSON can carry: NaN and the infinities as the JSON formatter writes them."""
     if value is None or math.isfinite(value):
         return value
-    return _NON_FINITE[str(float(value))]
+    return NON_FINITE[str(float(value))]
 
 
 def decision_fields(evaluation: Evaluation) -> dict[str, Any]:
