@@ -73,11 +73,12 @@ class FileLoad:
     """One file read and validated on its own: its policies and templates, or its problems
     (never both).
 
-    `path` is a `Path` for a file; a discovered target's pseudo-file (`service.registry`) is
-    its key, a plain string: a `Path` of each of 10,000 keys would hold 5 MB.
+    `path` is the file's path as text (as given to `load_file`), or a discovered target's
+    pseudo-file (`service.registry`), its key: a `Path` kept for each of 10,000 files or
+    keys would hold 5 MB.
     """
 
-    path: Path | str
+    path: str
     policies: list[Located]
     problems: list[Problem]
     templates: list[Template] = field(default_factory=list)
@@ -107,14 +108,15 @@ def load_file(path: Path) -> FileLoad:
 
     A file with any problem contributes none of its policies.
     """
+    file = str(path)  # one string for the load, its problems and its policies' sources
     try:
         text = _read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        return FileLoad(path, [], [Problem(str(path), 1, "(file)", f"cannot read the file: {exc}")])
-    loaded, templates, problems = _load(text, str(path))
+        return FileLoad(file, [], [Problem(file, 1, "(file)", f"cannot read the file: {exc}")])
+    loaded, templates, problems = _load(text, file)
     if problems:
-        return FileLoad(path, [], problems)
-    return FileLoad(path, loaded, problems, templates)
+        return FileLoad(file, [], problems)
+    return FileLoad(file, loaded, problems, templates)
 
 
 def _read_text(path: Path) -> str:
