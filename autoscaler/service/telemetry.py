@@ -184,8 +184,12 @@ class Telemetry:
         # `*_created` series double the output and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self._succeeded_once: set[str] = set()  # policies whose success clock is running
-        # (policy, check) pairs of the policies loaded now; None until the first load.
-        self._live_checks: frozenset[tuple[str, str]] | None = None
+        # (policy, check) pairs of the policies loaded now, each to the one tuple that every
+        # family keys its series with; None until the first load. Likewise `(policy,)` in
+        # `_ones`. One tuple per series key instead of one per family: 215 bytes less per
+        # policy, 2 MB at 10,000.
+        self._live_checks: dict[tuple[str, str], tuple[str, str]] | None = None
+        self._ones: dict[str, tuple[str]] = {}
         self._checks_lock = threading.Lock()  # a reload's prune vs an evaluation's update
         self.registry = _Registry(auto_describe=True)
         r = self.registry
@@ -365,7 +369,7 @@ class Telemetry:
         """Record one applied evaluation (not a preview)."""
         d = evaluation.decision
         policy = d.policy
-        one = (policy,)
+        one = self._ones.get(policy) or (policy,)
         self.evaluations.inc((policy, "ok" if evaluation.ok else "error"))
         self.decisions.inc((policy, d.action.value))
         per_policy = self._per_policy_histograms
@@ -374,11 +378,10 @@ class Telemetry:
             for check, seconds in evaluation.query_seconds:
                 if not per_policy:
                     self.query_seconds.observe((), seconds)
-                elif self._is_live(policy, check):
-                    self.query_seconds.observe((policy, check), seconds)
+                elif (pair := self._live(policy, check)) is not None:
+                    self.query_seconds.observe(pair, seconds)
             for result in d.checks:
-                if self._is_live(policy, result.name):
-                    labels = (policy, result.name)
+                if (labels := self._live(policy, result.name)) is not None:
                     self.check_value.set(labels, _or_nan(result.value))
                     self.check_desired.set(labels, _or_nan(result.desired))
                     if result.forecast is not None:
@@ -417,7 +420,13 @@ class Telemetry:
             self._succeeded_once.discard(name)
             for gauge in (self.current, self.desired, self.last_success):
                 gauge.remove((name,))
-        live = frozenset((p.name, c.name) for p in policies for c in p.checks)
+        ones = self._ones
+        self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+        pairs = self._live_checks or {}
+        live = {
+            key: pairs.get(key) or key
+            for key in ((p.name, c.name) for p in policies for c in p.checks)
+        }
         # A check whose `forecast` was removed loses its forecast series with the reload.
         forecasting = {
             (p.name, c.name) for p in policies for c in p.checks if c.forecast is not None
@@ -428,7 +437,7 @@ class Telemetry:
             if self._per_policy_histograms:
                 per_checks.append(self.query_seconds)
             for per_check in per_checks:
-                for labels in per_check.series() - live:
+                for labels in per_check.series() - live.keys():
                     per_check.remove(labels)
             for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
                 for labels in per_check.series() - forecasting:
@@ -439,11 +448,13 @@ class Telemetry:
         for policy in policies:
             if policy.enabled and policy.name not in self._succeeded_once:
                 self._succeeded_once.add(policy.name)
-                self.last_success.set((policy.name,), now)
+                self.last_success.set(self._ones[policy.name], now)
 
-    def _is_live(self, policy: str, check: str) -> bool:
-        """True when the check belongs to a policy loaded now (or nothing was loaded yet)."""
-        return self._live_checks is None or (policy, check) in self._live_checks
+    def _live(self, policy: str, check: str) -> tuple[str, str] | None:
+        """The labels of the check's series, or None when it belongs to no policy loaded
+        now (every check counts until the first load)."""
+        live = self._live_checks
+        return (policy, check) if live is None else live.get((policy, check))
 
     def notified(self, result: str) -> None:
         """One notification was sent, failed after its retries, or dropped (queue full)."""

@@ -229,6 +229,29 @@ def test_each_check_exports_its_value_and_desired_count() -> None:
     assert math.isnan(value("autoscaler_check_desired_capacity", failed) or 0.0)
 
 
+def test_the_series_of_a_policy_share_one_label_tuple_across_families_and_reloads() -> None:
+    # One tuple per series key, not one per family: 2 MB at 10,000 policies.
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.4, 3),)))
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])  # a reload keeps them
+    telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.5, 3),)))
+
+    per_check = (telemetry.check_value, telemetry.check_desired, telemetry.query_seconds)
+    (pair,) = telemetry.check_value.series()
+    assert pair == ("web", "p95")
+    assert all(next(iter(f.series())) is pair for f in per_check)
+    per_policy = (
+        telemetry.current,
+        telemetry.desired,
+        telemetry.last_success,
+        telemetry.evaluation_seconds,
+    )
+    (one,) = telemetry.current.series()
+    assert one == ("web",)
+    assert all(next(iter(f.series())) is one for f in per_policy)
+
+
 def _series(telemetry: Telemetry, name: str) -> set[tuple[str, str]]:
     return {
         (s.labels["policy"], s.labels["check"])
