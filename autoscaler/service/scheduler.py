@@ -44,7 +44,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from autoscaler.core import decision as core
@@ -62,9 +62,14 @@ OnResult = Callable[[Policy, Evaluation | None], None]
 CRASH = "crash"  # the `error_kind` of an evaluation that raised
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
-    """Scheduling state of one policy."""
+    """Scheduling state of one policy.
+
+    Slots, and tuples for the futures (almost always none: a trigger is rare), because
+    there is one per policy: with a dict and two empty lists, a slot took 280 bytes instead
+    of 120 (1.6 MB more at 10,000).
+    """
 
     policy: Policy
     next_due: float
@@ -74,8 +79,8 @@ class _Slot:
     urgent: bool = False  # queued for a trigger: ahead of every scheduled run
     fresh_since: float | None = None  # for the run in flight
     last: Evaluation | None = None
-    waiting: list[Future[Evaluation]] = field(default_factory=list)  # for the next run
-    in_run: list[Future[Evaluation]] = field(default_factory=list)  # for the current run
+    waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
+    in_run: tuple[Future[Evaluation], ...] = ()  # for the current run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +159,7 @@ class Scheduler:
                 removed = self._slots.pop(name)
                 for future in removed.waiting:
                     future.cancel()
-                removed.waiting, removed.rerun, removed.triggered_at = [], False, None
+                removed.waiting, removed.rerun, removed.triggered_at = (), False, None
                 if removed.running:
                     self._draining[name] = removed
             now = self._monotonic()
@@ -185,7 +190,7 @@ class Scheduler:
             if slot is None or self._stopping.is_set():
                 return None
             future: Future[Evaluation] = Future()
-            slot.waiting.append(future)
+            slot.waiting = (*slot.waiting, future)
             slot.triggered_at = self._monotonic()
             self._due_now(slot, name, urgent=True)
             self._cond.notify_all()
@@ -288,8 +293,8 @@ class Scheduler:
             if slot.fresh_since is None and shares_grouped_query(slot.policy):
                 slot.fresh_since = due  # its tick: no answer from an earlier tick
             # A future marked running can no longer be cancelled under our feet.
-            slot.in_run = [f for f in slot.waiting if f.set_running_or_notify_cancel()]
-            slot.waiting = []
+            waiting, slot.waiting = slot.waiting, ()
+            slot.in_run = tuple(f for f in waiting if f.set_running_or_notify_cancel())
             return name, slot
         return None
 
@@ -351,7 +356,7 @@ class Scheduler:
         last: Evaluation | None = None,
     ) -> None:
         with self._cond:
-            done, slot.in_run = slot.in_run, []
+            done, slot.in_run = slot.in_run, ()
             slot.running = False
             if last is not None:
                 slot.last = last
