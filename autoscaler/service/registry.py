@@ -72,7 +72,8 @@ class PolicyRegistry:
         self._discover = discover
         self._lock = threading.Lock()
         self._files: dict[str, list[Located]] = {}  # file key -> its policies in force
-        self._templates: dict[str, list[Template]] = {}  # file key -> its templates in force
+        # file key -> its templates in force; files without any are left out
+        self._templates: dict[str, list[Template]] = {}
         self._loads: list[FileLoad] = []  # the files as last read
         self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
@@ -115,14 +116,13 @@ class PolicyRegistry:
             missing: list[Problem] = []
             self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
             self._file_problems = missing
-            self._templates = {
-                _key(str(load.path)): (
-                    self._templates.get(_key(str(load.path)), [])
-                    if load.problems
-                    else load.templates
-                )
-                for load in self._loads
-            }
+            templates: dict[str, list[Template]] = {}
+            for load in self._loads:  # only files with templates: most have none
+                key = _key(load.path)
+                kept = self._templates.get(key, []) if load.problems else load.templates
+                if kept:
+                    templates[key] = kept
+            self._templates = templates
             outcome = self._settle_locked()
         _log(outcome)
         return outcome
