@@ -21,6 +21,7 @@ its policy with it. A template file that turns invalid keeps its last good templ
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -37,7 +38,9 @@ from autoscaler.policy.templates import Template
 
 log = logging.getLogger("autoscaler.registry")
 
-Fingerprint = tuple[tuple[str, int, int, int], ...]
+# A digest of (path, inode, size, mtime) of every policy file: only ever compared, and the
+# tuples themselves held 210 bytes per file (2 MB at 10,000 files) between reloads.
+Fingerprint = bytes
 # The discovered policies for the templates in force: one pseudo-file per target (its path
 # starts with DISCOVERED), and the problems of the discovery sources themselves.
 Discover = Callable[[Sequence[Template]], tuple[list[FileLoad], list[Problem]]]
@@ -78,7 +81,7 @@ class PolicyRegistry:
         self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
         self._problems: tuple[Problem, ...] = ()
-        self._fingerprint: Fingerprint = ()
+        self._fingerprint: Fingerprint = b""
         self.loaded_at: datetime | None = None
 
     @property
@@ -172,7 +175,7 @@ class PolicyRegistry:
             return self._scan() != self._fingerprint
 
     def _scan(self) -> Fingerprint:
-        """(path, inode, size, mtime) of every policy file under the paths."""
+        """A digest of (path, inode, size, mtime) of every policy file under the paths."""
         entries: list[tuple[str, int, int, int]] = []
         for root in self._paths:
             path = Path(root)
@@ -188,7 +191,10 @@ class PolicyRegistry:
                     entries.append((str(candidate), -1, -1, -1))
                     continue
                 entries.append((str(candidate), st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(sorted(entries))
+        entries.sort()
+        # Four fields per file, all separated by NUL, which no path can hold: unambiguous.
+        text = "\0".join(f"{path}\0{ino}\0{size}\0{mtime}" for path, ino, size, mtime in entries)
+        return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 @dataclass

@@ -86,6 +86,13 @@ def test_changes_on_disk_are_detected(tmp_path: Path) -> None:
     registry.reload()
     (tmp_path / "notes.txt").write_text("not a policy")
     assert not registry.changed_on_disk()
+    (tmp_path / "other.yml").unlink()
+    assert registry.changed_on_disk()
+    registry.reload()
+    os.utime(tmp_path / "web.yaml", ns=(10**18, 10**18))  # the same bytes, another mtime
+    assert registry.changed_on_disk()
+    registry.reload()
+    assert not registry.changed_on_disk()
 
 
 def _on(name: str, asg: str, count: int = 2) -> str:
