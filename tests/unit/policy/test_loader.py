@@ -1228,3 +1228,19 @@ def test_a_loaded_file_keeps_its_path_as_one_string_shared_by_its_policies(
     assert type(load.path) is str and load.path == str(path)
     (located,) = load.policies
     assert located.policy.source.file is load.path
+
+
+def test_policies_with_the_same_settings_share_their_frozen_setting_objects() -> None:
+    # One object per distinct value, not per policy: 1.8 MB at 10,000 policy files.
+    settings = (
+        "cooldown: {up: 1m}\nlimits: {up: {count: 2, percent: 50}}\n"
+        "triggers: {alerts: [HighLatency]}\n"
+    )
+    web = load_text(policy(settings + CHECK), "web.yaml")[0]
+    api = load_text(policy(settings + CHECK, head=HEAD.replace("web", "api")), "api.yaml")[0]
+    other = load_text(policy("cooldown: {up: 2m}\n" + CHECK), "o.yaml")[0]
+
+    assert web.cooldown is api.cooldown and web.limits is api.limits
+    assert web.triggers is api.triggers and web.stabilization is api.stabilization
+    assert other.cooldown == model.Cooldown(up=timedelta(minutes=2), down=web.cooldown.down)
+    assert other.cooldown is not web.cooldown
