@@ -80,9 +80,9 @@ class FileLoad:
     """
 
     path: str
-    policies: list[Located]
-    problems: list[Problem]
-    templates: list[Template] = field(default_factory=list)
+    policies: Sequence[Located]
+    problems: Sequence[Problem]
+    templates: Sequence[Template] = ()
 
 
 def load_text(text: str, file: str) -> list[model.Policy]:
@@ -116,8 +116,8 @@ def load_file(path: Path) -> FileLoad:
         return FileLoad(file, [], [Problem(file, 1, "(file)", f"cannot read the file: {exc}")])
     loaded, templates, problems = _load(text, file)
     if problems:
-        return FileLoad(file, [], problems)
-    return FileLoad(file, loaded, problems, templates)
+        return FileLoad(file, (), problems)
+    return FileLoad(file, loaded, (), templates or ())  # kept: no empty list per file
 
 
 def _read_text(path: Path) -> str:

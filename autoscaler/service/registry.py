@@ -76,7 +76,7 @@ class PolicyRegistry:
         self._lock = threading.Lock()
         self._files: dict[str, list[Located]] = {}  # file key -> its policies in force
         # file key -> its templates in force; files without any are left out
-        self._templates: dict[str, list[Template]] = {}
+        self._templates: dict[str, Sequence[Template]] = {}
         self._loads: list[FileLoad] = []  # the files as last read
         self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
@@ -119,7 +119,7 @@ class PolicyRegistry:
             missing: list[Problem] = []
             self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
             self._file_problems = missing
-            templates: dict[str, list[Template]] = {}
+            templates: dict[str, Sequence[Template]] = {}
             for load in self._loads:  # only files with templates: most have none
                 key = _key(load.path)
                 kept = self._templates.get(key, []) if load.problems else load.templates

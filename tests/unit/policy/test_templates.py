@@ -57,7 +57,7 @@ def _template(tmp_path: Path, text: str = TEMPLATE) -> Template:
     path = tmp_path / "web.yaml"
     path.write_text(text)
     found = load_file(path)
-    assert found.problems == [] and found.policies == []
+    assert not found.problems and not found.policies
     (template,) = found.templates
     return template
 
