@@ -16,7 +16,7 @@ from autoscaler.core import model
 from autoscaler.errors import Problem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Located:
     """A validated policy and the line of its `name` (where conflicts are reported)."""
 
