@@ -60,6 +60,7 @@ from autoscaler.config.service import (
 from autoscaler.config.state import is_postgres, open_postgres_state
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
+from autoscaler.policy.parallel import default_workers
 from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ def cmd_validate(
     bad one never fails an offline check.
     """
     with _fewer_collections():
-        result = load_paths(paths)
+        result = load_paths(paths, workers=default_workers())
     if result.problems:
         _print_problems(result, out)
         return EXIT_INVALID
@@ -365,7 +366,7 @@ def cmd_plan(
     from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
     from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
 
-    result = load_paths(paths)
+    result = load_paths(paths, workers=default_workers())  # before any thread starts
     _print_problems(result, sys.stderr)
     problems = list(result.problems)
     policies = result.policies
