@@ -49,7 +49,11 @@ def test_validate_collects_garbage_less_often_while_loading_and_as_before_after(
     seen: list[tuple[int, int, int]] = []
     before = gc.get_threshold()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(main, "load_paths", lambda paths: seen.append(gc.get_threshold()) or load(paths))
+        mp.setattr(
+            main,
+            "load_paths",
+            lambda paths, **kw: seen.append(gc.get_threshold()) or load(paths, **kw),
+        )
         assert cmd_validate([str(tmp_path)], io.StringIO()) == 1
     assert seen == [(main.LOADING_GC_THRESHOLD, *before[1:])]
     assert gc.get_threshold() == before
