@@ -31,6 +31,16 @@ Policies expanded from one template share a grouped query; they are due together
 ticks of their interval (`next_tick`, without jitter; each template has its own phase),
 and each run reads data no older than its tick (`fresh_since`), so one answer serves them
 all in each tick instead of one per drifting policy, and no tick reuses an earlier one's.
+
+Such runs go through a *lane* of their own, which one worker at a time takes from:
+their data is already here (the tick's one answer, the targets' watched or batched
+status), so they are pure Python, and several workers running them at once only fight
+over the interpreter lock and the locks it makes them queue on (at 10,000 templated
+targets, 0.22 to 0.24 ms of CPU per evaluation with 4 workers against 0.15 ms with one).
+When the lane falls behind (its oldest due run waits `lane_lag` past its time: a slow
+scale call in it, a tick too big for one core), any free worker helps; a triggered run
+never waits for the lane. Other policies are not in it: they wait on their own queries
+and target reads, which is what several workers are for.
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ class _Slot:
     last: Evaluation | None = None
     waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
     in_run: tuple[Future[Evaluation], ...] = ()  # for the current run
+    laned: bool = False  # the current run was taken from the lane
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +101,16 @@ class SlotView:
     running: bool
     next_in: float | None
     last: Evaluation | None
+
+
+# How long the lane's oldest due run may wait past its time before any free worker helps:
+# half the policy's interval, at most this.
+LANE_MAX_LAG = 5.0
+
+
+def lane_lag(policy: Policy) -> float:
+    """How late a run in the lane may be before other workers help (see the module)."""
+    return min(policy.interval.total_seconds() / 2, LANE_MAX_LAG)
 
 
 def shares_grouped_query(policy: Policy) -> bool:
@@ -139,8 +160,11 @@ class Scheduler:
         self._slots: dict[str, _Slot] = {}
         # Removed while running: kept until that run ends, so a re-add cannot overlap it.
         self._draining: dict[str, _Slot] = {}
-        # (rank, due, seq, name): rank 0 for triggered runs, 1 for scheduled ones.
+        # (rank, due, seq, name): rank 0 for triggered runs, 1 for scheduled ones; the
+        # policies that share a grouped query are queued in the lane instead.
         self._heap: list[tuple[int, float, int, str]] = []
+        self._lane: list[tuple[int, float, int, str]] = []
+        self._in_lane = 0  # runs taken from the lane, in flight
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -278,25 +302,62 @@ class Scheduler:
     def _take_due(self, now: float) -> tuple[str, _Slot] | None:
         if self._gate is not None and not self._gate():
             return None
-        while self._heap:
-            rank, due, _, name = self._heap[0]
+        other, laned = self._top(self._heap), self._top(self._lane)
+        if laned is not None and not self._lane_open(laned, now):
+            laned = None
+        if other is not None and (laned is None or other[0][:3] <= laned[0][:3]):
+            entry, heap = other[0], self._heap
+        elif laned is not None:
+            entry, heap = laned[0], self._lane
+        else:
+            return None
+        if entry[1] > now:
+            return None
+        heapq.heappop(heap)
+        name = entry[3]
+        slot = self._slots[name]
+        slot.running = True
+        slot.laned = heap is self._lane
+        self._in_lane += slot.laned
+        slot.urgent = False
+        slot.fresh_since, slot.triggered_at = slot.triggered_at, None
+        if slot.fresh_since is None and shares_grouped_query(slot.policy):
+            slot.fresh_since = entry[1]  # its tick: no answer from an earlier tick
+        # A future marked running can no longer be cancelled under our feet.
+        waiting, slot.waiting = slot.waiting, ()
+        slot.in_run = tuple(f for f in waiting if f.set_running_or_notify_cancel())
+        return name, slot
+
+    def _top(
+        self, heap: list[tuple[int, float, int, str]]
+    ) -> tuple[tuple[int, float, int, str], _Slot] | None:
+        """The first live entry of `heap` and its slot, dropping stale entries above it."""
+        while heap:
+            entry = heap[0]
+            rank, due, _, name = entry
             slot = self._slots.get(name)
             if slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running:
-                heapq.heappop(self._heap)  # stale, or re-pushed when the run ends
+                heapq.heappop(heap)  # stale, or re-pushed when the run ends
                 continue
-            if due > now:
-                return None
-            heapq.heappop(self._heap)
-            slot.running = True
-            slot.urgent = False
-            slot.fresh_since, slot.triggered_at = slot.triggered_at, None
-            if slot.fresh_since is None and shares_grouped_query(slot.policy):
-                slot.fresh_since = due  # its tick: no answer from an earlier tick
-            # A future marked running can no longer be cancelled under our feet.
-            waiting, slot.waiting = slot.waiting, ()
-            slot.in_run = tuple(f for f in waiting if f.set_running_or_notify_cancel())
-            return name, slot
+            return entry, slot
         return None
+
+    def _lane_open(self, top: tuple[tuple[int, float, int, str], _Slot], now: float) -> bool:
+        """Whether a worker may take the lane's first entry `top` (see the module)."""
+        (rank, due, _, _), slot = top
+        return self._in_lane == 0 or rank == 0 or now - due >= lane_lag(slot.policy)
+
+    def _wait_for(self, now: float) -> float:
+        """Seconds until a due entry may be taken (1 when none is queued)."""
+        times = []
+        other, laned = self._top(self._heap), self._top(self._lane)
+        if other is not None:
+            times.append(other[0][1])
+        if laned is not None:
+            (rank, due, _, _), slot = laned
+            open_now = self._in_lane == 0 or rank == 0
+            times.append(due if open_now else due + lane_lag(slot.policy))
+        return min(times) - now if times else 1.0
 
     def _next_due(self) -> tuple[str, _Slot] | None:
         with self._cond:
@@ -305,7 +366,7 @@ class Scheduler:
                 found = self._take_due(now)
                 if found is not None:
                     return found
-                timeout = self._heap[0][1] - now if self._heap else 1.0
+                timeout = self._wait_for(now)
                 if self._gate is not None and not self._gate():
                     timeout = 0.5  # closed: look again now and then, or at `wake()`
                 self._cond.wait(timeout=max(0.005, min(timeout, 1.0)))
@@ -358,6 +419,8 @@ class Scheduler:
         with self._cond:
             done, slot.in_run = slot.in_run, ()
             slot.running = False
+            self._in_lane -= slot.laned
+            slot.laned = False
             if last is not None:
                 slot.last = last
             if self._draining.get(name) is slot:
@@ -396,7 +459,9 @@ class Scheduler:
 
     def _push(self, due: float, name: str, *, urgent: bool = False) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (_rank(urgent), due, self._seq, name))
+        slot = self._slots.get(name)
+        heap = self._lane if slot is not None and shares_grouped_query(slot.policy) else self._heap
+        heapq.heappush(heap, (_rank(urgent), due, self._seq, name))
 
 
 def _rank(urgent: bool) -> int:

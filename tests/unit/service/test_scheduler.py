@@ -518,3 +518,91 @@ def test_different_templates_tick_at_different_phases() -> None:
     assert next_tick(one, 1000.0) != next_tick(other, 1000.0)
     assert next_tick(one, 1000.0) - 1000.0 >= 2.5  # at least a quarter interval ahead
     assert next_tick(one, next_tick(one, 1000.0)) == pytest.approx(next_tick(one, 1000.0) + 10)
+
+
+# --- the lane: runs of a grouped query, one worker at a time ----------------------------------
+
+
+class _Concurrency(_Recorder):
+    """A recorder that also counts how many runs of each kind are in flight at once."""
+
+    def __init__(self, pause: float = 0.002) -> None:
+        super().__init__()
+        self.pause = pause
+        self.now: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()
+
+    def __call__(self, policy: Policy, fresh_since: float | None = None) -> Evaluation:
+        kind = "grouped" if any(c.select for c in policy.checks) else "own"
+        with self.lock:
+            self.now[kind] += 1
+            self.now["all"] += 1
+            for k in (kind, "all"):
+                self.most[k] = max(self.most[k], self.now[k])
+        try:
+            time.sleep(self.pause)  # gives the other workers every chance to overlap
+            return super().__call__(policy, fresh_since)
+        finally:
+            with self.lock:
+                self.now[kind] -= 1
+                self.now["all"] -= 1
+
+
+def test_runs_sharing_a_grouped_query_take_one_worker_at_a_time_others_run_beside(
+    running: Callable[..., Scheduler],
+) -> None:
+    recorder = _Concurrency()
+    recorder.hold["own"] = threading.Event()
+    templated = [_templated(f"job{i}", interval=3600) for i in range(40)]
+    try:
+        running(recorder, [_policy("own", 3600), *templated], workers=4)
+        wait_until(
+            lambda: all(recorder.calls[p.name] == 1 for p in templated),
+            timeout=10,
+            what="every templated run",
+        )
+        assert recorder.running["own"] == 1  # still held: the lane ran beside it
+    finally:
+        recorder.hold["own"].set()
+    assert recorder.most["grouped"] == 1
+    assert recorder.most["all"] == 2
+
+
+def test_the_lane_gets_help_once_its_oldest_run_waits_past_half_the_interval(
+    running: Callable[..., Scheduler],
+) -> None:
+    recorder = _Concurrency(pause=0)
+    recorder.hold["job0"] = threading.Event()  # a scale call that hangs
+    templated = [_templated(f"job{i}", interval=0.4) for i in range(5)]  # lag 0.2 s
+    try:
+        running(recorder, templated, workers=3)
+        wait_until(lambda: recorder.running["job0"] == 1, timeout=5, what="the stuck run")
+        wait_until(
+            lambda: all(recorder.calls[f"job{i}"] >= 1 for i in range(1, 5)),
+            timeout=5,
+            what="the others, by other workers",
+        )
+        assert recorder.running["job0"] == 1
+    finally:
+        recorder.hold["job0"].set()
+
+
+def test_a_triggered_run_does_not_wait_for_a_busy_lane(
+    running: Callable[..., Scheduler],
+) -> None:
+    recorder = _Concurrency(pause=0)
+    recorder.hold["job0"] = threading.Event()
+    templated = [_templated(f"job{i}", interval=3600) for i in range(2)]  # lag 5 s
+    try:
+        scheduler = running(recorder, templated, workers=2)
+        wait_until(lambda: recorder.running["job0"] == 1, timeout=5, what="the busy lane")
+        time.sleep(0.1)
+        assert recorder.calls["job1"] == 0  # due, but waiting for the lane (5 s at most)
+        started = time.monotonic()
+        future = scheduler.trigger("job1")
+        assert future is not None
+        future.result(timeout=4)
+        assert time.monotonic() - started < 2  # not the 5 s the lane would make it wait
+        assert recorder.running["job0"] == 1
+    finally:
+        recorder.hold["job0"].set()
