@@ -31,7 +31,6 @@ class ServiceConfig:
     listen: str = "127.0.0.1:8080"
     api_token_file: str | None = None
     workers: int = 4
-    switch_interval: float = 0.02  # sys.setswitchinterval while the service runs
     reload_interval: float = 5.0
     notify_urls: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -139,18 +138,6 @@ SERVICE_OPTIONS = (
         key=("workers",),
         default=4,
         help="policies evaluated at once at most",
-    ),
-    Option(
-        dest="switch_interval",
-        kind=at_least(NUMBER, 0, above=True, unit=" s"),
-        flags=("--switch-interval",),
-        env="AUTOSCALER_SWITCH_INTERVAL",
-        key=("switch_interval",),
-        default=0.02,
-        help="seconds a busy worker thread may keep Python's interpreter lock while another "
-        "thread waits for it (Python's own default: 0.005): longer wastes less CPU handing "
-        "it back and forth between busy workers, and delays the API and triggers by up to "
-        "that long while every worker is busy",
     ),
     Option(
         dest="reload_interval",
@@ -275,7 +262,6 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         listen=args.listen,
         api_token_file=args.api_token_file,
         workers=int(args.workers),
-        switch_interval=float(args.switch_interval),
         reload_interval=float(args.reload_interval),
         notify_urls=tuple(urls),
         allowed_hosts=tuple(args.allowed_host),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -374,23 +373,6 @@ class Controller:
 # collection every 15 to 20 s (bench.service, templated 10,000: collector time 1.1 to
 # 1.7 s -> 0.26 s over 45 s, RSS unchanged); only cyclic garbage waits longer.
 SERVICE_GC_THRESHOLD = 10_000
-
-
-def switch_threads_less_often(interval: float) -> float:
-    """Let a busy thread keep the interpreter lock `interval` seconds (`sys.setswitchinterval`)
-    while another waits for it; returns the interval it replaces.
-
-    With Python's 5 ms, the workers of a busy tick (10,000 templated targets, each
-    evaluation a fraction of a millisecond of pure Python) hand the lock to each other
-    200 times a second, and every hand-off makes the others queue on the locks the one
-    preempted still held (scheduler, state, telemetry): one template over 10,000 Nomad
-    jobs took 0.22 to 0.24 ms of CPU per evaluation with 4 workers, 0.15 ms with 1, and
-    0.17 ms with 4 at 20 ms. A thread waiting on I/O gives the lock up at once, so
-    per-target reads and queries are not delayed by it.
-    """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(interval)
-    return previous
 
 
 def collect_less_often() -> None:

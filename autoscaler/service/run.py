@@ -20,7 +20,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,11 +39,7 @@ from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
-from autoscaler.service.controller import (
-    Controller,
-    collect_less_often,
-    switch_threads_less_often,
-)
+from autoscaler.service.controller import Controller, collect_less_often
 from autoscaler.service.discovery import Discovery, from_settings, with_discovered
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
@@ -227,21 +222,6 @@ def run_service(
         check_exposure(config.listen, token, insecure=config.insecure_no_auth)
     fix_mmap_threshold()  # large transient buffers (a /metrics scrape) go back when freed
     collect_less_often()  # an evaluation's young objects die by reference count
-    switched = switch_threads_less_often(config.switch_interval)
-    try:
-        return _serve(config, settings, state, token, leadership)
-    finally:
-        sys.setswitchinterval(switched)  # run in-process (tests): as it was
-
-
-def _serve(
-    config: ServiceConfig,
-    settings: Settings,
-    state: StateStore,
-    token: str | None,
-    leadership: Leadership | None,
-) -> int:
-    """`run_service` once its checks passed and the process is tuned."""
     controller, source, discovery, targets = _controller(config, settings, state, leadership)
     http = None
     if config.listen:
