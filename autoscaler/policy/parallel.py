@@ -64,8 +64,8 @@ def map_files(
         start, end = shares[0]
         results = [read(path) for path in paths[start:end]]
         for (start, end), child in zip(shares[1:], children, strict=True):
+            got = None if child is None else _collect(*child, kind, end - start)
             done += 1
-            got = None if child is None else _collect(*child, kind)
             results += got if got is not None else [read(path) for path in paths[start:end]]
     finally:  # interrupted: no worker left behind
         for child in children[done:]:
@@ -114,14 +114,16 @@ def _spawn(read: Callable[[Path], T], paths: Sequence[Path]) -> tuple[int, int] 
 
 def _abandon(pid: int, inlet: int) -> None:
     """Stop a worker whose result is no longer wanted, and reap it."""
-    os.close(inlet)
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # already closed, when collecting it was interrupted
+        os.close(inlet)
+    with contextlib.suppress(OSError):  # already reaped
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
 
 
-def _collect(pid: int, inlet: int, kind: type[T]) -> list[T] | None:
-    """What a worker sent, or None when it failed (its share is then read again)."""
+def _collect(pid: int, inlet: int, kind: type[T], count: int) -> list[T] | None:
+    """The `count` results a worker sent, or None when it failed (its share is then read
+    again)."""
     with os.fdopen(inlet, "rb") as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
@@ -131,6 +133,8 @@ def _collect(pid: int, inlet: int, kind: type[T]) -> list[T] | None:
         results = pickle.loads(data)  # noqa: S301 - our own child's output, through our pipe
     except Exception:
         return None
-    if not isinstance(results, list) or not all(isinstance(x, kind) for x in results):
+    if not isinstance(results, list) or len(results) != count:
+        return None
+    if not all(isinstance(x, kind) for x in results):
         return None
     return results

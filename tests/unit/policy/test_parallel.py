@@ -148,3 +148,18 @@ def test_an_interrupted_read_leaves_no_worker_behind(
     for pid in spawned:
         with pytest.raises(ChildProcessError):  # reaped: no longer our child
             os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.usefixtures("few_is_many")
+def test_a_worker_sending_too_few_results_has_its_share_read_again_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = write_files(tmp_path, 30)
+    spawn = parallel._spawn
+
+    def short(read: Any, share: Any) -> tuple[int, int] | None:
+        return spawn(read, share[:-1])  # one result missing
+
+    monkeypatch.setattr(parallel, "_spawn", short)
+
+    assert map_files(lambda p: p.name, str, paths, workers=3) == [p.name for p in paths]
