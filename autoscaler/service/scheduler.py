@@ -36,7 +36,7 @@ Such runs go through a *lane* of their own, which one worker at a time takes fro
 their data is already here (the tick's one answer, the targets' watched or batched
 status), so they are pure Python, and several workers running them at once only fight
 over the interpreter lock and the locks it makes them queue on (at 10,000 templated
-targets, 0.22 to 0.24 ms of CPU per evaluation with 4 workers against 0.15 ms with one).
+targets, 0.20 to 0.24 ms of CPU per evaluation with 4 workers against 0.15 ms with one).
 When the lane falls behind (its oldest due run waits `lane_lag` past its time: a slow
 scale call in it, a tick too big for one core), any free worker helps; a triggered run
 never waits for the lane. Other policies are not in it: they wait on their own queries
