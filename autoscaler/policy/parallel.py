@@ -20,6 +20,7 @@ import itertools
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -37,14 +38,11 @@ MAX_WORKERS = 4
 
 def default_workers() -> int:
     """The processes to read files with: the cores this process may run on, at most 4;
-    1 where there is no `fork`."""
-    if not hasattr(os, "fork"):
+    1 but on Linux (macOS forbids using some of its system libraries after a `fork`, and
+    Windows has none)."""
+    if not sys.platform.startswith("linux"):
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 def map_files(

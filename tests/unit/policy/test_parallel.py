@@ -163,3 +163,8 @@ def test_a_worker_sending_too_few_results_has_its_share_read_again_here(
     monkeypatch.setattr(parallel, "_spawn", short)
 
     assert map_files(lambda p: p.name, str, paths, workers=3) == [p.name for p in paths]
+
+
+def test_only_linux_reads_with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel.sys, "platform", "darwin")
+    assert parallel.default_workers() == 1
