@@ -26,6 +26,7 @@ not at every interval; a throttled call keeps the batching as it was.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import OrderedDict
@@ -50,6 +51,20 @@ class _Call(Generic[_G]):
     done: threading.Event = field(default_factory=threading.Event)
     groups: dict[str, _G] = field(default_factory=dict)
     error: BaseException | None = None
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """`error` for one more reader of a failed call: a copy of its own, since an exception
+    raised in several threads at once has its traceback grown by all of them (each
+    reader's frames, mixed, and kept alive with it). The original itself when it cannot be
+    copied (an exception class whose arguments do not rebuild it)."""
+    try:
+        copied = copy.copy(error)
+    except Exception:  # any failure to copy: share the original, as before
+        return error
+    if type(copied) is not type(error) or str(copied) != str(error):
+        return error
+    return copied.with_traceback(None)
 
 
 class GroupReads(Generic[_G]):
@@ -132,7 +147,9 @@ class GroupReads(Generic[_G]):
         else:
             call.done.wait()
         if call.error is not None:
-            raise call.error
+            if sender:
+                raise call.error
+            raise _own_copy(call.error) from call.error
         return call.groups.get(name)
 
     def forget(self) -> None:

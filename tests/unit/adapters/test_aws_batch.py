@@ -131,6 +131,55 @@ def test_a_failed_call_fails_each_of_its_readers_and_only_them() -> None:
     assert reads.read("b") == {"AutoScalingGroupName": "b", "call": "3"}  # a retry gathers anew
 
 
+def test_each_reader_of_a_failed_call_raises_an_exception_of_its_own() -> None:
+    aws = FakeAws(["a", "b", "c"])
+    aws.refused = {"c"}
+    reads = reads_of(aws)
+    aws.hold.clear()
+    _, join_first = in_threads(reads, ["a"])
+    wait_until(lambda: len(aws.calls) == 1, timeout=5, what="the first call in flight")
+    others, join_others = in_threads(reads, ["b", "c"])
+    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
+
+    aws.hold.set()
+    join_first()
+    join_others()
+
+    b, c = others["b"], others["c"]
+    assert isinstance(b, RuntimeError) and isinstance(c, RuntimeError)
+    assert b is not c  # raised in two threads at once, one object's traceback grew twice
+    assert str(b) == str(c) == "Throttling (call 2)"
+    copied, original = (b, c) if b.__cause__ is c else (c, b)
+    assert copied.__cause__ is original  # the copy says where it came from
+
+
+def test_an_exception_that_cannot_be_copied_is_shared_as_before() -> None:
+    class Odd(Exception):
+        def __init__(self, code: int, why: str) -> None:
+            super().__init__(f"{code}: {why}")  # args do not rebuild it
+
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def describe(names: Sequence[str]) -> list[Group]:
+        calls.append(len(names))
+        gate.wait(10)
+        raise Odd(503, "down")
+
+    reads: GroupReads[Group] = GroupReads(describe, lambda g: g["name"])
+    first, join_first = in_threads(reads, ["a"])
+    wait_until(lambda: len(calls) == 1, timeout=5, what="the first call in flight")
+    others, join_others = in_threads(reads, ["b", "c"])
+    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
+    gate.set()
+    join_first()
+    join_others()
+
+    assert isinstance(first["a"], Odd)
+    assert others["b"] is others["c"]
+    assert str(others["b"]) == "503: down"
+
+
 # --- groups fetched along: other targets' groups fill a call up to its 50 names ---------
 
 
