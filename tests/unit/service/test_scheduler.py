@@ -31,7 +31,7 @@ from autoscaler.errors import EvaluationFailed, PolicyNotFound, ServiceBusy, Shu
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
-from autoscaler.service.scheduler import Scheduler, next_tick
+from autoscaler.service.scheduler import LANE_STUCK, Scheduler, next_tick
 from autoscaler.service.telemetry import Telemetry
 from tests.support.net import wait_until
 
@@ -604,5 +604,26 @@ def test_a_triggered_run_does_not_wait_for_a_busy_lane(
         future.result(timeout=4)
         assert time.monotonic() - started < 2  # not the 5 s the lane would make it wait
         assert recorder.running["job0"] == 1
+    finally:
+        recorder.hold["job0"].set()
+
+
+def test_a_lane_run_stuck_for_a_second_no_longer_holds_the_lane(
+    running: Callable[..., Scheduler],
+) -> None:
+    recorder = _Concurrency(pause=0)
+    recorder.hold["job0"] = threading.Event()  # a scale call that hangs
+    templated = [_templated(f"job{i}", interval=3600) for i in range(4)]  # lag: 5 s
+    try:
+        started = time.monotonic()
+        running(recorder, templated, workers=2)
+        wait_until(
+            lambda: all(recorder.calls[f"job{i}"] == 1 for i in range(1, 4)),
+            timeout=4,
+            what="the others, well before the 5 s lag",
+        )
+        assert time.monotonic() - started >= LANE_STUCK * 0.9  # not before it was stuck
+        assert recorder.running["job0"] == 1
+        assert recorder.most["grouped"] == 2  # the stuck one and the one going on
     finally:
         recorder.hold["job0"].set()
