@@ -93,7 +93,6 @@ class _Slot:
     last: Evaluation | None = None
     waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
     in_run: tuple[Future[Evaluation], ...] = ()  # for the current run
-    laned: bool = False  # the current run was taken from the lane
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,7 +306,7 @@ class Scheduler:
         if self._gate is not None and not self._gate():
             return None
         other, laned = self._top(self._heap), self._top(self._lane)
-        if laned is not None and not self._lane_open(laned, now):
+        if laned is not None and self._lane_opens_at(laned) > now:
             laned = None
         if other is not None and (laned is None or other[0][:3] <= laned[0][:3]):
             entry, heap = other[0], self._heap
@@ -321,8 +320,7 @@ class Scheduler:
         name = entry[3]
         slot = self._slots[name]
         slot.running = True
-        slot.laned = heap is self._lane
-        if slot.laned:
+        if heap is self._lane:
             self._lane_runs[id(slot)] = now
         slot.urgent = False
         slot.fresh_since, slot.triggered_at = slot.triggered_at, None
@@ -347,12 +345,15 @@ class Scheduler:
             return entry, slot
         return None
 
-    def _lane_open(self, top: tuple[tuple[int, float, int, str], _Slot], now: float) -> bool:
-        """Whether a worker may take the lane's first entry `top` (see the module)."""
+    def _lane_opens_at(self, top: tuple[tuple[int, float, int, str], _Slot]) -> float:
+        """When a worker may take the lane's first entry `top` (see the module): when due
+        if the lane is free or the run triggered; else once it is `lane_lag` late or every
+        lane run in flight has taken `LANE_STUCK`, whichever comes first."""
         (rank, due, _, _), slot = top
-        if not self._lane_runs or rank == 0 or now - due >= lane_lag(slot.policy):
-            return True
-        return now - max(self._lane_runs.values()) >= LANE_STUCK  # every lane run is stuck
+        if not self._lane_runs or rank == 0:
+            return due
+        stuck = max(self._lane_runs.values()) + LANE_STUCK
+        return max(due, min(due + lane_lag(slot.policy), stuck))
 
     def _wait_for(self, now: float) -> float:
         """Seconds until a due entry may be taken (1 when none is queued)."""
@@ -361,12 +362,7 @@ class Scheduler:
         if other is not None:
             times.append(other[0][1])
         if laned is not None:
-            (rank, due, _, _), slot = laned
-            if not self._lane_runs or rank == 0:
-                times.append(due)
-            else:  # when it is late enough, or the lane's runs stuck, whichever comes first
-                stuck = max(self._lane_runs.values()) + LANE_STUCK
-                times.append(max(due, min(due + lane_lag(slot.policy), stuck)))
+            times.append(self._lane_opens_at(laned))
         return min(times) - now if times else 1.0
 
     def _next_due(self) -> tuple[str, _Slot] | None:
@@ -429,9 +425,7 @@ class Scheduler:
         with self._cond:
             done, slot.in_run = slot.in_run, ()
             slot.running = False
-            if slot.laned:
-                del self._lane_runs[id(slot)]
-                slot.laned = False
+            self._lane_runs.pop(id(slot), None)  # a run from the lane: it holds it no more
             if last is not None:
                 slot.last = last
             if self._draining.get(name) is slot:

@@ -112,19 +112,31 @@ def test_a_missing_group_reads_as_none() -> None:
     assert reads_of(FakeAws(["a"])).read("ghost") is None
 
 
+Results = dict[str, Group | BaseException | None]
+
+
+def b_and_c_share_a_call(
+    reads: GroupReads[Group], hold: threading.Event, sent: Callable[[], int]
+) -> tuple[Results, Results]:
+    """ "a" reads alone, its call held in flight (`hold`); "b" and "c" gather meanwhile and
+    share the next call once `hold` is set. The results of "a", and of "b" and "c"."""
+    hold.clear()
+    first, join_first = in_threads(reads, ["a"])
+    wait_until(lambda: sent() == 1, timeout=5, what="the first call in flight")
+    others, join_others = in_threads(reads, ["b", "c"])
+    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
+    hold.set()
+    join_first()
+    join_others()
+    return first, others
+
+
 def test_a_failed_call_fails_each_of_its_readers_and_only_them() -> None:
     aws = FakeAws(["a", "b", "c"])
     aws.refused = {"c"}
     reads = reads_of(aws)
-    aws.hold.clear()
-    first, join_first = in_threads(reads, ["a"])
-    wait_until(lambda: len(aws.calls) == 1, timeout=5, what="the first call in flight")
-    others, join_others = in_threads(reads, ["b", "c"])
-    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
 
-    aws.hold.set()
-    join_first()
-    join_others()
+    first, others = b_and_c_share_a_call(reads, aws.hold, lambda: len(aws.calls))
 
     assert isinstance(first["a"], dict)
     assert [str(others["b"]), str(others["c"])] == ["Throttling (call 2)"] * 2
@@ -134,16 +146,8 @@ def test_a_failed_call_fails_each_of_its_readers_and_only_them() -> None:
 def test_each_reader_of_a_failed_call_raises_an_exception_of_its_own() -> None:
     aws = FakeAws(["a", "b", "c"])
     aws.refused = {"c"}
-    reads = reads_of(aws)
-    aws.hold.clear()
-    _, join_first = in_threads(reads, ["a"])
-    wait_until(lambda: len(aws.calls) == 1, timeout=5, what="the first call in flight")
-    others, join_others = in_threads(reads, ["b", "c"])
-    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
 
-    aws.hold.set()
-    join_first()
-    join_others()
+    _, others = b_and_c_share_a_call(reads_of(aws), aws.hold, lambda: len(aws.calls))
 
     b, c = others["b"], others["c"]
     assert isinstance(b, RuntimeError) and isinstance(c, RuntimeError)
@@ -167,13 +171,8 @@ def test_an_exception_that_cannot_be_copied_is_shared_as_before() -> None:
         raise Odd(503, "down")
 
     reads: GroupReads[Group] = GroupReads(describe, lambda g: g["name"])
-    first, join_first = in_threads(reads, ["a"])
-    wait_until(lambda: len(calls) == 1, timeout=5, what="the first call in flight")
-    others, join_others = in_threads(reads, ["b", "c"])
-    wait_until(lambda: reads.gathering == 2, timeout=5, what="two readers gathered")
-    gate.set()
-    join_first()
-    join_others()
+
+    first, others = b_and_c_share_a_call(reads, gate, lambda: len(calls))
 
     assert isinstance(first["a"], Odd)
     assert others["b"] is others["c"]
