@@ -48,7 +48,7 @@ stabilization:
 # README's Development section for the numbers on the second halves.
 TOLERANCE = 0.05
 # A scale-out waits while the value is within the forecast's recent error above the
-# current count's target, at most this (`core.noise`; README: what else was tried).
+# current count's target, at most this (`core.noise`; docs/measurements.md: what else was tried).
 NOISE_BAND = 0.25
 DOWN_WINDOW = "5m"
 DOWN_WORDS = "5 minutes"
