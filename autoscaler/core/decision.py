@@ -277,7 +277,31 @@ def _evaluate_checks(
     for observation in observations:
         by_name.setdefault(observation.check, observation)
     guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
-    return [_evaluate(check, by_name.get(check.name), current, guard) for check in policy.checks]
+    checks = policy.checks
+    if len(checks) > 1 and len({c.name for c in checks}) < len(checks):
+        return _ambiguous(checks, by_name, current, guard)
+    return [_evaluate(check, by_name.get(check.name), current, guard) for check in checks]
+
+
+def _ambiguous(
+    checks: Sequence[Check],
+    by_name: dict[str, Observation],
+    current: int | None,
+    guard: AnomalyGuard | None,
+) -> list[_Evaluated]:
+    """Every check, those sharing a name with another failed: values are matched with
+    checks by name, so whose value is whose cannot be told (the loader refuses such a
+    policy; one built otherwise must never be read with another check's value)."""
+    names = [c.name for c in checks]
+    evaluated = []
+    for check in checks:
+        shared = names.count(check.name)
+        if shared > 1:
+            error = f"{shared} checks are named {check.name!r}: their values cannot be told apart"
+            evaluated.append(_Evaluated(_failed_result(check, error), None))
+        else:
+            evaluated.append(_evaluate(check, by_name.get(check.name), current, guard))
+    return evaluated
 
 
 def _evaluate(

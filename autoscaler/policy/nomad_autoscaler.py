@@ -78,6 +78,8 @@ class Translation:
     unsupported: list[tuple[str, str | None, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Every check's name here, carried or not, in the order of the policy's check blocks.
+    names: list[str] = field(default_factory=list)
 
 
 Block = tuple[str | None, dict[str, Any]]
@@ -143,6 +145,20 @@ def policy_name(name: str) -> str:
     """`name` made a valid policy name: other characters become `-`."""
     cleaned = _NAME_CHARS.sub("-", name).strip("-._") or "policy"
     return cleaned if re.match(NAME_PATTERN, cleaned) else f"p-{cleaned}"
+
+
+def _unique(name: str, taken: list[str]) -> str:
+    """`name`, or `name-2`, `name-3`... when a check before it is named so already.
+
+    Two labels may make one name (`cpu` and `cpu %` are both `cpu` here), and checks are
+    matched with their values by name: a check we cannot run, named as one we run, would
+    be read with that one's value and could scale in, where it must hold."""
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}-{k}" in taken:
+        k += 1
+    return f"{name}-{k}"
 
 
 # --- parts --------------------------------------------------------------------------------
@@ -243,7 +259,8 @@ def go_duration(text: str) -> float | None:
 
 
 def _check(out: Translation, label: str, body: Mapping[str, Any]) -> None:
-    name = policy_name(label)
+    name = _unique(policy_name(label), out.names)
+    out.names.append(name)
     if name != label:
         out.notes.append(f"check {label!r} is named {name!r} here")
     query = body.get("query")
@@ -482,6 +499,6 @@ def policy_from_nomad(
                 unsupported=f"unsupported: {reason}; this check never counts (it holds scale-in)",
             )
         )
-    order = [label for label, _ in blocks(found.policy.get("check"))]
+    order = done.names  # the check blocks' order, by the names given here
     checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     return replace(policy, checks=tuple(checks)), []

@@ -198,6 +198,24 @@ def test_failed_check_still_allows_scale_up() -> None:
     assert "check error-ratio failed (timeout): scale-down blocked" in outcome.decision.reasons
 
 
+def test_checks_sharing_a_name_fail_rather_than_read_each_others_value() -> None:
+    # Values are matched with checks by name: a policy built with two checks of one name
+    # (the loader refuses it) must not read the first one's low value for both.
+    twin = replace(LATENCY, target=0.5, query="other_query")
+    outcome = run(make_policy(LATENCY, twin, FLOOR), ok(LATENCY, 0.05), ok(twin, 0.05), current=8)
+    assert outcome.decision.action is Action.NONE
+    assert outcome.decision.desired == 8  # not 6 (the floor), let alone 2 (the low value)
+    errors = [c.error for c in outcome.decision.checks]
+    assert errors[:2] == ["2 checks are named 'p95-latency': their values cannot be told apart"] * 2
+    assert errors[2] is None
+
+
+def test_checks_sharing_a_name_alone_hold() -> None:
+    twin = replace(LATENCY, target=0.5, query="other_query")
+    outcome = run(make_policy(LATENCY, twin), ok(LATENCY, 0.01), current=8)
+    assert (outcome.decision.action, outcome.decision.desired) == (Action.HOLD, 8)
+
+
 def test_several_failed_checks_are_named_in_one_reason() -> None:
     outcome = run(make_policy(LATENCY, ERRORS, FLOOR), failed(LATENCY, "a"), failed(ERRORS, "b"))
     assert outcome.decision.reasons[-1] == (

@@ -4,12 +4,14 @@ line for every setting carried differently. Payloads have the shape Nomad stores
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from autoscaler.core.decision import decide
 from autoscaler.core.discovered import NomadScalingPolicy
-from autoscaler.core.model import NomadTarget, Strategy
+from autoscaler.core.model import Action, Memory, NomadTarget, Observation, Strategy, TargetStatus
 from autoscaler.policy.loader import load_data
 from autoscaler.policy.nomad_autoscaler import (
     go_duration,
@@ -134,6 +136,31 @@ def test_what_cannot_be_carried_holds_as_unsupported(check: dict[str, Any], reas
     assert [c.unsupported is None for c in policy.checks] == [True, False]
     assert reason in (policy.checks[1].unsupported or "")
     assert "it holds scale-in" in (policy.checks[1].unsupported or "")
+
+
+def test_two_labels_that_make_one_name_stay_two_checks_and_the_unsupported_one_holds() -> None:
+    # `cpu %` is named `cpu` here too: read by name, the check we cannot run would have
+    # been scored with the Prometheus check's value and scaled in (8 -> 2).
+    found = _stored(
+        _check("cpu", "target-value", {"target": 60}, **PROM),
+        _check("cpu %", "target-value", {"target": 70}, query="avg_cpu"),  # the Nomad APM
+    )
+    policy = _policy(found)
+    assert [c.name for c in policy.checks] == ["cpu", "cpu-2"]
+    assert policy.checks[0].unsupported is None and policy.checks[1].unsupported
+    assert "check 'cpu %' is named 'cpu-2' here" in policy.description
+    outcome = decide(
+        policy,
+        status=TargetStatus(count=8),
+        observations=[
+            Observation(check="cpu", value=2.0),
+            Observation(check="cpu-2", error=policy.checks[1].unsupported),
+        ],
+        memory=Memory(),
+        now=datetime(2026, 6, 1, tzinfo=UTC),
+    )
+    assert (outcome.decision.action, outcome.decision.desired) == (Action.NONE, 8)
+    assert any("scale-down blocked" in reason for reason in outcome.decision.reasons)
 
 
 def test_a_policy_of_unsupported_checks_only_is_loaded_and_holds() -> None:
