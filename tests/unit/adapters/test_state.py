@@ -95,6 +95,16 @@ def test_last_scaled_at_is_per_target_and_never_moves_back(tmp_path: Path) -> No
     store.close()
 
 
+def test_every_commit_is_synced_to_disk_before_it_returns(tmp_path: Path) -> None:
+    # A scale's record is written before the scale call: it must survive a power loss,
+    # which under WAL only `synchronous=FULL` (2) promises, not NORMAL (1).
+    store = SqliteStateStore(tmp_path / "state.db")
+    assert store._db is not None
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
+
+
 def test_unknown_policy_loads_empty_memory(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "s.db")
     assert store.load("nobody", "t") == Memory()
