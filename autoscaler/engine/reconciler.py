@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from autoscaler.adapters.deadline import monotonic as lease_clock
 from autoscaler.core import decision as core
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
@@ -96,8 +97,10 @@ _Outcome = TypeVar("_Outcome", _Applied, Evaluation)
 class Reconciler:
     """Evaluates policies against a metric source, their targets and a state store.
 
-    `fence`, when given, is called right before every scale call and raises `NotLeader`
-    when this replica may not act (it lost the leader lease): the call is then not made.
+    `fence`, when given, is called right before every scale call, with the instant
+    (`adapters.deadline.monotonic`) the evaluation began, and raises `NotLeader` when
+    this replica may not act (it lost the leader lease, or it lapsed since that instant):
+    the call is then not made.
     It returns where the lease's validity ends, the scale call's `deadline`: no request
     of the call is sent from then on.
     `history` answers the range queries that forecasts and the anomaly guard read their
@@ -113,7 +116,7 @@ class Reconciler:
         targets: Callable[[TargetRef], ScalingTarget],
         state: StateStore,
         clock: Callable[[], datetime] = utcnow,
-        fence: Callable[[], float | None] | None = None,
+        fence: Callable[[float], float | None] | None = None,
         history: RangeSource | None = None,
         log_unchanged: bool = True,
     ) -> None:
@@ -159,6 +162,7 @@ class Reconciler:
         self, policy: Policy, *, dry_run: bool, apply: bool, started: float
     ) -> Evaluation:
         """The evaluation (not yet scrubbed), its `duration` counted from `started`."""
+        begun = lease_clock() if self._fence is not None else 0.0  # what the fence compares
         now = self._clock()
         try:
             target = self._targets(policy.target)
@@ -208,7 +212,7 @@ class Reconciler:
             error_kind="source" if source_error else None,
         )
         if apply and applied.decision.changes_target and not applied.decision.dry_run:
-            applied = self._apply(policy, target, applied, now)
+            applied = self._apply(policy, target, applied, now, begun)
         if apply:
             applied = self._save(policy, applied)
         return Evaluation(
@@ -260,7 +264,7 @@ class Reconciler:
         )
 
     def _apply(
-        self, policy: Policy, target: ScalingTarget, applied: _Applied, now: datetime
+        self, policy: Policy, target: ScalingTarget, applied: _Applied, now: datetime, begun: float
     ) -> _Applied:
         """Call the scale API for the decision; a failure turns it into a `hold`.
 
@@ -299,7 +303,7 @@ class Reconciler:
         deadline = None
         if self._fence is not None:
             try:
-                deadline = self._fence()
+                deadline = self._fence(begun)
             except NotLeader as exc:
                 self._withdraw(key, now, before)
                 return _fenced(applied, exc)

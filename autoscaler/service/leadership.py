@@ -109,6 +109,9 @@ class Leadership:
         self._epoch: int | None = None  # the epoch this replica leads under now
         self._mine: int | None = None  # the last epoch it held (to resume after a lapse)
         self._valid_until = 0.0
+        # Since when (our clock) this replica has led without a lapse: set when it is
+        # elected, and when a renewal comes only after its lease had lapsed (a pause).
+        self._since = 0.0
         self._seen: LeaseState | None = None
         self._problem: str | None = None
         self._anchor: tuple[datetime, float] | None = None  # (database time, our clock)
@@ -147,11 +150,15 @@ class Leadership:
     def epoch(self) -> int | None:
         return self._epoch if self.acting() else None
 
-    def fence(self) -> float:
+    def fence(self, begun: float | None = None) -> float:
         """Where the lease's local validity ends (an instant of this leadership's clock:
         `adapters.deadline.monotonic`), while this replica leads and the database confirms
         its epoch is current; raise `NotLeader` otherwise. Called right before a scale
-        call, which sends nothing from that instant on (the call's `deadline`)."""
+        call, which sends nothing from that instant on (the call's `deadline`).
+
+        `begun` is when the evaluation that wants to scale began (the same clock): if the
+        lease lapsed since, even when this replica got it back (the same epoch, nobody
+        having taken it, or a new one), what it decided before the lapse is not applied."""
         epoch = self._epoch
         if epoch is None or not self.acting():
             raise NotLeader(f"replica {self.replica} does not hold the leader lease")
@@ -164,6 +171,12 @@ class Leadership:
         until = self._valid_until
         if self._epoch != epoch or not self._mono() < until:
             raise NotLeader(f"lease epoch {epoch} lapsed while it was being confirmed")
+        if begun is not None and begun < self._since:
+            raise NotLeader(
+                "the leader lease lapsed while this evaluation ran (the process paused, or "
+                "the database out of reach, for longer than the lease): what it decided "
+                "before is not applied"
+            )
         return until
 
     def clock(self) -> datetime:
@@ -315,6 +328,8 @@ class Leadership:
             log.warning("state database reachable again: %s", self._lease.where)
             self._problem = None
         if seen.held:
+            if epoch != seen.epoch or not sent < self._valid_until:
+                self._since = sent  # a new tenure: elected, or renewed after a lapse
             self._valid_until = sent + self.ttl - self._margin
             if epoch != seen.epoch:
                 self._elect(seen.epoch)

@@ -90,8 +90,8 @@ class Leader:
     fenced: list[float | None]
 
     def evaluate(self, policy: Policy, target: ScalingTarget) -> Evaluation:
-        def fence() -> float | None:
-            until: float | None = self.leadership.fence()
+        def fence(begun: float) -> float | None:
+            until: float | None = self.leadership.fence(begun)
             self.fenced.append(until)
             return until
 

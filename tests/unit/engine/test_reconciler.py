@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autoscaler import redact
+from autoscaler.adapters.deadline import monotonic as lease_clock
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import (
     Action,
@@ -362,7 +363,7 @@ def test_a_replica_that_lost_the_lease_neither_scales_nor_keeps_a_cooldown() -> 
     state = MemoryStateStore()
     target = FakeTarget(status_value=TargetStatus(count=2))
 
-    def fence() -> None:
+    def fence(_begun: float) -> None:
         raise NotLeader("lease epoch 3 is no longer current (expired or taken over)")
 
     reconciler = Reconciler(
@@ -379,6 +380,30 @@ def test_a_replica_that_lost_the_lease_neither_scales_nor_keeps_a_cooldown() -> 
         "not scaled: lease epoch 3 is no longer current (expired or taken over)"
     )
     assert state.load("web", KEY).last_scaled_at is None  # the record made first is undone
+
+
+def test_the_fence_is_given_the_instant_the_evaluation_began() -> None:
+    # On the lease's clock (it keeps counting while the process is stopped): the fence
+    # refuses a decision made before a lapse of the lease.
+    target = FakeTarget(status_value=TargetStatus(count=2))
+    given: list[float] = []
+
+    def fence(begun: float) -> float:
+        given.append(begun)
+        return begun + 10
+
+    reconciler = Reconciler(
+        source=FakeSource({"sum(load)": 60.0}),
+        targets=lambda _ref: target,
+        state=MemoryStateStore(),
+        clock=lambda: T0,
+        fence=fence,
+    )
+    before = lease_clock()
+    evaluation = reconciler.evaluate(_policy())
+    assert evaluation.scaled and target.scaled
+    (begun,) = given
+    assert before <= begun <= lease_clock()
 
 
 LAST = "SetDesiredCapacity on Auto Scaling Group 'web' (eu-west-3)"
@@ -414,7 +439,7 @@ def test_a_scale_call_cut_at_the_lease_deadline_holds_and_says_why(
         targets=lambda _ref: target,
         state=state,
         clock=lambda: T0,
-        fence=lambda: 1234.5,  # where the lease's validity ends
+        fence=lambda _begun: 1234.5,  # where the lease's validity ends
     )
     evaluation = reconciler.evaluate(_policy())
     assert target.deadlines == [1234.5], "the scale call is bounded by the lease"

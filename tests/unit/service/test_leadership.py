@@ -157,6 +157,40 @@ def test_the_fence_gives_where_the_lease_validity_ends(lease: FakeLease, clock: 
     assert a.fence() == pytest.approx(1002 + TTL - TTL * 0.05)
 
 
+def test_an_evaluation_that_straddles_a_lapse_is_fenced_even_when_the_lease_comes_back(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # Paused mid-evaluation past the lease, then renewed (nobody took it: the same epoch)
+    # before the worker goes on: what it decided before the pause must not be applied.
+    a = leadership(lease, clock)
+    a.step()
+    begun = clock.t
+    advance(lease, clock, 2.0)
+    assert a.fence(begun) == pytest.approx(1000 + TTL - TTL * 0.05)  # no lapse: it acts
+    a.step()  # renewed in time: still one tenure
+    assert a.fence(begun) == pytest.approx(1002 + TTL - TTL * 0.05)
+    advance(lease, clock, TTL + 5)  # the whole process paused
+    assert a.step() and a.view().epoch == 1, "the same epoch, renewed after the lapse"
+    with pytest.raises(NotLeader, match="lapsed while this evaluation ran"):
+        a.fence(begun)
+    assert a.fence(clock.t) > clock.t, "an evaluation begun since acts"
+    a.fence()  # without an instant: the lease alone, as before
+
+
+def test_an_evaluation_begun_under_an_earlier_epoch_is_fenced(
+    lease: FakeLease, clock: Clock
+) -> None:
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()
+    begun = clock.t
+    advance(lease, clock, TTL + 1)  # a paused; b leads, then hands the lease back
+    assert b.step()
+    b.release()
+    assert a.step() and a.view().epoch == 3
+    with pytest.raises(NotLeader, match="lapsed while this evaluation ran"):
+        a.fence(begun)
+
+
 def test_a_leader_that_wakes_after_a_takeover_steps_down(lease: FakeLease, clock: Clock) -> None:
     deposed: list[bool] = []
     a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
