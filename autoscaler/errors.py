@@ -110,7 +110,15 @@ class TargetDeadline(TargetError):
 
 
 class TargetUnavailable(TargetError):
-    """The target's API could not be reached or kept failing, even after bounded retries."""
+    """The target's API could not be reached or kept failing, even after bounded retries.
+
+    `maybe_applied` is True when the failed call was a write whose last attempt was sent
+    and got no answer (a timeout or a dropped connection): it may have landed.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        self.maybe_applied = maybe_applied
+        super().__init__(message)
 
 
 class StateError(AutoscalerError):

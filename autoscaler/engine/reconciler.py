@@ -43,6 +43,7 @@ from autoscaler.errors import (
     TargetBusy,
     TargetDeadline,
     TargetError,
+    TargetUnavailable,
 )
 from autoscaler.redact import PRESCRUBBED, scrub
 
@@ -328,9 +329,19 @@ class Reconciler:
                 applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
             )
         except TargetError as exc:
-            self._withdraw(key, now, before)
-            held = _held(decision, f"scale to {decision.desired} failed: {exc}")
-            return replace(applied, decision=held, error=str(exc), error_kind="scale")
+            # A write sent and never answered may have landed: its cooldown stays, as the
+            # target's own record of it may not show yet (an ASG activity not yet listed).
+            landed = isinstance(exc, TargetUnavailable) and exc.maybe_applied
+            if not landed:
+                self._withdraw(key, now, before)
+            reason = f"scale to {decision.desired} failed: {exc}"
+            if landed:
+                reason += "; it may have landed (no answer came): its cooldown is kept"
+            held = _held(decision, reason)
+            memory = done if landed else memory
+            return replace(
+                applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
+            )
         return _Applied(
             decision=decision,
             memory=done,

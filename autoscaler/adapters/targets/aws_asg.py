@@ -345,11 +345,14 @@ class AsgScaler:
         try:
             return retrying(attempt)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
             if until.cut and is_transient(exc):
-                unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 last = _describe(exc)
                 raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
-            raise self._translate(action, exc, sent, where=where) from exc
+            error = self._translate(action, exc, sent, where=where)
+            if unanswered and isinstance(error, TargetUnavailable):
+                error.maybe_applied = True  # sent, never answered: it may have landed
+            raise error from exc
 
     def _translate(
         self, action: str, exc: Exception, attempts: int, *, where: str | None = None

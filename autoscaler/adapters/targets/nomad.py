@@ -518,7 +518,11 @@ class NomadScaler:
                 last, unanswered = self._last_attempt(exc)
                 unanswered = unanswered and capability == "scale-job"  # a read changes nothing
                 raise budget.over(what, sent=sent, last=last, unanswered=unanswered) from None
-            raise self._translate(exc, capability) from None
+            error = self._translate(exc, capability)
+            if capability == "scale-job" and isinstance(error, TargetUnavailable):
+                # Sent, never answered (a timeout, a dropped connection): it may have landed.
+                error.maybe_applied = self._last_attempt(exc)[1]
+            raise error from None
         if not response.content:
             return None
         try:
