@@ -63,8 +63,13 @@ class ReloadOutcome:
 
 
 def _key(file: str) -> str:
-    """One spelling per file, so a problem's file and a policy's source compare equal."""
-    return file if file.startswith(DISCOVERED) else os.path.realpath(file)
+    """One spelling per file, so a problem's file and a policy's source compare equal.
+
+    The path as the folder names it, made absolute, not where its links lead: policies
+    updated by repointing a link (a Kubernetes ConfigMap's `..data`, a `current` release
+    link) are the same files after the update, and a broken update keeps their last good
+    versions. (Two names for one file are read once: `expand_paths`.)"""
+    return file if file.startswith(DISCOVERED) else os.path.abspath(file)
 
 
 class PolicyRegistry:

@@ -54,6 +54,33 @@ def test_a_broken_file_keeps_its_last_good_version(tmp_path: Path) -> None:
     assert all(p.file.endswith("web.yaml") for p in registry.problems())
 
 
+def test_a_broken_update_through_a_repointed_link_keeps_the_last_good_versions(
+    tmp_path: Path,
+) -> None:
+    # How a Kubernetes ConfigMap volume (`web.yaml -> ..data/web.yaml`, `..data` repointed
+    # at each update) or a release link (`current -> releases/N`) updates policies.
+    for release, text in (("r1", _policy("web")), ("r2", "name: web\nmin: 1\nmax: nope\n")):
+        (tmp_path / release).mkdir()
+        _write(tmp_path / release / "web.yaml", text)
+        _write(tmp_path / release / "api.yaml", _policy("api"))
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "..data").symlink_to(tmp_path / "r1")
+    for name in ("web.yaml", "api.yaml"):
+        (tmp_path / "policies" / name).symlink_to(tmp_path / "..data" / name)
+    registry = PolicyRegistry([str(tmp_path / "policies")])
+    assert sorted(registry.reload().added) == ["api", "web"]
+
+    swap = tmp_path / "..data.new"
+    swap.symlink_to(tmp_path / "r2")
+    swap.rename(tmp_path / "..data")  # atomically, as the kubelet does
+    outcome = registry.reload()
+    assert outcome.removed == ()
+    assert outcome.kept == (str(tmp_path / "policies" / "web.yaml"),)
+    web = registry.get("web")
+    assert web is not None and web.max == 5
+    assert registry.problems_of(web)
+
+
 def test_a_new_broken_file_adds_nothing_and_a_removed_file_removes_its_policies(
     tmp_path: Path,
 ) -> None:
