@@ -44,7 +44,7 @@ OVERRIDES = {
     "cooldown.up": "cooldown.up (a duration)",
     "cooldown.down": "cooldown.down (a duration)",
 }
-_NAME = re.compile(NAME_PATTERN)
+_NAME = re.compile(NAME_PATTERN)  # used with `fullmatch`: `$` would let a final newline by
 _WHOLE = re.compile(r"^[0-9]+$")
 
 
@@ -57,7 +57,7 @@ def expand(template: Template, found: Discovered) -> Located | list[Problem]:
         problems.append(Problem(template.source.file, template.name_line, what, message))
 
     name = fill(template.pattern, values)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         problem(
             f"{found}: name",
             f"expands to {name!r}, not a valid policy name (letters, digits, '.', '_', '-')",
@@ -115,8 +115,9 @@ def _parse_override(option: str, text: str, checks: Mapping[str, Any]) -> Any:
     if option == "enabled":
         return None
     if option in ("min", "max"):
-        if not _WHOLE.match(text.strip()) or int(text) > MAX_COUNT:
-            raise ValueError(f"expected a whole number from 0 to {MAX_COUNT}, got {text!r}")
+        lowest = 0 if option == "min" else 1  # as a policy file's `max` (>= 1)
+        if not _WHOLE.match(text.strip()) or not lowest <= int(text) <= MAX_COUNT:
+            raise ValueError(f"expected a whole number from {lowest} to {MAX_COUNT}, got {text!r}")
         return int(text)
     if option in ("interval", "cooldown.up", "cooldown.down"):
         parse_duration(text.strip())

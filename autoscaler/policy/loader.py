@@ -309,7 +309,7 @@ def _default_name(items: list[_Item], file: str, problems: list[Problem]) -> Non
     missing = [item for item in items if item.data.get("name") is None]
     if len(items) == 1 and missing:
         stem = Path(file).stem
-        if re.match(NAME_PATTERN, stem):
+        if re.fullmatch(NAME_PATTERN, stem):
             items[0].data["name"] = stem
             return
         message = f"missing, and the file name {stem!r} is not a valid name: add `name: ...`"

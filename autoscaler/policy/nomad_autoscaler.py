@@ -144,7 +144,7 @@ _CARRIED_POLICY_KEYS = (
 def policy_name(name: str) -> str:
     """`name` made a valid policy name: other characters become `-`."""
     cleaned = _NAME_CHARS.sub("-", name).strip("-._") or "policy"
-    return cleaned if re.match(NAME_PATTERN, cleaned) else f"p-{cleaned}"
+    return cleaned if re.fullmatch(NAME_PATTERN, cleaned) else f"p-{cleaned}"
 
 
 def _unique(name: str, taken: list[str]) -> str:

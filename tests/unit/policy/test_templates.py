@@ -126,6 +126,8 @@ def test_overrides_from_meta_win_over_the_template(tmp_path: Path) -> None:
         pytest.param({"autoscaler.interval": "soon"}, "not a duration", id="bad-duration"),
         pytest.param({"autoscaler.mxa": "5"}, "unknown override", id="typo"),
         pytest.param({"autoscaler.dry_run": "yes"}, "true or false", id="bad-bool"),
+        # A file's `max: 0` is refused; an override must not make one (a scale to 0).
+        pytest.param({"autoscaler.min": "0", "autoscaler.max": "0"}, "from 1 to", id="max-zero"),
     ],
 )
 def test_a_bad_override_is_that_targets_problem_only(
@@ -171,8 +173,14 @@ def test_an_asg_template_takes_its_region_and_tag_overrides(tmp_path: Path) -> N
     assert located.policy.checks[0].select == (("asg", "checkout"),)
 
 
-def test_a_name_that_does_not_expand_to_a_valid_name_is_a_problem(tmp_path: Path) -> None:
-    result = expand(_template(tmp_path), _group(job="my job"))
+@pytest.mark.parametrize(
+    ("job", "group"), [("my job", "web"), ("api", "web\n")], ids=["space", "final-newline"]
+)
+def test_a_name_that_does_not_expand_to_a_valid_name_is_a_problem(
+    tmp_path: Path, job: str, group: str
+) -> None:
+    # (`re.match` with `$` let a name end with a newline: into logs, API paths, state keys.)
+    result = expand(_template(tmp_path), _group(job=job, group=group))
     assert isinstance(result, list)
     assert "not a valid policy name" in result[0].message
 
