@@ -358,9 +358,25 @@ def _default_target(
                 ("target", key),
                 f"must be {placeholder!r} (or left out): a template scales what it discovers",
             )
-    region = for_each.aws_asg.region if for_each and for_each.aws_asg else None
-    if kind == "aws_asg" and region and "region" not in target:
-        target["region"] = region
+    # The region too: an object of the same name elsewhere never opted in.
+    if kind == "aws_asg":
+        region = for_each.aws_asg.region if for_each and for_each.aws_asg else None
+        if "region" not in target:
+            if region:
+                target["region"] = region
+        elif target["region"] != region:
+            where = (
+                f"must be {region!r} (for_each's region) or left out"
+                if region
+                else "must be left out, or set as for_each.aws_asg.region"
+            )
+            problem(("target", "region"), f"{where}: a template scales what it discovers")
+    elif "region" in target:
+        problem(
+            ("target", "region"),
+            "must be left out: a template scales the jobs it discovers, in the region "
+            "discovery reads (the connection's: NOMAD_REGION or nomad.region)",
+        )
 
 
 def _templated_texts(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:

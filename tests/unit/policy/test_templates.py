@@ -255,6 +255,46 @@ def test_template_problems_are_located(
     assert any(expected in p for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    ("template", "change", "expected"),
+    [
+        pytest.param(
+            ASG_TEMPLATE,
+            ("min: 2", "target: {type: aws-asg, region: us-east-1}\nmin: 2"),
+            "target.region: must be 'eu-west-3' (for_each's region) or left out",
+            id="asg-other-region",
+        ),
+        pytest.param(
+            ASG_TEMPLATE,
+            (", region: eu-west-3}", "}\ntarget: {type: aws-asg, region: us-east-1}"),
+            "target.region: must be left out, or set as for_each.aws_asg.region",
+            id="asg-region-without-for-each-region",
+        ),
+        pytest.param(
+            TEMPLATE,
+            ('group: "{group}"}', 'group: "{group}", region: europe}'),
+            "target.region: must be left out: a template scales the jobs it discovers",
+            id="nomad-region",
+        ),
+    ],
+)
+def test_a_template_scales_only_in_the_region_it_discovers(
+    tmp_path: Path, template: str, change: tuple[str, str], expected: str
+) -> None:
+    # An ASG (or job) of the same name in another region never opted in.
+    old, new = change
+    assert old in template
+    problems = _problems(tmp_path, template.replace(old, new))
+    assert any(expected in p for p in problems), problems
+
+
+def test_an_asg_template_may_repeat_its_for_each_region(tmp_path: Path) -> None:
+    text = ASG_TEMPLATE.replace("min: 2", "target: {type: aws-asg, region: eu-west-3}\nmin: 2")
+    located = expand(_template(tmp_path, text), AsgGroup(name="web", region="eu-west-3"))
+    assert isinstance(located, Located)
+    assert located.policy.target == AsgTarget(asg="web", region="eu-west-3")
+
+
 def test_load_paths_returns_templates_beside_policies(tmp_path: Path) -> None:
     (tmp_path / "web.yaml").write_text(TEMPLATE)
     (tmp_path / "api.yaml").write_text(
