@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
@@ -119,6 +120,31 @@ class Backend(Protocol):
 _bearer = HTTPBearer(auto_error=False, description="the token in --api-token-file")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
+# The largest request body read (an Alertmanager notification of many alerts is well
+# under it): a larger one is refused with 413 before it is read.
+MAX_BODY = 10 * 1024 * 1024
+_NEEDS_TOKEN = "a valid bearer token is required (Authorization: Bearer <token>)"
+
+
+def _token_matches(authorization: str | None, token: str) -> bool:
+    """Whether an `Authorization` header carries `token` as a bearer token (compared in
+    constant time), read as `HTTPBearer` reads it."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    given = credentials if scheme.lower() == "bearer" else ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, or `Refused(413)` when it is larger than `MAX_BODY` (by its
+    `Content-Length`, before anything is read, or as it is read when it has none)."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.strip().isdigit() or int(length) > MAX_BODY):
+        raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
+    return body
+
 
 def create_app(
     backend: Backend,
@@ -150,7 +176,17 @@ def create_app(
         try:
             guard.check(request.method, dict(request.headers.items()))
             if request.method.upper() not in SAFE_METHODS:
-                check_json(await request.body(), request.headers.get("content-type"))
+                # Every changing route needs the token: a caller without it is refused
+                # before its body is read (or its size could cost us memory).
+                if token is not None and not _token_matches(
+                    request.headers.get("authorization"), token
+                ):
+                    return JSONResponse(
+                        status_code=401,
+                        content={"detail": _NEEDS_TOKEN},
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                check_json(await _body(request), request.headers.get("content-type"))
         except Refused as exc:
             return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
         return await call_next(request)
@@ -161,9 +197,7 @@ def create_app(
         given = credentials.credentials if credentials else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(
-                status_code=401,
-                detail="a valid bearer token is required (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": "Bearer"},
+                status_code=401, detail=_NEEDS_TOKEN, headers={"WWW-Authenticate": "Bearer"}
             )
 
     guarded = [Depends(authorized)]
@@ -171,6 +205,7 @@ def create_app(
         400: {"description": "the body is not valid JSON (e.g. NaN or Infinity in it)"},
         401: {"description": "missing or wrong token"},
         403: {"description": "a browser request from another origin"},
+        413: {"description": f"the request body is larger than {MAX_BODY} bytes"},
     }
 
     @app.exception_handler(AutoscalerError)

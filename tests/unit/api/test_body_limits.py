@@ -1,0 +1,83 @@
+"""What a request body may cost: a caller without the token gets 401 before its body is
+read, and no body larger than `MAX_BODY` is read (413), whatever the caller."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+
+from autoscaler.api.http import MAX_BODY
+from tests.unit.api.conftest import Api
+
+TOKEN = "s3cret-token"
+
+
+def _raw(api: Api, head: str, timeout: float = 3.0) -> str:
+    """Send `head` (a request line and headers, no body) and read the answer's first line;
+    a server that waited for the body declared would time out here."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=timeout) as conn:
+        conn.sendall(head.encode())
+        return conn.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+
+
+def _head(path: str, length: int, *headers: str) -> str:
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {length}",
+        *headers,
+    ]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def test_a_caller_without_the_token_is_refused_before_its_body_is_read(
+    serve_api: Callable[..., Api],
+) -> None:
+    api = serve_api(token=TOKEN)
+    # 50 MB announced, none sent: an answer now means nothing waited for (or buffered) it.
+    assert _raw(api, _head("/v1/reload", 50_000_000)) == "HTTP/1.1 401 Unauthorized"
+    wrong = _head("/v1/alertmanager", 50_000_000, "Authorization: Bearer nope")
+    assert _raw(api, wrong) == "HTTP/1.1 401 Unauthorized"
+    assert api.backend.calls == []
+
+
+def test_a_bad_body_from_a_caller_without_the_token_is_a_401_not_a_400(
+    serve_api: Callable[..., Api],
+) -> None:
+    api = serve_api(token=TOKEN)
+    headers = {"Content-Type": "application/json"}
+    response = api.request("POST", "/v1/reload", data="NaN", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "bearer token" in response.json()["detail"]
+    headers["Authorization"] = f"Bearer {TOKEN}"
+    assert api.request("POST", "/v1/reload", data="NaN", headers=headers).status_code == 400
+    assert api.request("POST", "/v1/reload", headers=headers).status_code == 200
+    assert api.backend.calls == ["reload"]
+
+
+def test_a_body_announced_larger_than_the_limit_is_a_413_before_it_is_read(
+    serve_api: Callable[..., Api],
+) -> None:
+    api = serve_api(token=TOKEN)
+    head = _head("/v1/alertmanager", MAX_BODY + 1, f"Authorization: Bearer {TOKEN}")
+    assert _raw(api, head) == "HTTP/1.1 413 Request Entity Too Large"
+    assert api.backend.calls == []
+
+
+def test_a_chunked_body_larger_than_the_limit_is_a_413(serve_api: Callable[..., Api]) -> None:
+    api = serve_api()  # no token (a loopback API): the size is still bounded
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"alerts": [], "pad": "'
+        for _ in range(MAX_BODY // 65536 + 1):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = api.request(
+        "POST", "/v1/alertmanager", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert str(MAX_BODY) in response.json()["detail"]
+    assert api.backend.calls == []
