@@ -140,9 +140,17 @@ async def _body(request: Request) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and (not length.strip().isdigit() or int(length) > MAX_BODY):
         raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:  # no more is read
+            raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # Kept where `Request.body()` keeps it, so the route reads it again (Starlette's
+    # middleware hands the route the body its dispatch read).
+    request._body = body
     return body
 
 
