@@ -6,6 +6,9 @@ import argparse
 import os
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from urllib3.util import parse_url
 
 from autoscaler.config.connections import read_secret_file
 from autoscaler.config.options import (
@@ -19,6 +22,7 @@ from autoscaler.config.options import (
     at_least,
     choice,
 )
+from autoscaler.errors import AutoscalerError
 from autoscaler.redact import register_url
 
 
@@ -245,17 +249,43 @@ def add_ha_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser.add_argument_group("high availability (PostgreSQL --state)"), HA_OPTIONS)
 
 
+def check_notify_url(url: str, source: str) -> None:
+    """Raise `AutoscalerError` naming `source` (the flag, or FILE:LINE) when `url` is not an
+    http(s) URL with a host that requests can send to. The URL itself is not shown: its
+    path or credentials may be the webhook's secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parse_url(url)  # what requests sends through: it refuses what urlsplit lets by
+        if host:
+            host.encode("idna")  # as the connection will: a label over 63 characters fails
+    except ValueError as exc:  # LocationParseError and UnicodeError are ValueErrors too
+        raise AutoscalerError(
+            f"{source}: the notification URL cannot be parsed ({type(exc).__name__}); "
+            "write it as https://HOST/PATH"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise AutoscalerError(
+            f"{source}: a notification URL must be http:// or https:// with a host, "
+            f"not {parts.scheme + '://…' if parts.scheme else 'a relative one'}"
+        )
+
+
 def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
     """The service's options from resolved `args` (see `options.resolve`).
 
     Raises AutoscalerError when the notify URLs file cannot be read.
     """
     urls = list(args.notify_url or ())
+    where = ["--notify-url"] * len(urls)
     if not urls and args.notify_urls_file:
         text = read_secret_file(args.notify_urls_file, "notify.urls_file")
-        urls = [line.strip() for line in text.splitlines() if line.strip()]
-        for url in urls:
-            register_url(url, whole=True)
+        numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+        urls = [line for _, line in numbered if line]
+        where = [f"{args.notify_urls_file}:{n}" for n, line in numbered if line]
+    for url, source in zip(urls, where, strict=True):
+        check_notify_url(url, source)
+        register_url(url, whole=True)
     return ServiceConfig(
         paths=tuple(args.paths),
         dry_run=bool(args.dry_run),

@@ -126,12 +126,12 @@ class Notifier:
         )
         try:
             retrying(self._post, url, body)
-        except requests.RequestException as exc:
+        except Exception as exc:  # anything (a URL urllib3 refuses late): the thread lives on
             # The exception text can contain the URL, and so its secret: log the type only.
             log.warning(
                 "notification to %s failed after %d attempts (%s)",
                 redact_url(url),
-                self._attempts,
+                self._attempts if isinstance(exc, requests.RequestException) else 1,
                 type(exc).__name__,
             )
             self._on_result("failed")

@@ -15,6 +15,8 @@ from autoscaler.cli.main import FILE_OPTIONS, build_parser
 from autoscaler.config.connections import nomad_settings_from_args
 from autoscaler.config.file import config_schema, parse_config
 from autoscaler.config.options import OptionError, parsed_options, resolve
+from autoscaler.config.service import service_config_from_args
+from autoscaler.errors import AutoscalerError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -266,3 +268,37 @@ def test_high_availability_and_the_state_password_come_from_the_file_too() -> No
     assert (args.ha, args.lease_ttl, args.replica_id) == (True, 20.0, "b")
     assert args.state_password_file == "/run/pw"
     assert args.state.startswith("postgresql://")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        pytest.param("https://[hooks.example/T0/secret", "cannot be parsed", id="unparseable"),
+        pytest.param("https://" + "a" * 70 + ".example/x", "cannot be parsed", id="long-label"),
+        pytest.param("ftp://hooks.example/x", "must be http:// or https://", id="scheme"),
+        pytest.param("hooks.example/secret", "must be http:// or https://", id="relative"),
+        pytest.param("https:///secret", "must be http:// or https://", id="no-host"),
+    ],
+)
+def test_a_bad_notification_url_is_a_startup_error_naming_where_it_is(
+    tmp_path: Path, url: str, problem: str
+) -> None:
+    # Before, urlsplit's ValueError escaped as a traceback (exit 1), or urllib3 refused
+    # the URL only when sending, killing the notifier's thread.
+    args = resolved(["run", str(tmp_path), f"--notify-url={url}"], {})
+    with pytest.raises(AutoscalerError, match=problem) as raised:
+        service_config_from_args(args)
+    assert str(raised.value).startswith("--notify-url: ")
+    assert "secret" not in str(raised.value)
+    listed = tmp_path / "urls"
+    listed.write_text(f"https://hooks.example/ok\n\n{url}\n")
+    args = resolved(["run", str(tmp_path), f"--notify-urls-file={listed}"], {})
+    with pytest.raises(AutoscalerError, match=problem) as raised:
+        service_config_from_args(args)
+    assert str(raised.value).startswith(f"{listed}:3: ")
+
+
+def test_good_notification_urls_are_taken() -> None:
+    url = "https://hooks.example:8443/services/T0/B0"
+    config = service_config_from_args(resolved(["run", "policies", f"--notify-url={url}"], {}))
+    assert config.notify_urls == (url,)

@@ -53,6 +53,22 @@ def test_a_client_error_is_not_retried(webhook_receiver: WebhookReceiver) -> Non
     assert (webhook_receiver.attempts, results) == (1, ["failed"])
 
 
+def test_a_url_that_fails_in_an_unexpected_way_does_not_stop_the_others(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    # urllib3 refuses a host label over 63 characters only when it connects, with an
+    # error that is no `RequestException`: it killed the sender thread, and every later
+    # notice to every URL was dropped.
+    results: list[str] = []
+    bad = "https://" + "a" * 70 + ".example/hook"
+    notifier = Notifier([bad, webhook_receiver.url], backoff=0.01, on_result=results.append)
+    notifier.notify(DECISION)
+    notifier.notify(replace(DECISION, policy="api"))
+    notifier.close(timeout=5)
+    assert results == ["failed", "sent", "failed", "sent"]
+    assert [b["decision"]["policy"] for b in webhook_receiver.bodies] == ["web", "api"]
+
+
 def test_notify_never_blocks_and_drops_when_the_queue_is_full() -> None:
     stuck = threading.Event()
     results: list[str] = []
