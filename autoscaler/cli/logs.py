@@ -134,18 +134,35 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     line made each worker give up the interpreter lock and wait to get it back, about a
     thousand times a second at 10,000 targets. Lines are filtered and formatted by the
     thread that logs them (a record is only read then) and queued under the handler's
-    lock, which a write never holds: a batch is taken from the queue under it, then written
-    under a lock of its own (so batches stay in order), and loggers do not wait for the
-    stream. `flush` (also called at exit, by `logging.shutdown`) writes what waits;
-    a SIGKILL loses at most the last `delay` seconds of info lines.
+    lock; one writer thread writes them (under a lock of its own, so batches stay in
+    order). A warning wakes the writer at once and waits until its line is written, but
+    never longer than `warning_wait` seconds: a stream that does not take what is
+    written (a log collector that stopped reading a full pipe) must not stop the
+    evaluation that logged it. While the stream stalls, at most `max_lines` lines wait;
+    the oldest are dropped beyond that, and a line saying how many goes out first once
+    the stream takes writes again. `flush` (also called at exit, by `logging.shutdown`)
+    writes what waits; a SIGKILL loses at most the last `delay` seconds of info lines.
     """
 
-    def __init__(self, stream: TextIO, *, delay: float = 0.05) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        delay: float = 0.05,
+        warning_wait: float = 1.0,
+        max_lines: int = 20_000,
+    ) -> None:
         super().__init__(stream)
         self._delay = delay
+        self._warning_wait = warning_wait
+        self._max_lines = max(1, max_lines)
         self._lines: list[str] = []
+        self._queued = 0  # lines queued so far (a warning waits for its number)
+        self._dropped = 0  # lines dropped since the last write
+        self._written = 0  # lines written (or dropped) so far
+        self._done = threading.Condition()  # notified after each write
         self._waiting = threading.Event()  # set while lines wait for the writer
-        self._pause = threading.Event()  # never set: the writer's timed wait
+        self._urgent = threading.Event()  # set by a warning: no `delay` for this batch
         self._writer: threading.Thread | None = None
         self._io = threading.Lock()  # held while a batch is written: they stay in order
 
@@ -161,12 +178,20 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
             return True
         with self.lock:  # type: ignore[union-attr]
+            if len(self._lines) >= self._max_lines:
+                del self._lines[0]  # the stream stalls: the oldest line goes
+                self._dropped += 1
             self._lines.append(line)
+            self._queued += 1
+            mine = self._queued
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
                 self._writer.start()
         if record.levelno >= logging.WARNING:
-            self.flush()
+            self._urgent.set()
+            self._waiting.set()
+            with self._done:
+                self._done.wait_for(lambda: self._written >= mine, timeout=self._warning_wait)
         elif not self._waiting.is_set():  # `set` takes a lock and notifies, every time
             self._waiting.set()
         return True
@@ -174,10 +199,12 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write(self) -> None:
         while True:
             self._waiting.wait()
-            # Lets the lines of the next `delay` join this write. An event no one sets
-            # rather than `time.sleep`: under libfaketime (a clock set ahead, as tests and
-            # some test environments use) `sleep`'s absolute monotonic deadline never came.
-            self._pause.wait(self._delay)
+            # Lets the lines of the next `delay` join this write, unless a warning waits.
+            # An event's timed wait rather than `time.sleep`: under libfaketime (a clock
+            # set ahead, as tests and some test environments use) `sleep`'s absolute
+            # monotonic deadline never came.
+            self._urgent.wait(self._delay)
+            self._urgent.clear()
             self._waiting.clear()
             self.flush()
 
@@ -185,6 +212,14 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self._io:
             with self.lock:  # type: ignore[union-attr]
                 lines, self._lines = self._lines, []
+                dropped, self._dropped = self._dropped, 0
+                upto = self._queued
+            if dropped:
+                lines.insert(
+                    0,
+                    f"{dropped} log lines were dropped: the log stream did not take them "
+                    "in time",
+                )
             try:
                 if lines:
                     self.stream.write(self.terminator.join(lines) + self.terminator)
@@ -192,6 +227,9 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             except Exception:
                 # Reported as `logging` reports a failed write (once per batch).
                 self.handleError(logging.makeLogRecord({"msg": lines[0] if lines else ""}))
+            with self._done:
+                self._written = max(self._written, upto)
+                self._done.notify_all()
 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

@@ -368,6 +368,49 @@ def test_a_logger_does_not_wait_for_a_batch_being_written() -> None:
     logger.removeHandler(handler)
 
 
+def _batched(handler: BatchingHandler) -> logging.Logger:
+    logger = logging.getLogger(f"test.logs.batch.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger
+
+
+def test_a_warning_waits_for_a_stalled_stream_only_so_long() -> None:
+    # A log collector that stopped reading stderr: the writer is stuck in `write`. A
+    # decision logged as a warning (an evaluation with an error) must not stop its worker.
+    stream = _StuckStream()
+    logger = _batched(BatchingHandler(stream, delay=0.0, warning_wait=0.2))
+    logger.info("first")
+    assert stream.stuck.wait(10)
+    warned = threading.Thread(target=logger.warning, args=("second",))
+    started = time.monotonic()
+    warned.start()
+    warned.join(5)
+    assert not warned.is_alive() and time.monotonic() - started < 2
+    stream.go.set()
+    logger.warning("third")  # the stream takes writes again: written at once, in order
+    assert stream.getvalue().splitlines() == ["first", "second", "third"]
+
+
+def test_lines_waiting_for_a_stalled_stream_are_bounded_and_their_loss_is_said() -> None:
+    stream = _StuckStream()
+    logger = _batched(BatchingHandler(stream, delay=0.0, max_lines=3))
+    logger.info("first")
+    assert stream.stuck.wait(10)
+    for n in range(10):
+        logger.info("line %d", n)
+    stream.go.set()
+    logger.warning("after")
+    assert stream.getvalue().splitlines() == [
+        "first",
+        "8 log lines were dropped: the log stream did not take them in time",
+        "line 8",
+        "line 9",
+        "after",
+    ]
+
+
 def test_the_service_writes_its_last_lines_when_it_exits() -> None:
     script = """
 import logging
