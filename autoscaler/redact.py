@@ -38,6 +38,7 @@ __all__ = [
     "ScrubFilter",
     "mask_url",
     "register",
+    "register_basic",
     "register_url",
     "registered",
     "scrub",
@@ -55,13 +56,16 @@ MIN_LENGTH = 4
 # `scheme://userinfo@`, or a bare `user:password@host` (as an error shows a URL without
 # its scheme); an e-mail address (no colon before the @, no //) is left alone, and so is
 # an ASG target as decisions name it (`aws-asg:NAME@REGION`), which has the same shape.
+# After `//` the userinfo runs to the last `@` before the path (a password may hold a raw
+# `@`: `http://admin:hunter@22x@prom:9090`, as urlsplit and urllib3 read it).
 _USERINFO = re.compile(
-    r"(?:(?<=//)[^/?#@\s]+|(?<![^\s'\"(<=,\[])(?!aws-asg:)[^/?#@\s:'\"=]+:[^/?#@\s]*)@"
+    r"(?:(?<=//)[^/?#\s]+|(?<![^\s'\"(<=,\[])(?!aws-asg:)[^/?#@\s:'\"=]+:[^/?#@\s]*)@"
 )
-# A credential header quoted back, as `Name: value`, `"Name": "value"` or `'Name': 'value'`.
+# A credential header quoted back, as `Name: value`, `"Name": "value"` or `'Name': 'value'`
+# (also Go's JSON of a header map, `"Name":["value"]`).
 _HEADER = re.compile(
     r"(?i)(\b(?:authorization|proxy-authorization|x-nomad-token|x-amz-security-token|"
-    r"x-api-key|cookie|set-cookie)[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+"
+    r"x-api-key|cookie|set-cookie)[\"']?\s*[:=]\s*\[?[\"']?)[^\r\n\"']+"
 )
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 _QUERY_VALUE = re.compile(r"([?&][^=&#\s]+=)[^&#\s]+")
@@ -112,6 +116,13 @@ def register(*values: str | None) -> None:
         # Longest first, so that a secret containing another is replaced whole.
         ordered = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def register_basic(user: str | None, password: str | None) -> None:
+    """Register a `password` and the HTTP Basic credentials `user:password` make (what an
+    `Authorization: Basic ...` header echoed back by a proxy shows)."""
+    if password:
+        register(password, _basic(user or "", password))
 
 
 def register_url(url: str | None, *, whole: bool = False) -> None:

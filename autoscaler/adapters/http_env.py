@@ -17,6 +17,8 @@ import os
 import requests
 from requests.utils import get_environ_proxies, get_netrc_auth
 
+from autoscaler.redact import register_basic
+
 __all__ = ["ca_bundle", "settle"]
 
 
@@ -32,6 +34,8 @@ def settle(session: requests.Session, url: str) -> requests.Session:
         session.proxies.setdefault(scheme, proxy)
     if session.auth is None:
         session.auth = get_netrc_auth(url)
+        if session.auth is not None:  # (user, password): never shown, in either form
+            register_basic(*session.auth)
     if session.verify is True:
         session.verify = ca_bundle(True)
     session.trust_env = False

@@ -217,8 +217,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if dropped:
                 lines.insert(
                     0,
-                    f"{dropped} log lines were dropped: the log stream did not take them "
-                    "in time",
+                    f"{dropped} log lines were dropped: the log stream did not take them in time",
                 )
             try:
                 if lines:

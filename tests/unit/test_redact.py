@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler import redact
+from autoscaler.adapters.sources.prometheus import PrometheusSettings
 from autoscaler.cli.logs import JsonFormatter
 from tests.support.fuzz import fuzz_settings
 
@@ -54,6 +55,33 @@ def test_url_credentials_register_their_basic_auth_header_too() -> None:
     scrubbed = redact.scrub(f"echoed header: Basic {basic}")
 
     assert basic not in scrubbed
+
+
+def test_a_prometheus_username_and_password_register_their_basic_auth_header_too() -> None:
+    # Given as --prometheus-username/--prometheus-password-file, not in the URL: a proxy
+    # echoing its request headers (Go's JSON of a header map) showed them base64-encoded.
+    password = secret()
+    PrometheusSettings(url="http://prom.example:9090", username="admin", password=password)
+    basic = base64.b64encode(f"admin:{password}".encode()).decode()
+    for echoed in (f"got Basic {basic}", f'{{"Other":["{basic}"]}}'):
+        assert basic not in redact.scrub(echoed), echoed
+
+
+def test_an_unregistered_header_echoed_as_go_json_is_masked() -> None:
+    scrubbed = redact.scrub('headers: {"Authorization":["Bearer abc.def.ghi"],"Accept":["*/*"]}')
+    assert "abc.def.ghi" not in scrubbed and "Accept" in scrubbed
+
+
+def test_a_password_with_a_raw_at_sign_is_masked_whole() -> None:
+    # urlsplit and urllib3 split the userinfo at the last `@` before the host.
+    tail = secret()
+    url = f"http://admin:hunter@{tail}@prom.example:9090/api"
+    redact.register_url(url)
+    assert redact.mask_url(url) == "http://***@prom.example:9090/api"
+    assert redact.scrub(f"GET {url} failed") == "GET http://***@prom.example:9090/api failed"
+    basic = base64.b64encode(f"admin:hunter@{tail}".encode()).decode()
+    assert tail not in redact.scrub(f"password hunter@{tail} refused")
+    assert basic not in redact.scrub(f"Basic {basic}")
 
 
 def test_a_webhook_url_is_a_secret_as_a_whole_and_after_its_host() -> None:

@@ -60,7 +60,7 @@ from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import settle
 from autoscaler.core.series import Labels, SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
-from autoscaler.redact import mask_url, register, register_url, scrub
+from autoscaler.redact import mask_url, register, register_basic, register_url, scrub
 
 __all__ = ["MAX_POINTS", "PrometheusSettings", "PrometheusSource", "RangeSeries", "range_chunks"]
 
@@ -110,7 +110,8 @@ class PrometheusSettings:
 
     def __post_init__(self) -> None:
         # Registered first, so that no error below (nor any later text) can show them.
-        register(self.bearer_token, self.password, *self.headers.values())
+        register(self.bearer_token, *self.headers.values())
+        register_basic(self.username, self.password)  # the password, and as HTTP Basic
         register_url(self.url)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
