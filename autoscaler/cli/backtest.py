@@ -143,7 +143,10 @@ def parse_instant(text: str, now: datetime) -> datetime:
             f"{text!r} is not a time: use RFC 3339 with a zone (2026-03-01T00:00:00Z), "
             "now, or a duration before now (-7d, now-12h)"
         )
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside year 1 to 9999 in UTC") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -160,6 +163,13 @@ def main(args: argparse.Namespace) -> int:
         options = _options(args)
     except ValueError as exc:
         print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OverflowError:
+        print(
+            "autoscaler backtest: error: --from/--to (with the history forecasts read "
+            "before --from) must lie within year 1 to 9999",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         settings = settings_from_args(args)

@@ -54,7 +54,14 @@ def main(args: argparse.Namespace) -> int:
         ok = _convert_file(file, documents, sys.stderr) and ok
     text = "---\n".join(documents)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(
+                f"error: {args.output}: cannot write the YAML: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return EXIT_INCOMPLETE
     else:
         sys.stdout.write(text)
     return EXIT_OK if ok else EXIT_INCOMPLETE

@@ -17,6 +17,7 @@ from pathlib import Path
 from autoscaler.cli import help_text
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.model import Policy
+from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
 from autoscaler.replay.plot import PlotError, write
@@ -68,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--provisioning",
         default="120s",
-        type=_duration,
+        type=_provisioning,
         metavar="DURATION",
         help="from a scale-up to the new instances serving (default: %(default)s)",
     )
@@ -136,6 +137,14 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _provisioning(text: str) -> float:
+    """`_duration`, at most a day (no fleet waits longer for an instance)."""
+    seconds = _duration(text)
+    if seconds > 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than a day (1d)")
+    return seconds
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     return [] if names == ["none"] else names
@@ -196,6 +205,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except SimulationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OverflowError:
+        print(
+            "error: the simulated times leave the calendar (year 1 to 9999): use an earlier "
+            "--start-time",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.output == "json":
         print(json.dumps(sim.to_json(), indent=2))
         print(summary(sim), file=sys.stderr)
@@ -221,7 +237,7 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
             recommended_policy(
                 setup.capacity,
                 setup.target_utilization,
-                max_count=max(100, 2 * peak),
+                max_count=min(MAX_COUNT, max(100, 2 * peak)),
                 provisioning=setup.provisioning,
             )
         ]

@@ -78,7 +78,7 @@ def run_test(test: PolicyTest, policies: Mapping[str, Policy], *, file: str) -> 
     failures: list[Failure] = []
     for name in dict.fromkeys(e.policy for e in test.expect):
         expectations = [e for e in test.expect if e.policy == name]
-        decisions = _replay(test, policies[name], max(e.at for e in expectations))
+        decisions = _replay(test, policies[name], {e.at for e in expectations})
         for expectation in expectations:
             decision = decisions[expectation.at]
             if not _meets(expectation, decision):
@@ -86,8 +86,10 @@ def run_test(test: PolicyTest, policies: Mapping[str, Policy], *, file: str) -> 
     return failures
 
 
-def _replay(test: PolicyTest, policy: Policy, until: timedelta) -> dict[timedelta, Decision]:
-    """The decision at each evaluation from 0s to `until`, closed loop on the count."""
+def _replay(test: PolicyTest, policy: Policy, wanted: set[timedelta]) -> dict[timedelta, Decision]:
+    """The decisions at the `wanted` instants, evaluating every interval from 0s to the
+    last of them, closed loop on the count (only the wanted ones are kept)."""
+    until = max(wanted)
     interval = test.interval or policy.interval
     inputs = test.input_values.get(policy.name, {})
     count = test.start_count.get(policy.name, policy.min)
@@ -99,7 +101,8 @@ def _replay(test: PolicyTest, policy: Policy, until: timedelta) -> dict[timedelt
         offset = index * interval
         values = {check: _value(series, index) for check, series in inputs.items()}
         evaluation = replay.evaluate(test.start + offset, values, TargetStatus(count=count))
-        decisions[offset] = evaluation.decision
+        if offset in wanted:
+            decisions[offset] = evaluation.decision
         if evaluation.scaled and evaluation.decision.desired is not None:
             count = evaluation.decision.desired
     return decisions

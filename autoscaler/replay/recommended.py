@@ -89,8 +89,13 @@ def recommended_yaml(
 
 
 def _number(x: float) -> str:
-    """A number as YAML would want it written: no float noise, no trailing zeros."""
-    return f"{x:.10g}"
+    """A number as YAML would want it written: no float noise, no trailing zeros, and an
+    exponent only with a decimal point (`7.0e-06`: YAML 1.1 reads `7e-06` as text)."""
+    text = f"{x:.10g}"
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        return f"{mantissa}.0e{exponent}"
+    return text
 
 
 def recommended_policy(

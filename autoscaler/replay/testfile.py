@@ -49,6 +49,9 @@ _FILE_KEYS = ("policy_files", "discovered", "tests")
 _DISCOVERED_KEYS = ("nomad", "aws_asg")
 _NOMAD_KEYS = ("job", "group", "namespace", "region", "meta")
 _ASG_KEYS = ("asg", "region", "tags")
+# Evaluations one test replays at most (each is kept until the expectations are checked:
+# `interval: 1s` with `at: 1y` would be 31 million).
+MAX_EVALUATIONS = 1_000_000
 _TEST_KEYS = ("name", "interval", "start", "start_count", "input_values", "expect")
 _EXPECT_KEYS = ("at", "policy", "desired", "action", "current", "reason")
 _T = TypeVar("_T")
@@ -277,6 +280,14 @@ class _Reader:
         start_count = self._start_count(data.get("start_count"), (*where, "start_count"), policies)
         inputs = self._inputs(data.get("input_values"), (*where, "input_values"), policies)
         expect = self._expectations(data.get("expect"), (*where, "expect"), policies, interval)
+        last = max((e.at for e in expect), default=timedelta(0))
+        try:
+            start + last
+        except OverflowError:
+            self.problem(
+                (*where, "start"),
+                f"start plus {format_duration(last)} (the last `at`) is past year 9999",
+            )
         if len(self.problems) > before:
             return None
         return PolicyTest(
@@ -410,6 +421,13 @@ class _Reader:
                 f"{format_duration(at)} is not an evaluation of policy {policy} (every "
                 f"{format_duration(interval)}): use a multiple of {format_duration(interval)}",
             )
+        elif at // interval >= MAX_EVALUATIONS:
+            self.problem(
+                where,
+                f"{format_duration(at)} is {at // interval + 1:,} evaluations of policy "
+                f"{policy} (every {format_duration(interval)}): a test replays at most "
+                f"{MAX_EVALUATIONS:,}; use a longer interval or an earlier `at`",
+            )
 
     # --- values ---------------------------------------------------------------------------
 
@@ -479,7 +497,11 @@ class _Reader:
         if parsed is None or parsed.tzinfo is None:
             self.problem(where, f"{text!r} is not an RFC 3339 time such as 2026-03-02T08:00:00Z")
             return None
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            self.problem(where, f"{text!r} is outside year 1 to 9999 in UTC")
+            return None
 
     def _count(self, value: Any, where: DataPath) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

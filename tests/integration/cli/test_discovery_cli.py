@@ -215,6 +215,18 @@ def test_convert_writes_valid_yaml_and_a_line_per_thing_not_carried(tmp_path: Pa
     assert validated.returncode == 0, validated.stdout
 
 
+def test_convert_into_a_place_it_cannot_write_is_an_error_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "batch.hcl"
+    source.write_text(NOMAD_AUTOSCALER_FILE)
+    for out in (tmp_path / "missing" / "batch.yaml", tmp_path):  # no folder; a folder
+        result = autoscaler("convert", str(source), "-o", str(out))
+        assert result.returncode == 1
+        assert f"error: {out}: cannot write the YAML: " in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_convert_exits_1_when_nothing_can_be_carried(tmp_path: Path) -> None:
     source = tmp_path / "only-apm.hcl"
     source.write_text(NOMAD_AUTOSCALER_FILE.replace('source = "prometheus"', 'source = "datadog"'))

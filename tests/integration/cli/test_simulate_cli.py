@@ -133,3 +133,30 @@ def test_bad_inputs_exit_1_with_the_place_and_bad_usage_exits_2(
 
     result = autoscaler("simulate", "--trace", str(trace), cwd=tmp_path)
     assert result.returncode == 2 and "--capacity" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(
+            ["--start-time", "9999-12-31T23:59:00Z"], "leave the calendar", id="start-at-the-end"
+        ),
+        pytest.param(["--provisioning", "1e20"], "longer than a day", id="provisioning"),
+    ],
+)
+def test_times_out_of_range_are_bad_usage_not_a_traceback(
+    trace: Path, tmp_path: Path, args: list[str], said: str
+) -> None:
+    result = autoscaler("simulate", "--trace", str(trace), "--capacity", "10", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("capacity", ["0.00001", "1e11"])
+def test_the_recommended_policy_takes_any_capacity(
+    trace: Path, tmp_path: Path, capacity: str
+) -> None:
+    # Its YAML wrote 1e-05 and 7e+10, which YAML reads as text: the policy failed to load.
+    result = autoscaler("simulate", "--trace", str(trace), "--capacity", capacity, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recommended: under capacity" in result.stdout

@@ -43,3 +43,9 @@ def test_times_are_read_as_instants_in_utc(text: str, expected: datetime) -> Non
 def test_anything_else_is_refused_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"RFC 3339|duration"):
         parse_instant(text, NOW)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_refused_not_a_traceback(text: str) -> None:
+    with pytest.raises(ValueError, match="outside year 1 to 9999 in UTC"):
+        parse_instant(text, NOW)

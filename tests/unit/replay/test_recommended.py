@@ -30,3 +30,9 @@ def test_recommended_policy_refuses_impossible_settings() -> None:
         recommended_yaml(0, 0.7)
     with pytest.raises(ValueError, match="utilization"):
         recommended_yaml(10, 0)
+
+
+@pytest.mark.parametrize("capacity", [1e-5, 3e-7, 1e11, 123456789012.0])
+def test_numbers_are_written_as_yaml_floats_whatever_their_size(capacity: float) -> None:
+    policy = recommended_policy(capacity, 0.7)
+    assert policy.checks[0].target == pytest.approx(capacity * 0.7, rel=1e-9)

@@ -142,6 +142,26 @@ BAD = [
         id="yaml-issues-located",
     ),
     pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - interval: 1s\n    expect: [{at: 1y, desired: 1}]\n",
+        [
+            "t.yaml:4: tests[0].expect[0].at: 365d is 31,536,001 evaluations of policy web (every"
+            " 1s): a test replays at most 1,000,000; use a longer interval or an earlier `at`",
+        ],
+        id="too-many-evaluations",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - start: 0001-01-01T00:00:00+01:00\n"
+        "    expect: [{at: 0, desired: 1}]\n",
+        ["t.yaml:3: tests[0].start: '0001-01-01T00:00:00+01:00' is outside year 1 to 9999 in UTC"],
+        id="start-before-year-1",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - start: 9999-12-31T23:00:00Z\n"
+        "    expect: [{at: 2h, desired: 1}]\n",
+        ["t.yaml:3: tests[0].start: start plus 2h (the last `at`) is past year 9999"],
+        id="start-plus-at-past-9999",
+    ),
+    pytest.param(
         "policy_files: [web.yaml\n",
         [
             "t.yaml:2: (yaml): invalid YAML: while parsing a flow sequence expected ',' or ']',"
