@@ -389,15 +389,19 @@ class Telemetry:
                         self.forecast.set(labels, _or_nan(reading.value))
                         self.forecast_lead.set(labels, reading.lead.total_seconds())
                         self.forecast_error.set(labels, _or_nan(reading.error))
-        if d.current is not None:
+        # A policy removed while this evaluation ran lost its gauges with the reload: they
+        # are not set again (its last-success timestamp would age forever, and the stale
+        # policy alert fire for a policy that is gone). Counters count it all the same.
+        live = self._live_checks is None or policy in self._ones
+        if d.current is not None and live:
             self.current.set(one, d.current)
-        if d.desired is not None:
+        if d.desired is not None and live:
             self.desired.set(one, d.desired)
         if d.changes_target:
             self.actions.inc((policy, d.action.value, str(d.dry_run).lower()))
         if evaluation.error_kind:
             self.errors.labels(evaluation.error_kind).inc()
-        if evaluation.ok:
+        if evaluation.ok and live:
             self._succeeded_once.add(policy)
             self.last_success.set(one, time.time() if at is None else at)
 

@@ -288,6 +288,27 @@ def test_an_evaluation_of_a_replaced_version_adds_no_series_back() -> None:
     assert _series(telemetry, "autoscaler_query_duration_seconds_count") == {("web", "p95")}
 
 
+def test_an_evaluation_ending_after_its_policy_was_removed_adds_no_series_back() -> None:
+    """A policy removed by a reload (or discovery) while its evaluation ran: the gauges
+    the reload dropped stay dropped (its last-success timestamp would age forever, and the
+    stale-policy alert fire for a policy that is gone)."""
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.loaded([], problems=0, removed=["web"])
+    telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
+    for name in (
+        "autoscaler_current_capacity",
+        "autoscaler_desired_capacity",
+        "autoscaler_last_successful_evaluation_timestamp_seconds",
+    ):
+        assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is None, name
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
+    labels = {"policy": "web"}
+    stamp = "autoscaler_last_successful_evaluation_timestamp_seconds"
+    assert telemetry.registry.get_sample_value(stamp, labels) is not None  # back once re-added
+
+
 def test_a_reload_that_drops_a_checks_forecast_drops_its_forecast_series() -> None:
     forecasting = replace(
         _policy("web", "rps"),
