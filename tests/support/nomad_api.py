@@ -26,7 +26,7 @@ blocking queries: with `?index=N`, the request waits (up to `?wait=`, default 5m
 the state's index passes N; every answer carries `X-Nomad-Index`. Registering, scaling
 and purging a job publish a `Job` event (`JobRegistered`, `JobDeregistered`, with the job
 as payload) on the event stream, which keeps the last 100 events for `?index=` and sends a
-heartbeat every `event_heartbeat` seconds (Nomad: 10 s); tests can drop every open stream
+heartbeat every `event_heartbeat` seconds (Nomad: 30 s); tests can drop every open stream
 (`drop_event_streams`), make streams silent, or refuse them (`event_stream_refusal`).
 
 Every request may carry `namespace` (default "default") and `region` (default "global";
@@ -181,7 +181,7 @@ class NomadApiStandIn:
             # The event stream: recent events (oldest first), the heartbeat period, and the
             # test controls (a refusal, silence, and a generation that ends open streams).
             self._events: list[dict[str, Any]] = []
-            self.event_heartbeat = 10.0
+            self.event_heartbeat = 30.0  # Nomad's (nomad/event_endpoint.go)
             self.event_streams_silent = False
             self.event_stream_refusal: tuple[int, str] | None = None
             self._stream_generation = getattr(self, "_stream_generation", 0) + 1

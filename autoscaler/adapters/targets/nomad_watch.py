@@ -47,9 +47,11 @@ from autoscaler.adapters.targets.nomad_errors import redact_address, scrub, shor
 log = logging.getLogger(__name__)
 
 TOPIC = "Job:*"
-# Nomad sends a heartbeat every 10 s on an idle stream: silence beyond this means a hung
+# Nomad sends a heartbeat `{}` every 30 s on an idle stream (`nomad/event_endpoint.go`:
+# `stream.NewJsonStream(ctx, 30*time.Second)`): silence beyond this means a hung
 # connection (or a proxy holding the answer back), and nothing it says is trusted.
-SILENCE = 25.0
+HEARTBEAT = 30.0
+SILENCE = 1.5 * HEARTBEAT
 RETRY_MIN, RETRY_MAX = 1.0, 30.0  # after a broken stream, doubling
 REFUSED_RETRY = 300.0  # after Nomad refused the stream outright (ACL, version, disabled)
 
@@ -194,6 +196,7 @@ class JobWatch:
             except Exception as exc:  # whatever broke it: read every status meanwhile
                 if self._stop.is_set():
                     return  # `close` cut the connection under the reader
+                healthy = self._heard  # it had spoken: a break, not a stream that never works
                 expected = (BaseNomadException, requests.RequestException, OSError, ValueError)
                 log.log(
                     logging.INFO if isinstance(exc, expected) else logging.WARNING,
@@ -204,7 +207,7 @@ class JobWatch:
                     short(exc, self._address),
                     exc_info=not isinstance(exc, expected),
                 )
-                delay = min(RETRY_MAX, delay * 2)
+                delay = RETRY_MIN if healthy else min(RETRY_MAX, delay * 2)
             finally:
                 self._lost()
             self._stop.wait(delay * random.uniform(0.8, 1.2))

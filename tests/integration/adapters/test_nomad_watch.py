@@ -7,6 +7,7 @@ newline-delimited JSON, heartbeats, Job events on register, scale and purge).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
-from autoscaler.adapters.targets.nomad_watch import JobWatch
+from autoscaler.adapters.targets.nomad_watch import HEARTBEAT, RETRY_MIN, SILENCE, JobWatch
 from autoscaler.core.model import NomadTarget
 from tests.support.net import wait_until
 from tests.support.nomad_api import NomadApiStandIn
@@ -92,7 +93,7 @@ def test_a_version_marked_stable_is_kept_too(nomad: NomadApiStandIn, watch: JobW
 
 
 def test_until_the_stream_has_spoken_every_status_is_read(nomad: NomadApiStandIn) -> None:
-    nomad.event_heartbeat = 30.0  # no heartbeat, and no event, during the test
+    nomad.event_heartbeat = 30.0  # (Nomad's) no heartbeat, and no event, during the test
     watch = JobWatch(address=nomad.address, token=None, namespace="default", silence=60.0)
     try:
         steady_job(nomad)
@@ -202,7 +203,7 @@ def test_a_broken_stream_means_a_read_at_every_status_until_it_is_back(
 
 def test_a_silent_stream_is_not_trusted(nomad: NomadApiStandIn, watch: JobWatch) -> None:
     """A connection that says nothing for longer than `silence` (Nomad heartbeats every
-    10 s) may be hung: its word is void until it speaks again."""
+    30 s) may be hung: its word is void until it speaks again."""
     scaler = watched_scaler(nomad, watch)
     scaler.status()
     nomad.event_streams_silent = True
@@ -270,3 +271,40 @@ def test_with_acls_the_stream_is_read_with_the_token_and_vouches(nomad: NomadApi
         assert reads(nomad) == []
     finally:
         watch.close()
+
+
+def test_a_quiet_stream_heartbeating_at_nomads_period_stays_one_trusted_connection(
+    nomad: NomadApiStandIn,
+) -> None:
+    # Nomad heartbeats every 30 s; the watch waited 25 s: every quiet stream broke, and
+    # every status was read again, about once a minute. The real ratio, scaled down.
+    scale = 100.0
+    nomad.event_heartbeat = HEARTBEAT / scale
+    watch = JobWatch(
+        address=nomad.address, token=None, namespace="default", silence=SILENCE / scale
+    )
+    try:
+        steady_job(nomad)
+        wait_until(lambda: watch.token("chat") is not None, timeout=5)
+        first = watch.token("chat")
+        time.sleep(8 * HEARTBEAT / scale)  # eight heartbeat periods, nothing else said
+        assert watch.token("chat") == first
+        assert len(nomad.requests_to("GET", "/v1/event/stream")) == 1
+    finally:
+        watch.close()
+
+
+def test_a_stream_that_had_spoken_reconnects_at_once_after_each_break(
+    nomad: NomadApiStandIn, watch: JobWatch
+) -> None:
+    # A read timeout is an exception: the retry delay doubled at every break (up to 30 s)
+    # although each connection had worked, so the stream was down ever longer.
+    steady_job(nomad)
+    wait_until(lambda: watch.token("chat") is not None, timeout=5)
+    for _ in range(3):
+        nomad.event_streams_silent = True  # the connection goes quiet: a read timeout
+        wait_until(lambda: watch.token("chat") is None, timeout=5)
+        nomad.event_streams_silent = False
+        broke = time.monotonic()
+        wait_until(lambda: watch.token("chat") is not None, timeout=10)
+        assert time.monotonic() - broke < RETRY_MIN * 1.2 + 1.0  # not 2, 4, 8 s

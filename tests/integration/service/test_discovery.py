@@ -171,7 +171,7 @@ def test_steady_targets_are_not_read_again_while_nomads_job_events_vouch_for_the
     metrics: Metrics,
     counting_prometheus: CountingProxy,
 ) -> None:
-    nomad_api.event_heartbeat = 0.2  # Nomad's is 10 s: the service trusts the stream sooner
+    nomad_api.event_heartbeat = 0.2  # Nomad's is 30 s: the service trusts the stream sooner
     jobs = ["calm-a", "calm-b"]
     for job in jobs:
         nomad_api.register_job(job, {"web": 2}, meta={"autoscaler.enabled": "true"})
