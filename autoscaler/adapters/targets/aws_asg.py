@@ -242,7 +242,8 @@ class AsgScaler:
         An ASG has nowhere to store `reason` and `meta`, so they are only logged. The group
         is read first (autoscaling:DescribeAutoScalingGroups) so that a missing group is
         `TargetNotFound`, a count outside its MinSize..MaxSize is refused here, and a
-        DesiredCapacity someone changed since `expected` was read is `TargetBusy`.
+        DesiredCapacity someone changed since `expected` was read is `TargetBusy`, as is a
+        Launch process suspended since (or Terminate, for a scale-in).
         (SetDesiredCapacity has no condition: this narrows the race to the two calls.)
 
         With `deadline`, neither call sends a request at or after it (`TargetDeadline`).
@@ -250,6 +251,16 @@ class AsgScaler:
         until = Budget(seconds=self._deadline, caller=deadline)
         group = self._describe_group(until, fresh=True)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
+        # Suspended since the status was read: AWS would take the count and do nothing.
+        suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+        for process, blocks in (
+            ("Launch", True),
+            ("Terminate", count < group["DesiredCapacity"]),
+        ):
+            if process in suspended and blocks:
+                raise TargetBusy(
+                    f"{self._where()}: its {process} process was suspended: not scaled"
+                )
         low, high = group["MinSize"], group["MaxSize"]
         if not low <= count <= high:
             raise TargetError(

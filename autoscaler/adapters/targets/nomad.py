@@ -384,15 +384,19 @@ class NomadScaler:
         With `expected`, the group's count is read first (one GET of the scale status) and
         a count someone changed since (`nomad job scale`, a new job version) is
         `TargetBusy`; Nomad's scale request has no condition, so this narrows the race to
-        the two requests. Raises `TargetBusy` when Nomad refuses because a deployment is
-        active, and the errors of `_call` otherwise. With `deadline`, neither request is
-        sent (nor retried) at or after it (`TargetDeadline`).
+        the two requests, and so is a job stopped since. Raises `TargetBusy` when Nomad
+        refuses because a deployment is active, and the errors of `_call` otherwise. With
+        `deadline`, neither request is sent (nor retried) at or after it (`TargetDeadline`).
         """
         if count < 0:
             raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
         self._kept = None  # our own change: read it back next time, event or not
         if expected is not None:
             scale = self._get("scale", deadline=deadline)
+            if scale.get("JobStopped"):
+                # Stopped since the status was read: Nomad would start it again with this
+                # count (its scale request has no such check).
+                raise TargetBusy(f"job '{self._ref.job}' was stopped: not scaled")
             group = (scale.get("TaskGroups") or {}).get(self._ref.group) or {}
             if group.get("Desired") is not None:
                 moved_since(str(self._ref), "count", expected, int(group["Desired"]), count)

@@ -598,3 +598,30 @@ def test_a_suspended_terminate_process_holds_scale_in_only(
     status = direct(asg).status()
     assert not status.ready and status.scale_up_allowed
     assert "Terminate process is suspended" in (status.not_ready_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("process", "to", "held"),
+    [
+        pytest.param("Launch", 4, True, id="launch-up"),
+        pytest.param("Launch", 1, True, id="launch-down"),
+        pytest.param("Terminate", 1, True, id="terminate-down"),
+        pytest.param("Terminate", 4, False, id="terminate-up-goes"),
+    ],
+)
+def test_a_process_suspended_after_the_status_was_read_refuses_the_scale_call(
+    asg: str, direct: ScalerFactory, moto_server: MotoServer, process: str, to: int, held: bool
+) -> None:
+    # SetDesiredCapacity takes a count while Launch (or Terminate) is suspended, does
+    # nothing, and the controller would start a cooldown for it.
+    scaler = direct(asg)
+    count = scaler.status().count
+    client = moto_server.client()
+    client.suspend_processes(AutoScalingGroupName=asg, ScalingProcesses=[process])
+    if held:
+        with pytest.raises(TargetBusy, match=f"its {process} process was suspended"):
+            scaler.scale(to, reason="test", meta={}, expected=count)
+        assert moto_server.desired_capacity(asg) == count
+    else:
+        scaler.scale(to, reason="test", meta={}, expected=count)
+        assert moto_server.desired_capacity(asg) == to

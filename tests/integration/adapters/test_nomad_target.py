@@ -813,3 +813,17 @@ def test_a_stopped_job_is_seen_even_when_cached(nomad_api: NomadApiStandIn) -> N
     status = scaler.status()
     assert not status.ready
     assert status.not_ready_reason == "job 'chat' is stopped"
+
+
+def test_a_job_stopped_after_the_status_was_read_is_not_scaled(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # Nomad's scale request has no stopped-job check: it would start the job again.
+    nomad_api.register_job("chat")
+    scaler = scaler_for(nomad_api)
+    count = scaler.status().count
+    nomad_api.register_job("chat", stopped=True)  # `nomad job stop` meanwhile
+    nomad_api.requests.clear()
+    with pytest.raises(TargetBusy, match="job 'chat' was stopped"):
+        scaler.scale(count + 1, reason="up", meta=META, expected=count)
+    assert nomad_api.requests_to("POST", "/scale") == []
