@@ -244,16 +244,36 @@ class Discovery:
         return read
 
     def _run(self, source: _Source) -> None:
-        """Watch one source until it is no longer wanted."""
-        index, backoff = 0, self._config.min_gap
+        """Watch one source until it is no longer wanted.
+
+        A failed read is tried again after a backoff that doubles, from `min_gap` for a
+        blocking source and from `poll` for a polled one (AWS: a throttled listing must
+        not be sent more often than a healthy one). A blocking source that answers
+        without an index (a proxy that drops `X-Nomad-Index`) cannot block: it is polled
+        at `poll`, not listed in full every `min_gap`."""
+        config = self._config
+        first = config.min_gap if source.blocking else config.poll
+        longest = max(config.max_backoff, first)
+        index, backoff, warned = 0, first, False
         while not source.stop.is_set():
             ok, new_index = self._read(source, index=index)
             if ok:
-                backoff = self._config.min_gap
+                backoff = first
                 index = new_index if new_index >= index else 0  # Nomad's index went back
-                pause = self._config.min_gap if source.blocking else self._config.poll
+                pause = config.min_gap if source.blocking else config.poll
+                if source.blocking and index <= 0:
+                    pause = config.poll
+                    if not warned:
+                        warned = True
+                        log.warning(
+                            "discovery from %s: Nomad answered without an index "
+                            "(X-Nomad-Index), so it cannot wait for changes: reading it "
+                            "every %g s instead",
+                            source.key,
+                            config.poll,
+                        )
             else:
-                pause, backoff = backoff, min(backoff * 2, self._config.max_backoff)
+                pause, backoff = backoff, min(backoff * 2, longest)
             source.stop.wait(pause)
 
     def _read(self, source: _Source, *, index: int) -> tuple[bool, int]:

@@ -3,6 +3,7 @@ a collision keeps that target's last good policy; a failing source keeps its las
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.discovery import Discovery, DiscoveryConfig, with_discovered
 from autoscaler.service.registry import PolicyRegistry
+from tests.support.net import wait_until
 
 TEMPLATE = """\
 name: "web-{job}-{group}"
@@ -263,3 +265,54 @@ def test_a_discovered_pseudo_file_is_named_by_a_string_not_a_path(tmp_path: Path
     (load,), _ = discovery(registry.templates())
     key = f"discovered:nomad/-/default/a//b/web@{tmp_path / 'web.yaml'}:1"
     assert type(load.path) is str and load.path == str(Path(key))
+
+
+class _Counting:
+    """A discovery reader that counts its reads: Nomad answering without an index, or an
+    AWS listing that is always throttled."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def groups(self, *args: object, **kwargs: object) -> object:
+        self.reads += 1
+        if args:  # AsgDiscovery.groups(tags)
+            raise DiscoveryError("Rate exceeded (Throttling)")
+        return Listing((), 0)  # no X-Nomad-Index: nothing to block on
+
+
+ASG_TEMPLATE = """\
+name: "asg-{asg}"
+for_each:
+  aws_asg: {tags: {"autoscaler:enabled": "true"}, region: eu-west-3}
+min: 1
+max: 20
+checks:
+  - {name: c, strategy: fixed, count: 2}
+"""
+
+
+@pytest.mark.parametrize(
+    "template", [pytest.param(TEMPLATE, id="nomad-no-index"), pytest.param(ASG_TEMPLATE, id="aws")]
+)
+def test_a_source_is_never_read_more_often_than_its_poll_when_it_cannot_block_or_fails(
+    tmp_path: Path, template: str
+) -> None:
+    # Nomad without X-Nomad-Index was listed in full every second; a throttled AWS listing
+    # was retried after 1, 2, 4, 8 s, more often than a healthy one (every `poll`).
+    reader = _Counting()
+    (tmp_path / "t.yaml").write_text(template)
+    config = DiscoveryConfig(poll=0.4, min_gap=0.01, max_backoff=0.05, wait=5.0)
+    discovery = Discovery(
+        config,
+        nomad=lambda: reader,  # type: ignore[arg-type,return-value]
+        aws=lambda region: reader,  # type: ignore[arg-type,return-value]
+    )
+    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
+    try:
+        registry.reload()
+        wait_until(lambda: reader.reads >= 1, timeout=5, what="a first read")
+        time.sleep(1.0)
+        assert reader.reads <= 5, reader.reads  # at most 1 + 1.0 / 0.4 (+1 of slack)
+    finally:
+        discovery.close()
