@@ -13,7 +13,7 @@ stand-in over real HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -23,16 +23,12 @@ from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
 from autoscaler.core.model import (
     Action,
     AsgTarget,
-    Check,
-    Cooldown,
     NomadTarget,
     Policy,
-    Stabilization,
-    Strategy,
-    TargetRef,
 )
 from autoscaler.core.ports import ScalingTarget
 from autoscaler.engine.reconciler import Evaluation, Reconciler
+from tests.integration.engine.test_lease_deadline import Load, _policy
 from tests.support.aws import AwsProxy
 from tests.support.nomad_api import NomadApiStandIn
 
@@ -40,28 +36,6 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 KEPT = "it may have landed (no answer came): its cooldown is kept"
-
-
-class Load:
-    """A metric source asking for 6 instances (60 at 10 per instance)."""
-
-    def query(self, promql: str) -> float:
-        return 60.0
-
-    def ping(self) -> None:
-        return None
-
-
-def _policy(target: TargetRef) -> Policy:
-    return Policy(
-        name="web",
-        target=target,
-        min=1,
-        max=10,
-        checks=(Check(name="rps", strategy=Strategy.PER_INSTANCE, query="rps", target=10.0),),
-        cooldown=Cooldown(up=timedelta(minutes=1), down=timedelta(minutes=1)),
-        stabilization=Stabilization(up=timedelta(0), down=timedelta(0)),
-    )
 
 
 def _evaluate(
