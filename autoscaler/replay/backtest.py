@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.adapters.sources.prometheus import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
-from autoscaler.core.series import Select, matching
+from autoscaler.core.series import Select, matching, own_series
 from autoscaler.errors import QueryError
 from autoscaler.replay.harness import Replay, Value
 from autoscaler.replay.history import (
@@ -261,10 +261,14 @@ def _with_past(
         if isinstance(series, QueryError):
             errors.append(f"{query}: history before --from: {series}")
             continue
-        series = matching(series, selects.get(query, ()))
+        select = selects.get(query, ())
+        series = matching(series, select)
         if len(series) == 1:
-            past.append((query, tuple(series[0].points)))
-            labels.append((query, tuple(sorted(series[0].labels.items()))))
+            # Held under the query the check's history asks for: a template's target asks
+            # for its own series of the grouped query (`own_series`), as under `run`.
+            asked_as = own_series(query, select)
+            past.append((asked_as, tuple(series[0].points)))
+            labels.append((asked_as, tuple(sorted(series[0].labels.items()))))
     return replace(plan, past=tuple(past), past_labels=tuple(labels), past_errors=tuple(errors))
 
 

@@ -14,10 +14,14 @@ from autoscaler.core.model import (
     Policy,
     Stabilization,
     Strategy,
+    TargetStatus,
 )
+from autoscaler.core.series import own_series
 from autoscaler.errors import QueryError
 from autoscaler.replay import backtest
 from autoscaler.replay.backtest import Options, count_query_for, run_backtest
+from autoscaler.replay.harness import Replay
+from autoscaler.replay.history import StoredHistory
 from tests.unit.replay.fakes import (
     HOUR,
     MINUTE,
@@ -227,9 +231,20 @@ def test_a_grouped_check_learns_its_forecast_from_its_own_series_of_the_grouped_
     source = FakeRange({grouped: [series(*[90.0] * 4, job="a"), mine]})
     options = Options(start=T0, end=T0 + HOUR)
     plan = backtest._with_past(backtest._plan(policy(checks=(check,)), options), source, options)
-    assert plan.past == ((grouped, mine.points),)
-    assert plan.past_labels == ((grouped, (("job", "b"),)),)
+    # Held as the check's history asks for it (its own series, as Prometheus answers `run`).
+    own = own_series(grouped, (("job", "b"),))
+    assert plan.past == ((own, mine.points),)
+    assert plan.past_labels == ((own, (("job", "b"),)),)
     assert plan.past_errors == ()
+    # And the replay reads it, as the check's history asks for it.
+    history = StoredHistory(dict(plan.past), {q: dict(pairs) for q, pairs in plan.past_labels})
+    later = T0 + 5 * MINUTE  # the four points are before it
+    replay = Replay(policy(checks=(check,)), start=later, count=2, history=history)
+    evaluation = replay.evaluate(later, {"rps": 20.0}, TargetStatus(count=2))
+    reading = evaluation.decision.checks[0].forecast
+    assert reading is not None and reading.reason is not None
+    assert "holds no history" not in reading.reason, reading.reason
+    assert "history of 5m is shorter" in reading.reason, reading.reason  # 4 points and now
 
 
 def test_the_targets_of_a_template_share_one_lookback_query_and_one_range_query() -> None:
