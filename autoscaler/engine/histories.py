@@ -227,11 +227,16 @@ class CheckHistories:
         points = self._read(entry, (start, end, step), at)
         if points is None:
             return model
+        if not points and (not entry.read_back or last is None):
+            entry.read_back = True
+            entry.history_error = "Prometheus holds no history of the query yet"
+            if last is None:
+                # Nothing at all yet (a metric not exported yet): not a range query of
+                # the whole history at every evaluation, once per `RETRY_AFTER`.
+                entry.next_try = at + RETRY_AFTER.total_seconds()
+            return model
         if not entry.read_back:
             entry.read_back = True
-            if not points:
-                entry.history_error = "Prometheus holds no history of the query yet"
-                return model
             model = entry.model = SeasonalModel(settings, entry.lead)  # history replaces it
         model.extend(points)
         return model

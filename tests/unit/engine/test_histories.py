@@ -210,6 +210,20 @@ def test_checks_without_forecast_or_guard_pass_through_untouched() -> None:
     assert histories.enrich(policy(forecast=False), [observation], START) == [observation]
 
 
+def test_a_query_with_no_history_yet_is_not_read_back_at_every_evaluation() -> None:
+    """A metric not exported yet: the whole history was asked for again at every
+    evaluation (14 days of range query per target and interval); once per RETRY_AFTER."""
+    history = History(until=0.0)  # Prometheus holds nothing of it
+    histories = CheckHistories(history)
+    now = START + timedelta(days=3)
+    for k in range(20):  # 10 minutes of failing evaluations, every 30 s
+        at = now + timedelta(seconds=30 * k)
+        (enriched,) = histories.enrich(policy(), [Observation(check="load", error="no series")], at)
+        assert enriched.forecast is not None and enriched.forecast.value is None
+        assert "holds no history" in (enriched.forecast.reason or "")
+    assert len(history.asked) == 2  # at 0s, and once RETRY_AFTER (5 minutes) had passed
+
+
 def test_an_implausible_value_is_not_learned_by_the_forecast_until_confirmed() -> None:
     """The guard refuses to act on one wild value; the forecast must not act on it either.
 
