@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 
 from autoscaler.core.model import AnomalyGuard, AnomalyReading
 
@@ -50,3 +51,34 @@ def assess(
         streak=streak + 1 if implausible else 0,
         samples=len(values),
     )
+
+
+def screened(
+    points: Iterable[tuple[float, float]],
+    guard: AnomalyGuard,
+    before: Iterable[tuple[float, float]] = (),
+) -> list[tuple[float, float]]:
+    """`points` (epoch seconds, value; in time order) with each value the guard would not
+    let the forecast learn replaced by NaN (a gap): judged as a live value is, against the
+    values of the `guard.window` before it (`before`: those already judged), and learned
+    once `guard.confirm` implausible ones come in a row (each point counts as one
+    evaluation). History read back from Prometheus goes through this, so the forecast
+    never learns from it a spike the guard refused when it was live."""
+    points = list(points)
+    first = points[0][0] if points else math.inf  # what `before` holds from then on is later
+    span = guard.window.total_seconds()
+    window: deque[tuple[float, float]] = deque(
+        (t, v) for t, v in before if t < first and math.isfinite(v)
+    )
+    kept: list[tuple[float, float]] = []
+    streak = 0
+    for t, value in points:
+        while window and window[0][0] <= t - span:
+            window.popleft()
+        reading = assess([v for _, v in window], value, guard, streak)
+        streak = reading.streak if reading is not None else 0
+        refused = reading is not None and reading.implausible and streak < guard.confirm
+        kept.append((t, math.nan if refused else value))
+        if math.isfinite(value):
+            window.append((t, value))
+    return kept

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from autoscaler.core.anomaly import assess
+from autoscaler.core.anomaly import assess, screened
 from autoscaler.core.forecast import SeasonalModel
 from autoscaler.core.model import (
     AnomalyGuard,
@@ -180,7 +180,7 @@ class CheckHistories:
                     entry.recent.popleft()
         forecast = None
         if entry.settings is not None and entry.lead is not None:
-            model = self._model(entry, at)
+            model = self._model(entry, at, guard)
             if learn and usable and _learnable(anomaly, guard):
                 assert value is not None
                 model.add(at, value)
@@ -199,12 +199,14 @@ class CheckHistories:
 
     # --- reading history back ----------------------------------------------------------
 
-    def _model(self, entry: _Entry, at: float) -> SeasonalModel:
+    def _model(self, entry: _Entry, at: float, guard: AnomalyGuard | None) -> SeasonalModel:
         """The entry's model, with the history it has not seen read from Prometheus.
 
         The whole `history` is read once (until that succeeds, the model learns from the
         evaluations alone, and a successful read replaces what it learned); after that,
-        only a gap longer than two buckets since the last value is read again.
+        only a gap longer than two buckets since the last value is read again. With the
+        anomaly guard on, what is read goes through its judgement first (`screened`): a
+        value it refused live is not learned from the history either.
         """
         assert entry.settings is not None
         assert entry.lead is not None
@@ -235,6 +237,8 @@ class CheckHistories:
                 # the whole history at every evaluation, once per `RETRY_AFTER`.
                 entry.next_try = at + RETRY_AFTER.total_seconds()
             return model
+        if guard is not None:  # judged after what the guard judged before the gap, if any
+            points = screened(points, guard, entry.recent if entry.read_back else ())
         if not entry.read_back:
             entry.read_back = True
             model = entry.model = SeasonalModel(settings, entry.lead)  # history replaces it

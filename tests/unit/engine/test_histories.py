@@ -40,11 +40,13 @@ class Series:
 
 @dataclass
 class History:
-    """A range source holding `daily` until `until` (epoch seconds); it records each query."""
+    """A range source holding `daily` until `until` (epoch seconds), and `spike` (epoch
+    seconds, value) where set; it records each query."""
 
     until: float
     series: int = 1
     fail: Exception | None = None
+    spike: tuple[float, float] | None = None
     asked: list[tuple[str, datetime, datetime, timedelta]] = field(default_factory=list)
 
     def query_range(
@@ -56,7 +58,8 @@ class History:
         points = []
         t, seconds = start.timestamp(), step.total_seconds()
         while t <= min(end.timestamp(), self.until):
-            points.append((t, daily(t)))
+            spiked = self.spike is not None and abs(t - self.spike[0]) < 1e-6
+            points.append((t, self.spike[1] if self.spike and spiked else daily(t)))
             t += seconds
         return [Series({"i": str(i)}, tuple(points)) for i in range(self.series)]
 
@@ -243,6 +246,45 @@ def test_an_implausible_value_is_not_learned_by_the_forecast_until_confirmed() -
         assert reading.forecast is not None
         assert reading.forecast.value is not None
         assert reading.forecast.value < 2 * daily(at.timestamp() + 150)
+
+
+def test_a_spike_the_guard_refused_is_not_learned_from_history_read_back_later() -> None:
+    """History read back from Prometheus goes through the guard too. Before, a spike the
+    guard had refused live was learned when the history was read: after a restart (or a
+    takeover), and when a gap of failed evaluations was read again, the forecast jumped
+    to about 10,000 on plausible values near 100 and asked for the policy's max."""
+    now = START + timedelta(days=14)
+    spike = (now - timedelta(minutes=5)).timestamp()  # on the 1-minute grid
+    guard = AnomalyGuard()
+    # A controller (re)started five minutes after the spike: its history holds it.
+    fresh = CheckHistories(History(until=now.timestamp(), spike=(spike, 100_000.0)))
+    for k in range(10):
+        at = now + timedelta(seconds=30 * k)
+        reading = observe(fresh, at, daily(at.timestamp()), guard=guard)
+        assert reading.forecast is not None and reading.forecast.value is not None
+        assert reading.forecast.value < 2 * daily(at.timestamp() + 150), (k, reading.forecast)
+    # A running controller: it refused the spike live, then its checks failed for
+    # 2.5 minutes, and the gap was read back (with the spike in it).
+    start = now - timedelta(minutes=10)
+    history = History(until=now.timestamp() + 3600, spike=(spike, 100_000.0))
+    running = CheckHistories(history)
+    for k in range(40):
+        at = start + timedelta(seconds=30 * k)
+        t = at.timestamp()
+        if abs(t - spike) < 1e-6:
+            value: float | None = 100_000.0
+        elif spike < t <= spike + 150:
+            value = None  # the series went missing: the checks fail
+        else:
+            value = daily(t)
+        (reading,) = running.enrich(
+            policy(guard=guard),
+            [Observation(check="load", value=value, error=None if value else "no series")],
+            at,
+        )
+        if value is not None and value < 1000 and t > spike:
+            assert reading.forecast is not None and reading.forecast.value is not None
+            assert reading.forecast.value < 2 * daily(t + 150), (k, reading.forecast)
 
 
 def test_a_confirmed_step_is_learned_by_the_forecast() -> None:
