@@ -455,9 +455,14 @@ class _Builder:
         out: dict[str, Any] = {}
         first_line: dict[str, int] = {}
         merged: dict[str, Any] = {}
+        # Merge keys first, wherever they are written: a base is read under this mapping's
+        # path, and its keys' lines and texts must not replace those of the mapping's own
+        # keys (which win), as they did when `<<: *base` came after them.
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 self._merge(value_node, path, merged)
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
                 continue
             key = self._key(key_node, path)
             if key is None:

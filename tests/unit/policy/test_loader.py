@@ -977,6 +977,28 @@ def test_yaml_anchors_and_merge_keys_are_followed() -> None:
     assert (b.name, b.max, b.target) == ("b", 3, a.target)
 
 
+def test_a_merge_key_after_a_mappings_own_keys_does_not_take_their_text_or_lines() -> None:
+    # The base was read under the same path after the own keys: its `change: "+1"` text
+    # replaced web-b's `+5` (restored from the text: a silent +1), and its lines were the
+    # ones a problem of web-b named.
+    base = (
+        "- &base\n  name: web-a\n  target: {type: aws-asg, asg: a}\n  min: 1\n  max: 10\n"
+        "  checks: [{name: errors, strategy: threshold, query: q,"
+        ' steps: [{above: 0.05, change: "+1"}]}]\n'
+    )
+    b = (
+        "- name: web-b\n  target: {type: aws-asg, asg: b}\n"
+        "  checks: [{name: errors, strategy: threshold, query: q,"
+        " steps: [{above: 0.05, change: +5}]}]\n  <<: *base\n"
+    )
+    a, loaded = load_text(base + b, FILE)
+    assert str(a.checks[0].steps[0].change) == "+1"
+    assert (loaded.name, str(loaded.checks[0].steps[0].change), loaded.max) == ("web-b", "+5", 10)
+    with pytest.raises(PolicyError) as raised:
+        load_text(base + b.replace("  <<: *base", '  min: "3"\n  <<: *base'), FILE)
+    assert [(p.line, p.field) for p in raised.value.problems] == [(10, "min")]  # not 4
+
+
 def test_one_off_schedule_accepts_iso_text_and_yaml_timestamps_alike() -> None:
     text = schedule(
         'start: "2026-11-27T06:00:00+01:00"', "end: 2026-11-27T07:00:00+01:00", "min: 2"
