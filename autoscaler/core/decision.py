@@ -587,16 +587,20 @@ def _stabilize(run: _Run, recommendation: int, memory: Memory) -> tuple[int, Mem
             at, count = r.at, r.count
             if at > keep_after:
                 kept.append(r)
-                if count < up_rec and at > up_after:
+                # A record from a clock that went back (dated after `now`) holds no
+                # scale-up: an up window of 0s has only this recommendation in it, as in
+                # the HPA. (It still holds a scale-in: that is the safe direction.)
+                if count < up_rec and at > up_after and at <= now:
                     up_rec = count
                 if count > down_rec and at > down_after:
                     down_rec = count
     else:
+        zero = _ZERO
         for r in memory.recommendations:
             age, count = now - r.at, r.count
             if age < longest:
                 kept.append(r)
-                if count < up_rec and age < windows.up:
+                if count < up_rec and age < windows.up and age >= zero:
                     up_rec = count
                 if count > down_rec and age < windows.down:
                     down_rec = count

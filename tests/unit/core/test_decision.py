@@ -439,6 +439,26 @@ def test_scale_down_goes_only_to_the_highest_recent_recommendation() -> None:
     )
 
 
+@pytest.mark.parametrize("zone", [UTC, ZoneInfo("Europe/Paris")], ids=["utc", "zone"])
+@pytest.mark.parametrize("up", [ZERO, timedelta(minutes=5)], ids=["no-up-window", "up-window-5m"])
+def test_a_recommendation_from_a_clock_that_went_back_holds_no_scale_up(
+    zone: tzinfo, up: timedelta
+) -> None:
+    # Recorded an hour "later" before NTP stepped the clock back: it held every scale-up
+    # for that hour, even with no up window (the HPA's window holds only this one then).
+    now = NOW.astimezone(zone)
+    memory = Memory(recommendations=(Recommendation(at=now + timedelta(hours=1), count=3),))
+    stabilization = Stabilization(up=up, down=ZERO)
+    outcome = run(
+        make_policy(stabilization=stabilization),
+        ok(LATENCY, 1.0),
+        current=3,
+        memory=memory,
+        now=now,
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (12, Action.UP)
+
+
 def test_stabilization_may_keep_the_current_count() -> None:
     memory = history((timedelta(minutes=1), 12))
     outcome = run(
