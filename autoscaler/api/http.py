@@ -294,8 +294,9 @@ def create_app(
     def decisions(
         policy: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> DecisionList:
-        """Recorded decisions, newest first; `policy` filters by policy name."""
-        return backend.decisions(policy, limit)
+        """Recorded decisions, newest first; `policy` filters by policy name (empty: all,
+        as a dashboard variable left empty sends it)."""
+        return backend.decisions(policy or None, limit)
 
     @app.post("/v1/reload", tags=["control"], dependencies=guarded, responses=problems)
     def reload() -> ReloadOut:

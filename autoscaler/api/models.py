@@ -119,7 +119,7 @@ class PolicyOut(BaseModel):
     next_evaluation_at: datetime | None
     cooldown_remaining: CooldownOut
     last_error: Text | None
-    last_error_kind: str | None = Field(description="target, source, scale, state or crash")
+    last_error_kind: str | None = Field(description="target, source, scale, state, lease or crash")
     load_errors: list[LoadError] = Field(
         description="problems in its file; while there are any, the last good version runs"
     )

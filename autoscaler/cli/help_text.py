@@ -90,9 +90,10 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         _USAGE,
         (3, "with --once: some policy could not be evaluated"),
         (4, "startup problem: config file, settings, state database locked or broken, "),
-        ("", "token file, listen address, an API beyond loopback without a token"),
+        ("", "token file, listen address, an API beyond loopback without a token, a policy"),
+        ("", "path that does not exist"),
     ),
-    "schema": ((0, "the schema is printed"),),
+    "schema": ((0, "the schema is printed"), _USAGE),
     "completion": ((0, "the script is printed"), _USAGE),
     "simulate": (
         (0, "simulated"),

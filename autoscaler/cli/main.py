@@ -186,10 +186,22 @@ FILE_OPTIONS = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    # Reasons hold `→` and policy names any text: on a stdout that cannot encode them (a
+    # Latin-1 terminal, PYTHONIOENCODING) they are escaped (`\u2192`, still valid inside
+    # the JSON's strings) rather than the command failing with a traceback.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     code = _main(arguments)
-    if DETAILED in arguments and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
+    if _detailed(arguments) and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
         return EXIT_INVALID  # terraform's convention: 1 for any error of the input
     return code
+
+
+def _detailed(argv: Sequence[str]) -> bool:
+    """Whether `argv` asks for `--detailed-exitcode`, also abbreviated as argparse takes it
+    (`--detailed`): 2 must then only ever mean "would scale"."""
+    return any(len(a) > 3 and DETAILED.startswith(a.split("=", 1)[0]) for a in argv)
 
 
 def _main(argv: list[str]) -> int:
@@ -203,7 +215,7 @@ def _main(argv: list[str]) -> int:
                 return problem
     except SystemExit as exc:
         # With --detailed-exitcode, 2 means "would scale": a usage error must not say so.
-        if exc.code == EXIT_USAGE and DETAILED in argv:
+        if exc.code == EXIT_USAGE and _detailed(argv):
             return EXIT_INVALID
         raise
     handler = getattr(args, "handler", None)
@@ -421,6 +433,12 @@ def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
         return open_postgres_state(path, password_file, read_only=True)
     if path and Path(path).exists():
         return SqliteStateStore(path, read_only=True)
+    if path:  # a typo would show what a controller with no history would do: say so
+        print(
+            f"warning: no state database at {path}: the plan ignores recorded cooldowns "
+            "and stabilization",
+            file=sys.stderr,
+        )
     return MemoryStateStore()
 
 

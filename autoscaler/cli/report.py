@@ -48,7 +48,8 @@ def plan_object(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def render_plan_json(evaluations: Sequence[Evaluation]) -> str:
-    return json.dumps([plan_object(e) for e in evaluations], indent=2)
+    # Text as it is (`→`, not `\u2192`), as the README and the JSON logs show it.
+    return json.dumps([plan_object(e) for e in evaluations], indent=2, ensure_ascii=False)
 
 
 def render_plan_yaml(evaluations: Sequence[Evaluation]) -> str:

@@ -189,3 +189,26 @@ def test_wide_output_is_a_row_per_policy_with_each_checks_value(
     assert row.startswith(f"web     aws-asg:{asg}@eu-west-3  2        8        up ")
     assert "load=73→8, p95=0.5→4" in row
     assert summary == "1 up, 0 down, 0 unchanged, 0 held"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "arrow"), [("utf-8", "→"), ("latin-1", "\\u2192")], ids=["utf-8", "latin-1"]
+)
+def test_plan_prints_its_text_as_is_and_never_fails_on_a_narrow_stdout(
+    tmp_path: Path, encoding: str, arrow: str
+) -> None:
+    # `plan` crashed with UnicodeEncodeError on a Latin-1 stdout (a reason's `→`); JSON
+    # wrote `\u2192` where the README shows `→`.
+    policy = tmp_path / "web.yaml"
+    policy.write_text(
+        "name: web\ntarget: {type: nomad, job: web, group: web}\nmin: 1\nmax: 3\n"
+        "checks: [{name: c, strategy: fixed, count: 2}]\n"
+    )
+    env = {"NOMAD_ADDR": "http://127.0.0.1:9", "PYTHONIOENCODING": encoding}
+    for output in ("table", "json"):
+        result = autoscaler("plan", str(policy), "--nomad-timeout", "0.1", "-o", output, env=env)
+        assert result.returncode == 3, result.stderr  # not evaluated: Nomad unreachable
+        assert "Traceback" not in result.stderr
+        assert f"c: fixed {arrow} 2" in result.stdout
+    (entry,) = json.loads(result.stdout)  # escaped or not, the same JSON
+    assert "c: fixed → 2" in entry["reasons"]
