@@ -25,7 +25,14 @@ Path = tuple[str | int, ...]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
-_MAX_NODES = 50_000  # aliases can expand exponentially ("billion laughs"); stop well before
+# Aliases can expand exponentially ("billion laughs"): a document stops at this many
+# values, or at as many as its text has characters if more (a value takes at least one:
+# a long file of plain policies is never refused, a small one expanding is).
+_MAX_NODES = 50_000
+
+
+def _limit(text: str) -> int:
+    return max(_MAX_NODES, len(text))
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class Document:
         return self._spans
 
     def _tables(self) -> None:
-        builder = _Builder(SafeConstructor())
+        builder = _Builder(SafeConstructor(), _limit(self.text))
         if self._node is not None:
             builder.build(self._node, ())  # read before without a problem: none now either
         self._lines = self._lines if self._lines is not None else builder.lines
@@ -152,11 +159,11 @@ def load_documents(text: str) -> tuple[list[Document], list[YamlIssue]]:
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             continue  # an empty document, e.g. a trailing `---`
         try:
-            documents.append(Document(_plain(node), text=text, node=node))
+            documents.append(Document(_plain(node, _limit(text)), text=text, node=node))
             continue
         except (_Unusual, RecursionError):
             pass  # the builder below reads it, and says what is wrong if anything is
-        builder = _Builder(loader)
+        builder = _Builder(loader, _limit(text))
         try:
             data = builder.build(node, ())
         except RecursionError:
@@ -301,7 +308,7 @@ _PLAIN_SCALARS = {
 _CONSTRUCTOR = SafeConstructor()  # its scalar constructors keep no state: safe to share
 
 
-def _plain(node: Node) -> Any:
+def _plain(node: Node, limit: int = _MAX_NODES) -> Any:
     """The data of a document with nothing unusual in it, or raise _Unusual.
 
     What `_Builder` gives for such a document, without its tables of lines and texts:
@@ -310,7 +317,7 @@ def _plain(node: Node) -> Any:
     collection met twice (aliases), an explicit tag, a value its constructor refuses, too
     many values.
     """
-    return _PlainReader().read(node)
+    return _PlainReader(limit).read(node)
 
 
 class _PlainReader:
@@ -321,13 +328,14 @@ class _PlainReader:
     which is what made reading a valid file cheap.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = _MAX_NODES) -> None:
         self.seen: set[int] = set()
         self.count = 0
+        self.limit = limit
 
     def read(self, node: Node) -> Any:
         self.count += 1
-        if self.count > _MAX_NODES:
+        if self.count > self.limit:
             raise _Unusual
         if isinstance(node, ScalarNode):
             if node.tag == _STR_TAG:
@@ -350,7 +358,7 @@ class _PlainReader:
                 raise _Unusual  # a duplicate key
             if value_node.tag == _STR_TAG and isinstance(value_node, ScalarNode):
                 self.count += 1  # what `read` counts, without the call
-                if self.count > _MAX_NODES:
+                if self.count > self.limit:
                     raise _Unusual
                 out[key] = value_node.value
             else:
@@ -409,8 +417,9 @@ def _walk_line(node: Node, path: Path) -> int:
 class _Builder:
     """Turns one composed node graph into plain data, recording lines and issues."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, limit: int = _MAX_NODES) -> None:
         self.loader = loader
+        self.limit = limit
         self.lines: dict[Path, int] = {}
         self.raw: dict[Path, str] = {}
         self.spans: dict[Path, tuple[int, int, int, int]] = {}
@@ -420,7 +429,7 @@ class _Builder:
 
     def build(self, node: Node, path: Path) -> Any:
         self.count += 1
-        if self.count > _MAX_NODES:
+        if self.count > self.limit:
             raise _TooLarge
         self.lines.setdefault(path, _line(node))
         if isinstance(node, ScalarNode):

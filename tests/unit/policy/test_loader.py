@@ -967,6 +967,28 @@ def test_a_list_holds_several_policies() -> None:
     assert [(p.name, p.source.line) for p in loaded] == [("a", 1), ("b", 6)]
 
 
+def test_a_long_list_of_plain_policies_loads_whole() -> None:
+    # Every value counted against the cap meant for what aliases expand: a list of 2,200
+    # plain policies (295 KB) was refused as "expands to too many values", none loaded.
+    one = (
+        "- name: p{n}\n  target: {{type: aws-asg, asg: g{n}}}\n  min: 1\n  max: 2\n"
+        "  checks: [{{name: c, strategy: fixed, count: 1}}]\n"
+    )
+    text = "".join(one.format(n=n) for n in range(3000))
+    loaded = load_text(text, FILE)
+    assert len(loaded) == 3000 and loaded[-1].name == "p2999"
+
+
+def test_a_document_whose_aliases_expand_too_far_is_refused() -> None:
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in "bcdefgh":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [{', '.join(['*' + previous] * 10)}]")
+    with pytest.raises(PolicyError) as raised:
+        load_text("\n".join(lines) + "\n", FILE)
+    assert "expands to too many values" in str(raised.value)
+
+
 def test_yaml_anchors_and_merge_keys_are_followed() -> None:
     text = (
         "- &base\n  name: a\n  target: {type: aws-asg, asg: a}\n  min: 1\n  max: 2\n"

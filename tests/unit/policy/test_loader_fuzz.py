@@ -253,7 +253,7 @@ def test_the_fast_path_reads_every_text_as_the_builder_does(
     assert _read_lines(text, paths) == built
 
 
-def _never_plain(node: object) -> object:
+def _never_plain(node: object, limit: int = 0) -> object:
     raise yaml_lines._Unusual
 
 
