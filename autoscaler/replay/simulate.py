@@ -396,16 +396,26 @@ def _closed_loop(
     billed = [0] * n
     actions: list[ScaleAction] = []
     interval = controller.interval
-    interval_ticks = interval / TICK_SECONDS
     means = windows.means(interval)
-    next_due = 0.0  # in ticks
+    # The m-th evaluation is due at the first tick at or after m × interval, counted from
+    # m (not by adding interval/15 again and again: the float error put an evaluation
+    # due at a tick boundary one tick late, e.g. at 660 s for a 20 s interval). Exact
+    # for any interval in milliseconds; below a tick, once per tick.
+    step = round(interval * 1000) if interval > 0 else 0
+    tick_ms = round(TICK_SECONDS * 1000)
+    m, next_due = 0, 0
     seen = count
     for k in range(n):
         fleet.advance(k)
         if k >= next_due:
-            next_due += interval_ticks
-            if next_due <= k:
-                next_due = k + interval_ticks if interval_ticks > 0 else k + 1
+            m += 1
+            if step:
+                next_due = -(-m * step // tick_ms)  # ceil(m × interval / 15 s), in integers
+                if next_due <= k:  # an interval under a tick: the next tick, once
+                    m = k * tick_ms // step + 1
+                    next_due = max(k + 1, -(-m * step // tick_ms))
+            else:
+                next_due = k + 1
             before = fleet.desired
             wanted = controller.decide(k * TICK_SECONDS, means[k], seen, fleet)
             if wanted != before:

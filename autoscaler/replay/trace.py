@@ -68,7 +68,8 @@ def read_trace(path: str | Path) -> Trace:
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the header.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             return parse_trace(handle, name=str(path))
     except OSError as exc:
         raise TraceError(f"{path}: cannot read the trace: {exc.strerror or exc}") from None

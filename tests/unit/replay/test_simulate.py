@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import timedelta
+from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -17,7 +20,14 @@ from autoscaler.core.model import (
     Strategy,
 )
 from autoscaler.replay.scores import SCORE_KEYS
-from autoscaler.replay.simulate import Setup, SimulationError, simulate
+from autoscaler.replay.simulate import (
+    Setup,
+    Simulation,
+    SimulationError,
+    _closed_loop,
+    _Windows,
+    simulate,
+)
 from autoscaler.replay.trace import Trace, TraceError
 
 
@@ -139,3 +149,44 @@ def test_setup_rejects_impossible_values() -> None:
         Setup(capacity=1, target_utilization=1.5)
     assert Setup(capacity=10, target_utilization=0.7).demand(0.0) == 1
     assert Setup(capacity=10, target_utilization=0.7).demand(70.0) == 10
+
+
+class _Recording:
+    """A controller that records the ticks it is asked at and never changes the count."""
+
+    name = "recording"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.ticks: list[int] = []
+
+    def decide(self, t: float, load: float, seen_ready: int, fleet: Any) -> int:
+        self.ticks.append(round(t / 15))
+        desired: int = fleet.desired
+        return desired
+
+    def explain(self) -> tuple[str, ...]:
+        return ()
+
+
+@pytest.mark.parametrize("interval", ["20", "25", "37.5", "100", "15", "60", "7"])
+def test_a_controller_evaluates_at_the_first_tick_at_or_after_each_multiple_of_its_interval(
+    interval: str,
+) -> None:
+    # Adding interval / 15 s again and again drifted: for 20 s, 660 s was evaluated at
+    # 675 s (3,512 late evaluations in a week).
+    n = 2000
+    trace = Trace("flat", [15.0 * k for k in range(n)], [10.0] * n, 15.0, 15.0 * n)
+    setup = Setup(capacity=10)
+    windows = _Windows(trace)
+    sim = Simulation(trace, setup, windows.loads, setup.demands(windows.loads))
+    controller = _Recording(float(interval))
+    _closed_loop(
+        sim, controller=controller, kind="baseline", windows=windows, count=1, provisioning=8
+    )
+    every = Fraction(interval)
+    if every >= 15:
+        expected = sorted({math.ceil(m * every / 15) for m in range(3 * n)} & set(range(n)))
+    else:
+        expected = list(range(n))  # more often than a tick: once per tick
+    assert controller.ticks == expected

@@ -93,3 +93,11 @@ def test_window_cuts_and_shifts_the_trace() -> None:
     assert part.end == 110
     with pytest.raises(TraceError, match="ends at 240 s"):
         trace.window(300, 400)
+
+
+def test_a_file_written_with_a_byte_order_mark_reads_as_any_other(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a BOM: the header was then '\ufefftimestamp_seconds'.
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbftimestamp_seconds,requests_per_second\n0,10\n60,20\n")
+    trace = read_trace(path)
+    assert trace.rates == [10.0, 20.0]
