@@ -355,5 +355,6 @@ class HttpServer:
 
     def stop(self, timeout: float = 3.0) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started (a failed start must not hide why)
+            self._thread.join(timeout)
         self._socket.close()

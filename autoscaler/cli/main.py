@@ -9,9 +9,12 @@ usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -442,15 +445,39 @@ def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
     return MemoryStateStore()
 
 
+def _ignore_reloads_for_now() -> None:
+    if hasattr(signal, "SIGHUP"):
+        with contextlib.suppress(ValueError):  # not the main thread (tests): nothing to do
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _readable(path: Path) -> bool:
+    """Whether the controller can read `path`: a file, or a folder it can list."""
+    if path.is_dir():
+        return os.access(path, os.R_OK | os.X_OK)
+    return os.access(path, os.R_OK)
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """`autoscaler run`: the long-lived service, or a single pass with `--once`."""
     # Imported here: FastAPI and uvicorn cost ~0.6 s that validate/plan/schema never need.
     from autoscaler.service.run import run_once, run_service  # noqa: PLC0415
 
+    # Until the service's own handler is in place (after imports, the state, the lease):
+    # a reload signal then is not the end of the process (systemd takes death by SIGHUP
+    # for a clean exit, and would not restart it).
+    _ignore_reloads_for_now()
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         # A typo in the path would otherwise run a controller with nothing to do.
         _error(f"no such policy file or folder: {', '.join(missing)}")
+        return EXIT_STARTUP
+    unreadable = [p for p in args.paths if not _readable(Path(p))]
+    if unreadable:
+        _error(
+            f"cannot read the policy file or folder {', '.join(unreadable)}: check its "
+            "permissions for the user the controller runs as"
+        )
         return EXIT_STARTUP
     try:
         state, leadership = _open_run_state(args)

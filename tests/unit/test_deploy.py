@@ -108,11 +108,17 @@ def _image_uid() -> int:
 
 
 def _nomad_templates() -> list[dict[str, Any]]:
-    block = re.search(r"```hcl\n(# autoscaler\.nomad\.hcl\n.*?)```", README, re.S)
-    assert block is not None
-    job = hcl2.loads(block.group(1))
-    task = job["job"][0]['"autoscaler"']["group"][0]['"autoscaler"']["task"][0]['"autoscaler"']
-    return list(task["template"])
+    """Every template of every Nomad job in the README (the single-instance job, and the
+    HA job's own: its pg-password was rendered root-only, and both replicas exited 4)."""
+    templates: list[dict[str, Any]] = []
+    for text in re.findall(r"```hcl\n(.*?)```", README, re.S):
+        if "template {" not in text:
+            continue
+        job = hcl2.loads(text)
+        for group in job["job"][0]['"autoscaler"']["group"]:
+            for task in next(iter(group.values()))["task"]:
+                templates += list(next(iter(task.values())).get("template", []))
+    return templates
 
 
 def _unquote(value: Any) -> Any:

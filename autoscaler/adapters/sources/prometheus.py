@@ -69,6 +69,9 @@ _T = TypeVar("_T")
 # Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
 Hook = Callable[[list[tuple[str, Any]]], Any]
 
+# How long a readiness ping retries at most: `/readyz` must answer health checks (2 to
+# 4 s) with the reason, not leave them to time out.
+PING_DEADLINE = 1.5
 # 408/429 and every 5xx (Prometheus answers 503 while starting and for query timeouts).
 _RETRIED_STATUSES = frozenset({408, 429})
 _CLIENT_ERROR = re.compile(r"^HTTP Status Code (\d{3}) \((b(['\"]).*\3)\)$", re.DOTALL)
@@ -237,9 +240,17 @@ class PrometheusSource:
         """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
 
         A query (rather than `/-/ready`) also proves that the API path and credentials work.
+        Retried for `PING_DEADLINE` at most, not a query's deadline: `/readyz` asks this,
+        and health checks (Docker's, Nomad's) give up after 2 to 4 s; they must get the
+        reason, not a timeout.
         """
+        deadline = min(self._settings.deadline, PING_DEADLINE)
         try:
-            self._call("1", lambda timeout: self._client.custom_query("1", timeout=timeout))
+            self._call(
+                "1",
+                lambda timeout: self._client.custom_query("1", timeout=timeout),
+                deadline=deadline,
+            )
         except SourceUnavailable:
             raise
         except QueryError as exc:
@@ -312,9 +323,12 @@ class PrometheusSource:
                 f"range query {promql!r}: unexpected result shape from Prometheus at {self._where}"
             ) from None
 
-    def _call(self, promql: str, attempt: Callable[[float], _T]) -> _T:
-        """`attempt(timeout)`, retried on transient failures until the deadline runs out."""
-        deadline = self._settings.deadline
+    def _call(
+        self, promql: str, attempt: Callable[[float], _T], *, deadline: float | None = None
+    ) -> _T:
+        """`attempt(timeout)`, retried on transient failures until the deadline (the
+        settings', unless given) runs out."""
+        deadline = self._settings.deadline if deadline is None else deadline
         end = time.monotonic() + deadline
         attempts = 0
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
+from autoscaler.adapters.sources.prometheus import PING_DEADLINE
 from autoscaler.errors import QueryError, SourceUnavailable
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
 from tests.support.tls import make_ca_and_server_cert, server_context
@@ -327,6 +328,18 @@ def test_prometheus_down_raises_source_unavailable_within_deadline_after_retries
 def test_ping_of_dead_prometheus_raises_source_unavailable(dead_prometheus_url: str) -> None:
     with pytest.raises(SourceUnavailable):
         source_for(dead_prometheus_url).ping()
+
+
+def test_a_ping_gives_up_in_time_for_a_health_check_with_the_default_settings(
+    dead_prometheus_url: str,
+) -> None:
+    # With the defaults (2 s per query, 6 s of retries) /readyz took 6 s during an outage:
+    # the health checks (4 s, Nomad's 2 s) timed out instead of reading the reason.
+    source = PrometheusSource(PrometheusSettings(url=dead_prometheus_url))
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="Connection refused"):
+        source.ping()
+    assert time.monotonic() - started < PING_DEADLINE + 0.5
 
 
 def test_dropped_connections_are_retried_until_the_deadline(

@@ -121,6 +121,35 @@ def test_sigterm_lets_the_scale_in_flight_finish_and_exits_0(
     assert "received SIGTERM" in service.log()
 
 
+def _ignores_sighup(pid: int) -> bool:
+    """Whether the process ignores SIGHUP now (its `SigIgn` mask, in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+def test_a_reload_signal_during_startup_does_not_end_the_service(
+    service_factory: Callable[..., ServiceProcess], fake_prometheus: FakePrometheus
+) -> None:
+    # The handler came only after the imports, the state and the controller: a SIGHUP
+    # then (`systemctl reload` right after a start) killed the process, and systemd takes
+    # death by SIGHUP for a clean exit: the controller stayed down.
+    fake_prometheus.values["sum(load)"] = 1
+    service = service_factory(
+        prometheus_url=fake_prometheus.url,
+        policies={"web": policy_yaml("web", asg="web", query="sum(load)")},
+    ).start(wait=False)
+    assert service.proc is not None
+    pid = service.proc.pid
+    wait_until(lambda: _ignores_sighup(pid), timeout=20, what="SIGHUP ignored from the start")
+    service.signal(signal.SIGHUP)
+    wait_until(lambda: "running 1 policies" in service.log(), timeout=20, what="the first pass")
+    assert service.proc.poll() is None, service.log()
+    service.signal(signal.SIGTERM)
+    assert service.wait_exit(timeout=20) == 0
+
+
 def test_a_slow_query_does_not_block_other_policies(
     service_factory: Callable[..., ServiceProcess],
     fake_prometheus: FakePrometheus,
