@@ -297,7 +297,11 @@ def _watch(
     hup: threading.Event,
     stopping: threading.Event,
 ) -> None:
-    """Reload on SIGHUP, and when the policy files change (checked every `interval` s)."""
+    """Reload on SIGHUP, and when the policy files change (checked every `interval` s).
+
+    A failure that repeats (a policy folder that became unreadable) is logged with its
+    traceback once, not at every check, and its end is logged too."""
+    failing: str | None = None
     while not stopping.is_set():
         wake.wait(timeout=interval if interval > 0 else None)
         wake.clear()
@@ -311,8 +315,15 @@ def _watch(
             elif interval > 0 and controller.registry.changed_on_disk():
                 log.info("policy files changed: reloading")
                 controller.reload()
-        except Exception:
-            log.exception("reloading the policies failed; the current set keeps running")
+        except Exception as exc:
+            again = f"{type(exc).__name__}: {exc}"
+            if again != failing:
+                log.exception("reloading the policies failed; the current set keeps running")
+            failing = again
+        else:
+            if failing is not None:
+                log.warning("reading the policy files works again: %s is over", failing)
+            failing = None
 
 
 def check_exposure(listen: str, token: str | None, *, insecure: bool) -> None:

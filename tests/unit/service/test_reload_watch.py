@@ -1,0 +1,56 @@
+"""The reload watcher: a failure that repeats (a policy folder that became unreadable) is
+logged with its traceback once, not at every check, and its end is said."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from autoscaler.service.run import _watch
+from tests.support.net import wait_until
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.checks = 0
+        self.failing = True
+
+    def changed_on_disk(self) -> bool:
+        self.checks += 1
+        if self.failing:
+            raise PermissionError(13, "Permission denied", "/etc/autoscaler/policies")
+        return False
+
+
+class _Controller:
+    def __init__(self) -> None:
+        self.registry = _Registry()
+
+    def reload(self) -> Any:
+        return None
+
+
+def test_a_repeated_failure_is_logged_once_and_its_end_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="autoscaler")
+    controller = _Controller()
+    wake, hup, stopping = threading.Event(), threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch, args=(controller, 0.01, wake, hup, stopping), daemon=True
+    )
+    watcher.start()
+    try:
+        wait_until(lambda: controller.registry.checks >= 20, timeout=5, what="20 checks")
+        controller.registry.failing = False
+        wait_until(lambda: "works again" in caplog.text, timeout=5, what="the end of the failure")
+    finally:
+        stopping.set()
+        wake.set()
+        watcher.join(5)
+    failures = [r for r in caplog.records if r.message.startswith("reloading the policies failed")]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert "PermissionError" in caplog.text
