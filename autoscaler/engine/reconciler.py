@@ -120,6 +120,7 @@ class Reconciler:
         fence: Callable[[float], float | None] | None = None,
         history: RangeSource | None = None,
         log_unchanged: bool = True,
+        tenure: Callable[[float], None] | None = None,
     ) -> None:
         self._source = source
         self._log_unchanged = log_unchanged
@@ -127,6 +128,7 @@ class Reconciler:
         self._state = state
         self._clock = clock
         self._fence = fence
+        self._tenure = tenure
         self._histories = CheckHistories(history)
 
     def prepare(self, policies: Iterable[Policy]) -> None:
@@ -149,21 +151,41 @@ class Reconciler:
         never scales and never writes. `dry_run=True` decides, records and reports, but
         never calls the scale API.
         """
+        leased = self._fence is not None or self._tenure is not None
+        begun = lease_clock() if leased else 0.0  # what the fence and the tenure compare
         # Each evaluation is built once, timed as it is built (replays build many).
         evaluation = scrubbed(
-            self._evaluate(policy, dry_run=dry_run, apply=apply, started=time.monotonic())
+            self._evaluate(
+                policy, dry_run=dry_run, apply=apply, started=time.monotonic(), begun=begun
+            )
         )
         if apply:
-            evaluation = self._record(evaluation)
+            lapsed = self._lapsed(begun)
+            if lapsed is None:
+                evaluation = self._record(evaluation)
+            elif evaluation.error_kind != "lease":  # (else it says why already)
+                # Not recorded: what it decided is not this tenure's.
+                evaluation = scrubbed(_fenced(evaluation, lapsed, scaled=evaluation.scaled))
             if self._log_unchanged or not unchanged(evaluation):
                 log_decision(evaluation)
         return evaluation
 
+    def _lapsed(self, begun: float) -> NotLeader | None:
+        """Why this replica may not write what an evaluation begun at `begun` decided (its
+        lease lapsed since, even if it came back), or None. Local and cheap: the database
+        fences every write and confirms the lease before every scale call besides."""
+        if self._tenure is None:
+            return None
+        try:
+            self._tenure(begun)
+        except NotLeader as exc:
+            return exc
+        return None
+
     def _evaluate(
-        self, policy: Policy, *, dry_run: bool, apply: bool, started: float
+        self, policy: Policy, *, dry_run: bool, apply: bool, started: float, begun: float
     ) -> Evaluation:
         """The evaluation (not yet scrubbed), its `duration` counted from `started`."""
-        begun = lease_clock() if self._fence is not None else 0.0  # what the fence compares
         now = self._clock()
         try:
             target = self._targets(policy.target)
@@ -212,9 +234,15 @@ class Reconciler:
             error=source_error,
             error_kind="source" if source_error else None,
         )
-        if apply and applied.decision.changes_target and not applied.decision.dry_run:
-            applied = self._apply(policy, target, applied, now, begun)
-        if apply:
+        lapsed = self._lapsed(begun) if apply else None
+        if lapsed is not None:
+            # The lease lapsed while this ran (a pause, a partition), even if it came back:
+            # its memory and decision are from before, and another leader may have acted
+            # since. Nothing is scaled or written.
+            applied = _fenced(applied, lapsed)
+        elif apply:
+            if applied.decision.changes_target and not applied.decision.dry_run:
+                applied = self._apply(policy, target, applied, now, begun)
             applied = self._save(policy, applied)
         return Evaluation(
             decision=applied.decision,

@@ -179,6 +179,19 @@ class Leadership:
             )
         return until
 
+    def check(self, begun: float) -> None:
+        """Raise `NotLeader` unless this replica has led without a lapse since `begun` (an
+        instant of this leadership's clock): what an evaluation begun then decided may be
+        written. Local (no database round trip): every write is fenced there besides."""
+        if not self.acting():
+            raise NotLeader(f"replica {self.replica} does not hold the leader lease")
+        if begun < self._since:
+            raise NotLeader(
+                "the leader lease lapsed while this evaluation ran (the process paused, or "
+                "the database out of reach, for longer than the lease): what it decided "
+                "before is not written"
+            )
+
     def clock(self) -> datetime:
         """The database's time now (never going backwards), or the local time before the
         database was first reached."""

@@ -138,6 +138,7 @@ def _reconciler(
         state=state,
         clock=leadership.clock,
         fence=leadership.fence,
+        tenure=leadership.check,
         history=history,
         log_unchanged=log_unchanged,
     )

@@ -406,6 +406,40 @@ def test_the_fence_is_given_the_instant_the_evaluation_began() -> None:
     assert before <= begun <= lease_clock()
 
 
+@pytest.mark.parametrize(("load", "action"), [(60.0, "up"), (20.0, "none")], ids=["scale", "hold"])
+def test_what_an_evaluation_decided_before_its_lease_lapsed_is_neither_applied_nor_written(
+    load: float, action: str
+) -> None:
+    # Paused past the lease, then leading again (a new epoch, after another leader acted):
+    # its memory and decision are from before, and writing them under the new epoch
+    # overwrote the other leader's recommendations and cooldown.
+    state = MemoryStateStore()
+    target = FakeTarget(status_value=TargetStatus(count=2))
+    told: list[float] = []
+
+    def tenure(begun: float) -> None:
+        told.append(begun)
+        raise NotLeader("the leader lease lapsed while this evaluation ran")
+
+    reconciler = Reconciler(
+        source=FakeSource({"sum(load)": load}),
+        targets=lambda _ref: target,
+        state=state,
+        clock=lambda: T0,
+        fence=lambda _begun: 1e12,
+        tenure=tenure,
+    )
+    evaluation = reconciler.evaluate(_policy())
+    assert target.scaled == [] and not evaluation.scaled
+    assert evaluation.error_kind == "lease"
+    assert any("lease lapsed while this evaluation ran" in r for r in evaluation.decision.reasons)
+    assert state.history(policy="web") == []  # no decision recorded
+    assert state.load("web", KEY) == Memory()  # no memory kept
+    assert told and len(set(told)) == 1  # one instant: when the evaluation began
+    # A scale it decided is held ("not scaled: ..."); a decision to stay is not recorded.
+    assert evaluation.decision.action.value == ("hold" if action == "up" else "none")
+
+
 LAST = "SetDesiredCapacity on Auto Scaling Group 'web' (eu-west-3)"
 
 

@@ -177,6 +177,22 @@ def test_an_evaluation_that_straddles_a_lapse_is_fenced_even_when_the_lease_come
     a.fence()  # without an instant: the lease alone, as before
 
 
+def test_the_local_tenure_check_refuses_what_began_before_a_lapse(
+    lease: FakeLease, clock: Clock
+) -> None:
+    a = leadership(lease, clock)
+    a.step()
+    begun = clock.t
+    a.check(begun)  # leading since before it began: may write
+    advance(lease, clock, TTL + 5)  # paused past the lease
+    with pytest.raises(NotLeader, match="does not hold"):
+        a.check(begun)  # not even acting now
+    assert a.step()  # back, the same epoch
+    with pytest.raises(NotLeader, match="lapsed while this evaluation ran"):
+        a.check(begun)
+    a.check(clock.t)  # what begins now may
+
+
 def test_an_evaluation_begun_under_an_earlier_epoch_is_fenced(
     lease: FakeLease, clock: Clock
 ) -> None:
