@@ -83,6 +83,12 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="autoscaler-demo-"))
+    # The user's own AWS settings (AWS_PROFILE, a region, keys) must reach neither moto
+    # nor the controller: the demo talks to its in-process AWS only. With AWS_PROFILE set
+    # (a profile only the user's real config has, which the demo does not read), moto
+    # failed to start, and the controller held at every evaluation.
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
     moto, env = start_moto()
     create_group(env)
     print(f"demo: moto ASG {ASG} at {env['AWS_ENDPOINT_URL']}, desired capacity 2")
