@@ -171,12 +171,8 @@ class Leadership:
         until = self._valid_until
         if self._epoch != epoch or not self._mono() < until:
             raise NotLeader(f"lease epoch {epoch} lapsed while it was being confirmed")
-        if begun is not None and begun < self._since:
-            raise NotLeader(
-                "the leader lease lapsed while this evaluation ran (the process paused, or "
-                "the database out of reach, for longer than the lease): what it decided "
-                "before is not applied"
-            )
+        if begun is not None:
+            self._held_since(begun, "applied")
         return until
 
     def check(self, begun: float) -> None:
@@ -185,11 +181,16 @@ class Leadership:
         written. Local (no database round trip): every write is fenced there besides."""
         if not self.acting():
             raise NotLeader(f"replica {self.replica} does not hold the leader lease")
+        self._held_since(begun, "written")
+
+    def _held_since(self, begun: float, what: str) -> None:
+        """Raise `NotLeader` when the lease lapsed after `begun` (the current tenure began
+        later), saying that what was decided before is not `what`."""
         if begun < self._since:
             raise NotLeader(
                 "the leader lease lapsed while this evaluation ran (the process paused, or "
                 "the database out of reach, for longer than the lease): what it decided "
-                "before is not written"
+                f"before is not {what}"
             )
 
     def clock(self) -> datetime:

@@ -252,7 +252,7 @@ class AsgScaler:
         group = self._describe_group(until, fresh=True)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         # Suspended since the status was read: AWS would take the count and do nothing.
-        suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+        suspended = suspended_processes(group)
         for process, blocks in (
             ("Launch", True),
             ("Terminate", count < group["DesiredCapacity"]),
@@ -590,6 +590,11 @@ def _shape(group: AutoScalingGroupTypeDef) -> int:
     )
 
 
+def suspended_processes(group: Mapping[str, Any]) -> set[str | None]:
+    """The names of the group's suspended processes (`aws autoscaling suspend-processes`)."""
+    return {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+
+
 def _busy_reasons(
     group: AutoScalingGroupTypeDef,
     activities: Sequence[ActivityTypeDef],
@@ -602,7 +607,7 @@ def _busy_reasons(
     if group.get("Status"):  # only set while the group is being deleted
         reasons.append(f"group status is {group.get('Status')!r}")
         launching = False
-    suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+    suspended = suspended_processes(group)
     # An operator paused the group: a new DesiredCapacity would launch (or terminate)
     # nothing, yet count as done and start a cooldown. Launch suspended holds both ways
     # (no scale-in while nothing can be replaced); Terminate alone holds scale-in only.
