@@ -379,7 +379,7 @@ def _scalar(node: ScalarNode) -> Any:
     if value is not _ABSENT:
         return value
     construct = _PLAIN_SCALARS.get(node.tag)
-    if construct is None:
+    if construct is None or _ambiguous_number(node) is not None:
         raise _Unusual
     try:
         value = construct(_CONSTRUCTOR, node)
@@ -390,6 +390,35 @@ def _scalar(node: ScalarNode) -> Any:
             _CONSTRUCTED.clear()
         _CONSTRUCTED[key] = value
     return value
+
+
+# Numbers YAML 1.1 (PyYAML) reads otherwise than YAML 1.2 and than most readers expect:
+# `010` is octal 8 (10 in YAML 1.2), `1:30` is base-60 90 (text in YAML 1.2). A policy
+# that says `max: 010` or `interval: 1:30` must not load as 8 or 90 without a word.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+\Z")
+_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?\Z")
+
+
+def _ambiguous_number(node: ScalarNode) -> str | None:
+    """The problem with a plain number written in a YAML 1.1-only form (a message with a
+    `{value}` field for what YAML 1.1 made of it), or None."""
+    if (
+        node.tag == "tag:yaml.org,2002:int"
+        and _OCTAL.match(node.value)
+        and node.value.strip("+-0_")  # `00` is 0 either way
+    ):
+        form = "octal (base 8)"
+    elif node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and _BASE_60.match(
+        node.value
+    ):
+        form = "base 60"
+    else:
+        return None
+    return (
+        f"`{node.value}` is read by YAML 1.1 as the {form} number {{value}}, which is "
+        "probably not what is meant: write the number without a leading zero or colon, "
+        f'or quote it ("{node.value}") if it is text'
+    )
 
 
 def _walk_line(node: Node, path: Path) -> int:
@@ -454,11 +483,17 @@ class _Builder:
         if node.tag == _STR_TAG:
             return node.value  # what SafeConstructor's construct_yaml_str returns, sooner
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except Exception as exc:  # any constructor failure: bad tag, bad !!int, ...
             problem = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
             self.issues.append(YamlIssue(path, _line(node), f"cannot read this value: {problem}"))
             return None
+        ambiguous = _ambiguous_number(node)
+        if ambiguous is not None:
+            # Reported, and kept: the issue fails the file, and a null here would add a
+            # second, misleading problem ("got nothing").
+            self.issues.append(YamlIssue(path, _line(node), ambiguous.format(value=value)))
+        return value
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}

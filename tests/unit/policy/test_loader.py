@@ -1288,3 +1288,36 @@ def test_policies_with_the_same_settings_share_their_frozen_setting_objects() ->
     assert web.triggers is api.triggers and web.stabilization is api.stabilization
     assert other.cooldown == model.Cooldown(up=timedelta(minutes=2), down=web.cooldown.down)
     assert other.cooldown is not web.cooldown
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "shown"),
+    [
+        ("max: 010\n", "max", "octal (base 8) number 8"),
+        ("max: -010\n", "max", "octal (base 8) number -8"),
+        ("interval: 1:30\n", "interval", "base 60 number 90"),
+        ("interval: 1:30.5\n", "interval", "base 60 number 90.5"),
+    ],
+)
+def test_a_number_yaml_1_1_reads_as_octal_or_base_60_is_refused_where_written(
+    body: str, field: str, shown: str
+) -> None:
+    # YAML 1.1 (PyYAML) reads `010` as 8 and `1:30` as 90: `max: 010` loaded as a maximum
+    # of 8 and `interval: 1:30` as 90 seconds, without a word.
+    text = "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 1\n" + body + CHECK
+    if field != "max":
+        text = HEAD + body + CHECK
+    found = [p for p in problems_of(text) if "YAML 1.1" in p.message]
+    assert [(p.line, p.field) for p in found] == [(4 if field == "max" else 5, field)]
+    assert shown in found[0].message
+    assert "quote it" in found[0].message
+
+
+def test_numbers_that_read_the_same_in_every_yaml_still_load() -> None:
+    text = HEAD.replace("max: 5", "max: 0x0A") + "cooldown: '1:30'\n" + CHECK
+    with pytest.raises(PolicyError) as raised:  # a cooldown of "1:30" is no duration
+        load_text(text, FILE)
+    assert "YAML 1.1" not in raised.value.problems[0].message
+    text = HEAD.replace("min: 1", "min: 00").replace("max: 5", "max: 1_0") + CHECK
+    (loaded,) = load_text(text.replace("aws-asg, asg: web", "nomad, job: web, group: g"), FILE)
+    assert (loaded.min, loaded.max) == (0, 10)
