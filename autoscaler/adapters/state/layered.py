@@ -114,6 +114,11 @@ class LayeredStateStore:
         self._seq = 0
         self._written = 0
         self._era = 0
+        # policy -> the era its memory was last loaded in, until its decision is recorded
+        # (a policy's evaluations never overlap): what an evaluation that loaded under an
+        # earlier era keeps or records is refused, even if the lease check before the
+        # write passed just before a takeover and `lead()` of a new epoch.
+        self._loaded_era: dict[str, int] = {}
         self._lock = threading.Lock()  # the in-memory state; held only briefly
         self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
         self._batch = cast("_Write | None", getattr(durable, "write", None))
@@ -166,6 +171,8 @@ class LayeredStateStore:
     def load(self, policy: str, target_key: str) -> Memory:
         """What memory holds for `policy`; the database only for a policy not seen yet
         (and always on a standby, which memory may not know about)."""
+        with self._lock:
+            self._loaded_era[policy] = self._era
         if not self._acting:
             return self._durable.load(policy, target_key)
         with self._lock:
@@ -214,6 +221,7 @@ class LayeredStateStore:
         before is a new version of it: it replaces the pending one, or is dropped when
         that one is written already (the history keeps what it holds)."""
         with self._lock:
+            self._same_era(self._loaded_era.pop(decision.policy, self._era), "recorded")
             if self._recorded.get(decision.policy) == decision.time:
                 if not self._replace_pending(decision):
                     return  # written already (or dropped by a takeover, which said so)
@@ -291,11 +299,22 @@ class LayeredStateStore:
         if not self._acting:
             raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
         with self._lock:
+            self._same_era(self._loaded_era.get(policy, self._era), "kept")
             self._memory.save(policy, target_key, memory)
             self._known[policy] = target_key
             self._dirty[policy] = (target_key, memory)
             self._seq += 1
             return self._era, self._seq
+
+    def _same_era(self, loaded: int, what: str) -> None:
+        """Raise `NotLeader` when memory was loaded in an earlier era (with `self._lock`
+        held): the lease was lost and taken again (a new epoch) since, so what was decided
+        on it is `what` no more: another leader may have acted in between."""
+        if loaded != self._era:
+            raise NotLeader(
+                f"not {what}: this replica lost the lease while the evaluation ran and has "
+                "taken it again under a new epoch; what it decided before is not written"
+            )
 
     def _replace_pending(self, decision: Decision) -> bool:
         """Put `decision` in place of its pending version (with `self._lock` held)."""

@@ -371,6 +371,37 @@ def test_a_write_dropped_by_a_takeover_is_never_reported_durable() -> None:
     assert [d.policy for d in durable.history()] == ["a"]
 
 
+def test_what_an_evaluation_loaded_before_a_new_epoch_it_may_not_keep_or_record() -> None:
+    # The race the lease check before a write cannot close: the check passed, then the
+    # lease lapsed, another leader acted, and this replica took it back (a new epoch) before
+    # the write. Memory loaded before would overwrite the other leader's cooldown.
+    durable = FlakyStore()
+    store = layered(durable)
+    store.lead(1)
+    store.load("web", KEY)  # the evaluation begins under epoch 1
+    store.standby()
+    durable.save("web", KEY, Memory(last_scaled_at=T0 + timedelta(minutes=5)))  # the other
+    store.lead(2)
+    with pytest.raises(NotLeader, match="taken it again under a new epoch"):
+        store.remember("web", KEY, Memory(last_scaled_at=T0))
+    with pytest.raises(NotLeader, match="taken it again under a new epoch"):
+        store.record(decision(T0))
+    assert durable.load("web", KEY).last_scaled_at == T0 + timedelta(minutes=5)
+    assert durable.history() == []
+    # The next evaluation loads under epoch 2 and writes as usual; so does one that never
+    # loaded (a target that could not be read records its hold).
+    assert store.load("web", KEY).last_scaled_at == T0 + timedelta(minutes=5)
+    store.save("web", KEY, Memory(last_scaled_at=T0 + timedelta(minutes=9)))
+    store.record(decision(T0 + timedelta(minutes=9)))
+    store.record(decision(T0 + timedelta(minutes=10), policy="api"))
+    assert [d.policy for d in durable.history()] == ["api", "web"]
+    # The same epoch back (nobody took it meanwhile) keeps what this replica knew.
+    store.load("web", KEY)
+    store.standby()
+    store.lead(2)
+    store.remember("web", KEY, Memory(last_scaled_at=T0 + timedelta(minutes=11)))
+
+
 def test_close_writes_what_is_pending() -> None:
     durable = BatchStore(broken="database is locked")
     store = LayeredStateStore(durable)
