@@ -9,8 +9,10 @@ open-conversations gauge, a moto server holding the `demo-checkout` ASG, and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,7 +84,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the controller runs")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="autoscaler-demo-"))
+    # Everything started is stopped, and the temporary directory removed, however the
+    # demo ends: a failure half-way (no first scrape, a port taken, Ctrl-C) left an
+    # orphan Prometheus and its data behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # cleans up
+    with contextlib.ExitStack() as cleanup:
+        workdir = Path(tempfile.mkdtemp(prefix="autoscaler-demo-"))
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        return _demo(args.seconds, workdir, cleanup)
+
+
+def _demo(seconds: float, workdir: Path, cleanup: contextlib.ExitStack) -> int:
     # The user's own AWS settings (AWS_PROFILE, a region, keys) must reach neither moto
     # nor the controller: the demo talks to its in-process AWS only. With AWS_PROFILE set
     # (a profile only the user's real config has, which the demo does not read), moto
@@ -90,12 +102,14 @@ def main() -> int:
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         del os.environ[name]
     moto, env = start_moto()
+    cleanup.callback(moto.stop)
     create_group(env)
     print(f"demo: moto ASG {ASG} at {env['AWS_ENDPOINT_URL']}, desired capacity 2")
 
     exporter_port = free_port()
     loadgen = LoadGenerator(lambda: desired_capacity(env), exporter_port)
     loadgen.start()
+    cleanup.callback(loadgen.stop)
     scrape = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
@@ -104,6 +118,7 @@ def main() -> int:
     }
     prometheus = PrometheusServer(workdir / "prometheus", config=scrape)
     prometheus.start()
+    cleanup.callback(prometheus.stop)
     print(f"demo: Prometheus at {prometheus.url}, scraping the load generator every 1 s")
     wait_until(
         lambda: bool(prometheus.query("demo_requests_per_second")["result"]),
@@ -120,9 +135,11 @@ def main() -> int:
     ]  # fmt: skip
     print(f"demo: starting the controller (API on http://{listen}): {' '.join(command[2:])}\n")
     controller = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
+    cleanup.callback(_stop, controller)
     started = time.monotonic()
     loadgen.reset_clock()
     stop = threading.Event()
+    cleanup.callback(stop.set)
 
     def report() -> None:
         while not stop.wait(5):
@@ -135,20 +152,27 @@ def main() -> int:
 
     threading.Thread(target=report, daemon=True).start()
     try:
-        controller.wait(timeout=args.seconds)
+        controller.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        controller.send_signal(signal.SIGTERM)
-        controller.wait(timeout=15)
-    finally:
-        stop.set()
-        loadgen.stop()
-        prometheus.stop()
-        moto.stop()
+        _stop(controller)
+    stop.set()
     print(
         f"\ndemo: done; the controller exited with {controller.returncode}; "
         f"final desired capacity {loadgen.current_instances}"
     )
     return 0 if controller.returncode == 0 else 1
+
+
+def _stop(controller: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 15 s later (nothing if it has exited)."""
+    if controller.poll() is not None:
+        return
+    controller.send_signal(signal.SIGTERM)
+    try:
+        controller.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        controller.kill()
+        controller.wait()
 
 
 if __name__ == "__main__":
