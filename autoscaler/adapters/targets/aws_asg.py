@@ -179,6 +179,7 @@ class AsgScaler:
         """
         until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
+        self._refuse_units(group)
         recent = self._feed.recent(
             self._ref.asg,
             lambda fn: self._call(until, "DescribeScalingActivities", fn, where=self._region_wide),
@@ -195,6 +196,18 @@ class AsgScaler:
             max_size=group["MaxSize"],
             last_scaled_at=recent.last_change,
         )
+
+    def _refuse_units(self, group: AutoScalingGroupTypeDef) -> None:
+        """Raise `TargetError` when the group's capacity is not a number of instances."""
+        units = capacity_units(group)
+        if units is not None:
+            raise TargetError(
+                f"{self._where()} counts its capacity in {units}, not in instances: the "
+                "counts a policy decides would be read as those units (20 instances "
+                "set as 20 vCPUs is a scale-in); give the group instance units (no "
+                "DesiredCapacityType or `units`, every WeightedCapacity 1) or scale it "
+                "another way"
+            )
 
     def _running_refreshes(
         self, group: AutoScalingGroupTypeDef, until: Budget
@@ -250,6 +263,7 @@ class AsgScaler:
         """
         until = Budget(seconds=self._deadline, caller=deadline)
         group = self._describe_group(until, fresh=True)
+        self._refuse_units(group)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         # Suspended since the status was read: AWS would take the count and do nothing.
         suspended = suspended_processes(group)
@@ -588,6 +602,24 @@ def _shape(group: AutoScalingGroupTypeDef) -> int:
             tuple(sorted((i["InstanceId"], i["LifecycleState"]) for i in instances)),
         )
     )
+
+
+def capacity_units(group: Mapping[str, Any]) -> str | None:
+    """What the group's Min/Max/DesiredCapacity count when it is not instances, else None.
+
+    AWS counts them in vCPUs or MiB with `DesiredCapacityType` (attribute-based instance
+    selection), and in the weights' units when a mixed instances policy gives its
+    instance types a `WeightedCapacity`.
+    """
+    kind = group.get("DesiredCapacityType")
+    if kind not in (None, "", "units"):
+        return f"{kind} (DesiredCapacityType)"
+    mixed = group.get("MixedInstancesPolicy") or {}
+    overrides = (mixed.get("LaunchTemplate") or {}).get("Overrides") or []
+    weights = sorted({str(o["WeightedCapacity"]) for o in overrides if o.get("WeightedCapacity")})
+    if any(w != "1" for w in weights):
+        return f"weighted units (WeightedCapacity {', '.join(weights)})"
+    return None
 
 
 def suspended_processes(group: Mapping[str, Any]) -> set[str | None]:

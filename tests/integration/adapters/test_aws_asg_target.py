@@ -625,3 +625,27 @@ def test_a_process_suspended_after_the_status_was_read_refuses_the_scale_call(
     else:
         scaler.scale(to, reason="test", meta={}, expected=count)
         assert moto_server.desired_capacity(asg) == to
+
+
+def test_a_group_sized_in_weighted_units_is_neither_read_as_instances_nor_scaled(
+    asg: str, direct: ScalerFactory, moto_server: MotoServer
+) -> None:
+    # With WeightedCapacity 4, DesiredCapacity 8 is two instances: a policy's "20" would
+    # be set as 20 units, five instances (a scale-in nobody decided).
+    scaler = direct(asg)
+    count = scaler.status().count
+    overrides = [{"InstanceType": "t3.micro", "WeightedCapacity": "4"}]
+    moto_server.client().update_auto_scaling_group(
+        AutoScalingGroupName=asg,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateName": f"lt-{asg}"},
+                "Overrides": overrides,
+            }
+        },
+    )
+    with pytest.raises(TargetError, match=r"weighted units \(WeightedCapacity 4\), not in inst"):
+        scaler.status()
+    with pytest.raises(TargetError, match="weighted units"):
+        scaler.scale(count + 2, reason="test", meta={}, expected=count)
+    assert moto_server.desired_capacity(asg) == count
