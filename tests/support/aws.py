@@ -216,6 +216,7 @@ class _Fault:
     echo: bool = False
     group: str | None = None  # only requests naming this AutoScalingGroupName
     delay: float = 0.0  # seconds the answer is held back (a slow or hung endpoint)
+    body: bytes | None = None  # answered instead of AWS's error XML (a proxy's own page)
 
 
 @dataclass
@@ -263,15 +264,17 @@ class AwsProxy:
         echo: bool = False,
         group: str | None = None,
         delay: float = 0.0,
+        body: bytes | None = None,
     ) -> None:
         """Answer the next `times` requests of `action` with an AWS error (after earlier ones);
         with `echo`, the message goes on with the request's headers (signature, session
         token), as a misbehaving proxy's error would. With `group`, only the requests whose
         `AutoScalingGroupName` is `group` fail (other groups' go through), until `heal(group)`
-        when `times` is large. With `delay`, each answer is held back that many seconds."""
+        when `times` is large. With `delay`, each answer is held back that many seconds. With
+        `body`, that is the answer's body instead (not AWS's: a proxy's or a captive portal's)."""
         with self._lock:
             self._faults.setdefault(action, []).append(
-                _Fault(status, code, message, times, echo, group, delay)
+                _Fault(status, code, message, times, echo, group, delay, body)
             )
 
     def heal(self, group: str) -> None:
@@ -333,7 +336,8 @@ class AwsProxy:
                 if fault.echo:
                     quoted = "; ".join(f"{k}: {v}" for k, v in (headers or {}).items())
                     message += f" (request headers: {quoted})"
-                return fault.delay, (fault.status, error_xml(fault.status, fault.code, message))
+                body = fault.body or error_xml(fault.status, fault.code, message)
+                return fault.delay, (fault.status, body)
             if action == "DescribeScalingActivities" and self._activities is not None:
                 return 0.0, (200, result_xml(action, _activities_page(self._activities, params)))
             if action == "DescribeInstanceRefreshes" and self._refreshes is not None:

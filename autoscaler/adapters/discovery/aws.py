@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_asg import PERMISSION_CODES, shared_client
@@ -73,7 +74,9 @@ class AsgDiscovery:
                     break
         except TargetError as exc:  # the client could not be built (configuration)
             raise DiscoveryError(f"Auto Scaling Groups of {where}: {exc}") from exc
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            # (ResponseParserError: an answer that is not AWS's, e.g. a proxy's HTML page;
+            # not a BotoCoreError, it was logged as an unexpected failure with a traceback.)
             raise DiscoveryError(_message(exc, where)) from exc
         return found
 

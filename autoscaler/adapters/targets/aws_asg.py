@@ -122,6 +122,12 @@ _sessions: dict[tuple[tuple[str, str], ...], boto3.session.Session] = {}
 _Shared = tuple["AutoScalingClient", GroupReads["AutoScalingGroupTypeDef"], ActivityFeed]
 _clients: dict[tuple[object, ...], _Shared] = {}
 _clients_lock = threading.Lock()
+# A configuration in which no credentials were found: when the chain was last tried
+# (`monotonic()`), and what it said. No client is kept without credentials (botocore's
+# would never look again, however the configuration is fixed); the chain is tried again
+# at most every `CREDENTIALS_RETRY` seconds (an instance role may take an IMDS timeout).
+_uncredentialed: dict[tuple[tuple[str, str], ...], tuple[float, str]] = {}
+CREDENTIALS_RETRY = 30.0
 # The caller's deadline (an instant of `monotonic()`) of the API call this thread is about
 # to send, read by `_bound_request` as botocore sends it; None: no deadline but our own.
 _request_deadline: ContextVar[float | None] = ContextVar("autoscaler_aws_deadline", default=None)
@@ -464,12 +470,33 @@ def _shared(region: str | None, deadline: float) -> _Shared:
     with _clients_lock:  # a boto3 session is not thread-safe; its clients are
         shared = _clients.get(key)
         if shared is None:
+            tried = _uncredentialed.get(env)
+            if tried is not None and monotonic() - tried[0] < CREDENTIALS_RETRY:
+                raise TargetForbidden(tried[1])
             session = _sessions.get(env)
             if session is None:
                 session = _sessions[env] = _session()
+            if _credentials(session) is None:
+                del _sessions[env]  # a new session reads the files and the instance role again
+                problem = (
+                    "no AWS credentials found; configure the standard chain (environment, "
+                    "shared config/credentials file, or an instance role); looked for again "
+                    f"every {CREDENTIALS_RETRY:g} s"
+                )
+                _uncredentialed[env] = (monotonic(), problem)
+                raise TargetForbidden(problem)
+            _uncredentialed.pop(env, None)
             client = make_client(region, deadline, session=session)
             shared = _clients[key] = (client, group_reads(client), feed(client))
         return shared
+
+
+def _credentials(session: boto3.session.Session) -> object | None:
+    """The session's credentials, None when the chain found none."""
+    try:
+        return session.get_credentials()
+    except BotoCoreError as exc:
+        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
 
 
 def make_client(

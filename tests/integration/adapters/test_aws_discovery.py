@@ -46,3 +46,15 @@ def test_a_refused_call_says_which_permission_to_grant(
     aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "AccessDenied", "not allowed")
     with pytest.raises(DiscoveryError, match="autoscaling:DescribeAutoScalingGroups"):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+
+
+def test_an_answer_that_is_not_aws_is_a_discovery_error_not_a_crash(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore's ResponseParserError is no BotoCoreError: it went past the discovery's
+    # handling, logged as an unexpected failure with a traceback at every poll.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    page = b"<html><body>Proxy login required<br></body></html>"  # not XML either
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 200, "", body=page)
+    with pytest.raises(DiscoveryError, match="DescribeAutoScalingGroups in region"):
+        AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
