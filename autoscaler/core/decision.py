@@ -418,7 +418,9 @@ def _guarded(
         confirmed = f"{shown}, {anomaly.streak} evaluations in a row: scale-out confirmed → {count}"
         return count, confirmed, block
     # A forecast above the value is learned from history, no anomaly: it keeps its ask.
-    plausible = used if used > value else min(value, anomaly.high)
+    # Else the nearest plausible value: a value implausibly *low* can ask for a large
+    # scale-out too (a threshold step `below`, an inverse metric), and min() alone let it.
+    plausible = used if used > value else max(anomaly.low, min(value, anomaly.high))
     capped = min(count, max(current, strategy_desired(check, plausible, current).count))
     held = (
         f"{shown}: a scale-out of more than {guard.large_percent:g} % needs {guard.confirm} "
@@ -505,12 +507,31 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
         if fallback is not None:
             hold += f", fallback after {fallback.after}"
         run.reasons.append(hold)
-        return Outcome(run.finish(run.current, Action.HOLD), memory)
+        # Bounds still win upwards (a count below `min`, or a schedule's `min` starting,
+        # is raised as when a single check fails); they never scale in blind.
+        count = _no_blind_scale_in(run, _bound(run, run.current))
+        memory = _recorded(run, memory, count)
+        if count == run.current:
+            return Outcome(run.finish(run.current, Action.HOLD), memory)
+        return Outcome(run.finish(count, _action(run, memory, count)), memory)
     run.reasons.append(
         f"no usable data for {streak} evaluations: fallback to at least {fallback.count}"
     )
     count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
+    memory = _recorded(run, memory, count)
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def _recorded(run: _Run, memory: Memory, count: int) -> Memory:
+    """`memory` with `count` recorded as this evaluation's recommendation, as when some
+    checks fail: the down window then holds it for its length after the data comes back,
+    so the first answers after an outage (often the least trustworthy: a rate over a
+    Prometheus just restarted) do not scale in at once on an empty window."""
+    windows, now = run.policy.stabilization, run.now
+    longest = max(windows.up, windows.down)
+    kept = [r for r in memory.recommendations if now - r.at < longest]
+    kept.append(Recommendation(at=now, count=count))
+    return replace(memory, recommendations=_undominated(kept))
 
 
 def _count_missing(run: _Run, memory: Memory) -> tuple[Memory, bool]:

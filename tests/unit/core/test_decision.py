@@ -236,7 +236,10 @@ def test_all_checks_failed_holds_and_counts_the_streak() -> None:
         "no usable data from any check (2 in a row): holding",
     )
     assert outcome.memory == replace(
-        memory, missing_data_streak=2, missing_data_since=NOW - policy_interval()
+        memory,
+        missing_data_streak=2,
+        missing_data_since=NOW - policy_interval(),
+        recommendations=(Recommendation(at=NOW, count=5),),  # the count held is recorded
     )
 
 
@@ -407,7 +410,9 @@ def test_fallback_skips_limits_and_stabilization_but_not_bounds() -> None:
     )
     assert outcome.decision.desired == 8
     assert outcome.decision.reasons[-1] == "max 8: 10 → 8"
-    assert outcome.memory.recommendations == history
+    # Not stabilized, but recorded: the down window holds the fallback's count once data
+    # comes back.
+    assert outcome.memory.recommendations == (*history, Recommendation(at=NOW, count=8))
 
 
 def test_fallback_respects_cooldown() -> None:
@@ -860,3 +865,37 @@ def test_stabilization_windows_are_the_same_in_any_time_zone(zone: tzinfo) -> No
     )
     assert outcome.decision.desired == 9
     assert [r.count for r in outcome.memory.recommendations] == [9, 3, 2]
+
+
+def test_the_first_answer_after_a_full_outage_is_stabilized_like_after_a_partial_one() -> None:
+    # Every check failing recorded no recommendation, so after an outage longer than the
+    # down window the first answer (3) scaled 10 in at once, where the same answer after
+    # one check had failed was held by the window.
+    policy = make_policy(LATENCY, stabilization=Stabilization(down=timedelta(minutes=5)))
+    memory = Memory(recommendations=(Recommendation(at=ago(minutes=10), count=10),))
+    for minutes in range(9, 0, -1):  # Prometheus down for nine minutes
+        held = decide(
+            policy,
+            status=TargetStatus(count=10),
+            observations=[failed(LATENCY)],
+            memory=memory,
+            now=ago(minutes=minutes),
+        )
+        assert held.decision.action is Action.HOLD
+        memory = held.memory
+    back = run(policy, ok(LATENCY, 0.075), current=10, memory=memory)  # asks for 3
+    assert back.decision.action is Action.NONE
+    assert back.decision.desired == 10
+    assert "stabilization down 5m: highest recommendation 10 → 10 instead of 3" in (
+        back.decision.reasons
+    )
+
+
+def test_without_any_data_a_count_below_min_is_raised_never_lowered_above_max() -> None:
+    # Bounds win upwards even when every check fails (a group set to 0 by hand, a
+    # schedule's min starting during an outage); a count above max stays (never scale in
+    # blind).
+    below = run(make_policy(LATENCY, min=2, max=8), failed(LATENCY), current=0)
+    assert (below.decision.action, below.decision.desired) == (Action.UP, 2)
+    above = run(make_policy(LATENCY, min=2, max=8), failed(LATENCY), current=12)
+    assert (above.decision.action, above.decision.desired) == (Action.HOLD, 12)

@@ -203,9 +203,11 @@ def is_fallback(outcome: Outcome) -> bool:
 
 
 def held_before_shaping(case: Case, outcome: Outcome) -> bool:
-    """Held because not ready or without data: the count is left alone, bounds unapplied."""
-    return not case.status.ready or any(
-        r.startswith("no usable data from any check") for r in outcome.decision.reasons
+    """Held because not ready, or without data and at or above the bounds' floor: the count
+    is left alone (without data, bounds raise a count below `min`, never lower one)."""
+    return not case.status.ready or (
+        any(r.startswith("no usable data from any check") for r in outcome.decision.reasons)
+        and outcome.decision.desired == case.status.count
     )
 
 
