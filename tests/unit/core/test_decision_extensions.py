@@ -18,6 +18,7 @@ from autoscaler.core.model import (
     AnomalyGuard,
     AnomalyReading,
     AsgTarget,
+    Change,
     Check,
     Cooldown,
     ForecastReading,
@@ -28,6 +29,7 @@ from autoscaler.core.model import (
     Policy,
     Recommendation,
     Stabilization,
+    Step,
     StepLimit,
     Strategy,
     TargetStatus,
@@ -233,6 +235,23 @@ def test_a_large_scale_out_on_an_implausible_value_waits_for_confirmation() -> N
     )
     assert (confirmed.decision.desired, confirmed.decision.action) == (40, Action.UP)
     assert "scale-out confirmed → 40" in confirmed.decision.reasons[-1]
+
+
+def test_a_large_scale_out_on_an_implausibly_low_value_waits_for_confirmation_too() -> None:
+    # An inverse metric (free capacity, a success ratio): a glitch to 0 asks for +100 %.
+    # The cap took min(value, high), still 0, so the scale-out went through at once.
+    steps = (Step(change=Change(amount=100, percent=True), below=20.0),)
+    spare = Check(name="load", strategy=Strategy.THRESHOLD, query="spare", steps=steps)
+    policy = make_policy(spare, anomaly=GUARD)
+    first = run(policy, Observation(check="load", value=0.0, anomaly=implausible(-9.0)), current=10)
+    assert (first.decision.desired, first.decision.action) == (10, Action.NONE)
+    assert first.decision.reasons[-1].endswith("(1 so far) → 10 instead of 20")
+    confirmed = run(
+        policy,
+        Observation(check="load", value=0.0, anomaly=implausible(-9.0, streak=2)),
+        current=10,
+    )
+    assert (confirmed.decision.desired, confirmed.decision.action) == (20, Action.UP)
 
 
 def test_a_small_scale_out_on_an_implausible_value_needs_no_confirmation() -> None:
