@@ -54,7 +54,10 @@ _ZERO = timedelta(0)
 
 
 def _left(period: timedelta, elapsed: timedelta) -> timedelta:
-    left = period - elapsed
+    # A last action dated after `now` (clocks that disagree: a host's stepped back, a Nomad
+    # server's or AWS's ahead) counts whole within one period of skew, and no further: 2 h
+    # ahead held every scale for 2 h, and the stores keep the latest time, across restarts.
+    left = period - max(elapsed, -period)
     if left <= _ZERO:
         return _ZERO
     return timedelta(seconds=math.ceil(left.total_seconds()))

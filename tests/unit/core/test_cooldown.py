@@ -26,6 +26,8 @@ def test_no_action_recorded_leaves_no_cooldown() -> None:
         pytest.param(timedelta(minutes=2), 0, 180, id="up-over-down-running"),
         pytest.param(timedelta(minutes=5), 0, 0, id="both-over-at-the-boundary"),
         pytest.param(timedelta(seconds=-10), 70, 310, id="a-record-from-the-future-counts-whole"),
+        # ... within one period of skew: a record 2 h ahead held every change for 2 h.
+        pytest.param(timedelta(hours=-2), 120, 600, id="a-far-future-record-holds-two-periods"),
     ],
 )
 def test_time_left_per_direction(ago: timedelta, up: int, down: int) -> None:
