@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoscaler.errors import TargetDeadline
+from autoscaler.errors import TargetDeadline, TargetError, TargetUnavailable
 
 __all__ = ["Budget", "monotonic"]
 
@@ -100,3 +100,22 @@ class Budget:
 
 def _attempts(n: int) -> str:
     return f"{n} attempt{'' if n == 1 else 's'}"
+
+
+def after_unanswered(error: TargetError, what: str) -> TargetError:
+    """`error`, the end of a write an earlier attempt of which was sent and got no answer in
+    time: whatever the later attempts met, that one may have landed, so the error says so
+    (`maybe_applied`) and the caller keeps the cooldown it recorded.
+
+    The later attempts' errors are often caused by the first one having landed: Nomad
+    refuses a scale while the deployment the first request started runs (busy), AWS answers
+    ResourceContention while it updates the group. Taken alone, they withdrew the cooldown
+    and recorded "not scaled" for a change that was made.
+    """
+    note = "; an earlier attempt got no answer in time, so it may have been applied"
+    if isinstance(error, TargetDeadline | TargetUnavailable):
+        if not error.maybe_applied:
+            error.maybe_applied = True
+            error.args = (f"{error}{note}",)
+        return error
+    return TargetUnavailable(f"{what}: {error}{note}", maybe_applied=True)

@@ -172,6 +172,7 @@ class NomadApiStandIn:
             self._echoing: dict[str, int] = {}
             self._job_faults: dict[str, tuple[int, str, frozenset[str] | None, float]] = {}
             self._delays: list[float] = []
+            self._first_late: dict[str, float] = {}  # job -> extra delay of its next fault
             self._index = 10
             self.requests: list[RecordedRequest] = []
             self.deployment_on_scale: str | None = None
@@ -305,13 +306,16 @@ class NomadApiStandIn:
         *,
         methods: Iterable[str] | None = None,
         delay: float = 0.0,
+        first_delay: float = 0.0,
     ) -> None:
         """From now on, until `heal(job_id)`, answer every request about `job_id` (or only
-        those with one of `methods`) with `status` and `body`, each `delay` seconds late;
-        other jobs are unaffected."""
+        those with one of `methods`) with `status` and `body`, each `delay` seconds late
+        (the first one `first_delay` seconds more: a request that times out, then retries
+        that get the answer); other jobs are unaffected."""
         with self._lock:
             only = None if methods is None else frozenset(m.upper() for m in methods)
             self._job_faults[job_id] = (status, body, only, delay)
+            self._first_late[job_id] = first_delay
 
     def heal(self, job_id: str) -> None:
         """Stop failing or echoing the requests about `job_id`."""
@@ -584,7 +588,7 @@ class NomadApiStandIn:
                     f"/v1/job/{job_id}/"
                 )
                 if about and (methods is None or request.method in methods):
-                    return status, text, delay
+                    return status, text, delay + self._first_late.pop(job_id, 0.0)
         return None
 
     def _rules(self, request: RecordedRequest) -> Mapping[str, frozenset[str]]:

@@ -43,7 +43,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from autoscaler.adapters.deadline import Budget, monotonic
+from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY, ActivityFeed
@@ -350,21 +350,26 @@ class AsgScaler:
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
+        unanswered_once = False  # a write sent and not answered: it may have landed
 
         def attempt() -> T:
-            nonlocal sent
+            nonlocal sent, unanswered_once
             until.check(what, sent=sent)
             sent += 1
-            if until.caller is None or not write:
-                return fn()
-            token = _request_deadline.set(until.caller)
             try:
-                return fn()
-            except TargetDeadline:  # refused by `_bound_request`, as it was about to go
-                sent -= 1
-                raise until.refused(what, sent=sent) from None
-            finally:
-                _request_deadline.reset(token)
+                if until.caller is None or not write:
+                    return fn()
+                token = _request_deadline.set(until.caller)
+                try:
+                    return fn()
+                except TargetDeadline:  # refused by `_bound_request`, as it was about to go
+                    sent -= 1
+                    raise until.refused(what, sent=sent) from None
+                finally:
+                    _request_deadline.reset(token)
+            except (ReadTimeoutError, ConnectionClosedError):
+                unanswered_once = unanswered_once or write
+                raise
 
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
@@ -374,16 +379,21 @@ class AsgScaler:
             reraise=True,
         )
         try:
-            return retrying(attempt)
-        except (ClientError, BotoCoreError, ResponseParserError) as exc:
-            unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
-            if until.cut and is_transient(exc):
-                last = _describe(exc)
-                raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
-            error = self._translate(action, exc, sent, where=where)
-            if unanswered and isinstance(error, TargetUnavailable):
-                error.maybe_applied = True  # sent, never answered: it may have landed
-            raise error from exc
+            try:
+                return retrying(attempt)
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
+                if until.cut and is_transient(exc):
+                    last = _describe(exc)
+                    raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
+                error = self._translate(action, exc, sent, where=where)
+                if unanswered and isinstance(error, TargetUnavailable):
+                    error.maybe_applied = True  # sent, never answered: it may have landed
+                raise error from exc
+        except TargetError as error:
+            if unanswered_once:  # an earlier attempt may have landed, whatever came after
+                raise after_unanswered(error, what) from error.__cause__
+            raise
 
     def _translate(
         self, action: str, exc: Exception, attempts: int, *, where: str | None = None

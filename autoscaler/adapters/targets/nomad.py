@@ -31,7 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from autoscaler.adapters.deadline import Budget, monotonic
+from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import ca_bundle, settle
 from autoscaler.adapters.targets.moved import moved_since
@@ -501,13 +501,19 @@ class NomadScaler:
         budget = Budget(seconds=settings.deadline, caller=deadline)
         what = f"the {'scale' if capability == 'scale-job' else 'read'} request for {self._ref}"
         sent = 0
+        unanswered_once = False  # a scale request sent and not answered: it may have landed
 
         def attempt() -> requests.Response:
-            nonlocal sent
+            nonlocal sent, unanswered_once
             own = max(0.05, min(settings.timeout, budget.own_until - monotonic()))
             timeout = budget.timeout(what, own, sent=sent)
             sent += 1
-            return send(timeout)
+            try:
+                return send(timeout)
+            except BaseNomadException as exc:
+                if capability == "scale-job" and self._last_attempt(exc)[1]:
+                    unanswered_once = True
+                raise
 
         retrying = Retrying(
             stop=lambda state: budget.stop(state.upcoming_sleep),
@@ -516,17 +522,22 @@ class NomadScaler:
             reraise=True,
         )
         try:
-            response = retrying(attempt)
-        except BaseNomadException as exc:
-            if budget.cut and is_transient(exc):
-                last, unanswered = self._last_attempt(exc)
-                unanswered = unanswered and capability == "scale-job"  # a read changes nothing
-                raise budget.over(what, sent=sent, last=last, unanswered=unanswered) from None
-            error = self._translate(exc, capability)
-            if capability == "scale-job" and isinstance(error, TargetUnavailable):
-                # Sent, never answered (a timeout, a dropped connection): it may have landed.
-                error.maybe_applied = self._last_attempt(exc)[1]
-            raise error from None
+            try:
+                response = retrying(attempt)
+            except BaseNomadException as exc:
+                if budget.cut and is_transient(exc):
+                    last, unanswered = self._last_attempt(exc)
+                    unanswered = unanswered and capability == "scale-job"  # reads change nothing
+                    raise budget.over(what, sent=sent, last=last, unanswered=unanswered) from None
+                error = self._translate(exc, capability)
+                if capability == "scale-job" and isinstance(error, TargetUnavailable):
+                    # Sent, never answered (a timeout, a dropped connection): it may have landed.
+                    error.maybe_applied = self._last_attempt(exc)[1]
+                raise error from None
+        except TargetError as error:
+            if unanswered_once:  # an earlier attempt may have landed, whatever came after
+                raise after_unanswered(error, what) from None
+            raise
         if not response.content:
             return None
         try:

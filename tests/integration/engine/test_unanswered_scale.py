@@ -103,3 +103,24 @@ def test_a_nomad_scale_refused_is_withdrawn(
     assert "rpc error: no leader" in evaluation.decision.reasons[-1]
     assert not evaluation.decision.reasons[-1].endswith(KEPT)
     assert last is None
+
+
+def test_a_nomad_scale_whose_retry_is_refused_after_an_unanswered_attempt_keeps_its_cooldown(
+    nomad_api: NomadApiStandIn, nomad_scaler: NomadScaler
+) -> None:
+    # The first POST times out (it may have landed and started a deployment); the retry is
+    # refused because of that deployment. Judged by the last attempt alone, the change was
+    # "busy, not scaled" and its cooldown withdrawn.
+    nomad_api.fail_requests_of(
+        "chat",
+        400,
+        "job scaling blocked due to active deployment",
+        methods=["POST"],
+        first_delay=1.0,
+    )
+    policy = _policy(NomadTarget(job="chat", group="web"))
+    evaluation, last = _evaluate(policy, nomad_scaler, MemoryStateStore())
+    assert len(nomad_api.requests_to("POST", "/scale")) >= 2, "retried after the timeout"
+    assert evaluation.decision.reasons[-1].endswith(KEPT), evaluation.decision.reasons
+    assert "an earlier attempt got no answer in time" in evaluation.decision.reasons[-1]
+    assert last == T0

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from autoscaler.adapters.deadline import Budget
-from autoscaler.errors import TargetDeadline, TargetError
+from autoscaler.adapters.deadline import Budget, after_unanswered
+from autoscaler.errors import TargetBusy, TargetDeadline, TargetError, TargetUnavailable
 
 
 class Clock:
@@ -110,3 +110,19 @@ def test_an_aws_request_under_a_deadline_times_out_by_it_and_is_not_sent_after_i
             aws_asg._bound_request(request())
     finally:
         aws_asg._request_deadline.reset(token)
+
+
+def test_after_an_unanswered_attempt_any_later_error_says_the_write_may_have_landed() -> None:
+    # A retry refused because the first request landed (busy: the deployment it started),
+    # or cut by the deadline, or failing otherwise: the first may have been applied.
+    busy = after_unanswered(TargetBusy("active deployment"), "the scale request for web")
+    assert isinstance(busy, TargetUnavailable) and busy.maybe_applied
+    assert str(busy) == (
+        "the scale request for web: active deployment; an earlier attempt got no answer in "
+        "time, so it may have been applied"
+    )
+    cut = after_unanswered(TargetDeadline("not sent again", attempts=2), "w")
+    assert isinstance(cut, TargetDeadline) and cut.maybe_applied
+    assert str(cut).endswith("so it may have been applied")
+    kept = TargetUnavailable("timed out", maybe_applied=True)
+    assert after_unanswered(kept, "w") is kept and str(kept) == "timed out"
