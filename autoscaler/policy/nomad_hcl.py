@@ -59,16 +59,33 @@ def _policy_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return dict(found[0][1]) if found else {}
 
 
+def _enabled(block: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """A block's `enabled` as HCL reads it, or False and why it cannot be read.
+
+    HCL converts the strings "true" and "false" to booleans, and python-hcl2 keeps them as
+    strings: `bool("false")` would switch on a policy its author switched off.
+    """
+    value = block.get("enabled", True)
+    if isinstance(value, bool):
+        return value, None
+    if value in ("true", "false"):
+        return value == "true", None
+    return False, f"enabled = {value!r} is not a boolean: write true or false"
+
+
 def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
     name = label or "policy"
     kind = str(body.get("type", "horizontal"))
+    enabled, problem = _enabled(body)
     translation = translate(
         name,
-        enabled=bool(body.get("enabled", True)),
+        enabled=enabled,
         min_count=body.get("min"),
         max_count=body.get("max"),
         policy=_policy_body(body),
     )
+    if problem is not None:
+        translation.errors.append(problem)
     if kind != "horizontal":
         translation.errors.append(f"type {kind!r} is not carried: only horizontal scaling")
     return Converted(f'scaling "{name}"', translation)
@@ -86,14 +103,17 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
             policy = _policy_body(scaling)
             if not blocks(policy.get("check")):
                 continue  # bounds for `nomad job scale` only: no autoscaling
+            enabled, problem = _enabled(scaling)
             translation = translate(
                 f"{job}-{group_name}",
-                enabled=bool(scaling.get("enabled", True)),
+                enabled=enabled,
                 min_count=scaling.get("min", group.get("count", 1)),
                 max_count=scaling.get("max"),
                 policy=policy,
                 target={"Job": job, "Group": group_name, "Namespace": namespace},
             )
+            if problem is not None:
+                translation.errors.append(problem)
             converted.append(Converted(where, translation))
         for task_label, task in blocks(group.get("task")):
             for scaling_label, _ in blocks(task.get("scaling")):

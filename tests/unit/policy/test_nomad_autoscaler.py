@@ -288,3 +288,50 @@ def test_an_unknown_target_plugin_cannot_be_carried() -> None:
         policy={"check": [], "target": [{"gce-mig": [{"project": "p"}]}]},
     )
     assert any("gce-mig" in e for e in done.errors)
+
+
+JOB_FILE = """
+job "web" {
+  group "api" {
+    scaling {
+      enabled = ENABLED
+      min     = 1
+      max     = 10
+      policy {
+        check "rps" {
+          source = "prometheus"
+          query  = "sum(rate(http_requests_total[1m]))"
+          strategy "target-value" { target = 100 }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("text", [FILE_POLICY, JOB_FILE], ids=["policy file", "job file"])
+@pytest.mark.parametrize(
+    ("written", "enabled"),
+    [
+        pytest.param('"false"', False, id="string false"),
+        pytest.param("false", False, id="false"),
+        pytest.param('"true"', True, id="string true"),
+        pytest.param("true", True, id="true"),
+    ],
+)
+def test_enabled_is_read_as_hcl_reads_it_so_a_switched_off_policy_stays_off(
+    text: str, written: str, enabled: bool
+) -> None:
+    source = text.replace("enabled = true", "enabled = ENABLED").replace("ENABLED", written)
+    (converted,) = convert_hcl(source)
+    assert converted.translation.errors == []
+    assert converted.translation.data.get("enabled", True) is enabled
+
+
+@pytest.mark.parametrize("written", ['"yes"', "1", '"False"'])
+def test_an_enabled_that_is_not_a_boolean_is_refused(written: str) -> None:
+    (converted,) = convert_hcl(JOB_FILE.replace("ENABLED", written))
+    (error,) = converted.translation.errors
+    assert error.startswith("enabled = ") and "is not a boolean: write true or false" in error
+    assert converted.where == 'job "web" group "api"'
