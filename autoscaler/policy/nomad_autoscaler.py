@@ -95,7 +95,8 @@ def translate(
     target: Mapping[str, str] | None = None,
 ) -> Translation:
     """Our policy for a Nomad Autoscaler one: its bounds, its `policy` body and, for a job's
-    scaling block, the group it belongs to (`target`: Namespace, Job, Group)."""
+    scaling block, the group it belongs to (`target`: Namespace, Job, Group, and Region when
+    the job file sets one)."""
     out = Translation(data={"name": policy_name(name)})
     if out.data["name"] != name:
         out.notes.append(f"name {name!r} is {out.data['name']!r} here (letters, digits, . _ -)")
@@ -198,6 +199,8 @@ def _nomad_target(values: Mapping[str, Any]) -> dict[str, Any]:
     namespace = values.get("Namespace")
     if namespace and namespace != "default":
         target["namespace"] = str(namespace)
+    if values.get("Region"):
+        target["region"] = str(values["Region"])
     return target
 
 

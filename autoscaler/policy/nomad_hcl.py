@@ -93,6 +93,9 @@ def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
 
 def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
     namespace = str(body.get("namespace", "default"))
+    group_target = {"Job": job, "Namespace": namespace}
+    if body.get("region") is not None:  # the job runs there: a same-named job elsewhere is not it
+        group_target["Region"] = str(body["region"])
     converted: list[Converted] = []
     for group_label, group in blocks(body.get("group")):
         group_name = group_label or "group"
@@ -110,7 +113,7 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
                 min_count=scaling.get("min", group.get("count", 1)),
                 max_count=scaling.get("max"),
                 policy=policy,
-                target={"Job": job, "Group": group_name, "Namespace": namespace},
+                target={**group_target, "Group": group_name},
             )
             if problem is not None:
                 translation.errors.append(problem)

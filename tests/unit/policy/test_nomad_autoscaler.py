@@ -335,3 +335,13 @@ def test_an_enabled_that_is_not_a_boolean_is_refused(written: str) -> None:
     (error,) = converted.translation.errors
     assert error.startswith("enabled = ") and "is not a boolean: write true or false" in error
     assert converted.where == 'job "web" group "api"'
+
+
+def test_a_job_files_region_is_the_targets_so_a_same_named_job_elsewhere_is_not_scaled() -> None:
+    job = JOB_FILE.replace("ENABLED", "true").replace('job "web" {', 'job "web" {\n  region = "eu"')
+    (converted,) = convert_hcl(job)
+    data = converted.translation.data
+    assert data["target"] == {"type": "nomad", "job": "web", "group": "api", "region": "eu"}
+    policy, problems = load_data(data, "<converted>")
+    assert problems == [] and policy is not None
+    assert policy.target == NomadTarget(job="web", group="api", region="eu")
