@@ -75,7 +75,7 @@ def _enabled(block: Mapping[str, Any]) -> tuple[bool, str | None]:
 
 def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
     name = label or "policy"
-    kind = str(body.get("type", "horizontal"))
+    kind = str(body.get("type", "cluster"))  # the Nomad Autoscaler's default for file policies
     enabled, problem = _enabled(body)
     translation = translate(
         name,
@@ -86,8 +86,12 @@ def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
     )
     if problem is not None:
         translation.errors.append(problem)
-    if kind != "horizontal":
-        translation.errors.append(f"type {kind!r} is not carried: only horizontal scaling")
+    # Both are run alike there, on a count: the target decides what is scaled.
+    if kind not in ("horizontal", "cluster"):
+        translation.errors.append(
+            f"type {kind!r} is not carried: only policies that scale a count (horizontal, "
+            "cluster); vertical scaling of task resources is not done here"
+        )
     return Converted(f'scaling "{name}"', translation)
 
 

@@ -345,3 +345,17 @@ def test_a_job_files_region_is_the_targets_so_a_same_named_job_elsewhere_is_not_
     policy, problems = load_data(data, "<converted>")
     assert problems == [] and policy is not None
     assert policy.target == NomadTarget(job="web", group="api", region="eu")
+
+
+@pytest.mark.parametrize("kind", ['type = "cluster"', 'type = "horizontal"', ""])
+def test_a_cluster_policy_file_with_an_asg_target_is_carried(kind: str) -> None:
+    (converted,) = convert_hcl(FILE_POLICY.replace("enabled = true", f"enabled = true\n  {kind}"))
+    assert converted.translation.errors == []
+    assert converted.translation.data["target"] == {"type": "aws-asg", "asg": "batch-workers"}
+
+
+def test_a_vertical_policy_file_is_refused_with_its_type_named() -> None:
+    text = FILE_POLICY.replace("enabled = true", 'enabled = true\n  type = "vertical_cpu"')
+    (converted,) = convert_hcl(text)
+    (error,) = converted.translation.errors
+    assert error.startswith("type 'vertical_cpu' is not carried: only policies that scale a count")
