@@ -4,7 +4,8 @@ Reads Nomad Autoscaler policy files (`scaling "name" { policy { ... } }`) and No
 files (group `scaling` blocks), and writes one YAML document per policy. Everything that
 cannot be carried over, or not exactly, is one line on stderr (`FILE: WHERE: not carried:
 ...`) and a `# not carried:` comment above the policy it concerns. The YAML written is
-validated as `autoscaler validate` would.
+validated as `autoscaler validate` would: each policy, then all of them together (unique
+names, one enabled policy per target: the first converted wins).
 
 Exit codes: 0 every policy converted (lines on stderr may say what differs); 1 a file is
 not HCL, holds no scaling policy, or a policy could not be converted into a valid one
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -22,12 +24,24 @@ import yaml
 
 from autoscaler.cli import help_text
 from autoscaler.errors import PolicyError
+from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import load_text
 
 if TYPE_CHECKING:
+    from autoscaler.core.model import Policy
     from autoscaler.policy.nomad_hcl import Converted
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 1
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One converted policy's YAML document, its validated policy, and where it came from."""
+
+    file: str
+    where: str  # as in Converted
+    document: str
+    policy: Policy
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,11 +62,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def main(args: argparse.Namespace) -> int:
     """Run `autoscaler convert` with parsed arguments; returns the exit code."""
-    documents: list[str] = []
+    written: list[_Written] = []
     ok = True
     for file in args.files:
-        ok = _convert_file(file, documents, sys.stderr) and ok
-    text = "---\n".join(documents)
+        ok = _convert_file(file, written, sys.stderr) and ok
+    kept = _together(written, sys.stderr)
+    ok = ok and len(kept) == len(written)
+    text = "---\n".join(done.document for done in kept)
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -67,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INCOMPLETE
 
 
-def _convert_file(file: str, documents: list[str], err: TextIO) -> bool:
-    """Append the YAML of each policy in `file`; False when something could not be."""
+def _convert_file(file: str, written: list[_Written], err: TextIO) -> bool:
+    """Append each policy of `file`, converted; False when something could not be."""
     try:
         text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -84,16 +100,47 @@ def _convert_file(file: str, documents: list[str], err: TextIO) -> bool:
         return False
     ok = True
     for policy in converted:
-        document = _document(file, policy, err)
-        if document is None:
+        done = _document(file, policy, err)
+        if done is None:
             ok = False
         else:
-            documents.append(document)
+            written.append(done)
     return ok
 
 
-def _document(file: str, converted: Converted, err: TextIO) -> str | None:
-    """The YAML document of one converted policy, or None (with why on `err`)."""
+def _together(written: list[_Written], err: TextIO) -> list[_Written]:
+    """The converted policies that `validate` accepts in one file, in order: a policy whose
+    name, or enabled target, an earlier one has is left out (with why on `err`)."""
+    claims = Claims()
+    origins: dict[str, str] = {}  # policy name -> where it was converted from
+    kept: list[_Written] = []
+    for done in written:
+        item = Located(done.policy, 1)
+        clash = claims.rival(item)
+        if clash is None:
+            claims.claim(item)
+            origins[done.policy.name] = f"{done.where} in {done.file}"
+            kept.append(done)
+            continue
+        rule, rival = clash
+        first = origins[rival.policy.name]
+        if rule == "name":
+            why = (
+                f"its name '{done.policy.name}' is that of the policy converted from {first}; "
+                "names are unique: convert this file on its own and rename one"
+            )
+        else:
+            why = (
+                f"{done.policy.target} is already scaled by the policy converted from {first}; "
+                "two policies on one target would undo each other: merge their checks into "
+                "one policy, or disable one"
+            )
+        print(f"{done.file}: {done.where}: cannot convert: {why}", file=err)
+    return kept
+
+
+def _document(file: str, converted: Converted, err: TextIO) -> _Written | None:
+    """One converted policy as a YAML document, validated; None (with why on `err`)."""
     done = converted.translation
     where = f"{file}: {converted.where}"
     for error in done.errors:
@@ -109,7 +156,7 @@ def _document(file: str, converted: Converted, err: TextIO) -> str | None:
     header += [f"# not carried: {line}" for line in not_carried]
     document = "\n".join(header) + "\n" + body
     try:
-        load_text(document, f"{file} ({converted.where})")
+        (policy,) = load_text(document, f"{file} ({converted.where})")
     except PolicyError as exc:
         for problem in exc.problems:
             print(
@@ -117,4 +164,4 @@ def _document(file: str, converted: Converted, err: TextIO) -> str | None:
                 file=err,
             )
         return None
-    return document
+    return _Written(file, converted.where, document, policy)

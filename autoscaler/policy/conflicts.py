@@ -46,28 +46,39 @@ class Claims:
 
     def conflict(self, item: Located) -> Problem | None:
         """Why `item` cannot join the policies claimed so far, or None when it can."""
-        first = self._names.get(item.policy.name)
-        if first is not None:
+        found = self.rival(item)
+        if found is None:
+            return None
+        rule, rival = found
+        if rule == "name":
             return Problem(
                 item.policy.source.file,
                 item.name_line,
                 "name",
-                f"duplicate policy name '{item.policy.name}': also defined at {first.where}; "
+                f"duplicate policy name '{item.policy.name}': also defined at {rival.where}; "
                 "rename one (names are unique across all files)",
             )
+        return Problem(
+            item.policy.source.file,
+            item.name_line,
+            "target",
+            f"{item.policy.target} is already scaled by policy '{rival.policy.name}' "
+            f"({rival.where}); two policies on one target would undo each other: "
+            "put both checks in one policy (the highest count wins), or disable one",
+        )
+
+    def rival(self, item: Located) -> tuple[str, Located] | None:
+        """The rule `item` breaks ("name" or "target") and the claimed policy it collides
+        with, or None; for callers that word the conflict their own way (`convert`)."""
+        first = self._names.get(item.policy.name)
+        if first is not None:
+            return "name", first
         if not (self._check_targets and item.policy.enabled):
             return None
         target = item.policy.target
         for rival in self._targets.get(target.identity, []):
             if same_target(rival.policy.target, target):
-                return Problem(
-                    item.policy.source.file,
-                    item.name_line,
-                    "target",
-                    f"{target} is already scaled by policy '{rival.policy.name}' "
-                    f"({rival.where}); two policies on one target would undo each other: "
-                    "put both checks in one policy (the highest count wins), or disable one",
-                )
+                return "target", rival
         return None
 
     def admit(self, items: Iterable[Located], problems: list[Problem]) -> list[model.Policy]:

@@ -239,3 +239,54 @@ def test_convert_exits_1_when_nothing_can_be_carried(tmp_path: Path) -> None:
     broken.write_text("scaling {")
     result = autoscaler("convert", str(broken))
     assert result.returncode == 1 and "not valid HCL" in result.stderr
+
+
+JOB_FILE = """\
+job "web" {
+  REGION
+  group "api" {
+    scaling {
+      min = 1
+      max = 10
+      policy {
+        check "rps" {
+          source = "prometheus"
+          query  = "sum(rate(http_requests_total[1m]))"
+          strategy "target-value" { target = 100 }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_convert_leaves_out_a_policy_whose_name_or_target_an_earlier_one_has(
+    tmp_path: Path,
+) -> None:
+    """`validate` refuses a file with two policies of one name, or two enabled policies on
+    one target: convert must not write one and exit 0."""
+    eu, us = tmp_path / "web-eu.nomad", tmp_path / "web-us.nomad"
+    eu.write_text(JOB_FILE.replace("REGION", 'region = "eu"'))
+    us.write_text(JOB_FILE.replace("REGION", 'region = "us"'))
+    batch, again = tmp_path / "batch.hcl", tmp_path / "batch-again.hcl"
+    batch.write_text(NOMAD_AUTOSCALER_FILE)
+    again.write_text(NOMAD_AUTOSCALER_FILE.replace('"batch_queue"', '"batch_again"'))
+    out = tmp_path / "policies" / "all.yaml"
+    out.parent.mkdir()
+    result = autoscaler("convert", *map(str, (eu, us, batch, again)), "-o", str(out))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "cannot convert" in line]
+    assert errors == [
+        f'{us}: job "web" group "api": cannot convert: its name \'web-api\' is that of the '
+        f'policy converted from job "web" group "api" in {eu}; names are unique: convert '
+        "this file on its own and rename one",
+        f'{again}: scaling "batch_again": cannot convert: aws-asg:batch-workers is already '
+        f'scaled by the policy converted from scaling "batch_queue" in {batch}; two policies '
+        "on one target would undo each other: merge their checks into one policy, or disable "
+        "one",
+    ]
+    names = [doc["name"] for doc in yaml.safe_load_all(out.read_text())]
+    assert names == ["web-api", "batch_queue"]
+    validated = autoscaler("validate", str(out.parent))
+    assert validated.returncode == 0, validated.stdout
