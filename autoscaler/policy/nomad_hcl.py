@@ -100,6 +100,9 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
     group_target = {"Job": job, "Namespace": namespace}
     if body.get("region") is not None:  # the job runs there: a same-named job elsewhere is not it
         group_target["Region"] = str(body["region"])
+    # As discovery names them (NAMESPACE.JOB.GROUP outside default), so that one job in
+    # two namespaces makes two policies, not one name twice.
+    prefix = "" if namespace == "default" else f"{namespace}-"
     converted: list[Converted] = []
     for group_label, group in blocks(body.get("group")):
         group_name = group_label or "group"
@@ -112,7 +115,7 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
                 continue  # bounds for `nomad job scale` only: no autoscaling
             enabled, problem = _enabled(scaling)
             translation = translate(
-                f"{job}-{group_name}",
+                f"{prefix}{job}-{group_name}",
                 enabled=enabled,
                 min_count=scaling.get("min", group.get("count", 1)),
                 max_count=scaling.get("max"),

@@ -268,7 +268,7 @@ job "web" {
     (converted,) = convert_hcl(job)
     data = converted.translation.data
     assert converted.where == 'job "web" group "api"'
-    assert data["name"] == "web-api"
+    assert data["name"] == "shop-web-api"
     assert data["target"] == {"type": "nomad", "job": "web", "group": "api", "namespace": "shop"}
 
 
@@ -359,3 +359,10 @@ def test_a_vertical_policy_file_is_refused_with_its_type_named() -> None:
     (converted,) = convert_hcl(text)
     (error,) = converted.translation.errors
     assert error.startswith("type 'vertical_cpu' is not carried: only policies that scale a count")
+
+
+def test_one_job_in_two_namespaces_makes_two_policy_names() -> None:
+    in_default = JOB_FILE.replace("ENABLED", "true")
+    in_apps = in_default.replace('job "web" {', 'job "web" {\n  namespace = "apps"')
+    names = [c.translation.data["name"] for c in convert_hcl(in_default + in_apps)]
+    assert names == ["web-api", "apps-web-api"]
