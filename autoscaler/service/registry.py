@@ -15,7 +15,8 @@ Policies found by discovery (expanded templates, Nomad's scaling policies) follo
 rules, each discovered target standing for a file of its own that comes after the real
 files: a target whose new policy is invalid (a bad override) or collides keeps its last
 good policy; a new one that collides is not loaded; a target no longer discovered takes
-its policy with it. A template file that turns invalid keeps its last good templates.
+its policy with it. The templates of a file are part of its version: a file that is
+rejected (invalid, or colliding) keeps its last good templates with its last good policies.
 `refresh` applies a new discovery result without reading the files again.
 """
 
@@ -124,13 +125,6 @@ class PolicyRegistry:
             missing: list[Problem] = []
             self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
             self._file_problems = missing
-            templates: dict[str, Sequence[Template]] = {}
-            for load in self._loads:  # only files with templates: most have none
-                key = _key(load.path)
-                kept = self._templates.get(key, []) if load.problems else load.templates
-                if kept:
-                    templates[key] = kept
-            self._templates = templates
             outcome = self._settle_locked()
         _log(outcome)
         return outcome
@@ -147,15 +141,37 @@ class PolicyRegistry:
         return outcome
 
     def _settle_locked(self) -> ReloadOutcome:
-        """Put in force what the files as read and discovery give (under the lock)."""
-        problems = list(self._file_problems)
-        loads = list(self._loads)
-        if self._discover is not None:
-            templates = [t for found in self._templates.values() for t in found]
-            discovered, discovery_problems = self._discover(templates)
-            loads += discovered
-            problems += discovery_problems
-        plan = _settle(loads, self._files)
+        """Put in force what the files as read and discovery give (under the lock).
+
+        A file's templates go in force with its policies or not at all: a file held back
+        keeps its last good templates too. Which files are held back is known once they are
+        settled, but discovery needs the templates before: the files whose templates it
+        decides (`pending`) are settled first against what runs now, so discovery is asked
+        once, for the templates that go in force (a source it is no longer asked for stops,
+        and started again it has lost its targets until read). Should the settling with
+        discovery hold back one more of them, it is settled again with that file held.
+        """
+        pending = {
+            _key(load.path)
+            for load in self._loads
+            if not load.problems
+            and not _same_templates(load.templates, self._templates.get(_key(load.path), ()))
+        }
+        held = self._held_back(pending) if pending and self._discover is not None else {}
+        while True:
+            templates = self._templates_with(held)
+            problems = list(self._file_problems)
+            loads = list(self._loads)
+            if self._discover is not None:
+                found = [t for in_file in templates.values() for t in in_file]
+                discovered, discovery_problems = self._discover(found)
+                loads += discovered
+                problems += discovery_problems
+            plan = _settle(loads, self._files, held=held)
+            late = ({_key(f) for f in plan.kept} & pending) - held.keys()
+            if not late:
+                break
+            held.update({key: _problems_of(plan.problems, key) for key in late})
         old = self._policies
         fresh = {item.policy.name: item.policy for items in plan.files.values() for item in items}
         problems += [p for load in loads for p in load.problems] + plan.problems
@@ -169,10 +185,35 @@ class PolicyRegistry:
             problems=tuple(problems),
         )
         self._files = plan.files
+        self._templates = templates
         self._policies = fresh
         self._problems = outcome.problems
         self.loaded_at = datetime.now(UTC)
         return outcome
+
+    def _held_back(self, keys: set[str]) -> dict[str, list[Problem]]:
+        """Which files of `keys` are held back against the policies running now (discovered
+        ones as they are), and why."""
+        running = [
+            FileLoad(key, items, [])
+            for key, items in self._files.items()
+            if key.startswith(DISCOVERED)
+        ]
+        plan = _settle([*self._loads, *running], self._files, held={})
+        kept = {_key(file) for file in plan.kept} & keys
+        return {key: _problems_of(plan.problems, key) for key in kept}
+
+    def _templates_with(self, held: Mapping[str, object]) -> dict[str, Sequence[Template]]:
+        """Each file's templates in force (files without any left out): its new ones, or,
+        for a file that is invalid or `held` back, those of its last good version."""
+        templates: dict[str, Sequence[Template]] = {}
+        for load in self._loads:
+            key = _key(load.path)
+            last_good = load.problems or key in held
+            kept = self._templates.get(key, ()) if last_good else load.templates
+            if kept:
+                templates[key] = kept
+        return templates
 
     def changed_on_disk(self) -> bool:
         """True when a policy file was added, removed or modified since the last reload."""
@@ -211,7 +252,12 @@ class _Plan:
     problems: list[Problem]  # collisions between files
 
 
-def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> _Plan:
+def _settle(
+    loads: Sequence[FileLoad],
+    current: Mapping[str, list[Located]],
+    *,
+    held: Mapping[str, Sequence[Problem]],
+) -> _Plan:
     """Which version of each file is in force after a reload (see the module docstring).
 
     Files that are unchanged, or invalid with a last good version, keep what is in force:
@@ -222,8 +268,10 @@ def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> 
     rejected. Each round rejects one more file, so this ends with a consistent set. A last
     pass gives each rejected file a second chance against that final set, so a file is
     only held back for a collision that is really there, and its problem names the rival.
+    The files `held` (keys, with the problems saying why) are rejected from the start and
+    get no second chance: their last good templates are in force already.
     """
-    rejected: list[str] = []
+    rejected: list[str] = list(held)
     while True:
         plan, collided = _round(loads, current, rejected)
         if collided is None:
@@ -231,7 +279,7 @@ def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> 
         rejected.append(collided)
     by_key = {_key(str(load.path)): load for load in loads}
     position = {key: i for i, key in enumerate(by_key)}
-    for key in sorted(rejected, key=position.__getitem__):
+    for key in sorted(set(rejected) - held.keys(), key=position.__getitem__):
         claims = Claims()
         for other, items in plan.files.items():
             if other != key:
@@ -243,6 +291,7 @@ def _settle(loads: Sequence[FileLoad], current: Mapping[str, list[Located]]) -> 
         else:
             plan.files[key] = joined
             plan.kept.discard(str(by_key[key].path))
+    plan.problems += [p for problems in held.values() for p in problems]
     order = list(by_key)
     plan.files = {key: plan.files[key] for key in order if key in plan.files}
     return plan
@@ -293,6 +342,14 @@ def _join(items: Sequence[Located], claims: Claims) -> tuple[list[Located], list
 
 def _same(new: Sequence[Located], old: Sequence[Located]) -> bool:
     return [item.policy for item in new] == [item.policy for item in old]
+
+
+def _same_templates(new: Sequence[Template], old: Sequence[Template]) -> bool:
+    return len(new) == len(old) and all(a.same_as(b) for a, b in zip(new, old, strict=True))
+
+
+def _problems_of(problems: Sequence[Problem], key: str) -> list[Problem]:
+    return [p for p in problems if _key(p.file) == key]
 
 
 def _log(outcome: ReloadOutcome, *, known: set[Problem] | None = None) -> None:

@@ -4,8 +4,15 @@ version (with its problems reported) until it is fixed or removed."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from autoscaler.errors import Problem
+from autoscaler.policy.conflicts import Located
+from autoscaler.policy.loader import FileLoad, load_text
+from autoscaler.policy.templates import Template
 from autoscaler.service.registry import PolicyRegistry
 
 
@@ -248,3 +255,76 @@ def test_no_reload_ever_leaves_two_enabled_policies_on_one_target(tmp_path: Path
         enabled = [p for p in registry.policies() if p.enabled]
         assert len({str(p.target) for p in enabled}) == len(enabled)
         assert len({p.name for p in registry.policies()}) == len(registry.policies())
+
+
+def _with_template(asg: str, team: str | None) -> str:
+    """Policy `p` on `asg`, and (unless `team` is None) a template for ASGs tagged `team`."""
+    text = "- " + _on("p", asg).replace("\n", "\n  ").rstrip() + "\n"
+    if team is not None:
+        text += (
+            f'- name: "t-{{asg}}"\n  for_each: {{aws_asg: {{tags: {{team: {team}}}}}}}\n'
+            "  min: 1\n  max: 10\n  checks:\n    - {name: c, strategy: fixed, count: 2}\n"
+        )
+    return text
+
+
+@pytest.mark.parametrize("team", ["b", None], ids=["template-changed", "template-removed"])
+@pytest.mark.parametrize("discovery", [True, False], ids=["discovery", "files-only"])
+def test_a_file_rejected_for_a_collision_keeps_its_last_good_templates(
+    tmp_path: Path, team: str | None, discovery: bool
+) -> None:
+    # x.yaml's edit moves `p` onto y.yaml's target: the whole file keeps its last good
+    # version, its template (team=a) too, and discovery is never asked for the new one.
+    _write(tmp_path / "x.yaml", _with_template("one", "a"))
+    _write(tmp_path / "y.yaml", _on("q", "two"))
+    asked: list[list[str]] = []
+
+    def discover(templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
+        asked.append([t.describe() for t in templates])
+        return [], []
+
+    registry = PolicyRegistry([str(tmp_path)], discover=discover if discovery else None)
+    registry.reload()
+    _write(tmp_path / "x.yaml", _with_template("two", team))
+    outcome = registry.reload()
+    assert outcome.kept == (str(tmp_path / "x.yaml"),)
+    (problem,) = outcome.problems
+    assert "already scaled by policy 'q'" in problem.message
+    assert [t.describe() for t in registry.templates()] == ["t-{asg} (aws_asg tags team=a)"]
+    assert asked == ([["t-{asg} (aws_asg tags team=a)"]] * 2 if discovery else [])
+    registry.refresh()  # held back again: the collision is still there
+    assert [t.describe() for t in registry.templates()] == ["t-{asg} (aws_asg tags team=a)"]
+
+    _write(tmp_path / "y.yaml", _on("q", "three"))  # the collision is gone: x's edit is in
+    outcome = registry.reload()
+    assert outcome.kept == () and outcome.problems == ()
+    expected = [] if team is None else ["t-{asg} (aws_asg tags team=b)"]
+    assert [t.describe() for t in registry.templates()] == expected
+    assert not discovery or asked[-1] == expected
+
+
+def test_a_file_held_back_only_once_discovery_is_settled_keeps_its_last_good_templates(
+    tmp_path: Path,
+) -> None:
+    # Against what runs, x's move onto `u` is free (n's policy is not loaded: a discovered
+    # policy holds its name); that discovered target is gone, n's policy takes `u`, and x is
+    # held back after all: settled again, with its last good template.
+    running = Located(load_text(_on("n", "t"), "discovered:t")[0], 1)
+    asked: list[list[str]] = []
+
+    def discover(templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
+        asked.append([t.describe() for t in templates])
+        return ([FileLoad("discovered:t", [running], [])] if len(asked) == 1 else []), []
+
+    _write(tmp_path / "x.yaml", _with_template("one", "a"))
+    registry = PolicyRegistry([str(tmp_path)], discover=discover)
+    registry.reload()
+    _write(tmp_path / "n.yaml", _on("n", "u"))
+    _write(tmp_path / "x.yaml", _with_template("u", "b"))
+    outcome = registry.reload()
+    assert _targets(registry) == {"n": "aws-asg:u", "p": "aws-asg:one"}
+    assert outcome.kept == (str(tmp_path / "x.yaml"),)
+    assert [t.describe() for t in registry.templates()] == ["t-{asg} (aws_asg tags team=a)"]
+    assert [a[0][-7:] for a in asked] == ["team=a)", "team=b)", "team=a)"]
+    (problem,) = outcome.problems
+    assert "already scaled by policy 'n'" in problem.message
