@@ -29,8 +29,11 @@ class Located:
 
 
 def same_target(a: model.TargetRef, b: model.TargetRef) -> bool:
-    """Whether two targets are one object; a target without a region matches any region."""
-    if a.region is not None and b.region is not None and a.region != b.region:
+    """Whether two targets are one object; a target without a region matches any region.
+
+    An empty region (refused in files, but possible in a target built elsewhere) is the
+    default region where the target is scaled: it matches any region too."""
+    if a.region and b.region and a.region != b.region:
         return False
     return a.identity == b.identity
 

@@ -98,6 +98,10 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: st
     if kind == "too_short":
         item = {"checks": "check", "steps": "step"}.get(str(last), "item")
         return f"needs at least one {item}"
+    if kind == "string_too_short" and last == "region":
+        # Left empty, it would name no region when policies are compared (one per target)
+        # yet mean the default region where the target is scaled.
+        return "must not be empty: leave region out to use the default region"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "literal_error":

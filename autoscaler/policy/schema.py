@@ -188,7 +188,9 @@ class AsgTargetModel(TargetBase):
     model_config = ConfigDict(title="AWS Auto Scaling Group target")
     type: Literal["aws-asg"] = Field(description="Target kind.")
     asg: str = Field(min_length=1, description="Auto Scaling Group name.")
-    region: str | None = Field(None, description="AWS region; default from the environment.")
+    region: str | None = Field(
+        None, min_length=1, description="AWS region; default from the environment."
+    )
 
 
 class NomadTargetModel(TargetBase):
@@ -199,7 +201,9 @@ class NomadTargetModel(TargetBase):
     job: str = Field(min_length=1, description="Nomad job ID.")
     group: str = Field(min_length=1, description="Task group name within the job.")
     namespace: str = Field("default", min_length=1, description="Nomad namespace.")
-    region: str | None = Field(None, description="Nomad region; default from the agent.")
+    region: str | None = Field(
+        None, min_length=1, description="Nomad region; default from the agent."
+    )
 
 
 # --- checks -------------------------------------------------------------------------------

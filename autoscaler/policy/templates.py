@@ -90,7 +90,9 @@ class AsgForEach(_Strict):
     tags: dict[str, str] = Field(
         min_length=1, description='Tags that opt in, e.g. {"autoscaler:enabled": "true"}.'
     )
-    region: str | None = Field(None, description="AWS region; default from the environment.")
+    region: str | None = Field(
+        None, min_length=1, description="AWS region; default from the environment."
+    )
 
 
 class ForEachModel(_Strict):

@@ -3,6 +3,7 @@ turned into the right dataclasses (defaults included)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from autoscaler.core import model
 from autoscaler.errors import PolicyError, Problem
+from autoscaler.policy.conflicts import same_target
 from autoscaler.policy.loader import json_schema, load_file, load_paths, load_text
 
 FILE = "policies/web.yaml"
@@ -1125,6 +1127,37 @@ def test_two_enabled_policies_may_not_scale_one_target(
     (problem,) = result.problems
     assert (problem.file, problem.line, problem.field) == (str(second), 1, "target")
     assert f"already scaled by policy 'a' ({first}:1)" in problem.message
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param('{type: aws-asg, asg: web, region: ""}', id="aws-asg"),
+        pytest.param('{type: nomad, job: chat, group: api, region: ""}', id="nomad"),
+    ],
+)
+def test_an_empty_region_is_refused_so_it_cannot_slip_past_the_one_policy_per_target_rule(
+    target: str,
+) -> None:
+    # "" is the default region where the target is scaled, but "" matches no named region
+    # when two policies are compared: `region: eu-west-3` and `region: ""` both loaded.
+    (problem,) = problems_of(policy(head=f"name: web\ntarget: {target}\nmin: 1\nmax: 5\n"))
+    assert (problem.line, problem.field) == (2, "target.region")
+    assert problem.message == "must not be empty: leave region out to use the default region"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(model.AsgTarget(asg="web", region=""), id="aws-asg"),
+        pytest.param(model.NomadTarget(job="chat", group="api", region=""), id="nomad"),
+    ],
+)
+def test_a_target_with_an_empty_region_is_the_same_as_one_in_any_region(
+    target: model.TargetRef,
+) -> None:
+    # A target built without the schema (which refuses "") still meets the rule.
+    assert same_target(target, dataclasses.replace(target, region="eu-west-3"))
 
 
 def test_a_disabled_policy_may_share_a_target(tmp_path: Path) -> None:

@@ -288,6 +288,15 @@ def test_a_template_scales_only_in_the_region_it_discovers(
     assert any(expected in p for p in problems), problems
 
 
+def test_an_empty_for_each_region_is_refused(tmp_path: Path) -> None:
+    # As in a policy's target: "" would be the default region, and match every region.
+    problems = _problems(tmp_path, ASG_TEMPLATE.replace("region: eu-west-3", 'region: ""'))
+    assert (
+        "t.yaml:3: for_each.aws_asg.region: must not be empty: leave region out to use the "
+        "default region"
+    ) in problems
+
+
 def test_an_asg_template_may_repeat_its_for_each_region(tmp_path: Path) -> None:
     text = ASG_TEMPLATE.replace("min: 2", "target: {type: aws-asg, region: eu-west-3}\nmin: 2")
     located = expand(_template(tmp_path, text), AsgGroup(name="web", region="eu-west-3"))
