@@ -1,11 +1,12 @@
 """Expanding a policy template for one discovered target: placeholders and overrides.
 
 The expanded policy is the template's prototype with only what differs for the target
-replaced: its name, description, target, the labels its grouped checks select, and the
-overrides its owner set (Nomad meta `autoscaler.KEY`, ASG tags `autoscaler:KEY`, see
-`OVERRIDES`). Everything else (schedules, limits, cooldowns, untouched checks) is the
-template's own object, shared by every expansion. An override that is not valid, or that
-breaks a cross-field rule once applied, is reported as a problem of that target only.
+replaced: its name, description, target, the labels its grouped checks select, the alert
+names with placeholders, and the overrides its owner set (Nomad meta `autoscaler.KEY`, ASG
+tags `autoscaler:KEY`, see `OVERRIDES`). Everything else (schedules, limits, cooldowns,
+untouched checks) is the template's own object, shared by every expansion. An override
+that is not valid, or that breaks a cross-field rule once applied, is reported as a
+problem of that target only.
 """
 
 from __future__ import annotations
@@ -211,6 +212,9 @@ def _policy(
     changes: dict[str, Any] = {"name": name, "target": target, "checks": tuple(checks)}
     if template.description:
         changes["description"] = fill(template.description, values)
+    if template.alerts:
+        alerts = tuple(fill(alert, values) for alert in template.alerts)
+        changes["triggers"] = replace(proto.triggers, alerts=alerts)
     if "min" in overrides or "max" in overrides:
         changes["min"], changes["max"] = body.min, body.max
     if "interval" in overrides:

@@ -58,7 +58,7 @@ def template_schema(policy_schema: dict[str, Any]) -> dict[str, Any]:
     template["title"] = "Scaling policy template"
     template["description"] = (
         "A policy per discovered target (for_each), with placeholders in name, description, "
-        "target and group_by."
+        "target, group_by and triggers.alerts."
     )
     template["properties"]["name"] = {
         "type": "string",

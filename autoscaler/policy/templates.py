@@ -17,10 +17,10 @@ A template is validated offline, on its own: `for_each`, the placeholders (`{job
 `{group}`, `{namespace}` for Nomad; `{asg}` for Auto Scaling Groups) and the body, which is
 checked as a policy whose placeholders hold sample values, with every problem at its line.
 Expanding it for one discovered target (`policy.expansion`) substitutes the placeholders in
-`name`, `description`, `target` and the `group_by` values, and applies the target's own
-overrides. Expanded policies share every part the template gives them (schedules, limits,
-cooldowns, check settings): only what differs per target is built per target, so 10,000
-of them stay small.
+`name`, `description`, `target`, the `group_by` values and the `triggers.alerts` names, and
+applies the target's own overrides. Expanded policies share every part the template gives
+them (schedules, limits, cooldowns, check settings): only what differs per target is built
+per target, so 10,000 of them stay small.
 """
 
 from __future__ import annotations
@@ -122,6 +122,9 @@ class Template:
     region: str | None  # aws_asg
     description: str
     group_by: tuple[tuple[int, tuple[tuple[str, str], ...]], ...]  # (check index, label pairs)
+    # triggers.alerts as written when one holds a placeholder; else () (the prototype's are
+    # every expansion's)
+    alerts: tuple[str, ...]
     body: PolicyModel
     prototype: model.Policy
     name_line: int
@@ -208,6 +211,7 @@ def build_template(
         region=region,
         description=str(body.get("description") or ""),
         group_by=group_by,
+        alerts=_templated_alerts(body),
         body=parsed,
         prototype=prototype,
         name_line=line(("name",)),
@@ -382,7 +386,8 @@ def _default_target(
 
 
 def _templated_texts(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    """The texts where placeholders are substituted: name, description, target values."""
+    """The texts where placeholders are substituted: name, description, target values and
+    alert names (matched exactly: `Slow-{job}` must become `Slow-shop` to ever match)."""
     found: list[tuple[tuple[str | int, ...], str]] = []
     for key in ("name", "description"):
         if isinstance(body.get(key), str):
@@ -390,11 +395,26 @@ def _templated_texts(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], 
     target = body.get("target")
     if isinstance(target, dict):
         found += [(("target", k), v) for k, v in target.items() if isinstance(v, str)]
+    alerts = _alerts(body)
+    found += [(("triggers", "alerts", i), a) for i, a in enumerate(alerts) if isinstance(a, str)]
     return found
 
 
+def _alerts(body: dict[str, Any]) -> list[Any]:
+    triggers = body.get("triggers")
+    alerts = triggers.get("alerts") if isinstance(triggers, dict) else None
+    return alerts if isinstance(alerts, list) else []
+
+
+def _templated_alerts(body: dict[str, Any]) -> tuple[str, ...]:
+    """`Template.alerts`: the alert names as written when one holds a placeholder, else ()."""
+    written = tuple(str(a) for a in _alerts(body))
+    return written if any(_PLACEHOLDER.search(a) for a in written) else ()
+
+
 def _substitute(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of `body` with placeholders replaced in name, description and target."""
+    """A copy of `body` with placeholders replaced in name, description, target and alert
+    names."""
     out = dict(body)
     for key in ("name", "description"):
         if isinstance(out.get(key), str):
@@ -403,6 +423,9 @@ def _substitute(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, An
         out["target"] = {
             k: fill(v, values) if isinstance(v, str) else v for k, v in out["target"].items()
         }
+    if _alerts(out):
+        alerts = [fill(a, values) if isinstance(a, str) else a for a in _alerts(out)]
+        out["triggers"] = {**out["triggers"], "alerts": alerts}
     if isinstance(out.get("checks"), list):  # the loader writes into the checks it reads
         out["checks"] = [dict(c) if isinstance(c, dict) else c for c in out["checks"]]
     return out

@@ -97,6 +97,20 @@ def test_expanded_policies_share_what_the_template_gives_them(tmp_path: Path) ->
     assert a.policy.checks[0].query is b.policy.checks[0].query
 
 
+def test_placeholders_in_alert_triggers_are_expanded_per_target(tmp_path: Path) -> None:
+    # Alerts are matched by exact name: `Slow-{job}` left as is would never fire.
+    text = TEMPLATE.replace("min: 1\n", 'min: 1\ntriggers: {alerts: ["Slow-{job}", Full]}\n')
+    located = expand(_template(tmp_path, text), _group("api"))
+    assert isinstance(located, Located)
+    assert located.policy.triggers.alerts == ("Slow-api", "Full")
+
+    text = TEMPLATE.replace("min: 1\n", "min: 1\ntriggers: {alerts: [Full]}\n")
+    template = _template(tmp_path, text)
+    located = expand(template, _group("api"))
+    assert isinstance(located, Located)
+    assert located.policy.triggers is template.prototype.triggers  # shared, not rebuilt
+
+
 def test_overrides_from_meta_win_over_the_template(tmp_path: Path) -> None:
     group = _group(
         **{
@@ -197,6 +211,11 @@ def test_a_name_that_does_not_expand_to_a_valid_name_is_a_problem(
             ('group_by: {job: "{job}"}', "group_by: {job: web}"),
             "holds no placeholder",
             id="constant-group-by",
+        ),
+        pytest.param(
+            ("min: 1\n", 'min: 1\ntriggers: {alerts: [Full, "Slow-{jbo}"]}\n'),
+            "t.yaml:7: triggers.alerts[1]: unknown placeholder {jbo}",
+            id="unknown-placeholder-in-an-alert",
         ),
         pytest.param(
             ('"web-{job}-{group}"', '"web-{job}"'),
