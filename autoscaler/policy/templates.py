@@ -193,6 +193,11 @@ def build_template(
         _placeholders(body, kind, problem)
         _untemplated_queries(body, kind, problem)
         _default_target(body, kind, for_each, problem)
+    elif "target" not in body:
+        # The default target is what for_each discovers, unknown while for_each is invalid:
+        # the body is checked with a stand-in, not reported as lacking a target.
+        stand_in: Kind = "aws_asg" if _names_source(data, "aws_asg") else "nomad"
+        body["target"] = {"type": _TARGET_TYPE[stand_in], **_IDENTITY[stand_in]}
     sample = _substitute(body, _SAMPLES)
     validated = validate_body(sample)
     if validated is None or for_each is None or kind is None or len(problems) > before:
@@ -232,12 +237,34 @@ def _for_each(value: Any, problem: Callable[[tuple[str | int, ...], str], None])
             path, message = problem_from_error(error)
             if error["type"] == "extra_forbidden":
                 message = f"unknown key {path[-1]!r}: use {', '.join(_fields_at(path[:-1]))}"
+            elif error["type"] == "string_type" and len(path) == 3 and path[1] in ("meta", "tags"):
+                message += _quote_hint(error.get("input"))
             problem(("for_each", *path), message)
         return None
     if (parsed.nomad is None) == (parsed.aws_asg is None):
         problem(("for_each",), "give exactly one source: nomad or aws_asg")
         return None
     return parsed
+
+
+def _quote_hint(value: Any) -> str:
+    """How to write `value` as the text a meta or tag value is (YAML read `true` unquoted
+    as a boolean, `7` as a number); "" for a value that is no scalar."""
+    if isinstance(value, bool):
+        shown = f'"{str(value).lower()}"'
+    elif isinstance(value, int):
+        shown = f'"{value}"'
+    elif isinstance(value, float):
+        shown = "it"
+    else:
+        return ""
+    return f": write {shown} in quotes (meta and tag values are text)"
+
+
+def _names_source(data: dict[str, Any], source: str) -> bool:
+    """Whether the template's `for_each`, valid or not, is a mapping with key `source`."""
+    value = data.get("for_each")
+    return isinstance(value, dict) and source in value
 
 
 _NESTED: dict[str, type[BaseModel]] = {"nomad": NomadForEach, "aws_asg": AsgForEach}

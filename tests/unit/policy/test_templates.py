@@ -275,6 +275,59 @@ def test_template_problems_are_located(
 
 
 @pytest.mark.parametrize(
+    ("name", "for_each", "expected"),
+    [
+        pytest.param(
+            "web-{job}-{group}",
+            "{nomad: {meta: {autoscaler.enabled: true}}}",
+            [
+                "t.yaml:2: for_each.nomad.meta.autoscaler.enabled: expected text, got a boolean "
+                'True: write "true" in quotes (meta and tag values are text)'
+            ],
+            id="unquoted-boolean",
+        ),
+        pytest.param(
+            "asg-{asg}",
+            "{aws_asg: {tags: {team: 7}}}",
+            [
+                "t.yaml:2: for_each.aws_asg.tags.team: expected text, got an integer 7: "
+                'write "7" in quotes (meta and tag values are text)'
+            ],
+            id="unquoted-number",
+        ),
+        pytest.param(
+            "web-{job}-{group}",
+            "{nomad: {meta: {}}}",
+            ["t.yaml:2: for_each.nomad.meta: needs at least one item"],
+            id="empty-meta",
+        ),
+        pytest.param(
+            "web-{job}-{group}",
+            '{nomad: {metas: {a: "b"}}}',
+            [
+                "t.yaml:2: for_each.nomad.meta: missing: `meta` is required",
+                "t.yaml:2: for_each.nomad.metas: unknown key 'metas': use meta, namespace",
+            ],
+            id="misspelt-key",
+        ),
+        pytest.param(
+            "web-{job}-{group}",
+            '{nomd: {meta: {a: "b"}}}',
+            ["t.yaml:2: for_each.nomd: unknown key 'nomd': use nomad, aws_asg"],
+            id="misspelt-source",
+        ),
+    ],
+)
+def test_an_invalid_for_each_is_the_only_problem_of_a_template_without_a_target(
+    tmp_path: Path, name: str, for_each: str, expected: list[str]
+) -> None:
+    # The target defaults to what for_each discovers: left out, it is not missing.
+    text = f'name: "{name}"\nfor_each: {for_each}\nmin: 1\nmax: 5\n'
+    text += "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    assert sorted(_problems(tmp_path, text)) == expected
+
+
+@pytest.mark.parametrize(
     ("template", "change", "expected"),
     [
         pytest.param(
