@@ -34,18 +34,48 @@ class _Clock:
         return self.now
 
 
+# (check name, query, labels of its series in a grouped query): a check the reconciler reads.
+_Read = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
 @dataclass
 class _Source:
-    """`MetricSource` answering each query with the value set for this instant."""
+    """`MetricSource` answering each check with the value set for it at this instant.
 
-    values: dict[str, Value] = field(default_factory=dict)
-    # A grouped query's (label, value) pairs that the replayed target's series carries.
-    selects: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    Values are per check, not per query text: two checks of one query may be mapped to
+    different signals (`simulate`), have different input values (`autoscaler test`) or be
+    rescaled alone (`backtest --rescale`). The reconciler reads the checks one query each,
+    in the policy's order (`Reconciler._observe`), so the n-th query of an evaluation is
+    the n-th check in `reads`; `restart` rewinds to the first before each evaluation. A
+    query that is not the one expected there is a harness bug, raised as such.
+    """
+
+    reads: tuple[_Read, ...] = ()
+    values: Mapping[str, Value] = field(default_factory=dict)
+    position: int = 0
+
+    def restart(self, values: Mapping[str, Value]) -> None:
+        self.values = values
+        self.position = 0
+
+    def _next(self, promql: str) -> _Read:
+        """The check the reconciler reads with `promql`: the next one."""
+        at = self.position
+        reads = self.reads
+        if at >= len(reads) or reads[at][1] != promql:
+            expected = repr(reads[at][1]) if at < len(reads) else "no more queries"
+            raise RuntimeError(
+                f"replay harness out of step with the reconciler: it read {promql!r} "
+                f"where {expected} was expected"
+            )
+        self.position = at + 1
+        return reads[at]
 
     def query(self, promql: str) -> float:
-        if promql not in self.values:
+        name = self._next(promql)[0]
+        if name not in self.values:
             raise QueryError(f"no data for {promql!r} at this instant")
-        value = self.values[promql]
+        value = self.values[name]
         if value is None:
             raise QueryError("no data (no series)")
         if isinstance(value, str):
@@ -55,8 +85,8 @@ class _Source:
     def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
         """The grouped query's answer as the replayed target sees it: its own series (with
         the labels it selects) or none; the reconciler picks it as in production."""
-        select = self.selects.get(promql, ())
-        value = self.values.get(promql)
+        name, _, select = self._next(promql)
+        value = self.values.get(name)
         if isinstance(value, str):
             raise QueryError(value)
         if value is None:
@@ -129,11 +159,12 @@ class Replay:
             clock=self._clock,
             history=history,
         )
-        # Checks read by query text; two checks with one query share its value.
-        self._queries = {c.name: c.query for c in policy.checks if c.query is not None}
-        self._source.selects = {
-            c.query: c.select for c in policy.checks if c.query is not None and c.select
-        }
+        # The checks `Reconciler._observe` reads, in its order: each answered with its own value.
+        self._source.reads = tuple(
+            (c.name, c.query, c.select)
+            for c in policy.checks
+            if c.query is not None and c.unsupported is None
+        )
 
     def _target_for(self, _ref: TargetRef) -> _Target:
         return self._target
@@ -153,12 +184,7 @@ class Replay:
         `decision.desired` is then the new count.
         """
         self._clock.now = now
-        by_query: dict[str, Value] = {}
-        for name, value in values.items():  # (a loop: a comprehension is a call more)
-            query = self._queries.get(name)
-            if query is not None:
-                by_query[query] = value
-        self._source.values = by_query
+        self._source.restart(values)
         self._target.current = status
         self._target.scaled_to = None
         evaluation = self._reconciler.evaluate(self.policy, dry_run=dry_run)

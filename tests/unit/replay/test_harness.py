@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from autoscaler.core.model import (
@@ -63,3 +64,38 @@ def test_dry_run_decides_without_scaling_and_history_is_oldest_first() -> None:
     replay.evaluate(T0 + timedelta(minutes=1), {"rps": 15.0}, TargetStatus(count=2))
     times = [d.time for d in replay.history()]
     assert times == [T0, T0 + timedelta(minutes=1)]
+
+
+def test_checks_sharing_a_query_each_read_their_own_value() -> None:
+    # `simulate` maps such checks to different signals, `autoscaler test` gives each its
+    # own input values: one check must never read the other's.
+    policy = replace(
+        _policy(),
+        checks=(
+            Check(name="utilization", strategy=Strategy.TARGET_VALUE, query="q", target=0.7),
+            Check(name="load", strategy=Strategy.PER_INSTANCE, query="q", target=70),
+        ),
+    )
+    replay = Replay(policy, start=T0, count=2)
+    both = replay.evaluate(T0, {"utilization": 0.35, "load": 700.0}, TargetStatus(count=2))
+    assert {c.name: c.value for c in both.decision.checks} == {"utilization": 0.35, "load": 700.0}
+    assert both.decision.desired == 10
+    alone = replay.evaluate(T0 + timedelta(minutes=1), {"load": 700.0}, TargetStatus(count=10))
+    checks = {c.name: c for c in alone.decision.checks}
+    assert checks["utilization"].value is None and checks["utilization"].error is not None
+    assert checks["load"].value == 700.0
+
+
+def test_a_grouped_check_reads_its_own_value_beside_a_check_of_the_same_query() -> None:
+    select = (("job", "web"),)
+    policy = replace(
+        _policy(),
+        checks=(
+            Check(name="a", strategy=Strategy.PER_INSTANCE, query="q", target=10, select=select),
+            Check(name="b", strategy=Strategy.PER_INSTANCE, query="q", target=10, select=select),
+        ),
+    )
+    replay = Replay(policy, start=T0, count=2)
+    evaluation = replay.evaluate(T0, {"a": 30.0, "b": None}, TargetStatus(count=2))
+    checks = {c.name: c for c in evaluation.decision.checks}
+    assert checks["a"].value == 30.0 and checks["b"].error is not None

@@ -232,3 +232,21 @@ tests:
         line == 4 and field == "discovered.nomad[0].meta.autoscaler.enabled" and "quote" in m
         for line, field, m in found
     ), found
+
+
+def test_a_check_without_input_values_has_no_data_even_when_another_shares_its_query(
+    write: Write,
+) -> None:
+    write(
+        "twin.yaml",
+        "name: twin\ntarget: {type: aws-asg, asg: twin}\nmin: 1\nmax: 20\ninterval: 1m\n"
+        "checks:\n"
+        "  - {name: rps, query: q, strategy: per-instance, target: 10}\n"
+        "  - {name: rps_again, query: q, strategy: per-instance, target: 5}\n",
+    )
+    tests = """\
+  - start_count: {twin: 2}
+    input_values: {twin: {rps: '50'}}
+    expect: [{at: 0s, desired: 5, action: up, reason: 'check rps_again failed (no data'}]
+"""
+    assert run(write, tests, "[twin.yaml]") == []
