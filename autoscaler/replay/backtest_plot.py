@@ -47,6 +47,10 @@ def backtest_figure(result: Backtest, policies: Mapping[str, Policy]) -> Figure:
         times=times,
         panels=panels,
         table=summary_table(result),
+        empty=(
+            "no policy was backtested: none is enabled, no policy file is valid, or "
+            "discovery found no target (check the paths and any errors above)"
+        ),
     )
 
 

@@ -66,6 +66,8 @@ class Figure:
     panels: Sequence[Panel]
     subtitle: str = ""
     table: Sequence[Sequence[str]] = field(default=())  # header row first; shown in HTML
+    # Why there is no panel, when there is none: PNG and SVG refuse to draw nothing.
+    empty: str = "the figure has no panel"
 
 
 def write(figure: Figure, path: str | Path) -> Path:
@@ -157,6 +159,8 @@ def render_html(figure: Figure) -> str:
     ]
     if figure.subtitle:
         parts.append(f'<p class="sub">{html.escape(figure.subtitle)}</p>')
+    if not figure.panels:
+        parts.append(f"<p>nothing to plot: {html.escape(figure.empty)}</p>")
     for panel in figure.panels:
         parts.append(render_svg_panel(figure, panel))
     if figure.table:
@@ -291,6 +295,8 @@ def _legend(panel: Panel) -> tuple[str, int]:
 
 
 def _write_matplotlib(figure: Figure, path: Path) -> None:
+    if not figure.panels:  # (matplotlib's own error is a traceback about a grid of 0 rows)
+        raise PlotError(f"{path}: nothing to plot: {figure.empty}")
     try:
         from matplotlib.figure import Figure as MplFigure  # noqa: PLC0415
     except ImportError:

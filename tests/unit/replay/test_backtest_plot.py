@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from autoscaler.core.model import Check, Strategy
 from autoscaler.replay import backtest_plot
 from autoscaler.replay.backtest import Options, run_backtest
 from autoscaler.replay.backtest_plot import backtest_figure
-from autoscaler.replay.plot import render_html
+from autoscaler.replay.plot import PlotError, render_html, write
 from tests.unit.replay.fakes import HOUR, QUERY, T0, FakeRange, load, policy
 
 
@@ -79,3 +80,15 @@ def test_series_are_kept_only_when_asked_and_never_reach_the_json() -> None:
     assert series is not None and len(series.count) == 60 and series.recorded is None
     assert kept.to_dict() == plain.to_dict()
     assert list(series.checks["rps"])[:2] == [35.0, 35.0] and list(series.desired)[:1] == [4.0]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_a_backtest_of_no_policy_is_nothing_to_plot_not_a_matplotlib_traceback(
+    tmp_path: Path, suffix: str
+) -> None:
+    # None enabled, every file invalid, or discovery found nothing: no panel to draw.
+    result = run_backtest([], FakeRange({}), Options(start=T0, end=T0 + HOUR, series=True))
+    figure = backtest_figure(result, {})
+    with pytest.raises(PlotError, match="nothing to plot: no policy was backtested"):
+        write(figure, tmp_path / f"plot{suffix}")
+    assert "nothing to plot: no policy was backtested" in render_html(figure)
