@@ -159,6 +159,7 @@ class _Reader:
             self.problem(("tests",), "a non-empty list of tests is required")
             return None
         tests = [self._test(item, ("tests", i), policies) for i, item in enumerate(tests_data)]
+        self._unique_names(tests_data)
         if policies is None or any(test is None for test in tests):
             return None
         return TestFile(path, policies, tuple(test for test in tests if test is not None))
@@ -258,6 +259,28 @@ class _Reader:
                     f"must be text, as Nomad meta and AWS tags are: quote it ({str(value)!r})",
                 )
         return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+    def _unique_names(self, tests_data: list[Any]) -> None:
+        """Refuse a test name used twice in the file: failures are reported and counted by
+        name, so two tests of one name would read as one (as promtool's names, they name
+        one test each)."""
+        first: dict[str, int] = {}
+        for i, data in enumerate(tests_data):
+            if not isinstance(data, dict):
+                continue
+            name = data.get("name", f"tests[{i}]")
+            if not isinstance(name, str) or not name:
+                continue  # reported by `_test`
+            where: DataPath = ("tests", i, "name") if "name" in data else ("tests", i)
+            line = self.line(where)
+            if name in first:
+                self.problem(
+                    where,
+                    f"test name {name!r} is already used at line {first[name]}: give each "
+                    "test its own name",
+                )
+            else:
+                first[name] = line
 
     # --- one test -------------------------------------------------------------------------
 

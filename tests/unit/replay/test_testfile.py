@@ -162,6 +162,25 @@ BAD = [
         id="start-plus-at-past-9999",
     ),
     pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - {name: burst, expect: [{at: 0, desired: 1}]}\n"
+        "  - {name: gap, expect: [{at: 0, desired: 1}]}\n"
+        "  - {name: burst, expect: [{at: 0, desired: 2}]}\n",
+        [
+            "t.yaml:5: tests[2].name: test name 'burst' is already used at line 3: give each"
+            " test its own name",
+        ],
+        id="test-names-unique",
+    ),
+    pytest.param(
+        "policy_files: [web.yaml]\ntests:\n  - {name: 'tests[1]', expect: [{at: 0, desired: 1}]}\n"
+        "  - {expect: [{at: 0, desired: 1}]}\n",
+        [
+            "t.yaml:4: tests[1]: test name 'tests[1]' is already used at line 3: give each test"
+            " its own name",
+        ],
+        id="a-name-taken-by-an-unnamed-test",
+    ),
+    pytest.param(
         "policy_files: [web.yaml\n",
         [
             "t.yaml:2: (yaml): invalid YAML: while parsing a flow sequence expected ',' or ']',"
