@@ -129,7 +129,7 @@ def run_backtest(
                 for query in dict.fromkeys(query for query, _ in plan.queries)
                 if query in fetcher.errors
             )
-        sent = fetcher.sent
+        sent = fetcher.sent + asked.sent  # the window's, and the history's before it
     return Backtest(options.start, options.end, results, sent)
 
 
@@ -225,6 +225,7 @@ class _Asked:
                 key = (query, span, step)
                 self._left[key] = self._left.get(key, 0) + 1
         self._answers: dict[tuple[str, timedelta, timedelta], list[RangeSeries] | QueryError] = {}
+        self.sent = 0  # distinct range queries asked of the source (before the window)
 
     def get(
         self, source: RangeSource, query: str, span: timedelta, step: timedelta, start: datetime
@@ -232,6 +233,7 @@ class _Asked:
         key = (query, span, step)
         answer = self._answers.get(key)
         if answer is None:
+            self.sent += 1
             try:
                 answer = source.query_range(query, start=start - span, end=start - step, step=step)
             except QueryError as exc:

@@ -104,6 +104,23 @@ def test_identical_queries_of_several_policies_are_sent_once() -> None:
     assert [p.max_count for p in result.policies] == [4, 4, 2]
 
 
+def test_range_queries_count_the_history_read_before_the_window() -> None:
+    # The forecast's history and the guard's window are range queries sent to Prometheus
+    # too: `range_queries` says how many were sent, whatever they were for.
+    forecasting = Check(
+        name="rps",
+        strategy=Strategy.PER_INSTANCE,
+        query=QUERY,
+        target=10,
+        forecast=ForecastSettings(),
+    )
+    policies = [policy("ahead", checks=(forecasting,)), policy("reactive", query="other")]
+    source = FakeRange({QUERY: load({range(0, 60): 35.0}), "other": load({range(0, 60): 5.0})})
+    result = run_backtest(policies, source, Options(start=T0, end=T0 + HOUR, start_count=2))
+    assert len(source.asked) == 3  # QUERY before --from and in the window; "other" in it
+    assert result.range_queries == 3
+
+
 def test_step_overrides_each_policy_interval() -> None:
     source = FakeRange({QUERY: load({range(0, 60): 35.0})})
     own = run_backtest(
@@ -267,5 +284,5 @@ def test_the_targets_of_a_template_share_one_lookback_query_and_one_range_query(
         [target("a"), target("b")], source, Options(start=T0, end=T0 + HOUR, start_count=2)
     )
     assert len(source.asked) == 2  # the lookback before --from, and the window
-    assert result.range_queries == 1
+    assert result.range_queries == 2  # each counted once: every range query sent
     assert [p.max_count for p in result.policies] == [4, 8]  # each read its own series
