@@ -24,6 +24,7 @@ from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.redact import scrub
@@ -133,7 +134,10 @@ def parse_instant(text: str, now: datetime) -> datetime:
         return now
     relative = _RELATIVE.match(text)
     if relative is not None:
-        return now - parse_duration(relative.group("ago"))
+        ago = parse_duration(
+            relative.group("ago"), limit=MAX_REPLAY_OFFSET, what="a time before now"
+        )
+        return now - ago
     try:
         instant = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:

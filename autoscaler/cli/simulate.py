@@ -11,13 +11,13 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from autoscaler.cli import help_text
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.model import Policy
-from autoscaler.core.ranges import MAX_COUNT
+from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
 from autoscaler.replay.plot import PlotError, write
@@ -100,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--from",
         dest="start_offset",
-        type=_duration,
+        type=_offset,
         default=0.0,
         metavar="OFFSET",
         help="start this far into the trace (e.g. 14d); forecasts learn from what is before",
@@ -108,7 +108,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--to",
         dest="end_offset",
-        type=_duration,
+        type=_offset,
         default=None,
         metavar="OFFSET",
         help="stop this far into the trace (default: its end)",
@@ -123,18 +123,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=cmd_simulate)
 
 
-def _duration(text: str) -> float:
-    """Seconds from `90`, `90s`, `2m`, `14d`."""
+def _duration(text: str, *, limit: timedelta = MAX_DURATION, what: str = "a duration") -> float:
+    """Seconds from `90`, `90s`, `2m`, `14d` (a Prometheus duration of at most `limit`)."""
     try:
         seconds = float(text)
     except ValueError:
         try:
-            return parse_duration(text).total_seconds()
+            return parse_duration(text, limit=limit, what=what).total_seconds()
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     if not (math.isfinite(seconds) and seconds >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration >= 0")
     return seconds
+
+
+def _offset(text: str) -> float:
+    """`_duration` into a trace, which may span years: up to 10y, not a policy's 1y."""
+    return _duration(text, limit=MAX_REPLAY_OFFSET, what="an offset into the trace")
 
 
 def _provisioning(text: str) -> float:

@@ -1,7 +1,8 @@
 """Prometheus duration syntax (`90s`, `1m30s`, `1h`, `2d`) <-> `timedelta`.
 
-A policy's durations are at most `ranges.MAX_DURATION` (1y): longer ones are rejected
-here, while the text is still a number of milliseconds, before `timedelta` can overflow.
+A policy's durations are at most `ranges.MAX_DURATION` (1y), a replay's relative times
+a longer `limit`: longer ones are rejected here, while the text is still a number of
+milliseconds, before `timedelta` can overflow.
 """
 
 from __future__ import annotations
@@ -27,22 +28,25 @@ _WHOLE = re.compile(r"^(?:\d+(?:ms|y|w|d|h|m|s))+$")
 _SYNTAX = "use Prometheus syntax such as 30s, 5m, 1h30m or 0s"
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a Prometheus duration of at most 1y; raise ValueError saying what to write."""
+def parse_duration(
+    text: str, *, limit: timedelta = MAX_DURATION, what: str = "a duration"
+) -> timedelta:
+    """Parse a Prometheus duration of at most `limit` (a policy's: 1y); raise ValueError
+    saying what to write. `what` names the value in the message when it is too long."""
     if not isinstance(text, str):  # e.g. `30` without a unit; a list is not shown whole
         shown = repr(text) if isinstance(text, int | float) else f"a {type(text).__name__}"
         raise ValueError(f"{shown} is not a duration: {_SYNTAX}")
-    return _parse(text)
+    return _parse(text, limit, what)
 
 
 @lru_cache(maxsize=1024)
-def _parse(text: str) -> timedelta:
+def _parse(text: str, limit: timedelta, what: str) -> timedelta:
     """`parse_duration` of a text; cached, since 10,000 policy files say `30s` alike."""
     if not _WHOLE.match(text):
         raise ValueError(f"{_quoted(text)} is not a duration: {_SYNTAX}")
     found = _PART.findall(text)
-    if any(len(n.lstrip("0")) > 15 for n, _ in found):  # > 31 years even in ms
-        raise ValueError(_too_long(text))
+    if any(len(n.lstrip("0")) > 15 for n, _ in found):  # > 31,000 years even in ms
+        raise ValueError(_too_long(text, limit, what))
     parts = [(int(n), unit) for n, unit in found]
     units = [unit for _, unit in parts]
     positions = [_ORDER.index(u) for u in units]
@@ -51,13 +55,13 @@ def _parse(text: str) -> timedelta:
             f"{_quoted(text)} is not a duration: units must go from largest to smallest"
         )
     ms = sum(n * _UNITS_MS[u] for n, u in parts)
-    if ms > MAX_DURATION // timedelta(milliseconds=1):
-        raise ValueError(_too_long(text))
+    if ms > limit // timedelta(milliseconds=1):
+        raise ValueError(_too_long(text, limit, what))
     return timedelta(milliseconds=ms)
 
 
-def _too_long(text: str) -> str:
-    return f"{_quoted(text)} is too long: a duration is at most 1y ({MAX_DURATION.days}d)"
+def _too_long(text: str, limit: timedelta, what: str) -> str:
+    return f"{_quoted(text)} is too long: {what} is at most {limit.days // 365}y ({limit.days}d)"
 
 
 def _quoted(text: str) -> str:

@@ -24,6 +24,11 @@ MAX_DURATION = timedelta(days=365)
 windows, a recurring schedule's length."""
 
 
+MAX_REPLAY_OFFSET = timedelta(days=10 * 365)
+"""The longest relative time of a replay (`backtest --from -3650d`, `simulate --from`):
+ten years of history or trace, where a policy's own durations stop at `MAX_DURATION`."""
+
+
 def shifted(instant: datetime, delta: timedelta) -> datetime:
     """`instant + delta`, or the first/last representable instant when that is out of range.
 

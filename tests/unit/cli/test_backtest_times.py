@@ -24,6 +24,8 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
             id="rfc3339-offset-fraction",
         ),
         pytest.param("2026-03-01t00:00:00z", datetime(2026, 3, 1, tzinfo=UTC), id="lowercase"),
+        pytest.param("-400d", NOW - timedelta(days=400), id="longer-than-a-policy-duration"),
+        pytest.param("now-10y", NOW - timedelta(days=3650), id="ten-years"),
     ],
 )
 def test_times_are_read_as_instants_in_utc(text: str, expected: datetime) -> None:
@@ -49,3 +51,8 @@ def test_anything_else_is_refused_with_the_accepted_forms(text: str) -> None:
 def test_a_time_that_leaves_the_calendar_in_utc_is_refused_not_a_traceback(text: str) -> None:
     with pytest.raises(ValueError, match="outside year 1 to 9999 in UTC"):
         parse_instant(text, NOW)
+
+
+def test_a_relative_time_beyond_ten_years_is_refused_as_a_time_not_a_policy_duration() -> None:
+    with pytest.raises(ValueError, match=r"'3651d' is too long: a time before now is at most 10y"):
+        parse_instant("-3651d", NOW)
