@@ -132,7 +132,9 @@ class Controller:
             policies = self.registry.policies()
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
-            self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+            self.telemetry.loaded(
+                policies, len(outcome.problems), removed=outcome.removed, files_read=True
+            )
             if outcome.changed:
                 settle_heap()
         return ReloadOut(
@@ -152,7 +154,9 @@ class Controller:
             policies = self.registry.policies()
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
-            self.telemetry.loaded(policies, len(outcome.problems), removed=outcome.removed)
+            self.telemetry.loaded(
+                policies, len(outcome.problems), removed=outcome.removed, files_read=False
+            )
             if outcome.changed:
                 settle_heap()
 

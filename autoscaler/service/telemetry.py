@@ -410,14 +410,26 @@ class Telemetry:
         self.evaluations.inc((policy, "error"))
         self.errors.labels(CRASH).inc()
 
-    def loaded(self, policies: Iterable[Policy], problems: int, *, removed: Iterable[str]) -> None:
-        """Record the outcome of a (re)load and drop the per-policy series of removed ones."""
+    def loaded(
+        self,
+        policies: Iterable[Policy],
+        problems: int,
+        *,
+        removed: Iterable[str],
+        files_read: bool,
+    ) -> None:
+        """Record the policies in force after a reload of the files (`files_read`) or a
+        discovery change, and drop the per-policy series of removed ones.
+
+        Only a reload counts in `autoscaler_reloads_total` and moves
+        `autoscaler_last_reload_timestamp_seconds`: a discovery change reads no file."""
         policies = list(policies)
         self.policies_loaded.set(len(policies))
         self.policies_enabled.set(sum(1 for p in policies if p.enabled))
         self.load_errors.set(problems)
-        self.reloads.labels("failure" if problems else "success").inc()
-        self.last_reload.set(time.time())
+        if files_read:
+            self.reloads.labels("failure" if problems else "success").inc()
+            self.last_reload.set(time.time())
         if problems:
             self.errors.labels(POLICY).inc(problems)
         for name in removed:

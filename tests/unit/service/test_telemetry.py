@@ -141,7 +141,7 @@ def test_a_forecast_is_exported_with_its_lead_and_error_and_forgotten_with_its_p
     none = replace(check, forecast=ForecastReading(value=None, lead=reading.lead, reason="new"))
     telemetry.observe(replace(evaluation, decision=replace(evaluation.decision, checks=(none,))))
     assert math.isnan(value("autoscaler_check_forecast_value", labels) or 0.0)
-    telemetry.loaded([], problems=0, removed=["web"])
+    telemetry.loaded([], problems=0, removed=["web"], files_read=True)
     assert value("autoscaler_check_forecast_value", labels) is None
     assert value("autoscaler_check_forecast_lead_seconds", labels) is None
 
@@ -166,7 +166,7 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
         checks=(Check(name="c", strategy=Strategy.FIXED, count=1),),
         interval=timedelta(seconds=5),
     )
-    telemetry.loaded([policy], problems=2, removed=["web"])
+    telemetry.loaded([policy], problems=2, removed=["web"], files_read=True)
     value = telemetry.registry.get_sample_value
     assert value("autoscaler_policies_loaded") == 1
     assert value("autoscaler_policy_load_errors") == 2
@@ -185,13 +185,14 @@ def test_a_policy_that_never_succeeds_still_ages_for_the_staleness_alert() -> No
         checks=(Check(name="c", strategy=Strategy.FIXED, count=1),),
     )
     before = datetime.now(UTC).timestamp()
-    telemetry.loaded([policy], problems=0, removed=[])
+    telemetry.loaded([policy], problems=0, removed=[], files_read=True)
     stamp = telemetry.registry.get_sample_value(
         "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
     )
     assert stamp is not None
     assert before <= stamp <= datetime.now(UTC).timestamp()
-    telemetry.loaded([policy], problems=0, removed=[])  # a reload does not restart the clock
+    # a reload does not restart the clock
+    telemetry.loaded([policy], problems=0, removed=[], files_read=True)
     assert (
         telemetry.registry.get_sample_value(
             "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
@@ -217,7 +218,7 @@ def _result(name: str, value: float | None, desired: int | None) -> CheckResult:
 
 def test_each_check_exports_its_value_and_desired_count() -> None:
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95", "queue")], problems=0, removed=[])
+    telemetry.loaded([_policy("web", "p95", "queue")], problems=0, removed=[], files_read=True)
     checks = (_result("p95", 0.41, 7), _result("queue", None, None))
     telemetry.observe(_evaluation(Action.UP, checks=checks))
     value = telemetry.registry.get_sample_value
@@ -232,9 +233,10 @@ def test_each_check_exports_its_value_and_desired_count() -> None:
 def test_the_series_of_a_policy_share_one_label_tuple_across_families_and_reloads() -> None:
     # One tuple per series key, not one per family: 2 MB at 10,000 policies.
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.4, 3),)))
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])  # a reload keeps them
+    # a reload keeps them
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.5, 3),)))
 
     per_check = (telemetry.check_value, telemetry.check_desired, telemetry.query_seconds)
@@ -263,13 +265,16 @@ def _series(telemetry: Telemetry, name: str) -> set[tuple[str, str]]:
 
 def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95", "queue"), _policy("api", "rps")], 0, removed=[])
+    telemetry.loaded(
+        [_policy("web", "p95", "queue"), _policy("api", "rps")], 0, removed=[], files_read=True
+    )
     web = (_result("p95", 1, 2), _result("queue", 3, 4))
     telemetry.observe(_evaluation(Action.NONE, checks=web))
     telemetry.observe(_evaluation(Action.NONE, policy="api", checks=(_result("rps", 5, 6),)))
     everything = {("web", "p95"), ("web", "queue"), ("api", "rps")}
     assert _series(telemetry, "autoscaler_check_value") == everything
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=["api"])  # queue dropped too
+    # queue dropped too
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=["api"], files_read=True)
     for name in [
         "autoscaler_check_value",
         "autoscaler_check_desired_capacity",
@@ -281,7 +286,7 @@ def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
 def test_an_evaluation_of_a_replaced_version_adds_no_series_back() -> None:
     """An evaluation still running during a reload must not resurrect a removed check."""
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
     late = _evaluation(Action.NONE, checks=(_result("p95", 1, 2), _result("gone", 3, 4)))
     telemetry.observe(late)
     assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
@@ -293,8 +298,8 @@ def test_an_evaluation_ending_after_its_policy_was_removed_adds_no_series_back()
     the reload dropped stay dropped (its last-success timestamp would age forever, and the
     stale-policy alert fire for a policy that is gone)."""
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
-    telemetry.loaded([], problems=0, removed=["web"])
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([], problems=0, removed=["web"], files_read=True)
     telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
     for name in (
         "autoscaler_current_capacity",
@@ -302,7 +307,7 @@ def test_an_evaluation_ending_after_its_policy_was_removed_adds_no_series_back()
         "autoscaler_last_successful_evaluation_timestamp_seconds",
     ):
         assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is None, name
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[])
+    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
     labels = {"policy": "web"}
     stamp = "autoscaler_last_successful_evaluation_timestamp_seconds"
@@ -319,12 +324,12 @@ def test_a_reload_that_drops_a_checks_forecast_drops_its_forecast_series() -> No
         forecasting, checks=(replace(forecasting.checks[0], forecast=settings),)
     )
     telemetry = Telemetry()
-    telemetry.loaded([with_forecast], problems=0, removed=[])
+    telemetry.loaded([with_forecast], problems=0, removed=[], files_read=True)
     reading = ForecastReading(value=83.0, lead=timedelta(seconds=150), error=0.12)
     result = replace(_result("rps", 50.0, 50), forecast=reading)
     telemetry.observe(_evaluation(Action.NONE, checks=(result,)))
     assert _series(telemetry, "autoscaler_check_forecast_value") == {("web", "rps")}
-    telemetry.loaded([forecasting], problems=0, removed=[])
+    telemetry.loaded([forecasting], problems=0, removed=[], files_read=True)
     for name in [
         "autoscaler_check_forecast_value",
         "autoscaler_check_forecast_lead_seconds",
@@ -351,7 +356,7 @@ def _exposition_of_a_busy_controller() -> str:
             SourceHealth("AWS Auto Scaling Groups (eu-west-3; team=web)", False, 0, 0, 4, None),
         ]
     )
-    telemetry.loaded([_policy("web", "p95", "queue")], problems=1, removed=[])
+    telemetry.loaded([_policy("web", "p95", "queue")], problems=1, removed=[], files_read=True)
     forecast = ForecastReading(value=0.5, lead=timedelta(minutes=3), error=None)
     checks = (replace(_result("p95", 0.41, 7), forecast=forecast), _result("queue", None, None))
     telemetry.observe(_evaluation(Action.UP, checks=checks))
@@ -467,7 +472,7 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
     """`--metrics-histograms total`: one histogram per family, whatever the policies; the
     other per-policy series stay as they are, and a reload prunes nothing of them."""
     telemetry = Telemetry(per_policy_histograms=False)
-    telemetry.loaded([_policy("web", "p95"), _policy("api", "rps")], 0, removed=[])
+    telemetry.loaded([_policy("web", "p95"), _policy("api", "rps")], 0, removed=[], files_read=True)
     for policy, check in (("web", "p95"), ("api", "rps"), ("web", "p95")):
         evaluation = replace(
             _evaluation(Action.NONE, policy=policy, checks=(_result(check, 1, 2),)),
@@ -475,7 +480,7 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
             query_seconds=((check, 0.003),),
         )
         telemetry.observe(evaluation)
-    telemetry.loaded([_policy("web", "p95")], 0, removed=["api"])
+    telemetry.loaded([_policy("web", "p95")], 0, removed=["api"], files_read=True)
     samples = [s for family in telemetry.registry.collect() for s in family.samples]
     for name in (
         "autoscaler_evaluation_duration_seconds_count",

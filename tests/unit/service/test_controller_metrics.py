@@ -1,0 +1,80 @@
+"""What the controller's reloads and discovery changes record in the metrics: a discovery
+change reads no policy file, so it is no reload of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.core.ports import MetricSource
+from autoscaler.engine.reconciler import Reconciler
+from autoscaler.errors import Problem
+from autoscaler.policy.loader import FileLoad, load_file
+from autoscaler.policy.templates import Template
+from autoscaler.service.controller import Controller
+from autoscaler.service.notify import Notifier
+from autoscaler.service.registry import DISCOVERED, PolicyRegistry
+from autoscaler.service.telemetry import Telemetry
+
+POLICY = (
+    "name: {name}\ntarget: {{type: aws-asg, asg: {name}}}\nmin: 1\nmax: 5\ninterval: 1h\n"
+    "checks:\n  - {{name: c, strategy: fixed, count: 2}}\n"
+)
+
+
+class _Reconciler:
+    def prepare(self, policies: object) -> None:
+        pass
+
+
+@dataclass
+class _Discover:
+    """Stands for `Discovery`: the targets found and the failing sources the test sets."""
+
+    found: list[FileLoad] = field(default_factory=list)
+    failing: list[Problem] = field(default_factory=list)
+
+    def __call__(self, templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
+        return list(self.found), list(self.failing)
+
+
+def _controller(tmp_path: Path, discover: _Discover) -> Controller:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY.format(name="web"))
+    return Controller(
+        registry=PolicyRegistry([str(policies)], discover=discover),
+        reconciler=cast(Reconciler, _Reconciler()),
+        state=MemoryStateStore(),
+        source=cast(MetricSource, object()),
+        telemetry=Telemetry(),
+        notifier=Notifier([]),
+    )
+
+
+def _discovered(tmp_path: Path, name: str) -> FileLoad:
+    """A target discovery found, with its policy: a pseudo-file, as `Discovery` gives."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(POLICY.format(name=name))
+    return FileLoad(f"{DISCOVERED}nomad/default/{name}/web@t.yaml", load_file(path).policies, [])
+
+
+def _value(controller: Controller, name: str, **labels: str) -> float | None:
+    return controller.telemetry.registry.get_sample_value(name, labels)
+
+
+def test_a_discovery_change_is_no_reload_of_the_policy_files(tmp_path: Path) -> None:
+    discover = _Discover()
+    controller = _controller(tmp_path, discover)
+    controller.reload()
+    read_at = _value(controller, "autoscaler_last_reload_timestamp_seconds")
+    assert _value(controller, "autoscaler_reloads_total", result="success") == 1
+
+    discover.found = [_discovered(tmp_path, "api")]
+    controller.rediscover()
+    assert _value(controller, "autoscaler_policies_loaded") == 2  # the change is applied
+    assert _value(controller, "autoscaler_reloads_total", result="success") == 1
+    assert _value(controller, "autoscaler_last_reload_timestamp_seconds") == read_at
