@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
+from autoscaler.errors import Problem
 from autoscaler.service.discovery import SourceHealth
 from autoscaler.service.families import CounterFamily, Family, GaugeFamily, HistogramFamily
 
@@ -46,7 +47,7 @@ QUERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 # Error kinds beyond the reconciler's (`target`, `source`, `scale`, `state`).
 CRASH = "crash"  # an evaluation raised unexpectedly (a bug)
-POLICY = "policy"  # a reload found invalid policy files
+POLICY = "policy"  # a problem in the policies appeared
 NOTIFY = "notify"  # a notification webhook kept failing
 
 
@@ -184,6 +185,7 @@ class Telemetry:
         # `*_created` series double the output and no dashboard uses them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self._succeeded_once: set[str] = set()  # policies whose success clock is running
+        self._problems: frozenset[Problem] = frozenset()  # those of the last load, counted
         # (policy, check) pairs of the policies loaded now, each to the one tuple that every
         # family keys its series with; None until the first load. Likewise `(policy,)` in
         # `_ones`. One tuple per series key instead of one per family: 215 bytes less per
@@ -413,7 +415,7 @@ class Telemetry:
     def loaded(
         self,
         policies: Iterable[Policy],
-        problems: int,
+        problems: Collection[Problem],
         *,
         removed: Iterable[str],
         files_read: bool,
@@ -422,16 +424,21 @@ class Telemetry:
         discovery change, and drop the per-policy series of removed ones.
 
         Only a reload counts in `autoscaler_reloads_total` and moves
-        `autoscaler_last_reload_timestamp_seconds`: a discovery change reads no file."""
+        `autoscaler_last_reload_timestamp_seconds`: a discovery change reads no file. Each
+        problem counts in `autoscaler_errors_total{kind="policy"}` once, when it appears:
+        the reloads and discovery changes that find it again (a target found, another file
+        saved) are no new error, and how often they come is not how broken the policies are."""
         policies = list(policies)
         self.policies_loaded.set(len(policies))
         self.policies_enabled.set(sum(1 for p in policies if p.enabled))
-        self.load_errors.set(problems)
+        self.load_errors.set(len(problems))
         if files_read:
             self.reloads.labels("failure" if problems else "success").inc()
             self.last_reload.set(time.time())
-        if problems:
-            self.errors.labels(POLICY).inc(problems)
+        now_found = frozenset(problems)
+        if appeared := len(now_found - self._problems):
+            self.errors.labels(POLICY).inc(appeared)
+        self._problems = now_found
         for name in removed:
             self._succeeded_once.discard(name)
             for gauge in (self.current, self.desired, self.last_success):

@@ -1,5 +1,6 @@
 """What the controller's reloads and discovery changes record in the metrics: a discovery
-change reads no policy file, so it is no reload of them."""
+change reads no policy file, so it is no reload of them; a problem is one error, however
+many changes find it again."""
 
 from __future__ import annotations
 
@@ -78,3 +79,19 @@ def test_a_discovery_change_is_no_reload_of_the_policy_files(tmp_path: Path) -> 
     assert _value(controller, "autoscaler_policies_loaded") == 2  # the change is applied
     assert _value(controller, "autoscaler_reloads_total", result="success") == 1
     assert _value(controller, "autoscaler_last_reload_timestamp_seconds") == read_at
+
+
+def test_a_discovery_change_does_not_count_the_problems_again(tmp_path: Path) -> None:
+    discover = _Discover()
+    controller = _controller(tmp_path, discover)
+    (tmp_path / "policies" / "broken.yaml").write_text("name: broken\n")
+    controller.reload()
+    problems = len(controller.registry.problems())
+    assert problems and _value(controller, "autoscaler_errors_total", kind="policy") == problems
+
+    for target in ("api", "db"):
+        discover.found.append(_discovered(tmp_path, target))
+        controller.rediscover()
+    controller.reload()  # another file saved: the broken one is read again, unchanged
+    assert _value(controller, "autoscaler_errors_total", kind="policy") == problems
+    assert _value(controller, "autoscaler_policy_load_errors") == problems

@@ -29,6 +29,7 @@ from autoscaler.core.model import (
     Strategy,
 )
 from autoscaler.engine.reconciler import Evaluation
+from autoscaler.errors import Problem
 from autoscaler.service.discovery import SourceHealth
 from autoscaler.service.telemetry import Telemetry
 
@@ -141,7 +142,7 @@ def test_a_forecast_is_exported_with_its_lead_and_error_and_forgotten_with_its_p
     none = replace(check, forecast=ForecastReading(value=None, lead=reading.lead, reason="new"))
     telemetry.observe(replace(evaluation, decision=replace(evaluation.decision, checks=(none,))))
     assert math.isnan(value("autoscaler_check_forecast_value", labels) or 0.0)
-    telemetry.loaded([], problems=0, removed=["web"], files_read=True)
+    telemetry.loaded([], problems=(), removed=["web"], files_read=True)
     assert value("autoscaler_check_forecast_value", labels) is None
     assert value("autoscaler_check_forecast_lead_seconds", labels) is None
 
@@ -166,13 +167,34 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
         checks=(Check(name="c", strategy=Strategy.FIXED, count=1),),
         interval=timedelta(seconds=5),
     )
-    telemetry.loaded([policy], problems=2, removed=["web"], files_read=True)
+    telemetry.loaded(
+        [policy], problems=[_problem("a"), _problem("b")], removed=["web"], files_read=True
+    )
     value = telemetry.registry.get_sample_value
     assert value("autoscaler_policies_loaded") == 1
     assert value("autoscaler_policy_load_errors") == 2
     assert value("autoscaler_reloads_total", {"result": "failure"}) == 1
     assert value("autoscaler_current_capacity", {"policy": "web"}) is None
     assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) == 1
+    assert value("autoscaler_errors_total", {"kind": "policy"}) == 2
+
+
+def test_a_problem_counts_as_an_error_once_when_it_appears() -> None:
+    telemetry = Telemetry()
+    value = telemetry.registry.get_sample_value
+    policy, broken, colliding = _policy("web", "p95"), _problem("a"), _problem("b")
+
+    def load(*problems: Problem, files_read: bool) -> float | None:
+        telemetry.loaded([policy], problems, removed=[], files_read=files_read)
+        return value("autoscaler_errors_total", {"kind": "policy"})
+
+    assert load(broken, files_read=True) == 1
+    assert load(broken, files_read=True) == 1  # another file saved: still the one problem
+    assert load(broken, files_read=False) == 1  # a discovery change finds it again
+    assert load(broken, colliding, files_read=False) == 2  # a new one appears
+    assert load(files_read=True) == 2  # both fixed
+    assert load(broken, files_read=True) == 3  # broken again: it appears again
+    assert value("autoscaler_policy_load_errors") == 1
 
 
 def test_a_policy_that_never_succeeds_still_ages_for_the_staleness_alert() -> None:
@@ -185,14 +207,14 @@ def test_a_policy_that_never_succeeds_still_ages_for_the_staleness_alert() -> No
         checks=(Check(name="c", strategy=Strategy.FIXED, count=1),),
     )
     before = datetime.now(UTC).timestamp()
-    telemetry.loaded([policy], problems=0, removed=[], files_read=True)
+    telemetry.loaded([policy], problems=(), removed=[], files_read=True)
     stamp = telemetry.registry.get_sample_value(
         "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
     )
     assert stamp is not None
     assert before <= stamp <= datetime.now(UTC).timestamp()
     # a reload does not restart the clock
-    telemetry.loaded([policy], problems=0, removed=[], files_read=True)
+    telemetry.loaded([policy], problems=(), removed=[], files_read=True)
     assert (
         telemetry.registry.get_sample_value(
             "autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "api"}
@@ -211,6 +233,10 @@ def _policy(name: str, *checks: str) -> Policy:
     )
 
 
+def _problem(file: str) -> Problem:
+    return Problem(f"{file}.yaml", 3, "max", "expected a whole number")
+
+
 def _result(name: str, value: float | None, desired: int | None) -> CheckResult:
     error = None if value is not None else "no series"
     return CheckResult(name=name, query="q", value=value, desired=desired, error=error)
@@ -218,7 +244,7 @@ def _result(name: str, value: float | None, desired: int | None) -> CheckResult:
 
 def test_each_check_exports_its_value_and_desired_count() -> None:
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95", "queue")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([_policy("web", "p95", "queue")], problems=(), removed=[], files_read=True)
     checks = (_result("p95", 0.41, 7), _result("queue", None, None))
     telemetry.observe(_evaluation(Action.UP, checks=checks))
     value = telemetry.registry.get_sample_value
@@ -233,10 +259,10 @@ def test_each_check_exports_its_value_and_desired_count() -> None:
 def test_the_series_of_a_policy_share_one_label_tuple_across_families_and_reloads() -> None:
     # One tuple per series key, not one per family: 2 MB at 10,000 policies.
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.4, 3),)))
     # a reload keeps them
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.UP, checks=(_result("p95", 0.5, 3),)))
 
     per_check = (telemetry.check_value, telemetry.check_desired, telemetry.query_seconds)
@@ -266,7 +292,7 @@ def _series(telemetry: Telemetry, name: str) -> set[tuple[str, str]]:
 def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
     telemetry = Telemetry()
     telemetry.loaded(
-        [_policy("web", "p95", "queue"), _policy("api", "rps")], 0, removed=[], files_read=True
+        [_policy("web", "p95", "queue"), _policy("api", "rps")], (), removed=[], files_read=True
     )
     web = (_result("p95", 1, 2), _result("queue", 3, 4))
     telemetry.observe(_evaluation(Action.NONE, checks=web))
@@ -274,7 +300,7 @@ def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
     everything = {("web", "p95"), ("web", "queue"), ("api", "rps")}
     assert _series(telemetry, "autoscaler_check_value") == everything
     # queue dropped too
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=["api"], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=["api"], files_read=True)
     for name in [
         "autoscaler_check_value",
         "autoscaler_check_desired_capacity",
@@ -286,7 +312,7 @@ def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
 def test_an_evaluation_of_a_replaced_version_adds_no_series_back() -> None:
     """An evaluation still running during a reload must not resurrect a removed check."""
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
     late = _evaluation(Action.NONE, checks=(_result("p95", 1, 2), _result("gone", 3, 4)))
     telemetry.observe(late)
     assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
@@ -298,8 +324,8 @@ def test_an_evaluation_ending_after_its_policy_was_removed_adds_no_series_back()
     the reload dropped stay dropped (its last-success timestamp would age forever, and the
     stale-policy alert fire for a policy that is gone)."""
     telemetry = Telemetry()
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
-    telemetry.loaded([], problems=0, removed=["web"], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
+    telemetry.loaded([], problems=(), removed=["web"], files_read=True)
     telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
     for name in (
         "autoscaler_current_capacity",
@@ -307,7 +333,7 @@ def test_an_evaluation_ending_after_its_policy_was_removed_adds_no_series_back()
         "autoscaler_last_successful_evaluation_timestamp_seconds",
     ):
         assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is None, name
-    telemetry.loaded([_policy("web", "p95")], problems=0, removed=[], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
     telemetry.observe(_evaluation(Action.NONE, checks=(_result("p95", 1, 2),)))
     labels = {"policy": "web"}
     stamp = "autoscaler_last_successful_evaluation_timestamp_seconds"
@@ -324,12 +350,12 @@ def test_a_reload_that_drops_a_checks_forecast_drops_its_forecast_series() -> No
         forecasting, checks=(replace(forecasting.checks[0], forecast=settings),)
     )
     telemetry = Telemetry()
-    telemetry.loaded([with_forecast], problems=0, removed=[], files_read=True)
+    telemetry.loaded([with_forecast], problems=(), removed=[], files_read=True)
     reading = ForecastReading(value=83.0, lead=timedelta(seconds=150), error=0.12)
     result = replace(_result("rps", 50.0, 50), forecast=reading)
     telemetry.observe(_evaluation(Action.NONE, checks=(result,)))
     assert _series(telemetry, "autoscaler_check_forecast_value") == {("web", "rps")}
-    telemetry.loaded([forecasting], problems=0, removed=[], files_read=True)
+    telemetry.loaded([forecasting], problems=(), removed=[], files_read=True)
     for name in [
         "autoscaler_check_forecast_value",
         "autoscaler_check_forecast_lead_seconds",
@@ -356,7 +382,9 @@ def _exposition_of_a_busy_controller() -> str:
             SourceHealth("AWS Auto Scaling Groups (eu-west-3; team=web)", False, 0, 0, 4, None),
         ]
     )
-    telemetry.loaded([_policy("web", "p95", "queue")], problems=1, removed=[], files_read=True)
+    telemetry.loaded(
+        [_policy("web", "p95", "queue")], problems=[_problem("a")], removed=[], files_read=True
+    )
     forecast = ForecastReading(value=0.5, lead=timedelta(minutes=3), error=None)
     checks = (replace(_result("p95", 0.41, 7), forecast=forecast), _result("queue", None, None))
     telemetry.observe(_evaluation(Action.UP, checks=checks))
@@ -472,7 +500,9 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
     """`--metrics-histograms total`: one histogram per family, whatever the policies; the
     other per-policy series stay as they are, and a reload prunes nothing of them."""
     telemetry = Telemetry(per_policy_histograms=False)
-    telemetry.loaded([_policy("web", "p95"), _policy("api", "rps")], 0, removed=[], files_read=True)
+    telemetry.loaded(
+        [_policy("web", "p95"), _policy("api", "rps")], (), removed=[], files_read=True
+    )
     for policy, check in (("web", "p95"), ("api", "rps"), ("web", "p95")):
         evaluation = replace(
             _evaluation(Action.NONE, policy=policy, checks=(_result(check, 1, 2),)),
@@ -480,7 +510,7 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
             query_seconds=((check, 0.003),),
         )
         telemetry.observe(evaluation)
-    telemetry.loaded([_policy("web", "p95")], 0, removed=["api"], files_read=True)
+    telemetry.loaded([_policy("web", "p95")], (), removed=["api"], files_read=True)
     samples = [s for family in telemetry.registry.collect() for s in family.samples]
     for name in (
         "autoscaler_evaluation_duration_seconds_count",
