@@ -133,7 +133,7 @@ class Controller:
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
-                policies, outcome.problems, removed=outcome.removed, files_read=True
+                policies, outcome.policy_problems, removed=outcome.removed, files_read=True
             )
             if outcome.changed:
                 settle_heap()
@@ -155,7 +155,7 @@ class Controller:
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
-                policies, outcome.problems, removed=outcome.removed, files_read=False
+                policies, outcome.policy_problems, removed=outcome.removed, files_read=False
             )
             if outcome.changed:
                 settle_heap()

@@ -50,17 +50,27 @@ DISCOVERED = "discovered:"
 
 @dataclass(frozen=True, kw_only=True)
 class ReloadOutcome:
-    """What a reload changed. `kept` lists files whose last good version stays in force."""
+    """What a reload changed. `kept` lists files whose last good version stays in force;
+    `problems` are every problem in force, `sources_failing` those of them that are failing
+    discovery sources rather than policies."""
 
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
+    sources_failing: tuple[Problem, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+    @property
+    def policy_problems(self) -> tuple[Problem, ...]:
+        """The problems of the policies (files, discovered targets), without the failing
+        discovery sources: an outage of Nomad or AWS is no invalid policy."""
+        failing = set(self.sources_failing)
+        return tuple(p for p in self.problems if p not in failing)
 
 
 def _key(file: str) -> str:
@@ -162,11 +172,12 @@ class PolicyRegistry:
             templates = self._templates_with(held)
             problems = list(self._file_problems)
             loads = list(self._loads)
+            failing: list[Problem] = []
             if self._discover is not None:
                 found = [t for in_file in templates.values() for t in in_file]
-                discovered, discovery_problems = self._discover(found)
+                discovered, failing = self._discover(found)
                 loads += discovered
-                problems += discovery_problems
+                problems += failing
             plan = _settle(loads, self._files, held=held)
             late = ({_key(f) for f in plan.kept} & pending) - held.keys()
             if not late:
@@ -183,6 +194,7 @@ class PolicyRegistry:
             removed=tuple(n for n in old if n not in fresh),
             kept=tuple(sorted(plan.kept)),
             problems=tuple(problems),
+            sources_failing=tuple(failing),
         )
         self._files = plan.files
         self._templates = templates

@@ -294,7 +294,8 @@ class Telemetry:
         )
         self.load_errors = Gauge(
             "autoscaler_policy_load_errors",
-            "Problems in the policy files at the last reload (0 when all are valid).",
+            "Problems in the policies at the last reload or discovery change (0 when all are "
+            "valid); a failing discovery source is none (autoscaler_discovery_up says it).",
             registry=r,
         )
         self.reloads = Counter(
@@ -422,6 +423,10 @@ class Telemetry:
     ) -> None:
         """Record the policies in force after a reload of the files (`files_read`) or a
         discovery change, and drop the per-policy series of removed ones.
+
+        `problems` are those of the policies (files, discovered targets), not of failing
+        discovery sources: an outage of Nomad or AWS is `autoscaler_discovery_up`, and must
+        not fire the alert on invalid policy files.
 
         Only a reload counts in `autoscaler_reloads_total` and moves
         `autoscaler_last_reload_timestamp_seconds`: a discovery change reads no file. Each

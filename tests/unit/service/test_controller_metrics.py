@@ -1,6 +1,6 @@
 """What the controller's reloads and discovery changes record in the metrics: a discovery
 change reads no policy file, so it is no reload of them; a problem is one error, however
-many changes find it again."""
+many changes find it again; a failing discovery source is no invalid policy."""
 
 from __future__ import annotations
 
@@ -95,3 +95,17 @@ def test_a_discovery_change_does_not_count_the_problems_again(tmp_path: Path) ->
     controller.reload()  # another file saved: the broken one is read again, unchanged
     assert _value(controller, "autoscaler_errors_total", kind="policy") == problems
     assert _value(controller, "autoscaler_policy_load_errors") == problems
+
+
+def test_a_failing_discovery_source_is_no_invalid_policy(tmp_path: Path) -> None:
+    # `autoscaler_discovery_up` says it: `AutoscalerPolicyFilesInvalid` must not fire for it.
+    discover = _Discover(failing=[Problem("<discovery: Nomad jobs>", 1, "(source)", "failing")])
+    controller = _controller(tmp_path, discover)
+    controller.reload()
+    controller.rediscover()
+    assert _value(controller, "autoscaler_policy_load_errors") == 0
+    assert _value(controller, "autoscaler_errors_total", kind="policy") is None
+    assert _value(controller, "autoscaler_reloads_total", result="failure") is None
+    assert _value(controller, "autoscaler_reloads_total", result="success") == 1
+    # The API still shows why: it is a problem of the running service, just not a policy's.
+    assert [e.file for e in controller.list_policies().load_errors] == ["<discovery: Nomad jobs>"]

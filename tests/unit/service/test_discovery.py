@@ -149,6 +149,19 @@ def test_a_failing_source_keeps_the_last_discovered_set_and_says_why(tmp_path: P
     assert _apply(registry, discovery).problems == ()
 
 
+def test_a_failing_source_is_no_policy_problem(tmp_path: Path) -> None:
+    # Nomad unreachable must not count as an invalid policy (the metrics, the alert on them).
+    nomad = FakeNomad([_opted("a", **{"autoscaler.max": "-1"})])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.fail = "Nomad at http://nomad:4646 unreachable"
+    outcome = _apply(registry, discovery)
+    failing, bad_override = outcome.problems
+    assert failing.file == "<discovery: Nomad jobs>" and "autoscaler.max" in bad_override.field
+    assert outcome.sources_failing == (failing,)
+    assert outcome.policy_problems == (bad_override,)
+
+
 def test_an_unchanged_target_reuses_its_expansion(tmp_path: Path) -> None:
     nomad = FakeNomad([_opted("a")])
     registry, discovery = _setup(tmp_path, nomad)
