@@ -402,6 +402,33 @@ def test_what_an_evaluation_loaded_before_a_new_epoch_it_may_not_keep_or_record(
     store.remember("web", KEY, Memory(last_scaled_at=T0 + timedelta(minutes=11)))
 
 
+def test_a_load_by_another_thread_neither_vouches_for_nor_refuses_an_evaluation() -> None:
+    # The API shows each policy's cooldown with a `load` (and a preview loads too), on its
+    # own thread: that load stamped the new era and let the old evaluation's write through,
+    # or, read on a standby, refused a first evaluation that never loaded.
+    durable = FlakyStore()
+    store = layered(durable)
+    store.lead(1)
+    store.load("web", KEY)  # the evaluation begins under epoch 1
+    store.standby()
+    store.lead(2)
+    reader = threading.Thread(target=store.load, args=("web", KEY))  # GET /v1/policies
+    reader.start()
+    reader.join(5)
+    with pytest.raises(NotLeader, match="taken it again under a new epoch"):
+        store.remember("web", KEY, Memory(last_scaled_at=T0))
+    # A standby's API read, then a takeover: a first evaluation that could not read its
+    # target (so loaded nothing) records its hold.
+    fresh = layered(FlakyStore())
+    fresh.lead(1)
+    fresh.standby()
+    reader = threading.Thread(target=fresh.load, args=("web", KEY))
+    reader.start()
+    reader.join(5)
+    fresh.lead(2)
+    fresh.record(decision(T0))
+
+
 def test_close_writes_what_is_pending() -> None:
     durable = BatchStore(broken="database is locked")
     store = LayeredStateStore(durable)
