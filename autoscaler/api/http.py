@@ -269,9 +269,10 @@ def create_app(
     @app.post(
         "/v1/policies/{name}/evaluate",
         tags=["policies"],
-        dependencies=guarded,
+        dependencies=[*guarded, Depends(_only_dry_run)],
         responses={
             **problems,
+            400: {"description": "a query parameter other than one `dry_run`"},
             404: {"description": "no such policy"},
             409: {"description": "the policy is disabled"},
             500: {"description": "the evaluation crashed (a bug; the log has the traceback)"},
@@ -310,6 +311,22 @@ def create_app(
         return backend.alert(webhook.model_dump())
 
     return app
+
+
+def _only_dry_run(request: Request) -> None:
+    """Refuse (400) any query parameter of an evaluation but one `dry_run`: FastAPI ignores
+    unknown ones, so `?dry-run=true` (the CLI's spelling) or `?preview=true` ran a real
+    evaluation that could scale, and `?dry_run=true&dry_run=false` took the last."""
+    params = request.query_params
+    unknown = sorted({key for key in params if key != "dry_run"})
+    if unknown:
+        raise HTTPException(
+            400,
+            f"unknown query parameter {', '.join(repr(k) for k in unknown)}: the only one is "
+            "dry_run=true (a preview: nothing is scaled or recorded)",
+        )
+    if len(params.getlist("dry_run")) > 1:
+        raise HTTPException(400, "dry_run given more than once: give it once")
 
 
 class HttpServer:

@@ -121,3 +121,22 @@ def test_subclasses_are_listed_before_their_bases() -> None:
         for later in mapped[i + 1 :]:
             assert not issubclass(later, kind), f"{later.__name__} is shadowed by {kind.__name__}"
     assert status_of(ShuttingDown()) == 503
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        pytest.param("dry-run=true", "unknown query parameter 'dry-run'", id="cli-spelling"),
+        pytest.param("preview=true", "unknown query parameter 'preview'", id="other-name"),
+        pytest.param("dry_run=true&dry_run=false", "dry_run given more than once", id="twice"),
+    ],
+)
+def test_an_evaluation_with_a_query_it_does_not_know_is_refused_not_applied(
+    serve_api: Callable[..., Api], query: str, detail: str
+) -> None:
+    # FastAPI ignores unknown query parameters: `?dry-run=true` ran a real evaluation.
+    backend = StubBackend()
+    response = serve_api(backend=backend).request("POST", f"/v1/policies/web/evaluate?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith(detail)
+    assert backend.calls == []
