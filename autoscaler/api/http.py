@@ -15,6 +15,7 @@ Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Inf
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
@@ -27,6 +28,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
@@ -329,6 +331,35 @@ def _only_dry_run(request: Request) -> None:
         raise HTTPException(400, "dry_run given more than once: give it once")
 
 
+# Seconds a connection has to send a whole request head, from when it opens or from its
+# last response. uvicorn times out nothing before a request arrives: idle or trickling
+# connections held a file descriptor each, and a thousand of them left none for
+# Prometheus, AWS, Nomad or the health checks (a unit's default limit is 1024).
+REQUEST_TIMEOUT = 10.0
+
+
+class _TimelyH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection that sends no request within
+    `REQUEST_TIMEOUT` of opening or of its last response (a request under way is left to
+    finish: its body is bounded by the body limit)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def _watch(self) -> None:
+        self.loop.call_later(REQUEST_TIMEOUT, self._close_if_idle, self.cycle)
+
+    def _close_if_idle(self, cycle: object) -> None:
+        idle = self.cycle is cycle and (cycle is None or self.cycle.response_complete)
+        if idle and not self.transport.is_closing():
+            self.transport.close()
+
+
 class HttpServer:
     """uvicorn in a background thread, on a socket bound up front.
 
@@ -356,6 +387,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            http=_TimelyH11,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
