@@ -220,6 +220,13 @@ class Reconciler:
                 duration=time.monotonic() - started,
             )
 
+        last = memory.last_scaled_at
+        if (
+            last is not None
+            and last > now
+            and last - now > max(policy.cooldown.up, policy.cooldown.down)
+        ):
+            memory = self._from_the_future(policy, memory, last, now, apply=apply)
         outcome = core.decide(
             policy,
             status=status,
@@ -391,6 +398,27 @@ class Reconciler:
         if problem is None:
             return applied
         return _not_durable(applied, problem)
+
+    def _from_the_future(
+        self, policy: Policy, memory: Memory, last: datetime, now: datetime, *, apply: bool
+    ) -> Memory:
+        """`memory` with a last action dated more than a cooldown after `now` moved to `now`.
+
+        Such a record comes from a clock that was ahead when it was written (stepped back
+        since, or another replica's). Counted as it is, it held every change until that
+        time, hours perhaps, and the stores keep the latest time they were given: so it is
+        replaced in the state (as a withdrawn action is) by a cooldown starting now.
+        """
+        logging.getLogger(__name__).warning(
+            "policy %s: its last scaling action is recorded at %s, after now (%s): a clock "
+            "was ahead when it was written; counting its cooldown from now",
+            policy.name,
+            last.isoformat(),
+            now.isoformat(),
+        )
+        if apply:
+            self._withdraw(policy.target.key, last, now)
+        return replace(memory, last_scaled_at=now)
 
     def _withdraw(self, target_key: str, at: datetime, previous: datetime | None) -> None:
         """Undo the scaling action recorded ahead of a scale call that did not happen."""

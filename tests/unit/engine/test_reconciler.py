@@ -802,3 +802,26 @@ def test_prepare_builds_the_enabled_policies_targets_and_survives_one_that_canno
     )
 
     assert built == ["a", "b"]
+
+
+def test_a_last_action_recorded_far_in_the_future_is_counted_from_now_and_corrected() -> None:
+    # Written while a clock was 2 h ahead, then stepped back: the stores keep the latest
+    # time, so the cooldown held every change for 2 h (nothing counted down meanwhile).
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    key = AsgTarget(asg="web").key
+    state.save("web", key, Memory(last_scaled_at=T0 + timedelta(hours=2)))
+    held = _reconciler(source, target, state).evaluate(_policy())
+    assert held.decision.action is Action.HOLD
+    assert "cooldown up: 1 min left" in held.decision.reasons[-1]
+    assert state.load("web", key).last_scaled_at == T0  # corrected in the state
+    later = _reconciler(source, target, state, now=T0 + timedelta(seconds=61)).evaluate(_policy())
+    assert later.decision.action is Action.UP and [s[0] for s in target.scaled] == [8]
+
+
+def test_a_last_action_a_little_in_the_future_still_counts_whole() -> None:
+    source, target, state = FakeSource({"sum(load)": 80.0}), FakeTarget(), MemoryStateStore()
+    key = AsgTarget(asg="web").key
+    state.save("web", key, Memory(last_scaled_at=T0 + timedelta(seconds=10)))
+    held = _reconciler(source, target, state).evaluate(_policy())
+    assert "cooldown up: 1 min 10 s left" in held.decision.reasons[-1]
+    assert state.load("web", key).last_scaled_at == T0 + timedelta(seconds=10)
