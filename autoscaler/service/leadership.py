@@ -195,13 +195,16 @@ class Leadership:
 
     def clock(self) -> datetime:
         """The database's time now (never going backwards), or the local time before the
-        database was first reached."""
+        database was first reached.
+
+        The local time read before the first anchor is not kept as a floor: were the
+        database's clock behind this host's, every time after would stand still at it for
+        the whole difference (decision times, cooldowns and windows frozen)."""
         with self._lock:
             anchor = self._anchor
             if anchor is None:
-                now = datetime.now(UTC)
-            else:
-                now = anchor[0] + timedelta(seconds=self._mono() - anchor[1])
+                return datetime.now(UTC)
+            now = anchor[0] + timedelta(seconds=self._mono() - anchor[1])
             if self._last_time is not None and now < self._last_time:
                 now = self._last_time
             self._last_time = now
@@ -408,8 +411,11 @@ def replicate(
     leadership = Leadership(PostgresLease(store.settings), replica=replica, ttl=ttl, ha=ha)
 
     def elected(epoch: int) -> None:
-        store.fence_with(replica, epoch)
+        # Memory first: `lead` waits for a write under way and drops what an earlier epoch
+        # left unwritten; fenced with the new epoch before, that write would have gone out
+        # under it (a write meanwhile is refused under the old token, and kept for later).
         state.lead(epoch)
+        store.fence_with(replica, epoch)
 
     def deposed() -> None:
         store.unfence()

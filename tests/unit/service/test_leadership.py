@@ -249,6 +249,20 @@ def test_the_clock_is_the_databases_and_never_goes_back(lease: FakeLease, clock:
     assert a.clock() >= DB_T0 + timedelta(hours=1, seconds=2.5)
 
 
+def test_a_time_read_before_the_database_is_reached_does_not_stop_its_clock(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # An API read before the first lease step gave this host's time (December), kept as a
+    # floor: the database's (March) then stood still at it for nine months.
+    a = leadership(lease, clock)
+    before = a.clock()
+    assert before > DB_T0 + timedelta(days=30)
+    a.step()
+    first = a.clock()
+    clock.t += 1.0
+    assert a.clock() == first + timedelta(seconds=1)
+
+
 def test_release_hands_over_and_stops_acting(lease: FakeLease, clock: Clock) -> None:
     a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
     a.step()
