@@ -9,7 +9,8 @@ notifications) goes through `scrub`, which replaces:
   Prometheus bearer token / password / header values / URL credentials, AWS keys and
   session tokens, the API token, webhook URLs), in the forms a request or an error shows
   them: as is, URL-encoded, JSON- and repr-escaped, and `user:password` as HTTP Basic
-  credentials (base64);
+  credentials (base64); a secret replaced over time (a refreshed AWS session token) is
+  held in a `Slot`, which keeps its current value and the one before, not all of them;
 - URL credentials (`scheme://user:password@`, also without the scheme), values of
   credential headers quoted back (`Authorization: …`, `X-Nomad-Token: …`), and AWS access
   key IDs, whether registered or not.
@@ -28,6 +29,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -36,6 +38,7 @@ __all__ = [
     "MASK",
     "PRESCRUBBED",
     "ScrubFilter",
+    "Slot",
     "mask_url",
     "register",
     "register_basic",
@@ -101,21 +104,62 @@ def _maybe(text: str) -> bool:
 
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+_secrets: set[str] = set()  # registered with `register`: secrets for the process's life
+_slots: weakref.WeakSet[Slot] = weakref.WeakSet()  # holding a value, alive
 _pattern: re.Pattern[str] | None = None
 
 
 def register(*values: str | None) -> None:
     """Treat each value (and its encoded forms) as a secret from now on; None is ignored."""
-    global _pattern  # noqa: PLW0603 - one registry per process, on purpose
-    new = {form for value in values if value for form in _forms(value)} - _secrets
-    if not new:
-        return
-    with _lock:
+    forms = {form for value in values if value for form in _forms(value)}
+    with _lock:  # asked here, so that two threads registering one value compile once
+        new = forms - _secrets
+        if not new:
+            return
         _secrets.update(new)
-        # Longest first, so that a secret containing another is replaced whole.
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        _compile()
+
+
+class Slot:
+    """A secret that is replaced over time (the session token of refreshable AWS
+    credentials, a new one every hour): `set` registers a value in place of the one before
+    last, so a slot holds two values at most, the current one and the one before it (which
+    a request sent just before the change may still show).
+
+    `register` keeps every value for the process's life, and each new value compiles the
+    pattern of all of them again: a token a refresh replaced would leave a month's worth
+    (~720 of ~1 KB) behind, each request that brought a new one then stalling seconds. A
+    slot no one holds any more is forgotten at the next change of any secret.
+    """
+
+    __slots__ = ("__weakref__", "_forms", "_values")
+
+    def __init__(self) -> None:
+        self._values: tuple[str, ...] = ()  # the one before, then the current one
+        self._forms: frozenset[str] = frozenset()
+
+    def set(self, value: str | None) -> None:
+        """Make `value` the slot's current secret (None and short values are ignored)."""
+        if not value or len(value) < MIN_LENGTH:
+            return
+        with _lock:  # asked here, so that each value is compiled in once by one thread
+            if value in self._values:
+                if self._values[-1] != value:  # back to the one before: no new form
+                    self._values = (self._values[-1], value)
+                return
+            self._values = (*self._values[-1:], value)
+            self._forms = frozenset(form for kept in self._values for form in _forms(kept))
+            _slots.add(self)
+            _compile()
+
+
+def _compile() -> None:
+    """Compile the pattern of every secret registered and held by a slot (under `_lock`)."""
+    global _pattern  # noqa: PLW0603 - one registry per process, on purpose
+    every = _secrets.union(*(slot._forms for slot in _slots))
+    # Longest first, so that a secret containing another is replaced whole.
+    ordered = sorted(every, key=len, reverse=True)
+    _pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
 
 
 def register_basic(user: str | None, password: str | None) -> None:
@@ -143,9 +187,10 @@ def register_url(url: str | None, *, whole: bool = False) -> None:
 
 
 def registered() -> frozenset[str]:
-    """Every registered secret form (for tests and diagnostics; never print it)."""
+    """Every registered secret form, slots' included (for tests and diagnostics; never
+    print it)."""
     with _lock:
-        return frozenset(_secrets)
+        return frozenset(_secrets.union(*(slot._forms for slot in _slots)))
 
 
 def clear() -> None:
@@ -153,6 +198,9 @@ def clear() -> None:
     global _pattern  # noqa: PLW0603
     with _lock:
         _secrets.clear()
+        for slot in _slots:
+            slot._values, slot._forms = (), frozenset()
+        _slots.clear()
         _pattern = None
 
 

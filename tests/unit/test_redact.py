@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from urllib.parse import quote
@@ -143,6 +144,63 @@ def test_short_values_are_not_secrets_and_text_stays_readable() -> None:
     redact.register("abc", "", None)
 
     assert redact.scrub("abc 123 hold") == "abc 123 hold"
+
+
+def test_a_slot_masks_its_current_value_and_the_one_before_and_forgets_older_ones() -> None:
+    slot = redact.Slot()
+    first, second, third = secret(), secret(), secret()
+    before = len(redact.registered())
+
+    for value in (first, second, third):
+        slot.set(value)
+
+    assert redact.scrub(f"{first} {second} {third}") == f"{first} *** ***"
+    # A refreshed token replaces the one before last: the registry does not grow.
+    assert len(redact.registered()) == before + 2 * len(redact._forms(third))
+
+
+def test_one_secret_registered_by_many_threads_at_once_is_compiled_in_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each compile of every secret takes seconds once there are many: workers that asked
+    # for the same new value at once must not each compile it again, one after another.
+    workers = 4
+    arrived = threading.Barrier(workers, timeout=5)
+    lock = redact._lock
+
+    class ArrivingTogether:
+        """The registry's lock, entered by every worker at once (as they queue up behind
+        a compile): each has done what it does before taking the lock."""
+
+        def __enter__(self) -> None:
+            arrived.wait()
+            lock.acquire()
+
+        def __exit__(self, *_exc: object) -> None:
+            lock.release()
+
+    compiled: list[str] = []
+
+    class CountingRe:
+        def __getattr__(self, name: str) -> object:
+            return getattr(re, name)
+
+        def compile(self, pattern: str) -> re.Pattern[str]:
+            compiled.append(pattern)
+            return re.compile(pattern)
+
+    monkeypatch.setattr(redact, "_lock", ArrivingTogether())
+    monkeypatch.setattr(redact, "re", CountingRe())
+    value = secret()
+
+    threads = [threading.Thread(target=redact.register, args=(value,)) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(compiled) == 1
+    assert redact.scrub(value) == "***"
 
 
 def test_mask_url_hides_query_values_of_a_malformed_url() -> None:

@@ -58,7 +58,7 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
-from autoscaler.redact import register, scrub
+from autoscaler.redact import Slot, register, scrub
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -538,7 +538,7 @@ def make_client(
     release_endpoint_tables(session)
     if credentials is not None and not isinstance(credentials, RefreshableCredentials):
         register(credentials.access_key, credentials.secret_key, credentials.token)
-    client.meta.events.register("before-send.autoscaling", _register_session_token)
+    client.meta.events.register("before-send.autoscaling", _session_token_registrar())
     # Last: after `_bound_request`, which may refuse to send it.
     client.meta.events.register_last("before-send.autoscaling", _counter(region))
     return client
@@ -600,11 +600,19 @@ def _bound_request(request: Any, **_kwargs: Any) -> None:
     request.context["read_timeout"] = min(cap, left)
 
 
-def _register_session_token(request: Any, **_kwargs: Any) -> None:
-    """Registers the session token of temporary credentials (refreshed behind our back)."""
-    token = request.headers.get("X-Amz-Security-Token")
-    if token:
-        register(token.decode() if isinstance(token, bytes) else str(token))
+def _session_token_registrar() -> Callable[..., None]:
+    """A before-send handler for one client, registering the session token of temporary
+    credentials (refreshed behind our back) as a secret as it is sent. The client's own
+    `Slot` holds it: the current token and the one before, not every token of the
+    process's life (an hourly refresh would otherwise grow the registry without end)."""
+    slot = Slot()
+
+    def register_session_token(request: Any, **_kwargs: Any) -> None:
+        token = request.headers.get("X-Amz-Security-Token")
+        if token:
+            slot.set(token.decode() if isinstance(token, bytes) else str(token))
+
+    return register_session_token
 
 
 def is_transient(exc: BaseException) -> bool:
