@@ -291,8 +291,8 @@ class NomadScaler:
         the job's event stream vouches that nothing happened to the job since a status that
         was ready, with its version's deployment ended, was read (`nomad_watch`).
 
-        Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic or
-        parameterized job, and the errors of `_call` for API failures.
+        Raises `TargetNotFound` for a missing job or group, `TargetError` for a periodic,
+        parameterized, system or sysbatch job, and the errors of `_call` for API failures.
         """
         token = self._watch.token(self._ref.job) if self._watch is not None else None
         kept = self._kept
@@ -342,8 +342,8 @@ class NomadScaler:
     def _group_of(self, job: Mapping[str, Any], indexes: tuple[Any, Any]) -> _Seen:
         """What `status` needs of `job` (not yet knowing whether its deployment ended).
 
-        Raises `TargetError` for a periodic or parameterized job, `TargetNotFound` when
-        the job has no such group.
+        Raises `TargetError` for a job whose count sets no number of instances (periodic,
+        parameterized, system, sysbatch), `TargetNotFound` when the job has no such group.
         """
         ref = self._ref
         if job.get("Periodic") or job.get("ParameterizedJob"):
@@ -351,6 +351,14 @@ class NomadScaler:
             raise TargetError(
                 f"job '{ref.job}' is {kind}: it launches child jobs and has no long-running "
                 "count to scale; point the policy at a service job"
+            )
+        # Nomad refuses a system job's count above 1 only when a scale is sent, and takes a
+        # sysbatch job's without placing more: neither runs as many instances as its count.
+        if job.get("Type") in ("system", "sysbatch"):
+            raise TargetError(
+                f"job '{ref.job}' is of type {job['Type']}: it runs on every eligible node "
+                "whatever its count, so it has no count to scale; point the policy at a "
+                "service job"
             )
         groups = {g.get("Name"): g for g in job.get("TaskGroups") or []}
         if ref.group not in groups:

@@ -302,6 +302,18 @@ def test_periodic_and_parameterized_jobs_are_refused(nomad_api: NomadApiStandIn,
         scaler_for(nomad_api, job="report").status()
 
 
+@pytest.mark.parametrize("kind", ["system", "sysbatch"])
+def test_system_and_sysbatch_jobs_are_refused_before_any_scale(
+    nomad_api: NomadApiStandIn, kind: str
+) -> None:
+    # Nomad itself refuses a system job's count above 1 only once a scale is sent, and
+    # takes a sysbatch job's count only to ignore it.
+    nomad_api.register_job("agent", {"web": 1}, type=kind)
+
+    with pytest.raises(TargetError, match=f"job 'agent' is of type {kind}: .* no count to scale"):
+        scaler_for(nomad_api, job="agent").status()
+
+
 # --- ACLs and the token ---------------------------------------------------------------------
 
 
