@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 import promql_parser
 
@@ -33,6 +34,10 @@ _TOKEN = re.compile(
 # Completions tried after a prefix: a filler, the closing brackets, then a tail.
 _FILLERS = ("", " x", " 1", "(x)", " (x)", '=""', '""', "1m", " 1m", "1m]", "x")
 _TAILS = ("", " x", " (x)")
+# Functions Prometheus 2 (2.39 and later are supported) calls by a name promql-parser does
+# not know: the same arguments and result under Prometheus 3's name. Prometheus 3 drops
+# `holt_winters`, but a query written for a 2.x server is valid there.
+_RENAMED = {"holt_winters": "double_exponential_smoothing"}
 # What the parser says about syntax; anything else (arity, types) needs a complete query
 # first, so a prefix that only draws such a message can still be completed.
 _SYNTAX = ("invalid promql query", "unclosed", "unexpected", "unterminated", "bad ", "illegal")
@@ -51,14 +56,38 @@ class Token:
 
 
 def parse_error(query: str) -> str | None:
-    """The parser's message for `query`, or None when it parses."""
+    """The parser's message for `query`, or None when it parses.
+
+    A function the parser knows only by its Prometheus 3 name (`_RENAMED`) is checked
+    under that name, and a message naming it names it as the query does.
+    """
+    parsed = _new_names(query)
     try:
-        promql_parser.parse(query)
+        promql_parser.parse(parsed)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # ValueError, or pyo3's PanicException on odd input
-        return str(exc) or type(exc).__name__
-    return None
+        message = str(exc) or type(exc).__name__
+    else:
+        return None
+    for old, new in _RENAMED.items() if parsed != query else ():
+        if old in query and new not in query:  # with both, the message may mean either
+            message = message.replace(f"'{new}'", f"'{old}'")
+    return message
+
+
+def _new_names(query: str) -> str:
+    """`query` with each call of a function in `_RENAMED` written with its new name."""
+    if not any(old in query for old in _RENAMED):
+        return query
+    toks = tokens(query)
+    parts: list[str] = []
+    done = 0
+    for token, following in pairwise(toks):
+        if token.text in _RENAMED and following.text == "(":
+            parts += [query[done : token.start], _RENAMED[token.text]]
+            done = token.end
+    return "".join(parts) + query[done:]
 
 
 def tokens(query: str) -> list[Token]:

@@ -161,6 +161,41 @@ def test_a_promql_error_points_at_the_file_line_and_column(
     assert source_line[column - 1 :].startswith(near)
 
 
+def test_holt_winters_of_prometheus_2_is_valid_promql() -> None:
+    # promql-parser knows it only by its Prometheus 3 name, double_exponential_smoothing.
+    [policy] = load_text(
+        check_with_query("    query: sum(holt_winters(x[1h], 0.5, 0.5)) > 0\n"), FILE
+    )
+    assert policy.checks[0].query == "sum(holt_winters(x[1h], 0.5, 0.5)) > 0"
+
+
+@pytest.mark.parametrize(
+    ("query", "message", "column", "near"),
+    [
+        pytest.param(
+            "holt_winters(x, 0.5, 0.5)",
+            "expected type matrix in call to function 'holt_winters', got vector",
+            12,
+            "holt_winters(x",
+            id="type-error",
+        ),
+        pytest.param(
+            "holt_winters(x[1h], 0.5, 0.5) + bad bad",
+            "syntax error",
+            48,
+            "bad",
+            id="syntax-error-after-it",
+        ),
+    ],
+)
+def test_errors_in_a_query_with_holt_winters_name_it_and_point_at_the_written_text(
+    query: str, message: str, column: int, near: str
+) -> None:
+    problem = only_problem(check_with_query(f"    query: {query}\n"))
+    expected = f"query is not valid PromQL: {message} (column {column}, at '{near}"
+    assert expected in problem.message
+
+
 def test_a_query_that_stops_too_early_says_so_at_its_end() -> None:
     problem = only_problem(check_with_query("    query: sum(x) by\n"))
     assert "the query ends too early (column 21, at the end of the query)" in problem.message
