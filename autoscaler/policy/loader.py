@@ -336,7 +336,7 @@ def _validated(
         parsed = PolicyModel.model_validate(item.data)
     except ValidationError as exc:
         for error in exc.errors():
-            path, message = problem_from_error(error)
+            path, message = problem_from_error(error, lambda path: _plain(item, path))
             line, message = _query_position(item, path, message, error.get("ctx"))
             problems.append(Problem(file, line, field_name(path), message))
         problems.extend(_locate(item, file, _salvaged_findings(item.data)))
@@ -345,6 +345,17 @@ def _validated(
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None
     return parsed, _to_policy(parsed, model.Source(file=file, line=item.line()))
+
+
+def _plain(item: _Item, path: DataPath) -> bool:
+    """Whether the scalar at `path` was written without quotes, tag or block indicator:
+    YAML chose its type from its look."""
+    span = item.doc.spans.get((*item.prefix, *path))
+    first = item.doc.text[span[0] : span[0] + 1] if span is not None else ""
+    return first != "" and first not in _NOT_PLAIN
+
+
+_NOT_PLAIN = frozenset("'\"!|>")  # how a quoted, tagged or block scalar starts
 
 
 def _query_position(

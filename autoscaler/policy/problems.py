@@ -9,8 +9,9 @@ is wrong and what to write instead.
 from __future__ import annotations
 
 import difflib
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -49,8 +50,15 @@ def field_name(path: Path) -> str:
     return out or "(policy)"
 
 
-def problem_from_error(error: ErrorDetails) -> tuple[Path, str]:
-    """The YAML path of one pydantic error on a policy, and a message saying what to write."""
+def problem_from_error(
+    error: ErrorDetails, plain: Callable[[Path], bool] = lambda _path: False
+) -> tuple[Path, str]:
+    """The YAML path of one pydantic error on a policy, and a message saying what to write.
+
+    `plain(path)` says whether the value at `path` was written without quotes (YAML then
+    chose its type from its look): text there that looks like a number was not quoted,
+    and the fix is another way to write it, not to take quotes away.
+    """
     path, parent = _resolve(error["loc"])
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
@@ -68,17 +76,23 @@ def problem_from_error(error: ErrorDetails) -> tuple[Path, str]:
         return path, f"missing: `{path[-1]}` is required{_context(parent)}"
     if kind == "extra_forbidden":
         return path, _unknown_key(str(path[-1]), parent)
-    return path, _message(kind, ctx, value, path, str(error["msg"]))
+    written_plain = kind in _WANTED and plain(path)
+    return path, _message(kind, ctx, value, path, str(error["msg"]), plain=written_plain)
 
 
-def _message(kind: str, ctx: dict[str, Any], value: Any, path: Path, default: str) -> str:
+def _message(
+    kind: str, ctx: dict[str, Any], value: Any, path: Path, default: str, *, plain: bool
+) -> str:
     last = path[-1] if path else ""
     if kind == "policy":
         return default
     if kind in _KINDS:
         hint = ""
-        if isinstance(value, str) and kind in ("int_type", "float_type", "bool_type"):
-            hint = ": write it without quotes" if _quoted(kind, value) else _WANTED[kind]
+        if isinstance(value, str) and kind in _WANTED:
+            if not _quoted(kind, value):
+                hint = _WANTED[kind]
+            else:
+                hint = _yaml_11_text(kind, value) if plain else ": write it without quotes"
         elif kind == "int_type" and isinstance(value, float):
             hint = ": use a whole number"
         return f"expected {_KINDS[kind]}, got {describe(value)}{hint}"
@@ -131,6 +145,28 @@ def _quoted(kind: str, text: str) -> bool:
     except ValueError:
         return False
     return kind == "float_type" or number.is_integer()
+
+
+def _yaml_11_text(kind: str, text: str) -> str:
+    """What to write for `text`, a number or boolean written without quotes that YAML 1.1
+    reads as text (`1e-3`: an exponent needs a dot and a sign; `08`: not octal, so not a
+    number; `tRue`): the value in a form YAML 1.1 reads as one."""
+    text = text.strip()
+    if kind == "bool_type":
+        return f": write {text.lower()} (YAML 1.1 reads {text} as text)"
+    number = float(text)
+    if not math.isfinite(number):  # `inf`, `nan`, `1e999`: no value to suggest
+        return _WANTED[kind]
+    decimal = str(int(number)) if number.is_integer() else repr(number)
+    forms = [] if "e" in decimal else [decimal]  # repr's `1e-20` is text to YAML 1.1 too
+    scientific = re.fullmatch(r"([-+]?)([0-9.]+)[eE]([-+]?)([0-9]+)", text)
+    if kind == "float_type" and scientific is not None:
+        sign, mantissa, exponent_sign, exponent = scientific.groups()
+        mantissa += "" if "." in mantissa else ".0"
+        forms.append(f"{sign}{mantissa}e{exponent_sign or '+'}{exponent}")
+    if not forms:
+        return _WANTED[kind]
+    return f": write {' or '.join(forms)} (YAML 1.1 reads {text} as text)"
 
 
 def _context(parent: type[BaseModel] | None) -> str:

@@ -125,6 +125,46 @@ def test_locating_an_error_in_the_largest_query_stays_fast() -> None:
     assert time.process_time() - started < 20
 
 
+TARGET_CHECK = "checks:\n  - {name: c, strategy: target-value, query: up, target: %s}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "hint"),
+    [
+        pytest.param(
+            HEAD + TARGET_CHECK % "1e-3",
+            "checks[0].target",
+            "got text '1e-3': write 0.001 or 1.0e-3 (YAML 1.1 reads 1e-3 as text)",
+            id="exponent-without-dot-and-sign",
+        ),
+        pytest.param(
+            HEAD.replace("max: 5", "max: 08") + TARGET_CHECK % 1,
+            "max",
+            "got text '08': write 8 (YAML 1.1 reads 08 as text)",
+            id="leading-zero-not-octal",
+        ),
+        pytest.param(
+            HEAD.replace("max: 5", "max: 1e2") + TARGET_CHECK % 1,
+            "max",
+            "got text '1e2': write 100 (YAML 1.1 reads 1e2 as text)",
+            id="exponent-for-an-integer",
+        ),
+        pytest.param(
+            HEAD.replace("max: 5", "max: '8'") + TARGET_CHECK % 1,
+            "max",
+            "got text '8': write it without quotes",
+            id="quoted",
+        ),
+    ],
+)
+def test_a_number_yaml_1_1_reads_as_text_is_told_what_to_write_not_to_drop_quotes(
+    text: str, field: str, hint: str
+) -> None:
+    problem = only_problem(text)
+    assert problem.field == field
+    assert problem.message.endswith(hint), problem.message
+
+
 def check_with_query(query_yaml: str) -> str:
     """A policy whose check's `query:` key is on line 8."""
     return HEAD + "checks:\n  - name: c\n    strategy: pass-through\n" + query_yaml
