@@ -102,6 +102,11 @@ def _message(
         if last == "tolerance" and kind == "less_than":
             why = ": at 1 or more the value would have to fall below 0 to scale in"
         return f"must be {sign} {ctx.get(key)}, got {describe(value)}{why}"
+    if kind == "string_pattern_mismatch" and last == "change" and _FRACTION.match(str(value)):
+        return (
+            f"{value!r} is not a whole number of instances: write +N or -N with a whole N "
+            '(e.g. "+1"), or a percentage of the current count (+N% or -N%)'
+        )
     if kind == "string_pattern_mismatch" and last == "change":
         return f'{value!r} is not a change: write +N, -N, +N% or -N% in quotes, e.g. "+2"'
     if kind == "string_pattern_mismatch":
@@ -127,6 +132,7 @@ def _message(
     return default
 
 
+_FRACTION = re.compile(r"[+-]\d+\.\d+\Z")  # a count change that is no whole number
 _WANTED = {
     "int_type": ": write a whole number, e.g. 3",
     "float_type": ": write a number, e.g. 0.25",

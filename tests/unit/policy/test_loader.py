@@ -947,6 +947,27 @@ def test_full_policy_becomes_the_matching_dataclasses() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param("+0.4", id="unquoted"),  # YAML reads 0.4; the loader takes back the text
+        pytest.param('"-1.5"', id="quoted"),
+    ],
+)
+def test_a_count_change_that_is_no_whole_number_is_refused_at_its_step(change: str) -> None:
+    [problem] = problems_of(steps(f"{{above: 1, change: {change}}}"))
+    assert (problem.line, problem.field) == (10, "checks[0].steps[0].change")
+    assert "is not a whole number of instances: write +N or -N" in problem.message
+
+
+def test_a_percentage_change_may_be_fractional_and_a_count_written_with_zero_decimals() -> None:
+    (loaded,) = load_text(steps('{above: 2, change: "+0.5%"}', "{above: 1, change: +2.0}"), FILE)
+    assert [s.change for s in loaded.checks[0].steps] == [
+        model.Change(amount=0.5, percent=True),
+        model.Change(amount=2),
+    ]
+
+
 def test_nomad_namespace_defaults_to_default() -> None:
     text = policy(head=HEAD.replace("{type: aws-asg, asg: web}", "{type: nomad, job: j, group: g}"))
     (loaded,) = load_text(text, FILE)
