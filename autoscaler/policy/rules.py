@@ -8,6 +8,7 @@ path inside the policy, e.g. `("checks", 2, "steps", 1, "below")`. They never ra
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 
 from autoscaler.core.durations import parse_duration
@@ -26,6 +27,9 @@ from autoscaler.policy.yaml_lines import Path
 
 Finding = tuple[Path, str]
 
+# Below it a policy evaluates back to back (an evaluation takes longer), and it is most
+# likely a typo: `5ms` for `5m`.
+MIN_INTERVAL = timedelta(seconds=1)
 # Buckets of history one forecast may keep (8 bytes each): 14 days at 1m is 20,160.
 MAX_FORECAST_BUCKETS = 100_000
 
@@ -39,8 +43,8 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
         found.append((("min",), f"{kind} targets need min >= {floor}{_lower_floors(floor)}"))
     if policy.min > policy.max:
         found.append((("min",), f"min {policy.min} is above max {policy.max}: use min <= max"))
-    if parse_duration(policy.interval) <= timedelta(0):
-        found.append((("interval",), "interval must be longer than 0s, e.g. 30s"))
+    if parse_duration(policy.interval) < MIN_INTERVAL:
+        found.append((("interval",), _short_interval(policy.interval)))
     found += _fallback_findings(policy)
     found += limits_findings(policy.limits)
     if policy.anomaly is not None:
@@ -52,6 +56,14 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
         found += schedule_findings(schedule, path)
         found += _schedule_bounds(schedule, path, policy, kind=kind)
     return found
+
+
+def _short_interval(text: str) -> str:
+    """The problem with an interval under `MIN_INTERVAL`, with a guess for `Nms` where `Nm`
+    is a usual interval (`5ms`, not `500ms`)."""
+    millis = re.fullmatch(r"0*([1-9][0-9]?)ms", text)
+    meant = f" (did you mean {millis.group(1)}m?)" if millis else ""
+    return f"{text} is shorter than 1s{meant}: write at least 1s, e.g. 30s"
 
 
 def _lower_floors(floor: int) -> str:

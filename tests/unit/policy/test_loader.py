@@ -243,7 +243,7 @@ INVALID = [
     pytest.param(
         policy("interval: 0s\n" + CHECK),
         "interval",
-        "longer than 0s",
+        "0s is shorter than 1s: write at least 1s",
         5,
         id="interval-zero",
     ),
@@ -966,6 +966,19 @@ def test_a_percentage_change_may_be_fractional_and_a_count_written_with_zero_dec
         model.Change(amount=0.5, percent=True),
         model.Change(amount=2),
     ]
+
+
+@pytest.mark.parametrize(
+    ("interval", "message"),
+    [
+        pytest.param("5ms", "5ms is shorter than 1s (did you mean 5m?)", id="typo-for-minutes"),
+        pytest.param("500ms", "500ms is shorter than 1s: write at least 1s", id="half-a-second"),
+    ],
+)
+def test_an_interval_under_a_second_is_refused_at_its_line(interval: str, message: str) -> None:
+    [problem] = problems_of(policy(f"interval: {interval}\n" + CHECK))
+    assert (problem.line, problem.field) == (5, "interval")
+    assert message in problem.message
 
 
 def test_nomad_namespace_defaults_to_default() -> None:
