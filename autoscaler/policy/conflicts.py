@@ -58,8 +58,8 @@ class Claims:
                 item.policy.source.file,
                 item.name_line,
                 "name",
-                f"duplicate policy name '{item.policy.name}': also defined at {rival.where}; "
-                "rename one (names are unique across all files)",
+                f"duplicate policy name '{item.policy.name}': also defined at {rival.where}"
+                f"{_for_targets(item, rival)}; rename one (names are unique across all files)",
             )
         return Problem(
             item.policy.source.file,
@@ -114,3 +114,22 @@ def files_first(
     for policy in kept:
         claims.claim(Located(policy, policy.source.line))
     return kept + claims.admit(newcomers, problems)
+
+
+def _for_targets(item: Located, rival: Located) -> str:
+    """For two policies of one name from one place (a template expanded for two targets),
+    which targets they are, and the placeholder that tells them apart when it is the
+    namespace (the same job in two namespaces): `{namespace}`."""
+    if item.where != rival.where or item.policy.target == rival.policy.target:
+        return ""
+    shown = f" (for {rival.policy.target}, this one for {item.policy.target}"
+    a, b = item.policy.target, rival.policy.target
+    same_group = (
+        isinstance(a, model.NomadTarget)
+        and isinstance(b, model.NomadTarget)
+        and (a.job, a.group) == (b.job, b.group)
+        and a.namespace != b.namespace
+    )
+    if same_group:
+        shown += ": add {namespace} to the template's name"
+    return shown + ")"

@@ -4,6 +4,7 @@ its overrides (a bad one is that target's problem only), sharing what they do no
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +14,7 @@ import yaml
 from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.model import AsgTarget, NomadTarget
 from autoscaler.errors import Problem
-from autoscaler.policy.conflicts import Located
+from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.expansion import expand
 from autoscaler.policy.loader import json_schema, load_file, load_paths
 from autoscaler.policy.templates import Template
@@ -401,3 +402,23 @@ def test_the_schema_accepts_templates_and_still_rejects_unknown_keys() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(policy_with_group_by, schema)  # group_by only in templates
     assert json.loads(Path("policy.schema.json").read_text()) == schema
+
+
+def test_one_job_in_two_namespaces_is_a_name_clash_that_says_to_add_the_namespace(
+    tmp_path: Path,
+) -> None:
+    # The README's own template (no {namespace}) over job `api` in `shop` and in `staging`:
+    # the second's problem named neither target, nor how to tell them apart.
+    template = _template(tmp_path)
+    shop = expand(template, _group())
+    staging = expand(template, replace(_group(), namespace="staging"))
+    assert isinstance(shop, Located) and isinstance(staging, Located)
+    claims = Claims()
+    claims.claim(shop)
+    problem = claims.conflict(staging)
+    assert problem is not None
+    assert problem.message == (
+        f"duplicate policy name 'web-api-web': also defined at {shop.where} (for "
+        f"{shop.policy.target}, this one for {staging.policy.target}: add {{namespace}} to "
+        "the template's name); rename one (names are unique across all files)"
+    )
