@@ -23,6 +23,7 @@ from autoscaler.config.options import (
     OptionError,
     add_arguments,
     at_least,
+    source_of,
 )
 from autoscaler.errors import AutoscalerError
 from autoscaler.policy.schema import describe
@@ -194,15 +195,19 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, (*NOMAD_OPTIONS, NOMAD_TIMEOUT))
 
 
-def _read_secret(path: str | None, env_name: str, what: str) -> str | None:
-    """The secret in the file `path`, else in the variable `env_name`, else None.
+def _read_secret(args: argparse.Namespace, dest: str, env_name: str, what: str) -> str | None:
+    """The secret in the file option `dest` names, or in the variable `env_name`, or None.
 
+    Ranked as every option is (flag > variable > config file): the variable wins over a
+    file the config file names, and loses to one a flag or a `*_FILE` variable names.
     `what` names the file in an error: it may come from a flag, a variable or the config
     file, so the message names none of them (`env_name` holds the secret, not the path).
     """
-    if path:
+    path = getattr(args, dest, None)
+    value = os.environ.get(env_name) or None
+    if path and not (value and source_of(args, dest) == "file"):
         return read_secret_file(path, what)
-    return os.environ.get(env_name) or None
+    return value
 
 
 def read_secret_file(path: str, what: str) -> str:
@@ -272,11 +277,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     prometheus = PrometheusSettings(
         url=args.prometheus_url,
         bearer_token=_read_secret(
-            args.prometheus_token_file, "AUTOSCALER_PROMETHEUS_TOKEN", "Prometheus token"
+            args, "prometheus_token_file", "AUTOSCALER_PROMETHEUS_TOKEN", "Prometheus token"
         ),
         username=args.prometheus_username,
         password=_read_secret(
-            args.prometheus_password_file, "AUTOSCALER_PROMETHEUS_PASSWORD", "Prometheus password"
+            args,
+            "prometheus_password_file",
+            "AUTOSCALER_PROMETHEUS_PASSWORD",
+            "Prometheus password",
         ),
         ca_bundle=args.prometheus_ca_bundle,
         headers=_headers(args.prometheus_header),

@@ -244,6 +244,7 @@ class Option:
 
 
 OPTIONS_DEST = "_options"  # where a parser keeps the options it resolves (see `parsed_options`)
+SOURCES_DEST = "_option_sources"  # where `resolve` records where each value came from
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, options: Iterable[Option]) -> None:
@@ -281,6 +282,15 @@ def parsed_options(args: argparse.Namespace) -> tuple[Option, ...]:
     return tuple(getattr(args, OPTIONS_DEST, None) or ())
 
 
+def source_of(args: argparse.Namespace, dest: str) -> str:
+    """Where `resolve` took `dest`'s value from: `flag`, `env`, `file` or `default`.
+
+    For the settings one option gives in two forms (a secret's file or its variable, a
+    list of URLs or their file), so that the two can be ranked as the options are.
+    """
+    return str((getattr(args, SOURCES_DEST, None) or {}).get(dest, "default"))
+
+
 def resolve(
     args: argparse.Namespace,
     options: Sequence[Option],
@@ -289,8 +299,9 @@ def resolve(
 ) -> dict[str, str]:
     """Fill `args` for `options`: flag, then variable, then config file, then default.
 
-    Returns where each value came from (`flag`, `env`, `file`, `default`), by dest.
-    Raises OptionError naming the variable whose text is not of the option's kind.
+    Returns where each value came from (`flag`, `env`, `file`, `default`), by dest, and
+    records it in `args` too (see `source_of`). Raises OptionError naming the variable
+    whose text is not of the option's kind.
     """
     environ = os.environ if environ is None else environ
     sources: dict[str, str] = {}
@@ -318,6 +329,7 @@ def resolve(
             value = [*value, *given]
             sources[option.dest] = "flag"
         setattr(args, option.dest, list(value) if isinstance(value, list) else value)
+    setattr(args, SOURCES_DEST, {**(getattr(args, SOURCES_DEST, None) or {}), **sources})
     return sources
 
 

@@ -21,6 +21,7 @@ from autoscaler.config.options import (
     add_arguments,
     at_least,
     choice,
+    source_of,
 )
 from autoscaler.errors import AutoscalerError
 from autoscaler.redact import register_url
@@ -271,6 +272,18 @@ def check_notify_url(url: str, source: str) -> None:
         )
 
 
+_RANK = {"flag": 3, "env": 2, "file": 1, "default": 0}
+
+
+def _listed_urls_win(args: argparse.Namespace, urls: list[str]) -> bool:
+    """Whether the URLs given as such (`--notify-url`, AUTOSCALER_NOTIFY_URLS) win over
+    the URLs file: by the options' precedence (flag > variable > config file), and on a
+    tie (`--notify-url` and `--notify-urls-file`; both variables) the URLs themselves."""
+    if not urls:
+        return False
+    return _RANK[source_of(args, "notify_url")] >= _RANK[source_of(args, "notify_urls_file")]
+
+
 def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
     """The service's options from resolved `args` (see `options.resolve`).
 
@@ -278,7 +291,7 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
     """
     urls = list(args.notify_url or ())
     where = ["--notify-url"] * len(urls)
-    if not urls and args.notify_urls_file:
+    if args.notify_urls_file and not _listed_urls_win(args, urls):
         text = read_secret_file(args.notify_urls_file, "notify.urls_file")
         numbered = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
         urls = [line for _, line in numbered if line]

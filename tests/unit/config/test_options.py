@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from autoscaler.cli.main import FILE_OPTIONS, build_parser
-from autoscaler.config.connections import nomad_settings_from_args
+from autoscaler.config.connections import nomad_settings_from_args, settings_from_args
 from autoscaler.config.file import config_schema, parse_config
 from autoscaler.config.options import OptionError, parsed_options, resolve
 from autoscaler.config.service import service_config_from_args
@@ -65,6 +65,55 @@ def test_an_empty_listen_variable_disables_the_api_as_the_flag_does() -> None:
     assert resolved(["run"], {"AUTOSCALER_LISTEN": ""}).listen == ""
     assert resolved(["run", "--listen", ""], {}).listen == ""
     assert resolved(["run"], {}).listen == "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("secret", "extra"),
+    [
+        pytest.param("token", {}, id="token"),
+        pytest.param("password", {("prometheus", "username"): "u"}, id="password"),
+    ],
+)
+def test_a_secret_variable_beats_the_config_files_secret_file_and_loses_to_a_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str, extra: dict[Any, str]
+) -> None:
+    # Before, a `prometheus.token_file` in the config file won over the variable.
+    path = tmp_path / "secret"
+    path.write_text("from-the-file\n")
+    monkeypatch.setenv(f"AUTOSCALER_PROMETHEUS_{secret.upper()}", "from-the-variable")
+    file = {("prometheus", f"{secret}_file"): str(path), **extra}
+    attribute = "bearer_token" if secret == "token" else secret
+    flag = f"--prometheus-{secret}-file={path}"
+    file_variable = {f"AUTOSCALER_PROMETHEUS_{secret.upper()}_FILE": str(path)}
+    for argv, environ, expected in [
+        (["plan"], {}, "from-the-variable"),
+        (["plan", flag], {}, "from-the-file"),
+        (["plan"], file_variable, "from-the-file"),  # both variables: the file's, as before
+    ]:
+        settings = settings_from_args(resolved(argv, environ, file))
+        assert getattr(settings.prometheus, attribute) == expected, (argv, environ)
+
+
+def test_notification_urls_follow_the_precedence_of_their_two_forms(tmp_path: Path) -> None:
+    # Before, AUTOSCALER_NOTIFY_URLS won over the flag `--notify-urls-file`.
+    listed = tmp_path / "urls"
+    listed.write_text("https://hooks.example/from-the-file\n")
+    variable = {"AUTOSCALER_NOTIFY_URLS": "https://hooks.example/from-the-variable"}
+    file_flag = f"--notify-urls-file={listed}"
+    cases = [
+        (["run", file_flag], variable, {}, "from-the-file"),
+        (["run"], variable, {("notify", "urls_file"): str(listed)}, "from-the-variable"),
+        (["run", "--notify-url=https://hooks.example/flag", file_flag], {}, {}, "flag"),
+        (
+            ["run"],
+            {**variable, "AUTOSCALER_NOTIFY_URLS_FILE": str(listed)},
+            {},
+            "from-the-variable",
+        ),
+    ]
+    for argv, environ, file, expected in cases:
+        config = service_config_from_args(resolved(argv, environ, file))
+        assert config.notify_urls == (f"https://hooks.example/{expected}",), (argv, environ, file)
 
 
 def test_plan_and_run_keep_their_own_state_defaults() -> None:
