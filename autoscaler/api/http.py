@@ -33,7 +33,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
-from autoscaler.api.listen import parse_listen
 from autoscaler.api.models import (
     AlertmanagerWebhook,
     AlertOut,
@@ -47,6 +46,7 @@ from autoscaler.api.models import (
     ReloadOut,
     Role,
 )
+from autoscaler.config.listen import parse_listen
 from autoscaler.errors import (
     AutoscalerError,
     EvaluationFailed,

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from autoscaler.api.listen import parse_listen
+from autoscaler.config.listen import parse_listen
 from autoscaler.errors import AutoscalerError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"

@@ -11,13 +11,17 @@ from urllib.parse import urlsplit
 from urllib3.util import parse_url
 
 from autoscaler.config.connections import read_secret_file
+from autoscaler.config.listen import listen_problem
 from autoscaler.config.options import (
     BOOL,
     INT,
     NUMBER,
     SPACED,
+    TEXT,
     WORDS,
+    Kind,
     Option,
+    OptionError,
     add_arguments,
     at_least,
     choice,
@@ -62,6 +66,22 @@ def env_flag(name: str, value: str | bool | None) -> bool:
     raise ValueError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {value!r}")
 
 
+def _listen_text(text: str) -> str:
+    problem = listen_problem(text) if text else None  # empty: no HTTP API
+    if problem is not None:
+        raise OptionError(f"{problem}; got {text!r}")
+    return text
+
+
+LISTEN = Kind(  # checked as read, so a bad port is a usage error, not a crash at bind
+    name="address",
+    text=_listen_text,
+    data=lambda value: _listen_text(TEXT.data(value)),
+    schema={"type": "string"},
+    typed_flag=True,
+)
+
+
 SERVICE_OPTIONS = (
     Option(
         dest="dry_run",
@@ -74,6 +94,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="listen",
+        kind=LISTEN,
         flags=("--listen",),
         env="AUTOSCALER_LISTEN",
         key=("api", "listen"),

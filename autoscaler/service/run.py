@@ -30,8 +30,8 @@ from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.targets import TargetFactory, aws_calls
 from autoscaler.api.http import HttpServer, create_app
-from autoscaler.api.listen import parse_listen
 from autoscaler.config.connections import Settings
+from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.histories import range_source

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.api.listen import parse_listen
+from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import env_flag
 from autoscaler.errors import AutoscalerError
 from autoscaler.service.run import check_exposure, read_token
@@ -26,9 +26,9 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
 
 
-@pytest.mark.parametrize("listen", ["8080", "host:", "host:http"])
+@pytest.mark.parametrize("listen", ["8080", "host:", "host:http", "host:65536"])
 def test_a_bad_listen_address_is_a_clear_error(listen: str) -> None:
-    with pytest.raises(AutoscalerError, match="HOST:PORT"):
+    with pytest.raises(AutoscalerError, match=f"--listen '{listen}': .*127.0.0.1:8080"):
         parse_listen(listen)
 
 

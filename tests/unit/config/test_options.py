@@ -116,6 +116,32 @@ def test_notification_urls_follow_the_precedence_of_their_two_forms(tmp_path: Pa
         assert config.notify_urls == (f"https://hooks.example/{expected}",), (argv, environ, file)
 
 
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        pytest.param("127.0.0.1:65536", "the port must be from 0 to 65535", id="port-too-big"),
+        pytest.param("127.0.0.1:8080x", "write it as HOST:PORT", id="not-a-port"),
+        pytest.param("127.0.0.1:\u00b2", "write it as HOST:PORT", id="not-ascii"),
+    ],
+)
+def test_a_bad_listen_address_is_refused_by_flag_variable_and_file_naming_it(
+    listen: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, 127.0.0.1:65536 went through to the socket: OverflowError, a traceback.
+    with pytest.raises(SystemExit) as exited:
+        parse("run", "--listen", listen)
+    assert exited.value.code == 2
+    assert f"argument --listen: {message}" in capsys.readouterr().err
+    args = parse("run")
+    with pytest.raises(OptionError, match=f"^AUTOSCALER_LISTEN: {message}"):
+        resolve(args, parsed_options(args), {}, {"AUTOSCALER_LISTEN": listen})
+    config = parse_config(f"api:\n  listen: '{listen}'\n", "autoscaler.yaml", FILE_OPTIONS)
+    (problem,) = config.problems
+    assert (problem.line, problem.field) == (2, "api.listen")
+    assert message in problem.message
+    assert resolved(["run", "--listen", "[::1]:65535"], {}).listen == "[::1]:65535"
+
+
 def test_plan_and_run_keep_their_own_state_defaults() -> None:
     assert resolved(["plan"], {}).state is None
     assert resolved(["run"], {}).state == "autoscaler-state.db"
