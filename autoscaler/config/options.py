@@ -20,7 +20,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.policy.schema import describe
@@ -151,6 +151,27 @@ def at_least(kind: Kind, minimum: float, *, above: bool = False, unit: str = "")
         data=lambda value: check(kind.data(value)),
         schema={**kind.schema, bound: minimum},
         typed_flag=True,
+    )
+
+
+def at_most(kind: Kind, maximum: float, *, unit: str = "") -> Kind:
+    """`kind` (an `at_least` one) with an upper bound too, refused as a value below it is.
+
+    Beyond such a bound a value overflows what it is used for (a thread's wait, a
+    timedelta, an SQLite integer): the service would die on it long after starting.
+    """
+
+    def check(value: Any) -> Any:
+        if value > maximum:
+            shown = int(maximum) if float(maximum).is_integer() else maximum
+            raise OptionError(f"must be at most {shown}{unit}, got {value!r}")
+        return value
+
+    return replace(
+        kind,
+        text=lambda text: check(kind.text(text)),
+        data=lambda value: check(kind.data(value)),
+        schema={**kind.schema, "maximum": maximum},
     )
 
 
@@ -387,8 +408,26 @@ PLAN_STATE = Option(
     help="state database to read cooldowns and stabilization from (read-only): a "
     "SQLite file or postgresql://USER@HOST:PORT/DB",
 )
+
+
+def _state_text(text: str) -> str:
+    if not text:
+        raise OptionError(
+            "the state database cannot be empty: give a SQLite file (default "
+            "autoscaler-state.db) or a postgresql:// URL"
+        )
+    return text
+
+
 RUN_STATE = Option(
     dest="state",
+    kind=Kind(
+        name="text",
+        text=_state_text,
+        data=lambda value: _state_text(_text_data(value)),
+        schema={"type": "string", "minLength": 1},
+        typed_flag=True,
+    ),
     flags=("--state",),
     env="AUTOSCALER_STATE",
     key=("state",),

@@ -24,6 +24,7 @@ from autoscaler.config.options import (
     OptionError,
     add_arguments,
     at_least,
+    at_most,
     choice,
     source_of,
 )
@@ -81,6 +82,10 @@ LISTEN = Kind(  # checked as read, so a bad port is a usage error, not a crash a
     typed_flag=True,
 )
 
+
+# Upper bounds: beyond these the values overflow a timedelta or SQLite's integers.
+HISTORY_DAYS_MAX = 36_500  # a century
+HISTORY_MAX_MAX = 1_000_000_000
 
 SERVICE_OPTIONS = (
     Option(
@@ -187,7 +192,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="history_days",
-        kind=at_least(NUMBER, 0, above=True),
+        kind=at_most(at_least(NUMBER, 0, above=True), HISTORY_DAYS_MAX),
         flags=("--history-days",),
         env="AUTOSCALER_HISTORY_DAYS",
         key=("history", "days"),
@@ -196,7 +201,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="history_max",
-        kind=at_least(INT, 1),
+        kind=at_most(at_least(INT, 1), HISTORY_MAX_MAX),
         flags=("--history-max",),
         env="AUTOSCALER_HISTORY_MAX",
         key=("history", "max"),

@@ -217,6 +217,42 @@ def test_a_value_below_its_bound_is_refused_by_flag_variable_and_file_never_clam
     assert message in problem.message
 
 
+@pytest.mark.parametrize(
+    ("variable", "flag", "value", "message"),
+    [
+        pytest.param(
+            "AUTOSCALER_HISTORY_DAYS",
+            "--history-days",
+            "1e10",
+            "must be at most 36500, got",
+            id="history-days",
+        ),
+        pytest.param(
+            "AUTOSCALER_HISTORY_MAX",
+            "--history-max",
+            "99999999999999999999",
+            "must be at most 1000000000, got",
+            id="history-max",
+        ),
+        pytest.param(
+            "AUTOSCALER_STATE", "--state", "", "the state database cannot be empty", id="state"
+        ),
+    ],
+)
+def test_a_value_the_state_database_cannot_take_is_a_usage_error_not_a_traceback(
+    variable: str, flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: OverflowError in timedelta or SQLite, ValueError from an empty path.
+    args = parse("run")
+    with pytest.raises(OptionError, match=f"^{variable}: {message}"):
+        resolve(args, parsed_options(args), {}, {variable: value})
+    with pytest.raises(SystemExit) as exited:
+        parse("run", flag, value)
+    assert exited.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
+    assert resolved(["plan"], {"AUTOSCALER_STATE": ""}).state == ""  # plan: no state, as before
+
+
 def test_a_value_on_its_bound_is_accepted() -> None:
     environ = {"AUTOSCALER_WORKERS": "1", "AUTOSCALER_RELOAD_INTERVAL": "0"}
     args = resolved(["run", "--lease-ttl", "1", "--history-days", "0.5"], environ)
