@@ -83,7 +83,9 @@ LISTEN = Kind(  # checked as read, so a bad port is a usage error, not a crash a
 )
 
 
-# Upper bounds: beyond these the values overflow a timedelta or SQLite's integers.
+# Upper bounds: a pause longer than a day helps no one, and beyond these the values
+# overflow a thread's wait (reload, discovery), a timedelta or SQLite's integers (history).
+DAY = 86_400
 HISTORY_DAYS_MAX = 36_500  # a century
 HISTORY_MAX_MAX = 1_000_000_000
 
@@ -172,7 +174,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="reload_interval",
-        kind=at_least(NUMBER, 0, unit=" s"),
+        kind=at_most(at_least(NUMBER, 0, unit=" s"), DAY, unit=" s"),
         flags=("--reload-interval",),
         env="AUTOSCALER_RELOAD_INTERVAL",
         key=("reload_interval",),
@@ -182,7 +184,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="discovery_interval",
-        kind=at_least(NUMBER, 0.1, unit=" s"),
+        kind=at_most(at_least(NUMBER, 0.1, unit=" s"), DAY, unit=" s"),
         flags=("--discovery-interval",),
         env="AUTOSCALER_DISCOVERY_INTERVAL",
         key=("discovery_interval",),

@@ -274,7 +274,8 @@ class Discovery:
                         )
             else:
                 pause, backoff = backoff, min(backoff * 2, longest)
-            source.stop.wait(pause)
+            # Bounded by TIMEOUT_MAX: a longer wait raises OverflowError, ending the watcher.
+            source.stop.wait(min(pause, threading.TIMEOUT_MAX))
 
     def _read(self, source: _Source, *, index: int) -> tuple[bool, int]:
         """Read `source` once; record the result or the failure. (succeeded, new index)"""

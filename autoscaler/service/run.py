@@ -304,7 +304,8 @@ def _watch(
     traceback once, not at every check, and its end is logged too."""
     failing: str | None = None
     while not stopping.is_set():
-        wake.wait(timeout=interval if interval > 0 else None)
+        # Bounded by TIMEOUT_MAX: a longer wait raises OverflowError, ending this thread.
+        wake.wait(timeout=min(interval, threading.TIMEOUT_MAX) if interval > 0 else None)
         wake.clear()
         if stopping.is_set():
             return

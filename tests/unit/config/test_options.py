@@ -253,6 +253,33 @@ def test_a_value_the_state_database_cannot_take_is_a_usage_error_not_a_traceback
     assert resolved(["plan"], {"AUTOSCALER_STATE": ""}).state == ""  # plan: no state, as before
 
 
+@pytest.mark.parametrize(
+    ("variable", "flag"),
+    [
+        ("AUTOSCALER_RELOAD_INTERVAL", "--reload-interval"),
+        ("AUTOSCALER_DISCOVERY_INTERVAL", "--discovery-interval"),
+    ],
+)
+def test_an_interval_above_a_day_is_refused_by_flag_variable_and_file(
+    variable: str, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, 1e10 was taken and the thread waiting that long died of OverflowError.
+    message = "must be at most 86400 s, got 10000000000.0"
+    args = parse("run")
+    with pytest.raises(OptionError, match=f"^{variable}: {message}"):
+        resolve(args, parsed_options(args), {}, {variable: "1e10"})
+    with pytest.raises(SystemExit) as exited:
+        parse("run", flag, "1e10")
+    assert exited.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
+    key = flag.removeprefix("--").replace("-", "_")
+    config = parse_config(f"{key}: 1.0e+10\n", "autoscaler.yaml", FILE_OPTIONS)
+    (problem,) = config.problems
+    assert (problem.line, problem.field) == (1, key)
+    assert message in problem.message
+    assert getattr(resolved(["run", flag, "86400"], {}), key) == 86400.0
+
+
 def test_a_value_on_its_bound_is_accepted() -> None:
     environ = {"AUTOSCALER_WORKERS": "1", "AUTOSCALER_RELOAD_INTERVAL": "0"}
     args = resolved(["run", "--lease-ttl", "1", "--history-days", "0.5"], environ)

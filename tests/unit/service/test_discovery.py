@@ -3,6 +3,7 @@ a collision keeps that target's last good policy; a failing source keeps its las
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,3 +330,38 @@ def test_a_source_is_never_read_more_often_than_its_poll_when_it_cannot_block_or
         assert reader.reads <= 5, reader.reads  # at most 1 + 1.0 / 0.4 (+1 of slack)
     finally:
         discovery.close()
+
+
+class _Answering:
+    """An AWS discovery reader that finds no group, and counts its reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def groups(self, tags: object) -> tuple[object, ...]:
+        self.reads += 1
+        return ()
+
+
+def test_a_poll_beyond_what_a_thread_can_wait_keeps_the_watcher_until_closed(
+    tmp_path: Path,
+) -> None:
+    # Before, stop.wait(1e10) raised OverflowError after the first read: the watcher died.
+    reader = _Answering()
+    (tmp_path / "t.yaml").write_text(ASG_TEMPLATE)
+    discovery = Discovery(
+        DiscoveryConfig(poll=1e10),
+        nomad=lambda: pytest.fail("no Nomad here"),  # type: ignore[arg-type,return-value]
+        aws=lambda region: reader,  # type: ignore[arg-type,return-value]
+    )
+    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
+    try:
+        registry.reload()
+        wait_until(lambda: reader.reads >= 1, timeout=5, what="a first read")
+        time.sleep(0.2)
+        (watcher,) = [t for t in threading.enumerate() if t.name.startswith("discover ")]
+        assert watcher.is_alive()
+    finally:
+        discovery.close()
+    watcher.join(5)
+    assert not watcher.is_alive()

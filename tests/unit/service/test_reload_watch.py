@@ -54,3 +54,26 @@ def test_a_repeated_failure_is_logged_once_and_its_end_is_said(
     failures = [r for r in caplog.records if r.message.startswith("reloading the policies failed")]
     assert len(failures) == 1 and failures[0].exc_info is not None
     assert "PermissionError" in caplog.text
+
+
+def test_an_interval_beyond_what_a_thread_can_wait_still_reloads_on_sighup() -> None:
+    # Before, Event.wait(1e10) raised OverflowError at once and the watcher was gone.
+    controller = _Controller()
+    controller.registry.failing = False
+    reloads: list[int] = []
+    controller.reload = lambda: reloads.append(1)  # type: ignore[method-assign]
+    wake, hup, stopping = threading.Event(), threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch, args=(controller, 1e10, wake, hup, stopping), daemon=True
+    )
+    watcher.start()
+    try:
+        hup.set()
+        wake.set()
+        wait_until(lambda: reloads == [1], timeout=5, what="a reload on SIGHUP")
+        assert watcher.is_alive()
+    finally:
+        stopping.set()
+        wake.set()
+        watcher.join(5)
+    assert not watcher.is_alive()
