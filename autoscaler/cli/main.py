@@ -485,6 +485,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         _error(exc)
         return EXIT_STARTUP
     try:
+        config = service_config_from_args(args)  # the notify URLs checked for --once too
         if args.once:
             return run_once(
                 args.paths,
@@ -493,8 +494,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 dry_run=args.dry_run,
                 leadership=leadership,
                 log_unchanged=args.log_decisions == "all",
+                notify_urls=config.notify_urls,
             )
-        return run_service(service_config_from_args(args), settings, state, leadership=leadership)
+        return run_service(config, settings, state, leadership=leadership)
     except AutoscalerError as exc:
         _error(exc)
         return EXIT_STARTUP

@@ -35,7 +35,7 @@ from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.histories import range_source
-from autoscaler.engine.reconciler import Reconciler, utcnow
+from autoscaler.engine.reconciler import Evaluation, Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
@@ -51,6 +51,8 @@ log = logging.getLogger("autoscaler.service")
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_NOT_EVALUATED = 3
+# How long `--once` waits, at most, for the notifications of its pass before it exits.
+ONCE_NOTIFY_WAIT = 10.0
 
 
 def run_once(
@@ -61,11 +63,14 @@ def run_once(
     dry_run: bool,
     leadership: Leadership | None = None,
     log_unchanged: bool = True,
+    notify_urls: Sequence[str] = (),
 ) -> int:
     """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code.
 
     With `leadership`, this replica holds the lease already; it is released at the end.
     Templates are expanded (and Nomad's scaling policies read) with one discovery pass.
+    Each scaling action is POSTed to `notify_urls`, as the service does; the pass waits up
+    to ONCE_NOTIFY_WAIT seconds for them before returning (a notice never fails the pass).
     """
     result = load_paths(paths)
     problems = list(result.problems)
@@ -81,15 +86,20 @@ def run_once(
     reconciler = _reconciler(
         source, settings, state, leadership, prometheus, log_unchanged=log_unchanged
     )
+    notifier = Notifier(notify_urls, queue_size=max(100, len(policies)))  # none dropped
     if leadership is not None:
         leadership.start()  # renew while the policies are evaluated
+    evaluations: list[Evaluation] = []
     try:
-        evaluations = [
-            reconciler.evaluate(policy, dry_run=dry_run) for policy in policies if policy.enabled
-        ]
+        for policy in (p for p in policies if p.enabled):
+            evaluation = reconciler.evaluate(policy, dry_run=dry_run)
+            evaluations.append(evaluation)
+            if evaluation.decision.changes_target:
+                notifier.notify(evaluation.decision)
     finally:
         if leadership is not None:
             _hand_over(leadership, state)
+        notifier.close(timeout=ONCE_NOTIFY_WAIT)
     if problems:
         return EXIT_INVALID
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED

@@ -1,0 +1,97 @@
+"""`run --once`: one pass over every policy, with the service's side channels (a POST per
+scaling action) and its way of stopping (the policy in flight finishes, the rest is skipped)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.config.connections import Settings
+from autoscaler.core.model import TargetRef, TargetStatus
+from autoscaler.core.ports import ScalingTarget
+from autoscaler.service.run import EXIT_OK, run_once
+from tests.support.service import WebhookReceiver
+
+POLICY = (
+    "name: {name}\ntarget: {{type: aws-asg, asg: {name}}}\nmin: 1\nmax: 5\ninterval: 1m\n"
+    "checks:\n  - {{name: c, strategy: fixed, count: 3}}\n"
+)
+
+
+@dataclass
+class _Target:
+    """A group at 2 that records each scale call (and runs `on_scale` then)."""
+
+    scaled: list[int] = field(default_factory=list)
+    on_scale: Callable[[], None] = lambda: None
+
+    def status(self) -> TargetStatus:
+        return TargetStatus(count=2)
+
+    def scale(
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.scaled.append(count)
+        self.on_scale()
+
+
+class _NoQueries:
+    """The metric source: the policies' fixed checks ask it nothing."""
+
+    def query(self, promql: str) -> float:
+        raise AssertionError(f"no query expected, got {promql}")
+
+    def ping(self) -> None:
+        return None
+
+
+@dataclass
+class _Settings:
+    """Stands for `Settings`: every target of the pass is recorded in `targets_read`."""
+
+    targets_read: dict[str, _Target] = field(default_factory=dict)
+    on_scale: Callable[[], None] = lambda: None
+    nomad_scaling_policies: bool = False
+
+    def source(self) -> _NoQueries:
+        return _NoQueries()
+
+    def targets(self, *, watch: bool = False) -> Callable[[TargetRef], ScalingTarget]:
+        def build(ref: TargetRef) -> ScalingTarget:
+            return self.targets_read.setdefault(str(ref), _Target(on_scale=self.on_scale))
+
+        return build
+
+
+def _policies(folder: Path, *names: str) -> list[str]:
+    for name in names:
+        (folder / f"{name}.yaml").write_text(POLICY.format(name=name))
+    return [str(folder)]
+
+
+def test_a_single_pass_posts_each_scaling_action_before_it_exits(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    # Before, --once took --notify-url and never sent anything.
+    settings = _Settings()
+    code = run_once(
+        _policies(tmp_path, "a", "b"),
+        cast(Settings, settings),
+        MemoryStateStore(),
+        dry_run=False,
+        notify_urls=[webhook_receiver.url],
+    )
+    assert code == EXIT_OK
+    assert [t.scaled for t in settings.targets_read.values()] == [[3], [3]]
+    posted = sorted(body["decision"]["policy"] for body in webhook_receiver.bodies)
+    assert posted == ["a", "b"]
+    assert all(body["decision"]["action"] == "up" for body in webhook_receiver.bodies)
