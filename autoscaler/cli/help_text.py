@@ -88,7 +88,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         (0, "stopped by SIGTERM/SIGINT; with --once, every policy was evaluated"),
         (1, "with --once: some policy file is invalid (the valid ones still applied)"),
         _USAGE,
-        (3, "with --once: some policy could not be evaluated"),
+        (3, "with --once: some policy could not be evaluated, or was skipped on SIGTERM/SIGINT"),
         (4, "startup problem: config file, settings, state database locked or broken, "),
         ("", "token file, listen address, an API beyond loopback without a token, a policy"),
         ("", "path that does not exist"),

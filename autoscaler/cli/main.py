@@ -2,7 +2,8 @@
 backtest, test, convert.
 
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
-usage (argparse); 3 `plan` or `run --once` could not evaluate some policy; 4 startup error
+usage (argparse); 3 `plan` or `run --once` could not evaluate some policy (`--once`: or
+skipped it, stopped by SIGTERM/SIGINT); 4 startup error
 (state database, listen address, an API beyond loopback without a token).
 """
 

@@ -8,8 +8,9 @@ Wiring and process life only; the parts live in their own modules:
     controller  ties them to the reconciler, telemetry and notifications; backs the API
     http_api    the HTTP API (FastAPI on uvicorn, in a thread)
 
-Signals: SIGTERM/SIGINT stop (evaluations in flight finish, state is persisted, exit 0),
-SIGHUP reloads the policy files. The policy files are also polled for changes.
+Signals: SIGTERM/SIGINT stop (evaluations in flight finish, state is persisted, exit 0;
+with `--once`, the policy in flight finishes, the others are skipped, exit 3), SIGHUP
+reloads the policy files. The policy files are also polled for changes.
 
 With a `Leadership` (PostgreSQL state), only the leader evaluates; on SIGTERM the leader
 writes out what it knows, then releases the lease, so a standby takes over at once.
@@ -21,7 +22,8 @@ import ipaddress
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -33,6 +35,7 @@ from autoscaler.api.http import HttpServer, create_app
 from autoscaler.config.connections import Settings
 from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
+from autoscaler.core.model import Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.histories import range_source
 from autoscaler.engine.reconciler import Evaluation, Reconciler, utcnow
@@ -71,38 +74,85 @@ def run_once(
     Templates are expanded (and Nomad's scaling policies read) with one discovery pass.
     Each scaling action is POSTed to `notify_urls`, as the service does; the pass waits up
     to ONCE_NOTIFY_WAIT seconds for them before returning (a notice never fails the pass).
+    SIGTERM/SIGINT stop the pass as they stop the service: the policy in flight finishes
+    (a recorded scaling action is made), the others are skipped, and the exit code is 3.
     """
-    result = load_paths(paths)
-    problems = list(result.problems)
-    policies = result.policies
-    if result.templates or settings.nomad_scaling_policies:
-        discovery = from_settings(settings, watch=False)
-        policies, found = with_discovered(result, discovery)
-        problems += found
-    for problem in problems:
-        log.error("invalid policy: %s", problem)
-    prometheus = settings.source()
-    source = CoalescingSource(prometheus)  # grouped queries: one per template
-    reconciler = _reconciler(
-        source, settings, state, leadership, prometheus, log_unchanged=log_unchanged
-    )
-    notifier = Notifier(notify_urls, queue_size=max(100, len(policies)))  # none dropped
-    if leadership is not None:
-        leadership.start()  # renew while the policies are evaluated
-    evaluations: list[Evaluation] = []
-    try:
-        for policy in (p for p in policies if p.enabled):
-            evaluation = reconciler.evaluate(policy, dry_run=dry_run)
-            evaluations.append(evaluation)
-            if evaluation.decision.changes_target:
-                notifier.notify(evaluation.decision)
-    finally:
+    with _stop_signals() as stop:
+        result = load_paths(paths)
+        problems = list(result.problems)
+        policies = result.policies
+        if result.templates or settings.nomad_scaling_policies:
+            discovery = from_settings(settings, watch=False)
+            policies, found = with_discovered(result, discovery)
+            problems += found
+        for problem in problems:
+            log.error("invalid policy: %s", problem)
+        prometheus = settings.source()
+        source = CoalescingSource(prometheus)  # grouped queries: one per template
+        reconciler = _reconciler(
+            source, settings, state, leadership, prometheus, log_unchanged=log_unchanged
+        )
+        notifier = Notifier(notify_urls, queue_size=max(100, len(policies)))  # none dropped
         if leadership is not None:
-            _hand_over(leadership, state)
-        notifier.close(timeout=ONCE_NOTIFY_WAIT)
+            leadership.start()  # renew while the policies are evaluated
+        try:
+            evaluations, skipped = _evaluate_all(
+                reconciler, policies, dry_run=dry_run, notifier=notifier, stop=stop
+            )
+        finally:
+            if leadership is not None:
+                _hand_over(leadership, state)
+            notifier.close(timeout=ONCE_NOTIFY_WAIT)
     if problems:
         return EXIT_INVALID
+    if skipped:
+        return EXIT_NOT_EVALUATED
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
+
+
+def _evaluate_all(
+    reconciler: Reconciler,
+    policies: Sequence[Policy],
+    *,
+    dry_run: bool,
+    notifier: Notifier,
+    stop: threading.Event,
+) -> tuple[list[Evaluation], int]:
+    """Evaluate each enabled policy in turn until `stop` is set: (evaluations, skipped)."""
+    enabled = [p for p in policies if p.enabled]
+    evaluations: list[Evaluation] = []
+    for policy in enabled:
+        if stop.is_set():
+            skipped = len(enabled) - len(evaluations)
+            log.warning("stopped: %d of %d policies not evaluated", skipped, len(enabled))
+            return evaluations, skipped
+        evaluation = reconciler.evaluate(policy, dry_run=dry_run)
+        evaluations.append(evaluation)
+        if evaluation.decision.changes_target:
+            notifier.notify(evaluation.decision)
+    return evaluations, 0
+
+
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event SIGTERM and SIGINT set while the block runs (instead of ending the process
+    between a recorded scaling action and its scale call); the handlers before are back
+    after it. Outside the main thread, where no handler can be set, it is never set."""
+    stop = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping after the policy in flight", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def read_token(path: str | None) -> str | None:

@@ -3,16 +3,21 @@ scaling action) and its way of stopping (the policy in flight finishes, the rest
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import cast
+
+import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.config.connections import Settings
 from autoscaler.core.model import TargetRef, TargetStatus
 from autoscaler.core.ports import ScalingTarget
-from autoscaler.service.run import EXIT_OK, run_once
+from autoscaler.service.run import EXIT_NOT_EVALUATED, EXIT_OK, run_once
 from tests.support.service import WebhookReceiver
 
 POLICY = (
@@ -95,3 +100,36 @@ def test_a_single_pass_posts_each_scaling_action_before_it_exits(
     posted = sorted(body["decision"]["policy"] for body in webhook_receiver.bodies)
     assert posted == ["a", "b"]
     assert all(body["decision"]["action"] == "up" for body in webhook_receiver.bodies)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_lets_the_policy_in_flight_finish_and_skips_the_rest(
+    tmp_path: Path, webhook_receiver: WebhookReceiver, sig: signal.Signals
+) -> None:
+    # Before, SIGTERM ended the process wherever it came (between a recorded scaling
+    # action and its scale call, say) and SIGINT raised KeyboardInterrupt, a traceback.
+    # Here the handler before the pass only records: without one of its own, the pass
+    # would go on to b and c.
+    outside: list[int] = []
+
+    def record(signum: int, _frame: FrameType | None) -> None:
+        outside.append(signum)
+
+    previous = signal.signal(sig, record)
+    try:
+        settings = _Settings(on_scale=lambda: os.kill(os.getpid(), sig))
+        code = run_once(
+            _policies(tmp_path, "a", "b", "c"),
+            cast(Settings, settings),
+            MemoryStateStore(),
+            dry_run=False,
+            notify_urls=[webhook_receiver.url],
+        )
+        assert signal.getsignal(sig) is record  # the handler before the pass is back
+    finally:
+        signal.signal(sig, previous)
+    assert outside == []
+    assert code == EXIT_NOT_EVALUATED
+    assert list(settings.targets_read) == ["aws-asg:a"]
+    assert settings.targets_read["aws-asg:a"].scaled == [3]  # its scale call was made
+    assert [body["decision"]["policy"] for body in webhook_receiver.bodies] == ["a"]
