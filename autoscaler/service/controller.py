@@ -128,7 +128,12 @@ class Controller:
     def reload(self) -> ReloadOut:
         """Re-read the policy files and reschedule; safe to call from any thread."""
         with self._reload_lock:
-            outcome = self.registry.reload()
+            try:
+                outcome = self.registry.reload()
+            except OSError as exc:  # the folder unreadable (the files' own errors are problems)
+                raise ServiceError(
+                    f"cannot read the policy files: {exc}; the policies in force keep running"
+                ) from exc
             policies = self.registry.policies()
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)

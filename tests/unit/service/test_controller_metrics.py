@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.ports import MetricSource
 from autoscaler.engine.reconciler import Reconciler
-from autoscaler.errors import Problem
+from autoscaler.errors import Problem, ServiceError
 from autoscaler.policy.loader import FileLoad, load_file
 from autoscaler.policy.templates import Template
 from autoscaler.service.controller import Controller
@@ -109,3 +111,20 @@ def test_a_failing_discovery_source_is_no_invalid_policy(tmp_path: Path) -> None
     assert _value(controller, "autoscaler_reloads_total", result="success") == 1
     # The API still shows why: it is a problem of the running service, just not a policy's.
     assert [e.file for e in controller.list_policies().load_errors] == ["<discovery: Nomad jobs>"]
+
+
+def test_a_reload_of_an_unreadable_folder_is_a_service_error_that_keeps_the_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `POST /v1/reload` got a plain-text 500 (a PermissionError no layer turned into an
+    # answer); SIGHUP and the file poll catch it, the API did not.
+    controller = _controller(tmp_path, _Discover())
+    controller.reload()
+
+    def denied(self: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    with pytest.raises(ServiceError, match=r"cannot read the policy files: .*Permission denied"):
+        controller.reload()
+    assert [p.name for p in controller.registry.policies()] == ["web"]
