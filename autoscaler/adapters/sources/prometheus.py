@@ -23,6 +23,11 @@ What the client does not give us, and how it is worked around:
   endpoint fails (`remote_read: error sending request ...`), and a sum over part of the
   series looks like less load. The same hook notes them, and an answer with warnings is
   refused like any unusable one (the check fails: it holds, never scales in, and says why).
+- requests follows redirects, and to another host it drops only `Authorization` and
+  `Cookie`: the `headers` we were given (an API key) would go with it, over plain http if
+  the redirect says so, and that server's answer would be read as Prometheus'. Another
+  response hook refuses a redirect to another origin before it is followed (one within
+  Prometheus' own scheme, host and port is followed).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import promql_parser
 import requests
@@ -85,6 +90,7 @@ _WARNINGS_KEY = b'"warnings"'
 _NUMERIC_TYPES = ("vector", "scalar")
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _LINE_BREAK = re.compile(r"[\r\n]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Prometheus refuses a range query whose (end - start) / step exceeds 11,000.
 MAX_POINTS = 11_000
 # Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`.
@@ -160,9 +166,11 @@ class PrometheusSource:
         # verify=<path> is the only way to trust a private CA; the client's own knob is a bool.
         session.verify = settings.ca_bundle or True
         settle(session, self._url)  # proxies, NO_PROXY, ~/.netrc: once, not per query
+        # A redirect elsewhere is refused before requests follows it (with our headers).
+        self._origin = _origin(self._url)
         # The client drops `resultType`; the hook keeps it for the thread that asked.
         self._answers = threading.local()
-        session.hooks["response"].append(self._note_result_type)
+        session.hooks["response"].extend([self._refuse_other_origins, self._note_result_type])
         self._session, self._headers, self._auth = session, headers or None, auth
         # The last answer to each grouped query while someone holds it (see `_sample_pairs`).
         self._previous: weakref.WeakValueDictionary[str, SeriesSet] = weakref.WeakValueDictionary()
@@ -370,6 +378,8 @@ class PrometheusSource:
         """The error to raise for a failed attempt; `_Transient` means "try again"."""
         if isinstance(exc, PrometheusApiClientException):
             return self._http_error(promql, str(exc))
+        if isinstance(exc, _OtherOrigin):
+            return QueryError(str(exc))
         exhausted = out_of_resources(exc)
         if exhausted is not None:  # not transient: retrying would only wait out the deadline
             return SourceUnavailable(f"cannot query Prometheus at {self._where}: {exhausted}")
@@ -414,6 +424,33 @@ class PrometheusSource:
                 "check the URL and any path prefix"
             )
         return QueryError(f"Prometheus rejected query {promql!r} (HTTP {status}): {detail}")
+
+    def _refuse_other_origins(
+        self, response: requests.Response, *_args: Any, **_kwargs: Any
+    ) -> None:
+        """Response hook: raise `_OtherOrigin` for a redirect to another scheme, host or
+        port, before requests follows it.
+
+        Followed, it would carry the headers we were given to that server (requests drops
+        only `Authorization` and `Cookie` on a new host), and its answer would be used as
+        Prometheus'. A redirect within Prometheus' own origin is followed as before.
+        """
+        if not response.is_redirect:
+            return
+        target = urljoin(response.url, self._session.get_redirect_target(response) or "")
+        origin = _origin(target)
+        if origin is not None and origin == self._origin:
+            return
+        response.close()  # its body is not read: the connection is not reused
+        raise _OtherOrigin(
+            scrub(
+                f"Prometheus at {self._where} redirected the request to {mask_url(target)}, "
+                "another server; redirects are followed only within the same scheme, host "
+                "and port, so that credentials and headers never reach another server and no "
+                "other server's answer is used: point --prometheus-url (prometheus.url) at "
+                "the address that answers the API itself"
+            )
+        )
 
     def _note_result_type(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         """Response hook: remember the answer's `data.resultType` (None if it has none).
@@ -475,6 +512,20 @@ class PrometheusSource:
 
 class _Transient(Exception):
     """A failed attempt that another attempt may fix (refused, reset, timeout, 5xx, 429)."""
+
+
+class _OtherOrigin(Exception):
+    """A redirect to another origin than Prometheus' own, refused (never retried)."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of `url`, with the scheme's default port; None if unreadable."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    return parts.scheme, parts.hostname or "", port
 
 
 def _single_value(promql: str, result_type: str | None, result: Any) -> float:

@@ -57,9 +57,12 @@ def source(prometheus: PrometheusServer) -> PrometheusSource:
 
 @dataclass
 class StandIn:
-    """An HTTP server that answers from a script (the last answer repeats) and records requests."""
+    """An HTTP server that answers from a script (the last answer repeats) and records requests.
 
-    answers: list[tuple[int, bytes]]
+    An answer is `(status, body)`, or `(status, body, headers)` to add headers (`Location`).
+    """
+
+    answers: list[tuple[int, bytes] | tuple[int, bytes, dict[str, str]]]
     url: str = ""
     requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -68,16 +71,21 @@ class StandIn:
 def stand_in() -> Iterator[Callable[..., StandIn]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(*answers: tuple[int, bytes], tls: ssl.SSLContext | None = None) -> StandIn:
+    def start(
+        *answers: tuple[int, bytes] | tuple[int, bytes, dict[str, str]],
+        tls: ssl.SSLContext | None = None,
+    ) -> StandIn:
         state = StandIn(list(answers))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 state.requests.append({**dict(self.headers.items()), ":path": self.path})
                 script = state.answers
-                status, body = script.pop(0) if len(script) > 1 else script[0]
+                status, body, *extra = script.pop(0) if len(script) > 1 else script[0]
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -437,6 +445,45 @@ def test_extra_headers_are_sent(stand_in: Callable[..., StandIn]) -> None:
     server = stand_in((200, OK_BODY))
     source_for(server.url, headers={"X-Scope-OrgID": "tenant-7"}).query("up")
     assert server.requests[0]["X-Scope-OrgID"] == "tenant-7"
+
+
+def test_a_redirect_to_another_server_is_refused_and_never_gets_the_headers(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    """requests would follow it, dropping only Authorization and Cookie: the API key would
+    reach the other server, and its Prometheus-shaped answer would be used for scaling."""
+    elsewhere = stand_in((200, OK_BODY))
+    server = stand_in((302, b"", {"Location": f"{elsewhere.url}/login?next=%2Fapi"}))
+    source = source_for(server.url, headers={"X-Api-Key": "k3y-for-prometheus-only"})
+    for read in (
+        lambda: source.query("up"),
+        lambda: source.query_series("sum by (job) (up)"),
+        lambda: source.query_range(
+            "up",
+            start=datetime.now(UTC) - timedelta(minutes=1),
+            end=datetime.now(UTC),
+            step=timedelta(seconds=15),
+        ),
+    ):
+        with pytest.raises(QueryError) as caught:
+            read()
+        message = str(caught.value)
+        assert not isinstance(caught.value, SourceUnavailable), message
+        assert f"Prometheus at {server.url} redirected the request to {elsewhere.url}/login" in (
+            message
+        )
+        assert "point --prometheus-url (prometheus.url) at the address that answers" in message
+    with pytest.raises(SourceUnavailable, match="redirected the request to"):
+        source.ping()
+    assert elsewhere.requests == []
+    assert len(server.requests) == 4  # refused at once, not retried
+
+
+def test_a_redirect_within_the_same_server_is_followed(stand_in: Callable[..., StandIn]) -> None:
+    server = stand_in((307, b"", {"Location": "/prefix/api/v1/query?query=up"}), (200, OK_BODY))
+    assert source_for(server.url, headers={"X-Api-Key": "k3y"}).query("up") == 42.0
+    assert [r[":path"] for r in server.requests][1] == "/prefix/api/v1/query?query=up"
+    assert all(r["X-Api-Key"] == "k3y" for r in server.requests)
 
 
 def test_certificate_of_a_private_ca_is_rejected_without_ca_bundle_and_accepted_with_it(
