@@ -23,6 +23,9 @@ What the client does not give us, and how it is worked around:
   endpoint fails (`remote_read: error sending request ...`), and a sum over part of the
   series looks like less load. The same hook notes them, and an answer with warnings is
   refused like any unusable one (the check fails: it holds, never scales in, and says why).
+  Prometheus 2.47 to 2.53 also listed info-level notes there (`PromQL info: metric might
+  not be a counter, ...`; later versions answer them apart, as `infos`): they say nothing
+  of missing data and are not refused.
 - requests follows redirects, and to another host it drops only `Authorization` and
   `Cookie`: the `headers` we were given (an API key) would go with it, over plain http if
   the redirect says so, and that server's answer would be read as Prometheus'. Another
@@ -87,6 +90,9 @@ _MAX_CAUSE = 300
 _STRICT = {"partial_response": "false"}
 _SHOWN_SERIES = 3
 _WARNINGS_KEY = b'"warnings"'
+# How Prometheus starts an info-level annotation (`annotations.PromQLInfo`), which 2.47 to
+# 2.53 answered among the warnings.
+_INFO_PREFIX = "PromQL info:"
 _NUMERIC_TYPES = ("vector", "scalar")
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _LINE_BREAK = re.compile(r"[\r\n]")
@@ -479,12 +485,14 @@ class PrometheusSource:
                     found = result_type if isinstance(result_type, str) else None
                 listed = body.get("warnings")
                 if isinstance(listed, list) and listed:
-                    warnings = tuple(str(w) for w in listed)
+                    noted = (str(w) for w in listed)
+                    warnings = tuple(w for w in noted if not w.startswith(_INFO_PREFIX))
         self._answers.result_type = found
         self._answers.warnings = warnings
 
     def _refuse_warnings(self, promql: str, what: str = "query") -> None:
-        """Raise `QueryError` when the answer to `promql` came with warnings."""
+        """Raise `QueryError` when the answer to `promql` came with warnings (not counting
+        the info-level notes older versions listed among them)."""
         warnings = getattr(self._answers, "warnings", ())
         if warnings:
             shown = "; ".join(warnings[:_SHOWN_SERIES])

@@ -646,3 +646,39 @@ def test_an_answer_with_warnings_is_refused_since_its_data_may_be_partial(
         assert "answered with warnings, so its data may be partial" in message
         assert "remote_read" in message and "connection refused" in message
     assert source.query("1") == 1.0  # no series read, no warning: a literal still answers
+
+
+def test_info_notes_listed_as_warnings_do_not_fail_the_check(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    """Prometheus 2.47 to 2.53 answered its info-level notes among the warnings (later ones
+    as `infos`): a rate() over a metric without _total would otherwise fail forever. A real
+    warning beside one is still refused, and shown alone."""
+    info = (
+        "PromQL info: metric might not be a counter, name does not end in "
+        '_total/_sum/_count/_bucket: "http_requests"'
+    )
+    warning = "PromQL warning: encountered a mix of histograms and floats for metric name"
+    vector = {"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "4"]}]}
+    matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[1.0, "4"]]}]}
+
+    def answering(data: dict[str, Any], *warnings: str) -> PrometheusSource:
+        body = {"status": "success", "data": data, "warnings": list(warnings)}
+        return source_for(stand_in((200, json.dumps(body).encode())).url)
+
+    def reads(source: PrometheusSource, ranged: PrometheusSource) -> list[Callable[[], object]]:
+        now = datetime.now(UTC)
+        return [
+            lambda: source.query("sum(rate(http_requests[5m]))"),
+            lambda: source.query_series("sum by (job) (rate(http_requests[5m]))"),
+            lambda: ranged.query_range(
+                "sum(rate(http_requests[5m]))", start=now, end=now, step=timedelta(seconds=15)
+            ),
+        ]
+
+    read_ok = reads(answering(vector, info), answering(matrix, info))
+    assert [type(read()).__name__ for read in read_ok] == ["float", "SeriesSet", "list"]
+    for read in reads(answering(vector, info, warning), answering(matrix, warning, info)):
+        with pytest.raises(QueryError, match="answered with warnings") as caught:
+            read()
+        assert warning in str(caught.value) and "PromQL info" not in str(caught.value)
