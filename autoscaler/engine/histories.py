@@ -39,7 +39,7 @@ from autoscaler.core.model import (
     Policy,
 )
 from autoscaler.core.ports import RangeSource
-from autoscaler.core.series import describe_select, matching, own_series
+from autoscaler.core.series import Select, describe_select, matching, own_series
 from autoscaler.errors import QueryError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -287,11 +287,7 @@ class CheckHistories:
             return None
         series = matching(series, entry.select)  # narrowed by Prometheus already
         if len(series) > 1:
-            among = " with " + describe_select(entry.select) if entry.select else ""
-            entry.history_error = (
-                f"history unavailable: the query returned {len(series)} series{among} over "
-                "the range; a check needs exactly one"
-            )
+            entry.history_error = f"history unavailable: {several_series(series, entry.select)}"
             entry.next_try = at + RETRY_AFTER.total_seconds()
             return None
         entry.history_error = None
@@ -331,6 +327,15 @@ def _learnable(anomaly: AnomalyReading | None, guard: AnomalyGuard | None) -> bo
 def range_source(source: object) -> RangeSource | None:
     """`source` when it answers range queries (Prometheus does), else None."""
     return source if isinstance(source, RangeSource) else None
+
+
+def several_series(series: Sequence[object], select: Select) -> str:
+    """Why a history query that returned several `series` (of the target's `select`, if
+    any) gives no history: `run` and a backtest's history before --from say it alike."""
+    among = " with " + describe_select(select) if select else ""
+    return (
+        f"the query returned {len(series)} series{among} over the range; a check needs exactly one"
+    )
 
 
 def _same(entry: _Entry, check: Check, lead: timedelta | None) -> bool:

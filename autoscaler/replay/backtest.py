@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from autoscaler.adapters.sources.prometheus import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
 from autoscaler.core.series import Select, matching, own_series
+from autoscaler.engine.histories import several_series
 from autoscaler.errors import QueryError
 from autoscaler.replay.harness import Replay, Value
 from autoscaler.replay.history import (
@@ -252,7 +253,8 @@ def _with_past(
 ) -> _Plan:
     """`plan` with the history before the window of each query that forecasts or is
     guarded, read with range queries (Prometheus splits long ranges; `asked` shares an
-    answer between the policies that need the same)."""
+    answer between the policies that need the same). A query that fails, or gives several
+    series, gives no history and is listed in `past_errors`, as `run` would say it."""
     asked = _Asked([plan.policy]) if asked is None else asked
     past: list[tuple[str, tuple[tuple[float, float], ...]]] = []
     labels: list[tuple[str, tuple[tuple[str, str], ...]]] = []
@@ -265,7 +267,9 @@ def _with_past(
             continue
         select = selects.get(query, ())
         series = matching(series, select)
-        if len(series) == 1:
+        if len(series) > 1:  # as under `run`: no history, and the policy says why
+            errors.append(f"{query}: history before --from: {several_series(series, select)}")
+        elif series:  # none: nothing before --from to learn from, as under `run`
             # Held under the query the check's history asks for: a template's target asks
             # for its own series of the grouped query (`own_series`), as under `run`.
             asked_as = own_series(query, select)

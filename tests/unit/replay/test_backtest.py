@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -262,6 +263,30 @@ def test_a_grouped_check_learns_its_forecast_from_its_own_series_of_the_grouped_
     assert reading is not None and reading.reason is not None
     assert "holds no history" not in reading.reason, reading.reason
     assert "history of 5m is shorter" in reading.reason, reading.reason  # 4 points and now
+
+
+def test_a_history_before_the_window_with_several_series_is_reported_not_dropped() -> None:
+    """As under `run`, which says "history unavailable: the query returned 2 series": the
+    forecast learns nothing before --from, and the policy's errors say why."""
+    check = replace(policy().checks[0], forecast=ForecastSettings())
+    source = FakeRange({QUERY: [series(*[20.0] * 4, job="a"), series(*[30.0] * 4, job="b")]})
+    options = Options(start=T0, end=T0 + HOUR, start_count=2)
+    why = (
+        f"{QUERY}: history before --from: the query returned 2 series over the range; "
+        "a check needs exactly one"
+    )
+    plan = backtest._with_past(backtest._plan(policy(checks=(check,)), options), source, options)
+    assert (plan.past, plan.past_errors) == ((), (why,))
+    (web,) = run_backtest([policy(checks=(check,))], source, options).policies
+    assert why in web.errors
+
+
+def test_no_history_before_the_window_is_no_error() -> None:
+    check = replace(policy().checks[0], forecast=ForecastSettings())
+    options = Options(start=T0, end=T0 + HOUR)
+    plan = backtest._plan(policy(checks=(check,)), options)
+    plan = backtest._with_past(plan, FakeRange({QUERY: []}), options)
+    assert (plan.past, plan.past_errors) == ((), ())
 
 
 def test_the_targets_of_a_template_share_one_lookback_query_and_one_range_query() -> None:
