@@ -49,10 +49,11 @@ class Settings:
     nomad: NomadSettings
     nomad_scaling_policies: bool = False  # also run the policies of jobs' `scaling` blocks
 
-    def source(self) -> PrometheusSource:
+    def source(self, *, workers: int = 0) -> PrometheusSource:
+        """The Prometheus source; `workers`: evaluations that may query it at once."""
         from autoscaler.adapters.sources.prometheus import PrometheusSource  # noqa: PLC0415
 
-        return PrometheusSource(self.prometheus)
+        return PrometheusSource(self.prometheus, workers=workers)
 
     def targets(self, *, watch: bool = False) -> TargetFactory:
         """The target factory; `watch` (the service) follows Nomad's job events so a steady

@@ -225,7 +225,7 @@ def _controller(
     watchers and the targets (their Nomad job event streams) to close at the end."""
     telemetry = Telemetry(per_policy_histograms=config.metrics_histograms == "per-policy")
     targets = settings.targets(watch=True)
-    prometheus = settings.source()
+    prometheus = settings.source(workers=config.workers)
     source = CoalescingSource(prometheus)
     telemetry.watch_queries(lambda: (source.sent, source.shared))
     telemetry.watch_state(lambda: state.durability_problem() is None)

@@ -55,6 +55,7 @@ import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -66,17 +67,30 @@ from tenacity import (
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import settle
+from autoscaler.adapters.sources.coalesce import FETCHERS
 from autoscaler.core.series import Labels, SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, register, register_basic, register_url, scrub
 
-__all__ = ["MAX_POINTS", "PrometheusSettings", "PrometheusSource", "RangeSeries", "range_chunks"]
+__all__ = [
+    "MAX_POINTS",
+    "POOL_SIZE",
+    "PrometheusSettings",
+    "PrometheusSource",
+    "RangeSeries",
+    "range_chunks",
+]
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
 Hook = Callable[[list[tuple[str, Any]]], Any]
 
+# Connections to Prometheus kept open for reuse, at least: with the default 4 workers, the
+# evaluations, the grouped-query fetchers (`coalesce.FETCHERS`) and a readiness ping may
+# query at once, and a connection that comes back to a full pool is closed (urllib3 logs
+# "Connection pool is full, discarding connection") and opened again the next time.
+POOL_SIZE = 16
 # How long a readiness ping retries at most: `/readyz` must answer health checks (2 to
 # 4 s) with the reason, not leave them to time out.
 PING_DEADLINE = 1.5
@@ -158,9 +172,14 @@ class PrometheusSettings:
 
 
 class PrometheusSource:
-    """Runs instant PromQL queries against one Prometheus (implements `ports.MetricSource`)."""
+    """Runs instant PromQL queries against one Prometheus (implements `ports.MetricSource`).
 
-    def __init__(self, settings: PrometheusSettings) -> None:
+    `workers` is how many evaluations may query at once (the service's `--workers`): the
+    connection pool keeps one open for each, besides the grouped-query fetchers' and a
+    readiness ping's, and never fewer than `POOL_SIZE`.
+    """
+
+    def __init__(self, settings: PrometheusSettings, *, workers: int = 0) -> None:
         self._settings = settings
         self._url = settings.url.rstrip("/")
         self._where = mask_url(self._url)
@@ -188,6 +207,14 @@ class PrometheusSource:
             retry=urllib3.util.Retry(total=0),
             timeout=settings.timeout,
         )
+        # Replaces the adapter the client mounted for the URL (10 connections), as it did:
+        # no urllib3 retries (ours are tenacity's).
+        adapter = HTTPAdapter(
+            pool_connections=1,
+            pool_maxsize=max(POOL_SIZE, workers + FETCHERS + 1),
+            max_retries=urllib3.util.Retry(total=0),
+        )
+        session.mount(self._url, adapter)
 
     def __repr__(self) -> str:
         return f"PrometheusSource({self._where!r})"
