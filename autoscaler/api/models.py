@@ -121,7 +121,8 @@ class PolicyOut(BaseModel):
     last_error: Text | None
     last_error_kind: str | None = Field(description="target, source, scale, state, lease or crash")
     load_errors: list[LoadError] = Field(
-        description="problems in its file; while there are any, the last good version runs"
+        description="problems in its file (a discovered policy: in its template's file and of "
+        "its own target); while there are any, the last good version runs"
     )
 
 

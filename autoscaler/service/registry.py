@@ -97,6 +97,8 @@ class PolicyRegistry:
         self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
         self._problems: tuple[Problem, ...] = ()
+        # policy name -> the problems it shows (`problems_of`); policies without any left out
+        self._problems_by_name: dict[str, tuple[Problem, ...]] = {}
         self._fingerprint: Fingerprint = b""
         self.loaded_at: datetime | None = None
 
@@ -119,9 +121,12 @@ class PolicyRegistry:
             return list(self._problems)
 
     def problems_of(self, policy: Policy) -> list[Problem]:
-        """Problems of the file `policy` comes from (its last good version is running)."""
-        wanted = _key(policy.source.file)
-        return [p for p in self.problems() if _key(p.file) == wanted]
+        """The problems that keep `policy`'s last good version running: its file's, and for
+        a discovered policy its own target's (a bad override, a collision) and its
+        template file's. Not those of the template's other targets, which share the
+        template's file name: 10,000 targets would each list 10,000 problems."""
+        with self._lock:
+            return list(self._problems_by_name.get(policy.name, ()))
 
     def templates(self) -> list[Template]:
         """The policy templates in force, in load order."""
@@ -182,10 +187,17 @@ class PolicyRegistry:
             late = ({_key(f) for f in plan.kept} & pending) - held.keys()
             if not late:
                 break
-            held.update({key: _problems_of(plan.problems, key) for key in late})
+            held.update({key: plan.problems.get(key, []) for key in late})
         old = self._policies
         fresh = {item.policy.name: item.policy for items in plan.files.values() for item in items}
-        problems += [p for load in loads for p in load.problems] + plan.problems
+        own: dict[str, list[Problem]] = {}
+        for load in loads:
+            if load.problems:
+                own.setdefault(_key(load.path), []).extend(load.problems)
+        for key, collisions in plan.problems.items():
+            own.setdefault(key, []).extend(collisions)
+        problems += [p for load in loads for p in load.problems]
+        problems += [p for collisions in plan.problems.values() for p in collisions]
         order = {_key(str(load.path)): i for i, load in enumerate(loads)}
         problems.sort(key=lambda p: (order.get(_key(p.file), -1), p.line))
         outcome = ReloadOutcome(
@@ -200,6 +212,7 @@ class PolicyRegistry:
         self._templates = templates
         self._policies = fresh
         self._problems = outcome.problems
+        self._problems_by_name = _problems_by_name(plan.files, own)
         self.loaded_at = datetime.now(UTC)
         return outcome
 
@@ -213,7 +226,7 @@ class PolicyRegistry:
         ]
         plan = _settle([*self._loads, *running], self._files, held={})
         kept = {_key(file) for file in plan.kept} & keys
-        return {key: _problems_of(plan.problems, key) for key in kept}
+        return {key: plan.problems.get(key, []) for key in kept}
 
     def _templates_with(self, held: Mapping[str, object]) -> dict[str, Sequence[Template]]:
         """Each file's templates in force (files without any left out): its new ones, or,
@@ -261,7 +274,11 @@ class _Plan:
 
     files: dict[str, list[Located]]
     kept: set[str]  # files whose last good version stays in force
-    problems: list[Problem]  # collisions between files
+    problems: dict[str, list[Problem]]  # file key -> its policies' collisions with others
+
+    def collided(self, key: str, problems: Sequence[Problem]) -> None:
+        if problems:
+            self.problems.setdefault(key, []).extend(problems)
 
 
 def _settle(
@@ -299,11 +316,12 @@ def _settle(
                     claims.claim(item)
         joined, problems = _join(by_key[key].policies, claims)
         if problems:
-            plan.problems += problems
+            plan.collided(key, problems)
         else:
             plan.files[key] = joined
             plan.kept.discard(str(by_key[key].path))
-    plan.problems += [p for problems in held.values() for p in problems]
+    for key, why in held.items():
+        plan.collided(key, why)
     order = list(by_key)
     plan.files = {key: plan.files[key] for key in order if key in plan.files}
     return plan
@@ -313,7 +331,7 @@ def _round(
     loads: Sequence[FileLoad], current: Mapping[str, list[Located]], rejected: Sequence[str]
 ) -> tuple[_Plan, str | None]:
     """One try at a consistent set; the key of the first changed file that collides, if any."""
-    plan = _Plan(files={}, kept=set(), problems=[])
+    plan = _Plan(files={}, kept=set(), problems={})
     joining: list[tuple[str, FileLoad]] = []
     for load in loads:
         key = _key(str(load.path))
@@ -334,7 +352,7 @@ def _round(
         if problems and key in current:
             return plan, key
         plan.files[key] = joined
-        plan.problems += problems
+        plan.collided(key, problems)
     return plan, None
 
 
@@ -360,8 +378,27 @@ def _same_templates(new: Sequence[Template], old: Sequence[Template]) -> bool:
     return len(new) == len(old) and all(a.same_as(b) for a, b in zip(new, old, strict=True))
 
 
-def _problems_of(problems: Sequence[Problem], key: str) -> list[Problem]:
-    return [p for p in problems if _key(p.file) == key]
+def _problems_by_name(
+    files: Mapping[str, Sequence[Located]], own: Mapping[str, Sequence[Problem]]
+) -> dict[str, tuple[Problem, ...]]:
+    """What each policy in force shows as its problems (`own`: file key -> its problems):
+    its file's; for a discovered target, its template file's first (a template held back
+    keeps its targets on their last good policies). Policies without any are left out."""
+    if not own:
+        return {}
+    of = {key: tuple(problems) for key, problems in own.items()}  # shared, not copied
+    keys: dict[str, str] = {}  # a policy's source file -> its key (10,000 share a few)
+    found: dict[str, tuple[Problem, ...]] = {}
+    for key, items in files.items():
+        for item in items:
+            problems = of.get(key, ())
+            if key.startswith(DISCOVERED):
+                source = item.policy.source.file
+                template = of.get(keys.get(source) or keys.setdefault(source, _key(source)), ())
+                problems = template + problems if problems else template
+            if problems:
+                found[item.policy.name] = problems
+    return found
 
 
 def _log(outcome: ReloadOutcome, *, known: set[Problem] | None = None) -> None:

@@ -116,6 +116,39 @@ def test_a_bad_override_keeps_that_targets_last_good_policy(tmp_path: Path) -> N
     assert any("autoscaler.min" in p.field for p in outcome.problems)
 
 
+def test_each_expanded_policy_lists_only_its_own_targets_problems(tmp_path: Path) -> None:
+    # Matched by the template's file, every expanded policy listed every target's problems:
+    # 10,000 targets with a bad override gave 10,000 x 10,000 entries in `GET /v1/policies`.
+    jobs = [f"j{i}" for i in range(300)]
+    nomad = FakeNomad([_opted(job) for job in jobs])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted(job, **{"autoscaler.typo": "1"}) for job in jobs]
+    outcome = _apply(registry, discovery)
+    assert len(outcome.problems) == len(jobs)  # the top-level list keeps them all
+    for job in ("j0", "j150", "j299"):
+        policy = registry.get(f"web-{job}-web")
+        assert policy is not None
+        (problem,) = registry.problems_of(policy)
+        assert problem.field == f"Nomad job {job!r} group 'web' (namespace default): meta " + (
+            "autoscaler.typo"
+        )
+
+
+def test_a_broken_template_file_is_listed_on_each_of_its_expanded_policies(
+    tmp_path: Path,
+) -> None:
+    nomad = FakeNomad([_opted("a"), _opted("b")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("max: 20", "max: lots"))
+    registry.reload()  # its targets keep their policies of the last good template
+    for name in ("web-a-web", "web-b-web"):
+        policy = registry.get(name)
+        assert policy is not None
+        assert [p.field for p in registry.problems_of(policy)] == ["max"]
+
+
 def test_a_new_target_with_a_bad_override_is_not_loaded(tmp_path: Path) -> None:
     registry, discovery = _setup(tmp_path, FakeNomad([_opted("a", **{"autoscaler.max": "-1"})]))
     outcome = _apply(registry, discovery)
