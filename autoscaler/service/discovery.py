@@ -139,11 +139,11 @@ class Discovery:
         loads: list[FileLoad] = []
         seen: set[str] = set()
         targets: dict[str, int] = dict.fromkeys(values, 0)
-        for template in templates:
+        for template, known_as in zip(templates, _template_keys(templates), strict=True):
             key = _source_key(template)
             for target in values.get(key) or ():
                 if template.matches(target):
-                    loads.append(self._expansion(template, target, seen))
+                    loads.append(self._expansion(template, known_as, target, seen))
                     targets[key] += 1
         for policy in values.get(NOMAD_POLICIES) or ():
             load = self._imported(policy, seen)
@@ -333,9 +333,10 @@ class Discovery:
     # --- expansion -------------------------------------------------------------------------
 
     def _expansion(
-        self, template: Template, found: NomadGroup | AsgGroup, seen: set[str]
+        self, template: Template, known_as: str, found: NomadGroup | AsgGroup, seen: set[str]
     ) -> FileLoad:
-        key = f"{DISCOVERED}{found.key}@{template.where}"
+        """The pseudo-file of `found` expanded by `template` (`known_as`: its stable key)."""
+        key = f"{DISCOVERED}{found.key}@{known_as}"
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
@@ -421,6 +422,22 @@ def _pseudo_file(key: str) -> str:
     the key itself when it is spelt so (the cache holds it already)."""
     spelt = str(Path(key))
     return key if spelt == key else spelt
+
+
+def _template_keys(templates: Sequence[Template]) -> list[str]:
+    """Each template's key in its targets' pseudo-files: its file and name pattern, and its
+    rank among the file's templates of that pattern when there are several.
+
+    Not its line: a comment added above it would make each of its targets a new one, and a
+    target whose new policy is rejected would lose its last good one instead of keeping it.
+    (A changed pattern gives other policy names: those are new policies anyway.)"""
+    keys: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
+    for template in templates:
+        file, pattern = template.source.file, template.pattern
+        rank = seen[file, pattern] = seen.get((file, pattern), -1) + 1
+        keys.append(f"{file}#{pattern}" + (f"#{rank}" if rank else ""))
+    return keys
 
 
 def _source_key(template: Template) -> str:

@@ -156,6 +156,22 @@ def test_a_new_target_with_a_bad_override_is_not_loaded(tmp_path: Path) -> None:
     assert "expected a whole number" in outcome.problems[0].message
 
 
+def test_a_target_keeps_its_last_good_policy_when_lines_above_its_template_move(
+    tmp_path: Path,
+) -> None:
+    # The target's key held the template's line: a comment added at the top of the file
+    # made it a new target, which has no last good policy to keep.
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted("a", **{"autoscaler.max": "eight"})]
+    _apply(registry, discovery)  # a runs on its last good policy
+    (tmp_path / "web.yaml").write_text("# scaled by the platform team\n\n" + TEMPLATE)
+    outcome = registry.reload()
+    assert _names(registry) == ["web-a-web"] and not outcome.removed
+    assert any("autoscaler.max" in p.field for p in outcome.problems)
+
+
 def test_a_hand_written_policy_wins_over_the_template_for_its_target(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(
         "name: a\ntarget: {type: nomad, job: a, group: web}\nmin: 1\nmax: 3\n"
@@ -310,7 +326,7 @@ def test_a_discovered_pseudo_file_is_named_by_a_string_not_a_path(tmp_path: Path
     registry, discovery = _setup(tmp_path, FakeNomad([_opted("a//b")]))
     discovery.read_once(registry.templates())
     (load,), _ = discovery(registry.templates())
-    key = f"discovered:nomad/-/default/a//b/web@{tmp_path / 'web.yaml'}:1"
+    key = f"discovered:nomad/-/default/a//b/web@{tmp_path / 'web.yaml'}#web-{{job}}-{{group}}"
     assert type(load.path) is str and load.path == str(Path(key))
 
 
