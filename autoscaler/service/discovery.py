@@ -60,6 +60,10 @@ class DiscoveryConfig:
     poll: float = 30.0  # seconds between two reads of the AWS groups
     min_gap: float = 1.0  # at least this long between two passes of one source
     max_backoff: float = 60.0  # longest pause between two failed reads
+    # With several sources, the first settling waits this long at most for each one's
+    # first answer: settled on the first to answer, its policies would run (and keep their
+    # targets) before those of the others, whatever the documented order says.
+    first_wait: float = 10.0
 
 
 @dataclass
@@ -76,6 +80,7 @@ class _Source:
     failures: int = 0  # reads that failed
     last_success: float | None = None  # epoch seconds of the last good read
     stop: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)  # read once, or failed
     thread: threading.Thread | None = None
 
 
@@ -127,29 +132,41 @@ class Discovery:
         self._cache: dict[str, _Expanded] = {}
         self._targets: dict[str, int] = {}  # source key -> policies its result gave
         self._closed = False
+        self._settled = False  # called once already: no more waiting for first answers
 
     # --- the registry's callback -----------------------------------------------------------
 
     def __call__(self, templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
-        """One pseudo-file per discovered target, and the problems of failing sources."""
+        """One pseudo-file per discovered target, and the problems of failing sources.
+
+        Nomad's scaling policy for a group that an enabled template scales is left out (a
+        problem says why), whichever source answered first: templates come first."""
         self._want(templates)
+        self._first_answers()
         with self._lock:
             values = {key: source.value for key, source in self._sources.items()}
             problems = [self._problem(s) for s in self._sources.values() if s.error]
         loads: list[FileLoad] = []
         seen: set[str] = set()
         targets: dict[str, int] = dict.fromkeys(values, 0)
+        scaled: dict[tuple[str, str, str], Template] = {}  # Nomad groups enabled templates take
         for template, known_as in zip(templates, _template_keys(templates), strict=True):
             key = _source_key(template)
             for target in values.get(key) or ():
                 if template.matches(target):
                     loads.append(self._expansion(template, known_as, target, seen))
                     targets[key] += 1
+                    if isinstance(target, NomadGroup) and template.prototype.enabled:
+                        scaled.setdefault((target.namespace, target.job, target.group), template)
         for policy in values.get(NOMAD_POLICIES) or ():
-            load = self._imported(policy, seen)
-            if load is not None:
-                loads.append(load)
-                targets[NOMAD_POLICIES] += 1
+            group = _group_of(policy)
+            if group is None:
+                continue
+            if group in scaled:
+                loads.append(_yielding(policy, group, scaled[group]))
+                continue
+            loads.append(self._imported(policy, group, seen))
+            targets[NOMAD_POLICIES] += 1
         with self._lock:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
@@ -170,6 +187,25 @@ class Discovery:
                 )
                 for key, source in self._sources.items()
             ]
+
+    def _first_answers(self) -> None:
+        """On the first call, with several sources watched: wait for each one's first
+        answer (or failure), `first_wait` seconds at most, so that the first settling sees
+        them all, not the one that answered first."""
+        with self._lock:
+            first, self._settled = not self._settled, True
+            sources = list(self._sources.values())
+        if not (first and self._watch and len(sources) > 1):
+            return
+        deadline = time.monotonic() + self._config.first_wait
+        for source in sources:
+            if not source.answered.wait(max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "discovery from %s has not answered within %g s: starting without "
+                    "it; its targets are added when it answers",
+                    source.key,
+                    self._config.first_wait,
+                )
 
     def read_once(self, templates: Sequence[Template]) -> None:
         """Read every source `templates` need once, now (for `plan`, `validate`, `--once`)."""
@@ -296,6 +332,7 @@ class Discovery:
             source.value, source.error, source.failing_since = value, None, None
             source.reads += 1
             source.last_success = time.time()
+        source.answered.set()
         if changed and not source.stop.is_set():
             self._changed()
         return True, new_index
@@ -308,6 +345,7 @@ class Discovery:
             source.failures += 1
             if first:
                 source.failing_since = datetime.now(UTC)
+        source.answered.set()
         if first:
             kept = "nothing found yet" if source.value is None else "its last result stays"
             log.error("discovery from %s failed (%s in force): %s", source.key, kept, error)
@@ -351,21 +389,19 @@ class Discovery:
             self._cache[key] = _Expanded(template, found, load)
         return load
 
-    def _imported(self, found: NomadScalingPolicy, seen: set[str]) -> FileLoad | None:
-        """A Nomad scaling policy with checks, translated (None for a bounds-only block)."""
-        target = found.target
-        job, group = target.get("Job"), target.get("Group")
-        if not job or not group or not blocks(found.policy.get("check")):
-            return None
-        namespace = target.get("Namespace") or "default"
-        key = f"{DISCOVERED}nomad/-/{namespace}/{job}/{group}@nomad-scaling-policy"
+    def _imported(
+        self, found: NomadScalingPolicy, group: tuple[str, str, str], seen: set[str]
+    ) -> FileLoad:
+        """Nomad's scaling policy `found` of `group`, translated."""
+        namespace, job, group_name = group
+        key = _imported_key(group)
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached.origin == found:
             return cached.load
         name = policy_name(
-            f"{job}.{group}" if namespace == "default" else f"{namespace}.{job}.{group}"
+            f"{job}.{group_name}" if namespace == "default" else f"{namespace}.{job}.{group_name}"
         )
         file = f"<{found}>"
         policy, problems = policy_from_nomad(found, name=name, file=file, load=load_data)
@@ -374,6 +410,38 @@ class Discovery:
         with self._lock:
             self._cache[key] = _Expanded(found, None, load)
         return load
+
+
+def _group_of(found: NomadScalingPolicy) -> tuple[str, str, str] | None:
+    """(namespace, job, group) of a Nomad scaling policy with checks; None for a
+    bounds-only block (for `nomad job scale`, no policy) or one without a group."""
+    job, group = found.target.get("Job"), found.target.get("Group")
+    if not job or not group or not blocks(found.policy.get("check")):
+        return None
+    return found.target.get("Namespace") or "default", job, group
+
+
+def _imported_key(group: tuple[str, str, str]) -> str:
+    namespace, job, name = group
+    return f"{DISCOVERED}nomad/-/{namespace}/{job}/{name}@nomad-scaling-policy"
+
+
+def _yielding(
+    found: NomadScalingPolicy, group: tuple[str, str, str], template: Template
+) -> FileLoad:
+    """Nomad's scaling policy `found` not run, as `template` scales its group: a pseudo-file
+    of its own with the problem saying so (the policy's own one is gone, so a version of it
+    running is stopped, not kept as a rejected file's would be)."""
+    problem = Problem(
+        f"<{found}>",
+        1,
+        "target",
+        f"the group is opted in to template {template.pattern!r} "
+        f"({template.source.file}:{template.name_line}), which scales it (templates come "
+        "before Nomad's scaling policies): this scaling block is not run; remove the "
+        "group's opt-in meta or its scaling block",
+    )
+    return FileLoad(f"{_imported_key(group)}, yielding", [], [problem])
 
 
 def from_settings(

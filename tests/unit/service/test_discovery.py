@@ -40,12 +40,13 @@ class FakeNomad:
     groups_found: list[NomadGroup] = field(default_factory=list)
     policies_found: list[NomadScalingPolicy] = field(default_factory=list)
     fail: str | None = None
+    fail_groups: str | None = None  # only the job listing fails
     reads: int = 0
 
     def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
         self.reads += 1
-        if self.fail:
-            raise DiscoveryError(self.fail)
+        if self.fail or self.fail_groups:
+            raise DiscoveryError(self.fail or self.fail_groups or "")
         return Listing(tuple(self.groups_found), index + 1)
 
     def scaling_policies(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadScalingPolicy]:
@@ -257,6 +258,89 @@ def test_nomad_scaling_policies_are_translated_and_bounds_only_blocks_ignored(
     assert outcome.added == ("shop.api",)
     policy = registry.get("shop.api")
     assert policy is not None and policy.description.startswith("Nomad scaling policy p1")
+
+
+def _scaling_block(job: str, group: str) -> NomadScalingPolicy:
+    check = {
+        "rps": [
+            {
+                "source": "prometheus",
+                "query": "sum(x)",
+                "strategy": [{"target-value": [{"target": 5.0}]}],
+            }
+        ]
+    }
+    return NomadScalingPolicy(
+        id=f"{job}-{group}",
+        min=1,
+        max=4,
+        target={"Namespace": "default", "Job": job, "Group": group},
+        policy={"check": [check]},
+    )
+
+
+@pytest.mark.parametrize("jobs_first", [pytest.param(True, id="jobs-first"), False])
+def test_a_template_scales_its_group_rather_than_nomads_policy_whichever_answers_first(
+    tmp_path: Path, jobs_first: bool
+) -> None:
+    # The service watches the two sources in two threads: the one that answered first ran
+    # (a running policy keeps its target), where `plan` shows the template's, as documented.
+    nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    nomad.fail_groups = None if jobs_first else "Nomad at http://nomad:4646: 500"
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    _apply(registry, discovery)
+    nomad.fail_groups = None
+    outcome = _apply(registry, discovery)
+    assert _names(registry) == ["web-shop-api"]
+    (problem,) = outcome.problems
+    assert problem.file == (
+        "<Nomad scaling policy shop-api (job 'shop' group 'api', namespace default)>"
+    )
+    assert "template 'web-{job}-{group}'" in problem.message
+    policies, _ = with_discovered(load_paths([tmp_path]), discovery)  # as plan sees them
+    assert [p.name for p in policies] == ["web-shop-api"]
+
+
+def test_nomads_policy_runs_a_group_whose_template_is_disabled(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("min: 1", "enabled: false\nmin: 1"))
+    registry.reload()
+    outcome = _apply(registry, discovery)
+    assert _names(registry) == ["shop.api", "web-shop-api"] and outcome.problems == ()
+
+
+def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
+    # The job listing answers after Nomad's scaling policies: settled on the first answer,
+    # Nomad's policy would run first, for a moment, on a group the template scales.
+    answered = threading.Event()
+
+    class Slow(FakeNomad):
+        def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+            answered.wait(5)
+            return super().groups(index=index, wait=wait)
+
+        def scaling_policies(
+            self, *, index: int = 0, wait: float = 0.0
+        ) -> Listing[NomadScalingPolicy]:
+            try:
+                return super().scaling_policies(index=index, wait=wait)
+            finally:
+                answered.set()
+
+    nomad = Slow([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    (tmp_path / "web.yaml").write_text(TEMPLATE)
+    discovery = Discovery(
+        DiscoveryConfig(nomad_scaling_policies=True, min_gap=0.05, first_wait=10.0),
+        nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
+    )
+    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
+    try:
+        registry.reload()
+        assert _names(registry) == ["web-shop-api"]
+    finally:
+        discovery.close()
 
 
 def test_with_discovered_gives_files_first_then_expansions(tmp_path: Path) -> None:
