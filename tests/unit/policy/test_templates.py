@@ -139,6 +139,8 @@ def test_overrides_from_meta_win_over_the_template(tmp_path: Path) -> None:
         pytest.param({"autoscaler.target": "0"}, "a number above 0", id="target-zero"),
         pytest.param({"autoscaler.check.nope.target": "5"}, "no check 'nope'", id="no-check"),
         pytest.param({"autoscaler.interval": "soon"}, "not a duration", id="bad-duration"),
+        # As a file's: under 1s, a policy evaluates back to back (and `5ms` means `5m`).
+        pytest.param({"autoscaler.interval": "1ms"}, "shorter than 1s", id="interval-under-1s"),
         pytest.param({"autoscaler.mxa": "5"}, "unknown override", id="typo"),
         pytest.param({"autoscaler.dry_run": "yes"}, "true or false", id="bad-bool"),
         # A file's `max: 0` is refused; an override must not make one (a scale to 0).

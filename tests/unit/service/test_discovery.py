@@ -150,6 +150,22 @@ def test_a_broken_template_file_is_listed_on_each_of_its_expanded_policies(
         assert [p.field for p in registry.problems_of(policy)] == ["max"]
 
 
+def test_an_interval_override_under_1s_keeps_that_targets_last_good_policy(
+    tmp_path: Path,
+) -> None:
+    nomad = FakeNomad([_opted("a")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted("a", **{"autoscaler.interval": "1ms"})]
+    outcome = _apply(registry, discovery)
+    kept = registry.get("web-a-web")
+    assert kept is not None and kept.interval.total_seconds() == 30
+    (problem,) = outcome.problems
+    assert (problem.file, problem.line) == (str(tmp_path / "web.yaml"), 1)
+    assert problem.field == "Nomad job 'a' group 'web' (namespace default): interval"
+    assert "1ms is shorter than 1s (did you mean 1m?)" in problem.message
+
+
 def test_a_new_target_with_a_bad_override_is_not_loaded(tmp_path: Path) -> None:
     registry, discovery = _setup(tmp_path, FakeNomad([_opted("a", **{"autoscaler.max": "-1"})]))
     outcome = _apply(registry, discovery)
