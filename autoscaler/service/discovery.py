@@ -145,7 +145,7 @@ class Discovery:
         self._first_answers()
         with self._lock:
             values = {key: source.value for key, source in self._sources.items()}
-            problems = [self._problem(s) for s in self._sources.values() if s.error]
+            failing = [s for s in self._sources.values() if s.error]
         loads: list[FileLoad] = []
         seen: set[str] = set()
         targets: dict[str, int] = dict.fromkeys(values, 0)
@@ -171,6 +171,7 @@ class Discovery:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
             self._targets = targets
+            problems = [_problem(s, targets.get(s.key, 0)) for s in failing]
         return loads, problems
 
     def health(self) -> list[SourceHealth]:
@@ -359,15 +360,6 @@ class Discovery:
             except Exception:
                 log.exception("applying a discovery change failed; the next one retries")
 
-    def _problem(self, source: _Source) -> Problem:
-        since = source.failing_since.isoformat(timespec="seconds") if source.failing_since else "?"
-        if source.value is None:
-            kept = "nothing discovered yet from it"
-        else:
-            kept = f"the {len(source.value)} found last stay in force"
-        message = f"failing since {since}: {source.error}; {kept}"
-        return Problem(f"<discovery: {source.key}>", 1, "(source)", message)
-
     # --- expansion -------------------------------------------------------------------------
 
     def _expansion(
@@ -410,6 +402,19 @@ class Discovery:
         with self._lock:
             self._cache[key] = _Expanded(found, None, load)
         return load
+
+
+def _problem(source: _Source, targets: int) -> Problem:
+    """The problem of a failing `source` whose last good result gave `targets` policies
+    (the opted-in targets, not every group or ASG it listed)."""
+    since = source.failing_since.isoformat(timespec="seconds") if source.failing_since else "?"
+    if source.value is None:
+        kept = "nothing discovered yet from it"
+    else:
+        them = "target found last stays" if targets == 1 else "targets found last stay"
+        kept = f"the {targets} {them} in force"
+    message = f"failing since {since}: {source.error}; {kept}"
+    return Problem(f"<discovery: {source.key}>", 1, "(source)", message)
 
 
 def _group_of(found: NomadScalingPolicy) -> tuple[str, str, str] | None:

@@ -201,16 +201,20 @@ def test_a_hand_written_policy_wins_over_the_template_for_its_target(tmp_path: P
 
 
 def test_a_failing_source_keeps_the_last_discovered_set_and_says_why(tmp_path: Path) -> None:
-    nomad = FakeNomad([_opted("a")])
+    # Counted as the targets that stay in force, not every group listed (c is not opted in).
+    nomad = FakeNomad(
+        [_opted("a"), _opted("b"), NomadGroup(namespace="default", job="c", group="web")]
+    )
     registry, discovery = _setup(tmp_path, nomad)
     _apply(registry, discovery)
     nomad.fail = "Nomad at http://nomad:4646 unreachable"
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["web-a-web"]
+    assert _names(registry) == ["web-a-web", "web-b-web"]
     assert not outcome.changed
     (problem,) = outcome.problems
     assert problem.file == "<discovery: Nomad jobs>"
-    assert "unreachable" in problem.message and "the 1 found last stay in force" in problem.message
+    assert "unreachable" in problem.message
+    assert "the 2 targets found last stay in force" in problem.message
 
     nomad.fail = None
     assert _apply(registry, discovery).problems == ()
