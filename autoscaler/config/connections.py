@@ -23,6 +23,7 @@ from autoscaler.config.options import (
     OptionError,
     add_arguments,
     at_least,
+    at_most,
     source_of,
 )
 from autoscaler.errors import AutoscalerError
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 # The adapters (requests, python-nomad) are imported when settings are built, not with
 # this module: `validate`, `test` and `--help` never talk to a server and start faster.
+
+# One request's timeout at most (seconds): beyond, a socket timeout overflows, and the
+# retries (3 or 2 of them) would hold an evaluation for a quarter of an hour already.
+TIMEOUT_MAX = 300.0
 
 # AWS credentials boto3 reads from the environment (the shared files are its business).
 AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -128,7 +133,7 @@ PROMETHEUS_OPTIONS = (
     NOMAD_SCALING_POLICIES,
     Option(
         dest="query_timeout",
-        kind=at_least(NUMBER, 0.1, unit=" s"),
+        kind=at_most(at_least(NUMBER, 0.1, unit=" s"), TIMEOUT_MAX, unit=" s"),
         flags=("--query-timeout",),
         env="AUTOSCALER_QUERY_TIMEOUT",
         key=("prometheus", "query_timeout"),
@@ -179,7 +184,7 @@ NOMAD_OPTIONS = (
 # Ours, not Nomad's (the `nomad` CLI has no such setting), hence a flag of its own.
 NOMAD_TIMEOUT = Option(
     dest="nomad_timeout",
-    kind=at_least(NUMBER, 0.1, unit=" s"),
+    kind=at_most(at_least(NUMBER, 0.1, unit=" s"), TIMEOUT_MAX, unit=" s"),
     flags=("--nomad-timeout",),
     env="AUTOSCALER_NOMAD_TIMEOUT",
     key=("nomad", "timeout"),

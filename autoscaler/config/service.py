@@ -87,6 +87,8 @@ LISTEN = Kind(  # checked as read, so a bad port is a usage error, not a crash a
 # overflow a thread's wait (reload, discovery), a timedelta or SQLite's integers (history).
 DAY = 86_400
 HISTORY_DAYS_MAX = 36_500  # a century
+WORKERS_MAX = 1024  # threads (and Prometheus connections): far beyond what helps
+LEASE_TTL_MAX = 3600.0  # a leader that stops renewing is replaced within it
 HISTORY_MAX_MAX = 1_000_000_000
 
 SERVICE_OPTIONS = (
@@ -165,7 +167,7 @@ SERVICE_OPTIONS = (
     ),
     Option(
         dest="workers",
-        kind=at_least(INT, 1),
+        kind=at_most(at_least(INT, 1), WORKERS_MAX),
         flags=("--workers",),
         env="AUTOSCALER_WORKERS",
         key=("workers",),
@@ -249,7 +251,7 @@ HA_OPTIONS = (
     ),
     Option(
         dest="lease_ttl",
-        kind=at_least(NUMBER, 1, unit=" s"),
+        kind=at_most(at_least(NUMBER, 1, unit=" s"), LEASE_TTL_MAX, unit=" s"),
         flags=("--lease-ttl",),
         env="AUTOSCALER_LEASE_TTL",
         key=("ha", "lease_ttl"),

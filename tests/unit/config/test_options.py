@@ -440,3 +440,23 @@ def test_good_notification_urls_are_taken() -> None:
     url = "https://hooks.example:8443/services/T0/B0"
     config = service_config_from_args(resolved(["run", "policies", f"--notify-url={url}"], {}))
     assert config.notify_urls == (url,)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--query-timeout", "1e10", "must be at most 300 s, got 10000000000.0"),
+        ("--nomad-timeout", "1e10", "must be at most 300 s, got 10000000000.0"),
+        ("--lease-ttl", "1e10", "must be at most 3600 s, got 10000000000.0"),
+        ("--workers", "100000", "must be at most 1024, got 100000"),
+    ],
+)
+def test_a_timeout_ttl_or_worker_count_beyond_use_is_a_usage_error(
+    flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A socket timeout of 1e10 s raised OverflowError in the first request, long after
+    # the start; 100,000 workers are 100,000 threads.
+    with pytest.raises(SystemExit) as exited:
+        parse("run", flag, value)
+    assert exited.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
