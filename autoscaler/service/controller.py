@@ -215,7 +215,10 @@ class Controller:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         for alert in received:
-            self.telemetry.alerts.labels(alert.status).inc()
+            # Alertmanager sends these two; anything else is counted as `other`, so a
+            # caller cannot make one series per word it sends.
+            status = alert.status if alert.status in ("firing", "resolved") else "other"
+            self.telemetry.alerts.labels(status).inc()
         if self.role() != LEADER:
             return AlertOut(received=len(received), triggered=[])  # the leader's copy acts
         names = alerts.policies_to_trigger(received, self.registry.policies())

@@ -149,3 +149,18 @@ def test_an_unknown_policy_is_not_found(tmp_path: Path) -> None:
         controller.get_policy("nope")
     with pytest.raises(PolicyNotFound):
         controller.evaluate("nope", preview=True)
+
+
+def test_an_alert_status_alertmanager_would_not_send_is_counted_as_other(
+    tmp_path: Path,
+) -> None:
+    # The status went into the metric's label as sent: one series per word a caller sends.
+    controller = _controller(tmp_path, web=True)
+    statuses = ["firing", "resolved", "x1", "x2", "x3"]
+    controller.alert({"alerts": [{"status": s, "labels": {"alertname": "A"}} for s in statuses]})
+    registry = controller.telemetry.registry
+    counted = {
+        s: registry.get_sample_value("autoscaler_alerts_received_total", {"status": s})
+        for s in ["firing", "resolved", "other", "x1"]
+    }
+    assert counted == {"firing": 1.0, "resolved": 1.0, "other": 3.0, "x1": None}
