@@ -99,7 +99,9 @@ def _demo(seconds: float, workdir: Path, cleanup: contextlib.ExitStack) -> int:
     # nor the controller: the demo talks to its in-process AWS only. With AWS_PROFILE set
     # (a profile only the user's real config has, which the demo does not read), moto
     # failed to start, and the controller held at every evaluation.
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
+    # Nor do the user's AUTOSCALER_* and NOMAD_* settings (a production webhook in
+    # AUTOSCALER_NOTIFY_URLS, AUTOSCALER_DRY_RUN=1, a config file) reach the demo's controller.
+    for name in [n for n in os.environ if n.startswith(("AWS_", "AUTOSCALER_", "NOMAD_"))]:
         del os.environ[name]
     moto, env = start_moto()
     cleanup.callback(moto.stop)

@@ -39,7 +39,7 @@ from autoscaler.config.connections import (
     nomad_settings_from_args,
     settings_from_args,
 )
-from autoscaler.config.file import config_schema, load_config
+from autoscaler.config.file import ConfigFile, config_schema, load_config
 from autoscaler.config.options import (
     BOOL,
     COMMON,
@@ -276,10 +276,30 @@ def _resolve_options(
             for problem in config.problems:
                 print(scrub(str(problem)), file=sys.stderr)
             return EXIT_INVALID if args.command == "validate" else EXIT_STARTUP
-        resolve(args, options, config.values)
+        sources = resolve(args, options, config.values)
     except OptionError as exc:
         parser.error(scrub(str(exc)))
+    _say_shadowed(config, options, sources)
     return None
+
+
+def _say_shadowed(config: ConfigFile, options: Sequence[Option], sources: dict[str, str]) -> None:
+    """A warning for each config-file key a variable or a flag overrides: flag > variable
+    > file is the rule, and a variable set elsewhere (a container image sets some) made
+    the file's `policies:` or `state:` count for nothing without a word."""
+    for option in options:
+        if not option.key or option.key not in config.values:
+            continue
+        source = sources.get(option.dest)
+        if source not in ("env", "flag"):
+            continue
+        by = option.env if source == "env" else "/".join(option.flags) or option.dest
+        key = ".".join(option.key)
+        print(
+            f"warning: {config.path}: {key} is overridden by {by} (a flag wins over a "
+            "variable, a variable over the config file)",
+            file=sys.stderr,
+        )
 
 
 def _print_problems(result: LoadResult, out: TextIO) -> None:
