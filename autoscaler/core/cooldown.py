@@ -36,6 +36,16 @@ def last_action(*recorded: datetime | None) -> datetime | None:
     return max(times) if times else None
 
 
+def plausible(theirs: datetime | None, cooldown: Cooldown, now: datetime) -> datetime | None:
+    """The target's own record of its last change (an ASG activity, a Nomad event), unless
+    it is dated more than the longest cooldown after `now`: a clock ahead (a Nomad
+    server's, or this host's stepped back) that would hold every change until then, since
+    that record is not ours to correct (ours is, by the reconciler)."""
+    if theirs is not None and theirs > now and theirs - now > max(cooldown.up, cooldown.down):
+        return None
+    return theirs
+
+
 def cooldown_left(
     cooldown: Cooldown, last_scaled_at: datetime | None, now: datetime
 ) -> CooldownLeft:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from autoscaler.core.bounds import bound, effective_bounds, limit, target_bound
-from autoscaler.core.cooldown import cooldown_left, last_action
+from autoscaler.core.cooldown import cooldown_left, last_action, plausible
 from autoscaler.core.durations import format_duration, human_seconds
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
@@ -737,7 +737,8 @@ def _action(run: _Run, memory: Memory, desired: int, rising: str | None = None) 
     if direction == "down" and not run.status.ready:
         run.reasons.append("scale-down waits until the target is ready → hold")
         return Action.HOLD
-    last = last_action(memory.last_scaled_at, run.status.last_scaled_at)
+    theirs = plausible(run.status.last_scaled_at, run.policy.cooldown, run.now)
+    last = last_action(memory.last_scaled_at, theirs)
     left = cooldown_left(run.policy.cooldown, last, run.now).of(direction)
     if left > _ZERO:
         if direction == "up" and rising is not None:

@@ -405,7 +405,7 @@ def _ambiguous_number(node: ScalarNode) -> str | None:
     if (
         node.tag == "tag:yaml.org,2002:int"
         and _OCTAL.match(node.value)
-        and node.value.strip("+-0_")  # `00` is 0 either way
+        and len(node.value.lstrip("+-").lstrip("0_")) > 1  # `00`, `07`: the same either way
     ):
         form = "octal (base 8)"
     elif node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and _BASE_60.match(

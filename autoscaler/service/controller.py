@@ -37,7 +37,7 @@ from autoscaler.api.models import (
     ReloadOut,
     Role,
 )
-from autoscaler.core.cooldown import cooldown_left, last_action
+from autoscaler.core.cooldown import cooldown_left, last_action, plausible
 from autoscaler.core.model import Decision, Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
@@ -369,6 +369,7 @@ class Controller:
         except StateError:
             ours = None
         theirs = last.status.last_scaled_at if last and last.status else None
+        theirs = plausible(theirs, policy.cooldown, now)
         left = cooldown_left(policy.cooldown, last_action(ours, theirs), now)
         return CooldownOut(
             up_seconds=left.up.total_seconds(),

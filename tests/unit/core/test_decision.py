@@ -899,3 +899,14 @@ def test_without_any_data_a_count_below_min_is_raised_never_lowered_above_max() 
     assert (below.decision.action, below.decision.desired) == (Action.UP, 2)
     above = run(make_policy(LATENCY, min=2, max=8), failed(LATENCY), current=12)
     assert (above.decision.action, above.decision.desired) == (Action.HOLD, 12)
+
+
+def test_a_targets_record_far_in_the_future_is_not_counted_a_near_one_is() -> None:
+    # A Nomad server's clock 2 h ahead dates its scale events 2 h ahead: counted, every
+    # change was held for 2 h (the target's record is not ours to correct).
+    policy = make_policy(LATENCY, cooldown=Cooldown(up=timedelta(minutes=1), down=ZERO))
+    far = run(policy, ok(LATENCY, 0.5), last_scaled_at=NOW + timedelta(hours=2))
+    assert (far.decision.action, far.decision.desired) == (Action.UP, 10)
+    near = run(policy, ok(LATENCY, 0.5), last_scaled_at=NOW + timedelta(seconds=10))
+    assert near.decision.action is Action.HOLD
+    assert near.decision.reasons[-1] == "cooldown up: 1 min 10 s left → hold"

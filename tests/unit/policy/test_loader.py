@@ -1388,3 +1388,5 @@ def test_numbers_that_read_the_same_in_every_yaml_still_load() -> None:
     text = HEAD.replace("min: 1", "min: 00").replace("max: 5", "max: 1_0") + CHECK
     (loaded,) = load_text(text.replace("aws-asg, asg: web", "nomad, job: web, group: g"), FILE)
     assert (loaded.min, loaded.max) == (0, 10)
+    (loaded,) = load_text(HEAD.replace("max: 5", "max: 07") + CHECK, FILE)  # 7 either way
+    assert loaded.max == 7
