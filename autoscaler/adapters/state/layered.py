@@ -114,12 +114,14 @@ class LayeredStateStore:
         self._seq = 0
         self._written = 0
         self._era = 0
-        # Per thread, policy -> the era its memory was last loaded in, until its decision
-        # is recorded: what an evaluation that loaded under an earlier era keeps or records
-        # is refused, even if the lease check before the write passed just before a
-        # takeover and `lead()` of a new epoch. Per thread, since an evaluation loads and
-        # writes on its own thread, and readers on others (the API showing a policy's
-        # cooldown, a preview) load too: their loads must not vouch for it.
+        # Per thread, the last load: (policy, the era its memory was loaded in), until
+        # its decision is recorded. What an evaluation that loaded under an earlier era
+        # keeps or records is refused, even if the lease check before the write passed
+        # just before a takeover and `lead()` of a new epoch. Per thread, since an
+        # evaluation loads and writes on its own thread, and readers on others (the API
+        # showing a policy's cooldown, a preview) load too: their loads must not vouch for
+        # it. One load per thread (an evaluation loads one policy): a reader's thread that
+        # loads thousands keeps one entry, not one per policy for the process's life.
         self._loads = threading.local()
         self._lock = threading.Lock()  # the in-memory state; held only briefly
         self._writing = threading.Lock()  # writes to `durable`, which may wait on a lock
@@ -174,7 +176,7 @@ class LayeredStateStore:
         """What memory holds for `policy`; the database only for a policy not seen yet
         (and always on a standby, which memory may not know about)."""
         with self._lock:
-            self._loaded_eras()[policy] = self._era
+            self._loads.last = (policy, self._era)
         if not self._acting:
             return self._durable.load(policy, target_key)
         with self._lock:
@@ -223,7 +225,7 @@ class LayeredStateStore:
         before is a new version of it: it replaces the pending one, or is dropped when
         that one is written already (the history keeps what it holds)."""
         with self._lock:
-            self._same_era(self._loaded_eras().pop(decision.policy, self._era), "recorded")
+            self._same_era(self._loaded_era(decision.policy, forget=True), "recorded")
             if self._recorded.get(decision.policy) == decision.time:
                 if not self._replace_pending(decision):
                     return  # written already (or dropped by a takeover, which said so)
@@ -301,19 +303,23 @@ class LayeredStateStore:
         if not self._acting:
             raise NotLeader("this replica is not the leader (it lost the lease, or stands by)")
         with self._lock:
-            self._same_era(self._loaded_eras().get(policy, self._era), "kept")
+            self._same_era(self._loaded_era(policy), "kept")
             self._memory.save(policy, target_key, memory)
             self._known[policy] = target_key
             self._dirty[policy] = (target_key, memory)
             self._seq += 1
             return self._era, self._seq
 
-    def _loaded_eras(self) -> dict[str, int]:
-        """This thread's policy -> era of its last load (see `__init__`)."""
-        eras: dict[str, int] | None = getattr(self._loads, "eras", None)
-        if eras is None:
-            eras = self._loads.eras = {}
-        return eras
+    def _loaded_era(self, policy: str, *, forget: bool = False) -> int:
+        """The era this thread last loaded `policy`'s memory in (see `__init__`); the
+        current era when its last load was of another policy, or none (with `self._lock`
+        held). `forget`: the evaluation is over (its decision is being recorded)."""
+        last: tuple[str, int] | None = getattr(self._loads, "last", None)
+        if last is None or last[0] != policy:
+            return self._era
+        if forget:
+            self._loads.last = None
+        return last[1]
 
     def _same_era(self, loaded: int, what: str) -> None:
         """Raise `NotLeader` when memory was loaded in an earlier era (with `self._lock`

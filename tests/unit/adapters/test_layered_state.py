@@ -429,6 +429,16 @@ def test_a_load_by_another_thread_neither_vouches_for_nor_refuses_an_evaluation(
     fresh.record(decision(T0))
 
 
+def test_a_thread_that_loads_many_policies_keeps_one_load_in_mind() -> None:
+    # The API's threads load every policy to show its cooldown and never record: a map
+    # per thread of every policy it loaded grew with the policies (and churned targets).
+    store = layered(FlakyStore())
+    store.lead(1)
+    for i in range(1000):
+        store.load(f"p{i}", KEY)
+    assert vars(store._loads) == {"last": ("p999", 1)}
+
+
 def test_close_writes_what_is_pending() -> None:
     durable = BatchStore(broken="database is locked")
     store = LayeredStateStore(durable)
