@@ -130,6 +130,7 @@ class Discovery:
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._cache: dict[str, _Expanded] = {}
+        self._valid: set[str] = set()  # pseudo-files that gave a valid policy (a last good one)
         self._targets: dict[str, int] = {}  # source key -> policies its result gave
         self._closed = False
         self._settled = False  # called once already: no more waiting for first answers
@@ -154,9 +155,14 @@ class Discovery:
             key = _source_key(template)
             for target in values.get(key) or ():
                 if template.matches(target):
-                    loads.append(self._expansion(template, known_as, target, seen))
+                    load = self._expansion(template, known_as, target, seen)
+                    loads.append(load)
                     targets[key] += 1
-                    if isinstance(target, NomadGroup) and template.prototype.enabled:
+                    # Nomad's policy yields only to a template policy that runs: a valid
+                    # expansion, or the last good one the registry keeps. An opt-in with a
+                    # bad override left the group with neither.
+                    takes = bool(load.policies) or _expansion_key(target, known_as) in self._valid
+                    if isinstance(target, NomadGroup) and template.prototype.enabled and takes:
                         scaled.setdefault((target.namespace, target.job, target.group), template)
         for policy in values.get(NOMAD_POLICIES) or ():
             group = _group_of(policy)
@@ -170,6 +176,7 @@ class Discovery:
         with self._lock:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
+            self._valid &= seen
             self._targets = targets
             problems = [_problem(s, targets.get(s.key, 0)) for s in failing]
         return loads, problems
@@ -366,7 +373,7 @@ class Discovery:
         self, template: Template, known_as: str, found: NomadGroup | AsgGroup, seen: set[str]
     ) -> FileLoad:
         """The pseudo-file of `found` expanded by `template` (`known_as`: its stable key)."""
-        key = f"{DISCOVERED}{found.key}@{known_as}"
+        key = _expansion_key(found, known_as)
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
@@ -379,6 +386,8 @@ class Discovery:
             load = FileLoad(_pseudo_file(key), [], result)
         with self._lock:
             self._cache[key] = _Expanded(template, found, load)
+            if load.policies:
+                self._valid.add(key)
         return load
 
     def _imported(
@@ -487,6 +496,11 @@ def _asg_discovery(region: str | None) -> AsgDiscovery:
     from autoscaler.adapters.discovery.aws import AsgDiscovery  # noqa: PLC0415
 
     return AsgDiscovery(region)
+
+
+def _expansion_key(found: NomadGroup | AsgGroup, known_as: str) -> str:
+    """The key of `found` expanded by the template known as `known_as`."""
+    return f"{DISCOVERED}{found.key}@{known_as}"
 
 
 def _pseudo_file(key: str) -> str:

@@ -321,6 +321,24 @@ def test_a_template_scales_its_group_rather_than_nomads_policy_whichever_answers
     assert [p.name for p in policies] == ["web-shop-api"]
 
 
+def test_nomads_policy_keeps_a_group_whose_opt_in_has_a_bad_override(tmp_path: Path) -> None:
+    # The owner opts in with a typo (`autoscaler.max = "eight"`): the template's policy is
+    # refused, and Nomad's, which ran, yielded to it anyway: nothing scaled the group.
+    nomad = FakeNomad([], [_scaling_block("shop", "api")])
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    _apply(registry, discovery)
+    assert _names(registry) == ["shop.api"]
+    nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
+    _apply(registry, discovery)
+    assert _names(registry) == ["shop.api"]
+    nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "8"})]  # fixed
+    _apply(registry, discovery)
+    assert _names(registry) == ["web-shop-api"]
+    nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
+    _apply(registry, discovery)  # the template's last good policy keeps the group
+    assert _names(registry) == ["web-shop-api"]
+
+
 def test_nomads_policy_runs_a_group_whose_template_is_disabled(tmp_path: Path) -> None:
     nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
     registry, discovery = _setup(tmp_path, nomad, policies=True)
