@@ -219,10 +219,11 @@ class PolicyRegistry:
     def _held_back(self, keys: set[str]) -> dict[str, list[Problem]]:
         """Which files of `keys` are held back against the policies running now (discovered
         ones as they are), and why."""
-        running = [
+        running = [  # not those of the files' own templates, which their new version replaces
             FileLoad(key, items, [])
             for key, items in self._files.items()
             if key.startswith(DISCOVERED)
+            and not any(_key(item.policy.source.file) in keys for item in items)
         ]
         plan = _settle([*self._loads, *running], self._files, held={})
         kept = {_key(file) for file in plan.kept} & keys

@@ -13,7 +13,7 @@ from autoscaler.errors import Problem
 from autoscaler.policy.conflicts import Located
 from autoscaler.policy.loader import FileLoad, load_text
 from autoscaler.policy.templates import Template
-from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.registry import DISCOVERED, PolicyRegistry
 
 
 def _policy(name: str, max_count: int = 5) -> str:
@@ -301,6 +301,35 @@ def test_a_file_rejected_for_a_collision_keeps_its_last_good_templates(
     expected = [] if team is None else ["t-{asg} (aws_asg tags team=b)"]
     assert [t.describe() for t in registry.templates()] == expected
     assert not discovery or asked[-1] == expected
+
+
+def test_a_template_replaced_by_a_policy_on_its_own_target_in_one_edit_is_accepted(
+    tmp_path: Path,
+) -> None:
+    # x.yaml's template scales ASG `web`; the edit writes an explicit policy for `web` in
+    # its place. Settled against what runs (the template's own policy for `web`), the file
+    # collided with itself and was held back at every reload.
+    x = tmp_path / "x.yaml"
+    _write(x, _with_template("one", "a"))
+    expanded = Located(load_text(_on("t-web", "web"), str(x))[0], 1)
+
+    def discover(templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
+        return ([FileLoad(f"{DISCOVERED}aws/web@x", [expanded], [])] if templates else []), []
+
+    registry = PolicyRegistry([str(tmp_path)], discover=discover)
+    registry.reload()
+    assert sorted(_targets(registry)) == ["p", "t-web"]
+    _write(
+        x,
+        "- "
+        + _on("p", "one").replace("\n", "\n  ").rstrip()
+        + "\n- "
+        + _on("web", "web").replace("\n", "\n  ").rstrip()
+        + "\n",
+    )
+    outcome = registry.reload()
+    assert outcome.kept == () and outcome.problems == ()
+    assert sorted(_targets(registry)) == ["p", "web"]
 
 
 def test_a_file_held_back_only_once_discovery_is_settled_keeps_its_last_good_templates(
