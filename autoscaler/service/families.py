@@ -123,7 +123,7 @@ class _NumberFamily(Family):
 
 class CounterFamily(_NumberFamily):
     """A counter per label values; like a `Counter`, exposed as `NAME_total`. Nothing
-    calls `remove` on one: counters outlive reloads."""
+    calls `remove` on one but for a policy that is gone: counters outlive reloads."""
 
     metric_family = CounterMetricFamily
     kind = "counter"

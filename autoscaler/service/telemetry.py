@@ -15,6 +15,7 @@ by the policy files.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -448,6 +449,14 @@ class Telemetry:
             self._succeeded_once.discard(name)
             for gauge in (self.current, self.desired, self.last_success):
                 gauge.remove((name,))
+        if removed:
+            self._forget(set(removed))
+        # A disabled policy is not evaluated: its "last success" would age for ever, and
+        # the stale-policy alert fire for a policy switched off on purpose.
+        for policy in policies:
+            if not policy.enabled and policy.name in self._succeeded_once:
+                self._succeeded_once.discard(policy.name)
+                self.last_success.remove((policy.name,))
         ones = self._ones
         self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
         pairs = self._live_checks or {}
@@ -477,6 +486,26 @@ class Telemetry:
             if policy.enabled and policy.name not in self._succeeded_once:
                 self._succeeded_once.add(policy.name)
                 self.last_success.set(self._ones[policy.name], now)
+
+    def _forget(self, names: set[str]) -> None:
+        """Drop every series of the policies `names`, which are gone: the counters and the
+        duration histogram outlive reloads, not their policy (discovery churning targets,
+        blue/green groups named `web-v001`, `web-v002`, ... grew /metrics without end)."""
+        families: list[CounterFamily | HistogramFamily] = [
+            self.evaluations,
+            self.decisions,
+            self.actions,
+        ]
+        if self._per_policy_histograms:
+            families.append(self.evaluation_seconds)
+        for family in families:
+            for labels in family.series():
+                if labels and labels[0] in names:
+                    family.remove(labels)
+        for name in names:
+            for source in ("alert", "api"):
+                with contextlib.suppress(KeyError):  # never triggered that way
+                    self.triggered.remove(name, source)
 
     def _live(self, policy: str, check: str) -> tuple[str, str] | None:
         """The labels of the check's series, or None when it belongs to no policy loaded

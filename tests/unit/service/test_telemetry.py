@@ -175,8 +175,39 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
     assert value("autoscaler_policy_load_errors") == 2
     assert value("autoscaler_reloads_total", {"result": "failure"}) == 1
     assert value("autoscaler_current_capacity", {"policy": "web"}) is None
-    assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) == 1
+    # Its counters and durations go with it (they outlive a reload, not their policy):
+    # discovery churning targets grew /metrics without end.
+    assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) is None
+    assert value("autoscaler_decisions_total", {"policy": "web", "action": "none"}) is None
+    assert value("autoscaler_evaluation_duration_seconds_count", {"policy": "web"}) is None
     assert value("autoscaler_errors_total", {"kind": "policy"}) == 2
+
+
+def test_a_removed_policys_triggers_and_actions_are_forgotten_too() -> None:
+    telemetry = Telemetry()
+    telemetry.observe(_evaluation(Action.UP))
+    telemetry.triggered.labels("web", "api").inc()
+    telemetry.loaded([_policy("api", "c")], problems=[], removed=["web"], files_read=True)
+    value = telemetry.registry.get_sample_value
+    up = {"policy": "web", "direction": "up", "dry_run": "false"}
+    assert value("autoscaler_scaling_actions_total", up) is None
+    assert (
+        value("autoscaler_triggered_evaluations_total", {"policy": "web", "source": "api"}) is None
+    )
+
+
+def test_a_disabled_policy_has_no_last_success_to_age() -> None:
+    # Its "last success" aged for ever: the stale-policy alert fired for a policy switched
+    # off on purpose.
+    telemetry = Telemetry()
+    web = _policy("web", "c")
+    telemetry.loaded([web], problems=[], removed=[], files_read=True)
+    name = "autoscaler_last_successful_evaluation_timestamp_seconds"
+    assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is not None
+    telemetry.loaded([replace(web, enabled=False)], problems=[], removed=[], files_read=True)
+    assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is None
+    telemetry.loaded([web], problems=[], removed=[], files_read=True)  # enabled again: ages
+    assert telemetry.registry.get_sample_value(name, {"policy": "web"}) is not None
 
 
 def test_a_problem_counts_as_an_error_once_when_it_appears() -> None:
