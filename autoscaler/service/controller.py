@@ -228,7 +228,11 @@ class Controller:
                 triggered.append(name)
                 self.telemetry.triggered.labels(name, "alert").inc()
         if triggered:
-            which = ", ".join(sorted({f"{a.name} ({a.status})" for a in received if a.name}))
+            # Quoted and cut short: alert names are a caller's text, and a newline in one
+            # would forge a log line in the text format.
+            which = ", ".join(sorted({f"{a.name!r} ({a.status!r})" for a in received if a.name}))
+            if len(which) > 2000:
+                which = which[:2000] + "…"
             log.info("alerts %s trigger policies %s", which, ", ".join(triggered))
         return AlertOut(received=len(received), triggered=triggered)
 

@@ -164,3 +164,20 @@ def test_an_alert_status_alertmanager_would_not_send_is_counted_as_other(
         for s in ["firing", "resolved", "other", "x1"]
     }
     assert counted == {"firing": 1.0, "resolved": 1.0, "other": 3.0, "x1": None}
+
+
+def test_an_alert_name_cannot_forge_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "web.yaml").write_text(
+        POLICY.format(name="web", enabled="true") + "triggers: {alerts: [Slow]}\n"
+    )
+    controller = _controller(tmp_path)
+    _trigger(controller, lambda name: Future())
+    forged = "x\n2026-12-03 12:00:00,000 ERROR autoscaler.service: forged"
+    with caplog.at_level("INFO"):
+        controller.alert(
+            {"alerts": [{"labels": {"alertname": "Slow"}}, {"labels": {"alertname": forged}}]}
+        )
+    (line,) = [r.getMessage() for r in caplog.records if "trigger policies" in r.getMessage()]
+    assert "\n" not in line and "'x\\n2026" in line
