@@ -55,7 +55,9 @@ def payload(decision: Decision) -> dict[str, Any]:
 
 
 class Notifier:
-    """Posts decisions to webhooks from one background thread; `notify` never blocks."""
+    """Posts decisions to webhooks, each from a background thread and queue of its own (a
+    dead webhook, 16 s of timeouts and retries per notice, must not hold the notices of
+    the others); `notify` never blocks."""
 
     def __init__(
         self,
@@ -74,50 +76,42 @@ class Notifier:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._on_result = on_result or (lambda _result: None)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._session = requests.Session()
-        self._thread: threading.Thread | None = None
-        if self._urls:
-            self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
-            self._thread.start()
+        self._senders = [_Sender(self, url, queue_size) for url in self._urls]
 
     @property
     def enabled(self) -> bool:
         return bool(self._urls)
 
     def notify(self, decision: Decision) -> None:
-        """Queue `decision` for every webhook; drop it (and count that) if the queue is full."""
-        if not self._urls:
-            return
-        try:
-            self._queue.put_nowait(decision)
-        except queue.Full:
-            log.warning("notification queue full: dropped the notice of %s", decision.policy)
-            self._on_result("dropped")
+        """Queue `decision` for every webhook; for one whose queue is full, drop it (and
+        count that): the others still get it."""
+        for sender in self._senders:
+            try:
+                sender.queue.put_nowait(decision)
+            except queue.Full:
+                log.warning(
+                    "notification queue of %s full: dropped the notice of %s",
+                    redact_url(sender.url),
+                    decision.policy,
+                )
+                self._on_result("dropped")
 
     def close(self, timeout: float = 3.0) -> None:
-        """Send what is queued within `timeout` seconds, then stop the thread."""
-        if self._thread is None:
+        """Send what is queued within `timeout` seconds, then stop the threads."""
+        if not self._senders:
             return
         deadline = time.monotonic() + timeout
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=timeout)
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
+        for sender in self._senders:
+            with contextlib.suppress(queue.Full):
+                sender.queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+        for sender in self._senders:
+            sender.thread.join(max(0.0, deadline - time.monotonic()))
+        if any(sender.thread.is_alive() for sender in self._senders):
             log.warning("notifications still queued at shutdown were not sent")
-        self._session.close()
+        for sender in self._senders:
+            sender.session.close()
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, Decision)
-            body = payload(item)
-            for url in self._urls:
-                self._send(url, body)
-
-    def _send(self, url: str, body: dict[str, Any]) -> None:
+    def _send(self, session: requests.Session, url: str, body: dict[str, Any]) -> None:
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self._attempts),
@@ -125,7 +119,7 @@ class Notifier:
             reraise=True,
         )
         try:
-            retrying(self._post, url, body)
+            retrying(self._post, session, url, body)
         except Exception as exc:  # anything (a URL urllib3 refuses late): the thread lives on
             # The exception text can contain the URL, and so its secret: log the type only.
             log.warning(
@@ -138,6 +132,26 @@ class Notifier:
         else:
             self._on_result("sent")
 
-    def _post(self, url: str, body: dict[str, Any]) -> None:
-        response = self._session.post(url, json=body, timeout=self._timeout)
+    def _post(self, session: requests.Session, url: str, body: dict[str, Any]) -> None:
+        response = session.post(url, json=body, timeout=self._timeout)
         response.raise_for_status()
+
+
+class _Sender:
+    """One webhook's queue, session and thread."""
+
+    def __init__(self, notifier: Notifier, url: str, queue_size: int) -> None:
+        self.url = url
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.session = requests.Session()
+        self._notifier = notifier
+        self.thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Decision)
+            self._notifier._send(self.session, self.url, payload(item))

@@ -7,6 +7,8 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import requests
+
 from autoscaler import redact
 from autoscaler.core.model import Action, Decision
 from autoscaler.service.notify import Notifier, payload, redact_url
@@ -65,8 +67,33 @@ def test_a_url_that_fails_in_an_unexpected_way_does_not_stop_the_others(
     notifier.notify(DECISION)
     notifier.notify(replace(DECISION, policy="api"))
     notifier.close(timeout=5)
-    assert results == ["failed", "sent", "failed", "sent"]
+    assert sorted(results) == ["failed", "failed", "sent", "sent"]  # each URL on its own
     assert [b["decision"]["policy"] for b in webhook_receiver.bodies] == ["web", "api"]
+
+
+def test_a_webhook_that_hangs_does_not_hold_the_notices_of_the_others(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    # One thread posted to each URL in turn: a dead one (16 s of timeouts and retries per
+    # notice) filled the shared queue, and the healthy URL's notices were dropped too.
+    hung = threading.Event()
+    results: list[str] = []
+    dead = "http://127.0.0.1:9/hook"
+
+    class _Hanging(Notifier):
+        def _post(self, session: requests.Session, url: str, body: dict[str, object]) -> None:
+            if url == dead:
+                hung.wait(10)
+                return
+            super()._post(session, url, body)
+
+    notifier = _Hanging([dead, webhook_receiver.url], queue_size=2, on_result=results.append)
+    for i in range(5):
+        notifier.notify(replace(DECISION, policy=f"p{i}"))
+        wait_until(lambda i=i: len(webhook_receiver.bodies) > i, timeout=5, what="a notice")
+    assert [b["decision"]["policy"] for b in webhook_receiver.bodies] == [f"p{i}" for i in range(5)]
+    hung.set()
+    notifier.close(timeout=5)
 
 
 def test_notify_never_blocks_and_drops_when_the_queue_is_full() -> None:
@@ -74,7 +101,7 @@ def test_notify_never_blocks_and_drops_when_the_queue_is_full() -> None:
     results: list[str] = []
 
     class _Stuck(Notifier):
-        def _post(self, url: str, body: dict[str, object]) -> None:
+        def _post(self, session: requests.Session, url: str, body: dict[str, object]) -> None:
             stuck.wait(5)
 
     notifier = _Stuck(["http://127.0.0.1:9/hook"], queue_size=1, on_result=results.append)
