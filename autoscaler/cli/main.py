@@ -449,13 +449,29 @@ def cmd_plan(
     return EXIT_NOT_EVALUATED if summary.not_evaluated else EXIT_OK
 
 
+def _exists(path: str) -> bool:
+    """Whether `path` exists; `StateError` when a folder on the way cannot be entered
+    (`Path.exists` raised PermissionError: a traceback, exit 1, where a start-up problem is
+    exit 4 with one line; systemd's DynamicUser keeps its state under a root-only folder)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise StateError(
+            f"cannot reach the state database {path}: {exc.strerror or exc} (check the "
+            "permissions of the folders on its path for this user)"
+        ) from None
+    return True
+
+
 def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
     """`plan` honours a state file when one exists, and never creates or locks one."""
     from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore  # noqa: PLC0415
 
     if path and is_postgres(path):
         return open_postgres_state(path, password_file, read_only=True)
-    if path and Path(path).exists():
+    if path and _exists(path):
         return SqliteStateStore(path, read_only=True)
     if path:  # a typo would show what a controller with no history would do: say so
         print(
@@ -488,7 +504,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # a reload signal then is not the end of the process (systemd takes death by SIGHUP
     # for a clean exit, and would not restart it).
     _ignore_reloads_for_now()
-    missing = [p for p in args.paths if not Path(p).exists()]
+    try:
+        missing = [p for p in args.paths if not _exists(p)]
+    except StateError as exc:  # a folder on the way the controller may not enter
+        _error(str(exc).replace("state database", "policy file or folder"))
+        return EXIT_STARTUP
     if missing:
         # A typo in the path would otherwise run a controller with nothing to do.
         _error(f"no such policy file or folder: {', '.join(missing)}")

@@ -175,9 +175,15 @@ def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[P
     found: list[tuple[Path, str]] = []  # (as given, resolved)
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as exc:  # a folder on the way that cannot be entered
+            message = f"cannot be reached: {exc.strerror or exc} (check the folders' permissions)"
+            problems.append(Problem(str(path), 1, "(file)", message))
+            continue
+        if is_dir:
             found.extend(_folder_files(path))
-        elif path.is_file():
+        elif is_file:
             found.append((path, str(path.resolve())))
         else:
             problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
