@@ -15,6 +15,7 @@ not HCL, holds no scaling policy, or a policy could not be converted into a vali
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,11 @@ def main(args: argparse.Namespace) -> int:
     ok = ok and len(kept) == len(written)
     text = "---\n".join(done.document for done in kept)
     if args.output:
+        if not kept:  # nothing converted: an existing file (a policy in use) is left alone
+            print(f"{args.output}: not written: no policy was converted", file=sys.stderr)
+            return EXIT_INCOMPLETE
         try:
-            Path(args.output).write_text(text, encoding="utf-8")
+            _replace(Path(args.output), text)
         except OSError as exc:
             print(
                 f"error: {args.output}: cannot write the YAML: {exc.strerror or exc}",
@@ -81,6 +85,17 @@ def main(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK if ok else EXIT_INCOMPLETE
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to `path` through a file beside it renamed over it: a reader (the
+    controller reloading the folder) sees the old file or the new one, never half."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _convert_file(file: str, written: list[_Written], err: TextIO) -> bool:

@@ -241,6 +241,20 @@ def test_convert_exits_1_when_nothing_can_be_carried(tmp_path: Path) -> None:
     assert result.returncode == 1 and "not valid HCL" in result.stderr
 
 
+def test_convert_of_nothing_leaves_an_existing_output_file_alone(tmp_path: Path) -> None:
+    # `-o policies/batch.yaml` with nothing converted emptied the file: the policy in use
+    # was gone at the next reload.
+    out = tmp_path / "batch.yaml"
+    out.write_text("the policy in use\n")
+    broken = tmp_path / "broken.hcl"
+    broken.write_text("scaling {")
+    result = autoscaler("convert", str(broken), "-o", str(out))
+    assert result.returncode == 1
+    assert f"{out}: not written: no policy was converted" in result.stderr
+    assert out.read_text() == "the policy in use\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.yaml", "broken.hcl"]
+
+
 JOB_FILE = """\
 job "web" {
   REGION
