@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _detailed(argv: Sequence[str]) -> bool:
     """Whether `argv` asks for `--detailed-exitcode`, also abbreviated as argparse takes it
     (`--detailed`): 2 must then only ever mean "would scale"."""
-    return any(len(a) > 3 and DETAILED.startswith(a.split("=", 1)[0]) for a in argv)
+    flags = (a.split("=", 1)[0] for a in argv)
+    return any(len(flag) > 2 and DETAILED.startswith(flag) for flag in flags)  # not "--"
 
 
 def _main(argv: list[str]) -> int:

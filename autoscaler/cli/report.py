@@ -4,6 +4,7 @@ a plan amounts to (its summary line, its failures, its exit code)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,16 @@ def plan_object(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def render_plan_json(evaluations: Sequence[Evaluation]) -> str:
-    # Text as it is (`→`, not `\u2192`), as the README and the JSON logs show it.
-    return json.dumps([plan_object(e) for e in evaluations], indent=2, ensure_ascii=False)
+    # Text as it is (`→`, not `\u2192`), as the README and the JSON logs show it; escaped
+    # where stdout cannot encode it (its backslash replacement would not be valid JSON).
+    return json.dumps(
+        [plan_object(e) for e in evaluations], indent=2, ensure_ascii=not _stdout_is_utf8()
+    )
+
+
+def _stdout_is_utf8() -> bool:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    return encoding in ("utf8", "utf8sig")
 
 
 def render_plan_yaml(evaluations: Sequence[Evaluation]) -> str:
@@ -156,9 +165,12 @@ def render_plan_table(evaluations: Sequence[Evaluation]) -> str:
 
 def _wide_check(c: CheckResult) -> str:
     """`rps=50→9`, with its forecast: `rps=50→9 (forecast 83 in 2m30s)`."""
-    shown = (
-        f"{c.name}=error" if c.value is None else f"{c.name}={_value(c.value)}→{_count(c.desired)}"
-    )
+    if c.error is not None:
+        shown = f"{c.name}=error"
+    elif c.value is None:  # a check without a query (`fixed`): only its count
+        shown = f"{c.name}=-→{_count(c.desired)}"
+    else:
+        shown = f"{c.name}={_value(c.value)}→{_count(c.desired)}"
     if c.forecast is not None:
         shown += f" (forecast {describe(c.forecast)})"
     return shown

@@ -15,7 +15,9 @@ POLICY = (
 )
 
 
-@pytest.mark.parametrize("flag", ["--detailed-exitcode", "--detailed-exit", "--detailed"])
+@pytest.mark.parametrize(
+    "flag", ["--detailed-exitcode", "--detailed-exit", "--detailed", "--de", "--d"]
+)
 def test_a_usage_error_is_1_whatever_the_flag_is_abbreviated_to(
     tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli import main, report
 from autoscaler.cli.main import cmd_validate
-from autoscaler.cli.report import name_list
+from autoscaler.cli.report import _wide_check, name_list
+from autoscaler.core.model import CheckResult
 from autoscaler.policy.loader import load_paths as load
 
 
@@ -57,3 +60,25 @@ def test_validate_collects_garbage_less_often_while_loading_and_as_before_after(
         assert cmd_validate([str(tmp_path)], io.StringIO()) == 1
     assert seen == [(main.LOADING_GC_THRESHOLD, *before[1:])]
     assert gc.get_threshold() == before
+
+
+def test_the_wide_plan_shows_a_fixed_check_by_its_count_and_a_failed_one_as_error() -> None:
+    # A `fixed` check has no value: the wide row said `floor=error` where the table and
+    # the JSON show `- -> 4` and no error.
+    fixed = CheckResult(name="floor", query=None, value=None, desired=4, error=None)
+    failed = CheckResult(name="rps", query="q", value=None, desired=None, error="timeout")
+    assert (_wide_check(fixed), _wide_check(failed)) == ("floor=-→4", "rps=error")
+
+
+def test_plan_json_is_valid_on_a_stdout_that_cannot_encode_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Written as `caf\xe9` by the backslash replacement on an ASCII stdout: invalid JSON.
+    monkeypatch.setattr(report, "plan_object", lambda e: {"query": "café🚀"})
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="backslashreplace")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    text = report.render_plan_json([object()])  # type: ignore[list-item]
+    ascii_out.write(text)
+    ascii_out.flush()
+    written = ascii_out.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
+    assert json.loads(written) == [{"query": "café🚀"}]
