@@ -394,24 +394,31 @@ def cmd_plan(
     """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it.
 
     Exit codes: 1 some policy file is invalid (the valid ones are still planned); 3 some
-    policy could not be evaluated (target unreadable, Prometheus unreachable); else 0,
+    policy could not be evaluated (target unreadable, Prometheus unreachable, a discovery
+    source unreadable: its targets are unknown); else 0,
     even when a check failed (its policy holds; stderr names it). With `detailed`: 1
     invalid input, 3 a policy or a check failed, 2 some policy would scale, else 0.
     """
     from autoscaler.adapters.sources.coalesce import CoalescingSource  # noqa: PLC0415
     from autoscaler.engine.histories import range_source  # noqa: PLC0415
     from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
-    from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
+    from autoscaler.service.discovery import (  # noqa: PLC0415
+        from_settings,
+        is_source_failure,
+        with_discovered,
+    )
 
     result = load_paths(paths, workers=default_workers())  # before any thread starts
     _print_problems(result, sys.stderr)
     problems = list(result.problems)
     policies = result.policies
+    unreadable_sources = 0  # their targets cannot be planned: exit 3, as a target unreadable
     if result.templates or settings.nomad_scaling_policies:  # one discovery pass
         policies, found = with_discovered(result, from_settings(settings, watch=False))
         for problem in found:
             print(scrub(str(problem)), file=sys.stderr)
-        problems += found
+        unreadable_sources = sum(1 for p in found if is_source_failure(p))
+        problems += [p for p in found if not is_source_failure(p)]
     try:
         state = _read_only_state(state_path, password_file)
     except StateError as exc:
@@ -444,10 +451,10 @@ def cmd_plan(
     if problems:
         return EXIT_INVALID
     if detailed:
-        if summary.failed:
+        if summary.failed or unreadable_sources:
             return EXIT_NOT_EVALUATED
         return EXIT_CHANGES if summary.would_scale else EXIT_OK
-    return EXIT_NOT_EVALUATED if summary.not_evaluated else EXIT_OK
+    return EXIT_NOT_EVALUATED if summary.not_evaluated or unreadable_sources else EXIT_OK
 
 
 def _exists(path: str) -> bool:

@@ -423,7 +423,7 @@ def _problem(source: _Source, targets: int) -> Problem:
         them = "target found last stays" if targets == 1 else "targets found last stay"
         kept = f"the {targets} {them} in force"
     message = f"failing since {since}: {source.error}; {kept}"
-    return Problem(f"<discovery: {source.key}>", 1, "(source)", message)
+    return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, message)
 
 
 def _group_of(found: NomadScalingPolicy) -> tuple[str, str, str] | None:
@@ -532,6 +532,16 @@ def _source_key(template: Template) -> str:
         return NOMAD_JOBS
     tags = ", ".join(f"{k}={v}" for k, v in sorted(template.match.items()))
     return f"AWS Auto Scaling Groups ({template.region or 'default region'}; {tags})"
+
+
+SOURCE_FIELD = "(source)"  # the field of a failing source's problem (`_problem`)
+
+
+def is_source_failure(problem: Problem) -> bool:
+    """Whether `problem` says a discovery source could not be read (Nomad or AWS down, no
+    credentials), rather than that a policy is invalid: `plan` and `run --once` then say
+    their targets could not be evaluated (exit 3), not that a file is invalid (exit 1)."""
+    return problem.field == SOURCE_FIELD and problem.file.startswith("<discovery: ")
 
 
 def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:

@@ -43,7 +43,12 @@ from autoscaler.errors import AutoscalerError, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
 from autoscaler.service.controller import Controller, collect_less_often
-from autoscaler.service.discovery import Discovery, from_settings, with_discovered
+from autoscaler.service.discovery import (
+    Discovery,
+    from_settings,
+    is_source_failure,
+    with_discovered,
+)
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -81,12 +86,16 @@ def run_once(
         result = load_paths(paths)
         problems = list(result.problems)
         policies = result.policies
+        unreadable_sources = []
         if result.templates or settings.nomad_scaling_policies:
             discovery = from_settings(settings, watch=False)
             policies, found = with_discovered(result, discovery)
-            problems += found
+            unreadable_sources = [p for p in found if is_source_failure(p)]
+            problems += [p for p in found if not is_source_failure(p)]
         for problem in problems:
             log.error("invalid policy: %s", problem)
+        for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)
+            log.error("discovery source unreadable: %s", problem)
         prometheus = settings.source()
         source = CoalescingSource(prometheus)  # grouped queries: one per template
         reconciler = _reconciler(
@@ -105,7 +114,7 @@ def run_once(
             notifier.close(timeout=ONCE_NOTIFY_WAIT)
     if problems:
         return EXIT_INVALID
-    if skipped:
+    if skipped or unreadable_sources:
         return EXIT_NOT_EVALUATED
     return EXIT_OK if all(e.ok for e in evaluations) else EXIT_NOT_EVALUATED
 

@@ -134,6 +134,24 @@ def test_plan_shows_the_expanded_policies_by_their_names(
     assert nomad_api.group_count("api", "web") == 1  # plan never scales
 
 
+@pytest.mark.parametrize("detailed", [False, True], ids=["plain", "detailed"])
+def test_plan_with_nomad_unreachable_says_its_targets_were_not_evaluated(
+    tmp_path: Path, detailed: bool
+) -> None:
+    # The failing source was counted as an invalid policy file: exit 1 ("invalid input"
+    # with --detailed-exitcode), where Prometheus or a target unreachable is 3.
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    flags = ["--detailed-exitcode"] if detailed else []
+    result = autoscaler(
+        "plan",
+        str(tmp_path),
+        *flags,
+        env={"NOMAD_ADDR": "http://127.0.0.1:9", "AUTOSCALER_PROMETHEUS_URL": "http://127.0.0.1:9"},
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "<discovery: " in result.stderr and "nothing discovered yet from it" in result.stderr
+
+
 def test_plan_expands_an_asg_template_from_tags(
     tmp_path: Path,
     moto_server: MotoServer,
