@@ -169,6 +169,11 @@ def register_basic(user: str | None, password: str | None) -> None:
         register(password, _basic(user or "", password))
 
 
+# A webhook URL's path, or one of its query values, shorter than this is no secret of its
+# own (the URL as a whole still is): see `register_url`.
+MIN_PART = 16
+
+
 def register_url(url: str | None, *, whole: bool = False) -> None:
     """Register a URL's credentials (`user:password@`, query values); with `whole`, also
     the URL itself and everything after its host (a webhook URL is a secret as a whole)."""
@@ -179,11 +184,16 @@ def register_url(url: str | None, *, whole: bool = False) -> None:
         user, _, password = userinfo.partition(":")
         register(password, unquote(password), _basic(unquote(user), unquote(password)))
     for match in _QUERY_VALUE.finditer(url):
-        register(url[match.end(1) : match.end()])
+        value = url[match.end(1) : match.end()]
+        if len(value) >= MIN_PART or not whole:
+            register(value)
     if whole:
         parts = urlsplit(url)
         rest = url.split(parts.netloc, 1)[1] if parts.netloc else ""
-        register(url, rest if len(rest) > 1 else None)
+        # Alone, only a path long enough to hold a token (Slack's `/services/T…/B…/X…`):
+        # a short one (`/autoscaler`, `?channel=checkout`) masked that word in every file
+        # path, policy name and log line. The whole URL is a secret whatever its length.
+        register(url, rest if len(rest) >= MIN_PART else None)
 
 
 def registered() -> frozenset[str]:

@@ -352,3 +352,15 @@ def test_the_quick_pre_check_never_skips_text_the_full_patterns_may_match() -> N
     for plain in ["load: 12.5 / 7 per instance → 2", "cooldown up: 40 s left → hold", "ünïcode"]:
         assert not redact._MAYBE.search(plain)
         assert not redact._maybe(plain)
+
+
+def test_a_webhooks_short_path_or_query_value_is_no_secret_of_its_own() -> None:
+    # `/autoscaler` masked `/etc/autoscaler/policies/web.yaml` in every error, and
+    # `?channel=checkout` the word `checkout` in policy names and log lines.
+    url = f"http://notify.internal/autoscaler?channel=checkout&key={secret()}"
+    redact.register_url(url, whole=True)
+    assert redact.scrub("invalid policy: /etc/autoscaler/policies/web.yaml:3") == (
+        "invalid policy: /etc/autoscaler/policies/web.yaml:3"
+    )
+    assert redact.scrub("policy checkout-latency scaled") == "policy checkout-latency scaled"
+    assert url.rsplit("=", 1)[1] not in redact.scrub(f"posting to {url} failed")
