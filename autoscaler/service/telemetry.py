@@ -193,6 +193,7 @@ class Telemetry:
         # policy, 2 MB at 10,000.
         self._live_checks: dict[tuple[str, str], tuple[str, str]] | None = None
         self._ones: dict[str, tuple[str]] = {}
+        self._disabled: set[str] = set()  # loaded but disabled: no last success to age
         self._checks_lock = threading.Lock()  # a reload's prune vs an evaluation's update
         self.registry = _Registry(auto_describe=True)
         r = self.registry
@@ -374,10 +375,17 @@ class Telemetry:
         d = evaluation.decision
         policy = d.policy
         one = self._ones.get(policy) or (policy,)
-        self.evaluations.inc((policy, "ok" if evaluation.ok else "error"))
-        self.decisions.inc((policy, d.action.value))
+        # A policy removed while this evaluation ran lost its series with the reload: they
+        # are not made again (they would stay for the process's life; its last-success
+        # timestamp would age, and the stale-policy alert fire for a policy that is gone).
+        # Nor is a disabled one's last success.
+        live = self._live_checks is None or policy in self._ones
+        if live:
+            self.evaluations.inc((policy, "ok" if evaluation.ok else "error"))
+            self.decisions.inc((policy, d.action.value))
         per_policy = self._per_policy_histograms
-        self.evaluation_seconds.observe(one if per_policy else (), evaluation.duration)
+        if live or not per_policy:
+            self.evaluation_seconds.observe(one if per_policy else (), evaluation.duration)
         with self._checks_lock:
             for check, seconds in evaluation.query_seconds:
                 if not per_policy:
@@ -393,25 +401,22 @@ class Telemetry:
                         self.forecast.set(labels, _or_nan(reading.value))
                         self.forecast_lead.set(labels, reading.lead.total_seconds())
                         self.forecast_error.set(labels, _or_nan(reading.error))
-        # A policy removed while this evaluation ran lost its gauges with the reload: they
-        # are not set again (its last-success timestamp would age forever, and the stale
-        # policy alert fire for a policy that is gone). Counters count it all the same.
-        live = self._live_checks is None or policy in self._ones
         if d.current is not None and live:
             self.current.set(one, d.current)
         if d.desired is not None and live:
             self.desired.set(one, d.desired)
-        if d.changes_target:
+        if d.changes_target and live:
             self.actions.inc((policy, d.action.value, str(d.dry_run).lower()))
         if evaluation.error_kind:
             self.errors.labels(evaluation.error_kind).inc()
-        if evaluation.ok and live:
+        if evaluation.ok and live and policy not in self._disabled:
             self._succeeded_once.add(policy)
             self.last_success.set(one, time.time() if at is None else at)
 
     def crashed(self, policy: str) -> None:
         """An evaluation raised instead of returning a decision."""
-        self.evaluations.inc((policy, "error"))
+        if self._live_checks is None or policy in self._ones:  # (see `observe`)
+            self.evaluations.inc((policy, "error"))
         self.errors.labels(CRASH).inc()
 
     def loaded(
@@ -459,6 +464,7 @@ class Telemetry:
                 self.last_success.remove((policy.name,))
         ones = self._ones
         self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+        self._disabled = {p.name for p in policies if not p.enabled}
         pairs = self._live_checks or {}
         live = {
             key: pairs.get(key) or key

@@ -588,3 +588,25 @@ def test_the_rendered_body_is_what_generate_latest_writes_of_the_registry() -> N
         b'autoscaler_query_duration_seconds_bucket{check="rps",le="0.01",policy="web"} 1.0' in body
     )
     assert content_type.startswith("text/plain")
+
+
+def test_an_evaluation_in_flight_when_its_policy_went_brings_none_of_its_series_back() -> None:
+    # The run in flight finished after the reload: it set the removed policy's counters
+    # (never removed again) and a disabled one's last success (the stale alert fired).
+    telemetry = Telemetry()
+    web = _policy("web", "c")
+    telemetry.loaded([web], problems=[], removed=[], files_read=True)
+    telemetry.loaded([replace(web, enabled=False)], problems=[], removed=[], files_read=True)
+    telemetry.observe(_evaluation(Action.NONE))
+    value = telemetry.registry.get_sample_value
+    assert (
+        value("autoscaler_last_successful_evaluation_timestamp_seconds", {"policy": "web"}) is None
+    )
+    telemetry.loaded([], problems=[], removed=["web"], files_read=True)
+    telemetry.observe(_evaluation(Action.UP))
+    telemetry.crashed("web")
+    assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) is None
+    assert value("autoscaler_evaluations_total", {"policy": "web", "result": "error"}) is None
+    up = {"policy": "web", "direction": "up", "dry_run": "false"}
+    assert value("autoscaler_scaling_actions_total", up) is None
+    assert value("autoscaler_evaluation_duration_seconds_count", {"policy": "web"}) is None
