@@ -15,7 +15,9 @@ not HCL, holds no scaling policy, or a policy could not be converted into a vali
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +91,27 @@ def main(args: argparse.Namespace) -> int:
 
 def _replace(path: Path, text: str) -> None:
     """Write `text` to `path` through a file beside it renamed over it: a reader (the
-    controller reloading the folder) sees the old file or the new one, never half."""
-    part = path.with_name(f".{path.name}.part")
+    controller reloading the folder) sees the old file or the new one, never half.
+
+    Through a symbolic link, the file it points to is replaced (the link stays), with the
+    old file's mode and owner (the service's user must still read it); anything but a
+    regular file (`/dev/stdout`) is written into as it is."""
+    target = Path(os.path.realpath(path))
+    try:
+        old: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        target.write_text(text, encoding="utf-8")
+        return
+    part = target.with_name(f".{target.name}.part")
     try:
         part.write_text(text, encoding="utf-8")
-        os.replace(part, path)
+        if old is not None:
+            os.chmod(part, stat.S_IMODE(old.st_mode))
+            with contextlib.suppress(PermissionError):  # only root may give it away
+                os.chown(part, old.st_uid, old.st_gid)
+        os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
 

@@ -220,7 +220,7 @@ def _main(argv: list[str]) -> int:
                 return problem
     except SystemExit as exc:
         # With --detailed-exitcode, 2 means "would scale": a usage error must not say so.
-        if exc.code == EXIT_USAGE and _detailed(argv):
+        if exc.code == EXIT_USAGE and argv[:1] == ["plan"] and _detailed(argv):
             return EXIT_INVALID
         raise
     handler = getattr(args, "handler", None)
@@ -292,8 +292,8 @@ def _say_shadowed(config: ConfigFile, options: Sequence[Option], sources: dict[s
         if not option.key or option.key not in config.values:
             continue
         source = sources.get(option.dest)
-        if source not in ("env", "flag"):
-            continue
+        if source not in ("env", "flag") or (source == "flag" and option.kind.repeat):
+            continue  # (a repeatable flag adds to the file's values)
         by = option.env if source == "env" else "/".join(option.flags) or option.dest
         key = ".".join(option.key)
         print(

@@ -293,6 +293,22 @@ job "web" {
 """
 
 
+def test_convert_replaces_a_linked_file_in_place_keeping_its_mode(tmp_path: Path) -> None:
+    # Renamed over it, the new file took the caller's umask (the service's user could no
+    # longer read it) and a symbolic link became a file of its own.
+    source = tmp_path / "batch.hcl"
+    source.write_text(NOMAD_AUTOSCALER_FILE)
+    real = tmp_path / "real.yaml"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "batch.yaml"
+    link.symlink_to(real)
+    result = autoscaler("convert", str(source), "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and "batch-workers" in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+
+
 def test_convert_leaves_out_a_policy_whose_name_or_target_an_earlier_one_has(
     tmp_path: Path,
 ) -> None:

@@ -43,3 +43,11 @@ def test_a_state_path_that_names_no_file_is_said(
     main(["plan", str(policy), "--state", str(missing), "--nomad-timeout", "0.1"])
     assert f"warning: no state database at {missing}" in capsys.readouterr().err
     assert not missing.exists()  # plan never creates one
+
+
+def test_an_ambiguous_flag_of_run_is_a_usage_error_even_when_it_looks_like_detailed() -> None:
+    # `run --d` (ambiguous: --dry-run, --discovery-interval) was mapped to 1 as plan's
+    # --detailed-exitcode would be: systemd restarted on it (it stops on 2 and 4).
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--d"])
+    assert exited.value.code == 2

@@ -35,3 +35,23 @@ def test_a_config_key_a_variable_overrides_is_warned_about(
     assert main(["validate", "--config", str(config)]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and not captured.out.startswith("0 policies")
+
+
+def test_a_repeatable_flag_that_adds_to_the_files_values_is_no_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text("prometheus: {headers: {X-Scope-OrgID: tenant-a}}\n")
+    config.write_text(
+        "prometheus: {headers: {X-Scope-OrgID: tenant-a}, url: 'http://127.0.0.1:9'}\n"
+    )
+    policy = tmp_path / "fixed.yaml"  # no query: nothing waits on Prometheus
+    policy.write_text(
+        "name: fixed\ntarget: {type: nomad, job: j, group: g}\nmin: 0\nmax: 3\n"
+        "checks:\n  - {name: floor, strategy: fixed, count: 1}\n"
+    )
+    argv = ["plan", str(policy), "--config", str(config), "--nomad-timeout", "0.1"]
+    main([*argv, "--prometheus-header", "X-Extra: 1"])  # adds to the file's header
+    assert "overridden" not in capsys.readouterr().err
+    main([*argv, "--prometheus-url", "http://127.0.0.1:9"])  # replaces the file's URL
+    assert "prometheus.url is overridden by --prometheus-url" in capsys.readouterr().err
