@@ -176,7 +176,9 @@ class Controller:
         if not policy.enabled:
             raise PolicyDisabled(name)
         if self.role() != LEADER:
-            raise Standby(self._standby_message(), retry_after=RETRY_AFTER)
+            # No Retry-After: retrying here helps only after a failover (the message names
+            # the leader); clients that honour it retried a standby every second.
+            raise Standby(self._standby_message())
         future = self.scheduler.trigger(name)
         if future is None:
             raise self._not_scheduled(name)

@@ -194,6 +194,7 @@ def test_the_standby_takes_over_a_killed_leader_and_honours_its_cooldown(
     assert b.get("/v1/leader").json()["leader"] == "a"
     refused = b.post("/v1/policies/web/evaluate")
     assert refused.status_code == 503 and "standby" in refused.json()["detail"]
+    assert "Retry-After" not in refused.headers  # retrying here helps only after a failover
 
     # Less load: a scale-in, which waits for a's cooldown (a rising need would not, #11).
     replicas.prometheus.values[QUERY] = 1
