@@ -52,6 +52,7 @@ from autoscaler.config.options import (
     add_arguments,
     parsed_options,
     resolve,
+    source_of,
 )
 from autoscaler.config.service import (
     HA_OPTIONS,
@@ -258,6 +259,14 @@ def _main(argv: list[str]) -> int:
             detailed=args.detailed_exitcode,
         )
     if args.ha and not is_postgres(args.state):
+        if source_of(args, "ha") == "file":
+            # The config file's own mistake: a configuration problem (4), as its others
+            # are, not a usage error (2).
+            _error(
+                f"{args.config}: ha.enabled needs a shared state database: set state: "
+                "postgresql://... (or --state)"
+            )
+            return EXIT_STARTUP
         parser.error("--ha needs a shared state database: --state postgresql://...")
     return cmd_run(args, settings)
 

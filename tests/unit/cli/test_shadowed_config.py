@@ -55,3 +55,18 @@ def test_a_repeatable_flag_that_adds_to_the_files_values_is_no_override(
     assert "overridden" not in capsys.readouterr().err
     main([*argv, "--prometheus-url", "http://127.0.0.1:9"])  # replaces the file's URL
     assert "prometheus.url is overridden by --prometheus-url" in capsys.readouterr().err
+
+
+def test_ha_from_the_config_file_without_postgres_is_a_configuration_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It exited 2, a usage error (`--ha needs ...`), for a file's mistake: 4, as the file's
+    # other problems, is what the units do not restart on and what the README promises.
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text("ha: {enabled: true}\n")
+    code = main(["run", str(ROOT / "policies"), "--config", str(config), "--state", "s.db"])
+    assert code == 4
+    assert f"{config}: ha.enabled needs a shared state database" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # the flag's own: a usage error
+        main(["run", str(ROOT / "policies"), "--ha", "--state", "s.db"])
+    assert exited.value.code == 2
