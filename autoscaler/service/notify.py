@@ -77,6 +77,8 @@ class Notifier:
         self._backoff = backoff
         self._on_result = on_result or (lambda _result: None)
         self._senders = [_Sender(self, url, queue_size) for url in self._urls]
+        self._lock = threading.Lock()
+        self._dry_said: dict[str, tuple[object, ...]] = {}  # policy -> its last dry-run notice
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +86,19 @@ class Notifier:
 
     def notify(self, decision: Decision) -> None:
         """Queue `decision` for every webhook; for one whose queue is full, drop it (and
-        count that): the others still get it."""
+        count that): the others still get it.
+
+        A dry-run decision is posted once while the would-be action stays the same (the
+        same direction, from and to): nothing changes the count, so it came again at every
+        interval, 240 posts an hour per policy at 15 s, filling Slack and the queues."""
+        if not self._senders:
+            return
+        if decision.dry_run:
+            said = (decision.action, decision.current, decision.desired)
+            with self._lock:
+                if self._dry_said.get(decision.policy) == said:
+                    return
+                self._dry_said[decision.policy] = said
         for sender in self._senders:
             try:
                 sender.queue.put_nowait(decision)

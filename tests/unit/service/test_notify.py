@@ -105,8 +105,8 @@ def test_notify_never_blocks_and_drops_when_the_queue_is_full() -> None:
             stuck.wait(5)
 
     notifier = _Stuck(["http://127.0.0.1:9/hook"], queue_size=1, on_result=results.append)
-    for _ in range(5):
-        notifier.notify(DECISION)  # returns at once although the sender is stuck
+    for i in range(5):
+        notifier.notify(replace(DECISION, desired=4 + i))  # returns at once, the sender stuck
     wait_until(lambda: results.count("dropped") >= 3, timeout=2, what="drops")
     stuck.set()
     notifier.close(timeout=5)
@@ -137,3 +137,25 @@ def test_webhook_urls_become_secrets_once_a_notifier_holds_them() -> None:
     Notifier([url]).close(timeout=1)
 
     assert "hook-secret-5d2c" not in redact.scrub(f"ConnectionError: {url} refused")
+
+
+def test_a_dry_run_would_be_action_is_posted_once_while_it_stays_the_same(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    # Nothing changes the count in dry-run: the same would-be 2 -> 4 came at every
+    # interval (240 posts an hour per policy at 15 s).
+    notifier = Notifier([webhook_receiver.url])
+    for decision in [
+        DECISION,
+        DECISION,
+        replace(DECISION, desired=5),
+        replace(DECISION, desired=5),
+        DECISION,
+        replace(DECISION, policy="api"),
+        replace(DECISION, dry_run=False),
+        replace(DECISION, dry_run=False),
+    ]:
+        notifier.notify(decision)
+    notifier.close(timeout=5)
+    posted = [(b["decision"]["policy"], b["decision"]["desired"]) for b in webhook_receiver.bodies]
+    assert posted == [("web", 4), ("web", 5), ("web", 4), ("api", 4), ("web", 4), ("web", 4)]
