@@ -57,6 +57,7 @@ from autoscaler.errors import (
 )
 from autoscaler.redact import scrub
 from autoscaler.service import alerts
+from autoscaler.service.discovery import is_source_failure
 from autoscaler.service.leadership import LEADER, Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -294,10 +295,15 @@ class Controller:
         if self.scheduler.stopping:
             return "shutting down"
         if not self.registry.policies():
-            problems = len(self.registry.problems())
-            more = (
-                f"; {problems} problem(s) in the policy files, see /v1/policies" if problems else ""
-            )
+            found = self.registry.problems()
+            sources = sum(1 for p in found if is_source_failure(p))
+            more = ""
+            if len(found) > sources:
+                more += f"; {len(found) - sources} problem(s) in the policy files"
+            if sources:
+                more += f"; {sources} discovery source(s) failing"
+            if more:
+                more += ", see /v1/policies"
             return f"no valid policy loaded from {', '.join(self.registry.paths)}{more}"
         lease = self.leadership.problem() if self.leadership is not None else None
         if lease is not None:

@@ -128,3 +128,17 @@ def test_a_reload_of_an_unreadable_folder_is_a_service_error_that_keeps_the_poli
     with pytest.raises(ServiceError, match=r"cannot read the policy files: .*Permission denied"):
         controller.reload()
     assert [p.name for p in controller.registry.policies()] == ["web"]
+
+
+def test_readiness_tells_a_failing_discovery_source_from_a_broken_file(tmp_path: Path) -> None:
+    # With nothing loaded yet, /readyz counted Nomad being down as "problems in the policy
+    # files": someone would look for a broken file that is not there.
+    failing = Problem("<discovery: nomad jobs>", 1, "(source)", "failing since ...: refused")
+    controller = _controller(tmp_path, _Discover(failing=[failing]))
+    (tmp_path / "policies" / "web.yaml").write_text("name: [broken\n")
+    controller.reload()
+    reason = controller.readiness()
+    assert reason is not None
+    assert reason.endswith(
+        "; 1 problem(s) in the policy files; 1 discovery source(s) failing, see /v1/policies"
+    )
