@@ -413,7 +413,7 @@ def cmd_plan(
     from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
     from autoscaler.service.discovery import (  # noqa: PLC0415
         from_settings,
-        is_source_failure,
+        split_source_failures,
         with_discovered,
     )
 
@@ -426,8 +426,9 @@ def cmd_plan(
         policies, found = with_discovered(result, from_settings(settings, watch=False))
         for problem in found:
             print(scrub(str(problem)), file=sys.stderr)
-        unreadable_sources = sum(1 for p in found if is_source_failure(p))
-        problems += [p for p in found if not is_source_failure(p)]
+        invalid, failing = split_source_failures(found)
+        problems += invalid
+        unreadable_sources = len(failing)
     try:
         state = _read_only_state(state_path, password_file)
     except StateError as exc:
@@ -466,7 +467,7 @@ def cmd_plan(
     return EXIT_NOT_EVALUATED if summary.not_evaluated or unreadable_sources else EXIT_OK
 
 
-def _exists(path: str) -> bool:
+def _exists(path: str, what: str = "state database") -> bool:
     """Whether `path` exists; `StateError` when a folder on the way cannot be entered
     (`Path.exists` raised PermissionError: a traceback, exit 1, where a start-up problem is
     exit 4 with one line; systemd's DynamicUser keeps its state under a root-only folder)."""
@@ -476,7 +477,7 @@ def _exists(path: str) -> bool:
         return False
     except OSError as exc:
         raise StateError(
-            f"cannot reach the state database {path}: {exc.strerror or exc} (check the "
+            f"cannot reach the {what} {path}: {exc.strerror or exc} (check the "
             "permissions of the folders on its path for this user)"
         ) from None
     return True
@@ -522,9 +523,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # for a clean exit, and would not restart it).
     _ignore_reloads_for_now()
     try:
-        missing = [p for p in args.paths if not _exists(p)]
+        missing = [p for p in args.paths if not _exists(p, "policy file or folder")]
     except StateError as exc:  # a folder on the way the controller may not enter
-        _error(str(exc).replace("state database", "policy file or folder"))
+        _error(exc)
         return EXIT_STARTUP
     if missing:
         # A typo in the path would otherwise run a controller with nothing to do.

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from autoscaler.adapters.deadline import monotonic as lease_clock
 from autoscaler.core import decision as core
+from autoscaler.core.cooldown import plausible
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
     DECISION_REASONS,
@@ -221,11 +222,7 @@ class Reconciler:
             )
 
         last = memory.last_scaled_at
-        if (
-            last is not None
-            and last > now
-            and last - now > max(policy.cooldown.up, policy.cooldown.down)
-        ):
+        if last is not None and plausible(last, policy.cooldown, now) is None:  # far ahead
             memory = self._from_the_future(policy, memory, last, now, apply=apply)
         outcome = core.decide(
             policy,

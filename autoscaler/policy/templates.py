@@ -450,8 +450,8 @@ def _substitute(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, An
         out["target"] = {
             k: fill(v, values) if isinstance(v, str) else v for k, v in out["target"].items()
         }
-    if _alerts(out):
-        alerts = [fill(a, values) if isinstance(a, str) else a for a in _alerts(out)]
+    if written := _alerts(out):
+        alerts = [fill(a, values) if isinstance(a, str) else a for a in written]
         out["triggers"] = {**out["triggers"], "alerts": alerts}
     if isinstance(out.get("checks"), list):  # the loader writes into the checks it reads
         out["checks"] = [dict(c) if isinstance(c, dict) else c for c in out["checks"]]

@@ -155,13 +155,13 @@ class Discovery:
             key = _source_key(template)
             for target in values.get(key) or ():
                 if template.matches(target):
-                    load = self._expansion(template, known_as, target, seen)
-                    loads.append(load)
+                    expansion = _expansion_key(target, known_as)
+                    loads.append(self._expansion(template, expansion, target, seen))
                     targets[key] += 1
                     # Nomad's policy yields only to a template policy that runs: a valid
-                    # expansion, or the last good one the registry keeps. An opt-in with a
-                    # bad override left the group with neither.
-                    takes = bool(load.policies) or _expansion_key(target, known_as) in self._valid
+                    # expansion, now or before (the last good one the registry keeps). An
+                    # opt-in with a bad override left the group with neither.
+                    takes = expansion in self._valid
                     if isinstance(target, NomadGroup) and template.prototype.enabled and takes:
                         scaled.setdefault((target.namespace, target.job, target.group), template)
         for policy in values.get(NOMAD_POLICIES) or ():
@@ -370,10 +370,9 @@ class Discovery:
     # --- expansion -------------------------------------------------------------------------
 
     def _expansion(
-        self, template: Template, known_as: str, found: NomadGroup | AsgGroup, seen: set[str]
+        self, template: Template, key: str, found: NomadGroup | AsgGroup, seen: set[str]
     ) -> FileLoad:
-        """The pseudo-file of `found` expanded by `template` (`known_as`: its stable key)."""
-        key = _expansion_key(found, known_as)
+        """The pseudo-file of `found` expanded by `template` (`key`: `_expansion_key`)."""
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
@@ -542,6 +541,15 @@ def is_source_failure(problem: Problem) -> bool:
     credentials), rather than that a policy is invalid: `plan` and `run --once` then say
     their targets could not be evaluated (exit 3), not that a file is invalid (exit 1)."""
     return problem.field == SOURCE_FIELD and problem.file.startswith("<discovery: ")
+
+
+def split_source_failures(found: Sequence[Problem]) -> tuple[list[Problem], list[Problem]]:
+    """`found` as (policy problems, failing sources' problems): see `is_source_failure`."""
+    policy_problems: list[Problem] = []
+    failures: list[Problem] = []
+    for problem in found:
+        (failures if is_source_failure(problem) else policy_problems).append(problem)
+    return policy_problems, failures
 
 
 def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:

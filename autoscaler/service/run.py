@@ -39,14 +39,14 @@ from autoscaler.core.model import Policy
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.histories import range_source
 from autoscaler.engine.reconciler import Evaluation, Reconciler, utcnow
-from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.errors import AutoscalerError, Problem, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
 from autoscaler.service.controller import Controller, collect_less_often
 from autoscaler.service.discovery import (
     Discovery,
     from_settings,
-    is_source_failure,
+    split_source_failures,
     with_discovered,
 )
 from autoscaler.service.leadership import Leadership
@@ -86,12 +86,12 @@ def run_once(
         result = load_paths(paths)
         problems = list(result.problems)
         policies = result.policies
-        unreadable_sources = []
+        unreadable_sources: list[Problem] = []
         if result.templates or settings.nomad_scaling_policies:
             discovery = from_settings(settings, watch=False)
             policies, found = with_discovered(result, discovery)
-            unreadable_sources = [p for p in found if is_source_failure(p)]
-            problems += [p for p in found if not is_source_failure(p)]
+            invalid, unreadable_sources = split_source_failures(found)
+            problems += invalid
         for problem in problems:
             log.error("invalid policy: %s", problem)
         for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)

@@ -379,7 +379,7 @@ class Telemetry:
         # are not made again (they would stay for the process's life; its last-success
         # timestamp would age, and the stale-policy alert fire for a policy that is gone).
         # Nor is a disabled one's last success.
-        live = self._live_checks is None or policy in self._ones
+        live = self._is_live(policy)
         if live:
             self.evaluations.inc((policy, "ok" if evaluation.ok else "error"))
             self.decisions.inc((policy, d.action.value))
@@ -415,7 +415,7 @@ class Telemetry:
 
     def crashed(self, policy: str) -> None:
         """An evaluation raised instead of returning a decision."""
-        if self._live_checks is None or policy in self._ones:  # (see `observe`)
+        if self._is_live(policy):  # (see `observe`)
             self.evaluations.inc((policy, "error"))
         self.errors.labels(CRASH).inc()
 
@@ -450,10 +450,6 @@ class Telemetry:
         if appeared := len(now_found - self._problems):
             self.errors.labels(POLICY).inc(appeared)
         self._problems = now_found
-        for name in removed:
-            self._succeeded_once.discard(name)
-            for gauge in (self.current, self.desired, self.last_success):
-                gauge.remove((name,))
         if removed:
             self._forget(set(removed))
         # A disabled policy is not evaluated: its "last success" would age for ever, and
@@ -493,10 +489,18 @@ class Telemetry:
                 self._succeeded_once.add(policy.name)
                 self.last_success.set(self._ones[policy.name], now)
 
+    def _is_live(self, policy: str) -> bool:
+        """Whether `policy` is loaded now (every policy counts until the first load)."""
+        return self._live_checks is None or policy in self._ones
+
     def _forget(self, names: set[str]) -> None:
         """Drop every series of the policies `names`, which are gone: the counters and the
         duration histogram outlive reloads, not their policy (discovery churning targets,
         blue/green groups named `web-v001`, `web-v002`, ... grew /metrics without end)."""
+        for name in names:
+            self._succeeded_once.discard(name)
+            for gauge in (self.current, self.desired, self.last_success):
+                gauge.remove((name,))
         families: list[CounterFamily | HistogramFamily] = [
             self.evaluations,
             self.decisions,

@@ -185,7 +185,6 @@ class AsgScaler:
         """
         until = Budget(seconds=self._deadline)
         group = self._describe_group(until)
-        self._refuse_units(group)
         recent = self._feed.recent(
             self._ref.asg,
             lambda fn: self._call(until, "DescribeScalingActivities", fn, where=self._region_wide),
@@ -269,7 +268,6 @@ class AsgScaler:
         """
         until = Budget(seconds=self._deadline, caller=deadline)
         group = self._describe_group(until, fresh=True)
-        self._refuse_units(group)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
         # Suspended since the status was read: AWS would take the count and do nothing.
         suspended = suspended_processes(group)
@@ -322,6 +320,7 @@ class AsgScaler:
             raise TargetNotFound(
                 f"Auto Scaling Group {self._ref.asg!r} not found in region {self._region}"
             )
+        self._refuse_units(group)  # what the status and the scale call read alike
         return group
 
     def _where(self) -> str:

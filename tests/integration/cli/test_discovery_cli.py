@@ -15,6 +15,7 @@ from tests.integration.cli.test_cli import autoscaler
 from tests.support.aws import REGION, MotoServer
 from tests.support.nomad_api import NomadApiStandIn
 from tests.support.prometheus import Metrics, Sample
+from tests.unit.policy.test_nomad_autoscaler import JOB_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -273,26 +274,6 @@ def test_convert_of_nothing_leaves_an_existing_output_file_alone(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.yaml", "broken.hcl"]
 
 
-JOB_FILE = """\
-job "web" {
-  REGION
-  group "api" {
-    scaling {
-      min = 1
-      max = 10
-      policy {
-        check "rps" {
-          source = "prometheus"
-          query  = "sum(rate(http_requests_total[1m]))"
-          strategy "target-value" { target = 100 }
-        }
-      }
-    }
-  }
-}
-"""
-
-
 def test_convert_replaces_a_linked_file_in_place_keeping_its_mode(tmp_path: Path) -> None:
     # Renamed over it, the new file took the caller's umask (the service's user could no
     # longer read it) and a symbolic link became a file of its own.
@@ -315,8 +296,9 @@ def test_convert_leaves_out_a_policy_whose_name_or_target_an_earlier_one_has(
     """`validate` refuses a file with two policies of one name, or two enabled policies on
     one target: convert must not write one and exit 0."""
     eu, us = tmp_path / "web-eu.nomad", tmp_path / "web-us.nomad"
-    eu.write_text(JOB_FILE.replace("REGION", 'region = "eu"'))
-    us.write_text(JOB_FILE.replace("REGION", 'region = "us"'))
+    job = JOB_FILE.replace("ENABLED", "true")
+    eu.write_text(job.replace('job "web" {', 'job "web" {\n  region = "eu"'))
+    us.write_text(job.replace('job "web" {', 'job "web" {\n  region = "us"'))
     batch, again = tmp_path / "batch.hcl", tmp_path / "batch-again.hcl"
     batch.write_text(NOMAD_AUTOSCALER_FILE)
     again.write_text(NOMAD_AUTOSCALER_FILE.replace('"batch_queue"', '"batch_again"'))

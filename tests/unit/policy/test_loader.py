@@ -1358,24 +1358,21 @@ def test_policies_with_the_same_settings_share_their_frozen_setting_objects() ->
 
 
 @pytest.mark.parametrize(
-    ("body", "field", "shown"),
+    ("text", "line", "field", "shown"),
     [
-        ("max: 010\n", "max", "octal (base 8) number 8"),
-        ("max: -010\n", "max", "octal (base 8) number -8"),
-        ("interval: 1:30\n", "interval", "base 60 number 90"),
-        ("interval: 1:30.5\n", "interval", "base 60 number 90.5"),
+        (HEAD.replace("max: 5", "max: 010"), 4, "max", "octal (base 8) number 8"),
+        (HEAD.replace("max: 5", "max: -010"), 4, "max", "octal (base 8) number -8"),
+        (HEAD + "interval: 1:30\n", 5, "interval", "base 60 number 90"),
+        (HEAD + "interval: 1:30.5\n", 5, "interval", "base 60 number 90.5"),
     ],
 )
 def test_a_number_yaml_1_1_reads_as_octal_or_base_60_is_refused_where_written(
-    body: str, field: str, shown: str
+    text: str, line: int, field: str, shown: str
 ) -> None:
     # YAML 1.1 (PyYAML) reads `010` as 8 and `1:30` as 90: `max: 010` loaded as a maximum
     # of 8 and `interval: 1:30` as 90 seconds, without a word.
-    text = "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 1\n" + body + CHECK
-    if field != "max":
-        text = HEAD + body + CHECK
-    found = [p for p in problems_of(text) if "YAML 1.1" in p.message]
-    assert [(p.line, p.field) for p in found] == [(4 if field == "max" else 5, field)]
+    found = [p for p in problems_of(text + CHECK) if "YAML 1.1" in p.message]
+    assert [(p.line, p.field) for p in found] == [(line, field)]
     assert shown in found[0].message
     assert "quote it" in found[0].message
 
