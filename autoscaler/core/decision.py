@@ -177,7 +177,12 @@ def decide(
     if not wanted:
         return _without_data(run, memory, failed)
 
-    if memory.missing_data_streak or memory.missing_data_since is not None:
+    blind = bool(failed) and _every_query_failed(run.policy, failed)  # fixed counts only
+    streak = 0
+    if blind:
+        memory, _ = _count_missing(run, memory)
+        streak = memory.missing_data_streak
+    elif memory.missing_data_streak or memory.missing_data_since is not None:
         memory = replace(memory, missing_data_streak=0, missing_data_since=None)
     count = max(wanted)
     recommendation, before = count, memory
@@ -190,6 +195,8 @@ def decide(
     count = _bound(run, count)
     if failed or implausible:
         count = _no_blind_scale_in(run, count)
+    if blind:
+        count = _fallback_floor(run, count, streak)
     rising = _rising(run, before, recommendation, evaluated)
     return Outcome(run.finish(count, _action(run, memory, count, rising)), memory)
 
@@ -520,6 +527,34 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
     memory = _recorded(run, memory, count)
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
+
+
+def _every_query_failed(policy: Policy, failed: Sequence[CheckResult]) -> bool:
+    """Whether every check that runs a query failed (only `fixed` counts are left): an
+    evaluation without usable data, as the spec counts them for `fallback.after`."""
+    queries = sum(1 for check in policy.checks if STRATEGIES[check.strategy].query)
+    return queries > 0 and len(failed) >= queries
+
+
+def _fallback_floor(run: _Run, count: int, streak: int) -> int:
+    """`count` raised to the fallback's once `streak` evaluations in a row had no usable
+    data, when only `fixed` checks answered: they are floors, not measurements, so they
+    do not stand in for the data the fallback is there to replace."""
+    fallback = _fallback(run.policy)
+    if fallback is None:
+        return count
+    if streak < fallback.after:
+        run.reasons.append(
+            f"no usable data from any query check ({streak} in a row): "
+            f"fallback after {fallback.after}"
+        )
+        return count
+    floor = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
+    run.reasons.append(
+        f"no usable data from any query check for {streak} evaluations: "
+        f"fallback to at least {fallback.count}"
+    )
+    return max(count, floor)
 
 
 def _recorded(run: _Run, memory: Memory, count: int) -> Memory:

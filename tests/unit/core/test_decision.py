@@ -423,6 +423,37 @@ def test_fallback_respects_cooldown() -> None:
     assert outcome.decision.reasons[-1] == "cooldown up: 40 s left → hold"
 
 
+def test_a_fixed_floor_does_not_hide_an_outage_from_the_fallback() -> None:
+    # The spec's own example: a `fixed` check next to query checks and a fallback. Only
+    # the query checks measure anything; with all of them failing, the evaluation has no
+    # usable data, and the fallback takes over after `after` of them (the floor did not
+    # count as data, so the fallback never came).
+    policy = make_policy(LATENCY, ERRORS, FLOOR, **FALLBACK)
+    memory, decisions = Memory(), []
+    for i in range(4):
+        outcome = run(
+            policy,
+            failed(LATENCY),
+            failed(ERRORS),
+            current=3,
+            memory=memory,
+            now=NOW + policy.interval * i,
+        )
+        memory = outcome.memory
+        decisions.append((outcome.decision.desired, outcome.memory.missing_data_streak))
+    assert decisions == [(6, 1), (6, 2), (10, 3), (10, 4)]
+    assert outcome.decision.reasons[-1] == (
+        "no usable data from any query check for 4 evaluations: fallback to at least 10"
+    )
+
+
+def test_a_fixed_floor_with_one_query_answering_is_not_an_outage() -> None:
+    policy = make_policy(LATENCY, ERRORS, FLOOR, **FALLBACK)
+    memory = Memory(missing_data_streak=5, missing_data_since=ago(minutes=2))
+    outcome = run(policy, failed(LATENCY), ok(ERRORS, 0.02), current=3, memory=memory)
+    assert (outcome.decision.desired, outcome.memory.missing_data_streak) == (6, 0)
+
+
 # --- step 4: stabilization -------------------------------------------------------------------
 
 
