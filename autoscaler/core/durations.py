@@ -24,7 +24,7 @@ _UNITS_MS = {
 }
 _ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
 _PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
-_WHOLE = re.compile(r"^(?:\d+(?:ms|y|w|d|h|m|s))+$")
+_WHOLE = re.compile(r"^(?:0|(?:\d+(?:ms|y|w|d|h|m|s))+)$")  # "0" alone, as Prometheus
 _SYNTAX = "use Prometheus syntax such as 30s, 5m, 1h30m or 0s"
 
 
@@ -44,6 +44,8 @@ def _parse(text: str, limit: timedelta, what: str) -> timedelta:
     """`parse_duration` of a text; cached, since 10,000 policy files say `30s` alike."""
     if not _WHOLE.match(text):
         raise ValueError(f"{_quoted(text)} is not a duration: {_SYNTAX}")
+    if text == "0":  # Prometheus' ParseDuration takes a bare zero too
+        return timedelta(0)
     found = _PART.findall(text)
     if any(len(n.lstrip("0")) > 15 for n, _ in found):  # > 31,000 years even in ms
         raise ValueError(_too_long(text, limit, what))

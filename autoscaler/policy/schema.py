@@ -30,7 +30,7 @@ from autoscaler.policy import promql
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 CHANGE_PATTERN = r"^[+-](\d+(\.0+)?|\d+(\.\d+)?%)$"  # a count in whole instances
-DURATION_PATTERN = r"^(\d+(ms|y|w|d|h|m|s))+$"  # Prometheus syntax; unit order checked in code
+DURATION_PATTERN = r"^(0|(\d+(ms|y|w|d|h|m|s))+)$"  # Prometheus syntax; unit order checked in code
 # The tags users write, read from the core's registries (see `CHECK_MODELS` below).
 STRATEGIES = tuple(strategy.value for strategy in Strategy)
 TARGET_TYPES = tuple(TARGET_KINDS)

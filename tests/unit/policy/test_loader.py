@@ -1067,6 +1067,13 @@ def test_one_off_schedule_accepts_iso_text_and_yaml_timestamps_alike() -> None:
     assert window.end == datetime(2026, 11, 27, 6, tzinfo=UTC)
 
 
+def test_a_bare_zero_is_a_duration_as_in_prometheus() -> None:
+    # Prometheus' ParseDuration takes "0" without a unit; the spec says Prometheus syntax.
+    text = policy('cooldown: {up: "0", down: 0s}\nstabilization: {down: "0"}\n' + CHECK)
+    (loaded,) = load_text(text, FILE)
+    assert (loaded.cooldown.up, loaded.stabilization.down) == (timedelta(0), timedelta(0))
+
+
 # --- load_paths ---------------------------------------------------------------------------
 
 
