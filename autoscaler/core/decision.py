@@ -511,12 +511,15 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
         if capped:
             paced = f", counted at most once per interval of {format_duration(run.policy.interval)}"
         hold = f"no usable data from any check ({streak} in a row{paced}): holding"
-        if fallback is not None:
-            hold += f", fallback after {fallback.after}"
-        run.reasons.append(hold)
+        at = len(run.reasons)
         # Bounds still win upwards (a count below `min`, or a schedule's `min` starting,
         # is raised as when a single check fails); they never scale in blind.
         count = _no_blind_scale_in(run, _bound(run, run.current))
+        if count != run.current:  # the reasons must not say "holding" and then scale
+            hold = hold.replace(": holding", ": holding, but the bounds still apply")
+        if fallback is not None:
+            hold += f", fallback after {fallback.after}"
+        run.reasons.insert(at, hold)
         memory = _recorded(run, memory, count)
         if count == run.current:
             return Outcome(run.finish(run.current, Action.HOLD), memory)

@@ -928,6 +928,11 @@ def test_without_any_data_a_count_below_min_is_raised_never_lowered_above_max() 
     # blind).
     below = run(make_policy(LATENCY, min=2, max=8), failed(LATENCY), current=0)
     assert (below.decision.action, below.decision.desired) == (Action.UP, 2)
+    # ... and its reasons say so, instead of "holding" followed by a scale-up.
+    assert below.decision.reasons[-2:] == (
+        "no usable data from any check (1 in a row): holding, but the bounds still apply",
+        "min 2: 0 → 2",
+    )
     above = run(make_policy(LATENCY, min=2, max=8), failed(LATENCY), current=12)
     assert (above.decision.action, above.decision.desired) == (Action.HOLD, 12)
 
