@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
 
 # A plain HTTP opener: tests talk to 127.0.0.1 and must not go through an env proxy.
 LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -61,3 +66,39 @@ def wait_until(
             last_error = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class SlowLookups:
+    """Lookups of `host`, which resolves to 127.0.0.1: those after the first `fast` take
+    `delay` seconds (a slow DNS: no connect or read timeout bounds it). `count`: so far."""
+
+    host: str
+    delay: float
+    fast: int = 0
+    count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def slow(self) -> bool:
+        with self._lock:
+            self.count += 1
+            return self.count > self.fast
+
+
+def slow_lookups(
+    monkeypatch: pytest.MonkeyPatch, host: str, *, delay: float, fast: int = 0
+) -> SlowLookups:
+    """Make this process resolve `host` to 127.0.0.1, slowly after `fast` lookups (every
+    new connection looks its host up: HTTP clients keep no DNS cache of their own)."""
+    lookups = SlowLookups(host, delay, fast)
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == host:
+            if lookups.slow():
+                time.sleep(delay)
+            name = "127.0.0.1"
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups

@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +42,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets import aws_calls
@@ -128,9 +128,6 @@ _clients_lock = threading.Lock()
 # at most every `CREDENTIALS_RETRY` seconds (an instance role may take an IMDS timeout).
 _uncredentialed: dict[tuple[tuple[str, str], ...], tuple[float, str]] = {}
 CREDENTIALS_RETRY = 30.0
-# The caller's deadline (an instant of `monotonic()`) of the API call this thread is about
-# to send, read by `_bound_request` as botocore sends it; None: no deadline but our own.
-_request_deadline: ContextVar[float | None] = ContextVar("autoscaler_aws_deadline", default=None)
 
 
 class AsgScaler:
@@ -142,9 +139,8 @@ class AsgScaler:
     client's read timeout (at most `deadline`, capped at 10 s), so the worst case is a
     little over it. A caller's deadline (`scale(deadline=)`, the leader lease) is stricter:
     no attempt starts at or after it, and each SetDesiredCapacity request's read timeout
-    ends by it (`adapters.deadline`). Only opening a new connection may still take up to
-    the connect timeout (at most 3 s: botocore takes no per-request one), which the group
-    read just before SetDesiredCapacity normally spares (its connection is reused).
+    ends by it (`adapters.deadline`); its connection, if it must open one, neither opens
+    nor writes the request at or after it (`adapters.send_by`).
     """
 
     def __init__(
@@ -159,6 +155,7 @@ class AsgScaler:
         if client is None:
             self._client, self._reads, self._feed = _shared(ref.region, deadline)
         else:
+            check_sends(client)
             self._client, self._reads, self._feed = client, group_reads(client), feed(client)
         self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
         self._refresh_reads = 0
@@ -344,8 +341,9 @@ class AsgScaler:
         Errors come out translated into `TargetError`s. No retry starts a sleep that would
         end past `until`, so one operation's API calls share one deadline; with a caller's
         deadline, no attempt starts at or after it either (`TargetDeadline`). A `write`
-        (SetDesiredCapacity) also has each request's read timeout end by it; reads are
-        left their own, as a group read may carry other targets' groups too.
+        (SetDesiredCapacity) also has each request's read timeout end by it, and is not
+        written at or after it by a connection opened late (`send_by`); reads are left
+        their own, as a group read may carry other targets' groups too.
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -358,14 +356,16 @@ class AsgScaler:
             try:
                 if until.caller is None or not write:
                     return fn()
-                token = _request_deadline.set(until.caller)
                 try:
-                    return fn()
-                except TargetDeadline:  # refused by `_bound_request`, as it was about to go
+                    with send_by.sending_by(until.caller):
+                        return fn()
+                except (TargetDeadline, HTTPClientError) as exc:
+                    # Refused as it was about to go: by `_bound_request`, or by a connection
+                    # that opened too late (`send_by`, which botocore's error wraps).
+                    if send_by.refusal(exc) is None:
+                        raise
                     sent -= 1
                     raise until.refused(what, sent=sent) from None
-                finally:
-                    _request_deadline.reset(token)
             except (ReadTimeoutError, ConnectionClosedError):
                 unanswered_once = unanswered_once or write
                 raise
@@ -538,9 +538,32 @@ def make_client(
     if credentials is not None and not isinstance(credentials, RefreshableCredentials):
         register(credentials.access_key, credentials.secret_key, credentials.token)
     client.meta.events.register("before-send.autoscaling", _session_token_registrar())
+    check_sends(client)
     # Last: after `_bound_request`, which may refuse to send it.
     client.meta.events.register_last("before-send.autoscaling", _counter(region))
     return client
+
+
+def check_sends(client: AutoScalingClient) -> bool:
+    """Have `client`'s connections refuse to open or write a request at or after its
+    caller's deadline (`send_by`); True if they now do.
+
+    botocore takes no connection classes of ours, so they go into the client's HTTP session
+    (its connection pools' classes, shared by its proxies' pools): botocore internals.
+    Where a version of botocore has them otherwise, nothing is touched, a warning is
+    logged, and False is returned. Idempotent.
+    """
+    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    pools = getattr(http, "_pool_classes_by_scheme", None)
+    shared = getattr(getattr(http, "_manager", None), "pool_classes_by_scheme", None) is pools
+    if isinstance(pools, dict) and shared:  # the pools' classes, and its manager's
+        pools.update(send_by.checked_pools(pools))
+        return True
+    log.warning(
+        "this botocore keeps its connection pools otherwise: a SetDesiredCapacity whose "
+        "connection opens late may be sent after the leader lease ends"
+    )
+    return False
 
 
 def release_endpoint_tables(session: boto3.session.Session) -> bool:
@@ -588,7 +611,7 @@ def _session() -> boto3.session.Session:
 def _bound_request(request: Any, **_kwargs: Any) -> None:
     """Ends the read timeout of a request sent under a caller's deadline by that deadline
     (botocore's per-request `read_timeout`), and refuses to send it once it has come."""
-    until = _request_deadline.get()
+    until = send_by.deadline()
     if until is None:
         return
     left = until - monotonic()

@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import ca_bundle, settle
@@ -48,6 +49,7 @@ from autoscaler.adapters.targets.nomad_watch import JobWatch, Token
 from autoscaler.core.model import NomadTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
+    TargetDeadline,
     TargetError,
     TargetForbidden,
     TargetNotFound,
@@ -168,12 +170,27 @@ def shared_session(settings: NomadSettings) -> requests.Session:
         session = _sessions.get(settings)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+            adapter = _SendByAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             # Proxies, NO_PROXY and ~/.netrc once, not on every request (`http_env`).
             _sessions[settings] = settle(session, settings.address)
         return session
+
+
+class _SendByAdapter(HTTPAdapter):
+    """requests' adapter whose connections, pooled or through a proxy, neither open nor
+    write a request at or after its caller's deadline (`send_by`)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        manager = self.poolmanager
+        manager.pool_classes_by_scheme = send_by.checked_pools(manager.pool_classes_by_scheme)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = send_by.checked_pools(manager.pool_classes_by_scheme)
+        return manager
 
 
 _job_apis: dict[tuple[NomadSettings, bool | str], nomad.api.Job] = {}
@@ -503,7 +520,9 @@ class NomadScaler:
 
         `capability` is the ACL capability the request needs, named in `TargetForbidden`.
         With a caller's `deadline` (an instant of `adapters.deadline.monotonic`), no attempt
-        starts at or after it and each one's timeout ends by it (`TargetDeadline`).
+        starts at or after it and each one's timeout ends by it (`TargetDeadline`); a scale
+        request is not written at or after it by a connection opened late either (`send_by`,
+        with the shared session's connections).
         """
         settings = self._settings
         budget = Budget(seconds=settings.deadline, caller=deadline)
@@ -517,7 +536,11 @@ class NomadScaler:
             timeout = budget.timeout(what, own, sent=sent)
             sent += 1
             try:
-                return send(timeout)
+                with send_by.sending_by(deadline if capability == "scale-job" else None):
+                    return send(timeout)
+            except TargetDeadline:  # its connection opened too late: not written (`send_by`)
+                sent -= 1
+                raise budget.refused(what, sent=sent) from None
             except BaseNomadException as exc:
                 if capability == "scale-job" and self._last_attempt(exc)[1]:
                     unanswered_once = True

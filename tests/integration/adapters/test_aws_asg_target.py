@@ -15,17 +15,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_asg import REFRESH_CHECK, AsgScaler
 from autoscaler.core.model import AsgTarget
 from autoscaler.errors import (
     TargetBusy,
+    TargetDeadline,
     TargetError,
     TargetForbidden,
     TargetNotFound,
     TargetUnavailable,
 )
 from tests.support.aws import DEAD_ENDPOINT, REGION, AwsProxy, MotoServer
+from tests.support.net import slow_lookups
 
 pytestmark = pytest.mark.integration
 
@@ -552,6 +555,31 @@ def test_group_busy_with_another_change_raises_busy_without_retry(
         scale(via_proxy(asg), 3)
 
     assert aws_proxy.count("SetDesiredCapacity") == 1
+
+
+def test_a_scale_request_whose_connection_opens_after_the_lease_deadline_is_not_sent(
+    asg: str,
+    aws_proxy: AwsProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    desired_capacity: Callable[[str], int],
+) -> None:
+    # The proxy closes every connection after its answer, so SetDesiredCapacity opens one
+    # of its own, after the caller's deadline was last checked (before-send): its host
+    # lookup outlasts the deadline (no connect or read timeout bounds a lookup). Before,
+    # the request was then written all the same, a second after the lease had ended.
+    host = "autoscaling.slow-dns.test"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url.replace("127.0.0.1", host))
+    lookups = slow_lookups(monkeypatch, host, delay=1.5, fast=1)  # the group read's is fast
+    scaler = AsgScaler(AsgTarget(asg=asg), deadline=DEADLINE)
+
+    with pytest.raises(TargetDeadline, match=r"SetDesiredCapacity .* was not sent") as info:
+        scaler.scale(5, reason="up", meta={}, expected=2, deadline=monotonic() + 0.8)
+
+    assert lookups.count == 2  # the group read's connection, then the scale request's
+    assert not info.value.maybe_applied
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 1
+    assert aws_proxy.count("SetDesiredCapacity") == 0
+    assert desired_capacity(asg) == 2
 
 
 def test_unreachable_endpoint_raises_unavailable_within_the_deadline(

@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 import requests
 
+from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
 from autoscaler.core.model import NomadTarget
 from autoscaler.errors import (
     TargetBusy,
+    TargetDeadline,
     TargetError,
     TargetForbidden,
     TargetNotFound,
     TargetUnavailable,
 )
-from tests.support.net import free_port
+from tests.support.net import free_port, slow_lookups
 from tests.support.nomad_api import NomadApiStandIn
 
 pytestmark = pytest.mark.integration
@@ -481,6 +483,27 @@ def test_unreachable_nomad_gives_unavailable_within_the_deadline() -> None:
         NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
 
     assert time.monotonic() - started < 1.0 + 0.5
+
+
+def test_a_scale_request_whose_connection_opens_after_the_lease_deadline_is_not_sent(
+    nomad_api: NomadApiStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests bounds the connect and the read by the timeout (cut to the time left), not
+    # the host lookup before them: it outlasts the deadline here. Before, the request was
+    # then written all the same, a second after the lease had ended.
+    nomad_api.register_job("chat")
+    host = "nomad.slow-dns.test"
+    lookups = slow_lookups(monkeypatch, host, delay=1.5)
+    settings = NomadSettings(address=nomad_api.address.replace("127.0.0.1", host))
+    scaler = NomadScaler(NomadTarget(job="chat", group="web"), settings)
+
+    with pytest.raises(TargetDeadline, match=r"scale request for .* was not sent") as info:
+        scaler.scale(4, reason="up", meta=META, deadline=monotonic() + 0.5)
+
+    assert lookups.count == 1
+    assert not info.value.maybe_applied
+    assert not nomad_api.requests_to("POST", "/scale")
+    assert nomad_api.group_count("chat", "web") == 3
 
 
 def test_credentials_in_nomad_addr_are_never_shown(caplog: pytest.LogCaptureFixture) -> None:

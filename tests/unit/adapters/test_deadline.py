@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from autoscaler.adapters.deadline import Budget, after_unanswered
+from autoscaler.adapters.send_by import sending_by
 from autoscaler.errors import TargetBusy, TargetDeadline, TargetError, TargetUnavailable
 
 
@@ -97,19 +98,12 @@ def test_an_aws_request_under_a_deadline_times_out_by_it_and_is_not_sent_after_i
     alone = request()
     aws_asg._bound_request(alone)  # no deadline: the client's own timeout
     assert "read_timeout" not in alone.context
-    token = aws_asg._request_deadline.set(monotonic() + 2.0)
-    try:
+    with sending_by(monotonic() + 2.0):
         bounded = request()
         aws_asg._bound_request(bounded)
         assert 1.0 < bounded.context["read_timeout"] <= 2.0
-    finally:
-        aws_asg._request_deadline.reset(token)
-    token = aws_asg._request_deadline.set(monotonic() - 0.1)
-    try:
-        with pytest.raises(TargetDeadline, match="not sent"):
-            aws_asg._bound_request(request())
-    finally:
-        aws_asg._request_deadline.reset(token)
+    with sending_by(monotonic() - 0.1), pytest.raises(TargetDeadline, match="not sent"):
+        aws_asg._bound_request(request())
 
 
 def test_after_an_unanswered_attempt_any_later_error_says_the_write_may_have_landed() -> None:
