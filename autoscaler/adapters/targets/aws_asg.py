@@ -260,6 +260,10 @@ class AsgScaler:
         DesiredCapacity someone changed since `expected` was read is `TargetBusy`, as is a
         Launch process suspended since (or Terminate, for a scale-in).
         (SetDesiredCapacity has no condition: this narrows the race to the two calls.)
+        With `expected`, a SetDesiredCapacity retried (throttling, 5xx: for seconds,
+        perhaps) reads the group again first (`_again`): sent again only while the group
+        still has the count read before the first attempt, done when it has `count` (an
+        earlier attempt landed), `TargetBusy` when someone else moved it meanwhile.
 
         With `deadline`, neither call sends a request at or after it (`TargetDeadline`).
         """
@@ -291,6 +295,7 @@ class AsgScaler:
             dict(meta),
         )
         self._reads.drop(self._ref.asg)  # no answer sent before this one is kept
+        before = group["DesiredCapacity"]
         try:
             self._call(
                 until,
@@ -299,9 +304,23 @@ class AsgScaler:
                     AutoScalingGroupName=self._ref.asg, DesiredCapacity=count, HonorCooldown=False
                 ),
                 write=True,
+                again=None if expected is None else lambda: self._again(until, before, count),
             )
+        except _Landed as landed:
+            log.info("%s", landed)
         finally:  # a failed call may have landed all the same (an answer that timed out)
             self._reads.drop(self._ref.asg)
+
+    def _again(self, until: Budget, before: int, count: int) -> None:
+        """Return when SetDesiredCapacity to `count` may be sent again: the group, read
+        afresh, still has the DesiredCapacity `before` it. Raise `_Landed` when it has
+        `count` (an earlier attempt landed: its answer was lost or an error), and
+        `TargetBusy` when it has another (someone else set it while ours was retried: sent
+        again, ours would overwrite it, a scale nobody decided)."""
+        now = self._describe_group(until, fresh=True)["DesiredCapacity"]
+        if now == count and now != before:
+            raise _Landed(f"{self._where()} DesiredCapacity is {count}: an earlier attempt landed")
+        moved_since(self._where(), "DesiredCapacity", before, now, count)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -335,6 +354,7 @@ class AsgScaler:
         *,
         write: bool = False,
         where: str | None = None,
+        again: Callable[[], None] | None = None,
     ) -> T:
         """`fn()`, retried on transient failures while time remains in `until`.
 
@@ -343,7 +363,9 @@ class AsgScaler:
         deadline, no attempt starts at or after it either (`TargetDeadline`). A `write`
         (SetDesiredCapacity) also has each request's read timeout end by it, and is not
         written at or after it by a connection opened late (`send_by`); reads are left
-        their own, as a group read may carry other targets' groups too.
+        their own, as a group read may carry other targets' groups too. `again` is asked
+        before each retry (not the first attempt) whether the call is still to be sent; it
+        raises when not (its errors end the call as they are).
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -352,6 +374,9 @@ class AsgScaler:
         def attempt() -> T:
             nonlocal sent, unanswered_once
             until.check(what, sent=sent)
+            if sent and again is not None:
+                again()
+                until.check(what, sent=sent)
             sent += 1
             try:
                 if until.caller is None or not write:
@@ -649,6 +674,10 @@ def is_transient(exc: BaseException) -> bool:
         return False  # another attempt within the deadline would fail the same way
     # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
     return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
+
+
+class _Landed(Exception):
+    """A SetDesiredCapacity about to be retried finds the group at its count already."""
 
 
 @dataclass(frozen=True, slots=True)

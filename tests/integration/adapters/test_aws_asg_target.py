@@ -28,7 +28,7 @@ from autoscaler.errors import (
     TargetUnavailable,
 )
 from tests.support.aws import DEAD_ENDPOINT, REGION, AwsProxy, MotoServer
-from tests.support.net import slow_lookups
+from tests.support.net import slow_lookups, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,55 @@ def test_a_count_changed_by_hand_since_the_decision_is_not_overwritten(
     assert desired_capacity(name) == 9  # our "up" to 4 would have been a scale-in
     scaler.scale(10, reason="test", meta={}, expected=9)  # decided on the new count: goes
     assert desired_capacity(name) == 10
+
+
+def _meanwhile(
+    aws_proxy: AwsProxy, moto_server: MotoServer, scaler: AsgScaler, name: str, by_hand: int
+) -> Callable[[], None]:
+    """Scale `name` from 2 to 4 while its first SetDesiredCapacity is throttled (answered
+    after 0.5 s); in that time DesiredCapacity is set to `by_hand`. The call's outcome."""
+    aws_proxy.fail_next("SetDesiredCapacity", 400, "Throttling", "Rate exceeded", delay=0.5)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(scaler.scale, 4, reason="up", meta={}, expected=2)
+        wait_until(lambda: aws_proxy.count("SetDesiredCapacity") == 1, timeout=5.0)
+        moto_server.client().set_desired_capacity(
+            AutoScalingGroupName=name, DesiredCapacity=by_hand
+        )
+        return lambda: call.result(timeout=10)
+
+
+def test_a_count_changed_by_hand_while_the_scale_is_retried_is_not_overwritten(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    moto_server: MotoServer,
+    desired_capacity: Callable[[str], int],
+) -> None:
+    # Checked once, before the first attempt, the count was overwritten by the retry.
+    outcome = _meanwhile(aws_proxy, moto_server, via_proxy(asg), asg, by_hand=9)
+
+    with pytest.raises(TargetBusy, match="changed from 2 to 9"):
+        outcome()
+
+    assert desired_capacity(asg) == 9  # our "up" to 4 would have been a scale-in
+    assert aws_proxy.count("SetDesiredCapacity") == 1
+
+
+def test_a_retried_scale_that_finds_its_own_count_already_set_is_done(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    moto_server: MotoServer,
+    desired_capacity: Callable[[str], int],
+) -> None:
+    # The group at the count being set is what an earlier attempt that landed leaves (its
+    # answer lost): not someone else's move, and nothing to send again.
+    outcome = _meanwhile(aws_proxy, moto_server, via_proxy(asg), asg, by_hand=4)
+
+    outcome()
+
+    assert desired_capacity(asg) == 4
+    assert aws_proxy.count("SetDesiredCapacity") == 1
 
 
 def test_missing_group_raises_not_found_naming_group_and_region(
