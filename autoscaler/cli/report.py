@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from autoscaler.core.forecast import describe
-from autoscaler.core.model import Action, CheckResult
+from autoscaler.core.model import Action, CheckResult, Decision
 
 if TYPE_CHECKING:
     from autoscaler.engine.reconciler import Evaluation
@@ -176,6 +176,21 @@ def _wide_check(c: CheckResult) -> str:
     return shown
 
 
+def _decisive(d: Decision) -> str:
+    """The reason that set the count: the last one, unless it is a check's own (the checks'
+    reasons come in policy order, and the highest count wins, not the last check), then
+    the reason of the check that asked for the most."""
+    if not d.reasons:
+        return ""
+    last = d.reasons[-1]
+    asked = [c for c in d.checks if c.desired is not None]
+    if not asked or not any(last.startswith(f"{c.name}: ") for c in d.checks):
+        return last
+    winner = max(asked, key=lambda c: c.desired or 0)  # the first of equals, as combined
+    mine = [r for r in d.reasons if r.startswith(f"{winner.name}: ")]
+    return mine[-1] if mine else last
+
+
 def render_plan_wide(evaluations: Sequence[Evaluation]) -> str:
     """One row per policy: counts, action, every check's value, count and forecast, the last
     reason."""
@@ -186,7 +201,7 @@ def render_plan_wide(evaluations: Sequence[Evaluation]) -> str:
     for evaluation in evaluations:
         d = evaluation.decision
         checks = ", ".join(_wide_check(c) for c in d.checks)
-        reason = evaluation.error or (d.reasons[-1] if d.reasons else "")
+        reason = evaluation.error or _decisive(d)
         rows.append(
             (
                 d.policy,

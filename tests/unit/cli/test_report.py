@@ -6,14 +6,15 @@ import gc
 import io
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from autoscaler.cli import main, report
 from autoscaler.cli.main import cmd_validate
-from autoscaler.cli.report import _wide_check, name_list
-from autoscaler.core.model import CheckResult
+from autoscaler.cli.report import _decisive, _wide_check, name_list
+from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.policy.loader import load_paths as load
 
 
@@ -68,6 +69,36 @@ def test_the_wide_plan_shows_a_fixed_check_by_its_count_and_a_failed_one_as_erro
     fixed = CheckResult(name="floor", query=None, value=None, desired=4, error=None)
     failed = CheckResult(name="rps", query="q", value=None, desired=None, error="timeout")
     assert (_wide_check(fixed), _wide_check(failed)) == ("floor=-→4", "rps=error")
+
+
+def wide_reason(reasons: tuple[str, ...], *desired: int | None) -> str:
+    checks = tuple(
+        CheckResult(name=name, query="q", value=1.0, desired=count, error=None)
+        for name, count in zip(("p95", "conversations"), desired, strict=False)
+    )
+    decision = Decision(
+        policy="web",
+        target="nomad:web/web (default)",
+        time=datetime(2026, 12, 3, tzinfo=UTC),
+        current=8,
+        desired=max(c for c in desired if c is not None),
+        action=Action.UP,
+        dry_run=True,
+        reasons=reasons,
+        checks=checks,
+    )
+    return _decisive(decision)
+
+
+def test_the_wide_plans_reason_is_the_checks_that_set_the_count_not_the_last_checks() -> None:
+    # p95 asks 14, conversations 8: the row showed conversations' reason, the last one.
+    reasons = ("p95: 0.41 / 0.25 → 14", "conversations: 380 / 50 per instance → 8")
+    assert wide_reason(reasons, 14, 8) == "p95: 0.41 / 0.25 → 14"
+    assert wide_reason(reasons, 7, 8) == "conversations: 380 / 50 per instance → 8"
+    # A later step (limits, bounds, cooldown) decides over both: it is shown.
+    assert wide_reason((*reasons, "cooldown up: 40 s left → hold"), 14, 8) == (
+        "cooldown up: 40 s left → hold"
+    )
 
 
 def test_plan_json_is_valid_on_a_stdout_that_cannot_encode_its_text(
