@@ -6,11 +6,12 @@ the path, text that leaves the process (decisions, log records, API answers, CLI
 notifications) goes through `scrub`, which replaces:
 
 - every *registered* secret: configuration registers what it reads (Nomad token,
-  Prometheus bearer token / password / header values / URL credentials, AWS keys and
-  session tokens, the API token, webhook URLs), in the forms a request or an error shows
-  them: as is, URL-encoded, JSON- and repr-escaped, and `user:password` as HTTP Basic
-  credentials (base64); a secret replaced over time (a refreshed AWS session token) is
-  held in a `Slot`, which keeps its current value and the one before, not all of them;
+  Prometheus bearer token / password / credential header values / URL credentials, AWS
+  keys and session tokens, the API token, webhook URLs), in the forms a request or an
+  error shows them: as is, URL-encoded, JSON- and repr-escaped, and `user:password` as
+  HTTP Basic credentials (base64); a secret replaced over time (a refreshed AWS session
+  token) is held in a `Slot`, which keeps its current value and the one before, not all
+  of them;
 - URL credentials (`scheme://user:password@`, also without the scheme), values of
   credential headers quoted back (`Authorization: …`, `X-Nomad-Token: …`), and AWS access
   key IDs, whether registered or not.
@@ -42,6 +43,7 @@ __all__ = [
     "mask_url",
     "register",
     "register_basic",
+    "register_header",
     "register_url",
     "registered",
     "scrub",
@@ -194,6 +196,31 @@ def register_url(url: str | None, *, whole: bool = False) -> None:
         # a short one (`/autoscaler`, `?channel=checkout`) masked that word in every file
         # path, policy name and log line. The whole URL is a secret whatever its length.
         register(url, rest if len(rest) >= MIN_PART else None)
+
+
+# A request header whose name says it carries a credential (`Authorization`, `Cookie`,
+# `X-Api-Key`, `X-Auth-Token`, `X-Vault-Secret`, a session or signature): its value is a
+# secret whatever its length. See `register_header`.
+_CREDENTIAL_NAME = re.compile(
+    r"(?i)auth|token|secret|pass|cookie|key|session|signature|credential|jwt|bearer"
+)
+
+
+def register_header(name: str, value: str | None) -> None:
+    """Register the value of a header we send, when it is a secret.
+
+    A header named for a credential (`_CREDENTIAL_NAME`) is one at any length, and of an
+    `Authorization: Bearer TOKEN` the credential alone too (an echo may show just it). Any
+    other header's value only from `MIN_PART` characters: a tenant or org ID is no secret
+    (`X-Scope-OrgID: default` masked the word `default` in every policy name and message),
+    while a long value under an unusual name may still be a key."""
+    if not value:
+        return
+    if _CREDENTIAL_NAME.search(name):
+        scheme, _, credential = value.strip().partition(" ")
+        register(value, credential.strip() if scheme.isalpha() else None)
+    elif len(value) >= MIN_PART:
+        register(value)
 
 
 def registered() -> frozenset[str]:

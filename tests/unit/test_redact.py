@@ -364,3 +364,24 @@ def test_a_webhooks_short_path_or_query_value_is_no_secret_of_its_own() -> None:
     )
     assert redact.scrub("policy checkout-latency scaled") == "policy checkout-latency scaled"
     assert url.rsplit("=", 1)[1] not in redact.scrub(f"posting to {url} failed")
+
+
+def test_a_prometheus_tenant_header_is_no_secret_but_credential_headers_are() -> None:
+    # `X-Scope-OrgID: default` masked the word `default` in every policy name and message.
+    tenant = f"tn-{uuid.uuid4().hex[:8]}"  # short, unique: no other test shares the word
+    long_tenant = secret()  # 39 characters: under any name, possibly a key
+    token, key, cookie = secret(), secret()[:10], secret()
+    PrometheusSettings(
+        headers={
+            "X-Scope-OrgID": tenant,
+            "X-Grafana-Org": long_tenant,
+            "Authorization": f"Bearer {token}",
+            "X-Api-Key": key,  # a short key is still a key
+            "Cookie": cookie,
+        }
+    )
+
+    shown = f"policy {tenant}-web: load 3 → 4"
+    assert redact.scrub(shown) == shown
+    for hidden in (long_tenant, f"Bearer {token}", token, key, cookie):
+        assert hidden not in redact.scrub(f"upstream said: {hidden} (end)"), hidden

@@ -70,7 +70,14 @@ from autoscaler.adapters.http_env import settle
 from autoscaler.adapters.sources.coalesce import FETCHERS
 from autoscaler.core.series import Labels, SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
-from autoscaler.redact import mask_url, register, register_basic, register_url, scrub
+from autoscaler.redact import (
+    mask_url,
+    register,
+    register_basic,
+    register_header,
+    register_url,
+    scrub,
+)
 
 __all__ = [
     "MAX_POINTS",
@@ -139,7 +146,9 @@ class PrometheusSettings:
 
     def __post_init__(self) -> None:
         # Registered first, so that no error below (nor any later text) can show them.
-        register(self.bearer_token, *self.headers.values())
+        register(self.bearer_token)
+        for header, sent in self.headers.items():  # credentials; not a tenant ID (`redact`)
+            register_header(header, sent)
         register_basic(self.username, self.password)  # the password, and as HTTP Basic
         register_url(self.url)
         parts = urlsplit(self.url)
