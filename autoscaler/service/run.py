@@ -237,7 +237,11 @@ def _controller(
     prometheus = settings.source(workers=config.workers)
     source = CoalescingSource(prometheus)
     telemetry.watch_queries(lambda: (source.sent, source.shared))
-    telemetry.watch_state(lambda: state.durability_problem() is None)
+    layered = state if isinstance(state, LayeredStateStore) else None
+    telemetry.watch_state(
+        lambda: state.durability_problem() is None,
+        dropped=None if layered is None else lambda: layered.dropped,
+    )
     telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
     telemetry.watch_nomad_streams(targets.nomad_streams)
     telemetry.watch_aws_requests(aws_calls.counts)

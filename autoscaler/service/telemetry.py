@@ -71,6 +71,21 @@ class _QueryCounts(Collector):
         yield family
 
 
+class _DroppedDecisions(Collector):
+    """`autoscaler_state_decisions_dropped_total`, read from the state store's count."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "autoscaler_state_decisions_dropped",
+            "Decisions dropped from the history unwritten: the state database took no "
+            "writes while more decisions waited than are kept in memory (1,000).",
+            value=self._dropped(),
+        )
+
+
 class _DiscoveryHealth(Collector):
     """`autoscaler_discovery_*{source}`: each discovery source in force, read at scrape
     time from `Discovery.health()` (a source no template needs any more has no series)."""
@@ -352,14 +367,19 @@ class Telemetry:
         """Export `autoscaler_aws_requests_total` from `counts()`, read at each scrape."""
         self.registry.register(_AwsRequests(counts))
 
-    def watch_state(self, durable: Callable[[], bool]) -> None:
-        """Export `autoscaler_state_durable` from `durable()`, read at each scrape."""
+    def watch_state(
+        self, durable: Callable[[], bool], dropped: Callable[[], int] | None = None
+    ) -> None:
+        """Export `autoscaler_state_durable` from `durable()`, and with `dropped`
+        `autoscaler_state_decisions_dropped_total` from it, read at each scrape."""
         Gauge(
             "autoscaler_state_durable",
             "1 while decisions are written to the state database; 0 while they are kept in "
             "memory only (and scale-in is held).",
             registry=self.registry,
         ).set_function(lambda: 1.0 if durable() else 0.0)
+        if dropped is not None:
+            self.registry.register(_DroppedDecisions(dropped))
 
     def watch_leader(self, leading: Callable[[], bool]) -> None:
         """Export `autoscaler_leader` from `leading()`, read at each scrape."""

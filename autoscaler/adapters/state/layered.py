@@ -40,6 +40,10 @@ write's), but those decisions were reported already and do not say it themselves
 next ones do. While writes fail, or when half the queue is waiting, decisions wait again
 (and so say when they are not durable). `run --once` does not linger: its exit code
 says whether its decisions were recorded.
+
+The queue of unwritten decisions is bounded (`max_pending`): beyond it the oldest are
+dropped from the history (never a cooldown: memory is not in the queue), counted in
+`dropped`, logged at the first drop and again, with their number, once writes succeed.
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ class LayeredStateStore:
         # other is a new decision, even an older one (the clock stepped back). One time per
         # policy: keeping the last eight held 80,000 datetimes at 10,000 policies (5 MB).
         self._recorded: dict[str, datetime] = {}
-        self._dropped = 0
+        self._dropped = 0  # since writes last succeeded (logged then)
+        self._dropped_total = 0
         self._generation = durable.generation
         self._problem: str | None = None
         self._retry_at = 0.0
@@ -162,6 +167,12 @@ class LayeredStateStore:
     @property
     def acting(self) -> bool:
         return self._acting
+
+    @property
+    def dropped(self) -> int:
+        """Decisions dropped from the history unwritten since the start (the queue of
+        unwritten decisions was full while the database took no writes)."""
+        return self._dropped_total
 
     def flush(self) -> None:
         """Write everything pending now; `StateError` when it cannot be (or not leading)."""
@@ -224,14 +235,14 @@ class LayeredStateStore:
         database takes writes). A decision of the same policy and time as one recorded
         before is a new version of it: it replaces the pending one, or is dropped when
         that one is written already (the history keeps what it holds)."""
+        first_drop = False
         with self._lock:
             self._same_era(self._loaded_era(decision.policy, forget=True), "recorded")
             if self._recorded.get(decision.policy) == decision.time:
                 if not self._replace_pending(decision):
                     return  # written already (or dropped by a takeover, which said so)
             else:
-                if len(self._pending) == self._pending.maxlen:
-                    self._dropped += 1
+                first_drop = len(self._pending) == self._pending.maxlen and self._drop_oldest()
                 self._pending.append(decision)
                 self._recorded[decision.policy] = decision.time
             self._seq += 1
@@ -243,6 +254,13 @@ class LayeredStateStore:
                 and (not decision.changes_target or decision.dry_run)
                 and 2 * len(self._pending) < (self._pending.maxlen or 0)
                 and not self._closing.is_set()
+            )
+        if first_drop:
+            _LOG.warning(
+                "state database: %d decisions wait to be written, as many as are kept; the "
+                "oldest are dropped from the history until it takes writes again (counted in "
+                "autoscaler_state_decisions_dropped_total)",
+                self._pending.maxlen,
             )
         if lingers:
             self._linger_write()
@@ -330,6 +348,14 @@ class LayeredStateStore:
                 f"not {what}: this replica lost the lease while the evaluation ran and has "
                 "taken it again under a new epoch; what it decided before is not written"
             )
+
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest unwritten decision to make room (with `self._lock` held); True
+        when it is the first dropped since writes last succeeded (to be logged)."""
+        self._pending.popleft()
+        self._dropped += 1
+        self._dropped_total += 1
+        return self._dropped == 1
 
     def _replace_pending(self, decision: Decision) -> bool:
         """Put `decision` in place of its pending version (with `self._lock` held)."""

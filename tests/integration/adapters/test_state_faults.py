@@ -182,3 +182,24 @@ def test_closing_after_a_deletion_puts_the_file_back(store: LayeredStateStore, p
     path.unlink()
     store.close()  # no write in between: the close itself notices
     assert stored(path).load("web", KEY) == SCALED
+
+
+def test_decisions_beyond_the_queue_are_counted_while_the_database_is_locked(
+    path: Path,
+) -> None:
+    store = LayeredStateStore(
+        SqliteStateStore(path, exclusive=True), max_pending=2, retry_after=60.0
+    )
+    store.record(decision(T0 - timedelta(hours=1)))
+    with locked_by_another_process(path):
+        for minute in range(4):
+            with pytest.raises(StateError):
+                store.record(decision(T0 + timedelta(minutes=minute)))
+    assert store.dropped == 2
+    store.flush()
+    assert [d.time for d in stored(path).history(limit=3)] == [
+        T0 + timedelta(minutes=3),
+        T0 + timedelta(minutes=2),
+        T0 - timedelta(hours=1),
+    ]
+    store.close()

@@ -7,6 +7,7 @@ deleted, replaced) are in tests/integration/adapters/test_state_faults.py.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -563,4 +564,24 @@ def test_lingering_decisions_reach_sqlite_in_one_transaction(tmp_path: Path) -> 
         time.sleep(0.01)
     assert [d.policy for d in durable.history()] == ["api", "web"]
     assert durable.load("web", KEY).missing_data_streak == 2
+    store.close()
+
+
+def test_a_full_queue_counts_what_it_drops_and_says_so_at_the_first_drop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    durable = FlakyStore(broken="database or disk is full")
+    store = LayeredStateStore(durable, max_pending=3, clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.state.layered"):
+        for second in range(6):
+            with pytest.raises(StateError):
+                store.record(decision(T0 + timedelta(seconds=second)))
+        # Said at once (the database may never come back), once, not at every drop.
+        assert sum("oldest are dropped" in r.getMessage() for r in caplog.records) == 1
+        assert store.dropped == 3
+        durable.broken = None
+        store.flush()
+    assert [d.time.second for d in durable.history()] == [5, 4, 3]
+    assert any("3 decisions were dropped" in r.getMessage() for r in caplog.records)
+    assert store.dropped == 3  # a counter: it never goes back
     store.close()

@@ -610,3 +610,12 @@ def test_an_evaluation_in_flight_when_its_policy_went_brings_none_of_its_series_
     up = {"policy": "web", "direction": "up", "dry_run": "false"}
     assert value("autoscaler_scaling_actions_total", up) is None
     assert value("autoscaler_evaluation_duration_seconds_count", {"policy": "web"}) is None
+
+
+def test_decisions_dropped_unwritten_are_counted() -> None:
+    telemetry = Telemetry()
+    dropped = [0]
+    telemetry.watch_state(lambda: False, dropped=lambda: dropped[0])
+    assert telemetry.registry.get_sample_value("autoscaler_state_decisions_dropped_total") == 0
+    dropped[0] = 7
+    assert telemetry.registry.get_sample_value("autoscaler_state_decisions_dropped_total") == 7
