@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autoscaler.adapters.sources import coalesce
+from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.api.models import (
     AlertOut,
     CooldownOut,
@@ -340,6 +341,11 @@ class Controller:
         # A standby's own last run (if it led before) is stale: the shared history is not.
         last = slot.last if slot and leading else None
         decision: Decision | None = last.decision if last else self._last_recorded(policy.name)
+        error, error_kind = (last.error, last.error_kind) if last else (None, None)
+        kept = self._unrecorded(policy.name, decision) if last else None
+        if kept is not None:  # reported before its write, which then failed: say so
+            error = self.state.durability_problem() or kept.reasons[-1]
+            decision, error_kind = kept, "state"
         next_at = None
         if slot is not None and slot.next_in is not None and leading:
             next_at = now + timedelta(seconds=slot.next_in)
@@ -361,10 +367,18 @@ class Controller:
             evaluating=bool(slot and slot.running),
             next_evaluation_at=next_at,
             cooldown_remaining=self._cooldown(policy, now, last),
-            last_error=last.error if last else None,
-            last_error_kind=last.error_kind if last else None,
+            last_error=error,
+            last_error_kind=error_kind,
             load_errors=[LoadError.of(p) for p in self.registry.problems_of(policy)],
         )
+
+    def _unrecorded(self, name: str, shown: Decision | None) -> Decision | None:
+        """`shown` as the state keeps it when its write failed after it was reported (it
+        lingered, see `LayeredStateStore.unrecorded`), saying so; else None."""
+        if shown is None or not isinstance(self.state, LayeredStateStore):
+            return None
+        kept = self.state.unrecorded(name)
+        return kept if kept is not None and kept.time == shown.time else None
 
     def _last_recorded(self, name: str) -> Decision | None:
         """After a restart, the last decision from the history until the first evaluation."""

@@ -35,9 +35,10 @@ or any scale's, which waits as always. At 10,000 targets every 10 s that is a co
 second instead of hundreds. What it costs: a crash (SIGKILL, power) loses at most the
 last `linger` of such decisions and memory, as if it had come that much earlier; a
 scaling action is never among them (`save` waits before the scale call is made). A
-background write that fails keeps what it was writing (written later, as any failed
-write's), but those decisions were reported already and do not say it themselves: the
-next ones do. While writes fail, or when half the queue is waiting, decisions wait again
+write that fails while it carries such decisions keeps them (written later, as any failed
+write's) and marks them: each says in its reasons that it is not durable, in the history
+and in `unrecorded(policy)`, for what showed it as it was reported (the API's last
+decision). While writes fail, or when half the queue is waiting, decisions wait again
 (and so say when they are not durable). `run --once` does not linger: its exit code
 says whether its decisions were recorded.
 
@@ -61,6 +62,7 @@ from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.core.model import Decision, Memory
 from autoscaler.core.ports import StateStore
 from autoscaler.errors import NotLeader, StateError
+from autoscaler.redact import scrub
 
 _LOG = logging.getLogger(__name__)
 
@@ -109,6 +111,10 @@ class LayeredStateStore:
         self._recorded: dict[str, datetime] = {}
         self._dropped = 0  # since writes last succeeded (logged then)
         self._dropped_total = 0
+        # Decisions reported before their write (they lingered), until written; and per
+        # policy, such a decision as marked once a write of it failed (see `unrecorded`).
+        self._lingered: set[tuple[str, datetime]] = set()
+        self._unrecorded: dict[str, Decision] = {}
         self._generation = durable.generation
         self._problem: str | None = None
         self._retry_at = 0.0
@@ -153,6 +159,8 @@ class LayeredStateStore:
                 self._dirty.clear()
                 self._pending.clear()
                 self._recorded.clear()
+                self._lingered.clear()
+                self._unrecorded.clear()
                 self._era += 1  # a writer still waiting for what was dropped must hear it
                 self._problem = None
                 self._retry_at = 0.0
@@ -173,6 +181,13 @@ class LayeredStateStore:
         """Decisions dropped from the history unwritten since the start (the queue of
         unwritten decisions was full while the database took no writes)."""
         return self._dropped_total
+
+    def unrecorded(self, policy: str) -> Decision | None:
+        """`policy`'s decision that was reported before its write (it lingered) and whose
+        write then failed, as kept: its reasons say it is not durable. None when there is
+        none (its write succeeded, or it waited for its write and said so itself)."""
+        with self._lock:
+            return self._unrecorded.get(policy)
 
     def flush(self) -> None:
         """Write everything pending now; `StateError` when it cannot be (or not leading)."""
@@ -245,6 +260,7 @@ class LayeredStateStore:
                 first_drop = len(self._pending) == self._pending.maxlen and self._drop_oldest()
                 self._pending.append(decision)
                 self._recorded[decision.policy] = decision.time
+                self._unrecorded.pop(decision.policy, None)  # a newer one is shown now
             self._seq += 1
             mine = (self._era, self._seq)
             lingers = (
@@ -255,6 +271,8 @@ class LayeredStateStore:
                 and 2 * len(self._pending) < (self._pending.maxlen or 0)
                 and not self._closing.is_set()
             )
+            if lingers:
+                self._lingered.add((decision.policy, decision.time))
         if first_drop:
             _LOG.warning(
                 "state database: %d decisions wait to be written, as many as are kept; the "
@@ -352,7 +370,8 @@ class LayeredStateStore:
     def _drop_oldest(self) -> bool:
         """Drop the oldest unwritten decision to make room (with `self._lock` held); True
         when it is the first dropped since writes last succeeded (to be logged)."""
-        self._pending.popleft()
+        oldest = self._pending.popleft()
+        self._lingered.discard((oldest.policy, oldest.time))
         self._dropped += 1
         self._dropped_total += 1
         return self._dropped == 1
@@ -489,7 +508,11 @@ class LayeredStateStore:
         """Drop the written decisions from the front of the queue (with `self._lock` held);
         by policy and time, since a new version may have replaced one while it was written."""
         while self._pending and (self._pending[0].policy, self._pending[0].time) in keys:
-            self._pending.popleft()
+            written = self._pending.popleft()
+            self._lingered.discard((written.policy, written.time))
+            shown = self._unrecorded.get(written.policy)
+            if shown is not None and shown.time == written.time:
+                del self._unrecorded[written.policy]
 
     def _failed(self, exc: StateError) -> None:
         self._retry_at = self._clock() + self._retry_after
@@ -500,6 +523,24 @@ class LayeredStateStore:
                 exc,
             )
         self._problem = str(exc)
+        self._mark_unrecorded(self._problem)
+
+    def _mark_unrecorded(self, problem: str) -> None:
+        """Say in each decision reported before its write that the write failed: it is
+        shown (history, API) as what it is, and written so once writes succeed."""
+        with self._lock:
+            if not self._lingered:
+                return
+            note = scrub(
+                f"state not durable ({problem}): the write after this decision was reported "
+                "failed; it is kept in memory only until it can be recorded"
+            )
+            for i, found in enumerate(self._pending):
+                if (found.policy, found.time) in self._lingered:
+                    marked = replace(found, reasons=(*found.reasons, note))
+                    self._pending[i] = marked
+                    self._unrecorded[found.policy] = marked
+            self._lingered.clear()
 
     def _succeeded(self) -> None:
         if self._problem is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,6 +184,34 @@ def test_closing_after_a_deletion_puts_the_file_back(store: LayeredStateStore, p
     path.unlink()
     store.close()  # no write in between: the close itself notices
     assert stored(path).load("web", KEY) == SCALED
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(locked_by_another_process, id="locked"),
+        pytest.param(read_only, id="read-only"),
+    ],
+)
+def test_a_lingering_decision_whose_write_fails_says_so_and_is_written_so(
+    path: Path, fault: object
+) -> None:
+    store = LayeredStateStore(SqliteStateStore(path, exclusive=True), linger=0.05)
+    store.record(decision(T0 - timedelta(hours=1)))  # the file exists, with its WAL
+    none = replace(decision(T0), desired=2, action=Action.NONE)
+    with fault(path):  # type: ignore[operator]
+        store.record(none)  # reported at once: it lingers
+        deadline = time.monotonic() + 10
+        while store.durability_problem() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shown = store.history(policy="web", limit=1)[0]
+        assert shown.time == T0
+        assert shown.reasons[-1].startswith("state not durable (")
+        assert store.unrecorded("web") == shown
+    store.flush()
+    assert stored(path).history(limit=1)[0] == shown
+    assert store.unrecorded("web") is None
+    store.close()
 
 
 def test_decisions_beyond_the_queue_are_counted_while_the_database_is_locked(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -564,6 +565,44 @@ def test_lingering_decisions_reach_sqlite_in_one_transaction(tmp_path: Path) -> 
         time.sleep(0.01)
     assert [d.policy for d in durable.history()] == ["api", "web"]
     assert durable.load("web", KEY).missing_data_streak == 2
+    store.close()
+
+
+def _until(done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_lingering_decision_whose_write_failed_says_it_was_not_recorded() -> None:
+    # It was reported (logged, shown by the API) before its write: once that write failed,
+    # the history and `unrecorded` showed it as if recorded, though it was in memory only.
+    durable = FlakyStore(broken="disk I/O error")
+    store = LayeredStateStore(durable, linger=0.05, retry_after=0.0)
+    store.record(unchanged(T0))  # returns at once: it lingers
+    _until(lambda: store.durability_problem() is not None)
+
+    kept = store.history(policy="web", limit=1)[0]
+    assert kept.reasons[-1].startswith("state not durable (state database s.db: disk I/O error)")
+    assert store.unrecorded("web") == kept
+    durable.broken = None
+    store.flush()
+    assert durable.history(policy="web")[0] == kept  # written as it is shown
+    assert store.unrecorded("web") is None
+    store.close()
+
+
+def test_lingering_decisions_taken_along_by_a_failed_scale_write_say_so() -> None:
+    durable = FlakyStore()
+    store = LayeredStateStore(durable, linger=60.0)
+    store.record(unchanged(T0, "api"))  # lingers
+    durable.broken = "database is locked"
+    with pytest.raises(StateError):
+        store.record(decision(T0))  # a scale waits for its write, which takes "api" along
+    assert "state not durable" in store.history(policy="api")[0].reasons[-1]
+    assert store.unrecorded("api") is not None
+    assert store.unrecorded("web") is None  # its caller heard the error and says it itself
+    durable.broken = None
     store.close()
 
 
