@@ -52,6 +52,7 @@ PLACEHOLDERS: Mapping[Kind, tuple[str, ...]] = {
     "nomad": ("job", "group", "namespace"),
     "aws_asg": ("asg",),
 }
+_EVERY_PLACEHOLDER = frozenset(name for names in PLACEHOLDERS.values() for name in names)
 # What validation substitutes for each placeholder (any valid value would do).
 _SAMPLES = {"job": "job", "group": "group", "namespace": "default", "asg": "asg"}
 # The target fields that must name the discovered object, and their placeholder.
@@ -355,7 +356,8 @@ def _untemplated_queries(
         query = check.get("query") if isinstance(check, dict) else None
         if not isinstance(query, str):
             continue
-        used = [n for n in _PLACEHOLDER.findall(query) if n in PLACEHOLDERS[kind]]
+        # Any source's: `{job}` in an aws_asg template's query is as literal (it passed).
+        used = [n for n in _PLACEHOLDER.findall(query) if n in _EVERY_PLACEHOLDER]
         if used:
             name = used[0]
             problem(

@@ -277,6 +277,16 @@ def test_template_problems_are_located(
     assert any(expected in p for p in problems), problems
 
 
+def test_another_sources_placeholder_in_an_asg_templates_query_is_refused(
+    tmp_path: Path,
+) -> None:
+    # `{job}` is no placeholder of aws_asg, but is sent as literally: the check never had
+    # data and its targets held for ever, while validate said the template was valid.
+    text = ASG_TEMPLATE.replace("avg by (asg) (cpu_usage)", 'avg(cpu_usage{job="{job}"})')
+    problems = _problems(tmp_path, text)
+    assert any("checks[0].query: {job} in a query is sent as is" in p for p in problems), problems
+
+
 @pytest.mark.parametrize(
     ("name", "for_each", "expected"),
     [
