@@ -53,12 +53,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, cast
 
 from autoscaler.adapters.state.memory import MemoryStateStore
+from autoscaler.adapters.state.schema import Dropped
 from autoscaler.core.model import Decision, Memory
 from autoscaler.core.ports import StateStore
 from autoscaler.errors import NotLeader, StateError
@@ -195,6 +196,37 @@ class LayeredStateStore:
             raise NotLeader("this replica is a standby: it writes nothing")
         with self._writing:
             self._write_out()
+
+    # --- removed policies ---------------------------------------------------------------------
+
+    def retain(self, policies: Collection[str], targets: Collection[str]) -> None:
+        """Forget what memory holds of the policies not in `policies` (removed) and of the
+        targets no longer scaled, except what is not written yet: the database has the
+        rest, and a policy that comes back loads its cooldown and windows from there. A
+        removed policy's evaluation still in flight loads from the database as a new one."""
+        with self._lock:
+            keep = set(policies).union(self._dirty, (d.policy for d in self._pending))
+            unwritten = {key for key, _ in self._dirty.values()}
+            self._memory.retain(keep, unwritten.union(targets))
+            self._known = {p: key for p, key in self._known.items() if p in keep}
+            self._recorded = {p: at for p, at in self._recorded.items() if p in keep}
+
+    def sizes(self) -> tuple[int, int, int]:
+        """Policies known, targets' last actions and decision times kept in memory."""
+        with self._lock:
+            return len(self._known), self._memory.sizes()[1], len(self._recorded)
+
+    def drop_removed(
+        self, policies: Collection[str], targets: Collection[str], *, before: datetime
+    ) -> Dropped | None:
+        """The durable store's `drop_removed` (see `service.retention`); None when it has
+        none, or on a standby (the leader tidies the shared database)."""
+        drop = getattr(self._durable, "drop_removed", None)
+        if drop is None or not self._acting:
+            return None
+        with self._writing:
+            dropped: Dropped = drop(policies, targets, before=before)
+        return dropped
 
     # --- StateStore ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from autoscaler.core.model import Decision, Memory
@@ -52,6 +53,19 @@ class MemoryStateStore:
     def known(self) -> list[tuple[str, str, Memory]]:
         """Every policy's (name, target key, memory with its target's last action)."""
         return [(policy, key, self.load(policy, key)) for policy, (key, _) in self._memory.items()]
+
+    def retain(self, policies: Collection[str], targets: Collection[str]) -> None:
+        """Keep only the memory of `policies`, and the last actions of `targets` and of
+        the targets that memory is about (the rest belongs to removed policies)."""
+        self._memory = {p: kept for p, kept in self._memory.items() if p in policies}
+        about = {key for key, _ in self._memory.values()}
+        self._targets = {
+            key: at for key, at in self._targets.items() if key in targets or key in about
+        }
+
+    def sizes(self) -> tuple[int, int]:
+        """How many policies' memories and targets' last actions are kept."""
+        return len(self._memory), len(self._targets)
 
     def record(self, decision: Decision) -> None:
         self._decisions.append(decision)

@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -266,6 +266,42 @@ class PostgresStateStore:
             " (SELECT max(id) FROM autoscaler_decisions) - %s",
             (self._keep_decisions,),
         )
+
+    def drop_removed(
+        self, policies: Collection[str], targets: Collection[str], *, before: datetime
+    ) -> schema.Dropped:
+        """Delete the memory of every policy not in `policies` last written before `before`,
+        and the last action of every target not in `targets` older than that (as
+        `SqliteStateStore.drop_removed`); fenced by the lease like every write."""
+        with self._tx() as (conn, _):
+            gone = [
+                (name, _utc(at) or at)
+                for name, at in conn.execute(
+                    "SELECT policy, updated_at FROM autoscaler_memory WHERE updated_at < %s",
+                    (before,),
+                ).fetchall()
+                if name not in policies
+            ]
+            old = [
+                key
+                for (key,) in conn.execute(
+                    "SELECT target_key FROM autoscaler_targets WHERE last_scaled_at < %s",
+                    (before,),
+                ).fetchall()
+                if key not in targets
+            ]
+            if gone:
+                conn.execute(
+                    "DELETE FROM autoscaler_memory WHERE policy = ANY(%s) AND updated_at < %s",
+                    ([name for name, _ in gone], before),
+                )
+            if old:
+                conn.execute(
+                    "DELETE FROM autoscaler_targets"
+                    " WHERE target_key = ANY(%s) AND last_scaled_at < %s",
+                    (old, before),
+                )
+        return schema.Dropped(policies=gone, targets=len(old))
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first."""

@@ -7,6 +7,8 @@ last action moving forward relies on it); decisions are their `to_dict()` JSON.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +56,21 @@ def migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
     if "missing_data_since" not in columns:
         db.execute("ALTER TABLE memory ADD COLUMN missing_data_since TEXT")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What `drop_removed` deleted: the memory of each policy (its name and when it was
+    last written) and how many targets' last actions."""
+
+    policies: list[tuple[str, datetime]] = field(default_factory=list)
+    targets: int = 0
+
+
+def removed(rows: list[tuple[str, str]], keep: Collection[str]) -> list[tuple[str, datetime]]:
+    """The (key, time) of `rows` (key, stored time) whose key is not in `keep`: the rows
+    of removed policies or targets; those of loaded ones stay, however old."""
+    return [(key, parse(at)) for key, at in rows if key not in keep]
 
 
 def decision_from_dict(data: dict[str, Any]) -> Decision:

@@ -21,7 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -377,6 +377,38 @@ class SqliteStateStore:
             "DELETE FROM decisions WHERE id <= (SELECT max(id) FROM decisions) - ?",
             (self._keep_decisions,),
         )
+
+    def drop_removed(
+        self, policies: Collection[str], targets: Collection[str], *, before: datetime
+    ) -> schema.Dropped:
+        """Delete the memory of every policy not in `policies` last written before `before`,
+        and the last action of every target not in `targets` older than that: what a
+        policy removed that long ago would find if it came back is past every window it
+        served (see `service.retention`). Loaded policies keep theirs, however old."""
+        cutoff = schema.iso(before)
+        with self._tx() as db:
+            gone = schema.removed(
+                db.execute(
+                    "SELECT policy, updated_at FROM memory WHERE updated_at < ?", (cutoff,)
+                ).fetchall(),
+                policies,
+            )
+            old = schema.removed(
+                db.execute(
+                    "SELECT target_key, last_scaled_at FROM targets WHERE last_scaled_at < ?",
+                    (cutoff,),
+                ).fetchall(),
+                targets,
+            )
+            db.executemany(
+                "DELETE FROM memory WHERE policy = ? AND updated_at < ?",
+                [(name, cutoff) for name, _ in gone],
+            )
+            db.executemany(
+                "DELETE FROM targets WHERE target_key = ? AND last_scaled_at < ?",
+                [(key, cutoff) for key, _ in old],
+            )
+        return schema.Dropped(policies=gone, targets=len(old))
 
     def history(self, *, policy: str | None = None, limit: int = 100) -> list[Decision]:
         """Recorded decisions, newest first."""

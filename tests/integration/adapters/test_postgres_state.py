@@ -229,3 +229,26 @@ def test_a_new_leader_forgets_memory_from_before_and_a_resumed_one_keeps_it(
     assert state.load("web", "k").missing_data_streak == 1
     state.lead(a.epoch + 1)  # a new epoch: the database is newer than memory
     assert state.load("web", "k").missing_data_streak == 7
+
+
+def test_policy_churn_leaves_the_database_at_its_baseline_after_the_retention(
+    store: PostgresStateStore,
+) -> None:
+    def rows() -> tuple[int, int]:
+        memory = store._read("SELECT count(*) FROM autoscaler_memory", ())[0][0]
+        targets = store._read("SELECT count(*) FROM autoscaler_targets", ())[0][0]
+        return int(memory), int(targets)
+
+    now = datetime.now(UTC)
+    store.save("web", "k/web", Memory(last_scaled_at=now - timedelta(days=30)))
+    baseline = rows()
+    for i in range(200):
+        store.save(f"churn-{i}", f"k/churn-{i}", Memory(last_scaled_at=now))
+    kept = store.drop_removed({"web"}, {"k/web"}, before=now - timedelta(days=7))
+    assert kept.policies == [] and kept.targets == 0
+    assert store.load("churn-7", "k/churn-7").last_scaled_at == now
+
+    dropped = store.drop_removed({"web"}, {"k/web"}, before=now + timedelta(seconds=5))
+    assert len(dropped.policies) == 200 and dropped.targets == 200
+    assert rows() == baseline
+    assert store.load("web", "k/web").last_scaled_at == now - timedelta(days=30)
