@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -292,6 +292,22 @@ class CheckHistories:
             return None
         entry.history_error = None
         return list(series[0].points) if series else []
+
+    def retain(self, policies: Collection[str]) -> None:
+        """Drop the memory of every check of a policy not in `policies` (removed): one that
+        comes back reads its history from Prometheus again, as after a restart. (An
+        evaluation still in flight for a removed policy may make an entry again: the next
+        `retain`, or the daily sweep, drops it.)"""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] not in policies]:
+                del self._entries[key]
+            last = self._last_plan
+            if last is not None and last[0].name not in policies:
+                self._last_plan = None
+
+    def __len__(self) -> int:
+        """How many checks have a memory here."""
+        return len(self._entries)
 
     def _sweep(self, at: float) -> None:
         """Now and then, drop the entries of checks nobody evaluated for a day."""

@@ -145,6 +145,21 @@ class Reconciler:
             except Exception:  # noqa: S112 - its evaluation says why, in its decision
                 continue
 
+    def retain(self, policies: Iterable[Policy]) -> None:
+        """Forget what is kept in memory for what `policies` (those loaded now) no longer
+        have: the removed policies' forecast and anomaly memory, and the adapters of
+        targets none of them scales (when the target factory can, `retain(keys)`). An
+        evaluation in flight keeps the adapter it holds."""
+        policies = list(policies)
+        self._histories.retain({p.name for p in policies})
+        retain = getattr(self._targets, "retain", None)
+        if retain is not None:
+            retain({p.target.key: p.target for p in policies})
+
+    @property
+    def histories(self) -> CheckHistories:
+        return self._histories
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         """Evaluate `policy` once.
 

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import requests
@@ -109,6 +109,12 @@ class Notifier:
                     decision.policy,
                 )
                 self._on_result("dropped")
+
+    def retain(self, policies: Collection[str]) -> None:
+        """Forget the last dry-run notice of every policy not in `policies` (removed): one
+        that comes back posts its would-be action once again."""
+        with self._lock:
+            self._dry_said = {p: said for p, said in self._dry_said.items() if p in policies}
 
     def close(self, timeout: float = 3.0) -> None:
         """Send what is queued within `timeout` seconds, then stop the threads."""

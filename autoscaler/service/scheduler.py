@@ -204,7 +204,32 @@ class Scheduler:
                 elif found.policy != policy:
                     found.policy = policy
                     self._due_now(found, name)
+            self._compact()
             self._cond.notify_all()
+
+    def _compact(self) -> None:
+        """Drop the stale entries of the queues once they are most of them (with the lock
+        held). A removed or rescheduled policy leaves its old entry behind, dropped only
+        when it reaches the top: on a standby nothing is taken, and discovery churning
+        targets grew the queues without end."""
+        live = len(self._slots)
+        for heap in (self._heap, self._lane):
+            if len(heap) > 2 * live + 64:
+                heap[:] = [entry for entry in heap if self._is_live(entry)]
+                heapq.heapify(heap)
+
+    def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
+        """Whether `entry` is the one its policy's slot waits on (as `_top` judges it)."""
+        rank, due, _, name = entry
+        slot = self._slots.get(name)
+        return not (
+            slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running
+        )
+
+    def queued(self) -> int:
+        """Entries in the queues, stale ones included (for tests and diagnostics)."""
+        with self._cond:
+            return len(self._heap) + len(self._lane)
 
     def trigger(self, name: str) -> Future[Evaluation] | None:
         """Evaluate `name` as soon as possible; None when it is not scheduled.

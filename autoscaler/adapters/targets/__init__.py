@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings, placement
@@ -34,6 +34,29 @@ class TargetFactory:
                 found = self._build(ref)
                 self._cache[ref.key] = found
             return found
+
+    def retain(self, targets: Mapping[str, TargetRef]) -> None:
+        """Keep only the adapters of `targets` (by key: those the policies loaded now
+        scale), and the job event streams they read, each counting their jobs alone: a
+        removed target's adapter goes with what it kept. An evaluation in flight keeps the
+        adapter it holds, and a stream closed under it only makes it read the job."""
+        jobs: dict[tuple[str, str | None], set[str]] = {}
+        for ref in targets.values():
+            if isinstance(ref, NomadTarget):
+                jobs.setdefault(placement(ref, self.nomad), set()).add(ref.job)
+        with self._lock:
+            self._cache = {key: found for key, found in self._cache.items() if key in targets}
+            idle = [watch for where, watch in self._watches.items() if where not in jobs]
+            self._watches = {where: w for where, w in self._watches.items() if where in jobs}
+            for where, watch in self._watches.items():
+                watch.retain(jobs[where])
+        for watch in idle:
+            watch.close()
+
+    def sizes(self) -> tuple[int, int]:
+        """Adapters built and job event streams followed."""
+        with self._lock:
+            return len(self._cache), len(self._watches)
 
     def close(self) -> None:
         """Stop the job event streams (targets built later read every time)."""

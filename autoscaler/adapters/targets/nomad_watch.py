@@ -35,6 +35,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import nomad.api
@@ -127,6 +128,9 @@ class JobWatch:
         # Per job a target asked about: the events about it so far. Jobs nobody asked about
         # are not counted (a namespace may dispatch millions of batch jobs over time).
         self._changes: dict[str, int] = {}
+        # Above every count handed out: where a job asked about anew starts, so a status
+        # kept under the token of a job forgotten since (`retain`) never matches again.
+        self._fresh = 0
         self.events = 0  # `Job` events heard, in all (for tests and diagnostics)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,7 +149,21 @@ class JobWatch:
         with self._lock:
             if not self._vouches():
                 return None
-            return (self._epoch, self._changes.setdefault(job, 0))
+            count = self._changes.get(job)
+            if count is None:
+                count = self._changes[job] = self._fresh
+                self._fresh += 1
+            return (self._epoch, count)
+
+    def retain(self, jobs: Collection[str]) -> None:
+        """Stop counting the events of jobs not in `jobs` (no target reads them now)."""
+        with self._lock:
+            self._changes = {job: n for job, n in self._changes.items() if job in jobs}
+
+    def __len__(self) -> int:
+        """How many jobs' events are counted."""
+        with self._lock:
+            return len(self._changes)
 
     def up(self) -> bool:
         """Whether the stream vouches for kept statuses now (what `token` needs)."""
@@ -250,8 +268,10 @@ class JobWatch:
                 return
             self.events += len(jobs)
             for job in jobs:
-                if job in self._changes:
-                    self._changes[job] += 1
+                count = self._changes.get(job)
+                if count is not None:
+                    self._changes[job] = count + 1
+                    self._fresh = max(self._fresh, count + 2)
 
     def _lost(self) -> None:
         with self._lock:
