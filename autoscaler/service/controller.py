@@ -62,6 +62,7 @@ from autoscaler.service.discovery import is_source_failure
 from autoscaler.service.leadership import LEADER, Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.retention import Retention
 from autoscaler.service.scheduler import Scheduler
 from autoscaler.service.telemetry import Telemetry
 
@@ -106,6 +107,7 @@ class Controller:
             clock=self.clock,
             gate=leadership.may_dispatch if leadership is not None else None,
         )
+        self.retention = Retention(state, clock=self.clock)
         self._reload_lock = threading.Lock()
         self._ping_lock = threading.Lock()
         self._ping: tuple[float, str | None] | None = None
@@ -142,6 +144,7 @@ class Controller:
             self.telemetry.loaded(
                 policies, outcome.policy_problems, removed=outcome.removed, files_read=True
             )
+            self._retire(policies)
             if outcome.changed:
                 settle_heap()
         return ReloadOut(
@@ -164,8 +167,33 @@ class Controller:
             self.telemetry.loaded(
                 policies, outcome.policy_problems, removed=outcome.removed, files_read=False
             )
+            self._retire(policies)
             if outcome.changed:
                 settle_heap()
+
+    def _retire(self, policies: list[Policy]) -> None:
+        """After a change of the policies (with the reload lock held): what the process
+        keeps per policy or target goes with those removed (as their metric series in
+        `Telemetry.loaded`); the state store's copy in memory goes only once written, and
+        its durable copy after the retention (`service.retention`), so a policy that
+        comes back soon still reads its cooldown and windows there."""
+        names = {p.name for p in policies}
+        self.reconciler.retain(policies)
+        self.notifier.retain(names)
+        retain = getattr(self.state, "retain", None)
+        if retain is not None:
+            retain(names, {p.target.key for p in policies})
+        self.retention.loaded(policies)
+        if self.role() == LEADER:
+            self.retention.tidy()
+
+    def tidy(self) -> None:
+        """Drop the durable memory of policies removed longer than the retention ago, when
+        a tidying is due (the leader only). Safe to call from any thread."""
+        if self.role() != LEADER:
+            return
+        with self._reload_lock:
+            self.retention.tidy()
 
     def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
         policy = self.registry.get(name)

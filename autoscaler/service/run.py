@@ -52,6 +52,7 @@ from autoscaler.service.discovery import (
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.retention import TIDY_EVERY
 from autoscaler.service.telemetry import Telemetry
 
 log = logging.getLogger("autoscaler.service")
@@ -377,8 +378,9 @@ def _watch(
     traceback once, not at every check, and its end is logged too."""
     failing: str | None = None
     while not stopping.is_set():
-        # Bounded by TIMEOUT_MAX: a longer wait raises OverflowError, ending this thread.
-        wake.wait(timeout=min(interval, threading.TIMEOUT_MAX) if interval > 0 else None)
+        # At least once per tidying period: removed policies' state goes in time, even
+        # with no file watched (`interval` 0) and nothing reloaded.
+        wake.wait(timeout=min(interval, TIDY_EVERY) if interval > 0 else TIDY_EVERY)
         wake.clear()
         if stopping.is_set():
             return
@@ -399,6 +401,10 @@ def _watch(
             if failing is not None:
                 log.warning("reading the policy files works again: %s is over", failing)
             failing = None
+        try:
+            controller.tidy()
+        except Exception:  # a bug: keep watching the files, say so
+            log.exception("dropping the state of removed policies failed")
 
 
 def check_exposure(listen: str, token: str | None, *, insecure: bool) -> None:

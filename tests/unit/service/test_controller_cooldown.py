@@ -30,6 +30,9 @@ class _Reconciler:
     def prepare(self, policies: object) -> None:
         pass
 
+    def retain(self, policies: object) -> None:
+        pass
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         status = TargetStatus(count=2, last_scaled_at=SCALED_BY_SOMEONE_ELSE)
         outcome = decide(

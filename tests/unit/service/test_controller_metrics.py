@@ -32,6 +32,9 @@ class _Reconciler:
     def prepare(self, policies: object) -> None:
         pass
 
+    def retain(self, policies: object) -> None:
+        pass
+
 
 @dataclass
 class _Discover:

@@ -411,6 +411,9 @@ class _CrashingReconciler:
     def prepare(self, policies: object) -> None:
         pass
 
+    def retain(self, policies: object) -> None:
+        pass
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         raise RuntimeError("reconciler bug")
 
