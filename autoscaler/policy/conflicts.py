@@ -78,10 +78,14 @@ class Claims:
             return "name", first
         if not (self._check_targets and item.policy.enabled):
             return None
-        target = item.policy.target
+        rival = self.holder(item.policy.target)
+        return None if rival is None else ("target", rival)
+
+    def holder(self, target: model.TargetRef) -> Located | None:
+        """The enabled policy claimed that scales `target`, or None."""
         for rival in self._targets.get(target.identity, []):
             if same_target(rival.policy.target, target):
-                return "target", rival
+                return rival
         return None
 
     def admit(self, items: Iterable[Located], problems: list[Problem]) -> list[model.Policy]:

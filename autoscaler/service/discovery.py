@@ -33,7 +33,7 @@ from autoscaler.adapters.discovery.nomad import NomadDiscovery
 from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.config.connections import Settings
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
-from autoscaler.core.model import Policy
+from autoscaler.core.model import NomadTarget, Policy
 from autoscaler.errors import AutoscalerError, Problem
 from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.expansion import expand
@@ -41,6 +41,7 @@ from autoscaler.policy.loader import FileLoad, LoadResult, load_data
 from autoscaler.policy.nomad_autoscaler import blocks, policy_from_nomad, policy_name
 from autoscaler.policy.templates import Template
 from autoscaler.service.registry import DISCOVERED
+from autoscaler.service.yielding import Yielding, stand_ins
 
 if TYPE_CHECKING:
     from autoscaler.adapters.discovery.aws import AsgDiscovery
@@ -130,7 +131,6 @@ class Discovery:
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._cache: dict[str, _Expanded] = {}
-        self._valid: set[str] = set()  # pseudo-files that gave a valid policy (a last good one)
         self._targets: dict[str, int] = {}  # source key -> policies its result gave
         self._closed = False
         self._settled = False  # called once already: no more waiting for first answers
@@ -140,8 +140,9 @@ class Discovery:
     def __call__(self, templates: Sequence[Template]) -> tuple[list[FileLoad], list[Problem]]:
         """One pseudo-file per discovered target, and the problems of failing sources.
 
-        Nomad's scaling policy for a group that an enabled template scales is left out (a
-        problem says why), whichever source answered first: templates come first."""
+        Nomad's scaling policy for a group that an enabled template scales stands aside (a
+        problem says why), whichever source answered first: templates come first. It is
+        put back if that template's policy for the group is refused (`service.yielding`)."""
         self._want(templates)
         self._first_answers()
         with self._lock:
@@ -150,33 +151,33 @@ class Discovery:
         loads: list[FileLoad] = []
         seen: set[str] = set()
         targets: dict[str, int] = dict.fromkeys(values, 0)
-        scaled: dict[tuple[str, str, str], Template] = {}  # Nomad groups enabled templates take
+        # Nomad groups enabled templates take: the template, and its policy's name if valid
+        scaled: dict[tuple[str, str, str], tuple[Template, str | None]] = {}
         for template, known_as in zip(templates, _template_keys(templates), strict=True):
             key = _source_key(template)
             for target in values.get(key) or ():
                 if template.matches(target):
                     expansion = _expansion_key(target, known_as)
-                    loads.append(self._expansion(template, expansion, target, seen))
+                    load = self._expansion(template, expansion, target, seen)
+                    loads.append(load)
                     targets[key] += 1
-                    # Nomad's policy yields only to a template policy that runs: a valid
-                    # expansion, now or before (the last good one the registry keeps). An
-                    # opt-in with a bad override left the group with neither.
-                    takes = expansion in self._valid
-                    if isinstance(target, NomadGroup) and template.prototype.enabled and takes:
-                        scaled.setdefault((target.namespace, target.job, target.group), template)
+                    if isinstance(target, NomadGroup) and template.prototype.enabled:
+                        name = load.policies[0].policy.name if load.policies else None
+                        taken = (target.namespace, target.job, target.group)
+                        scaled.setdefault(taken, (template, name))
         for policy in values.get(NOMAD_POLICIES) or ():
             group = _group_of(policy)
             if group is None:
                 continue
+            imported = self._imported(policy, group, seen)
             if group in scaled:
-                loads.append(_yielding(policy, group, scaled[group]))
+                loads.append(_yielding(policy, group, *scaled[group], imported))
                 continue
-            loads.append(self._imported(policy, group, seen))
+            loads.append(imported)
             targets[NOMAD_POLICIES] += 1
         with self._lock:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
-            self._valid &= seen
             self._targets = targets
             problems = [_problem(s, targets.get(s.key, 0)) for s in failing]
         return loads, problems
@@ -385,8 +386,6 @@ class Discovery:
             load = FileLoad(_pseudo_file(key), [], result)
         with self._lock:
             self._cache[key] = _Expanded(template, found, load)
-            if load.policies:
-                self._valid.add(key)
         return load
 
     def _imported(
@@ -440,21 +439,44 @@ def _imported_key(group: tuple[str, str, str]) -> str:
 
 
 def _yielding(
-    found: NomadScalingPolicy, group: tuple[str, str, str], template: Template
-) -> FileLoad:
-    """Nomad's scaling policy `found` not run, as `template` scales its group: a pseudo-file
-    of its own with the problem saying so (the policy's own one is gone, so a version of it
-    running is stopped, not kept as a rejected file's would be)."""
+    found: NomadScalingPolicy,
+    group: tuple[str, str, str],
+    template: Template,
+    name: str | None,
+    imported: FileLoad,
+) -> Yielding:
+    """Nomad's scaling policy `found` standing aside, as `template` scales its group: a
+    pseudo-file of its own with the problem saying so (the policy's own one is gone, so a
+    version of it running is stopped, not kept as a rejected file's would be). Should the
+    template's policy for the group (`name`, None when its expansion is invalid) be
+    refused, `imported` is put back, with a note."""
+    namespace, job, group_name = group
+    where = f"template {template.pattern!r} ({template.source.file}:{template.name_line})"
     problem = Problem(
         f"<{found}>",
         1,
         "target",
-        f"the group is opted in to template {template.pattern!r} "
-        f"({template.source.file}:{template.name_line}), which scales it (templates come "
-        "before Nomad's scaling policies): this scaling block is not run; remove the "
-        "group's opt-in meta or its scaling block",
+        f"the group is opted in to {where}, which scales it (templates come before Nomad's "
+        "scaling policies): this scaling block is not run; remove the group's opt-in meta "
+        "or its scaling block",
     )
-    return FileLoad(f"{_imported_key(group)}, yielding", [], [problem])
+    note = Problem(
+        f"<{found}>",
+        1,
+        "target",
+        f"the group is opted in to {where}, but its policy for the group"
+        f"{f' ({name!r})' if name else ''} is refused (see that template's problems for "
+        f"job {job!r} group {group_name!r}): this scaling block runs instead; fix those, or "
+        "remove the group's opt-in meta",
+    )
+    return Yielding(
+        f"{_imported_key(group)}, yielding",
+        [],
+        [problem],
+        target=NomadTarget(job=job, group=group_name, namespace=namespace),
+        instead=imported,
+        note=note,
+    )
 
 
 def from_settings(
@@ -554,13 +576,22 @@ def split_source_failures(found: Sequence[Problem]) -> tuple[list[Problem], list
 
 def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:
     """The policies of `result` and those discovery gives its templates (read once now),
-    with one policy per name and per target: files first, then discovered in order."""
+    with one policy per name and per target: files first, then discovered in order (a
+    policy that stood aside for a template's that is refused put back: `service.yielding`)."""
     discovery.read_once(result.templates)
-    loads, problems = discovery(result.templates)
+    loads, failing = discovery(result.templates)
 
-    def newcomers() -> Iterator[Located]:
+    def newcomers(loads: list[FileLoad], problems: list[Problem]) -> Iterator[Located]:
         for load in loads:
             problems.extend(load.problems)
             yield from load.policies
 
-    return files_first(result.policies, newcomers(), problems), problems
+    notes: list[Problem] = []
+    while True:
+        problems = list(failing)
+        policies = files_first(result.policies, newcomers(loads, problems), problems)
+        back = stand_ins(loads, policies)
+        if back is None:
+            return policies, problems + notes
+        loads = back[0]
+        notes += [note for _, note in back[1]]

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from autoscaler.errors import Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import FileLoad, expand_paths, load_file
 from autoscaler.policy.templates import Template
+from autoscaler.service.yielding import stand_ins
 
 log = logging.getLogger("autoscaler.registry")
 
@@ -184,6 +185,13 @@ class PolicyRegistry:
                 loads += discovered
                 problems += failing
             plan = _settle(loads, self._files, held=held)
+            notes: list[tuple[str, Problem]] = []
+            while (back := stand_ins(loads, _in_force(plan))) is not None:
+                loads, put_back = back  # a policy stood aside for one that was refused
+                notes += put_back
+                plan = _settle(loads, self._files, held=held)
+            for path, note in notes:
+                plan.collided(_key(path), [note])
             late = ({_key(f) for f in plan.kept} & pending) - held.keys()
             if not late:
                 break
@@ -369,6 +377,10 @@ def _join(items: Sequence[Located], claims: Claims) -> tuple[list[Located], list
         else:
             problems.append(conflict)
     return joined, problems
+
+
+def _in_force(plan: _Plan) -> Iterator[Policy]:
+    return (item.policy for items in plan.files.values() for item in items)
 
 
 def _same(new: Sequence[Located], old: Sequence[Located]) -> bool:

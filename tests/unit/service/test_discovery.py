@@ -331,12 +331,66 @@ def test_nomads_policy_keeps_a_group_whose_opt_in_has_a_bad_override(tmp_path: P
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
     _apply(registry, discovery)
     assert _names(registry) == ["shop.api"]
+    imported = registry.get("shop.api")
+    assert imported is not None
+    (note,) = registry.problems_of(imported)  # says why it runs, though the group opted in
+    assert "its policy for the group is refused (see that template's" in note.message
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "8"})]  # fixed
     _apply(registry, discovery)
     assert _names(registry) == ["web-shop-api"]
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
     _apply(registry, discovery)  # the template's last good policy keeps the group
     assert _names(registry) == ["web-shop-api"]
+
+
+NAMED = (
+    "name: {name}\ntarget: {{type: nomad, job: other, group: web}}\nmin: 1\nmax: 3\n"
+    "checks:\n  - {{name: c, strategy: fixed, count: 2}}\n"
+)
+
+
+def test_nomads_policy_keeps_a_group_whose_template_policy_is_refused_for_its_name(
+    tmp_path: Path,
+) -> None:
+    # A hand-written policy holds the name the template gives the group: the expansion is
+    # refused, and Nomad's policy yielded to it anyway: nothing scaled the group, and the
+    # only word of it said the template scaled it.
+    (tmp_path / "other.yaml").write_text(NAMED.format(name="web-shop-api"))
+    nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    outcome = _apply(registry, discovery)
+    assert _names(registry) == ["shop.api", "web-shop-api"]
+    imported = registry.get("shop.api")
+    assert imported is not None and imported.target.job == "shop"
+    (note,) = registry.problems_of(imported)
+    assert note.file.startswith("<Nomad scaling policy shop-api")
+    assert "opted in to template 'web-{job}-{group}'" in note.message
+    assert "its policy for the group ('web-shop-api') is refused" in note.message
+    assert "duplicate policy name 'web-shop-api'" in " ".join(p.message for p in outcome.problems)
+    policies, problems = with_discovered(load_paths([tmp_path]), discovery)  # as plan sees them
+    assert sorted(p.name for p in policies) == ["shop.api", "web-shop-api"]
+    assert note in problems
+
+
+def test_a_group_goes_from_its_template_to_nomads_policy_and_back_as_the_name_clash_comes_and_goes(
+    tmp_path: Path,
+) -> None:
+    nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    _apply(registry, discovery)
+    assert _names(registry) == ["web-shop-api"]
+    # The template is renamed onto a name a hand-written policy holds: its old policy is
+    # gone with its old name, the new one is refused, and Nomad's takes the group.
+    (tmp_path / "other.yaml").write_text(NAMED.format(name="svc-shop-api"))
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("web-{job}", "svc-{job}"))
+    registry.reload()
+    assert _names(registry) == ["shop.api", "svc-shop-api"]
+    (tmp_path / "other.yaml").write_text(NAMED.format(name="other"))
+    outcome = registry.reload()  # the clash is gone: the template's policy takes the group
+    assert _names(registry) == ["other", "svc-shop-api"]
+    assert outcome.removed == ("shop.api",)
+    policy = registry.get("svc-shop-api")
+    assert policy is not None and policy.target.job == "shop"
 
 
 def test_nomads_policy_runs_a_group_whose_template_is_disabled(tmp_path: Path) -> None:
