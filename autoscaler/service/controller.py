@@ -17,7 +17,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
@@ -48,6 +48,7 @@ from autoscaler.errors import (
     EvaluationFailed,
     EvaluationTimeout,
     InvalidRequest,
+    NotLeader,
     PolicyDisabled,
     PolicyNotFound,
     ServiceBusy,
@@ -132,6 +133,7 @@ class Controller:
     def reload(self) -> ReloadOut:
         """Re-read the policy files and reschedule; safe to call from any thread."""
         with self._reload_lock:
+            before = self.registry.policies()
             try:
                 outcome = self.registry.reload()
             except OSError as exc:  # the folder unreadable (the files' own errors are problems)
@@ -139,6 +141,7 @@ class Controller:
                     f"cannot read the policy files: {exc}; the policies in force keep running"
                 ) from exc
             policies = self.registry.policies()
+            _carry_memory(self.state, before, policies, added=outcome.added)
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
@@ -160,8 +163,10 @@ class Controller:
         """Apply a discovery change (targets found, changed or gone) and reschedule; like a
         reload, without reading the policy files again. Safe to call from any thread."""
         with self._reload_lock:
+            before = self.registry.policies()
             outcome = self.registry.refresh()
             policies = self.registry.policies()
+            _carry_memory(self.state, before, policies, added=outcome.added)
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
@@ -494,3 +499,40 @@ def _evaluation_out(evaluation: Evaluation, *, preview: bool) -> EvaluationOut:
         duration_seconds=evaluation.duration,
         decision=DecisionOut.of(evaluation.decision),
     )
+
+
+def _carry_memory(
+    state: StateStore, before: list[Policy], after: list[Policy], *, added: Sequence[str]
+) -> None:
+    """Give each enabled policy `added` by a reload the memory of the enabled policy that
+    was on its target before and is gone now (renamed, or replaced by another on the
+    target: a template's new name, Nomad's policy taking over a group).
+
+    The last action is kept by target, but the stabilization windows' recommendations and
+    the missing-data count are kept by policy name: without this, a renamed policy had no
+    down window behind it and could scale in at once. It goes on as an edited one would.
+    Done before the new policy is scheduled; a replica that may not write keeps nothing."""
+    if not added:
+        return
+    names = {policy.name for policy in after}
+    gone = {p.target.key: p for p in before if p.enabled and p.name not in names}
+    if not gone:
+        return
+    for policy in after:
+        old = gone.pop(policy.target.key, None) if policy.enabled else None
+        if old is None or policy.name not in added:
+            continue
+        try:
+            memory = state.load(old.name, old.target.key)
+            state.remember(policy.name, policy.target.key, memory)
+        except NotLeader:
+            return  # a standby: the leader carries it over, and the database holds it
+        except StateError as exc:
+            log.warning(
+                "policy %s took over %s from %s without its memory (stabilization, "
+                "missing data): %s",
+                policy.name,
+                policy.target,
+                old.name,
+                exc,
+            )

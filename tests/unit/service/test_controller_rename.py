@@ -1,0 +1,115 @@
+"""A policy renamed in one reload (or replaced on its target by another) keeps the memory
+that is kept by policy name: its stabilization windows' recommendations, its missing-data
+count. The last action is kept by target already, so its cooldown never was lost."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.core.model import Action, TargetRef, TargetStatus
+from autoscaler.core.ports import MetricSource, ScalingTarget
+from autoscaler.engine.reconciler import Reconciler
+from autoscaler.service.controller import Controller
+from autoscaler.service.notify import Notifier
+from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.telemetry import Telemetry
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+POLICY = """\
+name: {name}
+target: {{type: aws-asg, asg: {asg}}}
+min: 1
+max: 10
+interval: 1h
+stabilization: {{up: 0s, down: 5m}}
+checks:
+  - {{name: load, query: 'sum(x)', strategy: per-instance, target: 10}}
+"""
+
+
+@dataclass
+class _Source:
+    value: float = 80.0
+
+    def query(self, promql: str) -> float:
+        return self.value
+
+    def ping(self) -> None:
+        return None
+
+
+@dataclass
+class _Target:
+    count: int = 8
+
+    def status(self) -> TargetStatus:
+        return TargetStatus(count=self.count)
+
+    def scale(
+        self,
+        count: int,
+        *,
+        reason: str,
+        meta: Mapping[str, str],
+        expected: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.count = count
+
+
+def _controller(
+    tmp_path: Path, source: _Source, target: _Target, now: list[datetime]
+) -> Controller:
+    state = MemoryStateStore()
+
+    def targets(ref: TargetRef) -> ScalingTarget:
+        return target
+
+    return Controller(
+        registry=PolicyRegistry([str(tmp_path)]),
+        reconciler=Reconciler(
+            source=cast(MetricSource, source), targets=targets, state=state, clock=lambda: now[0]
+        ),
+        state=state,
+        source=cast(MetricSource, source),
+        telemetry=Telemetry(),
+        notifier=Notifier([]),
+        clock=lambda: now[0],
+    )
+
+
+def _evaluate(controller: Controller, name: str) -> tuple[Action, str]:
+    policy = controller.registry.get(name)
+    assert policy is not None
+    decision = controller.reconciler.evaluate(policy).decision
+    return decision.action, " ".join(decision.reasons)
+
+
+@pytest.mark.parametrize("asg", ["web", "other"], ids=["same-target", "other-target"])
+def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
+    tmp_path: Path, asg: str
+) -> None:
+    # Kept by name, the recommendations were lost with the old name: the renamed policy
+    # scaled 8 -> 2 one minute after the load fell, with no down window behind it.
+    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    (tmp_path / "p.yaml").write_text(POLICY.format(name="web", asg="web"))
+    controller = _controller(tmp_path, source, target, now)
+    controller.reload()
+    assert _evaluate(controller, "web")[0] == Action.NONE  # recommends 8, as it runs
+    (tmp_path / "p.yaml").write_text(POLICY.format(name="web-renamed", asg=asg))
+    out = controller.reload()
+    assert (out.added, out.removed) == (["web-renamed"], ["web"])
+    now[0], source.value = T0 + timedelta(minutes=1), 20.0
+    action, reasons = _evaluate(controller, "web-renamed")
+    if asg == "web":  # the same target: the 8 of a minute ago holds it, as before the rename
+        assert action == Action.NONE and target.count == 8
+        assert "stabilization down 5m: highest recommendation 8" in reasons
+    else:  # another target has no history of its own to inherit
+        assert action == Action.DOWN
