@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -377,19 +378,25 @@ def _watch(
     A failure that repeats (a policy folder that became unreadable) is logged with its
     traceback once, not at every check, and its end is logged too."""
     failing: str | None = None
+    due = time.monotonic() + interval  # the next look at the files (`interval` > 0)
     while not stopping.is_set():
         # At least once per tidying period: removed policies' state goes in time, even
-        # with no file watched (`interval` 0) and nothing reloaded.
-        wake.wait(timeout=min(interval, TIDY_EVERY) if interval > 0 else TIDY_EVERY)
+        # with no file watched (`interval` 0) and nothing reloaded; the files are still
+        # looked at every `interval` only.
+        wait = TIDY_EVERY if interval <= 0 else min(max(due - time.monotonic(), 0), TIDY_EVERY)
+        wake.wait(timeout=wait)
         wake.clear()
         if stopping.is_set():
             return
+        look = interval > 0 and time.monotonic() >= due
+        if look:
+            due = time.monotonic() + interval
         try:
             if hup.is_set():
                 hup.clear()
                 log.info("received SIGHUP: reloading policies")
                 controller.reload()
-            elif interval > 0 and controller.registry.changed_on_disk():
+            elif look and controller.registry.changed_on_disk():
                 log.info("policy files changed: reloading")
                 controller.reload()
         except Exception as exc:

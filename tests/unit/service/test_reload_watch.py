@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
 
+from autoscaler.service import run
 from autoscaler.service.run import _watch
 from tests.support.net import wait_until
 
@@ -31,6 +33,9 @@ class _Controller:
 
     def reload(self) -> Any:
         return None
+
+    def tidy(self) -> None:
+        self.tidied = getattr(self, "tidied", 0) + 1
 
 
 def test_a_repeated_failure_is_logged_once_and_its_end_is_said(
@@ -77,3 +82,28 @@ def test_an_interval_beyond_what_a_thread_can_wait_still_reloads_on_sighup() -> 
         wake.set()
         watcher.join(5)
     assert not watcher.is_alive()
+
+
+def test_waking_to_tidy_does_not_look_at_the_files_more_often_than_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The watcher wakes at least once per tidying period (an hour) to drop removed
+    # policies' state; with a longer --reload-interval the files were then looked at
+    # every hour instead of at the interval asked for.
+    monkeypatch.setattr(run, "TIDY_EVERY", 0.02)
+    controller = _Controller()
+    controller.registry.failing = False
+    wake, hup, stopping = threading.Event(), threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch, args=(controller, 0.5, wake, hup, stopping), daemon=True
+    )
+    started = time.monotonic()
+    watcher.start()
+    try:
+        wait_until(lambda: getattr(controller, "tidied", 0) >= 10, timeout=5, what="tidyings")
+        looked, elapsed = controller.registry.checks, time.monotonic() - started
+    finally:
+        stopping.set()
+        wake.set()
+        watcher.join(5)
+    assert looked <= elapsed / 0.5 + 1, (looked, elapsed)
