@@ -42,9 +42,10 @@ decision). While writes fail, or when half the queue is waiting, decisions wait 
 (and so say when they are not durable). `run --once` does not linger: its exit code
 says whether its decisions were recorded.
 
-The queue of unwritten decisions is bounded (`max_pending`): beyond it the oldest are
-dropped from the history (never a cooldown: memory is not in the queue), counted in
-`dropped`, logged at the first drop and again, with their number, once writes succeed.
+The queue of unwritten decisions is bounded (`max_pending`): beyond it the oldest that
+scaled nothing (then the oldest actions) are dropped from the history (never a cooldown:
+memory is not in the queue), counted in `dropped`, logged at the first drop and again,
+with their number, once writes succeed.
 """
 
 from __future__ import annotations
@@ -308,7 +309,8 @@ class LayeredStateStore:
         if first_drop:
             _LOG.warning(
                 "state database: %d decisions wait to be written, as many as are kept; the "
-                "oldest are dropped from the history until it takes writes again (counted in "
+                "oldest that scaled nothing are dropped from the history until it takes writes "
+                "again (counted in "
                 "autoscaler_state_decisions_dropped_total)",
                 self._pending.maxlen,
             )
@@ -400,9 +402,14 @@ class LayeredStateStore:
             )
 
     def _drop_oldest(self) -> bool:
-        """Drop the oldest unwritten decision to make room (with `self._lock` held); True
-        when it is the first dropped since writes last succeeded (to be logged)."""
-        oldest = self._pending.popleft()
+        """Drop the oldest unwritten decision that scaled nothing, or else the oldest, to
+        make room (with `self._lock` held): the history keeps the actions, what is most
+        asked about after an outage. True when it is the first dropped since writes last
+        succeeded (to be logged)."""
+        pending = self._pending
+        at = next((i for i, d in enumerate(pending) if not d.changes_target or d.dry_run), 0)
+        oldest = pending[at]
+        del pending[at]
         self._lingered.discard((oldest.policy, oldest.time))
         self._dropped += 1
         self._dropped_total += 1

@@ -606,6 +606,21 @@ def test_lingering_decisions_taken_along_by_a_failed_scale_write_say_so() -> Non
     store.close()
 
 
+def test_a_full_queue_drops_decisions_that_scaled_nothing_before_actions() -> None:
+    # An outage longer than the queue: what is asked about afterwards is why it scaled.
+    durable = FlakyStore(broken="database or disk is full")
+    store = LayeredStateStore(durable, max_pending=3, clock=Clock())
+    held = [replace(decision(T0 + timedelta(seconds=s)), action=Action.NONE) for s in (1, 3, 4)]
+    for made in (decision(T0), held[0], decision(T0 + timedelta(seconds=2)), *held[1:]):
+        with pytest.raises(StateError):
+            store.record(made)
+    durable.broken = None
+    store.flush()
+    kept = [(d.time.second, d.action) for d in durable.history()]
+    assert kept == [(4, Action.NONE), (2, Action.UP), (0, Action.UP)]
+    store.close()
+
+
 def test_a_full_queue_counts_what_it_drops_and_says_so_at_the_first_drop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -616,7 +631,7 @@ def test_a_full_queue_counts_what_it_drops_and_says_so_at_the_first_drop(
             with pytest.raises(StateError):
                 store.record(decision(T0 + timedelta(seconds=second)))
         # Said at once (the database may never come back), once, not at every drop.
-        assert sum("oldest are dropped" in r.getMessage() for r in caplog.records) == 1
+        assert sum("scaled nothing are dropped" in r.getMessage() for r in caplog.records) == 1
         assert store.dropped == 3
         durable.broken = None
         store.flush()
