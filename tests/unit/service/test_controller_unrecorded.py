@@ -44,6 +44,9 @@ class _Reconciler:
     def prepare(self, policies: object) -> None:
         pass
 
+    def retain(self, policies: object) -> None:
+        pass
+
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         decision = Decision(
             policy=policy.name,
