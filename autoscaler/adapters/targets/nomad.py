@@ -409,22 +409,21 @@ class NomadScaler:
         With `expected`, the group's count is read first (one GET of the scale status) and
         a count someone changed since (`nomad job scale`, a new job version) is
         `TargetBusy`; Nomad's scale request has no condition, so this narrows the race to
-        the two requests, and so is a job stopped since. Raises `TargetBusy` when Nomad
-        refuses because a deployment is active, and the errors of `_call` otherwise. With
-        `deadline`, neither request is sent (nor retried) at or after it (`TargetDeadline`).
+        the two requests, and so is a job stopped since. With `expected`, a scale request
+        retried (5xx, connection errors: for seconds, perhaps) reads the scale status again
+        first (`_again`): sent again only while the job runs and the group still has
+        `expected`, done when it has `count` (an earlier attempt landed), `TargetBusy` when
+        someone else moved it meanwhile. Raises `TargetBusy` when Nomad refuses because a
+        deployment is active, and the errors of `_call` otherwise. With `deadline`, no
+        request is sent (nor retried) at or after it (`TargetDeadline`).
         """
         if count < 0:
             raise TargetError(f"cannot scale {self._ref} to {count}: counts are >= 0")
         self._kept = None  # our own change: read it back next time, event or not
         if expected is not None:
-            scale = self._get("scale", deadline=deadline)
-            if scale.get("JobStopped"):
-                # Stopped since the status was read: Nomad would start it again with this
-                # count (its scale request has no such check).
-                raise TargetBusy(f"job '{self._ref.job}' was stopped: not scaled")
-            group = (scale.get("TaskGroups") or {}).get(self._ref.group) or {}
-            if group.get("Desired") is not None:
-                moved_since(str(self._ref), "count", expected, int(group["Desired"]), count)
+            now = self._desired(deadline=deadline)
+            if now is not None:
+                moved_since(str(self._ref), "count", expected, now, count)
         policy = meta.get("autoscaler.policy")
         message = reason if not policy or policy in reason else f"policy {policy}: {reason}"
         body = {
@@ -434,21 +433,54 @@ class NomadScaler:
             "Meta": dict(meta),
             "PolicyOverride": False,
         }
-        answer = self._call(
-            "scale-job",
-            lambda timeout: self._api.request(
-                self._job_path,
-                "scale",
-                method="post",
-                params=self._params(),
-                json=body,
-                timeout=timeout,
-            ),
-            deadline=deadline,
-        )
+        try:
+            answer = self._call(
+                "scale-job",
+                lambda timeout: self._api.request(
+                    self._job_path,
+                    "scale",
+                    method="post",
+                    params=self._params(),
+                    json=body,
+                    timeout=timeout,
+                ),
+                deadline=deadline,
+                again=None if expected is None else lambda b: self._again(b, expected, count),
+            )
+        except _Landed:
+            log.info(
+                "scaled %s to %d (an earlier attempt landed, its answer lost)", self._ref, count
+            )
+            return
         log.info(
             "scaled %s to %d (eval %s)", self._ref, count, (answer or {}).get("EvalID") or "none"
         )
+
+    def _again(self, budget: Budget, before: int, count: int) -> None:
+        """Return when the scale request to `count` may be sent again: the job, read afresh
+        within the call's `budget`, runs and its group still has the count `before` it (or
+        the scale status lacks the group, as for the first attempt). Raise `_Landed` when it
+        has `count` (an earlier attempt landed: its answer was lost or an error), and
+        `TargetBusy` when it has another or the job was stopped (someone else acted while
+        ours was retried: sent again, ours would overwrite it, a scale nobody decided)."""
+        now = self._desired(budget=budget)
+        if now is None:
+            return
+        if now == count and now != before:
+            raise _Landed
+        moved_since(str(self._ref), "count", before, now, count)
+
+    def _desired(
+        self, *, deadline: float | None = None, budget: Budget | None = None
+    ) -> int | None:
+        """The group's count in a fresh scale status (None when it lacks the group);
+        `TargetBusy` when the job was stopped since it was read: Nomad would start it again
+        with our count (its scale request has no such check)."""
+        scale = self._get("scale", deadline=deadline, budget=budget)
+        if scale.get("JobStopped"):
+            raise TargetBusy(f"job '{self._ref.job}' was stopped: not scaled")
+        group = (scale.get("TaskGroups") or {}).get(self._ref.group) or {}
+        return None if group.get("Desired") is None else int(group["Desired"])
 
     # --- reading -------------------------------------------------------------------------
 
@@ -485,7 +517,9 @@ class NomadScaler:
         ) == (seen.indexes[0], seen.version)
         return None, this_version and state in _ENDED_DEPLOYMENT_STATES
 
-    def _get(self, what: str, *, deadline: float | None = None) -> Any:
+    def _get(
+        self, what: str, *, deadline: float | None = None, budget: Budget | None = None
+    ) -> Any:
         """GET /v1/job/:job_id[/what] as JSON (None for a JSON null)."""
         parts = (self._job_path, what) if what else (self._job_path,)
         return self._call(
@@ -494,6 +528,7 @@ class NomadScaler:
                 *parts, method="get", params=self._params(), timeout=timeout
             ),
             deadline=deadline,
+            budget=budget,
         )
 
     @property
@@ -515,6 +550,8 @@ class NomadScaler:
         send: Callable[[float], requests.Response],
         *,
         deadline: float | None = None,
+        budget: Budget | None = None,
+        again: Callable[[Budget], None] | None = None,
     ) -> Any:
         """Send a request, retrying transient failures until the deadline; JSON body back.
 
@@ -522,16 +559,26 @@ class NomadScaler:
         With a caller's `deadline` (an instant of `adapters.deadline.monotonic`), no attempt
         starts at or after it and each one's timeout ends by it (`TargetDeadline`); a scale
         request is not written at or after it by a connection opened late either (`send_by`,
-        with the shared session's connections).
+        with the shared session's connections). `budget`: the time of a call this request
+        is part of, instead of one of its own (`deadline` is then the budget's). `again` is
+        asked before each retry (not the first attempt), with the call's budget, whether
+        the request is still to be sent; it raises when not (its errors end the call as
+        they are).
         """
         settings = self._settings
-        budget = Budget(seconds=settings.deadline, caller=deadline)
+        if budget is None:
+            budget = Budget(seconds=settings.deadline, caller=deadline)
+        else:
+            deadline = budget.caller
         what = f"the {'scale' if capability == 'scale-job' else 'read'} request for {self._ref}"
         sent = 0
         unanswered_once = False  # a scale request sent and not answered: it may have landed
 
         def attempt() -> requests.Response:
             nonlocal sent, unanswered_once
+            if sent and again is not None:
+                budget.check(what, sent=sent)
+                again(budget)
             own = max(0.05, min(settings.timeout, budget.own_until - monotonic()))
             timeout = budget.timeout(what, own, sent=sent)
             sent += 1
@@ -652,6 +699,10 @@ class NomadScaler:
         return f"namespace '{self._namespace}'" + (
             f" of region '{self._region}'" if self._region else ""
         )
+
+
+class _Landed(Exception):
+    """A scale request about to be retried finds the group at its count already."""
 
 
 def _last_count_change(events: Any) -> datetime | None:

@@ -6,6 +6,8 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
-from tests.support.net import free_port, slow_lookups
+from tests.support.net import free_port, slow_lookups, wait_until
 from tests.support.nomad_api import NomadApiStandIn
 
 pytestmark = pytest.mark.integration
@@ -99,6 +101,91 @@ def test_a_count_changed_by_hand_since_the_decision_is_not_overwritten(
     assert nomad_api.group_count("chat", "web") == 9
     scaler.scale(10, reason="up", meta=META, expected=9)
     assert nomad_api.group_count("chat", "web") == 10
+
+
+def _by_hand(stand_in: NomadApiStandIn, count: int) -> None:
+    """`nomad job scale chat web COUNT`."""
+    requests.post(
+        f"{stand_in.address}/v1/job/chat/scale",
+        json={"Count": count, "Target": {"Group": "web"}, "Message": "by hand"},
+        timeout=5,
+    ).raise_for_status()
+
+
+def _ours(stand_in: NomadApiStandIn) -> list[Any]:
+    """Our scale requests (not those made by hand)."""
+    return [r for r in stand_in.requests_to("POST", "/scale") if r.body["Message"] != "by hand"]
+
+
+def _meanwhile(
+    stand_in: NomadApiStandIn, act: Callable[[], None], *, timeout: float = 3.0
+) -> Callable[[], None]:
+    """Scale chat/web from 2 to 4 while its first scale request is answered HTTP 500 after
+    1 s (unanswered with a shorter `timeout`); in that time `act` runs (someone else's
+    change). The call's outcome."""
+    stand_in.register_job("chat", groups={"web": 2})
+    scaler = scaler_for(stand_in, timeout=timeout, deadline=5.0)
+    stand_in.fail_requests_of("chat", 500, "rpc error: EOF", methods=["POST"], delay=1.0)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(scaler.scale, 4, reason="up", meta=META, expected=2)
+        wait_until(lambda: len(_ours(stand_in)) == 1, timeout=5.0)
+        stand_in.heal("chat")
+        act()
+        return lambda: call.result(timeout=10)
+
+
+def test_a_count_changed_by_hand_while_the_scale_is_retried_is_not_overwritten(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # Checked once, before the first attempt, the count was overwritten by the retry.
+    outcome = _meanwhile(nomad_api, lambda: _by_hand(nomad_api, 9))
+
+    with pytest.raises(TargetBusy, match="changed from 2 to 9"):
+        outcome()
+
+    assert nomad_api.group_count("chat", "web") == 9  # our "up" to 4 would have been a scale-in
+    assert len(_ours(nomad_api)) == 1
+
+
+def test_a_retried_scale_that_finds_its_own_count_already_set_is_done(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # The group at the count being set is what an earlier attempt that landed leaves (its
+    # answer a 5xx or lost): not someone else's move, and nothing to send again.
+    outcome = _meanwhile(nomad_api, lambda: _by_hand(nomad_api, 4))
+
+    outcome()
+
+    assert nomad_api.group_count("chat", "web") == 4
+    assert len(_ours(nomad_api)) == 1
+
+
+def test_a_job_stopped_while_the_scale_is_retried_is_not_scaled(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # `nomad job stop chat`: sent again, the scale would start it with our count.
+    outcome = _meanwhile(
+        nomad_api, lambda: nomad_api.register_job("chat", groups={"web": 2}, stopped=True)
+    )
+
+    with pytest.raises(TargetBusy, match="was stopped"):
+        outcome()
+
+    assert len(_ours(nomad_api)) == 1
+
+
+def test_a_count_changed_while_an_unanswered_scale_is_retried_may_have_been_applied(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # The first attempt timed out unanswered: it may have landed, whatever the re-read found.
+    outcome = _meanwhile(nomad_api, lambda: _by_hand(nomad_api, 9), timeout=0.6)
+
+    with pytest.raises(TargetUnavailable, match="changed from 2 to 9") as info:
+        outcome()
+
+    assert info.value.maybe_applied
+    assert nomad_api.group_count("chat", "web") == 9
+    assert len(_ours(nomad_api)) == 1
 
 
 def test_scale_to_zero_and_back_from_zero(nomad_api: NomadApiStandIn) -> None:
