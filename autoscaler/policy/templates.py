@@ -358,7 +358,14 @@ def _untemplated_queries(
             continue
         # Any source's: `{job}` in an aws_asg template's query is as literal (it passed).
         used = [n for n in _PLACEHOLDER.findall(query) if n in _EVERY_PLACEHOLDER]
-        if used:
+        if used and used[0] not in PLACEHOLDERS[kind]:
+            problem(
+                ("checks", i, "query"),
+                f"{{{used[0]}}} in a query is sent as is, and is no placeholder of "
+                f"for_each {kind} (use {_listed(kind)}); aggregate by a label instead and "
+                "pick this target's series with group_by",
+            )
+        elif used:
             name = used[0]
             problem(
                 ("checks", i, "query"),

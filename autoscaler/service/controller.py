@@ -57,6 +57,7 @@ from autoscaler.errors import (
     Standby,
     StateError,
 )
+from autoscaler.policy.conflicts import same_target
 from autoscaler.redact import scrub
 from autoscaler.service import alerts
 from autoscaler.service.discovery import is_source_failure
@@ -515,12 +516,18 @@ def _carry_memory(
     if not added:
         return
     names = {policy.name for policy in after}
-    gone = {p.target.key: p for p in before if p.enabled and p.name not in names}
+    # By identity (region aside, as `same_target` compares): a region given on one side
+    # only (a file's policy, a template's expansion with NOMAD_REGION) is one target still.
+    gone = {p.target.identity: p for p in before if p.enabled and p.name not in names}
     if not gone:
         return
+    new = set(added)  # (a tuple: `in` on it was quadratic at 10,000 renamed at once)
     for policy in after:
-        old = gone.pop(policy.target.key, None) if policy.enabled else None
-        if old is None or policy.name not in added:
+        old = gone.get(policy.target.identity) if policy.enabled else None
+        if old is None or not same_target(old.target, policy.target):
+            continue
+        del gone[policy.target.identity]
+        if policy.name not in new:
             continue
         try:
             memory = state.load(old.name, old.target.key)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.adapters.state.schema import Dropped
+from autoscaler.core.durations import format_duration
 from autoscaler.core.model import Policy
 from autoscaler.errors import NotLeader, StateError
 
@@ -111,11 +112,11 @@ class Retention:
             return None
         self._failing = False
         if dropped is not None:
-            _say(dropped, period)
+            _say(dropped, format_duration(period))
         return dropped
 
 
-def _say(dropped: Dropped, period: timedelta) -> None:
+def _say(dropped: Dropped, period: str) -> None:
     for name, at in dropped.policies[:NAMED]:
         log.info(
             "state: dropped the memory of removed policy %r (last written %s, more than %s "
@@ -125,11 +126,15 @@ def _say(dropped: Dropped, period: timedelta) -> None:
             period,
         )
     more = len(dropped.policies) - NAMED
-    if more > 0 or dropped.targets:
-        log.info(
-            "state: dropped the memory of %d more removed policies and the last action of "
-            "%d targets no policy scales, older than %s",
-            max(0, more),
-            dropped.targets,
-            period,
-        )
+    parts = []
+    if more > 0:
+        parts.append(f"the memory of {more} more removed {_plural(more, 'policy', 'policies')}")
+    if dropped.targets:
+        targets = _plural(dropped.targets, "target", "targets")
+        parts.append(f"the last action of {dropped.targets} {targets} no policy scales")
+    if parts:
+        log.info("state: dropped %s, older than %s", " and ".join(parts), period)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many

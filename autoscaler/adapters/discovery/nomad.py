@@ -211,13 +211,19 @@ class NomadDiscovery:
         )
         if not isinstance(answer, dict):
             return None
+        target = {str(k): str(v) for k, v in (answer.get("Target") or {}).items()}
+        if self._settings.region and not target.get("Region"):
+            # Nomad's Target names no region: it is the one read, as for the groups that
+            # templates expand (`region=`). Without it, the same group had two target keys,
+            # and a policy taking it over from a template missed its cooldown.
+            target["Region"] = self._settings.region
         return NomadScalingPolicy(
             id=str(answer.get("ID") or policy_id),
             type=str(answer.get("Type") or "horizontal"),
             enabled=bool(answer.get("Enabled", True)),
             min=_int(answer.get("Min")),
             max=_int(answer.get("Max")),
-            target={str(k): str(v) for k, v in (answer.get("Target") or {}).items()},
+            target=target,
             policy=dict(answer.get("Policy") or {}),
             modify_index=int(answer.get("ModifyIndex") or 0),
         )

@@ -11,7 +11,10 @@ import pytest
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
 from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.core.model import NomadTarget
 from autoscaler.errors import DiscoveryError
+from autoscaler.policy.loader import load_data
+from autoscaler.policy.nomad_autoscaler import policy_from_nomad
 from tests.support.nomad_api import NomadApiStandIn
 
 pytestmark = pytest.mark.integration
@@ -172,6 +175,21 @@ def test_scaling_policies_come_with_nomads_payload(nomad_api: NomadApiStandIn) -
     assert by_group["db"].policy == {}
     reads = nomad_api.requests_to("GET", f"/v1/scaling/policy/{api.id}")
     assert reads and reads[0].query["namespace"] == "prod"
+
+
+def test_a_scaling_policy_read_in_a_region_targets_its_group_in_that_region(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # Nomad's Target names no region. A template's expansion of the same group carries
+    # the region read (NOMAD_REGION), so the two had different target keys: a policy
+    # taking the group over from the other found no cooldown and no down window.
+    nomad_api.register_job(
+        "shop", {"api": 2}, region="eu", scaling={"api": (1, 10)}, policies={"api": POLICY}
+    )
+    (found,) = _discovery(nomad_api, region="eu").scaling_policies().items
+    policy, problems = policy_from_nomad(found, name="shop-api", file="<nomad>", load=load_data)
+    assert policy is not None, problems
+    assert policy.target.key == NomadTarget(job="shop", group="api", region="eu").key
 
 
 def test_a_token_without_the_capability_is_told_which(nomad_api: NomadApiStandIn) -> None:

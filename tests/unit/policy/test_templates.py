@@ -284,7 +284,10 @@ def test_another_sources_placeholder_in_an_asg_templates_query_is_refused(
     # data and its targets held for ever, while validate said the template was valid.
     text = ASG_TEMPLATE.replace("avg by (asg) (cpu_usage)", 'avg(cpu_usage{job="{job}"})')
     problems = _problems(tmp_path, text)
-    assert any("checks[0].query: {job} in a query is sent as is" in p for p in problems), problems
+    (found,) = [p for p in problems if "checks[0].query: {job} in a query is sent as is" in p]
+    # ... and its advice is the template's own placeholders (group_by: {job: "{job}"}, the
+    # advice for a nomad template, was refused in its turn).
+    assert "no placeholder of for_each aws_asg (use {asg})" in found
 
 
 @pytest.mark.parametrize(

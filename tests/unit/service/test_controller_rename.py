@@ -92,7 +92,11 @@ def _evaluate(controller: Controller, name: str) -> tuple[Action, str]:
     return decision.action, " ".join(decision.reasons)
 
 
-@pytest.mark.parametrize("asg", ["web", "other"], ids=["same-target", "other-target"])
+@pytest.mark.parametrize(
+    "asg",
+    ["web", "other", "web, region: eu-west-3"],
+    ids=["same-target", "other-target", "same-target-region-given"],
+)
 def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
     tmp_path: Path, asg: str
 ) -> None:
@@ -108,7 +112,8 @@ def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
     assert (out.added, out.removed) == (["web-renamed"], ["web"])
     now[0], source.value = T0 + timedelta(minutes=1), 20.0
     action, reasons = _evaluate(controller, "web-renamed")
-    if asg == "web":  # the same target: the 8 of a minute ago holds it, as before the rename
+    if asg.startswith("web"):  # the same target (a region given on one side only is one
+        # target, as `same_target` says): the 8 of a minute ago holds it, as before
         assert action == Action.NONE and target.count == 8
         assert "stabilization down 5m: highest recommendation 8" in reasons
     else:  # another target has no history of its own to inherit

@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore
+from autoscaler.adapters.state.schema import Dropped
 from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import Check, NomadTarget, Policy, Strategy, TargetRef, TargetStatus
 from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.service import retention
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -280,3 +282,12 @@ def test_a_job_forgotten_and_asked_about_again_never_matches_its_old_token() -> 
     watch.retain(set())
     watch._hear(_job_event("web"))  # not counted: nobody reads it now
     assert watch.token("web") != before  # so a status kept under `before` is read again
+
+
+def test_a_tidying_says_what_it_dropped_in_plain_words(caplog: pytest.LogCaptureFixture) -> None:
+    # It said "the memory of 0 more removed policies and the last action of 1 targets".
+    caplog.set_level(logging.INFO, logger="autoscaler.state")
+    retention._say(Dropped(targets=1), "7d")
+    assert [r.getMessage() for r in caplog.records] == [
+        "state: dropped the last action of 1 target no policy scales, older than 7d"
+    ]
