@@ -206,20 +206,25 @@ _CREDENTIAL_NAME = re.compile(
 )
 
 
+# A header that names a tenant or organization (`X-Scope-OrgID` of Mimir, Cortex, Loki;
+# `X-Grafana-Org-Id`): an ID, never a secret, however long (`checkout-production`).
+_TENANT_NAME = re.compile(r"(?i)org-?id|tenant")
+
+
 def register_header(name: str, value: str | None) -> None:
     """Register the value of a header we send, when it is a secret.
 
     A header named for a credential (`_CREDENTIAL_NAME`) is one at any length, and of an
     `Authorization: Bearer TOKEN` the credential alone too (an echo may show just it). Any
-    other header's value only from `MIN_PART` characters: a tenant or org ID is no secret
-    (`X-Scope-OrgID: default` masked the word `default` in every policy name and message),
-    while a long value under an unusual name may still be a key."""
+    other header's value only from `MIN_PART` characters, and a tenant's or organization's
+    never (`X-Scope-OrgID: default` masked the word `default` in every policy name and
+    message), while a long value under an unusual name may still be a key."""
     if not value:
         return
     if _CREDENTIAL_NAME.search(name):
         scheme, _, credential = value.strip().partition(" ")
         register(value, credential.strip() if scheme.isalpha() else None)
-    elif len(value) >= MIN_PART:
+    elif len(value) >= MIN_PART and not _TENANT_NAME.search(name):
         register(value)
 
 

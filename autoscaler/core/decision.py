@@ -177,7 +177,7 @@ def decide(
     if not wanted:
         return _without_data(run, memory, failed)
 
-    blind = bool(failed) and _every_query_failed(run.policy, failed)  # fixed counts only
+    blind = bool(failed) and _every_query_failed(checks)  # fixed counts only
     streak = 0
     if blind:
         memory, _ = _count_missing(run, memory)
@@ -195,9 +195,12 @@ def decide(
     count = _bound(run, count)
     if failed or implausible:
         count = _no_blind_scale_in(run, count)
+    fell_back = False
     if blind:
-        count = _fallback_floor(run, count, streak)
-    rising = _rising(run, before, recommendation, evaluated)
+        floor = _fallback_floor(run, count, streak)
+        fell_back, count = floor > count, floor
+    # A fallback's count is no check's: no check's rise lets it past the up cooldown.
+    rising = None if fell_back else _rising(run, before, recommendation, evaluated)
     return Outcome(run.finish(count, _action(run, memory, count, rising)), memory)
 
 
@@ -532,11 +535,10 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
 
 
-def _every_query_failed(policy: Policy, failed: Sequence[CheckResult]) -> bool:
-    """Whether every check that runs a query failed (only `fixed` counts are left): an
+def _every_query_failed(checks: Sequence[CheckResult]) -> bool:
+    """Whether no check that runs a query gave a count (only `fixed` counts are left): an
     evaluation without usable data, as the spec counts them for `fallback.after`."""
-    queries = sum(1 for check in policy.checks if STRATEGIES[check.strategy].query)
-    return queries > 0 and len(failed) >= queries
+    return not any(c.query is not None and c.desired is not None for c in checks)
 
 
 def _fallback_floor(run: _Run, count: int, streak: int) -> int:

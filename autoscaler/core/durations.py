@@ -35,6 +35,8 @@ def parse_duration(
     saying what to write. `what` names the value in the message when it is too long."""
     if not isinstance(text, str):  # e.g. `30` without a unit; a list is not shown whole
         shown = repr(text) if isinstance(text, int | float) else f"a {type(text).__name__}"
+        if text == 0 and not isinstance(text, bool):  # YAML reads an unquoted 0 as a number
+            raise ValueError(f'{shown} is not a duration: write "0" (quoted) or 0s')
         raise ValueError(f"{shown} is not a duration: {_SYNTAX}")
     return _parse(text, limit, what)
 

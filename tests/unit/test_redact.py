@@ -371,10 +371,12 @@ def test_a_prometheus_tenant_header_is_no_secret_but_credential_headers_are() ->
     tenant = f"tn-{uuid.uuid4().hex[:8]}"  # short, unique: no other test shares the word
     long_tenant = secret()  # 39 characters: under any name, possibly a key
     token, key, cookie = secret(), secret()[:10], secret()
+    named_tenant = f"checkout-production-{uuid.uuid4().hex[:8]}"  # long, but named a tenant
     PrometheusSettings(
         headers={
             "X-Scope-OrgID": tenant,
             "X-Grafana-Org": long_tenant,
+            "X-Tenant-ID": named_tenant,
             "Authorization": f"Bearer {token}",
             "X-Api-Key": key,  # a short key is still a key
             "Cookie": cookie,
@@ -383,5 +385,7 @@ def test_a_prometheus_tenant_header_is_no_secret_but_credential_headers_are() ->
 
     shown = f"policy {tenant}-web: load 3 → 4"
     assert redact.scrub(shown) == shown
+    named = f"policy {named_tenant}-web: load 3 → 4"
+    assert redact.scrub(named) == named
     for hidden in (long_tenant, f"Bearer {token}", token, key, cookie):
         assert hidden not in redact.scrub(f"upstream said: {hidden} (end)"), hidden

@@ -211,6 +211,7 @@ class LayeredStateStore:
             self._memory.retain(keep, unwritten.union(targets))
             self._known = {p: key for p, key in self._known.items() if p in keep}
             self._recorded = {p: at for p, at in self._recorded.items() if p in keep}
+            self._unrecorded = {p: d for p, d in self._unrecorded.items() if p in keep}
 
     def sizes(self) -> tuple[int, int, int]:
         """Policies known, targets' last actions and decision times kept in memory."""
@@ -411,6 +412,13 @@ class LayeredStateStore:
         oldest = pending[at]
         del pending[at]
         self._lingered.discard((oldest.policy, oldest.time))
+        shown = self._unrecorded.get(oldest.policy)
+        if shown is not None and shown.time == oldest.time:  # it will never be recorded now
+            dropped = (
+                "state not durable: dropped from the history unwritten (more than "
+                f"{pending.maxlen:,} decisions waited for the state database)"
+            )
+            self._unrecorded[oldest.policy] = replace(shown, reasons=(*shown.reasons[:-1], dropped))
         self._dropped += 1
         self._dropped_total += 1
         return self._dropped == 1

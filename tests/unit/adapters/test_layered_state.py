@@ -592,6 +592,26 @@ def test_a_lingering_decision_whose_write_failed_says_it_was_not_recorded() -> N
     store.close()
 
 
+def test_an_unrecorded_decision_dropped_from_a_full_queue_says_it_will_not_be_recorded() -> None:
+    # It kept saying "kept in memory only until it can be recorded", after writes came back.
+    durable = FlakyStore(broken="disk I/O error")
+    store = LayeredStateStore(durable, linger=0.05, retry_after=0.0, max_pending=4)
+    store.record(unchanged(T0))  # lingers; its write fails
+    _until(lambda: store.unrecorded("web") is not None)
+    for i, name in enumerate(("a", "b", "c", "d")):  # the queue is full: "web" goes
+        with pytest.raises(StateError):
+            store.record(decision(T0 + timedelta(seconds=i + 1), name))
+    shown = store.unrecorded("web")
+    assert shown is not None and shown.time == T0
+    assert shown.reasons[-1].startswith("state not durable: dropped from the history unwritten")
+    durable.broken = None
+    store.flush()
+    assert durable.history(policy="web") == []
+    store.retain({"a", "b", "c", "d"}, set())  # "web" removed: nothing kept of it
+    assert store.unrecorded("web") is None
+    store.close()
+
+
 def test_lingering_decisions_taken_along_by_a_failed_scale_write_say_so() -> None:
     durable = FlakyStore()
     store = LayeredStateStore(durable, linger=60.0)

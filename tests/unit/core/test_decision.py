@@ -447,6 +447,21 @@ def test_a_fixed_floor_does_not_hide_an_outage_from_the_fallback() -> None:
     )
 
 
+def test_a_fallback_next_to_a_fixed_floor_respects_the_up_cooldown() -> None:
+    # The floor (6) is above what was recommended since the last scale-up (none), so it
+    # "keeps rising" and may pass the up cooldown; the fallback's 10 went through with it.
+    policy = make_policy(LATENCY, FLOOR, cooldown=Cooldown(up=timedelta(minutes=1)), **FALLBACK)
+    memory = Memory(
+        missing_data_streak=2,
+        missing_data_since=ago(minutes=3),
+        last_scaled_at=ago(seconds=20),
+        recommendations=(Recommendation(at=ago(seconds=20), count=4),),
+    )
+    outcome = run(policy, failed(LATENCY), current=4, memory=memory)
+    assert (outcome.decision.desired, outcome.decision.action) == (10, Action.HOLD)
+    assert outcome.decision.reasons[-1] == "cooldown up: 40 s left → hold"
+
+
 def test_a_fixed_floor_with_one_query_answering_is_not_an_outage() -> None:
     policy = make_policy(LATENCY, ERRORS, FLOOR, **FALLBACK)
     memory = Memory(missing_data_streak=5, missing_data_since=ago(minutes=2))

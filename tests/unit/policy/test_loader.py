@@ -1072,6 +1072,8 @@ def test_a_bare_zero_is_a_duration_as_in_prometheus() -> None:
     text = policy('cooldown: {up: "0", down: 0s}\nstabilization: {down: "0"}\n' + CHECK)
     (loaded,) = load_text(text, FILE)
     assert (loaded.cooldown.up, loaded.stabilization.down) == (timedelta(0), timedelta(0))
+    with pytest.raises(PolicyError, match=r'cooldown\.up: 0 is not a duration: write "0"'):
+        load_text(policy("cooldown: {up: 0}\n" + CHECK), FILE)  # a YAML number
 
 
 # --- load_paths ---------------------------------------------------------------------------
