@@ -132,6 +132,11 @@ class Discovery:
         self._sources: dict[str, _Source] = {}
         self._cache: dict[str, _Expanded] = {}
         self._targets: dict[str, int] = {}  # source key -> policies its result gave
+        # template key -> the cache keys of its expansions last given (`_carried`)
+        self._given: dict[str, list[str]] = {}
+        # sources stopped by the last call, and when (`_want`: asked again at once, they
+        # start again with their last result)
+        self._dropped: dict[str, tuple[_Source, float]] = {}
         self._closed = False
         self._settled = False  # called once already: no more waiting for first answers
 
@@ -153,18 +158,29 @@ class Discovery:
         targets: dict[str, int] = dict.fromkeys(values, 0)
         # Nomad groups enabled templates take: the template, and its policy's name if valid
         scaled: dict[tuple[str, str, str], tuple[Template, str | None]] = {}
+        given: dict[str, list[str]] = {}
+
+        def add(
+            key: str, template: Template, target: NomadGroup | AsgGroup, load: FileLoad
+        ) -> None:
+            loads.append(load)
+            targets[key] += 1
+            if isinstance(target, NomadGroup) and template.prototype.enabled:
+                name = load.policies[0].policy.name if load.policies else None
+                scaled.setdefault((target.namespace, target.job, target.group), (template, name))
+
         for template, known_as in zip(templates, _template_keys(templates), strict=True):
             key = _source_key(template)
+            made = given[known_as] = []
+            if values.get(key) is None and known_as in self._given:
+                for cached in self._carried(known_as, made, seen):
+                    add(key, cached.origin, cached.found, cached.load)
+                continue
             for target in values.get(key) or ():
                 if template.matches(target):
                     expansion = _expansion_key(target, known_as)
-                    load = self._expansion(template, expansion, target, seen)
-                    loads.append(load)
-                    targets[key] += 1
-                    if isinstance(target, NomadGroup) and template.prototype.enabled:
-                        name = load.policies[0].policy.name if load.policies else None
-                        taken = (target.namespace, target.job, target.group)
-                        scaled.setdefault(taken, (template, name))
+                    made.append(expansion)
+                    add(key, template, target, self._expansion(template, expansion, target, seen))
         for policy in values.get(NOMAD_POLICIES) or ():
             group = _group_of(policy)
             if group is None:
@@ -179,8 +195,21 @@ class Discovery:
             for key in [k for k in self._cache if k not in seen]:
                 del self._cache[key]
             self._targets = targets
+            self._given = given
             problems = [_problem(s, targets.get(s.key, 0)) for s in failing]
         return loads, problems
+
+    def _carried(self, known_as: str, made: list[str], seen: set[str]) -> list[_Expanded]:
+        """The expansions last given for the template known as `known_as`, whose source has
+        not answered yet: its `for_each` tags or region changed, so it reads a source of
+        its own, new. Until that source answers, its targets keep their last good policies
+        (as a failing source's would), rather than being dropped until AWS answers, for
+        as long as AWS fails."""
+        with self._lock:
+            found = [(k, self._cache[k]) for k in self._given[known_as] if k in self._cache]
+        made.extend(k for k, _ in found)
+        seen.update(made)
+        return [cached for _, cached in found]
 
     def health(self) -> list[SourceHealth]:
         """Each source in force now: up or failing, reads, and the targets it gave."""
@@ -246,14 +275,18 @@ class Discovery:
         if self._config.nomad_scaling_policies:
             wanted[NOMAD_POLICIES] = (self._read_policies, True)
         started: list[_Source] = []
+        now = time.monotonic()
         with self._lock:
             if self._closed:
                 return
+            dropped, self._dropped = self._dropped, {}
             for key in [k for k in self._sources if k not in wanted]:
-                self._sources.pop(key).stop.set()
+                self._dropped[key] = (self._sources.pop(key), now)
+                self._dropped[key][0].stop.set()
             for key, (read, blocking) in wanted.items():
                 if key not in self._sources:
                     source = self._sources[key] = _Source(key=key, read=read, blocking=blocking)
+                    _revive(source, dropped.get(key), now)
                     started.append(source)
         if self._watch:
             for source in started:
@@ -411,11 +444,32 @@ class Discovery:
         return load
 
 
+REVIVE_WITHIN = 5.0  # seconds: a source stopped this recently starts again with its result
+
+
+def _revive(source: _Source, dropped: tuple[_Source, float] | None, now: float) -> None:
+    """Start `source` with the last result of the one of its key stopped by the last call,
+    if that was less than `REVIVE_WITHIN` ago. The registry asks again at once, with a
+    file's last good templates, when it holds that file back after asking with its new
+    ones: the source the new templates stopped must not come back empty, dropping its
+    targets until it answers (or for as long as it fails)."""
+    if dropped is None or dropped[0].value is None or now - dropped[1] >= REVIVE_WITHIN:
+        return
+    old = dropped[0]
+    source.value, source.reads, source.last_success = old.value, old.reads, old.last_success
+    source.answered.set()
+
+
 def _problem(source: _Source, targets: int) -> Problem:
     """The problem of a failing `source` whose last good result gave `targets` policies
     (the opted-in targets, not every group or ASG it listed)."""
     since = source.failing_since.isoformat(timespec="seconds") if source.failing_since else "?"
-    if source.value is None:
+    if source.value is None and targets:
+        them = "target its templates found before they changed stays"
+        if targets != 1:
+            them = "targets its templates found before they changed stay"
+        kept = f"nothing discovered yet from it; the {targets} {them} in force"
+    elif source.value is None:
         kept = "nothing discovered yet from it"
     else:
         them = "target found last stays" if targets == 1 else "targets found last stay"
