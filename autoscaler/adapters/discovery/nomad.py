@@ -209,7 +209,7 @@ class NomadDiscovery:
             "read-scaling-policy",
             namespace=namespace,
         )
-        if not isinstance(answer, dict):
+        if answer is None:
             return None
         target = {str(k): str(v) for k, v in (answer.get("Target") or {}).items()}
         if self._settings.region and not target.get("Region"):
@@ -326,8 +326,14 @@ class NomadDiscovery:
             raise DiscoveryError(f"Nomad at {self._shown} answered {path} with no list")
         return [s for s in body if isinstance(s, dict) and s.get("ID")], new_index
 
-    def _get(self, api: Any, parts: tuple[str, ...], capability: str, *, namespace: str) -> Any:
-        """GET one object as JSON; None when Nomad says it is not there (404)."""
+    def _get(
+        self, api: Any, parts: tuple[str, ...], capability: str, *, namespace: str
+    ) -> dict[str, Any] | None:
+        """GET one object as JSON; None when Nomad says it is not there (404).
+
+        Only a 404 says it is gone: an answer with no object (an empty body, `null`, from a
+        proxy or a Nomad restarting) is a failed read, so the job's groups (or the policy)
+        found last stay in force instead of being dropped as if the job were deleted."""
         try:
             response = self._send(
                 api,
@@ -340,7 +346,17 @@ class NomadDiscovery:
             )
         except _NotFound:
             return None
-        return _json(response, self._shown)
+        answer = _json(response, self._shown)
+        if not isinstance(answer, dict):
+            got = (
+                "nothing (an empty body or null)"
+                if answer is None
+                else f"a JSON {type(answer).__name__}"
+            )
+            raise DiscoveryError(
+                f"Nomad at {self._shown} answered GET {_path(api, parts)} with {got}, not an object"
+            )
+        return answer
 
     def _send(
         self,

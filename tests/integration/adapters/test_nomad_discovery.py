@@ -202,3 +202,22 @@ def test_an_unreachable_nomad_is_a_discovery_error(dead_prometheus_url: str) -> 
     discovery = NomadDiscovery(NomadSettings(address=dead_prometheus_url, timeout=1))
     with pytest.raises(DiscoveryError, match="unreachable"):
         discovery.groups()
+
+
+@pytest.mark.parametrize("body", [pytest.param("", id="empty"), pytest.param("null", id="null")])
+def test_a_job_read_answered_with_no_object_is_a_failed_read_not_a_job_gone(
+    nomad_api: NomadApiStandIn, body: str
+) -> None:
+    # A proxy (or a Nomad restarting) answering 200 with an empty body: the job was taken as
+    # gone, and its groups' policies were removed; only a 404 says a job is gone.
+    nomad_api.register_job("web", {"api": 2}, meta={"autoscaler.enabled": "true"})
+    discovery = _discovery(nomad_api)
+    assert [g.group for g in discovery.groups().items] == ["api"]
+    nomad_api.register_job("web", {"api": 3}, meta={"autoscaler.enabled": "true"})
+    nomad_api.fail_requests_of("web", status=200, body=body, methods=["GET"])
+    with pytest.raises(DiscoveryError, match=r"GET /v1/job/web with nothing \(an empty body"):
+        discovery.groups()
+    nomad_api.heal("web")
+    assert [g.group for g in discovery.groups().items] == ["api"]
+    nomad_api.deregister_job("web")  # gone for real: its groups go
+    assert discovery.groups().items == ()

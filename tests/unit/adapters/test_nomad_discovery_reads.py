@@ -112,3 +112,17 @@ def test_a_list_that_is_not_json_is_a_discovery_error() -> None:
     response._content = b"<html>"
     with pytest.raises(DiscoveryError, match="non-JSON"):
         discovery._json(response, "nomad", discovery._keeping(discovery._JOB_STUB))
+
+
+@pytest.mark.parametrize("body", [b"", b"null", b"[]"])
+def test_a_scaling_policy_read_answered_with_no_object_is_a_failed_read(
+    monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    # Taken as a policy gone: Nomad's policy for the group was removed.
+    reader = _reader()
+    response = requests.Response()
+    response.status_code = 200
+    response._content = body
+    monkeypatch.setattr(reader._scaling, "request", lambda *parts, **kwargs: response)
+    with pytest.raises(DiscoveryError, match="answered GET /v1/scaling/policy/p1 with"):
+        reader._read_policy(("p1", "default"))
