@@ -19,7 +19,10 @@ triggered run takes the next free worker, after only the evaluations already in 
 
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
-the old run ends, so even a quick `enabled: true -> false -> true` never overlaps.
+the old run ends, so even a quick `enabled: true -> false -> true` never overlaps. Nor
+does a policy with another policy's run on its target in flight (a rename, a template's
+policy taking over from Nomad's): it is *blocked*, and due once that run has ended, so
+two evaluations never scale one target at once.
 
 An evaluation that raises (a bug, not an unreachable dependency) is reported as a
 synthetic `hold` decision with `error_kind="crash"`, so the API never shows stale state.
@@ -93,6 +96,8 @@ class _Slot:
     last: Evaluation | None = None
     waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
     in_run: tuple[Future[Evaluation], ...] = ()  # for the current run
+    in_flight: Policy | None = None  # the version the run in flight evaluates
+    blocked: bool = False  # queued once another policy's run on its target has ended
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +173,9 @@ class Scheduler:
         self._heap: list[tuple[int, float, int, str]] = []
         self._lane: list[tuple[int, float, int, str]] = []
         self._lane_runs: dict[int, float] = {}  # id(slot) -> when taken, runs from the lane
+        self._busy: dict[str, int] = {}  # target key -> runs in flight on it
+        # target key -> the slots blocked until the runs in flight on it have ended
+        self._blocked: dict[str, list[tuple[str, _Slot]]] = {}
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -199,8 +207,8 @@ class Scheduler:
                     draining.rerun = True
                     self._slots[name] = draining
                 elif found is None:
-                    self._slots[name] = _Slot(policy=policy, next_due=now)
-                    self._push(now, name)
+                    self._slots[name] = slot = _Slot(policy=policy, next_due=now)
+                    self._queue(slot, name)
                 elif found.policy != policy:
                     found.policy = policy
                     self._due_now(found, name)
@@ -221,10 +229,7 @@ class Scheduler:
     def _is_live(self, entry: tuple[int, float, int, str]) -> bool:
         """Whether `entry` is the one its policy's slot waits on (as `_top` judges it)."""
         rank, due, _, name = entry
-        slot = self._slots.get(name)
-        return not (
-            slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running
-        )
+        return _awaited(rank, due, self._slots.get(name))
 
     def queued(self) -> int:
         """Entries in the queues, stale ones included (for tests and diagnostics)."""
@@ -345,6 +350,9 @@ class Scheduler:
         name = entry[3]
         slot = self._slots[name]
         slot.running = True
+        slot.in_flight = slot.policy  # changed meanwhile, it runs again (`rerun`)
+        key = slot.policy.target.key
+        self._busy[key] = self._busy.get(key, 0) + 1
         if heap is self._lane:
             self._lane_runs[id(slot)] = now
         slot.urgent = False
@@ -364,8 +372,8 @@ class Scheduler:
             entry = heap[0]
             rank, due, _, name = entry
             slot = self._slots.get(name)
-            if slot is None or due != slot.next_due or rank != _rank(slot.urgent) or slot.running:
-                heapq.heappop(heap)  # stale, or re-pushed when the run ends
+            if slot is None or not _awaited(rank, due, slot):
+                heapq.heappop(heap)  # stale, or re-pushed when the run (or another) ends
                 continue
             return entry, slot
         return None
@@ -405,7 +413,7 @@ class Scheduler:
 
     def _run_one(self, name: str, slot: _Slot) -> None:
         with self._cond:
-            policy, fresh_since = slot.policy, slot.fresh_since
+            policy, fresh_since = slot.in_flight or slot.policy, slot.fresh_since
             removed = self._slots.get(name) is not slot  # between dispatch and now
         if removed:
             self._finish(name, slot, policy, None, CancelledError(f"{name} was removed"))
@@ -450,6 +458,12 @@ class Scheduler:
         with self._cond:
             done, slot.in_run = slot.in_run, ()
             slot.running = False
+            freed = slot.in_flight.target.key if slot.in_flight is not None else None
+            slot.in_flight = None
+            if freed is not None:
+                self._busy[freed] -= 1
+                if not self._busy[freed]:
+                    del self._busy[freed]
             self._lane_runs.pop(id(slot), None)  # a run from the lane: it holds it no more
             if last is not None:
                 slot.last = last
@@ -467,7 +481,9 @@ class Scheduler:
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)
                     slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
-                self._push(slot.next_due, name, urgent=slot.urgent)
+                self._queue(slot, name, urgent=slot.urgent)
+            if freed is not None and freed not in self._busy:
+                self._unblock(freed)
             # No wake-up: this worker itself goes on to the next due policy, and an earlier
             # entry than the others wait for can only be this one's rerun.
         for future in done:
@@ -481,17 +497,54 @@ class Scheduler:
         if slot.running:
             slot.rerun = True  # picked up by _finish (urgent if a trigger waits)
             return
-        if slot.urgent and not urgent:
+        if slot.blocked:
+            return  # due (urgent if a trigger waits) once the run on its target has ended
+        if slot.urgent and not urgent and slot.policy.target.key not in self._busy:
             return  # already queued ahead of everyone: a reload must not demote it
         slot.next_due = self._monotonic()
         slot.urgent = urgent
-        self._push(slot.next_due, name, urgent=urgent)
+        self._queue(slot, name, urgent=urgent)
+
+    def _queue(self, slot: _Slot, name: str, *, urgent: bool = False) -> None:
+        """Push `slot` (not running) for its `next_due`, or, while a run of another policy
+        on its target is in flight (one removed or moved by a reload), block it until that
+        run has ended (`_unblock`): two evaluations must never scale one target at once."""
+        key = slot.policy.target.key
+        if key in self._busy:
+            slot.blocked = True
+            self._blocked.setdefault(key, []).append((name, slot))
+        else:
+            self._push(slot.next_due, name, urgent=urgent)
+
+    def _unblock(self, key: str) -> None:
+        """Queue the slots blocked on `key`, whose runs in flight have all ended: due at
+        once if new or triggered, else at their time."""
+        now = self._monotonic()
+        for name, slot in self._blocked.pop(key, ()):
+            if slot.blocked and self._slots.get(name) is slot:
+                slot.blocked = False
+                slot.urgent = bool(slot.waiting)
+                slot.next_due = now if slot.urgent else max(slot.next_due, now)
+                self._queue(slot, name, urgent=slot.urgent)
+        self._cond.notify_all()
 
     def _push(self, due: float, name: str, *, urgent: bool = False) -> None:
         self._seq += 1
         slot = self._slots.get(name)
         heap = self._lane if slot is not None and shares_grouped_query(slot.policy) else self._heap
         heapq.heappush(heap, (_rank(urgent), due, self._seq, name))
+
+
+def _awaited(rank: int, due: float, slot: _Slot | None) -> bool:
+    """Whether a queue entry (`rank`, `due`) is the one `slot` waits on: not stale (the
+    policy removed, rescheduled since), and the slot neither running nor blocked."""
+    return not (
+        slot is None
+        or due != slot.next_due
+        or rank != _rank(slot.urgent)
+        or slot.running
+        or slot.blocked
+    )
 
 
 def _rank(urgent: bool) -> int:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -371,6 +372,45 @@ def test_a_policy_removed_and_re_added_while_running_does_not_overlap(removal: s
     assert nested == [0], "re-added policy started while its previous run was in flight"
     assert recorder.calls["web"] == 2  # the re-added policy ran as soon as the old run ended
     assert recorder.max_running["web"] == 1
+
+
+@pytest.mark.parametrize("how", ["renamed", "moved"])
+def test_a_policy_taking_over_a_target_waits_for_the_run_in_flight_of_the_one_gone_from_it(
+    how: str,
+) -> None:
+    # A reload removes `web` while it runs and puts another policy on its target (a rename,
+    # or one moved onto it): the drain waited by name, so the other one started at once and
+    # two evaluations could scale the group together.
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    other = _policy("other", 60)
+    scheduler = _stepped(recorder, [_policy("web", 60), other], clock)
+    scheduler.run_due()
+    taking_over = replace(
+        _policy("web-v2" if how == "renamed" else "other", 60), target=AsgTarget(asg="web")
+    )
+    nested: list[int] = []
+    futures: list[object] = []
+
+    def take_over() -> None:
+        scheduler.set_policies([taking_over])
+        future = scheduler.trigger(taking_over.name)  # an API trigger waits too
+        assert future is not None
+        futures.append(future)
+        nested.append(scheduler.run_due())  # would start it if it could
+        view = scheduler.view(taking_over.name)
+        assert view is not None and not view.running
+
+    recorder.during["web"] = take_over
+    clock.advance(61)
+    scheduler.run_due()
+    assert nested == [0], "a policy started on a target while another's run was in flight"
+    assert [name for name, _ in recorder.started[-2:]] == ["web", taking_over.name]
+    (future,) = futures
+    assert future.done()  # type: ignore[attr-defined]
+    clock.advance(61)
+    scheduler.run_due()  # then on its own schedule, as any other
+    assert recorder.started[-1][0] == taking_over.name
 
 
 def test_a_crash_replaces_the_last_evaluation_shown() -> None:
