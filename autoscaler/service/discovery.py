@@ -530,6 +530,7 @@ def _yielding(
         target=NomadTarget(job=job, group=group_name, namespace=namespace),
         instead=imported,
         note=note,
+        by=name,
     )
 
 

@@ -8,13 +8,15 @@ settled (`service.registry`, `with_discovered`). So Nomad's policy is given as a
 `Yielding` pseudo-file, which stands aside (its problem says why), and the settling is
 done again with `stand_ins` put back for the targets that no policy in force scales:
 a group is never left with no policy because it opted in to a template that does not
-run for it, and a note on the policy put back says so.
+run for it, and a note on the policy put back says so. When another policy than the
+template's holds the group (a hand-written one, another template's that ran first), the
+problem of the policy standing aside names that one instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoscaler.core.model import Policy, TargetRef
 from autoscaler.errors import Problem
@@ -25,20 +27,23 @@ from autoscaler.policy.loader import FileLoad
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Yielding(FileLoad):
     """A pseudo-file whose only problem says why its policy stands aside for another on
-    `target`; `instead` is that policy's own pseudo-file, put back with `note` when no
-    policy in force scales `target` (`stand_ins`)."""
+    `target` (the policy named `by`, None when it is refused); `instead` is that policy's
+    own pseudo-file, put back with `note` when no policy in force scales `target`
+    (`stand_ins`)."""
 
     target: TargetRef
     instead: FileLoad
     note: Problem
+    by: str | None = None
 
 
 def stand_ins(
     loads: Sequence[FileLoad], in_force: Iterable[Policy]
 ) -> tuple[list[FileLoad], list[tuple[str, Problem]]] | None:
     """`loads` with each `Yielding` one whose target no enabled policy of `in_force` scales
-    replaced by the pseudo-file it stood aside for, and each of those with its note; None
-    when every one's target is scaled (nothing to put back)."""
+    replaced by the pseudo-file it stood aside for, and each of those with its note (and
+    one whose target another policy than `by` scales saying which); None when nothing
+    changes."""
     wanted = {load.target.identity for load in loads if isinstance(load, Yielding)}
     if not wanted:
         return None
@@ -48,10 +53,30 @@ def stand_ins(
             claims.claim(Located(policy, policy.source.line))
     notes: list[tuple[str, Problem]] = []
     swapped: list[FileLoad] = []
+    changed = False
     for load in loads:
-        if isinstance(load, Yielding) and claims.holder(load.target) is None:
+        holder = claims.holder(load.target) if isinstance(load, Yielding) else None
+        if isinstance(load, Yielding) and holder is None:
             swapped.append(load.instead)
             notes.append((load.instead.path, load.note))
+        elif isinstance(load, Yielding) and holder is not None and holder.policy.name != load.by:
+            swapped.append(_held_by(load, holder.policy))
+            changed = True
         else:
             swapped.append(load)
-    return (swapped, notes) if notes else None
+    return (swapped, notes) if notes or changed else None
+
+
+def _held_by(load: Yielding, holder: Policy) -> Yielding:
+    """`load` standing aside for `holder`, which scales its target, rather than for the
+    policy it was given for (refused: its name or target was taken)."""
+    where = f"{holder.source.file}:{holder.source.line}"
+    problem = Problem(
+        load.note.file,
+        load.note.line,
+        load.note.field,
+        f"the group is scaled by policy {holder.name!r} ({where}), which comes before "
+        "Nomad's scaling policies: this scaling block is not run; remove it, or that "
+        "policy's claim on the group",
+    )
+    return replace(load, problems=[problem], by=holder.name)

@@ -590,3 +590,41 @@ def test_a_poll_beyond_what_a_thread_can_wait_keeps_the_watcher_until_closed(
         discovery.close()
     watcher.join(5)
     assert not watcher.is_alive()
+
+
+HAND_WRITTEN_ON_SHOP_API = (
+    "name: {name}\ntarget: {{type: nomad, job: shop, group: api}}\nmin: 1\nmax: 3\n"
+    "checks:\n  - {{name: c, strategy: fixed, count: 2}}\n"
+)
+
+
+@pytest.mark.parametrize("holder", ["hand-written", "another template"])
+def test_nomads_policy_standing_aside_names_the_policy_that_holds_its_group(
+    tmp_path: Path, holder: str
+) -> None:
+    # It named the first template the group opted in to, "which scales it", when that
+    # template's policy was refused and another one scaled the group.
+    nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
+    if holder == "hand-written":
+        (tmp_path / "z.yaml").write_text(HAND_WRITTEN_ON_SHOP_API.format(name="mine"))
+        registry, discovery = _setup(tmp_path, nomad, policies=True)
+        outcome = _apply(registry, discovery)
+        name, where = "mine", f"{tmp_path / 'z.yaml'}:1"
+    else:  # the one running first keeps the group when a template before it comes
+        (tmp_path / "z.yaml").write_text(TEMPLATE.replace("web-{job}", "svc-{job}"))
+        registry, discovery = _setup(tmp_path, nomad, policies=True)
+        (tmp_path / "web.yaml").unlink()
+        registry.reload()
+        _apply(registry, discovery)
+        assert _names(registry) == ["svc-shop-api"]
+        (tmp_path / "web.yaml").write_text(TEMPLATE)
+        outcome = registry.reload()  # its policy for the group is refused
+        name, where = "svc-shop-api", f"{tmp_path / 'z.yaml'}:1"
+    assert _names(registry) == [name]
+    (aside,) = [p for p in outcome.problems if p.file.startswith("<Nomad scaling policy")]
+    assert f"the group is scaled by policy {name!r} ({where})" in aside.message
+    assert "template 'web-{job}-{group}'" not in aside.message
+    if holder == "hand-written":  # as plan sees it (from scratch, the first template wins)
+        policies, problems = with_discovered(load_paths([tmp_path]), discovery)
+        assert [p.name for p in policies if p.target.job == "shop"] == [name]
+        assert aside in problems
