@@ -111,12 +111,26 @@ class Controller:
         )
         self.retention = Retention(state, clock=self.clock)
         self._reload_lock = threading.Lock()
+        self._heirs: dict[str, Policy] = {}  # a new policy's name -> the one it took over from
+        self._heirs_lock = threading.Lock()
         self._ping_lock = threading.Lock()
         self._ping: tuple[float, str | None] | None = None
 
     # --- evaluation and its side channels ---------------------------------------------------
 
+    def _inherit(self, carried: list[tuple[Policy, Policy]]) -> None:
+        """Remember to carry each old policy's memory to its successor again before the
+        successor's first run (see `_carry_memory`)."""
+        with self._heirs_lock:
+            for old, policy in carried:
+                self._heirs[policy.name] = old
+
     def _evaluate(self, policy: Policy, fresh_since: float | None) -> Evaluation:
+        if self._heirs:  # a policy that took over a target: its predecessor's last run
+            with self._heirs_lock:  # has ended (the scheduler waited for it); carry again
+                old = self._heirs.pop(policy.name, None)
+            if old is not None:
+                _copy_memory(self.state, old, policy)
         # A triggered run must not reuse a query answered before its trigger.
         with coalesce.fresh_since(fresh_since):
             return self.reconciler.evaluate(policy, dry_run=self.dry_run)
@@ -142,7 +156,7 @@ class Controller:
                     f"cannot read the policy files: {exc}; the policies in force keep running"
                 ) from exc
             policies = self.registry.policies()
-            _carry_memory(self.state, before, policies, added=outcome.added)
+            self._inherit(_carry_memory(self.state, before, policies, added=outcome.added))
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
@@ -167,7 +181,7 @@ class Controller:
             before = self.registry.policies()
             outcome = self.registry.refresh()
             policies = self.registry.policies()
-            _carry_memory(self.state, before, policies, added=outcome.added)
+            self._inherit(_carry_memory(self.state, before, policies, added=outcome.added))
             self.reconciler.prepare(policies)
             self.scheduler.set_policies(policies)
             self.telemetry.loaded(
@@ -184,6 +198,8 @@ class Controller:
         its durable copy after the retention (`service.retention`), so a policy that
         comes back soon still reads its cooldown and windows there."""
         names = {p.name for p in policies}
+        with self._heirs_lock:  # a successor removed before its first run inherits nothing
+            self._heirs = {n: old for n, old in self._heirs.items() if n in names}
         self.reconciler.retain(policies)
         self.notifier.retain(names)
         retain = getattr(self.state, "retain", None)
@@ -504,42 +520,64 @@ def _evaluation_out(evaluation: Evaluation, *, preview: bool) -> EvaluationOut:
 
 def _carry_memory(
     state: StateStore, before: list[Policy], after: list[Policy], *, added: Sequence[str]
-) -> None:
+) -> list[tuple[Policy, Policy]]:
     """Give each enabled policy `added` by a reload the memory of the enabled policy that
     was on its target before and is gone now (renamed, or replaced by another on the
-    target: a template's new name, Nomad's policy taking over a group).
+    target: a template's new name, Nomad's policy taking over a group); return the pairs
+    (old, new).
 
     The last action is kept by target, but the stabilization windows' recommendations and
     the missing-data count are kept by policy name: without this, a renamed policy had no
     down window behind it and could scale in at once. It goes on as an edited one would.
-    Done before the new policy is scheduled; a replica that may not write keeps nothing."""
+    Done before the new policy is scheduled, for what reads its state meanwhile, and again
+    before its first run (`Controller._evaluate`): the scheduler starts it only once the
+    old policy's run in flight has ended, whose result is then carried too. A replica that
+    may not write keeps nothing."""
     if not added:
-        return
+        return []
     names = {policy.name for policy in after}
     # By identity (region aside, as `same_target` compares): a region given on one side
-    # only (a file's policy, a template's expansion with NOMAD_REGION) is one target still.
-    gone = {p.target.identity: p for p in before if p.enabled and p.name not in names}
+    # only (a file's policy, a template's expansion with NOMAD_REGION) is one target still;
+    # one name in two regions is two targets (a list per identity).
+    gone: dict[tuple[str, ...], list[Policy]] = {}
+    for p in before:
+        if p.enabled and p.name not in names:
+            gone.setdefault(p.target.identity, []).append(p)
     if not gone:
-        return
+        return []
     new = set(added)  # (a tuple: `in` on it was quadratic at 10,000 renamed at once)
+    carried: list[tuple[Policy, Policy]] = []
     for policy in after:
-        old = gone.get(policy.target.identity) if policy.enabled else None
-        if old is None or not same_target(old.target, policy.target):
+        candidates = gone.get(policy.target.identity) if policy.enabled else None
+        if not candidates:
             continue
-        del gone[policy.target.identity]
+        old = next((p for p in candidates if same_target(p.target, policy.target)), None)
+        if old is None:
+            continue
+        candidates.remove(old)
         if policy.name not in new:
             continue
-        try:
-            memory = state.load(old.name, old.target.key)
-            state.remember(policy.name, policy.target.key, memory)
-        except NotLeader:
-            return  # a standby: the leader carries it over, and the database holds it
-        except StateError as exc:
-            log.warning(
-                "policy %s took over %s from %s without its memory (stabilization, "
-                "missing data): %s",
-                policy.name,
-                policy.target,
-                old.name,
-                exc,
-            )
+        if not _copy_memory(state, old, policy):
+            return carried  # a standby: the leader carries it over
+        carried.append((old, policy))
+    return carried
+
+
+def _copy_memory(state: StateStore, old: Policy, policy: Policy) -> bool:
+    """`old`'s memory as `policy`'s; False on a replica that may not write."""
+    try:
+        memory = state.load(old.name, old.target.key)
+        state.remember(policy.name, policy.target.key, memory)
+    except NotLeader:
+        return False  # the database holds it, and the leader carries it over
+    except StateError as exc:
+        log.warning(
+            "policy %s took over %s from %s without its memory (stabilization, "
+            "missing data): %s",
+            policy.name,
+            policy.target,
+            old.name,
+            exc,
+        )
+    return True
+

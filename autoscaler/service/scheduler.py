@@ -173,9 +173,11 @@ class Scheduler:
         self._heap: list[tuple[int, float, int, str]] = []
         self._lane: list[tuple[int, float, int, str]] = []
         self._lane_runs: dict[int, float] = {}  # id(slot) -> when taken, runs from the lane
-        self._busy: dict[str, int] = {}  # target key -> runs in flight on it
-        # target key -> the slots blocked until the runs in flight on it have ended
-        self._blocked: dict[str, list[tuple[str, _Slot]]] = {}
+        # By target identity, region aside, as `policy.conflicts.same_target` compares (a
+        # region given on one side only is one target; two regions' namesakes only wait):
+        self._busy: dict[tuple[str, ...], int] = {}  # -> runs in flight on it
+        # -> the slots blocked until the runs in flight on it have ended
+        self._blocked: dict[tuple[str, ...], list[tuple[str, _Slot]]] = {}
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -351,7 +353,7 @@ class Scheduler:
         slot = self._slots[name]
         slot.running = True
         slot.in_flight = slot.policy  # changed meanwhile, it runs again (`rerun`)
-        key = slot.policy.target.key
+        key = slot.policy.target.identity
         self._busy[key] = self._busy.get(key, 0) + 1
         if heap is self._lane:
             self._lane_runs[id(slot)] = now
@@ -458,7 +460,7 @@ class Scheduler:
         with self._cond:
             done, slot.in_run = slot.in_run, ()
             slot.running = False
-            freed = slot.in_flight.target.key if slot.in_flight is not None else None
+            freed = slot.in_flight.target.identity if slot.in_flight is not None else None
             slot.in_flight = None
             if freed is not None:
                 self._busy[freed] -= 1
@@ -499,7 +501,7 @@ class Scheduler:
             return
         if slot.blocked:
             return  # due (urgent if a trigger waits) once the run on its target has ended
-        if slot.urgent and not urgent and slot.policy.target.key not in self._busy:
+        if slot.urgent and not urgent and slot.policy.target.identity not in self._busy:
             return  # already queued ahead of everyone: a reload must not demote it
         slot.next_due = self._monotonic()
         slot.urgent = urgent
@@ -509,14 +511,14 @@ class Scheduler:
         """Push `slot` (not running) for its `next_due`, or, while a run of another policy
         on its target is in flight (one removed or moved by a reload), block it until that
         run has ended (`_unblock`): two evaluations must never scale one target at once."""
-        key = slot.policy.target.key
+        key = slot.policy.target.identity
         if key in self._busy:
             slot.blocked = True
             self._blocked.setdefault(key, []).append((name, slot))
         else:
             self._push(slot.next_due, name, urgent=urgent)
 
-    def _unblock(self, key: str) -> None:
+    def _unblock(self, key: tuple[str, ...]) -> None:
         """Queue the slots blocked on `key`, whose runs in flight have all ended: due at
         once if new or triggered, else at their time."""
         now = self._monotonic()

@@ -118,3 +118,52 @@ def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
         assert "stabilization down 5m: highest recommendation 8" in reasons
     else:  # another target has no history of its own to inherit
         assert action == Action.DOWN
+
+
+def test_namesakes_in_two_regions_renamed_together_each_keep_their_memory(
+    tmp_path: Path,
+) -> None:
+    # Two targets (one name, two regions): the removed policies were kept one per identity,
+    # so only the last found its successor and the other's down window was lost.
+    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    one = POLICY.replace(
+        "{{type: aws-asg, asg: {asg}}}", "{{type: aws-asg, asg: {asg}, region: {region}}}"
+    )
+    for region in ("eu-west-3", "us-east-1"):
+        (tmp_path / f"{region}.yaml").write_text(one.format(name=region, asg="web", region=region))
+    controller = _controller(tmp_path, source, target, now)
+    controller.reload()
+    for region in ("eu-west-3", "us-east-1"):
+        _evaluate(controller, region)
+    for region in ("eu-west-3", "us-east-1"):
+        text = one.format(name=f"{region}-v2", asg="web", region=region)
+        (tmp_path / f"{region}.yaml").write_text(text)
+    controller.reload()
+    for region in ("eu-west-3", "us-east-1"):
+        policy = controller.registry.get(f"{region}-v2")
+        assert policy is not None
+        memory = controller.state.load(policy.name, policy.target.key)
+        assert [r.count for r in memory.recommendations] == [8], region
+
+
+def test_a_successor_inherits_what_its_predecessors_last_run_recorded_after_the_reload(
+    tmp_path: Path,
+) -> None:
+    # The memory was copied at the reload; the old policy's run still in flight then
+    # recorded its recommendation under the old name, and the successor (which the
+    # scheduler starts only after that run) never saw it.
+    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    (tmp_path / "p.yaml").write_text(POLICY.format(name="web", asg="web"))
+    controller = _controller(tmp_path, source, target, now)
+    controller.reload()
+    old = controller.registry.get("web")
+    assert old is not None
+    (tmp_path / "p.yaml").write_text(POLICY.format(name="web-renamed", asg="web"))
+    controller.reload()
+    controller.reconciler.evaluate(old)  # the old run, finishing after the reload: 8
+    now[0], source.value = T0 + timedelta(minutes=1), 20.0
+    renamed = controller.registry.get("web-renamed")
+    assert renamed is not None
+    decision = controller._evaluate(renamed, None).decision  # its first run
+    assert decision.action == Action.NONE and target.count == 8
+    assert "stabilization down 5m: highest recommendation 8" in " ".join(decision.reasons)

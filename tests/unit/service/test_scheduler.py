@@ -374,7 +374,7 @@ def test_a_policy_removed_and_re_added_while_running_does_not_overlap(removal: s
     assert recorder.max_running["web"] == 1
 
 
-@pytest.mark.parametrize("how", ["renamed", "moved"])
+@pytest.mark.parametrize("how", ["renamed", "moved", "region-given"])
 def test_a_policy_taking_over_a_target_waits_for_the_run_in_flight_of_the_one_gone_from_it(
     how: str,
 ) -> None:
@@ -386,8 +386,12 @@ def test_a_policy_taking_over_a_target_waits_for_the_run_in_flight_of_the_one_go
     other = _policy("other", 60)
     scheduler = _stepped(recorder, [_policy("web", 60), other], clock)
     scheduler.run_due()
+    # "region-given": the same group, its region named on one side only (one target, as
+    # `same_target` says; its key differs, which the block went by).
+    region = "eu-west-3" if how == "region-given" else None
     taking_over = replace(
-        _policy("web-v2" if how == "renamed" else "other", 60), target=AsgTarget(asg="web")
+        _policy("other" if how == "moved" else "web-v2", 60),
+        target=AsgTarget(asg="web", region=region),
     )
     nested: list[int] = []
     futures: list[object] = []
