@@ -572,12 +572,10 @@ def _copy_memory(state: StateStore, old: Policy, policy: Policy) -> bool:
         return False  # the database holds it, and the leader carries it over
     except StateError as exc:
         log.warning(
-            "policy %s took over %s from %s without its memory (stabilization, "
-            "missing data): %s",
+            "policy %s took over %s from %s without its memory (stabilization, missing data): %s",
             policy.name,
             policy.target,
             old.name,
             exc,
         )
     return True
-

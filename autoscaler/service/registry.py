@@ -360,7 +360,8 @@ def _round(
         joined, problems = _join(load.policies, claims)
         if problems and key in current:
             return plan, key
-        plan.files[key] = joined
+        if joined or not load.policies:  # a new file all refused has no version to keep:
+            plan.files[key] = joined  # kept as one, later reloads said it "keeps running"
         plan.collided(key, problems)
     return plan, None
 

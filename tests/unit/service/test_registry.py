@@ -198,6 +198,26 @@ def test_a_policy_keeps_its_target_when_a_newcomer_claims_it(tmp_path: Path) -> 
     assert [p.file.endswith("a.yaml") for p in outcome.problems] == [True]
 
 
+def test_a_refused_newcomer_is_never_said_to_keep_a_version_it_never_had(
+    tmp_path: Path,
+) -> None:
+    # Refused on its first reload, it was stored with an empty version: every later
+    # reload then listed it in `kept` ("its last good version keeps running").
+    _write(tmp_path / "o.yaml", _on("o", "shared"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "shared"))
+    registry.reload()
+    _write(tmp_path / "a.yaml", _on("a", "shared", 3))  # edited, still on the same target
+    outcome = registry.reload()
+    assert outcome.kept == ()
+    assert [p.message for p in outcome.problems if p.file.endswith("a.yaml")] != []
+    assert _targets(registry) == {"o": "aws-asg:shared"}
+    _write(tmp_path / "a.yaml", _on("a", "free"))  # moved off it: it joins
+    outcome = registry.reload()
+    assert outcome.added == ("a",) and _targets(registry)["a"] == "aws-asg:free"
+
+
 def test_a_rejected_edit_frees_nothing_for_a_third_policy(tmp_path: Path) -> None:
     # a: x -> y while b: y -> broken. b keeps y (its last good version), so a's move onto y
     # is rejected too, and a keeps x.
