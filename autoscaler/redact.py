@@ -200,7 +200,7 @@ def register_url(url: str | None, *, whole: bool = False) -> None:
 
 # A request header whose name says it carries a credential (`Authorization`, `Cookie`,
 # `X-Api-Key`, `X-Auth-Token`, `X-Vault-Secret`, a session or signature): its value is a
-# secret whatever its length. See `register_header`.
+# secret whatever its length (from `MIN_LENGTH`, as every secret). See `register_header`.
 _CREDENTIAL_NAME = re.compile(
     r"(?i)auth|token|secret|pass|cookie|key|session|signature|credential|jwt|bearer"
 )
