@@ -68,16 +68,20 @@ class SlowStandIn(NomadApiStandIn):
     """Requests about the files' jobs answer `slow` s late (a rename lands on a run in
     flight); `overlaps` counts runs' requests (scale, deployment) on one job at once."""
 
-    slow, busy, overlaps = 0.0, Counter[str](), 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow, self.busy, self.overlaps = 0.0, Counter[str](), 0
 
     def handle(self, request: RecordedRequest) -> tuple[int, Any]:
         job, _, what = request.path.removeprefix("/v1/job/").partition("/")
-        run = job.startswith("file") and what in ("scale", "deployment")  # not discovery's
+        file_job = job.startswith("file")
+        run = file_job and what in ("scale", "deployment")  # not discovery's
         with self._lock:
             self.busy[job] += run
             self.overlaps += run and self.busy[job] > 1
         try:
-            time.sleep(self.slow if job.startswith("file") else 0)
+            if file_job:
+                time.sleep(self.slow)
             return super().handle(request)
         finally:
             with self._lock:

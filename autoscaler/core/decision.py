@@ -164,6 +164,7 @@ def decide(
     failed: list[CheckResult] = []
     wanted: list[int] = []
     implausible = False  # a value that, though usable, forbids a scale-in
+    measured = False  # a check with a query gave a count (`fixed` ones are floors, not data)
     for e in evaluated:  # one pass (replays run this hundreds of thousands of times)
         run.reasons.extend(e.notes)
         if e.reason is None:
@@ -172,16 +173,17 @@ def decide(
             run.reasons.append(e.reason)
         if e.result.desired is not None:
             wanted.append(e.result.desired)
+            measured = measured or e.result.query is not None
         if e.blocks_scale_in is not None:
             implausible = True
     if not wanted:
         return _without_data(run, memory, failed)
 
-    blind = bool(failed) and _every_query_failed(checks)  # fixed counts only
-    streak = 0
+    # Every query check failed, only fixed counts are left: an evaluation without usable
+    # data, as the spec counts them for `fallback.after`.
+    blind = bool(failed) and not measured
     if blind:
         memory, _ = _count_missing(run, memory)
-        streak = memory.missing_data_streak
     elif memory.missing_data_streak or memory.missing_data_since is not None:
         memory = replace(memory, missing_data_streak=0, missing_data_since=None)
     count = max(wanted)
@@ -197,7 +199,7 @@ def decide(
         count = _no_blind_scale_in(run, count)
     fell_back = False
     if blind:
-        floor = _fallback_floor(run, count, streak)
+        floor = _fallback_floor(run, count, memory.missing_data_streak)
         fell_back, count = floor > count, floor
     # A fallback's count is no check's: no check's rise lets it past the up cooldown.
     rising = None if fell_back else _rising(run, before, recommendation, evaluated)
@@ -530,15 +532,14 @@ def _without_data(run: _Run, memory: Memory, failed: Sequence[CheckResult]) -> O
     run.reasons.append(
         f"no usable data for {streak} evaluations: fallback to at least {fallback.count}"
     )
-    count = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
+    count = _fallback_count(run, fallback)
     memory = _recorded(run, memory, count)
     return Outcome(run.finish(count, _action(run, memory, count)), memory)
 
 
-def _every_query_failed(checks: Sequence[CheckResult]) -> bool:
-    """Whether no check that runs a query gave a count (only `fixed` counts are left): an
-    evaluation without usable data, as the spec counts them for `fallback.after`."""
-    return not any(c.query is not None and c.desired is not None for c in checks)
+def _fallback_count(run: _Run, fallback: Fallback) -> int:
+    """The fallback's count: at least the current one, within bounds, never a scale-in."""
+    return _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
 
 
 def _fallback_floor(run: _Run, count: int, streak: int) -> int:
@@ -554,7 +555,7 @@ def _fallback_floor(run: _Run, count: int, streak: int) -> int:
             f"fallback after {fallback.after}"
         )
         return count
-    floor = _no_blind_scale_in(run, _bound(run, max(run.current, fallback.count)))
+    floor = _fallback_count(run, fallback)
     run.reasons.append(
         f"no usable data from any query check for {streak} evaluations: "
         f"fallback to at least {fallback.count}"

@@ -63,7 +63,7 @@ from autoscaler.service import alerts
 from autoscaler.service.discovery import is_source_failure
 from autoscaler.service.leadership import LEADER, Leadership
 from autoscaler.service.notify import Notifier
-from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.registry import PolicyRegistry, ReloadOutcome
 from autoscaler.service.retention import Retention
 from autoscaler.service.scheduler import Scheduler
 from autoscaler.service.telemetry import Telemetry
@@ -155,16 +155,7 @@ class Controller:
                 raise ServiceError(
                     f"cannot read the policy files: {exc}; the policies in force keep running"
                 ) from exc
-            policies = self.registry.policies()
-            self._inherit(_carry_memory(self.state, before, policies, added=outcome.added))
-            self.reconciler.prepare(policies)
-            self.scheduler.set_policies(policies)
-            self.telemetry.loaded(
-                policies, outcome.policy_problems, removed=outcome.removed, files_read=True
-            )
-            self._retire(policies)
-            if outcome.changed:
-                settle_heap()
+            self._apply(before, outcome, files_read=True)
         return ReloadOut(
             changed=outcome.changed,
             added=list(outcome.added),
@@ -180,16 +171,22 @@ class Controller:
         with self._reload_lock:
             before = self.registry.policies()
             outcome = self.registry.refresh()
-            policies = self.registry.policies()
-            self._inherit(_carry_memory(self.state, before, policies, added=outcome.added))
-            self.reconciler.prepare(policies)
-            self.scheduler.set_policies(policies)
-            self.telemetry.loaded(
-                policies, outcome.policy_problems, removed=outcome.removed, files_read=False
-            )
-            self._retire(policies)
-            if outcome.changed:
-                settle_heap()
+            self._apply(before, outcome, files_read=False)
+
+    def _apply(self, before: list[Policy], outcome: ReloadOutcome, *, files_read: bool) -> None:
+        """Put the registry's policies in force after a reload or a discovery change (with
+        the reload lock held): memory carried to successors, targets prepared, schedule,
+        metrics, what the removed ones kept dropped."""
+        policies = self.registry.policies()
+        self._inherit(_carry_memory(self.state, before, policies, added=outcome.added))
+        self.reconciler.prepare(policies)
+        self.scheduler.set_policies(policies)
+        self.telemetry.loaded(
+            policies, outcome.policy_problems, removed=outcome.removed, files_read=files_read
+        )
+        self._retire(policies)
+        if outcome.changed:
+            settle_heap()
 
     def _retire(self, policies: list[Policy]) -> None:
         """After a change of the policies (with the reload lock held): what the process
@@ -202,10 +199,11 @@ class Controller:
             self._heirs = {n: old for n, old in self._heirs.items() if n in names}
         self.reconciler.retain(policies)
         self.notifier.retain(names)
+        targets = {p.target.key for p in policies}
         retain = getattr(self.state, "retain", None)
         if retain is not None:
-            retain(names, {p.target.key for p in policies})
-        self.retention.loaded(policies)
+            retain(names, targets)
+        self.retention.loaded(policies, names, targets)
         if self.role() == LEADER:
             self.retention.tidy()
 

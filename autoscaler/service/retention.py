@@ -82,11 +82,17 @@ class Retention:
         """How long a removed policy's memory is kept after it was last written."""
         return max(self._keep, self._longest)
 
-    def loaded(self, policies: Iterable[Policy]) -> None:
-        """The policies in force now (all of them, disabled ones too: they keep theirs)."""
+    def loaded(
+        self,
+        policies: Iterable[Policy],
+        names: set[str] | None = None,
+        targets: set[str] | None = None,
+    ) -> None:
+        """The policies in force now (all of them, disabled ones too: they keep theirs);
+        `names` and `targets` (their target keys), when the caller has them already."""
         policies = list(policies)
-        self._policies = {p.name for p in policies}
-        self._targets = {p.target.key for p in policies}
+        self._policies = {p.name for p in policies} if names is None else names
+        self._targets = {p.target.key for p in policies} if targets is None else targets
         self._longest = max([self._longest, *(longest_window(p) for p in policies)])
         self._loaded = True
 
@@ -100,8 +106,8 @@ class Retention:
         self._next = now + self._every
         period = self.period
         try:
-            dropped = self._state.drop_removed(
-                set(self._policies), set(self._targets), before=self._clock() - period
+            dropped = self._state.drop_removed(  # (read only: replaced, never changed)
+                self._policies, self._targets, before=self._clock() - period
             )
         except NotLeader:
             return None  # the leader tidies

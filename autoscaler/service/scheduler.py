@@ -460,12 +460,11 @@ class Scheduler:
         with self._cond:
             done, slot.in_run = slot.in_run, ()
             slot.running = False
-            freed = slot.in_flight.target.identity if slot.in_flight is not None else None
+            freed = policy.target.identity  # `policy` is the run's (`slot.in_flight`)
             slot.in_flight = None
-            if freed is not None:
-                self._busy[freed] -= 1
-                if not self._busy[freed]:
-                    del self._busy[freed]
+            self._busy[freed] -= 1
+            if not self._busy[freed]:
+                del self._busy[freed]
             self._lane_runs.pop(id(slot), None)  # a run from the lane: it holds it no more
             if last is not None:
                 slot.last = last
@@ -484,7 +483,7 @@ class Scheduler:
                     slot.next_due = self._monotonic() + max(0.0, interval + spread)
                 slot.rerun = False
                 self._queue(slot, name, urgent=slot.urgent)
-            if freed is not None and freed not in self._busy:
+            if freed not in self._busy:
                 self._unblock(freed)
             # No wake-up: this worker itself goes on to the next due policy, and an earlier
             # entry than the others wait for can only be this one's rerun.

@@ -55,11 +55,14 @@ def stand_ins(
     swapped: list[FileLoad] = []
     changed = False
     for load in loads:
-        holder = claims.holder(load.target) if isinstance(load, Yielding) else None
-        if isinstance(load, Yielding) and holder is None:
+        if not isinstance(load, Yielding):
+            swapped.append(load)
+            continue
+        holder = claims.holder(load.target)
+        if holder is None:
             swapped.append(load.instead)
             notes.append((load.instead.path, load.note))
-        elif isinstance(load, Yielding) and holder is not None and holder.policy.name != load.by:
+        elif holder.policy.name != load.by:
             swapped.append(_held_by(load, holder.policy))
             changed = True
         else:

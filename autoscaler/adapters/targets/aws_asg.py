@@ -48,7 +48,7 @@ from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY, ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
-from autoscaler.adapters.targets.moved import moved_since
+from autoscaler.adapters.targets.moved import Landed, landed_or_moved, moved_since
 from autoscaler.core.model import AsgTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
@@ -306,21 +306,16 @@ class AsgScaler:
                 write=True,
                 again=None if expected is None else lambda: self._again(until, before, count),
             )
-        except _Landed as landed:
+        except Landed as landed:
             log.info("%s", landed)
         finally:  # a failed call may have landed all the same (an answer that timed out)
             self._reads.drop(self._ref.asg)
 
     def _again(self, until: Budget, before: int, count: int) -> None:
         """Return when SetDesiredCapacity to `count` may be sent again: the group, read
-        afresh, still has the DesiredCapacity `before` it. Raise `_Landed` when it has
-        `count` (an earlier attempt landed: its answer was lost or an error), and
-        `TargetBusy` when it has another (someone else set it while ours was retried: sent
-        again, ours would overwrite it, a scale nobody decided)."""
+        afresh, still has the DesiredCapacity `before` it (`moved.landed_or_moved`)."""
         now = self._describe_group(until, fresh=True)["DesiredCapacity"]
-        if now == count and now != before:
-            raise _Landed(f"{self._where()} DesiredCapacity is {count}: an earlier attempt landed")
-        moved_since(self._where(), "DesiredCapacity", before, now, count)
+        landed_or_moved(self._where(), "DesiredCapacity", before, now, count)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -674,10 +669,6 @@ def is_transient(exc: BaseException) -> bool:
         return False  # another attempt within the deadline would fail the same way
     # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
     return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
-
-
-class _Landed(Exception):
-    """A SetDesiredCapacity about to be retried finds the group at its count already."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,21 @@ from __future__ import annotations
 from autoscaler.errors import TargetBusy
 
 
+class Landed(Exception):
+    """A scale call about to be retried finds the target at its count already: an earlier
+    attempt landed (its answer was lost, or an error)."""
+
+
+def landed_or_moved(where: str, what: str, before: int, now: int, count: int) -> None:
+    """Before a retry of a scale to `count`: raise `Landed` when `now` (read afresh) is
+    `count` and not `before` (what the first attempt read), and `TargetBusy` when it is
+    neither (someone else set it while ours was retried: sent again, ours would overwrite
+    it, a scale nobody decided). Return when the call may be sent again."""
+    if now == count and now != before:
+        raise Landed(f"{where} {what} is {count}: an earlier attempt landed")
+    moved_since(where, what, before, now, count)
+
+
 def moved_since(where: str, what: str, expected: int | None, now: int, count: int) -> None:
     """Raise `TargetBusy` when `now` (just read) is not `expected` (what was decided on)."""
     if expected is None or now == expected:

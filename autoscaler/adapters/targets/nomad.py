@@ -35,7 +35,7 @@ from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.http_env import ca_bundle, settle
-from autoscaler.adapters.targets.moved import moved_since
+from autoscaler.adapters.targets.moved import Landed, landed_or_moved, moved_since
 from autoscaler.adapters.targets.nomad_errors import (
     NETWORK_ERRORS,
     NO_REGION_PATH,
@@ -184,13 +184,18 @@ class _SendByAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        manager = self.poolmanager
-        manager.pool_classes_by_scheme = send_by.checked_pools(manager.pool_classes_by_scheme)
+        _checked(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        known = proxy in self.proxy_manager  # requests asks at every proxied request
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = send_by.checked_pools(manager.pool_classes_by_scheme)
-        return manager
+        return manager if known else _checked(manager)
+
+
+def _checked(manager: Any) -> Any:
+    """`manager` (a urllib3 pool manager) making `send_by` connections."""
+    manager.pool_classes_by_scheme = send_by.checked_pools(manager.pool_classes_by_scheme)
+    return manager
 
 
 _job_apis: dict[tuple[NomadSettings, bool | str], nomad.api.Job] = {}
@@ -447,7 +452,7 @@ class NomadScaler:
                 deadline=deadline,
                 again=None if expected is None else lambda b: self._again(b, expected, count),
             )
-        except _Landed:
+        except Landed:
             log.info(
                 "scaled %s to %d (an earlier attempt landed, its answer lost)", self._ref, count
             )
@@ -459,16 +464,12 @@ class NomadScaler:
     def _again(self, budget: Budget, before: int, count: int) -> None:
         """Return when the scale request to `count` may be sent again: the job, read afresh
         within the call's `budget`, runs and its group still has the count `before` it (or
-        the scale status lacks the group, as for the first attempt). Raise `_Landed` when it
-        has `count` (an earlier attempt landed: its answer was lost or an error), and
-        `TargetBusy` when it has another or the job was stopped (someone else acted while
-        ours was retried: sent again, ours would overwrite it, a scale nobody decided)."""
+        the scale status lacks the group, as for the first attempt); see
+        `moved.landed_or_moved` (and `TargetBusy` when the job was stopped meanwhile)."""
         now = self._desired(budget=budget)
         if now is None:
             return
-        if now == count and now != before:
-            raise _Landed
-        moved_since(str(self._ref), "count", before, now, count)
+        landed_or_moved(str(self._ref), "count", before, now, count)
 
     def _desired(
         self, *, deadline: float | None = None, budget: Budget | None = None
@@ -699,10 +700,6 @@ class NomadScaler:
         return f"namespace '{self._namespace}'" + (
             f" of region '{self._region}'" if self._region else ""
         )
-
-
-class _Landed(Exception):
-    """A scale request about to be retried finds the group at its count already."""
 
 
 def _last_count_change(events: Any) -> datetime | None:
