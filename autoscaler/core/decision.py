@@ -70,7 +70,7 @@ from autoscaler.core.noise import within_noise
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.reasons import later
 from autoscaler.core.reasons import reasons as pending_reasons
-from autoscaler.core.strategies import STRATEGIES, fmt_number, reason_part
+from autoscaler.core.strategies import STRATEGIES, fmt_deciding, fmt_number, reason_part
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -385,14 +385,20 @@ def _forecast_text(name: str, value: float, forecast: ForecastReading) -> str:
         return f"{name}: no forecast ({forecast.reason}): reactive"
     if not math.isfinite(forecast.value):  # an overflowed model: unusable, like a NaN value
         return f"{name}: forecast {forecast.value} is not a finite number: reactive"
-    shown = f"{name}: forecast {fmt_number(forecast.value)} in {_lead(forecast.lead)}"
+    ahead = forecast.value
+    if forecast.only:
+        ahead_shown = fmt_number(ahead)
+    else:  # both numbers with the digits that decide which one is acted on
+        ahead_shown = fmt_deciding(ahead, value.__lt__)
+        observed = fmt_deciding(value, ahead.__gt__)
+    shown = f"{name}: forecast {ahead_shown} in {_lead(forecast.lead)}"
     if forecast.error is not None:
         shown += f" (recent error {forecast.error * 100:.0f} %)"
     if forecast.only:
         return f"{shown}, forecast only: not acted on"
-    if forecast.value > value:
-        return f"{shown} above the observed {fmt_number(value)}: acting on it"
-    return f"{shown}, not above the observed {fmt_number(value)}"
+    if ahead > value:
+        return f"{shown} above the observed {observed}: acting on it"
+    return f"{shown}, not above the observed {observed}"
 
 
 @functools.lru_cache(maxsize=64)

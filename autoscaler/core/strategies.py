@@ -114,59 +114,113 @@ def fmt_number(x: float) -> str:
     return f"{x:.4g}"
 
 
+def fmt_deciding(x: float, decides: Callable[[float], object]) -> str:
+    """`fmt_number(x)`, with more significant digits while the number shown would decide
+    otherwise than `x` does (`decides(shown) != decides(x)`), up to the exact value.
+
+    A reason is read as the arithmetic that made the decision, so its numbers must bear it
+    out: 0.050001 against a step `above: 0.05` shows as `0.050001 > 0.05`, never as
+    `0.05 > 0.05`, and 10.00004 per instance against a target of 10 as `10.00004 / 10 → 2`.
+    Only reasons pay for this, when they are read.
+    """
+    shown = fmt_number(x)
+    if not math.isfinite(x):
+        return shown
+    want = decides(x)
+    digits = 5
+    while decides(float(shown)) != want:
+        if digits >= 17:
+            return repr(x)  # the shortest text that reads back as `x` itself
+        shown = f"{x:.{digits}g}"
+        digits += 1
+    return shown
+
+
 # Each strategy's reason is made when read (`reasons.later`): a replay reads few of them.
 
 
 def _target_value(check: Check, value: float, current: int) -> StrategyResult:
-    target = _positive_target(check)
-    ratio = value / target
+    count, within = _target_value_count(check, value, current)
+    if within:
+        return StrategyResult(count, later(_within_text, check, value, "", count, current))
+    what = " from 0" if current == 0 else ""
+    return StrategyResult(count, later(_target_text, check, value, what, count, current))
+
+
+def _target_value_count(check: Check, value: float, current: int) -> tuple[int, bool]:
+    """Target-value's count, and whether the value is within the tolerance."""
+    ratio = value / _positive_target(check)
     if current == 0:
-        count = ceil_count(ratio)
-        return StrategyResult(count, later(_target_text, check, value, target, " from 0", count))
+        return ceil_count(ratio), False
     if abs(ratio - 1) <= check.tolerance + _EPSILON:
-        return StrategyResult(current, later(_within_text, check, value, target, "", current))
-    count = ceil_count(current * ratio)
-    return StrategyResult(count, later(_target_text, check, value, target, "", count))
+        return current, True
+    return ceil_count(current * ratio), False
 
 
 def _per_instance(check: Check, value: float, current: int) -> StrategyResult:
+    count, within = _per_instance_count(check, value, current)
+    if within:
+        return StrategyResult(count, later(_within_text, check, value, _PER, count, current))
+    return StrategyResult(count, later(_target_text, check, value, _PER, count, current))
+
+
+def _per_instance_count(check: Check, value: float, current: int) -> tuple[int, bool]:
+    """Per-instance's count, and whether the value is within the tolerance."""
     target = _positive_target(check)
     # The dead band (extension): no change while the current count carries the value within
     # the tolerance of its target, as target-value does; from 0 there is nothing to compare.
     if current > 0 and check.tolerance > 0:
         ratio = value / (target * current)
         if abs(ratio - 1) <= check.tolerance + _EPSILON:
-            return StrategyResult(current, later(_within_text, check, value, target, _PER, current))
-    count = ceil_count(value / target)
-    return StrategyResult(count, later(_target_text, check, value, target, _PER, count))
+            return current, True
+    return ceil_count(value / target), False
 
 
 _PER = " per instance"
 
 
-def _target_text(check: Check, value: float, target: float, what: str, count: int) -> str:
-    return f"{check.name}: {fmt_number(value)} / {_setting(target)}{what} → {count}"
+def _target_text(check: Check, value: float, what: str, count: int, current: int) -> str:
+    shown = _deciding_value(check, value, current)
+    return f"{check.name}: {shown} / {_setting(_positive_target(check))}{what} → {count}"
 
 
-def _within_text(check: Check, value: float, target: float, what: str, count: int) -> str:
-    shown = f"{check.name}: {fmt_number(value)} / {_setting(target)}{what}"
-    return f"{shown} within tolerance ±{_setting(check.tolerance * 100)}% → {count}"
+def _within_text(check: Check, value: float, what: str, count: int, current: int) -> str:
+    shown = f"{_deciding_value(check, value, current)} / {_setting(_positive_target(check))}"
+    tolerance = _setting(check.tolerance * 100)
+    return f"{check.name}: {shown}{what} within tolerance ±{tolerance}% → {count}"
+
+
+def _deciding_value(check: Check, value: float, current: int) -> str:
+    """The check's value as its reason shows it: with the digits that decide its count,
+    and whether it is within the tolerance (whose reason reads otherwise)."""
+    count = _per_instance_count if check.strategy is Strategy.PER_INSTANCE else _target_value_count
+    return fmt_deciding(value, lambda v: count(check, v, current))
 
 
 def _threshold(check: Check, value: float, current: int) -> StrategyResult:
     for step in check.steps:
         if _matches(step, value):
             count = apply_change(step.change, current)
-            return StrategyResult(count, later(_step_text, check.name, value, step, count))
-    return StrategyResult(current, later(_no_step_text, check.name, value, current))
+            return StrategyResult(count, later(_step_text, check, value, step, count))
+    return StrategyResult(current, later(_no_step_text, check, value, current))
 
 
-def _step_text(name: str, value: float, step: Step, count: int) -> str:
-    return f"{name}: {fmt_number(value)} {_condition(step)}: {step.change} → {count}"
+def _step_text(check: Check, value: float, step: Step, count: int) -> str:
+    shown = fmt_deciding(value, functools.partial(_first_match, check.steps))
+    return f"{check.name}: {shown} {_condition(step)}: {step.change} → {count}"
 
 
-def _no_step_text(name: str, value: float, count: int) -> str:
-    return f"{name}: {fmt_number(value)} no step matched → {count}"
+def _no_step_text(check: Check, value: float, count: int) -> str:
+    shown = fmt_deciding(value, functools.partial(_first_match, check.steps))
+    return f"{check.name}: {shown} no step matched → {count}"
+
+
+def _first_match(steps: tuple[Step, ...], value: float) -> int | None:
+    """The index of the first step `value` matches, or None."""
+    for index, step in enumerate(steps):
+        if _matches(step, value):
+            return index
+    return None
 
 
 def _fixed(check: Check, value: float, current: int) -> StrategyResult:
@@ -181,7 +235,7 @@ def _pass_through(check: Check, value: float, current: int) -> StrategyResult:
 
 
 def _pass_text(name: str, value: float, count: int) -> str:
-    return f"{name}: {fmt_number(value)} → {count}"
+    return f"{name}: {fmt_deciding(value, ceil_count)} → {count}"
 
 
 # Every member of `Strategy`, checked below at import: a strategy without an entry fails

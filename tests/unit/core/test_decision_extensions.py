@@ -108,6 +108,16 @@ def test_a_forecast_below_the_observed_value_never_scales_in() -> None:
     )
 
 
+def test_a_forecast_a_hair_above_the_observed_value_shows_the_digits_that_decide() -> None:
+    """At four digits both would read `50`: `forecast 50 above the observed 50`. Each number
+    gets the digits its comparison with the other needs (the observed 50.0001 is below the
+    forecast at `50` already)."""
+    observed = Observation(check="load", value=50.0001, forecast=forecast(50.0002))
+    assert run(make_policy(), observed).decision.reasons[0] == (
+        "load: forecast 50.0002 in 2m30s (recent error 12 %) above the observed 50: acting on it"
+    )
+
+
 @given(
     observed=st.floats(min_value=0, max_value=1e6),
     predicted=st.floats(min_value=-1e6, max_value=1e6),

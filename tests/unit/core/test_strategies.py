@@ -187,3 +187,72 @@ def test_without_the_current_count_only_strategies_that_need_it_refuse() -> None
         desired(target_value(0.25), 0.5, None)
     with pytest.raises(ValueError, match="needs the current count"):
         desired(threshold(*ERROR_STEPS), 0.1, None)
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "current", "reason"),
+    [
+        pytest.param(
+            target_value(0.25, 0.1),
+            0.27501,
+            5,
+            "p95-latency: 0.27501 / 0.25 → 6",
+            id="just-past-the-tolerance-is-not-shown-as-its-edge",
+        ),
+        pytest.param(
+            target_value(0.6), 1.0003141422013955, 30, "1.0003 / 0.6 → 51", id="target-value"
+        ),
+        pytest.param(
+            per_instance(40),
+            200.04004926954494,
+            7,
+            "open: 200.04 / 40 per instance → 6",
+            id="per-instance-a-hair-above-a-whole-count",
+        ),
+        pytest.param(
+            threshold(*ERROR_STEPS),
+            0.0500001,
+            5,
+            "error-ratio: 0.0500001 > 0.05: +2 → 7",
+            id="threshold-a-hair-above-the-step",
+        ),
+        pytest.param(
+            threshold(*ERROR_STEPS),
+            0.0099999,
+            5,
+            "error-ratio: 0.0099999 < 0.01: -1 → 4",
+            id="threshold-a-hair-below-the-step",
+        ),
+        pytest.param(
+            threshold(*ERROR_STEPS),
+            0.04999996,
+            5,
+            "error-ratio: 0.05 no step matched",
+            id="threshold-a-hair-short-of-the-step-shown-short-as-0.05-matches-none-either",
+        ),
+        pytest.param(
+            Check(name="queue", strategy=Strategy.PASS_THROUGH, query="q"),
+            12.001025462704739,
+            4,
+            "queue: 12.001 → 13",
+            id="pass-through-a-hair-above-a-whole-count",
+        ),
+        pytest.param(
+            per_instance(40), 200.5, 7, "open: 200.5 / 40 per instance → 6", id="plain-when-clear"
+        ),
+    ],
+)
+def test_a_reason_shows_the_digits_that_decide_its_count(
+    check: Check, value: float, current: int, reason: str
+) -> None:
+    """`0.275 / 0.25 → 6` past a ±10 % tolerance, `0.05 > 0.05`, `200 / 40 → 6` read as
+    arithmetic that did not happen: the value shows as many digits as its count needs."""
+    assert reason in desired(check, value, current).reason
+
+
+def test_a_value_that_only_its_last_digit_decides_is_shown_exactly() -> None:
+    edge = 0.05
+    above = math.nextafter(edge, 1.0)
+    shown = desired(threshold(*ERROR_STEPS), above, 5).reason
+    assert shown == f"error-ratio: {above!r} > 0.05: +2 → 7"
+    assert float(shown.split()[1]) > edge

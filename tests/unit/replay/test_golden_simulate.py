@@ -7,7 +7,9 @@ cooldowns, stabilization, limits, three strategies, a forecast and the anomaly g
 beside the HPA baseline. The digest was taken with the code before the speed-up (main at
 b3da97b) and is equal after it; it was taken again when the recommended policy gained
 `forecast.noise_band` (issue 11: the recommended run's actions change, the guarded policy's
-and the HPA's do not). `python -m bench.golden_simulate` checks the same on the
+and the HPA's do not), and again when reasons came to show a value with the digits that
+decide its count (`load: 189.03 / 7 per instance → 28`, was `189 / 7 … → 28`: three reasons
+differ, nothing else). `python -m bench.golden_simulate` checks the same on the
 shared public traces. If the digest changes, the behaviour changed: print the actions with
 `python -m tests.unit.replay.test_golden_simulate`.
 """
@@ -25,7 +27,7 @@ from autoscaler.replay.recommended import recommended_policy
 from autoscaler.replay.simulate import Recorded, Setup, simulate
 from autoscaler.replay.trace import Trace
 
-GOLDEN = "6f3cd59ef6b8b51e9a6ae0666f5c16d90ddf1e6ea476a4c00692226162d4353b"
+GOLDEN = "e731ad0cabc054e22c30bfa39818c7afcb86946d03525591b417af8d898acf44"
 
 DAY = 86400.0
 GUARDED = """\
