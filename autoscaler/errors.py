@@ -57,6 +57,16 @@ class Problem:
         return f"{self.file}:{self.line}: {self.field}: {self.message}"
 
 
+@dataclass(frozen=True)
+class PolicyWarning(Problem):
+    """Something in a policy file that is valid but most likely not what its author meant
+    (e.g. a `fallback` block that `on_missing_data: hold` ignores): reported, never
+    refused. Its text says so: `FILE:LINE: FIELD: warning: message`."""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: warning: {self.message}"
+
+
 class PolicyError(AutoscalerError):
     """A policy file (or set of files) is invalid; `problems` lists every problem found."""
 

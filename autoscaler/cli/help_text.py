@@ -66,7 +66,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         (4, "startup or configuration problem (config file, settings incl. NOMAD_*, state)"),
     ),
     "validate": (
-        (0, "every policy file is valid"),
+        (0, "every policy file is valid (warnings, FILE:LINE: FIELD: warning:, fail nothing)"),
         (1, "some policy file or the config file is invalid (one FILE:LINE: FIELD: line each)"),
         ("", "with --discover also: a target's override, a collision, a failing source"),
         _USAGE,

@@ -313,7 +313,8 @@ def _say_shadowed(config: ConfigFile, options: Sequence[Option], sources: dict[s
 
 
 def _print_problems(result: LoadResult, out: TextIO) -> None:
-    for problem in result.problems:
+    """Each problem, then each warning (`FILE:LINE: FIELD: warning: message`), one a line."""
+    for problem in [*result.problems, *result.warnings]:
         print(scrub(str(problem)), file=out)
 
 
@@ -333,7 +334,8 @@ def cmd_validate(
     nomad_scaling_policies: bool = False,
     nomad: Callable[[], NomadSettings] | None = None,
 ) -> int:
-    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem.
+    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem, and one
+    `FILE:LINE: FIELD: warning: message` line per warning (which alone fails nothing).
 
     Offline, templates are checked on their own; with `discover`, they are also expanded
     with one discovery pass and every expanded policy is checked (by its expanded name).
@@ -342,8 +344,8 @@ def cmd_validate(
     """
     with _fewer_collections():
         result = load_paths(paths, workers=default_workers())
+    _print_problems(result, out)
     if result.problems:
-        _print_problems(result, out)
         return EXIT_INVALID
     names = name_list([p.name for p in result.policies])
     templates = ""

@@ -1,10 +1,11 @@
-"""Policy files -> validated `Policy` values, or every problem found, each at FILE:LINE: FIELD.
+"""Policy files -> validated `Policy` values, or every problem found, each at FILE:LINE: FIELD;
+and beside either, warnings (`PolicyWarning`): valid but most likely not meant.
 
 The pipeline: `yaml_lines` turns text into plain data plus a line table; the pydantic
 models of `policy_schema` check each value; `policy_rules` checks fields against each other;
 this module locates every finding, names duplicates across files, and builds the frozen
 dataclasses of `model.py`. `load_paths` never raises: a broken file only drops its own
-policies, so the service can keep running the others.
+policies, so the service can keep running the others. A warning drops nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from autoscaler.core import model
 from autoscaler.core.durations import parse_duration
-from autoscaler.errors import PolicyError, Problem
+from autoscaler.errors import PolicyError, PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.parallel import map_files
 from autoscaler.policy.problems import field_name, problem_from_error
-from autoscaler.policy.rules import Finding, check_findings, policy_findings, schedule_findings
+from autoscaler.policy.rules import (
+    Finding,
+    check_findings,
+    policy_findings,
+    policy_warnings,
+    schedule_findings,
+)
 from autoscaler.policy.schema import (
     NAME_PATTERN,
     QUERY_OFFSET,
@@ -61,19 +68,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What `load_paths` found: the valid policies, every problem, the files it read, and
-    the valid policy templates (`for_each`), which discovery expands into more policies."""
+    """What `load_paths` found: the valid policies, every problem, the files it read, the
+    valid policy templates (`for_each`), which discovery expands into more policies, and
+    every warning (which refuses nothing)."""
 
     policies: list[model.Policy]
     problems: list[Problem]
     files: list[Path]
     templates: list[Template] = field(default_factory=list)
+    warnings: list[PolicyWarning] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class FileLoad:
     """One file read and validated on its own: its policies and templates, or its problems
-    (never both).
+    (never both); and its warnings, with either.
 
     `path` is the file's path as text (as given to `load_file`), or a discovered target's
     pseudo-file (`service.registry`), its key: a `Path` kept for each of 10,000 files held
@@ -84,14 +93,16 @@ class FileLoad:
     policies: Sequence[Located]
     problems: Sequence[Problem]
     templates: Sequence[Template] = ()
+    warnings: Sequence[PolicyWarning] = ()
 
 
 def load_text(text: str, file: str) -> list[model.Policy]:
     """The policies of one file's text; raise PolicyError listing every problem found.
 
-    Templates in the text are validated, but not returned (they need discovery).
+    Templates in the text are validated, but not returned (they need discovery); warnings
+    are left out.
     """
-    loaded, _, problems = _load(text, file)
+    loaded, _, problems, _ = _load(text, file)
     if problems:
         raise PolicyError(problems)
     return [item.policy for item in loaded]
@@ -99,7 +110,8 @@ def load_text(text: str, file: str) -> list[model.Policy]:
 
 def load_data(data: dict[str, Any], file: str) -> tuple[model.Policy | None, list[Problem]]:
     """One policy from plain data (not YAML text: e.g. translated from another tool's
-    format), validated like a file's; problems are at line 1 of `file`."""
+    format), validated like a file's; problems are at line 1 of `file`. Warnings are left
+    out: the data is no file its author could change."""
     problems: list[Problem] = []
     validated = _validated(_Item(data, Document(data, {(): 1}), ()), file, problems)
     return (None if validated is None else validated[1]), problems
@@ -115,10 +127,10 @@ def load_file(path: Path) -> FileLoad:
         text = _read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         return FileLoad(file, [], [Problem(file, 1, "(file)", f"cannot read the file: {exc}")])
-    loaded, templates, problems = _load(text, file)
+    loaded, templates, problems, warnings = _load(text, file)
     if problems:
-        return FileLoad(file, (), problems)
-    return FileLoad(file, loaded, (), templates or ())  # kept: no empty list per file
+        return FileLoad(file, (), problems, (), warnings or ())
+    return FileLoad(file, loaded, (), templates or (), warnings or ())  # no empty list per file
 
 
 def _read_text(path: Path) -> str:
@@ -138,6 +150,7 @@ def load_paths(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
     A broken file contributes its problems and none of its policies. A policy whose name is
     already taken by an earlier one is dropped, with a problem naming both places; so is an
     enabled policy whose target an earlier enabled policy already scales (`conflicts`).
+    Warnings drop nothing: they are only listed.
     With `workers` > 1, many files are read by that many processes (`policy.parallel`;
     only from a process that has not started threads), with the same result.
     """
@@ -145,12 +158,16 @@ def load_paths(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
     files = expand_paths(paths, problems)
     policies: list[model.Policy] = []
     templates: list[Template] = []
+    warnings: list[PolicyWarning] = []
     claims = Claims()
     for found in map_files(load_file, FileLoad, files, workers=workers):
         problems.extend(found.problems)
         templates.extend(found.templates)
+        warnings.extend(found.warnings)
         policies += claims.admit(found.policies, problems)
-    return LoadResult(policies=policies, problems=problems, files=files, templates=templates)
+    return LoadResult(
+        policies=policies, problems=problems, files=files, templates=templates, warnings=warnings
+    )
 
 
 def json_schema() -> dict[str, Any]:
@@ -232,19 +249,23 @@ class _Item:
         return self.doc.line_of((*self.prefix, *path))
 
 
-def _load(text: str, file: str) -> tuple[list[Located], list[Template], list[Problem]]:
+_Loaded = tuple[list[Located], list[Template], list[Problem], list[PolicyWarning]]
+
+
+def _load(text: str, file: str) -> _Loaded:
+    """One file's policies, templates, problems and warnings."""
     try:
         return _load_unsafe(text, file)
     except Exception as exc:  # a bug here must not take the service down
         message = f"internal error while validating ({type(exc).__name__}: {exc}); please report"
-        return [], [], [Problem(file, 1, "(file)", message)]
+        return [], [], [Problem(file, 1, "(file)", message)], []
 
 
-def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Template], list[Problem]]:
+def _load_unsafe(text: str, file: str) -> _Loaded:
     try:
         docs, issues = load_documents(text)
     except YamlSyntaxError as exc:
-        return [], [], [Problem(file, i.line, "(yaml)", i.message) for i in exc.issues]
+        return [], [], [Problem(file, i.line, "(yaml)", i.message) for i in exc.issues], []
     problems = [_issue_problem(file, docs, i.path, i.line, i.message) for i in issues]
     items = _items(docs, file, problems)
     if not items and not problems:
@@ -253,13 +274,14 @@ def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Template], l
     _default_name(items, file, problems)
     loaded: list[Located] = []
     templates: list[Template] = []
+    warnings: list[PolicyWarning] = []
     for item in items:
         if is_template(item.data):
-            template = _template(item, file, problems)
+            template = _template(item, file, problems, warnings)
             if template is not None:
                 templates.append(template)
             continue
-        policy = _validate(item, file, problems)
+        policy = _validate(item, file, problems, warnings)
         if policy is not None:
             loaded.append(Located(policy, item.line(("name",))))
     names = Claims(targets=False)  # within one file, a duplicate name breaks the file
@@ -270,17 +292,22 @@ def _load_unsafe(text: str, file: str) -> tuple[list[Located], list[Template], l
         else:
             problems.append(duplicate)
     problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
-    return loaded, templates, problems
+    return loaded, templates, problems, warnings
 
 
-def _template(item: _Item, file: str, problems: list[Problem]) -> Template | None:
-    """A template (`for_each`): checked by `templates`, its body checked here as a policy."""
+def _template(
+    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning]
+) -> Template | None:
+    """A template (`for_each`): checked by `templates`, its body checked here as a policy
+    (its warnings are the template's, said once, not once per target it expands to)."""
     return build_template(
         item.data,
         file=file,
         line=item.line,
         problems=problems,
-        validate_body=lambda data: _validated(_Item(data, item.doc, item.prefix), file, problems),
+        validate_body=lambda data: _validated(
+            _Item(data, item.doc, item.prefix), file, problems, warnings
+        ),
         text=repr(item.data),
     )
 
@@ -326,15 +353,18 @@ def _default_name(items: list[_Item], file: str, problems: list[Problem]) -> Non
         problems.append(Problem(file, item.line(), "name", message))
 
 
-def _validate(item: _Item, file: str, problems: list[Problem]) -> model.Policy | None:
-    validated = _validated(item, file, problems)
+def _validate(
+    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning]
+) -> model.Policy | None:
+    validated = _validated(item, file, problems, warnings)
     return None if validated is None else validated[1]
 
 
 def _validated(
-    item: _Item, file: str, problems: list[Problem]
+    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning] | None = None
 ) -> tuple[PolicyModel, model.Policy] | None:
-    """The item validated (model and policy), or None with its problems added."""
+    """The item validated (model and policy), or None with its problems added; its
+    warnings (once its structure is valid) are added to `warnings`, if given."""
     _restore_changes(item)
     before = len(problems)
     problems.extend(_duplicate_names(item, file))
@@ -348,6 +378,11 @@ def _validated(
         problems.extend(_locate(item, file, _salvaged_findings(item.data)))
         return None
     problems.extend(_locate(item, file, policy_findings(parsed)))
+    if warnings is not None:
+        warnings.extend(
+            PolicyWarning(file, item.line(path), field_name(path), message)
+            for path, message in policy_warnings(parsed)
+        )
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None
     return parsed, _to_policy(parsed, model.Source(file=file, line=item.line()))

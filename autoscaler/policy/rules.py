@@ -77,11 +77,29 @@ def _lower_floors(floor: int) -> str:
 
 
 def _fallback_findings(policy: PolicyModel) -> list[Finding]:
+    """`on_missing_data: fallback` cannot be evaluated without its `fallback` block."""
     if policy.on_missing_data == "fallback" and policy.fallback is None:
         message = "on_missing_data: fallback needs a `fallback: {after: 3, count: N}` block"
         return [(("on_missing_data",), message)]
+    return []
+
+
+def policy_warnings(policy: PolicyModel) -> list[Finding]:
+    """What a valid policy holds that is most likely not meant, at its field: reported as a
+    warning, never refused.
+
+    A `fallback` block beside `on_missing_data: hold` is ignored (the policy holds). The
+    spec's own example writes them so (the block documented for when the mode is switched),
+    so refusing it would reject policies copied from the spec.
+    """
     if policy.on_missing_data != "fallback" and policy.fallback is not None:
-        message = "fallback is only used with `on_missing_data: fallback`: add that or remove it"
+        mode: str = policy.on_missing_data
+        if "on_missing_data" not in policy.model_fields_set:
+            mode += " (the default)"
+        message = (
+            f"ignored while on_missing_data is {mode}: the policy holds without data; "
+            "write `on_missing_data: fallback` to use it, or remove it"
+        )
         return [(("fallback",), message)]
     return []
 

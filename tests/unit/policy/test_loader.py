@@ -685,13 +685,6 @@ INVALID = [
         id="fallback-block-missing",
     ),
     pytest.param(
-        policy("fallback: {after: 3, count: 4}\n" + CHECK),
-        "fallback",
-        "only used with `on_missing_data: fallback`",
-        5,
-        id="fallback-without-mode",
-    ),
-    pytest.param(
         policy("on_missing_data: fallback\nfallback: {after: 0, count: 4}\n" + CHECK),
         "fallback.after",
         "must be >= 1",
@@ -1103,6 +1096,53 @@ def test_load_paths_keeps_good_files_when_one_is_broken(tmp_path: Path) -> None:
         "on_missing_data, fallback, schedules, checks, triggers, provisioning, anomaly"
     ]
     assert [f.name for f in result.files] == ["a.yaml", "b.yml", "c.yaml"]
+
+
+SPEC_EXAMPLE = Path(__file__).parent / "data" / "policy_spec_example.yaml"
+
+
+def test_the_spec_example_loads_with_one_warning_for_its_ignored_fallback() -> None:
+    """POLICY_SPEC's example writes a `fallback` block beside `on_missing_data: hold`: valid
+    (the block is ignored), so a policy copied from the spec loads, with a warning."""
+    result = load_paths([SPEC_EXAMPLE])
+    assert result.problems == []
+    assert [p.name for p in result.policies] == ["checkout-web"]
+    assert result.policies[0].on_missing_data is model.MissingData.HOLD
+    (warning,) = result.warnings
+    lines = SPEC_EXAMPLE.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("fallback:"))
+    assert (warning.file, warning.line, warning.field) == (str(SPEC_EXAMPLE), line, "fallback")
+    assert str(warning) == (
+        f"{SPEC_EXAMPLE}:{line}: fallback: warning: ignored while on_missing_data is hold: "
+        "the policy holds without data; write `on_missing_data: fallback` to use it, or "
+        "remove it"
+    )
+
+
+def test_a_fallback_block_without_any_on_missing_data_warns_that_hold_is_the_default(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "web.yaml", policy("fallback: {after: 3, count: 4}\n" + CHECK))
+    loaded = load_file(tmp_path / "web.yaml")
+    assert [p.policy.name for p in loaded.policies] == ["web"]
+    assert [(w.line, w.field) for w in loaded.warnings] == [(5, "fallback")]
+    assert "ignored while on_missing_data is hold (the default):" in loaded.warnings[0].message
+
+
+def test_a_warning_is_listed_beside_the_problems_of_a_broken_file(tmp_path: Path) -> None:
+    write(tmp_path, "web.yaml", policy("fallback: {after: 3, count: 4}\ninterval: 5ms\n" + CHECK))
+    result = load_paths([tmp_path])
+    assert result.policies == []
+    assert [p.field for p in result.problems] == ["interval"]
+    assert [w.field for w in result.warnings] == ["fallback"]
+
+
+def test_on_missing_data_fallback_without_its_block_is_still_a_problem(tmp_path: Path) -> None:
+    """The reverse cannot be evaluated: no count to fall back to."""
+    write(tmp_path, "web.yaml", policy("on_missing_data: fallback\n" + CHECK))
+    result = load_paths([tmp_path])
+    assert (result.policies, result.warnings) == ([], [])
+    assert [(p.line, p.field) for p in result.problems] == [(5, "on_missing_data")]
 
 
 def test_load_paths_reports_a_missing_path_and_loads_the_rest(tmp_path: Path) -> None:

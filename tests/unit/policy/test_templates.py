@@ -404,6 +404,19 @@ def test_load_paths_returns_templates_beside_policies(tmp_path: Path) -> None:
     assert [t.pattern for t in result.templates] == ["web-{job}-{group}"]
 
 
+def test_a_templates_ignored_fallback_is_one_warning_of_its_file_not_one_per_target(
+    tmp_path: Path,
+) -> None:
+    text = TEMPLATE.replace("min: 1\n", "min: 1\nfallback: {after: 3, count: 4}\n")
+    path = tmp_path / "web.yaml"
+    path.write_text(text)
+    found = load_file(path)
+    assert (found.problems, len(found.templates)) == ((), 1)
+    assert [(w.line, w.field) for w in found.warnings] == [(7, "fallback")]
+    located = expand(found.templates[0], _group())
+    assert isinstance(located, Located)  # expanded as any template is, with nothing to say
+
+
 def test_the_schema_accepts_templates_and_still_rejects_unknown_keys() -> None:
     schema = json_schema()
     jsonschema.validate(yaml.safe_load(TEMPLATE), schema)
