@@ -76,7 +76,8 @@ class DecisionOut(BaseModel):
 
 
 class LoadError(BaseModel):
-    """A problem in a policy file (`FILE:LINE: FIELD: message`)."""
+    """A problem in a policy file (`FILE:LINE: FIELD: message`); in `load_warnings`, a
+    warning: valid, most likely not meant, loaded all the same."""
 
     file: str
     line: int
@@ -127,6 +128,10 @@ class PolicyOut(BaseModel):
 
 
 Role = Literal["leader", "standby"]
+WARNINGS = (
+    "warnings in every policy file (e.g. a `fallback` block that `on_missing_data: hold` "
+    "ignores): their policies are loaded all the same"
+)
 ROLE = "`leader` (this replica evaluates) or `standby` (`--ha`: another replica does)"
 
 
@@ -135,6 +140,7 @@ class PolicyList(BaseModel):
     load_errors: list[LoadError] = Field(description="problems in every policy file")
     loaded_at: datetime | None = Field(description="when the policy files were last read")
     role: Role = Field(default="leader", description=ROLE)
+    load_warnings: list[LoadError] = Field(default_factory=list, description=WARNINGS)
 
 
 class DecisionList(BaseModel):
@@ -162,6 +168,7 @@ class ReloadOut(BaseModel):
     removed: list[str]
     kept_files: list[str]
     load_errors: list[LoadError]
+    load_warnings: list[LoadError] = Field(default_factory=list, description=WARNINGS)
 
 
 class AlertIn(BaseModel):

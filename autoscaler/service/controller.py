@@ -163,6 +163,7 @@ class Controller:
             removed=list(outcome.removed),
             kept_files=list(outcome.kept),
             load_errors=[LoadError.of(p) for p in outcome.problems],
+            load_warnings=[LoadError.of(w) for w in outcome.warnings],
         )
 
     def rediscover(self) -> None:
@@ -324,6 +325,7 @@ class Controller:
             load_errors=[LoadError.of(p) for p in self.registry.problems()],
             loaded_at=self.registry.loaded_at,
             role=self.role(),
+            load_warnings=[LoadError.of(w) for w in self.registry.warnings()],
         )
 
     def get_policy(self, name: str) -> PolicyOut:

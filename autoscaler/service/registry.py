@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autoscaler.core.model import Policy
-from autoscaler.errors import Problem
+from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import FileLoad, expand_paths, load_file
 from autoscaler.policy.templates import Template
@@ -53,7 +53,7 @@ DISCOVERED = "discovered:"
 class ReloadOutcome:
     """What a reload changed. `kept` lists files whose last good version stays in force;
     `problems` are every problem in force, `sources_failing` those of them that are failing
-    discovery sources rather than policies."""
+    discovery sources rather than policies; `warnings` those of the files as read."""
 
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
@@ -61,6 +61,7 @@ class ReloadOutcome:
     kept: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     sources_failing: tuple[Problem, ...] = ()
+    warnings: tuple[PolicyWarning, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -98,6 +99,7 @@ class PolicyRegistry:
         self._file_problems: list[Problem] = []  # paths that do not exist
         self._policies: dict[str, Policy] = {}
         self._problems: tuple[Problem, ...] = ()
+        self._warnings: tuple[PolicyWarning, ...] = ()
         # policy name -> the problems it shows (`problems_of`); policies without any left out
         self._problems_by_name: dict[str, tuple[Problem, ...]] = {}
         self._fingerprint: Fingerprint = b""
@@ -121,6 +123,11 @@ class PolicyRegistry:
         with self._lock:
             return list(self._problems)
 
+    def warnings(self) -> list[PolicyWarning]:
+        """Warnings of the files as last read (their policies are loaded all the same)."""
+        with self._lock:
+            return list(self._warnings)
+
     def problems_of(self, policy: Policy) -> list[Problem]:
         """The problems that keep `policy`'s last good version running: its file's, and for
         a discovered policy its own target's (a bad override, a collision) and its
@@ -135,25 +142,31 @@ class PolicyRegistry:
             return [t for templates in self._templates.values() for t in templates]
 
     def reload(self) -> ReloadOutcome:
-        """Read every file again and swap in what is accepted; see the module docstring."""
+        """Read every file again and swap in what is accepted; see the module docstring.
+
+        Every problem is logged again; a warning only when it is new (a reload of files
+        that did not change repeats none).
+        """
         with self._lock:
             self._fingerprint = self._scan()
             missing: list[Problem] = []
             self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
             self._file_problems = missing
+            warned = set(self._warnings)
             outcome = self._settle_locked()
-        _log(outcome)
+        _log(outcome, warned=warned)
         return outcome
 
     def refresh(self) -> ReloadOutcome:
         """Apply what discovery finds now, with the files as last read.
 
-        Only problems that were not there before are logged: discovery refreshes often.
+        Only problems (and warnings) that were not there before are logged: discovery
+        refreshes often.
         """
         with self._lock:
-            before = set(self._problems)
+            before, warned = set(self._problems), set(self._warnings)
             outcome = self._settle_locked()
-        _log(outcome, known=before)
+        _log(outcome, known=before, warned=warned)
         return outcome
 
     def _settle_locked(self) -> ReloadOutcome:
@@ -215,11 +228,13 @@ class PolicyRegistry:
             kept=tuple(sorted(plan.kept)),
             problems=tuple(problems),
             sources_failing=tuple(failing),
+            warnings=tuple(w for load in loads for w in load.warnings),
         )
         self._files = plan.files
         self._templates = templates
         self._policies = fresh
         self._problems = outcome.problems
+        self._warnings = outcome.warnings
         self._problems_by_name = _problems_by_name(plan.files, own)
         self.loaded_at = datetime.now(UTC)
         return outcome
@@ -415,10 +430,20 @@ def _problems_by_name(
     return found
 
 
-def _log(outcome: ReloadOutcome, *, known: set[Problem] | None = None) -> None:
+def _log(
+    outcome: ReloadOutcome,
+    *,
+    known: set[Problem] | None = None,
+    warned: set[PolicyWarning] | None = None,
+) -> None:
+    """Log a reload's outcome: its problems (those not `known`, if given), its warnings
+    (those not `warned` already, if given), the files held back and what changed."""
     for problem in outcome.problems:
         if known is None or problem not in known:
             log.error("invalid policy: %s", problem)
+    for warning in outcome.warnings:
+        if warned is None or warning not in warned:
+            log.warning("policy file %s", warning)
     for file in outcome.kept if known is None else ():
         if file.startswith(DISCOVERED):
             log.error(

@@ -96,6 +96,8 @@ def run_once(
             problems += invalid
         for problem in problems:
             log.error("invalid policy: %s", problem)
+        for warning in result.warnings:  # valid policies: evaluated all the same
+            log.warning("policy file %s", warning)
         for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)
             log.error("discovery source unreadable: %s", problem)
         prometheus = settings.source()

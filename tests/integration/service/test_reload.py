@@ -95,3 +95,41 @@ def test_sighup_and_post_reload_without_polling(
     assert service.get("/v1/policies/second").status_code == 404
     assert service.metric("autoscaler_current_capacity", policy="second") is None
     assert service.stop() == 0
+
+
+def test_a_policy_with_a_warning_runs_its_warning_listed_and_logged_once_across_reloads(
+    service_factory: Callable[..., ServiceProcess],
+    metrics: Metrics,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+) -> None:
+    """A `fallback` block beside `on_missing_data: hold` (as in POLICY_SPEC's example) is
+    valid: the policy runs, and its warning is logged when the file is read, not again at
+    each reload, and listed in `load_warnings` (`load_errors` stays empty)."""
+    first, second = make_asg(), make_asg()
+    extra = "on_missing_data: hold\nfallback: {after: 3, count: 4}\n"
+    service = service_factory(
+        prometheus_url=metrics.server.url,
+        env=moto_server.env,
+        token="reload-token",
+        policies={"web": policy_yaml("web", asg=first, count=3, extra=extra)},
+    ).start()
+    wait_until(lambda: moto_server.desired_capacity(first) == 3, timeout=15, what="scale to 3")
+
+    assert service.post("/v1/reload").json()["load_warnings"] == [
+        {
+            "file": str(service.policies / "web.yaml"),
+            "line": 9,
+            "field": "fallback",
+            "message": "ignored while on_missing_data is hold: the policy holds without data; "
+            "write `on_missing_data: fallback` to use it, or remove it",
+        }
+    ]
+    service.write_policy("api", policy_yaml("api", asg=second, count=4))  # a polled reload
+    wait_until(lambda: moto_server.desired_capacity(second) == 4, timeout=15, what="api")
+    listing = service.get("/v1/policies").json()
+    assert listing["load_errors"] == []
+    assert [(w["line"], w["field"]) for w in listing["load_warnings"]] == [(9, "fallback")]
+    said = [r for r in service.log_records() if "fallback: warning:" in r["message"]]
+    assert [r["level"] for r in said] == ["warning"], said
+    assert service.stop() == 0

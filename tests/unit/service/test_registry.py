@@ -3,6 +3,7 @@ version (with its problems reported) until it is fixed or removed."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -377,3 +378,35 @@ def test_a_file_held_back_only_once_discovery_is_settled_keeps_its_last_good_tem
     assert [a[0][-7:] for a in asked] == ["team=a)", "team=b)", "team=a)"]
     (problem,) = outcome.problems
     assert "already scaled by policy 'n'" in problem.message
+
+
+def test_a_warning_is_logged_when_its_file_is_read_not_again_at_each_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid policy with a warning (a `fallback` that `on_missing_data: hold` ignores)
+    loads; its warning is listed while it lasts, and logged when new only."""
+    ignored = _policy("web").replace("checks:", "fallback: {after: 3, count: 4}\nchecks:")
+    _write(tmp_path / "web.yaml", ignored)
+    registry = PolicyRegistry([str(tmp_path)])
+    with caplog.at_level(logging.WARNING, logger="autoscaler.registry"):
+        first = registry.reload()
+        registry.reload()
+        registry.refresh()
+        _write(tmp_path / "api.yaml", _policy("api"))
+        third = registry.reload()
+    said = [(r.levelname, r.message) for r in caplog.records if "fallback" in r.message]
+    assert said == [
+        (
+            "WARNING",
+            f"policy file {tmp_path / 'web.yaml'}:5: fallback: warning: ignored while "
+            "on_missing_data is hold (the default): the policy holds without data; write "
+            "`on_missing_data: fallback` to use it, or remove it",
+        )
+    ]
+    assert first.added == ("web",) and first.problems == ()
+    assert [(w.line, w.field) for w in third.warnings] == [(5, "fallback")]
+    assert registry.warnings() == list(third.warnings)
+
+    _write(tmp_path / "web.yaml", _policy("web"))  # fixed: the warning goes
+    assert registry.reload().warnings == ()
+    assert registry.warnings() == []

@@ -133,3 +133,22 @@ def test_a_stop_signal_lets_the_policy_in_flight_finish_and_skips_the_rest(
     assert list(settings.targets_read) == ["aws-asg:a"]
     assert settings.targets_read["aws-asg:a"].scaled == [3]  # its scale call was made
     assert [body["decision"]["policy"] for body in webhook_receiver.bodies] == ["a"]
+
+
+def test_a_policy_with_a_warning_is_evaluated_and_its_warning_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `fallback` block that `on_missing_data: hold` ignores fails nothing: the pass
+    scales as without it (exit 0), and the log says the block is ignored."""
+    (tmp_path / "web.yaml").write_text(
+        POLICY.format(name="web").replace("checks:", "fallback: {after: 3, count: 4}\nchecks:")
+    )
+    settings = _Settings()
+    with caplog.at_level("WARNING", logger="autoscaler"):
+        code = run_once(
+            [str(tmp_path)], cast(Settings, settings), MemoryStateStore(), dry_run=False
+        )
+    assert code == EXIT_OK
+    assert [t.scaled for t in settings.targets_read.values()] == [[3]]
+    said = [r for r in caplog.records if "fallback: warning: ignored" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()[:12]) for r in said] == [("WARNING", "policy file ")]
