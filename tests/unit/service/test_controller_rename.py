@@ -4,22 +4,16 @@ count. The last action is kept by target already, so its cooldown never was lost
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
-from autoscaler.core.model import Action, TargetRef, TargetStatus
-from autoscaler.core.ports import MetricSource, ScalingTarget
-from autoscaler.engine.reconciler import Reconciler
+from autoscaler.core.model import Action, TargetRef
+from autoscaler.core.ports import ScalingTarget
 from autoscaler.service.controller import Controller
-from autoscaler.service.notify import Notifier
-from autoscaler.service.registry import PolicyRegistry
-from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import RecordingTarget, SteadySource, controller_of
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 POLICY = """\
@@ -34,55 +28,13 @@ checks:
 """
 
 
-@dataclass
-class _Source:
-    value: float = 80.0
-
-    def query(self, promql: str) -> float:
-        return self.value
-
-    def ping(self) -> None:
-        return None
-
-
-@dataclass
-class _Target:
-    count: int = 8
-
-    def status(self) -> TargetStatus:
-        return TargetStatus(count=self.count)
-
-    def scale(
-        self,
-        count: int,
-        *,
-        reason: str,
-        meta: Mapping[str, str],
-        expected: int | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        self.count = count
-
-
 def _controller(
-    tmp_path: Path, source: _Source, target: _Target, now: list[datetime]
+    tmp_path: Path, source: SteadySource, target: RecordingTarget, now: list[datetime]
 ) -> Controller:
-    state = MemoryStateStore()
-
     def targets(ref: TargetRef) -> ScalingTarget:
         return target
 
-    return Controller(
-        registry=PolicyRegistry([str(tmp_path)]),
-        reconciler=Reconciler(
-            source=cast(MetricSource, source), targets=targets, state=state, clock=lambda: now[0]
-        ),
-        state=state,
-        source=cast(MetricSource, source),
-        telemetry=Telemetry(),
-        notifier=Notifier([]),
-        clock=lambda: now[0],
-    )
+    return controller_of(tmp_path, MemoryStateStore(), source, targets, lambda: now[0])
 
 
 def _evaluate(controller: Controller, name: str) -> tuple[Action, str]:
@@ -102,7 +54,7 @@ def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
 ) -> None:
     # Kept by name, the recommendations were lost with the old name: the renamed policy
     # scaled 8 -> 2 one minute after the load fell, with no down window behind it.
-    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    source, target, now = SteadySource(value=80.0), RecordingTarget(count=8), [T0]
     (tmp_path / "p.yaml").write_text(POLICY.format(name="web", asg="web"))
     controller = _controller(tmp_path, source, target, now)
     controller.reload()
@@ -125,7 +77,7 @@ def test_namesakes_in_two_regions_renamed_together_each_keep_their_memory(
 ) -> None:
     # Two targets (one name, two regions): the removed policies were kept one per identity,
     # so only the last found its successor and the other's down window was lost.
-    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    source, target, now = SteadySource(value=80.0), RecordingTarget(count=8), [T0]
     one = POLICY.replace(
         "{{type: aws-asg, asg: {asg}}}", "{{type: aws-asg, asg: {asg}, region: {region}}}"
     )
@@ -152,7 +104,7 @@ def test_a_successor_inherits_what_its_predecessors_last_run_recorded_after_the_
     # The memory was copied at the reload; the old policy's run still in flight then
     # recorded its recommendation under the old name, and the successor (which the
     # scheduler starts only after that run) never saw it.
-    source, target, now = _Source(value=80.0), _Target(count=8), [T0]
+    source, target, now = SteadySource(value=80.0), RecordingTarget(count=8), [T0]
     (tmp_path / "p.yaml").write_text(POLICY.format(name="web", asg="web"))
     controller = _controller(tmp_path, source, target, now)
     controller.reload()

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,54 +21,17 @@ from autoscaler.adapters.state.schema import Dropped
 from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.adapters.targets.nomad_watch import JobWatch
-from autoscaler.core.model import Check, NomadTarget, Policy, Strategy, TargetRef, TargetStatus
-from autoscaler.core.series import SeriesSet
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.core.model import Check, NomadTarget, Policy, Strategy, TargetRef
+from autoscaler.engine.reconciler import Evaluation
 from autoscaler.service import retention
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
-from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.retention import RETENTION
 from autoscaler.service.scheduler import Scheduler
-from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import RecordingTarget, SteadySource, controller_of
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CYCLES = 200
-
-
-@dataclass
-class _Source:
-    """Every query answers 90: with a target of 10 per instance, every policy scales up."""
-
-    def query(self, promql: str) -> float:
-        return 90.0
-
-    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
-        raise NotImplementedError
-
-    def ping(self) -> None:
-        return None
-
-
-@dataclass
-class _Target:
-    count: int = 2
-    scaled: list[int] = field(default_factory=list)
-
-    def status(self) -> TargetStatus:
-        return TargetStatus(count=self.count)
-
-    def scale(
-        self,
-        count: int,
-        *,
-        reason: str,
-        meta: Mapping[str, str],
-        expected: int | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        self.scaled.append(count)
-        self.count = count
 
 
 @dataclass
@@ -91,23 +53,23 @@ def _policy(name: str, *, cooldown: str = "10m") -> str:
 
 def _controller(
     folder: Path, state: LayeredStateStore, clock: _Clock, *, dry_run: bool = False
-) -> tuple[Controller, dict[str, _Target]]:
-    targets: dict[str, _Target] = {}
+) -> tuple[Controller, dict[str, RecordingTarget]]:
+    """A controller of the policies in `folder` whose every query answers 90 (with a target
+    of 10 per instance, every policy scales up), and the targets it scaled, by key."""
+    targets: dict[str, RecordingTarget] = {}
 
-    def target(ref: TargetRef) -> _Target:
-        return targets.setdefault(ref.key, _Target())
+    def target(ref: TargetRef) -> RecordingTarget:
+        return targets.setdefault(ref.key, RecordingTarget())
 
-    reconciler = Reconciler(source=_Source(), targets=target, state=state, clock=clock)
-    controller = Controller(
-        registry=PolicyRegistry([str(folder)]),
-        reconciler=reconciler,
-        state=state,
-        source=_Source(),
-        telemetry=Telemetry(),
+    controller = controller_of(
+        folder,
+        state,
+        SteadySource(value=90.0),
+        target,
+        clock,
         # A closed port: the dry-run notices fail at once, their dedupe state is what counts.
         notifier=Notifier(["http://127.0.0.1:9/hook"], attempts=1, timeout=0.2),
         dry_run=dry_run,
-        clock=clock,
     )
     return controller, targets
 
