@@ -58,6 +58,17 @@ class RecordingTarget:
         self.count = count
 
 
+class StubReconciler:
+    """Stands for `Reconciler` where a test gives the controller an evaluation of its own
+    (a subclass's `evaluate`): it prepares and retains nothing at the reloads."""
+
+    def prepare(self, policies: object) -> None:
+        pass
+
+    def retain(self, policies: object) -> None:
+        pass
+
+
 def controller_of(
     folder: Path,
     state: StateStore,

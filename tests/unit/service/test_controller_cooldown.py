@@ -19,19 +19,14 @@ from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import StubReconciler
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SCALED_BY_SOMEONE_ELSE = NOW - timedelta(seconds=25)
 
 
-class _Reconciler:
+class _Reconciler(StubReconciler):
     """Decides with the real core on a target that someone else scaled 25 s ago."""
-
-    def prepare(self, policies: object) -> None:
-        pass
-
-    def retain(self, policies: object) -> None:
-        pass
 
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         status = TargetStatus(count=2, last_scaled_at=SCALED_BY_SOMEONE_ELSE)

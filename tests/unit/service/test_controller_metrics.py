@@ -21,19 +21,12 @@ from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import DISCOVERED, PolicyRegistry
 from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import StubReconciler
 
 POLICY = (
     "name: {name}\ntarget: {{type: aws-asg, asg: {name}}}\nmin: 1\nmax: 5\ninterval: 1h\n"
     "checks:\n  - {{name: c, strategy: fixed, count: 2}}\n"
 )
-
-
-class _Reconciler:
-    def prepare(self, policies: object) -> None:
-        pass
-
-    def retain(self, policies: object) -> None:
-        pass
 
 
 @dataclass
@@ -53,7 +46,7 @@ def _controller(tmp_path: Path, discover: _Discover) -> Controller:
     (policies / "web.yaml").write_text(POLICY.format(name="web"))
     return Controller(
         registry=PolicyRegistry([str(policies)], discover=discover),
-        reconciler=cast(Reconciler, _Reconciler()),
+        reconciler=cast(Reconciler, StubReconciler()),
         state=MemoryStateStore(),
         source=cast(MetricSource, object()),
         telemetry=Telemetry(),

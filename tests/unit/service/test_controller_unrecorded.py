@@ -21,6 +21,7 @@ from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import StubReconciler
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -34,18 +35,12 @@ class _Unwritable(MemoryStateStore):
         raise StateError("state database s.db: database is locked")
 
 
-class _Reconciler:
+class _Reconciler(StubReconciler):
     """Records a `none` decision as the real one does (`state.record`, which returns at
     once when the decision lingers) and reports it."""
 
     def __init__(self, state: LayeredStateStore) -> None:
         self.state = state
-
-    def prepare(self, policies: object) -> None:
-        pass
-
-    def retain(self, policies: object) -> None:
-        pass
 
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         decision = Decision(

@@ -34,6 +34,7 @@ from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.scheduler import LANE_STUCK, Scheduler, next_tick
 from autoscaler.service.telemetry import Telemetry
+from tests.support.controllers import StubReconciler
 from tests.support.net import wait_until
 
 
@@ -451,13 +452,7 @@ def test_a_crash_replaces_the_last_evaluation_shown() -> None:
 # --- the controller: what the API shows of a crash, and why a trigger was refused -----------
 
 
-class _CrashingReconciler:
-    def prepare(self, policies: object) -> None:
-        pass
-
-    def retain(self, policies: object) -> None:
-        pass
-
+class _CrashingReconciler(StubReconciler):
     def evaluate(self, policy: Policy, *, dry_run: bool = False, apply: bool = True) -> Evaluation:
         raise RuntimeError("reconciler bug")
 
