@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore
 from autoscaler.core.model import Action, Decision, Memory, Recommendation
 from autoscaler.errors import StateError
 from tests.support.faults import locked_by_another_process, read_only
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -201,9 +201,9 @@ def test_a_lingering_decision_whose_write_fails_says_so_and_is_written_so(
     none = replace(decision(T0), desired=2, action=Action.NONE)
     with fault(path):  # type: ignore[operator]
         store.record(none)  # reported at once: it lingers
-        deadline = time.monotonic() + 10
-        while store.durability_problem() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(
+            lambda: store.durability_problem() is not None, timeout=10, what="the failed write"
+        )
         shown = store.history(policy="web", limit=1)[0]
         assert shown.time == T0
         assert shown.reasons[-1].startswith("state not durable (")

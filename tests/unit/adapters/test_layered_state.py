@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore, SqliteStateStore
 from autoscaler.core.model import Action, Decision, Memory, Recommendation
 from autoscaler.errors import NotLeader, StateError
+from tests.support.net import wait_until
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 KEY = "aws-asg/-/web"
@@ -568,19 +568,13 @@ def test_lingering_decisions_reach_sqlite_in_one_transaction(tmp_path: Path) -> 
     store.close()
 
 
-def _until(done: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def test_a_lingering_decision_whose_write_failed_says_it_was_not_recorded() -> None:
     # It was reported (logged, shown by the API) before its write: once that write failed,
     # the history and `unrecorded` showed it as if recorded, though it was in memory only.
     durable = FlakyStore(broken="disk I/O error")
     store = LayeredStateStore(durable, linger=0.05, retry_after=0.0)
     store.record(unchanged(T0))  # returns at once: it lingers
-    _until(lambda: store.durability_problem() is not None)
+    wait_until(lambda: store.durability_problem() is not None, timeout=5, what="the failed write")
 
     kept = store.history(policy="web", limit=1)[0]
     assert kept.reasons[-1].startswith("state not durable (state database s.db: disk I/O error)")
@@ -597,7 +591,7 @@ def test_an_unrecorded_decision_dropped_from_a_full_queue_says_it_will_not_be_re
     durable = FlakyStore(broken="disk I/O error")
     store = LayeredStateStore(durable, linger=0.05, retry_after=0.0, max_pending=4)
     store.record(unchanged(T0))  # lingers; its write fails
-    _until(lambda: store.unrecorded("web") is not None)
+    wait_until(lambda: store.unrecorded("web") is not None, timeout=5, what="the failed write")
     for i, name in enumerate(("a", "b", "c", "d")):  # the queue is full: "web" goes
         with pytest.raises(StateError):
             store.record(decision(T0 + timedelta(seconds=i + 1), name))

@@ -7,7 +7,6 @@ no error, though the write after it failed and it was in memory only.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -22,6 +21,7 @@ from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.telemetry import Telemetry
 from tests.support.controllers import StubReconciler
+from tests.support.net import wait_until
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -74,9 +74,7 @@ def test_a_last_decision_whose_write_failed_after_it_was_shown_says_so(tmp_path:
     )
     controller.reload()
     assert controller.scheduler.run_due() == 1
-    deadline = time.monotonic() + 5
-    while state.durability_problem() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: state.durability_problem() is not None, timeout=5, what="the failed write")
 
     shown = controller.get_policy("web").last_decision
     assert shown is not None
