@@ -16,6 +16,7 @@ from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.discovery import Discovery, DiscoveryConfig, with_discovered
 from autoscaler.service.registry import PolicyRegistry
+from tests.support.discovery import discovering, names
 from tests.support.net import wait_until
 
 TEMPLATE = """\
@@ -65,24 +66,14 @@ def _setup(
     tmp_path: Path, nomad: FakeNomad, *, policies: bool = False
 ) -> tuple[PolicyRegistry, Discovery]:
     (tmp_path / "web.yaml").write_text(TEMPLATE)
-    discovery = Discovery(
-        DiscoveryConfig(nomad_scaling_policies=policies),
-        nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
-        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
-        watch=False,
+    return discovering(
+        tmp_path, nomad=nomad, config=DiscoveryConfig(nomad_scaling_policies=policies)
     )
-    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
-    registry.reload()
-    return registry, discovery
 
 
 def _apply(registry: PolicyRegistry, discovery: Discovery):  # type: ignore[no-untyped-def]
     discovery.read_once(registry.templates())
     return registry.refresh()
-
-
-def _names(registry: PolicyRegistry) -> list[str]:
-    return sorted(p.name for p in registry.policies())
 
 
 def test_discovered_targets_are_added_changed_and_removed_like_a_reload(tmp_path: Path) -> None:
@@ -92,7 +83,7 @@ def test_discovered_targets_are_added_changed_and_removed_like_a_reload(tmp_path
     registry, discovery = _setup(tmp_path, nomad)
     outcome = _apply(registry, discovery)
     assert sorted(outcome.added) == ["web-a-web", "web-b-web"]
-    assert _names(registry) == ["web-a-web", "web-b-web"]
+    assert names(registry) == ["web-a-web", "web-b-web"]
 
     nomad.groups_found = [_opted("a", **{"autoscaler.max": "5"})]
     outcome = _apply(registry, discovery)
@@ -185,7 +176,7 @@ def test_a_target_keeps_its_last_good_policy_when_lines_above_its_template_move(
     _apply(registry, discovery)  # a runs on its last good policy
     (tmp_path / "web.yaml").write_text("# scaled by the platform team\n\n" + TEMPLATE)
     outcome = registry.reload()
-    assert _names(registry) == ["web-a-web"] and not outcome.removed
+    assert names(registry) == ["web-a-web"] and not outcome.removed
     assert any("autoscaler.max" in p.field for p in outcome.problems)
 
 
@@ -196,7 +187,7 @@ def test_a_hand_written_policy_wins_over_the_template_for_its_target(tmp_path: P
     )
     registry, discovery = _setup(tmp_path, FakeNomad([_opted("a"), _opted("b")]))
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["a", "web-b-web"]
+    assert names(registry) == ["a", "web-b-web"]
     assert any("already scaled by policy 'a'" in p.message for p in outcome.problems)
 
 
@@ -209,7 +200,7 @@ def test_a_failing_source_keeps_the_last_discovered_set_and_says_why(tmp_path: P
     _apply(registry, discovery)
     nomad.fail = "Nomad at http://nomad:4646 unreachable"
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["web-a-web", "web-b-web"]
+    assert names(registry) == ["web-a-web", "web-b-web"]
     assert not outcome.changed
     (problem,) = outcome.problems
     assert problem.file == "<discovery: Nomad jobs>"
@@ -311,7 +302,7 @@ def test_a_template_scales_its_group_rather_than_nomads_policy_whichever_answers
     _apply(registry, discovery)
     nomad.fail_groups = None
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["web-shop-api"]
+    assert names(registry) == ["web-shop-api"]
     (problem,) = outcome.problems
     assert problem.file == (
         "<Nomad scaling policy shop-api (job 'shop' group 'api', namespace default)>"
@@ -327,20 +318,20 @@ def test_nomads_policy_keeps_a_group_whose_opt_in_has_a_bad_override(tmp_path: P
     nomad = FakeNomad([], [_scaling_block("shop", "api")])
     registry, discovery = _setup(tmp_path, nomad, policies=True)
     _apply(registry, discovery)
-    assert _names(registry) == ["shop.api"]
+    assert names(registry) == ["shop.api"]
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
     _apply(registry, discovery)
-    assert _names(registry) == ["shop.api"]
+    assert names(registry) == ["shop.api"]
     imported = registry.get("shop.api")
     assert imported is not None
     (note,) = registry.problems_of(imported)  # says why it runs, though the group opted in
     assert "its policy for the group is refused (see that template's" in note.message
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "8"})]  # fixed
     _apply(registry, discovery)
-    assert _names(registry) == ["web-shop-api"]
+    assert names(registry) == ["web-shop-api"]
     nomad.groups_found = [_opted("shop", group="api", **{"autoscaler.max": "eight"})]
     _apply(registry, discovery)  # the template's last good policy keeps the group
-    assert _names(registry) == ["web-shop-api"]
+    assert names(registry) == ["web-shop-api"]
 
 
 NAMED = (
@@ -359,7 +350,7 @@ def test_nomads_policy_keeps_a_group_whose_template_policy_is_refused_for_its_na
     nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
     registry, discovery = _setup(tmp_path, nomad, policies=True)
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["shop.api", "web-shop-api"]
+    assert names(registry) == ["shop.api", "web-shop-api"]
     imported = registry.get("shop.api")
     assert imported is not None and imported.target.job == "shop"
     (note,) = registry.problems_of(imported)
@@ -378,16 +369,16 @@ def test_a_group_goes_from_its_template_to_nomads_policy_and_back_as_the_name_cl
     nomad = FakeNomad([_opted("shop", group="api")], [_scaling_block("shop", "api")])
     registry, discovery = _setup(tmp_path, nomad, policies=True)
     _apply(registry, discovery)
-    assert _names(registry) == ["web-shop-api"]
+    assert names(registry) == ["web-shop-api"]
     # The template is renamed onto a name a hand-written policy holds: its old policy is
     # gone with its old name, the new one is refused, and Nomad's takes the group.
     (tmp_path / "other.yaml").write_text(NAMED.format(name="svc-shop-api"))
     (tmp_path / "web.yaml").write_text(TEMPLATE.replace("web-{job}", "svc-{job}"))
     registry.reload()
-    assert _names(registry) == ["shop.api", "svc-shop-api"]
+    assert names(registry) == ["shop.api", "svc-shop-api"]
     (tmp_path / "other.yaml").write_text(NAMED.format(name="other"))
     outcome = registry.reload()  # the clash is gone: the template's policy takes the group
-    assert _names(registry) == ["other", "svc-shop-api"]
+    assert names(registry) == ["other", "svc-shop-api"]
     assert outcome.removed == ("shop.api",)
     policy = registry.get("svc-shop-api")
     assert policy is not None and policy.target.job == "shop"
@@ -399,7 +390,7 @@ def test_nomads_policy_runs_a_group_whose_template_is_disabled(tmp_path: Path) -
     (tmp_path / "web.yaml").write_text(TEMPLATE.replace("min: 1", "enabled: false\nmin: 1"))
     registry.reload()
     outcome = _apply(registry, discovery)
-    assert _names(registry) == ["shop.api", "web-shop-api"] and outcome.problems == ()
+    assert names(registry) == ["shop.api", "web-shop-api"] and outcome.problems == ()
 
 
 def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
@@ -430,7 +421,7 @@ def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
     registry = PolicyRegistry([str(tmp_path)], discover=discovery)
     try:
         registry.reload()
-        assert _names(registry) == ["web-shop-api"]
+        assert names(registry) == ["web-shop-api"]
     finally:
         discovery.close()
 
@@ -455,11 +446,11 @@ def test_a_broken_template_file_keeps_its_last_good_template(tmp_path: Path) -> 
     _apply(registry, discovery)
     (tmp_path / "web.yaml").write_text(TEMPLATE.replace("max: 20", "max: lots"))
     outcome = registry.reload()
-    assert _names(registry) == ["web-a-web"]
+    assert names(registry) == ["web-a-web"]
     assert any(p.field == "max" for p in outcome.problems)
     nomad.groups_found = [_opted("a"), _opted("b")]
     _apply(registry, discovery)  # the last good template still expands new targets
-    assert _names(registry) == ["web-a-web", "web-b-web"]
+    assert names(registry) == ["web-a-web", "web-b-web"]
 
 
 def test_health_counts_reads_failures_and_the_targets_each_source_gave(tmp_path: Path) -> None:
@@ -616,11 +607,11 @@ def test_nomads_policy_standing_aside_names_the_policy_that_holds_its_group(
         (tmp_path / "web.yaml").unlink()
         registry.reload()
         _apply(registry, discovery)
-        assert _names(registry) == ["svc-shop-api"]
+        assert names(registry) == ["svc-shop-api"]
         (tmp_path / "web.yaml").write_text(TEMPLATE)
         outcome = registry.reload()  # its policy for the group is refused
         name, where = "svc-shop-api", f"{tmp_path / 'z.yaml'}:1"
-    assert _names(registry) == [name]
+    assert names(registry) == [name]
     (aside,) = [p for p in outcome.problems if p.file.startswith("<Nomad scaling policy")]
     assert f"the group is scaled by policy {name!r} ({where})" in aside.message
     assert "template 'web-{job}-{group}'" not in aside.message

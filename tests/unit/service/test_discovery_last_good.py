@@ -8,12 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from autoscaler.core.discovered import AsgGroup
 from autoscaler.errors import DiscoveryError
-from autoscaler.service.discovery import Discovery, DiscoveryConfig
+from autoscaler.service.discovery import Discovery
 from autoscaler.service.registry import PolicyRegistry
+from tests.support.discovery import discovering, names
 
 ASG_TEMPLATE = """\
 name: "asg-{asg}"
@@ -49,21 +48,10 @@ def _group(name: str, **tags: str) -> AsgGroup:
 
 def _setup(tmp_path: Path, aws: FakeAws, tags: str) -> tuple[PolicyRegistry, Discovery]:
     (tmp_path / "asg.yaml").write_text(ASG_TEMPLATE.replace("TAGS", tags))
-    discovery = Discovery(
-        DiscoveryConfig(),
-        nomad=lambda: pytest.fail("no Nomad here"),  # type: ignore[arg-type,return-value]
-        aws=lambda region: aws,  # type: ignore[arg-type,return-value]
-        watch=False,
-    )
-    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
-    registry.reload()
+    registry, discovery = discovering(tmp_path, aws=aws)
     discovery.read_once(registry.templates())
     registry.refresh()
     return registry, discovery
-
-
-def _names(registry: PolicyRegistry) -> list[str]:
-    return sorted(p.name for p in registry.policies())
 
 
 def test_editing_a_templates_tags_while_aws_fails_keeps_its_targets_until_aws_answers(
@@ -73,15 +61,15 @@ def test_editing_a_templates_tags_while_aws_fails_keeps_its_targets_until_aws_an
     # dropped until AWS answered, and for as long as it failed.
     aws = FakeAws([_group("g1", team="a"), _group("g2", team="b")])
     registry, discovery = _setup(tmp_path, aws, ENABLED)
-    assert _names(registry) == ["asg-g1", "asg-g2"]
+    assert names(registry) == ["asg-g1", "asg-g2"]
 
     aws.fail = "AWS down"
     (tmp_path / "asg.yaml").write_text(ASG_TEMPLATE.replace("TAGS", TEAM_A))
     outcome = registry.reload()
-    assert _names(registry) == ["asg-g1", "asg-g2"] and not outcome.changed
+    assert names(registry) == ["asg-g1", "asg-g2"] and not outcome.changed
     discovery.read_once(registry.templates())
     outcome = registry.refresh()
-    assert _names(registry) == ["asg-g1", "asg-g2"] and not outcome.changed
+    assert names(registry) == ["asg-g1", "asg-g2"] and not outcome.changed
     (problem,) = outcome.sources_failing
     assert "team=a" in problem.file and "AWS down" in problem.message
     assert "the 2 targets its templates found before they changed stay in force" in (
@@ -93,7 +81,7 @@ def test_editing_a_templates_tags_while_aws_fails_keeps_its_targets_until_aws_an
     aws.fail = None  # the new source answers: its result applies as usual
     discovery.read_once(registry.templates())
     outcome = registry.refresh()
-    assert _names(registry) == ["asg-g1"] and outcome.removed == ("asg-g2",)
+    assert names(registry) == ["asg-g1"] and outcome.removed == ("asg-g2",)
     assert outcome.problems == ()
 
 
@@ -126,7 +114,7 @@ def test_a_file_held_back_late_keeps_the_targets_of_its_template_source(tmp_path
     registry.reload()
     discovery.read_once(registry.templates())
     registry.refresh()
-    assert _names(registry) == ["asg-g1", "asg-g2", "hand", "other-g1"]
+    assert names(registry) == ["asg-g1", "asg-g2", "hand", "other-g1"]
 
     aws.fail = "AWS down"
     # The template now reads the other file's source (team: a), which has a result; the
@@ -136,4 +124,4 @@ def test_a_file_held_back_late_keeps_the_targets_of_its_template_source(tmp_path
     )
     outcome = registry.reload()
     assert any(str(tmp_path / "asg.yaml") == kept for kept in outcome.kept)
-    assert _names(registry) == ["asg-g1", "asg-g2", "hand", "other-g1"]
+    assert names(registry) == ["asg-g1", "asg-g2", "hand", "other-g1"]
