@@ -104,7 +104,8 @@ def _meanwhile(
     aws_proxy: AwsProxy, moto_server: MotoServer, scaler: AsgScaler, name: str, by_hand: int
 ) -> Callable[[], None]:
     """Scale `name` from 2 to 4 while its first SetDesiredCapacity is throttled (answered
-    after 0.5 s); in that time DesiredCapacity is set to `by_hand`. The call's outcome."""
+    after 0.5 s); in that time DesiredCapacity is set to `by_hand`. The call's outcome: the
+    call has ended by then (leaving the pool waits for it; the scaler's deadline bounds it)."""
     aws_proxy.fail_next("SetDesiredCapacity", 400, "Throttling", "Rate exceeded", delay=0.5)
     with ThreadPoolExecutor(1) as pool:
         call = pool.submit(scaler.scale, 4, reason="up", meta={}, expected=2)
@@ -112,7 +113,7 @@ def _meanwhile(
         moto_server.client().set_desired_capacity(
             AutoScalingGroupName=name, DesiredCapacity=by_hand
         )
-        return lambda: call.result(timeout=10)
+        return call.result
 
 
 def test_a_count_changed_by_hand_while_the_scale_is_retried_is_not_overwritten(

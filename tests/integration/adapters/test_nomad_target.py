@@ -122,7 +122,8 @@ def _meanwhile(
 ) -> Callable[[], None]:
     """Scale chat/web from 2 to 4 while its first scale request is answered HTTP 500 after
     1 s (unanswered with a shorter `timeout`); in that time `act` runs (someone else's
-    change). The call's outcome."""
+    change). The call's outcome: the call has ended by then (leaving the pool waits for it;
+    the scaler's deadline bounds it)."""
     stand_in.register_job("chat", groups={"web": 2})
     scaler = scaler_for(stand_in, timeout=timeout, deadline=5.0)
     stand_in.fail_requests_of("chat", 500, "rpc error: EOF", methods=["POST"], delay=1.0)
@@ -131,7 +132,7 @@ def _meanwhile(
         wait_until(lambda: len(_ours(stand_in)) == 1, timeout=5.0)
         stand_in.heal("chat")
         act()
-        return lambda: call.result(timeout=10)
+        return call.result
 
 
 def test_a_count_changed_by_hand_while_the_scale_is_retried_is_not_overwritten(
