@@ -274,14 +274,14 @@ class PostgresStateStore:
         and the last action of every target not in `targets` older than that (as
         `SqliteStateStore.drop_removed`); fenced by the lease like every write."""
         with self._tx() as (conn, _):
-            gone = [
-                (name, _utc(at) or at)
-                for name, at in conn.execute(
+            gone = schema.removed(
+                conn.execute(
                     "SELECT policy, updated_at FROM autoscaler_memory WHERE updated_at < %s",
                     (before,),
-                ).fetchall()
-                if name not in policies
-            ]
+                ).fetchall(),
+                policies,
+                lambda at: at.astimezone(UTC),
+            )
             old = [
                 key
                 for (key,) in conn.execute(

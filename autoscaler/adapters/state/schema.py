@@ -7,12 +7,14 @@ last action moving forward relies on it); decisions are their `to_dict()` JSON.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from autoscaler.core.model import Action, CheckResult, Decision
+
+_Stored = TypeVar("_Stored")  # a time as a database gives it back
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS targets (
@@ -67,10 +69,13 @@ class Dropped:
     targets: int = 0
 
 
-def removed(rows: list[tuple[str, str]], keep: Collection[str]) -> list[tuple[str, datetime]]:
-    """The (key, time) of `rows` (key, stored time) whose key is not in `keep`: the rows
-    of removed policies or targets; those of loaded ones stay, however old."""
-    return [(key, parse(at)) for key, at in rows if key not in keep]
+def removed(
+    rows: Iterable[tuple[str, _Stored]], keep: Collection[str], read: Callable[[_Stored], datetime]
+) -> list[tuple[str, datetime]]:
+    """The (key, time) of `rows` (key, stored time, turned into a time by `read`: `parse`
+    for SQLite's text) whose key is not in `keep`: the rows of removed policies or
+    targets; those of loaded ones stay, however old."""
+    return [(key, read(at)) for key, at in rows if key not in keep]
 
 
 def decision_from_dict(data: dict[str, Any]) -> Decision:

@@ -392,6 +392,7 @@ class SqliteStateStore:
                     "SELECT policy, updated_at FROM memory WHERE updated_at < ?", (cutoff,)
                 ).fetchall(),
                 policies,
+                schema.parse,
             )
             old = schema.removed(
                 db.execute(
@@ -399,6 +400,7 @@ class SqliteStateStore:
                     (cutoff,),
                 ).fetchall(),
                 targets,
+                schema.parse,
             )
             db.executemany(
                 "DELETE FROM memory WHERE policy = ? AND updated_at < ?",
