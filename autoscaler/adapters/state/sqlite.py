@@ -394,21 +394,20 @@ class SqliteStateStore:
                 policies,
                 schema.parse,
             )
-            old = schema.removed(
-                db.execute(
-                    "SELECT target_key, last_scaled_at FROM targets WHERE last_scaled_at < ?",
-                    (cutoff,),
-                ).fetchall(),
-                targets,
-                schema.parse,
-            )
+            old = [  # keys only: their times are not returned
+                key
+                for (key,) in db.execute(
+                    "SELECT target_key FROM targets WHERE last_scaled_at < ?", (cutoff,)
+                ).fetchall()
+                if key not in targets
+            ]
             db.executemany(
                 "DELETE FROM memory WHERE policy = ? AND updated_at < ?",
                 [(name, cutoff) for name, _ in gone],
             )
             db.executemany(
                 "DELETE FROM targets WHERE target_key = ? AND last_scaled_at < ?",
-                [(key, cutoff) for key, _ in old],
+                [(key, cutoff) for key in old],
             )
         return schema.Dropped(policies=gone, targets=len(old))
 
