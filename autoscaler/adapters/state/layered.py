@@ -411,9 +411,8 @@ class LayeredStateStore:
         at = next((i for i, d in enumerate(pending) if not d.changes_target or d.dry_run), 0)
         oldest = pending[at]
         del pending[at]
-        self._lingered.discard((oldest.policy, oldest.time))
-        shown = self._unrecorded.get(oldest.policy)
-        if shown is not None and shown.time == oldest.time:  # it will never be recorded now
+        shown = self._leaving(oldest)
+        if shown is not None:  # it will never be recorded now
             dropped = (
                 "state not durable: dropped from the history unwritten (more than "
                 f"{pending.maxlen:,} decisions waited for the state database)"
@@ -556,10 +555,16 @@ class LayeredStateStore:
         by policy and time, since a new version may have replaced one while it was written."""
         while self._pending and (self._pending[0].policy, self._pending[0].time) in keys:
             written = self._pending.popleft()
-            self._lingered.discard((written.policy, written.time))
-            shown = self._unrecorded.get(written.policy)
-            if shown is not None and shown.time == written.time:
+            if self._leaving(written) is not None:
                 del self._unrecorded[written.policy]
+
+    def _leaving(self, decision: Decision) -> Decision | None:
+        """`decision` leaves the queue, written or dropped (with `self._lock` held): it
+        lingers no more. The version of it that `unrecorded` shows, if it is the decision
+        shown there (for the caller to forget or amend); else None."""
+        self._lingered.discard((decision.policy, decision.time))
+        shown = self._unrecorded.get(decision.policy)
+        return shown if shown is not None and shown.time == decision.time else None
 
     def _failed(self, exc: StateError) -> None:
         self._retry_at = self._clock() + self._retry_after
