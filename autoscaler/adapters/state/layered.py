@@ -575,16 +575,17 @@ class LayeredStateStore:
                 exc,
             )
         self._problem = str(exc)
-        self._mark_unrecorded(self._problem)
+        self._mark_unrecorded()
 
-    def _mark_unrecorded(self, problem: str) -> None:
-        """Say in each decision reported before its write that the write failed: it is
-        shown (history, API) as what it is, and written so once writes succeed."""
+    def _mark_unrecorded(self) -> None:
+        """Say in each decision reported before its write that the write failed (the
+        `_problem`): it is shown (history, API) as what it is, and written so once writes
+        succeed."""
         with self._lock:
             if not self._lingered:
                 return
             note = scrub(
-                f"state not durable ({problem}): the write after this decision was reported "
+                f"state not durable ({self._problem}): the write after this decision was reported "
                 "failed; it is kept in memory only until it can be recorded"
             )
             for i, found in enumerate(self._pending):
