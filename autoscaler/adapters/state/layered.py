@@ -216,7 +216,7 @@ class LayeredStateStore:
     def sizes(self) -> tuple[int, int, int]:
         """Policies known, targets' last actions and decision times kept in memory."""
         with self._lock:
-            return len(self._known), self._memory.sizes()[1], len(self._recorded)
+            return len(self._known), self._memory.targets_kept(), len(self._recorded)
 
     def drop_removed(
         self, policies: Collection[str], targets: Collection[str], *, before: datetime

@@ -63,9 +63,9 @@ class MemoryStateStore:
             key: at for key, at in self._targets.items() if key in targets or key in about
         }
 
-    def sizes(self) -> tuple[int, int]:
-        """How many policies' memories and targets' last actions are kept."""
-        return len(self._memory), len(self._targets)
+    def targets_kept(self) -> int:
+        """How many targets' last actions are kept."""
+        return len(self._targets)
 
     def record(self, decision: Decision) -> None:
         self._decisions.append(decision)
