@@ -564,26 +564,25 @@ def make_client(
     return client
 
 
-def check_sends(client: AutoScalingClient) -> bool:
+def check_sends(client: AutoScalingClient) -> None:
     """Have `client`'s connections refuse to open or write a request at or after its
-    caller's deadline (`send_by`); True if they now do.
+    caller's deadline (`send_by`).
 
     botocore takes no connection classes of ours, so they go into the client's HTTP session
     (its connection pools' classes, shared by its proxies' pools): botocore internals.
-    Where a version of botocore has them otherwise, nothing is touched, a warning is
-    logged, and False is returned. Idempotent.
+    Where a version of botocore has them otherwise, nothing is touched and a warning is
+    logged. Idempotent.
     """
     http = getattr(getattr(client, "_endpoint", None), "http_session", None)
     pools = getattr(http, "_pool_classes_by_scheme", None)
     shared = getattr(getattr(http, "_manager", None), "pool_classes_by_scheme", None) is pools
     if isinstance(pools, dict) and shared:  # the pools' classes, and its manager's
         pools.update(send_by.checked_pools(pools))
-        return True
+        return
     log.warning(
         "this botocore keeps its connection pools otherwise: a SetDesiredCapacity whose "
         "connection opens late may be sent after the leader lease ends"
     )
-    return False
 
 
 def release_endpoint_tables(session: boto3.session.Session) -> bool:
