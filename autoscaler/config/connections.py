@@ -31,7 +31,8 @@ from autoscaler.policy.schema import describe
 from autoscaler.redact import register
 
 if TYPE_CHECKING:
-    from autoscaler.adapters.sources.prometheus import PrometheusSettings, PrometheusSource
+    from autoscaler.adapters.sources.prometheus import PrometheusSource
+    from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
     from autoscaler.adapters.targets import TargetFactory
     from autoscaler.adapters.targets.nomad import NomadSettings
 
@@ -276,7 +277,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings classes register their own (tokens, passwords, URL credentials), the AWS
     credentials of the environment are registered here (boto3 reads them by itself).
     """
-    from autoscaler.adapters.sources.prometheus import PrometheusSettings  # noqa: PLC0415
+    from autoscaler.adapters.sources.prometheus_settings import (  # noqa: PLC0415
+        PrometheusSettings,
+    )
 
     register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
     timeout = float(args.query_timeout)

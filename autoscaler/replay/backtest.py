@@ -22,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
 from autoscaler.core.series import Select, matching, own_series
 from autoscaler.engine.histories import several_series

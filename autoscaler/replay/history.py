@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.core.series import Select, describe_select, matching
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.replay.harness import Value

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler import redact
-from autoscaler.adapters.sources.prometheus import PrometheusSettings
+from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
 from autoscaler.cli.logs import JsonFormatter
 from tests.support.fuzz import fuzz_settings
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.adapters.sources.prometheus import _sample_pairs, _series_set
+from autoscaler.adapters.sources.prometheus_answers import sample_pairs, series_set
 from autoscaler.errors import QueryError
 
 QUERY = "sum by (job) (x)"
@@ -20,16 +20,16 @@ def _plain(body: str) -> Any:
 
 
 def _paired(body: str, like: Any = ()) -> Any:
-    return json.loads(body, object_pairs_hook=_sample_pairs(like))["data"]["result"]
+    return json.loads(body, object_pairs_hook=sample_pairs(like))["data"]["result"]
 
 
 LIKE = [({"job": "web"}, 1.0), ({"job": "api", "group": "a"}, 2.0)]
 
 
 def _outcome(result: Any) -> Any:
-    """The series `_series_set` gives `result` (NaN as a string, to compare), or its error."""
+    """The series `series_set` gives `result` (NaN as a string, to compare), or its error."""
     try:
-        found = _series_set(QUERY, "vector", result)
+        found = series_set(QUERY, "vector", result)
     except QueryError as exc:
         return ("error", str(exc))
     return [(dict(labels), "nan" if math.isnan(v) else v) for labels, v in found.series]
@@ -100,7 +100,7 @@ def test_a_series_is_kept_as_its_labels_and_value_only() -> None:
     body = _answer({"metric": {"job": "web"}, "value": [1.5, "12"]})
     (pair,) = _paired(body)
     assert type(pair) is tuple and pair == ({"job": "web"}, 12.0)
-    ((labels, _),) = _series_set(QUERY, "vector", [pair]).series
+    ((labels, _),) = series_set(QUERY, "vector", [pair]).series
     assert labels is pair[0]
 
 

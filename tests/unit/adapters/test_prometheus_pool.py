@@ -6,7 +6,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from autoscaler.adapters.sources.coalesce import FETCHERS
-from autoscaler.adapters.sources.prometheus import POOL_SIZE, PrometheusSettings, PrometheusSource
+from autoscaler.adapters.sources.prometheus import POOL_SIZE, PrometheusSource
+from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
 from autoscaler.adapters.targets.nomad import NomadSettings
 from autoscaler.config.connections import Settings
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.adapters.sources.prometheus import MAX_POINTS, range_chunks
+from autoscaler.adapters.sources.prometheus_range import MAX_POINTS, range_chunks
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autoscaler.adapters.sources.prometheus import RangeSeries
+from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.core.model import (
     AsgTarget,
     Check,

@@ -1,0 +1,278 @@
+"""When an answer from Prometheus is usable, and what it gives: the one value of a check,
+or every series of a grouped query, or a `QueryError` that says why not.
+
+A value is used only when it is what the expression asks for: the answer's `resultType`
+must be the expression's own type (parsed offline with promql-parser), one series for a
+check, a finite number, and no warnings (Prometheus answers "success" with partial data
+when a `remote_read` endpoint fails). The client drops `resultType` and `warnings`;
+`result_notes` reads them from the response for `PrometheusSource`'s response hook.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import promql_parser
+import requests
+
+from autoscaler.core.series import Labels, SeriesSet
+from autoscaler.errors import QueryError
+
+__all__ = [
+    "Hook",
+    "refuse_warnings",
+    "result_notes",
+    "sample_pairs",
+    "series_set",
+    "single_value",
+]
+
+# Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
+Hook = Callable[[list[tuple[str, Any]]], Any]
+_SHOWN_SERIES = 3
+_WARNINGS_KEY = b'"warnings"'
+# How Prometheus starts an info-level annotation (`annotations.PromQLInfo`), which 2.47 to
+# 2.53 answered among the warnings.
+_INFO_PREFIX = "PromQL info:"
+_NUMERIC_TYPES = ("vector", "scalar")
+# Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`.
+_HEAD_BYTES = 96
+_RESULT_TYPE_HEAD = re.compile(
+    rb'\s*\{\s*"status"\s*:\s*"success"\s*,\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"(\w+)"'
+)
+
+
+def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ...]]:
+    """The answer's `data.resultType` (None if it has none) and its warnings (without the
+    info-level notes older versions listed among them): what the client drops.
+
+    Prometheus writes `{"status":"success","data":{"resultType":"vector",...` first:
+    read there, a grouped answer of thousands of series is not decoded twice. Any other
+    layout (a proxy that reorders keys) is decoded in full.
+    """
+    found: str | None = None
+    warnings: tuple[str, ...] = ()
+    if response.status_code == 200:
+        content = response.content
+        head = _RESULT_TYPE_HEAD.match(content[:_HEAD_BYTES])
+        body: Any = None
+        if head is not None:
+            found = head.group(1).decode("ascii")
+        if head is None or _WARNINGS_KEY in content:  # warnings are rare: decode then
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        if isinstance(body, dict):
+            data = body.get("data")
+            if head is None and isinstance(data, dict):
+                result_type = data.get("resultType")
+                found = result_type if isinstance(result_type, str) else None
+            listed = body.get("warnings")
+            if isinstance(listed, list) and listed:
+                noted = (str(w) for w in listed)
+                warnings = tuple(w for w in noted if not w.startswith(_INFO_PREFIX))
+    return found, warnings
+
+
+def refuse_warnings(promql: str, warnings: Sequence[str], what: str = "query") -> None:
+    """Raise `QueryError` when the answer to `promql` came with `warnings` (not counting
+    the info-level notes older versions listed among them)."""
+    if warnings:
+        shown = "; ".join(warnings[:_SHOWN_SERIES])
+        more = f" and {len(warnings) - _SHOWN_SERIES} more" if len(warnings) > _SHOWN_SERIES else ""
+        raise QueryError(
+            f"{what} {promql!r}: Prometheus answered with warnings, so its data may be "
+            f"partial, and it is not used: {shown}{more}"
+        )
+
+
+def single_value(promql: str, result_type: str | None, result: Any) -> float:
+    """The one finite value in `custom_query`'s result, or a `QueryError` saying why not.
+
+    `result_type` is the answer's `resultType`; it must be the expression's own type
+    (vector or scalar), or, when that type cannot be worked out, one of those two.
+    """
+    expected = _expression_type(promql)
+    if expected == "string":
+        raise QueryError(f"query {promql!r} returns a string, not a number")
+    if expected == "matrix" or (expected is None and result_type == "matrix"):
+        raise QueryError(
+            f"query {promql!r} returns a range vector (matrix); a check needs one instant "
+            "value: wrap it in a function such as avg_over_time(...[5m]) or rate(...[5m])"
+        )
+    if result_type not in _NUMERIC_TYPES or (expected is not None and result_type != expected):
+        got = "no resultType" if result_type is None else f"a {result_type} result"
+        wanted = f"a {expected}" if expected else "a vector or a scalar"
+        raise QueryError(
+            f"query {promql!r}: Prometheus answered with {got} where the expression gives "
+            f"{wanted}; a value of the wrong type is never used (is a proxy or an "
+            "incompatible server answering in Prometheus' place?)"
+        )
+    if result_type == "scalar":
+        if not _is_sample(result):
+            raise QueryError(f"query {promql!r}: unexpected scalar shape from Prometheus")
+        return _finite(promql, result[1], "the scalar result")
+    if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+        raise QueryError(f"query {promql!r}: unexpected result shape from Prometheus")
+    if not result:
+        raise QueryError(
+            f"query {promql!r} returned no series: check the metric name and label matchers "
+            "(and that the series has a sample within the last 5 minutes)"
+        )
+    if len(result) > 1:
+        shown = ", ".join(_labels(s.get("metric")) for s in result[:_SHOWN_SERIES])
+        more = f" and {len(result) - _SHOWN_SERIES} more" if len(result) > _SHOWN_SERIES else ""
+        raise QueryError(
+            f"query {promql!r} returned {len(result)} series ({shown}{more}); a check needs "
+            "exactly one: aggregate with sum()/max()/avg() or add label matchers"
+        )
+    series = result[0]
+    value = series.get("value")
+    if not _is_sample(value):
+        raise QueryError(f"query {promql!r}: unexpected sample shape from Prometheus")
+    return _finite(promql, value[1], _labels(series.get("metric")))
+
+
+def series_set(promql: str, result_type: str | None, result: Any) -> SeriesSet:
+    """Every series of an instant-vector answer, values as floats (NaN and ±Inf included:
+    each target's `pick` judges its own)."""
+    if result_type != "vector":
+        got = "no resultType" if result_type is None else f"a {result_type} result"
+        raise QueryError(
+            f"grouped query {promql!r}: Prometheus answered with {got}; a query shared with "
+            "group_by must give an instant vector, one series per target (e.g. sum by (job) ...)"
+        )
+    try:
+        series = [
+            s if isinstance(s, tuple) else (dict(s["metric"]), float(s["value"][1])) for s in result
+        ]
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
+        raise QueryError(
+            f"grouped query {promql!r}: unexpected result shape from Prometheus"
+        ) from None
+    return SeriesSet(query=promql, series=series)
+
+
+def sample_pairs(like: Sequence[tuple[Labels, float]] = ()) -> Hook:
+    """A JSON object hook for an instant-vector answer: a series, `{"metric": {...},
+    "value": [t, "v"]}`, becomes `(labels, float(v))`; any other object, or one whose value
+    does not convert, stays the dict `json` makes (and `series_set` judges it as before).
+
+    A series is told apart by its types: labels map names to strings, a series maps
+    "metric" to an object and "value" to an array. The labels of the N-th series are the
+    labels dict of the N-th series of `like` (the previous answer to the query) when equal:
+    an answer with the same series as the one before makes no new label dict to keep.
+    """
+    position = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> Any:
+        nonlocal position
+        if len(pairs) == 2:  # no dict of the two first: 10,000 of them per answer
+            (first, one), (second, other) = pairs
+            labels, value = (
+                (one, other)
+                if (first, second) == ("metric", "value")
+                else (other, one)
+                if (first, second) == ("value", "metric")
+                else (None, None)
+            )
+            if isinstance(labels, dict) and isinstance(value, list) and len(value) == 2:
+                try:
+                    sample = labels, float(value[1])
+                except (TypeError, ValueError):
+                    pass
+                else:
+                    position += 1
+                    return sample
+        found = dict(pairs)
+        if position < len(like) and like[position][0] == found:
+            return like[position][0]  # `found` (the same labels) is dropped at once
+        return found
+
+    return hook
+
+
+def _finite(promql: str, text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise QueryError(f"query {promql!r}: {what} is {text!r}, not a number") from None
+    if math.isnan(value):
+        raise QueryError(
+            f"query {promql!r}: {what} is NaN (often 0/0, e.g. a ratio of rates with no "
+            "traffic); make the query defined for that case"
+        )
+    if math.isinf(value):
+        raise QueryError(
+            f"query {promql!r}: {what} is {text} (often a division by zero); "
+            "make the query defined for that case"
+        )
+    return value
+
+
+def _is_sample(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int | float)
+        and isinstance(value[1], str)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _expression_type(promql: str) -> str | None:
+    """The type PromQL gives `promql`: "vector", "scalar", "matrix", "string", or None.
+
+    None when the text does not parse offline; cached, since every check asks again at
+    every evaluation.
+    """
+    try:
+        return _type_of(promql_parser.parse(promql))
+    except ValueError:
+        return None
+
+
+def _type_of(expr: Any) -> str | None:
+    """The value type of a parsed expression (Prometheus' own typing rules)."""
+    if isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr):
+        return _type_of(expr.expr)
+    if isinstance(expr, promql_parser.NumberLiteral):
+        return "scalar"
+    if isinstance(expr, promql_parser.StringLiteral):
+        return "string"
+    if isinstance(expr, promql_parser.VectorSelector | promql_parser.AggregateExpr):
+        return "vector"
+    if isinstance(expr, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
+        return "matrix"
+    if isinstance(expr, promql_parser.Call):
+        returned = expr.func.return_type
+        return next((name for kind, name in _TYPE_NAMES if kind == returned), None)
+    if isinstance(expr, promql_parser.BinaryExpr):
+        sides = (_type_of(expr.lhs), _type_of(expr.rhs))
+        if None in sides:
+            return None
+        return "scalar" if sides == ("scalar", "scalar") else "vector"
+    return None
+
+
+# promql-parser's ValueType members compare equal but do not hash.
+_TYPE_NAMES = (
+    (promql_parser.ValueType.Vector, "vector"),
+    (promql_parser.ValueType.Scalar, "scalar"),
+    (promql_parser.ValueType.Matrix, "matrix"),
+    (promql_parser.ValueType.String, "string"),
+)
+
+
+def _labels(metric: Any) -> str:
+    """`name{a="1", b="2"}`, the way Prometheus shows a series."""
+    if not isinstance(metric, dict):
+        return "{}"
+    name = str(metric.get("__name__", ""))
+    pairs = ", ".join(f"{k}={str(v)!r}" for k, v in sorted(metric.items()) if k != "__name__")
+    return f"{name}{{{pairs}}}"
