@@ -70,7 +70,7 @@ from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
     from autoscaler.adapters.state import LayeredStateStore
-    from autoscaler.adapters.targets.nomad import NomadSettings
+    from autoscaler.adapters.targets.nomad_settings import NomadSettings
     from autoscaler.core.ports import StateStore
     from autoscaler.engine.reconciler import Evaluation
     from autoscaler.service.leadership import Leadership

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from autoscaler.adapters.sources.prometheus import PrometheusSource
     from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
     from autoscaler.adapters.targets import TargetFactory
-    from autoscaler.adapters.targets.nomad import NomadSettings
+    from autoscaler.adapters.targets.nomad_settings import NomadSettings
 
 # The adapters (requests, python-nomad) are imported when settings are built, not with
 # this module: `validate`, `test` and `--help` never talk to a server and start faster.
@@ -246,7 +246,7 @@ def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
     env = {name: str(value) for name, value in values.items() if value}
     if token:
         env["NOMAD_TOKEN"] = token
-    from autoscaler.adapters.targets.nomad import NomadSettings  # noqa: PLC0415
+    from autoscaler.adapters.targets.nomad_settings import NomadSettings  # noqa: PLC0415
 
     settings = NomadSettings.from_env(env)
     timeout = getattr(args, "nomad_timeout", None)

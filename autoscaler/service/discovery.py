@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
-from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.config.connections import Settings
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
 from autoscaler.core.model import NomadTarget, Policy

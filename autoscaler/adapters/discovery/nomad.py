@@ -39,8 +39,9 @@ import requests
 from nomad.api.exceptions import BaseNomadException
 
 from autoscaler.adapters.exhausted import out_of_resources
-from autoscaler.adapters.targets.nomad import NomadSettings, shared_session
 from autoscaler.adapters.targets.nomad_errors import NETWORK_ERRORS, redact_address, scrub, short
+from autoscaler.adapters.targets.nomad_session import shared_session
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
 from autoscaler.errors import DiscoveryError
 

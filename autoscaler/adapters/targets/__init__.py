@@ -6,7 +6,8 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings, placement
+from autoscaler.adapters.targets.nomad import NomadScaler
+from autoscaler.adapters.targets.nomad_settings import NomadSettings, placement
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import AsgTarget, NomadTarget, TargetRef
 from autoscaler.core.ports import ScalingTarget

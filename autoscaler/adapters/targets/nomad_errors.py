@@ -1,4 +1,5 @@
-"""Helpers of the Nomad target for failures: what to retry, and text safe to show.
+"""Helpers of the Nomad target for failures: what to retry, the error each failure
+becomes, and text safe to show.
 
 NOMAD_ADDR may carry credentials (`https://user:pass@host:4646`) and Nomad's (or a proxy's)
 answers may quote our request back, token included: every message, warning or repr that
@@ -10,16 +11,29 @@ there by `NomadSettings`).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 from nomad.api.exceptions import BaseNomadException
 
 from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.core.model import NomadTarget
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
 from autoscaler.redact import mask_url
 from autoscaler.redact import scrub as scrub_text
 
+if TYPE_CHECKING:  # it imports `redact_address` from here
+    from autoscaler.adapters.targets.nomad_settings import NomadSettings
+
 NO_REGION_PATH = "No path to region"  # Nomad's 500 for a region it cannot forward to
+_DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
 # What python-nomad wraps when the network, not the request, is at fault (worth a retry).
 NETWORK_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -63,6 +77,93 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(answer, requests.exceptions.SSLError):
         return False  # a certificate does not become valid by asking again
     return isinstance(answer, NETWORK_ERRORS)
+
+
+def last_attempt(exc: BaseNomadException, address: str) -> tuple[str, bool]:
+    """How the last attempt failed (shown redacted), and whether it was sent and got no
+    answer in time (a read timeout, a connection dropped mid-answer): it may have landed."""
+    answer = exc.nomad_resp
+    if isinstance(answer, requests.Response):
+        text = scrub(answer.text.strip(), address)
+        return f"HTTP {answer.status_code}: {text[:200]}", False
+    unanswered = isinstance(
+        answer, requests.exceptions.ReadTimeout | requests.exceptions.ChunkedEncodingError
+    ) or (
+        isinstance(answer, requests.exceptions.ConnectionError)
+        and not isinstance(answer, requests.exceptions.ConnectTimeout)
+        and "Connection aborted" in str(answer)
+    )
+    return short(answer, address), unanswered
+
+
+def translate(
+    exc: BaseNomadException,
+    capability: str,
+    *,
+    ref: NomadTarget,
+    settings: NomadSettings,
+    namespace: str,
+    region: str | None,
+    shown_address: str,
+) -> TargetError:
+    """Our error for python-nomad's exception; never shows the token or NOMAD_ADDR's
+    `user:password@`. `capability` is the ACL capability the request needs; `namespace` and
+    `region` are the target's, `shown_address` Nomad's address as it may be shown.
+    """
+    where, address = _where(namespace, region), shown_address
+    answer = exc.nomad_resp
+    exhausted = out_of_resources(exc)
+    if exhausted is not None:
+        return TargetUnavailable(f"cannot reach Nomad at {address}: {exhausted}")
+    if not isinstance(answer, requests.Response):
+        cause = short(answer, settings.address)
+        if isinstance(answer, requests.exceptions.SSLError):
+            return TargetUnavailable(
+                f"TLS handshake with Nomad at {address} failed ({cause}); set "
+                "NOMAD_CACERT to the CA that signed Nomad's certificate"
+            )
+        if isinstance(answer, NETWORK_ERRORS):
+            return TargetUnavailable(
+                f"Nomad at {address} unreachable within {settings.deadline:g}s: {cause}"
+            )
+        return TargetError(
+            f"cannot call Nomad at {address} (check NOMAD_ADDR and the TLS files): {cause}"
+        )
+    status = answer.status_code
+    text = scrub(answer.text.strip(), settings.address)
+    if status == 403:
+        refused = f"Nomad refused {answer.request.method} {request_path(answer)} ({text})"
+        if "token" in text.lower():  # "ACL token not found", "ACL token expired", ...
+            return TargetForbidden(
+                f"{refused}: NOMAD_TOKEN is not a valid token for this cluster "
+                "(expired, deleted, or from another cluster)"
+            )
+        hint = "" if settings.token else "; no token is set: set NOMAD_TOKEN"
+        return TargetForbidden(
+            f"{refused}: the token lacks the '{capability}' capability in namespace "
+            f"'{namespace}'{hint}"
+        )
+    if status == 404:
+        return TargetNotFound(f"job '{ref.job}' not found in {where}")
+    if status == 400 and _DEPLOYMENT_BLOCKED in text.lower():
+        return TargetBusy(f"Nomad refused to scale {ref}: {text}")
+    if status == 400 and "task group" in text and "does not exist" in text:
+        return TargetNotFound(f"task group '{ref.group}' not found in job '{ref.job}'")
+    if status == 500 and NO_REGION_PATH in text:
+        return TargetUnavailable(
+            f"Nomad at {address} has no path to region "
+            f"'{region}': check the policy's region or NOMAD_REGION"
+        )
+    if 400 <= status < 500:
+        return TargetError(f"Nomad refused the request for {ref} (HTTP {status}): {text}")
+    return TargetUnavailable(
+        f"Nomad kept failing for {ref} for {settings.deadline:g}s "
+        f"(last: HTTP {status}: {text[:200]})"
+    )
+
+
+def _where(namespace: str, region: str | None) -> str:
+    return f"namespace '{namespace}'" + (f" of region '{region}'" if region else "")
 
 
 def _userinfo(address: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
-from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.model import NomadTarget
 from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_data

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from autoscaler.adapters.deadline import monotonic
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad import NomadScaler
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.model import NomadTarget
 from autoscaler.errors import (
     TargetBusy,

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from autoscaler.adapters.targets import TargetFactory
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad import NomadScaler
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.adapters.targets.nomad_watch import HEARTBEAT, RETRY_MIN, SILENCE, JobWatch
 from autoscaler.core.model import NomadTarget
 from tests.support.net import wait_until

@@ -26,7 +26,8 @@ from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.state.lease import PostgresLease
 from autoscaler.adapters.state.postgres import PostgresStateStore
 from autoscaler.adapters.targets.aws_asg import AsgScaler
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad import NomadScaler
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.model import (
     Action,
     AsgTarget,

@@ -19,7 +19,8 @@ import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.adapters.targets.aws_asg import AsgScaler
-from autoscaler.adapters.targets.nomad import NomadScaler, NomadSettings
+from autoscaler.adapters.targets.nomad import NomadScaler
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.model import (
     Action,
     AsgTarget,

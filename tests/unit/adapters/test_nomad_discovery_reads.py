@@ -12,7 +12,7 @@ import requests
 
 from autoscaler.adapters.discovery import nomad as discovery
 from autoscaler.adapters.discovery.nomad import READERS, NomadDiscovery
-from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.errors import DiscoveryError
 
 

@@ -8,7 +8,7 @@ from requests.adapters import HTTPAdapter
 from autoscaler.adapters.sources.coalesce import FETCHERS
 from autoscaler.adapters.sources.prometheus import POOL_SIZE, PrometheusSource
 from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
-from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.config.connections import Settings
 
 URL = "https://prom.example:9443/prefix"

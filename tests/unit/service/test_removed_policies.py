@@ -19,7 +19,7 @@ import pytest
 from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore
 from autoscaler.adapters.state.schema import Dropped
 from autoscaler.adapters.targets import TargetFactory
-from autoscaler.adapters.targets.nomad import NomadSettings
+from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import Check, NomadTarget, Policy, Strategy, TargetRef
 from autoscaler.engine.reconciler import Evaluation
