@@ -157,8 +157,6 @@ def main(args: argparse.Namespace) -> int:
     """Run `autoscaler backtest` with parsed arguments; returns the exit code."""
     from autoscaler.adapters.sources.prometheus import PrometheusSource  # noqa: PLC0415
     from autoscaler.replay.backtest import quiet_decisions, run_backtest  # noqa: PLC0415
-    from autoscaler.replay.backtest_plot import backtest_figure  # noqa: PLC0415
-    from autoscaler.replay.plot import PlotError, write  # noqa: PLC0415
     from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
 
     setup_logging("warning", "text")
@@ -185,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     loaded = load_paths(args.paths)
-    for problem in loaded.problems:
+    for problem in [*loaded.problems, *loaded.warnings]:
         print(problem, file=sys.stderr)
     found: list[Problem] = []
     discovered = list(loaded.policies)
@@ -208,8 +206,20 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_UNREACHABLE
     finally:
         source.close()
+    if not _report(result, args, policies):
+        return EXIT_INVALID
+    return EXIT_INVALID if loaded.problems or found else EXIT_OK
+
+
+def _report(result: Backtest, args: argparse.Namespace, policies: list[Policy]) -> bool:
+    """Print the result as asked (`-o json` on stdout with its summary on stderr: the
+    terminal always gets one) and write the plot; False if the plot cannot be written."""
+    from autoscaler.replay.backtest_plot import backtest_figure  # noqa: PLC0415
+    from autoscaler.replay.plot import PlotError, write  # noqa: PLC0415
+
     if args.output == "json":
         print(json.dumps(result.to_dict(), indent=2))
+        render_summary(result, sys.stderr)
     else:
         render_table(result, sys.stdout)
     if args.plot:
@@ -217,9 +227,9 @@ def main(args: argparse.Namespace) -> int:
             path = write(backtest_figure(result, {p.name: p for p in policies}), args.plot)
         except PlotError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INVALID
+            return False
         print(f"plot written to {path}", file=sys.stderr)
-    return EXIT_INVALID if loaded.problems or found else EXIT_OK
+    return True
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -266,6 +276,13 @@ def _check_count_options(options: Options, policies: list[Policy]) -> None:
 
 def render_table(result: Backtest, out: TextIO) -> None:
     """One row per policy, then each policy's first changes with their reasons."""
+    render_summary(result, out)
+    for p in result.policies:
+        _render_policy(p, out)
+
+
+def render_summary(result: Backtest, out: TextIO) -> None:
+    """The run and one row per policy: what `-o json` also says on stderr, for the terminal."""
     span = format_duration(result.end - result.start)
     print(
         f"backtest {_time(result.start)} → {_time(result.end)} ({span}), "
@@ -288,8 +305,6 @@ def render_table(result: Backtest, out: TextIO) -> None:
             f"{p.holds:>6}  {p.no_data:>7}",
             file=out,
         )
-    for p in result.policies:
-        _render_policy(p, out)
 
 
 def _render_policy(p: PolicyBacktest, out: TextIO) -> None:

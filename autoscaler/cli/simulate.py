@@ -247,10 +247,11 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
             )
         ]
     if not Path(path).is_file():
-        print(f"error: {path}: no such policy file", file=sys.stderr)
+        what = "a folder: give one policy file" if Path(path).is_dir() else "no such policy file"
+        print(f"error: {path}: {what}", file=sys.stderr)
         return None
     result = load_paths([path])
-    for problem in result.problems:
+    for problem in [*result.problems, *result.warnings]:
         print(problem, file=sys.stderr)
     if result.problems:
         return None

@@ -132,7 +132,14 @@ def test_backtest_replays_history_and_a_gap_holds_instead_of_scaling_in(
         == 210 - minute_of(failures["first_at"])
     )
     assert failures["first_error"].startswith("no data")
-    assert done.stderr == ""  # no decision log lines, whatever the log level
+    # The terminal gets the summary table on stderr, and no decision log lines, whatever
+    # the log level.
+    head, columns, *rows = done.stderr.splitlines()
+    assert head.startswith("backtest 2025-12-31T18:00:00Z → 2026-01-01T00:00:00Z (6h)")
+    assert columns.split() == [
+        "policy", "step", "evals", "actions", "inst-hours", "min", "max", "holds", "no-data"
+    ]  # fmt: skip
+    assert [row.split()[:4] for row in rows] == [["web", "1m", "360", "3"]]
 
 
 def test_identical_queries_of_several_policies_are_sent_once(

@@ -97,6 +97,32 @@ def test_a_policy_file_with_a_signal_mapping(trace: Path, tmp_path: Path) -> Non
     assert web["name"] == "web" and web["actions"] > 0
 
 
+def test_a_policy_with_a_warning_is_simulated_and_its_warning_said(
+    trace: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "web.yaml"
+    policy.write_text(
+        "name: web\ntarget: {type: aws-asg, asg: web}\nmin: 2\nmax: 40\n"
+        "fallback: {after: 3, count: 10}\n"
+        "checks:\n  - {name: load, query: 'sum(rate(x[1m]))', strategy: per-instance, target: 7}\n"
+    )
+    result = autoscaler(
+        "simulate", str(policy), "--trace", str(trace), "--capacity", "10", "--compare", "none",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{policy}:5: fallback: warning: ignored while on_missing_data is hold" in result.stderr
+    assert "web: under capacity" in result.stdout
+
+
+def test_a_folder_given_as_the_policy_file_says_so(trace: Path, tmp_path: Path) -> None:
+    result = autoscaler(
+        "simulate", str(tmp_path), "--trace", str(trace), "--capacity", "10", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert f"error: {tmp_path}: a folder: give one policy file" in result.stderr
+
+
 def test_plots_html_always_and_png_with_matplotlib(trace: Path, tmp_path: Path) -> None:
     for name in ("run.html", "run.png"):
         result = autoscaler(
