@@ -90,8 +90,11 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
 
     A `fallback` block beside `on_missing_data: hold` is ignored (the policy holds). The
     spec's own example writes them so (the block documented for when the mode is switched),
-    so refusing it would reject policies copied from the spec.
+    so refusing it would reject policies copied from the spec. So is a `timezone` on a
+    one-off schedule, whose `start` and `end` carry their own offset (the spec allows the
+    key on every schedule).
     """
+    found: list[Finding] = []
     if policy.on_missing_data != "fallback" and policy.fallback is not None:
         mode: str = policy.on_missing_data
         if "on_missing_data" not in policy.model_fields_set:
@@ -100,8 +103,15 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
             f"ignored while on_missing_data is {mode}: the policy holds without data; "
             "write `on_missing_data: fallback` to use it, or remove it"
         )
-        return [(("fallback",), message)]
-    return []
+        found.append((("fallback",), message))
+    for index, schedule in enumerate(policy.schedules):
+        if schedule.timezone is not None and not schedule.cron:
+            message = (
+                "ignored: a one-off schedule's start and end carry their own UTC offset "
+                "(timezone applies to cron schedules only)"
+            )
+            found.append((("schedules", index, "timezone"), message))
+    return found
 
 
 def limits_findings(limits: LimitsModel) -> list[Finding]:
@@ -274,8 +284,6 @@ def schedule_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
     else:
         message = "give start and end (one-off) or cron and duration (recurring)"
         found.append((path, message))
-    if schedule.timezone is not None and not schedule.cron:
-        found.append(((*path, "timezone"), "timezone applies to cron schedules only"))
     if schedule.min is None and schedule.max is None:
         found.append((path, "a schedule needs min and/or max: the bounds it sets while open"))
     if schedule.min is not None and schedule.max is not None and schedule.min > schedule.max:

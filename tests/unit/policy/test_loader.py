@@ -627,18 +627,6 @@ INVALID = [
         id="schedule-min-above-policy-max",
     ),
     pytest.param(
-        schedule(
-            "start: 2026-11-27T06:00:00Z",
-            "end: 2026-11-28T06:00:00Z",
-            "timezone: Europe/Paris",
-            "min: 2",
-        ),
-        "schedules[0].timezone",
-        "timezone applies to cron schedules only",
-        11,
-        id="schedule-timezone-on-one-off",
-    ),
-    pytest.param(
         schedule("cron: '0 8 * * *'", "duration: 1h", "min: 0"),
         "schedules[0].min",
         "aws-asg targets need min >= 1",
@@ -1127,6 +1115,20 @@ def test_a_fallback_block_without_any_on_missing_data_warns_that_hold_is_the_def
     assert [p.policy.name for p in loaded.policies] == ["web"]
     assert [(w.line, w.field) for w in loaded.warnings] == [(5, "fallback")]
     assert "ignored while on_missing_data is hold (the default):" in loaded.warnings[0].message
+
+
+def test_a_timezone_on_a_one_off_schedule_is_a_warning_not_a_problem(tmp_path: Path) -> None:
+    """The spec allows `timezone` on every schedule; a one-off's own offsets make it moot."""
+    text = schedule(
+        "start: 2026-11-27T06:00:00+01:00", "end: 2026-11-28T02:00:00+01:00",
+        "timezone: Europe/Paris", "min: 2",
+    )  # fmt: skip
+    write(tmp_path, "web.yaml", text)
+    loaded = load_file(tmp_path / "web.yaml")
+    assert loaded.problems == ()
+    assert [p.policy.name for p in loaded.policies] == ["web"]
+    assert [(w.line, w.field) for w in loaded.warnings] == [(11, "schedules[0].timezone")]
+    assert loaded.warnings[0].message.startswith("ignored: a one-off schedule's start and end")
 
 
 def test_a_warning_is_listed_beside_the_problems_of_a_broken_file(tmp_path: Path) -> None:
