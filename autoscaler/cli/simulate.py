@@ -20,7 +20,7 @@ from autoscaler.core.model import Policy
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
-from autoscaler.replay.plot import PlotError, write
+from autoscaler.replay.plot import FORMATS, PlotError, write
 from autoscaler.replay.recommended import recommended_policy
 from autoscaler.replay.simulate import (
     DEFAULT_START,
@@ -177,6 +177,13 @@ def _signals(pairs: Sequence[str]) -> dict[str, str]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run `simulate` as parsed by `add_parser`; print the table or JSON; write the plot."""
+    if args.plot and Path(args.plot).suffix.lower() not in FORMATS:
+        # Said before a simulation that may take a while, not after it.
+        print(
+            f"error: {args.plot}: unknown plot format; use one of {', '.join(FORMATS)}",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     try:
         full = read_trace(args.trace)
         trace = full

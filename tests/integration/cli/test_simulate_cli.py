@@ -115,6 +115,15 @@ def test_a_policy_with_a_warning_is_simulated_and_its_warning_said(
     assert "web: under capacity" in result.stdout
 
 
+def test_an_unknown_plot_format_is_said_before_simulating(trace: Path, tmp_path: Path) -> None:
+    result = autoscaler(
+        "simulate", "--trace", str(trace), "--capacity", "10", "--plot", "run.pdf", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "error: run.pdf: unknown plot format; use one of .png, .svg, .html" in result.stderr
+    assert result.stdout == ""  # nothing simulated, no table
+
+
 def test_a_folder_given_as_the_policy_file_says_so(trace: Path, tmp_path: Path) -> None:
     result = autoscaler(
         "simulate", str(tmp_path), "--trace", str(trace), "--capacity", "10", cwd=tmp_path
