@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape
 import boto3
 import pytest
 
-from autoscaler.adapters.targets.aws_asg import forget_shared_reads
+from autoscaler.adapters.targets.aws_client import forget_shared_reads
 from tests.support.net import forward
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 One `DescribeAutoScalingGroups` call per page of 100 groups, filtered by AWS on the tags
 (`tag:KEY = VALUE`), through the client every ASG target of that region already shares
-(`aws_asg.shared_client`). Each group comes back with all its tags, so the overrides
+(`aws_client.shared_client`). Each group comes back with all its tags, so the overrides
 (`autoscaler:min`, ...) need no second call. AWS has no change feed for tags: the service
 polls this, with backoff while it fails.
 """
@@ -16,7 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
 
 from autoscaler.adapters.exhausted import out_of_resources
-from autoscaler.adapters.targets.aws_asg import PERMISSION_CODES, shared_client
+from autoscaler.adapters.targets.aws_client import shared_client
+from autoscaler.adapters.targets.aws_errors import PERMISSION_CODES
 from autoscaler.core.discovered import AsgGroup
 from autoscaler.errors import DiscoveryError, TargetError
 from autoscaler.redact import scrub

@@ -3,35 +3,24 @@
 botocore's own retries are turned off so that one bounded, logged retry loop (tenacity)
 decides what is worth retrying (throttling, 5xx, broken connections) and for how long;
 everything else becomes one of our `TargetError`s at once, with a message that says what
-to fix (the IAM action to grant, the AWS validation message).
+to fix (the IAM action to grant, the AWS validation message): `aws_errors`.
 
-A boto3 session and client cost ~9 MB and ~0.15 s of CPU to build: every `AsgScaler` of a
-region and AWS configuration shares one client (`shared_client`; boto3 clients are
-thread-safe), whose connection pool is bounded (`POOL_SIZE`). Groups of one client read at
-the same moment share one DescribeAutoScalingGroups call (`aws_batch.GroupReads`). Once
-a client is built, its session lets go of botocore's table of every AWS endpoint
-(`release_endpoint_tables`), 7 MB that only building another client would need.
+The client every target of a region and AWS configuration shares, and how it is built, is
+`aws_client`; what a status is made of (why a group must not be touched now), `aws_status`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import boto3
-from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
-    ConnectionError,
     HTTPClientError,
-    NoCredentialsError,
     ReadTimeoutError,
 )
 from botocore.parsers import ResponseParserError
@@ -44,26 +33,35 @@ from tenacity import (
 
 from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
-from autoscaler.adapters.exhausted import out_of_resources
-from autoscaler.adapters.targets import aws_calls
-from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY, ActivityFeed
-from autoscaler.adapters.targets.aws_batch import GroupReads
+from autoscaler.adapters.targets.aws_client import (
+    bound_request,
+    check_sends,
+    feed,
+    group_reads,
+    shared,
+)
+from autoscaler.adapters.targets.aws_errors import describe, is_transient, translate
+from autoscaler.adapters.targets.aws_status import (
+    RUNNING_REFRESH,
+    Refreshes,
+    busy_reasons,
+    capacity_units,
+    refresh_shape,
+    suspended_processes,
+)
 from autoscaler.adapters.targets.moved import Landed, landed_or_moved, moved_since
 from autoscaler.core.model import AsgTarget, TargetStatus
 from autoscaler.errors import (
     TargetBusy,
     TargetDeadline,
     TargetError,
-    TargetForbidden,
     TargetNotFound,
     TargetUnavailable,
 )
-from autoscaler.redact import Slot, register, scrub
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_autoscaling.type_defs import (
-        ActivityTypeDef,
         AutoScalingGroupTypeDef,
         InstanceRefreshTypeDef,
     )
@@ -72,62 +70,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Error codes AWS uses for "slow down"; the same list botocore's standard mode retries on.
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "EC2ThrottledException",
-        "BandwidthLimitExceeded",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-# The group refuses a change for now; checked before the HTTP status, because AWS sends
-# ResourceContention with HTTP 500. Not retried: the reconciler holds and tries next time.
-BUSY_CODES = frozenset({"ScalingActivityInProgress", "ResourceContention", "ResourceInUse"})
-PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-# The credentials themselves are rejected (unknown key, expired session, bad signature).
-CREDENTIAL_CODES = frozenset(
-    {
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "AuthFailure",
-        "MissingAuthenticationToken",
-        "IncompleteSignature",
-    }
-)
-
-# Statuses of instance refreshes that are not over.
-RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
-# How the Description of an activity that starts an instance begins (lowercased).
-LAUNCH_MARK = "launching a new ec2 instance"
 # Seconds a group's instance refreshes found none running are trusted while its instances
 # and desired capacity stay as they were (`AsgScaler._running_refreshes`).
 REFRESH_CHECK = 300.0
-# Connections kept open per client (region and AWS configuration) for reuse.
-POOL_SIZE = 10
-
-_sessions: dict[tuple[tuple[str, str], ...], boto3.session.Session] = {}
-_Shared = tuple["AutoScalingClient", GroupReads["AutoScalingGroupTypeDef"], ActivityFeed]
-_clients: dict[tuple[object, ...], _Shared] = {}
-_clients_lock = threading.Lock()
-# A configuration in which no credentials were found: when the chain was last tried
-# (`monotonic()`), and what it said. No client is kept without credentials (botocore's
-# would never look again, however the configuration is fixed); the chain is tried again
-# at most every `CREDENTIALS_RETRY` seconds (an instance role may take an IMDS timeout).
-_uncredentialed: dict[tuple[tuple[str, str], ...], tuple[float, str]] = {}
-CREDENTIALS_RETRY = 30.0
 
 
 class AsgScaler:
@@ -153,17 +98,17 @@ class AsgScaler:
         self._ref = ref
         self._deadline = deadline
         if client is None:
-            self._client, self._reads, self._feed = _shared(ref.region, deadline)
+            self._client, self._reads, self._feed = shared(ref.region, deadline)
         else:
             check_sends(client)
             self._client, self._reads, self._feed = client, group_reads(client), feed(client)
-        self._refreshes: _Refreshes | None = None  # the last read, while it may be kept
+        self._refreshes: Refreshes | None = None  # the last read, while it may be kept
         self._refresh_reads = 0
         self._refresh_lock = threading.Lock()
         self._reads.know(ref.asg)  # so its group can ride along in other targets' reads
         # Idempotent (one handler per client, whoever registers it first).
         self._client.meta.events.register(
-            "before-send.autoscaling", _bound_request, unique_id="autoscaler-deadline"
+            "before-send.autoscaling", bound_request, unique_id="autoscaler-deadline"
         )
         self._region = self._client.meta.region_name
 
@@ -188,7 +133,7 @@ class AsgScaler:
             wait=until.left(),
         )
         refreshes = self._running_refreshes(group, until)
-        reasons, launching = _busy_reasons(group, recent.running, refreshes)
+        reasons, launching = busy_reasons(group, recent.running, refreshes)
         return TargetStatus(
             count=group["DesiredCapacity"],
             ready=not reasons,
@@ -223,7 +168,7 @@ class AsgScaler:
         none running, the group's instances and desired capacity are as they were, and it
         is younger than `REFRESH_CHECK`: a refresh just started is seen within that time.
         """
-        shape = _shape(group)
+        shape = refresh_shape(group)
         kept = self._refreshes
         asked = monotonic()
         if kept is not None and kept.shape == shape and asked - kept.read_at < REFRESH_CHECK:
@@ -240,7 +185,7 @@ class AsgScaler:
         running = [r for r in found if r.get("Status") in RUNNING_REFRESH]
         with self._refresh_lock:
             if not running and mine == self._refresh_reads:  # none started since: the latest
-                self._refreshes = _Refreshes(read_at=asked, shape=shape)
+                self._refreshes = Refreshes(read_at=asked, shape=shape)
         return running
 
     def scale(
@@ -380,7 +325,7 @@ class AsgScaler:
                     with send_by.sending_by(until.caller):
                         return fn()
                 except (TargetDeadline, HTTPClientError) as exc:
-                    # Refused as it was about to go: by `_bound_request`, or by a connection
+                    # Refused as it was about to go: by `bound_request`, or by a connection
                     # that opened too late (`send_by`, which botocore's error wraps).
                     if send_by.refusal(exc) is None:
                         raise
@@ -403,9 +348,11 @@ class AsgScaler:
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 if until.cut and is_transient(exc):
-                    last = _describe(exc)
+                    last = describe(exc)
                     raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
-                error = self._translate(action, exc, sent, where=where)
+                error = translate(
+                    action, exc, sent, where=where or self._where(), deadline=self._deadline
+                )
                 if unanswered and isinstance(error, TargetUnavailable):
                     error.maybe_applied = True  # sent, never answered: it may have landed
                 raise error from exc
@@ -413,367 +360,6 @@ class AsgScaler:
             if unanswered_once:  # an earlier attempt may have landed, whatever came after
                 raise after_unanswered(error, what) from error.__cause__
             raise
-
-    def _translate(
-        self, action: str, exc: Exception, attempts: int, *, where: str | None = None
-    ) -> TargetError:
-        """The `TargetError` that tells an operator what went wrong and what to do."""
-        where = where or self._where()
-        exhausted = out_of_resources(exc)
-        if exhausted is not None:
-            return TargetUnavailable(f"{action} on {where}: {exhausted}")
-        if is_transient(exc):
-            return TargetUnavailable(
-                f"{action} on {where} kept failing ({attempts} attempts within the "
-                f"{self._deadline:g}s deadline): {_describe(exc)}"
-            )
-        if isinstance(exc, NoCredentialsError):
-            return TargetForbidden(
-                f"{action} on {where}: no AWS credentials found; configure the standard "
-                "chain (environment, shared config/credentials file, or an instance role)"
-            )
-        if not isinstance(exc, ClientError):
-            return TargetError(f"{action} on {where} failed: {_describe(exc)}")
-        code, message = _error(exc)
-        if code in PERMISSION_CODES:
-            return TargetForbidden(
-                f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
-                f"({code}: {message})"
-            )
-        if code in CREDENTIAL_CODES:
-            return TargetForbidden(
-                f"{action} on {where}: AWS rejected the credentials ({code}: {message})"
-            )
-        if code in BUSY_CODES:
-            return TargetBusy(f"{where} refused {action} for now ({code}: {message})")
-        if code == "ValidationError" and "not found" in message.lower():
-            return TargetNotFound(f"{where}: {message}")
-        if code == "ValidationError":
-            return TargetError(f"{action} on {where} rejected by AWS: {message}")
-        return TargetError(f"{action} on {where} failed: {code}: {message}")
-
-
-def shared_client(region: str | None, deadline: float) -> AutoScalingClient:
-    """The `autoscaling` client for `region` shared by every target that uses the same AWS
-    configuration (the `AWS_*` environment: credentials, profile, endpoint, region).
-
-    Built on first use (`make_client`) from one boto3 session per AWS configuration; a
-    failure to build is not remembered, so a fixed configuration takes effect at once.
-    """
-    return _shared(region, deadline)[0]
-
-
-def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef]:
-    """Reads of groups through `client`, many groups per DescribeAutoScalingGroups call."""
-
-    def describe(names: Sequence[str]) -> list[AutoScalingGroupTypeDef]:
-        answer = client.describe_auto_scaling_groups(
-            AutoScalingGroupNames=list(names), MaxRecords=100
-        )
-        return answer["AutoScalingGroups"]
-
-    return GroupReads(describe, lambda group: group["AutoScalingGroupName"], transient=is_transient)
-
-
-def forget_shared_reads() -> None:
-    """Make every shared client's reads start afresh: its activity feed scans again
-    (`ActivityFeed.forget`), its group reads know no group (`GroupReads.forget`). For
-    whoever replaced the AWS state under them, as tests do between two tests."""
-    with _clients_lock:
-        shared = list(_clients.values())
-    for _, reads, activities in shared:
-        reads.forget()
-        activities.forget()
-
-
-def feed(client: AutoScalingClient) -> ActivityFeed:
-    """The scaling activities of every group `client` reads, one scan for all (`aws_activity`)."""
-    return ActivityFeed(
-        lambda params: client.describe_scaling_activities(**params), monotonic=monotonic
-    )
-
-
-def _shared(region: str | None, deadline: float) -> _Shared:
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-    key = (region or "", deadline, env)
-    with _clients_lock:  # a boto3 session is not thread-safe; its clients are
-        shared = _clients.get(key)
-        if shared is None:
-            tried = _uncredentialed.get(env)
-            if tried is not None and monotonic() - tried[0] < CREDENTIALS_RETRY:
-                raise TargetForbidden(tried[1])
-            session = _sessions.get(env)
-            if session is None:
-                session = _sessions[env] = _session()
-            if _credentials(session) is None:
-                del _sessions[env]  # a new session reads the files and the instance role again
-                problem = (
-                    "no AWS credentials found; configure the standard chain (environment, "
-                    "shared config/credentials file, or an instance role); looked for again "
-                    f"every {CREDENTIALS_RETRY:g} s"
-                )
-                _uncredentialed[env] = (monotonic(), problem)
-                raise TargetForbidden(problem)
-            _uncredentialed.pop(env, None)
-            client = make_client(region, deadline, session=session)
-            shared = _clients[key] = (client, group_reads(client), feed(client))
-        return shared
-
-
-def _credentials(session: boto3.session.Session) -> object | None:
-    """The session's credentials, None when the chain found none."""
-    try:
-        return session.get_credentials()
-    except BotoCoreError as exc:
-        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
-
-
-def make_client(
-    region: str | None, deadline: float, *, session: boto3.session.Session | None = None
-) -> AutoScalingClient:
-    """A new `autoscaling` client from the standard credential chain, with retries off.
-
-    The endpoint comes from the environment too (`AWS_ENDPOINT_URL`, or the per-service
-    `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto. The credentials
-    in use are registered as secrets (`autoscaler.redact`), temporary ones as they are sent.
-    """
-    session = session or _session()
-    # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
-    region = region or os.environ.get("AWS_REGION") or session.region_name
-    if region is None:
-        raise TargetError("no AWS region: set target.region or AWS_REGION/AWS_DEFAULT_REGION")
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=min(3.0, deadline),
-        read_timeout=min(10.0, deadline),
-        max_pool_connections=POOL_SIZE,
-        user_agent_extra="autoscaler",
-    )
-    try:
-        client = session.client("autoscaling", region_name=region, config=config)
-        credentials = session.get_credentials()
-    except BotoCoreError as exc:
-        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
-    release_endpoint_tables(session)
-    if credentials is not None and not isinstance(credentials, RefreshableCredentials):
-        register(credentials.access_key, credentials.secret_key, credentials.token)
-    client.meta.events.register("before-send.autoscaling", _session_token_registrar())
-    check_sends(client)
-    # Last: after `_bound_request`, which may refuse to send it.
-    client.meta.events.register_last("before-send.autoscaling", _counter(region))
-    return client
-
-
-def check_sends(client: AutoScalingClient) -> None:
-    """Have `client`'s connections refuse to open or write a request at or after its
-    caller's deadline (`send_by`).
-
-    botocore takes no connection classes of ours, so they go into the client's HTTP session
-    (its connection pools' classes, shared by its proxies' pools): botocore internals.
-    Where a version of botocore has them otherwise, nothing is touched and a warning is
-    logged. Idempotent.
-    """
-    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    pools = getattr(http, "_pool_classes_by_scheme", None)
-    shared = getattr(getattr(http, "_manager", None), "pool_classes_by_scheme", None) is pools
-    if isinstance(pools, dict) and shared:  # the pools' classes, and its manager's
-        pools.update(send_by.checked_pools(pools))
-        return
-    log.warning(
-        "this botocore keeps its connection pools otherwise: a SetDesiredCapacity whose "
-        "connection opens late may be sent after the leader lease ends"
-    )
-
-
-def release_endpoint_tables(session: boto3.session.Session) -> bool:
-    """Let `session` drop the data files it parsed to build a client; True if it did.
-
-    To build a client, botocore parses its table of every AWS endpoint (`endpoints.json`,
-    7 MB of Python objects) and keeps it, with the other data files it read, in the
-    session's endpoint resolver and its loader's cache for the session's lifetime. The
-    client keeps what it needs of them (its service model, its endpoint rules) on its own;
-    the rest serves only to build more clients, once per region. So the resolver is set
-    back to load lazily and the cache is emptied: the next client built reads them again
-    (a few tenths of a second, once per region). These are botocore internals; where a
-    version of botocore has them otherwise, nothing is touched and False is returned.
-    """
-    core = getattr(session, "_session", None)
-    register = getattr(core, "_register_endpoint_resolver", None)
-    try:
-        loader = core.get_component("data_loader") if core is not None else None
-    except Exception:  # an unknown botocore: keep its tables
-        return False
-    cache = getattr(loader, "_cache", None)
-    if not callable(register) or not isinstance(cache, dict):
-        return False
-    register()  # lazily, as a new session does: built again only if asked for
-    cache.clear()
-    return True
-
-
-def _counter(region: str) -> Callable[..., None]:
-    """A before-send handler counting each request (`aws_calls`) by region and action."""
-
-    def counted(event_name: str = "", **_kwargs: Any) -> None:
-        aws_calls.count(region, event_name.rsplit(".", 1)[-1])
-
-    return counted
-
-
-def _session() -> boto3.session.Session:
-    try:
-        return boto3.session.Session()
-    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
-
-
-def _bound_request(request: Any, **_kwargs: Any) -> None:
-    """Ends the read timeout of a request sent under a caller's deadline by that deadline
-    (botocore's per-request `read_timeout`), and refuses to send it once it has come."""
-    until = send_by.deadline()
-    if until is None:
-        return
-    left = until - monotonic()
-    if left <= 0:
-        raise TargetDeadline("the request was not sent: the caller's deadline came first")
-    config = request.context.get("client_config")
-    cap = config.read_timeout if config is not None and config.read_timeout else left
-    request.context["read_timeout"] = min(cap, left)
-
-
-def _session_token_registrar() -> Callable[..., None]:
-    """A before-send handler for one client, registering the session token of temporary
-    credentials (refreshed behind our back) as a secret as it is sent. The client's own
-    `Slot` holds it: the current token and the one before, not every token of the
-    process's life (an hourly refresh would otherwise grow the registry without end)."""
-    slot = Slot()
-
-    def register_session_token(request: Any, **_kwargs: Any) -> None:
-        token = request.headers.get("X-Amz-Security-Token")
-        if token:
-            slot.set(token.decode() if isinstance(token, bytes) else str(token))
-
-    return register_session_token
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying: throttling, 5xx, broken or timed-out connections."""
-    if isinstance(exc, ClientError):
-        code, _ = _error(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in BUSY_CODES:
-            return False
-        return code in THROTTLING_CODES or status >= 500
-    if out_of_resources(exc) is not None:
-        return False  # another attempt within the deadline would fail the same way
-    # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
-    return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
-
-
-@dataclass(frozen=True, slots=True)
-class _Refreshes:
-    """A read of a group's instance refreshes that found none running."""
-
-    read_at: float  # `monotonic()` when it was asked
-    shape: int  # `_shape` of the group then
-
-
-def _shape(group: AutoScalingGroupTypeDef) -> int:
-    """What of a group an instance refresh changes: its instances and their states (and
-    the desired capacity, which anyone's scaling changes)."""
-    instances = group.get("Instances", [])
-    return hash(
-        (
-            group["DesiredCapacity"],
-            tuple(sorted((i["InstanceId"], i["LifecycleState"]) for i in instances)),
-        )
-    )
-
-
-def capacity_units(group: Mapping[str, Any]) -> str | None:
-    """What the group's Min/Max/DesiredCapacity count when it is not instances, else None.
-
-    AWS counts them in vCPUs or MiB with `DesiredCapacityType` (attribute-based instance
-    selection), and in the weights' units when a mixed instances policy gives its
-    instance types a `WeightedCapacity`.
-    """
-    kind = group.get("DesiredCapacityType")
-    if kind not in (None, "", "units"):
-        return f"{kind} (DesiredCapacityType)"
-    mixed = group.get("MixedInstancesPolicy") or {}
-    overrides = (mixed.get("LaunchTemplate") or {}).get("Overrides") or []
-    weights = sorted({str(o["WeightedCapacity"]) for o in overrides if o.get("WeightedCapacity")})
-    if any(w != "1" for w in weights):
-        return f"weighted units (WeightedCapacity {', '.join(weights)})"
-    return None
-
-
-def suspended_processes(group: Mapping[str, Any]) -> set[str | None]:
-    """The names of the group's suspended processes (`aws autoscaling suspend-processes`)."""
-    return {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
-
-
-def _busy_reasons(
-    group: AutoScalingGroupTypeDef,
-    activities: Sequence[ActivityTypeDef],
-    refreshes: Sequence[InstanceRefreshTypeDef],
-) -> tuple[list[str], bool]:
-    """Why the group must not be touched now (empty when it may be), and whether all of it
-    is instances launching, which a further scale-up may overtake."""
-    reasons = []
-    launching = True
-    if group.get("Status"):  # only set while the group is being deleted
-        reasons.append(f"group status is {group.get('Status')!r}")
-        launching = False
-    suspended = suspended_processes(group)
-    # An operator paused the group: a new DesiredCapacity would launch (or terminate)
-    # nothing, yet count as done and start a cooldown. Launch suspended holds both ways
-    # (no scale-in while nothing can be replaced); Terminate alone holds scale-in only.
-    for process in ("Launch", "Terminate"):
-        if process in suspended:
-            reasons.append(
-                f"the group's {process} process is suspended (resume it with "
-                f"aws autoscaling resume-processes --scaling-processes {process})"
-            )
-    if "Launch" in suspended:
-        launching = False
-    for a in activities:
-        if a["StatusCode"] not in FINISHED_ACTIVITY:
-            what = a.get("Description") or a.get("Cause", "")
-            progress = a.get("Progress")
-            done = f", {progress}% done" if progress is not None else ""
-            reasons.append(f"scaling activity {a['ActivityId']} is {a['StatusCode']}{done}: {what}")
-            launching = launching and is_launch(a)
-    for r in refreshes:
-        if r.get("Status") in RUNNING_REFRESH:
-            percent = r.get("PercentageComplete")
-            done = f", {percent}% complete" if percent is not None else ""
-            reasons.append(
-                f"instance refresh {r.get('InstanceRefreshId', '?')} is {r.get('Status')}{done}"
-            )
-            launching = False
-    return reasons, launching
-
-
-def is_launch(activity: ActivityTypeDef) -> bool:
-    """True for an activity that launches an instance ("Launching a new EC2 instance: ..."):
-    more capacity on the way, which a further scale-up does not disturb. Terminations,
-    detachments and anything unrecognised are not."""
-    return activity.get("Description", "").lower().startswith(LAUNCH_MARK)
-
-
-def _error(exc: ClientError) -> tuple[str, str]:
-    """AWS's error code and message, with anything that looks like an access key masked."""
-    error = exc.response.get("Error", {})
-    return error.get("Code", "Unknown"), scrub(error.get("Message", ""))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        code, message = _error(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return f"HTTP {status} {code}: {message}"
-    return scrub(f"{type(exc).__name__}: {exc}")
 
 
 def _log_retry(action: str, where: str) -> Callable[[RetryCallState], None]:
@@ -785,7 +371,7 @@ def _log_retry(action: str, where: str) -> Callable[[RetryCallState], None]:
             where,
             state.attempt_number,
             state.upcoming_sleep,
-            _describe(exc) if exc else "?",
+            describe(exc) if exc else "?",
         )
 
     return before_sleep

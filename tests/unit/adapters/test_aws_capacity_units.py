@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.adapters.targets.aws_asg import capacity_units
+from autoscaler.adapters.targets.aws_status import capacity_units
 
 
 def _mixed(*weights: str | None) -> dict[str, Any]:

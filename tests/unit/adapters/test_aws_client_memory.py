@@ -1,5 +1,5 @@
 """What building an `autoscaling` client leaves behind: not botocore's table of every AWS
-endpoint (`aws_asg.release_endpoint_tables`), and the next client still finds its own."""
+endpoint (`aws_client.release_endpoint_tables`), and the next client still finds its own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tracemalloc
 import boto3
 import pytest
 
-from autoscaler.adapters.targets import aws_asg
+from autoscaler.adapters.targets import aws_client
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def test_a_client_made_for_the_service_does_not_keep_the_endpoint_table_alive() 
 
     def ours() -> object:
         session = _session()
-        return session, aws_asg.make_client("us-east-1", 10.0, session=session)
+        return session, aws_client.make_client("us-east-1", 10.0, session=session)
 
     plain_kept, ours_kept = _kept_after(plain), _kept_after(ours)
     # The endpoint table alone is about 7 MB of Python objects.
@@ -55,9 +55,9 @@ def test_a_client_made_for_the_service_does_not_keep_the_endpoint_table_alive() 
 
 def test_clients_built_after_the_release_resolve_their_own_region() -> None:
     session = _session()
-    first = aws_asg.make_client("us-east-1", 10.0, session=session)
-    second = aws_asg.make_client("eu-west-1", 10.0, session=session)
-    third = aws_asg.make_client("cn-north-1", 10.0, session=session)
+    first = aws_client.make_client("us-east-1", 10.0, session=session)
+    second = aws_client.make_client("eu-west-1", 10.0, session=session)
+    third = aws_client.make_client("cn-north-1", 10.0, session=session)
 
     assert first.meta.endpoint_url == "https://autoscaling.us-east-1.amazonaws.com"
     assert second.meta.endpoint_url == "https://autoscaling.eu-west-1.amazonaws.com"
@@ -69,5 +69,5 @@ def test_a_session_of_an_unknown_shape_is_left_alone() -> None:
     class Odd:
         pass
 
-    assert aws_asg.release_endpoint_tables(Odd()) is False  # type: ignore[arg-type]
-    assert aws_asg.release_endpoint_tables(_session()) is True
+    assert aws_client.release_endpoint_tables(Odd()) is False  # type: ignore[arg-type]
+    assert aws_client.release_endpoint_tables(_session()) is True

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.adapters.targets import aws_asg
+from autoscaler.adapters.targets import aws_client
 from autoscaler.errors import TargetForbidden
 
 
@@ -32,15 +32,15 @@ def test_credentials_found_later_are_used_without_a_restart(
     no_credentials: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(TargetForbidden, match="no AWS credentials found"):
-        aws_asg.shared_client("eu-west-3", 10.0)
+        aws_client.shared_client("eu-west-3", 10.0)
     no_credentials.write_text(
         "[default]\naws_access_key_id = AKIDLATER\naws_secret_access_key = s\n"
     )
     # Within the retry interval the chain is not walked again (an instance role's lookup
     # may wait on IMDS): the same answer at once.
     with pytest.raises(TargetForbidden, match="looked for again every 30 s"):
-        aws_asg.shared_client("eu-west-3", 10.0)
-    monkeypatch.setattr(aws_asg, "CREDENTIALS_RETRY", 0.0)
-    client = aws_asg.shared_client("eu-west-3", 10.0)
+        aws_client.shared_client("eu-west-3", 10.0)
+    monkeypatch.setattr(aws_client, "CREDENTIALS_RETRY", 0.0)
+    client = aws_client.shared_client("eu-west-3", 10.0)
     credentials = client._request_signer._credentials  # what it signs with
     assert credentials is not None and credentials.access_key == "AKIDLATER"

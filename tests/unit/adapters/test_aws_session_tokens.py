@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import boto3
 
 from autoscaler import redact
-from autoscaler.adapters.targets import aws_asg
+from autoscaler.adapters.targets import aws_client
 
 
 def send(client: object, token: str) -> None:
@@ -23,7 +23,7 @@ def send(client: object, token: str) -> None:
 
 def test_refreshed_session_tokens_are_masked_while_in_use_and_not_kept_forever() -> None:
     session = boto3.session.Session(aws_access_key_id="ASIAEXAMPLE", aws_secret_access_key="k")
-    client = aws_asg.make_client("eu-west-3", 10.0, session=session)
+    client = aws_client.make_client("eu-west-3", 10.0, session=session)
     before = len(redact.registered())
     tokens = [f"FwoGZXIvYXdzE{uuid.uuid4().hex}" for _ in range(30)]  # 30 hourly refreshes
 

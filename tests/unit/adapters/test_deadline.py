@@ -90,20 +90,20 @@ def test_the_error_says_how_the_last_attempt_failed_and_whether_it_may_land() ->
 def test_an_aws_request_under_a_deadline_times_out_by_it_and_is_not_sent_after_it() -> None:
     # botocore takes a per-request read timeout from the request's context (before-send).
     from autoscaler.adapters.deadline import monotonic
-    from autoscaler.adapters.targets import aws_asg
+    from autoscaler.adapters.targets import aws_client
 
     def request() -> SimpleNamespace:
         return SimpleNamespace(context={"client_config": SimpleNamespace(read_timeout=10.0)})
 
     alone = request()
-    aws_asg._bound_request(alone)  # no deadline: the client's own timeout
+    aws_client.bound_request(alone)  # no deadline: the client's own timeout
     assert "read_timeout" not in alone.context
     with sending_by(monotonic() + 2.0):
         bounded = request()
-        aws_asg._bound_request(bounded)
+        aws_client.bound_request(bounded)
         assert 1.0 < bounded.context["read_timeout"] <= 2.0
     with sending_by(monotonic() - 0.1), pytest.raises(TargetDeadline, match="not sent"):
-        aws_asg._bound_request(request())
+        aws_client.bound_request(request())
 
 
 def test_after_an_unanswered_attempt_any_later_error_says_the_write_may_have_landed() -> None:

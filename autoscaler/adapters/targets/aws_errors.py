@@ -1,0 +1,134 @@
+"""What the AWS target makes of a failure: whether it is worth retrying, and the
+`TargetError` it becomes, with a message that says what to fix (the IAM action to grant,
+the credentials AWS rejected, the AWS validation message).
+
+botocore's own retries are off (`aws_client.make_client`): `is_transient` is what the
+target's one retry loop retries (throttling, 5xx, broken connections); everything else
+becomes one of our errors at once (`translate`). AWS's messages are scrubbed of anything
+that looks like an access key.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.parsers import ResponseParserError
+
+from autoscaler.adapters.exhausted import out_of_resources
+from autoscaler.errors import (
+    TargetBusy,
+    TargetError,
+    TargetForbidden,
+    TargetNotFound,
+    TargetUnavailable,
+)
+from autoscaler.redact import scrub
+
+# Error codes AWS uses for "slow down"; the same list botocore's standard mode retries on.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+        "BandwidthLimitExceeded",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# The group refuses a change for now; checked before the HTTP status, because AWS sends
+# ResourceContention with HTTP 500. Not retried: the reconciler holds and tries next time.
+BUSY_CODES = frozenset({"ScalingActivityInProgress", "ResourceContention", "ResourceInUse"})
+PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+# The credentials themselves are rejected (unknown key, expired session, bad signature).
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AuthFailure",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: throttling, 5xx, broken or timed-out connections."""
+    if isinstance(exc, ClientError):
+        code, _ = _error(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in BUSY_CODES:
+            return False
+        return code in THROTTLING_CODES or status >= 500
+    if out_of_resources(exc) is not None:
+        return False  # another attempt within the deadline would fail the same way
+    # ResponseParserError: a proxy or load balancer answered with HTML instead of AWS XML.
+    return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
+
+
+def translate(
+    action: str, exc: Exception, attempts: int, *, where: str, deadline: float
+) -> TargetError:
+    """The `TargetError` that tells an operator what went wrong and what to do.
+
+    `attempts` were made on `where` within the `deadline` (seconds) of the operation.
+    """
+    exhausted = out_of_resources(exc)
+    if exhausted is not None:
+        return TargetUnavailable(f"{action} on {where}: {exhausted}")
+    if is_transient(exc):
+        return TargetUnavailable(
+            f"{action} on {where} kept failing ({attempts} attempts within the "
+            f"{deadline:g}s deadline): {describe(exc)}"
+        )
+    if isinstance(exc, NoCredentialsError):
+        return TargetForbidden(
+            f"{action} on {where}: no AWS credentials found; configure the standard "
+            "chain (environment, shared config/credentials file, or an instance role)"
+        )
+    if not isinstance(exc, ClientError):
+        return TargetError(f"{action} on {where} failed: {describe(exc)}")
+    code, message = _error(exc)
+    if code in PERMISSION_CODES:
+        return TargetForbidden(
+            f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
+            f"({code}: {message})"
+        )
+    if code in CREDENTIAL_CODES:
+        return TargetForbidden(
+            f"{action} on {where}: AWS rejected the credentials ({code}: {message})"
+        )
+    if code in BUSY_CODES:
+        return TargetBusy(f"{where} refused {action} for now ({code}: {message})")
+    if code == "ValidationError" and "not found" in message.lower():
+        return TargetNotFound(f"{where}: {message}")
+    if code == "ValidationError":
+        return TargetError(f"{action} on {where} rejected by AWS: {message}")
+    return TargetError(f"{action} on {where} failed: {code}: {message}")
+
+
+def _error(exc: ClientError) -> tuple[str, str]:
+    """AWS's error code and message, with anything that looks like an access key masked."""
+    error = exc.response.get("Error", {})
+    return error.get("Code", "Unknown"), scrub(error.get("Message", ""))
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        code, message = _error(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {code}: {message}"
+    return scrub(f"{type(exc).__name__}: {exc}")
