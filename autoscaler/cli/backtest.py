@@ -157,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
     """Run `autoscaler backtest` with parsed arguments; returns the exit code."""
     from autoscaler.adapters.sources.prometheus import PrometheusSource  # noqa: PLC0415
     from autoscaler.replay.backtest import quiet_decisions, run_backtest  # noqa: PLC0415
-    from autoscaler.service.discovery import from_settings, with_discovered  # noqa: PLC0415
+    from autoscaler.service.discovery_setup import from_settings, with_discovered  # noqa: PLC0415
 
     setup_logging("warning", "text")
     quiet_decisions()  # `run` logs every evaluation; here that would be millions of lines

@@ -357,7 +357,7 @@ def cmd_validate(
     print(f"{valid}{templates} valid in {files}: {names}", file=out)
     if not discover:
         return EXIT_OK
-    from autoscaler.service.discovery import discovery_for, with_discovered  # noqa: PLC0415
+    from autoscaler.service.discovery_setup import discovery_for, with_discovered  # noqa: PLC0415
 
     try:
         discovery = discovery_for(
@@ -413,11 +413,8 @@ def cmd_plan(
     from autoscaler.adapters.sources.coalesce import CoalescingSource  # noqa: PLC0415
     from autoscaler.engine.histories import range_source  # noqa: PLC0415
     from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
-    from autoscaler.service.discovery import (  # noqa: PLC0415
-        from_settings,
-        split_source_failures,
-        with_discovered,
-    )
+    from autoscaler.service.discovery_setup import from_settings, with_discovered  # noqa: PLC0415
+    from autoscaler.service.discovery_sources import split_source_failures  # noqa: PLC0415
 
     result = load_paths(paths, workers=default_workers())  # before any thread starts
     _print_problems(result, sys.stderr)

@@ -60,7 +60,7 @@ from autoscaler.errors import (
 from autoscaler.policy.conflicts import same_target
 from autoscaler.redact import scrub
 from autoscaler.service import alerts
-from autoscaler.service.discovery import is_source_failure
+from autoscaler.service.discovery_sources import is_source_failure
 from autoscaler.service.leadership import LEADER, Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry, ReloadOutcome

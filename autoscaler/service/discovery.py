@@ -15,7 +15,9 @@ try comes after a backoff that doubles up to `max_backoff`.
 
 `Discovery` is the registry's `discover` callback: given the templates in force, it gives
 one pseudo-file per discovered target (see `service.registry`). Expansions are cached per
-target and template, so a change to one job re-expands one policy, not 10,000.
+target and template, so a change to one job re-expands one policy, not 10,000. What is
+known of each source is `discovery_sources`; the pseudo-files' keys and names,
+`discovery_files`; how the service and the commands set discovery up, `discovery_setup`.
 """
 
 from __future__ import annotations
@@ -23,33 +25,40 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
-from autoscaler.adapters.targets.nomad_settings import NomadSettings
-from autoscaler.config.connections import Settings
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
-from autoscaler.core.model import NomadTarget, Policy
 from autoscaler.errors import AutoscalerError, Problem
-from autoscaler.policy.conflicts import Located, files_first
+from autoscaler.policy.conflicts import Located
 from autoscaler.policy.expansion import expand
-from autoscaler.policy.loader import FileLoad, LoadResult, load_data
-from autoscaler.policy.nomad_autoscaler import blocks, policy_from_nomad, policy_name
+from autoscaler.policy.loader import FileLoad, load_data
+from autoscaler.policy.nomad_autoscaler import policy_from_nomad, policy_name
 from autoscaler.policy.templates import Template
-from autoscaler.service.registry import DISCOVERED
-from autoscaler.service.yielding import Yielding, stand_ins
+from autoscaler.service.discovery_files import (
+    expansion_key,
+    group_of,
+    imported_key,
+    pseudo_file,
+    template_keys,
+    yielding,
+)
+from autoscaler.service.discovery_sources import (
+    NOMAD_POLICIES,
+    Source,
+    SourceHealth,
+    revive,
+    source_key,
+    source_problem,
+)
 
 if TYPE_CHECKING:
     from autoscaler.adapters.discovery.aws import AsgDiscovery
 
 log = logging.getLogger("autoscaler.discovery")
-
-NOMAD_JOBS = "Nomad jobs"
-NOMAD_POLICIES = "Nomad scaling policies"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,36 +74,6 @@ class DiscoveryConfig:
     # first answer: settled on the first to answer, its policies would run (and keep their
     # targets) before those of the others, whatever the documented order says.
     first_wait: float = 10.0
-
-
-@dataclass
-class _Source:
-    """One watched source: how to read it, its last good result and its last failure."""
-
-    key: str
-    read: Callable[[int, float], tuple[Any, int]]  # (index, wait) -> (result, new index)
-    blocking: bool
-    value: Any = None  # the last good result; None until the first success
-    error: str | None = None
-    failing_since: datetime | None = None
-    reads: int = 0  # reads that succeeded
-    failures: int = 0  # reads that failed
-    last_success: float | None = None  # epoch seconds of the last good read
-    stop: threading.Event = field(default_factory=threading.Event)
-    answered: threading.Event = field(default_factory=threading.Event)  # read once, or failed
-    thread: threading.Thread | None = None
-
-
-@dataclass(frozen=True)
-class SourceHealth:
-    """One watched source, for `/metrics`: how it reads and what it found last."""
-
-    source: str  # "Nomad jobs", "Nomad scaling policies", "AWS Auto Scaling Groups (...)"
-    up: bool  # its last read succeeded
-    targets: int  # policies its last good result gave (opted-in targets), 0 before any
-    reads: int
-    failures: int
-    last_success: float | None  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +108,14 @@ class Discovery:
         self._on_change = on_change
         self._watch = watch
         self._lock = threading.Lock()
-        self._sources: dict[str, _Source] = {}
+        self._sources: dict[str, Source] = {}
         self._cache: dict[str, _Expanded] = {}
         self._targets: dict[str, int] = {}  # source key -> policies its result gave
         # template key -> the cache keys of its expansions last given (`_carried`)
         self._given: dict[str, list[str]] = {}
         # sources stopped by the last call, and when (`_want`: asked again at once, they
         # start again with their last result)
-        self._dropped: dict[str, tuple[_Source, float]] = {}
+        self._dropped: dict[str, tuple[Source, float]] = {}
         self._closed = False
         self._settled = False  # called once already: no more waiting for first answers
 
@@ -169,8 +148,8 @@ class Discovery:
                 name = load.policies[0].policy.name if load.policies else None
                 scaled.setdefault((target.namespace, target.job, target.group), (template, name))
 
-        for template, known_as in zip(templates, _template_keys(templates), strict=True):
-            key = _source_key(template)
+        for template, known_as in zip(templates, template_keys(templates), strict=True):
+            key = source_key(template)
             made = given[known_as] = []
             if values.get(key) is None and known_as in self._given:
                 for cached in self._carried(known_as, made, seen):
@@ -178,16 +157,16 @@ class Discovery:
                 continue
             for target in values.get(key) or ():
                 if template.matches(target):
-                    expansion = _expansion_key(target, known_as)
+                    expansion = expansion_key(target, known_as)
                     made.append(expansion)
                     add(key, template, target, self._expansion(template, expansion, target, seen))
         for policy in values.get(NOMAD_POLICIES) or ():
-            group = _group_of(policy)
+            group = group_of(policy)
             if group is None:
                 continue
             imported = self._imported(policy, group, seen)
             if group in scaled:
-                loads.append(_yielding(policy, group, *scaled[group], imported))
+                loads.append(yielding(policy, group, *scaled[group], imported))
                 continue
             loads.append(imported)
             targets[NOMAD_POLICIES] += 1
@@ -196,7 +175,7 @@ class Discovery:
                 del self._cache[key]
             self._targets = targets
             self._given = given
-            problems = [_problem(s, targets.get(s.key, 0)) for s in failing]
+            problems = [source_problem(s, targets.get(s.key, 0)) for s in failing]
         return loads, problems
 
     def _carried(self, known_as: str, made: list[str], seen: set[str]) -> list[_Expanded]:
@@ -267,14 +246,14 @@ class Discovery:
         """Start the sources `templates` need, stop the others."""
         wanted: dict[str, tuple[Callable[[int, float], tuple[Any, int]], bool]] = {}
         for template in templates:
-            key = _source_key(template)
+            key = source_key(template)
             if template.kind == "nomad":
                 wanted[key] = (self._read_groups, True)
             else:
                 wanted[key] = (self._asg_reader(template), False)
         if self._config.nomad_scaling_policies:
             wanted[NOMAD_POLICIES] = (self._read_policies, True)
-        started: list[_Source] = []
+        started: list[Source] = []
         now = time.monotonic()
         with self._lock:
             if self._closed:
@@ -285,8 +264,8 @@ class Discovery:
                 self._dropped[key][0].stop.set()
             for key, (read, blocking) in wanted.items():
                 if key not in self._sources:
-                    source = self._sources[key] = _Source(key=key, read=read, blocking=blocking)
-                    _revive(source, dropped.get(key), now)
+                    source = self._sources[key] = Source(key=key, read=read, blocking=blocking)
+                    revive(source, dropped.get(key), now)
                     started.append(source)
         if self._watch:
             for source in started:
@@ -321,7 +300,7 @@ class Discovery:
 
         return read
 
-    def _run(self, source: _Source) -> None:
+    def _run(self, source: Source) -> None:
         """Watch one source until it is no longer wanted.
 
         A failed read is tried again after a backoff that doubles, from `min_gap` for a
@@ -355,7 +334,7 @@ class Discovery:
             # Bounded by TIMEOUT_MAX: a longer wait raises OverflowError, ending the watcher.
             source.stop.wait(min(pause, threading.TIMEOUT_MAX))
 
-    def _read(self, source: _Source, *, index: int) -> tuple[bool, int]:
+    def _read(self, source: Source, *, index: int) -> tuple[bool, int]:
         """Read `source` once; record the result or the failure. (succeeded, new index)"""
         wait = self._config.wait if source.blocking and index > 0 and self._watch else 0.0
         try:
@@ -379,7 +358,7 @@ class Discovery:
             self._changed()
         return True, new_index
 
-    def _failed(self, source: _Source, error: str) -> None:
+    def _failed(self, source: Source, error: str) -> None:
         with self._lock:
             first = source.error is None
             changed = source.error != error
@@ -406,7 +385,7 @@ class Discovery:
     def _expansion(
         self, template: Template, key: str, found: NomadGroup | AsgGroup, seen: set[str]
     ) -> FileLoad:
-        """The pseudo-file of `found` expanded by `template` (`key`: `_expansion_key`)."""
+        """The pseudo-file of `found` expanded by `template` (`key`: `expansion_key`)."""
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
@@ -414,9 +393,9 @@ class Discovery:
             return cached.load
         result = expand(template, found)
         if isinstance(result, Located):
-            load = FileLoad(_pseudo_file(key), [result], [])
+            load = FileLoad(pseudo_file(key), [result], [])
         else:
-            load = FileLoad(_pseudo_file(key), [], result)
+            load = FileLoad(pseudo_file(key), [], result)
         with self._lock:
             self._cache[key] = _Expanded(template, found, load)
         return load
@@ -426,7 +405,7 @@ class Discovery:
     ) -> FileLoad:
         """Nomad's scaling policy `found` of `group`, translated."""
         namespace, job, group_name = group
-        key = _imported_key(group)
+        key = imported_key(group)
         seen.add(key)
         with self._lock:
             cached = self._cache.get(key)
@@ -438,215 +417,7 @@ class Discovery:
         file = f"<{found}>"
         policy, problems = policy_from_nomad(found, name=name, file=file, load=load_data)
         located = [Located(policy, 1)] if policy is not None else []
-        load = FileLoad(_pseudo_file(key), located, problems)
+        load = FileLoad(pseudo_file(key), located, problems)
         with self._lock:
             self._cache[key] = _Expanded(found, None, load)
         return load
-
-
-REVIVE_WITHIN = 5.0  # seconds: a source stopped this recently starts again with its result
-
-
-def _revive(source: _Source, dropped: tuple[_Source, float] | None, now: float) -> None:
-    """Start `source` with the last result of the one of its key stopped by the last call,
-    if that was less than `REVIVE_WITHIN` ago. The registry asks again at once, with a
-    file's last good templates, when it holds that file back after asking with its new
-    ones: the source the new templates stopped must not come back empty, dropping its
-    targets until it answers (or for as long as it fails)."""
-    if dropped is None or dropped[0].value is None or now - dropped[1] >= REVIVE_WITHIN:
-        return
-    old = dropped[0]
-    source.value, source.reads, source.last_success = old.value, old.reads, old.last_success
-    source.answered.set()
-
-
-def _problem(source: _Source, targets: int) -> Problem:
-    """The problem of a failing `source` whose last good result gave `targets` policies
-    (the opted-in targets, not every group or ASG it listed)."""
-    since = source.failing_since.isoformat(timespec="seconds") if source.failing_since else "?"
-    if source.value is None and targets:
-        them = "target its templates found before they changed stays"
-        if targets != 1:
-            them = "targets its templates found before they changed stay"
-        kept = f"nothing discovered yet from it; the {targets} {them} in force"
-    elif source.value is None:
-        kept = "nothing discovered yet from it"
-    else:
-        them = "target found last stays" if targets == 1 else "targets found last stay"
-        kept = f"the {targets} {them} in force"
-    message = f"failing since {since}: {source.error}; {kept}"
-    return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, message)
-
-
-def _group_of(found: NomadScalingPolicy) -> tuple[str, str, str] | None:
-    """(namespace, job, group) of a Nomad scaling policy with checks; None for a
-    bounds-only block (for `nomad job scale`, no policy) or one without a group."""
-    job, group = found.target.get("Job"), found.target.get("Group")
-    if not job or not group or not blocks(found.policy.get("check")):
-        return None
-    return found.target.get("Namespace") or "default", job, group
-
-
-def _imported_key(group: tuple[str, str, str]) -> str:
-    namespace, job, name = group
-    return f"{DISCOVERED}nomad/-/{namespace}/{job}/{name}@nomad-scaling-policy"
-
-
-def _yielding(
-    found: NomadScalingPolicy,
-    group: tuple[str, str, str],
-    template: Template,
-    name: str | None,
-    imported: FileLoad,
-) -> Yielding:
-    """Nomad's scaling policy `found` standing aside, as `template` scales its group: a
-    pseudo-file of its own with the problem saying so (the policy's own one is gone, so a
-    version of it running is stopped, not kept as a rejected file's would be). Should the
-    template's policy for the group (`name`, None when its expansion is invalid) be
-    refused, `imported` is put back, with a note."""
-    namespace, job, group_name = group
-    where = f"template {template.pattern!r} ({template.source.file}:{template.name_line})"
-    problem = Problem(
-        f"<{found}>",
-        1,
-        "target",
-        f"the group is opted in to {where}, which scales it (templates come before Nomad's "
-        "scaling policies): this scaling block is not run; remove the group's opt-in meta "
-        "or its scaling block",
-    )
-    note = Problem(
-        f"<{found}>",
-        1,
-        "target",
-        f"the group is opted in to {where}, but its policy for the group"
-        f"{f' ({name!r})' if name else ''} is refused (see that template's problems for "
-        f"job {job!r} group {group_name!r}): this scaling block runs instead; fix those, or "
-        "remove the group's opt-in meta",
-    )
-    return Yielding(
-        f"{_imported_key(group)}, yielding",
-        [],
-        [problem],
-        target=NomadTarget(job=job, group=group_name, namespace=namespace),
-        instead=imported,
-        note=note,
-        by=name,
-    )
-
-
-def from_settings(
-    settings: Settings,
-    *,
-    poll: float = 30.0,
-    on_change: Callable[[], None] | None = None,
-    watch: bool = True,
-) -> Discovery:
-    """Discovery reading the Nomad of `settings` and AWS from its environment."""
-    config = DiscoveryConfig(nomad_scaling_policies=settings.nomad_scaling_policies, poll=poll)
-    return Discovery(
-        config,
-        nomad=lambda: NomadDiscovery(settings.nomad),
-        aws=_asg_discovery,
-        on_change=on_change,
-        watch=watch,
-    )
-
-
-def discovery_for(
-    *, nomad: NomadSettings | None = None, nomad_scaling_policies: bool = False
-) -> Discovery:
-    """Discovery of `nomad` (default: the standard NOMAD_* environment) and AWS from its
-    environment, read once."""
-    nomad = NomadSettings.from_env() if nomad is None else nomad
-    config = DiscoveryConfig(nomad_scaling_policies=nomad_scaling_policies)
-    return Discovery(
-        config,
-        nomad=lambda: NomadDiscovery(nomad),
-        aws=_asg_discovery,
-        watch=False,
-    )
-
-
-def _asg_discovery(region: str | None) -> AsgDiscovery:
-    # boto3 costs ~0.3 s to import: only templates of Auto Scaling Groups pay for it.
-    from autoscaler.adapters.discovery.aws import AsgDiscovery  # noqa: PLC0415
-
-    return AsgDiscovery(region)
-
-
-def _expansion_key(found: NomadGroup | AsgGroup, known_as: str) -> str:
-    """The key of `found` expanded by the template known as `known_as`."""
-    return f"{DISCOVERED}{found.key}@{known_as}"
-
-
-def _pseudo_file(key: str) -> str:
-    """The file name of a discovered target's pseudo-file: its key, spelt as a `Path` of it
-    would be (the registry's key for it), kept as a string (a `Path` holds its parts too):
-    the key itself when it is spelt so (the cache holds it already)."""
-    spelt = str(Path(key))
-    return key if spelt == key else spelt
-
-
-def _template_keys(templates: Sequence[Template]) -> list[str]:
-    """Each template's key in its targets' pseudo-files: its file and name pattern, and its
-    rank among the file's templates of that pattern when there are several.
-
-    Not its line: a comment added above it would make each of its targets a new one, and a
-    target whose new policy is rejected would lose its last good one instead of keeping it.
-    (A changed pattern gives other policy names: those are new policies anyway.)"""
-    keys: list[str] = []
-    seen: dict[tuple[str, str], int] = {}
-    for template in templates:
-        file, pattern = template.source.file, template.pattern
-        rank = seen[file, pattern] = seen.get((file, pattern), -1) + 1
-        keys.append(f"{file}#{pattern}" + (f"#{rank}" if rank else ""))
-    return keys
-
-
-def _source_key(template: Template) -> str:
-    if template.kind == "nomad":
-        return NOMAD_JOBS
-    tags = ", ".join(f"{k}={v}" for k, v in sorted(template.match.items()))
-    return f"AWS Auto Scaling Groups ({template.region or 'default region'}; {tags})"
-
-
-SOURCE_FIELD = "(source)"  # the field of a failing source's problem (`_problem`)
-
-
-def is_source_failure(problem: Problem) -> bool:
-    """Whether `problem` says a discovery source could not be read (Nomad or AWS down, no
-    credentials), rather than that a policy is invalid: `plan` and `run --once` then say
-    their targets could not be evaluated (exit 3), not that a file is invalid (exit 1)."""
-    return problem.field == SOURCE_FIELD and problem.file.startswith("<discovery: ")
-
-
-def split_source_failures(found: Sequence[Problem]) -> tuple[list[Problem], list[Problem]]:
-    """`found` as (policy problems, failing sources' problems): see `is_source_failure`."""
-    policy_problems: list[Problem] = []
-    failures: list[Problem] = []
-    for problem in found:
-        (failures if is_source_failure(problem) else policy_problems).append(problem)
-    return policy_problems, failures
-
-
-def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:
-    """The policies of `result` and those discovery gives its templates (read once now),
-    with one policy per name and per target: files first, then discovered in order (a
-    policy that stood aside for a template's that is refused put back: `service.yielding`)."""
-    discovery.read_once(result.templates)
-    loads, failing = discovery(result.templates)
-
-    def newcomers(loads: list[FileLoad], problems: list[Problem]) -> Iterator[Located]:
-        for load in loads:
-            problems.extend(load.problems)
-            yield from load.policies
-
-    notes: list[Problem] = []
-    while True:
-        problems = list(failing)
-        policies = files_first(result.policies, newcomers(loads, problems), problems)
-        back = stand_ins(loads, policies)
-        if back is None:
-            return policies, problems + notes
-        loads = back[0]
-        notes += [note for _, note in back[1]]

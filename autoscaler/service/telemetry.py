@@ -39,7 +39,7 @@ from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.errors import Problem
-from autoscaler.service.discovery import SourceHealth
+from autoscaler.service.discovery_sources import SourceHealth
 from autoscaler.service.families import CounterFamily, Family, GaugeFamily, HistogramFamily
 
 # Evaluations wait on Prometheus and a cloud API; a query alone is usually milliseconds.

@@ -14,7 +14,8 @@ from autoscaler.adapters.discovery.nomad import Listing
 from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
 from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_paths
-from autoscaler.service.discovery import Discovery, DiscoveryConfig, with_discovered
+from autoscaler.service.discovery import Discovery, DiscoveryConfig
+from autoscaler.service.discovery_setup import with_discovered
 from autoscaler.service.registry import PolicyRegistry
 from tests.support.discovery import discovering, names
 from tests.support.net import wait_until

@@ -30,7 +30,7 @@ from autoscaler.core.model import (
 )
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.errors import Problem
-from autoscaler.service.discovery import SourceHealth
+from autoscaler.service.discovery_sources import SourceHealth
 from autoscaler.service.telemetry import Telemetry
 
 DASHBOARD = Path(__file__).parents[3] / "dashboards" / "autoscaler.json"
