@@ -275,15 +275,28 @@ class NomadScaler:
     def _get(
         self, what: str, *, deadline: float | None = None, budget: Budget | None = None
     ) -> Any:
-        """GET /v1/job/:job_id[/what] as JSON (None for a JSON null)."""
+        """GET /v1/job/:job_id[/what] as a JSON object (the latest `deployment` may be none:
+        a JSON null or an empty answer, as Nomad answers for a job without one).
+
+        Any other answer that is no object (an empty one, a list: a proxy's, not Nomad's)
+        is a `TargetError` that says so, not an `AttributeError` further on: a read that
+        says nothing is a failed read.
+        """
         parts = (self._job_path, what) if what else (self._job_path,)
-        return self._call(
+        answer = self._call(
             "read-job",
             lambda timeout: self._api.request(
                 *parts, method="get", params=self._params(), timeout=timeout
             ),
             deadline=deadline,
             budget=budget,
+        )
+        if isinstance(answer, dict) or (answer is None and what == "deployment"):
+            return answer
+        got = "an empty answer" if answer is None else f"a JSON {type(answer).__name__}"
+        raise TargetError(
+            f"Nomad at {self._shown_address} answered the {what or 'job'} read of {self._ref} "
+            f"with {got}, not a JSON object"
         )
 
     @property
@@ -384,4 +397,10 @@ class NomadScaler:
         try:
             return response.json()
         except ValueError as exc:
+            if capability == "scale-job":  # accepted (2xx), so it may well have been applied
+                raise TargetUnavailable(
+                    f"Nomad at {self._shown_address} answered the scale request for "
+                    f"{self._ref} with a non-JSON body: it may have been applied",
+                    maybe_applied=True,
+                ) from exc
             raise TargetError(f"Nomad at {self._shown_address} sent a non-JSON answer") from exc

@@ -190,6 +190,51 @@ def test_a_count_changed_while_an_unanswered_scale_is_retried_may_have_been_appl
     assert len(_ours(nomad_api)) == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "got"),
+    [
+        pytest.param("", "an empty answer", id="empty"),
+        pytest.param("null", "an empty answer", id="json-null"),
+        pytest.param("[]", "a JSON list", id="json-list"),
+    ],
+)
+def test_a_read_answered_with_no_json_object_is_a_failed_read_that_says_so(
+    nomad_api: NomadApiStandIn, body: str, got: str
+) -> None:
+    # A proxy's answer, not Nomad's: an AttributeError deep in the adapter before, which
+    # escaped the scale call (`run --once` stopped there, a cooldown with no scale recorded).
+    nomad_api.register_job("chat", groups={"web": 2})
+    scaler = scaler_for(nomad_api)
+    nomad_api.fail_next(1, status=200, body=body)
+    with pytest.raises(TargetError, match=f"answered the scale read of .* with {got}, not a JSON"):
+        scaler.status()
+
+    nomad_api.fail_next(1, status=200, body=body)  # the read before the scale request
+    with pytest.raises(TargetError, match=f"with {got}, not a JSON object"):
+        scaler.scale(4, reason="up", meta=META, expected=2)
+    assert nomad_api.requests_to("POST") == []  # nothing sent on a read that said nothing
+    assert nomad_api.group_count("chat", "web") == 2
+
+
+def test_a_job_without_a_deployment_answered_null_or_empty_is_ready(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 2})  # no deployment: Nomad answers null
+    assert scaler_for(nomad_api).status().ready
+
+
+def test_a_scale_request_accepted_with_a_non_json_body_may_have_been_applied(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # A 2xx was sent back: Nomad (or what stands before it) took the request. Reported as
+    # failed before, the cooldown it started was withdrawn although it may have landed.
+    nomad_api.register_job("chat", groups={"web": 2})
+    nomad_api.fail_requests_of("chat", status=200, body="<html>ok</html>", methods=["POST"])
+    with pytest.raises(TargetUnavailable, match="non-JSON body: it may have been applied") as info:
+        scaler_for(nomad_api).scale(4, reason="up", meta=META)
+    assert info.value.maybe_applied
+
+
 def test_scale_to_zero_and_back_from_zero(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job("chat", groups={"web": 2})
     scaler = scaler_for(nomad_api)
