@@ -70,7 +70,7 @@ from autoscaler.core.noise import within_noise
 from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.reasons import later
 from autoscaler.core.reasons import reasons as pending_reasons
-from autoscaler.core.strategies import STRATEGIES, fmt_deciding, fmt_number, reason_part
+from autoscaler.core.strategies import STRATEGIES, fmt_agreeing, fmt_number, reason_part
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -388,9 +388,9 @@ def _forecast_text(name: str, value: float, forecast: ForecastReading) -> str:
     ahead = forecast.value
     if forecast.only:
         ahead_shown = fmt_number(ahead)
-    else:  # both numbers with the digits that decide which one is acted on
-        ahead_shown = fmt_deciding(ahead, value.__lt__)
-        observed = fmt_deciding(value, ahead.__gt__)
+    else:  # both numbers with the digits that show which one is acted on
+        above = ahead > value
+        ahead_shown, observed = fmt_agreeing([ahead, value], lambda s: (s[0] > s[1]) == above)
     shown = f"{name}: forecast {ahead_shown} in {_lead(forecast.lead)}"
     if forecast.error is not None:
         shown += f" (recent error {forecast.error * 100:.0f} %)"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import Change, Check, Step, Strategy
@@ -104,36 +104,61 @@ def ceil_count(x: float) -> int:
 
 
 def fmt_number(x: float) -> str:
-    """A compact rendering of a metric value for reasons: `9`, `0.41`, `1234.5`, `1.2e-05`."""
+    """A compact rendering of a metric value for reasons: `9`, `0.41`, `1234.5`, `1.2e-05`
+    (`1e+300`: an exponent from 1e15 up, never hundreds of digits)."""
     if not math.isfinite(x):
         return str(x)
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
-    if abs(x) >= 1000:
+    if 1000 <= abs(x) < 1e15:
         return f"{x:.1f}"
     return f"{x:.4g}"
 
 
-def fmt_deciding(x: float, decides: Callable[[float], object]) -> str:
-    """`fmt_number(x)`, with more significant digits while the number shown would decide
-    otherwise than `x` does (`decides(shown) != decides(x)`), up to the exact value.
+def fmt_agreeing(numbers: Sequence[float], agrees: Callable[[Sequence[float]], bool]) -> list[str]:
+    """`numbers` as a reason shows them: each `fmt_number`, then all with more significant
+    digits together while `agrees(shown)` is false, up to their exact values.
 
-    A reason is read as the arithmetic that made the decision, so its numbers must bear it
-    out: 0.050001 against a step `above: 0.05` shows as `0.050001 > 0.05`, never as
-    `0.05 > 0.05`, and 10.00004 per instance against a target of 10 as `10.00004 / 10 → 2`.
-    Only reasons pay for this, when they are read.
+    A reason is read as the arithmetic that made the decision, so the numbers it shows must
+    bear it out: `agrees` redoes that arithmetic on the numbers as shown (a value against
+    a step's bound, a value over a target, a forecast against the observed value) and says
+    whether it decides as the real numbers did. So 0.050001 against a step `above: 0.05`
+    shows as `0.050001 > 0.05`, never `0.05 > 0.05`, and 200.04 per instance over a target
+    of 40 as `200.04 / 40 → 6`. Only reasons pay for this, when they are read.
     """
-    shown = fmt_number(x)
-    if not math.isfinite(x):
+    shown = [fmt_number(x) for x in numbers]
+    if not all(math.isfinite(x) for x in numbers):
         return shown
-    want = decides(x)
     digits = 5
-    while decides(float(shown)) != want:
-        if digits >= 17:
-            return repr(x)  # the shortest text that reads back as `x` itself
-        shown = f"{x:.{digits}g}"
+    while not agrees([float(text) for text in shown]):
+        if digits > 17:
+            return [_exact(x) for x in numbers]
+        shown = [_digits(x, digits) for x in numbers]
         digits += 1
     return shown
+
+
+def fmt_deciding(x: float, decides: Callable[[float], object]) -> str:
+    """`fmt_agreeing` of one number: shown with the digits that make `decides` give what it
+    gives for `x` itself."""
+    want = decides(x)
+    (shown,) = fmt_agreeing([x], lambda v: decides(v[0]) == want)
+    return shown
+
+
+def _digits(x: float, digits: int) -> str:
+    """`x` with `digits` significant digits, written out (no exponent) from 1000 to 1e15 as
+    `fmt_number` writes them there."""
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    if 1000 <= abs(x) < 1e15:
+        return f"{x:.{max(1, digits - len(str(int(abs(x)))))}f}"
+    return f"{x:.{digits}g}"
+
+
+def _exact(x: float) -> str:
+    """The shortest text that reads back as `x` itself (`40`, not `40.0`)."""
+    return str(int(x)) if x == int(x) and abs(x) < 1e15 else repr(x)
 
 
 # Each strategy's reason is made when read (`reasons.later`): a replay reads few of them.
@@ -180,21 +205,28 @@ _PER = " per instance"
 
 
 def _target_text(check: Check, value: float, what: str, count: int, current: int) -> str:
-    shown = _deciding_value(check, value, current)
-    return f"{check.name}: {shown} / {_setting(_positive_target(check))}{what} → {count}"
+    shown, target = _over_target(check, value, current)
+    return f"{check.name}: {shown} / {target}{what} → {count}"
 
 
 def _within_text(check: Check, value: float, what: str, count: int, current: int) -> str:
-    shown = f"{_deciding_value(check, value, current)} / {_setting(_positive_target(check))}"
+    shown, target = _over_target(check, value, current)
     tolerance = _setting(check.tolerance * 100)
-    return f"{check.name}: {shown}{what} within tolerance ±{tolerance}% → {count}"
+    return f"{check.name}: {shown} / {target}{what} within tolerance ±{tolerance}% → {count}"
 
 
-def _deciding_value(check: Check, value: float, current: int) -> str:
-    """The check's value as its reason shows it: with the digits that decide its count,
-    and whether it is within the tolerance (whose reason reads otherwise)."""
+def _over_target(check: Check, value: float, current: int) -> list[str]:
+    """The check's value and target as its reason shows them: with the digits that give,
+    redone on the shown numbers, its count and whether it is within the tolerance (whose
+    reason reads otherwise)."""
     count = _per_instance_count if check.strategy is Strategy.PER_INSTANCE else _target_value_count
-    return fmt_deciding(value, lambda v: count(check, v, current))
+    want = count(check, value, current)
+
+    def agrees(shown: Sequence[float]) -> bool:
+        v, target = shown
+        return target > 0 and count(replace(check, target=target), v, current) == want
+
+    return fmt_agreeing([value, _positive_target(check)], agrees)
 
 
 def _threshold(check: Check, value: float, current: int) -> StrategyResult:
@@ -206,13 +238,28 @@ def _threshold(check: Check, value: float, current: int) -> StrategyResult:
 
 
 def _step_text(check: Check, value: float, step: Step, count: int) -> str:
-    shown = fmt_deciding(value, functools.partial(_first_match, check.steps))
-    return f"{check.name}: {shown} {_condition(step)}: {step.change} → {count}"
+    bounds = [b for b in (step.above, step.below) if b is not None]
+    index = _first_match(check.steps, value)
+
+    def agrees(shown: Sequence[float]) -> bool:  # the shown value meets the shown bounds
+        v, *shown_bounds = shown
+        return _first_match(check.steps, v) == index and _matches(_bounded(step, shown_bounds), v)
+
+    shown, *bounds_shown = fmt_agreeing([value, *bounds], agrees)
+    return f"{check.name}: {shown} {_condition(step, bounds_shown)}: {step.change} → {count}"
 
 
 def _no_step_text(check: Check, value: float, count: int) -> str:
     shown = fmt_deciding(value, functools.partial(_first_match, check.steps))
     return f"{check.name}: {shown} no step matched → {count}"
+
+
+def _bounded(step: Step, bounds: Sequence[float]) -> Step:
+    """`step` with its bounds (`above`, then `below`, those it has) replaced by `bounds`."""
+    rest = iter(bounds)
+    above = None if step.above is None else next(rest)
+    below = None if step.below is None else next(rest)
+    return replace(step, above=above, below=below)
 
 
 def _first_match(steps: tuple[Step, ...], value: float) -> int | None:
@@ -279,19 +326,21 @@ def _matches(step: Step, value: float) -> bool:
     return step.below is None or value < step.below
 
 
-def _condition(step: Step) -> str:
+def _condition(step: Step, shown: Sequence[str]) -> str:
+    """`> 0.05 and < 0.1`: the step's bounds as `shown` (above, then below, those it has)."""
+    rest = iter(shown)
     parts = []
     if step.above is not None:
-        parts.append(f"> {fmt_number(step.above)}")
+        parts.append(f"> {next(rest)}")
     if step.below is not None:
-        parts.append(f"< {fmt_number(step.below)}")
+        parts.append(f"< {next(rest)}")
     return " and ".join(parts) or "always"
 
 
 @functools.lru_cache(maxsize=1024)
 def _setting(x: float) -> str:
-    """`fmt_number` of a policy's setting (a target, a tolerance), which every evaluation
-    of the check shows again: computed once."""
+    """`fmt_number` of a policy's setting (a tolerance), which every evaluation of the
+    check shows again: computed once."""
     return fmt_number(x)
 
 

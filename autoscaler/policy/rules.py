@@ -105,7 +105,8 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
         )
         found.append((("fallback",), message))
     for index, schedule in enumerate(policy.schedules):
-        if schedule.timezone is not None and not schedule.cron:
+        one_off = schedule.start is not None or schedule.end is not None
+        if schedule.timezone is not None and not schedule.cron and one_off:
             message = (
                 "ignored: a one-off schedule's start and end carry their own UTC offset "
                 "(timezone applies to cron schedules only)"

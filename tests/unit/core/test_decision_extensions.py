@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -108,14 +109,23 @@ def test_a_forecast_below_the_observed_value_never_scales_in() -> None:
     )
 
 
-def test_a_forecast_a_hair_above_the_observed_value_shows_the_digits_that_decide() -> None:
-    """At four digits both would read `50`: `forecast 50 above the observed 50`. Each number
-    gets the digits its comparison with the other needs (the observed 50.0001 is below the
-    forecast at `50` already)."""
-    observed = Observation(check="load", value=50.0001, forecast=forecast(50.0002))
-    assert run(make_policy(), observed).decision.reasons[0] == (
-        "load: forecast 50.0002 in 2m30s (recent error 12 %) above the observed 50: acting on it"
+@pytest.mark.parametrize(
+    ("observed", "ahead", "shown"),
+    [
+        pytest.param(50.0001, 50.0002, "forecast 50.0002 in 2m30s (recent error 12 %) above "
+                     "the observed 50.0001", id="a-hair-apart"),
+        pytest.param(168.468, 168.52547, "forecast 168.53 in 2m30s (recent error 12 %) above "
+                     "the observed 168.47", id="both-round-to-168.5"),
+    ],
+)  # fmt: skip
+def test_a_forecast_a_hair_above_the_observed_value_shows_the_digits_that_decide(
+    observed: float, ahead: float, shown: str
+) -> None:
+    """At four digits both would read the same: `forecast 50 above the observed 50`."""
+    outcome = run(
+        make_policy(), Observation(check="load", value=observed, forecast=forecast(ahead))
     )
+    assert outcome.decision.reasons[0] == f"load: {shown}: acting on it"
 
 
 @given(

@@ -250,6 +250,38 @@ def test_a_reason_shows_the_digits_that_decide_its_count(
     assert reason in desired(check, value, current).reason
 
 
+@pytest.mark.parametrize(
+    ("check", "value", "reason"),
+    [
+        pytest.param(
+            threshold(step("-1", below=0.0100004)), 0.0100002,
+            "error-ratio: 0.0100002 < 0.0100004: -1 → 4", id="a-bound-with-more-digits",
+        ),
+        pytest.param(
+            threshold(step("+2", above=1234.56)), 1234.58,
+            "error-ratio: 1234.58 > 1234.56: +2 → 7", id="a-bound-above-1000",
+        ),
+        pytest.param(
+            Check(name="q", strategy=Strategy.PASS_THROUGH, query="q"), 123449.04,
+            "q: 123449.04 → 123450", id="above-1000-written-out-not-as-an-exponent",
+        ),
+        pytest.param(
+            per_instance(7.00004), 14.0001, "open: 14.0001 / 7.00004 per instance → 3",
+            id="a-target-with-more-digits",
+        ),
+        pytest.param(
+            Check(name="q", strategy=Strategy.PASS_THROUGH, query="q"), 1e300,
+            "q: 1e+300 → 1000000", id="huge-as-an-exponent",
+        ),
+    ],
+)  # fmt: skip
+def test_a_reasons_settings_show_the_digits_that_decide_too(
+    check: Check, value: float, reason: str
+) -> None:
+    """`0.01 < 0.01` read as false arithmetic as well, from the setting's side."""
+    assert desired(check, value, 5).reason == reason
+
+
 def test_a_value_that_only_its_last_digit_decides_is_shown_exactly() -> None:
     edge = 0.05
     above = math.nextafter(edge, 1.0)
