@@ -58,22 +58,25 @@ class Budget:
         """Seconds left before the budget ends (zero or less once it has)."""
         return self.until - self.clock()
 
-    def check(self, what: str, *, sent: int) -> None:
+    def check(self, what: str, *, sent: int, last: str | None = None) -> None:
         """Return while an attempt of `what` may start; raise `TargetDeadline` once the
-        caller's deadline has come: nothing more is sent (`sent`: attempts already sent)."""
+        caller's deadline has come: nothing more is sent (`sent`: attempts already sent,
+        `last`: how the last of them failed, said in the error)."""
         if self.caller is not None and self.caller - self.clock() <= 0:
-            raise self.refused(what, sent=sent)
+            raise self.refused(what, sent=sent, last=last)
 
-    def refused(self, what: str, *, sent: int) -> TargetDeadline:
-        """The error of an attempt of `what` not sent because the caller's deadline came."""
+    def refused(self, what: str, *, sent: int, last: str | None = None) -> TargetDeadline:
+        """The error of an attempt of `what` not sent because the caller's deadline came
+        (after `sent` attempts, the last of which failed with `last`, if given)."""
         self.cut = True
         again = f" again after {_attempts(sent)}" if sent else ""
-        return TargetDeadline(f"{what} was not sent{again}", attempts=sent)
+        failed = f" (last: {last})" if sent and last else ""
+        return TargetDeadline(f"{what} was not sent{again}{failed}", attempts=sent)
 
-    def timeout(self, what: str, timeout: float, *, sent: int) -> float:
+    def timeout(self, what: str, timeout: float, *, sent: int, last: str | None = None) -> float:
         """The timeout of the attempt of `what` about to start: `timeout`, ending by the
         caller's deadline (`check` first)."""
-        self.check(what, sent=sent)
+        self.check(what, sent=sent, last=last)
         if self.caller is None:
             return timeout
         return max(0.001, min(timeout, self.caller - self.clock()))

@@ -310,13 +310,14 @@ class AsgScaler:
         what = f"{action} on {where or self._where()}"
         sent = 0
         unanswered_once = False  # a write sent and not answered: it may have landed
+        last: str | None = None  # how the last attempt failed: said if no retry may start
 
         def attempt() -> T:
-            nonlocal sent, unanswered_once
-            until.check(what, sent=sent)
+            nonlocal sent, unanswered_once, last
+            until.check(what, sent=sent, last=last)
             if sent and again is not None:
                 again()
-                until.check(what, sent=sent)
+                until.check(what, sent=sent, last=last)
             sent += 1
             try:
                 if until.caller is None or not write:
@@ -331,8 +332,10 @@ class AsgScaler:
                         raise
                     sent -= 1
                     raise until.refused(what, sent=sent) from None
-            except (ReadTimeoutError, ConnectionClosedError):
-                unanswered_once = unanswered_once or write
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                last = describe(exc)
+                if isinstance(exc, ReadTimeoutError | ConnectionClosedError):
+                    unanswered_once = unanswered_once or write
                 raise
 
         retrying = Retrying(

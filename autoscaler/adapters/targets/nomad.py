@@ -341,14 +341,15 @@ class NomadScaler:
         what = f"the {'scale' if capability == 'scale-job' else 'read'} request for {self._ref}"
         sent = 0
         unanswered_once = False  # a scale request sent and not answered: it may have landed
+        last: str | None = None  # how the last attempt failed: said if no retry may start
 
         def attempt() -> requests.Response:
-            nonlocal sent, unanswered_once
+            nonlocal sent, unanswered_once, last
             if sent and again is not None:
-                budget.check(what, sent=sent)
+                budget.check(what, sent=sent, last=last)
                 again(budget)
             own = max(0.05, min(settings.timeout, budget.own_until - monotonic()))
-            timeout = budget.timeout(what, own, sent=sent)
+            timeout = budget.timeout(what, own, sent=sent, last=last)
             sent += 1
             try:
                 with send_by.sending_by(deadline if capability == "scale-job" else None):
@@ -357,7 +358,8 @@ class NomadScaler:
                 sent -= 1
                 raise budget.refused(what, sent=sent) from None
             except BaseNomadException as exc:
-                if capability == "scale-job" and last_attempt(exc, settings.address)[1]:
+                last, unanswered = last_attempt(exc, settings.address)
+                if capability == "scale-job" and unanswered:
                     unanswered_once = True
                 raise
 
@@ -392,12 +394,18 @@ class NomadScaler:
             if unanswered_once:  # an earlier attempt may have landed, whatever came after
                 raise after_unanswered(error, what) from None
             raise
+        return self._json(response, capability)
+
+    def _json(self, response: requests.Response, capability: str) -> Any:
+        """The answer's JSON body (None when empty). A scale request accepted (2xx) with a
+        body that is not JSON may well have been applied: `TargetUnavailable` that says so
+        (its cooldown is kept), where a read's is a plain `TargetError`."""
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError as exc:
-            if capability == "scale-job":  # accepted (2xx), so it may well have been applied
+            if capability == "scale-job":
                 raise TargetUnavailable(
                     f"Nomad at {self._shown_address} answered the scale request for "
                     f"{self._ref} with a non-JSON body: it may have been applied",

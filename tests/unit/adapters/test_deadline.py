@@ -74,6 +74,19 @@ def test_no_attempt_starts_once_the_lease_has_ended(sent: int, message: str) -> 
     assert budget.cut
 
 
+def test_a_retry_refused_at_the_lease_says_how_the_last_attempt_failed() -> None:
+    # A back-off sleep that overshoots the lease: the retry is refused as it would start,
+    # and the error still says what the attempts met (it said only "was not sent again").
+    clock = Clock()
+    budget = Budget(seconds=10.0, caller=501.0, clock=clock)
+    clock.t = 501.2
+    with pytest.raises(TargetDeadline) as raised:
+        budget.check("SetDesiredCapacity", sent=2, last="HTTP 503: Throttling")
+    assert str(raised.value) == (
+        "SetDesiredCapacity was not sent again after 2 attempts (last: HTTP 503: Throttling)"
+    )
+
+
 def test_the_error_says_how_the_last_attempt_failed_and_whether_it_may_land() -> None:
     budget = Budget(seconds=10.0, caller=501.0, clock=Clock())
     refused = budget.over("POST", sent=3, last="HTTP 500: boom", unanswered=False)
