@@ -51,6 +51,7 @@ from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
 from autoscaler.service.retention import TIDY_EVERY
+from autoscaler.service.scheduler import crashed
 from autoscaler.service.telemetry import Telemetry
 
 log = logging.getLogger("autoscaler.service")
@@ -136,7 +137,11 @@ def _evaluate_all(
             skipped = len(enabled) - len(evaluations)
             log.warning("stopped: %d of %d policies not evaluated", skipped, len(enabled))
             return evaluations, skipped
-        evaluation = reconciler.evaluate(policy, dry_run=dry_run)
+        try:
+            evaluation = reconciler.evaluate(policy, dry_run=dry_run)
+        except Exception as exc:  # a bug in one policy's path: the others are still evaluated
+            log.exception("evaluation of policy %s crashed", policy.name)
+            evaluation = crashed(policy, exc, now=utcnow(), dry_run=dry_run)
         evaluations.append(evaluation)
         if evaluation.decision.changes_target:
             notifier.notify(evaluation.decision)

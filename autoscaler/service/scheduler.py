@@ -442,10 +442,7 @@ class Scheduler:
 
     def _crashed(self, policy: Policy, error: BaseException) -> Evaluation:
         """What the API shows after a crash: a `hold` that says so (not the stale last run)."""
-        reason = f"evaluation crashed: {safe_error(error)}"
-        now = self._clock()
-        decision = core.unavailable(policy, now=now, reason=reason, dry_run=self._dry_run)
-        return scrubbed(Evaluation(decision=decision, error=reason, error_kind=CRASH))
+        return crashed(policy, error, now=self._clock(), dry_run=self._dry_run)
 
     def _finish(
         self,
@@ -551,3 +548,11 @@ def _awaited(rank: int, due: float, slot: _Slot | None) -> bool:
 def _rank(urgent: bool) -> int:
     """Heap rank: triggered runs (0) before scheduled ones (1), whatever their due times."""
     return 0 if urgent else 1
+
+
+def crashed(policy: Policy, error: BaseException, *, now: datetime, dry_run: bool) -> Evaluation:
+    """The evaluation of a policy whose evaluation raised unexpectedly (a bug): a `hold`
+    that says so, its `error_kind` `crash`; nothing it decided is acted on."""
+    reason = f"evaluation crashed: {safe_error(error)}"
+    decision = core.unavailable(policy, now=now, reason=reason, dry_run=dry_run)
+    return scrubbed(Evaluation(decision=decision, error=reason, error_kind=CRASH))

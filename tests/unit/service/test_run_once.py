@@ -152,3 +152,25 @@ def test_a_policy_with_a_warning_is_evaluated_and_its_warning_logged(
     assert [t.scaled for t in settings.targets_read.values()] == [[3]]
     said = [r for r in caplog.records if "fallback: warning: ignored" in r.getMessage()]
     assert [(r.levelname, r.getMessage()[:12]) for r in said] == [("WARNING", "policy file ")]
+
+
+def test_a_policy_whose_evaluation_crashes_holds_and_the_others_are_still_evaluated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug in one policy's path (an adapter raising what it should have translated) ended
+    # the whole pass before: the policies after it were never evaluated.
+    def bug() -> None:
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+    settings = _Settings()
+    settings.targets_read["aws-asg:a"] = _Target(on_scale=bug)  # in its scale call
+    with caplog.at_level("ERROR", logger="autoscaler"):
+        code = run_once(
+            _policies(tmp_path, "a", "b"),
+            cast(Settings, settings),
+            MemoryStateStore(),
+            dry_run=False,
+        )
+    assert code == EXIT_NOT_EVALUATED
+    assert settings.targets_read["aws-asg:b"].scaled == [3]
+    assert any("evaluation of policy a crashed" in r.getMessage() for r in caplog.records)
