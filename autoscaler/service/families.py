@@ -104,18 +104,21 @@ class _NumberFamily(Family):
 
     def text(self) -> str:
         exposed = self.name + self.suffix
+        # Two lists, not a (labels, value) tuple per series (see `HistogramFamily._snapshot`).
         with self._lock:
-            values = list(self._values.items())
+            keys, values = list(self._values), list(self._values.values())
         chunks = [self._head(exposed)]
         for start in range(0, len(values), CHUNK_LINES):  # (see `CHUNK_LINES`)
-            part = values[start : start + CHUNK_LINES]
+            end = start + CHUNK_LINES
             if not self.labels:
-                chunks.append("".join(f"{exposed} {_number(value)}\n" for _, value in part))
+                chunks.append(
+                    "".join(f"{exposed} {_number(value)}\n" for value in values[start:end])
+                )
             else:
                 chunks.append(
                     "".join(
                         f"{exposed}{{{','.join(self._pairs(labels))}}} {_number(value)}\n"
-                        for labels, value in part
+                        for labels, value in zip(keys[start:end], values[start:end], strict=True)
                     )
                 )
         return "".join(chunks)
@@ -180,6 +183,22 @@ class HistogramFamily(Family):
             if not math.isnan(amount):  # fits no bucket, as `amount <= bound` says
                 counts[1 + bisect_left(self._bounds, amount)] += 1
 
+    def _snapshot(self) -> tuple[list[Labels], array[float]]:
+        """The label values of every series, and their counts one after the other in one
+        array (`[sum, bucket 0, ..., +Inf]` each), copied under the lock.
+
+        One array rather than a list of floats per series: at 10,000 policies those were
+        150,000 float objects and 10,000 lists per histogram, some 7 MB of small objects
+        alive through the family's text. The small-object arenas they filled stayed mapped
+        after the scrape, pinned by the objects the evaluations made meanwhile (in
+        process, 7 to 8 MiB arenas kept after one scrape beside such a thread; 2 since)."""
+        flat = array("d")
+        with self._lock:
+            keys = list(self._values)
+            for counts in self._values.values():
+                flat.extend(counts)
+        return keys, flat
+
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         with self._lock:
@@ -195,13 +214,14 @@ class HistogramFamily(Family):
 
     def text(self) -> str:
         name = self.name
-        with self._lock:
-            values = [(labels, counts.tolist()) for labels, counts in self._values.items()]
+        keys, flat = self._snapshot()
+        width = len(self._bounds) + 1
         # `le` takes its place among the sorted label names of each bucket's sample.
         at = sum(1 for label in self.labels if label < "le")
         chunks: list[str] = []
         lines = [self._head(name)]
-        for labels, counts in values:
+        for i, labels in enumerate(keys):
+            counts = flat[i * width : (i + 1) * width]
             if len(lines) >= CHUNK_LINES:  # (see `CHUNK_LINES`)
                 chunks.append("".join(lines))
                 lines.clear()

@@ -44,7 +44,8 @@ def test_nothing_is_changed_outside_glibc_or_when_refused() -> None:
 
 
 # `/metrics` of 10,000 policies rendered four times on a worker thread, as the HTTP
-# server does for each scrape; the RSS growth in MB over the four.
+# server does for each scrape; the most RSS growth in MB after any of the four (with the
+# dynamic threshold, what the arenas keep comes and goes from one scrape to the next).
 SCRAPES = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -73,10 +74,11 @@ for i in range(10_000):
     )
     telemetry.observe(evaluation, at=1.0)
 pool = ThreadPoolExecutor(2)
-before = rss()
+before, growth = rss(), 0.0
 for _ in range(4):
     pool.submit(telemetry.render).result()
-print(rss() - before)
+    growth = max(growth, rss() - before)
+print(growth)
 """
 
 
@@ -97,6 +99,8 @@ def test_large_transient_buffers_on_worker_threads_go_back_when_freed() -> None:
     assert _glibc() is not None, "these machines (Debian) run glibc"
     dynamic, fixed = _growth("dynamic"), _growth("fixed")
     # glibc's dynamic threshold keeps tens of MB in the workers' arenas (54 MB measured
-    # here); fixed, they go back when freed (3 MB).
+    # here; 57 MB at most since the histograms' text copies their counts into one array,
+    # though as little as 0.6 MB after some of the four scrapes); fixed, they go back when
+    # freed (3 MB; 0.6 MB since).
     assert dynamic > 25, (dynamic, fixed)
     assert fixed < 12, (dynamic, fixed)
