@@ -39,6 +39,7 @@ from autoscaler import __version__
 from autoscaler.core.model import Policy
 from autoscaler.engine.reconciler import Evaluation
 from autoscaler.errors import Problem
+from autoscaler.service.allocator import give_back_free_pages
 from autoscaler.service.discovery_sources import SourceHealth
 from autoscaler.service.families import CounterFamily, Family, GaugeFamily, HistogramFamily
 
@@ -551,8 +552,11 @@ class Telemetry:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type: `generate_latest` of the registry,
-        with each per-policy family writing its own lines (`families`)."""
-        return self.registry.exposition(), CONTENT_TYPE_LATEST
+        with each per-policy family writing its own lines (`families`). What writing it
+        freed inside glibc's arenas goes back to the system (`allocator`)."""
+        body = self.registry.exposition()
+        give_back_free_pages()
+        return body, CONTENT_TYPE_LATEST
 
 
 def _or_nan(value: float | None) -> float:
