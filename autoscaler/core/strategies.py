@@ -130,12 +130,25 @@ def fmt_agreeing(numbers: Sequence[float], agrees: Callable[[Sequence[float]], b
     if not all(math.isfinite(x) for x in numbers):
         return shown
     digits = 5
-    while not agrees([float(text) for text in shown]):
+    while not _agree(agrees, shown):
         if digits > 17:
             return [_exact(x) for x in numbers]
         shown = [_digits(x, digits) for x in numbers]
         digits += 1
     return shown
+
+
+def _agree(agrees: Callable[[Sequence[float]], bool], shown: Sequence[str]) -> bool:
+    """`agrees` of the numbers as `shown`; False when one reads back as no finite number
+    (`1.798e+308` is past the largest float) or the arithmetic fails on them: more digits
+    then, up to the exact ones, on which it succeeded."""
+    numbers = [float(text) for text in shown]
+    if not all(math.isfinite(x) for x in numbers):
+        return False
+    try:
+        return agrees(numbers)
+    except (ValueError, ArithmeticError):
+        return False
 
 
 def fmt_deciding(x: float, decides: Callable[[float], object]) -> str:

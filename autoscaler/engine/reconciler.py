@@ -336,6 +336,8 @@ class Reconciler:
             missing_data_since=memory.missing_data_since,
         )
         scale_in = decision.action is Action.DOWN
+        # The request's text first: what cannot be said is not recorded as sent either.
+        message, meta = _message(decision), _meta(decision)
         try:
             self._state.save(policy.name, key, done)
         except NotLeader as exc:
@@ -358,8 +360,8 @@ class Reconciler:
         try:
             target.scale(
                 decision.desired,
-                reason=_message(decision),
-                meta=_meta(decision),
+                reason=message,
+                meta=meta,
                 expected=decision.current,
                 deadline=deadline,
             )

@@ -331,7 +331,7 @@ class AsgScaler:
                     if send_by.refusal(exc) is None:
                         raise
                     sent -= 1
-                    raise until.refused(what, sent=sent) from None
+                    raise until.refused(what, sent=sent, last=last) from None
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 last = describe(exc)
                 if isinstance(exc, ReadTimeoutError | ConnectionClosedError):

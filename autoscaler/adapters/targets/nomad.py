@@ -356,7 +356,7 @@ class NomadScaler:
                     return send(timeout)
             except TargetDeadline:  # its connection opened too late: not written (`send_by`)
                 sent -= 1
-                raise budget.refused(what, sent=sent) from None
+                raise budget.refused(what, sent=sent, last=last) from None
             except BaseNomadException as exc:
                 last, unanswered = last_attempt(exc, settings.address)
                 if capability == "scale-job" and unanswered:

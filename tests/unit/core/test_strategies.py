@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -280,6 +281,24 @@ def test_a_reasons_settings_show_the_digits_that_decide_too(
 ) -> None:
     """`0.01 < 0.01` read as false arithmetic as well, from the setting's side."""
     assert desired(check, value, 5).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        pytest.param(
+            Check(name="q", strategy=Strategy.PASS_THROUGH, query="q"), -sys.float_info.max,
+            id="pass-through-at-minus-the-largest-float",
+        ),
+        pytest.param(target_value(sys.float_info.max), sys.float_info.max, id="target-value"),
+        pytest.param(per_instance(sys.float_info.max), sys.float_info.max, id="per-instance"),
+    ],
+)  # fmt: skip
+def test_a_reason_of_the_largest_floats_is_made_without_raising(check: Check, value: float) -> None:
+    # At four digits they read back as ±inf (`1.798e+308`), on which the count's arithmetic
+    # raised: when the reason was read, after the scale's cooldown had been recorded.
+    reason = desired(check, value, 5).reason
+    assert "e+308" in reason and "inf" not in reason
 
 
 def test_a_value_that_only_its_last_digit_decides_is_shown_exactly() -> None:
