@@ -125,6 +125,11 @@ class PolicyOut(BaseModel):
         description="problems in its file (a discovered policy: in its template's file and of "
         "its own target); while there are any, the last good version runs"
     )
+    load_warnings: list[LoadError] = Field(
+        default_factory=list,
+        description="warnings of its file (a discovered policy: of its template's file); the "
+        "policy runs as loaded",
+    )
 
 
 Role = Literal["leader", "standby"]

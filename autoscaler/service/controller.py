@@ -420,6 +420,7 @@ class Controller:
             last_error=error,
             last_error_kind=error_kind,
             load_errors=[LoadError.of(p) for p in self.registry.problems_of(policy)],
+            load_warnings=[LoadError.of(w) for w in self.registry.warnings_of(policy)],
         )
 
     def _unrecorded(self, name: str, shown: Decision | None) -> Decision | None:

@@ -128,6 +128,12 @@ class PolicyRegistry:
         with self._lock:
             return list(self._warnings)
 
+    def warnings_of(self, policy: Policy) -> list[PolicyWarning]:
+        """The warnings of the file `policy` was loaded from (a discovered policy: its
+        template's file)."""
+        with self._lock:
+            return [w for w in self._warnings if w.file == policy.source.file]
+
     def problems_of(self, policy: Policy) -> list[Problem]:
         """The problems that keep `policy`'s last good version running: its file's, and for
         a discovered policy its own target's (a bad override, a collision) and its

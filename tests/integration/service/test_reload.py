@@ -130,6 +130,9 @@ def test_a_policy_with_a_warning_runs_its_warning_listed_and_logged_once_across_
     listing = service.get("/v1/policies").json()
     assert listing["load_errors"] == []
     assert [(w["line"], w["field"]) for w in listing["load_warnings"]] == [(9, "fallback")]
+    shown = {name: service.get(f"/v1/policies/{name}").json() for name in ("web", "api")}
+    assert [w["field"] for w in shown["web"]["load_warnings"]] == ["fallback"]
+    assert shown["api"]["load_warnings"] == []  # another file's warning is not its own
     said = [r for r in service.log_records() if "fallback: warning:" in r["message"]]
     assert [r["level"] for r in said] == ["warning"], said
     assert service.stop() == 0
