@@ -223,23 +223,28 @@ def _target_text(check: Check, value: float, what: str, count: int, current: int
 
 
 def _within_text(check: Check, value: float, what: str, count: int, current: int) -> str:
-    shown, target = _over_target(check, value, current)
-    tolerance = _setting(check.tolerance * 100)
+    shown, target, tolerance = _over_target(check, value, current, tolerance=True)
     return f"{check.name}: {shown} / {target}{what} within tolerance ±{tolerance}% → {count}"
 
 
-def _over_target(check: Check, value: float, current: int) -> list[str]:
-    """The check's value and target as its reason shows them: with the digits that give,
-    redone on the shown numbers, its count and whether it is within the tolerance (whose
-    reason reads otherwise)."""
+def _over_target(check: Check, value: float, current: int, *, tolerance: bool = False) -> list[str]:
+    """The check's value and target (and, with `tolerance`, its tolerance in percent) as
+    its reason shows them: with the digits that give, redone on the shown numbers, its
+    count and whether it is within the tolerance (whose reason reads otherwise)."""
     count = _per_instance_count if check.strategy is Strategy.PER_INSTANCE else _target_value_count
     want = count(check, value, current)
+    numbers = [value, _positive_target(check)]
+    if tolerance:
+        numbers.append(check.tolerance * 100)
 
     def agrees(shown: Sequence[float]) -> bool:
-        v, target = shown
-        return target > 0 and count(replace(check, target=target), v, current) == want
+        v, target, *percent = shown
+        seen = replace(check, target=target)
+        if percent:
+            seen = replace(seen, tolerance=percent[0] / 100)
+        return target > 0 and count(seen, v, current) == want
 
-    return fmt_agreeing([value, _positive_target(check)], agrees)
+    return fmt_agreeing(numbers, agrees)
 
 
 def _threshold(check: Check, value: float, current: int) -> StrategyResult:
@@ -348,13 +353,6 @@ def _condition(step: Step, shown: Sequence[str]) -> str:
     if step.below is not None:
         parts.append(f"< {next(rest)}")
     return " and ".join(parts) or "always"
-
-
-@functools.lru_cache(maxsize=1024)
-def _setting(x: float) -> str:
-    """`fmt_number` of a policy's setting (a tolerance), which every evaluation of the
-    check shows again: computed once."""
-    return fmt_number(x)
 
 
 def _positive_target(check: Check) -> float:

@@ -280,7 +280,7 @@ class PostgresStateStore:
                     (before,),
                 ).fetchall(),
                 policies,
-                lambda at: at.astimezone(UTC),
+                _utc_of,
             )
             old = [
                 key
@@ -329,7 +329,11 @@ class PostgresStateStore:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
+    return _utc_of(value) if value is not None else None
+
+
+def _utc_of(value: datetime) -> datetime:
+    return value.astimezone(UTC)
 
 
 def _save_in(conn: psycopg.Connection[Any], policy: str, target_key: str, memory: Memory) -> None:

@@ -274,6 +274,10 @@ def test_a_reason_shows_the_digits_that_decide_its_count(
             Check(name="q", strategy=Strategy.PASS_THROUGH, query="q"), 1e300,
             "q: 1e+300 → 1000000", id="huge-as-an-exponent",
         ),
+        pytest.param(
+            target_value(0.25, 0.123456), 0.2808639, "p95-latency: 0.28086 / 0.25 within "
+            "tolerance ±12.346% → 5", id="a-tolerance-with-more-digits",
+        ),
     ],
 )  # fmt: skip
 def test_a_reasons_settings_show_the_digits_that_decide_too(
