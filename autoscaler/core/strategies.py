@@ -106,13 +106,7 @@ def ceil_count(x: float) -> int:
 def fmt_number(x: float) -> str:
     """A compact rendering of a metric value for reasons: `9`, `0.41`, `1234.5`, `1.2e-05`
     (`1e+300`: an exponent from 1e15 up, never hundreds of digits)."""
-    if not math.isfinite(x):
-        return str(x)
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    if 1000 <= abs(x) < 1e15:
-        return f"{x:.1f}"
-    return f"{x:.4g}"
+    return _digits(x, 4) if math.isfinite(x) else str(x)
 
 
 def fmt_agreeing(numbers: Sequence[float], agrees: Callable[[Sequence[float]], bool]) -> list[str]:
@@ -160,8 +154,8 @@ def fmt_deciding(x: float, decides: Callable[[float], object]) -> str:
 
 
 def _digits(x: float, digits: int) -> str:
-    """`x` with `digits` significant digits, written out (no exponent) from 1000 to 1e15 as
-    `fmt_number` writes them there."""
+    """Finite `x` with `digits` significant digits: whole numbers as they are, and from 1000
+    to 1e15 written out (no exponent) with at least one decimal."""
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
     if 1000 <= abs(x) < 1e15:

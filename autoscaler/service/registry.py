@@ -437,18 +437,15 @@ def _problems_by_name(
 
 
 def _log(
-    outcome: ReloadOutcome,
-    *,
-    known: set[Problem] | None = None,
-    warned: set[PolicyWarning] | None = None,
+    outcome: ReloadOutcome, *, warned: set[PolicyWarning], known: set[Problem] | None = None
 ) -> None:
     """Log a reload's outcome: its problems (those not `known`, if given), its warnings
-    (those not `warned` already, if given), the files held back and what changed."""
+    not `warned` already, the files held back and what changed."""
     for problem in outcome.problems:
         if known is None or problem not in known:
             log.error("invalid policy: %s", problem)
     for warning in outcome.warnings:
-        if warned is None or warning not in warned:
+        if warning not in warned:
             log.warning("policy file %s", warning)
     for file in outcome.kept if known is None else ():
         if file.startswith(DISCOVERED):
