@@ -114,3 +114,18 @@ def test_a_bad_test_file_exits_1_with_file_and_line(folder: Path) -> None:
 def test_no_file_is_a_usage_error() -> None:
     done = policy_test()
     assert done.returncode == 2 and "FILE" in done.stderr
+
+
+def test_the_shipped_policy_tests_pass() -> None:
+    """`policies/tests/` pins the shipped example policies' behaviour: the README points
+    users at them as the model of a policy test, so they must keep passing."""
+    shipped = Path(__file__).resolve().parents[3] / "policies" / "tests"
+    files = sorted(shipped.glob("*_test.yaml"))
+    assert [f.name.removesuffix("_test.yaml") for f in files] == [
+        "checkout-latency",
+        "nomad-chat-api",
+        "support-conversations",
+    ]
+    done = policy_test(*files)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "3 files (0 invalid): 10 tests, 10 passed, 0 failed"
