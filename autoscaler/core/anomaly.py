@@ -8,7 +8,7 @@ the spread is at least `MIN_RELATIVE_SPREAD` of the median (and a tiny absolute 
 a step of a few percent on a steady metric is never "implausible".
 
 What the decision does with an implausible value (never scale in on it; confirm a large
-scale-out over several evaluations) is in `decision`.
+scale-out over several evaluations) is in `checks` and `missing_data`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from autoscaler.core.decision import Outcome, decide, unavailable
+from autoscaler.core.decision import decide, unavailable
 from autoscaler.core.model import (
     Action,
     AsgTarget,
@@ -32,6 +32,7 @@ from autoscaler.core.model import (
     Strategy,
     TargetStatus,
 )
+from autoscaler.core.run import Outcome
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ZERO = timedelta(0)

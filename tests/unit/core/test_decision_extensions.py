@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from autoscaler.core.decision import Outcome, decide, without_target
+from autoscaler.core.decision import decide, without_target
 from autoscaler.core.model import (
     Action,
     AnomalyGuard,
@@ -35,6 +35,7 @@ from autoscaler.core.model import (
     Strategy,
     TargetStatus,
 )
+from autoscaler.core.run import Outcome
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ZERO = timedelta(0)

@@ -14,8 +14,8 @@ from unittest.mock import patch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.core import decision as decision_module
-from autoscaler.core.decision import Outcome, decide
+from autoscaler.core import stabilization
+from autoscaler.core.decision import decide
 from autoscaler.core.model import (
     Action,
     AsgTarget,
@@ -36,6 +36,7 @@ from autoscaler.core.model import (
     Strategy,
     TargetStatus,
 )
+from autoscaler.core.run import Outcome
 from tests.support.fuzz import fuzz_settings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -385,9 +386,9 @@ def test_dropping_dominated_recommendations_changes_no_decision(
         outcomes = []
         for memory, keep_all in ((pruned, False), (whole, True)):
             with patch.object(
-                decision_module,
+                stabilization,
                 "_undominated",
-                tuple if keep_all else decision_module._undominated,
+                tuple if keep_all else stabilization._undominated,
             ):
                 outcomes.append(
                     decide(

@@ -9,13 +9,13 @@ from dataclasses import InitVar, dataclass, field
 
 import pytest
 
-from autoscaler.core import cooldown, decision, model, strategies
+from autoscaler.core import cooldown, model, run, strategies
 from autoscaler.core.frozen import fast_init
 from autoscaler.engine import reconciler
 
 SPED_UP = [
     cls
-    for module in (model, strategies, decision, cooldown, reconciler)
+    for module in (model, strategies, run, cooldown, reconciler)
     for cls in vars(module).values()
     if isinstance(cls, type) and hasattr(cls.__init__, "dataclass_init")
 ]

@@ -23,8 +23,7 @@ from unittest.mock import patch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.core import decision, noise, strategies
-from autoscaler.core.decision import Outcome
+from autoscaler.core import checks, noise, run, stabilization, strategies
 from autoscaler.core.model import (
     DECISION_REASONS,
     Action,
@@ -44,12 +43,13 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.reasons import Pending, later, pending
+from autoscaler.core.run import Outcome
 from autoscaler.core.strategies import StrategyResult
 from tests.support.fuzz import fuzz_settings
 from tests.unit.core.test_decision_properties import NOW, Case, cases
 
 # Every module that makes reasons with `later`.
-MAKERS = (decision, strategies, noise)
+MAKERS = (checks, stabilization, run, strategies, noise)
 
 
 @contextlib.contextmanager
