@@ -53,7 +53,7 @@ __all__ = [
 
 MASK = "***"
 # A log record's attribute (via `extra`) saying its producer scrubbed its message, arguments
-# and every `extra` field already (`engine.reconciler.log_decision`, a line per decision):
+# and every `extra` field already (`engine.decision_log.log_decision`, a line per decision):
 # `ScrubFilter` then leaves it as it is instead of scrubbing each field again.
 PRESCRUBBED = "autoscaler_prescrubbed"
 MIN_LENGTH = 4

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from autoscaler.engine.reconciler import JSON_READY, NON_FINITE
+from autoscaler.engine.decision_log import JSON_READY, NON_FINITE
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

@@ -1,5 +1,5 @@
 """Reasons the reconciler hands on unmade are scrubbed as they are made, exactly as the
-reasons made at once were scrubbed when the evaluation returned (`reconciler.scrubbed`)."""
+reasons made at once were scrubbed when the evaluation returned (`scrubbing.scrubbed`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from autoscaler import redact
 from autoscaler.core.model import DECISION_REASONS
 from autoscaler.core.reasons import Pending, later, pending
-from autoscaler.engine.reconciler import Evaluation, scrubbed
+from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.scrubbing import scrubbed
 from tests.support.fuzz import fuzz_settings
 from tests.unit.core.test_decision_properties import Case
 from tests.unit.core.test_reasons import decision_with, eager, forecasting_cases
