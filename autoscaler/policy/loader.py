@@ -30,7 +30,6 @@ from autoscaler.policy.rules import (
     Finding,
     check_findings,
     policy_findings,
-    policy_warnings,
     schedule_findings,
 )
 from autoscaler.policy.schema import (
@@ -47,6 +46,7 @@ from autoscaler.policy.schema import (
 )
 from autoscaler.policy.template_schema import template_schema
 from autoscaler.policy.templates import Template, build_template, is_template
+from autoscaler.policy.warning_rules import policy_warnings
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
 from autoscaler.policy.yaml_lines import Path as DataPath
 
@@ -292,6 +292,7 @@ def _load_unsafe(text: str, file: str) -> _Loaded:
         else:
             problems.append(duplicate)
     problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
+    warnings.sort(key=lambda w: w.line)
     return loaded, templates, problems, warnings
 
 
@@ -428,23 +429,23 @@ def _restore_changes(item: _Item) -> None:
 
 
 def _duplicate_names(item: _Item, file: str) -> list[Problem]:
+    """Two checks of one name (two schedules of one name are a warning: `policy_warnings`)."""
     problems: list[Problem] = []
-    for key in ("checks", "schedules"):
-        first: dict[str, int] = {}
-        for i, entry in enumerate(_entries(item.data, key)):
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if not isinstance(name, str):
-                continue
-            if name in first:
-                j = first[name]
-                message = (
-                    f"duplicate name '{name}': also used by {key}[{j}] at "
-                    f"{file}:{item.line((key, j, 'name'))}; names are unique within a policy"
-                )
-                path = (key, i, "name")
-                problems.append(Problem(file, item.line(path), field_name(path), message))
-            else:
-                first[name] = i
+    first: dict[str, int] = {}
+    for i, entry in enumerate(_entries(item.data, "checks")):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            j = first[name]
+            message = (
+                f"duplicate name '{name}': also used by checks[{j}] at "
+                f"{file}:{item.line(('checks', j, 'name'))}; names are unique within a policy"
+            )
+            path = ("checks", i, "name")
+            problems.append(Problem(file, item.line(path), field_name(path), message))
+        else:
+            first[name] = i
     return problems
 
 

@@ -17,7 +17,6 @@ from autoscaler.policy.schema import (
     AnomalyModel,
     CheckModel,
     ForecastModel,
-    LimitsModel,
     PolicyModel,
     ScheduleModel,
     StepModel,
@@ -46,7 +45,6 @@ def policy_findings(policy: PolicyModel) -> list[Finding]:
     if parse_duration(policy.interval) < MIN_INTERVAL:
         found.append((("interval",), _short_interval(policy.interval)))
     found += _fallback_findings(policy)
-    found += limits_findings(policy.limits)
     if policy.anomaly is not None:
         found += anomaly_findings(policy.anomaly)
     for i, check in enumerate(policy.checks):
@@ -82,47 +80,6 @@ def _fallback_findings(policy: PolicyModel) -> list[Finding]:
         message = "on_missing_data: fallback needs a `fallback: {after: 3, count: N}` block"
         return [(("on_missing_data",), message)]
     return []
-
-
-def policy_warnings(policy: PolicyModel) -> list[Finding]:
-    """What a valid policy holds that is most likely not meant, at its field: reported as a
-    warning, never refused.
-
-    A `fallback` block beside `on_missing_data: hold` is ignored (the policy holds). The
-    spec's own example writes them so (the block documented for when the mode is switched),
-    so refusing it would reject policies copied from the spec. So is a `timezone` on a
-    one-off schedule, whose `start` and `end` carry their own offset (the spec allows the
-    key on every schedule).
-    """
-    found: list[Finding] = []
-    if policy.on_missing_data != "fallback" and policy.fallback is not None:
-        mode: str = policy.on_missing_data
-        if "on_missing_data" not in policy.model_fields_set:
-            mode += " (the default)"
-        message = (
-            f"ignored while on_missing_data is {mode}: the policy holds without data; "
-            "write `on_missing_data: fallback` to use it, or remove it"
-        )
-        found.append((("fallback",), message))
-    for index, schedule in enumerate(policy.schedules):
-        one_off = schedule.start is not None or schedule.end is not None
-        if schedule.timezone is not None and not schedule.cron and one_off:
-            message = (
-                "ignored: a one-off schedule's start and end carry their own UTC offset "
-                "(timezone applies to cron schedules only)"
-            )
-            found.append((("schedules", index, "timezone"), message))
-    return found
-
-
-def limits_findings(limits: LimitsModel) -> list[Finding]:
-    """A limit that is given must say how far: `count` and/or `percent`."""
-    found: list[Finding] = []
-    for direction, limit in (("up", limits.up), ("down", limits.down)):
-        if limit is not None and limit.count is None and limit.percent is None:
-            message = "give count (>= 1) and/or percent (> 0), e.g. {count: 2, percent: 20}"
-            found.append((("limits", direction), message))
-    return found
 
 
 def anomaly_findings(guard: AnomalyModel) -> list[Finding]:
@@ -236,8 +193,6 @@ def _step_problem(step: StepModel, path: Path) -> Finding | None:
             f"{step.below:g}; use above < below"
         )
         return ((*path, "below"), message)
-    if float(step.change.rstrip("%")) == 0:
-        return ((*path, "change"), f'{step.change} changes nothing: use e.g. "+2" or "-10%"')
     return None
 
 
@@ -285,8 +240,6 @@ def schedule_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
     else:
         message = "give start and end (one-off) or cron and duration (recurring)"
         found.append((path, message))
-    if schedule.min is None and schedule.max is None:
-        found.append((path, "a schedule needs min and/or max: the bounds it sets while open"))
     if schedule.min is not None and schedule.max is not None and schedule.min > schedule.max:
         message = f"min {schedule.min} is above the schedule's max {schedule.max}: use min <= max"
         found.append(((*path, "min"), message))

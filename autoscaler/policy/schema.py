@@ -399,10 +399,7 @@ class StabilizationModel(_Strict):
 class StepLimitModel(_Strict):
     """Largest change in one action; with both set, the larger change is allowed."""
 
-    model_config = ConfigDict(
-        title="step limit",
-        json_schema_extra={"anyOf": [{"required": ["count"]}, {"required": ["percent"]}]},
-    )
+    model_config = ConfigDict(title="step limit")  # neither: no limit (a warning says so)
 
     count: int | None = Field(None, ge=1, le=MAX_COUNT, description="Instances per action.")
     percent: float | None = Field(
@@ -439,8 +436,7 @@ class ScheduleModel(_Strict):
         title="schedule",
         json_schema_extra={
             "oneOf": [{"required": ["start", "end"]}, {"required": ["cron", "duration"]}],
-            "anyOf": [{"required": ["min"]}, {"required": ["max"]}],
-        },
+        },  # neither min nor max: no effect (a warning says so)
     )
     name: Name = Field(description="Schedule name, shown in decision reasons.")
     min: int | None = Field(None, ge=0, le=MAX_COUNT, description="Floor while the window is open.")

@@ -60,7 +60,7 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
     bad = {"target": {"type": "gcp"}, "min": -1, "max": 2, "checks": [], "bogus": 1}
     assert not validator.is_valid(bad)
-    schedule = {"name": "s", "cron": "0 8 * * *", "duration": "1h"}  # no min or max
+    schedule = {"name": "s", "min": 1}  # neither one-off nor recurring
     good = {
         "target": {"type": "nomad", "job": "j", "group": "g"},
         "min": 0,
@@ -70,6 +70,23 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
     assert validator.is_valid(good)
     assert validator.is_valid([good, good])
     assert not validator.is_valid(good | {"schedules": [schedule]})
+
+
+def test_json_schema_accepts_what_the_loader_only_warns_about() -> None:
+    """An editor must not mark a policy `validate` accepts: warnings are no schema errors."""
+    validator = jsonschema.Draft202012Validator(json_schema())
+    unbounded = {"name": "s", "cron": "0 8 * * *", "duration": "1h"}  # no min or max
+    good = {
+        "target": {"type": "nomad", "job": "j", "group": "g"},
+        "min": 0,
+        "max": 2,
+        "limits": {"up": {}, "down": {}},
+        "schedules": [unbounded],
+        "checks": [{"name": "c", "strategy": "threshold", "query": "up", "steps": [
+            {"above": 1, "change": "+0"}, {"below": 1, "change": "-0%"}
+        ]}],
+    }  # fmt: skip
+    assert validator.is_valid(good), [e.message for e in validator.iter_errors(good)]
 
 
 def test_shipped_schema_file_matches_the_models() -> None:

@@ -1,0 +1,95 @@
+"""Warnings: what a valid policy holds that is most likely not meant, each at its field.
+
+POLICY_SPEC's "Validation" section lists what `validate` refuses; a policy written from
+the spec must load. What the spec does not refuse, but its author most likely did not
+mean, is a warning here: the loader carries it beside the policy (`PolicyWarning`), and
+the policy runs as written. Like `policy_rules`, these functions take models that passed
+`policy_schema` and return `(path, message)` pairs; each message says what the
+controller does with the field.
+"""
+
+from __future__ import annotations
+
+from autoscaler.policy.rules import Finding
+from autoscaler.policy.schema import CheckModel, PolicyModel, ScheduleModel, ThresholdCheck
+from autoscaler.policy.yaml_lines import Path
+
+
+def policy_warnings(policy: PolicyModel) -> list[Finding]:
+    """What a valid policy holds that is most likely not meant, at its field: reported as a
+    warning, never refused.
+
+    A `fallback` block beside `on_missing_data: hold` is ignored (the policy holds). The
+    spec's own example writes them so (the block documented for when the mode is switched),
+    so refusing it would reject policies copied from the spec. The spec does not refuse the
+    others either: a `timezone` a one-off schedule does not use, a schedule without min or
+    max, two schedules of one name, a step limit without count or percent (no limit), a
+    threshold step that changes nothing.
+    """
+    found: list[Finding] = []
+    if policy.on_missing_data != "fallback" and policy.fallback is not None:
+        mode: str = policy.on_missing_data
+        if "on_missing_data" not in policy.model_fields_set:
+            mode += " (the default)"
+        message = (
+            f"ignored while on_missing_data is {mode}: the policy holds without data; "
+            "write `on_missing_data: fallback` to use it, or remove it"
+        )
+        found.append((("fallback",), message))
+    for direction, limit in (("up", policy.limits.up), ("down", policy.limits.down)):
+        if limit is not None and limit.count is None and limit.percent is None:
+            message = (
+                f"neither count nor percent: no limit on a scale-{direction} step (as "
+                "without the key); give count and/or percent, e.g. {count: 2, percent: 20}, "
+                "or remove it"
+            )
+            found.append((("limits", direction), message))
+    for i, check in enumerate(policy.checks):
+        found += _step_warnings(check, ("checks", i))
+    named: dict[str, int] = {}
+    for index, schedule in enumerate(policy.schedules):
+        path: Path = ("schedules", index)
+        found += _schedule_warnings(schedule, path)
+        first = named.setdefault(schedule.name, index)
+        if first != index:
+            message = (
+                f"also the name of schedules[{first}]: both apply, but decision reasons "
+                "name a schedule only by its name, so they cannot say which of the two set "
+                "a bound; rename one"
+            )
+            found.append(((*path, "name"), message))
+    return found
+
+
+def _step_warnings(check: CheckModel, path: Path) -> list[Finding]:
+    """Threshold steps that change nothing: while one matches, the count stays."""
+    found: list[Finding] = []
+    for j, step in enumerate(check.steps if isinstance(check, ThresholdCheck) else []):
+        if float(step.change.rstrip("%")) == 0:
+            message = (
+                f"{step.change} changes nothing: while this step matches, the check asks for "
+                "the current count (and the steps after it do not apply, the first matching "
+                'one wins); use e.g. "+2" or "-10%" to move the count'
+            )
+            found.append(((*path, "steps", j, "change"), message))
+    return found
+
+
+def _schedule_warnings(schedule: ScheduleModel, path: Path) -> list[Finding]:
+    """A one-off schedule's `timezone`, which it does not use; a schedule that sets no
+    bound."""
+    found: list[Finding] = []
+    one_off = schedule.start is not None or schedule.end is not None
+    if schedule.timezone is not None and not schedule.cron and one_off:
+        message = (
+            "ignored: a one-off schedule's start and end carry their own UTC offset "
+            "(timezone applies to cron schedules only)"
+        )
+        found.append(((*path, "timezone"), message))
+    if schedule.min is None and schedule.max is None:
+        message = (
+            "neither min nor max: this schedule changes no bound while it is open; "
+            "give min and/or max, or remove it"
+        )
+        found.append((path, message))
+    return found

@@ -1,0 +1,167 @@
+"""What POLICY_SPEC's "Validation" section does not refuse loads: a policy written from the
+spec runs as written, with a warning at FILE:LINE: FIELD that says what the controller does
+with it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from autoscaler.core import model
+from autoscaler.core.bounds import effective_bounds, limit
+from autoscaler.core.strategies import desired
+from autoscaler.errors import PolicyError
+from autoscaler.policy.loader import FileLoad, load_file, load_text
+
+# Lines 1-6; what each case adds starts on line 7.
+HEAD = """\
+name: web
+target: {type: nomad, job: web, group: app}
+min: 1
+max: 20
+checks:
+  - {name: c, strategy: fixed, count: 2}
+"""
+
+
+def loaded(tmp_path: Path, body: str) -> FileLoad:
+    path = tmp_path / "web.yaml"
+    path.write_text(HEAD + body)
+    return load_file(path)
+
+
+def only_warning(load: FileLoad) -> tuple[int, str, str]:
+    """The file's one warning as (line, field, message), its policy loaded."""
+    assert load.problems == ()
+    assert [p.policy.name for p in load.policies] == ["web"]
+    (warning,) = load.warnings
+    return warning.line, warning.field, warning.message
+
+
+def policy_of(load: FileLoad) -> model.Policy:
+    (located,) = load.policies
+    return located.policy
+
+
+# --- 2. two schedules of one name ---------------------------------------------------------
+
+TWIN_SCHEDULES = """\
+schedules:
+  - {name: peak, cron: "0 8 * * *", duration: 2h, min: 4}
+  - {name: peak, cron: "0 9 * * *", duration: 2h, min: 6}
+"""
+
+
+def test_two_schedules_of_one_name_load_with_one_warning_at_the_second(tmp_path: Path) -> None:
+    line, field, message = only_warning(loaded(tmp_path, TWIN_SCHEDULES))
+    assert (line, field) == (9, "schedules[1].name")
+    assert message == (
+        "also the name of schedules[0]: both apply, but decision reasons name a schedule only "
+        "by its name, so they cannot say which of the two set a bound; rename one"
+    )
+
+
+def test_two_schedules_of_one_name_both_apply(tmp_path: Path) -> None:
+    policy = policy_of(loaded(tmp_path, TWIN_SCHEDULES))
+    assert effective_bounds(policy, datetime(2026, 1, 5, 8, 30, tzinfo=UTC)).min == 4
+    assert effective_bounds(policy, datetime(2026, 1, 5, 9, 30, tzinfo=UTC)).min == 6
+    assert effective_bounds(policy, datetime(2026, 1, 5, 10, 30, tzinfo=UTC)).min == 6
+    assert effective_bounds(policy, datetime(2026, 1, 5, 11, 30, tzinfo=UTC)).min == 1
+
+
+def test_two_checks_of_one_name_are_still_refused() -> None:
+    """The spec requires unique check names: a decision lists its checks by name."""
+    body = "  - {name: c, strategy: fixed, count: 3}\n"
+    with pytest.raises(PolicyError) as caught:
+        load_text(HEAD + body, "web.yaml")
+    assert [(p.line, p.field) for p in caught.value.problems] == [(7, "checks[1].name")]
+
+
+# --- 3. a schedule without min or max -----------------------------------------------------
+
+UNBOUNDED_SCHEDULE = """\
+schedules:
+  - name: office-hours
+    cron: "0 8 * * 1-5"
+    duration: 10h
+"""
+
+
+def test_a_schedule_without_min_or_max_loads_with_one_warning(tmp_path: Path) -> None:
+    line, field, message = only_warning(loaded(tmp_path, UNBOUNDED_SCHEDULE))
+    assert (line, field) == (8, "schedules[0]")
+    assert message == (
+        "neither min nor max: this schedule changes no bound while it is open; give min "
+        "and/or max, or remove it"
+    )
+
+
+def test_a_schedule_without_min_or_max_changes_no_bound_while_open(tmp_path: Path) -> None:
+    policy = policy_of(loaded(tmp_path, UNBOUNDED_SCHEDULE))
+    bounds = effective_bounds(policy, datetime(2026, 1, 5, 9, tzinfo=UTC))  # a Monday, open
+    assert (bounds.min, bounds.max, bounds.min_source, bounds.max_source) == (1, 20, "min", "max")
+
+
+# --- 4. a step limit without count or percent ---------------------------------------------
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_a_step_limit_without_count_or_percent_loads_with_one_warning(
+    tmp_path: Path, direction: str
+) -> None:
+    line, field, message = only_warning(loaded(tmp_path, f"limits:\n  {direction}: {{}}\n"))
+    assert (line, field) == (8, f"limits.{direction}")
+    assert message == (
+        f"neither count nor percent: no limit on a scale-{direction} step (as without the "
+        "key); give count and/or percent, e.g. {count: 2, percent: 20}, or remove it"
+    )
+
+
+def test_a_step_limit_without_count_or_percent_limits_nothing(tmp_path: Path) -> None:
+    limits = policy_of(loaded(tmp_path, "limits:\n  up: {}\n  down: {}\n")).limits
+    assert limit(limits, 20, 2) == (20, [])
+    assert limit(limits, 1, 20) == (1, [])
+
+
+# --- 5. a threshold step that changes nothing ---------------------------------------------
+
+ZERO_STEPS = """\
+  - name: queue
+    query: sum(queue_depth)
+    strategy: threshold
+    steps:
+      - {above: 100, change: "+2"}
+      - {above: 40, change: "%s"}
+      - {above: 0, change: "+1"}
+"""
+
+
+@pytest.mark.parametrize("change", ["+0", "-0", "+0%", "-0.0", "+0.00%"])
+def test_a_step_that_changes_nothing_loads_with_one_warning(tmp_path: Path, change: str) -> None:
+    line, field, message = only_warning(loaded(tmp_path, ZERO_STEPS % change))
+    assert (line, field) == (12, "checks[1].steps[1].change")
+    assert message == (
+        f"{change} changes nothing: while this step matches, the check asks for the current "
+        "count (and the steps after it do not apply, the first matching one wins); use e.g. "
+        '"+2" or "-10%" to move the count'
+    )
+
+
+def test_a_step_that_changes_nothing_keeps_the_count_and_shadows_later_steps(
+    tmp_path: Path,
+) -> None:
+    check = policy_of(loaded(tmp_path, ZERO_STEPS % "+0")).checks[1]
+    assert desired(check, 150, 5).count == 7
+    assert desired(check, 50, 5).count == 5  # +0 matched first: the +1 below does not apply
+    assert desired(check, 10, 5).count == 6
+
+
+def test_a_step_covered_by_an_earlier_step_that_changes_nothing_can_never_match() -> None:
+    text = HEAD + ZERO_STEPS.replace("above: 0,", "above: 50,") % "+0"
+    with pytest.raises(PolicyError) as caught:
+        load_text(text, "web.yaml")
+    ((line, field, message),) = [(p.line, p.field, p.message) for p in caught.value.problems]
+    assert (line, field) == (13, "checks[1].steps[2]")
+    assert message.startswith("this step can never match: every value it matches is matched")
