@@ -31,6 +31,7 @@ from autoscaler.policy.rules import (
     check_findings,
     policy_findings,
     schedule_findings,
+    utc_time,
 )
 from autoscaler.policy.schema import (
     NAME_PATTERN,
@@ -596,8 +597,8 @@ def _to_schedule(s: ScheduleModel) -> model.Schedule:
         name=s.name,
         min=s.min,
         max=s.max,
-        start=s.start,
-        end=s.end,
+        start=None if s.start is None else utc_time(s.start, s.timezone),
+        end=None if s.end is None else utc_time(s.end, s.timezone),
         cron=s.cron,
         duration=None if s.duration is None else parse_duration(s.duration),
         timezone=s.timezone if s.timezone is not None or s.cron is None else "UTC",

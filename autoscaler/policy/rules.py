@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.model import TARGET_KINDS
@@ -251,9 +252,47 @@ def _one_off_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:
         return [((*path, "start"), "a one-off schedule needs start (and end)")]
     if schedule.end is None:
         return [((*path, "end"), "a one-off schedule needs end (and start)")]
-    if schedule.end <= schedule.start:
-        return [((*path, "end"), "end must be after start")]
-    return []
+    found: list[Finding] = []
+    times: list[datetime] = []
+    for key, time in (("start", schedule.start), ("end", schedule.end)):
+        try:
+            times.append(utc_time(time, schedule.timezone))
+        except ValueError as exc:
+            found.append(((*path, key), str(exc)))
+    if not found and times[1] <= times[0]:
+        found.append(((*path, "end"), "end must be after start"))
+    return found
+
+
+def utc_time(time: datetime, timezone: str | None) -> datetime:
+    """A one-off schedule's `start` or `end` in UTC: a time without an offset is read in
+    the schedule's `timezone`, or in UTC without one (as a cron is).
+
+    Raises ValueError saying what to write where that is not one instant: a wall-clock time
+    the clocks skip or repeat in that zone, or one outside the years 1-9999 in UTC.
+    """
+    if time.tzinfo is not None:
+        return time
+    zone = ZoneInfo(timezone) if timezone is not None else UTC
+    early, late = time.replace(tzinfo=zone), time.replace(tzinfo=zone, fold=1)
+    try:
+        first, second = early.astimezone(UTC), late.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{time.isoformat()} in {zone} is outside the years 1 to 9999 in UTC: "
+            "use a time within them"
+        ) from None
+    if first < second:  # PEP 495: fold=1 is the second of a repeated wall-clock time
+        raise ValueError(
+            f"{time.isoformat()} happens twice in {zone} (the clocks go back): write the "
+            f"offset meant, {early.isoformat()} or {late.isoformat()}"
+        )
+    if first > second:  # in a gap, fold=0 takes the offset before it, fold=1 the one after
+        raise ValueError(
+            f"{time.isoformat()} does not exist in {zone} (the clocks skip it): write a "
+            f"time that does, or the offset meant, {early.isoformat()} or {late.isoformat()}"
+        )
+    return first
 
 
 def _recurring_findings(schedule: ScheduleModel, path: Path) -> list[Finding]:

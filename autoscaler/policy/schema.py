@@ -31,6 +31,8 @@ from autoscaler.policy import promql
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 CHANGE_PATTERN = r"^[+-](\d+(\.0+)?|\d+(\.\d+)?%)$"  # a count in whole instances
 DURATION_PATTERN = r"^(0|(\d+(ms|y|w|d|h|m|s))+)$"  # Prometheus syntax; unit order checked in code
+# ISO 8601 date and time, the offset optional (RFC 3339's `date-time` format requires it).
+INSTANT_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
 # The tags users write, read from the core's registries (see `CHECK_MODELS` below).
 STRATEGIES = tuple(strategy.value for strategy in Strategy)
 TARGET_TYPES = tuple(TARGET_KINDS)
@@ -131,7 +133,8 @@ def _timezone(name: str) -> str:
 
 
 def _instant(value: object) -> datetime:
-    """An ISO 8601 instant with an offset, as YAML gives it (datetime) or as text; in UTC."""
+    """An ISO 8601 time, as YAML gives it (datetime) or as text: in UTC when it has an
+    offset, else as written (naive), to be read in the schedule's zone (`policy_rules`)."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -141,7 +144,7 @@ def _instant(value: object) -> datetime:
             ) from None
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise _fail(f"{value.isoformat()} has no offset: add an offset such as +01:00 or Z")
+            return value.replace(tzinfo=None)
         try:
             return value.astimezone(UTC)
         except OverflowError:
@@ -161,7 +164,13 @@ Duration = Annotated[
 Instant = Annotated[
     datetime,
     PlainValidator(_instant),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": INSTANT_PATTERN,
+            "examples": ["2026-11-27T06:00:00+01:00", "2026-11-27T06:00:00"],
+        }
+    ),
 ]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 PromQL = Annotated[str, AfterValidator(_promql)]
@@ -443,11 +452,15 @@ class ScheduleModel(_Strict):
     max: int | None = Field(
         None, ge=1, le=MAX_COUNT, description="Ceiling while the window is open."
     )
-    start: Instant | None = Field(None, description="One-off: ISO 8601 with offset.")
-    end: Instant | None = Field(None, description="One-off: ISO 8601 with offset, after start.")
+    start: Instant | None = Field(
+        None, description="One-off: ISO 8601; without an offset, in `timezone` (default UTC)."
+    )
+    end: Instant | None = Field(None, description="One-off: ISO 8601 as start, after start.")
     cron: Cron | None = Field(None, description="Recurring: the window opens at each time.")
     duration: Duration | None = Field(None, description="Recurring: how long it stays open.")
-    timezone: TimeZone | None = Field(None, description="Recurring: IANA zone; default UTC.")
+    timezone: TimeZone | None = Field(
+        None, description="IANA zone of cron, and of start/end without an offset; default UTC."
+    )
 
 
 class AnomalyModel(_Strict):

@@ -22,9 +22,9 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
     A `fallback` block beside `on_missing_data: hold` is ignored (the policy holds). The
     spec's own example writes them so (the block documented for when the mode is switched),
     so refusing it would reject policies copied from the spec. The spec does not refuse the
-    others either: a `timezone` a one-off schedule does not use, a schedule without min or
-    max, two schedules of one name, a step limit without count or percent (no limit), a
-    threshold step that changes nothing.
+    others either: a `timezone` a one-off schedule does not use, a one-off time without an
+    offset (read in UTC), a schedule without min or max, two schedules of one name, a step
+    limit without count or percent (no limit), a threshold step that changes nothing.
     """
     found: list[Finding] = []
     if policy.on_missing_data != "fallback" and policy.fallback is not None:
@@ -76,16 +76,25 @@ def _step_warnings(check: CheckModel, path: Path) -> list[Finding]:
 
 
 def _schedule_warnings(schedule: ScheduleModel, path: Path) -> list[Finding]:
-    """A one-off schedule's `timezone`, which it does not use; a schedule that sets no
-    bound."""
+    """A one-off schedule's `timezone` it does not use or its times without an offset; a
+    schedule that sets no bound."""
     found: list[Finding] = []
+    times = {"start": schedule.start, "end": schedule.end}
+    local = [key for key, time in times.items() if time is not None and time.tzinfo is None]
     one_off = schedule.start is not None or schedule.end is not None
-    if schedule.timezone is not None and not schedule.cron and one_off:
+    if schedule.timezone is not None and not schedule.cron and one_off and not local:
         message = (
             "ignored: a one-off schedule's start and end carry their own UTC offset "
-            "(timezone applies to cron schedules only)"
+            "(timezone applies to cron schedules and to times without an offset)"
         )
         found.append(((*path, "timezone"), message))
+    if local and schedule.timezone is None:
+        message = (
+            f"{' and '.join(local)} {'has' if len(local) == 1 else 'have'} no UTC offset: "
+            "read in UTC, the default zone (as for cron schedules); write an offset "
+            "(+01:00, or Z for UTC) or a `timezone` (e.g. Europe/Paris) to say which is meant"
+        )
+        found.append(((*path, local[0]), message))
     if schedule.min is None and schedule.max is None:
         message = (
             "neither min nor max: this schedule changes no bound while it is open; "

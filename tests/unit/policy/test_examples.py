@@ -75,18 +75,20 @@ def test_json_schema_rejects_what_the_loader_rejects() -> None:
 def test_json_schema_accepts_what_the_loader_only_warns_about() -> None:
     """An editor must not mark a policy `validate` accepts: warnings are no schema errors."""
     validator = jsonschema.Draft202012Validator(json_schema())
+    local = {"name": "s", "start": "2026-11-27T06:00:00", "end": "2026-11-28 02:00", "min": 1}
     unbounded = {"name": "s", "cron": "0 8 * * *", "duration": "1h"}  # no min or max
     good = {
         "target": {"type": "nomad", "job": "j", "group": "g"},
         "min": 0,
         "max": 2,
         "limits": {"up": {}, "down": {}},
-        "schedules": [unbounded],
+        "schedules": [local, unbounded],
         "checks": [{"name": "c", "strategy": "threshold", "query": "up", "steps": [
             {"above": 1, "change": "+0"}, {"below": 1, "change": "-0%"}
         ]}],
     }  # fmt: skip
     assert validator.is_valid(good), [e.message for e in validator.iter_errors(good)]
+    assert not validator.is_valid(good | {"schedules": [local | {"start": "27/11/2026 06:00"}]})
 
 
 def test_shipped_schema_file_matches_the_models() -> None:

@@ -1,10 +1,11 @@
 """What POLICY_SPEC's "Validation" section does not refuse loads: a policy written from the
 spec runs as written, with a warning at FILE:LINE: FIELD that says what the controller does
-with it."""
+with it. Where its meaning is ambiguous (a wall-clock time a daylight-saving change skips
+or repeats) it stays an error (tests/unit/policy/test_loader.py, INVALID)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,111 @@ def only_warning(load: FileLoad) -> tuple[int, str, str]:
 def policy_of(load: FileLoad) -> model.Policy:
     (located,) = load.policies
     return located.policy
+
+
+# --- 1. one-off times without an offset ---------------------------------------------------
+
+LOCAL_SCHEDULE = """\
+schedules:
+  - name: black-friday
+    start: 2026-11-27T06:00:00
+    end: 2026-11-28T02:00:00
+    min: 12
+"""
+
+
+def test_a_one_off_schedule_without_offsets_loads_with_one_warning_naming_utc(
+    tmp_path: Path,
+) -> None:
+    line, field, message = only_warning(loaded(tmp_path, LOCAL_SCHEDULE))
+    assert (line, field) == (9, "schedules[0].start")
+    assert message == (
+        "start and end have no UTC offset: read in UTC, the default zone (as for cron "
+        "schedules); write an offset (+01:00, or Z for UTC) or a `timezone` (e.g. "
+        "Europe/Paris) to say which is meant"
+    )
+
+
+def test_one_time_without_an_offset_is_named_alone(tmp_path: Path) -> None:
+    body = LOCAL_SCHEDULE.replace("end: 2026-11-28T02:00:00", "end: 2026-11-28T02:00:00Z")
+    line, field, message = only_warning(loaded(tmp_path, body))
+    assert (line, field) == (9, "schedules[0].start")
+    assert message.startswith("start has no UTC offset: read in UTC")
+    body = LOCAL_SCHEDULE.replace("start: 2026-11-27T06:00:00", "start: '2026-11-27T06:00Z'")
+    line, field, message = only_warning(loaded(tmp_path, body))
+    assert (line, field) == (10, "schedules[0].end")
+    assert message.startswith("end has no UTC offset: read in UTC")
+
+
+def test_a_one_off_schedule_without_offsets_is_open_from_start_to_end_read_in_utc(
+    tmp_path: Path,
+) -> None:
+    policy = policy_of(loaded(tmp_path, LOCAL_SCHEDULE))
+    opens, closes = datetime(2026, 11, 27, 6, tzinfo=UTC), datetime(2026, 11, 28, 2, tzinfo=UTC)
+    tick = timedelta(microseconds=1)
+    assert effective_bounds(policy, opens - tick).min == 1
+    assert effective_bounds(policy, opens).min == 12
+    assert effective_bounds(policy, closes - tick).min == 12
+    assert effective_bounds(policy, closes).min == 1
+
+
+def test_a_one_off_schedule_without_offsets_is_read_in_its_timezone_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    """The timezone is then used, so neither warning fires: the offset-less one nor the
+    one for a timezone that a one-off schedule ignores."""
+    body = LOCAL_SCHEDULE + "    timezone: Europe/Paris\n"
+    load = loaded(tmp_path, body)
+    assert (load.problems, load.warnings) == ((), ())
+    policy = policy_of(load)
+    (schedule,) = policy.schedules
+    assert schedule.start == datetime(2026, 11, 27, 5, tzinfo=UTC)  # 06:00 at +01:00
+    assert schedule.end == datetime(2026, 11, 28, 1, tzinfo=UTC)
+    tick = timedelta(microseconds=1)
+    assert effective_bounds(policy, datetime(2026, 11, 27, 5, tzinfo=UTC) - tick).min == 1
+    assert effective_bounds(policy, datetime(2026, 11, 27, 5, tzinfo=UTC)).min == 12
+    assert effective_bounds(policy, datetime(2026, 11, 28, 1, tzinfo=UTC)).min == 1
+
+
+def test_a_time_without_an_offset_follows_daylight_saving_in_its_timezone(tmp_path: Path) -> None:
+    body = (
+        "schedules:\n  - {name: s, min: 3, timezone: Europe/Paris,\n"
+        "     start: 2026-07-01T06:00:00, end: 2026-12-01T06:00:00}\n"
+    )
+    (schedule,) = policy_of(loaded(tmp_path, body)).schedules
+    assert schedule.start == datetime(2026, 7, 1, 4, tzinfo=UTC)  # summer time, +02:00
+    assert schedule.end == datetime(2026, 12, 1, 5, tzinfo=UTC)  # winter time, +01:00
+
+
+def test_a_timezone_beside_a_time_with_and_one_without_an_offset_is_used_not_ignored(
+    tmp_path: Path,
+) -> None:
+    body = LOCAL_SCHEDULE.replace("T02:00:00", "T02:00:00+01:00") + "    timezone: Asia/Tokyo\n"
+    load = loaded(tmp_path, body)
+    assert (load.problems, load.warnings) == ((), ())
+    (schedule,) = policy_of(load).schedules
+    assert schedule.start == datetime(2026, 11, 26, 21, tzinfo=UTC)  # 06:00 at +09:00
+    assert schedule.end == datetime(2026, 11, 28, 1, tzinfo=UTC)
+
+
+def test_a_timezone_on_a_one_off_schedule_with_offsets_is_still_ignored_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    body = LOCAL_SCHEDULE.replace(":00:00\n", ":00:00+01:00\n") + "    timezone: Asia/Tokyo\n"
+    line, field, message = only_warning(loaded(tmp_path, body))
+    assert (line, field) == (12, "schedules[0].timezone")
+    assert message.startswith("ignored: a one-off schedule's start and end carry their own")
+    (schedule,) = policy_of(loaded(tmp_path, body)).schedules
+    assert schedule.start == datetime(2026, 11, 27, 5, tzinfo=UTC)
+
+
+def test_an_end_not_after_its_start_once_read_in_the_timezone_is_still_refused() -> None:
+    body = LOCAL_SCHEDULE.replace("end: 2026-11-28T02:00:00", "end: 2026-11-27T05:00:00Z")
+    with pytest.raises(PolicyError) as caught:
+        load_text(HEAD + body + "    timezone: Europe/Paris\n", "web.yaml")
+    assert [(p.line, p.field, p.message) for p in caught.value.problems] == [
+        (10, "schedules[0].end", "end must be after start")
+    ]
 
 
 # --- 2. two schedules of one name ---------------------------------------------------------
