@@ -26,6 +26,14 @@ def stabilize(run: Run, recommendation: int, memory: Memory) -> tuple[int, Memor
     highest of the `down` window (both include this one). History older than the longest
     window is dropped from the returned memory; this recommendation is always kept, and so
     is every older one a later one does not stand in for (`_undominated`).
+
+    A memory without any recommendation (the policy's first evaluation on its target, or
+    its memory lost) counts the current count as one made now, and keeps it, as the HPA
+    does when it first sees a target (`recordInitialRecommendation`): a scale-in then
+    waits one whole down window of evidence. Only then: recommendations past the window
+    (an interval longer than it, a gap) are still a history, and seeding again would
+    hold every scale-in of a policy evaluated less often than its window. (The up window
+    is not seeded: a new policy may scale up at once.)
     """
     windows, now = run.policy.stabilization, run.now
     # One pass over the history (replays run this hundreds of thousands of times). Ages
@@ -59,6 +67,10 @@ def stabilize(run: Run, recommendation: int, memory: Memory) -> tuple[int, Memor
                     up_rec = count
                 if count > down_rec and age < windows.down:
                     down_rec = count
+    seeded = not memory.recommendations and windows.down > _ZERO and run.current > down_rec
+    if seeded:
+        down_rec = run.current
+        kept.append(Recommendation(at=now, count=run.current))
     stabilized = min(max(run.current, up_rec), down_rec)
     kept.append(Recommendation(at=now, count=recommendation))
     memory = Memory(  # `replace(memory, recommendations=...)` at a third of its cost
@@ -69,6 +81,9 @@ def stabilize(run: Run, recommendation: int, memory: Memory) -> tuple[int, Memor
     )
 
     if stabilized == recommendation:
+        return stabilized, memory
+    if seeded:
+        run.reasons.append(later(_seeded_text, windows.down, stabilized, recommendation))
         return stabilized, memory
     if stabilized < recommendation:
         direction, window, which, seen = "up", windows.up, "lowest", up_rec
@@ -100,6 +115,14 @@ def recorded(run: Run, memory: Memory, count: int) -> Memory:
     kept = [r for r in memory.recommendations if now - r.at < longest]
     kept.append(Recommendation(at=now, count=count))
     return replace(memory, recommendations=_undominated(kept))
+
+
+def _seeded_text(window: timedelta, stabilized: int, recommendation: int) -> str:
+    return (
+        f"stabilization down {format_duration(window)}: a first evaluation (no earlier "
+        f"recommendation), so the current {stabilized} counts as one made now → "
+        f"{stabilized} instead of {recommendation}"
+    )
 
 
 def _undominated(records: list[Recommendation]) -> tuple[Recommendation, ...]:

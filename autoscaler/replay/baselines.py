@@ -49,7 +49,9 @@ class Hpa:
     scale-up they count as idle (ratio recomputed over all pods), on a scale-down they are
     left out, and the count never moves against the ratio. Then the behaviors: the
     highest recommendation of the last 300 s caps a scale-down, and each 15 s period allows
-    up to max(double, +4) and down to any count; finally min/max replicas.
+    up to max(double, +4) and down to any count; finally min/max replicas. When it first
+    sees the target, the HPA records the current count as a recommendation made then
+    (`recordInitialRecommendation`), so its first scale-down waits a whole window.
     """
 
     target: float  # request rate one pod should carry
@@ -68,9 +70,14 @@ class Hpa:
     _lowest: deque[tuple[float, int]] = field(default_factory=deque)
     _events: deque[tuple[float, int]] = field(default_factory=deque)
     _why: tuple[str, ...] = ()
+    _seeded: bool = False
 
     def decide(self, t: float, load: float, seen_ready: int, fleet: Fleet) -> int:
         current = fleet.desired
+        if not self._seeded:  # `recordInitialRecommendation`: the count found, as of now
+            self._seeded = True
+            self._highest.append((t, current))
+            self._lowest.append((t, current))
         proposed = self._replicas(load, seen_ready, current)
         stabilized = self._stabilize(t, proposed, current)
         desired = min(self.max, max(self.min, self._rate_limit(t, stabilized, current)))

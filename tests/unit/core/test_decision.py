@@ -531,13 +531,60 @@ def test_stabilization_may_keep_the_current_count() -> None:
     ],
 )
 def test_down_window_edges(age: timedelta, counts: bool) -> None:
-    memory = history((age, 9))
+    # (the record a minute old keeps the window from being empty, which would count the
+    # current 10 as a recommendation: `test_a_first_evaluation_holds_a_scale_in_one_window`)
+    memory = history((age, 9), (timedelta(minutes=1), 2))
     outcome = run(
         make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 0.05), current=10, memory=memory
     )
     assert outcome.decision.desired == (9 if counts else 2)
     kept = [r.count for r in outcome.memory.recommendations]
     assert kept == ([9, 2] if counts else [2])
+
+
+SEEDED = (
+    "stabilization down 5m: a first evaluation (no earlier recommendation), so the current "
+    "10 counts as one made now → 10 instead of 2"
+)
+
+
+def test_a_first_evaluation_holds_a_scale_in_one_window() -> None:
+    # As the Kubernetes HPA's `recordInitialRecommendation`: a new policy (or one whose
+    # memory was lost) never scales in before a whole window of evidence.
+    policy = make_policy(stabilization=FIVE_MIN_DOWN)
+    first = run(policy, ok(LATENCY, 0.05), current=10, memory=Memory())
+    assert (first.decision.desired, first.decision.action) == (10, Action.NONE)
+    assert first.decision.reasons[-1] == SEEDED
+    assert [(r.at, r.count) for r in first.memory.recommendations] == [(NOW, 10), (NOW, 2)]
+    # The current count it recorded holds the window...
+    held = run(
+        policy,
+        ok(LATENCY, 0.05),
+        current=10,
+        memory=first.memory,
+        now=NOW + FIVE_MIN_DOWN.down - timedelta(seconds=1),
+    )
+    assert held.decision.desired == 10
+    assert held.decision.reasons[-1] == (
+        "stabilization down 5m: highest recommendation 10 → 10 instead of 2"
+    )
+    # ... then lets the scale-in go, even with no evaluation in between (an interval as
+    # long as the window): a history past the window is not a first evaluation.
+    after = run(
+        policy, ok(LATENCY, 0.05), current=10, memory=first.memory, now=NOW + FIVE_MIN_DOWN.down
+    )
+    assert (after.decision.desired, after.decision.action) == (2, Action.DOWN)
+
+
+def test_a_first_evaluation_scales_up_at_once() -> None:
+    outcome = run(make_policy(stabilization=FIVE_MIN_DOWN), ok(LATENCY, 1.0), current=3)
+    assert (outcome.decision.desired, outcome.decision.action) == (12, Action.UP)
+    assert [r.count for r in outcome.memory.recommendations] == [12]  # nothing seeded
+
+
+def test_without_a_down_window_a_first_evaluation_scales_in_at_once() -> None:
+    outcome = run(make_policy(), ok(LATENCY, 0.05), current=10)
+    assert (outcome.decision.desired, outcome.decision.action) == (2, Action.DOWN)
 
 
 def test_scale_up_goes_only_to_the_lowest_recent_recommendation() -> None:

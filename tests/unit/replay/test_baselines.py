@@ -47,6 +47,19 @@ def test_hpa_scale_down_waits_for_the_300_second_window() -> None:
     assert hpa.decide(300.0, 30.0, 6, f) == 3
 
 
+def test_hpa_first_sync_counts_the_current_replicas_for_the_window() -> None:
+    # `recordInitialRecommendation`: the 6 found at t=0 is a recommendation made then, so
+    # 30 req/s (ratio 0.5 -> 3) from the very first sync waits the whole window.
+    hpa = Hpa(target=10.0, min=1, max=100)
+    f = fleet(6, 6)
+    for t in range(0, 300, 15):
+        assert hpa.decide(float(t), 30.0, 6, f) == 6
+    assert hpa.decide(300.0, 30.0, 6, f) == 3
+    # It holds no scale-up: the up window (0 s) has only the current recommendation.
+    hpa = Hpa(target=10.0, min=1, max=100)
+    assert hpa.decide(0.0, 90.0, 6, fleet(6, 6)) == 9
+
+
 def test_hpa_scale_down_ignores_starting_pods() -> None:
     hpa = Hpa(target=10.0, min=1, max=100, down_window=0.0)
     # 20 req/s on 4 ready of 6: ratio 0.5 over the ready pods -> ceil(0.5 * 4) = 2

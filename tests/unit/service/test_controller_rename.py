@@ -68,8 +68,10 @@ def test_a_renamed_policy_keeps_its_down_window_on_the_same_target(
         # target, as `same_target` says): the 8 of a minute ago holds it, as before
         assert action == Action.NONE and target.count == 8
         assert "stabilization down 5m: highest recommendation 8" in reasons
-    else:  # another target has no history of its own to inherit
-        assert action == Action.DOWN
+    else:  # another target has no history of its own to inherit: it starts one, holding
+        # a scale-in until a whole window has passed (as a new policy does)
+        assert action == Action.NONE and target.count == 8
+        assert "a first evaluation (no earlier recommendation)" in reasons
 
 
 def test_namesakes_in_two_regions_renamed_together_each_keep_their_memory(
