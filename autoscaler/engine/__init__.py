@@ -2,6 +2,9 @@
 
 `reconciler` reads a target, runs the checks' queries, calls `core.decide`, applies and
 remembers; `scrubbing` masks secrets in what it returns, `decision_log` logs it. May
-import: `autoscaler.core` and `autoscaler.errors`, and the adapters only through the
-Protocols of `autoscaler.core.ports`. May not import: the service, the API or the CLI.
+import: `autoscaler.core`, `autoscaler.errors` and `autoscaler.redact`; of the adapters,
+only `adapters.deadline.monotonic` (the clock the leader lease's fence is compared on,
+which must be the one the adapters' deadlines use) and otherwise their Protocols in
+`autoscaler.core.ports`. May not import: the service, the API or the CLI (the
+import-linter contracts in pyproject.toml hold the layers).
 """
