@@ -63,7 +63,7 @@ from autoscaler.config.service import (
     service_config_from_args,
 )
 from autoscaler.config.state import is_postgres, open_postgres_state
-from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.errors import AutoscalerError, PolicyWarning, StateError
 from autoscaler.policy.loader import LoadResult, json_schema, load_paths
 from autoscaler.policy.parallel import default_workers
 from autoscaler.redact import scrub
@@ -367,8 +367,9 @@ def cmd_validate(
     except AutoscalerError as exc:
         _error(exc)
         return EXIT_STARTUP
-    policies, problems = with_discovered(result, discovery)
-    for problem in problems:
+    warnings: list[PolicyWarning] = []
+    policies, problems = with_discovered(result, discovery, warnings=warnings)
+    for problem in [*problems, *warnings]:
         print(scrub(str(problem)), file=out)
     found = policies[len(result.policies) :]
     shown = name_list([p.name for p in found])

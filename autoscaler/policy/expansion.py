@@ -7,28 +7,35 @@ tags `autoscaler:KEY`, see `OVERRIDES`). Everything else (schedules, limits, coo
 untouched checks) is the template's own object, shared by every expansion. An override
 that is not valid, or that breaks a cross-field rule once applied, is reported as a
 problem of that target only.
+
+A grouped check's series belongs to one target only: two targets of one template that
+select the same series (`group_by: {job: "{job}"}` over two groups of one job) would each
+be sized on their shared traffic. `one_series_each` fails that check for each of them
+(as an unsupported one: it holds scale-in), with a warning saying how to tell them apart.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 from autoscaler.core import model
 from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.ranges import MAX_COUNT
-from autoscaler.errors import Problem
+from autoscaler.core.series import describe_select
+from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.rules import policy_findings
 from autoscaler.policy.schema import NAME_PATTERN, PolicyModel
 from autoscaler.policy.templates import Template, fill
 
-__all__ = ["NOMAD_META_PREFIX", "OVERRIDES", "TAG_PREFIX", "expand"]
+__all__ = ["NOMAD_META_PREFIX", "OVERRIDES", "TAG_PREFIX", "expand", "one_series_each"]
 
 Discovered = NomadGroup | AsgGroup
 NOMAD_META_PREFIX = "autoscaler."
@@ -47,6 +54,7 @@ OVERRIDES = {
 }
 _NAME = re.compile(NAME_PATTERN)  # used with `fullmatch`: `$` would let a final newline by
 _WHOLE = re.compile(r"^[0-9]+$")
+_SHOWN = 3  # other targets named in a shared-series message at most
 
 
 def expand(template: Template, found: Discovered) -> Located | list[Problem]:
@@ -226,3 +234,74 @@ def _policy(
             up=parse_duration(body.cooldown.up), down=parse_duration(body.cooldown.down)
         )
     return replace(proto, **changes)
+
+
+def one_series_each(
+    expanded: Sequence[Located],
+) -> list[tuple[Located, tuple[PolicyWarning, ...]]]:
+    """One template's expansions (in order), each with every grouped check whose series
+    another of them reads too failed, and a warning per such check (none: the item itself).
+
+    Neither target can tell its own series from the other's, and each would be sized on
+    their shared traffic (a group serving no requests scaled in on its job's request
+    rate): ambiguous data, so the check fails for each of them at every evaluation, as
+    an unsupported check does (it holds scale-in and never counts as a value). Their
+    other checks, and the other targets, are untouched.
+    """
+    readers: dict[tuple[int, tuple[tuple[str, str], ...]], list[Located]] = {}
+    for item in expanded:
+        for index, check in enumerate(item.policy.checks):
+            if check.select and check.unsupported is None:
+                readers.setdefault((index, check.select), []).append(item)
+    # (check index, select) -> its readers, and the placeholders that tell them apart
+    shared = {key: (items, _apart(items)) for key, items in readers.items() if len(items) > 1}
+    if not shared:
+        return [(item, ()) for item in expanded]
+    out: list[tuple[Located, tuple[PolicyWarning, ...]]] = []
+    for item in expanded:
+        checks = list(item.policy.checks)
+        warnings: list[PolicyWarning] = []
+        for index, check in enumerate(checks):
+            found = shared.get((index, check.select))
+            if found is None:
+                continue
+            message = _shared_message(item, *found, check.select)
+            checks[index] = replace(check, unsupported=message)
+            field = f"{item.policy.name}: checks[{index}].group_by"
+            warnings.append(PolicyWarning(item.policy.source.file, item.name_line, field, message))
+        if warnings:
+            policy = replace(item.policy, checks=tuple(checks))
+            out.append((Located(policy, item.name_line), tuple(warnings)))
+        else:
+            out.append((item, ()))
+    return out
+
+
+def _apart(sharing: Sequence[Located]) -> str:
+    """The placeholders whose values differ among `sharing`, as group_by pairs."""
+    values = [_placeholders(item.policy.target) for item in sharing]
+    apart = [k for k in values[0] if len({v.get(k) for v in values}) > 1]
+    return ", ".join(f'{k}: "{{{k}}}"' for k in apart) or "the placeholder that differs"
+
+
+def _shared_message(
+    item: Located, sharing: Sequence[Located], apart: str, select: tuple[tuple[str, str], ...]
+) -> str:
+    """Why `item`'s check is ambiguous: who else reads its series, and what to add."""
+    others = [o.policy.name for o in islice((o for o in sharing if o is not item), _SHOWN)]
+    named = ", ".join(others)
+    if len(sharing) - 1 > _SHOWN:
+        named += f" and {len(sharing) - 1 - _SHOWN} more"
+    return (
+        f"ambiguous: {named} {'reads' if len(sharing) == 2 else 'read'} this same series "
+        f"({describe_select(select)}) of the grouped query: add the label that tells them "
+        f"apart to the query's by (...) and to group_by (e.g. {apart}); until then this "
+        "check fails for each of them, and holds scale-in"
+    )
+
+
+def _placeholders(target: model.TargetRef) -> dict[str, str]:
+    """A target's placeholder values, as the template filled them in."""
+    if isinstance(target, model.NomadTarget):
+        return {"job": target.job, "group": target.group, "namespace": target.namespace}
+    return {"asg": target.asg}

@@ -38,6 +38,7 @@ from autoscaler.core.model import Action, Policy
 from autoscaler.errors import Problem, TestFileError
 from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.expansion import expand as expand_template
+from autoscaler.policy.expansion import one_series_each
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
@@ -186,15 +187,18 @@ class _Reader:
             return None
 
         def newcomers() -> Iterator[Located]:
-            """Each template's targets, as discovery adds them in `run`."""
+            """Each template's targets, as discovery adds them in `run` (a grouped check
+            reading another target's series too fails for each: `one_series_each`)."""
             for template in result.templates:
+                expansions: list[Located] = []
                 for target in found:
                     if template.matches(target):
                         expanded = expand_template(template, target)
                         if isinstance(expanded, Located):
-                            yield expanded
+                            expansions.append(expanded)
                         else:
                             self.problems.extend(expanded)
+                yield from (item for item, _ in one_series_each(expansions))
 
         policies = files_first(result.policies, newcomers(), self.problems)
         if not policies:

@@ -12,7 +12,7 @@ from autoscaler.adapters.discovery.nomad import NomadDiscovery
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.config.connections import Settings
 from autoscaler.core.model import Policy
-from autoscaler.errors import Problem
+from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.loader import FileLoad, LoadResult
 from autoscaler.service.discovery import Discovery, DiscoveryConfig
@@ -62,12 +62,18 @@ def _asg_discovery(region: str | None) -> AsgDiscovery:
     return AsgDiscovery(region)
 
 
-def with_discovered(result: LoadResult, discovery: Discovery) -> tuple[list[Policy], list[Problem]]:
+def with_discovered(
+    result: LoadResult, discovery: Discovery, *, warnings: list[PolicyWarning] | None = None
+) -> tuple[list[Policy], list[Problem]]:
     """The policies of `result` and those discovery gives its templates (read once now),
     with one policy per name and per target: files first, then discovered in order (a
-    policy that stood aside for a template's that is refused put back: `service.yielding`)."""
+    policy that stood aside for a template's that is refused put back: `service.yielding`).
+    The discovered policies' warnings (a grouped check reading another target's series
+    too) are added to `warnings` when given: they fail no command, as a file's do not."""
     discovery.read_once(result.templates)
     loads, failing = discovery(result.templates)
+    if warnings is not None:
+        warnings.extend(w for load in loads for w in load.warnings)
 
     def newcomers(loads: list[FileLoad], problems: list[Problem]) -> Iterator[Located]:
         for load in loads:

@@ -102,6 +102,9 @@ class PolicyRegistry:
         self._warnings: tuple[PolicyWarning, ...] = ()
         # policy name -> the problems it shows (`problems_of`); policies without any left out
         self._problems_by_name: dict[str, tuple[Problem, ...]] = {}
+        # `warnings_of`: the files' warnings, and each discovered policy's own target's
+        self._file_warnings: tuple[PolicyWarning, ...] = ()
+        self._own_warnings: dict[str, tuple[PolicyWarning, ...]] = {}
         self._fingerprint: Fingerprint = b""
         self.loaded_at: datetime | None = None
 
@@ -130,9 +133,11 @@ class PolicyRegistry:
 
     def warnings_of(self, policy: Policy) -> list[PolicyWarning]:
         """The warnings of the file `policy` was loaded from (a discovered policy: its
-        template's file)."""
+        template's file's, and its own target's, not those of the template's other
+        targets, as for `problems_of`)."""
         with self._lock:
-            return [w for w in self._warnings if w.file == policy.source.file]
+            in_file = [w for w in self._file_warnings if w.file == policy.source.file]
+            return in_file + list(self._own_warnings.get(policy.name, ()))
 
     def problems_of(self, policy: Policy) -> list[Problem]:
         """The problems that keep `policy`'s last good version running: its file's, and for
@@ -242,6 +247,13 @@ class PolicyRegistry:
         self._problems = outcome.problems
         self._warnings = outcome.warnings
         self._problems_by_name = _problems_by_name(plan.files, own)
+        self._file_warnings = tuple(w for load in self._loads for w in load.warnings)
+        self._own_warnings = {
+            item.policy.name: tuple(load.warnings)
+            for load in loads
+            if load.warnings and load.path.startswith(DISCOVERED)
+            for item in load.policies
+        }
         self.loaded_at = datetime.now(UTC)
         return outcome
 

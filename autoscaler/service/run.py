@@ -87,14 +87,15 @@ def run_once(
         problems = list(result.problems)
         policies = result.policies
         unreadable_sources: list[Problem] = []
+        warnings = list(result.warnings)
         if result.templates or settings.nomad_scaling_policies:
             discovery = from_settings(settings, watch=False)
-            policies, found = with_discovered(result, discovery)
+            policies, found = with_discovered(result, discovery, warnings=warnings)
             invalid, unreadable_sources = split_source_failures(found)
             problems += invalid
         for problem in problems:
             log.error("invalid policy: %s", problem)
-        for warning in result.warnings:  # valid policies: evaluated all the same
+        for warning in warnings:  # valid policies: evaluated all the same
             log.warning("policy file %s", warning)
         for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)
             log.error("discovery source unreadable: %s", problem)

@@ -47,6 +47,8 @@ checks:
     target: 10
 """
 
+NO_WAIT = "stabilization: {down: 0s}\n"  # a first plan scales in at once
+
 
 def test_validate_checks_templates_offline_and_lists_them(tmp_path: Path) -> None:
     (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
@@ -133,6 +135,48 @@ def test_plan_shows_the_expanded_policies_by_their_names(
     assert set(plans) == {"web-api-web", "web-cart-web"}
     assert (plans["web-api-web"]["desired"], plans["web-cart-web"]["desired"]) == (3, 5)
     assert nomad_api.group_count("api", "web") == 1  # plan never scales
+
+
+def test_two_groups_of_one_job_reading_its_one_series_hold_and_validate_says_why(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # The README's template over a job whose meta opts every group in: `sum by (job)` gives
+    # one series for `web` and `worker` both. The worker (no HTTP) was scaled in from 12 to
+    # 2 on the web group's request rate, and `validate --discover` said nothing.
+    nomad_api.register_job(
+        "checkout", {"web": 2, "worker": 12}, meta={"autoscaler.enabled": "true"}
+    )
+    nomad_api.register_job("cart", {"web": 1}, meta={"autoscaler.enabled": "true"})
+    metrics.push_many(
+        [Sample("requests", 15, {"job": "checkout"}), Sample("requests", 45, {"job": "cart"})]
+    )
+    template = NOMAD_TEMPLATE.format(metric=metrics.name("requests"))
+    (tmp_path / "web.yaml").write_text(template.replace("max: 20\n", "max: 20\n" + NO_WAIT))
+    env = {**nomad_api.env, "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    result = autoscaler("plan", str(tmp_path), "-o", "json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plans = {p["policy"]: p for p in json.loads(result.stdout)}
+    for name, other, count in (
+        ("web-checkout-web", "web-checkout-worker", 2),
+        ("web-checkout-worker", "web-checkout-web", 12),
+    ):
+        plan = plans[name]
+        assert (plan["current"], plan["desired"], plan["action"]) == (count, count, "hold")
+        assert any(
+            f"ambiguous: {other} reads this same series (job='checkout')" in reason
+            for reason in plan["reasons"]
+        ), plan["reasons"]
+    assert (plans["web-cart-web"]["desired"], plans["web-cart-web"]["action"]) == (5, "up")
+    assert nomad_api.group_count("checkout", "worker") == 12  # plan never scales
+
+    result = autoscaler("validate", "--discover", str(tmp_path), env=nomad_api.env)
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning fails nothing
+    warned = [line for line in result.stdout.splitlines() if ": warning: ambiguous" in line]
+    assert [line.split(": checks[0]")[0].rsplit(" ", 1)[-1] for line in warned] == [
+        "web-checkout-web",
+        "web-checkout-worker",
+    ]
+    assert 'to group_by (e.g. group: "{group}")' in warned[0]
 
 
 @pytest.mark.parametrize("detailed", [False, True], ids=["plain", "detailed"])

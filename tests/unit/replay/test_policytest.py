@@ -210,6 +210,33 @@ tests:
     assert [f.describe() for f in run_file(test_file).failures] == []
 
 
+def test_two_discovered_groups_reading_one_series_hold_as_run_would(write: Write) -> None:
+    # `test` expands templates as `run` does: both groups of job `api` read its one series,
+    # so neither is sized on it (the worker is not scaled in from 12 on the web's traffic).
+    write("fleet.yaml", FLEET)
+    path = write(
+        "t.yaml",
+        """\
+policy_files: [fleet.yaml]
+discovered:
+  nomad:
+    - {job: api, group: web, meta: {autoscaler.enabled: "true"}}
+    - {job: api, group: worker, meta: {autoscaler.enabled: "true"}}
+tests:
+  - name: one series for two groups
+    start_count: {svc-api-web: 2, svc-api-worker: 12}
+    input_values:
+      svc-api-web: {rps: '15'}
+      svc-api-worker: {rps: '15'}
+    expect:
+      - {at: 0m, policy: svc-api-web, desired: 2, action: hold}
+      - {at: 0m, policy: svc-api-worker, desired: 12, action: hold,
+         reason: "ambiguous: svc-api-web reads this same series (job='api')"}
+""",
+    )
+    assert [f.describe() for f in run_file(load_test_file(path)).failures] == []
+
+
 def test_a_discovered_target_is_checked_at_its_line(write: Write) -> None:
     write("fleet.yaml", FLEET)
     path = write(

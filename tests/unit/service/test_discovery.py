@@ -3,6 +3,7 @@ a collision keeps that target's last good policy; a failing source keeps its las
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -223,6 +224,42 @@ def test_a_failing_source_is_no_policy_problem(tmp_path: Path) -> None:
     assert failing.file == "<discovery: Nomad jobs>" and "autoscaler.max" in bad_override.field
     assert outcome.sources_failing == (failing,)
     assert outcome.policy_problems == (bad_override,)
+
+
+def test_two_groups_reading_one_series_hold_on_that_check_and_it_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `group_by: {job}` over a job whose meta opts every group in: both groups read the
+    # job's one series, and the worker (no HTTP) was scaled in on the web group's traffic.
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker"), _opted("cart")])
+    registry, discovery = _setup(tmp_path, nomad)
+    with caplog.at_level(logging.WARNING, logger="autoscaler.registry"):
+        outcome = _apply(registry, discovery)
+        _apply(registry, discovery)  # a later settling: nothing new to say
+    for name, other in (("web-shop-web", "web-shop-worker"), ("web-shop-worker", "web-shop-web")):
+        policy = registry.get(name)
+        assert policy is not None and policy.checks[0].unsupported is not None
+        assert policy.checks[0].unsupported.startswith(
+            f"ambiguous: {other} reads this same series (job='shop') of the grouped query"
+        )
+        # its own warning only, not its template's other targets' (as for problems)
+        assert [w.field for w in registry.warnings_of(policy)] == [f"{name}: checks[0].group_by"]
+    cart = registry.get("web-cart-web")
+    assert cart is not None and cart.checks[0].unsupported is None
+    assert registry.warnings_of(cart) == []
+    assert not outcome.problems
+    assert sorted(w.field for w in outcome.warnings) == [
+        "web-shop-web: checks[0].group_by",
+        "web-shop-worker: checks[0].group_by",
+    ]
+    logged = [r.getMessage() for r in caplog.records if "ambiguous" in r.getMessage()]
+    assert len(logged) == 2, logged
+
+    nomad.groups_found = [_opted("shop"), _opted("cart")]  # the worker opts out
+    outcome = _apply(registry, discovery)
+    assert outcome.updated == ("web-shop-web",) and not outcome.warnings
+    web = registry.get("web-shop-web")
+    assert web is not None and web.checks[0].unsupported is None
 
 
 def test_an_unchanged_target_reuses_its_expansion(tmp_path: Path) -> None:

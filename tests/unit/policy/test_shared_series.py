@@ -1,0 +1,89 @@
+"""One series, one target: a template's grouped check that two of its targets select the
+same series of fails for each of them (it holds scale-in), with a warning naming the
+other target and the label that tells them apart; distinct series are untouched."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from autoscaler.core.discovered import NomadGroup
+from autoscaler.policy.conflicts import Located
+from autoscaler.policy.expansion import expand, one_series_each
+from tests.unit.policy.test_templates import _group, _template
+
+TWO_CHECKS = """\
+name: "web-{namespace}-{job}-{group}"
+for_each:
+  nomad: {meta: {autoscaler.enabled: "true"}}
+min: 1
+max: 20
+checks:
+  - name: rps
+    query: 'sum by (job) (rate(http_requests_total[2m]))'
+    group_by: {job: "{job}"}
+    strategy: per-instance
+    target: 10
+  - name: cpu
+    query: 'avg by (job, group) (cpu)'
+    group_by: {job: "{job}", group: "{group}"}
+    strategy: target-value
+    target: 0.6
+"""
+
+
+def _expand(tmp_path: Path, *found: NomadGroup, text: str = TWO_CHECKS) -> list[Located]:
+    template = _template(tmp_path, text)
+    expanded = [expand(template, f) for f in found]
+    assert all(isinstance(e, Located) for e in expanded)
+    return [e for e in expanded if isinstance(e, Located)]
+
+
+def test_two_groups_reading_one_series_both_fail_that_check_only(tmp_path: Path) -> None:
+    web, worker, other = _expand(tmp_path, _group(), _group(group="worker"), _group("cart"))
+    (web2, web_warnings), (worker2, worker_warnings), (other2, other_warnings) = one_series_each(
+        [web, worker, other]
+    )
+    assert (other2, other_warnings) == (other, ())  # its own series: untouched
+    for item, warnings, rival in (
+        (web2, web_warnings, worker),
+        (worker2, worker_warnings, web),
+    ):
+        rps, cpu = item.policy.checks
+        assert rps.unsupported is not None
+        assert rps.unsupported.startswith(
+            f"ambiguous: {rival.policy.name} reads this same series (job='api') of the "
+            "grouped query: add the label that tells them apart to the query's by (...) and "
+            'to group_by (e.g. group: "{group}")'
+        )
+        assert "holds scale-in" in rps.unsupported
+        assert cpu.unsupported is None  # (job, group): its own series, still read
+        (warning,) = warnings
+        assert (warning.file, warning.line) == (item.policy.source.file, item.name_line)
+        assert warning.field == f"{item.policy.name}: checks[0].group_by"
+        assert warning.message == rps.unsupported
+    assert worker2.policy.checks[1] is worker.policy.checks[1]
+
+
+def test_one_job_in_two_namespaces_is_told_to_group_by_namespace(tmp_path: Path) -> None:
+    shop, staging = _expand(tmp_path, _group(), replace(_group(), namespace="staging"))
+    (shop2, _), (staging2, _) = one_series_each([shop, staging])
+    assert shop2.policy.checks[0].unsupported is not None
+    assert 'group_by (e.g. namespace: "{namespace}")' in shop2.policy.checks[0].unsupported
+    # (job, group) is shared too: the namespace tells them apart there as well
+    assert staging2.policy.checks[1].unsupported is not None
+
+
+def test_distinct_series_are_left_as_they_are(tmp_path: Path) -> None:
+    found = _expand(tmp_path, _group("api"), _group("cart"), _group("shop", group="worker"))
+    assert one_series_each(found) == [(item, ()) for item in found]
+
+
+def test_many_readers_of_one_series_name_three_and_count_the_rest(tmp_path: Path) -> None:
+    found = _expand(tmp_path, *(_group(group=f"g{i}") for i in range(6)))
+    (first, _), *_ = one_series_each(found)
+    message = first.policy.checks[0].unsupported
+    assert message is not None
+    assert message.startswith(
+        "ambiguous: web-shop-api-g1, web-shop-api-g2, web-shop-api-g3 and 2 more read "
+    )
