@@ -123,7 +123,8 @@ def files_first(
 def _for_targets(item: Located, rival: Located) -> str:
     """For two policies of one name from one place (a template expanded for two targets),
     which targets they are, and the placeholder that tells them apart when it is the
-    namespace (the same job in two namespaces): `{namespace}`."""
+    namespace (the same job in two namespaces): `{namespace}`, in the name and in the
+    grouped checks' `group_by` (see `expansion.one_series_each`)."""
     if item.where != rival.where or item.policy.target == rival.policy.target:
         return ""
     shown = f" (for {rival.policy.target}, this one for {item.policy.target}"
@@ -135,5 +136,9 @@ def _for_targets(item: Located, rival: Located) -> str:
         and a.namespace != b.namespace
     )
     if same_group:
-        shown += ": add {namespace} to the template's name"
+        # Named apart, both would still read one series of a check grouped by job alone.
+        shown += (
+            ": add {namespace} to the template's name, and namespace to its grouped checks' "
+            'group_by (namespace: "{namespace}") and their queries\' by (...)'
+        )
     return shown + ")"

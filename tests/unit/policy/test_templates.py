@@ -448,5 +448,7 @@ def test_one_job_in_two_namespaces_is_a_name_clash_that_says_to_add_the_namespac
     assert problem.message == (
         f"duplicate policy name 'web-api-web': also defined at {shop.where} (for "
         f"{shop.policy.target}, this one for {staging.policy.target}: add {{namespace}} to "
-        "the template's name); rename one (names are unique across all files)"
+        "the template's name, and namespace to its grouped checks' group_by (namespace: "
+        '"{namespace}") and their queries\' by (...)); rename one (names are unique '
+        "across all files)"
     )
