@@ -49,8 +49,11 @@ from autoscaler.service.discovery_files import (
 )
 from autoscaler.service.discovery_sources import (
     NOMAD_POLICIES,
+    Read,
     Source,
     SourceHealth,
+    note_problem,
+    refused_note,
     revive,
     source_key,
     source_problem,
@@ -133,6 +136,7 @@ class Discovery:
         with self._lock:
             values = {key: source.value for key, source in self._sources.items()}
             failing = [s for s in self._sources.values() if s.error]
+            partial = [s for s in self._sources.values() if s.note]
         loads: list[FileLoad] = []
         seen: set[str] = set()
         targets: dict[str, int] = dict.fromkeys(values, 0)
@@ -180,6 +184,7 @@ class Discovery:
             self._targets = targets
             self._given = given
             problems = [source_problem(s, targets.get(s.key, 0)) for s in failing]
+            problems += [note_problem(s) for s in partial]
         return loads, problems
 
     def _carried(self, known_as: str, made: list[str], seen: set[str]) -> list[_Expanded]:
@@ -247,28 +252,38 @@ class Discovery:
     # --- sources ---------------------------------------------------------------------------
 
     def _want(self, templates: Sequence[Template]) -> None:
-        """Start the sources `templates` need, stop the others."""
-        wanted: dict[str, tuple[Callable[[int, float], tuple[Any, int]], bool]] = {}
+        """Start the sources `templates` need, stop the others.
+
+        Nomad's job list is read in the namespaces the Nomad templates look in (every one
+        if one looks in `*`): jobs elsewhere are never read, so a token that may not read
+        them fails nothing. When that set changes, the list is read anew at once (a new
+        source; the templates' targets stand meanwhile, `_carried`), not when the blocking
+        query on the old set ends."""
+        nomad = {t.namespace for t in templates if t.kind == "nomad"}
+        scope = ("*",) if "*" in nomad else tuple(sorted(nomad))
+        wanted: dict[str, tuple[Read, bool, tuple[str, ...]]] = {}
         for template in templates:
             key = source_key(template)
             if template.kind == "nomad":
-                wanted[key] = (self._read_groups, True)
+                wanted[key] = (self._groups_reader(scope), True, scope)
             else:
-                wanted[key] = (self._asg_reader(template), False)
+                wanted[key] = (self._asg_reader(template), False, ())
         if self._config.nomad_scaling_policies:
-            wanted[NOMAD_POLICIES] = (self._read_policies, True)
+            wanted[NOMAD_POLICIES] = (self._read_policies, True, ())
         started: list[Source] = []
         now = time.monotonic()
         with self._lock:
             if self._closed:
                 return
             dropped, self._dropped = self._dropped, {}
-            for key in [k for k in self._sources if k not in wanted]:
-                self._dropped[key] = (self._sources.pop(key), now)
-                self._dropped[key][0].stop.set()
-            for key, (read, blocking) in wanted.items():
+            for key, source in list(self._sources.items()):
+                if key not in wanted or source.scope != wanted[key][2]:
+                    self._dropped[key] = (self._sources.pop(key), now)
+                    source.stop.set()
+            for key, (read, blocking, in_scope) in wanted.items():
                 if key not in self._sources:
-                    source = self._sources[key] = Source(key=key, read=read, blocking=blocking)
+                    source = Source(key=key, read=read, blocking=blocking, scope=in_scope)
+                    self._sources[key] = source
                     revive(source, dropped.get(key), now)
                     started.append(source)
         if self._watch:
@@ -278,13 +293,16 @@ class Discovery:
                 )
                 source.thread.start()
 
-    def _read_groups(self, index: int, wait: float) -> tuple[Any, int]:
-        listing = self._nomad_reader().groups(index=index, wait=wait)
-        return listing.items, listing.index
+    def _groups_reader(self, namespaces: tuple[str, ...]) -> Read:
+        def read(index: int, wait: float) -> tuple[Any, int, str | None]:
+            listing = self._nomad_reader().groups(index=index, wait=wait, namespaces=namespaces)
+            return listing.items, listing.index, refused_note(listing.refused)
 
-    def _read_policies(self, index: int, wait: float) -> tuple[Any, int]:
+        return read
+
+    def _read_policies(self, index: int, wait: float) -> tuple[Any, int, str | None]:
         listing = self._nomad_reader().scaling_policies(index=index, wait=wait)
-        return listing.items, listing.index
+        return listing.items, listing.index, None
 
     def _nomad_reader(self) -> NomadDiscovery:
         with self._lock:
@@ -292,15 +310,15 @@ class Discovery:
                 self._nomad = self._nomad_factory()
             return self._nomad
 
-    def _asg_reader(self, template: Template) -> Callable[[int, float], tuple[Any, int]]:
+    def _asg_reader(self, template: Template) -> Read:
         region, tags = template.region, dict(template.match)
 
-        def read(_index: int, _wait: float) -> tuple[Any, int]:
+        def read(_index: int, _wait: float) -> tuple[Any, int, str | None]:
             with self._lock:
                 reader = self._aws.get(region)
                 if reader is None:
                     reader = self._aws[region] = self._aws_factory(region)
-            return tuple(reader.groups(tags)), 0
+            return tuple(reader.groups(tags)), 0, None
 
         return read
 
@@ -342,7 +360,7 @@ class Discovery:
         """Read `source` once; record the result or the failure. (succeeded, new index)"""
         wait = self._config.wait if source.blocking and index > 0 and self._watch else 0.0
         try:
-            value, new_index = source.read(index, wait)
+            value, new_index, note = source.read(index, wait)
         except AutoscalerError as exc:
             self._failed(source, str(exc))
             return False, index
@@ -351,13 +369,19 @@ class Discovery:
             self._failed(source, f"{type(exc).__name__}: {exc}")
             return False, index
         with self._lock:
-            changed = source.error is not None or value != source.value
+            noted = note != source.note
+            changed = source.error is not None or value != source.value or noted
             if source.error is not None:
                 log.info("discovery from %s works again", source.key)
             source.value, source.error, source.failing_since = value, None, None
+            source.note = note
             source.reads += 1
             source.last_success = time.time()
         source.answered.set()
+        if noted and note is not None:  # once per change of what is left out
+            log.warning("discovery from %s partly read: %s", source.key, note)
+        elif noted:
+            log.info("discovery from %s leaves nothing out again", source.key)
         if changed and not source.stop.is_set():
             self._changed()
         return True, new_index

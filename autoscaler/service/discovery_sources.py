@@ -4,7 +4,9 @@ failure), its health for `/metrics`, and its failure as a problem.
 `Discovery` keeps one `Source` per source the templates in force need, keyed by
 `source_key` (Nomad's job list, Nomad's scaling policies, one AWS listing per region and
 tag set). A failing source's problem is told apart from an invalid policy's
-(`is_source_failure`): `plan` and `run --once` exit 3 for it, not 1.
+(`is_source_failure`): `plan` and `run --once` exit 3 for it, not 1. So is the problem of a
+source read but for some jobs Nomad refused to let the token read (`refused_note`): their
+targets are unknown too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from autoscaler.adapters.discovery.nomad import Refused
 from autoscaler.errors import Problem
 from autoscaler.policy.templates import Template
 
 NOMAD_JOBS = "Nomad jobs"
 NOMAD_POLICIES = "Nomad scaling policies"
+# A read: (index, wait) -> (result, new index, what it left out and why, or None)
+Read = Callable[[int, float], tuple[Any, int, str | None]]
+SHOWN_REFUSED = 10  # jobs named in a refusal's problem; the others are counted
 
 
 @dataclass
@@ -27,9 +33,11 @@ class Source:
     """One watched source: how to read it, its last good result and its last failure."""
 
     key: str
-    read: Callable[[int, float], tuple[Any, int]]  # (index, wait) -> (result, new index)
+    read: Read
     blocking: bool
+    scope: tuple[str, ...] = ()  # Nomad's job list: the namespaces read ("*": every one)
     value: Any = None  # the last good result; None until the first success
+    note: str | None = None  # what the last good result left out, and why
     error: str | None = None
     failing_since: datetime | None = None
     reads: int = 0  # reads that succeeded
@@ -64,7 +72,10 @@ def revive(source: Source, dropped: tuple[Source, float] | None, now: float) -> 
     if dropped is None or dropped[0].value is None or now - dropped[1] >= REVIVE_WITHIN:
         return
     old = dropped[0]
+    if old.scope != source.scope:
+        return
     source.value, source.reads, source.last_success = old.value, old.reads, old.last_success
+    source.note = old.note
     source.answered.set()
 
 
@@ -84,6 +95,33 @@ def source_problem(source: Source, targets: int) -> Problem:
         kept = f"the {targets} {them} in force"
     message = f"failing since {since}: {source.error}; {kept}"
     return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, message)
+
+
+def note_problem(source: Source) -> Problem:
+    """The problem of a `source` whose last good result left something out (`note`)."""
+    return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, f"partly read: {source.note}")
+
+
+def refused_note(refused: Sequence[Refused]) -> str | None:
+    """What a job listing left out because Nomad refused to let the token read some jobs
+    (403), and what to do: None when it left nothing out."""
+    if not refused:
+        return None
+    where = sorted({r.namespace for r in refused})
+    namespaces = ("namespace " if len(where) == 1 else "namespaces ") + ", ".join(map(repr, where))
+    jobs = "job" if len(refused) == 1 else "jobs"
+    named = ", ".join(
+        f"{r.namespace}/{r.job}" + (" (its groups read last stay in force)" if r.kept else "")
+        for r in refused[:SHOWN_REFUSED]
+    )
+    if len(refused) > SHOWN_REFUSED:
+        named += f" and {len(refused) - SHOWN_REFUSED} more"
+    return (
+        f"Nomad refused to let the token read {len(refused)} {jobs} (the token needs the "
+        f"'read-job' capability in {namespaces}), left out unless read before: "
+        f"{named}; give the token 'read-job' there, or set the templates' "
+        "for_each.nomad.namespace to the namespaces they scale in"
+    )
 
 
 def source_key(template: Template) -> str:

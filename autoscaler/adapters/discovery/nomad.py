@@ -2,8 +2,14 @@
 
 Both lists are read with Nomad's blocking queries: given the `index` of the last answer,
 Nomad holds the request until something changes (or `wait` passes), so a watcher sees a
-change within moments and costs nothing while nothing changes. Everything is read in every
-namespace the token may read (`namespace=*`).
+change within moments and costs nothing while nothing changes. Scaling policies are read
+in every namespace the token may read (`namespace=*`); jobs in the namespaces asked for
+(those the templates look in), or in every one the token may read when one looks in all.
+
+A job whose read Nomad refuses (403: the token may list jobs in its namespace but not read
+them) is that job's own problem, not the listing's: it is left out if it was never read,
+or keeps the groups read last, and the listing says so (`Listing.refused`). It is asked
+again when its `JobModifyIndex` moves, or at the next full read `REDECODE_AFTER` seconds on.
 
 Job stubs carry neither group names' meta nor group meta, so each job is read once, and
 again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
@@ -29,7 +35,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -67,6 +73,17 @@ class Listing(Generic[_T]):
 
     items: tuple[_T, ...]
     index: int
+    refused: tuple[Refused, ...] = ()  # jobs the token may not read (403), by key
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A job Nomad refused to let the token read: left out of a listing if it was never
+    read (`kept` False), else its groups read last stand in it."""
+
+    namespace: str
+    job: str
+    kept: bool
 
 
 class NomadDiscovery:
@@ -88,6 +105,8 @@ class NomadDiscovery:
         self._scaling = nomad.api.Scaling(**common)
         self._lock = threading.Lock()
         self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
+        # jobs whose read was refused: their JobModifyIndex then, and when (`_asked`)
+        self._refused: dict[tuple[str, str], tuple[int, float]] = {}
         self._policy_cache: dict[str, tuple[int, NomadScalingPolicy]] = {}
         self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
         # Per list, the last listing returned and when it was decoded (`_unchanged`).
@@ -98,12 +117,18 @@ class NomadDiscovery:
 
     # --- task groups -----------------------------------------------------------------------
 
-    def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+    def groups(
+        self, *, index: int = 0, wait: float = 0.0, namespaces: Collection[str] = ("*",)
+    ) -> Listing[NomadGroup]:
         """Every task group of the running service jobs, with job meta overlaid by group meta.
 
-        With `index` > 0, waits (up to `wait` seconds) until Nomad's job list changes past
-        it. Raises `DiscoveryError` when Nomad cannot be read.
+        Only jobs of `namespaces` are listed and read (`*`: every namespace the token may
+        list). With `index` > 0, waits (up to `wait` seconds) until Nomad's job list
+        changes past it. Raises `DiscoveryError` when Nomad cannot be read; a job whose
+        read is refused (403) is only named in `refused`.
         """
+        scope = frozenset(namespaces)
+        kind = "jobs " + ",".join(sorted(scope))  # one last listing per set of namespaces
         stubs, new_index = self._list(
             self._jobs,
             (),
@@ -111,29 +136,63 @@ class NomadDiscovery:
             index=index,
             wait=wait,
             fields=_JOB_STUB,
-            reuse=self._unchanged("jobs", index),
+            reuse=self._unchanged(kind, index),
+            namespace=next(iter(scope)) if len(scope) == 1 else "*",
         )
         if stubs is None:
-            return self._last["jobs"][0]
+            return self._last[kind][0]
         wanted: dict[tuple[str, str], int] = {}
         for stub in stubs:
-            if _scalable(stub):
-                key = (str(stub.get("Namespace") or "default"), str(stub["ID"]))
+            key = (str(stub.get("Namespace") or "default"), str(stub["ID"]))
+            if _scalable(stub) and ("*" in scope or key[0] in scope):
                 wanted[key] = int(stub.get("JobModifyIndex") or stub.get("ModifyIndex") or 0)
+        now = time.monotonic()
         with self._lock:
-            stale = [k for k, v in wanted.items() if self._job_cache.get(k, (-1,))[0] != v]
-        read = self._read_all(stale, self._read_job)
+            stale = [
+                k
+                for k, v in wanted.items()
+                if self._job_cache.get(k, (-1,))[0] != v and not self._asked(k, v, now)
+            ]
+        read: dict[tuple[str, str], tuple[NomadGroup, ...] | _Refused]
+        read = self._read_all(stale, self._read_job_or_refusal)
         with self._lock:
             for key, groups in read.items():
-                self._job_cache[key] = (wanted[key], groups)
+                if isinstance(groups, _Refused):
+                    self._refused[key] = (wanted[key], now)
+                else:
+                    self._refused.pop(key, None)
+                    self._job_cache[key] = (wanted[key], groups)
             for key in [k for k in self._job_cache if k not in wanted]:
                 del self._job_cache[key]
+            for key in [k for k in self._refused if k not in wanted]:
+                del self._refused[key]
             if len(self._metas) > 2 * len(self._job_cache) + 64:
                 self._metas.clear()  # metas of jobs gone or changed: start afresh
             found = [
                 g for k in sorted(wanted) if k in self._job_cache for g in self._job_cache[k][1]
             ]
-        return self._decoded("jobs", Listing(tuple(found), new_index))
+            refused = tuple(
+                Refused(ns, job, kept=(ns, job) in self._job_cache)
+                for ns, job in sorted(self._refused)
+            )
+        return self._decoded(kind, Listing(tuple(found), new_index, refused))
+
+    def _asked(self, key: tuple[str, str], modify_index: int, now: float) -> bool:
+        """Whether the read of `key` at `modify_index` was refused less than
+        `REDECODE_AFTER` ago: it is not asked again at every pass (a namespace of 1,000
+        jobs the token may not read cost 1,000 refused reads at each change of any job)."""
+        refused = self._refused.get(key)
+        return (
+            refused is not None and refused[0] == modify_index and now - refused[1] < REDECODE_AFTER
+        )
+
+    def _read_job_or_refusal(
+        self, key: tuple[str, str]
+    ) -> tuple[NomadGroup, ...] | _Refused | None:
+        try:
+            return self._read_job(key)
+        except _Refused as refusal:
+            return refusal
 
     def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
         namespace, job_id = key
@@ -306,15 +365,17 @@ class NomadDiscovery:
         fields: frozenset[str],
         extra: Mapping[str, str] | None = None,
         reuse: bool = False,
+        namespace: str = "*",
     ) -> tuple[list[dict[str, Any]] | None, int]:
-        """The entries of a list (those with an `ID`), holding only `fields`, and the index;
-        with `reuse`, None (nothing decoded) when Nomad answers with `index` itself."""
-        params = {"namespace": "*", **(extra or {})}
+        """The entries of a list (those with an `ID`) in `namespace`, holding only `fields`,
+        and the index; with `reuse`, None (nothing decoded) when Nomad answers with `index`
+        itself."""
+        params = {"namespace": namespace, **(extra or {})}
         timeout = self._settings.timeout
         if index > 0 and wait > 0:
             params.update({"index": str(index), "wait": f"{int(wait * 1000)}ms"})
             timeout += wait * 17 / 16  # Nomad adds up to wait/16 of jitter
-        response = self._send(api, parts, capability, params, timeout, namespace="*")
+        response = self._send(api, parts, capability, params, timeout, namespace=namespace)
         try:
             new_index = int(response.headers.get("X-Nomad-Index", "0"))
         except ValueError:
@@ -400,15 +461,21 @@ class NomadDiscovery:
             return _NotFound(path)
         if status == 403:
             where = "every namespace" if namespace == "*" else f"namespace {namespace!r}"
-            return DiscoveryError(
+            message = (
                 f"Nomad refused GET {path} ({text}): the token needs the '{capability}' "
                 f"capability in {where}"
             )
+            return _Refused(message) if single else DiscoveryError(message)
         return DiscoveryError(f"Nomad answered GET {path} with HTTP {status}: {text}")
 
 
 class _NotFound(Exception):
     """A job or policy that disappeared between the list and the read."""
+
+
+class _Refused(DiscoveryError):
+    """A job or policy the token may not read (403): a job's refusal is that job's alone
+    (`groups`); a scaling policy's fails the listing, as any `DiscoveryError`."""
 
 
 _K = TypeVar("_K")

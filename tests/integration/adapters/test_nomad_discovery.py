@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.adapters.discovery.nomad import NomadDiscovery
+from autoscaler.adapters.discovery.nomad import NomadDiscovery, Refused
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.core.model import NomadTarget
 from autoscaler.errors import DiscoveryError
@@ -196,6 +196,76 @@ def test_a_token_without_the_capability_is_told_which(nomad_api: NomadApiStandIn
     nomad_api.enable_acl({"reader": {"*": ["read-job"]}})
     with pytest.raises(DiscoveryError, match="'list-jobs' capability in every namespace"):
         _discovery(nomad_api, token="reader").groups()
+
+
+LEAST_PRIVILEGE = {"reader": {"prod": ["list-jobs", "read-job"], "dev": ["list-jobs"]}}
+
+
+def test_a_job_the_token_may_not_read_is_left_out_and_the_others_are_listed(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # One 403 on one job's read failed the whole listing: a token that may list jobs in
+    # `dev` but read only those of `prod` discovered nothing anywhere.
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod", meta={"autoscaler.enabled": "1"})
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev")
+    nomad_api.enable_acl(LEAST_PRIVILEGE)
+    listing = _discovery(nomad_api, token="reader").groups()
+    assert [(g.namespace, g.job) for g in listing.items] == [("prod", "shop")]
+    assert listing.refused == (Refused("dev", "scratch", kept=False),)
+
+
+def test_a_job_refused_after_it_was_read_keeps_its_groups_and_is_not_asked_at_every_pass(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod")
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev")
+    discovery = _discovery(nomad_api, token="reader")
+    nomad_api.enable_acl({"reader": {"*": ["list-jobs", "read-job"]}})
+    assert len(discovery.groups().items) == 2
+    nomad_api.enable_acl(LEAST_PRIVILEGE)
+    nomad_api.register_job("scratch", {"web": 3}, namespace="dev")  # a new version
+    listing = discovery.groups()
+    assert sorted(g.job for g in listing.items) == ["scratch", "shop"]  # its last groups
+    assert listing.refused == (Refused("dev", "scratch", kept=True),)
+    asked = len(nomad_api.requests_to("GET", "/v1/job/scratch"))
+    nomad_api.register_job("cart", {"web": 1}, namespace="prod")  # the list changes
+    assert len(discovery.groups().items) == 3
+    assert len(nomad_api.requests_to("GET", "/v1/job/scratch")) == asked  # not asked again
+    nomad_api.register_job("scratch", {"web": 4}, namespace="dev")  # its own new version
+    assert discovery.groups().refused == (Refused("dev", "scratch", kept=True),)
+    assert len(nomad_api.requests_to("GET", "/v1/job/scratch")) == asked + 1
+    nomad_api.enable_acl({"reader": {"*": ["list-jobs", "read-job"]}})
+    nomad_api.register_job("scratch", {"web": 5}, namespace="dev")
+    assert discovery.groups().refused == ()
+
+
+def test_jobs_of_namespaces_not_asked_for_are_never_read(nomad_api: NomadApiStandIn) -> None:
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod")
+    nomad_api.register_job("books", {"web": 1}, namespace="finance")
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev")
+    nomad_api.enable_acl(LEAST_PRIVILEGE)
+    discovery = _discovery(nomad_api, token="reader")
+    listing = discovery.groups(namespaces=("prod",))
+    assert ([g.job for g in listing.items], listing.refused) == (["shop"], ())
+    assert nomad_api.requests_to("GET", "/v1/jobs")[-1].query["namespace"] == "prod"
+    assert not nomad_api.requests_to("GET", "/v1/job/scratch")
+    # several namespaces: one list of every namespace (one index to block on), filtered
+    nomad_api.enable_acl(
+        {"reader": {"*": ["list-jobs"], "prod": ["read-job"], "finance": ["read-job"]}}
+    )
+    listing = discovery.groups(namespaces=("prod", "finance"))
+    assert (sorted(g.job for g in listing.items), listing.refused) == (["books", "shop"], ())
+    assert nomad_api.requests_to("GET", "/v1/jobs")[-1].query["namespace"] == "*"
+    assert not nomad_api.requests_to("GET", "/v1/job/scratch")
+
+
+def test_a_job_read_failing_otherwise_still_fails_the_listing(nomad_api: NomadApiStandIn) -> None:
+    # Only a refusal is one job's own: a 5xx or a timeout says nothing of the job, so the
+    # listing fails and the last one stays in force, as before.
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod")
+    nomad_api.fail_requests_of("shop", status=500, body="boom", methods=["GET"])
+    with pytest.raises(DiscoveryError, match="HTTP 500"):
+        _discovery(nomad_api).groups()
 
 
 def test_an_unreachable_nomad_is_a_discovery_error(dead_prometheus_url: str) -> None:

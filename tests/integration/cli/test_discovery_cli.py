@@ -179,6 +179,34 @@ def test_two_groups_of_one_job_reading_its_one_series_hold_and_validate_says_why
     assert 'to group_by (e.g. group: "{group}")' in warned[0]
 
 
+def test_plan_names_the_jobs_nomad_refused_to_read_and_plans_the_others(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # A token that may list dev's jobs but not read them: `plan` planned nothing at all.
+    # Now the jobs it may read are planned, and the refused job is named (its targets are
+    # unknown: exit 3, as for a source that cannot be read); limited to prod, all is well.
+    opted = {"autoscaler.enabled": "true"}
+    nomad_api.register_job("api", {"web": 1}, namespace="prod", meta=opted)
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", meta=opted)
+    nomad_api.enable_acl({"t": {"prod": ["list-jobs", "read-job"], "dev": ["list-jobs"]}})
+    metrics.push_many([Sample("requests", 30, {"job": "api"})])
+    template = NOMAD_TEMPLATE.format(metric=metrics.name("requests"))
+    (tmp_path / "web.yaml").write_text(template)
+    env = {**nomad_api.env, "NOMAD_TOKEN": "t", "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    result = autoscaler("plan", str(tmp_path), "-o", "json", env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert [p["policy"] for p in json.loads(result.stdout)] == ["web-api-web"]
+    assert "<discovery: Nomad jobs>:1: (source): partly read: " in result.stderr
+    assert "dev/scratch" in result.stderr
+
+    (tmp_path / "web.yaml").write_text(
+        template.replace('"true"}}\n', '"true"}, namespace: prod}\n')
+    )
+    result = autoscaler("plan", str(tmp_path), "-o", "json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [p["policy"] for p in json.loads(result.stdout)] == ["web-api-web"]
+
+
 @pytest.mark.parametrize("detailed", [False, True], ids=["plain", "detailed"])
 def test_plan_with_nomad_unreachable_says_its_targets_were_not_evaluated(
     tmp_path: Path, detailed: bool

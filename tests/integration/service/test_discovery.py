@@ -214,3 +214,80 @@ def test_steady_targets_are_not_read_again_while_nomads_job_events_vouch_for_the
     assert reads("calm-a") > before["calm-a"]
     assert reads("calm-b") == before["calm-b"]
     assert service.stop() == 0
+
+
+def test_a_token_that_may_only_list_another_namespaces_jobs_fails_no_template(
+    service_factory: Callable[..., ServiceProcess],
+    nomad_api: NomadApiStandIn,
+    metrics: Metrics,
+) -> None:
+    # A least-privilege token: it reads and scales jobs in `prod`, may only list those of
+    # `dev`. Every listed job was read to learn its meta, and one 403 failed the whole
+    # listing, for every template: nothing was discovered at start-up (and, once running,
+    # the last listing stood for good: new jobs never added, purged ones never removed).
+    opted = {"autoscaler.enabled": "true"}
+    nomad_api.register_job("shop", {"web": 1}, namespace="prod", meta=opted)
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", meta=opted)
+    nomad_api.enable_acl(
+        {"autoscaler": {"prod": ["list-jobs", "read-job", "scale-job"], "dev": ["list-jobs"]}}
+    )
+    metric = metrics.name("requests")
+    metrics.push_many(
+        Sample("requests", value, {"job": job})
+        for job, value in (("shop", 30.0), ("cart", 40.0), ("scratch", 50.0))
+    )
+    everywhere = _template(metric)  # for_each.nomad.namespace: * (the default)
+    service = service_factory(
+        prometheus_url=metrics.server.url,
+        env={**nomad_api.env, "NOMAD_TOKEN": "autoscaler"},
+        policies={"web": everywhere},
+    ).start()
+
+    # Looking in every namespace: the dev job's refusal is reported, prod is discovered.
+    wait_until(
+        lambda: nomad_api.group_count("shop", "web", namespace="prod") == 3,
+        timeout=30,
+        what="the prod job discovered and scaled",
+    )
+    (refused,) = [
+        e
+        for e in service.get("/v1/policies").json()["load_errors"]
+        if e["file"] == "<discovery: Nomad jobs>"
+    ]
+    assert "dev/scratch" in refused["message"], refused
+    assert "'read-job' capability in namespace 'dev'" in refused["message"], refused
+    nomad_api.register_job("cart", {"web": 1}, namespace="prod", meta=opted)  # while running
+    wait_until(
+        lambda: nomad_api.group_count("cart", "web", namespace="prod") == 4,
+        timeout=30,
+        what="a prod job registered while running discovered and scaled",
+    )
+    warned = [
+        r
+        for r in service.log_records()
+        if r.get("logger") == "autoscaler.discovery" and "partly read" in r.get("message", "")
+    ]
+    assert len(warned) == 1, warned  # once per change of the refused jobs, not every pass
+
+    # Looking in prod only: jobs of dev are never read, and nothing is left out.
+    service.write_policy("web", everywhere.replace('"true"}}', '"true"}, namespace: prod}', 1))
+    wait_until(
+        lambda: not service.get("/v1/policies").json()["load_errors"],
+        timeout=15,
+        what="the refusal gone with the template limited to prod",
+    )
+    asked = len(nomad_api.requests_to("GET", "/v1/job/scratch"))
+    nomad_api.register_job("scratch", {"web": 2}, namespace="dev", meta=opted)  # a new version
+    nomad_api.deregister_job("cart", namespace="prod")
+    wait_until(
+        lambda: (
+            "web-cart-web"
+            not in {p["name"] for p in service.get("/v1/policies").json()["policies"]}
+        ),
+        timeout=15,
+        what="the purged prod job's policy to go",
+    )
+    assert {p["name"] for p in service.get("/v1/policies").json()["policies"]} == {"web-shop-web"}
+    assert len(nomad_api.requests_to("GET", "/v1/job/scratch")) == asked
+    assert nomad_api.group_count("scratch", "web", namespace="dev") == 2
+    assert service.stop() == 0

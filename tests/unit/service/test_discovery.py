@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from autoscaler.adapters.discovery.nomad import Listing
+from autoscaler.adapters.discovery.nomad import Listing, Refused
 from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
 from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_paths
@@ -45,12 +46,17 @@ class FakeNomad:
     fail: str | None = None
     fail_groups: str | None = None  # only the job listing fails
     reads: int = 0
+    refused: tuple[Refused, ...] = ()  # jobs the token may not read
+    asked: list[tuple[str, ...]] = field(default_factory=list)  # the namespaces of each read
 
-    def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+    def groups(
+        self, *, index: int = 0, wait: float = 0.0, namespaces: Collection[str] = ("*",)
+    ) -> Listing[NomadGroup]:
         self.reads += 1
+        self.asked.append(tuple(namespaces))
         if self.fail or self.fail_groups:
             raise DiscoveryError(self.fail or self.fail_groups or "")
-        return Listing(tuple(self.groups_found), index + 1)
+        return Listing(tuple(self.groups_found), index + 1, self.refused)
 
     def scaling_policies(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadScalingPolicy]:
         if self.fail:
@@ -262,6 +268,44 @@ def test_two_groups_reading_one_series_hold_on_that_check_and_it_is_logged_once(
     assert web is not None and web.checks[0].unsupported is None
 
 
+def test_jobs_nomad_refused_to_read_are_a_source_problem_saying_which_and_why(
+    tmp_path: Path,
+) -> None:
+    # A refused job's targets are unknown, as a failing source's: `plan` exits 3 for it
+    # (a source problem), and no invalid policy is counted.
+    nomad = FakeNomad([_opted("a")], refused=(Refused("dev", "scratch", kept=False),))
+    registry, discovery = _setup(tmp_path, nomad)
+    outcome = _apply(registry, discovery)
+    assert names(registry) == ["web-a-web"]
+    (problem,) = outcome.sources_failing
+    assert (problem.file, problem.field) == ("<discovery: Nomad jobs>", "(source)")
+    assert problem.message.startswith("partly read: Nomad refused to let the token read 1 job")
+    assert "'read-job' capability in namespace 'dev'" in problem.message
+    assert "dev/scratch;" in problem.message and outcome.policy_problems == ()
+
+    nomad.refused = ()
+    assert _apply(registry, discovery).problems == ()
+
+
+def test_nomads_job_list_is_read_in_the_namespaces_the_templates_look_in(tmp_path: Path) -> None:
+    nomad = FakeNomad([_opted("a")])
+    (tmp_path / "prod.yaml").write_text(
+        TEMPLATE.replace("web-", "prod-").replace('"true"}}', '"true"}, namespace: prod}')
+    )
+    registry, discovery = _setup(tmp_path, nomad)
+    (tmp_path / "web.yaml").unlink()
+    (tmp_path / "qa.yaml").write_text(
+        TEMPLATE.replace("web-", "qa-").replace('"true"}}', '"true"}, namespace: qa}')
+    )
+    registry.reload()
+    _apply(registry, discovery)
+    assert nomad.asked[-1] == ("prod", "qa")
+    (tmp_path / "web.yaml").write_text(TEMPLATE)  # every namespace
+    registry.reload()
+    _apply(registry, discovery)
+    assert nomad.asked[-1] == ("*",)
+
+
 def test_an_unchanged_target_reuses_its_expansion(tmp_path: Path) -> None:
     nomad = FakeNomad([_opted("a")])
     registry, discovery = _setup(tmp_path, nomad)
@@ -437,9 +481,11 @@ def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
     answered = threading.Event()
 
     class Slow(FakeNomad):
-        def groups(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadGroup]:
+        def groups(
+            self, *, index: int = 0, wait: float = 0.0, namespaces: Collection[str] = ("*",)
+        ) -> Listing[NomadGroup]:
             answered.wait(5)
-            return super().groups(index=index, wait=wait)
+            return super().groups(index=index, wait=wait, namespaces=namespaces)
 
         def scaling_policies(
             self, *, index: int = 0, wait: float = 0.0
