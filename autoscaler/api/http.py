@@ -2,9 +2,12 @@
 
 The routes only translate HTTP to calls on a `Backend` (the service's controller) and
 back, and the backend's domain errors to status codes (`STATUS_OF`); every answer has a
-typed model, so `/openapi.json` (and `/docs`) describe the API exactly. Endpoints are
-plain `def`: FastAPI runs them in its thread pool, which is what blocking calls into
-SQLite, Prometheus and the scheduler need.
+typed model, so `/openapi.json` (and `/docs`) describe the API exactly. Most endpoints are
+plain `def`: FastAPI runs them in its shared thread pool, which is what blocking calls
+into SQLite and Prometheus need. Those that must answer whatever else is under way are
+`async` (see `lanes`): an evaluation is awaited without a thread, and the health checks
+and the webhook block only in lanes of their own. So are the dependencies and the error
+handler, which FastAPI would otherwise run in that shared pool too.
 
 Security: the endpoints that change something (evaluate, reload, the Alertmanager
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
@@ -33,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.lanes import Lane
 from autoscaler.api.models import (
     AlertmanagerWebhook,
     AlertOut,
@@ -106,7 +110,10 @@ class Backend(Protocol):
         ...
 
     def decisions(self, policy: str | None, limit: int) -> DecisionList: ...
-    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut: ...
+    async def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+        """Awaited on the event loop: it must not block it (nor hold a thread to wait)."""
+        ...
+
     def reload(self) -> ReloadOut: ...
     def alert(self, payload: dict[str, Any]) -> AlertOut: ...
     def readiness(self) -> str | None:
@@ -201,7 +208,7 @@ def create_app(
             return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
         return await call_next(request)
 
-    def authorized(credentials: Credentials) -> None:
+    async def authorized(credentials: Credentials) -> None:
         if token is None:
             return
         given = credentials.credentials if credentials else ""
@@ -219,11 +226,16 @@ def create_app(
     }
 
     @app.exception_handler(AutoscalerError)
-    def _domain_error(_request: Any, exc: AutoscalerError) -> JSONResponse:
+    async def _domain_error(_request: Any, exc: AutoscalerError) -> JSONResponse:
         return error_response(exc)
 
+    # The health checks' and the webhook's blocking work (a Prometheus ping of 1.5 s at
+    # most; scheduling the policies an alert names), apart from the shared pool.
+    health = Lane("readiness checks", threads=2)
+    control = Lane("webhook calls", threads=2)
+
     @app.get("/healthz", tags=["health"])
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """The process is alive and serving."""
         return Health(status="ok")
 
@@ -232,11 +244,10 @@ def create_app(
         tags=["health"],
         responses={503: {"model": Readiness, "description": "not ready, and why"}},
     )
-    def readyz() -> Any:
+    async def readyz() -> Any:
         """Policies are loaded and Prometheus answers; 503 with the reason otherwise.
         A standby that could take over is ready too; `role` tells them apart."""
-        reason = backend.readiness()
-        role = backend.role()
+        reason, role = await health.run(lambda: (backend.readiness(), backend.role()))
         if reason is not None:
             return JSONResponse(
                 status_code=503, content={"ready": False, "reason": reason, "role": role}
@@ -278,16 +289,19 @@ def create_app(
             404: {"description": "no such policy"},
             409: {"description": "the policy is disabled"},
             500: {"description": "the evaluation crashed (a bug; the log has the traceback)"},
-            503: {"description": "shutting down, or a reload is rescheduling it (Retry-After)"},
+            503: {
+                "description": "shutting down, a reload is rescheduling it, or too many "
+                "previews under way (these two with Retry-After)"
+            },
             504: {"description": "still evaluating after 60 s; see /v1/decisions"},
         },
     )
-    def evaluate(name: str, dry_run: bool = False) -> EvaluationOut:
+    async def evaluate(name: str, dry_run: bool = False) -> EvaluationOut:
         """Evaluate now and apply (unless the service or policy is in dry-run).
 
         With `dry_run=true`, only preview: nothing is scaled, recorded or remembered.
         """
-        return backend.evaluate(name, preview=dry_run)
+        return await backend.evaluate(name, preview=dry_run)
 
     @app.get(
         "/v1/decisions",
@@ -307,15 +321,15 @@ def create_app(
         return backend.reload()
 
     @app.post("/v1/alertmanager", tags=["control"], dependencies=guarded, responses=problems)
-    def alertmanager(webhook: AlertmanagerWebhook) -> AlertOut:
+    async def alertmanager(webhook: AlertmanagerWebhook) -> AlertOut:
         """Alertmanager webhook receiver: policies whose `triggers.alerts` name an alert
         of the notification (firing or resolved) evaluate at once."""
-        return backend.alert(webhook.model_dump())
+        return await control.run(lambda: backend.alert(webhook.model_dump()))
 
     return app
 
 
-def _only_dry_run(request: Request) -> None:
+async def _only_dry_run(request: Request) -> None:
     """Refuse (400) any query parameter of an evaluation but one `dry_run`: FastAPI ignores
     unknown ones, so `?dry-run=true` (the CLI's spelling) or `?preview=true` ran a real
     evaluation that could scale, and `?dry_run=true&dry_run=false` took the last."""

@@ -13,18 +13,20 @@ evaluation and refuses `POST .../evaluate` (`Standby`, 503 naming the leader).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import CancelledError, Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autoscaler.adapters.sources import coalesce
 from autoscaler.adapters.state import LayeredStateStore
+from autoscaler.api.lanes import Lane
 from autoscaler.api.models import (
     AlertOut,
     CooldownOut,
@@ -73,6 +75,12 @@ log = logging.getLogger("autoscaler.service")
 READINESS_CACHE = 2.0  # seconds a Prometheus ping result is reused by /readyz
 EVALUATE_TIMEOUT = 60.0  # seconds `POST .../evaluate` waits for its evaluation
 RETRY_AFTER = 1  # seconds a client should wait when a reload is rescheduling the policy
+# Previews (`?dry_run=true`) evaluate in the request, each up to 3 x --query-timeout: at
+# most this many at a time, on threads of their own, and this many under way (running or
+# waiting) before one more is refused with 503 and a Retry-After of so many seconds.
+PREVIEW_THREADS = 4
+PREVIEW_LIMIT = 16
+PREVIEW_RETRY_AFTER = 5
 
 
 class Controller:
@@ -115,6 +123,13 @@ class Controller:
         self._heirs_lock = threading.Lock()
         self._ping_lock = threading.Lock()
         self._ping: tuple[float, str | None] | None = None
+        self._previews = Lane(
+            "previews",
+            threads=PREVIEW_THREADS,
+            limit=PREVIEW_LIMIT,
+            retry_after=PREVIEW_RETRY_AFTER,
+        )
+        self._requests = Lane("evaluation requests", threads=2)  # the trigger, not the wait
 
     # --- evaluation and its side channels ---------------------------------------------------
 
@@ -216,14 +231,42 @@ class Controller:
         with self._reload_lock:
             self.retention.tidy()
 
-    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+    async def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+        """Evaluate `name` now, or preview it; awaited on the API's event loop.
+
+        Waiting for the scheduler holds no thread: about 40 calls waiting each held one of
+        the API's shared pool, and `/healthz`, `/readyz` and the webhook queued behind
+        them. What blocks (the registry's lock, held through a reload) runs in lanes of
+        its own; a preview, which evaluates in the request, in the previews' lane (past
+        `PREVIEW_LIMIT` under way, `ServiceBusy`: 503 with Retry-After)."""
+        if preview:
+            evaluation = await self._previews.run(lambda: self._preview(name))
+            return _evaluation_out(evaluation, preview=True)
+        future = await self._requests.run(lambda: self._trigger(name))
+        if not await _resolved(future, EVALUATE_TIMEOUT):
+            raise EvaluationTimeout(f"policy {name!r} is still evaluating; see /v1/decisions")
+        try:
+            evaluation = future.result(timeout=0)
+        except CancelledError:
+            raise EvaluationCancelled() from None
+        except Exception as exc:
+            raise EvaluationFailed(f"evaluation failed: {safe_error(exc)}") from None
+        return _evaluation_out(evaluation, preview=False)
+
+    def _preview(self, name: str) -> Evaluation:
+        """`name` evaluated without scaling, recording or remembering (blocks)."""
         policy = self.registry.get(name)
         if policy is None:
             raise PolicyNotFound(name)
-        if preview:
-            with coalesce.fresh_since(time.monotonic()):
-                evaluation = self.reconciler.evaluate(policy, dry_run=True, apply=False)
-            return _evaluation_out(evaluation, preview=True)
+        with coalesce.fresh_since(time.monotonic()):
+            return self.reconciler.evaluate(policy, dry_run=True, apply=False)
+
+    def _trigger(self, name: str) -> Future[Evaluation]:
+        """Ask the scheduler to evaluate `name` at once; its future (the scheduler resolves
+        it), or the domain error saying why it cannot."""
+        policy = self.registry.get(name)
+        if policy is None:
+            raise PolicyNotFound(name)
         if not policy.enabled:
             raise PolicyDisabled(name)
         if self.role() != LEADER:
@@ -234,17 +277,7 @@ class Controller:
         if future is None:
             raise self._not_scheduled(name)
         self.telemetry.triggered.labels(name, "api").inc()
-        try:
-            evaluation = future.result(timeout=EVALUATE_TIMEOUT)
-        except FutureTimeout:
-            raise EvaluationTimeout(
-                f"policy {name!r} is still evaluating; see /v1/decisions"
-            ) from None
-        except CancelledError:
-            raise EvaluationCancelled() from None
-        except Exception as exc:
-            raise EvaluationFailed(f"evaluation failed: {safe_error(exc)}") from None
-        return _evaluation_out(evaluation, preview=False)
+        return future
 
     def _not_scheduled(self, name: str) -> ServiceError:
         """Why an enabled policy could not be triggered: shutdown, or a reload mid-swap."""
@@ -504,6 +537,26 @@ def settle_heap(*, now: float | None = None) -> bool:
     gc.collect()
     gc.freeze()
     _next_settle = started + SETTLE_SPACING * (time.thread_time() - cpu)
+    return True
+
+
+async def _resolved(future: Future[Evaluation], timeout: float) -> bool:
+    """Whether `future` is done within `timeout` seconds, awaited without a thread (the
+    scheduler's worker resolves it from its own). Never cancelled here: the evaluation goes
+    on after a timeout, and its decision is recorded."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def wake(_future: Future[Evaluation]) -> None:
+        # A closed loop (the server stopped) has nobody waiting.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(done.set)
+
+    future.add_done_callback(wake)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    except TimeoutError:
+        return future.done()
     return True
 
 

@@ -51,7 +51,7 @@ class StubBackend:
         self._reached("decisions")
         return DecisionList(decisions=[])
 
-    def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
+    async def evaluate(self, name: str, *, preview: bool) -> EvaluationOut:
         self._reached("evaluate")
         raise PolicyNotFound(name)
 

@@ -3,6 +3,7 @@ served; `tests/unit/api/test_errors.py` pins the status code each one becomes.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import cast
 import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
+from autoscaler.api.models import EvaluationOut
 from autoscaler.core.model import Action, Decision, Policy
 from autoscaler.core.ports import MetricSource
 from autoscaler.engine.reconciler import Evaluation, Reconciler
@@ -74,6 +76,11 @@ def _controller(tmp_path: Path, **enabled: bool) -> Controller:
     return controller
 
 
+def _evaluate(controller: Controller, name: str, *, preview: bool) -> EvaluationOut:
+    """`Controller.evaluate`, awaited on an event loop of its own (as the API's)."""
+    return asyncio.run(controller.evaluate(name, preview=preview))
+
+
 def _trigger(controller: Controller, trigger: Callable[[str], Future[Evaluation] | None]) -> None:
     controller.scheduler = cast(controller_module.Scheduler, _Scheduler(trigger))
 
@@ -81,8 +88,8 @@ def _trigger(controller: Controller, trigger: Callable[[str], Future[Evaluation]
 def test_a_disabled_policy_is_refused_but_can_be_previewed(tmp_path: Path) -> None:
     controller = _controller(tmp_path, idle=False)
     with pytest.raises(PolicyDisabled, match="preview it with"):
-        controller.evaluate("idle", preview=False)
-    preview = controller.evaluate("idle", preview=True)
+        _evaluate(controller, "idle", preview=False)
+    preview = _evaluate(controller, "idle", preview=True)
     assert (preview.preview, preview.decision.reasons) == (True, ["previewed"])
 
 
@@ -93,7 +100,7 @@ def test_an_evaluation_outlasting_the_wait_is_a_timeout(
     _trigger(controller, lambda _name: Future())  # never resolved
     monkeypatch.setattr(controller_module, "EVALUATE_TIMEOUT", 0.01)
     with pytest.raises(EvaluationTimeout, match="'web' is still evaluating; see /v1/decisions"):
-        controller.evaluate("web", preview=False)
+        _evaluate(controller, "web", preview=False)
 
 
 def test_a_cancelled_evaluation_says_so(tmp_path: Path) -> None:
@@ -106,7 +113,7 @@ def test_a_cancelled_evaluation_says_so(tmp_path: Path) -> None:
 
     _trigger(controller, cancelled)
     with pytest.raises(EvaluationCancelled) as refused:
-        controller.evaluate("web", preview=False)
+        _evaluate(controller, "web", preview=False)
     assert refused.value.retry_after is None
 
 
@@ -132,7 +139,7 @@ def test_a_reload_between_lookup_and_trigger_is_reported_as_what_it_did(
 
     _trigger(controller, reload_first)
     with pytest.raises(error):
-        controller.evaluate("web", preview=False)
+        _evaluate(controller, "web", preview=False)
 
 
 def test_an_alertmanager_payload_of_the_wrong_shape_is_an_invalid_request(
@@ -148,7 +155,7 @@ def test_an_unknown_policy_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(PolicyNotFound, match="no policy named 'nope'"):
         controller.get_policy("nope")
     with pytest.raises(PolicyNotFound):
-        controller.evaluate("nope", preview=True)
+        _evaluate(controller, "nope", preview=True)
 
 
 def test_an_alert_status_alertmanager_would_not_send_is_counted_as_other(

@@ -3,6 +3,7 @@ triggers run a fresh evaluation, and stop() waits for the evaluations in flight.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import threading
@@ -497,7 +498,7 @@ def test_the_api_shows_a_crashed_evaluation(tmp_path: Path) -> None:
         assert web.last_decision.action == "hold"
         assert web.last_decision.reasons == [web.last_error]
         with pytest.raises(EvaluationFailed, match="RuntimeError: reconciler bug"):
-            controller.evaluate("web", preview=False)
+            asyncio.run(controller.evaluate("web", preview=False))
     finally:
         controller.scheduler.stop()
         thread.join(5)
@@ -507,14 +508,14 @@ def test_a_refused_trigger_says_why(tmp_path: Path) -> None:
     controller = _controller(tmp_path)
     controller.registry.reload()  # a reload between swapping the registry and the scheduler
     with pytest.raises(ServiceBusy, match="try again") as mid_swap:
-        controller.evaluate("web", preview=False)
+        asyncio.run(controller.evaluate("web", preview=False))
     assert mid_swap.value.retry_after == 1
     with pytest.raises(PolicyNotFound, match="no policy named 'nope'"):
-        controller.evaluate("nope", preview=False)
+        asyncio.run(controller.evaluate("nope", preview=False))
     controller.scheduler.set_policies(controller.registry.policies())
     controller.scheduler.stop()
     with pytest.raises(ShuttingDown, match=r"^the service is shutting down$") as stopping:
-        controller.evaluate("web", preview=False)
+        asyncio.run(controller.evaluate("web", preview=False))
     assert stopping.value.retry_after is None
 
 
