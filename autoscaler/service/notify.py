@@ -42,6 +42,14 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, requests.RequestException)
 
 
+def _failure(exc: BaseException) -> str:
+    """`HTTP 404` for an answer, else the exception's type: its text can contain the URL,
+    and so its secret."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
 def payload(decision: Decision) -> dict[str, Any]:
     """The JSON body: a Slack-compatible `text` line and the full decision."""
     d = decision
@@ -141,12 +149,14 @@ class Notifier:
         try:
             retrying(self._post, session, url, body)
         except Exception as exc:  # anything (a URL urllib3 refuses late): the thread lives on
-            # The exception text can contain the URL, and so its secret: log the type only.
+            # The attempts really made: a 404 is sent once, a 500 up to `attempts` times.
+            made = retrying.statistics.get("attempt_number", 1)
             log.warning(
-                "notification to %s failed after %d attempts (%s)",
+                "notification to %s failed after %d attempt%s (%s)",
                 redact_url(url),
-                self._attempts if isinstance(exc, requests.RequestException) else 1,
-                type(exc).__name__,
+                made,
+                "" if made == 1 else "s",
+                _failure(exc),
             )
             self._on_result("failed")
         else:

@@ -7,6 +7,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
 import requests
 
 from autoscaler import redact
@@ -159,3 +160,22 @@ def test_a_dry_run_would_be_action_is_posted_once_while_it_stays_the_same(
     notifier.close(timeout=5)
     posted = [(b["decision"]["policy"], b["decision"]["desired"]) for b in webhook_receiver.bodies]
     assert posted == [("web", 4), ("web", 5), ("web", 4), ("api", 4), ("web", 4), ("web", 4)]
+
+
+def test_a_failed_notice_logs_the_attempts_made_and_the_http_status(
+    webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It said "failed after 3 attempts (HTTPError)" for a 404 sent once and for three
+    # 500s alike: neither how often it was tried nor what the receiver answered.
+    url = f"{webhook_receiver.url}/services/T000/B000/hook-secret-1e7a"
+    for statuses in ([404], [500, 500, 500]):
+        webhook_receiver.statuses = list(statuses)
+        notifier = Notifier([url], backoff=0.01)
+        notifier.notify(DECISION)
+        notifier.close(timeout=5)
+    failures = [r.getMessage() for r in caplog.records if "failed after" in r.getMessage()]
+    origin = redact_url(url)
+    assert failures == [
+        f"notification to {origin} failed after 1 attempt (HTTP 404)",
+        f"notification to {origin} failed after 3 attempts (HTTP 500)",
+    ]
