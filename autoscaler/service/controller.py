@@ -157,6 +157,8 @@ class Controller:
         self.telemetry.observe(evaluation)
         if evaluation.decision.changes_target:
             self.notifier.notify(evaluation.decision)
+        else:  # a dry-run notice comes again once its would-be action went away
+            self.notifier.settled(evaluation.decision.policy)
 
     # --- Backend: control ------------------------------------------------------------------
 

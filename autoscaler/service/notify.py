@@ -98,7 +98,9 @@ class Notifier:
 
         A dry-run decision is posted once while the would-be action stays the same (the
         same direction, from and to): nothing changes the count, so it came again at every
-        interval, 240 posts an hour per policy at 15 s, filling Slack and the queues."""
+        interval, 240 posts an hour per policy at 15 s, filling Slack and the queues. Once
+        it goes away (a live action here, `settled` for a decision that scales nothing),
+        it is posted again when it comes back."""
         if not self._senders:
             return
         if decision.dry_run:
@@ -107,6 +109,8 @@ class Notifier:
                 if self._dry_said.get(decision.policy) == said:
                     return
                 self._dry_said[decision.policy] = said
+        else:
+            self.settled(decision.policy)
         for sender in self._senders:
             try:
                 sender.queue.put_nowait(decision)
@@ -117,6 +121,16 @@ class Notifier:
                     decision.policy,
                 )
                 self._on_result("dropped")
+
+    def settled(self, policy: str) -> None:
+        """`policy` decided something that is not its last dry-run notice (`none`, `hold`, a
+        live action; a different would-be action goes through `notify`): forget that
+        notice, so the would-be action, when it comes back, is posted again. Called for
+        every decision that does not change the target, so it costs a dict lookup when
+        there is nothing to forget."""
+        if policy in self._dry_said:  # read without the lock: only this policy's runs write
+            with self._lock:
+                self._dry_said.pop(policy, None)
 
     def retain(self, policies: Collection[str]) -> None:
         """Forget the last dry-run notice of every policy not in `policies` (removed): one

@@ -162,6 +162,26 @@ def test_a_dry_run_would_be_action_is_posted_once_while_it_stays_the_same(
     assert posted == [("web", 4), ("web", 5), ("web", 4), ("api", 4), ("web", 4), ("web", 4)]
 
 
+def test_a_dry_run_would_be_action_is_posted_again_once_it_went_away_and_came_back(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    # A `none` never reaches `notify`: the would-be 2 -> 4 of a second burst, hours after
+    # the first one ended, was never posted. A decision that scales nothing settles it; so
+    # does a live action; another policy's does not.
+    notifier = Notifier([webhook_receiver.url])
+    notifier.notify(DECISION)
+    notifier.settled("web")  # the load back to normal: `none`
+    notifier.notify(DECISION)  # the second burst
+    notifier.notify(DECISION)
+    notifier.settled("api")
+    notifier.notify(DECISION)
+    notifier.notify(replace(DECISION, dry_run=False))  # `dry_run: true` taken off
+    notifier.notify(DECISION)  # and put back
+    notifier.close(timeout=5)
+    posted = [b["decision"]["dry_run"] for b in webhook_receiver.bodies]
+    assert posted == [True, True, False, True]
+
+
 def test_a_failed_notice_logs_the_attempts_made_and_the_http_status(
     webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
