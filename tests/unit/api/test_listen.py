@@ -49,6 +49,38 @@ def test_an_empty_or_missing_token_file_is_fatal(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        pytest.param("pässwort-1234".encode(), "non-ASCII character at byte 2", id="umlaut"),
+        pytest.param(b"secret5e1 secret9a2", "a space", id="space"),
+        pytest.param(b"secret7c4\tsecret3b8", "a control", id="tab"),
+        pytest.param("\ufeffsecret0d6".encode(), "a byte-order mark", id="bom"),
+    ],
+)
+def test_a_token_a_bearer_header_cannot_carry_is_fatal_naming_the_file_not_the_token(
+    tmp_path: Path, token: bytes, problem: str
+) -> None:
+    # `pässwort` was accepted, then compared as UTF-8 with the latin-1 the server reads
+    # headers as: curl and Alertmanager could never authenticate.
+    path = tmp_path / "token"
+    path.write_bytes(token + b"\n")
+    with pytest.raises(AutoscalerError) as caught:
+        read_token(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"--api-token-file {path}: the token holds ")
+    assert problem in message
+    assert "visible ASCII characters only" in message
+    for part in token.decode().lstrip("\ufeff").split():
+        assert part not in message
+
+
+def test_a_token_of_visible_ascii_punctuation_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("Ab9-._~+/!#$%&*=\r\n")
+    assert read_token(str(path)) == "Ab9-._~+/!#$%&*="
+
+
+@pytest.mark.parametrize(
     "listen", ["0.0.0.0:8080", ":8080", "[::]:8080", "10.0.0.5:80", "myhost:1"]
 )
 def test_an_api_beyond_loopback_without_a_token_is_refused_saying_how_to_fix_it(
