@@ -171,6 +171,14 @@ def _finite(text: str) -> float:
     return value
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a `Content-Type` is one FastAPI parses a body of as JSON (`application/json`,
+    `application/*+json`, with any parameters)."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    maintype, _, subtype = kind.partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 def check_json(body: bytes, content_type: str | None) -> None:
     """Raise `Refused(400)` when a JSON body holds a number JSON cannot carry, or is no JSON.
 

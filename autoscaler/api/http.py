@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autoscaler import __version__
 from autoscaler.api.docs import add_docs
-from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json, is_json
 from autoscaler.api.lanes import Lane
 from autoscaler.api.models import (
     AlertmanagerWebhook,
@@ -320,13 +320,31 @@ def create_app(
         """Read the policy files again; broken files keep their last good version."""
         return backend.reload()
 
-    @app.post("/v1/alertmanager", tags=["control"], dependencies=guarded, responses=problems)
+    @app.post(
+        "/v1/alertmanager",
+        tags=["control"],
+        dependencies=[*guarded, Depends(_json_body)],
+        responses={**problems, 415: {"description": _SEND_JSON}},
+    )
     async def alertmanager(webhook: AlertmanagerWebhook) -> AlertOut:
         """Alertmanager webhook receiver: policies whose `triggers.alerts` name an alert
         of the notification (firing or resolved) evaluate at once."""
         return await control.run(lambda: backend.alert(webhook.model_dump()))
 
     return app
+
+
+_SEND_JSON = "the body is JSON: send Content-Type: application/json"
+
+
+async def _json_body(request: Request) -> None:
+    """Refuse (415) a body a route reads as JSON sent as another type, or with none: FastAPI
+    answered 422 with the whole body echoed as a string, not a word on the header."""
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        kind = (content_type or "").split(";")[0].strip()[:40]
+        given = f"Content-Type {kind!r}" if kind else "no Content-Type"
+        raise HTTPException(415, f"{_SEND_JSON} (this request has {given})")
 
 
 async def _only_dry_run(request: Request) -> None:

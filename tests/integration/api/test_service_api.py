@@ -148,6 +148,22 @@ def test_changing_endpoints_require_the_token(api: Api) -> None:
     assert api.service.post("/v1/reload").status_code == 200
 
 
+def test_a_webhook_body_without_a_json_content_type_is_a_415_without_the_body(api: Api) -> None:
+    # It was a 422 echoing the whole body back as a string, where a body that is not JSON
+    # is a 400 on every route, and nothing said which header was missing.
+    body = b'{"alerts": [{"labels": {"alertname": "Unrouted", "note": "body-only-3c9e"}}]}'
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        response = api.service.http.post(
+            api.service.url + "/v1/alertmanager",
+            data=body,
+            headers={"Authorization": f"Bearer {API_TOKEN}", **headers},
+            timeout=30,
+        )
+        assert response.status_code == 415, response.text
+        assert "send Content-Type: application/json" in response.json()["detail"]
+        assert "body-only-3c9e" not in response.text
+
+
 def test_evaluate_now_applies_and_dry_run_only_previews(api: Api) -> None:
     applied = api.service.post("/v1/policies/web/evaluate")
     assert applied.status_code == 200

@@ -59,3 +59,51 @@ def test_a_valid_webhook_still_reaches_the_service(serve_api: Callable[..., Api]
     response = api.request("POST", "/v1/alertmanager", json=body)
     assert response.status_code == 200
     assert response.json() == {"received": 1, "triggered": []}
+
+
+@pytest.mark.parametrize(
+    ("headers", "given"),
+    [
+        pytest.param({}, "no Content-Type", id="none"),
+        pytest.param(
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            "Content-Type 'application/x-www-form-urlencoded'",
+            id="form",
+        ),
+        pytest.param({"Content-Type": "text/plain"}, "Content-Type 'text/plain'", id="text"),
+    ],
+)
+def test_a_webhook_body_sent_as_another_type_than_json_is_a_415_that_says_so(
+    serve_api: Callable[..., Api], headers: dict[str, str], given: str
+) -> None:
+    # FastAPI answered 422 "Input should be a valid dictionary", echoing the whole body as
+    # a string (and so whatever it held), and never named the header to add.
+    api = serve_api()
+    body = '{"alerts": [{"labels": {"alertname": "Hot", "team": "body-only-7f2a"}}]}'
+    response = api.request("POST", "/v1/alertmanager", data=body, headers=headers)
+    assert response.status_code == 415, response.text
+    detail = response.json()["detail"]
+    assert detail == (
+        f"the body is JSON: send Content-Type: application/json (this request has {given})"
+    )
+    assert api.backend.calls == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/x+json",
+    ],
+)
+def test_a_webhook_of_a_json_content_type_reaches_the_service(
+    serve_api: Callable[..., Api], content_type: str
+) -> None:
+    api = serve_api()
+    body = '{"alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}'
+    response = api.request(
+        "POST", "/v1/alertmanager", data=body, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 200, response.text
