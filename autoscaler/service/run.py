@@ -174,10 +174,11 @@ def _stop_signals() -> Iterator[threading.Event]:
 
 def read_token(path: str | None) -> str | None:
     """The API bearer token from its file; a missing, unreadable or empty file is fatal,
-    and so is a token that is not visible ASCII (RFC 6750's b64token and the rest of the
-    punctuation, no spaces): one with `ä` or a byte-order mark started, but was compared
-    as UTF-8 with headers read as latin-1, so curl and Alertmanager never got in. The
-    error names the file and the first wrong byte's position, never the token."""
+    and so is a token that is not printable ASCII (RFC 6750's b64token, the rest of the
+    punctuation, and spaces inside it, which worked before and still do): one with `ä` or
+    a byte-order mark started, but was compared as UTF-8 with headers read as latin-1, so
+    curl and Alertmanager never got in. The error names the file and the first wrong
+    byte's position, never the token."""
     if not path:
         return None
     try:
@@ -186,16 +187,16 @@ def read_token(path: str | None) -> str | None:
         raise AutoscalerError(f"cannot read --api-token-file {path}: {exc.strerror}") from exc
     if not raw:
         raise AutoscalerError(f"--api-token-file {path} is empty; put the token in it")
-    bad = next((i for i, byte in enumerate(raw) if not 0x21 <= byte <= 0x7E), None)
+    bad = next((i for i, byte in enumerate(raw) if not 0x20 <= byte <= 0x7E), None)
     if bad is not None:
         what = (
             "a byte-order mark: save the file without one"
             if raw.startswith(codecs.BOM_UTF8)
-            else f"a space, a control or a non-ASCII character at byte {bad + 1}"
+            else f"a control or a non-ASCII character at byte {bad + 1}"
         )
         raise AutoscalerError(
-            f"--api-token-file {path}: the token holds {what}; a bearer token is visible "
-            "ASCII characters only (letters, digits, punctuation), e.g. `openssl rand -hex 32`"
+            f"--api-token-file {path}: the token holds {what}; a bearer token is printable "
+            "ASCII characters only (letters, digits, punctuation, spaces), e.g. `openssl rand -hex 32`"
         )
     token = raw.decode("ascii")
     redact.register(token)

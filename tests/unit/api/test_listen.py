@@ -52,7 +52,6 @@ def test_an_empty_or_missing_token_file_is_fatal(tmp_path: Path) -> None:
     ("token", "problem"),
     [
         pytest.param("pässwort-1234".encode(), "non-ASCII character at byte 2", id="umlaut"),
-        pytest.param(b"secret5e1 secret9a2", "a space", id="space"),
         pytest.param(b"secret7c4\tsecret3b8", "a control", id="tab"),
         pytest.param("\ufeffsecret0d6".encode(), "a byte-order mark", id="bom"),
     ],
@@ -69,7 +68,7 @@ def test_a_token_a_bearer_header_cannot_carry_is_fatal_naming_the_file_not_the_t
     message = str(caught.value)
     assert message.startswith(f"--api-token-file {path}: the token holds ")
     assert problem in message
-    assert "visible ASCII characters only" in message
+    assert "printable ASCII characters only" in message
     for part in token.decode().lstrip("\ufeff").split():
         assert part not in message
 
@@ -78,6 +77,8 @@ def test_a_token_of_visible_ascii_punctuation_is_accepted(tmp_path: Path) -> Non
     path = tmp_path / "token"
     path.write_text("Ab9-._~+/!#$%&*=\r\n")
     assert read_token(str(path)) == "Ab9-._~+/!#$%&*="
+    path.write_text("two words\n")  # a space inside worked before, and still does
+    assert read_token(str(path)) == "two words"
 
 
 @pytest.mark.parametrize(
