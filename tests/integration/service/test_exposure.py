@@ -33,7 +33,7 @@ def test_an_api_beyond_loopback_without_a_token_exits_4_saying_how_to_fix_it(
     assert "Traceback" not in log
 
 
-def test_a_token_that_is_not_visible_ascii_exits_4_naming_the_file(
+def test_a_token_that_is_not_printable_ascii_exits_4_naming_the_file(
     service_factory: Callable[..., ServiceProcess],
 ) -> None:
     # It started, then compared the token as UTF-8 with headers read as latin-1: curl and
@@ -43,7 +43,7 @@ def test_a_token_that_is_not_visible_ascii_exits_4_naming_the_file(
     assert service.wait_exit(timeout=20) == 4
     log = service.log()
     assert f"--api-token-file {service.token_file}: the token holds" in log
-    assert "visible ASCII" in log
+    assert "printable ASCII" in log
     assert "geheim" not in log
     assert "Traceback" not in log
 
