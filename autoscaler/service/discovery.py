@@ -302,7 +302,7 @@ class Discovery:
 
     def _read_policies(self, index: int, wait: float) -> tuple[Any, int, str | None]:
         listing = self._nomad_reader().scaling_policies(index=index, wait=wait)
-        return listing.items, listing.index, None
+        return listing.items, listing.index, refused_note(listing.refused)
 
     def _nomad_reader(self) -> NomadDiscovery:
         with self._lock:

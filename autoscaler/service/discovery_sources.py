@@ -5,8 +5,8 @@ failure), its health for `/metrics`, and its failure as a problem.
 `source_key` (Nomad's job list, Nomad's scaling policies, one AWS listing per region and
 tag set). A failing source's problem is told apart from an invalid policy's
 (`is_source_failure`): `plan` and `run --once` exit 3 for it, not 1. So is the problem of a
-source read but for some jobs Nomad refused to let the token read (`refused_note`): their
-targets are unknown too.
+source read but for some jobs (or scaling policies) Nomad refused to let the token read
+(`refused_note`): their targets are unknown too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NOMAD_JOBS = "Nomad jobs"
 NOMAD_POLICIES = "Nomad scaling policies"
 # A read: (index, wait) -> (result, new index, what it left out and why, or None)
 Read = Callable[[int, float], tuple[Any, int, str | None]]
-SHOWN_REFUSED = 10  # jobs named in a refusal's problem; the others are counted
+SHOWN_REFUSED = 10  # jobs (policies) named in a refusal's problem; the others are counted
 
 
 @dataclass
@@ -103,24 +103,32 @@ def note_problem(source: Source) -> Problem:
 
 
 def refused_note(refused: Sequence[Refused]) -> str | None:
-    """What a job listing left out because Nomad refused to let the token read some jobs
-    (403), and what to do: None when it left nothing out."""
+    """What a job (or scaling policy) listing left out because Nomad refused to let the
+    token read some of its jobs (policies) (403), and what to do: None when it left nothing
+    out. A policy is named by its target, NAMESPACE/JOB/GROUP."""
     if not refused:
         return None
     where = sorted({r.namespace for r in refused})
     namespaces = ("namespace " if len(where) == 1 else "namespaces ") + ", ".join(map(repr, where))
-    jobs = "job" if len(refused) == 1 else "jobs"
+    if refused[0].group is None:
+        what = "job" if len(refused) == 1 else "jobs"
+        capability, kept = "read-job", "its groups read last stay in force"
+        instead = ", or set the templates' for_each.nomad.namespace to the namespaces they scale in"
+    else:
+        what = "scaling policy" if len(refused) == 1 else "scaling policies"
+        capability, kept = "read-scaling-policy", "its version read last stays in force"
+        instead = ""  # no template says where: policies are read in every namespace
     named = ", ".join(
-        f"{r.namespace}/{r.job}" + (" (its groups read last stay in force)" if r.kept else "")
+        "/".join(n for n in (r.namespace, r.job, r.group) if n is not None)
+        + (f" ({kept})" if r.kept else "")
         for r in refused[:SHOWN_REFUSED]
     )
     if len(refused) > SHOWN_REFUSED:
         named += f" and {len(refused) - SHOWN_REFUSED} more"
     return (
-        f"Nomad refused to let the token read {len(refused)} {jobs} (the token needs the "
-        f"'read-job' capability in {namespaces}), left out unless read before: "
-        f"{named}; give the token 'read-job' there, or set the templates' "
-        "for_each.nomad.namespace to the namespaces they scale in"
+        f"Nomad refused to let the token read {len(refused)} {what} (the token needs the "
+        f"'{capability}' capability in {namespaces}), left out unless read before: "
+        f"{named}; give the token '{capability}' there{instead}"
     )
 
 

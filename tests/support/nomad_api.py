@@ -32,7 +32,8 @@ heartbeat every `event_heartbeat` seconds (Nomad: 30 s); tests can drop every op
 Every request may carry `namespace` (default "default") and `region` (default "global";
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
 is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found";
-a job list of every namespace (`namespace=*`) holds the namespaces the token may list.
+a job (or scaling policy) list of every namespace (`namespace=*`) holds the namespaces
+the token may list in.
 There is no scheduler: allocations are reported as placed and running at once, and a
 deployment only changes when a test says so (`set_deployment`, `deployment_on_scale`).
 """
@@ -630,7 +631,7 @@ class NomadApiStandIn:
     def _list_jobs(self, request: RecordedRequest, region: str, namespace: str) -> tuple[int, Any]:
         if request.method != "GET":
             raise _ApiError(405, "Invalid method")
-        readable = self._listable(request, namespace)
+        readable = self._listable(request, namespace, "list-jobs")
         prefix = request.query.get("prefix", "")
         with_meta = request.query.get("meta") == "true"
         stubs = [
@@ -640,19 +641,21 @@ class NomadApiStandIn:
         ]
         return 200, stubs
 
-    def _listable(self, request: RecordedRequest, namespace: str) -> Callable[[str], bool]:
-        """Which namespaces' jobs a list shows: `namespace`, or with `*` every namespace the
-        token may list jobs in (Nomad filters a wildcard listing by the token's namespaces;
-        a token that may list in none is refused)."""
+    def _listable(
+        self, request: RecordedRequest, namespace: str, *any_of: str
+    ) -> Callable[[str], bool]:
+        """Which namespaces' entries a list shows: `namespace`, or with `*` every namespace
+        the token holds one of `any_of` in (Nomad filters a wildcard listing by the token's
+        namespaces; a token that may list in none is refused)."""
         if namespace != "*" or self._acl is None:
-            self._authorize(request, namespace, "list-jobs")
+            self._authorize(request, namespace, *any_of)
             return lambda ns: namespace in ("*", ns)
         rules = self._rules(request)
-        if "list-jobs" in rules.get("*", frozenset()):
+        if rules.get("*", frozenset()) & set(any_of):
             return lambda ns: True
-        if not any("list-jobs" in caps for caps in rules.values()):
+        if not any(caps & set(any_of) for caps in rules.values()):
             raise _ApiError(403, "Permission denied")
-        return lambda ns: "list-jobs" in rules.get(ns, frozenset())
+        return lambda ns: bool(rules.get(ns, frozenset()) & set(any_of))
 
     def _policies(self, region: str) -> list[dict[str, Any]]:
         """Every scaling policy of the region, as GET /v1/scaling/policy/:id shows it."""
@@ -667,7 +670,7 @@ class NomadApiStandIn:
     ) -> tuple[int, Any]:
         if request.method != "GET":
             raise _ApiError(405, "Invalid method")
-        self._authorize(request, namespace, "list-scaling-policies", "read-job")
+        readable = self._listable(request, namespace, "list-scaling-policies", "read-job")
         job, kind = request.query.get("job", ""), request.query.get("type", "")
         stubs = [
             {
@@ -679,7 +682,7 @@ class NomadApiStandIn:
                 "ModifyIndex": p["ModifyIndex"],
             }
             for p in self._policies(region)
-            if namespace in ("*", p["Target"]["Namespace"])
+            if readable(p["Target"]["Namespace"])
             and (not job or p["Target"]["Job"] == job)
             and (not kind or p["Type"] == kind)
         ]

@@ -10,6 +10,8 @@ A job whose read Nomad refuses (403: the token may list jobs in its namespace bu
 them) is that job's own problem, not the listing's: it is left out if it was never read,
 or keeps the groups read last, and the listing says so (`Listing.refused`). It is asked
 again when its `JobModifyIndex` moves, or at the next full read `REDECODE_AFTER` seconds on.
+So is a scaling policy whose read Nomad refuses (it keeps its version read last), asked
+again when its `ModifyIndex` moves.
 
 Job stubs carry neither group names' meta nor group meta, so each job is read once, and
 again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
@@ -73,17 +75,19 @@ class Listing(Generic[_T]):
 
     items: tuple[_T, ...]
     index: int
-    refused: tuple[Refused, ...] = ()  # jobs the token may not read (403), by key
+    refused: tuple[Refused, ...] = ()  # jobs (or policies) the token may not read (403)
 
 
 @dataclass(frozen=True)
 class Refused:
-    """A job Nomad refused to let the token read: left out of a listing if it was never
-    read (`kept` False), else its groups read last stand in it."""
+    """A job (or, with `group`, the scaling policy of that job's group) Nomad refused to let
+    the token read: left out of a listing if it was never read (`kept` False), else the
+    version read last stands in it."""
 
     namespace: str
     job: str
     kept: bool
+    group: str | None = None  # a scaling policy's target group; None for a job
 
 
 class NomadDiscovery:
@@ -105,9 +109,10 @@ class NomadDiscovery:
         self._scaling = nomad.api.Scaling(**common)
         self._lock = threading.Lock()
         self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
-        # jobs whose read was refused: their JobModifyIndex then, and when (`_asked`)
+        # jobs whose read was refused: their JobModifyIndex then, and when (`_stale`)
         self._refused: dict[tuple[str, str], tuple[int, float]] = {}
-        self._policy_cache: dict[str, tuple[int, NomadScalingPolicy]] = {}
+        self._policy_cache: dict[tuple[str, str], tuple[int, NomadScalingPolicy]] = {}
+        self._policy_refused: dict[tuple[str, str], tuple[int, float]] = {}  # as `_refused`
         self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
         # Per list, the last listing returned and when it was decoded (`_unchanged`).
         self._last: dict[str, tuple[Listing[Any], float]] = {}
@@ -148,24 +153,11 @@ class NomadDiscovery:
                 wanted[key] = int(stub.get("JobModifyIndex") or stub.get("ModifyIndex") or 0)
         now = time.monotonic()
         with self._lock:
-            stale = [
-                k
-                for k, v in wanted.items()
-                if self._job_cache.get(k, (-1,))[0] != v and not self._asked(k, v, now)
-            ]
+            stale = _stale(wanted, self._job_cache, self._refused, now)
         read: dict[tuple[str, str], tuple[NomadGroup, ...] | _Refused]
-        read = self._read_all(stale, self._read_job_or_refusal)
+        read = self._read_all(stale, _or_refusal(self._read_job))
         with self._lock:
-            for key, groups in read.items():
-                if isinstance(groups, _Refused):
-                    self._refused[key] = (wanted[key], now)
-                else:
-                    self._refused.pop(key, None)
-                    self._job_cache[key] = (wanted[key], groups)
-            for key in [k for k in self._job_cache if k not in wanted]:
-                del self._job_cache[key]
-            for key in [k for k in self._refused if k not in wanted]:
-                del self._refused[key]
+            _store(read, wanted, self._job_cache, self._refused, now)
             if len(self._metas) > 2 * len(self._job_cache) + 64:
                 self._metas.clear()  # metas of jobs gone or changed: start afresh
             found = [
@@ -176,23 +168,6 @@ class NomadDiscovery:
                 for ns, job in sorted(self._refused)
             )
         return self._decoded(kind, Listing(tuple(found), new_index, refused))
-
-    def _asked(self, key: tuple[str, str], modify_index: int, now: float) -> bool:
-        """Whether the read of `key` at `modify_index` was refused less than
-        `REDECODE_AFTER` ago: it is not asked again at every pass (a namespace of 1,000
-        jobs the token may not read cost 1,000 refused reads at each change of any job)."""
-        refused = self._refused.get(key)
-        return (
-            refused is not None and refused[0] == modify_index and now - refused[1] < REDECODE_AFTER
-        )
-
-    def _read_job_or_refusal(
-        self, key: tuple[str, str]
-    ) -> tuple[NomadGroup, ...] | _Refused | None:
-        try:
-            return self._read_job(key)
-        except _Refused as refusal:
-            return refusal
 
     def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
         namespace, job_id = key
@@ -225,7 +200,8 @@ class NomadDiscovery:
         """Nomad's horizontal scaling policies of task groups (jobs' `scaling` blocks).
 
         With `index` > 0, waits (up to `wait` seconds) for a change past it. Raises
-        `DiscoveryError` when Nomad cannot be read.
+        `DiscoveryError` when Nomad cannot be read; a policy whose read is refused (403) is
+        only named in `refused` (with its target group).
         """
         stubs, new_index = self._list(
             self._scaling,
@@ -239,27 +215,28 @@ class NomadDiscovery:
         )
         if stubs is None:
             return self._last["policies"][0]
-        wanted: dict[str, tuple[int, str]] = {}
+        wanted: dict[tuple[str, str], int] = {}  # (ID, namespace) -> ModifyIndex
+        targets: dict[tuple[str, str], tuple[str, str]] = {}  # -> (job, group)
         for stub in stubs:
             target = stub.get("Target") or {}
             if stub.get("Type", "horizontal") == "horizontal" and target.get("Job"):
-                namespace = str(target.get("Namespace") or "default")
-                wanted[str(stub["ID"])] = (int(stub.get("ModifyIndex") or 0), namespace)
+                key = (str(stub["ID"]), str(target.get("Namespace") or "default"))
+                wanted[key] = int(stub.get("ModifyIndex") or 0)
+                targets[key] = (str(target["Job"]), str(target.get("Group") or ""))
+        now = time.monotonic()
         with self._lock:
-            stale = [
-                (pid, ns)
-                for pid, (mi, ns) in wanted.items()
-                if self._policy_cache.get(pid, (-1,))[0] != mi
-            ]
-        read = self._read_all(stale, self._read_policy)
+            stale = _stale(wanted, self._policy_cache, self._policy_refused, now)
+        read: dict[tuple[str, str], NomadScalingPolicy | _Refused]
+        read = self._read_all(stale, _or_refusal(self._read_policy))
         with self._lock:
-            for (pid, _), policy in read.items():
-                if policy is not None:
-                    self._policy_cache[pid] = (wanted[pid][0], policy)
-            for pid in [p for p in self._policy_cache if p not in wanted]:
-                del self._policy_cache[pid]
-            found = [self._policy_cache[p][1] for p in sorted(wanted) if p in self._policy_cache]
-        return self._decoded("policies", Listing(tuple(found), new_index))
+            _store(read, wanted, self._policy_cache, self._policy_refused, now)
+            found = [self._policy_cache[k][1] for k in sorted(wanted) if k in self._policy_cache]
+            named = sorted((ns, *targets[pid, ns], pid) for pid, ns in self._policy_refused)
+            refused = tuple(
+                Refused(ns, job, kept=(pid, ns) in self._policy_cache, group=group)
+                for ns, job, group, pid in named
+            )
+        return self._decoded("policies", Listing(tuple(found), new_index, refused))
 
     def _read_policy(self, key: tuple[str, str]) -> NomadScalingPolicy | None:
         policy_id, namespace = key
@@ -474,12 +451,65 @@ class _NotFound(Exception):
 
 
 class _Refused(DiscoveryError):
-    """A job or policy the token may not read (403): a job's refusal is that job's alone
-    (`groups`); a scaling policy's fails the listing, as any `DiscoveryError`."""
+    """A job or policy the token may not read (403): that job's or policy's alone (see
+    `_or_refusal`), not the listing's."""
 
 
 _K = TypeVar("_K")
 _R = TypeVar("_R")
+
+
+def _or_refusal(read: Callable[[_K], _R | None]) -> Callable[[_K], _R | _Refused | None]:
+    """`read`, answering a refusal (403) with it instead of raising it."""
+
+    def reading(key: _K) -> _R | _Refused | None:
+        try:
+            return read(key)
+        except _Refused as refusal:
+            return refusal
+
+    return reading
+
+
+def _stale(
+    wanted: Mapping[_K, int],
+    cache: Mapping[_K, tuple[int, Any]],
+    refused: Mapping[_K, tuple[int, float]],
+    now: float,
+) -> list[_K]:
+    """The keys of `wanted` (key -> modify index) to read: not in `cache` at that index, and
+    not refused at that index less than `REDECODE_AFTER` ago. A refused one is not asked
+    again at every pass (a namespace of 1,000 jobs the token may not read cost 1,000
+    refused reads at each change of any job)."""
+    stale = []
+    for key, index in wanted.items():
+        asked = refused.get(key)
+        if cache.get(key, (-1,))[0] != index and not (
+            asked is not None and asked[0] == index and now - asked[1] < REDECODE_AFTER
+        ):
+            stale.append(key)
+    return stale
+
+
+def _store(
+    read: Mapping[_K, _R | _Refused],
+    wanted: Mapping[_K, int],
+    cache: dict[_K, tuple[int, _R]],
+    refused: dict[_K, tuple[int, float]],
+    now: float,
+) -> None:
+    """Put what was `read` in `cache`, or a refusal in `refused` (with its modify index and
+    `now`: `_stale`), and forget the keys no longer `wanted`."""
+    for key, value in read.items():
+        if isinstance(value, _Refused):
+            refused[key] = (wanted[key], now)
+        else:
+            refused.pop(key, None)
+            cache[key] = (wanted[key], value)
+    for key in [k for k in cache if k not in wanted]:
+        del cache[key]
+    for key in [k for k in refused if k not in wanted]:
+        del refused[key]
 
 
 def _scalable(stub: Mapping[str, Any]) -> bool:

@@ -268,6 +268,56 @@ def test_a_job_read_failing_otherwise_still_fails_the_listing(nomad_api: NomadAp
         _discovery(nomad_api).groups()
 
 
+POLICY_READER = {
+    "reader": {
+        "prod": ["list-scaling-policies", "read-scaling-policy"],
+        "dev": ["list-scaling-policies"],
+    }
+}
+
+
+def test_a_scaling_policy_the_token_may_not_read_is_left_out_and_the_others_are_listed(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # One 403 on one policy's read failed the whole listing: every imported policy of
+    # every namespace stopped being refreshed because of one namespace.
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod", scaling={"web": (1, 5)})
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", scaling={"web": (1, 5)})
+    nomad_api.enable_acl(POLICY_READER)
+    listing = _discovery(nomad_api, token="reader").scaling_policies()
+    assert [(p.target["Namespace"], p.target["Job"]) for p in listing.items] == [("prod", "shop")]
+    assert listing.refused == (Refused("dev", "scratch", kept=False, group="web"),)
+
+
+def test_a_scaling_policy_refused_after_it_was_read_keeps_its_version_and_is_not_asked_again(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("shop", {"web": 2}, namespace="prod", scaling={"web": (1, 5)})
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", scaling={"web": (1, 5)})
+    discovery = _discovery(nomad_api, token="reader")
+    nomad_api.enable_acl({"reader": {"*": ["list-scaling-policies", "read-scaling-policy"]}})
+    (first, second) = discovery.scaling_policies().items
+    scratch = first if first.target["Job"] == "scratch" else second
+    nomad_api.enable_acl(POLICY_READER)
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", scaling={"web": (1, 9)})
+    listing = discovery.scaling_policies()
+    assert scratch in listing.items and len(listing.items) == 2  # its version read last
+    assert listing.refused == (Refused("dev", "scratch", kept=True, group="web"),)
+    path = f"/v1/scaling/policy/{scratch.id}"
+    asked = len(nomad_api.requests_to("GET", path))
+    nomad_api.register_job("cart", {"web": 1}, namespace="prod", scaling={"web": (1, 5)})
+    assert len(discovery.scaling_policies().items) == 3  # the list changes
+    assert len(nomad_api.requests_to("GET", path)) == asked  # not asked again
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", scaling={"web": (1, 8)})
+    assert discovery.scaling_policies().refused == (Refused("dev", "scratch", True, "web"),)
+    assert len(nomad_api.requests_to("GET", path)) == asked + 1  # its own new version
+    nomad_api.enable_acl({"reader": {"*": ["list-scaling-policies", "read-scaling-policy"]}})
+    nomad_api.register_job("scratch", {"web": 1}, namespace="dev", scaling={"web": (1, 7)})
+    listing = discovery.scaling_policies()
+    assert listing.refused == ()
+    assert [p.max for p in listing.items if p.target["Job"] == "scratch"] == [7]
+
+
 def test_an_unreachable_nomad_is_a_discovery_error(dead_prometheus_url: str) -> None:
     discovery = NomadDiscovery(NomadSettings(address=dead_prometheus_url, timeout=1))
     with pytest.raises(DiscoveryError, match="unreachable"):

@@ -207,6 +207,46 @@ def test_plan_names_the_jobs_nomad_refused_to_read_and_plans_the_others(
     assert [p["policy"] for p in json.loads(result.stdout)] == ["web-api-web"]
 
 
+def test_plan_names_the_scaling_policies_nomad_refused_to_read_and_plans_the_others(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # A token that may list dev's scaling policies but not read them: one refused read
+    # failed the whole listing, and `plan --nomad-scaling-policies` planned nothing.
+    query = f"sum({metrics.push('queue', 50)})"
+    check = {
+        "queue": [
+            {
+                "source": "prometheus",
+                "query": query,
+                "strategy": [{"target-value": [{"target": 10.0}]}],
+            }
+        ]
+    }
+    for job, namespace in (("shop", "prod"), ("scratch", "dev")):
+        nomad_api.register_job(
+            job,
+            {"api": 1},
+            namespace=namespace,
+            scaling={"api": (1, 10)},
+            policies={"api": {"check": [check]}},
+        )
+    nomad_api.enable_acl(
+        {
+            "t": {
+                "prod": ["list-scaling-policies", "read-scaling-policy"],
+                "dev": ["list-scaling-policies"],
+            }
+        }
+    )
+    env = {**nomad_api.env, "NOMAD_TOKEN": "t", "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    args = ("plan", str(tmp_path), "--nomad-scaling-policies", "-o", "json")
+    result = autoscaler(*args, env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert [p["policy"] for p in json.loads(result.stdout)] == ["prod.shop.api"]
+    assert "<discovery: Nomad scaling policies>:1: (source): partly read: " in result.stderr
+    assert "dev/scratch/api" in result.stderr
+
+
 @pytest.mark.parametrize("detailed", [False, True], ids=["plain", "detailed"])
 def test_plan_with_nomad_unreachable_says_its_targets_were_not_evaluated(
     tmp_path: Path, detailed: bool

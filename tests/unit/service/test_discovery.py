@@ -47,6 +47,7 @@ class FakeNomad:
     fail_groups: str | None = None  # only the job listing fails
     reads: int = 0
     refused: tuple[Refused, ...] = ()  # jobs the token may not read
+    refused_policies: tuple[Refused, ...] = ()  # scaling policies the token may not read
     asked: list[tuple[str, ...]] = field(default_factory=list)  # the namespaces of each read
 
     def groups(
@@ -61,7 +62,7 @@ class FakeNomad:
     def scaling_policies(self, *, index: int = 0, wait: float = 0.0) -> Listing[NomadScalingPolicy]:
         if self.fail:
             raise DiscoveryError(self.fail)
-        return Listing(tuple(self.policies_found), index + 1)
+        return Listing(tuple(self.policies_found), index + 1, self.refused_policies)
 
 
 def _opted(job: str, group: str = "web", **meta: str) -> NomadGroup:
@@ -284,6 +285,33 @@ def test_jobs_nomad_refused_to_read_are_a_source_problem_saying_which_and_why(
     assert "dev/scratch;" in problem.message and outcome.policy_problems == ()
 
     nomad.refused = ()
+    assert _apply(registry, discovery).problems == ()
+
+
+def test_scaling_policies_nomad_refused_to_read_are_a_source_problem_saying_which_and_why(
+    tmp_path: Path,
+) -> None:
+    # One refused policy failed the whole scaling-policy listing: every imported policy
+    # stopped being refreshed. Now the others are, and the refused one is named (by its
+    # target) as a problem of the source, as refused jobs are.
+    refused = Refused("dev", "scratch", kept=False, group="web")
+    nomad = FakeNomad(policies_found=[_scaling_block("shop", "api")], refused_policies=(refused,))
+    registry, discovery = _setup(tmp_path, nomad, policies=True)
+    outcome = _apply(registry, discovery)
+    assert names(registry) == ["shop.api"]
+    (problem,) = outcome.sources_failing
+    assert (problem.file, problem.field) == ("<discovery: Nomad scaling policies>", "(source)")
+    assert problem.message.startswith(
+        "partly read: Nomad refused to let the token read 1 scaling policy (the token needs "
+        "the 'read-scaling-policy' capability in namespace 'dev'), left out unless read "
+        "before: dev/scratch/web; give the token 'read-scaling-policy' there"
+    ), problem.message
+    assert outcome.policy_problems == ()
+
+    nomad.refused_policies = (Refused("dev", "scratch", kept=True, group="web"),)
+    (problem,) = _apply(registry, discovery).sources_failing
+    assert "dev/scratch/web (its version read last stays in force)" in problem.message
+    nomad.refused_policies = ()
     assert _apply(registry, discovery).problems == ()
 
 
