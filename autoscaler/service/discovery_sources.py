@@ -6,7 +6,7 @@ failure), its health for `/metrics`, and its failure as a problem.
 tag set). A failing source's problem is told apart from an invalid policy's
 (`is_source_failure`): `plan` and `run --once` exit 3 for it, not 1. So is the problem of a
 source read but for some jobs (or scaling policies) Nomad refused to let the token read
-(`refused_note`): their targets are unknown too.
+(`refused_note`, `is_partly_read`): their targets are unknown too.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ NOMAD_POLICIES = "Nomad scaling policies"
 # A read: (index, wait) -> (result, new index, what it left out and why, or None)
 Read = Callable[[int, float], tuple[Any, int, str | None]]
 SHOWN_REFUSED = 10  # jobs (policies) named in a refusal's problem; the others are counted
+PARTLY_READ = "partly read: "  # how a `note_problem` begins
 
 
 @dataclass
@@ -99,7 +100,7 @@ def source_problem(source: Source, targets: int) -> Problem:
 
 def note_problem(source: Source) -> Problem:
     """The problem of a `source` whose last good result left something out (`note`)."""
-    return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, f"partly read: {source.note}")
+    return Problem(f"<discovery: {source.key}>", 1, SOURCE_FIELD, PARTLY_READ + str(source.note))
 
 
 def refused_note(refused: Sequence[Refused]) -> str | None:
@@ -147,6 +148,12 @@ def is_source_failure(problem: Problem) -> bool:
     credentials), rather than that a policy is invalid: `plan` and `run --once` then say
     their targets could not be evaluated (exit 3), not that a file is invalid (exit 1)."""
     return problem.field == SOURCE_FIELD and problem.file.startswith("<discovery: ")
+
+
+def is_partly_read(problem: Problem) -> bool:
+    """Whether `problem` says a discovery source was read but for some jobs or policies
+    (`note_problem`): discovery logs it itself, once per change, as a warning."""
+    return is_source_failure(problem) and problem.message.startswith(PARTLY_READ)
 
 
 def split_source_failures(found: Sequence[Problem]) -> tuple[list[Problem], list[Problem]]:

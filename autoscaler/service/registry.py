@@ -36,6 +36,7 @@ from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import FileLoad, expand_paths, load_file
 from autoscaler.policy.templates import Template
+from autoscaler.service.discovery_sources import is_partly_read
 from autoscaler.service.yielding import stand_ins
 
 log = logging.getLogger("autoscaler.registry")
@@ -452,9 +453,11 @@ def _log(
     outcome: ReloadOutcome, *, warned: set[PolicyWarning], known: set[Problem] | None = None
 ) -> None:
     """Log a reload's outcome: its problems (those not `known`, if given), its warnings
-    not `warned` already, the files held back and what changed."""
+    not `warned` already, the files held back and what changed. A discovery source read
+    but for some jobs or policies is no invalid policy: discovery warns of it itself, once
+    per change (`is_partly_read`)."""
     for problem in outcome.problems:
-        if known is None or problem not in known:
+        if (known is None or problem not in known) and not is_partly_read(problem):
             log.error("invalid policy: %s", problem)
     for warning in outcome.warnings:
         if warning not in warned:

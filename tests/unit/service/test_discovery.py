@@ -315,6 +315,32 @@ def test_scaling_policies_nomad_refused_to_read_are_a_source_problem_saying_whic
     assert _apply(registry, discovery).problems == ()
 
 
+def test_a_partly_read_source_is_logged_once_as_a_warning_not_as_an_invalid_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Discovery warns of it once per change; the registry logged it again, as an error
+    # ("invalid policy: <discovery: ...>"), at every settling that found it new and at
+    # every reload. A source that fails entirely still is an error of the registry's.
+    nomad = FakeNomad([_opted("a")], refused=(Refused("dev", "scratch", kept=False),))
+    registry, discovery = _setup(tmp_path, nomad)
+    with caplog.at_level(logging.INFO, logger="autoscaler"):
+        _apply(registry, discovery)
+        _apply(registry, discovery)
+        registry.reload()
+    logged = [
+        (r.levelname, r.getMessage()) for r in caplog.records if "dev/scratch" in r.getMessage()
+    ]
+    assert [level for level, _ in logged] == ["WARNING"], logged
+    assert logged[0][1].startswith("discovery from Nomad jobs partly read: Nomad refused")
+
+    caplog.clear()
+    nomad.fail = "Nomad at http://nomad:4646 unreachable"
+    with caplog.at_level(logging.INFO, logger="autoscaler"):
+        _apply(registry, discovery)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(e.startswith("invalid policy: <discovery: Nomad jobs>") for e in errors), errors
+
+
 def test_nomads_job_list_is_read_in_the_namespaces_the_templates_look_in(tmp_path: Path) -> None:
     nomad = FakeNomad([_opted("a")])
     (tmp_path / "prod.yaml").write_text(
