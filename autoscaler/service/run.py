@@ -47,7 +47,7 @@ from autoscaler.service.allocator import fix_mmap_threshold
 from autoscaler.service.controller import Controller, collect_less_often
 from autoscaler.service.discovery import Discovery
 from autoscaler.service.discovery_setup import from_settings, with_discovered
-from autoscaler.service.discovery_sources import split_source_failures
+from autoscaler.service.discovery_sources import is_partly_read, split_source_failures
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
@@ -99,7 +99,8 @@ def run_once(
         for warning in warnings:  # valid policies: evaluated all the same
             log.warning("policy file %s", warning)
         for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)
-            log.error("discovery source unreadable: %s", problem)
+            if not is_partly_read(problem):  # (discovery warned of those it read in part)
+                log.error("discovery source unreadable: %s", problem)
         prometheus = settings.source()
         source = CoalescingSource(prometheus)  # grouped queries: one per template
         reconciler = _reconciler(
@@ -196,7 +197,8 @@ def read_token(path: str | None) -> str | None:
         )
         raise AutoscalerError(
             f"--api-token-file {path}: the token holds {what}; a bearer token is printable "
-            "ASCII characters only (letters, digits, punctuation, spaces), e.g. `openssl rand -hex 32`"
+            "ASCII characters only (letters, digits, punctuation, spaces), e.g. "
+            "`openssl rand -hex 32`"
         )
     token = raw.decode("ascii")
     redact.register(token)

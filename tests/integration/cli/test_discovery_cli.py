@@ -198,6 +198,12 @@ def test_plan_names_the_jobs_nomad_refused_to_read_and_plans_the_others(
     assert [p["policy"] for p in json.loads(result.stdout)] == ["web-api-web"]
     assert "<discovery: Nomad jobs>:1: (source): partly read: " in result.stderr
     assert "dev/scratch" in result.stderr
+    # `run --once` says it once, as a warning: not again as an unreadable source.
+    state = str(tmp_path / "state.db")
+    once = autoscaler("run", "--once", "--dry-run", "--state", state, str(tmp_path), env=env)
+    assert once.returncode == 3, once.stdout + once.stderr
+    told = [line for line in once.stderr.splitlines() if "partly read" in line]
+    assert len(told) == 1 and "WARNING" in told[0], told
 
     (tmp_path / "web.yaml").write_text(
         template.replace('"true"}}\n', '"true"}, namespace: prod}\n')
