@@ -22,7 +22,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
 from autoscaler.core.series import Select, matching, own_series
 from autoscaler.engine.histories import several_series
@@ -35,6 +34,7 @@ from autoscaler.replay.history import (
     RangeSource,
     StoredHistory,
 )
+from autoscaler.replay.lookback import PastReads, Simulated
 from autoscaler.replay.results import (
     Backtest,
     Change,
@@ -114,7 +114,7 @@ def run_backtest(
     Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
     that check at every instant (as it would in `run`) and is listed in the policy's errors.
     """
-    asked = _Asked(policies)  # lookback answers, shared by the targets of a template
+    asked = PastReads(policies, options.start, options.end)  # shared by the policies
     plans = [_with_past(_plan(p, options), source, options, asked) for p in policies]
     needs = [(query, plan.grid, select) for plan in plans for query, select in plan.queries]
     with HistoryFetcher(source, needs) as fetcher:
@@ -130,7 +130,7 @@ def run_backtest(
                 for query in dict.fromkeys(query for query, _ in plan.queries)
                 if query in fetcher.errors
             )
-        sent = fetcher.sent + asked.sent  # the window's, and the history's before it
+        sent = fetcher.sent + asked.sent  # the window's, and what forecasts and guards read
     return Backtest(options.start, options.end, results, sent)
 
 
@@ -170,9 +170,10 @@ class _Plan:
     grid: Grid
     checks: tuple[tuple[str, Read], ...]  # (check name, (query, select))
     count_query: str | None
-    # What forecasts and the anomaly guard learn from: each such query before the window
-    # (a grouped query's: the target's own series, and its labels).
-    past: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    # What forecasts and the anomaly guard learn from: each such query at each step it is
+    # read at, before the window (and inside it for a forecast); a grouped query's: the
+    # target's own series, and its labels.
+    past: tuple[tuple[tuple[str, float], tuple[tuple[float, float], ...]], ...] = ()
     past_labels: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     past_errors: tuple[str, ...] = ()
 
@@ -193,89 +194,40 @@ def _plan(policy: Policy, options: Options) -> _Plan:
     return _Plan(policy, grid, checks, count_query)
 
 
-def lookbacks(policy: Policy) -> dict[str, tuple[timedelta, timedelta]]:
-    """Per query, how far before the window its forecast or anomaly guard looks, and at
-    which step: the forecast's history at its resolution, the guard's window at the
-    policy's interval (the longer span and the finer step when a query has both)."""
-    guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
-    wanted: dict[str, tuple[timedelta, timedelta]] = {}
-    for check in policy.checks:
-        if check.query is None:
-            continue
-        spans = []
-        if check.forecast is not None:
-            spans.append((check.forecast.history, check.forecast.resolution))
-        if guard is not None:
-            spans.append((guard.window, policy.interval))
-        for span, step in spans:
-            had = wanted.get(check.query)
-            wanted[check.query] = (
-                (span, step) if had is None else (max(had[0], span), min(had[1], step))
-            )
-    return wanted
-
-
-class _Asked:
-    """Lookback answers (query, span, step) kept while a later policy still needs them:
-    the targets of a template share its grouped query's, each keeping its own series."""
-
-    def __init__(self, policies: Sequence[Policy]) -> None:
-        self._left: dict[tuple[str, timedelta, timedelta], int] = {}
-        for policy in policies:
-            for query, (span, step) in lookbacks(policy).items():
-                key = (query, span, step)
-                self._left[key] = self._left.get(key, 0) + 1
-        self._answers: dict[tuple[str, timedelta, timedelta], list[RangeSeries] | QueryError] = {}
-        self.sent = 0  # distinct range queries asked of the source (before the window)
-
-    def get(
-        self, source: RangeSource, query: str, span: timedelta, step: timedelta, start: datetime
-    ) -> list[RangeSeries] | QueryError:
-        key = (query, span, step)
-        answer = self._answers.get(key)
-        if answer is None:
-            self.sent += 1
-            try:
-                answer = source.query_range(query, start=start - span, end=start - step, step=step)
-            except QueryError as exc:
-                answer = exc
-        left = self._left.get(key, 1) - 1
-        self._left[key] = left
-        if left > 0:
-            self._answers[key] = answer
-        else:
-            self._answers.pop(key, None)
-        return answer
-
-
 def _with_past(
-    plan: _Plan, source: RangeSource, options: Options, asked: _Asked | None = None
+    plan: _Plan, source: RangeSource, options: Options, asked: PastReads | None = None
 ) -> _Plan:
-    """`plan` with the history before the window of each query that forecasts or is
-    guarded, read with range queries (Prometheus splits long ranges; `asked` shares an
-    answer between the policies that need the same). A query that fails, or gives several
-    series, gives no history and is listed in `past_errors`, as `run` would say it."""
-    asked = _Asked([plan.policy]) if asked is None else asked
-    past: list[tuple[str, tuple[tuple[float, float], ...]]] = []
-    labels: list[tuple[str, tuple[tuple[str, str], ...]]] = []
-    errors: list[str] = []
+    """`plan` with what each query that forecasts or is guarded reads back (`lookback`),
+    read with range queries (Prometheus splits long ranges; `asked` shares an answer
+    between the policies that need the same). A query that fails, or gives several series,
+    gives no history and is listed in `past_errors`, as `run` would say it."""
+    asked = PastReads([plan.policy], options.start, options.end) if asked is None else asked
+    past: dict[tuple[str, float], dict[float, float]] = {}
+    labels: dict[str, tuple[tuple[str, str], ...]] = {}
+    errors: dict[str, None] = {}
     selects = {query: select for _, (query, select) in plan.checks}
-    for query, (span, step) in lookbacks(plan.policy).items():
-        series = asked.get(source, query, span, step, options.start)
+    for fetch in asked.fetches(plan.policy):
+        query, step, _ = fetch
+        series = asked.get(source, fetch)
         if isinstance(series, QueryError):
-            errors.append(f"{query}: history before --from: {series}")
+            errors[f"{query}: history before --from: {series}"] = None
             continue
         select = selects.get(query, ())
         series = matching(series, select)
         if len(series) > 1:  # as under `run`: no history, and the policy says why
-            errors.append(f"{query}: history before --from: {several_series(series, select)}")
+            errors[f"{query}: history before --from: {several_series(series, select)}"] = None
         elif series:  # none: nothing before --from to learn from, as under `run`
             # Held under the query the check's history asks for: a template's target asks
             # for its own series of the grouped query (`own_series`), as under `run`.
             asked_as = own_series(query, select)
-            past.append((asked_as, tuple(series[0].points)))
-            labels.append((asked_as, tuple(sorted(series[0].labels.items()))))
-    return replace(plan, past=tuple(past), past_labels=tuple(labels), past_errors=tuple(errors))
+            past.setdefault((asked_as, step.total_seconds()), {}).update(series[0].points)
+            labels[asked_as] = tuple(sorted(series[0].labels.items()))
+    return replace(
+        plan,
+        past=tuple((key, tuple(sorted(points.items()))) for key, points in past.items()),
+        past_labels=tuple(labels.items()),
+        past_errors=tuple(errors),
+    )
 
 
 def _replay(plan: _Plan, options: Options, histories: dict[Read, History]) -> PolicyBacktest:
@@ -294,20 +246,38 @@ def _replay(plan: _Plan, options: Options, histories: dict[Read, History]) -> Po
     if rescaled:
         result.notes.append(f"checks {', '.join(rescaled)} {RESCALE_ASSUMPTION}")
     result.errors.extend(plan.past_errors)
+    # What forecasts and the guard read back; with --rescale, scaled as the values are.
+    simulated = Simulated(plan.grid) if rescaled and plan.past else None
+    scaled = {
+        own_series(query, select) for name, (query, select) in plan.checks if name in rescaled
+    }
+    stored = (
+        StoredHistory(
+            dict(plan.past),
+            {q: dict(labels) for q, labels in plan.past_labels},
+            scale=dict.fromkeys(scaled, simulated.factor) if simulated else None,
+        )
+        if plan.past
+        else None
+    )
     # A policy marked dry_run is replayed as if live: the point is to see what it would do.
     replay = Replay(
         replace(plan.policy, dry_run=False),
         start=plan.grid.start,
         count=start_count,
         keep_history=False,  # each evaluation is read as it comes
-        history=(
-            StoredHistory(dict(plan.past), {q: dict(labels) for q, labels in plan.past_labels})
-            if plan.past
-            else None
-        ),
+        history=stored,
     )
     checks = [(name, histories[read]) for name, read in plan.checks]
-    _run(result, replay, plan.grid, checks, counts=counts, rescaled=frozenset(rescaled))
+    _run(
+        result,
+        replay,
+        plan.grid,
+        checks,
+        counts=counts,
+        rescaled=frozenset(rescaled),
+        history=(stored, simulated),
+    )
     return result
 
 
@@ -319,8 +289,12 @@ def _run(
     *,
     counts: History | None,
     rescaled: frozenset[str],
+    history: tuple[StoredHistory | None, Simulated | None] = (None, None),
 ) -> None:
-    """Evaluate at every instant of `grid`, following the count the policy sets."""
+    """Evaluate at every instant of `grid`, following the count the policy sets; `history`
+    (what forecasts and the guard read back) is told each instant, and `--rescale`'s
+    counts."""
+    stored, simulated = history
     count = result.start_count
     low = high = count
     hours_per_step = grid.step.total_seconds() / 3600
@@ -333,12 +307,17 @@ def _run(
         status = statuses.get(count)
         if status is None:
             status = statuses[count] = TargetStatus(count=count)
+        if stored is not None:
+            stored.now = now.timestamp()  # what it answers stops before this instant
         evaluation = replay.evaluate(now, values, status)
         decision = evaluation.decision
+        before = count
         if evaluation.scaled and decision.desired is not None:
             result.changes.append(Change(now, count, decision.desired, decision.reasons))
             count = decision.desired
             low, high = min(low, count), max(high, count)
+        if simulated is not None:
+            simulated.add(recorded, before, count)
         elif decision.action is Action.HOLD:
             result.holds += 1
         failing = False  # (no list built per evaluation: most have no failed check)

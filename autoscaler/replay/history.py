@@ -16,10 +16,11 @@ policy that needs it has taken it.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -215,24 +216,51 @@ class HistoryFetcher:
 
 
 class StoredHistory:
-    """`RangeSource` answering from points read before: the past a replay's forecasts and
-    anomaly guard learn from (see `backtest.lookbacks`). It answers whatever it holds
-    between `start` and `end`, at the step it was read with, whatever step is asked; a
-    query it holds nothing of (or is not given) has no series. Everything here pickles, so
-    worker processes get it with their plan."""
+    """`RangeSource` answering from points read before: what a replay's forecasts and
+    anomaly guard learn from (see `lookbacks`), as Prometheus would answer `run`.
+
+    Points are held per (query, step in seconds): a forecast's at its resolution, before
+    the window and inside it (`run` reads again what the model missed between
+    evaluations), the guard's window at the interval. A step it does not hold has no
+    series (it was never read at that step, and averaging another step's samples is not
+    what `run` learns). It answers the points on the asked grid between `start` and `end`,
+    and never one at or after `now`, the instant being evaluated (the replay sets it before
+    each evaluation), so no decision learns from its future. `scale` maps a query to the
+    factor of each point in time (`backtest --rescale`; None: no usable value there).
+    """
 
     def __init__(
         self,
-        points: dict[str, tuple[tuple[float, float], ...]],
+        points: Mapping[tuple[str, float], Sequence[tuple[float, float]]],
         labels: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        scale: Mapping[str, Callable[[float], float | None]] | None = None,
     ) -> None:
-        self._points = points
+        self._points = {key: tuple(held) for key, held in points.items()}  # in time order
+        self._times = {key: [t for t, _ in held] for key, held in self._points.items()}
         self._labels = dict(labels or {})  # a grouped query's: those of the target's series
+        self._scale = dict(scale or {})
+        self.now = math.inf  # epoch seconds of the evaluation asking
 
     def query_range(
         self, promql: str, *, start: datetime, end: datetime, step: timedelta
     ) -> list[RangeSeries]:
+        seconds = step.total_seconds()
+        key = (promql, seconds)
+        held, times = self._points.get(key, ()), self._times.get(key, [])
         low, high = start.timestamp(), end.timestamp()
-        held = [(t, v) for t, v in self._points.get(promql, ()) if low <= t <= high]
+        first = bisect.bisect_left(times, low - _TOLERANCE)
+        last = bisect.bisect_right(times, high + _TOLERANCE)
+        scale = self._scale.get(promql)
+        answer: list[tuple[float, float]] = []
+        for t, value in held[first:last]:
+            if t >= self.now:
+                break  # the future of the evaluation asking: `run` could not have read it
+            offset = (t - low) / seconds
+            if abs(offset - round(offset)) * seconds > _TOLERANCE:
+                continue  # another grid of the same step (the guard's, not the forecast's)
+            factor = 1.0 if scale is None else scale(t)
+            if factor is not None:  # None: no usable value there
+                answer.append((t, value * factor))
         labels = dict(self._labels.get(promql, {}))
-        return [RangeSeries(labels=labels, points=tuple(held))] if held else []
+        return [RangeSeries(labels=labels, points=tuple(answer))] if answer else []

@@ -251,7 +251,7 @@ def test_a_grouped_check_learns_its_forecast_from_its_own_series_of_the_grouped_
     plan = backtest._with_past(backtest._plan(policy(checks=(check,)), options), source, options)
     # Held as the check's history asks for it (its own series, as Prometheus answers `run`).
     own = own_series(grouped, (("job", "b"),))
-    assert plan.past == ((own, mine.points),)
+    assert plan.past == (((own, 60.0), mine.points),)  # at the forecast's resolution
     assert plan.past_labels == ((own, (("job", "b"),)),)
     assert plan.past_errors == ()
     # And the replay reads it, as the check's history asks for it.

@@ -133,6 +133,6 @@ def test_a_rejected_grouped_query_fails_every_target_at_every_instant() -> None:
 
 
 def test_stored_history_answers_with_the_labels_of_the_targets_series() -> None:
-    stored = StoredHistory({"q": ((T0.timestamp(), 3.0),)}, {"q": {"job": "a"}})
+    stored = StoredHistory({("q", 60.0): ((T0.timestamp(), 3.0),)}, {"q": {"job": "a"}})
     (answer,) = stored.query_range("q", start=T0, end=T0 + MINUTE, step=MINUTE)
     assert (dict(answer.labels), answer.points) == ({"job": "a"}, ((T0.timestamp(), 3.0),))
