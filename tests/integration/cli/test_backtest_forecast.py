@@ -2,12 +2,15 @@
 of backfilled history (promtool): every day at 08:00 the load climbs from 20 to 100 req/s
 in five minutes. Replayed on the fifteenth morning, the forecasting policy learns the ramp
 from the two weeks before `--from` (range queries) and scales up before 08:00; the same
-policy without a forecast follows the ramp after it has begun."""
+policy without a forecast follows the ramp after it has begun. And on noisy data, the
+backtest of a forecasting policy makes the changes the production reconciler makes when
+driven over the same Prometheus on a live-like clock: its forecast learns the same history."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +20,12 @@ from typing import Any
 
 import pytest
 
+from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
+from autoscaler.adapters.sources.prometheus_range import RangeSeries
+from autoscaler.errors import QueryError
+from autoscaler.policy.loader import load_paths
 from tests.support.prometheus import PrometheusServer
+from tests.support.run_like import run_changes
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +118,82 @@ def test_a_forecasting_policy_scales_up_before_the_daily_ramp(
     assert reached <= ramp + timedelta(minutes=2)  # 100 req/s ordered before they arrive
     assert datetime.fromisoformat(reactive[0]["at"]) > ramp  # reactive: only once it began
     assert runs["ahead"]["errors"] == []
+
+
+# --- the history the forecast learns from is the history `run` reads ------------------
+
+
+def noisy_openmetrics() -> str:
+    """A sample every 15 s, ±40 % noise: a bucket's average differs from one sample."""
+    rng = random.Random(5)
+    lines = ["# TYPE fc_rps gauge\n"]
+    at = DAY0
+    while at < MORNING + timedelta(hours=10):
+        value = load_at(at) * rng.uniform(0.6, 1.4)
+        lines.append(f'fc_rps{{service="web"}} {value:.3f} {int(at.timestamp())}\n')
+        at += timedelta(seconds=15)
+    return "".join(lines)
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus-noisy"))
+    server.backfill(noisy_openmetrics())
+    with server:
+        yield server
+
+
+class AtInstant:
+    """Prometheus as `run` reads it at the injected instant `now`: instant queries there,
+    range queries (the forecast's and the guard's history) through the real adapter."""
+
+    def __init__(self, server: PrometheusServer) -> None:
+        self.server = server
+        self.now: datetime | None = None
+        self.source = PrometheusSource(PrometheusSettings(url=server.url))
+
+    def query(self, promql: str) -> float:
+        result = self.server.query(promql, at=self.now)["result"]
+        if not result:
+            raise QueryError(f"query {promql!r} returned no series")
+        return float(result[0]["value"][1])
+
+    def ping(self) -> None:
+        return None
+
+    def query_range(
+        self, promql: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> list[RangeSeries]:
+        return self.source.query_range(promql, start=start, end=end, step=step)
+
+
+@pytest.mark.parametrize(
+    ("interval", "guard", "offset"),
+    [
+        pytest.param("5m", False, 0, id="interval-over-two-buckets"),
+        pytest.param("15s", True, 0, id="guard-at-a-finer-step"),
+        pytest.param("15s", False, 37, id="from-between-buckets"),
+    ],
+)
+def test_the_backtest_of_a_forecasting_policy_scales_as_run_on_the_same_prometheus(
+    noisy: PrometheusServer, tmp_path: Path, interval: str, guard: bool, offset: int
+) -> None:
+    text = policy("ahead", forecast=True).replace("interval: 1m", f"interval: {interval}")
+    text = text.replace("cooldown: {up: 0s, down: 5m}", "cooldown: {up: 0s, down: 0s}")
+    text = text.replace("stabilization: {up: 0s, down: 5m}", "stabilization: {up: 0s, down: 0s}")
+    text += "anomaly: {z: 50}\n" if guard else ""
+    (tmp_path / "ahead.yaml").write_text(text)
+    start = MORNING + timedelta(hours=7, seconds=offset)
+    end = start + timedelta(hours=2)
+    window = [f"--from={start:%Y-%m-%dT%H:%M:%SZ}", f"--to={end:%Y-%m-%dT%H:%M:%SZ}"]
+    document = backtest(str(tmp_path), *window, "--start-count", "2", "-o", "json", url=noisy.url)
+    (replayed,) = document["policies"]
+    backtested = [
+        (datetime.fromisoformat(c["at"]), c["from"], c["to"]) for c in replayed["changes"]
+    ]
+
+    loaded = load_paths([tmp_path / "ahead.yaml"])
+    assert not loaded.problems, loaded.problems
+    live = run_changes(loaded.policies[0], AtInstant(noisy), start, end, 2)
+    assert len(live) > 10  # the noise makes it move: a real comparison
+    assert backtested == live
