@@ -8,6 +8,7 @@ exact field. `policy.py` turns validated models into the frozen dataclasses of `
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 from zoneinfo import ZoneInfo
@@ -136,7 +137,13 @@ def _instant(value: object) -> datetime:
     """An ISO 8601 time, as YAML gives it (datetime) or as text: in UTC when it has an
     offset, else as written (naive), to be read in the schedule's zone (`policy_rules`)."""
     if isinstance(value, str):
+        # The spellings the JSON Schema's pattern allows, and only those (fromisoformat
+        # takes more: a date alone, `20261127T060000`, a comma fraction...).
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise _fail(_date_only(value))
         try:
+            if not re.fullmatch(INSTANT_PATTERN[1:-1], value):
+                raise ValueError(value)
             value = datetime.fromisoformat(value)
         except ValueError:
             raise _fail(
@@ -152,8 +159,15 @@ def _instant(value: object) -> datetime:
                 f"{value.isoformat()} is outside the years 1 to 9999 in UTC: use a time within them"
             ) from None
     if isinstance(value, date):
-        raise _fail(f"{value} is a date: add a time and an offset, e.g. {value}T00:00:00+01:00")
+        raise _fail(_date_only(str(value)))
     raise _fail("expected an ISO 8601 time such as 2026-11-27T06:00:00+01:00")
+
+
+def _date_only(value: str) -> str:
+    return (
+        f"{value} is a date: add a time, e.g. {value}T00:00:00 (in the schedule's timezone) "
+        f"or {value}T00:00:00+01:00"
+    )
 
 
 Duration = Annotated[

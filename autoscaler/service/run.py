@@ -176,7 +176,7 @@ def _stop_signals() -> Iterator[threading.Event]:
 def read_token(path: str | None) -> str | None:
     """The API bearer token from its file; a missing, unreadable or empty file is fatal,
     and so is a token that is not printable ASCII (RFC 6750's b64token, the rest of the
-    punctuation, and spaces inside it, which worked before and still do): one with `ä` or
+    punctuation, and spaces or tabs inside it, which worked before and still do): one with `ä` or
     a byte-order mark started, but was compared as UTF-8 with headers read as latin-1, so
     curl and Alertmanager never got in. The error names the file and the first wrong
     byte's position, never the token."""
@@ -188,7 +188,9 @@ def read_token(path: str | None) -> str | None:
         raise AutoscalerError(f"cannot read --api-token-file {path}: {exc.strerror}") from exc
     if not raw:
         raise AutoscalerError(f"--api-token-file {path} is empty; put the token in it")
-    bad = next((i for i, byte in enumerate(raw) if not 0x20 <= byte <= 0x7E), None)
+    bad = next(
+        (i for i, byte in enumerate(raw) if not (0x20 <= byte <= 0x7E or byte == 0x09)), None
+    )
     if bad is not None:
         what = (
             "a byte-order mark: save the file without one"

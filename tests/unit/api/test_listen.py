@@ -52,7 +52,7 @@ def test_an_empty_or_missing_token_file_is_fatal(tmp_path: Path) -> None:
     ("token", "problem"),
     [
         pytest.param("pässwort-1234".encode(), "non-ASCII character at byte 2", id="umlaut"),
-        pytest.param(b"secret7c4\tsecret3b8", "a control", id="tab"),
+        pytest.param(b"secret7c4\nsecret3b8", "a control", id="two-lines"),
         pytest.param("\ufeffsecret0d6".encode(), "a byte-order mark", id="bom"),
     ],
 )
@@ -77,8 +77,8 @@ def test_a_token_of_visible_ascii_punctuation_is_accepted(tmp_path: Path) -> Non
     path = tmp_path / "token"
     path.write_text("Ab9-._~+/!#$%&*=\r\n")
     assert read_token(str(path)) == "Ab9-._~+/!#$%&*="
-    path.write_text("two words\n")  # a space inside worked before, and still does
-    assert read_token(str(path)) == "two words"
+    path.write_text("two words\tand a tab\n")  # they worked before, and still do
+    assert read_token(str(path)) == "two words\tand a tab"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from autoscaler.core.model import MissingData, Policy, Strategy
-from autoscaler.policy.loader import json_schema, load_paths
+from autoscaler.errors import PolicyError
+from autoscaler.policy.loader import json_schema, load_paths, load_text
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "policies"
@@ -129,3 +130,39 @@ def test_examples_show_every_feature(policies: list[Policy]) -> None:
 )
 def test_named_examples_exist(policies: list[Policy], name: str) -> None:
     assert name in {p.name for p in policies}
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2026-11-27T06:00:00+01:00",
+        "2026-11-27T06:00:00Z",
+        "2026-11-27 06:00",
+        "2026-11-27T06:00:00.5",
+        "2026-11-27",  # a date alone: midnight in which zone? refused by both
+        "2026-11-27T06",
+        "20261127T060000",
+        "2026-11-27T06:00:00,5",
+        "2026-11-27T06:00:00+01:00:30",
+    ],
+)
+def test_json_schema_and_loader_agree_on_a_one_off_time(time: str) -> None:
+    """The schema's `start` pattern is what the loader takes: an editor that passes a time
+    `validate` refuses (or the reverse) misleads."""
+    schedule = {"name": "s", "start": time, "end": "2027-01-01T00:00:00Z", "min": 1}
+    policy = {
+        "name": "p",
+        "target": {"type": "nomad", "job": "j", "group": "g"},
+        "min": 0,
+        "max": 2,
+        "schedules": [schedule],
+        "checks": [{"name": "c", "strategy": "fixed", "count": 1}],
+    }
+    by_schema = jsonschema.Draft202012Validator(json_schema()).is_valid(policy)
+    try:
+        load_text(json.dumps(policy), file="p.yaml")
+    except PolicyError:
+        by_loader = False
+    else:
+        by_loader = True
+    assert by_schema == by_loader

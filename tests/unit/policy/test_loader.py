@@ -576,7 +576,7 @@ INVALID = [
     pytest.param(
         schedule("start: 2026-11-27", "end: 2026-11-28T00:00:00+01:00", "min: 2"),
         "schedules[0].start",
-        "is a date: add a time and an offset",
+        "is a date: add a time, e.g.",
         9,
         id="schedule-date-only",
     ),
