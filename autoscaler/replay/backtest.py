@@ -316,10 +316,10 @@ def _run(
             result.changes.append(Change(now, count, decision.desired, decision.reasons))
             count = decision.desired
             low, high = min(low, count), max(high, count)
-        if simulated is not None:
-            simulated.add(recorded, before, count)
         elif decision.action is Action.HOLD:
             result.holds += 1
+        if simulated is not None:
+            simulated.add(recorded, before, count)
         failing = False  # (no list built per evaluation: most have no failed check)
         for check in decision.checks:
             if check.error is None:

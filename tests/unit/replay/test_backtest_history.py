@@ -159,3 +159,39 @@ def test_rescale_scales_the_forecasts_history_inside_the_window_as_its_values(
         return [n for t, n in [(-math.inf, 4), *counts] if t < at][-1]
 
     assert all(value == 40.0 * 8 / simulated(t) for t, value in read), (read, counts)
+
+
+def test_holds_are_counted_with_rescale_as_without() -> None:
+    # `simulated.add` (the counts `--rescale` scales the history read in the window by)
+    # came between the scale branch and its `elif`: with --rescale, no hold was counted.
+    check = Check(
+        name="cpu",
+        strategy=Strategy.PER_INSTANCE,
+        query=QUERY,
+        target=10,
+        forecast=ForecastSettings(history=timedelta(hours=1), min_history=timedelta(hours=1)),
+    )
+    held = replace(
+        ahead(timedelta(minutes=5)),
+        checks=(check,),
+        stabilization=Stabilization(up=timedelta(0), down=timedelta(hours=2)),
+    )
+    start = MORNING.timestamp()
+    before = [(start - 3600 + 15 * k, 1.0) for k in range(240)]  # none in the window: holds
+    counts = [(start - 3600 + 15 * k, 20.0) for k in range(480)]
+    source = Recorded({QUERY: before, "rc": counts})
+
+    def holds(rescale: frozenset[str]) -> tuple[int, int]:
+        options = Options(
+            start=MORNING,
+            end=MORNING + timedelta(hours=1),
+            start_count=20,
+            count_query="rc",
+            rescale=rescale,
+            series=False,
+        )
+        (result,) = run_backtest([held], source, options).policies
+        return result.evaluations, result.holds
+
+    assert holds(frozenset()) == (12, 11)
+    assert holds(frozenset({"cpu"})) == (12, 11)
