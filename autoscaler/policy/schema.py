@@ -34,6 +34,8 @@ CHANGE_PATTERN = r"^[+-](\d+(\.0+)?|\d+(\.\d+)?%)$"  # a count in whole instance
 DURATION_PATTERN = r"^(0|(\d+(ms|y|w|d|h|m|s))+)$"  # Prometheus syntax; unit order checked in code
 # ISO 8601 date and time, the offset optional (RFC 3339's `date-time` format requires it).
 INSTANT_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
+_INSTANT = re.compile(INSTANT_PATTERN)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # The tags users write, read from the core's registries (see `CHECK_MODELS` below).
 STRATEGIES = tuple(strategy.value for strategy in Strategy)
 TARGET_TYPES = tuple(TARGET_KINDS)
@@ -139,16 +141,15 @@ def _instant(value: object) -> datetime:
     if isinstance(value, str):
         # The spellings the JSON Schema's pattern allows, and only those (fromisoformat
         # takes more: a date alone, `20261127T060000`, a comma fraction...).
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if _DATE.fullmatch(value):
             raise _fail(_date_only(value))
+        wrong = f"{value!r} is not an ISO 8601 time: write e.g. 2026-11-27T06:00:00+01:00"
+        if not _INSTANT.fullmatch(value):
+            raise _fail(wrong)
         try:
-            if not re.fullmatch(INSTANT_PATTERN[1:-1], value):
-                raise ValueError(value)
             value = datetime.fromisoformat(value)
-        except ValueError:
-            raise _fail(
-                f"{value!r} is not an ISO 8601 time: write e.g. 2026-11-27T06:00:00+01:00"
-            ) from None
+        except ValueError:  # a month 13, a day 31 of November...
+            raise _fail(wrong) from None
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             return value.replace(tzinfo=None)
