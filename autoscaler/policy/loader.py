@@ -3,27 +3,28 @@ and beside either, warnings (`PolicyWarning`): valid but most likely not meant.
 
 The pipeline: `yaml_lines` turns text into plain data plus a line table; the pydantic
 models of `policy_schema` check each value; `policy_rules` checks fields against each other;
-this module locates every finding, names duplicates across files, and builds the frozen
-dataclasses of `model.py`. `load_paths` never raises: a broken file only drops its own
-policies, so the service can keep running the others. A warning drops nothing.
+this module locates every finding and names duplicates across files; `conversion` builds
+the frozen dataclasses of `model.py` (and `files` lists the files a path names).
+`load_paths` never raises: a broken file only drops its own policies, so the service can
+keep running the others. A warning drops nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from autoscaler.core import model
-from autoscaler.core.durations import parse_duration
 from autoscaler.errors import PolicyError, PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
+from autoscaler.policy.conversion import to_policy
+from autoscaler.policy.files import expand_paths
 from autoscaler.policy.parallel import map_files
 from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import (
@@ -31,19 +32,14 @@ from autoscaler.policy.rules import (
     check_findings,
     policy_findings,
     schedule_findings,
-    utc_time,
 )
 from autoscaler.policy.schema import (
     NAME_PATTERN,
     QUERY_OFFSET,
-    AnomalyModel,
     CheckModel,
-    ForecastModel,
     PolicyFile,
     PolicyModel,
     ScheduleModel,
-    StepModel,
-    TargetModel,
 )
 from autoscaler.policy.template_schema import template_schema
 from autoscaler.policy.templates import Template, build_template, is_template
@@ -54,7 +50,6 @@ from autoscaler.policy.yaml_lines import Path as DataPath
 __all__ = [
     "FileLoad",
     "LoadResult",
-    "expand_paths",
     "json_schema",
     "load_data",
     "load_file",
@@ -64,7 +59,6 @@ __all__ = [
 
 _CHECK = TypeAdapter[CheckModel](CheckModel)
 _SCHEDULE = TypeAdapter(ScheduleModel)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -183,56 +177,6 @@ def json_schema() -> dict[str, Any]:
             **schema,
         }
     )
-
-
-def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
-    """The policy files named by `paths` (folders: their `*.yaml`/`*.yml`), each once.
-
-    A path that does not exist adds a problem to `problems`.
-    """
-    found: list[tuple[Path, str]] = []  # (as given, resolved)
-    for given in paths:
-        path = Path(given)
-        try:
-            is_dir, is_file = path.is_dir(), path.is_file()
-        except OSError as exc:  # a folder on the way that cannot be entered
-            message = f"cannot be reached: {exc.strerror or exc} (check the folders' permissions)"
-            problems.append(Problem(str(path), 1, "(file)", message))
-            continue
-        if is_dir:
-            found.extend(_folder_files(path))
-        elif is_file:
-            found.append((path, str(path.resolve())))
-        else:
-            problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
-    unique: dict[str, Path] = {}
-    for path, resolved in found:
-        unique.setdefault(resolved, path)
-    return list(unique.values())
-
-
-def _folder_files(folder: Path) -> list[tuple[Path, str]]:
-    """The `*.yaml`/`*.yml` files of `folder` by name, each with its resolved path.
-
-    One directory read and one `resolve` of the folder, not a `stat` and a `resolve` per
-    file (a third of `validate`'s time at 10,000 files): only links are resolved one by one.
-    A resolved path is kept as text (what `str` of the resolved `Path` gives), only to
-    tell when two names lead to one file.
-    """
-    with os.scandir(folder) as scan:
-        entries = sorted(
-            (entry for entry in scan if os.path.splitext(entry.name)[1] in (".yaml", ".yml")),
-            key=lambda entry: entry.name,
-        )
-    real = str(folder.resolve())
-    return [
-        (
-            folder / e.name,
-            str((folder / e.name).resolve()) if e.is_symlink() else os.path.join(real, e.name),
-        )
-        for e in entries
-        if e.is_file()
-    ]
 
 
 # --- one file -----------------------------------------------------------------------------
@@ -387,7 +331,7 @@ def _validated(
         )
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None
-    return parsed, _to_policy(parsed, model.Source(file=file, line=item.line()))
+    return parsed, to_policy(parsed, model.Source(file=file, line=item.line()))
 
 
 def _plain(item: _Item, path: DataPath) -> bool:
@@ -469,137 +413,3 @@ def _entries(data: dict[str, Any], key: str) -> list[Any]:
 
 def _locate(item: _Item, file: str, findings: list[Finding]) -> list[Problem]:
     return [Problem(file, item.line(path), field_name(path), msg) for path, msg in findings]
-
-
-# --- pydantic models -> model.py dataclasses ----------------------------------------------
-
-# The enum members by value, as `Enum(value)` finds them (its lookup is slow in Python 3.11);
-# the values were validated against the same enums.
-_MISSING_DATA = {member.value: member for member in model.MissingData}
-_STRATEGIES = {member.value: member for member in model.Strategy}
-
-
-def _to_policy(p: PolicyModel, source: model.Source) -> model.Policy:
-    assert p.name is not None  # set by _default_name or reported missing
-    limits = p.limits
-    return model.Policy(
-        name=p.name,
-        description=p.description,
-        enabled=p.enabled,
-        dry_run=p.dry_run,
-        target=_to_target(p.target),
-        min=p.min,
-        max=p.max,
-        interval=parse_duration(p.interval),
-        cooldown=_shared(
-            model.Cooldown(up=parse_duration(p.cooldown.up), down=parse_duration(p.cooldown.down))
-        ),
-        stabilization=_shared(
-            model.Stabilization(
-                up=parse_duration(p.stabilization.up), down=parse_duration(p.stabilization.down)
-            )
-        ),
-        limits=_shared(
-            model.Limits(
-                up=None if limits.up is None else model.StepLimit(**limits.up.model_dump()),
-                down=None if limits.down is None else model.StepLimit(**limits.down.model_dump()),
-            )
-        ),
-        on_missing_data=_MISSING_DATA[p.on_missing_data],
-        fallback=None if p.fallback is None else model.Fallback(**p.fallback.model_dump()),
-        schedules=tuple(_to_schedule(s) for s in p.schedules),
-        checks=tuple(_to_check(c) for c in p.checks),
-        triggers=_shared(model.Triggers(alerts=tuple(p.triggers.alerts))),
-        provisioning=None if p.provisioning is None else parse_duration(p.provisioning),
-        anomaly=_to_anomaly(p.anomaly),
-        source=source,
-    )
-
-
-_SHARED_MAX = 1024  # value objects remembered (cleared when full)
-_SHARED: dict[Any, Any] = {}
-
-
-def _shared(value: T) -> T:
-    """An equal value object made before, if any, else `value` (remembered).
-
-    Most policies have the same cooldowns, stabilization windows, limits and triggers;
-    these are frozen, so policies can share one object of each: 180 bytes less per
-    policy, 1.8 MB at 10,000 policy files.
-    """
-    found = _SHARED.get(value)
-    if found is not None:
-        return cast("T", found)
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()
-    _SHARED[value] = value
-    return value
-
-
-# The anomaly guard of a policy that does not mention it: off (see the README for why).
-DEFAULT_ANOMALY_GUARD: model.AnomalyGuard | None = None
-
-
-def _to_anomaly(a: AnomalyModel | None) -> model.AnomalyGuard | None:
-    if a is None:
-        return DEFAULT_ANOMALY_GUARD
-    return model.AnomalyGuard(
-        enabled=a.enabled,
-        window=parse_duration(a.window),
-        z=a.z,
-        confirm=a.confirm,
-        large_percent=a.large_percent,
-    )
-
-
-def _to_forecast(f: ForecastModel | None) -> model.ForecastSettings | None:
-    if f is None:
-        return None
-    return model.ForecastSettings(
-        lead=None if f.lead is None else parse_duration(f.lead),
-        history=parse_duration(f.history),
-        resolution=parse_duration(f.resolution),
-        seasons=tuple(parse_duration(season) for season in f.seasons),
-        min_history=parse_duration(f.min_history),
-        max_error=f.max_error,
-        only=f.forecast_only,
-        noise_band=f.noise_band,
-    )
-
-
-def _to_target(t: TargetModel) -> model.TargetRef:
-    """A target model's fields are its kind's dataclass fields (tests/unit/test_registries)."""
-    fields = t.model_dump()
-    return model.TARGET_KINDS[fields.pop("type")](**fields)
-
-
-def _to_check(c: CheckModel) -> model.Check:
-    """Generic over strategies: a check model's keys are `model.Check` fields (the
-    strategy's `settings`, tests/unit/test_registries); steps and forecasts need their own
-    conversion."""
-    fields: dict[str, Any] = {key: getattr(c, key) for key in type(c).model_fields}
-    if "steps" in fields:
-        fields["steps"] = tuple(_to_step(s) for s in fields["steps"])
-    if "forecast" in fields:
-        fields["forecast"] = _to_forecast(fields["forecast"])
-    fields["strategy"] = _STRATEGIES[fields["strategy"]]
-    return model.Check(**fields)
-
-
-def _to_step(s: StepModel) -> model.Step:
-    amount = float(s.change.rstrip("%"))
-    change = model.Change(amount=amount, percent=s.change.endswith("%"))
-    return model.Step(change=change, above=s.above, below=s.below)
-
-
-def _to_schedule(s: ScheduleModel) -> model.Schedule:
-    return model.Schedule(
-        name=s.name,
-        min=s.min,
-        max=s.max,
-        start=None if s.start is None else utc_time(s.start, s.timezone),
-        end=None if s.end is None else utc_time(s.end, s.timezone),
-        cron=s.cron,
-        duration=None if s.duration is None else parse_duration(s.duration),
-        timezone=s.timezone if s.timezone is not None or s.cron is None else "UTC",
-    )

@@ -34,7 +34,8 @@ from pathlib import Path
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
-from autoscaler.policy.loader import FileLoad, expand_paths, load_file
+from autoscaler.policy.files import expand_paths
+from autoscaler.policy.loader import FileLoad, load_file
 from autoscaler.policy.templates import Template
 from autoscaler.service.discovery_sources import is_partly_read
 from autoscaler.service.yielding import stand_ins
