@@ -10,31 +10,26 @@ skipped it, stopped by SIGTERM/SIGINT); 4 startup error
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
-import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
 from autoscaler import __version__
 from autoscaler.cli import backtest, convert, help_text, policytest, simulate
 from autoscaler.cli.completion import SHELLS, completion_script
+from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, EXIT_USAGE, print_error
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.report import OUTPUTS, counted, name_list, render, summarize
+from autoscaler.cli.plan import cmd_plan
+from autoscaler.cli.report import OUTPUTS
+from autoscaler.cli.run import cmd_run
+from autoscaler.cli.validate import cmd_validate
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
     NOMAD_SCALING_POLICIES,
     NOMAD_TIMEOUT,
-    Settings,
     add_connection_arguments,
     nomad_settings_from_args,
     settings_from_args,
@@ -59,36 +54,17 @@ from autoscaler.config.service import (
     SERVICE_OPTIONS,
     add_ha_arguments,
     add_service_arguments,
-    replica_id,
-    service_config_from_args,
 )
-from autoscaler.config.state import is_postgres, open_postgres_state
-from autoscaler.errors import AutoscalerError, PolicyWarning, StateError
-from autoscaler.policy.loader import LoadResult, json_schema, load_paths
-from autoscaler.policy.parallel import default_workers
+from autoscaler.config.state import is_postgres
+from autoscaler.errors import AutoscalerError
+from autoscaler.policy.loader import json_schema
 from autoscaler.redact import scrub
 
-if TYPE_CHECKING:
-    from autoscaler.adapters.state import LayeredStateStore
-    from autoscaler.adapters.targets.nomad_settings import NomadSettings
-    from autoscaler.core.ports import StateStore
-    from autoscaler.engine.reconciler import Evaluation
-    from autoscaler.service.leadership import Leadership
-
 # What only `plan`, `run` and discovery use (the reconciler, the state stores, requests,
-# discovery) is imported inside their functions: `validate`, `test`, `schema` and `--help`
-# start in about half the time.
+# discovery) is imported inside their functions (`cli.plan`, `cli.run`, `cli.validate`):
+# `validate`, `test`, `schema` and `--help` start in about half the time.
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2  # argparse's own code
-EXIT_CHANGES = 2  # `plan --detailed-exitcode` only: some policy would scale
-EXIT_NOT_EVALUATED = 3
-EXIT_STARTUP = 4
 DETAILED = "--detailed-exitcode"
-# How long `run` on SQLite lets a decision that scales nothing wait for its write, so that
-# many are written in one commit (see `LayeredStateStore`; a scale always waits for its write).
-STATE_LINGER = 1.0
 
 
 DISCOVER = Option(
@@ -247,7 +223,7 @@ def _main(argv: list[str]) -> int:
     try:
         settings = settings_from_args(args)
     except (AutoscalerError, ValueError) as exc:
-        _error(exc)
+        print_error(exc)
         return EXIT_STARTUP
     if args.command == "plan":
         return cmd_plan(
@@ -262,7 +238,7 @@ def _main(argv: list[str]) -> int:
         if source_of(args, "ha") == "file":
             # The config file's own mistake: a configuration problem (4), as its others
             # are, not a usage error (2).
-            _error(
+            print_error(
                 f"{args.config}: ha.enabled needs a shared state database: set state: "
                 "postgresql://... (or --state)"
             )
@@ -310,295 +286,3 @@ def _say_shadowed(config: ConfigFile, options: Sequence[Option], sources: dict[s
             "variable, a variable over the config file)",
             file=sys.stderr,
         )
-
-
-def _print_problems(result: LoadResult, out: TextIO) -> None:
-    """Each problem, then each warning (`FILE:LINE: FIELD: warning: message`), one a line."""
-    for problem in [*result.problems, *result.warnings]:
-        print(scrub(str(problem)), file=out)
-
-
-def _error(error: object) -> None:
-    """`error: …` on stderr, without any secret the message (or a bad value in it) holds,
-    after every log line logged before it."""
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    print(f"error: {scrub(str(error))}", file=sys.stderr)
-
-
-def cmd_validate(
-    paths: Sequence[str],
-    out: TextIO,
-    *,
-    discover: bool = False,
-    nomad_scaling_policies: bool = False,
-    nomad: Callable[[], NomadSettings] | None = None,
-) -> int:
-    """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem, and one
-    `FILE:LINE: FIELD: warning: message` line per warning (which alone fails nothing).
-
-    Offline, templates are checked on their own; with `discover`, they are also expanded
-    with one discovery pass and every expanded policy is checked (by its expanded name).
-    `nomad` gives the Nomad settings (default: NOMAD_* variables), built only then, so a
-    bad one never fails an offline check.
-    """
-    with _fewer_collections():
-        result = load_paths(paths, workers=default_workers())
-    _print_problems(result, out)
-    if result.problems:
-        return EXIT_INVALID
-    names = name_list([p.name for p in result.policies])
-    templates = ""
-    if result.templates:
-        listed = "; ".join(t.describe() for t in result.templates)
-        templates = f" and {counted(len(result.templates), 'template', 'templates')} ({listed})"
-    valid = counted(len(result.policies), "policy", "policies")
-    files = counted(len(result.files), "file", "files")
-    print(f"{valid}{templates} valid in {files}: {names}", file=out)
-    if not discover:
-        return EXIT_OK
-    from autoscaler.service.discovery_setup import discovery_for, with_discovered  # noqa: PLC0415
-
-    try:
-        discovery = discovery_for(
-            nomad=None if nomad is None else nomad(),
-            nomad_scaling_policies=nomad_scaling_policies,
-        )
-    except AutoscalerError as exc:
-        _error(exc)
-        return EXIT_STARTUP
-    warnings: list[PolicyWarning] = []
-    policies, problems = with_discovered(result, discovery, warnings=warnings)
-    for problem in [*problems, *warnings]:
-        print(scrub(str(problem)), file=out)
-    found = policies[len(result.policies) :]
-    shown = name_list([p.name for p in found])
-    print(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}", file=out)
-    return EXIT_INVALID if problems else EXIT_OK
-
-
-# Young objects the garbage collector lets pile up while `validate` reads policy files.
-# Python's default (700) ran 245 collections over 10,000 files, 6 % of the time, to find
-# nothing: what a file leaves behind is freed by reference counting or kept (its policy).
-LOADING_GC_THRESHOLD = 10_000
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Collect the youngest generation less often while this block runs, then as before."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], LOADING_GC_THRESHOLD), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
-def cmd_plan(
-    paths: Sequence[str],
-    settings: Settings,
-    *,
-    output: str,
-    state_path: str | None,
-    password_file: str | None = None,
-    detailed: bool = False,
-) -> int:
-    """`autoscaler plan`: evaluate every enabled policy once, read-only, and print it.
-
-    Exit codes: 1 some policy file is invalid (the valid ones are still planned); 3 some
-    policy could not be evaluated (target unreadable, Prometheus unreachable, a discovery
-    source unreadable: its targets are unknown); else 0,
-    even when a check failed (its policy holds; stderr names it). With `detailed`: 1
-    invalid input, 3 a policy or a check failed, 2 some policy would scale, else 0.
-    """
-    from autoscaler.adapters.sources.coalesce import CoalescingSource  # noqa: PLC0415
-    from autoscaler.engine.histories import range_source  # noqa: PLC0415
-    from autoscaler.engine.reconciler import Reconciler  # noqa: PLC0415
-    from autoscaler.service.discovery_setup import from_settings, with_discovered  # noqa: PLC0415
-    from autoscaler.service.discovery_sources import split_source_failures  # noqa: PLC0415
-
-    result = load_paths(paths, workers=default_workers())  # before any thread starts
-    _print_problems(result, sys.stderr)
-    problems = list(result.problems)
-    policies = result.policies
-    unreadable_sources = 0  # their targets cannot be planned: exit 3, as a target unreadable
-    if result.templates or settings.nomad_scaling_policies:  # one discovery pass
-        policies, found = with_discovered(result, from_settings(settings, watch=False))
-        for problem in found:
-            print(scrub(str(problem)), file=sys.stderr)
-        invalid, failing = split_source_failures(found)
-        problems += invalid
-        unreadable_sources = len(failing)
-    try:
-        state = _read_only_state(state_path, password_file)
-    except StateError as exc:
-        _error(exc)
-        return EXIT_STARTUP
-    # Coalescing: a template's grouped query is sent once for all its targets; forecasts
-    # read their history from Prometheus itself (range queries are not coalesced).
-    prometheus = settings.source()
-    reconciler = Reconciler(
-        source=CoalescingSource(prometheus),
-        targets=settings.targets(),
-        state=state,
-        history=range_source(prometheus),
-    )
-    evaluations: list[Evaluation] = [
-        reconciler.evaluate(policy, dry_run=True, apply=False)
-        for policy in policies
-        if policy.enabled
-    ]
-    state.close()
-    print(render(evaluations, output), end="")
-    summary = summarize(evaluations)
-    for policy, error in summary.not_evaluated:
-        print(scrub(f"warning: policy {policy} not evaluated: {error}"), file=sys.stderr)
-    for policy, check, error in summary.failed_checks:
-        if not any(policy == name for name, _ in summary.not_evaluated):
-            print(
-                scrub(f"warning: policy {policy}: check {check} failed: {error}"), file=sys.stderr
-            )
-    if problems:
-        return EXIT_INVALID
-    if detailed:
-        if summary.failed or unreadable_sources:
-            return EXIT_NOT_EVALUATED
-        return EXIT_CHANGES if summary.would_scale else EXIT_OK
-    return EXIT_NOT_EVALUATED if summary.not_evaluated or unreadable_sources else EXIT_OK
-
-
-def _exists(path: str, what: str = "state database") -> bool:
-    """Whether `path` exists; `StateError` when a folder on the way cannot be entered
-    (`Path.exists` raised PermissionError: a traceback, exit 1, where a start-up problem is
-    exit 4 with one line; systemd's DynamicUser keeps its state under a root-only folder)."""
-    try:
-        os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as exc:
-        raise StateError(
-            f"cannot reach the {what} {path}: {exc.strerror or exc} (check the "
-            "permissions of the folders on its path for this user)"
-        ) from None
-    return True
-
-
-def _read_only_state(path: str | None, password_file: str | None) -> StateStore:
-    """`plan` honours a state file when one exists, and never creates or locks one."""
-    from autoscaler.adapters.state import MemoryStateStore, SqliteStateStore  # noqa: PLC0415
-
-    if path and is_postgres(path):
-        return open_postgres_state(path, password_file, read_only=True)
-    if path and _exists(path):
-        return SqliteStateStore(path, read_only=True)
-    if path:  # a typo would show what a controller with no history would do: say so
-        print(
-            f"warning: no state database at {path}: the plan ignores recorded cooldowns "
-            "and stabilization",
-            file=sys.stderr,
-        )
-    return MemoryStateStore()
-
-
-def _ignore_reloads_for_now() -> None:
-    if hasattr(signal, "SIGHUP"):
-        with contextlib.suppress(ValueError):  # not the main thread (tests): nothing to do
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def _readable(path: Path) -> bool:
-    """Whether the controller can read `path`: a file, or a folder it can list."""
-    if path.is_dir():
-        return os.access(path, os.R_OK | os.X_OK)
-    return os.access(path, os.R_OK)
-
-
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """`autoscaler run`: the long-lived service, or a single pass with `--once`."""
-    # Imported here: FastAPI and uvicorn cost ~0.6 s that validate/plan/schema never need.
-    from autoscaler.service.run import run_once, run_service  # noqa: PLC0415
-
-    # Until the service's own handler is in place (after imports, the state, the lease):
-    # a reload signal then is not the end of the process (systemd takes death by SIGHUP
-    # for a clean exit, and would not restart it).
-    _ignore_reloads_for_now()
-    try:
-        missing = [p for p in args.paths if not _exists(p, "policy file or folder")]
-    except StateError as exc:  # a folder on the way the controller may not enter
-        _error(exc)
-        return EXIT_STARTUP
-    if missing:
-        # A typo in the path would otherwise run a controller with nothing to do.
-        _error(f"no such policy file or folder: {', '.join(missing)}")
-        return EXIT_STARTUP
-    unreadable = [p for p in args.paths if not _readable(Path(p))]
-    if unreadable:
-        _error(
-            f"cannot read the policy file or folder {', '.join(unreadable)}: check its "
-            "permissions for the user the controller runs as"
-        )
-        return EXIT_STARTUP
-    try:
-        state, leadership = _open_run_state(args)
-    except (StateError, AutoscalerError) as exc:
-        _error(exc)
-        return EXIT_STARTUP
-    try:
-        config = service_config_from_args(args)  # the notify URLs checked for --once too
-        if args.once:
-            return run_once(
-                args.paths,
-                settings,
-                state,
-                dry_run=args.dry_run,
-                leadership=leadership,
-                log_unchanged=args.log_decisions == "all",
-                notify_urls=config.notify_urls,
-            )
-        return run_service(config, settings, state, leadership=leadership)
-    except AutoscalerError as exc:
-        _error(exc)
-        return EXIT_STARTUP
-    finally:
-        state.close()
-        if leadership is not None:
-            leadership.close()
-
-
-def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leadership | None]:
-    """The state `run` acts on, and with PostgreSQL the lease that says when it may.
-
-    SQLite: one controller per file (an advisory lock). PostgreSQL: one leader per
-    database; without `--ha`, a second controller is refused (after waiting up to the TTL
-    for a crashed one's lease to lapse); with `--ha`, it starts as a standby.
-    """
-    from autoscaler.adapters.state import LayeredStateStore, SqliteStateStore  # noqa: PLC0415
-
-    keep_for = timedelta(days=args.history_days)
-    keep = args.history_max
-    if not is_postgres(args.state):
-        # Memory in front of the file: a write that fails never makes the controller forget.
-        durable = SqliteStateStore(
-            args.state, exclusive=True, keep_for=keep_for, keep_decisions=keep
-        )
-        # `--once` waits for every write: its exit code says whether its pass was recorded.
-        linger = 0.0 if args.once else STATE_LINGER
-        return LayeredStateStore(durable, linger=linger), None
-    pg = open_postgres_state(
-        args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
-    )
-    from autoscaler.service.leadership import replicate  # noqa: PLC0415 - psycopg
-
-    # No lingering: a replica that loses its lease drops what it has not written, and with
-    # PostgreSQL every decision a replica logs is in the shared history (`--ha` relies on it).
-    state = LayeredStateStore(pg)
-    state.standby()  # until this replica holds the lease
-    leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)
-    try:
-        if args.once or not args.ha:
-            leadership.take_exclusively()
-    except StateError:
-        state.close()
-        leadership.close()
-        raise
-    return state, leadership

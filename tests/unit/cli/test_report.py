@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main, report
-from autoscaler.cli.main import cmd_validate
+from autoscaler.cli import report, validate
 from autoscaler.cli.report import _decisive, _wide_check, name_list
+from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.policy.loader import load_paths as load
 
@@ -54,12 +54,12 @@ def test_validate_collects_garbage_less_often_while_loading_and_as_before_after(
     before = gc.get_threshold()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            main,
+            validate,
             "load_paths",
             lambda paths, **kw: seen.append(gc.get_threshold()) or load(paths, **kw),
         )
         assert cmd_validate([str(tmp_path)], io.StringIO()) == 1
-    assert seen == [(main.LOADING_GC_THRESHOLD, *before[1:])]
+    assert seen == [(validate.LOADING_GC_THRESHOLD, *before[1:])]
     assert gc.get_threshold() == before
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli.main import EXIT_STARTUP, build_parser, cmd_run
+from autoscaler.cli.exits import EXIT_STARTUP
+from autoscaler.cli.main import build_parser
+from autoscaler.cli.run import cmd_run
 from autoscaler.config.connections import settings_from_args
 from autoscaler.config.options import parsed_options, resolve
 

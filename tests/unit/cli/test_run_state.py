@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autoscaler.adapters.state import SqliteStateStore
-from autoscaler.cli.main import _open_run_state
+from autoscaler.cli.run import _open_run_state
 from autoscaler.core.model import Action, Decision
 
 NONE = Decision(
