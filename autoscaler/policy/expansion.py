@@ -32,8 +32,9 @@ from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.rules import policy_findings
-from autoscaler.policy.schema import NAME_PATTERN, PolicyModel
+from autoscaler.policy.schema import PolicyModel
 from autoscaler.policy.templates import Template, fill
+from autoscaler.policy.value_types import NAME_PATTERN
 
 __all__ = ["NOMAD_META_PREFIX", "OVERRIDES", "TAG_PREFIX", "expand", "one_series_each"]
 

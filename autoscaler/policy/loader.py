@@ -33,16 +33,10 @@ from autoscaler.policy.rules import (
     policy_findings,
     schedule_findings,
 )
-from autoscaler.policy.schema import (
-    NAME_PATTERN,
-    QUERY_OFFSET,
-    CheckModel,
-    PolicyFile,
-    PolicyModel,
-    ScheduleModel,
-)
+from autoscaler.policy.schema import CheckModel, PolicyFile, PolicyModel, ScheduleModel
 from autoscaler.policy.template_schema import template_schema
 from autoscaler.policy.templates import Template, build_template, is_template
+from autoscaler.policy.value_types import NAME_PATTERN, QUERY_OFFSET
 from autoscaler.policy.warning_rules import policy_warnings
 from autoscaler.policy.yaml_lines import Document, YamlSyntaxError, load_documents
 from autoscaler.policy.yaml_lines import Path as DataPath

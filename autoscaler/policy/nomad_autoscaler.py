@@ -36,7 +36,7 @@ from autoscaler.core import model
 from autoscaler.core.discovered import NomadScalingPolicy
 from autoscaler.core.durations import format_duration
 from autoscaler.errors import Problem
-from autoscaler.policy.schema import NAME_PATTERN
+from autoscaler.policy.value_types import NAME_PATTERN
 
 __all__ = ["Translation", "blocks", "policy_from_nomad", "policy_name", "translate"]
 

@@ -16,7 +16,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from autoscaler.core.model import Policy
 from autoscaler.errors import PolicyError
-from autoscaler.policy import loader, schema, yaml_lines
+from autoscaler.policy import loader, value_types, yaml_lines
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.yaml_lines import YamlSyntaxError, load_documents
 from tests.support.fuzz import fuzz_settings
@@ -393,8 +393,8 @@ def _walked_nesting(query: str) -> int:
 @given(st.text(alphabet="([{}])x", max_size=400))
 def test_a_query_too_deep_to_check_is_told_as_by_walking_it(query: str) -> None:
     """Counting the openers first decides `too deep` exactly as walking the query does."""
-    deep = schema._nesting(query) > schema._MAX_QUERY_DEPTH
-    assert deep == (_walked_nesting(query) > schema._MAX_QUERY_DEPTH)
+    deep = value_types._nesting(query) > value_types._MAX_QUERY_DEPTH
+    assert deep == (_walked_nesting(query) > value_types._MAX_QUERY_DEPTH)
 
 
 def test_many_brackets_side_by_side_are_not_too_deep() -> None:
