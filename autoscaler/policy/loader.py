@@ -2,7 +2,7 @@
 and beside either, warnings (`PolicyWarning`): valid but most likely not meant.
 
 The pipeline: `yaml_lines` turns text into plain data plus a line table; the pydantic
-models of `policy_schema` check each value; `policy_rules` checks fields against each other;
+models of `schema` check each value; `rules` checks fields against each other;
 this module locates every finding and names duplicates across files; `conversion` builds
 the frozen dataclasses of `model.py` (and `files` lists the files a path names).
 `load_paths` never raises: a broken file only drops its own policies, so the service can

@@ -1,6 +1,6 @@
 """Validation rules that relate several fields of a policy, each reported at its exact field.
 
-pydantic checks each value on its own (`policy_schema`); these functions take models that
+pydantic checks each value on its own (`schema`); these functions take models that
 already passed that check and return `(path, message)` pairs, where `path` is the field's
 path inside the policy, e.g. `("checks", 2, "steps", 1, "below")`. They never raise.
 """

@@ -3,7 +3,7 @@
 These models check shape and single values (types, unknown keys, ranges; durations, PromQL,
 cron, time zones, names through the types of `value_types`). Rules that relate several
 fields (min <= max, schedule kinds, threshold steps that can never match, ...) live in
-`policy_rules`, so each reports the exact field. `conversion` turns validated models into
+`rules`, so each reports the exact field. `conversion` turns validated models into
 the frozen dataclasses of `model.py`.
 """
 

@@ -126,7 +126,7 @@ def _timezone(name: str) -> str:
 
 def _instant(value: object) -> datetime:
     """An ISO 8601 time, as YAML gives it (datetime) or as text: in UTC when it has an
-    offset, else as written (naive), to be read in the schedule's zone (`policy_rules`)."""
+    offset, else as written (naive), to be read in the schedule's zone (`rules`)."""
     if isinstance(value, str):
         # The spellings the JSON Schema's pattern allows, and only those (fromisoformat
         # takes more: a date alone, `20261127T060000`, a comma fraction...).

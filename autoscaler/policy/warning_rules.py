@@ -3,8 +3,8 @@
 POLICY_SPEC's "Validation" section lists what `validate` refuses; a policy written from
 the spec must load. What the spec does not refuse, but its author most likely did not
 mean, is a warning here: the loader carries it beside the policy (`PolicyWarning`), and
-the policy runs as written. Like `policy_rules`, these functions take models that passed
-`policy_schema` and return `(path, message)` pairs; each message says what the
+the policy runs as written. Like `rules`, these functions take models that passed
+`schema` and return `(path, message)` pairs; each message says what the
 controller does with the field.
 """
 
