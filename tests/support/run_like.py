@@ -19,6 +19,7 @@ from typing import Protocol
 from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.core.model import Policy, TargetRef, TargetStatus
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import QueryError
 from autoscaler.replay.backtest import Options, run_backtest
@@ -35,6 +36,8 @@ class AtInstant(Protocol):
     now: datetime | None
 
     def query(self, promql: str) -> float: ...
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet: ...
 
     def ping(self) -> None: ...
 
@@ -65,6 +68,9 @@ class Recorded:
         if value is None:
             raise QueryError(f"query {promql!r} returned no series")
         return value
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the policies compared have no grouped query
 
     def ping(self) -> None:
         return None
@@ -108,7 +114,7 @@ def run_changes(
 
     reconciler = Reconciler(
         source=source,
-        targets=targets,  # type: ignore[arg-type]
+        targets=targets,
         state=MemoryStateStore(),
         clock=lambda: clock["now"],
         history=source,
@@ -120,6 +126,7 @@ def run_changes(
         evaluation = reconciler.evaluate(policy)
         decision = evaluation.decision
         if evaluation.scaled and decision.desired is not None:
+            assert decision.current is not None  # a scale starts from a count it read
             changes.append((now, decision.current, decision.desired))
         now += policy.interval
     return changes

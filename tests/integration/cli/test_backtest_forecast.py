@@ -22,6 +22,7 @@ import pytest
 
 from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
 from autoscaler.adapters.sources.prometheus_range import RangeSeries
+from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError
 from autoscaler.policy.loader import load_paths
 from tests.support.prometheus import PrometheusServer
@@ -157,6 +158,9 @@ class AtInstant:
         if not result:
             raise QueryError(f"query {promql!r} returned no series")
         return float(result[0]["value"][1])
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the forecasting policy has no grouped query
 
     def ping(self) -> None:
         return None

@@ -24,6 +24,7 @@ from autoscaler.core.model import (
     TargetRef,
 )
 from autoscaler.core.ports import ScalingTarget
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Reconciler
 from tests.support.aws import AwsProxy
 
@@ -41,6 +42,9 @@ class Load:
 
     def query(self, promql: str) -> float:
         return self.value
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the policies here have no grouped query
 
     def ping(self) -> None:
         return None

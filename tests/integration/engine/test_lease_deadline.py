@@ -40,6 +40,7 @@ from autoscaler.core.model import (
     TargetRef,
 )
 from autoscaler.core.ports import ScalingTarget
+from autoscaler.core.series import SeriesSet
 from autoscaler.engine.reconciler import Evaluation, Reconciler
 from autoscaler.service.leadership import Leadership, replicate
 from tests.integration.adapters.test_postgres_state import settings
@@ -63,6 +64,9 @@ class Load:
 
     def query(self, promql: str) -> float:
         return 60.0
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the policies here have no grouped query
 
     def ping(self) -> None:
         return None

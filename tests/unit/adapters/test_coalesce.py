@@ -32,6 +32,9 @@ class _Inner:
             raise self.fail
         return float(len(self.calls))
 
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the grouped queries' fake is `_Grouped` below
+
     def ping(self) -> None:
         self.pings += 1
 

@@ -55,6 +55,9 @@ class FakeSource:
             raise found
         return found
 
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        raise NotImplementedError  # the grouped queries' fake is `GroupedSource` below
+
     def ping(self) -> None:
         return None
 
@@ -761,7 +764,7 @@ def test_log_decisions_changes_leaves_out_only_the_plain_none_lines(
             log_unchanged=log_unchanged,
         )
 
-    steps = [
+    steps: list[tuple[float | Exception, Action]] = [
         (40.0, Action.NONE),  # 4 instances carry 40: stay
         (80.0, Action.UP),
         (80.0, Action.HOLD),  # the fake target still reads 4, inside the cooldown up
