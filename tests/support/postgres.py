@@ -87,7 +87,7 @@ class Database:
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with self.connect() as conn:
-            return conn.execute(sql, args or None).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql, args or None).fetchall()
 
 
 class PostgresServer:

@@ -24,7 +24,7 @@ EXTRAS = ("plot", "test")  # what scripts/lock resolves besides the runtime depe
 
 
 def _pins() -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")

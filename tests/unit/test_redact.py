@@ -156,7 +156,7 @@ def test_a_slot_masks_its_current_value_and_the_one_before_and_forgets_older_one
 
     assert redact.scrub(f"{first} {second} {third}") == f"{first} *** ***"
     # A refreshed token replaces the one before last: the registry does not grow.
-    assert len(redact.registered()) == before + 2 * len(redact._forms(third))
+    assert len(redact.registered()) == before + 2 * len(set(redact._forms(third)))
 
 
 def test_one_secret_registered_by_many_threads_at_once_is_compiled_in_once(

@@ -475,7 +475,9 @@ def test_instance_refreshes_are_read_again_only_when_one_may_have_started(
     scaler = via_proxy(asg)
     now = [1000.0]
     monkeypatch.setattr("autoscaler.adapters.targets.aws_asg.monotonic", lambda: now[0])
-    reads = lambda: aws_proxy.count("DescribeInstanceRefreshes")  # noqa: E731
+
+    def reads() -> int:
+        return aws_proxy.count("DescribeInstanceRefreshes")
 
     scaler.status()
     now[0] += 30
@@ -712,13 +714,12 @@ def test_a_group_sized_in_weighted_units_is_neither_read_as_instances_nor_scaled
     # be set as 20 units, five instances (a scale-in nobody decided).
     scaler = direct(asg)
     count = scaler.status().count
-    overrides = [{"InstanceType": "t3.micro", "WeightedCapacity": "4"}]
     moto_server.client().update_auto_scaling_group(
         AutoScalingGroupName=asg,
         MixedInstancesPolicy={
             "LaunchTemplate": {
                 "LaunchTemplateSpecification": {"LaunchTemplateName": f"lt-{asg}"},
-                "Overrides": overrides,
+                "Overrides": [{"InstanceType": "t3.micro", "WeightedCapacity": "4"}],
             }
         },
     )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autoscaler.adapters.state import LayeredStateStore
-from autoscaler.adapters.state.lease import PostgresLease
+from autoscaler.adapters.state.lease import LeaseState, PostgresLease
 from autoscaler.adapters.state.pg import LATEST, PostgresSettings
 from autoscaler.adapters.state.postgres import PostgresStateStore
 from autoscaler.core.model import Action, Decision, Memory, Recommendation
@@ -154,7 +154,7 @@ def test_a_fenced_store_writes_only_under_the_current_epoch(postgres_db: Databas
     assert postgres_db.query("SELECT holder, epoch FROM autoscaler_decisions") == [("a", 1)]
 
 
-def _acquire_when_free(lease: PostgresLease, holder: str) -> object:
+def _acquire_when_free(lease: PostgresLease, holder: str) -> LeaseState:
     for _ in range(100):
         state = lease.acquire(holder, 5, epoch=None)
         if state.held:

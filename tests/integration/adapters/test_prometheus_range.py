@@ -150,7 +150,7 @@ def scripted() -> Iterator[Scripted]:
     server.server_close()
 
 
-MATRIX = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+MATRIX: dict[str, object] = {"status": "success", "data": {"resultType": "matrix", "result": []}}
 
 
 def test_a_503_is_retried_and_credentials_and_strictness_are_sent(scripted: Scripted) -> None:
@@ -176,7 +176,10 @@ def test_refused_credentials_are_source_unavailable(scripted: Scripted) -> None:
 
 
 def test_an_answer_that_is_not_a_matrix_is_a_query_error(scripted: Scripted) -> None:
-    vector = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    vector: dict[str, object] = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": []},
+    }
     scripted.answers = [(200, vector)]
     source = PrometheusSource(PrometheusSettings(url=scripted.url, timeout=1, deadline=2))
     with pytest.raises(QueryError, match="of type 'vector', not a matrix"):

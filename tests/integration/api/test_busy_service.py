@@ -83,7 +83,7 @@ def _answers_in_time(service: ServiceProcess) -> dict[str, tuple[int | str, floa
     """How `/healthz`, `/readyz` and the webhook answered, and in how many seconds."""
     found: dict[str, tuple[int | str, float]] = {}
     webhook = {"alerts": [{"status": "firing", "labels": {"alertname": "Hot"}}]}
-    for name, send in [
+    sends: list[tuple[str, Callable[[], requests.Response]]] = [
         ("healthz", lambda: requests.get(service.url + "/healthz", timeout=5)),
         ("readyz", lambda: requests.get(service.url + "/readyz", timeout=5)),
         (
@@ -95,7 +95,8 @@ def _answers_in_time(service: ServiceProcess) -> dict[str, tuple[int | str, floa
                 timeout=5,
             ),
         ),
-    ]:
+    ]
+    for name, send in sends:
         started = time.monotonic()
         try:
             status: int | str = send().status_code

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -65,8 +65,14 @@ def per_instance(query: str, target: float = 10) -> str:
     )
 
 
+class PolicyDir(Protocol):
+    """The `policy_dir` fixture: writes `text` as `file` in the folder, returns the folder."""
+
+    def __call__(self, text: str, file: str = "policy.yaml") -> Path: ...
+
+
 @pytest.fixture
-def policy_dir(tmp_path: Path) -> Callable[[str], Path]:
+def policy_dir(tmp_path: Path) -> PolicyDir:
     """Write one policy file into a fresh folder; returns the folder."""
     folder = tmp_path / "policies"
     folder.mkdir()
@@ -114,7 +120,7 @@ def test_validate_prints_file_line_field_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_plan_shows_the_desired_count_without_scaling(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     make_asg: Callable[..., str],
@@ -154,7 +160,7 @@ def test_plan_shows_the_desired_count_without_scaling(
 
 
 def test_plan_table_names_policy_target_counts_and_reasons(
-    policy_dir: Callable[[str], Path], env: dict[str, str], metrics: Metrics, asg: str
+    policy_dir: PolicyDir, env: dict[str, str], metrics: Metrics, asg: str
 ) -> None:
     metric = metrics.push("conversations", 73)
     folder = policy_dir(asg_policy("web", asg, per_instance(f"sum({metric})")))
@@ -165,7 +171,7 @@ def test_plan_table_names_policy_target_counts_and_reasons(
 
 
 def test_run_once_moves_the_group(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -181,7 +187,7 @@ def test_run_once_moves_the_group(
 
 
 def test_run_once_dry_run_decides_but_does_not_scale(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -198,7 +204,7 @@ def test_run_once_dry_run_decides_but_does_not_scale(
 
 
 def test_policy_dry_run_field_keeps_the_group_untouched(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -228,7 +234,7 @@ def test_policy_dry_run_field_keeps_the_group_untouched(
 def test_unusable_data_holds_with_a_clear_reason_and_never_scales_in(
     samples: list[Sample],
     expected_error: str,
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     make_asg: Callable[..., str],
@@ -251,7 +257,7 @@ def test_unusable_data_holds_with_a_clear_reason_and_never_scales_in(
 
 
 def test_a_string_answer_to_a_vector_query_holds_and_never_scales_in(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     moto_server: MotoServer,
     fake_prometheus: FakePrometheus,
     make_asg: Callable[..., str],
@@ -282,7 +288,7 @@ def test_a_string_answer_to_a_vector_query_holds_and_never_scales_in(
 
 
 def test_prometheus_down_holds_reports_and_plan_exits_3(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     moto_server: MotoServer,
     dead_prometheus_url: str,
     make_asg: Callable[..., str],
@@ -310,7 +316,7 @@ def test_prometheus_down_holds_reports_and_plan_exits_3(
 
 
 def test_plan_reports_other_policies_when_one_cannot_be_evaluated(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -329,7 +335,7 @@ def test_plan_reports_other_policies_when_one_cannot_be_evaluated(
 
 
 def test_cooldown_survives_a_restart(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -355,7 +361,7 @@ def test_cooldown_survives_a_restart(
 
 
 def test_cooldown_survives_a_restart_with_the_state_in_postgresql(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -385,7 +391,7 @@ def test_cooldown_survives_a_restart_with_the_state_in_postgresql(
 
 
 def test_run_loop_stops_cleanly_on_sigterm_and_sigint(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -431,7 +437,7 @@ def test_schema_command_prints_a_json_schema() -> None:
 
 
 def test_pushed_p95_scales_a_nomad_group_through_run_once(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     prometheus: Any,
     metrics: Metrics,
     nomad_api: NomadApiStandIn,
@@ -461,7 +467,7 @@ def test_pushed_p95_scales_a_nomad_group_through_run_once(
 
 
 def test_run_once_never_asks_for_more_than_the_groups_own_max_size(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     make_asg: Callable[..., str],
@@ -479,7 +485,7 @@ def test_run_once_never_asks_for_more_than_the_groups_own_max_size(
 
 
 def test_bad_aws_configuration_holds_that_policy_and_still_plans_the_others(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     nomad_api: NomadApiStandIn,
@@ -579,7 +585,7 @@ def test_run_refuses_a_policy_path_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_plan_table_states_an_unreadable_target_once(
-    policy_dir: Callable[[str], Path], env: dict[str, str]
+    policy_dir: PolicyDir, env: dict[str, str]
 ) -> None:
     folder = policy_dir(asg_policy("web", "no-such-group", per_instance("vector(1)")))
     result = autoscaler("plan", str(folder), env=env)
@@ -588,7 +594,7 @@ def test_plan_table_states_an_unreadable_target_once(
 
 
 def test_history_flags_bound_the_recorded_decisions(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     asg: str,
@@ -606,7 +612,7 @@ def test_history_flags_bound_the_recorded_decisions(
 
 
 def test_plan_shows_a_forecast_learned_from_the_history_prometheus_holds(
-    policy_dir: Callable[[str], Path],
+    policy_dir: PolicyDir,
     env: dict[str, str],
     metrics: Metrics,
     make_asg: Callable[..., str],

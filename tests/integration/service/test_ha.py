@@ -92,7 +92,11 @@ class Replicas:
         rows = self.db.query(
             "SELECT policy, time, holder, epoch FROM autoscaler_decisions ORDER BY id"
         )
-        return [(str(p), t, str(h), int(e)) for p, t, h, e in rows]  # type: ignore[call-overload]
+        found = []
+        for p, t, h, e in rows:
+            assert isinstance(t, datetime) and isinstance(e, int)
+            found.append((str(p), t, str(h), e))
+        return found
 
     def check_invariants(self) -> None:
         """No two replicas acted on a policy at once; every decision recorded exactly once."""

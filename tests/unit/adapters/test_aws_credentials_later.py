@@ -42,5 +42,6 @@ def test_credentials_found_later_are_used_without_a_restart(
         aws_client.shared_client("eu-west-3", 10.0)
     monkeypatch.setattr(aws_client, "CREDENTIALS_RETRY", 0.0)
     client = aws_client.shared_client("eu-west-3", 10.0)
-    credentials = client._request_signer._credentials  # what it signs with
+    # What it signs with (botocore's private signer: boto3-stubs do not declare it).
+    credentials = client._request_signer._credentials  # type: ignore[attr-defined]
     assert credentials is not None and credentials.access_key == "AKIDLATER"

@@ -32,4 +32,4 @@ def test_refreshed_session_tokens_are_masked_while_in_use_and_not_kept_forever()
         send(client, token)  # every request of the hour carries it
 
     assert redact.scrub(" ".join(tokens[-2:])) == "*** ***"  # current, and the one before
-    assert len(redact.registered()) - before <= 2 * len(redact._forms(tokens[-1]))
+    assert len(redact.registered()) - before <= 2 * len(set(redact._forms(tokens[-1])))

@@ -25,9 +25,10 @@ def test_the_pool_keeps_a_connection_for_every_query_that_may_run_at_once() -> N
     fetchers and a ping at once, urllib3 closed the extras and opened new ones each time."""
     settings = PrometheusSettings(url=URL)
     default = adapter_of(PrometheusSource(settings))
-    assert default._pool_maxsize == POOL_SIZE
+    # requests' private pool size (types-requests does not declare it)
+    assert default._pool_maxsize == POOL_SIZE  # type: ignore[attr-defined]
     many = adapter_of(Settings(prometheus=settings, nomad=NomadSettings()).source(workers=32))
-    assert many._pool_maxsize == 32 + FETCHERS + 1
+    assert many._pool_maxsize == 32 + FETCHERS + 1  # type: ignore[attr-defined]
     for adapter in (default, many):  # retries stay ours (tenacity), never urllib3's
         assert isinstance(adapter.max_retries, urllib3.util.Retry)
         assert adapter.max_retries.total == 0

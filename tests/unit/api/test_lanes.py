@@ -16,7 +16,7 @@ def test_a_full_lane_refuses_with_retry_after_and_takes_calls_again_once_they_en
     lane = Lane("previews", threads=1, limit=2, retry_after=5)
     release = threading.Event()
 
-    async def scenario() -> list[str]:
+    async def scenario() -> list[str | bool]:  # False: a call that waited in vain
         held = [asyncio.ensure_future(lane.run(lambda: release.wait(5) and "held")) for _ in "ab"]
         await asyncio.sleep(0.05)  # one runs, one waits for the lane's only thread
         with pytest.raises(ServiceBusy, match=r"2 previews are under way already \(at most 2\)"):

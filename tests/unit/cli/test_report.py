@@ -6,6 +6,7 @@ import gc
 import io
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from autoscaler.cli import report, validate
 from autoscaler.cli.report import _decisive, _wide_check, name_list
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.policy.loader import LoadResult
 from autoscaler.policy.loader import load_paths as load
 
 
@@ -52,12 +54,13 @@ def test_validate_collects_garbage_less_often_while_loading_and_as_before_after(
     (tmp_path / "web.yaml").write_text("name: web\nmin: [\n")
     seen: list[tuple[int, int, int]] = []
     before = gc.get_threshold()
+
+    def loading(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
+        seen.append(gc.get_threshold())
+        return load(paths, workers=workers)
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            validate,
-            "load_paths",
-            lambda paths, **kw: seen.append(gc.get_threshold()) or load(paths, **kw),
-        )
+        mp.setattr(validate, "load_paths", loading)
         assert cmd_validate([str(tmp_path)], io.StringIO()) == 1
     assert seen == [(validate.LOADING_GC_THRESHOLD, *before[1:])]
     assert gc.get_threshold() == before
@@ -111,5 +114,5 @@ def test_plan_json_is_valid_on_a_stdout_that_cannot_encode_its_text(
     text = report.render_plan_json([object()])  # type: ignore[list-item]
     ascii_out.write(text)
     ascii_out.flush()
-    written = ascii_out.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
+    written = ascii_out.buffer.getvalue().decode("ascii")
     assert json.loads(written) == [{"query": "café🚀"}]

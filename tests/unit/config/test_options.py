@@ -25,8 +25,12 @@ def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
+# What a configuration file gives: the value at each key path, e.g. ("api", "allowed_hosts").
+FileValues = dict[tuple[str, ...], Any]
+
+
 def resolved(
-    argv: list[str], environ: dict[str, str], file: dict[tuple[str, ...], Any] | None = None
+    argv: list[str], environ: dict[str, str], file: FileValues | None = None
 ) -> argparse.Namespace:
     args = parse(*argv)
     resolve(args, parsed_options(args), file or {}, environ)
@@ -45,7 +49,7 @@ def resolved(
 def test_precedence_is_flag_env_file_default(
     argv: list[str], environ: dict[str, str], file: int | None, workers: int
 ) -> None:
-    values = {} if file is None else {("workers",): file}
+    values: FileValues = {} if file is None else {("workers",): file}
     args = resolved(["run", *argv], environ, values)
     assert args.workers == workers
 
@@ -55,7 +59,7 @@ def test_a_repeatable_flag_adds_to_the_list_of_the_variable_or_the_file() -> Non
     assert resolved(["run"], environ).allowed_host == ["a.example", "b.example"]
     flag = ["run", "--allowed-host", "c"]
     assert resolved(flag, environ).allowed_host == ["a.example", "b.example", "c"]
-    file = {("api", "allowed_hosts"): ["f.example"]}
+    file: FileValues = {("api", "allowed_hosts"): ["f.example"]}
     assert resolved(flag, {}, file).allowed_host == ["f.example", "c"]
     assert resolved(flag, environ, file).allowed_host == ["a.example", "b.example", "c"]
     assert resolved(flag, {}).allowed_host == ["c"]
@@ -100,7 +104,7 @@ def test_notification_urls_follow_the_precedence_of_their_two_forms(tmp_path: Pa
     listed.write_text("https://hooks.example/from-the-file\n")
     variable = {"AUTOSCALER_NOTIFY_URLS": "https://hooks.example/from-the-variable"}
     file_flag = f"--notify-urls-file={listed}"
-    cases = [
+    cases: list[tuple[list[str], dict[str, str], FileValues, str]] = [
         (["run", file_flag], variable, {}, "from-the-file"),
         (["run"], variable, {("notify", "urls_file"): str(listed)}, "from-the-variable"),
         (["run", "--notify-url=https://hooks.example/flag", file_flag], {}, {}, "flag"),
@@ -149,7 +153,7 @@ def test_plan_and_run_keep_their_own_state_defaults() -> None:
 
 
 def test_nomad_variables_win_over_the_file_and_empty_ones_do_not_count() -> None:
-    file = {("nomad", "addr"): "http://file:4646", ("nomad", "region"): "eu"}
+    file: FileValues = {("nomad", "addr"): "http://file:4646", ("nomad", "region"): "eu"}
     args = resolved(["plan"], {"NOMAD_ADDR": "http://env:4646", "NOMAD_REGION": ""}, file)
     assert (args.nomad_addr, args.nomad_region) == ("http://env:4646", "eu")
 

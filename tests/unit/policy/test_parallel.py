@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -89,8 +90,8 @@ def test_a_worker_sending_the_wrong_kind_has_its_share_read_again_here(tmp_path:
     paths = write_files(tmp_path, 30)
     parent = os.getpid()
 
-    def wrong_in_a_worker(path: Path) -> object:
-        return path.name if os.getpid() == parent else 42
+    def wrong_in_a_worker(path: Path) -> str:
+        return path.name if os.getpid() == parent else cast(str, 42)  # the wrong kind
 
     assert map_files(wrong_in_a_worker, str, paths, workers=2) == [p.name for p in paths]
 
@@ -166,5 +167,5 @@ def test_a_worker_sending_too_few_results_has_its_share_read_again_here(
 
 
 def test_only_linux_reads_with_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel.sys, "platform", "darwin")
+    monkeypatch.setattr(sys, "platform", "darwin")  # the `sys` that `parallel` reads
     assert parallel.default_workers() == 1

@@ -218,7 +218,7 @@ BY_KEY: dict[str, st.SearchStrategy[Any]] = {
 @st.composite
 def mutated(draw: st.DrawFn) -> dict[str, Any]:
     """A shipped policy with one to three fields replaced, dropped or added."""
-    data = copy.deepcopy(draw(st.sampled_from(SHIPPED)))
+    data: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(SHIPPED)))
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(_paths(data)))
         *parents, last = path

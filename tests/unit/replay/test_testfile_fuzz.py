@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.errors import TestFileError
+from autoscaler.errors import Problem, TestFileError
 from autoscaler.replay.testfile import load_test_file
 from tests.unit.replay.fakes import WEB_POLICY
 
@@ -73,7 +74,7 @@ def _check(tmp: Path, text: str) -> None:
     (tmp / "web.yaml").write_text(WEB_POLICY)
     path = tmp / "t.yaml"
     path.write_text(text)
-    problems = []
+    problems: Sequence[Problem | str] = []
     try:
         load_test_file(path)
     except TestFileError as exc:

@@ -59,7 +59,7 @@ def test_api_cooldown_counts_the_targets_own_record_as_decide_does(tmp_path: Pat
     assert controller.scheduler.run_due() == 1
     shown = controller.get_policy("web")
     assert shown is not None and shown.last_decision is not None
-    assert shown.last_decision.action == Action.HOLD
+    assert shown.last_decision.action == Action.HOLD.value
     assert "cooldown up: 35 s left → hold" in shown.last_decision.reasons
     assert shown.cooldown_remaining.up_seconds == 35
     assert shown.cooldown_remaining.down_seconds == 275

@@ -28,6 +28,7 @@ from autoscaler.service import controller as controller_module
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
+from autoscaler.service.scheduler import Scheduler
 from autoscaler.service.telemetry import Telemetry
 
 POLICY = (
@@ -82,7 +83,7 @@ def _evaluate(controller: Controller, name: str, *, preview: bool) -> Evaluation
 
 
 def _trigger(controller: Controller, trigger: Callable[[str], Future[Evaluation] | None]) -> None:
-    controller.scheduler = cast(controller_module.Scheduler, _Scheduler(trigger))
+    controller.scheduler = cast(Scheduler, _Scheduler(trigger))
 
 
 def test_a_disabled_policy_is_refused_but_can_be_previewed(tmp_path: Path) -> None:

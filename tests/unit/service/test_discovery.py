@@ -14,6 +14,7 @@ import pytest
 
 from autoscaler.adapters.discovery.nomad import Listing, Refused
 from autoscaler.core.discovered import NomadGroup, NomadScalingPolicy
+from autoscaler.core.model import NomadTarget
 from autoscaler.errors import DiscoveryError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.discovery import Discovery, DiscoveryConfig
@@ -357,7 +358,7 @@ def test_nomads_job_list_is_read_in_the_namespaces_the_templates_look_in(tmp_pat
     (tmp_path / "web.yaml").write_text(TEMPLATE)  # every namespace
     registry.reload()
     _apply(registry, discovery)
-    assert nomad.asked[-1] == ("*",)
+    assert nomad.asked[-1:] == [("*",)]  # a slice: mypy keeps `[-1]` narrowed to the pair
 
 
 def test_an_unchanged_target_reuses_its_expansion(tmp_path: Path) -> None:
@@ -488,7 +489,8 @@ def test_nomads_policy_keeps_a_group_whose_template_policy_is_refused_for_its_na
     outcome = _apply(registry, discovery)
     assert names(registry) == ["shop.api", "web-shop-api"]
     imported = registry.get("shop.api")
-    assert imported is not None and imported.target.job == "shop"
+    assert imported is not None
+    assert isinstance(imported.target, NomadTarget) and imported.target.job == "shop"
     (note,) = registry.problems_of(imported)
     assert note.file.startswith("<Nomad scaling policy shop-api")
     assert "opted in to template 'web-{job}-{group}'" in note.message
@@ -517,7 +519,8 @@ def test_a_group_goes_from_its_template_to_nomads_policy_and_back_as_the_name_cl
     assert names(registry) == ["other", "svc-shop-api"]
     assert outcome.removed == ("shop.api",)
     policy = registry.get("svc-shop-api")
-    assert policy is not None and policy.target.job == "shop"
+    assert policy is not None
+    assert isinstance(policy.target, NomadTarget) and policy.target.job == "shop"
 
 
 def test_nomads_policy_runs_a_group_whose_template_is_disabled(tmp_path: Path) -> None:
@@ -554,7 +557,7 @@ def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
     discovery = Discovery(
         DiscoveryConfig(nomad_scaling_policies=True, min_gap=0.05, first_wait=10.0),
         nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
-        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),
     )
     registry = PolicyRegistry([str(tmp_path)], discover=discovery)
     try:
@@ -570,7 +573,7 @@ def test_with_discovered_gives_files_first_then_expansions(tmp_path: Path) -> No
     discovery = Discovery(
         DiscoveryConfig(),
         nomad=lambda: nomad,  # type: ignore[arg-type,return-value]
-        aws=lambda region: pytest.fail("no AWS here"),  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),
         watch=False,
     )
     policies, problems = with_discovered(load_paths([tmp_path]), discovery)
@@ -705,7 +708,7 @@ def test_a_poll_beyond_what_a_thread_can_wait_keeps_the_watcher_until_closed(
     (tmp_path / "t.yaml").write_text(ASG_TEMPLATE)
     discovery = Discovery(
         DiscoveryConfig(poll=1e10),
-        nomad=lambda: pytest.fail("no Nomad here"),  # type: ignore[arg-type,return-value]
+        nomad=lambda: pytest.fail("no Nomad here"),
         aws=lambda region: reader,  # type: ignore[arg-type,return-value]
     )
     registry = PolicyRegistry([str(tmp_path)], discover=discovery)
@@ -755,5 +758,8 @@ def test_nomads_policy_standing_aside_names_the_policy_that_holds_its_group(
     assert "template 'web-{job}-{group}'" not in aside.message
     if holder == "hand-written":  # as plan sees it (from scratch, the first template wins)
         policies, problems = with_discovered(load_paths([tmp_path]), discovery)
-        assert [p.name for p in policies if p.target.job == "shop"] == [name]
+        on_shop = [
+            p.name for p in policies if isinstance(p.target, NomadTarget) and p.target.job == "shop"
+        ]
+        assert on_shop == [name]
         assert aside in problems

@@ -277,8 +277,8 @@ def test_a_second_controller_without_ha_is_refused_while_the_first_renews(
     a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
     a.step()
 
-    def renewing_wait(seconds: float | None) -> bool:
-        advance(lease, clock, seconds or 0)
+    def renewing_wait(timeout: float | None = None) -> bool:
+        advance(lease, clock, timeout or 0)
         a.step()
         return False
 
@@ -293,8 +293,8 @@ def test_a_second_controller_without_ha_takes_a_dead_ones_lease_once_it_expires(
     a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
     a.step()  # then a dies
 
-    def waiting(seconds: float | None) -> bool:
-        advance(lease, clock, seconds or 0)
+    def waiting(timeout: float | None = None) -> bool:
+        advance(lease, clock, timeout or 0)
         return False
 
     b._stop.wait = waiting  # type: ignore[method-assign]

@@ -91,7 +91,11 @@ def test_a_webhook_that_hangs_does_not_hold_the_notices_of_the_others(
     notifier = _Hanging([dead, webhook_receiver.url], queue_size=2, on_result=results.append)
     for i in range(5):
         notifier.notify(replace(DECISION, policy=f"p{i}"))
-        wait_until(lambda i=i: len(webhook_receiver.bodies) > i, timeout=5, what="a notice")
+
+        def arrived(i: int = i) -> bool:
+            return len(webhook_receiver.bodies) > i
+
+        wait_until(arrived, timeout=5, what="a notice")
     assert [b["decision"]["policy"] for b in webhook_receiver.bodies] == [f"p{i}" for i in range(5)]
     hung.set()
     notifier.close(timeout=5)
