@@ -42,7 +42,7 @@ def module_group(source: Path) -> str | None:
     return None
 
 
-class GroupedModules(LoadScopeScheduling):
+class GroupedModules(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped (Any)
     """One test per unit of work, except whole modules of one `xdist_group` together."""
 
     def __init__(self, config: pytest.Config, log: Producer | None = None) -> None:
