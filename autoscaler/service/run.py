@@ -44,10 +44,11 @@ from autoscaler.engine.reconciler import Evaluation, Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, Problem, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold
-from autoscaler.service.controller import Controller, collect_less_often
+from autoscaler.service.controller import Controller
 from autoscaler.service.discovery import Discovery
 from autoscaler.service.discovery_setup import from_settings, with_discovered
 from autoscaler.service.discovery_sources import is_partly_read, split_source_failures
+from autoscaler.service.heap import collect_less_often
 from autoscaler.service.leadership import Leadership
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry

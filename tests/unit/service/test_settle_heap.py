@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from autoscaler.service import controller
-from autoscaler.service.controller import SERVICE_GC_THRESHOLD, collect_less_often, settle_heap
+from autoscaler.service import heap
+from autoscaler.service.heap import SERVICE_GC_THRESHOLD, collect_less_often, settle_heap
 
 
 class Node:
@@ -20,7 +20,7 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def _unfrozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(controller, "_next_settle", 0.0)  # restored after the test
+    monkeypatch.setattr(heap, "_next_settle", 0.0)  # restored after the test
     yield
     gc.unfreeze()
 
@@ -33,7 +33,7 @@ def test_what_a_reload_froze_is_collected_by_the_next_once_it_is_garbage() -> No
     del old
     gc.collect()
     assert alive() is not None  # frozen: a full collection does not look at it
-    spaced = controller._next_settle
+    spaced = heap._next_settle
     assert spaced > 1e9  # the next one waits 50 times as long as this one took
     assert not settle_heap(now=(1e9 + spaced) / 2)  # too soon: no collection ...
     assert alive() is not None
