@@ -28,7 +28,7 @@ from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
     from autoscaler.core.ports import StateStore
-    from autoscaler.engine.reconciler import Evaluation
+    from autoscaler.engine.evaluation import Evaluation
 
 
 def cmd_plan(

@@ -15,7 +15,7 @@ from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult, Decision
 
 if TYPE_CHECKING:
-    from autoscaler.engine.reconciler import Evaluation
+    from autoscaler.engine.evaluation import Evaluation
 
 OUTPUTS = ("table", "wide", "json", "yaml")
 

@@ -17,7 +17,7 @@ from autoscaler.engine.scrubbing import scrubbed
 from autoscaler.redact import PRESCRUBBED, scrub
 
 if TYPE_CHECKING:
-    from autoscaler.engine.reconciler import Evaluation
+    from autoscaler.engine.evaluation import Evaluation
 
 log = logging.getLogger("autoscaler.decisions")
 

@@ -12,14 +12,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from autoscaler.adapters.deadline import monotonic as lease_clock
 from autoscaler.core import decision as core
 from autoscaler.core.cooldown import plausible
-from autoscaler.core.frozen import fast_init
 from autoscaler.core.model import (
     Action,
     Check,
@@ -32,10 +30,11 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ports import MetricSource, RangeSource, ScalingTarget, StateStore
 from autoscaler.engine.decision_log import log_decision, unchanged
+from autoscaler.engine.evaluation import Evaluation, safe_error
 from autoscaler.engine.histories import CheckHistories
+from autoscaler.engine.outcomes import Applied, fenced, hold, not_durable, out_of_lease
 from autoscaler.engine.scrubbing import scrubbed
 from autoscaler.errors import (
-    AutoscalerError,
     NotLeader,
     QueryError,
     SourceUnavailable,
@@ -51,46 +50,6 @@ from autoscaler.redact import scrub
 def utcnow() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
-
-
-@fast_init
-@dataclass(frozen=True, kw_only=True)
-class Evaluation:
-    """A decision plus what the caller needs to report on it.
-
-    `error` is set when the policy could not be fully evaluated (target unreadable,
-    Prometheus unreachable, scale call failed); `error_kind` is then one of
-    `target`, `source`, `scale`, `state`, `lease` (this replica lost the leader lease, so
-    it neither scaled nor wrote). `scaled` is True when a scale call succeeded.
-    `status` is what the target reported (None when it could not be read).
-    """
-
-    decision: Decision
-    error: str | None = None
-    error_kind: str | None = None
-    scaled: bool = False
-    status: TargetStatus | None = None
-    duration: float = 0.0
-    query_seconds: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(slots=True, kw_only=True)  # private, only ever `replace`d: not frozen, as that costs
-class _Applied:
-    """An evaluation's decision and memory as they go through apply and save."""
-
-    decision: Decision
-    memory: Memory
-    error: str | None = None
-    error_kind: str | None = None
-    scaled: bool = False
-
-
-# What goes through apply, save and record: the decision with its error (either form).
-_Outcome = TypeVar("_Outcome", _Applied, Evaluation)
 
 
 class Reconciler:
@@ -178,7 +137,7 @@ class Reconciler:
                 evaluation = self._record(evaluation)
             elif evaluation.error_kind != "lease":  # (else it says why already)
                 # Not recorded: what it decided is not this tenure's.
-                evaluation = scrubbed(_fenced(evaluation, lapsed, scaled=evaluation.scaled))
+                evaluation = scrubbed(fenced(evaluation, lapsed, scaled=evaluation.scaled))
             if self._log_unchanged or not unchanged(evaluation):
                 log_decision(evaluation)
         return evaluation
@@ -244,7 +203,7 @@ class Reconciler:
             now=now,
             dry_run=dry_run,
         )
-        applied = _Applied(
+        applied = Applied(
             decision=outcome.decision,
             memory=outcome.memory,
             error=source_error,
@@ -255,7 +214,7 @@ class Reconciler:
             # The lease lapsed while this ran (a pause, a partition), even if it came back:
             # its memory and decision are from before, and another leader may have acted
             # since. Nothing is scaled or written.
-            applied = _fenced(applied, lapsed)
+            applied = fenced(applied, lapsed)
         elif apply:
             if applied.decision.changes_target and not applied.decision.dry_run:
                 applied = self._apply(policy, target, applied, now, begun)
@@ -309,8 +268,8 @@ class Reconciler:
         )
 
     def _apply(
-        self, policy: Policy, target: ScalingTarget, applied: _Applied, now: datetime, begun: float
-    ) -> _Applied:
+        self, policy: Policy, target: ScalingTarget, applied: Applied, now: datetime, begun: float
+    ) -> Applied:
         """Call the scale API for the decision; a failure turns it into a `hold`.
 
         The action is recorded *before* the call (the cooldown it starts), so a crash right
@@ -339,13 +298,13 @@ class Reconciler:
             self._state.save(policy.name, key, done)
         except NotLeader as exc:
             self._withdraw(key, now, before)
-            return _fenced(applied, exc)
+            return fenced(applied, exc)
         except StateError as exc:
             if scale_in:
                 self._withdraw(key, now, before)
                 reason = f"scale-in held: it could not be recorded first (state not durable: {exc})"
                 return replace(
-                    applied, decision=_held(decision, reason), error=str(exc), error_kind="state"
+                    applied, decision=hold(decision, reason), error=str(exc), error_kind="state"
                 )
         deadline = None
         if self._fence is not None:
@@ -353,7 +312,7 @@ class Reconciler:
                 deadline = self._fence(begun)
             except NotLeader as exc:
                 self._withdraw(key, now, before)
-                return _fenced(applied, exc)
+                return fenced(applied, exc)
         try:
             target.scale(
                 decision.desired,
@@ -364,12 +323,12 @@ class Reconciler:
             )
         except TargetBusy as exc:
             self._withdraw(key, now, before)
-            return replace(applied, decision=_held(decision, f"target busy, not scaled: {exc}"))
+            return replace(applied, decision=hold(decision, f"target busy, not scaled: {exc}"))
         except TargetDeadline as exc:
             # Not sent after the lease: withdrawn as any failed call, unless it may land.
             if not exc.maybe_applied:
                 self._withdraw(key, now, before)
-            held = _held(decision, _out_of_lease(decision, exc))
+            held = hold(decision, out_of_lease(decision, exc))
             memory = done if exc.maybe_applied else memory
             return replace(
                 applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
@@ -383,12 +342,12 @@ class Reconciler:
             reason = f"scale to {decision.desired} failed: {exc}"
             if landed:
                 reason += "; it may have landed (no answer came): its cooldown is kept"
-            held = _held(decision, reason)
+            held = hold(decision, reason)
             memory = done if landed else memory
             return replace(
                 applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
             )
-        return _Applied(
+        return Applied(
             decision=decision,
             memory=done,
             error=applied.error,
@@ -396,7 +355,7 @@ class Reconciler:
             scaled=True,
         )
 
-    def _save(self, policy: Policy, applied: _Applied) -> _Applied:
+    def _save(self, policy: Policy, applied: Applied) -> Applied:
         """Keep the policy's memory (written with the decision, see `_record`); while the
         state is known not to take writes, the decision says so."""
         try:
@@ -404,11 +363,11 @@ class Reconciler:
         except NotLeader as exc:
             if applied.error_kind == "lease":
                 return applied  # the hold already says why
-            return _fenced(applied, exc, scaled=applied.scaled)
+            return fenced(applied, exc, scaled=applied.scaled)
         problem = self._state.durability_problem()
         if problem is None:
             return applied
-        return _not_durable(applied, problem)
+        return not_durable(applied, problem)
 
     def _from_the_future(
         self, policy: Policy, memory: Memory, last: datetime, now: datetime, *, apply: bool
@@ -501,11 +460,11 @@ class Reconciler:
         except NotLeader as exc:
             if evaluation.error_kind == "lease":
                 return evaluation  # the decision already says it was not recorded
-            amended = _fenced(evaluation, exc, scaled=evaluation.scaled)
+            amended = fenced(evaluation, exc, scaled=evaluation.scaled)
         except StateError as exc:
             if evaluation.error_kind == "state":
                 return evaluation  # the decision already says why
-            amended = _not_durable(evaluation, str(exc))
+            amended = not_durable(evaluation, str(exc))
         else:
             return evaluation
         amended = scrubbed(amended)  # the new reason quotes the database's error
@@ -513,46 +472,6 @@ class Reconciler:
             with contextlib.suppress(StateError):  # the pending version gets the reason
                 self._state.record(amended.decision)
         return amended
-
-
-def _not_durable(applied: _Outcome, problem: str) -> _Outcome:
-    """The state cannot be written: the decision is kept in memory only, and says so."""
-    decision: Decision = applied.decision
-    if applied.error_kind != "state":  # else the scale-in hold already says why
-        decision = replace(
-            decision,
-            reasons=(
-                *decision.reasons,
-                f"state not durable ({problem}): this decision is kept in memory only, "
-                "and scale-in is held until it can be recorded",
-            ),
-        )
-    return replace(applied, decision=decision, error=problem, error_kind="state")
-
-
-def _fenced(applied: _Outcome, exc: NotLeader, *, scaled: bool = False) -> _Outcome:
-    """This replica lost the lease: a change it had decided is not made, nothing is written."""
-    decision: Decision = applied.decision
-    if decision.changes_target and not scaled:
-        decision = _held(decision, f"not scaled: {exc}")
-    else:
-        decision = replace(decision, reasons=(*decision.reasons, f"not recorded: {exc}"))
-    return replace(applied, decision=decision, error=str(exc), error_kind="lease")
-
-
-def _out_of_lease(decision: Decision, exc: TargetDeadline) -> str:
-    """Why a scale call stopped where the leader lease ends is not applied (and, when its
-    last request may still land, that the cooldown recorded before it stays)."""
-    then = "retried" if exc.attempts else "sent"
-    kept = "; its cooldown is kept" if exc.maybe_applied else ""
-    return (
-        f"scale to {decision.desired} not applied: the leader lease ends before the scale "
-        f"call could be {then} ({exc}){kept}"
-    )
-
-
-def _held(decision: Decision, reason: str) -> Decision:
-    return replace(decision, action=Action.HOLD, reasons=(*decision.reasons, reason))
 
 
 def _message(decision: Decision) -> str:
@@ -566,10 +485,3 @@ def _meta(decision: Decision) -> dict[str, str]:
         if check.value is not None:
             meta[f"autoscaler.check.{check.name}"] = f"{check.value:g}"
     return meta
-
-
-def safe_error(exc: BaseException) -> str:
-    """A one-line description of an unexpected failure, for reports."""
-    if isinstance(exc, AutoscalerError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

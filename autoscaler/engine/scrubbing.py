@@ -17,7 +17,7 @@ from autoscaler.core.reasons import Pending
 from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
-    from autoscaler.engine.reconciler import Evaluation
+    from autoscaler.engine.evaluation import Evaluation
 
 
 def scrubbed(evaluation: Evaluation) -> Evaluation:

@@ -18,7 +18,8 @@ from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.model import Decision, Policy, TargetRef, TargetStatus
 from autoscaler.core.ports import RangeSource
 from autoscaler.core.series import SeriesSet, describe_select
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import QueryError
 
 # What a check's query returns at one instant: a number, None (no series: the check fails

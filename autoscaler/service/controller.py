@@ -36,7 +36,8 @@ from autoscaler.api.models import (
 )
 from autoscaler.core.model import Policy
 from autoscaler.core.ports import MetricSource, StateStore
-from autoscaler.engine.reconciler import Evaluation, Reconciler, safe_error, utcnow
+from autoscaler.engine.evaluation import Evaluation, safe_error
+from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import (
     EvaluationCancelled,
     EvaluationFailed,

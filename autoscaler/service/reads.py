@@ -27,7 +27,7 @@ from autoscaler.api.models import (
 from autoscaler.core.cooldown import cooldown_left, last_action, plausible
 from autoscaler.core.model import Decision, Policy
 from autoscaler.core.ports import MetricSource, StateStore
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.errors import AutoscalerError, PolicyNotFound, StateError
 from autoscaler.redact import scrub
 from autoscaler.service.discovery_sources import is_source_failure

@@ -39,8 +39,9 @@ from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.model import Policy
 from autoscaler.core.ports import MetricSource, StateStore
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.engine.histories import range_source
-from autoscaler.engine.reconciler import Evaluation, Reconciler, utcnow
+from autoscaler.engine.reconciler import Reconciler, utcnow
 from autoscaler.errors import AutoscalerError, Problem, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.service.allocator import fix_mmap_threshold

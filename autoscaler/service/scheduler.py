@@ -64,7 +64,8 @@ from datetime import datetime
 
 from autoscaler.core import decision as core
 from autoscaler.core.model import Policy
-from autoscaler.engine.reconciler import Evaluation, safe_error, utcnow
+from autoscaler.engine.evaluation import Evaluation, safe_error
+from autoscaler.engine.reconciler import utcnow
 from autoscaler.engine.scrubbing import scrubbed
 
 log = logging.getLogger("autoscaler.scheduler")

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from autoscaler import __version__
 from autoscaler.core.model import Policy
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.errors import Problem
 from autoscaler.service.allocator import give_back_free_pages
 from autoscaler.service.discovery_sources import SourceHealth

@@ -41,7 +41,8 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ports import ScalingTarget
 from autoscaler.core.series import SeriesSet
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.service.leadership import Leadership, replicate
 from tests.integration.adapters.test_postgres_state import settings
 from tests.support.aws import AwsProxy, MotoServer

@@ -28,7 +28,8 @@ from autoscaler.core.model import (
     Policy,
 )
 from autoscaler.core.ports import ScalingTarget
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from tests.integration.engine.test_lease_deadline import Load, _policy
 from tests.support.aws import AwsProxy
 from tests.support.nomad_api import NomadApiStandIn

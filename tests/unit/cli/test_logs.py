@@ -26,7 +26,7 @@ from autoscaler import redact
 from autoscaler.cli.logs import BatchingHandler, JsonFormatter, _json_value
 from autoscaler.core.model import Action, CheckResult, Decision, ForecastReading
 from autoscaler.engine.decision_log import log_decision
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from tests.support.fuzz import fuzz_settings
 
 DECISION = Decision(

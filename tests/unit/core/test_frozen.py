@@ -12,11 +12,11 @@ import pytest
 
 from autoscaler.core import cooldown, model, run, strategies
 from autoscaler.core.frozen import fast_init
-from autoscaler.engine import reconciler
+from autoscaler.engine import evaluation
 
 SPED_UP = [
     cls
-    for module in (model, strategies, run, cooldown, reconciler)
+    for module in (model, strategies, run, cooldown, evaluation)
     for cls in vars(module).values()
     if inspect.isclass(cls) and hasattr(cls.__init__, "dataclass_init")
 ]

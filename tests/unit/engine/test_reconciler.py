@@ -28,7 +28,8 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.ports import ScalingTarget, StateStore
 from autoscaler.core.series import SeriesSet
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.engine.scrubbing import scrubbed
 from autoscaler.errors import (
     NotLeader,

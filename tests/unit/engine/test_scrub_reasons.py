@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from autoscaler import redact
 from autoscaler.core.model import DECISION_REASONS
 from autoscaler.core.reasons import Pending, later, pending
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.engine.scrubbing import scrubbed
 from tests.support.fuzz import fuzz_settings
 from tests.unit.core.test_decision_properties import Case

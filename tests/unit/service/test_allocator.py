@@ -56,7 +56,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from autoscaler.core.model import Action, CheckResult, Decision
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.service.allocator import fix_mmap_threshold
 from autoscaler.service.telemetry import Telemetry
 if sys.argv[1] == "fixed":

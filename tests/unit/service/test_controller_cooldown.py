@@ -14,7 +14,8 @@ from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.decision import decide
 from autoscaler.core.model import Action, Memory, Observation, Policy, TargetStatus
 from autoscaler.core.ports import MetricSource
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry

@@ -16,7 +16,8 @@ from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.api.models import EvaluationOut
 from autoscaler.core.model import Action, Decision, Policy
 from autoscaler.core.ports import MetricSource
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import (
     EvaluationCancelled,
     EvaluationTimeout,

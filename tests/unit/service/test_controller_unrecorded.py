@@ -14,7 +14,8 @@ from typing import cast
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import Action, Decision, Policy
 from autoscaler.core.ports import MetricSource
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import StateError
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier

@@ -22,7 +22,7 @@ from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.adapters.targets.nomad_watch import JobWatch
 from autoscaler.core.model import Check, NomadTarget, Policy, Strategy, TargetRef
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.service import retention
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier

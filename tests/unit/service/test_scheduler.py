@@ -28,7 +28,8 @@ from autoscaler.core.model import (
     Strategy,
 )
 from autoscaler.core.ports import MetricSource, StateStore
-from autoscaler.engine.reconciler import Evaluation, Reconciler
+from autoscaler.engine.evaluation import Evaluation
+from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import EvaluationFailed, PolicyNotFound, ServiceBusy, ShuttingDown
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier

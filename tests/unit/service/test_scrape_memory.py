@@ -21,7 +21,7 @@ import random, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from autoscaler.core.model import Action, CheckResult, Decision
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.service.telemetry import Telemetry
 N = 10_000
 telemetry = Telemetry()

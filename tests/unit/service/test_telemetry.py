@@ -28,7 +28,7 @@ from autoscaler.core.model import (
     Policy,
     Strategy,
 )
-from autoscaler.engine.reconciler import Evaluation
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.errors import Problem
 from autoscaler.service.discovery_sources import SourceHealth
 from autoscaler.service.telemetry import Telemetry
