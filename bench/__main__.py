@@ -45,6 +45,9 @@ def week_of_15s(traces_dir: Path) -> Trace:
 def bench_speed(traces_dir: Path, repeat: int) -> None:
     print("## Simulation speed: one week of a 15 s trace, every controller compared\n")
     trace = week_of_15s(traces_dir)
+    twitter = traces_dir / "twitter_sample_stream_2021-08_per_10s.csv"
+    # Said, because a synthetic week simulates faster: figures from the two do not compare.
+    print(f"trace: {twitter if twitter.exists() else f'a synthetic week ({twitter} not found)'}\n")
     setup = Setup(capacity=10.0, target_utilization=UTILIZATION, provisioning=PROVISIONING)
     for interval in (30, 15):
         policy = replace(
