@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, print_error
@@ -33,6 +34,7 @@ def cmd_validate(
     discover: bool = False,
     nomad_scaling_policies: bool = False,
     nomad: Callable[[], NomadSettings] | None = None,
+    now: datetime | None = None,
 ) -> int:
     """`autoscaler validate`: one `FILE:LINE: FIELD: message` line per problem, and one
     `FILE:LINE: FIELD: warning: message` line per warning (which alone fails nothing).
@@ -40,10 +42,12 @@ def cmd_validate(
     Offline, templates are checked on their own; with `discover`, they are also expanded
     with one discovery pass and every expanded policy is checked (by its expanded name).
     `nomad` gives the Nomad settings (default: NOMAD_* variables), built only then, so a
-    bad one never fails an offline check.
+    bad one never fails an offline check. `now` (default: the clock's time) is when a
+    one-off schedule that ended is a warning.
     """
+    now = datetime.now(UTC) if now is None else now
     with _fewer_collections():
-        result = load_paths(paths, workers=default_workers())
+        result = load_paths(paths, workers=default_workers(), now=now)
     print_problems(result, out)
     if result.problems:
         return EXIT_INVALID

@@ -12,9 +12,11 @@ keep running the others. A warning drops nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +108,18 @@ def load_data(data: dict[str, Any], file: str) -> tuple[model.Policy | None, lis
     return (None if validated is None else validated[1]), problems
 
 
-def load_file(path: Path) -> FileLoad:
+def load_file(path: Path, *, now: datetime | None = None) -> FileLoad:
     """Read and validate one file, without looking at any other; never raises.
 
-    A file with any problem contributes none of its policies.
+    A file with any problem contributes none of its policies. With `now`, the warnings
+    also name what is over by then (a one-off schedule that ended: `policy_warnings`).
     """
     file = str(path)  # one string for the load, its problems and its policies' sources
     try:
         text = _read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         return FileLoad(file, [], [Problem(file, 1, "(file)", f"cannot read the file: {exc}")])
-    loaded, templates, problems, warnings = _load(text, file)
+    loaded, templates, problems, warnings = _load(text, file, now)
     if problems:
         return FileLoad(file, (), problems, (), warnings or ())
     return FileLoad(file, loaded, (), templates or (), warnings or ())  # no empty list per file
@@ -133,7 +136,9 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def load_paths(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
+def load_paths(
+    paths: Sequence[str | Path], *, workers: int = 1, now: datetime | None = None
+) -> LoadResult:
     """Load files and folders (`*.yaml`, `*.yml`, not recursive); never raise for bad files.
 
     A broken file contributes its problems and none of its policies. A policy whose name is
@@ -141,7 +146,8 @@ def load_paths(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
     enabled policy whose target an earlier enabled policy already scales (`conflicts`).
     Warnings drop nothing: they are only listed.
     With `workers` > 1, many files are read by that many processes (`policy.parallel`;
-    only from a process that has not started threads), with the same result.
+    only from a process that has not started threads), with the same result. `now`: as
+    for `load_file` (`validate` gives its clock's time; the others leave it out).
     """
     problems: list[Problem] = []
     files = expand_paths(paths, problems)
@@ -149,7 +155,8 @@ def load_paths(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
     templates: list[Template] = []
     warnings: list[PolicyWarning] = []
     claims = Claims()
-    for found in map_files(load_file, FileLoad, files, workers=workers):
+    read = load_file if now is None else functools.partial(load_file, now=now)
+    for found in map_files(read, FileLoad, files, workers=workers):
         problems.extend(found.problems)
         templates.extend(found.templates)
         warnings.extend(found.warnings)
@@ -191,16 +198,16 @@ class _Item:
 _Loaded = tuple[list[Located], list[Template], list[Problem], list[PolicyWarning]]
 
 
-def _load(text: str, file: str) -> _Loaded:
-    """One file's policies, templates, problems and warnings."""
+def _load(text: str, file: str, now: datetime | None = None) -> _Loaded:
+    """One file's policies, templates, problems and warnings (as of `now`, if given)."""
     try:
-        return _load_unsafe(text, file)
+        return _load_unsafe(text, file, now)
     except Exception as exc:  # a bug here must not take the service down
         message = f"internal error while validating ({type(exc).__name__}: {exc}); please report"
         return [], [], [Problem(file, 1, "(file)", message)], []
 
 
-def _load_unsafe(text: str, file: str) -> _Loaded:
+def _load_unsafe(text: str, file: str, now: datetime | None) -> _Loaded:
     try:
         docs, issues = load_documents(text)
     except YamlSyntaxError as exc:
@@ -216,11 +223,11 @@ def _load_unsafe(text: str, file: str) -> _Loaded:
     warnings: list[PolicyWarning] = []
     for item in items:
         if is_template(item.data):
-            template = _template(item, file, problems, warnings)
+            template = _template(item, file, problems, warnings, now)
             if template is not None:
                 templates.append(template)
             continue
-        policy = _validate(item, file, problems, warnings)
+        policy = _validate(item, file, problems, warnings, now)
         if policy is not None:
             loaded.append(Located(policy, item.line(("name",))))
     names = Claims(targets=False)  # within one file, a duplicate name breaks the file
@@ -236,7 +243,11 @@ def _load_unsafe(text: str, file: str) -> _Loaded:
 
 
 def _template(
-    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning]
+    item: _Item,
+    file: str,
+    problems: list[Problem],
+    warnings: list[PolicyWarning],
+    now: datetime | None,
 ) -> Template | None:
     """A template (`for_each`): checked by `templates`, its body checked here as a policy
     (its warnings are the template's, said once, not once per target it expands to)."""
@@ -246,7 +257,7 @@ def _template(
         line=item.line,
         problems=problems,
         validate_body=lambda data: _validated(
-            _Item(data, item.doc, item.prefix), file, problems, warnings
+            _Item(data, item.doc, item.prefix), file, problems, warnings, now
         ),
         text=repr(item.data),
     )
@@ -294,17 +305,25 @@ def _default_name(items: list[_Item], file: str, problems: list[Problem]) -> Non
 
 
 def _validate(
-    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning]
+    item: _Item,
+    file: str,
+    problems: list[Problem],
+    warnings: list[PolicyWarning],
+    now: datetime | None,
 ) -> model.Policy | None:
-    validated = _validated(item, file, problems, warnings)
+    validated = _validated(item, file, problems, warnings, now)
     return None if validated is None else validated[1]
 
 
 def _validated(
-    item: _Item, file: str, problems: list[Problem], warnings: list[PolicyWarning] | None = None
+    item: _Item,
+    file: str,
+    problems: list[Problem],
+    warnings: list[PolicyWarning] | None = None,
+    now: datetime | None = None,
 ) -> tuple[PolicyModel, model.Policy] | None:
     """The item validated (model and policy), or None with its problems added; its
-    warnings (once its structure is valid) are added to `warnings`, if given."""
+    warnings (once its structure is valid, as of `now`) are added to `warnings`, if given."""
     _restore_changes(item)
     before = len(problems)
     problems.extend(_duplicate_names(item, file))
@@ -321,7 +340,7 @@ def _validated(
     if warnings is not None:
         warnings.extend(
             PolicyWarning(file, item.line(path), field_name(path), message)
-            for path, message in policy_warnings(parsed)
+            for path, message in policy_warnings(parsed, now)
         )
     if len(problems) > before or parsed.name is None:  # a missing name is reported already
         return None

@@ -10,12 +10,14 @@ controller does with the field.
 
 from __future__ import annotations
 
-from autoscaler.policy.rules import Finding
+from datetime import datetime
+
+from autoscaler.policy.rules import Finding, utc_time
 from autoscaler.policy.schema import CheckModel, PolicyModel, ScheduleModel, ThresholdCheck
 from autoscaler.policy.yaml_lines import Path
 
 
-def policy_warnings(policy: PolicyModel) -> list[Finding]:
+def policy_warnings(policy: PolicyModel, now: datetime | None = None) -> list[Finding]:
     """What a valid policy holds that is most likely not meant, at its field: reported as a
     warning, never refused.
 
@@ -25,6 +27,8 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
     others either: a `timezone` a one-off schedule does not use, a one-off time without an
     offset (read in UTC), a schedule without min or max, two schedules of one name, a step
     limit without count or percent (no limit), a threshold step that changes nothing.
+    With `now` (`validate` gives its clock's time), a one-off schedule that ended by then
+    is one too: an old window is harmless, but most likely meant to be dated anew.
     """
     found: list[Finding] = []
     if policy.on_missing_data != "fallback" and policy.fallback is not None:
@@ -50,6 +54,8 @@ def policy_warnings(policy: PolicyModel) -> list[Finding]:
     for index, schedule in enumerate(policy.schedules):
         path: Path = ("schedules", index)
         found += _schedule_warnings(schedule, path)
+        if now is not None:
+            found += _ended(schedule, path, now)
         first = named.setdefault(schedule.name, index)
         if first != index:
             message = (
@@ -102,3 +108,21 @@ def _schedule_warnings(schedule: ScheduleModel, path: Path) -> list[Finding]:
         )
         found.append((path, message))
     return found
+
+
+def _ended(schedule: ScheduleModel, path: Path, now: datetime) -> list[Finding]:
+    """A one-off schedule whose `end` is not after `now`: it never opens again."""
+    if schedule.cron is not None or schedule.start is None or schedule.end is None:
+        return []
+    try:
+        end = utc_time(schedule.end, schedule.timezone)
+    except ValueError:  # not one instant: a problem of its own (`rules`)
+        return []
+    if end > now:
+        return []
+    message = (
+        f"{end.isoformat()} is past (it is {now.isoformat(timespec='seconds')}): "
+        "this one-off window is over and never opens again, so the schedule changes nothing; "
+        "remove it, or give it the dates meant"
+    )
+    return [((*path, "end"), message)]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from autoscaler.cli.main import main
 from autoscaler.cli.policytest import run_files
+from autoscaler.cli.validate import cmd_validate
 
 SPEC_EXAMPLE = Path(__file__).parents[1] / "policy" / "data" / "policy_spec_example.yaml"
 
@@ -32,11 +34,11 @@ WARNING = (
 )
 
 
-def test_validate_accepts_the_spec_example_and_prints_its_warning(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["validate", str(SPEC_EXAMPLE)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_validate_accepts_the_spec_example_and_prints_its_warning() -> None:
+    out = io.StringIO()
+    # Before its Black Friday window ended (after it, that is a warning too).
+    assert cmd_validate([str(SPEC_EXAMPLE)], out, now=datetime(2026, 11, 1, tzinfo=UTC)) == 0
+    lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{SPEC_EXAMPLE}:")
     assert ": fallback: warning: ignored while on_missing_data is hold: " in lines[0]
@@ -86,3 +88,27 @@ def test_policy_tests_of_a_policy_with_a_warning_run_and_pass(tmp_path: Path) ->
     out = io.StringIO()
     assert run_files([str(test_file)], out) == 0, out.getvalue()
     assert out.getvalue() == f"{test_file}: 1 test, 2 expectations: all passed\n"
+
+
+ENDED_SCHEDULE = (
+    "schedules:\n"
+    "  - {name: launch, start: '%s-01-01T00:00:00Z', end: '%s-01-02T00:00:00Z', min: 2}\n"
+)
+
+
+def test_validate_warns_of_a_one_off_schedule_that_ended_by_its_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, `validate` said nothing of a window over for good. The real clock: 2001 is
+    # past and 9998 is not, whenever this runs.
+    base = POLICY.replace("on_missing_data: hold\nfallback: {after: 3, count: 10}\n", "")
+    (tmp_path / "old.yaml").write_text(base + ENDED_SCHEDULE % (2001, 2001))
+    (tmp_path / "later.yaml").write_text(base.replace("web", "api") + ENDED_SCHEDULE % (9998, 9998))
+    assert main(["validate", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(
+        f"{tmp_path / 'old.yaml'}:9: schedules[0].end: warning: 2001-01-02T00:00:00+00:00 "
+        "is past (it is "
+    )
+    assert lines[1] == "2 policies valid in 2 files: api, web"

@@ -55,9 +55,11 @@ def test_validate_collects_garbage_less_often_while_loading_and_as_before_after(
     seen: list[tuple[int, int, int]] = []
     before = gc.get_threshold()
 
-    def loading(paths: Sequence[str | Path], *, workers: int = 1) -> LoadResult:
+    def loading(
+        paths: Sequence[str | Path], *, workers: int = 1, now: datetime | None = None
+    ) -> LoadResult:
         seen.append(gc.get_threshold())
-        return load(paths, workers=workers)
+        return load(paths, workers=workers, now=now)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(validate, "load_paths", loading)

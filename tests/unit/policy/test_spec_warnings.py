@@ -271,3 +271,57 @@ def test_a_step_covered_by_an_earlier_step_that_changes_nothing_can_never_match(
     ((line, field, message),) = [(p.line, p.field, p.message) for p in caught.value.problems]
     assert (line, field) == (13, "checks[1].steps[2]")
     assert message.startswith("this step can never match: every value it matches is matched")
+
+
+# --- 6. a one-off schedule that ended (with `now`: what `validate` gives) ------------------
+
+ENDED = """\
+schedules:
+  - name: black-friday
+    start: 2026-11-27T06:00:00+01:00
+    end: 2026-11-28T02:00:00+01:00
+    min: 12
+"""
+END = datetime(2026, 11, 28, 1, tzinfo=UTC)  # 02:00 at +01:00
+
+
+def loaded_at(tmp_path: Path, body: str, now: datetime) -> FileLoad:
+    path = tmp_path / "web.yaml"
+    path.write_text(HEAD + body)
+    return load_file(path, now=now)
+
+
+def test_a_one_off_schedule_that_ended_loads_with_one_warning_naming_its_end(
+    tmp_path: Path,
+) -> None:
+    # Before, an old window was accepted without a word: it never opens again.
+    line, field, message = only_warning(loaded_at(tmp_path, ENDED, END + timedelta(days=6)))
+    assert (line, field) == (10, "schedules[0].end")
+    assert message == (
+        "2026-11-28T01:00:00+00:00 is past (it is 2026-12-04T01:00:00+00:00): this one-off "
+        "window is over and never opens again, so the schedule changes nothing; remove it, "
+        "or give it the dates meant"
+    )
+
+
+def test_a_one_off_schedule_ends_at_its_end_not_before(tmp_path: Path) -> None:
+    """The window is [start, end): it is over at `end` itself, open a moment before."""
+    tick = timedelta(microseconds=1)
+    assert loaded_at(tmp_path, ENDED, END - tick).warnings == ()
+    assert only_warning(loaded_at(tmp_path, ENDED, END))[1] == "schedules[0].end"
+
+
+def test_an_end_without_an_offset_is_past_as_read_in_its_timezone(tmp_path: Path) -> None:
+    body = LOCAL_SCHEDULE + "    timezone: Europe/Paris\n"  # ends 2026-11-28 01:00 UTC
+    assert loaded_at(tmp_path, body, END - timedelta(seconds=1)).warnings == ()
+    line, field, message = only_warning(loaded_at(tmp_path, body, END))
+    assert (line, field) == (10, "schedules[0].end")
+    assert message.startswith("2026-11-28T01:00:00+00:00 is past (it is 2026-11-28T01:00:00+00:00)")
+
+
+def test_without_now_or_for_a_recurring_schedule_nothing_is_past(tmp_path: Path) -> None:
+    # `plan`, `run` and the others load without `now`: the warning is `validate`'s.
+    (tmp_path / "web.yaml").write_text(HEAD + ENDED)
+    assert load_file(tmp_path / "web.yaml").warnings == ()
+    recurring = "schedules:\n  - {name: n, cron: '0 8 * * *', duration: 1h, min: 2}\n"
+    assert loaded_at(tmp_path, recurring, datetime(2099, 1, 1, tzinfo=UTC)).warnings == ()
