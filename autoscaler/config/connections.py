@@ -8,6 +8,7 @@ command line where `ps` would show them.
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,7 +214,7 @@ def _read_secret(args: argparse.Namespace, dest: str, env_name: str, what: str) 
     path = getattr(args, dest, None)
     value = os.environ.get(env_name) or None
     if path and not (value and source_of(args, dest) == "file"):
-        return read_secret_file(path, what)
+        return read_header_secret(path, what)
     return value
 
 
@@ -229,6 +230,33 @@ def read_secret_file(path: str, what: str) -> str:
     return text
 
 
+def read_header_secret(path: str, what: str) -> str:
+    """A secret file's text (`read_secret_file`) sent in an HTTP header (a token, a Basic
+    password): one holding a control or a non-ASCII character, which no header carries
+    as meant (`requests` sends latin-1, or fails deep in a request), is fatal at once."""
+    text = read_secret_file(path, what)
+    problem = unprintable(text.encode())
+    if problem is not None:
+        raise AutoscalerError(
+            f"{what} file {path}: it holds {problem}; it is sent in an HTTP header, which "
+            "carries printable ASCII characters only (letters, digits, punctuation, spaces)"
+        )
+    return text
+
+
+def unprintable(raw: bytes) -> str | None:
+    """What in `raw` an HTTP header cannot carry, or None: a byte-order mark, or a control
+    or non-ASCII character at its first byte. Spaces and tabs inside are fine."""
+    bad = next(
+        (i for i, byte in enumerate(raw) if not (0x20 <= byte <= 0x7E or byte == 0x09)), None
+    )
+    if bad is None:
+        return None
+    if raw.startswith(codecs.BOM_UTF8):
+        return "a byte-order mark: save the file without one"
+    return f"a control or a non-ASCII character at byte {bad + 1}"
+
+
 def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
     """Nomad's settings: NOMAD_* variables first (resolved into `args`), then the file.
 
@@ -237,7 +265,7 @@ def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
     """
     token = os.environ.get("NOMAD_TOKEN") or None
     if token is None and getattr(args, "nomad_token_file", None):
-        token = read_secret_file(args.nomad_token_file, "nomad.token_file")
+        token = read_header_secret(args.nomad_token_file, "nomad.token_file")
     values = {
         option.env: getattr(args, option.dest, None)
         for option in NOMAD_OPTIONS

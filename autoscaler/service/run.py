@@ -18,7 +18,6 @@ writes out what it knows, then releases the lease, so a standby takes over at on
 
 from __future__ import annotations
 
-import codecs
 import ipaddress
 import logging
 import signal
@@ -34,7 +33,7 @@ from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.targets import TargetFactory, aws_calls
 from autoscaler.api.http import HttpServer, create_app
-from autoscaler.config.connections import Settings
+from autoscaler.config.connections import Settings, unprintable
 from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.model import Policy
@@ -190,15 +189,8 @@ def read_token(path: str | None) -> str | None:
         raise AutoscalerError(f"cannot read --api-token-file {path}: {exc.strerror}") from exc
     if not raw:
         raise AutoscalerError(f"--api-token-file {path} is empty; put the token in it")
-    bad = next(
-        (i for i, byte in enumerate(raw) if not (0x20 <= byte <= 0x7E or byte == 0x09)), None
-    )
-    if bad is not None:
-        what = (
-            "a byte-order mark: save the file without one"
-            if raw.startswith(codecs.BOM_UTF8)
-            else f"a control or a non-ASCII character at byte {bad + 1}"
-        )
+    what = unprintable(raw)
+    if what is not None:
         raise AutoscalerError(
             f"--api-token-file {path}: the token holds {what}; a bearer token is printable "
             "ASCII characters only (letters, digits, punctuation, spaces), e.g. "

@@ -242,7 +242,7 @@ TOKEN_WITH_BREAK = f"{SECRET}\nsecond-line"
         ),
         pytest.param(
             ["--prometheus-token-file", "{token}"], {}, {"token": TOKEN_WITH_BREAK},
-            "bearer_token contains a line break", id="token-file-two-lines",
+            "Prometheus token file", id="token-file-two-lines",
         ),
         pytest.param(
             [], {"NOMAD_SKIP_VERIFY": SECRET, "NOMAD_TOKEN": SECRET}, {},
