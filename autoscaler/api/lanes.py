@@ -42,9 +42,14 @@ class Lane:
         self.in_flight = 0  # running or waiting for a thread
         self._limiter: anyio.CapacityLimiter | None = None
 
+    @property
+    def full(self) -> bool:
+        """Whether a call now would be refused (`ServiceBusy`)."""
+        return self.limit is not None and self.in_flight >= self.limit
+
     async def run(self, call: Callable[[], T]) -> T:
         """`call()` on one of the lane's threads; `ServiceBusy` when the lane is full."""
-        if self.limit is not None and self.in_flight >= self.limit:
+        if self.full:
             raise ServiceBusy(
                 f"{self.in_flight} {self.what} are under way already (at most {self.limit}); "
                 f"try again in {self.retry_after} s",

@@ -230,8 +230,11 @@ class Controller(BackendReads):
         the API's shared pool, and `/healthz`, `/readyz` and the webhook queued behind
         them. What blocks (the registry's lock, held through a reload) runs in lanes of
         its own; a preview, which evaluates in the request, in the previews' lane (past
-        `PREVIEW_LIMIT` under way, `ServiceBusy`: 503 with Retry-After)."""
+        `PREVIEW_LIMIT` under way, `ServiceBusy`: 503 with Retry-After, but for an unknown
+        policy `PolicyNotFound`: a retry cannot help, so it is no busy service's answer)."""
         if preview:
+            if self._previews.full:  # known, or 404 (the registry's lock may block: a lane)
+                await self._requests.run(lambda: self._known(name))
             evaluation = await self._previews.run(lambda: self._preview(name))
             return _evaluation_out(evaluation, preview=True)
         future = await self._requests.run(lambda: self._trigger(name))
@@ -245,11 +248,16 @@ class Controller(BackendReads):
             raise EvaluationFailed(f"evaluation failed: {safe_error(exc)}") from None
         return _evaluation_out(evaluation, preview=False)
 
-    def _preview(self, name: str) -> Evaluation:
-        """`name` evaluated without scaling, recording or remembering (blocks)."""
+    def _known(self, name: str) -> Policy:
+        """The policy `name` (blocks through a reload); `PolicyNotFound` when there is none."""
         policy = self.registry.get(name)
         if policy is None:
             raise PolicyNotFound(name)
+        return policy
+
+    def _preview(self, name: str) -> Evaluation:
+        """`name` evaluated without scaling, recording or remembering (blocks)."""
+        policy = self._known(name)
         with coalesce.fresh_since(time.monotonic()):
             return self.reconciler.evaluate(policy, dry_run=True, apply=False)
 

@@ -155,3 +155,30 @@ def test_previews_past_the_cap_are_refused_with_retry_after_and_stall_nothing(
         callers.join()
     _assert_in_time(found)
     assert answered == [(503, "5")] * (CALLS - 16)
+
+
+def test_previewing_an_unknown_policy_while_previews_are_full_is_404_not_503(
+    service_factory: Callable[..., ServiceProcess],
+    moto_server: MotoServer,
+    fake_prometheus: FakePrometheus,
+) -> None:
+    # Before, the lane refused first: a typo in the name was answered "busy, retry in 5 s",
+    # and a client honouring Retry-After retried a policy that does not exist.
+    service = _busy_service(service_factory, moto_server, fake_prometheus)
+    callers = Callers()
+    callers.start(lambda i: f"{service.url}/v1/policies/s{i % SLOW}/evaluate?dry_run=true")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        wait_until(lambda: len(callers.answers) >= CALLS - 16, timeout=5, what="a full lane")
+        unknown = requests.post(
+            f"{service.url}/v1/policies/nope/evaluate?dry_run=true", headers=auth, timeout=5
+        )
+        known = requests.post(
+            f"{service.url}/v1/policies/s0/evaluate?dry_run=true", headers=auth, timeout=5
+        )
+    finally:
+        service.kill()
+        callers.join()
+    assert (unknown.status_code, unknown.headers.get("Retry-After")) == (404, None)
+    assert "nope" in unknown.text
+    assert (known.status_code, known.headers.get("Retry-After")) == (503, "5")
