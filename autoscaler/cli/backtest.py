@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "paths",
         nargs="*",
         metavar="PATH",
-        default=[os.environ.get("AUTOSCALER_POLICIES", "policies")],
+        default=[os.environ.get("AUTOSCALER_POLICIES") or "policies"],  # empty: unset
         help="policy files or folders (default: policies/; env AUTOSCALER_POLICIES)",
     )
     parser.add_argument(

@@ -162,7 +162,6 @@ def _nomad(name: str, key: str, help: str, kind: Kind = TEXT) -> Option:
         kind=kind,
         env=name,
         key=("nomad", key),
-        empty_unset=True,
         help=help,
     )
 

@@ -26,7 +26,7 @@ from typing import Any
 from autoscaler.policy.schema import describe
 
 _TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
+_FALSE = ("0", "false", "no", "off")
 
 
 class OptionError(ValueError):
@@ -234,7 +234,10 @@ class Option:
 
     `flags` empty: no command-line flag (variables and the file only, like NOMAD_ADDR).
     `key` empty: not in the config file (a secret's value, which belongs in a file).
-    `empty_unset`: an empty variable counts as unset (the NOMAD_* convention).
+    `empty_unset`: an empty variable counts as unset, as NOMAD_* ones do: compose's and
+    Kubernetes' `${X:-}` give an empty variable for one not set, and it must not override
+    the config file (`AUTOSCALER_DRY_RUN=` read as false scaled live). False only where
+    empty is a documented value of its own (`AUTOSCALER_LISTEN=`: no HTTP API).
     `positional`: the flag is the command's positional PATH... (given as `flags[0]`).
     """
 
@@ -246,7 +249,7 @@ class Option:
     default: Any = None
     help: str = ""
     metavar: str | None = None
-    empty_unset: bool = False
+    empty_unset: bool = True
     positional: bool = False
 
     @property

@@ -109,6 +109,7 @@ SERVICE_OPTIONS = (
         key=("api", "listen"),
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
+        empty_unset=False,  # `AUTOSCALER_LISTEN=` turns the API off (the image sets it)
         help="HTTP API address (empty to disable)",
     ),
     Option(
@@ -264,7 +265,6 @@ HA_OPTIONS = (
         flags=("--replica-id",),
         env="AUTOSCALER_REPLICA_ID",
         key=("ha", "replica_id"),
-        empty_unset=True,
         help="this replica's name in the lease, logs and API (default HOSTNAME-PID)",
     ),
 )

@@ -74,6 +74,35 @@ def test_plan_takes_its_policies_and_prometheus_from_the_config_file(
     assert flag.returncode == 0, flag.stderr
 
 
+def test_an_empty_variable_leaves_the_config_files_value_in_place(
+    folder: Path,
+    tmp_path: Path,
+    moto_server: MotoServer,
+    prometheus: Any,
+    metrics: Metrics,
+    make_asg: Callable[..., str],
+    desired_capacity: Callable[[str], int],
+) -> None:
+    # compose's and Kubernetes' `${X:-}` give an empty variable for one not set. Before,
+    # `AUTOSCALER_DRY_RUN=` was false over the file's `dry_run: true` (the group scaled
+    # live) and `AUTOSCALER_POLICIES=` the current folder over the file's `policies:`.
+    asg = make_asg(desired=2)
+    load = metrics.push("load", 73)
+    (folder / "web.yaml").write_text(asg_policy("web", asg, per_instance(f"sum({load})")))
+    config = write_config(
+        tmp_path,
+        f"policies: [{folder}]\ndry_run: true\nstate: {tmp_path / 's.db'}\n"
+        f"prometheus: {{url: '{prometheus.url}'}}\n",
+    )
+    empty = {"AUTOSCALER_DRY_RUN": "", "AUTOSCALER_POLICIES": "", "AUTOSCALER_STATE": ""}
+    result = autoscaler("run", "--once", "--config", config, env={**moto_server.env, **empty})
+    assert result.returncode == 0, result.stderr
+    assert "policy=web" in result.stderr and "action=up dry_run=true" in result.stderr
+    assert "overridden" not in result.stderr
+    assert desired_capacity(asg) == 2
+    assert (tmp_path / "s.db").exists()
+
+
 def test_an_invalid_config_file_is_one_line_per_problem_and_exits_4(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, "prometheus:\n  url: http://p:9090\n  tokn_file: /t\nworkers: x\n"

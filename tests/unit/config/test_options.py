@@ -238,9 +238,6 @@ def test_a_value_below_its_bound_is_refused_by_flag_variable_and_file_never_clam
             "must be at most 1000000000, got",
             id="history-max",
         ),
-        pytest.param(
-            "AUTOSCALER_STATE", "--state", "", "the state database cannot be empty", id="state"
-        ),
     ],
 )
 def test_a_value_the_state_database_cannot_take_is_a_usage_error_not_a_traceback(
@@ -254,7 +251,21 @@ def test_a_value_the_state_database_cannot_take_is_a_usage_error_not_a_traceback
         parse("run", flag, value)
     assert exited.value.code == 2
     assert f"argument {flag}: {message}" in capsys.readouterr().err
-    assert resolved(["plan"], {"AUTOSCALER_STATE": ""}).state == ""  # plan: no state, as before
+
+
+def test_an_empty_state_is_a_usage_error_from_the_flag_or_the_file_not_the_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    message = "the state database cannot be empty"
+    with pytest.raises(SystemExit) as exited:
+        parse("run", "--state", "")
+    assert exited.value.code == 2
+    assert f"argument --state: {message}" in capsys.readouterr().err
+    (problem,) = parse_config("state: ''\n", "autoscaler.yaml", FILE_OPTIONS).problems
+    assert (problem.line, problem.field) == (1, "state") and message in problem.message
+    # An empty variable is unset, as every other one (compose's `${X:-}`): the default.
+    assert resolved(["run"], {"AUTOSCALER_STATE": ""}).state == "autoscaler-state.db"
+    assert resolved(["plan"], {"AUTOSCALER_STATE": ""}).state is None  # plan: no state
 
 
 @pytest.mark.parametrize(
@@ -333,6 +344,30 @@ def test_a_complete_config_file_sets_every_option_it_names() -> None:
     assert (args.nomad_skip_verify, args.nomad_token_file) == ("false", "/run/secrets/nomad-token")
     assert (args.log_level, args.dry_run, args.listen) == ("warning", True, "0.0.0.0:8080")
     assert sources["workers"] == sources["log_level"] == "file"
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "validate"])
+def test_an_empty_variable_is_unset_for_every_option_but_listen(command: str) -> None:
+    # compose's and Kubernetes' `${X:-}` give an empty variable for one not set. Before, it
+    # was a value: `AUTOSCALER_DRY_RUN=` read as false over the file's `dry_run: true` (live
+    # scaling), `AUTOSCALER_POLICIES=` the current folder over the file's `policies:`.
+    file = parse_config(GOOD, "autoscaler.yaml", FILE_OPTIONS).values
+    options = parsed_options(parse(command))
+    empty = {o.env: "" for o in options if o.env and o.env != "AUTOSCALER_LISTEN"}
+    assert "AUTOSCALER_POLICIES" in empty and "NOMAD_ADDR" in empty
+    assert vars(resolved([command], empty, file)) == vars(resolved([command], {}, file))
+    assert vars(resolved([command], empty)) == vars(resolved([command], {}))
+    if command == "run":
+        assert resolved([command], empty, file).dry_run is True
+        assert resolved([command], empty, file).paths == ["/etc/autoscaler/policies"]
+
+
+def test_an_empty_policies_variable_is_unset_for_backtest_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: [""], the current folder.
+    monkeypatch.setenv("AUTOSCALER_POLICIES", "")
+    assert parse("backtest", "--from", "-1d").paths == ["policies"]
 
 
 @pytest.mark.parametrize(
