@@ -3,7 +3,8 @@
 Items are separated by spaces; each gives one or more consecutive values:
 
 - `a` one value; numbers as Prometheus writes them, `NaN`, `Inf`, `+Inf`, `-Inf` included;
-- `a+bxn` / `a-bxn` `n + 1` values: `a`, `a±b`, ..., `a±n·b` (`'-2+4x3'` is `-2 2 6 10`);
+- `a+bxn` / `a-bxn` `n + 1` values: `a`, then each the one before `± b`, added up as
+  promtool adds them (`'-2+4x3'` is `-2 2 6 10`, `'1-Infx1'` is `1 -Inf`);
 - `axn` `n + 1` times `a` (shorthand for `a+0xn`);
 - `_` one missing value, `_xn` `n` missing values (not `n + 1`: nothing to increment);
 - `stale` one stale value (the series ended).
@@ -74,13 +75,21 @@ def _item(position: int, item: str) -> list[SeriesValue]:
     if expanding is None:
         raise SeriesError(position, item, _SYNTAX)
     start = float(expanding.group("a"))
-    increment = float(expanding.group("b") or 0)
+    count = _times(position, item, expanding.group("n")) + 1
+    if expanding.group("op") is None:
+        return [start] * count  # `axn`: `a` repeated, as promtool does (`Infx3` stays Inf)
+    increment = float(expanding.group("b"))
     if expanding.group("op") == "-":
         increment = -increment
-    count = _times(position, item, expanding.group("n")) + 1
-    if increment == 0:
-        return [start] * count  # `Infx3` stays Inf (Inf + 0 * Inf would be NaN)
-    return [start + i * increment for i in range(count)]
+    # Each value the one before plus `increment`, as promtool computes them: never
+    # `start + i * increment`, whose first value `1 + 0 * -Inf` is NaN (and whose rounding
+    # differs: `0.1+0.1x9` ends at 0.9999999999999999 in promtool, not 1.0).
+    values: list[SeriesValue] = []
+    value = start
+    for _ in range(count):
+        values.append(value)
+        value += increment
+    return values
 
 
 def _times(position: int, item: str, text: str) -> int:

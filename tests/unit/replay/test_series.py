@@ -43,6 +43,29 @@ def test_special_floats_are_values_the_reconciler_will_refuse() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        pytest.param("1-Infx1", [1.0, -math.inf], id="infinite-increment-starts-at-a"),
+        pytest.param("1+Infx2", [1.0, math.inf, math.inf], id="plus-inf"),
+        pytest.param(
+            "0.1+0.1x9",
+            [
+                *(0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7),
+                *(0.7999999999999999, 0.8999999999999999, 0.9999999999999999),
+            ],
+            id="rounding-as-promtool-sums",
+        ),
+    ],
+)
+def test_an_expanding_item_adds_its_increment_to_the_value_before_as_promtool(
+    text: str, values: list[float]
+) -> None:
+    # promtool (promql's series_item) appends `a`, then `a += b` n times. Before, `a + i * b`:
+    # `1-Infx1` was [NaN, -Inf] (0 * Inf is NaN), and the rounding differed from promtool's.
+    assert expand(text) == values
+
+
+@pytest.mark.parametrize(
     ("text", "item", "bad"),
     [
         pytest.param("1 2 x3", 3, "x3", id="detached-x"),
