@@ -2,7 +2,8 @@
 
 Items are separated by spaces; each gives one or more consecutive values:
 
-- `a` one value; numbers as Prometheus writes them, `NaN`, `Inf`, `+Inf`, `-Inf` included;
+- `a` one value; numbers as Prometheus writes them, `NaN`, `Inf`, `+Inf`, `-Inf` included,
+  in any case as promtool reads them (`nan`, `-inf`, `INF`; not `Infinity`);
 - `a+bxn` / `a-bxn` `n + 1` values: `a`, then each the one before `± b`, added up as
   promtool adds them (`'-2+4x3'` is `-2 2 6 10`, `'1-Infx1'` is `1 -Inf`);
 - `axn` `n + 1` times `a` (shorthand for `a+0xn`);
@@ -18,8 +19,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-_NUMBER = r"(?:[+-]?(?:Inf|NaN|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))"
-_UNSIGNED = r"(?:Inf|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+# `Inf` and `NaN` in any case: promtool's lexer folds them (`inf`, `NAN`) as PromQL does.
+_NUMBER = r"(?:[+-]?(?:(?i:inf|nan)|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))"
+_UNSIGNED = r"(?:(?i:inf)|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _EXPANDING = re.compile(rf"^(?P<a>{_NUMBER})(?:(?P<op>[+-])(?P<b>{_UNSIGNED}))?x(?P<n>\d+)$")
 _SINGLE = re.compile(rf"^{_NUMBER}$")
 _MISSING_TIMES = re.compile(r"^_x(?P<n>\d+)$")

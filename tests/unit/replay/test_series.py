@@ -42,6 +42,15 @@ def test_special_floats_are_values_the_reconciler_will_refuse() -> None:
     assert expand("Infx2") == [math.inf] * 3  # no Inf + 0 * Inf = NaN
 
 
+def test_inf_and_nan_are_read_in_any_case_as_promtool_reads_them() -> None:
+    # promtool's lexer folds them (`inf`, `NAN`); before, only `Inf` and `NaN` were read.
+    values = expand("inf -inf +INF iNf 1+infx1 infx1")
+    assert values == [math.inf, -math.inf, math.inf, math.inf, 1.0, math.inf, math.inf, math.inf]
+    assert all(isinstance(v, float) and math.isnan(v) for v in expand("nan NAN -nan +NaN"))
+    with pytest.raises(SeriesError, match="item 1 'Infinity'"):  # promtool refuses it too
+        expand("Infinity")
+
+
 @pytest.mark.parametrize(
     ("text", "values"),
     [

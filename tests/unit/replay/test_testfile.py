@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +71,45 @@ def test_extensions_start_current_reason_and_a_lone_policy_named_implicitly(writ
     (expectation,) = test.expect
     assert expectation.policy == "web" and expectation.at == timedelta(0)
     assert (expectation.current, expectation.reason) == (1, "no usable data")
+
+
+def test_inf_and_nan_are_read_in_any_case_and_as_yaml_numbers(write: Write) -> None:
+    # promtool reads `inf`, `NaN` and `-INF` alike. Before, only `NaN` and `Inf` were read,
+    # and an unquoted YAML `.inf` was refused as 'inf', which the file does not say.
+    hold = "    expect: [{at: 0s, action: hold}]\n"
+    loaded = load_test_file(
+        write(
+            "t.yaml",
+            "policy_files: [web.yaml]\n"
+            "tests:\n"
+            f"  - input_values: {{web: {{rps: 'inf -Inf nan INF +nan 1-infx1'}}}}\n{hold}"
+            f"  - input_values: {{web: {{rps: .inf}}}}\n{hold}"
+            f"  - input_values: {{web: {{rps: -.Inf}}}}\n{hold}"
+            f"  - input_values: {{web: {{rps: .NaN}}}}\n{hold}",
+        )
+    )
+    words, inf, minus_inf, nan = (test.input_values["web"]["rps"] for test in loaded.tests)
+    assert words[:2] == [math.inf, -math.inf] and words[3] == math.inf
+    assert math.isnan(words[2]) and math.isnan(words[4])
+    assert words[5:] == [1.0, -math.inf]
+    assert (inf, minus_inf) == ([math.inf], [-math.inf])
+    assert len(nan) == 1 and math.isnan(nan[0])
+
+
+def test_a_spelling_promtool_refuses_is_quoted_as_written(write: Write) -> None:
+    path = write(
+        "t.yaml",
+        "policy_files: [web.yaml]\n"
+        "tests:\n"
+        "  - input_values: {web: {rps: '1 Infinity'}}\n"
+        "    expect: [{at: 0s, action: hold}]\n"
+        "  - input_values: {web: {rps: '.inf'}}\n"
+        "    expect: [{at: 0s, action: hold}]\n",
+    )
+    assert [p.split(": write")[0] for p in problems_of(path)] == [
+        f"{path}:3: tests[0].input_values.web.rps: item 2 'Infinity'",
+        f"{path}:5: tests[1].input_values.web.rps: item 1 '.inf'",
+    ]
 
 
 BAD = [
