@@ -7,9 +7,14 @@ cannot be carried over, or not exactly, is one line on stderr (`FILE: WHERE: not
 validated as `autoscaler validate` would: each policy, then all of them together (unique
 names, one enabled policy per target: the first converted wins).
 
+A policy that would lose a check (another metric source, another strategy, ...) is not
+written unless `--allow-dropped-checks` is given: without the check it could scale in on
+the others alone, where Nomad Autoscaler (and discovery, which keeps such a check as one
+that always fails) would hold.
+
 Exit codes: 0 every policy converted (lines on stderr may say what differs); 1 a file is
-not HCL, holds no scaling policy, or a policy could not be converted into a valid one
-(nothing is written for that policy); 2 bad usage.
+not HCL, holds no scaling policy, or a policy could not be converted into a valid one or
+would lose a check (nothing is written for that policy); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -60,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--output", "-o", metavar="FILE", help="write the YAML here (default: stdout)"
     )
+    parser.add_argument(
+        "--allow-dropped-checks",
+        action="store_true",
+        help="write a policy even when a check of it cannot be carried (left out: scale-in "
+        "then depends only on the checks carried); without it such a policy is not written",
+    )
     parser.set_defaults(handler=main)
 
 
@@ -68,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     written: list[_Written] = []
     ok = True
     for file in args.files:
-        ok = _convert_file(file, written, sys.stderr) and ok
+        ok = _convert_file(file, written, sys.stderr, args.allow_dropped_checks) and ok
     kept = _together(written, sys.stderr)
     ok = ok and len(kept) == len(written)
     text = "---\n".join(done.document for done in kept)
@@ -116,7 +127,7 @@ def _replace(path: Path, text: str) -> None:
         part.unlink(missing_ok=True)
 
 
-def _convert_file(file: str, written: list[_Written], err: TextIO) -> bool:
+def _convert_file(file: str, written: list[_Written], err: TextIO, allow_dropped: bool) -> bool:
     """Append each policy of `file`, converted; False when something could not be."""
     try:
         text = Path(file).read_text(encoding="utf-8")
@@ -133,7 +144,7 @@ def _convert_file(file: str, written: list[_Written], err: TextIO) -> bool:
         return False
     ok = True
     for policy in converted:
-        done = _document(file, policy, err)
+        done = _document(file, policy, err, allow_dropped=allow_dropped)
         if done is None:
             ok = False
         else:
@@ -172,15 +183,34 @@ def _together(written: list[_Written], err: TextIO) -> list[_Written]:
     return kept
 
 
-def _document(file: str, converted: Converted, err: TextIO) -> _Written | None:
-    """One converted policy as a YAML document, validated; None (with why on `err`)."""
+def _document(
+    file: str, converted: Converted, err: TextIO, *, allow_dropped: bool
+) -> _Written | None:
+    """One converted policy as a YAML document, validated; None (with why on `err`).
+
+    A policy that loses a check is None too unless `allow_dropped`: Nomad Autoscaler keeps
+    scaling out on that check, and never scales in while it asks for more, so without it
+    the other checks alone could scale in where it would hold."""
     done = converted.translation
     where = f"{file}: {converted.where}"
-    for error in done.errors:
+    errors = list(done.errors)
+    if done.unsupported and not allow_dropped:
+        errors += [
+            f"check {name!r}: {reason}; without it the policy could scale in on its other "
+            "checks where Nomad Autoscaler would not: give --allow-dropped-checks to "
+            "convert it without this check"
+            for name, _, reason in done.unsupported
+        ]
+    for error in errors:
         print(f"{where}: cannot convert: {error}", file=err)
-    if done.errors:
+    if errors:
         return None
-    lines = [f"check {name!r}: {reason}" for name, _, reason in done.unsupported]
+    carried = ", ".join(repr(check["name"]) for check in done.data.get("checks", []))
+    lines = [
+        f"check {name!r}: {reason}; left out (--allow-dropped-checks): scale-in now depends "
+        f"only on the checks carried ({carried or 'none'})"
+        for name, _, reason in done.unsupported
+    ]
     not_carried = lines + done.notes
     for line in not_carried:
         print(f"{where}: not carried: {line}", file=err)

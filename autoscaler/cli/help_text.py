@@ -118,8 +118,8 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     "convert": (
         (0, "every policy converted (lines on stderr say what differs)"),
         (1, "a file is not HCL or holds no scaling policy, or a policy cannot be converted"),
-        ("", "into a valid one (a task's vertical policy, none of its checks carried):"),
-        ("", "nothing is written for it"),
+        ("", "into a valid one (a task's vertical policy, none of its checks carried), or"),
+        ("", "would lose a check without --allow-dropped-checks: nothing is written for it"),
         (2, "bad usage"),
     ),
 }

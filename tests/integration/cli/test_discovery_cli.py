@@ -331,6 +331,8 @@ scaling "batch_queue" {
   }
 }
 """
+# Every check carried: convert writes it without --allow-dropped-checks.
+PROMETHEUS_ONLY = NOMAD_AUTOSCALER_FILE.replace('source = "nomad-apm"', 'source = "prometheus"')
 
 
 def test_convert_writes_valid_yaml_and_a_line_per_thing_not_carried(tmp_path: Path) -> None:
@@ -338,11 +340,15 @@ def test_convert_writes_valid_yaml_and_a_line_per_thing_not_carried(tmp_path: Pa
     source.write_text(NOMAD_AUTOSCALER_FILE)
     out = tmp_path / "policies" / "batch.yaml"
     out.parent.mkdir()
-    result = autoscaler("convert", str(source), "-o", str(out))
+    result = autoscaler("convert", str(source), "-o", str(out), "--allow-dropped-checks")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert all(line.startswith(f'{source}: scaling "batch_queue": not carried: ') for line in lines)
-    assert any("check 'cpu': source 'nomad-apm' is not read here" in line for line in lines)
+    assert (
+        f"{source}: scaling \"batch_queue\": not carried: check 'cpu': source 'nomad-apm' is "
+        'not read here: only Prometheus (source = "prometheus"); left out '
+        "(--allow-dropped-checks): scale-in now depends only on the checks carried ('queue')"
+    ) in lines
     assert any("node_drain_deadline" in line for line in lines)
     data = yaml.safe_load(out.read_text())
     assert data["target"] == {"type": "aws-asg", "asg": "batch-workers"}
@@ -352,11 +358,31 @@ def test_convert_writes_valid_yaml_and_a_line_per_thing_not_carried(tmp_path: Pa
     assert validated.returncode == 0, validated.stdout
 
 
+def test_convert_does_not_write_a_policy_that_would_lose_a_check(tmp_path: Path) -> None:
+    # The nomad-apm check was left out and convert exited 0: the policy then scaled in on
+    # its Prometheus check alone, where Nomad Autoscaler (that check asking for more) and
+    # discovery (that check failing) hold.
+    source = tmp_path / "batch.hcl"
+    source.write_text(NOMAD_AUTOSCALER_FILE)
+    out = tmp_path / "batch.yaml"
+    out.write_text("the policy in use\n")
+    result = autoscaler("convert", str(source), "-o", str(out))
+    assert result.returncode == 1
+    assert (
+        f"{source}: scaling \"batch_queue\": cannot convert: check 'cpu': source 'nomad-apm' "
+        'is not read here: only Prometheus (source = "prometheus"); without it the policy '
+        "could scale in on its other checks where Nomad Autoscaler would not: give "
+        "--allow-dropped-checks to convert it without this check"
+    ) in result.stderr.splitlines()
+    assert f"{out}: not written: no policy was converted" in result.stderr
+    assert out.read_text() == "the policy in use\n"
+
+
 def test_convert_into_a_place_it_cannot_write_is_an_error_line_not_a_traceback(
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "batch.hcl"
-    source.write_text(NOMAD_AUTOSCALER_FILE)
+    source.write_text(PROMETHEUS_ONLY)
     for out in (tmp_path / "missing" / "batch.yaml", tmp_path):  # no folder; a folder
         result = autoscaler("convert", str(source), "-o", str(out))
         assert result.returncode == 1
@@ -368,6 +394,9 @@ def test_convert_exits_1_when_nothing_can_be_carried(tmp_path: Path) -> None:
     source = tmp_path / "only-apm.hcl"
     source.write_text(NOMAD_AUTOSCALER_FILE.replace('source = "prometheus"', 'source = "datadog"'))
     result = autoscaler("convert", str(source))
+    assert result.returncode == 1
+    assert "cannot convert: check 'queue': source 'datadog' is not read here" in result.stderr
+    result = autoscaler("convert", str(source), "--allow-dropped-checks")
     assert result.returncode == 1
     assert "the converted policy is not valid: checks: needs at least one check" in result.stderr
     assert result.stdout == ""
@@ -396,7 +425,7 @@ def test_convert_replaces_a_linked_file_in_place_keeping_its_mode(tmp_path: Path
     # Renamed over it, the new file took the caller's umask (the service's user could no
     # longer read it) and a symbolic link became a file of its own.
     source = tmp_path / "batch.hcl"
-    source.write_text(NOMAD_AUTOSCALER_FILE)
+    source.write_text(PROMETHEUS_ONLY)
     real = tmp_path / "real.yaml"
     real.write_text("old\n")
     real.chmod(0o640)
@@ -418,8 +447,8 @@ def test_convert_leaves_out_a_policy_whose_name_or_target_an_earlier_one_has(
     eu.write_text(job.replace('job "web" {', 'job "web" {\n  region = "eu"'))
     us.write_text(job.replace('job "web" {', 'job "web" {\n  region = "us"'))
     batch, again = tmp_path / "batch.hcl", tmp_path / "batch-again.hcl"
-    batch.write_text(NOMAD_AUTOSCALER_FILE)
-    again.write_text(NOMAD_AUTOSCALER_FILE.replace('"batch_queue"', '"batch_again"'))
+    batch.write_text(PROMETHEUS_ONLY)
+    again.write_text(PROMETHEUS_ONLY.replace('"batch_queue"', '"batch_again"'))
     out = tmp_path / "policies" / "all.yaml"
     out.parent.mkdir()
     result = autoscaler("convert", *map(str, (eu, us, batch, again)), "-o", str(out))
