@@ -10,11 +10,12 @@ Two inputs, one translation:
 
 What is carried: `min`, `max`, `enabled`, `evaluation_interval` (default 10s, the agent's
 default), `cooldown` (default 5m; both directions), `cooldown_on_scale_up` (as our
-`cooldown.up`), the target (a Nomad task group, or `aws-asg` by `aws_asg_name`, `dry-run`)
-and each `check` whose `source` is `prometheus` with the strategy `target-value` (`target`,
-`precision` as our `tolerance`), `threshold` (`lower_bound`/`upper_bound` as one step,
-`delta` or `percentage` as its change), `fixed-value` (`value`) or `pass-through`. Nomad
-Autoscaler has no stabilization: the translated policy has none either.
+`cooldown.up`, and `cooldown.down` when longer than `cooldown`), the target (a Nomad task
+group, or `aws-asg` by `aws_asg_name`, `dry-run`) and each `check` whose `source` is
+`prometheus` with the strategy `target-value` (`target`, `precision` as our `tolerance`),
+`threshold` (`lower_bound`/`upper_bound` as one step, `delta` or `percentage` as its
+change), `fixed-value` (`value`) or `pass-through`. Nomad Autoscaler has no
+stabilization: the translated policy has none either.
 
 A check that cannot be carried (another metric source, another strategy, an absolute
 threshold `value`, a target of 0) becomes a check that fails at every evaluation with
@@ -34,7 +35,7 @@ from typing import Any
 
 from autoscaler.core import model
 from autoscaler.core.discovered import NomadScalingPolicy
-from autoscaler.core.durations import format_duration
+from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.errors import Problem
 from autoscaler.policy.value_types import NAME_PATTERN
 
@@ -115,6 +116,16 @@ def translate(
             "cooldown_on_scale_up is our cooldown.up: it delays a scale-up after any action "
             "(Nomad Autoscaler: any action after a scale-up)"
         )
+        if _seconds(up) > _seconds(down):
+            # Nomad Autoscaler scales nothing for `up` after a scale-up; ours measures
+            # cooldown.down from any action: only the longer one keeps every scale-in
+            # after a scale-up as late as there.
+            out.notes.append(
+                f"cooldown.down is cooldown_on_scale_up {up}, the longer one, so that no "
+                f"scale-in comes sooner after a scale-up than there; a scale-in after a "
+                f"scale-in waits {up} too (Nomad Autoscaler: cooldown {down})"
+            )
+            down = up
     data["cooldown"] = {"up": up or down, "down": down}
     data["stabilization"] = {"up": "0s", "down": "0s"}
     if str(policy.get("on_check_error", "ignore")) == "fail":
@@ -249,6 +260,11 @@ def _duration(out: Translation, key: str, value: Any) -> str | None:
     if abs(timedelta(seconds=seconds).total_seconds() - seconds) > 1e-3:
         out.notes.append(f"{key} {text} is rounded to {rendered}")
     return rendered
+
+
+def _seconds(rendered: str) -> float:
+    """Seconds of a duration as `_duration` renders it (ours: `1m30s`, `2d`)."""
+    return parse_duration(rendered, limit=timedelta.max).total_seconds()
 
 
 def go_duration(text: str) -> float | None:

@@ -4,7 +4,7 @@ line for every setting carried differently. Payloads have the shape Nomad stores
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -182,6 +182,30 @@ def test_settings_carried_differently_are_listed_in_the_description() -> None:
     assert "on_check_error = fail" in policy.description
     assert "cooldown_on_scale_up" in policy.description
     assert policy.cooldown.up.total_seconds() == 30
+
+
+def test_a_longer_cooldown_on_scale_up_holds_a_scale_in_after_a_scale_up_as_long() -> None:
+    # Nomad Autoscaler scales nothing for 10m after a scale-up. Carried as {up: 10m,
+    # down: 1m}, our cooldown.down (measured from any action) let a scale-in go 2m after it.
+    found = _stored(
+        _check("rps", "target-value", {"target": 50}, **PROM),
+        cooldown="1m",
+        cooldown_on_scale_up="10m",
+    )
+    policy = _policy(found)
+    assert policy.cooldown.up.total_seconds() == policy.cooldown.down.total_seconds() == 600
+    assert "cooldown.down is cooldown_on_scale_up 10m, the longer one" in policy.description
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    outcome = decide(
+        policy,
+        status=TargetStatus(count=4),
+        observations=[Observation(check="rps", value=10.0)],  # asks for 1
+        memory=Memory(last_scaled_at=now - timedelta(minutes=2)),  # the scale-up 2 -> 4
+        now=now,
+    )
+    assert outcome.decision.action == Action.HOLD
+    shorter = _policy(_stored(*found.policy["check"], cooldown="5m", cooldown_on_scale_up="1m"))
+    assert (shorter.cooldown.up.total_seconds(), shorter.cooldown.down.total_seconds()) == (60, 300)
 
 
 def test_a_policy_without_bounds_is_a_problem_not_a_crash() -> None:
