@@ -37,6 +37,7 @@ from autoscaler.core import model
 from autoscaler.core.discovered import NomadScalingPolicy
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.errors import Problem
+from autoscaler.policy.nomad_groups import carry_group
 from autoscaler.policy.value_types import NAME_PATTERN
 
 __all__ = ["Translation", "blocks", "policy_from_nomad", "policy_name", "translate"]
@@ -137,8 +138,14 @@ def translate(
     if not checks:
         out.errors.append("the policy has no check")
     data["checks"] = []
+    groups: dict[str, list[str]] = {}  # check group -> the names here of its checks
     for label, body in checks:
-        _check(out, label or "check", body)
+        name = _check(out, label or "check", body)
+        if body.get("group") is not None:
+            groups.setdefault(str(body["group"]), []).append(name)
+    for group, members in groups.items():
+        others = [n for n in out.names if n not in members]
+        carry_group(out, group, members, _unique(policy_name(group), others))
     for key in sorted(set(policy) - {"check", "target", *_CARRIED_POLICY_KEYS}):
         out.notes.append(f"policy setting {key!r} is not carried")
     return out
@@ -277,11 +284,17 @@ def go_duration(text: str) -> float | None:
     return sum(float(n) * _GO_UNITS[u] for n, u in parts)
 
 
-def _check(out: Translation, label: str, body: Mapping[str, Any]) -> None:
+def _check(out: Translation, label: str, body: Mapping[str, Any]) -> str:
+    """Carry check `label` into `out` (or into its unsupported ones); its name here."""
     name = _unique(policy_name(label), out.names)
     out.names.append(name)
     if name != label:
         out.notes.append(f"check {label!r} is named {name!r} here")
+    _carry(out, name, body)
+    return name
+
+
+def _carry(out: Translation, name: str, body: Mapping[str, Any]) -> None:
     query = body.get("query")
     query = None if query is None else str(query)
     where = f"check {name!r}"
@@ -305,7 +318,6 @@ def _check(out: Translation, label: str, body: Mapping[str, Any]) -> None:
     for key, what in (
         ("query_window_offset", "the latest value is read, without offset"),
         ("on_error", "a failed check blocks scale-in only"),
-        ("group", "check groups are not carried; every check counts on its own"),
     ):
         if key in body:
             out.notes.append(f"{where}: {key} is not carried: {what}")

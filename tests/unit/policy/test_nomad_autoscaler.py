@@ -208,6 +208,56 @@ def test_a_longer_cooldown_on_scale_up_holds_a_scale_in_after_a_scale_up_as_long
     assert (shorter.cooldown.up.total_seconds(), shorter.cooldown.down.total_seconds()) == (60, 300)
 
 
+MEM = {"source": "prometheus", "query": "avg(mem)", "group": "mem"}
+HIGH = _check("high", "threshold", {"lower_bound": 70, "upper_bound": 100, "delta": 1}, **MEM)
+LOW = _check("low", "threshold", {"lower_bound": 0, "upper_bound": 30, "delta": -1}, **MEM)
+
+
+def _decided(policy: Any, values: dict[str, float], count: int = 5) -> tuple[Action, int | None]:
+    outcome = decide(
+        policy,
+        status=TargetStatus(count=count),
+        observations=[Observation(check=name, value=value) for name, value in values.items()],
+        memory=Memory(),
+        now=datetime(2026, 6, 1, tzinfo=UTC),
+    )
+    return outcome.decision.action, outcome.decision.desired
+
+
+def test_grouped_threshold_checks_on_one_query_decide_as_the_group_does() -> None:
+    # Nomad Autoscaler reduces a group first (scale-out, then scale-in, win over nothing to
+    # do): memory low scales in. Carried as two checks, "high" asked for the current count
+    # whenever memory was not high, and the pair never scaled in.
+    policy = _policy(_stored(LOW, HIGH))  # in either order, the step that adds comes first
+    (check,) = policy.checks
+    assert check.name == "mem" and check.query == "avg(mem)"
+    assert [str(step.change) for step in check.steps] == ["+1", "-1"]
+    assert "checks 'low', 'high' of group 'mem' are one threshold check 'mem'" in (
+        policy.description
+    )
+    assert _decided(policy, {"mem": 20}) == (Action.DOWN, 4)
+    assert _decided(policy, {"mem": 80}) == (Action.UP, 6)
+    assert _decided(policy, {"mem": 50}) == (Action.NONE, 5)
+    # The group then meets the other checks as one: a scale-in only when none asks more.
+    cpu = _check("cpu", "target-value", {"target": 50}, **PROM)
+    both = _policy(_stored(cpu, HIGH, LOW))
+    assert [c.name for c in both.checks] == ["cpu", "mem"]
+    assert _decided(both, {"cpu": 50, "mem": 20}) == (Action.NONE, 5)
+    assert _decided(both, {"cpu": 10, "mem": 20}) == (Action.DOWN, 4)
+
+
+def test_a_group_that_cannot_be_one_check_says_it_never_scales_in() -> None:
+    other = _check("low", "threshold", {"upper_bound": 30, "delta": -1}, **{**MEM, "query": "x"})
+    policy = _policy(_stored(HIGH, other))
+    assert [c.name for c in policy.checks] == ["high", "low"]
+    assert (
+        "check group 'mem' ('high', 'low') is not carried: its checks read different queries"
+    ) in policy.description
+    assert "check 'high' never asks for fewer, so this policy never scales in" in (
+        policy.description
+    )
+
+
 def test_a_policy_without_bounds_is_a_problem_not_a_crash() -> None:
     found = NomadScalingPolicy(
         id="x",
