@@ -4,10 +4,17 @@ Two kinds of files hold policies: Nomad Autoscaler policy files (`scaling "name"
 policy { ... } }`, targets in the policy) and Nomad job files (a group's `scaling` block,
 whose target is that group). python-hcl2 parses both (strings unquoted, heredocs joined);
 its blocks have the shapes `nomad_autoscaler.blocks` reads.
+
+Strings are HCL templates: python-hcl2 keeps them as written. Nomad evaluates them when the
+job is submitted (`${var.job}`, `%{ if ... }`), which convert cannot do: a string with an
+interpolation or directive is refused, naming where it is, rather than carried literally
+(a query with `${var.job}` in it matches nothing). Their escapes, `$${` and `%%{`, are
+undone as HCL does (a literal `${` and `%{`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +22,10 @@ from typing import Any
 from autoscaler.policy.nomad_autoscaler import Translation, blocks, translate
 
 __all__ = ["Converted", "convert_hcl"]
+
+# HCL's template sequences, leftmost first: an escape (`$${`, `%%{`) or an interpolation or
+# directive (`${`, `%{`). `$$${x}` is a `$`, then the escape: a literal `$${x}`, as in HCL.
+_TEMPLATE = re.compile(r"\$\$\{|%%\{|\$\{|%\{")
 
 
 @dataclass
@@ -73,8 +84,54 @@ def _enabled(block: Mapping[str, Any]) -> tuple[bool, str | None]:
     return False, f"enabled = {value!r} is not a boolean: write true or false"
 
 
-def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
+def _literal(value: Any, path: str, problems: list[str]) -> Any:
+    """`value` (python-hcl2's) with each string's template escapes undone; a string holding
+    an interpolation or directive is kept as it is, with a line in `problems` naming its
+    place (`path`: where `value` is, in HCL terms, e.g. `policy check "rps" query`)."""
+    if isinstance(value, str):
+        return _text(value, path, problems)
+    if isinstance(value, list):
+        return [_literal(item, path, problems) for item in value]
+    if not isinstance(value, dict):
+        return value
+    # In a list, `{label: {body}}` is a labelled block: the label is shown quoted.
+    labelled = not value.get("__is_block__") and len(value) == 1
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if labelled and isinstance(item, dict) and item.get("__is_block__"):
+            where = f'{path} "{key}"'
+        else:
+            where = f"{path} {key}".strip()
+        out[key] = _literal(item, where, problems)
+    return out
+
+
+def _text(text: str, path: str, problems: list[str]) -> str:
+    """`text` with `$${` and `%%{` as `${` and `%{`, or as it is (with a problem) when it
+    holds an HCL interpolation or directive."""
+    parts: list[str] = []
+    at = 0
+    for found in _TEMPLATE.finditer(text):
+        sequence = found.group()
+        if sequence not in ("$${", "%%{"):
+            end = text.find("}", found.end())
+            shown = text[found.start() : end + 1] if end >= 0 else sequence
+            kind = "interpolation" if sequence == "${" else "directive"
+            problems.append(
+                f"{path or 'a value'} {text!r} holds the HCL {kind} {shown}: convert does not "
+                "evaluate HCL expressions (Nomad does, when the job is submitted): write the "
+                f"value it stands for, or {sequence[0]}{sequence} for a literal {sequence}"
+            )
+            return text
+        parts.append(text[at : found.start()] + sequence[1:])
+        at = found.end()
+    return "".join(parts) + text[at:]
+
+
+def _file_policy(label: str | None, raw: Mapping[str, Any]) -> Converted:
     name = label or "policy"
+    problems: list[str] = []
+    body = _literal(raw, "", problems)
     kind = str(body.get("type", "cluster"))  # the Nomad Autoscaler's default for file policies
     enabled, problem = _enabled(body)
     translation = translate(
@@ -86,6 +143,7 @@ def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
     )
     if problem is not None:
         translation.errors.append(problem)
+    translation.errors.extend(problems)
     # Both are run alike there, on a count: the target decides what is scaled.
     if kind not in ("horizontal", "cluster"):
         translation.errors.append(
@@ -96,10 +154,11 @@ def _file_policy(label: str | None, body: Mapping[str, Any]) -> Converted:
 
 
 def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
-    namespace = str(body.get("namespace", "default"))
+    settings: list[str] = []  # the job's settings used here that cannot be read
+    namespace = str(_literal(body.get("namespace", "default"), "namespace", settings))
     group_target = {"Job": job, "Namespace": namespace}
     if body.get("region") is not None:  # the job runs there: a same-named job elsewhere is not it
-        group_target["Region"] = str(body["region"])
+        group_target["Region"] = str(_literal(body["region"], "region", settings))
     # As discovery names them (NAMESPACE.JOB.GROUP outside default), so that one job in
     # two namespaces makes two policies, not one name twice.
     prefix = "" if namespace == "default" else f"{namespace}-"
@@ -110,20 +169,23 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
             where = f'job "{job}" group "{group_name}"'
             if scaling_label is not None:  # task-level `scaling "cpu"` is vertical
                 continue
-            policy = _policy_body(scaling)
-            if not blocks(policy.get("check")):
+            if not blocks(_policy_body(scaling).get("check")):
                 continue  # bounds for `nomad job scale` only: no autoscaling
-            enabled, problem = _enabled(scaling)
+            problems = list(settings)
+            block = _literal(scaling, "scaling", problems)
+            count = _literal(group.get("count", 1), "count", problems)
+            enabled, problem = _enabled(block)
             translation = translate(
                 f"{prefix}{job}-{group_name}",
                 enabled=enabled,
-                min_count=scaling.get("min", group.get("count", 1)),
-                max_count=scaling.get("max"),
-                policy=policy,
+                min_count=block.get("min", count),
+                max_count=block.get("max"),
+                policy=_policy_body(block),
                 target={**group_target, "Group": group_name},
             )
             if problem is not None:
                 translation.errors.append(problem)
+            translation.errors.extend(problems)
             converted.append(Converted(where, translation))
         for task_label, task in blocks(group.get("task")):
             for scaling_label, _ in blocks(task.get("scaling")):

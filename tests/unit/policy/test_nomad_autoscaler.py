@@ -440,3 +440,46 @@ def test_one_job_in_two_namespaces_makes_two_policy_names() -> None:
     in_apps = in_default.replace('job "web" {', 'job "web" {\n  namespace = "apps"')
     names = [c.translation.data["name"] for c in convert_hcl(in_default + in_apps)]
     assert names == ["web-api", "apps-web-api"]
+
+
+def _job_query(query: str) -> str:
+    """JOB_FILE with the check's query written as `query` (HCL, quotes included)."""
+    job = JOB_FILE.replace("ENABLED", "true")
+    return job.replace('"sum(rate(http_requests_total[1m]))"', query)
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        pytest.param('"x{job=\\"$${NOMAD_JOB_NAME}\\"}"', 'x{job="${NOMAD_JOB_NAME}"}', id="$${"),
+        pytest.param('"x{a=\\"%%{b}\\"}"', 'x{a="%{b}"}', id="%%{"),
+        pytest.param('"x{a=\\"$$${b}\\"}"', 'x{a="$${b}"}', id="$ then $${"),
+        pytest.param('"x{a=\\"$\\"}"', 'x{a="$"}', id="$ alone"),
+        pytest.param('<<EOT\nx{a="$${b}"}\nEOT', 'x{a="${b}"}', id="heredoc"),
+    ],
+)
+def test_hcl_template_escapes_are_undone_as_hcl_does(written: str, read: str) -> None:
+    # python-hcl2 keeps `$${` as written: the query matched `$${...}` literally, i.e. nothing.
+    (converted,) = convert_hcl(_job_query(written))
+    assert converted.translation.errors == []
+    assert converted.translation.data["checks"][0]["query"] == read
+
+
+@pytest.mark.parametrize(
+    ("written", "template"),
+    [
+        pytest.param('"x{job=\\"${var.job}\\"}"', "interpolation ${var.job}", id="variable"),
+        pytest.param(
+            '"x{job=\\"${NOMAD_JOB_NAME}\\"}"', "interpolation ${NOMAD_JOB_NAME}", id="env"
+        ),
+        pytest.param('"%{ if true }x%{ endif }"', "directive %{ if true }", id="directive"),
+    ],
+)
+def test_an_hcl_template_is_refused_naming_where_it_is(written: str, template: str) -> None:
+    # It was copied into the query as written, and convert exited 0 with a query that
+    # matches nothing.
+    (converted,) = convert_hcl(_job_query(written))
+    (error,) = converted.translation.errors
+    assert error.startswith('scaling policy check "rps" query ')
+    assert f"holds the HCL {template}: convert does not evaluate HCL expressions" in error
+    assert converted.where == 'job "web" group "api"'
