@@ -26,6 +26,8 @@ __all__ = ["Converted", "convert_hcl"]
 # HCL's template sequences, leftmost first: an escape (`$${`, `%%{`) or an interpolation or
 # directive (`${`, `%{`). `$$${x}` is a `$`, then the escape: a literal `$${x}`, as in HCL.
 _TEMPLATE = re.compile(r"\$\$\{|%%\{|\$\{|%\{")
+# A number python-hcl2 could not keep as one: it writes `1e3` and `-1e3` as `${1e3}`.
+_NUMBER = re.compile(r"\$\{\s*(-?\s*[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*\}")
 
 
 @dataclass
@@ -85,10 +87,14 @@ def _enabled(block: Mapping[str, Any]) -> tuple[bool, str | None]:
 
 
 def _literal(value: Any, path: str, problems: list[str]) -> Any:
-    """`value` (python-hcl2's) with each string's template escapes undone; a string holding
-    an interpolation or directive is kept as it is, with a line in `problems` naming its
+    """`value` (python-hcl2's) with each string's template escapes undone, and numbers
+    python-hcl2 wrote as templates (`${1e3}`) as numbers; a string holding another
+    interpolation or a directive is kept as it is, with a line in `problems` naming its
     place (`path`: where `value` is, in HCL terms, e.g. `policy check "rps" query`)."""
     if isinstance(value, str):
+        number = _NUMBER.fullmatch(value)
+        if number is not None:  # HCL's number literal (a template of it alone is that number)
+            return float(number.group(1).replace(" ", ""))
         return _text(value, path, problems)
     if isinstance(value, list):
         return [_literal(item, path, problems) for item in value]

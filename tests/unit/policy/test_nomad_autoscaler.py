@@ -483,3 +483,27 @@ def test_an_hcl_template_is_refused_naming_where_it_is(written: str, template: s
     assert error.startswith('scaling policy check "rps" query ')
     assert f"holds the HCL {template}: convert does not evaluate HCL expressions" in error
     assert converted.where == 'job "web" group "api"'
+
+
+@pytest.mark.parametrize(
+    ("written", "target", "tolerance"),
+    [
+        pytest.param("target = 1e3", 1000, 0.01, id="1e3"),
+        pytest.param("target = 1.5E+2", 150, 0.01, id="1.5E+2"),
+        pytest.param("target = 70\n precision = 5e-2", 70, 0.05, id="precision 5e-2"),
+    ],
+)
+def test_numbers_with_an_exponent_are_numbers(
+    written: str, target: float, tolerance: float
+) -> None:
+    # python-hcl2 gives `1e3` as the string '${1e3}': the check was left out, "target-value
+    # needs a numeric target, got '${1e3}'".
+    (converted,) = convert_hcl(JOB_FILE.replace("ENABLED", "true").replace("target = 100", written))
+    done = converted.translation
+    assert done.errors == [] and done.unsupported == []
+    (check,) = done.data["checks"]
+    assert (check["target"], check["tolerance"]) == (target, tolerance)
+    (bounded,) = convert_hcl(
+        JOB_FILE.replace("ENABLED", "true").replace("min     = 1", "min = 1e0")
+    )
+    assert bounded.translation.data["min"] == 1
