@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -50,6 +51,7 @@ class _Written:
     where: str  # as in Converted
     document: str
     policy: Policy
+    converted: Converted
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     ok = True
     for file in args.files:
         ok = _convert_file(file, written, sys.stderr, args.allow_dropped_checks) and ok
-    kept = _together(written, sys.stderr)
+    kept = _together(written, sys.stderr, allow_dropped=args.allow_dropped_checks)
     ok = ok and len(kept) == len(written)
     text = "---\n".join(done.document for done in kept)
     if args.output:
@@ -152,26 +154,42 @@ def _convert_file(file: str, written: list[_Written], err: TextIO, allow_dropped
     return ok
 
 
-def _together(written: list[_Written], err: TextIO) -> list[_Written]:
+def _together(written: list[_Written], err: TextIO, *, allow_dropped: bool) -> list[_Written]:
     """The converted policies that `validate` accepts in one file, in order: a policy whose
-    name, or enabled target, an earlier one has is left out (with why on `err`)."""
+    name, or enabled target, an earlier one has is left out (with why on `err`).
+
+    A job's group whose name (`JOB-GROUP`) an earlier policy of the same file has takes
+    the name discovery gives it (`JOB.GROUP`) when that one is free: `job "a-b" group "c"`
+    and `job "a" group "b-c"` are both `a-b-c`, and converting the file on its own cannot
+    part them. Policies that do not collide keep their names."""
     claims = Claims()
-    origins: dict[str, str] = {}  # policy name -> where it was converted from
+    origins: dict[str, _Written] = {}  # policy name -> the policy converted first so named
     kept: list[_Written] = []
-    for done in written:
-        item = Located(done.policy, 1)
-        clash = claims.rival(item)
+    for converted in written:
+        done = converted
+        clash = claims.rival(Located(done.policy, 1))
+        if clash is not None and clash[0] == "name":
+            renamed = _renamed(done, origins[clash[1].policy.name], claims, err, allow_dropped)
+            if renamed is not None:
+                done = renamed
+                clash = claims.rival(Located(done.policy, 1))
         if clash is None:
-            claims.claim(item)
-            origins[done.policy.name] = f"{done.where} in {done.file}"
+            claims.claim(Located(done.policy, 1))
+            origins[done.policy.name] = done
             kept.append(done)
             continue
         rule, rival = clash
-        first = origins[rival.policy.name]
+        earlier = origins[rival.policy.name]
+        first = f"{earlier.where} in {earlier.file}"
         if rule == "name":
+            advice = (
+                "convert this file on its own and rename one"
+                if earlier.file != done.file
+                else "give one of them another label in this file"
+            )
             why = (
                 f"its name '{done.policy.name}' is that of the policy converted from {first}; "
-                "names are unique: convert this file on its own and rename one"
+                f"names are unique: {advice}"
             )
         else:
             why = (
@@ -181,6 +199,29 @@ def _together(written: list[_Written], err: TextIO) -> list[_Written]:
             )
         print(f"{done.file}: {done.where}: cannot convert: {why}", file=err)
     return kept
+
+
+def _renamed(
+    done: _Written, earlier: _Written, claims: Claims, err: TextIO, allow_dropped: bool
+) -> _Written | None:
+    """`done` under the name discovery gives it, when it collides with `earlier` of its
+    own file by name only and that name is free; None otherwise."""
+    alias = done.converted.alias
+    if earlier.file != done.file or alias is None or alias == done.policy.name:
+        return None
+    if claims.rival(Located(replace(done.policy, name=alias), 1)) is not None:
+        return None
+    note = (
+        f"named '{alias}' as discovery names it: '{done.policy.name}' is the policy "
+        f"converted from {earlier.where}"
+    )
+    translation = done.converted.translation
+    translation.data["name"] = alias
+    translation.notes.append(note)
+    renamed = _document(done.file, done.converted, io.StringIO(), allow_dropped=allow_dropped)
+    if renamed is not None:
+        print(f"{done.file}: {done.where}: not carried: {note}", file=err)
+    return renamed
 
 
 def _document(
@@ -227,4 +268,4 @@ def _document(
                 file=err,
             )
         return None
-    return _Written(file, converted.where, document, policy)
+    return _Written(file, converted.where, document, policy, converted)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.policy.nomad_autoscaler import Translation, blocks, translate
+from autoscaler.policy.nomad_autoscaler import Translation, blocks, policy_name, translate
 
 __all__ = ["Converted", "convert_hcl"]
 
@@ -36,6 +36,9 @@ class Converted:
 
     where: str  # e.g. scaling "web"  or  job "api" group "web"
     translation: Translation
+    # A job's group: the name discovery gives its policy (`JOB.GROUP`), taken when its
+    # own (`JOB-GROUP`) is that of another policy of the file.
+    alias: str | None = None
 
 
 def convert_hcl(text: str) -> list[Converted]:
@@ -192,7 +195,12 @@ def _job_policies(job: str, body: Mapping[str, Any]) -> list[Converted]:
             if problem is not None:
                 translation.errors.append(problem)
             translation.errors.extend(problems)
-            converted.append(Converted(where, translation))
+            alias = (
+                f"{job}.{group_name}"
+                if namespace == "default"
+                else f"{namespace}.{job}.{group_name}"
+            )
+            converted.append(Converted(where, translation, policy_name(alias)))
         for task_label, task in blocks(group.get("task")):
             for scaling_label, _ in blocks(task.get("scaling")):
                 converted.append(

@@ -467,3 +467,40 @@ def test_convert_leaves_out_a_policy_whose_name_or_target_an_earlier_one_has(
     assert names == ["web-api", "batch_queue"]
     validated = autoscaler("validate", str(out.parent))
     assert validated.returncode == 0, validated.stdout
+
+
+def test_convert_names_a_group_as_discovery_does_when_its_name_is_taken_in_its_own_file(
+    tmp_path: Path,
+) -> None:
+    # job "a-b" group "c" and job "a" group "b-c" are both `a-b-c`: the second was refused,
+    # advising to convert the file on its own, which cannot part them.
+    job = JOB_FILE.replace("ENABLED", "true")
+    source = tmp_path / "jobs.nomad"
+    source.write_text(
+        job.replace('job "web"', 'job "a-b"').replace('group "api"', 'group "c"')
+        + job.replace('job "web"', 'job "a"').replace('group "api"', 'group "b-c"')
+    )
+    out = tmp_path / "policies" / "jobs.yaml"
+    out.parent.mkdir()
+    result = autoscaler("convert", str(source), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f'{source}: job "a" group "b-c": not carried: named \'a.b-c\' as discovery names '
+        'it: \'a-b-c\' is the policy converted from job "a-b" group "c"'
+    ]
+    documents = list(yaml.safe_load_all(out.read_text()))
+    assert [(d["name"], d["target"]["job"]) for d in documents] == [
+        ("a-b-c", "a-b"),
+        ("a.b-c", "a"),
+    ]
+    validated = autoscaler("validate", str(out.parent))
+    assert validated.returncode == 0, validated.stdout
+
+    # Two policy files' labels cannot be told apart so: the advice is to rename one there.
+    twice = tmp_path / "twice.hcl"
+    twice.write_text(PROMETHEUS_ONLY + PROMETHEUS_ONLY.replace("batch-workers", "other"))
+    result = autoscaler("convert", str(twice))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "names are unique: give one of them another label in this file"
+    )
