@@ -100,7 +100,7 @@ class PostgresLease:
                     self._close(self._conn)
                     self._conn = None
                 raise StateError(
-                    f"leader lease in {self.where}: {self._connector.safe(exc)}"
+                    f"leader lease in {self.where}: {_locked(exc)}{self._connector.safe(exc)}"
                 ) from None
 
     def acquire(self, holder: str, ttl: float, *, epoch: int | None) -> LeaseState:
@@ -173,6 +173,16 @@ class PostgresLease:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+
+def _locked(exc: psycopg.Error) -> str:
+    """What to say first when `exc` is a wait on the lease row's lock that timed out: the
+    database answers, but a session holds the row (a leader paused in a write, which the
+    server ends after a third of the TTL, or someone's open transaction)."""
+    waited = isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
+    if waited and '"autoscaler_lease"' in (exc.diag.context or ""):
+        return "lease row locked by another session (a leader paused mid-write?): "
+    return ""
 
 
 def _utc(value: datetime | None) -> datetime | None:

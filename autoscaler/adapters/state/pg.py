@@ -125,6 +125,32 @@ class PostgresSettings:
         return None
 
 
+# The server's side of each connection, so that a session whose client stopped (paused,
+# frozen, its host lost) mid-transaction does not keep its locks (the lease row's, which
+# a takeover waits for) for PostgreSQL's defaults: forever idle in a transaction, about
+# two hours of TCP keepalives. Set only where the server knows them (`tcp_user_timeout`
+# came with PostgreSQL 12); keepalives do not apply over a Unix socket.
+_SERVER_SIDE = (
+    "SELECT set_config(s.name, s.value, false)"
+    " FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
+    " WHERE s.name IN (SELECT name FROM pg_settings)"
+)
+
+
+def _server_side(timeout_ms: int) -> tuple[list[str], list[str]]:
+    """The names and values `_SERVER_SIDE` sets: a transaction left idle ends after as
+    long as a statement may run (a fenced write sets a third of the lease's TTL for itself,
+    `postgres._FENCE`), and a vanished client is noticed in about 11 s, as on our side."""
+    settings = {
+        "idle_in_transaction_session_timeout": timeout_ms,
+        "tcp_keepalives_idle": 5,
+        "tcp_keepalives_interval": 2,
+        "tcp_keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+    }
+    return list(settings), [str(value) for value in settings.values()]
+
+
 class Connector:
     """Opens connections to the state database with bounded waits, and masks the password
     in what it reports."""
@@ -158,6 +184,7 @@ class Connector:
                     conn.execute("SET TIME ZONE 'UTC'")
                     conn.execute(f"SET statement_timeout = {timeout_ms}")
                     conn.execute(f"SET lock_timeout = {timeout_ms}")
+                    conn.execute(_SERVER_SIDE, _server_side(timeout_ms))
             except BaseException:
                 conn.close()  # not left to the garbage collector
                 raise

@@ -6,7 +6,10 @@ first locks the lease row `FOR SHARE` and checks that this replica's epoch is cu
 unexpired *in the database's time*. A takeover updates that row, so it waits for a write
 in flight to commit, and a write that starts after a takeover finds another epoch and is
 refused with `NotLeader`: a replica that was paused and wakes up after losing the lease
-cannot write, whatever its own clock says.
+cannot write, whatever its own clock says. A writer paused (or cut off) in the middle of
+its transaction would hold the lease row, and the takeover, for as long as it stayed so:
+the server ends a fenced transaction idle for a third of the lease's TTL, and the writer's
+commit, when it wakes, fails.
 
 A decision is stored once: `(policy, time)` is unique, so a write retried after a lost
 answer (the commit happened, the reply did not arrive) adds no second row.
@@ -33,9 +36,15 @@ _LOG = logging.getLogger(__name__)
 
 LEASE = "leader"  # the name of the one lease row
 
-# Holds the lease row against a takeover until the transaction ends.
+# Holds the lease row against a takeover until the transaction ends, and ends the
+# transaction (and the session) should it sit idle for a third of the lease's TTL (the
+# holder's `--lease-ttl`, as its last renewal wrote it) or the statement timeout,
+# whichever is shorter: a writer paused or cut off mid-write must not hold the row, and
+# with it the takeover, past about its lease.
 _FENCE = (
-    "SELECT 1 FROM autoscaler_lease WHERE name = %s AND holder = %s AND epoch = %s"
+    "SELECT set_config('idle_in_transaction_session_timeout', greatest(100, least(%s,"
+    " extract(epoch FROM expires_at - renewed_at) * 1000 / 3))::int::text, true)"
+    " FROM autoscaler_lease WHERE name = %s AND holder = %s AND epoch = %s"
     " AND expires_at > now() FOR SHARE"
 )
 
@@ -68,6 +77,7 @@ class PostgresStateStore:
         self._token: tuple[str, int] | None = None
         self._problem: str | None = None
         self._closed = False
+        self._idle_ms = int(settings.statement_timeout * 1000)
         self._conn: psycopg.Connection[Any] | None = self._connector.connect(purpose="state")
         try:
             with self._connector.answering(self._conn, f"state database {self.where}"):
@@ -146,7 +156,7 @@ class PostgresStateStore:
                     if (
                         self._fenced
                         and token is not None
-                        and conn.execute(_FENCE, (LEASE, *token)).fetchone() is None
+                        and conn.execute(_FENCE, (self._idle_ms, LEASE, *token)).fetchone() is None
                     ):
                         raise NotLeader(
                             f"lease epoch {token[1]} of {token[0]} is no longer current "
