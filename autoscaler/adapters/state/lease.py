@@ -88,13 +88,26 @@ class PostgresLease:
         self._listener: psycopg.Connection[Any] | None = None
 
     def _run(self, sql: str, args: Any) -> tuple[Any, ...] | None:
+        """One statement's row. A connection kept from an earlier call may have died since
+        unnoticed (a database restart ends every session): when the statement finds it
+        broken, it is sent once more on a new connection. Each of ours may be: a release or
+        a renewal done twice is done once, and a take whose answer was lost is then seen as
+        held by this holder under another epoch, as the next step would have seen it."""
         with self._lock:
+            conn = self._conn
+            kept = conn is not None and not (conn.closed or conn.broken)
             try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._close(self._conn)
-                    self._conn = self._connector.connect(purpose="lease")
-                with self._connector.answering(self._conn, f"leader lease in {self.where}"):
-                    return self._conn.execute(sql, args).fetchone()
+                while True:
+                    if conn is None or not kept:
+                        self._close(self._conn)
+                        conn = self._conn = self._connector.connect(purpose="lease")
+                    try:
+                        with self._connector.answering(conn, f"leader lease in {self.where}"):
+                            return conn.execute(sql, args).fetchone()
+                    except psycopg.OperationalError:
+                        if not (kept and conn.broken):
+                            raise
+                        kept = False
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError):
                     self._close(self._conn)

@@ -117,14 +117,17 @@ class PostgresStateStore:
 
     # --- connections -----------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        """The open connection, reconnecting after a failure (with `self._lock` held)."""
+    def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
+        """The open connection, reconnecting after a failure (with `self._lock` held); and
+        whether it is one kept from an earlier call, which may have died since unnoticed
+        (a database restart ends every session; nothing tells us until we send)."""
         if self._closed:
             raise StateError(f"state database {self.where} is closed")
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._drop()
             self._conn = self._connector.connect(purpose="state")
-        return self._conn
+            return self._conn, False
+        return self._conn, True
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -148,22 +151,25 @@ class PostgresStateStore:
             if self._fenced and token is None:
                 raise NotLeader("this replica does not hold the leader lease: it writes nothing")
             try:
-                conn = self._connection()
-                with (
-                    self._connector.answering(conn, f"state database {self.where}"),
-                    conn.transaction(),
-                ):
-                    if (
-                        self._fenced
-                        and token is not None
-                        and conn.execute(_FENCE, (self._idle_ms, LEASE, *token)).fetchone() is None
-                    ):
-                        raise NotLeader(
-                            f"lease epoch {token[1]} of {token[0]} is no longer current "
-                            "(expired or taken over): nothing was written"
-                        )
-                    yield conn, token or (None, None)
-                    self._connector.restart_deadline(conn)  # the commit's own
+                while True:
+                    conn, kept = self._connection()
+                    begun = False
+                    try:
+                        with (
+                            self._connector.answering(conn, f"state database {self.where}"),
+                            conn.transaction(),
+                        ):
+                            begun = True
+                            self._fence(conn, token)
+                            yield conn, token or (None, None)
+                            self._connector.restart_deadline(conn)  # the commit's own
+                        break
+                    except psycopg.OperationalError:
+                        # A kept connection found dead by its `BEGIN`: nothing ran, so
+                        # the transaction begins again once, on a new connection.
+                        if begun or not kept or not conn.broken:
+                            raise
+                        self._drop()
             except StateError as exc:
                 self._problem = str(exc)
                 raise
@@ -173,14 +179,29 @@ class PostgresStateStore:
                 raise failure from None
             self._problem = None
 
+    def _fence(self, conn: psycopg.Connection[Any], token: tuple[str, int] | None) -> None:
+        """Lock the lease row if `token` is its current, unexpired epoch; else `NotLeader`."""
+        if not self._fenced or token is None:
+            return
+        if conn.execute(_FENCE, (self._idle_ms, LEASE, *token)).fetchone() is None:
+            raise NotLeader(
+                f"lease epoch {token[1]} of {token[0]} is no longer current "
+                "(expired or taken over): nothing was written"
+            )
+
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One query's rows; sent again once on a new connection when a kept one turns out
+        to have died meanwhile (a read changes nothing)."""
         with self._lock:
-            try:
-                conn = self._connection()
-                with self._connector.answering(conn, f"state database {self.where}"):
-                    return conn.execute(sql, args).fetchall()
-            except psycopg.Error as exc:
-                raise self._failure(exc) from None
+            while True:
+                conn, kept = self._connection()
+                try:
+                    with self._connector.answering(conn, f"state database {self.where}"):
+                        return conn.execute(sql, args).fetchall()
+                except psycopg.Error as exc:
+                    if not (kept and conn.broken):
+                        raise self._failure(exc) from None
+                    self._drop()
 
     # --- StateStore --------------------------------------------------------------------------
 
