@@ -375,16 +375,22 @@ def migrate(conn: psycopg.Connection[Any], where: str) -> int:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         row = conn.execute("SELECT coalesce(max(version), 0) FROM autoscaler_schema").fetchone()
-        found = int(row[0]) if row else 0
-        if found > LATEST:
-            raise StateError(
-                f"state database {where} has schema version {found}, written by a newer "
-                f"autoscaler (this one knows up to {LATEST}); upgrade this controller"
-            )
+        found = known(int(row[0]) if row else 0, where)
         for version in range(found + 1, LATEST + 1):
             for statement in MIGRATIONS[version - 1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO autoscaler_schema (version) VALUES (%s)", (version,))
+    return found
+
+
+def known(found: int, where: str) -> int:
+    """`found`, the schema version of the database at `where`, if this code knows it;
+    `StateError` for one written by a newer version (read as ours, it could be misread)."""
+    if found > LATEST:
+        raise StateError(
+            f"state database {where} has schema version {found}, written by a newer "
+            f"autoscaler (this one knows up to {LATEST}); upgrade this controller"
+        )
     return found
 
 

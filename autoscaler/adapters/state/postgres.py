@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from autoscaler.adapters.state import schema
-from autoscaler.adapters.state.pg import Connector, PostgresSettings, migrate, schema_version
+from autoscaler.adapters.state.pg import Connector, PostgresSettings, known, migrate, schema_version
 from autoscaler.core.model import Decision, Memory, Recommendation
 from autoscaler.errors import NotLeader, StateError
 
@@ -93,11 +93,12 @@ class PostgresStateStore:
             raise
 
     def _prepare(self, read_only: bool) -> None:
-        """Check that read-only state exists, or create and migrate the tables."""
+        """Check that read-only state exists in a version this code knows, or create and
+        migrate the tables."""
         assert self._conn is not None
         if not read_only:
             migrate(self._conn, self.where)
-        elif schema_version(self._conn) == 0:
+        elif known(schema_version(self._conn), self.where) == 0:
             raise StateError(
                 f"state database {self.where} holds no autoscaler state; point "
                 "--state at the database of a running or past `autoscaler run`"

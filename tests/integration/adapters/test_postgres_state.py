@@ -109,6 +109,8 @@ def test_a_database_written_by_a_newer_version_is_refused(postgres_db: Database)
     postgres_db.query("INSERT INTO autoscaler_schema (version) VALUES (99) RETURNING 1")
     with pytest.raises(StateError, match="schema version 99, written by a newer autoscaler"):
         PostgresStateStore(settings(postgres_db))
+    with pytest.raises(StateError, match="schema version 99, written by a newer autoscaler"):
+        PostgresStateStore(settings(postgres_db), read_only=True)  # `plan` reads it no more
 
 
 def test_read_only_creates_nothing_and_needs_existing_state(postgres_db: Database) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
+from autoscaler.adapters.state.pg import PostgresSettings
+from autoscaler.adapters.state.postgres import PostgresStateStore
 from tests.support.aws import MotoServer
 from tests.support.nomad_api import NomadApiStandIn
 from tests.support.postgres import PASSWORD, Database
@@ -388,6 +390,21 @@ def test_cooldown_survives_a_restart_with_the_state_in_postgresql(
     assert refused.returncode == 4
     assert "cannot connect to state database" in refused.stderr
     assert f"127.0.0.1:{postgres_db.server.port}/{postgres_db.name}" in refused.stderr
+
+
+def test_plan_and_run_refuse_a_postgresql_state_written_by_a_newer_controller(
+    policy_dir: PolicyDir, postgres_db: Database
+) -> None:
+    folder = policy_dir(asg_policy("web", "web-asg", per_instance("sum(up)")))
+    PostgresStateStore(PostgresSettings(dsn=postgres_db.dsn, password=PASSWORD)).close()
+    postgres_db.query("INSERT INTO autoscaler_schema (version) VALUES (99) RETURNING 1")
+    env = {"PGPASSWORD": PASSWORD, "AUTOSCALER_PROMETHEUS_URL": "http://127.0.0.1:9"}
+    planned = autoscaler("plan", str(folder), "--state", postgres_db.dsn, env=env)
+    ran = autoscaler("run", str(folder), "--once", "--state", postgres_db.dsn, env=env)
+    refused = "has schema version 99, written by a newer autoscaler (this one knows up to"
+    assert planned.returncode == ran.returncode == 4, planned.stderr
+    assert refused in planned.stderr
+    assert planned.stderr.strip().splitlines()[-1] == ran.stderr.strip().splitlines()[-1]
 
 
 def test_run_loop_stops_cleanly_on_sigterm_and_sigint(
