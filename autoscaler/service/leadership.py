@@ -109,6 +109,7 @@ class Leadership:
         self._epoch: int | None = None  # the epoch this replica leads under now
         self._mine: int | None = None  # the last epoch it held (to resume after a lapse)
         self._valid_until = 0.0
+        self._sent = 0.0  # when (our clock) the last renewal was sent: the next is due from it
         # Since when (our clock) this replica has led without a lapse: set when it is
         # elected, and when a renewal comes only after its lease had lapsed (a pause).
         self._since = 0.0
@@ -307,11 +308,10 @@ class Leadership:
                 self._stop.wait(1.0)
 
     def _wait(self) -> None:
-        """Until the next step: a renewal period as leader; as standby, until the lease
-        expires or a release is announced, whichever comes first."""
+        """Until the next step: as leader, until the next renewal is due (`_renew_in`); as
+        standby, until the lease expires or a release is announced, whichever comes first."""
         if self._epoch is not None:
-            wait = self.renew_every if self._problem is None else min(0.5, self.renew_every)
-            self._stop.wait(wait)
+            self._stop.wait(self._renew_in())
             return
         seen = self._seen
         wait = self.renew_every
@@ -328,10 +328,21 @@ class Leadership:
             except StateError:
                 return  # the next step reports it
 
+    def _renew_in(self) -> float:
+        """Seconds until the leader's next renewal: a renewal period after the last one was
+        *sent* (at once if its answer took longer), as its validity counts from then; after
+        a failure, half a second. Counted from the answer, every renewal came its answer's
+        delay late, and answers slower than ~30 % of the TTL let a healthy lease lapse
+        locally (~14 %: no evaluation dispatched) though the database never expired it.
+        Now it holds while answers take less than ~47 % of the TTL (dispatching: ~28 %)."""
+        if self._problem is not None:
+            return min(0.5, self.renew_every)
+        return max(0.0, self._sent + self.renew_every - self._mono())
+
     def step(self) -> bool:
         """Take or renew the lease once; True when this replica leads afterwards."""
         epoch = self._epoch
-        sent = self._mono()
+        sent = self._sent = self._mono()
         try:
             seen = self._lease.acquire(self.replica, self.ttl, epoch=epoch or self._mine)
         except StateError as exc:

@@ -6,6 +6,7 @@ the test moves), so each rule is a plain function of time: no test sleeps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -77,6 +78,20 @@ class FakeLease:
 
     def close(self) -> None:
         return None
+
+
+@dataclass
+class SlowLease(FakeLease):
+    """A lease whose answers take `delay` seconds to come back (the database acts at once);
+    `meanwhile(seconds)` lets that time pass."""
+
+    delay: float = 0.0
+    meanwhile: Callable[[float], object] = lambda seconds: None
+
+    def acquire(self, holder: str, ttl: float, *, epoch: int | None) -> LeaseState:
+        state = super().acquire(holder, ttl, epoch=epoch)
+        self.meanwhile(self.delay)
+        return state
 
 
 class Clock:
@@ -300,3 +315,37 @@ def test_a_second_controller_without_ha_takes_a_dead_ones_lease_once_it_expires(
     b._stop.wait = waiting  # type: ignore[method-assign]
     b.take_exclusively()
     assert b.acting() and lease.now <= TTL + 1
+
+
+@pytest.mark.parametrize(
+    ("delay", "kept"),
+    [
+        (3.0, "may_dispatch"),  # a fifth of the TTL: evaluations go on being dispatched
+        (4.8, "acting"),  # just under a renewal period: the lease holds
+        (6.0, "acting"),  # longer than a renewal period: renewals go back to back
+    ],
+)
+def test_slow_renewal_answers_do_not_make_a_healthy_leader_lapse(
+    clock: Clock, delay: float, kept: str
+) -> None:
+    # Every renewal succeeds long before the database's expiry, but its answer is slow: the
+    # next renewal is due a period after the last was *sent*, which its validity counts from.
+    lease = SlowLease()
+    a = leadership(lease, clock)
+    samples: list[bool] = []
+
+    def passing(timeout: float | None = None) -> bool:
+        end = clock.t + (timeout or 0)
+        while clock.t < end:
+            advance(lease, clock, min(0.1, end - clock.t))
+            samples.append(getattr(a, kept)())
+        return False
+
+    assert a.step()
+    lease.delay, lease.meanwhile = delay, passing
+    a._stop.wait = passing  # type: ignore[method-assign]
+    for _ in range(10):
+        a._wait()
+        a.step()
+    assert lease.expires > lease.now  # the database never saw it expire
+    assert all(samples), f"{kept}() turned False {samples.count(False)} times of {len(samples)}"
