@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -419,7 +419,13 @@ def replicate(
     epoch is the one it had); deposed, it writes nothing and reads the database."""
     from autoscaler.adapters.state.lease import PostgresLease  # noqa: PLC0415 - psycopg
 
-    leadership = Leadership(PostgresLease(store.settings), replica=replica, ttl=ttl, ha=ha)
+    # A renewal that waits (a lock held, a slow server) gives up within a quarter of the
+    # TTL, so another can be sent before the lease lapses; with the store's timeouts (10 s)
+    # it waited past a 15 s lease's local validity before the next could try.
+    settings = replace(
+        store.settings, statement_timeout=min(store.settings.statement_timeout, ttl / 4)
+    )
+    leadership = Leadership(PostgresLease(settings), replica=replica, ttl=ttl, ha=ha)
 
     def elected(epoch: int) -> None:
         # Memory first: `lead` waits for a write under way and drops what an earlier epoch
