@@ -140,7 +140,7 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
     leadership = replicate(pg, state, replica=replica_id(args), ttl=args.lease_ttl, ha=args.ha)
     try:
         if args.once or not args.ha:
-            leadership.take_exclusively()
+            leadership.take_exclusively(one_off=args.once)
     except StateError:
         state.close()
         leadership.close()

@@ -236,10 +236,13 @@ class Leadership:
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    def take_exclusively(self) -> None:
+    def take_exclusively(self, *, one_off: bool = False) -> None:
         """Become the leader now, or raise `StateError` when another live replica holds
         the lease (it renews it while we wait). A lease left by a dead process is taken
-        once it expires, so a controller restarted after a crash waits at most the TTL."""
+        once it expires, so a controller restarted after a crash waits at most the TTL.
+
+        `one_off`: for a single pass (`run --once`, with or without `--ha`), which cannot
+        stand by; the error says so rather than suggesting `--ha`."""
         first: LeaseState | None = None
         while True:
             if self.step():
@@ -257,10 +260,18 @@ class Leadership:
                     seen.seconds_left(),
                 )
             elif seen.holder == first.holder and seen.expires_at != first.expires_at:
-                raise StateError(
+                busy = (
                     f"state database {self._lease.where} is in use by another autoscaler "
-                    f"(replica {seen.holder}, which keeps its lease); run one controller per "
-                    "database, or start every replica with --ha"
+                    f"(replica {seen.holder}, which keeps its lease)"
+                )
+                if one_off:
+                    raise StateError(
+                        f"{busy}: a one-off pass (run --once) cannot run while replica "
+                        f"{seen.holder} leads; stop that controller first, or see what the "
+                        "pass would do with `autoscaler plan` (it reads the same --state)"
+                    )
+                raise StateError(
+                    f"{busy}; run one controller per database, or start every replica with --ha"
                 )
             self._stop.wait(min(self.renew_every, seen.seconds_left() + 0.05))
 

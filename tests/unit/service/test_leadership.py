@@ -302,6 +302,29 @@ def test_a_second_controller_without_ha_is_refused_while_the_first_renews(
         b.take_exclusively()
 
 
+@pytest.mark.parametrize("ha", [True, False])
+def test_a_one_off_pass_while_another_replica_leads_is_refused_without_suggesting_ha(
+    lease: FakeLease, clock: Clock, ha: bool
+) -> None:
+    # `run --once` (with --ha or without) cannot stand by: it must not be told to use --ha.
+    a = leadership(lease, clock, "a")
+    once = Leadership(lease, replica="ops", ttl=TTL, ha=ha, clock=clock)
+    a.step()
+
+    def renewing_wait(timeout: float | None = None) -> bool:
+        advance(lease, clock, timeout or 0)
+        a.step()
+        return False
+
+    once._stop.wait = renewing_wait  # type: ignore[method-assign]
+    with pytest.raises(StateError) as refused:
+        once.take_exclusively(one_off=True)
+    message = str(refused.value)
+    assert "a one-off pass (run --once) cannot run while replica a leads" in message
+    assert "stop that controller first" in message and "autoscaler plan" in message
+    assert "--ha" not in message
+
+
 def test_a_second_controller_without_ha_takes_a_dead_ones_lease_once_it_expires(
     lease: FakeLease, clock: Clock
 ) -> None:
