@@ -14,6 +14,9 @@
     │   │                           lease) came before a request could be sent or retried
     │   └── TargetUnavailable       the target's API could not be reached (after retries)
     ├── StateError                  the state database cannot be opened, read or written
+    │   ├── StateUnreachable        the PostgreSQL server could not be reached (refused,
+    │   │                           timed out, not accepting connections yet): trying
+    │   │                           again may work, unlike a wrong password or database
     │   └── NotLeader               this replica does not hold the leader lease (a standby,
     │                               or a leader that lost it): it neither writes nor scales
     ├── DiscoveryError              a discovery source (Nomad jobs or scaling policies, AWS
@@ -133,6 +136,13 @@ class TargetUnavailable(TargetError):
 
 class StateError(AutoscalerError):
     """The state database cannot be opened, read or written."""
+
+
+class StateUnreachable(StateError):
+    """A connection to the PostgreSQL state database failed before the server could judge
+    our settings: refused, timed out, the host unknown to DNS, the server starting up,
+    shutting down or out of connection slots. Trying again later may work; a wrong
+    password, user or database name stays a plain `StateError`."""
 
 
 class NotLeader(StateError):

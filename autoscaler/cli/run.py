@@ -7,25 +7,43 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
-from autoscaler.cli.exits import EXIT_STARTUP, print_error
+from autoscaler.cli.exits import EXIT_OK, EXIT_STARTUP, print_error
 from autoscaler.config.connections import Settings
 from autoscaler.config.service import replica_id, service_config_from_args
 from autoscaler.config.state import is_postgres, open_postgres_state
-from autoscaler.errors import AutoscalerError, StateError
+from autoscaler.errors import AutoscalerError, StateError, StateUnreachable
 
 if TYPE_CHECKING:
     from autoscaler.adapters.state import LayeredStateStore
+    from autoscaler.adapters.state.postgres import PostgresStateStore
     from autoscaler.service.leadership import Leadership
+
+log = logging.getLogger("autoscaler.state")
 
 # How long `run` on SQLite lets a decision that scales nothing wait for its write, so that
 # many are written in one commit (see `LayeredStateStore`; a scale always waits for its write).
 STATE_LINGER = 1.0
+# While its PostgreSQL state cannot be reached at startup, the service tries again after a
+# pause that doubles from the first to the longest (seconds).
+REACH_FIRST_PAUSE = 0.5
+REACH_LONGEST_PAUSE = 10.0
+
+
+class _Stopped(BaseException):
+    """SIGTERM/SIGINT while the service waited for its state database: a clean stop (0).
+    Raised by the signal handler, like KeyboardInterrupt, so that it also ends a connection
+    attempt under way, and nothing on its way takes it for a failure to handle."""
 
 
 def exists(path: str, what: str = "state database") -> bool:
@@ -87,6 +105,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except (StateError, AutoscalerError) as exc:
         print_error(exc)
         return EXIT_STARTUP
+    except _Stopped:
+        log.info("stopped while waiting for the state database")
+        return EXIT_OK
     try:
         config = service_config_from_args(args)  # the notify URLs checked for --once too
         if args.once:
@@ -128,9 +149,7 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
         # `--once` waits for every write: its exit code says whether its pass was recorded.
         linger = 0.0 if args.once else STATE_LINGER
         return LayeredStateStore(durable, linger=linger), None
-    pg = open_postgres_state(
-        args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep
-    )
+    pg = _reach_postgres(args, keep_for=keep_for, keep_decisions=keep)
     from autoscaler.service.leadership import replicate  # noqa: PLC0415 - psycopg
 
     # No lingering: a replica that loses its lease drops what it has not written, and with
@@ -146,3 +165,63 @@ def _open_run_state(args: argparse.Namespace) -> tuple[LayeredStateStore, Leader
         leadership.close()
         raise
     return state, leadership
+
+
+def _reach_postgres(
+    args: argparse.Namespace, *, keep_for: timedelta, keep_decisions: int
+) -> PostgresStateStore:
+    """`run`'s PostgreSQL store, connected and migrated. The service waits for a server
+    that cannot be reached yet (refused, timed out, starting up: `StateUnreachable`), as
+    replicas and their database often boot together: a warning, another try after a
+    pause, until it answers or SIGTERM/SIGINT ends the wait (`_Stopped`). Any other
+    problem (a wrong password, user or database name, a newer schema) raises at once, and
+    so does every problem of a single pass (`--once`: its caller decides about retrying).
+    """
+
+    def attempt() -> PostgresStateStore:
+        return open_postgres_state(
+            args.state, args.state_password_file, keep_for=keep_for, keep_decisions=keep_decisions
+        )
+
+    if args.once:
+        return attempt()
+    started = time.monotonic()
+    pause = REACH_FIRST_PAUSE
+    with _stopped_by_signals():
+        while True:
+            try:
+                store = attempt()
+            except StateUnreachable as exc:
+                log.warning(
+                    "%s; waiting for it (the HTTP API starts once it answers), next try in "
+                    "%g s; SIGTERM stops the controller",
+                    exc,
+                    pause,
+                )
+            else:
+                if pause > REACH_FIRST_PAUSE:
+                    waited = time.monotonic() - started
+                    log.warning("state database %s reached after %.0f s", store.where, waited)
+                return store
+            time.sleep(pause)
+            pause = min(pause * 2, REACH_LONGEST_PAUSE)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise `_Stopped` while the block runs (the handlers before are
+    back after it); outside the main thread, where no handler can be set, nothing changes."""
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s while waiting for the state database", signal.Signals(signum).name)
+        raise _Stopped
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

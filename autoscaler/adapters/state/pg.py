@@ -36,7 +36,8 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from autoscaler.errors import StateError
+from autoscaler.adapters.state.pg_errors import unreachable
+from autoscaler.errors import StateError, StateUnreachable
 from autoscaler.redact import scrub
 
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -189,7 +190,7 @@ class Connector:
                 conn.close()  # not left to the garbage collector
                 raise
         except psycopg.Error as exc:
-            raise StateError(
+            raise (StateUnreachable if unreachable(exc) else StateError)(
                 f"cannot connect to state database {self.settings.describe()}: "
                 f"{self.safe(exc)}; check the address, that the server runs, and the "
                 "password (--state-password-file, PGPASSWORD or ~/.pgpass)"

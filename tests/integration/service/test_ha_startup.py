@@ -1,7 +1,10 @@
 """How `autoscaler run` starts on a shared PostgreSQL state, run as the real command.
 
 A one-off pass (`run --once`) while another replica leads is refused with a message that
-fits a one-off pass.
+fits a one-off pass. A replica whose database cannot be reached yet (it boots after the
+replicas, or restarts) waits for it and leads once it answers, instead of exiting 4, the
+"configuration problem" code systemd units are told not to restart; SIGTERM ends that
+wait at once. A database that answers and refuses the settings is still exit 4.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,9 @@ import pytest
 from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.config.state import open_postgres_state
 from autoscaler.service.leadership import Leadership, replicate
-from tests.support.postgres import Database
+from tests.support.net import wait_until
+from tests.support.postgres import Database, PostgresServer
+from tests.support.service import FakePrometheus, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +97,108 @@ def test_a_one_off_pass_while_a_replica_leads_says_to_stop_it_or_use_plan(
     assert "stop that controller first" in error and "autoscaler plan" in error, error
     assert "--ha" not in error, error  # it was given: telling the user to add it misleads
     assert leader.acting()  # the leader was left alone
+
+
+@pytest.fixture
+def stopped_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster made but not started: nothing listens on its port yet."""
+    server = PostgresServer()
+    yield server
+    server.destroy()
+
+
+def replica(
+    factory: Callable[..., ServiceProcess],
+    prometheus: FakePrometheus,
+    db: Database,
+    *args: str,
+) -> ServiceProcess:
+    """`run --ha` as replica `a` on `db`, started without waiting for its API."""
+    return factory(
+        prometheus_url=prometheus.url,
+        env=ENV,
+        state=db.dsn,
+        policies={"web": POLICY},
+        args=[
+            "--ha",
+            f"--lease-ttl={TTL}",
+            "--replica-id=a",
+            f"--state-password-file={db.server.password_file}",
+            *args,
+        ],
+    ).start(wait=False)
+
+
+def waiting_for_the_database(service: ServiceProcess) -> bool:
+    assert service.proc is not None
+    if service.proc.poll() is not None:
+        raise AssertionError(f"exited with {service.proc.returncode}:\n{service.log()}")
+    return any(
+        "waiting for it" in str(r.get("message")) and "Connection refused" in str(r.get("message"))
+        for r in service.log_records()
+    )
+
+
+def test_a_replica_started_before_its_database_waits_for_it_and_leads(
+    stopped_server: PostgresServer,
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+) -> None:
+    db = Database(server=stopped_server, name="postgres")
+    a = replica(service_factory, fake_prometheus, db)
+    wait_until(lambda: waiting_for_the_database(a), timeout=15, what="a waits for the database")
+    time.sleep(1)  # a few tries: still waiting, not exited
+    assert waiting_for_the_database(a)
+
+    stopped_server.start()
+    wait_until(lambda: _role(a) == "leader", timeout=30, what="a leads once the database is up")
+    assert any("state database" in m and "reached after" in m for m in _messages(a))
+    assert a.stop() == 0
+
+
+def test_sigterm_while_waiting_for_the_database_stops_at_once(
+    stopped_server: PostgresServer,
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+) -> None:
+    a = replica(service_factory, fake_prometheus, Database(server=stopped_server, name="postgres"))
+    wait_until(lambda: waiting_for_the_database(a), timeout=15, what="a waits for the database")
+    time.sleep(2)  # between two tries, or in one
+    sent = time.monotonic()
+    assert a.stop(timeout=5) == 0
+    assert time.monotonic() - sent < 2
+
+
+@pytest.mark.parametrize("wrong", ["password", "database"])
+def test_a_database_that_refuses_the_settings_is_still_a_startup_error(
+    postgres_db: Database,
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+    tmp_path: Path,
+    wrong: str,
+) -> None:
+    db = postgres_db
+    args: list[str] = []
+    if wrong == "password":
+        bad = tmp_path / "wrong-password"
+        bad.write_text("not-the-password\n")
+        args.append(f"--state-password-file={bad}")  # the later flag wins
+    else:
+        db = Database(server=postgres_db.server, name="no_such_database")
+    a = replica(service_factory, fake_prometheus, db, *args)
+    assert a.wait_exit(timeout=15) == 4
+    expected = "password authentication failed" if wrong == "password" else "does not exist"
+    assert expected in a.log(), a.log()
+    assert "waiting for it" not in a.log()
+
+
+def _role(service: ServiceProcess) -> str | None:
+    try:
+        role: str = service.get("/v1/leader").json()["role"]
+    except Exception:
+        return None
+    return role
+
+
+def _messages(service: ServiceProcess) -> list[str]:
+    return [str(r.get("message", "")) for r in service.log_records()]
