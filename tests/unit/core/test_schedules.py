@@ -119,9 +119,11 @@ def test_active_filters_and_keeps_order() -> None:
         # 02:30 does not exist on 29 March 2026 in Paris: the window still opens that night.
         pytest.param(utc("2026-03-29 01:30"), True, id="spring-forward-not-skipped"),
         pytest.param(utc("2026-03-29 03:00"), False, id="spring-forward-closes"),
-        # 02:30 happens twice on 25 October 2026: the window is open after the second one.
-        pytest.param(utc("2026-10-25 01:45"), True, id="fall-back-second-occurrence"),
-        pytest.param(utc("2026-10-25 03:00"), False, id="fall-back-closes"),
+        # 02:30 happens twice on 25 October 2026 (00:30 and 01:30 UTC): the window opens at
+        # the first and lasts its hour of elapsed time; the second opens nothing.
+        pytest.param(utc("2026-10-25 01:29:59"), True, id="fall-back-first-occurrence"),
+        pytest.param(utc("2026-10-25 01:30"), False, id="fall-back-closes-after-its-hour"),
+        pytest.param(utc("2026-10-25 01:45"), False, id="fall-back-second-is-no-opening"),
     ],
 )
 def test_fire_time_in_a_dst_gap_or_overlap(now: datetime, expected: bool) -> None:
@@ -133,3 +135,66 @@ def test_fire_time_in_a_dst_gap_or_overlap(now: datetime, expected: bool) -> Non
         max=2,
     )
     assert is_active(night, now) is expected
+
+
+def berlin(cron: str, duration: timedelta) -> Schedule:
+    return Schedule(name="s", cron=cron, duration=duration, timezone="Europe/Berlin", min=2)
+
+
+# On 25 October 2026 Berlin's clocks go back from 03:00 CEST to 02:00 CET (01:00 UTC): every
+# wall-clock time from 02:00 to 02:59 happens twice, at 00:xx UTC and at 01:xx UTC.
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(utc("2026-10-25 00:29:59"), False, id="before"),
+        pytest.param(utc("2026-10-25 00:30"), True, id="first-0230-opens"),
+        pytest.param(utc("2026-10-25 00:49:59"), True, id="open-20m"),
+        pytest.param(utc("2026-10-25 00:50"), False, id="closes-after-20m"),
+        pytest.param(utc("2026-10-25 01:30"), False, id="second-0230-opens-nothing"),
+        pytest.param(utc("2026-10-25 01:45"), False, id="still-closed"),
+        pytest.param(utc("2026-10-26 01:30"), True, id="next-day-0230-cet"),
+    ],
+)
+def test_a_fixed_fire_time_the_clock_repeats_opens_once_at_its_first_occurrence(
+    now: datetime, expected: bool
+) -> None:
+    # Before, the window opened again one hour after it closed (croniter's get_prev from
+    # 02:45 CET answers 02:30 CET): "02:30 every day" opened twice that day. Cron runs it once.
+    assert is_active(berlin("30 2 * * *", timedelta(minutes=20)), now) is expected
+
+
+def test_last_fire_of_a_repeated_fixed_time_is_its_first_occurrence() -> None:
+    assert last_fire("30 2 * * *", utc("2026-10-25 01:45"), "Europe/Berlin") == utc(
+        "2026-10-25 00:30"
+    )
+    assert last_fire("0,30 2 * * *", utc("2026-10-25 01:45"), "Europe/Berlin") == utc(
+        "2026-10-25 00:30"
+    )
+    assert last_fire("@daily", utc("2026-10-25 01:45"), "Europe/Berlin") == utc("2026-10-24 22:00")
+
+
+def test_a_window_open_when_the_clock_falls_back_runs_its_elapsed_duration() -> None:
+    # Opens at 02:30 CEST (00:30 UTC) for 2 h of elapsed time: until 03:30 CET (02:30 UTC),
+    # not until 04:30 CET as the second 02:30 made it before.
+    two_hours = berlin("30 2 * * *", timedelta(hours=2))
+    assert is_active(two_hours, utc("2026-10-25 02:29:59"))
+    assert not is_active(two_hours, utc("2026-10-25 02:30"))
+
+
+@pytest.mark.parametrize(
+    ("cron", "duration", "now"),
+    [
+        # The second 02:00 (01:00 UTC) opens its own window, as cron runs such jobs.
+        pytest.param("*/30 2 * * *", timedelta(minutes=30), utc("2026-10-25 01:15"), id="step"),
+        pytest.param("0 * * * *", timedelta(minutes=15), utc("2026-10-25 01:05"), id="hourly"),
+        pytest.param("@hourly", timedelta(minutes=15), utc("2026-10-25 01:05"), id="macro"),
+        # Every 10 minutes at night: open through the repeated hour, no gap in it.
+        pytest.param("*/10 0-6 * * *", timedelta(minutes=10), utc("2026-10-25 01:25"), id="night"),
+    ],
+)
+def test_a_cron_with_a_star_in_its_minute_or_hour_fires_at_both_occurrences(
+    cron: str, duration: timedelta, now: datetime
+) -> None:
+    assert is_active(berlin(cron, duration), now)
