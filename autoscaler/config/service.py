@@ -50,23 +50,6 @@ class ServiceConfig:
     metrics_histograms: str = "per-policy"  # or "total": duration histograms in aggregate
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
-
-
-def env_flag(name: str, value: str | bool | None) -> bool:
-    """A boolean flag whose default came from the environment variable `name` as text.
-
-    Raises ValueError naming the variable when the text is neither true nor false.
-    """
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = value.strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {value!r}")
-
-
 def _listen_text(text: str) -> str:
     problem = listen_problem(text) if text else None  # empty: no HTTP API
     if problem is not None:

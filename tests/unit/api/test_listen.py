@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from autoscaler.config.listen import parse_listen
-from autoscaler.config.service import env_flag
 from autoscaler.errors import AutoscalerError
 from autoscaler.service.run import check_exposure, read_token
 
@@ -106,27 +105,3 @@ def test_a_token_or_the_insecure_flag_allows_any_address(caplog: pytest.LogCaptu
     assert not caplog.records
     check_exposure("0.0.0.0:8080", None, insecure=True)
     assert "--insecure-no-auth" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, False),
-        (True, True),
-        ("1", True),
-        ("TRUE", True),
-        (" yes ", True),
-        ("on", True),
-        ("", False),
-        ("0", False),
-        ("false", False),
-        ("off", False),
-    ],
-)
-def test_env_flag_reads_the_usual_spellings(value: str | bool | None, expected: bool) -> None:
-    assert env_flag("AUTOSCALER_X", value) is expected
-
-
-def test_env_flag_names_the_variable_on_a_bad_value() -> None:
-    with pytest.raises(ValueError, match="AUTOSCALER_X must be one of"):
-        env_flag("AUTOSCALER_X", "maybe")
