@@ -214,6 +214,26 @@ def _read_secret(args: argparse.Namespace, dest: str, env_name: str, what: str) 
     value = os.environ.get(env_name) or None
     if path and not (value and source_of(args, dest) == "file"):
         return read_header_secret(path, what)
+    return _header_secret_variable(env_name, value)
+
+
+def _header_secret_variable(name: str, value: str | None) -> str | None:
+    """The secret in the variable `name`, sent in an HTTP header: one holding a control or
+    a non-ASCII character is fatal at once, as in a file (`read_header_secret`). A line
+    break is left to the settings, whose message says so (`... contains a line break`)."""
+    if value is None:
+        return None
+    register(value, *value.splitlines())
+    bad = next(
+        (i for i, char in enumerate(value) if not (" " <= char <= "~" or char in "\t\r\n")),
+        None,
+    )
+    if bad is not None:
+        raise AutoscalerError(
+            f"variable {name}: it holds a control or a non-ASCII character at character "
+            f"{bad + 1}; it is sent in an HTTP header, which carries printable ASCII "
+            "characters only (letters, digits, punctuation, spaces)"
+        )
     return value
 
 
@@ -262,7 +282,7 @@ def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
     Raises TargetError for a bad one (`NOMAD_SKIP_VERIFY=maybe`), AutoscalerError for an
     unreadable `nomad.token_file`.
     """
-    token = os.environ.get("NOMAD_TOKEN") or None
+    token = _header_secret_variable("NOMAD_TOKEN", os.environ.get("NOMAD_TOKEN") or None)
     if token is None and getattr(args, "nomad_token_file", None):
         token = read_header_secret(args.nomad_token_file, "nomad.token_file")
     values = {

@@ -114,3 +114,49 @@ def test_spaces_and_tabs_inside_a_secret_file_and_its_trailing_newline_are_fine(
     arguments = _arguments(tmp_path, b"tok en\twith-spaces", flags, config)
     assert main(["plan", *arguments, *UNREACHABLE]) == 3  # read; only nothing to evaluate with
     assert "printable ASCII" not in capsys.readouterr().err
+
+
+VARIABLES = [
+    pytest.param("AUTOSCALER_PROMETHEUS_TOKEN", [], id="prom-token"),
+    pytest.param("AUTOSCALER_PROMETHEUS_PASSWORD", ["--prometheus-username", "u"], id="prom-pw"),
+    pytest.param("NOMAD_TOKEN", [], id="nomad-token"),
+]
+
+
+@pytest.mark.parametrize(("variable", "flags"), VARIABLES)
+@pytest.mark.parametrize(
+    ("secret", "where"),
+    [("pässwort-1234", 2), ("secret7c4\x1bsecret3b8", 10), ("\ufeffsecret0d6", 1)],
+)
+def test_a_secret_variable_a_header_cannot_carry_is_a_startup_error_naming_the_variable(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    flags: list[str],
+    secret: str,
+    where: int,
+) -> None:
+    monkeypatch.setenv(variable, secret)
+    arguments = _arguments(tmp_path, b"unused", [], "")
+    assert main(["plan", *arguments, *flags, *UNREACHABLE]) == 4
+    out, err = capsys.readouterr()
+    assert out == ""
+    expected = f"variable {variable}: it holds a control or a non-ASCII character at character "
+    assert f"{expected}{where};" in err
+    assert "printable ASCII characters only" in err
+    assert "secret7c4" not in err and "secret3b8" not in err and "pässwort" not in err
+
+
+@pytest.mark.parametrize(("variable", "flags"), VARIABLES)
+def test_spaces_and_tabs_inside_a_secret_variable_are_fine(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    flags: list[str],
+) -> None:
+    monkeypatch.setenv(variable, "tok en\twith-spaces")
+    arguments = _arguments(tmp_path, b"unused", [], "")
+    assert main(["plan", *arguments, *flags, *UNREACHABLE]) == 3
+    assert "printable ASCII" not in capsys.readouterr().err
