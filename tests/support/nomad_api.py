@@ -33,7 +33,11 @@ Every request may carry `namespace` (default "default") and `region` (default "g
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
 is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found";
 a job (or scaling policy) list of every namespace (`namespace=*`) holds the namespaces
-the token may list in.
+the token may list in. A management token (`enable_acl(management=...)`) may do anything;
+with `reject_job_registration` set (the scheduler configuration's load shedding), a scale
+from any other token is refused with Nomad's 403 "Job registration, dispatch, and scale
+are disabled by the scheduler configuration" (with ACLs disabled, every request is
+management's, as in Nomad).
 There is no scheduler: allocations are reported as placed and running at once, and a
 deployment only changes when a test says so (`set_deployment`, `deployment_on_scale`).
 """
@@ -169,6 +173,9 @@ class NomadApiStandIn:
             self._jobs: dict[tuple[str, str, str], _Job] = {}
             self.regions: set[str] = {DEFAULT_REGION}
             self._acl: dict[str, dict[str, frozenset[str]]] | None = None
+            self._management: frozenset[str] = frozenset()
+            # The scheduler configuration's `reject_job_registration` (load shedding).
+            self.reject_job_registration = False
             self._failures: list[tuple[int, str, bool]] = []
             self._echoing: dict[str, int] = {}
             self._job_faults: dict[str, tuple[int, str, frozenset[str] | None, float]] = {}
@@ -335,13 +342,22 @@ class NomadApiStandIn:
             self._stream_generation += 1
             self._changed.notify_all()
 
-    def enable_acl(self, tokens: Mapping[str, Mapping[str, Iterable[str]]]) -> None:
-        """Require tokens: secret → {namespace (or "*"): capabilities}."""
+    def enable_acl(
+        self,
+        tokens: Mapping[str, Mapping[str, Iterable[str]]],
+        *,
+        management: Iterable[str] = (),
+    ) -> None:
+        """Require tokens: secret → {namespace (or "*"): capabilities}; the `management`
+        secrets are management tokens (every capability, and scaling while the scheduler
+        configuration rejects job registration)."""
         with self._lock:
+            self._management = frozenset(management)
             self._acl = {
                 secret: {ns: frozenset(caps) for ns, caps in rules.items()}
                 for secret, rules in tokens.items()
             }
+            self._acl.update({secret: {} for secret in self._management})
 
     def scale_events(
         self,
@@ -606,6 +622,8 @@ class NomadApiStandIn:
         if self._acl is None:
             return
         rules = self._rules(request)
+        if request.headers.get("x-nomad-token") in self._management:
+            return
         granted = rules.get(namespace, frozenset()) | rules.get("*", frozenset())
         if not granted & set(any_of):
             raise _ApiError(403, "Permission denied")
@@ -651,7 +669,9 @@ class NomadApiStandIn:
             self._authorize(request, namespace, *any_of)
             return lambda ns: namespace in ("*", ns)
         rules = self._rules(request)
-        if rules.get("*", frozenset()) & set(any_of):
+        if request.headers.get("x-nomad-token") in self._management or rules.get(
+            "*", frozenset()
+        ) & set(any_of):
             return lambda ns: True
         if not any(caps & set(any_of) for caps in rules.values()):
             raise _ApiError(403, "Permission denied")
@@ -736,6 +756,17 @@ class NomadApiStandIn:
         if target.get("Job") and target["Job"] != job_id:
             raise _ApiError(400, "job ID in payload did not match URL")
         self._authorize(request, namespace, "scale-job", "submit-job")
+        if (
+            self.reject_job_registration
+            and self._acl is not None
+            and request.headers.get("x-nomad-token") not in self._management
+        ):
+            # nomad/job_endpoint.go `registrationsAreAllowed`: management tokens only; the
+            # HTTP layer answers structs.ErrJobRegistrationDisabled with a 403.
+            raise _ApiError(
+                403,
+                "Job registration, dispatch, and scale are disabled by the scheduler configuration",
+            )
         if target.get("Namespace") and target["Namespace"] != namespace:
             raise _ApiError(400, "namespace in payload did not match header")
         group_name = target.get("Group") or ""

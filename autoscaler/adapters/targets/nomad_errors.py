@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # it imports `redact_address` from here
 
 NO_REGION_PATH = "No path to region"  # Nomad's 500 for a region it cannot forward to
 _DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
+# Nomad's 403 (structs.ErrJobRegistrationDisabled) to any token but a management one while
+# its scheduler configuration has `reject_job_registration` set (load shedding).
+_REGISTRATION_DISABLED = "disabled by the scheduler configuration"
 # What python-nomad wraps when the network, not the request, is at fault (worth a retry).
 NETWORK_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -131,6 +134,14 @@ def translate(
         )
     status = answer.status_code
     text = scrub(answer.text.strip(), settings.address)
+    if status == 403 and _REGISTRATION_DISABLED in text:
+        # No capability is missing: an operator shed load; a passing state, so a hold.
+        return TargetBusy(
+            f"Nomad refused to scale {ref}: {text} (the cluster's scheduler configuration "
+            "has reject_job_registration set, which refuses every scale but a management "
+            "token's); it scales again once an operator lifts it "
+            "(nomad operator scheduler set-config -reject-job-registration=false)"
+        )
     if status == 403:
         refused = f"Nomad refused {answer.request.method} {request_path(answer)} ({text})"
         if "token" in text.lower():  # "ACL token not found", "ACL token expired", ...

@@ -483,6 +483,44 @@ def test_token_without_read_job_raises_forbidden_naming_read_job(
         scaler.status()
 
 
+def test_a_scheduler_rejecting_job_registration_holds_and_does_not_blame_the_token(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # `nomad operator scheduler set-config -reject-job-registration=true` (load shedding):
+    # Nomad refuses every non-management scale with a 403 that names no capability.
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
+    nomad_api.reject_job_registration = True
+    scaler = scaler_for(nomad_api, token=SECRET)
+    assert scaler.status().count == 3
+
+    with pytest.raises(TargetBusy) as caught:
+        scaler.scale(5, reason="up", meta=META)
+
+    text = str(caught.value)
+    assert "disabled by the scheduler configuration" in text
+    assert "reject_job_registration" in text
+    assert "capability" not in text
+    assert nomad_api.group_count("chat", "web") == 3
+    assert len(nomad_api.requests_to("POST", "/scale")) == 1  # not retried
+
+    nomad_api.reject_job_registration = False  # the operator lifts it
+    scaler.scale(5, reason="up", meta=META)
+    assert nomad_api.group_count("chat", "web") == 5
+
+
+def test_a_management_token_scales_while_the_scheduler_rejects_job_registration(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.enable_acl({}, management=[SECRET])
+    nomad_api.reject_job_registration = True
+
+    scaler_for(nomad_api, token=SECRET).scale(5, reason="up", meta=META)
+
+    assert nomad_api.group_count("chat", "web") == 5
+
+
 def test_unknown_token_is_forbidden_and_says_so(nomad_api: NomadApiStandIn) -> None:
     nomad_api.register_job("chat")
     nomad_api.enable_acl({SECRET: {"default": ["read-job", "scale-job"]}})
