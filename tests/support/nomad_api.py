@@ -286,10 +286,17 @@ class NomadApiStandIn:
         status: str,
         namespace: str = "default",
         region: str = DEFAULT_REGION,
+        *,
+        description: str | None = None,
     ) -> str:
-        """Make a new latest deployment of the job with this status; its ID back."""
+        """Make a new latest deployment of the job with this status; its ID back.
+
+        `description` is its `StatusDescription` (Nomad's default for the status when None),
+        e.g. "Deployment is running but requires manual promotion" for canaries awaiting
+        promotion, which Nomad keeps in the status `running`."""
         with self._lock:
-            return self._new_deployment(self._job(job_id, namespace, region), status)
+            job = self._job(job_id, namespace, region)
+            return self._new_deployment(job, status, description)
 
     def fail_next(
         self, n: int = 1, status: int = 500, body: str = "injected failure", *, echo: bool = False
@@ -508,7 +515,7 @@ class NomadApiStandIn:
         except OSError:
             return  # the client went away
 
-    def _new_deployment(self, job: _Job, status: str) -> str:
+    def _new_deployment(self, job: _Job, status: str, description: str | None = None) -> str:
         index = self._next_index()
         ident = str(uuid.uuid4())
         job.deployments.append(
@@ -534,7 +541,9 @@ class NomadApiStandIn:
                     for name, count in job.groups.items()
                 },
                 "Status": status,
-                "StatusDescription": _DEPLOYMENT_DESCRIPTIONS.get(status, ""),
+                "StatusDescription": (
+                    _DEPLOYMENT_DESCRIPTIONS.get(status, "") if description is None else description
+                ),
                 "CreateIndex": index,
                 "ModifyIndex": index,
             }

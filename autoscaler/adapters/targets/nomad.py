@@ -259,11 +259,7 @@ class NomadScaler:
         # Nomad only blocks on a deployment of this incarnation of the job (same CreateIndex).
         same_job = deployment.get("JobCreateIndex") in (None, seen.indexes[0])
         if state in ACTIVE_DEPLOYMENT_STATES and same_job:
-            ident = str(deployment.get("ID", ""))[:8]
-            return (
-                f"deployment {ident} of job '{self._ref.job}' is {state}; "
-                "Nomad refuses scaling until it ends"
-            ), False
+            return _deployment_hold(self._ref.job, state, deployment), False
         # A deployment names its version by the job's JobModifyIndex as JobSpecModifyIndex
         # (its own JobModifyIndex is the job's ModifyIndex when it was created).
         this_version = seen.version is not None and (
@@ -412,3 +408,19 @@ class NomadScaler:
                     maybe_applied=True,
                 ) from exc
             raise TargetError(f"Nomad at {self._shown_address} sent a non-JSON answer") from exc
+
+
+def _deployment_hold(job: str, state: str, deployment: Mapping[str, Any]) -> str:
+    """Why an active deployment holds the group, with what it waits for when that is a
+    person: canaries awaiting promotion keep a deployment `running` (and a paused one stays
+    paused) until someone acts, however long that takes."""
+    ident = str(deployment.get("ID", ""))
+    said = str(deployment.get("StatusDescription") or "").strip()
+    reason = f"deployment {ident[:8]} of job '{job}' is {state}"
+    if said and said.lower() != f"deployment is {state}":
+        reason += f" ({said})"
+    if "manual promotion" in said.lower():
+        reason += f": promote it (nomad deployment promote {ident}) or fail it"
+    elif state == "paused":
+        reason += f": resume it (nomad deployment resume {ident})"
+    return reason + "; Nomad refuses scaling until it ends"

@@ -368,6 +368,46 @@ def test_active_deployment_holds_and_sends_no_scale(nomad_api: NomadApiStandIn, 
     assert nomad_api.requests_to("POST") == []
 
 
+@pytest.mark.parametrize(
+    ("state", "description", "hint"),
+    [
+        (
+            "running",
+            "Deployment is running but requires manual promotion",
+            "nomad deployment promote",
+        ),
+        ("paused", "Deployment is paused", "nomad deployment resume"),
+    ],
+)
+def test_a_deployment_waiting_on_an_operator_holds_saying_what_it_waits_for(
+    nomad_api: NomadApiStandIn, state: str, description: str, hint: str
+) -> None:
+    # Canaries awaiting promotion keep a deployment `running` for as long as nobody
+    # promotes them (hours, days): the hold must say it waits on a person, not on time.
+    nomad_api.register_job("chat")
+    ident = nomad_api.set_deployment("chat", state, description=description)
+
+    reason = scaler_for(nomad_api).status().not_ready_reason
+
+    assert reason is not None
+    assert description.lower().removeprefix("deployment is ") in reason
+    assert f"{hint} {ident}" in reason
+    assert reason.endswith("Nomad refuses scaling until it ends")
+
+
+def test_a_running_deployment_holds_without_repeating_nomads_plain_description(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat")
+    ident = nomad_api.set_deployment("chat", "running")
+
+    reason = scaler_for(nomad_api).status().not_ready_reason
+
+    assert reason == (
+        f"deployment {ident[:8]} of job 'chat' is running; Nomad refuses scaling until it ends"
+    )
+
+
 @pytest.mark.parametrize("state", ["successful", "failed", "cancelled"])
 def test_finished_deployment_does_not_hold(nomad_api: NomadApiStandIn, state: str) -> None:
     nomad_api.register_job("chat")
