@@ -229,8 +229,9 @@ class NomadScaler:
         self, *, deadline: float | None = None, budget: Budget | None = None
     ) -> int | None:
         """The group's count in a fresh scale status (None when it lacks the group);
-        `TargetBusy` when the job was stopped since it was read: Nomad would start it again
-        with our count (its scale request has no such check)."""
+        `TargetBusy` when the job was stopped since it was read: Nomad's scale request has
+        no such check, and would store our count on the stopped job (it copies the job,
+        `Stop` included, in nomad/job_endpoint.go `Scale`), for whoever starts it again."""
         scale = self._get("scale", deadline=deadline, budget=budget)
         if scale.get("JobStopped"):
             raise TargetBusy(f"job '{self._ref.job}' was stopped: not scaled")
