@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 RUNNING_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
 # How the Description of an activity that starts an instance begins (lowercased).
 LAUNCH_MARK = "launching a new ec2 instance"
+# Lifecycle states of instances that do not count toward the group's DesiredCapacity:
+# leaving (terminating, detaching), set aside (standby), or in its warm pool. Any other
+# state (pending, in service, or one AWS adds later) is counted: an instance too many is
+# a hold of scale-in, one too few a scale-in on a count above what serves.
+OUTSIDE_CAPACITY = (
+    "Terminating",
+    "Terminated",
+    "Detaching",
+    "Detached",
+    "EnteringStandby",
+    "Standby",
+    "Warmed:",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,9 @@ def busy_reasons(
             )
     if "Launch" in suspended:
         launching = False
+    above = above_desired(group)
+    if above is not None:
+        reasons.append(above)  # a scale-up still may: more capacity never makes it worse
     for a in activities:
         if a["StatusCode"] not in FINISHED_ACTIVITY:
             what = a.get("Description") or a.get("Cause", "")
@@ -110,6 +126,36 @@ def busy_reasons(
             )
             launching = False
     return reasons, launching
+
+
+def above_desired(group: Mapping[str, Any]) -> str | None:
+    """Why the group's DesiredCapacity is not the capacity that serves, when the group runs
+    more instances than it (else None).
+
+    A scale-in whose instances are protected from it (instance scale-in protection) lowers
+    DesiredCapacity and terminates nothing: the instances go on serving while the count
+    reads lower. A policy deciding on that count would scale in again and again, and once
+    the protection is removed the group would fall to whatever the count had sunk to.
+    """
+    desired = group["DesiredCapacity"]
+    counted = [
+        i
+        for i in group.get("Instances", [])
+        if not str(i.get("LifecycleState", "")).startswith(OUTSIDE_CAPACITY)
+    ]
+    if len(counted) <= desired:
+        return None
+    protected = sum(1 for i in counted if i.get("ProtectedFromScaleIn"))
+    why = (
+        f" ({protected} of them protected from scale-in: aws autoscaling "
+        "set-instance-protection --no-protected-from-scale-in lets them go)"
+        if protected
+        else ""
+    )
+    return (
+        f"the group runs {len(counted)} instances, more than its DesiredCapacity "
+        f"{desired}{why}: a scale-in waits until it runs no more than that"
+    )
 
 
 def is_launch(activity: ActivityTypeDef) -> bool:

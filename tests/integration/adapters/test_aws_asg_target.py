@@ -728,3 +728,42 @@ def test_a_group_sized_in_weighted_units_is_neither_read_as_instances_nor_scaled
     with pytest.raises(TargetError, match="weighted units"):
         scaler.scale(count + 2, reason="test", meta={}, expected=count)
     assert moto_server.desired_capacity(asg) == count
+
+
+def test_instances_above_the_desired_capacity_hold_scale_in_but_not_scale_up(
+    make_asg: Callable[..., str], direct: ScalerFactory, moto_server: MotoServer
+) -> None:
+    # A scale-in of a group whose instances are all protected lowers DesiredCapacity and
+    # terminates nothing (AWS, and moto): 4 instances serve while the count reads 2. A
+    # policy deciding on 2 would scale in again, and again, and once the protection is
+    # removed the group falls to whatever the count has sunk to.
+    asg = make_asg(desired=4)
+    client = moto_server.client()
+    instances = client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])[
+        "AutoScalingGroups"
+    ][0]["Instances"]
+    client.set_instance_protection(
+        AutoScalingGroupName=asg,
+        InstanceIds=[i["InstanceId"] for i in instances],
+        ProtectedFromScaleIn=True,
+    )
+    scaler = direct(asg)
+    scaler.scale(2, reason="test", meta={}, expected=4)
+
+    status = scaler.status()
+
+    assert status.count == 2
+    assert not status.ready
+    assert status.scale_up_allowed  # more capacity never makes the count more wrong
+    assert status.not_ready_reason == (
+        "the group runs 4 instances, more than its DesiredCapacity 2 (4 of them protected "
+        "from scale-in: aws autoscaling set-instance-protection --no-protected-from-scale-in "
+        "lets them go): a scale-in waits until it runs no more than that"
+    )
+    client.set_instance_protection(
+        AutoScalingGroupName=asg,
+        InstanceIds=[i["InstanceId"] for i in instances],
+        ProtectedFromScaleIn=False,
+    )
+    client.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=2)  # moto: terminate
+    assert direct(asg).status().ready
