@@ -2,8 +2,9 @@
 
 moto serves EC2 and Auto Scaling over real HTTP, but it cannot show what the ASG adapter
 must cope with in production: scaling activities in progress, instance refreshes,
-throttling, 5xx, access denied. `aws_proxy` passes every request through to moto and,
-when a test programs it, answers some of them itself with the XML AWS would send.
+throttling, 5xx, access denied, groups being deleted or sized in other units. `aws_proxy`
+passes every request through to moto and, when a test programs it, answers some of them
+itself with the XML AWS would send, or amends moto's description of a group.
 
 Nothing here may ever reach real AWS: every test session runs with the real AWS variables
 removed, the shared config files hidden and the endpoint pointed at a dead local port;
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import boto3
@@ -223,10 +225,10 @@ class _Fault:
 class AwsProxy:
     """An HTTP proxy in front of moto that can answer like AWS when moto cannot.
 
-    Program it with `fail_next`, `set_activities` and `set_instance_refreshes`; read what
-    reached it in `requests` (actions in order), `calls` (actions with their params) and
-    `arrivals` (when each request of an action came in, on `CLOCK_BOOTTIME`: the clock the
-    leader lease is measured on).
+    Program it with `fail_next`, `set_activities`, `set_instance_refreshes` and
+    `amend_group`; read what reached it in `requests` (actions in order), `calls` (actions
+    with their params) and `arrivals` (when each request of an action came in, on
+    `CLOCK_BOOTTIME`: the clock the leader lease is measured on).
     """
 
     upstream: str
@@ -237,6 +239,8 @@ class AwsProxy:
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
     _activities: list[dict[str, Any]] | None = None
     _refreshes: list[dict[str, Any]] | None = None
+    # group -> (fields of the group, fields of each of its instances)
+    _amends: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -300,6 +304,40 @@ class AwsProxy:
         with self._lock:
             self._refreshes = [_refresh(i, group) for i in items]
 
+    def amend_group(
+        self,
+        group: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        instances: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Have DescribeAutoScalingGroups show `group` as moto describes it, with `fields`
+        (boto3 shapes) set on it and `instances` on each of its instances, replacing moto's:
+        what AWS shows and moto cannot (a group being deleted, `DesiredCapacityType`,
+        instances' `WeightedCapacity`)."""
+        with self._lock:
+            self._amends[group] = (dict(fields or {}), dict(instances or {}))
+
+    def amended(self, action: str, payload: bytes) -> bytes:
+        """`payload`, moto's answer to `action`, with the groups' amendments applied."""
+        with self._lock:
+            amends = dict(self._amends)
+        if action != "DescribeAutoScalingGroups" or not amends:
+            return payload
+        root = ElementTree.fromstring(payload)
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        for element in root.iter(f"{ns}member"):
+            name = element.findtext(f"{ns}AutoScalingGroupName")
+            if name not in amends or element.find(f"{ns}DesiredCapacity") is None:
+                continue
+            fields, per_instance = amends[name]
+            _set_fields(element, fields, ns)
+            for instance in element.iterfind(f"{ns}Instances/{ns}member"):
+                _set_fields(instance, per_instance, ns)
+        ElementTree.register_namespace("", ns.strip("{}"))
+        amended: bytes = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+        return amended
+
     def clear(self) -> None:
         """Forget programmed answers and seen requests: pass everything through again."""
         with self._lock:
@@ -308,6 +346,7 @@ class AwsProxy:
             self._faults.clear()
             self._activities = None
             self._refreshes = None
+            self._amends.clear()
 
     def answer(
         self, action: str, params: dict[str, str], headers: Mapping[str, str] | None = None
@@ -393,6 +432,16 @@ def _refresh(item: Mapping[str, Any], group: str) -> dict[str, Any]:
     }
 
 
+def _set_fields(element: ElementTree.Element, fields: Mapping[str, Any], ns: str) -> None:
+    """Set `fields` (boto3 shapes) as children of `element`, replacing those of that name."""
+    for key, value in fields.items():
+        for old in element.findall(f"{ns}{key}"):
+            element.remove(old)
+        uri = ns.strip("{}")
+        xmlns = f' xmlns="{uri}"' if uri else ""
+        element.append(ElementTree.fromstring(f"<{key}{xmlns}>{_to_xml(value)}</{key}>"))
+
+
 def error_xml(status: int, code: str, message: str) -> bytes:
     """An AWS Query-protocol error body, as Auto Scaling sends it."""
     kind = "Receiver" if status >= 500 else "Sender"
@@ -449,6 +498,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "text/xml", "x-amzn-RequestId": str(uuid.uuid4())}
         else:
             status, headers, payload = self._forward(body)
+            if status == 200:
+                payload = self.server.proxy.amended(action, payload)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

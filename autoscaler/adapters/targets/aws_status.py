@@ -65,7 +65,8 @@ def capacity_units(group: Mapping[str, Any]) -> str | None:
 
     AWS counts them in vCPUs or MiB with `DesiredCapacityType` (attribute-based instance
     selection), and in the weights' units when a mixed instances policy gives its
-    instance types a `WeightedCapacity`.
+    instance types a `WeightedCapacity`, or while instances launched with a weight other
+    than 1 still run (they keep it when it is removed from the policy).
     """
     kind = group.get("DesiredCapacityType")
     if kind not in (None, "", "units"):
@@ -75,6 +76,18 @@ def capacity_units(group: Mapping[str, Any]) -> str | None:
     weights = sorted({str(o["WeightedCapacity"]) for o in overrides if o.get("WeightedCapacity")})
     if any(w != "1" for w in weights):
         return f"weighted units (WeightedCapacity {', '.join(weights)})"
+    # An instance keeps the weight it was launched with after its type's weight is removed
+    # (or the mixed instances policy with it): the group counts its units all the same.
+    running = {
+        str(i["WeightedCapacity"])
+        for i in group.get("Instances") or []
+        if i.get("WeightedCapacity")
+    }
+    if running - {"1"}:
+        return (
+            f"weighted units (instances of WeightedCapacity {', '.join(sorted(running))} "
+            "still running)"
+        )
     return None
 
 

@@ -767,3 +767,38 @@ def test_instances_above_the_desired_capacity_hold_scale_in_but_not_scale_up(
     )
     client.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=2)  # moto: terminate
     assert direct(asg).status().ready
+
+
+# --- what moto cannot show: amended group descriptions ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "instances", "units"),
+    [
+        pytest.param(
+            {}, {"WeightedCapacity": "4"}, "instances of WeightedCapacity 4", id="kept-weight"
+        ),
+        pytest.param({"DesiredCapacityType": "vcpu"}, {}, "vcpu", id="vcpu"),
+    ],
+)
+def test_a_group_counting_units_is_neither_read_nor_scaled(
+    asg: str,
+    via_proxy: ScalerFactory,
+    aws_proxy: AwsProxy,
+    moto_server: MotoServer,
+    fields: dict[str, str],
+    instances: dict[str, str],
+    units: str,
+) -> None:
+    # Instances launched with a weight keep it once their type's weight is removed from
+    # the mixed instances policy (or the policy with it): DesiredCapacity 8 is then two
+    # instances of weight 4, and a policy's "4" would be a scale-in to one.
+    scaler = via_proxy(asg)
+    count = scaler.status().count
+    aws_proxy.amend_group(asg, {"DesiredCapacity": 8, **fields}, instances=instances)
+
+    with pytest.raises(TargetError, match=units):
+        scaler.status()
+    with pytest.raises(TargetError, match=units):
+        scaler.scale(4, reason="test", meta={}, expected=8)
+    assert moto_server.desired_capacity(asg) == count

@@ -36,6 +36,16 @@ def _mixed(*weights: str | None) -> dict[str, Any]:
         pytest.param(_mixed(None, None), None, id="mixed-unweighted"),
         pytest.param(_mixed("1", "1"), None, id="weights-of-one"),
         pytest.param(_mixed("1", "4"), "weighted units (WeightedCapacity 1, 4)", id="weighted"),
+        pytest.param(
+            {**_mixed(None), "Instances": [{"WeightedCapacity": "1"}, {"WeightedCapacity": "4"}]},
+            "weighted units (instances of WeightedCapacity 1, 4 still running)",
+            id="weight-removed-instances-keep-theirs",
+        ),
+        pytest.param(
+            {"Instances": [{"WeightedCapacity": "1"}, {"InstanceId": "i-1"}]},
+            None,
+            id="instances-of-weight-one",
+        ),
     ],
 )
 def test_a_group_is_refused_unless_its_capacity_counts_instances(
