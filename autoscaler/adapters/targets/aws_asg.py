@@ -203,7 +203,8 @@ class AsgScaler:
         is read first (autoscaling:DescribeAutoScalingGroups) so that a missing group is
         `TargetNotFound`, a count outside its MinSize..MaxSize is refused here, and a
         DesiredCapacity someone changed since `expected` was read is `TargetBusy`, as is a
-        Launch process suspended since (or Terminate, for a scale-in).
+        Launch process suspended since (or Terminate, for a scale-in) and a deletion
+        started since.
         (SetDesiredCapacity has no condition: this narrows the race to the two calls.)
         With `expected`, a SetDesiredCapacity retried (throttling, 5xx: for seconds,
         perhaps) reads the group again first (`_again`): sent again only while the group
@@ -215,6 +216,10 @@ class AsgScaler:
         until = Budget(seconds=self._deadline, caller=deadline)
         group = self._describe_group(until, fresh=True)
         moved_since(self._where(), "DesiredCapacity", expected, group["DesiredCapacity"], count)
+        if group.get("Status"):  # set only once its deletion started (since the status)
+            raise TargetBusy(
+                f"{self._where()} is being deleted (status {group.get('Status')!r}): not scaled"
+            )
         # Suspended since the status was read: AWS would take the count and do nothing.
         suspended = suspended_processes(group)
         for process, blocks in (

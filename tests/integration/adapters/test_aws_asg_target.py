@@ -802,3 +802,18 @@ def test_a_group_counting_units_is_neither_read_nor_scaled(
     with pytest.raises(TargetError, match=units):
         scaler.scale(4, reason="test", meta={}, expected=8)
     assert moto_server.desired_capacity(asg) == count
+
+
+def test_a_group_being_deleted_is_not_ready_and_a_deletion_since_the_status_refuses_the_scale(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy, moto_server: MotoServer
+) -> None:
+    scaler = via_proxy(asg)
+    count = scaler.status().count
+    aws_proxy.amend_group(asg, {"Status": "Delete in progress"})
+
+    status = scaler.status()
+    assert not status.ready and not status.scale_up_allowed
+    assert status.not_ready_reason == "group status is 'Delete in progress'"
+    with pytest.raises(TargetBusy, match=r"is being deleted \(status 'Delete in progress'\)"):
+        scaler.scale(count + 1, reason="test", meta={}, expected=count)
+    assert moto_server.desired_capacity(asg) == count
