@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -68,6 +69,24 @@ def _no_real_aws() -> Iterator[None]:
         for name, value in fake_aws_env(DEAD_ENDPOINT).items():
             mp.setenv(name, value)
         yield
+
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/scaler"
+
+
+def assume_a_role(mp: pytest.MonkeyPatch, directory: Path, endpoint: str) -> None:
+    """Point the AWS configuration at `endpoint` through a profile that assumes `ROLE_ARN`
+    (`source_profile` with fake keys): its credentials come from sts:AssumeRole, sent to
+    `endpoint` too, on first use."""
+    config, credentials = directory / "aws-config", directory / "aws-credentials"
+    config.write_text(f"[profile scaler]\nrole_arn = {ROLE_ARN}\nsource_profile = base\n")
+    credentials.write_text("[base]\naws_access_key_id = testing\naws_secret_access_key = t\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        mp.delenv(name, raising=False)
+    mp.setenv("AWS_CONFIG_FILE", str(config))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    mp.setenv("AWS_PROFILE", "scaler")
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
 
 
 # --- moto ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from botocore.parsers import ResponseParserError
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_client import shared_client
-from autoscaler.adapters.targets.aws_errors import PERMISSION_CODES
+from autoscaler.adapters.targets.aws_errors import PERMISSION_CODES, credentials_call
 from autoscaler.core.discovered import AsgGroup
 from autoscaler.errors import DiscoveryError, TargetError
 from autoscaler.redact import scrub
@@ -92,6 +92,9 @@ def _message(exc: Exception, where: str) -> str:
             "standard chain (environment, shared files, or an instance role)"
         )
     if isinstance(exc, ClientError):
+        obtaining = credentials_call(exc, "DescribeAutoScalingGroups")
+        if obtaining is not None:
+            return f"DescribeAutoScalingGroups in {where}: {obtaining}"
         error = exc.response.get("Error", {})
         code, text = error.get("Code", "Unknown"), scrub(error.get("Message", ""))
         if code in PERMISSION_CODES:

@@ -102,6 +102,9 @@ def translate(
     if not isinstance(exc, ClientError):
         return TargetError(f"{action} on {where} failed: {describe(exc)}")
     code, message = _error(exc)
+    obtaining = credentials_call(exc, action)
+    if obtaining is not None:
+        return TargetForbidden(f"{action} on {where}: {obtaining}")
     if code in PERMISSION_CODES:
         return TargetForbidden(
             f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
@@ -118,6 +121,27 @@ def translate(
     if code == "ValidationError":
         return TargetError(f"{action} on {where} rejected by AWS: {message}")
     return TargetError(f"{action} on {where} failed: {code}: {message}")
+
+
+def credentials_call(exc: ClientError, action: str) -> str | None:
+    """What went wrong, when `exc` came from a call the credential chain made on our behalf
+    to get the credentials for `action` (sts:AssumeRole of a profile's role,
+    AssumeRoleWithWebIdentity, SSO's GetRoleCredentials), not from `action`; else None.
+
+    Its AccessDenied is the role's trust policy or the caller's sts permission, not a
+    missing autoscaling grant, which is what the denial of `action` itself asks for.
+    """
+    operation = getattr(exc, "operation_name", None)
+    if not operation or operation == action:
+        return None
+    code, message = _error(exc)
+    if code in PERMISSION_CODES:
+        return (
+            f"the AWS credentials could not be obtained: {operation} was denied ({code}: "
+            f"{message}); check the role the AWS configuration assumes (its ARN, its trust "
+            "policy) and the permission to assume it"
+        )
+    return f"the AWS credentials could not be obtained: {operation} failed ({code}: {message})"
 
 
 def _error(exc: ClientError) -> tuple[str, str]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -27,12 +28,23 @@ from autoscaler.errors import (
     TargetNotFound,
     TargetUnavailable,
 )
-from tests.support.aws import DEAD_ENDPOINT, REGION, AwsProxy, MotoServer
+from tests.support.aws import (
+    DEAD_ENDPOINT,
+    REGION,
+    ROLE_ARN,
+    AwsProxy,
+    MotoServer,
+    assume_a_role,
+)
 from tests.support.net import slow_lookups, wait_until
 
 pytestmark = pytest.mark.integration
 
 DEADLINE = 3.0
+ASSUME_DENIED = (
+    "User: arn:aws:iam::123456789012:user/base is not authorized to perform: "
+    f"sts:AssumeRole on resource: {ROLE_ARN}"
+)
 ScalerFactory = Callable[[str], AsgScaler]
 
 
@@ -817,3 +829,25 @@ def test_a_group_being_deleted_is_not_ready_and_a_deletion_since_the_status_refu
     with pytest.raises(TargetBusy, match=r"is being deleted \(status 'Delete in progress'\)"):
         scaler.scale(count + 1, reason="test", meta={}, expected=count)
     assert moto_server.desired_capacity(asg) == count
+
+
+def test_a_role_that_cannot_be_assumed_is_said_to_be_the_credentials_not_an_autoscaling_grant(
+    asg: str,
+    aws_proxy: AwsProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # A profile that assumes a role: the credentials come from sts:AssumeRole on first use,
+    # and STS's AccessDenied comes out of the Auto Scaling call. Granting
+    # autoscaling:DescribeAutoScalingGroups would not help; the role's trust policy would.
+    assume_a_role(monkeypatch, tmp_path, aws_proxy.url)
+    aws_proxy.fail_next("AssumeRole", 403, "AccessDenied", ASSUME_DENIED, times=10)
+
+    with pytest.raises(TargetForbidden) as raised:
+        AsgScaler(AsgTarget(asg=asg), deadline=DEADLINE).status()
+
+    message = str(raised.value)
+    assert "grant the IAM action autoscaling:" not in message
+    assert "the AWS credentials could not be obtained: AssumeRole was denied" in message
+    assert f"sts:AssumeRole on resource: {ROLE_ARN}" in message
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 0  # never sent unsigned

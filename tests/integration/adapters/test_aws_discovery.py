@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from autoscaler.adapters.discovery import aws as aws_discovery
 from autoscaler.adapters.discovery.aws import AsgDiscovery
 from autoscaler.errors import DiscoveryError
-from tests.support.aws import REGION, AwsProxy, MotoServer
+from tests.support.aws import REGION, ROLE_ARN, AwsProxy, MotoServer, assume_a_role
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +59,14 @@ def test_an_answer_that_is_not_aws_is_a_discovery_error_not_a_crash(
     aws_proxy.fail_next("DescribeAutoScalingGroups", 200, "", body=page)
     with pytest.raises(DiscoveryError, match="DescribeAutoScalingGroups in region"):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+
+
+def test_a_role_that_cannot_be_assumed_is_said_to_be_the_credentials(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assume_a_role(monkeypatch, tmp_path, aws_proxy.url)
+    aws_proxy.fail_next("AssumeRole", 403, "AccessDenied", f"not for {ROLE_ARN}", times=10)
+    with pytest.raises(DiscoveryError) as raised:
+        AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+    assert "the AWS credentials could not be obtained: AssumeRole was denied" in str(raised.value)
+    assert "grant the IAM action" not in str(raised.value)
