@@ -17,7 +17,11 @@ from botocore.parsers import ResponseParserError
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_client import shared_client
-from autoscaler.adapters.targets.aws_errors import PERMISSION_CODES, credentials_call
+from autoscaler.adapters.targets.aws_errors import (
+    PERMISSION_CODES,
+    credentials_call,
+    rejected_credentials,
+)
 from autoscaler.core.discovered import AsgGroup
 from autoscaler.errors import DiscoveryError, TargetError
 from autoscaler.redact import scrub
@@ -102,5 +106,8 @@ def _message(exc: Exception, where: str) -> str:
                 f"DescribeAutoScalingGroups in {where} was denied: grant the IAM action "
                 f"autoscaling:DescribeAutoScalingGroups ({code}: {text})"
             )
+        rejected = rejected_credentials(code, text)
+        if rejected is not None:
+            return f"DescribeAutoScalingGroups in {where}: {rejected}"
         return f"DescribeAutoScalingGroups in {where} failed: {code}: {text}"
     return scrub(f"DescribeAutoScalingGroups in {where} failed: {type(exc).__name__}: {exc}")

@@ -64,6 +64,18 @@ CREDENTIAL_CODES = frozenset(
     }
 )
 
+# Credentials past their end. botocore renews only those it obtained itself (a role, SSO,
+# a web identity, a credential_process with an expiry); those of the environment or a
+# credentials file are read once, when the first target of their configuration is built.
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
+RENEW_HINT = (
+    "credentials from the environment or a credentials file are read once, when the "
+    "service starts: restart it once they are renewed, or give it a source botocore "
+    "renews itself (an instance or task role, a web identity, SSO, a credential_process)"
+)
+# A request signed too long before AWS received it, by AWS's clock: this host's is off.
+CLOCK_HINT = "this host's clock is off by more than AWS allows: synchronise it (NTP)"
+
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: throttling, 5xx, broken or timed-out connections."""
@@ -110,10 +122,9 @@ def translate(
             f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
             f"({code}: {message})"
         )
-    if code in CREDENTIAL_CODES:
-        return TargetForbidden(
-            f"{action} on {where}: AWS rejected the credentials ({code}: {message})"
-        )
+    rejected = rejected_credentials(code, message)
+    if rejected is not None:
+        return TargetForbidden(f"{action} on {where}: {rejected}")
     if code in BUSY_CODES:
         return TargetBusy(f"{where} refused {action} for now ({code}: {message})")
     if code == "ValidationError" and "not found" in message.lower():
@@ -121,6 +132,18 @@ def translate(
     if code == "ValidationError":
         return TargetError(f"{action} on {where} rejected by AWS: {message}")
     return TargetError(f"{action} on {where} failed: {code}: {message}")
+
+
+def rejected_credentials(code: str, message: str) -> str | None:
+    """What to say when AWS rejected the request's credentials or signature; else None."""
+    if code == "RequestExpired" or (
+        code == "SignatureDoesNotMatch" and "signature expired" in message.lower()
+    ):
+        return f"{CLOCK_HINT} ({code}: {message})"
+    if code in CREDENTIAL_CODES:
+        hint = f": {RENEW_HINT}" if code in EXPIRED_CODES else ""
+        return f"AWS rejected the credentials ({code}: {message}){hint}"
+    return None
 
 
 def credentials_call(exc: ClientError, action: str) -> str | None:

@@ -851,3 +851,32 @@ def test_a_role_that_cannot_be_assumed_is_said_to_be_the_credentials_not_an_auto
     assert "the AWS credentials could not be obtained: AssumeRole was denied" in message
     assert f"sts:AssumeRole on resource: {ROLE_ARN}" in message
     assert aws_proxy.count("DescribeAutoScalingGroups") == 0  # never sent unsigned
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "said"),
+    [
+        pytest.param(
+            "ExpiredToken",
+            "The security token included in the request is expired",
+            "restart it once they are renewed",
+            id="expired",
+        ),
+        pytest.param(
+            "SignatureDoesNotMatch",
+            "Signature expired: 20261204T100000Z is now earlier than 20261204T110000Z",
+            "this host's clock is off",
+            id="signature-expired",
+        ),
+        pytest.param("RequestExpired", "Request has expired.", "host's clock", id="request"),
+    ],
+)
+def test_credentials_past_their_end_say_what_renews_them(
+    asg: str, via_proxy: ScalerFactory, aws_proxy: AwsProxy, code: str, message: str, said: str
+) -> None:
+    # Static credentials (environment, credentials file) are read once: renewing the file
+    # changes nothing until a restart, which the operator must be told.
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 403, code, message)
+    with pytest.raises(TargetForbidden, match=said):
+        via_proxy(asg).status()
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 1  # not retried

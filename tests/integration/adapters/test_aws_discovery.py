@@ -70,3 +70,12 @@ def test_a_role_that_cannot_be_assumed_is_said_to_be_the_credentials(
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
     assert "the AWS credentials could not be obtained: AssumeRole was denied" in str(raised.value)
     assert "grant the IAM action" not in str(raised.value)
+
+
+def test_expired_credentials_say_what_renews_them(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "ExpiredToken", "token expired")
+    with pytest.raises(DiscoveryError, match="restart it once they are renewed"):
+        AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
