@@ -28,7 +28,10 @@ What the client does not give us, and how it is worked around:
   refused like any unusable one (the check fails: it holds, never scales in, and says why).
   Prometheus 2.47 to 2.53 also listed info-level notes there (`PromQL info: metric might
   not be a counter, ...`; later versions answer them apart, as `infos`): they say nothing
-  of missing data and are not refused.
+  of missing data and are not refused. VictoriaMetrics' cluster says the same with a flag,
+  `"isPartial": true`, when some vmstorage nodes could not be read: every request asks it
+  for complete data (`deny_partial_response=1`), and an answer still marked partial is
+  refused the same way.
 - requests follows redirects, and to another host it drops only `Authorization` and
   `Cookie`: the `headers` we were given (an API key) would go with it, over plain http if
   the redirect says so, and that server's answer would be read as Prometheus'. Another
@@ -85,10 +88,11 @@ POOL_SIZE = 16
 # How long a readiness ping retries at most: `/readyz` must answer health checks (2 to
 # 4 s) with the reason, not leave them to time out.
 PING_DEADLINE = 1.5
-# Thanos answers with whatever stores it could reach unless told not to: a sum over half
-# the series would look like half the load and scale in. Prometheus, Mimir and Cortex
-# ignore the parameter.
-_STRICT = {"partial_response": "false"}
+# Thanos answers with whatever stores it could reach unless told not to, and so does
+# VictoriaMetrics' cluster (whatever vmstorage nodes it could reach, `"isPartial": true`):
+# a sum over half the series would look like half the load and scale in. Each ignores the
+# other's parameter, and Prometheus, Mimir and Cortex ignore both.
+_STRICT = {"partial_response": "false", "deny_partial_response": "1"}
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -149,7 +153,7 @@ class PrometheusSource:
         or a PromQL error) and `SourceUnavailable` when Prometheus cannot be reached within
         the deadline.
         """
-        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
+        self._forget_answer()
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
@@ -165,7 +169,7 @@ class PrometheusSource:
         the query) and `SourceUnavailable` when Prometheus cannot be reached.
         """
         del reuse  # no answers kept here: `CoalescingSource` keeps them
-        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
+        self._forget_answer()
         result = self._call(promql, lambda timeout: self._grouped_result(promql, timeout))
         self._refuse_warnings(promql)
         found = series_set(promql, self._answers.result_type, result)
@@ -254,7 +258,7 @@ class PrometheusSource:
     ) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]]:
         """One `/api/v1/query_range` request: (sorted labels, points) per series."""
         params = {**_STRICT, "start": epoch(start), "end": epoch(end)}
-        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
+        self._forget_answer()
         result = self._call(
             promql,
             lambda timeout: self._client.custom_query_range(
@@ -322,13 +326,23 @@ class PrometheusSource:
 
     def _note_result_type(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         """Response hook: remember the answer's `data.resultType` (None if it has none) and
-        its warnings, for the thread that asked (`prometheus_answers.result_notes`)."""
-        self._answers.result_type, self._answers.warnings = result_notes(response)
+        its warnings and whether it is marked partial, for the thread that asked
+        (`prometheus_answers.result_notes`)."""
+        notes = result_notes(response)
+        self._answers.result_type, self._answers.warnings, self._answers.partial = notes
+
+    def _forget_answer(self) -> None:
+        """Before a query: what the response hook noted of this thread's last answer is
+        not this query's."""
+        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
+        self._answers.partial = False
 
     def _refuse_warnings(self, promql: str, what: str = "query") -> None:
-        """Raise `QueryError` when the answer to `promql` came with warnings (not counting
-        the info-level notes older versions listed among them)."""
-        refuse_warnings(promql, getattr(self._answers, "warnings", ()), what)
+        """Raise `QueryError` when the answer to `promql` is marked partial or came with
+        warnings (not counting the info-level notes older versions listed among them)."""
+        answers = self._answers
+        partial = getattr(answers, "partial", False)
+        refuse_warnings(promql, getattr(answers, "warnings", ()), what, partial=partial)
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:

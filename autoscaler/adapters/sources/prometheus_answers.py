@@ -3,9 +3,11 @@ or every series of a grouped query, or a `QueryError` that says why not.
 
 A value is used only when it is what the expression asks for: the answer's `resultType`
 must be the expression's own type (parsed offline with promql-parser), one series for a
-check, a finite number, and no warnings (Prometheus answers "success" with partial data
-when a `remote_read` endpoint fails). The client drops `resultType` and `warnings`;
-`result_notes` reads them from the response for `PrometheusSource`'s response hook.
+check, a finite number, no warnings (Prometheus answers "success" with partial data
+when a `remote_read` endpoint fails) and not marked partial (VictoriaMetrics' cluster
+answers "success" with `"isPartial": true` when some storage nodes could not be read).
+The client drops `resultType`, `warnings` and `isPartial`; `result_notes` reads them from
+the response for `PrometheusSource`'s response hook.
 """
 
 from __future__ import annotations
@@ -39,29 +41,35 @@ _WARNINGS_KEY = b'"warnings"'
 # 2.53 answered among the warnings.
 _INFO_PREFIX = "PromQL info:"
 _NUMERIC_TYPES = ("vector", "scalar")
-# Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`.
-_HEAD_BYTES = 96
+# Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`,
+# and VictoriaMetrics, with `"isPartial":true|false,` between `status` and `data`.
+_HEAD_BYTES = 128
 _RESULT_TYPE_HEAD = re.compile(
-    rb'\s*\{\s*"status"\s*:\s*"success"\s*,\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"(\w+)"'
+    rb'\s*\{\s*"status"\s*:\s*"success"\s*,(?:\s*"isPartial"\s*:\s*(true|false)\s*,)?'
+    rb'\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"(\w+)"'
 )
 
 
-def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ...]]:
-    """The answer's `data.resultType` (None if it has none) and its warnings (without the
-    info-level notes older versions listed among them): what the client drops.
+def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ...], bool]:
+    """The answer's `data.resultType` (None if it has none), its warnings (without the
+    info-level notes older versions listed among them) and whether it is marked partial
+    (`"isPartial": true`): what the client drops.
 
-    Prometheus writes `{"status":"success","data":{"resultType":"vector",...` first:
+    Prometheus writes `{"status":"success","data":{"resultType":"vector",...` first, and
+    VictoriaMetrics `{"status":"success","isPartial":false,"data":{"resultType":...`:
     read there, a grouped answer of thousands of series is not decoded twice. Any other
     layout (a proxy that reorders keys) is decoded in full.
     """
     found: str | None = None
     warnings: tuple[str, ...] = ()
+    partial = False
     if response.status_code == 200:
         content = response.content
         head = _RESULT_TYPE_HEAD.match(content[:_HEAD_BYTES])
         body: Any = None
         if head is not None:
-            found = head.group(1).decode("ascii")
+            partial = head.group(1) == b"true"
+            found = head.group(2).decode("ascii")
         if head is None or _WARNINGS_KEY in content:  # warnings are rare: decode then
             try:
                 body = response.json()
@@ -72,16 +80,26 @@ def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ..
             if head is None and isinstance(data, dict):
                 result_type = data.get("resultType")
                 found = result_type if isinstance(result_type, str) else None
+            if head is None:
+                partial = body.get("isPartial") is True
             listed = body.get("warnings")
             if isinstance(listed, list) and listed:
                 noted = (str(w) for w in listed)
                 warnings = tuple(w for w in noted if not w.startswith(_INFO_PREFIX))
-    return found, warnings
+    return found, warnings, partial
 
 
-def refuse_warnings(promql: str, warnings: Sequence[str], what: str = "query") -> None:
-    """Raise `QueryError` when the answer to `promql` came with `warnings` (not counting
-    the info-level notes older versions listed among them)."""
+def refuse_warnings(
+    promql: str, warnings: Sequence[str], what: str = "query", *, partial: bool = False
+) -> None:
+    """Raise `QueryError` when the answer to `promql` is marked partial or came with
+    `warnings` (not counting the info-level notes older versions listed among them)."""
+    if partial:
+        raise QueryError(
+            f'{what} {promql!r}: the answer is marked as partial ("isPartial": true, as '
+            "VictoriaMetrics' cluster answers when some of its storage nodes could not be "
+            "read), so its data is incomplete and it is not used"
+        )
     if warnings:
         shown = "; ".join(warnings[:_SHOWN_SERIES])
         more = f" and {len(warnings) - _SHOWN_SERIES} more" if len(warnings) > _SHOWN_SERIES else ""

@@ -682,3 +682,42 @@ def test_info_notes_listed_as_warnings_do_not_fail_the_check(
         with pytest.raises(QueryError, match="answered with warnings") as caught:
             read()
         assert warning in str(caught.value) and "PromQL info" not in str(caught.value)
+
+
+def _victoria(partial: bool, data: dict[str, Any]) -> bytes:
+    """An answer as VictoriaMetrics writes it: `isPartial` between `status` and `data`."""
+    body = {"status": "success", "isPartial": partial, "data": data}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_an_answer_marked_partial_is_refused_and_partial_answers_are_denied(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    """VictoriaMetrics' cluster answers "success" with `"isPartial": true` by default when a
+    vmstorage node is down: a sum over the nodes it reached looks like less load. Every
+    request asks it not to (`deny_partial_response=1`), and an answer still marked partial
+    (a vmselect that ignores it, another server in front) is refused; `false` is read."""
+    vector = {"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "4"]}]}
+    matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[1.0, "4"]]}]}
+
+    def reads(partial: bool) -> tuple[StandIn, list[Callable[[], object]]]:
+        server = stand_in((200, _victoria(partial, vector)))
+        ranged = stand_in((200, _victoria(partial, matrix)))
+        source, range_source = source_for(server.url), source_for(ranged.url)
+        now = datetime.now(UTC)
+        return server, [
+            lambda: source.query("sum(x)"),
+            lambda: source.query_series("sum by (job) (x)"),
+            lambda: range_source.query_range(
+                "sum(x)", start=now, end=now, step=timedelta(seconds=15)
+            ),
+        ]
+
+    server, read_ok = reads(partial=False)
+    assert [type(read()).__name__ for read in read_ok] == ["float", "SeriesSet", "list"]
+    assert all("deny_partial_response=1" in r[":path"] for r in server.requests)
+    _, read_partial = reads(partial=True)
+    for read in read_partial:
+        with pytest.raises(QueryError, match="marked as partial") as caught:
+            read()
+        assert not isinstance(caught.value, SourceUnavailable)
