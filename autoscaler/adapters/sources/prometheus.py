@@ -72,6 +72,7 @@ from autoscaler.adapters.sources.prometheus_range import (
 )
 from autoscaler.adapters.sources.prometheus_retries import OtherOrigin, call
 from autoscaler.adapters.sources.prometheus_settings import PrometheusSettings
+from autoscaler.adapters.sources.prometheus_watchdog import read_within
 from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, scrub
@@ -121,7 +122,10 @@ class PrometheusSource:
         self._origin = _origin(self._url)
         # The client drops `resultType`; the hook keeps it for the thread that asked.
         self._answers = threading.local()
-        session.hooks["response"].extend([self._refuse_other_origins, self._note_result_type])
+        # The first hook reads the body within the attempt's timeout (`prometheus_watchdog`).
+        session.hooks["response"].extend(
+            [self._read_within, self._refuse_other_origins, self._note_result_type]
+        )
         self._session, self._headers, self._auth = session, headers or None, auth
         # The last answer to each grouped query while someone holds it (see `sample_pairs`).
         self._previous: weakref.WeakValueDictionary[str, SeriesSet] = weakref.WeakValueDictionary()
@@ -296,6 +300,13 @@ class PrometheusSource:
         """`attempt(timeout)`, retried on transient failures until the deadline (the
         settings', unless given) runs out (`prometheus_retries.call`)."""
         return call(promql, attempt, settings=self._settings, where=self._where, deadline=deadline)
+
+    @staticmethod
+    def _read_within(response: requests.Response, *_args: Any, **kwargs: Any) -> None:
+        """Response hook: read the body before the other hooks do, cut off (a timeout)
+        when it is not complete `timeout` seconds after the request was sent; requests'
+        own timeout bounds each wait for the socket, not the whole answer."""
+        read_within(response, kwargs.get("timeout"))
 
     def _refuse_other_origins(
         self, response: requests.Response, *_args: Any, **_kwargs: Any

@@ -374,6 +374,50 @@ def test_server_that_never_answers_gives_up_within_deadline(
     assert server.connections > 1
 
 
+@pytest.fixture
+def trickling() -> Iterator[str]:
+    """A server whose headers come at once and whose body (`OK_BODY`, ~100 bytes) comes a
+    byte every 50 ms: each wait for the socket is short, the whole answer takes 5 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % len(OK_BODY)
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(head)
+                for byte in OK_BODY:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            except OSError:
+                return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_an_answer_whose_body_trickles_in_gives_up_within_the_deadline(trickling: str) -> None:
+    """requests' timeout bounds each wait for the socket: a body that keeps coming a byte
+    at a time held one attempt (and the evaluation) for as long as the server took."""
+    source = source_for(trickling)
+    for read in (lambda: source.query("up"), lambda: source.query_series("sum by (job) (up)")):
+        started = time.monotonic()
+        with pytest.raises(SourceUnavailable, match="its body came too slowly") as caught:
+            read()
+        assert time.monotonic() - started < DEADLINE + 0.5
+        assert attempts_in(str(caught.value)) > 1
+
+
 @pytest.mark.parametrize("status", [503, 500, 429])
 def test_transient_status_then_success_returns_the_value(
     stand_in: Callable[..., StandIn], status: int
