@@ -7,6 +7,7 @@ once, hang, drop connections, demand credentials, or serve a certificate from a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -765,3 +766,62 @@ def test_an_answer_marked_partial_is_refused_and_partial_answers_are_denied(
         with pytest.raises(QueryError, match="marked as partial") as caught:
             read()
         assert not isinstance(caught.value, SourceUnavailable)
+
+
+def test_a_scraped_series_whose_target_is_down_has_no_value_at_the_next_scrape(
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    """Prometheus ends a series with a staleness marker at the first failed scrape of its
+    target: the check finds no series (and holds) within a scrape interval, not after the
+    5-minute lookback of its last value."""
+
+    class Exporter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"exporter_load 7\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    threading.Thread(target=exporter.serve_forever, args=(0.05,), daemon=True).start()
+    target = f"127.0.0.1:{exporter.server_address[1]}"
+    scrape = {"job_name": "exporter", "static_configs": [{"targets": [target]}]}
+    server = prometheus_factory(config={"scrape_configs": [scrape]})
+    source = source_for(server.url)
+    try:
+        for _ in range(100):  # the first scrape lands after ~5 s
+            with contextlib.suppress(QueryError):
+                assert source.query("exporter_load") == 7.0
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the exporter was never scraped")
+    finally:
+        exporter.shutdown()
+        exporter.server_close()
+    down = time.monotonic()
+    with pytest.raises(QueryError, match="returned no series"):  # noqa: PT012
+        while time.monotonic() - down < 10:
+            source.query("exporter_load")
+            time.sleep(0.2)
+    assert time.monotonic() - down < 5  # scrape_interval 1s
+
+
+def test_a_pushed_series_without_staleness_markers_is_read_for_the_lookback_unless_guarded(
+    source: PrometheusSource, metrics: Metrics
+) -> None:
+    """What the README says of a series no staleness marker ends (remote write from a
+    sender that died, federation, a Pushgateway): Prometheus answers its last value for
+    the lookback, and the answer does not say how old it is; a guard in the query on the
+    newest sample's age makes it "no series" instead."""
+    load = metrics.push("load", 5, timestamp=time.time() - 120)
+    assert source.query(f"sum({load})") == 5.0
+    guarded = f"sum({load}) and on() (time() - max(timestamp({load})) < 60)"
+    with pytest.raises(QueryError, match="returned no series"):
+        source.query(guarded)
+    metrics.push("load", 6)
+    assert source.query(guarded) == 6.0
