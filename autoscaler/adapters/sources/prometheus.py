@@ -28,7 +28,8 @@ What the client does not give us, and how it is worked around:
   refused like any unusable one (the check fails: it holds, never scales in, and says why).
   Prometheus 2.47 to 2.53 also listed info-level notes there (`PromQL info: metric might
   not be a counter, ...`; later versions answer them apart, as `infos`): they say nothing
-  of missing data and are not refused. VictoriaMetrics' cluster says the same with a flag,
+  of missing data and are not refused, but logged (info level) once per query and note,
+  with the `infos` of later versions. VictoriaMetrics' cluster says the same with a flag,
   `"isPartial": true`, when some vmstorage nodes could not be read: every request asks it
   for complete data (`deny_partial_response=1`), and an answer still marked partial is
   refused the same way.
@@ -41,6 +42,7 @@ What the client does not give us, and how it is worked around:
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -57,6 +59,7 @@ from requests.adapters import HTTPAdapter
 from autoscaler.adapters.http_env import settle
 from autoscaler.adapters.sources.coalesce import FETCHERS
 from autoscaler.adapters.sources.prometheus_answers import (
+    Notes,
     refuse_warnings,
     result_notes,
     sample_pairs,
@@ -95,6 +98,9 @@ PING_DEADLINE = 1.5
 # other's parameter, and Prometheus, Mimir and Cortex ignore both.
 _STRICT = {"partial_response": "false", "deny_partial_response": "1"}
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
+# Info-level notes are logged once per query and note: (query, note) pairs kept, at most.
+_NOTED_INFOS = 4096
+_LOG = logging.getLogger(__name__)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -122,6 +128,7 @@ class PrometheusSource:
         self._origin = _origin(self._url)
         # The client drops `resultType`; the hook keeps it for the thread that asked.
         self._answers = threading.local()
+        self._noted_infos: set[tuple[str, str]] = set()
         # The first hook reads the body within the attempt's timeout (`prometheus_watchdog`).
         session.hooks["response"].extend(
             [self._read_within, self._refuse_other_origins, self._note_result_type]
@@ -163,7 +170,7 @@ class PrometheusSource:
             lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
         )
         self._refuse_warnings(promql)
-        return single_value(promql, self._answers.result_type, result)
+        return single_value(promql, self._answers.notes.result_type, result)
 
     def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
         """Every series of the instant query `promql`, parsed once for all the checks that
@@ -176,7 +183,7 @@ class PrometheusSource:
         self._forget_answer()
         result = self._call(promql, lambda timeout: self._grouped_result(promql, timeout))
         self._refuse_warnings(promql)
-        found = series_set(promql, self._answers.result_type, result)
+        found = series_set(promql, self._answers.notes.result_type, result)
         self._previous[promql] = found
         return found
 
@@ -275,11 +282,11 @@ class PrometheusSource:
             ),
         )
         self._refuse_warnings(promql, "range query")
-        if self._answers.result_type != "matrix":
+        if self._answers.notes.result_type != "matrix":
             # What a proxy or an impostor would send; Prometheus answers a range with a matrix.
             raise QueryError(
                 f"range query {promql!r}: the answer from {self._where} is of type "
-                f"{self._answers.result_type!r}, not a matrix"
+                f"{self._answers.notes.result_type!r}, not a matrix"
             )
         try:
             return [
@@ -336,24 +343,29 @@ class PrometheusSource:
         )
 
     def _note_result_type(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
-        """Response hook: remember the answer's `data.resultType` (None if it has none) and
-        its warnings and whether it is marked partial, for the thread that asked
+        """Response hook: remember the answer's `data.resultType`, its warnings, whether it
+        is marked partial and its info-level notes, for the thread that asked
         (`prometheus_answers.result_notes`)."""
-        notes = result_notes(response)
-        self._answers.result_type, self._answers.warnings, self._answers.partial = notes
+        self._answers.notes = result_notes(response)
 
     def _forget_answer(self) -> None:
         """Before a query: what the response hook noted of this thread's last answer is
         not this query's."""
-        self._answers.result_type, self._answers.warnings = _UNSEEN, ()
-        self._answers.partial = False
+        self._answers.notes = Notes(_UNSEEN)
 
     def _refuse_warnings(self, promql: str, what: str = "query") -> None:
         """Raise `QueryError` when the answer to `promql` is marked partial or came with
-        warnings (not counting the info-level notes older versions listed among them)."""
-        answers = self._answers
-        partial = getattr(answers, "partial", False)
-        refuse_warnings(promql, getattr(answers, "warnings", ()), what, partial=partial)
+        warnings (not counting the info-level notes older versions listed among them);
+        log its info-level notes, once per query and note."""
+        notes: Notes = getattr(self._answers, "notes", Notes(_UNSEEN))
+        refuse_warnings(promql, notes.warnings, what, partial=notes.partial)
+        for info in notes.infos:
+            if (promql, info) in self._noted_infos:
+                continue
+            if len(self._noted_infos) >= _NOTED_INFOS:
+                self._noted_infos.clear()
+            self._noted_infos.add((promql, info))
+            _LOG.info("Prometheus noted of %s %r (logged once): %s", what, promql, info)
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import promql_parser
 import requests
@@ -26,6 +26,7 @@ from autoscaler.errors import QueryError
 
 __all__ = [
     "Hook",
+    "Notes",
     "refuse_warnings",
     "result_notes",
     "sample_pairs",
@@ -37,6 +38,7 @@ __all__ = [
 Hook = Callable[[list[tuple[str, Any]]], Any]
 _SHOWN_SERIES = 3
 _WARNINGS_KEY = b'"warnings"'
+_INFOS_KEY = b'"infos"'
 # How Prometheus starts an info-level annotation (`annotations.PromQLInfo`), which 2.47 to
 # 2.53 answered among the warnings.
 _INFO_PREFIX = "PromQL info:"
@@ -50,18 +52,30 @@ _RESULT_TYPE_HEAD = re.compile(
 )
 
 
-def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ...], bool]:
-    """The answer's `data.resultType` (None if it has none), its warnings (without the
-    info-level notes older versions listed among them) and whether it is marked partial
-    (`"isPartial": true`): what the client drops.
+class Notes(NamedTuple):
+    """What the client drops of an answer: its `data.resultType` (None if it has none),
+    its warnings (without the info-level notes older versions listed among them), whether
+    it is marked partial (`"isPartial": true`) and its info-level notes (`infos`, and those
+    listed among the warnings)."""
+
+    result_type: str | None
+    warnings: tuple[str, ...] = ()
+    partial: bool = False
+    infos: tuple[str, ...] = ()
+
+
+def result_notes(response: requests.Response) -> Notes:
+    """The `Notes` of `response`.
 
     Prometheus writes `{"status":"success","data":{"resultType":"vector",...` first, and
     VictoriaMetrics `{"status":"success","isPartial":false,"data":{"resultType":...`:
-    read there, a grouped answer of thousands of series is not decoded twice. Any other
-    layout (a proxy that reorders keys) is decoded in full.
+    read there, a grouped answer of thousands of series is not decoded twice (unless it has
+    warnings or infos, which are rare). Any other layout (a proxy that reorders keys) is
+    decoded in full.
     """
     found: str | None = None
     warnings: tuple[str, ...] = ()
+    infos: tuple[str, ...] = ()
     partial = False
     if response.status_code == 200:
         content = response.content
@@ -70,7 +84,7 @@ def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ..
         if head is not None:
             partial = head.group(1) == b"true"
             found = head.group(2).decode("ascii")
-        if head is None or _WARNINGS_KEY in content:  # warnings are rare: decode then
+        if head is None or _WARNINGS_KEY in content or _INFOS_KEY in content:
             try:
                 body = response.json()
             except ValueError:
@@ -82,11 +96,16 @@ def result_notes(response: requests.Response) -> tuple[str | None, tuple[str, ..
                 found = result_type if isinstance(result_type, str) else None
             if head is None:
                 partial = body.get("isPartial") is True
-            listed = body.get("warnings")
-            if isinstance(listed, list) and listed:
-                noted = (str(w) for w in listed)
-                warnings = tuple(w for w in noted if not w.startswith(_INFO_PREFIX))
-    return found, warnings, partial
+            noted = [str(w) for w in _listed(body, "warnings")]
+            warnings = tuple(w for w in noted if not w.startswith(_INFO_PREFIX))
+            infos = tuple(w for w in noted if w.startswith(_INFO_PREFIX))
+            infos += tuple(str(i) for i in _listed(body, "infos"))
+    return Notes(found, warnings, partial, infos)
+
+
+def _listed(body: dict[str, Any], key: str) -> list[Any]:
+    listed = body.get(key)
+    return listed if isinstance(listed, list) else []
 
 
 def refuse_warnings(

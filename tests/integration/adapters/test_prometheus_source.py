@@ -825,3 +825,29 @@ def test_a_pushed_series_without_staleness_markers_is_read_for_the_lookback_unle
         source.query(guarded)
     metrics.push("load", 6)
     assert source.query(guarded) == 6.0
+
+
+def test_info_notes_are_logged_once_per_query_and_note(
+    stand_in: Callable[..., StandIn], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An info-level note (Prometheus 2.54 and later answer them as `infos`; 2.47 to 2.53
+    among the warnings) often says the query is not what was meant (a rate() over a gauge):
+    the operator sees it in the log, once, not at every evaluation."""
+    counter = 'PromQL info: metric might not be a counter, name does not end in _total: "reqs"'
+    older = 'PromQL info: ignored histogram in sum aggregation: "lat"'
+    vector = {"resultType": "vector", "result": [{"metric": {"job": "a"}, "value": [1.0, "4"]}]}
+    body = {"status": "success", "data": vector, "infos": [counter], "warnings": [older]}
+    source = source_for(stand_in((200, json.dumps(body).encode())).url)
+    caplog.set_level("INFO", logger="autoscaler.adapters.sources.prometheus")
+    for _ in range(3):
+        assert source.query("sum(rate(reqs[5m]))") == 4.0
+        source.query_series("sum by (job) (rate(reqs[5m]))")
+    logged = [r.getMessage() for r in caplog.records if "Prometheus noted" in r.getMessage()]
+    assert sorted(logged) == sorted(
+        f"Prometheus noted of {what} {query!r} (logged once): {note}"
+        for what, query in (
+            ("query", "sum(rate(reqs[5m]))"),
+            ("query", "sum by (job) (rate(reqs[5m]))"),
+        )
+        for note in (older, counter)
+    )
