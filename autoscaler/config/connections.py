@@ -122,6 +122,23 @@ PROMETHEUS_OPTIONS = (
         help="CA bundle to verify Prometheus' TLS certificate",
     ),
     Option(
+        dest="prometheus_client_cert",
+        flags=("--prometheus-client-cert",),
+        env="AUTOSCALER_PROMETHEUS_CLIENT_CERT",
+        key=("prometheus", "client_cert"),
+        metavar="FILE",
+        help="client certificate (PEM) for mutual TLS, with its key unless "
+        "--prometheus-client-key is given",
+    ),
+    Option(
+        dest="prometheus_client_key",
+        flags=("--prometheus-client-key",),
+        env="AUTOSCALER_PROMETHEUS_CLIENT_KEY",
+        key=("prometheus", "client_key"),
+        metavar="FILE",
+        help="key (PEM, unencrypted) of --prometheus-client-cert",
+    ),
+    Option(
         dest="prometheus_header",
         kind=HEADERS,
         flags=("--prometheus-header",),
@@ -343,6 +360,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "Prometheus password",
         ),
         ca_bundle=args.prometheus_ca_bundle,
+        client_cert=args.prometheus_client_cert,
+        client_key=args.prometheus_client_key,
         headers=_headers(args.prometheus_header),
         timeout=timeout,
         deadline=3 * timeout,

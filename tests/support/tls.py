@@ -30,6 +30,21 @@ def make_ca_and_server_cert(
     The server certificate is named `common_name` and valid for 127.0.0.1, `localhost` and
     `dns_names`; it is signed by a fresh CA whose certificate is `ca.pem`.
     """
+    return _make_ca_and_cert(directory, "server", common_name, dns_names)
+
+
+def make_ca_and_client_cert(
+    directory: Path, *, common_name: str = "autoscaler"
+) -> tuple[Path, Path, Path]:
+    """Write `client-ca.pem`, `client.pem` and `client-key.pem` under `directory`: (ca,
+    cert, key), a client certificate for mutual TLS signed by a CA of its own (what a
+    server requiring client certificates trusts: `server_context(..., client_ca=ca)`)."""
+    return _make_ca_and_cert(directory, "client", common_name, ())
+
+
+def _make_ca_and_cert(
+    directory: Path, role: str, common_name: str, dns_names: Sequence[str]
+) -> tuple[Path, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -61,6 +76,7 @@ def make_ca_and_server_cert(
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [
         x509.DNSName(name) for name in dict.fromkeys(["localhost", *dns_names])
@@ -76,7 +92,7 @@ def make_ca_and_server_cert(
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
@@ -84,9 +100,9 @@ def make_ca_and_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    ca_path = directory / "ca.pem"
-    cert_path = directory / "server.pem"
-    key_path = directory / "server-key.pem"
+    ca_path = directory / ("ca.pem" if role == "server" else f"{role}-ca.pem")
+    cert_path = directory / f"{role}.pem"
+    key_path = directory / f"{role}-key.pem"
     ca_path.write_bytes(ca_cert.public_bytes(pem))
     cert_path.write_bytes(cert.public_bytes(pem))
     key_path.write_bytes(
@@ -95,8 +111,14 @@ def make_ca_and_server_cert(
     return ca_path, cert_path, key_path
 
 
-def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
-    """A server-side TLS context that presents `cert_path` (with its key `key_path`)."""
+def server_context(
+    cert_path: Path, key_path: Path, *, client_ca: Path | None = None
+) -> ssl.SSLContext:
+    """A server-side TLS context that presents `cert_path` (with its key `key_path`) and,
+    given `client_ca`, requires a client certificate that CA signed (mutual TLS)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
+    if client_ca is not None:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
     return context

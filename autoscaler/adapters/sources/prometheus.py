@@ -123,6 +123,9 @@ class PrometheusSource:
         session = requests.Session()
         # verify=<path> is the only way to trust a private CA; the client's own knob is a bool.
         session.verify = settings.ca_bundle or True
+        if settings.client_cert is not None:  # mutual TLS
+            key = settings.client_key
+            session.cert = settings.client_cert if key is None else (settings.client_cert, key)
         settle(session, self._url)  # proxies, NO_PROXY, ~/.netrc: once, not per query
         # A redirect elsewhere is refused before requests follows it (with our headers).
         self._origin = _origin(self._url)

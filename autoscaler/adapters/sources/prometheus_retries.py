@@ -117,7 +117,8 @@ def classify(promql: str, exc: Exception, where: str) -> Exception:
         return SourceUnavailable(
             scrub(
                 f"TLS with Prometheus at {where} failed: {_cause(exc)}. If it uses a "
-                "private CA, set ca_bundle to that CA's certificate file."
+                "private CA, set ca_bundle to that CA's certificate file; if it asks for a "
+                "client certificate (mutual TLS), set client_cert and client_key."
             )
         )
     if isinstance(

@@ -37,6 +37,9 @@ class PrometheusSettings:
     username: str | None = None
     password: str | None = None
     ca_bundle: str | None = None
+    # Mutual TLS: the certificate (PEM; with its key unless `client_key` is given) and key.
+    client_cert: str | None = None
+    client_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     timeout: float = 2.0
     deadline: float = 6.0
@@ -62,6 +65,8 @@ class PrometheusSettings:
             raise ValueError("set either bearer_token or username/password, not both")
         if self.password is not None and self.username is None:
             raise ValueError("password is set without username")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key is set without client_cert")
         if not self.timeout > 0 or not self.deadline > 0:
             raise ValueError("timeout and deadline must be positive (seconds)")
 
@@ -71,6 +76,7 @@ class PrometheusSettings:
             f"PrometheusSettings(url={mask_url(self.url)!r}, "
             f"bearer_token={_mask(self.bearer_token)}, username={self.username!r}, "
             f"password={_mask(self.password)}, ca_bundle={self.ca_bundle!r}, "
+            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
             f"headers={hidden!r}, timeout={self.timeout!r}, deadline={self.deadline!r})"
         )
 

@@ -28,7 +28,7 @@ from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
 from autoscaler.adapters.sources.prometheus import PING_DEADLINE
 from autoscaler.errors import QueryError, SourceUnavailable
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
-from tests.support.tls import make_ca_and_server_cert, server_context
+from tests.support.tls import make_ca_and_client_cert, make_ca_and_server_cert, server_context
 
 pytestmark = pytest.mark.integration
 
@@ -541,6 +541,31 @@ def test_certificate_of_a_private_ca_is_rejected_without_ca_bundle_and_accepted_
         source_for(server.url).query("up")
     assert time.monotonic() - started < 0.5, "a certificate failure is not worth a retry"
     assert source_for(server.url, ca_bundle=str(ca)).query("up") == 42.0
+
+
+def test_a_server_asking_for_a_client_certificate_gets_the_one_configured(
+    stand_in: Callable[..., StandIn], tmp_path: Path
+) -> None:
+    """Prometheus' `web.config.file` (or a mesh's sidecar) may require mutual TLS: without a
+    client certificate the handshake fails and the message says what to set."""
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    client_ca, client_cert, client_key = make_ca_and_client_cert(tmp_path)
+    server = stand_in((200, OK_BODY), tls=server_context(cert, key, client_ca=client_ca))
+    with pytest.raises(SourceUnavailable, match="set client_cert and client_key"):
+        source_for(server.url, ca_bundle=str(ca)).query("up")
+    mutual = source_for(
+        server.url, ca_bundle=str(ca), client_cert=str(client_cert), client_key=str(client_key)
+    )
+    assert mutual.query("up") == 42.0
+    assert len(mutual.query_series("sum by (job) (up)")) == 1
+    now = datetime.now(UTC)
+    with pytest.raises(QueryError, match="not a matrix"):  # answered: the handshake passed
+        mutual.query_range("up", start=now, end=now, step=timedelta(seconds=1))
+    combined = tmp_path / "client-and-key.pem"  # one file holding both, as requests takes it
+    combined.write_bytes(client_cert.read_bytes() + client_key.read_bytes())
+    assert source_for(server.url, ca_bundle=str(ca), client_cert=str(combined)).query("up") == 42.0
+    with pytest.raises(ValueError, match="client_key is set without client_cert"):
+        PrometheusSettings(url=server.url, client_key=str(client_key))
 
 
 def test_secrets_never_appear_in_errors_or_repr(

@@ -112,8 +112,8 @@ def test_an_invalid_config_file_is_one_line_per_problem_and_exits_4(tmp_path: Pa
         assert result.returncode == 4, result.stderr
         assert result.stderr.splitlines() == [
             f"{config}:3: prometheus.tokn_file: unknown key 'tokn_file' (did you mean "
-            "'token_file'?); allowed keys: ca_bundle, headers, password_file, query_timeout, "
-            "token_file, url, username",
+            "'token_file'?); allowed keys: ca_bundle, client_cert, client_key, headers, "
+            "password_file, query_timeout, token_file, url, username",
             f"{config}:4: workers: expected an integer, got text 'x'",
         ]
     validate = autoscaler("validate", "policies", "--config", config)

@@ -98,6 +98,29 @@ def test_a_secret_variable_beats_the_config_files_secret_file_and_loses_to_a_fla
         assert getattr(settings.prometheus, attribute) == expected, (argv, environ)
 
 
+def test_a_client_certificate_for_prometheus_comes_from_a_flag_a_variable_or_the_file() -> None:
+    cases: list[tuple[list[str], dict[str, str], FileValues]] = [
+        (["plan", "--prometheus-client-cert=/c.pem", "--prometheus-client-key=/k.pem"], {}, {}),
+        (
+            ["plan"],
+            {
+                "AUTOSCALER_PROMETHEUS_CLIENT_CERT": "/c.pem",
+                "AUTOSCALER_PROMETHEUS_CLIENT_KEY": "/k.pem",
+            },
+            {},
+        ),
+        (
+            ["plan"],
+            {},
+            {("prometheus", "client_cert"): "/c.pem", ("prometheus", "client_key"): "/k.pem"},
+        ),
+    ]
+    for argv, environ, file in cases:
+        settings = settings_from_args(resolved(argv, environ, file)).prometheus
+        assert (settings.client_cert, settings.client_key) == ("/c.pem", "/k.pem"), argv
+    assert settings_from_args(resolved(["plan"], {})).prometheus.client_cert is None
+
+
 def test_notification_urls_follow_the_precedence_of_their_two_forms(tmp_path: Path) -> None:
     # Before, AUTOSCALER_NOTIFY_URLS won over the flag `--notify-urls-file`.
     listed = tmp_path / "urls"
