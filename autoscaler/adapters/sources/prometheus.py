@@ -309,7 +309,19 @@ class PrometheusSource:
     ) -> _T:
         """`attempt(timeout)`, retried on transient failures until the deadline (the
         settings', unless given) runs out (`prometheus_retries.call`)."""
-        return call(promql, attempt, settings=self._settings, where=self._where, deadline=deadline)
+        return call(
+            promql,
+            attempt,
+            settings=self._settings,
+            where=self._where,
+            deadline=deadline,
+            retry_after=self._retry_after,
+        )
+
+    def _retry_after(self) -> float | None:
+        """The `Retry-After` of this thread's last answer (a 429 or 503), if it had one."""
+        notes: Notes = getattr(self._answers, "notes", Notes(_UNSEEN))
+        return notes.retry_after
 
     @staticmethod
     def _read_within(response: requests.Response, *_args: Any, **kwargs: Any) -> None:

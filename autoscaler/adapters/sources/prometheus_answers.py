@@ -12,9 +12,11 @@ the response for `PrometheusSource`'s response hook.
 
 from __future__ import annotations
 
+import email.utils
 import math
 import re
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -29,6 +31,7 @@ __all__ = [
     "Notes",
     "refuse_warnings",
     "result_notes",
+    "retry_after",
     "sample_pairs",
     "series_set",
     "single_value",
@@ -43,6 +46,7 @@ _INFOS_KEY = b'"infos"'
 # 2.53 answered among the warnings.
 _INFO_PREFIX = "PromQL info:"
 _NUMERIC_TYPES = ("vector", "scalar")
+_THROTTLED = (429, 503)  # the answers whose Retry-After is heeded
 # Where Prometheus puts the result type: `{"status":"success","data":{"resultType":"…"`,
 # and VictoriaMetrics, with `"isPartial":true|false,` between `status` and `data`.
 _HEAD_BYTES = 128
@@ -62,6 +66,8 @@ class Notes(NamedTuple):
     warnings: tuple[str, ...] = ()
     partial: bool = False
     infos: tuple[str, ...] = ()
+    # Seconds a 429 or 503 answer asks to wait before the next attempt (`Retry-After`).
+    retry_after: float | None = None
 
 
 def result_notes(response: requests.Response) -> Notes:
@@ -77,6 +83,8 @@ def result_notes(response: requests.Response) -> Notes:
     warnings: tuple[str, ...] = ()
     infos: tuple[str, ...] = ()
     partial = False
+    if response.status_code in _THROTTLED:
+        return Notes(None, retry_after=retry_after(response.headers.get("Retry-After")))
     if response.status_code == 200:
         content = response.content
         head = _RESULT_TYPE_HEAD.match(content[:_HEAD_BYTES])
@@ -101,6 +109,23 @@ def result_notes(response: requests.Response) -> Notes:
             infos = tuple(w for w in noted if w.startswith(_INFO_PREFIX))
             infos += tuple(str(i) for i in _listed(body, "infos"))
     return Notes(found, warnings, partial, infos)
+
+
+def retry_after(text: str | None) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (a number of seconds, or an HTTP
+    date), 0 for a date past; None without a header or for one that reads as neither."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _listed(body: dict[str, Any], key: str) -> list[Any]:

@@ -48,7 +48,10 @@ _MAX_CAUSE = 300
 
 
 class Transient(Exception):
-    """A failed attempt that another attempt may fix (refused, reset, timeout, 5xx, 429)."""
+    """A failed attempt that another attempt may fix (refused, reset, timeout, 5xx, 429);
+    `after`: the seconds its answer asked to wait before the next one (`Retry-After`)."""
+
+    after: float | None = None
 
 
 class OtherOrigin(Exception):
@@ -62,9 +65,15 @@ def call(
     settings: PrometheusSettings,
     where: str,
     deadline: float | None = None,
+    retry_after: Callable[[], float | None] | None = None,
 ) -> _T:
     """`attempt(timeout)`, retried on transient failures until the deadline (the
-    settings', unless given) runs out; errors say Prometheus is at `where`."""
+    settings', unless given) runs out; errors say Prometheus is at `where`.
+
+    `retry_after()`, called after a failed attempt, gives the seconds its answer asked to
+    wait (`Retry-After` of a 429 or 503), if any: the next attempt waits at least that
+    long, and none is made when that is past the deadline.
+    """
     deadline = settings.deadline if deadline is None else deadline
     end = time.monotonic() + deadline
     attempts = 0
@@ -77,6 +86,13 @@ def call(
             return attempt(timeout)
         except Exception as exc:
             error = classify(promql, exc, where)
+            # Only an answer (an HTTP status) has headers: a connection error has none, and
+            # what `retry_after` says then is an earlier attempt's.
+            answered = isinstance(exc, PrometheusApiClientException)
+            after = retry_after() if retry_after is not None and answered else None
+            if isinstance(error, Transient) and after is not None:
+                error = Transient(f"{error} (Retry-After: {after:g}s)")
+                error.after = after
             if isinstance(exc, PrometheusApiClientException):
                 # Its text holds the raw response body, which may echo credentials.
                 raise error from None
@@ -85,8 +101,9 @@ def call(
     retrying = Retrying(
         retry=retry_if_exception_type(Transient),
         stop=stop_before_delay(deadline),
-        # 0.1, 0.2, 0.4, 0.8, 1, 1, ... s plus up to 0.1 s of jitter.
-        wait=wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1),
+        # 0.1, 0.2, 0.4, 0.8, 1, 1, ... s plus up to 0.1 s of jitter, or what the answer
+        # asked (then stopped at once when that is past the deadline).
+        wait=_heeding_retry_after,
         before_sleep=partial(_log_retry, where),
         reraise=True,
     )
@@ -102,6 +119,17 @@ def call(
                 "Check that it is running and reachable from here."
             )
         ) from exc
+
+
+_BACKOFF = wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1)
+
+
+def _heeding_retry_after(state: RetryCallState) -> float:
+    """The backoff, or the wait the failed attempt's answer asked for when longer."""
+    waited = _BACKOFF(state)
+    outcome = state.outcome
+    after = getattr(outcome.exception(), "after", None) if outcome is not None else None
+    return waited if after is None else max(waited, after)
 
 
 def classify(promql: str, exc: Exception, where: str) -> Exception:

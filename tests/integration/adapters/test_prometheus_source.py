@@ -428,6 +428,37 @@ def test_transient_status_then_success_returns_the_value(
     assert len(server.requests) == 2
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_past_the_deadline_stops_the_retries_at_once(
+    stand_in: Callable[..., StandIn], status: int
+) -> None:
+    """A rate-limited backend (a Mimir or Cortex tenant limit, a proxy) that asks to be
+    asked again in 30 s was asked again every 0.1 to 1 s until the deadline, by every
+    policy; now it is asked once, and the check says what it answered."""
+    server = stand_in((status, b"too many requests", {"Retry-After": "30"}), (200, OK_BODY))
+    started = time.monotonic()
+    with pytest.raises(SourceUnavailable, match=rf"HTTP {status}: .*\(Retry-After: 30s\)"):
+        source_for(server.url).query("up")
+    assert time.monotonic() - started < 0.5
+    assert len(server.requests) == 1
+
+
+def test_a_retry_after_within_the_deadline_is_waited_for(stand_in: Callable[..., StandIn]) -> None:
+    def later() -> str:  # an HTTP date 1 to 2 s from now (the date has whole seconds)
+        return (datetime.now(UTC) + timedelta(seconds=2)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+    def seconds() -> str:
+        return "1"
+
+    for asks in (seconds, later):  # seconds, or an HTTP date
+        header = asks()
+        server = stand_in((429, b"slow down", {"Retry-After": header}), (200, OK_BODY))
+        started = time.monotonic()
+        assert source_for(server.url, deadline=3.0).query("up") == 42.0
+        assert time.monotonic() - started >= 0.9, header
+        assert len(server.requests) == 2
+
+
 def test_persistent_503_becomes_source_unavailable_with_status(
     stand_in: Callable[..., StandIn],
 ) -> None:
