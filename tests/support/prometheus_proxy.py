@@ -13,7 +13,8 @@ fault lasts until `heal(query)`, so a policy meets it at every evaluation:
     delay(query, seconds)     the real answer, late (beyond the caller's deadline)
 
 Started with `port=` on a port nothing listens on, it plays a Prometheus that is down until
-`start()`.
+`start()`. With `url_limit=N` it refuses a request whose URL is longer than N bytes with
+414, as nginx does past its 8 KB buffer (`large_client_header_buffers`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class _Fault:
 class PrometheusProxy:
     """The proxy and its test controls; `queries` counts the queries it received, per text."""
 
-    def __init__(self, upstream: str, *, port: int | None = None) -> None:
+    def __init__(
+        self, upstream: str, *, port: int | None = None, url_limit: int | None = None
+    ) -> None:
         self.upstream = upstream
+        self.url_limit = url_limit
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.queries: dict[str, int] = {}
@@ -132,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, body: bytes) -> None:
         proxy = self.server.proxy
+        if proxy.url_limit is not None and len(self.path) > proxy.url_limit:
+            self._send(414, {"Content-Type": "text/html"}, b"<h1>414 Request-URI Too Large</h1>")
+            return
         fault = proxy._fault_for(_query_of(self.path, body))
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
@@ -193,9 +200,11 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_prometheus_proxy(upstream: str, *, port: int | None = None) -> Iterator[PrometheusProxy]:
+def serve_prometheus_proxy(
+    upstream: str, *, port: int | None = None, url_limit: int | None = None
+) -> Iterator[PrometheusProxy]:
     """A started `PrometheusProxy` in front of `upstream` until the block ends."""
-    proxy = PrometheusProxy(upstream, port=port)
+    proxy = PrometheusProxy(upstream, port=port, url_limit=url_limit)
     proxy.start()
     try:
         yield proxy

@@ -21,6 +21,10 @@ What the client does not give us, and how it is worked around:
 - A grouped answer (`query_series`, thousands of series every tick) is decoded straight
   into `(labels, value)` pairs: `custom_query` gives no way to pass a JSON object hook, so
   that one request is sent as `custom_query` sends it (`_grouped_result`).
+- The client puts the parameters in the URL, even with `method="POST"`: a query whose URL
+  would pass 4 KB (`LONG_URL`; nginx and Apache refuse a request line over 8 KB with 414)
+  is sent by us as a form (POST), which Prometheus' API, Thanos, Mimir and VictoriaMetrics
+  take on the same paths (`_result`).
 - The client drops the answer's `warnings` too, and a warning means the data may be
   partial: Prometheus answers "success" with whatever it could read when a `remote_read`
   endpoint fails (`remote_read: error sending request ...`), and a sum over part of the
@@ -48,7 +52,7 @@ import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -59,6 +63,7 @@ from requests.adapters import HTTPAdapter
 from autoscaler.adapters.http_env import settle
 from autoscaler.adapters.sources.coalesce import FETCHERS
 from autoscaler.adapters.sources.prometheus_answers import (
+    Hook,
     Notes,
     refuse_warnings,
     result_notes,
@@ -80,7 +85,7 @@ from autoscaler.core.series import SeriesSet
 from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.redact import mask_url, scrub
 
-__all__ = ["PING_DEADLINE", "POOL_SIZE", "PrometheusSource"]
+__all__ = ["LONG_URL", "PING_DEADLINE", "POOL_SIZE", "PrometheusSource"]
 
 _T = TypeVar("_T")
 
@@ -97,6 +102,10 @@ PING_DEADLINE = 1.5
 # a sum over half the series would look like half the load and scale in. Each ignores the
 # other's parameter, and Prometheus, Mimir and Cortex ignore both.
 _STRICT = {"partial_response": "false", "deny_partial_response": "1"}
+_INSTANT, _RANGE = "/api/v1/query", "/api/v1/query_range"
+# A URL longer than this many bytes is sent as a form (POST) instead: nginx and Apache
+# refuse a request line over 8 KB (414), however long a query Prometheus itself takes.
+LONG_URL = 4096
 _UNSEEN = "(no answer)"  # before the response hook saw this thread's answer
 # Info-level notes are logged once per query and note: (query, note) pairs kept, at most.
 _NOTED_INFOS = 4096
@@ -168,10 +177,14 @@ class PrometheusSource:
         the deadline.
         """
         self._forget_answer()
-        result = self._call(
-            promql,
-            lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
-        )
+        params = {"query": promql, **_STRICT}
+        if self._too_long_for_a_url(_INSTANT, params):
+            result = self._call(promql, lambda timeout: self._result(_INSTANT, params, timeout))
+        else:
+            result = self._call(
+                promql,
+                lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
+            )
         self._refuse_warnings(promql)
         return single_value(promql, self._answers.notes.result_type, result)
 
@@ -199,10 +212,26 @@ class PrometheusSource:
         kept), fragmenting the allocator's arenas while the kept ones are made; decoded
         through `sample_pairs`, each is dropped as soon as its series is read.
         """
+        like = self._previous.get(promql)
+        hook = sample_pairs(like.series if like is not None else ())
+        return self._result(_INSTANT, {"query": promql, **_STRICT}, timeout, hook)
+
+    def _too_long_for_a_url(self, path: str, params: dict[str, str]) -> bool:
+        """Whether `params` in the URL of `path` would make it longer than `LONG_URL`."""
+        return len(self._url) + len(path) + 1 + len(urlencode(params)) > LONG_URL
+
+    def _result(
+        self, path: str, params: dict[str, str], timeout: float, hook: Hook | None = None
+    ) -> Any:
+        """`data.result` of the answer to `path` with `params`, as `custom_query` asks and
+        fails (`PrometheusApiClientException` for a non-200): in the URL, or as a form
+        (POST) when that URL would be longer than `LONG_URL`; decoded with `hook`."""
+        form = self._too_long_for_a_url(path, params)
         response = self._session.request(
-            method="GET",
-            url=f"{self._url}/api/v1/query",
-            params={"query": promql, **_STRICT},
+            method="POST" if form else "GET",
+            url=f"{self._url}{path}",
+            params=None if form else params,
+            data=params if form else None,
             verify=self._session.verify,
             headers=self._headers,
             auth=self._auth,
@@ -213,9 +242,8 @@ class PrometheusSource:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        like = self._previous.get(promql)
-        hook = sample_pairs(like.series if like is not None else ())
-        return response.json(object_pairs_hook=hook)["data"]["result"]
+        body = response.json() if hook is None else response.json(object_pairs_hook=hook)
+        return body["data"]["result"]
 
     def ping(self) -> None:
         """Return when Prometheus answers a trivial query; raise `SourceUnavailable` otherwise.
@@ -273,17 +301,21 @@ class PrometheusSource:
         """One `/api/v1/query_range` request: (sorted labels, points) per series."""
         params = {**_STRICT, "start": epoch(start), "end": epoch(end)}
         self._forget_answer()
-        result = self._call(
-            promql,
-            lambda timeout: self._client.custom_query_range(
+        form = {"query": promql, **params, "step": decimal(step.total_seconds())}
+        if self._too_long_for_a_url(_RANGE, form):
+            result = self._call(promql, lambda timeout: self._result(_RANGE, form, timeout))
+        else:
+            result = self._call(
                 promql,
-                start_time=start,
-                end_time=end,
-                step=decimal(step.total_seconds()),
-                params=params,
-                timeout=timeout,
-            ),
-        )
+                lambda timeout: self._client.custom_query_range(
+                    promql,
+                    start_time=start,
+                    end_time=end,
+                    step=decimal(step.total_seconds()),
+                    params=params,
+                    timeout=timeout,
+                ),
+            )
         self._refuse_warnings(promql, "range query")
         if self._answers.notes.result_type != "matrix":
             # What a proxy or an impostor would send; Prometheus answers a range with a matrix.

@@ -28,6 +28,7 @@ from autoscaler.adapters.sources import PrometheusSettings, PrometheusSource
 from autoscaler.adapters.sources.prometheus import PING_DEADLINE
 from autoscaler.errors import QueryError, SourceUnavailable
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
+from tests.support.prometheus_proxy import serve_prometheus_proxy
 from tests.support.tls import make_ca_and_client_cert, make_ca_and_server_cert, server_context
 
 pytestmark = pytest.mark.integration
@@ -907,3 +908,27 @@ def test_info_notes_are_logged_once_per_query_and_note(
         )
         for note in (older, counter)
     )
+
+
+def test_a_query_too_long_for_a_url_is_sent_as_a_form(
+    prometheus: PrometheusServer, metrics: Metrics
+) -> None:
+    """A proxy in front of Prometheus (nginx, Apache) refuses a URL over 8 KB with 414;
+    Prometheus' API takes the same parameters as a form (POST), which no proxy limits so."""
+    metrics.push_many([Sample("wide", 2, {"job": "web"}), Sample("wide", 3, {"job": "api"})])
+    jobs = "|".join(["web", "api", *(f"job-{i:05d}" for i in range(1500))])  # ~15 KB
+    selector = f'{metrics.name("wide")}{{job=~"{jobs}"}}'
+    now = datetime.now(UTC)
+    with serve_prometheus_proxy(prometheus.url, url_limit=8192) as proxy:
+        source = source_for(proxy.url)
+        assert source.query(f"sum({selector})") == 5.0
+        found = source.query_series(f"sum by (job) ({selector})")
+        assert (found.pick((("job", "web"),)), found.pick((("job", "api"),))) == (2.0, 3.0)
+        (series,) = source.query_range(
+            f"sum({selector})",
+            start=now - timedelta(seconds=30),
+            end=now,
+            step=timedelta(seconds=10),
+        )
+        assert [v for _, v in series.points][-1] == 5.0
+        assert source.query(f"sum({metrics.name('wide')})") == 5.0  # a short one, as before
