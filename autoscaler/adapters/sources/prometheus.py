@@ -97,6 +97,9 @@ POOL_SIZE = 16
 # How long a readiness ping retries at most: `/readyz` must answer health checks (2 to
 # 4 s) with the reason, not leave them to time out.
 PING_DEADLINE = 1.5
+# Every attempt also tells the server its timeout (`_until`): a query the attempt gave up
+# on is then stopped there, even behind a proxy that does not pass on the hang-up (an AWS
+# ALB), instead of running on for Prometheus' own `--query.timeout` (2 minutes).
 # Thanos answers with whatever stores it could reach unless told not to, and so does
 # VictoriaMetrics' cluster (whatever vmstorage nodes it could reach, `"isPartial": true`):
 # a sum over half the series would look like half the load and scale in. Each ignores the
@@ -177,14 +180,7 @@ class PrometheusSource:
         the deadline.
         """
         self._forget_answer()
-        params = {"query": promql, **_STRICT}
-        if self._too_long_for_a_url(_INSTANT, params):
-            result = self._call(promql, lambda timeout: self._result(_INSTANT, params, timeout))
-        else:
-            result = self._call(
-                promql,
-                lambda timeout: self._client.custom_query(promql, params=_STRICT, timeout=timeout),
-            )
+        result = self._call(promql, lambda timeout: self._instant_result(promql, timeout))
         self._refuse_warnings(promql)
         return single_value(promql, self._answers.notes.result_type, result)
 
@@ -203,6 +199,15 @@ class PrometheusSource:
         self._previous[promql] = found
         return found
 
+    def _instant_result(self, promql: str, timeout: float) -> Any:
+        """One attempt of an instant query: `data.result` (`custom_query`'s, or ours for a
+        query too long for a URL)."""
+        params = {**_STRICT, **_until(timeout)}
+        form = {"query": promql, **params}
+        if self._too_long_for_a_url(_INSTANT, form):
+            return self._result(_INSTANT, form, timeout)
+        return self._client.custom_query(promql, params=params, timeout=timeout)
+
     def _grouped_result(self, promql: str, timeout: float) -> Any:
         """`custom_query(promql, params=_STRICT, timeout=timeout)`, the same request and the
         same errors, with each series of the answer decoded as a `(labels, value)` pair.
@@ -214,7 +219,8 @@ class PrometheusSource:
         """
         like = self._previous.get(promql)
         hook = sample_pairs(like.series if like is not None else ())
-        return self._result(_INSTANT, {"query": promql, **_STRICT}, timeout, hook)
+        params = {"query": promql, **_STRICT, **_until(timeout)}
+        return self._result(_INSTANT, params, timeout, hook)
 
     def _too_long_for_a_url(self, path: str, params: dict[str, str]) -> bool:
         """Whether `params` in the URL of `path` would make it longer than `LONG_URL`."""
@@ -257,7 +263,9 @@ class PrometheusSource:
         try:
             self._call(
                 "1",
-                lambda timeout: self._client.custom_query("1", timeout=timeout),
+                lambda timeout: self._client.custom_query(
+                    "1", params=_until(timeout), timeout=timeout
+                ),
                 deadline=deadline,
             )
         except SourceUnavailable:
@@ -299,23 +307,10 @@ class PrometheusSource:
         self, promql: str, start: datetime, end: datetime, step: timedelta
     ) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]]:
         """One `/api/v1/query_range` request: (sorted labels, points) per series."""
-        params = {**_STRICT, "start": epoch(start), "end": epoch(end)}
         self._forget_answer()
-        form = {"query": promql, **params, "step": decimal(step.total_seconds())}
-        if self._too_long_for_a_url(_RANGE, form):
-            result = self._call(promql, lambda timeout: self._result(_RANGE, form, timeout))
-        else:
-            result = self._call(
-                promql,
-                lambda timeout: self._client.custom_query_range(
-                    promql,
-                    start_time=start,
-                    end_time=end,
-                    step=decimal(step.total_seconds()),
-                    params=params,
-                    timeout=timeout,
-                ),
-            )
+        result = self._call(
+            promql, lambda timeout: self._range_result(promql, start, end, step, timeout)
+        )
         self._refuse_warnings(promql, "range query")
         if self._answers.notes.result_type != "matrix":
             # What a proxy or an impostor would send; Prometheus answers a range with a matrix.
@@ -335,6 +330,24 @@ class PrometheusSource:
             raise QueryError(
                 f"range query {promql!r}: unexpected result shape from Prometheus at {self._where}"
             ) from None
+
+    def _range_result(
+        self, promql: str, start: datetime, end: datetime, step: timedelta, timeout: float
+    ) -> Any:
+        """One attempt of a range query: `data.result` (`custom_query_range`'s, with our
+        exact start and end, or ours for a query too long for a URL)."""
+        params = {**_STRICT, "start": epoch(start), "end": epoch(end), **_until(timeout)}
+        form = {"query": promql, **params, "step": decimal(step.total_seconds())}
+        if self._too_long_for_a_url(_RANGE, form):
+            return self._result(_RANGE, form, timeout)
+        return self._client.custom_query_range(
+            promql,
+            start_time=start,
+            end_time=end,
+            step=form["step"],
+            params=params,
+            timeout=timeout,
+        )
 
     def _call(
         self, promql: str, attempt: Callable[[float], _T], *, deadline: float | None = None
@@ -413,6 +426,12 @@ class PrometheusSource:
                 self._noted_infos.clear()
             self._noted_infos.add((promql, info))
             _LOG.info("Prometheus noted of %s %r (logged once): %s", what, promql, info)
+
+
+def _until(timeout: float) -> dict[str, str]:
+    """The `timeout` parameter that has Prometheus stop evaluating when the attempt gives
+    up (`"1500ms"`: the duration form Prometheus, Thanos, Mimir and VictoriaMetrics read)."""
+    return {"timeout": f"{max(round(timeout * 1000), 1)}ms"}
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:

@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -932,3 +933,28 @@ def test_a_query_too_long_for_a_url_is_sent_as_a_form(
         )
         assert [v for _, v in series.points][-1] == 5.0
         assert source.query(f"sum({metrics.name('wide')})") == 5.0  # a short one, as before
+
+
+def _engine_queries(prometheus: PrometheusServer) -> float:
+    """Prometheus' own count of the queries it is executing (`prometheus_engine_queries`)."""
+    with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    (line,) = (x for x in text.splitlines() if x.startswith("prometheus_engine_queries "))
+    return float(line.split()[1])
+
+
+def test_prometheus_stops_a_query_when_the_attempt_gives_up(
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    """Every attempt tells Prometheus its timeout (`timeout=`): behind a proxy that does not
+    pass on a client's hang-up (an AWS ALB, this test's proxy), a query the attempt gave up
+    on ran on for Prometheus' own 2 minutes, each retry adding one, until its query slots
+    were full and every query waited."""
+    slow = "count_over_time(vector(time())[12h:10ms])"  # some 3 s of evaluation
+    prometheus = prometheus_factory()  # its own: no other test's query is counted
+    with serve_prometheus_proxy(prometheus.url) as proxy:
+        source = PrometheusSource(PrometheusSettings(url=proxy.url, timeout=0.5, deadline=0.5))
+        with pytest.raises(SourceUnavailable):
+            source.query(slow)
+        time.sleep(0.5)
+        assert _engine_queries(prometheus) == 0
