@@ -135,7 +135,7 @@ def decide(
     count = run.collect(limit(policy.limits, count, run.current))
     count = bounded(run, count)
     if failed or implausible:
-        count = no_blind_scale_in(run, count)
+        count = no_blind_scale_in(run, count, failed=bool(failed), implausible=implausible)
     fell_back = False
     if blind:
         floor = fallback_floor(run, count, memory.missing_data_streak)
@@ -241,5 +241,5 @@ def _rising(
         return None
     return (
         f"{driving[0].result.name} keeps rising (asks {recommendation}, above the "
-        f"{max(since)} recommended since the last scale-up)"
+        f"{max(since)} recommended since the last scaling action)"
     )

@@ -139,16 +139,27 @@ def count_missing(run: Run, memory: Memory) -> tuple[Memory, bool]:
     return memory, streak < counted
 
 
-def no_blind_scale_in(run: Run, count: int) -> int:
-    """With a failed check, even lowered bounds (a schedule ending) never scale in.
+def no_blind_scale_in(
+    run: Run, count: int, *, failed: bool = True, implausible: bool = False
+) -> int:
+    """With a failed check (or an implausible value), even lowered bounds (a schedule
+    ending) never scale in.
 
     Removing capacity needs every check to vouch for it; the bounds apply again as soon as
-    the data is back. This is the one place where bounds do not win.
+    the data is back (and plausible). This is the one place where bounds do not win. The
+    reason names what holds the count: a failed check, an implausible value, or both.
     """
     if count < run.current:
+        causes, until = [], []
+        if failed:
+            causes.append("a check failed")
+            until.append("every check has data")
+        if implausible:
+            causes.append("a check's value is implausible")
+            until.append("every value is plausible")
         run.reasons.append(
-            f"bounds allow {count}, but a check failed: staying at {run.current} until "
-            "every check has data"
+            f"bounds allow {count}, but {' and '.join(causes)}: staying at {run.current} "
+            f"until {' and '.join(until)}"
         )
         return run.current
     return count

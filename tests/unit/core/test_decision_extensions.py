@@ -275,6 +275,37 @@ def test_a_large_scale_out_on_an_implausibly_low_value_waits_for_confirmation_to
     assert (confirmed.decision.desired, confirmed.decision.action) == (20, Action.UP)
 
 
+def test_lowered_bounds_held_by_an_implausible_value_say_so_not_that_a_check_failed() -> None:
+    # Hand-scaled to 30 above max 10, every check answered, one value implausible: the
+    # scale-in waits, and the reason said "a check failed" (none had) "until every check
+    # has data" (every one had).
+    policy = make_policy(replace(LOAD, forecast=None), anomaly=GUARD, max=10)
+    outcome = run(
+        policy, Observation(check="load", value=1.0, anomaly=implausible(-9.0)), current=30
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (30, Action.NONE)
+    assert outcome.decision.reasons[-1] == (
+        "bounds allow 10, but a check's value is implausible: staying at 30 until every "
+        "value is plausible"
+    )
+    assert not any("failed" in reason for reason in outcome.decision.reasons)
+
+
+def test_lowered_bounds_held_by_a_failed_check_and_an_implausible_value_name_both() -> None:
+    policy = make_policy(replace(LOAD, forecast=None), LATENCY, anomaly=GUARD, max=10)
+    outcome = run(
+        policy,
+        Observation(check="load", value=1.0, anomaly=implausible(-9.0)),
+        Observation(check="latency", error="timeout"),
+        current=30,
+    )
+    assert (outcome.decision.desired, outcome.decision.action) == (30, Action.NONE)
+    assert outcome.decision.reasons[-1] == (
+        "bounds allow 10, but a check failed and a check's value is implausible: staying "
+        "at 30 until every check has data and every value is plausible"
+    )
+
+
 def test_a_small_scale_out_on_an_implausible_value_needs_no_confirmation() -> None:
     policy = make_policy(replace(LOAD, forecast=None), anomaly=GUARD)
     outcome = run(policy, Observation(check="load", value=70.0, anomaly=implausible(6.0)))
@@ -354,7 +385,19 @@ def test_a_per_instance_check_that_keeps_rising_skips_the_cooldown_up() -> None:
     assert (outcome.decision.desired, outcome.decision.action) == (9, Action.UP)
     assert outcome.decision.reasons[-1] == (
         "cooldown up: 2 min 30 s left, but load keeps rising (asks 9, above the 6 recommended "
-        "since the last scale-up): not delayed"
+        "since the last scaling action): not delayed"
+    )
+
+
+def test_a_metric_rising_after_our_scale_down_is_not_said_to_follow_a_scale_up() -> None:
+    # The last action was a scale-down (8 → 4, 30 s ago): the cooldown up runs from it too,
+    # and the reason claimed "since the last scale-up", which never happened.
+    memory = Memory(last_scaled_at=SCALED, recommendations=(Recommendation(at=SCALED, count=4),))
+    outcome = run(rising_policy(), Observation(check="load", value=90.0), current=4, memory=memory)
+    assert (outcome.decision.desired, outcome.decision.action) == (9, Action.UP)
+    assert outcome.decision.reasons[-1] == (
+        "cooldown up: 2 min 30 s left, but load keeps rising (asks 9, above the 4 recommended "
+        "since the last scaling action): not delayed"
     )
 
 
