@@ -1,10 +1,10 @@
 """Step 2 of the decision: each check's value through its strategy -> its desired count.
 
-A failed check (an error, a missing or non-finite value, checks that share a name) gets
-its reason and never counts as zero; a forecast gives the strategy max(observed,
-forecast); the anomaly guard holds what an implausible value asks for. Apart from the
-pipeline (`decision`) because it is the one step that reads each check on its own: what
-to do with all of them together is the pipeline's.
+A failed check (an error, a missing or non-finite value, checks that share a name, a check
+given different answers) gets its reason and never counts as zero; a forecast gives the
+strategy max(observed, forecast); the anomaly guard holds what an implausible value asks
+for. Apart from the pipeline (`decision`) because it is the one step that reads each
+check on its own: what to do with all of them together is the pipeline's.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from autoscaler.core.model import (
 )
 from autoscaler.core.noise import within_noise
 from autoscaler.core.reasons import later
-from autoscaler.core.strategies import STRATEGIES, fmt_agreeing, fmt_number, reason_part
+from autoscaler.core.strategies import (
+    STRATEGIES,
+    fmt_agreeing,
+    fmt_number,
+    needs_query,
+    reason_part,
+)
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
@@ -54,30 +60,42 @@ def evaluate_checks(
     """Every check in policy order, matched with its observation by name (`current` None:
     unknown, see `without_target`)."""
     by_name: dict[str, Observation] = {}
+    answers: dict[str, set[Observation]] | None = None  # names given different observations
     for observation in observations:
-        by_name.setdefault(observation.check, observation)
+        seen = by_name.setdefault(observation.check, observation)
+        if seen is not observation and seen != observation:
+            answers = answers if answers is not None else {}
+            answers.setdefault(observation.check, {seen}).add(observation)
     guard = policy.anomaly if policy.anomaly is not None and policy.anomaly.enabled else None
     checks = policy.checks
-    if len(checks) > 1 and len({c.name for c in checks}) < len(checks):
-        return _ambiguous(checks, by_name, current, guard)
+    if answers is not None or (len(checks) > 1 and len({c.name for c in checks}) < len(checks)):
+        return _ambiguous(checks, by_name, answers or {}, current, guard)
     return [_evaluate(check, by_name.get(check.name), current, guard) for check in checks]
 
 
 def _ambiguous(
     checks: Sequence[Check],
     by_name: dict[str, Observation],
+    answers: dict[str, set[Observation]],
     current: int | None,
     guard: AnomalyGuard | None,
 ) -> list[Evaluated]:
-    """Every check, those sharing a name with another failed: values are matched with
-    checks by name, so whose value is whose cannot be told (the loader refuses such a
-    policy; one built otherwise must never be read with another check's value)."""
+    """Every check, failed where its value cannot be told: values are matched with checks
+    by name, so checks sharing a name (the loader refuses such a policy; one built
+    otherwise must never be read with another check's value) and a check given different
+    observations (`answers`: never picked from, the first no more than the last) fail."""
     names = [c.name for c in checks]
     evaluated = []
     for check in checks:
         shared = names.count(check.name)
         if shared > 1:
             error = f"{shared} checks are named {check.name!r}: their values cannot be told apart"
+            evaluated.append(Evaluated(failed_result(check, error), None))
+        elif check.name in answers and needs_query(check):
+            error = (
+                f"{len(answers[check.name])} different answers for check {check.name!r}: "
+                "which one is its value cannot be told"
+            )
             evaluated.append(Evaluated(failed_result(check, error), None))
         else:
             evaluated.append(_evaluate(check, by_name.get(check.name), current, guard))

@@ -84,8 +84,9 @@ def decide(
     """Decide what to do with `policy`'s target now, following the module's pipeline.
 
     `observations` holds one entry per check with a query (matched by name); a query check
-    without one counts as failed. The returned memory carries the recorded recommendations
-    and the missing-data streak; its `last_scaled_at` is unchanged.
+    without one counts as failed, and so does one given several different entries. The
+    returned memory carries the recorded recommendations and the missing-data streak; its
+    `last_scaled_at` is unchanged.
     """
     if not 0 <= status.count <= MAX_COUNT:
         reason = f"the target reports a count of {_shown(status.count)}, not a plausible count"

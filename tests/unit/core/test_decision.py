@@ -217,6 +217,22 @@ def test_checks_sharing_a_name_alone_hold() -> None:
     assert (outcome.decision.action, outcome.decision.desired) == (Action.HOLD, 8)
 
 
+def test_two_different_values_for_one_check_fail_it_rather_than_pick_one() -> None:
+    # `decide` matches values with checks by name: two answers for one check (a caller's
+    # bug, a merge of two sources) were read as the first, and 0.05 scaled 8 in to 2.
+    outcome = run(make_policy(LATENCY), ok(LATENCY, 0.05), ok(LATENCY, 0.41), current=8)
+    assert (outcome.decision.action, outcome.decision.desired) == (Action.HOLD, 8)
+    assert outcome.decision.checks[0].error == (
+        "2 different answers for check 'p95-latency': which one is its value cannot be told"
+    )
+
+
+def test_one_value_given_twice_for_a_check_is_its_value() -> None:
+    outcome = run(make_policy(LATENCY), ok(LATENCY, 0.05), ok(LATENCY, 0.05), current=8)
+    assert outcome.decision.checks[0].error is None
+    assert outcome.decision.desired == 2
+
+
 def test_several_failed_checks_are_named_in_one_reason() -> None:
     outcome = run(make_policy(LATENCY, ERRORS, FLOOR), failed(LATENCY, "a"), failed(ERRORS, "b"))
     assert outcome.decision.reasons[-1] == (
