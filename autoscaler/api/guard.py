@@ -34,8 +34,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Refused(Exception):
-    """A request the guard turns away: `status` (400, 403, 413 or 421) and a message that says
-    what to change."""
+    """A request the guard turns away: `status` (400, 403, 408, 413 or 421) and a message that
+    says what to change."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)

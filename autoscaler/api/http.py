@@ -26,6 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Protocol
 
+import anyio
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -132,6 +133,11 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 # The largest request body read (an Alertmanager notification of many alerts is well
 # under it): a larger one is refused with 413 before it is read.
 MAX_BODY = 10 * 1024 * 1024
+# Seconds a request has, once its head is in, to send its whole body (10 MiB takes 30 s at
+# 350 kB/s; Alertmanager sends a few kB at once). `MAX_BODY` bounds a body's size, this its
+# time: a body trickled a byte at a time held its connection, and a file descriptor, for
+# ever (`REQUEST_TIMEOUT` stops once the head is in), and a few hundred left none.
+BODY_TIMEOUT = 30.0
 _NEEDS_TOKEN = "a valid bearer token is required (Authorization: Bearer <token>)"
 
 
@@ -145,17 +151,24 @@ def _token_matches(authorization: str | None, token: str) -> bool:
 
 async def _body(request: Request) -> bytes:
     """The request's body, or `Refused(413)` when it is larger than `MAX_BODY` (by its
-    `Content-Length`, before anything is read, or as it is read when it has none)."""
+    `Content-Length`, before anything is read, or as it is read when it has none), or
+    `Refused(408)` when it is not all in within `BODY_TIMEOUT`."""
     length = request.headers.get("content-length")
     if length is not None and (not length.strip().isdigit() or int(length) > MAX_BODY):
         raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:  # no more is read
-            raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:  # no more is read
+                    raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(
+            408, f"the request body was not all sent within {BODY_TIMEOUT:g} s; send it at once"
+        ) from None
     body = b"".join(chunks)
     # Kept where `Request.body()` keeps it, so the route reads it again (Starlette's
     # middleware hands the route the body its dispatch read).
@@ -205,7 +218,11 @@ def create_app(
                     )
                 check_json(await _body(request), request.headers.get("content-type"))
         except Refused as exc:
-            return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
+            # The rest of a body not all sent in time is not waited for: the connection ends.
+            close = {"Connection": "close"} if exc.status == 408 else None
+            return JSONResponse(
+                status_code=exc.status, content={"detail": exc.detail}, headers=close
+            )
         return await call_next(request)
 
     async def authorized(credentials: Credentials) -> None:
@@ -222,6 +239,7 @@ def create_app(
         400: {"description": "the body is not valid JSON (e.g. NaN or Infinity in it)"},
         401: {"description": "missing or wrong token"},
         403: {"description": "a browser request from another origin"},
+        408: {"description": f"the request body was not all sent within {BODY_TIMEOUT:g} s"},
         413: {"description": f"the request body is larger than {MAX_BODY} bytes"},
     }
 

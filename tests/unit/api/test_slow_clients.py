@@ -1,6 +1,7 @@
-"""Connections that send no request are closed: uvicorn times out nothing before a request
-arrives, so idle or trickling connections each held a file descriptor, and enough of them
-left the service none for Prometheus, AWS, Nomad or its health checks."""
+"""Connections that send no request, or not all of a request's body, are closed: uvicorn
+times out nothing before a request arrives, nor while its body does, so idle or trickling
+connections each held a file descriptor, and enough of them left the service none for
+Prometheus, AWS, Nomad or its health checks."""
 
 from __future__ import annotations
 
@@ -59,3 +60,42 @@ def test_a_connection_that_sends_its_request_is_answered_and_kept_alive(
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert _response(sock).startswith(b"HTTP/1.1 200")
         assert _closed_within(sock, 5.0)  # then idle: closed
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [("/v1/alertmanager", None), ("/v1/reload", "s3cret"), ("/v1/nowhere", None)],
+    ids=["webhook-no-token", "reload-with-token", "unknown-path"],
+)
+def test_a_body_trickled_past_the_body_timeout_is_a_408_and_closed(
+    serve_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, path: str, token: str | None
+) -> None:
+    # A body sent a byte at a time kept its connection for ever (the request timeout stops
+    # once the head is in): a few hundred of them took every file descriptor.
+    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.5)
+    api = serve_api(token=token)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\n{auth}\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port)) as sock:
+        sock.sendall(head.encode() + b"{")
+        sock.settimeout(0.2)
+        answer = b""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(b" ")
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:  # reset: closed
+                break
+            if not chunk:
+                break
+            answer += chunk
+        assert time.monotonic() < deadline, "the connection was still open after 5 s"
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"connection: close" in answer.lower()
+    assert api.backend.calls == []
