@@ -192,7 +192,10 @@ def create_app(
         title="autoscaler",
         version=__version__,
         description="Prometheus-driven autoscaling controller: status, history and control.",
-        responses={421: {"description": "the Host header does not name this server"}},
+        responses={
+            400: {"description": "more than one Authorization header"},
+            421: {"description": "the Host header does not name this server"},
+        },
         docs_url=None,  # served by `add_docs`, without a CDN
         redoc_url=None,
     )
@@ -204,6 +207,10 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         try:
+            if len(request.headers.getlist("authorization")) > 1:
+                # Which one counts is anybody's guess (we read the first, a proxy in front
+                # may read the last): refused rather than guessed.
+                raise Refused(400, "more than one Authorization header: send one")
             guard.check(request.method, dict(request.headers.items()))
             if request.method.upper() not in SAFE_METHODS:
                 # Every changing route needs the token: a caller without it is refused
@@ -236,7 +243,10 @@ def create_app(
 
     guarded = [Depends(authorized)]
     problems: dict[int | str, dict[str, Any]] = {
-        400: {"description": "the body is not valid JSON (e.g. NaN or Infinity in it)"},
+        400: {
+            "description": "the body is not valid JSON (e.g. NaN or Infinity in it), or more "
+            "than one Authorization header"
+        },
         401: {"description": "missing or wrong token"},
         403: {"description": "a browser request from another origin"},
         408: {"description": f"the request body was not all sent within {BODY_TIMEOUT:g} s"},
@@ -303,7 +313,10 @@ def create_app(
         dependencies=[*guarded, Depends(_only_dry_run)],
         responses={
             **problems,
-            400: {"description": "a query parameter other than one `dry_run`"},
+            400: {
+                "description": "a query parameter other than one `dry_run`, a body that is "
+                "not valid JSON, or more than one Authorization header"
+            },
             404: {"description": "no such policy"},
             409: {"description": "the policy is disabled"},
             500: {"description": "the evaluation crashed (a bug; the log has the traceback)"},
