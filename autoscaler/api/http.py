@@ -346,7 +346,18 @@ def create_app(
         as a dashboard variable left empty sends it)."""
         return backend.decisions(policy or None, limit)
 
-    @app.post("/v1/reload", tags=["control"], dependencies=guarded, responses=problems)
+    @app.post(
+        "/v1/reload",
+        tags=["control"],
+        dependencies=guarded,
+        responses={
+            **problems,
+            500: {
+                "description": "the policy files cannot be read (e.g. a folder without read "
+                "permission); the policies in force keep running"
+            },
+        },
+    )
     def reload() -> ReloadOut:
         """Read the policy files again; broken files keep their last good version."""
         return backend.reload()

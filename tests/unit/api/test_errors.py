@@ -140,3 +140,21 @@ def test_an_evaluation_with_a_query_it_does_not_know_is_refused_not_applied(
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(detail)
     assert backend.calls == []
+
+
+def test_a_reload_that_cannot_read_the_policy_folder_is_a_500_the_document_lists(
+    serve_api: Callable[..., Api],
+) -> None:
+    # The controller raises this for a folder it may not read (its test: controller
+    # metrics); the OpenAPI document listed no 500 for `POST /v1/reload`, so a client
+    # generated from it had no case for the answer.
+    failure = ServiceError(
+        "cannot read the policy files: [Errno 13] Permission denied: 'policies'; the policies "
+        "in force keep running"
+    )
+    api = serve_api(backend=StubBackend(failure=failure))
+    response = api.request("POST", "/v1/reload")
+    assert response.status_code == 500
+    assert response.json() == {"detail": str(failure)}
+    documented = api.request("GET", "/openapi.json").json()["paths"]["/v1/reload"]["post"]
+    assert "cannot be read" in documented["responses"]["500"]["description"]
