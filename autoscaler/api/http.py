@@ -138,6 +138,11 @@ MAX_BODY = 10 * 1024 * 1024
 # time: a body trickled a byte at a time held its connection, and a file descriptor, for
 # ever (`REQUEST_TIMEOUT` stops once the head is in), and a few hundred left none.
 BODY_TIMEOUT = 30.0
+# A request whose body is larger than this waits for the one before it to be answered:
+# parsing and validating a body holds the event loop (about a second for 10 MiB of alerts),
+# and eight at once stalled /healthz for 9 s. One at a time, the loop serves the health
+# checks between them.
+LARGE_BODY = 1024 * 1024
 _NEEDS_TOKEN = "a valid bearer token is required (Authorization: Bearer <token>)"
 
 
@@ -147,6 +152,13 @@ def _token_matches(authorization: str | None, token: str) -> bool:
     scheme, credentials = get_authorization_scheme_param(authorization)
     given = credentials if scheme.lower() == "bearer" else ""
     return hmac.compare_digest(given.encode(), token.encode())
+
+
+def _refused(exc: Refused) -> JSONResponse:
+    """`{"detail": ...}` with the refusal's status; a 408 ends the connection, as the rest of
+    its body is not waited for."""
+    close = {"Connection": "close"} if exc.status == 408 else None
+    return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=close)
 
 
 async def _body(request: Request) -> bytes:
@@ -176,6 +188,63 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+def _add_guard(app: FastAPI, guard: Guard, token: str | None) -> None:
+    """Before any route: `guard`'s Host/Origin rules, the token of the changing routes (before
+    a body is read), and the body's limits (`MAX_BODY`, `BODY_TIMEOUT`, `LARGE_BODY`, JSON
+    numbers)."""
+    one_large_body = asyncio.Semaphore(1)  # see LARGE_BODY
+
+    def refusal(request: Request) -> Response | None:
+        """The answer to a request refused by its head alone, else None."""
+        try:
+            if len(request.headers.getlist("authorization")) > 1:
+                # Which one counts is anybody's guess (we read the first, a proxy in front
+                # may read the last): refused rather than guessed.
+                raise Refused(400, "more than one Authorization header: send one")
+            guard.check(request.method, dict(request.headers.items()))
+        except Refused as exc:
+            return _refused(exc)
+        # Every changing route needs the token: a caller without it is refused before its
+        # body is read (or its size could cost us memory).
+        changing = request.method.upper() not in SAFE_METHODS
+        if not changing or token is None:
+            return None
+        if _token_matches(request.headers.get("authorization"), token):
+            return None
+        return JSONResponse(
+            status_code=401,
+            content={"detail": _NEEDS_TOKEN},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.middleware("http")
+    async def _guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        refused = refusal(request)
+        if refused is not None:
+            return refused
+        if request.method.upper() in SAFE_METHODS:
+            return await call_next(request)
+        content_type = request.headers.get("content-type")
+        try:
+            body = await _body(request)
+        except Refused as exc:
+            return _refused(exc)
+        if len(body) <= LARGE_BODY:
+            try:
+                check_json(body, content_type)
+            except Refused as exc:
+                return _refused(exc)
+            return await call_next(request)
+        async with one_large_body:
+            try:
+                await anyio.to_thread.run_sync(check_json, body, content_type)
+            except Refused as exc:
+                return _refused(exc)
+            return await call_next(request)
+
+
 def create_app(
     backend: Backend,
     *,
@@ -201,36 +270,7 @@ def create_app(
     )
     add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
-
-    @app.middleware("http")
-    async def _guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        try:
-            if len(request.headers.getlist("authorization")) > 1:
-                # Which one counts is anybody's guess (we read the first, a proxy in front
-                # may read the last): refused rather than guessed.
-                raise Refused(400, "more than one Authorization header: send one")
-            guard.check(request.method, dict(request.headers.items()))
-            if request.method.upper() not in SAFE_METHODS:
-                # Every changing route needs the token: a caller without it is refused
-                # before its body is read (or its size could cost us memory).
-                if token is not None and not _token_matches(
-                    request.headers.get("authorization"), token
-                ):
-                    return JSONResponse(
-                        status_code=401,
-                        content={"detail": _NEEDS_TOKEN},
-                        headers={"WWW-Authenticate": "Bearer"},
-                    )
-                check_json(await _body(request), request.headers.get("content-type"))
-        except Refused as exc:
-            # The rest of a body not all sent in time is not waited for: the connection ends.
-            close = {"Connection": "close"} if exc.status == 408 else None
-            return JSONResponse(
-                status_code=exc.status, content={"detail": exc.detail}, headers=close
-            )
-        return await call_next(request)
+    _add_guard(app, guard, token)
 
     async def authorized(credentials: Credentials) -> None:
         if token is None:

@@ -3,8 +3,13 @@ read, and no body larger than `MAX_BODY` is read (413), whatever the caller."""
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
+
+import requests
 
 from autoscaler.api.http import MAX_BODY
 from tests.unit.api.conftest import Api
@@ -81,3 +86,38 @@ def test_a_chunked_body_larger_than_the_limit_is_a_413(serve_api: Callable[..., 
     assert response.status_code == 413
     assert str(MAX_BODY) in response.json()["detail"]
     assert api.backend.calls == []
+
+
+def test_large_bodies_sent_at_once_leave_the_health_checks_answering(
+    serve_api: Callable[..., Api],
+) -> None:
+    # Parsing and validating a webhook body holds the event loop (about 1 s for 10 MiB of
+    # alerts): 8 of 6 MB sent at once stalled /healthz for 5 s, past the 2 s the README's health
+    # check allows. Large bodies are now handled one at a time.
+    api = serve_api(token=TOKEN)
+    alert = {"status": "firing", "labels": {"alertname": "Load"}}
+    body = json.dumps({"alerts": [alert] * 90_000}).encode()
+    assert MAX_BODY // 3 < len(body) <= MAX_BODY
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    statuses: list[int] = []
+
+    def send() -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            url = api.url + "/v1/alertmanager"
+            response = session.post(url, data=body, headers=headers, timeout=60)
+            statuses.append(response.status_code)
+
+    senders = [threading.Thread(target=send) for _ in range(8)]
+    for sender in senders:
+        sender.start()
+    slowest = 0.0
+    while any(sender.is_alive() for sender in senders):
+        started = time.monotonic()
+        assert api.request("GET", "/healthz").status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.05)
+    for sender in senders:
+        sender.join()
+    assert statuses == [200] * 8
+    assert slowest < 2.0, f"/healthz took {slowest:.1f} s"
