@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from autoscaler.api.http import MAX_PROBLEMS
 from tests.unit.api.conftest import Api
 
 BODIES = [
@@ -107,3 +108,30 @@ def test_a_webhook_of_a_json_content_type_reaches_the_service(
         "POST", "/v1/alertmanager", data=body, headers={"Content-Type": content_type}
     )
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"alerts": [{"labels": {"alertname": 1}}] * 100_000}, id="100000-problems"),
+        pytest.param([{"labels": {"alertname": "x" * 100}}] * 30_000, id="a-list-not-an-object"),
+        pytest.param({"alerts": "x" * 3_000_000}, id="a-3MB-string-as-the-list"),
+    ],
+)
+def test_a_422_lists_a_few_problems_and_never_echoes_a_large_body(
+    serve_api: Callable[..., Api], body: object
+) -> None:
+    # FastAPI listed every problem with its input: 100,000 bad alerts (3 MB) got a 12 MB
+    # answer, and encoding it held the event loop (and /healthz) for seconds.
+    api = serve_api()
+    response = api.request(
+        "POST", "/v1/alertmanager", json=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text[:200]
+    assert len(response.content) < 10_000
+    detail = response.json()["detail"]
+    assert 1 <= len(detail) <= MAX_PROBLEMS + 1
+    assert all({"loc", "msg", "type"} <= set(problem) for problem in detail)
+    if len(detail) > MAX_PROBLEMS:
+        assert detail[-1]["msg"] == f"and {100_000 - MAX_PROBLEMS} more problems, not shown"
+    assert api.backend.calls == []
