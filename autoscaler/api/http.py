@@ -13,7 +13,10 @@ Security: the endpoints that change something (evaluate, reload, the Alertmanage
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
 constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus. Before
 any route, `guard` turns away browsers that are not on this server's own origin (Host and
-Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Infinity.
+Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Infinity, and
+`_add_guard` requests with two `Authorization` headers and bodies too large or too slow
+(`MAX_BODY`, `BODY_TIMEOUT`). What a client costs the event loop is bounded too: webhook
+bodies are parsed one at a time, and a 422 lists `MAX_PROBLEMS` problems at most.
 """
 
 from __future__ import annotations
