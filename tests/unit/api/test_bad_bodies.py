@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from autoscaler.api.http import MAX_PROBLEMS
+from autoscaler.api.admission import MAX_PROBLEMS
 from tests.unit.api.conftest import Api
 
 BODIES = [

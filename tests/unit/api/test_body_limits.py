@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from autoscaler.api.http import MAX_BODY
+from autoscaler.api.admission import MAX_BODY
 from tests.unit.api.conftest import Api
 
 TOKEN = "s3cret-token"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from autoscaler.api import http
+from autoscaler.api import admission, http
 from tests.unit.api.conftest import Api
 
 
@@ -72,7 +72,7 @@ def test_a_body_trickled_past_the_body_timeout_is_a_408_and_closed(
 ) -> None:
     # A body sent a byte at a time kept its connection for ever (the request timeout stops
     # once the head is in): a few hundred of them took every file descriptor.
-    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr(admission, "BODY_TIMEOUT", 0.5)
     api = serve_api(token=token)
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (
