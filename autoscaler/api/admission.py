@@ -17,13 +17,13 @@ from contextlib import nullcontext
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 
 from autoscaler.api.guard import SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.lanes import Lane
 
 # The largest request body read (an Alertmanager notification of many alerts is well
 # under it): a larger one is refused with 413 before it is read.
@@ -89,6 +89,8 @@ def add_admission(app: FastAPI, guard: Guard, token: str | None, *, parsing: str
     health checks between them. Our own check of a body runs off the loop.
     """
     one_body = asyncio.Semaphore(1)
+    # Our check runs apart from the loop and from FastAPI's shared pool (see `lanes`).
+    checks = Lane("request body checks", threads=2)
 
     def refusal(request: Request) -> Response | None:
         """The answer to a request refused by its head alone, else None."""
@@ -131,7 +133,7 @@ def add_admission(app: FastAPI, guard: Guard, token: str | None, *, parsing: str
         async with one_at_a_time:
             try:
                 if body:
-                    await anyio.to_thread.run_sync(check_json, body, content_type)
+                    await checks.run(lambda: check_json(body, content_type))
             except Refused as exc:
                 return _refused(exc)
             return await call_next(request)
