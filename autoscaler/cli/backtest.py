@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
+from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
@@ -114,6 +115,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="seconds for one range query attempt (default %(default)s)",
     )
+    # The Prometheus and Nomad settings below read the config file (as plan and run do):
+    # AUTOSCALER_CONFIG always did; the flag is what the help's `config …` keys refer to.
+    add_arguments(parser, (CONFIG,))
     add_connection_arguments(parser)
     # `--from -7d`: argparse (before 3.13) takes `-7d` for an option; this command has no
     # option that looks like a negative number or a duration, so read those as values.

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from autoscaler.cli import main as main_module
 from autoscaler.cli.main import FILE_OPTIONS, build_parser
 from autoscaler.config.connections import nomad_settings_from_args, settings_from_args
 from autoscaler.config.file import config_schema, parse_config
@@ -391,6 +392,19 @@ def test_an_empty_policies_variable_is_unset_for_backtest_too(
     # Before: [""], the current folder.
     monkeypatch.setenv("AUTOSCALER_POLICIES", "")
     assert parse("backtest", "--from", "-1d").paths == ["policies"]
+
+
+def test_backtest_takes_its_prometheus_settings_from_the_config_file_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its help names `config prometheus.url` and the others; before, only the variable
+    AUTOSCALER_CONFIG gave a file (`--config` was an unrecognized argument, exit 2)."""
+    monkeypatch.delenv("AUTOSCALER_CONFIG", raising=False)
+    config = tmp_path / "autoscaler.yaml"
+    config.write_text("prometheus: {url: 'http://prometheus.internal:9090', query_timeout: 7}\n")
+    args = parse("backtest", "--from", "-1d", "--config", str(config))
+    assert main_module._resolve_options(build_parser(), args, parsed_options(args)) is None
+    assert (args.prometheus_url, args.query_timeout) == ("http://prometheus.internal:9090", 7)
 
 
 @pytest.mark.parametrize(
