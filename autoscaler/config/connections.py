@@ -149,7 +149,6 @@ PROMETHEUS_OPTIONS = (
         help="extra header for every query (repeatable; in the variable one per line, in "
         "the file a mapping)",
     ),
-    NOMAD_SCALING_POLICIES,
     Option(
         dest="query_timeout",
         kind=at_most(at_least(NUMBER, 0.1, unit=" s"), TIMEOUT_MAX, unit=" s"),
@@ -209,14 +208,15 @@ NOMAD_TIMEOUT = Option(
     default=5.0,
     help="seconds for one Nomad API request; retries stop after 2x this",
 )
-CONNECTION_OPTIONS = (*PROMETHEUS_OPTIONS, *NOMAD_OPTIONS, NOMAD_TIMEOUT)
+CONNECTION_OPTIONS = (*PROMETHEUS_OPTIONS, NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Prometheus flags (each with an AUTOSCALER_PROMETHEUS_* variable and a config key),
     Nomad's settings (variables and config keys only) and `--nomad-timeout`."""
     add_arguments(parser.add_argument_group("Prometheus"), PROMETHEUS_OPTIONS)
-    add_arguments(parser, (*NOMAD_OPTIONS, NOMAD_TIMEOUT))
+    # Not under "Prometheus" in the help: a Nomad setting, as --nomad-timeout is.
+    add_arguments(parser, (NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT))
 
 
 def _read_secret(args: argparse.Namespace, dest: str, env_name: str, what: str) -> str | None:

@@ -536,3 +536,14 @@ def test_a_timeout_ttl_or_worker_count_beyond_use_is_a_usage_error(
         parse("run", flag, value)
     assert exited.value.code == 2
     assert f"argument {flag}: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "backtest"])
+def test_the_help_lists_only_prometheus_flags_under_prometheus(command: str) -> None:
+    """`--nomad-scaling-policies` was listed under "Prometheus:" (beside --query-timeout)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    groups = {g.title: g for g in commands.choices[command]._action_groups}
+    flags = [f for a in groups["Prometheus"]._group_actions for f in a.option_strings]
+    assert flags, command
+    assert all(f.startswith("--prometheus-") or f == "--query-timeout" for f in flags), flags
