@@ -117,3 +117,24 @@ def test_the_command_lines_are_found() -> None:
     lines = _command_lines()
     assert len(lines) >= 20
     assert {argv[0] for argv in lines} >= {"validate", "plan", "run", "backtest", "simulate"}
+
+
+@pytest.mark.parametrize(
+    ("first_line", "check"),
+    [
+        pytest.param("# prometheus.yml", ["promtool", "check", "config"], id="prometheus"),
+        pytest.param("# alertmanager.yml", ["amtool", "check-config"], id="alertmanager"),
+    ],
+)
+def test_the_scrape_and_webhook_configs_are_valid(
+    first_line: str, check: list[str], tmp_path: Path
+) -> None:
+    (block,) = [
+        b for b in re.findall(r"```yaml\n(.*?)```", README, re.DOTALL) if b.startswith(first_line)
+    ]
+    path = tmp_path / "config.yml"
+    path.write_text(block)
+    result = subprocess.run(
+        [*check, str(path)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
