@@ -55,6 +55,14 @@ class PrometheusSettings:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             shown = mask_url(self.url)
             raise ValueError(f"url must be http(s)://host[:port][/prefix], got {shown}")
+        if parts.query or parts.fragment or self.url.rstrip("/").endswith(("?", "#")):
+            # The API paths are appended to the URL: `http://p:9090/?tenant=a` would send
+            # `/?tenant=a/api/v1/query`, which Prometheus answers with its HTML UI.
+            shown = mask_url(self.url)
+            raise ValueError(
+                f"url must not carry a query string or fragment (the API paths are appended "
+                f"to it), got {shown}: send tenant IDs or tokens with --prometheus-header"
+            )
         for name, value in (("bearer_token", self.bearer_token), ("password", self.password)):
             if value is not None and _LINE_BREAK.search(value):
                 raise ValueError(f"{name} contains a line break: check the file it is read from")
