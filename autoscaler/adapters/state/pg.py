@@ -23,12 +23,7 @@ the next call connects again.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
+from autoscaler.adapters.socket_watchdog import SocketWatchdog
 from autoscaler.adapters.state.pg_errors import unreachable
 from autoscaler.errors import StateError, StateUnreachable
 from autoscaler.redact import scrub
@@ -48,6 +44,8 @@ _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 ANSWER_GRACE = 5.0
 LOCK_KEY = 0x6175746F  # "auto": the advisory lock migrations run under
 LATEST = 1
+# Cuts a connection waiting past its `answering` deadline (`adapters.socket_watchdog`).
+_WATCHDOG = SocketWatchdog("postgres-watchdog")
 
 # One entry per schema version, applied in order; never edit a released one, add the next.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -208,7 +206,7 @@ class Connector:
         nothing would tell the next call it is cut before its first statement failed.
         """
         seconds = self.settings.answer_timeout
-        watch = _WATCHDOG.arm(conn, seconds)
+        watch = _WATCHDOG.arm(conn, _socket_of(conn), seconds)
         try:
             yield
         except psycopg.Error:
@@ -254,115 +252,12 @@ class _Cursor(psycopg.Cursor[Any]):
         super().executemany(*args, **kwargs)
 
 
-@dataclass(eq=False)
-class _Watch:
-    conn: psycopg.Connection[Any]
-    seconds: float
-    deadline: float
-    # A duplicate of the connection's socket, taken by its owner when armed and closed
-    # when disarmed: the watchdog cuts through it, so it can never reach another socket
-    # that reused the descriptor's number after libpq closed it (-1: none to cut).
-    fd: int = -1
-    fired: bool = False
-
-
-class _Watchdog:
-    """Cuts the connection of a call still waiting on the server past its deadline.
-
-    One daemon thread for the process, started with the first watch, asleep until the
-    earliest deadline. Cutting is `shutdown()` on the connection's socket, through the
-    duplicate of its descriptor the watch holds: the waiting call sees the connection end,
-    psycopg raises and marks it broken, and the owner closes it. Watches are armed and
-    disarmed under one lock, so a connection is never cut once its block has ended.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._watches: dict[int, _Watch] = {}  # by id of the connection
-        self._thread: threading.Thread | None = None
-        self._wakes_at = math.inf  # when the thread wakes next (inf: when notified)
-
-    def forget_inherited(self) -> None:
-        """In a forked child: drop the parent's watches, closing the child's copies of
-        their duplicates. Their sockets are the parent's connections too: cut from here,
-        the parent's statement would fail, and the child's thread would cut them once their
-        deadline passed, whatever the parent did. A fresh lock, as the parent's may have
-        been held by one of its threads at the fork."""
-        for watch in self._watches.values():
-            if watch.fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(watch.fd)
-                watch.fd = -1
-        self._cond = threading.Condition()
-        self._watches = {}
-        self._thread = None
-        self._wakes_at = math.inf
-
-    def arm(self, conn: psycopg.Connection[Any], seconds: float) -> _Watch:
-        watch = _Watch(conn, seconds, time.monotonic() + seconds)
-        with contextlib.suppress(OSError, psycopg.Error, ValueError):
-            watch.fd = os.dup(conn.pgconn.socket)
-        with self._cond:
-            self._watches[id(conn)] = watch
-            # None at first and in a forked child (`forget_inherited`); not alive if it died.
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="postgres-watchdog", daemon=True
-                )
-                self._thread.start()
-            # Woken only when it would sleep past this deadline: not once per transaction
-            # (a thousand a second at 10,000 policies) when earlier deadlines wake it anyway.
-            if watch.deadline < self._wakes_at:
-                self._cond.notify()
-        return watch
-
-    def restart(self, conn: psycopg.Connection[Any]) -> None:
-        """A statement is sent on `conn`: its deadline counts from now (if armed)."""
-        with self._cond:
-            watch = self._watches.get(id(conn))
-            if watch is not None and watch.conn is conn and not watch.fired:
-                watch.deadline = time.monotonic() + watch.seconds
-
-    def disarm(self, watch: _Watch) -> bool:
-        """Stop watching (again: a no-op); whether the watchdog cut the connection."""
-        with self._cond:
-            if self._watches.get(id(watch.conn)) is watch:
-                del self._watches[id(watch.conn)]
-            if watch.fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(watch.fd)
-                watch.fd = -1
-            return watch.fired
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                due = [w for w in self._watches.values() if w.deadline <= now and not w.fired]
-                for watch in due:
-                    watch.fired = True
-                    _cut(watch.fd)
-                waiting = [w.deadline for w in self._watches.values() if not w.fired]
-                self._wakes_at = min(waiting, default=math.inf)
-                self._cond.wait(self._wakes_at - now if waiting else None)
-
-
-def _cut(fd: int) -> None:
-    """End the connection of socket `fd` (a watch's duplicate, left open for its owner)."""
-    if fd < 0:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        # `detach()` afterwards: the socket object must not close the descriptor.
-        sock = socket.socket(fileno=fd)
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        finally:
-            sock.detach()
-
-
-_WATCHDOG = _Watchdog()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_WATCHDOG.forget_inherited)
+def _socket_of(conn: psycopg.Connection[Any]) -> int:
+    """The descriptor of `conn`'s socket, -1 when it has none (closed, or lost)."""
+    try:
+        return conn.pgconn.socket
+    except psycopg.Error:
+        return -1
 
 
 def migrate(conn: psycopg.Connection[Any], where: str) -> int:
