@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,10 +242,7 @@ def _header_secret_variable(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     register(value, *value.splitlines())
-    bad = next(
-        (i for i, char in enumerate(value) if not (" " <= char <= "~" or char in "\t\r\n")),
-        None,
-    )
+    bad = _first_unprintable(map(ord, value), _TAB_AND_BREAKS)
     if bad is not None:
         raise AutoscalerError(
             f"variable {name}: it holds a control or a non-ASCII character at character "
@@ -283,14 +281,25 @@ def read_header_secret(path: str, what: str) -> str:
 def unprintable(raw: bytes) -> str | None:
     """What in `raw` an HTTP header cannot carry, or None: a byte-order mark, or a control
     or non-ASCII character at its first byte. Spaces and tabs inside are fine."""
-    bad = next(
-        (i for i, byte in enumerate(raw) if not (0x20 <= byte <= 0x7E or byte == 0x09)), None
-    )
+    bad = _first_unprintable(raw, _TAB)
     if bad is None:
         return None
     if raw.startswith(codecs.BOM_UTF8):
         return "a byte-order mark: save the file without one"
     return f"a control or a non-ASCII character at byte {bad + 1}"
+
+
+_TAB = frozenset(b"\t")
+_TAB_AND_BREAKS = frozenset(b"\t\r\n")
+
+
+def _first_unprintable(codes: Iterable[int], allowed: frozenset[int]) -> int | None:
+    """The position of the first byte or character (`codes`, as numbers) that is neither
+    printable ASCII nor `allowed`, or None: what an HTTP header cannot carry."""
+    return next(
+        (i for i, code in enumerate(codes) if not (0x20 <= code <= 0x7E or code in allowed)),
+        None,
+    )
 
 
 def nomad_settings_from_args(args: argparse.Namespace) -> NomadSettings:
