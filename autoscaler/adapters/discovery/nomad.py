@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -167,12 +168,29 @@ class NomadDiscovery:
                 Refused(ns, job, kept=(ns, job) in self._job_cache)
                 for ns, job in sorted(self._refused)
             )
-        return self._decoded(kind, Listing(tuple(found), new_index, refused))
+        listing = Listing(tuple(found), new_index, refused)
+        return self._decoded(kind, listing, complete=len(read) == len(stale))
 
     def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
+        """The job's groups; None when Nomad says it is not there (404).
+
+        The list just showed it, so a 404 is not taken as its having no groups: that was
+        cached at its `JobModifyIndex`, and a proxy's 404 (an ingress with no backend while
+        Nomad restarts) dropped its targets until the job changed again, which a job no
+        policy scales may never do. It keeps the groups read last (none if never read) and
+        is read again at the next pass; the list says whether it is gone. So is an answer
+        that is no job (`{}`): a failed read, not a job without groups."""
         namespace, job_id = key
-        job = self._get(self._job, (quote(job_id, safe=""),), "read-job", namespace=namespace)
-        if job is None or job.get("Stop") or job.get("Periodic") or job.get("ParameterizedJob"):
+        parts = (quote(job_id, safe=""),)
+        job = self._get(self._job, parts, "read-job", namespace=namespace)
+        if job is None:
+            return None
+        if not isinstance(job.get("TaskGroups"), list):  # every job has one group at least
+            raise DiscoveryError(
+                f"Nomad at {self._shown} answered GET {_path(self._job, parts)} with an "
+                "object that is no job (no TaskGroups)"
+            )
+        if job.get("Stop") or job.get("Periodic") or job.get("ParameterizedJob"):
             return ()
         job_meta = _meta(job.get("Meta"))
         return tuple(
@@ -183,8 +201,8 @@ class NomadDiscovery:
                 meta=self._shared_meta({**job_meta, **_meta(group.get("Meta"))}),
                 region=self._settings.region,
             )
-            for group in job.get("TaskGroups") or []
-            if group.get("Name")
+            for group in job["TaskGroups"]
+            if isinstance(group, dict) and group.get("Name")
         )
 
     def _shared_meta(self, meta: dict[str, str]) -> dict[str, str]:
@@ -236,7 +254,8 @@ class NomadDiscovery:
                 Refused(ns, job, kept=(pid, ns) in self._policy_cache, group=group)
                 for ns, job, group, pid in named
             )
-        return self._decoded("policies", Listing(tuple(found), new_index, refused))
+        listing = Listing(tuple(found), new_index, refused)
+        return self._decoded("policies", listing, complete=len(read) == len(stale))
 
     def _read_policy(self, key: tuple[str, str]) -> NomadScalingPolicy | None:
         policy_id, namespace = key
@@ -285,9 +304,12 @@ class NomadDiscovery:
             and time.monotonic() - last[1] < REDECODE_AFTER
         )
 
-    def _decoded(self, kind: str, listing: Listing[_T]) -> Listing[_T]:
+    def _decoded(self, kind: str, listing: Listing[_T], *, complete: bool) -> Listing[_T]:
+        """`listing`, kept as the last of `kind`; one that could not read every entry it
+        had to (a 404 on a listed job or policy) may not stand for the next (`_unchanged`):
+        those entries are read at the next pass, not at the next full read."""
         with self._lock:
-            self._last[kind] = (listing, time.monotonic())
+            self._last[kind] = (listing, time.monotonic() if complete else -math.inf)
         return listing
 
     # --- requests --------------------------------------------------------------------------

@@ -341,3 +341,49 @@ def test_a_job_read_answered_with_no_object_is_a_failed_read_not_a_job_gone(
     assert [g.group for g in discovery.groups().items] == ["api"]
     nomad_api.deregister_job("web")  # gone for real: its groups go
     assert discovery.groups().items == ()
+
+
+def test_a_listed_job_whose_read_answers_404_keeps_its_groups_until_the_list_drops_it(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # A 404 on the read of a job the list just showed (a proxy or ingress with no backend
+    # while Nomad restarts answers 404 to every path) was cached as "no groups" at the
+    # job's JobModifyIndex: its targets went, and it was not read again until the job
+    # changed, which a job no policy scales any more may never do.
+    nomad_api.register_job("web", {"api": 2}, meta={"autoscaler.enabled": "true"})
+    discovery = _discovery(nomad_api)
+    assert [g.group for g in discovery.groups().items] == ["api"]
+    nomad_api.register_job("web", {"api": 3}, meta={"autoscaler.enabled": "true"})  # a scale
+    nomad_api.fail_requests_of("web", status=404, body="404 page not found", methods=["GET"])
+    assert [g.group for g in discovery.groups().items] == ["api"]  # still listed: kept
+    nomad_api.heal("web")
+    assert [g.group for g in discovery.groups().items] == ["api"]
+    assert len(nomad_api.requests_to("GET", "/v1/job/web")) >= 3  # read again, not cached
+    nomad_api.register_job("new", {"api": 1}, meta={"autoscaler.enabled": "true"})
+    nomad_api.fail_requests_of("new", status=404, body="404 page not found", methods=["GET"])
+    partial = discovery.groups()
+    assert [g.job for g in partial.items] == ["web"]  # never read: left out
+    nomad_api.heal("new")
+    # At the next pass, even one whose blocking query ends with no change (whose list is
+    # otherwise not decoded again for 10 minutes), it is read.
+    again = discovery.groups(index=partial.index, wait=0.2)
+    assert [g.job for g in again.items] == ["new", "web"]
+    assert discovery.groups(index=again.index, wait=0.2) is again  # complete: reused
+    nomad_api.deregister_job("web")  # gone for real: the list drops it, and its groups go
+    assert [g.job for g in discovery.groups().items] == ["new"]
+
+
+def test_a_job_read_answered_with_an_object_that_is_no_job_is_a_failed_read(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    # `{}` (a proxy's or a health endpoint's answer) was read as a job without groups and
+    # cached at the job's JobModifyIndex: its targets went until the job changed again.
+    nomad_api.register_job("web", {"api": 2}, meta={"autoscaler.enabled": "true"})
+    discovery = _discovery(nomad_api)
+    assert [g.group for g in discovery.groups().items] == ["api"]
+    nomad_api.register_job("web", {"api": 3}, meta={"autoscaler.enabled": "true"})
+    nomad_api.fail_requests_of("web", status=200, body="{}", methods=["GET"])
+    with pytest.raises(DiscoveryError, match=r"GET /v1/job/web with an object that is no job"):
+        discovery.groups()
+    nomad_api.heal("web")
+    assert [g.group for g in discovery.groups().items] == ["api"]
