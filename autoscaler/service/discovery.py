@@ -338,9 +338,11 @@ class Discovery:
             ok, new_index = self._read(source, index=index)
             if ok:
                 backoff = first
-                index = new_index if new_index >= index else 0  # Nomad's index went back
+                # Nomad's index went back (a cluster restored from a snapshot): read the list
+                # again from 0, at once (it is no answer without an index, below).
+                index = new_index if new_index >= index else 0
                 pause = config.min_gap if source.blocking else config.poll
-                if source.blocking and index <= 0:
+                if source.blocking and new_index <= 0:
                     pause = config.poll
                     if not warned:
                         warned = True

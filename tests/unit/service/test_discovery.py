@@ -689,6 +689,42 @@ def test_a_source_is_never_read_more_often_than_its_poll_when_it_cannot_block_or
         discovery.close()
 
 
+class _GoingBack:
+    """Nomad's job list whose index goes back once (a cluster restored from a snapshot):
+    100, then 50, then 51 on; it records the index each read was given."""
+
+    def __init__(self) -> None:
+        self.given: list[int] = []
+
+    def groups(self, *, index: int = 0, wait: float = 0.0, **kwargs: object) -> object:
+        self.given.append(index)
+        return Listing((), {1: 100, 2: 50}.get(len(self.given), 48 + len(self.given)))
+
+
+def test_an_index_that_goes_back_is_read_again_from_0_at_once_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Reset to 0 as it should, it was then taken for an answer without X-Nomad-Index: the
+    # next read waited a whole `poll` (30 s by default), and the log said Nomad sent no index.
+    reader = _GoingBack()
+    (tmp_path / "t.yaml").write_text(TEMPLATE)
+    config = DiscoveryConfig(poll=30.0, min_gap=0.01, wait=5.0)
+    discovery = Discovery(
+        config,
+        nomad=lambda: reader,  # type: ignore[arg-type,return-value]
+        aws=lambda region: pytest.fail("no AWS here"),
+    )
+    registry = PolicyRegistry([str(tmp_path)], discover=discovery)
+    try:
+        with caplog.at_level(logging.WARNING, logger="autoscaler.discovery"):
+            registry.reload()
+            wait_until(lambda: len(reader.given) >= 4, timeout=5, what="four reads")
+    finally:
+        discovery.close()
+    assert reader.given[:4] == [0, 100, 0, 51]
+    assert not [r for r in caplog.records if "without an index" in r.getMessage()]
+
+
 class _Answering:
     """An AWS discovery reader that finds no group, and counts its reads."""
 
