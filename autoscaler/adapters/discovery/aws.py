@@ -4,22 +4,37 @@ One `DescribeAutoScalingGroups` call per page of 100 groups, filtered by AWS on 
 (`tag:KEY = VALUE`), through the client every ASG target of that region already shares
 (`aws_client.shared_client`). Each group comes back with all its tags, so the overrides
 (`autoscaler:min`, ...) need no second call. AWS has no change feed for tags: the service
-polls this, with backoff while it fails.
+polls this, with backoff while it fails. botocore's own retries are off in that client (the
+targets retry themselves), so a page that fails for a moment (throttling: AWS's rate limit
+is shared by every caller of the account; a 5xx; a broken connection) is asked again here,
+within `deadline` seconds, rather than failing the listing of every page until the next
+poll.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.aws_client import shared_client
 from autoscaler.adapters.targets.aws_errors import (
     PERMISSION_CODES,
     credentials_call,
+    describe,
+    is_transient,
     rejected_credentials,
 )
 from autoscaler.core.discovered import AsgGroup
@@ -29,7 +44,10 @@ from autoscaler.redact import scrub
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
 
+log = logging.getLogger(__name__)
+
 PAGE = 100  # DescribeAutoScalingGroups returns at most 100 groups per call
+ATTEMPTS = 4  # of one page, at most, within the deadline
 
 
 class AsgDiscovery:
@@ -63,8 +81,8 @@ class AsgDiscovery:
             token: str | None = None
             while True:
                 extra: Any = {"NextToken": token} if token else {}
-                page = client.describe_auto_scaling_groups(
-                    Filters=filters, MaxRecords=PAGE, **extra
+                page = self._retrying(where)(
+                    client.describe_auto_scaling_groups, Filters=filters, MaxRecords=PAGE, **extra
                 )
                 for group in page["AutoScalingGroups"]:
                     found.append(
@@ -84,6 +102,28 @@ class AsgDiscovery:
             # not a BotoCoreError, it was logged as an unexpected failure with a traceback.)
             raise DiscoveryError(_message(exc, where)) from exc
         return found
+
+    def _retrying(self, where: str) -> Retrying:
+        """Retries of one page's call on transient failures: `ATTEMPTS` at most, none
+        starting a pause that would end more than `deadline` seconds after the first."""
+
+        def logged(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            log.info(
+                "DescribeAutoScalingGroups in %s failed (attempt %d), retrying in %.2fs: %s",
+                where,
+                state.attempt_number,
+                state.upcoming_sleep,
+                describe(failure) if failure is not None else "?",
+            )
+
+        return Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.2, max=min(2.0, self._deadline / 3)),
+            stop=stop_after_attempt(ATTEMPTS) | stop_before_delay(self._deadline),
+            before_sleep=logged,
+            reraise=True,
+        )
 
 
 def _message(exc: Exception, where: str) -> str:

@@ -56,7 +56,7 @@ def test_an_answer_that_is_not_aws_is_a_discovery_error_not_a_crash(
     # handling, logged as an unexpected failure with a traceback at every poll.
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
     page = b"<html><body>Proxy login required<br></body></html>"  # not XML either
-    aws_proxy.fail_next("DescribeAutoScalingGroups", 200, "", body=page)
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 200, "", body=page, times=10)  # retried
     with pytest.raises(DiscoveryError, match="DescribeAutoScalingGroups in region"):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
 
@@ -79,3 +79,32 @@ def test_expired_credentials_say_what_renews_them(
     aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "ExpiredToken", "token expired")
     with pytest.raises(DiscoveryError, match="restart it once they are renewed"):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+
+
+def test_a_throttled_page_is_asked_again_and_the_listing_goes_on(
+    aws_proxy: AwsProxy,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # botocore's retries are off in the shared client, and discovery had none of its own:
+    # one throttled page (AWS's rate limit is shared by the account's every caller) failed
+    # the whole listing of hundreds of groups, read again only a --discovery-interval later.
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    monkeypatch.setattr(aws_discovery, "PAGE", 2)
+    names = {make_asg(tags=OPT_IN) for _ in range(3)}
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 400, "Throttling", "Rate exceeded", times=2)
+    found = AsgDiscovery(REGION, deadline=5.0).groups(OPT_IN)
+    assert {g.name for g in found} == names
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 4  # 2 throttled, then 2 pages
+
+
+def test_throttling_past_the_deadline_fails_the_listing_saying_so(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 400, "Throttling", "Rate exceeded", times=50)
+    with pytest.raises(DiscoveryError, match=r"failed: Throttling: Rate exceeded"):
+        AsgDiscovery(REGION, deadline=1.0).groups(OPT_IN)
+    assert 2 <= aws_proxy.count("DescribeAutoScalingGroups") <= 4
