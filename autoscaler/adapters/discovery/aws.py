@@ -79,6 +79,7 @@ class AsgDiscovery:
             filters: Any = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
             found: list[AsgGroup] = []
             token: str | None = None
+            seen: set[str] = set()
             while True:
                 extra: Any = {"NextToken": token} if token else {}
                 page = self._retrying(where)(
@@ -95,6 +96,13 @@ class AsgDiscovery:
                 token = page.get("NextToken")
                 if not token:
                     break
+                if token in seen:  # an endpoint (a proxy, a stand-in) that pages in a circle
+                    raise DiscoveryError(
+                        f"Auto Scaling Groups of {where}: the listing gave the same NextToken "
+                        f"twice after {len(found)} group(s), so it would never end; the last "
+                        "listing is kept (check the endpoint: AWS never repeats a token)"
+                    )
+                seen.add(token)
         except TargetError as exc:  # the client could not be built (configuration)
             raise DiscoveryError(f"Auto Scaling Groups of {where}: {exc}") from exc
         except (ClientError, BotoCoreError, ResponseParserError) as exc:

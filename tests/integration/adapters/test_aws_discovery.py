@@ -108,3 +108,21 @@ def test_throttling_past_the_deadline_fails_the_listing_saying_so(
     with pytest.raises(DiscoveryError, match=r"failed: Throttling: Rate exceeded"):
         AsgDiscovery(REGION, deadline=1.0).groups(OPT_IN)
     assert 2 <= aws_proxy.count("DescribeAutoScalingGroups") <= 4
+
+
+def test_an_endpoint_that_repeats_its_next_token_fails_the_listing_instead_of_looping(
+    aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broken proxy or stand-in answering every page with the same NextToken kept the
+    # discovery thread paging forever: no listing, no error, the last set never refreshed.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    page = (
+        b'<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/'
+        b'2011-01-01/"><DescribeAutoScalingGroupsResult><AutoScalingGroups/>'
+        b"<NextToken>page-2</NextToken></DescribeAutoScalingGroupsResult><ResponseMetadata>"
+        b"<RequestId>r-1</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>"
+    )
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 200, "", body=page, times=1000)
+    with pytest.raises(DiscoveryError, match="the same NextToken twice after 0 group"):
+        AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 2  # the first page, then page-2 again
