@@ -46,6 +46,8 @@ _RELEASE = (
     "UPDATE autoscaler_lease SET expires_at = now(), renewed_at = now()"
     " WHERE name = %s AND holder = %s AND epoch = %s RETURNING 1"
 )
+# Whether the lease may be taken now: nobody holds it, or it expired (a release ends it).
+_FREE = "SELECT expires_at <= now() FROM autoscaler_lease WHERE name = %s"
 _CONFIRM = (
     "SELECT extract(epoch FROM expires_at - now()) FROM autoscaler_lease"
     " WHERE name = %s AND holder = %s AND epoch = %s AND expires_at > now()"
@@ -155,18 +157,36 @@ class PostgresLease:
         return released
 
     def wait_for_release(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a holder to release the lease; True if one did.
+        """Wait up to `timeout` seconds for a holder to release the lease; True if one did,
+        or if the lease is found free when listening starts (anew).
+
+        A notification sent while nobody listens is lost: at the first call, and after a
+        database restart ended the listening session (which only shows when we next wait
+        on it). So a kept session found ended is replaced at once (not an error), and each
+        time listening starts the lease row is read: a release made before it counts.
 
         Raises `StateError` when the database cannot be reached (after waiting a little,
         so a caller in a loop does not spin).
         """
         try:
-            if self._listener is None or self._listener.closed or self._listener.broken:
-                self._close(self._listener)
-                self._listener = self._connector.connect(purpose="lease-listen")
-                with self._connector.answering(self._listener, "LISTEN"):  # + the lease, below
-                    self._listener.execute(f"LISTEN {CHANNEL}")
-            return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+            listener = self._listener
+            if listener is not None and not (listener.closed or listener.broken):
+                try:
+                    return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+                except psycopg.OperationalError:
+                    if not listener.broken:
+                        raise
+                # Ended under us (a database restart): listen anew, once in this call.
+            self._close(listener)
+            self._listener = None
+            listener = self._connector.connect(purpose="lease-listen")
+            self._listener = listener
+            with self._connector.answering(listener, "LISTEN"):  # + the lease, below
+                listener.execute(f"LISTEN {CHANNEL}")
+                row = listener.execute(_FREE, (self.name,)).fetchone()
+            if row is None or row[0]:
+                return True
+            return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
         except (psycopg.Error, StateError) as exc:
             self._close(self._listener)
             self._listener = None

@@ -11,6 +11,8 @@ connection.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -70,3 +72,35 @@ def test_the_lease_is_renewed_and_released_after_a_database_restart(
     assert lease.release("a", held.epoch)  # a SIGTERM handover: the standbys lead at once
     assert lease.acquire("b", 60, epoch=None).held
     lease.close()
+
+
+def test_a_standby_listens_again_after_a_database_restart_and_misses_no_release(
+    server: PostgresServer,
+) -> None:
+    # The restart also ends a standby's LISTEN session, which shows only when it next
+    # waits on it. Before, that wait failed (`consuming input failed: server closed the
+    # connection unexpectedly`) and the next one listened again, deaf to a release made
+    # in between: the handover waited for the lease to expire instead.
+    settings = PostgresSettings(dsn=server.database().dsn, password=PASSWORD)
+    PostgresStateStore(settings).close()  # the tables
+    first, second = PostgresLease(settings), PostgresLease(settings)
+    held = first.acquire("a", 60, epoch=None)
+    assert second.wait_for_release(0.05) is False  # listening from now on
+
+    restart(server)
+    assert first.release("a", held.epoch)  # before the standby waits again: not heard
+    started = time.monotonic()
+    assert second.wait_for_release(5) is True, "the release was missed"
+    assert time.monotonic() - started < 2
+    taken = second.acquire("b", 60, epoch=None)
+    assert taken.held
+
+    assert first.wait_for_release(0.05) is False  # "a" stands by and listens
+    restart(server)
+    assert first.wait_for_release(0.2) is False  # listening again, without an error
+    later = threading.Timer(0.3, second.release, ("b", taken.epoch))
+    later.start()
+    assert first.wait_for_release(5) is True  # and told of the next release
+    later.join()
+    first.close()
+    second.close()
