@@ -432,9 +432,16 @@ def replicate(
 
     # A renewal that waits (a lock held, a slow server) gives up within a quarter of the
     # TTL, so another can be sent before the lease lapses; with the store's timeouts (10 s)
-    # it waited past a 15 s lease's local validity before the next could try.
+    # it waited past a 15 s lease's local validity before the next could try. So does each
+    # connection attempt of a renewal that must connect again (after a restart): with the
+    # store's 5 s per address, one silent host of a multi-host list cost a short lease its
+    # validity. libpq (and psycopg) count whole seconds, 2 at least. Safety does not rest
+    # on it: the lease's validity counts from when the renewal was sent, however long that
+    # took, so a slow reconnect can only make the leader stop acting, never act longer.
     settings = replace(
-        store.settings, statement_timeout=min(store.settings.statement_timeout, ttl / 4)
+        store.settings,
+        statement_timeout=min(store.settings.statement_timeout, ttl / 4),
+        connect_timeout=max(2, min(store.settings.connect_timeout, int(ttl / 4))),
     )
     leadership = Leadership(PostgresLease(settings), replica=replica, ttl=ttl, ha=ha)
 
