@@ -346,6 +346,7 @@ def test_a_second_controller_without_ha_takes_a_dead_ones_lease_once_it_expires(
         (3.0, "may_dispatch"),  # a fifth of the TTL: evaluations go on being dispatched
         (4.8, "acting"),  # just under a renewal period: the lease holds
         (6.0, "acting"),  # longer than a renewal period: renewals go back to back
+        (7.0, "acting"),  # 47 % of the TTL: two answers still fit in 95 % of it
     ],
 )
 def test_slow_renewal_answers_do_not_make_a_healthy_leader_lapse(
@@ -372,3 +373,35 @@ def test_slow_renewal_answers_do_not_make_a_healthy_leader_lapse(
         a.step()
     assert lease.expires > lease.now  # the database never saw it expire
     assert all(samples), f"{kept}() turned False {samples.count(False)} times of {len(samples)}"
+
+
+def test_answers_slower_than_the_safety_margin_pause_the_leader_but_never_lose_the_lease(
+    clock: Clock,
+) -> None:
+    # Answers after 49 % of the TTL: back to back, two of them outlast the 95 % of the TTL a
+    # renewal is valid for locally (counted from its sending, as the database may have run
+    # it at once), so the leader stops acting until the next answer comes. It is the
+    # intended margin, not a loss: the database never expires the lease, nobody can take
+    # it, and the leader resumes under its epoch (README: High availability, Limits).
+    lease = SlowLease()
+    a = leadership(lease, clock)
+    deposed: list[bool] = []
+    a.subscribe(on_deposed=lambda: deposed.append(True))
+    samples: list[tuple[bool, bool]] = []
+
+    def passing(timeout: float | None = None) -> bool:
+        end = clock.t + (timeout or 0)
+        while clock.t < end:
+            advance(lease, clock, min(0.1, end - clock.t))
+            samples.append((a.acting(), lease.expires > lease.now))
+        return False
+
+    assert a.step()
+    lease.delay, lease.meanwhile = TTL * 0.49, passing
+    a._stop.wait = passing  # type: ignore[method-assign]
+    for _ in range(10):
+        a._wait()
+        assert a.step()
+    assert all(alive for _, alive in samples), "the database saw the lease expire"
+    assert not all(acting for acting, _ in samples), "no pause: the margin is not 5 %?"
+    assert (deposed, lease.holder, lease.epoch, a.epoch) == ([], "a", 1, 1)
