@@ -11,7 +11,10 @@ itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint
          400 "job scaling blocked due to active deployment", 404 `job "x" not found`,
          400 `task group "g" specified for scaling does not exist in job`,
          400 "group count was less than scaling policy minimum: 1 < 2" (and "greater than
-         ... maximum: 9 > 8") for a group with a `scaling` block, PolicyOverride or not, ...
+         ... maximum: 9 > 8") for a group with a `scaling` block, PolicyOverride or not,
+         500 "Enforcing job modify index 11: job exists with conflicting job modify index:
+         14" when the body's `JobModifyIndex` (Nomad 1.8.2+, with `EnforceIndex`) is set
+         and is not the job's (its version's index, not `ModifyIndex`), ...
     GET  /v1/job/:id/deployment     read-job             JSON null when there is none
     GET  /v1/scaling/policies       list-scaling-policies  ?namespace= (`*` = all), ?job=, ?type=
     GET  /v1/scaling/policy/:id     read-scaling-policy  404 "scaling policy not found"
@@ -184,6 +187,9 @@ class NomadApiStandIn:
             self._index = 10
             self.requests: list[RecordedRequest] = []
             self.deployment_on_scale: str | None = None
+            # Run once when the next scale request arrives, before Nomad looks at it:
+            # another client's change that lands just ahead of ours (`new_version`, ...).
+            self.before_next_scale: Callable[[], None] | None = None
             # Groups left out of the scale status, as a Nomad older than 0.11 (no scaling
             # status per group) or a status read racing a job update would answer.
             self.scale_status_omits: set[str] = set()
@@ -278,6 +284,25 @@ class NomadApiStandIn:
         with self._lock:
             job = self._job(job_id, namespace, region)
             job.modify_index = self._next_index()
+            self._publish(job, "JobRegistered", job.modify_index)
+
+    def new_version(
+        self,
+        job_id: str,
+        groups: Mapping[str, int] | None = None,
+        namespace: str = "default",
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        """Register a new version of the job, as `nomad job run` of a changed jobspec does:
+        the same job (its `CreateIndex` kept), its `Version` up by one, its `ModifyIndex`
+        and `JobModifyIndex` moved to a new index; `groups` sets counts (as the jobspec's
+        `count`), the others are kept. No deployment: a test sets one if it wants it."""
+        with self._lock:
+            job = self._job(job_id, namespace, region)
+            job.groups.update(groups or {})
+            job.version += 1
+            job.modify_index = job.spec_index = self._next_index()
+            job.submit_time = time.time_ns()
             self._publish(job, "JobRegistered", job.modify_index)
 
     def set_deployment(
@@ -757,7 +782,11 @@ class NomadApiStandIn:
     def _scale(
         self, request: RecordedRequest, job_id: str, region: str, namespace: str
     ) -> tuple[int, Any]:
-        """Nomad's Job.Scale, in its order: payload, ACL, validation, job, group, deployment."""
+        """Nomad's Job.Scale, in its order: payload, ACL, validation, job, group, deployment,
+        the job modify index."""
+        if self.before_next_scale is not None:
+            ahead, self.before_next_scale = self.before_next_scale, None
+            ahead()
         body = request.body
         if not isinstance(body, dict):
             raise _ApiError(400, "Request body must be a JSON object")
@@ -820,6 +849,16 @@ class NomadApiStandIn:
                 and latest["JobCreateIndex"] == job.create_index
             ):
                 raise _ApiError(400, "job scaling blocked due to active deployment")
+            # nomad/job_endpoint.go (1.8.2+, `nomad job scale -check-index`): a plain error,
+            # which the HTTP layer answers with a 500. Compared with the job's
+            # JobModifyIndex (a new version moves it), not its ModifyIndex.
+            wanted = _field(body, "JobModifyIndex")
+            if isinstance(wanted, int) and wanted > 0 and wanted != job.spec_index:
+                raise _ApiError(
+                    500,
+                    f"Enforcing job modify index {wanted}: job exists with conflicting job "
+                    f"modify index: {job.spec_index}",
+                )
             job.groups[group_name] = count
             job.version += 1
             job.modify_index = job.spec_index = self._next_index()

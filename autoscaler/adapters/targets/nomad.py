@@ -81,6 +81,7 @@ class NomadScaler:
         self._namespace, self._region = placement(ref, settings)
         self._shown_address = redact_address(settings.address)
         self._seen: Seen | None = None  # the job as last read, while it is unchanged
+        self._version: int | None = None  # its JobModifyIndex as last read: scales enforce it
         if settings.skip_verify and settings.address.startswith("https"):
             log.warning(
                 "TLS certificate verification is OFF for Nomad at %s (NOMAD_SKIP_VERIFY): "
@@ -133,6 +134,8 @@ class NomadScaler:
             fits = None not in indexes and indexes == seen.indexes
         else:
             fits = True
+        version = seen.version
+        self._version = version if isinstance(version, int) and version > 0 else None
         group_status = (scale.get("TaskGroups") or {}).get(ref.group)
         if group_status is not None and group_status.get("Desired") is not None:
             count = int(group_status["Desired"])
@@ -167,8 +170,11 @@ class NomadScaler:
 
         With `expected`, the group's count is read first (one GET of the scale status) and
         a count someone changed since (`nomad job scale`, a new job version) is
-        `TargetBusy`; Nomad's scale request has no condition, so this narrows the race to
-        the two requests, and so is a job stopped since. With `expected`, a scale request
+        `TargetBusy`, and so is a job stopped since. The request carries the job modify
+        index of the version `status` last read (`EnforceIndex`): Nomad 1.8.2 and later
+        refuse it when a new version of the job (a deploy, a scale) was registered since,
+        which is `TargetBusy`, closing the race the read narrows; older versions ignore both
+        fields. With `expected`, a scale request
         retried (5xx, connection errors: for seconds, perhaps) reads the scale status again
         first (`_again`): sent again only while the job runs and the group still has
         `expected`, done when it has `count` (an earlier attempt landed), `TargetBusy` when
@@ -192,6 +198,8 @@ class NomadScaler:
             "Meta": dict(meta),
             "PolicyOverride": False,
         }
+        if self._version is not None:
+            body |= {"EnforceIndex": True, "JobModifyIndex": self._version}
         try:
             answer = self._call(
                 "scale-job",

@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # it imports `redact_address` from here
 
 NO_REGION_PATH = "No path to region"  # Nomad's 500 for a region it cannot forward to
 _DEPLOYMENT_BLOCKED = "job scaling blocked due to active deployment"
+# Nomad's prefix (RegisterEnforceIndexErrPrefix) of a scale refused because the job modify
+# index it carries is no longer the job's (a new version since): a plain error, so a 500.
+INDEX_CONFLICT = "Enforcing job modify index"
 # Nomad's 403 (structs.ErrJobRegistrationDisabled) to any token but a management one while
 # its scheduler configuration has `reject_job_registration` set (load shedding).
 _REGISTRATION_DISABLED = "disabled by the scheduler configuration"
@@ -76,7 +79,12 @@ def is_transient(exc: BaseException) -> bool:
     answer = exc.nomad_resp
     if isinstance(answer, requests.Response):
         status = answer.status_code
-        return (status == 429 or status >= 500) and NO_REGION_PATH not in answer.text
+        text = answer.text
+        return (
+            (status == 429 or status >= 500)
+            and NO_REGION_PATH not in text
+            and INDEX_CONFLICT not in text  # the job changed: asking again cannot help
+        )
     if isinstance(answer, requests.exceptions.SSLError):
         return False  # a certificate does not become valid by asking again
     return isinstance(answer, NETWORK_ERRORS)
@@ -160,6 +168,13 @@ def translate(
         return TargetBusy(f"Nomad refused to scale {ref}: {text}")
     if status == 400 and "task group" in text and "does not exist" in text:
         return TargetNotFound(f"task group '{ref.group}' not found in job '{ref.job}'")
+    if INDEX_CONFLICT in text:
+        # A new version of the job since the status this scale was decided on: not a
+        # failure, a passing state; the next evaluation reads the new version.
+        return TargetBusy(
+            f"job '{ref.job}' changed since it was read (a new version was registered): "
+            f"not scaled on a stale count; it is read again at the next evaluation ({text})"
+        )
     if status == 500 and NO_REGION_PATH in text:
         return TargetUnavailable(
             f"Nomad at {address} has no path to region "

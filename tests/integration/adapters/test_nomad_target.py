@@ -100,8 +100,46 @@ def test_a_count_changed_by_hand_since_the_decision_is_not_overwritten(
         scaler.scale(4, reason="up", meta=META, expected=decided_on)
 
     assert nomad_api.group_count("chat", "web") == 9
+    assert scaler.status().count == 9  # the next evaluation reads it again, and goes on
     scaler.scale(10, reason="up", meta=META, expected=9)
     assert nomad_api.group_count("chat", "web") == 10
+
+
+def test_a_new_version_registered_just_before_our_scale_is_not_scaled_over(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    scaler = scaler_for(nomad_api)
+    decided_on = scaler.status().count
+    # `nomad job run` of a jobspec with count = 5 lands after our last read, just before
+    # our scale request: Nomad (1.8.2+) refuses a scale whose job modify index is stale.
+    nomad_api.before_next_scale = lambda: nomad_api.new_version("chat", {"web": 5})
+
+    with pytest.raises(TargetBusy, match="job 'chat' changed since it was read"):
+        scaler.scale(4, reason="up", meta=META, expected=decided_on)
+
+    assert nomad_api.group_count("chat", "web") == 5
+    assert len(nomad_api.requests_to("POST", "/scale")) == 1  # refused, not retried
+    assert scaler.status().count == 5  # the next evaluation reads the new version
+    scaler.scale(6, reason="up", meta=META, expected=5)
+    assert nomad_api.group_count("chat", "web") == 6
+
+
+def test_the_scale_request_carries_the_version_read_not_the_jobs_last_change(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("chat", groups={"web": 3})
+    nomad_api.touch_job("chat")  # e.g. its version marked stable: ModifyIndex moves alone
+    job = requests.get(f"{nomad_api.address}/v1/job/chat", timeout=5).json()
+    assert job["ModifyIndex"] != job["JobModifyIndex"]
+    scaler = scaler_for(nomad_api)
+
+    scaler.scale(4, reason="up", meta=META, expected=scaler.status().count)
+
+    (post,) = nomad_api.requests_to("POST", "/scale")
+    assert post.body["EnforceIndex"] is True
+    assert post.body["JobModifyIndex"] == job["JobModifyIndex"]
+    assert nomad_api.group_count("chat", "web") == 4
 
 
 def _by_hand(stand_in: NomadApiStandIn, count: int) -> None:
