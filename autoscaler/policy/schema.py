@@ -21,6 +21,7 @@ from autoscaler.policy.value_types import (
     Duration,
     Instant,
     Name,
+    NomadNamespace,
     PromQL,
     TimeZone,
 )
@@ -60,7 +61,9 @@ class NomadTargetModel(TargetBase):
     type: Literal["nomad"] = Field(description="Target kind.")
     job: str = Field(min_length=1, description="Nomad job ID.")
     group: str = Field(min_length=1, description="Task group name within the job.")
-    namespace: str = Field("default", min_length=1, description="Nomad namespace.")
+    namespace: NomadNamespace = Field(
+        "default", min_length=1, description="Nomad namespace: one, not a wildcard."
+    )
     region: str | None = Field(
         None, min_length=1, description="Nomad region; default from the agent."
     )

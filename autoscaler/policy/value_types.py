@@ -1,6 +1,6 @@
 """The single values of the policy format as annotated types, each with its validator and
 its JSON Schema: durations, ISO 8601 times, names, PromQL queries, cron expressions, time
-zones and threshold steps' changes.
+zones, threshold steps' changes and Nomad namespaces.
 
 Kept apart from the models of `schema`, which compose these types: a value's rules (and
 its messages) are in one place whichever field holds it. A PromQL error carries where in
@@ -31,6 +31,9 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 QUERY_OFFSET = "query_offset"  # a PromQL error's context: where in the query it is
 _MAX_QUERY_CHARS = 4000  # the Rust PromQL parser recurses; bound its input
 _MAX_QUERY_DEPTH = 100
+# A Nomad target's namespace: one namespace, never a wildcard (Nomad's own names are
+# `^[a-zA-Z0-9-]{1,128}$`; only the wildcard is refused here, the rest is Nomad's to judge).
+NAMESPACE_PATTERN = r"^[^*]+$"
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -102,6 +105,21 @@ def _cron(expression: str) -> str:
             "check day-of-month, month and day-of-week"
         )
     return expression
+
+
+def _namespace(name: str) -> str:
+    """A Nomad target names one namespace: its scale calls go to one job in one namespace.
+
+    `*` is Nomad's "every namespace" for listing and searching (and an ACL rule's glob),
+    which a scale request cannot use; discovery can (a template's `for_each.nomad`)."""
+    if "*" in name:
+        raise _fail(
+            f"{name!r} is a wildcard, but a Nomad target is one job in one namespace: "
+            "write the job's namespace (to scale groups found in every namespace, use a "
+            'template with for_each.nomad.namespace: "*" and namespace: "{namespace}" '
+            "in its target)"
+        )
+    return name
 
 
 def _change(text: str) -> str:
@@ -177,6 +195,11 @@ Instant = Annotated[
     ),
 ]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+NomadNamespace = Annotated[
+    str,
+    AfterValidator(_namespace),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": NAMESPACE_PATTERN}),
+]
 PromQL = Annotated[str, AfterValidator(_promql)]
 Cron = Annotated[str, AfterValidator(_cron)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]

@@ -1230,6 +1230,18 @@ def test_an_empty_region_is_refused_so_it_cannot_slip_past_the_one_policy_per_ta
     assert problem.message == "must not be empty: leave region out to use the default region"
 
 
+@pytest.mark.parametrize(("written", "shown"), [('"*"', "'*'"), ('"prod-*"', "'prod-*'")])
+def test_a_wildcard_namespace_is_refused_at_its_field_pointing_to_discovery(
+    written: str, shown: str
+) -> None:
+    # `*` lists jobs in every namespace, but a scale call goes to one job in one namespace.
+    target = f"{{type: nomad, job: chat, group: api, namespace: {written}}}"
+    (problem,) = problems_of(policy(head=f"name: web\ntarget: {target}\nmin: 1\nmax: 5\n"))
+    assert (problem.line, problem.field) == (2, "target.namespace")
+    assert problem.message.startswith(f"{shown} is a wildcard, but a Nomad target is one job")
+    assert 'for_each.nomad.namespace: "*"' in problem.message
+
+
 @pytest.mark.parametrize(
     "target",
     [

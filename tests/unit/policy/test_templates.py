@@ -277,6 +277,22 @@ def test_template_problems_are_located(
     assert any(expected in p for p in problems), problems
 
 
+def test_discovery_looks_in_every_namespace_but_each_target_scales_in_one(
+    tmp_path: Path,
+) -> None:
+    everywhere = TEMPLATE.replace(
+        'nomad: {meta: {autoscaler.enabled: "true"}}',
+        'nomad: {meta: {autoscaler.enabled: "true"}, namespace: "*"}',
+    ).replace('group: "{group}"}', 'group: "{group}", namespace: "{namespace}"}')
+    located = expand(_template(tmp_path, everywhere), _group())
+    assert isinstance(located, Located)
+    assert located.policy.target == NomadTarget(job="api", group="web", namespace="shop")
+
+    wildcard = everywhere.replace('namespace: "{namespace}"}', 'namespace: "*"}')
+    problems = _problems(tmp_path, wildcard)  # besides: it must be '{namespace}' here
+    assert any(p.startswith("t.yaml:5: target.namespace: '*' is a wildcard") for p in problems)
+
+
 def test_another_sources_placeholder_in_an_asg_templates_query_is_refused(
     tmp_path: Path,
 ) -> None:
