@@ -16,6 +16,12 @@ COPY autoscaler ./autoscaler
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim
+# tini runs as PID 1 and hands every signal to the service: the kernel drops a signal sent
+# to a namespace's PID 1 that has no handler for it, so with the service as PID 1 a
+# SIGTERM in its first half second (before Python installed its handlers) was lost.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 autoscaler \
  && useradd --system --uid 10001 --gid autoscaler --home-dir /data --no-create-home autoscaler \
  && mkdir -p /data /policies && chown autoscaler:autoscaler /data
@@ -35,5 +41,5 @@ EXPOSE 8080
 # No curl in python:slim: a standard-library check that reads AUTOSCALER_LISTEN.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-m", "autoscaler.cli.healthcheck"]
-ENTRYPOINT ["autoscaler"]
+ENTRYPOINT ["/usr/bin/tini", "--", "autoscaler"]
 CMD ["run"]

@@ -4,6 +4,7 @@ secret files to the image's user."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from importlib import metadata
@@ -97,6 +98,26 @@ def test_the_image_checks_its_health_on_readyz_with_python_itself() -> None:
     assert int(timeout.group(1)) > healthcheck.TIMEOUT  # our own timeout answers first
     assert "AUTOSCALER_LISTEN=0.0.0.0:8080" in DOCKERFILE
     assert healthcheck.readyz_url("0.0.0.0:8080") == "http://127.0.0.1:8080/readyz"
+
+
+def _json_instruction(name: str) -> list[str]:
+    found = re.findall(rf"^{name} (\[.*\])$", DOCKERFILE, re.M)
+    assert len(found) == 1, f"one {name} [...] (exec form) in the Dockerfile"
+    words: list[str] = json.loads(found[0])
+    return words
+
+
+def test_the_image_runs_the_service_under_tini_as_pid_1() -> None:
+    """The kernel drops a signal sent to PID 1 without a handler for it: as PID 1 itself,
+    the service lost a SIGTERM sent before Python had installed its handlers. tini (from
+    Debian's package, in the final stage) hands it every signal; the CMD is unchanged, so
+    `docker run IMAGE validate ...` still runs `autoscaler validate ...`. The integration
+    test tests/integration/service/test_container_init.py runs these lines as PID 1."""
+    final = DOCKERFILE.rpartition("\nFROM ")[2]
+    assert re.search(r"apt-get install -y --no-install-recommends tini \\\n", final)
+    assert "rm -rf /var/lib/apt/lists/*" in final
+    assert _json_instruction("ENTRYPOINT") == ["/usr/bin/tini", "--", "autoscaler"]
+    assert _json_instruction("CMD") == ["run"]
 
 
 def _image_uid() -> int:
