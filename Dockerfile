@@ -8,12 +8,16 @@
 # The API listens on every interface of the container, so a token is required: without
 # AUTOSCALER_API_TOKEN_FILE the container exits 4 saying so (AUTOSCALER_INSECURE_NO_AUTH=1
 # starts it without one, for a throwaway test only).
-# Every dependency is pinned by constraints.txt (scripts/lock), the versions CI tests.
+# Every dependency is pinned by constraints.txt (scripts/lock), the versions CI tests; so is
+# the build backend (setuptools).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY autoscaler ./autoscaler
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
+# The build backend at its pin too: pip's build isolation installed the newest setuptools
+# pyproject.toml allows at each build (pip applies no -c constraints there).
+RUN pip install --no-cache-dir -c constraints.txt setuptools \
+ && pip wheel --no-cache-dir --no-build-isolation --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim
 # tini runs as PID 1 and hands every signal to the service: the kernel drops a signal sent
