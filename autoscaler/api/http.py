@@ -11,7 +11,8 @@ handler, which FastAPI would otherwise run in that shared pool too.
 
 Security: the endpoints that change something (evaluate, reload, the Alertmanager
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
-constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus. Before
+constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus; each
+answers HEAD as its GET, without the body (`HeadAsGet`, before anything else). Before
 any route, `guard` turns away browsers that are not on this server's own origin (Host and
 Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Infinity, and
 `admission` requests with two `Authorization` headers and bodies too large or too slow;
@@ -34,6 +35,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autoscaler import __version__
@@ -168,6 +170,7 @@ def create_app(
     add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
     add_admission(app, guard, token, parsing=WEBHOOK)
+    app.add_middleware(HeadAsGet)  # added last, so it runs first: before the admission
 
     async def authorized(credentials: Credentials) -> None:
         if token is None:
@@ -318,6 +321,32 @@ def create_app(
 
 
 _SEND_JSON = "the body is JSON: send Content-Type: application/json"
+
+
+class HeadAsGet:
+    """HEAD is answered as GET would be, status and headers (`Content-Length` included),
+    without the body: FastAPI routes a HEAD to no GET route, and load balancers and uptime
+    checks asking `HEAD /healthz` got 405. The request goes on as a GET, so the admission
+    rules (Host, Origin, Authorization) and the route's own work are GET's exactly; a HEAD
+    to a route GET does not reach is what GET gets there (404, or 405 with `Allow`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server's own scope still says HEAD (uvicorn sends no body for it).
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 async def _json_body(request: Request) -> None:
