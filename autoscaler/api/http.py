@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autoscaler import __version__
+from autoscaler.api import client_log
 from autoscaler.api.admission import (
     BODY_TIMEOUT,
     MAX_BODY,
@@ -435,6 +436,8 @@ class HttpServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+        # uvicorn's warning per malformed request: one, then a count a minute.
+        self._client_errors = client_log.install()
 
     def start(self) -> None:
         self._thread.start()
@@ -451,3 +454,4 @@ class HttpServer:
         if self._thread.ident is not None:  # started (a failed start must not hide why)
             self._thread.join(timeout)
         self._socket.close()
+        self._client_errors.flush()
