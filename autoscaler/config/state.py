@@ -45,6 +45,44 @@ def read_password(path: str | None) -> str | None:
     return password
 
 
+DEFAULT_CONNECT_TIMEOUT = 5  # seconds, per address tried
+
+
+def connect_timeout(dsn: str) -> int:
+    """Seconds libpq may take to connect: the `connect_timeout` of the connection string,
+    else `PGCONNECT_TIMEOUT`, else 5. The controller passes it explicitly (psycopg's
+    keyword arguments win over the string's), so without reading it here a value the user
+    wrote was silently replaced by 5. libpq's 0 (wait forever) would let one silent host
+    stall the loop, so it (or a value that is no whole number) keeps 5, with a warning."""
+    import psycopg  # noqa: PLC0415 - psycopg only with a PostgreSQL state
+    from psycopg import conninfo  # noqa: PLC0415
+
+    written: object = None
+    where = "the --state connection string"
+    try:
+        written = conninfo.conninfo_to_dict(dsn).get("connect_timeout")
+    except psycopg.Error:  # a malformed string fails at connect, saying so
+        written = None
+    if written is None and os.environ.get("PGCONNECT_TIMEOUT", "").strip():
+        written, where = os.environ["PGCONNECT_TIMEOUT"].strip(), "PGCONNECT_TIMEOUT"
+    if written is None:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        seconds = int(str(written).strip())
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        log.warning(
+            "%s sets connect_timeout=%s, which is not a positive whole number of seconds "
+            "(0 waits forever): using %d s",
+            where,
+            written,
+            DEFAULT_CONNECT_TIMEOUT,
+        )
+        return DEFAULT_CONNECT_TIMEOUT
+    return max(2, seconds)  # libpq takes 2 for 1
+
+
 def open_postgres_state(
     dsn: str,
     password_file: str | None,
@@ -64,7 +102,7 @@ def open_postgres_state(
     # Registered before anything can fail: no text that leaves the process shows them.
     register(password, os.environ.get("PGPASSWORD"))
     register_url(dsn)
-    settings = PostgresSettings(dsn=dsn, password=password)
+    settings = PostgresSettings(dsn=dsn, password=password, connect_timeout=connect_timeout(dsn))
     register(settings.dsn_password())  # a key=value string's `password=`
     if settings.dsn_password():
         log.warning(
