@@ -52,7 +52,8 @@ def read_only(path: Path) -> Iterator[None]:
     immutable file kills the process with SIGBUS, which is no state error to handle.
     Without root, the files are made read-only (which only affects files opened later).
     """
-    files = [path, path.with_name(path.name + "-wal")]
+    # The WAL only while a database is open (closing it removes the file).
+    files = [f for f in (path, path.with_name(path.name + "-wal")) if f.exists()]
     if os.geteuid() != 0:
         modes = [f.stat().st_mode for f in files]
         for f in files:

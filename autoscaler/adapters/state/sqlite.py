@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from autoscaler.adapters.state import files, schema
+from autoscaler.adapters.state import files, proof, schema
 from autoscaler.core.model import Decision, Memory, Recommendation
 from autoscaler.errors import StateError
 
@@ -73,10 +73,9 @@ class SqliteStateStore:
         except (sqlite3.Error, OSError) as exc:
             self._release_lock()
             raise StateError(
-                f"cannot use state database {self.path}: {exc}; check that the file is a "
-                "SQLite database, that its folder is writable, and that no other process "
-                "holds a lock on it"
+                f"cannot use state database {self.path}: {exc}; {proof.advice(exc, self.path)}"
             ) from exc
+        proof.say_if_empty(self._db, self.path)
 
     def _connect(self) -> sqlite3.Connection:
         """A writable connection to the file at the path (created if need be), proven."""
@@ -92,9 +91,9 @@ class SqliteStateStore:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(schema.SCHEMA)
             schema.migrate(db)
-            # Prove we can write now, not at the first scaling action.
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("COMMIT")
+            # Prove we can write, and that what we read is whole, now: not at the first
+            # scaling action or read.
+            proof.prove(db)
             self._opened = files.opened(self.path)
         except BaseException:
             db.close()

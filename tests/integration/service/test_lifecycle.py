@@ -3,6 +3,7 @@ errors, and a scheduler that keeps slow and duplicate queries from hurting the o
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -14,6 +15,7 @@ import pytest
 from autoscaler.adapters.state import SqliteStateStore
 from autoscaler.core.model import AsgTarget
 from tests.support.aws import MotoServer
+from tests.support.faults import read_only
 from tests.support.net import wait_until
 from tests.support.prometheus import Metrics
 from tests.support.service import FakePrometheus, ServiceProcess, policy_yaml
@@ -226,6 +228,7 @@ def _corrupt(state: Path) -> None:
     [
         pytest.param("locked", "in use by another autoscaler", id="state-locked"),
         pytest.param("corrupt", "cannot use state database", id="state-unreadable"),
+        pytest.param("unwritable", "the file cannot be written", id="state-unwritable"),
         pytest.param("token", "cannot read --api-token-file", id="token-file-missing"),
         pytest.param("listen", "cannot listen on", id="address-in-use"),
     ],
@@ -238,11 +241,15 @@ def test_startup_problems_exit_4_with_a_clear_message(
 ) -> None:
     args: list[str] = []
     holders: list[object] = []
+    faults = contextlib.ExitStack()
     state = tmp_path / "state.db"
     if arrange == "locked":
         holders.append(_locked(state))
     elif arrange == "corrupt":
         _corrupt(state)
+    elif arrange == "unwritable":  # e.g. owned by root after a restore: SQLite reads it
+        SqliteStateStore(state, exclusive=True).close()
+        faults.enter_context(read_only(state))
     elif arrange == "token":
         args.append(f"--api-token-file={tmp_path / 'missing-token'}")
     else:
@@ -252,8 +259,9 @@ def test_startup_problems_exit_4_with_a_clear_message(
         holders.append(busy)
         args.append(f"--listen=127.0.0.1:{busy.getsockname()[1]}")
     service = service_factory(prometheus_url="http://127.0.0.1:9", state=state, args=args)
-    service.start(wait=False)
-    assert service.wait_exit(timeout=20) == 4
+    with faults:
+        service.start(wait=False)
+        assert service.wait_exit(timeout=20) == 4
     assert message in service.log()
     if arrange == "corrupt":
         assert state.read_bytes().startswith(b"this is not a SQLite database")

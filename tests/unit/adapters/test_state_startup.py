@@ -1,0 +1,104 @@
+"""The SQLite state file as `run` finds it at startup, on real files: what it refuses.
+
+A controller that starts on a file it cannot write would scale up without a record (and
+hold every scale-in) until someone read `/readyz`; one that starts on a damaged file holds
+every policy with `database disk image is malformed`. Both are startup errors (exit 4)
+that name the file and say what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from autoscaler.adapters.state import SqliteStateStore
+from autoscaler.core.model import Memory
+from autoscaler.errors import StateError
+from tests.support.faults import read_only
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _written(path: Path, policies: int = 200) -> Path:
+    """A state file as a stopped controller leaves it, with `policies` policies' memory."""
+    store = SqliteStateStore(path, exclusive=True)
+    for i in range(policies):
+        store.save(f"p{i}", f"t{i}", Memory(last_scaled_at=T0))
+    store.close()
+    return path
+
+
+def test_a_state_file_the_controller_cannot_write_is_refused_at_startup(tmp_path: Path) -> None:
+    path = _written(tmp_path / "s.db")
+    with read_only(path), pytest.raises(StateError) as raised:
+        SqliteStateStore(path, exclusive=True).close()
+    message = str(raised.value)
+    assert str(path) in message
+    assert "cannot be written" in message
+    assert "owner" in message  # what to check
+    # The lock is released: the controller started once the file is fixed is not refused.
+    SqliteStateStore(path, exclusive=True).close()
+
+
+def test_a_preview_still_reads_a_state_file_it_cannot_write(tmp_path: Path) -> None:
+    path = _written(tmp_path / "s.db")
+    with read_only(path):
+        preview = SqliteStateStore(path, read_only=True)
+        assert preview.load("p1", "t1").last_scaled_at == T0
+        preview.close()
+
+
+def _damage_all_but_the_first_page(path: Path) -> None:
+    """Every page but the schema's overwritten: the tables' contents are lost, as after a
+    disk or a copy that went wrong, while the file still opens as a database."""
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(bytes([0x5A]) * (size - 4096))
+
+
+def _truncate_to_half(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_damage_all_but_the_first_page, _truncate_to_half],
+    ids=["overwritten-pages", "truncated"],
+)
+def test_a_damaged_state_file_is_refused_at_startup_saying_what_to_do(
+    tmp_path: Path, damage: object
+) -> None:
+    path = _written(tmp_path / "s.db")
+    assert callable(damage)
+    damage(path)
+    with pytest.raises(StateError) as raised:
+        SqliteStateStore(path, exclusive=True).close()
+    message = str(raised.value)
+    assert str(path) in message
+    assert "damaged" in message
+    assert "backup" in message  # what to do
+    assert "move it aside" in message
+
+
+def test_a_state_file_with_no_memory_at_all_is_said_to_start_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A new file, an emptied one or the wrong one (a volume not mounted): every cooldown
+    # starts afresh, which the log of a restart must say.
+    path = tmp_path / "s.db"
+    path.touch()
+    with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.state.proof"):
+        SqliteStateStore(path, exclusive=True).close()
+    assert f"state database {path} holds no scaling action" in caplog.text
+    assert "check that --state names its file" in caplog.text
+
+    _written(path, policies=1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="autoscaler.adapters.state.proof"):
+        SqliteStateStore(path, exclusive=True).close()
+    assert "holds no scaling action" not in caplog.text
