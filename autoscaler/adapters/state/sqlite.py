@@ -145,7 +145,13 @@ class SqliteStateStore:
         return handle
 
     def _lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        """`<file>.lock` beside the file the path names: a symlink to the database (or
+        another way to write its path) must not give a second controller a lock of its own."""
+        try:
+            real = self.path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: SQLite cannot open it either
+            real = self.path
+        return real.with_name(real.name + ".lock")
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:

@@ -3,7 +3,8 @@
 A controller that starts on a file it cannot write would scale up without a record (and
 hold every scale-in) until someone read `/readyz`; one that starts on a damaged file holds
 every policy with `database disk image is malformed`. Both are startup errors (exit 4)
-that name the file and say what to do.
+that name the file and say what to do. Two controllers reaching one file by different
+names (a symlink) are refused as two by one name are.
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ def test_a_damaged_state_file_is_refused_at_startup_saying_what_to_do(
     assert "damaged" in message
     assert "backup" in message  # what to do
     assert "move it aside" in message
+
+
+def test_two_controllers_reaching_one_file_through_a_symlink_are_refused(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "data" / "state.db"
+    first = SqliteStateStore(real, exclusive=True)
+    link = tmp_path / "state.db"
+    link.symlink_to(real)
+    try:
+        with pytest.raises(StateError, match="in use by another autoscaler"):
+            SqliteStateStore(link, exclusive=True)
+    finally:
+        first.close()
+    SqliteStateStore(link, exclusive=True).close()  # free again after close
 
 
 def test_a_state_file_with_no_memory_at_all_is_said_to_start_afresh(
