@@ -56,6 +56,11 @@ def parse(value: str) -> datetime:
 def migrate(db: sqlite3.Connection) -> None:
     """Bring a state file written by an older version up to the current schema."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
+    if "target_key" not in columns:
+        # The first version kept a policy's memory without its target. Such memory is about
+        # no target (forgotten, as a policy moved to another target forgets it); the last
+        # action of each target, the cooldown, is in `targets` and kept.
+        db.execute("ALTER TABLE memory ADD COLUMN target_key TEXT NOT NULL DEFAULT ''")
     if "missing_data_since" not in columns:
         db.execute("ALTER TABLE memory ADD COLUMN missing_data_since TEXT")
 

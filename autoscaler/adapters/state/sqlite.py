@@ -112,6 +112,11 @@ class SqliteStateStore:
             db.execute("SELECT count(*) FROM memory").fetchone()
             db.execute("SELECT count(*) FROM targets").fetchone()
             columns = {row[1] for row in db.execute("PRAGMA table_info(memory)")}
+            if "target_key" not in columns:
+                raise sqlite3.OperationalError(
+                    "it was written by the first version, which `autoscaler run` upgrades "
+                    "when it opens it"
+                )
             # An older file without the column: its streaks have no start time yet.
             self._since_column = "missing_data_since" if "missing_data_since" in columns else "NULL"
         except sqlite3.Error as exc:

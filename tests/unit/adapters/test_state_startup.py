@@ -10,13 +10,14 @@ names (a symlink) are refused as two by one name are.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from autoscaler.adapters.state import SqliteStateStore
-from autoscaler.core.model import Memory
+from autoscaler.core.model import Memory, Recommendation
 from autoscaler.errors import StateError
 from tests.support.faults import read_only
 
@@ -99,6 +100,35 @@ def test_two_controllers_reaching_one_file_through_a_symlink_are_refused(
     finally:
         first.close()
     SqliteStateStore(link, exclusive=True).close()  # free again after close
+
+
+FIRST_SCHEMA = """
+CREATE TABLE targets (target_key TEXT PRIMARY KEY, last_scaled_at TEXT NOT NULL);
+CREATE TABLE memory (policy TEXT PRIMARY KEY, recommendations TEXT NOT NULL,
+    missing_data_streak INTEGER NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, policy TEXT NOT NULL,
+    time TEXT NOT NULL, payload TEXT NOT NULL);
+INSERT INTO targets VALUES ('t', '2026-11-24T12:00:00+00:00');
+INSERT INTO memory VALUES ('web', '[["2026-11-24T12:00:00+00:00", 9]]', 4,
+    '2026-11-24T12:00:00+00:00');
+"""
+
+
+def test_a_state_file_of_the_first_version_keeps_its_cooldowns(tmp_path: Path) -> None:
+    # The first version kept a policy's memory without the target it was about: that
+    # memory is taken as about no target (forgotten, as for a policy moved to another
+    # target), while each target's last action, the cooldown, is kept.
+    path = tmp_path / "first.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_SCHEMA)
+    with pytest.raises(StateError, match="first version, which `autoscaler run` upgrades"):
+        SqliteStateStore(path, read_only=True)  # a preview changes nothing
+    store = SqliteStateStore(path, exclusive=True)
+    assert store.load("web", "t") == Memory(last_scaled_at=T0)
+    kept = Memory(last_scaled_at=T0, recommendations=(Recommendation(at=T0, count=3),))
+    store.save("web", "t", kept)
+    assert store.load("web", "t") == kept
+    store.close()
 
 
 def test_a_state_file_with_no_memory_at_all_is_said_to_start_afresh(
