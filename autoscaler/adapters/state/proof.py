@@ -53,9 +53,10 @@ def advice(exc: BaseException, path: Path) -> str:
     beside = f"{path.name}-wal and {path.name}-shm"
     if name.startswith("SQLITE_READONLY") or isinstance(exc, PermissionError):
         return (
-            "the file cannot be written by this process: check the owner and mode of the "
-            f"file and of {beside} beside it (the controller's user must write them), an "
-            "immutable flag (lsattr) and that its file system is not mounted read-only"
+            "the file cannot be written by this process: the controller's user must write "
+            f"the file, its folder (SQLite creates {beside} there) and those two files if "
+            "present; check their owner and mode, an immutable flag (lsattr), and that the "
+            "file system is not mounted read-only"
         )
     if isinstance(exc, Damaged) or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return (
@@ -66,8 +67,8 @@ def advice(exc: BaseException, path: Path) -> str:
         )
     if name.startswith("SQLITE_CANTOPEN"):
         return (
-            "check that the path names a file, not a folder, and that the controller's user "
-            f"may create files in its folder (SQLite keeps {beside} beside it)"
+            "check that the path names a file, not a folder, that the controller's user may "
+            f"read and write it, and create files in its folder (SQLite keeps {beside} there)"
         )
     if name.startswith("SQLITE_FULL"):
         return "its disk is full: free space on it"
