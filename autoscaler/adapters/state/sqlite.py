@@ -175,6 +175,8 @@ class SqliteStateStore:
         """
         if self._read_only or self._closed:
             raise StateError(f"state database {self.path} is open read-only or closed")
+        if self._exclusive:
+            self._keep_lock()
         if self._db is not None and self._opened is not None and self._opened.is_current():
             return self._db
         try:
@@ -232,6 +234,25 @@ class SqliteStateStore:
         if self._opened is not None:
             self._opened.remove_leftovers()
         self._opened = None
+
+    def _keep_lock(self) -> None:
+        """Lock `<path>.lock` again when it was deleted or replaced (someone took it for a
+        stale lock): a second controller could start on the file meanwhile. Raises
+        `StateError` when one did and holds the new lock, so this one writes nothing and
+        holds scale-in until it stops (called with `self._lock` held)."""
+        handle = self._lock_file
+        try:
+            if handle is not None and files.same_file(handle.fileno(), self._lock_path()):
+                return
+        except OSError:
+            return  # it cannot be examined (a folder without search permission): unchanged
+        _LOG.error(
+            "lock file %s of state database %s was deleted or replaced while this controller "
+            "was running; taking it again",
+            self._lock_path(),
+            self.path,
+        )
+        self._relock()
 
     def _relock(self) -> None:
         """Lock `<path>.lock` again if it went with the database (a deleted folder)."""

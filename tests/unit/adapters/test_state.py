@@ -155,6 +155,32 @@ def test_second_controller_on_the_same_file_is_refused(tmp_path: Path) -> None:
     SqliteStateStore(tmp_path / "s.db", exclusive=True).close()  # free again after close
 
 
+def test_a_deleted_lock_file_is_taken_again_and_a_second_controller_stops_the_writes(
+    tmp_path: Path,
+) -> None:
+    # Someone deletes `s.db.lock` as a stale lock: the next write locks a new one, so a
+    # controller started later is refused again.
+    path, lock = tmp_path / "s.db", tmp_path / "s.db.lock"
+    first = SqliteStateStore(path, exclusive=True)
+    lock.unlink()
+    first.save("a", "t", Memory(last_scaled_at=T0))
+    with pytest.raises(StateError, match="in use by another autoscaler"):
+        SqliteStateStore(path, exclusive=True)
+
+    # A controller that started before that write: the first one writes nothing more
+    # (scale-in held, `/readyz` 503) while it runs, and goes on once it stopped.
+    lock.unlink()
+    second = SqliteStateStore(path, exclusive=True)
+    with pytest.raises(StateError, match=r"in use by another autoscaler \(pid \d+\)"):
+        first.save("a", "t", Memory(last_scaled_at=T0 + timedelta(minutes=1)))
+    assert "in use by another autoscaler" in (first.durability_problem() or "")
+    second.close()
+    first.save("a", "t", Memory(last_scaled_at=T0 + timedelta(minutes=2)))
+    assert first.durability_problem() is None
+    assert first.load("a", "t").last_scaled_at == T0 + timedelta(minutes=2)
+    first.close()
+
+
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not sqlite" * 100)
