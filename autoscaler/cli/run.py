@@ -119,6 +119,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 leadership=leadership,
                 log_unchanged=args.log_decisions == "all",
                 notify_urls=config.notify_urls,
+                scale_up_unrecorded=config.scale_up_unrecorded,
             )
         return run_service(config, settings, state, leadership=leadership)
     except AutoscalerError as exc:

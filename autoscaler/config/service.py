@@ -48,6 +48,7 @@ class ServiceConfig:
     discovery_interval: float = 30.0  # seconds between two reads of AWS groups by tags
     log_decisions: str = "all"  # or "changes": no log line for a plain `none` decision
     metrics_histograms: str = "per-policy"  # or "total": duration histograms in aggregate
+    scale_up_unrecorded: bool = False  # scale up even while the state takes no writes
 
 
 def _listen_text(text: str) -> str:
@@ -177,6 +178,16 @@ SERVICE_OPTIONS = (
         default=30.0,
         help="seconds between two reads of the Auto Scaling Groups that templates discover "
         "by tags (Nomad is watched, not polled)",
+    ),
+    Option(
+        dest="scale_up_unrecorded",
+        kind=BOOL,
+        flags=("--scale-up-unrecorded",),
+        env="AUTOSCALER_SCALE_UP_UNRECORDED",
+        key=("scale_up_unrecorded",),
+        default=False,
+        help="scale up even while the state database cannot record it (kept in memory and "
+        "written once it can); by default such a scale-up is held, as a scale-in always is",
     ),
     Option(
         dest="history_days",
@@ -325,4 +336,5 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         discovery_interval=float(args.discovery_interval),
         log_decisions=str(args.log_decisions),
         metrics_histograms=str(args.metrics_histograms),
+        scale_up_unrecorded=bool(args.scale_up_unrecorded),
     )

@@ -32,16 +32,18 @@ class Applied:
 Outcome = TypeVar("Outcome", Applied, Evaluation)
 
 
-def not_durable(applied: Outcome, problem: str) -> Outcome:
-    """The state cannot be written: the decision is kept in memory only, and says so."""
+def not_durable(applied: Outcome, problem: str, *, scale_up_unrecorded: bool = False) -> Outcome:
+    """The state cannot be written: the decision is kept in memory only, and says so, with
+    what waits for the record (every change; only scale-in with `--scale-up-unrecorded`)."""
     decision: Decision = applied.decision
-    if applied.error_kind != "state":  # else the scale-in hold already says why
+    if applied.error_kind != "state":  # else the hold of the change already says why
+        waits = "scale-in is held" if scale_up_unrecorded else "every change is held"
         decision = replace(
             decision,
             reasons=(
                 *decision.reasons,
                 f"state not durable ({problem}): this decision is kept in memory only, "
-                "and scale-in is held until it can be recorded",
+                f"and {waits} until it can be recorded",
             ),
         )
     return replace(applied, decision=decision, error=problem, error_kind="state")

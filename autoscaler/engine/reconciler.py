@@ -78,8 +78,10 @@ class Reconciler:
         history: RangeSource | None = None,
         log_unchanged: bool = True,
         tenure: Callable[[float], None] | None = None,
+        scale_up_unrecorded: bool = False,
     ) -> None:
         self._source = source
+        self._scale_up_unrecorded = scale_up_unrecorded
         self._log_unchanged = log_unchanged
         self._targets = targets
         self._state = state
@@ -274,11 +276,12 @@ class Reconciler:
 
         The action is recorded *before* the call (the cooldown it starts), so a crash right
         after the call cannot lose the cooldown (a standby that takes over honours it). A
-        scale-in is held when that record cannot be made durable: capacity is only ever
-        removed with a record, so neither a restart nor a forgotten write can scale in
-        again inside the cooldown. A scale-up happens anyway and is remembered (in memory
-        if need be), since adding capacity blind is the safe direction — unless the
-        replica is no longer the leader (`fence`), which stops every scale call.
+        change is held when that record cannot be made durable: nothing is done that
+        cannot be recorded, so neither a restart nor a forgotten write can act again
+        inside the cooldown. With `scale_up_unrecorded` (`--scale-up-unrecorded`) a
+        scale-up happens anyway and is remembered in memory, written once the state takes
+        writes: for teams who rank capacity above the record; a scale-in never does. No
+        scale call at all once the replica is no longer the leader (`fence`).
         """
         decision, key = applied.decision, policy.target.key
         assert decision.desired is not None
@@ -300,9 +303,10 @@ class Reconciler:
             self._withdraw(key, now, before)
             return fenced(applied, exc)
         except StateError as exc:
-            if scale_in:
+            if scale_in or not self._scale_up_unrecorded:
                 self._withdraw(key, now, before)
-                reason = f"scale-in held: it could not be recorded first (state not durable: {exc})"
+                change = "scale-in" if scale_in else "scale-up"
+                reason = f"{change} held: it could not be recorded first (state not durable: {exc})"
                 return replace(
                     applied, decision=hold(decision, reason), error=str(exc), error_kind="state"
                 )
@@ -367,7 +371,7 @@ class Reconciler:
         problem = self._state.durability_problem()
         if problem is None:
             return applied
-        return not_durable(applied, problem)
+        return not_durable(applied, problem, scale_up_unrecorded=self._scale_up_unrecorded)
 
     def _from_the_future(
         self, policy: Policy, memory: Memory, last: datetime, now: datetime, *, apply: bool
@@ -464,7 +468,9 @@ class Reconciler:
         except StateError as exc:
             if evaluation.error_kind == "state":
                 return evaluation  # the decision already says why
-            amended = not_durable(evaluation, str(exc))
+            amended = not_durable(
+                evaluation, str(exc), scale_up_unrecorded=self._scale_up_unrecorded
+            )
         else:
             return evaluation
         amended = scrubbed(amended)  # the new reason quotes the database's error

@@ -124,8 +124,9 @@ class BackendReads:
         state = self.state.durability_problem()
         if state is not None:
             return (
-                f"state not durable: {state}; decisions are kept in memory and scale-in is "
-                "held until they can be recorded"
+                f"state not durable: {state}; decisions are kept in memory until they can be "
+                "recorded, and scaling is held meanwhile (scale-in only, with "
+                "--scale-up-unrecorded)"
             )
         return self._prometheus_problem()
 

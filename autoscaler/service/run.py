@@ -74,6 +74,7 @@ def run_once(
     leadership: Leadership | None = None,
     log_unchanged: bool = True,
     notify_urls: Sequence[str] = (),
+    scale_up_unrecorded: bool = False,
 ) -> int:
     """Evaluate every enabled policy once, apply (unless dry-run), and return an exit code.
 
@@ -105,7 +106,13 @@ def run_once(
         prometheus = settings.source()
         source = CoalescingSource(prometheus)  # grouped queries: one per template
         reconciler = _reconciler(
-            source, settings, state, leadership, prometheus, log_unchanged=log_unchanged
+            source,
+            settings,
+            state,
+            leadership,
+            prometheus,
+            log_unchanged=log_unchanged,
+            scale_up_unrecorded=scale_up_unrecorded,
         )
         notifier = Notifier(notify_urls, queue_size=max(100, len(policies)))  # none dropped
         if leadership is not None:
@@ -210,6 +217,7 @@ def _reconciler(
     *,
     targets: TargetFactory | None = None,
     log_unchanged: bool = True,
+    scale_up_unrecorded: bool = False,
 ) -> Reconciler:
     """The reconciler; with `leadership`, on the database's clock and fenced by the lease.
     `prometheus` answers the range queries forecasts read their history with; `targets`
@@ -223,6 +231,7 @@ def _reconciler(
             state=state,
             history=history,
             log_unchanged=log_unchanged,
+            scale_up_unrecorded=scale_up_unrecorded,
         )
     return Reconciler(
         source=source,
@@ -233,6 +242,7 @@ def _reconciler(
         tenure=leadership.check,
         history=history,
         log_unchanged=log_unchanged,
+        scale_up_unrecorded=scale_up_unrecorded,
     )
 
 
@@ -286,6 +296,7 @@ def _controller(
             prometheus,
             targets=targets,
             log_unchanged=config.log_decisions == "all",
+            scale_up_unrecorded=config.scale_up_unrecorded,
         ),
         state=state,
         source=source,

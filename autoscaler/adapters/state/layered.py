@@ -570,8 +570,9 @@ class LayeredStateStore:
         self._retry_at = self._clock() + self._retry_after
         if self._problem is None:
             _LOG.error(
-                "state database cannot be written: %s; decisions are kept in memory and "
-                "scale-in is held until they can be recorded",
+                "state database cannot be written: %s; decisions are kept in memory until "
+                "they can be recorded, and scaling is held meanwhile (scale-in only, with "
+                "--scale-up-unrecorded)",
                 exc,
             )
         self._problem = str(exc)

@@ -3,7 +3,8 @@
 Observed before: with the database locked or on a full disk the controller went 2 -> 6,
 then 9 inside a 300 s cooldown (the cooldown it could not write was forgotten), and a
 database deleted while running went unnoticed until the next restart lost the cooldown.
-Now: scale-up still happens and is remembered, scale-in is held until it can be recorded,
+Now: a change is held until it can be recorded (with `--scale-up-unrecorded` a scale-up
+still happens and is remembered, and only scale-in waits),
 `/readyz` and `autoscaler_state_durable` say why, and a deleted file is recreated.
 The faults themselves are in `tests/support/faults.py`; what the adapter does with each,
 file by file, is pinned in `tests/integration/adapters/test_state_faults.py`.
@@ -102,6 +103,7 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
         # cooldown (a need that keeps rising would not wait for it, issue 11).
         policies=web_policy(asg, up="300s", down="0s", extra="limits: {up: {count: 4}}\n"),
         log_through_pipe=True,
+        args=("--scale-up-unrecorded",),  # without it a scale-up waits too (below)
     ).start()
     wait_until(lambda: last_decision(service).get("action") == "none", timeout=15, what="steady")
     assert service.get("/readyz").status_code == 200
@@ -150,6 +152,35 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
     store.close()
     assert last is not None, "the cooldown kept in memory was written once possible"
     assert datetime.now(UTC) - last < timedelta(minutes=2)
+
+
+def test_an_unwritable_state_holds_a_scale_up_until_it_can_be_recorded(
+    service_factory: Callable[..., ServiceProcess],
+    fake_prometheus: FakePrometheus,
+    moto_server: MotoServer,
+    make_asg: Callable[..., str],
+) -> None:
+    # Nothing is done that cannot be recorded (the default since December 5, 2026): a
+    # scale-up made blind was kept in memory only, and lost if the process stopped first.
+    asg = make_asg(desired=2)
+    fake_prometheus.values[QUERY] = 2
+    service = service_factory(
+        prometheus_url=fake_prometheus.url,
+        env=moto_server.env,
+        policies=web_policy(asg, up="300s", down="0s"),
+    ).start()
+    wait_until(lambda: last_decision(service).get("action") == "none", timeout=15, what="steady")
+
+    with unwritable(service):
+        since = datetime.now(UTC)
+        fake_prometheus.values[QUERY] = 6
+        at_2 = watch(service, moto_server, asg, start=2)
+        held_through_fault(at_2, "scale-up held: it could not be recorded first", since=since)
+        assert moto_server.desired_capacity(asg) == 2
+        assert service.get("/readyz").status_code == 503
+    wait_until(lambda: moto_server.desired_capacity(asg) == 6, timeout=15, what="2 -> 6 healed")
+    recorded(at_2)  # the scale-up made once healed is in the file
+    assert service.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ class Replicas:
         assert len(keys) == len(set(keys)), "a decision was recorded twice"
         # A decision the database could not take while it was down is kept in memory and
         # written once it is back, unless another replica has taken over meanwhile.
-        durable = [d for _, d in acted if not _said(d, "state not durable")]
+        durable = [d for _, d in acted if not _unrecorded(d)]
         logged = {(d["decision"]["policy"], _time(d["decision"]["time"])) for d in durable}
         assert logged <= set(keys), f"decisions missing from the history: {logged - set(keys)}"
         epochs = [e for _, _, _, e in sorted(history, key=lambda row: row[1])]
@@ -141,6 +141,14 @@ def decisions_logged(replica: ServiceProcess) -> list[dict[str, Any]]:
 
 def _said(record: dict[str, Any], start: str) -> bool:
     return any(r.startswith(start) for r in record["decision"]["reasons"])
+
+
+def _unrecorded(record: dict[str, Any]) -> bool:
+    """A decision made while the database took no writes: kept in memory (its change held
+    until it could be recorded), written later unless another replica took over."""
+    return _said(record, "state not durable") or any(
+        "could not be recorded first (state not durable" in r for r in record["decision"]["reasons"]
+    )
 
 
 def fenced(record: dict[str, Any]) -> bool:

@@ -109,12 +109,23 @@ def _policy(**overrides: object) -> Policy:
 
 
 def _reconciler(
-    source: FakeSource, target: FakeTarget, state: StateStore, now: datetime = T0
+    source: FakeSource,
+    target: FakeTarget,
+    state: StateStore,
+    now: datetime = T0,
+    *,
+    scale_up_unrecorded: bool = False,
 ) -> Reconciler:
     def targets(_ref: TargetRef) -> ScalingTarget:
         return target
 
-    return Reconciler(source=source, targets=targets, state=state, clock=lambda: now)
+    return Reconciler(
+        source=source,
+        targets=targets,
+        state=state,
+        clock=lambda: now,
+        scale_up_unrecorded=scale_up_unrecorded,
+    )
 
 
 def test_scale_up_calls_the_target_and_starts_the_cooldown() -> None:
@@ -266,9 +277,27 @@ def _unwritable() -> tuple[UnwritableStore, LayeredStateStore]:
     return durable, LayeredStateStore(durable, retry_after=0.0)
 
 
+def test_a_scale_up_is_held_while_it_cannot_be_recorded() -> None:
+    # Nothing is done that cannot be recorded: before December 5, 2026 a scale-up went ahead
+    # and was kept in memory only, lost if the process then stopped before it could write.
+    source = FakeSource({"sum(load)": 80.0})
+    target = FakeTarget(status_value=TargetStatus(count=2))
+    _durable, state = _unwritable()
+    evaluation = _reconciler(source, target, state).evaluate(_policy())
+    assert (evaluation.decision.action, evaluation.decision.desired) == (Action.HOLD, 8)
+    assert target.scaled == []
+    assert evaluation.error_kind == "state"
+    assert evaluation.decision.reasons[-1] == (
+        "scale-up held: it could not be recorded first "
+        "(state not durable: state database s.db: database is locked)"
+    )
+    assert state.load("web", KEY).last_scaled_at is None  # no cooldown without a scale-up
+
+
 def test_the_cooldown_of_a_scale_up_that_could_not_be_written_is_still_honoured() -> None:
-    # Observed: 2 -> 6, then 9 inside a 300 s cooldown, because the cooldown it could not
-    # write was forgotten. (A count-relative check: a rising per-instance one may skip it.)
+    # With --scale-up-unrecorded. Observed: 2 -> 6, then 9 inside a 300 s cooldown, because
+    # the cooldown it could not write was forgotten. (A count-relative check: a rising
+    # per-instance one may skip it.)
     check = Check(name="load", strategy=Strategy.TARGET_VALUE, query="sum(load)", target=20.0)
     policy = _policy(
         checks=(check,),
@@ -278,14 +307,17 @@ def test_the_cooldown_of_a_scale_up_that_could_not_be_written_is_still_honoured(
     target = FakeTarget(status_value=TargetStatus(count=2))
     _durable, state = _unwritable()
 
-    first = _reconciler(source, target, state).evaluate(policy)
+    first = _reconciler(source, target, state, scale_up_unrecorded=True).evaluate(policy)
     assert first.scaled and first.decision.action is Action.UP  # adding capacity still happens
     assert first.error_kind == "state"
     assert "kept in memory only" in first.decision.reasons[-1]
 
     target.status_value = TargetStatus(count=6)
     source.values["sum(load)"] = 90.0
-    second = _reconciler(source, target, state, now=T0 + timedelta(seconds=60)).evaluate(policy)
+    later = T0 + timedelta(seconds=60)
+    second = _reconciler(source, target, state, now=later, scale_up_unrecorded=True).evaluate(
+        policy
+    )
     assert second.decision.action is Action.HOLD
     assert "cooldown up: 4 min left → hold" in second.decision.reasons
     assert [s[0] for s in target.scaled] == [6]
@@ -360,7 +392,7 @@ def test_an_evaluation_that_changes_nothing_still_says_it_was_not_recorded() -> 
     assert (evaluation.error_kind, evaluation.ok) == ("state", False)
     assert evaluation.decision.reasons[-1] == (
         "state not durable (state database s.db: database is locked): this decision is kept "
-        "in memory only, and scale-in is held until it can be recorded"
+        "in memory only, and every change is held until it can be recorded"
     )
 
 
@@ -675,7 +707,7 @@ def test_a_decision_the_database_refuses_is_never_reported_as_recorded() -> None
     assert (evaluation.error_kind, evaluation.ok) == ("state", False)
     said = (
         "state not durable (state database s.db: database is locked): this decision is kept "
-        "in memory only, and scale-in is held until it can be recorded"
+        "in memory only, and every change is held until it can be recorded"
     )
     assert evaluation.decision.reasons[-1] == said
     assert [d.reasons[-1] for d in state.history()] == [said]
