@@ -289,6 +289,10 @@ class PolicyRegistry:
         with self._lock:
             return self._scan() != self._fingerprint
 
+    def fingerprint(self) -> Fingerprint:
+        """The policy files as they are now (`_scan`), to tell whether they still change."""
+        return self._scan()
+
     def _scan(self) -> Fingerprint:
         """A digest of (path, inode, size, mtime) of every policy file under the paths."""
         entries: list[tuple[str, int, int, int]] = []

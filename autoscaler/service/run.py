@@ -63,6 +63,10 @@ EXIT_INVALID = 1
 EXIT_NOT_EVALUATED = 3
 # How long `--once` waits, at most, for the notifications of its pass before it exits.
 ONCE_NOTIFY_WAIT = 10.0
+# A change of the policy files seen by polling is read once they have not changed for
+# SETTLE s (a write in progress is not read half-done), looked at for SETTLE_MAX s at most.
+SETTLE = 1.0
+SETTLE_MAX = 30.0
 
 
 def run_once(
@@ -404,8 +408,11 @@ def _watch(
     wake: threading.Event,
     hup: threading.Event,
     stopping: threading.Event,
+    *,
+    settle: float = SETTLE,
 ) -> None:
-    """Reload on SIGHUP, and when the policy files change (checked every `interval` s).
+    """Reload on SIGHUP, and when the policy files change (checked every `interval` s,
+    read once they have not changed for `settle` s: `_settled`).
 
     A failure that repeats (a policy folder that became unreadable) is logged with its
     traceback once, not at every check, and its end is logged too."""
@@ -428,7 +435,11 @@ def _watch(
                 hup.clear()
                 log.info("received SIGHUP: reloading policies")
                 controller.reload()
-            elif look and controller.registry.changed_on_disk():
+            elif (
+                look
+                and controller.registry.changed_on_disk()
+                and _settled(controller.registry, settle, wake)
+            ):
                 log.info("policy files changed: reloading")
                 controller.reload()
         except Exception as exc:
@@ -444,6 +455,35 @@ def _watch(
             controller.tidy()
         except Exception:  # a bug: keep watching the files, say so
             log.exception("dropping the state of removed policies failed")
+
+
+def _settled(registry: PolicyRegistry, settle: float, wake: threading.Event) -> bool:
+    """Whether the policy files, seen changed, have then stayed unchanged for `settle` s;
+    False when `wake` is set meanwhile (SIGHUP, stop: the watcher handles it) or when they
+    still change after SETTLE_MAX s (looked at again at the next check).
+
+    A change seen by polling may be one in progress: a file written in place (an editor
+    that does, `cp`, `kubectl cp`), vim's save (the file renamed away, then written anew),
+    a `git checkout` writing many files one by one. Read then, a half-written file can be
+    valid YAML with other values (`max: 10` cut to `max: 1`: scaled in at once), a missing
+    one takes its policies away. Those writers finish within milliseconds."""
+    seen = registry.fingerprint()
+    waited = 0.0
+    while waited < SETTLE_MAX:
+        if wake.wait(settle):
+            return False
+        waited += settle
+        now = registry.fingerprint()
+        if now == seen:
+            return True
+        seen = now
+    log.warning(
+        "policy files keep changing (for %.0f s): not reloaded until they stay unchanged "
+        "for %g s (SIGHUP or POST /v1/reload reloads them at once)",
+        SETTLE_MAX,
+        settle,
+    )
+    return False
 
 
 def check_exposure(listen: str, token: str | None, *, insecure: bool) -> None:
