@@ -130,6 +130,21 @@ def test_changes_on_disk_are_detected(tmp_path: Path) -> None:
     assert not registry.changed_on_disk()
 
 
+def test_a_file_made_readable_by_chmod_is_noticed_without_another_edit(tmp_path: Path) -> None:
+    # A file the controller could not read (root's 0600, the service a DynamicUser) is
+    # fixed with chmod or chown, which leave its mtime as it was: the fingerprint did not
+    # change, and the file stayed "Permission denied" until another edit or a SIGHUP.
+    _write(tmp_path / "web.yaml", _policy("web"))
+    registry = PolicyRegistry([str(tmp_path)])
+    registry.reload()
+    mtime = (tmp_path / "web.yaml").stat().st_mtime_ns
+    (tmp_path / "web.yaml").chmod(0o600)
+    assert (tmp_path / "web.yaml").stat().st_mtime_ns == mtime
+    assert registry.changed_on_disk()
+    registry.reload()
+    assert not registry.changed_on_disk()
+
+
 def _on(name: str, asg: str, count: int = 2) -> str:
     return (
         f"name: {name}\ntarget: {{type: aws-asg, asg: {asg}}}\nmin: 1\nmax: 10\n"
