@@ -163,12 +163,41 @@ class PolicyRegistry:
         with self._lock:
             self._fingerprint = self._scan()
             missing: list[Problem] = []
-            self._loads = [load_file(path) for path in expand_paths(self._paths, missing)]
-            self._file_problems = missing
+            loads = [load_file(path) for path in expand_paths(self._paths, missing)]
+            self._loads, self._file_problems = self._as_last_read(loads, missing)
             warned = set(self._warnings)
             outcome = self._settle_locked()
         _log(outcome, warned=warned)
         return outcome
+
+    def _as_last_read(
+        self, loads: list[FileLoad], missing: Sequence[Problem]
+    ) -> tuple[list[FileLoad], list[Problem]]:
+        """`loads` with, for each path given that is gone or cannot be reached (`missing`),
+        the files last read under it, as they were read; and the paths' problems.
+
+        Such a path is no intent to run without its policies (`run` refuses to start
+        without it): a folder replaced by `rm -rf` and a copy, a volume unmounted, a file
+        given on its own that vim's save renames away for a moment. Its policies keep
+        running, as those of a folder that cannot be listed do."""
+        read = {_key(load.path) for load in loads}
+        problems: list[Problem] = []
+        for problem in missing:
+            root = problem.file
+            kept = [
+                load
+                for load in self._loads
+                if (load.path == root or load.path.startswith(root.rstrip(os.sep) + os.sep))
+                and _key(load.path) not in read
+            ]
+            if not kept:
+                problems.append(problem)
+                continue
+            read.update(_key(load.path) for load in kept)
+            loads = [*loads, *kept]
+            note = f"{problem.message}: the {len(kept)} file(s) last read from it keep running"
+            problems.append(Problem(problem.file, problem.line, problem.field, note))
+        return loads, problems
 
     def refresh(self) -> ReloadOutcome:
         """Apply what discovery finds now, with the files as last read.

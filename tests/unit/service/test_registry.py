@@ -108,6 +108,40 @@ def test_a_new_broken_file_adds_nothing_and_a_removed_file_removes_its_policies(
     assert registry.problems() == []
 
 
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_a_path_given_that_is_gone_keeps_the_policies_last_read_from_it(
+    tmp_path: Path, given: str
+) -> None:
+    # `run` refuses to start without its paths; while it ran, a folder replaced by
+    # `rm -rf` and a copy (or unmounted), or a file given on its own that vim's save
+    # renamed away, removed every policy read from it.
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    _write(folder / "web.yaml", _policy("web"))
+    _write(folder / "api.yaml", _policy("api"))
+    _write(tmp_path / "db.yaml", _policy("db"))
+    path = folder if given == "folder" else folder / "web.yaml"
+    registry = PolicyRegistry([str(path), str(tmp_path / "db.yaml")])
+    registry.reload()
+    before = sorted(p.name for p in registry.policies())
+
+    path.rename(tmp_path / "away")
+    assert registry.changed_on_disk()
+    outcome = registry.reload()
+    assert (outcome.removed, outcome.added, outcome.updated) == ((), (), ())
+    assert sorted(p.name for p in registry.policies()) == before
+    [problem] = outcome.problems
+    assert problem.file == str(path)
+    assert problem.message.startswith("no such file or folder: the ")
+    assert problem.message.endswith("file(s) last read from it keep running")
+
+    (tmp_path / "away").rename(path)
+    target = folder / "web.yaml"
+    _write(target, _policy("web", max_count=8))
+    outcome = registry.reload()
+    assert (outcome.updated, outcome.problems) == (("web",), ())
+
+
 def test_changes_on_disk_are_detected(tmp_path: Path) -> None:
     _write(tmp_path / "web.yaml", _policy("web"))
     registry = PolicyRegistry([str(tmp_path)])
