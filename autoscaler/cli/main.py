@@ -19,7 +19,14 @@ from typing import Any
 from autoscaler import __version__
 from autoscaler.cli import backtest, convert, help_text, policytest, simulate
 from autoscaler.cli.completion import SHELLS, completion_script
-from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, EXIT_USAGE, print_error
+from autoscaler.cli.exits import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_STARTUP,
+    EXIT_USAGE,
+    print_error,
+    reader_may_leave,
+)
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.plan import cmd_plan
 from autoscaler.cli.report import OUTPUTS
@@ -173,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors="backslashreplace")
-    code = _main(arguments)
+    with reader_may_leave():  # `| head`: the output ends, the exit code is the command's
+        code = _main(arguments)
     if _detailed(arguments) and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
         return EXIT_INVALID  # terraform's convention: 1 for any error of the input
     return code
