@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,22 @@ def summarize(evaluations: Sequence[Evaluation]) -> Summary:
     return summary
 
 
+def _on_screen(text: str) -> int:
+    """How many terminal columns `text` takes: an ASG, job or group name may be any text,
+    and a CJK character or an emoji takes two, a combining accent none (`len` counted one
+    each, and the columns after such a name were shifted)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
 
@@ -213,9 +230,12 @@ def render_plan_wide(evaluations: Sequence[Evaluation]) -> str:
                 reason,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    widths = [max(_on_screen(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        "  ".join(
+            cell + " " * (width - _on_screen(cell))
+            for cell, width in zip(row, widths, strict=False)
+        )
         + f"  {row[-1]}"
         for row in rows
     ]

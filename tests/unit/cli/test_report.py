@@ -6,6 +6,7 @@ import gc
 import io
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from autoscaler.cli import report, validate
 from autoscaler.cli.report import _decisive, _wide_check, name_list
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.policy.loader import LoadResult
 from autoscaler.policy.loader import load_paths as load
 
@@ -118,3 +120,48 @@ def test_plan_json_is_valid_on_a_stdout_that_cannot_encode_its_text(
     ascii_out.flush()
     written = ascii_out.buffer.getvalue().decode("ascii")
     assert json.loads(written) == [{"query": "café🚀"}]
+
+
+def wide_row(target: str) -> Evaluation:
+    check = CheckResult(name="load", query="q", value=420.0, desired=9, error=None)
+    decision = Decision(
+        policy="web",
+        target=target,
+        time=datetime(2026, 12, 3, tzinfo=UTC),
+        current=2,
+        desired=9,
+        action=Action.UP,
+        dry_run=True,
+        reasons=("load: 420 / 50 per instance → 9",),
+        checks=(check,),
+    )
+    return Evaluation(decision=decision)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("aws-asg:web-大きい@eu-west-3", id="wide-characters"),
+        pytest.param("nomad:cafe\u0301/web (default)", id="combining-accent"),
+        pytest.param("aws-asg:web-🚀", id="emoji"),
+    ],
+)
+def test_the_wide_plans_columns_line_up_on_screen_whatever_the_targets_characters(
+    target: str,
+) -> None:
+    # An ASG, job or group name may be any text: a CJK character takes two columns of a
+    # terminal, a combining accent none, and the columns after such a target were shifted.
+    rows = report.render_plan_wide([wide_row(target), wide_row("aws-asg:plain")])
+    header, first, second = rows.splitlines()[:3]
+    current = _on_screen_column(header, header.index("CURRENT"))
+    for row in (first, second):
+        assert _on_screen_column(row, row.index("  2  ") + 2) == current, rows
+    assert first.endswith("load: 420 / 50 per instance → 9") and second.startswith("web")
+
+
+def _on_screen_column(line: str, index: int) -> int:
+    """The terminal column where `line[index]` is shown."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in line[:index]
+    )
