@@ -23,6 +23,7 @@ from autoscaler.config.connections import Settings
 from autoscaler.config.service import replica_id, service_config_from_args
 from autoscaler.config.state import is_postgres, open_postgres_state
 from autoscaler.errors import AutoscalerError, StateError, StateUnreachable
+from autoscaler.policy.files import from_where
 
 if TYPE_CHECKING:
     from autoscaler.adapters.state import LayeredStateStore
@@ -91,7 +92,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_STARTUP
     if missing:
         # A typo in the path would otherwise run a controller with nothing to do.
-        print_error(f"no such policy file or folder: {', '.join(missing)}")
+        print_error(f"no such policy file or folder: {', '.join(missing)}{from_where(missing)}")
         return EXIT_STARTUP
     unreadable = [p for p in args.paths if not _readable(Path(p))]
     if unreadable:

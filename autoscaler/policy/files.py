@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autoscaler.errors import Problem
 
-__all__ = ["expand_paths"]
+__all__ = ["expand_paths", "from_where"]
 
 
 def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
@@ -35,11 +35,22 @@ def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[P
         elif is_file:
             found.append((path, str(path.resolve())))
         else:
-            problems.append(Problem(str(path), 1, "(file)", "no such file or folder"))
+            message = "no such file or folder" + from_where([path])
+            problems.append(Problem(str(path), 1, "(file)", message))
     unique: dict[str, Path] = {}
     for path, resolved in found:
         unique.setdefault(resolved, path)
     return list(unique.values())
+
+
+def from_where(paths: Sequence[str | Path]) -> str:
+    """` (a relative path is taken from the working directory, DIR)` when some of `paths`
+    is relative, else nothing: to end a "no such file" message with, since a config
+    file's `policies: [policies]` is not taken from the file's folder, and under systemd
+    the working directory is `/`."""
+    if all(Path(p).is_absolute() for p in paths):
+        return ""
+    return f" (a relative path is taken from the working directory, {os.getcwd()})"
 
 
 def _folder_files(folder: Path) -> list[tuple[Path, str]]:
