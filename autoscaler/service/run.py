@@ -107,6 +107,8 @@ def run_once(
         for problem in unreadable_sources:  # its targets are unknown: not evaluated (3)
             if not is_partly_read(problem):  # (discovery warned of those it read in part)
                 log.error("discovery source unreadable: %s", problem)
+        if not any(p.enabled for p in policies):  # a wrong folder, as the service says it
+            log.warning("no enabled policy in %s: this pass evaluates nothing", ", ".join(paths))
         prometheus = settings.source()
         source = CoalescingSource(prometheus)  # grouped queries: one per template
         reconciler = _reconciler(

@@ -45,3 +45,23 @@ def test_a_single_pass_refuses_a_bad_notification_url_as_run_does(
     err = capsys.readouterr().err
     assert "--notify-url: a notification URL must be http:// or https://" in err
     assert "secret" not in err
+
+
+@pytest.mark.parametrize("files", [{}, {"web.yaml": "enabled: false\n"}], ids=["empty", "disabled"])
+def test_a_single_pass_with_no_enabled_policy_says_so_and_exits_0(
+    tmp_path: Path, files: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cron `run --once` on the wrong (but existing) folder printed nothing at all, at
+    # any log level, and exited 0: as the service's `running 0 policies`, it is said.
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for name, extra in files.items():
+        (folder / name).write_text(
+            "name: web\ntarget: {type: nomad, job: web, group: web}\nmin: 1\nmax: 3\n"
+            f"checks: [{{name: c, strategy: fixed, count: 2}}]\n{extra}"
+        )
+    with caplog.at_level(logging.WARNING):
+        assert _run(str(folder), "--once", "--state", str(tmp_path / "s.db")) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no enabled policy in {folder}: this pass evaluates nothing"
+    ]
