@@ -350,13 +350,40 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings classes register their own (tokens, passwords, URL credentials), the AWS
     credentials of the environment are registered here (boto3 reads them by itself).
     """
+    register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
+    timeout = float(args.query_timeout)
+    try:
+        prometheus = _prometheus_settings(args, timeout)
+    except ValueError as exc:
+        if str(exc).startswith("url "):  # say which setting gave it: flag, variable or file
+            raise ValueError(f"{_given_as(args, 'prometheus_url')}: {exc}") from None
+        raise
+    return Settings(
+        prometheus=prometheus,
+        nomad=nomad_settings_from_args(args),
+        nomad_scaling_policies=bool(getattr(args, "nomad_scaling_policies", False)),
+    )
+
+
+_PROMETHEUS_URL_NAMES = {
+    "flag": "--prometheus-url",
+    "env": "AUTOSCALER_PROMETHEUS_URL",
+    "file": "prometheus.url (config file)",
+    "default": "the default Prometheus URL",
+}
+
+
+def _given_as(args: argparse.Namespace, dest: str) -> str:
+    """How the user gave `dest` (only `prometheus_url` is named so far)."""
+    return _PROMETHEUS_URL_NAMES.get(source_of(args, dest), "--prometheus-url")
+
+
+def _prometheus_settings(args: argparse.Namespace, timeout: float) -> PrometheusSettings:
     from autoscaler.adapters.sources.prometheus_settings import (  # noqa: PLC0415
         PrometheusSettings,
     )
 
-    register(*(os.environ.get(name) for name in AWS_SECRET_VARIABLES))
-    timeout = float(args.query_timeout)
-    prometheus = PrometheusSettings(
+    return PrometheusSettings(
         url=args.prometheus_url,
         bearer_token=_read_secret(
             args, "prometheus_token_file", "AUTOSCALER_PROMETHEUS_TOKEN", "Prometheus token"
@@ -374,9 +401,4 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         headers=_headers(args.prometheus_header),
         timeout=timeout,
         deadline=3 * timeout,
-    )
-    return Settings(
-        prometheus=prometheus,
-        nomad=nomad_settings_from_args(args),
-        nomad_scaling_policies=bool(getattr(args, "nomad_scaling_policies", False)),
     )

@@ -527,7 +527,18 @@ def test_bad_aws_configuration_holds_that_policy_and_still_plans_the_others(
 @pytest.mark.parametrize(
     ("args", "extra_env", "message"),
     [
-        pytest.param(["--prometheus-url", "ftp://x"], {}, "url must be http(s)", id="bad-url"),
+        pytest.param(
+            ["--prometheus-url", "ftp://x"],
+            {},
+            "--prometheus-url: url must be http(s)",
+            id="bad-url",
+        ),
+        pytest.param(  # the message names the setting the user gave, here the variable
+            [],
+            {"AUTOSCALER_PROMETHEUS_URL": "http://prom:9090/?tenant=a"},
+            "error: AUTOSCALER_PROMETHEUS_URL: url must not carry a query string",
+            id="url-query-string-env",
+        ),
         pytest.param(
             ["--prometheus-token-file", "/nonexistent/token"], {}, "cannot read", id="token-file"
         ),
