@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoscaler.core.frozen import fast_init
-from autoscaler.core.model import Decision, TargetStatus
+from autoscaler.core.model import Decision, Memory, TargetStatus
 from autoscaler.errors import AutoscalerError
 
 
@@ -23,7 +23,9 @@ class Evaluation:
     Prometheus unreachable, scale call failed); `error_kind` is then one of
     `target`, `source`, `scale`, `state`, `lease` (this replica lost the leader lease, so
     it neither scaled nor wrote). `scaled` is True when a scale call succeeded.
-    `status` is what the target reported (None when it could not be read).
+    `status` is what the target reported (None when it could not be read). `memory` is
+    the policy's memory as the decision left it (its missing-data streak: the service's
+    metrics), None when no decision was made (target or state unreadable).
     """
 
     decision: Decision
@@ -33,6 +35,7 @@ class Evaluation:
     status: TargetStatus | None = None
     duration: float = 0.0
     query_seconds: tuple[tuple[str, float], ...] = ()
+    memory: Memory | None = None
 
     @property
     def ok(self) -> bool:

@@ -229,6 +229,7 @@ class Reconciler:
             status=status,
             duration=time.monotonic() - started,
             query_seconds=timings,
+            memory=applied.memory,
         )
 
     def _unreadable(

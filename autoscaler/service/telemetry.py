@@ -345,6 +345,21 @@ class Telemetry:
             ["policy", "source"],
             registry=r,
         )
+        self.evaluation_errors = CounterFamily(
+            "autoscaler_evaluation_errors",
+            "Evaluations of a policy that could not be completed, by kind: target (unreadable), "
+            "source (Prometheus unreachable), scale (the scale call failed), state, lease, "
+            "crash.",
+            ["policy", "kind"],
+            registry=r,
+        )
+        self.missing_data_since = GaugeFamily(
+            "autoscaler_missing_data_since_timestamp_seconds",
+            "Since when no check of the policy has given usable data (it holds, or falls "
+            "back); no series while one does.",
+            ["policy"],
+            registry=r,
+        )
         self.notifications = Counter(
             "autoscaler_notifications",
             "Outgoing webhook notifications, by result (sent, failed, dropped).",
@@ -430,6 +445,15 @@ class Telemetry:
             self.actions.inc((policy, d.action.value, str(d.dry_run).lower()))
         if evaluation.error_kind:
             self.errors.labels(evaluation.error_kind).inc()
+            if live:
+                self.evaluation_errors.inc((policy, evaluation.error_kind))
+        memory = evaluation.memory
+        if memory is not None and live:  # (None: no decision was made, nothing learnt)
+            since = memory.missing_data_since
+            if memory.missing_data_streak and since is not None and policy not in self._disabled:
+                self.missing_data_since.set(one, since.timestamp())
+            else:
+                self.missing_data_since.remove(one)
         if evaluation.ok and live and policy not in self._disabled:
             self._succeeded_once.add(policy)
             self.last_success.set(one, time.time() if at is None else at)
@@ -438,6 +462,7 @@ class Telemetry:
         """An evaluation raised instead of returning a decision."""
         if self._is_live(policy):  # (see `observe`)
             self.evaluations.inc((policy, "error"))
+            self.evaluation_errors.inc((policy, CRASH))
         self.errors.labels(CRASH).inc()
 
     def loaded(
@@ -476,6 +501,8 @@ class Telemetry:
         # A disabled policy is not evaluated: its "last success" would age for ever, and
         # the stale-policy alert fire for a policy switched off on purpose.
         for policy in policies:
+            if not policy.enabled:  # (nor data to miss for ever)
+                self.missing_data_since.remove((policy.name,))
             if not policy.enabled and policy.name in self._succeeded_once:
                 self._succeeded_once.discard(policy.name)
                 self.last_success.remove((policy.name,))
@@ -520,12 +547,13 @@ class Telemetry:
         blue/green groups named `web-v001`, `web-v002`, ... grew /metrics without end)."""
         for name in names:
             self._succeeded_once.discard(name)
-            for gauge in (self.current, self.desired, self.last_success):
+            for gauge in (self.current, self.desired, self.last_success, self.missing_data_since):
                 gauge.remove((name,))
         families: list[CounterFamily | HistogramFamily] = [
             self.evaluations,
             self.decisions,
             self.actions,
+            self.evaluation_errors,
         ]
         if self._per_policy_histograms:
             families.append(self.evaluation_seconds)

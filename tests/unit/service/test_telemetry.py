@@ -25,6 +25,7 @@ from autoscaler.core.model import (
     Decision,
     ForecastReading,
     ForecastSettings,
+    Memory,
     Policy,
     Strategy,
 )
@@ -423,6 +424,7 @@ def _exposition_of_a_busy_controller() -> str:
     telemetry.observe(_evaluation(Action.UP, checks=checks))
     telemetry.observe(_evaluation(Action.UP, dry_run=True, error="boom", checks=checks))
     telemetry.crashed("web")
+    telemetry.observe(_without_data("web", datetime(2026, 12, 4, 10, 0, tzinfo=UTC)))
     telemetry.alerts.labels("firing").inc()
     telemetry.triggered.labels("web", "alert").inc()
     telemetry.notified("sent")
@@ -621,3 +623,79 @@ def test_decisions_dropped_unwritten_are_counted() -> None:
     assert telemetry.registry.get_sample_value("autoscaler_state_decisions_dropped_total") == 0
     dropped[0] = 7
     assert telemetry.registry.get_sample_value("autoscaler_state_decisions_dropped_total") == 7
+
+
+def _without_data(policy: str, since: datetime | None, streak: int = 1) -> Evaluation:
+    """An evaluation whose decision the core made with this memory (every check failed
+    `streak` times in a row since `since`, or data came back: 0)."""
+    memory = Memory(missing_data_streak=streak if since else 0, missing_data_since=since)
+    checks = (_result("p95", None, None),) if since else (_result("p95", 0.4, 2),)
+    return replace(_evaluation(Action.HOLD, policy=policy, checks=checks), memory=memory)
+
+
+def test_a_policy_without_data_says_since_when_until_data_comes_back() -> None:
+    # Its evaluations are no errors (no series is not a failure to evaluate): the policy
+    # held for hours, its last success fresh, and nothing to alert on but NaN check values.
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "p95")], problems=(), removed=[], files_read=True)
+    name = "autoscaler_missing_data_since_timestamp_seconds"
+    value = telemetry.registry.get_sample_value
+    since = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    telemetry.observe(_without_data("web", since))
+    assert value(name, {"policy": "web"}) == since.timestamp()
+    telemetry.observe(_without_data("web", since, streak=5))  # still since then
+    assert value(name, {"policy": "web"}) == since.timestamp()
+    # The target unreadable: no decision was made, so what is known of the data stays.
+    telemetry.observe(replace(_evaluation(Action.HOLD, error="gone"), memory=None))
+    assert value(name, {"policy": "web"}) == since.timestamp()
+    telemetry.observe(_without_data("web", None))
+    assert value(name, {"policy": "web"}) is None
+
+
+def test_the_missing_data_series_goes_with_its_policy_and_while_it_is_disabled() -> None:
+    telemetry = Telemetry()
+    web, api = _policy("web", "p95"), _policy("api", "p95")
+    telemetry.loaded([web, api], problems=(), removed=[], files_read=True)
+    since = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    telemetry.observe(_without_data("web", since))
+    telemetry.observe(_without_data("api", since))
+    telemetry.loaded([replace(web, enabled=False)], problems=(), removed=["api"], files_read=True)
+    assert _samples(telemetry, "autoscaler_missing_data_since_timestamp_seconds") == set()
+
+
+def test_evaluation_errors_are_counted_per_policy_and_kind_and_go_with_the_policy() -> None:
+    # `autoscaler_errors_total{kind}` has no policy: "which policy cannot scale" had no
+    # answer but the logs.
+    telemetry = Telemetry()
+    telemetry.loaded(
+        [_policy("web", "p95"), _policy("api", "p95")], (), removed=[], files_read=True
+    )
+    telemetry.observe(replace(_evaluation(Action.HOLD, error="x"), error_kind="scale"))
+    telemetry.observe(replace(_evaluation(Action.HOLD, error="x"), error_kind="scale"))
+    telemetry.observe(
+        replace(_evaluation(Action.HOLD, error="x", policy="api"), error_kind="target")
+    )
+    telemetry.crashed("api")
+    telemetry.observe(_evaluation(Action.NONE))
+    value = telemetry.registry.get_sample_value
+    name = "autoscaler_evaluation_errors_total"
+    assert value(name, {"policy": "web", "kind": "scale"}) == 2
+    assert value(name, {"policy": "api", "kind": "target"}) == 1
+    assert value(name, {"policy": "api", "kind": "crash"}) == 1
+    assert _samples(telemetry, name, "kind") == {
+        ("web", "scale"),
+        ("api", "target"),
+        ("api", "crash"),
+    }
+    telemetry.loaded([_policy("api", "p95")], (), removed=["web"], files_read=True)
+    assert _samples(telemetry, name, "kind") == {("api", "target"), ("api", "crash")}
+
+
+def _samples(telemetry: Telemetry, name: str, *labels: str) -> set[tuple[str, ...]]:
+    """The `policy` label and then `labels` of each sample of `name`."""
+    return {
+        tuple(s.labels[label] for label in ("policy", *labels))
+        for family in telemetry.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
