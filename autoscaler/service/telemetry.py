@@ -333,6 +333,12 @@ class Telemetry:
             ["policy"],
             registry=r,
         )
+        self.interval = GaugeFamily(
+            "autoscaler_policy_interval_seconds",
+            "How often the policy is evaluated (its interval); no series while it is disabled.",
+            ["policy"],
+            registry=r,
+        )
         self.alerts = Counter(
             "autoscaler_alerts_received",
             "Alerts received from Alertmanager, by status (firing, resolved).",
@@ -501,13 +507,19 @@ class Telemetry:
         # A disabled policy is not evaluated: its "last success" would age for ever, and
         # the stale-policy alert fire for a policy switched off on purpose.
         for policy in policies:
-            if not policy.enabled:  # (nor data to miss for ever)
+            if not policy.enabled:  # (nor data to miss for ever, nor an interval)
                 self.missing_data_since.remove((policy.name,))
+                self.interval.remove((policy.name,))
             if not policy.enabled and policy.name in self._succeeded_once:
                 self._succeeded_once.discard(policy.name)
                 self.last_success.remove((policy.name,))
         ones = self._ones
         self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+        # What the staleness alert allows beside its 5 minutes: a policy evaluated every 10
+        # minutes is not stale in between.
+        for policy in policies:
+            if policy.enabled:
+                self.interval.set(self._ones[policy.name], policy.interval.total_seconds())
         self._disabled = {p.name for p in policies if not p.enabled}
         pairs = self._live_checks or {}
         live = {
@@ -547,7 +559,13 @@ class Telemetry:
         blue/green groups named `web-v001`, `web-v002`, ... grew /metrics without end)."""
         for name in names:
             self._succeeded_once.discard(name)
-            for gauge in (self.current, self.desired, self.last_success, self.missing_data_since):
+            for gauge in (
+                self.current,
+                self.desired,
+                self.last_success,
+                self.missing_data_since,
+                self.interval,
+            ):
                 gauge.remove((name,))
         families: list[CounterFamily | HistogramFamily] = [
             self.evaluations,

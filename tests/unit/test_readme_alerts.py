@@ -140,16 +140,25 @@ def test_a_scaling_failure_of_a_policy_that_failed_before_fires(tmp_path: Path) 
     )
 
 
-@pytest.mark.parametrize("stuck", ["0x40"], ids=["never-since-load"])
-def test_a_policy_that_stopped_evaluating_cleanly_is_stale(tmp_path: Path, stuck: str) -> None:
+@pytest.mark.parametrize(
+    ("interval", "quiet", "firing"),
+    [
+        pytest.param("15x40", "4m", "7m", id="every-15s"),
+        pytest.param("600x40", "14m", "17m", id="every-10m"),
+    ],
+)
+def test_a_policy_that_stopped_evaluating_cleanly_is_stale(
+    tmp_path: Path, interval: str, quiet: str, firing: str
+) -> None:
     web = {**REPLICA, "policy": "web"}
     _promtool_test(
         tmp_path,
         [
             *_leaders(),
-            _series("autoscaler_last_successful_evaluation_timestamp_seconds", web, stuck),
+            _series("autoscaler_policy_interval_seconds", web, interval),
+            _series("autoscaler_last_successful_evaluation_timestamp_seconds", web, "0x40"),
         ],
-        [_fires("AutoscalerPolicyStale", "4m"), _fires("AutoscalerPolicyStale", "7m", web)],
+        [_fires("AutoscalerPolicyStale", quiet), _fires("AutoscalerPolicyStale", firing, web)],
     )
 
 
@@ -161,4 +170,20 @@ def test_no_leader_fires_when_every_replica_stands_by(tmp_path: Path) -> None:
             _series("autoscaler_leader", STANDBY, "0x25"),
         ],
         [_fires("AutoscalerNoLeader", "5m"), _fires("AutoscalerNoLeader", "9m", {})],
+    )
+
+
+def test_a_policy_evaluated_every_ten_minutes_is_not_stale_between_evaluations(
+    tmp_path: Path,
+) -> None:
+    nightly = {**REPLICA, "policy": "nightly"}
+    successes = " ".join(str(600 * (minute // 10)) for minute in range(40))  # every 10 min
+    _promtool_test(
+        tmp_path,
+        [
+            *_leaders(),
+            _series("autoscaler_policy_interval_seconds", nightly, "600x40"),
+            _series("autoscaler_last_successful_evaluation_timestamp_seconds", nightly, successes),
+        ],
+        [_fires("AutoscalerPolicyStale", "9m"), _fires("AutoscalerPolicyStale", "19m")],
     )

@@ -699,3 +699,17 @@ def _samples(telemetry: Telemetry, name: str, *labels: str) -> set[tuple[str, ..
         for s in family.samples
         if s.name == name
     }
+
+
+def test_each_enabled_policy_exports_its_interval_until_disabled_or_removed() -> None:
+    # The staleness alert compared the age of the last success with 5 minutes for every
+    # policy: one evaluated every 10 minutes fired between each two evaluations.
+    telemetry = Telemetry()
+    web = replace(_policy("web", "p95"), interval=timedelta(minutes=10))
+    api = replace(_policy("api", "p95"), interval=timedelta(seconds=15))
+    telemetry.loaded([web, api], problems=(), removed=[], files_read=True)
+    name = "autoscaler_policy_interval_seconds"
+    assert telemetry.registry.get_sample_value(name, {"policy": "web"}) == 600
+    assert telemetry.registry.get_sample_value(name, {"policy": "api"}) == 15
+    telemetry.loaded([replace(web, enabled=False)], problems=(), removed=["api"], files_read=True)
+    assert _samples(telemetry, name) == set()
