@@ -47,6 +47,11 @@ log = logging.getLogger("autoscaler.leadership")
 
 LEADER = "leader"
 STANDBY = "standby"
+# How this replica started or stopped leading (`Leadership.transitions`): elected (or
+# resumed its epoch); stopped because its lease lapsed (not renewed in time: the database
+# out of reach, or the process paused, even when it renewed the same epoch afterwards),
+# was taken over by another replica, or was released (a graceful stop).
+TRANSITIONS = ("elected", "lapsed", "taken_over", "released")
 
 
 class Lease(Protocol):
@@ -119,6 +124,7 @@ class Leadership:
         self._last_time: datetime | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._transitions = dict.fromkeys(TRANSITIONS, 0)
 
     def subscribe(
         self,
@@ -214,6 +220,10 @@ class Leadership:
     def role(self) -> str:
         return LEADER if self.acting() else STANDBY
 
+    def transitions(self) -> dict[str, int]:
+        """How many times this replica started or stopped leading, by how (`TRANSITIONS`)."""
+        return dict(self._transitions)
+
     def problem(self) -> str | None:
         """Why the lease could not be read or renewed lately, or None."""
         return self._problem
@@ -291,7 +301,7 @@ class Leadership:
         epoch = self._epoch
         if epoch is None:
             return
-        self._depose(None)
+        self._depose(None, "released")
         try:
             if self._lease.release(self.replica, epoch):
                 log.info("released the leader lease (epoch %d): a standby takes over now", epoch)
@@ -369,12 +379,16 @@ class Leadership:
         if seen.held:
             if epoch != seen.epoch or not sent < self._valid_until:
                 self._since = sent  # a new tenure: elected, or renewed after a lapse
+                if epoch is not None and epoch == seen.epoch:
+                    self._transitions["lapsed"] += 1  # it stopped acting meanwhile
             self._valid_until = sent + self.ttl - self._margin
             if epoch != seen.epoch:
                 self._elect(seen.epoch)
             return True
         if epoch is not None:
-            self._depose(f"the lease was taken over by {seen.holder} (epoch {seen.epoch})")
+            self._depose(
+                f"the lease was taken over by {seen.holder} (epoch {seen.epoch})", "taken_over"
+            )
         if self._mine is not None and seen.epoch != self._mine:
             self._mine = None  # someone else led since: nothing to resume
         return False
@@ -384,7 +398,7 @@ class Leadership:
             log.error("leader lease: %s", exc)
         self._problem = f"the leader lease cannot be read or renewed: {exc}"
         if epoch is not None and not self.acting():
-            self._depose("the lease could not be renewed before it lapsed")
+            self._depose("the lease could not be renewed before it lapsed", "lapsed")
 
     def _elect(self, epoch: int) -> None:
         resumed = epoch == self._mine
@@ -392,6 +406,7 @@ class Leadership:
             elected(epoch)  # before any evaluation can start under it
         self._mine = epoch
         self._epoch = epoch
+        self._transitions["elected"] += 1
         for leading in self._on_leading:
             leading()
         log.warning(
@@ -401,10 +416,11 @@ class Leadership:
             ", resumed" if resumed else "",
         )
 
-    def _depose(self, reason: str | None) -> None:
+    def _depose(self, reason: str | None, how: str) -> None:
         epoch, self._epoch = self._epoch, None
         if epoch is None:
             return
+        self._transitions[how] += 1
         for deposed in self._on_deposed:
             deposed()
         if reason is not None:

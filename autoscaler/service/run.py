@@ -281,7 +281,10 @@ def _controller(
         lambda: state.durability_problem() is None,
         dropped=None if layered is None else lambda: layered.dropped,
     )
-    telemetry.watch_leader(leadership.acting if leadership is not None else lambda: True)
+    if leadership is not None:
+        telemetry.watch_leader(leadership.acting, leadership.transitions)
+    else:
+        telemetry.watch_leader(lambda: True)
     telemetry.watch_nomad_streams(targets.nomad_streams)
     telemetry.watch_aws_requests(aws_calls.counts)
     # The controller is built next: the lambda reads it when a discovery change comes.

@@ -19,7 +19,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -143,6 +143,24 @@ class _NomadStreams(Collector):
         for namespace, region, is_up in self._streams():
             up.add_metric([namespace, region], 1.0 if is_up else 0.0)
         yield up
+
+
+class _LeaderTransitions(Collector):
+    """`autoscaler_leader_transitions_total{transition}`, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "autoscaler_leader_transitions",
+            "Times this replica started leading (elected) or stopped: its lease lapsed (not "
+            "renewed in time), was taken over by another replica, or was released.",
+            labels=["transition"],
+        )
+        for transition, n in self._counts().items():
+            family.add_metric([transition], n)
+        yield family
 
 
 class _AwsRequests(Collector):
@@ -403,14 +421,21 @@ class Telemetry:
         if dropped is not None:
             self.registry.register(_DroppedDecisions(dropped))
 
-    def watch_leader(self, leading: Callable[[], bool]) -> None:
-        """Export `autoscaler_leader` from `leading()`, read at each scrape."""
+    def watch_leader(
+        self,
+        leading: Callable[[], bool],
+        transitions: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        """Export `autoscaler_leader` from `leading()`, and with `transitions` (a leader
+        lease) `autoscaler_leader_transitions_total` from it, read at each scrape."""
         Gauge(
             "autoscaler_leader",
             "1 while this replica evaluates the policies (the leader, or the only replica); "
             "0 on a standby.",
             registry=self.registry,
         ).set_function(lambda: 1.0 if leading() else 0.0)
+        if transitions is not None:
+            self.registry.register(_LeaderTransitions(transitions))
 
     def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
         """Record one applied evaluation (not a preview)."""

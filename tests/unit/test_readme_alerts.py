@@ -187,3 +187,22 @@ def test_a_policy_evaluated_every_ten_minutes_is_not_stale_between_evaluations(
         ],
         [_fires("AutoscalerPolicyStale", "9m"), _fires("AutoscalerPolicyStale", "19m")],
     )
+
+
+def test_a_leader_that_lost_its_lease_fires_but_a_handover_does_not(tmp_path: Path) -> None:
+    # A lapse between two scrapes: `autoscaler_leader` never showed 0.
+    lapsed = {**REPLICA, "transition": "lapsed"}
+    released = {**STANDBY, "transition": "released"}
+    _promtool_test(
+        tmp_path,
+        [
+            *_leaders(),
+            _series("autoscaler_leader_transitions_total", lapsed, "0x5 1x40"),
+            _series("autoscaler_leader_transitions_total", released, "0x5 1x40"),
+        ],
+        [
+            _fires("AutoscalerLeaderLost", "4m"),
+            _fires("AutoscalerLeaderLost", "8m", lapsed),
+            _fires("AutoscalerLeaderLost", "25m"),
+        ],
+    )

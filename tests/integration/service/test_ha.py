@@ -276,6 +276,9 @@ def test_a_paused_leader_that_lost_its_lease_neither_scales_nor_writes(
         assert all(h == "b" for _, _, h, _ in replicas.history()[written:])
         assert any("is no longer the leader" in m for m in messages(a))
         assert a.metric("autoscaler_leader") == 0
+        # Whenever the next scrape comes, the loss shows: `autoscaler_leader` may miss it.
+        assert a.metric("autoscaler_leader_transitions_total", transition="taken_over") == 1
+        assert b.metric("autoscaler_leader_transitions_total", transition="elected") == 1
     replicas.check_invariants()
 
 

@@ -405,3 +405,27 @@ def test_answers_slower_than_the_safety_margin_pause_the_leader_but_never_lose_t
     assert all(alive for _, alive in samples), "the database saw the lease expire"
     assert not all(acting for acting, _ in samples), "no pause: the margin is not 5 %?"
     assert (deposed, lease.holder, lease.epoch, a.epoch) == ([], "a", 1, 1)
+
+
+def test_every_change_of_leadership_is_counted_by_how_it_came(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # `autoscaler_leader` is sampled at each scrape: a leader lost and taken back between
+    # two scrapes, or a pause that made it stop acting for a while, left no trace.
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    zero = {"elected": 0, "lapsed": 0, "taken_over": 0, "released": 0}
+    assert a.transitions() == zero
+    a.step()
+    lease.down = True  # the database out of reach past the lease: a lapses
+    advance(lease, clock, TTL + 1)
+    a.step()
+    lease.down = False
+    a.step()  # leads again (the same epoch)
+    advance(lease, clock, TTL + 1)  # a paused past its lease, not renewed meanwhile
+    a.step()  # renewed after the lapse: it had stopped acting
+    advance(lease, clock, TTL + 1)  # paused again, and b takes over
+    b.step()
+    a.step()
+    b.release()
+    assert a.transitions() == {"elected": 2, "lapsed": 2, "taken_over": 1, "released": 0}
+    assert b.transitions() == {**zero, "elected": 1, "released": 1}

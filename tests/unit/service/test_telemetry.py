@@ -44,7 +44,7 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     """Exposed metric name (with `_total` for counters) -> type."""
     telemetry.watch_queries(lambda: (0, 0))
     telemetry.watch_state(lambda: True, dropped=lambda: 0)
-    telemetry.watch_leader(lambda: True)
+    telemetry.watch_leader(lambda: True, lambda: {"elected": 1, "lapsed": 0})
     telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
     telemetry.watch_aws_requests(lambda: [("eu-west-3", "DescribeAutoScalingGroups", 4)])
@@ -402,7 +402,7 @@ def _exposition_of_a_busy_controller() -> str:
     telemetry = Telemetry()
     telemetry.watch_queries(lambda: (3, 1))
     telemetry.watch_state(lambda: True, dropped=lambda: 2)
-    telemetry.watch_leader(lambda: True)
+    telemetry.watch_leader(lambda: True, lambda: {"elected": 2, "taken_over": 1})
     telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_aws_requests(
         lambda: [
