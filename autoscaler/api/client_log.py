@@ -10,8 +10,9 @@ port causes them, token or not: a scanner or a flood of garbage wrote a line per
 as it comes, saying that more are counted; those that follow within `interval` seconds
 are counted, not logged, and a warning of `autoscaler.http` says how many once the
 interval is over (then the next interval counts). An interval without one closes, and the
-next is logged at once again. The WebSocket hint is never logged. `flush` (the server's
-stop) logs what is counted so far. Any other record passes untouched.
+next is logged at once again. Every one is counted for `/metrics` too (`counts`). The
+WebSocket hint is never logged. `flush` (the server's stop) logs what is counted so far.
+Any other record passes untouched.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class _Kind:
     message: str  # uvicorn's, as it logs it
     one: str  # what a count is of: one
     many: str  # and more
+    label: str  # its `kind` in `autoscaler_http_malformed_requests_total`
 
 
 KINDS = {
@@ -39,11 +41,13 @@ KINDS = {
             "Invalid HTTP request received.",
             "invalid HTTP request (answered 400)",
             "invalid HTTP requests (each answered 400)",
+            "invalid",
         ),
         _Kind(
             "Unsupported upgrade request.",
             "request with an unsupported Upgrade header (answered without upgrading)",
             "requests with an unsupported Upgrade header (each answered without upgrading)",
+            "unsupported_upgrade",
         ),
     )
 }
@@ -68,6 +72,13 @@ class ClientErrorLog(logging.Filter):
         self.interval = interval
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}  # by uvicorn's message: the kinds being counted
+        # Every one since the process started, logged or not, by label (for /metrics).
+        self._totals = dict.fromkeys((kind.label for kind in KINDS.values()), 0)
+
+    def counts(self) -> dict[str, int]:
+        """How many requests of each kind (`_Kind.label`) were seen since the start."""
+        with self._lock:
+            return dict(self._totals)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg if isinstance(record.msg, str) else ""
@@ -77,6 +88,7 @@ class ClientErrorLog(logging.Filter):
         if kind is None:
             return True
         with self._lock:
+            self._totals[kind.label] += 1
             window = self._windows.get(message)
             if window is not None:
                 window.count += 1

@@ -32,6 +32,7 @@ from autoscaler import redact
 from autoscaler.adapters.sources.coalesce import CoalescingSource
 from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.targets import TargetFactory, aws_calls
+from autoscaler.api import client_log
 from autoscaler.api.http import HttpServer, create_app
 from autoscaler.config.connections import Settings, unprintable
 from autoscaler.config.listen import parse_listen
@@ -287,6 +288,7 @@ def _controller(
         telemetry.watch_leader(lambda: True)
     telemetry.watch_nomad_streams(targets.nomad_streams)
     telemetry.watch_aws_requests(aws_calls.counts)
+    telemetry.watch_malformed_requests(client_log.CLIENT_ERRORS.counts)
     # The controller is built next: the lambda reads it when a discovery change comes.
     discovery = from_settings(
         settings,

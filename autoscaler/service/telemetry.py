@@ -163,6 +163,24 @@ class _LeaderTransitions(Collector):
         yield family
 
 
+class _MalformedRequests(Collector):
+    """`autoscaler_http_malformed_requests_total{kind}`, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "autoscaler_http_malformed_requests",
+            "Requests to the HTTP API that were not HTTP the server accepts, by kind: invalid "
+            "(answered 400), unsupported_upgrade (an Upgrade header, not upgraded).",
+            labels=["kind"],
+        )
+        for kind, n in self._counts().items():
+            family.add_metric([kind], n)
+        yield family
+
+
 class _AwsRequests(Collector):
     """`autoscaler_aws_requests_total{region,action}`, read at scrape time."""
 
@@ -402,6 +420,11 @@ class Telemetry:
     def watch_nomad_streams(self, streams: Callable[[], Iterable[tuple[str, str, bool]]]) -> None:
         """Export `autoscaler_nomad_event_stream_up` from `streams()`, read at each scrape."""
         self.registry.register(_NomadStreams(streams))
+
+    def watch_malformed_requests(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export `autoscaler_http_malformed_requests_total` from `counts()`, read at each
+        scrape."""
+        self.registry.register(_MalformedRequests(counts))
 
     def watch_aws_requests(self, counts: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Export `autoscaler_aws_requests_total` from `counts()`, read at each scrape."""

@@ -125,3 +125,17 @@ def test_the_filter_is_on_uvicorns_logger_once(serve_api: Callable[..., Api]) ->
     serve_api()
     filters = logging.getLogger("uvicorn.error").filters
     assert filters.count(client_log.CLIENT_ERRORS) == 1
+
+
+def test_every_malformed_request_is_counted_for_metrics(serve_api: Callable[..., Api]) -> None:
+    # Logged as a count a minute, they were in no metric: a flood of garbage at the port
+    # (a scanner, a misconfigured health check) could not be graphed or alerted on.
+    api = serve_api()
+    before = client_log.CLIENT_ERRORS.counts()
+    for _ in range(5):
+        assert _send(api, GARBAGE) == b"HTTP/1.1 400 Bad Request"
+    _send(api, UPGRADE % b"websocket")
+    after = client_log.CLIENT_ERRORS.counts()
+    assert set(after) == {"invalid", "unsupported_upgrade"}
+    assert after["invalid"] - before["invalid"] == 5  # the first, logged, and those counted
+    assert after["unsupported_upgrade"] - before["unsupported_upgrade"] == 1

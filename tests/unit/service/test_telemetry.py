@@ -48,6 +48,7 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     telemetry.watch_nomad_streams(lambda: [("default", "", True), ("batch", "eu", False)])
     telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
     telemetry.watch_aws_requests(lambda: [("eu-west-3", "DescribeAutoScalingGroups", 4)])
+    telemetry.watch_malformed_requests(lambda: {"invalid": 0, "unsupported_upgrade": 0})
     found = {}
     for family in telemetry.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
@@ -410,6 +411,7 @@ def _exposition_of_a_busy_controller() -> str:
             ("eu-west-3", "SetDesiredCapacity", 2),
         ]
     )
+    telemetry.watch_malformed_requests(lambda: {"invalid": 3, "unsupported_upgrade": 1})
     telemetry.watch_discovery(
         lambda: [
             SourceHealth("Nomad jobs", True, 50, 7, 0, 1.7e9),
