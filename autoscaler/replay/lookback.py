@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from autoscaler.adapters.sources.prometheus_range import RangeSeries
 from autoscaler.core.model import Policy
-from autoscaler.errors import QueryError
+from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.replay.history import Grid, RangeSource
 
 # (query, step, whether it reads through the window): a forecast's does, the guard's not.
@@ -103,7 +103,8 @@ class PastReads:
         return list(self._needs(policy))
 
     def get(self, source: RangeSource, fetch: Fetch) -> list[RangeSeries] | QueryError:
-        """The answer of `fetch` (sent at its first use)."""
+        """The answer of `fetch` (sent at its first use), or the `QueryError` Prometheus
+        answered; raises `SourceUnavailable` when it cannot be reached."""
         answer = self._answers.get(fetch)
         first, last = self._ranges[fetch]
         if answer is None and last < first:
@@ -118,6 +119,8 @@ class PastReads:
                     end=datetime.fromtimestamp(last, UTC),
                     step=step,
                 )
+            except SourceUnavailable:
+                raise  # unreachable is no rejected query: the backtest stops (exit 3)
             except QueryError as exc:
                 answer = exc
         left = self._left.get(fetch, 1) - 1

@@ -18,7 +18,7 @@ from autoscaler.core.model import (
     TargetStatus,
 )
 from autoscaler.core.series import own_series
-from autoscaler.errors import QueryError
+from autoscaler.errors import QueryError, SourceUnavailable
 from autoscaler.replay import backtest
 from autoscaler.replay.backtest import Options, count_query_for, run_backtest
 from autoscaler.replay.harness import Replay
@@ -311,3 +311,16 @@ def test_the_targets_of_a_template_share_one_lookback_query_and_one_range_query(
     assert len(source.asked) == 2  # the lookback before --from, and the window
     assert result.range_queries == 2  # each counted once: every range query sent
     assert [p.max_count for p in result.policies] == [4, 8]  # each read its own series
+
+
+def test_an_unreachable_prometheus_stops_at_the_first_history_read() -> None:
+    """Unreachable is not a rejected query (`SourceUnavailable` is a `QueryError`): the
+    backtest stops there (exit 3), instead of waiting out a deadline per forecast's query."""
+    forecast = ForecastSettings()
+    checks = (replace(policy().checks[0], forecast=forecast),)
+    other = 'sum(rate(http_requests_total{service="api"}[1m]))'
+    api = policy("api", other, checks=(replace(checks[0], query=other),))
+    source = FakeRange({QUERY: SourceUnavailable("refused"), other: SourceUnavailable("refused")})
+    with pytest.raises(SourceUnavailable):
+        run_backtest([policy(checks=checks), api], source, Options(start=T0, end=T0 + HOUR))
+    assert len(source.asked) == 1
