@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
 _RELATIVE = re.compile(r"^(?:now)?-(?P<ago>\S+)$")
+_OUTSIDE_THE_CALENDAR = (
+    "autoscaler backtest: error: --from/--to (with the history forecasts and the anomaly "
+    "guard read before --from) must lie within year 1 to 9999"
+)
 _NEGATIVE_OR_AGO = re.compile(r"^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
 
 
@@ -171,11 +175,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OverflowError:
-        print(
-            "autoscaler backtest: error: --from/--to (with the history forecasts read "
-            "before --from) must lie within year 1 to 9999",
-            file=sys.stderr,
-        )
+        print(_OUTSIDE_THE_CALENDAR, file=sys.stderr)
         return EXIT_USAGE
     try:
         settings = settings_from_args(args)
@@ -208,6 +208,9 @@ def main(args: argparse.Namespace) -> int:
     except SourceUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except OverflowError:  # raised before any query is sent (`PastReads`)
+        print(_OUTSIDE_THE_CALENDAR, file=sys.stderr)
+        return EXIT_USAGE
     finally:
         source.close()
     if not _report(result, args, policies):

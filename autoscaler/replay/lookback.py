@@ -27,6 +27,7 @@ from autoscaler.replay.history import Grid, RangeSource
 Lookback = tuple[str, timedelta, bool]
 # What is sent: (query, step, where its grid falls within a step), over a range of epoch seconds.
 Fetch = tuple[str, timedelta, float]
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC).timestamp()  # 0001-01-01T00:00:00Z
 
 
 def lookbacks(policy: Policy) -> dict[Lookback, timedelta]:
@@ -74,7 +75,7 @@ class PastReads:
     lookbacks of one query at one step on one grid (several policies', a template's
     targets', a forecast's and the guard's when their grids coincide) share one range
     query over the union of their ranges. An answer is kept while a later policy still
-    needs it."""
+    needs it. Raises `OverflowError` when some history would start before year 1."""
 
     def __init__(self, policies: Sequence[Policy], start: datetime, end: datetime) -> None:
         self.start, self.end = start, end
@@ -85,6 +86,9 @@ class PastReads:
                 self._left[fetch] = self._left.get(fetch, 0) + 1
                 had = self._ranges.get(fetch, (first, last))
                 self._ranges[fetch] = (min(had[0], first), max(had[1], last))
+        if any(first < _FIRST_INSTANT for first, _ in self._ranges.values()):
+            # Said before any query is sent, as a bad --from is (datetime would raise).
+            raise OverflowError("a forecast's or anomaly guard's history starts before year 1")
         self._answers: dict[Fetch, list[RangeSeries] | QueryError] = {}
         self.sent = 0  # distinct range queries asked of the source
 

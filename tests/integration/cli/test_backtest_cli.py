@@ -307,3 +307,22 @@ def test_plot_writes_a_self_contained_page_of_the_checks_and_counts(
     assert "<script" not in text and "https://" not in text
     wrong = backtest(str(policies), *WINDOW, "--plot", str(tmp_path / "x.jpg"), url=history.url)
     assert wrong.returncode == 2 and "ending in .png, .svg, .html" in wrong.stderr
+
+
+def test_history_read_before_year_1_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, dead_prometheus_url: str
+) -> None:
+    """A forecast reads its history before --from: from 0001-01-01 that is before year 1."""
+    text = policy("web", "bt-web", WEB).replace("target: 10}", "target: 10, forecast: {}}")
+    (tmp_path / "web.yaml").write_text(text)
+    done = backtest(
+        str(tmp_path),
+        "--from",
+        "0001-01-01T00:00:00Z",
+        "--to",
+        "0001-01-01T06:00:00Z",
+        url=dead_prometheus_url,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "must lie within year 1 to 9999" in done.stderr
