@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from autoscaler.cli import help_text
-from autoscaler.core.durations import parse_duration
+from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
 from autoscaler.policy.loader import load_paths
@@ -184,6 +184,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INPUT
+    if args.end_offset is not None and args.start_offset >= args.end_offset:
+        first, last = (
+            format_duration(timedelta(seconds=s)) for s in (args.start_offset, args.end_offset)
+        )
+        print(f"error: --from ({first}) must be before --to ({last})", file=sys.stderr)
+        return EXIT_USAGE
     try:
         full = read_trace(args.trace)
         trace = full

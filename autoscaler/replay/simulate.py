@@ -53,6 +53,11 @@ class Setup:
             raise SimulationError("--target-utilization must be > 0 and at most 1")
         if not (math.isfinite(self.provisioning) and self.provisioning >= 0):
             raise SimulationError("--provisioning must be a duration >= 0")
+        if self.capacity * self.target_utilization == 0:  # both tiny: the product underflows
+            raise SimulationError(
+                f"--capacity × --target-utilization ({self.capacity:g} × "
+                f"{self.target_utilization:g}) is 0 in floating point: use a larger unit"
+            )
 
     def demand(self, load: float) -> int:
         """Instances needed to serve `load` at the target utilization (at least 1)."""

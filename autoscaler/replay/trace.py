@@ -16,12 +16,21 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from autoscaler.core.durations import format_duration
+from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError
 
 TIME_COLUMN = "timestamp_seconds"
 RATE_COLUMN = "requests_per_second"
+MAX_RATE = 1e15
+"""The highest rate a row may give: far above any service (a larger one is a unit mistake),
+far below where the requests summed over the trace and its history overflow a float."""
+MAX_SPAN = MAX_REPLAY_OFFSET.total_seconds()
+"""The longest a trace may last, from its first row to its last: ten years, as `--from` and
+`--to` (a 15-second tick each: 21 million ticks; a farther row is a typo or a unit mistake)."""
 
 
 class TraceError(AutoscalerError):
@@ -48,10 +57,12 @@ class Trace:
 
     def window(self, start: float, end: float) -> Trace:
         """The part of the trace between two offsets, shifted to start at 0."""
+        if start >= self.end:  # said first: with no --to, `end` is the trace's own end
+            raise TraceError(
+                f"{self.name}: the trace ends at {_seconds(self.end)}, not after {_seconds(start)}"
+            )
         if not 0 <= start < end:
             raise TraceError(f"{self.name}: the window {start:g}..{end:g} s is empty")
-        if start >= self.end:
-            raise TraceError(f"{self.name}: the trace ends at {self.end:g} s, before {start:g} s")
         first = max(0, bisect.bisect_right(self.times, start) - 1)
         last = bisect.bisect_left(self.times, end)
         times = [max(t, start) - start for t in self.times[first:last]]
@@ -63,8 +74,8 @@ def read_trace(path: str | Path) -> Trace:
     """The trace in a CSV whose header names `timestamp_seconds` and `requests_per_second`.
 
     Other columns are ignored. Raises `TraceError` (FILE:LINE: message) for a missing file
-    or column, a value that is not a finite number, a negative rate, timestamps that do not
-    increase, or fewer than two rows.
+    or column, a value that is not a finite number, a negative rate or one above `MAX_RATE`,
+    timestamps that do not increase or span more than `MAX_SPAN`, or fewer than two rows.
     """
     path = Path(path)
     try:
@@ -106,10 +117,21 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
         r = _number(row[r_index], where, RATE_COLUMN)
         if r < 0:
             raise TraceError(f"{where}: {RATE_COLUMN}: {row[r_index].strip()} is negative")
+        if r > MAX_RATE:
+            raise TraceError(
+                f"{where}: {RATE_COLUMN}: {row[r_index].strip()} is above {MAX_RATE:g} "
+                "requests per second: check the column's unit"
+            )
         if times and t <= times[-1]:
             raise TraceError(
                 f"{where}: {TIME_COLUMN}: {row[t_index].strip()} is not after the previous "
                 f"row's {times[-1]:g}: rows must be in increasing time order"
+            )
+        if times and t - times[0] > MAX_SPAN:
+            raise TraceError(
+                f"{where}: {TIME_COLUMN}: {row[t_index].strip()} is more than 10y (3650d) "
+                f"after the first row's {times[0]:g}: a trace lasts at most 10y; check the "
+                "column's unit (seconds)"
             )
         times.append(t)
         rates.append(r)
@@ -122,6 +144,11 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
     offsets = [t - origin for t in times]
     step = _usual_step(offsets)
     return Trace(name, offsets, rates, step, offsets[-1] + step)
+
+
+def _seconds(seconds: float) -> str:
+    """`179940 s (2d1h59m)`: an offset as given and as a duration."""
+    return f"{seconds:g} s ({format_duration(timedelta(seconds=seconds))})"
 
 
 def _number(text: str, where: str, column: str) -> float:

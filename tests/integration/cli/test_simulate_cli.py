@@ -177,6 +177,14 @@ def test_bad_inputs_exit_1_with_the_place_and_bad_usage_exits_2(
             ["--start-time", "9999-12-31T23:59:00Z"], "leave the calendar", id="start-at-the-end"
         ),
         pytest.param(["--provisioning", "1e20"], "longer than a day", id="provisioning"),
+        pytest.param(
+            ["--from", "1d", "--to", "12h"], "--from (1d) must be before --to (12h)", id="from-to"
+        ),
+        pytest.param(
+            ["--capacity", "1e-300", "--target-utilization", "1e-300"],
+            "is 0 in floating point",
+            id="capacity-underflows",
+        ),
     ],
 )
 def test_times_out_of_range_are_bad_usage_not_a_traceback(

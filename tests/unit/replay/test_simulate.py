@@ -151,6 +151,12 @@ def test_setup_rejects_impossible_values() -> None:
     assert Setup(capacity=10, target_utilization=0.7).demand(70.0) == 10
 
 
+def test_a_capacity_too_small_to_divide_by_is_a_setup_error() -> None:
+    # 1e-300 × 1e-300 is 0.0 in floats: the demand divided by zero (a traceback).
+    with pytest.raises(SimulationError, match=r"--capacity × --target-utilization .* is 0"):
+        Setup(capacity=1e-300, target_utilization=1e-300)
+
+
 class _Recording:
     """A controller that records the ticks it is asked at and never changes the count."""
 

@@ -51,6 +51,16 @@ def test_reads_the_shared_format_and_ignores_other_columns() -> None:
             id="short-row",
         ),
         pytest.param("timestamp_seconds,requests_per_second\n0,1\n", "1 data row(s)", id="one-row"),
+        pytest.param(
+            "timestamp_seconds,requests_per_second\n0,1\n10,1e308\n20,1\n",
+            "t.csv:3: requests_per_second: 1e308 is above 1e+15 requests per second",
+            id="huge-rate",
+        ),
+        pytest.param(
+            "timestamp_seconds,requests_per_second\n0,1\n1e300,2\n",
+            "t.csv:3: timestamp_seconds: 1e300 is more than 10y (3650d) after the first row's 0",
+            id="huge-span",
+        ),
     ],
 )
 def test_bad_input_is_an_error_with_its_line(text: str, message: str) -> None:
@@ -93,6 +103,13 @@ def test_window_cuts_and_shifts_the_trace() -> None:
     assert part.end == 110
     with pytest.raises(TraceError, match="ends at 240 s"):
         trace.window(300, 400)
+
+
+def test_a_window_starting_after_the_end_says_where_the_trace_ends() -> None:
+    # `simulate --from 30d` on a shorter trace: its --to is the trace's end.
+    trace = parse("timestamp_seconds,requests_per_second\n0,1\n60,2\n")
+    with pytest.raises(TraceError, match=r"the trace ends at 120 s \(2m\), not after 300 s \(5m\)"):
+        trace.window(300, trace.end)
 
 
 def test_a_file_written_with_a_byte_order_mark_reads_as_any_other(tmp_path: Path) -> None:
