@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,6 +28,7 @@ from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
+from autoscaler.policy.rules import MIN_INTERVAL, short_interval
 from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
@@ -250,8 +251,8 @@ def _options(args: argparse.Namespace) -> Options:
     step = None
     if args.step is not None:
         step = parse_duration(args.step)
-        if step <= timedelta(0):
-            raise ValueError("--step must be longer than 0s")
+        if step < MIN_INTERVAL:  # as a policy's interval: `5ms` is most likely `5m`
+            raise ValueError(f"--step {short_interval(args.step)}")
     if args.start_count is not None and args.start_count < 0:
         raise ValueError("--start-count must be 0 or more")
     if args.rescale and args.count_query is None:
