@@ -14,14 +14,18 @@ import csv
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoscaler.core.durations import format_duration
 from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError
+
+if TYPE_CHECKING:
+    import _csv
 
 TIME_COLUMN = "timestamp_seconds"
 RATE_COLUMN = "requests_per_second"
@@ -91,7 +95,8 @@ def read_trace(path: str | Path) -> Trace:
 def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
     """The trace in CSV text (an iterable of lines); `name` is used in errors."""
     reader = csv.reader(lines)
-    header = next(reader, None)
+    rows = _rows(reader, name)
+    header = next(rows, None)
     if header is None:
         raise TraceError(
             f"{name}:1: empty file: expected a header with {TIME_COLUMN},{RATE_COLUMN}"
@@ -107,7 +112,7 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
     width = max(t_index, r_index) + 1
     times: list[float] = []
     rates: list[float] = []
-    for row in reader:
+    for row in rows:
         if not row or all(not cell.strip() for cell in row):
             continue
         where = f"{name}:{reader.line_num}"
@@ -144,6 +149,15 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
     offsets = [t - origin for t in times]
     step = _usual_step(offsets)
     return Trace(name, offsets, rates, step, offsets[-1] + step)
+
+
+def _rows(reader: _csv.Reader, name: str) -> Iterator[list[str]]:
+    """The rows of `reader`; what the csv module refuses (a field over its size limit) is
+    a `TraceError` at its line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise TraceError(f"{name}:{reader.line_num}: not a CSV row: {exc}") from None
 
 
 def _seconds(seconds: float) -> str:

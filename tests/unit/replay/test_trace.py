@@ -57,6 +57,11 @@ def test_reads_the_shared_format_and_ignores_other_columns() -> None:
             id="huge-rate",
         ),
         pytest.param(
+            "timestamp_seconds,requests_per_second,host\n0,1,a\n60,2," + "x" * 200_000 + "\n",
+            "t.csv:3: not a CSV row: field larger than field limit (131072)",
+            id="csv-field-too-large",
+        ),
+        pytest.param(
             "timestamp_seconds,requests_per_second\n0,1\n1e300,2\n",
             "t.csv:3: timestamp_seconds: 1e300 is more than 10y (3650d) after the first row's 0",
             id="huge-span",
