@@ -322,7 +322,13 @@ def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
         print(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
     if p.actions > SHOWN_CHANGES:
         print(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
-    if p.recorded is not None:
+    if p.recorded is not None and p.recorded.min_count is None:
+        # Not "min None, max None": the query found no count (see its error, if any).
+        print(
+            f"  recorded: no count in any of the {p.evaluations} evaluations  ({p.recorded.query})",
+            file=out,
+        )
+    elif p.recorded is not None:
         r = p.recorded
         changes = "1 change" if r.changes == 1 else f"{r.changes} changes"
         print(

@@ -191,6 +191,19 @@ def test_the_table_summarises_each_policy_and_its_changes_with_reasons(
     assert any(line.startswith("  ! check rps: no usable value in 25 of 360") for line in lines)
 
 
+def test_the_table_says_when_the_count_query_found_no_count_at_all(
+    history: PrometheusServer, policies: Path
+) -> None:
+    done = backtest(str(policies), *WINDOW, "--count-query", 'max(nothing{asg="$asg"})',
+                    url=history.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout
+    assert (
+        '  recorded: no count in any of the 360 evaluations  (max(nothing{asg="bt-web"}))'
+        in done.stdout.splitlines()
+    )
+
+
 def test_relative_times_read_recent_history(
     prometheus: PrometheusServer, metrics: Metrics, tmp_path: Path
 ) -> None:
