@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STARTUP = 0, 1, 2, 3, 4
 SHOWN_CHANGES = 10
+MIN_RANGE_TIMEOUT, MAX_RANGE_TIMEOUT = 0.1, 3600.0  # an hour per attempt, 3 with retries
 _RELATIVE = re.compile(r"^(?:now)?-(?P<ago>\S+)$")
 _OUTSIDE_THE_CALENDAR = (
     "autoscaler backtest: error: --from/--to (with the history forecasts and the anomaly "
@@ -115,10 +116,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument(
         "--range-timeout",
-        type=float,
+        type=_range_timeout,
         default=60.0,
         metavar="SECONDS",
-        help="seconds for one range query attempt (default %(default)s)",
+        help="seconds for one range query attempt, 0.1 to 3600; retries stop after 3x this "
+        "(default %(default)s)",
     )
     # The Prometheus and Nomad settings below read the config file (as plan and run do):
     # AUTOSCALER_CONFIG always did; the flag is what the help's `config …` keys refer to.
@@ -128,6 +130,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     # option that looks like a negative number or a duration, so read those as values.
     parser._negative_number_matcher = _NEGATIVE_OR_AGO
     parser.set_defaults(handler=main)
+
+
+def _range_timeout(text: str) -> float:
+    """Seconds for one range query attempt: refused out of bounds rather than clamped (`inf`
+    failed every query as if Prometheus were unreachable; `0` was silently 0.1)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not MIN_RANGE_TIMEOUT <= seconds <= MAX_RANGE_TIMEOUT:  # NaN too
+        raise argparse.ArgumentTypeError(
+            f"must be {MIN_RANGE_TIMEOUT:g} to {MAX_RANGE_TIMEOUT:g} seconds, got {text}"
+        )
+    return seconds
 
 
 def _cpus() -> int:
@@ -180,7 +196,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         settings = settings_from_args(args)
-        timeout = max(0.1, args.range_timeout)
+        timeout = args.range_timeout
         source = PrometheusSource(
             replace(settings.prometheus, timeout=timeout, deadline=3 * timeout)
         )

@@ -72,3 +72,20 @@ def test_a_step_shorter_than_a_policy_interval_may_be_is_refused(step: str, said
     args = build_parser().parse_args(["backtest", "--from", "-6h", "--step", step])
     with pytest.raises(ValueError, match=re.escape(said)):
         _options(args)
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e300", "0", "-5", "3601"])
+def test_a_range_timeout_out_of_bounds_is_bad_usage(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`inf` and `1e300` were sent on and every query failed as if Prometheus were
+    unreachable (exit 3); `0`, `-5` and `nan` were silently 0.1 s."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["backtest", "--from", "-6h", "--range-timeout", timeout])
+    assert exited.value.code == 2
+    assert "argument --range-timeout: " in capsys.readouterr().err
+
+
+def test_a_range_timeout_in_bounds_is_read() -> None:
+    args = build_parser().parse_args(["backtest", "--from", "-6h", "--range-timeout", "0.5"])
+    assert args.range_timeout == 0.5
