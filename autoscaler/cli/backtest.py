@@ -25,7 +25,7 @@ from autoscaler.cli.logs import setup_logging
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
-from autoscaler.core.ranges import MAX_REPLAY_OFFSET
+from autoscaler.core.ranges import MAX_COUNT, MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.rules import MIN_INTERVAL, short_interval
@@ -269,8 +269,8 @@ def _options(args: argparse.Namespace) -> Options:
         step = parse_duration(args.step)
         if step < MIN_INTERVAL:  # as a policy's interval: `5ms` is most likely `5m`
             raise ValueError(f"--step {short_interval(args.step)}")
-    if args.start_count is not None and args.start_count < 0:
-        raise ValueError("--start-count must be 0 or more")
+    if args.start_count is not None and not 0 <= args.start_count <= MAX_COUNT:
+        raise ValueError(f"--start-count must be 0 to {MAX_COUNT} (a policy's max is at most that)")
     if args.rescale and args.count_query is None:
         raise ValueError("--rescale needs --count-query (the recorded count to rescale by)")
     if args.plot and Path(args.plot).suffix.lower() not in FORMATS:

@@ -89,3 +89,11 @@ def test_a_range_timeout_out_of_bounds_is_bad_usage(
 def test_a_range_timeout_in_bounds_is_read() -> None:
     args = build_parser().parse_args(["backtest", "--from", "-6h", "--range-timeout", "0.5"])
     assert args.range_timeout == 0.5
+
+
+def test_a_start_count_above_any_policy_max_is_bad_usage() -> None:
+    """Above MAX_COUNT the target's count is out of range: every evaluation was "not
+    evaluated" and the instance-hours absurd, with exit 0."""
+    args = build_parser().parse_args(["backtest", "--from", "-6h", "--start-count", "1000001"])
+    with pytest.raises(ValueError, match=r"--start-count must be 0 to 1000000"):
+        _options(args)
