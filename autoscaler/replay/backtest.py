@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from autoscaler.core.model import Action, AsgTarget, Policy, TargetStatus
+from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.series import Select, matching, own_series
 from autoscaler.engine.histories import several_series
 from autoscaler.errors import QueryError
@@ -350,11 +351,12 @@ def _instants(grid: Grid) -> Iterator[tuple[int, datetime]]:
 
 
 def _recorded(counts: History | None, index: int) -> int | None:
-    """The recorded count at `index` (rounded), or None when there is none to read."""
+    """The recorded count at `index` (rounded), or None when there is none to read (or it
+    is above `MAX_COUNT`, which no target reports: the core holds on such a count)."""
     if counts is None:
         return None
     value = counts.value(index)
-    if isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, float) and math.isfinite(value) and value < MAX_COUNT + 0.5:
         return max(0, round(value))
     return None
 

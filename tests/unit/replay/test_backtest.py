@@ -324,3 +324,14 @@ def test_an_unreachable_prometheus_stops_at_the_first_history_read() -> None:
     with pytest.raises(SourceUnavailable):
         run_backtest([policy(checks=checks), api], source, Options(start=T0, end=T0 + HOUR))
     assert len(source.asked) == 1
+
+
+def test_a_recorded_count_beyond_any_max_is_no_count() -> None:
+    """As the core holds on a target reporting such a count: 1e20 is not a count that ran
+    (it started the replay there: every evaluation "not evaluated", absurd instance-hours)."""
+    source = FakeRange({QUERY: load({range(0, 60): 35.0}), "count": load({range(0, 60): 1e20})})
+    options = Options(start=T0, end=T0 + HOUR, count_query="count")
+    (web,) = run_backtest([policy()], source, options).policies
+    assert web.start_count == 1 and web.no_data == 0
+    assert web.notes == ["start count 1 = the policy's min (no recorded count at the start)"]
+    assert web.recorded is not None and web.recorded.missing == 60
