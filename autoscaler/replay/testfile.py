@@ -177,6 +177,8 @@ class _Reader:
             candidate = path.parent / name
             if candidate.is_file():
                 resolved.append(candidate)
+            elif candidate.is_dir():
+                self.problem((*where, i), f"{candidate} is a folder: name each policy file in it")
             else:
                 self.problem((*where, i), f"no such policy file: {candidate}")
         if len(resolved) != len(files):

@@ -129,6 +129,11 @@ BAD = [
         id="missing-policy-file",
     ),
     pytest.param(
+        "policy_files: [web.yaml, .]\ntests: [{expect: [{at: 0, desired: 1}]}]\n",
+        ["t.yaml:1: policy_files[1]: {dir} is a folder: name each policy file in it"],
+        id="folder-as-policy-file",
+    ),
+    pytest.param(
         "policy_files: [web.yaml]\n"
         "tests:\n"
         "  - name: t\n"
