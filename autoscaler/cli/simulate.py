@@ -268,6 +268,14 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
         print(problem, file=sys.stderr)
     if result.problems:
         return None
+    if not result.policies and result.templates:
+        names = ", ".join(template.pattern for template in result.templates)
+        print(
+            f"error: {path}: holds only templates (for_each: {names}), which simulate does "
+            "not expand: copy one with a concrete target",
+            file=sys.stderr,
+        )
+        return None
     if not result.policies:
         print(f"error: {path}: no policy in this file", file=sys.stderr)
         return None

@@ -132,6 +132,28 @@ def test_a_folder_given_as_the_policy_file_says_so(trace: Path, tmp_path: Path) 
     assert f"error: {tmp_path}: a folder: give one policy file" in result.stderr
 
 
+def test_a_file_of_templates_only_says_simulate_does_not_expand_them(
+    trace: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "fleet.yaml"
+    policy.write_text(
+        "name: 'svc-{job}-{group}'\n"
+        "for_each: {nomad: {meta: {autoscaler.enabled: 'true'}}}\n"
+        "target: {type: nomad, job: '{job}', group: '{group}'}\n"
+        "min: 1\nmax: 10\n"
+        "checks:\n"
+        "  - {name: load, query: 'sum by (job) (x)', strategy: per-instance, target: 10}\n"
+    )
+    result = autoscaler(
+        "simulate", str(policy), "--trace", str(trace), "--capacity", "10", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert (
+        f"error: {policy}: holds only templates (for_each: svc-{{job}}-{{group}}), which "
+        "simulate does not expand: copy one with a concrete target"
+    ) in result.stderr
+
+
 def test_plots_html_always_and_png_with_matplotlib(trace: Path, tmp_path: Path) -> None:
     for name in ("run.html", "run.png"):
         result = autoscaler(
