@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ from autoscaler.replay.trace import Trace, TraceError, read_trace
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
+# argparse's own negative numbers (`-.5`), and backtest's times before now (`-7d`).
+_BEFORE_NOW = re.compile(r"^-\d*\.\d+$|^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +123,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="RFC3339",
         help="wall-clock time of the first row, for schedules (default: 2024-01-01T00:00:00Z)",
     )
+    # `--from -7d` (backtest's form): read as a value, to be refused as one, not taken by
+    # argparse (before 3.13) for an unknown option (`expected one argument`).
+    p._negative_number_matcher = _BEFORE_NOW
     p.set_defaults(handler=cmd_simulate)
 
 
@@ -139,6 +145,11 @@ def _duration(text: str, *, limit: timedelta = MAX_DURATION, what: str = "a dura
 
 def _offset(text: str) -> float:
     """`_duration` into a trace, which may span years: up to 10y, not a policy's 1y."""
+    if text.startswith(("-", "now")):  # `backtest --from -7d`'s form: a trace has no now
+        raise argparse.ArgumentTypeError(
+            f"{text!r} counts back from now: an offset into the trace counts from its first "
+            "row (e.g. 14d)"
+        )
     return _duration(text, limit=MAX_REPLAY_OFFSET, what="an offset into the trace")
 
 
