@@ -45,6 +45,11 @@ from autoscaler.errors import QueryError, SourceUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = timedelta(minutes=5)
+# The histories learn from one evaluation per policy interval: one sooner than this share of
+# the interval after the last one learned (a run an alert or the API triggered, a backtest
+# stepping finer than the interval) is judged, but not learned (see `_enrich`). Scheduled
+# runs are at least 0.9 interval apart (the scheduler's jitter is ±10 %).
+LEARN_GAP = 0.9
 # Entries of checks nobody evaluated for this long are dropped (a removed policy).
 FORGET_AFTER = timedelta(days=1)
 
@@ -62,6 +67,7 @@ class _Entry:
     model: SeasonalModel | None = None
     recent: deque[tuple[float, float]] = field(default_factory=deque)
     streak: int = 0
+    learned_at: float | None = None  # epoch seconds of the last evaluation learned
     read_back: bool = False  # the forecast's history was read (or Prometheus has none)
     window_filled: bool = False
     history_error: str | None = None
@@ -167,26 +173,39 @@ class CheckHistories:
     ) -> Observation:
         value = observation.value if observation.error is None else None
         usable = value is not None and math.isfinite(value)
+        # One evaluation per interval is learned, so evaluations triggered in between (an
+        # alert storm) change when the policy decides, never what: they neither fill the
+        # window or a forecast bucket with their value nor advance the streak.
+        paced = entry.learned_at is None or (
+            at - entry.learned_at >= LEARN_GAP * policy.interval.total_seconds()
+        )
         anomaly = None
         if guard is not None and usable:
             assert value is not None
             self._fill_window(policy, guard, entry, at)
             window = [v for t, v in entry.recent if t > at - guard.window.total_seconds()]
             anomaly = assess(window, value, guard, entry.streak)
-            if learn:
+            if anomaly is not None and anomaly.implausible and not paced:
+                # Counted as the evaluation learned last (or as the first), not after it.
+                anomaly = replace(anomaly, streak=max(entry.streak, 1))
+            if learn and (paced or anomaly is None or not anomaly.implausible):
+                # (a plausible value ends the streak whenever it comes)
                 entry.streak = anomaly.streak if anomaly is not None else 0
+            if learn and paced:
                 entry.recent.append((at, value))
                 while entry.recent and entry.recent[0][0] <= at - guard.window.total_seconds():
                     entry.recent.popleft()
         forecast = None
         if entry.settings is not None and entry.lead is not None:
             model = self._model(entry, at, guard)
-            if learn and usable and _learnable(anomaly, guard):
+            if learn and paced and usable and _learnable(anomaly, guard):
                 assert value is not None
                 model.add(at, value)
             forecast = model.forecast(at)
             if forecast.value is None and entry.history_error is not None:
                 forecast = _explained(entry, forecast, entry.history_error)
+        if learn and paced and usable:
+            entry.learned_at = at
         if forecast is None and anomaly is None:
             return observation
         return Observation(  # not `replace`: replays build hundreds of thousands of these

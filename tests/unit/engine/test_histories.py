@@ -316,3 +316,45 @@ def test_a_range_source_failing_in_an_unforeseen_way_leaves_the_check_reactive()
     assert "history unavailable: RuntimeError: unexpected answer" in (reading.forecast.reason or "")
     observe(histories, now + timedelta(seconds=30), 100.0, guard=AnomalyGuard())
     assert len(source.asked) == 1  # not asked again before RETRY_AFTER
+
+
+def _steady(histories: CheckHistories, guard: AnomalyGuard) -> datetime:
+    """Twenty plausible evaluations at the policy's interval (30 s); the time of the next."""
+    for k in range(20):
+        observe(histories, START + timedelta(seconds=30 * k), 100.0 + k % 3, guard=guard)
+    return START + timedelta(seconds=30 * 20)
+
+
+def test_a_burst_of_triggered_evaluations_does_not_confirm_an_implausible_value() -> None:
+    """A trigger changes when a policy is evaluated, never what it decides: evaluations an
+    alert storm (or the API) adds between scheduled ones are judged, but the streak toward
+    `confirm` counts one of them per interval, as scheduled runs would. It counted each,
+    so a second notification a second later confirmed a large scale-out on one wild value."""
+    histories = CheckHistories(None)
+    guard = AnomalyGuard(confirm=2)
+    at = _steady(histories, guard)
+    for second in range(11):  # the scheduled run, then ten triggered ones a second apart
+        reading = observe(histories, at + timedelta(seconds=second), 900.0, guard=guard).anomaly
+        assert reading is not None
+        assert reading.implausible
+        assert reading.streak == 1, second
+    again = observe(histories, at + timedelta(seconds=30), 900.0, guard=guard).anomaly
+    assert again is not None
+    assert again.streak == 2  # the next interval confirms it, as without the burst
+
+
+@pytest.mark.parametrize("wild", [pytest.param(900.0, id="high"), pytest.param(0.0, id="low")])
+def test_a_burst_of_triggered_evaluations_does_not_make_a_wild_value_plausible(
+    wild: float,
+) -> None:
+    """The guard's window holds a value per interval (it is read back at the interval): a
+    burst of evaluations must not fill it with the wild value. Forty of them in twenty
+    seconds made it the window's median, so it became plausible, and a low one (an
+    exporter reading 0) could scale in."""
+    histories = CheckHistories(None)
+    guard = AnomalyGuard()
+    at = _steady(histories, guard)
+    for k in range(40):
+        reading = observe(histories, at + timedelta(seconds=k / 2), wild, guard=guard).anomaly
+        assert reading is not None
+        assert reading.implausible, k
