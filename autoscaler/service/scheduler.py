@@ -16,6 +16,8 @@ Triggered runs (an alert, the API) jump the queue: when the loop is saturated, m
 scheduled runs are overdue at once, and a trigger due "now" would otherwise wait behind
 all of them (52 s at 10,000 policies). The queue is ordered by (urgency, due time), so a
 triggered run takes the next free worker, after only the evaluations already in flight.
+Not twice in a row: a trigger during a run that answers a trigger gets its fresh run
+at once but in turn (by due time), so a storm of notifications cannot starve the others.
 
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
@@ -470,8 +472,11 @@ class Scheduler:
             if self._draining.get(name) is slot:
                 del self._draining[name]
             if self._slots.get(name) is slot:
-                # A trigger that arrived during the run keeps its place ahead of the queue.
-                slot.urgent = bool(slot.waiting)
+                # A trigger that arrived during the run keeps its place ahead of the queue,
+                # unless the run answered a trigger itself (`done`): then its fresh run is
+                # due at once but in turn, so a storm of notifications (a trigger during
+                # every run) cannot rerun its policy ahead of every scheduled one for ever.
+                slot.urgent = bool(slot.waiting) and not done
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
                 elif shares_grouped_query(policy):

@@ -303,6 +303,34 @@ def test_a_trigger_during_a_run_is_answered_next_even_when_the_queue_is_saturate
     assert all(f is not None and f.done() for f in futures)
 
 
+def test_a_storm_of_triggers_does_not_starve_the_scheduled_runs() -> None:
+    """An alert notified again and again (a storm) reran its policy ahead of every
+    scheduled run each time a notification came during its run, so with as many stormed
+    policies as workers nothing else ever ran. The first trigger jumps the queue; one that
+    comes during a triggered run gets its fresh run all the same, in turn by due time."""
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _saturated(clock, recorder, count=50, jitter=0.0)
+    notified = 0
+
+    def notify_again() -> None:  # the same alert again, while its policy evaluates
+        nonlocal notified
+        notified += 1
+        clock.advance(0.01)
+        if notified < 200:
+            assert scheduler.trigger("p10") is not None
+            recorder.during["p10"] = notify_again
+
+    recorder.during["p10"] = notify_again
+    assert scheduler.trigger("p10") is not None
+    ran_before = len(recorder.started)
+    scheduler.run_due()
+    order = [name for name, _ in recorder.started[ran_before:]]
+    assert order[0] == "p10"  # the alert is answered first
+    assert sorted(order[1:50]) == sorted(f"p{i}" for i in range(50) if i != 10)
+    assert order.count("p10") == 200  # every notification during a run got one fresh run
+
+
 def test_disabled_and_removed_policies_are_not_scheduled() -> None:
     clock = FakeTime()
     recorder = _Recorder(clock)
