@@ -181,13 +181,14 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    status: str = "firing"
+    status: str | None = Field(None, description="firing or resolved; else the notification's")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class AlertmanagerWebhook(BaseModel):
-    """Alertmanager's webhook body (version 4); only `alerts` is used."""
+    """Alertmanager's webhook body (version 4); `alerts` is used, and `truncatedAlerts` and
+    `groupKey` (kept as sent, among the other fields) are logged when alerts were left out."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -51,6 +51,20 @@ def from_webhook(payload: Mapping[str, Any]) -> list[Alert]:
     return found
 
 
+def left_out(payload: Mapping[str, Any]) -> int:
+    """How many alerts of the notification Alertmanager left out (`truncatedAlerts`: the
+    receiver's `max_alerts` keeps a group's first alerts only); 0 when it says none."""
+    count = payload.get("truncatedAlerts")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def group_key(payload: Mapping[str, Any]) -> str:
+    """The notification's `groupKey`, quoted and cut short for a log line (a caller's text)."""
+    key = payload.get("groupKey")
+    text = repr(key) if isinstance(key, str) else "(no groupKey)"
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
 def matches(policy: Policy, alert: Alert) -> bool:
     """True when the alert is one the policy's `triggers.alerts` names."""
     return alert.name is not None and alert.name in policy.triggers.alerts

@@ -305,6 +305,18 @@ class Controller(BackendReads):
             # caller cannot make one series per word it sends.
             status = alert.status if alert.status in ("firing", "resolved") else "other"
             self.telemetry.alerts.labels(status).inc()
+        left_out = alerts.left_out(payload)
+        if left_out:
+            # Their names are not sent: a policy only they name is not woken, silently.
+            self.telemetry.alerts_left_out.inc(left_out)
+            log.warning(
+                "Alertmanager left %d alert%s out of notification %s (max_alerts of the "
+                "receiver): a policy that only they name is not evaluated early; remove "
+                "max_alerts from the autoscaler's webhook_configs, or group_by alertname",
+                left_out,
+                "" if left_out == 1 else "s",
+                alerts.group_key(payload),
+            )
         if self.role() != LEADER:
             return AlertOut(received=len(received), triggered=[])  # the leader's copy acts
         names = alerts.policies_to_trigger(received, self.registry.policies())

@@ -381,6 +381,11 @@ class Telemetry:
             ["status"],
             registry=r,
         )
+        self.alerts_left_out = Counter(
+            "autoscaler_alerts_truncated",
+            "Alerts Alertmanager left out of notifications (max_alerts), names unknown.",
+            registry=r,
+        )
         self.triggered = Counter(
             "autoscaler_triggered_evaluations",
             "Evaluations started out of schedule, by source (alert, api).",

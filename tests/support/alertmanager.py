@@ -2,8 +2,10 @@
 
 `AlertmanagerServer` runs `/usr/bin/prometheus-alertmanager` on 127.0.0.1 with gossip off
 (`--cluster.listen-address=` empty; otherwise it binds *:9094) and one route to a webhook,
-grouped per alert name and sent at once (`group_wait: 0s`), resolved alerts included. With
-`token=` it sends `Authorization: Bearer <token>`, as a production config would.
+grouped per alert name (or by `group_by=`) and sent at once (`group_wait: 0s`), resolved
+alerts included, at most `max_alerts=` of a group's alerts per notification when given.
+With `token=` it sends `Authorization: Bearer <token>`, as a production config would.
+`post_alerts` hands it alerts directly (API v2), as Prometheus does.
 
 `prometheus_alerting(server)` is the Prometheus config section that makes a Prometheus
 send its alerts there. Fixture: `alertmanager_factory(webhook_url=..., token=None)`.
@@ -12,7 +14,8 @@ send its alerts there. Fixture: `alertmanager_factory(webhook_url=..., token=Non
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ class AlertmanagerServer(ServerProcess):
         *,
         webhook_url: str,
         token: str | None = None,
+        group_by: Sequence[str] = ("alertname",),
+        max_alerts: int | None = None,
         port: int | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
@@ -44,10 +49,14 @@ class AlertmanagerServer(ServerProcess):
         )
         self.webhook_url = webhook_url
         self.token = token
+        self.group_by = list(group_by)
+        self.max_alerts = max_alerts
         self.config_path = workdir / "alertmanager.yml"
 
     def config(self) -> dict[str, Any]:
         webhook: dict[str, Any] = {"url": self.webhook_url, "send_resolved": True}
+        if self.max_alerts is not None:
+            webhook["max_alerts"] = self.max_alerts
         if self.token is not None:
             webhook["http_config"] = {
                 "authorization": {"type": "Bearer", "credentials": self.token}
@@ -55,7 +64,7 @@ class AlertmanagerServer(ServerProcess):
         return {
             "route": {
                 "receiver": "autoscaler",
-                "group_by": ["alertname"],
+                "group_by": self.group_by,
                 "group_wait": "0s",
                 "group_interval": "1s",
                 "repeat_interval": "1h",
@@ -75,6 +84,18 @@ class AlertmanagerServer(ServerProcess):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",
         ]
+
+    def post_alerts(self, *labels: Mapping[str, str]) -> None:
+        """Hand Alertmanager firing alerts with these label sets (API v2)."""
+        body = json.dumps([{"labels": dict(each)} for each in labels]).encode()
+        request = urllib.request.Request(
+            self.url + "/api/v2/alerts",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with LOCAL_HTTP.open(request, timeout=5) as response:
+            response.read()
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds now (API v2)."""

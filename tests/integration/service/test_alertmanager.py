@@ -91,3 +91,44 @@ def test_a_firing_then_resolved_alert_makes_the_policy_evaluate_at_once(
     )
     assert service.metric("autoscaler_alerts_received_total", status="resolved")
     assert service.stop() == 0
+
+
+def _fixed(name: str, asg: str, alert: str) -> str:
+    return (
+        f"name: {name}\ntarget: {{type: aws-asg, asg: {asg}}}\nmin: 1\nmax: 10\ninterval: 5m\n"
+        f"triggers: {{alerts: [{alert}]}}\n"
+        "checks:\n  - {name: fixed, strategy: fixed, count: 2}\n"
+    )
+
+
+def test_alerts_alertmanager_leaves_out_for_max_alerts_are_counted_and_logged(
+    service_factory: Callable[..., ServiceProcess],
+    alertmanager_factory: Callable[..., AlertmanagerServer],
+    moto_server: MotoServer,
+) -> None:
+    """With `max_alerts`, Alertmanager sends the first alerts of a group and only the number
+    of the others (`truncatedAlerts`): a policy that only those name cannot be woken. That
+    was silent; it is logged, naming the setting, and counted."""
+    service = service_factory(prometheus_url="http://127.0.0.1:9", env=moto_server.env, token=TOKEN)
+    service.write_policy("alpha", _fixed("alpha", create_asg(moto_server.url), "AlphaHigh"))
+    service.write_policy("beta", _fixed("beta", create_asg(moto_server.url), "BetaHigh"))
+    service.start()
+    alertmanager = alertmanager_factory(
+        webhook_url=f"{service.url}/v1/alertmanager",
+        token=TOKEN,
+        group_by=["cluster"],  # both alerts in one group, one of them sent
+        max_alerts=1,
+    )
+    alertmanager.post_alerts(
+        {"alertname": "AlphaHigh", "cluster": "c1"}, {"alertname": "BetaHigh", "cluster": "c1"}
+    )
+    wait_until(
+        lambda: bool(service.metric("autoscaler_alerts_truncated_total")),
+        timeout=20,
+        what="a notification with an alert left out",
+    )
+    warnings = [r for r in service.log_records() if "max_alerts" in r.get("message", "")]
+    assert warnings, service.log()
+    assert warnings[0]["level"] == "warning"
+    assert "1 alert" in warnings[0]["message"]
+    assert service.stop() == 0

@@ -6,8 +6,16 @@ from typing import Any
 
 import pytest
 
+from autoscaler.api.models import AlertmanagerWebhook
 from autoscaler.core.model import AsgTarget, Check, Policy, Strategy, Triggers
-from autoscaler.service.alerts import Alert, from_webhook, matches, policies_to_trigger
+from autoscaler.service.alerts import (
+    Alert,
+    from_webhook,
+    group_key,
+    left_out,
+    matches,
+    policies_to_trigger,
+)
 
 
 def _policy(name: str, *alerts: str, enabled: bool = True) -> Policy:
@@ -89,3 +97,26 @@ def test_alert_status_defaults_to_the_notification_status() -> None:
 def test_a_body_that_is_not_a_webhook_is_rejected(payload: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="alerts"):
         from_webhook(payload)
+
+
+def test_an_alert_without_status_takes_the_notifications_as_the_endpoint_reads_it() -> None:
+    """The endpoint's model gave an alert without `status` "firing", so the notification's
+    "resolved" was never used and the alert was counted as firing."""
+    body = {"version": "4", "status": "resolved", "alerts": [{"labels": {"alertname": "X"}}]}
+    payload = AlertmanagerWebhook.model_validate(body).model_dump()
+    assert from_webhook(payload) == [Alert(status="resolved", labels={"alertname": "X"})]
+
+
+@pytest.mark.parametrize(
+    ("truncated", "expected"),
+    [(3, 3), (0, 0), (None, 0), (-1, 0), ("3", 0), (True, 0)],
+)
+def test_alerts_left_out_are_alertmanagers_truncated_alerts(truncated: Any, expected: int) -> None:
+    assert left_out({"alerts": [], "truncatedAlerts": truncated}) == expected
+
+
+def test_a_group_key_is_quoted_and_cut_short_for_the_log() -> None:
+    assert group_key({"groupKey": '{}:{alertname="A"}\nforged'}).startswith("'{}:{alertname=")
+    assert "\n" not in group_key({"groupKey": "a\nb"})
+    assert len(group_key({"groupKey": "x" * 1000})) == 201
+    assert group_key({}) == "(no groupKey)"
