@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -120,3 +121,15 @@ def test_a_group_key_is_quoted_and_cut_short_for_the_log() -> None:
     assert "\n" not in group_key({"groupKey": "a\nb"})
     assert len(group_key({"groupKey": "x" * 1000})) == 201
     assert group_key({}) == "(no groupKey)"
+
+
+def test_a_large_notification_at_thousands_of_policies_is_matched_at_once() -> None:
+    """Each policy was matched against each alert: 5,000 alerts at 10,000 policies took
+    about 8 s of CPU, holding the interpreter's lock from evaluations and health checks."""
+    policies = [_policy(f"p{i}", f"Alert{i}") for i in range(10_000)]
+    payload = _webhook(*[("firing", {"alertname": f"Other{k}"}) for k in range(5_000)])
+    payload["alerts"].append({"status": "firing", "labels": {"alertname": "Alert9999"}})
+    parsed = from_webhook(payload)
+    started = time.process_time()
+    assert policies_to_trigger(parsed, policies) == ["p9999"]
+    assert time.process_time() - started < 1
