@@ -388,7 +388,7 @@ class Telemetry:
         )
         self.triggered = Counter(
             "autoscaler_triggered_evaluations",
-            "Evaluations started out of schedule, by source (alert, api).",
+            "Evaluations asked for out of schedule (triggers before a run share it), by source.",
             ["policy", "source"],
             registry=r,
         )
