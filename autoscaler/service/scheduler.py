@@ -16,8 +16,8 @@ Triggered runs (an alert, the API) jump the queue: when the loop is saturated, m
 scheduled runs are overdue at once, and a trigger due "now" would otherwise wait behind
 all of them (52 s at 10,000 policies). The queue is ordered by (urgency, due time), so a
 triggered run takes the next free worker, after only the evaluations already in flight.
-Not twice in a row: a trigger during a run that answers a trigger gets its fresh run
-at once but in turn (by due time), so a storm of notifications cannot starve the others.
+Not twice in a row: after a run that jumped, the policy's next fresh run is due at once
+but in turn (by due time), so a storm of notifications cannot starve the others.
 
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
@@ -96,6 +96,7 @@ class _Slot:
     rerun: bool = False
     triggered_at: float | None = None  # the latest trigger not yet answered by a run
     urgent: bool = False  # queued for a trigger: ahead of every scheduled run
+    jumped: bool = False  # the last run taken was urgent: the next one waits its turn
     fresh_since: float | None = None  # for the run in flight
     last: Evaluation | None = None
     waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
@@ -247,6 +248,9 @@ class Scheduler:
 
         The future resolves with the first evaluation that *starts* after this call, so
         a trigger during a running evaluation gets a fresh one, not the one in flight.
+        It jumps the queue, unless the policy's last run did: then it is due at once, in
+        turn with the runs due before it, so a storm of notifications (triggers during
+        and between every run) cannot keep its policies ahead of all the others.
         """
         with self._cond:
             slot = self._slots.get(name)
@@ -254,8 +258,13 @@ class Scheduler:
                 return None
             future: Future[Evaluation] = Future()
             slot.waiting = (*slot.waiting, future)
-            slot.triggered_at = self._monotonic()
-            self._due_now(slot, name, urgent=True)
+            now = slot.triggered_at = self._monotonic()
+            if not slot.jumped:
+                self._due_now(slot, name, urgent=True)
+            elif not (slot.running or slot.blocked or slot.urgent or slot.next_due > now):
+                pass  # due already, in turn: it keeps its place (moved back, it would starve)
+            else:
+                self._due_now(slot, name)
             self._cond.notify_all()
             return future
 
@@ -361,7 +370,7 @@ class Scheduler:
         self._busy[key] = self._busy.get(key, 0) + 1
         if heap is self._lane:
             self._lane_runs[id(slot)] = now
-        slot.urgent = False
+        slot.jumped, slot.urgent = slot.urgent, False
         slot.fresh_since, slot.triggered_at = slot.triggered_at, None
         if slot.fresh_since is None and shares_grouped_query(slot.policy):
             slot.fresh_since = entry[1]  # its tick: no answer from an earlier tick
@@ -473,10 +482,8 @@ class Scheduler:
                 del self._draining[name]
             if self._slots.get(name) is slot:
                 # A trigger that arrived during the run keeps its place ahead of the queue,
-                # unless the run answered a trigger itself (`done`): then its fresh run is
-                # due at once but in turn, so a storm of notifications (a trigger during
-                # every run) cannot rerun its policy ahead of every scheduled one for ever.
-                slot.urgent = bool(slot.waiting) and not done
+                # unless this run jumped the queue itself (see `trigger`).
+                slot.urgent = bool(slot.waiting) and not slot.jumped
                 if slot.rerun or slot.waiting:
                     slot.next_due = self._monotonic()
                 elif shares_grouped_query(policy):
@@ -528,7 +535,7 @@ class Scheduler:
         for name, slot in self._blocked.pop(key, ()):
             if slot.blocked and self._slots.get(name) is slot:
                 slot.blocked = False
-                slot.urgent = bool(slot.waiting)
+                slot.urgent = bool(slot.waiting) and not slot.jumped
                 slot.next_due = now if slot.urgent else max(slot.next_due, now)
                 self._queue(slot, name, urgent=slot.urgent)
         self._cond.notify_all()
