@@ -258,15 +258,33 @@ class Scheduler:
                 return None
             future: Future[Evaluation] = Future()
             slot.waiting = (*slot.waiting, future)
-            now = slot.triggered_at = self._monotonic()
-            if not slot.jumped:
-                self._due_now(slot, name, urgent=True)
-            elif not (slot.running or slot.blocked or slot.urgent or slot.next_due > now):
-                pass  # due already, in turn: it keeps its place (moved back, it would starve)
-            else:
-                self._due_now(slot, name)
-            self._cond.notify_all()
+            self._triggered(slot, name)
             return future
+
+    def poke(self, name: str) -> bool:
+        """`trigger` without an answer, for an alert: nobody waits for the run, so no
+        future is kept (1.6 KB each, until the run starts: a storm of notifications naming
+        thousands of policies piled them up by the megabyte). False when not scheduled."""
+        with self._cond:
+            slot = self._slots.get(name)
+            if slot is None or self._stopping.is_set():
+                return False
+            self._triggered(slot, name)
+            return True
+
+    def _triggered(self, slot: _Slot, name: str) -> None:
+        """Make `slot` due for a trigger (with the lock held), ahead of the queue or in
+        turn (see `trigger`)."""
+        now = slot.triggered_at = self._monotonic()
+        if slot.running or slot.blocked:
+            self._due_now(slot, name)  # due when it ends; ahead then unless it jumped
+        elif slot.urgent or (slot.jumped and slot.next_due <= now):
+            # Queued for a trigger already, ahead or in turn: it keeps its place (moved
+            # back, it would starve; pushed again, a storm would grow the queue).
+            return
+        else:
+            self._due_now(slot, name, urgent=not slot.jumped)
+        self._cond.notify_all()
 
     def view(self, name: str) -> SlotView | None:
         with self._cond:
@@ -483,8 +501,9 @@ class Scheduler:
             if self._slots.get(name) is slot:
                 # A trigger that arrived during the run keeps its place ahead of the queue,
                 # unless this run jumped the queue itself (see `trigger`).
-                slot.urgent = bool(slot.waiting) and not slot.jumped
-                if slot.rerun or slot.waiting:
+                triggered = slot.triggered_at is not None  # during the run
+                slot.urgent = triggered and not slot.jumped
+                if slot.rerun or triggered:
                     slot.next_due = self._monotonic()
                 elif shares_grouped_query(policy):
                     slot.next_due = next_tick(policy, self._monotonic())
@@ -535,8 +554,9 @@ class Scheduler:
         for name, slot in self._blocked.pop(key, ()):
             if slot.blocked and self._slots.get(name) is slot:
                 slot.blocked = False
-                slot.urgent = bool(slot.waiting) and not slot.jumped
-                slot.next_due = now if slot.urgent else max(slot.next_due, now)
+                triggered = slot.triggered_at is not None
+                slot.urgent = triggered and not slot.jumped
+                slot.next_due = now if triggered else max(slot.next_due, now)
                 self._queue(slot, name, urgent=slot.urgent)
         self._cond.notify_all()
 

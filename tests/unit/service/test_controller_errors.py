@@ -56,11 +56,15 @@ class _Reconciler:
 
 
 class _Scheduler:
-    """Stands in for the scheduler: `trigger` answers what the test decides."""
+    """Stands in for the scheduler: `trigger` answers what the test decides (and `poke`,
+    an alert's trigger, whether it gave a future)."""
 
     def __init__(self, trigger: Callable[[str], Future[Evaluation] | None]) -> None:
         self.trigger = trigger
         self.stopping = False
+
+    def poke(self, name: str) -> bool:
+        return self.trigger(name) is not None
 
 
 def _controller(tmp_path: Path, **enabled: bool) -> Controller:
