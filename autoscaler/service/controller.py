@@ -71,6 +71,7 @@ RETRY_AFTER = 1  # seconds a client should wait when a reload is rescheduling th
 PREVIEW_THREADS = 4
 PREVIEW_LIMIT = 16
 PREVIEW_RETRY_AFTER = 5
+LOGGED_POLICIES = 100  # the policies an alert triggers named in its log line, at most
 
 
 class Controller(BackendReads):
@@ -331,7 +332,12 @@ class Controller(BackendReads):
             which = ", ".join(sorted({f"{a.name!r} ({a.status!r})" for a in received if a.name}))
             if len(which) > 2000:
                 which = which[:2000] + "…"
-            log.info("alerts %s trigger policies %s", which, ", ".join(triggered))
+            # One line however many: a template's thousands of policies made a line of
+            # hundreds of kB, which log shippers split or cut (the answer lists them all).
+            policies = ", ".join(triggered[:LOGGED_POLICIES])
+            if len(triggered) > LOGGED_POLICIES:
+                policies += f" and {len(triggered) - LOGGED_POLICIES} more"
+            log.info("alerts %s trigger policies %s", which, policies)
         return AlertOut(received=len(received), triggered=triggered)
 
 

@@ -339,26 +339,38 @@ def test_a_storm_of_triggers_does_not_starve_the_scheduled_runs() -> None:
     assert all(f is not None and f.done() for f in futures)
 
 
-def test_a_storm_of_notifications_on_a_saturated_loop_holds_no_memory_per_notification(
-    tmp_path: Path,
-) -> None:
-    """Each policy an alert named kept a future (1.6 KB) and a queue entry until its run
-    started, though nobody waits for an alert's run: a hundred notifications naming 200
-    policies, while the loop could not keep up, held 35 MB. They are run once, as before."""
-    for i in range(200):
-        (tmp_path / f"p{i}.yaml").write_text(
+def _write_triggered(folder: Path, count: int) -> None:
+    """`count` policy files p0, p1, ... that the alert `Slow` triggers."""
+    for i in range(count):
+        (folder / f"p{i}.yaml").write_text(
             f"name: p{i}\ntarget: {{type: aws-asg, asg: p{i}}}\nmin: 1\nmax: 5\ninterval: 1h\n"
             "triggers: {alerts: [Slow]}\nchecks:\n  - {name: c, strategy: fixed, count: 2}\n"
         )
+
+
+def _triggered_controller(folder: Path) -> Controller:
+    """A controller of the policy files in `folder`, loaded and scheduled; nothing runs."""
     controller = Controller(
-        registry=PolicyRegistry([str(tmp_path)]),
+        registry=PolicyRegistry([str(folder)]),
         reconciler=cast(Reconciler, StubReconciler()),
         state=cast(StateStore, _State()),
         source=cast(MetricSource, object()),
         telemetry=Telemetry(),
         notifier=Notifier([]),
     )
-    controller.reload()  # scheduled, never run: a loop that cannot keep up
+    controller.reload()
+    return controller
+
+
+def test_a_storm_of_notifications_on_a_saturated_loop_holds_no_memory_per_notification(
+    tmp_path: Path,
+) -> None:
+    """Each policy an alert named kept a future (1.6 KB) and a queue entry until its run
+    started, though nobody waits for an alert's run: a hundred notifications naming 200
+    policies, while the loop could not keep up, held 35 MB. They are run once, as before."""
+    _write_triggered(tmp_path, 200)
+    controller = _triggered_controller(tmp_path)  # scheduled, never run: a loop that
+    # cannot keep up
     notification = {"alerts": [{"status": "firing", "labels": {"alertname": "Slow"}}]}
     assert len(controller.alert(notification).triggered) == 200
     tracemalloc.start()
@@ -372,6 +384,21 @@ def test_a_storm_of_notifications_on_a_saturated_loop_holds_no_memory_per_notifi
     assert held < 1_000_000, held
     assert controller.scheduler.queued() <= 2 * 200
     assert controller.scheduler.run_due() == 200  # each policy once for all of them
+
+
+def test_the_log_line_of_an_alert_names_a_hundred_policies_at_most(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An alert naming a template's thousands of policies wrote one line of hundreds of kB
+    (log shippers split or cut such lines); the answer still lists every one."""
+    _write_triggered(tmp_path, 250)
+    controller = _triggered_controller(tmp_path)
+    with caplog.at_level("INFO", logger="autoscaler.service"):
+        answer = controller.alert({"alerts": [{"labels": {"alertname": "Slow"}}]})
+    assert len(answer.triggered) == 250
+    (line,) = [r.getMessage() for r in caplog.records if "trigger policies" in r.getMessage()]
+    assert line.endswith(" and 150 more"), line[-80:]
+    assert len(line) < 2000
 
 
 def test_disabled_and_removed_policies_are_not_scheduled() -> None:
