@@ -386,6 +386,40 @@ def test_a_storm_of_notifications_on_a_saturated_loop_holds_no_memory_per_notifi
     assert controller.scheduler.run_due() == 200  # each policy once for all of them
 
 
+class _Standby:
+    """A leadership that never leads (`--ha`, another replica holds the lease)."""
+
+    clock = staticmethod(lambda: datetime.now(UTC))
+
+    def may_dispatch(self) -> bool:
+        return False
+
+    def acting(self) -> bool:
+        return False
+
+
+def test_a_standby_counts_a_notification_and_triggers_nothing(tmp_path: Path) -> None:
+    """As the README says: send alerts to every replica, the leader's copy acts; a
+    standby's would otherwise run once it leads, long after the notification."""
+    _write_triggered(tmp_path, 3)
+    controller = Controller(
+        registry=PolicyRegistry([str(tmp_path)]),
+        reconciler=cast(Reconciler, StubReconciler()),
+        state=cast(StateStore, _State()),
+        source=cast(MetricSource, object()),
+        telemetry=Telemetry(),
+        notifier=Notifier([]),
+        leadership=cast(Any, _Standby()),
+    )
+    controller.reload()
+    queued = controller.scheduler.queued()
+    answer = controller.alert({"alerts": [{"status": "firing", "labels": {"alertname": "Slow"}}]})
+    assert (answer.received, answer.triggered) == (1, [])
+    assert controller.scheduler.queued() == queued
+    registry = controller.telemetry.registry
+    assert registry.get_sample_value("autoscaler_alerts_received_total", {"status": "firing"})
+
+
 def test_the_log_line_of_an_alert_names_a_hundred_policies_at_most(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
