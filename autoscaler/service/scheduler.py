@@ -17,7 +17,11 @@ scheduled runs are overdue at once, and a trigger due "now" would otherwise wait
 all of them (52 s at 10,000 policies). The queue is ordered by (urgency, due time), so a
 triggered run takes the next free worker, after only the evaluations already in flight.
 Not twice in a row: after a run that jumped, the policy's next fresh run is due at once
-but in turn (by due time), so a storm of notifications cannot starve the others.
+but in turn (by due time), so a storm of notifications cannot starve the others. Nor more
+often than every `TRIGGER_GAP`: triggers that come sooner after a run for a trigger
+started are answered together by one run then (each would read what the last read, and
+write one more decision: a storm evaluated its policy back to back, and its decisions
+pushed every other policy's out of the history).
 
 A policy removed while it runs (disabled, or its file deleted) is *draining* until that
 run ends; re-added meanwhile, it takes its draining slot back and runs again as soon as
@@ -97,6 +101,7 @@ class _Slot:
     triggered_at: float | None = None  # the latest trigger not yet answered by a run
     urgent: bool = False  # queued for a trigger: ahead of every scheduled run
     jumped: bool = False  # the last run taken was urgent: the next one waits its turn
+    answered_at: float = -math.inf  # when the last run answering a trigger started
     fresh_since: float | None = None  # for the run in flight
     last: Evaluation | None = None
     waiting: tuple[Future[Evaluation], ...] = ()  # for the next run
@@ -114,6 +119,9 @@ class SlotView:
     last: Evaluation | None
 
 
+# Seconds between the starts of two runs of a policy for triggers, at least: notifications
+# that come sooner (a storm) are answered by one run then, with data read after them all.
+TRIGGER_GAP = 5.0
 # How long the lane's oldest due run may wait past its time before any free worker helps:
 # half the policy's interval, at most this.
 LANE_MAX_LAG = 5.0
@@ -277,14 +285,28 @@ class Scheduler:
         turn (see `trigger`)."""
         now = slot.triggered_at = self._monotonic()
         if slot.running or slot.blocked:
-            self._due_now(slot, name)  # due when it ends; ahead then unless it jumped
-        elif slot.urgent or (slot.jumped and slot.next_due <= now):
+            return  # due when its run ends or its target is free (`_answer_due`)
+        earliest = slot.answered_at + TRIGGER_GAP
+        if earliest > now:  # a run for a trigger started lately: the next one then, in turn
+            if not slot.urgent and slot.next_due > earliest:
+                slot.next_due = earliest
+                self._queue(slot, name)
+                self._cond.notify_all()
+            return
+        if slot.urgent or (slot.jumped and slot.next_due <= now):
             # Queued for a trigger already, ahead or in turn: it keeps its place (moved
             # back, it would starve; pushed again, a storm would grow the queue).
             return
-        else:
-            self._due_now(slot, name, urgent=not slot.jumped)
+        self._due_now(slot, name, urgent=not slot.jumped)
         self._cond.notify_all()
+
+    def _answer_due(self, slot: _Slot, due: float, now: float) -> float:
+        """When `slot`, with a trigger waiting, runs (at `due` at the latest), and whether
+        ahead of the queue (`slot.urgent`): as soon as `TRIGGER_GAP` allows, ahead unless
+        its last run jumped or it must wait for the gap."""
+        due = min(due, max(now, slot.answered_at + TRIGGER_GAP))
+        slot.urgent = due <= now and not slot.jumped
+        return due
 
     def view(self, name: str) -> SlotView | None:
         with self._cond:
@@ -389,6 +411,8 @@ class Scheduler:
         if heap is self._lane:
             self._lane_runs[id(slot)] = now
         slot.jumped, slot.urgent = slot.urgent, False
+        if slot.triggered_at is not None:
+            slot.answered_at = now
         slot.fresh_since, slot.triggered_at = slot.triggered_at, None
         if slot.fresh_since is None and shares_grouped_query(slot.policy):
             slot.fresh_since = entry[1]  # its tick: no answer from an earlier tick
@@ -500,17 +524,20 @@ class Scheduler:
                 del self._draining[name]
             if self._slots.get(name) is slot:
                 # A trigger that arrived during the run keeps its place ahead of the queue,
-                # unless this run jumped the queue itself (see `trigger`).
-                triggered = slot.triggered_at is not None  # during the run
-                slot.urgent = triggered and not slot.jumped
-                if slot.rerun or triggered:
-                    slot.next_due = self._monotonic()
+                # unless this run jumped the queue itself or answered a trigger less than
+                # `TRIGGER_GAP` ago (see `trigger`).
+                now = self._monotonic()
+                slot.urgent = False
+                if slot.rerun:
+                    slot.next_due = now
                 elif shares_grouped_query(policy):
-                    slot.next_due = next_tick(policy, self._monotonic())
+                    slot.next_due = next_tick(policy, now)
                 else:
                     interval = policy.interval.total_seconds()
                     spread = interval * self._rng.uniform(-self._jitter, self._jitter)
-                    slot.next_due = self._monotonic() + max(0.0, interval + spread)
+                    slot.next_due = now + max(0.0, interval + spread)
+                if slot.triggered_at is not None:  # during the run
+                    slot.next_due = self._answer_due(slot, slot.next_due, now)
                 slot.rerun = False
                 self._queue(slot, name, urgent=slot.urgent)
             if freed not in self._busy:
@@ -526,7 +553,7 @@ class Scheduler:
     def _due_now(self, slot: _Slot, name: str, *, urgent: bool = False) -> None:
         """Queue `slot` to run now; `urgent` (a trigger) puts it ahead of scheduled runs."""
         if slot.running:
-            slot.rerun = True  # picked up by _finish (urgent if a trigger waits)
+            slot.rerun = True  # picked up by _finish
             return
         if slot.blocked:
             return  # due (urgent if a trigger waits) once the run on its target has ended
@@ -554,9 +581,10 @@ class Scheduler:
         for name, slot in self._blocked.pop(key, ()):
             if slot.blocked and self._slots.get(name) is slot:
                 slot.blocked = False
-                triggered = slot.triggered_at is not None
-                slot.urgent = triggered and not slot.jumped
-                slot.next_due = now if triggered else max(slot.next_due, now)
+                slot.urgent = False
+                slot.next_due = max(slot.next_due, now)
+                if slot.triggered_at is not None:
+                    slot.next_due = self._answer_due(slot, slot.next_due, now)
                 self._queue(slot, name, urgent=slot.urgent)
         self._cond.notify_all()
 

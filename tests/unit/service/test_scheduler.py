@@ -35,7 +35,7 @@ from autoscaler.errors import EvaluationFailed, PolicyNotFound, ServiceBusy, Shu
 from autoscaler.service.controller import Controller
 from autoscaler.service.notify import Notifier
 from autoscaler.service.registry import PolicyRegistry
-from autoscaler.service.scheduler import LANE_STUCK, Scheduler, next_tick
+from autoscaler.service.scheduler import LANE_STUCK, TRIGGER_GAP, Scheduler, next_tick
 from autoscaler.service.telemetry import Telemetry
 from tests.support.controllers import StubReconciler
 from tests.support.net import wait_until
@@ -335,8 +335,35 @@ def test_a_storm_of_triggers_does_not_starve_the_scheduled_runs() -> None:
     assert order[:2] == ["p10", "p20"]  # the alerts are answered first
     backlog = sorted(f"p{i}" for i in range(50) if i not in (10, 20))
     assert sorted(order[2:50]) == backlog  # then the overdue runs, though the storm goes on
-    assert order[50] == "p10"  # its fresh run in turn, then it may jump again
     assert all(f is not None and f.done() for f in futures)
+    assert order.count("p10") == 1  # what came during its run waits for TRIGGER_GAP
+    clock.advance(TRIGGER_GAP)
+    scheduler.run_due()
+    order = [name for name, _ in recorder.started[ran_before:]]
+    assert order.count("p10") == order.count("p20") == 2  # one run for all of them
+
+
+def test_a_storm_of_notifications_evaluates_its_policy_once_per_trigger_gap() -> None:
+    """The same alert ten times a second for a minute evaluated its policy back to back
+    (each run reading what the one before read, and writing one more decision, which
+    pushed every other policy's out of the history): once per TRIGGER_GAP now, the
+    last run reading data newer than the last notification."""
+    clock = FakeTime()
+    recorder = _Recorder(clock)
+    scheduler = _stepped(recorder, [_policy("web", 3600)], clock)
+    scheduler.run_due()
+    ran_before, last = len(recorder.started), 0.0
+    for _ in range(600):
+        clock.advance(0.1)
+        last = clock()
+        assert scheduler.trigger("web") is not None
+        scheduler.run_due()
+    clock.advance(TRIGGER_GAP)
+    scheduler.run_due()
+    starts = [at for name, at in recorder.started[ran_before:]]
+    assert len(starts) <= 60 / TRIGGER_GAP + 2, len(starts)
+    assert all(b - a >= TRIGGER_GAP - 1e-9 for a, b in itertools.pairwise(starts))
+    assert recorder.fresh[-1] == ("web", last)  # the last notification is answered
 
 
 def _write_triggered(folder: Path, count: int) -> None:
