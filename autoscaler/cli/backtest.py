@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
+from autoscaler.cli.printable import printable
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
@@ -205,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_STARTUP
     loaded = load_paths(args.paths)
     for problem in [*loaded.problems, *loaded.warnings]:
-        print(problem, file=sys.stderr)
+        print(printable(str(problem)), file=sys.stderr)
     found: list[Problem] = []
     discovered = list(loaded.policies)
     if loaded.templates or settings.nomad_scaling_policies:
@@ -213,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
         # its template's grouped query (sent once for all of them).
         discovered, found = with_discovered(loaded, from_settings(settings, watch=False))
         for problem in found:
-            print(scrub(str(problem)), file=sys.stderr)
+            print(printable(scrub(str(problem))), file=sys.stderr)
     policies = [p for p in discovered if p.enabled]
     try:
         _check_count_options(options, policies)
@@ -222,8 +223,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = run_backtest(policies, source, options, jobs=max(1, args.jobs))
-    except SourceUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except SourceUnavailable as exc:  # the server's text
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
     except OverflowError:  # raised before any query is sent (`PastReads`)
         print(_OUTSIDE_THE_CALENDAR, file=sys.stderr)
@@ -308,22 +309,22 @@ def render_table(result: Backtest, out: TextIO) -> None:
 def render_summary(result: Backtest, out: TextIO) -> None:
     """The run and one row per policy: what `-o json` also says on stderr, for the terminal."""
     span = format_duration(result.end - result.start)
-    print(
+    _say(
         f"backtest {_time(result.start)} → {_time(result.end)} ({span}), "
         f"{result.range_queries} range queries",
         file=out,
     )
     if not result.policies:
-        print("no enabled policies", file=out)
+        _say("no enabled policies", file=out)
         return
     width = max(len("policy"), *(len(p.policy) for p in result.policies))
-    print(
+    _say(
         f"{'policy':<{width}}  {'step':>5}  {'evals':>7}  {'actions':>7}  {'inst-hours':>10}  "
         f"{'min':>4}  {'max':>4}  {'holds':>6}  {'no-data':>7}",
         file=out,
     )
     for p in result.policies:
-        print(
+        _say(
             f"{p.policy:<{width}}  {format_duration(p.step):>5}  {p.evaluations:>7}  "
             f"{p.actions:>7}  {p.instance_hours:>10.1f}  {p.min_count:>4}  {p.max_count:>4}  "
             f"{p.holds:>6}  {p.no_data:>7}",
@@ -332,37 +333,44 @@ def render_summary(result: Backtest, out: TextIO) -> None:
 
 
 def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
-    print(f"\n{p.policy}: {'1 change' if p.actions == 1 else f'{p.actions} changes'}", file=out)
+    print(file=out)
+    _say(f"{p.policy}: {'1 change' if p.actions == 1 else f'{p.actions} changes'}", file=out)
     for change in p.changes[:SHOWN_CHANGES]:
         reasons = " | ".join(change.reasons)
-        print(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
+        _say(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
     if p.actions > SHOWN_CHANGES:
-        print(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
+        _say(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
     if p.recorded is not None and p.recorded.min_count is None:
         # Not "min None, max None": the query found no count (see its error, if any).
-        print(
+        _say(
             f"  recorded: no count in any of the {p.evaluations} evaluations  ({p.recorded.query})",
             file=out,
         )
     elif p.recorded is not None:
         r = p.recorded
         changes = "1 change" if r.changes == 1 else f"{r.changes} changes"
-        print(
+        _say(
             f"  recorded: {r.instance_hours:.1f} instance-hours, min {r.min_count}, "
             f"max {r.max_count}, {changes}, {r.missing} evaluations without a count"
             f"  ({r.query})",
             file=out,
         )
     for check, failures in p.check_failures.items():
-        print(
+        _say(
             f"  ! check {check}: no usable value in {failures.evaluations} of {p.evaluations} "
             f"evaluations; first at {_time(failures.first_at)}: {failures.first_error}",
             file=out,
         )
     for error in p.errors:
-        print(f"  ! {error}", file=out)
+        _say(f"  ! {error}", file=out)
     for note in p.notes:
-        print(f"  note: {note}", file=out)
+        _say(f"  note: {note}", file=out)
+
+
+def _say(line: str, *, file: TextIO) -> None:
+    """`line` on `file`, its control characters escaped (a reason names a target, whose
+    name may hold an escape sequence or a line break; a check's error is a server's text)."""
+    print(printable(line), file=file)
 
 
 def _time(instant: datetime) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
+from autoscaler.cli.printable import printable_lines
 from autoscaler.redact import scrub
 
 EXIT_OK = 0
@@ -25,11 +26,11 @@ EXIT_STARTUP = 4
 
 
 def print_error(error: object) -> None:
-    """`error: …` on stderr, without any secret the message (or a bad value in it) holds,
-    after every log line logged before it."""
+    """`error: …` on stderr, without any secret the message (or a bad value in it) holds
+    nor a terminal escape, after every log line logged before it."""
     for handler in logging.getLogger().handlers:
         handler.flush()
-    print(f"error: {scrub(str(error))}", file=sys.stderr)
+    print(f"error: {printable_lines(scrub(str(error)))}", file=sys.stderr)
 
 
 class _ReaderMayLeave:

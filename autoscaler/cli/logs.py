@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from autoscaler.cli.printable import printable, printable_lines
 from autoscaler.engine.decision_log import JSON_READY, NON_FINITE
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
@@ -61,6 +62,30 @@ class JsonFormatter(logging.Formatter):
             return orjson.dumps(payload).decode()
         except orjson.JSONEncodeError:
             return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    """`TIME LEVEL LOGGER: message`, one line per record (then its traceback, if any), with
+    every control character of the message escaped (`printable`): a target's name or a
+    server's error may hold a line break, which forged a log line, or an escape sequence,
+    which the operator's terminal ran. A traceback keeps its line breaks, nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The traceback as `ScrubFilter` left it (formatted and scrubbed), or formatted here.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = printable_lines(record.exc_text)
+        return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return printable(super().formatMessage(record))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return printable_lines(super().formatStack(stack_info))
 
 
 def _json_value(value: Any) -> Any:
@@ -106,7 +131,7 @@ def setup_logging(level: str, fmt: str, *, batched: bool = False) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(ScrubFilter())
     # Neither format shows a record's source file, line or function: skip looking them up
     # (a walk up the stack per record; the logging HOWTO's "Optimization" knob).

@@ -16,6 +16,7 @@ from autoscaler.cli.exits import (
     EXIT_STARTUP,
     print_error,
 )
+from autoscaler.cli.printable import printable
 from autoscaler.cli.report import render, summarize
 from autoscaler.cli.run import exists
 from autoscaler.cli.validate import print_problems
@@ -62,7 +63,7 @@ def cmd_plan(
     if result.templates or settings.nomad_scaling_policies:  # one discovery pass
         policies, found = with_discovered(result, from_settings(settings, watch=False))
         for problem in found:
-            print(scrub(str(problem)), file=sys.stderr)
+            print(printable(scrub(str(problem))), file=sys.stderr)
         invalid, failing = split_source_failures(found)
         problems += invalid
         unreadable_sources = len(failing)
@@ -89,12 +90,11 @@ def cmd_plan(
     print(render(evaluations, output), end="")
     summary = summarize(evaluations)
     for policy, error in summary.not_evaluated:
-        print(scrub(f"warning: policy {policy} not evaluated: {error}"), file=sys.stderr)
+        print(printable(scrub(f"warning: policy {policy} not evaluated: {error}")), file=sys.stderr)
     for policy, check, error in summary.failed_checks:
         if not any(policy == name for name, _ in summary.not_evaluated):
-            print(
-                scrub(f"warning: policy {policy}: check {check} failed: {error}"), file=sys.stderr
-            )
+            warning = scrub(f"warning: policy {policy}: check {check} failed: {error}")
+            print(printable(warning), file=sys.stderr)
     if problems:
         return EXIT_INVALID
     if detailed:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from autoscaler.cli.printable import printable
 from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult, Decision
 
@@ -177,7 +178,8 @@ def render_plan_table(evaluations: Sequence[Evaluation]) -> str:
             lines.append(f"    {'':<{width}}  {query}")
         lines.append("")
     lines.append(summarize(evaluations).line())
-    return "\n".join(lines) + "\n"
+    # A target's name or an error may hold a line break or an escape sequence.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _wide_check(c: CheckResult) -> str:
@@ -214,22 +216,14 @@ def render_plan_wide(evaluations: Sequence[Evaluation]) -> str:
     if not evaluations:
         return "no enabled policies\n"
     header = ("POLICY", "TARGET", "CURRENT", "DESIRED", "ACTION", "CHECKS", "REASON")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for evaluation in evaluations:
         d = evaluation.decision
         checks = ", ".join(_wide_check(c) for c in d.checks)
         reason = evaluation.error or _decisive(d)
-        rows.append(
-            (
-                d.policy,
-                d.target,
-                _count(d.current),
-                _count(d.desired),
-                d.action.value,
-                checks,
-                reason,
-            )
-        )
+        cells = (d.policy, d.target, _count(d.current), _count(d.desired), d.action.value)
+        # Escaped before the columns are measured: `\x1b` takes four.
+        rows.append(tuple(printable(cell) for cell in (*cells, checks, reason)))
     widths = [max(_on_screen(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [
         "  ".join(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from autoscaler.cli import help_text
+from autoscaler.cli.printable import printable
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
@@ -325,12 +326,12 @@ def summary(sim: Simulation) -> str:
             + (f" ({cost})" if cost else "")
             + f"; {s.actions:,} scaling actions"
         )
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def render_table(sim: Simulation) -> str:
     """The scores as an aligned text table."""
-    rows = score_table(sim)
+    rows = [[printable(cell) for cell in row] for row in score_table(sim)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:

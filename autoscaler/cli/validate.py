@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, print_error
+from autoscaler.cli.printable import printable
 from autoscaler.cli.report import counted, name_list
 from autoscaler.errors import AutoscalerError, PolicyWarning
 from autoscaler.policy.loader import LoadResult, load_paths
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def print_problems(result: LoadResult, out: TextIO) -> None:
     """Each problem, then each warning (`FILE:LINE: FIELD: warning: message`), one a line."""
     for problem in [*result.problems, *result.warnings]:
-        print(scrub(str(problem)), file=out)
+        print(printable(scrub(str(problem))), file=out)
 
 
 def cmd_validate(
@@ -58,7 +59,7 @@ def cmd_validate(
         templates = f" and {counted(len(result.templates), 'template', 'templates')} ({listed})"
     valid = counted(len(result.policies), "policy", "policies")
     files = counted(len(result.files), "file", "files")
-    print(f"{valid}{templates} valid in {files}: {names}", file=out)
+    print(printable(f"{valid}{templates} valid in {files}: {names}"), file=out)
     if not discover:
         return EXIT_OK
     from autoscaler.service.discovery_setup import discovery_for, with_discovered  # noqa: PLC0415
@@ -74,10 +75,10 @@ def cmd_validate(
     warnings: list[PolicyWarning] = []
     policies, problems = with_discovered(result, discovery, warnings=warnings)
     for problem in [*problems, *warnings]:
-        print(scrub(str(problem)), file=out)
+        print(printable(scrub(str(problem))), file=out)
     found = policies[len(result.policies) :]
     shown = name_list([p.name for p in found])
-    print(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}", file=out)
+    print(printable(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}"), file=out)
     return EXIT_INVALID if problems else EXIT_OK
 
 

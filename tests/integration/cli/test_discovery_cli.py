@@ -504,3 +504,32 @@ def test_convert_names_a_group_as_discovery_does_when_its_name_is_taken_in_its_o
     assert result.stderr.strip().endswith(
         "names are unique: give one of them another label in this file"
     )
+
+
+def test_plan_shows_a_discovered_jobs_escape_sequence_escaped(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # Nomad refuses only a space and NUL in a job ID: whoever may submit a job could name
+    # it so that the operator's `plan` clears the screen and prints a line of its own. A
+    # template's names keep such a job out (its name would be invalid, and the problem
+    # quoting it is escaped too); a job's own scaling policy names its job as it is.
+    job = "w\x1b[2J\nforged"
+    query = f"sum({metrics.push('q', 50)})"
+    strategy = [{"target-value": [{"target": 10.0}]}]
+    check = {"c": [{"source": "prometheus", "query": query, "strategy": strategy}]}
+    nomad_api.register_job(
+        job, {"api": 2}, scaling={"api": (1, 10)}, policies={"api": {"check": [check]}}
+    )
+    nomad_api.register_job("x\x1b[2J", {"web": 1}, meta={"autoscaler.enabled": "true"})
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric="requests"))
+    env = {**nomad_api.env, "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    for output in ("table", "wide"):
+        args = ("plan", str(tmp_path), "--nomad-scaling-policies", "-o", output)
+        result = autoscaler(*args, env=env)
+        assert result.returncode == 1, result.stdout + result.stderr  # the template's job
+        assert "\x1b" not in result.stdout + result.stderr
+        assert "nomad:w\\x1b[2J\\nforged/api (default)" in result.stdout, result.stdout
+        assert "Nomad job 'x\\x1b[2J'" in result.stderr, result.stderr
+        assert not any(line.startswith("forged") for line in result.stdout.splitlines())
+    result = autoscaler("plan", str(tmp_path), "--nomad-scaling-policies", "-o", "json", env=env)
+    assert [p["target"] for p in json.loads(result.stdout)] == [f"nomad:{job}/api (default)"]

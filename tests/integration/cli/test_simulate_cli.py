@@ -62,6 +62,16 @@ def test_table_shows_a_summary_and_every_controller(trace: Path, tmp_path: Path)
     assert names == ["recommended", "hpa", "aws-tt", "static", "oracle"]
 
 
+def test_the_table_shows_a_trace_files_control_characters_escaped(
+    trace: Path, tmp_path: Path
+) -> None:
+    named = trace.rename(tmp_path / "burst\x1b[2J\nforged.csv")
+    result = autoscaler("simulate", "--trace", str(named), "--capacity", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert result.stdout.startswith(f"simulate {tmp_path}/burst\\x1b[2J\\nforged.csv: ")
+
+
 def test_json_is_the_documented_contract(trace: Path, tmp_path: Path) -> None:
     result = autoscaler(
         "simulate", "--trace", str(trace), "--capacity", "10", "-o", "json",

@@ -1,0 +1,48 @@
+"""Text from elsewhere made safe to show on a terminal: its control characters escaped
+(`\\x1b`, `\\n`), visible, never interpreted.
+
+Names and messages the tables and the text log show come from outside: an ASG name (AWS
+admits a line break or a tab in one, and every character from U+0020 on, the C1 controls
+too), a Nomad job or group (anything but a space or NUL), a target typed in a policy file,
+a server's error. Written as they are, such text could move the cursor, recolour or
+clear the operator's terminal (`ESC [`), or forge a line of the table or the log. Policy
+and check names cannot hold any (letters, digits, `.`, `_`, `-`), but they go through the
+same function with the lines that hold them. JSON and YAML outputs escape on their own.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls, DEL, C1 controls; the line and paragraph separators; the bidirectional
+# marks, embeddings, overrides and isolates, which reorder what follows them on screen.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` on one line, each control character written as its escape (`\\x1b`, `\\n`,
+    `\\t`, `\\u202e`); text without any is returned as it is. A backslash already in the
+    text stays one (a PromQL regex keeps its `\\.`)."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """`text` as `printable` makes it, but its line breaks kept (a traceback)."""
+    if _UNSAFE_BUT_NEWLINE.search(text) is None:
+        return text
+    return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
