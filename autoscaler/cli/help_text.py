@@ -57,6 +57,9 @@ EXAMPLES: dict[str | None, tuple[str, ...]] = {
 # NOMAD_* variables are Nomad's connection settings, read as the `nomad` CLI reads them: a
 # bad one is a configuration problem (4), never a usage error.
 _USAGE = (2, "bad usage: a flag, or an AUTOSCALER_* variable, with a bad value")
+# Whatever the command found: its output is lost or cut short (`> /dev/full`), which a
+# script reading it must not take for any other outcome (`exits.EXIT_OUTPUT`).
+_OUTPUT = (5, "the output could not be written (stdout failed, e.g. a full disk)")
 EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     None: (
         (0, "success"),
@@ -64,6 +67,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         _USAGE,
         (3, "some policy could not be evaluated"),
         (4, "startup or configuration problem (config file, settings incl. NOMAD_*, state)"),
+        _OUTPUT,
     ),
     "validate": (
         (0, "every policy file is valid (warnings, FILE:LINE: FIELD: warning:, fail nothing)"),
@@ -71,6 +75,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         ("", "with --discover also: a target's override, a collision, a failing source"),
         _USAGE,
         (4, "with --discover: bad Nomad settings (e.g. NOMAD_SKIP_VERIFY)"),
+        _OUTPUT,
     ),
     "plan": (
         (0, "every policy was evaluated (a failed check holds its policy; stderr names it)"),
@@ -79,6 +84,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         (3, "some policy could not be evaluated (target unreadable, Prometheus unreachable,"),
         ("", "a discovery source unreadable: its targets are unknown)"),
         (4, "bad config file or settings (NOMAD_* too), or a --state that is not a state db"),
+        _OUTPUT,
         ("with --detailed-exitcode (terraform's convention):", ""),
         (0, "no policy would scale"),
         (2, "some policy would scale"),
@@ -94,13 +100,15 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         (4, "startup problem: config file, settings, state database locked or broken, "),
         ("", "token file, listen address, an API beyond loopback without a token, a policy"),
         ("", "path that does not exist"),
+        _OUTPUT,
     ),
-    "schema": ((0, "the schema is printed"), _USAGE),
-    "completion": ((0, "the script is printed"), _USAGE),
+    "schema": ((0, "the schema is printed"), _USAGE, _OUTPUT),
+    "completion": ((0, "the script is printed"), _USAGE, _OUTPUT),
     "simulate": (
         (0, "simulated"),
         (1, "a bad policy file, trace or plot file (each problem says FILE[:LINE]: why)"),
         (2, "bad usage (an unknown signal or baseline, a bad number)"),
+        _OUTPUT,
     ),
     "backtest": (
         (0, "done"),
@@ -109,11 +117,13 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         (2, "bad usage"),
         (3, "Prometheus unreachable"),
         (4, "bad connection settings"),
+        _OUTPUT,
     ),
     "test": (
         (0, "every test passed"),
         (1, "some test failed, or some test file (or a policy file it names) is invalid"),
         (2, "bad usage"),
+        _OUTPUT,
     ),
     "convert": (
         (0, "every policy converted (lines on stderr say what differs)"),
@@ -121,6 +131,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         ("", "into a valid one (a task's vertical policy, none of its checks carried), or"),
         ("", "would lose a check without --allow-dropped-checks: nothing is written for it"),
         (2, "bad usage"),
+        _OUTPUT,
     ),
 }
 

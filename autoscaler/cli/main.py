@@ -4,7 +4,8 @@ backtest, test, convert.
 Exit codes: 0 success; 1 invalid policy files (or bad usage of a file); 2 bad command-line
 usage (argparse); 3 `plan` or `run --once` could not evaluate some policy (`--once`: or
 skipped it, stopped by SIGTERM/SIGINT); 4 startup error
-(state database, listen address, an API beyond loopback without a token).
+(state database, listen address, an API beyond loopback without a token); 5 the output
+could not be written (stdout failed: a full disk), whatever the command found.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from autoscaler.cli.exits import (
     EXIT_OK,
     EXIT_STARTUP,
     EXIT_USAGE,
+    guarded_stdout,
     print_error,
-    reader_may_leave,
 )
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.plan import cmd_plan
@@ -180,8 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None:
         reconfigure(errors="backslashreplace")
-    with reader_may_leave():  # `| head`: the output ends, the exit code is the command's
-        code = _main(arguments)
+    exiting: SystemExit | None = None
+    # `| head`: the output ends, the exit code is the command's; a full disk: it is 5.
+    with guarded_stdout() as output:
+        try:
+            code = _main(arguments)
+        except SystemExit as exc:  # argparse's --help, --version and usage errors
+            exiting = exc
+    failed = output.failed()
+    if failed is not None:
+        return failed
+    if exiting is not None:
+        raise exiting
     if _detailed(arguments) and arguments[:1] == ["plan"] and code == EXIT_STARTUP:
         return EXIT_INVALID  # terraform's convention: 1 for any error of the input
     return code
