@@ -12,7 +12,8 @@ handler, which FastAPI would otherwise run in that shared pool too.
 Security: the endpoints that change something (evaluate, reload, the Alertmanager
 webhook) require `Authorization: Bearer <token>` when a token is configured, compared in
 constant time. Read-only endpoints stay open, as `/metrics` must be for Prometheus; each
-answers HEAD as its GET, without the body (`HeadAsGet`, before anything else). Before
+answers HEAD as its GET, without the body (`HeadAsGet`, before anything but the count of
+answers for `/metrics`, `request_metrics`). Before
 any route, `guard` turns away browsers that are not on this server's own origin (Host and
 Origin checks against DNS rebinding and CSRF) and JSON bodies holding NaN or Infinity, and
 `admission` requests with two `Authorization` headers and bodies too large or too slow;
@@ -63,6 +64,7 @@ from autoscaler.api.models import (
     ReloadOut,
     Role,
 )
+from autoscaler.api.request_metrics import CountRequests, RequestMetrics
 from autoscaler.config.listen import parse_listen
 from autoscaler.errors import (
     AutoscalerError,
@@ -151,11 +153,13 @@ def create_app(
     token: str | None,
     listen: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    request_metrics: RequestMetrics | None = None,
 ) -> FastAPI:
     """The FastAPI application serving `backend`; `token` protects the changing endpoints.
 
     `listen` (HOST:PORT) and `allowed_hosts` say which `Host` names the server answers to
-    (see `guard`); without `listen`, a loopback server is assumed.
+    (see `guard`); without `listen`, a loopback server is assumed. Every answer is counted
+    in `request_metrics` (for `/metrics`).
     """
     app = FastAPI(
         title="autoscaler",
@@ -171,7 +175,11 @@ def create_app(
     add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
     add_admission(app, guard, token, parsing=WEBHOOK)
-    app.add_middleware(HeadAsGet)  # added last, so it runs first: before the admission
+    app.add_middleware(HeadAsGet)  # runs before the admission (the last added runs first)
+    # Around everything: it counts the admission's refusals, and a HEAD as HEAD.
+    app.add_middleware(
+        CountRequests, routes=app.router.routes, into=request_metrics or RequestMetrics()
+    )
 
     async def authorized(credentials: Credentials) -> None:
         if token is None:

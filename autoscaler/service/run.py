@@ -34,6 +34,7 @@ from autoscaler.adapters.state import LayeredStateStore
 from autoscaler.adapters.targets import TargetFactory, aws_calls
 from autoscaler.api import client_log
 from autoscaler.api.http import HttpServer, create_app
+from autoscaler.api.request_metrics import RequestMetrics
 from autoscaler.config.connections import Settings, unprintable
 from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
@@ -345,7 +346,11 @@ def run_service(
     http = None
     if config.listen:
         app = create_app(
-            controller, token=token, listen=config.listen, allowed_hosts=config.allowed_hosts
+            controller,
+            token=token,
+            listen=config.listen,
+            allowed_hosts=config.allowed_hosts,
+            request_metrics=controller.telemetry.watch_http_requests(RequestMetrics()),
         )
         http = HttpServer(app, config.listen)
 

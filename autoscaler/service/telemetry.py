@@ -32,10 +32,16 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from autoscaler import __version__
+from autoscaler.api.request_metrics import RequestMetrics
 from autoscaler.core.model import Policy
 from autoscaler.engine.evaluation import Evaluation
 from autoscaler.errors import Problem
@@ -179,6 +185,36 @@ class _MalformedRequests(Collector):
         for kind, n in self._counts().items():
             family.add_metric([kind], n)
         yield family
+
+
+class _HttpRequests(Collector):
+    """`autoscaler_http_requests_total{route,method,status}` and
+    `autoscaler_http_request_duration_seconds{route}`, read at scrape time."""
+
+    def __init__(self, requests: RequestMetrics) -> None:
+        self._requests = requests
+
+    def collect(self) -> Iterable[Metric]:
+        seen = self._requests.seen()
+        answers = CounterMetricFamily(
+            "autoscaler_http_requests",
+            "Answers of the HTTP API, refusals before routing included, by route template "
+            "(other: no route), method and status code.",
+            labels=["route", "method", "status"],
+        )
+        for labels, n in sorted(seen.answers.items()):
+            answers.add_metric(list(labels), n)
+        durations = HistogramMetricFamily(
+            "autoscaler_http_request_duration_seconds",
+            "Time from a request's head to the end of its answer, by route template.",
+            labels=["route"],
+        )
+        bounds = [str(float(b)) for b in seen.buckets] + ["+Inf"]
+        for route, (counts, total) in sorted(seen.durations.items()):
+            cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+            durations.add_metric([route], list(zip(bounds, cumulative, strict=True)), total)
+        yield answers
+        yield durations
 
 
 class _AwsRequests(Collector):
@@ -430,6 +466,13 @@ class Telemetry:
         """Export `autoscaler_http_malformed_requests_total` from `counts()`, read at each
         scrape."""
         self.registry.register(_MalformedRequests(counts))
+
+    def watch_http_requests(self, requests: RequestMetrics) -> RequestMetrics:
+        """Export `autoscaler_http_requests_total` and
+        `autoscaler_http_request_duration_seconds` from the API's `requests`, read at each
+        scrape; `requests`, for the API to count in."""
+        self.registry.register(_HttpRequests(requests))
+        return requests
 
     def watch_aws_requests(self, counts: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """Export `autoscaler_aws_requests_total` from `counts()`, read at each scrape."""

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
@@ -244,6 +245,59 @@ def test_each_check_exports_its_value_and_desired_count(api: Api) -> None:
 
 def test_the_metrics_pass_promtool_check_metrics(api: Api) -> None:
     exposition = api.service.get("/metrics").text
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+
+
+def _answers(service: ServiceProcess) -> dict[tuple[str, str, str], float]:
+    """`autoscaler_http_requests_total` on `/metrics`: (route, method, status) -> count."""
+    found = {}
+    for family in text_string_to_metric_families(service.get("/metrics").text):
+        if family.name == "autoscaler_http_requests":
+            for sample in family.samples:
+                labels = sample.labels
+                found[labels["route"], labels["method"], labels["status"]] = sample.value
+    return found
+
+
+def test_every_answer_counts_by_route_template_method_and_status(api: Api) -> None:
+    service = api.service
+    before = _answers(service)
+    assert service.get("/healthz").status_code == 200
+    assert service.http.head(service.url + "/healthz", timeout=10).status_code == 200
+    foreign = service.http.get(
+        service.url + "/healthz", headers={"Host": "evil.example"}, timeout=10
+    )
+    assert foreign.status_code == 421
+    assert service.post("/v1/reload", token="wrong-token").status_code == 401
+    assert service.post("/v1/alertmanager", token=None, json_body={}).status_code == 401
+    assert service.get("/no/such/path-4f2a").status_code == 404
+    assert service.get("/v1/policies/no-such-policy-4f2a").status_code == 404
+    after = _answers(service)
+    grown = {
+        labels: n - before.get(labels, 0)
+        for labels, n in after.items()
+        if n != before.get(labels, 0) and labels[0] != "/metrics"
+    }
+    assert grown == {
+        ("/healthz", "GET", "200"): 1,
+        ("/healthz", "HEAD", "200"): 1,
+        ("/healthz", "GET", "421"): 1,
+        ("/v1/reload", "POST", "401"): 1,
+        ("/v1/alertmanager", "POST", "401"): 1,
+        ("other", "GET", "404"): 1,
+        ("/v1/policies/{name}", "GET", "404"): 1,
+    }
+    exposition = service.get("/metrics").text
+    assert "4f2a" not in exposition  # no path a client sent becomes a label
+    assert 'autoscaler_http_request_duration_seconds_count{route="/healthz"}' in exposition
     lint = subprocess.run(
         ["promtool", "check", "metrics"],
         input=exposition,

@@ -23,6 +23,7 @@ from autoscaler.api.models import (
     ReloadOut,
     Role,
 )
+from autoscaler.api.request_metrics import RequestMetrics
 from autoscaler.errors import PolicyNotFound
 
 
@@ -100,8 +101,9 @@ class Api:
 
 @pytest.fixture
 def serve_api() -> Iterator[Callable[..., Api]]:
-    """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=(), backend=None)` -> a
-    running `Api` (on a fresh `StubBackend` unless one is given)."""
+    """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=(), backend=None,
+    request_metrics=None)` -> a running `Api` (on a fresh `StubBackend` unless one is given;
+    counting its answers in `request_metrics` when given)."""
     servers: list[HttpServer] = []
     sessions: list[requests.Session] = []
 
@@ -111,9 +113,16 @@ def serve_api() -> Iterator[Callable[..., Api]]:
         listen: str = "127.0.0.1:0",
         allowed_hosts: Sequence[str] = (),
         backend: StubBackend | None = None,
+        request_metrics: RequestMetrics | None = None,
     ) -> Api:
         backend = backend or StubBackend()
-        app = create_app(backend, token=token, listen=listen, allowed_hosts=allowed_hosts)
+        app = create_app(
+            backend,
+            token=token,
+            listen=listen,
+            allowed_hosts=allowed_hosts,
+            request_metrics=request_metrics,
+        )
         server = HttpServer(app, listen)
         server.start()
         servers.append(server)

@@ -17,6 +17,7 @@ import promql_parser
 import pytest
 from prometheus_client import generate_latest
 
+from autoscaler.api.request_metrics import RequestMetrics
 from autoscaler.core.model import (
     Action,
     AsgTarget,
@@ -412,6 +413,10 @@ def _exposition_of_a_busy_controller() -> str:
         ]
     )
     telemetry.watch_malformed_requests(lambda: {"invalid": 3, "unsupported_upgrade": 1})
+    requests = RequestMetrics()
+    requests.count("/healthz", "GET", 200, 0.001)
+    requests.count("other", "GET", 404, 0.002)
+    telemetry.watch_http_requests(requests)
     telemetry.watch_discovery(
         lambda: [
             SourceHealth("Nomad jobs", True, 50, 7, 0, 1.7e9),
