@@ -277,7 +277,7 @@ class Controller(BackendReads):
         future = self.scheduler.trigger(name)
         if future is None:
             raise self._not_scheduled(name)
-        self.telemetry.triggered.labels(name, "api").inc()
+        self.telemetry.triggered_by(name, "api")
         return future
 
     def _not_scheduled(self, name: str) -> ServiceError:
@@ -325,7 +325,7 @@ class Controller(BackendReads):
         for name in names:
             if self.scheduler.poke(name):  # nobody waits for these runs
                 triggered.append(name)
-                self.telemetry.triggered.labels(name, "alert").inc()
+                self.telemetry.triggered_by(name, "alert")
         if triggered:
             # Quoted and cut short: alert names are a caller's text, and a newline in one
             # would forge a log line in the text format.

@@ -282,7 +282,8 @@ class Telemetry:
         self._live_checks: dict[tuple[str, str], tuple[str, str]] | None = None
         self._ones: dict[str, tuple[str]] = {}
         self._disabled: set[str] = set()  # loaded but disabled: no last success to age
-        self._checks_lock = threading.Lock()  # a reload's prune vs an evaluation's update
+        # A reload's prune vs an evaluation's or a trigger's update.
+        self._checks_lock = threading.Lock()
         self.registry = _Registry(auto_describe=True)
         r = self.registry
         # The standard process_* (CPU, memory, file descriptors, start time) and python_*
@@ -560,6 +561,15 @@ class Telemetry:
             self._succeeded_once.add(policy)
             self.last_success.set(one, time.time() if at is None else at)
 
+    def triggered_by(self, policy: str, source: str) -> None:
+        """One evaluation of `policy` started out of schedule by `source` (alert, api).
+
+        Not counted for a policy a reload removed since it was triggered: its series went
+        with the reload, and counting would make it again, for the process's life."""
+        with self._checks_lock:
+            if self._is_live(policy):
+                self.triggered.labels(policy, source).inc()
+
     def crashed(self, policy: str) -> None:
         """An evaluation raised instead of returning a decision."""
         if self._is_live(policy):  # (see `observe`)
@@ -598,8 +608,6 @@ class Telemetry:
         if appeared := len(now_found - self._problems):
             self.errors.labels(POLICY).inc(appeared)
         self._problems = now_found
-        if removed:
-            self._forget(set(removed))
         # A disabled policy is not evaluated: its "last success" would age for ever, and
         # the stale-policy alert fire for a policy switched off on purpose.
         for policy in policies:
@@ -610,7 +618,12 @@ class Telemetry:
                 self._succeeded_once.discard(policy.name)
                 self.last_success.remove((policy.name,))
         ones = self._ones
-        self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+        # At once with the policies loaded now, under the lock `triggered_by` counts under:
+        # a trigger counted before is forgotten, one after is not counted.
+        with self._checks_lock:
+            self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+            if removed:
+                self._forget(set(removed))
         # What the staleness alert allows beside its 5 minutes: a policy evaluated every 10
         # minutes is not stale in between.
         for policy in policies:

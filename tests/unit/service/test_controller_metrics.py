@@ -4,7 +4,9 @@ many changes find it again; a failing discovery source is no invalid policy."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -13,8 +15,9 @@ import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
 from autoscaler.core.ports import MetricSource
+from autoscaler.engine.evaluation import Evaluation
 from autoscaler.engine.reconciler import Reconciler
-from autoscaler.errors import Problem, ServiceError
+from autoscaler.errors import EvaluationCancelled, Problem, ServiceError
 from autoscaler.policy.loader import FileLoad, load_file
 from autoscaler.policy.templates import Template
 from autoscaler.service.controller import Controller
@@ -138,3 +141,42 @@ def test_readiness_tells_a_failing_discovery_source_from_a_broken_file(tmp_path:
     assert reason.endswith(
         "; 1 problem(s) in the policy files; 1 discovery source(s) failing, see /v1/policies"
     )
+
+
+@pytest.mark.parametrize("source", ["api", "alert"])
+def test_a_trigger_a_reload_overtakes_leaves_no_series_of_the_removed_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """A trigger lands; before it is counted, a reload removes its policy (and the policy's
+    series). The count must not make the series again: nothing would ever remove it."""
+    controller = _controller(tmp_path, _Discover())
+    (tmp_path / "policies" / "web.yaml").write_text(
+        POLICY.format(name="web") + "triggers: {alerts: [WebSlow]}\n"
+    )
+    controller.reload()
+    trigger = controller.scheduler.trigger
+
+    def overtaken(name: str) -> Future[Evaluation] | None:
+        future = trigger(name)  # scheduled: the trigger is taken ...
+        (tmp_path / "policies" / "web.yaml").unlink()
+        controller.reload()  # ... and a reload removes the policy before it is counted
+        return future
+
+    monkeypatch.setattr(controller.scheduler, "trigger", overtaken)
+    if source == "api":
+        with pytest.raises(EvaluationCancelled):  # the reload cancelled what it waited for
+            asyncio.run(controller.evaluate("web", preview=False))
+    else:
+        alert = {"status": "firing", "labels": {"alertname": "WebSlow"}}
+        assert controller.alert({"alerts": [alert]}).triggered == ["web"]
+    assert controller.registry.get("web") is None
+    series = {"policy": "web", "source": source}
+    assert _value(controller, "autoscaler_triggered_evaluations_total", **series) is None
+
+
+def test_a_trigger_of_a_policy_still_loaded_counts(tmp_path: Path) -> None:
+    controller = _controller(tmp_path, _Discover())
+    controller.reload()
+    controller.telemetry.triggered_by("web", "api")
+    series = {"policy": "web", "source": "api"}
+    assert _value(controller, "autoscaler_triggered_evaluations_total", **series) == 1
