@@ -50,6 +50,9 @@ def _families(telemetry: Telemetry) -> dict[str, str]:
     telemetry.watch_discovery(lambda: [SourceHealth("Nomad jobs", True, 3, 2, 1, 1.0e9)])
     telemetry.watch_aws_requests(lambda: [("eu-west-3", "DescribeAutoScalingGroups", 4)])
     telemetry.watch_malformed_requests(lambda: {"invalid": 0, "unsupported_upgrade": 0})
+    requests = RequestMetrics()
+    requests.count("/healthz", "GET", 200, 0.001)
+    telemetry.watch_http_requests(requests)
     found = {}
     for family in telemetry.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
