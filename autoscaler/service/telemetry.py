@@ -282,8 +282,10 @@ class Telemetry:
         self._live_checks: dict[tuple[str, str], tuple[str, str]] | None = None
         self._ones: dict[str, tuple[str]] = {}
         self._disabled: set[str] = set()  # loaded but disabled: no last success to age
-        # A reload's prune vs an evaluation's or a trigger's update.
-        self._checks_lock = threading.Lock()
+        # Held through a reload (`loaded`) and each update of a policy's series (`observe`,
+        # `crashed`, `triggered_by`): what counts for a policy the reload removes is either
+        # forgotten with it, or not counted at all (made again, its series stayed for ever).
+        self._lock = threading.Lock()
         self.registry = _Registry(auto_describe=True)
         r = self.registry
         # The standard process_* (CPU, memory, file descriptors, start time) and python_*
@@ -511,6 +513,10 @@ class Telemetry:
 
     def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
         """Record one applied evaluation (not a preview)."""
+        with self._lock:  # not halfway through a reload (see `loaded`)
+            self._observe(evaluation, at)
+
+    def _observe(self, evaluation: Evaluation, at: float | None) -> None:
         d = evaluation.decision
         policy = d.policy
         one = self._ones.get(policy) or (policy,)
@@ -525,21 +531,20 @@ class Telemetry:
         per_policy = self._per_policy_histograms
         if live or not per_policy:
             self.evaluation_seconds.observe(one if per_policy else (), evaluation.duration)
-        with self._checks_lock:
-            for check, seconds in evaluation.query_seconds:
-                if not per_policy:
-                    self.query_seconds.observe((), seconds)
-                elif (pair := self._live(policy, check)) is not None:
-                    self.query_seconds.observe(pair, seconds)
-            for result in d.checks:
-                if (labels := self._live(policy, result.name)) is not None:
-                    self.check_value.set(labels, _or_nan(result.value))
-                    self.check_desired.set(labels, _or_nan(result.desired))
-                    if result.forecast is not None:
-                        reading = result.forecast
-                        self.forecast.set(labels, _or_nan(reading.value))
-                        self.forecast_lead.set(labels, reading.lead.total_seconds())
-                        self.forecast_error.set(labels, _or_nan(reading.error))
+        for check, seconds in evaluation.query_seconds:
+            if not per_policy:
+                self.query_seconds.observe((), seconds)
+            elif (pair := self._live(policy, check)) is not None:
+                self.query_seconds.observe(pair, seconds)
+        for result in d.checks:
+            if (labels := self._live(policy, result.name)) is not None:
+                self.check_value.set(labels, _or_nan(result.value))
+                self.check_desired.set(labels, _or_nan(result.desired))
+                if result.forecast is not None:
+                    reading = result.forecast
+                    self.forecast.set(labels, _or_nan(reading.value))
+                    self.forecast_lead.set(labels, reading.lead.total_seconds())
+                    self.forecast_error.set(labels, _or_nan(reading.error))
         if d.current is not None and live:
             self.current.set(one, d.current)
         if d.desired is not None and live:
@@ -566,15 +571,16 @@ class Telemetry:
 
         Not counted for a policy a reload removed since it was triggered: its series went
         with the reload, and counting would make it again, for the process's life."""
-        with self._checks_lock:
+        with self._lock:
             if self._is_live(policy):
                 self.triggered.labels(policy, source).inc()
 
     def crashed(self, policy: str) -> None:
         """An evaluation raised instead of returning a decision."""
-        if self._is_live(policy):  # (see `observe`)
-            self.evaluations.inc((policy, "error"))
-            self.evaluation_errors.inc((policy, CRASH))
+        with self._lock:
+            if self._is_live(policy):  # (see `observe`)
+                self.evaluations.inc((policy, "error"))
+                self.evaluation_errors.inc((policy, CRASH))
         self.errors.labels(CRASH).inc()
 
     def loaded(
@@ -597,6 +603,17 @@ class Telemetry:
         problem counts in `autoscaler_errors_total{kind="policy"}` once, when it appears:
         the reloads and discovery changes that find it again (a target found, another file
         saved) are no new error, and how often they come is not how broken the policies are."""
+        with self._lock:
+            self._load(policies, problems, removed=removed, files_read=files_read)
+
+    def _load(
+        self,
+        policies: Iterable[Policy],
+        problems: Collection[Problem],
+        *,
+        removed: Iterable[str],
+        files_read: bool,
+    ) -> None:
         policies = list(policies)
         self.policies_loaded.set(len(policies))
         self.policies_enabled.set(sum(1 for p in policies if p.enabled))
@@ -618,12 +635,9 @@ class Telemetry:
                 self._succeeded_once.discard(policy.name)
                 self.last_success.remove((policy.name,))
         ones = self._ones
-        # At once with the policies loaded now, under the lock `triggered_by` counts under:
-        # a trigger counted before is forgotten, one after is not counted.
-        with self._checks_lock:
-            self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
-            if removed:
-                self._forget(set(removed))
+        self._ones = {p.name: ones.get(p.name) or (p.name,) for p in policies}
+        if removed:
+            self._forget(set(removed))
         # What the staleness alert allows beside its 5 minutes: a policy evaluated every 10
         # minutes is not stale in between.
         for policy in policies:
@@ -639,17 +653,16 @@ class Telemetry:
         forecasting = {
             (p.name, c.name) for p in policies for c in p.checks if c.forecast is not None
         }
-        with self._checks_lock:
-            self._live_checks = live
-            per_checks: list[GaugeFamily | HistogramFamily] = [self.check_value, self.check_desired]
-            if self._per_policy_histograms:
-                per_checks.append(self.query_seconds)
-            for per_check in per_checks:
-                for labels in per_check.series() - live.keys():
-                    per_check.remove(labels)
-            for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
-                for labels in per_check.series() - forecasting:
-                    per_check.remove(labels)
+        self._live_checks = live
+        per_checks: list[GaugeFamily | HistogramFamily] = [self.check_value, self.check_desired]
+        if self._per_policy_histograms:
+            per_checks.append(self.query_seconds)
+        for per_check in per_checks:
+            for labels in per_check.series() - live.keys():
+                per_check.remove(labels)
+        for per_check in (self.forecast, self.forecast_lead, self.forecast_error):
+            for labels in per_check.series() - forecasting:
+                per_check.remove(labels)
         # A policy that has never evaluated cleanly must still age: start its clock at load
         # time, so "no success for 5 minutes" alerts fire for one failing since startup.
         now = time.time()

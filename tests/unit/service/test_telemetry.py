@@ -8,6 +8,7 @@ import json
 import math
 import re
 import subprocess
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,6 +189,39 @@ def test_a_reload_counts_problems_and_forgets_removed_policies() -> None:
     assert value("autoscaler_decisions_total", {"policy": "web", "action": "none"}) is None
     assert value("autoscaler_evaluation_duration_seconds_count", {"policy": "web"}) is None
     assert value("autoscaler_errors_total", {"kind": "policy"}) == 2
+
+
+def test_an_evaluation_a_reload_overtakes_makes_no_series_of_the_removed_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evaluation's result is being recorded, its policy found loaded, when a reload
+    removes the policy in another thread: the reload waits, and forgets what was counted.
+    (Before, it went ahead, and the evaluation's counts made the series again for good.)"""
+    telemetry = Telemetry()
+    telemetry.loaded([_policy("web", "c")], problems=[], removed=[], files_read=True)
+    inside, reloaded = threading.Event(), threading.Event()
+    count = telemetry.evaluations.inc
+
+    def overtaken(labels: tuple[str, ...], amount: float = 1.0) -> None:
+        inside.set()  # the policy was found loaded; now the reload comes
+        reloaded.wait(timeout=0.5)  # (it cannot finish first now: it waits for us)
+        count(labels, amount)
+
+    monkeypatch.setattr(telemetry.evaluations, "inc", overtaken)
+
+    def reload() -> None:
+        inside.wait(timeout=5)
+        telemetry.loaded([], problems=[], removed=["web"], files_read=True)
+        reloaded.set()
+
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    telemetry.observe(_evaluation(Action.UP))
+    reloader.join(timeout=5)
+    assert reloaded.is_set()
+    value = telemetry.registry.get_sample_value
+    assert value("autoscaler_evaluations_total", {"policy": "web", "result": "ok"}) is None
+    assert value("autoscaler_decisions_total", {"policy": "web", "action": "up"}) is None
 
 
 def test_a_removed_policys_triggers_and_actions_are_forgotten_too() -> None:
