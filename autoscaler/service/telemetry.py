@@ -151,39 +151,21 @@ class _NomadStreams(Collector):
         yield up
 
 
-class _LeaderTransitions(Collector):
-    """`autoscaler_leader_transitions_total{transition}`, read at scrape time."""
+class _CountsByLabel(Collector):
+    """A counter family with one label, its counts read from `counts()` at scrape time
+    (`autoscaler_leader_transitions_total{transition}`,
+    `autoscaler_http_malformed_requests_total{kind}`)."""
 
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self, name: str, documentation: str, label: str, counts: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._name, self._documentation, self._label = name, documentation, label
         self._counts = counts
 
     def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            "autoscaler_leader_transitions",
-            "Times this replica started leading (elected) or stopped: its lease lapsed (not "
-            "renewed in time), was taken over by another replica, or was released.",
-            labels=["transition"],
-        )
-        for transition, n in self._counts().items():
-            family.add_metric([transition], n)
-        yield family
-
-
-class _MalformedRequests(Collector):
-    """`autoscaler_http_malformed_requests_total{kind}`, read at scrape time."""
-
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        self._counts = counts
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            "autoscaler_http_malformed_requests",
-            "Requests to the HTTP API that were not HTTP the server accepts, by kind: invalid "
-            "(answered 400), unsupported_upgrade (an Upgrade header, not upgraded).",
-            labels=["kind"],
-        )
-        for kind, n in self._counts().items():
-            family.add_metric([kind], n)
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, n in self._counts().items():
+            family.add_metric([value], n)
         yield family
 
 
@@ -468,7 +450,15 @@ class Telemetry:
     def watch_malformed_requests(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Export `autoscaler_http_malformed_requests_total` from `counts()`, read at each
         scrape."""
-        self.registry.register(_MalformedRequests(counts))
+        self.registry.register(
+            _CountsByLabel(
+                "autoscaler_http_malformed_requests",
+                "Requests to the HTTP API that were not HTTP the server accepts, by kind: "
+                "invalid (answered 400), unsupported_upgrade (an Upgrade header, not upgraded).",
+                "kind",
+                counts,
+            )
+        )
 
     def watch_http_requests(self, requests: RequestMetrics) -> RequestMetrics:
         """Export `autoscaler_http_requests_total` and
@@ -509,7 +499,15 @@ class Telemetry:
             registry=self.registry,
         ).set_function(lambda: 1.0 if leading() else 0.0)
         if transitions is not None:
-            self.registry.register(_LeaderTransitions(transitions))
+            self.registry.register(
+                _CountsByLabel(
+                    "autoscaler_leader_transitions",
+                    "Times this replica started leading (elected) or stopped: its lease lapsed "
+                    "(not renewed in time), was taken over by another replica, or was released.",
+                    "transition",
+                    transitions,
+                )
+            )
 
     def observe(self, evaluation: Evaluation, *, at: float | None = None) -> None:
         """Record one applied evaluation (not a preview)."""

@@ -336,3 +336,17 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
 def dead_prometheus_url() -> str:
     """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+def promtool_lint(exposition: str) -> tuple[int, str]:
+    """`promtool check metrics` of a `/metrics` page: (exit code, everything it said).
+    `(0, "")` when it follows every convention Prometheus' own linter knows."""
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return lint.returncode, lint.stdout + lint.stderr

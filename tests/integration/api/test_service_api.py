@@ -9,7 +9,6 @@ steady state is unaffected by, so their order does not matter.
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
-from tests.support.prometheus import PrometheusServer
+from tests.support.prometheus import PrometheusServer, promtool_lint
 from tests.support.service import (
     ServiceProcess,
     WebhookReceiver,
@@ -245,15 +244,7 @@ def test_each_check_exports_its_value_and_desired_count(api: Api) -> None:
 
 def test_the_metrics_pass_promtool_check_metrics(api: Api) -> None:
     exposition = api.service.get("/metrics").text
-    lint = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    assert promtool_lint(exposition) == (0, "")
 
 
 def _answers(service: ServiceProcess) -> dict[tuple[str, str, str], float]:
@@ -298,15 +289,7 @@ def test_every_answer_counts_by_route_template_method_and_status(api: Api) -> No
     exposition = service.get("/metrics").text
     assert "4f2a" not in exposition  # no path a client sent becomes a label
     assert 'autoscaler_http_request_duration_seconds_count{route="/healthz"}' in exposition
-    lint = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    assert promtool_lint(exposition) == (0, "")
 
 
 def test_openapi_documents_every_endpoint(api: Api) -> None:

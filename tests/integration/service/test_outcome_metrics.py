@@ -3,7 +3,6 @@ Prometheus and moto): one whose query finds no series, one whose ASG does not ex
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from tests.support.aws import MotoServer
 from tests.support.net import wait_until
-from tests.support.prometheus import PrometheusServer
+from tests.support.prometheus import PrometheusServer, promtool_lint
 from tests.support.service import ServiceProcess, create_asg, policy_yaml
 
 pytestmark = [pytest.mark.integration]
@@ -52,15 +51,7 @@ def test_a_policy_without_data_and_one_without_target_are_told_apart(
         assert errors >= 1
         assert service.metric(since, policy="gone") is None
         exposition = service.get("/metrics").text
-        lint = subprocess.run(
-            ["promtool", "check", "metrics"],
-            input=exposition,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+        assert promtool_lint(exposition) == (0, "")
         # Data comes: the series goes.
         prometheus.push(f"{metric}_absent", 3)
         wait_until(

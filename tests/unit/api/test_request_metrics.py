@@ -5,13 +5,13 @@ bounded whatever a client sends: a route's template, never the path it was given
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.api.request_metrics import CountRequests, RequestMetrics
 from autoscaler.service.telemetry import Telemetry
+from tests.support.prometheus import promtool_lint
 from tests.unit.api.conftest import Api
 
 TOKEN = "metrics-token-4c1d"
@@ -65,15 +65,7 @@ def test_refusals_before_routing_unknown_paths_and_head_are_counted_with_bounded
     assert "wp-login" not in text
     assert 'autoscaler_http_request_duration_seconds_count{route="/healthz"} 4.0' in text
     assert 'autoscaler_http_request_duration_seconds_count{route="other"} 3.0' in text
-    lint = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    assert promtool_lint(text) == (0, "")
 
 
 def test_a_route_is_found_by_its_template_and_anything_else_is_other() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from autoscaler.engine.evaluation import Evaluation
 from autoscaler.errors import Problem
 from autoscaler.service.discovery_sources import SourceHealth
 from autoscaler.service.telemetry import Telemetry
+from tests.support.prometheus import promtool_lint
 
 DASHBOARD = Path(__file__).parents[3] / "dashboards" / "autoscaler.json"
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -476,17 +476,6 @@ def _exposition_of_a_busy_controller() -> str:
     return telemetry.render()[0].decode()
 
 
-def _promtool(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
     """`promtool check metrics` (Prometheus' own linter) reports every convention we break."""
     text = _exposition_of_a_busy_controller()
@@ -498,17 +487,16 @@ def test_promtool_finds_nothing_to_say_about_the_exposition() -> None:
     assert (
         'autoscaler_aws_requests_total{action="SetDesiredCapacity",region="eu-west-3"} 2.0' in text
     )
-    lint = _promtool(text)
-    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    assert promtool_lint(text) == (0, "")
 
 
 def test_promtool_would_flag_a_gauge_named_like_a_histogram_count() -> None:
     """The lint test above is worth something: the old `_count` gauge names fail it."""
     text = "# HELP autoscaler_current_count x\n# TYPE autoscaler_current_count gauge\n"
     text += 'autoscaler_current_count{policy="web"} 2\n'
-    lint = _promtool(text)
-    assert lint.returncode != 0
-    assert '"_count" suffix' in lint.stdout + lint.stderr
+    code, said = promtool_lint(text)
+    assert code != 0
+    assert '"_count" suffix' in said
 
 
 def _dashboard() -> dict[str, Any]:
@@ -604,8 +592,7 @@ def test_total_histograms_have_no_policy_label_and_count_every_evaluation() -> N
     }
     assert (buckets["0.1"], buckets["0.25"], buckets["+Inf"]) == (0.0, 3.0, 3.0)
     assert _series(telemetry, "autoscaler_check_value") == {("web", "p95")}
-    lint = _promtool(generate_latest(telemetry.registry).decode())
-    assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
+    assert promtool_lint(generate_latest(telemetry.registry).decode()) == (0, "")
 
 
 def test_the_rendered_body_is_what_generate_latest_writes_of_the_registry() -> None:
