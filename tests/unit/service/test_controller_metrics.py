@@ -154,15 +154,24 @@ def test_a_trigger_a_reload_overtakes_leaves_no_series_of_the_removed_policy(
         POLICY.format(name="web") + "triggers: {alerts: [WebSlow]}\n"
     )
     controller.reload()
-    trigger = controller.scheduler.trigger
+    trigger, poke = controller.scheduler.trigger, controller.scheduler.poke
+
+    def overtake() -> None:  # ... and a reload removes the policy before it is counted
+        (tmp_path / "policies" / "web.yaml").unlink()
+        controller.reload()
 
     def overtaken(name: str) -> Future[Evaluation] | None:
         future = trigger(name)  # scheduled: the trigger is taken ...
-        (tmp_path / "policies" / "web.yaml").unlink()
-        controller.reload()  # ... and a reload removes the policy before it is counted
+        overtake()
         return future
 
+    def overtaken_poke(name: str) -> bool:  # an alert's trigger, which keeps no future
+        poked = poke(name)
+        overtake()
+        return poked
+
     monkeypatch.setattr(controller.scheduler, "trigger", overtaken)
+    monkeypatch.setattr(controller.scheduler, "poke", overtaken_poke)
     if source == "api":
         with pytest.raises(EvaluationCancelled):  # the reload cancelled what it waited for
             asyncio.run(controller.evaluate("web", preview=False))
