@@ -20,9 +20,9 @@ from autoscaler.cli.backtest import render_table
 from autoscaler.cli.logs import TextFormatter
 from autoscaler.cli.printable import printable, printable_lines
 from autoscaler.cli.validate import cmd_validate
-from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.engine.evaluation import Evaluation
 from autoscaler.replay.results import Backtest, Change, CheckFailures, PolicyBacktest
+from tests.unit.cli.rows import up_row
 
 # What a Nomad job ID may hold (Nomad refuses only a space and NUL): clear the screen,
 # then a line break and a forged line.
@@ -56,19 +56,7 @@ def test_a_traceback_keeps_its_line_breaks_and_loses_its_escapes() -> None:
 
 
 def evaluation(target: str, error: str | None = None) -> Evaluation:
-    check = CheckResult(name="load", query="q", value=420.0, desired=9, error=None)
-    decision = Decision(
-        policy="web",
-        target=target,
-        time=datetime(2026, 12, 3, tzinfo=UTC),
-        current=2,
-        desired=9,
-        action=Action.UP,
-        dry_run=True,
-        reasons=(f"target {target}: load 420 / 50 per instance → 9",),
-        checks=(check,),
-    )
-    return Evaluation(decision=decision, error=error)
+    return up_row(target, f"target {target}: load 420 / 50 per instance → 9", error)
 
 
 @pytest.mark.parametrize("output", ["table", "wide"])

@@ -17,9 +17,9 @@ from autoscaler.cli import report, validate
 from autoscaler.cli.report import _decisive, _wide_check, name_list
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
-from autoscaler.engine.evaluation import Evaluation
 from autoscaler.policy.loader import LoadResult
 from autoscaler.policy.loader import load_paths as load
+from tests.unit.cli.rows import up_row
 
 
 def test_a_short_list_is_shown_whole_and_an_empty_one_says_none() -> None:
@@ -122,22 +122,6 @@ def test_plan_json_is_valid_on_a_stdout_that_cannot_encode_its_text(
     assert json.loads(written) == [{"query": "café🚀"}]
 
 
-def wide_row(target: str) -> Evaluation:
-    check = CheckResult(name="load", query="q", value=420.0, desired=9, error=None)
-    decision = Decision(
-        policy="web",
-        target=target,
-        time=datetime(2026, 12, 3, tzinfo=UTC),
-        current=2,
-        desired=9,
-        action=Action.UP,
-        dry_run=True,
-        reasons=("load: 420 / 50 per instance → 9",),
-        checks=(check,),
-    )
-    return Evaluation(decision=decision)
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -151,7 +135,7 @@ def test_the_wide_plans_columns_line_up_on_screen_whatever_the_targets_character
 ) -> None:
     # An ASG, job or group name may be any text: a CJK character takes two columns of a
     # terminal, a combining accent none, and the columns after such a target were shifted.
-    rows = report.render_plan_wide([wide_row(target), wide_row("aws-asg:plain")])
+    rows = report.render_plan_wide([up_row(target), up_row("aws-asg:plain")])
     header, first, second = rows.splitlines()[:3]
     current = _on_screen_column(header, header.index("CURRENT"))
     for row in (first, second):
