@@ -48,7 +48,7 @@ _OUTSIDE_THE_CALENDAR = (
     "autoscaler backtest: error: --from/--to (with the history forecasts and the anomaly "
     "guard read before --from) must lie within year 1 to 9999"
 )
-_NEGATIVE_OR_AGO = re.compile(r"^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
+NEGATIVE_OR_AGO = re.compile(r"^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -129,7 +129,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_connection_arguments(parser)
     # `--from -7d`: argparse (before 3.13) takes `-7d` for an option; this command has no
     # option that looks like a negative number or a duration, so read those as values.
-    parser._negative_number_matcher = _NEGATIVE_OR_AGO
+    parser._negative_number_matcher = NEGATIVE_OR_AGO
     parser.set_defaults(handler=main)
 
 

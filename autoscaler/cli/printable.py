@@ -16,10 +16,9 @@ import re
 
 # C0 controls, DEL, C1 controls; the line and paragraph separators; the bidirectional
 # marks, embeddings, overrides and isolates, which reorder what follows them on screen.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_BUT_NEWLINE = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+_OTHERS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f{_OTHERS}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -36,13 +35,9 @@ def printable(text: str) -> str:
     """`text` on one line, each control character written as its escape (`\\x1b`, `\\n`,
     `\\t`, `\\u202e`); text without any is returned as it is. A backslash already in the
     text stays one (a PromQL regex keeps its `\\.`)."""
-    if _UNSAFE.search(text) is None:
-        return text
     return _UNSAFE.sub(_escape, text)
 
 
 def printable_lines(text: str) -> str:
     """`text` as `printable` makes it, but its line breaks kept (a traceback)."""
-    if _UNSAFE_BUT_NEWLINE.search(text) is None:
-        return text
     return _UNSAFE_BUT_NEWLINE.sub(_escape, text)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from autoscaler.cli import help_text
+from autoscaler.cli.backtest import NEGATIVE_OR_AGO
 from autoscaler.cli.printable import printable
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
@@ -39,7 +40,7 @@ EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
 # argparse's own negative numbers (`-.5`), and backtest's times before now (`-7d`).
-_BEFORE_NOW = re.compile(r"^-\d*\.\d+$|^-\d+(?:\.\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*$")
+_BEFORE_NOW = re.compile(r"^-\d*\.\d+$|" + NEGATIVE_OR_AGO.pattern)  # or `-.5`
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

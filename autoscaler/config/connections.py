@@ -209,15 +209,16 @@ NOMAD_TIMEOUT = Option(
     default=5.0,
     help="seconds for one Nomad API request; retries stop after 2x this",
 )
-CONNECTION_OPTIONS = (*PROMETHEUS_OPTIONS, NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT)
+# Not under "Prometheus" in the help: Nomad's settings, --nomad-timeout among them.
+NOMAD_CONNECTION_OPTIONS = (NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT)
+CONNECTION_OPTIONS = (*PROMETHEUS_OPTIONS, *NOMAD_CONNECTION_OPTIONS)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Prometheus flags (each with an AUTOSCALER_PROMETHEUS_* variable and a config key),
     Nomad's settings (variables and config keys only) and `--nomad-timeout`."""
     add_arguments(parser.add_argument_group("Prometheus"), PROMETHEUS_OPTIONS)
-    # Not under "Prometheus" in the help: a Nomad setting, as --nomad-timeout is.
-    add_arguments(parser, (NOMAD_SCALING_POLICIES, *NOMAD_OPTIONS, NOMAD_TIMEOUT))
+    add_arguments(parser, NOMAD_CONNECTION_OPTIONS)
 
 
 def _read_secret(args: argparse.Namespace, dest: str, env_name: str, what: str) -> str | None:
@@ -365,17 +366,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-_PROMETHEUS_URL_NAMES = {
-    "flag": "--prometheus-url",
-    "env": "AUTOSCALER_PROMETHEUS_URL",
-    "file": "prometheus.url (config file)",
-    "default": "the default Prometheus URL",
-}
-
-
 def _given_as(args: argparse.Namespace, dest: str) -> str:
-    """How the user gave `dest` (only `prometheus_url` is named so far)."""
-    return _PROMETHEUS_URL_NAMES.get(source_of(args, dest), "--prometheus-url")
+    """How the user gave the Prometheus option `dest`: its flag, variable or config key."""
+    option = next(o for o in PROMETHEUS_OPTIONS if o.dest == dest)
+    source = source_of(args, dest)
+    if source == "env" and option.env:
+        return option.env
+    if source == "file":
+        return f"{option.key_name} (config file)"
+    if source == "default":
+        return "the default Prometheus URL"
+    return option.flags[0]
 
 
 def _prometheus_settings(args: argparse.Namespace, timeout: float) -> PrometheusSettings:

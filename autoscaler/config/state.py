@@ -54,15 +54,10 @@ def connect_timeout(dsn: str) -> int:
     keyword arguments win over the string's), so without reading it here a value the user
     wrote was silently replaced by 5. libpq's 0 (wait forever) would let one silent host
     stall the loop, so it (or a value that is no whole number) keeps 5, with a warning."""
-    import psycopg  # noqa: PLC0415 - psycopg only with a PostgreSQL state
-    from psycopg import conninfo  # noqa: PLC0415
+    from autoscaler.adapters.state.pg import dsn_param  # noqa: PLC0415 - psycopg
 
-    written: object = None
+    written = dsn_param(dsn, "connect_timeout")
     where = "the --state connection string"
-    try:
-        written = conninfo.conninfo_to_dict(dsn).get("connect_timeout")
-    except psycopg.Error:  # a malformed string fails at connect, saying so
-        written = None
     if written is None and os.environ.get("PGCONNECT_TIMEOUT", "").strip():
         written, where = os.environ["PGCONNECT_TIMEOUT"].strip(), "PGCONNECT_TIMEOUT"
     if written is None:

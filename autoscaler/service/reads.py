@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from autoscaler.adapters.state import LayeredStateStore
+from autoscaler.adapters.state.layered import WHILE_NOT_DURABLE
 from autoscaler.api.models import (
     CooldownOut,
     DecisionList,
@@ -123,11 +124,7 @@ class BackendReads:
             return lease
         state = self.state.durability_problem()
         if state is not None:
-            return (
-                f"state not durable: {state}; decisions are kept in memory until they can be "
-                "recorded, and scaling is held meanwhile (scale-in only, with "
-                "--scale-up-unrecorded)"
-            )
+            return f"state not durable: {state}; {WHILE_NOT_DURABLE}"
         return self._prometheus_problem()
 
     def metrics(self) -> tuple[bytes, str]:

@@ -420,11 +420,9 @@ def _watch(
     wake: threading.Event,
     hup: threading.Event,
     stopping: threading.Event,
-    *,
-    settle: float = SETTLE,
 ) -> None:
     """Reload on SIGHUP, and when the policy files change (checked every `interval` s,
-    read once they have not changed for `settle` s: `_settled`).
+    read once they have not changed for `SETTLE` s: `_settled`).
 
     A failure that repeats (a policy folder that became unreadable) is logged with its
     traceback once, not at every check, and its end is logged too."""
@@ -450,7 +448,7 @@ def _watch(
             elif (
                 look
                 and controller.registry.changed_on_disk()
-                and _settled(controller.registry, settle, wake)
+                and _settled(controller.registry, wake)
             ):
                 log.info("policy files changed: reloading")
                 controller.reload()
@@ -469,8 +467,8 @@ def _watch(
             log.exception("dropping the state of removed policies failed")
 
 
-def _settled(registry: PolicyRegistry, settle: float, wake: threading.Event) -> bool:
-    """Whether the policy files, seen changed, have then stayed unchanged for `settle` s;
+def _settled(registry: PolicyRegistry, wake: threading.Event) -> bool:
+    """Whether the policy files, seen changed, have then stayed unchanged for `SETTLE` s;
     False when `wake` is set meanwhile (SIGHUP, stop: the watcher handles it) or when they
     still change after SETTLE_MAX s (looked at again at the next check).
 
@@ -482,9 +480,9 @@ def _settled(registry: PolicyRegistry, settle: float, wake: threading.Event) -> 
     seen = registry.fingerprint()
     waited = 0.0
     while waited < SETTLE_MAX:
-        if wake.wait(settle):
+        if wake.wait(SETTLE):
             return False
-        waited += settle
+        waited += SETTLE
         now = registry.fingerprint()
         if now == seen:
             return True
@@ -493,7 +491,7 @@ def _settled(registry: PolicyRegistry, settle: float, wake: threading.Event) -> 
         "policy files keep changing (for %.0f s): not reloaded until they stay unchanged "
         "for %g s (SIGHUP or POST /v1/reload reloads them at once)",
         SETTLE_MAX,
-        settle,
+        SETTLE,
     )
     return False
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
 from tenacity import (
-    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -33,8 +32,8 @@ from autoscaler.adapters.targets.aws_client import shared_client
 from autoscaler.adapters.targets.aws_errors import (
     PERMISSION_CODES,
     credentials_call,
-    describe,
     is_transient,
+    log_retry,
     rejected_credentials,
 )
 from autoscaler.core.discovered import AsgGroup
@@ -80,9 +79,10 @@ class AsgDiscovery:
             found: list[AsgGroup] = []
             token: str | None = None
             seen: set[str] = set()
+            retrying = self._retrying(where)  # each call: its own attempts and deadline
             while True:
                 extra: Any = {"NextToken": token} if token else {}
-                page = self._retrying(where)(
+                page = retrying(
                     client.describe_auto_scaling_groups, Filters=filters, MaxRecords=PAGE, **extra
                 )
                 for group in page["AutoScalingGroups"]:
@@ -115,21 +115,11 @@ class AsgDiscovery:
         """Retries of one page's call on transient failures: `ATTEMPTS` at most, none
         starting a pause that would end more than `deadline` seconds after the first."""
 
-        def logged(state: RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome else None
-            log.info(
-                "DescribeAutoScalingGroups in %s failed (attempt %d), retrying in %.2fs: %s",
-                where,
-                state.attempt_number,
-                state.upcoming_sleep,
-                describe(failure) if failure is not None else "?",
-            )
-
         return Retrying(
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.2, max=min(2.0, self._deadline / 3)),
             stop=stop_after_attempt(ATTEMPTS) | stop_before_delay(self._deadline),
-            before_sleep=logged,
+            before_sleep=log_retry(log, logging.INFO, f"DescribeAutoScalingGroups in {where}"),
             reraise=True,
         )
 

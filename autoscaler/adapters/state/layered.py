@@ -67,6 +67,12 @@ from autoscaler.errors import NotLeader, StateError
 from autoscaler.redact import scrub
 
 _LOG = logging.getLogger(__name__)
+# What a state that takes no writes means for the decisions (the log says it once, and
+# `/readyz` while it lasts).
+WHILE_NOT_DURABLE = (
+    "decisions are kept in memory until they can be recorded, and scaling is held "
+    "meanwhile (scale-in only, with --scale-up-unrecorded)"
+)
 
 
 class DurableStore(StateStore, Protocol):
@@ -570,10 +576,9 @@ class LayeredStateStore:
         self._retry_at = self._clock() + self._retry_after
         if self._problem is None:
             _LOG.error(
-                "state database cannot be written: %s; decisions are kept in memory until "
-                "they can be recorded, and scaling is held meanwhile (scale-in only, with "
-                "--scale-up-unrecorded)",
+                "state database cannot be written: %s; %s",
                 exc,
+                WHILE_NOT_DURABLE,
             )
         self._problem = str(exc)
         self._mark_unrecorded()

@@ -118,10 +118,16 @@ class PostgresSettings:
 
     def dsn_password(self) -> str | None:
         """The password written into the DSN itself, if any (`ps` shows it: discouraged)."""
-        with contextlib.suppress(psycopg.Error):
-            found = conninfo.conninfo_to_dict(self.dsn).get("password")
-            return str(found) if found else None
-        return None
+        return dsn_param(self.dsn, "password")
+
+
+def dsn_param(dsn: str, name: str) -> str | None:
+    """The parameter `name` written in the connection string `dsn` (URI or key=value), or
+    None, also when the string cannot be parsed (connecting then says why)."""
+    with contextlib.suppress(psycopg.Error):
+        found = conninfo.conninfo_to_dict(dsn).get(name)
+        return str(found) if found else None
+    return None
 
 
 # The server's side of each connection, so that a session whose client stopped (paused,

@@ -25,7 +25,6 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 from tenacity import (
-    RetryCallState,
     Retrying,
     retry_if_exception,
     wait_random_exponential,
@@ -40,7 +39,7 @@ from autoscaler.adapters.targets.aws_client import (
     group_reads,
     shared,
 )
-from autoscaler.adapters.targets.aws_errors import describe, is_transient, translate
+from autoscaler.adapters.targets.aws_errors import describe, is_transient, log_retry, translate
 from autoscaler.adapters.targets.aws_status import (
     RUNNING_REFRESH,
     Refreshes,
@@ -347,7 +346,7 @@ class AsgScaler:
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.1, max=min(2.0, self._deadline / 3)),
             stop=lambda state: until.stop(state.upcoming_sleep),
-            before_sleep=_log_retry(action, where or self._where()),
+            before_sleep=log_retry(log, logging.WARNING, f"{action} on {where or self._where()}"),
             reraise=True,
         )
         try:
@@ -368,18 +367,3 @@ class AsgScaler:
             if unanswered_once:  # an earlier attempt may have landed, whatever came after
                 raise after_unanswered(error, what) from error.__cause__
             raise
-
-
-def _log_retry(action: str, where: str) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "%s on %s failed (attempt %d), retrying in %.2fs: %s",
-            action,
-            where,
-            state.attempt_number,
-            state.upcoming_sleep,
-            describe(exc) if exc else "?",
-        )
-
-    return before_sleep

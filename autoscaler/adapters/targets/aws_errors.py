@@ -10,6 +10,10 @@ that looks like an access key.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from botocore.exceptions import (
     ClientError,
     ConnectionError,
@@ -27,6 +31,9 @@ from autoscaler.errors import (
     TargetUnavailable,
 )
 from autoscaler.redact import scrub
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 # Error codes AWS uses for "slow down"; the same list botocore's standard mode retries on.
 THROTTLING_CODES = frozenset(
@@ -179,3 +186,21 @@ def describe(exc: BaseException) -> str:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return f"HTTP {status} {code}: {message}"
     return scrub(f"{type(exc).__name__}: {exc}")
+
+
+def log_retry(logger: logging.Logger, level: int, what: str) -> Callable[[RetryCallState], None]:
+    """tenacity's `before_sleep`: log that `what` (`SetDesiredCapacity on …`) failed and is
+    retried, with the attempt, the pause and AWS's error."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.log(
+            level,
+            "%s failed (attempt %d), retrying in %.2fs: %s",
+            what,
+            state.attempt_number,
+            state.upcoming_sleep,
+            describe(exc) if exc else "?",
+        )
+
+    return before_sleep
