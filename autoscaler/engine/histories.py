@@ -48,8 +48,9 @@ RETRY_AFTER = timedelta(minutes=5)
 # The histories learn from one evaluation per policy interval: one sooner than this share of
 # the interval after the last one learned (a run an alert or the API triggered, a backtest
 # stepping finer than the interval) is judged, but not learned (see `_enrich`). Scheduled
-# runs are at least 0.9 interval apart (the scheduler's jitter is ±10 %).
-LEARN_GAP = 0.9
+# runs are at least 1 − SCHEDULE_JITTER interval apart.
+SCHEDULE_JITTER = 0.1  # the scheduler spreads each policy's runs by ±10 % of its interval
+LEARN_GAP = 1 - SCHEDULE_JITTER
 # Entries of checks nobody evaluated for this long are dropped (a removed policy).
 FORGET_AFTER = timedelta(days=1)
 
@@ -185,10 +186,12 @@ class CheckHistories:
             self._fill_window(policy, guard, entry, at)
             window = [v for t, v in entry.recent if t > at - guard.window.total_seconds()]
             anomaly = assess(window, value, guard, entry.streak)
-            if anomaly is not None and anomaly.implausible and not paced:
+            held = anomaly is not None and anomaly.implausible and not paced
+            if held:
+                assert anomaly is not None
                 # Counted as the evaluation learned last (or as the first), not after it.
                 anomaly = replace(anomaly, streak=max(entry.streak, 1))
-            if learn and (paced or anomaly is None or not anomaly.implausible):
+            if learn and not held:
                 # (a plausible value ends the streak whenever it comes)
                 entry.streak = anomaly.streak if anomaly is not None else 0
             if learn and paced:

@@ -65,11 +65,6 @@ def group_key(payload: Mapping[str, Any]) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-def matches(policy: Policy, alert: Alert) -> bool:
-    """True when the alert is one the policy's `triggers.alerts` names."""
-    return alert.name is not None and alert.name in policy.triggers.alerts
-
-
 def policies_to_trigger(alerts: Iterable[Alert], policies: Sequence[Policy]) -> list[str]:
     """Names of the enabled policies that any alert matches, each once, in policy order.
 

@@ -71,6 +71,7 @@ from datetime import datetime
 from autoscaler.core import decision as core
 from autoscaler.core.model import Policy
 from autoscaler.engine.evaluation import Evaluation, safe_error
+from autoscaler.engine.histories import SCHEDULE_JITTER
 from autoscaler.engine.reconciler import utcnow
 from autoscaler.engine.scrubbing import scrubbed
 
@@ -161,7 +162,7 @@ class Scheduler:
         evaluate: Evaluate,
         *,
         workers: int = 4,
-        jitter: float = 0.1,
+        jitter: float = SCHEDULE_JITTER,
         on_result: OnResult | None = None,
         dry_run: bool = False,
         clock: Callable[[], datetime] = utcnow,
@@ -260,13 +261,12 @@ class Scheduler:
         turn with the runs due before it, so a storm of notifications (triggers during
         and between every run) cannot keep its policies ahead of all the others.
         """
-        with self._cond:
-            slot = self._slots.get(name)
-            if slot is None or self._stopping.is_set():
+        with self._cond:  # (re-entrant: `poke` takes it too)
+            if not self.poke(name):
                 return None
             future: Future[Evaluation] = Future()
+            slot = self._slots[name]
             slot.waiting = (*slot.waiting, future)
-            self._triggered(slot, name)
             return future
 
     def poke(self, name: str) -> bool:
