@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from autoscaler.cli import help_text
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.printable import printable
+from autoscaler.cli.validate import print_problems
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
@@ -30,7 +31,6 @@ from autoscaler.core.ranges import MAX_COUNT, MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.rules import MIN_INTERVAL, short_interval
-from autoscaler.redact import scrub
 
 if TYPE_CHECKING:
     from autoscaler.core.model import Policy
@@ -205,16 +205,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     loaded = load_paths(args.paths)
-    for problem in [*loaded.problems, *loaded.warnings]:
-        print(printable(str(problem)), file=sys.stderr)
+    print_problems([*loaded.problems, *loaded.warnings], sys.stderr)
     found: list[Problem] = []
     discovered = list(loaded.policies)
     if loaded.templates or settings.nomad_scaling_policies:
         # The targets discovered now, as `plan` expands them; each reads its own series of
         # its template's grouped query (sent once for all of them).
         discovered, found = with_discovered(loaded, from_settings(settings, watch=False))
-        for problem in found:
-            print(printable(scrub(str(problem))), file=sys.stderr)
+        print_problems(found, sys.stderr)
     policies = [p for p in discovered if p.enabled]
     try:
         _check_count_options(options, policies)

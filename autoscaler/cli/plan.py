@@ -56,14 +56,13 @@ def cmd_plan(
     from autoscaler.service.discovery_sources import split_source_failures  # noqa: PLC0415
 
     result = load_paths(paths, workers=default_workers())  # before any thread starts
-    print_problems(result, sys.stderr)
+    print_problems([*result.problems, *result.warnings], sys.stderr)
     problems = list(result.problems)
     policies = result.policies
     unreadable_sources = 0  # their targets cannot be planned: exit 3, as a target unreadable
     if result.templates or settings.nomad_scaling_policies:  # one discovery pass
         policies, found = with_discovered(result, from_settings(settings, watch=False))
-        for problem in found:
-            print(printable(scrub(str(problem))), file=sys.stderr)
+        print_problems(found, sys.stderr)
         invalid, failing = split_source_failures(found)
         problems += invalid
         unreadable_sources = len(failing)

@@ -5,7 +5,7 @@ with `--discover` the policies the templates expand to, checked as well.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -14,7 +14,7 @@ from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, print_erro
 from autoscaler.cli.printable import printable
 from autoscaler.cli.report import counted, name_list
 from autoscaler.errors import AutoscalerError, PolicyWarning
-from autoscaler.policy.loader import LoadResult, load_paths
+from autoscaler.policy.loader import load_paths
 from autoscaler.policy.parallel import default_workers
 from autoscaler.redact import scrub
 
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from autoscaler.adapters.targets.nomad_settings import NomadSettings
 
 
-def print_problems(result: LoadResult, out: TextIO) -> None:
-    """Each problem, then each warning (`FILE:LINE: FIELD: warning: message`), one a line."""
-    for problem in [*result.problems, *result.warnings]:
+def print_problems(problems: Iterable[object], out: TextIO) -> None:
+    """Each problem or warning (`FILE:LINE: FIELD: warning: message`), one a line, its
+    secrets masked and its control characters escaped."""
+    for problem in problems:
         print(printable(scrub(str(problem))), file=out)
 
 
@@ -49,7 +50,7 @@ def cmd_validate(
     now = datetime.now(UTC) if now is None else now
     with _fewer_collections():
         result = load_paths(paths, workers=default_workers(), now=now)
-    print_problems(result, out)
+    print_problems([*result.problems, *result.warnings], out)
     if result.problems:
         return EXIT_INVALID
     names = name_list([p.name for p in result.policies])
@@ -74,8 +75,7 @@ def cmd_validate(
         return EXIT_STARTUP
     warnings: list[PolicyWarning] = []
     policies, problems = with_discovered(result, discovery, warnings=warnings)
-    for problem in [*problems, *warnings]:
-        print(printable(scrub(str(problem))), file=out)
+    print_problems([*problems, *warnings], out)
     found = policies[len(result.policies) :]
     shown = name_list([p.name for p in found])
     print(printable(f"{counted(len(found), 'policy', 'policies')} discovered: {shown}"), file=out)

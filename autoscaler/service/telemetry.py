@@ -16,6 +16,7 @@ by the policy files.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -193,7 +194,7 @@ class _HttpRequests(Collector):
         )
         bounds = [str(float(b)) for b in seen.buckets] + ["+Inf"]
         for route, (counts, total) in sorted(seen.durations.items()):
-            cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+            cumulative = itertools.accumulate(counts)
             durations.add_metric([route], list(zip(bounds, cumulative, strict=True)), total)
         yield answers
         yield durations
