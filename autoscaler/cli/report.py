@@ -24,19 +24,6 @@ OUTPUTS = ("table", "wide", "json", "yaml")
 PLAN_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "reasons", "checks")
 
 
-NAMES_SHOWN = 20  # names listed in a summary line; the rest are counted
-
-
-def name_list(names: Sequence[str], limit: int = NAMES_SHOWN) -> str:
-    """`names` for a one-line summary: the first `limit`, then how many more (a folder of
-    10,000 policies must not print a 100 KB line); "none" when empty."""
-    if not names:
-        return "none"
-    shown = ", ".join(names[:limit])
-    rest = len(names) - limit
-    return f"{shown} and {rest:,} more" if rest > 0 else shown
-
-
 def counted(count: int, singular: str, plural: str) -> str:
     """`1 policy`, `2 policies`: a count with its noun in the right number."""
     return f"{count} {singular if count == 1 else plural}"

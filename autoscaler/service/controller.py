@@ -35,6 +35,7 @@ from autoscaler.api.models import (
     ReloadOut,
 )
 from autoscaler.core.model import Policy
+from autoscaler.core.names import name_list
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.evaluation import Evaluation, safe_error
 from autoscaler.engine.reconciler import Reconciler, utcnow
@@ -334,10 +335,7 @@ class Controller(BackendReads):
                 which = which[:2000] + "…"
             # One line however many: a template's thousands of policies made a line of
             # hundreds of kB, which log shippers split or cut (the answer lists them all).
-            policies = ", ".join(triggered[:LOGGED_POLICIES])
-            if len(triggered) > LOGGED_POLICIES:
-                policies += f" and {len(triggered) - LOGGED_POLICIES} more"
-            log.info("alerts %s trigger policies %s", which, policies)
+            log.info("alerts %s trigger policies %s", which, name_list(triggered, LOGGED_POLICIES))
         return AlertOut(received=len(received), triggered=triggered)
 
 

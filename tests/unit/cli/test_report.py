@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import report, validate
-from autoscaler.cli.report import _decisive, _wide_check, name_list
+from autoscaler.cli.report import _decisive, _wide_check
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.core.names import name_list
 from autoscaler.policy.loader import LoadResult
 from autoscaler.policy.loader import load_paths as load
 from tests.unit.cli.rows import up_row
