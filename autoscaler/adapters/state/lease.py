@@ -172,7 +172,7 @@ class PostgresLease:
             listener = self._listener
             if listener is not None and not (listener.closed or listener.broken):
                 try:
-                    return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+                    return _heard(listener, timeout)
                 except psycopg.OperationalError:
                     if not listener.broken:
                         raise
@@ -186,7 +186,7 @@ class PostgresLease:
                 row = listener.execute(_FREE, (self.name,)).fetchone()
             if row is None or row[0]:
                 return True
-            return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+            return _heard(listener, timeout)
         except (psycopg.Error, StateError) as exc:
             self._close(self._listener)
             self._listener = None
@@ -220,3 +220,8 @@ def _locked(exc: psycopg.Error) -> str:
 
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
+
+
+def _heard(listener: psycopg.Connection[Any], timeout: float) -> bool:
+    """Whether a notification comes on `listener` (listening) within `timeout` seconds."""
+    return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))

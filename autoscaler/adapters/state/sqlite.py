@@ -252,13 +252,17 @@ class SqliteStateStore:
             self._lock_path(),
             self.path,
         )
-        self._relock()
+        self._swap_lock()
 
     def _relock(self) -> None:
         """Lock `<path>.lock` again if it went with the database (a deleted folder)."""
         handle = self._lock_file
         if handle is not None and files.same_file(handle.fileno(), self._lock_path()):
             return
+        self._swap_lock()
+
+    def _swap_lock(self) -> None:
+        """Take the lock file found at `<path>.lock` now, then let the old one go."""
         fresh = self._take_lock()
         self._release_lock()
         self._lock_file = fresh

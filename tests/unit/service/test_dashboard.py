@@ -5,19 +5,16 @@ query gives (a rate per second, seconds, a plain count)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import promql_parser as promql
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.unit.service.test_telemetry import _exposition_of_a_busy_controller
+from tests.unit.service.test_telemetry import _dashboard, _exposition_of_a_busy_controller
 
-DASHBOARD = Path(__file__).parents[3] / "dashboards" / "autoscaler.json"
 # Prometheus adds these to every series it scrapes.
 TARGET_LABELS = frozenset({"job", "instance"})
 GRAFANA = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m", "$policy": ".*"}
@@ -35,10 +32,6 @@ def _exported() -> dict[str, frozenset[str]]:
 
 
 EXPORTED = _exported()
-
-
-def _dashboard() -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads(DASHBOARD.read_text()))
 
 
 def _queries() -> Iterator[tuple[str, str, str]]:

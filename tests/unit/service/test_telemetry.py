@@ -352,13 +352,9 @@ def test_the_series_of_a_policy_share_one_label_tuple_across_families_and_reload
     assert all(next(iter(f.series())) is one for f in per_policy)
 
 
-def _series(telemetry: Telemetry, name: str) -> set[tuple[str, str]]:
-    return {
-        (s.labels["policy"], s.labels["check"])
-        for family in telemetry.registry.collect()
-        for s in family.samples
-        if s.name == name
-    }
+def _series(telemetry: Telemetry, name: str) -> set[tuple[str, ...]]:
+    """(policy, check) of each sample of `name`."""
+    return _samples(telemetry, name, "check")
 
 
 def test_a_reload_removes_the_series_of_removed_policies_and_checks() -> None:
