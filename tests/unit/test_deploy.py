@@ -88,7 +88,7 @@ def _build_requires() -> list[Requirement]:
 def test_the_image_builds_with_the_pinned_build_backend() -> None:
     """pip applies `-c` constraints to nothing it installs in an isolated build environment:
     the image built the package with the newest setuptools pyproject.toml allowed on the
-    day (one that drops the `project.license` table it warns of would break the build).
+    day (one that dropped a deprecated `pyproject.toml` form would break the build).
     The backend is pinned with the rest, installed at its pin, and the build is not
     isolated."""
     pins = _pins()
