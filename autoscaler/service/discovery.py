@@ -52,11 +52,13 @@ from autoscaler.service.discovery_sources import (
     Read,
     Source,
     SourceHealth,
+    joined_notes,
     note_problem,
     refused_note,
     revive,
     source_key,
     source_problem,
+    unlisted_note,
 )
 
 if TYPE_CHECKING:
@@ -296,13 +298,15 @@ class Discovery:
     def _groups_reader(self, namespaces: tuple[str, ...]) -> Read:
         def read(index: int, wait: float) -> tuple[Any, int, str | None]:
             listing = self._nomad_reader().groups(index=index, wait=wait, namespaces=namespaces)
-            return listing.items, listing.index, refused_note(listing.refused)
+            note = joined_notes(refused_note(listing.refused), unlisted_note(listing.unlisted))
+            return listing.items, listing.index, note
 
         return read
 
     def _read_policies(self, index: int, wait: float) -> tuple[Any, int, str | None]:
         listing = self._nomad_reader().scaling_policies(index=index, wait=wait)
-        return listing.items, listing.index, refused_note(listing.refused)
+        unlisted = unlisted_note(listing.unlisted, policies=True)
+        return listing.items, listing.index, joined_notes(refused_note(listing.refused), unlisted)
 
     def _nomad_reader(self) -> NomadDiscovery:
         with self._lock:

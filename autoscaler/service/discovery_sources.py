@@ -6,7 +6,8 @@ failure), its health for `/metrics`, and its failure as a problem.
 tag set). A failing source's problem is told apart from an invalid policy's
 (`is_source_failure`): `plan` and `run --once` exit 3 for it, not 1. So is the problem of a
 source read but for some jobs (or scaling policies) Nomad refused to let the token read
-(`refused_note`, `is_partly_read`): their targets are unknown too.
+(`refused_note`, `is_partly_read`): their targets are unknown too; and of a list of every
+namespace that left out the namespaces where the token may not list (`unlisted_note`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,36 @@ def refused_note(refused: Sequence[Refused]) -> str | None:
         f"'{capability}' capability in {namespaces}), left out unless read before: "
         f"{named}; give the token '{capability}' there{instead}"
     )
+
+
+def unlisted_note(namespaces: Sequence[str], *, policies: bool = False) -> str | None:
+    """What a list of every namespace left out because the token may not list jobs (or
+    scaling policies) in `namespaces`, though it sees them (Nomad says nothing of those):
+    None when it left nothing out."""
+    if not namespaces:
+        return None
+    capability = "list-scaling-policies" if policies else "list-jobs"
+    what = "scaling policies" if policies else "jobs"
+    if len(namespaces) == 1:
+        where, whose = f"namespace {namespaces[0]!r}", "its"
+    else:
+        where, whose = "namespaces " + ", ".join(map(repr, namespaces)), "their"
+    instead = (
+        ""
+        if policies
+        else (", or set the templates' for_each.nomad.namespace to the namespaces they scale in")
+    )
+    return (
+        f"token lacks {capability} in {where}: {whose} {what} are not discovered (Nomad "
+        f"leaves them out of a list of every namespace); give the token '{capability}' "
+        f"there{instead}"
+    )
+
+
+def joined_notes(*notes: str | None) -> str | None:
+    """The notes that say something, as one; None when none does."""
+    said = [note for note in notes if note]
+    return "; ".join(said) if said else None
 
 
 def source_key(template: Template) -> str:

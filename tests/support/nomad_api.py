@@ -18,6 +18,7 @@ itself (HTTP layer: command/agent/job_endpoint.go; semantics: nomad/job_endpoint
     GET  /v1/job/:id/deployment     read-job             JSON null when there is none
     GET  /v1/scaling/policies       list-scaling-policies  ?namespace= (`*` = all), ?job=, ?type=
     GET  /v1/scaling/policy/:id     read-scaling-policy  404 "scaling policy not found"
+    GET  /v1/namespaces             any capability in the namespace   ?prefix=
     GET  /v1/event/stream           read-job (per namespace; `*` needs a `*` rule)
          ?topic=Job:* (or Job:<id>, *:*), ?namespace=, ?index=: newline-delimited JSON,
          chunked, `{"Index": N, "Events": [...]}` per change and `{}` as a heartbeat
@@ -36,7 +37,14 @@ Every request may carry `namespace` (default "default") and `region` (default "g
 an unknown one gets Nomad's 500 "No path to region"). With ACLs enabled, `X-Nomad-Token`
 is required: none → 403 "Permission denied", an unknown one → 403 "ACL token not found";
 a job (or scaling policy) list of every namespace (`namespace=*`) holds the namespaces
-the token may list in. A management token (`enable_acl(management=...)`) may do anything;
+the token may list in. The namespace list (nomad/namespace_endpoint.go ListNamespaces) holds
+the namespaces where the token has any capability but `deny` (`AllowNamespace`: a rule for
+the namespace itself, else the `*` one), every one for a management token or with ACLs
+disabled: a token with no capability anywhere gets `[]`, not a 403 (only an unknown token
+is refused). Namespaces are `default` and those `add_namespace` or a job registered in
+them made; `namespaces_refusal` answers the list with an error instead (a proxy that lets
+only job paths through, or a Nomad before 1.0, whose namespaces were Enterprise only).
+A management token (`enable_acl(management=...)`) may do anything;
 with `reject_job_registration` set (the scheduler configuration's load shedding), a scale
 from any other token is refused with Nomad's 403 "Job registration, dispatch, and scale
 are disabled by the scheduler configuration" (with ACLs disabled, every request is
@@ -174,6 +182,9 @@ class NomadApiStandIn:
         """Forget jobs, tokens, regions beyond "global", injected failures and the log."""
         with self._lock:
             self._jobs: dict[tuple[str, str, str], _Job] = {}
+            # name -> Nomad's namespace stub (GET /v1/namespaces)
+            self._namespaces: dict[str, dict[str, Any]] = {}
+            self.namespaces_refusal: tuple[int, str] | None = None
             self.regions: set[str] = {DEFAULT_REGION}
             self._acl: dict[str, dict[str, frozenset[str]]] | None = None
             self._management: frozenset[str] = frozenset()
@@ -185,6 +196,7 @@ class NomadApiStandIn:
             self._delays: list[float] = []
             self._first_late: dict[str, float] = {}  # job -> extra delay of its next fault
             self._index = 10
+            self._namespaces["default"] = _namespace("default", "Default shared namespace", 1)
             self.requests: list[RecordedRequest] = []
             self.deployment_on_scale: str | None = None
             # Run once when the next scale request arrives, before Nomad looks at it:
@@ -247,6 +259,7 @@ class NomadApiStandIn:
         with self._lock:
             index = self._next_index()
             self.regions.add(region)
+            self._namespaces.setdefault(namespace, _namespace(namespace, "", index))
             self._jobs[(region, namespace, job_id)] = _Job(
                 id=job_id,
                 namespace=namespace,
@@ -265,6 +278,21 @@ class NomadApiStandIn:
                 policies_enabled=policies_enabled,
             )
             self._publish(self._jobs[(region, namespace, job_id)], "JobRegistered", index)
+
+    def add_namespace(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        meta: Mapping[str, str] | None = None,
+        quota: str = "",
+    ) -> None:
+        """Create (or update) a namespace, as `nomad namespace apply` would."""
+        with self._lock:
+            index = self._next_index()
+            created = self._namespaces.get(name, {}).get("CreateIndex", index)
+            self._namespaces[name] = _namespace(name, description, created, meta, quota)
+            self._namespaces[name]["ModifyIndex"] = index
 
     def deregister_job(
         self, job_id: str, namespace: str = "default", region: str = DEFAULT_REGION
@@ -603,6 +631,8 @@ class NomadApiStandIn:
             namespace = request.query.get("namespace") or "default"
             if request.path == "/v1/jobs":
                 return self._list_jobs(request, region, namespace)
+            if request.path == "/v1/namespaces":
+                return self._list_namespaces(request)
             if request.path == "/v1/scaling/policies":
                 return self._list_policies(request, region, namespace)
             if request.path.startswith("/v1/scaling/policy/"):
@@ -710,6 +740,21 @@ class NomadApiStandIn:
         if not any(caps & set(any_of) for caps in rules.values()):
             raise _ApiError(403, "Permission denied")
         return lambda ns: bool(rules.get(ns, frozenset()) & set(any_of))
+
+    def _list_namespaces(self, request: RecordedRequest) -> tuple[int, Any]:
+        if request.method != "GET":
+            raise _ApiError(405, "Invalid method")
+        if self.namespaces_refusal is not None:
+            raise _ApiError(*self.namespaces_refusal)
+        rules = self._rules(request) if self._acl is not None else None
+        if request.headers.get("x-nomad-token") in self._management:
+            rules = None  # a management token sees every namespace
+        prefix = request.query.get("prefix", "")
+        return 200, [
+            dict(stub)
+            for name, stub in sorted(self._namespaces.items())
+            if name.startswith(prefix) and (rules is None or _allows_namespace(rules, name))
+        ]
 
     def _policies(self, region: str) -> list[dict[str, Any]]:
         """Every scaling policy of the region, as GET /v1/scaling/policy/:id shows it."""
@@ -983,6 +1028,32 @@ def _scaling_json(job: _Job, group: str) -> dict[str, Any] | None:
         "CreateIndex": job.create_index,
         # Registering the job again stores its policies again; scaling it does not.
         "ModifyIndex": job.create_index,
+    }
+
+
+def _allows_namespace(rules: Mapping[str, frozenset[str]], namespace: str) -> bool:
+    """Nomad's `acl.AllowNamespace`: any capability but `deny` in the namespace's own rule,
+    or in the `*` one when it has none."""
+    capabilities = rules.get(namespace, rules.get("*", frozenset()))
+    return bool(capabilities) and "deny" not in capabilities
+
+
+def _namespace(
+    name: str,
+    description: str,
+    index: int,
+    meta: Mapping[str, str] | None = None,
+    quota: str = "",
+) -> dict[str, Any]:
+    """A namespace as GET /v1/namespaces lists it (structs.Namespace)."""
+    return {
+        "Name": name,
+        "Description": description,
+        "Quota": quota,
+        "Meta": dict(meta) if meta else None,
+        "Capabilities": None,
+        "CreateIndex": index,
+        "ModifyIndex": index,
     }
 
 

@@ -13,6 +13,15 @@ again when its `JobModifyIndex` moves, or at the next full read `REDECODE_AFTER`
 So is a scaling policy whose read Nomad refuses (it keeps its version read last), asked
 again when its `ModifyIndex` moves.
 
+A list of every namespace (`namespace=*`) holds only the namespaces where the token may
+list (`list-jobs`, `list-scaling-policies`): Nomad leaves the others out without a word.
+So after such a list, at the first and then every `AUDIT_EVERY` seconds at most, the
+namespaces the token sees (`GET /v1/namespaces`: those where it has any capability) that
+the list showed nothing of are each asked for an entry no ID can have (`prefix=" "`: Nomad
+refuses a job ID with a space); a 403 names a namespace whose entries the list left out
+(`Listing.unlisted`). A namespace list Nomad does not answer is logged once (the check
+could not be made), and never fails the listing.
+
 Job stubs carry neither group names' meta nor group meta, so each job is read once, and
 again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
 a few at a time. A scaling policy is read again only when its `ModifyIndex` moves.
@@ -39,7 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -61,6 +70,9 @@ READERS = 8  # jobs or policies read at once
 # A list answered with an unchanged index is decoded anyway when the last decoded one is older.
 REDECODE_AFTER = 600.0
 _SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
+# Seconds between two checks of the namespaces a list of every namespace left out (`_audit`).
+AUDIT_EVERY = 300.0
+_NO_ID = " "  # a prefix no job ID has (Nomad refuses one with a space) nor policy's job
 # The fields of a list's entries read here, at any depth (a policy's `Target` holds the
 # last three); everything else in a stub is dropped while the list is decoded.
 _JOB_STUB = frozenset(
@@ -77,6 +89,8 @@ class Listing(Generic[_T]):
     items: tuple[_T, ...]
     index: int
     refused: tuple[Refused, ...] = ()  # jobs (or policies) the token may not read (403)
+    # namespaces the token sees whose entries the list left out: it may not list there
+    unlisted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ class NomadDiscovery:
         self._jobs = nomad.api.Jobs(**common)
         self._job = nomad.api.Job(**common)
         self._scaling = nomad.api.Scaling(**common)
+        self._namespaces = nomad.api.Namespaces(**common)
         self._lock = threading.Lock()
         self._job_cache: dict[tuple[str, str], tuple[int, tuple[NomadGroup, ...]]] = {}
         # jobs whose read was refused: their JobModifyIndex then, and when (`_stale`)
@@ -117,6 +132,11 @@ class NomadDiscovery:
         self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
         # Per list, the last listing returned and when it was decoded (`_unchanged`).
         self._last: dict[str, tuple[Listing[Any], float]] = {}
+        # Per list: the namespaces its last decoded answer showed entries of, and the last
+        # check of those it left out (`_audit`): when it was made, and what it found.
+        self._listed: dict[str, frozenset[str]] = {}
+        self._audits: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._unchecked: str | None = None  # why the namespace list could not be read
 
     def __repr__(self) -> str:
         return f"NomadDiscovery({self._shown!r})"
@@ -135,6 +155,7 @@ class NomadDiscovery:
         """
         scope = frozenset(namespaces)
         kind = "jobs " + ",".join(sorted(scope))  # one last listing per set of namespaces
+        every = len(scope) > 1 or "*" in scope  # listed with `namespace=*`
         stubs, new_index = self._list(
             self._jobs,
             (),
@@ -143,10 +164,22 @@ class NomadDiscovery:
             wait=wait,
             fields=_JOB_STUB,
             reuse=self._unchanged(kind, index),
-            namespace=next(iter(scope)) if len(scope) == 1 else "*",
+            namespace="*" if every else next(iter(scope)),
         )
+        unlisted: tuple[str, ...] = ()
+        if every:
+            seen = None if stubs is None else {str(s.get("Namespace") or "default") for s in stubs}
+            unlisted = self._audit(
+                kind,
+                seen,
+                api=self._jobs,
+                parts=(),
+                capability="list-jobs",
+                probe={"prefix": _NO_ID},
+                scope=scope,
+            )
         if stubs is None:
-            return self._last[kind][0]
+            return self._reused(kind, unlisted)
         wanted: dict[tuple[str, str], int] = {}
         for stub in stubs:
             key = (str(stub.get("Namespace") or "default"), str(stub["ID"]))
@@ -168,7 +201,7 @@ class NomadDiscovery:
                 Refused(ns, job, kept=(ns, job) in self._job_cache)
                 for ns, job in sorted(self._refused)
             )
-        listing = Listing(tuple(found), new_index, refused)
+        listing = Listing(tuple(found), new_index, refused, unlisted)
         return self._decoded(kind, listing, complete=len(read) == len(stale))
 
     def _read_job(self, key: tuple[str, str]) -> tuple[NomadGroup, ...] | None:
@@ -231,8 +264,20 @@ class NomadDiscovery:
             fields=_POLICY_STUB,
             reuse=self._unchanged("policies", index),
         )
+        seen = None
+        if stubs is not None:
+            seen = {str((s.get("Target") or {}).get("Namespace") or "default") for s in stubs}
+        unlisted = self._audit(
+            "policies",
+            seen,
+            api=self._scaling,
+            parts=("policies",),
+            capability="list-scaling-policies",
+            probe={"job": _NO_ID, "type": "horizontal"},
+            scope=("*",),
+        )
         if stubs is None:
-            return self._last["policies"][0]
+            return self._reused("policies", unlisted)
         wanted: dict[tuple[str, str], int] = {}  # (ID, namespace) -> ModifyIndex
         targets: dict[tuple[str, str], tuple[str, str]] = {}  # -> (job, group)
         for stub in stubs:
@@ -254,7 +299,7 @@ class NomadDiscovery:
                 Refused(ns, job, kept=(pid, ns) in self._policy_cache, group=group)
                 for ns, job, group, pid in named
             )
-        listing = Listing(tuple(found), new_index, refused)
+        listing = Listing(tuple(found), new_index, refused, unlisted)
         return self._decoded("policies", listing, complete=len(read) == len(stale))
 
     def _read_policy(self, key: tuple[str, str]) -> NomadScalingPolicy | None:
@@ -284,6 +329,82 @@ class NomadDiscovery:
             modify_index=int(answer.get("ModifyIndex") or 0),
         )
 
+    # --- namespaces a list of every namespace left out -------------------------------------
+
+    def _audit(
+        self,
+        kind: str,
+        seen: Collection[str] | None,
+        *,
+        api: Any,
+        parts: tuple[str, ...],
+        capability: str,
+        probe: Mapping[str, str],
+        scope: Collection[str],
+    ) -> tuple[str, ...]:
+        """The namespaces of `scope` (`*`: every one the token sees) whose entries the list
+        `kind` just answered (`namespace=*`) left out because the token may not list there.
+
+        `seen`: the namespaces of its entries (None: the answer was not decoded, the last
+        one's stand). Checked at the first call, then `AUDIT_EVERY` seconds after the last
+        check at most, not at every blocking query; a namespace that showed entries needs
+        no asking. A check that cannot be made (the namespace list, or one namespace's, not
+        answered) leaves the last finding standing: it never fails the listing."""
+        now = time.monotonic()
+        with self._lock:
+            if seen is not None:
+                self._listed[kind] = frozenset(seen)
+            checked, found = self._audits.get(kind, (-math.inf, ()))
+            listed = self._listed.get(kind, frozenset())
+        if now - checked < AUDIT_EVERY:
+            return found
+        wanted = self._visible() if "*" in scope else set(scope)
+        lacking = list(found) if wanted is None else []
+        for namespace in sorted((wanted or set()) - listed):
+            params = {"namespace": namespace, **probe}
+            timeout = self._settings.timeout
+            try:
+                self._send(
+                    api, parts, capability, params, timeout, namespace=namespace, single=True
+                )
+            except _Refused:
+                lacking.append(namespace)
+            except (DiscoveryError, _NotFound) as exc:  # no answer: what was found stands
+                log.debug("cannot check whether the token may list in %r: %s", namespace, exc)
+                if namespace in found:
+                    lacking.append(namespace)
+        with self._lock:
+            self._audits[kind] = (now, tuple(lacking))
+        return tuple(lacking)
+
+    def _visible(self) -> set[str] | None:
+        """The namespaces the token sees (any capability there: GET /v1/namespaces); None,
+        logged once until it answers again, when Nomad does not answer the list."""
+        try:
+            timeout = self._settings.timeout
+            response = self._send(self._namespaces, (), "", {}, timeout, namespace="*")
+            answer = _json(response, self._shown)
+            if not isinstance(answer, list):
+                raise DiscoveryError(
+                    f"Nomad at {self._shown} answered GET /v1/namespaces with no list"
+                )
+        except DiscoveryError as exc:
+            with self._lock:
+                first, self._unchecked = self._unchecked is None, str(exc)
+            if first:
+                log.warning(
+                    "cannot check in which namespaces the Nomad token may not list jobs (or "
+                    "scaling policies), whose entries a list of every namespace leaves out "
+                    "without a word: %s; discovery goes on without the check",
+                    exc,
+                )
+            return None
+        with self._lock:
+            again, self._unchecked = self._unchecked is not None, None
+        if again:
+            log.info("the namespaces the Nomad token may not list in can be checked again")
+        return {str(ns["Name"]) for ns in answer if isinstance(ns, dict) and ns.get("Name")}
+
     # --- unchanged lists -------------------------------------------------------------------
 
     def _unchanged(self, kind: str, index: int) -> bool:
@@ -303,6 +424,16 @@ class NomadDiscovery:
             and last[0].index == index
             and time.monotonic() - last[1] < REDECODE_AFTER
         )
+
+    def _reused(self, kind: str, unlisted: tuple[str, ...]) -> Listing[Any]:
+        """The last listing of `kind`, standing for an answer not decoded (`_unchanged`),
+        with what the last check of the namespaces it leaves out found (`_audit`)."""
+        with self._lock:
+            last, decoded = self._last[kind]
+            if last.unlisted != unlisted:
+                last = replace(last, unlisted=unlisted)
+                self._last[kind] = (last, decoded)
+        return last
 
     def _decoded(self, kind: str, listing: Listing[_T], *, complete: bool) -> Listing[_T]:
         """`listing`, kept as the last of `kind`; one that could not read every entry it
@@ -460,9 +591,8 @@ class NomadDiscovery:
             return _NotFound(path)
         if status == 403:
             where = "every namespace" if namespace == "*" else f"namespace {namespace!r}"
-            message = (
-                f"Nomad refused GET {path} ({text}): the token needs the '{capability}' "
-                f"capability in {where}"
+            message = f"Nomad refused GET {path} ({text})" + (
+                f": the token needs the '{capability}' capability in {where}" if capability else ""
             )
             return _Refused(message) if single else DiscoveryError(message)
         return DiscoveryError(f"Nomad answered GET {path} with HTTP {status}: {text}")

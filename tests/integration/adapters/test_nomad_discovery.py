@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery, Refused
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
@@ -257,6 +258,136 @@ def test_jobs_of_namespaces_not_asked_for_are_never_read(nomad_api: NomadApiStan
     assert (sorted(g.job for g in listing.items), listing.refused) == (["books", "shop"], ())
     assert nomad_api.requests_to("GET", "/v1/jobs")[-1].query["namespace"] == "*"
     assert not nomad_api.requests_to("GET", "/v1/job/scratch")
+
+
+OPTED = {"autoscaler.enabled": "true"}
+
+
+def _probes(nomad_api: NomadApiStandIn) -> list[str]:
+    """The namespaces asked whether the token may list jobs there (an impossible prefix)."""
+    return [
+        r.query["namespace"]
+        for r in nomad_api.requests_to("GET", "/v1/jobs")
+        if "prefix" in r.query
+    ]
+
+
+def test_the_namespaces_a_wildcard_list_leaves_out_for_want_of_list_jobs_are_named(
+    nomad_api: NomadApiStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nomad answers `GET /v1/jobs?namespace=*` with the jobs of the namespaces where the
+    # token may list them, and says nothing of the others: team-b's opted-in job was
+    # missed without a word.
+    nomad_api.register_job("shop", {"web": 2}, meta=OPTED)
+    nomad_api.register_job("books", {"web": 1}, namespace="team-b", meta=OPTED)
+    nomad_api.add_namespace("quiet")  # may list there, nothing to list: no warning
+    nomad_api.add_namespace("hidden")  # no capability: not seen, not asked
+    nomad_api.enable_acl(
+        {
+            "reader": {
+                "default": ["list-jobs", "read-job"],
+                "team-b": ["read-job"],
+                "quiet": ["list-jobs"],
+            }
+        }
+    )
+    discovery = _discovery(nomad_api, token="reader")
+    listing = discovery.groups()
+    assert [(g.namespace, g.job) for g in listing.items] == [("default", "shop")]
+    assert listing.unlisted == ("team-b",)
+    assert sorted(_probes(nomad_api)) == ["quiet", "team-b"]  # default showed jobs
+    # Not asked again at every pass (blocking query or not), until it is due.
+    for _ in range(3):
+        assert discovery.groups(index=listing.index, wait=0.05).unlisted == ("team-b",)
+    assert len(nomad_api.requests_to("GET", "/v1/namespaces")) == 1
+    assert len(_probes(nomad_api)) == 2
+    # Due again: the token may now list in team-b, and its job is discovered.
+    monkeypatch.setattr("autoscaler.adapters.discovery.nomad.AUDIT_EVERY", 0.0)
+    nomad_api.enable_acl({"reader": {"*": ["list-jobs", "read-job"]}})
+    nomad_api.touch_job("shop")
+    listing = discovery.groups()
+    assert (sorted(g.job for g in listing.items), listing.unlisted) == (["books", "shop"], ())
+
+
+def test_a_token_that_may_list_jobs_everywhere_is_told_nothing(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.register_job("shop", {"web": 2}, meta=OPTED)
+    nomad_api.add_namespace("team-b")
+    nomad_api.enable_acl({"reader": {"*": ["list-jobs", "read-job"]}})
+    listing = _discovery(nomad_api, token="reader").groups()
+    assert ([g.job for g in listing.items], listing.unlisted) == (["shop"], ())
+    assert _probes(nomad_api) == ["team-b"]  # the namespace that showed no job
+
+
+def test_a_namespace_list_nomad_refuses_leaves_discovery_alone_and_is_told_once(
+    nomad_api: NomadApiStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nomad_api.register_job("shop", {"web": 2}, meta=OPTED)
+    nomad_api.register_job("books", {"web": 1}, namespace="team-b", meta=OPTED)
+    nomad_api.enable_acl({"reader": {"default": ["list-jobs", "read-job"], "team-b": ["read-job"]}})
+    nomad_api.namespaces_refusal = (403, "Permission denied")
+    monkeypatch.setattr("autoscaler.adapters.discovery.nomad.AUDIT_EVERY", 0.0)
+    discovery = _discovery(nomad_api, token="reader")
+    for _ in range(3):
+        listing = discovery.groups()
+        assert ([g.job for g in listing.items], listing.unlisted) == (["shop"], ())
+    assert len(nomad_api.requests_to("GET", "/v1/namespaces")) == 3  # tried at each due
+    told = [r.getMessage() for r in caplog.records if "cannot check" in r.getMessage()]
+    assert len(told) == 1, told
+    assert "Nomad refused GET /v1/namespaces (Permission denied)" in told[0]
+
+
+def test_the_scaling_policies_a_wildcard_list_leaves_out_are_named_by_namespace(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    for namespace in ("prod", "dev"):
+        nomad_api.register_job(
+            "shop",
+            {"api": 1},
+            namespace=namespace,
+            scaling={"api": (1, 10)},
+            policies={"api": {"check": []}},
+        )
+    nomad_api.enable_acl(
+        {
+            "reader": {
+                "prod": ["list-scaling-policies", "read-scaling-policy"],
+                "dev": ["read-job-scaling"],
+            }
+        }
+    )
+    listing = _discovery(nomad_api, token="reader").scaling_policies()
+    assert [p.target["Namespace"] for p in listing.items] == ["prod"]
+    assert listing.unlisted == ("dev",)
+
+
+def test_the_namespace_list_is_nomads_filtered_by_the_tokens_capabilities(
+    nomad_api: NomadApiStandIn,
+) -> None:
+    nomad_api.add_namespace("team-b", description="B", meta={"owner": "b"})
+    nomad_api.add_namespace("denied")
+    nomad_api.add_namespace("other")
+    nomad_api.enable_acl(
+        {"t": {"team-b": ["read-job"], "denied": ["deny"]}, "none": {}}, management=["root"]
+    )
+
+    def listed(token: str) -> list[dict[str, Any]]:
+        answer = requests.get(
+            f"{nomad_api.address}/v1/namespaces", headers={"X-Nomad-Token": token}, timeout=5
+        )
+        assert answer.status_code == 200, answer.text
+        return list(answer.json())
+
+    assert [ns["Name"] for ns in listed("none")] == []  # no capability: [], not a 403
+    assert [ns["Name"] for ns in listed("root")] == ["default", "denied", "other", "team-b"]
+    (team_b,) = listed("t")
+    assert set(team_b) == {
+        *("Name", "Description", "Quota", "Meta", "Capabilities", "CreateIndex", "ModifyIndex")
+    }
+    assert (team_b["Description"], team_b["Meta"]) == ("B", {"owner": "b"})
 
 
 def test_a_job_read_failing_otherwise_still_fails_the_listing(nomad_api: NomadApiStandIn) -> None:
