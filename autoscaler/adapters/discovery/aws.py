@@ -8,7 +8,8 @@ polls this, with backoff while it fails. botocore's own retries are off in that 
 targets retry themselves), so a page that fails for a moment (throttling: AWS's rate limit
 is shared by every caller of the account; a 5xx; a broken connection) is asked again here,
 within `deadline` seconds, rather than failing the listing of every page until the next
-poll.
+poll. A page AWS refuses for its credentials (a key rotated in the credentials file) is
+asked again once with the credentials read again (`aws_client.SharedClient.renew`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tenacity import (
 )
 
 from autoscaler.adapters.exhausted import out_of_resources
-from autoscaler.adapters.targets.aws_client import shared_client
+from autoscaler.adapters.targets.aws_client import SharedClient, send_renewing, shared
 from autoscaler.adapters.targets.aws_errors import (
     PERMISSION_CODES,
     credentials_call,
@@ -60,7 +61,7 @@ class AsgDiscovery:
         deadline: float = 10.0,
     ) -> None:
         self._region = region
-        self._client = client
+        self._given = None if client is None else SharedClient(client)  # never rebuilt
         self._deadline = deadline
 
     def __repr__(self) -> str:
@@ -73,8 +74,9 @@ class AsgDiscovery:
         permission, throttling, an unreachable endpoint).
         """
         where = f"region {self._region or '(from the environment)'}"
+        client: SharedClient | None = None
         try:
-            client = self._client or shared_client(self._region, self._deadline)
+            client = self._given or shared(self._region, self._deadline)
             filters: Any = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
             found: list[AsgGroup] = []
             token: str | None = None
@@ -82,9 +84,7 @@ class AsgDiscovery:
             retrying = self._retrying(where)  # each call: its own attempts and deadline
             while True:
                 extra: Any = {"NextToken": token} if token else {}
-                page = retrying(
-                    client.describe_auto_scaling_groups, Filters=filters, MaxRecords=PAGE, **extra
-                )
+                page = self._page(client, retrying, Filters=filters, MaxRecords=PAGE, **extra)
                 for group in page["AutoScalingGroups"]:
                     found.append(
                         AsgGroup(
@@ -108,8 +108,18 @@ class AsgDiscovery:
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             # (ResponseParserError: an answer that is not AWS's, e.g. a proxy's HTML page;
             # not a BotoCoreError, it was logged as an unexpected failure with a traceback.)
-            raise DiscoveryError(_message(exc, where)) from exc
+            reread = None if client is None else client.reread()
+            raise DiscoveryError(_message(exc, where, reread)) from exc
         return found
+
+    @staticmethod
+    def _page(client: SharedClient, retrying: Retrying, **params: Any) -> Any:
+        """One page, through the client of the moment, sent again (`retrying`) while it
+        fails for a moment, and once more with the credentials read again when AWS
+        rejected them (`send_renewing`)."""
+        return send_renewing(
+            client, lambda: retrying(client.client.describe_auto_scaling_groups, **params)
+        )
 
     def _retrying(self, where: str) -> Retrying:
         """Retries of one page's call on transient failures: `ATTEMPTS` at most, none
@@ -124,7 +134,7 @@ class AsgDiscovery:
         )
 
 
-def _message(exc: Exception, where: str) -> str:
+def _message(exc: Exception, where: str, reread: str | None = None) -> str:
     exhausted = out_of_resources(exc)
     if exhausted is not None:
         return f"DescribeAutoScalingGroups in {where}: {exhausted}"
@@ -144,7 +154,7 @@ def _message(exc: Exception, where: str) -> str:
                 f"DescribeAutoScalingGroups in {where} was denied: grant the IAM action "
                 f"autoscaling:DescribeAutoScalingGroups ({code}: {text})"
             )
-        rejected = rejected_credentials(code, text)
+        rejected = rejected_credentials(code, text, reread)
         if rejected is not None:
             return f"DescribeAutoScalingGroups in {where}: {rejected}"
         return f"DescribeAutoScalingGroups in {where} failed: {code}: {text}"

@@ -32,13 +32,7 @@ from tenacity import (
 
 from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import Budget, after_unanswered, monotonic
-from autoscaler.adapters.targets.aws_client import (
-    bound_request,
-    check_sends,
-    feed,
-    group_reads,
-    shared,
-)
+from autoscaler.adapters.targets.aws_client import SharedClient, send_renewing, shared
 from autoscaler.adapters.targets.aws_errors import describe, is_transient, log_retry, translate
 from autoscaler.adapters.targets.aws_status import (
     RUNNING_REFRESH,
@@ -96,20 +90,20 @@ class AsgScaler:
     ) -> None:
         self._ref = ref
         self._deadline = deadline
-        if client is None:
-            self._client, self._reads, self._feed = shared(ref.region, deadline)
-        else:
-            check_sends(client)
-            self._client, self._reads, self._feed = client, group_reads(client), feed(client)
+        self._shared = (
+            shared(ref.region, deadline) if client is None else SharedClient.given(client)
+        )
+        self._reads, self._feed = self._shared.reads, self._shared.feed
         self._refreshes: Refreshes | None = None  # the last read, while it may be kept
         self._refresh_reads = 0
         self._refresh_lock = threading.Lock()
         self._reads.know(ref.asg)  # so its group can ride along in other targets' reads
-        # Idempotent (one handler per client, whoever registers it first).
-        self._client.meta.events.register(
-            "before-send.autoscaling", bound_request, unique_id="autoscaler-deadline"
-        )
         self._region = self._client.meta.region_name
+
+    @property
+    def _client(self) -> AutoScalingClient:
+        """The shared client of the moment (built again when AWS rejected its credentials)."""
+        return self._shared.client
 
     def status(self) -> TargetStatus:
         """DesiredCapacity and bounds; not ready while an activity or instance refresh runs,
@@ -309,7 +303,9 @@ class AsgScaler:
         written at or after it by a connection opened late (`send_by`); reads are left
         their own, as a group read may carry other targets' groups too. `again` is asked
         before each retry (not the first attempt) whether the call is still to be sent; it
-        raises when not (its errors end the call as they are).
+        raises when not (its errors end the call as they are). When AWS rejects the
+        credentials, they are read again and the call is sent once more
+        (`SharedClient.renew`), unless they were read again too recently.
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -351,14 +347,19 @@ class AsgScaler:
         )
         try:
             try:
-                return retrying(attempt)
+                return send_renewing(self._shared, lambda: retrying(attempt))
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 if until.cut and is_transient(exc):
                     last = describe(exc)
                     raise until.over(what, sent=sent, last=last, unanswered=unanswered) from exc
                 error = translate(
-                    action, exc, sent, where=where or self._where(), deadline=self._deadline
+                    action,
+                    exc,
+                    sent,
+                    where=where or self._where(),
+                    deadline=self._deadline,
+                    reread=self._shared.reread(),
                 )
                 if unanswered and isinstance(error, TargetUnavailable):
                     error.maybe_applied = True  # sent, never answered: it may have landed

@@ -8,6 +8,15 @@ thread-safe), whose connection pool is bounded (`POOL_SIZE`). Groups of one clie
 the same moment share one DescribeAutoScalingGroups call (`aws_batch.GroupReads`). Once
 a client is built, its session lets go of botocore's table of every AWS endpoint
 (`release_endpoint_tables`), 7 MB that only building another client would need.
+
+botocore reads static credentials (the environment's, a credentials file's) once, when
+the session first needs them, and never again: when an operator's tooling rotates the key
+in the file (the old one deleted in IAM), AWS rejects every call of the shared clients.
+So a call AWS answers with an authentication error (`aws_errors.rejects_credentials`)
+reads the credential chain again in a new session, rebuilds the client from it and is
+sent once more (`SharedClient.renew`), at most once per `CREDENTIALS_REREAD` seconds per
+AWS configuration. (Credentials botocore obtains itself, with an expiry, it renews itself
+before they end: a role's, a web identity's, SSO's, a `credential_process`'s.)
 """
 
 from __future__ import annotations
@@ -16,19 +25,19 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from autoscaler.adapters import send_by
 from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
-from autoscaler.adapters.targets.aws_errors import is_transient
+from autoscaler.adapters.targets.aws_errors import is_transient, rejects_credentials
 from autoscaler.errors import TargetDeadline, TargetError, TargetForbidden
 from autoscaler.redact import Slot, register, scrub
 
@@ -39,19 +48,143 @@ if TYPE_CHECKING:
 # The target's logger: the warning of `check_sends` keeps the name it has always had.
 log = logging.getLogger("autoscaler.adapters.targets.aws_asg")
 
+T = TypeVar("T")
+
 # Connections kept open per client (region and AWS configuration) for reuse.
 POOL_SIZE = 10
 
-_sessions: dict[tuple[tuple[str, str], ...], boto3.session.Session] = {}
-_Shared = tuple["AutoScalingClient", GroupReads["AutoScalingGroupTypeDef"], ActivityFeed]
-_clients: dict[tuple[object, ...], _Shared] = {}
-_clients_lock = threading.Lock()
+_Env = tuple[tuple[str, str], ...]  # the `AWS_*` environment: one AWS configuration
+_sessions: dict[_Env, boto3.session.Session] = {}
+_clients: dict[tuple[object, ...], SharedClient] = {}
+_clients_lock = threading.Lock()  # also guards `_sessions`, `_reread` and client swaps
 # A configuration in which no credentials were found: when the chain was last tried
 # (`monotonic()`), and what it said. No client is kept without credentials (botocore's
 # would never look again, however the configuration is fixed); the chain is tried again
 # at most every `CREDENTIALS_RETRY` seconds (an instance role may take an IMDS timeout).
-_uncredentialed: dict[tuple[tuple[str, str], ...], tuple[float, str]] = {}
+_uncredentialed: dict[_Env, tuple[float, str]] = {}
 CREDENTIALS_RETRY = 30.0
+
+CREDENTIALS_REREAD = 30.0
+"""Seconds between two readings of one AWS configuration's credentials after AWS rejected
+them (`SharedClient.renew`): a key rotated in the credentials file is picked up by the
+first call it fails, while a key that is simply wrong is not read again (a new session, a
+new client: ~0.15 s of CPU, an instance role's IMDS lookup) at every call of every target."""
+# When each AWS configuration's credentials were last read again (`monotonic()`), and
+# what to add when that reading failed.
+_reread: dict[_Env, tuple[float, str]] = {}
+
+
+class SharedClient:
+    """The `autoscaling` client of one region, deadline and AWS configuration (`client`),
+    the group reads and activity scan that go through it, and its renewal when AWS rejects
+    its credentials (`renew`). Thread-safe: `client` is replaced whole, never changed.
+
+    `given(client)` wraps a client built elsewhere (tests), which is never rebuilt.
+    """
+
+    def __init__(
+        self,
+        client: AutoScalingClient,
+        *,
+        session: boto3.session.Session | None = None,
+        env: _Env | None = None,
+        deadline: float = 0.0,
+    ) -> None:
+        self._session, self._env, self._deadline = session, env, deadline
+        self.client = self._install(client)
+        self.reads = group_reads(lambda: self.client)
+        self.feed = feed(lambda: self.client)
+
+    @classmethod
+    def given(cls, client: AutoScalingClient) -> SharedClient:
+        """`client`, built elsewhere, its sends checked (`check_sends`); never rebuilt."""
+        check_sends(client)
+        return cls(client)
+
+    def renew(self, rejected: AutoScalingClient) -> bool:
+        """After AWS rejected the credentials `rejected` (this object's client when the call
+        was sent) signed with: True when the call may be sent once more with `client`.
+
+        `client` is rebuilt from a new session, which walks the credential chain again (a
+        rotated credentials file is read), at most once per `CREDENTIALS_REREAD` seconds per
+        AWS configuration; one that another client of the configuration read since is used
+        without reading again, and a client another thread renewed already is used as is.
+        """
+        if self._env is None:
+            return False  # a client given to us: nothing to read again
+        with _clients_lock:
+            if self.client is not rejected:
+                return True  # renewed by another call meanwhile
+            latest = _sessions.get(self._env)
+            if latest is not None and latest is not self._session:
+                return self._rebuild(latest)  # another region's call read them already
+            last = _reread.get(self._env)
+            now = monotonic()
+            if last is not None and now - last[0] < CREDENTIALS_REREAD:
+                return False
+            try:
+                session = _session()
+                found = _credentials(session) is not None
+            except TargetError as exc:
+                _reread[self._env] = (now, f" (and failed: {exc})")
+                return False
+            if not found:
+                _reread[self._env] = (now, " (and none were found)")
+                return False
+            _reread[self._env] = (now, "")
+            _sessions[self._env] = session
+            return self._rebuild(session)
+
+    def reread(self) -> str | None:
+        """When the credentials were last read again after AWS rejected them (`renew`), if
+        within `CREDENTIALS_REREAD` seconds: for the message of a rejection."""
+        if self._env is None:
+            return None
+        with _clients_lock:
+            last = _reread.get(self._env)
+        if last is None or monotonic() - last[0] >= CREDENTIALS_REREAD:
+            return None
+        ago = monotonic() - last[0]
+        return (
+            f"the credentials were read again {ago:.0f}s ago{last[1]}; they are read again "
+            f"at most every {CREDENTIALS_REREAD:g} s"
+        )
+
+    def _rebuild(self, session: boto3.session.Session) -> bool:
+        """`client` built again from `session` (lock held); False if it could not be."""
+        region = self.client.meta.region_name
+        try:
+            client = make_client(region, self._deadline, session=session)
+        except TargetError as exc:
+            log.warning("the %s client could not be built again: %s", region, exc)
+            return False
+        self._session, self.client = session, self._install(client)
+        log.warning(
+            "AWS rejected the credentials of the %s client: read them again from the "
+            "credential chain and built it again; the call is sent once more",
+            region,
+        )
+        return True
+
+    @staticmethod
+    def _install(client: AutoScalingClient) -> AutoScalingClient:
+        # Idempotent (one handler per client, whoever registers it first).
+        client.meta.events.register(
+            "before-send.autoscaling", bound_request, unique_id="autoscaler-deadline"
+        )
+        return client
+
+
+def send_renewing(shared: SharedClient, send: Callable[[], T]) -> T:
+    """`send()` (a call through `shared.client`), sent once more when AWS rejected the
+    credentials it was signed with and they could be read again (`SharedClient.renew`)."""
+    used = shared.client
+    try:
+        return send()
+    except ClientError as exc:
+        if not rejects_credentials(exc) or not shared.renew(used):
+            raise
+    return send()
 
 
 def shared_client(region: str | None, deadline: float) -> AutoScalingClient:
@@ -61,14 +194,17 @@ def shared_client(region: str | None, deadline: float) -> AutoScalingClient:
     Built on first use (`make_client`) from one boto3 session per AWS configuration; a
     failure to build is not remembered, so a fixed configuration takes effect at once.
     """
-    return shared(region, deadline)[0]
+    return shared(region, deadline).client
 
 
-def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef]:
-    """Reads of groups through `client`, many groups per DescribeAutoScalingGroups call."""
+def group_reads(
+    client: Callable[[], AutoScalingClient],
+) -> GroupReads[AutoScalingGroupTypeDef]:
+    """Reads of groups through `client()` (the client of the moment), many groups per
+    DescribeAutoScalingGroups call."""
 
     def describe(names: Sequence[str]) -> list[AutoScalingGroupTypeDef]:
-        answer = client.describe_auto_scaling_groups(
+        answer = client().describe_auto_scaling_groups(
             AutoScalingGroupNames=list(names), MaxRecords=100
         )
         return answer["AutoScalingGroups"]
@@ -78,28 +214,32 @@ def group_reads(client: AutoScalingClient) -> GroupReads[AutoScalingGroupTypeDef
 
 def forget_shared_reads() -> None:
     """Make every shared client's reads start afresh: its activity feed scans again
-    (`ActivityFeed.forget`), its group reads know no group (`GroupReads.forget`). For
-    whoever replaced the AWS state under them, as tests do between two tests."""
+    (`ActivityFeed.forget`), its group reads know no group (`GroupReads.forget`), and
+    rejected credentials may be read again at once (`CREDENTIALS_REREAD`). For whoever
+    replaced the AWS state under them, as tests do between two tests."""
     with _clients_lock:
         shared = list(_clients.values())
-    for _, reads, activities in shared:
-        reads.forget()
-        activities.forget()
+        _reread.clear()
+    for one in shared:
+        one.reads.forget()
+        one.feed.forget()
 
 
-def feed(client: AutoScalingClient) -> ActivityFeed:
-    """The scaling activities of every group `client` reads, one scan for all (`aws_activity`)."""
+def feed(client: Callable[[], AutoScalingClient]) -> ActivityFeed:
+    """The scaling activities of every group `client()` reads, one scan for all
+    (`aws_activity`)."""
     return ActivityFeed(
-        lambda params: client.describe_scaling_activities(**params), monotonic=monotonic
+        lambda params: client().describe_scaling_activities(**params), monotonic=monotonic
     )
 
 
-def shared(region: str | None, deadline: float) -> _Shared:
+def shared(region: str | None, deadline: float) -> SharedClient:
+    """The `SharedClient` of `region`, `deadline` and the AWS configuration of the moment."""
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     key = (region or "", deadline, env)
     with _clients_lock:  # a boto3 session is not thread-safe; its clients are
-        shared = _clients.get(key)
-        if shared is None:
+        found = _clients.get(key)
+        if found is None:
             tried = _uncredentialed.get(env)
             if tried is not None and monotonic() - tried[0] < CREDENTIALS_RETRY:
                 raise TargetForbidden(tried[1])
@@ -117,8 +257,10 @@ def shared(region: str | None, deadline: float) -> _Shared:
                 raise TargetForbidden(problem)
             _uncredentialed.pop(env, None)
             client = make_client(region, deadline, session=session)
-            shared = _clients[key] = (client, group_reads(client), feed(client))
-        return shared
+            found = _clients[key] = SharedClient(
+                client, session=session, env=env, deadline=deadline
+            )
+        return found
 
 
 def _credentials(session: boto3.session.Session) -> object | None:

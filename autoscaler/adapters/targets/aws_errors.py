@@ -4,8 +4,10 @@ the credentials AWS rejected, the AWS validation message).
 
 botocore's own retries are off (`aws_client.make_client`): `is_transient` is what the
 target's one retry loop retries (throttling, 5xx, broken connections); everything else
-becomes one of our errors at once (`translate`). AWS's messages are scrubbed of anything
-that looks like an access key.
+becomes one of our errors at once (`translate`). A rejection of the credentials
+themselves (`rejects_credentials`) has them read again and the call sent once more first
+(`aws_client.send_renewing`). AWS's messages are scrubbed of anything that looks like an
+access key.
 """
 
 from __future__ import annotations
@@ -72,13 +74,15 @@ CREDENTIAL_CODES = frozenset(
 )
 
 # Credentials past their end. botocore renews only those it obtained itself (a role, SSO,
-# a web identity, a credential_process with an expiry); those of the environment or a
-# credentials file are read once, when the first target of their configuration is built.
+# a web identity, a credential_process with an expiry); those of the environment are read
+# once, when the first target of their configuration is built, and those of a credentials
+# file again when AWS rejects them (`aws_client.SharedClient.renew`).
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 RENEW_HINT = (
-    "credentials from the environment or a credentials file are read once, when the "
-    "service starts: restart it once they are renewed, or give it a source botocore "
-    "renews itself (an instance or task role, a web identity, SSO, a credential_process)"
+    "credentials from the environment are read once, when the service starts: restart it "
+    "once they are renewed; a credentials file is read again when AWS rejects its "
+    "credentials; or give it a source botocore renews itself (an instance or task role, a "
+    "web identity, SSO, a credential_process)"
 )
 # A request signed too long before AWS received it, by AWS's clock: this host's is off.
 CLOCK_HINT = "this host's clock is off by more than AWS allows: synchronise it (NTP)"
@@ -99,11 +103,18 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def translate(
-    action: str, exc: Exception, attempts: int, *, where: str, deadline: float
+    action: str,
+    exc: Exception,
+    attempts: int,
+    *,
+    where: str,
+    deadline: float,
+    reread: str | None = None,
 ) -> TargetError:
     """The `TargetError` that tells an operator what went wrong and what to do.
 
-    `attempts` were made on `where` within the `deadline` (seconds) of the operation.
+    `attempts` were made on `where` within the `deadline` (seconds) of the operation;
+    `reread` says what came of reading the credentials again, when AWS rejected them.
     """
     exhausted = out_of_resources(exc)
     if exhausted is not None:
@@ -129,7 +140,7 @@ def translate(
             f"{action} on {where} was denied: grant the IAM action autoscaling:{action} "
             f"({code}: {message})"
         )
-    rejected = rejected_credentials(code, message)
+    rejected = rejected_credentials(code, message, reread)
     if rejected is not None:
         return TargetForbidden(f"{action} on {where}: {rejected}")
     if code in BUSY_CODES:
@@ -141,16 +152,34 @@ def translate(
     return TargetError(f"{action} on {where} failed: {code}: {message}")
 
 
-def rejected_credentials(code: str, message: str) -> str | None:
-    """What to say when AWS rejected the request's credentials or signature; else None."""
-    if code == "RequestExpired" or (
-        code == "SignatureDoesNotMatch" and "signature expired" in message.lower()
-    ):
+def rejects_credentials(exc: BaseException) -> bool:
+    """True when AWS rejected the credentials a request was signed with (an unknown or
+    deleted key, an expired session, a signature made with the wrong secret): reading the
+    credentials again may help. Not for a request signed too long ago (the clock's fault)."""
+    if not isinstance(exc, ClientError):
+        return False
+    code, message = _error(exc)
+    return code in CREDENTIAL_CODES and not _clock_off(code, message)
+
+
+def rejected_credentials(code: str, message: str, reread: str | None = None) -> str | None:
+    """What to say when AWS rejected the request's credentials or signature; else None.
+
+    `reread` says what came of reading the credentials again after the rejection.
+    """
+    if _clock_off(code, message):
         return f"{CLOCK_HINT} ({code}: {message})"
     if code in CREDENTIAL_CODES:
+        again = f"; {reread}" if reread else ""
         hint = f": {RENEW_HINT}" if code in EXPIRED_CODES else ""
-        return f"AWS rejected the credentials ({code}: {message}){hint}"
+        return f"AWS rejected the credentials ({code}: {message}){again}{hint}"
     return None
+
+
+def _clock_off(code: str, message: str) -> bool:
+    return code == "RequestExpired" or (
+        code == "SignatureDoesNotMatch" and "signature expired" in message.lower()
+    )
 
 
 def credentials_call(exc: ClientError, action: str) -> str | None:

@@ -76,9 +76,11 @@ def test_expired_credentials_say_what_renews_them(
     aws_proxy: AwsProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
-    aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "ExpiredToken", "token expired")
-    with pytest.raises(DiscoveryError, match="restart it once they are renewed"):
+    aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "ExpiredToken", "token expired", times=2)
+    # Read again and sent once more (a credentials file may hold new ones), then said.
+    with pytest.raises(DiscoveryError, match=r"read again \d+s ago; .* restart it once they are"):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 2
 
 
 def test_a_throttled_page_is_asked_again_and_the_listing_goes_on(

@@ -1,0 +1,162 @@
+"""A key rotated in the shared credentials file, against a moto server that checks every
+request's key and signature as AWS does (`moto_auth`).
+
+botocore reads a credentials file once; the clients the ASG targets and AWS discovery
+share were kept for the life of the service. When an operator's tooling rotated the key
+(a new key written to the file, the old one deleted in IAM), every call failed with
+`InvalidClientTokenId` until a restart, and every ASG policy held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.adapters.discovery.aws import AsgDiscovery
+from autoscaler.adapters.targets.aws_asg import AsgScaler
+from autoscaler.core.model import AsgTarget
+from autoscaler.errors import DiscoveryError, TargetForbidden
+from tests.support.aws import REGION
+from tests.support.moto_auth import Key, MotoAuthServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("moto-auth")]
+
+TAGS = {"rotation": "yes"}
+READ_AGAIN = "read them again"  # what the log says when a client is built again
+
+
+@pytest.fixture(scope="module")
+def auth_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoAuthServer]:
+    server = MotoAuthServer(tmp_path_factory.mktemp("moto-auth"), log_name="moto.log")
+    with server:
+        server.enforce_auth()
+        yield server
+
+
+@pytest.fixture
+def scaler_user(auth_moto: MotoAuthServer) -> str:
+    """An IAM user allowed every action, as the service's would be; its name."""
+    return auth_moto.new_user(f"scaler-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def credentials_file(
+    auth_moto: MotoAuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The AWS configuration of the service: its credentials from this file (not there
+    yet), its endpoint the server that checks them."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "credentials"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", auth_moto.url)
+    return path
+
+
+def make_group(server: MotoAuthServer) -> str:
+    """A group of desired capacity 2 carrying `TAGS`, made with the admin's key."""
+    name = f"asg-{uuid.uuid4().hex[:10]}"
+    ec2 = server.client("ec2")
+    ec2.create_launch_template(
+        LaunchTemplateName=f"lt-{name}",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+    )
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+    server.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": f"lt-{name}", "Version": "$Latest"},
+        MinSize=1,
+        MaxSize=10,
+        DesiredCapacity=2,
+        VPCZoneIdentifier=",".join(s["SubnetId"] for s in subnets["Subnets"]),
+        Tags=[
+            {"Key": k, "Value": v, "PropagateAtLaunch": False, "ResourceId": name}
+            for k, v in TAGS.items()
+        ],
+    )
+    return name
+
+
+def rebuilt(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(READ_AGAIN in r.getMessage() for r in caplog.records)
+
+
+def test_the_server_refuses_a_deleted_key(auth_moto: MotoAuthServer, scaler_user: str) -> None:
+    # What the tests below stand on: moto checks the key as AWS does.
+    key = auth_moto.new_key(scaler_user)
+    auth_moto.client("autoscaling", key).describe_auto_scaling_groups()
+    auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key.id)
+    with pytest.raises(Exception, match="InvalidClientTokenId"):
+        auth_moto.client("autoscaling", key).describe_auto_scaling_groups()
+
+
+def test_a_key_rotated_in_the_credentials_file_is_read_again_without_a_restart(
+    auth_moto: MotoAuthServer,
+    scaler_user: str,
+    credentials_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = make_group(auth_moto)
+    key_a = auth_moto.new_key(scaler_user)
+    key_a.credentials_file(credentials_file)
+    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
+    discovery = AsgDiscovery(REGION, deadline=5.0)  # another deadline: a client of its own
+    assert scaler.status().count == 2
+    assert group in [g.name for g in discovery.groups(TAGS)]
+
+    # The rotation an operator's tooling makes: a new key, written to the file, and the
+    # old one deleted.
+    key_b = auth_moto.new_key(scaler_user)
+    key_b.credentials_file(credentials_file)
+    auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key_a.id)
+
+    with caplog.at_level(logging.WARNING):
+        assert scaler.status().count == 2
+        scaler.scale(3, reason="test", meta={})
+        assert group in [g.name for g in discovery.groups(TAGS)]
+    assert rebuilt(caplog) == 2  # the target's client and discovery's, once each
+    described = auth_moto.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group]
+    )
+    assert described["AutoScalingGroups"][0]["DesiredCapacity"] == 3
+
+
+def test_a_key_rejected_again_holds_and_says_it_was_read_again(
+    auth_moto: MotoAuthServer,
+    scaler_user: str,
+    credentials_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = make_group(auth_moto)
+    key_a = auth_moto.new_key(scaler_user)
+    key_a.credentials_file(credentials_file)
+    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
+    assert scaler.status().count == 2
+
+    # The file now holds a key IAM never issued, and the old one is gone.
+    Key("AKIA" + "X" * 16, "not-a-secret").credentials_file(credentials_file)
+    auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key_a.id)
+
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(TargetForbidden) as first:
+            scaler.status()
+        # Within CREDENTIALS_REREAD: not read again, the client not built again.
+        with pytest.raises(TargetForbidden) as second:
+            scaler.status()
+        with pytest.raises(DiscoveryError) as listing:
+            AsgDiscovery(REGION, deadline=3.0).groups(TAGS)
+    for raised in (first, second, listing):
+        message = str(raised.value)
+        assert "AWS rejected the credentials (InvalidClientTokenId" in message
+        assert "the credentials were read again" in message
+        assert "at most every 30 s" in message
+    # Once: discovery shares the target's client (the same deadline), not built again either.
+    assert rebuilt(caplog) == 1
