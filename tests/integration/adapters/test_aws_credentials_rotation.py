@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.adapters.discovery.aws import AsgDiscovery
+from autoscaler.adapters.targets import TargetFactory
 from autoscaler.adapters.targets.aws_asg import AsgScaler
 from autoscaler.core.model import AsgTarget
 from autoscaler.errors import DiscoveryError, TargetForbidden
@@ -107,7 +108,7 @@ def test_a_key_rotated_in_the_credentials_file_is_read_again_without_a_restart(
     group = make_group(auth_moto)
     key_a = auth_moto.new_key(scaler_user)
     key_a.credentials_file(credentials_file)
-    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
+    scaler = TargetFactory()(AsgTarget(asg=group))  # as the service builds its targets
     discovery = AsgDiscovery(REGION, deadline=5.0)  # another deadline: a client of its own
     assert scaler.status().count == 2
     assert group in [g.name for g in discovery.groups(TAGS)]
