@@ -129,3 +129,50 @@ def test_the_shipped_policy_tests_pass() -> None:
     done = policy_test(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "3 files (0 invalid): 10 tests, 10 passed, 0 failed"
+
+
+SHIPPED = Path(__file__).resolve().parents[3] / "policies"
+
+
+def test_the_feature_tours_threshold_policy_scales_in_when_cpu_is_cold(tmp_path: Path) -> None:
+    """`search-api` shows threshold steps that shrink the group when the CPU is cold. Its
+    alert check must then ask for no more than the others: a threshold check whose steps
+    all miss asks for the current count, and the highest count wins, so without a `below`
+    step of its own the alert check kept the group at its size for ever."""
+    test = tmp_path / "tour_test.yaml"
+    test.write_text(
+        f"policy_files: [{SHIPPED / 'feature-tour.yaml'}]\n"
+        "tests:\n"
+        "  - name: cold cpu, no alert, a low forecast\n"
+        "    start: 2024-01-06T12:00:00Z\n"  # a Saturday: the office-hours window is shut
+        "    start_count: {search-api: 20}\n"
+        "    input_values:\n"
+        "      search-api: {cpu: '0.1x40', backlog-alert: '0x40', forecast: '1x40'}\n"
+        "    expect:\n"
+        "      - {at: 0s, policy: search-api, desired: 20, reason: first evaluation}\n"
+        "      - {at: 5m, policy: search-api, current: 20, desired: 18, action: down}\n"
+        "      - {at: 15m, policy: search-api, current: 18, desired: 16, action: down}\n"
+    )
+    done = policy_test(test)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_nomad_example_keeps_one_instance_without_conversations(tmp_path: Path) -> None:
+    """`nomad-chat-api` allows `min: 0`, but its p95 check (target-value) never asks for
+    fewer than one instance while one runs, and without traffic its query is NaN, a failed
+    check, which blocks scale-in: its comment must not promise a scale to zero."""
+    test = tmp_path / "zero_test.yaml"
+    test.write_text(
+        f"policy_files: [{SHIPPED / 'nomad-chat-api.yaml'}]\n"
+        "tests:\n"
+        "  - name: no conversations, little traffic\n"
+        "    start_count: {nomad-chat-api: 1}\n"
+        "    input_values: {nomad-chat-api: {open-conversations: '0x60', p95-latency: '0.05x60'}}\n"
+        "    expect: [{at: 15m, current: 1, desired: 1, action: none}]\n"
+        "  - name: no conversations, no traffic\n"
+        "    start_count: {nomad-chat-api: 1}\n"
+        "    input_values: {nomad-chat-api: {open-conversations: '0x60', p95-latency: 'NaNx60'}}\n"
+        "    expect: [{at: 15m, current: 1, desired: 1, reason: scale-down blocked}]\n"
+    )
+    done = policy_test(test)
+    assert done.returncode == 0, done.stdout + done.stderr
