@@ -119,6 +119,7 @@ class ForecastModel(_Strict):
         max_length=4,
         description="Periods of the seasonal profiles; the one with the smallest recent "
         "error is used.",
+        json_schema_extra={"default": ["1d", "1w"]},  # a factory's default is not shown
     )
     min_history: Duration = Field("1d", description="Reactive until this much history.")
     max_error: float = Field(

@@ -166,3 +166,31 @@ def test_json_schema_and_loader_agree_on_a_one_off_time(time: str) -> None:
     else:
         by_loader = True
     assert by_schema == by_loader
+
+
+def test_every_default_a_field_has_is_in_the_json_schema() -> None:
+    """An editor shows the schema's `default`: a field whose default comes from a factory
+    (a list) must state it too, or the schema hides what a policy gets without the key
+    (`forecast.seasons` is `[1d, 1w]`, as POLICY_SPEC.md says). A nested model's default
+    needs none: its own fields carry theirs."""
+    from pydantic import BaseModel
+
+    from autoscaler.policy import schema as models
+
+    definitions = json_schema()["$defs"]
+    missing = []
+    for name, model in vars(models).items():
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in (
+            definitions
+        ):
+            continue
+        for field, info in model.model_fields.items():
+            if info.default_factory is None:
+                continue
+            value = info.default_factory()  # type: ignore[call-arg]
+            if isinstance(value, BaseModel) or value == []:
+                continue
+            shown = definitions[name]["properties"][field].get("default")
+            if shown != value:
+                missing.append(f"{name}.{field}: default {value!r}, schema shows {shown!r}")
+    assert not missing, missing
