@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli import help_text
+from autoscaler.cli.exits import print_error
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.printable import printable
 from autoscaler.cli.validate import print_problems
@@ -190,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
     except ValueError as exc:
-        print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
+        print(printable(f"autoscaler backtest: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except OverflowError:
         print(_OUTSIDE_THE_CALENDAR, file=sys.stderr)
@@ -202,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
             replace(settings.prometheus, timeout=timeout, deadline=3 * timeout)
         )
     except (AutoscalerError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)  # as plan's and run's: scrubbed, escaped
         return EXIT_STARTUP
     loaded = load_paths(args.paths)
     print_problems([*loaded.problems, *loaded.warnings], sys.stderr)
@@ -217,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         _check_count_options(options, policies)
     except ValueError as exc:
-        print(f"autoscaler backtest: error: {exc}", file=sys.stderr)
+        print(printable(f"autoscaler backtest: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     try:
         result = run_backtest(policies, source, options, jobs=max(1, args.jobs))
@@ -249,9 +250,9 @@ def _report(result: Backtest, args: argparse.Namespace, policies: list[Policy]) 
         try:
             path = write(backtest_figure(result, {p.name: p for p in policies}), args.plot)
         except PlotError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(printable(f"error: {exc}"), file=sys.stderr)
             return False
-        print(f"plot written to {path}", file=sys.stderr)
+        print(printable(f"plot written to {path}"), file=sys.stderr)
     return True
 
 

@@ -30,9 +30,10 @@ from autoscaler.cli.exits import (
 )
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.plan import cmd_plan
+from autoscaler.cli.printable import printable
 from autoscaler.cli.report import OUTPUTS
 from autoscaler.cli.run import cmd_run
-from autoscaler.cli.validate import cmd_validate
+from autoscaler.cli.validate import cmd_validate, print_problems
 from autoscaler.config.connections import (
     CONNECTION_OPTIONS,
     NOMAD_OPTIONS,
@@ -278,12 +279,11 @@ def _resolve_options(
         resolve(args, [CONFIG], {})
         config = load_config(args.config, FILE_OPTIONS)
         if config.problems:
-            for problem in config.problems:
-                print(scrub(str(problem)), file=sys.stderr)
+            print_problems(config.problems, sys.stderr)
             return EXIT_INVALID if args.command == "validate" else EXIT_STARTUP
         sources = resolve(args, options, config.values)
     except OptionError as exc:
-        parser.error(scrub(str(exc)))
+        parser.error(printable(scrub(str(exc))))
     _say_shadowed(config, options, sources)
     return None
 
@@ -301,7 +301,9 @@ def _say_shadowed(config: ConfigFile, options: Sequence[Option], sources: dict[s
         by = option.env if source == "env" else "/".join(option.flags) or option.dest
         key = ".".join(option.key)
         print(
-            f"warning: {config.path}: {key} is overridden by {by} (a flag wins over a "
-            "variable, a variable over the config file)",
+            printable(
+                f"warning: {config.path}: {key} is overridden by {by} (a flag wins over a "
+                "variable, a variable over the config file)"
+            ),
             file=sys.stderr,
         )

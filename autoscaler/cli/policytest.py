@@ -12,6 +12,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli import help_text
+from autoscaler.cli.printable import printable
+from autoscaler.cli.validate import print_problems
 from autoscaler.errors import TestFileError
 
 if TYPE_CHECKING:
@@ -53,15 +55,17 @@ def run_files(files: list[str], out: TextIO) -> int:
             test_file = load_test_file(file)
         except TestFileError as exc:
             invalid += 1
-            for problem in exc.problems:
-                print(problem, file=out)
-            print(f"{file}: invalid, not run", file=out)
+            print_problems(exc.problems, out)
+            print(printable(f"{file}: invalid, not run"), file=out)
             continue
         result = run_file(test_file)
         results.append(result)
         for failure in result.failures:
-            print(f"FAILED {failure.describe()}", file=out)
-        print(_summary(result), file=out)
+            # Test and policy names, expected reasons: whatever the test file holds.
+            first, *rest = failure.lines()
+            for line in (f"FAILED {first}", *rest):
+                print(printable(line), file=out)
+        print(printable(_summary(result)), file=out)
     if len(files) > 1:
         tests = sum(r.tests for r in results)
         failed = sum(len(r.failed_tests) for r in results)

@@ -18,6 +18,7 @@ from pathlib import Path
 from autoscaler.cli import help_text
 from autoscaler.cli.backtest import NEGATIVE_OR_AGO
 from autoscaler.cli.printable import printable
+from autoscaler.cli.validate import print_problems
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
@@ -192,16 +193,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Run `simulate` as parsed by `add_parser`; print the table or JSON; write the plot."""
     if args.plot and Path(args.plot).suffix.lower() not in FORMATS:
         # Said before a simulation that may take a while, not after it.
-        print(
-            f"error: {args.plot}: unknown plot format; use one of {', '.join(FORMATS)}",
-            file=sys.stderr,
-        )
+        _error(f"{args.plot}: unknown plot format; use one of {', '.join(FORMATS)}")
         return EXIT_INPUT
     if args.end_offset is not None and args.start_offset >= args.end_offset:
         first, last = (
             format_duration(timedelta(seconds=s)) for s in (args.start_offset, args.end_offset)
         )
-        print(f"error: --from ({first}) must be before --to ({last})", file=sys.stderr)
+        _error(f"--from ({first}) must be before --to ({last})")
         return EXIT_USAGE
     try:
         full = read_trace(args.trace)
@@ -210,7 +208,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             end = full.end if args.end_offset is None else args.end_offset
             trace = full.window(args.start_offset, end)
     except TraceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_INPUT
     try:
         setup = Setup(
@@ -231,16 +229,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             recorded=Recorded(full, args.start_offset),
         )
     except TraceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_INPUT
     except SimulationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except OverflowError:
-        print(
-            "error: the simulated times leave the calendar (year 1 to 9999): use an earlier "
-            "--start-time",
-            file=sys.stderr,
+        _error(
+            "the simulated times leave the calendar (year 1 to 9999): use an earlier --start-time"
         )
         return EXIT_USAGE
     if args.output == "json":
@@ -254,9 +250,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         try:
             path = write(simulation_figure(sim), args.plot)
         except PlotError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            _error(str(exc))
             return EXIT_INPUT
-        print(f"plot written to {path}", file=sys.stderr)
+        print(printable(f"plot written to {path}"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -274,25 +270,29 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
         ]
     if not Path(path).is_file():
         what = "a folder: give one policy file" if Path(path).is_dir() else "no such policy file"
-        print(f"error: {path}: {what}", file=sys.stderr)
+        _error(f"{path}: {what}")
         return None
     result = load_paths([path])
-    for problem in [*result.problems, *result.warnings]:
-        print(problem, file=sys.stderr)
+    print_problems([*result.problems, *result.warnings], sys.stderr)
     if result.problems:
         return None
     if not result.policies and result.templates:
         names = ", ".join(template.pattern for template in result.templates)
-        print(
-            f"error: {path}: holds only templates (for_each: {names}), which simulate does "
-            "not expand: copy one with a concrete target",
-            file=sys.stderr,
+        _error(
+            f"{path}: holds only templates (for_each: {names}), which simulate does not "
+            "expand: copy one with a concrete target"
         )
         return None
     if not result.policies:
-        print(f"error: {path}: no policy in this file", file=sys.stderr)
+        _error(f"{path}: no policy in this file")
         return None
     return result.policies
+
+
+def _error(message: str) -> None:
+    """`error: message` on stderr, its control characters escaped (a path, a trace's cell
+    or a check's name comes from the user's files)."""
+    print(printable(f"error: {message}"), file=sys.stderr)
 
 
 def summary(sim: Simulation) -> str:

@@ -33,16 +33,21 @@ class Failure:
 
     def describe(self) -> str:
         """Test name, time and policy; expected and got; the decision's reasons."""
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """`describe`'s four lines, a part's own line break left in its line (for the CLI
+        to escape with the line's other control characters)."""
         e, d = self.expectation, self.got
         got = f"current {d.current}, desired {d.desired}, action {d.action.value}"
         reasons = " | ".join(d.reasons) or "(none)"
-        return (
+        return [
             f"{self.file}:{e.line}: test {self.test!r} at {format_duration(e.at)}, "
-            f"policy {e.policy}\n"
-            f"  expected: {e.describe()}\n"
-            f"  got:      {got}\n"
-            f"  reasons:  {reasons}"
-        )
+            f"policy {e.policy}",
+            f"  expected: {e.describe()}",
+            f"  got:      {got}",
+            f"  reasons:  {reasons}",
+        ]
 
 
 @dataclass

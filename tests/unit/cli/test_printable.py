@@ -18,6 +18,8 @@ from autoscaler import redact
 from autoscaler.cli import report
 from autoscaler.cli.backtest import render_table
 from autoscaler.cli.logs import TextFormatter
+from autoscaler.cli.main import main
+from autoscaler.cli.policytest import run_files
 from autoscaler.cli.printable import printable, printable_lines
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.engine.evaluation import Evaluation
@@ -132,3 +134,70 @@ def test_a_text_log_line_stays_one_line_without_escape_sequences() -> None:
     assert lines[1].endswith("crashed") and lines[2] == "Traceback (most recent call last):"
     assert lines[-2] == "RuntimeError: web\\x1b[2J\\x1b[31m"  # its line breaks are kept
     assert "\x1b" not in out.getvalue()
+
+
+POLICY = (
+    "name: web\ntarget: {type: nomad, job: web, group: app}\nmin: 1\nmax: 20\n"
+    "checks:\n  - {name: rps, query: 'sum(rate(x[1m]))', strategy: per-instance, target: 10}\n"
+)
+
+
+def no_escape_sequence(text: str) -> str:
+    """`text`, checked free of raw control characters but its line breaks."""
+    assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text), text
+    return text
+
+
+def test_simulate_shows_a_policy_files_key_and_a_traces_cell_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.yaml").write_text(POLICY + '"ta\\e[2Jrget": 1\n')
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp_seconds,requests_per_second\n0,1\n15,2\x1b[2J\n")
+    good = tmp_path / "good.csv"
+    good.write_text("timestamp_seconds,requests_per_second\n0,1\n15,2\n")
+    for argv in (
+        [str(tmp_path / "bad.yaml"), "--trace", str(good)],  # a problem of the policy file
+        ["--trace", str(trace)],  # a cell of the trace
+        ["--trace", str(tmp_path / "gone\x1b[2J.csv")],  # a path
+        [str(tmp_path / "none\x9b2J.yaml"), "--trace", str(good)],
+    ):
+        assert main(["simulate", *argv, "--capacity", "10"]) == 1
+        err = no_escape_sequence(capsys.readouterr().err)
+        assert "\\x1b[2J" in err or "\\x9b2J" in err, err
+
+
+def test_policy_test_failures_and_problems_show_their_text_escaped(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(POLICY)
+    invalid = tmp_path / "invalid_test.yaml"
+    invalid.write_text(
+        'policy_files: [web.yaml]\ntests:\n  - name: t\n    "bad\\e[2Jkey": 1\n'
+        "    input_values: {web: {rps: '20'}}\n    expect: [{at: 0s, desired: 2}]\n"
+    )
+    failing = tmp_path / "failing_test.yaml"
+    failing.write_text(
+        'policy_files: [web.yaml]\ntests:\n  - name: "t\\e[2J\\u202e"\n'
+        "    start_count: {web: 2}\n    input_values: {web: {rps: '20 90'}}\n"
+        '    expect: [{at: 30s, desired: 9, reason: "x\\e[2J\\nforged"}]\n'
+    )
+    out = io.StringIO()
+    assert run_files([str(invalid), str(failing)], out) == 1
+    text = no_escape_sequence(out.getvalue())
+    assert "\u202e" not in text and "bad\\x1b[2Jkey" in text, text
+    assert "'x\\x1b[2J\\nforged'" in text and "\nforged" not in text, text
+    assert text.count("\nFAILED ") == 1 and len(text.splitlines()) == 8, text
+
+
+def test_config_file_problems_and_errors_show_their_text_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "web.yaml").write_text(POLICY)
+    key = tmp_path / "key.yaml"
+    key.write_text('"pro\\e[31mmetheus": {url: "http://x"}\n')
+    assert main(["validate", "--config", str(key), str(tmp_path / "web.yaml")]) == 1
+    assert "'pro\\x1b[31mmetheus'" in no_escape_sequence(capsys.readouterr().err)
+    url = tmp_path / "url.yaml"
+    url.write_text('prometheus: {url: "ftp://h\\e7ttp:9090"}\n')
+    for command in (["plan"], ["backtest", "--from", "-1h"]):
+        assert main([*command, "--config", str(url), str(tmp_path / "web.yaml")]) == 4
+        assert "ftp://h\\x1b7ttp" in no_escape_sequence(capsys.readouterr().err)
