@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from autoscaler.cli import help_text
 from autoscaler.cli.exits import print_error
 from autoscaler.cli.logs import setup_logging
-from autoscaler.cli.printable import printable
+from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
@@ -242,7 +242,7 @@ def _report(result: Backtest, args: argparse.Namespace, policies: list[Policy]) 
     from autoscaler.replay.plot import PlotError, write  # noqa: PLC0415
 
     if args.output == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_safe(json.dumps(result.to_dict(), indent=2)))
         render_summary(result, sys.stderr)
     else:
         render_table(result, sys.stdout)

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from autoscaler.cli.printable import printable, printable_lines
+from autoscaler.cli.printable import json_safe, printable, printable_lines
 from autoscaler.engine.decision_log import JSON_READY, NON_FINITE
 from autoscaler.redact import PRESCRUBBED, ScrubFilter, scrub
 
@@ -33,7 +33,8 @@ class JsonFormatter(logging.Formatter):
 
     Fields are JSON values, never the Python repr of one: an object JSON cannot carry is
     shown as its (scrubbed) text, and a NaN or infinite float as `"NaN"`, `"+Inf"` or
-    `"-Inf"` (JSON has no such numbers). Text is written as is (UTF-8), not `\\u` escaped.
+    `"-Inf"` (JSON has no such numbers). Text is written as is (UTF-8), not `\\u` escaped,
+    but for the controls a terminal or a log viewer might obey (`json_safe`).
     The record's own fields (`time`, `level`, `logger`, `message`, `exception`) win over
     `extra` fields of the same name.
 
@@ -59,9 +60,10 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in _DROPPED and key not in payload:
                 payload[key] = value if ready else _json_value(value)
         try:
-            return orjson.dumps(payload).decode()
+            line = orjson.dumps(payload).decode()
         except orjson.JSONEncodeError:
-            return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            line = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return json_safe(line)
 
 
 class TextFormatter(logging.Formatter):

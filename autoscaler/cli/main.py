@@ -30,7 +30,7 @@ from autoscaler.cli.exits import (
 )
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.plan import cmd_plan
-from autoscaler.cli.printable import printable
+from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.report import OUTPUTS
 from autoscaler.cli.run import cmd_run
 from autoscaler.cli.validate import cmd_validate, print_problems
@@ -225,7 +225,7 @@ def _main(argv: list[str]) -> int:
         return int(handler(args))
     if args.command == "schema":
         document = config_schema(FILE_OPTIONS) if args.config_schema else json_schema()
-        print(json.dumps(document, indent=2))
+        print(json_safe(json.dumps(document, indent=2)))
         return EXIT_OK
     if args.command == "completion":
         print(completion_script(parser, args.shell), end="")

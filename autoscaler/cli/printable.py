@@ -7,7 +7,8 @@ too), a Nomad job or group (anything but a space or NUL), a target typed in a po
 a server's error. Written as they are, such text could move the cursor, recolour or
 clear the operator's terminal (`ESC [`), or forge a line of the table or the log. Policy
 and check names cannot hold any (letters, digits, `.`, `_`, `-`), but they go through the
-same function with the lines that hold them. JSON and YAML outputs escape on their own.
+same function with the lines that hold them. JSON outputs escape the C0 controls on their
+own, and `json_safe` the others, which JSON admits raw.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _OTHERS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[\x00-\x1f{_OTHERS}]")
 _UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNSAFE_IN_JSON = re.compile(f"[{_OTHERS}]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -41,3 +43,15 @@ def printable(text: str) -> str:
 def printable_lines(text: str) -> str:
     """`text` as `printable` makes it, but its line breaks kept (a traceback)."""
     return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
+
+
+def json_safe(document: str) -> str:
+    """JSON text (`json.dumps`'s, orjson's) with DEL, the C1 controls, the line separators
+    and the bidirectional controls written as `\\uXXXX` escapes, which JSON admits raw in
+    a string: a terminal may run a C1 CSI (`\\x9b`) as `ESC [`, a bidi override reorders
+    what a log viewer shows. The document parses to exactly the same value."""
+    return _UNSAFE_IN_JSON.sub(_json_escape, document)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from autoscaler.cli.printable import printable
+from autoscaler.cli.printable import json_safe, printable
 from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult, Decision
 
@@ -40,8 +40,10 @@ def plan_object(evaluation: Evaluation) -> dict[str, Any]:
 def render_plan_json(evaluations: Sequence[Evaluation]) -> str:
     # Text as it is (`→`, not `\u2192`), as the README and the JSON logs show it; escaped
     # where stdout cannot encode it (its backslash replacement would not be valid JSON).
-    return json.dumps(
-        [plan_object(e) for e in evaluations], indent=2, ensure_ascii=not _stdout_is_utf8()
+    return json_safe(
+        json.dumps(
+            [plan_object(e) for e in evaluations], indent=2, ensure_ascii=not _stdout_is_utf8()
+        )
     )
 
 

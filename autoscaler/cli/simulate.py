@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autoscaler.cli import help_text
 from autoscaler.cli.backtest import NEGATIVE_OR_AGO
-from autoscaler.cli.printable import printable
+from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
@@ -240,7 +240,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.output == "json":
-        print(json.dumps(sim.to_json(), indent=2))
+        print(json_safe(json.dumps(sim.to_json(), indent=2)))
         print(summary(sim), file=sys.stderr)
     else:
         print(summary(sim))

@@ -17,10 +17,10 @@ import pytest
 from autoscaler import redact
 from autoscaler.cli import report
 from autoscaler.cli.backtest import render_table
-from autoscaler.cli.logs import TextFormatter
+from autoscaler.cli.logs import JsonFormatter, TextFormatter
 from autoscaler.cli.main import main
 from autoscaler.cli.policytest import run_files
-from autoscaler.cli.printable import printable, printable_lines
+from autoscaler.cli.printable import json_safe, printable, printable_lines
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.engine.evaluation import Evaluation
 from autoscaler.replay.results import Backtest, Change, CheckFailures, PolicyBacktest
@@ -201,3 +201,50 @@ def test_config_file_problems_and_errors_show_their_text_escaped(
     for command in (["plan"], ["backtest", "--from", "-1h"]):
         assert main([*command, "--config", str(url), str(tmp_path / "web.yaml")]) == 4
         assert "ftp://h\\x1b7ttp" in no_escape_sequence(capsys.readouterr().err)
+
+
+# What JSON admits raw in a string, and a terminal or a log viewer may obey: a C1 CSI
+# (`\x9b` is `ESC [` on some terminals), DEL, a line separator, a bidi override.
+SLY = "web\x9b2J\x7f\u2028\u202egnp.exe\u2066\u061c\u200e\x85"
+
+
+def no_sly_character(text: str) -> str:
+    assert not any(0x7F <= ord(c) <= 0x9F or c in "\u2028\u202e\u2066\u061c\u200e" for c in text), (
+        ascii(text)
+    )
+    return text
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(json.dumps(SLY, ensure_ascii=False), id="json"),
+        pytest.param(json.dumps({SLY: [SLY, "\\" + SLY]}, ensure_ascii=False), id="nested"),
+        pytest.param(json.dumps(SLY), id="ascii"),
+    ],
+)
+def test_json_safe_escapes_what_a_terminal_obeys_and_parses_the_same(document: str) -> None:
+    assert json.loads(no_sly_character(json_safe(document))) == json.loads(document)
+
+
+def test_plan_json_escapes_c1_and_bidi_controls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "_stdout_is_utf8", lambda: True)  # text as it is, `→` too
+    target = f"nomad:{SLY}/web (default)"
+    text = no_sly_character(report.render([evaluation(target)], "json"))
+    assert "→" in text and json.loads(text)[0]["target"] == target
+
+
+def test_simulate_json_escapes_c1_and_bidi_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / f"{SLY}.csv"
+    trace.write_text("timestamp_seconds,requests_per_second\n0,1\n15,2\n")
+    assert main(["simulate", "--trace", str(trace), "--capacity", "10", "-o", "json"]) == 0
+    out = no_sly_character(capsys.readouterr().out)
+    assert json.loads(out)["trace"] == str(trace)
+
+
+def test_the_json_log_escapes_c1_and_bidi_controls() -> None:
+    record = logging.makeLogRecord({"msg": "target %s", "args": (SLY,), "target": SLY})
+    line = no_sly_character(JsonFormatter().format(record))
+    assert json.loads(line)["message"] == f"target {SLY}" and json.loads(line)["target"] == SLY
