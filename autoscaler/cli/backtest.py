@@ -111,7 +111,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--jobs",
         "-j",
-        type=int,
+        type=_jobs,
         default=_cpus(),
         metavar="N",
         help="replay policies in N processes (default: the CPUs available, %(default)s)",
@@ -146,6 +146,17 @@ def _range_timeout(text: str) -> float:
             f"must be {MIN_RANGE_TIMEOUT:g} to {MAX_RANGE_TIMEOUT:g} seconds, got {text}"
         )
     return seconds
+
+
+def _jobs(text: str) -> int:
+    """A number of worker processes, 1 or more: `0` and negatives were taken as 1 silently."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {jobs}")
+    return jobs
 
 
 def _cpus() -> int:
@@ -221,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
         print(printable(f"autoscaler backtest: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = run_backtest(policies, source, options, jobs=max(1, args.jobs))
+        result = run_backtest(policies, source, options, jobs=args.jobs)
     except SourceUnavailable as exc:  # the server's text
         print(printable(f"error: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -97,3 +97,16 @@ def test_a_start_count_above_any_policy_max_is_bad_usage() -> None:
     args = build_parser().parse_args(["backtest", "--from", "-6h", "--start-count", "1000001"])
     with pytest.raises(ValueError, match=r"--start-count must be 0 to 1000000"):
         _options(args)
+
+
+@pytest.mark.parametrize("jobs", [["--jobs", "0"], ["--jobs", "-2"], ["-j0"], ["--jobs=-1"]])
+def test_jobs_below_one_is_bad_usage(jobs: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # `0` and negatives were taken as 1 without a word.
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["backtest", "--from", "-6h", *jobs])
+    assert exited.value.code == 2
+    assert "argument --jobs/-j: must be at least 1, got " in capsys.readouterr().err
+
+
+def test_jobs_of_one_or_more_is_read() -> None:
+    assert build_parser().parse_args(["backtest", "--from", "-6h", "-j", "3"]).jobs == 3
