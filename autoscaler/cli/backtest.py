@@ -28,6 +28,7 @@ from autoscaler.cli.validate import print_problems
 from autoscaler.config.connections import add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.core.names import counted
 from autoscaler.core.ranges import MAX_COUNT, MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
 from autoscaler.policy.loader import load_paths
@@ -344,7 +345,7 @@ def render_summary(result: Backtest, out: TextIO) -> None:
 
 def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
     print(file=out)
-    _say(f"{p.policy}: {'1 change' if p.actions == 1 else f'{p.actions} changes'}", file=out)
+    _say(f"{p.policy}: {counted(p.actions, 'change')}", file=out)
     for change in p.changes[:SHOWN_CHANGES]:
         reasons = " | ".join(change.reasons)
         _say(f"  {_time(change.at)}  {change.old} → {change.new}  {reasons}", file=out)
@@ -352,16 +353,15 @@ def _render_policy(p: PolicyBacktest, out: TextIO) -> None:
         _say(f"  ... and {p.actions - SHOWN_CHANGES} more (-o json lists them all)", file=out)
     if p.recorded is not None and p.recorded.min_count is None:
         # Not "min None, max None": the query found no count (see its error, if any).
-        _say(
-            f"  recorded: no count in any of the {p.evaluations} evaluations  ({p.recorded.query})",
-            file=out,
-        )
+        n = p.evaluations
+        among = "its one evaluation" if n == 1 else f"any of the {n} evaluations"
+        _say(f"  recorded: no count in {among}  ({p.recorded.query})", file=out)
     elif p.recorded is not None:
         r = p.recorded
-        changes = "1 change" if r.changes == 1 else f"{r.changes} changes"
         _say(
             f"  recorded: {r.instance_hours:.1f} instance-hours, min {r.min_count}, "
-            f"max {r.max_count}, {changes}, {r.missing} evaluations without a count"
+            f"max {r.max_count}, {counted(r.changes, 'change')}, "
+            f"{counted(r.missing, 'evaluation')} without a count"
             f"  ({r.query})",
             file=out,
         )

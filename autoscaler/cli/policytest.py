@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from autoscaler.cli import help_text
 from autoscaler.cli.printable import printable
 from autoscaler.cli.validate import print_problems
+from autoscaler.core.names import counted
 from autoscaler.errors import TestFileError
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def run_files(files: list[str], out: TextIO) -> int:
         tests = sum(r.tests for r in results)
         failed = sum(len(r.failed_tests) for r in results)
         print(
-            f"{_n(len(files), 'file')} ({invalid} invalid): {_n(tests, 'test')}, "
+            f"{counted(len(files), 'file')} ({invalid} invalid): {counted(tests, 'test')}, "
             f"{tests - failed} passed, {failed} failed",
             file=out,
         )
@@ -79,14 +80,10 @@ def run_files(files: list[str], out: TextIO) -> int:
 
 
 def _summary(result: FileResult) -> str:
-    counts = f"{_n(result.tests, 'test')}, {_n(result.expectations, 'expectation')}"
+    counts = f"{counted(result.tests, 'test')}, {counted(result.expectations, 'expectation')}"
     if result.ok:
         return f"{result.file}: {counts}: all passed"
     return (
-        f"{result.file}: {counts}: {_n(len(result.failed_tests), 'test')} failed "
-        f"({_n(len(result.failures), 'expectation')} not met)"
+        f"{result.file}: {counts}: {counted(len(result.failed_tests), 'test')} failed "
+        f"({counted(len(result.failures), 'expectation')} not met)"
     )
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"

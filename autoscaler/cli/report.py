@@ -15,6 +15,7 @@ import yaml
 from autoscaler.cli.printable import json_safe, printable
 from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult, Decision
+from autoscaler.core.names import counted
 
 if TYPE_CHECKING:
     from autoscaler.engine.evaluation import Evaluation
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
 OUTPUTS = ("table", "wide", "json", "yaml")
 
 PLAN_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "reasons", "checks")
-
-
-def counted(count: int, singular: str, plural: str) -> str:
-    """`1 policy`, `2 policies`: a count with its noun in the right number."""
-    return f"{count} {singular if count == 1 else plural}"
 
 
 def plan_object(evaluation: Evaluation) -> dict[str, Any]:
@@ -99,8 +95,7 @@ class Summary:
         if self.not_evaluated:
             failures.append(f"{len(self.not_evaluated)} not evaluated")
         if self.failed_checks:
-            n = len(self.failed_checks)
-            failures.append(f"{n} check{'s' if n > 1 else ''} failed")
+            failures.append(f"{counted(len(self.failed_checks), 'check')} failed")
         return text + (f"; {', '.join(failures)}" if failures else "")
 
 

@@ -21,6 +21,7 @@ from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.model import Policy
+from autoscaler.core.names import counted, noun
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
@@ -300,7 +301,8 @@ def summary(sim: Simulation) -> str:
     days = sim.ticks * 15 / 86400
     setup = sim.setup
     lines = [
-        f"simulate {sim.trace.name}: {days:.2f} days in {sim.ticks:,} ticks of 15 s; "
+        f"simulate {sim.trace.name}: {days:.2f} days in {sim.ticks:,} {noun(sim.ticks, 'tick')} "
+        "of 15 s; "
         f"capacity {setup.capacity:g} req/s per instance, target utilization "
         f"{setup.target_utilization:g}, provisioning {setup.provisioning:g} s"
     ]
@@ -308,7 +310,7 @@ def summary(sim: Simulation) -> str:
     if gaps:
         longest = max(length for _, length in gaps)
         lines.append(
-            f"note: the trace has {len(gaps)} gaps (longest {longest / 3600:.1f} h); "
+            f"note: the trace has {counted(len(gaps), 'gap')} (longest {longest / 3600:.1f} h); "
             "the load holds its last value across a gap"
         )
     baselines = [run for run in sim.runs if run.kind == "baseline"]
@@ -325,7 +327,7 @@ def summary(sim: Simulation) -> str:
             + (f" ({against})" if against else "")
             + f"; {s.instance_hours:,.1f} instance-hours"
             + (f" ({cost})" if cost else "")
-            + f"; {s.actions:,} scaling actions"
+            + f"; {s.actions:,} scaling {noun(s.actions, 'action')}"
         )
     return "\n".join(printable(line) for line in lines)
 

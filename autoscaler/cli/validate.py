@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, print_error
 from autoscaler.cli.printable import printable
-from autoscaler.cli.report import counted
-from autoscaler.core.names import name_list
+from autoscaler.core.names import counted, name_list
 from autoscaler.errors import AutoscalerError, PolicyWarning
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.parallel import default_workers

@@ -25,6 +25,7 @@ from autoscaler.core.model import (
     Observation,
     Policy,
 )
+from autoscaler.core.names import counted
 from autoscaler.core.noise import within_noise
 from autoscaler.core.reasons import later
 from autoscaler.core.strategies import (
@@ -219,7 +220,8 @@ def _guarded(
     if not large:
         return count, shown + f" → {count}", block
     if anomaly.streak >= guard.confirm:
-        confirmed = f"{shown}, {anomaly.streak} evaluations in a row: scale-out confirmed → {count}"
+        streak = counted(anomaly.streak, "evaluation")
+        confirmed = f"{shown}, {streak} in a row: scale-out confirmed → {count}"
         return count, confirmed, block
     # A forecast above the value is learned from history, no anomaly: it keeps its ask.
     # Else the nearest plausible value: a value implausibly *low* can ask for a large

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.core.durations import format_duration
 from autoscaler.core.model import Action, CheckResult, Fallback, Memory, MissingData, Policy
+from autoscaler.core.names import counted
 from autoscaler.core.run import Outcome, Run, action, bounded
 from autoscaler.core.stabilization import recorded
 
@@ -79,7 +80,7 @@ def without_data(run: Run, memory: Memory, failed: Sequence[CheckResult]) -> Out
             return Outcome(run.finish(run.current, Action.HOLD), memory)
         return Outcome(run.finish(count, action(run, memory, count)), memory)
     run.reasons.append(
-        f"no usable data for {streak} evaluations: fallback to at least {fallback.count}"
+        f"no usable data for {counted(streak, 'evaluation')}: fallback to at least {fallback.count}"
     )
     count = _fallback_count(run, fallback)
     memory = recorded(run, memory, count)
@@ -106,7 +107,7 @@ def fallback_floor(run: Run, count: int, streak: int) -> int:
         return count
     floor = _fallback_count(run, fallback)
     run.reasons.append(
-        f"no usable data from any query check for {streak} evaluations: "
+        f"no usable data from any query check for {counted(streak, 'evaluation')}: "
         f"fallback to at least {fallback.count}"
     )
     return max(count, floor)

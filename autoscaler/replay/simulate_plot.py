@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autoscaler.core.names import counted
 from autoscaler.replay.fleet import TICK_SECONDS
 from autoscaler.replay.plot import Figure, Marks, Panel, Series
 from autoscaler.replay.simulate import Run, Simulation
@@ -50,7 +51,7 @@ def simulation_figure(sim: Simulation) -> Figure:
     subtitle = (
         f"capacity {setup.capacity:g} req/s per instance, target utilization "
         f"{setup.target_utilization:g}, provisioning {setup.provisioning:g} s, "
-        f"{sim.ticks} ticks of {TICK_SECONDS:g} s"
+        f"{counted(sim.ticks, 'tick')} of {TICK_SECONDS:g} s"
     )
     return Figure(
         title=f"simulate: {Path(sim.trace.name).name}",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoscaler.core.durations import format_duration
+from autoscaler.core.names import counted
 from autoscaler.core.ranges import MAX_REPLAY_OFFSET
 from autoscaler.errors import AutoscalerError
 
@@ -117,7 +118,9 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
             continue
         where = f"{name}:{reader.line_num}"
         if len(row) < width:
-            raise TraceError(f"{where}: {len(row)} fields, the header has {len(columns)}")
+            raise TraceError(
+                f"{where}: {counted(len(row), 'field')}, the header has {len(columns)}"
+            )
         t = _number(row[t_index], where, TIME_COLUMN)
         r = _number(row[r_index], where, RATE_COLUMN)
         if r < 0:
@@ -142,7 +145,7 @@ def parse_trace(lines: Iterable[str], *, name: str) -> Trace:
         rates.append(r)
     if len(times) < 2:
         raise TraceError(
-            f"{name}: {len(times)} data row(s): a trace needs at least two, since the "
+            f"{name}: {counted(len(times), 'data row')}: a trace needs at least two, since the "
             "spacing of the rows is its interval"
         )
     origin = times[0]

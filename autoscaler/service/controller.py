@@ -35,7 +35,7 @@ from autoscaler.api.models import (
     ReloadOut,
 )
 from autoscaler.core.model import Policy
-from autoscaler.core.names import name_list
+from autoscaler.core.names import name_list, noun
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.evaluation import Evaluation, safe_error
 from autoscaler.engine.reconciler import Reconciler, utcnow
@@ -312,11 +312,11 @@ class Controller(BackendReads):
             # Their names are not sent: a policy only they name is not woken, silently.
             self.telemetry.alerts_left_out.inc(left_out)
             log.warning(
-                "Alertmanager left %d alert%s out of notification %s (max_alerts of the "
+                "Alertmanager left %d %s out of notification %s (max_alerts of the "
                 "receiver): a policy that only they name is not evaluated early; remove "
                 "max_alerts from the autoscaler's webhook_configs, or group_by alertname",
                 left_out,
-                "" if left_out == 1 else "s",
+                noun(left_out, "alert"),
                 alerts.group_key(payload),
             )
         if self.role() != LEADER:

@@ -22,6 +22,7 @@ import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from autoscaler.core.model import Decision
+from autoscaler.core.names import noun
 from autoscaler.redact import register_url, scrub_data, url_origin
 
 log = logging.getLogger("autoscaler.notify")
@@ -166,10 +167,10 @@ class Notifier:
             # The attempts really made: a 404 is sent once, a 500 up to `attempts` times.
             made = retrying.statistics.get("attempt_number", 1)
             log.warning(
-                "notification to %s failed after %d attempt%s (%s)",
+                "notification to %s failed after %d %s (%s)",
                 redact_url(url),
                 made,
-                "" if made == 1 else "s",
+                noun(made, "attempt"),
                 _failure(exc),
             )
             self._on_result("failed")

@@ -25,6 +25,7 @@ from typing import Protocol
 from autoscaler.adapters.state.schema import Dropped
 from autoscaler.core.durations import format_duration
 from autoscaler.core.model import Policy
+from autoscaler.core.names import noun
 from autoscaler.errors import NotLeader, StateError
 
 log = logging.getLogger("autoscaler.state")
@@ -134,13 +135,9 @@ def _say(dropped: Dropped, period: str) -> None:
     more = len(dropped.policies) - NAMED
     parts = []
     if more > 0:
-        parts.append(f"the memory of {more} more removed {_plural(more, 'policy', 'policies')}")
+        parts.append(f"the memory of {more} more removed {noun(more, 'policy', 'policies')}")
     if dropped.targets:
-        targets = _plural(dropped.targets, "target", "targets")
+        targets = noun(dropped.targets, "target")
         parts.append(f"the last action of {dropped.targets} {targets} no policy scales")
     if parts:
         log.info("state: dropped %s, older than %s", " and ".join(parts), period)
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many

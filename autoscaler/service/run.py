@@ -39,6 +39,7 @@ from autoscaler.config.connections import Settings, unprintable
 from autoscaler.config.listen import parse_listen
 from autoscaler.config.service import ServiceConfig
 from autoscaler.core.model import Policy
+from autoscaler.core.names import counted
 from autoscaler.core.ports import MetricSource, StateStore
 from autoscaler.engine.evaluation import Evaluation
 from autoscaler.engine.histories import range_source
@@ -385,8 +386,8 @@ def run_service(
     try:
         controller.reload()
         log.info(
-            "running %d policies%s",
-            len(controller.registry.policies()),
+            "running %s%s",
+            counted(len(controller.registry.policies()), "policy", "policies"),
             " in dry-run" if config.dry_run else "",
         )
         if http is not None:

@@ -62,6 +62,7 @@ from typing import Protocol, cast
 from autoscaler.adapters.state.memory import MemoryStateStore
 from autoscaler.adapters.state.schema import Dropped
 from autoscaler.core.model import Decision, Memory
+from autoscaler.core.names import counted, noun
 from autoscaler.core.ports import StateStore
 from autoscaler.errors import NotLeader, StateError
 from autoscaler.redact import scrub
@@ -155,11 +156,11 @@ class LayeredStateStore:
             if epoch != self._epoch:
                 if self._dirty or self._pending:
                     _LOG.warning(
-                        "state: dropping the memory of %d policies and %d decisions that were "
-                        "not written before this replica lost lease epoch %s; the database "
-                        "holds what the leaders since then did",
-                        len(self._dirty),
-                        len(self._pending),
+                        "state: dropping the memory of %s and %s that were not written "
+                        "before this replica lost lease epoch %s; the database holds what "
+                        "the leaders since then did",
+                        counted(len(self._dirty), "policy", "policies"),
+                        counted(len(self._pending), "decision"),
                         self._epoch,
                     )
                 self._memory = MemoryStateStore()
@@ -365,10 +366,10 @@ class LayeredStateStore:
                 policies, decisions = len(self._dirty), len(self._pending)
             if policies or decisions:
                 _LOG.error(
-                    "state database: the memory of %d policies and %d decisions could not be "
-                    "written before exit and are lost: %s",
-                    policies,
-                    decisions,
+                    "state database: the memory of %s and %s could not be written before "
+                    "exit and are lost: %s",
+                    counted(policies, "policy", "policies"),
+                    counted(decisions, "decision"),
                     exc,
                 )
         self._durable.close()
@@ -524,7 +525,10 @@ class LayeredStateStore:
             self._generation = self._durable.generation
             with self._lock:
                 self._dirty = {p: (k, m) for p, k, m in self._memory.known()}
-            _LOG.warning("state database: writing back the memory of %d policies", len(self._dirty))
+            _LOG.warning(
+                "state database: writing back the memory of %s",
+                counted(len(self._dirty), "policy", "policies"),
+            )
         self._written = max(self._written, upto)
         self._succeeded()
 
@@ -606,9 +610,10 @@ class LayeredStateStore:
             _LOG.warning("state database takes writes again; what was kept in memory is written")
         if self._dropped:
             _LOG.warning(
-                "state database: %d decisions were dropped from the history while it "
-                "could not be written (queue full)",
+                "state database: %d %s dropped from the history while it could not be "
+                "written (queue full)",
                 self._dropped,
+                noun(self._dropped, "decision was", "decisions were"),
             )
             self._dropped = 0
         self._problem = None

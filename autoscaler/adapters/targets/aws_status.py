@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autoscaler.adapters.targets.aws_activity import FINISHED_ACTIVITY
+from autoscaler.core.names import noun
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling.type_defs import (
@@ -166,7 +167,8 @@ def above_desired(group: Mapping[str, Any]) -> str | None:
         else ""
     )
     return (
-        f"the group runs {len(counted)} instances, more than its DesiredCapacity "
+        f"the group runs {len(counted)} {noun(len(counted), 'instance')}, more than its "
+        "DesiredCapacity "
         f"{desired}{why}: a scale-in waits until it runs no more than that"
     )
 

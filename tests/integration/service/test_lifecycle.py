@@ -164,7 +164,7 @@ def test_a_reload_signal_during_startup_does_not_end_the_service(
         service.wait_exit(timeout=20)
     assert seen == "ignored", "SIGHUP was never ignored while the service started"
     service.signal(signal.SIGHUP)
-    wait_until(lambda: "running 1 policies" in service.log(), timeout=20, what="the first pass")
+    wait_until(lambda: "running 1 policy" in service.log(), timeout=20, what="the first pass")
     assert service.proc is not None and service.proc.poll() is None, service.log()
     service.signal(signal.SIGTERM)
     assert service.wait_exit(timeout=20) == 0

@@ -8,18 +8,21 @@ import json
 import sys
 import unicodedata
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from autoscaler.cli import report, validate
+from autoscaler.cli.backtest import render_table as backtest_table
+from autoscaler.cli.main import main
 from autoscaler.cli.report import _decisive, _wide_check
 from autoscaler.cli.validate import cmd_validate
 from autoscaler.core.model import Action, CheckResult, Decision
-from autoscaler.core.names import name_list
+from autoscaler.core.names import counted, name_list, noun
 from autoscaler.policy.loader import LoadResult
 from autoscaler.policy.loader import load_paths as load
+from autoscaler.replay.results import Backtest, Change, PolicyBacktest, Recorded
 from tests.unit.cli.rows import up_row
 
 
@@ -150,3 +153,49 @@ def _on_screen_column(line: str, index: int) -> int:
         0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
         for c in line[:index]
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "singular", "plural", "shown"),
+    [
+        pytest.param(0, "policy", "policies", "0 policies", id="zero"),
+        pytest.param(1, "policy", "policies", "1 policy", id="one"),
+        pytest.param(2, "action", None, "2 actions", id="two-regular"),
+        pytest.param(1, "action", None, "1 action", id="one-regular"),
+    ],
+)
+def test_a_count_has_its_noun_in_the_right_number(
+    count: int, singular: str, plural: str | None, shown: str
+) -> None:
+    assert counted(count, singular, plural) == shown
+    assert noun(count, singular, plural) == shown.split(" ", 1)[1]
+
+
+def test_the_simulate_summary_says_1_scaling_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "1 scaling actions".
+    trace = tmp_path / "step.csv"
+    rows = (f"{i * 15},{10 if i < 20 else 100}" for i in range(80))
+    trace.write_text("timestamp_seconds,requests_per_second\n" + "\n".join(rows) + "\n")
+    argv = ["simulate", "--trace", str(trace), "--capacity", "10", "--compare", "none"]
+    assert main(argv) == 0
+    summary = capsys.readouterr().out.splitlines()[1]
+    assert summary.endswith("; 1 scaling action"), summary
+
+
+def test_the_backtest_table_puts_each_count_in_the_right_number() -> None:
+    # It said "1 evaluations without a count", and "any of the 1 evaluations".
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    policy = PolicyBacktest(policy="web", step=timedelta(minutes=1), start_count=2)
+    policy.changes.append(Change(at=at, old=2, new=3, reasons=("up",)))
+    policy.recorded = Recorded(query="q", min_count=2, max_count=3, changes=1, missing=1)
+    unrecorded = PolicyBacktest(policy="api", step=timedelta(minutes=1), start_count=2)
+    unrecorded.evaluations = 1
+    unrecorded.recorded = Recorded(query="q")
+    out = io.StringIO()
+    window = (at, at + timedelta(hours=1))
+    backtest_table(Backtest(*window, policies=[policy, unrecorded], range_queries=1), out)
+    text = out.getvalue()
+    assert "web: 1 change\n" in text and "1 change, 1 evaluation without a count" in text, text
+    assert "recorded: no count in its one evaluation" in text, text

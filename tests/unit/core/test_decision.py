@@ -317,6 +317,15 @@ def test_fallback_after_enough_evaluations_without_data(
     assert outcome.memory.missing_data_streak == streak + 1
 
 
+def test_a_fallback_after_one_evaluation_says_one_evaluation() -> None:
+    # It said "no usable data for 1 evaluations".
+    policy = make_policy(on_missing_data=MissingData.FALLBACK, fallback=Fallback(after=1, count=10))
+    outcome = run(policy, failed(LATENCY), current=4, memory=Memory())
+    assert outcome.decision.reasons[-1].startswith(
+        "no usable data for 1 evaluation: fallback to at least 10"
+    )
+
+
 ALERTED = {"on_missing_data": MissingData.FALLBACK, "fallback": Fallback(after=8, count=10)}
 
 

@@ -47,10 +47,10 @@ def test_reads_the_shared_format_and_ignores_other_columns() -> None:
         ),
         pytest.param(
             "timestamp_seconds,requests_per_second\n0,1\n10\n",
-            "t.csv:3: 1 fields, the header has 2",
+            "t.csv:3: 1 field, the header has 2",
             id="short-row",
         ),
-        pytest.param("timestamp_seconds,requests_per_second\n0,1\n", "1 data row(s)", id="one-row"),
+        pytest.param("timestamp_seconds,requests_per_second\n0,1\n", "1 data row:", id="one-row"),
         pytest.param(
             "timestamp_seconds,requests_per_second\n0,1\n10,1e308\n20,1\n",
             "t.csv:3: requests_per_second: 1e308 is above 1e+15 requests per second",
