@@ -1,8 +1,9 @@
 """Paths given on the command line or in the config -> the policy files they name.
 
-A folder names its `*.yaml` and `*.yml` files (not recursive); two names for one file
-name it once. Kept apart from the loader because the service's registry reads the same
-list of files to watch them, without loading them all again.
+A folder names its `*.yaml` and `*.yml` files (not recursive), links to nothing included
+(the loader says it cannot read them); two names for one file name it once. Kept apart
+from the loader because the service's registry reads the same list of files to watch
+them, without loading them all again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from autoscaler.errors import Problem
 
-__all__ = ["expand_paths", "from_where"]
+__all__ = ["dangling", "expand_paths", "from_where"]
 
 
 def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
@@ -35,12 +36,30 @@ def expand_paths(paths: Sequence[str | Path], problems: list[Problem]) -> list[P
         elif is_file:
             found.append((path, str(path.resolve())))
         else:
-            message = "no such file or folder" + from_where([path])
+            message = dangling(path) or "no such file or folder" + from_where([path])
             problems.append(Problem(str(path), 1, "(file)", message))
     unique: dict[str, Path] = {}
     for path, resolved in found:
         unique.setdefault(resolved, path)
     return list(unique.values())
+
+
+def dangling(path: Path) -> str | None:
+    """`a symbolic link to TARGET, which does not exist` when `path` is a link whose target
+    (at the end of its chain) is missing, else None: what to say instead of `No such file
+    or directory` about a path that is there."""
+    try:
+        target = os.readlink(path)
+    except OSError:  # not a link, or gone meanwhile
+        return None
+    try:
+        final = path.resolve()  # the chain followed as far as it goes
+    except (OSError, RuntimeError):  # a loop (RuntimeError before Python 3.13)
+        return None
+    if os.path.exists(final):
+        return None
+    shown = target if str(final) == target else f"{target} ({final})"
+    return f"a symbolic link to {shown}, which does not exist"
 
 
 def from_where(paths: Sequence[str | Path]) -> str:
@@ -67,11 +86,19 @@ def _folder_files(folder: Path) -> list[tuple[Path, str]]:
             key=lambda entry: entry.name,
         )
     real = str(folder.resolve())
-    return [
-        (
-            folder / e.name,
-            str((folder / e.name).resolve()) if e.is_symlink() else os.path.join(real, e.name),
-        )
-        for e in entries
-        if e.is_file()
-    ]
+    found = []
+    for e in entries:
+        path = folder / e.name
+        try:
+            is_file = e.is_file()
+        except OSError:  # a loop of links (ELOOP): no folder, so meant as a file
+            is_file = False
+        if is_file:
+            resolved = str(path.resolve()) if e.is_symlink() else os.path.join(real, e.name)
+            found.append((path, resolved))
+        elif e.is_symlink() and not os.path.exists(path):
+            # A link to nothing (its target deleted, or not mounted yet) or a loop is a
+            # file its author meant to be read: the loader says it cannot be, as for an
+            # unreadable one, rather than its policies vanishing without a word.
+            found.append((path, str(path)))
+    return found

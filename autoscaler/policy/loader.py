@@ -26,7 +26,7 @@ from autoscaler.core import model
 from autoscaler.errors import PolicyError, PolicyWarning, Problem
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.conversion import to_policy
-from autoscaler.policy.files import expand_paths
+from autoscaler.policy.files import dangling, expand_paths
 from autoscaler.policy.parallel import map_files
 from autoscaler.policy.problems import field_name, problem_from_error
 from autoscaler.policy.rules import (
@@ -118,7 +118,9 @@ def load_file(path: Path, *, now: datetime | None = None) -> FileLoad:
     try:
         text = _read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        return FileLoad(file, [], [Problem(file, 1, "(file)", f"cannot read the file: {exc}")])
+        why = dangling(path) if isinstance(exc, FileNotFoundError) else None
+        message = f"cannot read the file: {why or exc}"
+        return FileLoad(file, [], [Problem(file, 1, "(file)", message)])
     loaded, templates, problems, warnings = _load(text, file, now)
     if problems:
         return FileLoad(file, (), problems, (), warnings or ())

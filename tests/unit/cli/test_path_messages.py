@@ -4,6 +4,7 @@ config file's folder), which under systemd is `/`."""
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli.main import main
+from autoscaler.cli.validate import cmd_validate
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +66,17 @@ def test_an_absolute_path_that_does_not_exist_is_named_alone(
     assert capsys.readouterr().out == f"{missing}:1: (file): no such file or folder\n"
     assert main(["run", str(missing), "--once", "--state", str(tmp_path / "s.db")]) == 4
     assert capsys.readouterr().err == f"error: no such policy file or folder: {missing}\n"
+
+
+def test_validate_exits_1_for_a_link_to_nothing(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(
+        "name: web\ntarget: {type: nomad, job: web, group: web}\nmin: 1\nmax: 5\n"
+        "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    )
+    (tmp_path / "api.yaml").symlink_to("/nowhere/api.yaml")
+    out = io.StringIO()
+    assert cmd_validate([str(tmp_path)], out) == 1
+    assert out.getvalue().startswith(
+        f"{tmp_path / 'api.yaml'}:1: (file): cannot read the file: a symbolic link to "
+        "/nowhere/api.yaml, which does not exist\n"
+    ), out.getvalue()

@@ -1291,6 +1291,29 @@ def test_load_paths_follows_a_link_and_reads_its_file_once(tmp_path: Path) -> No
     assert [p.name for p in result.policies] == ["web"]
 
 
+def test_a_link_to_nothing_in_a_folder_is_a_problem_naming_its_target(tmp_path: Path) -> None:
+    # It was skipped without a word: the policy it pointed to vanished from validate,
+    # plan and run.
+    write(tmp_path, "web.yaml", policy())
+    (tmp_path / "api.yaml").symlink_to("gone/api.yaml")
+    (tmp_path / "db.yaml").symlink_to(tmp_path / "api.yaml")  # a chain ending in nothing
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")  # was a traceback (ELOOP)
+    result = load_paths([tmp_path])
+    assert [p.name for p in result.policies] == ["web"]
+    gone = tmp_path / "gone" / "api.yaml"
+    link = f"cannot read the file: a symbolic link to {{}} ({gone}), which does not exist"
+    loop = "cannot read the file: [Errno 40] Too many levels of symbolic links: '{}'"
+    assert [(Path(p.file).name, p.message) for p in result.problems] == [
+        ("api.yaml", link.format("gone/api.yaml")),
+        ("db.yaml", link.format(tmp_path / "api.yaml")),
+        ("loop.yaml", loop.format(tmp_path / "loop.yaml")),
+    ]
+    direct = load_paths([tmp_path / "api.yaml"]).problems
+    assert [p.message for p in direct] == [
+        f"a symbolic link to gone/api.yaml ({gone}), which does not exist"
+    ]
+
+
 def test_load_paths_reads_a_file_given_twice_once(tmp_path: Path) -> None:
     path = write(tmp_path, "web.yaml", policy())
     result = load_paths([tmp_path, path])

@@ -89,6 +89,33 @@ def test_a_broken_update_through_a_repointed_link_keeps_the_last_good_versions(
     assert registry.problems_of(web)
 
 
+def test_a_link_left_pointing_to_nothing_keeps_its_last_good_version(tmp_path: Path) -> None:
+    # As a file that cannot be read: the link is there, so its policy is meant to run. It
+    # was skipped without a word, and its policy removed.
+    (tmp_path / "shared").mkdir()
+    _write(tmp_path / "shared" / "web.yaml", _policy("web"))
+    (tmp_path / "policies").mkdir()
+    link = tmp_path / "policies" / "web.yaml"
+    link.symlink_to(tmp_path / "shared" / "web.yaml")
+    _write(tmp_path / "policies" / "api.yaml", _policy("api"))
+    registry = PolicyRegistry([str(tmp_path / "policies")])
+    assert sorted(registry.reload().added) == ["api", "web"]
+
+    (tmp_path / "shared" / "web.yaml").unlink()
+    assert registry.changed_on_disk()
+    outcome = registry.reload()
+    assert (outcome.removed, outcome.kept) == ((), (str(link),))
+    web = registry.get("web")
+    assert web is not None and web.max == 5
+    assert [p.message for p in registry.problems_of(web)] == [
+        f"cannot read the file: a symbolic link to {tmp_path / 'shared' / 'web.yaml'}, "
+        "which does not exist"
+    ]
+    _write(tmp_path / "shared" / "web.yaml", _policy("web", max_count=7))  # back
+    assert registry.changed_on_disk()
+    assert registry.reload().updated == ("web",) and not registry.problems()
+
+
 def test_a_new_broken_file_adds_nothing_and_a_removed_file_removes_its_policies(
     tmp_path: Path,
 ) -> None:
