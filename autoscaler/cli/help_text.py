@@ -97,7 +97,7 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
         _USAGE,
         (3, "with --once: some policy could not be evaluated (a discovery source unreadable"),
         ("", "too), or was skipped on SIGTERM/SIGINT"),
-        (4, "startup problem: config file, settings, state database locked or broken, "),
+        (4, "startup problem: config file, settings, state database locked or broken,"),
         ("", "token file, listen address, an API beyond loopback without a token, a policy"),
         ("", "path that does not exist"),
         _OUTPUT,

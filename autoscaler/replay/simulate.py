@@ -324,7 +324,8 @@ def _check_names(
     unknown = [name for name in compare if name not in BASELINES]
     if unknown:
         raise SimulationError(
-            f"unknown baseline {', '.join(unknown)}: --compare takes {', '.join(BASELINES)}"
+            f"unknown baseline {', '.join(unknown)}: --compare takes {', '.join(BASELINES)} "
+            "(or none, for the policy alone)"
         )
     checks = {check.name for policy in policies for check in policy.checks}
     stray = sorted(set(mapping) - checks)

@@ -121,7 +121,10 @@ def test_checks_named_after_a_signal_need_no_mapping_and_others_do() -> None:
 
 def test_unknown_baselines_and_clashing_names_are_refused() -> None:
     trace = step_trace(10, 50, 300, 900)
-    with pytest.raises(SimulationError, match="unknown baseline knative"):
+    with pytest.raises(
+        SimulationError,
+        match=r"unknown baseline knative: --compare takes .* \(or none, for the policy alone\)",
+    ):
         simulate(trace, SETUP, [policy()], compare=["knative"])
     with pytest.raises(SimulationError, match="two controllers named hpa"):
         simulate(trace, SETUP, [policy(name="hpa")], compare=["hpa"])
