@@ -29,7 +29,7 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -48,6 +48,7 @@ from autoscaler.api.admission import (
     add_admission,
     invalid_response,
 )
+from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, refusal
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import Guard, is_json
 from autoscaler.api.lanes import Lane
@@ -66,6 +67,7 @@ from autoscaler.api.models import (
 )
 from autoscaler.api.request_metrics import CountRequests, RequestMetrics
 from autoscaler.config.listen import parse_listen
+from autoscaler.config.service import API_MAX_CONNECTIONS
 from autoscaler.errors import (
     AutoscalerError,
     EvaluationFailed,
@@ -394,14 +396,51 @@ REQUEST_TIMEOUT = 10.0
 class _TimelyH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection that sends no request within
     `REQUEST_TIMEOUT` of opening or of its last response (a request under way is left to
-    finish: its body is bounded by the body limit)."""
+    finish: its body is bounded by the body limit), and holding no more connections than
+    its server's `capacity` allows (see `capacity`)."""
+
+    capacity: ClassVar[Capacity[_TimelyH11]]  # set on each server's own subclass (`_capped`)
+    refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        victim = self.capacity.opened(self)
+        if victim is self:  # every connection has a request under way: 503
+            self._refuse()
+            return
+        if victim is not None:
+            victim.transport.close()
         self._watch()
+
+    def _refuse(self) -> None:
+        """Answer 503 without reading the request, and close. Closed at once, a connection
+        whose request is unread is reset, and the client may lose the answer: so it is
+        half-closed, and what comes is read and dropped until the client closes, for
+        `LINGER` s at most (`capacity` bounds how many linger at once)."""
+        self.refused = True
+        self.transport.write(refusal(self.capacity.limit))
+        if not self.capacity.linger(self):
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.capacity.lost(self)
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.capacity.busy(self)  # a request under way: not closed to make room
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self.capacity.idle(self)
         self._watch()
 
     def _watch(self) -> None:
@@ -410,7 +449,17 @@ class _TimelyH11(H11Protocol):
     def _close_if_idle(self, cycle: object) -> None:
         idle = self.cycle is cycle and (cycle is None or self.cycle.response_complete)
         if idle and not self.transport.is_closing():
+            self.capacity.closed(self)
             self.transport.close()
+
+
+def _capped(limit: int) -> type[_TimelyH11]:
+    """`_TimelyH11` for one server: holding `limit` connections at most."""
+
+    class Capped(_TimelyH11):
+        capacity = Capacity(limit)
+
+    return Capped
 
 
 class HttpServer:
@@ -421,31 +470,39 @@ class HttpServer:
     service keeps SIGTERM and SIGHUP for itself.
     """
 
-    def __init__(self, app: FastAPI, listen: str) -> None:
+    def __init__(
+        self, app: FastAPI, listen: str, *, max_connections: int = API_MAX_CONNECTIONS
+    ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-            sock.listen(128)
+            sock.listen(BACKLOG)
         except OSError as exc:
             sock.close()
             raise AutoscalerError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
         self._socket = sock
         self.address = f"{host}:{sock.getsockname()[1]}"
+        self._protocol = _capped(max_connections)
         config = uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
-            http=_TimelyH11,
+            http=self._protocol,
+            backlog=BACKLOG,  # uvicorn listens again on the socket, with its own (2048)
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
         # uvicorn's warning per malformed request: one, then a count a minute.
         self._client_errors = client_log.install()
+
+    def connection_counts(self) -> dict[str, int]:
+        """Connections closed or refused for the connection limit (see `capacity`)."""
+        return self._protocol.capacity.counts()
 
     def start(self) -> None:
         self._thread.start()

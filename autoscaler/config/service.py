@@ -31,6 +31,12 @@ from autoscaler.config.options import (
 from autoscaler.errors import AutoscalerError
 from autoscaler.redact import register_url
 
+# The default `--api-max-connections`: far more than Prometheus, Alertmanager, health
+# checks and operators open (previews run 16 at once), and with the listen backlog (128)
+# and the service's own sockets well within the 1024 descriptors systemd gives a unit.
+API_MAX_CONNECTIONS = 256
+API_MAX_CONNECTIONS_MAX = 1_000_000  # beyond any descriptor limit
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
@@ -40,6 +46,7 @@ class ServiceConfig:
     dry_run: bool = False
     listen: str = "127.0.0.1:8080"
     api_token_file: str | None = None
+    api_max_connections: int = API_MAX_CONNECTIONS
     workers: int = 4
     reload_interval: float = 5.0
     notify_urls: tuple[str, ...] = ()
@@ -127,6 +134,19 @@ SERVICE_OPTIONS = (
         help="a Host name the HTTP API answers to, besides IP addresses, localhost and the "
         "--listen host (repeatable; '*' for any name; the variable space- or "
         "comma-separated). Other names get 421: a guard against DNS rebinding",
+    ),
+    Option(
+        dest="api_max_connections",
+        kind=at_most(at_least(INT, 1), API_MAX_CONNECTIONS_MAX),
+        flags=("--api-max-connections",),
+        env="AUTOSCALER_API_MAX_CONNECTIONS",
+        key=("api", "max_connections"),
+        default=API_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections the HTTP API holds open at once at most (each costs a file "
+        "descriptor, shared with the connections to Prometheus, AWS and Nomad); over it, "
+        "the connection idle the longest is closed, or with a request under way on each, "
+        "the new one gets 503",
     ),
     Option(
         dest="log_decisions",
@@ -328,6 +348,7 @@ def service_config_from_args(args: argparse.Namespace) -> ServiceConfig:
         dry_run=bool(args.dry_run),
         listen=args.listen,
         api_token_file=args.api_token_file,
+        api_max_connections=int(args.api_max_connections),
         workers=int(args.workers),
         reload_interval=float(args.reload_interval),
         notify_urls=tuple(urls),

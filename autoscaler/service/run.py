@@ -353,7 +353,8 @@ def run_service(
             allowed_hosts=config.allowed_hosts,
             request_metrics=controller.telemetry.watch_http_requests(RequestMetrics()),
         )
-        http = HttpServer(app, config.listen)
+        http = HttpServer(app, config.listen, max_connections=config.api_max_connections)
+        controller.telemetry.watch_http_connections(http.connection_counts)
 
     wake = threading.Event()  # SIGHUP, or stop
     hup = threading.Event()

@@ -461,6 +461,20 @@ class Telemetry:
             )
         )
 
+    def watch_http_connections(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export `autoscaler_http_connections_over_limit_total` from `counts()`, read at
+        each scrape."""
+        self.registry.register(
+            _CountsByLabel(
+                "autoscaler_http_connections_over_limit",
+                "Connections to the HTTP API beyond --api-max-connections, by what was done: "
+                "closed_idle (the connection idle the longest was closed to make room), "
+                "refused (every connection had a request under way: answered 503).",
+                "action",
+                counts,
+            )
+        )
+
     def watch_http_requests(self, requests: RequestMetrics) -> RequestMetrics:
         """Export `autoscaler_http_requests_total` and
         `autoscaler_http_request_duration_seconds` from the API's `requests`, read at each

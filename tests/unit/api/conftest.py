@@ -94,6 +94,7 @@ class Api:
     port: int
     backend: StubBackend
     http: requests.Session
+    server: HttpServer
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, self.url + path, timeout=10, **kwargs)
@@ -102,8 +103,9 @@ class Api:
 @pytest.fixture
 def serve_api() -> Iterator[Callable[..., Api]]:
     """`serve_api(token=None, listen="127.0.0.1:0", allowed_hosts=(), backend=None,
-    request_metrics=None)` -> a running `Api` (on a fresh `StubBackend` unless one is given;
-    counting its answers in `request_metrics` when given)."""
+    request_metrics=None, max_connections=None)` -> a running `Api` (on a fresh
+    `StubBackend` unless one is given; counting its answers in `request_metrics` when
+    given; holding `max_connections` connections at most, when given)."""
     servers: list[HttpServer] = []
     sessions: list[requests.Session] = []
 
@@ -114,6 +116,7 @@ def serve_api() -> Iterator[Callable[..., Api]]:
         allowed_hosts: Sequence[str] = (),
         backend: StubBackend | None = None,
         request_metrics: RequestMetrics | None = None,
+        max_connections: int | None = None,
     ) -> Api:
         backend = backend or StubBackend()
         app = create_app(
@@ -123,14 +126,20 @@ def serve_api() -> Iterator[Callable[..., Api]]:
             allowed_hosts=allowed_hosts,
             request_metrics=request_metrics,
         )
-        server = HttpServer(app, listen)
+        server = (
+            HttpServer(app, listen)
+            if max_connections is None
+            else HttpServer(app, listen, max_connections=max_connections)
+        )
         server.start()
         servers.append(server)
         port = int(server.address.rpartition(":")[2])
         session = requests.Session()
         session.trust_env = False
         sessions.append(session)
-        return Api(url=f"http://127.0.0.1:{port}", port=port, backend=backend, http=session)
+        return Api(
+            url=f"http://127.0.0.1:{port}", port=port, backend=backend, http=session, server=server
+        )
 
     yield serve
     for session in sessions:

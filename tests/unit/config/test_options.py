@@ -222,6 +222,7 @@ def test_a_bad_variable_is_reported_by_its_name(variable: str, value: str, messa
         ("AUTOSCALER_LEASE_TTL", "--lease-ttl", "0.5", "must be at least 1 s"),
         ("AUTOSCALER_QUERY_TIMEOUT", "--query-timeout", "0", "must be at least 0.1 s"),
         ("AUTOSCALER_DISCOVERY_INTERVAL", "--discovery-interval", "0", "must be at least 0.1 s"),
+        ("AUTOSCALER_API_MAX_CONNECTIONS", "--api-max-connections", "0", "must be at least 1"),
     ],
 )
 def test_a_value_below_its_bound_is_refused_by_flag_variable_and_file_never_clamped(

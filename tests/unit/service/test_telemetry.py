@@ -740,3 +740,12 @@ def test_each_enabled_policy_exports_its_interval_until_disabled_or_removed() ->
     assert telemetry.registry.get_sample_value(name, {"policy": "api"}) == 15
     telemetry.loaded([replace(web, enabled=False)], problems=(), removed=["api"], files_read=True)
     assert _samples(telemetry, name) == set()
+
+
+def test_connections_over_the_api_limit_are_counted_by_what_was_done() -> None:
+    telemetry = Telemetry()
+    telemetry.watch_http_connections(lambda: {"closed_idle": 3, "refused": 1})
+    value = telemetry.registry.get_sample_value
+    name = "autoscaler_http_connections_over_limit_total"
+    assert value(name, {"action": "closed_idle"}) == 3
+    assert value(name, {"action": "refused"}) == 1

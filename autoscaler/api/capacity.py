@@ -1,0 +1,133 @@
+"""How many connections the API holds open at once, and which give way when it is full.
+
+Each connection costs a file descriptor, and the process shares its limit (`ulimit -n`,
+1024 under systemd) with its Prometheus, AWS, Nomad and state connections. Two thousand
+connections opened at once took every descriptor for the 10 s the request timeout gives
+them: `/healthz` and `/metrics` went unanswered, evaluations held with EMFILE, the policy
+files could not be read, and asyncio logged a traceback per refused accept (60,000 lines
+in 10 s). So the server holds `limit` connections at most. When one more comes, the
+connection idle the longest (none of its request under way: opened and silent, trickling
+its head, or kept alive after an answer) is closed to make room: a flood of idle
+connections then costs health checks nothing, as they send their request at once. When
+every connection has a request under way, the new one is answered 503 and closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from autoscaler.config.service import API_MAX_CONNECTIONS
+
+log = logging.getLogger("autoscaler.http")
+
+C = TypeVar("C", bound=Hashable)
+
+# Connections the kernel queues before they are accepted (also what one loop turn accepts
+# at most, before the limit is looked at): uvicorn's 2048 let one turn pass 1024.
+BACKLOG = 128
+# Seconds between two log lines about the limit, while it is reached.
+LOG_EVERY = 60.0
+# Seconds a refused connection is kept, half-closed, for its client to read the 503; and
+# how many are kept so at once (more are closed at once: their client may see a reset).
+LINGER = 1.0
+LINGER_MAX = 64
+
+REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: application/json\r\n"
+    b"retry-after: 1\r\n"
+    b"connection: close\r\n"
+)
+
+
+def refusal(limit: int) -> bytes:
+    """The 503 answer sent (before its request is read) to a connection over the limit."""
+    body = (
+        f'{{"detail":"the API holds {limit} connections, each with a request under way '
+        '(--api-max-connections); try again in 1 s"}'
+    ).encode()
+    return REFUSED + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+class Capacity(Generic[C]):
+    """The connections of one server: which are open, which idle (oldest first), and what
+    the limit made it do (`counts`). Used from the server's event loop only, but for
+    `counts`, which `/metrics` reads from its thread."""
+
+    def __init__(self, limit: int = API_MAX_CONNECTIONS) -> None:
+        self.limit = limit
+        self._open: set[C] = set()
+        self._idle: dict[C, None] = {}  # insertion order: the longest idle first
+        self._lingering: set[C] = set()  # refused, kept for their client to read the 503
+        self._counts = {"closed_idle": 0, "refused": 0}
+        self._lock = threading.Lock()
+        self._logged = 0.0  # time.monotonic() of the last line about the limit
+        self._unlogged = 0
+
+    def counts(self) -> dict[str, int]:
+        """Connections closed to make room (`closed_idle`) and refused with 503 (`refused`)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def opened(self, connection: C) -> C | None:
+        """Count a new connection in (idle). Returns the connection to close to make room
+        for it (the longest idle), `connection` itself when none is idle (refuse it), or
+        None when there is room."""
+        self._open.add(connection)
+        self._idle[connection] = None
+        if len(self._open) <= self.limit:
+            return None
+        victim = next((c for c in self._idle if c is not connection), connection)
+        self.closed(victim)
+        self._count("refused" if victim is connection else "closed_idle")
+        return victim
+
+    def idle(self, connection: C) -> None:
+        """`connection` has no request under way now (it goes last in the eviction order)."""
+        if connection in self._open:
+            self._idle.pop(connection, None)
+            self._idle[connection] = None
+
+    def busy(self, connection: C) -> None:
+        """`connection` has a request under way: it is not closed to make room."""
+        self._idle.pop(connection, None)
+
+    def linger(self, connection: C) -> bool:
+        """Whether the refused `connection` may be kept open a moment (`LINGER_MAX`)."""
+        if len(self._lingering) >= LINGER_MAX:
+            return False
+        self._lingering.add(connection)
+        return True
+
+    def closed(self, connection: C) -> None:
+        """`connection` is closed (or being closed): it no longer counts."""
+        self._open.discard(connection)
+        self._idle.pop(connection, None)
+
+    def lost(self, connection: C) -> None:
+        """`connection` is gone (its descriptor too)."""
+        self.closed(connection)
+        self._lingering.discard(connection)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self._counts[what] += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if self._logged and now - self._logged < LOG_EVERY:
+            return
+        log.warning(
+            "the HTTP API holds %d connections, its limit (--api-max-connections): %d "
+            "connection%s closed or refused%s (the longest idle is closed for a new one; "
+            "with a request under way on each, the new one gets 503)",
+            self.limit,
+            self._unlogged,
+            "" if self._unlogged == 1 else "s",
+            " since the last such line" if self._logged else "",
+        )
+        self._logged = now
+        self._unlogged = 0
