@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 ANY_HOST = "*"
@@ -179,16 +180,19 @@ def is_json(content_type: str | None) -> bool:
     return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def check_json(body: bytes, content_type: str | None) -> None:
-    """Raise `Refused(400)` when a JSON body holds a number JSON cannot carry, or is no JSON.
+# What `check_json` returns for a body it does not parse (empty, or not JSON).
+NOT_PARSED: Any = object()
 
-    Bodies of other content types are left alone (the routes only parse JSON).
-    """
+
+def check_json(body: bytes, content_type: str | None) -> Any:
+    """The JSON value of `body` (what `json.loads` gives), or `NOT_PARSED` for an empty body
+    or one of another content type (the routes only parse JSON). Raises `Refused(400)` when
+    a JSON body holds a number JSON cannot carry, or is no JSON."""
     kind = (content_type or "").split(";")[0].strip().lower()
     if not body or not (kind.endswith("/json") or kind.endswith("+json")):
-        return
+        return NOT_PARSED
     try:
-        json.loads(body, parse_constant=_constant, parse_float=_finite)
+        return json.loads(body, parse_constant=_constant, parse_float=_finite)
     except _NotFinite as exc:
         shown = str(exc) if len(str(exc)) <= 40 else str(exc)[:37] + "..."
         raise Refused(

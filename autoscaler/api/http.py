@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Protocol
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,6 +45,7 @@ from autoscaler.api.admission import (
     BODY_TIMEOUT,
     MAX_BODY,
     NEEDS_TOKEN,
+    ParsedOnce,
     add_admission,
     invalid_response,
 )
@@ -317,7 +318,9 @@ def create_app(
         """Read the policy files again; broken files keep their last good version."""
         return backend.reload()
 
-    @app.post(
+    webhook_router = APIRouter(route_class=ParsedOnce)  # its body is parsed once
+
+    @webhook_router.post(
         WEBHOOK,
         tags=["control"],
         dependencies=[*guarded, Depends(_json_body)],
@@ -328,6 +331,7 @@ def create_app(
         of the notification (firing or resolved) evaluate at once."""
         return await control.run(lambda: backend.alert(webhook.model_dump()))
 
+    app.include_router(webhook_router)
     return app
 
 
