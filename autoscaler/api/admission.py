@@ -22,6 +22,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import ClientDisconnect
 
 from autoscaler.api.guard import NOT_PARSED, SAFE_METHODS, Guard, Refused, check_json
 from autoscaler.api.lanes import Lane
@@ -57,8 +58,10 @@ def _refused(exc: Refused) -> JSONResponse:
 
 async def _body(request: Request) -> bytes:
     """The request's body, or `Refused(413)` when it is larger than `MAX_BODY` (by its
-    `Content-Length`, before anything is read, or as it is read when it has none), or
-    `Refused(408)` when it is not all in within `BODY_TIMEOUT`."""
+    `Content-Length`, before anything is read, or as it is read when it has none),
+    `Refused(408)` when it is not all in within `BODY_TIMEOUT`, or `Refused(400)` when the
+    client hangs up before it is (an answer nobody reads: the connection is gone, and
+    uninterrupted, Starlette's error logged a traceback per such client)."""
     length = request.headers.get("content-length")
     if length is not None and (not length.strip().isdigit() or int(length) > MAX_BODY):
         raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
@@ -74,6 +77,10 @@ async def _body(request: Request) -> bytes:
     except TimeoutError:
         raise Refused(
             408, f"the request body was not all sent within {BODY_TIMEOUT:g} s; send it at once"
+        ) from None
+    except ClientDisconnect:
+        raise Refused(
+            400, "the client closed the connection before its body was all sent"
         ) from None
     body = b"".join(chunks)
     # Kept where `Request.body()` keeps it, so the route reads it again (Starlette's

@@ -5,6 +5,7 @@ Prometheus, AWS, Nomad or its health checks."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -98,4 +99,27 @@ def test_a_body_trickled_past_the_body_timeout_is_a_408_and_closed(
         assert time.monotonic() < deadline, "the connection was still open after 5 s"
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"connection: close" in answer.lower()
+    assert api.backend.calls == []
+
+
+def test_a_client_that_hangs_up_mid_body_costs_no_traceback(
+    serve_api: Callable[..., Api], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Starlette's ClientDisconnect went up to uvicorn, which logged "Exception in ASGI
+    # application" with a traceback: a line per client that sent half a body and left.
+    api = serve_api()
+    head = (
+        b"POST /v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{"
+    )
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(head)
+            time.sleep(0.1)  # the head is read, the body awaited
+    with socket.create_connection(("127.0.0.1", api.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _response(sock).startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
     assert api.backend.calls == []
