@@ -15,6 +15,7 @@ every connection has a request under way, the new one is answered 503 and closed
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from collections.abc import Hashable
@@ -29,6 +30,9 @@ C = TypeVar("C", bound=Hashable)
 # Connections the kernel queues before they are accepted (also what one loop turn accepts
 # at most, before the limit is looked at): uvicorn's 2048 let one turn pass 1024.
 BACKLOG = 128
+# File descriptors to leave to the rest of the service (its Prometheus, AWS, Nomad and
+# state connections, files, the event loop's own): a limit that leaves fewer is warned of.
+OWN_FILES = 256
 # Seconds between two log lines about the limit, while it is reached.
 LOG_EVERY = 60.0
 # Seconds a refused connection is kept, half-closed, for its client to read the 503; and
@@ -51,6 +55,27 @@ def refusal(limit: int) -> bytes:
         '(--api-max-connections); try again in 1 s"}'
     ).encode()
     return REFUSED + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+def check_fits(limit: int) -> None:
+    """Warn when `limit` connections (with those the backlog lets in at once, and the
+    refused ones kept to read their 503) leave fewer than `OWN_FILES` of the process's
+    file descriptors (`ulimit -n`) to the rest of the service: then the limit does not
+    keep a flood from taking them all."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = limit + BACKLOG + LINGER_MAX
+    if soft == resource.RLIM_INFINITY or most + OWN_FILES <= soft:
+        return
+    log.warning(
+        "--api-max-connections %d lets the HTTP API hold up to %d file descriptors, leaving "
+        "fewer than %d of the process's %d (ulimit -n) to its connections to Prometheus, "
+        "AWS, Nomad and the state database: a flood of connections could take them. Lower "
+        "--api-max-connections, or raise the limit (systemd: LimitNOFILE=)",
+        limit,
+        most,
+        OWN_FILES,
+        soft,
+    )
 
 
 class Capacity(Generic[C]):

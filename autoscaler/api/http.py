@@ -49,7 +49,7 @@ from autoscaler.api.admission import (
     add_admission,
     invalid_response,
 )
-from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, refusal
+from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, check_fits, refusal
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import Guard, is_json
 from autoscaler.api.lanes import Lane
@@ -443,8 +443,8 @@ class _TimelyH11(H11Protocol):
             self.capacity.busy(self)  # a request under way: not closed to make room
 
     def on_response_complete(self) -> None:
+        self.capacity.idle(self)  # first: a pipelined request the super starts is busy
         super().on_response_complete()
-        self.capacity.idle(self)
         self._watch()
 
     def _watch(self) -> None:
@@ -490,6 +490,7 @@ class HttpServer:
         self._socket = sock
         self.address = f"{host}:{sock.getsockname()[1]}"
         self._protocol = _capped(max_connections)
+        check_fits(max_connections)
         config = uvicorn.Config(
             app,
             log_config=None,

@@ -5,6 +5,8 @@ them: the health checks went unanswered and evaluations held with EMFILE."""
 
 from __future__ import annotations
 
+import logging
+import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
+from autoscaler.api import capacity
 from tests.unit.api.conftest import Api
 
 LIMIT = 20
@@ -95,3 +98,16 @@ def test_a_connection_over_the_limit_when_each_has_a_request_under_way_is_a_503(
         time.sleep(0.3)
         assert _healthz(api).startswith(b"HTTP/1.1 200 ")
     assert api.server.connection_counts() == {"closed_idle": 0, "refused": 1}
+
+
+@pytest.mark.parametrize(("limit", "warned"), [(256, False), (1000, True)])
+def test_a_limit_that_leaves_too_few_file_descriptors_is_warned_of(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, limit: int, warned: bool
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (1024, 4096))
+    capacity.check_fits(limit)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert bool(messages) == warned, messages
+    if warned:
+        assert "--api-max-connections 1000" in messages[0]
+        assert "1024 (ulimit -n)" in messages[0]
