@@ -4,7 +4,7 @@ Each connection costs a file descriptor, and the process shares its limit (`ulim
 1024 under systemd) with its Prometheus, AWS, Nomad and state connections. Two thousand
 connections opened at once took every descriptor for the 10 s the request timeout gives
 them: `/healthz` and `/metrics` went unanswered, evaluations held with EMFILE, the policy
-files could not be read, and asyncio logged a traceback per refused accept (60,000 lines
+files could not be read, and asyncio logged a traceback per refused accept (66,000 lines
 in 10 s). So the server holds `limit` connections at most. When one more comes, the
 connection idle the longest (none of its request under way: opened and silent, trickling
 its head, or kept alive after an answer) is closed to make room: a flood of idle
