@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Protocol
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -318,20 +318,20 @@ def create_app(
         """Read the policy files again; broken files keep their last good version."""
         return backend.reload()
 
-    webhook_router = APIRouter(route_class=ParsedOnce)  # its body is parsed once
-
-    @webhook_router.post(
-        WEBHOOK,
-        tags=["control"],
-        dependencies=[*guarded, Depends(_json_body)],
-        responses={**problems, 415: {"description": _SEND_JSON}},
-    )
     async def alertmanager(webhook: AlertmanagerWebhook) -> AlertOut:
         """Alertmanager webhook receiver: policies whose `triggers.alerts` name an alert
         of the notification (firing or resolved) evaluate at once."""
         return await control.run(lambda: backend.alert(webhook.model_dump()))
 
-    app.include_router(webhook_router)
+    app.router.add_api_route(  # as `@app.post` would, but for the route class
+        WEBHOOK,
+        alertmanager,
+        methods=["POST"],
+        tags=["control"],
+        dependencies=[*guarded, Depends(_json_body)],
+        responses={**problems, 415: {"description": _SEND_JSON}},
+        route_class_override=ParsedOnce,  # its body, parsed by the admission, is not again
+    )
     return app
 
 
