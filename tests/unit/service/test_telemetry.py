@@ -446,6 +446,7 @@ def _exposition_of_a_busy_controller() -> str:
         ]
     )
     telemetry.watch_malformed_requests(lambda: {"invalid": 3, "unsupported_upgrade": 1})
+    telemetry.watch_http_connections(lambda: {"closed_idle": 2, "refused": 1})
     requests = RequestMetrics()
     requests.count("/healthz", "GET", 200, 0.001)
     requests.count("other", "GET", 404, 0.002)
