@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from autoscaler.core.durations import format_duration
+from autoscaler.core.frozen import built
 from autoscaler.core.model import (
     AnomalyGuard,
     AnomalyReading,
@@ -38,6 +39,7 @@ from autoscaler.core.strategies import (
 from autoscaler.core.strategies import desired as strategy_desired
 
 NOT_EVALUATED = "not evaluated"
+_CHECK_RESULT = built(CheckResult)  # `CheckResult(...)`, cheaper: one per check evaluated
 
 
 @dataclass(slots=True)  # never changed once made; not frozen, as that costs
@@ -146,7 +148,7 @@ def _evaluate(
     except (ValueError, ArithmeticError) as exc:
         failed = failed_result(check, str(exc), value, forecast=forecast)
         return Evaluated(failed, None)
-    check_result = CheckResult(
+    check_result = _CHECK_RESULT(
         name=check.name,
         query=check.query,
         value=value,

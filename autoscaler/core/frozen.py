@@ -14,15 +14,22 @@ Only for what it can reproduce exactly: frozen dataclasses without `__post_init_
 `InitVar`, `init=False` or `default_factory` fields (it raises
 `TypeError` at import otherwise). The dataclass's own `__init__` stays reachable as
 `__init__.dataclass_init`, which the tests compare it with.
+
+`built(cls)` is that constructor as a plain function (object made, then the same fields
+set the same way), for the few places every evaluation passes: a class called with
+keywords gathers them into a dict that `__init__` then takes apart, which a function call
+does not, so `built(Decision)(...)` costs 0.6 µs where `Decision(...)` costs 1.0 µs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def fast_init(cls: type[T]) -> type[T]:
@@ -45,24 +52,40 @@ def fast_init(cls: type[T]) -> type[T]:
             namespace[f"_default_{f.name}"] = f.default
             param += f"=_default_{f.name}"
         (keyword if f.kw_only else positional).append(param)
-    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
+    arguments = ", ".join([*positional, *(["*", *keyword] if keyword else [])])
     if slotted:  # each slot's own descriptor, which `object.__setattr__` ends up calling
         for f in fields:
             namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
         body = "".join(f"    _set_{f.name}(self, {f.name})\n" for f in fields)
-        source = f"def __init__({signature}):\n{body or '    pass'}\n"
     else:
-        body = "".join(f"    _fast_init_dict[{f.name!r}] = {f.name}\n" for f in fields)
-        source = f"def __init__({signature}):\n    _fast_init_dict = self.__dict__\n{body}"
+        body = "    _fast_init_dict = self.__dict__\n" + "".join(
+            f"    _fast_init_dict[{f.name!r}] = {f.name}\n" for f in fields
+        )
+    source = (
+        f"def __init__({', '.join(['self', *([arguments] if arguments else [])])}):\n"
+        f"{body or '    pass'}\n"
+        # The same as a function that makes the instance too (see `built`).
+        f"def _build({arguments}):\n    self = _new(_cls)\n{body}    return self\n"
+    )
+    namespace["_new"], namespace["_cls"] = object.__new__, cls
     exec(source, namespace)  # noqa: S102 - generated from the field names, as dataclasses does
-    init = namespace["__init__"]
+    init, build = namespace["__init__"], namespace["_build"]
     if _shape(init) != _shape(cls.__init__):  # e.g. an InitVar, which `fields` leaves out
         raise TypeError(f"{cls.__name__}: fast_init would change the constructor's signature")
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
     init.dataclass_init = cls.__init__
+    build.__qualname__ = f"built({cls.__qualname__})"
+    init.build = build
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def built(cls: Callable[P, T]) -> Callable[P, T]:
+    """A function with the signature of the `fast_init` class `cls` that returns what
+    `cls(...)` does (see the module docstring); typed as the class's constructor."""
+    build: Callable[P, T] = cls.__init__.build  # type: ignore[attr-defined]
+    return build
 
 
 def _shape(function: Any) -> list[tuple[str, Any, Any]]:

@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from autoscaler.core.bounds import bound, effective_bounds, target_bound
 from autoscaler.core.cooldown import cooldown_left, last_action, plausible
 from autoscaler.core.durations import human_seconds
-from autoscaler.core.frozen import fast_init
+from autoscaler.core.frozen import built, fast_init
 from autoscaler.core.model import Action, CheckResult, Decision, Memory, Policy, TargetStatus
 from autoscaler.core.reasons import later
 from autoscaler.core.reasons import reasons as pending_reasons
 
 _ZERO = timedelta(0)
+_DECISION = built(Decision)  # every evaluation makes one: `Decision(...)`, cheaper
 
 
 @fast_init
@@ -111,7 +112,7 @@ def decision(
     reasons: Sequence[str],
     checks: tuple[CheckResult, ...],
 ) -> Decision:
-    return Decision(
+    return _DECISION(
         policy=policy.name,
         target=str(policy.target),
         time=now,

@@ -12,11 +12,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from autoscaler.core.durations import format_duration
+from autoscaler.core.frozen import built
 from autoscaler.core.model import Memory, Recommendation
 from autoscaler.core.reasons import later
 from autoscaler.core.run import Run
 
 _ZERO = timedelta(0)
+# `Memory(...)` and `Recommendation(...)`, cheaper: every evaluation makes them here.
+_MEMORY, _RECOMMENDATION = built(Memory), built(Recommendation)
 
 
 def stabilize(run: Run, recommendation: int, memory: Memory) -> tuple[int, Memory]:
@@ -70,10 +73,10 @@ def stabilize(run: Run, recommendation: int, memory: Memory) -> tuple[int, Memor
     seeded = not memory.recommendations and windows.down > _ZERO and run.current > down_rec
     if seeded:
         down_rec = run.current
-        kept.append(Recommendation(at=now, count=run.current))
+        kept.append(_RECOMMENDATION(at=now, count=run.current))
     stabilized = min(max(run.current, up_rec), down_rec)
-    kept.append(Recommendation(at=now, count=recommendation))
-    memory = Memory(  # `replace(memory, recommendations=...)` at a third of its cost
+    kept.append(_RECOMMENDATION(at=now, count=recommendation))
+    memory = _MEMORY(  # `replace(memory, recommendations=...)` at a third of its cost
         last_scaled_at=memory.last_scaled_at,
         recommendations=_undominated(kept),
         missing_data_streak=memory.missing_data_streak,

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from autoscaler.adapters.deadline import monotonic as lease_clock
 from autoscaler.core import decision as core
 from autoscaler.core.cooldown import plausible
+from autoscaler.core.frozen import built
 from autoscaler.core.model import (
     Action,
     Check,
@@ -45,6 +46,9 @@ from autoscaler.errors import (
     TargetUnavailable,
 )
 from autoscaler.redact import scrub
+
+# `Evaluation(...)` and `Observation(...)`, cheaper: every evaluation makes them.
+_EVALUATION, _OBSERVATION = built(Evaluation), built(Observation)
 
 
 def utcnow() -> datetime:
@@ -221,7 +225,7 @@ class Reconciler:
             if applied.decision.changes_target and not applied.decision.dry_run:
                 applied = self._apply(policy, target, applied, now, begun)
             applied = self._save(policy, applied)
-        return Evaluation(
+        return _EVALUATION(
             decision=applied.decision,
             error=applied.error,
             error_kind=applied.error_kind,
@@ -437,7 +441,7 @@ class Reconciler:
                 observations.append(Observation(check=check.name, error=str(exc)))
             else:
                 if math.isfinite(value):
-                    observations.append(Observation(check=check.name, value=value))
+                    observations.append(_OBSERVATION(check=check.name, value=value))
                 else:
                     observations.append(Observation(check=check.name, error=f"value is {value}"))
             timings.append((check.name, time.monotonic() - started))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from autoscaler.core import cooldown, model, run, strategies
-from autoscaler.core.frozen import fast_init
+from autoscaler.core.frozen import built, fast_init
 from autoscaler.engine import evaluation
 
 SPED_UP = [
@@ -50,6 +50,42 @@ def test_a_sped_up_constructor_has_the_same_signature_and_sets_the_same_fields(
         assert fast == slow and repr(fast) == repr(slow)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.__setattr__(fields[0].name, 1)
+
+
+@pytest.mark.parametrize("cls", SPED_UP, ids=lambda cls: cls.__name__)
+def test_built_makes_what_the_constructor_makes(cls: type[Any]) -> None:
+    build = built(cls)
+    assert inspect.signature(build).parameters.keys() == (inspect.signature(cls).parameters.keys())
+    fields = dataclasses.fields(cls)
+    for given in (
+        {f.name for f in fields if f.default is dataclasses.MISSING},
+        {f.name for f in fields},
+    ):
+        values = {name: object() for name in given}
+        made, constructed = build(**values), cls(**values)
+        assert type(made) is cls
+        assert [getattr(made, f.name) for f in fields] == [
+            getattr(constructed, f.name) for f in fields
+        ]
+        assert made == constructed and repr(made) == repr(constructed)
+        assert hasattr(made, "__dict__") == hasattr(constructed, "__dict__")
+        if hasattr(made, "__dict__"):
+            assert vars(made) == vars(constructed)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.__setattr__(fields[0].name, 1)
+    with pytest.raises(TypeError):
+        build(**{f.name: 1 for f in fields}, unknown=1)
+
+
+def test_built_keeps_positional_fields_positional() -> None:
+    @fast_init
+    @dataclass(frozen=True)
+    class Pair:
+        x: int
+        y: str = "y"
+
+    assert built(Pair)(1) == Pair(1) and built(Pair)(1, "z") == Pair(1, "z")
+    assert built(Pair)(x=2, y="w") == Pair(2, "w")
 
 
 def test_a_sped_up_instance_pickles_as_before() -> None:
