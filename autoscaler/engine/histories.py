@@ -203,7 +203,7 @@ class CheckHistories:
         forecast = None
         if entry.settings is not None and entry.lead is not None:
             model = self._model(entry, at, guard)
-            if learn and paced and usable and _learnable(anomaly, guard):
+            if learn and paced and usable and (anomaly is None or _learnable(anomaly, guard)):
                 assert value is not None
                 model.add(at, value)
             forecast = model.forecast(at)

@@ -39,6 +39,9 @@ def scrubbed(evaluation: Evaluation) -> Evaluation:
                 decision = replace(d, reasons=tuple(scrub(r) for r in d.reasons))
                 break
     for check in d.checks:
+        forecast = check.forecast
+        if not check.error and (forecast is None or not forecast.reason):
+            continue  # no text to scrub (most checks): not even a call
         if _scrubbed_check(check) is not check:
             decision = replace(decision, checks=tuple(_scrubbed_check(c) for c in d.checks))
             break
