@@ -17,6 +17,7 @@ import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -25,12 +26,12 @@ from autoscaler.cli.exits import print_error
 from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
-from autoscaler.config.connections import add_connection_arguments, settings_from_args
+from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
 from autoscaler.config.options import CONFIG, add_arguments
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.names import counted
 from autoscaler.core.ranges import MAX_COUNT, MAX_REPLAY_OFFSET
-from autoscaler.errors import AutoscalerError, Problem, SourceUnavailable
+from autoscaler.errors import AutoscalerError, Problem, QueryError, SourceUnavailable
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.rules import MIN_INTERVAL, short_interval
 
@@ -233,7 +234,9 @@ def main(args: argparse.Namespace) -> int:
         print(printable(f"autoscaler backtest: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = run_backtest(policies, source, options, jobs=args.jobs)
+        result = run_backtest(
+            policies, source, options, jobs=args.jobs, before_queries=partial(_probe, settings)
+        )
     except SourceUnavailable as exc:  # the server's text
         print(printable(f"error: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -245,6 +248,25 @@ def main(args: argparse.Namespace) -> int:
     if not _report(result, args, policies):
         return EXIT_INVALID
     return EXIT_INVALID if loaded.problems or found else EXIT_OK
+
+
+def _probe(settings: Settings) -> None:
+    """Return when Prometheus answers one instant query within an instant query's deadline
+    (3 x `--query-timeout`, as `plan`'s); raise `SourceUnavailable` otherwise.
+
+    A range query retries for 3 x `--range-timeout` (3 minutes by default), which a slow
+    range in a long backtest may need, but a server that is not there (a mistyped port)
+    should be named at once. A rejected query is an answer: the backtest goes on.
+    """
+    probe = settings.source()
+    try:
+        probe.query("vector(1)")
+    except SourceUnavailable:
+        raise
+    except QueryError:  # answered, if not as expected: the range queries will say more
+        pass
+    finally:
+        probe.close()
 
 
 def _report(result: Backtest, args: argparse.Namespace, policies: list[Policy]) -> bool:

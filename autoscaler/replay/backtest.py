@@ -17,7 +17,7 @@ import multiprocessing
 import string
 from array import array
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -104,7 +104,12 @@ def count_query_for(template: str, policy: Policy) -> str:
 
 
 def run_backtest(
-    policies: Sequence[Policy], source: RangeSource, options: Options, *, jobs: int = 1
+    policies: Sequence[Policy],
+    source: RangeSource,
+    options: Options,
+    *,
+    jobs: int = 1,
+    before_queries: Callable[[], None] | None = None,
 ) -> Backtest:
     """Replay every policy over `[options.start, options.end)` on `source`'s history.
 
@@ -112,10 +117,16 @@ def run_backtest(
     one fetches (the decisions are Python: one core each); a worker is only started for at
     least `EVALUATIONS_PER_WORKER` evaluations, which repay its start.
 
+    `before_queries`, when there is a policy to replay, is called once the options are
+    known to be usable (`OverflowError` is raised first) and before the first query: the
+    CLI checks there that Prometheus answers at all.
+
     Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
     that check at every instant (as it would in `run`) and is listed in the policy's errors.
     """
     asked = PastReads(policies, options.start, options.end)  # shared by the policies
+    if policies and before_queries is not None:
+        before_queries()
     plans = [_with_past(_plan(p, options), source, options, asked) for p in policies]
     needs = [(query, plan.grid, select) for plan in plans for query, select in plan.queries]
     with HistoryFetcher(source, needs) as fetcher:

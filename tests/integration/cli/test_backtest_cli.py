@@ -86,13 +86,13 @@ def policies(tmp_path: Path) -> Path:
 
 
 def backtest(
-    *args: str, url: str, env: dict[str, str] | None = None
+    *args: str, url: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "autoscaler", "backtest", *args, "--prometheus-url", url],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, "AUTOSCALER_LOG_LEVEL": "info", **(env or {})},
         check=False,
     )
@@ -244,6 +244,30 @@ def test_exit_codes_for_usage_unreachable_prometheus_and_invalid_files(
     partly = backtest(str(policies), *WINDOW, "-o", "json", url=history.url)
     assert partly.returncode == 1 and "broken.yaml:1" in partly.stderr
     assert [p["policy"] for p in json.loads(partly.stdout)["policies"]] == ["web"]
+
+
+def test_a_prometheus_that_refuses_connections_exits_3_within_an_instant_querys_deadline(
+    policies: Path, dead_prometheus_url: str
+) -> None:
+    # Each range query retries for 3 x --range-timeout (default 60 s): about 180 s to say
+    # that nothing listens there. Prometheus is probed first, with an instant query's
+    # deadline (3 x --query-timeout).
+    started = time.monotonic()
+    done = backtest(
+        str(policies),
+        "--from",
+        "-1h",
+        "--query-timeout",
+        "0.5",
+        url=dead_prometheus_url,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 3, done.stderr
+    assert elapsed < 20, elapsed
+    assert f"Prometheus at {dead_prometheus_url} gave no answer" in done.stderr
+    assert "(deadline 1.5s)" in done.stderr and "Connection refused" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 TEMPLATE = """\
