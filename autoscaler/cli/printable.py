@@ -8,7 +8,8 @@ a server's error. Written as they are, such text could move the cursor, recolour
 clear the operator's terminal (`ESC [`), or forge a line of the table or the log. Policy
 and check names cannot hold any (letters, digits, `.`, `_`, `-`), but they go through the
 same function with the lines that hold them. JSON outputs escape the C0 controls on their
-own, and `json_safe` the others, which JSON admits raw.
+own, and `json_safe` the others, which JSON admits raw (and YAML in a double-quoted
+scalar, where the same `\\uXXXX` escapes read back as the same text).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def json_safe(document: str) -> str:
     a string: a terminal may run a C1 CSI (`\\x9b`) as `ESC [`, a bidi override reorders
     what a log viewer shows. The document parses to exactly the same value."""
     return _UNSAFE_IN_JSON.sub(_json_escape, document)
+
+
+def json_escapes(text: str) -> bool:
+    """Whether `text` holds a character `json_safe` would escape."""
+    return _UNSAFE_IN_JSON.search(text) is not None
 
 
 def _json_escape(match: re.Match[str]) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from autoscaler import redact
 from autoscaler.cli import report
@@ -232,6 +234,33 @@ def test_plan_json_escapes_c1_and_bidi_controls(monkeypatch: pytest.MonkeyPatch)
     target = f"nomad:{SLY}/web (default)"
     text = no_sly_character(report.render([evaluation(target)], "json"))
     assert "→" in text and json.loads(text)[0]["target"] == target
+
+
+# Every character `json_safe` escapes that PyYAML writes raw (with allow_unicode) even in a
+# double-quoted scalar: NEL, the line and paragraph separators, the bidi controls.
+RAW_IN_YAML = "\x85\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+RAW_IN_YAML += "\u2066\u2067\u2068\u2069"
+UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(SLY, id="sly"),
+        pytest.param(RAW_IN_YAML, id="every-one"),
+        pytest.param(f"it's: {RAW_IN_YAML} # not a comment", id="quotes-and-yaml-syntax"),
+        pytest.param(f"\\u202e\\{RAW_IN_YAML}\\", id="backslashes"),
+    ],
+)
+def test_plan_yaml_escapes_c1_and_bidi_controls_and_parses_as_the_json_does(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(report, "_stdout_is_utf8", lambda: True)
+    evaluations = [evaluation(f"nomad:{name}/web (default)", error=name), evaluation("a/b")]
+    text = report.render(evaluations, "yaml")
+    assert UNSAFE_IN_JSON.search(text) is None, ascii(text)
+    assert "→" in text  # the other Unicode as it is
+    assert yaml.safe_load(text) == json.loads(report.render(evaluations, "json"))
 
 
 def test_simulate_json_escapes_c1_and_bidi_controls(
