@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from autoscaler.cli.printable import printable
 from autoscaler.config.listen import parse_listen
 from autoscaler.errors import AutoscalerError
 
@@ -38,7 +39,8 @@ def readyz_url(listen: str) -> str:
 
 
 def check(listen: str, timeout: float = TIMEOUT) -> tuple[int, str]:
-    """(exit code, one line saying why) for the controller listening on `listen`."""
+    """(exit code, why) for the controller listening on `listen`; the reason is the server's
+    text as it came (`main` prints it with its control characters escaped)."""
     url = readyz_url(listen)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, line = check(listen)
     except AutoscalerError as exc:
         code, line = UNHEALTHY, str(exc)
-    print(line)
+    print(printable(line))  # the reason is the server's text: no escape sequence runs
     return code
 
 

@@ -141,3 +141,24 @@ def test_any_other_answer_is_unhealthy_with_what_it_said(
         server.server_close()
     assert code == 1
     assert line.endswith(f"answered {status}): {reason}")
+
+
+def test_the_reason_is_printed_on_one_line_with_its_control_characters_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The reason is the server's text: it may clear the screen of whoever reads the health
+    check's output (`docker inspect`), or forge a line."""
+    server = HTTPServer(("127.0.0.1", 0), _Answer)
+    reason = '{"reason": "down\\u001b[2J\\u001b[31m\\nready (forged)\\u202e\\u009b"}'
+    server.answer = (503, reason.encode())  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        code = healthcheck.main([f"127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.endswith("answered 503): down\\x1b[2J\\x1b[31m\\nready (forged)\\u202e\\x9b\n"), out
+    assert out.count("\n") == 1 and "\x1b" not in out and "\u202e" not in out
