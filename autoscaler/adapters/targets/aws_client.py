@@ -124,12 +124,17 @@ class SharedClient:
                 return False
             try:
                 session = _session()
-                found = _credentials(session) is not None
+                found = _credentials(session)
             except TargetError as exc:
                 _reread[self._env] = (now, f" (and failed: {exc})")
                 return False
-            if not found:
+            if found is None:
                 _reread[self._env] = (now, " (and none were found)")
+                return False
+            if self._session is not None and _same(found, _credentials(self._session)):
+                # Environment credentials, or a file nobody changed: the same key again
+                # would only be refused again (no new client, no call sent once more).
+                _reread[self._env] = (now, " (and they were unchanged)")
                 return False
             _reread[self._env] = (now, "")
             _sessions[self._env] = session
@@ -140,8 +145,9 @@ class SharedClient:
         within `CREDENTIALS_REREAD` seconds: for the message of a rejection."""
         if self._env is None:
             return None
-        with _clients_lock:
-            last = _reread.get(self._env)
+        # Without the lock (one dict read is atomic): every failed call asks, and a renewal
+        # may hold the lock while the credential chain is walked (instance metadata too).
+        last = _reread.get(self._env)
         if last is None or monotonic() - last[0] >= CREDENTIALS_REREAD:
             return None
         ago = monotonic() - last[0]
@@ -269,6 +275,17 @@ def _credentials(session: boto3.session.Session) -> object | None:
         return session.get_credentials()
     except BotoCoreError as exc:
         raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
+
+
+def _same(new: object, old: object | None) -> bool:
+    """Whether two sessions' credentials are the same static key (credentials that renew
+    themselves are never the same: botocore refreshes those, so their rejection is news)."""
+    if old is None or isinstance(new, RefreshableCredentials):
+        return False
+    if isinstance(old, RefreshableCredentials):
+        return False
+    keys = ("access_key", "secret_key", "token")
+    return all(getattr(new, k, None) == getattr(old, k, None) for k in keys)
 
 
 def make_client(

@@ -159,5 +159,28 @@ def test_a_key_rejected_again_holds_and_says_it_was_read_again(
         assert "AWS rejected the credentials (InvalidClientTokenId" in message
         assert "the credentials were read again" in message
         assert "at most every 30 s" in message
-    # Once: discovery shares the target's client (the same deadline), not built again either.
+    # Once: discovery's client (another region key) is built from the session read again
+    # for the target, and its own rejection comes within CREDENTIALS_REREAD of that read.
     assert rebuilt(caplog) == 1
+
+
+def test_a_rejected_key_read_again_unchanged_builds_nothing_and_sends_nothing_again(
+    auth_moto: MotoAuthServer,
+    scaler_user: str,
+    credentials_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The key is deleted in IAM, and the file still holds it (nobody rotated it; or the
+    # credentials come from the environment, which cannot change): reading the chain again
+    # finds the same key, so no client is built again and the call is not sent once more.
+    group = make_group(auth_moto)
+    key_a = auth_moto.new_key(scaler_user)
+    key_a.credentials_file(credentials_file)
+    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
+    assert scaler.status().count == 2
+    auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key_a.id)
+
+    with caplog.at_level(logging.WARNING), pytest.raises(TargetForbidden) as refused:
+        scaler.status()
+    assert rebuilt(caplog) == 0
+    assert "the credentials were read again 0s ago (and they were unchanged)" in str(refused.value)
