@@ -65,9 +65,11 @@ def fast_init(cls: type[T]) -> type[T]:
         f"def __init__({', '.join(['self', *([arguments] if arguments else [])])}):\n"
         f"{body or '    pass'}\n"
         # The same as a function that makes the instance too (see `built`).
-        f"def _build({arguments}):\n    self = _new(_cls)\n{body}    return self\n"
+        f"def _build({arguments}):\n    self = __fast_init_new__(__fast_init_cls__)\n{body}"
+        "    return self\n"
     )
-    namespace["_new"], namespace["_cls"] = object.__new__, cls
+    # Dunder names, which no field can shadow (a field `_cls` would have).
+    namespace["__fast_init_new__"], namespace["__fast_init_cls__"] = object.__new__, cls
     exec(source, namespace)  # noqa: S102 - generated from the field names, as dataclasses does
     init, build = namespace["__init__"], namespace["_build"]
     if _shape(init) != _shape(cls.__init__):  # e.g. an InitVar, which `fields` leaves out
@@ -84,7 +86,9 @@ def fast_init(cls: type[T]) -> type[T]:
 def built(cls: Callable[P, T]) -> Callable[P, T]:
     """A function with the signature of the `fast_init` class `cls` that returns what
     `cls(...)` does (see the module docstring); typed as the class's constructor."""
-    build: Callable[P, T] = cls.__init__.build  # type: ignore[attr-defined]
+    build: Callable[P, T] | None = getattr(vars(cls).get("__init__"), "build", None)
+    if build is None:  # a subclass inherits its parent's, which would build the parent
+        raise TypeError(f"built({getattr(cls, '__qualname__', cls)}): not a fast_init class")
     return build
 
 

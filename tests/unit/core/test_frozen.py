@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from autoscaler.core import cooldown, model, run, strategies
-from autoscaler.core.frozen import built, fast_init
+from autoscaler.core.frozen import _shape, built, fast_init
 from autoscaler.engine import evaluation
 
 SPED_UP = [
@@ -55,7 +55,8 @@ def test_a_sped_up_constructor_has_the_same_signature_and_sets_the_same_fields(
 @pytest.mark.parametrize("cls", SPED_UP, ids=lambda cls: cls.__name__)
 def test_built_makes_what_the_constructor_makes(cls: type[Any]) -> None:
     build = built(cls)
-    assert inspect.signature(build).parameters.keys() == (inspect.signature(cls).parameters.keys())
+    # Names, kinds (keyword-only ones stay so) and defaults: the constructor's, bar `self`.
+    assert _shape(build) == _shape(cls.__init__)[1:]
     fields = dataclasses.fields(cls)
     for given in (
         {f.name for f in fields if f.default is dataclasses.MISSING},
@@ -141,3 +142,30 @@ def test_a_class_with_slots_keeps_them() -> None:
     assert hash(made) == hash(Slotted(x=1))
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.__setattr__("x", 2)
+
+
+def test_built_refuses_a_class_that_only_inherits_a_fast_init_constructor() -> None:
+    # It would have built the parent: `type(built(Child)(a=1))` was `Parent`.
+    @fast_init
+    @dataclasses.dataclass(frozen=True)
+    class Parent:
+        a: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Child(Parent):
+        pass
+
+    with pytest.raises(TypeError, match="not a fast_init class"):
+        built(Child)
+
+
+def test_built_takes_fields_named_like_its_own_helpers() -> None:
+    # A field `_cls` shadowed the class the function makes (TypeError: object.__new__(X)).
+    @fast_init
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        _cls: int
+        _new: int = 2
+
+    made = built(Odd)(_cls=5)
+    assert made == Odd(_cls=5) and type(made) is Odd
