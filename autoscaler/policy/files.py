@@ -55,7 +55,7 @@ def dangling(path: Path) -> str | None:
     try:
         final = path.resolve()  # the chain followed as far as it goes
     except (OSError, RuntimeError):  # a loop (RuntimeError before Python 3.13)
-        return None
+        return f"a symbolic link to {target}, in a loop of links that leads to no file"
     if os.path.exists(final):
         return None
     shown = target if str(final) == target else f"{target} ({final})"
@@ -96,9 +96,11 @@ def _folder_files(folder: Path) -> list[tuple[Path, str]]:
         if is_file:
             resolved = str(path.resolve()) if e.is_symlink() else os.path.join(real, e.name)
             found.append((path, resolved))
-        elif e.is_symlink() and not os.path.exists(path):
+        elif e.is_symlink() and not os.path.exists(path) and not e.name.startswith(".#"):
             # A link to nothing (its target deleted, or not mounted yet) or a loop is a
             # file its author meant to be read: the loader says it cannot be, as for an
-            # unreadable one, rather than its policies vanishing without a word.
+            # unreadable one, rather than its policies vanishing without a word. Not
+            # Emacs's lock of a file being edited (`.#web.yaml`, a link to `user@host.PID`
+            # that is never a file): it comes and goes with every unsaved edit.
             found.append((path, str(path)))
     return found

@@ -12,6 +12,7 @@ keep running the others. A warning drops nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import re
 from collections.abc import Sequence
@@ -118,7 +119,8 @@ def load_file(path: Path, *, now: datetime | None = None) -> FileLoad:
     try:
         text = _read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        why = dangling(path) if isinstance(exc, FileNotFoundError) else None
+        linked = isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ELOOP
+        why = dangling(path) if linked else None
         message = f"cannot read the file: {why or exc}"
         return FileLoad(file, [], [Problem(file, 1, "(file)", message)])
     loaded, templates, problems, warnings = _load(text, file, now)
