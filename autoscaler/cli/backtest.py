@@ -27,7 +27,7 @@ from autoscaler.cli.logs import setup_logging
 from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
 from autoscaler.config.connections import Settings, add_connection_arguments, settings_from_args
-from autoscaler.config.options import CONFIG, add_arguments
+from autoscaler.config.options import CONFIG, INT, add_arguments, at_least, flag_type
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.names import counted
 from autoscaler.core.ranges import MAX_COUNT, MAX_REPLAY_OFFSET
@@ -113,7 +113,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--jobs",
         "-j",
-        type=_jobs,
+        type=flag_type(at_least(INT, 1)),  # 0 and negatives were taken as 1 silently
         default=_cpus(),
         metavar="N",
         help="replay policies in N processes (default: the CPUs available, %(default)s)",
@@ -148,17 +148,6 @@ def _range_timeout(text: str) -> float:
             f"must be {MIN_RANGE_TIMEOUT:g} to {MAX_RANGE_TIMEOUT:g} seconds, got {text}"
         )
     return seconds
-
-
-def _jobs(text: str) -> int:
-    """A number of worker processes, 1 or more: `0` and negatives were taken as 1 silently."""
-    try:
-        jobs = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if jobs < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {jobs}")
-    return jobs
 
 
 def _cpus() -> int:

@@ -175,7 +175,7 @@ def at_most(kind: Kind, maximum: float, *, unit: str = "") -> Kind:
     )
 
 
-def _flag_type(kind: Kind) -> Callable[[str], Any]:
+def flag_type(kind: Kind) -> Callable[[str], Any]:
     """argparse's `type` for a flag of `kind`: its message shown as is (exit 2)."""
 
     def convert(text: str) -> Any:
@@ -297,7 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser | Any, options: Iterable[Optio
             kwargs["type"] = str.lower
             kwargs["choices"] = option.kind.schema["enum"]
         elif option.kind.typed_flag:
-            kwargs["type"] = _flag_type(option.kind)
+            kwargs["type"] = flag_type(option.kind)
         parser.add_argument(*option.flags, dest=option.dest, **kwargs)
 
 
