@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autoscaler.cli import help_text
 from autoscaler.cli.backtest import NEGATIVE_OR_AGO
+from autoscaler.cli.exits import print_error
 from autoscaler.cli.printable import json_safe, printable
 from autoscaler.cli.validate import print_problems
 from autoscaler.core.durations import format_duration, parse_duration
@@ -291,9 +292,10 @@ def _policies(path: str | None, trace: Trace, setup: Setup) -> list[Policy] | No
 
 
 def _error(message: str) -> None:
-    """`error: message` on stderr, its control characters escaped (a path, a trace's cell
-    or a check's name comes from the user's files)."""
-    print(printable(f"error: {message}"), file=sys.stderr)
+    """`error: message` on stderr, as every command writes one (`print_error`: control
+    characters escaped, since a path, a trace's cell or a check's name comes from the
+    user's files; secrets scrubbed; after the log lines before it)."""
+    print_error(message)
 
 
 def summary(sim: Simulation) -> str:
