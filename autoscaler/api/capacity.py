@@ -8,8 +8,11 @@ files could not be read, and asyncio logged a traceback per refused accept (66,0
 in 10 s). So the server holds `limit` connections at most. When one more comes, the
 connection idle the longest (none of its request under way: opened and silent, trickling
 its head, or kept alive after an answer) is closed to make room: a flood of idle
-connections then costs health checks nothing, as they send their request at once. When
-every connection has a request under way, the new one is answered 503 and closed.
+connections then costs health checks nothing, as they send their request at once. With
+none idle, the oldest connection whose request's body is still coming is closed (answered
+408): bodies trickled a byte at a time would otherwise hold every place for the 30 s the
+body timeout gives them. Only when every connection has a request whose body is all in
+(being handled) is the new one answered 503 and closed.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import logging
 import resource
 import threading
-import time
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from autoscaler.api.client_log import Throttled
 from autoscaler.config.service import API_MAX_CONNECTIONS
+from autoscaler.core.names import counted
 
 log = logging.getLogger("autoscaler.http")
 
@@ -33,8 +37,6 @@ BACKLOG = 128
 # File descriptors to leave to the rest of the service (its Prometheus, AWS, Nomad and
 # state connections, files, the event loop's own): a limit that leaves fewer is warned of.
 OWN_FILES = 256
-# Seconds between two log lines about the limit, while it is reached.
-LOG_EVERY = 60.0
 # Seconds a refused connection is kept, half-closed, for its client to read the 503; and
 # how many are kept so at once (more are closed at once: their client may see a reset).
 LINGER = 1.0
@@ -51,7 +53,7 @@ REFUSED = (
 def refusal(limit: int) -> bytes:
     """The 503 answer sent (before its request is read) to a connection over the limit."""
     body = (
-        f'{{"detail":"the API holds {limit} connections, each with a request under way '
+        f'{{"detail":"the API holds {limit} connections, each with a request being handled '
         '(--api-max-connections); try again in 1 s"}'
     ).encode()
     return REFUSED + b"content-length: %d\r\n\r\n" % len(body) + body
@@ -79,47 +81,64 @@ def check_fits(limit: int) -> None:
 
 
 class Capacity(Generic[C]):
-    """The connections of one server: which are open, which idle (oldest first), and what
-    the limit made it do (`counts`). Used from the server's event loop only, but for
-    `counts`, which `/metrics` reads from its thread."""
+    """The connections of one server: which are open, which idle and which still receiving
+    their request's body (each oldest first), and what the limit made it do (`counts`).
+    Used from the server's event loop only, but for `counts`, which `/metrics` reads from
+    its thread, and the log's timer."""
 
     def __init__(self, limit: int = API_MAX_CONNECTIONS) -> None:
         self.limit = limit
         self._open: set[C] = set()
         self._idle: dict[C, None] = {}  # insertion order: the longest idle first
+        self._receiving: dict[C, None] = {}  # a request's body still coming: the oldest first
         self._lingering: set[C] = set()  # refused, kept for their client to read the 503
-        self._counts = {"closed_idle": 0, "refused": 0}
+        self._counts = {"closed_idle": 0, "closed_receiving": 0, "refused": 0}
         self._lock = threading.Lock()
-        self._logged = 0.0  # time.monotonic() of the last line about the limit
-        self._unlogged = 0
+        self._log = Throttled(self._report)
 
     def counts(self) -> dict[str, int]:
-        """Connections closed to make room (`closed_idle`) and refused with 503 (`refused`)."""
+        """Connections closed to make room, idle (`closed_idle`) or with a request whose
+        body was still coming (`closed_receiving`), and refused with 503 (`refused`)."""
         with self._lock:
             return dict(self._counts)
 
     def opened(self, connection: C) -> C | None:
         """Count a new connection in (idle). Returns the connection to close to make room
-        for it (the longest idle), `connection` itself when none is idle (refuse it), or
-        None when there is room."""
+        for it (the longest idle, else the oldest receiving a body), `connection` itself
+        when every other one has a request being handled (refuse it), or None when there
+        is room."""
         self._open.add(connection)
         self._idle[connection] = None
         if len(self._open) <= self.limit:
             return None
-        victim = next((c for c in self._idle if c is not connection), connection)
+        victim = next((c for c in self._idle if c is not connection), None)
+        what = "closed_idle"
+        if victim is None:
+            victim = next(iter(self._receiving), connection)
+            what = "refused" if victim is connection else "closed_receiving"
         self.closed(victim)
-        self._count("refused" if victim is connection else "closed_idle")
+        self._count(what)
         return victim
 
     def idle(self, connection: C) -> None:
         """`connection` has no request under way now (it goes last in the eviction order)."""
         if connection in self._open:
+            self._receiving.pop(connection, None)
             self._idle.pop(connection, None)
             self._idle[connection] = None
 
+    def receiving(self, connection: C) -> None:
+        """`connection` has a request whose body is still coming: it is closed to make room
+        only when none is idle (the oldest first)."""
+        if connection in self._open:
+            self._idle.pop(connection, None)
+            self._receiving.setdefault(connection, None)
+
     def busy(self, connection: C) -> None:
-        """`connection` has a request under way: it is not closed to make room."""
+        """`connection` has a request being handled (its body all in): it is not closed to
+        make room."""
         self._idle.pop(connection, None)
+        self._receiving.pop(connection, None)
 
     def linger(self, connection: C) -> bool:
         """Whether the refused `connection` may be kept open a moment (`LINGER_MAX`)."""
@@ -132,27 +151,45 @@ class Capacity(Generic[C]):
         """`connection` is closed (or being closed): it no longer counts."""
         self._open.discard(connection)
         self._idle.pop(connection, None)
+        self._receiving.pop(connection, None)
 
     def lost(self, connection: C) -> None:
         """`connection` is gone (its descriptor too)."""
         self.closed(connection)
         self._lingering.discard(connection)
 
+    def flush(self) -> None:
+        """Log the connections closed or refused since the last line (the server's stop)."""
+        self._log.flush()
+
     def _count(self, what: str) -> None:
         with self._lock:
             self._counts[what] += 1
-        self._unlogged += 1
-        now = time.monotonic()
-        if self._logged and now - self._logged < LOG_EVERY:
-            return
+        if self._log.note():
+            log.warning(
+                "the HTTP API holds %d connections, its limit (--api-max-connections): one "
+                "more was %s (the longest idle is closed for a new one, else the oldest "
+                "still sending its request's body, answered 408; with a request being "
+                "handled on each, the new one gets 503). More in the next %g s are counted, "
+                "and logged as one line",
+                self.limit,
+                _DONE[what],
+                self._log.interval,
+            )
+
+    def _report(self, count: int, seconds: int) -> None:
         log.warning(
-            "the HTTP API holds %d connections, its limit (--api-max-connections): %d "
-            "connection%s closed or refused%s (the longest idle is closed for a new one; "
-            "with a request under way on each, the new one gets 503)",
+            "the HTTP API holds %d connections, its limit (--api-max-connections): %s "
+            "closed or refused in the last %d s, not logged one by one",
             self.limit,
-            self._unlogged,
-            "" if self._unlogged == 1 else "s",
-            " since the last such line" if self._logged else "",
+            counted(count, "connection"),
+            seconds,
+            extra={"count": count, "seconds": seconds},
         )
-        self._logged = now
-        self._unlogged = 0
+
+
+_DONE = {
+    "closed_idle": "closed, the longest idle",
+    "closed_receiving": "closed, the oldest still sending its request's body (answered 408)",
+    "refused": "refused (503), every one having a request being handled",
+}

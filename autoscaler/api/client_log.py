@@ -12,7 +12,8 @@ are counted, not logged, and a warning of `autoscaler.http` says how many once t
 interval is over (then the next interval counts). An interval without one closes, and the
 next is logged at once again. Every one is counted for `/metrics` too (`counts`). The
 WebSocket hint is never logged. `flush` (the server's stop) logs what is counted so far.
-Any other record passes untouched.
+Any other record passes untouched. `Throttled` is that mechanism, for any kind of event
+(the connection limit's log uses it too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 INTERVAL = 60.0  # seconds
 log = logging.getLogger("autoscaler.http")
@@ -54,14 +57,66 @@ KINDS = {
 _WEBSOCKET_HINT = "No supported WebSocket library detected."
 
 
+class Throttled:
+    """Events of one kind, logged one line at once, then a count per interval: `note` says
+    whether an event is the first of an interval (the caller logs it); those that follow
+    within `interval` seconds are counted, and `report(count, seconds)` is called once the
+    interval is over (from a timer thread; then the next interval counts), or at `flush`.
+    An interval without one closes, and the next event is the first again."""
+
+    def __init__(self, report: Callable[[int, int], None], interval: float = INTERVAL) -> None:
+        self.interval = interval
+        self._report = report
+        self._lock = threading.Lock()
+        self._window: _Window | None = None  # the interval being counted
+
+    def note(self) -> bool:
+        """Count an event in; True when it is the first of an interval: log it now."""
+        with self._lock:
+            if self._window is not None:
+                self._window.count += 1
+                return False
+            self._open()
+        return True
+
+    def _open(self) -> None:
+        window = _Window(time.monotonic())
+        window.timer = threading.Timer(self.interval, self._over, args=(window,))
+        window.timer.name = "throttled-log"
+        window.timer.daemon = True
+        self._window = window
+        window.timer.start()
+
+    def _over(self, window: _Window) -> None:
+        with self._lock:
+            if self._window is not window:  # flushed meanwhile
+                return
+            self._window = None
+            if window.count:  # it came again: the next interval counts too
+                self._open()
+        self._tell(window)
+
+    def flush(self) -> None:
+        """Report what is counted so far, and close the interval."""
+        with self._lock:
+            window, self._window = self._window, None
+        if window is not None:
+            if window.timer is not None:
+                window.timer.cancel()
+            self._tell(window)
+
+    def _tell(self, window: _Window) -> None:
+        if window.count:
+            self._report(window.count, max(1, round(time.monotonic() - window.opened)))
+
+
 @dataclass
 class _Window:
-    """An interval in which the warnings of one kind are counted."""
+    """An interval in which events are counted."""
 
-    kind: _Kind
     opened: float  # time.monotonic() of its start
     timer: threading.Timer | None = None  # ends it
-    count: int = 0  # warnings not logged in it
+    count: int = 0  # events not logged in it
 
 
 class ClientErrorLog(logging.Filter):
@@ -69,11 +124,25 @@ class ClientErrorLog(logging.Filter):
 
     def __init__(self, interval: float = INTERVAL) -> None:
         super().__init__()
-        self.interval = interval
         self._lock = threading.Lock()
-        self._windows: dict[str, _Window] = {}  # by uvicorn's message: the kinds being counted
+        # By uvicorn's message: the counted intervals of each kind.
+        self._throttled = {
+            message: Throttled(partial(_report, kind), interval) for message, kind in KINDS.items()
+        }
+        self._interval = interval
         # Every one since the process started, logged or not, by label (for /metrics).
         self._totals = dict.fromkeys((kind.label for kind in KINDS.values()), 0)
+
+    @property
+    def interval(self) -> float:
+        """Seconds an interval lasts (those opened from now on)."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self._interval = seconds
+        for throttled in self._throttled.values():
+            throttled.interval = seconds
 
     def counts(self) -> dict[str, int]:
         """How many requests of each kind (`_Kind.label`) were seen since the start."""
@@ -89,57 +158,27 @@ class ClientErrorLog(logging.Filter):
             return True
         with self._lock:
             self._totals[kind.label] += 1
-            window = self._windows.get(message)
-            if window is not None:
-                window.count += 1
-                return False
-            self._open(message, kind)
+        if not self._throttled[message].note():
+            return False
         record.msg = (
             f"{message} More in the next {self.interval:g} s are counted, and logged as one line"
         )
         return True
 
-    def _open(self, message: str, kind: _Kind) -> None:
-        window = _Window(kind, time.monotonic())
-        window.timer = threading.Timer(self.interval, self._over, args=(message, window))
-        window.timer.name = "client-error-log"
-        window.timer.daemon = True
-        self._windows[message] = window
-        window.timer.start()
-
-    def _over(self, message: str, window: _Window) -> None:
-        with self._lock:
-            if self._windows.get(message) is not window:  # flushed meanwhile
-                return
-            del self._windows[message]
-            if window.count:  # it came again: the next interval counts too
-                self._open(message, window.kind)
-        self._report([window])
-
     def flush(self) -> None:
         """Log what is counted so far, and close every interval."""
-        with self._lock:
-            windows = list(self._windows.values())
-            self._windows.clear()
-        for window in windows:
-            if window.timer is not None:
-                window.timer.cancel()
-        self._report(windows)
+        for throttled in self._throttled.values():
+            throttled.flush()
 
-    @staticmethod
-    def _report(windows: list[_Window]) -> None:
-        now = time.monotonic()
-        for window in windows:
-            if not window.count:
-                continue
-            seconds = max(1, round(now - window.opened))
-            log.warning(
-                "%d more %s in the last %d s, not logged one by one",
-                window.count,
-                window.kind.one if window.count == 1 else window.kind.many,
-                seconds,
-                extra={"count": window.count, "seconds": seconds},
-            )
+
+def _report(kind: _Kind, count: int, seconds: int) -> None:
+    log.warning(
+        "%d more %s in the last %d s, not logged one by one",
+        count,
+        kind.one if count == 1 else kind.many,
+        seconds,
+        extra={"count": count, "seconds": seconds},
+    )
 
 
 CLIENT_ERRORS = ClientErrorLog()

@@ -397,6 +397,16 @@ async def _only_dry_run(request: Request) -> None:
 REQUEST_TIMEOUT = 10.0
 
 
+_EVICTED_BODY = (
+    b'{"detail":"the API holds --api-max-connections connections and none was idle: this '
+    b'one, whose request body was still coming, was closed for a new one"}'
+)
+_EVICTED = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(_EVICTED_BODY) + _EVICTED_BODY
+)
+
+
 class _TimelyH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection that sends no request within
     `REQUEST_TIMEOUT` of opening or of its last response (a request under way is left to
@@ -409,12 +419,22 @@ class _TimelyH11(H11Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         victim = self.capacity.opened(self)
-        if victim is self:  # every connection has a request under way: 503
+        if victim is self:  # every connection has a request being handled: 503
             self._refuse()
             return
         if victim is not None:
-            victim.transport.close()
+            victim._evict()
         self._watch()
+
+    def _evict(self) -> None:
+        """Close this connection to make room for a new one: answered 408 first when its
+        request's body is still coming and nothing of an answer was sent yet."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_started:
+            self.transport.write(_EVICTED)
+            cycle.disconnected = True  # to the app (as it will be): it sends nothing more
+            cycle.message_event.set()
+        self.transport.close()
 
     def _refuse(self) -> None:
         """Answer 503 without reading the request, and close. Closed at once, a connection
@@ -439,8 +459,12 @@ class _TimelyH11(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.capacity.busy(self)  # a request under way: not closed to make room
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.more_body:  # closed to make room only when none is idle
+                self.capacity.receiving(self)
+            else:  # being handled: not closed to make room
+                self.capacity.busy(self)
 
     def on_response_complete(self) -> None:
         self.capacity.idle(self)  # first: a pipelined request the super starts is busy
@@ -525,3 +549,4 @@ class HttpServer:
             self._thread.join(timeout)
         self._socket.close()
         self._client_errors.flush()
+        self._protocol.capacity.flush()

@@ -145,8 +145,8 @@ SERVICE_OPTIONS = (
         metavar="N",
         help="connections the HTTP API holds open at once at most (each costs a file "
         "descriptor, shared with the connections to Prometheus, AWS and Nomad); over it, "
-        "the connection idle the longest is closed, or with a request under way on each, "
-        "the new one gets 503",
+        "the connection idle the longest is closed, else the oldest still sending its "
+        "request's body (408), or with a request being handled on each, the new one gets 503",
     ),
     Option(
         dest="log_decisions",

@@ -469,7 +469,9 @@ class Telemetry:
                 "autoscaler_http_connections_over_limit",
                 "Connections to the HTTP API beyond --api-max-connections, by what was done: "
                 "closed_idle (the connection idle the longest was closed to make room), "
-                "refused (every connection had a request under way: answered 503).",
+                "closed_receiving (none idle: the oldest still sending its request's body was "
+                "answered 408 and closed to make room), refused (every connection had a "
+                "request being handled: answered 503).",
                 "action",
                 counts,
             )
