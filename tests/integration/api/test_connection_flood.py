@@ -70,4 +70,4 @@ def test_a_flood_of_idle_connections_leaves_the_health_checks_and_descriptors(
     assert most <= MOST_FILES
     log = service.log()
     assert "out of system resource" not in log
-    assert "--api-max-connections" in log  # the limit was reached, and said so
+    assert "the HTTP API holds" in log  # the limit was reached, and said so

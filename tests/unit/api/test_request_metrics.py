@@ -100,3 +100,12 @@ def test_durations_fall_in_the_first_bucket_that_holds_them() -> None:
     assert (
         'autoscaler_http_request_duration_seconds_bucket{le="+Inf",route="/v1/reload"} 4.0' in text
     )
+
+
+def test_a_webhook_call_is_counted_under_its_route(serve_api: Callable[..., Api]) -> None:
+    # Added from a router of its own, the webhook route was once counted as `other`.
+    requests = RequestMetrics()
+    api = serve_api(request_metrics=requests)
+    body = {"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}
+    assert api.request("POST", "/v1/alertmanager", json=body).status_code == 200
+    assert requests.seen().answers == {("/v1/alertmanager", "POST", "200"): 1}
