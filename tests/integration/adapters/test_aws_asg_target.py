@@ -859,8 +859,8 @@ def test_a_role_that_cannot_be_assumed_is_said_to_be_the_credentials_not_an_auto
         pytest.param(
             "ExpiredToken",
             "The security token included in the request is expired",
-            r"read again \d+s ago; .* restart it once they are renewed",
-            2,
+            r"read again \d+s ago \(and they were unchanged\); .* restart it once they are renewed",
+            1,
             id="expired",
         ),
         pytest.param(
@@ -884,8 +884,8 @@ def test_credentials_past_their_end_say_what_renews_them(
 ) -> None:
     # Credentials of the environment are read once: renewing them changes nothing until a
     # restart, which the operator must be told. Expired ones are read again first (a
-    # credentials file may hold new ones), the call sent once more; a clock that is off
-    # is not the credentials' fault.
+    # credentials file may hold new ones); the same ones found again, the call is not sent
+    # once more. A clock that is off is not the credentials' fault.
     aws_proxy.fail_next("DescribeAutoScalingGroups", 403, code, message, times=2)
     with pytest.raises(TargetForbidden, match=said):
         via_proxy(asg).status()

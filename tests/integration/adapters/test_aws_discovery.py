@@ -77,10 +77,11 @@ def test_expired_credentials_say_what_renews_them(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
     aws_proxy.fail_next("DescribeAutoScalingGroups", 403, "ExpiredToken", "token expired", times=2)
-    # Read again and sent once more (a credentials file may hold new ones), then said.
-    with pytest.raises(DiscoveryError, match=r"read again \d+s ago; .* restart it once they are"):
+    # Read again (a credentials file may hold new ones): the same ones, so not sent again.
+    unchanged = r"read again \d+s ago \(and they were unchanged\); .* restart it once they are"
+    with pytest.raises(DiscoveryError, match=unchanged):
         AsgDiscovery(REGION, deadline=2.5).groups(OPT_IN)
-    assert aws_proxy.count("DescribeAutoScalingGroups") == 2
+    assert aws_proxy.count("DescribeAutoScalingGroups") == 1
 
 
 def test_a_throttled_page_is_asked_again_and_the_listing_goes_on(
