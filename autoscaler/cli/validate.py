@@ -60,7 +60,10 @@ def cmd_validate(
         templates = f" and {counted(len(result.templates), 'template', 'templates')} ({listed})"
     valid = counted(len(result.policies), "policy", "policies")
     files = counted(len(result.files), "file", "files")
-    print(printable(f"{valid}{templates} valid in {files}: {names}"), file=out)
+    # Templates alone have no policy to name (it read "0 policies and 1 template (…) valid
+    # in 1 file: none").
+    named = "" if templates and not result.policies else f": {names}"
+    print(printable(f"{valid}{templates} valid in {files}{named}"), file=out)
     if not discover:
         return EXIT_OK
     from autoscaler.service.discovery_setup import discovery_for, with_discovered  # noqa: PLC0415

@@ -55,6 +55,7 @@ def test_validate_checks_templates_offline_and_lists_them(tmp_path: Path) -> Non
     result = autoscaler("validate", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 policies and 1 template (web-{job}-{group} (nomad meta" in result.stdout
+    assert result.stdout.rstrip().endswith(") valid in 1 file")  # was "…: none": no policy
 
     (tmp_path / "web.yaml").write_text(
         NOMAD_TEMPLATE.format(metric="requests").replace('"{job}"}', '"{jbo}"}')
