@@ -27,6 +27,13 @@ from starlette.requests import ClientDisconnect
 from autoscaler.api.guard import NOT_PARSED, SAFE_METHODS, Guard, Refused, check_json
 from autoscaler.api.lanes import Lane
 
+# The scope's mark of a request whose connection was closed, its body still coming, to
+# make room under --api-max-connections: its 408 is already written (`http._TimelyH11`).
+EVICTED = "autoscaler.evicted"
+EVICTED_DETAIL = (
+    "the API holds --api-max-connections connections and none was idle: this one, whose "
+    "request body was still coming, was closed for a new one"
+)
 # The largest request body read (an Alertmanager notification of many alerts is well
 # under it): a larger one is refused with 413 before it is read.
 MAX_BODY = 10 * 1024 * 1024
@@ -79,6 +86,8 @@ async def _body(request: Request) -> bytes:
             408, f"the request body was not all sent within {BODY_TIMEOUT:g} s; send it at once"
         ) from None
     except ClientDisconnect:
+        if request.scope.get(EVICTED):  # the server closed it with its 408 (`_evict`)
+            raise Refused(408, EVICTED_DETAIL) from None
         raise Refused(
             400, "the client closed the connection before its body was all sent"
         ) from None

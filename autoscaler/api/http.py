@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import socket
 import threading
@@ -43,6 +44,8 @@ from autoscaler import __version__
 from autoscaler.api import client_log
 from autoscaler.api.admission import (
     BODY_TIMEOUT,
+    EVICTED,
+    EVICTED_DETAIL,
     MAX_BODY,
     NEEDS_TOKEN,
     ParsedOnce,
@@ -397,10 +400,7 @@ async def _only_dry_run(request: Request) -> None:
 REQUEST_TIMEOUT = 10.0
 
 
-_EVICTED_BODY = (
-    b'{"detail":"the API holds --api-max-connections connections and none was idle: this '
-    b'one, whose request body was still coming, was closed for a new one"}'
-)
+_EVICTED_BODY = json.dumps({"detail": EVICTED_DETAIL}, separators=(",", ":")).encode()
 _EVICTED = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(_EVICTED_BODY) + _EVICTED_BODY
@@ -432,6 +432,8 @@ class _TimelyH11(H11Protocol):
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_started:
             self.transport.write(_EVICTED)
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            scope[EVICTED] = True  # counted as the 408 it was (`admission._body`)
             cycle.disconnected = True  # to the app (as it will be): it sends nothing more
             cycle.message_event.set()
         self.transport.close()

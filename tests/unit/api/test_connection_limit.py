@@ -20,6 +20,7 @@ import pytest
 from autoscaler.api import capacity
 from autoscaler.api.client_log import Throttled
 from autoscaler.api.models import EvaluationOut
+from autoscaler.api.request_metrics import RequestMetrics
 from tests.support.net import wait_until
 from tests.unit.api.conftest import Api, StubBackend
 
@@ -140,7 +141,8 @@ def test_trickled_request_bodies_give_way_to_health_checks(
 ) -> None:
     # Before, a request counted as under way once its head was in: connections trickling
     # their bodies held every place for the 30 s body timeout, and /healthz got 503.
-    api = serve_api(max_connections=LIMIT)
+    counted = RequestMetrics()
+    api = serve_api(max_connections=LIMIT, request_metrics=counted)
     with ExitStack() as stack:
         trickling = stack.enter_context(_connections(api, LIMIT, TRICKLED))
         for _ in range(3):
@@ -160,6 +162,13 @@ def test_trickled_request_bodies_give_way_to_health_checks(
         "closed_receiving": 3,
         "refused": 0,
     }
+    # Counted as the 408 their clients read (it was a 400, as for a client that hangs up).
+    deadline = time.monotonic() + 5.0
+    while ("/v1/alertmanager", "POST", "408") not in counted.seen().answers:
+        assert time.monotonic() < deadline, counted.seen().answers
+        time.sleep(0.05)
+    assert counted.seen().answers[("/v1/alertmanager", "POST", "408")] == 3
+    assert ("/v1/alertmanager", "POST", "400") not in counted.seen().answers
 
 
 def test_an_idle_connection_gives_way_before_one_receiving_a_body(

@@ -5,6 +5,7 @@ bounded whatever a client sends: a route's template, never the path it was given
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,4 +109,8 @@ def test_a_webhook_call_is_counted_under_its_route(serve_api: Callable[..., Api]
     api = serve_api(request_metrics=requests)
     body = {"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}
     assert api.request("POST", "/v1/alertmanager", json=body).status_code == 200
+    # Counted once the answer is sent: the client may read it a moment before.
+    deadline = time.monotonic() + 5.0
+    while not requests.seen().answers and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert requests.seen().answers == {("/v1/alertmanager", "POST", "200"): 1}
