@@ -68,7 +68,15 @@ def render_plan_yaml(evaluations: Sequence[Evaluation]) -> str:
     """The same document as `render_plan_json`, as YAML (kubectl's `-o yaml`), with the
     characters `json_safe` escapes escaped too (`"\\u202e"`, never raw)."""
     objects = [plan_object(e) for e in evaluations]
-    text = yaml.dump(objects, Dumper=_PlanDumper, sort_keys=False, allow_unicode=True, width=1000)
+    # Raw Unicode only where stdout can encode it (as `render_plan_json`): its backslash
+    # replacement in a quoted scalar would read back as other text.
+    text = yaml.dump(
+        objects,
+        Dumper=_PlanDumper,
+        sort_keys=False,
+        allow_unicode=_stdout_is_utf8(),
+        width=1000,
+    )
     return json_safe(text)
 
 

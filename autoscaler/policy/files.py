@@ -8,6 +8,7 @@ them, without loading them all again.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,9 +54,14 @@ def dangling(path: Path) -> str | None:
     except OSError:  # not a link, or gone meanwhile
         return None
     try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # asked first: `resolve` raises on a loop only before 3.13
+            return f"a symbolic link to {target}, in a loop of links that leads to no file"
+    try:
         final = path.resolve()  # the chain followed as far as it goes
-    except (OSError, RuntimeError):  # a loop (RuntimeError before Python 3.13)
-        return f"a symbolic link to {target}, in a loop of links that leads to no file"
+    except (OSError, RuntimeError):  # gone meanwhile, or a loop made meanwhile
+        return None
     if os.path.exists(final):
         return None
     shown = target if str(final) == target else f"{target} ({final})"

@@ -263,6 +263,18 @@ def test_plan_yaml_escapes_c1_and_bidi_controls_and_parses_as_the_json_does(
     assert yaml.safe_load(text) == json.loads(report.render(evaluations, "json"))
 
 
+def test_plan_yaml_for_a_stdout_that_is_not_utf8_is_ascii_and_parses_as_the_json_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Written raw, `→` became `\\u2192` by stdout's backslash replacement, which a single-quoted
+    # scalar reads back as those six characters.
+    monkeypatch.setattr(report, "_stdout_is_utf8", lambda: False)
+    evaluations = [evaluation(f"nomad:{SLY}/web (default)", error="a → b"), evaluation("a/b")]
+    text = report.render(evaluations, "yaml")
+    assert text.isascii(), ascii(text)
+    assert yaml.safe_load(text) == json.loads(report.render(evaluations, "json"))
+
+
 def test_simulate_json_escapes_c1_and_bidi_controls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
