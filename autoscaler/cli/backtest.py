@@ -240,18 +240,21 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _probe(settings: Settings) -> None:
-    """Return when Prometheus answers one instant query within an instant query's deadline
-    (3 x `--query-timeout`, as `plan`'s); raise `SourceUnavailable` otherwise.
+    """Return when Prometheus can be reached within an instant query's deadline (3 x
+    `--query-timeout`, as `plan`'s); raise `SourceUnavailable` when it cannot.
 
     A range query retries for 3 x `--range-timeout` (3 minutes by default), which a slow
     range in a long backtest may need, but a server that is not there (a mistyped port)
-    should be named at once. A rejected query is an answer: the backtest goes on.
+    should be named at once. Any answer is enough: a rejected query, or a 5xx or 429 (a
+    Prometheus starting up, a rate-limited gateway), which the range queries then wait
+    for with their own, longer deadline.
     """
     probe = settings.source()
     try:
         probe.query("vector(1)")
-    except SourceUnavailable:
-        raise
+    except SourceUnavailable as exc:
+        if getattr(exc.__cause__, "status", None) is None:  # no answer at all
+            raise
     except QueryError:  # answered, if not as expected: the range queries will say more
         pass
     finally:

@@ -117,17 +117,18 @@ def run_backtest(
     one fetches (the decisions are Python: one core each); a worker is only started for at
     least `EVALUATIONS_PER_WORKER` evaluations, which repay its start.
 
-    `before_queries`, when there is a policy to replay, is called once the options are
+    `before_queries`, when some policy sends a query, is called once the options are
     known to be usable (`OverflowError` is raised first) and before the first query: the
-    CLI checks there that Prometheus answers at all.
+    CLI checks there that Prometheus can be reached at all.
 
     Raises `SourceUnavailable` when Prometheus cannot be reached; a query it rejects fails
     that check at every instant (as it would in `run`) and is listed in the policy's errors.
     """
     asked = PastReads(policies, options.start, options.end)  # shared by the policies
-    if policies and before_queries is not None:
-        before_queries()
-    plans = [_with_past(_plan(p, options), source, options, asked) for p in policies]
+    planned = [_plan(p, options) for p in policies]
+    if before_queries is not None and any(p.queries or asked.fetches(p.policy) for p in planned):
+        before_queries()  # (not when nothing is asked of Prometheus: fixed checks alone)
+    plans = [_with_past(plan, source, options, asked) for plan in planned]
     needs = [(query, plan.grid, select) for plan in plans for query, select in plan.queries]
     with HistoryFetcher(source, needs) as fetcher:
         evaluations = sum(plan.grid.count for plan in plans)

@@ -52,6 +52,7 @@ class Transient(Exception):
     `after`: the seconds its answer asked to wait before the next one (`Retry-After`)."""
 
     after: float | None = None
+    status: int | None = None  # the HTTP status Prometheus (or a proxy) answered, if any
 
 
 class OtherOrigin(Exception):
@@ -170,7 +171,9 @@ def _http_error(promql: str, text: str, where: str) -> Exception:
     status, detail = _parse_client_error(scrub(text))
     detail = scrub(detail)
     if status is not None and (status >= 500 or status in _RETRIED_STATUSES):
-        return Transient(f"HTTP {status}: {detail}")
+        answered = Transient(f"HTTP {status}: {detail}")
+        answered.status = status
+        return answered
     if status in (401, 403):
         return SourceUnavailable(
             f"Prometheus at {where} refused the credentials (HTTP {status}: {detail}); "

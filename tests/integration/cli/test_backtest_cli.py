@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.nomad_api import NomadApiStandIn
 from tests.support.prometheus import Metrics, PrometheusServer, Sample
+from tests.support.prometheus_proxy import serve_prometheus_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +269,33 @@ def test_a_prometheus_that_refuses_connections_exits_3_within_an_instant_querys_
     assert f"Prometheus at {dead_prometheus_url} gave no answer" in done.stderr
     assert "(deadline 1.5s)" in done.stderr and "Connection refused" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_prometheus_that_answers_the_probe_503_is_waited_for_by_the_range_queries(
+    policies: Path, history: PrometheusServer
+) -> None:
+    # A Prometheus starting up (503) or a rate-limited gateway (429) answered: the probe is
+    # only for a server that is not there, and the range queries wait with their deadline.
+    with serve_prometheus_proxy(history.url) as proxy:
+        proxy.fail("vector(1)", 503)
+        done = backtest(str(policies), *WINDOW, "--query-timeout", "0.2", url=proxy.url)
+    assert done.returncode == 0, done.stderr
+    assert proxy.queries.get("vector(1)", 0) >= 1  # it was asked, and answered 503
+
+
+def test_policies_that_send_no_query_need_no_prometheus(
+    tmp_path: Path, dead_prometheus_url: str
+) -> None:
+    # A fixed check asks Prometheus nothing: such a backtest ran with no server, as before
+    # the probe.
+    folder = tmp_path / "fixed"
+    folder.mkdir()
+    (folder / "fixed.yaml").write_text(
+        "name: fixed\ntarget: {type: nomad, job: j, group: g}\nmin: 1\nmax: 5\n"
+        "checks:\n  - {name: base, strategy: fixed, count: 2}\n"
+    )
+    done = backtest(str(folder), "--from", "-1h", url=dead_prometheus_url, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 TEMPLATE = """\
