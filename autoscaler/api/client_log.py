@@ -129,18 +129,16 @@ class ClientErrorLog(logging.Filter):
         self._throttled = {
             message: Throttled(partial(_report, kind), interval) for message, kind in KINDS.items()
         }
-        self._interval = interval
         # Every one since the process started, logged or not, by label (for /metrics).
         self._totals = dict.fromkeys((kind.label for kind in KINDS.values()), 0)
 
     @property
     def interval(self) -> float:
-        """Seconds an interval lasts (those opened from now on)."""
-        return self._interval
+        """Seconds an interval lasts (those opened from now on), the same for every kind."""
+        return next(iter(self._throttled.values())).interval
 
     @interval.setter
     def interval(self, seconds: float) -> None:
-        self._interval = seconds
         for throttled in self._throttled.values():
             throttled.interval = seconds
 

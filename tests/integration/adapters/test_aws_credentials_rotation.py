@@ -90,6 +90,17 @@ def rebuilt(caplog: pytest.LogCaptureFixture) -> int:
     return sum(READ_AGAIN in r.getMessage() for r in caplog.records)
 
 
+def reading_with_a_new_key(
+    auth_moto: MotoAuthServer, user: str, credentials_file: Path
+) -> tuple[AsgScaler, Key]:
+    """A target of a new group, read once with a new key of `user` written to the file."""
+    key = auth_moto.new_key(user)
+    key.credentials_file(credentials_file)
+    scaler = AsgScaler(AsgTarget(asg=make_group(auth_moto)), deadline=3.0)
+    assert scaler.status().count == 2
+    return scaler, key
+
+
 def test_the_server_refuses_a_deleted_key(auth_moto: MotoAuthServer, scaler_user: str) -> None:
     # What the tests below stand on: moto checks the key as AWS does.
     key = auth_moto.new_key(scaler_user)
@@ -136,11 +147,7 @@ def test_a_key_rejected_again_holds_and_says_it_was_read_again(
     credentials_file: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    group = make_group(auth_moto)
-    key_a = auth_moto.new_key(scaler_user)
-    key_a.credentials_file(credentials_file)
-    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
-    assert scaler.status().count == 2
+    scaler, key_a = reading_with_a_new_key(auth_moto, scaler_user, credentials_file)
 
     # The file now holds a key IAM never issued, and the old one is gone.
     Key("AKIA" + "X" * 16, "not-a-secret").credentials_file(credentials_file)
@@ -173,11 +180,7 @@ def test_a_rejected_key_read_again_unchanged_builds_nothing_and_sends_nothing_ag
     # The key is deleted in IAM, and the file still holds it (nobody rotated it; or the
     # credentials come from the environment, which cannot change): reading the chain again
     # finds the same key, so no client is built again and the call is not sent once more.
-    group = make_group(auth_moto)
-    key_a = auth_moto.new_key(scaler_user)
-    key_a.credentials_file(credentials_file)
-    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
-    assert scaler.status().count == 2
+    scaler, key_a = reading_with_a_new_key(auth_moto, scaler_user, credentials_file)
     auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key_a.id)
 
     with caplog.at_level(logging.WARNING), pytest.raises(TargetForbidden) as refused:
