@@ -11,8 +11,17 @@ its head, or kept alive after an answer) is closed to make room: a flood of idle
 connections then costs health checks nothing, as they send their request at once. With
 none idle, the oldest connection whose request's body is still coming is closed (answered
 408): bodies trickled a byte at a time would otherwise hold every place for the 30 s the
-body timeout gives them. Only when every connection has a request whose body is all in
-(being handled) is the new one answered 503 and closed.
+body timeout gives them. With none of those either, the oldest connection whose client
+reads nothing of the answer being sent to it (the server's writing to it paused: its
+buffers full) is closed: clients that ask for `/metrics` and never read would otherwise
+hold every place, each with an answer that can never be sent. Only when every connection
+has a request being handled (its body all in, its answer not stuck on its client) is the
+new one answered 503 and closed.
+
+The server also closes a connection whose client read nothing of its answer for
+`SEND_TIMEOUT` s, limit reached or not (`send_timed_out`): its file descriptor and the
+answer it holds in memory (megabytes, for `/metrics`) would otherwise be held for as long
+as the client keeps the connection open.
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ OWN_FILES = 256
 # how many are kept so at once (more are closed at once: their client may see a reset).
 LINGER = 1.0
 LINGER_MAX = 64
+# Seconds a connection may go with an answer waiting to be sent and none of it read by its
+# client (nginx's `send_timeout`, 60 s by default, is the same rule): then it is closed.
+SEND_TIMEOUT = 60.0
 
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -91,31 +103,43 @@ class Capacity(Generic[C]):
         self._open: set[C] = set()
         self._idle: dict[C, None] = {}  # insertion order: the longest idle first
         self._receiving: dict[C, None] = {}  # a request's body still coming: the oldest first
+        self._stalled: dict[C, None] = {}  # an answer its client does not read: the oldest first
         self._lingering: set[C] = set()  # refused, kept for their client to read the 503
-        self._counts = {"closed_idle": 0, "closed_receiving": 0, "refused": 0}
+        self._counts = {"closed_idle": 0, "closed_receiving": 0, "closed_stalled": 0, "refused": 0}
+        self._send_timeouts = 0
         self._lock = threading.Lock()
         self._log = Throttled(self._report)
+        self._send_log = Throttled(self._report_send_timeouts)
 
     def counts(self) -> dict[str, int]:
-        """Connections closed to make room, idle (`closed_idle`) or with a request whose
-        body was still coming (`closed_receiving`), and refused with 503 (`refused`)."""
+        """Connections closed to make room, idle (`closed_idle`), with a request whose
+        body was still coming (`closed_receiving`) or with an answer their client did not
+        read (`closed_stalled`), and refused with 503 (`refused`)."""
         with self._lock:
             return dict(self._counts)
 
+    def send_timeouts(self) -> int:
+        """Connections closed because their client read nothing of an answer for
+        `SEND_TIMEOUT` s (`send_timed_out`)."""
+        with self._lock:
+            return self._send_timeouts
+
     def opened(self, connection: C) -> C | None:
         """Count a new connection in (idle). Returns the connection to close to make room
-        for it (the longest idle, else the oldest receiving a body), `connection` itself
-        when every other one has a request being handled (refuse it), or None when there
-        is room."""
+        for it (the longest idle, else the oldest receiving a body, else the oldest whose
+        client does not read its answer), `connection` itself when every other one has a
+        request being handled (refuse it), or None when there is room."""
         self._open.add(connection)
         self._idle[connection] = None
         if len(self._open) <= self.limit:
             return None
         victim = next((c for c in self._idle if c is not connection), None)
         what = "closed_idle"
+        if victim is None and self._receiving:
+            victim, what = next(iter(self._receiving)), "closed_receiving"
         if victim is None:
-            victim = next(iter(self._receiving), connection)
-            what = "refused" if victim is connection else "closed_receiving"
+            victim = next(iter(self._stalled), connection)
+            what = "refused" if victim is connection else "closed_stalled"
         self.closed(victim)
         self._count(what)
         return victim
@@ -124,6 +148,7 @@ class Capacity(Generic[C]):
         """`connection` has no request under way now (it goes last in the eviction order)."""
         if connection in self._open:
             self._receiving.pop(connection, None)
+            self._stalled.pop(connection, None)
             self._idle.pop(connection, None)
             self._idle[connection] = None
 
@@ -136,9 +161,37 @@ class Capacity(Generic[C]):
 
     def busy(self, connection: C) -> None:
         """`connection` has a request being handled (its body all in): it is not closed to
-        make room."""
+        make room (unless its client stops reading the answer: `stalled`)."""
         self._idle.pop(connection, None)
         self._receiving.pop(connection, None)
+
+    def stalled(self, connection: C) -> None:
+        """The server's writing to `connection` is paused (its client reads nothing of the
+        answer, or too little): closed to make room only when none is idle or receiving a
+        body (the oldest first). An idle one stays idle."""
+        if connection in self._open and connection not in self._idle:
+            self._receiving.pop(connection, None)
+            self._stalled.setdefault(connection, None)
+
+    def flowing(self, connection: C) -> None:
+        """The server's writing to `connection` resumed: no longer `stalled`."""
+        self._stalled.pop(connection, None)
+
+    def send_timed_out(self, connection: C, unsent: int) -> None:
+        """`connection` is being closed because its client read nothing of an answer for
+        `SEND_TIMEOUT` s, with `unsent` bytes of it left: counted and logged."""
+        self.closed(connection)
+        with self._lock:
+            self._send_timeouts += 1
+        if self._send_log.note():
+            log.warning(
+                "closed a connection to the HTTP API whose client read nothing of its answer "
+                "for %g s (%s left unsent): it held a file descriptor and the answer in "
+                "memory. More in the next %g s are counted, and logged as one line",
+                SEND_TIMEOUT,
+                counted(unsent, "byte"),
+                self._send_log.interval,
+            )
 
     def linger(self, connection: C) -> bool:
         """Whether the refused `connection` may be kept open a moment (`LINGER_MAX`)."""
@@ -152,6 +205,7 @@ class Capacity(Generic[C]):
         self._open.discard(connection)
         self._idle.pop(connection, None)
         self._receiving.pop(connection, None)
+        self._stalled.pop(connection, None)
 
     def lost(self, connection: C) -> None:
         """`connection` is gone (its descriptor too)."""
@@ -161,6 +215,7 @@ class Capacity(Generic[C]):
     def flush(self) -> None:
         """Log the connections closed or refused since the last line (the server's stop)."""
         self._log.flush()
+        self._send_log.flush()
 
     def _count(self, what: str) -> None:
         with self._lock:
@@ -169,9 +224,10 @@ class Capacity(Generic[C]):
             log.warning(
                 "the HTTP API holds %d connections, its limit (--api-max-connections): one "
                 "more was %s (the longest idle is closed for a new one, else the oldest "
-                "still sending its request's body, answered 408; with a request being "
-                "handled on each, the new one gets 503). More in the next %g s are counted, "
-                "and logged as one line",
+                "still sending its request's body, answered 408, else the oldest whose "
+                "client reads nothing of its answer; with a request being handled on each, "
+                "the new one gets 503). More in the next %g s are counted, and logged as one "
+                "line",
                 self.limit,
                 _DONE[what],
                 self._log.interval,
@@ -187,9 +243,21 @@ class Capacity(Generic[C]):
             extra={"count": count, "seconds": seconds},
         )
 
+    def _report_send_timeouts(self, count: int, seconds: int) -> None:
+        log.warning(
+            "closed %s to the HTTP API in the last %d s whose client read nothing of its "
+            "answer for %g s, not logged one by one",
+            counted(count, "connection"),
+            seconds,
+            SEND_TIMEOUT,
+            extra={"count": count, "seconds": seconds},
+        )
+
 
 _DONE = {
     "closed_idle": "closed, the longest idle",
     "closed_receiving": "closed, the oldest still sending its request's body (answered 408)",
+    "closed_stalled": "closed, none idle or sending a body: the oldest whose client reads "
+    "nothing of its answer",
     "refused": "refused (503), every one having a request being handled",
 }

@@ -24,10 +24,13 @@ it also bounds what a client costs the event loop (webhook bodies one at a time,
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import json
 import logging
 import socket
+import sys
+import termios
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Protocol
@@ -41,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autoscaler import __version__
+from autoscaler.api import capacity as connection_limits
 from autoscaler.api import client_log
 from autoscaler.api.admission import (
     BODY_TIMEOUT,
@@ -410,11 +414,14 @@ _EVICTED = (
 class _TimelyH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection that sends no request within
     `REQUEST_TIMEOUT` of opening or of its last response (a request under way is left to
-    finish: its body is bounded by the body limit), and holding no more connections than
-    its server's `capacity` allows (see `capacity`)."""
+    finish: its body is bounded by the body limit) or whose client reads nothing of an
+    answer for `SEND_TIMEOUT` s (`capacity`), and holding no more connections than its
+    server's `capacity` allows (see `capacity`)."""
 
     capacity: ClassVar[Capacity[_TimelyH11]]  # set on each server's own subclass (`_capped`)
     refused = False
+    gone = False  # its connection is lost (its descriptor closed)
+    _send_watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -428,7 +435,12 @@ class _TimelyH11(H11Protocol):
 
     def _evict(self) -> None:
         """Close this connection to make room for a new one: answered 408 first when its
-        request's body is still coming and nothing of an answer was sent yet."""
+        request's body is still coming and nothing of an answer was sent yet; at once,
+        what is left of an answer dropped, when its client was not reading it (a close
+        would wait for the client to read it all, holding the descriptor meanwhile)."""
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+            return
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_started:
             self.transport.write(_EVICTED)
@@ -456,8 +468,43 @@ class _TimelyH11(H11Protocol):
             super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        if self._send_watch is not None:
+            self._send_watch.cancel()
         self.capacity.lost(self)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full (the client reads more slowly than the answer
+        is written, or not at all): the answer waits, and the connection may give way to
+        a new one (`Capacity.stalled`), and is closed if its client reads nothing more
+        for `SEND_TIMEOUT` s."""
+        super().pause_writing()
+        self.capacity.stalled(self)
+        self._watch_send()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.capacity.flowing(self)
+
+    def _watch_send(self) -> None:
+        if self._send_watch is None and not self.gone:
+            self._send_watch = self.loop.call_later(
+                connection_limits.SEND_TIMEOUT, self._check_send, _unsent(self.transport)
+            )
+
+    def _check_send(self, before: int) -> None:
+        """Close the connection when none of the `before` bytes waiting to be sent
+        `SEND_TIMEOUT` s ago has reached the client since; watch again while some did."""
+        self._send_watch = None
+        if self.gone or not self.transport.get_write_buffer_size():
+            return  # what is left is the kernel's to send: the connection's close frees it
+        left = _unsent(self.transport)
+        if left < before:  # the client reads, slowly: another SEND_TIMEOUT
+            self._watch_send()
+        else:
+            self.capacity.send_timed_out(self, left)
+            self.transport.abort()  # a close would wait for the client to read it all
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -481,6 +528,25 @@ class _TimelyH11(H11Protocol):
         if idle and not self.transport.is_closing():
             self.capacity.closed(self)
             self.transport.close()
+            if self.transport.get_write_buffer_size():  # the close waits for it to be read
+                self._watch_send()
+
+
+def _unsent(transport: asyncio.WriteTransport) -> int:
+    """Bytes of answers not yet received by the client: the transport's buffer, and the
+    kernel's send queue where the system tells it (Linux's SIOCOUTQ: sent and not
+    acknowledged, or not sent). The kernel's part counts: with a client reading slowly,
+    its send queue (megabytes on loopback) drains for seconds before the transport's
+    buffer moves at all."""
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return unsent
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:  # not a system that tells: the transport's buffer alone
+        return unsent
+    return unsent + int.from_bytes(queued, sys.byteorder, signed=True)
 
 
 def _capped(limit: int) -> type[_TimelyH11]:
@@ -534,6 +600,11 @@ class HttpServer:
     def connection_counts(self) -> dict[str, int]:
         """Connections closed or refused for the connection limit (see `capacity`)."""
         return self._protocol.capacity.counts()
+
+    def send_timeouts(self) -> int:
+        """Connections closed because their client read nothing of an answer for
+        `SEND_TIMEOUT` s (see `capacity`)."""
+        return self._protocol.capacity.send_timeouts()
 
     def start(self) -> None:
         self._thread.start()

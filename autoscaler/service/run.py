@@ -354,7 +354,7 @@ def run_service(
             request_metrics=controller.telemetry.watch_http_requests(RequestMetrics()),
         )
         http = HttpServer(app, config.listen, max_connections=config.api_max_connections)
-        controller.telemetry.watch_http_connections(http.connection_counts)
+        controller.telemetry.watch_http_connections(http.connection_counts, http.send_timeouts)
 
     wake = threading.Event()  # SIGHUP, or stop
     hup = threading.Event()

@@ -170,6 +170,17 @@ class _CountsByLabel(Collector):
         yield family
 
 
+class _Count(Collector):
+    """A counter without labels, its count read from `count()` at scrape time
+    (`autoscaler_http_send_timeouts_total`)."""
+
+    def __init__(self, name: str, documentation: str, count: Callable[[], int]) -> None:
+        self._name, self._documentation, self._count = name, documentation, count
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._count())
+
+
 class _HttpRequests(Collector):
     """`autoscaler_http_requests_total{route,method,status}` and
     `autoscaler_http_request_duration_seconds{route}`, read at scrape time."""
@@ -461,19 +472,31 @@ class Telemetry:
             )
         )
 
-    def watch_http_connections(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Export `autoscaler_http_connections_over_limit_total` from `counts()`, read at
-        each scrape."""
+    def watch_http_connections(
+        self, counts: Callable[[], Mapping[str, int]], send_timeouts: Callable[[], int]
+    ) -> None:
+        """Export `autoscaler_http_connections_over_limit_total` from `counts()` and
+        `autoscaler_http_send_timeouts_total` from `send_timeouts()`, read at each scrape."""
         self.registry.register(
             _CountsByLabel(
                 "autoscaler_http_connections_over_limit",
                 "Connections to the HTTP API beyond --api-max-connections, by what was done: "
                 "closed_idle (the connection idle the longest was closed to make room), "
                 "closed_receiving (none idle: the oldest still sending its request's body was "
-                "answered 408 and closed to make room), refused (every connection had a "
-                "request being handled: answered 503).",
+                "answered 408 and closed to make room), closed_stalled (none idle or "
+                "receiving: the oldest whose client read nothing of its answer was closed to "
+                "make room), refused (every connection had a request being handled: "
+                "answered 503).",
                 "action",
                 counts,
+            )
+        )
+        self.registry.register(
+            _Count(
+                "autoscaler_http_send_timeouts",
+                "Connections to the HTTP API closed because their client read nothing of an "
+                "answer for 60 s (what was left of it dropped).",
+                send_timeouts,
             )
         )
 

@@ -85,6 +85,7 @@ def test_a_flood_of_idle_connections_closes_the_longest_idle_and_health_checks_a
     assert api.server.connection_counts() == {
         "closed_idle": 9 * LIMIT + 1,
         "closed_receiving": 0,
+        "closed_stalled": 0,
         "refused": 0,
     }
 
@@ -132,6 +133,7 @@ def test_a_connection_over_the_limit_when_each_has_a_request_being_handled_is_a_
     assert api.server.connection_counts() == {
         "closed_idle": 0,
         "closed_receiving": 0,
+        "closed_stalled": 0,
         "refused": 1,
     }
 
@@ -160,6 +162,7 @@ def test_trickled_request_bodies_give_way_to_health_checks(
     assert api.server.connection_counts() == {
         "closed_idle": 0,
         "closed_receiving": 3,
+        "closed_stalled": 0,
         "refused": 0,
     }
     # Counted as the 408 their clients read (it was a 400, as for a client that hangs up).
@@ -191,6 +194,7 @@ def test_an_idle_connection_gives_way_before_one_receiving_a_body(
     assert api.server.connection_counts() == {
         "closed_idle": 1,
         "closed_receiving": 0,
+        "closed_stalled": 0,
         "refused": 0,
     }
 

@@ -446,7 +446,7 @@ def _exposition_of_a_busy_controller() -> str:
         ]
     )
     telemetry.watch_malformed_requests(lambda: {"invalid": 3, "unsupported_upgrade": 1})
-    telemetry.watch_http_connections(lambda: {"closed_idle": 2, "refused": 1})
+    telemetry.watch_http_connections(lambda: {"closed_idle": 2, "refused": 1}, lambda: 1)
     requests = RequestMetrics()
     requests.count("/healthz", "GET", 200, 0.001)
     requests.count("other", "GET", 404, 0.002)
@@ -745,8 +745,15 @@ def test_each_enabled_policy_exports_its_interval_until_disabled_or_removed() ->
 
 def test_connections_over_the_api_limit_are_counted_by_what_was_done() -> None:
     telemetry = Telemetry()
-    telemetry.watch_http_connections(lambda: {"closed_idle": 3, "refused": 1})
+    timeouts = [0]
+    telemetry.watch_http_connections(
+        lambda: {"closed_idle": 3, "closed_stalled": 2, "refused": 1}, lambda: timeouts[0]
+    )
     value = telemetry.registry.get_sample_value
     name = "autoscaler_http_connections_over_limit_total"
     assert value(name, {"action": "closed_idle"}) == 3
+    assert value(name, {"action": "closed_stalled"}) == 2
     assert value(name, {"action": "refused"}) == 1
+    assert value("autoscaler_http_send_timeouts_total", {}) == 0
+    timeouts[0] = 4  # read at each scrape
+    assert value("autoscaler_http_send_timeouts_total", {}) == 4
