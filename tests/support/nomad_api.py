@@ -194,6 +194,7 @@ class NomadApiStandIn:
             self._echoing: dict[str, int] = {}
             self._job_faults: dict[str, tuple[int, str, frozenset[str] | None, float]] = {}
             self._delays: list[float] = []
+            self._slow: dict[str, float] = {}  # namespace -> seconds its requests answer late
             self._first_late: dict[str, float] = {}  # job -> extra delay of its next fault
             self._index = 10
             self._namespaces["default"] = _namespace("default", "Default shared namespace", 1)
@@ -395,6 +396,12 @@ class NomadApiStandIn:
         """Wait `seconds` before answering each of the next `n` requests (for timeouts)."""
         with self._lock:
             self._delays.extend([seconds] * n)
+
+    def slow_namespace(self, name: str, seconds: float) -> None:
+        """Answer every request naming namespace `name` itself (not `*`) `seconds` late: a
+        Nomad slow to answer there (0 answers at once again)."""
+        with self._lock:
+            self._slow[name] = seconds
 
     def drop_event_streams(self) -> None:
         """End every open event stream (as a Nomad server restart or a proxy would)."""
@@ -609,6 +616,7 @@ class NomadApiStandIn:
             if self.record_requests:
                 self.requests.append(request)
             delay = self._delays.pop(0) if self._delays else 0.0
+            delay += self._slow.get(request.query.get("namespace") or "default", 0.0)
             failure = self._failures.pop(0) if self._failures else None
         if delay:
             time.sleep(delay)
