@@ -33,7 +33,7 @@ def from_settings(
     config = DiscoveryConfig(nomad_scaling_policies=settings.nomad_scaling_policies, poll=poll)
     return Discovery(
         config,
-        nomad=lambda: NomadDiscovery(settings.nomad),
+        nomad=lambda: NomadDiscovery(settings.nomad, whole_audit=not watch),
         aws=_asg_discovery,
         on_change=on_change,
         watch=watch,
@@ -49,7 +49,7 @@ def discovery_for(
     config = DiscoveryConfig(nomad_scaling_policies=nomad_scaling_policies)
     return Discovery(
         config,
-        nomad=lambda: NomadDiscovery(nomad),
+        nomad=lambda: NomadDiscovery(nomad, whole_audit=True),
         aws=_asg_discovery,
         watch=False,
     )

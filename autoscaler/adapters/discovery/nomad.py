@@ -20,7 +20,9 @@ namespaces the token sees (`GET /v1/namespaces`: those where it has any capabili
 the list showed nothing of are each asked for an entry no ID can have (`prefix=" "`: Nomad
 refuses a job ID with a space); a 403 names a namespace whose entries the list left out
 (`Listing.unlisted`). A namespace list Nomad does not answer is logged once (the check
-could not be made), and never fails the listing.
+could not be made), and never fails the listing. The check runs beside the listing, a few
+namespaces at once, and a listing waits for it `AUDIT_WAIT` seconds at most, so that it
+never holds the watch of the list for long (`nomad_audit`).
 
 Job stubs carry neither group names' meta nor group meta, so each job is read once, and
 again only when its `JobModifyIndex` moves (a new version, e.g. after a scale); reads run
@@ -49,6 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -56,6 +59,7 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
+from autoscaler.adapters.discovery.nomad_audit import NamespaceAudit
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.nomad_errors import NETWORK_ERRORS, redact_address, scrub, short
 from autoscaler.adapters.targets.nomad_session import shared_session
@@ -72,6 +76,8 @@ REDECODE_AFTER = 600.0
 _SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
 # Seconds between two checks of the namespaces a list of every namespace left out (`_audit`).
 AUDIT_EVERY = 300.0
+# Longest a listing waits for such a check it started (the watch is held meanwhile).
+AUDIT_WAIT = 1.0
 _NO_ID = " "  # a prefix no job ID has (Nomad refuses one with a space) nor policy's job
 # The fields of a list's entries read here, at any depth (a policy's `Target` holds the
 # last three); everything else in a stub is dropped while the list is decoded.
@@ -108,7 +114,16 @@ class Refused:
 class NomadDiscovery:
     """Lists task groups (with their meta) and scaling policies from one Nomad cluster."""
 
-    def __init__(self, settings: NomadSettings, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: NomadSettings,
+        *,
+        session: requests.Session | None = None,
+        whole_audit: bool = False,
+    ) -> None:
+        """`whole_audit`: a listing waits for the whole check of the namespaces a list left
+        out (`_audit`), not `AUDIT_WAIT` seconds at most (a read made once: nothing to hold,
+        and what it leaves out must be told now)."""
         self._settings = settings
         self._shown = redact_address(settings.address)
         common: dict[str, Any] = {
@@ -132,10 +147,9 @@ class NomadDiscovery:
         self._metas: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # shared metas
         # Per list, the last listing returned and when it was decoded (`_unchanged`).
         self._last: dict[str, tuple[Listing[Any], float]] = {}
-        # Per list: the namespaces its last decoded answer showed entries of, and the last
-        # check of those it left out (`_audit`): when it was made, and what it found.
-        self._listed: dict[str, frozenset[str]] = {}
-        self._audits: dict[str, tuple[float, tuple[str, ...]]] = {}
+        # Per list: the check of the namespaces it left out (`_audit`).
+        self._audits: dict[str, NamespaceAudit] = {}
+        self._whole_audit = whole_audit
         self._unchecked: str | None = None  # why the namespace list could not be read
 
     def __repr__(self) -> str:
@@ -348,34 +362,40 @@ class NomadDiscovery:
         `seen`: the namespaces of its entries (None: the answer was not decoded, the last
         one's stand). Checked at the first call, then `AUDIT_EVERY` seconds after the last
         check at most, not at every blocking query; a namespace that showed entries needs
-        no asking. A check that cannot be made (the namespace list, or one namespace's, not
-        answered) leaves the last finding standing: it never fails the listing."""
-        now = time.monotonic()
+        no asking. The check runs beside the listing (`nomad_audit`), which waits for it
+        `AUDIT_WAIT` seconds at most (all of it with `whole_audit`). A check that cannot be
+        made (the namespace list, or one namespace's, not answered) leaves the last finding
+        standing: it never fails the listing."""
         with self._lock:
-            if seen is not None:
-                self._listed[kind] = frozenset(seen)
-            checked, found = self._audits.get(kind, (-math.inf, ()))
-            listed = self._listed.get(kind, frozenset())
-        if now - checked < AUDIT_EVERY:
-            return found
-        wanted = self._visible() if "*" in scope else set(scope)
-        lacking = list(found) if wanted is None else []
-        for namespace in sorted((wanted or set()) - listed):
-            params = {"namespace": namespace, **probe}
-            timeout = self._settings.timeout
-            try:
-                self._send(
-                    api, parts, capability, params, timeout, namespace=namespace, single=True
-                )
-            except _Refused:
-                lacking.append(namespace)
-            except (DiscoveryError, _NotFound) as exc:  # no answer: what was found stands
-                log.debug("cannot check whether the token may list in %r: %s", namespace, exc)
-                if namespace in found:
-                    lacking.append(namespace)
-        with self._lock:
-            self._audits[kind] = (now, tuple(lacking))
-        return tuple(lacking)
+            audit = self._audits.get(kind)
+            if audit is None:
+                what = "jobs" if capability == "list-jobs" else "scaling policies"
+                ask = partial(self._probe, api, parts, capability, probe)
+                audit = NamespaceAudit(what, scope=scope, visible=self._visible, probe=ask)
+                self._audits[kind] = audit
+        wait = None if self._whole_audit else AUDIT_WAIT
+        return audit.finding(seen, every=AUDIT_EVERY, wait=wait)
+
+    def _probe(
+        self,
+        api: Any,
+        parts: tuple[str, ...],
+        capability: str,
+        probe: Mapping[str, str],
+        namespace: str,
+    ) -> bool | None:
+        """Whether the token may not list in `namespace` (a 403 to `probe` there); None when
+        Nomad does not answer."""
+        params = {"namespace": namespace, **probe}
+        timeout = self._settings.timeout
+        try:
+            self._send(api, parts, capability, params, timeout, namespace=namespace, single=True)
+        except _Refused:
+            return True
+        except (DiscoveryError, _NotFound) as exc:  # no answer: what was found stands
+            log.debug("cannot check whether the token may list in %r: %s", namespace, exc)
+            return None
+        return False
 
     def _visible(self) -> set[str] | None:
         """The namespaces the token sees (any capability there: GET /v1/namespaces); None,

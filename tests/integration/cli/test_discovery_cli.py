@@ -264,6 +264,24 @@ def test_plan_names_the_namespaces_whose_jobs_a_wildcard_list_left_out(
         assert result.stderr.count(said) == 1, result.stderr
 
 
+def test_plan_waits_for_the_whole_namespace_check_however_slow_nomad_is(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # The service's watch waits for the check 1 s at most (it runs on beside it); `plan`
+    # reads once, holds no watch, and must still name team-b (exit 3) when Nomad is slow.
+    opted = {"autoscaler.enabled": "true"}
+    nomad_api.register_job("api", {"web": 1}, meta=opted)
+    nomad_api.register_job("books", {"web": 1}, namespace="team-b", meta=opted)
+    nomad_api.enable_acl({"t": {"default": ["list-jobs", "read-job"], "team-b": ["read-job"]}})
+    nomad_api.slow_namespace("team-b", 2.0)
+    metrics.push_many([Sample("requests", 30, {"job": "api"})])
+    (tmp_path / "web.yaml").write_text(NOMAD_TEMPLATE.format(metric=metrics.name("requests")))
+    env = {**nomad_api.env, "NOMAD_TOKEN": "t", "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    result = autoscaler("plan", str(tmp_path), "-o", "json", env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "token lacks list-jobs in namespace 'team-b'" in result.stderr, result.stderr
+
+
 def test_plan_names_the_scaling_policies_nomad_refused_to_read_and_plans_the_others(
     tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
 ) -> None:

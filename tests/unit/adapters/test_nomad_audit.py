@@ -1,0 +1,81 @@
+"""The check of the namespaces a list of every namespace leaves out, with probes that stand
+for Nomad: a few namespaces asked at once, one round at a time, a bounded wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from autoscaler.adapters.discovery.nomad_audit import PROBERS, NamespaceAudit, Probe
+
+
+def _audit(probe: Probe, visible: set[str] | None = None) -> NamespaceAudit:
+    names = visible if visible is not None else {f"ns-{i:02}" for i in range(40)}
+    return NamespaceAudit("jobs", scope=("*",), visible=lambda: names, probe=probe)
+
+
+def test_no_more_than_probers_namespaces_are_asked_at_once() -> None:
+    running, most, lock = 0, 0, threading.Lock()
+
+    def probe(namespace: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.005)
+        with lock:
+            running -= 1
+        return namespace.endswith("7")
+
+    found = _audit(probe).finding(set(), every=300.0, wait=None)
+    assert found == ("ns-07", "ns-17", "ns-27", "ns-37")
+    assert 1 < most <= PROBERS
+
+
+def test_a_round_under_way_is_not_started_again_and_its_finding_comes_once_ended() -> None:
+    release = threading.Event()
+    asked: list[str] = []
+
+    def probe(namespace: str) -> bool:
+        asked.append(namespace)
+        release.wait(5)
+        return True
+
+    audit = _audit(probe, {"default", "team-b"})
+    started = time.monotonic()
+    assert audit.finding({"default"}, every=0.0, wait=0.05) == ()
+    assert audit.finding({"default"}, every=0.0, wait=0.05) == ()  # under way: not waited
+    assert time.monotonic() - started < 1.0
+    release.set()
+    deadline = time.monotonic() + 5
+    while audit.finding(None, every=300.0, wait=0.0) != ("team-b",):
+        assert time.monotonic() < deadline, "the round's finding never came"
+        time.sleep(0.01)
+    assert asked == ["team-b"]  # the namespace that showed entries is not asked
+
+
+def test_a_namespace_not_answered_keeps_what_was_found_before() -> None:
+    answers: dict[str, bool | None] = {"a": True, "b": True}
+    audit = _audit(answers.get, {"a", "b"})
+    assert audit.finding(set(), every=0.0, wait=None) == ("a", "b")
+    answers.update(a=None, b=False)
+    assert audit.finding(set(), every=0.0, wait=None) == ("a",)
+
+
+def test_a_round_broken_by_surprise_keeps_the_last_finding_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = False
+
+    def probe(namespace: str) -> bool:
+        if broken:
+            raise RuntimeError("surprise")
+        return True
+
+    audit = _audit(probe, {"a"})
+    assert audit.finding(set(), every=0.0, wait=None) == ("a",)
+    broken = True
+    assert audit.finding(set(), every=0.0, wait=None) == ("a",)
+    assert any("failed" in r.getMessage() and r.exc_info for r in caplog.records)
