@@ -15,7 +15,9 @@ in the file (the old one deleted in IAM), AWS rejects every call of the shared c
 So a call AWS answers with an authentication error (`aws_errors.rejects_credentials`)
 reads the credential chain again in a new session, rebuilds the client from it and is
 sent once more (`SharedClient.renew`), at most once per `CREDENTIALS_REREAD` seconds per
-AWS configuration. (Credentials botocore obtains itself, with an expiry, it renews itself
+AWS configuration. The chain is read without the clients' lock (`aws_chain`), by one call
+at a time: the others go on with the client they have, and one rejected meanwhile waits
+for that reading. (Credentials botocore obtains itself, with an expiry, it renews itself
 before they end: a role's, a web identity's, SSO's, a `credential_process`'s.)
 """
 
@@ -37,6 +39,7 @@ from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
+from autoscaler.adapters.targets.aws_chain import Reading, credentials, new_session, read_again
 from autoscaler.adapters.targets.aws_errors import is_transient, rejects_credentials
 from autoscaler.errors import TargetDeadline, TargetError, TargetForbidden
 from autoscaler.redact import Slot, register, scrub
@@ -56,7 +59,7 @@ POOL_SIZE = 10
 _Env = tuple[tuple[str, str], ...]  # the `AWS_*` environment: one AWS configuration
 _sessions: dict[_Env, boto3.session.Session] = {}
 _clients: dict[tuple[object, ...], SharedClient] = {}
-_clients_lock = threading.Lock()  # also guards `_sessions`, `_reread` and client swaps
+_clients_lock = threading.Lock()  # also guards `_sessions`, `_reread`, `_reading`, swaps
 # A configuration in which no credentials were found: when the chain was last tried
 # (`monotonic()`), and what it said. No client is kept without credentials (botocore's
 # would never look again, however the configuration is fixed); the chain is tried again
@@ -72,6 +75,7 @@ new client: ~0.15 s of CPU, an instance role's IMDS lookup) at every call of eve
 # When each AWS configuration's credentials were last read again (`monotonic()`), and
 # what to add when that reading failed.
 _reread: dict[_Env, tuple[float, str]] = {}
+_reading: dict[_Env, Reading] = {}  # the readings under way, one per configuration
 
 
 class SharedClient:
@@ -109,44 +113,67 @@ class SharedClient:
         rotated credentials file is read), at most once per `CREDENTIALS_REREAD` seconds per
         AWS configuration; one that another client of the configuration read since is used
         without reading again, and a client another thread renewed already is used as is.
+        The chain is walked without the lock (it may take seconds: SSO, STS, instance
+        metadata, a `credential_process`): every other call goes on with the client it has,
+        and one rejected meanwhile waits for that reading, at most the client's deadline,
+        rather than start another (`aws_chain.Reading`).
         """
         if self._env is None:
             return False  # a client given to us: nothing to read again
+        env = self._env
         with _clients_lock:
-            if self.client is not rejected:
-                return True  # renewed by another call meanwhile
-            latest = _sessions.get(self._env)
-            if latest is not None and latest is not self._session:
-                return self._rebuild(latest)  # another region's call read them already
-            last = _reread.get(self._env)
-            now = monotonic()
-            if last is not None and now - last[0] < CREDENTIALS_REREAD:
-                return False
-            try:
-                session = _session()
-                found = _credentials(session)
-            except TargetError as exc:
-                _reread[self._env] = (now, f" (and failed: {exc})")
-                return False
-            if found is None:
-                _reread[self._env] = (now, " (and none were found)")
-                return False
-            if self._session is not None and _same(found, _credentials(self._session)):
-                # Environment credentials, or a file nobody changed: the same key again
-                # would only be refused again (no new client, no call sent once more).
-                _reread[self._env] = (now, " (and they were unchanged)")
-                return False
-            _reread[self._env] = (now, "")
-            _sessions[self._env] = session
-            return self._rebuild(session)
+            done = self._renewed(rejected)
+            if done is not None:
+                return done
+            reading = _reading.get(env)
+            mine = reading is None
+            if reading is None:
+                last = _reread.get(env)
+                if last is not None and monotonic() - last[0] < CREDENTIALS_REREAD:
+                    return False
+                reading = _reading[env] = Reading(monotonic())
+        if not mine:  # another call reads them: its outcome, or the rejection stands
+            reading.done.wait(self._deadline)
+            with _clients_lock:
+                return bool(self._renewed(rejected))
+        session: boto3.session.Session | None = None
+        said = " (and failed)"
+        try:
+            session, said = read_again(self._session)
+        finally:
+            with _clients_lock:
+                del _reading[env]
+                _reread[env] = (reading.started, said)
+                if session is not None:
+                    _sessions[env] = session
+                reading.done.set()
+        with _clients_lock:
+            return bool(self._renewed(rejected))
+
+    def _renewed(self, rejected: AutoScalingClient) -> bool | None:
+        """(Lock held.) True when `client` is no longer `rejected` or was built again from
+        the credentials another client of the configuration read since; False if it could
+        not be; None when neither: the chain is to be read again."""
+        if self.client is not rejected:
+            return True  # renewed by another call meanwhile
+        latest = _sessions.get(self._env) if self._env is not None else None
+        if latest is not None and latest is not self._session:
+            return self._rebuild(latest)
+        return None
 
     def reread(self) -> str | None:
         """When the credentials were last read again after AWS rejected them (`renew`), if
-        within `CREDENTIALS_REREAD` seconds: for the message of a rejection."""
+        within `CREDENTIALS_REREAD` seconds, or that they are being read: for the message
+        of a rejection."""
         if self._env is None:
             return None
-        # Without the lock (one dict read is atomic): every failed call asks, and a renewal
-        # may hold the lock while the credential chain is walked (instance metadata too).
+        # Without the lock (one dict read is atomic): every failed call asks.
+        reading = _reading.get(self._env)
+        if reading is not None:
+            return (
+                f"the credentials are being read again (for {monotonic() - reading.started:.0f}s"
+                "); the call was not sent once more"
+            )
         last = _reread.get(self._env)
         if last is None or monotonic() - last[0] >= CREDENTIALS_REREAD:
             return None
@@ -251,8 +278,8 @@ def shared(region: str | None, deadline: float) -> SharedClient:
                 raise TargetForbidden(tried[1])
             session = _sessions.get(env)
             if session is None:
-                session = _sessions[env] = _session()
-            if _credentials(session) is None:
+                session = _sessions[env] = new_session()
+            if credentials(session) is None:
                 del _sessions[env]  # a new session reads the files and the instance role again
                 problem = (
                     "no AWS credentials found; configure the standard chain (environment, "
@@ -269,25 +296,6 @@ def shared(region: str | None, deadline: float) -> SharedClient:
         return found
 
 
-def _credentials(session: boto3.session.Session) -> object | None:
-    """The session's credentials, None when the chain found none."""
-    try:
-        return session.get_credentials()
-    except BotoCoreError as exc:
-        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
-
-
-def _same(new: object, old: object | None) -> bool:
-    """Whether two sessions' credentials are the same static key (credentials that renew
-    themselves are never the same: botocore refreshes those, so their rejection is news)."""
-    if old is None or isinstance(new, RefreshableCredentials):
-        return False
-    if isinstance(old, RefreshableCredentials):
-        return False
-    keys = ("access_key", "secret_key", "token")
-    return all(getattr(new, k, None) == getattr(old, k, None) for k in keys)
-
-
 def make_client(
     region: str | None, deadline: float, *, session: boto3.session.Session | None = None
 ) -> AutoScalingClient:
@@ -297,7 +305,7 @@ def make_client(
     `AWS_ENDPOINT_URL_AUTO_SCALING`), which is how tests point it at moto. The credentials
     in use are registered as secrets (`autoscaler.redact`), temporary ones as they are sent.
     """
-    session = session or _session()
+    session = session or new_session()
     # boto3 reads only AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION too.
     region = region or os.environ.get("AWS_REGION") or session.region_name
     if region is None:
@@ -378,13 +386,6 @@ def _counter(region: str) -> Callable[..., None]:
         aws_calls.count(region, event_name.rsplit(".", 1)[-1])
 
     return counted
-
-
-def _session() -> boto3.session.Session:
-    try:
-        return boto3.session.Session()
-    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-        raise TargetError(f"AWS configuration: {scrub(str(exc))}") from exc
 
 
 def bound_request(request: Any, **_kwargs: Any) -> None:

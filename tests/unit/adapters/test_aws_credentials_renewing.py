@@ -1,0 +1,157 @@
+"""Reading the credential chain again (`SharedClient.renew`) can take seconds: an SSO or
+STS call, the instance metadata service with its retries, a `credential_process`. It ran
+with the lock of every shared client held, so every caller that needed a client (a
+discovery listing, a new target, another configuration's) waited for it, though its own
+call would have succeeded. Here the chain is a real `credential_process` that waits for
+the test's word: one renewal reads it, the others go on or wait for that one.
+No request is sent: building a session and a client runs the process, nothing more."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from autoscaler.adapters.targets import aws_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+
+# Prints the key in `key`, once `go` exists when `slow` does (at most 20 s); counts its runs.
+PROCESS = """\
+import json, os, sys, time
+here = sys.argv[1]
+with open(os.path.join(here, "runs"), "a") as runs:
+    runs.write("run\\n")
+if os.path.exists(os.path.join(here, "slow")):
+    for _ in range(200):
+        if os.path.exists(os.path.join(here, "go")):
+            break
+        time.sleep(0.1)
+with open(os.path.join(here, "key")) as key:
+    print(json.dumps({"Version": 1, "AccessKeyId": key.read().strip(), "SecretAccessKey": "s"}))
+"""
+
+
+class Chain:
+    """A `credential_process` whose key is `key` and whose readings can be held."""
+
+    def __init__(self, here: Path) -> None:
+        self.here = here
+
+    def key(self, key: str) -> None:
+        (self.here / "key").write_text(key)
+
+    def hold(self) -> None:
+        (self.here / "slow").touch()
+
+    def release(self) -> None:
+        (self.here / "go").touch()
+
+    def runs(self) -> int:
+        runs = self.here / "runs"
+        return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+    def wait_runs(self, count: int) -> None:
+        for _ in range(100):
+            if self.runs() >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the credential process ran {self.runs()} times, not {count}")
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(3) as pool:
+        yield pool
+
+
+@pytest.fixture
+def chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: ThreadPoolExecutor
+) -> Iterator[Chain]:
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    script = tmp_path / "process.py"
+    script.write_text(PROCESS)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {sys.executable} {script} {tmp_path}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    chain = Chain(tmp_path)
+    chain.key("AKIDFIRST")
+    yield chain
+    chain.release()  # a renewal a failed test left waiting ends (before `pool` waits for it)
+
+
+def key_of(client: AutoScalingClient) -> str:
+    """The access key `client` signs with (botocore's private signer: not in the stubs)."""
+    access_key: str = client._request_signer._credentials.access_key  # type: ignore[attr-defined]
+    return access_key
+
+
+def test_a_slow_reading_of_the_chain_keeps_no_other_caller_waiting(
+    chain: Chain, pool: ThreadPoolExecutor
+) -> None:
+    shared = aws_client.shared("eu-west-3", 10.0)
+    rejected = shared.client
+    assert chain.runs() == 1
+    chain.key("AKIDSECOND")  # rotated
+    chain.hold()
+    renewing = pool.submit(lambda: shared.renew(rejected))
+    chain.wait_runs(2)  # the chain is being read
+
+    # Another region's client of the configuration (a discovery listing, a new
+    # target) is had at once, from what was read before; so is the current client.
+    other = pool.submit(lambda: aws_client.shared("us-east-1", 10.0))
+    assert key_of(other.result(timeout=2).client) == "AKIDFIRST"
+    assert shared.client is rejected
+    # Another call rejected meanwhile waits for this renewal rather than read again.
+    waiting = pool.submit(lambda: shared.renew(rejected))
+    time.sleep(0.3)
+    assert not waiting.done() and chain.runs() == 2
+
+    chain.release()
+    assert renewing.result(timeout=10) and waiting.result(timeout=10)
+    assert chain.runs() == 2  # read once
+    assert key_of(shared.client) == "AKIDSECOND"
+
+
+def test_a_call_waits_for_a_renewal_no_longer_than_its_clients_deadline(
+    chain: Chain, pool: ThreadPoolExecutor
+) -> None:
+    # Its rejection stands, and says the credentials are being read again.
+    slow = aws_client.shared("eu-west-3", 10.0)
+    quick = aws_client.shared("eu-west-3", 0.5)  # another deadline: another client
+    chain.key("AKIDSECOND")
+    chain.hold()
+    renewing = pool.submit(lambda: slow.renew(slow.client))
+    chain.wait_runs(2)
+    asked = time.monotonic()
+    assert not quick.renew(quick.client)
+    assert time.monotonic() - asked < 2
+    said = quick.reread()
+    assert said is not None and "being read again" in said
+    chain.release()
+    assert renewing.result(timeout=10)
+    assert quick.renew(quick.client)  # built from what was read, not read again
+    assert chain.runs() == 2 and key_of(quick.client) == "AKIDSECOND"
+
+
+def test_an_unchanged_key_read_again_from_the_process_is_not_used(chain: Chain) -> None:
+    shared = aws_client.shared("eu-west-3", 10.0)
+    rejected = shared.client
+    assert not shared.renew(rejected)
+    assert shared.client is rejected
+    said = shared.reread()
+    assert said is not None and "(and they were unchanged)" in said
+    assert not shared.renew(rejected)  # within CREDENTIALS_REREAD: not read again
+    assert chain.runs() == 2
