@@ -238,13 +238,19 @@ class _Fault:
     group: str | None = None  # only requests naming this AutoScalingGroupName
     delay: float = 0.0  # seconds the answer is held back (a slow or hung endpoint)
     body: bytes | None = None  # answered instead of AWS's error XML (a proxy's own page)
+    drop: bool = False  # the connection closed unanswered (`AwsProxy.drop_next`)
+    lands: bool = True  # a dropped request forwarded to moto first
+
+
+DROPPED = 0  # the status `AwsProxy.answer` gives a request to forward, its answer lost
+LOST = -1  # ... one lost on its way: not forwarded, unanswered
 
 
 @dataclass
 class AwsProxy:
     """An HTTP proxy in front of moto that can answer like AWS when moto cannot.
 
-    Program it with `fail_next`, `set_activities`, `set_instance_refreshes` and
+    Program it with `fail_next`, `drop_next`, `set_activities`, `set_instance_refreshes` and
     `amend_group`; read what reached it in `requests` (actions in order), `calls` (actions
     with their params) and `arrivals` (when each request of an action came in, on
     `CLOCK_BOOTTIME`: the clock the leader lease is measured on).
@@ -299,6 +305,15 @@ class AwsProxy:
             self._faults.setdefault(action, []).append(
                 _Fault(status, code, message, times, echo, group, delay, body)
             )
+
+    def drop_next(self, action: str, *, times: int = 1, lands: bool = True) -> None:
+        """Have the next `times` requests of `action` (after earlier faults) go unanswered:
+        the connection is closed without a word, as a load balancer or NAT that drops it
+        does, after moto applied the request (`lands`) or without forwarding it. The client
+        cannot tell which."""
+        fault = _Fault(DROPPED, "", "", times, drop=True, lands=lands)
+        with self._lock:
+            self._faults.setdefault(action, []).append(fault)
 
     def heal(self, group: str) -> None:
         """Forget the faults programmed for `group`."""
@@ -371,7 +386,8 @@ class AwsProxy:
         self, action: str, params: dict[str, str], headers: Mapping[str, str] | None = None
     ) -> tuple[int, bytes] | None:
         """The proxy's own (status, XML body) for this request, or None to forward it
-        (a fault programmed with a `delay` holds the answer back that long first)."""
+        (a fault programmed with a `delay` holds the answer back that long first); status
+        `DROPPED`: forward it and lose the answer; `LOST`: answer nothing."""
         delay, answer = self._answer(action, params, headers)
         if delay:
             time.sleep(delay)
@@ -390,6 +406,8 @@ class AwsProxy:
                 fault.times -= 1
                 if fault.times <= 0:
                     faults.remove(fault)
+                if fault.drop:
+                    return 0.0, (DROPPED if fault.lands else LOST, b"")
                 message = fault.message
                 if fault.echo:
                     quoted = "; ".join(f"{k}: {v}" for k, v in (headers or {}).items())
@@ -512,6 +530,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         action, params = _action(self.path, self.headers.get("X-Amz-Target", ""), body)
         own = self.server.proxy.answer(action, params, dict(self.headers.items()))
+        if own is not None and own[0] in (DROPPED, LOST):
+            if own[0] == DROPPED:
+                self._forward(body)  # applied by moto; its answer never reaches the client
+            self.close_connection = True
+            return
         if own is not None:
             status, payload = own
             headers = {"Content-Type": "text/xml", "x-amzn-RequestId": str(uuid.uuid4())}

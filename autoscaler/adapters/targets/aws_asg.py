@@ -305,7 +305,8 @@ class AsgScaler:
         before each retry (not the first attempt) whether the call is still to be sent; it
         raises when not (its errors end the call as they are). When AWS rejects the
         credentials, they are read again and the call is sent once more
-        (`SharedClient.renew`), unless they were read again too recently.
+        (`SharedClient.renew`), unless they were read again too recently, or it is a write
+        an earlier attempt of which got no answer (it may have landed: never sent again).
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -347,7 +348,10 @@ class AsgScaler:
         )
         try:
             try:
-                return send_renewing(self._shared, lambda: retrying(attempt))
+                # Not after an attempt of a write that got no answer: it may have landed.
+                return send_renewing(
+                    self._shared, lambda: retrying(attempt), again=lambda: not unanswered_once
+                )
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
                 if until.cut and is_transient(exc):

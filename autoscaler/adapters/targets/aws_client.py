@@ -208,14 +208,23 @@ class SharedClient:
         return client
 
 
-def send_renewing(shared: SharedClient, send: Callable[[], T]) -> T:
+def send_renewing(
+    shared: SharedClient, send: Callable[[], T], *, again: Callable[[], bool] | None = None
+) -> T:
     """`send()` (a call through `shared.client`), sent once more when AWS rejected the
-    credentials it was signed with and they could be read again (`SharedClient.renew`)."""
+    credentials it was signed with and they could be read again (`SharedClient.renew`).
+
+    A rejection for credentials changed nothing, so sending once more is safe; `again()`,
+    asked after the reading, says whether it still is (False: a write an earlier attempt
+    of which got no answer, and may have landed), else the rejection stands.
+    """
     used = shared.client
     try:
         return send()
     except ClientError as exc:
         if not rejects_credentials(exc) or not shared.renew(used):
+            raise
+        if again is not None and not again():
             raise
     return send()
 

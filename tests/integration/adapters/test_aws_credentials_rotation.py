@@ -12,17 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autoscaler.adapters.discovery.aws import AsgDiscovery
-from autoscaler.adapters.targets import TargetFactory
+from autoscaler.adapters.targets import TargetFactory, aws_calls, aws_client
 from autoscaler.adapters.targets.aws_asg import AsgScaler
 from autoscaler.core.model import AsgTarget
-from autoscaler.errors import DiscoveryError, TargetForbidden
-from tests.support.aws import REGION
+from autoscaler.errors import DiscoveryError, TargetForbidden, TargetUnavailable
+from tests.support.aws import REGION, AwsProxy
 from tests.support.moto_auth import Key, MotoAuthServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("moto-auth")]
@@ -187,3 +188,110 @@ def test_a_rejected_key_read_again_unchanged_builds_nothing_and_sends_nothing_ag
         scaler.status()
     assert rebuilt(caplog) == 0
     assert "the credentials were read again 0s ago (and they were unchanged)" in str(refused.value)
+
+
+def rotating_before(client: Any, action: str, rotate: Callable[[], None]) -> None:
+    """Have `rotate()` run once, as `client`'s next `action` is about to be sent: a
+    rotation that lands between a scale's read of the group and its write."""
+    done: list[bool] = []
+
+    def hook(**_kwargs: Any) -> None:
+        if not done:
+            done.append(True)
+            rotate()
+
+    client.meta.events.register(f"before-call.autoscaling.{action}", hook)
+
+
+def test_a_key_rotated_between_the_read_and_the_write_has_the_write_sent_once_more(
+    auth_moto: MotoAuthServer,
+    scaler_user: str,
+    credentials_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The status and the scale's own read of the group go with the old key; the key is
+    # rotated just before SetDesiredCapacity, which AWS refuses for its credentials (so it
+    # changed nothing): it is sent once more, with the key read again, and lands.
+    key_a = auth_moto.new_key(scaler_user)
+    key_a.credentials_file(credentials_file)
+    group = make_group(auth_moto)
+    scaler = AsgScaler(AsgTarget(asg=group), deadline=3.0)
+    assert scaler.status().count == 2
+    key_b = auth_moto.new_key(scaler_user)
+
+    def rotate() -> None:
+        key_b.credentials_file(credentials_file)
+        auth_moto.client("iam").delete_access_key(UserName=scaler_user, AccessKeyId=key_a.id)
+
+    target_client = aws_client.shared(None, 3.0).client  # the one the target uses
+    rotating_before(target_client, "SetDesiredCapacity", rotate)
+    sets = sent("SetDesiredCapacity")
+
+    with caplog.at_level(logging.WARNING):
+        scaler.scale(3, reason="test", meta={}, expected=2)
+    assert rebuilt(caplog) == 1
+    assert sent("SetDesiredCapacity") == sets + 2  # refused, then sent once more
+    assert (
+        auth_moto.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+            "AutoScalingGroups"
+        ][0]["DesiredCapacity"]
+        == 3
+    )
+
+
+def sent(action: str) -> int:
+    """The requests of `action` this process's clients sent so far (`aws_calls`)."""
+    return sum(n for region, name, n in aws_calls.counts() if (region, name) == (REGION, action))
+
+
+@pytest.fixture
+def behind_the_proxy(aws_proxy: AwsProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The service's AWS configuration: its key from this file, its endpoint the proxy in
+    front of the shared moto (which checks no key: the proxy refuses one when told)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "credentials"
+    Key("AKIDFIRST", "s").credentials_file(path)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("expected", "lands", "after"),
+    [(None, True, 3), (2, False, 2)],
+    ids=["blind, it landed", "checked, it was lost"],
+)
+def test_a_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_read_again(
+    aws_proxy: AwsProxy,
+    asg: str,
+    behind_the_proxy: Path,
+    desired_capacity: Callable[[str], int],
+    expected: int | None,
+    lands: bool,
+    after: int,
+) -> None:
+    # The first SetDesiredCapacity goes unanswered (a dropped connection: it may have
+    # landed); the retry is refused for its credentials, and a new key is in the file.
+    # Sending it once more with that key could write a change made already (on top of
+    # another scaler's or an operator's since, when unchecked): the scale fails saying it
+    # may have been applied, and its cooldown is kept. (When checked, the group read
+    # before the retry showed the count unchanged: the write was lost, or not applied yet.)
+    scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
+    assert scaler.status().count == 2
+    aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
+    aws_proxy.fail_next(
+        "SetDesiredCapacity", 403, "InvalidClientTokenId", "The security token is invalid."
+    )
+    Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
+
+    with pytest.raises(TargetUnavailable) as raised:
+        scaler.scale(3, reason="test", meta={}, expected=expected)
+    assert raised.value.maybe_applied
+    assert "may have been applied" in str(raised.value)
+    assert "InvalidClientTokenId" in str(raised.value)
+    assert aws_proxy.count("SetDesiredCapacity") == 2
+    assert desired_capacity(asg) == after
