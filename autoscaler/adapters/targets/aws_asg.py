@@ -306,7 +306,8 @@ class AsgScaler:
         raises when not (its errors end the call as they are). When AWS rejects the
         credentials, they are read again and the call is sent once more
         (`SharedClient.renew`), unless they were read again too recently, or it is a write
-        an earlier attempt of which got no answer (it may have landed: never sent again).
+        an earlier attempt of which got no answer and no `again` checks (it may have
+        landed: never sent again blind).
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -348,9 +349,12 @@ class AsgScaler:
         )
         try:
             try:
-                # Not after an attempt of a write that got no answer: it may have landed.
+                # Not after an attempt of a write that got no answer (it may have landed),
+                # unless `again` reads the group first to tell (`landed_or_moved`).
                 return send_renewing(
-                    self._shared, lambda: retrying(attempt), again=lambda: not unanswered_once
+                    self._shared,
+                    lambda: retrying(attempt),
+                    again=lambda: not unanswered_once or again is not None,
                 )
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)

@@ -260,26 +260,19 @@ def behind_the_proxy(aws_proxy: AwsProxy, tmp_path: Path, monkeypatch: pytest.Mo
     return path
 
 
-@pytest.mark.parametrize(
-    ("expected", "lands", "after"),
-    [(None, True, 3), (2, False, 2)],
-    ids=["blind, it landed", "checked, it was lost"],
-)
-def test_a_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_read_again(
+@pytest.mark.parametrize("lands", [True, False], ids=["it landed", "it was lost"])
+def test_a_blind_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_read_again(
     aws_proxy: AwsProxy,
     asg: str,
     behind_the_proxy: Path,
     desired_capacity: Callable[[str], int],
-    expected: int | None,
     lands: bool,
-    after: int,
 ) -> None:
     # The first SetDesiredCapacity goes unanswered (a dropped connection: it may have
     # landed); the retry is refused for its credentials, and a new key is in the file.
-    # Sending it once more with that key could write a change made already (on top of
-    # another scaler's or an operator's since, when unchecked): the scale fails saying it
-    # may have been applied, and its cooldown is kept. (When checked, the group read
-    # before the retry showed the count unchanged: the write was lost, or not applied yet.)
+    # Sending it once more, unchecked, with that key could write a change made already on
+    # top of another scaler's or an operator's since: the scale fails saying it may have
+    # been applied, and its cooldown is kept.
     scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
     assert scaler.status().count == 2
     aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
@@ -289,9 +282,34 @@ def test_a_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_read_a
     Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
 
     with pytest.raises(TargetUnavailable) as raised:
-        scaler.scale(3, reason="test", meta={}, expected=expected)
+        scaler.scale(3, reason="test", meta={})
     assert raised.value.maybe_applied
     assert "may have been applied" in str(raised.value)
     assert "InvalidClientTokenId" in str(raised.value)
     assert aws_proxy.count("SetDesiredCapacity") == 2
-    assert desired_capacity(asg) == after
+    assert desired_capacity(asg) == (3 if lands else 2)
+
+
+@pytest.mark.parametrize("lands", [True, False], ids=["it landed", "it was lost"])
+def test_a_checked_write_whose_answer_was_lost_reads_the_group_again_after_the_key_is_read_again(
+    aws_proxy: AwsProxy,
+    asg: str,
+    behind_the_proxy: Path,
+    desired_capacity: Callable[[str], int],
+    lands: bool,
+) -> None:
+    # The same, with the count the scale expects: before each retry the group is read,
+    # and shows whether the lost write landed (done: nothing sent again, the refusal never
+    # reached) or not (the retry, refused for its credentials, is sent once more with the
+    # new key after the group is read again with it: nobody moved the group meanwhile).
+    scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
+    assert scaler.status().count == 2
+    aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
+    aws_proxy.fail_next(
+        "SetDesiredCapacity", 403, "InvalidClientTokenId", "The security token is invalid."
+    )
+    Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
+
+    scaler.scale(3, reason="test", meta={}, expected=2)
+    assert desired_capacity(asg) == 3
+    assert aws_proxy.count("SetDesiredCapacity") == (1 if lands else 3)  # landed: not sent again
