@@ -8,6 +8,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -26,9 +27,13 @@ PLAN_KEYS = ("policy", "target", "current", "desired", "action", "dry_run", "rea
 
 
 def plan_object(evaluation: Evaluation) -> dict[str, Any]:
-    """The documented `plan --output json` object for one policy."""
+    """The documented `plan --output json` object for one policy: `PLAN_KEYS`, then the
+    additions, `time` (the decision's, RFC 3339 in UTC, as the decision log's
+    `decision_time` and the notifications write it; the spec's decisions carry it) and
+    `error`."""
     full = evaluation.decision.to_dict()
     obj = {key: full[key] for key in PLAN_KEYS}
+    obj["time"] = evaluation.decision.time.astimezone(UTC).isoformat()
     obj["error"] = evaluation.error
     return obj
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,13 @@ def test_yaml_output_is_the_json_document(
     asg = make_asg(desired=2)
     load = metrics.push("load", 73)
     (folder / "web.yaml").write_text(asg_policy("web", asg, per_instance(f"sum({load})")))
+    before = datetime.now(UTC)
     as_json = json.loads(_plan(folder, env, "-o", "json")[1])
     as_yaml = yaml.safe_load(_plan(folder, env, "--output", "yaml")[1])
+    # Two runs, two decision times, each the run's own (UTC, a string in both documents).
+    times = [datetime.fromisoformat(doc[0].pop("time")) for doc in (as_json, as_yaml)]
+    assert before <= times[0] <= times[1] <= datetime.now(UTC)
+    assert all(t.utcoffset() == timedelta(0) for t in times)
     assert as_yaml == as_json
     assert as_yaml[0]["reasons"] == ["load: 73 / 10 per instance → 8"]
 
