@@ -18,7 +18,6 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from autoscaler.cli import help_text
@@ -284,7 +283,7 @@ def _report(result: Backtest, args: argparse.Namespace, policies: list[Policy]) 
 
 def _options(args: argparse.Namespace) -> Options:
     from autoscaler.replay.backtest import Options  # noqa: PLC0415
-    from autoscaler.replay.plot import FORMATS  # noqa: PLC0415
+    from autoscaler.replay.plot import option_problem  # noqa: PLC0415
 
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = parse_instant(args.start, now), parse_instant(args.end, now)
@@ -299,8 +298,9 @@ def _options(args: argparse.Namespace) -> Options:
         raise ValueError(f"--start-count must be 0 to {MAX_COUNT} (a policy's max is at most that)")
     if args.rescale and args.count_query is None:
         raise ValueError("--rescale needs --count-query (the recorded count to rescale by)")
-    if args.plot and Path(args.plot).suffix.lower() not in FORMATS:
-        raise ValueError(f"--plot {args.plot}: use a file name ending in {', '.join(FORMATS)}")
+    plot_problem = option_problem(args.plot) if args.plot else None
+    if plot_problem is not None:
+        raise ValueError(plot_problem)
     return Options(
         start=start,
         end=end,

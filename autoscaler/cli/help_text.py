@@ -106,8 +106,10 @@ EXIT_CODES: dict[str | None, tuple[tuple[int | str, str], ...]] = {
     "completion": ((0, "the script is printed"), _USAGE, _OUTPUT),
     "simulate": (
         (0, "simulated"),
-        (1, "a bad policy file, trace or plot file (each problem says FILE[:LINE]: why)"),
-        (2, "bad usage (an unknown signal or baseline, a bad number)"),
+        (1, "a bad policy file or trace (each problem says FILE[:LINE]: why), or a plot"),
+        ("", "that cannot be written"),
+        (2, "bad usage (an unknown signal or baseline, a bad number, a --plot name that"),
+        ("", "is not .png, .svg or .html)"),
         _OUTPUT,
     ),
     "backtest": (

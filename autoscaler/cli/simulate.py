@@ -1,7 +1,8 @@
 """`autoscaler simulate`: a policy and the baselines, in closed loop on a load trace.
 
-Exit codes: 0 simulated; 1 a bad policy file, trace or plot file (each problem says
-FILE[:LINE]: why); 2 bad usage (an unknown signal or baseline, a bad number).
+Exit codes: 0 simulated; 1 a bad policy file or trace (each problem says FILE[:LINE]: why),
+or a plot that cannot be written; 2 bad usage (an unknown signal or baseline, a bad
+number, a `--plot` name of no known format).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from autoscaler.core.names import counted, noun
 from autoscaler.core.ranges import MAX_COUNT, MAX_DURATION, MAX_REPLAY_OFFSET
 from autoscaler.policy.loader import load_paths
 from autoscaler.replay.baselines import BASELINES
-from autoscaler.replay.plot import FORMATS, PlotError, write
+from autoscaler.replay.plot import PlotError, option_problem, write
 from autoscaler.replay.recommended import recommended_policy
 from autoscaler.replay.simulate import (
     DEFAULT_START,
@@ -193,10 +194,10 @@ def _signals(pairs: Sequence[str]) -> dict[str, str]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run `simulate` as parsed by `add_parser`; print the table or JSON; write the plot."""
-    if args.plot and Path(args.plot).suffix.lower() not in FORMATS:
-        # Said before a simulation that may take a while, not after it.
-        _error(f"{args.plot}: unknown plot format; use one of {', '.join(FORMATS)}")
-        return EXIT_INPUT
+    plot_problem = option_problem(args.plot) if args.plot else None
+    if plot_problem is not None:  # said before a simulation that may take a while
+        _error(plot_problem)
+        return EXIT_USAGE
     if args.end_offset is not None and args.start_offset >= args.end_offset:
         first, last = (
             format_duration(timedelta(seconds=s)) for s in (args.start_offset, args.end_offset)

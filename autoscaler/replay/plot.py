@@ -70,6 +70,15 @@ class Figure:
     empty: str = "the figure has no panel"
 
 
+def option_problem(name: str) -> str | None:
+    """Why `--plot NAME` is bad usage, by its name alone (`simulate` and `backtest` say it
+    before any work, in the same words, with their other usage errors: exit 2); None when
+    its suffix names a format `write` knows."""
+    if Path(name).suffix.lower() in FORMATS:
+        return None
+    return f"--plot {name}: unknown plot format; use a file name ending in {', '.join(FORMATS)}"
+
+
 def write(figure: Figure, path: str | Path) -> Path:
     """Render `figure` to `path` in the format its suffix names; return the path."""
     path = Path(path)
