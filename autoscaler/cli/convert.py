@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import yaml
-
-from autoscaler.cli import help_text
+from autoscaler.cli import help_text, safe_yaml
+from autoscaler.cli.printable import printable
 from autoscaler.errors import PolicyError
 from autoscaler.policy.conflicts import Claims, Located
 from autoscaler.policy.loader import load_text
@@ -87,12 +86,12 @@ def main(args: argparse.Namespace) -> int:
     text = "---\n".join(done.document for done in kept)
     if args.output:
         if not kept:  # nothing converted: an existing file (a policy in use) is left alone
-            print(f"{args.output}: not written: no policy was converted", file=sys.stderr)
+            _say(f"{args.output}: not written: no policy was converted", file=sys.stderr)
             return EXIT_INCOMPLETE
         try:
             _replace(Path(args.output), text)
         except OSError as exc:
-            print(
+            _say(
                 f"error: {args.output}: cannot write the YAML: {exc.strerror or exc}",
                 file=sys.stderr,
             )
@@ -100,6 +99,12 @@ def main(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK if ok else EXIT_INCOMPLETE
+
+
+def _say(line: str, *, file: TextIO) -> None:
+    """`line` on `file` (stderr), its control characters escaped (`printable`): the job
+    names, labels and queries it quotes come from the HCL files."""
+    print(printable(line), file=file)
 
 
 def _replace(path: Path, text: str) -> None:
@@ -134,7 +139,7 @@ def _convert_file(file: str, written: list[_Written], err: TextIO, allow_dropped
     try:
         text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"{file}: cannot read the file: {exc}", file=err)
+        _say(f"{file}: cannot read the file: {exc}", file=err)
         return False
     # Imported here: only `convert` reads HCL, and every command builds this parser.
     from autoscaler.policy.nomad_hcl import convert_hcl  # noqa: PLC0415
@@ -142,7 +147,7 @@ def _convert_file(file: str, written: list[_Written], err: TextIO, allow_dropped
     try:
         converted = convert_hcl(text)
     except ValueError as exc:
-        print(f"{file}: {exc}", file=err)
+        _say(f"{file}: {exc}", file=err)
         return False
     ok = True
     for policy in converted:
@@ -197,7 +202,7 @@ def _together(written: list[_Written], err: TextIO, *, allow_dropped: bool) -> l
                 "two policies on one target would undo each other: merge their checks into "
                 "one policy, or disable one"
             )
-        print(f"{done.file}: {done.where}: cannot convert: {why}", file=err)
+        _say(f"{done.file}: {done.where}: cannot convert: {why}", file=err)
     return kept
 
 
@@ -220,7 +225,7 @@ def _renamed(
     translation.notes.append(note)
     renamed = _document(done.file, done.converted, io.StringIO(), allow_dropped=allow_dropped)
     if renamed is not None:
-        print(f"{done.file}: {done.where}: not carried: {note}", file=err)
+        _say(f"{done.file}: {done.where}: not carried: {note}", file=err)
     return renamed
 
 
@@ -243,7 +248,7 @@ def _document(
             for name, _, reason in done.unsupported
         ]
     for error in errors:
-        print(f"{where}: cannot convert: {error}", file=err)
+        _say(f"{where}: cannot convert: {error}", file=err)
     if errors:
         return None
     carried = ", ".join(repr(check["name"]) for check in done.data.get("checks", []))
@@ -254,16 +259,19 @@ def _document(
     ]
     not_carried = lines + done.notes
     for line in not_carried:
-        print(f"{where}: not carried: {line}", file=err)
-    body = yaml.safe_dump(done.data, sort_keys=False, allow_unicode=True, width=100)
+        _say(f"{where}: not carried: {line}", file=err)
+    # A job's name, a label, a query may hold a bidi override or a C1 control: escaped in
+    # the YAML as `plan -o yaml` escapes them (reading back as the same text), and in the
+    # comments as in the tables (where a line break would also end the comment).
+    body = safe_yaml.dump(done.data, allow_unicode=True, width=100)
     header = [f"# Converted from {converted.where} in {file} by autoscaler convert."]
     header += [f"# not carried: {line}" for line in not_carried]
-    document = "\n".join(header) + "\n" + body
+    document = "\n".join(printable(line) for line in header) + "\n" + body
     try:
         (policy,) = load_text(document, f"{file} ({converted.where})")
     except PolicyError as exc:
         for problem in exc.problems:
-            print(
+            _say(
                 f"{where}: the converted policy is not valid: {problem.field}: {problem.message}",
                 file=err,
             )

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from autoscaler.cli.printable import json_escapes, json_safe, printable
+from autoscaler.cli import safe_yaml
+from autoscaler.cli.printable import json_safe, printable
 from autoscaler.core.forecast import describe
 from autoscaler.core.model import Action, CheckResult, Decision
 from autoscaler.core.names import counted
@@ -53,36 +52,13 @@ def _stdout_is_utf8() -> bool:
     return encoding in ("utf8", "utf8sig")
 
 
-class _PlanDumper(yaml.SafeDumper):
-    """`yaml.safe_dump`'s dumper, but a string holding a character `json_safe` escapes is
-    written double-quoted: with `allow_unicode`, PyYAML writes NEL, the line separators and
-    the bidi controls raw, and a double-quoted scalar is where `json_safe`'s `\\uXXXX`
-    escapes read back as the same characters (DEL and the other C1 controls PyYAML escapes
-    itself there)."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = '"' if json_escapes(text) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_PlanDumper.add_representer(str, _represent_str)
-
-
 def render_plan_yaml(evaluations: Sequence[Evaluation]) -> str:
     """The same document as `render_plan_json`, as YAML (kubectl's `-o yaml`), with the
     characters `json_safe` escapes escaped too (`"\\u202e"`, never raw)."""
     objects = [plan_object(e) for e in evaluations]
     # Raw Unicode only where stdout can encode it (as `render_plan_json`): its backslash
     # replacement in a quoted scalar would read back as other text.
-    text = yaml.dump(
-        objects,
-        Dumper=_PlanDumper,
-        sort_keys=False,
-        allow_unicode=_stdout_is_utf8(),
-        width=1000,
-    )
-    return json_safe(text)
+    return safe_yaml.dump(objects, allow_unicode=_stdout_is_utf8(), width=1000)
 
 
 def render(evaluations: Sequence[Evaluation], output: str) -> str:
