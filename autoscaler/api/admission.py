@@ -19,12 +19,12 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import ClientDisconnect
 
 from autoscaler.api.guard import NOT_PARSED, SAFE_METHODS, Guard, Refused, check_json
+from autoscaler.api.json_response import SafeJSONResponse
 from autoscaler.api.lanes import Lane
 
 # The scope's mark of a request whose connection was closed, its body still coming, to
@@ -56,11 +56,11 @@ def _token_matches(authorization: str | None, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-def _refused(exc: Refused) -> JSONResponse:
+def _refused(exc: Refused) -> SafeJSONResponse:
     """`{"detail": ...}` with the refusal's status; a 408 ends the connection, as the rest of
     its body is not waited for."""
     close = {"Connection": "close"} if exc.status == 408 else None
-    return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=close)
+    return SafeJSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=close)
 
 
 async def _body(request: Request) -> bytes:
@@ -149,7 +149,7 @@ def add_admission(app: FastAPI, guard: Guard, token: str | None, *, parsing: str
             return None
         if _token_matches(request.headers.get("authorization"), token):
             return None
-        return JSONResponse(
+        return SafeJSONResponse(
             status_code=401,
             content={"detail": NEEDS_TOKEN},
             headers={"WWW-Authenticate": "Bearer"},
@@ -189,7 +189,7 @@ MAX_PROBLEMS = 20
 MAX_INPUT = 200
 
 
-def invalid_response(errors: Sequence[Any]) -> JSONResponse:
+def invalid_response(errors: Sequence[Any]) -> SafeJSONResponse:
     """FastAPI's 422 (`{"detail": [{"loc", "msg", "type", "input", ...}]}`), with at most
     `MAX_PROBLEMS` problems and no input longer than `MAX_INPUT` characters as JSON."""
     shown = [_brief(error) for error in errors[:MAX_PROBLEMS]]
@@ -199,7 +199,7 @@ def invalid_response(errors: Sequence[Any]) -> JSONResponse:
         shown.append(
             {"type": "too_many_errors", "loc": loc, "msg": f"and {more} more problems, not shown"}
         )
-    return JSONResponse(status_code=422, content={"detail": shown})
+    return SafeJSONResponse(status_code=422, content={"detail": shown})
 
 
 def _brief(error: Any) -> Any:

@@ -38,7 +38,6 @@ from typing import Annotated, Any, ClassVar, Protocol
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -59,6 +58,7 @@ from autoscaler.api.admission import (
 from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, check_fits, refusal
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import Guard, is_json
+from autoscaler.api.json_response import SafeJSONResponse
 from autoscaler.api.lanes import Lane
 from autoscaler.api.models import (
     AlertmanagerWebhook,
@@ -109,7 +109,7 @@ def status_of(error: AutoscalerError) -> int:
     return next((status for kind, status in STATUS_OF if isinstance(error, kind)), 500)
 
 
-def error_response(error: AutoscalerError) -> JSONResponse:
+def error_response(error: AutoscalerError) -> SafeJSONResponse:
     """`{"detail": message}` with the error's status (and `Retry-After` when it has one).
 
     The message is scrubbed: an error may quote a server that quoted our own request back.
@@ -117,7 +117,7 @@ def error_response(error: AutoscalerError) -> JSONResponse:
     headers = None
     if isinstance(error, ServiceUnavailable) and error.retry_after is not None:
         headers = {"Retry-After": str(error.retry_after)}
-    return JSONResponse(
+    return SafeJSONResponse(
         status_code=status_of(error), content={"detail": scrub(str(error))}, headers=headers
     )
 
@@ -181,6 +181,8 @@ def create_app(
         },
         docs_url=None,  # served by `add_docs`, without a CDN
         redoc_url=None,
+        # Every answer's bidi and C1 controls escaped (`\u202e`): a terminal showed them.
+        default_response_class=SafeJSONResponse,
     )
     add_docs(app)
     guard = Guard.of(listen, allowed_hosts, token)
@@ -213,11 +215,11 @@ def create_app(
     }
 
     @app.exception_handler(AutoscalerError)
-    async def _domain_error(_request: Any, exc: AutoscalerError) -> JSONResponse:
+    async def _domain_error(_request: Any, exc: AutoscalerError) -> SafeJSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Any, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(_request: Any, exc: RequestValidationError) -> SafeJSONResponse:
         return invalid_response(exc.errors())
 
     # The health checks' and the webhook's blocking work (a Prometheus ping of 1.5 s at
@@ -240,7 +242,7 @@ def create_app(
         A standby that could take over is ready too; `role` tells them apart."""
         reason, role = await health.run(lambda: (backend.readiness(), backend.role()))
         if reason is not None:
-            return JSONResponse(
+            return SafeJSONResponse(
                 status_code=503, content={"ready": False, "reason": reason, "role": role}
             )
         return Readiness(ready=True, role=role)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 
-# C0 controls, DEL, C1 controls; the line and paragraph separators; the bidirectional
-# marks, embeddings, overrides and isolates, which reorder what follows them on screen.
-_OTHERS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(f"[\x00-\x1f{_OTHERS}]")
-_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")
+from autoscaler.core.escapes import UNSEEN, json_escapes, json_safe
+
+__all__ = ["json_escapes", "json_safe", "printable", "printable_lines"]
+
+# C0 controls, and those `json_safe` escapes (DEL, C1, line separators, bidi controls).
+_UNSAFE = re.compile(f"[\x00-\x1f{UNSEEN}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{UNSEEN}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_UNSAFE_IN_JSON = re.compile(f"[{_OTHERS}]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -44,20 +45,3 @@ def printable(text: str) -> str:
 def printable_lines(text: str) -> str:
     """`text` as `printable` makes it, but its line breaks kept (a traceback)."""
     return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
-
-
-def json_safe(document: str) -> str:
-    """JSON text (`json.dumps`'s, orjson's) with DEL, the C1 controls, the line separators
-    and the bidirectional controls written as `\\uXXXX` escapes, which JSON admits raw in
-    a string: a terminal may run a C1 CSI (`\\x9b`) as `ESC [`, a bidi override reorders
-    what a log viewer shows. The document parses to exactly the same value."""
-    return _UNSAFE_IN_JSON.sub(_json_escape, document)
-
-
-def json_escapes(text: str) -> bool:
-    """Whether `text` holds a character `json_safe` would escape."""
-    return _UNSAFE_IN_JSON.search(text) is not None
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
