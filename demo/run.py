@@ -158,9 +158,11 @@ def _demo(seconds: float, workdir: Path, cleanup: contextlib.ExitStack) -> int:
     except subprocess.TimeoutExpired:
         _stop(controller)
     stop.set()
+    # Read from the group now: the load generator's copy is up to a second old, and said 9
+    # after the last decision logged had set it to 8.
     print(
         f"\ndemo: done; the controller exited with {controller.returncode}; "
-        f"final desired capacity {loadgen.current_instances}"
+        f"final desired capacity {desired_capacity(env)}"
     )
     return 0 if controller.returncode == 0 else 1
 
