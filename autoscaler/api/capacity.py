@@ -12,16 +12,17 @@ connections then costs health checks nothing, as they send their request at once
 none idle, the oldest connection whose request's body is still coming is closed (answered
 408): bodies trickled a byte at a time would otherwise hold every place for the 30 s the
 body timeout gives them. With none of those either, the oldest connection whose client
-reads nothing of the answer being sent to it (the server's writing to it paused: its
-buffers full) is closed: clients that ask for `/metrics` and never read would otherwise
-hold every place, each with an answer that can never be sent. Only when every connection
-has a request being handled (its body all in, its answer not stuck on its client) is the
-new one answered 503 and closed.
+has received nothing of the answer waiting for it for `STALL_AFTER` s is closed: clients
+that ask for `/metrics` and never read would otherwise hold every place, each with an
+answer that can never be sent (a client reading, however slowly, is not closed for
+this). Only when every connection has a request being handled (its body all in, its
+answer not stuck on its client) is the new one answered 503 and closed.
 
 The server also closes a connection whose client read nothing of its answer for
 `SEND_TIMEOUT` s, limit reached or not (`send_timed_out`): its file descriptor and the
 answer it holds in memory (megabytes, for `/metrics`) would otherwise be held for as long
-as the client keeps the connection open.
+as the client keeps the connection open. What a client received is measured in
+`delivery`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ LINGER_MAX = 64
 # Seconds a connection may go with an answer waiting to be sent and none of it read by its
 # client (nginx's `send_timeout`, 60 s by default, is the same rule): then it is closed.
 SEND_TIMEOUT = 60.0
+# Seconds a connection's client may receive nothing of an answer waiting for it before the
+# connection may be closed to make room for a new one (`Capacity.stalled`); also how often
+# what a client received is looked at.
+STALL_AFTER = 5.0
 
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -166,15 +171,15 @@ class Capacity(Generic[C]):
         self._receiving.pop(connection, None)
 
     def stalled(self, connection: C) -> None:
-        """The server's writing to `connection` is paused (its client reads nothing of the
-        answer, or too little): closed to make room only when none is idle or receiving a
-        body (the oldest first). An idle one stays idle."""
+        """The client of `connection` has received nothing of an answer waiting for it for
+        `STALL_AFTER` s: closed to make room only when none is idle or receiving a body
+        (the oldest first). An idle one stays idle."""
         if connection in self._open and connection not in self._idle:
             self._receiving.pop(connection, None)
             self._stalled.setdefault(connection, None)
 
     def flowing(self, connection: C) -> None:
-        """The server's writing to `connection` resumed: no longer `stalled`."""
+        """The client of `connection` received some of its answer: no longer `stalled`."""
         self._stalled.pop(connection, None)
 
     def send_timed_out(self, connection: C, unsent: int) -> None:
@@ -225,11 +230,12 @@ class Capacity(Generic[C]):
                 "the HTTP API holds %d connections, its limit (--api-max-connections): one "
                 "more was %s (the longest idle is closed for a new one, else the oldest "
                 "still sending its request's body, answered 408, else the oldest whose "
-                "client reads nothing of its answer; with a request being handled on each, "
-                "the new one gets 503). More in the next %g s are counted, and logged as one "
-                "line",
+                "client received nothing of its answer for %g s; with a request being "
+                "handled on each, the new one gets 503). More in the next %g s are counted, "
+                "and logged as one line",
                 self.limit,
                 _DONE[what],
+                STALL_AFTER,
                 self._log.interval,
             )
 
@@ -257,7 +263,7 @@ class Capacity(Generic[C]):
 _DONE = {
     "closed_idle": "closed, the longest idle",
     "closed_receiving": "closed, the oldest still sending its request's body (answered 408)",
-    "closed_stalled": "closed, none idle or sending a body: the oldest whose client reads "
-    "nothing of its answer",
+    "closed_stalled": "closed, none idle or sending a body: the oldest whose client received "
+    "nothing of its answer lately",
     "refused": "refused (503), every one having a request being handled",
 }

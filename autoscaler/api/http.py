@@ -24,13 +24,10 @@ it also bounds what a client costs the event loop (webhook bodies one at a time,
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hmac
 import json
 import logging
 import socket
-import sys
-import termios
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Protocol
@@ -56,6 +53,7 @@ from autoscaler.api.admission import (
     invalid_response,
 )
 from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, check_fits, refusal
+from autoscaler.api.delivery import Counting, delivered
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import Guard, is_json
 from autoscaler.api.json_response import SafeJSONResponse
@@ -423,10 +421,13 @@ class _TimelyH11(H11Protocol):
     capacity: ClassVar[Capacity[_TimelyH11]]  # set on each server's own subclass (`_capped`)
     refused = False
     gone = False  # its connection is lost (its descriptor closed)
+    stalled = False  # its client has read nothing of an answer for `STALL_AFTER` s
     _send_watch: asyncio.TimerHandle | None = None
+    _progress: tuple[int, float] = (0, 0.0)  # bytes delivered, and since when
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
+        # Counting what is written, to tell what the client received (`delivery`).
+        super().connection_made(Counting(transport))  # type: ignore[arg-type]
         victim = self.capacity.opened(self)
         if victim is self:  # every connection has a request being handled: 503
             self._refuse()
@@ -438,9 +439,9 @@ class _TimelyH11(H11Protocol):
     def _evict(self) -> None:
         """Close this connection to make room for a new one: answered 408 first when its
         request's body is still coming and nothing of an answer was sent yet; at once,
-        what is left of an answer dropped, when its client was not reading it (a close
+        what is left of an answer dropped, when its client reads none of it (a close
         would wait for the client to read it all, holding the descriptor meanwhile)."""
-        if self.transport.get_write_buffer_size():
+        if self.stalled:
             self.transport.abort()
             return
         cycle = self.cycle
@@ -478,35 +479,45 @@ class _TimelyH11(H11Protocol):
 
     def pause_writing(self) -> None:
         """The transport's buffer is full (the client reads more slowly than the answer
-        is written, or not at all): the answer waits, and the connection may give way to
-        a new one (`Capacity.stalled`), and is closed if its client reads nothing more
-        for `SEND_TIMEOUT` s."""
+        is written, or not at all): watch what reaches the client (`_watch_send`)."""
         super().pause_writing()
-        self.capacity.stalled(self)
         self._watch_send()
 
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self.capacity.flowing(self)
-
     def _watch_send(self) -> None:
+        """Watch, while an answer waits in the transport's buffer, that its client
+        receives some of it: a connection whose client received nothing for `STALL_AFTER`
+        s may give way to a new one (`Capacity.stalled`), and for `SEND_TIMEOUT` s is
+        closed, what is left of the answer dropped (nginx's `send_timeout` rule: nothing
+        at all, however slowly it reads)."""
         if self._send_watch is None and not self.gone:
-            self._send_watch = self.loop.call_later(
-                connection_limits.SEND_TIMEOUT, self._check_send, _unsent(self.transport)
-            )
+            self._progress = (delivered(self.transport), self.loop.time())  # type: ignore[arg-type]
+            self._send_watch = self.loop.call_later(connection_limits.STALL_AFTER, self._check_send)
 
-    def _check_send(self, before: int) -> None:
-        """Close the connection when none of the `before` bytes waiting to be sent
-        `SEND_TIMEOUT` s ago has reached the client since; watch again while some did."""
+    def _check_send(self) -> None:
         self._send_watch = None
-        if self.gone or not self.transport.get_write_buffer_size():
-            return  # what is left is the kernel's to send: the connection's close frees it
-        left = _unsent(self.transport)
-        if left < before:  # the client reads, slowly: another SEND_TIMEOUT
-            self._watch_send()
-        else:
-            self.capacity.send_timed_out(self, left)
+        if self.gone:
+            return
+        if not self.transport.get_write_buffer_size():  # the rest is the kernel's to send
+            self._flowing()
+            return
+        now, (before, since) = self.loop.time(), self._progress
+        received = delivered(self.transport)  # type: ignore[arg-type]
+        if received > before:
+            self._progress = (received, now)
+            self._flowing()
+        elif now - since >= connection_limits.SEND_TIMEOUT:
+            self.capacity.send_timed_out(self, self.transport.get_write_buffer_size())
             self.transport.abort()  # a close would wait for the client to read it all
+            return
+        else:  # (again each time: a connection idle meanwhile left the stalled ones)
+            self.stalled = True
+            self.capacity.stalled(self)
+        self._send_watch = self.loop.call_later(connection_limits.STALL_AFTER, self._check_send)
+
+    def _flowing(self) -> None:
+        if self.stalled:
+            self.stalled = False
+            self.capacity.flowing(self)
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -519,6 +530,8 @@ class _TimelyH11(H11Protocol):
 
     def on_response_complete(self) -> None:
         self.capacity.idle(self)  # first: a pipelined request the super starts is busy
+        if self.transport.get_write_buffer_size():  # some of the answer still to go
+            self._watch_send()
         super().on_response_complete()
         self._watch()
 
@@ -529,26 +542,7 @@ class _TimelyH11(H11Protocol):
         idle = self.cycle is cycle and (cycle is None or self.cycle.response_complete)
         if idle and not self.transport.is_closing():
             self.capacity.closed(self)
-            self.transport.close()
-            if self.transport.get_write_buffer_size():  # the close waits for it to be read
-                self._watch_send()
-
-
-def _unsent(transport: asyncio.WriteTransport) -> int:
-    """Bytes of answers not yet received by the client: the transport's buffer, and the
-    kernel's send queue where the system tells it (Linux's SIOCOUTQ: sent and not
-    acknowledged, or not sent). The kernel's part counts: with a client reading slowly,
-    its send queue (megabytes on loopback) drains for seconds before the transport's
-    buffer moves at all."""
-    unsent = transport.get_write_buffer_size()
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return unsent
-    try:
-        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except OSError:  # not a system that tells: the transport's buffer alone
-        return unsent
-    return unsent + int.from_bytes(queued, sys.byteorder, signed=True)
+            self.transport.close()  # (with an answer still to go: `_watch_send` watches)
 
 
 def _capped(limit: int) -> type[_TimelyH11]:

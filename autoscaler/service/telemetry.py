@@ -484,7 +484,8 @@ class Telemetry:
                 "closed_idle (the connection idle the longest was closed to make room), "
                 "closed_receiving (none idle: the oldest still sending its request's body was "
                 "answered 408 and closed to make room), closed_stalled (none idle or "
-                "receiving: the oldest whose client read nothing of its answer was closed to "
+                "receiving: the oldest whose client had received nothing of its answer for "
+                "5 s was closed to "
                 "make room), refused (every connection had a request being handled: "
                 "answered 503).",
                 "action",
