@@ -108,7 +108,7 @@ class AsgDiscovery:
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             # (ResponseParserError: an answer that is not AWS's, e.g. a proxy's HTML page;
             # not a BotoCoreError, it was logged as an unexpected failure with a traceback.)
-            reread = None if client is None else client.reread()
+            reread = None if client is None else client.reread(exc)
             raise DiscoveryError(_message(exc, where, reread)) from exc
         return found
 

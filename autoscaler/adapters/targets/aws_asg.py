@@ -305,9 +305,9 @@ class AsgScaler:
         before each retry (not the first attempt) whether the call is still to be sent; it
         raises when not (its errors end the call as they are). When AWS rejects the
         credentials, they are read again and the call is sent once more
-        (`SharedClient.renew`), unless they were read again too recently, or it is a write
-        an earlier attempt of which got no answer and no `again` checks (it may have
-        landed: never sent again blind).
+        (`SharedClient.renew`, waiting for that reading within `until`), unless they were
+        read again too recently, or it is a write an earlier attempt of which got no answer
+        and no `again` checks (it may have landed: never sent again blind).
         """
         what = f"{action} on {where or self._where()}"
         sent = 0
@@ -355,6 +355,7 @@ class AsgScaler:
                     self._shared,
                     lambda: retrying(attempt),
                     again=lambda: not unanswered_once or again is not None,
+                    by=until.until,
                 )
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 unanswered = write and isinstance(exc, ReadTimeoutError | ConnectionClosedError)
@@ -367,7 +368,7 @@ class AsgScaler:
                     sent,
                     where=where or self._where(),
                     deadline=self._deadline,
-                    reread=self._shared.reread(),
+                    reread=self._shared.reread(exc),
                 )
                 if unanswered and isinstance(error, TargetUnavailable):
                     error.maybe_applied = True  # sent, never answered: it may have landed

@@ -15,9 +15,10 @@ in the file (the old one deleted in IAM), AWS rejects every call of the shared c
 So a call AWS answers with an authentication error (`aws_errors.rejects_credentials`)
 reads the credential chain again in a new session, rebuilds the client from it and is
 sent once more (`SharedClient.renew`), at most once per `CREDENTIALS_REREAD` seconds per
-AWS configuration. The chain is read without the clients' lock (`aws_chain`), by one call
-at a time: the others go on with the client they have, and one rejected meanwhile waits
-for that reading. (Credentials botocore obtains itself, with an expiry, it renews itself
+AWS configuration. The chain is read without the clients' lock, in a thread of its own
+(`aws_chain`), one reading at a time: the others go on with the client they have, and a
+call rejected waits for that reading no longer than its caller's deadline or its
+client's. (Credentials botocore obtains itself, with an expiry, it renews itself
 before they end: a role's, a web identity's, SSO's, a `credential_process`'s.)
 """
 
@@ -27,6 +28,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -39,7 +41,13 @@ from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets import aws_calls
 from autoscaler.adapters.targets.aws_activity import ActivityFeed
 from autoscaler.adapters.targets.aws_batch import GroupReads
-from autoscaler.adapters.targets.aws_chain import Reading, credentials, new_session, read_again
+from autoscaler.adapters.targets.aws_chain import (
+    Reading,
+    Renewal,
+    StillRejected,
+    credentials,
+    new_session,
+)
 from autoscaler.adapters.targets.aws_errors import is_transient, rejects_credentials
 from autoscaler.errors import TargetDeadline, TargetError, TargetForbidden
 from autoscaler.redact import Slot, register, scrub
@@ -105,50 +113,42 @@ class SharedClient:
         check_sends(client)
         return cls(client)
 
-    def renew(self, rejected: AutoScalingClient) -> bool:
+    def renew(self, rejected: AutoScalingClient, *, by: float | None = None) -> Renewal:
         """After AWS rejected the credentials `rejected` (this object's client when the call
-        was sent) signed with: True when the call may be sent once more with `client`.
+        was sent) signed with: whether the call may be sent once more with `client`, and if
+        not, why not (`aws_chain.Renewal`).
 
         `client` is rebuilt from a new session, which walks the credential chain again (a
         rotated credentials file is read), at most once per `CREDENTIALS_REREAD` seconds per
         AWS configuration; one that another client of the configuration read since is used
         without reading again, and a client another thread renewed already is used as is.
-        The chain is walked without the lock (it may take seconds: SSO, STS, instance
-        metadata, a `credential_process`): every other call goes on with the client it has,
-        and one rejected meanwhile waits for that reading, at most the client's deadline,
-        rather than start another (`aws_chain.Reading`).
+        The chain is walked without the lock, in a thread of its own (it may take seconds:
+        SSO, STS, instance metadata, a `credential_process`, which may hang): every other
+        call goes on with the client it has, and every rejected call, the one that started
+        the reading too, waits for it until `by` at most (its caller's deadline, an instant
+        of `monotonic()`), and never more than the client's deadline. The reading goes on
+        after, and the next rejected call uses what it read (`aws_chain.Reading`).
         """
         if self._env is None:
-            return False  # a client given to us: nothing to read again
+            return Renewal(False)  # a client given to us: nothing to read again
         env = self._env
         with _clients_lock:
             done = self._renewed(rejected)
             if done is not None:
-                return done
+                return Renewal(done, None if done else self.reread())
             reading = _reading.get(env)
-            mine = reading is None
             if reading is None:
                 last = _reread.get(env)
                 if last is not None and monotonic() - last[0] < CREDENTIALS_REREAD:
-                    return False
+                    return Renewal(False, self.reread())
                 reading = _reading[env] = Reading(monotonic())
-        if not mine:  # another call reads them: its outcome, or the rejection stands
-            reading.done.wait(self._deadline)
-            with _clients_lock:
-                return bool(self._renewed(rejected))
-        session: boto3.session.Session | None = None
-        said = " (and failed)"
-        try:
-            session, said = read_again(self._session)
-        finally:
-            with _clients_lock:
-                del _reading[env]
-                _reread[env] = (reading.started, said)
-                if session is not None:
-                    _sessions[env] = session
-                reading.done.set()
+                reading.start(self._session, partial(_ended, env, reading))
+        wait = self._deadline if by is None else min(self._deadline, by - monotonic())
+        if not reading.done.wait(max(0.0, wait)):  # the rejection stands, said as it is now
+            return Renewal(False, reading.under_way(monotonic()))
         with _clients_lock:
-            return bool(self._renewed(rejected))
+            done = bool(self._renewed(rejected))
+            return Renewal(done, None if done else self.reread())
 
     def _renewed(self, rejected: AutoScalingClient) -> bool | None:
         """(Lock held.) True when `client` is no longer `rejected` or was built again from
@@ -161,19 +161,19 @@ class SharedClient:
             return self._rebuild(latest)
         return None
 
-    def reread(self) -> str | None:
+    def reread(self, rejection: BaseException | None = None) -> str | None:
         """When the credentials were last read again after AWS rejected them (`renew`), if
         within `CREDENTIALS_REREAD` seconds, or that they are being read: for the message
-        of a rejection."""
+        of a rejection. For a `rejection` that `send_renewing` let stand, what `renew` said
+        then."""
         if self._env is None:
             return None
+        if isinstance(rejection, StillRejected):
+            return rejection.why  # what the call was told: the state may have moved since
         # Without the lock (one dict read is atomic): every failed call asks.
         reading = _reading.get(self._env)
         if reading is not None:
-            return (
-                f"the credentials are being read again (for {monotonic() - reading.started:.0f}s"
-                "); the call was not sent once more"
-            )
+            return reading.under_way(monotonic())
         last = _reread.get(self._env)
         if last is None or monotonic() - last[0] >= CREDENTIALS_REREAD:
             return None
@@ -208,11 +208,27 @@ class SharedClient:
         return client
 
 
+def _ended(env: _Env, reading: Reading, session: boto3.session.Session | None, said: str) -> None:
+    """`reading` of `env`'s chain ended: `session` (None: `said` why not) is kept for the
+    clients of the configuration, rejected or not yet, to be built again from."""
+    with _clients_lock:
+        _reading.pop(env, None)
+        _reread[env] = (reading.started, said)
+        if session is not None:
+            _sessions[env] = session
+
+
 def send_renewing(
-    shared: SharedClient, send: Callable[[], T], *, again: Callable[[], bool] | None = None
+    shared: SharedClient,
+    send: Callable[[], T],
+    *,
+    again: Callable[[], bool] | None = None,
+    by: float | None = None,
 ) -> T:
     """`send()` (a call through `shared.client`), sent once more when AWS rejected the
-    credentials it was signed with and they could be read again (`SharedClient.renew`).
+    credentials it was signed with and they could be read again (`SharedClient.renew`),
+    waiting for that reading until `by` at most (the caller's deadline: an instant of
+    `monotonic()`). A rejection that stands comes out as `StillRejected`, saying why.
 
     A rejection for credentials changed nothing, so sending once more is safe; `again()`,
     asked after the reading, says whether it still is (False: a write an earlier attempt
@@ -222,8 +238,11 @@ def send_renewing(
     try:
         return send()
     except ClientError as exc:
-        if not rejects_credentials(exc) or not shared.renew(used):
+        if not rejects_credentials(exc):
             raise
+        renewal = shared.renew(used, by=by)
+        if not renewal:
+            raise StillRejected(exc, renewal.why) from exc
         if again is not None and not again():
             raise
     return send()

@@ -4,7 +4,14 @@ with the lock of every shared client held, so every caller that needed a client 
 discovery listing, a new target, another configuration's) waited for it, though its own
 call would have succeeded. Here the chain is a real `credential_process` that waits for
 the test's word: one renewal reads it, the others go on or wait for that one.
-No request is sent: building a session and a client runs the process, nothing more."""
+No request is sent: building a session and a client runs the process, nothing more; a
+call AWS rejects is answered by the client itself (`reject_every_call`).
+
+A rejected call waited for a reading its client's whole deadline, whatever its caller's
+(the leader lease, its own retry budget), and the call that read the chain read it in its
+own thread, with no time limit (botocore waits for a `credential_process` without one): a
+hung process held that evaluation for ever. The reading runs in a thread of its own now,
+and every rejected call waits for it only as long as its time allows."""
 
 from __future__ import annotations
 
@@ -14,11 +21,17 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.targets import aws_client
+from autoscaler.adapters.targets.aws_asg import AsgScaler
+from autoscaler.core.model import AsgTarget
+from autoscaler.errors import TargetForbidden
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -64,6 +77,18 @@ class Chain:
                 return
             time.sleep(0.05)
         raise AssertionError(f"the credential process ran {self.runs()} times, not {count}")
+
+
+def reject_every_call(client: AutoScalingClient) -> None:
+    """Have `client`'s calls answered, without being sent, as AWS answers a key it does not
+    know (botocore's `before-call` event: a handler's answer stands for the request's)."""
+
+    def reject(**_kwargs: Any) -> Any:  # (http, parsed); the stubs say handlers answer None
+        http = SimpleNamespace(status_code=403, headers={}, content=b"", raw=None)
+        error = {"Code": "InvalidClientTokenId", "Message": "The security token is invalid."}
+        return http, {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}
+
+    client.meta.events.register("before-call.autoscaling", reject)
 
 
 @pytest.fixture
@@ -155,3 +180,64 @@ def test_an_unchanged_key_read_again_from_the_process_is_not_used(chain: Chain) 
     assert said is not None and "(and they were unchanged)" in said
     assert not shared.renew(rejected)  # within CREDENTIALS_REREAD: not read again
     assert chain.runs() == 2
+
+
+def test_a_call_waits_for_another_calls_reading_no_longer_than_its_callers_deadline(
+    chain: Chain, pool: ThreadPoolExecutor
+) -> None:
+    # A scale under the leader lease (0.5 s left) is not kept for its client's 10 s.
+    scaler = AsgScaler(AsgTarget(asg="web", region="eu-west-3"), deadline=10.0)
+    shared = aws_client.shared("eu-west-3", 10.0)
+    reject_every_call(shared.client)
+    chain.key("AKIDSECOND")
+    chain.hold()
+    renewing = pool.submit(lambda: shared.renew(shared.client))
+    chain.wait_runs(2)
+    asked = time.monotonic()
+    with pytest.raises(TargetForbidden, match="the credentials are being read again"):
+        scaler.scale(3, reason="test", meta={}, expected=2, deadline=monotonic() + 0.5)
+    assert time.monotonic() - asked < 2
+    chain.release()
+    assert renewing.result(timeout=10)
+    assert chain.runs() == 2
+
+
+def test_a_hung_credential_process_holds_the_call_that_reads_it_no_longer_than_its_deadline(
+    chain: Chain,
+) -> None:
+    scaler = AsgScaler(AsgTarget(asg="web", region="eu-west-3"), deadline=10.0)
+    shared = aws_client.shared("eu-west-3", 10.0)
+    rejected = shared.client
+    reject_every_call(rejected)
+    chain.key("AKIDSECOND")
+    chain.hold()  # the process hangs until released (20 s at most)
+    asked = time.monotonic()
+    with pytest.raises(TargetForbidden, match="the credentials are being read again"):
+        scaler.scale(3, reason="test", meta={}, expected=2, deadline=monotonic() + 0.5)
+    assert time.monotonic() - asked < 2
+    assert chain.runs() == 2 and shared.client is rejected
+    # The reading went on without the call: once it ends, the next rejected call uses it.
+    chain.release()
+    assert shared.renew(rejected)
+    assert chain.runs() == 2 and key_of(shared.client) == "AKIDSECOND"
+
+
+def test_a_call_that_stopped_waiting_says_the_key_was_being_read_not_that_it_was_refused(
+    chain: Chain,
+) -> None:
+    # The reading ended a moment after the call gave up: its key was never tried, so the
+    # message does not say it was read again and refused (the 30 s rule).
+    shared = aws_client.shared("eu-west-3", 10.0)
+    rejected = shared.client
+    reject_every_call(rejected)
+    chain.key("AKIDSECOND")
+    chain.hold()
+    with pytest.raises(ClientError) as raised:
+        aws_client.send_renewing(
+            shared, rejected.describe_auto_scaling_groups, by=monotonic() + 0.3
+        )
+    chain.release()
+    assert shared.renew(rejected)  # the reading ended (and its key is used)
+    said = shared.reread(raised.value)
+    assert said is not None and "being read again" in said, said
+    assert "at most every" not in said

@@ -93,7 +93,7 @@ def test_a_client_renewed_meanwhile_is_used_as_it_is(credentials: Path, clock: C
 
     def renew() -> tuple[bool, object]:
         start.wait()
-        return shared.renew(rejected), shared.client
+        return bool(shared.renew(rejected)), shared.client
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: renew(), range(8)))
