@@ -244,12 +244,16 @@ class Discovery:
             self._read(source, index=0)
 
     def close(self) -> None:
-        """Stop every watcher (they end within their current request)."""
+        """Stop every watcher (they end within their current request), and Nomad's checks
+        of the namespaces its lists leave out (`NomadDiscovery.close`)."""
         with self._lock:
             self._closed = True
             sources, self._sources = list(self._sources.values()), {}
+            nomad = self._nomad
         for source in sources:
             source.stop.set()
+        if nomad is not None:
+            nomad.close()
 
     # --- sources ---------------------------------------------------------------------------
 

@@ -151,9 +151,17 @@ class NomadDiscovery:
         self._audits: dict[str, NamespaceAudit] = {}
         self._whole_audit = whole_audit
         self._unchecked: str | None = None  # why the namespace list could not be read
+        self._closed = threading.Event()  # `close`: no check of the namespaces goes on
 
     def __repr__(self) -> str:
         return f"NomadDiscovery({self._shown!r})"
+
+    def close(self) -> None:
+        """Stop the checks of the namespaces lists leave out (`_audit`): no round starts,
+        and the one under way asks no other namespace (those asked end within their
+        timeout, in threads that do not hold the process's exit). The lists can still be
+        read, without the check."""
+        self._closed.set()
 
     # --- task groups -----------------------------------------------------------------------
 
@@ -371,7 +379,9 @@ class NomadDiscovery:
             if audit is None:
                 what = "jobs" if capability == "list-jobs" else "scaling policies"
                 ask = partial(self._probe, api, parts, capability, probe)
-                audit = NamespaceAudit(what, scope=scope, visible=self._visible, probe=ask)
+                audit = NamespaceAudit(
+                    what, scope=scope, visible=self._visible, probe=ask, stop=self._closed
+                )
                 self._audits[kind] = audit
         wait = None if self._whole_audit else AUDIT_WAIT
         return audit.finding(seen, every=AUDIT_EVERY, wait=wait)

@@ -10,6 +10,11 @@ its own, `PROBERS` probes at once, and the listing that started it waits for it 
 time only (`wait`; a read made once, as `plan`'s, waits for all of it): past that, the
 listing gives the last finding, says so, and the round's own comes with the first listing
 after it ends. One round at most is under way per list.
+
+Its threads are daemon threads that each take the next namespace (not a
+`ThreadPoolExecutor`'s, which the interpreter joins at exit after running every probe
+queued: a round against a Nomad slow to answer held the process for a minute after the
+service had stopped), and `close()` ends the round at the probes in flight.
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +44,11 @@ class NamespaceAudit:
         scope: Collection[str],
         visible: Callable[[], set[str] | None],
         probe: Probe,
+        stop: threading.Event | None = None,
     ) -> None:
         """`scope`: the namespaces the list was asked for (`*`: those `visible()` gives, the
         namespaces the token sees; None when they could not be read); `probe(namespace)`
-        asks one namespace."""
+        asks one namespace; `stop`, once set (`close`), starts no round and no probe."""
         self._what = what
         self._scope = frozenset(scope)
         self._visible = visible
@@ -54,6 +59,12 @@ class NamespaceAudit:
         self._found: tuple[str, ...] = ()  # what it found
         self._asking: int | None = None  # namespaces the round under way asks (once known)
         self._running = False
+        self._stop = stop if stop is not None else threading.Event()
+
+    def close(self) -> None:
+        """Start no round, and no probe of the round under way (those in flight end within
+        their request's timeout, in daemon threads that do not hold the process's exit)."""
+        self._stop.set()
 
     def finding(
         self, seen: Collection[str] | None, *, every: float, wait: float | None
@@ -68,18 +79,19 @@ class NamespaceAudit:
         with self._lock:
             if seen is not None:
                 self._listed = frozenset(seen)
-            due = not self._running and started - self._checked >= every
+            due = not self._running and not self._stop.is_set() and started - self._checked >= every
             if due:
                 self._running, self._asking = True, None
                 listed, found = self._listed, self._found
         if due:
             done = threading.Event()
-            threading.Thread(
+            thread = threading.Thread(
                 target=self._round,
                 args=(started, listed, found, done),
                 name=f"nomad audit {self._what}",
                 daemon=True,
-            ).start()
+            )
+            thread.start()
             if not done.wait(wait):
                 self._not_yet(wait)
         with self._lock:
@@ -113,10 +125,7 @@ class NamespaceAudit:
                 asked = sorted(wanted - listed)
                 with self._lock:
                     self._asking = len(asked)
-                with ThreadPoolExecutor(
-                    PROBERS, thread_name_prefix=f"nomad audit {self._what}"
-                ) as pool:
-                    answers = list(pool.map(self._probe, asked))
+                answers = self._ask(asked)
                 lacking = tuple(
                     namespace
                     for namespace, answer in zip(asked, answers, strict=True)
@@ -128,3 +137,45 @@ class NamespaceAudit:
             with self._lock:
                 self._checked, self._found, self._running = started, lacking, False
             done.set()
+
+    def _ask(self, namespaces: Sequence[str]) -> list[bool | None]:
+        """The probes' answers for `namespaces`, `PROBERS` at once, each thread taking the
+        next namespace; None for a namespace not asked because `close()` came first.
+
+        A probe's unforeseen failure is raised once the probes in flight have ended (none
+        starts after it), as is the RuntimeError of a thread that cannot start when none
+        could (with fewer, the round is only slower)."""
+        answers: list[bool | None] = [None] * len(namespaces)
+        failures: list[Exception] = []
+        pending = iter(range(len(namespaces)))
+        lock = threading.Lock()
+
+        def prober() -> None:
+            while not self._stop.is_set():
+                with lock:
+                    position = None if failures else next(pending, None)
+                if position is None:
+                    return
+                try:
+                    answers[position] = self._probe(namespaces[position])
+                except Exception as exc:  # raised below, in the round's thread
+                    with lock:
+                        failures.append(exc)
+
+        threads: list[threading.Thread] = []
+        for i in range(min(PROBERS, len(namespaces))):
+            thread = threading.Thread(
+                target=prober, name=f"nomad audit {self._what} {i}", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:
+                if not threads:
+                    raise
+                break
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        return answers

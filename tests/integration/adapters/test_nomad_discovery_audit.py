@@ -4,6 +4,7 @@ finds late is still told."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 import pytest
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
+from autoscaler.adapters.discovery.nomad_audit import PROBERS
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.templates import Template
@@ -112,3 +114,45 @@ def test_what_a_check_finds_after_the_listing_stopped_waiting_comes_with_a_later
         timeout=10,
         what="team-b named once checked",
     )
+
+
+def _probes(nomad_api: NomadApiStandIn, prefix: str) -> list[str]:
+    """The namespaces named `prefix`... that the check asked (`prefix=" "`)."""
+    return [
+        r.query["namespace"]
+        for r in nomad_api.requests_to("GET", "/v1/jobs")
+        if r.query.get("prefix") == " " and r.query.get("namespace", "").startswith(prefix)
+    ]
+
+
+def _audit_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("nomad audit")]
+
+
+def test_closing_discovery_stops_the_check_under_way_at_the_probes_in_flight(
+    nomad_api: NomadApiStandIn, tmp_path: Path
+) -> None:
+    # The check went on after the service stopped, asking every namespace (each up to its
+    # timeout, and retries), and the process did not exit until it ended.
+    nomad_api.register_job("shop", {"web": 1}, meta=OPTED)
+    for i in range(3 * PROBERS):
+        nomad_api.add_namespace(f"quiet-{i:02}")
+        nomad_api.slow_namespace(f"quiet-{i:02}", 1.5 * SLOW)
+    (tmp_path / "web.yaml").write_text(TEMPLATE)
+    templates = load_paths([tmp_path]).templates
+    discovery = Discovery(
+        DiscoveryConfig(wait=10.0, min_gap=0.05),
+        nomad=lambda: _reader(nomad_api),
+        aws=_no_aws,
+    )
+    try:
+        wait_until(
+            lambda: _discovered(discovery, templates) == {"web-shop-web"},
+            timeout=10,
+            what="the first listing (after waiting for the check 1 s)",
+        )
+    finally:
+        discovery.close()
+    assert _audit_threads(), "the check ended before the test could close discovery"
+    wait_until(lambda: not _audit_threads(), timeout=10, what="the check to end")
+    assert len(_probes(nomad_api, "quiet-")) == PROBERS  # those in flight at close()

@@ -3,11 +3,16 @@ for Nomad: a few namespaces asked at once, one round at a time, a bounded wait."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from autoscaler.adapters.discovery import nomad_audit
 from autoscaler.adapters.discovery.nomad_audit import PROBERS, NamespaceAudit, Probe
 
 
@@ -79,3 +84,63 @@ def test_a_round_broken_by_surprise_keeps_the_last_finding_and_says_so(
     broken = True
     assert audit.finding(set(), every=0.0, wait=None) == ("a",)
     assert any("failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_closed_audit_asks_no_other_namespace_of_the_round_under_way() -> None:
+    release = threading.Event()
+    asked: list[str] = []
+
+    def probe(namespace: str) -> bool:
+        asked.append(namespace)
+        release.wait(5)
+        return True
+
+    audit = _audit(probe)  # 40 namespaces, PROBERS asked at once
+    assert audit.finding(set(), every=0.0, wait=0.05) == ()
+    deadline = time.monotonic() + 5
+    while len(asked) < PROBERS:
+        assert time.monotonic() < deadline, "the probes never started"
+        time.sleep(0.01)
+    audit.close()
+    release.set()
+    while audit.finding(None, every=300.0, wait=0.0) != tuple(sorted(asked)):
+        assert time.monotonic() < deadline, "the round never ended"
+        time.sleep(0.01)
+    assert len(asked) == PROBERS  # only the probes in flight at close()
+    assert audit.finding(set(), every=0.0, wait=None) == tuple(sorted(asked))  # no new round
+    assert len(asked) == PROBERS
+
+
+_SLOW_ROUND = """\
+    import sys, time
+    from autoscaler.adapters.discovery.nomad_audit import NamespaceAudit
+
+    def probe(namespace):
+        time.sleep(2.0)  # a Nomad slow to answer there
+        return True
+
+    names = {f"ns-{i:02}" for i in range(24)}
+    audit = NamespaceAudit("jobs", scope=("*",), visible=lambda: names, probe=probe)
+    audit.finding(set(), every=300.0, wait=0.1)
+    audit.close()
+    print("closed", flush=True)
+"""
+
+
+def test_the_process_exits_at_once_after_close_though_a_round_is_under_way() -> None:
+    # A ThreadPoolExecutor's threads are joined at the interpreter's exit, after every
+    # probe queued ran: 24 namespaces 2 s slow held the process 6 s after it was done.
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_SLOW_ROUND)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(nomad_audit.__file__).parents[3],  # this checkout's package, not another's
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "closed\n"
+        closed = time.monotonic()
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+    assert time.monotonic() - closed < 1.5, "the round held the process's exit"

@@ -50,6 +50,10 @@ class FakeNomad:
     refused: tuple[Refused, ...] = ()  # jobs the token may not read
     refused_policies: tuple[Refused, ...] = ()  # scaling policies the token may not read
     asked: list[tuple[str, ...]] = field(default_factory=list)  # the namespaces of each read
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def groups(
         self, *, index: int = 0, wait: float = 0.0, namespaces: Collection[str] = ("*",)
@@ -567,6 +571,18 @@ def test_the_service_starts_once_every_source_answered(tmp_path: Path) -> None:
         discovery.close()
 
 
+def test_closing_discovery_stops_what_the_nomad_reader_runs_beside_its_reads(
+    tmp_path: Path,
+) -> None:
+    # Nomad's check of the namespaces its lists leave out went on after the service
+    # stopped, and held the process's exit until it ended.
+    nomad = FakeNomad([_opted("shop")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    discovery.close()
+    assert nomad.closed
+
+
 def test_with_discovered_gives_files_first_then_expansions(tmp_path: Path) -> None:
     (tmp_path / "web.yaml").write_text(TEMPLATE)
     nomad = FakeNomad([_opted("a"), _opted("a", group="worker")])
@@ -645,6 +661,9 @@ class _Counting:
     def __init__(self) -> None:
         self.reads = 0
 
+    def close(self) -> None:
+        """Nothing runs beside the reads."""
+
     def groups(self, *args: object, **kwargs: object) -> object:
         self.reads += 1
         if args:  # AsgDiscovery.groups(tags)
@@ -695,6 +714,9 @@ class _GoingBack:
 
     def __init__(self) -> None:
         self.given: list[int] = []
+
+    def close(self) -> None:
+        """Nothing runs beside the reads."""
 
     def groups(self, *, index: int = 0, wait: float = 0.0, **kwargs: object) -> object:
         self.given.append(index)
