@@ -91,11 +91,30 @@ class NamespaceAudit:
                 name=f"nomad audit {self._what}",
                 daemon=True,
             )
-            thread.start()
-            if not done.wait(wait):
+            if self._started(thread) and not done.wait(wait):
                 self._not_yet(wait)
         with self._lock:
             return self._found
+
+    def _started(self, thread: threading.Thread) -> bool:
+        """Whether the round's `thread` started. One that cannot (RuntimeError "can't start
+        new thread", at a limit of processes or memory) is logged and leaves the last finding
+        standing; the round is due again at the next listing: neither the listing fails nor
+        do the checks stop for good."""
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            with self._lock:
+                self._running = False
+            log.warning(
+                "cannot check where the token may not list %s (a list of every namespace "
+                "leaves those namespaces out): %s; the last finding stands, and the check is "
+                "made again at the next listing",
+                self._what,
+                exc,
+            )
+            return False
+        return True
 
     def _not_yet(self, wait: float | None) -> None:
         with self._lock:

@@ -144,3 +144,24 @@ def test_the_process_exits_at_once_after_close_though_a_round_is_under_way() -> 
     finally:
         child.kill()
     assert time.monotonic() - closed < 1.5, "the round held the process's exit"
+
+
+def test_a_round_whose_thread_cannot_start_fails_nothing_and_is_made_at_the_next_listing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The round was marked under way before its thread started: a thread refused (a limit
+    # of processes) failed the listing with the RuntimeError, and no round ever ran again.
+    answers = {"a": True}
+    audit = _audit(answers.get, {"a"})
+    assert audit.finding(set(), every=0.0, wait=None) == ("a",)
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    answers["a"] = False
+    assert audit.finding(set(), every=0.0, wait=1.0) == ("a",)  # the last finding stands
+    assert any("can't start new thread" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert audit.finding(set(), every=0.0, wait=None) == ()
