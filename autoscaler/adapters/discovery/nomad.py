@@ -59,7 +59,7 @@ import nomad.api
 import requests
 from nomad.api.exceptions import BaseNomadException
 
-from autoscaler.adapters.discovery.nomad_audit import NamespaceAudit
+from autoscaler.adapters.discovery.nomad_audit import PROBERS, NamespaceAudit
 from autoscaler.adapters.exhausted import out_of_resources
 from autoscaler.adapters.targets.nomad_errors import NETWORK_ERRORS, redact_address, scrub, short
 from autoscaler.adapters.targets.nomad_session import shared_session
@@ -78,6 +78,10 @@ _SCALABLE_TYPES = ("service",)  # batch jobs end, system jobs run one per node
 AUDIT_EVERY = 300.0
 # Longest a listing waits for such a check it started (the watch is held meanwhile).
 AUDIT_WAIT = 1.0
+# Requests discovery may have in flight at once: per list (jobs, scaling policies) its
+# readers beside the probes of its check; the shared session keeps as many connections
+# open for reuse besides the evaluations' (`shared_session`).
+CONNECTIONS = 2 * (READERS + PROBERS)
 _NO_ID = " "  # a prefix no job ID has (Nomad refuses one with a space) nor policy's job
 # The fields of a list's entries read here, at any depth (a policy's `Target` holds the
 # last three); everything else in a stub is dropped while the list is decoded.
@@ -126,13 +130,15 @@ class NomadDiscovery:
         and what it leaves out must be told now)."""
         self._settings = settings
         self._shown = redact_address(settings.address)
+        if session is None:  # shared with the targets, and sized for our requests too
+            session = shared_session(settings, connections=CONNECTIONS)
         common: dict[str, Any] = {
             "address": settings.address.rstrip("/"),
             "token": settings.token,
             "timeout": settings.timeout,
             "verify": settings.verify(),
             "cert": settings.cert(),
-            "session": session if session is not None else shared_session(settings),
+            "session": session,
         }
         self._jobs = nomad.api.Jobs(**common)
         self._job = nomad.api.Job(**common)

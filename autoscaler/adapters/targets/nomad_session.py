@@ -20,16 +20,18 @@ from autoscaler.adapters import send_by
 from autoscaler.adapters.http_env import ca_bundle, settle
 from autoscaler.adapters.targets.nomad_settings import NomadSettings
 
-# Connections kept open per Nomad server for reuse; more may be open while requests are in
-# flight (one per concurrent evaluation), and are closed when they are returned.
+# Connections kept open per Nomad server for reuse by the evaluations; more may be open
+# while requests are in flight (one per concurrent evaluation), and are closed when they are
+# returned (urllib3 logs "Connection pool is full, discarding connection").
 POOL_SIZE = 16
 
 
 _sessions: dict[NomadSettings, requests.Session] = {}
+_kept: dict[NomadSettings, int] = {}  # the connections each session's pool keeps
 _sessions_lock = threading.Lock()
 
 
-def shared_session(settings: NomadSettings) -> requests.Session:
+def shared_session(settings: NomadSettings, *, connections: int = 0) -> requests.Session:
     """The one HTTP session (connection pool) for Nomad reached with `settings`.
 
     Every `NomadScaler` of the same server and credentials shares it, so the sockets held
@@ -37,17 +39,31 @@ def shared_session(settings: NomadSettings) -> requests.Session:
     the number of targets: one session per target once held a socket each and ran out of
     file descriptors at 1,021 targets. `requests` sessions are safe to share between
     threads for plain requests like ours (no cookies, no per-session auth).
+
+    `connections`: requests the caller may have in flight at once besides the evaluations'
+    (discovery's readers and probes): the pool keeps that many more for reuse, given to the
+    session already shared if it was built smaller (its connections in use end their
+    request as they were).
     """
+    size = POOL_SIZE + connections
     with _sessions_lock:
         session = _sessions.get(settings)
         if session is None:
             session = requests.Session()
-            adapter = _SendByAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            _mount(session, size)
             # Proxies, NO_PROXY and ~/.netrc once, not on every request (`http_env`).
-            _sessions[settings] = settle(session, settings.address)
+            _sessions[settings], _kept[settings] = settle(session, settings.address), size
+        elif _kept[settings] < size:
+            _mount(session, size)
+            _kept[settings] = size
         return session
+
+
+def _mount(session: requests.Session, size: int) -> None:
+    """Give `session` an adapter whose pool keeps `size` connections per server."""
+    adapter = _SendByAdapter(pool_connections=1, pool_maxsize=size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
 
 
 class _SendByAdapter(HTTPAdapter):

@@ -156,3 +156,25 @@ def test_closing_discovery_stops_the_check_under_way_at_the_probes_in_flight(
     assert _audit_threads(), "the check ended before the test could close discovery"
     wait_until(lambda: not _audit_threads(), timeout=10, what="the check to end")
     assert len(_probes(nomad_api, "quiet-")) == PROBERS  # those in flight at close()
+
+
+def test_discovery_keeps_every_connection_it_opens_to_nomad_for_reuse(
+    nomad_api: NomadApiStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each list's readers (8) beside its check's probes (8) outnumbered the shared pool (16):
+    # urllib3 closed the connections coming back ("Connection pool is full, discarding
+    # connection", a WARNING each) and opened new ones at the next listing.
+    caplog.set_level("WARNING", logger="urllib3")
+    for i in range(5 * PROBERS):
+        nomad_api.register_job(f"job-{i:02}", {"web": 1}, meta=OPTED)
+    for i in range(2 * PROBERS):
+        nomad_api.add_namespace(f"quiet-{i:02}")
+        nomad_api.slow_namespace(f"quiet-{i:02}", 0.5 * SLOW)
+    discovery = _reader(nomad_api)
+    policies = threading.Thread(target=discovery.scaling_policies)
+    policies.start()
+    assert len(discovery.groups().items) == 5 * PROBERS
+    policies.join()
+    wait_until(lambda: not _audit_threads(), timeout=10, what="the checks to end")
+    full = [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+    assert not full, full
