@@ -260,6 +260,22 @@ def behind_the_proxy(aws_proxy: AwsProxy, tmp_path: Path, monkeypatch: pytest.Mo
     return path
 
 
+def _a_write_lost_then_refused(
+    aws_proxy: AwsProxy, asg: str, behind_the_proxy: Path, *, lands: bool
+) -> AsgScaler:
+    """A scaler of `asg` (at 2) whose next SetDesiredCapacity goes unanswered (after moto
+    applied it when `lands`), whose retry is refused for its credentials, with a new key
+    in the file meanwhile."""
+    scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
+    assert scaler.status().count == 2
+    aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
+    aws_proxy.fail_next(
+        "SetDesiredCapacity", 403, "InvalidClientTokenId", "The security token is invalid."
+    )
+    Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
+    return scaler
+
+
 @pytest.mark.parametrize("lands", [True, False], ids=["it landed", "it was lost"])
 def test_a_blind_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_read_again(
     aws_proxy: AwsProxy,
@@ -273,13 +289,7 @@ def test_a_blind_write_whose_answer_was_lost_is_not_sent_again_after_the_key_is_
     # Sending it once more, unchecked, with that key could write a change made already on
     # top of another scaler's or an operator's since: the scale fails saying it may have
     # been applied, and its cooldown is kept.
-    scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
-    assert scaler.status().count == 2
-    aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
-    aws_proxy.fail_next(
-        "SetDesiredCapacity", 403, "InvalidClientTokenId", "The security token is invalid."
-    )
-    Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
+    scaler = _a_write_lost_then_refused(aws_proxy, asg, behind_the_proxy, lands=lands)
 
     with pytest.raises(TargetUnavailable) as raised:
         scaler.scale(3, reason="test", meta={})
@@ -302,13 +312,7 @@ def test_a_checked_write_whose_answer_was_lost_reads_the_group_again_after_the_k
     # and shows whether the lost write landed (done: nothing sent again, the refusal never
     # reached) or not (the retry, refused for its credentials, is sent once more with the
     # new key after the group is read again with it: nobody moved the group meanwhile).
-    scaler = AsgScaler(AsgTarget(asg=asg), deadline=3.0)
-    assert scaler.status().count == 2
-    aws_proxy.drop_next("SetDesiredCapacity", lands=lands)
-    aws_proxy.fail_next(
-        "SetDesiredCapacity", 403, "InvalidClientTokenId", "The security token is invalid."
-    )
-    Key("AKIDSECOND", "s").credentials_file(behind_the_proxy)
+    scaler = _a_write_lost_then_refused(aws_proxy, asg, behind_the_proxy, lands=lands)
 
     scaler.scale(3, reason="test", meta={}, expected=2)
     assert desired_capacity(asg) == 3
