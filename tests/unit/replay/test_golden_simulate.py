@@ -22,6 +22,8 @@ import math
 import random
 from typing import Any
 
+import pytest
+
 from autoscaler.policy.loader import load_text
 from autoscaler.replay.recommended import recommended_policy
 from autoscaler.replay.simulate import Recorded, Setup, simulate
@@ -92,6 +94,9 @@ def digest(result: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
 
 
+# Two simulated days of every controller: 11 s alone on a slow machine, past the suite's
+# 120 s under coverage tracing with the other workers busy (it timed out so in CI once).
+@pytest.mark.timeout(600)
 def test_every_score_action_and_reason_of_the_golden_simulation_is_unchanged() -> None:
     result = simulated()
     actions = result["actions"]
