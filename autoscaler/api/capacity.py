@@ -58,6 +58,10 @@ SEND_TIMEOUT = 60.0
 # connection may be closed to make room for a new one (`Capacity.stalled`); also how often
 # what a client received is looked at.
 STALL_AFTER = 5.0
+# Seconds after an answer begins to wait in the transport's buffer before what its client
+# received is first looked at: what was on its way by then has arrived (the kernel's queue
+# counts it unreceived when written), and is no sign that the client reads.
+SETTLE = 0.5
 
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\n"

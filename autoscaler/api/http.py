@@ -53,7 +53,7 @@ from autoscaler.api.admission import (
     invalid_response,
 )
 from autoscaler.api.capacity import BACKLOG, LINGER, Capacity, check_fits, refusal
-from autoscaler.api.delivery import Counting, delivered
+from autoscaler.api.delivery import Counting, delivered, unsent
 from autoscaler.api.docs import add_docs
 from autoscaler.api.guard import Guard, is_json
 from autoscaler.api.json_response import SafeJSONResponse
@@ -423,7 +423,7 @@ class _TimelyH11(H11Protocol):
     gone = False  # its connection is lost (its descriptor closed)
     stalled = False  # its client has read nothing of an answer for `STALL_AFTER` s
     _send_watch: asyncio.TimerHandle | None = None
-    _progress: tuple[int, float] = (0, 0.0)  # bytes delivered, and since when
+    _progress: tuple[int | None, float] = (None, 0.0)  # bytes delivered, and since when
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Counting what is written, to tell what the client received (`delivery`).
@@ -439,9 +439,11 @@ class _TimelyH11(H11Protocol):
     def _evict(self) -> None:
         """Close this connection to make room for a new one: answered 408 first when its
         request's body is still coming and nothing of an answer was sent yet; at once,
-        what is left of an answer dropped, when its client reads none of it (a close
-        would wait for the client to read it all, holding the descriptor meanwhile)."""
-        if self.stalled:
+        what is left of an answer dropped, when some of it waits in the transport's
+        buffer (a close would wait for the client to read it all, holding a descriptor
+        that no longer counts toward the limit: a client that reads slowly loses the
+        tail of its answer only when its place is needed)."""
+        if self.transport.get_write_buffer_size():
             self.transport.abort()
             return
         cycle = self.cycle
@@ -490,8 +492,10 @@ class _TimelyH11(H11Protocol):
         closed, what is left of the answer dropped (nginx's `send_timeout` rule: nothing
         at all, however slowly it reads)."""
         if self._send_watch is None and not self.gone:
-            self._progress = (delivered(self.transport), self.loop.time())  # type: ignore[arg-type]
-            self._send_watch = self.loop.call_later(connection_limits.STALL_AFTER, self._check_send)
+            # First looked at `SETTLE` s on: what was on its way to the client then has
+            # arrived, and is no sign that it reads.
+            self._progress = (None, self.loop.time())
+            self._send_watch = self.loop.call_later(connection_limits.SETTLE, self._check_send)
 
     def _check_send(self) -> None:
         self._send_watch = None
@@ -502,14 +506,17 @@ class _TimelyH11(H11Protocol):
             return
         now, (before, since) = self.loop.time(), self._progress
         received = delivered(self.transport)  # type: ignore[arg-type]
-        if received > before:
+        if before is None:  # the first look: from here on, what arrives is read
+            self._progress = (received, since)
+        elif received > before:
             self._progress = (received, now)
             self._flowing()
         elif now - since >= connection_limits.SEND_TIMEOUT:
-            self.capacity.send_timed_out(self, self.transport.get_write_buffer_size())
+            self.capacity.send_timed_out(self, unsent(self.transport))
             self.transport.abort()  # a close would wait for the client to read it all
             return
-        else:  # (again each time: a connection idle meanwhile left the stalled ones)
+        elif now - since >= connection_limits.STALL_AFTER:
+            # (again each time: a connection idle meanwhile left the stalled ones)
             self.stalled = True
             self.capacity.stalled(self)
         self._send_watch = self.loop.call_later(connection_limits.STALL_AFTER, self._check_send)
@@ -541,8 +548,19 @@ class _TimelyH11(H11Protocol):
     def _close_if_idle(self, cycle: object) -> None:
         idle = self.cycle is cycle and (cycle is None or self.cycle.response_complete)
         if idle and not self.transport.is_closing():
-            self.capacity.closed(self)
-            self.transport.close()  # (with an answer still to go: `_watch_send` watches)
+            if not self.transport.get_write_buffer_size():
+                self.capacity.closed(self)
+            # (else it counts until it is gone: its close waits for the answer to be read,
+            # which `_watch_send` bounds, and it gives way, aborted, to a new connection)
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server stops: uvicorn closes each connection, and a close waits for what
+        is left of an answer to be read, which a client that reads nothing never does
+        (its socket was left open after the server stopped): dropped."""
+        super().shutdown()
+        if not self.gone and self.transport.get_write_buffer_size():
+            self.transport.abort()
 
 
 def _capped(limit: int) -> type[_TimelyH11]:
