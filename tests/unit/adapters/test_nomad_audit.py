@@ -116,7 +116,7 @@ _SLOW_ROUND = """\
     from autoscaler.adapters.discovery.nomad_audit import NamespaceAudit
 
     def probe(namespace):
-        time.sleep(2.0)  # a Nomad slow to answer there
+        time.sleep(10.0)  # a Nomad slow to answer there
         return True
 
     names = {f"ns-{i:02}" for i in range(24)}
@@ -129,7 +129,9 @@ _SLOW_ROUND = """\
 
 def test_the_process_exits_at_once_after_close_though_a_round_is_under_way() -> None:
     # A ThreadPoolExecutor's threads are joined at the interpreter's exit, after every
-    # probe queued ran: 24 namespaces 2 s slow held the process 6 s after it was done.
+    # probe queued ran: 24 namespaces 10 s slow held the process 30 s after it was done.
+    # (The bound leaves room for a slow machine's exit under coverage, which saves its
+    # data then.)
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_SLOW_ROUND)],
         stdout=subprocess.PIPE,
@@ -140,10 +142,10 @@ def test_the_process_exits_at_once_after_close_though_a_round_is_under_way() -> 
         assert child.stdout is not None
         assert child.stdout.readline() == "closed\n"
         closed = time.monotonic()
-        assert child.wait(timeout=30) == 0
+        assert child.wait(timeout=60) == 0
     finally:
         child.kill()
-    assert time.monotonic() - closed < 1.5, "the round held the process's exit"
+    assert time.monotonic() - closed < 8, "the round held the process's exit"
 
 
 def test_a_round_whose_thread_cannot_start_fails_nothing_and_is_made_at_the_next_listing(
