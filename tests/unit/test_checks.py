@@ -13,7 +13,10 @@ ROOT = Path(__file__).parents[2]
 def test_the_full_run_measures_coverage_and_fails_under_the_floor() -> None:
     check = (ROOT / "scripts" / "check").read_text()
     full_run = check[check.index("if [ $# -gt 0 ]; then") :]
-    assert re.search(r"\n  \$bin/pytest -n \d+ --dist loadgroup --cov --cov-report=\S+\n", full_run)
+    assert re.search(
+        r"\n  \$bin/pytest -n \d+ --dist loadgroup (--durations=\d+ )?--cov --cov-report=\S+\n",
+        full_run,
+    )
     assert "rm -f .coverage .coverage.*" in full_run
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]
     assert config["run"]["branch"] is True

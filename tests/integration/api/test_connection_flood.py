@@ -38,7 +38,10 @@ def _allow_own_files(needed: int) -> None:
 
 
 def _healthz(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+    # 5 s: while the flood fills the accept queue, a health check's SYN may be dropped,
+    # and the kernel sends it again 1 s later, then 3 s: 2 s failed now and then on a
+    # slow machine (at session start's code too, 1 run of 4), with the server draining.
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := sock.recv(4096):

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from autoscaler.adapters.state import MemoryStateStore
-from autoscaler.adapters.targets import TargetFactory
+from autoscaler.adapters.targets import TargetFactory, aws_activity, aws_batch
 from autoscaler.adapters.targets.aws_asg import AsgScaler
 from autoscaler.core.model import (
     Action,
@@ -142,6 +142,10 @@ def test_policies_prepared_together_read_their_groups_in_a_few_calls_not_one_eac
     first pass each DescribeAutoScalingGroups call carries up to 50 groups, not just the
     groups of the evaluations in flight (4 workers: 4)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_proxy.url)
+    # Answers fetched along stay good for the whole pass, however slow the machine: on a
+    # busy one the pass outlasted their 2 s and groups were read again (10 calls).
+    monkeypatch.setattr(aws_batch, "FRESH", 60.0)
+    monkeypatch.setattr(aws_activity, "FRESH", 60.0)
     policies = [replace(_policy(make_asg()), name=f"web-{i}") for i in range(60)]
     load = Load()
     load.value = 20.0  # 2 instances asked for: the groups' own count, nothing to scale
