@@ -150,7 +150,11 @@ def test_a_leader_stopped_mid_write_is_taken_over_within_the_ttl_and_its_write_i
     leader.proc.send_signal(signal.SIGCONT)
     leader.wait_for(seen + 3)
     after = leader.lines[seen:]
-    assert after[0].startswith(f"failed {written + 1} "), after
+    # Failed at the database, or refused first by the leader's own lease check when the
+    # lease ran out before the write was tried (a slow, busy machine): nothing written.
+    assert after[0].split()[:2] in (["failed", str(written + 1)], ["refused", str(written + 1)]), (
+        after
+    )
     assert all(not line.startswith("ok") for line in after), after
     assert streak(postgres_db) == taken_over == [(written,)]
     standby.release()
