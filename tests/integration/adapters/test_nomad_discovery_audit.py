@@ -53,6 +53,17 @@ def _reader(nomad_api: NomadApiStandIn, **settings: Any) -> NomadDiscovery:
     return NomadDiscovery(NomadSettings(address=nomad_api.address, **settings))
 
 
+def _watching(nomad_api: NomadApiStandIn, folder: Path) -> tuple[Discovery, list[Template]]:
+    """The service's discovery watching `nomad_api`, and the template it expands."""
+    (folder / "web.yaml").write_text(TEMPLATE)
+    discovery = Discovery(
+        DiscoveryConfig(wait=10.0, min_gap=0.05),
+        nomad=lambda: _reader(nomad_api),
+        aws=_no_aws,
+    )
+    return discovery, list(load_paths([folder]).templates)
+
+
 def test_a_slow_namespace_check_does_not_hold_the_watch_of_the_job_list(
     nomad_api: NomadApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,13 +73,7 @@ def test_a_slow_namespace_check_does_not_hold_the_watch_of_the_job_list(
     nomad_api.register_job("shop", {"web": 1}, meta=OPTED)
     for i in range(3):
         nomad_api.add_namespace(f"quiet-{i}")
-    (tmp_path / "web.yaml").write_text(TEMPLATE)
-    templates = load_paths([tmp_path]).templates
-    discovery = Discovery(
-        DiscoveryConfig(wait=10.0, min_gap=0.05),
-        nomad=lambda: _reader(nomad_api),
-        aws=_no_aws,
-    )
+    discovery, templates = _watching(nomad_api, tmp_path)
     try:
         wait_until(
             lambda: _discovered(discovery, templates) == {"web-shop-web"},
@@ -138,13 +143,7 @@ def test_closing_discovery_stops_the_check_under_way_at_the_probes_in_flight(
     for i in range(3 * PROBERS):
         nomad_api.add_namespace(f"quiet-{i:02}")
         nomad_api.slow_namespace(f"quiet-{i:02}", 1.5 * SLOW)
-    (tmp_path / "web.yaml").write_text(TEMPLATE)
-    templates = load_paths([tmp_path]).templates
-    discovery = Discovery(
-        DiscoveryConfig(wait=10.0, min_gap=0.05),
-        nomad=lambda: _reader(nomad_api),
-        aws=_no_aws,
-    )
+    discovery, templates = _watching(nomad_api, tmp_path)
     try:
         wait_until(
             lambda: _discovered(discovery, templates) == {"web-shop-web"},
