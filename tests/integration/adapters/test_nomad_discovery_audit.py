@@ -105,7 +105,9 @@ def test_what_a_check_finds_after_the_listing_stopped_waiting_comes_with_a_later
     nomad_api.register_job("books", {"web": 1}, namespace="team-b", meta=OPTED)
     nomad_api.enable_acl({"reader": {"default": ["list-jobs", "read-job"], "team-b": ["read-job"]}})
     nomad_api.slow_namespace("team-b", SLOW)
-    discovery = _reader(nomad_api, token="reader")
+    # A probe's own time limit well past SLOW: at the default (5 s, SLOW itself) the probe
+    # raced the late answer and, timed out, found nothing (a failed fresh CI).
+    discovery = _reader(nomad_api, token="reader", timeout=3 * SLOW, deadline=6 * SLOW)
     started = time.monotonic()
     listing = discovery.groups()
     assert time.monotonic() - started < SLOW
@@ -116,7 +118,7 @@ def test_what_a_check_finds_after_the_listing_stopped_waiting_comes_with_a_later
     # The check went on beside the watch: the next listing after it ended names team-b.
     wait_until(
         lambda: discovery.groups(index=listing.index, wait=0.05).unlisted == ("team-b",),
-        timeout=10,
+        timeout=4 * SLOW,
         what="team-b named once checked",
     )
 
