@@ -59,6 +59,7 @@ class NamespaceAudit:
         self._found: tuple[str, ...] = ()  # what it found
         self._asking: int | None = None  # namespaces the round under way asks (once known)
         self._running = False
+        self._unstartable = False  # the last round's thread could not start (warned once)
         self._stop = stop if stop is not None else threading.Event()
 
     def close(self) -> None:
@@ -98,22 +99,29 @@ class NamespaceAudit:
 
     def _started(self, thread: threading.Thread) -> bool:
         """Whether the round's `thread` started. One that cannot (RuntimeError "can't start
-        new thread", at a limit of processes or memory) is logged and leaves the last finding
-        standing; the round is due again at the next listing: neither the listing fails nor
-        do the checks stop for good."""
+        new thread", at a limit of processes or memory) leaves the last finding standing;
+        the round is due again at the next listing: neither the listing fails nor do the
+        checks stop for good. Logged once until a round starts again (then said so): the
+        listings follow blocking queries, and a warning at each filled the log."""
         try:
             thread.start()
         except RuntimeError as exc:
             with self._lock:
                 self._running = False
-            log.warning(
-                "cannot check where the token may not list %s (a list of every namespace "
-                "leaves those namespaces out): %s; the last finding stands, and the check is "
-                "made again at the next listing",
-                self._what,
-                exc,
-            )
+                first, self._unstartable = not self._unstartable, True
+            if first:
+                log.warning(
+                    "cannot check where the token may not list %s (a list of every namespace "
+                    "leaves those namespaces out): %s; the last finding stands, and the "
+                    "check is tried again at each listing (not logged again until it starts)",
+                    self._what,
+                    exc,
+                )
             return False
+        with self._lock:
+            again, self._unstartable = self._unstartable, False
+        if again:
+            log.info("the check where the token may not list %s runs again", self._what)
         return True
 
     def _not_yet(self, wait: float | None) -> None:

@@ -167,3 +167,30 @@ def test_a_round_whose_thread_cannot_start_fails_nothing_and_is_made_at_the_next
     assert any("can't start new thread" in r.getMessage() for r in caplog.records)
     monkeypatch.setattr(threading.Thread, "start", start)
     assert audit.finding(set(), every=0.0, wait=None) == ()
+
+
+def test_a_thread_that_cannot_start_is_warned_of_once_until_a_round_starts_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A warning at every listing: the listings follow Nomad's blocking queries, so a
+    # process at its thread limit filled the log with the same line.
+    caplog.set_level("INFO", logger=nomad_audit.__name__)
+    audit = _audit({"a": True}.get, {"a"})
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    def warnings() -> int:
+        return sum("can't start new thread" in r.getMessage() for r in caplog.records)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    for _ in range(5):
+        assert audit.finding(set(), every=0.0, wait=1.0) == ()
+    assert warnings() == 1
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert audit.finding(set(), every=0.0, wait=None) == ("a",)
+    assert any("runs again" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    audit.finding(set(), every=0.0, wait=1.0)
+    assert warnings() == 2  # a new failure after it ran again is told again
