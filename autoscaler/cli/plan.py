@@ -22,7 +22,7 @@ from autoscaler.cli.run import exists
 from autoscaler.cli.validate import print_problems
 from autoscaler.config.connections import Settings
 from autoscaler.config.state import is_postgres, open_postgres_state
-from autoscaler.errors import StateError
+from autoscaler.errors import PolicyWarning, StateError
 from autoscaler.policy.loader import load_paths
 from autoscaler.policy.parallel import default_workers
 from autoscaler.redact import scrub
@@ -61,8 +61,10 @@ def cmd_plan(
     policies = result.policies
     unreadable_sources = 0  # their targets cannot be planned: exit 3, as a target unreadable
     if result.templates or settings.nomad_scaling_policies:  # one discovery pass
-        policies, found = with_discovered(result, from_settings(settings, watch=False))
-        print_problems(found, sys.stderr)
+        warned: list[PolicyWarning] = []  # e.g. a schedule clamped into an owner's max
+        discovery = from_settings(settings, watch=False)
+        policies, found = with_discovered(result, discovery, warnings=warned)
+        print_problems([*found, *warned], sys.stderr)
         invalid, failing = split_source_failures(found)
         problems += invalid
         unreadable_sources = len(failing)

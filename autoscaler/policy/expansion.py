@@ -6,7 +6,8 @@ names with placeholders, and the overrides its owner set (Nomad meta `autoscaler
 tags `autoscaler:KEY`, see `OVERRIDES`). Everything else (schedules, limits, cooldowns,
 untouched checks) is the template's own object, shared by every expansion. An override
 that is not valid, or that breaks a cross-field rule once applied, is reported as a
-problem of that target only.
+problem of that target only. The owner's min/max are hard limits: the template's schedules
+are clamped into them (`override_bounds`), with a warning per clamp.
 
 A grouped check's series belongs to one target only: two targets of one template that
 select the same series (`group_by: {job: "{job}"}` over two groups of one job) would each
@@ -30,6 +31,7 @@ from autoscaler.core.ranges import MAX_COUNT
 from autoscaler.core.series import describe_select
 from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located
+from autoscaler.policy.override_bounds import clamp_schedules, clamped
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.rules import policy_findings
 from autoscaler.policy.schema import PolicyModel
@@ -58,8 +60,13 @@ _WHOLE = re.compile(r"^[0-9]+$")
 _SHOWN = 3  # other targets named in a shared-series message at most
 
 
-def expand(template: Template, found: Discovered) -> Located | list[Problem]:
-    """The policy `template` gives `found` (with its overrides), or that target's problems."""
+def expand(
+    template: Template, found: Discovered, *, warnings: list[PolicyWarning] | None = None
+) -> Located | list[Problem]:
+    """The policy `template` gives `found` (with its overrides), or that target's problems.
+
+    Its warnings (a schedule's min or max clamped into the owner's) are added to
+    `warnings` when given: they fail nothing."""
     values = _values(found)
     problems: list[Problem] = []
 
@@ -86,7 +93,36 @@ def expand(template: Template, found: Discovered) -> Located | list[Problem]:
     policy = _policy(
         template, found=found, name=name, values=values, body=body, overrides=overrides
     )
+    if policy.schedules and ("min" in overrides or "max" in overrides):
+        policy = _within_overrides(policy, template, found, overrides, warnings)
     return Located(policy, template.name_line)
+
+
+def _within_overrides(
+    policy: model.Policy,
+    template: Template,
+    found: Discovered,
+    overrides: Mapping[str, Any],
+    warnings: list[PolicyWarning] | None,
+) -> model.Policy:
+    """`policy` with its schedules clamped into the owner's min/max, each clamp a warning."""
+    low, high = overrides.get("min"), overrides.get("max")
+    schedules, clamps = clamp_schedules(policy.schedules, low=low, high=high)
+    for clamp in clamps:
+        above = clamp.written > clamp.applied
+        side = "max" if above else "min"
+        key = f"{NOMAD_META_PREFIX if isinstance(found, NomadGroup) else TAG_PREFIX}{side}"
+        what = "meta" if isinstance(found, NomadGroup) else "tag"
+        message = (
+            f"schedule {clamp.schedule} {clamp.side} {clamp.written} is "
+            f"{'above' if above else 'below'} {what} {key} {clamp.applied}: {clamp.applied} "
+            "applies to this target while the schedule is open (the owner's min and max "
+            "are hard limits)"
+        )
+        field = f"{policy.name}: schedules[{clamp.index}].{clamp.side}"
+        if warnings is not None:
+            warnings.append(PolicyWarning(template.source.file, template.name_line, field, message))
+    return replace(policy, schedules=schedules)
 
 
 def _values(found: Discovered) -> dict[str, str]:
@@ -178,6 +214,14 @@ def _overridden(body: PolicyModel, overrides: Mapping[str, Any]) -> PolicyModel:
     }
     if cooldown:
         update["cooldown"] = body.cooldown.model_copy(update=cooldown)
+    if "min" in overrides or "max" in overrides:  # hard limits, schedules' too
+        low, high = overrides.get("min"), overrides.get("max")
+        update["schedules"] = [
+            s.model_copy(
+                update={"min": clamped(s.min, low, high), "max": clamped(s.max, low, high)}
+            )
+            for s in body.schedules
+        ]
     targets = dict(v for k, v in overrides.items() if k == "target" or k.startswith("check."))
     if targets:
         update["checks"] = [

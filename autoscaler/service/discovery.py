@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoscaler.adapters.discovery.nomad import NomadDiscovery
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
-from autoscaler.errors import AutoscalerError, Problem
+from autoscaler.errors import AutoscalerError, PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located
 from autoscaler.policy.expansion import expand
 from autoscaler.policy.loader import FileLoad, load_data
@@ -429,9 +429,10 @@ class Discovery:
             cached = self._cache.get(key)
         if cached is not None and cached.found == found and cached.origin.same_as(template):
             return cached.load
-        result = expand(template, found)
+        warnings: list[PolicyWarning] = []
+        result = expand(template, found, warnings=warnings)
         if isinstance(result, Located):
-            load = FileLoad(pseudo_file(key), [result], [])
+            load = FileLoad(pseudo_file(key), [result], [], warnings=tuple(warnings))
         else:
             load = FileLoad(pseudo_file(key), [], result)
         with self._lock:

@@ -138,6 +138,35 @@ def test_plan_shows_the_expanded_policies_by_their_names(
     assert nomad_api.group_count("api", "web") == 1  # plan never scales
 
 
+def test_an_owners_max_caps_a_templates_open_schedule_and_plan_and_validate_say_so(
+    tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
+) -> None:
+    # The template's schedule (max 30) replaced the owner's autoscaler.max=5 while open:
+    # 300 requests planned 30 instances for a job its owner capped at 5.
+    nomad_api.register_job(
+        "api", {"web": 1}, meta={"autoscaler.enabled": "true", "autoscaler.max": "5"}
+    )
+    metrics.push_many([Sample("requests", 300, {"job": "api"})])
+    schedule = (
+        "schedules:\n  - {name: office, start: 2020-01-01T00:00:00Z, "
+        "end: 2099-01-01T00:00:00Z, min: 4, max: 30}\n"
+    )
+    template = NOMAD_TEMPLATE.format(metric=metrics.name("requests"))
+    (tmp_path / "web.yaml").write_text(template.replace("max: 20\n", "max: 20\n" + schedule))
+    env = {**nomad_api.env, "AUTOSCALER_PROMETHEUS_URL": metrics.server.url}
+    result = autoscaler("plan", str(tmp_path), "-o", "json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (plan,) = json.loads(result.stdout)
+    assert (plan["policy"], plan["desired"]) == ("web-api-web", 5), plan
+    assert any("schedule office max 5: 30 → 5" in reason for reason in plan["reasons"]), plan
+    warning = "web-api-web: schedules[0].max: warning: schedule office max 30 is above meta"
+    assert warning in result.stderr
+
+    result = autoscaler("validate", "--discover", str(tmp_path), env=nomad_api.env)
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning fails nothing
+    assert f"{warning} autoscaler.max 5: 5 applies to this target" in result.stdout
+
+
 def test_two_groups_of_one_job_reading_its_one_series_hold_and_validate_says_why(
     tmp_path: Path, nomad_api: NomadApiStandIn, metrics: Metrics
 ) -> None:
