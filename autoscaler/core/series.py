@@ -6,7 +6,8 @@ parsed once per tick into a `SeriesSet` and handed to every target; `pick` looks
 series up in an index built once per set of label names, so 10,000 targets cost 10,000
 dictionary lookups, not 10,000 scans. The rules are those of a single-series check: no
 series, several series, NaN or ±Inf fail the check (it never counts as zero), and that
-failure is the target's own: the others read their series as usual.
+failure is the target's own: the others read their series as usual. So is a series the
+source could not read a number from (a native histogram): kept `unusable`, with why.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ _SHOWN = 3
 
 @dataclass(frozen=True, eq=False)
 class SeriesSet:
-    """The series of one instant query: `(labels, value)` pairs, values as floats (NaN too)."""
+    """The series of one instant query: `(labels, value)` pairs, values as floats (NaN too).
+
+    `unusable` maps the position of each series that has no number (its value is NaN) to
+    why, for the target that picks it."""
 
     query: str
     series: Sequence[tuple[Labels, float]]
+    unusable: Mapping[int, str] = field(default_factory=dict)
     # label names -> {label values -> position(s) in `series`}; filled on first use.
     _indexes: dict[tuple[str, ...], _Index] = field(default_factory=dict, repr=False)
 
@@ -45,8 +50,8 @@ class SeriesSet:
     def pick(self, select: Select) -> float:
         """The finite value of the one series whose labels include every `select` pair.
 
-        Raises `QueryError` when no series matches, several do (ambiguous), or the value is
-        NaN or ±Inf.
+        Raises `QueryError` when no series matches, several do (ambiguous), the series is
+        unusable, or the value is NaN or ±Inf.
         """
         names = tuple(name for name, _ in select)
         wanted = _key(tuple(value for _, value in select))
@@ -67,6 +72,10 @@ class SeriesSet:
                 "(e.g. sum by (...)) so each target has exactly one series"
             )
         value = self.series[found[0]][1]
+        if found[0] in self.unusable:
+            raise QueryError(
+                f"the series with {shown} of {self.query!r} is unusable: {self.unusable[found[0]]}"
+            )
         if math.isnan(value):
             raise QueryError(f"the series with {shown} of {self.query!r} is NaN")
         if math.isinf(value):
@@ -121,7 +130,9 @@ def sharing(previous: SeriesSet, answer: SeriesSet) -> SeriesSet:
         (before, value)
         for (_, value), (before, _) in zip(answer.series, previous.series, strict=True)
     ]
-    return SeriesSet(query=answer.query, series=series, _indexes=previous._indexes)
+    return SeriesSet(
+        query=answer.query, series=series, unusable=answer.unusable, _indexes=previous._indexes
+    )
 
 
 def _format(labels: Labels) -> str:

@@ -40,6 +40,7 @@ __all__ = [
 # Builds each object of a JSON answer from its (key, value) pairs, as `object_pairs_hook`.
 Hook = Callable[[list[tuple[str, Any]]], Any]
 _SHOWN_SERIES = 3
+_SHOWN_VALUE = 60  # characters of an unusable value shown
 _WARNINGS_KEY = b'"warnings"'
 _INFOS_KEY = b'"infos"'
 # How Prometheus starts an info-level annotation (`annotations.PromQLInfo`), which 2.47 to
@@ -202,22 +203,51 @@ def single_value(promql: str, result_type: str | None, result: Any) -> float:
 
 def series_set(promql: str, result_type: str | None, result: Any) -> SeriesSet:
     """Every series of an instant-vector answer, values as floats (NaN and ±Inf included:
-    each target's `pick` judges its own)."""
+    each target's `pick` judges its own).
+
+    A series with labels but no number (a native histogram, a value that is not a sample)
+    is kept `unusable`, saying why: it fails the check of the target that picks it alone.
+    A series without labels, or not an object, belongs to no target: the answer is not
+    Prometheus' shape, and fails as a whole (`QueryError`)."""
     if result_type != "vector":
         got = "no resultType" if result_type is None else f"a {result_type} result"
         raise QueryError(
             f"grouped query {promql!r}: Prometheus answered with {got}; a query shared with "
             "group_by must give an instant vector, one series per target (e.g. sum by (job) ...)"
         )
-    try:
-        series = [
-            s if isinstance(s, tuple) else (dict(s["metric"]), float(s["value"][1])) for s in result
-        ]
-    except (TypeError, KeyError, ValueError, IndexError, AttributeError):
-        raise QueryError(
-            f"grouped query {promql!r}: unexpected result shape from Prometheus"
-        ) from None
-    return SeriesSet(query=promql, series=series)
+    shape = QueryError(f"grouped query {promql!r}: unexpected result shape from Prometheus")
+    if not isinstance(result, list):
+        raise shape
+    series: list[tuple[Labels, float]] = []
+    unusable: dict[int, str] = {}
+    for s in result:
+        if isinstance(s, tuple):  # decoded by `sample_pairs`
+            series.append(s)
+            continue
+        try:
+            labels = dict(s["metric"])
+        except (TypeError, KeyError, ValueError, IndexError, AttributeError):
+            raise shape from None
+        try:
+            series.append((labels, float(s["value"][1])))
+        except (TypeError, KeyError, ValueError, IndexError):
+            unusable[len(series)] = _no_number(s)
+            series.append((labels, math.nan))
+    return SeriesSet(query=promql, series=series, unusable=unusable)
+
+
+def _no_number(series: dict[str, Any]) -> str:
+    """Why a series of a grouped answer gives no number, for the target that picks it."""
+    if "histogram" in series:
+        return (
+            "a native histogram, not a number: read a number of it with histogram_count(), "
+            "histogram_sum() or histogram_quantile()"
+        )
+    if "value" not in series:
+        return f"no value in the series from Prometheus (it has: {', '.join(sorted(series))})"
+    shown = repr(series["value"])
+    shown = shown if len(shown) <= _SHOWN_VALUE else f"{shown[:_SHOWN_VALUE]}…"
+    return f"its value {shown} is not a sample (time, number) from Prometheus"
 
 
 def sample_pairs(like: Sequence[tuple[Labels, float]] = ()) -> Hook:

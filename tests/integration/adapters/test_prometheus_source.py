@@ -692,6 +692,23 @@ def test_the_next_answer_to_a_grouped_query_keeps_the_label_dicts_of_the_one_bef
     assert second.pick((("job", "api"),)) == 7.0
 
 
+def test_a_native_histogram_series_fails_only_the_target_that_reads_it(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    # A native histogram has `histogram`, not `value`: the whole answer failed, so every
+    # target of the template held, though the others' series were plain numbers.
+    histogram = {"count": "3", "sum": "1.5", "buckets": [[0, "0.5", "1", "3"]]}
+    series = [
+        {"metric": {"job": "web"}, "value": [1.0, "7"]},
+        {"metric": {"job": "api"}, "histogram": [1.0, histogram]},
+    ]
+    server = stand_in((200, _body("vector", series)))
+    found = source_for(server.url).query_series("sum by (job) (x)")
+    assert found.pick((("job", "web"),)) == 7.0
+    with pytest.raises(QueryError, match=r"job='api' .* is unusable: a native histogram, not a"):
+        found.pick((("job", "api"),))
+
+
 def test_a_grouped_query_refused_by_prometheus_says_why(stand_in: Callable[..., StandIn]) -> None:
     body = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})
     server = stand_in((400, body.encode()))

@@ -32,7 +32,8 @@ def _outcome(result: Any) -> Any:
         found = series_set(QUERY, "vector", result)
     except QueryError as exc:
         return ("error", str(exc))
-    return [(dict(labels), "nan" if math.isnan(v) else v) for labels, v in found.series]
+    series = [(dict(labels), "nan" if math.isnan(v) else v) for labels, v in found.series]
+    return series, dict(found.unusable)
 
 
 def _answer(*series: Any) -> str:
@@ -117,3 +118,56 @@ def test_the_same_series_as_the_answer_before_reuse_its_label_dicts() -> None:
     assert new == ({"job": "new"}, 5.0)
     moved = _paired(_answer({"metric": {"job": "api", "group": "a"}, "value": [2, "4"]}), LIKE)
     assert moved[0][0] is not LIKE[1][0] and moved[0][0] == LIKE[1][0]  # not at its place
+
+
+HISTOGRAM = {"count": "3", "sum": "1.5", "buckets": [[0, "0.5", "1", "3"]]}
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        pytest.param(
+            {"metric": {"job": "api"}, "histogram": [1, HISTOGRAM]},
+            "a native histogram, not a number: read a number of it with histogram_count(), "
+            "histogram_sum() or histogram_quantile()",
+            id="native-histogram",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}},
+            "no value in the series from Prometheus (it has: metric)",
+            id="no-value",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, "value": [1, "abc"]},
+            "its value [1, 'abc'] is not a sample (time, number) from Prometheus",
+            id="not-a-number",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, "values": [[1, "7"]]},
+            "no value in the series from Prometheus (it has: metric, values)",
+            id="range-series",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "like", [pytest.param([], id="first-answer"), pytest.param(LIKE, id="after-an-answer")]
+)
+def test_a_series_without_a_usable_value_fails_only_the_target_that_picks_it(
+    bad: dict[str, Any], reason: str, like: Any
+) -> None:
+    # Before, one such series failed the whole answer, so every target of the template.
+    body = _answer({"metric": {"job": "web"}, "value": [1, "5"]}, bad)
+    found = series_set(QUERY, "vector", _paired(body, like))
+    assert found.pick((("job", "web"),)) == 5.0
+    with pytest.raises(QueryError) as caught:
+        found.pick((("job", "api"),))
+    assert str(caught.value) == f"the series with job='api' of {QUERY!r} is unusable: {reason}"
+
+
+def test_an_answer_whose_series_cannot_be_told_apart_still_fails_as_a_whole() -> None:
+    """A series without labels (or not an object) belongs to no target: the answer is not
+    Prometheus' shape, and every target's check fails, as before."""
+    for bad in ({"value": [1, "2"]}, {"metric": "api", "value": [1, "2"]}, [1, "2"]):
+        body = _answer({"metric": {"job": "web"}, "value": [1, "5"]}, bad)
+        with pytest.raises(QueryError, match="unexpected result shape"):
+            series_set(QUERY, "vector", _paired(body))

@@ -105,6 +105,18 @@ def test_an_answer_with_the_same_series_shares_the_previous_labels_and_index() -
     assert shared.pick((("job", "api"), ("ns", "b"))) == 8.0
 
 
+def test_an_unusable_series_fails_its_own_target_with_why_even_when_shared() -> None:
+    previous = _set()
+    series = [(dict(labels), 1.0) for labels, _ in previous.series]
+    series[1] = (series[1][0], math.nan)
+    answer = SeriesSet(query=QUERY, series=series, unusable={1: "a native histogram, not a number"})
+    shared = sharing(previous, answer)
+    assert shared is not answer and shared.series[1][0] is previous.series[1][0]
+    with pytest.raises(QueryError, match=r"job='api', ns='a' .* is unusable: a native histogram"):
+        shared.pick((("job", "api"), ("ns", "a")))
+    assert shared.pick((("job", "web"),)) == 1.0
+
+
 @pytest.mark.parametrize(
     "series",
     [

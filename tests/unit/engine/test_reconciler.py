@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler import redact
 from autoscaler.adapters.deadline import monotonic as lease_clock
+from autoscaler.adapters.sources.prometheus_answers import series_set
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import (
     Action,
@@ -613,6 +614,33 @@ def test_a_target_matched_by_several_series_fails_as_ambiguous() -> None:
     assert evaluation.decision.action is Action.HOLD
     assert "ambiguous" in (evaluation.decision.checks[0].error or "")
     assert target.scaled == []
+
+
+@dataclass
+class DecodingSource(GroupedSource):
+    """A source answering every grouped query with `answer` (a `data.result` of
+    Prometheus, its series already paired or not) decoded as `PrometheusSource` does."""
+
+    answer: list[object] = field(default_factory=list)
+
+    def query_series(self, promql: str, *, reuse: float = 0.0) -> SeriesSet:
+        return series_set(promql, "vector", self.answer)
+
+
+def test_a_target_whose_series_is_a_native_histogram_holds_the_others_scale() -> None:
+    # Before, one histogram series in the grouped answer failed it for every target.
+    answer: list[object] = [
+        ({"job": "web"}, 80.0),
+        {"metric": {"job": "api"}, "histogram": [1, {"count": "3", "sum": "1", "buckets": []}]},
+    ]
+    source = DecodingSource(answer=answer)
+    target = FakeTarget(status_value=TargetStatus(count=6))
+    api = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("api"))
+    assert (api.decision.action, api.decision.desired) == (Action.HOLD, 6)
+    assert "is unusable: a native histogram, not a number" in (api.decision.checks[0].error or "")
+    assert target.scaled == []
+    web = _reconciler(source, target, MemoryStateStore()).evaluate(_grouped_policy("web"))
+    assert web.decision.action is Action.UP
 
 
 def test_an_unsupported_check_fails_every_time_without_a_query_and_blocks_scale_in() -> None:
