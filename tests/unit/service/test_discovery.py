@@ -821,3 +821,25 @@ def test_nomads_policy_standing_aside_names_the_policy_that_holds_its_group(
         ]
         assert on_shop == [name]
         assert aside in problems
+
+
+def test_a_schedule_clamped_into_an_owners_max_is_that_policys_load_warning(
+    tmp_path: Path,
+) -> None:
+    # The clamp the owner's autoscaler.max makes of a template's schedule (hard limits)
+    # is said where the policy's other warnings are: its own `load_warnings` in the API.
+    schedule = (
+        "schedules:\n  - {name: office, start: 2026-01-01T00:00:00Z, "
+        "end: 2099-01-01T00:00:00Z, min: 4, max: 30}\n"
+    )
+    (tmp_path / "web.yaml").write_text(TEMPLATE.replace("max: 20\n", "max: 20\n" + schedule))
+    nomad = FakeNomad([_opted("shop", **{"autoscaler.max": "5"}), _opted("cart")])
+    registry, discovery = discovering(tmp_path, nomad=nomad)
+    _apply(registry, discovery)
+    shop, cart = registry.get("web-shop-web"), registry.get("web-cart-web")
+    assert shop is not None and cart is not None
+    (warning,) = registry.warnings_of(shop)
+    assert (warning.field, warning.line) == ("web-shop-web: schedules[0].max", 1)
+    assert warning.message.startswith("schedule office max 30 is above meta autoscaler.max 5")
+    assert registry.warnings_of(cart) == []
+    assert shop.schedules[0].max == 5
