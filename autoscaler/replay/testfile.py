@@ -190,9 +190,10 @@ class _Reader:
 
         def newcomers() -> Iterator[Located]:
             """Each template's targets, as discovery adds them in `run` (a grouped check
-            reading another target's series too fails for each: `one_series_each`)."""
+            reading another target's series too, of any template, fails for each:
+            `one_series_each`)."""
+            expansions: list[Located] = []
             for template in result.templates:
-                expansions: list[Located] = []
                 for target in found:
                     if template.matches(target):
                         expanded = expand_template(template, target)
@@ -200,7 +201,7 @@ class _Reader:
                             expansions.append(expanded)
                         else:
                             self.problems.extend(expanded)
-                yield from (item for item, _ in one_series_each(expansions))
+            yield from (item for item, _ in one_series_each(expansions))
 
         policies = files_first(result.policies, newcomers(), self.problems)
         if not policies:

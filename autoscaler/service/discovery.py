@@ -39,7 +39,6 @@ from autoscaler.policy.loader import FileLoad, load_data
 from autoscaler.policy.nomad_autoscaler import policy_from_nomad, policy_name
 from autoscaler.policy.templates import Template
 from autoscaler.service.discovery_files import (
-    each_its_own_series,
     expansion_key,
     group_of,
     imported_key,
@@ -158,7 +157,6 @@ class Discovery:
         for template, known_as in zip(templates, template_keys(templates), strict=True):
             key = source_key(template)
             made = given[known_as] = []
-            start = len(loads)
             if values.get(key) is None and known_as in self._given:
                 for cached in self._carried(known_as, made, seen):
                     add(key, cached.origin, cached.found, cached.load)
@@ -169,7 +167,6 @@ class Discovery:
                         made.append(expansion)
                         found = self._expansion(template, expansion, target, seen)
                         add(key, template, target, found)
-            each_its_own_series(loads, start)
         for policy in values.get(NOMAD_POLICIES) or ():
             group = group_of(policy)
             if group is None:

@@ -3,9 +3,7 @@ or per Nomad scaling policy, named by a key that stays the same while they do.
 
 A template's key in its targets' pseudo-files is its file and name pattern, not its line
 (`template_keys`), so that a comment added above it makes no target a new one. Nomad's
-scaling policy of a group an enabled template scales stands aside (`yielding`). A grouped
-check that reads the series another target of its template reads fails for both
-(`one_series_each`).
+scaling policy of a group an enabled template scales stands aside (`yielding`).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from pathlib import Path
 from autoscaler.core.discovered import AsgGroup, NomadGroup, NomadScalingPolicy
 from autoscaler.core.model import NomadTarget
 from autoscaler.errors import Problem
-from autoscaler.policy.expansion import one_series_each
 from autoscaler.policy.loader import FileLoad
 from autoscaler.policy.nomad_autoscaler import blocks
 from autoscaler.policy.templates import Template
@@ -107,16 +104,3 @@ def template_keys(templates: Sequence[Template]) -> list[str]:
         rank = seen[file, pattern] = seen.get((file, pattern), -1) + 1
         keys.append(f"{file}#{pattern}" + (f"#{rank}" if rank else ""))
     return keys
-
-
-def each_its_own_series(loads: list[FileLoad], start: int) -> None:
-    """Fail, in the pseudo-files `loads[start:]` (one template's targets), each grouped
-    check whose series another of them reads too, with a warning on its target's file
-    (`policy.expansion.one_series_each`). Done at each settling, on the cached
-    expansions: whether a series is shared depends on every target of the template."""
-    at = [i for i in range(start, len(loads)) if loads[i].policies]
-    checked = one_series_each([loads[i].policies[0] for i in at])
-    for i, (item, warnings) in zip(at, checked, strict=True):
-        if warnings:
-            load = loads[i]
-            loads[i] = FileLoad(load.path, [item], [], warnings=(*load.warnings, *warnings))

@@ -16,6 +16,7 @@ from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located, files_first
 from autoscaler.policy.loader import FileLoad, LoadResult
 from autoscaler.service.discovery import Discovery, DiscoveryConfig
+from autoscaler.service.shared_series import each_its_own_series
 from autoscaler.service.yielding import stand_ins
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def with_discovered(
     too) are added to `warnings` when given: they fail no command, as a file's do not."""
     discovery.read_once(result.templates)
     loads, failing = discovery(result.templates)
+    loads, _ = each_its_own_series(loads)  # nothing in force: the loads' readers alone
     if warnings is not None:
         warnings.extend(w for load in loads for w in load.warnings)
 

@@ -17,6 +17,8 @@ files: a target whose new policy is invalid (a bad override) or collides keeps i
 good policy; a new one that collides is not loaded; a target no longer discovered takes
 its policy with it. The templates of a file are part of its version: a file that is
 rejected (invalid, or colliding) keeps its last good templates with its last good policies.
+A grouped check whose series another discovered target reads too fails for each, the
+policies kept for their targets included (`shared_series`).
 `refresh` applies a new discovery result without reading the files again.
 """
 
@@ -38,6 +40,7 @@ from autoscaler.policy.files import expand_paths
 from autoscaler.policy.loader import FileLoad, load_file
 from autoscaler.policy.templates import Template
 from autoscaler.service.discovery_sources import is_partly_read
+from autoscaler.service.shared_series import each_its_own_series
 from autoscaler.service.yielding import stand_ins
 
 log = logging.getLogger("autoscaler.registry")
@@ -234,17 +237,21 @@ class PolicyRegistry:
             problems = list(self._file_problems)
             loads = list(self._loads)
             failing: list[Problem] = []
+            current = self._files
             if self._discover is not None:
                 found = [t for in_file in templates.values() for t in in_file]
                 discovered, failing = self._discover(found)
+                # a grouped check shared with a target in any state (its last good policy
+                # kept) fails for each reader: the policies in force too, hence `current`
+                discovered, current = each_its_own_series(discovered, self._files)
                 loads += discovered
                 problems += failing
-            plan = _settle(loads, self._files, held=held)
+            plan = _settle(loads, current, held=held)
             notes: list[tuple[str, Problem]] = []
             while (back := stand_ins(loads, _in_force(plan))) is not None:
                 loads, put_back = back  # a policy stood aside for one that was refused
                 notes += put_back
-                plan = _settle(loads, self._files, held=held)
+                plan = _settle(loads, current, held=held)
             for path, note in notes:
                 plan.collided(_key(path), [note])
             late = ({_key(f) for f in plan.kept} & pending) - held.keys()
@@ -279,11 +286,11 @@ class PolicyRegistry:
         self._warnings = outcome.warnings
         self._problems_by_name = _problems_by_name(plan.files, own)
         self._file_warnings = tuple(w for load in self._loads for w in load.warnings)
-        self._own_warnings = {
+        self._own_warnings = {  # a target kept on its last good policy: that one's
             item.policy.name: tuple(load.warnings)
             for load in loads
             if load.warnings and load.path.startswith(DISCOVERED)
-            for item in load.policies
+            for item in (load.policies or plan.files.get(_key(load.path), ()))
         }
         self.loaded_at = datetime.now(UTC)
         return outcome

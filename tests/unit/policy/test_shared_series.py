@@ -87,3 +87,42 @@ def test_many_readers_of_one_series_name_three_and_count_the_rest(tmp_path: Path
     assert message.startswith(
         "ambiguous: web-shop-api-g1, web-shop-api-g2, web-shop-api-g3 and 2 more read "
     )
+
+
+def test_two_versions_of_one_targets_policy_are_one_reader(tmp_path: Path) -> None:
+    # Its new policy and the last good one the registry keeps running read one series: the
+    # target's own, shared with nobody.
+    (web,) = _expand(tmp_path, _group())
+    (kept,) = _expand(tmp_path, _group(**{"autoscaler.max": "5"}))
+    assert one_series_each([web, kept]) == [(web, ()), (kept, ())]
+
+
+def test_a_check_no_longer_shared_is_read_again(tmp_path: Path) -> None:
+    # A policy held while another target read its series (kept so by the registry) runs its
+    # check again once that target is gone.
+    web, worker = _expand(tmp_path, _group(), _group(group="worker"))
+    (held, _), _ = one_series_each([web, worker])
+    assert held.policy.checks[0].unsupported is not None
+    ((alone, warnings),) = one_series_each([held])
+    assert alone.policy == web.policy and warnings == ()
+
+
+def test_targets_of_two_templates_reading_one_series_of_one_query_both_fail(
+    tmp_path: Path,
+) -> None:
+    # The series of one query is the same data whichever template reads it: each group
+    # would be sized on the job's traffic.
+    (web,) = _expand(tmp_path, _group())
+    other = TWO_CHECKS.replace('name: "web-', 'name: "svc-').replace(
+        "autoscaler.enabled", "autoscaler.svc"
+    )
+    (tmp_path / "svc").mkdir()
+    (worker,) = _expand(
+        tmp_path / "svc", _group(group="worker", **{"autoscaler.svc": "true"}), text=other
+    )
+    (web2, _), (worker2, _) = one_series_each([web, worker])
+    assert (web2.policy.checks[0].unsupported or "").startswith(
+        "ambiguous: svc-shop-api-worker reads this same series (job='api')"
+    )
+    assert (worker2.policy.checks[0].unsupported or "").startswith("ambiguous: web-shop-api-web")
+    assert web2.policy.checks[1].unsupported is None  # (job, group): each its own

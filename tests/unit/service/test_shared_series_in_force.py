@@ -1,0 +1,88 @@
+"""A series two targets read is ambiguous whatever state either target is in: one kept on
+its last good policy (its new one has a bad override) still reads it, so both fail that
+check (they hold scale-in); once it reads its series alone again, the check runs again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoscaler.core.model import Policy
+from autoscaler.service.registry import PolicyRegistry
+from tests.unit.service.test_discovery import FakeNomad, _apply, _opted, _setup
+
+BAD_MIN = {"autoscaler.min": "abc"}
+
+
+def _shared_with(registry: PolicyRegistry, name: str) -> str | None:
+    """The reason `name`'s grouped check fails (None: it reads its series)."""
+    policy = registry.get(name)
+    assert policy is not None, f"{name} is not in force"
+    return policy.checks[0].unsupported
+
+
+def _warned(registry: PolicyRegistry, policy: Policy | None) -> list[str]:
+    assert policy is not None
+    return [w.field for w in registry.warnings_of(policy)]
+
+
+def test_a_target_kept_on_its_last_good_policy_still_shares_the_series_with_its_partner(
+    tmp_path: Path,
+) -> None:
+    # web and worker both read job='shop' (both held); web's new policy has a bad
+    # override, so its last good one keeps running: worker read the job's series as its
+    # own and could scale in on web's traffic.
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted("shop", **BAD_MIN), _opted("shop", "worker")]
+    outcome = _apply(registry, discovery)
+    assert any("nomad/-/default/shop/web" in kept for kept in outcome.kept)
+    worker = _shared_with(registry, "web-shop-worker")
+    assert worker is not None
+    assert worker.startswith("ambiguous: web-shop-web reads this same series (job='shop')")
+    web = _shared_with(registry, "web-shop-web")
+    assert web is not None
+    assert web.startswith("ambiguous: web-shop-worker reads this same series (job='shop')")
+    assert not outcome.updated  # both were held already, and still are
+
+
+def test_a_target_kept_on_its_last_good_policy_is_held_too_when_a_partner_joins(
+    tmp_path: Path,
+) -> None:
+    # web ran alone (its series its own); then its override goes bad while worker opts in:
+    # both ran on the job's one series, neither held.
+    nomad = FakeNomad([_opted("shop")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    assert _shared_with(registry, "web-shop-web") is None
+    nomad.groups_found = [_opted("shop", **BAD_MIN), _opted("shop", "worker")]
+    outcome = _apply(registry, discovery)
+    assert any("nomad/-/default/shop/web" in kept for kept in outcome.kept)
+    assert outcome.added == ("web-shop-worker",) and outcome.updated == ("web-shop-web",)
+    assert (_shared_with(registry, "web-shop-worker") or "").startswith("ambiguous: web-shop-web")
+    assert (_shared_with(registry, "web-shop-web") or "").startswith("ambiguous: web-shop-worker")
+    web = registry.get("web-shop-web")
+    assert web is not None and web.min == 1  # its last good policy, held on that check
+    assert _warned(registry, web) == ["web-shop-web: checks[0].group_by"]
+    assert "web-shop-web: checks[0].group_by" in [w.field for w in outcome.warnings]
+
+    # worker opts out, web's override still bad: its last good policy reads its series again
+    nomad.groups_found = [_opted("shop", **BAD_MIN)]
+    outcome = _apply(registry, discovery)
+    assert outcome.removed == ("web-shop-worker",) and outcome.updated == ("web-shop-web",)
+    assert _shared_with(registry, "web-shop-web") is None
+    assert _warned(registry, registry.get("web-shop-web")) == []
+
+
+def test_a_target_whose_new_policy_is_refused_still_shares_the_series(tmp_path: Path) -> None:
+    # A hand-written policy holds the name web's expansion would take: web's policy is
+    # refused, but the job's series still carries web's traffic, so worker is held.
+    (tmp_path / "other.yaml").write_text(
+        "name: web-shop-web\ntarget: {type: nomad, job: other, group: x}\nmin: 1\nmax: 3\n"
+        "checks:\n  - {name: c, strategy: fixed, count: 2}\n"
+    )
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker")])
+    registry, discovery = _setup(tmp_path, nomad)
+    outcome = _apply(registry, discovery)
+    assert any("duplicate policy name 'web-shop-web'" in p.message for p in outcome.problems)
+    assert (_shared_with(registry, "web-shop-worker") or "").startswith("ambiguous: web-shop-web")
