@@ -114,13 +114,20 @@ def sharing(previous: SeriesSet, answer: SeriesSet) -> SeriesSet:
     a new index each tick, made while the previous answer is still in use and dropped a
     tick later, which fragments the allocator's arenas. Sharing them keeps a value and a
     pair per series from each answer; picks see the same labels at the same positions.
+
+    Runs in the fetcher's thread while workers may still pick in `previous` (adding
+    indexes): it only reads a copy of its indexes, or passes the dict on (an index, once
+    added, never changes; two sets holding the dict both add to it).
     """
     if answer.query != previous.query or len(answer.series) != len(previous.series):
         return answer
     pairs = zip(answer.series, previous.series, strict=True)
     if all(labels is before for (labels, _), (before, _) in pairs):
-        # Already the same dicts (the source reused them): only the indexes to share.
-        for names, index in previous._indexes.items():
+        # Already the same dicts (the source reused them): only the indexes to share. A
+        # worker still picking in `previous` may add an index meanwhile (`_index`): a walk
+        # over the live dict would raise "changed size during iteration", so walk a copy
+        # (made in one step under the GIL, as the insert is).
+        for names, index in previous._indexes.copy().items():
             answer._indexes.setdefault(names, index)
         return answer
     for (labels, _), (before, _) in zip(answer.series, previous.series, strict=True):

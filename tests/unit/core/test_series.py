@@ -4,6 +4,8 @@ NaN or ±Inf fail that target's check only."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,30 @@ def test_an_answer_already_holding_the_previous_labels_adopts_its_indexes() -> N
     assert sharing(previous, answer) is answer
     assert answer._indexes[("job",)] is previous._indexes[("job",)]
     assert answer.pick((("job", "web"),)) == 0.5
+
+
+class _GrowingIndexes(dict[tuple[str, ...], Any]):
+    """A set's indexes as an evaluation worker grows them while the fetcher reads them:
+    each step of a walk over their items adds an index (as `SeriesSet._index` may, from
+    another thread, between two steps of the fetcher's loop)."""
+
+    def items(self) -> Iterator[tuple[tuple[str, ...], Any]]:  # type: ignore[override]
+        for step, item in enumerate(super().items()):
+            self[(f"label{step}",)] = {}
+            yield item
+
+
+def test_indexes_added_while_an_answer_adopts_them_fail_nothing() -> None:
+    # The fetcher walked the previous answer's indexes while a worker still picking in it
+    # added one: `RuntimeError: dictionary changed size during iteration`, which failed
+    # every target of the tick.
+    previous = _set()
+    previous.pick((("job", "web"),))
+    previous.pick((("job", "api"), ("ns", "a")))
+    growing = _GrowingIndexes(previous._indexes)
+    previous = SeriesSet(query=QUERY, series=previous.series, _indexes=growing)
+    answer = SeriesSet(query=QUERY, series=[(labels, 0.5) for labels, _ in previous.series])
+    assert sharing(previous, answer) is answer
+    assert answer._indexes[("job",)] is growing[("job",)]
+    assert answer._indexes[("job", "ns")] is growing[("job", "ns")]
+    assert answer.pick((("job", "api"), ("ns", "b"))) == 0.5
