@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import promql_parser
 import requests
@@ -228,9 +228,12 @@ def series_set(promql: str, result_type: str | None, result: Any) -> SeriesSet:
             labels = dict(s["metric"])
         except (TypeError, KeyError, ValueError, IndexError, AttributeError):
             raise shape from None
+        value = s.get("value")
         try:
-            series.append((labels, float(s["value"][1])))
-        except (TypeError, KeyError, ValueError, IndexError):
+            if not _is_sample(value):  # "12" read as its "2"; [t, true] as 1.0
+                raise ValueError(value)
+            series.append((labels, float(value[1])))
+        except ValueError:
             unusable[len(series)] = _no_number(s)
             series.append((labels, math.nan))
     return SeriesSet(query=promql, series=series, unusable=unusable)
@@ -244,7 +247,9 @@ def _no_number(series: dict[str, Any]) -> str:
             "histogram_sum() or histogram_quantile()"
         )
     if "value" not in series:
-        return f"no value in the series from Prometheus (it has: {', '.join(sorted(series))})"
+        keys = ", ".join(sorted(series))
+        keys = keys if len(keys) <= _SHOWN_VALUE else f"{keys[:_SHOWN_VALUE]}…"
+        return f"no value in the series from Prometheus (it has: {keys})"
     shown = repr(series["value"])
     shown = shown if len(shown) <= _SHOWN_VALUE else f"{shown[:_SHOWN_VALUE]}…"
     return f"its value {shown} is not a sample (time, number) from Prometheus"
@@ -273,15 +278,20 @@ def sample_pairs(like: Sequence[tuple[Labels, float]] = ()) -> Hook:
                 if (first, second) == ("value", "metric")
                 else (None, None)
             )
-            if isinstance(labels, dict) and isinstance(value, list) and len(value) == 2:
+            if isinstance(labels, dict) and _is_sample(value):
                 try:
                     sample = labels, float(value[1])
-                except (TypeError, ValueError):
+                except ValueError:
                     pass
                 else:
                     position += 1
                     return sample
         found = dict(pairs)
+        if isinstance(found.get("metric"), dict):
+            # A series left as a dict (`series_set` keeps it as unusable, at its place):
+            # the next series is the next of `like`, whose labels it may reuse.
+            position += 1
+            return found
         if position < len(like) and like[position][0] == found:
             return like[position][0]  # `found` (the same labels) is dropped at once
         return found
@@ -307,7 +317,7 @@ def _finite(promql: str, text: str, what: str) -> float:
     return value
 
 
-def _is_sample(value: Any) -> bool:
+def _is_sample(value: Any) -> TypeGuard[list[Any]]:
     return (
         isinstance(value, list)
         and len(value) == 2

@@ -73,6 +73,16 @@ def _answer(*series: Any) -> str:
         pytest.param(_answer({"metric": {"job": "web"}, "value": [1]}), id="short-sample"),
         pytest.param(_answer({"metric": {"job": "web"}, "value": [1, "2", "3"]}), id="long-sample"),
         pytest.param(_answer({"metric": {"job": "web"}}), id="no-value"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": "12"}), id="string-value"),
+        pytest.param(_answer({"metric": {"job": "web"}, "value": [1, True]}), id="bool-value"),
+        pytest.param(
+            _answer(
+                {"metric": {"job": "web"}, "value": [1, "1"]},
+                {"metric": {"job": "api", "group": "a"}, "histogram": [1, {"count": "1"}]},
+                {"metric": {"job": "api", "group": "a"}, "value": [1, "2"]},
+            ),
+            id="histogram-between",
+        ),
         pytest.param(_answer({"value": [1, "2"]}), id="no-metric"),
         pytest.param(_answer({"metric": "web", "value": [1, "2"]}), id="metric-not-an-object"),
         pytest.param(
@@ -120,6 +130,22 @@ def test_the_same_series_as_the_answer_before_reuse_its_label_dicts() -> None:
     assert moved[0][0] is not LIKE[1][0] and moved[0][0] == LIKE[1][0]  # not at its place
 
 
+def test_a_series_left_unread_keeps_the_next_series_reusing_the_answer_befores_labels() -> None:
+    """A native histogram at one place of an answer (kept as unusable) left every later
+    series compared with the wrong one of the answer before: none reused its labels, and
+    10,000 label dicts were made again each tick."""
+    like = [({"job": f"j{i}"}, 1.0) for i in range(4)]
+    body = _answer(
+        {"metric": {"job": "j0"}, "value": [2, "3"]},
+        {"metric": {"job": "j1"}, "histogram": [2, {"count": "1", "sum": "1"}]},
+        {"metric": {"job": "j2"}, "value": [2, "3"]},
+        {"metric": {"job": "j3"}, "value": [2, "3"]},
+    )
+    first, _histogram, third, fourth = _paired(body, like)
+    assert first[0] is like[0][0]
+    assert third[0] is like[2][0] and fourth[0] is like[3][0]
+
+
 HISTOGRAM = {"count": "3", "sum": "1.5", "buckets": [[0, "0.5", "1", "3"]]}
 
 
@@ -146,6 +172,34 @@ HISTOGRAM = {"count": "3", "sum": "1.5", "buckets": [[0, "0.5", "1", "3"]]}
             {"metric": {"job": "api"}, "values": [[1, "7"]]},
             "no value in the series from Prometheus (it has: metric, values)",
             id="range-series",
+        ),
+        # Read as numbers before: "12" as its second character, 2; true as 1; a number
+        # where Prometheus writes a string, and a sample of three, as given.
+        pytest.param(
+            {"metric": {"job": "api"}, "value": "12"},
+            "its value '12' is not a sample (time, number) from Prometheus",
+            id="string-value",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, "value": [1, True]},
+            "its value [1, True] is not a sample (time, number) from Prometheus",
+            id="bool-value",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, "value": [1, 5]},
+            "its value [1, 5] is not a sample (time, number) from Prometheus",
+            id="number-value",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, "value": [1, "2", "3"]},
+            "its value [1, '2', '3'] is not a sample (time, number) from Prometheus",
+            id="long-sample",
+        ),
+        pytest.param(
+            {"metric": {"job": "api"}, **{f"key{i:03}": 1 for i in range(100)}},
+            "no value in the series from Prometheus (it has: key000, key001, key002, key003, "
+            "key004, key005, key006, key0…)",
+            id="many-keys-shown-short",
         ),
     ],
 )
