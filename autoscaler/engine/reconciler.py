@@ -138,7 +138,10 @@ class Reconciler:
             )
         )
         if apply:
-            lapsed = self._lapsed(begun)
+            # A scale that happened is history whatever the local tenure check says (the
+            # lease may lapse between the call and here): only the database's fence, the
+            # epoch checked in the write's transaction, may refuse its record.
+            lapsed = None if evaluation.scaled else self._lapsed(begun)
             if lapsed is None:
                 evaluation = self._record(evaluation)
             elif evaluation.error_kind != "lease":  # (else it says why already)
