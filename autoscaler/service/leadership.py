@@ -31,12 +31,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from autoscaler.adapters.deadline import monotonic
 from autoscaler.adapters.state.layered import LayeredStateStore
 from autoscaler.errors import NotLeader, StateError
+from autoscaler.service.db_clock import DatabaseClock
 
 if TYPE_CHECKING:
     # psycopg (~20 MB resident) is imported by `replicate`, for a PostgreSQL state only.
@@ -110,7 +111,6 @@ class Leadership:
         self._on_deposed: list[Callable[[], None]] = []
         self._on_leading: list[Callable[[], None]] = []
         self._mono = clock
-        self._lock = threading.Lock()
         self._epoch: int | None = None  # the epoch this replica leads under now
         self._mine: int | None = None  # the last epoch it held (to resume after a lapse)
         self._valid_until = 0.0
@@ -120,8 +120,7 @@ class Leadership:
         self._since = 0.0
         self._seen: LeaseState | None = None
         self._problem: str | None = None
-        self._anchor: tuple[datetime, float] | None = None  # (database time, our clock)
-        self._last_time: datetime | None = None
+        self._clock = DatabaseClock(clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._transitions = dict.fromkeys(TRANSITIONS, 0)
@@ -201,21 +200,9 @@ class Leadership:
             )
 
     def clock(self) -> datetime:
-        """The database's time now (never going backwards), or the local time before the
-        database was first reached.
-
-        The local time read before the first anchor is not kept as a floor: were the
-        database's clock behind this host's, every time after would stand still at it for
-        the whole difference (decision times, cooldowns and windows frozen)."""
-        with self._lock:
-            anchor = self._anchor
-            if anchor is None:
-                return datetime.now(UTC)
-            now = anchor[0] + timedelta(seconds=self._mono() - anchor[1])
-            if self._last_time is not None and now < self._last_time:
-                now = self._last_time
-            self._last_time = now
-            return now
+        """The database's time now (never going backwards, never the same twice), or the
+        local time before the database was first reached (`service.db_clock`)."""
+        return self._clock.now()
 
     def role(self) -> str:
         return LEADER if self.acting() else STANDBY
@@ -369,9 +356,7 @@ class Leadership:
         except StateError as exc:
             self._unreachable(exc, epoch)
             return self.acting()
-        received = self._mono()
-        with self._lock:
-            self._anchor = (seen.db_now, (sent + received) / 2)
+        self._clock.anchor(seen.db_now, sent=sent, received=self._mono(), waited=seen.waited)
         self._seen = seen
         if self._problem is not None:
             log.warning("state database reachable again: %s", self._lease.where)

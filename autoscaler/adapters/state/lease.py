@@ -9,7 +9,10 @@ clock alone, so replicas whose clocks disagree still agree on who leads.
 - `confirm` asks whether the epoch is still current with time left, right before a scale
   call.
 
-Every answer carries the database's `now()`, which the service uses as its clock.
+Every answer carries the database's time, which the service uses as its clock: for a take
+or a renewal, the time the row was written (`clock_timestamp()`, after any wait on the
+row's lock, which the leader's own fenced writes hold) and how long the statement waited
+before (from `now()`, its start), so a slow renewal still anchors that clock precisely.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ ON CONFLICT (name) DO UPDATE SET
     expires_at = excluded.expires_at,
     renewed_at = now()
 WHERE l.expires_at <= now() OR (l.holder = excluded.holder AND l.epoch = %(epoch)s)
-RETURNING holder, epoch, expires_at, now()
+RETURNING holder, epoch, expires_at, clock_timestamp(), now()
 """
 _CURRENT = "SELECT holder, epoch, expires_at, now() FROM autoscaler_lease WHERE name = %s"
 _RELEASE = (
@@ -67,6 +70,9 @@ class LeaseState:
     epoch: int
     expires_at: datetime | None
     db_now: datetime
+    # Seconds the database spent on the statement before reading `db_now` (a wait on the
+    # lease row's lock): not part of the network's delay in the round trip.
+    waited: float = 0.0
 
     @property
     def expired(self) -> bool:
@@ -125,9 +131,11 @@ class PostgresLease:
         args = {"name": self.name, "holder": holder, "ttl": ttl, "epoch": epoch}
         row = self._run(_ACQUIRE, args)
         if row is not None:
+            written, started = _utc(row[3]) or datetime.now(UTC), _utc(row[4])
+            waited = (written - started).total_seconds() if started is not None else 0.0
             return LeaseState(
                 held=True, holder=row[0], epoch=int(row[1]), expires_at=_utc(row[2]),
-                db_now=_utc(row[3]) or datetime.now(UTC),
+                db_now=written, waited=max(0.0, waited),
             )  # fmt: skip
         return self.current()
 

@@ -171,7 +171,10 @@ def test_the_lease_is_renewed_by_its_holder_and_refused_to_others(
     lease = PostgresLease(settings(postgres_db))
     a = lease.acquire("a", 30, epoch=None)
     assert (a.held, a.holder, a.epoch) == (True, "a", 1)
-    assert a.expires_at is not None and a.expires_at - a.db_now == timedelta(seconds=30)
+    assert a.expires_at is not None
+    # The TTL from the statement's start; `db_now` is when the row was written, after it.
+    started = a.db_now - timedelta(seconds=a.waited)
+    assert a.expires_at - started == timedelta(seconds=30)
     b = lease.acquire("b", 30, epoch=None)
     assert (b.held, b.holder, b.epoch) == (False, "a", 1)
     renewed = lease.acquire("a", 30, epoch=1)

@@ -9,11 +9,14 @@ quarter of the TTL.
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import datetime
 
 import pytest
 
 from autoscaler.adapters.state import LayeredStateStore
+from autoscaler.adapters.state.lease import PostgresLease
 from autoscaler.config.state import open_postgres_state
 from autoscaler.service.leadership import replicate
 from tests.support.postgres import Database
@@ -45,3 +48,39 @@ def test_a_renewal_waiting_on_a_locked_lease_row_gives_up_within_a_renewal_perio
     finally:
         lead.close()
         state.close()
+
+
+def test_a_renewal_that_waited_on_the_lock_says_how_long_and_answers_the_time_after_it(
+    postgres_db: Database,
+) -> None:
+    # The leader's clock is anchored on the renewal's answer: `now()`, the statement's
+    # start, was before the wait, and set that clock back by half of it.
+    store = open_postgres_state(postgres_db.dsn, str(postgres_db.server.password_file))
+    lease = PostgresLease(store.settings)
+    try:
+        assert lease.acquire("a", 30, epoch=None).held
+        locked, done = threading.Event(), threading.Event()
+
+        def hold_the_row() -> None:
+            with postgres_db.connect() as blocker, blocker.transaction():
+                blocker.execute("SELECT 1 FROM autoscaler_lease FOR SHARE")
+                locked.set()
+                time.sleep(0.6)
+            done.set()
+
+        holder = threading.Thread(target=hold_the_row)
+        holder.start()
+        assert locked.wait(10)
+        renewed = lease.acquire("a", 30, epoch=1)
+        holder.join()
+        assert renewed.held and done.is_set()
+        assert 0.4 < renewed.waited < 5, renewed.waited
+        with postgres_db.connect() as conn:
+            row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        after = row[0]
+        assert isinstance(after, datetime)
+        assert 0 <= (after - renewed.db_now).total_seconds() < 1
+    finally:
+        lease.close()
+        store.close()
