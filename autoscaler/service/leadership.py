@@ -236,7 +236,8 @@ class Leadership:
     def take_exclusively(self, *, one_off: bool = False) -> None:
         """Become the leader now, or raise `StateError` when another live replica holds
         the lease (it renews it while we wait). A lease left by a dead process is taken
-        once it expires, so a controller restarted after a crash waits at most the TTL.
+        once it expires, so a controller restarted after a crash waits at most the TTL;
+        one taken meanwhile by another replica is watched anew, and refused once renewed.
 
         `one_off`: for a single pass (`run --once`, with or without `--ha`), which cannot
         stand by; the error says so rather than suggesting `--ha`."""
@@ -247,7 +248,8 @@ class Leadership:
             seen = self._seen
             if seen is None:  # the database did not answer
                 raise StateError(self._problem or "the leader lease could not be read")
-            if first is None:
+            if first is None or (seen.holder, seen.epoch) != (first.holder, first.epoch):
+                # Another holder took it meanwhile (the first died): watch that one.
                 first = seen
                 log.info(
                     "state database %s: lease held by %s for %.1f s more; waiting to see "
@@ -256,7 +258,7 @@ class Leadership:
                     seen.holder,
                     seen.seconds_left(),
                 )
-            elif seen.holder == first.holder and seen.expires_at != first.expires_at:
+            elif seen.expires_at != first.expires_at:
                 busy = (
                     f"state database {self._lease.where} is in use by another autoscaler "
                     f"(replica {seen.holder}, which keeps its lease)"

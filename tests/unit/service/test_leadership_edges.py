@@ -1,0 +1,42 @@
+"""Leadership where the lease changed hands behind a replica's back: a controller without
+`--ha` waiting on a lease another took meanwhile, a leader that comes back under a newer
+epoch, and who leads as seen while the database is out of reach."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoscaler.errors import StateError
+from tests.unit.service.test_leadership import Clock, FakeLease, advance, leadership
+
+
+@pytest.fixture
+def lease() -> FakeLease:
+    return FakeLease()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_a_controller_without_ha_is_refused_once_a_lease_taken_meanwhile_is_renewed(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # a dies; b (without --ha) waits to see whether a is alive, c takes the expired lease
+    # and renews it. b compared every lease it saw with a's alone, and waited forever.
+    a, b, c = (leadership(lease, clock, name) for name in "abc")
+    a.step()
+    rounds: list[float] = []
+
+    def waiting(timeout: float | None = None) -> bool:
+        rounds.append(timeout or 0)
+        if len(rounds) > 50:
+            raise AssertionError("b still waiting after 50 rounds")
+        advance(lease, clock, timeout or 0)
+        c.step()  # c took the expired lease, and renews it
+        return False
+
+    b._stop.wait = waiting  # type: ignore[method-assign]
+    with pytest.raises(StateError, match=r"in use by another autoscaler \(replica c,"):
+        b.take_exclusively()
