@@ -364,6 +364,14 @@ class Leadership:
             log.warning("state database reachable again: %s", self._lease.where)
             self._problem = None
         if seen.held:
+            if epoch is not None and epoch != seen.epoch:
+                # Paused (or cut off) past its lease, while another replica took it and
+                # lost it in turn: it stopped leading then, though no step saw it.
+                self._depose(
+                    f"the lease was taken over while this replica was paused or cut off "
+                    f"(it leads again under epoch {seen.epoch})",
+                    "taken_over",
+                )
             if epoch != seen.epoch or not sent < self._valid_until:
                 self._since = sent  # a new tenure: elected, or renewed after a lapse
                 if epoch is not None and epoch == seen.epoch:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from autoscaler.errors import StateError
-from tests.unit.service.test_leadership import Clock, FakeLease, advance, leadership
+from tests.unit.service.test_leadership import TTL, Clock, FakeLease, advance, leadership
 
 
 @pytest.fixture
@@ -40,3 +40,24 @@ def test_a_controller_without_ha_is_refused_once_a_lease_taken_meanwhile_is_rene
     b._stop.wait = waiting  # type: ignore[method-assign]
     with pytest.raises(StateError, match=r"in use by another autoscaler \(replica c,"):
         b.take_exclusively()
+
+
+def test_a_leader_that_comes_back_under_a_newer_epoch_was_deposed_in_between(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # Paused 40 s: b took the lease (epoch 2) and died; a then takes epoch 3. It went
+    # from epoch 1 to 3 without being deposed: no transition counted (the README's
+    # AutoscalerLeaderLost alert watches them), no log line, no `on_deposed`.
+    a = leadership(lease, clock, "a")
+    events: list[str] = []
+    a.subscribe(
+        on_elected=lambda epoch: events.append(f"elected {epoch}"),
+        on_deposed=lambda: events.append("deposed"),
+    )
+    assert a.step() and a.epoch == 1
+    advance(lease, clock, 20)
+    assert lease.acquire("b", TTL, epoch=None).held and lease.epoch == 2
+    advance(lease, clock, 20)
+    assert a.step() and a.epoch == 3
+    assert events == ["elected 1", "deposed", "elected 3"]
+    assert a.transitions() == {"elected": 2, "lapsed": 0, "taken_over": 1, "released": 0}
