@@ -216,10 +216,14 @@ class Leadership:
         return self._problem
 
     def view(self) -> LeaderView:
-        """This replica's role, and the lease as last seen (None fields: nobody leads)."""
+        """This replica's role, and the lease as last seen (None fields: nobody leads).
+        Its expiry is judged by the database's time now (`clock`), not when it was seen:
+        while the database is out of reach, a leader seen then is not shown for ever."""
         seen = self._seen
         acting = self.acting()
-        live = seen if seen is not None and not seen.expired else None
+        live = None
+        if seen is not None and seen.expires_at is not None and seen.expires_at > self.clock():
+            live = seen
         return LeaderView(
             ha=self.ha,
             role=LEADER if acting else STANDBY,

@@ -61,3 +61,29 @@ def test_a_leader_that_comes_back_under_a_newer_epoch_was_deposed_in_between(
     assert a.step() and a.epoch == 3
     assert events == ["elected 1", "deposed", "elected 3"]
     assert a.transitions() == {"elected": 2, "lapsed": 0, "taken_over": 1, "released": 0}
+
+
+def test_while_the_database_is_out_of_reach_no_replica_names_a_leader_past_its_lease(
+    lease: FakeLease, clock: Clock
+) -> None:
+    # The lease's expiry was judged by the database's time when it was last read: ten
+    # minutes into an outage, /v1/leader on the standby still named a as the leader.
+    a, b = leadership(lease, clock, "a"), leadership(lease, clock, "b")
+    a.step()
+    b.step()
+    assert b.view().leader == "a"
+    lease.down = True
+    advance(lease, clock, TTL - 1)
+    b.step()
+    assert b.view().leader == "a"  # its lease has not run out yet
+    advance(lease, clock, 600)
+    a.step()
+    b.step()
+    for view in (a.view(), b.view()):
+        assert (view.role, view.leader, view.epoch, view.lease_expires_at) == (
+            "standby",
+            None,
+            None,
+            None,
+        )
+        assert view.problem is not None
