@@ -207,7 +207,8 @@ SERVICE_OPTIONS = (
         key=("scale_up_unrecorded",),
         default=False,
         help="scale up even while the state database cannot record it (kept in memory and "
-        "written once it can); by default such a scale-up is held, as a scale-in always is",
+        "written once it can; with --ha, a replica that takes over before then does not "
+        "know of it); by default such a scale-up is held, as a scale-in always is",
     ),
     Option(
         dest="history_days",
