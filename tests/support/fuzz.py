@@ -58,4 +58,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         function = getattr(item, "obj", None)
         if item.get_closest_marker("fuzz") or getattr(function, "is_hypothesis_test", False):
-            item.add_marker(pytest.mark.timeout(0))
+            # First, so it is the closest: a test's own timeout mark (a CI bound) would win.
+            item.add_marker(pytest.mark.timeout(0), append=False)
