@@ -118,13 +118,15 @@ def _meanwhile(
     """Scale `name` from 2 to 4 while its first SetDesiredCapacity is throttled (answered
     after 0.5 s); in that time DesiredCapacity is set to `by_hand`. The call's outcome: the
     call has ended by then (leaving the pool waits for it; the scaler's deadline bounds it)."""
+    # The hand's client is made first: building a boto3 client inside the 0.5 s could
+    # take most of it on a loaded machine, and a change landing after the retry's re-read
+    # is not the race this arranges.
+    by_hand_client = moto_server.client()
     aws_proxy.fail_next("SetDesiredCapacity", 400, "Throttling", "Rate exceeded", delay=0.5)
     with ThreadPoolExecutor(1) as pool:
         call = pool.submit(scaler.scale, 4, reason="up", meta={}, expected=2)
         wait_until(lambda: aws_proxy.count("SetDesiredCapacity") == 1, timeout=5.0)
-        moto_server.client().set_desired_capacity(
-            AutoScalingGroupName=name, DesiredCapacity=by_hand
-        )
+        by_hand_client.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=by_hand)
         return call.result
 
 

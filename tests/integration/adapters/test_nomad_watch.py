@@ -278,8 +278,11 @@ def test_a_quiet_stream_heartbeating_at_nomads_period_stays_one_trusted_connecti
     nomad: NomadApiStandIn,
 ) -> None:
     # Nomad heartbeats every 30 s; the watch waited 25 s: every quiet stream broke, and
-    # every status was read again, about once a minute. The real ratio, scaled down.
-    scale = 100.0
+    # every status was read again, about once a minute. The real ratio, scaled down: to
+    # 1 s and 1.5 s, so that a heartbeat a loaded machine delays still comes well within
+    # the silence (scaled by 100, 0.15 s apart, one late heartbeat broke the stream). The
+    # old 25 s wait, scaled alike (0.83 s), is still shorter than a heartbeat period.
+    scale = 30.0
     nomad.event_heartbeat = HEARTBEAT / scale
     watch = JobWatch(
         address=nomad.address, token=None, namespace="default", silence=SILENCE / scale
@@ -288,7 +291,7 @@ def test_a_quiet_stream_heartbeating_at_nomads_period_stays_one_trusted_connecti
         steady_job(nomad)
         wait_until(lambda: watch.token("chat") is not None, timeout=5)
         first = watch.token("chat")
-        time.sleep(8 * HEARTBEAT / scale)  # eight heartbeat periods, nothing else said
+        time.sleep(5 * HEARTBEAT / scale)  # five heartbeat periods, nothing else said
         assert watch.token("chat") == first
         assert len(nomad.requests_to("GET", "/v1/event/stream")) == 1
     finally:

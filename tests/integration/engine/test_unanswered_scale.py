@@ -81,14 +81,16 @@ def test_an_asg_scale_refused_is_withdrawn(
 @pytest.fixture
 def nomad_scaler(nomad_api: NomadApiStandIn) -> NomadScaler:
     nomad_api.register_job("chat", groups={"web": 2})
-    settings = NomadSettings(address=nomad_api.address, timeout=0.3, deadline=1.0)
+    # Attempts of 0.5 s in 3 s (not 0.3 in 1): the status reads and the retry that gets an
+    # answer must fit on a loaded machine; the unanswered POSTs are 4 times as late.
+    settings = NomadSettings(address=nomad_api.address, timeout=0.5, deadline=3.0)
     return NomadScaler(NomadTarget(job="chat", group="web"), settings)
 
 
 def test_a_nomad_scale_that_got_no_answer_keeps_its_cooldown(
     nomad_api: NomadApiStandIn, nomad_scaler: NomadScaler
 ) -> None:
-    nomad_api.fail_requests_of("chat", 500, "rpc error: timeout", methods=["POST"], delay=1.0)
+    nomad_api.fail_requests_of("chat", 500, "rpc error: timeout", methods=["POST"], delay=2.0)
     policy = _policy(NomadTarget(job="chat", group="web"))
     evaluation, last = _evaluate(policy, nomad_scaler, MemoryStateStore())
     assert evaluation.decision.reasons[-1].endswith(KEPT), evaluation.decision.reasons
@@ -118,7 +120,7 @@ def test_a_nomad_scale_whose_retry_is_refused_after_an_unanswered_attempt_keeps_
         400,
         "job scaling blocked due to active deployment",
         methods=["POST"],
-        first_delay=1.0,
+        first_delay=2.0,
     )
     policy = _policy(NomadTarget(job="chat", group="web"))
     evaluation, last = _evaluate(policy, nomad_scaler, MemoryStateStore())
