@@ -25,7 +25,10 @@ from tests.support.service import FakePrometheus, ServiceProcess, create_asg, po
 pytestmark = pytest.mark.integration
 
 TOKEN = "busy-token-6d21f0"
-DELAY = 8.0  # seconds each slow policy's query takes (under --query-timeout)
+# Seconds each slow policy's query takes (under --query-timeout): the window in which the
+# tests look, so it outlasts their waits on a slow, busy machine by far (with 8 s the 29
+# refusals had 2 s to come in); the service is killed at the end, nothing waits it out.
+DELAY = 20.0
 CALLS = 45  # more than FastAPI's 40 shared threads
 SLOW = 3  # slow policies: the one worker is busy with them for SLOW x DELAY s
 ANSWER_WITHIN = 2.0  # seconds, as the README's health check allows
@@ -147,7 +150,7 @@ def test_previews_past_the_cap_are_refused_with_retry_after_and_stall_nothing(
     try:
         found = _answers_in_time(service)
         with contextlib.suppress(TimeoutError):  # (the assertion below says what came)
-            wait_until(lambda: len(callers.answers) >= CALLS - 16, timeout=2, what="refusals")
+            wait_until(lambda: len(callers.answers) >= CALLS - 16, timeout=10, what="refusals")
         with callers.lock:
             answered = list(callers.answers)
     finally:
@@ -169,7 +172,7 @@ def test_previewing_an_unknown_policy_while_previews_are_full_is_404_not_503(
     callers.start(lambda i: f"{service.url}/v1/policies/s{i % SLOW}/evaluate?dry_run=true")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        wait_until(lambda: len(callers.answers) >= CALLS - 16, timeout=5, what="a full lane")
+        wait_until(lambda: len(callers.answers) >= CALLS - 16, timeout=10, what="a full lane")
         unknown = requests.post(
             f"{service.url}/v1/policies/nope/evaluate?dry_run=true", headers=auth, timeout=5
         )

@@ -88,7 +88,7 @@ def api(
                 timeout=15,
                 what="the first scaling action",
             )
-            wait_until(lambda: len(service.decisions("web")) >= 3, timeout=10, what="3 decisions")
+            wait_until(lambda: len(service.decisions("web")) >= 3, timeout=30, what="3 decisions")
             yield Api(service=service, moto=moto_server, asg=asg, receiver=receiver)
         finally:
             service.kill()
@@ -310,7 +310,7 @@ def test_openapi_documents_every_endpoint(api: Api) -> None:
 
 
 def test_scaling_action_is_notified_with_a_slack_text(api: Api) -> None:
-    wait_until(lambda: bool(api.receiver.bodies), timeout=10, what="a notification")
+    wait_until(lambda: bool(api.receiver.bodies), timeout=30, what="a notification")
     body = api.receiver.bodies[0]
     assert api.receiver.paths[0] == f"/hooks/{HOOK_SECRET}"
     assert body["decision"]["action"] == "up"

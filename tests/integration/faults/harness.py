@@ -139,7 +139,7 @@ def recorded(watched: Watched) -> None:
         return watched.count() == expected
 
     # The record is written just after the scale call returns: allow it a moment.
-    waiting(watched, agree, timeout=10, what=f"the durable record of {watched.policy!r} to agree")
+    waiting(watched, agree, timeout=30, what=f"the durable record of {watched.policy!r} to agree")
 
 
 def waiting(watched: Watched, predicate: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -49,7 +49,7 @@ def test_a_rejected_edit_keeps_its_policy_and_never_shares_a_target(
 
     # h moves onto o's ASG: rejected, reported at h.yaml, and h keeps running on its own.
     service.write_policy("h", policy_yaml("h", asg=asg_o, count=8))
-    wait_until(lambda: bool(service.policy("h")["load_errors"]), timeout=10, what="h's error")
+    wait_until(lambda: bool(service.policy("h")["load_errors"]), timeout=30, what="h's error")
     (error,) = service.policy("h")["load_errors"]
     assert error["file"].endswith("h.yaml")
     assert error["field"] == "target"
@@ -62,7 +62,7 @@ def test_a_rejected_edit_keeps_its_policy_and_never_shares_a_target(
     service.write_policy("h", policy_yaml("o", asg=asg_h, count=8))
     wait_until(
         lambda: "duplicate policy name 'o'" in str(service.policy("h")["load_errors"]),
-        timeout=10,
+        timeout=30,
         what="the rename to be rejected",
     )
     assert service.policy("o")["source"].endswith("o.yaml")

@@ -112,7 +112,7 @@ def test_an_unwritable_state_never_scales_in_and_keeps_the_cooldown(
         fake_prometheus.values[QUERY] = 9  # scale-up still happens, limited to +4
         wait_until(lambda: moto_server.desired_capacity(asg) == 6, timeout=15, what="2 -> 6")
         # The save after the scale call fails (a lock is waited for up to 2 s first).
-        wait_until(lambda: "state not durable" in last_decision(service)["reasons"][-1], timeout=10)
+        wait_until(lambda: "state not durable" in last_decision(service)["reasons"][-1], timeout=30)
 
         # 9 again, inside the 300 s cooldown it could not write: held.
         wait_until(
@@ -207,12 +207,12 @@ def test_a_deleted_state_file_is_recreated_and_a_restart_keeps_the_cooldown(
     wait_until(first.state.exists, timeout=15, what="the state file to come back")
     wait_until(
         lambda: any("was deleted while" in r["message"] for r in first.log_records()),
-        timeout=5,
+        timeout=15,
         what="the deletion in the log",
     )
     wait_until(  # logged just after the deletion is noticed, once the copy is written
         lambda: any("recreated it" in r["message"] for r in first.log_records()),
-        timeout=5,
+        timeout=15,
         what="the recreation in the log",
     )
     assert len(first.decisions("web", limit=1000)) >= decisions  # the history came back too

@@ -70,7 +70,7 @@ def test_a_firing_then_resolved_alert_makes_the_policy_evaluate_at_once(
     service.start()
     wait_until(lambda: bool(service.decisions("checkout")), timeout=15, what="the first evaluation")
     assert service.decisions("checkout")[0]["action"] == "down"  # no alert: -1
-    wait_until(lambda: moto_server.desired_capacity(asg) == 1, timeout=5, what="scale to 1")
+    wait_until(lambda: moto_server.desired_capacity(asg) == 1, timeout=15, what="scale to 1")
 
     prometheus.push(metric, 5)  # the rule fires at its next evaluation (every 1 s)
     wait_until(

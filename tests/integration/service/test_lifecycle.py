@@ -176,17 +176,20 @@ def test_a_slow_query_does_not_block_other_policies(
     moto_server: MotoServer,
     make_asg: Callable[..., str],
 ) -> None:
-    fake_prometheus.delay = 6.0
+    # The slow query outlasts the wait by far: the fast policy's three passes have 15 s
+    # on a loaded machine (5 s left a pass 2 s, and a slow answer after 6 s ended the
+    # window the assertion below has), and the slow one is still under way after them.
+    fake_prometheus.delay = 30.0
     service = service_factory(
         prometheus_url=fake_prometheus.url,
         env=moto_server.env,
-        args=["--query-timeout=10"],
+        args=["--query-timeout=40"],
         policies={
             "slow": policy_yaml("slow", asg=make_asg(), query="sum(slow_x)"),
             "fast": policy_yaml("fast", asg=make_asg(), query="sum(fast_x)"),
         },
     ).start()
-    wait_until(lambda: len(service.decisions("fast")) >= 3, timeout=5, what="3 fast decisions")
+    wait_until(lambda: len(service.decisions("fast")) >= 3, timeout=15, what="3 fast decisions")
     assert service.decisions("slow") == []
     assert service.policy("slow")["evaluating"] is True
 

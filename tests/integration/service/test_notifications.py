@@ -51,7 +51,7 @@ def test_a_dry_run_would_be_action_is_notified_again_when_it_comes_back(
     wait_until(after("none", 2), timeout=15, what="two decisions of none")
     fake_prometheus.values["load_q"] = 3  # the next burst
     wait_until(after("up", 2), timeout=15, what="two would-be scale-ups")
-    wait_until(lambda: len(webhook_receiver.bodies) >= 2, timeout=5, what="the second notice")
+    wait_until(lambda: len(webhook_receiver.bodies) >= 2, timeout=15, what="the second notice")
 
     texts = [body["text"] for body in webhook_receiver.bodies]
     assert len(texts) == 2, texts  # once per burst, not at every interval
