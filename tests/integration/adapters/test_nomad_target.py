@@ -722,7 +722,7 @@ def test_persistent_server_errors_give_unavailable_within_the_deadline(
     with pytest.raises(TargetUnavailable, match="No cluster leader"):
         scaler_for(nomad_api, deadline=1.0).scale(4, reason="up", meta=META)
 
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 1.0 + 2.0  # not the default deadline's 10 s
     assert len(nomad_api.requests) >= 2
     assert nomad_api.group_count("chat", "web") == 3
 
@@ -734,7 +734,7 @@ def test_unreachable_nomad_gives_unavailable_within_the_deadline() -> None:
     with pytest.raises(TargetUnavailable, match="unreachable"):
         NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
 
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 1.0 + 2.0  # not the default deadline's 10 s
 
 
 def test_a_scale_request_whose_connection_opens_after_the_lease_deadline_is_not_sent(
@@ -862,7 +862,7 @@ def test_tls_certificate_is_verified_by_default(nomad_api_tls: NomadApiStandIn) 
     with pytest.raises(TargetUnavailable, match=r"TLS handshake .* NOMAD_CACERT"):
         NomadScaler(NomadTarget(job="chat", group="web"), NomadSettings.from_env(env)).status()
 
-    assert time.monotonic() - started < 2.0  # not retried: a bad certificate stays bad
+    assert time.monotonic() - started < 5.0  # not retried till the 10 s deadline: it stays bad
     assert nomad_api_tls.requests == []
 
 
@@ -971,7 +971,7 @@ def test_a_malformed_address_is_an_error_at_once_not_a_retry() -> None:
     with pytest.raises(TargetError, match="check NOMAD_ADDR"):
         NomadScaler(NomadTarget(job="chat", group="web"), settings).status()
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # not retried till the 5 s deadline
 
 
 # --- reads per evaluation -------------------------------------------------------------------

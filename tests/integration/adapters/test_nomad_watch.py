@@ -311,4 +311,6 @@ def test_a_stream_that_had_spoken_reconnects_at_once_after_each_break(
         nomad.event_streams_silent = False
         broke = time.monotonic()
         wait_until(lambda: watch.token("chat") is not None, timeout=10)
-        assert time.monotonic() - broke < RETRY_MIN * 1.2 + 1.0  # not 2, 4, 8 s
+        # Not 2, 4, 8 s (each within 20 % either way): the second break's 3.2 s at the
+        # least is beyond this bound, which leaves a busy machine 1.8 s to reconnect.
+        assert time.monotonic() - broke < RETRY_MIN * 1.2 + 1.8

@@ -90,8 +90,10 @@ def test_a_standby_listens_again_after_a_database_restart_and_misses_no_release(
     restart(server)
     assert first.release("a", held.epoch)  # before the standby waits again: not heard
     started = time.monotonic()
-    assert second.wait_for_release(5) is True, "the release was missed"
-    assert time.monotonic() - started < 2
+    # Missed, it waits out its timeout and says False; heard, it returns once it has
+    # connected again (seconds on a busy machine, not the 15).
+    assert second.wait_for_release(15) is True, "the release was missed"
+    assert time.monotonic() - started < 10
     taken = second.acquire("b", 60, epoch=None)
     assert taken.held
 

@@ -35,6 +35,10 @@ from tests.support.tls import make_ca_and_client_cert, make_ca_and_server_cert, 
 pytestmark = pytest.mark.integration
 
 TIMEOUT, DEADLINE = 0.5, 1.5
+# A failure not retried ends in one attempt. The tests of it give the source a deadline
+# of RETRIED_FOR s, which retries (0.1 to 1 s apart) would run on for 4 s or more; 1 s
+# leaves a busy machine room for the one attempt (0.5 s, against DEADLINE, left little).
+NOT_RETRIED, RETRIED_FOR = 1.0, 5.0
 OK_BODY = json.dumps(
     {
         "status": "success",
@@ -306,12 +310,13 @@ def test_a_result_of_the_expressions_type_is_read(
 
 
 def test_promql_syntax_error_carries_prometheus_text_and_is_not_retried(
-    source: PrometheusSource,
+    prometheus: PrometheusServer,
 ) -> None:
+    source = source_for(prometheus.url, deadline=RETRIED_FOR)
     started = time.monotonic()
     with pytest.raises(QueryError, match=r"HTTP 400.*parse error") as caught:
         source.query("sum(rate(http_requests_total[5m])")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < NOT_RETRIED
     assert not isinstance(caught.value, SourceUnavailable)
 
 
@@ -373,7 +378,7 @@ def test_server_that_never_answers_gives_up_within_deadline(
     with pytest.raises(SourceUnavailable, match="timed out"):
         source_for(server.url).query("up")
     elapsed = time.monotonic() - started
-    assert TIMEOUT < elapsed < DEADLINE + 1
+    assert TIMEOUT < elapsed < DEADLINE + 2
     assert server.connections > 1
 
 
@@ -417,7 +422,7 @@ def test_an_answer_whose_body_trickles_in_gives_up_within_the_deadline(trickling
         started = time.monotonic()
         with pytest.raises(SourceUnavailable, match="its body came too slowly") as caught:
             read()
-        assert time.monotonic() - started < DEADLINE + 0.5
+        assert time.monotonic() - started < DEADLINE + 2  # not the body's 5 s
         assert attempts_in(str(caught.value)) > 1
 
 
@@ -440,8 +445,8 @@ def test_a_retry_after_past_the_deadline_stops_the_retries_at_once(
     server = stand_in((status, b"too many requests", {"Retry-After": "30"}), (200, OK_BODY))
     started = time.monotonic()
     with pytest.raises(SourceUnavailable, match=rf"HTTP {status}: .*\(Retry-After: 30s\)"):
-        source_for(server.url).query("up")
-    assert time.monotonic() - started < 0.5
+        source_for(server.url, deadline=RETRIED_FOR).query("up")
+    assert time.monotonic() - started < NOT_RETRIED
     assert len(server.requests) == 1
 
 
@@ -571,8 +576,8 @@ def test_certificate_of_a_private_ca_is_rejected_without_ca_bundle_and_accepted_
     server = stand_in((200, OK_BODY), tls=server_context(cert, key))
     started = time.monotonic()
     with pytest.raises(SourceUnavailable, match="set ca_bundle"):
-        source_for(server.url).query("up")
-    assert time.monotonic() - started < 0.5, "a certificate failure is not worth a retry"
+        source_for(server.url, deadline=RETRIED_FOR).query("up")
+    assert time.monotonic() - started < NOT_RETRIED, "a certificate failure is not worth a retry"
     assert source_for(server.url, ca_bundle=str(ca)).query("up") == 42.0
 
 
@@ -880,10 +885,11 @@ def test_a_scraped_series_whose_target_is_down_has_no_value_at_the_next_scrape(
         exporter.server_close()
     down = time.monotonic()
     with pytest.raises(QueryError, match="returned no series"):  # noqa: PT012
-        while time.monotonic() - down < 10:
+        while time.monotonic() - down < 60:
             source.query("exporter_load")
             time.sleep(0.2)
-    assert time.monotonic() - down < 5  # scrape_interval 1s
+    # A scrape interval (1 s) on a fast machine; not the 5-minute lookback.
+    assert time.monotonic() - down < 30
 
 
 def test_a_pushed_series_without_staleness_markers_is_read_for_the_lookback_unless_guarded(

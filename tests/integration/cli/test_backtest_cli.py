@@ -261,11 +261,11 @@ def test_a_prometheus_that_refuses_connections_exits_3_within_an_instant_querys_
         "--query-timeout",
         "0.5",
         url=dead_prometheus_url,
-        timeout=60,
+        timeout=120,
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 3, done.stderr
-    assert elapsed < 20, elapsed
+    assert elapsed < 60, elapsed  # a busy machine's start-up included; not the 180 s
     assert f"Prometheus at {dead_prometheus_url} gave no answer" in done.stderr
     assert "(deadline 1.5s)" in done.stderr and "Connection refused" in done.stderr
     assert "Traceback" not in done.stderr

@@ -163,10 +163,13 @@ def test_sigterm_while_waiting_for_the_database_stops_at_once(
 ) -> None:
     a = replica(service_factory, fake_prometheus, Database(server=stopped_server, name="postgres"))
     wait_until(lambda: waiting_for_the_database(a), timeout=15, what="a waits for the database")
-    time.sleep(2)  # between two tries, or in one
+    # Pauses of 0.5, 1, 2, 4, then 8 s between tries: 9 s in, the signal comes early in the
+    # 8 s one, so a wait that ran its pause out (or its next try) would take 6 s or more,
+    # well beyond a's exit (2 s left no room for saving coverage data on a busy machine).
+    time.sleep(9)
     sent = time.monotonic()
-    assert a.stop(timeout=5) == 0
-    assert time.monotonic() - sent < 2
+    assert a.stop(timeout=15) == 0
+    assert time.monotonic() - sent < 5
 
 
 @pytest.mark.parametrize("wrong", ["password", "database"])

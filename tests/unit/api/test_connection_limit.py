@@ -152,7 +152,8 @@ def test_trickled_request_bodies_give_way_to_health_checks(
             started = time.monotonic()
             answer = _healthz(api)
             assert answer.startswith(b"HTTP/1.1 200 "), answer
-            assert time.monotonic() - started < 1.0
+            # Within the README health check's 2 s (held back, it was answered 503).
+            assert time.monotonic() - started < 2.0
             # Every place taken by a trickled body again.
             trickling += stack.enter_context(_connections(api, 1, TRICKLED))
         # The oldest gave way, each answered 408; the others are still held.
