@@ -134,7 +134,9 @@ class ServiceProcess:
 
     def wait_exit(self, timeout: float = 20) -> int:
         assert self.proc is not None
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._log_copied()
+        return code
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -146,17 +148,27 @@ class ServiceProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
             raise AssertionError(f"service did not stop within {timeout}s:\n{self.log()}") from None
+        self._log_copied()
+        return code
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
         self.http.close()
+
+    def _log_copied(self) -> None:
+        """Once the process has exited, wait for the copy of its log through the pipe to
+        end: its last lines may still be in the pipe when `wait` returns, and a test that
+        reads the log after the exit would miss them (a busy machine schedules the copier
+        late)."""
+        if self._log_copier is not None:
+            self._log_copier.join(10)
 
     def log(self) -> str:
         try:

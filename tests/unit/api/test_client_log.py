@@ -74,17 +74,21 @@ def test_the_count_is_logged_when_the_interval_is_over_and_the_next_one_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    monkeypatch.setattr(client_log.CLIENT_ERRORS, "interval", 1.0)
+    # Intervals of 3 s: the send below must land in the interval opened as the count was
+    # logged, and the sleep outlast the next one's timer; with 1 s, a busy machine had
+    # 1 s and 0.6 s for them.
+    interval = 3.0
+    monkeypatch.setattr(client_log.CLIENT_ERRORS, "interval", interval)
     api = serve_api()
     for _ in range(5):
         _send(api, GARBAGE)
-    wait_until(lambda: len(_warnings(caplog)) == 2, timeout=5)
+    wait_until(lambda: len(_warnings(caplog)) == 2, timeout=15)
     assert "4 more invalid HTTP requests" in _warnings(caplog)[1]
     # A count was logged: the next interval counts too, and has nothing to say.
     _send(api, GARBAGE)
-    wait_until(lambda: len(_warnings(caplog)) == 3, timeout=5)
+    wait_until(lambda: len(_warnings(caplog)) == 3, timeout=15)
     assert "1 more invalid HTTP request (answered 400)" in _warnings(caplog)[2]
-    time.sleep(1.6)  # an interval without one: it closes
+    time.sleep(1.6 * interval)  # an interval without one: it closes
     assert len(_warnings(caplog)) == 3
     _send(api, GARBAGE)
     assert _warnings(caplog)[3].startswith("uvicorn.error: Invalid HTTP request received.")
