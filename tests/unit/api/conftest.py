@@ -96,8 +96,10 @@ class Api:
     http: requests.Session
     server: HttpServer
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, self.url + path, timeout=10, **kwargs)
+    def request(
+        self, method: str, path: str, *, timeout: float = 10, **kwargs: Any
+    ) -> requests.Response:
+        return self.http.request(method, self.url + path, timeout=timeout, **kwargs)
 
 
 @pytest.fixture
