@@ -125,14 +125,14 @@ class ServiceProcess:
             proc = self.proc
             wait_until(
                 lambda: proc.poll() is not None or self._healthy(),
-                timeout=20,
+                timeout=60,  # 20 s ran out in a fresh CI on a machine loaded three times over
                 what="the service's /healthz",
             )
             if proc.poll() is not None:
                 raise RuntimeError(f"service exited with {proc.returncode}:\n{self.log()}")
         return self
 
-    def wait_exit(self, timeout: float = 20) -> int:
+    def wait_exit(self, timeout: float = 60) -> int:
         assert self.proc is not None
         code = self.proc.wait(timeout)
         self._log_copied()

@@ -25,7 +25,7 @@ def test_an_api_beyond_loopback_without_a_token_exits_4_saying_how_to_fix_it(
     service = service_factory(prometheus_url=NOWHERE)
     service.args.append(f"--listen=0.0.0.0:{service.port}")
     service.start(wait=False)
-    assert service.wait_exit(timeout=20) == 4
+    assert service.wait_exit(timeout=60) == 4
     log = service.log()
     assert f"refusing to serve the HTTP API on 0.0.0.0:{service.port} without a token" in log
     assert "--api-token-file" in log
@@ -40,7 +40,7 @@ def test_a_token_that_is_not_printable_ascii_exits_4_naming_the_file(
     # Alertmanager (which send UTF-8) got 401 for ever, only Python's requests got in.
     service = service_factory(prometheus_url=NOWHERE, token="pässwort-1234-geheim")
     service.start(wait=False)
-    assert service.wait_exit(timeout=20) == 4
+    assert service.wait_exit(timeout=60) == 4
     log = service.log()
     assert f"--api-token-file {service.token_file}: the token holds" in log
     assert "printable ASCII" in log
@@ -72,7 +72,7 @@ def test_a_bad_insecure_no_auth_value_is_a_usage_error(
 ) -> None:
     service = service_factory(prometheus_url=NOWHERE, env={"AUTOSCALER_INSECURE_NO_AUTH": "maybe"})
     service.start(wait=False)
-    assert service.wait_exit(timeout=20) == 2
+    assert service.wait_exit(timeout=60) == 2
     assert "AUTOSCALER_INSECURE_NO_AUTH: expected one of 1, true" in service.log()
 
 

@@ -146,7 +146,7 @@ def test_a_replica_started_before_its_database_waits_for_it_and_leads(
 ) -> None:
     db = Database(server=stopped_server, name="postgres")
     a = replica(service_factory, fake_prometheus, db)
-    wait_until(lambda: waiting_for_the_database(a), timeout=15, what="a waits for the database")
+    wait_until(lambda: waiting_for_the_database(a), timeout=60, what="a waits for the database")
     time.sleep(1)  # a few tries: still waiting, not exited
     assert waiting_for_the_database(a)
 
@@ -162,7 +162,7 @@ def test_sigterm_while_waiting_for_the_database_stops_at_once(
     fake_prometheus: FakePrometheus,
 ) -> None:
     a = replica(service_factory, fake_prometheus, Database(server=stopped_server, name="postgres"))
-    wait_until(lambda: waiting_for_the_database(a), timeout=15, what="a waits for the database")
+    wait_until(lambda: waiting_for_the_database(a), timeout=60, what="a waits for the database")
     # Pauses of 0.5, 1, 2, 4, then 8 s between tries: 9 s in, the signal comes early in the
     # 8 s one, so a wait that ran its pause out (or its next try) would take 6 s or more,
     # well beyond a's exit (2 s left no room for saving coverage data on a busy machine).
@@ -189,7 +189,7 @@ def test_a_database_that_refuses_the_settings_is_still_a_startup_error(
     else:
         db = Database(server=postgres_db.server, name="no_such_database")
     a = replica(service_factory, fake_prometheus, db, *args)
-    assert a.wait_exit(timeout=15) == 4
+    assert a.wait_exit(timeout=60) == 4
     expected = "password authentication failed" if wrong == "password" else "does not exist"
     assert expected in a.log(), a.log()
     assert "waiting for it" not in a.log()

@@ -164,7 +164,7 @@ def test_a_reload_signal_during_startup_does_not_end_the_service(
         service.wait_exit(timeout=20)
     assert seen == "ignored", "SIGHUP was never ignored while the service started"
     service.signal(signal.SIGHUP)
-    wait_until(lambda: "running 1 policy" in service.log(), timeout=20, what="the first pass")
+    wait_until(lambda: "running 1 policy" in service.log(), timeout=60, what="the first pass")
     assert service.proc is not None and service.proc.poll() is None, service.log()
     service.signal(signal.SIGTERM)
     assert service.wait_exit(timeout=20) == 0
@@ -264,7 +264,7 @@ def test_startup_problems_exit_4_with_a_clear_message(
     service = service_factory(prometheus_url="http://127.0.0.1:9", state=state, args=args)
     with faults:
         service.start(wait=False)
-        assert service.wait_exit(timeout=20) == 4
+        assert service.wait_exit(timeout=60) == 4
     assert message in service.log()
     if arrange == "corrupt":
         assert state.read_bytes().startswith(b"this is not a SQLite database")
