@@ -59,6 +59,22 @@ def fenced(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome
     return replace(applied, decision=decision, error=str(exc), error_kind="lease")
 
 
+def fenced_write(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome:
+    """`fenced`, for a decision the state refused to write (the database's fence): it
+    waits with the other unwritten ones, written if this replica leads again under the
+    same lease (no other replica took it meanwhile), dropped when another takes over."""
+    amended = fenced(applied, exc, scaled=scaled)
+    decision: Decision = amended.decision
+    last = decision.reasons[-1]
+    if last.startswith("not recorded: "):
+        last = (
+            f"not recorded yet: {exc}; written if this replica leads again under the same "
+            "lease, dropped if another replica takes over"
+        )
+        decision = replace(decision, reasons=(*decision.reasons[:-1], last))
+    return replace(amended, decision=decision)
+
+
 def out_of_lease(decision: Decision, exc: TargetDeadline) -> str:
     """Why a scale call stopped where the leader lease ends is not applied (and, when its
     last request may still land, that the cooldown recorded before it stays)."""

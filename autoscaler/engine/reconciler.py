@@ -33,7 +33,14 @@ from autoscaler.core.ports import MetricSource, RangeSource, ScalingTarget, Stat
 from autoscaler.engine.decision_log import log_decision, unchanged
 from autoscaler.engine.evaluation import Evaluation, safe_error
 from autoscaler.engine.histories import CheckHistories
-from autoscaler.engine.outcomes import Applied, fenced, hold, not_durable, out_of_lease
+from autoscaler.engine.outcomes import (
+    Applied,
+    fenced,
+    fenced_write,
+    hold,
+    not_durable,
+    out_of_lease,
+)
 from autoscaler.engine.scrubbing import scrubbed
 from autoscaler.errors import (
     NotLeader,
@@ -138,10 +145,12 @@ class Reconciler:
             )
         )
         if apply:
-            # A scale that happened is history whatever the local tenure check says (the
-            # lease may lapse between the call and here): only the database's fence, the
-            # epoch checked in the write's transaction, may refuse its record.
-            lapsed = None if evaluation.scaled else self._lapsed(begun)
+            # A scale that happened, or may have (a call unanswered: its cooldown is kept),
+            # is history whatever the local tenure check says (the lease may lapse between
+            # the call and here): only the database's fence, the epoch checked in the
+            # write's transaction, may refuse its record.
+            acted = evaluation.scaled or _may_have_landed(evaluation)
+            lapsed = None if acted else self._lapsed(begun)
             if lapsed is None:
                 evaluation = self._record(evaluation)
             elif evaluation.error_kind != "lease":  # (else it says why already)
@@ -475,7 +484,7 @@ class Reconciler:
         except NotLeader as exc:
             if evaluation.error_kind == "lease":
                 return evaluation  # the decision already says it was not recorded
-            amended = fenced(evaluation, exc, scaled=evaluation.scaled)
+            amended = fenced_write(evaluation, exc, scaled=evaluation.scaled)
         except StateError as exc:
             if evaluation.error_kind == "state":
                 return evaluation  # the decision already says why
@@ -502,3 +511,14 @@ def _meta(decision: Decision) -> dict[str, str]:
         if check.value is not None:
             meta[f"autoscaler.check.{check.name}"] = f"{check.value:g}"
     return meta
+
+
+def _may_have_landed(evaluation: Evaluation) -> bool:
+    """Whether `evaluation`'s scale call failed without an answer and may have landed: it
+    is held, and keeps the cooldown its call started (`_apply`)."""
+    memory = evaluation.memory
+    return (
+        evaluation.error_kind == "scale"
+        and memory is not None
+        and memory.last_scaled_at == evaluation.decision.time
+    )

@@ -578,7 +578,15 @@ class LayeredStateStore:
 
     def _failed(self, exc: StateError) -> None:
         self._retry_at = self._clock() + self._retry_after
-        if self._problem is None:
+        if self._problem is None and isinstance(exc, NotLeader):
+            # The database's fence, not an outage: the lease lapsed under this write.
+            _LOG.warning(
+                "state database: this replica's lease is no longer current (%s): what waits "
+                "to be written is written if it leads again under the same lease, and "
+                "dropped if another replica takes over",
+                exc,
+            )
+        elif self._problem is None:
             _LOG.error(
                 "state database cannot be written: %s; %s",
                 exc,

@@ -154,7 +154,8 @@ def _unrecorded(record: dict[str, Any]) -> bool:
 def fenced(record: dict[str, Any]) -> bool:
     """A decision made by a replica that had lost the lease (neither applied nor written)."""
     return any(
-        r.startswith(("not scaled: ", "not recorded: ")) for r in record["decision"]["reasons"]
+        r.startswith(("not scaled: ", "not recorded: ", "not recorded yet: "))
+        for r in record["decision"]["reasons"]
     )
 
 
