@@ -92,3 +92,16 @@ def test_a_slow_anchor_replaces_a_precise_one_only_once_that_one_is_old() -> Non
     assert db.anchor(DB_T0 + timedelta(seconds=20), sent=20.0, received=20.02, waited=0.0)
     # A slow one, long after the last precise one, is no worse than that one has become.
     assert db.anchor(DB_T0 + timedelta(seconds=3000), sent=3000.0, received=3003.0, waited=0.0)
+
+
+def test_a_round_trip_the_database_spent_waiting_on_a_lock_is_a_precise_anchor() -> None:
+    # The wait the renewal reports is the database's, not the network's: taken for network
+    # delay, a 3 s wait made the anchor +-1.5 s and it was ignored, and the clock ran on an
+    # older anchor however much the two clocks had drifted since.
+    clock = Clock()
+    db = DatabaseClock(clock)
+    assert db.anchor(DB_T0, sent=0.0, received=0.01, waited=0.0)
+    later = DB_T0 + timedelta(seconds=13.005)  # read after the 3 s wait, 5 ms before the answer
+    assert db.anchor(later, sent=10.0, received=13.01, waited=3.0)
+    clock.t = 13.01
+    assert abs((db.now() - later).total_seconds() - 0.005) < 1e-6  # anchored at mid-network
