@@ -147,7 +147,13 @@ class StateUnreachable(StateError):
 
 class NotLeader(StateError):
     """This replica does not hold the leader lease now (a standby, or a leader whose lease
-    lapsed or was taken over): the write or scale call it was about to make is refused."""
+    lapsed or was taken over): the write or scale call it was about to make is refused.
+
+    `queued` is True when a refused decision still waits with what is unwritten (written
+    if this replica leads again under the same lease, dropped at a takeover), False when
+    it was never queued or has been dropped already."""
+
+    queued = False
 
 
 class DiscoveryError(AutoscalerError):

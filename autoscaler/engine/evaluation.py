@@ -22,7 +22,8 @@ class Evaluation:
     `error` is set when the policy could not be fully evaluated (target unreadable,
     Prometheus unreachable, scale call failed); `error_kind` is then one of
     `target`, `source`, `scale`, `state`, `lease` (this replica lost the leader lease, so
-    it neither scaled nor wrote). `scaled` is True when a scale call succeeded.
+    it neither scaled nor wrote). `scaled` is True when a scale call succeeded;
+    `maybe_scaled` when one got no answer and may have landed (its cooldown is kept).
     `status` is what the target reported (None when it could not be read). `memory` is
     the policy's memory as the decision left it (its missing-data streak: the service's
     metrics), None when no decision was made (target or state unreadable).
@@ -32,6 +33,7 @@ class Evaluation:
     error: str | None = None
     error_kind: str | None = None
     scaled: bool = False
+    maybe_scaled: bool = False
     status: TargetStatus | None = None
     duration: float = 0.0
     query_seconds: tuple[tuple[str, float], ...] = ()

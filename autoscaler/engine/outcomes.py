@@ -26,6 +26,7 @@ class Applied:
     error: str | None = None
     error_kind: str | None = None
     scaled: bool = False
+    maybe_scaled: bool = False  # a scale call got no answer: it may have landed
 
 
 # What goes through apply, save and record: the decision with its error (either form).
@@ -60,19 +61,20 @@ def fenced(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome
 
 
 def fenced_write(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome:
-    """`fenced`, for a decision the state refused to write (the database's fence): it
-    waits with the other unwritten ones, written if this replica leads again under the
-    same lease (no other replica took it meanwhile), dropped when another takes over."""
-    amended = fenced(applied, exc, scaled=scaled)
-    decision: Decision = amended.decision
-    last = decision.reasons[-1]
-    if last.startswith("not recorded: "):
-        last = (
-            f"not recorded yet: {exc}; written if this replica leads again under the same "
-            "lease, dropped if another replica takes over"
-        )
-        decision = replace(decision, reasons=(*decision.reasons[:-1], last))
-    return replace(amended, decision=decision)
+    """The state refused to write the decision: `fenced` when it is not kept (another
+    replica took over, or this one leads under a new epoch); else, the database's fence
+    or a standby, it waits with the other unwritten ones as it is (`exc.queued`), and
+    says so: written if this replica leads again under the same lease, dropped when
+    another takes over."""
+    if not exc.queued:
+        return fenced(applied, exc, scaled=scaled)
+    decision: Decision = applied.decision
+    reason = (
+        f"not recorded yet: {exc}; written if this replica leads again under the same "
+        "lease, dropped if another replica takes over"
+    )
+    decision = replace(decision, reasons=(*decision.reasons, reason))
+    return replace(applied, decision=decision, error=str(exc), error_kind="lease")
 
 
 def out_of_lease(decision: Decision, exc: TargetDeadline) -> str:

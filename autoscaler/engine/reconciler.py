@@ -149,7 +149,7 @@ class Reconciler:
             # is history whatever the local tenure check says (the lease may lapse between
             # the call and here): only the database's fence, the epoch checked in the
             # write's transaction, may refuse its record.
-            acted = evaluation.scaled or _may_have_landed(evaluation)
+            acted = evaluation.scaled or evaluation.maybe_scaled
             lapsed = None if acted else self._lapsed(begun)
             if lapsed is None:
                 evaluation = self._record(evaluation)
@@ -242,6 +242,7 @@ class Reconciler:
             error=applied.error,
             error_kind=applied.error_kind,
             scaled=applied.scaled,
+            maybe_scaled=applied.maybe_scaled,
             status=status,
             duration=time.monotonic() - started,
             query_seconds=timings,
@@ -352,7 +353,12 @@ class Reconciler:
             held = hold(decision, out_of_lease(decision, exc))
             memory = done if exc.maybe_applied else memory
             return replace(
-                applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
+                applied,
+                decision=held,
+                memory=memory,
+                error=str(exc),
+                error_kind="scale",
+                maybe_scaled=exc.maybe_applied,
             )
         except TargetError as exc:
             # A write sent and never answered may have landed: its cooldown stays, as the
@@ -366,7 +372,12 @@ class Reconciler:
             held = hold(decision, reason)
             memory = done if landed else memory
             return replace(
-                applied, decision=held, memory=memory, error=str(exc), error_kind="scale"
+                applied,
+                decision=held,
+                memory=memory,
+                error=str(exc),
+                error_kind="scale",
+                maybe_scaled=landed,
             )
         return Applied(
             decision=decision,
@@ -511,14 +522,3 @@ def _meta(decision: Decision) -> dict[str, str]:
         if check.value is not None:
             meta[f"autoscaler.check.{check.name}"] = f"{check.value:g}"
     return meta
-
-
-def _may_have_landed(evaluation: Evaluation) -> bool:
-    """Whether `evaluation`'s scale call failed without an answer and may have landed: it
-    is held, and keeps the cooldown its call started (`_apply`)."""
-    memory = evaluation.memory
-    return (
-        evaluation.error_kind == "scale"
-        and memory is not None
-        and memory.last_scaled_at == evaluation.decision.time
-    )

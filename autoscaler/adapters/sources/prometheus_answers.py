@@ -278,7 +278,14 @@ def sample_pairs(like: Sequence[tuple[Labels, float]] = ()) -> Hook:
                 if (first, second) == ("value", "metric")
                 else (None, None)
             )
-            if isinstance(labels, dict) and _is_sample(value):
+            # `_is_sample`, inlined (10,000 series an answer): a (time, text) pair
+            if (
+                isinstance(labels, dict)
+                and isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[1], str)
+                and isinstance(value[0], (int, float))
+            ):
                 try:
                     sample = labels, float(value[1])
                 except ValueError:

@@ -461,7 +461,11 @@ class LayeredStateStore:
             problem = self._problem
             if problem is not None and self._clock() < self._retry_at:
                 raise StateError(problem)
-            self._write_out()
+            try:
+                self._write_out()
+            except NotLeader as exc:  # the database's fence: what is pending stays so
+                exc.queued = True
+                raise
         finally:
             self._writing.release()
 
