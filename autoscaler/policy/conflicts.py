@@ -124,7 +124,7 @@ def _for_targets(item: Located, rival: Located) -> str:
     """For two policies of one name from one place (a template expanded for two targets),
     which targets they are, and the placeholder that tells them apart when it is the
     namespace (the same job in two namespaces): `{namespace}`, in the name and in the
-    grouped checks' `group_by` (see `expansion.one_series_each`)."""
+    grouped checks' `group_by` (see `one_series.one_series_each`)."""
     if item.where != rival.where or item.policy.target == rival.policy.target:
         return ""
     shown = f" (for {rival.policy.target}, this one for {item.policy.target}"

@@ -9,28 +9,25 @@ that is not valid, or that breaks a cross-field rule once applied, is reported a
 problem of that target only. The owner's min/max are hard limits: the template's schedules
 are clamped into them (`override_bounds`), with a warning per clamp.
 
-A grouped check's series belongs to one target only: two targets that select the same
-series of one query (`group_by: {job: "{job}"}` over two groups of one job) would each be
-sized on their shared traffic. `one_series_each` fails that check for each of them (as an
-unsupported one: it holds scale-in), with a warning saying how to tell them apart.
+A grouped check's series belongs to one target only: `one_series.one_series_each` (here
+for its callers) fails a check whose series another target reads too.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from itertools import islice
 from typing import Any
 
 from autoscaler.core import model
 from autoscaler.core.discovered import AsgGroup, NomadGroup
 from autoscaler.core.durations import parse_duration
 from autoscaler.core.ranges import MAX_COUNT
-from autoscaler.core.series import describe_select
 from autoscaler.errors import PolicyWarning, Problem
 from autoscaler.policy.conflicts import Located
+from autoscaler.policy.one_series import one_series_each
 from autoscaler.policy.override_bounds import clamp_schedules, clamped
 from autoscaler.policy.problems import field_name
 from autoscaler.policy.rules import policy_findings
@@ -57,9 +54,6 @@ OVERRIDES = {
 }
 _NAME = re.compile(NAME_PATTERN)  # used with `fullmatch`: `$` would let a final newline by
 _WHOLE = re.compile(r"^[0-9]+$")
-_SHOWN = 3  # other targets named in a shared-series message at most
-# A series of a grouped query: the query, and the labels a check selects in its answer
-_Series = tuple[str | None, tuple[tuple[str, str], ...]]
 
 
 def expand(
@@ -281,98 +275,3 @@ def _policy(
             up=parse_duration(body.cooldown.up), down=parse_duration(body.cooldown.down)
         )
     return replace(proto, **changes)
-
-
-def one_series_each(
-    expanded: Sequence[Located],
-) -> list[tuple[Located, tuple[PolicyWarning, ...]]]:
-    """`expanded` (in order), each with every grouped check whose series another target
-    reads too failed, and a warning per such check (none: the item itself).
-
-    A series is a grouped query and the labels a check selects in it. Neither target can
-    tell its own series from the other's, and each would be sized on their shared traffic
-    (a group serving no requests scaled in on its job's request rate): ambiguous data, so
-    the check fails for each of them at every evaluation, as an unsupported check does (it
-    holds scale-in and never counts as a value). Their other checks, and the other
-    targets, are untouched.
-
-    Readers are counted by target: `expanded` may hold two versions of one target's policy
-    (its new one and the last good one the registry keeps running), which share nothing.
-    A grouped check is unsupported for this reason only, so a check no longer shared
-    comes back with its reason cleared (a kept policy that was held runs its check again).
-    """
-    readers: dict[_Series, dict[tuple[str, ...], Located]] = {}
-    held = False  # a grouped check failed already (by an earlier call)
-    for item in expanded:
-        target = _reader(item.policy.target)
-        for check in item.policy.checks:
-            if check.select:
-                readers.setdefault((check.query, check.select), {}).setdefault(target, item)
-                held = held or check.unsupported is not None
-    # series -> its readers (one per target), and the placeholders that tell them apart
-    shared: dict[_Series, tuple[list[Located], str]] = {}
-    for key, by_target in readers.items():
-        if len(by_target) > 1:
-            items = list(by_target.values())
-            shared[key] = (items, _apart(items))
-    if not shared and not held:  # 10,000 targets, each its own series: nothing to do
-        return [(item, ()) for item in expanded]
-    out: list[tuple[Located, tuple[PolicyWarning, ...]]] = []
-    for item in expanded:
-        checks = list(item.policy.checks)
-        warnings: list[PolicyWarning] = []
-        for index, check in enumerate(checks):
-            if not check.select:
-                continue
-            found = shared.get((check.query, check.select))
-            message = None if found is None else _shared_message(item, *found, check.select)
-            if message is not None:
-                field = f"{item.policy.name}: checks[{index}].group_by"
-                file = item.policy.source.file
-                warnings.append(PolicyWarning(file, item.name_line, field, message))
-            if message != check.unsupported:
-                checks[index] = replace(check, unsupported=message)
-        if checks == list(item.policy.checks):
-            out.append((item, tuple(warnings)))
-        else:
-            policy = replace(item.policy, checks=tuple(checks))
-            out.append((Located(policy, item.name_line), tuple(warnings)))
-    return out
-
-
-def _reader(target: model.TargetRef) -> tuple[str, ...]:
-    """`target` as one reader of a series, whatever region it names or leaves out."""
-    if isinstance(target, model.NomadTarget):
-        return ("nomad", target.namespace, target.job, target.group)
-    return ("asg", target.asg)
-
-
-def _apart(sharing: Sequence[Located]) -> str:
-    """The placeholders whose values differ among `sharing`, as group_by pairs."""
-    values = [_placeholders(item.policy.target) for item in sharing]
-    apart = [k for k in values[0] if len({v.get(k) for v in values}) > 1]
-    return ", ".join(f'{k}: "{{{k}}}"' for k in apart) or "the placeholder that differs"
-
-
-def _shared_message(
-    item: Located, sharing: Sequence[Located], apart: str, select: tuple[tuple[str, str], ...]
-) -> str:
-    """Why `item`'s check is ambiguous: who else reads its series, and what to add."""
-    own = _reader(item.policy.target)  # one of `sharing` (one per target) is item's own
-    others = (o.policy.name for o in sharing if _reader(o.policy.target) != own)
-    named = ", ".join(islice(others, _SHOWN))
-    if len(sharing) - 1 > _SHOWN:
-        named += f" and {len(sharing) - 1 - _SHOWN} more"
-    return (
-        f"ambiguous: {named} {'reads' if len(sharing) == 2 else 'read'} this same series "
-        f"({describe_select(select)}) of the grouped query: add the label that tells them "
-        f"apart to the query's by (...) and to group_by (e.g. {apart}); until then this "
-        "check fails for each of them, and holds scale-in"
-    )
-
-
-def _placeholders(target: model.TargetRef) -> dict[str, str]:
-    """A target's placeholder values, as the template filled them in."""
-    if isinstance(target, model.NomadTarget):
-        return {"job": target.job, "group": target.group, "namespace": target.namespace}
-    return {"asg": target.asg}

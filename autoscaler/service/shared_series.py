@@ -1,5 +1,5 @@
 """One series, one target, whatever state the targets are in: a grouped check whose series
-another target reads too fails for each of them (`policy.expansion.one_series_each`).
+another target reads too fails for each of them (`policy.one_series.one_series_each`).
 
 Discovery's pseudo-files alone do not tell who reads a series: a target whose new policy
 is invalid (a bad override) has none in its pseudo-file, while the registry keeps its last
@@ -24,7 +24,7 @@ def each_its_own_series(
     loads: Sequence[FileLoad], running: Mapping[str, list[Located]] | None = None
 ) -> tuple[list[FileLoad], dict[str, list[Located]]]:
     """`loads` (discovered pseudo-files) with each grouped check whose series another target
-    reads too failed, with a warning on its target's file (`expansion.one_series_each`);
+    reads too failed, with a warning on its target's file (`one_series.one_series_each`);
     and `running` (the registry's policies in force, by file key) with the same done to
     the discovered targets' policies in it.
 

@@ -126,3 +126,48 @@ def test_targets_of_two_templates_reading_one_series_of_one_query_both_fail(
     )
     assert (worker2.policy.checks[0].unsupported or "").startswith("ambiguous: web-shop-api-web")
     assert web2.policy.checks[1].unsupported is None  # (job, group): each its own
+
+
+def test_a_kept_policy_of_the_template_before_its_query_was_edited_still_shares_the_series(
+    tmp_path: Path,
+) -> None:
+    # web keeps its last good policy (the query with [2m]); worker's is the edited
+    # template's ([5m]): both read the job's series, whatever the query's text.
+    (kept,) = _expand(tmp_path, _group())
+    (worker,) = _expand(tmp_path, _group(group="worker"), text=TWO_CHECKS.replace("[2m]", "[5m]"))
+    (kept2, _), (worker2, _) = one_series_each([kept, worker])
+    assert (kept2.policy.checks[0].unsupported or "").startswith(
+        "ambiguous: web-shop-api-worker reads this same series (job='api')"
+    )
+    assert (worker2.policy.checks[0].unsupported or "").startswith("ambiguous: web-shop-api-web")
+    assert kept2.policy.checks[1].unsupported is None  # cpu, (job, group): each its own
+
+
+def test_a_kept_policy_reading_the_whole_job_is_held_but_not_a_target_reading_its_group(
+    tmp_path: Path,
+) -> None:
+    # The owner followed the advice (group added to by (...) and group_by) while web keeps
+    # its last good policy: web's series (job='api') is the whole job's, worker's included;
+    # worker's (job='api', group='worker') is its own.
+    (kept,) = _expand(tmp_path, _group())
+    advised = TWO_CHECKS.replace(
+        "sum by (job) (rate(http_requests_total[2m]))",
+        "sum by (job, group) (rate(http_requests_total[2m]))",
+    ).replace('group_by: {job: "{job}"}\n', 'group_by: {job: "{job}", group: "{group}"}\n')
+    (worker,) = _expand(tmp_path, _group(group="worker"), text=advised)
+    assert worker.policy.checks[0].select == (("job", "api"), ("group", "worker"))
+    (kept2, kept_warnings), (worker2, worker_warnings) = one_series_each([kept, worker])
+    assert (kept2.policy.checks[0].unsupported or "").startswith(
+        "ambiguous: web-shop-api-worker reads this series or a part of it (job='api')"
+    )
+    assert len(kept_warnings) == 1
+    assert (worker2, worker_warnings) == (worker, ())
+
+
+def test_one_template_check_read_in_two_versions_by_distinct_targets_is_untouched(
+    tmp_path: Path,
+) -> None:
+    # A kept policy of the template as it was and a new one, of two jobs: no series shared.
+    (kept,) = _expand(tmp_path, _group())
+    (other,) = _expand(tmp_path, _group("cart"), text=TWO_CHECKS.replace("[2m]", "[5m]"))
+    assert one_series_each([kept, other]) == [(kept, ()), (other, ())]

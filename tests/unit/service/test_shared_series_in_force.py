@@ -8,9 +8,13 @@ from pathlib import Path
 
 from autoscaler.core.model import Policy
 from autoscaler.service.registry import PolicyRegistry
-from tests.unit.service.test_discovery import FakeNomad, _apply, _opted, _setup
+from tests.unit.service.test_discovery import TEMPLATE, FakeNomad, _apply, _opted, _setup
 
 BAD_MIN = {"autoscaler.min": "abc"}
+# the advice of the warning followed: group added to the query's by (...) and to group_by
+ADVISED = TEMPLATE.replace("by (job)", "by (job, group)").replace(
+    'group_by: {job: "{job}"}', 'group_by: {job: "{job}", group: "{group}"}'
+)
 
 
 def _shared_with(registry: PolicyRegistry, name: str) -> str | None:
@@ -86,3 +90,45 @@ def test_a_target_whose_new_policy_is_refused_still_shares_the_series(tmp_path: 
     outcome = _apply(registry, discovery)
     assert any("duplicate policy name 'web-shop-web'" in p.message for p in outcome.problems)
     assert (_shared_with(registry, "web-shop-worker") or "").startswith("ambiguous: web-shop-web")
+
+
+def _kept_while_the_template_changes(tmp_path: Path, text: str) -> PolicyRegistry:
+    """web and worker read one series (both held); then web's override goes bad (its last
+    good policy kept) while the template is edited to `text`."""
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker")])
+    registry, discovery = _setup(tmp_path, nomad)
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted("shop", **BAD_MIN), _opted("shop", "worker")]
+    (tmp_path / "web.yaml").write_text(text)
+    discovery.read_once(registry.templates())
+    registry.reload()
+    _apply(registry, discovery)
+    return registry
+
+
+def test_a_kept_policy_still_shares_the_series_after_the_templates_query_is_edited(
+    tmp_path: Path,
+) -> None:
+    # web's last good policy reads the job's series with [2m], worker's new one with [5m]:
+    # the same traffic. Before, the query's text told them apart: web's hold was cleared,
+    # and worker read job='shop' as its own.
+    registry = _kept_while_the_template_changes(tmp_path, TEMPLATE.replace("[2m]", "[5m]"))
+    worker = registry.get("web-shop-worker")
+    assert worker is not None and "[5m]" in (worker.checks[0].query or "")
+    assert (_shared_with(registry, "web-shop-worker") or "").startswith("ambiguous: web-shop-web")
+    assert (_shared_with(registry, "web-shop-web") or "").startswith("ambiguous: web-shop-worker")
+
+
+def test_a_kept_policy_reading_the_whole_job_is_held_once_the_advice_is_followed(
+    tmp_path: Path,
+) -> None:
+    # The owner adds group to by (...) and group_by: worker reads its own series
+    # (job='shop', group='worker'); web's last good policy still reads the whole job's,
+    # worker's traffic included, so it stays held.
+    registry = _kept_while_the_template_changes(tmp_path, ADVISED)
+    assert (_shared_with(registry, "web-shop-web") or "").startswith(
+        "ambiguous: web-shop-worker reads this series or a part of it (job='shop')"
+    )
+    worker = registry.get("web-shop-worker")
+    assert worker is not None and worker.checks[0].select == (("job", "shop"), ("group", "worker"))
+    assert worker.checks[0].unsupported is None
