@@ -132,3 +132,35 @@ def test_a_kept_policy_reading_the_whole_job_is_held_once_the_advice_is_followed
     worker = registry.get("web-shop-worker")
     assert worker is not None and worker.checks[0].select == (("job", "shop"), ("group", "worker"))
     assert worker.checks[0].unsupported is None
+
+
+def _second_template(tmp_path: Path, text: str) -> None:
+    """svc.yaml: `text` as a template of its own, for the groups with autoscaler.svc."""
+    (tmp_path / "svc.yaml").write_text(
+        text.replace('name: "web-', 'name: "svc-').replace("autoscaler.enabled", "autoscaler.svc")
+    )
+
+
+def test_targets_of_two_template_files_with_one_query_both_fail_in_the_registry(
+    tmp_path: Path,
+) -> None:
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker", **{"autoscaler.svc": "true"})])
+    registry, discovery = _setup(tmp_path, nomad)
+    _second_template(tmp_path, TEMPLATE)
+    registry.reload()
+    _apply(registry, discovery)
+    assert (_shared_with(registry, "web-shop-web") or "").startswith("ambiguous: svc-shop-worker")
+    assert (_shared_with(registry, "svc-shop-worker") or "").startswith("ambiguous: web-shop-web")
+
+
+def test_two_template_files_with_other_queries_at_one_check_share_nothing(
+    tmp_path: Path,
+) -> None:
+    # Same check name and index, other queries: other series, whichever labels they select.
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker", **{"autoscaler.svc": "true"})])
+    registry, discovery = _setup(tmp_path, nomad)
+    _second_template(tmp_path, TEMPLATE.replace("http_requests_total", "jobs_processed_total"))
+    registry.reload()
+    _apply(registry, discovery)
+    assert _shared_with(registry, "web-shop-web") is None
+    assert _shared_with(registry, "svc-shop-worker") is None
