@@ -205,7 +205,13 @@ def _shared_message(
 
 
 def _named(item: Located) -> str:
-    return item.policy.name
+    """`web-shop-web (nomad job shop group web)`: a reader's policy and its target (the
+    policy named may not be the target's own: one refused for a name another holds)."""
+    target = item.policy.target
+    if isinstance(target, model.NomadTarget):
+        where = "" if target.namespace == "default" else f" in namespace {target.namespace}"
+        return f"{item.policy.name} (nomad job {target.job} group {target.group}{where})"
+    return f"{item.policy.name} (aws_asg {target.asg})"
 
 
 def _placeholders(target: model.TargetRef) -> dict[str, str]:

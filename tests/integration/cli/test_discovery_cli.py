@@ -193,7 +193,8 @@ def test_two_groups_of_one_job_reading_its_one_series_hold_and_validate_says_why
         plan = plans[name]
         assert (plan["current"], plan["desired"], plan["action"]) == (count, count, "hold")
         assert any(
-            f"ambiguous: {other} reads this same series (job='checkout')" in reason
+            f"ambiguous: {other} (nomad job checkout group {other.rsplit('-', 1)[1]}) reads this "
+            "same series (job='checkout')" in reason
             for reason in plan["reasons"]
         ), plan["reasons"]
     assert (plans["web-cart-web"]["desired"], plans["web-cart-web"]["action"]) == (5, "up")

@@ -52,7 +52,9 @@ def test_two_groups_reading_one_series_both_fail_that_check_only(tmp_path: Path)
         rps, cpu = item.policy.checks
         assert rps.unsupported is not None
         assert rps.unsupported.startswith(
-            f"ambiguous: {rival.policy.name} reads this same series (job='api') of the "
+            f"ambiguous: {rival.policy.name} (nomad job api group "
+            f"{rival.policy.name.rsplit('-', 1)[1]} in namespace shop) reads this same series "
+            "(job='api') of the "
             "grouped query: add the label that tells them apart to the query's by (...) and "
             'to group_by (e.g. group: "{group}")'
         )
@@ -85,7 +87,9 @@ def test_many_readers_of_one_series_name_three_and_count_the_rest(tmp_path: Path
     message = first.policy.checks[0].unsupported
     assert message is not None
     assert message.startswith(
-        "ambiguous: web-shop-api-g1, web-shop-api-g2, web-shop-api-g3 and 2 more read "
+        "ambiguous: web-shop-api-g1 (nomad job api group g1 in namespace shop), web-shop-api-g2 "
+        "(nomad job api group g2 in namespace shop), web-shop-api-g3 (nomad job api group g3 in "
+        "namespace shop) and 2 more read "
     )
 
 
@@ -122,7 +126,8 @@ def test_targets_of_two_templates_reading_one_series_of_one_query_both_fail(
     )
     (web2, _), (worker2, _) = one_series_each([web, worker])
     assert (web2.policy.checks[0].unsupported or "").startswith(
-        "ambiguous: svc-shop-api-worker reads this same series (job='api')"
+        "ambiguous: svc-shop-api-worker (nomad job api group worker in namespace shop) reads "
+        "this same series (job='api')"
     )
     assert (worker2.policy.checks[0].unsupported or "").startswith("ambiguous: web-shop-api-web")
     assert web2.policy.checks[1].unsupported is None  # (job, group): each its own
@@ -137,7 +142,8 @@ def test_a_kept_policy_of_the_template_before_its_query_was_edited_still_shares_
     (worker,) = _expand(tmp_path, _group(group="worker"), text=TWO_CHECKS.replace("[2m]", "[5m]"))
     (kept2, _), (worker2, _) = one_series_each([kept, worker])
     assert (kept2.policy.checks[0].unsupported or "").startswith(
-        "ambiguous: web-shop-api-worker reads this same series (job='api')"
+        "ambiguous: web-shop-api-worker (nomad job api group worker in namespace shop) reads "
+        "this same series (job='api')"
     )
     assert (worker2.policy.checks[0].unsupported or "").startswith("ambiguous: web-shop-api-web")
     assert kept2.policy.checks[1].unsupported is None  # cpu, (job, group): each its own
@@ -158,7 +164,8 @@ def test_a_kept_policy_reading_the_whole_job_is_held_but_not_a_target_reading_it
     assert worker.policy.checks[0].select == (("job", "api"), ("group", "worker"))
     (kept2, kept_warnings), (worker2, worker_warnings) = one_series_each([kept, worker])
     assert (kept2.policy.checks[0].unsupported or "").startswith(
-        "ambiguous: web-shop-api-worker reads this series or a part of it (job='api')"
+        "ambiguous: web-shop-api-worker (nomad job api group worker in namespace shop) reads "
+        "this series or a part of it (job='api')"
     )
     assert len(kept_warnings) == 1
     assert (worker2, worker_warnings) == (worker, ())

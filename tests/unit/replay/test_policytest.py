@@ -231,7 +231,7 @@ tests:
     expect:
       - {at: 0m, policy: svc-api-web, desired: 2, action: hold}
       - {at: 0m, policy: svc-api-worker, desired: 12, action: hold,
-         reason: "ambiguous: svc-api-web reads this same series (job='api')"}
+         reason: "ambiguous: svc-api-web (nomad job api group web) reads this same series"}
 """,
     )
     assert [f.describe() for f in run_file(load_test_file(path)).failures] == []

@@ -252,7 +252,8 @@ def test_two_groups_reading_one_series_hold_on_that_check_and_it_is_logged_once(
         policy = registry.get(name)
         assert policy is not None and policy.checks[0].unsupported is not None
         assert policy.checks[0].unsupported.startswith(
-            f"ambiguous: {other} reads this same series (job='shop') of the grouped query"
+            f"ambiguous: {other} (nomad job shop group {other.rsplit('-', 1)[1]}) reads this same "
+            "series (job='shop') of the grouped query"
         )
         # its own warning only, not its template's other targets' (as for problems)
         assert [w.field for w in registry.warnings_of(policy)] == [f"{name}: checks[0].group_by"]

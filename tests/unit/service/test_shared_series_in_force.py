@@ -43,10 +43,15 @@ def test_a_target_kept_on_its_last_good_policy_still_shares_the_series_with_its_
     assert any("nomad/-/default/shop/web" in kept for kept in outcome.kept)
     worker = _shared_with(registry, "web-shop-worker")
     assert worker is not None
-    assert worker.startswith("ambiguous: web-shop-web reads this same series (job='shop')")
+    assert worker.startswith(
+        "ambiguous: web-shop-web (nomad job shop group web) reads this same series (job='shop')"
+    )
     web = _shared_with(registry, "web-shop-web")
     assert web is not None
-    assert web.startswith("ambiguous: web-shop-worker reads this same series (job='shop')")
+    assert web.startswith(
+        "ambiguous: web-shop-worker (nomad job shop group worker) reads this same series "
+        "(job='shop')"
+    )
     assert not outcome.updated  # both were held already, and still are
 
 
@@ -89,7 +94,10 @@ def test_a_target_whose_new_policy_is_refused_still_shares_the_series(tmp_path: 
     registry, discovery = _setup(tmp_path, nomad)
     outcome = _apply(registry, discovery)
     assert any("duplicate policy name 'web-shop-web'" in p.message for p in outcome.problems)
-    assert (_shared_with(registry, "web-shop-worker") or "").startswith("ambiguous: web-shop-web")
+    # named with its target: the policy in force of that name is the hand-written one
+    assert (_shared_with(registry, "web-shop-worker") or "").startswith(
+        "ambiguous: web-shop-web (nomad job shop group web) reads this same series"
+    )
 
 
 def _kept_while_the_template_changes(tmp_path: Path, text: str) -> PolicyRegistry:
@@ -127,7 +135,8 @@ def test_a_kept_policy_reading_the_whole_job_is_held_once_the_advice_is_followed
     # worker's traffic included, so it stays held.
     registry = _kept_while_the_template_changes(tmp_path, ADVISED)
     assert (_shared_with(registry, "web-shop-web") or "").startswith(
-        "ambiguous: web-shop-worker reads this series or a part of it (job='shop')"
+        "ambiguous: web-shop-worker (nomad job shop group worker) reads this series or a "
+        "part of it (job='shop')"
     )
     worker = registry.get("web-shop-worker")
     assert worker is not None and worker.checks[0].select == (("job", "shop"), ("group", "worker"))
