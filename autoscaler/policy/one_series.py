@@ -4,13 +4,16 @@ else reads it and how to tell them apart.
 
 Two targets that select the same series of one query (`group_by: {job: "{job}"}` over two
 groups of one job) would each be sized on their shared traffic. Readers are compared by
-series (the query and the labels selected), and also by the template check they come
-from (the template's file and the check's name), whatever its query text: a target kept
-on its last good policy (a bad override) reads the series of the template as it was, and
-an edit of the query (`[2m]` to `[5m]`, or `group` added to `by (...)` and `group_by`)
-does not make the job's traffic its own. Within such a family a check is ambiguous when
-another target selects the same labels or more of them (its series is part of this one's:
-a kept `{job=shop}` reads the whole job, a new `{job=shop, group=worker}` its group only).
+series (the query and the labels selected). A policy kept on its last good version (a bad
+override; `kept`) is also compared, by the template check it comes from (the template's
+file and the check's name), with the other readers of that check whatever the query text:
+it reads the series of the template as it was, and an edit of the query (`[2m]` to
+`[5m]`, or `group` added to `by (...)` and `group_by`) does not make the job's traffic
+the others' own. Against a kept reader a check is ambiguous when the other selects the
+same labels, and a kept check also when another target selects more of them (its series
+is part of the kept one's: a kept `{job=shop}` reads the whole job, a new `{job=shop,
+group=worker}` its group only). Without kept policies, only the series tell: two templates
+of one file whose checks share a name but not a query share nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ _Readers = dict[_Reader, Located]  # one item per target, the first seen
 
 
 def one_series_each(
-    expanded: Sequence[Located],
+    expanded: Sequence[Located], *, kept: int = 0
 ) -> list[tuple[Located, tuple[PolicyWarning, ...]]]:
     """`expanded` (in order), each with every grouped check whose series another target
     reads too failed, and a warning per such check (none: the item itself).
@@ -48,9 +51,11 @@ def one_series_each(
     checks, and the other targets, are untouched.
 
     A check's series is shared when another target reads the same series (same query and
-    labels), or comes from the same template check and selects the same labels or a strict
-    superset of them, whatever the query text (see the module). Readers are counted by
-    target: `expanded` may hold two versions of one target's policy (its new one and the
+    labels); and, where one of them is among the last `kept` items of `expanded` (the
+    policies the registry keeps in force on their last good version), when the two come
+    from the same template check and select the same labels, or the other selects a
+    strict superset of a kept one's, whatever the query text (see the module). Readers are
+    counted by target: `expanded` may hold two versions of one target's policy (its new one and the
     last good one the registry keeps running), which share nothing. A grouped check is
     unsupported for this reason only, so a check no longer shared comes back with its
     reason cleared (a kept policy that was held runs its check again).
@@ -60,42 +65,42 @@ def one_series_each(
     its own series go through one pass of dictionaries.
     """
     series: dict[_Series, _Readers] = {}
-    # each template check's versions (query, number of labels): one, unless a target reads
-    # the series of the template as it was (kept) while others read the new one's
-    versions: dict[_Family, set[tuple[str | None, int]]] = {}
+    first_kept = len(expanded) - kept
+    # the template checks a kept policy reads: their readers are compared by labels too
+    mixed: set[_Family] = set()
     held = False  # a grouped check failed already (by an earlier call)
-    for item in expanded:
+    for position, item in enumerate(expanded):
         target = _reader(item.policy.target)
         for check in item.policy.checks:
             if check.select:
-                series.setdefault((check.query, check.select), {}).setdefault(target, item)
-                version = (check.query, len(check.select))
-                versions.setdefault((item.policy.source.file, check.name), set()).add(version)
+                series.setdefault(_series(check), {}).setdefault(target, item)
+                if position >= first_kept:
+                    mixed.add((item.policy.source.file, check.name))
                 held = held or check.unsupported is not None
-    # With one version, a family's readers of the same labels read the same series, and
-    # none selects more labels than another: the series alone tell (10,000 targets: one
-    # version each). Else its readers are compared by labels too.
-    mixed = {family for family, seen in versions.items() if len(seen) > 1}
-    labels, within = _by_labels(expanded, mixed)
-    if not held and not _any_shared(series, labels, within):
+    if not held and not mixed and all(len(readers) < 2 for readers in series.values()):
         return [(item, ()) for item in expanded]  # 10,000 targets, each its own series
-    # (series, labels) -> its readers (one per target), whether some read only a part of
-    # it, and the placeholders that tell them apart
-    shared: dict[tuple[_Series, _Labels], tuple[list[Located], bool, str] | None] = {}
+    labels, by_kept, within = _by_labels(expanded, mixed, first_kept)
+    # (series, labels, kept) -> its readers (one per target), whether some read only a
+    # part of it, and the placeholders that tell them apart
+    shared: dict[tuple[_Series, _Labels, bool], tuple[list[Located], bool, str] | None] = {}
     out: list[tuple[Located, tuple[PolicyWarning, ...]]] = []
-    for item in expanded:
+    for position, item in enumerate(expanded):
+        is_kept = position >= first_kept
         checks = list(item.policy.checks)
         warnings: list[PolicyWarning] = []
         for index, check in enumerate(checks):
             if not check.select:
                 continue
-            key = (check.query, check.select)
+            key = _series(check)
             family = (item.policy.source.file, check.name)
             own = (family, frozenset(check.select) if family in mixed else frozenset())
-            if (key, own) not in shared:
-                more = (labels.get(own, {}), within.get(own, {}))
-                shared[key, own] = _sharing(series[key], *more)
-            found = shared[key, own]
+            if (key, own, is_kept) not in shared:
+                if is_kept:  # any reader of its labels, or of more of them
+                    more = (labels.get(own, {}), within.get(own, {}))
+                else:  # a kept reader of its labels
+                    more = (by_kept.get(own, {}), {})
+                shared[key, own, is_kept] = _sharing(series[key], *more)
+            found = shared[key, own, is_kept]
             message = None if found is None else _shared_message(item, *found, check.select)
             if message is not None:
                 field = f"{item.policy.name}: checks[{index}].group_by"
@@ -112,23 +117,28 @@ def one_series_each(
 
 
 def _by_labels(
-    expanded: Sequence[Located], mixed: set[_Family]
-) -> tuple[dict[_Labels, _Readers], dict[_Labels, _Readers]]:
-    """The readers of the checks of the `mixed` families by the labels they select, and
-    by every proper subset of those (the readers of more labels than a check)."""
+    expanded: Sequence[Located], mixed: set[_Family], first_kept: int
+) -> tuple[dict[_Labels, _Readers], dict[_Labels, _Readers], dict[_Labels, _Readers]]:
+    """The readers of the checks of the `mixed` families by the labels they select (all,
+    and the kept ones: from `first_kept` on), and by every proper subset of those (the
+    readers of more labels than a check)."""
     labels: dict[_Labels, _Readers] = {}
+    by_kept: dict[_Labels, _Readers] = {}
     within: dict[_Labels, _Readers] = {}
     if not mixed:
-        return labels, within
-    for item in expanded:
+        return labels, by_kept, within
+    for position, item in enumerate(expanded):
         target = _reader(item.policy.target)
         for check in item.policy.checks:
             family = (item.policy.source.file, check.name)
             if check.select and family in mixed:
-                labels.setdefault((family, frozenset(check.select)), {}).setdefault(target, item)
+                own = (family, frozenset(check.select))
+                labels.setdefault(own, {}).setdefault(target, item)
+                if position >= first_kept:
+                    by_kept.setdefault(own, {}).setdefault(target, item)
                 for part in _proper_parts(check.select):
                     within.setdefault((family, part), {}).setdefault(target, item)
-    return labels, within
+    return labels, by_kept, within
 
 
 def _proper_parts(select: _Select) -> Iterable[frozenset[tuple[str, str]]]:
@@ -137,21 +147,11 @@ def _proper_parts(select: _Select) -> Iterable[frozenset[tuple[str, str]]]:
         yield from (frozenset(part) for part in combinations(select, size))
 
 
-def _any_shared(
-    series: dict[_Series, _Readers],
-    labels: dict[_Labels, _Readers],
-    within: dict[_Labels, _Readers],
-) -> bool:
-    """Whether some series has readers of two targets (see `one_series_each`)."""
-    return (
-        any(len(readers) > 1 for readers in series.values())
-        or any(len(readers) > 1 for readers in labels.values())
-        or any(
-            len(readers.keys() | labels[key].keys()) > 1
-            for key, readers in within.items()
-            if key in labels
-        )
-    )
+def _series(check: model.Check) -> _Series:
+    """The series `check` reads: its query, and the labels it selects in any order (a
+    template's group_by written in another order selects the same series)."""
+    select = check.select
+    return check.query, select if len(select) < 2 else tuple(sorted(select))
 
 
 def _sharing(

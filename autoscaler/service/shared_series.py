@@ -44,7 +44,7 @@ def each_its_own_series(
     }
     new = [item for load in loads for item in load.policies]
     kept = [item for load in loads for item in last_good.get(load.path, ())]
-    checked = iter(one_series_each([*new, *kept]))
+    checked = iter(one_series_each([*new, *kept], kept=len(kept)))
     out: list[FileLoad] = []
     in_force = dict(running)
     for load in loads:

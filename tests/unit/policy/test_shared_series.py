@@ -140,7 +140,7 @@ def test_a_kept_policy_of_the_template_before_its_query_was_edited_still_shares_
     # template's ([5m]): both read the job's series, whatever the query's text.
     (kept,) = _expand(tmp_path, _group())
     (worker,) = _expand(tmp_path, _group(group="worker"), text=TWO_CHECKS.replace("[2m]", "[5m]"))
-    (kept2, _), (worker2, _) = one_series_each([kept, worker])
+    (worker2, _), (kept2, _) = one_series_each([worker, kept], kept=1)
     assert (kept2.policy.checks[0].unsupported or "").startswith(
         "ambiguous: web-shop-api-worker (nomad job api group worker in namespace shop) reads "
         "this same series (job='api')"
@@ -162,7 +162,7 @@ def test_a_kept_policy_reading_the_whole_job_is_held_but_not_a_target_reading_it
     ).replace('group_by: {job: "{job}"}\n', 'group_by: {job: "{job}", group: "{group}"}\n')
     (worker,) = _expand(tmp_path, _group(group="worker"), text=advised)
     assert worker.policy.checks[0].select == (("job", "api"), ("group", "worker"))
-    (kept2, kept_warnings), (worker2, worker_warnings) = one_series_each([kept, worker])
+    (worker2, worker_warnings), (kept2, kept_warnings) = one_series_each([worker, kept], kept=1)
     assert (kept2.policy.checks[0].unsupported or "").startswith(
         "ambiguous: web-shop-api-worker (nomad job api group worker in namespace shop) reads "
         "this series or a part of it (job='api')"
@@ -177,4 +177,4 @@ def test_one_template_check_read_in_two_versions_by_distinct_targets_is_untouche
     # A kept policy of the template as it was and a new one, of two jobs: no series shared.
     (kept,) = _expand(tmp_path, _group())
     (other,) = _expand(tmp_path, _group("cart"), text=TWO_CHECKS.replace("[2m]", "[5m]"))
-    assert one_series_each([kept, other]) == [(kept, ()), (other, ())]
+    assert one_series_each([other, kept], kept=1) == [(other, ()), (kept, ())]

@@ -173,3 +173,72 @@ def test_two_template_files_with_other_queries_at_one_check_share_nothing(
     _apply(registry, discovery)
     assert _shared_with(registry, "web-shop-web") is None
     assert _shared_with(registry, "svc-shop-worker") is None
+
+
+QUEUE = """\
+name: "queue-{job}-{group}"
+for_each:
+  nomad: {meta: {autoscaler.queue: "true"}}
+min: 1
+max: 20
+checks:
+  - name: rps
+    query: 'sum by (job) (rate(jobs_processed_total[2m]))'
+    group_by: {job: "{job}"}
+    strategy: per-instance
+    target: 10
+"""
+
+
+def _two_templates_in_one_file(tmp_path: Path, second: str) -> PolicyRegistry:
+    """web.yaml holds the web template and `second`, whose `rps` check reads another metric;
+    job shop's group web is opted in to the first, its group worker to the second."""
+    worker = _opted("shop", "worker", **{"autoscaler.enabled": "false", "autoscaler.queue": "true"})
+    registry, discovery = _setup(tmp_path, FakeNomad([_opted("shop"), worker]))
+    (tmp_path / "web.yaml").write_text(TEMPLATE + "---\n" + second)
+    registry.reload()
+    _apply(registry, discovery)
+    return registry
+
+
+def test_two_templates_of_one_file_with_a_check_of_one_name_share_no_series(
+    tmp_path: Path,
+) -> None:
+    # Their checks were taken for two versions of one template check, so compared by
+    # labels whatever the query: web (requests of job shop) and worker (jobs processed by
+    # job shop) were held as ambiguous for good, scale-in with them.
+    registry = _two_templates_in_one_file(tmp_path, QUEUE)
+    assert _shared_with(registry, "web-shop-web") is None
+    assert _shared_with(registry, "queue-shop-worker") is None
+    grouped = QUEUE.replace("by (job)", "by (job, group)").replace(
+        'group_by: {job: "{job}"}', 'group_by: {job: "{job}", group: "{group}"}'
+    )
+    registry = _two_templates_in_one_file(tmp_path, grouped)
+    assert _shared_with(registry, "web-shop-web") is None
+
+
+def test_a_kept_target_shares_its_series_with_a_template_whose_group_by_was_reordered(
+    tmp_path: Path,
+) -> None:
+    # Its labels in the other order made another series to the check (same query), and
+    # worker read the job's series, web's traffic included, as its own.
+    by_two = TEMPLATE.replace("by (job)", "by (job, namespace)").replace(
+        'group_by: {job: "{job}"}', 'group_by: {job: "{job}", namespace: "{namespace}"}'
+    )
+    reordered = by_two.replace(
+        'group_by: {job: "{job}", namespace: "{namespace}"}',
+        'group_by: {namespace: "{namespace}", job: "{job}"}',
+    )
+    nomad = FakeNomad([_opted("shop"), _opted("shop", "worker")])
+    registry, discovery = _setup(tmp_path, nomad)
+    (tmp_path / "web.yaml").write_text(by_two)
+    registry.reload()
+    _apply(registry, discovery)
+    assert _shared_with(registry, "web-shop-web")
+    nomad.groups_found = [_opted("shop", **BAD_MIN), _opted("shop", "worker")]
+    (tmp_path / "web.yaml").write_text(reordered)
+    discovery.read_once(registry.templates())
+    registry.reload()
+    _apply(registry, discovery)
+    assert _shared_with(registry, "web-shop-worker")
+    assert _shared_with(registry, "web-shop-web")
