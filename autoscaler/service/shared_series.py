@@ -43,8 +43,17 @@ def each_its_own_series(
         if (items := running.get(load.path)) and items != list(load.policies)
     }
     new = [item for load in loads for item in load.policies]
-    kept = [item for load in loads for item in last_good.get(load.path, ())]
-    checked = iter(one_series_each([*new, *kept], kept=len(kept)))
+    # Only a policy kept in force for a load with problems (no new policy: a bad override)
+    # reads the series of the template as it was, and is compared by its template check
+    # whatever the query (`kept`). One merely being replaced by its load's new policy (an
+    # edit, or the new one without a hold the old one carries) is compared by its series
+    # only: compared by template check it held a target of another template of the file
+    # whose check has the same name, by turns at every settling.
+    replaced = [
+        item for load in loads if not load.problems for item in last_good.get(load.path, ())
+    ]
+    kept = [item for load in loads if load.problems for item in last_good.get(load.path, ())]
+    checked = iter(one_series_each([*new, *replaced, *kept], kept=len(kept)))
     out: list[FileLoad] = []
     in_force = dict(running)
     for load in loads:
@@ -55,12 +64,16 @@ def each_its_own_series(
                 in_force[load.path] = items
         else:
             out.append(load)
-    for i, load in enumerate(out):
-        items, warnings = _checked(checked, len(last_good.get(load.path, ())))
-        if load.path in last_good and items != last_good[load.path]:
-            in_force[load.path] = items
-        if load.problems and warnings:  # kept: its last good policy says why it is held
-            out[i] = replace(load, warnings=(*load.warnings, *warnings))
+    # in the order they were given: the replaced ones', then the kept ones'
+    for problems in (False, True):
+        for i, load in enumerate(out):
+            if bool(load.problems) is not problems:
+                continue
+            items, warnings = _checked(checked, len(last_good.get(load.path, ())))
+            if load.path in last_good and items != last_good[load.path]:
+                in_force[load.path] = items
+            if problems and warnings:  # kept: its last good policy says why it is held
+                out[i] = replace(load, warnings=(*load.warnings, *warnings))
     return out, in_force
 
 

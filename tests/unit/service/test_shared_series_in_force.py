@@ -217,6 +217,50 @@ def test_two_templates_of_one_file_with_a_check_of_one_name_share_no_series(
     assert _shared_with(registry, "web-shop-web") is None
 
 
+def test_two_templates_of_one_file_stay_apart_when_one_targets_policy_changes(
+    tmp_path: Path,
+) -> None:
+    # Every policy in force that a new one replaced (an override changed, or one carrying
+    # a hold) was compared by its template check: web and worker were held by turns, one
+    # at each settling, and the warning logged at each.
+    worker = _opted("shop", "worker", **{"autoscaler.enabled": "false", "autoscaler.queue": "true"})
+    nomad = FakeNomad([_opted("shop"), worker])
+    registry, discovery = _setup(tmp_path, nomad)
+    (tmp_path / "web.yaml").write_text(TEMPLATE + "---\n" + QUEUE)
+    registry.reload()
+    _apply(registry, discovery)
+    nomad.groups_found = [_opted("shop", **{"autoscaler.max": "7"}), worker]
+    for _ in range(4):
+        _apply(registry, discovery)
+        assert _shared_with(registry, "web-shop-web") is None
+        assert _shared_with(registry, "queue-shop-worker") is None
+
+
+def test_two_template_files_of_one_query_with_group_by_in_another_order_share_a_series(
+    tmp_path: Path,
+) -> None:
+    # The labels selected, in the order group_by gave them, told the series apart.
+    by_two = TEMPLATE.replace("by (job)", "by (job, namespace)").replace(
+        'group_by: {job: "{job}"}', 'group_by: {job: "{job}", namespace: "{namespace}"}'
+    )
+    other = (
+        by_two.replace("web-{job}-{group}", "queue-{job}-{group}")
+        .replace("autoscaler.enabled", "autoscaler.queue")
+        .replace(
+            'group_by: {job: "{job}", namespace: "{namespace}"}',
+            'group_by: {namespace: "{namespace}", job: "{job}"}',
+        )
+    )
+    worker = _opted("shop", "worker", **{"autoscaler.enabled": "false", "autoscaler.queue": "true"})
+    registry, discovery = _setup(tmp_path, FakeNomad([_opted("shop"), worker]))
+    (tmp_path / "web.yaml").write_text(by_two)
+    (tmp_path / "queue.yaml").write_text(other)
+    registry.reload()
+    _apply(registry, discovery)
+    assert _shared_with(registry, "web-shop-web")
+    assert _shared_with(registry, "queue-shop-worker")
+
+
 def test_a_kept_target_shares_its_series_with_a_template_whose_group_by_was_reordered(
     tmp_path: Path,
 ) -> None:
