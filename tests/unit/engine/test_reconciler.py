@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -116,6 +116,8 @@ def _reconciler(
     now: datetime = T0,
     *,
     scale_up_unrecorded: bool = False,
+    fence: Callable[[float], float | None] | None = None,
+    tenure: Callable[[float], None] | None = None,
 ) -> Reconciler:
     def targets(_ref: TargetRef) -> ScalingTarget:
         return target
@@ -126,6 +128,8 @@ def _reconciler(
         state=state,
         clock=lambda: now,
         scale_up_unrecorded=scale_up_unrecorded,
+        fence=fence,
+        tenure=tenure,
     )
 
 

@@ -4,6 +4,7 @@ from being written; the database's fence (the epoch checked in the write) decide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +12,17 @@ import pytest
 
 from autoscaler.adapters.state import LayeredStateStore, MemoryStateStore
 from autoscaler.core.model import Action, Cooldown, Decision, Memory, TargetStatus
+from autoscaler.core.ports import StateStore
 from autoscaler.engine.reconciler import Reconciler
 from autoscaler.errors import NotLeader, StateError, TargetForbidden, TargetUnavailable
-from tests.unit.engine.test_reconciler import KEY, T0, FakeSource, FakeTarget, _policy
+from tests.unit.engine.test_reconciler import (
+    KEY,
+    T0,
+    FakeSource,
+    FakeTarget,
+    _policy,
+    _reconciler,
+)
 
 
 class TakenOverStore(MemoryStateStore):
@@ -21,6 +30,25 @@ class TakenOverStore(MemoryStateStore):
 
     def record(self, decision: Decision) -> None:
         raise NotLeader("lease epoch 3 is no longer current (expired or taken over)")
+
+
+def _leased(
+    target: FakeTarget,
+    state: StateStore,
+    tenure: Callable[[float], None],
+    *,
+    scale_up_unrecorded: bool = False,
+) -> Reconciler:
+    """A leader's reconciler on `target` (load 60: up to 6), its lease confirmed before
+    each scale call and its tenure checked by `tenure`."""
+    return _reconciler(
+        FakeSource({"sum(load)": 60.0}),
+        target,
+        state,
+        scale_up_unrecorded=scale_up_unrecorded,
+        fence=lambda _begun: 1e12,
+        tenure=tenure,
+    )
 
 
 def _lapsing_after_the_scale(
@@ -43,14 +71,7 @@ def _lapsing_after_the_scale(
         if target.scaled:
             raise NotLeader("the leader lease lapsed while this evaluation ran")
 
-    return Reconciler(
-        source=FakeSource({"sum(load)": 60.0}),
-        targets=lambda _ref: target,
-        state=state,
-        clock=lambda: T0,
-        fence=lambda _begun: 1e12,
-        tenure=tenure,
-    )
+    return _leased(target, state, tenure)
 
 
 def test_a_scale_made_before_the_lease_lapsed_locally_is_recorded() -> None:
@@ -93,14 +114,7 @@ def test_a_scale_that_may_have_landed_is_recorded_even_if_the_lease_lapsed_local
         if target.scale_error is not None and state.load("web", KEY).last_scaled_at == T0:
             raise NotLeader("the leader lease lapsed while this evaluation ran")
 
-    reconciler = Reconciler(
-        source=FakeSource({"sum(load)": 60.0}),
-        targets=lambda _ref: target,
-        state=state,
-        clock=lambda: T0,
-        fence=lambda _begun: 1e12,
-        tenure=tenure,
-    )
+    reconciler = _leased(target, state, tenure)
     evaluation = reconciler.evaluate(_policy())
     assert evaluation.error_kind == "scale" and evaluation.decision.action is Action.HOLD
     assert not any("not recorded" in r for r in evaluation.decision.reasons)
@@ -162,14 +176,7 @@ def test_a_scale_refused_outright_is_not_taken_for_one_that_may_have_landed() ->
         if len(checks) > 1:  # lapses once the scale call was made
             _lapsed(begun)
 
-    reconciler = Reconciler(
-        source=FakeSource({"sum(load)": 60.0}),
-        targets=lambda _ref: target,
-        state=state,
-        clock=lambda: T0,
-        fence=lambda _begun: 1e12,
-        tenure=tenure,
-    )
+    reconciler = _leased(target, state, tenure)
     policy = _policy(cooldown=Cooldown(up=timedelta(0), down=timedelta(minutes=5)))
     evaluation = reconciler.evaluate(policy)
     assert not evaluation.maybe_scaled
@@ -200,15 +207,7 @@ def _kept_after_a_lapse(error: Exception | None) -> int:
         if target.expected:  # once the scale call was made
             _lapsed(begun)
 
-    reconciler = Reconciler(
-        source=FakeSource({"sum(load)": 60.0}),
-        targets=lambda _ref: target,
-        state=state,
-        clock=lambda: T0,
-        fence=lambda _begun: 1e12,
-        tenure=tenure,
-        scale_up_unrecorded=True,
-    )
+    reconciler = _leased(target, state, tenure, scale_up_unrecorded=True)
     reconciler.evaluate(_policy())
     return len(state.history(policy="web"))
 
@@ -239,14 +238,7 @@ class Refusing(MemoryStateStore):
 
 def _evaluated(state: LayeredStateStore, *, dry_run: bool = False) -> Decision:
     state.lead(1)
-    reconciler = Reconciler(
-        source=FakeSource({"sum(load)": 60.0}),
-        targets=lambda _ref: FakeTarget(status_value=TargetStatus(count=2)),
-        state=state,
-        clock=lambda: T0,
-        fence=lambda _begun: 1e12,
-        tenure=lambda _begun: None,
-    )
+    reconciler = _leased(FakeTarget(status_value=TargetStatus(count=2)), state, lambda _begun: None)
     return reconciler.evaluate(_policy(), dry_run=dry_run).decision
 
 

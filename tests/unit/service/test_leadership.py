@@ -102,16 +102,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def lease() -> FakeLease:
-    return FakeLease()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 def leadership(lease: FakeLease, clock: Clock, replica: str = "a") -> Leadership:
     return Leadership(lease, replica=replica, ttl=TTL, clock=clock)
 

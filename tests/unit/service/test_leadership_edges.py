@@ -10,16 +10,6 @@ from autoscaler.errors import StateError
 from tests.unit.service.test_leadership import TTL, Clock, FakeLease, advance, leadership
 
 
-@pytest.fixture
-def lease() -> FakeLease:
-    return FakeLease()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 def test_a_controller_without_ha_is_refused_once_a_lease_taken_meanwhile_is_renewed(
     lease: FakeLease, clock: Clock
 ) -> None:
