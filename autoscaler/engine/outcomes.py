@@ -62,8 +62,8 @@ def fenced(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome
 
 def fenced_write(applied: Outcome, exc: NotLeader, *, scaled: bool = False) -> Outcome:
     """The state refused to write the decision: `fenced` when it is not kept (another
-    replica took over, or this one leads under a new epoch); else, the database's fence
-    or a standby, it waits with the other unwritten ones as it is (`exc.queued`), and
+    replica took over, or this one leads under a new epoch, or a standby); else, refused
+    by the database's fence, it waits with the other unwritten ones as it is (`exc.queued`), and
     says so: written if this replica leads again under the same lease, dropped when
     another takes over."""
     if not exc.queued:

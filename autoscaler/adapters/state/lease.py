@@ -74,10 +74,6 @@ class LeaseState:
     # lease row's lock): not part of the network's delay in the round trip.
     waited: float = 0.0
 
-    @property
-    def expired(self) -> bool:
-        return self.expires_at is None or self.expires_at <= self.db_now
-
     def seconds_left(self) -> float:
         if self.expires_at is None:
             return 0.0
